@@ -1,0 +1,24 @@
+# Everyday commands. Each one installs what it needs (uv, then the locked environment).
+.PHONY: demo test lint fmt types bench clean
+
+demo:  ## noted's main job: remember in one process, recall in another (SQLite, no API key)
+	scripts/demo.sh
+
+test:  ## the whole suite: format check, lint, mypy, pytest
+	scripts/test.sh
+
+lint:
+	scripts/uv.sh run ruff check src tests benchmarks examples
+
+fmt:
+	scripts/uv.sh run ruff format src tests benchmarks examples
+	scripts/uv.sh run ruff check --fix src tests benchmarks examples
+
+types:
+	scripts/uv.sh run mypy
+
+bench:  ## store benchmark against Agno (installs the bench group)
+	scripts/uv.sh run --group bench python benchmarks/store.py
+
+clean:
+	rm -rf tmp .pytest_cache .mypy_cache .ruff_cache benchmarks/results

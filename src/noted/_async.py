@@ -1,0 +1,28 @@
+"""Async twins of blocking methods, derived from the sync method (one source of truth)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def async_twin(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """``aname = async_twin(name)``: the same call, run in a worker thread and awaited.
+
+    The blocking database drivers hold no event loop, so the loop stays free while a call
+    waits on disk or a lock. Context variables travel with the call.
+    """
+
+    @functools.wraps(fn)
+    async def twin(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    twin.__name__ = "a" + fn.__name__
+    twin.__qualname__ = twin.__qualname__.rpartition(".")[0] + ".a" + fn.__name__
+    twin.__doc__ = f"Async twin of :meth:`{fn.__name__}`; same arguments, same result."
+    return twin

@@ -1,0 +1,40 @@
+"""UTC timestamps as datetimes and as integer microseconds (how the stores keep them)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MICROSECOND = timedelta(microseconds=1)
+
+_clock_lock = threading.Lock()
+_last_micros = 0
+
+
+def now_micros() -> int:
+    """Microseconds since the epoch, strictly increasing within this process.
+
+    Two writes in the same microsecond still get distinct, ordered timestamps, so "newest
+    first" is never ambiguous for writes made by one process.
+    """
+    global _last_micros  # noqa: PLW0603 - the clock's single piece of state
+    now = time.time_ns() // 1000
+    with _clock_lock:
+        if now <= _last_micros:
+            now = _last_micros + 1
+        _last_micros = now
+    return now
+
+
+def utc_now() -> datetime:
+    return from_micros(now_micros())
+
+
+def to_micros(value: datetime) -> int:
+    return (value - EPOCH) // _ONE_MICROSECOND
+
+
+def from_micros(value: int) -> datetime:
+    return EPOCH + timedelta(microseconds=value)

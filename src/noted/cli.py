@@ -1,0 +1,365 @@
+"""The ``noted`` command: manage memories from a terminal or a script.
+
+Thin by design: it parses arguments, calls the Memory API, and prints a table or JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.table import Table
+
+from noted.db import MemoryQuery, MemoryStore, SqliteDb
+from noted.errors import NotedError, NotFoundError, UserError
+from noted.memory import DEFAULT_USER_ID, Memory
+from noted.memory.jsonl import read_jsonl, write_jsonl
+from noted.schema import UserMemory
+
+__all__ = ["main"]
+
+DEFAULT_DB = "noted.db"
+EXPORT_PAGE = 1000
+
+# Piped output is not cut to 80 columns: ids and texts stay whole for the reader.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False)
+
+
+def open_db(target: str) -> MemoryStore:
+    """A store for ``--db``: a SQLite file path (or ``sqlite:///path``)."""
+    if target.startswith("sqlite:///"):
+        target = target.removeprefix("sqlite:///")
+    elif "://" in target:
+        scheme = target.split("://", 1)[0]
+        raise UserError(
+            f"--db: database URLs of scheme {scheme!r} are not supported; give a SQLite file path"
+        )
+    return SqliteDb(target)
+
+
+def _emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
+
+
+def _when(memory: UserMemory) -> str:
+    return "" if memory.updated_at is None else memory.updated_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _memory_table(memories: Sequence[UserMemory], title: str, with_user: bool) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("id", no_wrap=True, style="dim")
+    table.add_column("memory", min_width=20, overflow="fold")
+    table.add_column("topics")
+    if with_user:
+        table.add_column("user")
+    table.add_column("updated (UTC)", no_wrap=True)
+    for m in memories:
+        cells = [m.memory_id or "", m.memory, ", ".join(m.topics)]
+        if with_user:
+            cells.append(m.user_id or "")
+        cells.append(_when(m))
+        table.add_row(*cells)
+    return table
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def cmd_add(memory: Memory, args: argparse.Namespace) -> int:
+    new = UserMemory(args.text, topics=args.topic or [], agent_id=args.agent, team_id=args.team)
+    memory_id = memory.add_user_memory(new, user_id=args.user)
+    stored = memory.get_user_memory(memory_id, user_id=args.user)
+    if args.json:
+        _emit_json(stored.to_dict() if stored else {"memory_id": memory_id})
+    else:
+        out.print(f"added {memory_id}")
+    return 0
+
+
+def cmd_list(memory: Memory, args: argparse.Namespace) -> int:
+    query = MemoryQuery(
+        user_id=None if args.all_users else (args.user or DEFAULT_USER_ID),
+        topics=tuple(args.topic or ()),
+        agent_id=args.agent,
+        team_id=args.team,
+        sort_by=args.sort,
+        sort_order=args.order,
+        limit=args.limit,
+        offset=args.offset,
+    )
+    memories = memory.db.list_memories(query)
+    if args.json:
+        _emit_json([m.to_dict() for m in memories])
+        return 0
+    total = memory.db.count_memories(query)
+    who = "every user" if query.user_id is None else f"user {query.user_id}"
+    shown = f"{query.offset + 1}-{query.offset + len(memories)}" if memories else "0"
+    out.print(_memory_table(memories, f"Memories of {who} ({shown} of {total})", args.all_users))
+    return 0
+
+
+def _get_or_fail(memory: Memory, memory_id: str, user_id: str | None) -> UserMemory:
+    found = memory.get_user_memory(memory_id, user_id=user_id)
+    if found is None:
+        raise NotFoundError(
+            f"user {user_id or DEFAULT_USER_ID!r} has no memory with id {memory_id!r}"
+        )
+    return found
+
+
+def cmd_show(memory: Memory, args: argparse.Namespace) -> int:
+    found = _get_or_fail(memory, args.memory_id, args.user)
+    if args.json:
+        _emit_json(found.to_dict())
+        return 0
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in found.to_dict().items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        table.add_row(key, "" if shown is None else str(shown))
+    out.print(table)
+    return 0
+
+
+def cmd_edit(memory: Memory, args: argparse.Namespace) -> int:
+    if args.text is None and args.topic is None and not args.no_topics:
+        raise UserError("nothing to change: give --text, --topic or --no-topics")
+    current = _get_or_fail(memory, args.memory_id, args.user)
+    topics = [] if args.no_topics else (args.topic if args.topic is not None else current.topics)
+    replacement = UserMemory(args.text if args.text is not None else current.memory, topics=topics)
+    memory.replace_user_memory(args.memory_id, replacement, user_id=args.user)
+    if args.json:
+        _emit_json(_get_or_fail(memory, args.memory_id, args.user).to_dict())
+    else:
+        out.print(f"updated {args.memory_id}")
+    return 0
+
+
+def cmd_delete(memory: Memory, args: argparse.Namespace) -> int:
+    deleted = memory.delete_user_memories(args.memory_ids, user_id=args.user)
+    missing = len(set(args.memory_ids)) - deleted
+    if args.json:
+        _emit_json({"deleted": deleted, "not_found": missing})
+    else:
+        out.print(
+            f"deleted {deleted}" + (f"; {missing} not found for this user" if missing else "")
+        )
+    return 1 if missing else 0
+
+
+def _confirm(question: str, assume_yes: bool) -> None:
+    if assume_yes:
+        return
+    if not sys.stdin.isatty():
+        raise UserError(f"{question} Refusing without --yes when not run interactively")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in {"y", "yes"}:
+        raise UserError("cancelled; nothing was deleted")
+
+
+def cmd_clear(memory: Memory, args: argparse.Namespace) -> int:
+    if args.all == (args.user is not None):
+        raise UserError("name one user with --user, or pass --all to clear every user")
+    if args.all:
+        _confirm("Delete the memories of EVERY user?", args.yes)
+        deleted = memory.clear()
+    else:
+        _confirm(f"Delete every memory of user {args.user!r}?", args.yes)
+        deleted = memory.clear(user_id=args.user)
+    if args.json:
+        _emit_json({"deleted": deleted})
+    else:
+        out.print(f"deleted {deleted}")
+    return 0
+
+
+def cmd_topics(memory: Memory, args: argparse.Namespace) -> int:
+    topics = memory.get_topics(None if args.all_users else (args.user or DEFAULT_USER_ID))
+    if args.json:
+        _emit_json(topics)
+    else:
+        for topic in topics:
+            out.print(topic)
+    return 0
+
+
+def cmd_stats(memory: Memory, args: argparse.Namespace) -> int:
+    stats = memory.get_user_stats(limit=args.limit)
+    if args.json:
+        _emit_json([s.to_dict() for s in stats])
+        return 0
+    table = Table(title="Memories per user", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("user")
+    table.add_column("memories", justify="right")
+    table.add_column("last update (UTC)")
+    for s in stats:
+        table.add_row(s.user_id, str(s.memory_count), s.last_updated.strftime("%Y-%m-%d %H:%M:%S"))
+    out.print(table)
+    return 0
+
+
+def cmd_export(memory: Memory, args: argparse.Namespace) -> int:
+    user = None if args.all else (args.user or DEFAULT_USER_ID)
+    target = sys.stdout if args.output in (None, "-") else None
+    stream = target or open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    written = 0
+    try:
+        offset = 0
+        while True:
+            page = memory.db.list_memories(
+                MemoryQuery(
+                    user_id=user,
+                    sort_by="created_at",
+                    sort_order="asc",
+                    limit=EXPORT_PAGE,
+                    offset=offset,
+                )
+            )
+            written += write_jsonl(page, stream)
+            if len(page) < EXPORT_PAGE:
+                break
+            offset += EXPORT_PAGE
+    finally:
+        if target is None:
+            stream.close()
+    if target is None:
+        err.print(f"exported {written} memories to {args.output}")
+    return 0
+
+
+def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
+    if args.file == "-":
+        lines = sys.stdin.read().splitlines()
+    else:
+        try:
+            lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read {args.file}: {exc}") from None
+    progress = Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        disable=args.json,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task("import", total=len(lines))
+        memories = read_jsonl(lines, on_line=lambda n: progress.update(task, completed=n))
+        if args.user is not None:
+            for m in memories:
+                if m.user_id is None:
+                    m.user_id = args.user
+        imported = memory.import_user_memories(memories)
+    if args.json:
+        _emit_json({"imported": imported})
+    else:
+        out.print(f"imported {imported} memories")
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+Command = Callable[[Memory, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        default=os.environ.get("NOTED_DB", DEFAULT_DB),
+        help="SQLite database file (default: $NOTED_DB, else ./noted.db)",
+    )
+    common.add_argument("--user", help=f"user id (default: {DEFAULT_USER_ID!r})")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    parser = argparse.ArgumentParser(prog="noted", description="Long-term memory for LLM agents.")
+    groups = parser.add_subparsers(dest="group", metavar="GROUP")
+    memories = groups.add_parser("memories", help="add, list, edit and delete user memories")
+    commands = memories.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, fn: Command, help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help_, description=help_)
+        sub.set_defaults(func=fn)
+        return sub
+
+    add = command("add", cmd_add, "Store a new memory for a user.")
+    add.add_argument("text", help="the memory, e.g. 'The user likes to ski'")
+    add.add_argument("--topic", "-t", action="append", help="a topic (repeat for several)")
+    add.add_argument("--agent", help="agent id")
+    add.add_argument("--team", help="team id")
+
+    ls = command("list", cmd_list, "List a user's memories, newest first.")
+    ls.add_argument("--limit", type=int, default=50, help="rows per page (default 50)")
+    ls.add_argument("--offset", type=int, default=0, help="rows to skip")
+    ls.add_argument("--topic", "-t", action="append", help="only memories with this topic")
+    ls.add_argument("--agent", help="only memories of this agent")
+    ls.add_argument("--team", help="only memories of this team")
+    ls.add_argument("--sort", choices=["updated_at", "created_at"], default="updated_at")
+    ls.add_argument("--order", choices=["desc", "asc"], default="desc")
+    ls.add_argument("--all-users", action="store_true", help="list every user's memories")
+
+    show = command("show", cmd_show, "Show one memory in full.")
+    show.add_argument("memory_id")
+
+    edit = command("edit", cmd_edit, "Change a memory's text or topics.")
+    edit.add_argument("memory_id")
+    edit.add_argument("--text", help="the new text")
+    edit.add_argument("--topic", "-t", action="append", help="the new topics (repeat)")
+    edit.add_argument("--no-topics", action="store_true", help="remove every topic")
+
+    delete = command("delete", cmd_delete, "Delete memories by id.")
+    delete.add_argument("memory_ids", nargs="+", metavar="memory_id")
+
+    clear = command(
+        "clear", cmd_clear, "Delete every memory of one user (--user) or of all (--all)."
+    )
+    clear.add_argument("--all", action="store_true", help="clear every user")
+    clear.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+
+    topics = command("topics", cmd_topics, "List the topics of a user's memories.")
+    topics.add_argument("--all-users", action="store_true", help="topics of every user")
+
+    stats = command("stats", cmd_stats, "Memory count and last update per user.")
+    stats.add_argument("--limit", type=int, default=None, help="at most this many users")
+
+    export = command("export", cmd_export, "Write memories as JSON Lines.")
+    export.add_argument("--all", action="store_true", help="export every user")
+    export.add_argument("--output", "-o", help="file to write (default: standard output)")
+
+    imp = command("import", cmd_import, "Read memories from JSON Lines (all or nothing).")
+    imp.add_argument("file", help="a .jsonl file, or - for standard input")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Command | None = getattr(args, "func", None)
+    if func is None:
+        parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
+        return 2
+    try:
+        memory = Memory(db=open_db(args.db))
+        try:
+            return func(memory, args)
+        finally:
+            memory.db.close()
+    except NotedError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

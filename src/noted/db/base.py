@@ -1,0 +1,96 @@
+"""The storage protocol every memory backend satisfies, and the query it answers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+from noted.errors import UserError
+from noted.schema import UserMemory, UserStats
+
+__all__ = ["MemoryQuery", "MemoryStore", "SortField", "SortOrder"]
+
+SortField = Literal["updated_at", "created_at"]
+SortOrder = Literal["asc", "desc"]
+SORT_FIELDS: tuple[SortField, ...] = ("updated_at", "created_at")
+SORT_ORDERS: tuple[SortOrder, ...] = ("asc", "desc")
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryQuery:
+    """Which memories to list, in which order, and which page of them.
+
+    ``user_id=None`` spans every user: only administrative callers (the CLI with ``--all``,
+    the server's admin key) build such queries; the :class:`~noted.Memory` API always names
+    a user. ``topics`` matches memories that carry any of the given topics.
+    """
+
+    user_id: str | None
+    topics: tuple[str, ...] = ()
+    agent_id: str | None = None
+    team_id: str | None = None
+    sort_by: SortField = "updated_at"
+    sort_order: SortOrder = "desc"
+    limit: int | None = None
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        if self.sort_by not in SORT_FIELDS:
+            raise UserError(
+                f"sort_by must be one of {', '.join(SORT_FIELDS)}, got {self.sort_by!r}"
+            )
+        if self.sort_order not in SORT_ORDERS:
+            raise UserError(f"sort_order must be 'asc' or 'desc', got {self.sort_order!r}")
+        if self.limit is not None and (type(self.limit) is not int or self.limit < 0):
+            raise UserError(f"limit must be a non-negative integer or None, got {self.limit!r}")
+        if type(self.offset) is not int or self.offset < 0:
+            raise UserError(f"offset must be a non-negative integer, got {self.offset!r}")
+
+
+@runtime_checkable
+class MemoryStore(Protocol):
+    """Where user memories live. Every method is scoped by ``user_id``.
+
+    A memory id that belongs to another user never matches: ``get_memory`` returns None,
+    ``update_memory`` and ``delete_memories`` change nothing, and ``upsert_memories``
+    raises :class:`~noted.errors.ConflictError` and writes nothing.
+    """
+
+    def upsert_memories(self, memories: Sequence[UserMemory]) -> None:
+        """Insert or overwrite each memory (all stamped, with ids and users) in one transaction."""
+        ...
+
+    def update_memory(self, memory: UserMemory) -> bool:
+        """Overwrite an existing memory of ``memory.user_id``, keeping its ``created_at``."""
+        ...
+
+    def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None: ...
+
+    def list_memories(self, query: MemoryQuery) -> list[UserMemory]: ...
+
+    def count_memories(self, query: MemoryQuery) -> int:
+        """How many memories match the query's filters (its sort and page are ignored)."""
+        ...
+
+    def delete_memories(self, memory_ids: Sequence[str], user_id: str) -> int:
+        """Delete the given memories of one user; return how many were deleted."""
+        ...
+
+    def clear_memories(self, user_id: str) -> int:
+        """Delete every memory of one user; return how many were deleted."""
+        ...
+
+    def clear_all_memories(self) -> int:
+        """Delete every memory of every user: a separate, explicit call on purpose."""
+        ...
+
+    def get_topics(self, user_id: str | None) -> list[str]:
+        """The distinct topics of one user's memories (or everyone's), sorted."""
+        ...
+
+    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+        """Per-user memory counts and last update, most recently updated user first."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,132 @@
+"""InMemoryDb: the same behaviour as SqliteDb, kept in this process only."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from noted.db._rows import stamped_keys
+from noted.db.base import MemoryQuery
+from noted.errors import ConflictError
+from noted.schema import UserMemory, UserStats
+
+__all__ = ["InMemoryDb"]
+
+
+class InMemoryDb:
+    """Memories in a dict per user; nothing is written to disk. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._owner: dict[str, str] = {}  # memory_id -> user_id
+        self._users: dict[str, dict[str, UserMemory]] = {}
+
+    def __repr__(self) -> str:
+        return "InMemoryDb()"
+
+    def close(self) -> None:
+        """Nothing to release; the memories stay until the object is dropped."""
+
+    def upsert_memories(self, memories: Sequence[UserMemory]) -> None:
+        stored = [(stamped_keys(m), m.copy()) for m in memories]
+        with self._lock:
+            for (memory_id, user_id), _ in stored:
+                owner = self._owner.get(memory_id)
+                if owner is not None and owner != user_id:
+                    raise ConflictError(
+                        f"memory_id {memory_id!r} belongs to another user; nothing was written"
+                    )
+            for (memory_id, user_id), m in stored:
+                self._owner[memory_id] = user_id
+                self._users.setdefault(user_id, {})[memory_id] = m
+
+    def update_memory(self, memory: UserMemory) -> bool:
+        memory_id, user_id = stamped_keys(memory)
+        with self._lock:
+            current = self._users.get(user_id, {}).get(memory_id)
+            if current is None:
+                return False
+            new = memory.copy()
+            new.created_at = current.created_at
+            for name in ("input", "agent_id", "team_id", "session_id"):
+                if getattr(new, name) is None:
+                    setattr(new, name, getattr(current, name))
+            self._users[user_id][memory_id] = new
+            return True
+
+    def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
+        with self._lock:
+            found = self._users.get(user_id, {}).get(memory_id)
+            return None if found is None else found.copy()
+
+    def _matching(self, query: MemoryQuery) -> list[UserMemory]:
+        if query.user_id is None:
+            pool = [m for user in self._users.values() for m in user.values()]
+        else:
+            pool = list(self._users.get(query.user_id, {}).values())
+        wanted = set(query.topics)
+        return [
+            m
+            for m in pool
+            if (query.agent_id is None or m.agent_id == query.agent_id)
+            and (query.team_id is None or m.team_id == query.team_id)
+            and (not wanted or not wanted.isdisjoint(m.topics))
+        ]
+
+    def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
+        with self._lock:
+            found = self._matching(query)
+        found.sort(
+            key=lambda m: (getattr(m, query.sort_by), m.memory_id),
+            reverse=query.sort_order == "desc",
+        )
+        end = None if query.limit is None else query.offset + query.limit
+        return [m.copy() for m in found[query.offset : end]]
+
+    def count_memories(self, query: MemoryQuery) -> int:
+        with self._lock:
+            return len(self._matching(query))
+
+    def delete_memories(self, memory_ids: Sequence[str], user_id: str) -> int:
+        with self._lock:
+            mine = self._users.get(user_id, {})
+            deleted = 0
+            for memory_id in dict.fromkeys(memory_ids):
+                if mine.pop(memory_id, None) is not None:
+                    del self._owner[memory_id]
+                    deleted += 1
+            return deleted
+
+    def clear_memories(self, user_id: str) -> int:
+        with self._lock:
+            mine = self._users.pop(user_id, {})
+            for memory_id in mine:
+                del self._owner[memory_id]
+            return len(mine)
+
+    def clear_all_memories(self) -> int:
+        with self._lock:
+            count = len(self._owner)
+            self._owner.clear()
+            self._users.clear()
+            return count
+
+    def get_topics(self, user_id: str | None) -> list[str]:
+        with self._lock:
+            users = self._users.values() if user_id is None else [self._users.get(user_id, {})]
+            return sorted({t for user in users for m in user.values() for t in m.topics})
+
+    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+        with self._lock:
+            stats = [
+                UserStats(
+                    user_id,
+                    len(mine),
+                    max(m.updated_at for m in mine.values() if m.updated_at is not None),
+                )
+                for user_id, mine in self._users.items()
+                if mine
+            ]
+        stats.sort(key=lambda s: (-s.last_updated.timestamp(), s.user_id))
+        end = None if limit is None else offset + limit
+        return stats[offset:end]

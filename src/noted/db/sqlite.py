@@ -1,0 +1,330 @@
+"""SqliteDb: noted's embedded default store, one SQLite file in WAL mode."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from noted._time import from_micros, now_micros
+from noted.db import sqlite_migrations as migrations
+from noted.db._rows import COLUMNS, check_table_name, memory_to_row, row_to_memory
+from noted.db.base import MemoryQuery
+from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
+from noted.schema import UserMemory, UserStats
+
+__all__ = ["SqliteDb"]
+
+_SELECT = ", ".join(COLUMNS)
+_IN_CHUNK = 500  # ids per "IN (...)" list, well under SQLite's variable limit
+
+
+class SqliteDb:
+    """Memories in a SQLite file, created with its tables and indexes on first use.
+
+    Writes are durable when the call returns: WAL journal with ``synchronous=NORMAL`` (a
+    committed transaction survives a crash of the program; a power cut may lose the last
+    transactions, never corrupt the file). Other processes may use the same file at once:
+    a writer waits up to ``busy_timeout`` seconds for the lock instead of failing.
+    """
+
+    def __init__(
+        self,
+        db_file: str | os.PathLike[str],
+        *,
+        memory_table: str = "noted_memories",
+        read_only: bool = False,
+        create_dirs: bool = False,
+        busy_timeout: float = 30.0,
+    ) -> None:
+        if not isinstance(db_file, str | os.PathLike) or not os.fspath(db_file):
+            raise UserError(f"db_file must be a file path, got {db_file!r}")
+        self.db_file = Path(db_file)
+        self.memory_table = check_table_name(memory_table, "memory_table")
+        self.read_only = read_only
+        self.create_dirs = create_dirs
+        self.busy_timeout = busy_timeout
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        t = self.memory_table
+        self._sql_upsert = (
+            f"INSERT INTO {t} ({_SELECT}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+            f"ON CONFLICT(memory_id) DO UPDATE SET memory = excluded.memory, "
+            f"topics = excluded.topics, input = excluded.input, agent_id = excluded.agent_id, "
+            f"team_id = excluded.team_id, session_id = excluded.session_id, "
+            f"created_at = excluded.created_at, updated_at = excluded.updated_at "
+            f"WHERE {t}.user_id = excluded.user_id"
+        )
+        self._sql_update = (
+            f"UPDATE {t} SET memory = ?, topics = ?, input = COALESCE(?, input), "
+            f"agent_id = COALESCE(?, agent_id), team_id = COALESCE(?, team_id), "
+            f"session_id = COALESCE(?, session_id), updated_at = ? "
+            f"WHERE memory_id = ? AND user_id = ?"
+        )
+
+    def __repr__(self) -> str:
+        return f"SqliteDb(db_file={str(self.db_file)!r}, memory_table={self.memory_table!r})"
+
+    def __enter__(self) -> SqliteDb:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- connection -------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[sqlite3.Connection]:
+        """The open connection, under the lock, with SQLite faults turned into StoreError."""
+        with self._lock:
+            conn = self._conn if self._conn is not None else self._open()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise self._store_error(exc) from exc
+
+    def _store_error(self, exc: sqlite3.Error) -> StoreError:
+        text = str(exc)
+        if "readonly" in text:
+            return StoreError(f"{self.db_file}: the database is read-only ({text})")
+        if "not a database" in text or "malformed" in text:
+            return StoreError(f"{self.db_file}: not a SQLite database, or corrupt ({text})")
+        if "locked" in text or "busy" in text:
+            return StoreError(
+                f"{self.db_file}: still locked by another writer after {self.busy_timeout} s"
+            )
+        return StoreError(f"{self.db_file}: {text}")
+
+    def _open(self) -> sqlite3.Connection:
+        parent = self.db_file.parent
+        if not parent.is_dir():
+            if parent.exists() or not self.create_dirs:
+                raise StoreError(
+                    f"cannot open {self.db_file}: directory {parent} does not exist "
+                    "(create it, or pass create_dirs=True)"
+                )
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create directory {parent}: {exc}") from exc
+        if self.read_only and not self.db_file.is_file():
+            raise StoreError(f"cannot open {self.db_file} read-only: no such file")
+        target = (
+            f"file:{quote(str(self.db_file.resolve()))}?mode=ro"
+            if self.read_only
+            else str(self.db_file)
+        )
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(
+                target,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=self.read_only,
+            )
+            if not self.read_only:
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(conn)
+        except sqlite3.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise self._store_error(exc) from exc
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        latest = len(migrations.MIGRATIONS)
+        table = self.memory_table
+        version = migrations.current_version(conn, table)
+        if version == latest:
+            return
+        if version > latest:
+            raise SchemaVersionError(
+                f"{self.db_file}: table {table} has schema version {version}, newer than this "
+                f"noted knows ({latest}); upgrade noted"
+            )
+        if self.read_only:
+            raise StoreError(
+                f"{self.db_file}: table {table} needs a schema upgrade ({version} -> {latest}) "
+                "but the database was opened read-only"
+            )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = migrations.current_version(conn, table)  # another process may have won
+            if version > latest:
+                raise SchemaVersionError(
+                    f"{self.db_file}: table {table} has schema version {version}, newer than "
+                    f"this noted knows ({latest}); upgrade noted"
+                )
+            for step in migrations.MIGRATIONS[version:]:
+                step(conn, table)
+            migrations.record_version(conn, table, latest, now_micros())
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._session() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        with self._session() as conn:
+            return migrations.current_version(conn, self.memory_table)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    # -- MemoryStore ------------------------------------------------------------------
+
+    def upsert_memories(self, memories: Sequence[UserMemory]) -> None:
+        rows = [memory_to_row(m) for m in memories]
+        if not rows:
+            return
+        if len(rows) == 1:
+            with self._session() as conn:
+                written = conn.execute(self._sql_upsert, rows[0]).rowcount
+        else:
+            with self._transaction() as conn:
+                written = conn.executemany(self._sql_upsert, rows).rowcount
+                if written != len(rows):
+                    raise self._conflict(conn, rows)
+        if written != len(rows):
+            raise ConflictError(
+                f"memory_id {rows[0][0]!r} belongs to another user; nothing was written"
+            )
+
+    def _conflict(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> ConflictError:
+        owners = {row[0]: row[1] for row in rows}
+        for start in range(0, len(rows), _IN_CHUNK):
+            ids = [row[0] for row in rows[start : start + _IN_CHUNK]]
+            marks = ", ".join("?" * len(ids))
+            for memory_id, user_id in conn.execute(
+                f"SELECT memory_id, user_id FROM {self.memory_table} WHERE memory_id IN ({marks})",
+                ids,
+            ):
+                if owners[memory_id] != user_id:
+                    return ConflictError(
+                        f"memory_id {memory_id!r} belongs to another user; nothing was written"
+                    )
+        return ConflictError("a memory_id belongs to another user; nothing was written")
+
+    def update_memory(self, memory: UserMemory) -> bool:
+        row = memory_to_row(memory)
+        # memory, topics, input, agent_id, team_id, session_id, updated_at, memory_id, user_id
+        params = (*row[2:8], row[9], row[0], row[1])
+        with self._session() as conn:
+            return conn.execute(self._sql_update, params).rowcount == 1
+
+    def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
+        with self._session() as conn:
+            row = conn.execute(
+                f"SELECT {_SELECT} FROM {self.memory_table} WHERE memory_id = ? AND user_id = ?",
+                (memory_id, user_id),
+            ).fetchone()
+        return None if row is None else row_to_memory(row)
+
+    def _where(self, query: MemoryQuery) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if query.user_id is not None:
+            clauses.append("user_id = ?")
+            params.append(query.user_id)
+        if query.agent_id is not None:
+            clauses.append("agent_id = ?")
+            params.append(query.agent_id)
+        if query.team_id is not None:
+            clauses.append("team_id = ?")
+            params.append(query.team_id)
+        if query.topics:
+            marks = ", ".join("?" * len(query.topics))
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM json_each({self.memory_table}.topics) "
+                f"WHERE json_each.value IN ({marks}))"
+            )
+            params.extend(query.topics)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
+        where, params = self._where(query)
+        order = "DESC" if query.sort_order == "desc" else "ASC"
+        sql = (
+            f"SELECT {_SELECT} FROM {self.memory_table}{where} "
+            f"ORDER BY {query.sort_by} {order}, memory_id {order}"
+        )
+        if query.limit is not None or query.offset:
+            sql += " LIMIT ? OFFSET ?"
+            params += [-1 if query.limit is None else query.limit, query.offset]
+        with self._session() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [row_to_memory(row) for row in rows]
+
+    def count_memories(self, query: MemoryQuery) -> int:
+        where, params = self._where(query)
+        with self._session() as conn:
+            row = conn.execute(f"SELECT COUNT(*) FROM {self.memory_table}{where}", params)
+            return int(row.fetchone()[0])
+
+    def delete_memories(self, memory_ids: Sequence[str], user_id: str) -> int:
+        ids = list(dict.fromkeys(memory_ids))
+        if not ids:
+            return 0
+        deleted = 0
+        with self._transaction() as conn:
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                deleted += conn.execute(
+                    f"DELETE FROM {self.memory_table} WHERE user_id = ? AND memory_id IN ({marks})",
+                    [user_id, *chunk],
+                ).rowcount
+        return deleted
+
+    def clear_memories(self, user_id: str) -> int:
+        with self._session() as conn:
+            sql = f"DELETE FROM {self.memory_table} WHERE user_id = ?"
+            return int(conn.execute(sql, (user_id,)).rowcount)
+
+    def clear_all_memories(self) -> int:
+        with self._session() as conn:
+            return int(conn.execute(f"DELETE FROM {self.memory_table}").rowcount)
+
+    def get_topics(self, user_id: str | None) -> list[str]:
+        t = self.memory_table
+        sql = f"SELECT DISTINCT j.value FROM {t}, json_each({t}.topics) AS j"
+        params: tuple[str, ...] = ()
+        if user_id is not None:
+            sql += f" WHERE {t}.user_id = ?"
+            params = (user_id,)
+        with self._session() as conn:
+            return sorted(row[0] for row in conn.execute(sql, params))
+
+    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+        sql = (
+            f"SELECT user_id, COUNT(*), MAX(updated_at) FROM {self.memory_table} "
+            "GROUP BY user_id ORDER BY MAX(updated_at) DESC, user_id LIMIT ? OFFSET ?"
+        )
+        with self._session() as conn:
+            rows = conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
+        return [UserStats(user_id, count, from_micros(last)) for user_id, count, last in rows]

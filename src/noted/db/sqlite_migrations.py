@@ -1,0 +1,76 @@
+"""The ordered schema migrations of the SQLite memory table.
+
+Each migration is a small function applied once, in order, inside one write transaction;
+the number applied is kept per table in ``noted_schema_versions``. Never edit a published
+migration: append a new one.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection, str], None]
+MIGRATIONS: list[Migration] = []
+migration = MIGRATIONS.append
+
+VERSION_TABLE = "noted_schema_versions"
+
+
+@migration
+def m001_create_memories(conn: sqlite3.Connection, table: str) -> None:
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+            memory_id TEXT PRIMARY KEY NOT NULL,
+            user_id TEXT NOT NULL,
+            memory TEXT NOT NULL,
+            topics TEXT NOT NULL DEFAULT '[]',
+            input TEXT,
+            agent_id TEXT,
+            team_id TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )"""
+    )
+    conn.execute(
+        f"CREATE INDEX IF NOT EXISTS ix_{table}_user_updated ON {table}(user_id, updated_at)"
+    )
+
+
+@migration
+def m002_sessions_and_ordered_indexes(conn: sqlite3.Connection, table: str) -> None:
+    """Record the session a memory came from; index every order the stores page by."""
+    conn.execute(f"ALTER TABLE {table} ADD COLUMN session_id TEXT")
+    conn.execute(f"DROP INDEX IF EXISTS ix_{table}_user_updated")
+    conn.execute(f"CREATE INDEX ix_{table}_user_updated ON {table}(user_id, updated_at, memory_id)")
+    conn.execute(f"CREATE INDEX ix_{table}_user_created ON {table}(user_id, created_at, memory_id)")
+    conn.execute(f"CREATE INDEX ix_{table}_updated ON {table}(updated_at, memory_id)")
+    conn.execute(f"CREATE INDEX ix_{table}_created ON {table}(created_at, memory_id)")
+
+
+def current_version(conn: sqlite3.Connection, table: str) -> int:
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
+    ).fetchone()
+    if exists is None:
+        return 0
+    row = conn.execute(
+        f"SELECT version FROM {VERSION_TABLE} WHERE table_name = ?", (table,)
+    ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def record_version(conn: sqlite3.Connection, table: str, version: int, now_us: int) -> None:
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
+            table_name TEXT PRIMARY KEY NOT NULL,
+            version INTEGER NOT NULL,
+            applied_at INTEGER NOT NULL
+        )"""
+    )
+    conn.execute(
+        f"""INSERT INTO {VERSION_TABLE} (table_name, version, applied_at) VALUES (?, ?, ?)
+        ON CONFLICT(table_name) DO UPDATE SET version = excluded.version,
+        applied_at = excluded.applied_at""",
+        (table, version, now_us),
+    )

@@ -1,0 +1,39 @@
+"""Memories as JSON Lines: one memory object per line, lossless both ways."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TextIO
+
+from noted.errors import UserError
+from noted.schema import UserMemory
+
+__all__ = ["read_jsonl", "write_jsonl"]
+
+
+def read_jsonl(
+    lines: Iterable[str], on_line: Callable[[int], None] | None = None
+) -> list[UserMemory]:
+    """Parse every line (blank lines are skipped); a bad line raises UserError naming it.
+
+    Nothing is returned unless every line is valid, so a caller can import all or nothing.
+    """
+    memories: list[UserMemory] = []
+    for number, line in enumerate(lines, start=1):
+        if line.strip():
+            try:
+                memories.append(UserMemory.from_json(line))
+            except UserError as exc:
+                raise UserError(f"line {number}: {exc}") from None
+        if on_line is not None:
+            on_line(number)
+    return memories
+
+
+def write_jsonl(memories: Iterable[UserMemory], out: TextIO) -> int:
+    count = 0
+    for memory in memories:
+        out.write(memory.to_json())
+        out.write("\n")
+        count += 1
+    return count

@@ -1,0 +1,186 @@
+"""The records noted keeps: user memories and per-user statistics."""
+
+from __future__ import annotations
+
+import copy
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import KW_ONLY, dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from noted._time import from_micros
+from noted.errors import UserError
+
+__all__ = ["UserMemory", "UserStats", "new_memory_id"]
+
+_ID_FIELDS = ("memory_id", "user_id", "agent_id", "team_id", "session_id")
+MAX_ID_LENGTH = 255
+
+
+def new_memory_id() -> str:
+    return str(uuid.uuid4())
+
+
+def check_id(name: str, value: object) -> str | None:
+    """Validate an optional identifier: a non-empty string of at most 255 characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise UserError(f"{name} must be a string, got {type(value).__name__} {value!r}")
+    if not value.strip():
+        raise UserError(f"{name} must not be empty or blank, got {value!r}")
+    if len(value) > MAX_ID_LENGTH:
+        raise UserError(f"{name} must be at most {MAX_ID_LENGTH} characters, got {len(value)}")
+    return value
+
+
+def _check_text(value: object) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"memory must be a string, got {type(value).__name__} {value!r}")
+    text = value.strip()
+    if not text:
+        raise UserError(f"memory must not be empty or blank, got {value!r}")
+    return text
+
+
+def _check_topics(value: object) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise UserError(f"topics must be a list of strings, got {type(value).__name__} {value!r}")
+    topics: list[str] = []
+    for topic in value:
+        if not isinstance(topic, str) or not topic.strip():
+            raise UserError(f"each topic must be a non-empty string, got {topic!r}")
+        cleaned = topic.strip()
+        if cleaned not in topics:
+            topics.append(cleaned)
+    return topics
+
+
+def _check_time(name: str, value: object) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise UserError(f"{name} must be an ISO 8601 timestamp, got {value!r}") from None
+    if not isinstance(value, datetime):
+        raise UserError(f"{name} must be a datetime, got {type(value).__name__} {value!r}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise UserError(f"{name} must be timezone-aware (UTC), got naive {value.isoformat()}")
+    return value.astimezone(UTC)
+
+
+@dataclass(slots=True)
+class UserMemory:
+    """One fact about a user, such as "The user's name is Ava".
+
+    ``memory_id`` is generated when the memory is first stored; ``created_at`` and
+    ``updated_at`` are set by the store in UTC.
+    """
+
+    memory: str
+    _: KW_ONLY
+    topics: list[str] = field(default_factory=list)
+    input: str | None = None
+    memory_id: str | None = None
+    user_id: str | None = None
+    agent_id: str | None = None
+    team_id: str | None = None
+    session_id: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.memory = _check_text(self.memory)
+        self.topics = _check_topics(self.topics)
+        if self.input is not None and not isinstance(self.input, str):
+            raise UserError(f"input must be a string, got {type(self.input).__name__}")
+        for name in _ID_FIELDS:
+            check_id(name, getattr(self, name))
+        self.created_at = _check_time("created_at", self.created_at)
+        self.updated_at = _check_time("updated_at", self.updated_at)
+
+    @classmethod
+    def _from_store(
+        cls,
+        memory_id: str,
+        user_id: str,
+        memory: str,
+        topics: list[str],
+        input_: str | None,
+        agent_id: str | None,
+        team_id: str | None,
+        session_id: str | None,
+        created_us: int,
+        updated_us: int,
+    ) -> UserMemory:
+        """Build a memory from values a store wrote itself, skipping validation (hot path)."""
+        obj = object.__new__(cls)
+        obj.memory = memory
+        obj.topics = topics
+        obj.input = input_
+        obj.memory_id = memory_id
+        obj.user_id = user_id
+        obj.agent_id = agent_id
+        obj.team_id = team_id
+        obj.session_id = session_id
+        obj.created_at = from_micros(created_us)
+        obj.updated_at = from_micros(updated_us)
+        return obj
+
+    def copy(self) -> UserMemory:
+        """A copy that shares nothing mutable with this memory."""
+        clone = copy.copy(self)
+        clone.topics = list(self.topics)
+        return clone
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; timestamps as ISO 8601 strings with microseconds."""
+        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["topics"] = list(self.topics)
+        for name in ("created_at", "updated_at"):
+            value = data[name]
+            data[name] = None if value is None else value.isoformat(timespec="microseconds")
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> UserMemory:
+        if not isinstance(data, Mapping):
+            raise UserError(f"a memory must be a JSON object, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"unknown memory field(s): {', '.join(unknown)}")
+        if "memory" not in data:
+            raise UserError("a memory needs a 'memory' field with its text")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> UserMemory:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+
+@dataclass(frozen=True, slots=True)
+class UserStats:
+    """How many memories a user has and when the newest change happened."""
+
+    user_id: str
+    memory_count: int
+    last_updated: datetime
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user_id": self.user_id,
+            "memory_count": self.memory_count,
+            "last_updated": self.last_updated.isoformat(timespec="microseconds"),
+        }

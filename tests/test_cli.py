@@ -1,0 +1,264 @@
+"""The `noted` command, run in-process through main() and once as an installed script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from noted import Memory, SqliteDb, UserMemory
+from noted.cli import build_parser, main
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "cli.db")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> object:
+    code, out, err = run(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_add_list_show_edit_delete(capsys, db: str) -> None:
+    added = run_json(
+        capsys, "memories", "add", "Ava likes to ski", "-t", "hobbies", "--user", "ava", "--db", db
+    )
+    assert isinstance(added, dict)
+    mid = added["memory_id"]
+    assert added["topics"] == ["hobbies"]
+
+    code, out, _ = run(capsys, "memories", "list", "--user", "ava", "--db", db)
+    assert code == 0
+    assert "Ava likes to ski" in out
+    assert mid in out
+    assert "(1-1 of 1)" in out
+
+    shown = run_json(capsys, "memories", "show", mid, "--user", "ava", "--db", db)
+    assert shown == added
+    code, out, _ = run(capsys, "memories", "show", mid, "--user", "ava", "--db", db)
+    assert "hobbies" in out
+
+    edited = run_json(
+        capsys,
+        "memories",
+        "edit",
+        mid,
+        "--text",
+        "Ava likes to snowboard",
+        "--user",
+        "ava",
+        "--db",
+        db,
+    )
+    assert isinstance(edited, dict)
+    assert edited["memory"] == "Ava likes to snowboard"
+    assert edited["topics"] == ["hobbies"]
+    assert edited["created_at"] == added["created_at"]
+    retopic = run_json(
+        capsys, "memories", "edit", mid, "-t", "sport", "-t", "winter", "--user", "ava", "--db", db
+    )
+    assert isinstance(retopic, dict)
+    assert retopic["topics"] == ["sport", "winter"]
+
+    code, out, _ = run(capsys, "memories", "delete", mid, "--user", "ava", "--db", db)
+    assert (code, out.strip()) == (0, "deleted 1")
+    code, out, _ = run(capsys, "memories", "delete", mid, "--user", "ava", "--db", db)
+    assert code == 1
+    assert "1 not found" in out
+
+
+def test_other_users_are_out_of_reach(capsys, db: str) -> None:
+    added = run_json(capsys, "memories", "add", "secret", "--user", "ava", "--db", db)
+    assert isinstance(added, dict)
+    mid = added["memory_id"]
+    for argv in (["show", mid], ["edit", mid, "--text", "hacked"], ["delete", mid]):
+        code, _, _err = run(capsys, "memories", *argv, "--user", "bob", "--db", db)
+        assert code == 1, argv
+    assert run_json(capsys, "memories", "list", "--user", "bob", "--db", db) == []
+    kept = Memory(db=SqliteDb(db)).get_user_memory(mid, user_id="ava")
+    assert kept is not None
+    assert kept.memory == "secret"
+
+
+def test_list_filters_and_all_users(capsys, db: str) -> None:
+    memory = Memory(db=SqliteDb(db))
+    memory.add_user_memories(
+        [UserMemory(f"a{i}", topics=["x" if i % 2 else "y"]) for i in range(5)], user_id="ava"
+    )
+    memory.add_user_memory(UserMemory("b0"), user_id="bob")
+    memory.db.close()
+    rows = run_json(capsys, "memories", "list", "--user", "ava", "--limit", "2", "--db", db)
+    assert [r["memory"] for r in rows] == ["a4", "a3"]  # type: ignore[index,union-attr]
+    rows = run_json(
+        capsys, "memories", "list", "--user", "ava", "-t", "x", "--order", "asc", "--db", db
+    )
+    assert [r["memory"] for r in rows] == ["a1", "a3"]  # type: ignore[index,union-attr]
+    rows = run_json(capsys, "memories", "list", "--all-users", "--db", db)
+    assert len(rows) == 6  # type: ignore[arg-type]
+    code, out, _ = run(capsys, "memories", "list", "--all-users", "--db", db)
+    assert "bob" in out
+    assert run_json(capsys, "memories", "topics", "--user", "ava", "--db", db) == ["x", "y"]
+    stats = run_json(capsys, "memories", "stats", "--db", db)
+    assert [(s["user_id"], s["memory_count"]) for s in stats] == [("bob", 1), ("ava", 5)]  # type: ignore[index,union-attr]
+    _code, out, _ = run(capsys, "memories", "stats", "--db", db)
+    assert "ava" in out
+    assert "5" in out
+
+
+def test_clear_needs_a_target_and_a_yes(capsys, db: str, monkeypatch) -> None:
+    memory = Memory(db=SqliteDb(db))
+    memory.add_user_memory(UserMemory("a"), user_id="ava")
+    memory.add_user_memory(UserMemory("b"), user_id="bob")
+    code, _, err = run(capsys, "memories", "clear", "--db", db)
+    assert code == 1
+    assert "--user" in err
+    monkeypatch.setattr("sys.stdin.isatty", lambda: False)
+    code, _, err = run(capsys, "memories", "clear", "--user", "ava", "--db", db)
+    assert code == 1
+    assert "--yes" in err
+    assert memory.count_user_memories(user_id="ava") == 1
+    assert run_json(capsys, "memories", "clear", "--user", "ava", "--yes", "--db", db) == {
+        "deleted": 1
+    }
+    assert memory.count_user_memories(user_id="bob") == 1
+    assert run_json(capsys, "memories", "clear", "--all", "--yes", "--db", db) == {"deleted": 1}
+
+
+def test_export_import_round_trip_is_lossless(capsys, db: str, tmp_path: Path) -> None:
+    memory = Memory(db=SqliteDb(db))
+    memory.add_user_memories(
+        [
+            UserMemory(
+                f"fact {i} — ünïcødé 🎿",
+                topics=[f"t{i % 3}"],
+                input=f"said {i}",
+                agent_id="ag" if i % 2 else None,
+                session_id=f"s{i}",
+            )
+            for i in range(2500)
+        ],
+        user_id="ava",
+    )
+    memory.add_user_memory(UserMemory("bob's"), user_id="bob")
+    everything = tmp_path / "all.jsonl"
+    code, _, err = run(capsys, "memories", "export", "--all", "-o", str(everything), "--db", db)
+    assert code == 0
+    assert "exported 2501" in err
+    code, ava_only, _ = run(capsys, "memories", "export", "--user", "ava", "--db", db)
+    assert len(ava_only.splitlines()) == 2500
+
+    fresh = str(tmp_path / "fresh.db")
+    code, out, _ = run(capsys, "memories", "import", str(everything), "--db", fresh)
+    assert code == 0
+    assert "imported 2501" in out
+    again = tmp_path / "again.jsonl"
+    run(capsys, "memories", "export", "--all", "-o", str(again), "--db", fresh)
+    assert sorted(again.read_text().splitlines()) == sorted(everything.read_text().splitlines())
+
+
+def test_import_of_a_bad_line_names_it_and_imports_nothing(capsys, db: str, tmp_path: Path) -> None:
+    good = UserMemory("fine", user_id="ava").to_json()
+    for bad, message in [
+        ("{not json", "line 3: not valid JSON"),
+        ('{"memory": ""}', "line 3: memory must not be empty"),
+        ('{"memory": "x", "topics": "solo"}', "line 3: topics must be a list"),
+        ('["a list"]', "line 3: a memory must be a JSON object"),
+    ]:
+        path = tmp_path / "bad.jsonl"
+        path.write_text("\n".join([good, good.replace("fine", "also fine"), bad, good]) + "\n")
+        code, _, err = run(capsys, "memories", "import", str(path), "--db", db)
+        assert code == 1
+        assert message in " ".join(err.split()), err
+        assert Memory(db=SqliteDb(db)).count_user_memories(user_id="ava") == 0
+
+
+def test_import_refuses_ids_of_other_users(capsys, db: str, tmp_path: Path) -> None:
+    memory = Memory(db=SqliteDb(db))
+    mid = memory.add_user_memory(UserMemory("ava's"), user_id="ava")
+    path = tmp_path / "steal.jsonl"
+    path.write_text(
+        UserMemory("new", user_id="bob").to_json()
+        + "\n"
+        + UserMemory("stolen", user_id="bob", memory_id=mid).to_json()
+        + "\n"
+    )
+    code, _, err = run(capsys, "memories", "import", str(path), "--db", db)
+    assert code == 1
+    assert "belongs to another user" in err
+    assert memory.count_user_memories(user_id="bob") == 0
+    kept = memory.get_user_memory(mid, user_id="ava")
+    assert kept is not None
+    assert kept.memory == "ava's"
+
+
+def test_errors_are_clear(capsys, db: str, tmp_path: Path) -> None:
+    code, _, err = run(capsys, "memories", "add", "   ", "--db", db)
+    assert (code, "memory must not be empty" in err) == (1, True)
+    code, _, err = run(capsys, "memories", "list", "--db", str(tmp_path / "nope" / "x.db"))
+    assert code == 1
+    assert "does not exist" in err
+    code, _, err = run(capsys, "memories", "list", "--db", "postgresql://x/y")
+    assert code == 1
+    assert "'postgresql' are not supported" in err
+    code, _, err = run(capsys, "memories", "edit", "some-id", "--db", db)
+    assert "nothing to change" in err
+    code, _, err = run(capsys, "memories", "import", str(tmp_path / "absent.jsonl"), "--db", db)
+    assert "cannot read" in err
+
+
+def test_db_defaults_to_env_then_noted_db(capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    run(capsys, "memories", "add", "here", "--db", "noted.db")
+    assert (tmp_path / "noted.db").is_file()
+    monkeypatch.setenv("NOTED_DB", str(tmp_path / "env.db"))
+    code = main(["memories", "add", "from env"])
+    assert code == 0
+    assert (tmp_path / "env.db").is_file()
+
+
+def test_every_command_has_help() -> None:
+    parser = build_parser()
+    groups = next(a for a in parser._actions if a.dest == "group")
+    memories = groups.choices["memories"]  # type: ignore[index]
+    commands = next(a for a in memories._actions if a.dest == "command")
+    names = set(commands.choices)  # type: ignore[arg-type]
+    assert names == {
+        "add",
+        "list",
+        "show",
+        "edit",
+        "delete",
+        "clear",
+        "topics",
+        "stats",
+        "export",
+        "import",
+    }
+    for choice in commands._choices_actions:
+        assert choice.help, choice.dest
+
+
+def test_installed_console_script(db: str) -> None:
+    script = Path(sys.executable).with_name("noted")
+    done = subprocess.run(
+        [str(script), "memories", "add", "from a real process", "--db", db, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert json.loads(done.stdout)["memory"] == "from a real process"
+    listed = subprocess.run(
+        [str(script), "memories", "list", "--db", db], capture_output=True, text=True, check=True
+    )
+    assert "from a real process" in listed.stdout

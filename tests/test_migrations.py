@@ -1,0 +1,118 @@
+"""A database written by the first schema upgrades in place without losing a row."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from noted import Memory, SqliteDb, StoreError, UserMemory
+from noted.db.sqlite_migrations import MIGRATIONS
+
+# The DDL of noted's first schema (version 1), frozen here as it was written to disk.
+FIRST_SCHEMA = """
+CREATE TABLE noted_memories (
+    memory_id TEXT PRIMARY KEY NOT NULL,
+    user_id TEXT NOT NULL,
+    memory TEXT NOT NULL,
+    topics TEXT NOT NULL DEFAULT '[]',
+    input TEXT,
+    agent_id TEXT,
+    team_id TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE INDEX ix_noted_memories_user_updated ON noted_memories(user_id, updated_at);
+CREATE TABLE noted_schema_versions (
+    table_name TEXT PRIMARY KEY NOT NULL,
+    version INTEGER NOT NULL,
+    applied_at INTEGER NOT NULL
+);
+INSERT INTO noted_schema_versions VALUES ('noted_memories', 1, 1700000000000000);
+"""
+
+OLD_ROWS = [
+    (
+        "m1",
+        "ava",
+        "The user's name is Ava",
+        '["name"]',
+        "My name is Ava",
+        None,
+        None,
+        1700000000000001,
+        1700000000000001,
+    ),
+    (
+        "m2",
+        "ava",
+        "The user likes to ski",
+        '["hobbies","sport"]',
+        None,
+        "agent-1",
+        None,
+        1700000000000002,
+        1700000000000005,
+    ),
+    ("m3", "bob", "Bob sails", "[]", None, None, "team-1", 1700000000000003, 1700000000000003),
+]
+
+
+def make_first_schema_db(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.executescript(FIRST_SCHEMA)
+    conn.executemany("INSERT INTO noted_memories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", OLD_ROWS)
+    conn.commit()
+    conn.close()
+
+
+def test_first_schema_upgrades_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    make_first_schema_db(path)
+    db = SqliteDb(path)
+    memory = Memory(db=db)
+
+    assert db.schema_version() == len(MIGRATIONS) == 2
+    ava = memory.get_user_memories(user_id="ava", sort_by="created_at", sort_order="asc")
+    assert [(m.memory_id, m.memory, m.topics, m.input, m.agent_id) for m in ava] == [
+        ("m1", "The user's name is Ava", ["name"], "My name is Ava", None),
+        ("m2", "The user likes to ski", ["hobbies", "sport"], None, "agent-1"),
+    ]
+    assert all(m.session_id is None for m in ava)
+    assert ava[1].updated_at is not None
+    assert ava[1].updated_at.timestamp() == 1700000000.000005
+    bob = memory.get_user_memory("m3", user_id="bob")
+    assert bob is not None
+    assert bob.team_id == "team-1"
+
+    # The new column works, and the upgrade happens once.
+    mid = memory.add_user_memory(UserMemory("new", session_id="s-1"), user_id="ava")
+    got = memory.get_user_memory(mid, user_id="ava")
+    assert got is not None
+    assert got.session_id == "s-1"
+    db.close()
+    again = SqliteDb(path)
+    assert Memory(db=again).count_user_memories(user_id="ava") == 3
+    conn = sqlite3.connect(path)
+    indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"ix_noted_memories_user_updated", "ix_noted_memories_user_created"} <= indexes
+    assert conn.execute("SELECT COUNT(*) FROM noted_memories").fetchone()[0] == 4
+    conn.close()
+
+
+def test_an_upgrade_that_fails_leaves_the_old_database_intact(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    make_first_schema_db(path)
+    conn = sqlite3.connect(path)
+    # A column the upgrade wants to add already exists: migration 2 fails half-way.
+    conn.execute("ALTER TABLE noted_memories ADD COLUMN session_id TEXT")
+    conn.execute("CREATE INDEX ix_noted_memories_updated ON noted_memories(updated_at)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StoreError, match="duplicate column"):
+        Memory(db=SqliteDb(path)).get_user_memories(user_id="ava")
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT version FROM noted_schema_versions").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM noted_memories").fetchone()[0] == 3
+    conn.close()

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import noted
+import noted.db
+import noted.errors
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert noted.__all__ == sorted(noted.__all__)
+    for name in noted.__all__:
+        assert hasattr(noted, name), name
+    public = {n for n in vars(noted) if not n.startswith("_")} - {
+        "db",
+        "errors",
+        "memory",
+        "schema",
+        "cli",
+    }
+    assert public <= set(noted.__all__), public - set(noted.__all__)
+
+
+def test_every_error_derives_from_noted_error() -> None:
+    for name in noted.errors.__all__:
+        assert issubclass(getattr(noted.errors, name), noted.errors.NotedError)
+    assert issubclass(noted.UserError, ValueError)
+    assert issubclass(noted.NotFoundError, LookupError)
+
+
+def test_backends_satisfy_the_store_protocol(tmp_path) -> None:
+    assert isinstance(noted.InMemoryDb(), noted.MemoryStore)
+    assert isinstance(noted.SqliteDb(tmp_path / "x.db"), noted.MemoryStore)

@@ -1,0 +1,233 @@
+"""SqliteDb specifics: files, pragmas, indexes, broken files, concurrent writers."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from noted import (
+    Memory,
+    MemoryQuery,
+    SchemaVersionError,
+    SqliteDb,
+    StoreError,
+    UserError,
+    UserMemory,
+)
+
+
+def test_tables_are_created_on_first_use_with_configured_names(tmp_path: Path) -> None:
+    path = tmp_path / "agent.db"
+    db = SqliteDb(db_file=path, memory_table="user_memories")
+    assert not path.exists()  # nothing happens until first use
+    Memory(db=db).add_user_memory(UserMemory("x"), user_id="ava")
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"user_memories", "noted_schema_versions"} <= tables
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.schema_version() == 2
+    conn.close()
+    db.close()
+
+
+def test_two_tables_in_one_file_are_independent(tmp_path: Path) -> None:
+    a = Memory(db=SqliteDb(tmp_path / "x.db", memory_table="a_memories"))
+    b = Memory(db=SqliteDb(tmp_path / "x.db", memory_table="b_memories"))
+    a.add_user_memory(UserMemory("in a"), user_id="ava")
+    assert b.get_user_memories(user_id="ava") == []
+    assert [m.memory for m in a.get_user_memories(user_id="ava")] == ["in a"]
+
+
+@pytest.mark.parametrize("name", ["", "1abc", "drop table x;--", "a b", "x" * 64, 5])
+def test_table_names_must_be_identifiers(tmp_path: Path, name: object) -> None:
+    with pytest.raises(UserError, match="memory_table must be a SQL identifier"):
+        SqliteDb(tmp_path / "x.db", memory_table=name)  # type: ignore[arg-type]
+
+
+def test_a_path_in_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "memory.db"
+    memory = Memory(db=SqliteDb(path))
+    with pytest.raises(StoreError, match="does not exist .*create_dirs=True"):
+        memory.add_user_memory(UserMemory("x"))
+    assert not path.parent.exists()
+    created = Memory(db=SqliteDb(path, create_dirs=True))
+    created.add_user_memory(UserMemory("x"))
+    assert path.is_file()
+
+
+def test_a_parent_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("not a directory")
+    memory = Memory(db=SqliteDb(tmp_path / "plain" / "memory.db", create_dirs=True))
+    with pytest.raises(StoreError, match="does not exist"):
+        memory.get_user_memories()
+
+
+def test_a_corrupt_file_is_a_clear_error_and_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "broken.db"
+    garbage = b"this is not sqlite at all\x00\x01" * 200
+    path.write_bytes(garbage)
+    memory = Memory(db=SqliteDb(path))
+    with pytest.raises(StoreError, match="not a SQLite database, or corrupt"):
+        memory.add_user_memory(UserMemory("x"))
+    with pytest.raises(StoreError, match="broken.db"):
+        memory.get_user_memories()
+    assert path.read_bytes() == garbage
+
+
+def test_a_damaged_page_is_reported_not_hidden(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    db = SqliteDb(path)
+    Memory(db=db).add_user_memories([UserMemory(f"fact {i} " + "x" * 500) for i in range(200)])
+    db.close()
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for offset in range(3 * page, len(data), page):  # scribble over every page after the third
+        data[offset : offset + 64] = b"\xff" * 64
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="damaged.db"):
+        Memory(db=SqliteDb(path)).get_user_memories(limit=500)
+
+
+def test_a_read_only_database_refuses_writes_and_keeps_its_rows(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    writer = Memory(db=SqliteDb(path))
+    mid = writer.add_user_memory(UserMemory("kept"), user_id="ava")
+    writer.db.close()
+    reader = Memory(db=SqliteDb(path, read_only=True))
+    assert reader.get_user_memory(mid, user_id="ava") is not None
+    with pytest.raises(StoreError, match="read-only"):
+        reader.add_user_memory(UserMemory("new"), user_id="ava")
+    with pytest.raises(StoreError, match="read-only"):
+        reader.delete_user_memory(mid, user_id="ava")
+    with pytest.raises(StoreError, match="read-only"):
+        reader.clear()
+    assert [m.memory for m in reader.get_user_memories(user_id="ava")] == ["kept"]
+    with pytest.raises(StoreError, match="no such file"):
+        SqliteDb(tmp_path / "absent.db", read_only=True).get_topics(None)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    Memory(db=SqliteDb(path)).add_user_memory(UserMemory("x"))
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE noted_schema_versions SET version = 99")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SchemaVersionError, match="schema version 99, newer than this noted"):
+        Memory(db=SqliteDb(path)).get_user_memories()
+
+
+def _traced(db: SqliteDb, call) -> list[str]:
+    """The SQL statements (with values bound) that the store runs for ``call``."""
+    statements: list[str] = []
+    with db._session() as conn:
+        conn.set_trace_callback(statements.append)
+        try:
+            call()
+        finally:
+            conn.set_trace_callback(None)
+    return statements
+
+
+def test_reads_use_indexes(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "plans.db")
+    memory = Memory(db=db)
+    memory.add_user_memories([UserMemory(f"m{i}", topics=["t"]) for i in range(50)], user_id="ava")
+    reads = {
+        "newest page": lambda: memory.get_user_memories(user_id="ava", limit=20, offset=20),
+        "last_n": lambda: memory.search_user_memories(user_id="ava", limit=10),
+        "first_n": lambda: memory.search_user_memories(
+            user_id="ava", limit=10, retrieval_method="first_n"
+        ),
+        "by creation": lambda: memory.get_user_memories(
+            user_id="ava", sort_by="created_at", sort_order="asc", limit=5
+        ),
+        "everyone": lambda: db.list_memories(MemoryQuery(user_id=None, limit=20)),
+        "one": lambda: memory.get_user_memory("x", user_id="ava"),
+        "count": lambda: memory.count_user_memories(user_id="ava"),
+    }
+    conn = sqlite3.connect(db.db_file)
+    for name, call in reads.items():
+        statements = _traced(db, call)
+        assert statements, name
+        for sql in statements:
+            plan = " | ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
+            assert "USING" in plan and "INDEX" in plan, (name, sql, plan)
+            assert "TEMP B-TREE" not in plan, (name, sql, plan)
+            assert not plan.startswith("SCAN noted_memories |"), (name, plan)
+    # Per-user stats aggregate every row, from the index alone (sorting only the groups).
+    (stats_sql,) = _traced(db, memory.get_user_stats)
+    plan = " | ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + stats_sql))
+    assert "COVERING INDEX ix_noted_memories_user_updated" in plan, plan
+    conn.close()
+
+
+def test_limited_queries_read_only_the_rows_they_return(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "steps.db")
+    memory = Memory(db=db)
+    memory.add_user_memories([UserMemory(f"m{i}") for i in range(5000)], user_id="ava")
+    steps: list[int] = []
+    with db._session() as conn:  # count the virtual machine steps of the next query
+        conn.set_progress_handler(lambda: steps.append(1) and 0, 100)
+        try:
+            page = db.list_memories(MemoryQuery(user_id="ava", limit=10))
+        finally:
+            conn.set_progress_handler(None, 0)
+    assert len(page) == 10
+    assert len(steps) < 20, f"{len(steps) * 100} VM steps for 10 rows: the query scanned the table"
+
+
+def test_threads_share_one_db_object(tmp_path: Path) -> None:
+    memory = Memory(db=SqliteDb(tmp_path / "threads.db"))
+
+    def work(n: int) -> None:
+        for i in range(100):
+            memory.add_user_memory(UserMemory(f"t{n}-{i}"), user_id=f"u{n % 2}")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert (
+        memory.count_user_memories(user_id="u0") + memory.count_user_memories(user_id="u1") == 800
+    )
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from noted import Memory, SqliteDb, UserMemory
+    memory = Memory(db=SqliteDb(sys.argv[1]))
+    for i in range(250):
+        memory.add_user_memory(UserMemory(f"writer {sys.argv[2]} fact {i}"), user_id="shared")
+    """
+)
+
+
+def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), str(n)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for n in range(4)
+    ]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr.decode()
+    memory = Memory(db=SqliteDb(path))
+    assert memory.count_user_memories(user_id="shared") == 1000
+    texts = {m.memory for m in memory.get_user_memories(user_id="shared")}
+    assert texts == {f"writer {n} fact {i}" for n in range(4) for i in range(250)}
