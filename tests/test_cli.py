@@ -106,7 +106,7 @@ def test_list_filters_and_all_users(capsys, db: str) -> None:
     assert [r["memory"] for r in rows] == ["a1", "a3"]  # type: ignore[index,union-attr]
     rows = run_json(capsys, "memories", "list", "--all-users", "--db", db)
     assert len(rows) == 6  # type: ignore[arg-type]
-    code, out, _ = run(capsys, "memories", "list", "--all-users", "--db", db)
+    _, out, _ = run(capsys, "memories", "list", "--all-users", "--db", db)
     assert "bob" in out
     assert run_json(capsys, "memories", "topics", "--user", "ava", "--db", db) == ["x", "y"]
     stats = run_json(capsys, "memories", "stats", "--db", db)

@@ -70,3 +70,23 @@ def test_from_json_rejects_garbage() -> None:
         UserMemory.from_json('{"memory": "x", "colour": "red"}')
     with pytest.raises(UserError, match="needs a 'memory' field"):
         UserMemory.from_json('{"topics": []}')
+
+
+def test_generated_ids_are_version_4_uuids() -> None:
+    import uuid
+
+    from noted.schema import new_memory_id
+
+    ids = {new_memory_id() for _ in range(5000)}
+    assert len(ids) == 5000
+    for text in list(ids)[:500]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
+
+
+def test_copy_shares_nothing_mutable() -> None:
+    original = UserMemory("x", topics=["a"], user_id="u")
+    clone = original.copy()
+    assert clone == original
+    clone.topics.append("b")
+    assert original.topics == ["a"]

@@ -36,5 +36,13 @@ def to_micros(value: datetime) -> int:
     return (value - EPOCH) // _ONE_MICROSECOND
 
 
+# Within this range a float number of seconds is exact to the microsecond after rounding
+# (its error is under 0.25 us), and datetime.fromtimestamp is about twice as fast as
+# adding a timedelta: this runs once per timestamp of every row a store reads.
+FLOAT_EXACT_US = 2**31 * 1_000_000
+
+
 def from_micros(value: int) -> datetime:
-    return EPOCH + timedelta(microseconds=value)
+    if -FLOAT_EXACT_US < value < FLOAT_EXACT_US:
+        return datetime.fromtimestamp(value / 1_000_000, UTC)
+    return EPOCH + timedelta(0, 0, value)

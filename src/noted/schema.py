@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import json
-import uuid
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
-from noted._time import from_micros
 from noted.errors import UserError
 
 __all__ = ["UserMemory", "UserStats", "new_memory_id"]
@@ -20,7 +18,13 @@ MAX_ID_LENGTH = 255
 
 
 def new_memory_id() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID as text, formatted directly from 16 random bytes."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+# The two top bits of a version 4 UUID's variant nibble are "10".
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
 def check_id(name: str, value: object) -> str | None:
@@ -103,38 +107,19 @@ class UserMemory:
         self.created_at = _check_time("created_at", self.created_at)
         self.updated_at = _check_time("updated_at", self.updated_at)
 
-    @classmethod
-    def _from_store(
-        cls,
-        memory_id: str,
-        user_id: str,
-        memory: str,
-        topics: list[str],
-        input_: str | None,
-        agent_id: str | None,
-        team_id: str | None,
-        session_id: str | None,
-        created_us: int,
-        updated_us: int,
-    ) -> UserMemory:
-        """Build a memory from values a store wrote itself, skipping validation (hot path)."""
-        obj = object.__new__(cls)
-        obj.memory = memory
-        obj.topics = topics
-        obj.input = input_
-        obj.memory_id = memory_id
-        obj.user_id = user_id
-        obj.agent_id = agent_id
-        obj.team_id = team_id
-        obj.session_id = session_id
-        obj.created_at = from_micros(created_us)
-        obj.updated_at = from_micros(updated_us)
-        return obj
-
     def copy(self) -> UserMemory:
-        """A copy that shares nothing mutable with this memory."""
-        clone = copy.copy(self)
+        """A copy that shares nothing mutable with this memory (no re-validation)."""
+        clone: UserMemory = object.__new__(UserMemory)
+        clone.memory = self.memory
         clone.topics = list(self.topics)
+        clone.input = self.input
+        clone.memory_id = self.memory_id
+        clone.user_id = self.user_id
+        clone.agent_id = self.agent_id
+        clone.team_id = self.team_id
+        clone.session_id = self.session_id
+        clone.created_at = self.created_at
+        clone.updated_at = self.updated_at
         return clone
 
     def to_dict(self) -> dict[str, Any]:

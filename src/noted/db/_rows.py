@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from noted._time import to_micros
+from noted._time import FLOAT_EXACT_US, from_micros, to_micros
 from noted.errors import UserError
 from noted.schema import UserMemory
 
@@ -38,14 +40,19 @@ def check_table_name(name: object, option: str) -> str:
 
 
 def encode_topics(topics: Sequence[str]) -> str:
-    return json.dumps(list(topics), ensure_ascii=False) if topics else "[]"
+    return _encode_topics(tuple(topics)) if topics else "[]"
 
 
-def decode_topics(text: str) -> list[str]:
-    if text == "[]":
-        return []
-    topics: list[str] = json.loads(text)
-    return topics
+@functools.lru_cache(maxsize=4096)
+def _encode_topics(topics: tuple[str, ...]) -> str:
+    return json.dumps(topics, ensure_ascii=False)
+
+
+# A user's memories share a few topic sets, so decoding each distinct set once saves most
+# of the JSON work when thousands of rows are read.
+@functools.lru_cache(maxsize=4096)
+def _decode_topics(text: str) -> tuple[str, ...]:
+    return tuple(json.loads(text))
 
 
 def stamped_keys(memory: UserMemory) -> tuple[str, str]:
@@ -77,15 +84,30 @@ def memory_to_row(memory: UserMemory) -> tuple[Any, ...]:
 
 
 def row_to_memory(row: Sequence[Any]) -> UserMemory:
-    return UserMemory._from_store(  # trusted: rows the store wrote
-        row[0],
-        row[1],
-        row[2],
-        decode_topics(row[3]),
-        row[4],
-        row[5],
-        row[6],
-        row[7],
-        row[8],
-        row[9],
-    )
+    return rows_to_memories([row])[0]
+
+
+def rows_to_memories(rows: Iterable[Sequence[Any]]) -> list[UserMemory]:
+    """Memories from rows in COLUMNS order that the store wrote itself (no re-validation).
+
+    This is the hot path of every large read, so it builds each object directly.
+    """
+    new = object.__new__
+    stamp = datetime.fromtimestamp
+    exact = FLOAT_EXACT_US  # inside it, a float of seconds is exact to the microsecond
+    memories: list[UserMemory] = []
+    append = memories.append
+    for memory_id, user_id, text, topics, input_, agent_id, team_id, session_id, c, u in rows:
+        m = new(UserMemory)
+        m.memory = text
+        m.topics = [] if topics == "[]" else list(_decode_topics(topics))
+        m.input = input_
+        m.memory_id = memory_id
+        m.user_id = user_id
+        m.agent_id = agent_id
+        m.team_id = team_id
+        m.session_id = session_id
+        m.created_at = stamp(c / 1e6, UTC) if -exact < c < exact else from_micros(c)
+        m.updated_at = stamp(u / 1e6, UTC) if -exact < u < exact else from_micros(u)
+        append(m)
+    return memories

@@ -13,7 +13,13 @@ from urllib.parse import quote
 
 from noted._time import from_micros, now_micros
 from noted.db import sqlite_migrations as migrations
-from noted.db._rows import COLUMNS, check_table_name, memory_to_row, row_to_memory
+from noted.db._rows import (
+    COLUMNS,
+    check_table_name,
+    memory_to_row,
+    row_to_memory,
+    rows_to_memories,
+)
 from noted.db.base import MemoryQuery
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
 from noted.schema import UserMemory, UserStats
@@ -278,7 +284,7 @@ class SqliteDb:
             params += [-1 if query.limit is None else query.limit, query.offset]
         with self._session() as conn:
             rows = conn.execute(sql, params).fetchall()
-        return [row_to_memory(row) for row in rows]
+        return rows_to_memories(rows)
 
     def count_memories(self, query: MemoryQuery) -> int:
         where, params = self._where(query)
