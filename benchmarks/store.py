@@ -186,6 +186,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="shrink the data for a smoke run")
     parser.add_argument("--no-agno", action="store_true", help="measure noted only")
+    parser.add_argument("--output", type=Path, default=RESULTS / "store.json", help="JSON report")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
 
@@ -221,9 +222,9 @@ def main() -> None:
             entry.update(target_s=target, met=met)
         print(line)
         report["operations"][op] = entry
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "store.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {RESULTS / 'store.json'}")
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
 
 
 if __name__ == "__main__":
