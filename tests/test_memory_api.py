@@ -228,6 +228,8 @@ def test_user_stats(memory: Memory) -> None:
         (lambda m: m.get_user_memories(sort_by="memory"), "sort_by must be one of"),
         (lambda m: m.get_user_memories(sort_order="up"), "sort_order must be"),
         (lambda m: m.delete_user_memories("abc"), "a list of ids"),
+        (lambda m: m.get_user_memories(topics=[1]), "each topic must be a non-empty string"),
+        (lambda m: m.get_user_memories(agent_id=""), "agent_id must not be empty"),
         (lambda m: m.replace_user_memory("nope", UserMemory("x")), "has no memory with id 'nope'"),
     ],
 )

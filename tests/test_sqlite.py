@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -205,8 +206,11 @@ def test_threads_share_one_db_object(tmp_path: Path) -> None:
 
 WRITER = textwrap.dedent(
     """
-    import sys
+    import sys, time
+    from pathlib import Path
     from noted import Memory, SqliteDb, UserMemory
+    while not Path(sys.argv[3]).exists():  # start together, on a file nobody has created yet
+        time.sleep(0.002)
     memory = Memory(db=SqliteDb(sys.argv[1]))
     for i in range(250):
         memory.add_user_memory(UserMemory(f"writer {sys.argv[2]} fact {i}"), user_id="shared")
@@ -216,14 +220,17 @@ WRITER = textwrap.dedent(
 
 def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
+    go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), str(n)],
+            [sys.executable, "-c", WRITER, str(path), str(n), str(go)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
         for n in range(4)
     ]
+    time.sleep(0.5)  # let every process import noted and wait at the start line
+    go.touch()
     for proc in procs:
         _, stderr = proc.communicate(timeout=120)
         assert proc.returncode == 0, stderr.decode()

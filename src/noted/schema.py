@@ -49,7 +49,7 @@ def _check_text(value: object) -> str:
     return text
 
 
-def _check_topics(value: object) -> list[str]:
+def check_topics(value: object) -> list[str]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise UserError(f"topics must be a list of strings, got {type(value).__name__} {value!r}")
     topics: list[str] = []
@@ -99,7 +99,7 @@ class UserMemory:
 
     def __post_init__(self) -> None:
         self.memory = _check_text(self.memory)
-        self.topics = _check_topics(self.topics)
+        self.topics = check_topics(self.topics)
         if self.input is not None and not isinstance(self.input, str):
             raise UserError(f"input must be a string, got {type(self.input).__name__}")
         for name in _ID_FIELDS:

@@ -10,7 +10,7 @@ from noted._time import from_micros, now_micros
 from noted.db.base import MemoryQuery, MemoryStore, SortField, SortOrder
 from noted.db.memory import InMemoryDb
 from noted.errors import NotFoundError, UserError
-from noted.schema import UserMemory, UserStats, check_id, new_memory_id
+from noted.schema import UserMemory, UserStats, check_id, check_topics, new_memory_id
 
 __all__ = ["DEFAULT_USER_ID", "RETRIEVAL_METHODS", "Memory"]
 
@@ -28,12 +28,29 @@ def _resolve_user(user_id: str | None, memory: UserMemory | None = None) -> str:
     return given or carried or DEFAULT_USER_ID
 
 
-def _topics(topics: Iterable[str] | str | None) -> tuple[str, ...]:
-    if topics is None:
-        return ()
-    if isinstance(topics, str):
-        return (topics,)
-    return tuple(topics)
+def _query(
+    user_id: str | None,
+    topics: Iterable[str] | str | None,
+    agent_id: str | None,
+    team_id: str | None,
+    sort_by: SortField = "updated_at",
+    sort_order: SortOrder = "desc",
+    limit: int | None = None,
+    offset: int = 0,
+) -> MemoryQuery:
+    """A validated query for one user's memories (a single topic may be a plain string)."""
+    return MemoryQuery(
+        user_id=_resolve_user(user_id),
+        topics=()
+        if topics is None
+        else tuple(check_topics([topics] if isinstance(topics, str) else topics)),
+        agent_id=check_id("agent_id", agent_id),
+        team_id=check_id("team_id", team_id),
+        sort_by=sort_by,
+        sort_order=sort_order,
+        limit=limit,
+        offset=offset,
+    )
 
 
 class Memory:
@@ -182,16 +199,7 @@ class Memory:
     ) -> list[UserMemory]:
         """The user's memories, most recently updated first unless asked otherwise."""
         return self.db.list_memories(
-            MemoryQuery(
-                user_id=_resolve_user(user_id),
-                topics=_topics(topics),
-                agent_id=check_id("agent_id", agent_id),
-                team_id=check_id("team_id", team_id),
-                sort_by=sort_by,
-                sort_order=sort_order,
-                limit=limit,
-                offset=offset,
-            )
+            _query(user_id, topics, agent_id, team_id, sort_by, sort_order, limit, offset)
         )
 
     def count_user_memories(
@@ -202,14 +210,7 @@ class Memory:
         agent_id: str | None = None,
         team_id: str | None = None,
     ) -> int:
-        return self.db.count_memories(
-            MemoryQuery(
-                user_id=_resolve_user(user_id),
-                topics=_topics(topics),
-                agent_id=check_id("agent_id", agent_id),
-                team_id=check_id("team_id", team_id),
-            )
-        )
+        return self.db.count_memories(_query(user_id, topics, agent_id, team_id))
 
     def search_user_memories(
         self,
