@@ -231,9 +231,9 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     ]
     time.sleep(0.5)  # let every process import noted and wait at the start line
     go.touch()
-    for proc in procs:
-        _, stderr = proc.communicate(timeout=120)
-        assert proc.returncode == 0, stderr.decode()
+    outcomes = [(proc.communicate(timeout=120)[1], proc.returncode) for proc in procs]
+    for stderr, returncode in outcomes:
+        assert returncode == 0, stderr.decode()
     memory = Memory(db=SqliteDb(path))
     assert memory.count_user_memories(user_id="shared") == 1000
     texts = {m.memory for m in memory.get_user_memories(user_id="shared")}

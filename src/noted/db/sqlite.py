@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -135,7 +136,7 @@ class SqliteDb:
                 uri=self.read_only,
             )
             if not self.read_only:
-                conn.execute("PRAGMA journal_mode = WAL")
+                self._use_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate(conn)
         except sqlite3.Error as exc:
@@ -148,6 +149,21 @@ class SqliteDb:
             raise
         self._conn = conn
         return conn
+
+    def _use_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch the file to WAL once. SQLite answers "locked" at once, without waiting,
+        when another process holds a lock during the switch, so wait here, within the
+        busy timeout, like every other write does."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         latest = len(migrations.MIGRATIONS)
