@@ -78,9 +78,8 @@ def _memory_table(memories: Sequence[UserMemory], title: str, with_user: bool) -
 def cmd_add(memory: Memory, args: argparse.Namespace) -> int:
     new = UserMemory(args.text, topics=args.topic or [], agent_id=args.agent, team_id=args.team)
     memory_id = memory.add_user_memory(new, user_id=args.user)
-    stored = memory.get_user_memory(memory_id, user_id=args.user)
     if args.json:
-        _emit_json(stored.to_dict() if stored else {"memory_id": memory_id})
+        _emit_json(_get_or_fail(memory, memory_id, args.user).to_dict())
     else:
         out.print(f"added {memory_id}")
     return 0

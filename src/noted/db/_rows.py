@@ -6,10 +6,9 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-from noted._time import FLOAT_EXACT_US, from_micros, to_micros
+from noted._time import from_micros, to_micros
 from noted.errors import UserError
 from noted.schema import UserMemory
 
@@ -93,8 +92,6 @@ def rows_to_memories(rows: Iterable[Sequence[Any]]) -> list[UserMemory]:
     This is the hot path of every large read, so it builds each object directly.
     """
     new = object.__new__
-    stamp = datetime.fromtimestamp
-    exact = FLOAT_EXACT_US  # inside it, a float of seconds is exact to the microsecond
     memories: list[UserMemory] = []
     append = memories.append
     for memory_id, user_id, text, topics, input_, agent_id, team_id, session_id, c, u in rows:
@@ -107,7 +104,7 @@ def rows_to_memories(rows: Iterable[Sequence[Any]]) -> list[UserMemory]:
         m.agent_id = agent_id
         m.team_id = team_id
         m.session_id = session_id
-        m.created_at = stamp(c / 1e6, UTC) if -exact < c < exact else from_micros(c)
-        m.updated_at = stamp(u / 1e6, UTC) if -exact < u < exact else from_micros(u)
+        m.created_at = from_micros(c)
+        m.updated_at = from_micros(u)
         append(m)
     return memories

@@ -17,6 +17,13 @@ SORT_FIELDS: tuple[SortField, ...] = ("updated_at", "created_at")
 SORT_ORDERS: tuple[SortOrder, ...] = ("asc", "desc")
 
 
+def check_page(limit: object, offset: object) -> None:
+    if limit is not None and (type(limit) is not int or limit < 0):
+        raise UserError(f"limit must be a non-negative integer or None, got {limit!r}")
+    if type(offset) is not int or offset < 0:
+        raise UserError(f"offset must be a non-negative integer, got {offset!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryQuery:
     """Which memories to list, in which order, and which page of them.
@@ -42,10 +49,7 @@ class MemoryQuery:
             )
         if self.sort_order not in SORT_ORDERS:
             raise UserError(f"sort_order must be 'asc' or 'desc', got {self.sort_order!r}")
-        if self.limit is not None and (type(self.limit) is not int or self.limit < 0):
-            raise UserError(f"limit must be a non-negative integer or None, got {self.limit!r}")
-        if type(self.offset) is not int or self.offset < 0:
-            raise UserError(f"offset must be a non-negative integer, got {self.offset!r}")
+        check_page(self.limit, self.offset)
 
 
 @runtime_checkable

@@ -165,33 +165,33 @@ class SqliteDb:
                     raise
                 time.sleep(0.005)
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _version(self, conn: sqlite3.Connection) -> int:
+        """The table's applied migrations; SchemaVersionError if a newer noted wrote it."""
+        version = migrations.current_version(conn, self.memory_table)
         latest = len(migrations.MIGRATIONS)
-        table = self.memory_table
-        version = migrations.current_version(conn, table)
-        if version == latest:
-            return
         if version > latest:
             raise SchemaVersionError(
-                f"{self.db_file}: table {table} has schema version {version}, newer than this "
-                f"noted knows ({latest}); upgrade noted"
+                f"{self.db_file}: table {self.memory_table} has schema version {version}, newer "
+                f"than this noted knows ({latest}); upgrade noted"
             )
+        return version
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        latest = len(migrations.MIGRATIONS)
+        version = self._version(conn)
+        if version == latest:
+            return
         if self.read_only:
             raise StoreError(
-                f"{self.db_file}: table {table} needs a schema upgrade ({version} -> {latest}) "
-                "but the database was opened read-only"
+                f"{self.db_file}: table {self.memory_table} needs a schema upgrade "
+                f"({version} -> {latest}) but the database was opened read-only"
             )
         conn.execute("BEGIN IMMEDIATE")
         try:
-            version = migrations.current_version(conn, table)  # another process may have won
-            if version > latest:
-                raise SchemaVersionError(
-                    f"{self.db_file}: table {table} has schema version {version}, newer than "
-                    f"this noted knows ({latest}); upgrade noted"
-                )
+            version = self._version(conn)  # another process may have upgraded it meanwhile
             for step in migrations.MIGRATIONS[version:]:
-                step(conn, table)
-            migrations.record_version(conn, table, latest, now_micros())
+                step(conn, self.memory_table)
+            migrations.record_version(conn, self.memory_table, latest, now_micros())
         except BaseException:
             conn.execute("ROLLBACK")
             raise

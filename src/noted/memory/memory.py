@@ -7,7 +7,7 @@ from typing import Final
 
 from noted._async import async_twin
 from noted._time import from_micros, now_micros
-from noted.db.base import MemoryQuery, MemoryStore, SortField, SortOrder
+from noted.db.base import MemoryQuery, MemoryStore, SortField, SortOrder, check_page
 from noted.db.memory import InMemoryDb
 from noted.errors import NotFoundError, UserError
 from noted.schema import UserMemory, UserStats, check_id, check_topics, new_memory_id
@@ -90,13 +90,15 @@ class Memory:
                 f"{self.max_memory_length} (Memory(max_memory_length=...))"
             )
 
-    def _stamped(self, memory: UserMemory, user_id: str | None, now_us: int) -> UserMemory:
-        """A copy of ``memory`` ready to store as new: id, user and timestamps set."""
+    def _stamped(
+        self, memory: UserMemory, user_id: str | None, memory_id: str | None = None
+    ) -> UserMemory:
+        """A copy of ``memory`` ready to store: id, user and timestamps set (updated now)."""
         self._check_length(memory)
         stamped = memory.copy()
         stamped.user_id = _resolve_user(user_id, memory)
-        stamped.memory_id = memory.memory_id or new_memory_id()
-        stamped.updated_at = from_micros(now_us)
+        stamped.memory_id = memory_id or memory.memory_id or new_memory_id()
+        stamped.updated_at = from_micros(now_micros())
         stamped.created_at = memory.created_at or stamped.updated_at
         return stamped
 
@@ -107,7 +109,7 @@ class Memory:
 
         A memory carrying the id of another user's memory is refused with ConflictError.
         """
-        stamped = self._stamped(memory, user_id, now_micros())
+        stamped = self._stamped(memory, user_id)
         self.db.upsert_memories([stamped])
         assert stamped.memory_id is not None
         return stamped.memory_id
@@ -116,7 +118,7 @@ class Memory:
         self, memories: Iterable[UserMemory], user_id: str | None = None
     ) -> list[str]:
         """Store many memories in one transaction (all or nothing); return their ids."""
-        stamped = [self._stamped(m, user_id, now_micros()) for m in memories]
+        stamped = [self._stamped(m, user_id) for m in memories]
         self.db.upsert_memories(stamped)
         return [m.memory_id for m in stamped if m.memory_id is not None]
 
@@ -128,7 +130,7 @@ class Memory:
         """
         restored: list[UserMemory] = []
         for m in memories:
-            stamped = self._stamped(m, None, now_micros())
+            stamped = self._stamped(m, None)
             stamped.updated_at = m.updated_at or stamped.updated_at
             restored.append(stamped)
         self.db.upsert_memories(restored)
@@ -143,15 +145,9 @@ class Memory:
         included): nothing is written then.
         """
         memory_id = self._memory_id(memory_id)
-        user = _resolve_user(user_id, memory)
-        self._check_length(memory)
-        new = memory.copy()
-        new.memory_id = memory_id
-        new.user_id = user
-        new.updated_at = from_micros(now_micros())
-        new.created_at = new.created_at or new.updated_at
-        if not self.db.update_memory(new):
-            raise NotFoundError(f"user {user!r} has no memory with id {memory_id!r}")
+        new = self._stamped(memory, user_id, memory_id=memory_id)
+        if not self.db.update_memory(new):  # the store keeps the stored created_at
+            raise NotFoundError(f"user {new.user_id!r} has no memory with id {memory_id!r}")
         return memory_id
 
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> bool:
@@ -253,7 +249,7 @@ class Memory:
 
     def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
         """Per-user memory count and last update, most recently active user first."""
-        MemoryQuery(user_id=None, limit=limit, offset=offset)  # validates the page
+        check_page(limit, offset)
         return self.db.get_user_stats(limit=limit, offset=offset)
 
     # -- async twins (same behaviour, run in a worker thread) -------------------------------
