@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from noted import InMemoryDb, Memory, MemoryStore, SqliteDb
+from wire import WireServer, serve
 
 
 @pytest.fixture(params=["sqlite", "in-memory"])
@@ -20,3 +21,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStor
 @pytest.fixture
 def memory(store: MemoryStore) -> Memory:
     return Memory(db=store)
+
+
+@pytest.fixture
+def wire() -> Iterator[WireServer]:
+    """A local server that replays a provider's wire format (see tests/wire.py)."""
+    yield from serve()

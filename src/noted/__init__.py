@@ -1,6 +1,7 @@
 """noted: long-term memory for LLM agents."""
 
-from noted.db import InMemoryDb, MemoryQuery, MemoryStore, SqliteDb
+from noted.agent import Agent, Tool
+from noted.db import InMemoryDb, MemoryQuery, MemoryStore, SessionStore, SqliteDb
 from noted.errors import (
     ConflictError,
     ModelError,
@@ -11,22 +12,30 @@ from noted.errors import (
     UserError,
 )
 from noted.memory import Memory
+from noted.models import Message
 from noted.schema import UserMemory, UserStats
+from noted.sessions import RunResult, Session
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
     "ConflictError",
     "InMemoryDb",
     "Memory",
     "MemoryQuery",
     "MemoryStore",
+    "Message",
     "ModelError",
     "NotFoundError",
     "NotedError",
+    "RunResult",
     "SchemaVersionError",
+    "Session",
+    "SessionStore",
     "SqliteDb",
     "StoreError",
+    "Tool",
     "UserError",
     "UserMemory",
     "UserStats",

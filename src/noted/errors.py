@@ -8,7 +8,13 @@ from __future__ import annotations
 
 __all__ = [
     "ConflictError",
+    "MissingDependencyError",
+    "ModelConnectionError",
     "ModelError",
+    "ModelHTTPError",
+    "ModelOutputError",
+    "ModelRateLimitError",
+    "ModelServerError",
     "NotFoundError",
     "NotedError",
     "SchemaVersionError",
@@ -41,5 +47,46 @@ class SchemaVersionError(StoreError):
     """The database was written by a newer noted than this one."""
 
 
+class MissingDependencyError(NotedError, ImportError):
+    """An optional extra is needed and not installed; the message says what to install."""
+
+
 class ModelError(NotedError):
     """A chat model or embedder failed to answer usefully."""
+
+    retryable = False
+
+
+class ModelHTTPError(ModelError):
+    """The provider answered with an HTTP error; ``message`` is the provider's own text."""
+
+    retryable = False
+
+    def __init__(self, provider: str, status_code: int, message: str) -> None:
+        super().__init__(f"{provider} answered HTTP {status_code}: {message}")
+        self.provider = provider
+        self.status_code = status_code
+        self.message = message
+        self.retry_after: float | None = None
+
+
+class ModelRateLimitError(ModelHTTPError):
+    """HTTP 429: too many requests or tokens; retried with backoff before it is raised."""
+
+    retryable = True
+
+
+class ModelServerError(ModelHTTPError):
+    """HTTP 5xx: the provider failed; retried with backoff before it is raised."""
+
+    retryable = True
+
+
+class ModelConnectionError(ModelError):
+    """The provider could not be reached, or did not answer in time; retried before raised."""
+
+    retryable = True
+
+
+class ModelOutputError(ModelError):
+    """The model answered, but not in the shape that was asked for."""

@@ -8,8 +8,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 from noted.errors import UserError
 from noted.schema import UserMemory, UserStats
+from noted.sessions import RunResult, Session
 
-__all__ = ["MemoryQuery", "MemoryStore", "SortField", "SortOrder"]
+__all__ = ["MemoryQuery", "MemoryStore", "SessionStore", "SortField", "SortOrder"]
 
 SortField = Literal["updated_at", "created_at"]
 SortOrder = Literal["asc", "desc"]
@@ -95,6 +96,51 @@ class MemoryStore(Protocol):
 
     def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
         """Per-user memory counts and last update, most recently updated user first."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Where session history lives: sessions, each owned by one user, holding runs in order.
+
+    ``user_id=None`` in ``get_session``, ``list_sessions`` and ``delete_session`` spans every
+    user (administrative callers only); otherwise a session of another user is never
+    returned, listed or deleted.
+    """
+
+    def append_run(self, run: RunResult) -> None:
+        """Add a run at the end of ``run.session_id``, creating the session for
+        ``run.user_id`` on its first run. :class:`~noted.errors.ConflictError` if the
+        session belongs to another user (nothing is written)."""
+        ...
+
+    def get_runs(
+        self,
+        session_id: str,
+        user_id: str,
+        *,
+        last_n: int | None = None,
+        completed_only: bool = False,
+    ) -> list[RunResult]:
+        """The session's runs, oldest first (only the last ``last_n`` when given). A
+        session that does not exist yet has no runs; one that belongs to another user
+        raises :class:`~noted.errors.ConflictError`."""
+        ...
+
+    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
+        """The session with all its runs, or None."""
+        ...
+
+    def list_sessions(
+        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
+    ) -> list[Session]:
+        """Sessions without their runs, most recently updated first."""
+        ...
+
+    def delete_session(self, session_id: str, user_id: str | None) -> bool:
+        """Delete a session and its runs; False when there was no such session."""
         ...
 
     def close(self) -> None: ...

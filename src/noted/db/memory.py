@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
+from noted._time import utc_now
 from noted.db._rows import stamped_keys
-from noted.db.base import MemoryQuery
+from noted.db.base import MemoryQuery, check_page
 from noted.errors import ConflictError
 from noted.schema import UserMemory, UserStats
+from noted.sessions import RunResult, Session
 
 __all__ = ["InMemoryDb"]
 
 
 class InMemoryDb:
-    """Memories in a dict per user; nothing is written to disk. Thread-safe."""
+    """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._owner: dict[str, str] = {}  # memory_id -> user_id
         self._users: dict[str, dict[str, UserMemory]] = {}
+        self._sessions: dict[str, Session] = {}  # without runs
+        self._runs: dict[str, list[dict[str, Any]]] = {}  # session_id -> runs as dicts
 
     def __repr__(self) -> str:
         return "InMemoryDb()"
@@ -130,3 +135,86 @@ class InMemoryDb:
         stats.sort(key=lambda s: (-s.last_updated.timestamp(), s.user_id))
         end = None if limit is None else offset + limit
         return stats[offset:end]
+
+    # -- SessionStore (runs are kept as dicts, so callers never share objects with it) ----
+
+    def append_run(self, run: RunResult) -> None:
+        data = run.to_dict()
+        with self._lock:
+            session = self._sessions.get(run.session_id)
+            now = utc_now()
+            if session is None:
+                session = Session(run.session_id, run.user_id, run.agent_id, now, now)
+                self._sessions[run.session_id] = session
+                self._runs[run.session_id] = []
+            elif session.user_id != run.user_id:
+                raise ConflictError(f"session {run.session_id!r} belongs to another user")
+            self._runs[run.session_id].append(data)
+            session.updated_at = now
+            session.run_count += 1
+
+    def get_runs(
+        self,
+        session_id: str,
+        user_id: str,
+        *,
+        last_n: int | None = None,
+        completed_only: bool = False,
+    ) -> list[RunResult]:
+        check_page(last_n, 0)
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                return []
+            if session.user_id != user_id:
+                raise ConflictError(f"session {session_id!r} belongs to another user")
+            runs = self._runs[session_id]
+            if completed_only:
+                runs = [r for r in runs if r["status"] == "completed"]
+            if last_n is not None:
+                runs = runs[len(runs) - last_n :] if last_n else []
+            return [RunResult.from_dict(r) for r in runs]
+
+    def _copy_session(self, session: Session) -> Session:
+        return Session(
+            session.session_id,
+            session.user_id,
+            session.agent_id,
+            session.created_at,
+            session.updated_at,
+            session.summary,
+            session.run_count,
+        )
+
+    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or (user_id is not None and session.user_id != user_id):
+                return None
+            found = self._copy_session(session)
+            found.runs = [RunResult.from_dict(r) for r in self._runs[session_id]]
+            return found
+
+    def list_sessions(
+        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
+    ) -> list[Session]:
+        check_page(limit, offset)
+        with self._lock:
+            found = [
+                self._copy_session(s)
+                for s in self._sessions.values()
+                if user_id is None or s.user_id == user_id
+            ]
+        found.sort(key=lambda s: s.session_id)
+        found.sort(key=lambda s: s.updated_at, reverse=True)
+        end = None if limit is None else offset + limit
+        return found[offset:end]
+
+    def delete_session(self, session_id: str, user_id: str | None) -> bool:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or (user_id is not None and session.user_id != user_id):
+                return False
+            del self._sessions[session_id]
+            del self._runs[session_id]
+            return True

@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 from noted._time import from_micros, now_micros
 from noted.db import sqlite_migrations as migrations
+from noted.db import sqlite_sessions as session_rows
 from noted.db._rows import (
     COLUMNS,
     check_table_name,
@@ -21,9 +22,10 @@ from noted.db._rows import (
     row_to_memory,
     rows_to_memories,
 )
-from noted.db.base import MemoryQuery
+from noted.db.base import MemoryQuery, check_page
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
 from noted.schema import UserMemory, UserStats
+from noted.sessions import RunResult, Session
 
 __all__ = ["SqliteDb"]
 
@@ -45,6 +47,7 @@ class SqliteDb:
         db_file: str | os.PathLike[str],
         *,
         memory_table: str = "noted_memories",
+        session_table: str = "noted_sessions",
         read_only: bool = False,
         create_dirs: bool = False,
         busy_timeout: float = 30.0,
@@ -53,6 +56,9 @@ class SqliteDb:
             raise UserError(f"db_file must be a file path, got {db_file!r}")
         self.db_file = Path(db_file)
         self.memory_table = check_table_name(memory_table, "memory_table")
+        self.session_table = check_table_name(session_table, "session_table")
+        if self.session_table in (self.memory_table, self.memory_table + "_runs"):
+            raise UserError("memory_table and session_table must name different tables")
         self.read_only = read_only
         self.create_dirs = create_dirs
         self.busy_timeout = busy_timeout
@@ -75,7 +81,10 @@ class SqliteDb:
         )
 
     def __repr__(self) -> str:
-        return f"SqliteDb(db_file={str(self.db_file)!r}, memory_table={self.memory_table!r})"
+        return (
+            f"SqliteDb(db_file={str(self.db_file)!r}, memory_table={self.memory_table!r}, "
+            f"session_table={self.session_table!r})"
+        )
 
     def __enter__(self) -> SqliteDb:
         return self
@@ -165,33 +174,44 @@ class SqliteDb:
                     raise
                 time.sleep(0.005)
 
-    def _version(self, conn: sqlite3.Connection) -> int:
+    def _tables(self) -> list[tuple[str, list[migrations.Migration]]]:
+        return [
+            (self.memory_table, migrations.MIGRATIONS),
+            (self.session_table, migrations.SESSION_MIGRATIONS),
+        ]
+
+    def _version(self, conn: sqlite3.Connection, table: str, latest: int) -> int:
         """The table's applied migrations; SchemaVersionError if a newer noted wrote it."""
-        version = migrations.current_version(conn, self.memory_table)
-        latest = len(migrations.MIGRATIONS)
+        version = migrations.current_version(conn, table)
         if version > latest:
             raise SchemaVersionError(
-                f"{self.db_file}: table {self.memory_table} has schema version {version}, newer "
+                f"{self.db_file}: table {table} has schema version {version}, newer "
                 f"than this noted knows ({latest}); upgrade noted"
             )
         return version
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        latest = len(migrations.MIGRATIONS)
-        version = self._version(conn)
-        if version == latest:
+        behind = [
+            (table, steps)
+            for table, steps in self._tables()
+            if self._version(conn, table, len(steps)) < len(steps)
+        ]
+        if not behind:
             return
         if self.read_only:
+            names = ", ".join(table for table, _ in behind)
             raise StoreError(
-                f"{self.db_file}: table {self.memory_table} needs a schema upgrade "
-                f"({version} -> {latest}) but the database was opened read-only"
+                f"{self.db_file}: table {names} needs a schema upgrade "
+                "but the database was opened read-only"
             )
         conn.execute("BEGIN IMMEDIATE")
         try:
-            version = self._version(conn)  # another process may have upgraded it meanwhile
-            for step in migrations.MIGRATIONS[version:]:
-                step(conn, self.memory_table)
-            migrations.record_version(conn, self.memory_table, latest, now_micros())
+            for table, steps in behind:
+                # another process may have upgraded it meanwhile
+                version = self._version(conn, table, len(steps))
+                for step in steps[version:]:
+                    step(conn, table)
+                migrations.record_version(conn, table, len(steps), now_micros())
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -208,9 +228,10 @@ class SqliteDb:
                 raise
             conn.execute("COMMIT")
 
-    def schema_version(self) -> int:
+    def schema_version(self, table: str | None = None) -> int:
+        """The number of migrations applied to ``table`` (the memory table by default)."""
         with self._session() as conn:
-            return migrations.current_version(conn, self.memory_table)
+            return migrations.current_version(conn, table or self.memory_table)
 
     def close(self) -> None:
         with self._lock:
@@ -350,3 +371,38 @@ class SqliteDb:
         with self._session() as conn:
             rows = conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
         return [UserStats(user_id, count, from_micros(last)) for user_id, count, last in rows]
+
+    # -- SessionStore -----------------------------------------------------------------
+
+    def append_run(self, run: RunResult) -> None:
+        with self._transaction() as conn:
+            session_rows.append_run(conn, self.session_table, run, now_micros())
+
+    def get_runs(
+        self,
+        session_id: str,
+        user_id: str,
+        *,
+        last_n: int | None = None,
+        completed_only: bool = False,
+    ) -> list[RunResult]:
+        check_page(last_n, 0)
+        with self._session() as conn:
+            return session_rows.get_runs(
+                conn, self.session_table, session_id, user_id, last_n, completed_only
+            )
+
+    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
+        with self._session() as conn:
+            return session_rows.get_session(conn, self.session_table, session_id, user_id)
+
+    def list_sessions(
+        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
+    ) -> list[Session]:
+        check_page(limit, offset)
+        with self._session() as conn:
+            return session_rows.list_sessions(conn, self.session_table, user_id, limit, offset)
+
+    def delete_session(self, session_id: str, user_id: str | None) -> bool:
+        with self._transaction() as conn:
+            return session_rows.delete_session(conn, self.session_table, session_id, user_id)

@@ -11,8 +11,10 @@ import sqlite3
 from collections.abc import Callable
 
 Migration = Callable[[sqlite3.Connection, str], None]
-MIGRATIONS: list[Migration] = []
+MIGRATIONS: list[Migration] = []  # the memory table's
 migration = MIGRATIONS.append
+SESSION_MIGRATIONS: list[Migration] = []  # the session table's (and its runs table)
+session_migration = SESSION_MIGRATIONS.append
 
 VERSION_TABLE = "noted_schema_versions"
 
@@ -46,6 +48,34 @@ def m002_sessions_and_ordered_indexes(conn: sqlite3.Connection, table: str) -> N
     conn.execute(f"CREATE INDEX ix_{table}_user_created ON {table}(user_id, created_at, memory_id)")
     conn.execute(f"CREATE INDEX ix_{table}_updated ON {table}(updated_at, memory_id)")
     conn.execute(f"CREATE INDEX ix_{table}_created ON {table}(created_at, memory_id)")
+
+
+@session_migration
+def s001_create_sessions(conn: sqlite3.Connection, table: str) -> None:
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+            session_id TEXT PRIMARY KEY NOT NULL,
+            user_id TEXT NOT NULL,
+            agent_id TEXT,
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            summary TEXT,
+            run_count INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    conn.execute(f"CREATE INDEX ix_{table}_user_updated ON {table}(user_id, updated_at)")
+    conn.execute(f"CREATE INDEX ix_{table}_updated ON {table}(updated_at)")
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {table}_runs (
+            session_id TEXT NOT NULL,
+            run_index INTEGER NOT NULL,
+            run_id TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (session_id, run_index)
+        )"""
+    )
 
 
 def current_version(conn: sqlite3.Connection, table: str) -> int:

@@ -1,0 +1,428 @@
+"""Agent: a model, tools, instructions and session history, run one turn at a time.
+
+The run loop is written once, as an async generator of events (``_events``). ``arun``
+collects it, ``arun(stream=True)`` hands it out, and the sync ``run`` drives the same
+generator on noted's background loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Literal, overload
+
+from noted import _portal
+from noted.agent.context import PromptSection, render_system_prompt, standard_sections
+from noted.agent.events import (
+    ContentDelta,
+    RunCompleted,
+    RunEvent,
+    RunStarted,
+    ToolCallCompleted,
+    ToolCallStarted,
+)
+from noted.agent.tools import Tool, execute_tool_calls, to_tools
+from noted.db.base import SessionStore
+from noted.db.memory import InMemoryDb
+from noted.errors import NotedError, UserError
+from noted.memory.memory import DEFAULT_USER_ID
+from noted.models.base import ChatModel
+from noted.models.registry import get_model
+from noted.models.types import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ResponseBuilder,
+    TextDelta,
+    ToolCall,
+)
+from noted.schema import check_id
+from noted.sessions import RunResult, new_run_id, new_session_id
+
+__all__ = ["Agent"]
+
+log = logging.getLogger("noted.agent")
+
+
+def _id(name: str, value: object) -> str:
+    checked = check_id(name, value)
+    if checked is None:
+        raise UserError(f"{name} must be a string, got None")
+    return checked
+
+
+def _check_count(name: str, value: object, minimum: int) -> int:
+    if type(value) is not int or value < minimum:
+        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+class Agent:
+    """An agent that answers messages with a model, remembers each session's history,
+    and calls tools.
+
+    ``model`` is a model object or a string such as ``"openai:gpt-4o-mini"``. ``db`` keeps
+    the sessions (any :class:`~noted.db.base.SessionStore`, e.g. :class:`~noted.SqliteDb`);
+    without one they live in this process only. ``user_id`` and ``session_id`` are
+    defaults for every run; a run without a session id continues the session this agent
+    started for that user (a new id is made on the user's first run).
+    """
+
+    def __init__(
+        self,
+        model: ChatModel | str,
+        *,
+        db: SessionStore | None = None,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        name: str | None = None,
+        agent_id: str | None = None,
+        description: str | None = None,
+        instructions: str | Sequence[str] | None = None,
+        system_message: str | None = None,
+        tools: Sequence[Tool | Callable[..., Any]] | None = None,
+        markdown: bool = False,
+        add_datetime_to_context: bool = False,
+        add_history_to_context: bool = False,
+        num_history_runs: int = 3,
+        read_chat_history: bool = False,
+        max_tool_rounds: int = 10,
+    ) -> None:
+        self.model = get_model(model)
+        if db is not None and not isinstance(db, SessionStore):
+            raise UserError(f"db must be a session store such as SqliteDb, got {db!r}")
+        self.db: SessionStore = db if db is not None else InMemoryDb()
+        self.user_id = None if user_id is None else _id("user_id", user_id)
+        self.session_id = None if session_id is None else _id("session_id", session_id)
+        self.name = name
+        self.agent_id = agent_id if agent_id is not None else name
+        self.description = description
+        self.instructions = (
+            [instructions] if isinstance(instructions, str) else list(instructions or ())
+        )
+        self.system_message = system_message
+        self.tools = to_tools(tools)
+        self.markdown = markdown
+        self.add_datetime_to_context = add_datetime_to_context
+        self.add_history_to_context = add_history_to_context
+        self.num_history_runs = _check_count("num_history_runs", num_history_runs, 0)
+        self.read_chat_history = read_chat_history
+        self.max_tool_rounds = _check_count("max_tool_rounds", max_tool_rounds, 0)
+        self._user_sessions: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        return f"Agent(model={self.model!r}, name={self.name!r})"
+
+    # -- identity ------------------------------------------------------------------------
+
+    def _user(self, user_id: str | None) -> str:
+        if user_id is not None:
+            return _id("user_id", user_id)
+        return self.user_id or DEFAULT_USER_ID
+
+    def get_session_id(self, user_id: str | None = None) -> str:
+        """The session a run for ``user_id`` continues when it names none."""
+        if self.session_id is not None:
+            return self.session_id
+        user = self._user(user_id)
+        session = self._user_sessions.get(user)
+        if session is None:
+            session = self._user_sessions[user] = new_session_id()
+        return session
+
+    # -- the prompt ----------------------------------------------------------------------
+
+    def system_prompt(self, now: datetime | None = None) -> str | None:
+        """The system prompt of a run (``now`` is used when the datetime is in context)."""
+        if self.system_message is not None:
+            return self.system_message
+        if self.add_datetime_to_context and now is None:
+            now = datetime.now().astimezone()
+        sections: list[PromptSection] = standard_sections(
+            instructions=self.instructions,
+            markdown=self.markdown,
+            now=now if self.add_datetime_to_context else None,
+        )
+        return render_system_prompt(self.description, sections)
+
+    def _chat_history_tool(self, session_id: str, user_id: str) -> Tool:
+        db = self.db
+
+        async def get_chat_history(num_chats: int | None = None) -> str:
+            """Read earlier turns of this conversation, oldest first, as JSON messages.
+
+            Args:
+                num_chats: How many of the most recent turns to return; all when omitted.
+            """
+            runs = await asyncio.to_thread(
+                db.get_runs, session_id, user_id, last_n=num_chats, completed_only=True
+            )
+            turns = [
+                {"role": m.role, "content": m.content}
+                for run in runs
+                for m in run.messages
+                if m.role in ("user", "assistant") and m.content
+            ]
+            return json.dumps(turns, ensure_ascii=False)
+
+        return Tool.from_function(get_chat_history)
+
+    # -- the run loop (the one source of truth) ------------------------------------------
+
+    def _run_tools(self, session_id: str, user_id: str) -> list[Tool]:
+        tools = list(self.tools)
+        if self.read_chat_history:
+            tools.append(self._chat_history_tool(session_id, user_id))
+        return tools
+
+    async def _opening(self, run: RunResult) -> list[Message]:
+        """The messages the first model call sees: system prompt, history, the new message."""
+        last_n = self.num_history_runs if self.add_history_to_context else 0
+        history = await asyncio.to_thread(
+            self.db.get_runs, run.session_id, run.user_id, last_n=last_n, completed_only=True
+        )
+        system = self.system_prompt()
+        conversation = [Message("system", system)] if system else []
+        for past in history:
+            conversation.extend(past.messages)
+        conversation.extend(run.messages)
+        return conversation
+
+    async def _events(
+        self, message: str, user_id: str, session_id: str, stream: bool
+    ) -> AsyncIterator[RunEvent]:
+        started = time.perf_counter()
+        run = RunResult(
+            run_id=new_run_id(),
+            session_id=session_id,
+            user_id=user_id,
+            input=message,
+            agent_id=self.agent_id,
+            model=self.model.id,
+            messages=[Message("user", message)],
+        )
+        conversation = await self._opening(run)
+        tools = self._run_tools(session_id, user_id)
+        by_name = {tool.name: tool for tool in tools}
+        definitions = [tool.definition() for tool in tools]
+        yield RunStarted(run.run_id, session_id, user_id)
+        try:
+            rounds = 0
+            while True:
+                request = ModelRequest(messages=list(conversation), tools=definitions)
+                response = ModelResponse()
+                async for item in self._ask(request, run, stream, started):
+                    if isinstance(item, ModelResponse):
+                        response = item
+                    else:
+                        yield item
+                answer = response.to_message()
+                conversation.append(answer)
+                run.messages.append(answer)
+                run.content = response.content
+                if not response.tool_calls:
+                    break
+                for call in response.tool_calls:
+                    yield ToolCallStarted(call)
+                if rounds >= self.max_tool_rounds:
+                    run.stop_reason = "tool_limit"
+                    results = [self._refusal(call) for call in response.tool_calls]
+                    conversation.extend(results)
+                    run.messages.extend(results)
+                    break
+                rounds += 1
+                for execution in await execute_tool_calls(by_name, response.tool_calls):
+                    run.metrics.tool_calls += 1
+                    run.tool_calls.append(execution)
+                    result = Message(
+                        "tool",
+                        execution.result,
+                        tool_call_id=execution.tool_call_id,
+                        name=execution.name,
+                    )
+                    conversation.append(result)
+                    run.messages.append(result)
+                    yield ToolCallCompleted(execution)
+        except BaseException as exc:
+            # The failed turn is kept in the session for the record (status "failed"),
+            # and left out of the history later runs replay.
+            run.status = "failed"
+            run.error = str(exc) or type(exc).__name__
+            run.metrics.duration = time.perf_counter() - started
+            self._save_failed(run)
+            raise
+        run.metrics.duration = time.perf_counter() - started
+        await asyncio.to_thread(self.db.append_run, run)
+        yield RunCompleted(run)
+
+    async def _ask(
+        self, request: ModelRequest, run: RunResult, stream: bool, started: float
+    ) -> AsyncIterator[ContentDelta | ModelResponse]:
+        """One model call: the text deltas as they stream (when streaming), then the
+        whole response as the last item. Counts the call in the run's metrics."""
+        metrics = run.metrics
+        called = time.perf_counter()
+        if stream:
+            builder = ResponseBuilder()
+            async for delta in self.model.astream(request):
+                builder.add(delta)
+                if isinstance(delta, TextDelta) and delta.text:
+                    if metrics.time_to_first_token is None:
+                        metrics.time_to_first_token = time.perf_counter() - started
+                    yield ContentDelta(delta.text)
+            response = builder.build()
+        else:
+            response = await self.model.acomplete(request)
+        metrics.model_calls += 1
+        metrics.model_duration += time.perf_counter() - called
+        metrics.input_tokens += response.usage.input_tokens
+        metrics.output_tokens += response.usage.output_tokens
+        yield response
+
+    def _refusal(self, call: ToolCall) -> Message:
+        """The answer to a tool call made after the last allowed round."""
+        return Message(
+            "tool",
+            f"Not run: the limit of {self.max_tool_rounds} tool rounds was reached.",
+            tool_call_id=call.id,
+            name=call.name,
+        )
+
+    def _save_failed(self, run: RunResult) -> None:
+        try:
+            self.db.append_run(run)
+        except NotedError as exc:
+            log.warning("could not save failed run %s: %s", run.run_id, exc)
+
+    async def _collect(self, message: str, user_id: str, session_id: str) -> RunResult:
+        async for event in self._events(message, user_id, session_id, stream=False):
+            if isinstance(event, RunCompleted):
+                return event.result
+        raise AssertionError("a run ends with RunCompleted or an exception")  # pragma: no cover
+
+    def _start(
+        self, message: object, user_id: str | None, session_id: str | None
+    ) -> tuple[str, str, str]:
+        if not isinstance(message, str) or not message.strip():
+            raise UserError(f"message must be a non-empty string, got {message!r}")
+        user = self._user(user_id)
+        session = (
+            _id("session_id", session_id) if session_id is not None else self.get_session_id(user)
+        )
+        return message, user, session
+
+    # -- public entry points -------------------------------------------------------------
+
+    @overload
+    def arun(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: Literal[False] = False,
+    ) -> Coroutine[Any, Any, RunResult]: ...
+
+    @overload
+    def arun(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: Literal[True],
+    ) -> AsyncIterator[RunEvent]: ...
+
+    def arun(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: bool = False,
+    ) -> Coroutine[Any, Any, RunResult] | AsyncIterator[RunEvent]:
+        """``await agent.arun(message)`` -> :class:`RunResult`;
+        ``async for event in agent.arun(message, stream=True)`` -> run events."""
+        args = self._start(message, user_id, session_id)
+        if stream:
+            return self._events(*args, stream=True)
+        return self._collect(*args)
+
+    @overload
+    def run(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: Literal[False] = False,
+    ) -> RunResult: ...
+
+    @overload
+    def run(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: Literal[True],
+    ) -> Iterator[RunEvent]: ...
+
+    def run(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: bool = False,
+    ) -> RunResult | Iterator[RunEvent]:
+        """Sync :meth:`arun`: a :class:`RunResult`, or with ``stream=True`` an iterator of
+        run events (content deltas, tool calls, and finally :class:`RunCompleted`)."""
+        args = self._start(message, user_id, session_id)
+        if stream:
+            return _portal.iterate(self._events(*args, stream=True))
+        return _portal.run(self._collect(*args))
+
+    def print_response(
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: bool = True,
+        markdown: bool | None = None,
+    ) -> RunResult:
+        """Run and show the answer in the terminal, live while it streams."""
+        from noted.agent.terminal import print_response
+
+        return print_response(
+            self,
+            message,
+            user_id=user_id,
+            session_id=session_id,
+            stream=stream,
+            markdown=self.markdown if markdown is None else markdown,
+        )
+
+    def cli_app(
+        self,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: bool = True,
+        markdown: bool | None = None,
+    ) -> None:
+        """Chat in the terminal until ``exit``, ``quit``, Ctrl-D or Ctrl-C."""
+        from noted.agent.terminal import chat
+
+        chat(
+            self,
+            user_id=user_id,
+            session_id=session_id,
+            stream=stream,
+            markdown=self.markdown if markdown is None else markdown,
+        )

@@ -1,0 +1,117 @@
+"""The agent in a terminal: answers rendered with rich, live while they stream, and a
+chat loop that ends on ``exit``, ``quit``, Ctrl-D or Ctrl-C without a traceback."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.console import Console, RenderableType
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.text import Text
+
+from noted.agent.events import ContentDelta, RunCompleted, ToolCallCompleted, ToolCallStarted
+from noted.errors import NotedError
+from noted.sessions import RunResult
+
+if TYPE_CHECKING:
+    from noted.agent.agent import Agent
+
+__all__ = ["EXIT_WORDS", "chat", "print_response"]
+
+EXIT_WORDS = frozenset({"exit", "quit", "bye", ":q"})
+
+
+def _render(text: str, markdown: bool) -> RenderableType:
+    return Markdown(text) if markdown else Text(text)
+
+
+def _tool_line(name: str, detail: str, error: bool = False) -> Text:
+    style = "red" if error else "dim"
+    return Text(f"  ↳ {name}: {detail}", style=style)
+
+
+def print_response(
+    agent: Agent,
+    message: str,
+    *,
+    user_id: str | None,
+    session_id: str | None,
+    stream: bool,
+    markdown: bool,
+    console: Console | None = None,
+) -> RunResult:
+    console = console or Console()
+    if not stream:
+        with console.status("thinking...", spinner="dots"):
+            result = agent.run(message, user_id=user_id, session_id=session_id)
+        for execution in result.tool_calls:
+            console.print(_tool_line(execution.name, execution.result[:200], execution.error))
+        console.print(_render(result.content or "", markdown))
+        return result
+    text = ""
+    finished: RunResult | None = None
+    with Live(console=console, refresh_per_second=15, vertical_overflow="visible") as live:
+        for event in agent.run(message, user_id=user_id, session_id=session_id, stream=True):
+            if isinstance(event, ContentDelta):
+                text += event.text
+                live.update(_render(text, markdown))
+            elif isinstance(event, ToolCallStarted):
+                call = event.tool_call
+                live.console.print(_tool_line(call.name, call.arguments_json()[:200]))
+            elif isinstance(event, ToolCallCompleted):
+                done = event.execution
+                if done.error:
+                    live.console.print(_tool_line(done.name, done.result[:200], error=True))
+            elif isinstance(event, RunCompleted):
+                finished = event.result
+        if finished is not None and finished.content and finished.content != text:
+            live.update(_render(finished.content, markdown))
+    if finished is None:  # pragma: no cover - a run ends with RunCompleted or raises
+        raise NotedError("the run ended without a result")
+    return finished
+
+
+def chat(
+    agent: Agent,
+    *,
+    user_id: str | None,
+    session_id: str | None,
+    stream: bool,
+    markdown: bool,
+    console: Console | None = None,
+) -> None:
+    console = console or Console()
+    session = session_id or agent.get_session_id(user_id)
+    console.print(
+        Text(
+            f"Chatting with {agent.model.id} (session {session}). "
+            "Type 'exit' or press Ctrl-D to leave.",
+            style="dim",
+        )
+    )
+    try:
+        while True:
+            try:
+                line = console.input("[bold green]You[/] > ")
+            except EOFError:
+                console.print()
+                return
+            if not line.strip():
+                continue
+            if line.strip().lower() in EXIT_WORDS:
+                return
+            try:
+                print_response(
+                    agent,
+                    line,
+                    user_id=user_id,
+                    session_id=session,
+                    stream=stream,
+                    markdown=markdown,
+                    console=console,
+                )
+            except NotedError as exc:
+                console.print(Text(f"error: {exc}", style="red"))
+    except KeyboardInterrupt:
+        console.print()

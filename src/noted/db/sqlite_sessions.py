@@ -1,0 +1,137 @@
+"""SQL for sessions in SQLite: a session table and ``<session_table>_runs``, one row per run.
+
+A run is appended as one row (its messages and metrics as JSON), so saving a turn costs
+the same at the hundredth run as at the first, and reading the last runs for history
+reads only those rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from noted._time import from_micros, to_micros
+from noted.errors import ConflictError
+from noted.sessions import RunResult, Session
+
+__all__ = ["append_run", "delete_session", "get_runs", "get_session", "list_sessions"]
+
+_SESSION_COLUMNS = "session_id, user_id, agent_id, created_at, updated_at, summary, run_count"
+
+
+def _foreign(session_id: str) -> ConflictError:
+    return ConflictError(f"session {session_id!r} belongs to another user")
+
+
+def _owner(conn: sqlite3.Connection, table: str, session_id: str) -> tuple[str, int] | None:
+    row = conn.execute(
+        f"SELECT user_id, run_count FROM {table} WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    return None if row is None else (row[0], row[1])
+
+
+def append_run(conn: sqlite3.Connection, table: str, run: RunResult, now_us: int) -> None:
+    """Inside the caller's write transaction."""
+    owner = _owner(conn, table, run.session_id)
+    if owner is None:
+        conn.execute(
+            f"INSERT INTO {table} ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, 0)",
+            (run.session_id, run.user_id, run.agent_id, now_us, now_us),
+        )
+        index = 0
+    elif owner[0] != run.user_id:
+        raise _foreign(run.session_id)
+    else:
+        index = owner[1]
+    conn.execute(
+        f"INSERT INTO {table}_runs (session_id, run_index, run_id, status, created_at, data) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            run.session_id,
+            index,
+            run.run_id,
+            run.status,
+            to_micros(run.created_at),
+            json.dumps(run.to_dict(), ensure_ascii=False, separators=(",", ":")),
+        ),
+    )
+    conn.execute(
+        f"UPDATE {table} SET updated_at = ?, run_count = run_count + 1 WHERE session_id = ?",
+        (now_us, run.session_id),
+    )
+
+
+def get_runs(
+    conn: sqlite3.Connection,
+    table: str,
+    session_id: str,
+    user_id: str,
+    last_n: int | None,
+    completed_only: bool,
+) -> list[RunResult]:
+    owner = _owner(conn, table, session_id)
+    if owner is None:
+        return []
+    if owner[0] != user_id:
+        raise _foreign(session_id)
+    sql = f"SELECT data FROM {table}_runs WHERE session_id = ?"
+    params: list[Any] = [session_id]
+    if completed_only:
+        sql += " AND status = 'completed'"
+    sql += " ORDER BY run_index DESC"
+    if last_n is not None:
+        sql += " LIMIT ?"
+        params.append(last_n)
+    rows = conn.execute(sql, params).fetchall()
+    return [RunResult.from_dict(json.loads(row[0])) for row in reversed(rows)]
+
+
+def _session(row: tuple[Any, ...]) -> Session:
+    return Session(
+        session_id=row[0],
+        user_id=row[1],
+        agent_id=row[2],
+        created_at=from_micros(row[3]),
+        updated_at=from_micros(row[4]),
+        summary=row[5],
+        run_count=row[6],
+    )
+
+
+def get_session(
+    conn: sqlite3.Connection, table: str, session_id: str, user_id: str | None
+) -> Session | None:
+    row = conn.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM {table} WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    if row is None or (user_id is not None and row[1] != user_id):
+        return None
+    session = _session(row)
+    session.runs = get_runs(conn, table, session_id, session.user_id, None, False)
+    return session
+
+
+def list_sessions(
+    conn: sqlite3.Connection, table: str, user_id: str | None, limit: int | None, offset: int
+) -> list[Session]:
+    sql = f"SELECT {_SESSION_COLUMNS} FROM {table}"
+    params: list[Any] = []
+    if user_id is not None:
+        sql += " WHERE user_id = ?"
+        params.append(user_id)
+    sql += " ORDER BY updated_at DESC, session_id LIMIT ? OFFSET ?"
+    params += [-1 if limit is None else limit, offset]
+    return [_session(row) for row in conn.execute(sql, params)]
+
+
+def delete_session(
+    conn: sqlite3.Connection, table: str, session_id: str, user_id: str | None
+) -> bool:
+    """Inside the caller's write transaction."""
+    owner = _owner(conn, table, session_id)
+    if owner is None or (user_id is not None and owner[0] != user_id):
+        return False
+    conn.execute(f"DELETE FROM {table}_runs WHERE session_id = ?", (session_id,))
+    conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))
+    return True

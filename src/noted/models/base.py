@@ -1,0 +1,165 @@
+"""The chat-model protocol, and the base that gives every model retries and sync methods.
+
+A model is written once, async: ``_send`` answers a request, ``_send_stream`` streams the
+answer as deltas. :class:`BaseChatModel` adds bounded retries with backoff and jitter for
+retryable failures (HTTP 429, 5xx, timeouts and lost connections) and the sync methods
+``complete`` and ``stream``, which run the async ones on noted's background loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from noted import _portal
+from noted.errors import ModelError, UserError
+from noted.models.types import ModelDelta, ModelRequest, ModelResponse, ResponseBuilder
+
+__all__ = ["BaseChatModel", "ChatModel", "RetryPolicy"]
+
+log = logging.getLogger("noted.models")
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    """What the agent and the memory manager need from a model."""
+
+    @property
+    def id(self) -> str:
+        """The model's name at its provider, for example ``gpt-4o-mini``."""
+        ...
+
+    async def acomplete(self, request: ModelRequest) -> ModelResponse:
+        """Answer the request in one piece."""
+        ...
+
+    def astream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        """Answer the request as a stream of text, tool-call and usage deltas."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently retryable failures are retried.
+
+    The wait before retry ``n`` (1-based) is drawn uniformly from the upper half of
+    ``min(max_delay, initial_delay * multiplier ** (n - 1))``; a provider's ``Retry-After``
+    raises the wait up to ``max_delay``. ``max_attempts=1`` turns retries off.
+    """
+
+    max_attempts: int = 4
+    initial_delay: float = 0.5
+    max_delay: float = 8.0
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if type(self.max_attempts) is not int or self.max_attempts < 1:
+            raise UserError(f"max_attempts must be an integer >= 1, got {self.max_attempts!r}")
+        if self.initial_delay < 0 or self.max_delay < 0 or self.multiplier < 1:
+            raise UserError("retry delays must be >= 0 and the multiplier >= 1")
+
+    def delay(self, retry: int, retry_after: float | None = None) -> float:
+        cap = min(self.max_delay, self.initial_delay * self.multiplier ** (retry - 1))
+        wait = random.uniform(cap / 2, cap)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, self.max_delay))
+        return wait
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ModelError) and exc.retryable
+
+
+class BaseChatModel:
+    """Retries and sync twins around a provider's two async primitives."""
+
+    provider: str = "model"
+
+    def __init__(self, id: str, *, retry: RetryPolicy | None = None) -> None:
+        if not isinstance(id, str) or not id.strip():
+            raise UserError(f"a model needs an id (its name at the provider), got {id!r}")
+        self._id = id
+        self.retry = retry or RetryPolicy()
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(id={self._id!r})"
+
+    # -- what a provider implements ------------------------------------------------------
+
+    async def _send(self, request: ModelRequest) -> ModelResponse:
+        """One attempt at a whole answer. The default collects the stream."""
+        builder = ResponseBuilder()
+        async for delta in self._send_stream(request):
+            builder.add(delta)
+        return builder.build()
+
+    def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        """One attempt at a streamed answer."""
+        raise NotImplementedError
+
+    # -- what callers use ---------------------------------------------------------------
+
+    async def _wait_before_retry(self, retry: int, exc: ModelError) -> None:
+        wait = self.retry.delay(retry, getattr(exc, "retry_after", None))
+        log.warning(
+            "%s %s failed (%s); retry %d of %d in %.2f s",
+            self.provider,
+            self._id,
+            exc,
+            retry,
+            self.retry.max_attempts - 1,
+            wait,
+        )
+        await asyncio.sleep(wait)
+
+    async def acomplete(self, request: ModelRequest) -> ModelResponse:
+        retry = 0
+        while True:
+            try:
+                return await self._send(request)
+            except ModelError as exc:
+                retry += 1
+                if not _is_retryable(exc) or retry >= self.retry.max_attempts:
+                    raise
+                await self._wait_before_retry(retry, exc)
+
+    async def astream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        """Stream the answer. A failure before the first delta is retried like
+        :meth:`acomplete`; once text has been streamed, a failure is raised as it is
+        (a retry would repeat what the caller has already shown)."""
+        retry = 0
+        while True:
+            started = False
+            try:
+                async for delta in self._send_stream(request):
+                    started = True
+                    yield delta
+                return
+            except ModelError as exc:
+                retry += 1
+                if started or not _is_retryable(exc) or retry >= self.retry.max_attempts:
+                    raise
+                await self._wait_before_retry(retry, exc)
+
+    def complete(self, request: ModelRequest) -> ModelResponse:
+        """Sync :meth:`acomplete`."""
+        return _portal.run(self.acomplete(request))
+
+    def stream(self, request: ModelRequest) -> Iterator[ModelDelta]:
+        """Sync :meth:`astream`."""
+        return _portal.iterate(self.astream(request))
+
+    async def aclose(self) -> None:
+        """Release connections held for the running event loop (providers override)."""
+
+    def close(self) -> None:
+        """Release connections held on noted's background loop."""
+        _portal.run(self.aclose())

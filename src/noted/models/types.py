@@ -1,0 +1,268 @@
+"""What goes to a chat model and what comes back: messages, tools, responses, stream deltas.
+
+Plain data with no I/O, shared by every provider, the test models, the agent and the
+session store (runs are saved as these messages).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from noted.errors import UserError
+
+__all__ = [
+    "Message",
+    "ModelDelta",
+    "ModelRequest",
+    "ModelResponse",
+    "ResponseBuilder",
+    "Role",
+    "TextDelta",
+    "ToolCall",
+    "ToolCallDelta",
+    "ToolDefinition",
+    "Usage",
+    "UsageDelta",
+    "new_tool_call_id",
+]
+
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: frozenset[str] = frozenset(("system", "user", "assistant", "tool"))
+
+
+def new_tool_call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A model's request to run one tool. ``arguments`` is the decoded JSON object;
+    when the model sent arguments that are not a JSON object, ``arguments`` is empty and
+    ``invalid_arguments`` holds the raw text, so the agent can tell the model what went wrong.
+    """
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    id: str = field(default_factory=new_tool_call_id)
+    invalid_arguments: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "name": self.name, "arguments": self.arguments}
+        if self.invalid_arguments is not None:
+            data["invalid_arguments"] = self.invalid_arguments
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ToolCall:
+        return cls(
+            name=data["name"],
+            arguments=dict(data.get("arguments") or {}),
+            id=data["id"],
+            invalid_arguments=data.get("invalid_arguments"),
+        )
+
+    @classmethod
+    def from_json_text(cls, name: str, text: str, call_id: str | None = None) -> ToolCall:
+        """A call whose arguments arrived as JSON text (possibly empty, possibly broken)."""
+        call_id = call_id or new_tool_call_id()
+        if not text.strip():
+            return cls(name=name, id=call_id)
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            decoded = None
+        if not isinstance(decoded, dict):
+            return cls(name=name, id=call_id, invalid_arguments=text)
+        return cls(name=name, arguments=decoded, id=call_id)
+
+    def arguments_json(self) -> str:
+        if self.invalid_arguments is not None:
+            return self.invalid_arguments
+        return json.dumps(self.arguments, ensure_ascii=False)
+
+
+@dataclass(slots=True)
+class Message:
+    """One message of a conversation.
+
+    ``assistant`` messages may carry ``tool_calls``; a ``tool`` message answers one call,
+    naming it by ``tool_call_id`` (and the tool by ``name``).
+    """
+
+    role: Role
+    content: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise UserError(f"message role must be one of {sorted(ROLES)}, got {self.role!r}")
+        if self.content is not None and not isinstance(self.content, str):
+            raise UserError(f"message content must be a string, got {type(self.content)!r}")
+        if self.role == "tool" and not self.tool_call_id:
+            raise UserError("a tool message needs the tool_call_id it answers")
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            data["tool_calls"] = [call.to_dict() for call in self.tool_calls]
+        if self.tool_call_id is not None:
+            data["tool_call_id"] = self.tool_call_id
+        if self.name is not None:
+            data["name"] = self.name
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Message:
+        return cls(
+            role=data["role"],
+            content=data.get("content"),
+            tool_calls=[ToolCall.from_dict(c) for c in data.get("tool_calls") or ()],
+            tool_call_id=data.get("tool_call_id"),
+            name=data.get("name"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDefinition:
+    """A tool as the model sees it: a name, what it does, and a JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """Everything one model call needs. ``response_schema``, when set, is a JSON schema the
+    answer's text must satisfy (structured output); ``response_schema_name`` names it."""
+
+    messages: Sequence[Message]
+    tools: Sequence[ToolDefinition] = ()
+    response_schema: Mapping[str, Any] | None = None
+    response_schema_name: str = "response"
+
+    def system_text(self) -> str | None:
+        """The system messages joined, for providers that take the system prompt apart."""
+        parts = [m.content for m in self.messages if m.role == "system" and m.content]
+        return "\n\n".join(parts) if parts else None
+
+
+@dataclass(slots=True)
+class Usage:
+    """Tokens counted by the provider for one call (or summed over several)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def add(self, other: Usage) -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+
+
+@dataclass(slots=True)
+class ModelResponse:
+    """One answer: text, tool calls, or both."""
+
+    content: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+    finish_reason: str | None = None
+
+    def to_message(self) -> Message:
+        return Message(role="assistant", content=self.content, tool_calls=list(self.tool_calls))
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of the answer's text, as it streams."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call, as it streams. Pieces with the same ``index`` belong to one
+    call; ``id`` and ``name`` come at least once, ``arguments`` are JSON text fragments."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UsageDelta:
+    """Token counts reported during a stream (providers report them once or in parts;
+    counts add up). ``finish_reason`` and ``model`` may ride along."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    finish_reason: str | None = None
+    model: str | None = None
+
+
+ModelDelta: TypeAlias = TextDelta | ToolCallDelta | UsageDelta
+
+
+@dataclass(slots=True)
+class _PendingCall:
+    id: str | None = None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+class ResponseBuilder:
+    """Folds stream deltas into the :class:`ModelResponse` they add up to."""
+
+    __slots__ = ("_calls", "_finish", "_model", "_text", "_usage")
+
+    def __init__(self) -> None:
+        self._text: list[str] = []
+        self._calls: dict[int, _PendingCall] = {}
+        self._usage = Usage()
+        self._finish: str | None = None
+        self._model: str | None = None
+
+    def add(self, delta: ModelDelta) -> None:
+        if isinstance(delta, TextDelta):
+            self._text.append(delta.text)
+        elif isinstance(delta, ToolCallDelta):
+            pending = self._calls.setdefault(delta.index, _PendingCall())
+            if delta.id:
+                pending.id = delta.id
+            if delta.name:
+                pending.name += delta.name
+            if delta.arguments:
+                pending.arguments.append(delta.arguments)
+        else:
+            self._usage.input_tokens += delta.input_tokens
+            self._usage.output_tokens += delta.output_tokens
+            self._finish = delta.finish_reason or self._finish
+            self._model = delta.model or self._model
+
+    def build(self) -> ModelResponse:
+        calls = [
+            ToolCall.from_json_text(p.name, "".join(p.arguments), p.id)
+            for _, p in sorted(self._calls.items())
+        ]
+        return ModelResponse(
+            content="".join(self._text) if self._text else None,
+            tool_calls=calls,
+            usage=Usage(self._usage.input_tokens, self._usage.output_tokens),
+            model=self._model,
+            finish_reason=self._finish,
+        )

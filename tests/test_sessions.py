@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from noted import ConflictError, InMemoryDb, Message, SessionStore, SqliteDb, UserError
+from noted.sessions import RunMetrics, RunResult, ToolExecution, new_run_id
+
+
+@pytest.fixture(params=["sqlite", "in-memory"])
+def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
+    db: SessionStore = SqliteDb(tmp_path / "s.db") if request.param == "sqlite" else InMemoryDb()
+    yield db
+    db.close()
+
+
+def make_run(session_id: str, user_id: str, text: str, status: str = "completed") -> RunResult:
+    return RunResult(
+        run_id=new_run_id(),
+        session_id=session_id,
+        user_id=user_id,
+        input=text,
+        content=f"answer to {text}",
+        messages=[Message("user", text), Message("assistant", f"answer to {text}")],
+        tool_calls=[ToolExecution("call_1", "add", {"a": 1}, "2")],
+        metrics=RunMetrics(model_calls=1, input_tokens=10, output_tokens=3, duration=0.5),
+        status=status,  # type: ignore[arg-type]
+        error=None if status == "completed" else "boom",
+    )
+
+
+def test_backends_satisfy_the_session_protocol(tmp_path: Path) -> None:
+    assert isinstance(InMemoryDb(), SessionStore)
+    assert isinstance(SqliteDb(tmp_path / "x.db"), SessionStore)
+
+
+def test_runs_come_back_in_order_and_whole(sessions: SessionStore) -> None:
+    runs = [make_run("s1", "ava", f"turn {i}") for i in range(5)]
+    for run in runs:
+        sessions.append_run(run)
+    got = sessions.get_runs("s1", "ava")
+    assert [r.to_dict() for r in got] == [r.to_dict() for r in runs]
+    assert [r.input for r in sessions.get_runs("s1", "ava", last_n=2)] == ["turn 3", "turn 4"]
+    assert sessions.get_runs("s1", "ava", last_n=0) == []
+    assert sessions.get_runs("missing", "ava") == []
+
+
+def test_completed_only_skips_failed_runs(sessions: SessionStore) -> None:
+    sessions.append_run(make_run("s1", "ava", "one"))
+    sessions.append_run(make_run("s1", "ava", "two", status="failed"))
+    sessions.append_run(make_run("s1", "ava", "three"))
+    assert [r.input for r in sessions.get_runs("s1", "ava")] == ["one", "two", "three"]
+    done = sessions.get_runs("s1", "ava", last_n=2, completed_only=True)
+    assert [r.input for r in done] == ["one", "three"]
+
+
+def test_sessions_belong_to_one_user(sessions: SessionStore) -> None:
+    sessions.append_run(make_run("s1", "ava", "mine"))
+    with pytest.raises(ConflictError, match="belongs to another user"):
+        sessions.append_run(make_run("s1", "bob", "intruder"))
+    with pytest.raises(ConflictError):
+        sessions.get_runs("s1", "bob")
+    assert sessions.get_session("s1", "bob") is None
+    assert sessions.delete_session("s1", "bob") is False
+    assert sessions.list_sessions("bob") == []
+    whole = sessions.get_session("s1", "ava")
+    assert whole is not None
+    assert [r.input for r in whole.runs] == ["mine"]
+
+
+def test_list_get_and_delete(sessions: SessionStore) -> None:
+    for sid in ("a", "b", "c"):
+        sessions.append_run(make_run(sid, "ava", f"hello {sid}"))
+    sessions.append_run(make_run("a", "ava", "again"))
+    sessions.append_run(make_run("z", "bob", "other"))
+    listed = sessions.list_sessions("ava")
+    assert [s.session_id for s in listed] == ["a", "c", "b"]  # most recently updated first
+    assert listed[0].run_count == 2
+    assert listed[0].runs == []
+    assert listed[0].updated_at > listed[0].created_at
+    assert [s.session_id for s in sessions.list_sessions("ava", limit=1, offset=1)] == ["c"]
+    assert {s.session_id for s in sessions.list_sessions(None)} == {"a", "b", "c", "z"}
+    with pytest.raises(UserError):
+        sessions.list_sessions("ava", limit=-1)
+    session = sessions.get_session("a", None)
+    assert session is not None
+    assert session.user_id == "ava"
+    assert [r.input for r in session.runs] == ["hello a", "again"]
+    assert sessions.delete_session("a", "ava") is True
+    assert sessions.delete_session("a", "ava") is False
+    assert sessions.get_session("a", "ava") is None
+    assert sessions.get_runs("a", "ava") == []
+    # the id is free again, for anyone
+    sessions.append_run(make_run("a", "bob", "new owner"))
+    assert [r.input for r in sessions.get_runs("a", "bob")] == ["new owner"]
+
+
+def test_returned_runs_are_copies(sessions: SessionStore) -> None:
+    run = make_run("s1", "ava", "hello")
+    sessions.append_run(run)
+    run.content = "changed after saving"
+    got = sessions.get_runs("s1", "ava")[0]
+    assert got.content == "answer to hello"
+    got.messages.clear()
+    assert len(sessions.get_runs("s1", "ava")[0].messages) == 2
+
+
+def test_sqlite_sessions_persist_and_use_the_configured_table(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteDb(path, session_table="chat_log") as db:
+        db.append_run(make_run("s1", "ava", "hello"))
+    with SqliteDb(path, session_table="chat_log") as db:
+        assert [r.input for r in db.get_runs("s1", "ava")] == ["hello"]
+        assert db.schema_version("chat_log") == 1
+    conn = sqlite3.connect(path)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert {"chat_log", "chat_log_runs", "noted_memories"} <= tables
+    assert "noted_sessions" not in tables
+
+
+def test_sqlite_rejects_clashing_table_names(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="different tables"):
+        SqliteDb(tmp_path / "x.db", memory_table="t", session_table="t")
+    with pytest.raises(UserError, match="session_table"):
+        SqliteDb(tmp_path / "x.db", session_table="bad name")
+
+
+def test_history_read_uses_the_run_index(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "s.db")
+    db.append_run(make_run("s1", "ava", "hello"))
+    conn = sqlite3.connect(tmp_path / "s.db")
+    plan = " ".join(
+        str(row[3])
+        for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT data FROM noted_sessions_runs WHERE session_id = ? "
+            "AND status = 'completed' ORDER BY run_index DESC LIMIT 3",
+            ("s1",),
+        )
+    )
+    conn.close()
+    db.close()
+    assert "USING INDEX" in plan
+    assert "TEMP B-TREE" not in plan

@@ -1,0 +1,145 @@
+"""A local HTTP server on 127.0.0.1 that speaks a provider's wire format from a script.
+
+Each request gets the next scripted reply: a JSON body with a status (``Reply``) or a
+server-sent-event stream (``SSE``). Every request is recorded (method, path, query,
+headers, JSON body) so tests can check what the adapter sent.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Reply:
+    body: Any
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds to wait before answering (timeouts)
+
+
+@dataclass
+class SSE:
+    """A stream of events: each item is ``data`` (a JSON-able value, or a raw string such
+    as ``"[DONE]"``) or a pair ``(event_name, data)``."""
+
+    events: Sequence[Any]
+    status: int = 200
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+class WireServer:
+    def __init__(self) -> None:
+        self.script: list[Reply | SSE] = []
+        self.requests: list[Recorded] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._answer()
+
+            def do_POST(self) -> None:
+                self._answer()
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                parts = urlsplit(self.path)
+                with server._lock:
+                    server.requests.append(
+                        Recorded(
+                            self.command,
+                            parts.path,
+                            parse_qs(parts.query),
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                        )
+                    )
+                    reply = server.script.pop(0) if server.script else None
+                if reply is None:
+                    self._send_json(500, {"error": {"message": "wire server: script is empty"}}, {})
+                elif isinstance(reply, SSE):
+                    self._send_sse(reply)
+                else:
+                    if reply.delay:
+                        time.sleep(reply.delay)
+                    self._send_json(reply.status, reply.body, reply.headers)
+
+            def _send_json(self, status: int, body: Any, headers: Mapping[str, str]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _send_sse(self, reply: SSE) -> None:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                for item in reply.events:
+                    name, data = item if isinstance(item, tuple) else (None, item)
+                    text = data if isinstance(data, str) else json.dumps(data)
+                    chunk = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
+                    self.wfile.write(chunk.encode())
+                    self.wfile.flush()
+                self.close_connection = True
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def add(self, *replies: Reply | SSE) -> None:
+        with self._lock:
+            self.script.extend(replies)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def serve() -> Iterator[WireServer]:
+    server = WireServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
