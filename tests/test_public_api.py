@@ -15,6 +15,11 @@ def test_all_is_sorted_and_complete() -> None:
         "memory",
         "schema",
         "cli",
+        "cli_sessions",
+        "agent",
+        "models",
+        "sessions",
+        "testing",
     }
     assert public <= set(noted.__all__), public - set(noted.__all__)
 
@@ -29,3 +34,26 @@ def test_every_error_derives_from_noted_error() -> None:
 def test_backends_satisfy_the_store_protocol(tmp_path) -> None:
     assert isinstance(noted.InMemoryDb(), noted.MemoryStore)
     assert isinstance(noted.SqliteDb(tmp_path / "x.db"), noted.MemoryStore)
+
+
+def test_subpackage_exports_are_sorted_and_importable() -> None:
+    import noted.agent
+    import noted.models
+    import noted.testing
+
+    for module in (noted.agent, noted.models, noted.testing, noted.db, noted.errors):
+        assert module.__all__ == sorted(module.__all__), module.__name__
+        for name in module.__all__:
+            assert hasattr(module, name), (module.__name__, name)
+
+
+def test_importing_noted_loads_no_vendor_sdk() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, noted, noted.models; "
+        "print([m for m in ('openai', 'anthropic', 'google.genai') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

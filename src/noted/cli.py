@@ -6,20 +6,19 @@ Thin by design: it parses arguments, calls the Memory API, and prints a table or
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from rich import box
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from noted.db import MemoryQuery, MemoryStore, SqliteDb
+from noted._console import emit_json, err, out
+from noted.cli_sessions import add_chat_command, add_session_commands
+from noted.db import MemoryQuery, SqliteDb
 from noted.errors import NotedError, NotFoundError, UserError
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.jsonl import read_jsonl, write_jsonl
@@ -30,12 +29,8 @@ __all__ = ["main"]
 DEFAULT_DB = "noted.db"
 EXPORT_PAGE = 1000
 
-# Piped output is not cut to 80 columns: ids and texts stay whole for the reader.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
 
-
-def open_db(target: str) -> MemoryStore:
+def open_db(target: str) -> SqliteDb:
     """A store for ``--db``: a SQLite file path (or ``sqlite:///path``)."""
     if target.startswith("sqlite:///"):
         target = target.removeprefix("sqlite:///")
@@ -45,10 +40,6 @@ def open_db(target: str) -> MemoryStore:
             f"--db: database URLs of scheme {scheme!r} are not supported; give a SQLite file path"
         )
     return SqliteDb(target)
-
-
-def _emit_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")
 
 
 def _when(memory: UserMemory) -> str:
@@ -79,7 +70,7 @@ def cmd_add(memory: Memory, args: argparse.Namespace) -> int:
     new = UserMemory(args.text, topics=args.topic or [], agent_id=args.agent, team_id=args.team)
     memory_id = memory.add_user_memory(new, user_id=args.user)
     if args.json:
-        _emit_json(_get_or_fail(memory, memory_id, args.user).to_dict())
+        emit_json(_get_or_fail(memory, memory_id, args.user).to_dict())
     else:
         out.print(f"added {memory_id}")
     return 0
@@ -98,7 +89,7 @@ def cmd_list(memory: Memory, args: argparse.Namespace) -> int:
     )
     memories = memory.db.list_memories(query)
     if args.json:
-        _emit_json([m.to_dict() for m in memories])
+        emit_json([m.to_dict() for m in memories])
         return 0
     total = memory.db.count_memories(query)
     who = "every user" if query.user_id is None else f"user {query.user_id}"
@@ -119,7 +110,7 @@ def _get_or_fail(memory: Memory, memory_id: str, user_id: str | None) -> UserMem
 def cmd_show(memory: Memory, args: argparse.Namespace) -> int:
     found = _get_or_fail(memory, args.memory_id, args.user)
     if args.json:
-        _emit_json(found.to_dict())
+        emit_json(found.to_dict())
         return 0
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
@@ -139,7 +130,7 @@ def cmd_edit(memory: Memory, args: argparse.Namespace) -> int:
     replacement = UserMemory(args.text if args.text is not None else current.memory, topics=topics)
     memory.replace_user_memory(args.memory_id, replacement, user_id=args.user)
     if args.json:
-        _emit_json(_get_or_fail(memory, args.memory_id, args.user).to_dict())
+        emit_json(_get_or_fail(memory, args.memory_id, args.user).to_dict())
     else:
         out.print(f"updated {args.memory_id}")
     return 0
@@ -149,7 +140,7 @@ def cmd_delete(memory: Memory, args: argparse.Namespace) -> int:
     deleted = memory.delete_user_memories(args.memory_ids, user_id=args.user)
     missing = len(set(args.memory_ids)) - deleted
     if args.json:
-        _emit_json({"deleted": deleted, "not_found": missing})
+        emit_json({"deleted": deleted, "not_found": missing})
     else:
         out.print(
             f"deleted {deleted}" + (f"; {missing} not found for this user" if missing else "")
@@ -177,7 +168,7 @@ def cmd_clear(memory: Memory, args: argparse.Namespace) -> int:
         _confirm(f"Delete every memory of user {args.user!r}?", args.yes)
         deleted = memory.clear(user_id=args.user)
     if args.json:
-        _emit_json({"deleted": deleted})
+        emit_json({"deleted": deleted})
     else:
         out.print(f"deleted {deleted}")
     return 0
@@ -186,7 +177,7 @@ def cmd_clear(memory: Memory, args: argparse.Namespace) -> int:
 def cmd_topics(memory: Memory, args: argparse.Namespace) -> int:
     topics = memory.get_topics(None if args.all_users else (args.user or DEFAULT_USER_ID))
     if args.json:
-        _emit_json(topics)
+        emit_json(topics)
     else:
         for topic in topics:
             out.print(topic)
@@ -196,7 +187,7 @@ def cmd_topics(memory: Memory, args: argparse.Namespace) -> int:
 def cmd_stats(memory: Memory, args: argparse.Namespace) -> int:
     stats = memory.get_user_stats(limit=args.limit)
     if args.json:
-        _emit_json([s.to_dict() for s in stats])
+        emit_json([s.to_dict() for s in stats])
         return 0
     table = Table(title="Memories per user", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("user")
@@ -262,7 +253,7 @@ def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
                     m.user_id = args.user
         imported = memory.import_user_memories(memories)
     if args.json:
-        _emit_json({"imported": imported})
+        emit_json({"imported": imported})
     else:
         out.print(f"imported {imported} memories")
     return 0
@@ -339,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     imp = command("import", cmd_import, "Read memories from JSON Lines (all or nothing).")
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
+
+    add_session_commands(groups, common)
+    add_chat_command(groups, common)
     return parser
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -131,7 +131,7 @@ class BaseChatModel:
                     raise
                 await self._wait_before_retry(retry, exc)
 
-    async def astream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+    async def astream(self, request: ModelRequest) -> AsyncGenerator[ModelDelta, None]:
         """Stream the answer. A failure before the first delta is retried like
         :meth:`acomplete`; once text has been streamed, a failure is raised as it is
         (a retry would repeat what the caller has already shown)."""

@@ -1,0 +1,19 @@
+"""Where the ``noted`` command writes: rich consoles for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from rich.console import Console
+
+__all__ = ["emit_json", "err", "out"]
+
+# Piped output is not cut to 80 columns: ids and texts stay whole for the reader.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False)
+
+
+def emit_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, ensure_ascii=False, indent=2) + "\n")

@@ -1,0 +1,166 @@
+"""``noted chat`` and ``noted sessions``: talk to an agent, read and delete session history.
+
+The CLI is an administrator's tool: without ``--user`` the session commands span every
+user (session ids are unique across users); with it they see that user's sessions only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from noted._console import emit_json, out
+from noted.agent import Agent
+from noted.db import SessionStore
+from noted.errors import NotFoundError, UserError
+from noted.memory import Memory
+from noted.sessions import RunResult, Session
+
+__all__ = ["add_chat_command", "add_session_commands"]
+
+
+def _store(memory: Memory) -> SessionStore:
+    if not isinstance(memory.db, SessionStore):  # pragma: no cover - every CLI db has sessions
+        raise UserError(f"{memory.db!r} does not keep sessions")
+    return memory.db
+
+
+def _when(session: Session) -> str:
+    return session.updated_at.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_chat(memory: Memory, args: argparse.Namespace) -> int:
+    model = args.model or os.environ.get("NOTED_MODEL")
+    if not model:
+        raise UserError(
+            "choose a model: --model provider:model-id (for example ollama:llama3.2 or "
+            "openai:gpt-4o-mini), or set NOTED_MODEL"
+        )
+    agent = Agent(
+        model,
+        db=_store(memory),
+        user_id=args.user,
+        session_id=args.session,
+        instructions=args.instructions,
+        markdown=not args.plain,
+        add_history_to_context=args.history > 0,
+        num_history_runs=args.history,
+    )
+    agent.cli_app(stream=not args.no_stream)
+    return 0
+
+
+def cmd_sessions_list(memory: Memory, args: argparse.Namespace) -> int:
+    sessions = _store(memory).list_sessions(args.user, limit=args.limit, offset=args.offset)
+    if args.json:
+        emit_json([s.to_dict(with_runs=False) for s in sessions])
+        return 0
+    who = "every user" if args.user is None else f"user {args.user}"
+    table = Table(title=f"Sessions of {who}", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("session", "user", "agent", "runs", "updated (UTC)"):
+        table.add_column(name, no_wrap=name != "session", overflow="fold")
+    for s in sessions:
+        table.add_row(s.session_id, s.user_id, s.agent_id or "", str(s.run_count), _when(s))
+    out.print(table)
+    return 0
+
+
+def _get_session(memory: Memory, session_id: str, user_id: str | None) -> Session:
+    session = _store(memory).get_session(session_id, user_id)
+    if session is None:
+        owner = "" if user_id is None else f" for user {user_id!r}"
+        raise NotFoundError(f"no session {session_id!r}{owner}")
+    return session
+
+
+def _print_run(out: Console, run: RunResult) -> None:
+    stamp = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
+    out.print(Text(f"{stamp}  {run.run_id}", style="dim"))
+    out.print(Text.assemble(("you: ", "bold green"), run.input))
+    for execution in run.tool_calls:
+        style = "red" if execution.error else "dim"
+        out.print(Text(f"  tool {execution.name}: {execution.result[:200]}", style=style))
+    if run.status == "failed":
+        out.print(Text(f"failed: {run.error}", style="red"))
+    elif run.content:
+        out.print(Text.assemble(("assistant: ", "bold blue"), run.content))
+    out.print()
+
+
+def cmd_sessions_show(memory: Memory, args: argparse.Namespace) -> int:
+    session = _get_session(memory, args.session_id, args.user)
+    if args.json:
+        emit_json(session.to_dict())
+        return 0
+    out.print(
+        f"[bold]session {escape(session.session_id)}[/] user {escape(session.user_id)}, "
+        f"{session.run_count} run(s), updated {_when(session)} UTC"
+    )
+    if session.summary:
+        out.print(Text(f"summary: {session.summary}", style="italic"))
+    out.print()
+    for run in session.runs:
+        _print_run(out, run)
+    return 0
+
+
+def cmd_sessions_delete(memory: Memory, args: argparse.Namespace) -> int:
+    store = _store(memory)
+    missing = [sid for sid in args.session_ids if not store.delete_session(sid, args.user)]
+    deleted = len(args.session_ids) - len(missing)
+    if args.json:
+        emit_json({"deleted": deleted, "not_found": missing})
+    else:
+        out.print(f"deleted {deleted} session(s)")
+    if missing:
+        raise NotFoundError(f"no such session: {', '.join(missing)}")
+    return 0
+
+
+def add_chat_command(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    chat = groups.add_parser(
+        "chat",
+        parents=[common],
+        help="chat with an agent in the terminal; the session is kept in --db",
+        description="Chat with an agent in the terminal. Leave with exit, quit, Ctrl-D or "
+        "Ctrl-C. Run again with the same --session to continue a conversation.",
+    )
+    chat.set_defaults(func=cmd_chat)
+    chat.add_argument("--model", "-m", help="provider:model-id (default: $NOTED_MODEL)")
+    chat.add_argument("--session", "-s", help="session id to continue (default: a new one)")
+    chat.add_argument("--instructions", "-i", help="instructions for the agent")
+    chat.add_argument(
+        "--history", type=int, default=5, help="earlier runs replayed to the model (default 5)"
+    )
+    chat.add_argument("--no-stream", action="store_true", help="print answers when complete")
+    chat.add_argument("--plain", action="store_true", help="plain text instead of markdown")
+
+
+def add_session_commands(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    sessions = groups.add_parser("sessions", help="list, show and delete session history")
+    commands = sessions.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, fn: Callable[..., int], help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help_, description=help_)
+        sub.set_defaults(func=fn)
+        return sub
+
+    ls = command("list", cmd_sessions_list, "List sessions, most recently updated first.")
+    ls.add_argument("--limit", type=int, default=50, help="rows per page (default 50)")
+    ls.add_argument("--offset", type=int, default=0, help="rows to skip")
+    show = command("show", cmd_sessions_show, "Show a session's transcript.")
+    show.add_argument("session_id")
+    delete = command("delete", cmd_sessions_delete, "Delete sessions and their runs.")
+    delete.add_argument("session_ids", nargs="+", metavar="session_id")

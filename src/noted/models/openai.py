@@ -1,0 +1,397 @@
+"""Chat models that speak the OpenAI Chat Completions API.
+
+:class:`OpenAIChat` talks to OpenAI and to every server that offers the same API (vLLM,
+the llama.cpp server, LM Studio, OpenRouter, ...): point ``base_url`` at the server.
+:class:`Ollama` is the same adapter aimed at a local Ollama.
+
+The ``openai`` package is imported on first use, so ``import noted`` works without it;
+install it with ``pip install 'noted[openai]'``. The SDK's own retries are turned off:
+noted retries rate limits, server errors and lost connections itself (see
+:class:`~noted.models.base.RetryPolicy`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+from noted.errors import ModelConnectionError, ModelError, ModelOutputError, UserError
+from noted.models._provider import LoopClients, http_error, import_sdk
+from noted.models.base import BaseChatModel, RetryPolicy
+from noted.models.types import (
+    Message,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolDefinition,
+    Usage,
+    UsageDelta,
+)
+
+__all__ = ["Ollama", "OpenAIChat"]
+
+_API_KEY_ENV = "OPENAI_API_KEY"
+_OLLAMA_HOST_ENV = "OLLAMA_HOST"
+_OLLAMA_DEFAULT_HOST = "http://localhost:11434"
+_OLLAMA_DEFAULT_PORT = 11434
+_MAX_ERROR_TEXT = 2000
+
+
+class OpenAIChat(BaseChatModel):
+    """A chat model behind the OpenAI Chat Completions API.
+
+    ``api_key`` defaults to the ``OPENAI_API_KEY`` environment variable and ``base_url``
+    to OpenAI (or ``OPENAI_BASE_URL`` when set). For a compatible server, pass its URL,
+    for example ``base_url="http://localhost:8000/v1"``; a server that checks no key still
+    needs one to be given (any placeholder will do). ``timeout`` is in seconds, per
+    attempt. ``max_tokens`` and ``temperature`` are sent only when set.
+    """
+
+    provider = "openai"
+
+    def __init__(
+        self,
+        id: str = "gpt-4o-mini",
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(id, retry=retry)
+        if api_key is not None and not isinstance(api_key, str):
+            raise UserError(f"api_key must be a string, got {type(api_key)!r}")
+        if base_url is not None and (not isinstance(base_url, str) or not base_url.strip()):
+            raise UserError(
+                f"base_url must be a URL such as 'http://host:8000/v1', got {base_url!r}"
+            )
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise UserError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if max_tokens is not None and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
+            raise UserError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+        if temperature is not None and (
+            isinstance(temperature, bool) or not isinstance(temperature, int | float)
+        ):
+            raise UserError(f"temperature must be a number, got {temperature!r}")
+        self.api_key = api_key
+        self.base_url = base_url.strip() if base_url is not None else None
+        self.timeout = float(timeout)
+        self.max_tokens = max_tokens
+        self.temperature = float(temperature) if temperature is not None else None
+        self._clients: LoopClients[Any] = LoopClients(self._make_client, _close_client)
+
+    # -- the SDK client ------------------------------------------------------------------
+
+    def _make_client(self) -> Any:
+        sdk = import_sdk("openai", extra="openai", user=type(self).__name__)
+        api_key = self.api_key or os.environ.get(_API_KEY_ENV)
+        if not api_key:
+            raise UserError(
+                f"{type(self).__name__} needs an API key: pass api_key='...' or set the "
+                f"{_API_KEY_ENV} environment variable (a server that checks no key accepts "
+                "any placeholder, for example api_key='none')"
+            )
+        return sdk.AsyncOpenAI(
+            api_key=api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+        )
+
+    async def aclose(self) -> None:
+        """Close the client held for the running event loop."""
+        await self._clients.aclose()
+
+    # -- requests ------------------------------------------------------------------------
+
+    def _params(self, request: ModelRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.id,
+            "messages": [_message_param(m) for m in request.messages],
+        }
+        if request.tools:
+            params["tools"] = [_tool_param(t) for t in request.tools]
+        if request.response_schema is not None:
+            schema = dict(request.response_schema)
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": request.response_schema_name,
+                    "schema": schema,
+                    "strict": schema.get("additionalProperties") is False,
+                },
+            }
+        if self.max_tokens is not None:
+            params["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            params["temperature"] = self.temperature
+        return params
+
+    async def _send(self, request: ModelRequest) -> ModelResponse:
+        params = self._params(request)
+        client = self._clients.get()
+        with self._mapped_errors(client):
+            completion = await client.chat.completions.create(**params)
+        return self._response(completion)
+
+    async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        params = self._params(request)
+        client = self._clients.get()
+        usage: Any = None
+        finish_reason: str | None = None
+        model: str | None = None
+        with self._mapped_errors(client):
+            stream = await client.chat.completions.create(
+                **params, stream=True, stream_options={"include_usage": True}
+            )
+            async with stream:
+                async for chunk in stream:
+                    model = getattr(chunk, "model", None) or model
+                    if getattr(chunk, "usage", None) is not None:
+                        usage = (
+                            chunk.usage
+                        )  # the last report wins: some servers send running totals
+                    for choice in getattr(chunk, "choices", None) or ():
+                        if choice.finish_reason:
+                            finish_reason = choice.finish_reason
+                        for delta in _chunk_deltas(choice.delta):
+                            yield delta
+        input_tokens, output_tokens = _token_counts(usage)
+        yield UsageDelta(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            finish_reason=finish_reason,
+            model=model,
+        )
+
+    def _response(self, completion: Any) -> ModelResponse:
+        choices = getattr(completion, "choices", None) or []
+        if not choices:
+            raise ModelOutputError(f"{self.provider} {self.id} answered without any choices")
+        choice = choices[0]
+        message = choice.message
+        calls: list[ToolCall] = []
+        for call in getattr(message, "tool_calls", None) or ():
+            function = getattr(call, "function", None)
+            if function is None:
+                continue  # not a function call (no other kind is ever requested)
+            calls.append(
+                ToolCall.from_json_text(function.name or "", function.arguments or "", call.id)
+            )
+        input_tokens, output_tokens = _token_counts(getattr(completion, "usage", None))
+        return ModelResponse(
+            content=getattr(message, "content", None),
+            tool_calls=calls,
+            usage=Usage(input_tokens, output_tokens),
+            model=getattr(completion, "model", None) or None,
+            finish_reason=getattr(choice, "finish_reason", None) or None,
+        )
+
+    # -- failures ------------------------------------------------------------------------
+
+    @contextmanager
+    def _mapped_errors(self, client: Any) -> Iterator[None]:
+        """Turn the SDK's failures into noted's errors (HTTP status, connection, other)."""
+        sdk = import_sdk("openai", extra="openai", user=type(self).__name__)
+        base_url = str(client.base_url).rstrip("/")
+        try:
+            yield
+        except sdk.APIStatusError as exc:
+            raise http_error(
+                self.provider, exc.status_code, _status_message(exc), _retry_after(exc)
+            ) from exc
+        except sdk.APITimeoutError as exc:
+            raise ModelConnectionError(
+                f"{self.provider} at {base_url} did not answer within {self.timeout:g} s"
+            ) from exc
+        except sdk.APIConnectionError as exc:
+            raise ModelConnectionError(
+                f"could not reach {self.provider} at {base_url}: "
+                f"{_connection_detail(exc)}{self._connection_hint()}"
+            ) from exc
+        except sdk.APIError as exc:
+            # An error reported inside a stream, or an answer the SDK could not read.
+            raise ModelError(f"{self.provider} failed: {exc.message}") from exc
+
+    def _connection_hint(self) -> str:
+        return ""
+
+
+class Ollama(OpenAIChat):
+    """A model served by a local (or remote) Ollama, through its OpenAI-compatible API.
+
+    ``host`` defaults to the ``OLLAMA_HOST`` environment variable, else
+    ``http://localhost:11434``; a host without a scheme gets ``http://`` (and, without a
+    port, Ollama's port 11434). Ollama checks no API key, so a placeholder is sent unless
+    ``api_key`` is given (for an Ollama behind an authenticating proxy). ``timeout`` is
+    longer than :class:`OpenAIChat`'s because Ollama loads a model on its first request.
+    """
+
+    provider = "ollama"
+
+    def __init__(
+        self,
+        id: str = "llama3.2",
+        *,
+        host: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.host = _ollama_host(host)
+        super().__init__(
+            id,
+            api_key=api_key or "ollama",
+            base_url=self.host + "/v1",
+            timeout=timeout,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            retry=retry,
+        )
+
+    def _connection_hint(self) -> str:
+        return " (is Ollama running? start it with 'ollama serve')"
+
+
+# -- translation -------------------------------------------------------------------------
+
+
+def _message_param(message: Message) -> dict[str, Any]:
+    if message.role == "tool":
+        return {
+            "role": "tool",
+            "tool_call_id": message.tool_call_id,
+            "content": message.content or "",
+        }
+    if message.role == "assistant" and message.tool_calls:
+        return {
+            "role": "assistant",
+            "content": message.content,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments_json()},
+                }
+                for call in message.tool_calls
+            ],
+        }
+    return {"role": message.role, "content": message.content or ""}
+
+
+def _tool_param(tool: ToolDefinition) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": tool.name,
+            "description": tool.description,
+            "parameters": dict(tool.parameters),
+        },
+    }
+
+
+def _chunk_deltas(delta: Any) -> Iterator[ModelDelta]:
+    if delta is None:
+        return
+    text = getattr(delta, "content", None)
+    if text:
+        yield TextDelta(text)
+    for position, call in enumerate(getattr(delta, "tool_calls", None) or ()):
+        index = getattr(call, "index", None)
+        if not isinstance(index, int):
+            index = position
+        function = getattr(call, "function", None)
+        name = (getattr(function, "name", None) or None) if function is not None else None
+        arguments = (getattr(function, "arguments", None) or "") if function is not None else ""
+        call_id = getattr(call, "id", None) or None
+        if call_id is None and name is None and not arguments:
+            continue
+        yield ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments)
+
+
+def _token_counts(usage: Any) -> tuple[int, int]:
+    if usage is None:
+        return 0, 0
+    return (
+        int(getattr(usage, "prompt_tokens", None) or 0),
+        int(getattr(usage, "completion_tokens", None) or 0),
+    )
+
+
+# -- failures ----------------------------------------------------------------------------
+
+
+def _status_message(exc: Any) -> str:
+    """The provider's own words: ``error.message`` of a JSON body, else the body's text."""
+    body = exc.body  # the SDK has already unwrapped a top-level "error" member
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        message = inner.get("message") if isinstance(inner, Mapping) else inner
+        if isinstance(message, str) and message.strip():
+            return message.strip()
+        return json.dumps(body, ensure_ascii=False, default=str)[:_MAX_ERROR_TEXT]
+    if isinstance(body, str) and body.strip():
+        return body.strip()[:_MAX_ERROR_TEXT]
+    return str(exc.message)
+
+
+def _retry_after(exc: Any) -> str | None:
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    headers = response.headers
+    value = headers.get("retry-after")
+    if value is not None:
+        return str(value)
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return str(float(millis) / 1000)
+        except ValueError:
+            return None
+    return None
+
+
+def _connection_detail(exc: Any) -> str:
+    cause = exc.__cause__
+    if cause is not None and str(cause):
+        return f"{type(cause).__name__}: {cause}"
+    return str(exc.message)
+
+
+async def _close_client(client: Any) -> None:
+    await client.close()
+
+
+def _ollama_host(host: str | None) -> str:
+    """``host`` (or ``OLLAMA_HOST``) as a base URL without a trailing slash or ``/v1``."""
+    value = host if host is not None else os.environ.get(_OLLAMA_HOST_ENV, "")
+    bad = UserError(f"host must be a URL such as 'http://localhost:11434', got {value!r}")
+    if not isinstance(value, str):
+        raise bad
+    value = value.strip().rstrip("/") or _OLLAMA_DEFAULT_HOST
+    if value.endswith("/v1"):
+        value = value[: -len("/v1")]
+    try:
+        if "://" not in value:
+            value = "http://" + value
+            if urlsplit(value).port is None:
+                parts = urlsplit(value)
+                value = parts._replace(netloc=f"{parts.netloc}:{_OLLAMA_DEFAULT_PORT}").geturl()
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise bad from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise bad
+    return value

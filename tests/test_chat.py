@@ -1,0 +1,217 @@
+"""The terminal front end: print_response, cli_app in a pseudo-terminal, `noted chat` and
+`noted sessions` against a local server speaking the OpenAI wire format."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pexpect
+import pytest
+from wire import SSE, WireServer
+
+from noted import Agent, SqliteDb
+from noted.models import ModelResponse, ToolCall
+from noted.testing import ScriptedModel
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = SRC + os.pathsep + env.get("PYTHONPATH", "")
+    env["TERM"] = "xterm"
+    env["COLUMNS"] = "120"
+    env.update(extra)
+    return env
+
+
+def spawn(args: list[str], **env: str) -> pexpect.spawn:
+    child = pexpect.spawn(
+        sys.executable,
+        args,
+        env=child_env(**env),
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(40, 120),
+    )
+    return child
+
+
+def finish(child: pexpect.spawn) -> str:
+    rest = child.read()
+    child.close()
+    assert child.exitstatus == 0, (child.exitstatus, child.signalstatus, rest)
+    return rest
+
+
+def test_print_response_streams_to_the_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    def shout(text: str) -> str:
+        return text.upper()
+
+    model = ScriptedModel(
+        [ModelResponse(tool_calls=[ToolCall("shout", {"text": "hi"})]), "Said **HI**."]
+    )
+    result = Agent(model, tools=[shout], markdown=True).print_response("shout hi", stream=True)
+    assert result.content == "Said **HI**."
+    shown = capsys.readouterr().out
+    assert "shout" in shown
+    assert "Said HI." in shown  # rendered as markdown: the asterisks are gone
+    result = Agent(ScriptedModel(["plain answer"])).print_response("hello", stream=False)
+    assert "plain answer" in capsys.readouterr().out
+
+
+CHAT_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    from noted import Agent, SqliteDb
+    from noted.testing import ScriptedModel
+    model = ScriptedModel(["Hello Ava, nice to meet you!", "You told me your name is Ava."])
+    agent = Agent(model, db=SqliteDb(sys.argv[1]), user_id="ava", add_history_to_context=True)
+    agent.cli_app(stream=True)
+    history = len(model.requests[-1].messages) if model.requests else 0
+    print("requests:", len(model.requests), "history:", history)
+    """
+)
+
+
+def test_cli_app_chats_and_exits_on_exit(tmp_path: Path) -> None:
+    child = spawn(["-c", CHAT_SCRIPT, str(tmp_path / "chat.db")])
+    child.expect("You")
+    child.sendline("My name is Ava")
+    child.expect("nice to meet you!")
+    child.expect("You")
+    child.sendline("What is my name?")
+    child.expect("your name is Ava.")
+    child.expect("You")
+    child.sendline("exit")
+    rest = finish(child)
+    assert "requests: 2 history: 3" in rest  # the second turn saw the first one
+    assert "Traceback" not in rest
+    with SqliteDb(tmp_path / "chat.db") as db:
+        [session] = db.list_sessions("ava")
+        assert session.run_count == 2
+
+
+@pytest.mark.parametrize("how", ["ctrl-d", "ctrl-c"])
+def test_cli_app_leaves_quietly_on_ctrl_d_and_ctrl_c(tmp_path: Path, how: str) -> None:
+    child = spawn(["-c", CHAT_SCRIPT, str(tmp_path / "chat.db")])
+    child.expect("You")
+    if how == "ctrl-d":
+        child.sendeof()
+    else:
+        child.sendintr()
+    rest = finish(child)
+    assert "Traceback" not in rest
+    assert "requests: 0" in rest  # the program went on after the chat ended
+
+
+def openai_stream(text: str) -> SSE:
+    pieces = text.split(" ")
+    chunks: list[object] = []
+    for i, piece in enumerate(pieces):
+        delta = {"content": piece + (" " if i < len(pieces) - 1 else "")}
+        if i == 0:
+            delta["role"] = "assistant"
+        chunks.append(
+            {
+                "id": "chatcmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "test-model",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+            }
+        )
+    chunks.append(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "test-model",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 5, "total_tokens": 17},
+        }
+    )
+    chunks.append("[DONE]")
+    return SSE(chunks)
+
+
+def noted(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "noted.cli", *args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+
+
+def test_noted_chat_continues_a_session_across_processes(wire: WireServer, tmp_path: Path) -> None:
+    db = str(tmp_path / "chat.db")
+    env = {"OPENAI_BASE_URL": wire.url + "/v1", "OPENAI_API_KEY": "test-key"}
+    wire.add(openai_stream("Hello Ava, noted."))
+    args = ["-m", "noted.cli", "chat", "--model", "openai:test-model", "--db", db]
+    child = spawn([*args, "--user", "ava", "--session", "trip"], **env)
+    child.expect("You")
+    child.sendline("My name is Ava and I like to ski.")
+    child.expect("noted.")
+    child.expect("You")
+    child.sendline("quit")
+    finish(child)
+
+    wire.add(openai_stream("You like to ski."))
+    child = spawn([*args, "--user", "ava", "--session", "trip"], **env)
+    child.expect("You")
+    child.sendline("What do I like?")
+    child.expect("like to ski.")
+    child.expect("You")
+    child.sendeof()
+    finish(child)
+
+    second = wire.requests[-1].body
+    assert second["model"] == "test-model"
+    assert second["stream"] is True
+    assert second["messages"][0]["role"] == "system"
+    assert [(m["role"], m["content"]) for m in second["messages"][1:]] == [
+        ("user", "My name is Ava and I like to ski."),
+        ("assistant", "Hello Ava, noted."),
+        ("user", "What do I like?"),
+    ]
+
+    listed = noted("sessions", "list", "--db", db, "--json")
+    assert listed.returncode == 0, listed.stderr
+    [session] = json.loads(listed.stdout)
+    assert (session["session_id"], session["user_id"], session["run_count"]) == ("trip", "ava", 2)
+
+    shown = noted("sessions", "show", "trip", "--db", db, "--json")
+    runs = json.loads(shown.stdout)["runs"]
+    assert [r["content"] for r in runs] == ["Hello Ava, noted.", "You like to ski."]
+    assert runs[1]["metrics"]["input_tokens"] == 12
+
+    text = noted("sessions", "show", "trip", "--db", db)
+    assert "What do I like?" in text.stdout
+    assert "You like to ski." in text.stdout
+    assert noted("sessions", "show", "trip", "--db", db, "--user", "bob").returncode == 1
+
+    gone = noted("sessions", "delete", "trip", "missing", "--db", db)
+    assert gone.returncode == 1
+    assert "deleted 1 session(s)" in gone.stdout
+    assert "missing" in gone.stderr
+    assert json.loads(noted("sessions", "list", "--db", db, "--json").stdout) == []
+
+
+def test_noted_chat_needs_a_model(tmp_path: Path) -> None:
+    env_without = {k: v for k, v in os.environ.items() if k != "NOTED_MODEL"}
+    done = subprocess.run(
+        [sys.executable, "-m", "noted.cli", "chat", "--db", str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+        env={**env_without, "PYTHONPATH": SRC},
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "choose a model" in done.stderr

@@ -1,0 +1,757 @@
+"""OpenAIChat and Ollama against a local server that speaks the Chat Completions wire format."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any, cast
+
+import pytest
+
+from noted.errors import (
+    MissingDependencyError,
+    ModelConnectionError,
+    ModelError,
+    ModelHTTPError,
+    ModelRateLimitError,
+    ModelServerError,
+    UserError,
+)
+from noted.models.base import RetryPolicy
+from noted.models.openai import Ollama, OpenAIChat
+from noted.models.types import (
+    Message,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    ResponseBuilder,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolDefinition,
+    UsageDelta,
+)
+from wire import SSE, Reply, WireServer
+
+FAST = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.05)
+MODEL = "gpt-4o-mini-2024-07-18"
+
+WEATHER = ToolDefinition(
+    name="get_weather",
+    description="The current weather in a city.",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+TIME = ToolDefinition(
+    name="get_time",
+    description="The local time in a city.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+)
+
+
+def make(wire: WireServer, **kwargs: Any) -> OpenAIChat:
+    kwargs.setdefault("api_key", "test-key")
+    kwargs.setdefault("retry", FAST)
+    return OpenAIChat("gpt-4o-mini", base_url=wire.url + "/v1", **kwargs)
+
+
+def ask(text: str = "Hello", **kwargs: Any) -> ModelRequest:
+    return ModelRequest(messages=[Message("user", text)], **kwargs)
+
+
+def completion(
+    content: str | None = "Hi there!",
+    *,
+    tool_calls: list[dict[str, Any]] | None = None,
+    finish_reason: str = "stop",
+    prompt_tokens: int = 12,
+    completion_tokens: int = 5,
+) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
+    if tool_calls is not None:
+        message["tool_calls"] = tool_calls
+    return {
+        "id": "chatcmpl-abc123",
+        "object": "chat.completion",
+        "created": 1_726_000_000,
+        "model": MODEL,
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+        "system_fingerprint": "fp_0123456789",
+    }
+
+
+def function_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-abc123",
+        "object": "chat.completion.chunk",
+        "created": 1_726_000_000,
+        "model": MODEL,
+        "system_fingerprint": "fp_0123456789",
+        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+        "usage": None,
+    }
+
+
+def usage_chunk(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-abc123",
+        "object": "chat.completion.chunk",
+        "created": 1_726_000_000,
+        "model": MODEL,
+        "system_fingerprint": "fp_0123456789",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def text_stream(*pieces: str) -> SSE:
+    return SSE(
+        [
+            chunk({"role": "assistant", "content": "", "refusal": None}),
+            *(chunk({"content": piece}) for piece in pieces),
+            chunk({}, finish_reason="stop"),
+            usage_chunk(9, len(pieces)),
+            "[DONE]",
+        ]
+    )
+
+
+def tool_stream() -> SSE:
+    """Two parallel calls whose arguments arrive in several pieces each."""
+
+    def call_piece(index: int, arguments: str, **first: str) -> dict[str, Any]:
+        piece: dict[str, Any] = {"index": index, "function": {"arguments": arguments}}
+        if first:
+            piece["id"] = first["id"]
+            piece["type"] = "function"
+            piece["function"]["name"] = first["name"]
+        return chunk({"tool_calls": [piece]})
+
+    return SSE(
+        [
+            chunk({"role": "assistant", "content": None, "refusal": None}),
+            call_piece(0, "", id="call_weather", name="get_weather"),
+            call_piece(0, '{"ci'),
+            call_piece(0, 'ty": "Pa'),
+            call_piece(0, 'ris"}'),
+            call_piece(1, "", id="call_time", name="get_time"),
+            call_piece(1, '{"city":'),
+            call_piece(1, ' "Tokyo"}'),
+            chunk({}, finish_reason="tool_calls"),
+            usage_chunk(40, 30),
+            "[DONE]",
+        ]
+    )
+
+
+async def collect(model: OpenAIChat, request: ModelRequest) -> list[ModelDelta]:
+    try:
+        return [delta async for delta in model.astream(request)]
+    finally:
+        await model.aclose()
+
+
+async def complete(model: OpenAIChat, request: ModelRequest) -> ModelResponse:
+    try:
+        return await model.acomplete(request)
+    finally:
+        await model.aclose()
+
+
+def build(deltas: list[ModelDelta]) -> ModelResponse:
+    builder = ResponseBuilder()
+    for delta in deltas:
+        builder.add(delta)
+    return builder.build()
+
+
+# -- plain text ----------------------------------------------------------------------------
+
+
+def test_plain_text(wire: WireServer) -> None:
+    wire.add(Reply(completion("Hi there!", prompt_tokens=12, completion_tokens=5)))
+    model = make(wire)
+
+    response = asyncio.run(complete(model, ask("Hello")))
+
+    assert response.content == "Hi there!"
+    assert response.tool_calls == []
+    assert response.usage.input_tokens == 12
+    assert response.usage.output_tokens == 5
+    assert response.model == MODEL
+    assert response.finish_reason == "stop"
+    [sent] = wire.requests
+    assert sent.method == "POST"
+    assert sent.path == "/v1/chat/completions"
+    assert sent.headers["authorization"] == "Bearer test-key"
+    assert sent.body["model"] == "gpt-4o-mini"
+    assert sent.body["messages"] == [{"role": "user", "content": "Hello"}]
+    for absent in ("tools", "response_format", "max_tokens", "temperature", "stream"):
+        assert absent not in sent.body
+
+
+def test_max_tokens_and_temperature_are_sent_when_set(wire: WireServer) -> None:
+    wire.add(Reply(completion()))
+    model = make(wire, max_tokens=256, temperature=0.2)
+
+    asyncio.run(complete(model, ask()))
+
+    assert wire.requests[0].body["max_tokens"] == 256
+    assert wire.requests[0].body["temperature"] == 0.2
+
+
+def test_system_and_user_messages(wire: WireServer) -> None:
+    wire.add(Reply(completion()))
+    request = ModelRequest(
+        messages=[Message("system", "Be brief."), Message("user", "Hello"), Message("user")]
+    )
+
+    asyncio.run(complete(make(wire), request))
+
+    assert wire.requests[0].body["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Hello"},
+        {"role": "user", "content": ""},
+    ]
+
+
+# -- streaming -----------------------------------------------------------------------------
+
+
+def test_streaming_text(wire: WireServer) -> None:
+    wire.add(text_stream("Hel", "lo", " world"))
+
+    deltas = asyncio.run(collect(make(wire), ask()))
+
+    assert deltas == [
+        TextDelta("Hel"),
+        TextDelta("lo"),
+        TextDelta(" world"),
+        UsageDelta(input_tokens=9, output_tokens=3, finish_reason="stop", model=MODEL),
+    ]
+    [sent] = wire.requests
+    assert sent.body["stream"] is True
+    assert sent.body["stream_options"] == {"include_usage": True}
+    assert sent.body["messages"] == [{"role": "user", "content": "Hello"}]
+
+
+def test_stream_without_usage_still_reports_finish(wire: WireServer) -> None:
+    wire.add(SSE([chunk({"content": "ok"}), chunk({}, finish_reason="length"), "[DONE]"]))
+
+    deltas = asyncio.run(collect(make(wire), ask()))
+
+    assert deltas == [TextDelta("ok"), UsageDelta(finish_reason="length", model=MODEL)]
+
+
+def test_stream_closed_early_releases_the_connection(wire: WireServer) -> None:
+    wire.add(text_stream("one", "two", "three"))
+    model = make(wire)
+
+    async def first() -> ModelDelta:
+        try:
+            stream = cast(AsyncGenerator[ModelDelta, None], model.astream(ask()))
+            async with aclosing(stream):
+                async for delta in stream:
+                    return delta
+            raise AssertionError("the stream was empty")
+        finally:
+            await model.aclose()
+
+    assert asyncio.run(first()) == TextDelta("one")
+
+
+# -- tool calls ----------------------------------------------------------------------------
+
+
+def test_tool_calls(wire: WireServer) -> None:
+    wire.add(
+        Reply(
+            completion(
+                None,
+                tool_calls=[
+                    function_call("call_weather", "get_weather", '{"city": "Paris"}'),
+                    function_call("call_time", "get_time", '{"city": "Tokyo"}'),
+                ],
+                finish_reason="tool_calls",
+            )
+        )
+    )
+
+    response = asyncio.run(complete(make(wire), ask("Weather and time?", tools=[WEATHER, TIME])))
+
+    assert response.content is None
+    assert response.finish_reason == "tool_calls"
+    assert response.tool_calls == [
+        ToolCall("get_weather", {"city": "Paris"}, id="call_weather"),
+        ToolCall("get_time", {"city": "Tokyo"}, id="call_time"),
+    ]
+    assert wire.requests[0].body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "The current weather in a city.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"city": {"type": "string"}},
+                    "required": ["city"],
+                },
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "get_time",
+                "description": "The local time in a city.",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        },
+    ]
+
+
+def test_streaming_tool_calls(wire: WireServer) -> None:
+    wire.add(tool_stream())
+
+    deltas = asyncio.run(collect(make(wire), ask("Weather and time?", tools=[WEATHER, TIME])))
+
+    assert not any(isinstance(d, TextDelta) for d in deltas)
+    calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
+    assert calls[0] == ToolCallDelta(index=0, id="call_weather", name="get_weather")
+    assert [d.arguments for d in calls if d.index == 0] == ["", '{"ci', 'ty": "Pa', 'ris"}']
+    assert calls[4] == ToolCallDelta(index=1, id="call_time", name="get_time")
+    assert [d.arguments for d in calls if d.index == 1] == ["", '{"city":', ' "Tokyo"}']
+    assert deltas[-1] == UsageDelta(40, 30, finish_reason="tool_calls", model=MODEL)
+    response = build(deltas)
+    assert response.content is None
+    assert response.tool_calls == [
+        ToolCall("get_weather", {"city": "Paris"}, id="call_weather"),
+        ToolCall("get_time", {"city": "Tokyo"}, id="call_time"),
+    ]
+    assert wire.requests[0].body["tools"][1]["function"]["name"] == "get_time"
+
+
+def test_tool_call_round_trip(wire: WireServer) -> None:
+    wire.add(Reply(completion("It is sunny in Paris.")))
+    request = ModelRequest(
+        messages=[
+            Message("system", "You are helpful."),
+            Message("user", "Weather in Paris?"),
+            Message(
+                "assistant",
+                None,
+                tool_calls=[
+                    ToolCall("get_weather", {"city": "Paris"}, id="call_1"),
+                    ToolCall("get_weather", id="call_2", invalid_arguments='{"city": '),
+                ],
+            ),
+            Message("tool", '{"sky": "sunny"}', tool_call_id="call_1", name="get_weather"),
+            Message("tool", "bad arguments", tool_call_id="call_2", name="get_weather"),
+        ],
+        tools=[WEATHER],
+    )
+
+    response = asyncio.run(complete(make(wire), request))
+
+    assert response.content == "It is sunny in Paris."
+    assert wire.requests[0].body["messages"] == [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                },
+                {
+                    "id": "call_2",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": '},
+                },
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "sunny"}'},
+        {"role": "tool", "tool_call_id": "call_2", "content": "bad arguments"},
+    ]
+
+
+def test_broken_tool_call_json_is_kept(wire: WireServer) -> None:
+    wire.add(
+        Reply(
+            completion(
+                None,
+                tool_calls=[
+                    function_call("call_1", "get_weather", '{"city": "Par'),
+                    function_call("call_2", "get_weather", '["Paris"]'),
+                    function_call("call_3", "get_time", ""),
+                ],
+                finish_reason="tool_calls",
+            )
+        )
+    )
+
+    response = asyncio.run(complete(make(wire), ask(tools=[WEATHER, TIME])))
+
+    broken, not_an_object, empty = response.tool_calls
+    assert broken == ToolCall("get_weather", {}, id="call_1", invalid_arguments='{"city": "Par')
+    assert not_an_object.invalid_arguments == '["Paris"]'
+    assert not_an_object.arguments == {}
+    assert empty == ToolCall("get_time", {}, id="call_3")
+
+
+# -- structured output ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schema", "strict"),
+    [
+        (
+            {
+                "type": "object",
+                "properties": {"facts": {"type": "array", "items": {"type": "string"}}},
+                "required": ["facts"],
+                "additionalProperties": False,
+            },
+            True,
+        ),
+        ({"type": "object", "properties": {"facts": {"type": "array"}}}, False),
+    ],
+)
+def test_response_schema(wire: WireServer, schema: dict[str, Any], strict: bool) -> None:
+    wire.add(Reply(completion('{"facts": ["likes tea"]}')))
+
+    response = asyncio.run(
+        complete(make(wire), ask(response_schema=schema, response_schema_name="facts"))
+    )
+
+    assert response.content == '{"facts": ["likes tea"]}'
+    assert wire.requests[0].body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "facts", "schema": schema, "strict": strict},
+    }
+
+
+# -- failures ------------------------------------------------------------------------------
+
+
+def rate_limited(retry_after: str = "0") -> Reply:
+    return Reply(
+        {"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit"}},
+        status=429,
+        headers={"Retry-After": retry_after},
+    )
+
+
+def server_error() -> Reply:
+    return Reply({"error": {"message": "The server had an error", "type": "server_error"}}, 500)
+
+
+def test_rate_limit_is_retried(wire: WireServer) -> None:
+    wire.add(rate_limited("0"), Reply(completion("after the wait")))
+
+    response = asyncio.run(complete(make(wire), ask()))
+
+    assert response.content == "after the wait"
+    assert len(wire.requests) == 2
+    assert wire.requests[0].body == wire.requests[1].body
+
+
+def test_rate_limit_error_carries_retry_after(wire: WireServer) -> None:
+    wire.add(rate_limited("7"))
+    model = make(wire, retry=RetryPolicy(max_attempts=1))
+
+    with pytest.raises(ModelRateLimitError) as caught:
+        asyncio.run(complete(model, ask()))
+
+    assert caught.value.status_code == 429
+    assert caught.value.retry_after == 7.0
+    assert caught.value.message == "Rate limit reached"
+    assert caught.value.provider == "openai"
+    assert len(wire.requests) == 1
+
+
+def test_server_error_every_time(wire: WireServer) -> None:
+    wire.add(server_error(), server_error(), server_error())
+
+    with pytest.raises(ModelServerError) as caught:
+        asyncio.run(complete(make(wire), ask()))
+
+    assert caught.value.status_code == 500
+    assert caught.value.message == "The server had an error"
+    assert caught.value.retryable
+    assert len(wire.requests) == 3
+
+
+def test_bad_request_is_not_retried(wire: WireServer) -> None:
+    message = "Invalid value for 'model': 'gpt-nope' does not exist."
+    wire.add(Reply({"error": {"message": message, "type": "invalid_request_error"}}, 400))
+
+    with pytest.raises(ModelHTTPError) as caught:
+        asyncio.run(complete(make(wire), ask()))
+
+    assert type(caught.value) is ModelHTTPError
+    assert caught.value.status_code == 400
+    assert caught.value.message == message
+    assert not caught.value.retryable
+    assert str(caught.value) == f"openai answered HTTP 400: {message}"
+    assert len(wire.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"error": "model 'llama9' not found"}, "model 'llama9' not found"),
+        ({"object": "error", "message": "context too long", "code": 400}, "context too long"),
+        ("plain text failure", "plain text failure"),
+        ({"detail": "Not Found"}, '{"detail": "Not Found"}'),
+    ],
+)
+def test_error_message_from_compatible_servers(
+    wire: WireServer, body: object, message: str
+) -> None:
+    wire.add(Reply(body, 404))
+
+    with pytest.raises(ModelHTTPError) as caught:
+        asyncio.run(complete(make(wire), ask()))
+
+    assert caught.value.status_code == 404
+    assert caught.value.message == message
+
+
+def test_timeout(wire: WireServer) -> None:
+    late = completion("too late")
+    wire.add(Reply(late, delay=0.6), Reply(late, delay=0.6))
+    model = make(wire, timeout=0.15, retry=RetryPolicy(max_attempts=2, initial_delay=0.01))
+
+    with pytest.raises(ModelConnectionError) as caught:
+        asyncio.run(complete(model, ask()))
+
+    assert wire.url in str(caught.value)
+    assert "0.15 s" in str(caught.value)
+    assert caught.value.retryable
+    assert len(wire.requests) == 2
+
+
+def test_unreachable_server() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    model = OpenAIChat(api_key="test-key", base_url=url, retry=RetryPolicy(max_attempts=1))
+
+    with pytest.raises(ModelConnectionError) as caught:
+        asyncio.run(complete(model, ask()))
+
+    assert f"could not reach openai at {url}" in str(caught.value)
+
+
+def test_stream_error_before_first_delta_is_retried(wire: WireServer) -> None:
+    wire.add(server_error(), text_stream("fine"))
+
+    deltas = asyncio.run(collect(make(wire), ask()))
+
+    assert deltas[0] == TextDelta("fine")
+    assert len(wire.requests) == 2
+    assert all(r.body["stream"] is True for r in wire.requests)
+
+
+def test_stream_bad_request(wire: WireServer) -> None:
+    wire.add(Reply({"error": {"message": "tools[0] is invalid"}}, 400))
+
+    with pytest.raises(ModelHTTPError) as caught:
+        asyncio.run(collect(make(wire), ask()))
+
+    assert caught.value.status_code == 400
+    assert caught.value.message == "tools[0] is invalid"
+    assert len(wire.requests) == 1
+
+
+def test_error_event_inside_stream(wire: WireServer) -> None:
+    wire.add(SSE([chunk({"content": "par"}), {"error": {"message": "model overloaded"}}]))
+    model = make(wire)
+    seen: list[ModelDelta] = []
+
+    async def run() -> None:
+        try:
+            async for delta in model.astream(ask()):
+                seen.append(delta)
+        finally:
+            await model.aclose()
+
+    with pytest.raises(ModelError, match="model overloaded"):
+        asyncio.run(run())
+
+    assert seen == [TextDelta("par")]
+    assert len(wire.requests) == 1
+
+
+def test_stream_timeout_is_a_connection_error(wire: WireServer) -> None:
+    wire.add(Reply(completion(), delay=0.6))
+    model = make(wire, timeout=0.15, retry=RetryPolicy(max_attempts=1))
+
+    with pytest.raises(ModelConnectionError, match="did not answer within"):
+        asyncio.run(collect(model, ask()))
+
+
+# -- sync methods --------------------------------------------------------------------------
+
+
+def test_sync_complete_and_stream(wire: WireServer) -> None:
+    wire.add(Reply(completion("sync answer")), text_stream("a", "b"))
+    model = make(wire)
+    try:
+        response = model.complete(ask())
+        deltas = list(model.stream(ask()))
+    finally:
+        model.close()
+
+    assert response.content == "sync answer"
+    assert [d.text for d in deltas if isinstance(d, TextDelta)] == ["a", "b"]
+    assert isinstance(deltas[-1], UsageDelta)
+    assert deltas[-1].input_tokens == 9
+    assert len(wire.requests) == 2
+
+
+# -- Ollama --------------------------------------------------------------------------------
+
+
+def test_ollama(wire: WireServer) -> None:
+    wire.add(Reply(completion("from ollama")))
+    model = Ollama("llama3.2", host=wire.url, retry=FAST)
+
+    response = asyncio.run(complete(model, ask()))
+
+    assert model.provider == "ollama"
+    assert model.base_url == wire.url + "/v1"
+    assert response.content == "from ollama"
+    [sent] = wire.requests
+    assert sent.path == "/v1/chat/completions"
+    assert sent.body["model"] == "llama3.2"
+    assert sent.headers["authorization"].startswith("Bearer ")
+
+
+def test_ollama_errors_name_the_provider(wire: WireServer) -> None:
+    wire.add(Reply({"error": {"message": 'model "nope" not found'}}, 404))
+    model = Ollama("nope", host=wire.url, retry=FAST)
+
+    with pytest.raises(ModelHTTPError) as caught:
+        asyncio.run(complete(model, ask()))
+
+    assert caught.value.provider == "ollama"
+    assert str(caught.value) == 'ollama answered HTTP 404: model "nope" not found'
+
+
+@pytest.mark.parametrize(
+    ("host", "base_url"),
+    [
+        (None, "http://localhost:11434/v1"),
+        ("localhost", "http://localhost:11434/v1"),
+        ("0.0.0.0:8080", "http://0.0.0.0:8080/v1"),
+        ("https://ollama.example.com/", "https://ollama.example.com/v1"),
+        ("http://gpu-box:11434/v1", "http://gpu-box:11434/v1"),
+    ],
+)
+def test_ollama_host(monkeypatch: pytest.MonkeyPatch, host: str | None, base_url: str) -> None:
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    assert Ollama(host=host).base_url == base_url
+
+
+def test_ollama_host_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", "gpu-box:9999")
+    assert Ollama().base_url == "http://gpu-box:9999/v1"
+    assert Ollama(host="http://other:1").base_url == "http://other:1/v1"
+
+
+@pytest.mark.parametrize("host", ["ftp://x", "http://", "http://x:port"])
+def test_ollama_bad_host(host: str) -> None:
+    with pytest.raises(UserError, match="host must be a URL"):
+        Ollama(host=host)
+
+
+# -- set-up problems -----------------------------------------------------------------------
+
+
+def test_missing_api_key(wire: WireServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    model = OpenAIChat(base_url=wire.url + "/v1", retry=FAST)
+
+    with pytest.raises(UserError, match="OPENAI_API_KEY") as caught:
+        asyncio.run(complete(model, ask()))
+
+    assert "api_key=" in str(caught.value)
+    assert wire.requests == []
+
+
+def test_api_key_from_environment(wire: WireServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "env-key")
+    wire.add(Reply(completion()))
+
+    asyncio.run(complete(OpenAIChat(base_url=wire.url + "/v1", retry=FAST), ask()))
+
+    assert wire.requests[0].headers["authorization"] == "Bearer env-key"
+
+
+def test_missing_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openai", None)
+    model = OpenAIChat(api_key="test-key", base_url="http://127.0.0.1:9/v1")
+
+    with pytest.raises(MissingDependencyError, match=r"noted\[openai\]") as caught:
+        asyncio.run(complete(model, ask()))
+
+    assert "OpenAIChat" in str(caught.value)
+
+
+def test_import_does_not_load_the_sdk() -> None:
+    code = "import sys, noted.models.openai; print('openai' in sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"timeout": 0},
+        {"timeout": "60"},
+        {"max_tokens": 0},
+        {"max_tokens": 1.5},
+        {"temperature": "hot"},
+        {"base_url": ""},
+    ],
+)
+def test_bad_settings(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(UserError):
+        OpenAIChat(api_key="k", **kwargs)
+
+
+def test_repr_and_defaults() -> None:
+    model = OpenAIChat(api_key="k")
+    assert model.id == "gpt-4o-mini"
+    assert model.provider == "openai"
+    assert repr(model) == "OpenAIChat(id='gpt-4o-mini')"
+    assert Ollama().id == "llama3.2"
