@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pexpect
 import pytest
-from wire import SSE, WireServer
 
 from noted import Agent, SqliteDb
 from noted.models import ModelResponse, ToolCall
 from noted.testing import ScriptedModel
+from wire import SSE, WireServer
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -143,6 +143,7 @@ def openai_stream(text: str) -> SSE:
 def noted(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "noted.cli", *args],
+        check=False,
         capture_output=True,
         text=True,
         env=child_env(),
@@ -208,6 +209,7 @@ def test_noted_chat_needs_a_model(tmp_path: Path) -> None:
     env_without = {k: v for k, v in os.environ.items() if k != "NOTED_MODEL"}
     done = subprocess.run(
         [sys.executable, "-m", "noted.cli", "chat", "--db", str(tmp_path / "x.db")],
+        check=False,
         capture_output=True,
         text=True,
         env={**env_without, "PYTHONPATH": SRC},
