@@ -29,3 +29,9 @@ def test_every_cli_command_is_documented() -> None:
     commands = next(a for a in memories._actions if a.dest == "command")
     for name in commands.choices:  # type: ignore[union-attr]
         assert f"noted memories {name}" in doc, name
+    sessions = groups.choices["sessions"]  # type: ignore[index]
+    session_commands = next(a for a in sessions._actions if a.dest == "command")
+    for name in session_commands.choices:  # type: ignore[union-attr]
+        assert f"noted sessions {name}" in doc, name
+    assert "noted chat" in doc
+    assert set(groups.choices) == {"memories", "sessions", "chat"}  # type: ignore[arg-type]

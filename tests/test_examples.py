@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +31,19 @@ def test_walkthrough_recalls_across_processes(tmp_path: Path) -> None:
     # Running it again starts over rather than piling up duplicates.
     step("remember")
     assert step("recall").count("The user likes to ski") == 1
+
+
+def test_agent_example_saves_its_session(tmp_path: Path) -> None:
+    example = Path(__file__).parents[1] / "examples" / "agent_with_history.py"
+    env = {k: v for k, v in os.environ.items() if k != "NOTED_MODEL"}
+    done = subprocess.run(
+        [sys.executable, str(example)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    assert "Skiing is a great way" in done.stdout
+    assert "your name is Ava" in done.stdout
+    assert "session ski-trip: 2 runs saved" in done.stdout
