@@ -217,3 +217,49 @@ def test_noted_chat_needs_a_model(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "choose a model" in done.stderr
+
+
+def openai_reply(text: str) -> dict[str, object]:
+    return {
+        "id": "chatcmpl-2",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "test-model",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+    }
+
+
+def test_agent_retries_a_rate_limit_and_records_a_refusal(wire: WireServer) -> None:
+    from noted.errors import ModelHTTPError
+    from noted.models import OpenAIChat, RetryPolicy
+    from wire import Reply
+
+    model = OpenAIChat(
+        "test-model",
+        api_key="test-key",
+        base_url=wire.url + "/v1",
+        retry=RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.02),
+    )
+    agent = Agent(model, session_id="s")
+    wire.add(
+        Reply(
+            {"error": {"message": "Rate limit reached"}}, status=429, headers={"Retry-After": "0"}
+        ),
+        Reply(openai_reply("Hello after waiting.")),
+    )
+    result = agent.run("hi")
+    assert result.content == "Hello after waiting."
+    assert result.metrics.model_calls == 1  # the retry is the model's business
+    assert (result.metrics.input_tokens, result.metrics.output_tokens) == (9, 3)
+    assert len(wire.requests) == 2
+    wire.add(Reply({"error": {"message": "Invalid model 'test-model'"}}, status=400))
+    with pytest.raises(ModelHTTPError, match="Invalid model 'test-model'"):
+        agent.run("again")
+    assert len(wire.requests) == 3  # a 400 is not retried
+    runs = agent.db.get_runs("s", "default")
+    assert [r.status for r in runs] == ["completed", "failed"]
+    assert "Invalid model" in (runs[1].error or "")
+    model.close()
