@@ -1,6 +1,9 @@
 """Chat models: the protocol, the request and response types, providers and the registry."""
 
+from noted.models.anthropic import Claude
 from noted.models.base import BaseChatModel, ChatModel, RetryPolicy
+from noted.models.google import Gemini
+from noted.models.openai import Ollama, OpenAIChat
 from noted.models.registry import get_model, provider_names, register_provider
 from noted.models.types import (
     Message,
@@ -19,10 +22,14 @@ from noted.models.types import (
 __all__ = [
     "BaseChatModel",
     "ChatModel",
+    "Claude",
+    "Gemini",
     "Message",
     "ModelDelta",
     "ModelRequest",
     "ModelResponse",
+    "Ollama",
+    "OpenAIChat",
     "ResponseBuilder",
     "RetryPolicy",
     "TextDelta",
@@ -35,3 +42,9 @@ __all__ = [
     "provider_names",
     "register_provider",
 ]
+
+# The built-in providers register like any other (the SDKs load on first use).
+register_provider("openai", lambda model_id: OpenAIChat(id=model_id))
+register_provider("ollama", lambda model_id: Ollama(id=model_id))
+register_provider("anthropic", lambda model_id: Claude(id=model_id))
+register_provider("google", lambda model_id: Gemini(id=model_id))

@@ -1,0 +1,355 @@
+"""Claude through Anthropic's Messages API, with the official ``anthropic`` SDK.
+
+The SDK is imported on first use (``pip install 'noted[anthropic]'``) and never retries by
+itself: retries belong to :class:`~noted.models.base.BaseChatModel`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+from noted.errors import ModelConnectionError, ModelError, UserError
+from noted.models._provider import LoopClients, http_error, import_sdk
+from noted.models.base import BaseChatModel, RetryPolicy
+from noted.models.types import (
+    Message,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageDelta,
+)
+
+__all__ = ["Claude"]
+
+API_KEY_ENV = "ANTHROPIC_API_KEY"
+
+# An ``error`` event arrives inside a stream that began with HTTP 200; its type says
+# which HTTP failure it stands for.
+_ERROR_TYPE_STATUS: dict[str, int] = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "billing_error": 402,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "api_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
+
+
+async def _close_client(client: Any) -> None:
+    await client.close()
+
+
+class Claude(BaseChatModel):
+    """A Claude model. ``api_key`` defaults to the ``ANTHROPIC_API_KEY`` environment
+    variable; ``base_url`` points at a proxy or a compatible server.
+
+    A ``response_schema`` is answered through a tool the model is made to call: its input
+    (JSON text) becomes the response's ``content``.
+    """
+
+    provider = "anthropic"
+
+    def __init__(
+        self,
+        id: str = "claude-sonnet-4-6",
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_tokens: int = 4096,
+        temperature: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(id, retry=retry)
+        if type(max_tokens) is not int or max_tokens < 1:
+            raise UserError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
+        if timeout <= 0:
+            raise UserError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        self.api_key = api_key
+        self.base_url = base_url
+        self.timeout = float(timeout)
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._clients: LoopClients[Any] = LoopClients(self._make_client, _close_client)
+
+    # -- client ---------------------------------------------------------------------------
+
+    def _sdk(self) -> ModuleType:
+        return import_sdk("anthropic", extra="anthropic", user="Claude")
+
+    def _make_client(self) -> Any:
+        sdk = self._sdk()
+        api_key = self.api_key or os.environ.get(API_KEY_ENV)
+        if not api_key:
+            raise UserError(
+                f"Claude needs an Anthropic API key: pass api_key=... or set {API_KEY_ENV}"
+            )
+        return sdk.AsyncAnthropic(
+            api_key=api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+        )
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    # -- calls ----------------------------------------------------------------------------
+
+    async def _send(self, request: ModelRequest) -> ModelResponse:
+        sdk = self._sdk()
+        client = self._clients.get()
+        params = self._params(request)
+        try:
+            message = await client.messages.create(**params)
+        except _sdk_errors(sdk) as exc:
+            raise _to_noted(sdk, exc, self.timeout) from exc
+        return _response(message, _schema_tool(request))
+
+    async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        sdk = self._sdk()
+        client = self._clients.get()
+        params = self._params(request)
+        errors = _sdk_errors(sdk)
+        try:
+            stream = await client.messages.create(**params, stream=True)
+        except errors as exc:
+            raise _to_noted(sdk, exc, self.timeout) from exc
+        state = _StreamState(schema_tool=_schema_tool(request))
+        try:
+            async for event in stream:
+                for delta in state.deltas(event):
+                    yield delta
+        except errors as exc:
+            raise _to_noted(sdk, exc, self.timeout) from exc
+        finally:
+            await stream.close()
+
+    def _params(self, request: ModelRequest) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "model": self.id,
+            "max_tokens": self.max_tokens,
+            "messages": _messages(request.messages),
+        }
+        system = request.system_text()
+        if system:
+            params["system"] = system
+        tools = [
+            {"name": t.name, "description": t.description, "input_schema": dict(t.parameters)}
+            for t in request.tools
+        ]
+        schema_tool = _schema_tool(request)
+        if schema_tool is not None and request.response_schema is not None:
+            tools.append(
+                {
+                    "name": schema_tool,
+                    "description": "Give your answer as this tool's input.",
+                    "input_schema": dict(request.response_schema),
+                }
+            )
+            params["tool_choice"] = {"type": "tool", "name": schema_tool}
+        if tools:
+            params["tools"] = tools
+        if self.temperature is not None:
+            # Not a named parameter of every SDK version; the API takes it all the same.
+            params["extra_body"] = {"temperature": self.temperature}
+        return params
+
+
+# -- requests ------------------------------------------------------------------------------
+
+
+def _schema_tool(request: ModelRequest) -> str | None:
+    return request.response_schema_name if request.response_schema is not None else None
+
+
+def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """noted's messages as Messages API turns: system messages are left out (they go to
+    ``system``), tool calls become ``tool_use`` blocks and consecutive tool results one
+    user turn of ``tool_result`` blocks."""
+    turns: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] | None = None  # the open turn of tool results
+    for message in messages:
+        if message.role == "tool":
+            block = {
+                "type": "tool_result",
+                "tool_use_id": message.tool_call_id,
+                "content": message.content or "",
+            }
+            if results is None:
+                results = [block]
+                turns.append({"role": "user", "content": results})
+            else:
+                results.append(block)
+            continue
+        results = None
+        if message.role == "user":
+            turns.append({"role": "user", "content": message.content or ""})
+        elif message.role == "assistant":
+            if not message.tool_calls:
+                if message.content:
+                    turns.append({"role": "assistant", "content": message.content})
+                continue
+            blocks: list[dict[str, Any]] = []
+            if message.content:
+                blocks.append({"type": "text", "text": message.content})
+            blocks.extend(
+                {"type": "tool_use", "id": call.id, "name": call.name, "input": call.arguments}
+                for call in message.tool_calls
+            )
+            turns.append({"role": "assistant", "content": blocks})
+    return turns
+
+
+# -- responses -----------------------------------------------------------------------------
+
+
+def _input_tokens(usage: Any) -> int:
+    """Input tokens, including those written to or read from the prompt cache."""
+    return (
+        (getattr(usage, "input_tokens", None) or 0)
+        + (getattr(usage, "cache_creation_input_tokens", None) or 0)
+        + (getattr(usage, "cache_read_input_tokens", None) or 0)
+    )
+
+
+def _tool_call(block: Any) -> ToolCall:
+    arguments = block.input
+    if isinstance(arguments, Mapping):
+        return ToolCall(name=block.name, arguments=dict(arguments), id=block.id)
+    return ToolCall(name=block.name, id=block.id, invalid_arguments=json.dumps(arguments))
+
+
+def _response(message: Any, schema_tool: str | None) -> ModelResponse:
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    structured: str | None = None
+    for block in message.content or ():
+        if block.type == "text":
+            texts.append(block.text)
+        elif block.type == "tool_use":
+            if schema_tool is not None and block.name == schema_tool and structured is None:
+                structured = json.dumps(block.input, ensure_ascii=False)
+            else:
+                calls.append(_tool_call(block))
+    content = structured if structured is not None else ("".join(texts) or None)
+    usage = Usage(_input_tokens(message.usage), message.usage.output_tokens or 0)
+    return ModelResponse(
+        content=content,
+        tool_calls=calls,
+        usage=usage,
+        model=message.model,
+        finish_reason=message.stop_reason,
+    )
+
+
+@dataclass(slots=True)
+class _StreamState:
+    """Turns raw stream events into deltas. In response-schema mode the forced tool's
+    JSON streams as text, and any text block is left out (as in a whole answer)."""
+
+    schema_tool: str | None
+    schema_blocks: set[int] = field(default_factory=set)
+
+    def deltas(self, event: Any) -> list[ModelDelta]:
+        kind = event.type
+        if kind == "message_start":
+            message = event.message
+            return [UsageDelta(input_tokens=_input_tokens(message.usage), model=message.model)]
+        if kind == "content_block_start":
+            return self._block_start(event.index, event.content_block)
+        if kind == "content_block_delta":
+            return self._block_delta(event.index, event.delta)
+        if kind == "message_delta":
+            # output_tokens is the answer's running total, sent once at the end.
+            return [
+                UsageDelta(
+                    output_tokens=event.usage.output_tokens or 0,
+                    finish_reason=event.delta.stop_reason,
+                )
+            ]
+        return []
+
+    def _block_start(self, index: int, block: Any) -> list[ModelDelta]:
+        if block.type == "tool_use":
+            if self.schema_tool is not None and block.name == self.schema_tool:
+                self.schema_blocks.add(index)
+                return []
+            return [ToolCallDelta(index=index, id=block.id, name=block.name)]
+        if block.type == "text" and block.text and self.schema_tool is None:
+            return [TextDelta(block.text)]
+        return []
+
+    def _block_delta(self, index: int, delta: Any) -> list[ModelDelta]:
+        if delta.type == "text_delta":
+            if delta.text and self.schema_tool is None:
+                return [TextDelta(delta.text)]
+        elif delta.type == "input_json_delta" and delta.partial_json:
+            if index in self.schema_blocks:
+                return [TextDelta(delta.partial_json)]
+            return [ToolCallDelta(index=index, arguments=delta.partial_json)]
+        return []
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+@functools.cache
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP library's own transport failures, which can escape while a stream is read
+    (the SDK is built on ``httpx2`` or, in older versions, ``httpx``)."""
+    found: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        found.append(module.TransportError)
+    return tuple(found)
+
+
+def _sdk_errors(sdk: ModuleType) -> tuple[type[BaseException], ...]:
+    return (sdk.APIError, *_transport_errors())
+
+
+def _error_body(body: object) -> tuple[str | None, str | None]:
+    """``(type, message)`` of an Anthropic error body ``{"error": {"type", "message"}}``."""
+    if isinstance(body, Mapping):
+        error = body.get("error")
+        if isinstance(error, Mapping):
+            kind, message = error.get("type"), error.get("message")
+            return (
+                kind if isinstance(kind, str) else None,
+                message if isinstance(message, str) else None,
+            )
+    return None, None
+
+
+def _to_noted(sdk: ModuleType, exc: BaseException, timeout: float) -> ModelError:
+    if isinstance(exc, sdk.APIStatusError):
+        kind, message = _error_body(exc.body)
+        status = int(exc.status_code)
+        if status < 400:  # an error event inside a stream that began with 200
+            status = _ERROR_TYPE_STATUS.get(kind or "", 500)
+        retry_after = exc.response.headers.get("retry-after")
+        return http_error("anthropic", status, message or exc.message, retry_after)
+    if isinstance(exc, sdk.APITimeoutError):
+        return ModelConnectionError(f"anthropic did not answer within {timeout:g} s")
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__ or exc
+        return ModelConnectionError(f"could not reach anthropic: {cause}")
+    if isinstance(exc, sdk.APIError):
+        return ModelError(f"anthropic: {exc.message}")
+    return ModelConnectionError(f"the connection to anthropic failed: {exc!r}")

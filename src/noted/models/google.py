@@ -1,0 +1,379 @@
+"""Gemini through the Gemini API, with Google's official GenAI SDK (``google-genai``).
+
+The SDK is imported on first use (``pip install 'noted[google]'``) and never retries by
+itself: retries belong to :class:`~noted.models.base.BaseChatModel`.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import os
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from noted.errors import ModelConnectionError, ModelError, UserError
+from noted.models._provider import LoopClients, http_error, import_sdk
+from noted.models.base import BaseChatModel, RetryPolicy
+from noted.models.types import (
+    Message,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+    UsageDelta,
+    new_tool_call_id,
+)
+
+__all__ = ["Gemini"]
+
+API_KEY_ENVS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+
+# How many tool calls' Gemini-side details (their own ids, thought signatures) are kept
+# to send back with the conversation.
+_CALL_MEMO_SIZE = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class _CallMemo:
+    """What Gemini attached to a function call that noted's ToolCall has no field for:
+    whether the id was Gemini's own (then it is sent back with the call and its result)
+    and the call's thought signature (which thinking models need to see again)."""
+
+    native_id: bool
+    signature: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Sdk:
+    genai: ModuleType
+    types: ModuleType
+    errors: ModuleType
+
+
+async def _close_client(client: Any) -> None:
+    await client.aio.aclose()
+    client.close()
+
+
+class Gemini(BaseChatModel):
+    """A Gemini model. ``api_key`` defaults to the ``GOOGLE_API_KEY`` (or
+    ``GEMINI_API_KEY``) environment variable; ``base_url`` points at a proxy or a
+    compatible server; ``max_tokens`` caps the answer (the model's own limit when None).
+    """
+
+    provider = "google"
+
+    def __init__(
+        self,
+        id: str = "gemini-2.5-flash",
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(id, retry=retry)
+        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
+            raise UserError(f"max_tokens must be an integer >= 1 or None, got {max_tokens!r}")
+        if timeout <= 0:
+            raise UserError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        self.api_key = api_key
+        self.base_url = base_url
+        self.timeout = float(timeout)
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self._clients: LoopClients[Any] = LoopClients(self._make_client, _close_client)
+        self._calls: dict[str, _CallMemo] = {}
+
+    # -- client ---------------------------------------------------------------------------
+
+    def _sdk(self) -> _Sdk:
+        genai = import_sdk("google.genai", extra="google", user="Gemini")
+        errors = import_sdk("google.genai.errors", extra="google", user="Gemini")
+        return _Sdk(genai, genai.types, errors)
+
+    def _make_client(self) -> Any:
+        sdk = self._sdk()
+        api_key = self.api_key or next(filter(None, map(os.environ.get, API_KEY_ENVS)), None)
+        if not api_key:
+            raise UserError(
+                "Gemini needs a Gemini API key: pass api_key=... or set "
+                + " or ".join(API_KEY_ENVS)
+            )
+        options: dict[str, Any] = {
+            "base_url": self.base_url,
+            "timeout": max(1, round(self.timeout * 1000)),
+        }
+        retry_options = getattr(sdk.types, "HttpRetryOptions", None)
+        if retry_options is not None:
+            # One attempt: an explicit setting also stops the SDK's own quiet retries.
+            options["retry_options"] = retry_options(attempts=1)
+        return sdk.genai.Client(
+            api_key=api_key, vertexai=False, http_options=sdk.types.HttpOptions(**options)
+        )
+
+    async def aclose(self) -> None:
+        await self._clients.aclose()
+
+    # -- calls ----------------------------------------------------------------------------
+
+    async def _send(self, request: ModelRequest) -> ModelResponse:
+        sdk = self._sdk()
+        client = self._clients.get()
+        params = self._params(request)
+        try:
+            response = await client.aio.models.generate_content(**params)
+        except _sdk_errors(sdk) as exc:
+            raise _to_noted(sdk, exc, self.timeout) from exc
+        return self._response(response)
+
+    async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        sdk = self._sdk()
+        client = self._clients.get()
+        params = self._params(request)
+        errors = _sdk_errors(sdk)
+        try:
+            stream = await client.aio.models.generate_content_stream(**params)
+        except errors as exc:
+            raise _to_noted(sdk, exc, self.timeout) from exc
+        index = 0
+        last_usage: Any = None
+        finish: str | None = None
+        model: str | None = None
+        try:
+            async for chunk in stream:
+                model = chunk.model_version or model
+                last_usage = chunk.usage_metadata or last_usage
+                candidate = _first_candidate(chunk)
+                if candidate is None:
+                    continue
+                finish = _finish_reason(candidate) or finish
+                for part in _parts(candidate):
+                    if part.function_call is not None:
+                        call = self._tool_call(part)
+                        yield ToolCallDelta(
+                            index=index, id=call.id, name=call.name, arguments=call.arguments_json()
+                        )
+                        index += 1
+                    elif part.text and not part.thought:
+                        yield TextDelta(part.text)
+        except errors as exc:
+            raise _to_noted(sdk, exc, self.timeout) from exc
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+        # Gemini repeats the running totals in every chunk: report the last ones, once.
+        usage = _usage(last_usage)
+        yield UsageDelta(usage.input_tokens, usage.output_tokens, finish_reason=finish, model=model)
+
+    def _params(self, request: ModelRequest) -> dict[str, Any]:
+        config: dict[str, Any] = {"automatic_function_calling": {"disable": True}}
+        system = request.system_text()
+        if system:
+            config["system_instruction"] = system
+        if self.max_tokens is not None:
+            config["max_output_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            config["temperature"] = self.temperature
+        if request.tools:
+            declarations = [
+                {
+                    "name": t.name,
+                    "description": t.description,
+                    "parameters_json_schema": dict(t.parameters),
+                }
+                for t in request.tools
+            ]
+            config["tools"] = [{"function_declarations": declarations}]
+        if request.response_schema is not None:
+            config["response_mime_type"] = "application/json"
+            config["response_json_schema"] = dict(request.response_schema)
+        return {"model": self.id, "contents": self._contents(request.messages), "config": config}
+
+    # -- conversation ---------------------------------------------------------------------
+
+    def _contents(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
+        """noted's messages as Gemini contents: system messages are left out (they go to
+        ``system_instruction``), assistant turns are ``model`` turns with ``function_call``
+        parts, and consecutive tool results one user turn of ``function_response`` parts."""
+        contents: list[dict[str, Any]] = []
+        results: list[dict[str, Any]] | None = None  # the open turn of tool results
+        names: dict[str, str] = {}  # tool call id -> tool name, for results without a name
+        for message in messages:
+            if message.role == "tool":
+                part = self._function_response(message, names)
+                if results is None:
+                    results = [part]
+                    contents.append({"role": "user", "parts": results})
+                else:
+                    results.append(part)
+                continue
+            results = None
+            if message.role == "user":
+                contents.append({"role": "user", "parts": [{"text": message.content or ""}]})
+            elif message.role == "assistant":
+                parts: list[dict[str, Any]] = []
+                if message.content:
+                    parts.append({"text": message.content})
+                for call in message.tool_calls:
+                    names[call.id] = call.name
+                    parts.append(self._function_call_part(call))
+                if parts:
+                    contents.append({"role": "model", "parts": parts})
+        return contents
+
+    def _function_call_part(self, call: ToolCall) -> dict[str, Any]:
+        function_call: dict[str, Any] = {"name": call.name, "args": call.arguments}
+        part: dict[str, Any] = {"function_call": function_call}
+        memo = self._calls.get(call.id)
+        if memo is not None:
+            if memo.native_id:
+                function_call["id"] = call.id
+            if memo.signature is not None:
+                part["thought_signature"] = memo.signature
+        return part
+
+    def _function_response(self, message: Message, names: Mapping[str, str]) -> dict[str, Any]:
+        call_id = message.tool_call_id or ""
+        name = message.name or names.get(call_id)
+        if not name:
+            raise UserError(
+                f"Gemini needs the tool's name for the result of call {call_id!r}: set the "
+                "tool message's name, or keep the assistant message that made the call"
+            )
+        response: dict[str, Any] = {"name": name, "response": {"result": message.content or ""}}
+        memo = self._calls.get(call_id)
+        if memo is not None and memo.native_id:
+            response["id"] = call_id
+        return {"function_response": response}
+
+    def _tool_call(self, part: Any) -> ToolCall:
+        """A function-call part as a ToolCall, remembering what must go back to Gemini."""
+        function_call = part.function_call
+        native_id = bool(function_call.id)
+        call_id = function_call.id or new_tool_call_id()
+        signature = part.thought_signature or None
+        if native_id or signature is not None:
+            self._remember(call_id, _CallMemo(native_id, signature))
+        args = function_call.args
+        if args is None or isinstance(args, Mapping):
+            return ToolCall(name=function_call.name or "", arguments=dict(args or {}), id=call_id)
+        return ToolCall(
+            name=function_call.name or "", id=call_id, invalid_arguments=json.dumps(args)
+        )
+
+    def _remember(self, call_id: str, memo: _CallMemo) -> None:
+        self._calls[call_id] = memo
+        while len(self._calls) > _CALL_MEMO_SIZE:
+            del self._calls[next(iter(self._calls))]
+
+    def _response(self, response: Any) -> ModelResponse:
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        candidate = _first_candidate(response)
+        finish: str | None = None
+        if candidate is not None:
+            finish = _finish_reason(candidate)
+            for part in _parts(candidate):
+                if part.function_call is not None:
+                    calls.append(self._tool_call(part))
+                elif part.text and not part.thought:
+                    texts.append(part.text)
+        else:
+            feedback = response.prompt_feedback
+            reason = feedback.block_reason if feedback is not None else None
+            finish = _enum_text(reason)
+        return ModelResponse(
+            content="".join(texts) or None,
+            tool_calls=calls,
+            usage=_usage(response.usage_metadata),
+            model=response.model_version,
+            finish_reason=finish,
+        )
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _first_candidate(response: Any) -> Any:
+    candidates = response.candidates
+    return candidates[0] if candidates else None
+
+
+def _parts(candidate: Any) -> list[Any]:
+    content = candidate.content
+    if content is None or not content.parts:
+        return []
+    return list(content.parts)
+
+
+def _enum_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def _finish_reason(candidate: Any) -> str | None:
+    return _enum_text(candidate.finish_reason)
+
+
+def _usage(metadata: Any) -> Usage:
+    if metadata is None:
+        return Usage()
+    output = (metadata.candidates_token_count or 0) + (metadata.thoughts_token_count or 0)
+    return Usage(metadata.prompt_token_count or 0, output)
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+@functools.cache
+def _network_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """``(failures, timeouts)`` of whichever HTTP library the SDK runs on: ``httpx2``,
+    ``httpx`` or ``aiohttp`` (whose timeouts are also ``TimeoutError``)."""
+    failures: list[type[BaseException]] = [TimeoutError]
+    timeouts: list[type[BaseException]] = [TimeoutError]
+    for module_name, failure, timeout in (
+        ("httpx2", "TransportError", "TimeoutException"),
+        ("httpx", "TransportError", "TimeoutException"),
+        ("aiohttp", "ClientError", "ServerTimeoutError"),
+    ):
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        failures.append(getattr(module, failure))
+        timeouts.append(getattr(module, timeout))
+    return tuple(failures), tuple(timeouts)
+
+
+def _sdk_errors(sdk: _Sdk) -> tuple[type[BaseException], ...]:
+    return (sdk.errors.APIError, *_network_errors()[0])
+
+
+def _retry_after(exc: Any) -> str | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    value = headers.get("retry-after")
+    return value if isinstance(value, str) else None
+
+
+def _to_noted(sdk: _Sdk, exc: BaseException, timeout: float) -> ModelError:
+    if isinstance(exc, sdk.errors.APIError):
+        code = exc.code if isinstance(exc.code, int) else 500
+        message = exc.message or exc.status or str(exc)
+        return http_error("google", code, str(message), _retry_after(exc))
+    if isinstance(exc, _network_errors()[1]):
+        return ModelConnectionError(f"google did not answer within {timeout:g} s")
+    return ModelConnectionError(f"the connection to google failed: {exc!r}")

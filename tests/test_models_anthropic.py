@@ -1,0 +1,662 @@
+"""Claude against a local server that speaks Anthropic's Messages API wire format."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from noted.errors import (
+    MissingDependencyError,
+    ModelConnectionError,
+    ModelHTTPError,
+    ModelRateLimitError,
+    ModelServerError,
+    UserError,
+)
+from noted.models.anthropic import Claude
+from noted.models.base import RetryPolicy
+from noted.models.types import (
+    Message,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    ResponseBuilder,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolDefinition,
+    UsageDelta,
+)
+from wire import SSE, Reply, WireServer
+
+T = TypeVar("T")
+
+FAST = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.05)
+MODEL = "claude-sonnet-4-6"
+
+WEATHER = ToolDefinition(
+    name="get_weather",
+    description="The current weather in a city.",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+TIME = ToolDefinition(
+    name="get_time",
+    description="The local time in a city.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+)
+
+
+def make(wire: WireServer, **kwargs: Any) -> Claude:
+    kwargs.setdefault("api_key", "test-key")
+    kwargs.setdefault("retry", FAST)
+    return Claude(MODEL, base_url=wire.url, **kwargs)
+
+
+def ask(text: str = "Hello", **kwargs: Any) -> ModelRequest:
+    return ModelRequest(messages=[Message("user", text)], **kwargs)
+
+
+def run(model: Claude, call: Callable[[Claude], Awaitable[T]]) -> T:
+    """Run one async call on a fresh loop, closing the model's client on that loop."""
+
+    async def main() -> T:
+        try:
+            return await call(model)
+        finally:
+            await model.aclose()
+
+    return asyncio.run(main())
+
+
+def complete(model: Claude, request: ModelRequest) -> ModelResponse:
+    return run(model, lambda m: m.acomplete(request))
+
+
+def stream(model: Claude, request: ModelRequest) -> list[ModelDelta]:
+    async def collect(m: Claude) -> list[ModelDelta]:
+        return [delta async for delta in m.astream(request)]
+
+    return run(model, collect)
+
+
+def build(deltas: list[ModelDelta]) -> ModelResponse:
+    builder = ResponseBuilder()
+    for delta in deltas:
+        builder.add(delta)
+    return builder.build()
+
+
+def message(
+    content: list[dict[str, Any]],
+    *,
+    stop_reason: str = "end_turn",
+    input_tokens: int = 21,
+    output_tokens: int = 7,
+) -> dict[str, Any]:
+    return {
+        "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": content,
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens},
+    }
+
+
+def text(value: str) -> dict[str, Any]:
+    return {"type": "text", "text": value}
+
+
+def tool_use(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "tool_use", "id": call_id, "name": name, "input": arguments}
+
+
+def error_body(kind: str, text: str) -> dict[str, Any]:
+    return {"type": "error", "error": {"type": kind, "message": text}}
+
+
+def event(name: str, **data: Any) -> tuple[str, dict[str, Any]]:
+    return (name, {"type": name, **data})
+
+
+def message_start(input_tokens: int = 21) -> tuple[str, dict[str, Any]]:
+    return event(
+        "message_start",
+        message={
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+            "type": "message",
+            "role": "assistant",
+            "model": MODEL,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+        },
+    )
+
+
+def block_start(index: int, block: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return event("content_block_start", index=index, content_block=block)
+
+
+def text_delta(index: int, value: str) -> tuple[str, dict[str, Any]]:
+    return event("content_block_delta", index=index, delta={"type": "text_delta", "text": value})
+
+
+def json_delta(index: int, fragment: str) -> tuple[str, dict[str, Any]]:
+    return event(
+        "content_block_delta",
+        index=index,
+        delta={"type": "input_json_delta", "partial_json": fragment},
+    )
+
+
+def block_stop(index: int) -> tuple[str, dict[str, Any]]:
+    return event("content_block_stop", index=index)
+
+
+def message_end(stop_reason: str, output_tokens: int) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        event(
+            "message_delta",
+            delta={"stop_reason": stop_reason, "stop_sequence": None},
+            usage={"output_tokens": output_tokens},
+        ),
+        event("message_stop"),
+    ]
+
+
+def text_stream(*pieces: str) -> SSE:
+    return SSE(
+        [
+            message_start(),
+            block_start(0, {"type": "text", "text": ""}),
+            event("ping"),
+            *(text_delta(0, piece) for piece in pieces),
+            block_stop(0),
+            *message_end("end_turn", 9),
+        ]
+    )
+
+
+def sent_key(headers: dict[str, str]) -> str | None:
+    """The API key as sent: as ``x-api-key``, or as a bearer token by newer SDKs."""
+    if "x-api-key" in headers:
+        return headers["x-api-key"]
+    auth = headers.get("authorization", "")
+    return auth.removeprefix("Bearer ") if auth.startswith("Bearer ") else None
+
+
+# -- plain text -------------------------------------------------------------------------------
+
+
+def test_plain_text_request_and_response(wire: WireServer) -> None:
+    wire.add(Reply(message([text("Hi there!")])))
+    model = make(wire, temperature=0.2, max_tokens=512)
+    request = ModelRequest(
+        messages=[
+            Message("system", "You are terse."),
+            Message("user", "Hello"),
+            Message("assistant", "Hi."),
+            Message("system", "Answer in English."),
+            Message("user", "How are you?"),
+        ]
+    )
+
+    response = complete(model, request)
+
+    assert response == ModelResponse(
+        content="Hi there!",
+        usage=response.usage,
+        model=MODEL,
+        finish_reason="end_turn",
+    )
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (21, 7)
+    [sent] = wire.requests
+    assert (sent.method, sent.path) == ("POST", "/v1/messages")
+    assert sent_key(sent.headers) == "test-key"
+    assert "anthropic-version" in sent.headers
+    assert sent.body == {
+        "model": MODEL,
+        "max_tokens": 512,
+        "temperature": 0.2,
+        "system": "You are terse.\n\nAnswer in English.",
+        "messages": [
+            {"role": "user", "content": "Hello"},
+            {"role": "assistant", "content": "Hi."},
+            {"role": "user", "content": "How are you?"},
+        ],
+    }
+
+
+def test_defaults_send_max_tokens_and_no_system(wire: WireServer) -> None:
+    wire.add(Reply(message([text("ok")])))
+    model = Claude(api_key="test-key", base_url=wire.url, retry=FAST)
+    assert model.provider == "anthropic"
+    complete(model, ask())
+    body = wire.requests[0].body
+    assert body["model"] == model.id
+    assert body["max_tokens"] == 4096
+    assert "system" not in body
+    assert "temperature" not in body
+    assert "tools" not in body
+
+
+def test_cache_tokens_count_as_input(wire: WireServer) -> None:
+    body = message([text("ok")])
+    body["usage"].update(cache_creation_input_tokens=100, cache_read_input_tokens=1000)
+    wire.add(Reply(body))
+    response = complete(make(wire), ask())
+    assert response.usage.input_tokens == 21 + 100 + 1000
+
+
+def test_stream_text(wire: WireServer) -> None:
+    wire.add(text_stream("Hel", "lo", " world"))
+    model = make(wire)
+
+    deltas = stream(model, ModelRequest([Message("system", "Be kind."), Message("user", "Hi")]))
+
+    assert deltas == [
+        UsageDelta(input_tokens=21, model=MODEL),
+        TextDelta("Hel"),
+        TextDelta("lo"),
+        TextDelta(" world"),
+        UsageDelta(output_tokens=9, finish_reason="end_turn"),
+    ]
+    response = build(deltas)
+    assert response.content == "Hello world"
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (21, 9)
+    [sent] = wire.requests
+    assert sent.path == "/v1/messages"
+    assert sent.body["stream"] is True
+    assert sent.body["system"] == "Be kind."
+    assert sent.body["messages"] == [{"role": "user", "content": "Hi"}]
+
+
+# -- tools --------------------------------------------------------------------------------------
+
+
+def test_tool_calls(wire: WireServer) -> None:
+    wire.add(
+        Reply(
+            message(
+                [
+                    text("Let me check both."),
+                    tool_use("toolu_01", "get_weather", {"city": "Paris"}),
+                    tool_use("toolu_02", "get_time", {"city": "Oslo"}),
+                ],
+                stop_reason="tool_use",
+            )
+        )
+    )
+    response = complete(make(wire), ask("Weather in Paris, time in Oslo?", tools=[WEATHER, TIME]))
+
+    assert response.content == "Let me check both."
+    assert response.tool_calls == [
+        ToolCall("get_weather", {"city": "Paris"}, id="toolu_01"),
+        ToolCall("get_time", {"city": "Oslo"}, id="toolu_02"),
+    ]
+    assert response.finish_reason == "tool_use"
+    body = wire.requests[0].body
+    assert body["tools"] == [
+        {
+            "name": "get_weather",
+            "description": "The current weather in a city.",
+            "input_schema": dict(WEATHER.parameters),
+        },
+        {
+            "name": "get_time",
+            "description": "The local time in a city.",
+            "input_schema": dict(TIME.parameters),
+        },
+    ]
+    assert "tool_choice" not in body
+
+
+def test_stream_tool_calls(wire: WireServer) -> None:
+    wire.add(
+        SSE(
+            [
+                message_start(),
+                block_start(0, {"type": "text", "text": ""}),
+                text_delta(0, "Checking."),
+                block_stop(0),
+                block_start(
+                    1, {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {}}
+                ),
+                json_delta(1, ""),
+                json_delta(1, '{"ci'),
+                json_delta(1, 'ty": "Pa'),
+                json_delta(1, 'ris"}'),
+                block_stop(1),
+                event("ping"),
+                block_start(
+                    2, {"type": "tool_use", "id": "toolu_02", "name": "get_time", "input": {}}
+                ),
+                json_delta(2, '{"city": '),
+                json_delta(2, '"Oslo"}'),
+                block_stop(2),
+                *message_end("tool_use", 40),
+            ]
+        )
+    )
+    deltas = stream(make(wire), ask(tools=[WEATHER, TIME]))
+
+    assert deltas[1:-1] == [
+        TextDelta("Checking."),
+        ToolCallDelta(index=1, id="toolu_01", name="get_weather"),
+        ToolCallDelta(index=1, arguments='{"ci'),
+        ToolCallDelta(index=1, arguments='ty": "Pa'),
+        ToolCallDelta(index=1, arguments='ris"}'),
+        ToolCallDelta(index=2, id="toolu_02", name="get_time"),
+        ToolCallDelta(index=2, arguments='{"city": '),
+        ToolCallDelta(index=2, arguments='"Oslo"}'),
+    ]
+    response = build(deltas)
+    assert response.content == "Checking."
+    assert response.tool_calls == [
+        ToolCall("get_weather", {"city": "Paris"}, id="toolu_01"),
+        ToolCall("get_time", {"city": "Oslo"}, id="toolu_02"),
+    ]
+    assert response.finish_reason == "tool_use"
+    assert response.usage.output_tokens == 40
+
+
+def test_tool_round_trip_is_serialised(wire: WireServer) -> None:
+    wire.add(Reply(message([text("Sunny in Paris, 14:00 in Oslo.")])))
+    calls = [
+        ToolCall("get_weather", {"city": "Paris"}, id="toolu_01"),
+        ToolCall("get_time", {"city": "Oslo"}, id="toolu_02"),
+    ]
+    request = ModelRequest(
+        messages=[
+            Message("system", "Use tools."),
+            Message("user", "Weather in Paris, time in Oslo?"),
+            Message("assistant", "Let me check.", tool_calls=calls),
+            Message("tool", "sunny", tool_call_id="toolu_01", name="get_weather"),
+            Message("tool", "14:00", tool_call_id="toolu_02", name="get_time"),
+            Message("assistant", None, tool_calls=[ToolCall("get_time", {}, id="toolu_03")]),
+            Message("tool", None, tool_call_id="toolu_03"),
+            Message("user", "Thanks"),
+        ],
+        tools=[WEATHER, TIME],
+    )
+
+    response = complete(make(wire), request)
+
+    assert response.content == "Sunny in Paris, 14:00 in Oslo."
+    assert wire.requests[0].body["messages"] == [
+        {"role": "user", "content": "Weather in Paris, time in Oslo?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Let me check."},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_01",
+                    "name": "get_weather",
+                    "input": {"city": "Paris"},
+                },
+                {
+                    "type": "tool_use",
+                    "id": "toolu_02",
+                    "name": "get_time",
+                    "input": {"city": "Oslo"},
+                },
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_01", "content": "sunny"},
+                {"type": "tool_result", "tool_use_id": "toolu_02", "content": "14:00"},
+            ],
+        },
+        {
+            "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_03", "name": "get_time", "input": {}}],
+        },
+        {
+            "role": "user",
+            "content": [{"type": "tool_result", "tool_use_id": "toolu_03", "content": ""}],
+        },
+        {"role": "user", "content": "Thanks"},
+    ]
+
+
+# -- structured output ----------------------------------------------------------------------------
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+
+
+def test_response_schema_is_a_forced_tool(wire: WireServer) -> None:
+    wire.add(
+        Reply(
+            message(
+                [tool_use("toolu_09", "person", {"name": "Ava", "age": 31})], stop_reason="tool_use"
+            )
+        )
+    )
+    request = ask("Who is Ava?", response_schema=PERSON, response_schema_name="person")
+
+    response = complete(make(wire), request)
+
+    assert response.content is not None
+    assert response.tool_calls == []
+    assert json.loads(response.content) == {"name": "Ava", "age": 31}
+    body = wire.requests[0].body
+    assert body["tool_choice"] == {"type": "tool", "name": "person"}
+    [tool] = body["tools"]
+    assert tool["name"] == "person"
+    assert tool["input_schema"] == PERSON
+
+
+def test_response_schema_streams_json_as_text(wire: WireServer) -> None:
+    wire.add(
+        SSE(
+            [
+                message_start(),
+                block_start(
+                    0, {"type": "tool_use", "id": "toolu_09", "name": "response", "input": {}}
+                ),
+                json_delta(0, '{"name": "A'),
+                json_delta(0, 'va", "age": 31}'),
+                block_stop(0),
+                *message_end("tool_use", 12),
+            ]
+        )
+    )
+    deltas = stream(make(wire), ask(response_schema=PERSON, tools=[WEATHER]))
+
+    assert [d for d in deltas if not isinstance(d, UsageDelta)] == [
+        TextDelta('{"name": "A'),
+        TextDelta('va", "age": 31}'),
+    ]
+    response = build(deltas)
+    assert response.content == '{"name": "Ava", "age": 31}'
+    assert response.tool_calls == []
+    body = wire.requests[0].body
+    assert [t["name"] for t in body["tools"]] == ["get_weather", "response"]
+    assert body["tool_choice"] == {"type": "tool", "name": "response"}
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+def test_rate_limit_is_retried_after_retry_after(wire: WireServer) -> None:
+    wire.add(
+        Reply(
+            error_body("rate_limit_error", "Slow down"), status=429, headers={"Retry-After": "1"}
+        ),
+        Reply(message([text("ok")])),
+    )
+    assert complete(make(wire), ask()).content == "ok"
+    assert len(wire.requests) == 2
+
+
+def test_rate_limit_error_carries_message_and_retry_after(wire: WireServer) -> None:
+    wire.add(
+        Reply(error_body("rate_limit_error", "Slow down"), status=429, headers={"Retry-After": "7"})
+    )
+    with pytest.raises(ModelRateLimitError) as caught:
+        complete(make(wire, retry=RetryPolicy(max_attempts=1)), ask())
+    assert caught.value.status_code == 429
+    assert caught.value.message == "Slow down"
+    assert caught.value.retry_after == 7.0
+    assert len(wire.requests) == 1
+
+
+def test_overloaded_every_time_gives_up_after_max_attempts(wire: WireServer) -> None:
+    overloaded = Reply(error_body("overloaded_error", "Overloaded"), status=529)
+    wire.add(overloaded, overloaded, overloaded, Reply(message([text("too late")])))
+    with pytest.raises(ModelServerError) as caught:
+        complete(make(wire), ask())
+    assert caught.value.status_code == 529
+    assert caught.value.message == "Overloaded"
+    assert caught.value.provider == "anthropic"
+    assert len(wire.requests) == 3
+
+
+def test_server_error_on_stream_is_retried(wire: WireServer) -> None:
+    wire.add(Reply(error_body("api_error", "Internal error"), status=500), text_stream("ok"))
+    assert build(stream(make(wire), ask())).content == "ok"
+    assert len(wire.requests) == 2
+
+
+def test_bad_request_is_not_retried(wire: WireServer) -> None:
+    wire.add(
+        Reply(error_body("invalid_request_error", "max_tokens: must be at most 64000"), status=400),
+        Reply(message([text("never")])),
+    )
+    with pytest.raises(ModelHTTPError) as caught:
+        complete(make(wire), ask())
+    assert type(caught.value) is ModelHTTPError
+    assert caught.value.status_code == 400
+    assert caught.value.message == "max_tokens: must be at most 64000"
+    assert "max_tokens: must be at most 64000" in str(caught.value)
+    assert len(wire.requests) == 1
+
+
+def test_timeout_is_a_connection_error(wire: WireServer) -> None:
+    slow = Reply(message([text("late")]), delay=0.5)
+    wire.add(slow, slow, slow)
+    with pytest.raises(ModelConnectionError, match="within 0.1 s"):
+        complete(make(wire, timeout=0.1), ask())
+    assert len(wire.requests) == 3
+
+
+def test_unreachable_server_is_a_connection_error() -> None:
+    model = Claude(
+        MODEL, api_key="test-key", base_url="http://127.0.0.1:9", retry=RetryPolicy(max_attempts=1)
+    )
+    with pytest.raises(ModelConnectionError):
+        complete(model, ask())
+
+
+def test_error_event_before_any_delta_is_retried(wire: WireServer) -> None:
+    wire.add(
+        SSE([("error", error_body("overloaded_error", "Overloaded"))]),
+        text_stream("fine"),
+    )
+    assert build(stream(make(wire), ask())).content == "fine"
+    assert len(wire.requests) == 2
+
+
+def test_error_event_mid_stream_is_raised(wire: WireServer) -> None:
+    wire.add(
+        SSE(
+            [
+                message_start(),
+                block_start(0, {"type": "text", "text": ""}),
+                text_delta(0, "Partial"),
+                ("error", error_body("overloaded_error", "Overloaded")),
+            ]
+        ),
+        text_stream("never"),
+    )
+    seen: list[ModelDelta] = []
+
+    async def collect(m: Claude) -> None:
+        async for delta in m.astream(ask()):
+            seen.append(delta)
+
+    with pytest.raises(ModelServerError) as caught:
+        run(make(wire), collect)
+    assert caught.value.status_code == 529
+    assert caught.value.message == "Overloaded"
+    assert TextDelta("Partial") in seen
+    assert len(wire.requests) == 1
+
+
+def test_error_event_of_a_client_error_type(wire: WireServer) -> None:
+    wire.add(SSE([("error", error_body("invalid_request_error", "Bad input"))]))
+    with pytest.raises(ModelHTTPError) as caught:
+        stream(make(wire), ask())
+    assert type(caught.value) is ModelHTTPError
+    assert (caught.value.status_code, caught.value.message) == (400, "Bad input")
+
+
+# -- sync, configuration ------------------------------------------------------------------------
+
+
+def test_sync_complete_and_stream(wire: WireServer) -> None:
+    wire.add(Reply(message([text("Hi sync")])), text_stream("Hi ", "stream"))
+    model = make(wire)
+    try:
+        assert model.complete(ask()).content == "Hi sync"
+        deltas = list(model.stream(ask()))
+    finally:
+        model.close()
+    assert [d.text for d in deltas if isinstance(d, TextDelta)] == ["Hi ", "stream"]
+    assert len(wire.requests) == 2
+
+
+def test_api_key_from_environment(wire: WireServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "env-key")
+    wire.add(Reply(message([text("ok")])))
+    complete(Claude(MODEL, base_url=wire.url, retry=FAST), ask())
+    assert sent_key(wire.requests[0].headers) == "env-key"
+
+
+def test_missing_api_key(wire: WireServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    model = Claude(MODEL, base_url=wire.url, retry=FAST)
+    with pytest.raises(UserError, match="ANTHROPIC_API_KEY"):
+        complete(model, ask())
+    assert wire.requests == []
+
+
+def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "anthropic", None)
+    model = Claude(MODEL, api_key="test-key")
+    with pytest.raises(MissingDependencyError, match=r"noted\[anthropic\]"):
+        complete(model, ask())
+
+
+def test_module_import_does_not_import_the_sdk() -> None:
+    code = "import sys, noted.models.anthropic; assert 'anthropic' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_tokens": 0}, {"max_tokens": 1.5}, {"timeout": 0}, {"timeout": -1.0}]
+)
+def test_bad_settings(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(UserError):
+        Claude(**kwargs)

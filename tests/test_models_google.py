@@ -1,0 +1,566 @@
+"""Gemini against a local server that speaks the Gemini API wire format."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from noted.errors import (
+    MissingDependencyError,
+    ModelConnectionError,
+    ModelHTTPError,
+    ModelRateLimitError,
+    ModelServerError,
+    UserError,
+)
+from noted.models.base import RetryPolicy
+from noted.models.google import Gemini
+from noted.models.types import (
+    Message,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    ResponseBuilder,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolDefinition,
+    UsageDelta,
+)
+from wire import SSE, Recorded, Reply, WireServer
+
+T = TypeVar("T")
+
+FAST = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.05)
+MODEL = "gemini-2.5-flash"
+MODEL_VERSION = "gemini-2.5-flash-001"
+
+WEATHER = ToolDefinition(
+    name="get_weather",
+    description="The current weather in a city.",
+    parameters={
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+)
+TIME = ToolDefinition(
+    name="get_time",
+    description="The local time in a city.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+)
+
+
+def make(wire: WireServer, **kwargs: Any) -> Gemini:
+    kwargs.setdefault("api_key", "test-key")
+    kwargs.setdefault("retry", FAST)
+    return Gemini(MODEL, base_url=wire.url, **kwargs)
+
+
+def ask(text: str = "Hello", **kwargs: Any) -> ModelRequest:
+    return ModelRequest(messages=[Message("user", text)], **kwargs)
+
+
+def run(model: Gemini, call: Callable[[Gemini], Awaitable[T]]) -> T:
+    """Run one async call on a fresh loop, closing the model's client on that loop."""
+
+    async def main() -> T:
+        try:
+            return await call(model)
+        finally:
+            await model.aclose()
+
+    return asyncio.run(main())
+
+
+def complete(model: Gemini, request: ModelRequest) -> ModelResponse:
+    return run(model, lambda m: m.acomplete(request))
+
+
+def stream(model: Gemini, request: ModelRequest) -> list[ModelDelta]:
+    async def collect(m: Gemini) -> list[ModelDelta]:
+        return [delta async for delta in m.astream(request)]
+
+    return run(model, collect)
+
+
+def build(deltas: list[ModelDelta]) -> ModelResponse:
+    builder = ResponseBuilder()
+    for delta in deltas:
+        builder.add(delta)
+    return builder.build()
+
+
+def answer(
+    parts: list[dict[str, Any]],
+    *,
+    finish_reason: str | None = "STOP",
+    prompt_tokens: int = 11,
+    output_tokens: int = 6,
+) -> dict[str, Any]:
+    """A GenerateContentResponse (a whole answer, or one chunk of a stream)."""
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
+    if finish_reason is not None:
+        candidate["finishReason"] = finish_reason
+    return {
+        "candidates": [candidate],
+        "usageMetadata": {
+            "promptTokenCount": prompt_tokens,
+            "candidatesTokenCount": output_tokens,
+            "totalTokenCount": prompt_tokens + output_tokens,
+        },
+        "modelVersion": MODEL_VERSION,
+        "responseId": "mK8fZ5-sH4qnz7IP",
+    }
+
+
+def function_call(name: str, args: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    call: dict[str, Any] = {"name": name, "args": args}
+    part: dict[str, Any] = {"functionCall": call}
+    if "id" in extra:
+        call["id"] = extra["id"]
+    if "signature" in extra:
+        part["thoughtSignature"] = base64.b64encode(extra["signature"]).decode()
+    return part
+
+
+def error_body(code: int, status: str, text: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": text, "status": status}}
+
+
+def camel(data: dict[str, Any], snake: str) -> Any:
+    """A field as the SDK serialised it (the API accepts both spellings)."""
+    head, *rest = snake.split("_")
+    return data.get(head + "".join(word.title() for word in rest), data.get(snake))
+
+
+def config(sent: Recorded) -> dict[str, Any]:
+    return sent.body.get("generationConfig") or {}
+
+
+# -- plain text -------------------------------------------------------------------------------
+
+
+def test_plain_text_request_and_response(wire: WireServer) -> None:
+    wire.add(Reply(answer([{"text": "Hi "}, {"text": "there!"}])))
+    model = make(wire, temperature=0.3, max_tokens=256)
+    request = ModelRequest(
+        messages=[
+            Message("system", "You are terse."),
+            Message("user", "Hello"),
+            Message("assistant", "Hi."),
+            Message("system", "Answer in English."),
+            Message("user", "How are you?"),
+        ]
+    )
+
+    response = complete(model, request)
+
+    assert response.content == "Hi there!"
+    assert response.tool_calls == []
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (11, 6)
+    assert response.model == MODEL_VERSION
+    assert response.finish_reason == "STOP"
+    [sent] = wire.requests
+    assert sent.method == "POST"
+    assert sent.path.endswith(f"/models/{MODEL}:generateContent")
+    assert sent.headers["x-goog-api-key"] == "test-key"
+    assert sent.body["contents"] == [
+        {"role": "user", "parts": [{"text": "Hello"}]},
+        {"role": "model", "parts": [{"text": "Hi."}]},
+        {"role": "user", "parts": [{"text": "How are you?"}]},
+    ]
+    assert sent.body["systemInstruction"]["parts"] == [
+        {"text": "You are terse.\n\nAnswer in English."}
+    ]
+    assert config(sent)["maxOutputTokens"] == 256
+    assert config(sent)["temperature"] == 0.3
+    assert "tools" not in sent.body
+
+
+def test_defaults(wire: WireServer) -> None:
+    wire.add(Reply(answer([{"text": "ok"}])))
+    model = Gemini(api_key="test-key", base_url=wire.url, retry=FAST)
+    assert model.provider == "google"
+    complete(model, ask())
+    [sent] = wire.requests
+    assert sent.path.endswith(f"/models/{model.id}:generateContent")
+    assert "maxOutputTokens" not in config(sent)
+    assert "temperature" not in config(sent)
+    assert "systemInstruction" not in sent.body
+
+
+def test_thinking_tokens_count_as_output(wire: WireServer) -> None:
+    body = answer([{"text": "thought it through"}])
+    body["usageMetadata"]["thoughtsTokenCount"] = 30
+    wire.add(Reply(body))
+    assert complete(make(wire), ask()).usage.output_tokens == 6 + 30
+
+
+def test_stream_text(wire: WireServer) -> None:
+    wire.add(
+        SSE(
+            [
+                answer([{"text": "Hel"}], finish_reason=None, output_tokens=1),
+                answer([{"text": "lo"}], finish_reason=None, output_tokens=2),
+                answer([{"text": " world"}], output_tokens=3),
+            ]
+        )
+    )
+    deltas = stream(
+        make(wire), ModelRequest([Message("system", "Be kind."), Message("user", "Hi")])
+    )
+
+    assert deltas == [
+        TextDelta("Hel"),
+        TextDelta("lo"),
+        TextDelta(" world"),
+        UsageDelta(input_tokens=11, output_tokens=3, finish_reason="STOP", model=MODEL_VERSION),
+    ]
+    [sent] = wire.requests
+    assert sent.path.endswith(f"/models/{MODEL}:streamGenerateContent")
+    assert sent.query["alt"] == ["sse"]
+    assert sent.headers["x-goog-api-key"] == "test-key"
+    assert sent.body["systemInstruction"]["parts"] == [{"text": "Be kind."}]
+    assert sent.body["contents"] == [{"role": "user", "parts": [{"text": "Hi"}]}]
+
+
+# -- tools --------------------------------------------------------------------------------------
+
+
+def test_tool_calls(wire: WireServer) -> None:
+    wire.add(
+        Reply(
+            answer(
+                [
+                    {"text": "Let me check both."},
+                    function_call("get_weather", {"city": "Paris"}),
+                    function_call("get_time", {"city": "Oslo"}),
+                ]
+            )
+        )
+    )
+    response = complete(make(wire), ask("Weather in Paris, time in Oslo?", tools=[WEATHER, TIME]))
+
+    assert response.content == "Let me check both."
+    assert [(c.name, c.arguments) for c in response.tool_calls] == [
+        ("get_weather", {"city": "Paris"}),
+        ("get_time", {"city": "Oslo"}),
+    ]
+    ids = [c.id for c in response.tool_calls]
+    assert all(ids) and len(set(ids)) == 2
+    [tool] = wire.requests[0].body["tools"]
+    declarations = camel(tool, "function_declarations")
+    assert [d["name"] for d in declarations] == ["get_weather", "get_time"]
+    assert declarations[0]["description"] == "The current weather in a city."
+    assert camel(declarations[0], "parameters_json_schema") == dict(WEATHER.parameters)
+    assert camel(declarations[1], "parameters_json_schema") == dict(TIME.parameters)
+
+
+def test_stream_tool_calls(wire: WireServer) -> None:
+    wire.add(
+        SSE(
+            [
+                answer([{"text": "Checking."}], finish_reason=None),
+                answer([function_call("get_weather", {"city": "Paris"})], finish_reason=None),
+                answer([function_call("get_time", {"city": "Oslo"})], output_tokens=20),
+            ]
+        )
+    )
+    deltas = stream(make(wire), ask(tools=[WEATHER, TIME]))
+
+    assert deltas[0] == TextDelta("Checking.")
+    first, second = deltas[1], deltas[2]
+    assert isinstance(first, ToolCallDelta) and isinstance(second, ToolCallDelta)
+    assert (first.index, first.name, json.loads(first.arguments)) == (
+        0,
+        "get_weather",
+        {"city": "Paris"},
+    )
+    assert (second.index, second.name, json.loads(second.arguments)) == (
+        1,
+        "get_time",
+        {"city": "Oslo"},
+    )
+    assert first.id and second.id and first.id != second.id
+    assert deltas[3] == UsageDelta(11, 20, finish_reason="STOP", model=MODEL_VERSION)
+    response = build(deltas)
+    assert response.tool_calls == [
+        ToolCall("get_weather", {"city": "Paris"}, id=first.id),
+        ToolCall("get_time", {"city": "Oslo"}, id=second.id),
+    ]
+
+
+def test_tool_round_trip_is_serialised(wire: WireServer) -> None:
+    wire.add(Reply(answer([{"text": "Sunny in Paris, 14:00 in Oslo."}])))
+    calls = [
+        ToolCall("get_weather", {"city": "Paris"}, id="call_1"),
+        ToolCall("get_time", {"city": "Oslo"}, id="call_2"),
+    ]
+    request = ModelRequest(
+        messages=[
+            Message("system", "Use tools."),
+            Message("user", "Weather in Paris, time in Oslo?"),
+            Message("assistant", "Let me check.", tool_calls=calls),
+            Message("tool", "sunny", tool_call_id="call_1", name="get_weather"),
+            Message("tool", "14:00", tool_call_id="call_2"),  # name found from the call
+            Message("user", "Thanks"),
+        ],
+        tools=[WEATHER, TIME],
+    )
+
+    response = complete(make(wire), request)
+
+    assert response.content == "Sunny in Paris, 14:00 in Oslo."
+    assert wire.requests[0].body["contents"] == [
+        {"role": "user", "parts": [{"text": "Weather in Paris, time in Oslo?"}]},
+        {
+            "role": "model",
+            "parts": [
+                {"text": "Let me check."},
+                {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+                {"functionCall": {"name": "get_time", "args": {"city": "Oslo"}}},
+            ],
+        },
+        {
+            "role": "user",
+            "parts": [
+                {"functionResponse": {"name": "get_weather", "response": {"result": "sunny"}}},
+                {"functionResponse": {"name": "get_time", "response": {"result": "14:00"}}},
+            ],
+        },
+        {"role": "user", "parts": [{"text": "Thanks"}]},
+    ]
+
+
+def test_gemini_ids_and_thought_signatures_go_back(wire: WireServer) -> None:
+    wire.add(
+        Reply(
+            answer([function_call("get_weather", {"city": "Paris"}, id="fc-7", signature=b"sig-1")])
+        ),
+        Reply(answer([{"text": "Sunny."}])),
+    )
+    model = make(wire)
+
+    async def round_trip(m: Gemini) -> ModelResponse:
+        first = await m.acomplete(ask("Weather?", tools=[WEATHER]))
+        [call] = first.tool_calls
+        assert call.id == "fc-7"
+        messages = [
+            Message("user", "Weather?"),
+            first.to_message(),
+            Message("tool", "sunny", tool_call_id=call.id, name=call.name),
+        ]
+        return await m.acomplete(ModelRequest(messages, tools=[WEATHER]))
+
+    assert run(model, round_trip).content == "Sunny."
+    model_turn, results = wire.requests[1].body["contents"][1:]
+    [call_part] = model_turn["parts"]
+    assert call_part["functionCall"] == {
+        "name": "get_weather",
+        "args": {"city": "Paris"},
+        "id": "fc-7",
+    }
+    assert base64.b64decode(call_part["thoughtSignature"]) == b"sig-1"
+    assert results["parts"] == [
+        {"functionResponse": {"name": "get_weather", "response": {"result": "sunny"}, "id": "fc-7"}}
+    ]
+
+
+def test_tool_result_without_a_known_name(wire: WireServer) -> None:
+    request = ModelRequest([Message("user", "Hi"), Message("tool", "x", tool_call_id="call_9")])
+    with pytest.raises(UserError, match="call_9"):
+        complete(make(wire), request)
+    assert wire.requests == []
+
+
+# -- structured output ----------------------------------------------------------------------------
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+
+
+def test_response_schema(wire: WireServer) -> None:
+    wire.add(Reply(answer([{"text": '{"name": "Ava", "age": 31}'}])))
+    response = complete(make(wire), ask("Who is Ava?", response_schema=PERSON))
+
+    assert json.loads(response.content or "") == {"name": "Ava", "age": 31}
+    sent = config(wire.requests[0])
+    assert sent["responseMimeType"] == "application/json"
+    assert sent["responseJsonSchema"] == PERSON
+
+
+def test_response_schema_streams(wire: WireServer) -> None:
+    wire.add(
+        SSE(
+            [
+                answer([{"text": '{"name": "A'}], finish_reason=None),
+                answer([{"text": 'va", "age": 31}'}]),
+            ]
+        )
+    )
+    response = build(stream(make(wire), ask(response_schema=PERSON)))
+    assert json.loads(response.content or "") == {"name": "Ava", "age": 31}
+    assert config(wire.requests[0])["responseJsonSchema"] == PERSON
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+def test_rate_limit_is_retried_after_retry_after(wire: WireServer) -> None:
+    wire.add(
+        Reply(
+            error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted"),
+            status=429,
+            headers={"Retry-After": "1"},
+        ),
+        Reply(answer([{"text": "ok"}])),
+    )
+    assert complete(make(wire), ask()).content == "ok"
+    assert len(wire.requests) == 2
+
+
+def test_rate_limit_error_carries_message_and_retry_after(wire: WireServer) -> None:
+    wire.add(
+        Reply(
+            error_body(429, "RESOURCE_EXHAUSTED", "Resource has been exhausted"),
+            status=429,
+            headers={"Retry-After": "7"},
+        )
+    )
+    with pytest.raises(ModelRateLimitError) as caught:
+        complete(make(wire, retry=RetryPolicy(max_attempts=1)), ask())
+    assert caught.value.status_code == 429
+    assert caught.value.message == "Resource has been exhausted"
+    assert caught.value.retry_after == 7.0
+    assert len(wire.requests) == 1
+
+
+def test_server_error_every_time_gives_up_after_max_attempts(wire: WireServer) -> None:
+    failing = Reply(error_body(500, "INTERNAL", "An internal error has occurred."), status=500)
+    wire.add(failing, failing, failing, Reply(answer([{"text": "too late"}])))
+    with pytest.raises(ModelServerError) as caught:
+        complete(make(wire), ask())
+    assert caught.value.status_code == 500
+    assert caught.value.message == "An internal error has occurred."
+    assert caught.value.provider == "google"
+    assert len(wire.requests) == 3
+
+
+def test_server_error_on_stream_is_retried(wire: WireServer) -> None:
+    wire.add(
+        Reply(error_body(503, "UNAVAILABLE", "The model is overloaded."), status=503),
+        SSE([answer([{"text": "ok"}])]),
+    )
+    assert build(stream(make(wire), ask())).content == "ok"
+    assert len(wire.requests) == 2
+
+
+def test_error_chunk_before_any_delta_is_retried(wire: WireServer) -> None:
+    wire.add(
+        SSE([error_body(503, "UNAVAILABLE", "The model is overloaded.")]),
+        SSE([answer([{"text": "fine"}])]),
+    )
+    assert build(stream(make(wire), ask())).content == "fine"
+    assert len(wire.requests) == 2
+
+
+def test_bad_request_is_not_retried(wire: WireServer) -> None:
+    wire.add(
+        Reply(
+            error_body(400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."),
+            status=400,
+        ),
+        Reply(answer([{"text": "never"}])),
+    )
+    with pytest.raises(ModelHTTPError) as caught:
+        complete(make(wire), ask())
+    assert type(caught.value) is ModelHTTPError
+    assert caught.value.status_code == 400
+    assert caught.value.message == "API key not valid. Please pass a valid API key."
+    assert len(wire.requests) == 1
+
+
+def test_timeout_is_a_connection_error(wire: WireServer) -> None:
+    slow = Reply(answer([{"text": "late"}]), delay=0.5)
+    wire.add(slow, slow, slow)
+    with pytest.raises(ModelConnectionError, match="within 0.1 s"):
+        complete(make(wire, timeout=0.1), ask())
+    assert len(wire.requests) == 3
+
+
+def test_unreachable_server_is_a_connection_error() -> None:
+    model = Gemini(
+        MODEL, api_key="test-key", base_url="http://127.0.0.1:9", retry=RetryPolicy(max_attempts=1)
+    )
+    with pytest.raises(ModelConnectionError):
+        complete(model, ask())
+
+
+# -- sync, configuration ------------------------------------------------------------------------
+
+
+def test_sync_complete_and_stream(wire: WireServer) -> None:
+    wire.add(
+        Reply(answer([{"text": "Hi sync"}])),
+        SSE([answer([{"text": "Hi "}], finish_reason=None), answer([{"text": "stream"}])]),
+    )
+    model = make(wire)
+    try:
+        assert model.complete(ask()).content == "Hi sync"
+        deltas = list(model.stream(ask()))
+    finally:
+        model.close()
+    assert [d.text for d in deltas if isinstance(d, TextDelta)] == ["Hi ", "stream"]
+    assert len(wire.requests) == 2
+
+
+@pytest.mark.parametrize("variable", ["GOOGLE_API_KEY", "GEMINI_API_KEY"])
+def test_api_key_from_environment(
+    wire: WireServer, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    monkeypatch.setenv(variable, "env-key")
+    wire.add(Reply(answer([{"text": "ok"}])))
+    complete(Gemini(MODEL, base_url=wire.url, retry=FAST), ask())
+    assert wire.requests[0].headers["x-goog-api-key"] == "env-key"
+
+
+def test_missing_api_key(wire: WireServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    model = Gemini(MODEL, base_url=wire.url, retry=FAST)
+    with pytest.raises(UserError, match="GOOGLE_API_KEY"):
+        complete(model, ask())
+    assert wire.requests == []
+
+
+def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "google.genai", None)
+    model = Gemini(MODEL, api_key="test-key")
+    with pytest.raises(MissingDependencyError, match=r"noted\[google\]"):
+        complete(model, ask())
+
+
+def test_module_import_does_not_import_the_sdk() -> None:
+    code = "import sys, noted.models.google; assert 'google.genai' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_tokens": 0}, {"max_tokens": 2.5}, {"timeout": 0}, {"timeout": -1.0}]
+)
+def test_bad_settings(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(UserError):
+        Gemini(**kwargs)
