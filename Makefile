@@ -17,8 +17,9 @@ fmt:
 types:
 	scripts/uv.sh run mypy
 
-bench:  ## store benchmark against Agno (installs the bench group)
+bench:  ## store and agent benchmarks against Agno (installs the bench group)
 	scripts/uv.sh run --group bench python benchmarks/store.py
+	scripts/uv.sh run --group bench python benchmarks/agent.py
 
 clean:
 	rm -rf tmp .pytest_cache .mypy_cache .ruff_cache benchmarks/results

@@ -1,0 +1,470 @@
+"""The agent's own overhead per run: noted's Agent against Agno's Agent, same machine, same run.
+
+    make bench        (or: scripts/uv.sh run --group bench python benchmarks/agent.py)
+    .venv/bin/python benchmarks/agent.py --no-agno      (noted only; Agno is never imported)
+
+Everything but the model is measured: the model answers every request at once with a fixed
+short text and token usage (noted: ``FunctionModel``; Agno: the scripted ``Model`` subclass
+below; no network on either side). Each configuration and mode gets a fresh SQLite file and a
+session that already holds ``--history`` runs (made by running the agent, not timed), with the
+last 3 runs as history in context and the same instructions. Then ``--runs`` runs are timed one
+by one after a few warm-up runs; each includes reading the history and saving the run to
+SQLite. Modes: sync ``run``, sync ``run(stream=True)`` consumed to the end, and ``await arun``
+inside one event loop.
+
+Agno runs twice: configured like noted, and with its automatic memory on
+(``update_memory_on_run=True``; Agno 3.1.10 has no ``enable_user_memories``), the setting of
+the 15-18 ms per run measured for Agno before. Its memory manager then makes one more model
+call per run, which the scripted model answers with plain text (no tool call), so no memory is
+ever written. Agno's telemetry is off; any network use (DNS lookup or connect) fails the
+benchmark.
+
+Prints median and p95 per configuration and mode, the ratio Agno/noted, whether noted meets
+its target (<= 5 ms median per sync run), and writes benchmarks/results/agent.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import logging
+import os
+import platform
+import re
+import socket
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol
+
+from noted import Agent, SqliteDb
+from noted.testing import FunctionModel
+
+RESULTS = Path(__file__).parent / "results"
+USER_ID = "bench-user"
+REPLY = "Noted. Anything else I can help you with?"
+MEMORY_REPLY = "No memory changes are needed."
+INSTRUCTIONS = ["You are a helpful assistant.", "Answer in one short sentence."]
+NUM_HISTORY_RUNS = 3
+WARMUP = 5
+THINGS = ["skiing", "chess", "jazz", "ramen", "Lisbon", "running", "pottery", "sailing"]
+MODES = {"run": "run()", "stream": "run(stream=True)", "arun": "await arun()"}
+
+# noted's target on this machine: median seconds per sync run(), from the Agent issue.
+TARGET_S = 5e-3
+
+
+class BenchmarkError(AssertionError):
+    """A side did not do what the benchmark expects (wrong history, lost runs, network)."""
+
+
+def message(i: int) -> str:
+    return f"Message {i}: tell me one thing about {THINGS[i % len(THINGS)]}."
+
+
+@dataclass
+class Timing:
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def p95(self) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+
+
+# -- no network ----------------------------------------------------------------------------
+
+
+class NetworkGuard:
+    """Records, and refuses, every DNS lookup and every connect to an internet address."""
+
+    def __init__(self) -> None:
+        self.attempts: list[str] = []
+
+    def install(self) -> None:
+        guard = self
+        real_connect = socket.socket.connect
+        real_connect_ex = socket.socket.connect_ex
+
+        def refuse(what: str) -> OSError:
+            guard.attempts.append(what)
+            return OSError(f"network use is not allowed in this benchmark: {what}")
+
+        def connect(sock: socket.socket, address: Any) -> None:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                raise refuse(f"connect {address!r}")
+            real_connect(sock, address)
+
+        def connect_ex(sock: socket.socket, address: Any) -> int:
+            if sock.family in (socket.AF_INET, socket.AF_INET6):
+                raise refuse(f"connect {address!r}")
+            return real_connect_ex(sock, address)
+
+        def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+            raise refuse(f"getaddrinfo {host!r}:{port!r}")
+
+        socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+        socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
+        socket.getaddrinfo = getaddrinfo
+
+    def check(self) -> None:
+        if self.attempts:
+            shown = "; ".join(self.attempts[:5])
+            raise BenchmarkError(f"{len(self.attempts)} network attempt(s): {shown}")
+
+
+# -- the sides behind one small shape ------------------------------------------------------
+
+
+class Side(Protocol):
+    def run(self, text: str) -> None: ...
+    def stream(self, text: str) -> None: ...
+    def arun(self, text: str) -> Awaitable[None]: ...
+    def check(self, inputs: list[str]) -> None: ...
+    def close(self) -> None: ...
+
+
+def expect(condition: bool, what: str) -> None:
+    if not condition:
+        raise BenchmarkError(what)
+
+
+def check_request(side: str, roles: list[str], contents: list[Any], inputs: list[str]) -> None:
+    """The last request: the system prompt (with the instructions), the last 3 earlier runs
+    (user + assistant), the new message; nothing else."""
+    earlier = inputs[-1 - NUM_HISTORY_RUNS : -1]
+    expected_roles = ["system"] + ["user", "assistant"] * NUM_HISTORY_RUNS + ["user"]
+    expect(roles == expected_roles, f"{side}: last request roles {roles}, want {expected_roles}")
+    expect(
+        all(line in str(contents[0]) for line in INSTRUCTIONS),
+        f"{side}: system prompt {contents[0]!r} lacks the instructions",
+    )
+    expect(
+        contents[1:-1:2] == earlier and contents[-1] == inputs[-1],
+        f"{side}: last request's user messages {contents[1::2]}, want {[*earlier, inputs[-1]]}",
+    )
+    expect(
+        contents[2:-1:2] == [REPLY] * NUM_HISTORY_RUNS,
+        f"{side}: last request's assistant messages {contents[2:-1:2]}",
+    )
+
+
+class NotedSide:
+    def __init__(self, path: Path, session_id: str) -> None:
+        self.model = FunctionModel(lambda messages, tools: REPLY)
+        self.db = SqliteDb(path)
+        self.session_id = session_id
+        self.agent = Agent(
+            self.model,
+            db=self.db,
+            user_id=USER_ID,
+            session_id=session_id,
+            add_history_to_context=True,
+            num_history_runs=NUM_HISTORY_RUNS,
+            instructions=INSTRUCTIONS,
+        )
+
+    def run(self, text: str) -> None:
+        self.agent.run(text)
+
+    def stream(self, text: str) -> None:
+        for _event in self.agent.run(text, stream=True):
+            pass
+
+    async def arun(self, text: str) -> None:
+        await self.agent.arun(text)
+
+    def check(self, inputs: list[str]) -> None:
+        runs = self.db.get_runs(self.session_id, USER_ID)
+        expect(
+            [run.input for run in runs] == inputs,
+            f"noted: the session holds {len(runs)} runs, want {len(inputs)} in order",
+        )
+        expect(
+            all(run.status == "completed" and run.content == REPLY for run in runs),
+            "noted: a run failed or has the wrong answer",
+        )
+        expect(self.model.call_count == len(inputs), f"noted: {self.model.call_count} calls")
+        last = self.model.requests[-1].messages
+        check_request("noted", [m.role for m in last], [m.content for m in last], inputs)
+        expect(last[0].content == self.agent.system_prompt(), "noted: wrong system prompt")
+
+    def close(self) -> None:
+        self.db.close()
+
+
+_PIECES = re.compile(r"\S+\s*")
+
+
+def agno_side_class() -> Callable[[Path, str, bool], Side]:
+    """Agno's side, defined only when asked for, so ``--no-agno`` never imports Agno."""
+    os.environ["AGNO_TELEMETRY"] = "false"
+    from agno.agent import Agent as AgnoAgent
+    from agno.db.sqlite import SqliteDb as AgnoSqliteDb
+    from agno.metrics import MessageMetrics
+    from agno.models.base import Model
+    from agno.models.response import ModelResponse
+
+    for name in ("agno", "agno-team", "agno-workflow"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+    class Tally:
+        """What the scripted model was asked. Agno's memory manager deep-copies the model
+        before each call; the copies share this one tally."""
+
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.main_calls = 0
+            self.memory_calls = 0
+            self.last_main: list[tuple[str, Any]] = []
+
+        def __deepcopy__(self, memo: dict[int, Any]) -> Tally:
+            return self
+
+        def record(self, messages: list[Any], tools: Any) -> str:
+            with self.lock:
+                if tools:  # only the memory manager offers tools here
+                    self.memory_calls += 1
+                    return MEMORY_REPLY
+                self.main_calls += 1
+                self.last_main = [(m.role, m.content) for m in messages]
+                return REPLY
+
+    def usage(messages: list[Any], text: str) -> Any:
+        prompt = sum(4 + len(str(m.content or "")) // 4 for m in messages)
+        answer = (len(text) + 3) // 4
+        return MessageMetrics(
+            input_tokens=prompt, output_tokens=answer, total_tokens=prompt + answer
+        )
+
+    @dataclass
+    class ScriptedAgnoModel(Model):
+        """Answers every request at once with a fixed text and token usage: REPLY to the
+        agent, MEMORY_REPLY (plain text, no tool call) to the memory manager."""
+
+        id: str = "scripted"
+        name: str = "Scripted"
+        provider: str = "scripted"
+        tally: Tally = field(default_factory=Tally)
+
+        def _answer(self, messages: list[Any], tools: Any) -> dict[str, Any]:
+            text = self.tally.record(messages, tools)
+            return {"text": text, "usage": usage(messages, text)}
+
+        def invoke(self, messages: list[Any], assistant_message: Any, **kwargs: Any) -> Any:
+            assistant_message.metrics.start_timer()
+            answer = self._answer(messages, kwargs.get("tools"))
+            assistant_message.metrics.stop_timer()
+            return self._parse_provider_response(answer)
+
+        async def ainvoke(self, messages: list[Any], assistant_message: Any, **kwargs: Any) -> Any:
+            return self.invoke(messages, assistant_message, **kwargs)
+
+        def invoke_stream(self, messages: list[Any], assistant_message: Any, **kwargs: Any) -> Any:
+            assistant_message.metrics.start_timer()
+            answer = self._answer(messages, kwargs.get("tools"))
+            for piece in _PIECES.findall(answer["text"]):
+                yield self._parse_provider_response_delta({"text": piece})
+            yield self._parse_provider_response_delta({"usage": answer["usage"]})
+            assistant_message.metrics.stop_timer()
+
+        async def ainvoke_stream(
+            self, messages: list[Any], assistant_message: Any, **kwargs: Any
+        ) -> Any:
+            for delta in self.invoke_stream(messages, assistant_message, **kwargs):
+                yield delta
+
+        def _parse_provider_response(self, response: Any, **kwargs: Any) -> Any:
+            return ModelResponse(
+                role="assistant", content=response["text"], response_usage=response["usage"]
+            )
+
+        def _parse_provider_response_delta(self, response: Any) -> Any:
+            return ModelResponse(content=response.get("text"), response_usage=response.get("usage"))
+
+    class AgnoSide:
+        def __init__(self, path: Path, session_id: str, memory: bool) -> None:
+            self.model = ScriptedAgnoModel()
+            self.db = AgnoSqliteDb(db_file=str(path))
+            self.memory = memory
+            self.session_id = session_id
+            self.agent = AgnoAgent(
+                model=self.model,
+                db=self.db,
+                user_id=USER_ID,
+                session_id=session_id,
+                add_history_to_context=True,
+                num_history_runs=NUM_HISTORY_RUNS,
+                instructions=INSTRUCTIONS,
+                update_memory_on_run=memory,
+                telemetry=False,
+            )
+
+        def run(self, text: str) -> None:
+            self.agent.run(text)
+
+        def stream(self, text: str) -> None:
+            for _event in self.agent.run(text, stream=True):
+                pass
+
+        async def arun(self, text: str) -> None:
+            await self.agent.arun(text)
+
+        def check(self, inputs: list[str]) -> None:
+            label = "agno + memory" if self.memory else "agno"
+            session = self.agent.get_session(session_id=self.session_id, user_id=USER_ID)
+            runs = (session.runs or []) if session is not None else []
+            expect(
+                [run.input.input_content for run in runs] == inputs,  # type: ignore[union-attr]
+                f"{label}: the session holds {len(runs)} runs, want {len(inputs)} in order",
+            )
+            expect(all(run.content == REPLY for run in runs), f"{label}: a wrong answer")
+            tally = self.model.tally
+            expect(tally.main_calls == len(inputs), f"{label}: {tally.main_calls} agent calls")
+            expect(
+                tally.memory_calls == (len(inputs) if self.memory else 0),
+                f"{label}: {tally.memory_calls} memory manager calls",
+            )
+            memories = self.db.get_user_memories(user_id=USER_ID)
+            expect(not memories, f"{label}: {len(memories)} memories were written")
+            roles = [role for role, _ in tally.last_main]
+            contents = [content for _, content in tally.last_main]
+            check_request(label, roles, contents, inputs)
+
+        def close(self) -> None:
+            self.db.close()
+
+    return AgnoSide
+
+
+# -- measuring -----------------------------------------------------------------------------
+
+
+def measure(
+    make: Callable[[Path, str], Side], workdir: Path, mode: str, runs: int, history: int
+) -> Timing:
+    """Fresh file and session, ``history`` runs made first, then warm-up and timed runs."""
+    side = make(workdir / f"{mode}.db", f"session-{mode}")
+    inputs = [message(i) for i in range(history + WARMUP + runs)]
+    for text in inputs[:history]:
+        side.run(text)
+    warm, timed = inputs[history : history + WARMUP], inputs[history + WARMUP :]
+    timing = Timing()
+    if mode == "arun":
+
+        async def loop() -> None:
+            for text in warm:
+                await side.arun(text)
+            gc.collect()
+            for text in timed:
+                start = time.perf_counter()
+                await side.arun(text)
+                timing.samples.append(time.perf_counter() - start)
+
+        asyncio.run(loop())
+    else:
+        once = side.run if mode == "run" else side.stream
+        for text in warm:
+            once(text)
+        gc.collect()
+        for text in timed:
+            start = time.perf_counter()
+            once(text)
+            timing.samples.append(time.perf_counter() - start)
+    side.check(inputs)
+    side.close()
+    return timing
+
+
+def fmt(seconds: float) -> str:
+    return f"{seconds * 1e3:8.2f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=200, help="timed runs per mode")
+    parser.add_argument("--history", type=int, default=100, help="runs in the session first")
+    parser.add_argument("--no-agno", action="store_true", help="measure noted only")
+    parser.add_argument("--output", type=Path, default=RESULTS / "agent.json", help="JSON report")
+    args = parser.parse_args()
+    if args.runs < 1 or args.history < NUM_HISTORY_RUNS:
+        parser.error(f"--runs must be >= 1 and --history >= {NUM_HISTORY_RUNS}")
+    logging.disable(logging.WARNING)
+    guard = NetworkGuard()
+    guard.install()
+
+    configs: dict[str, Callable[[Path, str], Side]] = {"noted": NotedSide}
+    if not args.no_agno:
+        agno_side = agno_side_class()
+        configs["agno"] = lambda path, session: agno_side(path, session, False)
+        configs["agno + memory"] = lambda path, session: agno_side(path, session, True)
+
+    measured: dict[str, dict[str, Timing]] = {}
+    for name, make in configs.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            measured[name] = {
+                mode: measure(make, Path(tmp), mode, args.runs, args.history) for mode in MODES
+            }
+    guard.check()
+
+    noted = measured["noted"]
+    header = f"{'configuration':34} {'median':>11} {'p95':>11} {'agno/noted':>11}"
+    print(
+        f"{args.runs} timed runs per row, after {WARMUP} warm-up runs, on a session of "
+        f"{args.history} runs; {NUM_HISTORY_RUNS} runs of history in context\n"
+    )
+    print(header)
+    print("-" * len(header))
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "agno": None if args.no_agno else metadata.version("agno"),
+        "runs": args.runs,
+        "history": args.history,
+        "warmup": WARMUP,
+        "num_history_runs": NUM_HISTORY_RUNS,
+        "configurations": {},
+    }
+    for name, modes in measured.items():
+        entry: dict[str, Any] = {}
+        for mode, timing in modes.items():
+            line = f"{name + '  ' + MODES[mode]:34} {fmt(timing.median):>11} {fmt(timing.p95):>11}"
+            row: dict[str, Any] = {"median_s": timing.median, "p95_s": timing.p95}
+            if name != "noted":
+                ratio = timing.median / noted[mode].median
+                line += f" {ratio:10.1f}x"
+                row["ratio_to_noted"] = ratio
+            print(line)
+            entry[mode] = row
+        report["configurations"][name] = entry
+    met = noted["run"].median <= TARGET_S
+    report["target"] = {"what": "noted run() median", "target_s": TARGET_S, "met": met}
+    print(f"\ntarget <= {TARGET_S * 1e3:g} ms median (noted run()): {'MET' if met else 'MISSED'}")
+    notes = [
+        "Everything but the model is timed: the model answers at once, with no network.",
+        "noted has no automatic memory yet: 'agno + memory' (update_memory_on_run=True) "
+        "does more work per run (a memory manager model call, answered with plain text, "
+        "and a memory read), so its ratio is not like for like.",
+    ]
+    if args.no_agno:
+        notes.append("Agno not measured (--no-agno).")
+    for note in notes:
+        print(f"note: {note}")
+    report["notes"] = notes
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
