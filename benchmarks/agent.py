@@ -34,7 +34,6 @@ import os
 import platform
 import re
 import socket
-import statistics
 import tempfile
 import threading
 import time
@@ -43,6 +42,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
+
+from timing import Timing
 
 from noted import Agent, SqliteDb
 from noted.testing import FunctionModel
@@ -67,20 +68,6 @@ class BenchmarkError(AssertionError):
 
 def message(i: int) -> str:
     return f"Message {i}: tell me one thing about {THINGS[i % len(THINGS)]}."
-
-
-@dataclass
-class Timing:
-    samples: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def p95(self) -> float:
-        ordered = sorted(self.samples)
-        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 # -- no network ----------------------------------------------------------------------------
@@ -160,7 +147,23 @@ def check_request(side: str, roles: list[str], contents: list[Any], inputs: list
     )
 
 
-class NotedSide:
+class AgentSide:
+    """The three ways each side is driven; ``agent`` is noted's or Agno's agent."""
+
+    agent: Any
+
+    def run(self, text: str) -> None:
+        self.agent.run(text)
+
+    def stream(self, text: str) -> None:
+        for _event in self.agent.run(text, stream=True):
+            pass
+
+    async def arun(self, text: str) -> None:
+        await self.agent.arun(text)
+
+
+class NotedSide(AgentSide):
     def __init__(self, path: Path, session_id: str) -> None:
         self.model = FunctionModel(lambda messages, tools: REPLY)
         self.db = SqliteDb(path)
@@ -174,16 +177,6 @@ class NotedSide:
             num_history_runs=NUM_HISTORY_RUNS,
             instructions=INSTRUCTIONS,
         )
-
-    def run(self, text: str) -> None:
-        self.agent.run(text)
-
-    def stream(self, text: str) -> None:
-        for _event in self.agent.run(text, stream=True):
-            pass
-
-    async def arun(self, text: str) -> None:
-        await self.agent.arun(text)
 
     def check(self, inputs: list[str]) -> None:
         runs = self.db.get_runs(self.session_id, USER_ID)
@@ -293,7 +286,7 @@ def agno_side_class() -> Callable[[Path, str, bool], Side]:
         def _parse_provider_response_delta(self, response: Any) -> Any:
             return ModelResponse(content=response.get("text"), response_usage=response.get("usage"))
 
-    class AgnoSide:
+    class AgnoSide(AgentSide):
         def __init__(self, path: Path, session_id: str, memory: bool) -> None:
             self.model = ScriptedAgnoModel()
             self.db = AgnoSqliteDb(db_file=str(path))
@@ -310,16 +303,6 @@ def agno_side_class() -> Callable[[Path, str, bool], Side]:
                 update_memory_on_run=memory,
                 telemetry=False,
             )
-
-        def run(self, text: str) -> None:
-            self.agent.run(text)
-
-        def stream(self, text: str) -> None:
-            for _event in self.agent.run(text, stream=True):
-                pass
-
-        async def arun(self, text: str) -> None:
-            await self.agent.arun(text)
 
         def check(self, inputs: list[str]) -> None:
             label = "agno + memory" if self.memory else "agno"

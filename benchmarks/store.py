@@ -14,14 +14,14 @@ import argparse
 import gc
 import json
 import logging
-import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from timing import Timing
 
 from noted import Memory, SqliteDb, UserMemory
 
@@ -43,20 +43,6 @@ def fact(i: int) -> tuple[str, list[str]]:
         f"The user mentioned fact number {i}: they enjoy {THINGS[i % len(THINGS)]} on day {i % 31}"
     )
     return text, [TOPICS[i % len(TOPICS)], TOPICS[(i * 7 + 3) % len(TOPICS)]]
-
-
-@dataclass
-class Timing:
-    samples: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.samples)
-
-    @property
-    def p95(self) -> float:
-        ordered = sorted(self.samples)
-        return ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
 
 
 def timed(fn: Callable[[], Any], repeat: int, warmup: int = 2) -> Timing:
