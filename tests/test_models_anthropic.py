@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import subprocess
-import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from model_helpers import (
+    CHAT_WITH_TWO_SYSTEM_MESSAGES,
+    FAST,
+    PERSON,
+    TIME,
+    WEATHER,
+    SetupChecks,
+    ask,
+    build,
+    complete,
+    model_for,
+    run,
+    stream,
+)
 from noted.errors import (
-    MissingDependencyError,
     ModelConnectionError,
     ModelHTTPError,
     ModelRateLimitError,
@@ -26,74 +35,18 @@ from noted.models.types import (
     ModelDelta,
     ModelRequest,
     ModelResponse,
-    ResponseBuilder,
     TextDelta,
     ToolCall,
     ToolCallDelta,
-    ToolDefinition,
     UsageDelta,
 )
 from wire import SSE, Reply, WireServer
 
-T = TypeVar("T")
-
-FAST = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.05)
 MODEL = "claude-sonnet-4-6"
-
-WEATHER = ToolDefinition(
-    name="get_weather",
-    description="The current weather in a city.",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
-TIME = ToolDefinition(
-    name="get_time",
-    description="The local time in a city.",
-    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
-)
 
 
 def make(wire: WireServer, **kwargs: Any) -> Claude:
-    kwargs.setdefault("api_key", "test-key")
-    kwargs.setdefault("retry", FAST)
-    return Claude(MODEL, base_url=wire.url, **kwargs)
-
-
-def ask(text: str = "Hello", **kwargs: Any) -> ModelRequest:
-    return ModelRequest(messages=[Message("user", text)], **kwargs)
-
-
-def run(model: Claude, call: Callable[[Claude], Awaitable[T]]) -> T:
-    """Run one async call on a fresh loop, closing the model's client on that loop."""
-
-    async def main() -> T:
-        try:
-            return await call(model)
-        finally:
-            await model.aclose()
-
-    return asyncio.run(main())
-
-
-def complete(model: Claude, request: ModelRequest) -> ModelResponse:
-    return run(model, lambda m: m.acomplete(request))
-
-
-def stream(model: Claude, request: ModelRequest) -> list[ModelDelta]:
-    async def collect(m: Claude) -> list[ModelDelta]:
-        return [delta async for delta in m.astream(request)]
-
-    return run(model, collect)
-
-
-def build(deltas: list[ModelDelta]) -> ModelResponse:
-    builder = ResponseBuilder()
-    for delta in deltas:
-        builder.add(delta)
-    return builder.build()
+    return model_for(Claude, MODEL, wire.url, **kwargs)
 
 
 def message(
@@ -205,15 +158,7 @@ def sent_key(headers: dict[str, str]) -> str | None:
 def test_plain_text_request_and_response(wire: WireServer) -> None:
     wire.add(Reply(message([text("Hi there!")])))
     model = make(wire, temperature=0.2, max_tokens=512)
-    request = ModelRequest(
-        messages=[
-            Message("system", "You are terse."),
-            Message("user", "Hello"),
-            Message("assistant", "Hi."),
-            Message("system", "Answer in English."),
-            Message("user", "How are you?"),
-        ]
-    )
+    request = ModelRequest(messages=CHAT_WITH_TWO_SYSTEM_MESSAGES)
 
     response = complete(model, request)
 
@@ -438,12 +383,6 @@ def test_tool_round_trip_is_serialised(wire: WireServer) -> None:
 
 # -- structured output ----------------------------------------------------------------------------
 
-PERSON = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-    "required": ["name", "age"],
-}
-
 
 def test_response_schema_is_a_forced_tool(wire: WireServer) -> None:
     wire.add(
@@ -561,14 +500,6 @@ def test_timeout_is_a_connection_error(wire: WireServer) -> None:
     assert len(wire.requests) == 3
 
 
-def test_unreachable_server_is_a_connection_error() -> None:
-    model = Claude(
-        MODEL, api_key="test-key", base_url="http://127.0.0.1:9", retry=RetryPolicy(max_attempts=1)
-    )
-    with pytest.raises(ModelConnectionError):
-        complete(model, ask())
-
-
 def test_error_event_before_any_delta_is_retried(wire: WireServer) -> None:
     wire.add(
         SSE([("error", error_body("overloaded_error", "Overloaded"))]),
@@ -634,29 +565,13 @@ def test_api_key_from_environment(wire: WireServer, monkeypatch: pytest.MonkeyPa
     assert sent_key(wire.requests[0].headers) == "env-key"
 
 
-def test_missing_api_key(wire: WireServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    model = Claude(MODEL, base_url=wire.url, retry=FAST)
-    with pytest.raises(UserError, match="ANTHROPIC_API_KEY"):
-        complete(model, ask())
-    assert wire.requests == []
+class TestSetup(SetupChecks):
+    model_class = Claude
+    module = "noted.models.anthropic"
+    sdk_module = sdk_package = extra = "anthropic"
+    unreachable = "could not reach anthropic"
 
-
-def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "anthropic", None)
-    model = Claude(MODEL, api_key="test-key")
-    with pytest.raises(MissingDependencyError, match=r"noted\[anthropic\]"):
-        complete(model, ask())
-
-
-def test_module_import_does_not_import_the_sdk() -> None:
-    code = "import sys, noted.models.anthropic; assert 'anthropic' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-@pytest.mark.parametrize(
-    "kwargs", [{"max_tokens": 0}, {"max_tokens": 1.5}, {"timeout": 0}, {"timeout": -1.0}]
-)
-def test_bad_settings(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(UserError):
-        Claude(**kwargs)
+    def test_max_tokens_is_required(self) -> None:
+        settings: dict[str, Any] = {"max_tokens": None}
+        with pytest.raises(UserError, match=r"max_tokens must be an integer >= 1, got None"):
+            Claude(**settings)

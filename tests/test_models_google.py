@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import subprocess
-import sys
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
+from model_helpers import (
+    CHAT_WITH_TWO_SYSTEM_MESSAGES,
+    FAST,
+    PERSON,
+    TIME,
+    WEATHER,
+    SetupChecks,
+    ask,
+    build,
+    complete,
+    model_for,
+    run,
+    stream,
+)
 from noted.errors import (
-    MissingDependencyError,
     ModelConnectionError,
     ModelHTTPError,
     ModelRateLimitError,
@@ -24,78 +33,21 @@ from noted.models.base import RetryPolicy
 from noted.models.google import Gemini
 from noted.models.types import (
     Message,
-    ModelDelta,
     ModelRequest,
     ModelResponse,
-    ResponseBuilder,
     TextDelta,
     ToolCall,
     ToolCallDelta,
-    ToolDefinition,
     UsageDelta,
 )
 from wire import SSE, Recorded, Reply, WireServer
 
-T = TypeVar("T")
-
-FAST = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.05)
 MODEL = "gemini-2.5-flash"
 MODEL_VERSION = "gemini-2.5-flash-001"
 
-WEATHER = ToolDefinition(
-    name="get_weather",
-    description="The current weather in a city.",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
-TIME = ToolDefinition(
-    name="get_time",
-    description="The local time in a city.",
-    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
-)
-
 
 def make(wire: WireServer, **kwargs: Any) -> Gemini:
-    kwargs.setdefault("api_key", "test-key")
-    kwargs.setdefault("retry", FAST)
-    return Gemini(MODEL, base_url=wire.url, **kwargs)
-
-
-def ask(text: str = "Hello", **kwargs: Any) -> ModelRequest:
-    return ModelRequest(messages=[Message("user", text)], **kwargs)
-
-
-def run(model: Gemini, call: Callable[[Gemini], Awaitable[T]]) -> T:
-    """Run one async call on a fresh loop, closing the model's client on that loop."""
-
-    async def main() -> T:
-        try:
-            return await call(model)
-        finally:
-            await model.aclose()
-
-    return asyncio.run(main())
-
-
-def complete(model: Gemini, request: ModelRequest) -> ModelResponse:
-    return run(model, lambda m: m.acomplete(request))
-
-
-def stream(model: Gemini, request: ModelRequest) -> list[ModelDelta]:
-    async def collect(m: Gemini) -> list[ModelDelta]:
-        return [delta async for delta in m.astream(request)]
-
-    return run(model, collect)
-
-
-def build(deltas: list[ModelDelta]) -> ModelResponse:
-    builder = ResponseBuilder()
-    for delta in deltas:
-        builder.add(delta)
-    return builder.build()
+    return model_for(Gemini, MODEL, wire.url, **kwargs)
 
 
 def answer(
@@ -151,15 +103,7 @@ def config(sent: Recorded) -> dict[str, Any]:
 def test_plain_text_request_and_response(wire: WireServer) -> None:
     wire.add(Reply(answer([{"text": "Hi "}, {"text": "there!"}])))
     model = make(wire, temperature=0.3, max_tokens=256)
-    request = ModelRequest(
-        messages=[
-            Message("system", "You are terse."),
-            Message("user", "Hello"),
-            Message("assistant", "Hi."),
-            Message("system", "Answer in English."),
-            Message("user", "How are you?"),
-        ]
-    )
+    request = ModelRequest(messages=CHAT_WITH_TWO_SYSTEM_MESSAGES)
 
     response = complete(model, request)
 
@@ -383,12 +327,6 @@ def test_tool_result_without_a_known_name(wire: WireServer) -> None:
 
 # -- structured output ----------------------------------------------------------------------------
 
-PERSON = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
-    "required": ["name", "age"],
-}
-
 
 def test_response_schema(wire: WireServer) -> None:
     wire.add(Reply(answer([{"text": '{"name": "Ava", "age": 31}'}])))
@@ -499,14 +437,6 @@ def test_timeout_is_a_connection_error(wire: WireServer) -> None:
     assert len(wire.requests) == 3
 
 
-def test_unreachable_server_is_a_connection_error() -> None:
-    model = Gemini(
-        MODEL, api_key="test-key", base_url="http://127.0.0.1:9", retry=RetryPolicy(max_attempts=1)
-    )
-    with pytest.raises(ModelConnectionError):
-        complete(model, ask())
-
-
 # -- sync, configuration ------------------------------------------------------------------------
 
 
@@ -537,30 +467,10 @@ def test_api_key_from_environment(
     assert wire.requests[0].headers["x-goog-api-key"] == "env-key"
 
 
-def test_missing_api_key(wire: WireServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
-    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
-    model = Gemini(MODEL, base_url=wire.url, retry=FAST)
-    with pytest.raises(UserError, match="GOOGLE_API_KEY"):
-        complete(model, ask())
-    assert wire.requests == []
-
-
-def test_missing_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "google.genai", None)
-    model = Gemini(MODEL, api_key="test-key")
-    with pytest.raises(MissingDependencyError, match=r"noted\[google\]"):
-        complete(model, ask())
-
-
-def test_module_import_does_not_import_the_sdk() -> None:
-    code = "import sys, noted.models.google; assert 'google.genai' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-@pytest.mark.parametrize(
-    "kwargs", [{"max_tokens": 0}, {"max_tokens": 2.5}, {"timeout": 0}, {"timeout": -1.0}]
-)
-def test_bad_settings(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(UserError):
-        Gemini(**kwargs)
+class TestSetup(SetupChecks):
+    model_class = Gemini
+    module = "noted.models.google"
+    sdk_module = "google.genai"
+    sdk_package = "google-genai"
+    extra = "google"
+    unreachable = "the connection to google failed"

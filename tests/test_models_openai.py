@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import subprocess
-import sys
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any, cast
 
 import pytest
 
+from model_helpers import (
+    FAST,
+    TIME,
+    WEATHER,
+    SetupChecks,
+    ask,
+    build,
+    complete,
+    model_for,
+    run,
+    stream,
+)
 from noted.errors import (
-    MissingDependencyError,
     ModelConnectionError,
     ModelError,
     ModelHTTPError,
@@ -27,43 +34,38 @@ from noted.models.types import (
     Message,
     ModelDelta,
     ModelRequest,
-    ModelResponse,
-    ResponseBuilder,
     TextDelta,
     ToolCall,
     ToolCallDelta,
-    ToolDefinition,
     UsageDelta,
 )
 from wire import SSE, Reply, WireServer
 
-FAST = RetryPolicy(max_attempts=3, initial_delay=0.01, max_delay=0.05)
 MODEL = "gpt-4o-mini-2024-07-18"
-
-WEATHER = ToolDefinition(
-    name="get_weather",
-    description="The current weather in a city.",
-    parameters={
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-)
-TIME = ToolDefinition(
-    name="get_time",
-    description="The local time in a city.",
-    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
-)
 
 
 def make(wire: WireServer, **kwargs: Any) -> OpenAIChat:
-    kwargs.setdefault("api_key", "test-key")
-    kwargs.setdefault("retry", FAST)
-    return OpenAIChat("gpt-4o-mini", base_url=wire.url + "/v1", **kwargs)
+    return model_for(OpenAIChat, "gpt-4o-mini", wire.url + "/v1", **kwargs)
 
 
-def ask(text: str = "Hello", **kwargs: Any) -> ModelRequest:
-    return ModelRequest(messages=[Message("user", text)], **kwargs)
+def envelope(kind: str, choices: list[dict[str, Any]], usage: Any) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-abc123",
+        "object": kind,
+        "created": 1_726_000_000,
+        "model": MODEL,
+        "system_fingerprint": "fp_0123456789",
+        "choices": choices,
+        "usage": usage,
+    }
+
+
+def token_usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
 def completion(
@@ -77,21 +79,8 @@ def completion(
     message: dict[str, Any] = {"role": "assistant", "content": content, "refusal": None}
     if tool_calls is not None:
         message["tool_calls"] = tool_calls
-    return {
-        "id": "chatcmpl-abc123",
-        "object": "chat.completion",
-        "created": 1_726_000_000,
-        "model": MODEL,
-        "choices": [
-            {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-        "system_fingerprint": "fp_0123456789",
-    }
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+    return envelope("chat.completion", [choice], token_usage(prompt_tokens, completion_tokens))
 
 
 def function_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
@@ -99,31 +88,12 @@ def function_call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
 
 
 def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-abc123",
-        "object": "chat.completion.chunk",
-        "created": 1_726_000_000,
-        "model": MODEL,
-        "system_fingerprint": "fp_0123456789",
-        "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
-        "usage": None,
-    }
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    return envelope("chat.completion.chunk", [choice], None)
 
 
 def usage_chunk(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-abc123",
-        "object": "chat.completion.chunk",
-        "created": 1_726_000_000,
-        "model": MODEL,
-        "system_fingerprint": "fp_0123456789",
-        "choices": [],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
+    return envelope("chat.completion.chunk", [], token_usage(prompt_tokens, completion_tokens))
 
 
 def text_stream(*pieces: str) -> SSE:
@@ -166,27 +136,6 @@ def tool_stream() -> SSE:
     )
 
 
-async def collect(model: OpenAIChat, request: ModelRequest) -> list[ModelDelta]:
-    try:
-        return [delta async for delta in model.astream(request)]
-    finally:
-        await model.aclose()
-
-
-async def complete(model: OpenAIChat, request: ModelRequest) -> ModelResponse:
-    try:
-        return await model.acomplete(request)
-    finally:
-        await model.aclose()
-
-
-def build(deltas: list[ModelDelta]) -> ModelResponse:
-    builder = ResponseBuilder()
-    for delta in deltas:
-        builder.add(delta)
-    return builder.build()
-
-
 # -- plain text ----------------------------------------------------------------------------
 
 
@@ -194,7 +143,7 @@ def test_plain_text(wire: WireServer) -> None:
     wire.add(Reply(completion("Hi there!", prompt_tokens=12, completion_tokens=5)))
     model = make(wire)
 
-    response = asyncio.run(complete(model, ask("Hello")))
+    response = complete(model, ask("Hello"))
 
     assert response.content == "Hi there!"
     assert response.tool_calls == []
@@ -216,7 +165,7 @@ def test_max_tokens_and_temperature_are_sent_when_set(wire: WireServer) -> None:
     wire.add(Reply(completion()))
     model = make(wire, max_tokens=256, temperature=0.2)
 
-    asyncio.run(complete(model, ask()))
+    complete(model, ask())
 
     assert wire.requests[0].body["max_tokens"] == 256
     assert wire.requests[0].body["temperature"] == 0.2
@@ -228,7 +177,7 @@ def test_system_and_user_messages(wire: WireServer) -> None:
         messages=[Message("system", "Be brief."), Message("user", "Hello"), Message("user")]
     )
 
-    asyncio.run(complete(make(wire), request))
+    complete(make(wire), request)
 
     assert wire.requests[0].body["messages"] == [
         {"role": "system", "content": "Be brief."},
@@ -243,7 +192,7 @@ def test_system_and_user_messages(wire: WireServer) -> None:
 def test_streaming_text(wire: WireServer) -> None:
     wire.add(text_stream("Hel", "lo", " world"))
 
-    deltas = asyncio.run(collect(make(wire), ask()))
+    deltas = stream(make(wire), ask())
 
     assert deltas == [
         TextDelta("Hel"),
@@ -260,26 +209,22 @@ def test_streaming_text(wire: WireServer) -> None:
 def test_stream_without_usage_still_reports_finish(wire: WireServer) -> None:
     wire.add(SSE([chunk({"content": "ok"}), chunk({}, finish_reason="length"), "[DONE]"]))
 
-    deltas = asyncio.run(collect(make(wire), ask()))
+    deltas = stream(make(wire), ask())
 
     assert deltas == [TextDelta("ok"), UsageDelta(finish_reason="length", model=MODEL)]
 
 
 def test_stream_closed_early_releases_the_connection(wire: WireServer) -> None:
     wire.add(text_stream("one", "two", "three"))
-    model = make(wire)
 
-    async def first() -> ModelDelta:
-        try:
-            stream = cast(AsyncGenerator[ModelDelta, None], model.astream(ask()))
-            async with aclosing(stream):
-                async for delta in stream:
-                    return delta
-            raise AssertionError("the stream was empty")
-        finally:
-            await model.aclose()
+    async def first(model: OpenAIChat) -> ModelDelta:
+        deltas = cast(AsyncGenerator[ModelDelta, None], model.astream(ask()))
+        async with aclosing(deltas):
+            async for delta in deltas:
+                return delta
+        raise AssertionError("the stream was empty")
 
-    assert asyncio.run(first()) == TextDelta("one")
+    assert run(make(wire), first) == TextDelta("one")
 
 
 # -- tool calls ----------------------------------------------------------------------------
@@ -299,7 +244,7 @@ def test_tool_calls(wire: WireServer) -> None:
         )
     )
 
-    response = asyncio.run(complete(make(wire), ask("Weather and time?", tools=[WEATHER, TIME])))
+    response = complete(make(wire), ask("Weather and time?", tools=[WEATHER, TIME]))
 
     assert response.content is None
     assert response.finish_reason == "tool_calls"
@@ -313,11 +258,7 @@ def test_tool_calls(wire: WireServer) -> None:
             "function": {
                 "name": "get_weather",
                 "description": "The current weather in a city.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"city": {"type": "string"}},
-                    "required": ["city"],
-                },
+                "parameters": dict(WEATHER.parameters),
             },
         },
         {
@@ -325,7 +266,7 @@ def test_tool_calls(wire: WireServer) -> None:
             "function": {
                 "name": "get_time",
                 "description": "The local time in a city.",
-                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                "parameters": dict(TIME.parameters),
             },
         },
     ]
@@ -334,7 +275,7 @@ def test_tool_calls(wire: WireServer) -> None:
 def test_streaming_tool_calls(wire: WireServer) -> None:
     wire.add(tool_stream())
 
-    deltas = asyncio.run(collect(make(wire), ask("Weather and time?", tools=[WEATHER, TIME])))
+    deltas = stream(make(wire), ask("Weather and time?", tools=[WEATHER, TIME]))
 
     assert not any(isinstance(d, TextDelta) for d in deltas)
     calls = [d for d in deltas if isinstance(d, ToolCallDelta)]
@@ -372,7 +313,7 @@ def test_tool_call_round_trip(wire: WireServer) -> None:
         tools=[WEATHER],
     )
 
-    response = asyncio.run(complete(make(wire), request))
+    response = complete(make(wire), request)
 
     assert response.content == "It is sunny in Paris."
     assert wire.requests[0].body["messages"] == [
@@ -382,16 +323,8 @@ def test_tool_call_round_trip(wire: WireServer) -> None:
             "role": "assistant",
             "content": None,
             "tool_calls": [
-                {
-                    "id": "call_1",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                },
-                {
-                    "id": "call_2",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": '},
-                },
+                function_call("call_1", "get_weather", '{"city": "Paris"}'),
+                function_call("call_2", "get_weather", '{"city": '),
             ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "sunny"}'},
@@ -414,7 +347,7 @@ def test_broken_tool_call_json_is_kept(wire: WireServer) -> None:
         )
     )
 
-    response = asyncio.run(complete(make(wire), ask(tools=[WEATHER, TIME])))
+    response = complete(make(wire), ask(tools=[WEATHER, TIME]))
 
     broken, not_an_object, empty = response.tool_calls
     assert broken == ToolCall("get_weather", {}, id="call_1", invalid_arguments='{"city": "Par')
@@ -444,9 +377,7 @@ def test_broken_tool_call_json_is_kept(wire: WireServer) -> None:
 def test_response_schema(wire: WireServer, schema: dict[str, Any], strict: bool) -> None:
     wire.add(Reply(completion('{"facts": ["likes tea"]}')))
 
-    response = asyncio.run(
-        complete(make(wire), ask(response_schema=schema, response_schema_name="facts"))
-    )
+    response = complete(make(wire), ask(response_schema=schema, response_schema_name="facts"))
 
     assert response.content == '{"facts": ["likes tea"]}'
     assert wire.requests[0].body["response_format"] == {
@@ -473,7 +404,7 @@ def server_error() -> Reply:
 def test_rate_limit_is_retried(wire: WireServer) -> None:
     wire.add(rate_limited("0"), Reply(completion("after the wait")))
 
-    response = asyncio.run(complete(make(wire), ask()))
+    response = complete(make(wire), ask())
 
     assert response.content == "after the wait"
     assert len(wire.requests) == 2
@@ -485,7 +416,7 @@ def test_rate_limit_error_carries_retry_after(wire: WireServer) -> None:
     model = make(wire, retry=RetryPolicy(max_attempts=1))
 
     with pytest.raises(ModelRateLimitError) as caught:
-        asyncio.run(complete(model, ask()))
+        complete(model, ask())
 
     assert caught.value.status_code == 429
     assert caught.value.retry_after == 7.0
@@ -498,7 +429,7 @@ def test_server_error_every_time(wire: WireServer) -> None:
     wire.add(server_error(), server_error(), server_error())
 
     with pytest.raises(ModelServerError) as caught:
-        asyncio.run(complete(make(wire), ask()))
+        complete(make(wire), ask())
 
     assert caught.value.status_code == 500
     assert caught.value.message == "The server had an error"
@@ -506,12 +437,13 @@ def test_server_error_every_time(wire: WireServer) -> None:
     assert len(wire.requests) == 3
 
 
-def test_bad_request_is_not_retried(wire: WireServer) -> None:
+@pytest.mark.parametrize("call", [complete, stream])
+def test_bad_request_is_not_retried(wire: WireServer, call: Callable[..., object]) -> None:
     message = "Invalid value for 'model': 'gpt-nope' does not exist."
     wire.add(Reply({"error": {"message": message, "type": "invalid_request_error"}}, 400))
 
     with pytest.raises(ModelHTTPError) as caught:
-        asyncio.run(complete(make(wire), ask()))
+        call(make(wire), ask())
 
     assert type(caught.value) is ModelHTTPError
     assert caught.value.status_code == 400
@@ -536,19 +468,20 @@ def test_error_message_from_compatible_servers(
     wire.add(Reply(body, 404))
 
     with pytest.raises(ModelHTTPError) as caught:
-        asyncio.run(complete(make(wire), ask()))
+        complete(make(wire), ask())
 
     assert caught.value.status_code == 404
     assert caught.value.message == message
 
 
-def test_timeout(wire: WireServer) -> None:
+@pytest.mark.parametrize("call", [complete, stream])
+def test_timeout(wire: WireServer, call: Callable[..., object]) -> None:
     late = completion("too late")
     wire.add(Reply(late, delay=0.6), Reply(late, delay=0.6))
     model = make(wire, timeout=0.15, retry=RetryPolicy(max_attempts=2, initial_delay=0.01))
 
-    with pytest.raises(ModelConnectionError) as caught:
-        asyncio.run(complete(model, ask()))
+    with pytest.raises(ModelConnectionError, match="did not answer within") as caught:
+        call(model, ask())
 
     assert wire.url in str(caught.value)
     assert "0.15 s" in str(caught.value)
@@ -556,65 +489,29 @@ def test_timeout(wire: WireServer) -> None:
     assert len(wire.requests) == 2
 
 
-def test_unreachable_server() -> None:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/v1"
-    model = OpenAIChat(api_key="test-key", base_url=url, retry=RetryPolicy(max_attempts=1))
-
-    with pytest.raises(ModelConnectionError) as caught:
-        asyncio.run(complete(model, ask()))
-
-    assert f"could not reach openai at {url}" in str(caught.value)
-
-
 def test_stream_error_before_first_delta_is_retried(wire: WireServer) -> None:
     wire.add(server_error(), text_stream("fine"))
 
-    deltas = asyncio.run(collect(make(wire), ask()))
+    deltas = stream(make(wire), ask())
 
     assert deltas[0] == TextDelta("fine")
     assert len(wire.requests) == 2
     assert all(r.body["stream"] is True for r in wire.requests)
 
 
-def test_stream_bad_request(wire: WireServer) -> None:
-    wire.add(Reply({"error": {"message": "tools[0] is invalid"}}, 400))
-
-    with pytest.raises(ModelHTTPError) as caught:
-        asyncio.run(collect(make(wire), ask()))
-
-    assert caught.value.status_code == 400
-    assert caught.value.message == "tools[0] is invalid"
-    assert len(wire.requests) == 1
-
-
 def test_error_event_inside_stream(wire: WireServer) -> None:
     wire.add(SSE([chunk({"content": "par"}), {"error": {"message": "model overloaded"}}]))
-    model = make(wire)
     seen: list[ModelDelta] = []
 
-    async def run() -> None:
-        try:
-            async for delta in model.astream(ask()):
-                seen.append(delta)
-        finally:
-            await model.aclose()
+    async def consume(model: OpenAIChat) -> None:
+        async for delta in model.astream(ask()):
+            seen.append(delta)
 
     with pytest.raises(ModelError, match="model overloaded"):
-        asyncio.run(run())
+        run(make(wire), consume)
 
     assert seen == [TextDelta("par")]
     assert len(wire.requests) == 1
-
-
-def test_stream_timeout_is_a_connection_error(wire: WireServer) -> None:
-    wire.add(Reply(completion(), delay=0.6))
-    model = make(wire, timeout=0.15, retry=RetryPolicy(max_attempts=1))
-
-    with pytest.raises(ModelConnectionError, match="did not answer within"):
-        asyncio.run(collect(model, ask()))
 
 
 # -- sync methods --------------------------------------------------------------------------
@@ -643,7 +540,7 @@ def test_ollama(wire: WireServer) -> None:
     wire.add(Reply(completion("from ollama")))
     model = Ollama("llama3.2", host=wire.url, retry=FAST)
 
-    response = asyncio.run(complete(model, ask()))
+    response = complete(model, ask())
 
     assert model.provider == "ollama"
     assert model.base_url == wire.url + "/v1"
@@ -659,7 +556,7 @@ def test_ollama_errors_name_the_provider(wire: WireServer) -> None:
     model = Ollama("nope", host=wire.url, retry=FAST)
 
     with pytest.raises(ModelHTTPError) as caught:
-        asyncio.run(complete(model, ask()))
+        complete(model, ask())
 
     assert caught.value.provider == "ollama"
     assert str(caught.value) == 'ollama answered HTTP 404: model "nope" not found'
@@ -695,58 +592,21 @@ def test_ollama_bad_host(host: str) -> None:
 # -- set-up problems -----------------------------------------------------------------------
 
 
-def test_missing_api_key(wire: WireServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    model = OpenAIChat(base_url=wire.url + "/v1", retry=FAST)
-
-    with pytest.raises(UserError, match="OPENAI_API_KEY") as caught:
-        asyncio.run(complete(model, ask()))
-
-    assert "api_key=" in str(caught.value)
-    assert wire.requests == []
-
-
 def test_api_key_from_environment(wire: WireServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "env-key")
     wire.add(Reply(completion()))
 
-    asyncio.run(complete(OpenAIChat(base_url=wire.url + "/v1", retry=FAST), ask()))
+    complete(OpenAIChat(base_url=wire.url + "/v1", retry=FAST), ask())
 
     assert wire.requests[0].headers["authorization"] == "Bearer env-key"
 
 
-def test_missing_sdk(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "openai", None)
-    model = OpenAIChat(api_key="test-key", base_url="http://127.0.0.1:9/v1")
-
-    with pytest.raises(MissingDependencyError, match=r"noted\[openai\]") as caught:
-        asyncio.run(complete(model, ask()))
-
-    assert "OpenAIChat" in str(caught.value)
-
-
-def test_import_does_not_load_the_sdk() -> None:
-    code = "import sys, noted.models.openai; print('openai' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
-    assert result.stdout.strip() == "False"
-
-
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        {"timeout": 0},
-        {"timeout": "60"},
-        {"max_tokens": 0},
-        {"max_tokens": 1.5},
-        {"temperature": "hot"},
-        {"base_url": ""},
-    ],
-)
-def test_bad_settings(kwargs: dict[str, Any]) -> None:
-    with pytest.raises(UserError):
-        OpenAIChat(api_key="k", **kwargs)
+class TestSetup(SetupChecks):
+    model_class = OpenAIChat
+    module = "noted.models.openai"
+    sdk_module = sdk_package = extra = "openai"
+    api_path = "/v1"
+    unreachable = "could not reach openai at {url}"
 
 
 def test_repr_and_defaults() -> None:

@@ -1,35 +1,53 @@
-"""What the provider adapters share: lazy SDK imports, one client per event loop, and the
-mapping of HTTP failures onto noted's error classes."""
+"""What the provider adapters share: their settings, lazy SDK imports, one client per event
+loop, the HTTP libraries' own failures, and the mapping of HTTP failures onto noted's
+error classes."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib
+import os
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from types import ModuleType
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from noted.errors import (
     MissingDependencyError,
+    ModelError,
     ModelHTTPError,
     ModelRateLimitError,
     ModelServerError,
+    UserError,
 )
+from noted.models.base import BaseChatModel, RetryPolicy
 
-__all__ = ["LoopClients", "http_error", "import_sdk", "parse_retry_after"]
+__all__ = [
+    "HTTPChatModel",
+    "LoopClients",
+    "TransportErrors",
+    "http_error",
+    "import_sdk",
+    "parse_retry_after",
+    "transport_errors",
+]
 
 C = TypeVar("C")
 
 
-def import_sdk(module: str, extra: str, user: str) -> ModuleType:
-    """Import a vendor SDK on first use; say which extra to install when it is missing."""
+def import_sdk(module: str, extra: str, user: str, package: str | None = None) -> ModuleType:
+    """Import a vendor SDK on first use; say which extra to install when it is missing.
+
+    ``package`` is the name to install from PyPI, when it is not the module's own."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        package = module.split(".", maxsplit=1)[0]
+        name = package or module.split(".", maxsplit=1)[0]
         raise MissingDependencyError(
-            f"{user} needs the '{package}' package: pip install 'noted[{extra}]'"
+            f"{user} needs the '{name}' package: pip install 'noted[{extra}]'"
         ) from exc
 
 
@@ -56,6 +74,148 @@ class LoopClients(Generic[C]):
         client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
             await self._close(client)
+
+
+class HTTPChatModel(BaseChatModel):
+    """A model behind a vendor's HTTP API, reached through the vendor's async SDK.
+
+    Holds the settings every provider takes (checked here, once) and one SDK client per
+    event loop. The SDK is imported on first use and makes a single attempt per call:
+    retrying is :class:`~noted.models.base.BaseChatModel`'s. A provider names the
+    environment variables its key may come from in ``api_key_envs``, builds its client in
+    :meth:`_make_client`, and says in :meth:`_sdk_errors` and :meth:`_to_noted` which
+    failures to catch and which noted errors they become.
+    """
+
+    api_key_envs: ClassVar[tuple[str, ...]] = ()
+    max_tokens_required: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        id: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__(id, retry=retry)
+        self._check_settings(api_key, base_url, timeout, max_tokens, temperature)
+        self.api_key = api_key
+        self.base_url = base_url.strip() if base_url is not None else None
+        self.timeout = float(timeout)
+        self.max_tokens = max_tokens
+        self.temperature = float(temperature) if temperature is not None else None
+        self._clients: LoopClients[Any] = LoopClients(self._make_client, self._close_client)
+
+    def _check_settings(
+        self,
+        api_key: object,
+        base_url: object,
+        timeout: object,
+        max_tokens: object,
+        temperature: object,
+    ) -> None:
+        if api_key is not None and not isinstance(api_key, str):
+            raise UserError(f"api_key must be a string, got {type(api_key)!r}")
+        if base_url is not None and (not isinstance(base_url, str) or not base_url.strip()):
+            raise UserError(
+                f"base_url must be a URL such as 'http://host:8000/v1', got {base_url!r}"
+            )
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise UserError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+        if (max_tokens is not None or self.max_tokens_required) and (
+            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+        ):
+            allowed = "an integer >= 1" if self.max_tokens_required else "an integer >= 1 or None"
+            raise UserError(f"max_tokens must be {allowed}, got {max_tokens!r}")
+        if temperature is not None and (
+            isinstance(temperature, bool) or not isinstance(temperature, int | float)
+        ):
+            raise UserError(f"temperature must be a number, got {temperature!r}")
+
+    # -- the SDK client ------------------------------------------------------------------
+
+    def _make_client(self) -> Any:
+        """A new SDK client for the running event loop."""
+        raise NotImplementedError
+
+    async def _close_client(self, client: Any) -> None:
+        await client.close()
+
+    def _api_key(self) -> str:
+        """``api_key``, else the first of ``api_key_envs`` that is set."""
+        found = self.api_key or next(filter(None, map(os.environ.get, self.api_key_envs)), None)
+        if not found:
+            variables = " or ".join(self.api_key_envs)
+            raise UserError(
+                f"{type(self).__name__} needs an API key: pass api_key='...' or set the "
+                f"{variables} environment variable{self._api_key_hint()}"
+            )
+        return found
+
+    def _api_key_hint(self) -> str:
+        """More advice for a missing key, appended to the error message."""
+        return ""
+
+    async def aclose(self) -> None:
+        """Close the client held for the running event loop."""
+        await self._clients.aclose()
+
+    # -- failures ------------------------------------------------------------------------
+
+    @contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        """Raise the SDK's failures inside the block as noted's errors."""
+        errors = self._sdk_errors()
+        try:
+            yield
+        except errors as exc:
+            raise self._to_noted(exc) from exc
+
+    def _sdk_errors(self) -> tuple[type[BaseException], ...]:
+        """What the SDK, or the HTTP library under it, raises when a call fails."""
+        raise NotImplementedError
+
+    def _to_noted(self, exc: BaseException) -> ModelError:
+        """The noted error for one of :meth:`_sdk_errors`."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True)
+class TransportErrors:
+    """What an HTTP library raises when a connection fails (``failures``) and, among
+    those, when it times out (``timeouts``)."""
+
+    failures: tuple[type[BaseException], ...]
+    timeouts: tuple[type[BaseException], ...]
+
+
+# Each HTTP library an SDK may run on: (its failure class, its timeout class).
+_HTTP_LIBRARIES: dict[str, tuple[str, str]] = {
+    "httpx2": ("TransportError", "TimeoutException"),
+    "httpx": ("TransportError", "TimeoutException"),
+    "aiohttp": ("ClientError", "ServerTimeoutError"),
+}
+
+
+@functools.cache
+def transport_errors(*libraries: str) -> TransportErrors:
+    """The failures of those of ``libraries`` (by default every one known) that are
+    installed. They can escape an SDK, most often while a stream is read."""
+    failures: list[type[BaseException]] = []
+    timeouts: list[type[BaseException]] = []
+    for name in libraries or tuple(_HTTP_LIBRARIES):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        failure, timeout = _HTTP_LIBRARIES[name]
+        failures.append(getattr(module, failure))
+        timeouts.append(getattr(module, timeout))
+    return TransportErrors(tuple(failures), tuple(timeouts))
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -1,23 +1,18 @@
-"""Claude through Anthropic's Messages API, with the official ``anthropic`` SDK.
-
-The SDK is imported on first use (``pip install 'noted[anthropic]'``) and never retries by
-itself: retries belong to :class:`~noted.models.base.BaseChatModel`.
-"""
+"""Claude through Anthropic's Messages API, with the official ``anthropic`` SDK
+(``pip install 'noted[anthropic]'``), which is imported on first use and left to make one
+attempt a call: :class:`~noted.models.base.BaseChatModel` does the retrying."""
 
 from __future__ import annotations
 
-import functools
-import importlib
 import json
-import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from noted.errors import ModelConnectionError, ModelError, UserError
-from noted.models._provider import LoopClients, http_error, import_sdk
-from noted.models.base import BaseChatModel, RetryPolicy
+from noted.errors import ModelConnectionError, ModelError
+from noted.models._provider import HTTPChatModel, http_error, import_sdk, transport_errors
+from noted.models.base import RetryPolicy
 from noted.models.types import (
     Message,
     ModelDelta,
@@ -31,8 +26,6 @@ from noted.models.types import (
 )
 
 __all__ = ["Claude"]
-
-API_KEY_ENV = "ANTHROPIC_API_KEY"
 
 # An ``error`` event arrives inside a stream that began with HTTP 200; its type says
 # which HTTP failure it stands for.
@@ -50,11 +43,7 @@ _ERROR_TYPE_STATUS: dict[str, int] = {
 }
 
 
-async def _close_client(client: Any) -> None:
-    await client.close()
-
-
-class Claude(BaseChatModel):
+class Claude(HTTPChatModel):
     """A Claude model. ``api_key`` defaults to the ``ANTHROPIC_API_KEY`` environment
     variable; ``base_url`` points at a proxy or a compatible server.
 
@@ -63,6 +52,8 @@ class Claude(BaseChatModel):
     """
 
     provider = "anthropic"
+    api_key_envs = ("ANTHROPIC_API_KEY",)
+    max_tokens_required = True
 
     def __init__(
         self,
@@ -75,17 +66,15 @@ class Claude(BaseChatModel):
         temperature: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        super().__init__(id, retry=retry)
-        if type(max_tokens) is not int or max_tokens < 1:
-            raise UserError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
-        if timeout <= 0:
-            raise UserError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-        self.api_key = api_key
-        self.base_url = base_url
-        self.timeout = float(timeout)
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self._clients: LoopClients[Any] = LoopClients(self._make_client, _close_client)
+        super().__init__(
+            id,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            retry=retry,
+        )
 
     # -- client ---------------------------------------------------------------------------
 
@@ -94,46 +83,30 @@ class Claude(BaseChatModel):
 
     def _make_client(self) -> Any:
         sdk = self._sdk()
-        api_key = self.api_key or os.environ.get(API_KEY_ENV)
-        if not api_key:
-            raise UserError(
-                f"Claude needs an Anthropic API key: pass api_key=... or set {API_KEY_ENV}"
-            )
         return sdk.AsyncAnthropic(
-            api_key=api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+            api_key=self._api_key(), base_url=self.base_url, timeout=self.timeout, max_retries=0
         )
-
-    async def aclose(self) -> None:
-        await self._clients.aclose()
 
     # -- calls ----------------------------------------------------------------------------
 
     async def _send(self, request: ModelRequest) -> ModelResponse:
-        sdk = self._sdk()
         client = self._clients.get()
         params = self._params(request)
-        try:
+        with self._mapped_errors():
             message = await client.messages.create(**params)
-        except _sdk_errors(sdk) as exc:
-            raise _to_noted(sdk, exc, self.timeout) from exc
         return _response(message, _schema_tool(request))
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
-        sdk = self._sdk()
         client = self._clients.get()
         params = self._params(request)
-        errors = _sdk_errors(sdk)
-        try:
+        with self._mapped_errors():
             stream = await client.messages.create(**params, stream=True)
-        except errors as exc:
-            raise _to_noted(sdk, exc, self.timeout) from exc
         state = _StreamState(schema_tool=_schema_tool(request))
         try:
-            async for event in stream:
-                for delta in state.deltas(event):
-                    yield delta
-        except errors as exc:
-            raise _to_noted(sdk, exc, self.timeout) from exc
+            with self._mapped_errors():
+                async for event in stream:
+                    for delta in state.deltas(event):
+                        yield delta
         finally:
             await stream.close()
 
@@ -166,6 +139,32 @@ class Claude(BaseChatModel):
             # Not a named parameter of every SDK version; the API takes it all the same.
             params["extra_body"] = {"temperature": self.temperature}
         return params
+
+    # -- failures -------------------------------------------------------------------------
+
+    def _sdk_errors(self) -> tuple[type[BaseException], ...]:
+        """The SDK's errors and the transport failures of the HTTP library under it
+        (``httpx2``, or ``httpx`` in older versions), which can escape while a stream is
+        read."""
+        return (self._sdk().APIError, *transport_errors("httpx2", "httpx").failures)
+
+    def _to_noted(self, exc: BaseException) -> ModelError:
+        sdk = self._sdk()
+        if isinstance(exc, sdk.APIStatusError):
+            kind, message = _error_body(exc.body)
+            status = int(exc.status_code)
+            if status < 400:  # an error event inside a stream that began with 200
+                status = _ERROR_TYPE_STATUS.get(kind or "", 500)
+            retry_after = exc.response.headers.get("retry-after")
+            return http_error("anthropic", status, message or exc.message, retry_after)
+        if isinstance(exc, sdk.APITimeoutError):
+            return ModelConnectionError(f"anthropic did not answer within {self.timeout:g} s")
+        if isinstance(exc, sdk.APIConnectionError):
+            cause = exc.__cause__ or exc
+            return ModelConnectionError(f"could not reach anthropic: {cause}")
+        if isinstance(exc, sdk.APIError):
+            return ModelError(f"anthropic: {exc.message}")
+        return ModelConnectionError(f"the connection to anthropic failed: {exc!r}")
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -306,24 +305,6 @@ class _StreamState:
 # -- errors --------------------------------------------------------------------------------
 
 
-@functools.cache
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """The HTTP library's own transport failures, which can escape while a stream is read
-    (the SDK is built on ``httpx2`` or, in older versions, ``httpx``)."""
-    found: list[type[BaseException]] = []
-    for name in ("httpx2", "httpx"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        found.append(module.TransportError)
-    return tuple(found)
-
-
-def _sdk_errors(sdk: ModuleType) -> tuple[type[BaseException], ...]:
-    return (sdk.APIError, *_transport_errors())
-
-
 def _error_body(body: object) -> tuple[str | None, str | None]:
     """``(type, message)`` of an Anthropic error body ``{"error": {"type", "message"}}``."""
     if isinstance(body, Mapping):
@@ -335,21 +316,3 @@ def _error_body(body: object) -> tuple[str | None, str | None]:
                 message if isinstance(message, str) else None,
             )
     return None, None
-
-
-def _to_noted(sdk: ModuleType, exc: BaseException, timeout: float) -> ModelError:
-    if isinstance(exc, sdk.APIStatusError):
-        kind, message = _error_body(exc.body)
-        status = int(exc.status_code)
-        if status < 400:  # an error event inside a stream that began with 200
-            status = _ERROR_TYPE_STATUS.get(kind or "", 500)
-        retry_after = exc.response.headers.get("retry-after")
-        return http_error("anthropic", status, message or exc.message, retry_after)
-    if isinstance(exc, sdk.APITimeoutError):
-        return ModelConnectionError(f"anthropic did not answer within {timeout:g} s")
-    if isinstance(exc, sdk.APIConnectionError):
-        cause = exc.__cause__ or exc
-        return ModelConnectionError(f"could not reach anthropic: {cause}")
-    if isinstance(exc, sdk.APIError):
-        return ModelError(f"anthropic: {exc.message}")
-    return ModelConnectionError(f"the connection to anthropic failed: {exc!r}")

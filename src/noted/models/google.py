@@ -1,23 +1,20 @@
-"""Gemini through the Gemini API, with Google's official GenAI SDK (``google-genai``).
+"""Gemini through the Gemini API, with Google's official GenAI SDK, ``google-genai``.
 
-The SDK is imported on first use (``pip install 'noted[google]'``) and never retries by
-itself: retries belong to :class:`~noted.models.base.BaseChatModel`.
+Install it with ``pip install 'noted[google]'``; noted imports it on first use and turns its
+own retries off, since :class:`~noted.models.base.BaseChatModel` retries.
 """
 
 from __future__ import annotations
 
-import functools
-import importlib
 import json
-import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from noted.errors import ModelConnectionError, ModelError, UserError
-from noted.models._provider import LoopClients, http_error, import_sdk
-from noted.models.base import BaseChatModel, RetryPolicy
+from noted.models._provider import HTTPChatModel, http_error, import_sdk, transport_errors
+from noted.models.base import RetryPolicy
 from noted.models.types import (
     Message,
     ModelDelta,
@@ -33,7 +30,7 @@ from noted.models.types import (
 
 __all__ = ["Gemini"]
 
-API_KEY_ENVS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
+_PACKAGE = "google-genai"
 
 # How many tool calls' Gemini-side details (their own ids, thought signatures) are kept
 # to send back with the conversation.
@@ -57,18 +54,14 @@ class _Sdk:
     errors: ModuleType
 
 
-async def _close_client(client: Any) -> None:
-    await client.aio.aclose()
-    client.close()
-
-
-class Gemini(BaseChatModel):
+class Gemini(HTTPChatModel):
     """A Gemini model. ``api_key`` defaults to the ``GOOGLE_API_KEY`` (or
     ``GEMINI_API_KEY``) environment variable; ``base_url`` points at a proxy or a
     compatible server; ``max_tokens`` caps the answer (the model's own limit when None).
     """
 
     provider = "google"
+    api_key_envs = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
 
     def __init__(
         self,
@@ -81,34 +74,27 @@ class Gemini(BaseChatModel):
         temperature: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        super().__init__(id, retry=retry)
-        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
-            raise UserError(f"max_tokens must be an integer >= 1 or None, got {max_tokens!r}")
-        if timeout <= 0:
-            raise UserError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-        self.api_key = api_key
-        self.base_url = base_url
-        self.timeout = float(timeout)
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self._clients: LoopClients[Any] = LoopClients(self._make_client, _close_client)
+        super().__init__(
+            id,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            retry=retry,
+        )
         self._calls: dict[str, _CallMemo] = {}
 
     # -- client ---------------------------------------------------------------------------
 
     def _sdk(self) -> _Sdk:
-        genai = import_sdk("google.genai", extra="google", user="Gemini")
-        errors = import_sdk("google.genai.errors", extra="google", user="Gemini")
+        genai = import_sdk("google.genai", extra="google", user="Gemini", package=_PACKAGE)
+        errors = import_sdk("google.genai.errors", extra="google", user="Gemini", package=_PACKAGE)
         return _Sdk(genai, genai.types, errors)
 
     def _make_client(self) -> Any:
         sdk = self._sdk()
-        api_key = self.api_key or next(filter(None, map(os.environ.get, API_KEY_ENVS)), None)
-        if not api_key:
-            raise UserError(
-                "Gemini needs a Gemini API key: pass api_key=... or set "
-                + " or ".join(API_KEY_ENVS)
-            )
+        api_key = self._api_key()
         options: dict[str, Any] = {
             "base_url": self.base_url,
             "timeout": max(1, round(self.timeout * 1000)),
@@ -121,53 +107,49 @@ class Gemini(BaseChatModel):
             api_key=api_key, vertexai=False, http_options=sdk.types.HttpOptions(**options)
         )
 
-    async def aclose(self) -> None:
-        await self._clients.aclose()
+    async def _close_client(self, client: Any) -> None:
+        await client.aio.aclose()
+        client.close()
 
     # -- calls ----------------------------------------------------------------------------
 
     async def _send(self, request: ModelRequest) -> ModelResponse:
-        sdk = self._sdk()
         client = self._clients.get()
         params = self._params(request)
-        try:
+        with self._mapped_errors():
             response = await client.aio.models.generate_content(**params)
-        except _sdk_errors(sdk) as exc:
-            raise _to_noted(sdk, exc, self.timeout) from exc
         return self._response(response)
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
-        sdk = self._sdk()
         client = self._clients.get()
         params = self._params(request)
-        errors = _sdk_errors(sdk)
-        try:
+        with self._mapped_errors():
             stream = await client.aio.models.generate_content_stream(**params)
-        except errors as exc:
-            raise _to_noted(sdk, exc, self.timeout) from exc
         index = 0
         last_usage: Any = None
         finish: str | None = None
         model: str | None = None
         try:
-            async for chunk in stream:
-                model = chunk.model_version or model
-                last_usage = chunk.usage_metadata or last_usage
-                candidate = _first_candidate(chunk)
-                if candidate is None:
-                    continue
-                finish = _finish_reason(candidate) or finish
-                for part in _parts(candidate):
-                    if part.function_call is not None:
-                        call = self._tool_call(part)
-                        yield ToolCallDelta(
-                            index=index, id=call.id, name=call.name, arguments=call.arguments_json()
-                        )
-                        index += 1
-                    elif part.text and not part.thought:
-                        yield TextDelta(part.text)
-        except errors as exc:
-            raise _to_noted(sdk, exc, self.timeout) from exc
+            with self._mapped_errors():
+                async for chunk in stream:
+                    model = chunk.model_version or model
+                    last_usage = chunk.usage_metadata or last_usage
+                    candidate = _first_candidate(chunk)
+                    if candidate is None:
+                        continue
+                    finish = _finish_reason(candidate) or finish
+                    for part in _parts(candidate):
+                        if part.function_call is not None:
+                            call = self._tool_call(part)
+                            yield ToolCallDelta(
+                                index=index,
+                                id=call.id,
+                                name=call.name,
+                                arguments=call.arguments_json(),
+                            )
+                            index += 1
+                        elif part.text and not part.thought:
+                            yield TextDelta(part.text)
         finally:
             close = getattr(stream, "aclose", None)
             if close is not None:
@@ -301,6 +283,22 @@ class Gemini(BaseChatModel):
             finish_reason=finish,
         )
 
+    # -- failures -------------------------------------------------------------------------
+
+    def _sdk_errors(self) -> tuple[type[BaseException], ...]:
+        """The SDK's errors and the failures of whichever HTTP library it runs on:
+        ``httpx2``, ``httpx`` or ``aiohttp`` (whose timeouts are also ``TimeoutError``)."""
+        return (self._sdk().errors.APIError, TimeoutError, *transport_errors().failures)
+
+    def _to_noted(self, exc: BaseException) -> ModelError:
+        if isinstance(exc, self._sdk().errors.APIError):
+            code = exc.code if isinstance(exc.code, int) else 500
+            message = exc.message or exc.status or str(exc)
+            return http_error("google", code, str(message), _retry_after(exc))
+        if isinstance(exc, (TimeoutError, *transport_errors().timeouts)):
+            return ModelConnectionError(f"google did not answer within {self.timeout:g} s")
+        return ModelConnectionError(f"the connection to google failed: {exc!r}")
+
 
 # -- helpers -------------------------------------------------------------------------------
 
@@ -337,43 +335,9 @@ def _usage(metadata: Any) -> Usage:
 # -- errors --------------------------------------------------------------------------------
 
 
-@functools.cache
-def _network_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
-    """``(failures, timeouts)`` of whichever HTTP library the SDK runs on: ``httpx2``,
-    ``httpx`` or ``aiohttp`` (whose timeouts are also ``TimeoutError``)."""
-    failures: list[type[BaseException]] = [TimeoutError]
-    timeouts: list[type[BaseException]] = [TimeoutError]
-    for module_name, failure, timeout in (
-        ("httpx2", "TransportError", "TimeoutException"),
-        ("httpx", "TransportError", "TimeoutException"),
-        ("aiohttp", "ClientError", "ServerTimeoutError"),
-    ):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        failures.append(getattr(module, failure))
-        timeouts.append(getattr(module, timeout))
-    return tuple(failures), tuple(timeouts)
-
-
-def _sdk_errors(sdk: _Sdk) -> tuple[type[BaseException], ...]:
-    return (sdk.errors.APIError, *_network_errors()[0])
-
-
 def _retry_after(exc: Any) -> str | None:
     headers = getattr(getattr(exc, "response", None), "headers", None)
     if headers is None:
         return None
     value = headers.get("retry-after")
     return value if isinstance(value, str) else None
-
-
-def _to_noted(sdk: _Sdk, exc: BaseException, timeout: float) -> ModelError:
-    if isinstance(exc, sdk.errors.APIError):
-        code = exc.code if isinstance(exc.code, int) else 500
-        message = exc.message or exc.status or str(exc)
-        return http_error("google", code, str(message), _retry_after(exc))
-    if isinstance(exc, _network_errors()[1]):
-        return ModelConnectionError(f"google did not answer within {timeout:g} s")
-    return ModelConnectionError(f"the connection to google failed: {exc!r}")

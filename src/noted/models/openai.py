@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
 
 from noted.errors import ModelConnectionError, ModelError, ModelOutputError, UserError
-from noted.models._provider import LoopClients, http_error, import_sdk
-from noted.models.base import BaseChatModel, RetryPolicy
+from noted.models._provider import HTTPChatModel, http_error, import_sdk
+from noted.models.base import RetryPolicy
 from noted.models.types import (
     Message,
     ModelDelta,
@@ -37,14 +37,13 @@ from noted.models.types import (
 
 __all__ = ["Ollama", "OpenAIChat"]
 
-_API_KEY_ENV = "OPENAI_API_KEY"
 _OLLAMA_HOST_ENV = "OLLAMA_HOST"
 _OLLAMA_DEFAULT_HOST = "http://localhost:11434"
 _OLLAMA_DEFAULT_PORT = 11434
 _MAX_ERROR_TEXT = 2000
 
 
-class OpenAIChat(BaseChatModel):
+class OpenAIChat(HTTPChatModel):
     """A chat model behind the OpenAI Chat Completions API.
 
     ``api_key`` defaults to the ``OPENAI_API_KEY`` environment variable and ``base_url``
@@ -55,6 +54,7 @@ class OpenAIChat(BaseChatModel):
     """
 
     provider = "openai"
+    api_key_envs = ("OPENAI_API_KEY",)
 
     def __init__(
         self,
@@ -67,48 +67,28 @@ class OpenAIChat(BaseChatModel):
         temperature: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> None:
-        super().__init__(id, retry=retry)
-        if api_key is not None and not isinstance(api_key, str):
-            raise UserError(f"api_key must be a string, got {type(api_key)!r}")
-        if base_url is not None and (not isinstance(base_url, str) or not base_url.strip()):
-            raise UserError(
-                f"base_url must be a URL such as 'http://host:8000/v1', got {base_url!r}"
-            )
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise UserError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-        if max_tokens is not None and (
-            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-        ):
-            raise UserError(f"max_tokens must be an integer >= 1, got {max_tokens!r}")
-        if temperature is not None and (
-            isinstance(temperature, bool) or not isinstance(temperature, int | float)
-        ):
-            raise UserError(f"temperature must be a number, got {temperature!r}")
-        self.api_key = api_key
-        self.base_url = base_url.strip() if base_url is not None else None
-        self.timeout = float(timeout)
-        self.max_tokens = max_tokens
-        self.temperature = float(temperature) if temperature is not None else None
-        self._clients: LoopClients[Any] = LoopClients(self._make_client, _close_client)
+        super().__init__(
+            id,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            retry=retry,
+        )
 
     # -- the SDK client ------------------------------------------------------------------
 
+    def _sdk(self) -> ModuleType:
+        return import_sdk("openai", extra="openai", user=type(self).__name__)
+
     def _make_client(self) -> Any:
-        sdk = import_sdk("openai", extra="openai", user=type(self).__name__)
-        api_key = self.api_key or os.environ.get(_API_KEY_ENV)
-        if not api_key:
-            raise UserError(
-                f"{type(self).__name__} needs an API key: pass api_key='...' or set the "
-                f"{_API_KEY_ENV} environment variable (a server that checks no key accepts "
-                "any placeholder, for example api_key='none')"
-            )
-        return sdk.AsyncOpenAI(
-            api_key=api_key, base_url=self.base_url, timeout=self.timeout, max_retries=0
+        return self._sdk().AsyncOpenAI(
+            api_key=self._api_key(), base_url=self.base_url, timeout=self.timeout, max_retries=0
         )
 
-    async def aclose(self) -> None:
-        """Close the client held for the running event loop."""
-        await self._clients.aclose()
+    def _api_key_hint(self) -> str:
+        return " (a server that checks no key accepts any placeholder, for example api_key='none')"
 
     # -- requests ------------------------------------------------------------------------
 
@@ -138,7 +118,7 @@ class OpenAIChat(BaseChatModel):
     async def _send(self, request: ModelRequest) -> ModelResponse:
         params = self._params(request)
         client = self._clients.get()
-        with self._mapped_errors(client):
+        with self._mapped_errors():
             completion = await client.chat.completions.create(**params)
         return self._response(completion)
 
@@ -148,7 +128,7 @@ class OpenAIChat(BaseChatModel):
         usage: Any = None
         finish_reason: str | None = None
         model: str | None = None
-        with self._mapped_errors(client):
+        with self._mapped_errors():
             stream = await client.chat.completions.create(
                 **params, stream=True, stream_options={"include_usage": True}
             )
@@ -197,29 +177,28 @@ class OpenAIChat(BaseChatModel):
 
     # -- failures ------------------------------------------------------------------------
 
-    @contextmanager
-    def _mapped_errors(self, client: Any) -> Iterator[None]:
-        """Turn the SDK's failures into noted's errors (HTTP status, connection, other)."""
-        sdk = import_sdk("openai", extra="openai", user=type(self).__name__)
-        base_url = str(client.base_url).rstrip("/")
-        try:
-            yield
-        except sdk.APIStatusError as exc:
-            raise http_error(
+    def _sdk_errors(self) -> tuple[type[BaseException], ...]:
+        return (self._sdk().APIError,)
+
+    def _to_noted(self, exc: BaseException) -> ModelError:
+        """The SDK's failure as noted's error (HTTP status, timeout, connection, other)."""
+        sdk = self._sdk()
+        if isinstance(exc, sdk.APIStatusError):
+            return http_error(
                 self.provider, exc.status_code, _status_message(exc), _retry_after(exc)
-            ) from exc
-        except sdk.APITimeoutError as exc:
-            raise ModelConnectionError(
+            )
+        base_url = str(self._clients.get().base_url).rstrip("/")
+        if isinstance(exc, sdk.APITimeoutError):
+            return ModelConnectionError(
                 f"{self.provider} at {base_url} did not answer within {self.timeout:g} s"
-            ) from exc
-        except sdk.APIConnectionError as exc:
-            raise ModelConnectionError(
+            )
+        if isinstance(exc, sdk.APIConnectionError):
+            return ModelConnectionError(
                 f"could not reach {self.provider} at {base_url}: "
                 f"{_connection_detail(exc)}{self._connection_hint()}"
-            ) from exc
-        except sdk.APIError as exc:
-            # An error reported inside a stream, or an answer the SDK could not read.
-            raise ModelError(f"{self.provider} failed: {exc.message}") from exc
+            )
+        # An error reported inside a stream, or an answer the SDK could not read.
+        return ModelError(f"{self.provider} failed: {getattr(exc, 'message', exc)}")
 
     def _connection_hint(self) -> str:
         return ""
@@ -367,10 +346,6 @@ def _connection_detail(exc: Any) -> str:
     if cause is not None and str(cause):
         return f"{type(cause).__name__}: {cause}"
     return str(exc.message)
-
-
-async def _close_client(client: Any) -> None:
-    await client.close()
 
 
 def _ollama_host(host: str | None) -> str:
