@@ -9,6 +9,8 @@ HTTP clients created on it keep their connections between calls.
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import enum
 import os
 import threading
@@ -17,7 +19,7 @@ from typing import Any, TypeVar
 
 from noted.errors import UserError
 
-__all__ = ["iterate", "run"]
+__all__ = ["background", "drain", "iterate", "run"]
 
 T = TypeVar("T")
 
@@ -89,3 +91,33 @@ def iterate(stream: AsyncIterator[T]) -> Iterator[T]:
     finally:
         if not done:
             run(close())
+
+
+_background: set[concurrent.futures.Future[Any]] = set()
+_background_lock = threading.Lock()
+
+
+def background(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Start ``coro`` on the background loop without waiting for it. Work started this way
+    is waited for when the program exits normally (see :func:`drain`)."""
+    future = asyncio.run_coroutine_threadsafe(coro, _portal_loop())
+    with _background_lock:
+        _background.add(future)
+    future.add_done_callback(_forget)
+    return future
+
+
+def _forget(future: concurrent.futures.Future[Any]) -> None:
+    with _background_lock:
+        _background.discard(future)
+
+
+def drain(timeout: float | None = None) -> bool:
+    """Wait for background work started so far; False if some is still running."""
+    with _background_lock:
+        pending = list(_background)
+    _, not_done = concurrent.futures.wait(pending, timeout=timeout)
+    return not not_done
+
+
+atexit.register(drain, 60.0)
