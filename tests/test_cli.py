@@ -238,6 +238,7 @@ def test_every_command_has_help() -> None:
         "list",
         "show",
         "edit",
+        "history",
         "delete",
         "clear",
         "topics",

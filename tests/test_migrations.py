@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from noted import Memory, SqliteDb, StoreError, UserMemory
-from noted.db.sqlite_migrations import MIGRATIONS
+from noted.db.sqlite_migrations import MIGRATIONS, record_version
 
 # The DDL of noted's first schema (version 1), frozen here as it was written to disk.
 FIRST_SCHEMA = """
@@ -73,7 +73,7 @@ def test_first_schema_upgrades_in_place(tmp_path: Path) -> None:
     db = SqliteDb(path)
     memory = Memory(db=db)
 
-    assert db.schema_version() == len(MIGRATIONS) == 2
+    assert db.schema_version() == len(MIGRATIONS) == 3
     ava = memory.get_user_memories(user_id="ava", sort_by="created_at", sort_order="asc")
     assert [(m.memory_id, m.memory, m.topics, m.input, m.agent_id) for m in ava] == [
         ("m1", "The user's name is Ava", ["name"], "My name is Ava", None),
@@ -115,4 +115,51 @@ def test_an_upgrade_that_fails_leaves_the_old_database_intact(tmp_path: Path) ->
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT version FROM noted_schema_versions").fetchone()[0] == 1
     assert conn.execute("SELECT COUNT(*) FROM noted_memories").fetchone()[0] == 3
+    conn.close()
+
+
+def test_a_version_2_database_gains_the_history_table(tmp_path: Path) -> None:
+    path = tmp_path / "v2.db"
+    conn = sqlite3.connect(path)
+    for step in MIGRATIONS[:2]:
+        step(conn, "noted_memories")
+    record_version(conn, "noted_memories", 2, 1700000000000000)
+    conn.executemany(
+        "INSERT INTO noted_memories (memory_id, user_id, memory, topics, input, agent_id, "
+        "team_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        OLD_ROWS,
+    )
+    conn.commit()
+    conn.close()
+
+    db = SqliteDb(path)
+    memory = Memory(db=db)
+    assert db.schema_version() == 3
+    assert memory.count_user_memories(user_id="ava") == 2
+    m2 = memory.get_user_memory("m2", user_id="ava")
+    assert m2 is not None
+    assert (m2.memory, m2.topics, m2.agent_id) == (
+        "The user likes to ski",
+        ["hobbies", "sport"],
+        "agent-1",
+    )
+    # Memories written before the history have none until they change.
+    assert memory.get_memory_history("m2", user_id="ava") == []
+    memory.replace_user_memory("m2", UserMemory("The user likes to snowboard"), user_id="ava")
+    assert memory.delete_user_memory("m3", user_id="bob")
+    [update] = memory.get_memory_history("m2", user_id="ava")
+    assert (update.event, update.old_memory, update.old_topics) == (
+        "update",
+        "The user likes to ski",
+        ["hobbies", "sport"],
+    )
+    [delete] = memory.get_memory_history("m3", user_id="bob")
+    assert (delete.event, delete.old_memory) == ("delete", "Bob sails")
+    db.close()
+
+    conn = sqlite3.connect(path)
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert {"noted_memories_events", "ix_noted_memories_events_memory"} <= tables
+    assert conn.execute("SELECT COUNT(*) FROM noted_memories").fetchone()[0] == 2
+    assert conn.execute("SELECT COUNT(*) FROM noted_memories_events").fetchone()[0] == 2
     conn.close()

@@ -10,6 +10,7 @@ def test_all_is_sorted_and_complete() -> None:
     for name in noted.__all__:
         assert hasattr(noted, name), name
     public = {n for n in vars(noted) if not n.startswith("_")} - {
+        "audit",
         "db",
         "errors",
         "memory",
@@ -38,10 +39,12 @@ def test_backends_satisfy_the_store_protocol(tmp_path) -> None:
 
 def test_subpackage_exports_are_sorted_and_importable() -> None:
     import noted.agent
+    import noted.audit
     import noted.models
     import noted.testing
 
-    for module in (noted.agent, noted.models, noted.testing, noted.db, noted.errors):
+    modules = (noted.agent, noted.audit, noted.models, noted.testing, noted.db, noted.errors)
+    for module in modules:
         assert module.__all__ == sorted(module.__all__), module.__name__
         for name in module.__all__:
             assert hasattr(module, name), (module.__name__, name)

@@ -1,6 +1,7 @@
 """noted: long-term memory for LLM agents."""
 
 from noted.agent import Agent, Tool
+from noted.audit import AuditContext, MemoryEvent
 from noted.db import InMemoryDb, MemoryQuery, MemoryStore, SessionStore, SqliteDb
 from noted.errors import (
     ConflictError,
@@ -11,7 +12,7 @@ from noted.errors import (
     StoreError,
     UserError,
 )
-from noted.memory import Memory
+from noted.memory import Memory, MemoryManager
 from noted.models import Message
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session
@@ -20,9 +21,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
+    "AuditContext",
     "ConflictError",
     "InMemoryDb",
     "Memory",
+    "MemoryManager",
+    "MemoryEvent",
     "MemoryQuery",
     "MemoryStore",
     "Message",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import concurrent.futures.thread  # its exit hook must be registered before ours
 import enum
 import os
 import threading
@@ -120,4 +121,8 @@ def drain(timeout: float | None = None) -> bool:
     return not not_done
 
 
-atexit.register(drain, 60.0)
+# Run before the interpreter stops the worker-thread pools that background work still
+# needs: threading's exit hooks run before atexit's, newest first, and the thread pool's
+# hook was registered when its module was imported above.
+_at_exit = getattr(threading, "_register_atexit", atexit.register)
+_at_exit(drain, 60.0)

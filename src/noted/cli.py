@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from noted._console import emit_json, err, out
+from noted.audit import MemoryEvent
 from noted.cli_sessions import add_chat_command, add_session_commands
 from noted.db import MemoryQuery, SqliteDb
 from noted.errors import NotedError, NotFoundError, UserError
@@ -133,6 +134,58 @@ def cmd_edit(memory: Memory, args: argparse.Namespace) -> int:
         emit_json(_get_or_fail(memory, args.memory_id, args.user).to_dict())
     else:
         out.print(f"updated {args.memory_id}")
+    return 0
+
+
+def _change(old: str | list[str] | None, new: str | list[str] | None) -> str:
+    """An event's change as "old -> new" (one side only for an add, a delete or no change)."""
+
+    def shown(value: str | list[str]) -> str:
+        return value if isinstance(value, str) else ", ".join(value)
+
+    if old is None or new is None or old == new:
+        side = new if new is not None else old
+        return "" if side is None else shown(side)
+    return f"{shown(old) or '(none)'} -> {shown(new) or '(none)'}"
+
+
+def _history_table(events: Sequence[MemoryEvent], title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("time (UTC)", no_wrap=True)
+    table.add_column("event")
+    table.add_column("actor")
+    table.add_column("memory", min_width=20, overflow="fold")
+    table.add_column("topics")
+    with_runs = any(e.session_id is not None or e.run_id is not None for e in events)
+    if with_runs:
+        table.add_column("session / run", style="dim")
+    for e in events:
+        cells = [
+            e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            e.event,
+            e.actor,
+            escape(_change(e.old_memory, e.new_memory)),
+            escape(_change(e.old_topics, e.new_topics)),
+        ]
+        if with_runs:
+            cells.append(escape(" / ".join(x or "-" for x in (e.session_id, e.run_id))))
+        table.add_row(*cells)
+    return table
+
+
+def cmd_history(memory: Memory, args: argparse.Namespace) -> int:
+    events = memory.get_memory_history(args.memory_id, user_id=args.user)
+    if not events and memory.get_user_memory(args.memory_id, user_id=args.user) is None:
+        raise NotFoundError(
+            f"user {args.user or DEFAULT_USER_ID!r} has no memory and no history "
+            f"with id {args.memory_id!r}"
+        )
+    if args.json:
+        emit_json([e.to_dict() for e in events])
+        return 0
+    user = args.user or DEFAULT_USER_ID
+    title = f"History of memory {args.memory_id} of user {user} ({len(events)} events)"
+    out.print(_history_table(events, escape(title)))
     return 0
 
 
@@ -309,6 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--topic", "-t", action="append", help="the new topics (repeat)")
     edit.add_argument("--no-topics", action="store_true", help="remove every topic")
 
+    history = command(
+        "history", cmd_history, "Every add, update and delete of a memory, oldest first."
+    )
+    history.add_argument("memory_id")
+
     delete = command("delete", cmd_delete, "Delete memories by id.")
     delete.add_argument("memory_ids", nargs="+", metavar="memory_id")
 
@@ -344,7 +402,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
     try:
-        memory = Memory(db=open_db(args.db))
+        memory = Memory(db=open_db(args.db), actor="cli")
         try:
             return func(memory, args)
         finally:

@@ -25,11 +25,13 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
+from noted.agent.memory import AgentMemory
 from noted.agent.tools import Tool, execute_tool_calls, to_tools
-from noted.db.base import SessionStore
+from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
 from noted.errors import NotedError, UserError
-from noted.memory.memory import DEFAULT_USER_ID
+from noted.memory.manager import MemoryManager
+from noted.memory.memory import DEFAULT_USER_ID, Memory
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import (
@@ -40,7 +42,7 @@ from noted.models.types import (
     TextDelta,
     ToolCall,
 )
-from noted.schema import check_id
+from noted.schema import UserMemory, check_id
 from noted.sessions import RunResult, new_run_id, new_session_id
 
 __all__ = ["Agent"]
@@ -91,6 +93,12 @@ class Agent:
         num_history_runs: int = 3,
         read_chat_history: bool = False,
         max_tool_rounds: int = 10,
+        memory: Memory | None = None,
+        enable_user_memories: bool = False,
+        add_memories_to_context: bool | None = None,
+        memory_manager: MemoryManager | None = None,
+        memory_context_chars: int = 4000,
+        background_memory: bool = True,
     ) -> None:
         self.model = get_model(model)
         if db is not None and not isinstance(db, SessionStore):
@@ -113,6 +121,55 @@ class Agent:
         self.read_chat_history = read_chat_history
         self.max_tool_rounds = _check_count("max_tool_rounds", max_tool_rounds, 0)
         self._user_sessions: dict[str, str] = {}
+        self.memory = self._memory_settings(
+            memory,
+            enable_user_memories,
+            add_memories_to_context,
+            memory_manager,
+            memory_context_chars,
+            background_memory,
+        )
+
+    def _memory_settings(
+        self,
+        memory: Memory | None,
+        automatic: bool,
+        in_context: bool | None,
+        manager: MemoryManager | None,
+        context_chars: int,
+        background: bool,
+    ) -> AgentMemory | None:
+        in_context = automatic if in_context is None else in_context
+        if not (automatic or in_context):
+            return None
+        store = memory.db if memory is not None else self.db
+        if not isinstance(store, MemoryStore):
+            raise UserError(
+                "memory needs a db that keeps memories (SqliteDb, InMemoryDb) or memory=Memory(...)"
+            )
+        if manager is None:
+            manager = MemoryManager()
+        return AgentMemory(
+            store=store,
+            manager=manager,
+            automatic=automatic,
+            in_context=in_context,
+            context_chars=_check_count("memory_context_chars", context_chars, 0),
+            background=background,
+        )
+
+    def get_user_memories(self, user_id: str | None = None) -> list[UserMemory]:
+        """Every memory of the user, newest first."""
+        store = self.memory.store if self.memory is not None else self.db
+        if not isinstance(store, MemoryStore):
+            raise UserError("this agent's db keeps no memories")
+        return store.list_memories(MemoryQuery(user_id=self._user(user_id)))
+
+    def wait_for_memories(self, timeout: float | None = None) -> bool:
+        """Wait until the memory updates started by earlier runs are written; False if
+        some are still running after ``timeout`` seconds. (They are also waited for when
+        the program exits normally.)"""
+        return True if self.memory is None else self.memory.wait(timeout)
 
     def __repr__(self) -> str:
         return f"Agent(model={self.model!r}, name={self.name!r})"
@@ -136,8 +193,11 @@ class Agent:
 
     # -- the prompt ----------------------------------------------------------------------
 
-    def system_prompt(self, now: datetime | None = None) -> str | None:
-        """The system prompt of a run (``now`` is used when the datetime is in context)."""
+    def system_prompt(
+        self, now: datetime | None = None, extra: Sequence[PromptSection] = ()
+    ) -> str | None:
+        """The system prompt of a run (``now`` is used when the datetime is in context;
+        ``extra`` are the run's own sections, such as the user's memories)."""
         if self.system_message is not None:
             return self.system_message
         if self.add_datetime_to_context and now is None:
@@ -147,7 +207,7 @@ class Agent:
             markdown=self.markdown,
             now=now if self.add_datetime_to_context else None,
         )
-        return render_system_prompt(self.description, sections)
+        return render_system_prompt(self.description, [*sections, *extra])
 
     def _chat_history_tool(self, session_id: str, user_id: str) -> Tool:
         db = self.db
@@ -185,7 +245,12 @@ class Agent:
         history = await asyncio.to_thread(
             self.db.get_runs, run.session_id, run.user_id, last_n=last_n, completed_only=True
         )
-        system = self.system_prompt()
+        extra: list[PromptSection] = []
+        if self.memory is not None:
+            section = await self.memory.section(run.user_id, run.input)
+            if section is not None:
+                extra.append(section)
+        system = self.system_prompt(extra=extra)
         conversation = [Message("system", system)] if system else []
         for past in history:
             conversation.extend(past.messages)
@@ -257,6 +322,8 @@ class Agent:
             raise
         run.metrics.duration = time.perf_counter() - started
         await asyncio.to_thread(self.db.append_run, run)
+        if self.memory is not None:
+            await self.memory.after_run(run, self.model, self.agent_id)
         yield RunCompleted(run)
 
     async def _ask(

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from noted._time import from_micros, to_micros
+from noted.audit import MemoryEvent
 from noted.errors import UserError
 from noted.schema import UserMemory
 
@@ -26,6 +27,23 @@ COLUMNS = (
     "session_id",
     "created_at",
     "updated_at",
+)
+
+
+# The columns of a memory's history, in MemoryEvent's field order.
+EVENT_COLUMNS = (
+    "event_id",
+    "memory_id",
+    "user_id",
+    "event",
+    "old_memory",
+    "new_memory",
+    "old_topics",
+    "new_topics",
+    "actor",
+    "session_id",
+    "run_id",
+    "created_at",
 )
 
 
@@ -108,3 +126,27 @@ def rows_to_memories(rows: Iterable[Sequence[Any]]) -> list[UserMemory]:
         m.updated_at = from_micros(u)
         append(m)
     return memories
+
+
+def _topics_or_none(text: str | None) -> list[str] | None:
+    return None if text is None else list(_decode_topics(text))
+
+
+def row_to_event(row: Sequence[Any]) -> MemoryEvent:
+    """A history event from a row in EVENT_COLUMNS order (topics JSON, time in microseconds)."""
+    event_id, memory_id, user_id, event, old, new, old_topics, new_topics, *rest = row
+    actor, session_id, run_id, created_at = rest
+    return MemoryEvent(
+        event_id,
+        memory_id,
+        user_id,
+        event,
+        old,
+        new,
+        _topics_or_none(old_topics),
+        _topics_or_none(new_topics),
+        actor,
+        session_id,
+        run_id,
+        from_micros(created_at),
+    )

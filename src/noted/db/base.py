@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
+from noted.audit import AuditContext, MemoryEvent
 from noted.errors import UserError
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session
@@ -60,14 +61,23 @@ class MemoryStore(Protocol):
     A memory id that belongs to another user never matches: ``get_memory`` returns None,
     ``update_memory`` and ``delete_memories`` change nothing, and ``upsert_memories``
     raises :class:`~noted.errors.ConflictError` and writes nothing.
+
+    Every write records its changes in the memory's history (see
+    :class:`~noted.audit.MemoryEvent`) in the same transaction, with the actor, session and
+    run of ``audit`` (``None`` means ``AuditContext()``, the API). A write that changes
+    nothing, or fails, records nothing.
     """
 
-    def upsert_memories(self, memories: Sequence[UserMemory]) -> None:
-        """Insert or overwrite each memory (all stamped, with ids and users) in one transaction."""
+    def upsert_memories(
+        self, memories: Sequence[UserMemory], *, audit: AuditContext | None = None
+    ) -> None:
+        """Insert or overwrite each memory (all stamped, with ids and users) in one
+        transaction: an ``"add"`` event for a new id, an ``"update"`` for an overwrite."""
         ...
 
-    def update_memory(self, memory: UserMemory) -> bool:
-        """Overwrite an existing memory of ``memory.user_id``, keeping its ``created_at``."""
+    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+        """Overwrite an existing memory of ``memory.user_id``, keeping its ``created_at``;
+        an ``"update"`` event when there was such a memory."""
         ...
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None: ...
@@ -78,16 +88,23 @@ class MemoryStore(Protocol):
         """How many memories match the query's filters (its sort and page are ignored)."""
         ...
 
-    def delete_memories(self, memory_ids: Sequence[str], user_id: str) -> int:
+    def delete_memories(
+        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
+    ) -> int:
         """Delete the given memories of one user; return how many were deleted."""
         ...
 
-    def clear_memories(self, user_id: str) -> int:
+    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
         """Delete every memory of one user; return how many were deleted."""
         ...
 
-    def clear_all_memories(self) -> int:
+    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
         """Delete every memory of every user: a separate, explicit call on purpose."""
+        ...
+
+    def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
+        """The recorded changes of one of the user's memories, oldest first; deleted
+        memories included. Another user's memory id has no history here."""
         ...
 
     def get_topics(self, user_id: str | None) -> list[str]:

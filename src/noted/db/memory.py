@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from noted._time import utc_now
+from noted._time import EPOCH, utc_now
+from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
 from noted.db._rows import stamped_keys
 from noted.db.base import MemoryQuery, check_page
 from noted.errors import ConflictError
@@ -14,6 +15,13 @@ from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session
 
 __all__ = ["InMemoryDb"]
+
+# What a history keeps of one side of a change: the text and its topics.
+_Side = tuple[str, tuple[str, ...]] | None
+
+
+def _side(memory: UserMemory | None) -> _Side:
+    return None if memory is None else (memory.memory, tuple(memory.topics))
 
 
 class InMemoryDb:
@@ -25,6 +33,8 @@ class InMemoryDb:
         self._users: dict[str, dict[str, UserMemory]] = {}
         self._sessions: dict[str, Session] = {}  # without runs
         self._runs: dict[str, list[dict[str, Any]]] = {}  # session_id -> runs as dicts
+        # (user_id, memory_id) -> its events, oldest first, as tuples of immutable values
+        self._events: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
 
     def __repr__(self) -> str:
         return "InMemoryDb()"
@@ -32,20 +42,45 @@ class InMemoryDb:
     def close(self) -> None:
         """Nothing to release; the memories stay until the object is dropped."""
 
-    def upsert_memories(self, memories: Sequence[UserMemory]) -> None:
+    def _record(
+        self, changes: list[tuple[str, str, EventType, _Side, _Side]], audit: AuditContext
+    ) -> None:
+        """Append one event per (memory_id, user_id, event, old, new) change; under the lock."""
+        now = utc_now()
+        stamp = (audit.actor, audit.session_id, audit.run_id, now)
+        for event_id, (memory_id, user_id, event, old, new) in zip(
+            new_event_ids(len(changes)), changes, strict=True
+        ):
+            self._events.setdefault((user_id, memory_id), []).append(
+                (event_id, event, old, new, *stamp)
+            )
+
+    def upsert_memories(
+        self, memories: Sequence[UserMemory], *, audit: AuditContext | None = None
+    ) -> None:
+        context = resolve_audit(audit)
         stored = [(stamped_keys(m), m.copy()) for m in memories]
         with self._lock:
+            owners: dict[str, str] = {}
             for (memory_id, user_id), _ in stored:
-                owner = self._owner.get(memory_id)
+                owner = owners.get(memory_id) or self._owner.get(memory_id)
                 if owner is not None and owner != user_id:
                     raise ConflictError(
                         f"memory_id {memory_id!r} belongs to another user; nothing was written"
                     )
+                owners[memory_id] = user_id
+            changes: list[tuple[str, str, EventType, _Side, _Side]] = []
             for (memory_id, user_id), m in stored:
+                mine = self._users.setdefault(user_id, {})
+                old = mine.get(memory_id)
+                event: EventType = "add" if old is None else "update"
+                changes.append((memory_id, user_id, event, _side(old), _side(m)))
                 self._owner[memory_id] = user_id
-                self._users.setdefault(user_id, {})[memory_id] = m
+                mine[memory_id] = m
+            self._record(changes, context)
 
-    def update_memory(self, memory: UserMemory) -> bool:
+    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+        context = resolve_audit(audit)
         memory_id, user_id = stamped_keys(memory)
         with self._lock:
             current = self._users.get(user_id, {}).get(memory_id)
@@ -57,6 +92,7 @@ class InMemoryDb:
                 if getattr(new, name) is None:
                     setattr(new, name, getattr(current, name))
             self._users[user_id][memory_id] = new
+            self._record([(memory_id, user_id, "update", _side(current), _side(new))], context)
             return True
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
@@ -92,29 +128,57 @@ class InMemoryDb:
         with self._lock:
             return len(self._matching(query))
 
-    def delete_memories(self, memory_ids: Sequence[str], user_id: str) -> int:
+    def _deleted(self, user_id: str, removed: Iterable[UserMemory], audit: AuditContext) -> int:
+        """Forget the owners of removed memories and record their deletion; under the lock."""
+        changes: list[tuple[str, str, EventType, _Side, _Side]] = []
+        for m in sorted(removed, key=lambda m: (m.created_at or EPOCH, m.memory_id or "")):
+            assert m.memory_id is not None
+            del self._owner[m.memory_id]
+            changes.append((m.memory_id, user_id, "delete", _side(m), None))
+        self._record(changes, audit)
+        return len(changes)
+
+    def delete_memories(
+        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
+    ) -> int:
+        context = resolve_audit(audit)
         with self._lock:
             mine = self._users.get(user_id, {})
-            deleted = 0
-            for memory_id in dict.fromkeys(memory_ids):
-                if mine.pop(memory_id, None) is not None:
-                    del self._owner[memory_id]
-                    deleted += 1
-            return deleted
+            removed = [mine.pop(i) for i in dict.fromkeys(memory_ids) if i in mine]
+            return self._deleted(user_id, removed, context)
 
-    def clear_memories(self, user_id: str) -> int:
+    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
+        context = resolve_audit(audit)
         with self._lock:
-            mine = self._users.pop(user_id, {})
-            for memory_id in mine:
-                del self._owner[memory_id]
-            return len(mine)
+            return self._deleted(user_id, self._users.pop(user_id, {}).values(), context)
 
-    def clear_all_memories(self) -> int:
+    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
+        context = resolve_audit(audit)
         with self._lock:
-            count = len(self._owner)
-            self._owner.clear()
+            users = list(self._users.items())
             self._users.clear()
-            return count
+            return sum(self._deleted(user_id, mine.values(), context) for user_id, mine in users)
+
+    def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
+        with self._lock:
+            events = list(self._events.get((user_id, memory_id), ()))
+        return [
+            MemoryEvent(
+                event_id,
+                memory_id,
+                user_id,
+                event,
+                None if old is None else old[0],
+                None if new is None else new[0],
+                None if old is None else list(old[1]),
+                None if new is None else list(new[1]),
+                actor,
+                session_id,
+                run_id,
+                created_at,
+            )
+            for event_id, event, old, new, actor, session_id, run_id, created_at in events
+        ]
 
     def get_topics(self, user_id: str | None) -> list[str]:
         with self._lock:

@@ -13,12 +13,15 @@ from typing import Any
 from urllib.parse import quote
 
 from noted._time import from_micros, now_micros
+from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
 from noted.db import sqlite_migrations as migrations
 from noted.db import sqlite_sessions as session_rows
 from noted.db._rows import (
     COLUMNS,
+    EVENT_COLUMNS,
     check_table_name,
     memory_to_row,
+    row_to_event,
     row_to_memory,
     rows_to_memories,
 )
@@ -30,6 +33,7 @@ from noted.sessions import RunResult, Session
 __all__ = ["SqliteDb"]
 
 _SELECT = ", ".join(COLUMNS)
+_EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 _IN_CHUNK = 500  # ids per "IN (...)" list, well under SQLite's variable limit
 
 
@@ -57,8 +61,17 @@ class SqliteDb:
         self.db_file = Path(db_file)
         self.memory_table = check_table_name(memory_table, "memory_table")
         self.session_table = check_table_name(session_table, "session_table")
-        if self.session_table in (self.memory_table, self.memory_table + "_runs"):
-            raise UserError("memory_table and session_table must name different tables")
+        tables = {
+            self.memory_table,
+            self.memory_table + "_events",
+            self.session_table,
+            self.session_table + "_runs",
+        }
+        if len(tables) < 4:
+            raise UserError(
+                "memory_table and session_table must name different tables (noted also "
+                f"uses {self.memory_table}_events and {self.session_table}_runs)"
+            )
         self.read_only = read_only
         self.create_dirs = create_dirs
         self.busy_timeout = busy_timeout
@@ -78,6 +91,11 @@ class SqliteDb:
             f"agent_id = COALESCE(?, agent_id), team_id = COALESCE(?, team_id), "
             f"session_id = COALESCE(?, session_id), updated_at = ? "
             f"WHERE memory_id = ? AND user_id = ?"
+        )
+        self._events_table = f"{t}_events"
+        self._sql_event = (
+            f"INSERT INTO {self._events_table} ({_EVENT_SELECT}) "
+            f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
         )
 
     def __repr__(self) -> str:
@@ -241,44 +259,81 @@ class SqliteDb:
 
     # -- MemoryStore ------------------------------------------------------------------
 
-    def upsert_memories(self, memories: Sequence[UserMemory]) -> None:
+    def upsert_memories(
+        self, memories: Sequence[UserMemory], *, audit: AuditContext | None = None
+    ) -> None:
+        context = resolve_audit(audit)
         rows = [memory_to_row(m) for m in memories]
         if not rows:
             return
-        if len(rows) == 1:
-            with self._session() as conn:
-                written = conn.execute(self._sql_upsert, rows[0]).rowcount
-        else:
-            with self._transaction() as conn:
-                written = conn.executemany(self._sql_upsert, rows).rowcount
-                if written != len(rows):
-                    raise self._conflict(conn, rows)
-        if written != len(rows):
-            raise ConflictError(
-                f"memory_id {rows[0][0]!r} belongs to another user; nothing was written"
-            )
+        ids = [row[0] for row in rows]
+        actor, session_id, run_id = context.actor, context.session_id, context.run_id
+        with self._transaction() as conn:
+            stored = self._stored(conn, ids)
+            now = now_micros()
+            event_ids = new_event_ids(len(rows))
+            stamp = (actor, session_id, run_id, now)
+            events: list[tuple[Any, ...]]
+            if not stored and len(set(ids)) == len(ids):  # only new memories, each once
+                events = [
+                    (e, r[0], r[1], "add", None, r[2], None, r[3], actor, session_id, run_id, now)
+                    for e, r in zip(event_ids, rows, strict=True)
+                ]
+            else:
+                events = []
+                for event_id, (memory_id, user_id, text, topics, *_) in zip(
+                    event_ids, rows, strict=True
+                ):
+                    owner, old_text, old_topics = stored.get(memory_id, (user_id, None, None))
+                    if owner != user_id:
+                        raise ConflictError(
+                            f"memory_id {memory_id!r} belongs to another user; nothing was written"
+                        )
+                    event = "add" if old_text is None else "update"
+                    change = (event, old_text, text, old_topics, topics)
+                    events.append((event_id, memory_id, user_id, *change, *stamp))
+                    stored[memory_id] = (user_id, text, topics)
+            if len(rows) == 1:
+                conn.execute(self._sql_upsert, rows[0])
+                conn.execute(self._sql_event, events[0])
+            else:
+                conn.executemany(self._sql_upsert, rows)
+                conn.executemany(self._sql_event, events)
 
-    def _conflict(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> ConflictError:
-        owners = {row[0]: row[1] for row in rows}
-        for start in range(0, len(rows), _IN_CHUNK):
-            ids = [row[0] for row in rows[start : start + _IN_CHUNK]]
-            marks = ", ".join("?" * len(ids))
-            for memory_id, user_id in conn.execute(
-                f"SELECT memory_id, user_id FROM {self.memory_table} WHERE memory_id IN ({marks})",
-                ids,
+    def _stored(
+        self, conn: sqlite3.Connection, ids: list[str]
+    ) -> dict[str, tuple[str, str | None, str | None]]:
+        """memory_id -> (user_id, memory, topics) of the given ids that are stored (any user)."""
+        stored: dict[str, tuple[str, str | None, str | None]] = {}
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for memory_id, user_id, text, topics in conn.execute(
+                f"SELECT memory_id, user_id, memory, topics FROM {self.memory_table} "
+                f"WHERE memory_id IN ({marks})",
+                chunk,
             ):
-                if owners[memory_id] != user_id:
-                    return ConflictError(
-                        f"memory_id {memory_id!r} belongs to another user; nothing was written"
-                    )
-        return ConflictError("a memory_id belongs to another user; nothing was written")
+                stored[memory_id] = (user_id, text, topics)
+        return stored
 
-    def update_memory(self, memory: UserMemory) -> bool:
+    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+        context = resolve_audit(audit)
         row = memory_to_row(memory)
         # memory, topics, input, agent_id, team_id, session_id, updated_at, memory_id, user_id
         params = (*row[2:8], row[9], row[0], row[1])
-        with self._session() as conn:
-            return conn.execute(self._sql_update, params).rowcount == 1
+        with self._transaction() as conn:
+            old = conn.execute(
+                f"SELECT memory, topics FROM {self.memory_table} "
+                "WHERE memory_id = ? AND user_id = ?",
+                (row[0], row[1]),
+            ).fetchone()
+            if old is None:
+                return False
+            conn.execute(self._sql_update, params)
+            stamp = (context.actor, context.session_id, context.run_id, now_micros())
+            event = (row[0], row[1], "update", old[0], row[2], old[1], row[3])
+            conn.execute(self._sql_event, (*new_event_ids(1), *event, *stamp))
+        return True
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
         with self._session() as conn:
@@ -329,7 +384,35 @@ class SqliteDb:
             row = conn.execute(f"SELECT COUNT(*) FROM {self.memory_table}{where}", params)
             return int(row.fetchone()[0])
 
-    def delete_memories(self, memory_ids: Sequence[str], user_id: str) -> int:
+    def _delete(
+        self, conn: sqlite3.Connection, where: str, params: Sequence[str], context: AuditContext
+    ) -> int:
+        """Delete the memories ``where`` selects, recording a "delete" event for each."""
+        t = self.memory_table
+        found = conn.execute(
+            f"SELECT memory_id, user_id, memory, topics FROM {t}{where} "
+            "ORDER BY created_at, memory_id",
+            params,
+        ).fetchall()
+        if not found:
+            return 0
+        conn.execute(f"DELETE FROM {t}{where}", params)
+        stamp = (context.actor, context.session_id, context.run_id, now_micros())
+        conn.executemany(
+            self._sql_event,
+            [
+                (event_id, memory_id, user_id, "delete", text, None, topics, None, *stamp)
+                for event_id, (memory_id, user_id, text, topics) in zip(
+                    new_event_ids(len(found)), found, strict=True
+                )
+            ],
+        )
+        return len(found)
+
+    def delete_memories(
+        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
+    ) -> int:
+        context = resolve_audit(audit)
         ids = list(dict.fromkeys(memory_ids))
         if not ids:
             return 0
@@ -338,20 +421,28 @@ class SqliteDb:
             for start in range(0, len(ids), _IN_CHUNK):
                 chunk = ids[start : start + _IN_CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                deleted += conn.execute(
-                    f"DELETE FROM {self.memory_table} WHERE user_id = ? AND memory_id IN ({marks})",
-                    [user_id, *chunk],
-                ).rowcount
+                where = f" WHERE user_id = ? AND memory_id IN ({marks})"
+                deleted += self._delete(conn, where, [user_id, *chunk], context)
         return deleted
 
-    def clear_memories(self, user_id: str) -> int:
-        with self._session() as conn:
-            sql = f"DELETE FROM {self.memory_table} WHERE user_id = ?"
-            return int(conn.execute(sql, (user_id,)).rowcount)
+    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
+        context = resolve_audit(audit)
+        with self._transaction() as conn:
+            return self._delete(conn, " WHERE user_id = ?", [user_id], context)
 
-    def clear_all_memories(self) -> int:
+    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
+        context = resolve_audit(audit)
+        with self._transaction() as conn:
+            return self._delete(conn, "", [], context)
+
+    def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._session() as conn:
-            return int(conn.execute(f"DELETE FROM {self.memory_table}").rowcount)
+            rows = conn.execute(
+                f"SELECT {_EVENT_SELECT} FROM {self._events_table} "
+                "WHERE user_id = ? AND memory_id = ? ORDER BY created_at, seq",
+                (user_id, memory_id),
+            ).fetchall()
+        return [row_to_event(row) for row in rows]
 
     def get_topics(self, user_id: str | None) -> list[str]:
         t = self.memory_table

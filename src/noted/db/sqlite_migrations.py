@@ -50,6 +50,35 @@ def m002_sessions_and_ordered_indexes(conn: sqlite3.Connection, table: str) -> N
     conn.execute(f"CREATE INDEX ix_{table}_created ON {table}(created_at, memory_id)")
 
 
+@migration
+def m003_memory_events(conn: sqlite3.Connection, table: str) -> None:
+    """The audit history: one row per add, update and delete of a memory, never removed.
+
+    ``seq`` orders the events as they were committed; topics are JSON arrays (NULL on the
+    side of the change that has no memory).
+    """
+    conn.execute(
+        f"""CREATE TABLE {table}_events (
+            seq INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL,
+            memory_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            old_memory TEXT,
+            new_memory TEXT,
+            old_topics TEXT,
+            new_topics TEXT,
+            actor TEXT NOT NULL,
+            session_id TEXT,
+            run_id TEXT,
+            created_at INTEGER NOT NULL
+        )"""
+    )
+    conn.execute(
+        f"CREATE INDEX ix_{table}_events_memory ON {table}_events(user_id, memory_id, created_at)"
+    )
+
+
 @session_migration
 def s001_create_sessions(conn: sqlite3.Connection, table: str) -> None:
     conn.execute(

@@ -1,5 +1,6 @@
-"""The Memory API and, as they arrive, the parts that decide what to remember."""
+"""The Memory API and the parts that decide what to remember."""
 
+from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.memory import DEFAULT_USER_ID, Memory
 
-__all__ = ["DEFAULT_USER_ID", "Memory"]
+__all__ = ["DEFAULT_USER_ID", "Memory", "MemoryManager", "MemoryUpdate"]

@@ -7,6 +7,7 @@ from typing import Final
 
 from noted._async import async_twin
 from noted._time import from_micros, now_micros
+from noted.audit import Actor, AuditContext, MemoryEvent
 from noted.db.base import MemoryQuery, MemoryStore, SortField, SortOrder, check_page
 from noted.db.memory import InMemoryDb
 from noted.errors import NotFoundError, UserError
@@ -58,7 +59,8 @@ class Memory:
     ``Memory(db=SqliteDb(db_file="tmp/memory.db"))`` in a file.
 
     Every method is scoped by ``user_id`` (``"default"`` when omitted); every I/O method has an
-    async twin named with an ``a`` prefix (``aadd_user_memory`` ...).
+    async twin named with an ``a`` prefix (``aadd_user_memory`` ...). Every write is recorded
+    in the memory's history under ``actor`` (``"api"`` unless told otherwise).
     """
 
     def __init__(
@@ -66,6 +68,7 @@ class Memory:
         db: MemoryStore | None = None,
         *,
         max_memory_length: int = DEFAULT_MAX_MEMORY_LENGTH,
+        actor: Actor = "api",
     ) -> None:
         if db is not None and not isinstance(db, MemoryStore):
             raise UserError(f"db must be a memory store such as SqliteDb, got {db!r}")
@@ -73,8 +76,14 @@ class Memory:
             raise UserError(
                 f"max_memory_length must be a positive integer, got {max_memory_length!r}"
             )
+        self._audit = AuditContext(actor=actor)
         self.db: MemoryStore = InMemoryDb() if db is None else db
         self.max_memory_length = max_memory_length
+
+    @property
+    def actor(self) -> Actor:
+        """Who this Memory's writes are recorded as in the history."""
+        return self._audit.actor
 
     def __repr__(self) -> str:
         return f"Memory(db={self.db!r})"
@@ -110,7 +119,7 @@ class Memory:
         A memory carrying the id of another user's memory is refused with ConflictError.
         """
         stamped = self._stamped(memory, user_id)
-        self.db.upsert_memories([stamped])
+        self.db.upsert_memories([stamped], audit=self._audit)
         assert stamped.memory_id is not None
         return stamped.memory_id
 
@@ -119,7 +128,7 @@ class Memory:
     ) -> list[str]:
         """Store many memories in one transaction (all or nothing); return their ids."""
         stamped = [self._stamped(m, user_id) for m in memories]
-        self.db.upsert_memories(stamped)
+        self.db.upsert_memories(stamped, audit=self._audit)
         return [m.memory_id for m in stamped if m.memory_id is not None]
 
     def import_user_memories(self, memories: Iterable[UserMemory]) -> int:
@@ -133,7 +142,7 @@ class Memory:
             stamped = self._stamped(m, None)
             stamped.updated_at = m.updated_at or stamped.updated_at
             restored.append(stamped)
-        self.db.upsert_memories(restored)
+        self.db.upsert_memories(restored, audit=self._audit)
         return len(restored)
 
     def replace_user_memory(
@@ -146,27 +155,27 @@ class Memory:
         """
         memory_id = self._memory_id(memory_id)
         new = self._stamped(memory, user_id, memory_id=memory_id)
-        if not self.db.update_memory(new):  # the store keeps the stored created_at
+        if not self.db.update_memory(new, audit=self._audit):  # keeps the stored created_at
             raise NotFoundError(f"user {new.user_id!r} has no memory with id {memory_id!r}")
         return memory_id
 
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> bool:
         """Delete one of the user's memories; False when the user has no such memory."""
         memory_id = self._memory_id(memory_id)
-        return self.db.delete_memories([memory_id], _resolve_user(user_id)) == 1
+        return self.db.delete_memories([memory_id], _resolve_user(user_id), audit=self._audit) == 1
 
     def delete_user_memories(self, memory_ids: Sequence[str], user_id: str | None = None) -> int:
         """Delete several of the user's memories; return how many existed and were deleted."""
         if isinstance(memory_ids, str):
             raise UserError("memory_ids must be a list of ids, not a single string")
         ids = [self._memory_id(m) for m in memory_ids]
-        return self.db.delete_memories(ids, _resolve_user(user_id))
+        return self.db.delete_memories(ids, _resolve_user(user_id), audit=self._audit)
 
     def clear(self, user_id: str | None = None) -> int:
         """Delete every memory of one user, or of every user when no user is named."""
         if user_id is None:
-            return self.db.clear_all_memories()
-        return self.db.clear_memories(_resolve_user(user_id))
+            return self.db.clear_all_memories(audit=self._audit)
+        return self.db.clear_memories(_resolve_user(user_id), audit=self._audit)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -180,6 +189,14 @@ class Memory:
     def get_user_memory(self, memory_id: str, user_id: str | None = None) -> UserMemory | None:
         """One of the user's memories, or None (also for another user's memory id)."""
         return self.db.get_memory(self._memory_id(memory_id), _resolve_user(user_id))
+
+    def get_memory_history(self, memory_id: str, user_id: str | None = None) -> list[MemoryEvent]:
+        """Every recorded add, update and delete of one of the user's memories, oldest first.
+
+        A deleted memory keeps its history, so its last text can still be read here; another
+        user's memory id has none (an empty list).
+        """
+        return self.db.get_memory_history(self._memory_id(memory_id), _resolve_user(user_id))
 
     def get_user_memories(
         self,
@@ -262,6 +279,7 @@ class Memory:
     adelete_user_memories = async_twin(delete_user_memories)
     aclear = async_twin(clear)
     aget_user_memory = async_twin(get_user_memory)
+    aget_memory_history = async_twin(get_memory_history)
     aget_user_memories = async_twin(get_user_memories)
     acount_user_memories = async_twin(count_user_memories)
     asearch_user_memories = async_twin(search_user_memories)

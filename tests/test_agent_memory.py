@@ -1,0 +1,201 @@
+"""Automatic memory: the manager's one call per turn, memories in context, the seed scenarios."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from noted import Agent, Message, SqliteDb, UserMemory
+from noted.memory.manager import MemoryManager
+from noted.models import ToolDefinition
+from noted.testing import FunctionModel
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+Decide = Callable[[str, str], list[dict[str, object]]]
+
+
+def is_manager(messages: list[Message]) -> bool:
+    return bool(messages) and (messages[0].content or "").startswith(
+        "You maintain the long-term memory"
+    )
+
+
+def brain(decide: Decide, answer: str = "Noted!") -> FunctionModel:
+    """Answers the agent with ``answer`` and the manager with ``decide(memories, chat)``."""
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if is_manager(messages):
+            prompt = messages[-1].content or ""
+            shown = prompt.split("<existing_memories>")[1].split("</existing_memories>")[0]
+            chat = prompt.split("<conversation>")[1].split("</conversation>")[0]
+            return json.dumps({"operations": decide(shown, chat)})
+        return answer
+
+    return FunctionModel(fn)
+
+
+def add(text: str, *topics: str) -> dict[str, object]:
+    return {"op": "add", "id": None, "memory": text, "topics": list(topics)}
+
+
+def facts_of(chat: str) -> list[dict[str, object]]:
+    """A tiny rule-based extractor standing in for a model."""
+    ops: list[dict[str, object]] = []
+    if "My name is Ava" in chat:
+        ops.append(add("User's name is Ava", "name"))
+    if "I like to ski" in chat:
+        ops.append(add("User likes to ski", "hobbies"))
+    return ops
+
+
+def test_facts_are_extracted_in_one_extra_call_and_recalled_in_a_new_session(
+    tmp_path: Path,
+) -> None:
+    model = brain(lambda shown, chat: facts_of(chat))
+    db = SqliteDb(tmp_path / "m.db")
+    agent = Agent(model, db=db, user_id="ava", enable_user_memories=True)
+    agent.run("My name is Ava and I like to ski.")
+    assert agent.wait_for_memories(timeout=10)
+    assert model.call_count == 2  # the answer, and one memory call
+    assert sorted(m.memory for m in agent.get_user_memories()) == [
+        "User likes to ski",
+        "User's name is Ava",
+    ]
+    stored = agent.get_user_memories()[0]
+    assert stored.session_id == agent.get_session_id("ava")
+    assert stored.input == "My name is Ava and I like to ski."
+
+    later = Agent(model, db=db, user_id="ava", enable_user_memories=True)
+    later.run("What are my hobbies?", session_id="another-session")
+    later.wait_for_memories(timeout=10)
+    system = model.requests[-2].messages[0].content or ""  # the answer's request
+    assert "<memories_from_previous_interactions>" in system
+    assert "- User likes to ski" in system
+    assert "- User's name is Ava" in system
+    assert model.call_count == 4
+
+
+def test_a_changed_fact_replaces_the_old_one_and_duplicates_are_not_added() -> None:
+    def decide(shown: str, chat: str) -> list[dict[str, object]]:
+        if "I moved to Seattle" in chat:
+            number = int(
+                shown.split(". User lives in San Francisco", maxsplit=1)[0].strip().splitlines()[-1]
+            )
+            return [
+                {
+                    "op": "update",
+                    "id": number,
+                    "memory": "User lives in Seattle",
+                    "topics": ["location"],
+                },
+                add("User lives in San Francisco", "location"),  # stale: already stored
+            ]
+        return [add("User lives in San Francisco", "location")]
+
+    agent = Agent(brain(decide), user_id="ava", enable_user_memories=True, background_memory=False)
+    agent.run("I live in San Francisco.")
+    agent.run("I live in San Francisco, as I said.")
+    assert [m.memory for m in agent.get_user_memories()] == ["User lives in San Francisco"]
+    agent.run("I moved to Seattle last month.")
+    assert [m.memory for m in agent.get_user_memories()] == ["User lives in Seattle"]
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_forget_me_clears_only_this_user_and_only_when_allowed(allowed: bool) -> None:
+    def decide(shown: str, chat: str) -> list[dict[str, object]]:
+        if "Remove all existing memories of me" in chat:
+            return [{"op": "clear", "id": None, "memory": None, "topics": []}]
+        return facts_of(chat)
+
+    manager = MemoryManager(clear_memories=allowed)
+    agent = Agent(
+        brain(decide),
+        enable_user_memories=True,
+        memory_manager=manager,
+        background_memory=False,
+    )
+    agent.run("My name is Ava.", user_id="ava")
+    agent.run("My name is Ava too, and I like to ski.", user_id="bob")
+    agent.run("Remove all existing memories of me.", user_id="ava")
+    assert len(agent.get_user_memories("ava")) == (0 if allowed else 1)
+    assert len(agent.get_user_memories("bob")) == 2
+
+
+def test_malformed_manager_output_changes_nothing_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        return "I'd rather chat than output JSON" if is_manager(messages) else "Hi!"
+
+    agent = Agent(FunctionModel(fn), enable_user_memories=True, background_memory=False)
+    with caplog.at_level(logging.WARNING, logger="noted.memory"):
+        agent.run("My name is Ava.")
+    assert agent.get_user_memories() == []
+    assert "not JSON operations" in caplog.text
+
+
+def test_memories_in_context_are_bounded_and_ranked() -> None:
+    model = brain(lambda shown, chat: [])
+    agent = Agent(model, user_id="ava", enable_user_memories=True, memory_context_chars=400)
+    store = agent.memory.store  # type: ignore[union-attr]
+    facts = [UserMemory(f"User visited city number {i}", user_id="ava") for i in range(300)]
+    facts.append(UserMemory("User is allergic to peanuts", user_id="ava", topics=["health"]))
+    from noted import Memory
+
+    Memory(db=store).add_user_memories(facts[:150], user_id="ava")
+    Memory(db=store).add_user_memories([facts[-1]], user_id="ava")
+    Memory(db=store).add_user_memories(facts[150:300], user_id="ava")
+    agent.run("Can I eat peanuts?")
+    agent.wait_for_memories(timeout=10)
+    system = model.requests[0].messages[0].content or ""
+    section = system.split("<memories_from_previous_interactions>")[1]
+    assert section.splitlines()[2] == "- User is allergic to peanuts"  # most relevant first
+    assert len(section) < 700  # the budget, not 301 memories
+    manager_prompt = model.requests[1].messages[1].content or ""
+    assert manager_prompt.count("\n") < 40  # a bounded list, not every memory
+
+
+def test_background_memory_work_finishes_before_the_program_exits(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        import json, sys, time
+        from noted import Agent, SqliteDb
+        from noted.testing import FunctionModel
+
+        def fn(messages, tools):
+            if (messages[0].content or "").startswith("You maintain the long-term memory"):
+                time.sleep(0.5)
+                return json.dumps({"operations": [
+                    {"op": "add", "id": None, "memory": "User likes tea", "topics": []}]})
+            return "Tea it is."
+
+        agent = Agent(FunctionModel(fn), db=SqliteDb(sys.argv[1]), user_id="ava",
+                      enable_user_memories=True)
+        agent.run("I like tea.")
+        print("answered")
+        """
+    )
+    path = tmp_path / "exit.db"
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": SRC},
+        timeout=60,
+    )
+    assert "answered" in done.stdout
+    with SqliteDb(path) as db:
+        from noted import Memory
+
+        assert [m.memory for m in Memory(db=db).get_user_memories(user_id="ava")] == [
+            "User likes tea"
+        ]
