@@ -11,13 +11,11 @@ from dataclasses import dataclass, field
 from noted import _portal
 from noted.agent.context import PromptSection, memory_section
 from noted.audit import AuditContext
-from noted.db.base import MemoryQuery, MemoryStore
+from noted.db.base import MemoryStore
 from noted.errors import NotedError
 from noted.memory.manager import MemoryManager, MemoryUpdate
-from noted.memory.relevance import rank_memories
 from noted.models.base import ChatModel
 from noted.models.types import Message
-from noted.schema import UserMemory
 from noted.sessions import RunResult
 
 __all__ = ["AgentMemory"]
@@ -37,16 +35,12 @@ class AgentMemory:
     background: bool = True
     pending: set[concurrent.futures.Future[MemoryUpdate]] = field(default_factory=set)
 
-    def relevant(self, user_id: str, message: str) -> list[UserMemory]:
-        recent = self.store.list_memories(
-            MemoryQuery(user_id=user_id, limit=self.manager.candidates)
-        )
-        return rank_memories(recent, message, self.manager.memories_in_prompt)
-
     async def section(self, user_id: str, message: str) -> PromptSection | None:
         if not self.in_context:
             return None
-        memories = await asyncio.to_thread(self.relevant, user_id, message)
+        memories = await asyncio.to_thread(
+            self.manager.relevant_memories, self.store, user_id, message
+        )
         return memory_section(memories, self.context_chars)
 
     async def after_run(self, run: RunResult, model: ChatModel, agent_id: str | None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import inspect
 import json
 import re
@@ -27,6 +28,17 @@ _SCALARS: dict[Any, dict[str, Any]] = {
     bool: {"type": "boolean"},
     type(None): {"type": "null"},
 }
+# A tool's signature is read when it is defined and checked against every call.
+_cached_signature = functools.lru_cache(maxsize=1024)(inspect.signature)
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    try:
+        return _cached_signature(fn)
+    except TypeError:  # an unhashable callable object: read it afresh
+        return inspect.signature(fn)
+
+
 _SECTION = re.compile(
     r"^\s*(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|Examples?)\s*:\s*$"
 )
@@ -116,7 +128,7 @@ class Tool:
             hints = {}
         properties: dict[str, Any] = {}
         required: list[str] = []
-        for param in inspect.signature(fn).parameters.values():
+        for param in _signature(fn).parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 continue
             schema = json_schema(hints.get(param.name, param.annotation))
@@ -172,7 +184,7 @@ async def _execute(tools: Mapping[str, Tool], call: ToolCall) -> ToolExecution:
             True,
         )
     try:
-        inspect.signature(tool.function).bind(**call.arguments)
+        _signature(tool.function).bind(**call.arguments)
     except TypeError as exc:
         return done(f"Error: wrong arguments for {call.name}: {exc}", True)
     try:

@@ -91,10 +91,14 @@ class MemoryManager:
             system_message=self.system_message,
         )
 
+    def relevant_memories(self, db: MemoryStore, user_id: str, text: str) -> list[UserMemory]:
+        """The user's memories that matter most for ``text``, from a bounded recent window."""
+        recent = db.list_memories(MemoryQuery(user_id=user_id, limit=self.candidates))
+        return rank_memories(recent, text, self.memories_in_prompt)
+
     def shown_memories(self, db: MemoryStore, user_id: str, text: str) -> dict[int, UserMemory]:
         """The existing memories the model is shown for ``text``, numbered 1..k."""
-        recent = db.list_memories(MemoryQuery(user_id=user_id, limit=self.candidates))
-        return number_memories(rank_memories(recent, text, self.memories_in_prompt))
+        return number_memories(self.relevant_memories(db, user_id, text))
 
     async def aprocess(
         self,
