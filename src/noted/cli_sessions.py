@@ -104,7 +104,7 @@ def cmd_sessions_show(memory: Memory, args: argparse.Namespace) -> int:
         f"{session.run_count} run(s), updated {_when(session)} UTC"
     )
     if session.summary:
-        out.print(Text(f"summary: {session.summary}", style="italic"))
+        out.print(Text(f"summary: {session.summary.summary}", style="italic"))
     out.print()
     for run in session.runs:
         _print_run(out, run)

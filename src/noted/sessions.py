@@ -16,7 +16,15 @@ from typing import Any, Literal
 from noted._time import utc_now
 from noted.models.types import Message
 
-__all__ = ["RunMetrics", "RunResult", "RunStatus", "Session", "ToolExecution", "new_run_id"]
+__all__ = [
+    "RunMetrics",
+    "RunResult",
+    "RunStatus",
+    "Session",
+    "SessionSummary",
+    "ToolExecution",
+    "new_run_id",
+]
 
 RunStatus = Literal["completed", "failed"]
 
@@ -164,6 +172,34 @@ class RunResult:
 
 
 @dataclass(slots=True)
+class SessionSummary:
+    """A short account of a session so far: the summary text, its topics, and how many
+    completed runs it covers (the runs after those are what the next update reads)."""
+
+    summary: str
+    topics: list[str] = field(default_factory=list)
+    run_count: int = 0
+    updated_at: datetime = field(default_factory=utc_now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": self.summary,
+            "topics": list(self.topics),
+            "run_count": self.run_count,
+            "updated_at": self.updated_at.isoformat(timespec="microseconds"),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SessionSummary:
+        return cls(
+            summary=str(data.get("summary", "")),
+            topics=[str(t) for t in data.get("topics") or ()],
+            run_count=int(data.get("run_count", 0)),
+            updated_at=_parse_time(data["updated_at"]) if "updated_at" in data else utc_now(),
+        )
+
+
+@dataclass(slots=True)
 class Session:
     """A conversation of one user with an agent. ``runs`` is filled when the session is
     read whole (``get_session``) and empty in listings, where ``run_count`` tells the size."""
@@ -173,7 +209,7 @@ class Session:
     agent_id: str | None = None
     created_at: datetime = field(default_factory=utc_now)
     updated_at: datetime = field(default_factory=utc_now)
-    summary: str | None = None
+    summary: SessionSummary | None = None
     run_count: int = 0
     runs: list[RunResult] = field(default_factory=list)
 
@@ -184,7 +220,7 @@ class Session:
             "agent_id": self.agent_id,
             "created_at": self.created_at.isoformat(timespec="microseconds"),
             "updated_at": self.updated_at.isoformat(timespec="microseconds"),
-            "summary": self.summary,
+            "summary": None if self.summary is None else self.summary.to_dict(),
             "run_count": self.run_count,
         }
         if with_runs:

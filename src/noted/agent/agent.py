@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+import warnings
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Literal, overload
@@ -25,13 +26,15 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
-from noted.agent.memory import AgentMemory
+from noted.agent.memory import AgentMemory, BackgroundWork, SessionSummaries
+from noted.agent.memory_tools import MEMORY_TOOL_NAMES
 from noted.agent.tools import Tool, execute_tool_calls, to_tools
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
 from noted.errors import NotedError, UserError
 from noted.memory.manager import MemoryManager
 from noted.memory.memory import DEFAULT_USER_ID, Memory
+from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import (
@@ -95,9 +98,13 @@ class Agent:
         max_tool_rounds: int = 10,
         memory: Memory | None = None,
         enable_user_memories: bool = False,
+        enable_agentic_memory: bool = False,
         add_memories_to_context: bool | None = None,
         memory_manager: MemoryManager | None = None,
         memory_context_chars: int = 4000,
+        enable_session_summaries: bool = False,
+        add_session_summary_to_context: bool | None = None,
+        session_summarizer: SessionSummarizer | None = None,
         background_memory: bool = True,
     ) -> None:
         self.model = get_model(model)
@@ -121,41 +128,86 @@ class Agent:
         self.read_chat_history = read_chat_history
         self.max_tool_rounds = _check_count("max_tool_rounds", max_tool_rounds, 0)
         self._user_sessions: dict[str, str] = {}
+        self._work = BackgroundWork()
         self.memory = self._memory_settings(
             memory,
-            enable_user_memories,
+            "agentic" if enable_agentic_memory else "automatic" if enable_user_memories else None,
             add_memories_to_context,
             memory_manager,
-            memory_context_chars,
+            _check_count("memory_context_chars", memory_context_chars, 0),
+            background_memory,
+        )
+        if enable_agentic_memory and enable_user_memories:
+            warnings.warn(
+                "enable_agentic_memory and enable_user_memories are both set: agentic memory "
+                "takes precedence, so memories are not also extracted after each run",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.summaries = self._summary_settings(
+            memory,
+            enable_session_summaries,
+            add_session_summary_to_context,
+            session_summarizer,
             background_memory,
         )
 
     def _memory_settings(
         self,
         memory: Memory | None,
-        automatic: bool,
+        mode: str | None,
         in_context: bool | None,
         manager: MemoryManager | None,
         context_chars: int,
         background: bool,
     ) -> AgentMemory | None:
-        in_context = automatic if in_context is None else in_context
-        if not (automatic or in_context):
+        in_context = mode is not None if in_context is None else in_context
+        if mode is None and not in_context:
             return None
         store = memory.db if memory is not None else self.db
         if not isinstance(store, MemoryStore):
             raise UserError(
                 "memory needs a db that keeps memories (SqliteDb, InMemoryDb) or memory=Memory(...)"
             )
+        if mode == "agentic":
+            taken = sorted({t.name for t in self.tools} & set(MEMORY_TOOL_NAMES))
+            if taken:
+                raise UserError(f"agentic memory brings its own tools named {', '.join(taken)}")
         if manager is None:
-            manager = MemoryManager()
+            manager = memory.memory_manager if memory is not None else MemoryManager()
         return AgentMemory(
             store=store,
             manager=manager,
-            automatic=automatic,
+            mode=mode,
             in_context=in_context,
-            context_chars=_check_count("memory_context_chars", context_chars, 0),
+            model=None if memory is None else memory.model,
+            context_chars=context_chars,
             background=background,
+            max_memory_length=5000 if memory is None else memory.max_memory_length,
+            work=self._work,
+        )
+
+    def _summary_settings(
+        self,
+        memory: Memory | None,
+        enabled: bool,
+        in_context: bool | None,
+        summarizer: SessionSummarizer | None,
+        background: bool,
+    ) -> SessionSummaries | None:
+        in_context = enabled if in_context is None else in_context
+        if not (enabled or in_context):
+            return None
+        if summarizer is None:
+            summarizer = memory.summarizer if memory is not None else SessionSummarizer()
+        return SessionSummaries(
+            sessions=self.db,
+            summarizer=summarizer,
+            update=enabled,
+            in_context=in_context,
+            model=None if memory is None else memory.model,
+            background=background,
+            work=self._work,
         )
 
     def get_user_memories(self, user_id: str | None = None) -> list[UserMemory]:
@@ -166,10 +218,10 @@ class Agent:
         return store.list_memories(MemoryQuery(user_id=self._user(user_id)))
 
     def wait_for_memories(self, timeout: float | None = None) -> bool:
-        """Wait until the memory updates started by earlier runs are written; False if
-        some are still running after ``timeout`` seconds. (They are also waited for when
-        the program exits normally.)"""
-        return True if self.memory is None else self.memory.wait(timeout)
+        """Wait until the memory and summary updates started by earlier runs are written;
+        False if some are still running after ``timeout`` seconds. (They are also waited
+        for when the program exits normally.)"""
+        return self._work.wait(timeout)
 
     def __repr__(self) -> str:
         return f"Agent(model={self.model!r}, name={self.name!r})"
@@ -239,23 +291,29 @@ class Agent:
             tools.append(self._chat_history_tool(session_id, user_id))
         return tools
 
-    async def _opening(self, run: RunResult) -> list[Message]:
-        """The messages the first model call sees: system prompt, history, the new message."""
+    async def _opening(self, run: RunResult) -> tuple[list[Message], list[Tool]]:
+        """The messages the first model call sees (system prompt, history, the new
+        message) and the run's tools."""
         last_n = self.num_history_runs if self.add_history_to_context else 0
         history = await asyncio.to_thread(
             self.db.get_runs, run.session_id, run.user_id, last_n=last_n, completed_only=True
         )
         extra: list[PromptSection] = []
-        if self.memory is not None:
-            section = await self.memory.section(run.user_id, run.input)
+        tools = self._run_tools(run.session_id, run.user_id)
+        if self.summaries is not None:
+            section = await self.summaries.section(run)
             if section is not None:
                 extra.append(section)
+        if self.memory is not None:
+            prepared = await self.memory.prepare(run)
+            extra.extend(prepared.sections)
+            tools.extend(prepared.tools)
         system = self.system_prompt(extra=extra)
         conversation = [Message("system", system)] if system else []
         for past in history:
             conversation.extend(past.messages)
         conversation.extend(run.messages)
-        return conversation
+        return conversation, tools
 
     async def _events(
         self, message: str, user_id: str, session_id: str, stream: bool
@@ -270,8 +328,7 @@ class Agent:
             model=self.model.id,
             messages=[Message("user", message)],
         )
-        conversation = await self._opening(run)
-        tools = self._run_tools(session_id, user_id)
+        conversation, tools = await self._opening(run)
         by_name = {tool.name: tool for tool in tools}
         definitions = [tool.definition() for tool in tools]
         yield RunStarted(run.run_id, session_id, user_id)
@@ -323,7 +380,9 @@ class Agent:
         run.metrics.duration = time.perf_counter() - started
         await asyncio.to_thread(self.db.append_run, run)
         if self.memory is not None:
-            await self.memory.after_run(run, self.model, self.agent_id)
+            await self.memory.finish(run, self.model)
+        if self.summaries is not None:
+            await self.summaries.finish(run, self.model)
         yield RunCompleted(run)
 
     async def _ask(

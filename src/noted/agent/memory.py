@@ -1,84 +1,201 @@
-"""The agent's long-term memory: relevant memories into the prompt, and after each run the
-memory manager's one model call, in the background by default."""
+"""The agent's long-term memory and session summaries.
+
+Before a run: the relevant memories (and the session's summary) go into the system prompt;
+with agentic memory the run also gets the memory tools. After a run: the memory manager's
+one model call (automatic memory) and the summary update, in the background by default.
+Background work is chained per user (memories) and per session (summaries), so two quick
+runs never race to write the same facts or overwrite a newer summary.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import logging
+import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from noted import _portal
-from noted.agent.context import PromptSection, memory_section
+from noted.agent.context import PromptSection, fit_memories, memory_section, summary_section
+from noted.agent.memory_tools import MemoryTools
+from noted.agent.tools import Tool
 from noted.audit import AuditContext
-from noted.db.base import MemoryStore
+from noted.db.base import MemoryStore, SessionStore
 from noted.errors import NotedError
-from noted.memory.manager import MemoryManager, MemoryUpdate
+from noted.memory.manager import MemoryManager
+from noted.memory.operations import number_memories
+from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.types import Message
+from noted.schema import UserMemory
 from noted.sessions import RunResult
 
-__all__ = ["AgentMemory"]
+__all__ = ["AgentMemory", "BackgroundWork", "RunMemory", "SessionSummaries"]
 
 log = logging.getLogger("noted.agent")
 
 
-@dataclass
-class AgentMemory:
-    """Memory settings of one agent and the work it has started."""
+class BackgroundWork:
+    """Work started on noted's background loop: chained per key, waited for on request
+    (and at normal exit)."""
 
-    store: MemoryStore
-    manager: MemoryManager
-    automatic: bool
-    in_context: bool
-    context_chars: int = 4000
-    background: bool = True
-    pending: set[concurrent.futures.Future[MemoryUpdate]] = field(default_factory=set)
+    def __init__(self) -> None:
+        self.pending: set[concurrent.futures.Future[Any]] = set()
+        self._tails: dict[str, concurrent.futures.Future[Any]] = {}
+        self._lock = threading.Lock()
 
-    async def section(self, user_id: str, message: str) -> PromptSection | None:
-        if not self.in_context:
-            return None
-        memories = await asyncio.to_thread(
-            self.manager.relevant_memories, self.store, user_id, message
-        )
-        return memory_section(memories, self.context_chars)
+    def start(self, key: str, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        with self._lock:
+            before = self._tails.get(key)
 
-    async def after_run(self, run: RunResult, model: ChatModel, agent_id: str | None) -> None:
-        """Hand the finished turn to the manager: started in the background, or awaited."""
-        if not self.automatic or run.status != "completed":
-            return
-        turn = [m for m in run.messages if m.role == "user"][:1]
-        if run.content:
-            turn.append(Message("assistant", run.content))
-        work = self.manager.aprocess(
-            turn,
-            user_id=run.user_id,
-            db=self.store,
-            model=model,
-            audit=AuditContext(actor="manager", session_id=run.session_id, run_id=run.run_id),
-            agent_id=agent_id,
-        )
-        if not self.background:
-            try:
-                await work
-            except NotedError as exc:
-                log.warning("memory update failed: %s", exc)
-            return
-        future = _portal.background(work)
-        self.pending.add(future)
-        future.add_done_callback(self._finished)
+            async def after_previous() -> Any:
+                if before is not None and not before.done():
+                    await asyncio.wait([asyncio.wrap_future(before)])
+                return await work()
 
-    def _finished(self, future: concurrent.futures.Future[MemoryUpdate]) -> None:
-        self.pending.discard(future)
+            future = _portal.background(after_previous())
+            self._tails[key] = future
+            self.pending.add(future)
+        future.add_done_callback(lambda done: self._finished(key, done))
+
+    def _finished(self, key: str, future: concurrent.futures.Future[Any]) -> None:
+        with self._lock:
+            self.pending.discard(future)
+            if self._tails.get(key) is future:
+                del self._tails[key]
         if future.cancelled():
             return
         error = future.exception()
         if isinstance(error, NotedError):
-            log.warning("memory update failed: %s", error)
+            log.warning("background %s failed: %s", key.partition(":")[0], error)
         elif error is not None:
-            log.error("memory update failed", exc_info=error)
+            log.error("background %s failed", key.partition(":")[0], exc_info=error)
 
     def wait(self, timeout: float | None = None) -> bool:
-        """Wait for the memory work started so far; False if some is still running."""
-        _, not_done = concurrent.futures.wait(list(self.pending), timeout=timeout)
+        """Wait for the work started so far; False if some is still running."""
+        with self._lock:
+            pending = list(self.pending)
+        _, not_done = concurrent.futures.wait(pending, timeout=timeout)
         return not not_done
+
+
+async def _inline(work: Coroutine[Any, Any, Any], what: str) -> None:
+    try:
+        await work
+    except NotedError as exc:
+        log.warning("%s failed: %s", what, exc)
+
+
+@dataclass(slots=True)
+class RunMemory:
+    """What memory adds to one run: prompt sections and tools."""
+
+    sections: list[PromptSection] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
+
+
+@dataclass
+class AgentMemory:
+    """Memory settings of one agent. ``mode`` is "automatic" (the manager after each
+    run), "agentic" (the memory tools) or None (memories only read into context)."""
+
+    store: MemoryStore
+    manager: MemoryManager
+    mode: str | None
+    in_context: bool
+    model: ChatModel | None = None  # the Memory's own model, before the agent's
+    context_chars: int = 4000
+    background: bool = True
+    max_memory_length: int = 5000
+    work: BackgroundWork = field(default_factory=BackgroundWork)
+
+    async def prepare(self, run: RunResult) -> RunMemory:
+        prepared = RunMemory()
+        agentic = self.mode == "agentic"
+        shown: dict[int, UserMemory] = {}
+        if self.in_context:
+            relevant = await asyncio.to_thread(
+                self.manager.relevant_memories, self.store, run.user_id, run.input
+            )
+            kept = fit_memories(relevant, self.context_chars, numbered=agentic)
+            section = memory_section(kept, self.context_chars, numbered=agentic)
+            if section is not None:
+                prepared.sections.append(section)
+            shown = number_memories(kept)
+        if agentic:
+            tools = MemoryTools(
+                self.store,
+                self.manager,
+                run.user_id,
+                shown,
+                AuditContext(actor="agent", session_id=run.session_id, run_id=run.run_id),
+                said=run.input,
+                agent_id=run.agent_id,
+                max_memory_length=self.max_memory_length,
+            )
+            prepared.tools = tools.tools()
+        return prepared
+
+    async def _extract(self, run: RunResult, model: ChatModel) -> None:
+        turn = [m for m in run.messages if m.role == "user"][:1]
+        if run.content:
+            turn.append(Message("assistant", run.content))
+        await self.manager.aprocess(
+            turn,
+            user_id=run.user_id,
+            db=self.store,
+            model=self.model or model,
+            audit=AuditContext(actor="manager", session_id=run.session_id, run_id=run.run_id),
+            agent_id=run.agent_id,
+            max_memory_length=self.max_memory_length,
+        )
+
+    async def finish(self, run: RunResult, model: ChatModel) -> None:
+        """Hand the finished turn to the manager (automatic memory only)."""
+        if self.mode != "automatic" or run.status != "completed":
+            return
+        if not self.background:
+            await _inline(self._extract(run, model), "memory update")
+            return
+        self.work.start(f"memory:{run.user_id}", lambda: self._extract(run, model))
+
+
+@dataclass
+class SessionSummaries:
+    """Session summaries of one agent: read into context, updated after each run with the
+    previous summary and the new run only."""
+
+    sessions: SessionStore
+    summarizer: SessionSummarizer
+    update: bool
+    in_context: bool
+    model: ChatModel | None = None
+    background: bool = True
+    work: BackgroundWork = field(default_factory=BackgroundWork)
+
+    async def section(self, run: RunResult) -> PromptSection | None:
+        if not self.in_context:
+            return None
+        summary = await asyncio.to_thread(
+            self.sessions.get_session_summary, run.session_id, run.user_id
+        )
+        return summary_section(summary)
+
+    async def _update(self, run: RunResult, model: ChatModel) -> None:
+        previous = await asyncio.to_thread(
+            self.sessions.get_session_summary, run.session_id, run.user_id
+        )
+        summary = await self.summarizer.asummarize(previous, [run], self.model or model)
+        await asyncio.to_thread(
+            self.sessions.set_session_summary, run.session_id, run.user_id, summary
+        )
+
+    async def finish(self, run: RunResult, model: ChatModel) -> None:
+        if not self.update or run.status != "completed":
+            return
+        if not self.background:
+            await _inline(self._update(run, model), "session summary")
+            return
+        self.work.start(f"summary:{run.session_id}", lambda: self._update(run, model))

@@ -9,7 +9,7 @@ from typing import Literal, Protocol, runtime_checkable
 from noted.audit import AuditContext, MemoryEvent
 from noted.errors import UserError
 from noted.schema import UserMemory, UserStats
-from noted.sessions import RunResult, Session
+from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = ["MemoryQuery", "MemoryStore", "SessionStore", "SortField", "SortOrder"]
 
@@ -158,6 +158,16 @@ class SessionStore(Protocol):
 
     def delete_session(self, session_id: str, user_id: str | None) -> bool:
         """Delete a session and its runs; False when there was no such session."""
+        ...
+
+    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+        """The session's summary, or None (no summary yet, or no such session of the user)."""
+        ...
+
+    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+        """Store the session's summary in place of the previous one; False when the
+        session does not exist. :class:`~noted.errors.ConflictError` if it belongs to
+        another user (nothing is written)."""
         ...
 
     def close(self) -> None: ...

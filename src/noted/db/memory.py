@@ -12,7 +12,7 @@ from noted.db._rows import stamped_keys
 from noted.db.base import MemoryQuery, check_page
 from noted.errors import ConflictError
 from noted.schema import UserMemory, UserStats
-from noted.sessions import RunResult, Session
+from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = ["InMemoryDb"]
 
@@ -246,7 +246,9 @@ class InMemoryDb:
             session.agent_id,
             session.created_at,
             session.updated_at,
-            session.summary,
+            None
+            if session.summary is None
+            else SessionSummary.from_dict(session.summary.to_dict()),
             session.run_count,
         )
 
@@ -281,4 +283,22 @@ class InMemoryDb:
                 return False
             del self._sessions[session_id]
             del self._runs[session_id]
+            return True
+
+    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or session.user_id != user_id or session.summary is None:
+                return None
+            return SessionSummary.from_dict(session.summary.to_dict())
+
+    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+        stored = SessionSummary.from_dict(summary.to_dict())
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None:
+                return False
+            if session.user_id != user_id:
+                raise ConflictError(f"session {session_id!r} belongs to another user")
+            session.summary = stored
             return True

@@ -28,7 +28,7 @@ from noted.db._rows import (
 from noted.db.base import MemoryQuery, check_page
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
 from noted.schema import UserMemory, UserStats
-from noted.sessions import RunResult, Session
+from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = ["SqliteDb"]
 
@@ -497,3 +497,11 @@ class SqliteDb:
     def delete_session(self, session_id: str, user_id: str | None) -> bool:
         with self._transaction() as conn:
             return session_rows.delete_session(conn, self.session_table, session_id, user_id)
+
+    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+        with self._session() as conn:
+            return session_rows.get_summary(conn, self.session_table, session_id, user_id)
+
+    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+        with self._transaction() as conn:
+            return session_rows.set_summary(conn, self.session_table, session_id, user_id, summary)

@@ -13,9 +13,17 @@ from typing import Any
 
 from noted._time import from_micros, to_micros
 from noted.errors import ConflictError
-from noted.sessions import RunResult, Session
+from noted.sessions import RunResult, Session, SessionSummary
 
-__all__ = ["append_run", "delete_session", "get_runs", "get_session", "list_sessions"]
+__all__ = [
+    "append_run",
+    "delete_session",
+    "get_runs",
+    "get_session",
+    "get_summary",
+    "list_sessions",
+    "set_summary",
+]
 
 _SESSION_COLUMNS = "session_id, user_id, agent_id, created_at, updated_at, summary, run_count"
 
@@ -87,6 +95,33 @@ def get_runs(
     return [RunResult.from_dict(json.loads(row[0])) for row in reversed(rows)]
 
 
+def _summary(text: str | None) -> SessionSummary | None:
+    return None if text is None else SessionSummary.from_dict(json.loads(text))
+
+
+def get_summary(
+    conn: sqlite3.Connection, table: str, session_id: str, user_id: str
+) -> SessionSummary | None:
+    row = conn.execute(
+        f"SELECT summary FROM {table} WHERE session_id = ? AND user_id = ?", (session_id, user_id)
+    ).fetchone()
+    return None if row is None else _summary(row[0])
+
+
+def set_summary(
+    conn: sqlite3.Connection, table: str, session_id: str, user_id: str, summary: SessionSummary
+) -> bool:
+    """Inside the caller's write transaction."""
+    owner = _owner(conn, table, session_id)
+    if owner is None:
+        return False
+    if owner[0] != user_id:
+        raise _foreign(session_id)
+    text = json.dumps(summary.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    conn.execute(f"UPDATE {table} SET summary = ? WHERE session_id = ?", (text, session_id))
+    return True
+
+
 def _session(row: tuple[Any, ...]) -> Session:
     return Session(
         session_id=row[0],
@@ -94,7 +129,7 @@ def _session(row: tuple[Any, ...]) -> Session:
         agent_id=row[2],
         created_at=from_micros(row[3]),
         updated_at=from_micros(row[4]),
-        summary=row[5],
+        summary=_summary(row[5]),
         run_count=row[6],
     )
 

@@ -32,7 +32,7 @@ from noted.models.registry import get_model
 from noted.models.types import Message, ModelRequest, Usage
 from noted.schema import UserMemory, new_memory_id
 
-__all__ = ["MemoryManager", "MemoryUpdate"]
+__all__ = ["MemoryManager", "MemoryUpdate", "apply_plan"]
 
 log = logging.getLogger("noted.memory")
 
@@ -136,14 +136,15 @@ class MemoryManager:
             log.warning("memory operation for user %r dropped: %s", user_id, reason)
         update.rejected = plan.rejected
         context = audit or AuditContext(actor="manager")
-        update.memory_ids = await asyncio.to_thread(
-            _apply, db, plan, shown, user_id, said, agent_id, context
+        written = await asyncio.to_thread(
+            apply_plan, db, plan, shown, user_id, said, agent_id, context
         )
+        update.memory_ids = [m.memory_id for m in written if m.memory_id is not None]
         update.operations = plan.operations
         return update
 
 
-def _apply(
+def apply_plan(
     db: MemoryStore,
     plan: Plan,
     shown: dict[int, UserMemory],
@@ -151,9 +152,10 @@ def _apply(
     said: str,
     agent_id: str | None,
     audit: AuditContext,
-) -> list[str]:
+) -> list[UserMemory]:
+    """Write a checked plan; return the memories updated and added, as stored."""
     by_id = {m.memory_id: m for m in shown.values()}
-    written: list[str] = []
+    written: list[UserMemory] = []
     added: list[UserMemory] = []
     for op in plan.operations:
         now = from_micros(now_micros())
@@ -167,7 +169,7 @@ def _apply(
             changed.topics = list(op.topics)
             changed.updated_at = now
             if db.update_memory(changed, audit=audit):
-                written.append(op.memory_id)
+                written.append(changed)
         elif op.kind == "add" and op.memory is not None:
             added.append(
                 UserMemory(
@@ -184,5 +186,5 @@ def _apply(
             )
     if added:
         db.upsert_memories(added, audit=audit)
-        written.extend(m.memory_id for m in added if m.memory_id is not None)
+        written.extend(added)
     return written

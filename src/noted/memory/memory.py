@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from typing import Final
 
+from noted import _portal
 from noted._async import async_twin
 from noted._time import from_micros, now_micros
 from noted.audit import Actor, AuditContext, MemoryEvent
-from noted.db.base import MemoryQuery, MemoryStore, SortField, SortOrder, check_page
+from noted.db.base import (
+    MemoryQuery,
+    MemoryStore,
+    SessionStore,
+    SortField,
+    SortOrder,
+    check_page,
+)
 from noted.db.memory import InMemoryDb
 from noted.errors import NotFoundError, UserError
+from noted.memory.manager import MemoryManager, MemoryUpdate
+from noted.memory.relevance import rank_memories
+from noted.memory.search import agentic_search
+from noted.memory.summary import SessionSummarizer
+from noted.models.base import ChatModel
+from noted.models.registry import get_model
+from noted.models.types import Message
 from noted.schema import UserMemory, UserStats, check_id, check_topics, new_memory_id
+from noted.sessions import SessionSummary
 
 __all__ = ["DEFAULT_USER_ID", "RETRIEVAL_METHODS", "Memory"]
 
 DEFAULT_USER_ID: Final = "default"
 DEFAULT_MAX_MEMORY_LENGTH: Final = 5000
-RETRIEVAL_METHODS: Final = ("last_n", "first_n")
-_LATER_METHODS: Final = ("agentic", "semantic", "keyword", "hybrid")
+RETRIEVAL_METHODS: Final = ("last_n", "first_n", "agentic")
+_LATER_METHODS: Final = ("semantic", "keyword", "hybrid")
+AGENTIC_WINDOW: Final = 500  # the most recent memories agentic search ranks ...
+AGENTIC_CANDIDATES: Final = 100  # ... and how many of them the model is shown
 
 
 def _resolve_user(user_id: str | None, memory: UserMemory | None = None) -> str:
@@ -27,6 +46,13 @@ def _resolve_user(user_id: str | None, memory: UserMemory | None = None) -> str:
     if given is not None and carried is not None and given != carried:
         raise UserError(f"user_id {given!r} does not match the memory's own user_id {carried!r}")
     return given or carried or DEFAULT_USER_ID
+
+
+def _id_or_fail(name: str, value: object) -> str:
+    checked = check_id(name, value)
+    if checked is None:
+        raise UserError(f"{name} is required")
+    return checked
 
 
 def _query(
@@ -61,12 +87,23 @@ class Memory:
     Every method is scoped by ``user_id`` (``"default"`` when omitted); every I/O method has an
     async twin named with an ``a`` prefix (``aadd_user_memory`` ...). Every write is recorded
     in the memory's history under ``actor`` (``"api"`` unless told otherwise).
+
+    ``model`` is used to create memories from messages, for agentic search and for session
+    summaries (an agent given this Memory uses its own model when this is None).
+    ``delete_memories`` and ``clear_memories`` let the memory manager delete single
+    memories and clear all of a user's memories; pass ``memory_manager`` (and
+    ``summarizer``) to configure them fully instead.
     """
 
     def __init__(
         self,
         db: MemoryStore | None = None,
         *,
+        model: ChatModel | str | None = None,
+        memory_manager: MemoryManager | None = None,
+        summarizer: SessionSummarizer | None = None,
+        delete_memories: bool = False,
+        clear_memories: bool = False,
         max_memory_length: int = DEFAULT_MAX_MEMORY_LENGTH,
         actor: Actor = "api",
     ) -> None:
@@ -76,8 +113,18 @@ class Memory:
             raise UserError(
                 f"max_memory_length must be a positive integer, got {max_memory_length!r}"
             )
+        if memory_manager is not None and (delete_memories or clear_memories):
+            raise UserError(
+                "with memory_manager=..., set delete_memories and clear_memories on the "
+                "MemoryManager itself"
+            )
         self._audit = AuditContext(actor=actor)
         self.db: MemoryStore = InMemoryDb() if db is None else db
+        self.model = None if model is None else get_model(model)
+        self.memory_manager = memory_manager or MemoryManager(
+            delete_memories=delete_memories, clear_memories=clear_memories
+        )
+        self.summarizer = summarizer or SessionSummarizer()
         self.max_memory_length = max_memory_length
 
     @property
@@ -87,6 +134,19 @@ class Memory:
 
     def __repr__(self) -> str:
         return f"Memory(db={self.db!r})"
+
+    def _model(self, owner: MemoryManager | SessionSummarizer | None = None) -> ChatModel:
+        model = (owner.model if owner is not None else None) or self.model
+        if model is None:
+            raise UserError(
+                "this needs a model: Memory(model=...), e.g. model='openai:gpt-4o-mini'"
+            )
+        return model
+
+    def _sessions(self) -> SessionStore:
+        if not isinstance(self.db, SessionStore):
+            raise UserError(f"{self.db!r} keeps no sessions; use a db such as SqliteDb")
+        return self.db
 
     # -- pure helpers -------------------------------------------------------------------
 
@@ -236,8 +296,9 @@ class Memory:
         agent_id: str | None = None,
         team_id: str | None = None,
     ) -> list[UserMemory]:
-        """Find the user's memories: ``"last_n"`` (newest first, the default) or
-        ``"first_n"`` (oldest first)."""
+        """Find the user's memories: ``"last_n"`` (newest first, the default),
+        ``"first_n"`` (oldest first), or ``"agentic"``: the model picks the memories that
+        answer ``query`` from a bounded list of candidates (one model call)."""
         method = retrieval_method or "last_n"
         if method in _LATER_METHODS:
             raise UserError(
@@ -250,6 +311,16 @@ class Memory:
             )
         if query is not None and not isinstance(query, str):
             raise UserError(f"query must be a string, got {type(query).__name__}")
+        check_page(limit, 0)
+        if method == "agentic":
+            if query is None or not query.strip():
+                raise UserError("agentic search needs a query")
+            model = self._model()
+            window = self.get_user_memories(
+                user_id, topics=topics, agent_id=agent_id, team_id=team_id, limit=AGENTIC_WINDOW
+            )
+            candidates = rank_memories(window, query, AGENTIC_CANDIDATES)
+            return _portal.run(agentic_search(model, query, candidates, limit))
         return self.get_user_memories(
             user_id,
             topics=topics,
@@ -258,6 +329,74 @@ class Memory:
             limit=limit,
             sort_by="updated_at",
             sort_order="desc" if method == "last_n" else "asc",
+        )
+
+    # -- model-driven: memories from messages, session summaries ----------------------------
+
+    async def acreate_user_memories(
+        self,
+        message: str | None = None,
+        messages: Sequence[Message] | None = None,
+        user_id: str | None = None,
+    ) -> MemoryUpdate:
+        """Let the memory manager learn from a message (or a conversation): one model
+        call decides every memory to add, update (or delete, when allowed)."""
+        if (message is None) == (messages is None):
+            raise UserError("give either message='...' or messages=[Message(...), ...]")
+        if message is not None:
+            if not isinstance(message, str) or not message.strip():
+                raise UserError(f"message must be a non-empty string, got {message!r}")
+            turn = [Message("user", message)]
+        else:
+            if isinstance(messages, str) or not all(isinstance(m, Message) for m in messages or ()):
+                raise UserError("messages must be a list of Message objects")
+            turn = list(messages or ())
+        return await self.memory_manager.aprocess(
+            turn,
+            user_id=_resolve_user(user_id),
+            db=self.db,
+            model=self._model(self.memory_manager),
+            audit=AuditContext(actor="manager"),
+            max_memory_length=self.max_memory_length,
+        )
+
+    def create_user_memories(
+        self,
+        message: str | None = None,
+        messages: Sequence[Message] | None = None,
+        user_id: str | None = None,
+    ) -> MemoryUpdate:
+        """Sync :meth:`acreate_user_memories`."""
+        return _portal.run(self.acreate_user_memories(message, messages, user_id))
+
+    async def acreate_session_summary(
+        self, session_id: str, user_id: str | None = None
+    ) -> SessionSummary:
+        """Summarize the session (updating its summary with the runs it does not cover
+        yet) and store it; one model call, none when the summary is current."""
+        store = self._sessions()
+        session = _id_or_fail("session_id", session_id)
+        user = _resolve_user(user_id)
+        previous = await asyncio.to_thread(store.get_session_summary, session, user)
+        runs = await asyncio.to_thread(store.get_runs, session, user, completed_only=True)
+        if not runs and await asyncio.to_thread(store.get_session, session, user) is None:
+            raise NotFoundError(f"user {user!r} has no session {session!r}")
+        new = runs[previous.run_count :] if previous is not None else runs
+        summary = await self.summarizer.asummarize(previous, new, self._model(self.summarizer))
+        if summary is not previous:
+            await asyncio.to_thread(store.set_session_summary, session, user, summary)
+        return summary
+
+    def create_session_summary(self, session_id: str, user_id: str | None = None) -> SessionSummary:
+        """Sync :meth:`acreate_session_summary`."""
+        return _portal.run(self.acreate_session_summary(session_id, user_id))
+
+    def get_session_summary(
+        self, session_id: str, user_id: str | None = None
+    ) -> SessionSummary | None:
+        """The stored summary of one of the user's sessions, or None."""
+        return self._sessions().get_session_summary(
+            _id_or_fail("session_id", session_id), _resolve_user(user_id)
         )
 
     def get_topics(self, user_id: str | None = None) -> list[str]:
@@ -283,5 +422,6 @@ class Memory:
     aget_user_memories = async_twin(get_user_memories)
     acount_user_memories = async_twin(count_user_memories)
     asearch_user_memories = async_twin(search_user_memories)
+    aget_session_summary = async_twin(get_session_summary)
     aget_topics = async_twin(get_topics)
     aget_user_stats = async_twin(get_user_stats)

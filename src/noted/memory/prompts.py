@@ -16,7 +16,15 @@ from noted.schema import UserMemory
 
 __all__ = ["manager_system_prompt", "manager_user_prompt", "quote"]
 
-_SECTIONS = ("existing_memories", "conversation", "memory", "message")
+_SECTIONS = (
+    "existing_memories",
+    "conversation",
+    "memory",
+    "message",
+    "memories",
+    "query",
+    "summary",
+)
 _TAG = re.compile(r"<\s*(/?)\s*(" + "|".join(_SECTIONS) + r")\b[^>]*>", re.IGNORECASE)
 
 DEFAULT_CAPTURE = (

@@ -1,0 +1,193 @@
+"""Agentic memory: tools the agent calls itself to add, update, delete and clear what it
+remembers about the user.
+
+The tools write directly, with the same checks as the memory manager (no nested model
+call), and only ever see one user's memories. Memories are named by short numbers: the
+ones in the prompt's memory section, and the ones a search or an add returns. A number
+the agent was never given names nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from noted.agent.tools import Tool
+from noted.audit import AuditContext
+from noted.db.base import MemoryStore
+from noted.memory.manager import MemoryManager, apply_plan
+from noted.memory.operations import parse_operations
+from noted.schema import UserMemory
+
+__all__ = ["MEMORY_TOOL_NAMES", "MemoryTools"]
+
+log = logging.getLogger("noted.agent")
+
+_SEARCH_RESULTS = 10
+MEMORY_TOOL_NAMES = (
+    "add_memory",
+    "update_memory",
+    "delete_memory",
+    "clear_memories",
+    "search_memories",
+)
+_definitions: dict[str, Tool] = {}  # read once from the first instance's methods
+
+
+class MemoryTools:
+    """The memory tools of one run, scoped to ``user_id``."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        manager: MemoryManager,
+        user_id: str,
+        shown: dict[int, UserMemory],
+        audit: AuditContext,
+        *,
+        said: str = "",
+        agent_id: str | None = None,
+        max_memory_length: int = 5000,
+    ) -> None:
+        self._store = store
+        self._manager = manager
+        self._user_id = user_id
+        self._numbers = dict(shown)
+        self._audit = audit
+        self._said = said
+        self._agent_id = agent_id
+        self._max_length = max_memory_length
+        self._lock = threading.Lock()
+
+    def tools(self) -> list[Tool]:
+        """The tools the flags allow (search always)."""
+        allowed = self._manager.permissions
+        wanted = {
+            "add_memory": allowed.add,
+            "update_memory": allowed.update,
+            "delete_memory": allowed.delete,
+            "clear_memories": allowed.clear,
+            "search_memories": True,
+        }
+        tools: list[Tool] = []
+        for name in MEMORY_TOOL_NAMES:
+            if not wanted[name]:
+                continue
+            method: Callable[..., Any] = getattr(self, name)
+            if name not in _definitions:
+                _definitions[name] = Tool.from_function(method)
+            tools.append(dataclasses.replace(_definitions[name], function=method))
+        return tools
+
+    # -- the tools (their docstrings are what the model reads) ------------------------------
+
+    async def add_memory(self, memory: str, topics: list[str] | None = None) -> str:
+        """Remember a new fact about the user, for later conversations.
+
+        Args:
+            memory: One short fact in the third person, e.g. "User likes to ski".
+            topics: 1-3 short lowercase topics, e.g. ["hobbies"].
+        """
+        return await self._run({"op": "add", "id": None, "memory": memory, "topics": topics})
+
+    async def update_memory(self, id: int, memory: str, topics: list[str] | None = None) -> str:
+        """Replace a remembered fact that changed (the user moved, changed their mind).
+
+        Args:
+            id: The memory's number, as shown in brackets.
+            memory: The fact as it is now, e.g. "User lives in Seattle".
+            topics: 1-3 short lowercase topics; the old ones are kept when omitted.
+        """
+        return await self._run({"op": "update", "id": id, "memory": memory, "topics": topics})
+
+    async def delete_memory(self, id: int) -> str:
+        """Forget one fact: only when the user says it is wrong or asks for it to be forgotten.
+
+        Args:
+            id: The memory's number, as shown in brackets.
+        """
+        return await self._run({"op": "delete", "id": id, "memory": None, "topics": []})
+
+    async def clear_memories(self) -> str:
+        """Forget EVERYTHING about the user: only when they clearly ask for that."""
+        return await self._run({"op": "clear", "id": None, "memory": None, "topics": []})
+
+    async def search_memories(self, query: str) -> str:
+        """Look up what is remembered about the user on a subject.
+
+        Args:
+            query: What to look for, e.g. "food preferences".
+        """
+        return await asyncio.to_thread(self._search, query)
+
+    # -- the work ------------------------------------------------------------------------------
+
+    async def _run(self, item: dict[str, Any]) -> str:
+        return await asyncio.to_thread(self._apply, item)
+
+    def _number(self, memory: UserMemory) -> int:
+        for number, known in self._numbers.items():
+            if known.memory_id == memory.memory_id:
+                self._numbers[number] = memory
+                return number
+        number = max(self._numbers, default=0) + 1
+        self._numbers[number] = memory
+        return number
+
+    def _apply(self, item: dict[str, Any]) -> str:
+        with self._lock:
+            shown = dict(self._numbers)
+            if item["op"] == "add" and isinstance(item["memory"], str):
+                # Facts already stored in other words are looked up, not only those shown.
+                for memory in self._manager.relevant_memories(
+                    self._store, self._user_id, item["memory"]
+                ):
+                    if all(m.memory_id != memory.memory_id for m in shown.values()):
+                        shown[-len(shown) - 1] = memory
+            plan = parse_operations(
+                json.dumps({"operations": [item]}),
+                shown,
+                self._manager.permissions,
+                self._max_length,
+            )
+            if plan.rejected:
+                log.warning(
+                    "memory tool call for user %r refused: %s", self._user_id, plan.rejected
+                )
+                return "Not done: " + "; ".join(plan.rejected)
+            written = apply_plan(
+                self._store,
+                plan,
+                shown,
+                self._user_id,
+                self._said,
+                self._agent_id,
+                self._audit,
+            )
+            kind = plan.operations[0].kind
+            if kind == "clear":
+                self._numbers.clear()
+                return "Forgot everything about the user."
+            if kind == "delete":
+                del self._numbers[item["id"]]
+                return f"Forgot memory [{item['id']}]."
+            if not written:
+                return "Not done: the memory no longer exists."
+            number = self._number(written[0])
+            verb = "Added" if kind == "add" else "Updated"
+            return f"{verb} memory [{number}]: {written[0].memory}"
+
+    def _search(self, query: str) -> str:
+        if not isinstance(query, str) or not query.strip():
+            return "Not done: the query must not be empty."
+        found = self._manager.relevant_memories(self._store, self._user_id, query)
+        with self._lock:
+            lines = [
+                f"[{self._number(memory)}] {memory.memory}" for memory in found[:_SEARCH_RESULTS]
+            ]
+        return "\n".join(lines) if lines else "Nothing is remembered about that."
