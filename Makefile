@@ -17,9 +17,10 @@ fmt:
 types:
 	scripts/uv.sh run mypy
 
-bench:  ## store and agent benchmarks against Agno (installs the bench group)
+bench:  ## store, agent and memory-cost benchmarks against Agno (installs the bench group)
 	scripts/uv.sh run --group bench python benchmarks/store.py
 	scripts/uv.sh run --group bench python benchmarks/agent.py
+	scripts/uv.sh run --group bench python benchmarks/memory_cost.py
 
 clean:
 	rm -rf tmp .pytest_cache .mypy_cache .ruff_cache benchmarks/results

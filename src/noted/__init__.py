@@ -12,10 +12,10 @@ from noted.errors import (
     StoreError,
     UserError,
 )
-from noted.memory import Memory, MemoryManager
+from noted.memory import Memory, MemoryManager, MemoryUpdate, SessionSummarizer
 from noted.models import Message
 from noted.schema import UserMemory, UserStats
-from noted.sessions import RunResult, Session
+from noted.sessions import RunResult, Session, SessionSummary
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ __all__ = [
     "MemoryManager",
     "MemoryQuery",
     "MemoryStore",
+    "MemoryUpdate",
     "Message",
     "ModelError",
     "NotFoundError",
@@ -37,6 +38,8 @@ __all__ = [
     "SchemaVersionError",
     "Session",
     "SessionStore",
+    "SessionSummarizer",
+    "SessionSummary",
     "SqliteDb",
     "StoreError",
     "Tool",

@@ -2,5 +2,6 @@
 
 from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.memory import DEFAULT_USER_ID, Memory
+from noted.memory.summary import SessionSummarizer
 
-__all__ = ["DEFAULT_USER_ID", "Memory", "MemoryManager", "MemoryUpdate"]
+__all__ = ["DEFAULT_USER_ID", "Memory", "MemoryManager", "MemoryUpdate", "SessionSummarizer"]

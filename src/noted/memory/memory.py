@@ -375,16 +375,17 @@ class Memory:
         """Summarize the session (updating its summary with the runs it does not cover
         yet) and store it; one model call, none when the summary is current."""
         store = self._sessions()
-        session = _id_or_fail("session_id", session_id)
+        session_id = _id_or_fail("session_id", session_id)
         user = _resolve_user(user_id)
-        previous = await asyncio.to_thread(store.get_session_summary, session, user)
-        runs = await asyncio.to_thread(store.get_runs, session, user, completed_only=True)
-        if not runs and await asyncio.to_thread(store.get_session, session, user) is None:
-            raise NotFoundError(f"user {user!r} has no session {session!r}")
+        session = await asyncio.to_thread(store.get_session, session_id, user)
+        if session is None:  # another user's session included
+            raise NotFoundError(f"user {user!r} has no session {session_id!r}")
+        previous = session.summary
+        runs = [run for run in session.runs if run.status == "completed"]
         new = runs[previous.run_count :] if previous is not None else runs
         summary = await self.summarizer.asummarize(previous, new, self._model(self.summarizer))
         if summary is not previous:
-            await asyncio.to_thread(store.set_session_summary, session, user, summary)
+            await asyncio.to_thread(store.set_session_summary, session_id, user, summary)
         return summary
 
     def create_session_summary(self, session_id: str, user_id: str | None = None) -> SessionSummary:

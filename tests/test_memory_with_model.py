@@ -1,0 +1,280 @@
+"""Memory with a model: memories created from messages, agentic search, session summaries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from noted import (
+    Agent,
+    ConflictError,
+    Memory,
+    MemoryManager,
+    Message,
+    NotFoundError,
+    SessionSummarizer,
+    SqliteDb,
+    UserError,
+    UserMemory,
+)
+from noted.errors import ModelOutputError
+from noted.models import ToolDefinition
+from noted.testing import FunctionModel, ScriptedModel
+
+
+def ops(*texts: str) -> str:
+    return json.dumps(
+        {"operations": [{"op": "add", "id": None, "memory": t, "topics": ["x"]} for t in texts]}
+    )
+
+
+# -- create_user_memories ---------------------------------------------------------------------
+
+
+def test_create_user_memories_from_a_message_and_from_messages(tmp_path: Path) -> None:
+    model = ScriptedModel(
+        [ops("User enjoys hiking", "User plays chess"), ops("User's name is Jane Doe")]
+    )
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), model=model)
+    update = memory.create_user_memories(
+        message="I enjoy hiking and playing chess.", user_id="john"
+    )
+    assert update.model_calls == 1 and len(update.memory_ids) == 2
+    assert sorted(m.memory for m in memory.get_user_memories("john")) == [
+        "User enjoys hiking",
+        "User plays chess",
+    ]
+    memory.create_user_memories(
+        messages=[
+            Message(role="user", content="My name is Jane Doe"),
+            Message(role="assistant", content="That is great!"),
+        ],
+        user_id="jane",
+    )
+    assert [m.memory for m in memory.get_user_memories("jane")] == ["User's name is Jane Doe"]
+    prompt = model.requests[1].messages[1].content or ""
+    assert "user: My name is Jane Doe\nassistant: That is great!" in prompt
+    assert model.requests[1].response_schema is not None
+    [event] = memory.get_memory_history(update.memory_ids[0], user_id="john")
+    assert event.actor == "manager"
+
+
+def test_create_user_memories_checks_its_input() -> None:
+    memory = Memory(model=ScriptedModel([]))
+    with pytest.raises(UserError, match="either message"):
+        memory.create_user_memories(user_id="a")
+    with pytest.raises(UserError, match="either message"):
+        memory.create_user_memories(message="hi", messages=[], user_id="a")
+    with pytest.raises(UserError, match="non-empty"):
+        memory.create_user_memories(message="  ", user_id="a")
+    with pytest.raises(UserError, match="Message objects"):
+        memory.create_user_memories(messages=["hi"], user_id="a")  # type: ignore[list-item]
+    with pytest.raises(UserError, match="needs a model"):
+        Memory().create_user_memories(message="I like tea", user_id="a")
+    with pytest.raises(UserError, match="on the MemoryManager"):
+        Memory(memory_manager=MemoryManager(), delete_memories=True)
+
+
+def test_memory_flags_reach_the_manager_and_an_agent_uses_them() -> None:
+    memory = Memory(delete_memories=True, clear_memories=True)
+    assert memory.memory_manager.permissions.clear
+    memory.add_user_memory(UserMemory("User likes tea"), user_id="ava")
+    clear = json.dumps({"operations": [{"op": "clear", "id": None, "memory": None, "topics": []}]})
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        return clear if "long-term memory" in (messages[0].content or "") else "Done."
+
+    model = FunctionModel(fn)  # the agent's model serves the Memory that has none
+    agent = Agent(model, memory=memory, enable_user_memories=True, background_memory=False)
+    agent.run("Remove all existing memories of me.", user_id="ava")
+    assert memory.get_user_memories("ava") == [] and model.call_count == 2
+
+
+def test_the_memory_model_is_used_before_the_agents() -> None:
+    memory_model = ScriptedModel([ops("User likes tea")])
+    agent_model = ScriptedModel(["Tea it is."])
+    memory = Memory(model=memory_model)
+    agent = Agent(agent_model, memory=memory, enable_user_memories=True, background_memory=False)
+    agent.run("I like tea.", user_id="ava")
+    assert (agent_model.call_count, memory_model.call_count) == (1, 1)
+
+
+def test_async_create_user_memories() -> None:
+    memory = Memory(model=ScriptedModel([ops("User likes tea")]))
+    update = asyncio.run(memory.acreate_user_memories(message="I like tea", user_id="ava"))
+    assert [m.memory_id for m in memory.get_user_memories("ava")] == update.memory_ids
+
+
+# -- agentic search --------------------------------------------------------------------------
+
+
+def chooser(pick: str) -> FunctionModel:
+    """Answers a search with the numbers of the listed memories containing ``pick``, and
+    one number that was never shown."""
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        listed = (messages[1].content or "").split("<memories>")[1].split("</memories>")[0]
+        numbers = [int(n) for n, text in re.findall(r"(\d+)\. (.*)", listed) if pick in text]
+        return json.dumps({"ids": [*numbers, 9999]})
+
+    return FunctionModel(fn)
+
+
+def test_agentic_search_returns_what_the_model_picks_from_the_users_memories() -> None:
+    model = chooser("weekend")
+    memory = Memory(model=model)
+    memory.add_user_memory(UserMemory("User hikes in the mountains on weekends"), "john")
+    memory.add_user_memory(UserMemory("User reads science fiction before bed"), "john")
+    memory.add_user_memory(UserMemory("User sails every weekend"), "mallory")
+    found = memory.search_user_memories(
+        query="What does the user like to do on weekends?",
+        user_id="john",
+        retrieval_method="agentic",
+    )
+    assert [m.memory for m in found] == ["User hikes in the mountains on weekends"]
+    listed = model.requests[0].messages[1].content or ""
+    assert "sails" not in listed  # never another user's memories
+    assert model.requests[0].response_schema is not None
+
+
+def test_agentic_search_shows_a_bounded_list_and_respects_limit() -> None:
+    model = chooser("number")
+    memory = Memory(model=model)
+    memory.add_user_memories([UserMemory(f"User has number {i}") for i in range(1000)], "ava")
+    found = memory.search_user_memories("numbers", "ava", limit=3, retrieval_method="agentic")
+    assert len(found) == 3
+    listed = model.requests[0].messages[1].content or ""
+    assert listed.count("User has number") == 100
+
+
+def test_agentic_search_errors() -> None:
+    memory = Memory(model=ScriptedModel(["not json", json.dumps({"wrong": 1})]))
+    memory.add_user_memory(UserMemory("User likes tea"), "ava")
+    with pytest.raises(ModelOutputError, match="not JSON"):
+        memory.search_user_memories("tea", "ava", retrieval_method="agentic")
+    with pytest.raises(ModelOutputError, match="no list of ids"):
+        memory.search_user_memories("tea", "ava", retrieval_method="agentic")
+    with pytest.raises(UserError, match="needs a query"):
+        memory.search_user_memories("  ", "ava", retrieval_method="agentic")
+    with pytest.raises(UserError, match="needs a model"):
+        Memory().search_user_memories("tea", "ava", retrieval_method="agentic")
+    assert (
+        Memory(model=ScriptedModel([])).search_user_memories(
+            "tea", "nobody", retrieval_method="agentic"
+        )
+        == []
+    )  # no candidates: no model call
+
+
+def test_async_agentic_search() -> None:
+    memory = Memory(model=chooser("tea"))
+    memory.add_user_memory(UserMemory("User likes tea"), "ava")
+    found = asyncio.run(memory.asearch_user_memories("drinks", "ava", retrieval_method="agentic"))
+    assert [m.memory for m in found] == ["User likes tea"]
+
+
+# -- session summaries -----------------------------------------------------------------------
+
+SUMMARIZER_START = "You keep a running summary"
+
+
+def summarizing(answer: str = "Sure.") -> FunctionModel:
+    """Answers the agent with ``answer``; a summary request with the previous summary plus
+    the new user messages, so each update shows what it was given."""
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if not (messages[0].content or "").startswith(SUMMARIZER_START):
+            return answer
+        prompt = messages[1].content or ""
+        before = prompt.split("<summary>\n")[1].split("\n</summary>")[0]
+        said = re.findall(r"^user: (.*)$", prompt, re.MULTILINE)
+        parts = ([] if before == "(none yet)" else [before]) + said
+        return json.dumps({"summary": " | ".join(parts), "topics": ["chat"]})
+
+    return FunctionModel(fn)
+
+
+def test_agent_summaries_update_incrementally_and_go_into_context(tmp_path: Path) -> None:
+    model = summarizing()
+    db = SqliteDb(tmp_path / "s.db")
+    agent = Agent(model, db=db, user_id="ava", session_id="s1", enable_session_summaries=True)
+    for message in ("I plan a trip to Lisbon.", "In May.", "With my sister."):
+        agent.run(message)
+        assert agent.wait_for_memories(timeout=10)
+    summary = Memory(db=db).get_session_summary("s1", user_id="ava")
+    assert summary is not None
+    assert summary.summary == "I plan a trip to Lisbon. | In May. | With my sister."
+    assert (summary.run_count, summary.topics) == (3, ["chat"])
+    last_update = model.requests[-1].messages[1].content or ""
+    assert "I plan a trip to Lisbon. | In May." in last_update  # the previous summary ...
+    assert "user: I plan a trip" not in last_update  # ... and only the new run
+    third_answer = model.requests[-2].messages[0].content or ""
+    assert "<summary_of_this_session>" in third_answer
+    assert "I plan a trip to Lisbon. | In May." in third_answer
+    assert model.call_count == 6  # one answer and one summary update per run
+    with SqliteDb(tmp_path / "s.db") as again:
+        assert again.get_session_summary("s1", "ava") == summary
+        assert again.get_session_summary("s1", "bob") is None
+
+
+def test_inline_summaries_and_failures_keep_the_previous_summary(tmp_path: Path) -> None:
+    replies = iter(["Hi.", json.dumps({"summary": "User said hi.", "topics": []}), "Bye.", "{"])
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        return next(replies)
+
+    agent = Agent(
+        FunctionModel(fn),
+        db=SqliteDb(tmp_path / "s.db"),
+        session_id="s1",
+        enable_session_summaries=True,
+        add_session_summary_to_context=False,
+        background_memory=False,
+    )
+    agent.run("Hi!")
+    agent.run("Bye!")  # the summary answer is malformed: logged, the old summary stays
+    summary = agent.db.get_session_summary("s1", "default")
+    assert summary is not None and (summary.summary, summary.run_count) == ("User said hi.", 1)
+
+
+def test_memory_create_session_summary_reads_only_new_runs(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "s.db")
+    chat = Agent(ScriptedModel(["One.", "Two.", "Three."]), db=db, session_id="s1")
+    chat.run("first question", user_id="ava")
+    chat.run("second question", user_id="ava")
+    model = summarizing()
+    memory = Memory(db=db, model=model)
+    summary = memory.create_session_summary(session_id="s1", user_id="ava")
+    assert (summary.summary, summary.run_count) == ("first question | second question", 2)
+    assert memory.create_session_summary("s1", "ava") == summary
+    assert model.call_count == 1  # nothing new: no model call
+    chat.run("third question", user_id="ava")
+    summary = memory.create_session_summary("s1", "ava")
+    assert summary.summary == "first question | second question | third question"
+    assert "user: first question" not in (model.requests[-1].messages[1].content or "")
+    assert memory.get_session_summary("s1", "ava") == summary
+    with pytest.raises(NotFoundError):
+        memory.create_session_summary("s1", "bob")
+    with pytest.raises(ConflictError):
+        db.set_session_summary("s1", "bob", summary)
+    assert memory.get_session_summary("s1", "bob") is None
+    with pytest.raises(NotFoundError):
+        memory.create_session_summary("no-such-session", "ava")
+
+
+def test_summarizer_settings() -> None:
+    summarizer = SessionSummarizer(additional_instructions="Mention dates.")
+    assert summarizer.system_prompt().endswith("Mention dates.")
+    assert SessionSummarizer(system_message="Custom.").system_prompt() == "Custom."
+    with pytest.raises(UserError):
+        SessionSummarizer(max_summary_chars=0)
+    long = json.dumps({"summary": "x" * 50, "topics": []})
+    memory = Memory(model=ScriptedModel([long]), summarizer=SessionSummarizer(max_summary_chars=10))
+    agent = Agent(ScriptedModel(["Hi."]), db=memory.db, session_id="s")  # type: ignore[arg-type]
+    agent.run("hello")
+    with pytest.raises(ModelOutputError, match="limit is 10"):
+        memory.create_session_summary("s")
