@@ -47,3 +47,155 @@ def test_agent_example_saves_its_session(tmp_path: Path) -> None:
     assert "Skiing is a great way" in done.stdout
     assert "your name is Ava" in done.stdout
     assert "session ski-trip: 2 runs saved" in done.stdout
+
+
+# -- the seed examples, run end to end with the offline rule-based model -----------------------
+
+EXAMPLES = Path(__file__).parents[1] / "examples"
+RUNNER = Path(__file__).parent / "run_example.py"
+SRC = str(Path(__file__).parents[1] / "src")
+COVERED = {
+    "remember_and_recall",
+    "agent_with_history",
+    "agentic_memory_agent",
+    "create_memories_after_each_run",
+    "memory_management",
+    "create_memories_from_message",
+    "create_memories_from_messages",
+    "search_memories",
+    "agentic_search",
+    "sqlite_memory",
+    "agent_with_storage",
+    "memory_chat",
+    "memory_turn_by_turn",
+    "basic_memory_agent",
+}
+
+
+def example_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "NOTED_MODEL"}
+    env["PYTHONPATH"] = SRC
+    env["COLUMNS"] = "200"
+    return env
+
+
+def run_example(name: str, cwd: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, str(RUNNER), str(EXAMPLES / f"{name}.py")],
+        cwd=cwd,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=example_env(),
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_every_example_is_run_by_a_test() -> None:
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == COVERED
+
+
+def test_agentic_memory_agent(tmp_path: Path) -> None:
+    out = run_example("agentic_memory_agent", tmp_path)
+    first, second = out.split("Memories about Ava:")[1:]
+    assert "add_memory: Added memory [1]: User's name is Ava" in out
+    assert sorted(eval(first.strip().splitlines()[0])) == [
+        "User likes to ski",
+        "User's name is Ava",
+    ]
+    assert "User lives in San Francisco" in second
+    assert "From San Francisco, Lake Tahoe" in out  # the second answer used the memory
+    again = run_example("agentic_memory_agent", tmp_path)  # starts over: memory.clear()
+    assert again.split("Memories about Ava:")[1].count("User likes to ski") == 1
+
+
+def test_create_memories_after_each_run(tmp_path: Path) -> None:
+    out = run_example("create_memories_after_each_run", tmp_path)
+    remembered, forgotten = out.split("Memories about John Doe:")[1:]
+    assert "User likes to hike in the mountains on weekends" in remembered
+    assert "User's name is John Doe" in remembered
+    assert "Here is what I remember: User likes to hike" in out  # recalled on the next turn
+    assert forgotten.strip() == "[]"  # clearing is allowed in this example
+
+
+def test_memory_management(tmp_path: Path) -> None:
+    out = run_example("memory_management", tmp_path)
+    assert "Added: The user's name is Jane Doe" in out
+    assert "Replaced: The user's name is Verna Doe" in out
+    assert "Left: []" in out
+    assert 'delete: "The user\'s name is Verna Doe" -> None' in out
+
+
+def test_create_memories_from_a_message_and_from_messages(tmp_path: Path) -> None:
+    out = run_example("create_memories_from_message", tmp_path)
+    assert "User enjoys hiking in the mountains on weekends - ['hobbies']" in out
+    assert "User has a recent passion for photography" in out
+    assert len([line for line in out.splitlines() if line[:1].isdigit()]) == 6
+    out = run_example("create_memories_from_messages", tmp_path)
+    lines = sorted(line.split(": ", 1)[1] for line in out.splitlines() if line[:1].isdigit())
+    assert lines == ["User likes to play chess - ['hobbies']", "User's name is Jane Doe - ['name']"]
+
+
+def test_search_examples(tmp_path: Path) -> None:
+    out = run_example("search_memories", tmp_path)
+    assert "last_n memories:\n0: The user enjoys reading science fiction novels" in out
+    assert "first_n memories:\n0: The user enjoys hiking in the mountains" in out
+    out = run_example("agentic_search", tmp_path)
+    assert out.splitlines()[1:] == ["0: The user enjoys hiking in the mountains on weekends"]
+
+
+def test_storage_examples(tmp_path: Path) -> None:
+    out = run_example("sqlite_memory", tmp_path)
+    assert "Memory: The user prefers dark mode in applications" in out
+    assert "Topics: ['preferences', 'ui']" in out and "Last Updated: 20" in out
+    out = run_example("agent_with_storage", tmp_path)
+    assert "memories: ['User loves Italian food']" in out
+    assert "sessions: 1, runs: 1" in out
+    assert (tmp_path / "tmp" / "agent_storage.db").is_file()
+
+
+def test_memory_turn_by_turn(tmp_path: Path) -> None:
+    out = run_example("memory_turn_by_turn", tmp_path)
+    assert "Stored fact: User's name is Chandra." in out
+    assert out.strip().endswith("Agent: Your name is Chandra, I remember!")
+
+
+def test_basic_memory_agent(tmp_path: Path) -> None:
+    out = run_example("basic_memory_agent", tmp_path)
+    assert "- User's name is Sarah ['name']" in out
+    assert "- User likes to swim ['hobbies']" in out
+
+
+def test_memory_chat_remembers_across_restarts(tmp_path: Path) -> None:
+    import pexpect
+
+    def chat(*lines: str) -> str:
+        child = pexpect.spawn(
+            sys.executable,
+            [str(RUNNER), str(EXAMPLES / "memory_chat.py")],
+            cwd=str(tmp_path),
+            env={**example_env(), "TERM": "xterm"},
+            encoding="utf-8",
+            timeout=30,
+            dimensions=(40, 160),
+        )
+        seen = ""
+        for line in lines:
+            child.expect("You")
+            child.sendline(line)
+            child.expect(r"\S+[.!]")
+            seen += child.before + child.after
+        child.expect("You")
+        child.sendcontrol("c")
+        seen += child.read()
+        child.close()
+        assert child.exitstatus == 0, seen
+        return seen
+
+    chat("I love Italian food and I'm learning Spanish", "My daughter's name is Emma")
+    answer = chat("What do you know about me?")
+    assert "User loves Italian food" in answer
+    assert "User is learning Spanish" in answer
+    assert "User's daughter's name is Emma" in answer

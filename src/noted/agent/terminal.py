@@ -42,7 +42,7 @@ def print_response(
     console: Console | None = None,
 ) -> RunResult:
     console = console or Console()
-    if not stream:
+    if not stream or not console.is_terminal:  # piped output gets the whole answer at once
         with console.status("thinking...", spinner="dots"):
             result = agent.run(message, user_id=user_id, session_id=session_id)
         for execution in result.tool_calls:
