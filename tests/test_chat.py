@@ -154,7 +154,13 @@ def noted(*args: str) -> subprocess.CompletedProcess[str]:
 def test_noted_chat_continues_a_session_across_processes(wire: WireServer, tmp_path: Path) -> None:
     db = str(tmp_path / "chat.db")
     env = {"OPENAI_BASE_URL": wire.url + "/v1", "OPENAI_API_KEY": "test-key"}
-    wire.add(openai_stream("Hello Ava, noted."))
+    from wire import Reply
+
+    learned = {"op": "add", "id": None, "memory": "User likes to ski", "topics": ["hobbies"]}
+    wire.add(
+        openai_stream("Hello Ava, noted."),
+        Reply(body=openai_reply(json.dumps({"operations": [learned]}))),  # the memory manager
+    )
     args = ["-m", "noted.cli", "chat", "--model", "openai:test-model", "--db", db]
     child = spawn([*args, "--user", "ava", "--session", "trip"], **env)
     child.expect("You")
@@ -164,7 +170,7 @@ def test_noted_chat_continues_a_session_across_processes(wire: WireServer, tmp_p
     child.sendline("quit")
     finish(child)
 
-    wire.add(openai_stream("You like to ski."))
+    wire.add(openai_stream("You like to ski."), Reply(body=openai_reply('{"operations": []}')))
     child = spawn([*args, "--user", "ava", "--session", "trip"], **env)
     child.expect("You")
     child.sendline("What do I like?")
@@ -173,10 +179,13 @@ def test_noted_chat_continues_a_session_across_processes(wire: WireServer, tmp_p
     child.sendeof()
     finish(child)
 
-    second = wire.requests[-1].body
+    assert len(wire.requests) == 4  # per turn: the answer and one memory call
+    second = wire.requests[2].body
     assert second["model"] == "test-model"
     assert second["stream"] is True
     assert second["messages"][0]["role"] == "system"
+    assert "- User likes to ski" in second["messages"][0]["content"]  # learned in turn one
+    assert wire.requests[3].body["response_format"]["type"] == "json_schema"
     assert [(m["role"], m["content"]) for m in second["messages"][1:]] == [
         ("user", "My name is Ava and I like to ski."),
         ("assistant", "Hello Ava, noted."),

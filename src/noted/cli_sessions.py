@@ -52,6 +52,9 @@ def cmd_chat(memory: Memory, args: argparse.Namespace) -> int:
         markdown=not args.plain,
         add_history_to_context=args.history > 0,
         num_history_runs=args.history,
+        enable_user_memories=args.memory == "auto",
+        enable_agentic_memory=args.memory == "agentic",
+        enable_session_summaries=args.summaries,
     )
     agent.cli_app(stream=not args.no_stream)
     return 0
@@ -140,6 +143,16 @@ def add_chat_command(
     chat.add_argument("--instructions", "-i", help="instructions for the agent")
     chat.add_argument(
         "--history", type=int, default=5, help="earlier runs replayed to the model (default 5)"
+    )
+    chat.add_argument(
+        "--memory",
+        choices=("auto", "agentic", "off"),
+        default="auto",
+        help="learn facts about the user after each turn (auto, the default), let the model "
+        "manage them with tools (agentic), or neither (off)",
+    )
+    chat.add_argument(
+        "--summaries", action="store_true", help="keep a running summary of the session"
     )
     chat.add_argument("--no-stream", action="store_true", help="print answers when complete")
     chat.add_argument("--plain", action="store_true", help="plain text instead of markdown")
