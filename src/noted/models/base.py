@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from noted import _portal
 from noted.errors import ModelError, UserError
@@ -22,6 +22,7 @@ from noted.models.types import ModelDelta, ModelRequest, ModelResponse, Response
 __all__ = ["BaseChatModel", "ChatModel", "RetryPolicy"]
 
 log = logging.getLogger("noted.models")
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -120,16 +121,20 @@ class BaseChatModel:
         )
         await asyncio.sleep(wait)
 
-    async def acomplete(self, request: ModelRequest) -> ModelResponse:
+    async def with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``await attempt()``, retried by this model's policy while it fails retryably."""
         retry = 0
         while True:
             try:
-                return await self._send(request)
+                return await attempt()
             except ModelError as exc:
                 retry += 1
                 if not _is_retryable(exc) or retry >= self.retry.max_attempts:
                     raise
                 await self._wait_before_retry(retry, exc)
+
+    async def acomplete(self, request: ModelRequest) -> ModelResponse:
+        return await self.with_retries(lambda: self._send(request))
 
     async def astream(self, request: ModelRequest) -> AsyncGenerator[ModelDelta, None]:
         """Stream the answer. A failure before the first delta is retried like

@@ -1,0 +1,6 @@
+"""Retrieval: embedders, and the ranking that keyword, semantic and hybrid search share."""
+
+from noted.retrieval.embedders import BaseEmbedder, Embedder, Kind, Vectors
+from noted.retrieval.openai import OpenAIEmbedder
+
+__all__ = ["BaseEmbedder", "Embedder", "Kind", "OpenAIEmbedder", "Vectors"]
