@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["cosine_top", "fts_terms", "reciprocal_rank_fusion", "recency_factor"]
+__all__ = ["cosine_top", "fts_terms", "recency_factor", "reciprocal_rank_fusion"]
 
 _TERM = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_TERMS = 32
