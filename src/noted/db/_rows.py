@@ -84,8 +84,10 @@ def stamped_keys(memory: UserMemory) -> tuple[str, str]:
 def memory_to_row(memory: UserMemory) -> tuple[Any, ...]:
     """A stamped memory (id, user and timestamps set) as a row in COLUMNS order."""
     memory_id, user_id = stamped_keys(memory)
-    assert memory.created_at is not None
-    assert memory.updated_at is not None
+    created_at, updated_at = memory.created_at, memory.updated_at
+    assert created_at is not None
+    assert updated_at is not None
+    created = to_micros(created_at)
     return (
         memory_id,
         user_id,
@@ -95,8 +97,8 @@ def memory_to_row(memory: UserMemory) -> tuple[Any, ...]:
         memory.agent_id,
         memory.team_id,
         memory.session_id,
-        to_micros(memory.created_at),
-        to_micros(memory.updated_at),
+        created,
+        created if updated_at is created_at else to_micros(updated_at),  # a new memory's
     )
 
 

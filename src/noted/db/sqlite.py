@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
@@ -35,6 +36,9 @@ __all__ = ["SqliteDb"]
 _SELECT = ", ".join(COLUMNS)
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 _IN_CHUNK = 500  # ids per "IN (...)" list, well under SQLite's variable limit
+_ROWS_PER_INSERT = _IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT statement
+_EVENT_ID_LEN = 36  # a UUID as text
+_MAX_ROWID = 2**63 - 1
 
 
 class SqliteDb:
@@ -92,10 +96,30 @@ class SqliteDb:
             f"session_id = COALESCE(?, session_id), updated_at = ? "
             f"WHERE memory_id = ? AND user_id = ?"
         )
+        # New memories go in _ROWS_PER_INSERT to a statement, and their events in one. Such
+        # multi-row statements say OR FAIL: with SQLite's default (ABORT) a failing statement
+        # undoes its own rows, so SQLite first journals every page it changes, which costs
+        # the most in a large file; here a failure rolls the whole transaction back anyway.
+        values = f"({', '.join('?' * len(COLUMNS))})"
+        self._sql_insert = f"INSERT INTO {t} ({_SELECT}) VALUES {values}"
+        self._sql_insert_many = (
+            f"INSERT OR FAIL INTO {t} ({_SELECT}) VALUES {', '.join([values] * _ROWS_PER_INSERT)}"
+        )
         self._events_table = f"{t}_events"
         self._sql_event = (
             f"INSERT INTO {self._events_table} ({_EVENT_SELECT}) "
             f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
+        )
+        self._sql_last_rowid = f"SELECT max(rowid) FROM {t}"
+        # The "add" events of the memories just inserted above rowid ?2, copied from their
+        # rows in the order they were inserted; ?1 holds their event ids, _EVENT_ID_LEN
+        # ASCII bytes each, as one blob (a blob's substr counts bytes, so finding the n-th
+        # id costs the same for every n; a text's would count characters from the start).
+        self._sql_add_events = (
+            f"INSERT OR FAIL INTO {self._events_table} ({_EVENT_SELECT}) "
+            f"SELECT CAST(substr(?1, (rowid - ?2 - 1) * {_EVENT_ID_LEN} + 1, {_EVENT_ID_LEN}) "
+            f"AS TEXT), memory_id, user_id, 'add', NULL, memory, NULL, topics, ?3, ?4, ?5, ?6 "
+            f"FROM {t} WHERE rowid > ?2 ORDER BY rowid"
         )
 
     def __repr__(self) -> str:
@@ -267,38 +291,75 @@ class SqliteDb:
         if not rows:
             return
         ids = [row[0] for row in rows]
-        actor, session_id, run_id = context.actor, context.session_id, context.run_id
         with self._transaction() as conn:
             stored = self._stored(conn, ids)
-            now = now_micros()
-            event_ids = new_event_ids(len(rows))
-            stamp = (actor, session_id, run_id, now)
-            events: list[tuple[Any, ...]]
+            stamp = (context.actor, context.session_id, context.run_id, now_micros())
             if not stored and len(set(ids)) == len(ids):  # only new memories, each once
-                events = [
-                    (e, r[0], r[1], "add", None, r[2], None, r[3], actor, session_id, run_id, now)
-                    for e, r in zip(event_ids, rows, strict=True)
-                ]
-            else:
-                events = []
-                for event_id, (memory_id, user_id, text, topics, *_) in zip(
-                    event_ids, rows, strict=True
-                ):
-                    owner, old_text, old_topics = stored.get(memory_id, (user_id, None, None))
-                    if owner != user_id:
-                        raise ConflictError(
-                            f"memory_id {memory_id!r} belongs to another user; nothing was written"
-                        )
-                    event = "add" if old_text is None else "update"
-                    change = (event, old_text, text, old_topics, topics)
-                    events.append((event_id, memory_id, user_id, *change, *stamp))
-                    stored[memory_id] = (user_id, text, topics)
-            if len(rows) == 1:
-                conn.execute(self._sql_upsert, rows[0])
-                conn.execute(self._sql_event, events[0])
-            else:
-                conn.executemany(self._sql_upsert, rows)
-                conn.executemany(self._sql_event, events)
+                self._add(conn, rows, stamp)
+                return
+            events: list[tuple[Any, ...]] = []
+            for event_id, (memory_id, user_id, text, topics, *_) in zip(
+                new_event_ids(len(rows)), rows, strict=True
+            ):
+                owner, old_text, old_topics = stored.get(memory_id, (user_id, None, None))
+                if owner != user_id:
+                    raise ConflictError(
+                        f"memory_id {memory_id!r} belongs to another user; nothing was written"
+                    )
+                event = "add" if old_text is None else "update"
+                change = (event, old_text, text, old_topics, topics)
+                events.append((event_id, memory_id, user_id, *change, *stamp))
+                stored[memory_id] = (user_id, text, topics)
+            conn.executemany(self._sql_upsert, rows)
+            conn.executemany(self._sql_event, events)
+
+    def _add(
+        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], stamp: tuple[Any, ...]
+    ) -> None:
+        """Insert memories whose ids are not stored, each once, with an "add" event each."""
+        count = len(rows)
+        event_ids = new_event_ids(count)
+        if count == 1:
+            (row,) = rows
+            conn.execute(self._sql_insert, row)
+            event = (row[0], row[1], "add", None, row[2], None, row[3])
+            conn.execute(self._sql_event, (*event_ids, *event, *stamp))
+            return
+        # SQLite gives an inserted row the rowid one above the largest in its table (unless
+        # that one is the largest possible), and this transaction is the table's only
+        # writer: the new memories are exactly the rows above the largest rowid of now, in
+        # the order of ``rows``. One INSERT ... SELECT then writes all their events, instead
+        # of sending every event row through the driver a second time.
+        last = conn.execute(self._sql_last_rowid).fetchone()[0] or 0
+        whole = count - count % _ROWS_PER_INSERT
+        conn.executemany(
+            self._sql_insert_many,
+            [
+                tuple(itertools.chain.from_iterable(rows[i : i + _ROWS_PER_INSERT]))
+                for i in range(0, whole, _ROWS_PER_INSERT)
+            ],
+        )
+        conn.executemany(self._sql_insert, rows[whole:])
+        ids = "".join(event_ids).encode("ascii")
+        if (
+            last <= _MAX_ROWID - count
+            and len(ids) == _EVENT_ID_LEN * count
+            and len(ids) <= conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+        ):
+            added = conn.execute(self._sql_add_events, (ids, last, *stamp)).rowcount
+            if added != count:  # never expected; raising rolls the transaction back
+                raise StoreError(
+                    f"{self.db_file}: inserted {count} memories but found {added} to record; "
+                    "nothing was written"
+                )
+            return
+        conn.executemany(
+            self._sql_event,
+            [
+                (e, r[0], r[1], "add", None, r[2], None, r[3], *stamp)
+                for e, r in zip(event_ids, rows, strict=True)
+            ],
+        )
 
     def _stored(
         self, conn: sqlite3.Connection, ids: list[str]
