@@ -236,6 +236,7 @@ def test_every_command_has_help() -> None:
     assert names == {
         "add",
         "list",
+        "search",
         "show",
         "edit",
         "history",

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from noted import Memory, SqliteDb, StoreError, UserMemory
+from noted.db import MemoryQuery
 from noted.db.sqlite_migrations import MIGRATIONS, record_version
 
 # The DDL of noted's first schema (version 1), frozen here as it was written to disk.
@@ -73,7 +74,7 @@ def test_first_schema_upgrades_in_place(tmp_path: Path) -> None:
     db = SqliteDb(path)
     memory = Memory(db=db)
 
-    assert db.schema_version() == len(MIGRATIONS) == 3
+    assert db.schema_version() == len(MIGRATIONS) == 4
     ava = memory.get_user_memories(user_id="ava", sort_by="created_at", sort_order="asc")
     assert [(m.memory_id, m.memory, m.topics, m.input, m.agent_id) for m in ava] == [
         ("m1", "The user's name is Ava", ["name"], "My name is Ava", None),
@@ -85,6 +86,9 @@ def test_first_schema_upgrades_in_place(tmp_path: Path) -> None:
     bob = memory.get_user_memory("m3", user_id="bob")
     assert bob is not None
     assert bob.team_id == "team-1"
+    # Memories written before the keyword index existed are found by keyword search.
+    found = db.keyword_search(MemoryQuery(user_id="ava", limit=5), "skiing")
+    assert [r.memory.memory_id for r in found] == ["m2"]
 
     # The new column works, and the upgrade happens once.
     mid = memory.add_user_memory(UserMemory("new", session_id="s-1"), user_id="ava")
@@ -134,7 +138,7 @@ def test_a_version_2_database_gains_the_history_table(tmp_path: Path) -> None:
 
     db = SqliteDb(path)
     memory = Memory(db=db)
-    assert db.schema_version() == 3
+    assert db.schema_version() == len(MIGRATIONS)
     assert memory.count_user_memories(user_id="ava") == 2
     m2 = memory.get_user_memory("m2", user_id="ava")
     assert m2 is not None

@@ -30,9 +30,9 @@ def test_tables_are_created_on_first_use_with_configured_names(tmp_path: Path) -
     Memory(db=db).add_user_memory(UserMemory("x"), user_id="ava")
     conn = sqlite3.connect(path)
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"user_memories", "noted_schema_versions"} <= tables
+    assert {"user_memories", "user_memories_fts", "noted_schema_versions"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.schema_version() == 3
+    assert db.schema_version() == 4
     conn.close()
     db.close()
 

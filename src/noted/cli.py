@@ -99,6 +99,21 @@ def cmd_list(memory: Memory, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(memory: Memory, args: argparse.Namespace) -> int:
+    query = MemoryQuery(
+        user_id=args.user or DEFAULT_USER_ID,
+        topics=tuple(args.topic or ()),
+        limit=args.limit,
+    )
+    found = memory.db.keyword_search(query, args.query)
+    if args.json:
+        emit_json([{**r.memory.to_dict(), "score": r.score} for r in found])
+        return 0
+    title = f"Memories of user {query.user_id} matching {args.query!r} ({len(found)})"
+    out.print(_memory_table([r.memory for r in found], title, False))
+    return 0
+
+
 def _get_or_fail(memory: Memory, memory_id: str, user_id: str | None) -> UserMemory:
     found = memory.get_user_memory(memory_id, user_id=user_id)
     if found is None:
@@ -317,6 +332,23 @@ def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
 Command = Callable[[Memory, argparse.Namespace], int]
 
 
+def _list_arguments(ls: argparse.ArgumentParser) -> None:
+    ls.add_argument("--limit", type=int, default=50, help="rows per page (default 50)")
+    ls.add_argument("--offset", type=int, default=0, help="rows to skip")
+    ls.add_argument("--topic", "-t", action="append", help="only memories with this topic")
+    ls.add_argument("--agent", help="only memories of this agent")
+    ls.add_argument("--team", help="only memories of this team")
+    ls.add_argument("--sort", choices=["updated_at", "created_at"], default="updated_at")
+    ls.add_argument("--order", choices=["desc", "asc"], default="desc")
+    ls.add_argument("--all-users", action="store_true", help="list every user's memories")
+
+
+def _search_arguments(search: argparse.ArgumentParser) -> None:
+    search.add_argument("query", help="words to look for, e.g. 'where does she ski'")
+    search.add_argument("--limit", type=int, default=10, help="results (default 10)")
+    search.add_argument("--topic", "-t", action="append", help="only memories with this topic")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -343,15 +375,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--agent", help="agent id")
     add.add_argument("--team", help="team id")
 
-    ls = command("list", cmd_list, "List a user's memories, newest first.")
-    ls.add_argument("--limit", type=int, default=50, help="rows per page (default 50)")
-    ls.add_argument("--offset", type=int, default=0, help="rows to skip")
-    ls.add_argument("--topic", "-t", action="append", help="only memories with this topic")
-    ls.add_argument("--agent", help="only memories of this agent")
-    ls.add_argument("--team", help="only memories of this team")
-    ls.add_argument("--sort", choices=["updated_at", "created_at"], default="updated_at")
-    ls.add_argument("--order", choices=["desc", "asc"], default="desc")
-    ls.add_argument("--all-users", action="store_true", help="list every user's memories")
+    _list_arguments(command("list", cmd_list, "List a user's memories, newest first."))
+
+    search = command("search", cmd_search, "Find a user's memories by keywords, best match first.")
+    search.add_argument("query", help="words to look for, e.g. 'where does she ski'")
+    search.add_argument("--limit", type=int, default=10, help="results (default 10)")
+    search.add_argument("--topic", "-t", action="append", help="only memories with this topic")
 
     show = command("show", cmd_show, "Show one memory in full.")
     show.add_argument("memory_id")

@@ -11,7 +11,14 @@ from noted.errors import UserError
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
-__all__ = ["MemoryQuery", "MemoryStore", "SessionStore", "SortField", "SortOrder"]
+__all__ = [
+    "MemoryQuery",
+    "MemoryStore",
+    "ScoredMemory",
+    "SessionStore",
+    "SortField",
+    "SortOrder",
+]
 
 SortField = Literal["updated_at", "created_at"]
 SortOrder = Literal["asc", "desc"]
@@ -102,6 +109,12 @@ class MemoryStore(Protocol):
         """Delete every memory of every user: a separate, explicit call on purpose."""
         ...
 
+    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        """The memories ``query`` selects that contain words of ``text``, best BM25 match
+        first, at most ``query.limit``; ``query.user_id`` is required. Any text is safe:
+        it is never read as query syntax."""
+        ...
+
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         """The recorded changes of one of the user's memories, oldest first; deleted
         memories included. Another user's memory id has no history here."""
@@ -116,6 +129,14 @@ class MemoryStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredMemory:
+    """A search result: the memory and how well it matched (higher is better)."""
+
+    memory: UserMemory
+    score: float
 
 
 @runtime_checkable

@@ -9,8 +9,9 @@ from typing import Any
 from noted._time import EPOCH, utc_now
 from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
 from noted.db._rows import stamped_keys
-from noted.db.base import MemoryQuery, check_page
-from noted.errors import ConflictError
+from noted.db.base import MemoryQuery, ScoredMemory, check_page
+from noted.errors import ConflictError, UserError
+from noted.retrieval.ranking import bm25_scores
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -123,6 +124,21 @@ class InMemoryDb:
         )
         end = None if query.limit is None else query.offset + query.limit
         return [m.copy() for m in found[query.offset : end]]
+
+    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        if query.user_id is None:
+            raise UserError("keyword search is for one user: give a user_id")
+        with self._lock:
+            found = [m.copy() for m in self._matching(query)]
+        documents = [" ".join([m.memory, *m.topics, m.input or ""]) for m in found]
+        scored = [
+            ScoredMemory(m, score)
+            for m, score in zip(found, bm25_scores(documents, text), strict=True)
+            if score > 0
+        ]
+        scored.sort(key=lambda r: (-r.score, r.memory.memory_id or ""))
+        end = None if query.limit is None else query.offset + query.limit
+        return scored[query.offset : end]
 
     def count_memories(self, query: MemoryQuery) -> int:
         with self._lock:

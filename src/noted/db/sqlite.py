@@ -26,8 +26,9 @@ from noted.db._rows import (
     row_to_memory,
     rows_to_memories,
 )
-from noted.db.base import MemoryQuery, check_page
+from noted.db.base import MemoryQuery, ScoredMemory, check_page
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
+from noted.retrieval.ranking import fts_match
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -68,13 +69,15 @@ class SqliteDb:
         tables = {
             self.memory_table,
             self.memory_table + "_events",
+            self.memory_table + "_fts",
             self.session_table,
             self.session_table + "_runs",
         }
-        if len(tables) < 4:
+        if len(tables) < 5:
             raise UserError(
                 "memory_table and session_table must name different tables (noted also "
-                f"uses {self.memory_table}_events and {self.session_table}_runs)"
+                f"uses {self.memory_table}_events, {self.memory_table}_fts and "
+                f"{self.session_table}_runs)"
             )
         self.read_only = read_only
         self.create_dirs = create_dirs
@@ -111,6 +114,21 @@ class SqliteDb:
             f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
         )
         self._sql_last_rowid = f"SELECT max(rowid) FROM {t}"
+        self._fts = f"{t}_fts"
+        index = (
+            f"INSERT INTO {self._fts} (rowid, owner, memory, topics, input) "
+            f"SELECT rowid, user_id, memory, topics, COALESCE(input, '') FROM {t} "
+        )
+        # New memories are indexed in one statement when the next keyword search comes (the
+        # rows above the index's largest rowid; see _catch_up), so adding one costs no index
+        # write. A changed or deleted memory leaves the index at once, and a changed one
+        # goes back in when it had been indexed before.
+        self._sql_indexed_top = f"SELECT rowid FROM {self._fts} ORDER BY rowid DESC LIMIT 1"
+        self._sql_index_id = index + f"WHERE memory_id = ? AND rowid <= ({self._sql_indexed_top})"
+        self._sql_index_after = index + "WHERE rowid > ?"
+        self._sql_unindex_id = (
+            f"DELETE FROM {self._fts} WHERE rowid = (SELECT rowid FROM {t} WHERE memory_id = ?)"
+        )
         # The "add" events of the memories just inserted above rowid ?2, copied from their
         # rows in the order they were inserted; ?1 holds their event ids, _EVENT_ID_LEN
         # ASCII bytes each, as one blob (a blob's substr counts bytes, so finding the n-th
@@ -310,7 +328,10 @@ class SqliteDb:
                 change = (event, old_text, text, old_topics, topics)
                 events.append((event_id, memory_id, user_id, *change, *stamp))
                 stored[memory_id] = (user_id, text, topics)
+            touched = [(memory_id,) for memory_id in dict.fromkeys(ids)]
+            conn.executemany(self._sql_unindex_id, touched)
             conn.executemany(self._sql_upsert, rows)
+            conn.executemany(self._sql_index_id, touched)
             conn.executemany(self._sql_event, events)
 
     def _add(
@@ -390,7 +411,9 @@ class SqliteDb:
             ).fetchone()
             if old is None:
                 return False
+            conn.execute(self._sql_unindex_id, (row[0],))
             conn.execute(self._sql_update, params)
+            conn.execute(self._sql_index_id, (row[0],))
             stamp = (context.actor, context.session_id, context.run_id, now_micros())
             event = (row[0], row[1], "update", old[0], row[2], old[1], row[3])
             conn.execute(self._sql_event, (*new_event_ids(1), *event, *stamp))
@@ -439,6 +462,38 @@ class SqliteDb:
             rows = conn.execute(sql, params).fetchall()
         return rows_to_memories(rows)
 
+    def _catch_up(self) -> None:
+        """Index the memories added since the last keyword search (one statement)."""
+        top = f"SELECT max(rowid) FROM {self.memory_table}"
+        with self._session() as conn:
+            newest, indexed = conn.execute(f"SELECT ({top}), ({self._sql_indexed_top})").fetchone()
+        if (newest or 0) <= (indexed or 0) or self.read_only:
+            return
+        with self._transaction() as conn:
+            indexed = conn.execute(self._sql_indexed_top).fetchone()
+            conn.execute(self._sql_index_after, (0 if indexed is None else indexed[0],))
+
+    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        if query.user_id is None:
+            raise UserError("keyword search is for one user: give a user_id")
+        match = fts_match(text, query.user_id)
+        if match is None or query.limit == 0:
+            return []
+        self._catch_up()
+        where, params = self._where(query)
+        t = self.memory_table
+        sql = (
+            f"SELECT {_SELECT}, hits.score FROM {t} JOIN ("
+            f"SELECT rowid AS hit, bm25({self._fts}, 0.0, 1.0, 0.5, 0.5) AS score "
+            f"FROM {self._fts} WHERE {self._fts} MATCH ?) AS hits ON {t}.rowid = hits.hit"
+            f"{where} ORDER BY hits.score, memory_id LIMIT ? OFFSET ?"
+        )
+        limit = -1 if query.limit is None else query.limit
+        with self._session() as conn:
+            rows = conn.execute(sql, [match, *params, limit, query.offset]).fetchall()
+        found = rows_to_memories([row[:-1] for row in rows])
+        return [ScoredMemory(m, -float(row[-1])) for m, row in zip(found, rows, strict=True)]
+
     def count_memories(self, query: MemoryQuery) -> int:
         where, params = self._where(query)
         with self._session() as conn:
@@ -457,6 +512,9 @@ class SqliteDb:
         ).fetchall()
         if not found:
             return 0
+        conn.execute(
+            f"DELETE FROM {self._fts} WHERE rowid IN (SELECT rowid FROM {t}{where})", params
+        )
         conn.execute(f"DELETE FROM {t}{where}", params)
         stamp = (context.actor, context.session_id, context.run_id, now_micros())
         conn.executemany(

@@ -79,6 +79,26 @@ def m003_memory_events(conn: sqlite3.Connection, table: str) -> None:
     )
 
 
+FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
+
+
+@migration
+def m004_keyword_index(conn: sqlite3.Connection, table: str) -> None:
+    """The full-text index (FTS5, BM25 ranking) of each memory's text, topics and input.
+
+    ``owner`` holds the user id, so a search matches that user's postings only; the rowid
+    is the memory row's. The store keeps it in step with every write.
+    """
+    conn.execute(
+        f"CREATE VIRTUAL TABLE {table}_fts USING fts5("
+        f"owner, memory, topics, input, tokenize='{FTS_TOKENIZER}')"
+    )
+    conn.execute(
+        f"INSERT INTO {table}_fts (rowid, owner, memory, topics, input) "
+        f"SELECT rowid, user_id, memory, topics, COALESCE(input, '') FROM {table}"
+    )
+
+
 @session_migration
 def s001_create_sessions(conn: sqlite3.Connection, table: str) -> None:
     conn.execute(

@@ -34,8 +34,8 @@ __all__ = ["DEFAULT_USER_ID", "RETRIEVAL_METHODS", "Memory"]
 
 DEFAULT_USER_ID: Final = "default"
 DEFAULT_MAX_MEMORY_LENGTH: Final = 5000
-RETRIEVAL_METHODS: Final = ("last_n", "first_n", "agentic")
-_LATER_METHODS: Final = ("semantic", "keyword", "hybrid")
+RETRIEVAL_METHODS: Final = ("last_n", "first_n", "keyword", "agentic")
+_LATER_METHODS: Final = ("semantic", "hybrid")
 AGENTIC_WINDOW: Final = 500  # the most recent memories agentic search ranks ...
 AGENTIC_CANDIDATES: Final = 100  # ... and how many of them the model is shown
 
@@ -297,8 +297,9 @@ class Memory:
         team_id: str | None = None,
     ) -> list[UserMemory]:
         """Find the user's memories: ``"last_n"`` (newest first, the default),
-        ``"first_n"`` (oldest first), or ``"agentic"``: the model picks the memories that
-        answer ``query`` from a bounded list of candidates (one model call)."""
+        ``"first_n"`` (oldest first), ``"keyword"`` (the memories sharing words with
+        ``query``, best BM25 match first), or ``"agentic"``: the model picks the memories
+        that answer ``query`` from a bounded list of candidates (one model call)."""
         method = retrieval_method or "last_n"
         if method in _LATER_METHODS:
             raise UserError(
@@ -312,6 +313,13 @@ class Memory:
         if query is not None and not isinstance(query, str):
             raise UserError(f"query must be a string, got {type(query).__name__}")
         check_page(limit, 0)
+        if method == "keyword":
+            if query is None:
+                raise UserError("keyword search needs a query")
+            found = self.db.keyword_search(
+                _query(user_id, topics, agent_id, team_id, limit=limit), query
+            )
+            return [result.memory for result in found]
         if method == "agentic":
             if query is None or not query.strip():
                 raise UserError("agentic search needs a query")
