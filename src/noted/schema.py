@@ -40,6 +40,14 @@ def check_id(name: str, value: object) -> str | None:
     return value
 
 
+def require_id(name: str, value: object) -> str:
+    """Validate an identifier that must be given."""
+    checked = check_id(name, value)
+    if checked is None:
+        raise UserError(f"{name} is required")
+    return checked
+
+
 def _check_text(value: object) -> str:
     if not isinstance(value, str):
         raise UserError(f"memory must be a string, got {type(value).__name__} {value!r}")

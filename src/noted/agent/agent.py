@@ -45,19 +45,12 @@ from noted.models.types import (
     TextDelta,
     ToolCall,
 )
-from noted.schema import UserMemory, check_id
+from noted.schema import UserMemory, require_id
 from noted.sessions import RunResult, new_run_id, new_session_id
 
 __all__ = ["Agent"]
 
 log = logging.getLogger("noted.agent")
-
-
-def _id(name: str, value: object) -> str:
-    checked = check_id(name, value)
-    if checked is None:
-        raise UserError(f"{name} must be a string, got None")
-    return checked
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:
@@ -111,8 +104,8 @@ class Agent:
         if db is not None and not isinstance(db, SessionStore):
             raise UserError(f"db must be a session store such as SqliteDb, got {db!r}")
         self.db: SessionStore = db if db is not None else InMemoryDb()
-        self.user_id = None if user_id is None else _id("user_id", user_id)
-        self.session_id = None if session_id is None else _id("session_id", session_id)
+        self.user_id = None if user_id is None else require_id("user_id", user_id)
+        self.session_id = None if session_id is None else require_id("session_id", session_id)
         self.name = name
         self.agent_id = agent_id if agent_id is not None else name
         self.description = description
@@ -128,14 +121,13 @@ class Agent:
         self.read_chat_history = read_chat_history
         self.max_tool_rounds = _check_count("max_tool_rounds", max_tool_rounds, 0)
         self._user_sessions: dict[str, str] = {}
-        self._work = BackgroundWork()
+        self._work = BackgroundWork(background=background_memory)
         self.memory = self._memory_settings(
             memory,
             "agentic" if enable_agentic_memory else "automatic" if enable_user_memories else None,
             add_memories_to_context,
             memory_manager,
             _check_count("memory_context_chars", memory_context_chars, 0),
-            background_memory,
         )
         if enable_agentic_memory and enable_user_memories:
             warnings.warn(
@@ -149,7 +141,6 @@ class Agent:
             enable_session_summaries,
             add_session_summary_to_context,
             session_summarizer,
-            background_memory,
         )
 
     def _memory_settings(
@@ -159,7 +150,6 @@ class Agent:
         in_context: bool | None,
         manager: MemoryManager | None,
         context_chars: int,
-        background: bool,
     ) -> AgentMemory | None:
         in_context = mode is not None if in_context is None else in_context
         if mode is None and not in_context:
@@ -182,7 +172,6 @@ class Agent:
             in_context=in_context,
             model=None if memory is None else memory.model,
             context_chars=context_chars,
-            background=background,
             max_memory_length=5000 if memory is None else memory.max_memory_length,
             work=self._work,
         )
@@ -193,7 +182,6 @@ class Agent:
         enabled: bool,
         in_context: bool | None,
         summarizer: SessionSummarizer | None,
-        background: bool,
     ) -> SessionSummaries | None:
         in_context = enabled if in_context is None else in_context
         if not (enabled or in_context):
@@ -206,7 +194,6 @@ class Agent:
             update=enabled,
             in_context=in_context,
             model=None if memory is None else memory.model,
-            background=background,
             work=self._work,
         )
 
@@ -230,7 +217,7 @@ class Agent:
 
     def _user(self, user_id: str | None) -> str:
         if user_id is not None:
-            return _id("user_id", user_id)
+            return require_id("user_id", user_id)
         return self.user_id or DEFAULT_USER_ID
 
     def get_session_id(self, user_id: str | None = None) -> str:
@@ -437,7 +424,9 @@ class Agent:
             raise UserError(f"message must be a non-empty string, got {message!r}")
         user = self._user(user_id)
         session = (
-            _id("session_id", session_id) if session_id is not None else self.get_session_id(user)
+            require_id("session_id", session_id)
+            if session_id is not None
+            else self.get_session_id(user)
         )
         return message, user, session
 

@@ -20,6 +20,7 @@ __all__ = [
     "PromptSection",
     "fit_memories",
     "memory_section",
+    "render_memory_section",
     "render_system_prompt",
     "standard_sections",
     "summary_section",
@@ -100,7 +101,11 @@ def memory_section(
 ) -> PromptSection | None:
     """What the agent knows about the user, most relevant first, cut to ``budget_chars``.
     ``numbered`` shows each memory's short id ([1], [2], ...) for the memory tools."""
-    kept = fit_memories(memories, budget_chars, numbered=numbered)
+    return render_memory_section(fit_memories(memories, budget_chars, numbered=numbered), numbered)
+
+
+def render_memory_section(kept: Sequence[UserMemory], numbered: bool) -> PromptSection | None:
+    """The memory section of memories already fitted to the budget (see fit_memories)."""
     if not kept:
         return None
     lines = [_memory_line(n, m, numbered) for n, m in enumerate(kept, start=1)]

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from noted import _portal
-from noted.agent.context import PromptSection, fit_memories, memory_section, summary_section
+from noted.agent.context import (
+    PromptSection,
+    fit_memories,
+    render_memory_section,
+    summary_section,
+)
 from noted.agent.memory_tools import MemoryTools
 from noted.agent.tools import Tool
 from noted.audit import AuditContext
@@ -38,15 +43,27 @@ log = logging.getLogger("noted.agent")
 
 
 class BackgroundWork:
-    """Work started on noted's background loop: chained per key, waited for on request
-    (and at normal exit)."""
+    """Work after a run: on noted's background loop, chained per key, waited for on request
+    (and at normal exit); or, with ``background=False``, awaited where it is submitted.
+    A failure is logged, never raised into the run."""
 
-    def __init__(self) -> None:
+    def __init__(self, background: bool = True) -> None:
+        self.background = background
         self.pending: set[concurrent.futures.Future[Any]] = set()
         self._tails: dict[str, concurrent.futures.Future[Any]] = {}
         self._lock = threading.Lock()
 
-    def start(self, key: str, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+    async def submit(self, key: str, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run ``work()`` for ``key`` ("memory:<user>", "summary:<session>")."""
+        if self.background:
+            self._start(key, work)
+            return
+        try:
+            await work()
+        except NotedError as exc:
+            log.warning("%s update failed: %s", key.partition(":")[0], exc)
+
+    def _start(self, key: str, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
         with self._lock:
             before = self._tails.get(key)
 
@@ -69,9 +86,9 @@ class BackgroundWork:
             return
         error = future.exception()
         if isinstance(error, NotedError):
-            log.warning("background %s failed: %s", key.partition(":")[0], error)
+            log.warning("%s update failed: %s", key.partition(":")[0], error)
         elif error is not None:
-            log.error("background %s failed", key.partition(":")[0], exc_info=error)
+            log.error("%s update failed", key.partition(":")[0], exc_info=error)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait for the work started so far; False if some is still running."""
@@ -79,13 +96,6 @@ class BackgroundWork:
             pending = list(self.pending)
         _, not_done = concurrent.futures.wait(pending, timeout=timeout)
         return not not_done
-
-
-async def _inline(work: Coroutine[Any, Any, Any], what: str) -> None:
-    try:
-        await work
-    except NotedError as exc:
-        log.warning("%s failed: %s", what, exc)
 
 
 @dataclass(slots=True)
@@ -107,7 +117,6 @@ class AgentMemory:
     in_context: bool
     model: ChatModel | None = None  # the Memory's own model, before the agent's
     context_chars: int = 4000
-    background: bool = True
     max_memory_length: int = 5000
     work: BackgroundWork = field(default_factory=BackgroundWork)
 
@@ -120,7 +129,7 @@ class AgentMemory:
                 self.manager.relevant_memories, self.store, run.user_id, run.input
             )
             kept = fit_memories(relevant, self.context_chars, numbered=agentic)
-            section = memory_section(kept, self.context_chars, numbered=agentic)
+            section = render_memory_section(kept, numbered=agentic)
             if section is not None:
                 prepared.sections.append(section)
             shown = number_memories(kept)
@@ -156,10 +165,7 @@ class AgentMemory:
         """Hand the finished turn to the manager (automatic memory only)."""
         if self.mode != "automatic" or run.status != "completed":
             return
-        if not self.background:
-            await _inline(self._extract(run, model), "memory update")
-            return
-        self.work.start(f"memory:{run.user_id}", lambda: self._extract(run, model))
+        await self.work.submit(f"memory:{run.user_id}", lambda: self._extract(run, model))
 
 
 @dataclass
@@ -172,7 +178,6 @@ class SessionSummaries:
     update: bool
     in_context: bool
     model: ChatModel | None = None
-    background: bool = True
     work: BackgroundWork = field(default_factory=BackgroundWork)
 
     async def section(self, run: RunResult) -> PromptSection | None:
@@ -195,7 +200,4 @@ class SessionSummaries:
     async def finish(self, run: RunResult, model: ChatModel) -> None:
         if not self.update or run.status != "completed":
             return
-        if not self.background:
-            await _inline(self._update(run, model), "session summary")
-            return
-        self.work.start(f"summary:{run.session_id}", lambda: self._update(run, model))
+        await self.work.submit(f"summary:{run.session_id}", lambda: self._update(run, model))

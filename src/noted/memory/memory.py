@@ -27,7 +27,14 @@ from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message
-from noted.schema import UserMemory, UserStats, check_id, check_topics, new_memory_id
+from noted.schema import (
+    UserMemory,
+    UserStats,
+    check_id,
+    check_topics,
+    new_memory_id,
+    require_id,
+)
 from noted.sessions import SessionSummary
 
 __all__ = ["DEFAULT_USER_ID", "RETRIEVAL_METHODS", "Memory"]
@@ -46,13 +53,6 @@ def _resolve_user(user_id: str | None, memory: UserMemory | None = None) -> str:
     if given is not None and carried is not None and given != carried:
         raise UserError(f"user_id {given!r} does not match the memory's own user_id {carried!r}")
     return given or carried or DEFAULT_USER_ID
-
-
-def _id_or_fail(name: str, value: object) -> str:
-    checked = check_id(name, value)
-    if checked is None:
-        raise UserError(f"{name} is required")
-    return checked
 
 
 def _query(
@@ -213,7 +213,7 @@ class Memory:
         Raises NotFoundError when the user has no memory with this id (another user's id
         included): nothing is written then.
         """
-        memory_id = self._memory_id(memory_id)
+        memory_id = require_id("memory_id", memory_id)
         new = self._stamped(memory, user_id, memory_id=memory_id)
         if not self.db.update_memory(new, audit=self._audit):  # keeps the stored created_at
             raise NotFoundError(f"user {new.user_id!r} has no memory with id {memory_id!r}")
@@ -221,14 +221,14 @@ class Memory:
 
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> bool:
         """Delete one of the user's memories; False when the user has no such memory."""
-        memory_id = self._memory_id(memory_id)
+        memory_id = require_id("memory_id", memory_id)
         return self.db.delete_memories([memory_id], _resolve_user(user_id), audit=self._audit) == 1
 
     def delete_user_memories(self, memory_ids: Sequence[str], user_id: str | None = None) -> int:
         """Delete several of the user's memories; return how many existed and were deleted."""
         if isinstance(memory_ids, str):
             raise UserError("memory_ids must be a list of ids, not a single string")
-        ids = [self._memory_id(m) for m in memory_ids]
+        ids = [require_id("memory_id", m) for m in memory_ids]
         return self.db.delete_memories(ids, _resolve_user(user_id), audit=self._audit)
 
     def clear(self, user_id: str | None = None) -> int:
@@ -239,16 +239,9 @@ class Memory:
 
     # -- reads ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _memory_id(memory_id: object) -> str:
-        checked = check_id("memory_id", memory_id)
-        if checked is None:
-            raise UserError("memory_id is required")
-        return checked
-
     def get_user_memory(self, memory_id: str, user_id: str | None = None) -> UserMemory | None:
         """One of the user's memories, or None (also for another user's memory id)."""
-        return self.db.get_memory(self._memory_id(memory_id), _resolve_user(user_id))
+        return self.db.get_memory(require_id("memory_id", memory_id), _resolve_user(user_id))
 
     def get_memory_history(self, memory_id: str, user_id: str | None = None) -> list[MemoryEvent]:
         """Every recorded add, update and delete of one of the user's memories, oldest first.
@@ -256,7 +249,9 @@ class Memory:
         A deleted memory keeps its history, so its last text can still be read here; another
         user's memory id has none (an empty list).
         """
-        return self.db.get_memory_history(self._memory_id(memory_id), _resolve_user(user_id))
+        return self.db.get_memory_history(
+            require_id("memory_id", memory_id), _resolve_user(user_id)
+        )
 
     def get_user_memories(
         self,
@@ -383,7 +378,7 @@ class Memory:
         """Summarize the session (updating its summary with the runs it does not cover
         yet) and store it; one model call, none when the summary is current."""
         store = self._sessions()
-        session_id = _id_or_fail("session_id", session_id)
+        session_id = require_id("session_id", session_id)
         user = _resolve_user(user_id)
         session = await asyncio.to_thread(store.get_session, session_id, user)
         if session is None:  # another user's session included
@@ -405,7 +400,7 @@ class Memory:
     ) -> SessionSummary | None:
         """The stored summary of one of the user's sessions, or None."""
         return self._sessions().get_session_summary(
-            _id_or_fail("session_id", session_id), _resolve_user(user_id)
+            require_id("session_id", session_id), _resolve_user(user_id)
         )
 
     def get_topics(self, user_id: str | None = None) -> list[str]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from noted.errors import UserError
+from noted.memory.answers import load_json_answer
 from noted.schema import UserMemory, check_topics
 
 __all__ = [
@@ -88,7 +89,6 @@ class Plan:
     rejected: list[str] = field(default_factory=list)
 
 
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 _SPACE = re.compile(r"\s+")
 
 
@@ -98,11 +98,8 @@ def normalize(text: str) -> str:
 
 
 def _decode(text: str | None) -> list[Any] | None:
-    if not text or not text.strip():
-        return None
-    fenced = _FENCE.match(text)
     try:
-        data = json.loads(fenced.group(1) if fenced else text)
+        data = load_json_answer(text)
     except ValueError:
         return None
     if isinstance(data, dict):

@@ -6,13 +6,12 @@ so its cost stays the same at the hundredth run as at the first.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from noted._time import utc_now
 from noted.errors import ModelOutputError, UserError
+from noted.memory.answers import load_json_answer
 from noted.memory.prompts import quote
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
@@ -31,7 +30,6 @@ SUMMARY_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 DEFAULT_SYSTEM = """\
 You keep a running summary of a conversation between a user and an assistant.
@@ -47,9 +45,8 @@ lowercase topics."""
 def parse_summary(answer: str | None, max_chars: int) -> tuple[str, list[str]]:
     """The summary text and topics of a model answer; ModelOutputError when malformed."""
     text = (answer or "").strip()
-    fenced = _FENCE.match(text)
     try:
-        data = json.loads(fenced.group(1) if fenced else text)
+        data = load_json_answer(text)
     except ValueError:
         raise ModelOutputError(f"the session summary is not JSON: {text[:200]!r}") from None
     summary = data.get("summary") if isinstance(data, dict) else None
