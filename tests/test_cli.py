@@ -237,6 +237,7 @@ def test_every_command_has_help() -> None:
         "add",
         "list",
         "search",
+        "reindex",
         "show",
         "edit",
         "history",

@@ -145,6 +145,7 @@ def test_memory_api_and_cli_keyword_search(tmp_path: Path) -> None:
         memory.search_user_memories(user_id="ava", retrieval_method="keyword")
     env = {"PYTHONPATH": str(Path(__file__).parents[1] / "src")}
     args = ["memories", "search", "Lisbon trip", "--db", str(path), "--user", "ava", "--json"]
+    args += ["--method", "keyword"]
     done = subprocess.run(
         [sys.executable, "-m", "noted.cli", *args],
         capture_output=True,

@@ -199,7 +199,7 @@ def test_search_last_n_and_first_n(memory: Memory) -> None:
 
 
 def test_search_rejects_methods_it_does_not_have(memory: Memory) -> None:
-    with pytest.raises(UserError, match="'semantic' is not available"):
+    with pytest.raises(UserError, match="semantic search needs an embedder"):
         memory.search_user_memories(query="ski", retrieval_method="semantic")
     with pytest.raises(UserError, match="got 'nearest'"):
         memory.search_user_memories(retrieval_method="nearest")

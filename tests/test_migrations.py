@@ -74,7 +74,7 @@ def test_first_schema_upgrades_in_place(tmp_path: Path) -> None:
     db = SqliteDb(path)
     memory = Memory(db=db)
 
-    assert db.schema_version() == len(MIGRATIONS) == 4
+    assert db.schema_version() == len(MIGRATIONS) == 5
     ava = memory.get_user_memories(user_id="ava", sort_by="created_at", sort_order="asc")
     assert [(m.memory_id, m.memory, m.topics, m.input, m.agent_id) for m in ava] == [
         ("m1", "The user's name is Ava", ["name"], "My name is Ava", None),
@@ -89,6 +89,12 @@ def test_first_schema_upgrades_in_place(tmp_path: Path) -> None:
     # Memories written before the keyword index existed are found by keyword search.
     found = db.keyword_search(MemoryQuery(user_id="ava", limit=5), "skiing")
     assert [r.memory.memory_id for r in found] == ["m2"]
+    # ... and, once embedded by the first semantic search, by meaning.
+    smart = Memory(db=db, embedder="local")
+    assert db.count_memories_to_embed("ava", "minilm-l6-v2-int8/384") == 2
+    [sport] = smart.search_user_memories("winter sports", "ava", 1, "semantic")
+    assert sport.memory_id == "m2"
+    assert db.count_memories_to_embed(None, "minilm-l6-v2-int8/384") == 1  # bob's
 
     # The new column works, and the upgrade happens once.
     mid = memory.add_user_memory(UserMemory("new", session_id="s-1"), user_id="ava")

@@ -100,17 +100,41 @@ def cmd_list(memory: Memory, args: argparse.Namespace) -> int:
 
 
 def cmd_search(memory: Memory, args: argparse.Namespace) -> int:
-    query = MemoryQuery(
-        user_id=args.user or DEFAULT_USER_ID,
-        topics=tuple(args.topic or ()),
+    user = args.user or DEFAULT_USER_ID
+    found = memory.search_user_memories(
+        args.query,
+        user_id=user,
         limit=args.limit,
+        retrieval_method=args.method,
+        topics=args.topic,
     )
-    found = memory.db.keyword_search(query, args.query)
     if args.json:
-        emit_json([{**r.memory.to_dict(), "score": r.score} for r in found])
+        emit_json([m.to_dict() for m in found])
         return 0
-    title = f"Memories of user {query.user_id} matching {args.query!r} ({len(found)})"
-    out.print(_memory_table([r.memory for r in found], title, False))
+    title = f"Memories of user {user} matching {args.query!r} ({len(found)})"
+    out.print(_memory_table(found, title, False))
+    return 0
+
+
+def cmd_reindex(memory: Memory, args: argparse.Namespace) -> int:
+    progress = Progress(
+        TextColumn("embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        disable=args.json,
+        transient=False,
+    )
+    with progress:
+        task = progress.add_task("reindex", total=None)
+        done = memory.reindex_user_memories(
+            args.user, progress=lambda n, total: progress.update(task, completed=n, total=total)
+        )
+    if args.json:
+        emit_json({"embedded": done, "model": memory.index and memory.index.model_name})
+    else:
+        who = "every user" if args.user is None else f"user {args.user}"
+        out.print(f"embedded {done} memories of {who}")
     return 0
 
 
@@ -343,10 +367,13 @@ def _list_arguments(ls: argparse.ArgumentParser) -> None:
     ls.add_argument("--all-users", action="store_true", help="list every user's memories")
 
 
-def _search_arguments(search: argparse.ArgumentParser) -> None:
-    search.add_argument("query", help="words to look for, e.g. 'where does she ski'")
-    search.add_argument("--limit", type=int, default=10, help="results (default 10)")
-    search.add_argument("--topic", "-t", action="append", help="only memories with this topic")
+def _embedder_argument(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument(
+        "--embedder",
+        default=os.environ.get("NOTED_EMBEDDER", "local"),
+        help="embedding model: 'local' (the embedded default), 'local:<dir or hub id>', "
+        "'openai:<model>', or 'none' (default: $NOTED_EMBEDDER, else local)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -377,10 +404,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     _list_arguments(command("list", cmd_list, "List a user's memories, newest first."))
 
-    search = command("search", cmd_search, "Find a user's memories by keywords, best match first.")
-    search.add_argument("query", help="words to look for, e.g. 'where does she ski'")
+    search = command("search", cmd_search, "Find a user's memories, best match first.")
+    search.add_argument("query", help="what to look for, e.g. 'where does she ski'")
     search.add_argument("--limit", type=int, default=10, help="results (default 10)")
     search.add_argument("--topic", "-t", action="append", help="only memories with this topic")
+    search.add_argument(
+        "--method",
+        choices=["hybrid", "semantic", "keyword"],
+        help="hybrid (meaning and words; the default), semantic, or keyword "
+        "(the default with --embedder none)",
+    )
+    _embedder_argument(search)
+
+    reindex = command(
+        "reindex",
+        cmd_reindex,
+        "Embed the memories (of --user, or of every user) that have no embedding from the "
+        "embedder: after changing embedders, or for memories written without one.",
+    )
+    _embedder_argument(reindex)
 
     show = command("show", cmd_show, "Show one memory in full.")
     show.add_argument("memory_id")
@@ -431,7 +473,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
     try:
-        memory = Memory(db=open_db(args.db), actor="cli")
+        embedder = getattr(args, "embedder", "none")
+        memory = Memory(
+            db=open_db(args.db), actor="cli", embedder=None if embedder == "none" else embedder
+        )
         try:
             return func(memory, args)
         finally:

@@ -11,7 +11,7 @@ from typing import Any
 
 from noted.errors import UserError
 
-__all__ = ["UserMemory", "UserStats", "new_memory_id"]
+__all__ = ["MemoryMatch", "UserMemory", "UserStats", "new_memory_id"]
 
 _ID_FIELDS = ("memory_id", "user_id", "agent_id", "team_id", "session_id")
 MAX_ID_LENGTH = 255
@@ -70,7 +70,7 @@ def check_topics(value: object) -> list[str]:
     return topics
 
 
-def _check_time(name: str, value: object) -> datetime | None:
+def check_time(name: str, value: object) -> datetime | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -112,8 +112,8 @@ class UserMemory:
             raise UserError(f"input must be a string, got {type(self.input).__name__}")
         for name in _ID_FIELDS:
             check_id(name, getattr(self, name))
-        self.created_at = _check_time("created_at", self.created_at)
-        self.updated_at = _check_time("updated_at", self.updated_at)
+        self.created_at = check_time("created_at", self.created_at)
+        self.updated_at = check_time("updated_at", self.updated_at)
 
     def copy(self) -> UserMemory:
         """A copy that shares nothing mutable with this memory (no re-validation)."""
@@ -177,3 +177,21 @@ class UserStats:
             "memory_count": self.memory_count,
             "last_updated": self.last_updated.isoformat(timespec="microseconds"),
         }
+
+
+@dataclass(slots=True)
+class MemoryMatch(UserMemory):
+    """A memory found by a keyword, semantic or hybrid search, with how well it matched
+    (higher is better; the scale depends on the method: BM25, cosine similarity, or the
+    fused 0..1 score)."""
+
+    score: float = 0.0
+
+    @classmethod
+    def of(cls, memory: UserMemory, score: float) -> MemoryMatch:
+        match: MemoryMatch = object.__new__(cls)
+        for f in fields(UserMemory):
+            setattr(match, f.name, getattr(memory, f.name))
+        match.topics = list(memory.topics)
+        match.score = score
+        return match

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
 
 from noted.audit import AuditContext, MemoryEvent
 from noted.errors import UserError
-from noted.schema import UserMemory, UserStats
+from noted.schema import UserMemory, UserStats, check_time
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
     "MemoryQuery",
     "MemoryStore",
+    "QueryVector",
     "ScoredMemory",
     "SessionStore",
     "SortField",
@@ -24,6 +29,7 @@ SortField = Literal["updated_at", "created_at"]
 SortOrder = Literal["asc", "desc"]
 SORT_FIELDS: tuple[SortField, ...] = ("updated_at", "created_at")
 SORT_ORDERS: tuple[SortOrder, ...] = ("asc", "desc")
+QueryVector = npt.NDArray[np.float32]  # one unit-length vector
 
 
 def check_page(limit: object, offset: object) -> None:
@@ -39,13 +45,16 @@ class MemoryQuery:
 
     ``user_id=None`` spans every user: only administrative callers (the CLI with ``--all``,
     the server's admin key) build such queries; the :class:`~noted.Memory` API always names
-    a user. ``topics`` matches memories that carry any of the given topics.
+    a user. ``topics`` matches memories that carry any of the given topics;
+    ``updated_after`` (inclusive) and ``updated_before`` (exclusive) bound ``updated_at``.
     """
 
     user_id: str | None
     topics: tuple[str, ...] = ()
     agent_id: str | None = None
     team_id: str | None = None
+    updated_after: datetime | None = None
+    updated_before: datetime | None = None
     sort_by: SortField = "updated_at"
     sort_order: SortOrder = "desc"
     limit: int | None = None
@@ -59,6 +68,19 @@ class MemoryQuery:
         if self.sort_order not in SORT_ORDERS:
             raise UserError(f"sort_order must be 'asc' or 'desc', got {self.sort_order!r}")
         check_page(self.limit, self.offset)
+        for name in ("updated_after", "updated_before"):
+            object.__setattr__(self, name, check_time(name, getattr(self, name)))
+
+    @property
+    def filtered(self) -> bool:
+        """Whether anything beyond the user narrows the memories."""
+        return bool(
+            self.topics
+            or self.agent_id is not None
+            or self.team_id is not None
+            or self.updated_after is not None
+            or self.updated_before is not None
+        )
 
 
 @runtime_checkable
@@ -113,6 +135,29 @@ class MemoryStore(Protocol):
         """The memories ``query`` selects that contain words of ``text``, best BM25 match
         first, at most ``query.limit``; ``query.user_id`` is required. Any text is safe:
         it is never read as query syntax."""
+        ...
+
+    def semantic_search(
+        self, query: MemoryQuery, vector: QueryVector, model: str
+    ) -> list[ScoredMemory]:
+        """The memories ``query`` selects that have an embedding made by ``model``, by cosine
+        similarity to ``vector`` (unit length), best first, at most ``query.limit``;
+        ``query.user_id`` is required."""
+        ...
+
+    def memories_to_embed(
+        self, user_id: str | None, model: str, limit: int | None = None
+    ) -> list[UserMemory]:
+        """Memories of one user (or of everyone) that have no embedding made by ``model``:
+        new ones, changed ones, and those embedded by another model; oldest first."""
+        ...
+
+    def count_memories_to_embed(self, user_id: str | None, model: str) -> int: ...
+
+    def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
+        """Store each memory's embedding made by ``model``, unless the memory has changed
+        its text or gone meanwhile (its owner and id must match too); return how many
+        were stored. Not an audited change: the memory itself stays as it is."""
         ...
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:

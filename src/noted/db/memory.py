@@ -6,12 +6,15 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import numpy as np
+
 from noted._time import EPOCH, utc_now
 from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
 from noted.db._rows import stamped_keys
-from noted.db.base import MemoryQuery, ScoredMemory, check_page
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import ConflictError, UserError
 from noted.retrieval.ranking import bm25_scores
+from noted.retrieval.vectors import Vector, check_vector, top_indices
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -36,6 +39,8 @@ class InMemoryDb:
         self._runs: dict[str, list[dict[str, Any]]] = {}  # session_id -> runs as dicts
         # (user_id, memory_id) -> its events, oldest first, as tuples of immutable values
         self._events: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+        # memory_id -> (model, the text it was made from, vector)
+        self._embeddings: dict[str, tuple[str, str, Vector]] = {}
 
     def __repr__(self) -> str:
         return "InMemoryDb()"
@@ -70,6 +75,8 @@ class InMemoryDb:
                         f"memory_id {memory_id!r} belongs to another user; nothing was written"
                     )
                 owners[memory_id] = user_id
+            for (memory_id, _), m in stored:
+                self._forget_stale(memory_id, m.memory)
             changes: list[tuple[str, str, EventType, _Side, _Side]] = []
             for (memory_id, user_id), m in stored:
                 mine = self._users.setdefault(user_id, {})
@@ -89,12 +96,19 @@ class InMemoryDb:
                 return False
             new = memory.copy()
             new.created_at = current.created_at
+            self._forget_stale(memory_id, new.memory)
             for name in ("input", "agent_id", "team_id", "session_id"):
                 if getattr(new, name) is None:
                     setattr(new, name, getattr(current, name))
             self._users[user_id][memory_id] = new
             self._record([(memory_id, user_id, "update", _side(current), _side(new))], context)
             return True
+
+    def _forget_stale(self, memory_id: str, text: str) -> None:
+        """Drop the embedding of a memory whose text is changing; under the lock."""
+        held = self._embeddings.get(memory_id)
+        if held is not None and held[1] != text:
+            del self._embeddings[memory_id]
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
         with self._lock:
@@ -107,12 +121,15 @@ class InMemoryDb:
         else:
             pool = list(self._users.get(query.user_id, {}).values())
         wanted = set(query.topics)
+        after, before = query.updated_after, query.updated_before
         return [
             m
             for m in pool
             if (query.agent_id is None or m.agent_id == query.agent_id)
             and (query.team_id is None or m.team_id == query.team_id)
             and (not wanted or not wanted.isdisjoint(m.topics))
+            and (after is None or (m.updated_at is not None and m.updated_at >= after))
+            and (before is None or (m.updated_at is not None and m.updated_at < before))
         ]
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
@@ -140,6 +157,59 @@ class InMemoryDb:
         end = None if query.limit is None else query.offset + query.limit
         return scored[query.offset : end]
 
+    def semantic_search(
+        self, query: MemoryQuery, vector: QueryVector, model: str
+    ) -> list[ScoredMemory]:
+        if query.user_id is None:
+            raise UserError("semantic search is for one user: give a user_id")
+        target = check_vector(vector)
+        with self._lock:
+            found: list[tuple[UserMemory, Vector]] = []
+            for m in self._matching(query):
+                held = self._embeddings.get(m.memory_id or "")
+                if held is not None and held[0] == model and held[2].shape == target.shape:
+                    found.append((m.copy(), held[2]))
+        if not found or query.limit == 0:
+            return []
+        scores = np.stack([v for _, v in found]) @ target
+        count = None if query.limit is None else query.offset + query.limit
+        return [
+            ScoredMemory(found[i][0], float(scores[i]))
+            for i in top_indices(scores, count)[query.offset :]
+        ]
+
+    def _to_embed(self, user_id: str | None, model: str) -> list[UserMemory]:
+        users = self._users.values() if user_id is None else [self._users.get(user_id, {})]
+        return [
+            m
+            for user in users
+            for m in user.values()
+            if self._embeddings.get(m.memory_id or "", ("",))[0] != model
+        ]
+
+    def memories_to_embed(
+        self, user_id: str | None, model: str, limit: int | None = None
+    ) -> list[UserMemory]:
+        check_page(limit, 0)
+        with self._lock:
+            pending = [m.copy() for m in self._to_embed(user_id, model)]
+        return pending[:limit]
+
+    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
+        with self._lock:
+            return len(self._to_embed(user_id, model))
+
+    def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
+        checked = [(m, check_vector(v).copy()) for m, v in items]
+        stored = 0
+        with self._lock:
+            for m, vector in checked:
+                current = self._users.get(m.user_id or "", {}).get(m.memory_id or "")
+                if current is not None and current.memory == m.memory:
+                    self._embeddings[current.memory_id or ""] = (model, m.memory, vector)
+                    stored += 1
+        return stored
+
     def count_memories(self, query: MemoryQuery) -> int:
         with self._lock:
             return len(self._matching(query))
@@ -150,6 +220,7 @@ class InMemoryDb:
         for m in sorted(removed, key=lambda m: (m.created_at or EPOCH, m.memory_id or "")):
             assert m.memory_id is not None
             del self._owner[m.memory_id]
+            self._embeddings.pop(m.memory_id, None)
             changes.append((m.memory_id, user_id, "delete", _side(m), None))
         self._record(changes, audit)
         return len(changes)

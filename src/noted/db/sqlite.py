@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from noted._time import from_micros, now_micros
+import numpy as np
+
+from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
 from noted.db import sqlite_migrations as migrations
 from noted.db import sqlite_sessions as session_rows
@@ -26,9 +28,17 @@ from noted.db._rows import (
     row_to_memory,
     rows_to_memories,
 )
-from noted.db.base import MemoryQuery, ScoredMemory, check_page
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
 from noted.retrieval.ranking import fts_match
+from noted.retrieval.vectors import (
+    UserVectors,
+    VectorCache,
+    check_vector,
+    from_blobs,
+    to_blob,
+    top_indices,
+)
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -40,6 +50,7 @@ _IN_CHUNK = 500  # ids per "IN (...)" list, well under SQLite's variable limit
 _ROWS_PER_INSERT = _IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT statement
 _EVENT_ID_LEN = 36  # a UUID as text
 _MAX_ROWID = 2**63 - 1
+_VECTOR_CACHE_BYTES = 512 * 2**20
 
 
 class SqliteDb:
@@ -60,6 +71,7 @@ class SqliteDb:
         read_only: bool = False,
         create_dirs: bool = False,
         busy_timeout: float = 30.0,
+        vector_cache_bytes: int = _VECTOR_CACHE_BYTES,
     ) -> None:
         if not isinstance(db_file, str | os.PathLike) or not os.fspath(db_file):
             raise UserError(f"db_file must be a file path, got {db_file!r}")
@@ -70,35 +82,53 @@ class SqliteDb:
             self.memory_table,
             self.memory_table + "_events",
             self.memory_table + "_fts",
+            self.memory_table + "_generations",
             self.session_table,
             self.session_table + "_runs",
         }
-        if len(tables) < 5:
+        if len(tables) < 6:
             raise UserError(
                 "memory_table and session_table must name different tables (noted also "
-                f"uses {self.memory_table}_events, {self.memory_table}_fts and "
-                f"{self.session_table}_runs)"
+                f"uses {self.memory_table}_events, {self.memory_table}_fts, "
+                f"{self.memory_table}_generations and {self.session_table}_runs)"
             )
         self.read_only = read_only
         self.create_dirs = create_dirs
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        # Each user's vectors stay loaded until that user's generation (moved by triggers on
+        # every change of the user's rows, in any process) differs from the loaded one.
+        self._vectors = VectorCache(vector_cache_bytes)
+        self._to_embed: dict[tuple[str | None, str], tuple[int, int]] = {}
         t = self.memory_table
+        self._sql_generation = f"SELECT generation FROM {t}_generations WHERE user_id = ?"
+        # a memory whose text changes loses its embedding (it was made from the old text)
+        keep_embedding = f"CASE WHEN {t}.memory = excluded.memory THEN {t}.embedding{{}} END"
         self._sql_upsert = (
             f"INSERT INTO {t} ({_SELECT}) VALUES ({', '.join('?' * len(COLUMNS))}) "
-            f"ON CONFLICT(memory_id) DO UPDATE SET memory = excluded.memory, "
+            f"ON CONFLICT(memory_id) DO UPDATE SET "
+            f"embedding = {keep_embedding.format('')}, "
+            f"embedding_model = {keep_embedding.format('_model')}, "
+            f"memory = excluded.memory, "
             f"topics = excluded.topics, input = excluded.input, agent_id = excluded.agent_id, "
             f"team_id = excluded.team_id, session_id = excluded.session_id, "
             f"created_at = excluded.created_at, updated_at = excluded.updated_at "
             f"WHERE {t}.user_id = excluded.user_id"
         )
         self._sql_update = (
-            f"UPDATE {t} SET memory = ?, topics = ?, input = COALESCE(?, input), "
-            f"agent_id = COALESCE(?, agent_id), team_id = COALESCE(?, team_id), "
-            f"session_id = COALESCE(?, session_id), updated_at = ? "
-            f"WHERE memory_id = ? AND user_id = ?"
+            f"UPDATE {t} SET embedding = CASE WHEN memory = ?1 THEN embedding END, "
+            f"embedding_model = CASE WHEN memory = ?1 THEN embedding_model END, "
+            f"memory = ?1, topics = ?2, input = COALESCE(?3, input), "
+            f"agent_id = COALESCE(?4, agent_id), team_id = COALESCE(?5, team_id), "
+            f"session_id = COALESCE(?6, session_id), updated_at = ?7 "
+            f"WHERE memory_id = ?8 AND user_id = ?9"
         )
+        self._sql_set_embedding = (
+            f"UPDATE {t} SET embedding = ?, embedding_model = ? "
+            f"WHERE memory_id = ? AND user_id = ? AND memory = ?"
+        )
+        self._sql_unembedded = "(embedding IS NULL OR embedding_model IS NOT ?)"
         # New memories go in _ROWS_PER_INSERT to a statement, and their events in one. Such
         # multi-row statements say OR FAIL: with SQLite's default (ABORT) a failing statement
         # undoes its own rows, so SQLite first journals every page it changes, which costs
@@ -446,6 +476,12 @@ class SqliteDb:
                 f"WHERE json_each.value IN ({marks}))"
             )
             params.extend(query.topics)
+        if query.updated_after is not None:
+            clauses.append("updated_at >= ?")
+            params.append(to_micros(query.updated_after))
+        if query.updated_before is not None:
+            clauses.append("updated_at < ?")
+            params.append(to_micros(query.updated_before))
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
@@ -493,6 +529,123 @@ class SqliteDb:
             rows = conn.execute(sql, [match, *params, limit, query.offset]).fetchall()
         found = rows_to_memories([row[:-1] for row in rows])
         return [ScoredMemory(m, -float(row[-1])) for m, row in zip(found, rows, strict=True)]
+
+    # -- embeddings and semantic search -----------------------------------------------------
+
+    def _generation(self, conn: sqlite3.Connection, user_id: str) -> int:
+        row = conn.execute(self._sql_generation, (user_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def _user_vectors(self, user_id: str, model: str, dimensions: int) -> UserVectors:
+        """The user's vectors made by ``model``: from the cache while the user's rows are
+        unchanged, else read again (the generation first, so a change made meanwhile only
+        makes the next search read them once more)."""
+        key = (user_id, model, dimensions)
+        with self._session() as conn:
+            generation = self._generation(conn, user_id)
+            cached = self._vectors.get(key, generation)
+            if cached is not None:
+                return cached
+            rows = conn.execute(
+                f"SELECT rowid, embedding FROM {self.memory_table} WHERE user_id = ? "
+                "AND embedding_model = ? AND length(embedding) = ? ORDER BY rowid",
+                (user_id, model, 4 * dimensions),
+            ).fetchall()
+        entry = UserVectors(
+            generation,
+            np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
+            from_blobs([row[1] for row in rows], dimensions),
+        )
+        self._vectors.put(key, entry)
+        return entry
+
+    def semantic_search(
+        self, query: MemoryQuery, vector: QueryVector, model: str
+    ) -> list[ScoredMemory]:
+        if query.user_id is None:
+            raise UserError("semantic search is for one user: give a user_id")
+        target = check_vector(vector)
+        if query.limit == 0:
+            return []
+        vectors = self._user_vectors(query.user_id, model, target.size)
+        if not vectors.keys.size:
+            return []
+        scores = vectors.matrix @ target
+        if query.filtered:
+            where, params = self._where(query)
+            with self._session() as conn:
+                rows = conn.execute(f"SELECT rowid FROM {self.memory_table}{where}", params)
+                allowed = np.fromiter((row[0] for row in rows), dtype=np.int64)
+            scores[~np.isin(vectors.keys, allowed)] = -np.inf
+        count = None if query.limit is None else query.offset + query.limit
+        best = top_indices(scores, count)[query.offset :]
+        found = self._by_rowid([int(k) for k in vectors.keys[best]], query.user_id)
+        return [
+            ScoredMemory(found[int(key)], float(scores[i]))
+            for i, key in zip(best, vectors.keys[best], strict=True)
+            if int(key) in found
+        ]
+
+    def _by_rowid(self, rowids: list[int], user_id: str) -> dict[int, UserMemory]:
+        found: dict[int, UserMemory] = {}
+        with self._session() as conn:
+            for start in range(0, len(rowids), _IN_CHUNK):
+                chunk = rowids[start : start + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT rowid, {_SELECT} FROM {self.memory_table} "
+                    f"WHERE rowid IN ({marks}) AND user_id = ?",
+                    [*chunk, user_id],
+                ).fetchall()
+                memories = rows_to_memories([row[1:] for row in rows])
+                found.update((row[0], m) for row, m in zip(rows, memories, strict=True))
+        return found
+
+    def _embed_where(self, user_id: str | None) -> tuple[str, list[Any]]:
+        if user_id is None:
+            return f" WHERE {self._sql_unembedded}", []
+        return f" WHERE user_id = ? AND {self._sql_unembedded}", [user_id]
+
+    def memories_to_embed(
+        self, user_id: str | None, model: str, limit: int | None = None
+    ) -> list[UserMemory]:
+        check_page(limit, 0)
+        where, params = self._embed_where(user_id)
+        with self._session() as conn:
+            rows = conn.execute(
+                f"SELECT {_SELECT} FROM {self.memory_table}{where} ORDER BY rowid LIMIT ?",
+                [*params, model, -1 if limit is None else limit],
+            ).fetchall()
+        return rows_to_memories(rows)
+
+    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
+        """Counted once per generation of the user's rows (a search asks every time)."""
+        where, params = self._embed_where(user_id)
+        key = (user_id, model)
+        with self._session() as conn:
+            generation = -1 if user_id is None else self._generation(conn, user_id)
+            known = self._to_embed.get(key)
+            if known is not None and known[0] == generation >= 0:
+                return known[1]
+            row = conn.execute(
+                f"SELECT COUNT(*) FROM {self.memory_table}{where}", [*params, model]
+            ).fetchone()
+            count = int(row[0])
+            if generation >= 0:
+                if len(self._to_embed) > 10_000:
+                    self._to_embed.clear()
+                self._to_embed[key] = (generation, count)
+            return count
+
+    def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
+        rows = [
+            (to_blob(check_vector(vector)), model, m.memory_id, m.user_id, m.memory)
+            for m, vector in items
+        ]
+        if not rows:
+            return 0
+        with self._transaction() as conn:
+            return conn.executemany(self._sql_set_embedding, rows).rowcount
 
     def count_memories(self, query: MemoryQuery) -> int:
         where, params = self._where(query)

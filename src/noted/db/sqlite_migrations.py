@@ -99,6 +99,31 @@ def m004_keyword_index(conn: sqlite3.Connection, table: str) -> None:
     )
 
 
+@migration
+def m005_embeddings(conn: sqlite3.Connection, table: str) -> None:
+    """Each memory's embedding (float32 bytes) and the model that made it, and a per-user
+    generation that every change of a user's rows moves on (kept by triggers, so writers
+    in other processes move it too): a search process keeps a user's vectors in memory
+    and reloads them only when that user's generation has changed."""
+    conn.execute(f"ALTER TABLE {table} ADD COLUMN embedding BLOB")
+    conn.execute(f"ALTER TABLE {table} ADD COLUMN embedding_model TEXT")
+    conn.execute(
+        f"""CREATE TABLE {table}_generations (
+            user_id TEXT PRIMARY KEY NOT NULL,
+            generation INTEGER NOT NULL
+        ) WITHOUT ROWID"""
+    )
+    bump = (
+        f"INSERT INTO {table}_generations (user_id, generation) VALUES ({{row}}.user_id, 1) "
+        "ON CONFLICT (user_id) DO UPDATE SET generation = generation + 1"
+    )
+    for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+        conn.execute(
+            f"CREATE TRIGGER {table}_{event.lower()}_generation AFTER {event} ON {table} "
+            f"BEGIN {bump.format(row=row)}; END"
+        )
+
+
 @session_migration
 def s001_create_sessions(conn: sqlite3.Connection, table: str) -> None:
     conn.execute(

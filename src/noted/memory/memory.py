@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
 from typing import Final
 
 from noted import _portal
@@ -13,6 +15,7 @@ from noted.audit import Actor, AuditContext, MemoryEvent
 from noted.db.base import (
     MemoryQuery,
     MemoryStore,
+    ScoredMemory,
     SessionStore,
     SortField,
     SortOrder,
@@ -20,6 +23,7 @@ from noted.db.base import (
 )
 from noted.db.memory import InMemoryDb
 from noted.errors import NotFoundError, UserError
+from noted.memory.index import MemoryIndex, Progress
 from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.relevance import rank_memories
 from noted.memory.search import agentic_search
@@ -27,7 +31,10 @@ from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message
+from noted.retrieval.embedders import Embedder
+from noted.retrieval.registry import get_embedder
 from noted.schema import (
+    MemoryMatch,
     UserMemory,
     UserStats,
     check_id,
@@ -41,8 +48,8 @@ __all__ = ["DEFAULT_USER_ID", "RETRIEVAL_METHODS", "Memory"]
 
 DEFAULT_USER_ID: Final = "default"
 DEFAULT_MAX_MEMORY_LENGTH: Final = 5000
-RETRIEVAL_METHODS: Final = ("last_n", "first_n", "keyword", "agentic")
-_LATER_METHODS: Final = ("semantic", "hybrid")
+RETRIEVAL_METHODS: Final = ("last_n", "first_n", "keyword", "semantic", "hybrid", "agentic")
+_NEEDS_QUERY: Final = ("keyword", "semantic", "hybrid", "agentic")
 AGENTIC_WINDOW: Final = 500  # the most recent memories agentic search ranks ...
 AGENTIC_CANDIDATES: Final = 100  # ... and how many of them the model is shown
 
@@ -64,6 +71,8 @@ def _query(
     sort_order: SortOrder = "desc",
     limit: int | None = None,
     offset: int = 0,
+    updated_after: datetime | None = None,
+    updated_before: datetime | None = None,
 ) -> MemoryQuery:
     """A validated query for one user's memories (a single topic may be a plain string)."""
     return MemoryQuery(
@@ -73,6 +82,8 @@ def _query(
         else tuple(check_topics([topics] if isinstance(topics, str) else topics)),
         agent_id=check_id("agent_id", agent_id),
         team_id=check_id("team_id", team_id),
+        updated_after=updated_after,
+        updated_before=updated_before,
         sort_by=sort_by,
         sort_order=sort_order,
         limit=limit,
@@ -88,6 +99,10 @@ class Memory:
     async twin named with an ``a`` prefix (``aadd_user_memory`` ...). Every write is recorded
     in the memory's history under ``actor`` (``"api"`` unless told otherwise).
 
+    ``embedder`` (``"local"`` for the embedded default model, ``"openai:<model>"``, or an
+    :class:`~noted.retrieval.Embedder`) makes memories searchable by meaning: each memory is
+    embedded when written, and ``search_user_memories`` then defaults to hybrid search.
+
     ``model`` is used to create memories from messages, for agentic search and for session
     summaries (an agent given this Memory uses its own model when this is None).
     ``delete_memories`` and ``clear_memories`` let the memory manager delete single
@@ -100,6 +115,7 @@ class Memory:
         db: MemoryStore | None = None,
         *,
         model: ChatModel | str | None = None,
+        embedder: Embedder | str | None = None,
         memory_manager: MemoryManager | None = None,
         summarizer: SessionSummarizer | None = None,
         delete_memories: bool = False,
@@ -121,11 +137,28 @@ class Memory:
         self._audit = AuditContext(actor=actor)
         self.db: MemoryStore = InMemoryDb() if db is None else db
         self.model = None if model is None else get_model(model)
+        self.index = None if embedder is None else MemoryIndex(self.db, get_embedder(embedder))
         self.memory_manager = memory_manager or MemoryManager(
             delete_memories=delete_memories, clear_memories=clear_memories
         )
         self.summarizer = summarizer or SessionSummarizer()
         self.max_memory_length = max_memory_length
+
+    @property
+    def embedder(self) -> Embedder | None:
+        return None if self.index is None else self.index.embedder
+
+    def _embed(self, memories: Sequence[UserMemory]) -> None:
+        if self.index is not None:
+            self.index.embed_written(memories)
+
+    def _index(self, method: str) -> MemoryIndex:
+        if self.index is None:
+            raise UserError(
+                f"{method} search needs an embedder: Memory(db, embedder='local') for the "
+                "embedded default model"
+            )
+        return self.index
 
     @property
     def actor(self) -> Actor:
@@ -180,6 +213,7 @@ class Memory:
         """
         stamped = self._stamped(memory, user_id)
         self.db.upsert_memories([stamped], audit=self._audit)
+        self._embed([stamped])
         assert stamped.memory_id is not None
         return stamped.memory_id
 
@@ -189,6 +223,7 @@ class Memory:
         """Store many memories in one transaction (all or nothing); return their ids."""
         stamped = [self._stamped(m, user_id) for m in memories]
         self.db.upsert_memories(stamped, audit=self._audit)
+        self._embed(stamped)
         return [m.memory_id for m in stamped if m.memory_id is not None]
 
     def import_user_memories(self, memories: Iterable[UserMemory]) -> int:
@@ -203,6 +238,7 @@ class Memory:
             stamped.updated_at = m.updated_at or stamped.updated_at
             restored.append(stamped)
         self.db.upsert_memories(restored, audit=self._audit)
+        self._embed(restored)
         return len(restored)
 
     def replace_user_memory(
@@ -217,6 +253,7 @@ class Memory:
         new = self._stamped(memory, user_id, memory_id=memory_id)
         if not self.db.update_memory(new, audit=self._audit):  # keeps the stored created_at
             raise NotFoundError(f"user {new.user_id!r} has no memory with id {memory_id!r}")
+        self._embed([new])
         return memory_id
 
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> bool:
@@ -290,49 +327,75 @@ class Memory:
         topics: Iterable[str] | str | None = None,
         agent_id: str | None = None,
         team_id: str | None = None,
+        updated_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        recency_weight: float = 0.0,
+        half_life: timedelta = timedelta(days=30),
     ) -> list[UserMemory]:
-        """Find the user's memories: ``"last_n"`` (newest first, the default),
-        ``"first_n"`` (oldest first), ``"keyword"`` (the memories sharing words with
-        ``query``, best BM25 match first), or ``"agentic"``: the model picks the memories
-        that answer ``query`` from a bounded list of candidates (one model call)."""
-        method = retrieval_method or "last_n"
-        if method in _LATER_METHODS:
-            raise UserError(
-                f"retrieval_method {method!r} is not available in this version of noted; "
-                f"use one of {', '.join(RETRIEVAL_METHODS)}"
-            )
+        """Find the user's memories.
+
+        - ``"last_n"`` / ``"first_n"``: newest / oldest first (``"last_n"`` is the default
+          without a query);
+        - ``"keyword"``: the memories sharing words with ``query``, best BM25 match first;
+        - ``"semantic"``: the memories closest in meaning to ``query`` (needs an embedder);
+        - ``"hybrid"``: both fused, the default for a query when an embedder is configured
+          (``"keyword"`` otherwise); ``recency_weight`` (0..1) favours newer memories, their
+          weight halving every ``half_life``;
+        - ``"agentic"``: the model picks the memories that answer ``query`` from a bounded
+          list of candidates (one model call).
+
+        Keyword, semantic and hybrid results are :class:`~noted.schema.MemoryMatch` objects
+        (memories with a ``score``). The filters apply inside every search.
+        """
+        if query is not None and not isinstance(query, str):
+            raise UserError(f"query must be a string, got {type(query).__name__}")
+        method = retrieval_method or (
+            "last_n" if query is None else "hybrid" if self.index is not None else "keyword"
+        )
         if method not in RETRIEVAL_METHODS:
             raise UserError(
                 f"retrieval_method must be one of {', '.join(RETRIEVAL_METHODS)}, got {method!r}"
             )
-        if query is not None and not isinstance(query, str):
-            raise UserError(f"query must be a string, got {type(query).__name__}")
         check_page(limit, 0)
-        if method == "keyword":
-            if query is None:
-                raise UserError("keyword search needs a query")
-            found = self.db.keyword_search(
-                _query(user_id, topics, agent_id, team_id, limit=limit), query
-            )
-            return [result.memory for result in found]
-        if method == "agentic":
-            if query is None or not query.strip():
-                raise UserError("agentic search needs a query")
-            model = self._model()
-            window = self.get_user_memories(
-                user_id, topics=topics, agent_id=agent_id, team_id=team_id, limit=AGENTIC_WINDOW
-            )
-            candidates = rank_memories(window, query, AGENTIC_CANDIDATES)
-            return _portal.run(agentic_search(model, query, candidates, limit))
-        return self.get_user_memories(
+        if method in _NEEDS_QUERY and (query is None or not query.strip()):
+            raise UserError(f"{method} search needs a query")
+        selected = _query(
             user_id,
-            topics=topics,
-            agent_id=agent_id,
-            team_id=team_id,
+            topics,
+            agent_id,
+            team_id,
             limit=limit,
-            sort_by="updated_at",
-            sort_order="desc" if method == "last_n" else "asc",
+            updated_after=updated_after,
+            updated_before=updated_before,
         )
+        assert query is not None or method in ("last_n", "first_n")
+        found: list[ScoredMemory]
+        if method == "keyword":
+            found = self.db.keyword_search(selected, query or "")
+        elif method == "semantic":
+            found = self._index(method).semantic(selected, query or "")
+        elif method == "hybrid":
+            found = self._index(method).hybrid(
+                selected, query or "", recency_weight=recency_weight, half_life=half_life
+            )
+        elif method == "agentic":
+            model = self._model()
+            window = self.db.list_memories(dataclasses.replace(selected, limit=AGENTIC_WINDOW))
+            candidates = rank_memories(window, query or "", AGENTIC_CANDIDATES)
+            return _portal.run(agentic_search(model, query or "", candidates, limit))
+        else:
+            order: SortOrder = "desc" if method == "last_n" else "asc"
+            return self.db.list_memories(dataclasses.replace(selected, sort_order=order))
+        return [MemoryMatch.of(r.memory, r.score) for r in found]
+
+    def reindex_user_memories(
+        self, user_id: str | None = None, *, progress: Progress | None = None
+    ) -> int:
+        """Embed the memories (of one user, or of every user) that have no embedding from
+        this Memory's embedder: after a change of embedder, or memories written without
+        one. ``progress(done, total)`` is called after each batch. Return how many."""
+        index = self._index("semantic")
+        return index.reindex(check_id("user_id", user_id), progress=progress)
 
     # -- model-driven: memories from messages, session summaries ----------------------------
 
@@ -426,6 +489,7 @@ class Memory:
     aget_user_memories = async_twin(get_user_memories)
     acount_user_memories = async_twin(count_user_memories)
     asearch_user_memories = async_twin(search_user_memories)
+    areindex_user_memories = async_twin(reindex_user_memories)
     aget_session_summary = async_twin(get_session_summary)
     aget_topics = async_twin(get_topics)
     aget_user_stats = async_twin(get_user_stats)

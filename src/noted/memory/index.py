@@ -1,0 +1,162 @@
+"""MemoryIndex: a store's memories searchable by meaning with one embedder.
+
+Embeddings are made when memories are written (a batch for many), stored with each memory
+and tagged with the embedder's ``model_name``. A memory written without them (by another
+process, by a tool of an older version, or before an embedder was configured) is embedded
+by the next search of its user, up to ``embed_on_search`` of them; more than that waits for
+:meth:`MemoryIndex.reindex` (``noted memories reindex``), and searches meanwhile use the
+memories that have embeddings (hybrid search still finds the others by keyword).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Final
+
+from noted.db.base import MemoryQuery, MemoryStore, ScoredMemory
+from noted.errors import ModelError, UserError
+from noted.retrieval.embedders import Embedder
+from noted.retrieval.fusion import SEMANTIC_WEIGHT, fuse
+from noted.schema import UserMemory
+
+__all__ = ["HYBRID_DEPTH", "MemoryIndex"]
+
+log = logging.getLogger("noted.memory")
+
+HYBRID_DEPTH: Final = 100  # results taken from each side before fusing
+EMBED_ON_SEARCH: Final = 1000
+REINDEX_BATCH: Final = 256
+
+Progress = Callable[[int, int], None]
+
+
+class MemoryIndex:
+    """Embeddings upkeep and semantic / hybrid search over ``store`` with ``embedder``."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        embedder: Embedder,
+        *,
+        embed_on_search: int = EMBED_ON_SEARCH,
+        semantic_weight: float = SEMANTIC_WEIGHT,
+    ) -> None:
+        if not isinstance(embedder, Embedder):
+            raise UserError(f"embedder must be an Embedder such as LocalEmbedder, got {embedder!r}")
+        self.store = store
+        self.embedder = embedder
+        self.embed_on_search = embed_on_search
+        self.semantic_weight = semantic_weight
+        self._warned: set[str] = set()
+
+    @property
+    def model_name(self) -> str:
+        return self.embedder.model_name
+
+    def __repr__(self) -> str:
+        return f"MemoryIndex({self.embedder!r})"
+
+    # -- upkeep ---------------------------------------------------------------------------
+
+    def embed(self, memories: Sequence[UserMemory]) -> int:
+        """Embed stored memories and keep their vectors; return how many were kept (a
+        memory changed meanwhile keeps none: its new text gets one later)."""
+        if not memories:
+            return 0
+        vectors = self.embedder.embed([m.memory for m in memories], kind="document")
+        return self.store.set_embeddings(self.model_name, list(zip(memories, vectors, strict=True)))
+
+    def embed_written(self, memories: Sequence[UserMemory]) -> None:
+        """Embed memories just written. A failing remote embedder does not undo the write:
+        the memories are embedded by a later search or reindex instead."""
+        try:
+            self.embed(memories)
+        except ModelError as exc:
+            log.warning("memories stored without embeddings for now: %s", exc)
+
+    def catch_up(self, user_id: str) -> None:
+        """Embed the user's memories that have no embedding from this embedder, when they
+        are few enough to do it now (see the module's note)."""
+        pending = self.store.count_memories_to_embed(user_id, self.model_name)
+        if not pending:
+            return
+        if pending > self.embed_on_search:
+            if user_id not in self._warned:
+                self._warned.add(user_id)
+                log.warning(
+                    "user %r has %d memories without embeddings from %s; semantic search "
+                    "uses the others until `noted memories reindex` (or Memory."
+                    "reindex_user_memories) embeds them",
+                    user_id,
+                    pending,
+                    self.model_name,
+                )
+            return
+        self.embed(self.store.memories_to_embed(user_id, self.model_name, pending))
+
+    def reindex(
+        self,
+        user_id: str | None = None,
+        *,
+        batch_size: int = REINDEX_BATCH,
+        progress: Progress | None = None,
+    ) -> int:
+        """Embed every memory (of one user, or of all) that has no embedding from this
+        embedder, ``batch_size`` at a time; ``progress(done, total)`` after each batch.
+        Return how many were embedded."""
+        if type(batch_size) is not int or batch_size < 1:
+            raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+        total = self.store.count_memories_to_embed(user_id, self.model_name)
+        done = 0
+        if progress is not None:
+            progress(0, total)
+        # each batch is the oldest still waiting, so memories changed meanwhile come round
+        # again; the bound stops a store that keeps refusing from looping for ever
+        for _ in range(3 * (total // batch_size + 1)):
+            batch = self.store.memories_to_embed(user_id, self.model_name, batch_size)
+            if not batch:
+                break
+            done += self.embed(batch)
+            if progress is not None:
+                progress(min(done, total), total)
+        self._warned.discard(user_id or "")
+        if user_id is None:
+            self._warned.clear()
+        return done
+
+    # -- search ---------------------------------------------------------------------------
+
+    def semantic(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        """The memories closest in meaning to ``text`` (cosine similarity)."""
+        if query.user_id is None:
+            raise UserError("semantic search is for one user: give a user_id")
+        self.catch_up(query.user_id)
+        vector = self.embedder.embed([text], kind="query")[0]
+        return self.store.semantic_search(query, vector, self.model_name)
+
+    def hybrid(
+        self,
+        query: MemoryQuery,
+        text: str,
+        *,
+        recency_weight: float = 0.0,
+        half_life: timedelta = timedelta(days=30),
+    ) -> list[ScoredMemory]:
+        """Keyword and semantic results fused (see :mod:`noted.retrieval.fusion`)."""
+        limit = query.limit
+        depth = max(HYBRID_DEPTH, 0 if limit is None else query.offset + limit)
+        wide = dataclasses.replace(query, limit=depth, offset=0)
+        by_meaning = self.semantic(wide, text)
+        by_words = self.store.keyword_search(wide, text)
+        fused = fuse(
+            by_words,
+            by_meaning,
+            semantic_weight=self.semantic_weight,
+            recency_weight=recency_weight,
+            half_life=half_life,
+        )
+        end = None if limit is None else query.offset + limit
+        return fused[query.offset : end]

