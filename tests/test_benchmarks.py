@@ -53,3 +53,22 @@ def test_memory_cost_benchmark_smoke(tmp_path: Path) -> None:
         assert len(row["turns"]) == 2
     # noted's memory prompt per turn is bounded: ten times the memories, not ten times the text.
     assert large["memory_chars_per_turn"] <= 1.5 * small["memory_chars_per_turn"]
+
+
+def test_search_benchmark_smoke(tmp_path: Path) -> None:
+    stdout, report = run_benchmark(
+        "search.py",
+        tmp_path / "search.json",
+        "--small",
+        "40",
+        "--large",
+        "3000",
+        "--rounds",
+        "5",
+    )
+    assert "first search of the large user" in stdout
+    rows = report["latency"]
+    for method in ("keyword", "semantic", "hybrid"):
+        for label in (f"{method}, 40 memories", f"{method}, 3,000 memories"):
+            assert 0 < rows[label]["p50_ms"] <= rows[label]["p95_ms"]
+    assert report["vector_cache_mb"] > 0

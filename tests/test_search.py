@@ -302,3 +302,30 @@ def run_json(args: list[str]) -> list[dict[str, object]]:
     data = json.loads(buffer.getvalue())
     assert isinstance(data, list)
     return data
+
+
+def test_an_agent_with_an_embedder_recalls_an_old_fact_by_meaning(tmp_path: Path) -> None:
+    from noted import Agent, Message
+    from noted.models import ToolDefinition
+    from noted.testing import FunctionModel
+
+    db = SqliteDb(tmp_path / "agent.db")
+    memory = Memory(db=db, embedder="local")
+    memory.add_user_memory(UserMemory("Ava is allergic to shellfish"), "ava")
+    # 250 newer memories push it out of the recent window the keyword ranking reads
+    memory.add_user_memories(
+        [UserMemory(f"Ava visited museum number {i} on a weekend trip") for i in range(250)],
+        "ava",
+    )
+    prompts: list[str] = []
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        prompts.append(messages[0].content or "")
+        return "Better not."
+
+    for embedder_memory, expected in ((memory, True), (Memory(db=db), False)):
+        prompts.clear()
+        agent = Agent(model=FunctionModel(fn), memory=embedder_memory, add_memories_to_context=True)
+        agent.run("Can I order the prawn curry tonight?", user_id="ava")
+        assert ("Ava is allergic to shellfish" in prompts[0]) is expected
+    db.close()

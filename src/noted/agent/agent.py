@@ -174,6 +174,7 @@ class Agent:
             context_chars=context_chars,
             max_memory_length=5000 if memory is None else memory.max_memory_length,
             work=self._work,
+            index=None if memory is None else memory.index,
         )
 
     def _summary_settings(

@@ -29,6 +29,7 @@ from noted.agent.tools import Tool
 from noted.audit import AuditContext
 from noted.db.base import MemoryStore, SessionStore
 from noted.errors import NotedError
+from noted.memory.index import MemoryIndex
 from noted.memory.manager import MemoryManager
 from noted.memory.operations import number_memories
 from noted.memory.summary import SessionSummarizer
@@ -119,6 +120,7 @@ class AgentMemory:
     context_chars: int = 4000
     max_memory_length: int = 5000
     work: BackgroundWork = field(default_factory=BackgroundWork)
+    index: MemoryIndex | None = None  # the Memory's, when it has an embedder
 
     async def prepare(self, run: RunResult) -> RunMemory:
         prepared = RunMemory()
@@ -126,7 +128,7 @@ class AgentMemory:
         shown: dict[int, UserMemory] = {}
         if self.in_context:
             relevant = await asyncio.to_thread(
-                self.manager.relevant_memories, self.store, run.user_id, run.input
+                self.manager.relevant_memories, self.store, run.user_id, run.input, self.index
             )
             kept = fit_memories(relevant, self.context_chars, numbered=agentic)
             section = render_memory_section(kept, numbered=agentic)
@@ -143,6 +145,7 @@ class AgentMemory:
                 said=run.input,
                 agent_id=run.agent_id,
                 max_memory_length=self.max_memory_length,
+                index=self.index,
             )
             prepared.tools = tools.tools()
         return prepared
@@ -159,6 +162,7 @@ class AgentMemory:
             audit=AuditContext(actor="manager", session_id=run.session_id, run_id=run.run_id),
             agent_id=run.agent_id,
             max_memory_length=self.max_memory_length,
+            index=self.index,
         )
 
     async def finish(self, run: RunResult, model: ChatModel) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from noted.agent.tools import Tool
 from noted.audit import AuditContext
 from noted.db.base import MemoryStore
+from noted.memory.index import MemoryIndex
 from noted.memory.manager import MemoryManager, apply_plan
 from noted.memory.operations import parse_operations
 from noted.schema import UserMemory
@@ -53,8 +54,10 @@ class MemoryTools:
         said: str = "",
         agent_id: str | None = None,
         max_memory_length: int = 5000,
+        index: MemoryIndex | None = None,
     ) -> None:
         self._store = store
+        self._index = index
         self._manager = manager
         self._user_id = user_id
         self._numbers = dict(shown)
@@ -145,7 +148,7 @@ class MemoryTools:
             if item["op"] == "add" and isinstance(item["memory"], str):
                 # Facts already stored in other words are looked up, not only those shown.
                 for memory in self._manager.relevant_memories(
-                    self._store, self._user_id, item["memory"]
+                    self._store, self._user_id, item["memory"], self._index
                 ):
                     if all(m.memory_id != memory.memory_id for m in shown.values()):
                         shown[-len(shown) - 1] = memory
@@ -169,6 +172,8 @@ class MemoryTools:
                 self._agent_id,
                 self._audit,
             )
+            if self._index is not None and written:
+                self._index.embed_written(written)
             kind = plan.operations[0].kind
             if kind == "clear":
                 self._numbers.clear()
@@ -185,7 +190,7 @@ class MemoryTools:
     def _search(self, query: str) -> str:
         if not isinstance(query, str) or not query.strip():
             return "Not done: the query must not be empty."
-        found = self._manager.relevant_memories(self._store, self._user_id, query)
+        found = self._manager.relevant_memories(self._store, self._user_id, query, self._index)
         with self._lock:
             lines = [
                 f"[{self._number(memory)}] {memory.memory}" for memory in found[:_SEARCH_RESULTS]

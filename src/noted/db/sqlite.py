@@ -51,6 +51,8 @@ _ROWS_PER_INSERT = _IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT 
 _EVENT_ID_LEN = 36  # a UUID as text
 _MAX_ROWID = 2**63 - 1
 _VECTOR_CACHE_BYTES = 512 * 2**20
+# BM25 weight of each full-text column: owner (never matched), memory, topics, input
+_BM25_WEIGHTS = "0.0, 1.0, 0.5, 0.5"
 
 
 class SqliteDb:
@@ -153,7 +155,9 @@ class SqliteDb:
         # rows above the index's largest rowid; see _catch_up), so adding one costs no index
         # write. A changed or deleted memory leaves the index at once, and a changed one
         # goes back in when it had been indexed before.
-        self._sql_indexed_top = f"SELECT rowid FROM {self._fts} ORDER BY rowid DESC LIMIT 1"
+        # the index's largest rowid, read from FTS5's own per-row table (an integer primary
+        # key, so this is one lookup; asking the index itself walks its whole content)
+        self._sql_indexed_top = f"SELECT max(id) FROM {self._fts}_docsize"
         self._sql_index_id = index + f"WHERE memory_id = ? AND rowid <= ({self._sql_indexed_top})"
         self._sql_index_after = index + "WHERE rowid > ?"
         self._sql_unindex_id = (
@@ -506,8 +510,8 @@ class SqliteDb:
         if (newest or 0) <= (indexed or 0) or self.read_only:
             return
         with self._transaction() as conn:
-            indexed = conn.execute(self._sql_indexed_top).fetchone()
-            conn.execute(self._sql_index_after, (0 if indexed is None else indexed[0],))
+            indexed = conn.execute(self._sql_indexed_top).fetchone()[0]
+            conn.execute(self._sql_index_after, (indexed or 0,))
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         if query.user_id is None:
@@ -518,15 +522,19 @@ class SqliteDb:
         self._catch_up()
         where, params = self._where(query)
         t = self.memory_table
+        limit = -1 if query.limit is None else query.limit
+        # Unfiltered, the index alone picks the best (its owner column keeps to the user),
+        # so only they are read from the memory table; filters need every hit's row.
+        best = "" if query.filtered or limit < 0 else " ORDER BY score, rowid LIMIT ?"
         sql = (
             f"SELECT {_SELECT}, hits.score FROM {t} JOIN ("
-            f"SELECT rowid AS hit, bm25({self._fts}, 0.0, 1.0, 0.5, 0.5) AS score "
-            f"FROM {self._fts} WHERE {self._fts} MATCH ?) AS hits ON {t}.rowid = hits.hit"
-            f"{where} ORDER BY hits.score, memory_id LIMIT ? OFFSET ?"
+            f"SELECT rowid AS hit, bm25({self._fts}, {_BM25_WEIGHTS}) AS score "
+            f"FROM {self._fts} WHERE {self._fts} MATCH ?{best}) AS hits "
+            f"ON {t}.rowid = hits.hit{where} ORDER BY hits.score, memory_id LIMIT ? OFFSET ?"
         )
-        limit = -1 if query.limit is None else query.limit
+        head = [match, query.offset + limit] if best else [match]
         with self._session() as conn:
-            rows = conn.execute(sql, [match, *params, limit, query.offset]).fetchall()
+            rows = conn.execute(sql, [*head, *params, limit, query.offset]).fetchall()
         found = rows_to_memories([row[:-1] for row in rows])
         return [ScoredMemory(m, -float(row[-1])) for m, row in zip(found, rows, strict=True)]
 
@@ -594,7 +602,7 @@ class SqliteDb:
                 marks = ", ".join("?" * len(chunk))
                 rows = conn.execute(
                     f"SELECT rowid, {_SELECT} FROM {self.memory_table} "
-                    f"WHERE rowid IN ({marks}) AND user_id = ?",
+                    f"WHERE rowid IN ({marks}) AND +user_id = ?",  # + : look up by rowid
                     [*chunk, user_id],
                 ).fetchall()
                 memories = rows_to_memories([row[1:] for row in rows])

@@ -17,6 +17,7 @@ from noted._time import from_micros, now_micros
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore
 from noted.errors import UserError
+from noted.memory.index import MemoryIndex
 from noted.memory.operations import (
     OPERATIONS_SCHEMA,
     Operation,
@@ -91,14 +92,33 @@ class MemoryManager:
             system_message=self.system_message,
         )
 
-    def relevant_memories(self, db: MemoryStore, user_id: str, text: str) -> list[UserMemory]:
-        """The user's memories that matter most for ``text``, from a bounded recent window."""
-        recent = db.list_memories(MemoryQuery(user_id=user_id, limit=self.candidates))
-        return rank_memories(recent, text, self.memories_in_prompt)
+    def relevant_memories(
+        self, db: MemoryStore, user_id: str, text: str, index: MemoryIndex | None = None
+    ) -> list[UserMemory]:
+        """The user's memories that matter most for ``text``, at most ``memories_in_prompt``.
 
-    def shown_memories(self, db: MemoryStore, user_id: str, text: str) -> dict[int, UserMemory]:
+        Ranked by shared words, then recency, within the ``candidates`` most recent
+        memories; with an ``index``, the best hybrid matches among all the user's memories
+        come first (two thirds of the places), so an old fact on the subject is found too.
+        """
+        recent = db.list_memories(MemoryQuery(user_id=user_id, limit=self.candidates))
+        ranked = rank_memories(recent, text, self.memories_in_prompt)
+        if index is None or not text.strip():
+            return ranked
+        wanted = -(-2 * self.memories_in_prompt // 3)
+        found = index.hybrid(MemoryQuery(user_id=user_id, limit=wanted), text)
+        chosen = {r.memory.memory_id: r.memory for r in found}
+        for memory in ranked:
+            if len(chosen) >= self.memories_in_prompt:
+                break
+            chosen.setdefault(memory.memory_id, memory)
+        return list(chosen.values())
+
+    def shown_memories(
+        self, db: MemoryStore, user_id: str, text: str, index: MemoryIndex | None = None
+    ) -> dict[int, UserMemory]:
         """The existing memories the model is shown for ``text``, numbered 1..k."""
-        return number_memories(self.relevant_memories(db, user_id, text))
+        return number_memories(self.relevant_memories(db, user_id, text, index))
 
     async def aprocess(
         self,
@@ -110,8 +130,10 @@ class MemoryManager:
         audit: AuditContext | None = None,
         agent_id: str | None = None,
         max_memory_length: int = 5000,
+        index: MemoryIndex | None = None,
     ) -> MemoryUpdate:
-        """Read a turn, ask the model once, apply the checked operations."""
+        """Read a turn, ask the model once, apply the checked operations (and embed what
+        was written, with an ``index``)."""
         chat_model = self.model or model
         if chat_model is None:
             raise UserError("the memory manager needs a model: MemoryManager(model=...)")
@@ -119,7 +141,7 @@ class MemoryManager:
         update = MemoryUpdate()
         if not said.strip():
             return update  # nothing the user said: nothing to learn, no model call
-        shown = await asyncio.to_thread(self.shown_memories, db, user_id, said)
+        shown = await asyncio.to_thread(self.shown_memories, db, user_id, said, index)
         request = ModelRequest(
             messages=[
                 Message("system", self.system_prompt()),
@@ -139,6 +161,8 @@ class MemoryManager:
         written = await asyncio.to_thread(
             apply_plan, db, plan, shown, user_id, said, agent_id, context
         )
+        if index is not None and written:
+            await asyncio.to_thread(index.embed_written, written)
         update.memory_ids = [m.memory_id for m in written if m.memory_id is not None]
         update.operations = plan.operations
         return update

@@ -380,13 +380,21 @@ class Memory:
             )
         elif method == "agentic":
             model = self._model()
-            window = self.db.list_memories(dataclasses.replace(selected, limit=AGENTIC_WINDOW))
-            candidates = rank_memories(window, query or "", AGENTIC_CANDIDATES)
+            candidates = self._candidates(selected, query or "")
             return _portal.run(agentic_search(model, query or "", candidates, limit))
         else:
             order: SortOrder = "desc" if method == "last_n" else "asc"
             return self.db.list_memories(dataclasses.replace(selected, sort_order=order))
         return [MemoryMatch.of(r.memory, r.score) for r in found]
+
+    def _candidates(self, selected: MemoryQuery, text: str) -> list[UserMemory]:
+        """What agentic search shows the model: the best hybrid matches among all the
+        user's memories with an embedder, else keyword overlap within the most recent."""
+        if self.index is not None:
+            wide = dataclasses.replace(selected, limit=AGENTIC_CANDIDATES)
+            return [r.memory for r in self.index.hybrid(wide, text)]
+        window = self.db.list_memories(dataclasses.replace(selected, limit=AGENTIC_WINDOW))
+        return rank_memories(window, text, AGENTIC_CANDIDATES)
 
     def reindex_user_memories(
         self, user_id: str | None = None, *, progress: Progress | None = None
@@ -424,6 +432,7 @@ class Memory:
             model=self._model(self.memory_manager),
             audit=AuditContext(actor="manager"),
             max_memory_length=self.max_memory_length,
+            index=self.index,
         )
 
     def create_user_memories(

@@ -1,0 +1,227 @@
+"""Search latency on SQLite: a user with ~600 memories, a user with 100,000, and whether
+the large one slows the small one down; Agno's text search on 10,000 as the peer.
+
+    scripts/uv.sh run --group bench python benchmarks/search.py
+
+Every query goes through the public API (``Memory.search_user_memories``) and includes
+embedding the query with the embedded default model. Memories are generated sentences.
+The ~600-memory users' memories are embedded by the model; for the 100,000-memory user,
+embedding 100,000 texts would take ~15 minutes on this machine, so its stored vectors are
+random unit vectors tagged with the model's name: the search does the same work (one
+matrix-vector product over 100,000 x 384 floats, the top k, the rows read back), only the
+ranking means nothing. Latency is measured warm (the user's vectors loaded); the first
+search after a change of the user's memories reloads them and is reported separately.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from timing import Timing
+
+from noted import Memory, SqliteDb, UserMemory
+from noted.retrieval import default_embedder
+
+RESULTS = Path(__file__).parent / "results"
+METHODS = ("keyword", "semantic", "hybrid")
+TARGETS_MS = {600: 10.0, 100_000: 50.0}  # p50, from the Retrieval issue
+
+PEOPLE = ["Ava", "her sister Mia", "Tom", "a colleague", "her neighbour", "the coach"]
+DOING = ["went hiking", "started learning", "bought tickets for", "talked about", "cooked"]
+THINGS = [
+    "the Alps",
+    "Portuguese",
+    "a jazz concert",
+    "ramen",
+    "pottery classes",
+    "a sailing trip",
+    "chess openings",
+    "the marathon",
+    "a vintage camera",
+    "sourdough bread",
+    "a new job offer",
+    "the dentist",
+    "her daughter's school play",
+    "a road trip to Porto",
+    "salsa dancing",
+]
+WHEN = ["last weekend", "in March", "yesterday", "on her birthday", "after work", "in 2023"]
+QUESTIONS = [
+    "What did Ava do last weekend?",
+    "Which language is she learning?",
+    "Does she like music?",
+    "What food does Ava cook?",
+    "Where did she travel?",
+    "Who went with her to the concert?",
+    "What sport is she training for?",
+    "Is she into photography?",
+    "Did she change jobs?",
+    "What hobbies does her sister have?",
+]
+
+
+def sentence(rng: random.Random) -> str:
+    return (
+        f"{rng.choice(PEOPLE)} {rng.choice(DOING)} {rng.choice(THINGS)} {rng.choice(WHEN)}"
+        f" (note {rng.randrange(10**6)})"
+    )
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def latency(memory: Memory, user: str, method: str, rounds: int) -> Timing:
+    timing = Timing()
+    for i in range(rounds):
+        question = QUESTIONS[i % len(QUESTIONS)]
+        start = time.perf_counter()
+        memory.search_user_memories(question, user, 10, method)
+        timing.samples.append(time.perf_counter() - start)
+    return timing
+
+
+def fill_random_vectors(db: SqliteDb, user: str, model: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    while pending := db.memories_to_embed(user, model, 20_000):
+        vectors = rng.standard_normal((len(pending), 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        db.set_embeddings(model, list(zip(pending, vectors, strict=True)))
+
+
+def agno_text_search(workdir: Path, rounds: int) -> Timing:
+    """Agno's SqliteDb.get_user_memories(search_content=...) on a user with 10,000."""
+    import uuid
+
+    from agno.db.schemas.memory import UserMemory as AgnoMemory
+    from agno.db.sqlite import SqliteDb as AgnoSqliteDb
+
+    rng = random.Random(7)
+    db = AgnoSqliteDb(db_file=str(workdir / "agno.db"))
+    db.upsert_memories(
+        [
+            AgnoMemory(memory=sentence(rng), user_id="big", memory_id=str(uuid.uuid4()))
+            for _ in range(10_000)
+        ]
+    )
+    words = ["sailing", "ramen", "Portuguese", "concert", "marathon", "camera"]
+    timing = Timing()
+    for i in range(rounds):
+        start = time.perf_counter()
+        db.get_user_memories(user_id="big", search_content=words[i % len(words)], limit=10)
+        timing.samples.append(time.perf_counter() - start)
+    return timing
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", type=int, default=600, help="memories of each small user")
+    parser.add_argument("--large", type=int, default=100_000, help="memories of the large user")
+    parser.add_argument("--rounds", type=int, default=200, help="queries per measurement")
+    parser.add_argument("--no-agno", action="store_true", help="measure noted only")
+    parser.add_argument("--output", type=Path, default=RESULTS / "search.json")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    rng = random.Random(1)
+    report: dict[str, Any] = {"small": args.small, "large": args.large, "rounds": args.rounds}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        db = SqliteDb(workdir / "search.db")
+        memory = Memory(db=db, embedder="local")
+        embedder = default_embedder()
+        start = time.perf_counter()
+        embedder.embed(["warm up"])
+        report["model_load_s"] = time.perf_counter() - start
+        rss_before = rss_mb()
+        start = time.perf_counter()
+        for u in range(3):
+            texts = [UserMemory(sentence(rng)) for _ in range(args.small)]
+            memory.add_user_memories(texts, f"small-{u}")
+        report["embed_small_s_per_memory"] = (time.perf_counter() - start) / (3 * args.small)
+
+        rows: dict[str, dict[str, float]] = {}
+
+        def record(label: str, timing: Timing) -> None:
+            rows[label] = {"p50_ms": timing.median * 1e3, "p95_ms": timing.p95 * 1e3}
+
+        for method in METHODS:
+            latency(memory, "small-0", method, 5)
+            record(
+                f"{method}, {args.small:,} memories",
+                latency(memory, "small-0", method, args.rounds),
+            )
+
+        # the large user, in the same file
+        start = time.perf_counter()
+        plain = Memory(db=db)
+        batch = 10_000
+        for first in range(0, args.large, batch):
+            count = min(batch, args.large - first)
+            plain.add_user_memories([UserMemory(sentence(rng)) for _ in range(count)], "large")
+        fill_random_vectors(db, "large", embedder.model_name, 3)
+        report["fill_large_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        memory.search_user_memories(QUESTIONS[0], "large", 10, "semantic")
+        report["first_search_large_ms"] = (time.perf_counter() - start) * 1e3
+        for method in METHODS:
+            latency(memory, "large", method, 3)
+            record(
+                f"{method}, {args.large:,} memories", latency(memory, "large", method, args.rounds)
+            )
+        report["vector_cache_mb"] = db._vectors.nbytes / 2**20
+
+        # the small users again, with the large one loaded beside them
+        for method in METHODS:
+            record(
+                f"{method}, {args.small:,} memories, beside {args.large:,}",
+                latency(memory, "small-1", method, args.rounds),
+            )
+        report["peak_rss_mb"] = rss_mb()
+        report["rss_growth_mb"] = rss_mb() - rss_before
+        report["db_mb"] = (workdir / "search.db").stat().st_size / 2**20
+        db.close()
+        if not args.no_agno:
+            record("agno text search, 10,000 memories", agno_text_search(workdir, args.rounds))
+    report["latency"] = rows
+
+    print(f"{'search (limit 10)':48} {'p50':>10} {'p95':>10}  target")
+    print("-" * 80)
+    for label, row in rows.items():
+        target = ""
+        size = args.large if f"{args.large:,} memories" in label and "beside" not in label else 0
+        if not size and label.startswith(("hybrid", "semantic", "keyword")):
+            size = 600 if args.small == 600 else 0
+        if size in TARGETS_MS and not label.startswith("agno"):
+            ok = row["p50_ms"] <= TARGETS_MS[size]
+            target = f"{'met' if ok else 'MISSED'} (p50 <= {TARGETS_MS[size]:g} ms)"
+        print(f"{label:48} {row['p50_ms']:8.2f} ms {row['p95_ms']:7.2f} ms  {target}")
+    agno = rows.get("agno text search, 10,000 memories")
+    if agno:
+        ours = rows[f"keyword, {args.large:,} memories"]
+        print(
+            f"\nkeyword search at {args.large:,} vs Agno's text search at 10,000: "
+            f"{agno['p50_ms'] / ours['p50_ms']:.1f}x faster (p50)"
+        )
+    print(
+        f"\nfirst search of the large user (loads its vectors): "
+        f"{report['first_search_large_ms']:.0f} ms; vectors cached: "
+        f"{report['vector_cache_mb']:.0f} MB; peak RSS {report['peak_rss_mb']:.0f} MB; "
+        f"file {report['db_mb']:.0f} MB; embedding at write "
+        f"{report['embed_small_s_per_memory'] * 1e3:.1f} ms per memory (batched)"
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
