@@ -20,7 +20,9 @@ JOHN = "john_doe@example.com"
 
 
 def open_memory() -> Memory:
-    return Memory(db=SqliteDb(db_file=DB_FILE, create_dirs=True))
+    # embedder="local": memories are also searchable by meaning, with a small embedding
+    # model that runs on this machine (no API key, no download)
+    return Memory(db=SqliteDb(db_file=DB_FILE, create_dirs=True), embedder="local")
 
 
 def remember() -> None:
@@ -71,6 +73,10 @@ def recall() -> None:
     print(f"John Doe's newest memory: {newest[0].memory}")
     print(f"John Doe's oldest memory: {oldest[0].memory}")
     print(f"Topics: {', '.join(memory.get_topics())}")
+    for user, question in ((AVA, "Which city is her home?"), (JOHN, "What does he do to relax?")):
+        # hybrid search (meaning and words): the default for a query with an embedder
+        best = memory.search_user_memories(query=question, user_id=user, limit=1)[0]
+        print(f"{question} -> {best.memory} (score {best.score:.2f})")
     memory.db.close()
 
 

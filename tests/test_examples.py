@@ -27,6 +27,9 @@ def test_walkthrough_recalls_across_processes(tmp_path: Path) -> None:
     assert "The user lives in Seattle - ['location']" in recalled
     assert "San Francisco" not in recalled
     assert "newest memory: The user enjoys reading science fiction novels before bed" in recalled
+    # found by meaning: no word of the question is in the memory
+    assert "Which city is her home? -> The user lives in Seattle" in recalled
+    assert "What does he do to relax? -> The user enjoys" in recalled
     assert (tmp_path / "tmp" / "walkthrough.db").is_file()
     # Running it again starts over rather than piling up duplicates.
     step("remember")

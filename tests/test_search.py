@@ -106,7 +106,7 @@ def test_fusion_adds_the_scaled_scores_and_breaks_ties_by_recency() -> None:
     c.updated_at = now - timedelta(days=60)
     keyword = [ScoredMemory(a, 9.0), ScoredMemory(b, 3.0), ScoredMemory(c, 1.0)]
     semantic = [ScoredMemory(c, 0.9), ScoredMemory(b, 0.8), ScoredMemory(a, 0.1)]
-    fused = fuse(keyword, semantic)
+    fused = fuse(keyword, semantic, semantic_weight=0.5)
     # a: .5*1 + .5*0 = .5; b: .5*.25 + .5*(.7/.8) = .5625; c: .5*0 + .5*1 = .5
     assert [r.memory.memory for r in fused] == ["b", "a", "c"]
     assert fused[0].score == pytest.approx(0.5625)

@@ -190,8 +190,11 @@ class MemoryMatch(UserMemory):
     @classmethod
     def of(cls, memory: UserMemory, score: float) -> MemoryMatch:
         match: MemoryMatch = object.__new__(cls)
-        for f in fields(UserMemory):
-            setattr(match, f.name, getattr(memory, f.name))
+        for name in _MEMORY_FIELDS:
+            setattr(match, name, getattr(memory, name))
         match.topics = list(memory.topics)
         match.score = score
         return match
+
+
+_MEMORY_FIELDS = tuple(f.name for f in fields(UserMemory))

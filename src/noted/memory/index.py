@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Final
@@ -20,6 +22,7 @@ from noted.db.base import MemoryQuery, MemoryStore, ScoredMemory
 from noted.errors import ModelError, UserError
 from noted.retrieval.embedders import Embedder
 from noted.retrieval.fusion import SEMANTIC_WEIGHT, fuse
+from noted.retrieval.vectors import Vector
 from noted.schema import UserMemory
 
 __all__ = ["HYBRID_DEPTH", "MemoryIndex"]
@@ -29,6 +32,7 @@ log = logging.getLogger("noted.memory")
 HYBRID_DEPTH: Final = 100  # results taken from each side before fusing
 EMBED_ON_SEARCH: Final = 1000
 REINDEX_BATCH: Final = 256
+_QUERIES_KEPT: Final = 64
 
 Progress = Callable[[int, int], None]
 
@@ -51,6 +55,8 @@ class MemoryIndex:
         self.embed_on_search = embed_on_search
         self.semantic_weight = semantic_weight
         self._warned: set[str] = set()
+        self._queries: OrderedDict[str, Vector] = OrderedDict()
+        self._lock = threading.Lock()
 
     @property
     def model_name(self) -> str:
@@ -134,8 +140,22 @@ class MemoryIndex:
         if query.user_id is None:
             raise UserError("semantic search is for one user: give a user_id")
         self.catch_up(query.user_id)
-        vector = self.embedder.embed([text], kind="query")[0]
-        return self.store.semantic_search(query, vector, self.model_name)
+        return self.store.semantic_search(query, self._query_vector(text), self.model_name)
+
+    def _query_vector(self, text: str) -> Vector:
+        """The query's embedding; the last few are kept, since an agent's turn searches
+        with the same message for its context and for the memory manager."""
+        with self._lock:
+            known = self._queries.get(text)
+            if known is not None:
+                self._queries.move_to_end(text)
+                return known
+        vector: Vector = self.embedder.embed([text], kind="query")[0]
+        with self._lock:
+            self._queries[text] = vector
+            while len(self._queries) > _QUERIES_KEPT:
+                self._queries.popitem(last=False)
+        return vector
 
     def hybrid(
         self,
@@ -149,6 +169,8 @@ class MemoryIndex:
         limit = query.limit
         depth = max(HYBRID_DEPTH, 0 if limit is None else query.offset + limit)
         wide = dataclasses.replace(query, limit=depth, offset=0)
+        # one after the other: on two cores, searching words while the model runs slows
+        # the model down by more than the keyword search takes
         by_meaning = self.semantic(wide, text)
         by_words = self.store.keyword_search(wide, text)
         fused = fuse(
@@ -157,6 +179,6 @@ class MemoryIndex:
             semantic_weight=self.semantic_weight,
             recency_weight=recency_weight,
             half_life=half_life,
+            limit=None if limit is None else query.offset + limit,
         )
-        end = None if limit is None else query.offset + limit
-        return fused[query.offset : end]
+        return fused[query.offset :]

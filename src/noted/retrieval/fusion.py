@@ -20,7 +20,7 @@ from noted.schema import UserMemory
 
 __all__ = ["SEMANTIC_WEIGHT", "fuse", "min_max"]
 
-SEMANTIC_WEIGHT = 0.5
+SEMANTIC_WEIGHT = 0.3
 
 
 def min_max(results: Sequence[ScoredMemory]) -> dict[str, float]:
@@ -46,8 +46,10 @@ def fuse(
     recency_weight: float = 0.0,
     half_life: timedelta = timedelta(days=30),
     now: datetime | None = None,
+    limit: int | None = None,
 ) -> list[ScoredMemory]:
-    """Every memory of either list once, best fused score first (ties: newer first)."""
+    """Every memory of either list once (the first ``limit``), best fused score first
+    (ties: newer first)."""
     semantic_weight = _check_weight("semantic_weight", semantic_weight)
     recency_weight = _check_weight("recency_weight", recency_weight)
     if half_life <= timedelta(0):
@@ -58,17 +60,18 @@ def fuse(
     for result in (*semantic, *keyword):
         memories.setdefault(result.memory.memory_id or "", result.memory)
     by_keyword, by_meaning = min_max(keyword), min_max(semantic)
-    fused: list[ScoredMemory] = []
+    ranked: list[tuple[float, float, str]] = []
     for memory_id, memory in memories.items():
         score = semantic_weight * by_meaning.get(memory_id, 0.0) + (
             1 - semantic_weight
         ) * by_keyword.get(memory_id, 0.0)
-        if recency_weight and memory.updated_at is not None and now is not None:
+        stamp = _stamp(memory)
+        if recency_weight and now is not None and memory.updated_at is not None:
             age = max((now - memory.updated_at) / half_life, 0.0)
             score = (1 - recency_weight) * score + recency_weight * 0.5**age
-        fused.append(ScoredMemory(memory, score))
-    fused.sort(key=lambda r: (-r.score, -_stamp(r.memory), r.memory.memory_id or ""))
-    return fused
+        ranked.append((-score, -stamp, memory_id))
+    ranked.sort()
+    return [ScoredMemory(memories[memory_id], -score) for score, _, memory_id in ranked[:limit]]
 
 
 def _stamp(memory: UserMemory) -> float:
