@@ -17,10 +17,12 @@ fmt:
 types:
 	scripts/uv.sh run mypy
 
-bench:  ## store, agent and memory-cost benchmarks against Agno (installs the bench group)
+bench:  ## store, agent, memory-cost and search benchmarks against Agno; LoCoMo recall (installs the bench group)
 	scripts/uv.sh run --group bench python benchmarks/store.py
 	scripts/uv.sh run --group bench python benchmarks/agent.py
 	scripts/uv.sh run --group bench python benchmarks/memory_cost.py
+	scripts/uv.sh run --group bench python benchmarks/search.py
+	scripts/uv.sh run --group bench python benchmarks/locomo.py
 
 clean:
 	rm -rf tmp .pytest_cache .mypy_cache .ruff_cache benchmarks/results

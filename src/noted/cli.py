@@ -116,15 +116,20 @@ def cmd_search(memory: Memory, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_reindex(memory: Memory, args: argparse.Namespace) -> int:
-    progress = Progress(
-        TextColumn("embedding"),
+def _progress_bar(label: str, args: argparse.Namespace) -> Progress:
+    """A progress bar on standard error (none with --json)."""
+    return Progress(
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         console=err,
         disable=args.json,
         transient=False,
     )
+
+
+def cmd_reindex(memory: Memory, args: argparse.Namespace) -> int:
+    progress = _progress_bar("embedding", args)
     with progress:
         task = progress.add_task("reindex", total=None)
         done = memory.reindex_user_memories(
@@ -328,14 +333,7 @@ def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
             lines = Path(args.file).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read {args.file}: {exc}") from None
-    progress = Progress(
-        TextColumn("importing"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        disable=args.json,
-        transient=False,
-    )
+    progress = _progress_bar("importing", args)
     with progress:
         task = progress.add_task("import", total=len(lines))
         memories = read_jsonl(lines, on_line=lambda n: progress.update(task, completed=n))

@@ -14,7 +14,7 @@ from noted.db._rows import stamped_keys
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import ConflictError, UserError
 from noted.retrieval.ranking import bm25_scores
-from noted.retrieval.vectors import Vector, check_vector, top_indices
+from noted.retrieval.vectors import Vector, check_vector, search_target, top_indices
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -160,9 +160,7 @@ class InMemoryDb:
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
     ) -> list[ScoredMemory]:
-        if query.user_id is None:
-            raise UserError("semantic search is for one user: give a user_id")
-        target = check_vector(vector)
+        _, target = search_target(query.user_id, vector)
         with self._lock:
             found: list[tuple[UserMemory, Vector]] = []
             for m in self._matching(query):

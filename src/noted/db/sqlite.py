@@ -36,6 +36,7 @@ from noted.retrieval.vectors import (
     VectorCache,
     check_vector,
     from_blobs,
+    search_target,
     to_blob,
     top_indices,
 )
@@ -570,12 +571,10 @@ class SqliteDb:
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
     ) -> list[ScoredMemory]:
-        if query.user_id is None:
-            raise UserError("semantic search is for one user: give a user_id")
-        target = check_vector(vector)
+        user_id, target = search_target(query.user_id, vector)
         if query.limit == 0:
             return []
-        vectors = self._user_vectors(query.user_id, model, target.size)
+        vectors = self._user_vectors(user_id, model, target.size)
         if not vectors.keys.size:
             return []
         scores = vectors.matrix @ target
@@ -587,7 +586,7 @@ class SqliteDb:
             scores[~np.isin(vectors.keys, allowed)] = -np.inf
         count = None if query.limit is None else query.offset + query.limit
         best = top_indices(scores, count)[query.offset :]
-        found = self._by_rowid([int(k) for k in vectors.keys[best]], query.user_id)
+        found = self._by_rowid([int(k) for k in vectors.keys[best]], user_id)
         return [
             ScoredMemory(found[int(key)], float(scores[i]))
             for i, key in zip(best, vectors.keys[best], strict=True)

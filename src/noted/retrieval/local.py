@@ -122,27 +122,19 @@ def _hub_files(repo_id: str) -> tuple[Path, Path]:
 
 def _onnxruntime_errors() -> tuple[type[Exception], ...]:
     """What onnxruntime raises when a model cannot be loaded or run."""
-    from onnxruntime.capi.onnxruntime_pybind11_state import (  # type: ignore[import-untyped]
-        EPFail,
-        Fail,
-        InvalidArgument,
-        InvalidGraph,
-        InvalidProtobuf,
-        NoSuchFile,
-        NotImplemented,
-        RuntimeException,
-    )
+    from onnxruntime.capi import onnxruntime_pybind11_state as state  # type: ignore[import-untyped]
 
-    return (
-        EPFail,
-        Fail,
-        InvalidArgument,
-        InvalidGraph,
-        InvalidProtobuf,
-        NoSuchFile,
-        NotImplemented,
-        RuntimeException,
+    names = (
+        "EPFail",
+        "Fail",
+        "InvalidArgument",
+        "InvalidGraph",
+        "InvalidProtobuf",
+        "NoSuchFile",
+        "NotImplemented",
+        "RuntimeException",
     )
+    return tuple(getattr(state, name) for name in names)
 
 
 def _session(model: Path, threads: int | None) -> Any:

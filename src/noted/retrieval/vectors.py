@@ -24,6 +24,7 @@ __all__ = [
     "VectorCache",
     "check_vector",
     "from_blobs",
+    "search_target",
     "to_blob",
     "top_indices",
 ]
@@ -42,6 +43,13 @@ def check_vector(vector: object) -> Vector:
     if not np.isfinite(array).all():
         raise UserError("a search vector must hold finite numbers only")
     return array
+
+
+def search_target(user_id: str | None, vector: object) -> tuple[str, Vector]:
+    """The user and the checked vector of a semantic search (which is for one user)."""
+    if user_id is None:
+        raise UserError("semantic search is for one user: give a user_id")
+    return user_id, check_vector(vector)
 
 
 def to_blob(vector: npt.ArrayLike) -> bytes:
