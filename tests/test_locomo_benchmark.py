@@ -1,27 +1,73 @@
-"""The LoCoMo recall benchmark keeps running: one conversation, every method."""
+"""The LoCoMo recall benchmark keeps running: every method, on a small conversation in
+LoCoMo's format written here (so the test needs no data from outside the project), with
+the malformed evidence ids the real data has."""
 
 from __future__ import annotations
 
 import importlib.util
 import itertools
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).parents[1]
 SCRIPT = ROOT / "benchmarks" / "locomo.py"
-DATA = Path(os.environ.get("NOTED_LOCOMO") or ROOT.parent / "shared/data/locomo/locomo10.json")
+
+FACTS = [
+    ("Caroline", "I went to a support group meeting yesterday.", None),
+    ("Melanie", "That sounds brave. I painted a sunrise over the lake.", "a painting of a lake"),
+    ("Caroline", "I am researching adoption agencies for my future family.", None),
+    ("Melanie", "My kids love camping in the mountains every summer.", None),
+    ("Caroline", "I moved here from Sweden four years ago.", None),
+    ("Melanie", "I run a charity race for mental health next month.", None),
+]
+QUESTIONS = [
+    ("When did Caroline go to the support group?", 2, ["D1:1"]),
+    ("What did Melanie paint?", 4, ["D1:2"]),
+    ("Where did Caroline move from?", 4, ["D:2:1"]),  # malformed, repaired to D2:1
+    ("What do Melanie's kids like?", 1, ["D1:4; D2:2"]),  # two ids in one entry
+    ("What is Caroline researching?", 3, ["D1:3", "D9:9"]),  # one id names no turn
+    ("What did Caroline paint?", 5, ["D1:2"]),
+    ("What race does Caroline run?", 5, []),  # no evidence: skipped
+]
+
+
+def write_data(path: Path) -> None:
+    session_1 = [
+        {"speaker": who, "dia_id": f"D1:{i + 1}", "text": text}
+        | ({"blip_caption": caption} if caption else {})
+        for i, (who, text, caption) in enumerate(FACTS[:4])
+    ]
+    session_2 = [
+        {"speaker": who, "dia_id": f"D2:{i + 1}", "text": text}
+        for i, (who, text, _) in enumerate(FACTS[4:])
+    ]
+    record = {
+        "sample_id": "conv-test",
+        "conversation": {
+            "speaker_a": "Caroline",
+            "speaker_b": "Melanie",
+            "session_1_date_time": "1:56 pm on 8 May, 2023",
+            "session_1": session_1,
+            "session_2_date_time": "10:37 am on 27 June, 2023",
+            "session_2": session_2,
+        },
+        "qa": [
+            {"question": q, "answer": "x", "evidence": ev, "category": cat}
+            for q, cat, ev in QUESTIONS
+        ],
+    }
+    path.write_text(json.dumps([record]))
+
+
 METHODS = {"keyword", "semantic", "hybrid"}
 KS = ["1", "5", "10", "20", "25", "50"]
 
 
 def test_locomo_benchmark_smoke(tmp_path: Path) -> None:
-    assert DATA.is_file(), (
-        f"LoCoMo data missing at {DATA}: it is part of the machine's setup "
-        "(../shared/data/locomo/locomo10.json next to the project, or $NOTED_LOCOMO)"
-    )
+    data = tmp_path / "locomo-like.json"
+    write_data(data)
     output, image = tmp_path / "x.json", tmp_path / "x.png"
     done = subprocess.run(
         [
@@ -30,7 +76,7 @@ def test_locomo_benchmark_smoke(tmp_path: Path) -> None:
             "--conversations",
             "1",
             "--data",
-            str(DATA),
+            str(data),
             "--output",
             str(output),
             "--plot",
@@ -46,8 +92,14 @@ def test_locomo_benchmark_smoke(tmp_path: Path) -> None:
 
     report = json.loads(output.read_text())
     assert report["data"]["conversations"] == 1
-    assert report["memories"] == report["data"]["turns"] > 0
-    assert report["data"]["repairs"]["resolved_as_written"] > 0
+    assert report["memories"] == report["data"]["turns"] == 6
+    repairs = report["data"]["repairs"]
+    assert repairs["resolved_as_written"] == 4
+    assert repairs["repaired_ids"] == 3
+    assert repairs["dropped_unresolvable"] == ["conv-test D9:9"]
+    assert repairs["skipped_questions_by_category"] == {"5": 1}
+    single = report["methods"]["keyword"]["categories"]["4"]["recall"]
+    assert single["5"] == 1.0  # both single-hop answers are among the first five
     assert set(report["methods"]) == METHODS
     for result in report["methods"].values():
         entries = [*result["groups"].values(), *result["categories"].values()]
