@@ -183,7 +183,7 @@ def main() -> None:
             memory.search_user_memories(question(0), user, 10, "semantic")
             report[f"first_search_{user}_ms"] = (time.perf_counter() - start) * 1e3
             measure(user, f"{size:,} memories")
-        report["vector_cache_mb"] = db._vectors.nbytes / 2**20
+        report["vector_cache_mb"] = db.cached_vector_bytes / 2**20
 
         # a small user again, with the large one loaded beside it
         measure("small-1", f"{args.small:,} memories, beside {args.large:,}")

@@ -252,18 +252,18 @@ def test_vectors_are_cached_per_user_and_reloaded_after_a_change(tmp_path: Path)
     memory.add_user_memories([m.copy() for m in FACTS], user_id="ava")
     memory.add_user_memory(UserMemory("Bob likes chess"), user_id="bob")
     model = default_embedder().model_name
-    ava = db._user_vectors("ava", model, 384)
-    bob = db._user_vectors("bob", model, 384)
+    ava = db._vectors.user_vectors("ava", model, 384)
+    bob = db._vectors.user_vectors("bob", model, 384)
     assert len(ava.keys) == 5 and len(bob.keys) == 1
-    assert db._user_vectors("ava", model, 384) is ava  # unchanged: from the cache
+    assert db._vectors.user_vectors("ava", model, 384) is ava  # unchanged: from the cache
     # another process (another connection) adds a memory for bob only
     with SqliteDb(tmp_path / "m.db") as other:
         Memory(db=other, embedder="local").add_user_memory(UserMemory("Bob plays go"), "bob")
     assert texts(memory.search_user_memories("board game go", "bob", 1, "semantic")) == [
         "Bob plays go"
     ]
-    assert len(db._user_vectors("bob", model, 384).keys) == 2
-    assert db._user_vectors("ava", model, 384) is ava  # another user's change: still cached
+    assert len(db._vectors.user_vectors("bob", model, 384).keys) == 2
+    assert db._vectors.user_vectors("ava", model, 384) is ava  # another user's change: still cached
     db.close()
 
 

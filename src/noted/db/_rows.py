@@ -15,6 +15,8 @@ from noted.schema import UserMemory
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
+IN_CHUNK = 500  # ids per "IN (...)" list, well under SQLite's variable limit
+
 # The column order every SQL store selects and inserts in.
 COLUMNS = (
     "memory_id",

@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import numpy as np
-
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
 from noted.db import sqlite_migrations as migrations
@@ -22,6 +20,7 @@ from noted.db import sqlite_sessions as session_rows
 from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
+    IN_CHUNK,
     check_table_name,
     memory_to_row,
     row_to_event,
@@ -29,17 +28,9 @@ from noted.db._rows import (
     rows_to_memories,
 )
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.sqlite_vectors import SqliteVectors
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
 from noted.retrieval.ranking import fts_match
-from noted.retrieval.vectors import (
-    UserVectors,
-    VectorCache,
-    check_vector,
-    from_blobs,
-    search_target,
-    to_blob,
-    top_indices,
-)
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -47,8 +38,7 @@ __all__ = ["SqliteDb"]
 
 _SELECT = ", ".join(COLUMNS)
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
-_IN_CHUNK = 500  # ids per "IN (...)" list, well under SQLite's variable limit
-_ROWS_PER_INSERT = _IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT statement
+_ROWS_PER_INSERT = IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT statement
 _EVENT_ID_LEN = 36  # a UUID as text
 _MAX_ROWID = 2**63 - 1
 _VECTOR_CACHE_BYTES = 512 * 2**20
@@ -100,12 +90,10 @@ class SqliteDb:
         self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
-        # Each user's vectors stay loaded until that user's generation (moved by triggers on
-        # every change of the user's rows, in any process) differs from the loaded one.
-        self._vectors = VectorCache(vector_cache_bytes)
-        self._to_embed: dict[tuple[str | None, str], tuple[int, int]] = {}
+        self._vectors = SqliteVectors(
+            self.memory_table, self._session, self._transaction, self._where, vector_cache_bytes
+        )
         t = self.memory_table
-        self._sql_generation = f"SELECT generation FROM {t}_generations WHERE user_id = ?"
         # a memory whose text changes loses its embedding (it was made from the old text)
         keep_embedding = f"CASE WHEN {t}.memory = excluded.memory THEN {t}.embedding{{}} END"
         self._sql_upsert = (
@@ -127,11 +115,7 @@ class SqliteDb:
             f"session_id = COALESCE(?6, session_id), updated_at = ?7 "
             f"WHERE memory_id = ?8 AND user_id = ?9"
         )
-        self._sql_set_embedding = (
-            f"UPDATE {t} SET embedding = ?, embedding_model = ? "
-            f"WHERE memory_id = ? AND user_id = ? AND memory = ?"
-        )
-        self._sql_unembedded = "(embedding IS NULL OR embedding_model IS NOT ?)"
+
         # New memories go in _ROWS_PER_INSERT to a statement, and their events in one. Such
         # multi-row statements say OR FAIL: with SQLite's default (ABORT) a failing statement
         # undoes its own rows, so SQLite first journals every page it changes, which costs
@@ -422,8 +406,8 @@ class SqliteDb:
     ) -> dict[str, tuple[str, str | None, str | None]]:
         """memory_id -> (user_id, memory, topics) of the given ids that are stored (any user)."""
         stored: dict[str, tuple[str, str | None, str | None]] = {}
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
             marks = ", ".join("?" * len(chunk))
             for memory_id, user_id, text, topics in conn.execute(
                 f"SELECT memory_id, user_id, memory, topics FROM {self.memory_table} "
@@ -539,120 +523,28 @@ class SqliteDb:
         found = rows_to_memories([row[:-1] for row in rows])
         return [ScoredMemory(m, -float(row[-1])) for m, row in zip(found, rows, strict=True)]
 
-    # -- embeddings and semantic search -----------------------------------------------------
-
-    def _generation(self, conn: sqlite3.Connection, user_id: str) -> int:
-        row = conn.execute(self._sql_generation, (user_id,)).fetchone()
-        return 0 if row is None else int(row[0])
-
-    def _user_vectors(self, user_id: str, model: str, dimensions: int) -> UserVectors:
-        """The user's vectors made by ``model``: from the cache while the user's rows are
-        unchanged, else read again (the generation first, so a change made meanwhile only
-        makes the next search read them once more)."""
-        key = (user_id, model, dimensions)
-        with self._session() as conn:
-            generation = self._generation(conn, user_id)
-            cached = self._vectors.get(key, generation)
-            if cached is not None:
-                return cached
-            rows = conn.execute(
-                f"SELECT rowid, embedding FROM {self.memory_table} WHERE user_id = ? "
-                "AND embedding_model = ? AND length(embedding) = ? ORDER BY rowid",
-                (user_id, model, 4 * dimensions),
-            ).fetchall()
-        entry = UserVectors(
-            generation,
-            np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
-            from_blobs([row[1] for row in rows], dimensions),
-        )
-        self._vectors.put(key, entry)
-        return entry
+    # -- embeddings and semantic search (see sqlite_vectors) -------------------------------
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
     ) -> list[ScoredMemory]:
-        user_id, target = search_target(query.user_id, vector)
-        if query.limit == 0:
-            return []
-        vectors = self._user_vectors(user_id, model, target.size)
-        if not vectors.keys.size:
-            return []
-        scores = vectors.matrix @ target
-        if query.filtered:
-            where, params = self._where(query)
-            with self._session() as conn:
-                rows = conn.execute(f"SELECT rowid FROM {self.memory_table}{where}", params)
-                allowed = np.fromiter((row[0] for row in rows), dtype=np.int64)
-            scores[~np.isin(vectors.keys, allowed)] = -np.inf
-        count = None if query.limit is None else query.offset + query.limit
-        best = top_indices(scores, count)[query.offset :]
-        found = self._by_rowid([int(k) for k in vectors.keys[best]], user_id)
-        return [
-            ScoredMemory(found[int(key)], float(scores[i]))
-            for i, key in zip(best, vectors.keys[best], strict=True)
-            if int(key) in found
-        ]
-
-    def _by_rowid(self, rowids: list[int], user_id: str) -> dict[int, UserMemory]:
-        found: dict[int, UserMemory] = {}
-        with self._session() as conn:
-            for start in range(0, len(rowids), _IN_CHUNK):
-                chunk = rowids[start : start + _IN_CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT rowid, {_SELECT} FROM {self.memory_table} "
-                    f"WHERE rowid IN ({marks}) AND +user_id = ?",  # + : look up by rowid
-                    [*chunk, user_id],
-                ).fetchall()
-                memories = rows_to_memories([row[1:] for row in rows])
-                found.update((row[0], m) for row, m in zip(rows, memories, strict=True))
-        return found
-
-    def _embed_where(self, user_id: str | None) -> tuple[str, list[Any]]:
-        if user_id is None:
-            return f" WHERE {self._sql_unembedded}", []
-        return f" WHERE user_id = ? AND {self._sql_unembedded}", [user_id]
+        return self._vectors.search(query, vector, model)
 
     def memories_to_embed(
         self, user_id: str | None, model: str, limit: int | None = None
     ) -> list[UserMemory]:
-        check_page(limit, 0)
-        where, params = self._embed_where(user_id)
-        with self._session() as conn:
-            rows = conn.execute(
-                f"SELECT {_SELECT} FROM {self.memory_table}{where} ORDER BY rowid LIMIT ?",
-                [*params, model, -1 if limit is None else limit],
-            ).fetchall()
-        return rows_to_memories(rows)
+        return self._vectors.to_embed(user_id, model, limit)
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
-        """Counted once per generation of the user's rows (a search asks every time)."""
-        where, params = self._embed_where(user_id)
-        key = (user_id, model)
-        with self._session() as conn:
-            generation = -1 if user_id is None else self._generation(conn, user_id)
-            known = self._to_embed.get(key)
-            if known is not None and known[0] == generation >= 0:
-                return known[1]
-            row = conn.execute(
-                f"SELECT COUNT(*) FROM {self.memory_table}{where}", [*params, model]
-            ).fetchone()
-            count = int(row[0])
-            if generation >= 0:
-                if len(self._to_embed) > 10_000:
-                    self._to_embed.clear()
-                self._to_embed[key] = (generation, count)
-            return count
+        return self._vectors.count_to_embed(user_id, model)
 
     def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
-        rows = [
-            (to_blob(check_vector(vector)), model, m.memory_id, m.user_id, m.memory)
-            for m, vector in items
-        ]
-        if not rows:
-            return 0
-        with self._transaction() as conn:
-            return conn.executemany(self._sql_set_embedding, rows).rowcount
+        return self._vectors.store(model, items)
+
+    @property
+    def cached_vector_bytes(self) -> int:
+        """How much memory the users' vectors kept for search take now."""
+        return self._vectors.cache.nbytes
 
     def count_memories(self, query: MemoryQuery) -> int:
         where, params = self._where(query)
@@ -697,8 +589,8 @@ class SqliteDb:
             return 0
         deleted = 0
         with self._transaction() as conn:
-            for start in range(0, len(ids), _IN_CHUNK):
-                chunk = ids[start : start + _IN_CHUNK]
+            for start in range(0, len(ids), IN_CHUNK):
+                chunk = ids[start : start + IN_CHUNK]
                 marks = ", ".join("?" * len(chunk))
                 where = f" WHERE user_id = ? AND memory_id IN ({marks})"
                 deleted += self._delete(conn, where, [user_id, *chunk], context)

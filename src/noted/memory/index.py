@@ -128,9 +128,10 @@ class MemoryIndex:
             done += self.embed(batch)
             if progress is not None:
                 progress(min(done, total), total)
-        self._warned.discard(user_id or "")
         if user_id is None:
             self._warned.clear()
+        else:
+            self._warned.discard(user_id)
         return done
 
     # -- search ---------------------------------------------------------------------------

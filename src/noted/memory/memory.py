@@ -368,20 +368,20 @@ class Memory:
             updated_after=updated_after,
             updated_before=updated_before,
         )
-        assert query is not None or method in ("last_n", "first_n")
+        text = query or ""  # a query is required above for every method that reads it
         found: list[ScoredMemory]
         if method == "keyword":
-            found = self.db.keyword_search(selected, query or "")
+            found = self.db.keyword_search(selected, text)
         elif method == "semantic":
-            found = self._index(method).semantic(selected, query or "")
+            found = self._index(method).semantic(selected, text)
         elif method == "hybrid":
             found = self._index(method).hybrid(
-                selected, query or "", recency_weight=recency_weight, half_life=half_life
+                selected, text, recency_weight=recency_weight, half_life=half_life
             )
         elif method == "agentic":
             model = self._model()
-            candidates = self._candidates(selected, query or "")
-            return _portal.run(agentic_search(model, query or "", candidates, limit))
+            candidates = self._candidates(selected, text)
+            return _portal.run(agentic_search(model, text, candidates, limit))
         else:
             order: SortOrder = "desc" if method == "last_n" else "asc"
             return self.db.list_memories(dataclasses.replace(selected, sort_order=order))

@@ -1,0 +1,166 @@
+"""SqliteDb's embeddings: stored in the memory table (``embedding``, ``embedding_model``),
+searched exactly over a per-user matrix kept in memory between searches."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+
+from noted.db._rows import COLUMNS, IN_CHUNK, rows_to_memories
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.retrieval.vectors import (
+    UserVectors,
+    VectorCache,
+    check_vector,
+    from_blobs,
+    search_target,
+    to_blob,
+    top_indices,
+)
+from noted.schema import UserMemory
+
+__all__ = ["SqliteVectors"]
+
+_SELECT = ", ".join(COLUMNS)
+_UNEMBEDDED = "(embedding IS NULL OR embedding_model IS NOT ?)"
+
+Connect = Callable[[], AbstractContextManager[sqlite3.Connection]]
+Where = Callable[[MemoryQuery], tuple[str, list[Any]]]
+
+
+class SqliteVectors:
+    """The vector side of one memory table, reached through its store's ``session``
+    (reads) and ``transaction`` (writes), with its ``where`` for query filters.
+
+    Each user's vectors stay loaded until that user's generation (moved by triggers on
+    every change of the user's rows, in any process) differs from the loaded one.
+    """
+
+    def __init__(
+        self, table: str, session: Connect, transaction: Connect, where: Where, cache_bytes: int
+    ) -> None:
+        self.table = table
+        self.cache = VectorCache(cache_bytes)
+        self._session = session
+        self._transaction = transaction
+        self._where = where
+        self._to_embed: dict[tuple[str | None, str], tuple[int, int]] = {}
+        self._sql_generation = f"SELECT generation FROM {table}_generations WHERE user_id = ?"
+        self._sql_set = (
+            f"UPDATE {table} SET embedding = ?, embedding_model = ? "
+            f"WHERE memory_id = ? AND user_id = ? AND memory = ?"
+        )
+
+    def _generation(self, conn: sqlite3.Connection, user_id: str) -> int:
+        row = conn.execute(self._sql_generation, (user_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def user_vectors(self, user_id: str, model: str, dimensions: int) -> UserVectors:
+        """The user's vectors made by ``model``: from the cache while the user's rows are
+        unchanged, else read again (the generation first, so a change made meanwhile only
+        makes the next search read them once more)."""
+        key = (user_id, model, dimensions)
+        with self._session() as conn:
+            generation = self._generation(conn, user_id)
+            cached = self.cache.get(key, generation)
+            if cached is not None:
+                return cached
+            rows = conn.execute(
+                f"SELECT rowid, embedding FROM {self.table} WHERE user_id = ? "
+                "AND embedding_model = ? AND length(embedding) = ? ORDER BY rowid",
+                (user_id, model, 4 * dimensions),
+            ).fetchall()
+        entry = UserVectors(
+            generation,
+            np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
+            from_blobs([row[1] for row in rows], dimensions),
+        )
+        self.cache.put(key, entry)
+        return entry
+
+    def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]:
+        user_id, target = search_target(query.user_id, vector)
+        if query.limit == 0:
+            return []
+        vectors = self.user_vectors(user_id, model, target.size)
+        if not vectors.keys.size:
+            return []
+        scores = vectors.matrix @ target
+        if query.filtered:
+            where, params = self._where(query)
+            with self._session() as conn:
+                rows = conn.execute(f"SELECT rowid FROM {self.table}{where}", params)
+                allowed = np.fromiter((row[0] for row in rows), dtype=np.int64)
+            scores[~np.isin(vectors.keys, allowed)] = -np.inf
+        count = None if query.limit is None else query.offset + query.limit
+        best = top_indices(scores, count)[query.offset :]
+        found = self._by_rowid([int(k) for k in vectors.keys[best]], user_id)
+        return [
+            ScoredMemory(found[int(key)], float(scores[i]))
+            for i, key in zip(best, vectors.keys[best], strict=True)
+            if int(key) in found
+        ]
+
+    def _by_rowid(self, rowids: list[int], user_id: str) -> dict[int, UserMemory]:
+        found: dict[int, UserMemory] = {}
+        with self._session() as conn:
+            for start in range(0, len(rowids), IN_CHUNK):
+                chunk = rowids[start : start + IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT rowid, {_SELECT} FROM {self.table} "
+                    f"WHERE rowid IN ({marks}) AND +user_id = ?",  # + : look up by rowid
+                    [*chunk, user_id],
+                ).fetchall()
+                memories = rows_to_memories([row[1:] for row in rows])
+                found.update((row[0], m) for row, m in zip(rows, memories, strict=True))
+        return found
+
+    @staticmethod
+    def _pending(user_id: str | None) -> tuple[str, list[Any]]:
+        if user_id is None:
+            return f" WHERE {_UNEMBEDDED}", []
+        return f" WHERE user_id = ? AND {_UNEMBEDDED}", [user_id]
+
+    def to_embed(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
+        check_page(limit, 0)
+        where, params = self._pending(user_id)
+        with self._session() as conn:
+            rows = conn.execute(
+                f"SELECT {_SELECT} FROM {self.table}{where} ORDER BY rowid LIMIT ?",
+                [*params, model, -1 if limit is None else limit],
+            ).fetchall()
+        return rows_to_memories(rows)
+
+    def count_to_embed(self, user_id: str | None, model: str) -> int:
+        """Counted once per generation of the user's rows (a search asks every time)."""
+        where, params = self._pending(user_id)
+        key = (user_id, model)
+        with self._session() as conn:
+            generation = -1 if user_id is None else self._generation(conn, user_id)
+            known = self._to_embed.get(key)
+            if known is not None and known[0] == generation >= 0:
+                return known[1]
+            row = conn.execute(
+                f"SELECT COUNT(*) FROM {self.table}{where}", [*params, model]
+            ).fetchone()
+            count = int(row[0])
+            if generation >= 0:
+                if len(self._to_embed) > 10_000:
+                    self._to_embed.clear()
+                self._to_embed[key] = (generation, count)
+            return count
+
+    def store(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
+        rows = [
+            (to_blob(check_vector(vector)), model, m.memory_id, m.user_id, m.memory)
+            for m, vector in items
+        ]
+        if not rows:
+            return 0
+        with self._transaction() as conn:
+            return conn.executemany(self._sql_set, rows).rowcount
