@@ -330,6 +330,7 @@ class SqliteDb:
         ids = [row[0] for row in rows]
         with self._transaction() as conn:
             stored = self._stored(conn, ids)
+            self._vectors.changed(conn, (row[1] for row in rows))
             stamp = (context.actor, context.session_id, context.run_id, now_micros())
             if not stored and len(set(ids)) == len(ids):  # only new memories, each once
                 self._add(conn, rows, stamp)
@@ -433,6 +434,7 @@ class SqliteDb:
             conn.execute(self._sql_unindex_id, (row[0],))
             conn.execute(self._sql_update, params)
             conn.execute(self._sql_index_id, (row[0],))
+            self._vectors.changed(conn, [row[1]])
             stamp = (context.actor, context.session_id, context.run_id, now_micros())
             event = (row[0], row[1], "update", old[0], row[2], old[1], row[3])
             conn.execute(self._sql_event, (*new_event_ids(1), *event, *stamp))
@@ -564,6 +566,7 @@ class SqliteDb:
         ).fetchall()
         if not found:
             return 0
+        self._vectors.changed(conn, (user_id for _, user_id, _, _ in found))
         conn.execute(
             f"DELETE FROM {self._fts} WHERE rowid IN (SELECT rowid FROM {t}{where})", params
         )

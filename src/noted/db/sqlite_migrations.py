@@ -102,9 +102,9 @@ def m004_keyword_index(conn: sqlite3.Connection, table: str) -> None:
 @migration
 def m005_embeddings(conn: sqlite3.Connection, table: str) -> None:
     """Each memory's embedding (float32 bytes) and the model that made it, and a per-user
-    generation that every change of a user's rows moves on (kept by triggers, so writers
-    in other processes move it too): a search process keeps a user's vectors in memory
-    and reloads them only when that user's generation has changed."""
+    generation that every write of a user's rows moves on in its transaction: a search
+    process keeps a user's vectors in memory and reloads them only when that user's
+    generation has changed (in any process)."""
     conn.execute(f"ALTER TABLE {table} ADD COLUMN embedding BLOB")
     conn.execute(f"ALTER TABLE {table} ADD COLUMN embedding_model TEXT")
     conn.execute(
@@ -113,15 +113,6 @@ def m005_embeddings(conn: sqlite3.Connection, table: str) -> None:
             generation INTEGER NOT NULL
         ) WITHOUT ROWID"""
     )
-    bump = (
-        f"INSERT INTO {table}_generations (user_id, generation) VALUES ({{row}}.user_id, 1) "
-        "ON CONFLICT (user_id) DO UPDATE SET generation = generation + 1"
-    )
-    for event, row in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
-        conn.execute(
-            f"CREATE TRIGGER {table}_{event.lower()}_generation AFTER {event} ON {table} "
-            f"BEGIN {bump.format(row=row)}; END"
-        )
 
 
 @session_migration

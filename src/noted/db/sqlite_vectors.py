@@ -4,7 +4,7 @@ searched exactly over a per-user matrix kept in memory between searches."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -36,8 +36,9 @@ class SqliteVectors:
     """The vector side of one memory table, reached through its store's ``session``
     (reads) and ``transaction`` (writes), with its ``where`` for query filters.
 
-    Each user's vectors stay loaded until that user's generation (moved by triggers on
-    every change of the user's rows, in any process) differs from the loaded one.
+    Each user's vectors stay loaded until that user's generation differs from the loaded
+    one: every write of a user's rows calls :meth:`changed` in its transaction (one
+    statement per transaction, however many rows), so writes from other processes count.
     """
 
     def __init__(
@@ -50,10 +51,18 @@ class SqliteVectors:
         self._where = where
         self._to_embed: dict[tuple[str | None, str], tuple[int, int]] = {}
         self._sql_generation = f"SELECT generation FROM {table}_generations WHERE user_id = ?"
+        self._sql_bump = (
+            f"INSERT INTO {table}_generations (user_id, generation) VALUES (?, 1) "
+            "ON CONFLICT (user_id) DO UPDATE SET generation = generation + 1"
+        )
         self._sql_set = (
             f"UPDATE {table} SET embedding = ?, embedding_model = ? "
             f"WHERE memory_id = ? AND user_id = ? AND memory = ?"
         )
+
+    def changed(self, conn: sqlite3.Connection, user_ids: Iterable[str]) -> None:
+        """Move on the generation of each user whose rows this transaction writes."""
+        conn.executemany(self._sql_bump, [(user_id,) for user_id in set(user_ids)])
 
     def _generation(self, conn: sqlite3.Connection, user_id: str) -> int:
         row = conn.execute(self._sql_generation, (user_id,)).fetchone()
@@ -163,4 +172,7 @@ class SqliteVectors:
         if not rows:
             return 0
         with self._transaction() as conn:
-            return conn.executemany(self._sql_set, rows).rowcount
+            stored = conn.executemany(self._sql_set, rows).rowcount
+            if stored:
+                self.changed(conn, (m.user_id or "" for m, _ in items))
+            return stored
