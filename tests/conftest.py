@@ -1,19 +1,96 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from noted import InMemoryDb, Memory, MemoryStore, SqliteDb
+from servers import Server, Unavailable, start_mongo, start_postgres, start_redis
 from wire import WireServer, serve
 
+# Every backend the conformance suite runs on. The server-backed ones need a server that
+# the harness starts once per test session (see servers.py).
+BACKENDS = ["sqlite", "in-memory", "postgres", "mongo", "redis"]
+SERVERS: dict[str, Callable[[Path], Server]] = {
+    "postgres": start_postgres,
+    "mongo": start_mongo,
+    "redis": start_redis,
+}
+# Set by .ci/run: a server that cannot start is a failure there, not a skip.
+REQUIRE_SERVERS = os.environ.get("NOTED_REQUIRE_SERVERS") == "1"
 
-@pytest.fixture(params=["sqlite", "in-memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStore]:
-    db: MemoryStore = (
-        SqliteDb(tmp_path / "memory.db") if request.param == "sqlite" else InMemoryDb()
-    )
+_names = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server | str]]:
+    """The servers, started on first use and stopped by pid at the end of the session,
+    whatever the tests did. A server that cannot start maps to the reason."""
+    started: dict[str, Server | str] = {}
+    root = tmp_path_factory.mktemp("servers")
+
+    class Lazy(dict[str, Server | str]):
+        def __missing__(self, name: str) -> Server | str:
+            try:
+                started[name] = SERVERS[name](root / name)
+            except Unavailable as exc:
+                started[name] = str(exc)
+            return started[name]
+
+    try:
+        yield Lazy()
+    finally:
+        for server in started.values():
+            if isinstance(server, Server):
+                server.stop()
+
+
+def server_url(servers: dict[str, Server | str], name: str) -> str:
+    """The running server's URL; skip (or fail under NOTED_REQUIRE_SERVERS=1) without it."""
+    server = servers[name]
+    if isinstance(server, str):
+        message = f"{name} tests need a {name} server: {server}"
+        if REQUIRE_SERVERS:
+            pytest.fail(message)
+        pytest.skip(message)
+    return server.url
+
+
+def open_store(
+    kind: str, servers: dict[str, Server | str], tmp_path: Path, **options: object
+) -> MemoryStore:
+    """A fresh, empty store of ``kind``: its own tables, collections or keys."""
+    n = next(_names)
+    names = {"memory_table": f"m{n}_memories", "session_table": f"m{n}_sessions"}
+    names.update(options)  # type: ignore[arg-type]
+    if kind == "sqlite":
+        return SqliteDb(tmp_path / f"memory{n}.db", **names)  # type: ignore[arg-type]
+    if kind == "in-memory":
+        return InMemoryDb()
+    url = server_url(servers, kind)
+    if kind == "postgres":
+        from noted.db.postgres import PostgresDb
+
+        return PostgresDb(url, **names)  # type: ignore[arg-type]
+    if kind == "mongo":
+        from noted.db.mongodb import MongoDb
+
+        return MongoDb(url, database="noted_tests", **names)  # type: ignore[arg-type]
+    if kind == "redis":
+        from noted.db.redisdb import RedisDb
+
+        return RedisDb(url, **names)  # type: ignore[arg-type]
+    raise ValueError(kind)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(
+    request: pytest.FixtureRequest, servers: dict[str, Server | str], tmp_path: Path
+) -> Iterator[MemoryStore]:
+    db = open_store(request.param, servers, tmp_path)
     yield db
     db.close()
 

@@ -6,15 +6,13 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import numpy as np
-
 from noted._time import EPOCH, utc_now
 from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
+from noted.db._client_search import keyword_rank, matches, semantic_rank, sort_memories
 from noted.db._rows import stamped_keys
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import ConflictError, UserError
-from noted.retrieval.ranking import bm25_scores
-from noted.retrieval.vectors import Vector, check_vector, search_target, top_indices
+from noted.retrieval.vectors import Vector, check_vector, search_target
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -120,42 +118,19 @@ class InMemoryDb:
             pool = [m for user in self._users.values() for m in user.values()]
         else:
             pool = list(self._users.get(query.user_id, {}).values())
-        wanted = set(query.topics)
-        after, before = query.updated_after, query.updated_before
-        return [
-            m
-            for m in pool
-            if (query.agent_id is None or m.agent_id == query.agent_id)
-            and (query.team_id is None or m.team_id == query.team_id)
-            and (not wanted or not wanted.isdisjoint(m.topics))
-            and (after is None or (m.updated_at is not None and m.updated_at >= after))
-            and (before is None or (m.updated_at is not None and m.updated_at < before))
-        ]
+        return [m for m in pool if matches(query, m)]
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
         with self._lock:
             found = self._matching(query)
-        found.sort(
-            key=lambda m: (getattr(m, query.sort_by), m.memory_id),
-            reverse=query.sort_order == "desc",
-        )
-        end = None if query.limit is None else query.offset + query.limit
-        return [m.copy() for m in found[query.offset : end]]
+        return [m.copy() for m in sort_memories(found, query)]
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         if query.user_id is None:
             raise UserError("keyword search is for one user: give a user_id")
         with self._lock:
             found = [m.copy() for m in self._matching(query)]
-        documents = [" ".join([m.memory, *m.topics, m.input or ""]) for m in found]
-        scored = [
-            ScoredMemory(m, score)
-            for m, score in zip(found, bm25_scores(documents, text), strict=True)
-            if score > 0
-        ]
-        scored.sort(key=lambda r: (-r.score, r.memory.memory_id or ""))
-        end = None if query.limit is None else query.offset + query.limit
-        return scored[query.offset : end]
+        return keyword_rank(found, query, text)
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
@@ -165,16 +140,9 @@ class InMemoryDb:
             found: list[tuple[UserMemory, Vector]] = []
             for m in self._matching(query):
                 held = self._embeddings.get(m.memory_id or "")
-                if held is not None and held[0] == model and held[2].shape == target.shape:
+                if held is not None and held[0] == model:
                     found.append((m.copy(), held[2]))
-        if not found or query.limit == 0:
-            return []
-        scores = np.stack([v for _, v in found]) @ target
-        count = None if query.limit is None else query.offset + query.limit
-        return [
-            ScoredMemory(found[i][0], float(scores[i]))
-            for i in top_indices(scores, count)[query.offset :]
-        ]
+        return semantic_rank(found, query, target)
 
     def _to_embed(self, user_id: str | None, model: str) -> list[UserMemory]:
         users = self._users.values() if user_id is None else [self._users.get(user_id, {})]
