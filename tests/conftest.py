@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,19 +30,21 @@ _names = itertools.count(1)
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server | str]]:
     """The servers, started on first use and stopped by pid at the end of the session,
     whatever the tests did. A server that cannot start maps to the reason."""
-    started: dict[str, Server | str] = {}
     root = tmp_path_factory.mktemp("servers")
 
     class Lazy(dict[str, Server | str]):
         def __missing__(self, name: str) -> Server | str:
             try:
-                started[name] = SERVERS[name](root / name)
+                self[name] = SERVERS[name](root / name)
             except Unavailable as exc:
-                started[name] = str(exc)
-            return started[name]
+                self[name] = str(exc)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                self[name] = f"FAILED to start: {exc}"
+            return self[name]
 
+    started = Lazy()
     try:
-        yield Lazy()
+        yield started
     finally:
         for server in started.values():
             if isinstance(server, Server):
@@ -53,7 +56,7 @@ def server_url(servers: dict[str, Server | str], name: str) -> str:
     server = servers[name]
     if isinstance(server, str):
         message = f"{name} tests need a {name} server: {server}"
-        if REQUIRE_SERVERS:
+        if REQUIRE_SERVERS or server.startswith("FAILED"):
             pytest.fail(message)
         pytest.skip(message)
     return server.url

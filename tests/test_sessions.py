@@ -9,10 +9,16 @@ import pytest
 from noted import ConflictError, InMemoryDb, Message, SessionStore, SqliteDb, UserError
 from noted.sessions import RunMetrics, RunResult, ToolExecution, new_run_id
 
+from conftest import BACKENDS, open_store
+from servers import Server
 
-@pytest.fixture(params=["sqlite", "in-memory"])
-def sessions(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SessionStore]:
-    db: SessionStore = SqliteDb(tmp_path / "s.db") if request.param == "sqlite" else InMemoryDb()
+
+@pytest.fixture(params=BACKENDS)
+def sessions(
+    request: pytest.FixtureRequest, servers: dict[str, Server | str], tmp_path: Path
+) -> Iterator[SessionStore]:
+    db = open_store(request.param, servers, tmp_path)
+    assert isinstance(db, SessionStore)
     yield db
     db.close()
 

@@ -1,0 +1,180 @@
+"""The ordered schema migrations of PostgresDb's tables, the same mechanism as SQLite's.
+
+Each migration is a function applied once, in order, inside one transaction that holds an
+advisory lock on the table's name, so two processes starting at once never both apply it;
+the number applied is kept per table in ``noted_schema_versions`` (in the store's schema).
+Never edit a published migration: append a new one.
+
+``embedding`` is a pgvector ``vector`` column when the extension could be created (or was
+already there), else ``bytea`` holding float32 bytes, searched in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+__all__ = ["MIGRATIONS", "SESSION_MIGRATIONS", "Names", "current_version", "record_version"]
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Quoted, schema-qualified names of one store's tables and indexes."""
+
+    schema: str | None
+    memory_table: str
+    session_table: str
+
+    def q(self, name: str) -> str:
+        """``name`` qualified by the store's schema (both are checked identifiers)."""
+        return f'"{self.schema}"."{name}"' if self.schema else f'"{name}"'
+
+    @property
+    def memories(self) -> str:
+        return self.q(self.memory_table)
+
+    @property
+    def events(self) -> str:
+        return self.q(self.memory_table + "_events")
+
+    @property
+    def sessions(self) -> str:
+        return self.q(self.session_table)
+
+    @property
+    def runs(self) -> str:
+        return self.q(self.session_table + "_runs")
+
+    @property
+    def versions(self) -> str:
+        return self.q("noted_schema_versions")
+
+
+Migration = Callable[[psycopg.Connection[tuple[object, ...]], Names, bool], None]
+MIGRATIONS: list[Migration] = []  # the memory table's (and its events table)
+SESSION_MIGRATIONS: list[Migration] = []  # the session table's (and its runs table)
+
+# The memory's words for keyword search: its text first (weight A), then its topics (B)
+# and the conversation it came from (C).
+_SEARCH_VECTOR = (
+    "setweight(to_tsvector('english', memory), 'A') || "
+    "setweight(jsonb_to_tsvector('english', topics, '[\"string\"]'), 'B') || "
+    "setweight(to_tsvector('english', COALESCE(input, '')), 'C')"
+)
+
+
+@MIGRATIONS.append
+def m001_create_memories(
+    conn: psycopg.Connection[tuple[object, ...]], names: Names, pgvector: bool
+) -> None:
+    t, base = names.memories, names.memory_table
+    embedding = "vector" if pgvector else "bytea"
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {t} (
+            memory_id text PRIMARY KEY,
+            user_id text NOT NULL,
+            memory text NOT NULL,
+            topics jsonb NOT NULL DEFAULT '[]',
+            input text,
+            agent_id text,
+            team_id text,
+            session_id text,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            embedding {embedding},
+            embedding_model text,
+            search tsvector GENERATED ALWAYS AS ({_SEARCH_VECTOR}) STORED
+        )"""
+    )
+    for suffix, columns in (
+        ("user_updated", "user_id, updated_at, memory_id"),
+        ("user_created", "user_id, created_at, memory_id"),
+        ("updated", "updated_at, memory_id"),
+        ("created", "created_at, memory_id"),
+    ):
+        conn.execute(f'CREATE INDEX IF NOT EXISTS "ix_{base}_{suffix}" ON {t} ({columns})')
+    conn.execute(f'CREATE INDEX IF NOT EXISTS "ix_{base}_search" ON {t} USING gin (search)')
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {names.events} (
+            seq bigserial PRIMARY KEY,
+            event_id text NOT NULL,
+            memory_id text NOT NULL,
+            user_id text NOT NULL,
+            event text NOT NULL,
+            old_memory text,
+            new_memory text,
+            old_topics jsonb,
+            new_topics jsonb,
+            actor text NOT NULL,
+            session_id text,
+            run_id text,
+            created_at timestamptz NOT NULL
+        )"""
+    )
+    conn.execute(
+        f'CREATE INDEX IF NOT EXISTS "ix_{base}_events_memory" '
+        f"ON {names.events} (user_id, memory_id, created_at)"
+    )
+
+
+@SESSION_MIGRATIONS.append
+def s001_create_sessions(
+    conn: psycopg.Connection[tuple[object, ...]], names: Names, pgvector: bool
+) -> None:
+    base = names.session_table
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {names.sessions} (
+            session_id text PRIMARY KEY,
+            user_id text NOT NULL,
+            agent_id text,
+            created_at timestamptz NOT NULL,
+            updated_at timestamptz NOT NULL,
+            summary jsonb,
+            run_count integer NOT NULL DEFAULT 0
+        )"""
+    )
+    conn.execute(
+        f'CREATE INDEX IF NOT EXISTS "ix_{base}_user_updated" '
+        f"ON {names.sessions} (user_id, updated_at)"
+    )
+    conn.execute(f'CREATE INDEX IF NOT EXISTS "ix_{base}_updated" ON {names.sessions} (updated_at)')
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {names.runs} (
+            session_id text NOT NULL,
+            run_index integer NOT NULL,
+            run_id text NOT NULL UNIQUE,
+            status text NOT NULL,
+            created_at timestamptz NOT NULL,
+            data jsonb NOT NULL,
+            PRIMARY KEY (session_id, run_index)
+        )"""
+    )
+
+
+def current_version(conn: psycopg.Connection[tuple[object, ...]], names: Names, table: str) -> int:
+    exists = conn.execute("SELECT to_regclass(%s)", (names.versions,)).fetchone()
+    if exists is None or exists[0] is None:
+        return 0
+    row = conn.execute(
+        f"SELECT version FROM {names.versions} WHERE table_name = %s", (table,)
+    ).fetchone()
+    return 0 if row is None else int(str(row[0]))
+
+
+def record_version(
+    conn: psycopg.Connection[tuple[object, ...]], names: Names, table: str, version: int
+) -> None:
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {names.versions} (
+            table_name text PRIMARY KEY,
+            version integer NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )"""
+    )
+    conn.execute(
+        f"""INSERT INTO {names.versions} (table_name, version) VALUES (%s, %s)
+        ON CONFLICT (table_name) DO UPDATE SET version = excluded.version, applied_at = now()""",
+        (table, version),
+    )
