@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import BACKENDS, open_store
 from noted import ConflictError, InMemoryDb, Message, SessionStore, SqliteDb, UserError
 from noted.sessions import RunMetrics, RunResult, ToolExecution, new_run_id
-
-from conftest import BACKENDS, open_store
 from servers import Server
 
 

@@ -27,6 +27,18 @@ def new_memory_id() -> str:
 _VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
 
+def check_storable(name: str, value: str) -> str:
+    """``value`` unless a store could not keep it as text: NUL characters (PostgreSQL text
+    cannot hold them) and unpaired surrogates (not encodable as UTF-8) are refused."""
+    if "\x00" in value:
+        raise UserError(f"{name} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UserError(f"{name} must be valid Unicode text: {exc.reason} at {exc.start}") from exc
+    return value
+
+
 def check_id(name: str, value: object) -> str | None:
     """Validate an optional identifier: a non-empty string of at most 255 characters."""
     if value is None:
@@ -37,7 +49,7 @@ def check_id(name: str, value: object) -> str | None:
         raise UserError(f"{name} must not be empty or blank, got {value!r}")
     if len(value) > MAX_ID_LENGTH:
         raise UserError(f"{name} must be at most {MAX_ID_LENGTH} characters, got {len(value)}")
-    return value
+    return check_storable(name, value)
 
 
 def require_id(name: str, value: object) -> str:
@@ -54,7 +66,7 @@ def _check_text(value: object) -> str:
     text = value.strip()
     if not text:
         raise UserError(f"memory must not be empty or blank, got {value!r}")
-    return text
+    return check_storable("memory", text)
 
 
 def check_topics(value: object) -> list[str]:
@@ -64,7 +76,7 @@ def check_topics(value: object) -> list[str]:
     for topic in value:
         if not isinstance(topic, str) or not topic.strip():
             raise UserError(f"each topic must be a non-empty string, got {topic!r}")
-        cleaned = topic.strip()
+        cleaned = check_storable("topic", topic.strip())
         if cleaned not in topics:
             topics.append(cleaned)
     return topics
@@ -110,6 +122,8 @@ class UserMemory:
         self.topics = check_topics(self.topics)
         if self.input is not None and not isinstance(self.input, str):
             raise UserError(f"input must be a string, got {type(self.input).__name__}")
+        if self.input is not None:
+            check_storable("input", self.input)
         for name in _ID_FIELDS:
             check_id(name, getattr(self, name))
         self.created_at = check_time("created_at", self.created_at)

@@ -54,7 +54,7 @@ try:
     from psycopg.adapt import Dumper
     from psycopg.pq import Format
     from psycopg.types import TypeInfo
-    from psycopg.types.json import Jsonb
+    from psycopg.types.json import Json
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingDependencyError(
@@ -763,7 +763,7 @@ class PostgresDb:
                     run.run_id,
                     run.status,
                     run.created_at,
-                    Jsonb(run.to_dict()),
+                    Json(run.to_dict()),
                 ),
             )
             conn.execute(
@@ -852,7 +852,7 @@ class PostgresDb:
                 raise _foreign(session_id)
             conn.execute(
                 f"UPDATE {self._n.sessions} SET summary = %s WHERE session_id = %s",
-                (Jsonb(summary.to_dict()), session_id),
+                (Json(summary.to_dict()), session_id),
             )
         return True
 

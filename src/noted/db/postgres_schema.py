@@ -5,7 +5,8 @@ advisory lock on the table's name, so two processes starting at once never both 
 the number applied is kept per table in ``noted_schema_versions`` (in the store's schema).
 Never edit a published migration: append a new one.
 
-``embedding`` is a pgvector ``vector`` column when the extension could be created (or was
+Runs and summaries are ``json`` (kept as written): a model's answer may hold any
+character, and ``jsonb`` cannot hold NUL. ``embedding`` is a pgvector ``vector`` column when the extension could be created (or was
 already there), else ``bytea`` holding float32 bytes, searched in Python.
 """
 
@@ -131,7 +132,7 @@ def s001_create_sessions(
             agent_id text,
             created_at timestamptz NOT NULL,
             updated_at timestamptz NOT NULL,
-            summary jsonb,
+            summary json,
             run_count integer NOT NULL DEFAULT 0
         )"""
     )
@@ -147,7 +148,7 @@ def s001_create_sessions(
             run_id text NOT NULL UNIQUE,
             status text NOT NULL,
             created_at timestamptz NOT NULL,
-            data jsonb NOT NULL,
+            data json NOT NULL,
             PRIMARY KEY (session_id, run_index)
         )"""
     )

@@ -1,0 +1,320 @@
+"""Conformance: what every backend must do the same way, run on each of them (SQLite,
+in-memory, PostgreSQL, MongoDB protocol, Redis; see conftest.BACKENDS).
+
+The shared suites (test_memory_api, test_audit, test_keyword_search, test_search,
+test_sessions) run on every backend too; this file adds what spans a whole store: isolation
+across every method, concurrent writers, awkward input, and the Memory API and an Agent on
+top of each backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from noted import (
+    Agent,
+    AuditContext,
+    ConflictError,
+    Memory,
+    MemoryQuery,
+    MemoryStore,
+    Message,
+    SessionStore,
+    UserError,
+    UserMemory,
+)
+from noted.models import ToolDefinition
+from noted.sessions import RunResult, new_run_id
+from noted.testing import FunctionModel
+
+
+def stamped(text: str, user: str, memory_id: str, **fields: object) -> UserMemory:
+    when = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    return UserMemory(
+        text,
+        memory_id=memory_id,
+        user_id=user,
+        created_at=when,
+        updated_at=when,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def unit(*values: float) -> np.ndarray:
+    v = np.array(values, dtype=np.float32)
+    return v / np.linalg.norm(v)
+
+
+def test_every_backend_is_both_stores(store: MemoryStore) -> None:
+    assert isinstance(store, MemoryStore)
+    assert isinstance(store, SessionStore)
+
+
+def test_one_users_data_is_never_reachable_through_another_user(store: MemoryStore) -> None:
+    """Every method, given bob's name and ava's ids, finds and changes nothing of ava's."""
+    assert isinstance(store, SessionStore)
+    store.upsert_memories([stamped("Ava skis in Tahoe", "ava", "a1", topics=["sport"])])
+    store.set_embeddings("m", [(stamped("Ava skis in Tahoe", "ava", "a1"), unit(1, 0, 0))])
+    store.append_run(RunResult(run_id=new_run_id(), session_id="s-ava", user_id="ava", input="hi"))
+
+    assert store.get_memory("a1", "bob") is None
+    assert store.update_memory(stamped("hijacked", "bob", "a1")) is False
+    assert store.delete_memories(["a1"], "bob") == 0
+    assert store.clear_memories("bob") == 0
+    assert store.get_memory_history("a1", "bob") == []
+    with pytest.raises(ConflictError):
+        store.upsert_memories([stamped("hijacked", "bob", "a1")])
+    bob = MemoryQuery(user_id="bob", limit=10)
+    assert store.list_memories(bob) == []
+    assert store.count_memories(bob) == 0
+    assert store.keyword_search(bob, "Tahoe skis") == []
+    assert store.semantic_search(bob, unit(1, 0, 0), "m") == []
+    assert store.get_topics("bob") == []
+    assert (
+        store.set_embeddings("m", [(stamped("Ava skis in Tahoe", "bob", "a1"), unit(0, 1, 0))]) == 0
+    )
+    assert store.get_session("s-ava", "bob") is None
+    assert store.list_sessions("bob") == []
+    assert store.delete_session("s-ava", "bob") is False
+    with pytest.raises(ConflictError):
+        store.get_runs("s-ava", "bob")
+    with pytest.raises(ConflictError):
+        store.append_run(
+            RunResult(run_id=new_run_id(), session_id="s-ava", user_id="bob", input="x")
+        )
+
+    # ava's memory, vector, history and session are as they were
+    mine = store.get_memory("a1", "ava")
+    assert mine is not None
+    assert mine.memory == "Ava skis in Tahoe"
+    assert [e.event for e in store.get_memory_history("a1", "ava")] == ["add"]
+    [hit] = store.semantic_search(MemoryQuery(user_id="ava", limit=5), unit(1, 0, 0), "m")
+    assert hit.memory.memory_id == "a1"
+    assert hit.score == pytest.approx(1.0, abs=1e-5)
+    assert len(store.get_runs("s-ava", "ava")) == 1
+
+
+def test_eight_threads_writing_at_once_lose_nothing(store: MemoryStore) -> None:
+    memory = Memory(db=store)
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            for i in range(200):
+                memory.add_user_memory(
+                    UserMemory(f"fact {i} of worker {worker}"), user_id=f"user{worker % 4}"
+                )
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(memory.count_user_memories(user_id=f"user{u}") for u in range(4)) == 1600
+    texts = {m.memory for u in range(4) for m in memory.get_user_memories(user_id=f"user{u}")}
+    assert len(texts) == 1600
+    stats = {s.user_id: s.memory_count for s in memory.get_user_stats()}
+    assert stats == {f"user{u}": 400 for u in range(4)}
+    some = memory.get_user_memories(user_id="user1", limit=3)
+    for m in some:
+        assert [e.event for e in memory.get_memory_history(m.memory_id or "", "user1")] == ["add"]
+
+
+def test_concurrent_replaces_of_one_memory_keep_one_whole_version(store: MemoryStore) -> None:
+    memory = Memory(db=store)
+    memory_id = memory.add_user_memory(UserMemory("version 0", topics=["v"]), user_id="ava")
+
+    def replace(worker: int) -> None:
+        for i in range(25):
+            memory.replace_user_memory(
+                memory_id, UserMemory(f"version {worker}-{i}", topics=[f"w{worker}"]), "ava"
+            )
+
+    threads = [threading.Thread(target=replace, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    final = memory.get_user_memory(memory_id, "ava")
+    assert final is not None
+    worker = final.memory.split()[1].split("-")[0]
+    assert final.topics == [f"w{worker}"]  # text and topics from the same write
+    history = memory.get_memory_history(memory_id, "ava")
+    assert len(history) == 101
+    assert history[-1].new_memory == final.memory
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Zoë\u2019s café — naïve façade",
+        "日本語のメモ: 東京に住んでいる",
+        "emoji 🧗‍♀️🏔️ and flags 🇳🇿",
+        "right-to-left: שלום עולם مرحبا",
+        "zero\u200bwidth and combining e\u0301",
+        "quotes ' \" ` and backslashes \\ \\\\ and % _ * ? [ ] { } $ ; --",
+        'json-looking {"$where": "1", "a": [1]}',
+        "x" * 5000,
+    ],
+)
+def test_any_text_round_trips_exactly(store: MemoryStore, text: str) -> None:
+    memory = Memory(db=store)
+    memory_id = memory.add_user_memory(
+        UserMemory(text, topics=[text[:40].strip(), "🏷️ tag"], input=text), user_id="ava"
+    )
+    got = memory.get_user_memory(memory_id, "ava")
+    assert got is not None
+    assert (got.memory, got.topics, got.input) == (text, [text[:40].strip(), "🏷️ tag"], text)
+    assert [e.new_memory for e in memory.get_memory_history(memory_id, "ava")] == [text]
+    assert text[:40].strip() in memory.get_topics("ava")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda m: m.add_user_memory(UserMemory("nul \x00 inside"), user_id="ava"),
+        lambda m: m.add_user_memory(UserMemory("lone \ud800 surrogate"), user_id="ava"),
+        lambda m: m.add_user_memory(UserMemory("ok", topics=["a\x00b"]), user_id="ava"),
+        lambda m: m.add_user_memory(UserMemory("ok"), user_id="ava\x00"),
+        lambda m: m.add_user_memory(UserMemory("x" * 6000), user_id="ava"),
+        lambda m: m.add_user_memory(UserMemory("   "), user_id="ava"),
+    ],
+)
+def test_text_no_store_can_keep_is_refused_before_writing(store: MemoryStore, bad) -> None:
+    memory = Memory(db=store)
+    memory.add_user_memory(UserMemory("kept"), user_id="ava")
+    with pytest.raises(UserError):
+        bad(memory)
+    assert [m.memory for m in memory.get_user_memories(user_id="ava")] == ["kept"]
+
+
+def test_timestamps_round_trip_exactly_in_utc(store: MemoryStore) -> None:
+    early = datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+    late = datetime(2031, 6, 1, 0, 0, 0, 1, tzinfo=UTC)
+    store.upsert_memories(
+        [
+            UserMemory("old", memory_id="o", user_id="ava", created_at=early, updated_at=early),
+            UserMemory("new", memory_id="n", user_id="ava", created_at=early, updated_at=late),
+        ]
+    )
+    old, new = store.get_memory("o", "ava"), store.get_memory("n", "ava")
+    assert old is not None
+    assert new is not None
+    assert (old.created_at, old.updated_at, new.updated_at) == (early, early, late)
+    assert old.created_at.utcoffset() == timedelta(0)
+    window = MemoryQuery(user_id="ava", updated_after=late, updated_before=late + timedelta(1))
+    assert [m.memory_id for m in store.list_memories(window)] == ["n"]
+    asc = MemoryQuery(user_id="ava", sort_by="updated_at", sort_order="asc")
+    assert [m.memory_id for m in store.list_memories(asc)] == ["o", "n"]
+
+
+def test_sessions_keep_any_text_a_model_may_answer(store: MemoryStore) -> None:
+    assert isinstance(store, SessionStore)
+    weird = 'nul \x00, surrogate-free emoji 🧪, quotes "\\u0000" and 日本語'
+    store.append_run(
+        RunResult(
+            run_id=new_run_id(),
+            session_id="s1",
+            user_id="ava",
+            input=weird,
+            content=weird,
+            messages=[Message("user", weird), Message("assistant", weird)],
+        )
+    )
+    [run] = store.get_runs("s1", "ava")
+    assert (run.input, run.content, run.messages[1].content) == (weird, weird, weird)
+
+
+def test_the_memory_api_sync_and_async_on_every_backend(store: MemoryStore) -> None:
+    memory = Memory(db=store)
+    first = memory.add_user_memory(UserMemory("Ava likes to ski", topics=["hobbies"]), "ava")
+    memory.add_user_memories([UserMemory("Ava lives in Oslo", topics=["home"])], user_id="ava")
+
+    async def async_side() -> list[str]:
+        await memory.aadd_user_memory(UserMemory("Ava has a cat named Miso"), user_id="ava")
+        await memory.areplace_user_memory(
+            first, UserMemory("Ava loves skiing", topics=["hobbies"]), user_id="ava"
+        )
+        found = await memory.asearch_user_memories("skiing", user_id="ava", limit=5)
+        return [m.memory for m in found]
+
+    assert asyncio.run(async_side())[0] == "Ava loves skiing"
+    assert [m.memory for m in memory.search_user_memories(user_id="ava", limit=2)] == [
+        "Ava loves skiing",
+        "Ava has a cat named Miso",
+    ]
+    assert memory.get_topics("ava") == ["hobbies", "home"]
+    assert memory.delete_user_memory(first, "ava") is True
+    assert memory.clear(user_id="ava") == 2
+    assert memory.get_user_memories(user_id="ava") == []
+    events = [e.event for e in memory.get_memory_history(first, "ava")]
+    assert events == ["add", "update", "delete"]
+
+
+def test_an_agent_remembers_across_sessions_on_every_backend(store: MemoryStore) -> None:
+    assert isinstance(store, SessionStore)
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        first = messages[0].content or ""
+        if first.startswith("You maintain the long-term memory"):
+            chat = messages[-1].content or ""
+            ops = []
+            if "I like to ski" in chat:
+                ops.append({"op": "add", "id": None, "memory": "User likes to ski", "topics": []})
+            return json.dumps({"operations": ops})
+        return "Skiing!" if "User likes to ski" in first else "Noted."
+
+    model = FunctionModel(fn)
+    agent = Agent(
+        model, db=store, memory=Memory(db=store), user_id="ava", enable_user_memories=True
+    )
+    assert agent.run("I like to ski.", session_id="one").content == "Noted."
+    assert agent.wait_for_memories(timeout=20)
+    later = Agent(
+        model, db=store, memory=Memory(db=store), user_id="ava", enable_user_memories=True
+    )
+    assert later.run("What do I like?", session_id="two").content == "Skiing!"
+    assert later.wait_for_memories(timeout=20)
+    assert [s.session_id for s in store.list_sessions("ava")] == ["two", "one"]
+    assert [r.input for r in store.get_runs("one", "ava")] == ["I like to ski."]
+    [stored] = store.list_memories(MemoryQuery(user_id="ava"))
+    assert stored.session_id == "one"
+    [event] = store.get_memory_history(stored.memory_id or "", "ava")
+    assert event.actor == "manager"
+    assert store.list_memories(MemoryQuery(user_id="bob")) == []
+
+
+def test_a_batch_with_a_foreign_id_writes_nothing_and_records_nothing(store: MemoryStore) -> None:
+    store.upsert_memories([stamped("bob's", "bob", "b1")])
+    batch = [stamped(f"new {i}", "ava", f"a{i}") for i in range(50)]
+    batch.append(stamped("taken", "ava", "b1"))
+    with pytest.raises(ConflictError):
+        store.upsert_memories(batch, audit=AuditContext(actor="cli"))
+    assert store.count_memories(MemoryQuery(user_id="ava")) == 0
+    assert store.get_memory_history("a0", "ava") == []
+    bob = store.get_memory("b1", "bob")
+    assert bob is not None
+    assert bob.memory == "bob's"
+
+
+def test_large_batches_are_stored_whole(store: MemoryStore) -> None:
+    batch = [
+        stamped(f"memory number {i}", "ava", f"id{i:05d}", topics=[f"t{i % 7}"])
+        for i in range(3000)
+    ]
+    store.upsert_memories(batch)
+    assert store.count_memories(MemoryQuery(user_id="ava")) == 3000
+    assert store.count_memories(MemoryQuery(user_id="ava", topics=("t3",))) == 429
+    page = store.list_memories(MemoryQuery(user_id="ava", sort_order="asc", limit=3, offset=2998))
+    assert [m.memory_id for m in page] == ["id02998", "id02999"]
+    assert store.delete_memories([f"id{i:05d}" for i in range(0, 3000, 2)], "ava") == 1500
+    assert store.count_memories(MemoryQuery(user_id="ava")) == 1500
