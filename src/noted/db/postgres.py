@@ -583,17 +583,25 @@ class PostgresDb:
             return []
         # Only letters and digits reach the query, joined by "or": nothing in ``text`` can
         # be read as query syntax, and any of the words matches.
-        tsquery = "websearch_to_tsquery('english', %s)"
         where, params = self._where(query)
-        sql = (
-            f"SELECT {_SELECT}, ts_rank(search, q, 1) AS score "
-            f"FROM {self._n.memories}, {tsquery} AS q{where} AND search @@ q "
-            f"ORDER BY score DESC, memory_id"
+        inner = (
+            f"SELECT memory_id AS hit, ts_rank(search, q, 1) AS score FROM {self._n.memories}, "
+            f"websearch_to_tsquery('english', %s) AS q{where} AND search @@ q "
+            "ORDER BY score DESC, memory_id"
         )
         params = [" or ".join(words), *params]
-        sql += self._page(query, params)
+        inner += self._page(query, params)
         with self._connection() as conn:
-            rows = conn.execute(sql, params).fetchall()
+            return self._ranked(conn, inner, params)
+
+    def _ranked(self, conn: Conn, inner: str, params: list[Any]) -> list[ScoredMemory]:
+        """The memories ``inner`` ranks (``hit``, ``score``, best first, one page): the
+        ranking reads only what it scores, and only the page's rows are read whole."""
+        rows = conn.execute(
+            f"SELECT {_SELECT}, hits.score FROM ({inner}) AS hits "
+            f"JOIN {self._n.memories} ON memory_id = hits.hit ORDER BY hits.score DESC, memory_id",
+            params,
+        ).fetchall()
         found = rows_to_memories([row[:-1] for row in rows])
         return [ScoredMemory(m, float(row[-1])) for m, row in zip(found, rows, strict=True)]
 
@@ -608,36 +616,27 @@ class PostgresDb:
             return self._search_in_python(query, target, model)
         dims = int(target.size)
         where, params = self._where(query)
-        where += " AND embedding_model = %s AND vector_dims(embedding) = %s"
-        params += [model, dims]
-        large = self._larger_than(user_id, self.exact_search_limit)
-        with self._connection() as conn:
-            if large and dims in self._indexed_dimensions:
-                # the HNSW index: its expression and partial condition, and a scan that
-                # goes on until enough of this user's rows have been found
-                distance = f"(embedding::vector({dims}) <=> %s::vector({dims}))"
-                conn.execute("SET hnsw.iterative_scan = relaxed_order")
-                conn.execute("SET hnsw.ef_search = 100")
-            else:
-                # ``+ 0`` keeps the planner off the index: exact, over this user's rows
-                distance = "(embedding <=> %s) + 0"
-            sql = (
-                f"SELECT {_SELECT}, 1 - (embedding <=> %s) AS score FROM {self._n.memories}"
-                f"{where} ORDER BY {distance}, memory_id"
-            )
-            page: list[Any] = []
-            sql += self._page(query, page)
-            try:
-                rows = conn.execute(sql, [target, *params, target, *page]).fetchall()
-            finally:
-                if large:
-                    conn.execute("RESET hnsw.iterative_scan")
-                    conn.execute("RESET hnsw.ef_search")
-        found = rows_to_memories([row[:-1] for row in rows])
-        scored = [ScoredMemory(m, float(row[-1])) for m, row in zip(found, rows, strict=True)]
-        if large:  # an approximate scan may return its rows slightly out of order
-            scored.sort(key=lambda r: (-r.score, r.memory.memory_id or ""))
-        return scored
+        # the size as a constant: it must match the HNSW index's condition when planned
+        where += f" AND embedding_model = %s AND vector_dims(embedding) = {dims}"
+        params.append(model)
+        indexed = dims in self._indexed_dimensions and self._larger_than(
+            user_id, self.exact_search_limit
+        )
+        # Exact over the user's rows (the plain column is not what the index holds), or,
+        # for a user too large for that, the HNSW index: its expression and condition, and
+        # a scan that goes on until enough of this user's rows have been found.
+        column = f"embedding::vector({dims})" if indexed else "embedding"
+        inner = (
+            f"SELECT memory_id AS hit, 1 - ({column} <=> %s) AS score FROM {self._n.memories}"
+            f"{where} ORDER BY {column} <=> %s, memory_id"
+        )
+        params = [target, *params, target]
+        inner += self._page(query, params)
+        with self._transaction() as conn:
+            if indexed:
+                conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                conn.execute("SET LOCAL hnsw.ef_search = 100")
+            return self._ranked(conn, inner, params)
 
     def _larger_than(self, user_id: str, limit: int) -> bool:
         """Whether the user has more than ``limit`` memories (reads at most limit + 1)."""

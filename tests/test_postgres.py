@@ -1,0 +1,263 @@
+"""PostgresDb beyond the conformance suite: schema and migrations, the indexes its searches
+use, pgvector's HNSW index for large users, working without pgvector, many processes."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import server_url
+from noted import MemoryQuery, SchemaVersionError, StoreError, UserError, UserMemory
+from noted._time import utc_now
+from noted.db import postgres_schema
+from noted.db.postgres import PostgresDb
+from servers import Server
+
+psycopg = pytest.importorskip("psycopg")
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+_count = iter(range(1, 10**6))
+
+
+@pytest.fixture
+def url(servers: dict[str, Server | str]) -> str:
+    return server_url(servers, "postgres")
+
+
+@pytest.fixture
+def names() -> dict[str, str]:
+    n = next(_count)
+    return {"memory_table": f"pg{n}_memories", "session_table": f"pg{n}_sessions"}
+
+
+@pytest.fixture
+def db(url: str, names: dict[str, str]) -> Iterator[PostgresDb]:
+    store = PostgresDb(url, **names)
+    yield store
+    store.close()
+
+
+def memories(user: str, count: int, text: str = "memory {i} of {user}") -> list[UserMemory]:
+    now = utc_now()
+    return [
+        UserMemory(
+            text.format(i=i, user=user),
+            memory_id=f"{user}-{i}",
+            user_id=user,
+            created_at=now,
+            updated_at=now,
+        )
+        for i in range(count)
+    ]
+
+
+def unit_rows(count: int, dims: int, seed: int) -> np.ndarray:
+    rows = np.random.default_rng(seed).standard_normal((count, dims)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_tables_indexes_and_schema_version_are_created(db: PostgresDb, url: str) -> None:
+    db.upsert_memories(memories("ava", 1))
+    assert db.schema_version() == len(postgres_schema.MIGRATIONS)
+    assert db.schema_version(db.session_table) == len(postgres_schema.SESSION_MIGRATIONS)
+    with psycopg.connect(url) as conn:
+        indexes = {
+            row[0]
+            for row in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = %s", (db.memory_table,)
+            )
+        }
+    t = db.memory_table
+    assert {
+        f"ix_{t}_user_updated",
+        f"ix_{t}_user_created",
+        f"ix_{t}_search",
+        f"{t}_pkey",
+    } <= indexes
+
+
+def test_a_schema_keeps_the_tables_apart(url: str, names: dict[str, str]) -> None:
+    with PostgresDb(url, schema="tenant_a", **names) as a, PostgresDb(url, **names) as b:
+        a.upsert_memories(memories("ava", 2))
+        assert b.count_memories(MemoryQuery(user_id="ava")) == 0
+        assert a.count_memories(MemoryQuery(user_id="ava")) == 2
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = %s "
+            "ORDER BY table_schema",
+            (names["memory_table"],),
+        ).fetchall()
+    assert [r[0] for r in row] == ["public", "tenant_a"]
+
+
+def test_a_newer_schema_is_refused(db: PostgresDb, url: str, names: dict[str, str]) -> None:
+    db.upsert_memories(memories("ava", 1))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE noted_schema_versions SET version = 99 WHERE table_name = %s",
+            (names["memory_table"],),
+        )
+    with pytest.raises(SchemaVersionError, match="newer than this noted knows"):
+        PostgresDb(url, **names).count_memories(MemoryQuery(user_id="ava"))
+
+
+def test_processes_starting_at_once_migrate_once(url: str, names: dict[str, str]) -> None:
+    errors: list[BaseException] = []
+
+    def open_and_write(i: int) -> None:
+        try:
+            with PostgresDb(url, **names) as store:
+                store.upsert_memories(memories(f"user{i}", 5))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_and_write, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with PostgresDb(url, **names) as store:
+        assert store.count_memories(MemoryQuery(user_id=None)) == 30
+
+
+def test_many_processes_share_one_database(url: str, names: dict[str, str]) -> None:
+    script = (
+        "import sys\n"
+        "from noted import Memory, UserMemory\n"
+        "from noted.db.postgres import PostgresDb\n"
+        "url, mt, st, worker = sys.argv[1:]\n"
+        "memory = Memory(db=PostgresDb(url, memory_table=mt, session_table=st))\n"
+        "for i in range(100):\n"
+        "    memory.add_user_memory(UserMemory(f'fact {i} from {worker}'), user_id='shared')\n"
+    )
+    args = [url, names["memory_table"], names["session_table"]]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args, str(w)], env={"PYTHONPATH": SRC, "PATH": ""}
+        )
+        for w in range(4)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    with PostgresDb(url, **names) as store:
+        assert store.count_memories(MemoryQuery(user_id="shared")) == 400
+
+
+def test_keyword_search_reads_the_users_rows_through_an_index(db: PostgresDb, url: str) -> None:
+    for user in range(50):
+        db.upsert_memories(memories(f"u{user}", 40, "user {user} went skiing on trip {i}"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'ANALYZE "{db.memory_table}"')
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                f'EXPLAIN SELECT memory_id FROM "{db.memory_table}" '
+                "WHERE user_id = 'u7' AND search @@ websearch_to_tsquery('english', 'skiing')"
+            )
+        )
+    assert "Seq Scan" not in plan
+    found = db.keyword_search(MemoryQuery(user_id="u7", limit=3), "skiing trip 12")
+    assert found[0].memory.memory_id == "u7-12"
+    assert all(r.memory.user_id == "u7" for r in found)
+
+
+def test_a_user_beyond_the_exact_limit_is_searched_through_hnsw(
+    url: str, names: dict[str, str]
+) -> None:
+    store = PostgresDb(url, exact_search_limit=30, **names)
+    big, small = memories("big", 200), memories("small", 20)
+    store.upsert_memories(big + small)
+    vectors = unit_rows(220, 16, seed=1)
+    assert store.set_embeddings("m", list(zip(big + small, vectors, strict=True))) == 220
+    assert store.uses_pgvector
+
+    def scans() -> int:
+        with psycopg.connect(url) as conn:
+            row = conn.execute(
+                "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s",
+                (f"ix_{store.memory_table}_hnsw_16",),
+            ).fetchone()
+        assert row is not None, "the HNSW index was not created"
+        return int(row[0])
+
+    with psycopg.connect(url, autocommit=True) as conn:  # as autovacuum would, in time
+        conn.execute(f'ANALYZE "{store.memory_table}"')
+    before = scans()
+    for i in (3, 77, 150):
+        found = store.semantic_search(MemoryQuery(user_id="big", limit=5), vectors[i], "m")
+        assert found[0].memory.memory_id == f"big-{i}"
+        assert found[0].score == pytest.approx(1.0, abs=1e-5)
+        assert all(r.memory.user_id == "big" for r in found)
+        assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
+    # a small user is searched exactly, never through the shared index
+    [hit] = store.semantic_search(MemoryQuery(user_id="small", limit=1), vectors[205], "m")
+    assert hit.memory.memory_id == "small-5"
+    store.close()  # a closing connection reports its statistics
+    deadline = time.monotonic() + 10
+    while scans() == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert scans() > before
+
+
+def test_without_pgvector_it_still_works_and_says_so_once(
+    url: str, names: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database where the user may not create extensions: vectors are compared here."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = 'novector'").fetchone() is None:
+            conn.execute("CREATE ROLE novector LOGIN")
+            conn.execute("CREATE DATABASE novector OWNER postgres")
+            conn.execute("REVOKE CREATE ON DATABASE novector FROM PUBLIC")
+    admin = url.rsplit("/", 1)[0] + "/novector"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("GRANT CREATE, USAGE ON SCHEMA public TO novector")
+        assert (
+            conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None
+        )
+    limited = admin.replace("postgres@", "novector@")
+    caplog.set_level(logging.WARNING, logger="noted.db.postgres")
+    import noted.db.postgres as module
+
+    module._warned_no_pgvector = False
+    store = PostgresDb(limited, **names)
+    rows = memories("ava", 30)
+    store.upsert_memories(rows)
+    vectors = unit_rows(30, 8, seed=2)
+    assert store.set_embeddings("m", list(zip(rows, vectors, strict=True))) == 30
+    assert not store.uses_pgvector
+    found = store.semantic_search(MemoryQuery(user_id="ava", limit=3), vectors[11], "m")
+    assert found[0].memory.memory_id == "ava-11"
+    assert store.semantic_search(MemoryQuery(user_id="bob", limit=3), vectors[11], "m") == []
+    PostgresDb(limited, **names).count_memories(MemoryQuery(user_id="ava"))
+    said = [r for r in caplog.records if "pgvector" in r.getMessage()]
+    assert len(said) == 1
+    store.close()
+
+
+def test_connection_problems_are_clear_errors(url: str) -> None:
+    with pytest.raises(UserError, match="postgresql://"):
+        PostgresDb("mysql://x/y")
+    port = url.rsplit(":", 1)[1].split("/", maxsplit=1)[0]
+    closed = f"postgresql://nobody:secret@127.0.0.1:{int(port) + 1}/none"
+    store = PostgresDb(closed, connect_timeout=2)
+    assert "secret" not in repr(store)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="cannot connect"):
+        store.count_memories(MemoryQuery(user_id="ava"))
+    assert time.monotonic() - started < 10
+    with pytest.raises(StoreError, match="does not exist"):
+        PostgresDb(url.rsplit("/", 1)[0] + "/missing_db").count_memories(MemoryQuery(user_id="ava"))
+
+
+def test_the_sqlalchemy_style_url_is_accepted(url: str, names: dict[str, str]) -> None:
+    with PostgresDb(url.replace("postgresql://", "postgresql+psycopg://"), **names) as store:
+        store.upsert_memories(memories("ava", 1))
+        assert store.count_memories(MemoryQuery(user_id="ava")) == 1
