@@ -208,9 +208,9 @@ def test_errors_are_clear(capsys, db: str, tmp_path: Path) -> None:
     code, _, err = run(capsys, "memories", "list", "--db", str(tmp_path / "nope" / "x.db"))
     assert code == 1
     assert "does not exist" in err
-    code, _, err = run(capsys, "memories", "list", "--db", "postgresql://x/y")
+    code, _, err = run(capsys, "memories", "list", "--db", "ftp://x/y")
     assert code == 1
-    assert "'postgresql' are not supported" in err
+    assert "a database must be a file path" in err
     code, _, err = run(capsys, "memories", "edit", "some-id", "--db", db)
     assert "nothing to change" in err
     code, _, err = run(capsys, "memories", "import", str(tmp_path / "absent.jsonl"), "--db", db)
@@ -265,3 +265,19 @@ def test_installed_console_script(db: str) -> None:
         [str(script), "memories", "list", "--db", db], capture_output=True, text=True, check=True
     )
     assert "from a real process" in listed.stdout
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mongo", "redis"])
+def test_the_cli_works_on_a_database_url(capsys, servers, kind: str) -> None:
+    from conftest import server_url
+
+    url = server_url(servers, kind)
+    if kind == "mongo":
+        url += "cli_tests"
+    code, out, _ = run(capsys, "memories", "add", "Ava likes to ski", "--user", "ava", "--db", url)
+    assert code == 0
+    code, out, _ = run(capsys, "memories", "list", "--user", "ava", "--json", "--db", url)
+    assert code == 0
+    assert [m["memory"] for m in json.loads(out)] == ["Ava likes to ski"]
+    code, out, _ = run(capsys, "memories", "clear", "--user", "ava", "--yes", "--db", url)
+    assert code == 0

@@ -19,7 +19,7 @@ from rich.table import Table
 from noted._console import emit_json, err, out
 from noted.audit import MemoryEvent
 from noted.cli_sessions import add_chat_command, add_session_commands
-from noted.db import MemoryQuery, SqliteDb
+from noted.db import MemoryQuery, Store, open_store
 from noted.errors import NotedError, NotFoundError, UserError
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.jsonl import read_jsonl, write_jsonl
@@ -31,16 +31,9 @@ DEFAULT_DB = "noted.db"
 EXPORT_PAGE = 1000
 
 
-def open_db(target: str) -> SqliteDb:
-    """A store for ``--db``: a SQLite file path (or ``sqlite:///path``)."""
-    if target.startswith("sqlite:///"):
-        target = target.removeprefix("sqlite:///")
-    elif "://" in target:
-        scheme = target.split("://", 1)[0]
-        raise UserError(
-            f"--db: database URLs of scheme {scheme!r} are not supported; give a SQLite file path"
-        )
-    return SqliteDb(target)
+def open_db(target: str) -> Store:
+    """A store for ``--db``: a SQLite file path, or a database URL (see open_store)."""
+    return open_store(target)
 
 
 def _when(memory: UserMemory) -> str:
@@ -379,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--db",
         default=os.environ.get("NOTED_DB", DEFAULT_DB),
-        help="SQLite database file (default: $NOTED_DB, else ./noted.db)",
+        help="SQLite file, or postgresql:// mongodb:// redis:// URL "
+        "(default: $NOTED_DB, else ./noted.db)",
     )
     common.add_argument("--user", help=f"user id (default: {DEFAULT_USER_ID!r})")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")

@@ -23,6 +23,7 @@ __all__ = [
     "SessionStore",
     "SortField",
     "SortOrder",
+    "Store",
 ]
 
 SortField = Literal["updated_at", "created_at"]
@@ -237,3 +238,8 @@ class SessionStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Store(MemoryStore, SessionStore, Protocol):
+    """A backend that keeps both memories and sessions, as every noted backend does."""

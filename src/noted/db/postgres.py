@@ -170,6 +170,13 @@ class PostgresDb:
             "session_id = excluded.session_id, created_at = excluded.created_at, "
             f"updated_at = excluded.updated_at WHERE {t}.user_id = excluded.user_id"
         )
+        self._sql_add_one = (
+            f"WITH added AS ({self._sql_insert} ON CONFLICT (memory_id) DO NOTHING "
+            "RETURNING memory_id, user_id, memory, topics) "
+            f"INSERT INTO {schema_names.events} ({', '.join(EVENT_COLUMNS)}) "
+            "SELECT %s, memory_id, user_id, 'add', NULL, memory, NULL, topics, %s, %s, %s, %s "
+            "FROM added RETURNING 1"
+        )
         self._sql_event = (
             f"INSERT INTO {schema_names.events} ({', '.join(EVENT_COLUMNS)}) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)"
@@ -357,6 +364,8 @@ class PostgresDb:
         ids = [row[0] for row in rows]
         now = from_micros(now_micros())
         stamp = (context.actor, context.session_id, context.run_id, now)
+        if len(rows) == 1 and self._add_one(rows[0], stamp):
+            return
         with self._transaction() as conn:
             stored = self._stored(conn, ids)
             if not stored and len(set(ids)) == len(ids):
@@ -381,6 +390,13 @@ class PostgresDb:
             with conn.cursor() as cur:
                 cur.executemany(self._sql_upsert, rows)
                 cur.executemany(self._sql_event, [(*e, *stamp) for e in events])
+
+    def _add_one(self, row: Row, stamp: Row) -> bool:
+        """A memory whose id is not stored yet, with its "add" event, in one statement (one
+        round trip); False, writing nothing, when the id is taken."""
+        with self._connection() as conn:
+            added = conn.execute(self._sql_add_one, (*row, *new_event_ids(1), *stamp))
+            return added.fetchone() is not None
 
     def _copy_new(self, conn: Conn, rows: list[Row], stamp: Row) -> None:
         """New memories (none stored, each once) and their "add" events, by COPY. A memory

@@ -6,8 +6,9 @@ the number applied is kept per table in ``noted_schema_versions`` (in the store'
 Never edit a published migration: append a new one.
 
 Runs and summaries are ``json`` (kept as written): a model's answer may hold any
-character, and ``jsonb`` cannot hold NUL. ``embedding`` is a pgvector ``vector`` column when the extension could be created (or was
-already there), else ``bytea`` holding float32 bytes, searched in Python.
+character, and ``jsonb`` cannot hold NUL. ``embedding`` is a pgvector ``vector`` column
+when the extension could be created (or was already there), else ``bytea`` holding float32
+bytes, searched in Python.
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@ built from them, and BM25 for stores without a full-text index."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Sequence
 
 __all__ = [
@@ -73,6 +75,14 @@ def _stem(word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=32_768)
+def _bag(document: str) -> tuple[dict[str, int], int]:
+    """A document's stemmed words with their counts, and how many there are: computed once
+    per text while it stays among the most recently ranked."""
+    stems = [_stem(w) for w in fts_terms(document)]
+    return dict(Counter(stems)), len(stems)
+
+
 def bm25_scores(
     documents: Sequence[str], text: str, *, k1: float = 1.2, b: float = 0.75
 ) -> list[float]:
@@ -80,18 +90,18 @@ def bm25_scores(
     that have no full-text index of their own."""
     words = fts_terms(text)
     wanted = {_stem(w) for w in ([w for w in words if w not in STOPWORDS] or words)}
-    bags = [[_stem(w) for w in fts_terms(doc)] for doc in documents]
+    bags = [_bag(doc) for doc in documents]
     if not wanted or not bags:
         return [0.0] * len(bags)
-    average = sum(map(len, bags)) / len(bags) or 1.0
-    holding = {w: sum(1 for bag in bags if w in bag) for w in wanted}
+    average = sum(size for _, size in bags) / len(bags) or 1.0
+    holding = {w: sum(1 for counts, _ in bags if w in counts) for w in wanted}
     idf = {w: math.log(1 + (len(bags) - n + 0.5) / (n + 0.5)) for w, n in holding.items() if n}
     scores: list[float] = []
-    for bag in bags:
+    for counts, size in bags:
         score = 0.0
         for word, weight in idf.items():
-            count = bag.count(word)
+            count = counts.get(word)
             if count:
-                score += weight * count * (k1 + 1) / (count + k1 * (1 - b + b * len(bag) / average))
+                score += weight * count * (k1 + 1) / (count + k1 * (1 - b + b * size / average))
         scores.append(score)
     return scores
