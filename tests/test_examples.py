@@ -72,6 +72,7 @@ COVERED = {
     "memory_chat",
     "memory_turn_by_turn",
     "basic_memory_agent",
+    "postgres_memory",
 }
 
 
@@ -82,14 +83,14 @@ def example_env() -> dict[str, str]:
     return env
 
 
-def run_example(name: str, cwd: Path) -> str:
+def run_example(name: str, cwd: Path, **env: str) -> str:
     done = subprocess.run(
         [sys.executable, str(RUNNER), str(EXAMPLES / f"{name}.py")],
         cwd=cwd,
         check=False,
         capture_output=True,
         text=True,
-        env=example_env(),
+        env=example_env() | env,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
@@ -202,3 +203,18 @@ def test_memory_chat_remembers_across_restarts(tmp_path: Path) -> None:
     assert "User loves Italian food" in answer
     assert "User is learning Spanish" in answer
     assert "User's daughter's name is Emma" in answer
+
+
+def test_postgres_memory(tmp_path: Path, servers) -> None:
+    from conftest import server_url
+
+    url = server_url(servers, "postgres").replace("postgresql://", "postgresql+psycopg://")
+    out = run_example("postgres_memory", tmp_path, NOTED_DB_URL=url)
+    stored = out.split("Stored memories:")[1]
+    assert "- User loves Italian food ['hobbies']" in stored
+    assert "- User is learning Spanish ['learning']" in stored
+    assert "- User's daughter's name is Emma ['family']" in stored
+    assert "Italian food" in out.split("Stored memories:")[0].split("What food do I like?")[-1]
+    assert "sessions: ['second', 'first']" in out
+    again = run_example("postgres_memory", tmp_path, NOTED_DB_URL=url)  # starts over
+    assert again.split("Stored memories:")[1].count("Italian food") == 1
