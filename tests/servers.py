@@ -151,8 +151,10 @@ def start_redis(workdir: Path) -> Server:
     )
     url = f"redis://127.0.0.1:{port}/0"
     client = redis.Redis.from_url(url, socket_timeout=1)
-    _wait("redis-server", process, lambda: bool(client.ping()), log)
-    client.close()
+    try:
+        _wait("redis-server", process, lambda: bool(client.ping()), log)
+    finally:
+        client.close()
     return Server("redis", url, process.pid, workdir, process)
 
 
@@ -178,6 +180,11 @@ def start_mongo(workdir: Path) -> Server:
             "127.0.0.1",
             "-p",
             str(port),
+            # its own pid file: the default one is machine-wide, which stops a second server
+            "--pid-file",
+            str(workdir / "nx_27017.pid"),
+            "--log-file",
+            str(workdir / "nx_27017.log"),
         ],
         log,
     )
@@ -185,8 +192,10 @@ def start_mongo(workdir: Path) -> Server:
     client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
         url, serverSelectionTimeoutMS=500
     )
-    _wait("nx-27017", process, lambda: bool(client.admin.command("ping")), log)
-    client.close()
+    try:
+        _wait("nx-27017", process, lambda: bool(client.admin.command("ping")), log)
+    finally:
+        client.close()
     return Server("mongo", url, process.pid, workdir, process)
 
 

@@ -1,0 +1,1135 @@
+"""MongoDb: memories, their history and session history in MongoDB (pymongo, synchronous)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+from noted._time import from_micros, now_micros, to_micros
+from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
+from noted.db._client_search import keyword_rank, semantic_rank
+from noted.db._rows import check_table_name, stamped_keys
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.errors import ConflictError, StoreError, UserError
+from noted.models._provider import import_sdk
+from noted.retrieval.ranking import fts_terms
+from noted.retrieval.vectors import check_vector, from_blobs, search_target, to_blob
+from noted.schema import UserMemory, UserStats
+from noted.sessions import RunResult, Session, SessionSummary
+
+if TYPE_CHECKING:
+    from bson.binary import Binary
+    from pymongo import InsertOne, MongoClient, UpdateOne
+    from pymongo.collection import Collection
+    from pymongo.errors import PyMongoError
+
+__all__ = ["MongoDb"]
+
+logger = logging.getLogger(__name__)
+
+Doc = dict[str, Any]
+
+SERVER_SELECTION_TIMEOUT_MS: Final = 5000
+_BATCH: Final = 1000  # memories per bulk write (and ids per "$in" list)
+_NO_VECTOR: Final[Mapping[str, int]] = {"embedding": 0, "embedding_model": 0}
+_STORED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "embedding": 1, "embedding_model": 1}
+_DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
+# An embedding is a BSON binary vector (subtype 9) of float32: a 2-byte header (dtype 0x27,
+# no padding bits) before the little-endian floats of to_blob, which Atlas can index.
+_VECTOR_SUBTYPE: Final = 9
+_FLOAT32_HEADER: Final = b"\x27\x00"
+_MAX_CANDIDATES: Final = 10_000  # Atlas's limit for numCandidates
+_DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
+_SECRET_OPTION = re.compile(
+    r"([?&;][^=&;]*(?:pass|secret|token|mechanismproperties)[^=&;]*=)[^&;]*", re.I
+)
+
+# (name, keys, options) of each collection's indexes. A key list ending in "_id" breaks
+# ties in the order the stores promise (newest first, then by id).
+_Index = tuple[str, list[tuple[str, int]], dict[str, Any]]
+_MEMORY_INDEXES: Final[list[_Index]] = [
+    ("noted_user_updated", [("user_id", 1), ("updated_at", -1), ("_id", -1)], {}),
+    ("noted_user_created", [("user_id", 1), ("created_at", -1), ("_id", -1)], {}),
+]
+_EVENT_INDEXES: Final[list[_Index]] = [
+    ("noted_history", [("user_id", 1), ("memory_id", 1), ("created_at", 1), ("seq", 1)], {}),
+]
+_SESSION_INDEXES: Final[list[_Index]] = [
+    ("noted_user_updated", [("user_id", 1), ("updated_at", -1), ("_id", 1)], {}),
+]
+_RUN_INDEXES: Final[list[_Index]] = [
+    ("noted_session_run", [("session_id", 1), ("run_index", 1)], {"unique": True}),
+]
+_TEXT_INDEX: Final = "noted_text"
+_TEXT_WEIGHTS: Final = {"memory": 2, "topics": 1, "input": 1}  # as SqliteDb's BM25 weights
+
+
+@dataclass(frozen=True, slots=True)
+class _Collections:
+    memories: Collection[Doc]
+    events: Collection[Doc]
+    sessions: Collection[Doc]
+    runs: Collection[Doc]
+
+
+@dataclass(frozen=True, slots=True)
+class _VectorIndex:
+    """An Atlas vector search index noted can query: its name and vector size."""
+
+    name: str
+    dimensions: int
+
+
+class _Change(NamedTuple):
+    """One memory's change, as its history event records it."""
+
+    memory_id: str
+    user_id: str
+    event: EventType
+    old_memory: str | None
+    new_memory: str | None
+    old_topics: list[str] | None
+    new_topics: list[str] | None
+
+
+class MongoDb:
+    """Memories and sessions in a MongoDB database, one collection each for memories
+    (``<memory_table>``), their history (``<memory_table>_events``), sessions
+    (``<session_table>``) and runs (``<session_table>_runs``), created with their indexes
+    on first use.
+
+    A memory is one document (``_id`` is its id; times are int64 microseconds, exact where
+    BSON dates keep milliseconds only; its embedding a BSON float32 vector). Search answers
+    as the other stores do:
+
+    - keyword search uses the server's ``$text`` index (stemmed, ranked by ``textScore``)
+      when the server reports it built one; otherwise, or once a ``$text`` query fails, it
+      ranks the user's matching memories by BM25 in Python, as InMemoryDb does;
+    - semantic search is exact cosine similarity in Python over the user's embedded
+      memories, or Atlas ``$vectorSearch`` (approximate) when the collection has a
+      queryable vector index on ``embedding`` with ``user_id`` and ``embedding_model`` as
+      filter fields, and the query has a limit and no other filter.
+
+    Limits, since a standalone server has no multi-document transactions: each memory
+    document is written atomically, and its history event right after it (a crash in
+    between loses that event, never the memory). A batch is checked whole for other
+    users' ids before anything is written, then written in bulk writes of 1000; a writer
+    in another process that takes one of its ids meanwhile stops the batch part-way with
+    :class:`~noted.errors.ConflictError` saying how many were written. Two writers of the
+    same memory at once: the last one wins (and two deleting it at once may both record
+    its deletion). Appending a run claims its place with one
+    atomic increment, so concurrent appends never collide; a crash after the claim leaves a
+    gap in the run numbers, which readers skip. Deleting a session deletes its runs first.
+    """
+
+    def __init__(
+        self,
+        db_url: str = "mongodb://localhost:27017",
+        database: str = "noted",
+        *,
+        memory_table: str = "noted_memories",
+        session_table: str = "noted_sessions",
+        client: MongoClient[Doc] | None = None,
+    ) -> None:
+        """Connect lazily: nothing is sent before the first call. A client opened from
+        ``db_url`` waits at most 5 s for a server (unless the URL sets
+        ``serverSelectionTimeoutMS``) and is closed by :meth:`close`; a ``client`` passed
+        in is used as it is (``db_url`` is then ignored) and left open."""
+        import_sdk("pymongo", "mongo", "MongoDb")
+        if not isinstance(db_url, str) or not db_url:
+            raise UserError(f"db_url must be a MongoDB URL, got {db_url!r}")
+        if not isinstance(database, str) or not _DATABASE_NAME.fullmatch(database):
+            raise UserError(
+                "database must be a MongoDB database name (at most 63 characters, none of "
+                f'/\\. "$*<>:|?), got {database!r}'
+            )
+        self.db_url = db_url
+        self.database = database
+        self.memory_table = check_table_name(memory_table, "memory_table")
+        self.session_table = check_table_name(session_table, "session_table")
+        names = {memory_table, memory_table + "_events", session_table, session_table + "_runs"}
+        if len(names) < 4:
+            raise UserError(
+                "memory_table and session_table must name different collections (noted also "
+                f"uses {memory_table}_events and {session_table}_runs)"
+            )
+        self._client = client
+        self._owns_client = client is None
+        self._secrets = _url_secrets(db_url) if client is None else ()
+        self._where = _safe_url(db_url) if client is None else _client_seeds(client)
+        self._lock = threading.Lock()
+        self._collections: _Collections | None = None
+        self._indexed = False
+        self._text_search = False  # whether the server's $text answers keyword searches
+        self._vector_checked = False
+        self._vector_index: _VectorIndex | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"MongoDb(db_url={self._where!r}, database={self.database!r}, "
+            f"memory_table={self.memory_table!r}, session_table={self.session_table!r})"
+        )
+
+    def __enter__(self) -> MongoDb:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client this object opened (a client passed in stays open)."""
+        with self._lock:
+            if self._owns_client and self._client is not None:
+                self._client.close()
+                self._client = None
+                self._collections = None
+
+    # -- connection, indexes, errors -----------------------------------------------------
+
+    @contextmanager
+    def _db(self) -> Iterator[_Collections]:
+        """The collections (opened and indexed on first use), with driver faults turned
+        into StoreError."""
+        from bson.errors import BSONError
+        from pymongo.errors import PyMongoError
+
+        try:
+            yield self._open()
+        except PyMongoError as exc:
+            raise self._store_error(exc) from exc
+        except BSONError as exc:
+            raise StoreError(f"MongoDB at {self._where}: cannot encode a document ({exc})") from exc
+
+    def _open(self) -> _Collections:
+        collections = self._collections
+        if collections is not None:
+            return collections
+        with self._lock:
+            if self._collections is None:
+                if self._client is None:
+                    self._client = self._connect()
+                db = self._client[self.database]
+                collections = _Collections(
+                    db[self.memory_table],
+                    db[self.memory_table + "_events"],
+                    db[self.session_table],
+                    db[self.session_table + "_runs"],
+                )
+                if not self._indexed:
+                    self._create_indexes(collections)
+                    self._indexed = True
+                self._collections = collections
+            return self._collections
+
+    def _connect(self) -> MongoClient[Doc]:
+        from pymongo import MongoClient
+
+        options: dict[str, Any] = {"appname": "noted"}
+        if "serverselectiontimeoutms" not in self.db_url.partition("?")[2].lower():
+            options["serverSelectionTimeoutMS"] = SERVER_SELECTION_TIMEOUT_MS
+        client: MongoClient[Doc] = MongoClient(self.db_url, **options)
+        return client
+
+    def _store_error(self, exc: PyMongoError) -> StoreError:
+        from pymongo.errors import ConnectionFailure, OperationFailure
+
+        if isinstance(exc, ConnectionFailure):
+            text = f"cannot reach MongoDB at {self._where}: {exc}"
+        elif isinstance(exc, OperationFailure):
+            details = exc.details or {}
+            first = (details.get("writeErrors") or [details])[0]  # a bulk write's first error
+            reason = first.get("errmsg") or str(exc)
+            code = first.get("code", exc.code)
+            text = f"MongoDB at {self._where} refused the operation: {reason} (code {code})"
+        else:
+            text = f"MongoDB at {self._where}: {exc}"
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return StoreError(text)
+
+    def _create_indexes(self, c: _Collections) -> None:
+        _ensure_indexes(c.memories, _MEMORY_INDEXES)
+        self._text_search = self._create_text_index(c.memories)
+        _ensure_indexes(c.events, _EVENT_INDEXES)
+        _ensure_indexes(c.sessions, _SESSION_INDEXES)
+        _ensure_indexes(c.runs, _RUN_INDEXES)
+
+    def _create_text_index(self, memories: Collection[Doc]) -> bool:
+        """Ask for the text index; whether the server reports one that $text can use. A
+        server that refuses it (another text index exists, or text search is not
+        offered) leaves keyword search to BM25 in Python."""
+        from pymongo.errors import OperationFailure
+
+        try:
+            memories.create_index(
+                [(field, "text") for field in _TEXT_WEIGHTS],
+                name=_TEXT_INDEX,
+                weights=_TEXT_WEIGHTS,
+                default_language="english",
+            )
+            listed = list(memories.list_indexes())
+        except OperationFailure as exc:
+            logger.warning(
+                "MongoDB at %s did not create the text index (%s): keyword search runs "
+                "BM25 in Python",
+                self._where,
+                exc,
+            )
+            return False
+        usable = any(_is_text_index(index) for index in listed)
+        logger.info(
+            "MongoDB at %s, %s: keyword search by %s",
+            self._where,
+            memories.full_name,
+            "the server's $text index" if usable else "BM25 in Python (no $text index reported)",
+        )
+        return usable
+
+    # -- MemoryStore ------------------------------------------------------------------
+
+    def upsert_memories(
+        self, memories: Sequence[UserMemory], *, audit: AuditContext | None = None
+    ) -> None:
+        context = resolve_audit(audit)
+        docs = _memory_docs(memories)
+        if not docs:
+            return
+        with self._db() as db:
+            if len(docs) == 1 and self._insert_new(db, docs[0], context):
+                return
+            stored = self._stored(db.memories, list(dict.fromkeys(d["_id"] for d in docs)))
+            self._write(db, _plan_upsert(docs, stored), context)
+
+    def _insert_new(self, db: _Collections, doc: Doc, context: AuditContext) -> bool:
+        """Insert one memory if its id is not stored yet (the usual case: one round trip
+        where checking first would take two); False when it is, having written nothing."""
+        from pymongo.errors import DuplicateKeyError
+
+        try:
+            db.memories.insert_one(doc)
+        except DuplicateKeyError:
+            return False
+        change = _Change(
+            doc["_id"], doc["user_id"], "add", None, doc["memory"], None, doc["topics"]
+        )
+        self._record(db, [change], context, now_micros())
+        return True
+
+    def _stored(self, memories: Collection[Doc], ids: list[str]) -> dict[str, Doc]:
+        """What the history and the ownership check need of the stored ones of ``ids``."""
+        stored: dict[str, Doc] = {}
+        for start in range(0, len(ids), _BATCH):
+            query = {"_id": {"$in": ids[start : start + _BATCH]}}
+            stored.update((doc["_id"], doc) for doc in memories.find(query, _STORED_SIDE))
+        return stored
+
+    def _write(
+        self,
+        db: _Collections,
+        plan: list[tuple[InsertOne[Doc] | UpdateOne, _Change]],
+        context: AuditContext,
+    ) -> None:
+        """Apply planned writes in ordered bulk writes, each followed by its events."""
+        from pymongo.errors import BulkWriteError
+
+        stamp = now_micros()
+        for start in range(0, len(plan), _BATCH):
+            chunk = plan[start : start + _BATCH]
+            try:
+                db.memories.bulk_write([op for op, _ in chunk], ordered=True)
+            except BulkWriteError as exc:
+                failure = exc.details["writeErrors"][0]
+                done = int(failure["index"])
+                self._record(db, [change for _, change in chunk[:done]], context, stamp, start)
+                if failure.get("code") != 11000:  # not a duplicate id: a server fault
+                    raise
+                memory_id = chunk[done][1].memory_id
+                raise ConflictError(
+                    f"memory_id {memory_id!r} was stored by another writer meanwhile; "
+                    f"{start + done} of {len(plan)} memories were written"
+                ) from exc
+            self._record(db, [change for _, change in chunk], context, stamp, start)
+
+    def _record(
+        self,
+        db: _Collections,
+        changes: Sequence[_Change],
+        context: AuditContext,
+        stamp: int,
+        first: int = 0,
+    ) -> None:
+        """Insert one event per change; ``seq`` keeps the order of one write's events."""
+        from bson.int64 import Int64
+
+        if not changes:
+            return
+        when = Int64(stamp)
+        db.events.insert_many(
+            [
+                {
+                    "_id": event_id,
+                    **change._asdict(),
+                    "actor": context.actor,
+                    "session_id": context.session_id,
+                    "run_id": context.run_id,
+                    "created_at": when,
+                    "seq": first + i,
+                }
+                for i, (event_id, change) in enumerate(
+                    zip(new_event_ids(len(changes)), changes, strict=True)
+                )
+            ]
+        )
+
+    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+        context = resolve_audit(audit)
+        (doc,) = _memory_docs([memory])
+        key = {"_id": doc["_id"], "user_id": doc["user_id"]}
+        with self._db() as db:
+            current = db.memories.find_one(key)
+            if current is None:
+                return False
+            doc["created_at"] = current["created_at"]
+            for name in ("input", "agent_id", "team_id", "session_id"):
+                if doc[name] is None:
+                    doc[name] = current.get(name)
+            if not db.memories.update_one(key, _overwrite(doc, current)).matched_count:
+                return False  # deleted meanwhile
+            change = _Change(
+                doc["_id"],
+                doc["user_id"],
+                "update",
+                current["memory"],
+                doc["memory"],
+                list(current["topics"]),
+                doc["topics"],
+            )
+            self._record(db, [change], context, now_micros())
+        return True
+
+    def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
+        with self._db() as db:
+            doc = db.memories.find_one({"_id": memory_id, "user_id": user_id}, _NO_VECTOR)
+        return None if doc is None else _memories([doc])[0]
+
+    def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
+        if query.limit == 0:  # a cursor's limit(0) means no limit
+            return []
+        direction = -1 if query.sort_order == "desc" else 1
+        with self._db() as db:
+            cursor = (
+                db.memories.find(_match(query), _NO_VECTOR)
+                .sort([(query.sort_by, direction), ("_id", direction)])
+                .skip(query.offset)
+            )
+            if query.limit is not None:
+                cursor = cursor.limit(query.limit)
+            return _memories(cursor)
+
+    def count_memories(self, query: MemoryQuery) -> int:
+        with self._db() as db:
+            return db.memories.count_documents(_match(query))
+
+    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        if query.user_id is None:
+            raise UserError("keyword search is for one user: give a user_id")
+        words = fts_terms(text)
+        if not words or query.limit == 0:
+            return []
+        with self._db() as db:
+            if self._text_search:
+                found = self._text_query(db.memories, query, words)
+                if found is not None:
+                    return found
+            docs = list(db.memories.find(_match(query), _NO_VECTOR))
+        return keyword_rank(_memories(docs), query, text)
+
+    def _text_query(
+        self, memories: Collection[Doc], query: MemoryQuery, words: list[str]
+    ) -> list[ScoredMemory] | None:
+        """The server's $text answer, or None (from now on) if the server refuses $text.
+        The words hold letters and digits only: no quote, ``-`` or phrase syntax."""
+        from pymongo.errors import OperationFailure
+
+        score = {"$meta": "textScore"}
+        try:
+            cursor = (
+                memories.find(
+                    {**_match(query), "$text": {"$search": " ".join(words)}},
+                    {**_NO_VECTOR, "_score": score},
+                )
+                .sort([("_score", score), ("_id", 1)])
+                .skip(query.offset)
+            )
+            if query.limit is not None:
+                cursor = cursor.limit(query.limit)
+            docs = list(cursor)
+        except OperationFailure as exc:
+            logger.warning(
+                "MongoDB at %s refused a $text query (%s): keyword search runs BM25 in Python "
+                "from now on",
+                self._where,
+                exc,
+            )
+            self._text_search = False
+            return None
+        return [
+            ScoredMemory(m, float(doc["_score"]))
+            for m, doc in zip(_memories(docs), docs, strict=True)
+        ]
+
+    # -- embeddings and semantic search ---------------------------------------------------
+
+    def semantic_search(
+        self, query: MemoryQuery, vector: QueryVector, model: str
+    ) -> list[ScoredMemory]:
+        _, target = search_target(query.user_id, vector)
+        if query.limit == 0:
+            return []
+        with self._db() as db:
+            index = self._atlas_index(db.memories)
+            if index is not None and _atlas_can_answer(index, query, target.size):
+                found = self._atlas_search(db.memories, index, query, target, model)
+                if found is not None:
+                    return found
+            docs = [
+                doc
+                for doc in db.memories.find({**_match(query), "embedding_model": model})
+                if isinstance(doc.get("embedding"), bytes)
+            ]
+        raws = [_vector_bytes(doc["embedding"]) for doc in docs]
+        size = 4 * target.size
+        usable = [(doc, raw) for doc, raw in zip(docs, raws, strict=True) if len(raw) == size]
+        matrix = from_blobs([raw for _, raw in usable], target.size)
+        memories = _memories(doc for doc, _ in usable)
+        return semantic_rank(list(zip(memories, matrix, strict=True)), query, target)
+
+    def _atlas_index(self, memories: Collection[Doc]) -> _VectorIndex | None:
+        """The collection's usable Atlas vector index, looked up once per object: servers
+        without Atlas Search refuse the listing, which means none."""
+        from pymongo.errors import OperationFailure
+
+        if not self._vector_checked:
+            try:
+                listed = list(memories.list_search_indexes())
+            except OperationFailure:
+                listed = []
+            self._vector_index = _find_vector_index(listed)
+            self._vector_checked = True
+            logger.info(
+                "MongoDB at %s, %s: semantic search by %s",
+                self._where,
+                memories.full_name,
+                "cosine in Python"
+                if self._vector_index is None
+                else f"$vectorSearch on index {self._vector_index.name}",
+            )
+        return self._vector_index
+
+    def _atlas_search(
+        self,
+        memories: Collection[Doc],
+        index: _VectorIndex,
+        query: MemoryQuery,
+        target: QueryVector,
+        model: str,
+    ) -> list[ScoredMemory] | None:
+        """The best memories by Atlas $vectorSearch, or None (from now on) if it fails.
+        Atlas scores cosine and dot product as (1 + x) / 2; they are given back as x."""
+        from pymongo.errors import OperationFailure
+
+        assert query.limit is not None
+        count = query.offset + query.limit
+        pipeline: list[Doc] = [
+            {
+                "$vectorSearch": {
+                    "index": index.name,
+                    "path": "embedding",
+                    "queryVector": target.tolist(),
+                    "numCandidates": min(_MAX_CANDIDATES, max(100, 10 * count)),
+                    "limit": count,
+                    "filter": {"user_id": query.user_id, "embedding_model": model},
+                }
+            },
+            {"$project": {**_NO_VECTOR, "_score": {"$meta": "vectorSearchScore"}}},
+        ]
+        try:
+            docs = list(memories.aggregate(pipeline))[query.offset :]
+        except OperationFailure as exc:
+            logger.warning(
+                "MongoDB at %s refused $vectorSearch (%s): semantic search runs in Python "
+                "from now on",
+                self._where,
+                exc,
+            )
+            self._vector_index = None
+            return None
+        return [
+            ScoredMemory(m, 2.0 * float(doc["_score"]) - 1.0)
+            for m, doc in zip(_memories(docs), docs, strict=True)
+        ]
+
+    def memories_to_embed(
+        self, user_id: str | None, model: str, limit: int | None = None
+    ) -> list[UserMemory]:
+        check_page(limit, 0)
+        if limit == 0:
+            return []
+        with self._db() as db:
+            cursor = db.memories.find(_unembedded(user_id, model), _NO_VECTOR).sort(
+                [("created_at", 1), ("_id", 1)]
+            )
+            if limit is not None:
+                cursor = cursor.limit(limit)
+            return _memories(cursor)
+
+    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
+        with self._db() as db:
+            return db.memories.count_documents(_unembedded(user_id, model))
+
+    def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
+        from pymongo import UpdateOne
+
+        ops = [
+            UpdateOne(
+                {"_id": m.memory_id, "user_id": m.user_id, "memory": m.memory},
+                {
+                    "$set": {
+                        "embedding": _vector_value(to_blob(check_vector(vector))),
+                        "embedding_model": model,
+                    }
+                },
+            )
+            for m, vector in items
+        ]
+        if not ops:
+            return 0
+        with self._db() as db:
+            return sum(
+                db.memories.bulk_write(ops[i : i + _BATCH], ordered=False).matched_count
+                for i in range(0, len(ops), _BATCH)
+            )
+
+    # -- deletes, history, topics, stats --------------------------------------------------
+
+    def _delete(self, db: _Collections, query: Doc, context: AuditContext) -> int:
+        """Delete the memories ``query`` selects, recording a "delete" event for each."""
+        found = sorted(
+            db.memories.find(query, _DELETED_SIDE), key=lambda d: (d["created_at"], d["_id"])
+        )
+        stamp = now_micros()
+        deleted = 0
+        for start in range(0, len(found), _BATCH):
+            chunk = found[start : start + _BATCH]
+            ids = [doc["_id"] for doc in chunk]
+            deleted += db.memories.delete_many({**query, "_id": {"$in": ids}}).deleted_count
+            changes = [
+                _Change(d["_id"], d["user_id"], "delete", d["memory"], None, d["topics"], None)
+                for d in chunk
+            ]
+            self._record(db, changes, context, stamp, start)
+        return deleted
+
+    def delete_memories(
+        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
+    ) -> int:
+        context = resolve_audit(audit)
+        ids = list(dict.fromkeys(memory_ids))
+        deleted = 0
+        with self._db() as db:
+            for start in range(0, len(ids), _BATCH):
+                query = {"user_id": user_id, "_id": {"$in": ids[start : start + _BATCH]}}
+                deleted += self._delete(db, query, context)
+        return deleted
+
+    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
+        context = resolve_audit(audit)
+        with self._db() as db:
+            return self._delete(db, {"user_id": user_id}, context)
+
+    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
+        context = resolve_audit(audit)
+        with self._db() as db:
+            return self._delete(db, {}, context)
+
+    def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
+        with self._db() as db:
+            docs = list(
+                db.events.find({"user_id": user_id, "memory_id": memory_id}).sort(
+                    [("created_at", 1), ("seq", 1)]
+                )
+            )
+        return [
+            MemoryEvent(
+                doc["_id"],
+                doc["memory_id"],
+                doc["user_id"],
+                doc["event"],
+                doc["old_memory"],
+                doc["new_memory"],
+                doc["old_topics"],
+                doc["new_topics"],
+                doc["actor"],
+                doc["session_id"],
+                doc["run_id"],
+                from_micros(doc["created_at"]),
+            )
+            for doc in docs
+        ]
+
+    def get_topics(self, user_id: str | None) -> list[str]:
+        with self._db() as db:
+            topics = db.memories.distinct("topics", {} if user_id is None else {"user_id": user_id})
+        return sorted(topics)
+
+    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+        check_page(limit, offset)
+        if limit == 0:
+            return []
+        pipeline: list[Doc] = [
+            {"$group": {"_id": "$user_id", "count": {"$sum": 1}, "last": {"$max": "$updated_at"}}},
+            {"$sort": {"last": -1, "_id": 1}},
+        ]
+        if offset:
+            pipeline.append({"$skip": offset})
+        if limit is not None:
+            pipeline.append({"$limit": limit})
+        with self._db() as db:
+            docs = list(db.memories.aggregate(pipeline))
+        return [UserStats(d["_id"], int(d["count"]), from_micros(d["last"])) for d in docs]
+
+    # -- SessionStore -----------------------------------------------------------------
+
+    def append_run(self, run: RunResult) -> None:
+        from bson.int64 import Int64
+
+        data = run.to_dict()
+        with self._db() as db:
+            index = self._claim_run_index(db.sessions, run)
+            db.runs.insert_one(
+                {
+                    "session_id": run.session_id,
+                    "run_index": index,
+                    "run_id": run.run_id,
+                    "status": run.status,
+                    "created_at": Int64(to_micros(run.created_at)),
+                    "data": data,
+                }
+            )
+
+    def _claim_run_index(self, sessions: Collection[Doc], run: RunResult) -> int:
+        """The place of ``run`` in its session, taken by counting the session's runs up in
+        one atomic update; the session is created for ``run.user_id`` on its first run."""
+        from bson.int64 import Int64
+        from pymongo import ReturnDocument
+        from pymongo.errors import DuplicateKeyError
+
+        for _ in range(5):  # each round ends unless another writer created or dropped it
+            now = Int64(now_micros())
+            before = sessions.find_one_and_update(
+                {"_id": run.session_id, "user_id": run.user_id},
+                {"$inc": {"run_count": 1}, "$set": {"updated_at": now}},
+                projection={"run_count": 1},
+                return_document=ReturnDocument.BEFORE,
+            )
+            if before is not None:
+                return int(before["run_count"])
+            owner = sessions.find_one({"_id": run.session_id}, {"user_id": 1})
+            if owner is not None:
+                if owner["user_id"] != run.user_id:
+                    raise _foreign(run.session_id)
+                continue  # the user's own session, created meanwhile: count on it
+            try:
+                sessions.insert_one(
+                    {
+                        "_id": run.session_id,
+                        "user_id": run.user_id,
+                        "agent_id": run.agent_id,
+                        "created_at": now,
+                        "updated_at": now,
+                        "summary": None,
+                        "run_count": 1,
+                    }
+                )
+            except DuplicateKeyError:
+                continue
+            return 0
+        raise StoreError(
+            f"MongoDB at {self._where}: session {run.session_id!r} kept being created and "
+            "deleted by other writers; the run was not stored"
+        )
+
+    def get_runs(
+        self,
+        session_id: str,
+        user_id: str,
+        *,
+        last_n: int | None = None,
+        completed_only: bool = False,
+    ) -> list[RunResult]:
+        check_page(last_n, 0)
+        with self._db() as db:
+            owner = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
+            if owner is None:
+                return []
+            if owner["user_id"] != user_id:
+                raise _foreign(session_id)
+            if last_n == 0:
+                return []
+            return _runs(db.runs, session_id, last_n, completed_only)
+
+    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
+        with self._db() as db:
+            doc = db.sessions.find_one({"_id": session_id})
+            if doc is None or (user_id is not None and doc["user_id"] != user_id):
+                return None
+            session = _session(doc)
+            session.runs = _runs(db.runs, session_id, None, False)
+        return session
+
+    def list_sessions(
+        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
+    ) -> list[Session]:
+        check_page(limit, offset)
+        if limit == 0:
+            return []
+        with self._db() as db:
+            cursor = (
+                db.sessions.find({} if user_id is None else {"user_id": user_id})
+                .sort([("updated_at", -1), ("_id", 1)])
+                .skip(offset)
+            )
+            if limit is not None:
+                cursor = cursor.limit(limit)
+            return [_session(doc) for doc in cursor]
+
+    def delete_session(self, session_id: str, user_id: str | None) -> bool:
+        with self._db() as db:
+            doc = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
+            if doc is None or (user_id is not None and doc["user_id"] != user_id):
+                return False
+            db.runs.delete_many({"session_id": session_id})
+            key = {"_id": session_id, "user_id": doc["user_id"]}
+            return db.sessions.delete_one(key).deleted_count == 1
+
+    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+        with self._db() as db:
+            doc = db.sessions.find_one({"_id": session_id, "user_id": user_id}, {"summary": 1})
+        summary = None if doc is None else doc.get("summary")
+        return None if summary is None else SessionSummary.from_dict(summary)
+
+    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+        data = summary.to_dict()
+        with self._db() as db:
+            owner = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
+            if owner is None:
+                return False
+            if owner["user_id"] != user_id:
+                raise _foreign(session_id)
+            key = {"_id": session_id, "user_id": user_id}
+            return db.sessions.update_one(key, {"$set": {"summary": data}}).matched_count == 1
+
+
+# -- documents ------------------------------------------------------------------------------
+
+
+def _memory_docs(memories: Iterable[UserMemory]) -> list[Doc]:
+    """Stamped memories (ids, users and times set) as documents, without embeddings."""
+    from bson.int64 import Int64
+
+    docs: list[Doc] = []
+    for m in memories:
+        memory_id, user_id = stamped_keys(m)
+        assert m.created_at is not None
+        assert m.updated_at is not None
+        docs.append(
+            {
+                "_id": memory_id,
+                "user_id": user_id,
+                "memory": m.memory,
+                "topics": list(m.topics),
+                "input": m.input,
+                "agent_id": m.agent_id,
+                "team_id": m.team_id,
+                "session_id": m.session_id,
+                "created_at": Int64(to_micros(m.created_at)),
+                "updated_at": Int64(to_micros(m.updated_at)),
+            }
+        )
+    return docs
+
+
+def _memories(docs: Iterable[Mapping[str, Any]]) -> list[UserMemory]:
+    """Memories from documents the store wrote itself (no re-validation): the hot path of
+    every large read, so each object is built directly."""
+    new = object.__new__
+    memories: list[UserMemory] = []
+    for doc in docs:
+        m = new(UserMemory)
+        m.memory = doc["memory"]
+        m.topics = list(doc["topics"])
+        m.input = doc.get("input")
+        m.memory_id = doc["_id"]
+        m.user_id = doc["user_id"]
+        m.agent_id = doc.get("agent_id")
+        m.team_id = doc.get("team_id")
+        m.session_id = doc.get("session_id")
+        m.created_at = from_micros(doc["created_at"])
+        m.updated_at = from_micros(doc["updated_at"])
+        memories.append(m)
+    return memories
+
+
+def _overwrite(doc: Doc, stored: Mapping[str, Any]) -> Doc:
+    """The update that makes a stored memory ``doc``: every field set, and the stored
+    embedding kept when the text stays the same (it was made from that text), else removed.
+    One update rather than a replacement (nx-27017 cannot store binary in a replacement);
+    the embedding written is always the one read along with the text it belongs to."""
+    fields = {name: value for name, value in doc.items() if name != "_id"}
+    embedding = stored.get("embedding")
+    if isinstance(embedding, bytes) and stored.get("memory") == doc["memory"]:
+        fields["embedding"] = _vector_value(_vector_bytes(embedding))
+        fields["embedding_model"] = stored.get("embedding_model")
+        return {"$set": fields}
+    return {"$set": fields, "$unset": {"embedding": "", "embedding_model": ""}}
+
+
+def _plan_upsert(
+    docs: list[Doc], stored: dict[str, Doc]
+) -> list[tuple[InsertOne[Doc] | UpdateOne, _Change]]:
+    """Each document's write and history event, in order: an insert for a new id, else an
+    overwrite (the same id twice is an add, then an update). ConflictError, before anything
+    is written, if an id belongs to another user, stored or earlier in the batch."""
+    from pymongo import InsertOne, UpdateOne
+
+    current = dict(stored)
+    plan: list[tuple[InsertOne[Doc] | UpdateOne, _Change]] = []
+    for doc in docs:
+        memory_id, user_id = doc["_id"], doc["user_id"]
+        old = current.get(memory_id)
+        op: InsertOne[Doc] | UpdateOne
+        if old is None:
+            op = InsertOne(doc)
+            change = _Change(memory_id, user_id, "add", None, doc["memory"], None, doc["topics"])
+            current[memory_id] = doc
+        elif old["user_id"] != user_id:
+            raise ConflictError(
+                f"memory_id {memory_id!r} belongs to another user; nothing was written"
+            )
+        else:
+            update = _overwrite(doc, old)
+            # upsert: a memory deleted meanwhile is written again, as a plain upsert would
+            op = UpdateOne({"_id": memory_id, "user_id": user_id}, update, upsert=True)
+            old_topics = list(old["topics"])
+            change = _Change(
+                memory_id,
+                user_id,
+                "update",
+                old["memory"],
+                doc["memory"],
+                old_topics,
+                doc["topics"],
+            )
+            current[memory_id] = {"_id": memory_id, **update["$set"]}
+        plan.append((op, change))
+    return plan
+
+
+def _match(query: MemoryQuery) -> Doc:
+    """The query's filters as a MongoDB filter (its sort and page are the caller's)."""
+    match: Doc = {}
+    if query.user_id is not None:
+        match["user_id"] = query.user_id
+    if query.agent_id is not None:
+        match["agent_id"] = query.agent_id
+    if query.team_id is not None:
+        match["team_id"] = query.team_id
+    if query.topics:
+        match["topics"] = {"$in": list(query.topics)}
+    bounds: Doc = {}
+    if query.updated_after is not None:
+        bounds["$gte"] = to_micros(query.updated_after)
+    if query.updated_before is not None:
+        bounds["$lt"] = to_micros(query.updated_before)
+    if bounds:
+        match["updated_at"] = bounds
+    return match
+
+
+def _unembedded(user_id: str | None, model: str) -> Doc:
+    """Memories without an embedding by ``model`` ($ne also matches a missing field)."""
+    match: Doc = {"embedding_model": {"$ne": model}}
+    if user_id is not None:
+        match["user_id"] = user_id
+    return match
+
+
+def _vector_value(raw: bytes) -> Binary:
+    """float32 bytes (as to_blob makes them) as a BSON float32 vector."""
+    from bson.binary import Binary
+
+    return Binary(_FLOAT32_HEADER + raw, _VECTOR_SUBTYPE)
+
+
+def _vector_bytes(value: bytes) -> bytes:
+    """The float32 bytes of a stored embedding. A server that keeps a binary's bytes but
+    not its subtype (nx-27017) hands the vector header back with them; float32 data alone
+    is a multiple of 4 bytes long, so the 2-byte header always shows."""
+    raw = bytes(value)
+    return raw[len(_FLOAT32_HEADER) :] if len(raw) % 4 == len(_FLOAT32_HEADER) else raw
+
+
+def _foreign(session_id: str) -> ConflictError:
+    return ConflictError(f"session {session_id!r} belongs to another user")
+
+
+def _session(doc: Mapping[str, Any]) -> Session:
+    summary = doc.get("summary")
+    return Session(
+        session_id=doc["_id"],
+        user_id=doc["user_id"],
+        agent_id=doc.get("agent_id"),
+        created_at=from_micros(doc["created_at"]),
+        updated_at=from_micros(doc["updated_at"]),
+        summary=None if summary is None else SessionSummary.from_dict(summary),
+        run_count=int(doc["run_count"]),
+    )
+
+
+def _runs(
+    runs: Collection[Doc], session_id: str, last_n: int | None, completed_only: bool
+) -> list[RunResult]:
+    """The session's runs, oldest first (the last ``last_n``, read newest first)."""
+    query: Doc = {"session_id": session_id}
+    if completed_only:
+        query["status"] = "completed"
+    cursor = runs.find(query, {"data": 1}).sort("run_index", -1)
+    if last_n is not None:
+        cursor = cursor.limit(last_n)
+    docs = list(cursor)
+    return [RunResult.from_dict(doc["data"]) for doc in reversed(docs)]
+
+
+# -- indexes and server capabilities ----------------------------------------------------------
+
+
+def _ensure_indexes(collection: Collection[Doc], indexes: list[_Index]) -> None:
+    """Create the indexes, one by one (a no-op for those that exist).
+
+    A server that cannot put ``_id`` in a compound key gets the index without it, which
+    then sorts in memory among equal times only. nx-27017 is such a server: it refuses the
+    index on a collection that has documents, and on an empty one builds it without
+    ``_id`` (then fails every insert), so that one is dropped first.
+    """
+    from pymongo.errors import OperationFailure
+
+    for name, keys, options in indexes:
+        fields = [field for field, _ in keys]
+        if "_id" not in fields[1:]:
+            collection.create_index(keys, name=name, **options)
+            continue
+        try:
+            collection.create_index(keys, name=name, **options)
+        except OperationFailure as exc:
+            refused: OperationFailure | None = exc
+        else:
+            refused = None
+            listed = list(collection.list_indexes())
+            if any(list(index["key"]) == fields for index in listed):
+                continue
+        short = [(field, order) for field, order in keys if field != "_id"]
+        logger.warning(
+            "%s: the server cannot index _id with other fields (%s); index %s is built without it",
+            collection.full_name,
+            refused or "it left _id out",
+            name,
+        )
+        if refused is None:  # drop what the server built in its place
+            for index in listed:
+                if list(index["key"]) == [field for field, _ in short]:
+                    collection.drop_index(index["name"])
+        collection.create_index(short, name=name, **options)
+
+
+def _is_text_index(index: Mapping[str, Any]) -> bool:
+    """Whether a listed index is noted's MongoDB text index (which $text queries use)."""
+    return index.get("name") == _TEXT_INDEX and "textIndexVersion" in index
+
+
+def _find_vector_index(listed: Iterable[Mapping[str, Any]]) -> _VectorIndex | None:
+    """The first queryable Atlas vector index over ``embedding`` (cosine or dot product:
+    the vectors are unit length) that can filter by user and model, if any."""
+    for index in listed:
+        if index.get("type") != "vectorSearch" or index.get("queryable") is not True:
+            continue
+        definition = index.get("latestDefinition") or index.get("definition") or {}
+        fields = [f for f in definition.get("fields") or () if isinstance(f, Mapping)]
+        filters = {f.get("path") for f in fields if f.get("type") == "filter"}
+        for field in fields:
+            dimensions = field.get("numDimensions")
+            if (
+                field.get("type") == "vector"
+                and field.get("path") == "embedding"
+                and field.get("similarity") in ("cosine", "dotProduct")
+                and isinstance(dimensions, int)
+                and {"user_id", "embedding_model"} <= filters
+            ):
+                return _VectorIndex(str(index["name"]), dimensions)
+    return None
+
+
+def _atlas_can_answer(index: _VectorIndex, query: MemoryQuery, dimensions: int) -> bool:
+    """$vectorSearch filters by user and model only and needs a limit: other queries (and
+    vectors of another size) are answered exactly in Python."""
+    return (
+        not query.filtered
+        and query.limit is not None
+        and query.offset + query.limit <= _MAX_CANDIDATES
+        and dimensions == index.dimensions
+    )
+
+
+# -- URLs -------------------------------------------------------------------------------------
+
+
+def _split_userinfo(url: str) -> tuple[str, str, str]:
+    """(scheme and ``//``, user info, the rest) of a MongoDB URL; empty user info when
+    there is none."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "", "", url
+    hosts_end = len(rest.split("/", 1)[0])
+    at = rest.rfind("@", 0, hosts_end)
+    if at < 0:
+        return scheme + sep, "", rest
+    return scheme + sep, rest[:at], rest[at + 1 :]
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password (or other secret options), for messages and repr."""
+    head, userinfo, rest = _split_userinfo(url)
+    if userinfo:
+        user, colon, _ = userinfo.partition(":")
+        head += f"{user}:***@" if colon else f"{user}@"
+    return _SECRET_OPTION.sub(r"\1***", head + rest)
+
+
+def _url_secrets(url: str) -> tuple[str, ...]:
+    """The URL's password, as written and decoded, to keep out of error messages."""
+    from urllib.parse import unquote
+
+    _, userinfo, _ = _split_userinfo(url)
+    password = userinfo.partition(":")[2]
+    return tuple(s for s in dict.fromkeys((password, unquote(password))) if len(s) >= 3)
+
+
+def _client_seeds(client: MongoClient[Doc]) -> str:
+    """A client's servers as a URL without credentials, for messages and repr."""
+    servers = client.topology_description.server_descriptions()
+    hosts = ",".join(f"{host}:{port}" for host, port in servers)
+    return f"mongodb://{hosts}"

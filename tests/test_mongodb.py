@@ -1,0 +1,421 @@
+"""MongoDb's own behaviour on a MongoDB wire-protocol server: collections and indexes made on
+first use, exact timestamps, connection failures, secrets kept out of messages, sessions,
+concurrent writers, batched writes, and which search the server can answer."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import pymongo
+import pytest
+from bson.int64 import Int64
+from pymongo import monitoring
+
+from conftest import server_url
+from noted import ConflictError, Message, StoreError, UserError, UserMemory
+from noted._time import to_micros, utc_now
+from noted.db import MemoryQuery
+from noted.db.mongodb import (
+    MongoDb,
+    _atlas_can_answer,
+    _find_vector_index,
+    _is_text_index,
+    _VectorIndex,
+)
+from noted.sessions import RunResult, SessionSummary, new_run_id
+from servers import Server, free_port
+
+_names = itertools.count(1)
+DATABASE = "noted_tests"
+
+
+@pytest.fixture
+def url(servers: dict[str, Server | str]) -> str:
+    return server_url(servers, "mongo")
+
+
+@pytest.fixture
+def raw(url: str) -> Iterator[Any]:
+    """The test database through a plain client, to look at what MongoDb wrote."""
+    client: Any = pymongo.MongoClient(url)
+    yield client[DATABASE]
+    client.close()
+
+
+def open_db(url: str, **options: Any) -> MongoDb:
+    n = next(_names)
+    return MongoDb(
+        url, DATABASE, memory_table=f"mdb{n}_memories", session_table=f"mdb{n}_sessions", **options
+    )
+
+
+@pytest.fixture
+def db(url: str) -> Iterator[MongoDb]:
+    store = open_db(url)
+    yield store
+    store.close()
+
+
+def stamped(
+    text: str, memory_id: str, user_id: str = "ava", when: datetime | None = None
+) -> UserMemory:
+    now = when or utc_now()
+    return UserMemory(text, memory_id=memory_id, user_id=user_id, created_at=now, updated_at=now)
+
+
+def make_run(session_id: str, user_id: str, text: str, status: str = "completed") -> RunResult:
+    return RunResult(
+        run_id=new_run_id(),
+        session_id=session_id,
+        user_id=user_id,
+        input=text,
+        content=f"answer to {text}",
+        messages=[Message("user", text), Message("assistant", f"answer to {text}")],
+        status=status,  # type: ignore[arg-type]
+    )
+
+
+# -- collections, indexes, documents ------------------------------------------------------
+
+
+def test_collections_and_indexes_are_made_on_first_use(db: MongoDb, raw: Any) -> None:
+    names = [db.memory_table, f"{db.memory_table}_events", db.session_table]
+    names.append(f"{db.session_table}_runs")
+    assert not set(names) & set(raw.list_collection_names())  # nothing before the first call
+    assert db.count_memories(MemoryQuery("ava")) == 0
+    assert set(names) <= set(raw.list_collection_names())
+
+    def keys(name: str) -> list[list[str]]:
+        return [list(index["key"]) for index in raw[name].list_indexes()]
+
+    # The sort indexes end in _id where the server can index it (nx-27017 cannot).
+    memories = keys(db.memory_table)
+    assert any(k[:2] == ["user_id", "updated_at"] for k in memories)
+    assert any(k[:2] == ["user_id", "created_at"] for k in memories)
+    assert ["user_id", "memory_id", "created_at", "seq"] in keys(f"{db.memory_table}_events")
+    assert any(k[:2] == ["user_id", "updated_at"] for k in keys(db.session_table))
+    assert ["session_id", "run_index"] in keys(f"{db.session_table}_runs")
+    runs = raw[f"{db.session_table}_runs"]
+    runs.insert_one({"session_id": "s", "run_index": 0})
+    with pytest.raises(pymongo.errors.DuplicateKeyError):  # the run index is unique
+        runs.insert_one({"session_id": "s", "run_index": 0})
+    # a second object on the same collections finds them ready, and writes work
+    again = MongoDb(
+        db.db_url, DATABASE, memory_table=db.memory_table, session_table=db.session_table
+    )
+    again.upsert_memories([stamped("still writable", "m1")])
+    assert db.get_memory("m1", "ava") is not None
+    again.close()
+
+
+def test_timestamps_round_trip_exactly_as_int64_microseconds(db: MongoDb, raw: Any) -> None:
+    times = [
+        datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(2024, 2, 29, 12, 0, 0, 123_457, tzinfo=timezone(timedelta(hours=-7))),
+        datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    ]
+    db.upsert_memories([stamped(f"t{i}", f"m{i}", when=t) for i, t in enumerate(times)])
+    for i, when in enumerate(times):
+        got = db.get_memory(f"m{i}", "ava")
+        assert got is not None
+        assert got.created_at == when and got.updated_at == when
+        assert got.created_at is not None and got.created_at.tzinfo == UTC
+        doc = raw[db.memory_table].find_one({"_id": f"m{i}"})
+        assert doc["created_at"] == to_micros(when)
+        # int64 on the server (nx-27017 hands numbers that fit 32 bits back as plain ints)
+        assert type(doc["created_at"]) is Int64 or abs(doc["created_at"]) < 2**31
+    [event] = db.get_memory_history("m0", "ava")
+    assert event.created_at.tzinfo == UTC
+    assert type(raw[f"{db.memory_table}_events"].find_one()["created_at"]) is Int64
+    newest = db.list_memories(MemoryQuery("ava", sort_by="created_at", limit=1))
+    assert [m.memory for m in newest] == ["t2"]
+
+
+def test_embeddings_are_float32_vectors_dropped_when_the_text_changes(
+    db: MongoDb, raw: Any
+) -> None:
+    db.upsert_memories([stamped("Ava likes tea", "m1")])
+    memory = db.get_memory("m1", "ava")
+    assert memory is not None
+    vector = np.array([0.6, 0.8, 0.0], np.float32)
+    assert db.set_embeddings("m", [(memory, vector)]) == 1
+    stored = bytes(raw[db.memory_table].find_one({"_id": "m1"})["embedding"])
+    assert stored == b"\x27\x00" + vector.astype("<f4").tobytes()  # a BSON float32 vector
+    [hit] = db.semantic_search(MemoryQuery("ava"), vector, "m")
+    assert hit.score == pytest.approx(1.0)
+    db.upsert_memories([stamped("Ava likes tea", "m1")])  # same text: the embedding stays
+    assert db.count_memories_to_embed("ava", "m") == 0
+    assert db.update_memory(stamped("Ava likes coffee", "m1"))  # new text: it goes
+    assert "embedding" not in raw[db.memory_table].find_one({"_id": "m1"})
+    assert db.count_memories_to_embed("ava", "m") == 1
+    # plain float32 bytes (no vector header) are read as well
+    raw[db.memory_table].update_one(
+        {"_id": "m1"}, {"$set": {"embedding": vector.tobytes(), "embedding_model": "m"}}
+    )
+    assert [r.memory.memory for r in db.semantic_search(MemoryQuery("ava"), vector, "m")] == [
+        "Ava likes coffee"
+    ]
+
+
+# -- connection failures, secrets, names ---------------------------------------------------
+
+
+def test_an_unreachable_server_is_a_quick_store_error_without_the_password() -> None:
+    port = free_port()
+    db = MongoDb(f"mongodb://ava:s3cret-pw@127.0.0.1:{port}/?serverSelectionTimeoutMS=300")
+    started = time.monotonic()
+    with pytest.raises(
+        StoreError, match=f"cannot reach MongoDB at mongodb://ava:\\*\\*\\*@127.0.0.1:{port}"
+    ) as info:
+        db.count_memories(MemoryQuery("ava"))
+    assert time.monotonic() - started < 5
+    assert "s3cret" not in str(info.value)
+    db.close()
+    with pytest.raises(StoreError, match="MongoDB at http://example"):
+        MongoDb("http://example").get_memory("m1", "ava")
+    default = MongoDb(f"mongodb://127.0.0.1:{port}")._connect()
+    assert default.options.server_selection_timeout == 5  # seconds, unless the URL says
+    default.close()
+
+
+def test_repr_hides_the_password_and_secret_options(url: str) -> None:
+    db = MongoDb(
+        "mongodb://ava:s3cret@db.example:27017/?authSource=admin&tlsCertificateKeyFilePassword=pem"
+    )
+    text = repr(db)
+    assert "s3cret" not in text and "=pem" not in text
+    assert "mongodb://ava:***@db.example:27017/?authSource=admin" in text
+    client: Any = pymongo.MongoClient(url)
+    assert "127.0.0.1" in repr(MongoDb(client=client))
+    client.close()
+
+
+def test_names_are_checked() -> None:
+    with pytest.raises(UserError, match="memory_table"):
+        MongoDb(memory_table="my-memories")
+    with pytest.raises(UserError, match="database"):
+        MongoDb(database="a.b")
+    with pytest.raises(UserError, match="different collections"):
+        MongoDb(memory_table="x", session_table="x")
+    with pytest.raises(UserError, match="different collections"):
+        MongoDb(memory_table="m_runs", session_table="m")
+
+
+def test_close_closes_only_a_client_it_opened(url: str) -> None:
+    with open_db(url) as db:
+        assert db.count_memories(MemoryQuery("ava")) == 0
+    assert db.count_memories(MemoryQuery("ava")) == 0  # opened again on use
+    db.close()
+    client: Any = pymongo.MongoClient(url)
+    lent = open_db(url, client=client)
+    lent.count_memories(MemoryQuery("ava"))
+    lent.close()
+    assert client.admin.command("ping")["ok"]
+    client.close()
+
+
+# -- sessions -----------------------------------------------------------------------------
+
+
+def test_sessions_append_read_list_summarise_and_delete(db: MongoDb, raw: Any) -> None:
+    runs = [make_run("s1", "ava", "one"), make_run("s1", "ava", "two", "failed")]
+    runs.append(make_run("s1", "ava", "three"))
+    for run in runs:
+        db.append_run(run)
+    db.append_run(make_run("s2", "bob", "hi"))
+    assert [r.to_dict() for r in db.get_runs("s1", "ava")] == [r.to_dict() for r in runs]
+    assert [r.input for r in db.get_runs("s1", "ava", last_n=2)] == ["two", "three"]
+    assert [r.input for r in db.get_runs("s1", "ava", completed_only=True)] == ["one", "three"]
+    assert db.get_runs("s1", "ava", last_n=0) == [] and db.get_runs("nope", "ava") == []
+    assert [(s.session_id, s.run_count) for s in db.list_sessions(None)] == [("s2", 1), ("s1", 3)]
+    assert [s.session_id for s in db.list_sessions("ava", limit=1)] == ["s1"]
+    session = db.get_session("s1", "ava")
+    assert session is not None and [r.input for r in session.runs] == ["one", "two", "three"]
+    assert db.get_session("s1", "bob") is None
+
+    summary = SessionSummary("Ava counted to three", ["numbers"], run_count=2)
+    assert db.get_session_summary("s1", "ava") is None
+    assert db.set_session_summary("s1", "ava", summary)
+    assert db.get_session_summary("s1", "ava") == summary
+    assert not db.set_session_summary("missing", "ava", summary)
+
+    # another user's session: refused, and nothing is written
+    with pytest.raises(ConflictError, match="another user"):
+        db.append_run(make_run("s1", "bob", "hijack"))
+    with pytest.raises(ConflictError):
+        db.get_runs("s1", "bob")
+    with pytest.raises(ConflictError):
+        db.set_session_summary("s1", "bob", SessionSummary("hijacked"))
+    assert db.get_session_summary("s1", "bob") is None
+    again = db.get_session("s1", None)
+    assert again is not None and again.run_count == 3 and again.summary == summary
+    assert not db.delete_session("s1", "bob")
+
+    assert db.delete_session("s1", "ava") and not db.delete_session("s1", "ava")
+    assert db.get_session("s1", None) is None
+    assert raw[f"{db.session_table}_runs"].count_documents({"session_id": "s1"}) == 0
+    db.append_run(make_run("s1", "bob", "a fresh start"))  # the id is free again
+    assert [r.input for r in db.get_runs("s1", "bob")] == ["a fresh start"]
+
+
+# -- concurrency and batches --------------------------------------------------------------
+
+
+def test_eight_threads_writing_at_once_lose_nothing(db: MongoDb, raw: Any) -> None:
+    """8 threads x 200 writes through one object: memories, and runs of one shared session
+    (each run takes its place with an atomic increment)."""
+    errors: list[BaseException] = []
+
+    def write(worker: int) -> None:
+        try:
+            for i in range(200):
+                if i % 2:
+                    db.append_run(make_run("shared", "ava", f"run {i} of {worker}"))
+                else:
+                    db.upsert_memories([stamped(f"fact {i} of {worker}", f"w{worker}-{i}")])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert db.count_memories(MemoryQuery("ava")) == 800
+    assert raw[f"{db.memory_table}_events"].count_documents({"event": "add"}) == 800
+    session = db.get_session("shared", "ava")
+    assert session is not None and session.run_count == 800 and len(session.runs) == 800
+    indexes = raw[f"{db.session_table}_runs"].distinct("run_index", {"session_id": "shared"})
+    assert sorted(indexes) == list(range(800))
+
+
+class Commands(monitoring.CommandListener):
+    """The commands a client sent, by name."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append({"name": event.command_name, **event.command})
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [c for c in self.sent if c["name"] == name]
+
+
+def test_bulk_writes_are_batched_and_lists_sort_and_limit_on_the_server(url: str) -> None:
+    commands = Commands()
+    client: Any = pymongo.MongoClient(url, event_listeners=[commands])
+    db = open_db(url, client=client)
+    db.count_memories(MemoryQuery("ava"))
+    commands.sent.clear()
+    now = utc_now()
+    db.upsert_memories(
+        [stamped(f"m{i}", f"id{i:05}", when=now + timedelta(microseconds=i)) for i in range(1100)]
+    )
+    assert len(commands.named("insert")) <= 4  # 2 batches of memories, 2 of their events
+    assert len(commands.named("find")) <= 2  # ownership looked up 1000 ids at a time
+    commands.sent.clear()
+    page = db.list_memories(MemoryQuery("ava", limit=3, offset=1))
+    assert [m.memory for m in page] == ["m1098", "m1097", "m1096"]
+    [find] = commands.named("find")
+    assert dict(find["sort"]) == {"updated_at": -1, "_id": -1}
+    assert (find["limit"], find["skip"]) == (3, 1)
+    assert db.delete_memories([f"id{i:05}" for i in range(1050)], "ava") == 1050
+    assert db.count_memories(MemoryQuery("ava")) == 50
+    db.close()
+    client.close()
+
+
+def test_a_batch_stopped_by_another_writer_records_what_it_wrote(
+    db: MongoDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without transactions, an id taken by another writer after the ownership check stops
+    the batch there: the memories before it are written, each with its event."""
+    db.upsert_memories([stamped("bob's", "taken", "bob")])
+    monkeypatch.setattr(db, "_stored", lambda *args: {})  # as if "taken" came meanwhile
+    batch = [stamped("first", "n1"), stamped("mine?", "taken"), stamped("last", "n2")]
+    with pytest.raises(ConflictError, match="1 of 3 memories were written"):
+        db.upsert_memories(batch)
+    assert [e.event for e in db.get_memory_history("n1", "ava")] == ["add"]
+    assert db.get_memory("n2", "ava") is None and db.get_memory_history("n2", "ava") == []
+    owner = db.get_memory("taken", "bob")
+    assert owner is not None and owner.memory == "bob's"
+
+
+# -- which search the server answers --------------------------------------------------------
+
+
+def test_the_keyword_and_semantic_search_methods_are_detected_and_logged(
+    url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="noted.db.mongodb"), open_db(url) as db:
+        unit = np.full(3, 3**-0.5, np.float32)
+        db.upsert_memories([stamped("User lives in Lisbon", "m1")])
+        db.set_embeddings("m", [(stamped("User lives in Lisbon", "m1"), unit)])
+        found = db.keyword_search(MemoryQuery("ava", limit=5), "Lisbon trips")
+        assert [r.memory.memory for r in found] == ["User lives in Lisbon"]
+        assert db.semantic_search(MemoryQuery("ava", limit=5), unit, "m")
+        server_text = db._text_search
+        atlas = db._vector_index
+    logging.getLogger(__name__).info(
+        "keyword search: %s; semantic search: %s",
+        "$text" if server_text else "BM25 in Python",
+        "Atlas $vectorSearch" if atlas else "cosine in Python",
+    )
+    expected = "the server's $text index" if server_text else "BM25 in Python"
+    assert f"keyword search by {expected}" in caplog.text
+    assert "semantic search by" in caplog.text
+    # nx-27017 reports no MongoDB text index and has no Atlas Search
+    assert (server_text, atlas) == (False, None)
+
+
+def test_a_text_index_is_recognised_by_what_the_server_reports() -> None:
+    mongod = {
+        "v": 2,
+        "key": {"_fts": "text", "_ftsx": 1},
+        "name": "noted_text",
+        "weights": {"memory": 2, "topics": 1, "input": 1},
+        "default_language": "english",
+        "textIndexVersion": 3,
+    }
+    assert _is_text_index(mongod)
+    assert not _is_text_index({"v": 2, "key": {"memory": "text"}, "name": "memory_text"})
+    assert not _is_text_index({**mongod, "name": "someone_elses"})
+
+
+def test_an_atlas_vector_index_is_used_only_when_it_fits() -> None:
+    fields: list[dict[str, Any]] = [
+        {"type": "vector", "path": "embedding", "numDimensions": 384, "similarity": "cosine"},
+        {"type": "filter", "path": "user_id"},
+        {"type": "filter", "path": "embedding_model"},
+    ]
+    atlas = {"name": "vi", "type": "vectorSearch", "queryable": True}
+    found = _find_vector_index([{**atlas, "latestDefinition": {"fields": fields}}])
+    assert found == _VectorIndex("vi", 384)
+    euclid = [{**fields[0], "similarity": "euclidean"}, *fields[1:]]
+    for listing in [
+        {**atlas, "latestDefinition": {"fields": fields[:2]}},  # cannot filter by model
+        {**atlas, "latestDefinition": {"fields": euclid}},
+        {**atlas, "queryable": False, "latestDefinition": {"fields": fields}},
+        {**atlas, "type": "search", "latestDefinition": {"fields": fields}},
+        {"v": 2, "key": {"memory": "text"}, "name": "memory_text"},  # nx-27017's listing
+    ]:
+        assert _find_vector_index([listing]) is None
+    assert _atlas_can_answer(found, MemoryQuery("ava", limit=10), 384)
+    assert not _atlas_can_answer(found, MemoryQuery("ava", limit=10), 768)
+    assert not _atlas_can_answer(found, MemoryQuery("ava"), 384)  # no limit
+    assert not _atlas_can_answer(found, MemoryQuery("ava", limit=10, topics=("x",)), 384)
