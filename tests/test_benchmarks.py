@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from conftest import REQUIRE_SERVERS
+
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
@@ -72,3 +74,38 @@ def test_search_benchmark_smoke(tmp_path: Path) -> None:
         for label in (f"{method}, 40 memories", f"{method}, 3,000 memories"):
             assert 0 < rows[label]["p50_ms"] <= rows[label]["p95_ms"]
     assert report["vector_cache_mb"] > 0
+
+
+def test_backends_benchmark_smoke(tmp_path: Path) -> None:
+    stdout, report = run_benchmark(
+        "backends.py",
+        tmp_path / "backends.json",
+        "--size",
+        "300",
+        "--bulk-rounds",
+        "1",
+        "--rounds",
+        "5",
+        "--users",
+        "20",
+        "--per-user",
+        "30",
+    )
+    assert "one user's search, limit 10" in stdout
+    for kind in ("sqlite", "in-memory", "postgres", "mongo", "redis"):
+        row = report["backends"][kind]
+        if "skipped" in row:
+            assert not REQUIRE_SERVERS, row["skipped"]
+            continue
+        assert set(row) == {
+            "single add",
+            "bulk import 300",
+            "20 newest",
+            "keyword search",
+            "hybrid search",
+        }
+        assert all(r["noted_p50_s"] > 0 for r in row.values())
+    million = report.get("million")
+    if million is not None:
+        assert million["users"] == 20
+        assert million["hybrid"]["p50_ms"] > 0
