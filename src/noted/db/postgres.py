@@ -389,6 +389,11 @@ class PostgresDb:
                 current[memory_id] = (user_id, text, topics)
             with conn.cursor() as cur:
                 cur.executemany(self._sql_upsert, rows)
+                if cur.rowcount != len(rows):  # an id taken by another user meanwhile
+                    raise ConflictError(
+                        "a memory id of this batch was stored for another user meanwhile; "
+                        "nothing was written"
+                    )
                 cur.executemany(self._sql_event, [(*e, *stamp) for e in events])
 
     def _add_one(self, row: Row, stamp: Row) -> bool:
