@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from search import question as asked
+from search import sentence
 from timing import Timing
 
 from noted import InMemoryDb, Memory, MemoryStore, SqliteDb, UserMemory
@@ -51,46 +53,15 @@ SERVERS: dict[str, Callable[[Path], Server]] = {
 TARGET_MS = 20.0  # p50 and p95 of one user's search among 1,000,000 memories
 
 TOPICS = ["hobbies", "work", "family", "food", "travel", "health", "music", "sport"]
-PEOPLE = ["Ava", "her sister Mia", "Tom", "a colleague", "her neighbour", "the coach"]
-DOING = ["went hiking", "started learning", "bought tickets for", "talked about", "cooked"]
-THINGS = [
-    "the Alps",
-    "Portuguese",
-    "a jazz concert",
-    "ramen",
-    "pottery classes",
-    "a sailing trip",
-    "chess openings",
-    "the marathon",
-    "a vintage camera",
-    "sourdough bread",
-]
-WHEN = ["last weekend", "in March", "yesterday", "on her birthday", "after work", "in 2023"]
-QUESTIONS = [
-    "What did Ava cook",
-    "Which language is she learning",
-    "Does she like jazz",
-    "Where did she go hiking",
-    "Is she training for the marathon",
-    "Did she buy a camera",
-]
 WORDS = ["sailing", "ramen", "Portuguese", "concert", "marathon", "camera"]
-
-
-def sentence(rng: random.Random) -> str:
-    return (
-        f"{rng.choice(PEOPLE)} {rng.choice(DOING)} {rng.choice(THINGS)} {rng.choice(WHEN)}"
-        f" (note {rng.randrange(10**6)})"
-    )
 
 
 _asked = iter(range(10**9))
 
 
-def question(i: int) -> str:
+def question(_: int) -> str:
     """A different question every time (a repeated one would find its vector cached)."""
-    n = next(_asked)
-    return f"{QUESTIONS[n % len(QUESTIONS)]}? ({n})"
+    return asked(next(_asked))
 
 
 def timed(fn: Callable[[int], Any], rounds: int, warmup: int = 3) -> Timing:

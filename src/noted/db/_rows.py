@@ -12,6 +12,7 @@ from noted._time import from_micros, to_micros
 from noted.audit import MemoryEvent
 from noted.errors import UserError
 from noted.schema import UserMemory
+from noted.sessions import Session, SessionSummary
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -56,6 +57,25 @@ def check_table_name(name: object, option: str) -> str:
             f"characters, not starting with a digit), got {name!r}"
         )
     return name
+
+
+def check_table_names(
+    memory_table: object,
+    session_table: object,
+    memory_suffixes: Sequence[str] = ("_events",),
+    session_suffixes: Sequence[str] = ("_runs",),
+) -> tuple[str, str]:
+    """The two names a store is given, checked, and checked not to collide with each other
+    or with the companion tables (or collections, or key prefixes) derived from them."""
+    memories = check_table_name(memory_table, "memory_table")
+    sessions = check_table_name(session_table, "session_table")
+    derived = [memories + s for s in memory_suffixes] + [sessions + s for s in session_suffixes]
+    if len({memories, sessions, *derived}) < 2 + len(derived):
+        raise UserError(
+            f"memory_table and session_table must name different tables (noted also uses "
+            f"{', '.join(derived)})"
+        )
+    return memories, sessions
 
 
 def encode_topics(topics: Sequence[str]) -> str:
@@ -153,4 +173,23 @@ def row_to_event(row: Sequence[Any]) -> MemoryEvent:
         session_id,
         run_id,
         from_micros(created_at),
+    )
+
+
+def summary_from_json(text: str | None) -> SessionSummary | None:
+    return None if text is None else SessionSummary.from_dict(json.loads(text))
+
+
+def row_to_session(row: Sequence[Any]) -> Session:
+    """A session (without its runs) from a row of session_id, user_id, agent_id, created_at,
+    updated_at (microseconds), summary (JSON text or NULL), run_count."""
+    session_id, user_id, agent_id, created_at, updated_at, summary, run_count = row
+    return Session(
+        session_id=session_id,
+        user_id=user_id,
+        agent_id=agent_id,
+        created_at=from_micros(created_at),
+        updated_at=from_micros(updated_at),
+        summary=summary_from_json(summary),
+        run_count=run_count,
     )

@@ -24,10 +24,13 @@ from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
     check_table_name,
+    check_table_names,
     encode_topics,
     row_to_event,
+    row_to_session,
     rows_to_memories,
     stamped_keys,
+    summary_from_json,
 )
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import (
@@ -83,7 +86,7 @@ _EVENT_SELECT = ", ".join(
 _SESSION_SELECT = (
     "session_id, user_id, agent_id, "
     + ", ".join(_MICROS.format(c) for c in ("created_at", "updated_at"))
-    + ", summary, run_count"
+    + ", summary::text, run_count"
 )
 _RANK_WEIGHTS = "'{0.1, 0.2, 0.5, 1.0}'"  # D, C, B, A: text, then topics, then input
 _EXACT_SEARCH_LIMIT = 20_000
@@ -132,16 +135,7 @@ class PostgresDb:
         self._where_to += parts.path
         if schema is not None:
             check_table_name(schema, "schema")
-        self.memory_table = check_table_name(memory_table, "memory_table")
-        self.session_table = check_table_name(session_table, "session_table")
-        if (
-            len({memory_table, memory_table + "_events", session_table, session_table + "_runs"})
-            < 4
-        ):
-            raise UserError(
-                "memory_table and session_table must name different tables (noted also "
-                f"uses {memory_table}_events and {session_table}_runs)"
-            )
+        self.memory_table, self.session_table = check_table_names(memory_table, session_table)
         if type(pool_size) is not int or pool_size < 1:
             raise UserError(f"pool_size must be a positive integer, got {pool_size!r}")
         self.schema = schema
@@ -827,7 +821,7 @@ class PostgresDb:
             ).fetchone()
             if row is None or (user_id is not None and row[1] != user_id):
                 return None
-            session = _session(row)
+            session = row_to_session(row)
             session.runs = self._runs(conn, session_id, None, False)
         return session
 
@@ -843,7 +837,7 @@ class PostgresDb:
         sql += " ORDER BY updated_at DESC, session_id LIMIT %s OFFSET %s"
         with self._connection() as conn:
             rows = conn.execute(sql, [*params, limit, offset]).fetchall()
-        return [_session(row) for row in rows]
+        return [row_to_session(row) for row in rows]
 
     def delete_session(self, session_id: str, user_id: str | None) -> bool:
         n = self._n
@@ -858,10 +852,11 @@ class PostgresDb:
     def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
         with self._connection() as conn:
             row = conn.execute(
-                f"SELECT summary FROM {self._n.sessions} WHERE session_id = %s AND user_id = %s",
+                f"SELECT summary::text FROM {self._n.sessions} "
+                "WHERE session_id = %s AND user_id = %s",
                 (session_id, user_id),
             ).fetchone()
-        return None if row is None or row[0] is None else SessionSummary.from_dict(row[0])
+        return None if row is None else summary_from_json(row[0])
 
     def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         with self._transaction() as conn:
@@ -879,18 +874,6 @@ class PostgresDb:
 
 def _foreign(session_id: str) -> ConflictError:
     return ConflictError(f"session {session_id!r} belongs to another user")
-
-
-def _session(row: Row) -> Session:
-    return Session(
-        session_id=row[0],
-        user_id=row[1],
-        agent_id=row[2],
-        created_at=from_micros(row[3]),
-        updated_at=from_micros(row[4]),
-        summary=None if row[5] is None else SessionSummary.from_dict(row[5]),
-        run_count=row[6],
-    )
 
 
 def _say_no_pgvector(where: str) -> None:

@@ -21,7 +21,7 @@ from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
     IN_CHUNK,
-    check_table_name,
+    check_table_names,
     memory_to_row,
     row_to_event,
     row_to_memory,
@@ -69,22 +69,9 @@ class SqliteDb:
         if not isinstance(db_file, str | os.PathLike) or not os.fspath(db_file):
             raise UserError(f"db_file must be a file path, got {db_file!r}")
         self.db_file = Path(db_file)
-        self.memory_table = check_table_name(memory_table, "memory_table")
-        self.session_table = check_table_name(session_table, "session_table")
-        tables = {
-            self.memory_table,
-            self.memory_table + "_events",
-            self.memory_table + "_fts",
-            self.memory_table + "_generations",
-            self.session_table,
-            self.session_table + "_runs",
-        }
-        if len(tables) < 6:
-            raise UserError(
-                "memory_table and session_table must name different tables (noted also "
-                f"uses {self.memory_table}_events, {self.memory_table}_fts, "
-                f"{self.memory_table}_generations and {self.session_table}_runs)"
-            )
+        self.memory_table, self.session_table = check_table_names(
+            memory_table, session_table, ("_events", "_fts", "_generations")
+        )
         self.read_only = read_only
         self.create_dirs = create_dirs
         self.busy_timeout = busy_timeout

@@ -11,7 +11,8 @@ import json
 import sqlite3
 from typing import Any
 
-from noted._time import from_micros, to_micros
+from noted._time import to_micros
+from noted.db._rows import row_to_session, summary_from_json
 from noted.errors import ConflictError
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -95,17 +96,13 @@ def get_runs(
     return [RunResult.from_dict(json.loads(row[0])) for row in reversed(rows)]
 
 
-def _summary(text: str | None) -> SessionSummary | None:
-    return None if text is None else SessionSummary.from_dict(json.loads(text))
-
-
 def get_summary(
     conn: sqlite3.Connection, table: str, session_id: str, user_id: str
 ) -> SessionSummary | None:
     row = conn.execute(
         f"SELECT summary FROM {table} WHERE session_id = ? AND user_id = ?", (session_id, user_id)
     ).fetchone()
-    return None if row is None else _summary(row[0])
+    return None if row is None else summary_from_json(row[0])
 
 
 def set_summary(
@@ -122,18 +119,6 @@ def set_summary(
     return True
 
 
-def _session(row: tuple[Any, ...]) -> Session:
-    return Session(
-        session_id=row[0],
-        user_id=row[1],
-        agent_id=row[2],
-        created_at=from_micros(row[3]),
-        updated_at=from_micros(row[4]),
-        summary=_summary(row[5]),
-        run_count=row[6],
-    )
-
-
 def get_session(
     conn: sqlite3.Connection, table: str, session_id: str, user_id: str | None
 ) -> Session | None:
@@ -142,7 +127,7 @@ def get_session(
     ).fetchone()
     if row is None or (user_id is not None and row[1] != user_id):
         return None
-    session = _session(row)
+    session = row_to_session(row)
     session.runs = get_runs(conn, table, session_id, session.user_id, None, False)
     return session
 
@@ -157,7 +142,7 @@ def list_sessions(
         params.append(user_id)
     sql += " ORDER BY updated_at DESC, session_id LIMIT ? OFFSET ?"
     params += [-1 if limit is None else limit, offset]
-    return [_session(row) for row in conn.execute(sql, params)]
+    return [row_to_session(row) for row in conn.execute(sql, params)]
 
 
 def delete_session(
