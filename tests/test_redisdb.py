@@ -3,7 +3,8 @@ race-free writes, sessions, errors and isolation between prefixes, on a real red
 
 The behaviour every store shares is tested on Redis too, by the suites parametrized over
 conftest's ``store`` fixture (test_memory_api, test_audit, test_keyword_search,
-test_search)."""
+test_search). Here also: the search cache, checked against the generation every write
+moves on, including writes by other RedisDb objects (as other processes would make)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -30,6 +32,8 @@ from noted import (
     UserMemory,
 )
 from noted._time import to_micros, utc_now
+from noted.db._client_search import semantic_rank
+from noted.db.base import ScoredMemory
 from noted.db.redisdb import RedisDb
 from noted.sessions import SessionSummary
 from servers import Server, free_port
@@ -105,6 +109,7 @@ def test_the_key_layout(db: RedisDb, client: redis.Redis) -> None:
         f"{m}:users",
         f"{m}:e:3:a:b:m1",
         f"{m}:e:3:a:b:m2",  # a deleted memory keeps its history
+        f"{m}:gen:3:a:b",
     }
     s = db.session_table
     assert keys(client, s) == {f"{s}:s:s1", f"{s}:r:s1", f"{s}:d:s1", f"{s}:u:ava", f"{s}:all"}
@@ -348,6 +353,267 @@ def test_racing_stores_claim_each_id_once(url: str) -> None:
     assert sum(refused) == len(ids) * (len(stores) - 1)
     for store in stores:
         store.close()
+
+
+# -- the search cache ---------------------------------------------------------------------------
+
+
+def gkey(db: RedisDb, user_id: str) -> str:
+    return f"{db.memory_table}:gen:{len(user_id.encode())}:{user_id}"
+
+
+def generation(client: redis.Redis, db: RedisDb, user_id: str) -> int:
+    return int(client.get(gkey(db, user_id)) or 0)
+
+
+def unit(seed: int, dims: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dims).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def found(results: list[ScoredMemory]) -> list[tuple[str | None, str, float]]:
+    return [(r.memory.memory_id, r.memory.memory, r.score) for r in results]
+
+
+def ids(results: list[ScoredMemory]) -> list[str]:
+    return [r.memory.memory_id or "" for r in results]
+
+
+@pytest.fixture
+def other(db: RedisDb, url: str) -> Iterator[RedisDb]:
+    """Another RedisDb on db's keys, with a client and a cache of its own: another process."""
+    store = RedisDb(url, memory_table=db.memory_table, session_table=db.session_table)
+    yield store
+    store.close()
+
+
+def test_every_write_moves_on_its_users_generation_once(db: RedisDb, client: redis.Redis) -> None:
+    before = to_micros(utc_now())
+    db.upsert_memories([stamped(f"{u} {i}", f"{u}{i}", u) for u in ("a:b", "a") for i in range(3)])
+    first = generation(client, db, "a:b")
+    assert first >= before  # a new generation starts at the server's time, not at 1
+    assert generation(client, db, "a") >= before
+    writes: list[tuple[Callable[[], object], int]] = [
+        (lambda: db.update_memory(stamped("changed", "a:b0", "a:b")), 1),
+        (lambda: db.update_memory(stamped("x", "missing", "a:b")), 0),
+        (lambda: db.set_embeddings("m", [(stamped("changed", "a:b0", "a:b"), unit(1))]), 1),
+        (lambda: db.set_embeddings("m", [(stamped("stale", "a:b1", "a:b"), unit(1))]), 0),
+        (lambda: db.delete_memories(["a:b1", "a:b2", "a0"], "a:b"), 1),
+        (lambda: db.delete_memories(["nothing"], "a:b"), 0),
+        (lambda: db.clear_memories("a:b"), 1),
+        (lambda: db.clear_memories("a:b"), 0),
+    ]
+    expected = first
+    for write, moves in writes:
+        write()
+        expected += moves
+        assert generation(client, db, "a:b") == expected
+    a = generation(client, db, "a")
+    db.clear_all_memories()
+    assert generation(client, db, "a") == a + 1  # kept once the memories are gone
+    assert generation(client, db, "a:b") == expected
+
+
+def load_scripts(db: RedisDb) -> None:
+    """Have the server hold the search scripts, so that a first call is one EVALSHA."""
+    db.keyword_search(MemoryQuery("nobody"), "x")
+    db.semantic_search(MemoryQuery("nobody"), unit(0), "model")
+
+
+def test_a_repeated_search_reads_only_the_generation(db: RedisDb, client: redis.Redis) -> None:
+    load_scripts(db)
+    memories = [stamped(f"ava likes city {i}", f"m{i:03d}", "ava") for i in range(200)]
+    db.upsert_memories(memories)
+    db.set_embeddings("model", [(m, unit(i)) for i, m in enumerate(memories)])
+    query = MemoryQuery("ava", limit=5)
+    keyword = calls_during(client, lambda: db.keyword_search(query, "city 7"))
+    assert keyword.get("evalsha") == 1 and keyword.get("hmget") == 200
+    # the memories are held now: only the embeddings are read, one HMGET each
+    semantic = calls_during(client, lambda: db.semantic_search(query, unit(7), "model"))
+    assert semantic.get("evalsha") == 1 and semantic.get("hmget") == 200
+    filtered = MemoryQuery("ava", topics=("t",), agent_id="x", updated_after=utc_now())
+    for search in (
+        lambda: db.keyword_search(query, "city 7"),
+        lambda: db.keyword_search(filtered, "city"),
+        lambda: db.semantic_search(query, unit(7), "model"),
+        lambda: db.semantic_search(filtered, unit(7), "model"),
+    ):
+        used = calls_during(client, search)
+        assert used.get("get") == 1
+        assert not {"evalsha", "eval", "hmget", "hgetall", "zrange"} & set(used)
+    assert db.keyword_search(query, "city 7")[0].memory.memory_id == "m007"
+    assert db.semantic_search(query, unit(7), "model")[0].memory.memory_id == "m007"
+
+
+def test_a_cold_cache_reads_in_one_script(db: RedisDb, client: redis.Redis) -> None:
+    memories = [stamped(f"city {i}", f"m{i}", "ava") for i in range(50)]
+    db.upsert_memories(memories)
+    db.set_embeddings("model", [(m, unit(i)) for i, m in enumerate(memories)])
+    load_scripts(db)
+    used = calls_during(client, lambda: db.semantic_search(MemoryQuery("ava"), unit(1), "model"))
+    assert used.get("evalsha") == 1 and used.get("get") == 1  # the script reads the generation
+    assert used.get("hmget") == 100  # each memory's row and its embedding
+
+
+def test_writes_of_another_process_are_seen(db: RedisDb, other: RedisDb) -> None:
+    uncached = RedisDb(other.server, memory_table=db.memory_table, cache_bytes=0)
+    texts = ["ava likes tea", "ava likes green tea", "ava skis", "ava reads", "tea time"]
+    memories = [stamped(text, f"m{i}", "ava") for i, text in enumerate(texts)]
+    axes = np.eye(8, dtype=np.float32)
+    db.upsert_memories(memories)
+    db.set_embeddings("model", [(m, axes[i]) for i, m in enumerate(memories)])
+    query, target = MemoryQuery("ava"), (0.8 * axes[2] + 0.6 * axes[0]).astype(np.float32)
+
+    def check() -> tuple[list[str], list[str]]:
+        """The ids db finds by keyword and by vector; an uncached store finds the same."""
+        keyword = db.keyword_search(query, "tea")
+        semantic = db.semantic_search(query, target, "model")
+        assert found(keyword) == found(uncached.keyword_search(query, "tea"))
+        assert found(semantic) == found(uncached.semantic_search(query, target, "model"))
+        return ids(keyword), ids(semantic)
+
+    keyword, semantic = check()
+    assert sorted(keyword) == ["m0", "m1", "m4"] and semantic[:2] == ["m2", "m0"]
+    fresh = stamped("tea tea tea", "new", "ava")
+    other.upsert_memories([fresh])  # a new memory
+    keyword, semantic = check()
+    assert keyword[0] == "new" and "new" not in semantic  # no embedding yet
+    other.set_embeddings("model", [(fresh, target)])
+    assert check()[1][0] == "new"
+    other.set_embeddings("model", [(memories[2], -axes[2])])  # an embedding changed
+    assert check()[1][-1] == "m2"
+    assert other.delete_memories(["new"], "ava") == 1  # a deleted memory
+    keyword, semantic = check()
+    assert "new" not in keyword + semantic
+    assert other.update_memory(stamped("tea tea", "m2", "ava"))
+    keyword, semantic = check()  # a changed text: ranked anew, and its embedding dropped
+    assert keyword[0] == "m2" and "m2" not in semantic
+    other.clear_memories("ava")
+    assert check() == ([], [])
+    uncached.close()
+
+
+def test_results_equal_those_of_the_shared_ranking(db: RedisDb) -> None:
+    """Many equal scores (repeated texts and vectors), cut by pages at every place."""
+    reference = InMemoryDb()
+    tie = utc_now()
+    batch, vectors = [], []
+    for i in range(40):
+        m = stamped(f"tea {'green ' * (i % 3)}cup {i % 4}", f"id{(i * 7) % 40:02d}", "ava", tie)
+        m.updated_at = tie + timedelta(seconds=i % 5)
+        m.topics = ["even" if i % 2 == 0 else "odd"]
+        m.agent_id = "a1" if i % 3 else None
+        batch.append(m)
+        vectors.append(unit(i % 6))
+    vector_of = {m.memory_id: v for m, v in zip(batch, vectors, strict=True)}
+    for store in (db, reference):
+        store.upsert_memories([m.copy() for m in batch])
+        store.set_embeddings("model", list(zip(batch, vectors, strict=True)))
+    uncached = RedisDb(db.server, memory_table=db.memory_table, cache_bytes=0)
+    pages = [(None, 0), (1, 0), (3, 0), (5, 2), (7, 11), (None, 25), (3, 40), (6, 3)]
+    for (limit, offset), filters in (
+        (page, filters)
+        for page in pages
+        for filters in (
+            {},
+            {"topics": ("odd",)},
+            {"agent_id": "a1"},
+            {"updated_after": tie + timedelta(seconds=2)},
+            {"updated_before": tie + timedelta(seconds=3), "topics": ("even",)},
+        )
+    ):
+        query = MemoryQuery("ava", limit=limit, offset=offset, **filters)
+        whole = MemoryQuery("ava", **filters)
+        end = None if limit is None else offset + limit
+        for text in ("green tea", "cup 3", "tea"):
+            got = found(db.keyword_search(query, text))
+            assert got == found(reference.keyword_search(query, text)), (query, text)
+            assert got == found(uncached.keyword_search(query, text)), (query, text)
+        # what semantic_rank makes of the memories in M:upd's order (updated_at, then id),
+        # ranking them all before the page is cut (see _top)
+        listed = reference.list_memories(replace(whole, sort_order="asc"))
+        candidates = [(m, vector_of[m.memory_id or ""]) for m in listed]
+        for seed in range(3):
+            got = found(db.semantic_search(query, unit(seed), "model"))
+            expected = found(semantic_rank(candidates, whole, unit(seed)))[offset:end]
+            assert got == expected, (query, seed)
+            assert got == found(uncached.semantic_search(query, unit(seed), "model"))
+    uncached.close()
+
+
+def test_callers_get_copies(db: RedisDb) -> None:
+    db.upsert_memories([stamped("tea", "m1", "ava")])
+    db.set_embeddings("model", [(stamped("tea", "m1", "ava"), unit(1))])
+    for _ in range(2):
+        for result in (
+            db.keyword_search(MemoryQuery("ava"), "tea")[0],
+            db.semantic_search(MemoryQuery("ava"), unit(1), "model")[0],
+        ):
+            assert result.memory.memory == "tea" and result.memory.topics == []
+            result.memory.memory = "changed by the caller"
+            result.memory.topics.append("mine")
+
+
+def test_the_cache_stays_within_its_budget(url: str) -> None:
+    budget = 60_000
+    db = RedisDb(url, memory_table=unique("m"), cache_bytes=budget)
+    for u in range(20):
+        memories = [stamped(f"user {u} likes tea {i}", f"u{u}m{i}", f"u{u}") for i in range(10)]
+        db.upsert_memories(memories)
+        db.set_embeddings("model", [(m, unit(i, 64)) for i, m in enumerate(memories)])
+        assert db.keyword_search(MemoryQuery(f"u{u}"), "tea")
+        assert db.semantic_search(MemoryQuery(f"u{u}"), unit(1, 64), "model")
+        assert 0 < db.cache.nbytes <= budget
+    assert db.cache.get("u19") is not None and db.cache.get("u0") is None  # least recent left
+    big = [stamped("tea " * 2000, f"big{i}", "big") for i in range(20)]  # alone over budget
+    db.upsert_memories(big)
+    assert len(db.keyword_search(MemoryQuery("big"), "tea")) == 20
+    assert db.cache.get("big") is None and db.cache.nbytes <= budget
+    db.cache.clear()
+    assert db.cache.nbytes == 0
+    with pytest.raises(UserError, match="cache_bytes"):
+        RedisDb(url, cache_bytes=-1)
+    db.clear_all_memories()
+    db.close()
+
+
+def test_a_lost_generation_does_not_come_back(
+    db: RedisDb, other: RedisDb, client: redis.Redis
+) -> None:
+    """FLUSHDB, a restart without persistence or an eviction loses the generation key:
+    the next one must not equal the one a process cached."""
+    db.upsert_memories([stamped("old tea", "m1", "ava")])
+    assert found(db.keyword_search(MemoryQuery("ava"), "tea"))[0][1] == "old tea"
+    client.delete(*keys(client, db.memory_table))  # as a flush would
+    other.upsert_memories([stamped("new tea", "m2", "ava")])
+    assert [r.memory.memory for r in db.keyword_search(MemoryQuery("ava"), "tea")] == ["new tea"]
+
+
+def test_searches_racing_writes_end_up_current(db: RedisDb, other: RedisDb) -> None:
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def search() -> None:
+        try:
+            while not done.is_set():
+                db.keyword_search(MemoryQuery("ava", limit=3), "tea")
+                db.semantic_search(MemoryQuery("ava", limit=3), unit(1), "model")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for i in range(100):
+        m = stamped(f"tea {i}", f"m{i}", "ava")
+        other.upsert_memories([m])
+        other.set_embeddings("model", [(m, unit(i))])
+    done.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(db.keyword_search(MemoryQuery("ava"), "tea")) == 100
+    assert len(db.semantic_search(MemoryQuery("ava"), unit(1), "model")) == 100
 
 
 # -- sessions ---------------------------------------------------------------------------------

@@ -329,3 +329,17 @@ def test_an_agent_with_an_embedder_recalls_an_old_fact_by_meaning(tmp_path: Path
         agent.run("Can I order the prawn curry tonight?", user_id="ava")
         assert ("Ava is allergic to shellfish" in prompts[0]) is expected
     db.close()
+
+
+def test_the_best_k_keep_position_order_among_equal_scores_at_the_cut() -> None:
+    from noted.retrieval.vectors import top_indices
+
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        n = int(rng.integers(1, 40))
+        scores = rng.integers(0, 4, n).astype(np.float32)
+        scores[rng.integers(0, n)] = rng.choice([np.nan, -np.inf, 2.0])
+        count = None if rng.random() < 0.1 else int(rng.integers(0, n + 2))
+        finite = [i for i in range(n) if np.isfinite(scores[i])]
+        expected = sorted(finite, key=lambda i: (-scores[i], i))[:count]
+        assert [int(i) for i in top_indices(scores, count)] == expected

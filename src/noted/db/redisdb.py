@@ -3,7 +3,8 @@
 Behaves like :class:`~noted.db.sqlite.SqliteDb` in everything the store protocols promise.
 Filters beyond the user, keyword ranking (BM25) and vector similarity run in Python over
 the user's memories (see :mod:`noted.db._client_search`); Redis holds the data and makes
-each write atomic.
+each write atomic. Searches keep each user's memories and vectors in this process between
+calls while the user's generation stays the same (see "Search cache" below).
 
 Key layout, with ``M`` the memory prefix (``memory_table``) and ``S`` the session prefix
 (``session_table``); ids are used as they are (keys are binary-safe)::
@@ -21,6 +22,9 @@ Key layout, with ``M`` the memory prefix (``memory_table``) and ``S`` the sessio
                                   key names one (user, memory) pair however the ids are
                                   spelled, and an id reused by another user after a delete
                                   has a history of its own. Deletes keep it.
+    M:gen:<n>:<user_id>   string  the user's generation (<n> as above): every script that
+                                  changes their memories or embeddings moves it on. Kept
+                                  when their memories are gone, so it never repeats.
     S:s:<session_id>      hash    user_id, agent_id, created_at, updated_at, summary (JSON)
     S:r:<session_id>      list    the session's runs in order, each ``run.to_dict()`` as
                                   JSON; its length is the run count
@@ -54,23 +58,44 @@ then encodes one argument instead of a dozen per memory, so 10,000 memories take
 trip and a fraction of a second. Read scripts answer with one JSON text for the same
 reason. Scripts build keys from the prefix they are given, so a Redis Cluster is not
 supported (a single server, with or without replicas, is).
+
+Search cache: a search reads the user's generation (one GET) and, when it is the one its
+cached copy was read at, ranks that copy without reading a hash; otherwise it reads the
+memories (and the vectors it needs) and their generation in one script, so a copy never
+claims a newer generation than its data. Writes move the generation on inside their own
+script, so writes from other processes count too. A new generation key starts at the
+server's time in microseconds, not at 1, so one lost to FLUSHDB, a restart or an eviction
+does not come back to a value a process cached.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
-from noted.db._client_search import keyword_rank, matches, semantic_rank, sort_memories
+from noted.db._client_search import matches, sort_memories
 from noted.db._rows import check_table_name, memory_to_row, row_to_event, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
-from noted.retrieval.vectors import Vector, check_vector, from_blobs, search_target, to_blob
+from noted.retrieval.ranking import bm25_scores
+from noted.retrieval.vectors import (
+    UserVectors,
+    check_vector,
+    from_blobs,
+    search_target,
+    to_blob,
+    top_indices,
+)
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -85,6 +110,8 @@ _Arg = str | bytes | int | float  # what a script argument may be
 _EMBED_CHUNK: Final = 1000  # embeddings per script call (each is stored on its own)
 _SOCKET_TIMEOUT: Final = 30.0  # seconds; a large batch is one script call
 _CONNECT_TIMEOUT: Final = 5.0
+_CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
+_MEMORY_BYTES: Final = 500  # a cached memory's objects, besides its texts (a rough guess)
 
 # -- Lua ------------------------------------------------------------------------------------
 # Every script takes its key prefix as ARGV[1]. Lua numbers are doubles printed with 14
@@ -101,6 +128,15 @@ local OPTIONAL = {'input', 'agent_id', 'team_id', 'session_id'}
 local function mkey(id) return P .. ':m:' .. id end
 local function zkey(kind, user) return P .. ':' .. kind .. ':' .. user end
 local function ekey(user, id) return P .. ':e:' .. #user .. ':' .. user .. ':' .. id end
+local function gkey(user) return P .. ':gen:' .. #user .. ':' .. user end
+-- the user's memories changed: a new generation (see the module's notes for the start)
+local function bump(user)
+  local key = gkey(user)
+  if redis.call('INCR', key) == 1 then
+    local now = redis.call('TIME')
+    redis.call('SET', key, now[1] .. string.format('%06d', tonumber(now[2])))
+  end
+end
 local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
 local function neg(s)
   if string.sub(s, 1, 1) == '-' then return string.sub(s, 2) end
@@ -210,6 +246,7 @@ for user, s in pairs(scores) do
   zadd(zkey('upd', user), s[1])
   zadd(zkey('crt', user), s[2])
   refresh(user)
+  bump(user)
 end
 return nil
 """
@@ -227,6 +264,7 @@ redis.call('HSET', unpack((fields(key, m, false))))
 redis.call('ZADD', zkey('upd', user), m[11], id)
 record(user, id, m[1], 'update', cur[2], cur[3], text, m[5])
 refresh(user)
+bump(user)
 return 1
 """
 
@@ -260,7 +298,10 @@ for _, target in ipairs(targets) do
     touched[user] = true
   end
 end
-for user in pairs(touched) do refresh(user) end
+for user in pairs(touched) do
+  refresh(user)
+  bump(user)
+end
 return deleted
 """
 
@@ -268,15 +309,17 @@ return deleted
 # in JSON). Stores each embedding whose memory still has that user and text; returns how
 # many were stored.
 _SET_EMBEDDINGS_LUA = """
-local stored = 0
+local stored, touched = 0, {}
 for i = 3, #ARGV, 4 do
   local key = mkey(ARGV[i])
   local cur = redis.call('HMGET', key, 'user_id', 'memory')
   if cur[1] == ARGV[i + 1] and cur[2] == ARGV[i + 2] then
     redis.call('HSET', key, 'embedding', ARGV[i + 3], 'embedding_model', ARGV[2])
     stored = stored + 1
+    touched[cur[1]] = true
   end
 end
+for user in pairs(touched) do bump(user) end
 return stored
 """
 
@@ -295,22 +338,28 @@ end
 return json_list(out)
 """
 
-# ARGV[2] = user_id, [3], [4] = inclusive updated_at bounds, [5] = model, [6] = a byte
-# length. The user's memories with an embedding by the model of that length: {their rows
-# as JSON, then their embeddings in the same order} (one reply element each: joining them
-# here with table.concat costs several times more).
-_READ_EMBEDDED_LUA = """
-local model, size = ARGV[5], tonumber(ARGV[6])
-local out = {'[]'}
-local rows = {}
-for _, id in ipairs(redis.call('ZRANGE', zkey('upd', ARGV[2]), ARGV[3], ARGV[4], 'BYSCORE')) do
-  local held = redis.call('HMGET', mkey(id), 'embedding_model', 'embedding')
-  if held[1] == model and #held[2] == size then
-    rows[#rows + 1] = row(id)
-    out[#out + 1] = held[2]
+# ARGV[2] = user_id, [3] = 'rows' or '', [4] = model ('' for none), [5] = a byte length.
+# What a search caches, read with the generation it belongs to: {generation ('0' when
+# none), the user's memories as JSON rows in M:upd's order ('' unless 'rows'), the
+# positions (from 0, in that order) of those with an embedding by the model of that
+# length as JSON, then those embeddings} (one reply element each: joining them here with
+# table.concat costs several times more).
+_LOAD_LUA = """
+local user, model, size = ARGV[2], ARGV[4], tonumber(ARGV[5])
+local out = {redis.call('GET', gkey(user)) or '0', '', '[]'}
+local rows, positions = {}, {}
+for i, id in ipairs(redis.call('ZRANGE', zkey('upd', user), 0, -1)) do
+  if ARGV[3] == 'rows' then rows[#rows + 1] = row(id) end
+  if model ~= '' then
+    local held = redis.call('HMGET', mkey(id), 'embedding_model', 'embedding')
+    if held[1] == model and #held[2] == size then
+      positions[#positions + 1] = i - 1
+      out[#out + 1] = held[2]
+    end
   end
 end
-out[1] = json_list(rows)
+if ARGV[3] == 'rows' then out[2] = json_list(rows) end
+out[3] = json_list(positions)
 return out
 """
 
@@ -572,6 +621,74 @@ def _foreign_session(session_id: str) -> ConflictError:
     return ConflictError(f"session {session_id!r} belongs to another user")
 
 
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """One user's memories as read at ``generation``, in M:upd's order, with what keyword
+    search ranks of each (``documents``) and their positions by memory_id (``by_id``:
+    keyword_rank's order among equal scores); per (model, dimensions), the vectors of
+    those that have one (``keys`` are positions in ``memories``). Shared between threads:
+    never changed, and a memory is copied before a caller gets it."""
+
+    generation: int
+    memories: tuple[UserMemory, ...]
+    documents: tuple[str, ...]
+    by_id: tuple[int, ...]
+    memory_bytes: int  # roughly what the above take in the process
+    vectors: Mapping[tuple[str, int], UserVectors]
+
+    @classmethod
+    def of(cls, generation: int, memories: Sequence[UserMemory]) -> _Loaded:
+        documents = tuple(" ".join([m.memory, *m.topics, m.input or ""]) for m in memories)
+        by_id = sorted(range(len(memories)), key=lambda k: memories[k].memory_id or "")
+        size = _MEMORY_BYTES * len(memories) + 2 * sum(map(len, documents))  # texts twice
+        return cls(generation, tuple(memories), documents, tuple(by_id), size, {})
+
+    @property
+    def nbytes(self) -> int:
+        return self.memory_bytes + sum(v.nbytes for v in self.vectors.values())
+
+
+class _SearchCache:
+    """The most recently searched users' :class:`_Loaded`, within ``max_bytes`` in all (by
+    estimate). Thread-safe. A user whose memories alone exceed it is never kept."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, _Loaded] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, user_id: str) -> _Loaded | None:
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is not None:
+                self._entries.move_to_end(user_id)
+            return entry
+
+    def put(self, user_id: str, entry: _Loaded) -> None:
+        size = entry.nbytes
+        with self._lock:
+            old = self._entries.pop(user_id, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            if size > self.max_bytes:
+                return
+            self._entries[user_id] = entry
+            self._bytes += size
+            while self._bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
 def _describe(client: redis.Redis) -> str:
     """Where the client connects, as a URL without user name or password."""
     pool = client.connection_pool
@@ -595,6 +712,10 @@ class RedisDb:
 
     The client this store makes does not retry a failed command: a write whose answer was
     lost may have been applied, and sending it again would apply and record it twice.
+
+    Searches keep the most recently searched users' memories and vectors in ``cache``,
+    within about ``cache_bytes`` (10,000 memories with 384-dimension vectors take about
+    20 MB); 0 keeps nothing.
     """
 
     def __init__(
@@ -604,8 +725,12 @@ class RedisDb:
         memory_table: str = "noted_memories",
         session_table: str = "noted_sessions",
         client: redis.Redis | None = None,
+        cache_bytes: int = _CACHE_BYTES,
     ) -> None:
         module = import_sdk("redis", "redis", "RedisDb")
+        if type(cache_bytes) is not int or cache_bytes < 0:
+            raise UserError(f"cache_bytes must be a non-negative integer, got {cache_bytes!r}")
+        self.cache = _SearchCache(cache_bytes)
         self.memory_table = check_table_name(memory_table, "memory_table")
         self.session_table = check_table_name(session_table, "session_table")
         self._redis_error: type[Exception] = module.exceptions.RedisError
@@ -627,7 +752,7 @@ class RedisDb:
         self._delete = register(_MEMORY_LUA + _WRITE_LUA + _DELETE_LUA)
         self._set_embeddings = register(_MEMORY_LUA + _SET_EMBEDDINGS_LUA)
         self._read = register(_MEMORY_LUA + _READ_LUA)
-        self._read_embedded = register(_MEMORY_LUA + _READ_EMBEDDED_LUA)
+        self._load = register(_MEMORY_LUA + _LOAD_LUA)
         self._to_embed = register(_MEMORY_LUA + _TO_EMBED_LUA)
         self._count = register(_MEMORY_LUA + _COUNT_LUA)
         self._topics = register(_MEMORY_LUA + _TOPICS_LUA)
@@ -699,6 +824,9 @@ class RedisDb:
 
     def _ekey(self, user_id: str, memory_id: str) -> str:
         return f"{self.memory_table}:e:{len(user_id.encode())}:{user_id}:{memory_id}"
+
+    def _gkey(self, user_id: str) -> str:
+        return f"{self.memory_table}:gen:{len(user_id.encode())}:{user_id}"
 
     @staticmethod
     def _stamp(audit: AuditContext) -> list[_Arg]:
@@ -815,26 +943,77 @@ class RedisDb:
             return len(self._matching(query))
         return int(self._call(self._count, *_scope(query.user_id)))
 
+    def _loaded(self, user_id: str, vectors: tuple[str, int] | None = None) -> _Loaded:
+        """The user's memories, and the vectors of ``vectors`` (model, dimensions) when
+        given, as they are now: the cached copy while its generation is the user's (one
+        GET), else read again with their generation by one script. What the copy already
+        holds is not read again unless the generation moved on meanwhile."""
+        cached = self.cache.get(user_id)
+        if cached is not None:
+            with self._mapped_errors():
+                current = int(self._client.get(self._gkey(user_id)) or 0)
+            if cached.generation != current:
+                cached = None
+            elif vectors is None or vectors in cached.vectors:
+                return cached
+        model, dimensions = vectors or ("", 0)
+
+        def load(rows: bool) -> Any:
+            return self._call(self._load, user_id, "rows" if rows else "", model, 4 * dimensions)
+
+        reply = load(cached is None)
+        if cached is not None and int(reply[0]) != cached.generation:  # a write since the GET
+            cached, reply = None, load(True)
+        generation = int(reply[0])
+        if cached is None:
+            cached = _Loaded.of(generation, _memories(json.loads(reply[1])))
+        if vectors is not None:
+            keys = np.array(json.loads(reply[2]), dtype=np.int64)
+            found = UserVectors(generation, keys, from_blobs(reply[3:], dimensions))
+            cached = replace(cached, vectors={**cached.vectors, vectors: found})
+        self.cache.put(user_id, cached)
+        return cached
+
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        """keyword_rank's ranking (BM25 of the filtered memories' documents, those sharing
+        no word left out, equal scores by memory_id), over the cached documents: a search
+        builds neither every memory's text nor a result for each memory that matched."""
         if query.user_id is None:
             raise UserError("keyword search is for one user: give a user_id")
-        return keyword_rank(self._matching(query), query, text)
+        if query.limit == 0:
+            return []
+        loaded = self._loaded(query.user_id)
+        memories, positions = loaded.memories, loaded.by_id
+        if query.filtered:
+            positions = tuple(k for k in positions if matches(query, memories[k]))
+        scores = np.array(bm25_scores([loaded.documents[k] for k in positions], text))
+        scores[scores <= 0] = -np.inf  # those sharing no word are left out
+        count = None if query.limit is None else query.offset + query.limit
+        return [
+            ScoredMemory(memories[positions[i]].copy(), float(scores[i]))
+            for i in top_indices(scores, count)[query.offset :]
+        ]
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
     ) -> list[ScoredMemory]:
+        """Scores every cached vector with one product; those the filters leave out score
+        -inf, which ``top_indices`` skips, so the rest keep M:upd's order among equal
+        scores (the order semantic_rank gives them)."""
         user_id, target = search_target(query.user_id, vector)
         if query.limit == 0:
             return []
-        size = 4 * target.size  # vectors of another size are left out, as semantic_rank does
-        raw, *blobs = self._call(
-            self._read_embedded, user_id, *self._time_bounds(query), model, size
-        )
-        matrix = from_blobs(blobs, target.size)
-        found: list[tuple[UserMemory, Vector]] = [
-            (m, matrix[i]) for i, m in enumerate(_memories(json.loads(raw))) if matches(query, m)
+        loaded = self._loaded(user_id, (model, target.size))  # other sizes are left out
+        vectors, memories = loaded.vectors[(model, target.size)], loaded.memories
+        scores = vectors.matrix @ target
+        if query.filtered:
+            left_out = [not matches(query, memories[k]) for k in vectors.keys.tolist()]
+            scores[np.array(left_out, dtype=bool)] = -np.inf
+        count = None if query.limit is None else query.offset + query.limit
+        return [
+            ScoredMemory(memories[int(vectors.keys[i])].copy(), float(scores[i]))
+            for i in top_indices(scores, count)[query.offset :]
         ]
-        return semantic_rank(found, query, target)
 
     def memories_to_embed(
         self, user_id: str | None, model: str, limit: int | None = None

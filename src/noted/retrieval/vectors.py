@@ -70,9 +70,13 @@ def top_indices(scores: npt.NDArray[np.floating], count: int | None) -> npt.NDAr
     equal scores keep their positions' order."""
     finite = np.flatnonzero(np.isfinite(scores))
     if count is not None and count < finite.size:
-        picked = (
-            finite[np.argpartition(-scores[finite], count - 1)[:count]] if count else finite[:0]
-        )
+        if count:
+            values = scores[finite]
+            last = np.partition(values, values.size - count)[values.size - count]
+            above = finite[values > last]  # then the first positions holding the cut's score
+            picked = np.concatenate([above, finite[values == last][: count - above.size]])
+        else:
+            picked = finite[:0]
     else:
         picked = finite
     order = np.lexsort((picked, -scores[picked]))
