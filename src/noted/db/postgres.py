@@ -705,11 +705,22 @@ class PostgresDb:
         return rows_to_memories(rows)
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
-        where, params = self._pending(user_id)
+        """All the user's memories less those embedded by ``model``: two counts that read
+        only indexes (a memory has a model exactly when it has an embedding), which stays
+        cheap when every search of the user asks."""
+        if user_id is None:
+            where, params = self._pending(None)
+            sql = f"SELECT count(*) FROM {self._n.memories}{where}"
+            args: list[Any] = [*params, model]
+        else:
+            t = self._n.memories
+            sql = (
+                f"SELECT (SELECT count(*) FROM {t} WHERE user_id = %s) - "
+                f"(SELECT count(*) FROM {t} WHERE user_id = %s AND embedding_model = %s)"
+            )
+            args = [user_id, user_id, model]
         with self._connection() as conn:
-            row = conn.execute(
-                f"SELECT count(*) FROM {self._n.memories}{where}", [*params, model]
-            ).fetchone()
+            row = conn.execute(sql, args).fetchone()
         return 0 if row is None else int(row[0])
 
     def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:

@@ -95,6 +95,7 @@ def m001_create_memories(
         ("user_created", "user_id, created_at, memory_id"),
         ("updated", "updated_at, memory_id"),
         ("created", "created_at, memory_id"),
+        ("user_model", "user_id, embedding_model"),  # how many are embedded, per model
     ):
         conn.execute(f'CREATE INDEX IF NOT EXISTS "ix_{base}_{suffix}" ON {t} ({columns})')
     conn.execute(f'CREATE INDEX IF NOT EXISTS "ix_{base}_search" ON {t} USING gin (search)')
