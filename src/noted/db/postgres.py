@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import struct
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -149,6 +150,7 @@ class PostgresDb:
         self._pgvector = False
         self._vector_oid: int | None = None
         self._indexed_dimensions: set[int] = set()
+        self._sizes: dict[str, tuple[float, bool]] = {}  # user -> (valid until, large)
         t = schema_names.memories
         self._sql_insert = (
             f"INSERT INTO {t} ({', '.join(COLUMNS)}) VALUES "
@@ -654,14 +656,24 @@ class PostgresDb:
             return self._ranked(conn, inner, params)
 
     def _larger_than(self, user_id: str, limit: int) -> bool:
-        """Whether the user has more than ``limit`` memories (reads at most limit + 1)."""
+        """Whether the user has more than ``limit`` memories (reads at most limit + 1),
+        remembered for a minute: a user grows past the limit slowly, and the answer only
+        picks the faster of two correct ways to search."""
+        now = time.monotonic()
+        known = self._sizes.get(user_id)
+        if known is not None and known[0] > now:
+            return known[1]
         with self._connection() as conn:
             row = conn.execute(
                 f"SELECT count(*) FROM (SELECT 1 FROM {self._n.memories} "
                 "WHERE user_id = %s LIMIT %s) AS mine",
                 (user_id, limit + 1),
             ).fetchone()
-        return row is not None and int(row[0]) > limit
+        large = row is not None and int(row[0]) > limit
+        if len(self._sizes) > 100_000:
+            self._sizes.clear()
+        self._sizes[user_id] = (now + 60.0, large)
+        return large
 
     def _search_in_python(
         self, query: MemoryQuery, target: Vector, model: str
