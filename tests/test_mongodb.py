@@ -19,9 +19,11 @@ from bson.int64 import Int64
 from pymongo import monitoring
 
 from conftest import server_url
-from noted import ConflictError, Message, StoreError, UserError, UserMemory
+from noted import ConflictError, InMemoryDb, Message, StoreError, UserError, UserMemory
 from noted._time import to_micros, utc_now
 from noted.db import MemoryQuery
+from noted.db._client_search import matches, semantic_rank
+from noted.db.base import ScoredMemory
 from noted.db.mongodb import (
     MongoDb,
     _atlas_can_answer,
@@ -206,6 +208,8 @@ def test_names_are_checked() -> None:
         MongoDb(memory_table="x", session_table="x")
     with pytest.raises(UserError, match="different collections"):
         MongoDb(memory_table="m_runs", session_table="m")
+    with pytest.raises(UserError, match="m_generations"):
+        MongoDb(memory_table="m", session_table="m_generations")
 
 
 def test_close_closes_only_a_client_it_opened(url: str) -> None:
@@ -419,3 +423,284 @@ def test_an_atlas_vector_index_is_used_only_when_it_fits() -> None:
     assert not _atlas_can_answer(found, MemoryQuery("ava", limit=10), 768)
     assert not _atlas_can_answer(found, MemoryQuery("ava"), 384)  # no limit
     assert not _atlas_can_answer(found, MemoryQuery("ava", limit=10, topics=("x",)), 384)
+
+
+# -- the search cache ---------------------------------------------------------------------
+
+
+def unit(seed: int, dims: int = 8) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(dims).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def found(results: list[ScoredMemory]) -> list[tuple[str | None, str, float]]:
+    return [(r.memory.memory_id, r.memory.memory, r.score) for r in results]
+
+
+def ids(results: list[ScoredMemory]) -> list[str]:
+    return [r.memory.memory_id or "" for r in results]
+
+
+def same_collections(db: MongoDb, **options: Any) -> MongoDb:
+    """Another MongoDb on db's collections, with a client and a cache of its own: as
+    another process would be."""
+    return MongoDb(
+        db.db_url,
+        DATABASE,
+        memory_table=db.memory_table,
+        session_table=db.session_table,
+        **options,
+    )
+
+
+@pytest.fixture
+def other(db: MongoDb) -> Iterator[MongoDb]:
+    store = same_collections(db)
+    yield store
+    store.close()
+
+
+def test_a_repeated_search_reads_only_the_generation(url: str) -> None:
+    commands = Commands()
+    client: Any = pymongo.MongoClient(url, event_listeners=[commands])
+    db = open_db(url, client=client)
+    memories = [stamped(f"ava likes city {i}", f"m{i:03d}") for i in range(200)]
+    db.upsert_memories(memories)
+    db.set_embeddings("model", [(m, unit(i)) for i, m in enumerate(memories)])
+
+    def finds(search: Any) -> list[str]:
+        """The collections of the find commands ``search`` sends."""
+        commands.sent.clear()
+        search()
+        return [c["find"] for c in commands.named("find")]
+
+    generations = f"{db.memory_table}_generations"
+    query = MemoryQuery("ava", limit=5)
+    filtered = MemoryQuery("ava", topics=("t",), agent_id="x", updated_after=utc_now())
+    keyword = finds(lambda: db.keyword_search(query, "city 7"))
+    assert keyword == [generations, db.memory_table]
+    # held without their embeddings: a semantic search loads them once, then keyword's too
+    assert finds(lambda: db.semantic_search(query, unit(7), "model")) == keyword
+    for search in (
+        lambda: db.keyword_search(query, "city 7"),
+        lambda: db.keyword_search(filtered, "city"),
+        lambda: db.semantic_search(query, unit(7), "model"),
+        lambda: db.semantic_search(filtered, unit(7), "model"),
+        lambda: db.semantic_search(query, unit(7, 3), "model"),  # another size: none
+        lambda: db.semantic_search(query, unit(7), "another model"),
+    ):
+        assert finds(search) == [generations]
+        assert not commands.named("aggregate")
+    assert ids(db.keyword_search(query, "city 7"))[0] == "m007"
+    assert ids(db.semantic_search(query, unit(7), "model"))[0] == "m007"
+    assert db.semantic_search(query, unit(7, 3), "model") == []
+    # a user without memories (nor a generation) is cached too
+    nobody = MemoryQuery("nobody")
+    assert finds(lambda: db.keyword_search(nobody, "city")) == keyword
+    assert finds(lambda: db.keyword_search(nobody, "city")) == [generations]
+    db.close()
+    client.close()
+
+
+def test_each_write_moves_its_users_generations_on_once(url: str, raw: Any) -> None:
+    commands = Commands()
+    client: Any = pymongo.MongoClient(url, event_listeners=[commands])
+    db = open_db(url, client=client)
+    generations = raw[f"{db.memory_table}_generations"]
+
+    def generation(user_id: str) -> int:
+        doc = generations.find_one({"_id": user_id})
+        return 0 if doc is None else int(doc["generation"])
+
+    def bumps(write: Any) -> list[list[str]]:
+        """The users of each update command ``write`` sends to the generations."""
+        commands.sent.clear()
+        write()
+        return [
+            [u["q"]["_id"] for u in c["updates"]]
+            for c in commands.named("update")
+            if c["update"] == generations.name
+        ]
+
+    tea = stamped("tea", "m1")
+    assert bumps(lambda: db.upsert_memories([tea])) == [["ava"]]
+    assert bumps(lambda: db.upsert_memories([tea, stamped("milk", "m2")])) == [["ava"]]
+    assert bumps(lambda: db.update_memory(stamped("green tea", "m1"))) == [["ava"]]
+    assert bumps(lambda: db.set_embeddings("m", [(stamped("green tea", "m1"), unit(1))])) == [
+        ["ava"]
+    ]
+    assert bumps(lambda: db.delete_memories(["m2"], "ava")) == [["ava"]]
+    assert generation("ava") == 5
+    assert bumps(lambda: db.delete_memories(["none"], "ava")) == []  # nothing to delete
+    assert bumps(lambda: db.upsert_memories([])) == []
+    batch = [stamped("fact", f"u{u}", f"user{u:04}") for u in range(1200)]
+    assert bumps(lambda: db.upsert_memories(batch)) == [
+        [f"user{u:04}" for u in range(1000)],
+        [f"user{u:04}" for u in range(1000, 1200)],
+    ]
+    assert bumps(lambda: db.clear_memories("user0001")) == [["user0001"]]
+    assert generation("user0001") == 2 and generation("user0002") == 1
+    assert [len(users) for users in bumps(db.clear_all_memories)] == [1000, 200]  # and ava
+    assert generation("ava") == 6 and generation("user0001") == 2  # no memories left to it
+    assert generation("user0002") == 2
+    # a batch stopped part-way by a conflict still moves the generation on
+    db.upsert_memories([stamped("bob's", "taken", "bob")])
+    with pytest.raises(ConflictError):
+        db.upsert_memories([stamped("mine?", "taken")])
+    assert generation("ava") == 7
+    db.close()
+    client.close()
+
+
+def test_writes_through_another_object_are_seen(db: MongoDb, other: MongoDb) -> None:
+    uncached = same_collections(db, cache_bytes=0)
+    texts = ["ava likes tea", "ava likes green tea", "ava skis", "ava reads", "tea time"]
+    memories = [stamped(text, f"m{i}") for i, text in enumerate(texts)]
+    axes = np.eye(8, dtype=np.float32)
+    db.upsert_memories(memories)
+    db.set_embeddings("model", [(m, axes[i]) for i, m in enumerate(memories)])
+    query, target = MemoryQuery("ava"), (0.8 * axes[2] + 0.6 * axes[0]).astype(np.float32)
+
+    def check() -> tuple[list[str], list[str]]:
+        """The ids db finds by keyword and by vector; an uncached store finds the same."""
+        keyword = db.keyword_search(query, "tea")
+        semantic = db.semantic_search(query, target, "model")
+        assert found(keyword) == found(uncached.keyword_search(query, "tea"))
+        assert found(semantic) == found(uncached.semantic_search(query, target, "model"))
+        return ids(keyword), ids(semantic)
+
+    keyword, semantic = check()
+    assert sorted(keyword) == ["m0", "m1", "m4"] and semantic[:2] == ["m2", "m0"]
+    fresh = stamped("tea tea tea", "new")
+    other.upsert_memories([fresh])  # a new memory
+    keyword, semantic = check()
+    assert keyword[0] == "new" and "new" not in semantic  # no embedding yet
+    other.set_embeddings("model", [(fresh, target)])  # a new embedding
+    assert check()[1][0] == "new"
+    other.set_embeddings("model", [(memories[3], target)])  # a changed one
+    assert check()[1][:2] in (["new", "m3"], ["m3", "new"])
+    assert other.delete_memories(["new"], "ava") == 1  # a deleted memory
+    keyword, semantic = check()
+    assert "new" not in keyword + semantic and semantic[0] == "m3"
+    assert other.update_memory(stamped("tea tea", "m2"))  # a changed text: ranked anew,
+    keyword, semantic = check()  # and its embedding dropped
+    assert keyword[0] == "m2" and "m2" not in semantic
+    assert db.keyword_search(query, "tea")[0].memory.memory == "tea tea"
+    other.clear_memories("ava")
+    assert check() == ([], [])
+    other.upsert_memories([stamped("tea again", "m9")])
+    assert check()[0] == ["m9"]
+    other.clear_all_memories()
+    assert check() == ([], [])
+    uncached.close()
+
+
+def test_results_equal_those_of_the_shared_ranking(db: MongoDb) -> None:
+    """Many equal scores (repeated texts and vectors), cut by pages at every place: as
+    InMemoryDb ranks by keyword, as semantic_rank ranks the memories oldest first, and as
+    a store without a cache answers."""
+    reference = InMemoryDb()
+    tie = utc_now()
+    batch, vectors = [], []
+    for i in range(40):
+        m = stamped(f"tea {'green ' * (i % 3)}cup {i % 4}", f"id{(i * 7) % 40:02d}", when=tie)
+        m.created_at = tie - timedelta(seconds=i % 3)  # equal times: oldest, then by id
+        m.updated_at = tie + timedelta(seconds=i % 5)
+        m.topics = ["even" if i % 2 == 0 else "odd"]
+        m.agent_id = "a1" if i % 3 else None
+        batch.append(m)
+        vectors.append(unit(i % 6))
+    vector_of = {m.memory_id: v for m, v in zip(batch, vectors, strict=True)}
+    for store in (db, reference):
+        store.upsert_memories([m.copy() for m in batch])
+        store.set_embeddings("model", list(zip(batch, vectors, strict=True)))
+    uncached = same_collections(db, cache_bytes=0)
+    oldest_first = sorted(batch, key=lambda m: (m.created_at, m.memory_id))
+    pages = [(None, 0), (1, 0), (3, 0), (5, 2), (7, 11), (None, 25), (3, 40), (6, 3)]
+    for (limit, offset), filters in itertools.product(
+        pages,
+        [
+            {},
+            {"topics": ("odd",)},
+            {"agent_id": "a1"},
+            {"updated_after": tie + timedelta(seconds=2)},
+            {"updated_before": tie + timedelta(seconds=3), "topics": ("even",)},
+        ],
+    ):
+        query = MemoryQuery("ava", limit=limit, offset=offset, **filters)  # type: ignore[arg-type]
+        whole = MemoryQuery("ava", **filters)  # type: ignore[arg-type]
+        end = None if limit is None else offset + limit
+        for text in ("green tea", "cup 3", "tea"):
+            got = found(db.keyword_search(query, text))
+            assert got == found(reference.keyword_search(query, text)), (query, text)
+            assert got == found(uncached.keyword_search(query, text)), (query, text)
+        candidates = [(m, vector_of[m.memory_id]) for m in oldest_first if matches(whole, m)]
+        for seed in range(3):
+            got = found(db.semantic_search(query, unit(seed), "model"))
+            expected = found(semantic_rank(candidates, query, unit(seed)))
+            assert got == expected, (query, seed)
+            assert got == found(uncached.semantic_search(query, unit(seed), "model"))
+            assert got == found(semantic_rank(candidates, whole, unit(seed)))[offset:end]
+    assert uncached.cache.nbytes == 0
+    uncached.close()
+
+
+def test_callers_get_copies(db: MongoDb) -> None:
+    db.upsert_memories([stamped("tea", "m1")])
+    db.set_embeddings("model", [(stamped("tea", "m1"), unit(1))])
+    for _ in range(2):
+        for result in (
+            db.keyword_search(MemoryQuery("ava"), "tea")[0],
+            db.semantic_search(MemoryQuery("ava"), unit(1), "model")[0],
+        ):
+            assert result.memory.memory == "tea" and result.memory.topics == []
+            result.memory.memory = "changed by the caller"
+            result.memory.topics.append("mine")
+
+
+def test_the_cache_stays_within_its_budget(url: str) -> None:
+    budget = 60_000
+    db = open_db(url, cache_bytes=budget)
+    for u in range(20):
+        memories = [stamped(f"user {u} likes tea {i}", f"u{u}m{i}", f"u{u}") for i in range(10)]
+        db.upsert_memories(memories)
+        db.set_embeddings("model", [(m, unit(i, 64)) for i, m in enumerate(memories)])
+        assert db.keyword_search(MemoryQuery(f"u{u}"), "tea")
+        assert db.semantic_search(MemoryQuery(f"u{u}"), unit(1, 64), "model")
+        assert 0 < db.cache.nbytes <= budget
+    assert db.cache.get("u19") is not None and db.cache.get("u0") is None  # least recent left
+    big = [stamped("tea " * 2000, f"big{i}", "big") for i in range(20)]  # alone over budget
+    db.upsert_memories(big)
+    assert len(db.keyword_search(MemoryQuery("big"), "tea")) == 20
+    assert db.cache.get("big") is None and db.cache.nbytes <= budget
+    db.close()  # empties the cache
+    assert db.cache.nbytes == 0
+    with pytest.raises(UserError, match="cache_bytes"):
+        MongoDb(url, cache_bytes=-1)
+
+
+def test_searches_racing_writes_end_up_current(db: MongoDb, other: MongoDb) -> None:
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def search() -> None:
+        try:
+            while not done.is_set():
+                db.keyword_search(MemoryQuery("ava", limit=3), "tea")
+                db.semantic_search(MemoryQuery("ava", limit=3), unit(1), "model")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(40):
+        m = stamped(f"tea {i}", f"m{i}")
+        other.upsert_memories([m])
+        other.set_embeddings("model", [(m, unit(i))])
+    done.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(db.keyword_search(MemoryQuery("ava"), "tea")) == 40
+    assert len(db.semantic_search(MemoryQuery("ava"), unit(1), "model")) == 40

@@ -5,20 +5,31 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+import numpy as np
+
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
-from noted.db._client_search import keyword_rank, semantic_rank
+from noted.db._client_search import matches
 from noted.db._rows import check_table_name, stamped_keys
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
-from noted.retrieval.ranking import fts_terms
-from noted.retrieval.vectors import check_vector, from_blobs, search_target, to_blob
+from noted.retrieval.ranking import bm25_scores, fts_terms
+from noted.retrieval.vectors import (
+    UserVectors,
+    Vector,
+    check_vector,
+    from_blobs,
+    search_target,
+    to_blob,
+    top_indices,
+)
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -35,7 +46,12 @@ logger = logging.getLogger(__name__)
 Doc = dict[str, Any]
 
 SERVER_SELECTION_TIMEOUT_MS: Final = 5000
-_BATCH: Final = 1000  # memories per bulk write (and ids per "$in" list)
+_BATCH: Final = 1000  # memories (or users) per bulk write, and ids per "$in" list
+_CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
+_MEMORY_BYTES: Final = 500  # a cached memory's objects, besides its texts (a rough guess)
+_BUMP: Final[Mapping[str, Any]] = {"$inc": {"generation": 1}}
+# A user's memories as searches cache them: oldest first (the user_created index, reversed)
+_LOAD_ORDER: Final = [("created_at", 1), ("_id", 1)]
 _NO_VECTOR: Final[Mapping[str, int]] = {"embedding": 0, "embedding_model": 0}
 _STORED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "embedding": 1, "embedding_model": 1}
 _DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
@@ -73,6 +89,7 @@ _TEXT_WEIGHTS: Final = {"memory": 2, "topics": 1, "input": 1}  # as SqliteDb's B
 class _Collections:
     memories: Collection[Doc]
     events: Collection[Doc]
+    generations: Collection[Doc]
     sessions: Collection[Doc]
     runs: Collection[Doc]
 
@@ -97,11 +114,82 @@ class _Change(NamedTuple):
     new_topics: list[str] | None
 
 
+_Shape = tuple[str, int]  # (embedding model, dimensions)
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """One user's memories as loaded at ``generation``, in _LOAD_ORDER; what keyword search
+    ranks of each (``documents``) and their positions by memory_id (``by_id``); and their
+    vectors per (model, dimensions) when loaded with them (else None). Shared between
+    threads: never changed, and a memory is copied before a caller gets it."""
+
+    generation: int
+    memories: tuple[UserMemory, ...]
+    documents: tuple[str, ...]
+    by_id: tuple[int, ...]
+    vectors: Mapping[_Shape, UserVectors] | None
+    nbytes: int  # roughly what it takes in the process
+
+    @classmethod
+    def of(cls, generation: int, docs: Sequence[Mapping[str, Any]], *, vectors: bool) -> _Loaded:
+        memories = tuple(_memories(docs))
+        documents = tuple(" ".join([m.memory, *m.topics, m.input or ""]) for m in memories)
+        by_id = tuple(sorted(range(len(memories)), key=lambda k: memories[k].memory_id or ""))
+        found = _user_vectors(generation, docs) if vectors else None
+        size = _MEMORY_BYTES * len(memories) + 2 * sum(map(len, documents))  # texts twice
+        size += sum(v.nbytes for v in (found or {}).values())
+        return cls(generation, memories, documents, by_id, found, size)
+
+
+class _SearchCache:
+    """The most recently searched users' :class:`_Loaded`, within ``max_bytes`` in all (by
+    estimate), least recently used dropped first. Thread-safe. A user who alone exceeds
+    it is not kept."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, _Loaded] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, user_id: str, generation: int | None = None) -> _Loaded | None:
+        """The user's entry (if loaded at ``generation``, when given)."""
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is None or (generation is not None and entry.generation != generation):
+                return None
+            self._entries.move_to_end(user_id)
+            return entry
+
+    def put(self, user_id: str, entry: _Loaded) -> None:
+        with self._lock:
+            old = self._entries.pop(user_id, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            if entry.nbytes > self.max_bytes:
+                return
+            self._entries[user_id] = entry
+            self._bytes += entry.nbytes
+            while self._bytes > self.max_bytes:
+                _, dropped = self._entries.popitem(last=False)
+                self._bytes -= dropped.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+
 class MongoDb:
     """Memories and sessions in a MongoDB database, one collection each for memories
-    (``<memory_table>``), their history (``<memory_table>_events``), sessions
-    (``<session_table>``) and runs (``<session_table>_runs``), created with their indexes
-    on first use.
+    (``<memory_table>``), their history (``<memory_table>_events``), each user's generation
+    (``<memory_table>_generations``), sessions (``<session_table>``) and runs
+    (``<session_table>_runs``), created with their indexes on first use.
 
     A memory is one document (``_id`` is its id; times are int64 microseconds, exact where
     BSON dates keep milliseconds only; its embedding a BSON float32 vector). Search answers
@@ -114,6 +202,22 @@ class MongoDb:
       memories, or Atlas ``$vectorSearch`` (approximate) when the collection has a
       queryable vector index on ``embedding`` with ``user_id`` and ``embedding_model`` as
       filter fields, and the query has a limit and no other filter.
+
+    Search cache: the searches done in Python keep the most recently searched users'
+    memories (oldest first: by ``created_at``, then id, the order in which equal semantic
+    scores come out) and, per embedding model, their vectors as one float32 matrix, in
+    ``cache``, within about ``cache_bytes`` (10,000 memories with
+    384-dimension vectors take about 20 MB); 0 keeps nothing. Each user has a generation,
+    ``{_id: user_id, generation: n}`` in ``<memory_table>_generations``, that every write
+    of their memories or embeddings moves on with ``$inc`` after writing, so writes of
+    other processes count too. A search reads the generation first (one ``find_one``) and
+    uses the cached copy while it was loaded at that generation; otherwise it loads the
+    user's memories and caches them under the generation read before loading: a write
+    meanwhile can at worst have its data cached under the old generation, and its
+    increment makes the next search load again. A process that stops between a write and
+    its increment leaves other processes' copies of that user stale until the user's next
+    write; and the generations collection must stay with the memories (dropped alone, it
+    counts again from 1, which a copy may have been cached at).
 
     Limits, since a standalone server has no multi-document transactions: each memory
     document is written atomically, and its history event right after it (a crash in
@@ -135,12 +239,16 @@ class MongoDb:
         memory_table: str = "noted_memories",
         session_table: str = "noted_sessions",
         client: MongoClient[Doc] | None = None,
+        cache_bytes: int = _CACHE_BYTES,
     ) -> None:
         """Connect lazily: nothing is sent before the first call. A client opened from
         ``db_url`` waits at most 5 s for a server (unless the URL sets
         ``serverSelectionTimeoutMS``) and is closed by :meth:`close`; a ``client`` passed
-        in is used as it is (``db_url`` is then ignored) and left open."""
+        in is used as it is (``db_url`` is then ignored) and left open. ``cache_bytes``
+        bounds the search cache (see the class's notes)."""
         import_sdk("pymongo", "mongo", "MongoDb")
+        if type(cache_bytes) is not int or cache_bytes < 0:
+            raise UserError(f"cache_bytes must be a non-negative integer, got {cache_bytes!r}")
         if not isinstance(db_url, str) or not db_url:
             raise UserError(f"db_url must be a MongoDB URL, got {db_url!r}")
         if not isinstance(database, str) or not _DATABASE_NAME.fullmatch(database):
@@ -152,11 +260,13 @@ class MongoDb:
         self.database = database
         self.memory_table = check_table_name(memory_table, "memory_table")
         self.session_table = check_table_name(session_table, "session_table")
-        names = {memory_table, memory_table + "_events", session_table, session_table + "_runs"}
-        if len(names) < 4:
+        names = {memory_table, session_table, session_table + "_runs"}
+        names |= {memory_table + "_events", memory_table + "_generations"}
+        if len(names) < 5:
             raise UserError(
                 "memory_table and session_table must name different collections (noted also "
-                f"uses {memory_table}_events and {session_table}_runs)"
+                f"uses {memory_table}_events, {memory_table}_generations and "
+                f"{session_table}_runs)"
             )
         self._client = client
         self._owns_client = client is None
@@ -168,6 +278,7 @@ class MongoDb:
         self._text_search = False  # whether the server's $text answers keyword searches
         self._vector_checked = False
         self._vector_index: _VectorIndex | None = None
+        self.cache = _SearchCache(cache_bytes)
 
     def __repr__(self) -> str:
         return (
@@ -182,7 +293,9 @@ class MongoDb:
         self.close()
 
     def close(self) -> None:
-        """Close the client this object opened (a client passed in stays open)."""
+        """Close the client this object opened (a client passed in stays open) and empty
+        the search cache."""
+        self.cache.clear()
         with self._lock:
             if self._owns_client and self._client is not None:
                 self._client.close()
@@ -217,6 +330,7 @@ class MongoDb:
                 collections = _Collections(
                     db[self.memory_table],
                     db[self.memory_table + "_events"],
+                    db[self.memory_table + "_generations"],
                     db[self.session_table],
                     db[self.session_table + "_runs"],
                 )
@@ -299,11 +413,29 @@ class MongoDb:
         docs = _memory_docs(memories)
         if not docs:
             return
-        with self._db() as db:
+        with self._db() as db, self._bumped(db, (d["user_id"] for d in docs)):
             if len(docs) == 1 and self._insert_new(db, docs[0], context):
                 return
             stored = self._stored(db.memories, list(dict.fromkeys(d["_id"] for d in docs)))
             self._write(db, _plan_upsert(docs, stored), context)
+
+    @contextmanager
+    def _bumped(self, db: _Collections, user_ids: Iterable[str]) -> Iterator[None]:
+        """Move on the generation of each of ``user_ids`` after the block, which writes
+        their memories or embeddings: also when it fails part-way (it may have written
+        some), one ``$inc`` upsert per user in bulk writes of 1000."""
+        from pymongo import UpdateOne
+
+        users = list(dict.fromkeys(user_ids))
+        try:
+            yield
+        finally:
+            if len(users) == 1:
+                db.generations.update_one({"_id": users[0]}, _BUMP, upsert=True)
+            else:
+                ops = [UpdateOne({"_id": user_id}, _BUMP, upsert=True) for user_id in users]
+                for start in range(0, len(ops), _BATCH):
+                    db.generations.bulk_write(ops[start : start + _BATCH], ordered=False)
 
     def _insert_new(self, db: _Collections, doc: Doc, context: AuditContext) -> bool:
         """Insert one memory if its id is not stored yet (the usual case: one round trip
@@ -398,7 +530,9 @@ class MongoDb:
             for name in ("input", "agent_id", "team_id", "session_id"):
                 if doc[name] is None:
                     doc[name] = current.get(name)
-            if not db.memories.update_one(key, _overwrite(doc, current)).matched_count:
+            with self._bumped(db, [doc["user_id"]]):
+                updated = db.memories.update_one(key, _overwrite(doc, current)).matched_count
+            if not updated:
                 return False  # deleted meanwhile
             change = _Change(
                 doc["_id"],
@@ -446,8 +580,22 @@ class MongoDb:
                 found = self._text_query(db.memories, query, words)
                 if found is not None:
                     return found
-            docs = list(db.memories.find(_match(query), _NO_VECTOR))
-        return keyword_rank(_memories(docs), query, text)
+            loaded = self._loaded(db, query.user_id, vectors=False)
+        return _keyword_rank(loaded, query, text)
+
+    def _loaded(self, db: _Collections, user_id: str, *, vectors: bool) -> _Loaded:
+        """The user's memories, with their vectors when ``vectors``: the cached copy while
+        it was loaded at the user's generation (one find_one), else loaded now and cached
+        under the generation read before loading (see the class's notes)."""
+        found = db.generations.find_one({"_id": user_id})
+        generation = 0 if found is None else int(found["generation"])
+        cached = self.cache.get(user_id, generation)
+        if cached is not None and (cached.vectors is not None or not vectors):
+            return cached
+        cursor = db.memories.find({"user_id": user_id}, None if vectors else _NO_VECTOR)
+        loaded = _Loaded.of(generation, list(cursor.sort(_LOAD_ORDER)), vectors=vectors)
+        self.cache.put(user_id, loaded)
+        return loaded
 
     def _text_query(
         self, memories: Collection[Doc], query: MemoryQuery, words: list[str]
@@ -488,7 +636,7 @@ class MongoDb:
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
     ) -> list[ScoredMemory]:
-        _, target = search_target(query.user_id, vector)
+        user_id, target = search_target(query.user_id, vector)
         if query.limit == 0:
             return []
         with self._db() as db:
@@ -497,17 +645,8 @@ class MongoDb:
                 found = self._atlas_search(db.memories, index, query, target, model)
                 if found is not None:
                     return found
-            docs = [
-                doc
-                for doc in db.memories.find({**_match(query), "embedding_model": model})
-                if isinstance(doc.get("embedding"), bytes)
-            ]
-        raws = [_vector_bytes(doc["embedding"]) for doc in docs]
-        size = 4 * target.size
-        usable = [(doc, raw) for doc, raw in zip(docs, raws, strict=True) if len(raw) == size]
-        matrix = from_blobs([raw for _, raw in usable], target.size)
-        memories = _memories(doc for doc, _ in usable)
-        return semantic_rank(list(zip(memories, matrix, strict=True)), query, target)
+            loaded = self._loaded(db, user_id, vectors=True)
+        return _vector_rank(loaded, query, target, model)
 
     def _atlas_index(self, memories: Collection[Doc]) -> _VectorIndex | None:
         """The collection's usable Atlas vector index, looked up once per object: servers
@@ -609,7 +748,8 @@ class MongoDb:
         ]
         if not ops:
             return 0
-        with self._db() as db:
+        users = (m.user_id for m, _ in items if m.user_id is not None)
+        with self._db() as db, self._bumped(db, users):
             return sum(
                 db.memories.bulk_write(ops[i : i + _BATCH], ordered=False).matched_count
                 for i in range(0, len(ops), _BATCH)
@@ -624,15 +764,16 @@ class MongoDb:
         )
         stamp = now_micros()
         deleted = 0
-        for start in range(0, len(found), _BATCH):
-            chunk = found[start : start + _BATCH]
-            ids = [doc["_id"] for doc in chunk]
-            deleted += db.memories.delete_many({**query, "_id": {"$in": ids}}).deleted_count
-            changes = [
-                _Change(d["_id"], d["user_id"], "delete", d["memory"], None, d["topics"], None)
-                for d in chunk
-            ]
-            self._record(db, changes, context, stamp, start)
+        with self._bumped(db, (doc["user_id"] for doc in found)):
+            for start in range(0, len(found), _BATCH):
+                chunk = found[start : start + _BATCH]
+                ids = [doc["_id"] for doc in chunk]
+                deleted += db.memories.delete_many({**query, "_id": {"$in": ids}}).deleted_count
+                changes = [
+                    _Change(d["_id"], d["user_id"], "delete", d["memory"], None, d["topics"], None)
+                    for d in chunk
+                ]
+                self._record(db, changes, context, stamp, start)
         return deleted
 
     def delete_memories(
@@ -883,6 +1024,67 @@ def _memories(docs: Iterable[Mapping[str, Any]]) -> list[UserMemory]:
         m.updated_at = from_micros(doc["updated_at"])
         memories.append(m)
     return memories
+
+
+def _user_vectors(generation: int, docs: Sequence[Mapping[str, Any]]) -> dict[_Shape, UserVectors]:
+    """Per (model, dimensions), the vectors of the embedded ones of ``docs`` as one matrix,
+    in the docs' order: ``keys`` are their positions in ``docs``."""
+    grouped: dict[_Shape, tuple[list[int], list[bytes]]] = {}
+    for position, doc in enumerate(docs):
+        embedding, model = doc.get("embedding"), doc.get("embedding_model")
+        if not isinstance(embedding, bytes) or not isinstance(model, str):
+            continue
+        raw = _vector_bytes(embedding)
+        if raw and len(raw) % 4 == 0:
+            keys, blobs = grouped.setdefault((model, len(raw) // 4), ([], []))
+            keys.append(position)
+            blobs.append(raw)
+    return {
+        shape: UserVectors(generation, np.array(keys, dtype=np.int64), from_blobs(blobs, shape[1]))
+        for shape, (keys, blobs) in grouped.items()
+    }
+
+
+def _keyword_rank(loaded: _Loaded, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+    """What keyword_rank answers (BM25 of the filtered memories' documents, those sharing
+    no word left out, equal scores by memory_id), over the cached documents, with copies of
+    the page's memories."""
+    positions = loaded.by_id
+    if query.filtered:
+        positions = tuple(k for k in positions if matches(query, loaded.memories[k]))
+    scores = np.array(bm25_scores([loaded.documents[k] for k in positions], text))
+    hits = np.flatnonzero(scores > 0)
+    hits = hits[np.argsort(-scores[hits], kind="stable")]  # ties keep memory_id order
+    end = None if query.limit is None else query.offset + query.limit
+    return [
+        ScoredMemory(loaded.memories[positions[i]].copy(), float(scores[i]))
+        for i in hits[query.offset : end]
+    ]
+
+
+def _vector_rank(
+    loaded: _Loaded, query: MemoryQuery, target: Vector, model: str
+) -> list[ScoredMemory]:
+    """What semantic_rank answers for the user's memories that pass the query's filters and
+    have a vector by ``model`` of the target's size, in the loaded order (the order that
+    equal scores keep): the same product of the same rows, then top_indices, with copies
+    of the page's memories."""
+    assert loaded.vectors is not None
+    found = loaded.vectors.get((model, target.size))
+    if found is None:
+        return []
+    keys, matrix = found.keys, found.matrix
+    if query.filtered:
+        rows = [i for i, k in enumerate(keys.tolist()) if matches(query, loaded.memories[k])]
+        keys, matrix = keys[rows], matrix[rows]
+    if not len(keys):
+        return []
+    scores = matrix @ target
+    count = None if query.limit is None else query.offset + query.limit
+    return [
+        ScoredMemory(loaded.memories[int(keys[i])].copy(), float(scores[i]))
+        for i in top_indices(scores, count)[query.offset :]
+    ]
 
 
 def _overwrite(doc: Doc, stored: Mapping[str, Any]) -> Doc:
