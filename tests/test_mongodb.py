@@ -204,9 +204,9 @@ def test_names_are_checked() -> None:
         MongoDb(memory_table="my-memories")
     with pytest.raises(UserError, match="database"):
         MongoDb(database="a.b")
-    with pytest.raises(UserError, match="different collections"):
+    with pytest.raises(UserError, match="different tables"):
         MongoDb(memory_table="x", session_table="x")
-    with pytest.raises(UserError, match="different collections"):
+    with pytest.raises(UserError, match="different tables"):
         MongoDb(memory_table="m_runs", session_table="m")
     with pytest.raises(UserError, match="m_generations"):
         MongoDb(memory_table="m", session_table="m_generations")

@@ -72,8 +72,8 @@ def check_table_names(
     derived = [memories + s for s in memory_suffixes] + [sessions + s for s in session_suffixes]
     if len({memories, sessions, *derived}) < 2 + len(derived):
         raise UserError(
-            f"memory_table and session_table must name different tables (noted also uses "
-            f"{', '.join(derived)})"
+            f"memory_table and session_table must name different tables (or collections, "
+            f"or key prefixes; noted also uses {', '.join(derived)})"
         )
     return memories, sessions
 

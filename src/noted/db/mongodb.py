@@ -16,7 +16,7 @@ import numpy as np
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
 from noted.db._client_search import matches
-from noted.db._rows import check_table_name, stamped_keys
+from noted.db._rows import check_table_names, stamped_keys
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
@@ -258,16 +258,9 @@ class MongoDb:
             )
         self.db_url = db_url
         self.database = database
-        self.memory_table = check_table_name(memory_table, "memory_table")
-        self.session_table = check_table_name(session_table, "session_table")
-        names = {memory_table, session_table, session_table + "_runs"}
-        names |= {memory_table + "_events", memory_table + "_generations"}
-        if len(names) < 5:
-            raise UserError(
-                "memory_table and session_table must name different collections (noted also "
-                f"uses {memory_table}_events, {memory_table}_generations and "
-                f"{session_table}_runs)"
-            )
+        self.memory_table, self.session_table = check_table_names(
+            memory_table, session_table, ("_events", "_generations")
+        )
         self._client = client
         self._owns_client = client is None
         self._secrets = _url_secrets(db_url) if client is None else ()
