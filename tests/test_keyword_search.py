@@ -3,13 +3,20 @@ with every write, and hostile query text."""
 
 from __future__ import annotations
 
+import math
+import random
 import sqlite3
+from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from noted import Memory, MemoryStore, SqliteDb, UserError, UserMemory
 from noted.db import MemoryQuery
+from noted.db._client_search import SnapshotCache, UserSnapshot
+from noted.retrieval.ranking import STOPWORDS, KeywordIndex, _stem, bm25_scores, fts_terms
+from noted.retrieval.vectors import UserVectors
 
 
 def search(store: MemoryStore, text: str, user: str = "ava", **filters: object) -> list[str]:
@@ -155,3 +162,96 @@ def test_memory_api_and_cli_keyword_search(tmp_path: Path) -> None:
     )
     [hit] = json.loads(done.stdout)
     assert hit["memory"] == "User lives in Lisbon" and hit["score"] >= 0
+
+
+# -- BM25 in Python: the keyword index ------------------------------------------------------
+
+
+def reference_bm25(
+    documents: list[str], text: str, k1: float = 1.2, b: float = 0.75
+) -> list[float]:
+    """BM25 computed document by document, as bm25_scores did before KeywordIndex."""
+    words = fts_terms(text)
+    wanted = {_stem(w) for w in ([w for w in words if w not in STOPWORDS] or words)}
+    bags = [Counter(_stem(w) for w in fts_terms(document)) for document in documents]
+    if not wanted or not bags:
+        return [0.0] * len(bags)
+    average = sum(sum(bag.values()) for bag in bags) / len(bags) or 1.0
+    holding = {w: sum(1 for bag in bags if w in bag) for w in wanted}
+    idf = {w: math.log(1 + (len(bags) - n + 0.5) / (n + 0.5)) for w, n in holding.items() if n}
+    scores = []
+    for bag in bags:
+        size, score = sum(bag.values()), 0.0
+        for word, weight in idf.items():
+            count = bag.get(word)
+            if count:
+                score += weight * count * (k1 + 1) / (count + k1 * (1 - b + b * size / average))
+        scores.append(score)
+    return scores
+
+
+def test_the_keyword_index_scores_a_subset_as_bm25_of_that_subset_alone() -> None:
+    rng = random.Random(5)
+    vocabulary = [
+        "tea",
+        "teas",
+        "green",
+        "ski",
+        "skis",
+        "skiing",
+        "skied",
+        "Lisbon",
+        "café",
+        "cafe",
+        "Alps",
+        "the",
+        "a",
+        "of",
+        "is",
+        "42",
+    ]
+    for _ in range(300):
+        documents = [
+            " ".join(rng.choices(vocabulary, k=rng.randint(0, 15)))
+            for _ in range(rng.randint(0, 30))
+        ]
+        index = KeywordIndex(documents)
+        for _ in range(4):
+            text = " ".join(rng.choices(vocabulary, k=rng.randint(0, 4)))
+            share = rng.choice([0.0, 0.3, 0.8, 1.0])
+            subset = np.array([rng.random() < share for _ in documents], dtype=bool)
+            chosen = [d for d, keep in zip(documents, subset, strict=True) if keep]
+            scores = index.scores(text, subset)
+            assert scores[subset].tolist() == reference_bm25(chosen, text), (documents, text)
+            assert not scores[~subset].any()
+            assert index.scores(text).tolist() == reference_bm25(documents, text)
+            assert bm25_scores(documents, text) == reference_bm25(documents, text)
+        tuned = index.scores(text, subset, k1=2.0, b=0.3)[subset].tolist()
+        assert tuned == reference_bm25(chosen, text, k1=2.0, b=0.3)
+
+
+def test_a_snapshot_is_charged_for_its_keyword_index_once_built() -> None:
+    memories = [UserMemory(f"likes tea {i}", memory_id=f"m{i:02d}") for i in range(50)]
+    query = MemoryQuery("ava", limit=3)
+    snapshot = UserSnapshot(7, memories)
+    cache = SnapshotCache(10**6)
+    cache.put("ava", snapshot)
+    unindexed = cache.nbytes
+    assert unindexed == snapshot.nbytes > 0
+    assert [r.memory.memory_id for r in snapshot.keyword(query, "tea 12")] == ["m12", "m00", "m01"]
+    assert snapshot.nbytes > unindexed == cache.nbytes  # built after it was put
+    assert cache.get("ava", 8) is None
+    assert cache.get("ava", 7) is snapshot and cache.nbytes == snapshot.nbytes
+    # a cache with room for the memories but not their index too lets the user go
+    fresh = UserSnapshot(7, memories)
+    small = SnapshotCache(unindexed)
+    small.put("ava", fresh)
+    assert fresh.keyword(query, "tea 12")[0].memory.memory_id == "m12"
+    assert small.get("ava") is fresh and small.get("ava") is None and small.nbytes == 0
+    # vectors come as a new snapshot, sharing the index
+    vectors = UserVectors(7, np.array([3, 1]), np.eye(2, dtype=np.float32))
+    twin = snapshot.with_vectors(("model", 2), vectors)
+    assert snapshot.vectors is None and twin.nbytes == snapshot.nbytes + vectors.nbytes
+    target = np.array([0.6, 0.8], dtype=np.float32)
+    assert [r.memory.memory_id for r in twin.semantic(query, target, "model")] == ["m01", "m03"]
+    assert twin.semantic(query, target, "other") == snapshot.semantic(query, target, "model") == []

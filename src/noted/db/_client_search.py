@@ -1,18 +1,40 @@
 """Filtering, ordering and search done in Python over one user's memories: for stores whose
-server has no full-text or vector index of its own (in-memory, Redis, MongoDB without one)."""
+server has no full-text or vector index of its own (in-memory, Redis, MongoDB without one).
+
+Stores that keep a copy of each user's memories between searches (Redis, MongoDB) hold it as
+a :class:`UserSnapshot` in a :class:`SnapshotCache`: how the copy is read and known to be
+current is theirs, ranking it is shared here and answers as :func:`keyword_rank` and
+:func:`semantic_rank` do."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import copy
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
 from noted.db.base import MemoryQuery, ScoredMemory
-from noted.retrieval.ranking import bm25_scores
-from noted.retrieval.vectors import Vector, top_indices
+from noted.retrieval.ranking import KeywordIndex, bm25_scores
+from noted.retrieval.vectors import UserVectors, Vector, top_indices
 from noted.schema import UserMemory
 
-__all__ = ["keyword_rank", "matches", "page", "semantic_rank", "sort_memories"]
+__all__ = [
+    "Shape",
+    "SnapshotCache",
+    "UserSnapshot",
+    "keyword_rank",
+    "matches",
+    "page",
+    "semantic_rank",
+    "sort_memories",
+]
+
+Shape = tuple[str, int]  # the (embedding model, dimensions) of a set of vectors
+_MEMORY_BYTES: Final = 500  # a snapshot's memory's objects, besides its texts (a rough guess)
 
 
 def matches(query: MemoryQuery, m: UserMemory) -> bool:
@@ -45,7 +67,7 @@ def sort_memories(found: list[UserMemory], query: MemoryQuery) -> list[UserMemor
 def keyword_rank(found: Sequence[UserMemory], query: MemoryQuery, text: str) -> list[ScoredMemory]:
     """BM25 over the memories' text, topics and input; those sharing no word are left out.
     ``found`` must already be the user's memories that pass the query's filters."""
-    documents = [" ".join([m.memory, *m.topics, m.input or ""]) for m in found]
+    documents = [_document(m) for m in found]
     scored = [
         ScoredMemory(m, score)
         for m, score in zip(found, bm25_scores(documents, text), strict=True)
@@ -69,3 +91,160 @@ def semantic_rank(
         ScoredMemory(usable[i][0], float(scores[i]))
         for i in top_indices(scores, count)[query.offset :]
     ]
+
+
+def _document(m: UserMemory) -> str:
+    """What keyword search ranks of a memory: its text, topics and input."""
+    return " ".join([m.memory, *m.topics, m.input or ""])
+
+
+class UserSnapshot:
+    """One user's memories as a store read them at ``generation``, in the store's order
+    (which equal semantic scores keep), and per (model, dimensions) the vectors of those
+    that have one (``keys`` are positions in ``memories``); ``vectors`` is None when they
+    were not read. Searches rank it without reading the store again.
+
+    Shared between threads, so never changed once made: :meth:`with_vectors` makes a new
+    one, and a memory is copied before a caller gets it. The one thing made later is the
+    keyword index, on the first keyword search (a race may build it twice; either serves).
+    """
+
+    __slots__ = (
+        "_by_id",
+        "_documents",
+        "_index",
+        "_text_bytes",
+        "generation",
+        "memories",
+        "vectors",
+    )
+
+    def __init__(
+        self,
+        generation: int,
+        memories: Sequence[UserMemory],
+        vectors: Mapping[Shape, UserVectors] | None = None,
+    ) -> None:
+        self.generation = generation
+        self.memories = tuple(memories)
+        self.vectors = vectors
+        self._documents = tuple(_document(m) for m in self.memories)
+        # memory_id order: keyword_rank's among equal scores
+        by_id = sorted(range(len(self.memories)), key=lambda k: self.memories[k].memory_id or "")
+        self._by_id = np.array(by_id, dtype=np.intp)
+        # texts twice: in the memories and in the documents
+        self._text_bytes = _MEMORY_BYTES * len(memories) + 2 * sum(map(len, self._documents))
+        self._index: KeywordIndex | None = None
+
+    def with_vectors(self, shape: Shape, found: UserVectors) -> UserSnapshot:
+        """This snapshot with ``found`` as its vectors of ``shape`` too (the rest shared)."""
+        twin = copy.copy(self)
+        twin.vectors = {**(self.vectors or {}), shape: found}
+        return twin
+
+    @property
+    def nbytes(self) -> int:
+        """Roughly what the snapshot takes in the process."""
+        vectors = sum(v.nbytes for v in (self.vectors or {}).values())
+        return self._text_bytes + vectors + (0 if self._index is None else self._index.nbytes)
+
+    def keyword(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        """keyword_rank's answer (BM25 of the filtered memories' documents, those sharing
+        no word left out, equal scores by memory_id) from the snapshot's keyword index."""
+        index = self._index
+        if index is None:
+            index = self._index = KeywordIndex(self._documents)
+        scores = index.scores(text, self._passing(query))[self._by_id]
+        scores[scores <= 0] = -np.inf  # those sharing no word are left out
+        return self._best(scores, self._by_id, query)
+
+    def semantic(self, query: MemoryQuery, target: Vector, model: str) -> list[ScoredMemory]:
+        """semantic_rank's answer for the memories that pass the filters and have a vector
+        by ``model`` of the target's size, in the snapshot's order: one product of all the
+        vectors, the filtered-out ones scored -inf, which ``top_indices`` skips."""
+        found = (self.vectors or {}).get((model, target.size))
+        if found is None:
+            return []
+        scores = found.matrix @ target
+        passing = self._passing(query)
+        if passing is not None:
+            scores[~passing[found.keys]] = -np.inf
+        return self._best(scores, found.keys, query)
+
+    def _passing(self, query: MemoryQuery) -> npt.NDArray[np.bool_] | None:
+        """Which memories pass the query's filters; None when it has none."""
+        if not query.filtered:
+            return None
+        passing = (matches(query, m) for m in self.memories)
+        return np.fromiter(passing, dtype=np.bool_, count=len(self.memories))
+
+    def _best(
+        self,
+        scores: npt.NDArray[np.floating],
+        positions: npt.NDArray[np.integer],
+        query: MemoryQuery,
+    ) -> list[ScoredMemory]:
+        """The query's page of the best finite ``scores``, each the score of the memory at
+        ``positions[i]``, equal ones in the order of ``positions``; copies of the memories."""
+        count = None if query.limit is None else query.offset + query.limit
+        return [
+            ScoredMemory(self.memories[int(positions[i])].copy(), float(scores[i]))
+            for i in top_indices(scores, count)[query.offset :]
+        ]
+
+
+class SnapshotCache:
+    """The most recently searched users' snapshots, within ``max_bytes`` in all (by their
+    estimates), the least recently used dropped first. Thread-safe. A user who alone
+    exceeds it is not kept.
+
+    A snapshot grows when it builds its keyword index, after it was put here: each entry
+    keeps the size it was charged, and :meth:`get` charges the difference, so the total
+    never drifts from what the entries held.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, tuple[UserSnapshot, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, user_id: str, generation: int | None = None) -> UserSnapshot | None:
+        """The user's snapshot (if read at ``generation``, when given)."""
+        with self._lock:
+            entry = self._entries.get(user_id)
+            if entry is None or (generation is not None and entry[0].generation != generation):
+                return None
+            snapshot, charged = entry
+            self._entries.move_to_end(user_id)
+            if snapshot.nbytes != charged:
+                self._keep(user_id, snapshot)
+            return snapshot
+
+    def put(self, user_id: str, snapshot: UserSnapshot) -> None:
+        with self._lock:
+            self._keep(user_id, snapshot)
+
+    def _keep(self, user_id: str, snapshot: UserSnapshot) -> None:
+        """Hold ``snapshot`` as the user's, most recently used, at its size now; then drop
+        the least recently used while over budget. Under the lock."""
+        old = self._entries.pop(user_id, None)
+        if old is not None:
+            self._bytes -= old[1]
+        size = snapshot.nbytes
+        if size > self.max_bytes:
+            return
+        self._entries[user_id] = (snapshot, size)
+        self._bytes += size
+        while self._bytes > self.max_bytes:
+            _, (_, dropped) = self._entries.popitem(last=False)
+            self._bytes -= dropped
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._bytes = 0
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,21 +14,13 @@ import numpy as np
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
-from noted.db._client_search import matches
+from noted.db._client_search import Shape, SnapshotCache, UserSnapshot
 from noted.db._rows import check_table_names, stamped_keys
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
-from noted.retrieval.ranking import bm25_scores, fts_terms
-from noted.retrieval.vectors import (
-    UserVectors,
-    Vector,
-    check_vector,
-    from_blobs,
-    search_target,
-    to_blob,
-    top_indices,
-)
+from noted.retrieval.ranking import fts_terms
+from noted.retrieval.vectors import UserVectors, check_vector, from_blobs, search_target, to_blob
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -48,7 +39,6 @@ Doc = dict[str, Any]
 SERVER_SELECTION_TIMEOUT_MS: Final = 5000
 _BATCH: Final = 1000  # memories (or users) per bulk write, and ids per "$in" list
 _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
-_MEMORY_BYTES: Final = 500  # a cached memory's objects, besides its texts (a rough guess)
 _BUMP: Final[Mapping[str, Any]] = {"$inc": {"generation": 1}}
 # A user's memories as searches cache them: oldest first (the user_created index, reversed)
 _LOAD_ORDER: Final = [("created_at", 1), ("_id", 1)]
@@ -112,77 +102,6 @@ class _Change(NamedTuple):
     new_memory: str | None
     old_topics: list[str] | None
     new_topics: list[str] | None
-
-
-_Shape = tuple[str, int]  # (embedding model, dimensions)
-
-
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    """One user's memories as loaded at ``generation``, in _LOAD_ORDER; what keyword search
-    ranks of each (``documents``) and their positions by memory_id (``by_id``); and their
-    vectors per (model, dimensions) when loaded with them (else None). Shared between
-    threads: never changed, and a memory is copied before a caller gets it."""
-
-    generation: int
-    memories: tuple[UserMemory, ...]
-    documents: tuple[str, ...]
-    by_id: tuple[int, ...]
-    vectors: Mapping[_Shape, UserVectors] | None
-    nbytes: int  # roughly what it takes in the process
-
-    @classmethod
-    def of(cls, generation: int, docs: Sequence[Mapping[str, Any]], *, vectors: bool) -> _Loaded:
-        memories = tuple(_memories(docs))
-        documents = tuple(" ".join([m.memory, *m.topics, m.input or ""]) for m in memories)
-        by_id = tuple(sorted(range(len(memories)), key=lambda k: memories[k].memory_id or ""))
-        found = _user_vectors(generation, docs) if vectors else None
-        size = _MEMORY_BYTES * len(memories) + 2 * sum(map(len, documents))  # texts twice
-        size += sum(v.nbytes for v in (found or {}).values())
-        return cls(generation, memories, documents, by_id, found, size)
-
-
-class _SearchCache:
-    """The most recently searched users' :class:`_Loaded`, within ``max_bytes`` in all (by
-    estimate), least recently used dropped first. Thread-safe. A user who alone exceeds
-    it is not kept."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, _Loaded] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, user_id: str, generation: int | None = None) -> _Loaded | None:
-        """The user's entry (if loaded at ``generation``, when given)."""
-        with self._lock:
-            entry = self._entries.get(user_id)
-            if entry is None or (generation is not None and entry.generation != generation):
-                return None
-            self._entries.move_to_end(user_id)
-            return entry
-
-    def put(self, user_id: str, entry: _Loaded) -> None:
-        with self._lock:
-            old = self._entries.pop(user_id, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            if entry.nbytes > self.max_bytes:
-                return
-            self._entries[user_id] = entry
-            self._bytes += entry.nbytes
-            while self._bytes > self.max_bytes:
-                _, dropped = self._entries.popitem(last=False)
-                self._bytes -= dropped.nbytes
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
 
 
 class MongoDb:
@@ -271,7 +190,7 @@ class MongoDb:
         self._text_search = False  # whether the server's $text answers keyword searches
         self._vector_checked = False
         self._vector_index: _VectorIndex | None = None
-        self.cache = _SearchCache(cache_bytes)
+        self.cache = SnapshotCache(cache_bytes)
 
     def __repr__(self) -> str:
         return (
@@ -573,22 +492,24 @@ class MongoDb:
                 found = self._text_query(db.memories, query, words)
                 if found is not None:
                     return found
-            loaded = self._loaded(db, query.user_id, vectors=False)
-        return _keyword_rank(loaded, query, text)
+            snapshot = self._snapshot(db, query.user_id, vectors=False)
+        return snapshot.keyword(query, text)
 
-    def _loaded(self, db: _Collections, user_id: str, *, vectors: bool) -> _Loaded:
-        """The user's memories, with their vectors when ``vectors``: the cached copy while
-        it was loaded at the user's generation (one find_one), else loaded now and cached
-        under the generation read before loading (see the class's notes)."""
+    def _snapshot(self, db: _Collections, user_id: str, *, vectors: bool) -> UserSnapshot:
+        """The user's memories, with all their vectors when ``vectors``: the cached snapshot
+        while it was loaded at the user's generation (one find_one), else loaded now and
+        cached under the generation read before loading (see the class's notes)."""
         found = db.generations.find_one({"_id": user_id})
         generation = 0 if found is None else int(found["generation"])
         cached = self.cache.get(user_id, generation)
         if cached is not None and (cached.vectors is not None or not vectors):
             return cached
         cursor = db.memories.find({"user_id": user_id}, None if vectors else _NO_VECTOR)
-        loaded = _Loaded.of(generation, list(cursor.sort(_LOAD_ORDER)), vectors=vectors)
-        self.cache.put(user_id, loaded)
-        return loaded
+        docs = list(cursor.sort(_LOAD_ORDER))
+        shapes = _user_vectors(generation, docs) if vectors else None
+        snapshot = UserSnapshot(generation, _memories(docs), shapes)
+        self.cache.put(user_id, snapshot)
+        return snapshot
 
     def _text_query(
         self, memories: Collection[Doc], query: MemoryQuery, words: list[str]
@@ -638,8 +559,8 @@ class MongoDb:
                 found = self._atlas_search(db.memories, index, query, target, model)
                 if found is not None:
                     return found
-            loaded = self._loaded(db, user_id, vectors=True)
-        return _vector_rank(loaded, query, target, model)
+            snapshot = self._snapshot(db, user_id, vectors=True)
+        return snapshot.semantic(query, target, model)
 
     def _atlas_index(self, memories: Collection[Doc]) -> _VectorIndex | None:
         """The collection's usable Atlas vector index, looked up once per object: servers
@@ -1019,10 +940,10 @@ def _memories(docs: Iterable[Mapping[str, Any]]) -> list[UserMemory]:
     return memories
 
 
-def _user_vectors(generation: int, docs: Sequence[Mapping[str, Any]]) -> dict[_Shape, UserVectors]:
+def _user_vectors(generation: int, docs: Sequence[Mapping[str, Any]]) -> dict[Shape, UserVectors]:
     """Per (model, dimensions), the vectors of the embedded ones of ``docs`` as one matrix,
     in the docs' order: ``keys`` are their positions in ``docs``."""
-    grouped: dict[_Shape, tuple[list[int], list[bytes]]] = {}
+    grouped: dict[Shape, tuple[list[int], list[bytes]]] = {}
     for position, doc in enumerate(docs):
         embedding, model = doc.get("embedding"), doc.get("embedding_model")
         if not isinstance(embedding, bytes) or not isinstance(model, str):
@@ -1036,48 +957,6 @@ def _user_vectors(generation: int, docs: Sequence[Mapping[str, Any]]) -> dict[_S
         shape: UserVectors(generation, np.array(keys, dtype=np.int64), from_blobs(blobs, shape[1]))
         for shape, (keys, blobs) in grouped.items()
     }
-
-
-def _keyword_rank(loaded: _Loaded, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-    """What keyword_rank answers (BM25 of the filtered memories' documents, those sharing
-    no word left out, equal scores by memory_id), over the cached documents, with copies of
-    the page's memories."""
-    positions = loaded.by_id
-    if query.filtered:
-        positions = tuple(k for k in positions if matches(query, loaded.memories[k]))
-    scores = np.array(bm25_scores([loaded.documents[k] for k in positions], text))
-    hits = np.flatnonzero(scores > 0)
-    hits = hits[np.argsort(-scores[hits], kind="stable")]  # ties keep memory_id order
-    end = None if query.limit is None else query.offset + query.limit
-    return [
-        ScoredMemory(loaded.memories[positions[i]].copy(), float(scores[i]))
-        for i in hits[query.offset : end]
-    ]
-
-
-def _vector_rank(
-    loaded: _Loaded, query: MemoryQuery, target: Vector, model: str
-) -> list[ScoredMemory]:
-    """What semantic_rank answers for the user's memories that pass the query's filters and
-    have a vector by ``model`` of the target's size, in the loaded order (the order that
-    equal scores keep): the same product of the same rows, then top_indices, with copies
-    of the page's memories."""
-    assert loaded.vectors is not None
-    found = loaded.vectors.get((model, target.size))
-    if found is None:
-        return []
-    keys, matrix = found.keys, found.matrix
-    if query.filtered:
-        rows = [i for i, k in enumerate(keys.tolist()) if matches(query, loaded.memories[k])]
-        keys, matrix = keys[rows], matrix[rows]
-    if not len(keys):
-        return []
-    scores = matrix @ target
-    count = None if query.limit is None else query.offset + query.limit
-    return [
-        ScoredMemory(loaded.memories[int(keys[i])].copy(), float(scores[i]))
-        for i in top_indices(scores, count)[query.offset :]
-    ]
 
 
 def _overwrite(doc: Doc, stored: Mapping[str, Any]) -> Doc:

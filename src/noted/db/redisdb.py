@@ -71,31 +71,20 @@ does not come back to a value a process cached.
 from __future__ import annotations
 
 import json
-import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
-from noted.db._client_search import matches, sort_memories
+from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
 from noted.db._rows import check_table_name, memory_to_row, row_to_event, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
-from noted.retrieval.ranking import bm25_scores
-from noted.retrieval.vectors import (
-    UserVectors,
-    check_vector,
-    from_blobs,
-    search_target,
-    to_blob,
-    top_indices,
-)
+from noted.retrieval.vectors import UserVectors, check_vector, from_blobs, search_target, to_blob
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -111,7 +100,6 @@ _EMBED_CHUNK: Final = 1000  # embeddings per script call (each is stored on its 
 _SOCKET_TIMEOUT: Final = 30.0  # seconds; a large batch is one script call
 _CONNECT_TIMEOUT: Final = 5.0
 _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
-_MEMORY_BYTES: Final = 500  # a cached memory's objects, besides its texts (a rough guess)
 
 # -- Lua ------------------------------------------------------------------------------------
 # Every script takes its key prefix as ARGV[1]. Lua numbers are doubles printed with 14
@@ -621,74 +609,6 @@ def _foreign_session(session_id: str) -> ConflictError:
     return ConflictError(f"session {session_id!r} belongs to another user")
 
 
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    """One user's memories as read at ``generation``, in M:upd's order, with what keyword
-    search ranks of each (``documents``) and their positions by memory_id (``by_id``:
-    keyword_rank's order among equal scores); per (model, dimensions), the vectors of
-    those that have one (``keys`` are positions in ``memories``). Shared between threads:
-    never changed, and a memory is copied before a caller gets it."""
-
-    generation: int
-    memories: tuple[UserMemory, ...]
-    documents: tuple[str, ...]
-    by_id: tuple[int, ...]
-    memory_bytes: int  # roughly what the above take in the process
-    vectors: Mapping[tuple[str, int], UserVectors]
-
-    @classmethod
-    def of(cls, generation: int, memories: Sequence[UserMemory]) -> _Loaded:
-        documents = tuple(" ".join([m.memory, *m.topics, m.input or ""]) for m in memories)
-        by_id = sorted(range(len(memories)), key=lambda k: memories[k].memory_id or "")
-        size = _MEMORY_BYTES * len(memories) + 2 * sum(map(len, documents))  # texts twice
-        return cls(generation, tuple(memories), documents, tuple(by_id), size, {})
-
-    @property
-    def nbytes(self) -> int:
-        return self.memory_bytes + sum(v.nbytes for v in self.vectors.values())
-
-
-class _SearchCache:
-    """The most recently searched users' :class:`_Loaded`, within ``max_bytes`` in all (by
-    estimate). Thread-safe. A user whose memories alone exceed it is never kept."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._entries: OrderedDict[str, _Loaded] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-
-    def get(self, user_id: str) -> _Loaded | None:
-        with self._lock:
-            entry = self._entries.get(user_id)
-            if entry is not None:
-                self._entries.move_to_end(user_id)
-            return entry
-
-    def put(self, user_id: str, entry: _Loaded) -> None:
-        size = entry.nbytes
-        with self._lock:
-            old = self._entries.pop(user_id, None)
-            if old is not None:
-                self._bytes -= old.nbytes
-            if size > self.max_bytes:
-                return
-            self._entries[user_id] = entry
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, dropped = self._entries.popitem(last=False)
-                self._bytes -= dropped.nbytes
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-            self._bytes = 0
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-
 def _describe(client: redis.Redis) -> str:
     """Where the client connects, as a URL without user name or password."""
     pool = client.connection_pool
@@ -730,7 +650,7 @@ class RedisDb:
         module = import_sdk("redis", "redis", "RedisDb")
         if type(cache_bytes) is not int or cache_bytes < 0:
             raise UserError(f"cache_bytes must be a non-negative integer, got {cache_bytes!r}")
-        self.cache = _SearchCache(cache_bytes)
+        self.cache = SnapshotCache(cache_bytes)
         self.memory_table = check_table_name(memory_table, "memory_table")
         self.session_table = check_table_name(session_table, "session_table")
         self._redis_error: type[Exception] = module.exceptions.RedisError
@@ -943,20 +863,20 @@ class RedisDb:
             return len(self._matching(query))
         return int(self._call(self._count, *_scope(query.user_id)))
 
-    def _loaded(self, user_id: str, vectors: tuple[str, int] | None = None) -> _Loaded:
-        """The user's memories, and the vectors of ``vectors`` (model, dimensions) when
-        given, as they are now: the cached copy while its generation is the user's (one
-        GET), else read again with their generation by one script. What the copy already
-        holds is not read again unless the generation moved on meanwhile."""
+    def _snapshot(self, user_id: str, shape: Shape | None = None) -> UserSnapshot:
+        """The user's memories, and their vectors of ``shape`` when given, as they are now:
+        the cached snapshot while its generation is the user's (one GET), else read again
+        with their generation by one script. What the snapshot already holds is not read
+        again unless the generation moved on meanwhile."""
         cached = self.cache.get(user_id)
         if cached is not None:
             with self._mapped_errors():
                 current = int(self._client.get(self._gkey(user_id)) or 0)
             if cached.generation != current:
                 cached = None
-            elif vectors is None or vectors in cached.vectors:
+            elif shape is None or shape in (cached.vectors or {}):
                 return cached
-        model, dimensions = vectors or ("", 0)
+        model, dimensions = shape or ("", 0)
 
         def load(rows: bool) -> Any:
             return self._call(self._load, user_id, "rows" if rows else "", model, 4 * dimensions)
@@ -966,54 +886,32 @@ class RedisDb:
             cached, reply = None, load(True)
         generation = int(reply[0])
         if cached is None:
-            cached = _Loaded.of(generation, _memories(json.loads(reply[1])))
-        if vectors is not None:
+            cached = UserSnapshot(generation, _memories(json.loads(reply[1])))
+        if shape is not None:
             keys = np.array(json.loads(reply[2]), dtype=np.int64)
             found = UserVectors(generation, keys, from_blobs(reply[3:], dimensions))
-            cached = replace(cached, vectors={**cached.vectors, vectors: found})
+            cached = cached.with_vectors(shape, found)
         self.cache.put(user_id, cached)
         return cached
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        """keyword_rank's ranking (BM25 of the filtered memories' documents, those sharing
-        no word left out, equal scores by memory_id), over the cached documents: a search
-        builds neither every memory's text nor a result for each memory that matched."""
+        """keyword_rank's ranking over the cached snapshot (see UserSnapshot.keyword)."""
         if query.user_id is None:
             raise UserError("keyword search is for one user: give a user_id")
         if query.limit == 0:
             return []
-        loaded = self._loaded(query.user_id)
-        memories, positions = loaded.memories, loaded.by_id
-        if query.filtered:
-            positions = tuple(k for k in positions if matches(query, memories[k]))
-        scores = np.array(bm25_scores([loaded.documents[k] for k in positions], text))
-        scores[scores <= 0] = -np.inf  # those sharing no word are left out
-        count = None if query.limit is None else query.offset + query.limit
-        return [
-            ScoredMemory(memories[positions[i]].copy(), float(scores[i]))
-            for i in top_indices(scores, count)[query.offset :]
-        ]
+        return self._snapshot(query.user_id).keyword(query, text)
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
     ) -> list[ScoredMemory]:
-        """Scores every cached vector with one product; those the filters leave out score
-        -inf, which ``top_indices`` skips, so the rest keep M:upd's order among equal
-        scores (the order semantic_rank gives them)."""
+        """semantic_rank's ranking over the cached snapshot, whose memories are in M:upd's
+        order: the order equal scores keep."""
         user_id, target = search_target(query.user_id, vector)
         if query.limit == 0:
             return []
-        loaded = self._loaded(user_id, (model, target.size))  # other sizes are left out
-        vectors, memories = loaded.vectors[(model, target.size)], loaded.memories
-        scores = vectors.matrix @ target
-        if query.filtered:
-            left_out = [not matches(query, memories[k]) for k in vectors.keys.tolist()]
-            scores[np.array(left_out, dtype=bool)] = -np.inf
-        count = None if query.limit is None else query.offset + query.limit
-        return [
-            ScoredMemory(memories[int(vectors.keys[i])].copy(), float(scores[i]))
-            for i in top_indices(scores, count)[query.offset :]
-        ]
+        shape = (model, target.size)  # vectors of other sizes are left out
+        return self._snapshot(user_id, shape).semantic(query, target, model)
 
     def memories_to_embed(
         self, user_id: str | None, model: str, limit: int | None = None

@@ -7,10 +7,15 @@ import functools
 import math
 import re
 import unicodedata
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from itertools import chain
+
+import numpy as np
+import numpy.typing as npt
 
 __all__ = [
+    "KeywordIndex",
     "bm25_scores",
     "fts_match",
     "fts_terms",
@@ -83,25 +88,111 @@ def _bag(document: str) -> tuple[dict[str, int], int]:
     return dict(Counter(stems)), len(stems)
 
 
+def _query_stems(text: str) -> set[str]:
+    """The stems a keyword query looks for: its words less the stopwords (all of them when
+    it has nothing else)."""
+    words = fts_terms(text)
+    return {_stem(w) for w in ([w for w in words if w not in STOPWORDS] or words)}
+
+
+def _postings(
+    bags: list[dict[str, int]], words: Collection[str] | None
+) -> tuple[Iterable[str], npt.NDArray[np.intp], Iterable[int]]:
+    """Every (stem, document position, count) of the stems of ``bags`` (each document's
+    counts), or of ``words`` only, as three parallel columns in any order. A few words are
+    looked up one at a time, a pass over the documents each: cheaper than listing every
+    stem of every document to keep a few."""
+    if words is None:
+        sizes = [len(bag) for bag in bags]
+        positions = np.repeat(np.arange(len(bags)), sizes)
+        return chain.from_iterable(bags), positions, chain.from_iterable(b.values() for b in bags)
+    found = [(w, k) for w in words for k, bag in enumerate(bags) if w in bag]
+    positions = np.array([k for _, k in found], dtype=np.intp)
+    return (w for w, _ in found), positions, (bags[k][w] for w, k in found)
+
+
+class KeywordIndex:
+    """BM25 over a fixed sequence of documents, from postings made once: a query costs a few
+    array operations on the postings of its own words, instead of a look at every document.
+
+    The postings of every word lie in two flat arrays (positions, then counts), each word's
+    run in position order, found by ``_start``: far fewer objects than one list per word.
+    Never changed once made, so threads share it.
+    """
+
+    __slots__ = ("_counts", "_positions", "_sizes", "_start", "_total_size", "_words")
+
+    def __init__(self, documents: Iterable[str], words: Collection[str] | None = None) -> None:
+        """Index ``documents``; only the stems in ``words`` when given (one query's, as
+        :func:`bm25_scores` needs), else every stem."""
+        bags = [_bag(document) for document in documents]
+        stems, positions, counts = _postings([bag for bag, _ in bags], words)
+        ids: defaultdict[str, int] = defaultdict(int)
+        ids.default_factory = ids.__len__  # a new word's id is the count before it
+        word_ids = np.fromiter(map(ids.__getitem__, stems), dtype=np.int64)  # all in C
+        order = np.argsort(word_ids * len(bags) + positions)  # by word, then position
+        self._words = dict(ids)
+        self._start = np.zeros(len(ids) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(word_ids, minlength=len(ids)), out=self._start[1:])
+        self._positions = positions[order].astype(np.int32)
+        self._counts = np.fromiter(counts, dtype=np.int32)[order]
+        self._sizes = np.array([size for _, size in bags], dtype=np.int32)
+        self._total_size = int(self._sizes.sum())
+
+    @property
+    def nbytes(self) -> int:
+        """Roughly what the index takes in the process (a word's entry: about 100 bytes)."""
+        arrays = (self._start, self._positions, self._counts, self._sizes)
+        return sum(a.nbytes for a in arrays) + sum(100 + len(w) for w in self._words)
+
+    def scores(
+        self,
+        text: str,
+        subset: npt.NDArray[np.bool_] | None = None,
+        *,
+        k1: float = 1.2,
+        b: float = 0.75,
+    ) -> npt.NDArray[np.float64]:
+        """BM25 of each document for the words of ``text``: 0 when none occurs, and for the
+        documents ``subset`` (a mask) leaves out. The others score as BM25 over the
+        subset's documents alone (its document count, average length and each word's
+        document frequency), with the float operations of the formula applied document by
+        document, in the same order: the same scores to the last bit, only on arrays."""
+        scores = np.zeros(len(self._sizes))
+        if subset is None:
+            total, total_size = len(self._sizes), self._total_size
+        else:
+            total, total_size = int(np.count_nonzero(subset)), int(self._sizes[subset].sum())
+        wanted = _query_stems(text)
+        if not wanted or not total:
+            return scores
+        average = total_size / total or 1.0
+        for word in wanted:  # a score adds its words' terms in this order
+            index = self._words.get(word)
+            if index is None:
+                continue
+            start, end = self._start[index], self._start[index + 1]
+            positions, counts = self._positions[start:end], self._counts[start:end]
+            if subset is not None:
+                inside = subset[positions]
+                positions, counts = positions[inside], counts[inside]
+            holding = len(positions)
+            if not holding:
+                continue
+            weight = math.log(1 + (total - holding + 0.5) / (holding + 0.5))
+            sizes = self._sizes[positions]
+            scores[positions] += (
+                weight * counts * (k1 + 1) / (counts + k1 * (1 - b + b * sizes / average))
+            )
+        return scores
+
+
 def bm25_scores(
     documents: Sequence[str], text: str, *, k1: float = 1.2, b: float = 0.75
 ) -> list[float]:
     """BM25 of each document for the words of ``text`` (0 when none occurs), for stores
-    that have no full-text index of their own."""
-    words = fts_terms(text)
-    wanted = {_stem(w) for w in ([w for w in words if w not in STOPWORDS] or words)}
-    bags = [_bag(doc) for doc in documents]
-    if not wanted or not bags:
-        return [0.0] * len(bags)
-    average = sum(size for _, size in bags) / len(bags) or 1.0
-    holding = {w: sum(1 for counts, _ in bags if w in counts) for w in wanted}
-    idf = {w: math.log(1 + (len(bags) - n + 0.5) / (n + 0.5)) for w, n in holding.items() if n}
-    scores: list[float] = []
-    for counts, size in bags:
-        score = 0.0
-        for word, weight in idf.items():
-            count = counts.get(word)
-            if count:
-                score += weight * count * (k1 + 1) / (count + k1 * (1 - b + b * size / average))
-        scores.append(score)
-    return scores
+    that have no full-text index of their own: a :class:`KeywordIndex` of the query's
+    words only, made for this one call."""
+    index = KeywordIndex(documents, words=_query_stems(text))
+    result: list[float] = index.scores(text, k1=k1, b=b).tolist()
+    return result
