@@ -13,10 +13,12 @@ import asyncio
 import json
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import BACKENDS, open_store
 from noted import (
     Agent,
     AuditContext,
@@ -26,12 +28,14 @@ from noted import (
     MemoryStore,
     Message,
     SessionStore,
+    SqliteDb,
     UserError,
     UserMemory,
 )
 from noted.models import ToolDefinition
 from noted.sessions import RunResult, new_run_id
 from noted.testing import FunctionModel
+from servers import Server
 
 
 def stamped(text: str, user: str, memory_id: str, **fields: object) -> UserMemory:
@@ -318,3 +322,46 @@ def test_large_batches_are_stored_whole(store: MemoryStore) -> None:
     assert [m.memory_id for m in page] == ["id02998", "id02999"]
     assert store.delete_memories([f"id{i:05d}" for i in range(0, 3000, 2)], "ava") == 1500
     assert store.count_memories(MemoryQuery(user_id="ava")) == 1500
+
+
+@pytest.mark.parametrize("kind", [k for k in BACKENDS if k != "in-memory"])
+def test_searches_racing_another_processs_writes_end_up_current(
+    kind: str, servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    """A second store object on the same tables writes, as another process would."""
+    store = open_store(kind, servers, tmp_path)
+    names = {"memory_table": store.memory_table, "session_table": store.session_table}  # type: ignore[attr-defined]
+    if isinstance(store, SqliteDb):
+        other: MemoryStore = SqliteDb(store.db_file, **names)
+    else:
+        other = open_store(kind, servers, tmp_path, **names)
+    errors: list[BaseException] = []
+    done = threading.Event()
+    query = MemoryQuery(user_id="ava", limit=3)
+
+    def search() -> None:
+        try:
+            while not done.is_set():
+                store.keyword_search(query, "tea")
+                store.semantic_search(query, unit(1, 0, 0), "model")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=search) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for i in range(40):
+        m = stamped(f"tea number {i}", "ava", f"m{i}")
+        other.upsert_memories([m])
+        other.set_embeddings("model", [(m, unit(1, i, 0))])
+    done.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    everything = MemoryQuery(user_id="ava")
+    assert len(store.keyword_search(everything, "tea")) == 40
+    assert len(store.semantic_search(everything, unit(1, 0, 0), "model")) == 40
+    other.delete_memories(["m0"], "ava")
+    assert len(store.keyword_search(everything, "tea")) == 39
+    other.close()
+    store.close()

@@ -677,30 +677,3 @@ def test_the_cache_stays_within_its_budget(url: str) -> None:
     assert db.cache.nbytes == 0
     with pytest.raises(UserError, match="cache_bytes"):
         MongoDb(url, cache_bytes=-1)
-
-
-def test_searches_racing_writes_end_up_current(db: MongoDb, other: MongoDb) -> None:
-    errors: list[BaseException] = []
-    done = threading.Event()
-
-    def search() -> None:
-        try:
-            while not done.is_set():
-                db.keyword_search(MemoryQuery("ava", limit=3), "tea")
-                db.semantic_search(MemoryQuery("ava", limit=3), unit(1), "model")
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=search) for _ in range(3)]
-    for t in threads:
-        t.start()
-    for i in range(40):
-        m = stamped(f"tea {i}", f"m{i}")
-        other.upsert_memories([m])
-        other.set_embeddings("model", [(m, unit(i))])
-    done.set()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert len(db.keyword_search(MemoryQuery("ava"), "tea")) == 40
-    assert len(db.semantic_search(MemoryQuery("ava"), unit(1), "model")) == 40

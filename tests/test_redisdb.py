@@ -589,33 +589,6 @@ def test_a_lost_generation_does_not_come_back(
     assert [r.memory.memory for r in db.keyword_search(MemoryQuery("ava"), "tea")] == ["new tea"]
 
 
-def test_searches_racing_writes_end_up_current(db: RedisDb, other: RedisDb) -> None:
-    errors: list[BaseException] = []
-    done = threading.Event()
-
-    def search() -> None:
-        try:
-            while not done.is_set():
-                db.keyword_search(MemoryQuery("ava", limit=3), "tea")
-                db.semantic_search(MemoryQuery("ava", limit=3), unit(1), "model")
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=search) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for i in range(100):
-        m = stamped(f"tea {i}", f"m{i}", "ava")
-        other.upsert_memories([m])
-        other.set_embeddings("model", [(m, unit(i))])
-    done.set()
-    for t in threads:
-        t.join()
-    assert errors == []
-    assert len(db.keyword_search(MemoryQuery("ava"), "tea")) == 100
-    assert len(db.semantic_search(MemoryQuery("ava"), unit(1), "model")) == 100
-
-
 # -- sessions ---------------------------------------------------------------------------------
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +24,7 @@ __all__ = [
     "SortField",
     "SortOrder",
     "Store",
+    "StoreContext",
 ]
 
 SortField = Literal["updated_at", "created_at"]
@@ -243,3 +244,16 @@ class SessionStore(Protocol):
 @runtime_checkable
 class Store(MemoryStore, SessionStore, Protocol):
     """A backend that keeps both memories and sessions, as every noted backend does."""
+
+
+class StoreContext:
+    """What every backend class shares: ``with SqliteDb(...) as db:`` closes it at the end."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -10,7 +10,7 @@ from noted._time import EPOCH, utc_now
 from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
 from noted.db._client_search import keyword_rank, matches, semantic_rank, sort_memories
 from noted.db._rows import stamped_keys
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
 from noted.errors import ConflictError, UserError
 from noted.retrieval.vectors import Vector, check_vector, search_target
 from noted.schema import UserMemory, UserStats
@@ -26,7 +26,7 @@ def _side(memory: UserMemory | None) -> _Side:
     return None if memory is None else (memory.memory, tuple(memory.topics))
 
 
-class InMemoryDb:
+class InMemoryDb(StoreContext):
     """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
 
     def __init__(self) -> None:

@@ -16,7 +16,7 @@ from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot
 from noted.db._rows import check_table_names, stamped_keys
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.ranking import fts_terms
@@ -104,7 +104,7 @@ class _Change(NamedTuple):
     new_topics: list[str] | None
 
 
-class MongoDb:
+class MongoDb(StoreContext):
     """Memories and sessions in a MongoDB database, one collection each for memories
     (``<memory_table>``), their history (``<memory_table>_events``), each user's generation
     (``<memory_table>_generations``), sessions (``<session_table>``) and runs
@@ -197,12 +197,6 @@ class MongoDb:
             f"MongoDb(db_url={self._where!r}, database={self.database!r}, "
             f"memory_table={self.memory_table!r}, session_table={self.session_table!r})"
         )
-
-    def __enter__(self) -> MongoDb:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the client this object opened (a client passed in stays open) and empty

@@ -33,7 +33,7 @@ from noted.db._rows import (
     stamped_keys,
     summary_from_json,
 )
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
 from noted.errors import (
     ConflictError,
     MissingDependencyError,
@@ -104,7 +104,7 @@ class _VectorDumper(Dumper):
         return struct.pack(">HH", array.size, 0) + array.tobytes()
 
 
-class PostgresDb:
+class PostgresDb(StoreContext):
     """Memories and sessions in PostgreSQL, tables and indexes created on first use.
 
     ``db_url`` is a ``postgresql://`` (or ``postgresql+psycopg://``) URL. Connections come
@@ -183,12 +183,6 @@ class PostgresDb:
             f"PostgresDb({self._where_to!r}, schema={self.schema!r}, "
             f"memory_table={self.memory_table!r}, session_table={self.session_table!r})"
         )
-
-    def __enter__(self) -> PostgresDb:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- connections ------------------------------------------------------------------
 

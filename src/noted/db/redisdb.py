@@ -81,7 +81,7 @@ from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
 from noted.db._rows import check_table_name, memory_to_row, row_to_event, rows_to_memories
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.vectors import UserVectors, check_vector, from_blobs, search_target, to_blob
@@ -620,7 +620,7 @@ def _describe(client: redis.Redis) -> str:
     return f"{scheme}://{options.get('host', 'localhost')}:{options.get('port', 6379)}/{db}"
 
 
-class RedisDb:
+class RedisDb(StoreContext):
     """Memories and sessions in Redis; see the module's notes for the layout.
 
     ``db_url`` is a redis-py URL: ``redis://[[user]:password@]host:port/db``, ``rediss://``
@@ -707,12 +707,6 @@ class RedisDb:
             f"RedisDb({self.server!r}, memory_table={self.memory_table!r}, "
             f"session_table={self.session_table!r})"
         )
-
-    def __enter__(self) -> RedisDb:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the client this store made (a client passed in is left open)."""

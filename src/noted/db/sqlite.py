@@ -27,7 +27,7 @@ from noted.db._rows import (
     row_to_memory,
     rows_to_memories,
 )
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
 from noted.db.sqlite_vectors import SqliteVectors
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
 from noted.retrieval.ranking import fts_match
@@ -46,7 +46,7 @@ _VECTOR_CACHE_BYTES = 512 * 2**20
 _BM25_WEIGHTS = "0.0, 1.0, 0.5, 0.5"
 
 
-class SqliteDb:
+class SqliteDb(StoreContext):
     """Memories in a SQLite file, created with its tables and indexes on first use.
 
     Writes are durable when the call returns: WAL journal with ``synchronous=NORMAL`` (a
@@ -151,12 +151,6 @@ class SqliteDb:
             f"SqliteDb(db_file={str(self.db_file)!r}, memory_table={self.memory_table!r}, "
             f"session_table={self.session_table!r})"
         )
-
-    def __enter__(self) -> SqliteDb:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # -- connection -------------------------------------------------------------------
 
