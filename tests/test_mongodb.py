@@ -161,6 +161,10 @@ def test_embeddings_are_float32_vectors_dropped_when_the_text_changes(
     raw[db.memory_table].update_one(
         {"_id": "m1"}, {"$set": {"embedding": vector.tobytes(), "embedding_model": "m"}}
     )
+    # a writer other than noted moves the user's generation on, as the docs ask
+    raw[f"{db.memory_table}_generations"].update_one(
+        {"_id": "ava"}, {"$inc": {"generation": 1}}, upsert=True
+    )
     assert [r.memory.memory for r in db.semantic_search(MemoryQuery("ava"), vector, "m")] == [
         "Ava likes coffee"
     ]

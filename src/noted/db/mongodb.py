@@ -636,8 +636,18 @@ class MongoDb(StoreContext):
             return _memories(cursor)
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
+        """For one user, from the cached snapshot (every search asks): its memories less
+        those with a vector made by ``model``."""
         with self._db() as db:
-            return db.memories.count_documents(_unembedded(user_id, model))
+            if user_id is None:
+                return db.memories.count_documents(_unembedded(None, model))
+            snapshot = self._snapshot(db, user_id, vectors=True)
+            embedded = sum(
+                found.keys.size
+                for (made_by, _), found in (snapshot.vectors or {}).items()
+                if made_by == model
+            )
+            return len(snapshot.memories) - embedded
 
     def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
         from pymongo import UpdateOne
