@@ -315,6 +315,10 @@ def main() -> None:
                     report["million"] = measure_million(url, args)
             finally:
                 cm.__exit__(None, None, None)
+            # what is measured so far, in case a later backend takes long or fails
+            args.output.parent.mkdir(parents=True, exist_ok=True)
+            args.output.write_text(json.dumps(report, indent=2))
+            print(f"{kind}: done", flush=True)
 
     print(
         f"\n{'backend':10} {'operation':20} {'noted p50 ms':>13} {'p95 ms':>10} "
