@@ -89,6 +89,11 @@ _SESSION_SELECT = (
     + ", ".join(_MICROS.format(c) for c in ("created_at", "updated_at"))
     + ", summary::text, run_count"
 )
+# A keyword search tests each of the user's rows, read by the (user_id, ...) index; the
+# match is wrapped so that the planner cannot take the GIN index instead, which for common
+# words lists a large part of every user's rows (65 ms instead of 2 for one user among
+# 1,000,000 memories of 10,000 users, once the table's statistics are in).
+KEYWORD_MATCH = "coalesce(search @@ q, false)"
 _RANK_WEIGHTS = "'{0.1, 0.2, 0.5, 1.0}'"  # D, C, B, A: text, then topics, then input
 _EXACT_SEARCH_LIMIT = 20_000
 _warned_no_pgvector = False
@@ -593,11 +598,11 @@ class PostgresDb(StoreContext):
         if not words or query.limit == 0:
             return []
         # Only letters and digits reach the query, joined by "or": nothing in ``text`` can
-        # be read as query syntax, and any of the words matches.
+        # be read as query syntax, and any of the words matches (see KEYWORD_MATCH).
         where, params = self._where(query)
         inner = (
             f"SELECT memory_id AS hit, ts_rank(search, q, 1) AS score FROM {self._n.memories}, "
-            f"websearch_to_tsquery('english', %s) AS q{where} AND search @@ q "
+            f"websearch_to_tsquery('english', %s) AS q{where} AND {KEYWORD_MATCH} "
             "ORDER BY score DESC, memory_id"
         )
         params = [" or ".join(words), *params]
