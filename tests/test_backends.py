@@ -365,3 +365,70 @@ def test_searches_racing_another_processs_writes_end_up_current(
     assert len(store.keyword_search(everything, "tea")) == 39
     other.close()
     store.close()
+
+
+@pytest.mark.parametrize("kind", [k for k in BACKENDS if k != "in-memory"])
+def test_every_change_by_another_process_is_seen_by_the_next_search(
+    kind: str, servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    """A store that caches what it searches (SQLite's vectors, Redis's and MongoDB's
+    snapshots) answers as a store that has just opened, after each kind of change made
+    through another store object on the same tables."""
+    db = open_store(kind, servers, tmp_path)
+    names = {"memory_table": db.memory_table, "session_table": db.session_table}  # type: ignore[attr-defined]
+    if isinstance(db, SqliteDb):
+        other: MemoryStore = SqliteDb(db.db_file, **names)
+    else:
+        other = open_store(kind, servers, tmp_path, **names)
+
+    def fresh_store() -> MemoryStore:
+        if isinstance(db, SqliteDb):
+            return SqliteDb(db.db_file, **names)
+        return open_store(kind, servers, tmp_path, **names)
+
+    texts = ["ava likes tea", "ava likes green tea", "ava skis", "ava reads", "tea time"]
+    memories = [stamped(text, "ava", f"m{i}") for i, text in enumerate(texts)]
+    axes = np.eye(8, dtype=np.float32)
+    db.upsert_memories(memories)
+    db.set_embeddings("model", [(m, axes[i]) for i, m in enumerate(memories)])
+    query, target = MemoryQuery(user_id="ava"), (0.8 * axes[2] + 0.6 * axes[0]).astype(np.float32)
+
+    def check() -> tuple[list[str], list[str]]:
+        keyword = db.keyword_search(query, "tea")
+        semantic = db.semantic_search(query, target, "model")
+        reference = fresh_store()
+        assert [r.memory.memory_id for r in reference.keyword_search(query, "tea")] == [
+            r.memory.memory_id for r in keyword
+        ]
+        again = reference.semantic_search(query, target, "model")
+        assert [(r.memory.memory_id, round(r.score, 5)) for r in again] == [
+            (r.memory.memory_id, round(r.score, 5)) for r in semantic
+        ]
+        reference.close()
+        return [r.memory.memory_id or "" for r in keyword], [
+            r.memory.memory_id or "" for r in semantic
+        ]
+
+    keyword, semantic = check()
+    assert sorted(keyword) == ["m0", "m1", "m4"]
+    assert semantic[:2] == ["m2", "m0"]
+    fresh = stamped("tea tea tea", "ava", "new")
+    other.upsert_memories([fresh])  # a new memory
+    keyword, semantic = check()
+    assert "new" in keyword
+    assert "new" not in semantic  # no embedding yet
+    other.set_embeddings("model", [(fresh, target)])
+    assert check()[1][0] == "new"
+    other.set_embeddings("model", [(memories[2], -axes[2])])  # an embedding changed
+    assert check()[1][-1] == "m2"
+    assert other.delete_memories(["new"], "ava") == 1  # a deleted memory
+    keyword, semantic = check()
+    assert "new" not in keyword + semantic
+    assert other.update_memory(stamped("tea tea", "ava", "m2"))
+    keyword, semantic = check()  # a changed text: found by its words, its embedding dropped
+    assert "m2" in keyword
+    assert "m2" not in semantic
+    other.clear_memories("ava")
+    assert check() == ([], [])
+    other.close()
+    db.close()

@@ -556,49 +556,6 @@ def test_each_write_moves_its_users_generations_on_once(url: str, raw: Any) -> N
     client.close()
 
 
-def test_writes_through_another_object_are_seen(db: MongoDb, other: MongoDb) -> None:
-    uncached = same_collections(db, cache_bytes=0)
-    texts = ["ava likes tea", "ava likes green tea", "ava skis", "ava reads", "tea time"]
-    memories = [stamped(text, f"m{i}") for i, text in enumerate(texts)]
-    axes = np.eye(8, dtype=np.float32)
-    db.upsert_memories(memories)
-    db.set_embeddings("model", [(m, axes[i]) for i, m in enumerate(memories)])
-    query, target = MemoryQuery("ava"), (0.8 * axes[2] + 0.6 * axes[0]).astype(np.float32)
-
-    def check() -> tuple[list[str], list[str]]:
-        """The ids db finds by keyword and by vector; an uncached store finds the same."""
-        keyword = db.keyword_search(query, "tea")
-        semantic = db.semantic_search(query, target, "model")
-        assert found(keyword) == found(uncached.keyword_search(query, "tea"))
-        assert found(semantic) == found(uncached.semantic_search(query, target, "model"))
-        return ids(keyword), ids(semantic)
-
-    keyword, semantic = check()
-    assert sorted(keyword) == ["m0", "m1", "m4"] and semantic[:2] == ["m2", "m0"]
-    fresh = stamped("tea tea tea", "new")
-    other.upsert_memories([fresh])  # a new memory
-    keyword, semantic = check()
-    assert keyword[0] == "new" and "new" not in semantic  # no embedding yet
-    other.set_embeddings("model", [(fresh, target)])  # a new embedding
-    assert check()[1][0] == "new"
-    other.set_embeddings("model", [(memories[3], target)])  # a changed one
-    assert check()[1][:2] in (["new", "m3"], ["m3", "new"])
-    assert other.delete_memories(["new"], "ava") == 1  # a deleted memory
-    keyword, semantic = check()
-    assert "new" not in keyword + semantic and semantic[0] == "m3"
-    assert other.update_memory(stamped("tea tea", "m2"))  # a changed text: ranked anew,
-    keyword, semantic = check()  # and its embedding dropped
-    assert keyword[0] == "m2" and "m2" not in semantic
-    assert db.keyword_search(query, "tea")[0].memory.memory == "tea tea"
-    other.clear_memories("ava")
-    assert check() == ([], [])
-    other.upsert_memories([stamped("tea again", "m9")])
-    assert check()[0] == ["m9"]
-    other.clear_all_memories()
-    assert check() == ([], [])
-    uncached.close()
-
-
 def test_results_equal_those_of_the_shared_ranking(db: MongoDb) -> None:
     """Many equal scores (repeated texts and vectors), cut by pages at every place: as
     InMemoryDb ranks by keyword, as semantic_rank ranks the memories oldest first, and as

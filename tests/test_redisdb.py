@@ -455,44 +455,6 @@ def test_a_cold_cache_reads_in_one_script(db: RedisDb, client: redis.Redis) -> N
     assert used.get("hmget") == 100  # each memory's row and its embedding
 
 
-def test_writes_of_another_process_are_seen(db: RedisDb, other: RedisDb) -> None:
-    uncached = RedisDb(other.server, memory_table=db.memory_table, cache_bytes=0)
-    texts = ["ava likes tea", "ava likes green tea", "ava skis", "ava reads", "tea time"]
-    memories = [stamped(text, f"m{i}", "ava") for i, text in enumerate(texts)]
-    axes = np.eye(8, dtype=np.float32)
-    db.upsert_memories(memories)
-    db.set_embeddings("model", [(m, axes[i]) for i, m in enumerate(memories)])
-    query, target = MemoryQuery("ava"), (0.8 * axes[2] + 0.6 * axes[0]).astype(np.float32)
-
-    def check() -> tuple[list[str], list[str]]:
-        """The ids db finds by keyword and by vector; an uncached store finds the same."""
-        keyword = db.keyword_search(query, "tea")
-        semantic = db.semantic_search(query, target, "model")
-        assert found(keyword) == found(uncached.keyword_search(query, "tea"))
-        assert found(semantic) == found(uncached.semantic_search(query, target, "model"))
-        return ids(keyword), ids(semantic)
-
-    keyword, semantic = check()
-    assert sorted(keyword) == ["m0", "m1", "m4"] and semantic[:2] == ["m2", "m0"]
-    fresh = stamped("tea tea tea", "new", "ava")
-    other.upsert_memories([fresh])  # a new memory
-    keyword, semantic = check()
-    assert keyword[0] == "new" and "new" not in semantic  # no embedding yet
-    other.set_embeddings("model", [(fresh, target)])
-    assert check()[1][0] == "new"
-    other.set_embeddings("model", [(memories[2], -axes[2])])  # an embedding changed
-    assert check()[1][-1] == "m2"
-    assert other.delete_memories(["new"], "ava") == 1  # a deleted memory
-    keyword, semantic = check()
-    assert "new" not in keyword + semantic
-    assert other.update_memory(stamped("tea tea", "m2", "ava"))
-    keyword, semantic = check()  # a changed text: ranked anew, and its embedding dropped
-    assert keyword[0] == "m2" and "m2" not in semantic
-    other.clear_memories("ava")
-    assert check() == ([], [])
-    uncached.close()
-
-
 def test_results_equal_those_of_the_shared_ranking(db: RedisDb) -> None:
     """Many equal scores (repeated texts and vectors), cut by pages at every place."""
     reference = InMemoryDb()
