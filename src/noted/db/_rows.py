@@ -176,7 +176,7 @@ def row_to_event(row: Sequence[Any]) -> MemoryEvent:
     )
 
 
-def summary_from_json(text: str | None) -> SessionSummary | None:
+def summary_from_json(text: str | bytes | None) -> SessionSummary | None:
     return None if text is None else SessionSummary.from_dict(json.loads(text))
 
 

@@ -79,8 +79,15 @@ import numpy as np
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
+from noted.db import redis_scripts as lua
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
-from noted.db._rows import check_table_name, memory_to_row, row_to_event, rows_to_memories
+from noted.db._rows import (
+    check_table_name,
+    memory_to_row,
+    row_to_event,
+    rows_to_memories,
+    summary_from_json,
+)
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
@@ -100,415 +107,6 @@ _EMBED_CHUNK: Final = 1000  # embeddings per script call (each is stored on its 
 _SOCKET_TIMEOUT: Final = 30.0  # seconds; a large batch is one script call
 _CONNECT_TIMEOUT: Final = 5.0
 _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
-
-# -- Lua ------------------------------------------------------------------------------------
-# Every script takes its key prefix as ARGV[1]. Lua numbers are doubles printed with 14
-# digits, so times travel as strings and are never turned into numbers. An optional text
-# passed as an argument is "" for None or "+" followed by the text (which may be empty);
-# inside JSON it is null.
-
-_MEMORY_LUA = """
-local P = ARGV[1]
-local NULL = cjson.null
-local FIELDS = {'user_id', 'memory', 'topics', 'input', 'agent_id', 'team_id',
-                'session_id', 'created_at', 'updated_at'}
-local OPTIONAL = {'input', 'agent_id', 'team_id', 'session_id'}
-local function mkey(id) return P .. ':m:' .. id end
-local function zkey(kind, user) return P .. ':' .. kind .. ':' .. user end
-local function ekey(user, id) return P .. ':e:' .. #user .. ':' .. user .. ':' .. id end
-local function gkey(user) return P .. ':gen:' .. #user .. ':' .. user end
--- the user's memories changed: a new generation (see the module's notes for the start)
-local function bump(user)
-  local key = gkey(user)
-  if redis.call('INCR', key) == 1 then
-    local now = redis.call('TIME')
-    redis.call('SET', key, now[1] .. string.format('%06d', tonumber(now[2])))
-  end
-end
-local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
-local function neg(s)
-  if string.sub(s, 1, 1) == '-' then return string.sub(s, 2) end
-  return '-' .. s
-end
--- the users a read covers: one, or everyone with memories
-local function scope(which, user)
-  if which == 'all' then return redis.call('ZRANGE', P .. ':users', 0, -1) end
-  return {user}
-end
--- a memory as {id, FIELDS...} with null for absent fields
-local function row(id)
-  local found = redis.call('HMGET', mkey(id), unpack(FIELDS))
-  for i = 1, #FIELDS do
-    if not found[i] then found[i] = NULL end
-  end
-  table.insert(found, 1, id)
-  return found
-end
--- a JSON list (cjson writes an empty table as {})
-local function json_list(items)
-  if #items == 0 then return '[]' end
-  return cjson.encode(items)
-end
-"""
-
-# Shared by the scripts that write memories: ARGV[2..5] = now, actor, session_id, run_id.
-# A memory in their JSON argument is [event_id, memory_id, user_id, memory, topics, input,
-# agent_id, team_id, session_id, created_at, updated_at].
-_WRITE_LUA = """
-local NOW, ACTOR, SESSION, RUN = ARGV[2], ARGV[3], opt(ARGV[4]), opt(ARGV[5])
-local function record(user, id, eid, kind, old_text, old_topics, new_text, new_topics)
-  redis.call('RPUSH', ekey(user, id), cjson.encode({eid, kind, old_text or NULL,
-    new_text or NULL, old_topics or NULL, new_topics or NULL, ACTOR, SESSION or NULL,
-    RUN or NULL, NOW}))
-end
--- ZADD of many score, member pairs, a bounded number at a time (unpack's stack limit)
-local function zadd(key, pairs)
-  for i = 1, #pairs, 2000 do
-    redis.call('ZADD', key, unpack(pairs, i, math.min(i + 1999, #pairs)))
-  end
-end
--- the user's place in M:users follows their newest memory; no memories, no place
-local function refresh(user)
-  local top = redis.call('ZRANGE', zkey('upd', user), -1, -1, 'WITHSCORES')
-  if top[1] then
-    redis.call('ZADD', P .. ':users', neg(top[2]), user)
-  else
-    redis.call('ZREM', P .. ':users', user)
-  end
-end
--- the HSET arguments of memory m (user_id and created_at too when whole), and the
--- optional fields it leaves out
-local function fields(key, m, whole)
-  local set = {key, 'memory', m[4], 'topics', m[5], 'updated_at', m[11]}
-  if whole then
-    set[#set + 1] = 'user_id'; set[#set + 1] = m[3]
-    set[#set + 1] = 'created_at'; set[#set + 1] = m[10]
-  end
-  local absent = {}
-  for i, field in ipairs(OPTIONAL) do
-    if m[5 + i] ~= NULL then
-      set[#set + 1] = field; set[#set + 1] = m[5 + i]
-    else
-      absent[#absent + 1] = field
-    end
-  end
-  return set, absent
-end
-"""
-
-# ARGV[6] = the memories (JSON). Returns nil, or the first memory_id that belongs to
-# another user, stored or earlier in the batch (then nothing is written).
-_UPSERT_LUA = """
-local batch = cjson.decode(ARGV[6])
--- each id's {owner, memory, topics}: read once, then kept as the batch writes it
-local held = {}
-for _, m in ipairs(batch) do
-  local h = held[m[2]]
-  if h == nil then
-    h = redis.call('HMGET', mkey(m[2]), 'user_id', 'memory', 'topics')
-    held[m[2]] = h
-  end
-  if h[1] and h[1] ~= m[3] then return m[2] end
-  h[1] = m[3]
-end
-local scores = {}  -- user -> {updated_at scores, created_at scores} as ZADD arguments
-for _, m in ipairs(batch) do
-  local id, user, text = m[2], m[3], m[4]
-  local key, h = mkey(id), held[id]
-  local set, absent = fields(key, m, true)
-  if h[2] then
-    if h[2] ~= text then
-      absent[#absent + 1] = 'embedding'; absent[#absent + 1] = 'embedding_model'
-    end
-    if #absent > 0 then redis.call('HDEL', key, unpack(absent)) end
-  end
-  redis.call('HSET', unpack(set))
-  record(user, id, m[1], h[2] and 'update' or 'add', h[2], h[3], text, m[5])
-  h[2], h[3] = text, m[5]
-  local s = scores[user]
-  if not s then s = {{}, {}}; scores[user] = s end
-  s[1][#s[1] + 1] = m[11]; s[1][#s[1] + 1] = id
-  s[2][#s[2] + 1] = m[10]; s[2][#s[2] + 1] = id
-end
-for user, s in pairs(scores) do
-  zadd(zkey('upd', user), s[1])
-  zadd(zkey('crt', user), s[2])
-  refresh(user)
-  bump(user)
-end
-return nil
-"""
-
-# ARGV[6] = one memory (JSON); its created_at is ignored. Keeps the stored created_at
-# and each optional field given as null. Returns 1, or 0 when the user has no such memory.
-_UPDATE_LUA = """
-local m = cjson.decode(ARGV[6])
-local id, user, text = m[2], m[3], m[4]
-local key = mkey(id)
-local cur = redis.call('HMGET', key, 'user_id', 'memory', 'topics')
-if cur[1] ~= user then return 0 end
-if cur[2] ~= text then redis.call('HDEL', key, 'embedding', 'embedding_model') end
-redis.call('HSET', unpack((fields(key, m, false))))
-redis.call('ZADD', zkey('upd', user), m[11], id)
-record(user, id, m[1], 'update', cur[2], cur[3], text, m[5])
-refresh(user)
-bump(user)
-return 1
-"""
-
-# ARGV[6] = 'ids' | 'user' | 'all', [7] = user_id, [8] = event ids (JSON), [9] = memory
-# ids (JSON, for 'ids'). Returns how many were deleted, or -n when there are n memories
-# to delete and fewer event ids (then nothing is written).
-_DELETE_LUA = """
-local mode, event_ids = ARGV[6], cjson.decode(ARGV[8])
-local targets = {}
-if mode == 'ids' then
-  for _, id in ipairs(cjson.decode(ARGV[9])) do targets[#targets + 1] = {ARGV[7], id} end
-else
-  for _, user in ipairs(scope(mode, ARGV[7])) do
-    for _, id in ipairs(redis.call('ZRANGE', zkey('upd', user), 0, -1)) do
-      targets[#targets + 1] = {user, id}
-    end
-  end
-end
-if #targets > #event_ids then return -#targets end
-local deleted, touched = 0, {}
-for _, target in ipairs(targets) do
-  local user, id = target[1], target[2]
-  local key = mkey(id)
-  local cur = redis.call('HMGET', key, 'user_id', 'memory', 'topics')
-  if cur[1] == user then
-    deleted = deleted + 1
-    redis.call('DEL', key)
-    redis.call('ZREM', zkey('upd', user), id)
-    redis.call('ZREM', zkey('crt', user), id)
-    record(user, id, event_ids[deleted], 'delete', cur[2], cur[3], nil, nil)
-    touched[user] = true
-  end
-end
-for user in pairs(touched) do
-  refresh(user)
-  bump(user)
-end
-return deleted
-"""
-
-# ARGV[2] = model, then 4 per item: memory_id, user_id, memory, embedding (bytes, so not
-# in JSON). Stores each embedding whose memory still has that user and text; returns how
-# many were stored.
-_SET_EMBEDDINGS_LUA = """
-local stored, touched = 0, {}
-for i = 3, #ARGV, 4 do
-  local key = mkey(ARGV[i])
-  local cur = redis.call('HMGET', key, 'user_id', 'memory')
-  if cur[1] == ARGV[i + 1] and cur[2] == ARGV[i + 2] then
-    redis.call('HSET', key, 'embedding', ARGV[i + 3], 'embedding_model', ARGV[2])
-    stored = stored + 1
-    touched[cur[1]] = true
-  end
-end
-for user in pairs(touched) do bump(user) end
-return stored
-"""
-
-# ARGV[2] = 'user' | 'all', [3] = user_id, [4] = 'upd' | 'crt', [5] = 'rank' | 'score',
-# [6], [7] = the range (ranks, or inclusive scores), [8] = 'rev' or ''. The memories as a
-# JSON list of rows.
-_READ_LUA = """
-local kind, by, lo, hi, rev = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local out = {}
-for _, user in ipairs(scope(ARGV[2], ARGV[3])) do
-  local range = {zkey(kind, user), lo, hi}
-  if by == 'score' then range[#range + 1] = 'BYSCORE' end
-  if rev == 'rev' then range[#range + 1] = 'REV' end
-  for _, id in ipairs(redis.call('ZRANGE', unpack(range))) do out[#out + 1] = row(id) end
-end
-return json_list(out)
-"""
-
-# ARGV[2] = user_id, [3] = 'rows' or '', [4] = model ('' for none), [5] = a byte length.
-# What a search caches, read with the generation it belongs to: {generation ('0' when
-# none), the user's memories as JSON rows in M:upd's order ('' unless 'rows'), the
-# positions (from 0, in that order) of those with an embedding by the model of that
-# length as JSON, then those embeddings} (one reply element each: joining them here with
-# table.concat costs several times more).
-_LOAD_LUA = """
-local user, model, size = ARGV[2], ARGV[4], tonumber(ARGV[5])
-local out = {redis.call('GET', gkey(user)) or '0', '', '[]'}
-local rows, positions = {}, {}
-for i, id in ipairs(redis.call('ZRANGE', zkey('upd', user), 0, -1)) do
-  if ARGV[3] == 'rows' then rows[#rows + 1] = row(id) end
-  if model ~= '' then
-    local held = redis.call('HMGET', mkey(id), 'embedding_model', 'embedding')
-    if held[1] == model and #held[2] == size then
-      positions[#positions + 1] = i - 1
-      out[#out + 1] = held[2]
-    end
-  end
-end
-if ARGV[3] == 'rows' then out[2] = json_list(rows) end
-out[3] = json_list(positions)
-return out
-"""
-
-# ARGV[2] = 'user' | 'all', [3] = user_id, [4] = model, [5] = at most this many per user
-# ('' = all), [6] = 'count' or ''. The memories without an embedding by the model, each
-# user's oldest first (created_at, then id), as JSON rows; or how many there are.
-_TO_EMBED_LUA = """
-local model, limit, counting = ARGV[4], tonumber(ARGV[5]), ARGV[6] == 'count'
-local out, count = {}, 0
-for _, user in ipairs(scope(ARGV[2], ARGV[3])) do
-  local taken = 0
-  for _, id in ipairs(redis.call('ZRANGE', zkey('crt', user), 0, -1)) do
-    if limit and taken >= limit then break end
-    if redis.call('HGET', mkey(id), 'embedding_model') ~= model then
-      count = count + 1
-      taken = taken + 1
-      if not counting then out[#out + 1] = row(id) end
-    end
-  end
-end
-if counting then return count end
-return json_list(out)
-"""
-
-# ARGV[2] = 'user' | 'all', [3] = user_id. How many memories.
-_COUNT_LUA = """
-local count = 0
-for _, user in ipairs(scope(ARGV[2], ARGV[3])) do
-  count = count + redis.call('ZCARD', zkey('upd', user))
-end
-return count
-"""
-
-# ARGV[2] = 'user' | 'all', [3] = user_id. The distinct topic lists, as a JSON list of
-# their JSON texts.
-_TOPICS_LUA = """
-local seen, out = {}, {}
-for _, user in ipairs(scope(ARGV[2], ARGV[3])) do
-  for _, id in ipairs(redis.call('ZRANGE', zkey('upd', user), 0, -1)) do
-    local topics = redis.call('HGET', mkey(id), 'topics')
-    if not seen[topics] then
-      seen[topics] = true
-      out[#out + 1] = topics
-    end
-  end
-end
-return json_list(out)
-"""
-
-# ARGV[2], [3] = ranks in M:users. Per user, most recently updated first: [user_id,
-# memory count, newest updated_at (exact, from its memory)], as JSON.
-_STATS_LUA = """
-local out = {}
-for _, user in ipairs(redis.call('ZRANGE', P .. ':users', ARGV[2], ARGV[3])) do
-  local newest = redis.call('ZRANGE', zkey('upd', user), -1, -1)[1]
-  out[#out + 1] = {user, redis.call('ZCARD', zkey('upd', user)),
-                   redis.call('HGET', mkey(newest), 'updated_at')}
-end
-return json_list(out)
-"""
-
-_SESSION_LUA = """
-local P = ARGV[1]
-local SESSION_FIELDS = {'user_id', 'agent_id', 'created_at', 'updated_at', 'summary'}
-local function key(kind, id) return P .. ':' .. kind .. ':' .. id end
-local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
-"""
-
-# ARGV[2] = session_id, [3] = user_id, [4] = agent_id (optional), [5] = now, [6] = status,
-# [7] = the run as JSON. Returns 1, or 0 when the session belongs to another user.
-_APPEND_RUN_LUA = """
-local sid, user, now = ARGV[2], ARGV[3], ARGV[5]
-local skey = key('s', sid)
-local owner = redis.call('HGET', skey, 'user_id')
-if not owner then
-  redis.call('HSET', skey, 'user_id', user, 'created_at', now)
-  local agent = opt(ARGV[4])
-  if agent then redis.call('HSET', skey, 'agent_id', agent) end
-elseif owner ~= user then
-  return 0
-end
-local count = redis.call('RPUSH', key('r', sid), ARGV[7])
-if ARGV[6] == 'completed' then redis.call('RPUSH', key('d', sid), count - 1) end
-redis.call('HSET', skey, 'updated_at', now)
-redis.call('ZADD', key('u', user), '-' .. now, sid)
-redis.call('ZADD', P .. ':all', '-' .. now, sid)
-return 1
-"""
-
-# ARGV[2] = session_id, [3] = user_id, [4] = the last n ('' = all), [5] = 'completed' or
-# ''. {'ok', runs...}, {'none'} (no such session) or {'conflict'} (another user's).
-_GET_RUNS_LUA = """
-local sid, n = ARGV[2], ARGV[4]
-local owner = redis.call('HGET', key('s', sid), 'user_id')
-if not owner then return {'none'} end
-if owner ~= ARGV[3] then return {'conflict'} end
-local out = {'ok'}
-if n == '0' then return out end
-local first = 0
-if n ~= '' then first = -tonumber(n) end
-if ARGV[5] == 'completed' then
-  for _, i in ipairs(redis.call('LRANGE', key('d', sid), first, -1)) do
-    out[#out + 1] = redis.call('LINDEX', key('r', sid), i)
-  end
-else
-  for _, run in ipairs(redis.call('LRANGE', key('r', sid), first, -1)) do
-    out[#out + 1] = run
-  end
-end
-return out
-"""
-
-# ARGV[2] = session_id, [3] = user_id (optional: any user's). {SESSION_FIELDS...,
-# runs...}, or {} when there is no such session (of the user).
-_GET_SESSION_LUA = """
-local sid, user = ARGV[2], opt(ARGV[3])
-local found = redis.call('HMGET', key('s', sid), unpack(SESSION_FIELDS))
-if not found[1] or (user and found[1] ~= user) then return {} end
-for _, run in ipairs(redis.call('LRANGE', key('r', sid), 0, -1)) do
-  found[#found + 1] = run
-end
-return found
-"""
-
-# ARGV[2] = user_id (optional: every user's), [3], [4] = ranks. Per session, most
-# recently updated first: {session_id, SESSION_FIELDS..., run count}.
-_LIST_SESSIONS_LUA = """
-local user = opt(ARGV[2])
-local index = P .. ':all'
-if user then index = key('u', user) end
-local out = {}
-for _, sid in ipairs(redis.call('ZRANGE', index, ARGV[3], ARGV[4])) do
-  local found = redis.call('HMGET', key('s', sid), unpack(SESSION_FIELDS))
-  table.insert(found, 1, sid)
-  found[#found + 1] = redis.call('LLEN', key('r', sid))
-  out[#out + 1] = found
-end
-return out
-"""
-
-# ARGV[2] = session_id, [3] = user_id (optional: any user's). 1 when deleted, else 0.
-_DELETE_SESSION_LUA = """
-local sid, user = ARGV[2], opt(ARGV[3])
-local owner = redis.call('HGET', key('s', sid), 'user_id')
-if not owner or (user and owner ~= user) then return 0 end
-redis.call('DEL', key('s', sid), key('r', sid), key('d', sid))
-redis.call('ZREM', key('u', owner), sid)
-redis.call('ZREM', P .. ':all', sid)
-return 1
-"""
-
-# ARGV[2] = session_id, [3] = user_id, [4] = the summary as JSON. 1 when stored, 0 when
-# there is no such session, -1 when it belongs to another user (then nothing is written).
-_SET_SUMMARY_LUA = """
-local skey = key('s', ARGV[2])
-local owner = redis.call('HGET', skey, 'user_id')
-if not owner then return 0 end
-if owner ~= ARGV[3] then return -1 end
-redis.call('HSET', skey, 'summary', ARGV[4])
-return 1
-"""
 
 _MEMORY_FIELDS: Final = (
     "user_id",
@@ -569,10 +167,6 @@ def _event(memory_id: str, user_id: str, raw: bytes | str) -> MemoryEvent:
     return row_to_event((event_id, memory_id, user_id, *change, *context, int(at)))
 
 
-def _summary(raw: bytes | str | None) -> SessionSummary | None:
-    return None if raw is None else SessionSummary.from_dict(json.loads(raw))
-
-
 def _session(session_id: str, fields: Sequence[Any], run_count: int) -> Session:
     """A session from its hash fields (user_id, agent_id, created_at, updated_at, summary)."""
     user_id, agent_id, created, updated, summary = fields
@@ -582,7 +176,7 @@ def _session(session_id: str, fields: Sequence[Any], run_count: int) -> Session:
         _text(agent_id),
         from_micros(int(created)),
         from_micros(int(updated)),
-        _summary(summary),
+        summary_from_json(summary),
         run_count,
     )
 
@@ -667,22 +261,22 @@ class RedisDb(StoreContext):
         self._owns_client = client is None
         self.server = _describe(self._client)
         register = self._client.register_script
-        self._upsert = register(_MEMORY_LUA + _WRITE_LUA + _UPSERT_LUA)
-        self._update = register(_MEMORY_LUA + _WRITE_LUA + _UPDATE_LUA)
-        self._delete = register(_MEMORY_LUA + _WRITE_LUA + _DELETE_LUA)
-        self._set_embeddings = register(_MEMORY_LUA + _SET_EMBEDDINGS_LUA)
-        self._read = register(_MEMORY_LUA + _READ_LUA)
-        self._load = register(_MEMORY_LUA + _LOAD_LUA)
-        self._to_embed = register(_MEMORY_LUA + _TO_EMBED_LUA)
-        self._count = register(_MEMORY_LUA + _COUNT_LUA)
-        self._topics = register(_MEMORY_LUA + _TOPICS_LUA)
-        self._stats = register(_MEMORY_LUA + _STATS_LUA)
-        self._append_run = register(_SESSION_LUA + _APPEND_RUN_LUA)
-        self._get_runs = register(_SESSION_LUA + _GET_RUNS_LUA)
-        self._get_session = register(_SESSION_LUA + _GET_SESSION_LUA)
-        self._list_sessions = register(_SESSION_LUA + _LIST_SESSIONS_LUA)
-        self._delete_session = register(_SESSION_LUA + _DELETE_SESSION_LUA)
-        self._set_summary = register(_SESSION_LUA + _SET_SUMMARY_LUA)
+        self._upsert = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.UPSERT_LUA)
+        self._update = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.UPDATE_LUA)
+        self._delete = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.DELETE_LUA)
+        self._set_embeddings = register(lua.MEMORY_LUA + lua.SET_EMBEDDINGS_LUA)
+        self._read = register(lua.MEMORY_LUA + lua.READ_LUA)
+        self._load = register(lua.MEMORY_LUA + lua.LOAD_LUA)
+        self._to_embed = register(lua.MEMORY_LUA + lua.TO_EMBED_LUA)
+        self._count = register(lua.MEMORY_LUA + lua.COUNT_LUA)
+        self._topics = register(lua.MEMORY_LUA + lua.TOPICS_LUA)
+        self._stats = register(lua.MEMORY_LUA + lua.STATS_LUA)
+        self._append_run = register(lua.SESSION_LUA + lua.APPEND_RUN_LUA)
+        self._get_runs = register(lua.SESSION_LUA + lua.GET_RUNS_LUA)
+        self._get_session = register(lua.SESSION_LUA + lua.GET_SESSION_LUA)
+        self._list_sessions = register(lua.SESSION_LUA + lua.LIST_SESSIONS_LUA)
+        self._delete_session = register(lua.SESSION_LUA + lua.DELETE_SESSION_LUA)
+        self._set_summary = register(lua.SESSION_LUA + lua.SET_SUMMARY_LUA)
 
     @staticmethod
     def _connect(module: Any, db_url: object) -> redis.Redis:
@@ -1002,7 +596,7 @@ class RedisDb(StoreContext):
             owner, summary = self._client.hmget(
                 f"{self.session_table}:s:{session_id}", ("user_id", "summary")
             )
-        return _summary(summary) if _owned_by(owner, user_id) else None
+        return summary_from_json(summary) if _owned_by(owner, user_id) else None
 
     def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         stored = int(
