@@ -10,7 +10,7 @@ from typing import Any
 
 from noted._time import from_micros, to_micros
 from noted.audit import MemoryEvent
-from noted.errors import UserError
+from noted.errors import ConflictError, UserError
 from noted.schema import UserMemory
 from noted.sessions import Session, SessionSummary
 
@@ -193,3 +193,8 @@ def row_to_session(row: Sequence[Any]) -> Session:
         summary=summary_from_json(summary),
         run_count=run_count,
     )
+
+
+def foreign_session(session_id: str) -> ConflictError:
+    """What every store raises for a session of another user."""
+    return ConflictError(f"session {session_id!r} belongs to another user")

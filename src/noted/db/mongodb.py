@@ -15,7 +15,7 @@ import numpy as np
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot
-from noted.db._rows import check_table_names, stamped_keys
+from noted.db._rows import check_table_names, foreign_session, stamped_keys
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
@@ -801,7 +801,7 @@ class MongoDb(StoreContext):
             owner = sessions.find_one({"_id": run.session_id}, {"user_id": 1})
             if owner is not None:
                 if owner["user_id"] != run.user_id:
-                    raise _foreign(run.session_id)
+                    raise foreign_session(run.session_id)
                 continue  # the user's own session, created meanwhile: count on it
             try:
                 sessions.insert_one(
@@ -837,7 +837,7 @@ class MongoDb(StoreContext):
             if owner is None:
                 return []
             if owner["user_id"] != user_id:
-                raise _foreign(session_id)
+                raise foreign_session(session_id)
             if last_n == 0:
                 return []
             return _runs(db.runs, session_id, last_n, completed_only)
@@ -889,7 +889,7 @@ class MongoDb(StoreContext):
             if owner is None:
                 return False
             if owner["user_id"] != user_id:
-                raise _foreign(session_id)
+                raise foreign_session(session_id)
             key = {"_id": session_id, "user_id": user_id}
             return db.sessions.update_one(key, {"$set": {"summary": data}}).matched_count == 1
 
@@ -1060,10 +1060,6 @@ def _vector_bytes(value: bytes) -> bytes:
     is a multiple of 4 bytes long, so the 2-byte header always shows."""
     raw = bytes(value)
     return raw[len(_FLOAT32_HEADER) :] if len(raw) % 4 == len(_FLOAT32_HEADER) else raw
-
-
-def _foreign(session_id: str) -> ConflictError:
-    return ConflictError(f"session {session_id!r} belongs to another user")
 
 
 def _session(doc: Mapping[str, Any]) -> Session:

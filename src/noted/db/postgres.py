@@ -28,10 +28,8 @@ from noted.db._rows import (
     check_table_names,
     encode_topics,
     row_to_event,
-    row_to_session,
     rows_to_memories,
     stamped_keys,
-    summary_from_json,
 )
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
 from noted.errors import (
@@ -58,7 +56,6 @@ try:
     from psycopg.adapt import Dumper
     from psycopg.pq import Format
     from psycopg.types import TypeInfo
-    from psycopg.types.json import Json
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingDependencyError(
@@ -66,6 +63,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
     ) from exc
 
 from noted.db import postgres_schema as pg_schema
+from noted.db import postgres_sessions as sessions
 
 __all__ = ["PostgresDb"]
 
@@ -83,11 +81,6 @@ _SELECT = ", ".join(
 _EVENT_SELECT = ", ".join(
     _MICROS.format(c) if c == "created_at" else f"{c}::text" if c.endswith("_topics") else c
     for c in EVENT_COLUMNS
-)
-_SESSION_SELECT = (
-    "session_id, user_id, agent_id, "
-    + ", ".join(_MICROS.format(c) for c in ("created_at", "updated_at"))
-    + ", summary::text, run_count"
 )
 # A keyword search tests each of the user's rows, read by the (user_id, ...) index; the
 # match is wrapped so that the planner cannot take the GIN index instead, which for common
@@ -767,56 +760,11 @@ class PostgresDb(StoreContext):
             )
         self._indexed_dimensions.add(dims)
 
-    # -- SessionStore -----------------------------------------------------------------
-
-    def _owner(self, conn: Conn, session_id: str, *, lock: bool = False) -> Row | None:
-        return conn.execute(
-            f"SELECT user_id, run_count FROM {self._n.sessions} WHERE session_id = %s"
-            + (" FOR UPDATE" if lock else ""),
-            (session_id,),
-        ).fetchone()
+    # -- SessionStore (see postgres_sessions) ------------------------------------------
 
     def append_run(self, run: RunResult) -> None:
-        n = self._n
-        now = from_micros(now_micros())
         with self._transaction() as conn:
-            conn.execute(
-                f"INSERT INTO {n.sessions} (session_id, user_id, agent_id, created_at, "
-                "updated_at, summary, run_count) VALUES (%s, %s, %s, %s, %s, NULL, 0) "
-                "ON CONFLICT (session_id) DO NOTHING",
-                (run.session_id, run.user_id, run.agent_id, now, now),
-            )
-            owner = self._owner(conn, run.session_id, lock=True)
-            assert owner is not None
-            if owner[0] != run.user_id:
-                raise _foreign(run.session_id)
-            conn.execute(
-                f"INSERT INTO {n.runs} (session_id, run_index, run_id, status, created_at, data) "
-                "VALUES (%s, %s, %s, %s, %s, %s)",
-                (
-                    run.session_id,
-                    owner[1],
-                    run.run_id,
-                    run.status,
-                    run.created_at,
-                    Json(run.to_dict()),
-                ),
-            )
-            conn.execute(
-                f"UPDATE {n.sessions} SET updated_at = %s, run_count = run_count + 1 "
-                "WHERE session_id = %s",
-                (now, run.session_id),
-            )
-
-    def _runs(
-        self, conn: Conn, session_id: str, last_n: int | None, completed_only: bool
-    ) -> list[RunResult]:
-        sql = f"SELECT data FROM {self._n.runs} WHERE session_id = %s"
-        if completed_only:
-            sql += " AND status = 'completed'"
-        sql += " ORDER BY run_index DESC LIMIT %s"
-        rows = conn.execute(sql, (session_id, last_n)).fetchall()
-        return [RunResult.from_dict(row[0]) for row in reversed(rows)]
+            sessions.append_run(conn, self._n, run, from_micros(now_micros()))
 
     def get_runs(
         self,
@@ -828,74 +776,30 @@ class PostgresDb(StoreContext):
     ) -> list[RunResult]:
         check_page(last_n, 0)
         with self._connection() as conn:
-            owner = self._owner(conn, session_id)
-            if owner is None:
-                return []
-            if owner[0] != user_id:
-                raise _foreign(session_id)
-            return self._runs(conn, session_id, last_n, completed_only)
+            return sessions.get_runs(conn, self._n, session_id, user_id, last_n, completed_only)
 
     def get_session(self, session_id: str, user_id: str | None) -> Session | None:
         with self._connection() as conn:
-            row = conn.execute(
-                f"SELECT {_SESSION_SELECT} FROM {self._n.sessions} WHERE session_id = %s",
-                (session_id,),
-            ).fetchone()
-            if row is None or (user_id is not None and row[1] != user_id):
-                return None
-            session = row_to_session(row)
-            session.runs = self._runs(conn, session_id, None, False)
-        return session
+            return sessions.get_session(conn, self._n, session_id, user_id)
 
     def list_sessions(
         self, user_id: str | None, *, limit: int | None = None, offset: int = 0
     ) -> list[Session]:
         check_page(limit, offset)
-        sql = f"SELECT {_SESSION_SELECT} FROM {self._n.sessions}"
-        params: list[Any] = []
-        if user_id is not None:
-            sql += " WHERE user_id = %s"
-            params.append(user_id)
-        sql += " ORDER BY updated_at DESC, session_id LIMIT %s OFFSET %s"
         with self._connection() as conn:
-            rows = conn.execute(sql, [*params, limit, offset]).fetchall()
-        return [row_to_session(row) for row in rows]
+            return sessions.list_sessions(conn, self._n, user_id, limit, offset)
 
     def delete_session(self, session_id: str, user_id: str | None) -> bool:
-        n = self._n
         with self._transaction() as conn:
-            owner = self._owner(conn, session_id, lock=True)
-            if owner is None or (user_id is not None and owner[0] != user_id):
-                return False
-            conn.execute(f"DELETE FROM {n.runs} WHERE session_id = %s", (session_id,))
-            conn.execute(f"DELETE FROM {n.sessions} WHERE session_id = %s", (session_id,))
-        return True
+            return sessions.delete_session(conn, self._n, session_id, user_id)
 
     def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
         with self._connection() as conn:
-            row = conn.execute(
-                f"SELECT summary::text FROM {self._n.sessions} "
-                "WHERE session_id = %s AND user_id = %s",
-                (session_id, user_id),
-            ).fetchone()
-        return None if row is None else summary_from_json(row[0])
+            return sessions.get_summary(conn, self._n, session_id, user_id)
 
     def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         with self._transaction() as conn:
-            owner = self._owner(conn, session_id, lock=True)
-            if owner is None:
-                return False
-            if owner[0] != user_id:
-                raise _foreign(session_id)
-            conn.execute(
-                f"UPDATE {self._n.sessions} SET summary = %s WHERE session_id = %s",
-                (Json(summary.to_dict()), session_id),
-            )
-        return True
-
-
-def _foreign(session_id: str) -> ConflictError:
-    return ConflictError(f"session {session_id!r} belongs to another user")
+            return sessions.set_summary(conn, self._n, session_id, user_id, summary)
 
 
 def _say_no_pgvector(where: str) -> None:

@@ -83,6 +83,7 @@ from noted.db import redis_scripts as lua
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
 from noted.db._rows import (
     check_table_name,
+    foreign_session,
     memory_to_row,
     row_to_event,
     rows_to_memories,
@@ -197,10 +198,6 @@ def _scope(user_id: str | None) -> tuple[str, str]:
 
 def _foreign_memory(memory_id: str) -> ConflictError:
     return ConflictError(f"memory_id {memory_id!r} belongs to another user; nothing was written")
-
-
-def _foreign_session(session_id: str) -> ConflictError:
-    return ConflictError(f"session {session_id!r} belongs to another user")
 
 
 def _describe(client: redis.Redis) -> str:
@@ -548,7 +545,7 @@ class RedisDb(StoreContext):
             _to_json(run.to_dict()),
         )
         if not appended:
-            raise _foreign_session(run.session_id)
+            raise foreign_session(run.session_id)
 
     def get_runs(
         self,
@@ -567,7 +564,7 @@ class RedisDb(StoreContext):
             "completed" if completed_only else "",
         )
         if status == b"conflict":
-            raise _foreign_session(session_id)
+            raise foreign_session(session_id)
         return _runs(runs)
 
     def get_session(self, session_id: str, user_id: str | None) -> Session | None:
@@ -603,5 +600,5 @@ class RedisDb(StoreContext):
             self._session_call(self._set_summary, session_id, user_id, _to_json(summary.to_dict()))
         )
         if stored < 0:
-            raise _foreign_session(session_id)
+            raise foreign_session(session_id)
         return stored == 1

@@ -12,8 +12,7 @@ import sqlite3
 from typing import Any
 
 from noted._time import to_micros
-from noted.db._rows import row_to_session, summary_from_json
-from noted.errors import ConflictError
+from noted.db._rows import foreign_session, row_to_session, summary_from_json
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
@@ -27,10 +26,6 @@ __all__ = [
 ]
 
 _SESSION_COLUMNS = "session_id, user_id, agent_id, created_at, updated_at, summary, run_count"
-
-
-def _foreign(session_id: str) -> ConflictError:
-    return ConflictError(f"session {session_id!r} belongs to another user")
 
 
 def _owner(conn: sqlite3.Connection, table: str, session_id: str) -> tuple[str, int] | None:
@@ -50,7 +45,7 @@ def append_run(conn: sqlite3.Connection, table: str, run: RunResult, now_us: int
         )
         index = 0
     elif owner[0] != run.user_id:
-        raise _foreign(run.session_id)
+        raise foreign_session(run.session_id)
     else:
         index = owner[1]
     conn.execute(
@@ -83,7 +78,7 @@ def get_runs(
     if owner is None:
         return []
     if owner[0] != user_id:
-        raise _foreign(session_id)
+        raise foreign_session(session_id)
     sql = f"SELECT data FROM {table}_runs WHERE session_id = ?"
     params: list[Any] = [session_id]
     if completed_only:
@@ -113,7 +108,7 @@ def set_summary(
     if owner is None:
         return False
     if owner[0] != user_id:
-        raise _foreign(session_id)
+        raise foreign_session(session_id)
     text = json.dumps(summary.to_dict(), ensure_ascii=False, separators=(",", ":"))
     conn.execute(f"UPDATE {table} SET summary = ? WHERE session_id = ?", (text, session_id))
     return True

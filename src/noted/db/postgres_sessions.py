@@ -1,0 +1,151 @@
+"""SQL for sessions in PostgreSQL: ``<session_table>`` and ``<session_table>_runs``, one
+row per run (its messages and metrics as ``json``), each function inside the caller's
+connection or transaction, as in sqlite_sessions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Json
+
+from noted.db._rows import foreign_session, row_to_session, summary_from_json
+from noted.db.postgres_schema import Names
+from noted.sessions import RunResult, Session, SessionSummary
+
+__all__ = [
+    "append_run",
+    "delete_session",
+    "get_runs",
+    "get_session",
+    "get_summary",
+    "list_sessions",
+    "set_summary",
+]
+
+Row = tuple[Any, ...]
+Conn = psycopg.Connection[Row]
+
+# timestamps leave the database as integer microseconds, as the row readers take them
+_SESSION_SELECT = (
+    "session_id, user_id, agent_id, "
+    "(extract(epoch from created_at) * 1000000)::bigint, "
+    "(extract(epoch from updated_at) * 1000000)::bigint, summary::text, run_count"
+)
+
+
+def _owner(conn: Conn, n: Names, session_id: str, *, lock: bool = False) -> Row | None:
+    return conn.execute(
+        f"SELECT user_id, run_count FROM {n.sessions} WHERE session_id = %s"
+        + (" FOR UPDATE" if lock else ""),
+        (session_id,),
+    ).fetchone()
+
+
+def append_run(conn: Conn, n: Names, run: RunResult, now: datetime) -> None:
+    """Inside the caller's transaction; the session's row is locked while its run is
+    numbered, so concurrent appends never take the same place."""
+    conn.execute(
+        f"INSERT INTO {n.sessions} (session_id, user_id, agent_id, created_at, "
+        "updated_at, summary, run_count) VALUES (%s, %s, %s, %s, %s, NULL, 0) "
+        "ON CONFLICT (session_id) DO NOTHING",
+        (run.session_id, run.user_id, run.agent_id, now, now),
+    )
+    owner = _owner(conn, n, run.session_id, lock=True)
+    assert owner is not None
+    if owner[0] != run.user_id:
+        raise foreign_session(run.session_id)
+    conn.execute(
+        f"INSERT INTO {n.runs} (session_id, run_index, run_id, status, created_at, data) "
+        "VALUES (%s, %s, %s, %s, %s, %s)",
+        (run.session_id, owner[1], run.run_id, run.status, run.created_at, Json(run.to_dict())),
+    )
+    conn.execute(
+        f"UPDATE {n.sessions} SET updated_at = %s, run_count = run_count + 1 WHERE session_id = %s",
+        (now, run.session_id),
+    )
+
+
+def _runs(
+    conn: Conn, n: Names, session_id: str, last_n: int | None, completed_only: bool
+) -> list[RunResult]:
+    sql = f"SELECT data FROM {n.runs} WHERE session_id = %s"
+    if completed_only:
+        sql += " AND status = 'completed'"
+    sql += " ORDER BY run_index DESC LIMIT %s"
+    rows = conn.execute(sql, (session_id, last_n)).fetchall()
+    return [RunResult.from_dict(row[0]) for row in reversed(rows)]
+
+
+def get_runs(
+    conn: Conn,
+    n: Names,
+    session_id: str,
+    user_id: str,
+    last_n: int | None,
+    completed_only: bool,
+) -> list[RunResult]:
+    owner = _owner(conn, n, session_id)
+    if owner is None:
+        return []
+    if owner[0] != user_id:
+        raise foreign_session(session_id)
+    return _runs(conn, n, session_id, last_n, completed_only)
+
+
+def get_session(conn: Conn, n: Names, session_id: str, user_id: str | None) -> Session | None:
+    row = conn.execute(
+        f"SELECT {_SESSION_SELECT} FROM {n.sessions} WHERE session_id = %s", (session_id,)
+    ).fetchone()
+    if row is None or (user_id is not None and row[1] != user_id):
+        return None
+    session = row_to_session(row)
+    session.runs = _runs(conn, n, session_id, None, False)
+    return session
+
+
+def list_sessions(
+    conn: Conn, n: Names, user_id: str | None, limit: int | None, offset: int
+) -> list[Session]:
+    sql = f"SELECT {_SESSION_SELECT} FROM {n.sessions}"
+    params: list[Any] = []
+    if user_id is not None:
+        sql += " WHERE user_id = %s"
+        params.append(user_id)
+    sql += " ORDER BY updated_at DESC, session_id LIMIT %s OFFSET %s"
+    return [row_to_session(row) for row in conn.execute(sql, [*params, limit, offset])]
+
+
+def delete_session(conn: Conn, n: Names, session_id: str, user_id: str | None) -> bool:
+    """Inside the caller's transaction."""
+    owner = _owner(conn, n, session_id, lock=True)
+    if owner is None or (user_id is not None and owner[0] != user_id):
+        return False
+    conn.execute(f"DELETE FROM {n.runs} WHERE session_id = %s", (session_id,))
+    conn.execute(f"DELETE FROM {n.sessions} WHERE session_id = %s", (session_id,))
+    return True
+
+
+def get_summary(conn: Conn, n: Names, session_id: str, user_id: str) -> SessionSummary | None:
+    row = conn.execute(
+        f"SELECT summary::text FROM {n.sessions} WHERE session_id = %s AND user_id = %s",
+        (session_id, user_id),
+    ).fetchone()
+    return None if row is None else summary_from_json(row[0])
+
+
+def set_summary(
+    conn: Conn, n: Names, session_id: str, user_id: str, summary: SessionSummary
+) -> bool:
+    """Inside the caller's transaction."""
+    owner = _owner(conn, n, session_id, lock=True)
+    if owner is None:
+        return False
+    if owner[0] != user_id:
+        raise foreign_session(session_id)
+    conn.execute(
+        f"UPDATE {n.sessions} SET summary = %s WHERE session_id = %s",
+        (Json(summary.to_dict()), session_id),
+    )
+    return True
