@@ -24,12 +24,12 @@ from noted._time import to_micros, utc_now
 from noted.db import MemoryQuery
 from noted.db._client_search import matches, semantic_rank
 from noted.db.base import ScoredMemory
-from noted.db.mongodb import (
-    MongoDb,
-    _atlas_can_answer,
-    _find_vector_index,
-    _is_text_index,
-    _VectorIndex,
+from noted.db.mongodb import MongoDb
+from noted.db.mongodb_server import (
+    VectorIndex,
+    atlas_can_answer,
+    find_vector_index,
+    is_text_index,
 )
 from noted.sessions import RunResult, SessionSummary, new_run_id
 from servers import Server, free_port
@@ -400,9 +400,9 @@ def test_a_text_index_is_recognised_by_what_the_server_reports() -> None:
         "default_language": "english",
         "textIndexVersion": 3,
     }
-    assert _is_text_index(mongod)
-    assert not _is_text_index({"v": 2, "key": {"memory": "text"}, "name": "memory_text"})
-    assert not _is_text_index({**mongod, "name": "someone_elses"})
+    assert is_text_index(mongod)
+    assert not is_text_index({"v": 2, "key": {"memory": "text"}, "name": "memory_text"})
+    assert not is_text_index({**mongod, "name": "someone_elses"})
 
 
 def test_an_atlas_vector_index_is_used_only_when_it_fits() -> None:
@@ -412,8 +412,8 @@ def test_an_atlas_vector_index_is_used_only_when_it_fits() -> None:
         {"type": "filter", "path": "embedding_model"},
     ]
     atlas = {"name": "vi", "type": "vectorSearch", "queryable": True}
-    found = _find_vector_index([{**atlas, "latestDefinition": {"fields": fields}}])
-    assert found == _VectorIndex("vi", 384)
+    found = find_vector_index([{**atlas, "latestDefinition": {"fields": fields}}])
+    assert found == VectorIndex("vi", 384)
     euclid = [{**fields[0], "similarity": "euclidean"}, *fields[1:]]
     for listing in [
         {**atlas, "latestDefinition": {"fields": fields[:2]}},  # cannot filter by model
@@ -422,11 +422,11 @@ def test_an_atlas_vector_index_is_used_only_when_it_fits() -> None:
         {**atlas, "type": "search", "latestDefinition": {"fields": fields}},
         {"v": 2, "key": {"memory": "text"}, "name": "memory_text"},  # nx-27017's listing
     ]:
-        assert _find_vector_index([listing]) is None
-    assert _atlas_can_answer(found, MemoryQuery("ava", limit=10), 384)
-    assert not _atlas_can_answer(found, MemoryQuery("ava", limit=10), 768)
-    assert not _atlas_can_answer(found, MemoryQuery("ava"), 384)  # no limit
-    assert not _atlas_can_answer(found, MemoryQuery("ava", limit=10, topics=("x",)), 384)
+        assert find_vector_index([listing]) is None
+    assert atlas_can_answer(found, MemoryQuery("ava", limit=10), 384)
+    assert not atlas_can_answer(found, MemoryQuery("ava", limit=10), 768)
+    assert not atlas_can_answer(found, MemoryQuery("ava"), 384)  # no limit
+    assert not atlas_can_answer(found, MemoryQuery("ava", limit=10, topics=("x",)), 384)
 
 
 # -- the search cache ---------------------------------------------------------------------

@@ -17,6 +17,23 @@ from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, res
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot
 from noted.db._rows import check_table_names, foreign_session, stamped_keys
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.mongodb_server import (
+    EVENT_INDEXES,
+    MAX_CANDIDATES,
+    MEMORY_INDEXES,
+    RUN_INDEXES,
+    SESSION_INDEXES,
+    TEXT_INDEX,
+    TEXT_WEIGHTS,
+    VectorIndex,
+    atlas_can_answer,
+    client_seeds,
+    ensure_indexes,
+    find_vector_index,
+    is_text_index,
+    safe_url,
+    url_secrets,
+)
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.ranking import fts_terms
@@ -49,30 +66,7 @@ _DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
 # no padding bits) before the little-endian floats of to_blob, which Atlas can index.
 _VECTOR_SUBTYPE: Final = 9
 _FLOAT32_HEADER: Final = b"\x27\x00"
-_MAX_CANDIDATES: Final = 10_000  # Atlas's limit for numCandidates
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
-_SECRET_OPTION = re.compile(
-    r"([?&;][^=&;]*(?:pass|secret|token|mechanismproperties)[^=&;]*=)[^&;]*", re.I
-)
-
-# (name, keys, options) of each collection's indexes. A key list ending in "_id" breaks
-# ties in the order the stores promise (newest first, then by id).
-_Index = tuple[str, list[tuple[str, int]], dict[str, Any]]
-_MEMORY_INDEXES: Final[list[_Index]] = [
-    ("noted_user_updated", [("user_id", 1), ("updated_at", -1), ("_id", -1)], {}),
-    ("noted_user_created", [("user_id", 1), ("created_at", -1), ("_id", -1)], {}),
-]
-_EVENT_INDEXES: Final[list[_Index]] = [
-    ("noted_history", [("user_id", 1), ("memory_id", 1), ("created_at", 1), ("seq", 1)], {}),
-]
-_SESSION_INDEXES: Final[list[_Index]] = [
-    ("noted_user_updated", [("user_id", 1), ("updated_at", -1), ("_id", 1)], {}),
-]
-_RUN_INDEXES: Final[list[_Index]] = [
-    ("noted_session_run", [("session_id", 1), ("run_index", 1)], {"unique": True}),
-]
-_TEXT_INDEX: Final = "noted_text"
-_TEXT_WEIGHTS: Final = {"memory": 2, "topics": 1, "input": 1}  # as SqliteDb's BM25 weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,14 +76,6 @@ class _Collections:
     generations: Collection[Doc]
     sessions: Collection[Doc]
     runs: Collection[Doc]
-
-
-@dataclass(frozen=True, slots=True)
-class _VectorIndex:
-    """An Atlas vector search index noted can query: its name and vector size."""
-
-    name: str
-    dimensions: int
 
 
 class _Change(NamedTuple):
@@ -182,14 +168,14 @@ class MongoDb(StoreContext):
         )
         self._client = client
         self._owns_client = client is None
-        self._secrets = _url_secrets(db_url) if client is None else ()
-        self._where = _safe_url(db_url) if client is None else _client_seeds(client)
+        self._secrets = url_secrets(db_url) if client is None else ()
+        self._where = safe_url(db_url) if client is None else client_seeds(client)
         self._lock = threading.Lock()
         self._collections: _Collections | None = None
         self._indexed = False
         self._text_search = False  # whether the server's $text answers keyword searches
         self._vector_checked = False
-        self._vector_index: _VectorIndex | None = None
+        self._vector_index: VectorIndex | None = None
         self.cache = SnapshotCache(cache_bytes)
 
     def __repr__(self) -> str:
@@ -273,11 +259,11 @@ class MongoDb(StoreContext):
         return StoreError(text)
 
     def _create_indexes(self, c: _Collections) -> None:
-        _ensure_indexes(c.memories, _MEMORY_INDEXES)
+        ensure_indexes(c.memories, MEMORY_INDEXES)
         self._text_search = self._create_text_index(c.memories)
-        _ensure_indexes(c.events, _EVENT_INDEXES)
-        _ensure_indexes(c.sessions, _SESSION_INDEXES)
-        _ensure_indexes(c.runs, _RUN_INDEXES)
+        ensure_indexes(c.events, EVENT_INDEXES)
+        ensure_indexes(c.sessions, SESSION_INDEXES)
+        ensure_indexes(c.runs, RUN_INDEXES)
 
     def _create_text_index(self, memories: Collection[Doc]) -> bool:
         """Ask for the text index; whether the server reports one that $text can use. A
@@ -287,9 +273,9 @@ class MongoDb(StoreContext):
 
         try:
             memories.create_index(
-                [(field, "text") for field in _TEXT_WEIGHTS],
-                name=_TEXT_INDEX,
-                weights=_TEXT_WEIGHTS,
+                [(field, "text") for field in TEXT_WEIGHTS],
+                name=TEXT_INDEX,
+                weights=TEXT_WEIGHTS,
                 default_language="english",
             )
             listed = list(memories.list_indexes())
@@ -301,7 +287,7 @@ class MongoDb(StoreContext):
                 exc,
             )
             return False
-        usable = any(_is_text_index(index) for index in listed)
+        usable = any(is_text_index(index) for index in listed)
         logger.info(
             "MongoDB at %s, %s: keyword search by %s",
             self._where,
@@ -549,14 +535,14 @@ class MongoDb(StoreContext):
             return []
         with self._db() as db:
             index = self._atlas_index(db.memories)
-            if index is not None and _atlas_can_answer(index, query, target.size):
+            if index is not None and atlas_can_answer(index, query, target.size):
                 found = self._atlas_search(db.memories, index, query, target, model)
                 if found is not None:
                     return found
             snapshot = self._snapshot(db, user_id, vectors=True)
         return snapshot.semantic(query, target, model)
 
-    def _atlas_index(self, memories: Collection[Doc]) -> _VectorIndex | None:
+    def _atlas_index(self, memories: Collection[Doc]) -> VectorIndex | None:
         """The collection's usable Atlas vector index, looked up once per object: servers
         without Atlas Search refuse the listing, which means none."""
         from pymongo.errors import OperationFailure
@@ -566,7 +552,7 @@ class MongoDb(StoreContext):
                 listed = list(memories.list_search_indexes())
             except OperationFailure:
                 listed = []
-            self._vector_index = _find_vector_index(listed)
+            self._vector_index = find_vector_index(listed)
             self._vector_checked = True
             logger.info(
                 "MongoDB at %s, %s: semantic search by %s",
@@ -581,7 +567,7 @@ class MongoDb(StoreContext):
     def _atlas_search(
         self,
         memories: Collection[Doc],
-        index: _VectorIndex,
+        index: VectorIndex,
         query: MemoryQuery,
         target: QueryVector,
         model: str,
@@ -598,7 +584,7 @@ class MongoDb(StoreContext):
                     "index": index.name,
                     "path": "embedding",
                     "queryVector": target.tolist(),
-                    "numCandidates": min(_MAX_CANDIDATES, max(100, 10 * count)),
+                    "numCandidates": min(MAX_CANDIDATES, max(100, 10 * count)),
                     "limit": count,
                     "filter": {"user_id": query.user_id, "embedding_model": model},
                 }
@@ -1090,120 +1076,3 @@ def _runs(
 
 
 # -- indexes and server capabilities ----------------------------------------------------------
-
-
-def _ensure_indexes(collection: Collection[Doc], indexes: list[_Index]) -> None:
-    """Create the indexes, one by one (a no-op for those that exist).
-
-    A server that cannot put ``_id`` in a compound key gets the index without it, which
-    then sorts in memory among equal times only. nx-27017 is such a server: it refuses the
-    index on a collection that has documents, and on an empty one builds it without
-    ``_id`` (then fails every insert), so that one is dropped first.
-    """
-    from pymongo.errors import OperationFailure
-
-    for name, keys, options in indexes:
-        fields = [field for field, _ in keys]
-        if "_id" not in fields[1:]:
-            collection.create_index(keys, name=name, **options)
-            continue
-        try:
-            collection.create_index(keys, name=name, **options)
-        except OperationFailure as exc:
-            refused: OperationFailure | None = exc
-        else:
-            refused = None
-            listed = list(collection.list_indexes())
-            if any(list(index["key"]) == fields for index in listed):
-                continue
-        short = [(field, order) for field, order in keys if field != "_id"]
-        logger.warning(
-            "%s: the server cannot index _id with other fields (%s); index %s is built without it",
-            collection.full_name,
-            refused or "it left _id out",
-            name,
-        )
-        if refused is None:  # drop what the server built in its place
-            for index in listed:
-                if list(index["key"]) == [field for field, _ in short]:
-                    collection.drop_index(index["name"])
-        collection.create_index(short, name=name, **options)
-
-
-def _is_text_index(index: Mapping[str, Any]) -> bool:
-    """Whether a listed index is noted's MongoDB text index (which $text queries use)."""
-    return index.get("name") == _TEXT_INDEX and "textIndexVersion" in index
-
-
-def _find_vector_index(listed: Iterable[Mapping[str, Any]]) -> _VectorIndex | None:
-    """The first queryable Atlas vector index over ``embedding`` (cosine or dot product:
-    the vectors are unit length) that can filter by user and model, if any."""
-    for index in listed:
-        if index.get("type") != "vectorSearch" or index.get("queryable") is not True:
-            continue
-        definition = index.get("latestDefinition") or index.get("definition") or {}
-        fields = [f for f in definition.get("fields") or () if isinstance(f, Mapping)]
-        filters = {f.get("path") for f in fields if f.get("type") == "filter"}
-        for field in fields:
-            dimensions = field.get("numDimensions")
-            if (
-                field.get("type") == "vector"
-                and field.get("path") == "embedding"
-                and field.get("similarity") in ("cosine", "dotProduct")
-                and isinstance(dimensions, int)
-                and {"user_id", "embedding_model"} <= filters
-            ):
-                return _VectorIndex(str(index["name"]), dimensions)
-    return None
-
-
-def _atlas_can_answer(index: _VectorIndex, query: MemoryQuery, dimensions: int) -> bool:
-    """$vectorSearch filters by user and model only and needs a limit: other queries (and
-    vectors of another size) are answered exactly in Python."""
-    return (
-        not query.filtered
-        and query.limit is not None
-        and query.offset + query.limit <= _MAX_CANDIDATES
-        and dimensions == index.dimensions
-    )
-
-
-# -- URLs -------------------------------------------------------------------------------------
-
-
-def _split_userinfo(url: str) -> tuple[str, str, str]:
-    """(scheme and ``//``, user info, the rest) of a MongoDB URL; empty user info when
-    there is none."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "", "", url
-    hosts_end = len(rest.split("/", 1)[0])
-    at = rest.rfind("@", 0, hosts_end)
-    if at < 0:
-        return scheme + sep, "", rest
-    return scheme + sep, rest[:at], rest[at + 1 :]
-
-
-def _safe_url(url: str) -> str:
-    """The URL without its password (or other secret options), for messages and repr."""
-    head, userinfo, rest = _split_userinfo(url)
-    if userinfo:
-        user, colon, _ = userinfo.partition(":")
-        head += f"{user}:***@" if colon else f"{user}@"
-    return _SECRET_OPTION.sub(r"\1***", head + rest)
-
-
-def _url_secrets(url: str) -> tuple[str, ...]:
-    """The URL's password, as written and decoded, to keep out of error messages."""
-    from urllib.parse import unquote
-
-    _, userinfo, _ = _split_userinfo(url)
-    password = userinfo.partition(":")[2]
-    return tuple(s for s in dict.fromkeys((password, unquote(password))) if len(s) >= 3)
-
-
-def _client_seeds(client: MongoClient[Doc]) -> str:
-    """A client's servers as a URL without credentials, for messages and repr."""
-    servers = client.topology_description.server_descriptions()
-    hosts = ",".join(f"{host}:{port}" for host, port in servers)
-    return f"mongodb://{hosts}"

@@ -1,0 +1,171 @@
+"""What MongoDb needs to know about its server and URL: the indexes it creates (and how
+it copes with a server that cannot build them as asked), whether the server has a real
+text index or an Atlas vector search index, and a URL with its secrets masked."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import unquote
+
+from noted.db.base import MemoryQuery
+
+if TYPE_CHECKING:
+    from pymongo import MongoClient
+    from pymongo.collection import Collection
+
+logger = logging.getLogger("noted.db.mongodb")
+
+Doc = dict[str, Any]
+
+MAX_CANDIDATES: Final = 10_000  # Atlas's limit for numCandidates
+
+SECRET_OPTION = re.compile(
+    r"([?&;][^=&;]*(?:pass|secret|token|mechanismproperties)[^=&;]*=)[^&;]*", re.I
+)
+
+# (name, keys, options) of each collection's indexes. A key list ending in "_id" breaks
+# ties in the order the stores promise (newest first, then by id).
+IndexSpec = tuple[str, list[tuple[str, int]], dict[str, Any]]
+MEMORY_INDEXES: Final[list[IndexSpec]] = [
+    ("noted_user_updated", [("user_id", 1), ("updated_at", -1), ("_id", -1)], {}),
+    ("noted_user_created", [("user_id", 1), ("created_at", -1), ("_id", -1)], {}),
+]
+EVENT_INDEXES: Final[list[IndexSpec]] = [
+    ("noted_history", [("user_id", 1), ("memory_id", 1), ("created_at", 1), ("seq", 1)], {}),
+]
+SESSION_INDEXES: Final[list[IndexSpec]] = [
+    ("noted_user_updated", [("user_id", 1), ("updated_at", -1), ("_id", 1)], {}),
+]
+RUN_INDEXES: Final[list[IndexSpec]] = [
+    ("noted_session_run", [("session_id", 1), ("run_index", 1)], {"unique": True}),
+]
+TEXT_INDEX: Final = "noted_text"
+TEXT_WEIGHTS: Final = {"memory": 2, "topics": 1, "input": 1}  # as SqliteDb's BM25 weights
+
+
+@dataclass(frozen=True, slots=True)
+class VectorIndex:
+    """An Atlas vector search index noted can query: its name and vector size."""
+
+    name: str
+    dimensions: int
+
+
+def ensure_indexes(collection: Collection[Doc], indexes: list[IndexSpec]) -> None:
+    """Create the indexes, one by one (a no-op for those that exist).
+
+    A server that cannot put ``_id`` in a compound key gets the index without it, which
+    then sorts in memory among equal times only. nx-27017 is such a server: it refuses the
+    index on a collection that has documents, and on an empty one builds it without
+    ``_id`` (then fails every insert), so that one is dropped first.
+    """
+    from pymongo.errors import OperationFailure
+
+    for name, keys, options in indexes:
+        fields = [field for field, _ in keys]
+        if "_id" not in fields[1:]:
+            collection.create_index(keys, name=name, **options)
+            continue
+        try:
+            collection.create_index(keys, name=name, **options)
+        except OperationFailure as exc:
+            refused: OperationFailure | None = exc
+        else:
+            refused = None
+            listed = list(collection.list_indexes())
+            if any(list(index["key"]) == fields for index in listed):
+                continue
+        short = [(field, order) for field, order in keys if field != "_id"]
+        logger.warning(
+            "%s: the server cannot index _id with other fields (%s); index %s is built without it",
+            collection.full_name,
+            refused or "it left _id out",
+            name,
+        )
+        if refused is None:  # drop what the server built in its place
+            for index in listed:
+                if list(index["key"]) == [field for field, _ in short]:
+                    collection.drop_index(index["name"])
+        collection.create_index(short, name=name, **options)
+
+
+def is_text_index(index: Mapping[str, Any]) -> bool:
+    """Whether a listed index is noted's MongoDB text index (which $text queries use)."""
+    return index.get("name") == TEXT_INDEX and "textIndexVersion" in index
+
+
+def find_vector_index(listed: Iterable[Mapping[str, Any]]) -> VectorIndex | None:
+    """The first queryable Atlas vector index over ``embedding`` (cosine or dot product:
+    the vectors are unit length) that can filter by user and model, if any."""
+    for index in listed:
+        if index.get("type") != "vectorSearch" or index.get("queryable") is not True:
+            continue
+        definition = index.get("latestDefinition") or index.get("definition") or {}
+        fields = [f for f in definition.get("fields") or () if isinstance(f, Mapping)]
+        filters = {f.get("path") for f in fields if f.get("type") == "filter"}
+        for field in fields:
+            dimensions = field.get("numDimensions")
+            if (
+                field.get("type") == "vector"
+                and field.get("path") == "embedding"
+                and field.get("similarity") in ("cosine", "dotProduct")
+                and isinstance(dimensions, int)
+                and {"user_id", "embedding_model"} <= filters
+            ):
+                return VectorIndex(str(index["name"]), dimensions)
+    return None
+
+
+def atlas_can_answer(index: VectorIndex, query: MemoryQuery, dimensions: int) -> bool:
+    """$vectorSearch filters by user and model only and needs a limit: other queries (and
+    vectors of another size) are answered exactly in Python."""
+    return (
+        not query.filtered
+        and query.limit is not None
+        and query.offset + query.limit <= MAX_CANDIDATES
+        and dimensions == index.dimensions
+    )
+
+
+# -- URLs -------------------------------------------------------------------------------------
+
+
+def split_userinfo(url: str) -> tuple[str, str, str]:
+    """(scheme and ``//``, user info, the rest) of a MongoDB URL; empty user info when
+    there is none."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "", "", url
+    hosts_end = len(rest.split("/", 1)[0])
+    at = rest.rfind("@", 0, hosts_end)
+    if at < 0:
+        return scheme + sep, "", rest
+    return scheme + sep, rest[:at], rest[at + 1 :]
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password (or other secret options), for messages and repr."""
+    head, userinfo, rest = split_userinfo(url)
+    if userinfo:
+        user, colon, _ = userinfo.partition(":")
+        head += f"{user}:***@" if colon else f"{user}@"
+    return SECRET_OPTION.sub(r"\1***", head + rest)
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The URL's password, as written and decoded, to keep out of error messages."""
+
+    _, userinfo, _ = split_userinfo(url)
+    password = userinfo.partition(":")[2]
+    return tuple(s for s in dict.fromkeys((password, unquote(password))) if len(s) >= 3)
+
+
+def client_seeds(client: MongoClient[Doc]) -> str:
+    """A client's servers as a URL without credentials, for messages and repr."""
+    servers = client.topology_description.server_descriptions()
+    hosts = ",".join(f"{host}:{port}" for host, port in servers)
+    return f"mongodb://{hosts}"
