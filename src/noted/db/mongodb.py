@@ -8,15 +8,26 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Final
 
 from noted._time import from_micros, now_micros, to_micros
-from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
-from noted.db._client_search import Shape, SnapshotCache, UserSnapshot
-from noted.db._rows import check_table_names, foreign_session, stamped_keys
+from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
+from noted.db._client_search import SnapshotCache, UserSnapshot
+from noted.db._rows import check_table_names, foreign_session
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.mongodb_docs import (
+    Change,
+    memories_of,
+    memory_docs,
+    overwrite,
+    plan_upsert,
+    query_filter,
+    runs_of,
+    session_of,
+    unembedded,
+    user_vectors,
+    vector_value,
+)
 from noted.db.mongodb_server import (
     EVENT_INDEXES,
     MAX_CANDIDATES,
@@ -37,12 +48,11 @@ from noted.db.mongodb_server import (
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.ranking import fts_terms
-from noted.retrieval.vectors import UserVectors, check_vector, from_blobs, search_target, to_blob
+from noted.retrieval.vectors import check_vector, search_target, to_blob
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
 if TYPE_CHECKING:
-    from bson.binary import Binary
     from pymongo import InsertOne, MongoClient, UpdateOne
     from pymongo.collection import Collection
     from pymongo.errors import PyMongoError
@@ -62,10 +72,6 @@ _LOAD_ORDER: Final = [("created_at", 1), ("_id", 1)]
 _NO_VECTOR: Final[Mapping[str, int]] = {"embedding": 0, "embedding_model": 0}
 _STORED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "embedding": 1, "embedding_model": 1}
 _DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
-# An embedding is a BSON binary vector (subtype 9) of float32: a 2-byte header (dtype 0x27,
-# no padding bits) before the little-endian floats of to_blob, which Atlas can index.
-_VECTOR_SUBTYPE: Final = 9
-_FLOAT32_HEADER: Final = b"\x27\x00"
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
 
 
@@ -76,18 +82,6 @@ class _Collections:
     generations: Collection[Doc]
     sessions: Collection[Doc]
     runs: Collection[Doc]
-
-
-class _Change(NamedTuple):
-    """One memory's change, as its history event records it."""
-
-    memory_id: str
-    user_id: str
-    event: EventType
-    old_memory: str | None
-    new_memory: str | None
-    old_topics: list[str] | None
-    new_topics: list[str] | None
 
 
 class MongoDb(StoreContext):
@@ -302,14 +296,14 @@ class MongoDb(StoreContext):
         self, memories: Sequence[UserMemory], *, audit: AuditContext | None = None
     ) -> None:
         context = resolve_audit(audit)
-        docs = _memory_docs(memories)
+        docs = memory_docs(memories)
         if not docs:
             return
         with self._db() as db, self._bumped(db, (d["user_id"] for d in docs)):
             if len(docs) == 1 and self._insert_new(db, docs[0], context):
                 return
             stored = self._stored(db.memories, list(dict.fromkeys(d["_id"] for d in docs)))
-            self._write(db, _plan_upsert(docs, stored), context)
+            self._write(db, plan_upsert(docs, stored), context)
 
     @contextmanager
     def _bumped(self, db: _Collections, user_ids: Iterable[str]) -> Iterator[None]:
@@ -338,9 +332,7 @@ class MongoDb(StoreContext):
             db.memories.insert_one(doc)
         except DuplicateKeyError:
             return False
-        change = _Change(
-            doc["_id"], doc["user_id"], "add", None, doc["memory"], None, doc["topics"]
-        )
+        change = Change(doc["_id"], doc["user_id"], "add", None, doc["memory"], None, doc["topics"])
         self._record(db, [change], context, now_micros())
         return True
 
@@ -355,7 +347,7 @@ class MongoDb(StoreContext):
     def _write(
         self,
         db: _Collections,
-        plan: list[tuple[InsertOne[Doc] | UpdateOne, _Change]],
+        plan: list[tuple[InsertOne[Doc] | UpdateOne, Change]],
         context: AuditContext,
     ) -> None:
         """Apply planned writes in ordered bulk writes, each followed by its events."""
@@ -382,7 +374,7 @@ class MongoDb(StoreContext):
     def _record(
         self,
         db: _Collections,
-        changes: Sequence[_Change],
+        changes: Sequence[Change],
         context: AuditContext,
         stamp: int,
         first: int = 0,
@@ -412,7 +404,7 @@ class MongoDb(StoreContext):
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         context = resolve_audit(audit)
-        (doc,) = _memory_docs([memory])
+        (doc,) = memory_docs([memory])
         key = {"_id": doc["_id"], "user_id": doc["user_id"]}
         with self._db() as db:
             current = db.memories.find_one(key)
@@ -423,10 +415,10 @@ class MongoDb(StoreContext):
                 if doc[name] is None:
                     doc[name] = current.get(name)
             with self._bumped(db, [doc["user_id"]]):
-                updated = db.memories.update_one(key, _overwrite(doc, current)).matched_count
+                updated = db.memories.update_one(key, overwrite(doc, current)).matched_count
             if not updated:
                 return False  # deleted meanwhile
-            change = _Change(
+            change = Change(
                 doc["_id"],
                 doc["user_id"],
                 "update",
@@ -441,7 +433,7 @@ class MongoDb(StoreContext):
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
         with self._db() as db:
             doc = db.memories.find_one({"_id": memory_id, "user_id": user_id}, _NO_VECTOR)
-        return None if doc is None else _memories([doc])[0]
+        return None if doc is None else memories_of([doc])[0]
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
         if query.limit == 0:  # a cursor's limit(0) means no limit
@@ -449,17 +441,17 @@ class MongoDb(StoreContext):
         direction = -1 if query.sort_order == "desc" else 1
         with self._db() as db:
             cursor = (
-                db.memories.find(_match(query), _NO_VECTOR)
+                db.memories.find(query_filter(query), _NO_VECTOR)
                 .sort([(query.sort_by, direction), ("_id", direction)])
                 .skip(query.offset)
             )
             if query.limit is not None:
                 cursor = cursor.limit(query.limit)
-            return _memories(cursor)
+            return memories_of(cursor)
 
     def count_memories(self, query: MemoryQuery) -> int:
         with self._db() as db:
-            return db.memories.count_documents(_match(query))
+            return db.memories.count_documents(query_filter(query))
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         if query.user_id is None:
@@ -486,8 +478,8 @@ class MongoDb(StoreContext):
             return cached
         cursor = db.memories.find({"user_id": user_id}, None if vectors else _NO_VECTOR)
         docs = list(cursor.sort(_LOAD_ORDER))
-        shapes = _user_vectors(generation, docs) if vectors else None
-        snapshot = UserSnapshot(generation, _memories(docs), shapes)
+        shapes = user_vectors(generation, docs) if vectors else None
+        snapshot = UserSnapshot(generation, memories_of(docs), shapes)
         self.cache.put(user_id, snapshot)
         return snapshot
 
@@ -502,7 +494,7 @@ class MongoDb(StoreContext):
         try:
             cursor = (
                 memories.find(
-                    {**_match(query), "$text": {"$search": " ".join(words)}},
+                    {**query_filter(query), "$text": {"$search": " ".join(words)}},
                     {**_NO_VECTOR, "_score": score},
                 )
                 .sort([("_score", score), ("_id", 1)])
@@ -522,7 +514,7 @@ class MongoDb(StoreContext):
             return None
         return [
             ScoredMemory(m, float(doc["_score"]))
-            for m, doc in zip(_memories(docs), docs, strict=True)
+            for m, doc in zip(memories_of(docs), docs, strict=True)
         ]
 
     # -- embeddings and semantic search ---------------------------------------------------
@@ -604,7 +596,7 @@ class MongoDb(StoreContext):
             return None
         return [
             ScoredMemory(m, 2.0 * float(doc["_score"]) - 1.0)
-            for m, doc in zip(_memories(docs), docs, strict=True)
+            for m, doc in zip(memories_of(docs), docs, strict=True)
         ]
 
     def memories_to_embed(
@@ -614,19 +606,19 @@ class MongoDb(StoreContext):
         if limit == 0:
             return []
         with self._db() as db:
-            cursor = db.memories.find(_unembedded(user_id, model), _NO_VECTOR).sort(
+            cursor = db.memories.find(unembedded(user_id, model), _NO_VECTOR).sort(
                 [("created_at", 1), ("_id", 1)]
             )
             if limit is not None:
                 cursor = cursor.limit(limit)
-            return _memories(cursor)
+            return memories_of(cursor)
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
         """For one user, from the cached snapshot (every search asks): its memories less
         those with a vector made by ``model``."""
         with self._db() as db:
             if user_id is None:
-                return db.memories.count_documents(_unembedded(None, model))
+                return db.memories.count_documents(unembedded(None, model))
             snapshot = self._snapshot(db, user_id, vectors=True)
             embedded = sum(
                 found.keys.size
@@ -643,7 +635,7 @@ class MongoDb(StoreContext):
                 {"_id": m.memory_id, "user_id": m.user_id, "memory": m.memory},
                 {
                     "$set": {
-                        "embedding": _vector_value(to_blob(check_vector(vector))),
+                        "embedding": vector_value(to_blob(check_vector(vector))),
                         "embedding_model": model,
                     }
                 },
@@ -674,7 +666,7 @@ class MongoDb(StoreContext):
                 ids = [doc["_id"] for doc in chunk]
                 deleted += db.memories.delete_many({**query, "_id": {"$in": ids}}).deleted_count
                 changes = [
-                    _Change(d["_id"], d["user_id"], "delete", d["memory"], None, d["topics"], None)
+                    Change(d["_id"], d["user_id"], "delete", d["memory"], None, d["topics"], None)
                     for d in chunk
                 ]
                 self._record(db, changes, context, stamp, start)
@@ -826,15 +818,15 @@ class MongoDb(StoreContext):
                 raise foreign_session(session_id)
             if last_n == 0:
                 return []
-            return _runs(db.runs, session_id, last_n, completed_only)
+            return runs_of(db.runs, session_id, last_n, completed_only)
 
     def get_session(self, session_id: str, user_id: str | None) -> Session | None:
         with self._db() as db:
             doc = db.sessions.find_one({"_id": session_id})
             if doc is None or (user_id is not None and doc["user_id"] != user_id):
                 return None
-            session = _session(doc)
-            session.runs = _runs(db.runs, session_id, None, False)
+            session = session_of(doc)
+            session.runs = runs_of(db.runs, session_id, None, False)
         return session
 
     def list_sessions(
@@ -851,7 +843,7 @@ class MongoDb(StoreContext):
             )
             if limit is not None:
                 cursor = cursor.limit(limit)
-            return [_session(doc) for doc in cursor]
+            return [session_of(doc) for doc in cursor]
 
     def delete_session(self, session_id: str, user_id: str | None) -> bool:
         with self._db() as db:
@@ -878,201 +870,3 @@ class MongoDb(StoreContext):
                 raise foreign_session(session_id)
             key = {"_id": session_id, "user_id": user_id}
             return db.sessions.update_one(key, {"$set": {"summary": data}}).matched_count == 1
-
-
-# -- documents ------------------------------------------------------------------------------
-
-
-def _memory_docs(memories: Iterable[UserMemory]) -> list[Doc]:
-    """Stamped memories (ids, users and times set) as documents, without embeddings."""
-    from bson.int64 import Int64
-
-    docs: list[Doc] = []
-    for m in memories:
-        memory_id, user_id = stamped_keys(m)
-        assert m.created_at is not None
-        assert m.updated_at is not None
-        docs.append(
-            {
-                "_id": memory_id,
-                "user_id": user_id,
-                "memory": m.memory,
-                "topics": list(m.topics),
-                "input": m.input,
-                "agent_id": m.agent_id,
-                "team_id": m.team_id,
-                "session_id": m.session_id,
-                "created_at": Int64(to_micros(m.created_at)),
-                "updated_at": Int64(to_micros(m.updated_at)),
-            }
-        )
-    return docs
-
-
-def _memories(docs: Iterable[Mapping[str, Any]]) -> list[UserMemory]:
-    """Memories from documents the store wrote itself (no re-validation): the hot path of
-    every large read, so each object is built directly."""
-    new = object.__new__
-    memories: list[UserMemory] = []
-    for doc in docs:
-        m = new(UserMemory)
-        m.memory = doc["memory"]
-        m.topics = list(doc["topics"])
-        m.input = doc.get("input")
-        m.memory_id = doc["_id"]
-        m.user_id = doc["user_id"]
-        m.agent_id = doc.get("agent_id")
-        m.team_id = doc.get("team_id")
-        m.session_id = doc.get("session_id")
-        m.created_at = from_micros(doc["created_at"])
-        m.updated_at = from_micros(doc["updated_at"])
-        memories.append(m)
-    return memories
-
-
-def _user_vectors(generation: int, docs: Sequence[Mapping[str, Any]]) -> dict[Shape, UserVectors]:
-    """Per (model, dimensions), the vectors of the embedded ones of ``docs`` as one matrix,
-    in the docs' order: ``keys`` are their positions in ``docs``."""
-    grouped: dict[Shape, tuple[list[int], list[bytes]]] = {}
-    for position, doc in enumerate(docs):
-        embedding, model = doc.get("embedding"), doc.get("embedding_model")
-        if not isinstance(embedding, bytes) or not isinstance(model, str):
-            continue
-        raw = _vector_bytes(embedding)
-        if raw and len(raw) % 4 == 0:
-            keys, blobs = grouped.setdefault((model, len(raw) // 4), ([], []))
-            keys.append(position)
-            blobs.append(raw)
-    return {
-        shape: UserVectors(generation, np.array(keys, dtype=np.int64), from_blobs(blobs, shape[1]))
-        for shape, (keys, blobs) in grouped.items()
-    }
-
-
-def _overwrite(doc: Doc, stored: Mapping[str, Any]) -> Doc:
-    """The update that makes a stored memory ``doc``: every field set, and the stored
-    embedding kept when the text stays the same (it was made from that text), else removed.
-    One update rather than a replacement (nx-27017 cannot store binary in a replacement);
-    the embedding written is always the one read along with the text it belongs to."""
-    fields = {name: value for name, value in doc.items() if name != "_id"}
-    embedding = stored.get("embedding")
-    if isinstance(embedding, bytes) and stored.get("memory") == doc["memory"]:
-        fields["embedding"] = _vector_value(_vector_bytes(embedding))
-        fields["embedding_model"] = stored.get("embedding_model")
-        return {"$set": fields}
-    return {"$set": fields, "$unset": {"embedding": "", "embedding_model": ""}}
-
-
-def _plan_upsert(
-    docs: list[Doc], stored: dict[str, Doc]
-) -> list[tuple[InsertOne[Doc] | UpdateOne, _Change]]:
-    """Each document's write and history event, in order: an insert for a new id, else an
-    overwrite (the same id twice is an add, then an update). ConflictError, before anything
-    is written, if an id belongs to another user, stored or earlier in the batch."""
-    from pymongo import InsertOne, UpdateOne
-
-    current = dict(stored)
-    plan: list[tuple[InsertOne[Doc] | UpdateOne, _Change]] = []
-    for doc in docs:
-        memory_id, user_id = doc["_id"], doc["user_id"]
-        old = current.get(memory_id)
-        op: InsertOne[Doc] | UpdateOne
-        if old is None:
-            op = InsertOne(doc)
-            change = _Change(memory_id, user_id, "add", None, doc["memory"], None, doc["topics"])
-            current[memory_id] = doc
-        elif old["user_id"] != user_id:
-            raise ConflictError(
-                f"memory_id {memory_id!r} belongs to another user; nothing was written"
-            )
-        else:
-            update = _overwrite(doc, old)
-            # upsert: a memory deleted meanwhile is written again, as a plain upsert would
-            op = UpdateOne({"_id": memory_id, "user_id": user_id}, update, upsert=True)
-            old_topics = list(old["topics"])
-            change = _Change(
-                memory_id,
-                user_id,
-                "update",
-                old["memory"],
-                doc["memory"],
-                old_topics,
-                doc["topics"],
-            )
-            current[memory_id] = {"_id": memory_id, **update["$set"]}
-        plan.append((op, change))
-    return plan
-
-
-def _match(query: MemoryQuery) -> Doc:
-    """The query's filters as a MongoDB filter (its sort and page are the caller's)."""
-    match: Doc = {}
-    if query.user_id is not None:
-        match["user_id"] = query.user_id
-    if query.agent_id is not None:
-        match["agent_id"] = query.agent_id
-    if query.team_id is not None:
-        match["team_id"] = query.team_id
-    if query.topics:
-        match["topics"] = {"$in": list(query.topics)}
-    bounds: Doc = {}
-    if query.updated_after is not None:
-        bounds["$gte"] = to_micros(query.updated_after)
-    if query.updated_before is not None:
-        bounds["$lt"] = to_micros(query.updated_before)
-    if bounds:
-        match["updated_at"] = bounds
-    return match
-
-
-def _unembedded(user_id: str | None, model: str) -> Doc:
-    """Memories without an embedding by ``model`` ($ne also matches a missing field)."""
-    match: Doc = {"embedding_model": {"$ne": model}}
-    if user_id is not None:
-        match["user_id"] = user_id
-    return match
-
-
-def _vector_value(raw: bytes) -> Binary:
-    """float32 bytes (as to_blob makes them) as a BSON float32 vector."""
-    from bson.binary import Binary
-
-    return Binary(_FLOAT32_HEADER + raw, _VECTOR_SUBTYPE)
-
-
-def _vector_bytes(value: bytes) -> bytes:
-    """The float32 bytes of a stored embedding. A server that keeps a binary's bytes but
-    not its subtype (nx-27017) hands the vector header back with them; float32 data alone
-    is a multiple of 4 bytes long, so the 2-byte header always shows."""
-    raw = bytes(value)
-    return raw[len(_FLOAT32_HEADER) :] if len(raw) % 4 == len(_FLOAT32_HEADER) else raw
-
-
-def _session(doc: Mapping[str, Any]) -> Session:
-    summary = doc.get("summary")
-    return Session(
-        session_id=doc["_id"],
-        user_id=doc["user_id"],
-        agent_id=doc.get("agent_id"),
-        created_at=from_micros(doc["created_at"]),
-        updated_at=from_micros(doc["updated_at"]),
-        summary=None if summary is None else SessionSummary.from_dict(summary),
-        run_count=int(doc["run_count"]),
-    )
-
-
-def _runs(
-    runs: Collection[Doc], session_id: str, last_n: int | None, completed_only: bool
-) -> list[RunResult]:
-    """The session's runs, oldest first (the last ``last_n``, read newest first)."""
-    query: Doc = {"session_id": session_id}
-    if completed_only:
-        query["status"] = "completed"
-    cursor = runs.find(query, {"data": 1}).sort("run_index", -1)
-    if last_n is not None:
-        cursor = cursor.limit(last_n)
-    docs = list(cursor)
-    return [RunResult.from_dict(doc["data"]) for doc in reversed(docs)]
-
-
-# -- indexes and server capabilities ----------------------------------------------------------

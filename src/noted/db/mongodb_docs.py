@@ -1,0 +1,238 @@
+"""MongoDb's documents: memories, their changes and sessions as BSON documents and back,
+the filters of a query, and embeddings as BSON float32 vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+import numpy as np
+
+from noted._time import from_micros, to_micros
+from noted.audit import EventType
+from noted.db._client_search import Shape
+from noted.db._rows import stamped_keys
+from noted.db.base import MemoryQuery
+from noted.errors import ConflictError
+from noted.retrieval.vectors import UserVectors, from_blobs
+from noted.schema import UserMemory
+from noted.sessions import RunResult, Session, SessionSummary
+
+if TYPE_CHECKING:
+    from bson.binary import Binary
+    from pymongo import InsertOne, UpdateOne
+    from pymongo.collection import Collection
+
+Doc = dict[str, Any]
+
+# An embedding is a BSON binary vector (subtype 9) of float32: a 2-byte header (dtype 0x27,
+# no padding bits) before the little-endian floats of to_blob, which Atlas can index.
+VECTOR_SUBTYPE: Final = 9
+FLOAT32_HEADER: Final = b"\x27\x00"
+
+
+class Change(NamedTuple):
+    """One memory's change, as its history event records it."""
+
+    memory_id: str
+    user_id: str
+    event: EventType
+    old_memory: str | None
+    new_memory: str | None
+    old_topics: list[str] | None
+    new_topics: list[str] | None
+
+
+def memory_docs(memories: Iterable[UserMemory]) -> list[Doc]:
+    """Stamped memories (ids, users and times set) as documents, without embeddings."""
+    from bson.int64 import Int64
+
+    docs: list[Doc] = []
+    for m in memories:
+        memory_id, user_id = stamped_keys(m)
+        assert m.created_at is not None
+        assert m.updated_at is not None
+        docs.append(
+            {
+                "_id": memory_id,
+                "user_id": user_id,
+                "memory": m.memory,
+                "topics": list(m.topics),
+                "input": m.input,
+                "agent_id": m.agent_id,
+                "team_id": m.team_id,
+                "session_id": m.session_id,
+                "created_at": Int64(to_micros(m.created_at)),
+                "updated_at": Int64(to_micros(m.updated_at)),
+            }
+        )
+    return docs
+
+
+def memories_of(docs: Iterable[Mapping[str, Any]]) -> list[UserMemory]:
+    """Memories from documents the store wrote itself (no re-validation): the hot path of
+    every large read, so each object is built directly."""
+    new = object.__new__
+    memories: list[UserMemory] = []
+    for doc in docs:
+        m = new(UserMemory)
+        m.memory = doc["memory"]
+        m.topics = list(doc["topics"])
+        m.input = doc.get("input")
+        m.memory_id = doc["_id"]
+        m.user_id = doc["user_id"]
+        m.agent_id = doc.get("agent_id")
+        m.team_id = doc.get("team_id")
+        m.session_id = doc.get("session_id")
+        m.created_at = from_micros(doc["created_at"])
+        m.updated_at = from_micros(doc["updated_at"])
+        memories.append(m)
+    return memories
+
+
+def user_vectors(generation: int, docs: Sequence[Mapping[str, Any]]) -> dict[Shape, UserVectors]:
+    """Per (model, dimensions), the vectors of the embedded ones of ``docs`` as one matrix,
+    in the docs' order: ``keys`` are their positions in ``docs``."""
+    grouped: dict[Shape, tuple[list[int], list[bytes]]] = {}
+    for position, doc in enumerate(docs):
+        embedding, model = doc.get("embedding"), doc.get("embedding_model")
+        if not isinstance(embedding, bytes) or not isinstance(model, str):
+            continue
+        raw = vector_bytes(embedding)
+        if raw and len(raw) % 4 == 0:
+            keys, blobs = grouped.setdefault((model, len(raw) // 4), ([], []))
+            keys.append(position)
+            blobs.append(raw)
+    return {
+        shape: UserVectors(generation, np.array(keys, dtype=np.int64), from_blobs(blobs, shape[1]))
+        for shape, (keys, blobs) in grouped.items()
+    }
+
+
+def overwrite(doc: Doc, stored: Mapping[str, Any]) -> Doc:
+    """The update that makes a stored memory ``doc``: every field set, and the stored
+    embedding kept when the text stays the same (it was made from that text), else removed.
+    One update rather than a replacement (nx-27017 cannot store binary in a replacement);
+    the embedding written is always the one read along with the text it belongs to."""
+    fields = {name: value for name, value in doc.items() if name != "_id"}
+    embedding = stored.get("embedding")
+    if isinstance(embedding, bytes) and stored.get("memory") == doc["memory"]:
+        fields["embedding"] = vector_value(vector_bytes(embedding))
+        fields["embedding_model"] = stored.get("embedding_model")
+        return {"$set": fields}
+    return {"$set": fields, "$unset": {"embedding": "", "embedding_model": ""}}
+
+
+def plan_upsert(
+    docs: list[Doc], stored: dict[str, Doc]
+) -> list[tuple[InsertOne[Doc] | UpdateOne, Change]]:
+    """Each document's write and history event, in order: an insert for a new id, else an
+    overwrite (the same id twice is an add, then an update). ConflictError, before anything
+    is written, if an id belongs to another user, stored or earlier in the batch."""
+    from pymongo import InsertOne, UpdateOne
+
+    current = dict(stored)
+    plan: list[tuple[InsertOne[Doc] | UpdateOne, Change]] = []
+    for doc in docs:
+        memory_id, user_id = doc["_id"], doc["user_id"]
+        old = current.get(memory_id)
+        op: InsertOne[Doc] | UpdateOne
+        if old is None:
+            op = InsertOne(doc)
+            change = Change(memory_id, user_id, "add", None, doc["memory"], None, doc["topics"])
+            current[memory_id] = doc
+        elif old["user_id"] != user_id:
+            raise ConflictError(
+                f"memory_id {memory_id!r} belongs to another user; nothing was written"
+            )
+        else:
+            update = overwrite(doc, old)
+            # upsert: a memory deleted meanwhile is written again, as a plain upsert would
+            op = UpdateOne({"_id": memory_id, "user_id": user_id}, update, upsert=True)
+            old_topics = list(old["topics"])
+            change = Change(
+                memory_id,
+                user_id,
+                "update",
+                old["memory"],
+                doc["memory"],
+                old_topics,
+                doc["topics"],
+            )
+            current[memory_id] = {"_id": memory_id, **update["$set"]}
+        plan.append((op, change))
+    return plan
+
+
+def query_filter(query: MemoryQuery) -> Doc:
+    """The query's filters as a MongoDB filter (its sort and page are the caller's)."""
+    match: Doc = {}
+    if query.user_id is not None:
+        match["user_id"] = query.user_id
+    if query.agent_id is not None:
+        match["agent_id"] = query.agent_id
+    if query.team_id is not None:
+        match["team_id"] = query.team_id
+    if query.topics:
+        match["topics"] = {"$in": list(query.topics)}
+    bounds: Doc = {}
+    if query.updated_after is not None:
+        bounds["$gte"] = to_micros(query.updated_after)
+    if query.updated_before is not None:
+        bounds["$lt"] = to_micros(query.updated_before)
+    if bounds:
+        match["updated_at"] = bounds
+    return match
+
+
+def unembedded(user_id: str | None, model: str) -> Doc:
+    """Memories without an embedding by ``model`` ($ne also matches a missing field)."""
+    match: Doc = {"embedding_model": {"$ne": model}}
+    if user_id is not None:
+        match["user_id"] = user_id
+    return match
+
+
+def vector_value(raw: bytes) -> Binary:
+    """float32 bytes (as to_blob makes them) as a BSON float32 vector."""
+    from bson.binary import Binary
+
+    return Binary(FLOAT32_HEADER + raw, VECTOR_SUBTYPE)
+
+
+def vector_bytes(value: bytes) -> bytes:
+    """The float32 bytes of a stored embedding. A server that keeps a binary's bytes but
+    not its subtype (nx-27017) hands the vector header back with them; float32 data alone
+    is a multiple of 4 bytes long, so the 2-byte header always shows."""
+    raw = bytes(value)
+    return raw[len(FLOAT32_HEADER) :] if len(raw) % 4 == len(FLOAT32_HEADER) else raw
+
+
+def session_of(doc: Mapping[str, Any]) -> Session:
+    summary = doc.get("summary")
+    return Session(
+        session_id=doc["_id"],
+        user_id=doc["user_id"],
+        agent_id=doc.get("agent_id"),
+        created_at=from_micros(doc["created_at"]),
+        updated_at=from_micros(doc["updated_at"]),
+        summary=None if summary is None else SessionSummary.from_dict(summary),
+        run_count=int(doc["run_count"]),
+    )
+
+
+def runs_of(
+    runs: Collection[Doc], session_id: str, last_n: int | None, completed_only: bool
+) -> list[RunResult]:
+    """The session's runs, oldest first (the last ``last_n``, read newest first)."""
+    query: Doc = {"session_id": session_id}
+    if completed_only:
+        query["status"] = "completed"
+    cursor = runs.find(query, {"data": 1}).sort("run_index", -1)
+    if last_n is not None:
+        cursor = cursor.limit(last_n)
+    docs = list(cursor)
+    return [RunResult.from_dict(doc["data"]) for doc in reversed(docs)]
+
+
+# -- indexes and server capabilities ----------------------------------------------------------
