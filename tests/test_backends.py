@@ -432,3 +432,49 @@ def test_every_change_by_another_process_is_seen_by_the_next_search(
     assert check() == ([], [])
     other.close()
     db.close()
+
+
+def test_search_results_are_the_callers_own_copies(store: MemoryStore) -> None:
+    store.upsert_memories([stamped("tea", "ava", "m1")])
+    store.set_embeddings("model", [(stamped("tea", "ava", "m1"), unit(1, 0, 0))])
+    query = MemoryQuery(user_id="ava")
+    for _ in range(2):
+        for result in (
+            store.keyword_search(query, "tea")[0],
+            store.semantic_search(query, unit(1, 0, 0), "model")[0],
+        ):
+            assert result.memory.memory == "tea"
+            assert result.memory.topics == []
+            result.memory.memory = "changed by the caller"
+            result.memory.topics.append("mine")
+
+
+@pytest.mark.parametrize("kind", ["mongo", "redis"])
+def test_the_search_cache_stays_within_its_budget(
+    kind: str, servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    """The stores that search in Python keep each user's memories within cache_bytes."""
+    budget = 60_000
+    db = open_store(kind, servers, tmp_path, cache_bytes=budget)
+    cache = db.cache  # type: ignore[attr-defined]
+    rng = np.random.default_rng(0)
+    for u in range(20):
+        memories = [stamped(f"user {u} likes tea {i}", f"u{u}", f"u{u}m{i}") for i in range(10)]
+        db.upsert_memories(memories)
+        vectors = rng.standard_normal((10, 64)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        db.set_embeddings("model", list(zip(memories, vectors, strict=True)))
+        assert db.keyword_search(MemoryQuery(user_id=f"u{u}"), "tea")
+        assert db.semantic_search(MemoryQuery(user_id=f"u{u}"), vectors[1], "model")
+        assert 0 < cache.nbytes <= budget
+    assert cache.get("u19") is not None  # the least recently searched left first
+    assert cache.get("u0") is None
+    big = [stamped("tea " * 2000, "big", f"big{i}") for i in range(20)]  # alone over budget
+    db.upsert_memories(big)
+    assert len(db.keyword_search(MemoryQuery(user_id="big"), "tea")) == 20
+    assert cache.get("big") is None
+    assert cache.nbytes <= budget
+    db.close()  # empties the cache
+    assert cache.nbytes == 0
+    with pytest.raises(UserError, match="cache_bytes"):
+        open_store(kind, servers, tmp_path, cache_bytes=-1)

@@ -503,42 +503,6 @@ def test_results_equal_those_of_the_shared_ranking(db: RedisDb) -> None:
     uncached.close()
 
 
-def test_callers_get_copies(db: RedisDb) -> None:
-    db.upsert_memories([stamped("tea", "m1", "ava")])
-    db.set_embeddings("model", [(stamped("tea", "m1", "ava"), unit(1))])
-    for _ in range(2):
-        for result in (
-            db.keyword_search(MemoryQuery("ava"), "tea")[0],
-            db.semantic_search(MemoryQuery("ava"), unit(1), "model")[0],
-        ):
-            assert result.memory.memory == "tea" and result.memory.topics == []
-            result.memory.memory = "changed by the caller"
-            result.memory.topics.append("mine")
-
-
-def test_the_cache_stays_within_its_budget(url: str) -> None:
-    budget = 60_000
-    db = RedisDb(url, memory_table=unique("m"), cache_bytes=budget)
-    for u in range(20):
-        memories = [stamped(f"user {u} likes tea {i}", f"u{u}m{i}", f"u{u}") for i in range(10)]
-        db.upsert_memories(memories)
-        db.set_embeddings("model", [(m, unit(i, 64)) for i, m in enumerate(memories)])
-        assert db.keyword_search(MemoryQuery(f"u{u}"), "tea")
-        assert db.semantic_search(MemoryQuery(f"u{u}"), unit(1, 64), "model")
-        assert 0 < db.cache.nbytes <= budget
-    assert db.cache.get("u19") is not None and db.cache.get("u0") is None  # least recent left
-    big = [stamped("tea " * 2000, f"big{i}", "big") for i in range(20)]  # alone over budget
-    db.upsert_memories(big)
-    assert len(db.keyword_search(MemoryQuery("big"), "tea")) == 20
-    assert db.cache.get("big") is None and db.cache.nbytes <= budget
-    db.cache.clear()
-    assert db.cache.nbytes == 0
-    with pytest.raises(UserError, match="cache_bytes"):
-        RedisDb(url, cache_bytes=-1)
-    db.clear_all_memories()
-    db.close()
-
-
 def test_a_lost_generation_does_not_come_back(
     db: RedisDb, other: RedisDb, client: redis.Redis
 ) -> None:

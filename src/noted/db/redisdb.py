@@ -300,7 +300,9 @@ class RedisDb(StoreContext):
         )
 
     def close(self) -> None:
-        """Close the client this store made (a client passed in is left open)."""
+        """Empty the search cache and close the client this store made (a client passed in
+        is left open)."""
+        self.cache.clear()
         if self._owns_client:
             self._client.close()
 
