@@ -1,0 +1,120 @@
+"""The agent routes: list the server's agents, and run one, streaming the answer as
+server-sent events (``event: content`` pieces, tool calls, then ``event: run_completed``)."""
+
+
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Response
+from fastapi.responses import StreamingResponse
+
+from noted.agent import Agent
+from noted.agent.events import (
+    ContentDelta,
+    RunCompleted,
+    RunEvent,
+    RunStarted,
+    ToolCallCompleted,
+    ToolCallStarted,
+)
+from noted.errors import ConflictError, NotedError, NotFoundError, UserError
+from noted.memory import DEFAULT_USER_ID
+from noted.server.auth import Principal
+from noted.server.responses import json_response
+from noted.server.schemas import ERRORS, MAX_ID_CHARS, AgentOut, RunRequest
+from noted.server.services import Services
+
+__all__ = ["agent_id_of", "agent_routes"]
+
+DEFAULT_AGENT_ID = "agent"
+
+
+def agent_id_of(agent: Agent) -> str:
+    return agent.agent_id or DEFAULT_AGENT_ID
+
+
+def _event_data(event: RunEvent) -> dict[str, Any]:
+    if isinstance(event, RunStarted):
+        return {"run_id": event.run_id, "session_id": event.session_id, "user_id": event.user_id}
+    if isinstance(event, ContentDelta):
+        return {"text": event.text}
+    if isinstance(event, ToolCallStarted):
+        call = event.tool_call
+        return {"id": call.id, "name": call.name, "arguments": call.arguments}
+    if isinstance(event, ToolCallCompleted):
+        return event.execution.to_dict()
+    return event.result.to_dict()
+
+
+def sse(kind: str, data: dict[str, Any]) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+def agent_routes(svc: Services) -> APIRouter:
+    router = APIRouter(tags=["agents"], responses=ERRORS)
+    who = Depends(svc.principal)
+
+    @router.get(
+        "/agents", summary="The agents this server runs", responses={200: {"model": list[AgentOut]}}
+    )
+    def list_agents(principal: Annotated[Principal, who]) -> Response:
+        return json_response(
+            [
+                {
+                    "agent_id": agent_id,
+                    "name": agent.name,
+                    "description": agent.description,
+                    "model": agent.model.id,
+                }
+                for agent_id, agent in svc.agents.items()
+            ]
+        )
+
+    @router.post(
+        "/agents/{agent_id}/runs",
+        summary="Run the agent on a message (streamed as server-sent events by default)",
+        responses={
+            200: {
+                "description": "text/event-stream when stream is true, else the run as JSON",
+                "content": {"text/event-stream": {}, "application/json": {}},
+            },
+        },
+    )
+    async def run_agent(
+        principal: Annotated[Principal, who],
+        agent_id: Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)],
+        body: RunRequest,
+    ) -> Response:
+        agent = svc.agents.get(agent_id)
+        if agent is None:
+            raise NotFoundError(f"no agent {agent_id!r} on this server")
+        user = principal.owner(body.user_id, default=agent.user_id or DEFAULT_USER_ID)
+        try:
+            if not body.stream:
+                result = await agent.arun(body.message, user_id=user, session_id=body.session_id)
+                return json_response(result.to_dict())
+            events = agent.arun(body.message, user_id=user, session_id=body.session_id, stream=True)
+            first = await anext(events)  # errors before the answer starts get a status
+        except ConflictError:
+            if principal.is_admin:
+                raise
+            raise NotFoundError("no such session") from None
+        return StreamingResponse(
+            _stream(first, events),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return router
+
+
+async def _stream(first: RunEvent, events: AsyncIterator[RunEvent]) -> AsyncIterator[bytes]:
+    yield sse(first.kind, _event_data(first))
+    try:
+        async for event in events:
+            yield sse(event.kind, _event_data(event))
+            if isinstance(event, RunCompleted):
+                break
+    except (NotedError, UserError) as exc:
+        yield sse("error", {"detail": str(exc)})

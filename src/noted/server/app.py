@@ -1,0 +1,207 @@
+"""``create_app``: the FastAPI application behind ``noted serve``.
+
+    from noted import SqliteDb
+    from noted.server import create_app
+
+    app = create_app(SqliteDb(db_file="noted.db"))   # uvicorn module:app
+
+JSON routes for memories, sessions and agents, the Memories page at ``/``, and the OpenAPI
+schema at ``/openapi.json`` (browsable at ``/docs``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any, Final
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.staticfiles import StaticFiles
+
+from noted import __version__
+from noted.agent import Agent
+from noted.db.base import Store
+from noted.db.urls import open_store
+from noted.errors import (
+    ConflictError,
+    ModelError,
+    NotFoundError,
+    StoreError,
+    UserError,
+)
+from noted.memory import Memory
+from noted.retrieval.embedders import Embedder
+from noted.server.agents import agent_id_of, agent_routes
+from noted.server.auth import Auth, Principal, Unauthorized
+from noted.server.limits import BodyLimit
+from noted.server.memories import memory_routes
+from noted.server.responses import json_response
+from noted.server.schemas import ERRORS, Health, TokenOut, TokenRequest
+from noted.server.services import Services
+from noted.server.sessions import session_routes
+
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
+
+DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
+STATIC: Final = resources.files("noted.server") / "static"
+
+
+def _error(status: int, detail: str, **extra: Any) -> Response:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return json_response({"detail": detail, **extra}, status, headers)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "request"
+    return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def _plain(error: dict[str, Any]) -> dict[str, Any]:
+    """A validation error without the offending input (which may be huge or not JSON)."""
+    return {"loc": [str(p) for p in error.get("loc", ())], "msg": str(error.get("msg", ""))}
+
+
+def _handlers(app: FastAPI) -> None:
+    async def unauthorized(_: Request, exc: Exception) -> Response:
+        return _error(401, str(exc))
+
+    async def user_error(_: Request, exc: Exception) -> Response:
+        return _error(400, str(exc))
+
+    async def not_found(_: Request, exc: Exception) -> Response:
+        return _error(404, str(exc) or "not found")
+
+    async def conflict(_: Request, exc: Exception) -> Response:
+        return _error(409, str(exc))
+
+    async def store_error(_: Request, exc: Exception) -> Response:
+        return _error(503, f"the store cannot answer: {exc}")
+
+    async def model_error(_: Request, exc: Exception) -> Response:
+        return _error(502, f"the model failed: {exc}")
+
+    async def invalid(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [_plain(e) for e in exc.errors()]
+        detail = "; ".join(_describe(e) for e in errors) or "invalid request"
+        return _error(422, detail, errors=errors)
+
+    app.add_exception_handler(Unauthorized, unauthorized)
+    app.add_exception_handler(UserError, user_error)
+    app.add_exception_handler(NotFoundError, not_found)
+    app.add_exception_handler(ConflictError, conflict)
+    app.add_exception_handler(StoreError, store_error)
+    app.add_exception_handler(ModelError, model_error)
+    app.add_exception_handler(RequestValidationError, invalid)
+
+
+def _agents(agent: Agent | Sequence[Agent] | None) -> dict[str, Agent]:
+    agents = [] if agent is None else [agent] if isinstance(agent, Agent) else list(agent)
+    found: dict[str, Agent] = {}
+    for each in agents:
+        if not isinstance(each, Agent):
+            raise UserError(f"agent must be an Agent, got {type(each).__name__}")
+        agent_id = agent_id_of(each)
+        if agent_id in found:
+            raise UserError(f"two agents share the id {agent_id!r}: give each an agent_id")
+        found[agent_id] = each
+    return found
+
+
+def create_app(
+    db: Store | str | None = None,
+    *,
+    memory: Memory | None = None,
+    embedder: Embedder | str | None = None,
+    agent: Agent | Sequence[Agent] | None = None,
+    api_key: str | None = None,
+    token_secret: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    """The noted server for a store (a store object, a URL or SQLite path for
+    :func:`~noted.open_store`, or ``memory``'s store).
+
+    ``api_key`` (default: ``$NOTED_API_KEY``) is required as ``Authorization: Bearer ...``
+    on every data route when set. User tokens (``POST /tokens``, or
+    :func:`~noted.server.issue_token`) are signed with ``token_secret`` (default:
+    ``$NOTED_TOKEN_SECRET``, else derived from the API key). ``embedder`` makes semantic
+    and hybrid search available. ``agent`` (one or several) adds the run routes.
+    """
+    if memory is None:
+        store = open_store(db or "noted.db") if db is None or isinstance(db, str) else db
+        memory = Memory(store, embedder=embedder)
+    elif db is not None or embedder is not None:
+        raise UserError("give either memory=... or db=... (and embedder=...), not both")
+    if not isinstance(memory.db, Store):
+        raise UserError(f"the server needs a store that keeps sessions too, got {memory.db!r}")
+    if type(max_body_bytes) is not int or max_body_bytes < 1024:
+        raise UserError(f"max_body_bytes must be an integer >= 1024, got {max_body_bytes!r}")
+    auth = Auth(
+        api_key if api_key is not None else os.environ.get("NOTED_API_KEY") or None,
+        token_secret if token_secret is not None else os.environ.get("NOTED_TOKEN_SECRET") or None,
+    )
+    svc = Services(memory.db, memory, auth, _agents(agent))
+    app = FastAPI(
+        title="noted",
+        version=__version__,
+        summary="Long-term memory for LLM agents: user memories, sessions and agents over HTTP.",
+    )
+    app.state.noted = svc
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    _handlers(app)
+    app.include_router(memory_routes(svc))
+    app.include_router(session_routes(svc))
+    if svc.agents:
+        app.include_router(agent_routes(svc))
+    _service_routes(app, svc)
+    _page_routes(app)
+    return app
+
+
+def _service_routes(app: FastAPI, svc: Services) -> None:
+    @app.get("/health", tags=["service"], summary="Liveness", responses={200: {"model": Health}})
+    def health() -> Response:
+        return json_response(
+            {
+                "status": "ok",
+                "version": __version__,
+                "auth": "open" if svc.auth.open else "api_key",
+                "semantic_search": svc.memory.index is not None,
+            }
+        )
+
+    def principal(request: Request) -> Principal:
+        return svc.auth.authenticate(request.headers.get("authorization"))
+
+    @app.post(
+        "/tokens",
+        tags=["service"],
+        status_code=201,
+        summary="Issue a user token (admin key only)",
+        responses={201: {"model": TokenOut}, 403: ERRORS[404], **ERRORS},
+    )
+    def issue(request: Request, body: TokenRequest) -> Response:
+        if not principal(request).is_admin:
+            return _error(403, "only the admin key can issue tokens")
+        token = svc.auth.issue(body.user_id, body.expires_in)
+        return json_response(
+            {
+                "token": token,
+                "token_type": "bearer",
+                "user_id": body.user_id,
+                "expires_in": body.expires_in,
+            },
+            201,
+        )
+
+
+def _page_routes(app: FastAPI) -> None:
+    index = (STATIC / "index.html").read_bytes() if (STATIC / "index.html").is_file() else b""
+
+    @app.get("/", include_in_schema=False)
+    def page() -> Response:
+        return Response(index, media_type="text/html; charset=utf-8")
+
+    app.mount("/static", StaticFiles(packages=[("noted.server", "static")]), name="static")

@@ -1,0 +1,141 @@
+"""Who is asking: the admin API key, or a signed user token that confines a request to one user.
+
+- ``NOTED_API_KEY`` (``Authorization: Bearer <key>``) is the admin: every user's data.
+- A user token is a JWT (HS256) whose ``sub`` is a user_id. With it, every request is about
+  that user only: naming another user, or another user's memory or session, answers 404.
+  Tokens are signed with ``NOTED_TOKEN_SECRET``, or with a key derived from the API key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import jwt
+
+from noted.errors import NotFoundError, UserError
+from noted.schema import require_id
+
+__all__ = ["Auth", "Principal", "Unauthorized", "issue_token"]
+
+ALGORITHM: Final = "HS256"
+ISSUER: Final = "noted"
+MIN_SECRET_LENGTH: Final = 32
+MAX_TOKEN_LIFETIME: Final = 365 * 24 * 3600
+
+
+class Unauthorized(Exception):
+    """No credentials, or credentials this server does not accept (answered with 401)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The caller: ``user_id=None`` is the admin (every user), otherwise one user."""
+
+    user_id: str | None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.user_id is None
+
+    def scope(self, user_id: str | None) -> str | None:
+        """The user a request is about: a user token's own user (naming another one is
+        NotFoundError, answered 404), or what the admin named (None: every user)."""
+        if self.user_id is None:
+            return user_id
+        if user_id is not None and user_id != self.user_id:
+            raise NotFoundError("not found")
+        return self.user_id
+
+    def owner(self, user_id: str | None, default: str | None = None) -> str:
+        """Like :meth:`scope`, for requests about exactly one user."""
+        user = self.scope(user_id) or default
+        if user is None:
+            raise UserError("user_id is required with the admin key: name the memory's user")
+        return user
+
+
+ADMIN: Final = Principal(None)
+
+
+def derive_secret(api_key: str) -> str:
+    """The token-signing secret used when only an API key is configured."""
+    return hmac.new(api_key.encode(), b"noted user tokens", hashlib.sha256).hexdigest()
+
+
+def _check_secret(secret: str) -> str:
+    if not isinstance(secret, str) or len(secret) < MIN_SECRET_LENGTH:
+        raise UserError(f"the token secret must be at least {MIN_SECRET_LENGTH} characters")
+    return secret
+
+
+def issue_token(user_id: str, secret: str, expires_in: int = 3600) -> str:
+    """A signed token that lets its bearer reach ``user_id``'s memories and sessions only."""
+    user = require_id("user_id", user_id)
+    if type(expires_in) is not int or not 1 <= expires_in <= MAX_TOKEN_LIFETIME:
+        raise UserError(f"expires_in must be 1..{MAX_TOKEN_LIFETIME} seconds, got {expires_in!r}")
+    now = int(time.time())
+    claims = {"sub": user, "iss": ISSUER, "iat": now, "exp": now + expires_in}
+    return jwt.encode(claims, _check_secret(secret), algorithm=ALGORITHM)
+
+
+class Auth:
+    """Checks ``Authorization`` headers. Without an API key every request is the admin
+    (the server then listens on 127.0.0.1 only); user tokens are checked when a secret
+    (given, or derived from the API key) exists."""
+
+    def __init__(self, api_key: str | None = None, token_secret: str | None = None) -> None:
+        if api_key is not None and not api_key.strip():
+            raise UserError("the API key must not be empty")
+        self.api_key = api_key
+        secret = token_secret or (derive_secret(api_key) if api_key else None)
+        self.token_secret = None if secret is None else _check_secret(secret)
+
+    @property
+    def open(self) -> bool:
+        """Whether requests without credentials are let in (no API key)."""
+        return self.api_key is None
+
+    def issue(self, user_id: str, expires_in: int = 3600) -> str:
+        if self.token_secret is None:
+            raise UserError("user tokens need NOTED_TOKEN_SECRET or NOTED_API_KEY")
+        return issue_token(user_id, self.token_secret, expires_in)
+
+    def authenticate(self, header: str | None) -> Principal:
+        if header is None:
+            if self.open:
+                return ADMIN
+            raise Unauthorized("missing credentials: send 'Authorization: Bearer <key or token>'")
+        scheme, _, credential = header.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise Unauthorized("the Authorization header must be 'Bearer <key or token>'")
+        if self.api_key is not None and hmac.compare_digest(
+            credential.encode(), self.api_key.encode()
+        ):
+            return ADMIN
+        if self.token_secret is None:
+            raise Unauthorized("this server accepts no tokens (no NOTED_TOKEN_SECRET is set)")
+        return Principal(self._user_of(credential, self.token_secret))
+
+    @staticmethod
+    def _user_of(token: str, secret: str) -> str:
+        try:
+            claims = jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["sub", "exp", "iat", "iss"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("invalid API key or token") from None
+        try:
+            return require_id("sub", claims["sub"])
+        except UserError:
+            raise Unauthorized("invalid token: its subject is not a user id") from None

@@ -1,0 +1,238 @@
+"""The memory routes: list, search, get, create, update, delete, topics, stats, history."""
+
+
+from typing import Annotated, Final, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from noted.db.base import MemoryQuery, SortField, SortOrder
+from noted.errors import NotFoundError, UserError
+from noted.memory import DEFAULT_USER_ID
+from noted.schema import UserMemory, check_id, check_topics
+from noted.server.auth import Principal
+from noted.server.responses import json_response, no_content, page_meta
+from noted.server.schemas import (
+    ERRORS,
+    MAX_ID_CHARS,
+    MAX_LIMIT,
+    MAX_PAGE,
+    MAX_QUERY_CHARS,
+    BulkDelete,
+    Deleted,
+    MemoryCreate,
+    MemoryEventOut,
+    MemoryOut,
+    MemoryPage,
+    MemoryUpdate,
+    StatsPage,
+)
+from noted.server.services import Services
+
+__all__ = ["memory_routes"]
+
+SEARCH_RESULTS: Final = 500  # a search ranks at most this many memories; pages read into them
+
+UserQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=MAX_ID_CHARS, description="The memories' user"),
+]
+MemoryId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1 is the first page")]
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}")]
+
+
+def _topics(values: list[str] | None) -> tuple[str, ...]:
+    """``?topics=a&topics=b`` or ``?topics=a,b``."""
+    if not values:
+        return ()
+    parts = [part.strip() for value in values for part in value.split(",")]
+    return tuple(check_topics([part for part in parts if part]))
+
+
+def memory_routes(svc: Services) -> APIRouter:
+    router = APIRouter(tags=["memories"], responses=ERRORS)
+    who = Depends(svc.principal)
+
+    @router.get(
+        "/memories",
+        summary="List or search memories",
+        responses={200: {"model": MemoryPage}},
+    )
+    def list_memories(
+        principal: Annotated[Principal, who],
+        user_id: UserQuery = None,
+        agent_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+        team_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+        topics: Annotated[
+            list[str] | None,
+            Query(max_length=50, description="Any of these topics (repeat, or comma-separated)"),
+        ] = None,
+        search_content: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=MAX_QUERY_CHARS,
+                description="Search text: results come best match first (needs a user)",
+            ),
+        ] = None,
+        search_type: Annotated[
+            Literal["keyword", "semantic", "hybrid"] | None,
+            Query(description="hybrid when the server has an embedder, else keyword"),
+        ] = None,
+        page: PageNumber = 1,
+        limit: Limit = 20,
+        sort_by: SortField = "updated_at",
+        sort_order: SortOrder = "desc",
+    ) -> Response:
+        user = principal.scope(check_id("user_id", user_id))
+        query = MemoryQuery(
+            user_id=user,
+            topics=_topics(topics),
+            agent_id=check_id("agent_id", agent_id),
+            team_id=check_id("team_id", team_id),
+            sort_by=sort_by,
+            sort_order=sort_order,
+            limit=limit,
+            offset=(page - 1) * limit,
+        )
+        if search_content is not None:
+            if user is None:
+                raise UserError("search_content needs a user_id: a search is within one user")
+            found = svc.memory.search_user_memories(
+                search_content,
+                user,
+                SEARCH_RESULTS,
+                search_type or ("hybrid" if svc.memory.index is not None else "keyword"),
+                topics=query.topics,
+                agent_id=query.agent_id,
+                team_id=query.team_id,
+            )
+            rows = [m.to_dict() for m in found[query.offset : query.offset + limit]]
+            return json_response({"data": rows, "meta": page_meta(page, limit, len(found))})
+        if search_type is not None:
+            raise UserError("search_type needs search_content")
+        rows = [m.to_dict() for m in svc.store.list_memories(query)]
+        total = (
+            len(rows) + query.offset
+            if page == 1 and len(rows) < limit
+            else svc.store.count_memories(query)
+        )
+        return json_response({"data": rows, "meta": page_meta(page, limit, total)})
+
+    @router.post(
+        "/memories",
+        status_code=201,
+        summary="Create a memory",
+        responses={201: {"model": MemoryOut}},
+    )
+    def create_memory(principal: Annotated[Principal, who], body: MemoryCreate) -> Response:
+        user = principal.owner(body.user_id, default=DEFAULT_USER_ID)
+        new = UserMemory(
+            body.memory,
+            topics=body.topics,
+            agent_id=body.agent_id,
+            team_id=body.team_id,
+            input=body.input,
+        )
+        memory_id = svc.memory.add_user_memory(new, user)
+        return json_response(_get(svc, memory_id, user).to_dict(), 201)
+
+    @router.get(
+        "/memories/{memory_id}", summary="Get a memory", responses={200: {"model": MemoryOut}}
+    )
+    def get_memory(
+        principal: Annotated[Principal, who], memory_id: MemoryId, user_id: UserQuery = None
+    ) -> Response:
+        return json_response(_get(svc, memory_id, principal.owner(user_id)).to_dict())
+
+    @router.patch(
+        "/memories/{memory_id}",
+        summary="Change a memory's text or topics",
+        responses={200: {"model": MemoryOut}},
+    )
+    def update_memory(
+        principal: Annotated[Principal, who],
+        memory_id: MemoryId,
+        body: MemoryUpdate,
+        user_id: UserQuery = None,
+    ) -> Response:
+        user = principal.owner(user_id)
+        if body.memory is None and body.topics is None:
+            raise UserError("nothing to change: give memory and/or topics")
+        current = _get(svc, memory_id, user)
+        changed = UserMemory(
+            current.memory if body.memory is None else body.memory,
+            topics=current.topics if body.topics is None else body.topics,
+            input=current.input,
+            agent_id=current.agent_id,
+            team_id=current.team_id,
+            session_id=current.session_id,
+            created_at=current.created_at,
+        )
+        svc.memory.replace_user_memory(memory_id, changed, user)
+        return json_response(_get(svc, memory_id, user).to_dict())
+
+    @router.delete("/memories/{memory_id}", status_code=204, summary="Delete a memory")
+    def delete_memory(
+        principal: Annotated[Principal, who], memory_id: MemoryId, user_id: UserQuery = None
+    ) -> Response:
+        if not svc.memory.delete_user_memory(check_id_(memory_id), principal.owner(user_id)):
+            raise NotFoundError("no such memory")
+        return no_content()
+
+    @router.delete(
+        "/memories",
+        summary="Delete several memories of one user",
+        responses={200: {"model": Deleted}},
+    )
+    def delete_memories(principal: Annotated[Principal, who], body: BulkDelete) -> Response:
+        user = principal.owner(body.user_id)
+        return json_response({"deleted": svc.memory.delete_user_memories(body.memory_ids, user)})
+
+    @router.get(
+        "/memories/{memory_id}/history",
+        summary="A memory's recorded changes, oldest first",
+        responses={200: {"model": list[MemoryEventOut]}},
+    )
+    def memory_history(
+        principal: Annotated[Principal, who], memory_id: MemoryId, user_id: UserQuery = None
+    ) -> Response:
+        events = svc.memory.get_memory_history(check_id_(memory_id), principal.owner(user_id))
+        if not events:
+            raise NotFoundError("no such memory")
+        return json_response([e.to_dict() for e in events])
+
+    @router.get(
+        "/memory_topics",
+        summary="The distinct topics of one user's memories, or of everyone's",
+        responses={200: {"model": list[str]}},
+    )
+    def memory_topics(principal: Annotated[Principal, who], user_id: UserQuery = None) -> Response:
+        return json_response(svc.store.get_topics(principal.scope(check_id("user_id", user_id))))
+
+    @router.get(
+        "/user_memory_stats",
+        summary="Per-user memory count and last update, most recent first",
+        responses={200: {"model": StatsPage}},
+    )
+    def user_memory_stats(
+        principal: Annotated[Principal, who], page: PageNumber = 1, limit: Limit = 20
+    ) -> Response:
+        stats = [s.to_dict() for s in svc.user_stats(principal.user_id)]
+        rows = stats[(page - 1) * limit : page * limit]
+        return json_response({"data": rows, "meta": page_meta(page, limit, len(stats))})
+
+    return router
+
+
+def check_id_(memory_id: str) -> str:
+    checked = check_id("memory_id", memory_id)
+    assert checked is not None  # a path parameter is never missing
+    return checked
+
+
+def _get(svc: Services, memory_id: str, user_id: str) -> UserMemory:
+    found = svc.memory.get_user_memory(check_id_(memory_id), user_id)
+    if found is None:
+        raise NotFoundError("no such memory")
+    return found

@@ -1,0 +1,184 @@
+"""The JSON shapes of the REST API, as the OpenAPI schema documents them.
+
+Responses are written from the records' own ``to_dict()``; these models describe them (and
+validate request bodies), so the schema and the wire format are checked against each other
+by the tests.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_MEMORY_CHARS: Final = 5000
+MAX_ID_CHARS: Final = 255
+MAX_LIMIT: Final = 100
+MAX_PAGE: Final = 1_000_000
+MAX_BULK: Final = 1000
+MAX_TOPICS: Final = 50
+MAX_QUERY_CHARS: Final = 1000
+MAX_MESSAGE_CHARS: Final = 32_000
+
+Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+Topic = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_MEMORY_CHARS)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class MemoryCreate(Body):
+    memory: Text
+    user_id: Id | None = None
+    topics: Annotated[list[Topic], Field(max_length=MAX_TOPICS)] = []
+    agent_id: Id | None = None
+    team_id: Id | None = None
+    input: Annotated[str, Field(max_length=MAX_MESSAGE_CHARS)] | None = None
+
+
+class MemoryUpdate(Body):
+    memory: Text | None = None
+    topics: Annotated[list[Topic], Field(max_length=MAX_TOPICS)] | None = None
+    user_id: Id | None = None
+
+
+class BulkDelete(Body):
+    memory_ids: Annotated[list[Id], Field(min_length=1, max_length=MAX_BULK)]
+    user_id: Id | None = None
+
+
+class TokenRequest(Body):
+    user_id: Id
+    expires_in: Annotated[int, Field(ge=1, le=365 * 24 * 3600)] = 3600
+
+
+class RunRequest(Body):
+    message: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+    user_id: Id | None = None
+    session_id: Id | None = None
+    stream: bool = True
+
+
+class MemoryOut(BaseModel):
+    memory_id: str
+    memory: str
+    topics: list[str]
+    input: str | None
+    user_id: str
+    agent_id: str | None
+    team_id: str | None
+    session_id: str | None
+    created_at: str
+    updated_at: str
+    score: float | None = None
+
+
+class PageMeta(BaseModel):
+    page: int
+    limit: int
+    total_pages: int
+    total_count: int
+
+
+class MemoryPage(BaseModel):
+    data: list[MemoryOut]
+    meta: PageMeta
+
+
+class Deleted(BaseModel):
+    deleted: int
+
+
+class UserStatsOut(BaseModel):
+    user_id: str
+    memory_count: int
+    last_updated: str
+
+
+class StatsPage(BaseModel):
+    data: list[UserStatsOut]
+    meta: PageMeta
+
+
+class MemoryEventOut(BaseModel):
+    event_id: str
+    memory_id: str
+    user_id: str
+    event: Literal["add", "update", "delete"]
+    old_memory: str | None
+    new_memory: str | None
+    old_topics: list[str] | None
+    new_topics: list[str] | None
+    actor: str
+    session_id: str | None
+    run_id: str | None
+    created_at: str
+
+
+class SummaryOut(BaseModel):
+    summary: str
+    topics: list[str]
+    run_count: int
+    updated_at: str
+
+
+class SessionOut(BaseModel):
+    session_id: str
+    user_id: str
+    agent_id: str | None
+    created_at: str
+    updated_at: str
+    summary: SummaryOut | None
+    run_count: int
+    runs: list[dict[str, Any]] | None = None
+
+
+class SessionListMeta(BaseModel):
+    page: int
+    limit: int
+    has_more: bool
+
+
+class SessionPage(BaseModel):
+    data: list[SessionOut]
+    meta: SessionListMeta
+
+
+class TokenOut(BaseModel):
+    token: str
+    token_type: Literal["bearer"]
+    user_id: str
+    expires_in: int
+
+
+class AgentOut(BaseModel):
+    agent_id: str
+    name: str | None
+    description: str | None
+    model: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    version: str
+    auth: Literal["api_key", "open"]
+    semantic_search: bool
+
+
+class Error(BaseModel):
+    detail: str
+    errors: list[dict[str, Any]] | None = None
+
+
+ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    code: {"model": Error, "description": text}
+    for code, text in (
+        (400, "Invalid request"),
+        (401, "Missing or invalid API key or token"),
+        (404, "Not found (also another user's data, for a user token)"),
+        (413, "Request body too large"),
+        (422, "The request does not match the schema"),
+    )
+}

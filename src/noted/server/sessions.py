@@ -1,0 +1,73 @@
+"""The session routes: list a user's sessions, read one whole (runs, messages, summary),
+delete one."""
+
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from noted.errors import NotFoundError
+from noted.schema import check_id, require_id
+from noted.server.auth import Principal
+from noted.server.memories import Limit, PageNumber, UserQuery
+from noted.server.responses import json_response, no_content
+from noted.server.schemas import ERRORS, MAX_ID_CHARS, SessionOut, SessionPage
+from noted.server.services import Services
+
+__all__ = ["session_routes"]
+
+SessionId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
+
+
+def session_routes(svc: Services) -> APIRouter:
+    router = APIRouter(tags=["sessions"], responses=ERRORS)
+    who = Depends(svc.principal)
+
+    @router.get(
+        "/sessions",
+        summary="Sessions, most recently updated first (without their runs)",
+        responses={200: {"model": SessionPage}},
+    )
+    def list_sessions(
+        principal: Annotated[Principal, who],
+        user_id: UserQuery = None,
+        page: PageNumber = 1,
+        limit: Limit = 20,
+    ) -> Response:
+        user = principal.scope(check_id("user_id", user_id))
+        found = svc.store.list_sessions(user, limit=limit + 1, offset=(page - 1) * limit)
+        return json_response(
+            {
+                "data": [s.to_dict(with_runs=False) for s in found[:limit]],
+                "meta": {"page": page, "limit": limit, "has_more": len(found) > limit},
+            }
+        )
+
+    @router.get(
+        "/sessions/{session_id}",
+        summary="A session with its runs, messages and summary",
+        responses={200: {"model": SessionOut}},
+    )
+    def get_session(
+        principal: Annotated[Principal, who],
+        session_id: SessionId,
+        user_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+    ) -> Response:
+        user = principal.scope(check_id("user_id", user_id))
+        found = svc.store.get_session(require_id("session_id", session_id), user)
+        if found is None:
+            raise NotFoundError("no such session")
+        return json_response(found.to_dict())
+
+    @router.delete("/sessions/{session_id}", status_code=204, summary="Delete a session")
+    def delete_session(
+        principal: Annotated[Principal, who],
+        session_id: SessionId,
+        user_id: UserQuery = None,
+    ) -> Response:
+        user = principal.scope(check_id("user_id", user_id))
+        if not svc.store.delete_session(require_id("session_id", session_id), user):
+            raise NotFoundError("no such session")
+        return no_content()
+
+    return router
