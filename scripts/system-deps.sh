@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# System packages the tests use that PyPI does not carry: Debian's redis-server.
+# System packages the tests use that PyPI does not carry: Debian's redis-server, and
+# Chromium (with its driver) for the browser tests of the Memories page.
 # (PostgreSQL with pgvector and the MongoDB wire-protocol server come from PyPI with
 # `uv sync`.) Installs with apt-get when it can; otherwise says how, and the tests that
 # need a missing server are skipped with that message.
 set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+[ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

@@ -90,3 +90,14 @@ def test_copy_shares_nothing_mutable() -> None:
     assert clone == original
     clone.topics.append("b")
     assert original.topics == ["a"]
+
+
+def test_to_dict_carries_every_field() -> None:
+    from dataclasses import fields
+
+    from noted.schema import MemoryMatch
+
+    memory = UserMemory("x", topics=["a"], memory_id="m", user_id="u")
+    assert set(memory.to_dict()) == {f.name for f in fields(UserMemory)}
+    match = MemoryMatch.of(memory, 0.5)
+    assert match.to_dict() == {**memory.to_dict(), "score": 0.5}

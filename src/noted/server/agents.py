@@ -1,7 +1,6 @@
 """The agent routes: list the server's agents, and run one, streaming the answer as
 server-sent events (``event: content`` pieces, tool calls, then ``event: run_completed``)."""
 
-
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any

@@ -35,6 +35,7 @@ from noted.memory import Memory
 from noted.retrieval.embedders import Embedder
 from noted.server.agents import agent_id_of, agent_routes
 from noted.server.auth import Auth, Principal, Unauthorized
+from noted.server.fast import FastMemoryList
 from noted.server.limits import BodyLimit
 from noted.server.memories import memory_routes
 from noted.server.responses import json_response
@@ -150,6 +151,7 @@ def create_app(
     )
     app.state.noted = svc
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.add_middleware(FastMemoryList, services=svc)  # outermost: before the body limit
     _handlers(app)
     app.include_router(memory_routes(svc))
     app.include_router(session_routes(svc))

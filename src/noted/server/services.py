@@ -29,12 +29,13 @@ class Services:
     auth: Auth
     agents: dict[str, Agent] = field(default_factory=dict)
 
-    def principal(
+    async def principal(
         self,
         request: Request,
         _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
     ) -> Principal:
-        """The caller of a request (a dependency of every data route)."""
+        """The caller of a request (a dependency of every data route; checked on the
+        event loop: it does no I/O)."""
         return self.auth.authenticate(request.headers.get("authorization"))
 
     def user_stats(self, user_id: str | None) -> list[UserStats]:

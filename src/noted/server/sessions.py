@@ -1,7 +1,6 @@
 """The session routes: list a user's sessions, read one whole (runs, messages, summary),
 delete one."""
 
-
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response

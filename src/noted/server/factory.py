@@ -1,0 +1,38 @@
+"""The app as ``noted serve`` builds it, also in each worker process of ``--workers N``
+(uvicorn starts workers from an import string, so the settings travel in environment
+variables)."""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+from fastapi import FastAPI
+
+from noted.db.base import Store
+from noted.db.urls import open_store
+from noted.memory import Memory
+from noted.server.app import create_app
+from noted.server.config import ServeConfig, build_agent, load_config
+
+__all__ = ["ENV_CONFIG", "ENV_DB", "ENV_EMBEDDER", "app_from_env", "build_app"]
+
+ENV_DB: Final = "NOTED_SERVE_DB"
+ENV_EMBEDDER: Final = "NOTED_SERVE_EMBEDDER"
+ENV_CONFIG: Final = "NOTED_SERVE_CONFIG"
+
+
+def build_app(store: Store, embedder: str | None, config: ServeConfig) -> FastAPI:
+    """The served app: the store, an embedder (``None``/``"none"`` for keyword search
+    only), and the config file's agent if it has one."""
+    chosen = embedder or config.embedder or "none"
+    memory = Memory(store, embedder=None if chosen == "none" else chosen)
+    agent = None if config.agent is None else build_agent(config.agent, store)
+    return create_app(memory=memory, agent=agent)
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn's factory for worker processes (``noted serve --workers N``)."""
+    path = os.environ.get(ENV_CONFIG)
+    config = load_config(path) if path else ServeConfig()
+    return build_app(open_store(os.environ[ENV_DB]), os.environ.get(ENV_EMBEDDER), config)

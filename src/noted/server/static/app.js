@@ -1,0 +1,1090 @@
+// The Memories page: browse, search, edit and delete what noted remembers about users,
+// read a memory's history and a session's transcript. Plain browser JavaScript, no build.
+// Every piece of data is put on the page as text (textContent / DOM nodes), never as HTML.
+"use strict";
+
+const STORAGE_KEY = "noted.credential";
+const SEARCH_DELAY_MS = 250;
+const USERS_PAGE_SIZE = 50;
+const SESSIONS_PAGE_SIZE = 20;
+const MAX_BULK = 1000;
+
+const state = {
+  health: null,
+  credential: null,
+  tokenUser: null, // the `sub` of a user token (for display; the server enforces it)
+  user: null, // the selected user; null is every user
+  topic: "",
+  search: "",
+  searchType: "hybrid",
+  sortBy: "updated_at",
+  sortOrder: "desc",
+  page: 1,
+  limit: 20,
+  memories: [],
+  meta: null,
+  selected: new Map(), // memory_id -> user_id
+  editing: null, // memory_id of the row being edited
+  users: [],
+  usersPage: 1,
+  usersMore: false,
+  sessions: [],
+  sessionsPage: 1,
+  view: "memories",
+};
+
+let memoriesRequest = 0;
+let searchTimer = 0;
+let noticeTimer = 0;
+
+// ---------------------------------------------------------------------------------------
+// DOM helpers
+
+const $ = (id) => document.getElementById(id);
+const PROPERTIES = new Set(["checked", "disabled", "value", "indeterminate"]);
+
+function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key === "text") el.textContent = value;
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (PROPERTIES.has(key)) el[key] = value;
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  el.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
+
+const ICONS = {
+  edit: ["M4 20h4L19 9l-4-4L4 16z", "M13.5 6.5l4 4"],
+  history: ["M3.5 12a8.5 8.5 0 1 0 2.5-6", "M3.5 4v4.5H8", "M12 7.5V12l3 2"],
+  trash: ["M4 7h16", "M9 7V4.5h6V7", "M6.5 7l1 12.5h9l1-12.5", "M10 11v5.5", "M14 11v5.5"],
+};
+
+function icon(name) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  svg.setAttribute("class", "icon");
+  for (const d of ICONS[name]) {
+    const path = document.createElementNS(ns, "path");
+    path.setAttribute("d", d);
+    svg.append(path);
+  }
+  return svg;
+}
+
+// ---------------------------------------------------------------------------------------
+// Formatting
+
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const dateOnly = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+const TIME_STEPS = [[60, "second"], [60, "minute"], [24, "hour"], [7, "day"]];
+
+function ago(date) {
+  let value = (date.getTime() - Date.now()) / 1000;
+  if (Math.abs(value) < 45) return "just now";
+  for (const [size, unit] of TIME_STEPS) {
+    if (Math.abs(value) < size) return relative.format(Math.round(value), unit);
+    value /= size;
+  }
+  return dateOnly.format(date);
+}
+
+function timeEl(iso) {
+  const date = new Date(iso);
+  if (!iso || Number.isNaN(date.getTime())) return h("span", { class: "muted", text: "—" });
+  return h("time", { datetime: iso, title: dateTime.format(date), text: ago(date) });
+}
+
+function plural(count, one, many) {
+  return `${count.toLocaleString()} ${count === 1 ? one : many}`;
+}
+
+function clip(text, length) {
+  const chars = Array.from(text || "");
+  return chars.length > length ? `${chars.slice(0, length - 1).join("")}…` : chars.join("");
+}
+
+function parseTopics(text) {
+  const topics = text.split(",").map((t) => t.trim()).filter(Boolean);
+  return [...new Set(topics)];
+}
+
+function sameList(a, b) {
+  return a.length === b.length && a.every((item, i) => item === b[i]);
+}
+
+function hue(text) {
+  let hash = 0;
+  for (const ch of text) hash = (hash * 31 + ch.codePointAt(0)) % 360;
+  return hash;
+}
+
+function avatar(userId) {
+  const el = h("span", { class: "avatar", "aria-hidden": "true" });
+  if (userId === null) {
+    el.classList.add("avatar-all");
+    el.textContent = "∗";
+  } else {
+    el.textContent = Array.from(userId)[0].toUpperCase();
+    el.style.setProperty("--hue", String(hue(userId)));
+  }
+  return el;
+}
+
+function topicList(topics) {
+  if (!topics || topics.length === 0) return h("span", { class: "muted small", text: "—" });
+  return h("ul", { class: "chips", "aria-label": "Topics" },
+    topics.map((t) => h("li", { class: "chip", "data-testid": "topic", text: t })));
+}
+
+// ---------------------------------------------------------------------------------------
+// Talking to the server
+
+class ApiError extends Error {
+  constructor(status, detail) {
+    super(detail);
+    this.status = status;
+  }
+}
+
+function buildUrl(path, query = {}) {
+  const url = new URL(path, window.location.origin);
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null && value !== "") url.searchParams.set(key, value);
+  }
+  return url;
+}
+
+async function readBody(response) {
+  const text = await response.text();
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return { detail: clip(text, 300) };
+  }
+}
+
+async function api(path, { method = "GET", query, body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (state.credential) headers.Authorization = `Bearer ${state.credential}`;
+  let response;
+  try {
+    response = await fetch(buildUrl(path, query), {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new ApiError(0, "Cannot reach the noted server. Check that it is running and try again.");
+  }
+  const data = response.status === 204 ? null : await readBody(response);
+  if (!response.ok) {
+    const detail = data && typeof data.detail === "string" ? data.detail
+      : `The server answered ${response.status} ${response.statusText}`.trim();
+    throw new ApiError(response.status, detail);
+  }
+  return data;
+}
+
+const segment = (id) => encodeURIComponent(id);
+
+// ---------------------------------------------------------------------------------------
+// Messages
+
+function showError(message) {
+  $("error-text").textContent = message;
+  $("error").hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+}
+
+function report(error) {
+  if (error instanceof ApiError && error.status === 401) {
+    showSignIn(error.message);
+  } else if (error instanceof ApiError) {
+    showError(error.message);
+  } else {
+    showError(`Something went wrong on this page: ${error && error.message ? error.message : error}`);
+  }
+}
+
+function notify(message) {
+  const el = $("notice");
+  el.textContent = message;
+  el.classList.add("show");
+  window.clearTimeout(noticeTimer);
+  noticeTimer = window.setTimeout(() => el.classList.remove("show"), 3500);
+}
+
+// ---------------------------------------------------------------------------------------
+// Sign-in: an API key or a user token, kept in sessionStorage for this tab
+
+function tokenSubject(credential) {
+  const parts = credential.split(".");
+  if (parts.length !== 3) return null;
+  try {
+    const base64 = parts[1].replace(/-/g, "+").replace(/_/g, "/");
+    const padded = base64 + "=".repeat((4 - (base64.length % 4)) % 4);
+    const bytes = Uint8Array.from(atob(padded), (c) => c.charCodeAt(0));
+    const payload = JSON.parse(new TextDecoder().decode(bytes));
+    return typeof payload.sub === "string" && payload.sub ? payload.sub : null;
+  } catch {
+    return null;
+  }
+}
+
+function setCredential(value) {
+  state.credential = value || null;
+  state.tokenUser = state.credential ? tokenSubject(state.credential) : null;
+  try {
+    if (state.credential) sessionStorage.setItem(STORAGE_KEY, state.credential);
+    else sessionStorage.removeItem(STORAGE_KEY);
+  } catch {
+    // storage may be unavailable (private modes): the credential lives in memory only
+  }
+}
+
+function storedCredential() {
+  try {
+    return sessionStorage.getItem(STORAGE_KEY);
+  } catch {
+    return null;
+  }
+}
+
+function signInError(message) {
+  $("sign-in-error").textContent = message || "";
+  $("sign-in-error").hidden = !message;
+}
+
+function showSignIn(message) {
+  setCredential(null);
+  closeDialogs();
+  $("app").hidden = true;
+  $("sign-in").hidden = false;
+  clearError();
+  renderAccount();
+  signInError(message);
+  $("credential").focus();
+}
+
+async function onSignIn(event) {
+  event.preventDefault();
+  const value = $("credential").value.trim();
+  if (!value) {
+    signInError("Paste an API key or a user token.");
+    return;
+  }
+  setCredential(value);
+  $("sign-in-submit").disabled = true;
+  try {
+    await api("/user_memory_stats", { query: { limit: 1 } });
+  } catch (error) {
+    setCredential(null);
+    signInError(error.message);
+    return;
+  } finally {
+    $("sign-in-submit").disabled = false;
+  }
+  $("credential").value = "";
+  signInError("");
+  await enterApp();
+}
+
+function signOut() {
+  setCredential(null);
+  showSignIn("");
+  notify("Signed out");
+}
+
+function renderAccount() {
+  const health = state.health;
+  $("server-info").textContent = health
+    ? `noted ${health.version} · ${health.auth === "open" ? "open access" : "API key"}`
+    : "noted";
+  const who = $("signed-in-as");
+  who.hidden = !state.credential;
+  who.textContent = state.tokenUser ? `Signed in as ${state.tokenUser}` : "Signed in with the API key";
+  $("sign-out").hidden = !state.credential;
+}
+
+// ---------------------------------------------------------------------------------------
+// Users: per-user stats, and the picker
+
+async function loadUsers(more = false) {
+  const page = more ? state.usersPage + 1 : 1;
+  try {
+    const result = await api("/user_memory_stats", { query: { page, limit: USERS_PAGE_SIZE } });
+    state.users = more ? state.users.concat(result.data) : result.data;
+    state.usersPage = page;
+    state.usersMore = page < result.meta.total_pages;
+    state.usersTotal = result.meta.total_count;
+    renderUsers();
+  } catch (error) {
+    report(error);
+  }
+}
+
+function userItem(userId, stats) {
+  const selected = state.user === userId;
+  const count = stats ? plural(stats.memory_count, "memory", "memories") : "No memories";
+  const meta = h("span", { class: "user-meta" },
+    h("span", { "data-testid": "user-count", text: count }),
+    stats && stats.last_updated ? [" · ", timeEl(stats.last_updated)] : null);
+  const body = [avatar(userId), h("span", { class: "user-text" },
+    h("span", { class: "user-name", text: userId === null ? "All users" : userId }), meta)];
+  const attrs = {
+    class: "user-item",
+    "data-testid": userId === null ? "user-all" : "user-item",
+    dataset: userId === null ? {} : { userId },
+  };
+  if (state.tokenUser) return h("li", {}, h("div", attrs, body));
+  return h("li", {}, h("button", {
+    ...attrs,
+    type: "button",
+    "aria-pressed": String(selected),
+    onclick: () => selectUser(userId),
+  }, body));
+}
+
+function allUsersStats() {
+  if (state.usersMore || state.users.length === 0) return null;
+  const count = state.users.reduce((sum, u) => sum + u.memory_count, 0);
+  return { memory_count: count, last_updated: state.users[0].last_updated };
+}
+
+function renderUsers() {
+  const items = [];
+  if (!state.tokenUser) items.push(userItem(null, allUsersStats()));
+  for (const stats of state.users) items.push(userItem(stats.user_id, stats));
+  const known = state.users.some((u) => u.user_id === state.user);
+  if (state.user !== null && !known) items.push(userItem(state.user, null));
+  $("user-list").replaceChildren(...items);
+  $("more-users").hidden = !state.usersMore;
+  $("users-title").textContent = state.tokenUser ? "User" : "Users";
+  $("users-total").textContent = state.tokenUser ? "" : plural(state.usersTotal || 0, "user", "users");
+  $("known-users").replaceChildren(...state.users.map((u) => h("option", { value: u.user_id })));
+}
+
+function selectUser(userId) {
+  if (state.tokenUser || state.user === userId) return;
+  state.user = userId;
+  state.page = 1;
+  state.topic = "";
+  state.editing = null;
+  if (userId === null) {
+    state.search = "";
+    $("search").value = "";
+  }
+  renderUsers();
+  renderControls();
+  loadTopics();
+  loadMemories();
+  if (state.view === "sessions") loadSessions();
+}
+
+// ---------------------------------------------------------------------------------------
+// Toolbar: search, search type, topic, sort, page size
+
+async function loadTopics() {
+  try {
+    const topics = await api("/memory_topics", { query: { user_id: state.user } });
+    renderTopics(topics);
+  } catch (error) {
+    report(error);
+  }
+}
+
+function renderTopics(topics) {
+  const shown = state.topic && !topics.includes(state.topic) ? [state.topic, ...topics] : topics;
+  $("topic-filter").replaceChildren(
+    h("option", { value: "", text: "All topics" }),
+    ...shown.map((t) => h("option", { value: t, text: t })),
+  );
+  $("topic-filter").value = state.topic;
+}
+
+function renderControls() {
+  const search = $("search");
+  const canSearch = state.user !== null;
+  search.disabled = !canSearch;
+  search.placeholder = canSearch ? `Search ${state.user}'s memories` : "Pick a user to search";
+  $("search-hint").textContent = canSearch ? "" : "Search looks within one user: pick a user first.";
+  $("search-hint").hidden = canSearch;
+  $("search-type-field").hidden = !(state.health && state.health.semantic_search);
+  $("sort").disabled = Boolean(state.search);
+  $("sort").title = state.search ? "Search results come best match first" : "";
+  $("new-user-field").hidden = Boolean(state.tokenUser);
+}
+
+function onSearchInput() {
+  window.clearTimeout(searchTimer);
+  searchTimer = window.setTimeout(applySearch, SEARCH_DELAY_MS);
+}
+
+function applySearch() {
+  window.clearTimeout(searchTimer);
+  const text = $("search").value.trim();
+  if (text === state.search) return;
+  state.search = text;
+  state.page = 1;
+  renderControls();
+  loadMemories();
+}
+
+function onFilterChange() {
+  const [sortBy, sortOrder] = $("sort").value.split(":");
+  Object.assign(state, {
+    topic: $("topic-filter").value,
+    searchType: $("search-type").value,
+    sortBy,
+    sortOrder,
+    limit: Number($("page-size").value),
+    page: 1,
+  });
+  loadMemories();
+}
+
+// ---------------------------------------------------------------------------------------
+// The memories table
+
+function memoryQuery() {
+  const query = { page: state.page, limit: state.limit, user_id: state.user, topics: state.topic };
+  if (state.search) {
+    query.search_content = state.search;
+    if (state.health && state.health.semantic_search) query.search_type = state.searchType;
+  } else {
+    query.sort_by = state.sortBy;
+    query.sort_order = state.sortOrder;
+  }
+  return query;
+}
+
+async function loadMemories() {
+  const request = ++memoriesRequest;
+  $("memories").setAttribute("aria-busy", "true");
+  try {
+    const result = await api("/memories", { query: memoryQuery() });
+    if (request !== memoriesRequest) return;
+    if (result.data.length === 0 && state.page > 1) {
+      state.page = Math.max(1, result.meta.total_pages);
+      await loadMemories();
+      return;
+    }
+    state.memories = result.data;
+    state.meta = result.meta;
+    renderMemories();
+  } catch (error) {
+    if (request === memoriesRequest) report(error);
+  } finally {
+    if (request === memoriesRequest) $("memories").removeAttribute("aria-busy");
+  }
+}
+
+function renderMemories() {
+  const rows = state.memories.map((m) => (m.memory_id === state.editing ? editRow(m) : memoryRow(m)));
+  $("memory-rows").replaceChildren(...rows);
+  renderEmpty();
+  renderPager();
+  renderSelection();
+}
+
+function rowAttrs(memory, extra) {
+  return {
+    class: extra,
+    "data-testid": "memory-row",
+    dataset: { memoryId: memory.memory_id, userId: memory.user_id },
+  };
+}
+
+function memoryMeta(memory) {
+  const parts = [];
+  if (memory.agent_id) parts.push(`agent ${memory.agent_id}`);
+  if (memory.team_id) parts.push(`team ${memory.team_id}`);
+  if (memory.session_id) parts.push("learned in a session");
+  return parts.length ? h("p", { class: "memory-meta", text: parts.join(" · ") }) : null;
+}
+
+function iconButton(name, action, label, onClick) {
+  return h("button", {
+    type: "button",
+    class: `icon-btn icon-btn-${name}`,
+    "aria-label": label,
+    title: label,
+    dataset: { action },
+    onclick: onClick,
+  }, icon(name));
+}
+
+function memoryRow(memory) {
+  const id = memory.memory_id;
+  const selected = state.selected.has(id);
+  return h("tr", rowAttrs(memory, selected ? "is-selected" : undefined),
+    h("td", { class: "col-select" }, h("input", {
+      type: "checkbox",
+      checked: selected,
+      "aria-label": `Select “${clip(memory.memory, 60)}”`,
+      dataset: { action: "select" },
+      onchange: (event) => toggleSelected(memory, event.target.checked),
+    })),
+    h("td", { class: "col-text" },
+      h("p", { class: "memory-text", "data-testid": "memory-text", text: memory.memory }),
+      memoryMeta(memory)),
+    h("td", { class: "col-topics" }, topicList(memory.topics)),
+    h("td", { class: "col-user" }, h("span", { class: "user-tag", "data-testid": "memory-user", text: memory.user_id })),
+    h("td", { class: "col-updated" }, timeEl(memory.updated_at)),
+    h("td", { class: "col-actions" }, h("div", { class: "row-actions" },
+      iconButton("edit", "edit", "Edit memory", () => startEdit(id)),
+      iconButton("history", "history", "Show history", () => openHistory(memory)),
+      iconButton("trash", "delete", "Delete memory", () => deleteMemory(memory)))),
+  );
+}
+
+function editRow(memory) {
+  const text = h("textarea", { class: "edit-text", "data-testid": "edit-text", rows: 3, maxlength: 5000, "aria-label": "Memory text" });
+  text.value = memory.memory;
+  const topics = h("input", { type: "text", class: "edit-topics", "data-testid": "edit-topics", "aria-label": "Topics, separated by commas", placeholder: "topics, comma separated" });
+  topics.value = memory.topics.join(", ");
+  const save = () => saveEdit(memory, text.value, topics.value);
+  const onKey = (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      cancelEdit();
+    } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey || event.target === topics)) {
+      event.preventDefault();
+      save();
+    }
+  };
+  text.addEventListener("keydown", onKey);
+  topics.addEventListener("keydown", onKey);
+  return h("tr", rowAttrs(memory, "is-editing"),
+    h("td", { class: "col-select" }),
+    h("td", { class: "col-text" }, text, h("p", { class: "hint", text: "Ctrl+Enter saves · Esc cancels" })),
+    h("td", { class: "col-topics" }, topics),
+    h("td", { class: "col-user" }, h("span", { class: "user-tag", text: memory.user_id })),
+    h("td", { class: "col-updated" }, timeEl(memory.updated_at)),
+    h("td", { class: "col-actions" }, h("div", { class: "edit-actions" },
+      h("button", { type: "button", class: "btn btn-primary btn-small", dataset: { action: "save" }, text: "Save", onclick: save }),
+      h("button", { type: "button", class: "btn btn-ghost btn-small", dataset: { action: "cancel" }, text: "Cancel", onclick: cancelEdit }))),
+  );
+}
+
+function renderEmpty() {
+  const none = state.memories.length === 0;
+  $("empty").hidden = !none;
+  $("memories").classList.toggle("is-empty", none);
+  if (!none) return;
+  let title = "No memories yet.";
+  if (state.search) title = `Nothing matches “${state.search}”.`;
+  else if (state.topic) title = `No memories with the topic “${state.topic}”.`;
+  else if (state.user !== null) title = `${state.user} has no memories yet.`;
+  const hint = state.search || state.topic ? "Try other words, or clear the filters."
+    : "Add one with New memory, or let an agent learn from its conversations.";
+  $("empty").replaceChildren(h("p", { class: "empty-title", text: title }), h("p", { class: "muted", text: hint }));
+}
+
+function renderPager() {
+  const meta = state.meta;
+  const pages = Math.max(1, meta.total_pages);
+  const noun = state.search ? ["match", "matches"] : ["memory", "memories"];
+  $("page-info").textContent = meta.total_count === 0 ? ""
+    : `Page ${meta.page} of ${pages} · ${plural(meta.total_count, ...noun)}`;
+  $("prev-page").disabled = state.page <= 1;
+  $("next-page").disabled = state.page >= meta.total_pages;
+}
+
+function goToPage(page) {
+  state.page = page;
+  state.editing = null;
+  loadMemories();
+}
+
+async function refreshAll() {
+  await Promise.all([loadMemories(), loadUsers(), loadTopics()]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Create, edit, delete
+
+function openCreate() {
+  $("create-form").hidden = false;
+  $("new-memory").setAttribute("aria-expanded", "true");
+  $("new-user").value = state.user === null ? "" : state.user;
+  createError("");
+  updateCounter();
+  $("new-text").focus();
+}
+
+function closeCreate() {
+  $("create-form").reset();
+  $("create-form").hidden = true;
+  $("new-memory").setAttribute("aria-expanded", "false");
+  $("new-memory").focus();
+}
+
+function createError(message) {
+  $("create-error").textContent = message;
+  $("create-error").hidden = !message;
+}
+
+function updateCounter() {
+  const length = $("new-text").value.length;
+  $("new-text-count").textContent = length ? `${length.toLocaleString()} / 5,000` : "";
+}
+
+async function onCreate(event) {
+  event.preventDefault();
+  const text = $("new-text").value.trim();
+  if (!text) {
+    createError("Write what the agent should remember.");
+    $("new-text").focus();
+    return;
+  }
+  const body = { memory: text, topics: parseTopics($("new-topics").value) };
+  const user = state.tokenUser || $("new-user").value.trim();
+  if (user) body.user_id = user;
+  $("create-submit").disabled = true;
+  try {
+    const created = await api("/memories", { method: "POST", body });
+    closeCreate();
+    notify(`Saved a memory for ${created.user_id}`);
+    state.page = 1;
+    if (state.user !== null && state.user !== created.user_id) selectUser(created.user_id);
+    await refreshAll();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) report(error);
+    else createError(error.message);
+  } finally {
+    $("create-submit").disabled = false;
+  }
+}
+
+function startEdit(memoryId) {
+  state.editing = memoryId;
+  renderMemories();
+  const area = document.querySelector("#memory-rows .edit-text");
+  if (area) area.focus();
+}
+
+function cancelEdit() {
+  state.editing = null;
+  renderMemories();
+}
+
+async function saveEdit(memory, text, topicsText) {
+  const body = {};
+  const trimmed = text.trim();
+  if (!trimmed) {
+    showError("A memory needs some text: delete it instead if it should go.");
+    return;
+  }
+  const topics = parseTopics(topicsText);
+  if (trimmed !== memory.memory) body.memory = trimmed;
+  if (!sameList(topics, memory.topics)) body.topics = topics;
+  if (Object.keys(body).length === 0) {
+    cancelEdit();
+    return;
+  }
+  try {
+    await api(`/memories/${segment(memory.memory_id)}`, {
+      method: "PATCH",
+      query: { user_id: memory.user_id },
+      body,
+    });
+    state.editing = null;
+    clearError();
+    notify("Memory saved");
+    await refreshAll();
+  } catch (error) {
+    report(error);
+  }
+}
+
+function confirmDialog({ title, text, quote, action }) {
+  const dialog = $("confirm-dialog");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  $("confirm-quote").textContent = quote || "";
+  $("confirm-quote").hidden = !quote;
+  $("confirm-ok").textContent = action;
+  dialog.returnValue = "";
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
+    dialog.showModal();
+  });
+}
+
+async function deleteMemory(memory) {
+  const confirmed = await confirmDialog({
+    title: "Delete this memory?",
+    text: `The agent will no longer know this about ${memory.user_id}. Its history is kept.`,
+    quote: memory.memory,
+    action: "Delete",
+  });
+  if (!confirmed) return;
+  try {
+    await api(`/memories/${segment(memory.memory_id)}`, {
+      method: "DELETE",
+      query: { user_id: memory.user_id },
+    });
+    state.selected.delete(memory.memory_id);
+    notify("Memory deleted");
+    await refreshAll();
+  } catch (error) {
+    report(error);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Selection and bulk delete
+
+function toggleSelected(memory, on) {
+  if (on) state.selected.set(memory.memory_id, memory.user_id);
+  else state.selected.delete(memory.memory_id);
+  renderSelection();
+}
+
+function selectPage(on) {
+  for (const memory of state.memories) {
+    if (on) state.selected.set(memory.memory_id, memory.user_id);
+    else state.selected.delete(memory.memory_id);
+  }
+  renderSelection();
+}
+
+function selectionByUser() {
+  const groups = new Map();
+  for (const [memoryId, userId] of state.selected) {
+    if (!groups.has(userId)) groups.set(userId, []);
+    groups.get(userId).push(memoryId);
+  }
+  return groups;
+}
+
+function renderSelection() {
+  const count = state.selected.size;
+  const users = selectionByUser().size;
+  $("bulk-bar").hidden = count === 0;
+  $("bulk-count").textContent = `${plural(count, "memory", "memories")} selected`
+    + (users > 1 ? ` (${users} users)` : "");
+  for (const row of $("memory-rows").rows) {
+    const on = state.selected.has(row.dataset.memoryId);
+    row.classList.toggle("is-selected", on);
+    const box = row.querySelector("input[type=checkbox]");
+    if (box) box.checked = on;
+  }
+  const onPage = state.memories.filter((m) => state.selected.has(m.memory_id)).length;
+  const all = $("select-all");
+  all.checked = onPage > 0 && onPage === state.memories.length;
+  all.indeterminate = onPage > 0 && onPage < state.memories.length;
+  all.disabled = state.memories.length === 0;
+}
+
+async function bulkDelete() {
+  const groups = selectionByUser();
+  const count = state.selected.size;
+  const owners = [...groups.keys()];
+  const confirmed = await confirmDialog({
+    title: `Delete ${plural(count, "memory", "memories")}?`,
+    text: owners.length > 1
+      ? `They belong to ${owners.length} users: ${owners.join(", ")}. Their history is kept.`
+      : `They belong to ${owners[0]}. Their history is kept.`,
+    action: `Delete ${count.toLocaleString()}`,
+  });
+  if (!confirmed) return;
+  let deleted = 0;
+  try {
+    for (const [userId, ids] of groups) {
+      for (let i = 0; i < ids.length; i += MAX_BULK) {
+        const chunk = ids.slice(i, i + MAX_BULK);
+        const result = await api("/memories", { method: "DELETE", body: { memory_ids: chunk, user_id: userId } });
+        deleted += result.deleted;
+        chunk.forEach((id) => state.selected.delete(id));
+      }
+    }
+    notify(`Deleted ${plural(deleted, "memory", "memories")}`);
+  } catch (error) {
+    report(error);
+  }
+  await refreshAll();
+}
+
+// ---------------------------------------------------------------------------------------
+// History of one memory
+
+const EVENT_LABELS = { add: "Added", update: "Updated", delete: "Deleted" };
+
+function topicChange(before, after) {
+  if (before && after && sameList(before, after)) return null;
+  return h("div", { class: "topic-change" },
+    h("span", { class: "muted small", text: "Topics " }),
+    before ? h("del", {}, topicList(before)) : null,
+    before && after ? h("span", { class: "arrow", "aria-hidden": "true", text: "→" }) : null,
+    after ? h("ins", {}, topicList(after)) : null);
+}
+
+function historyEvent(event) {
+  const label = EVENT_LABELS[event.event] || event.event;
+  const origin = [`by ${event.actor}`];
+  if (event.session_id) origin.push(`session ${clip(event.session_id, 12)}`);
+  const body = [];
+  if (event.event === "update" && event.old_memory !== event.new_memory) {
+    body.push(h("del", { class: "old-text", text: event.old_memory || "" }));
+  }
+  if (event.event === "delete") body.push(h("del", { class: "old-text", text: event.old_memory || "" }));
+  else body.push(h("p", { class: "new-text", text: event.new_memory || "" }));
+  if (event.event === "update") body.push(topicChange(event.old_topics, event.new_topics));
+  else if (event.event === "add" && event.new_topics && event.new_topics.length) body.push(topicChange(null, event.new_topics));
+  return h("li", { class: `event event-${event.event}`, "data-testid": "history-event", dataset: { event: event.event } },
+    h("div", { class: "event-head" },
+      h("span", { class: `badge badge-${event.event}`, text: label }),
+      timeEl(event.created_at),
+      h("span", { class: "muted small", text: origin.join(" · ") })),
+    h("div", { class: "event-body" }, body));
+}
+
+async function openHistory(memory) {
+  const dialog = $("history-dialog");
+  $("history-subtitle").textContent = `${memory.user_id} · ${clip(memory.memory, 90)}`;
+  $("history-list").replaceChildren(h("li", { class: "muted", text: "Loading…" }));
+  dialog.showModal();
+  try {
+    const events = await api(`/memories/${segment(memory.memory_id)}/history`, { query: { user_id: memory.user_id } });
+    $("history-list").replaceChildren(...events.map(historyEvent));
+  } catch (error) {
+    dialog.close();
+    report(error);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Sessions and their transcripts
+
+async function loadSessions(more = false) {
+  const page = more ? state.sessionsPage + 1 : 1;
+  $("sessions-hint").textContent = state.user === null
+    ? "Every user's conversations, most recent first. Pick a user to see theirs only."
+    : `${state.user}'s conversations, most recent first.`;
+  try {
+    const result = await api("/sessions", { query: { user_id: state.user, page, limit: SESSIONS_PAGE_SIZE } });
+    state.sessions = more ? state.sessions.concat(result.data) : result.data;
+    state.sessionsPage = page;
+    $("more-sessions").hidden = !result.meta.has_more;
+    renderSessions();
+  } catch (error) {
+    report(error);
+  }
+}
+
+function sessionItem(session) {
+  const summary = session.summary && session.summary.summary;
+  const meta = [plural(session.run_count, "run", "runs"), session.user_id];
+  if (session.agent_id) meta.push(`agent ${session.agent_id}`);
+  return h("li", {}, h("button", {
+    type: "button",
+    class: "session-item",
+    "data-testid": "session-item",
+    dataset: { sessionId: session.session_id },
+    onclick: () => openSession(session),
+  },
+  h("span", { class: "session-top" },
+    h("span", { class: "session-title", text: summary || `Session ${clip(session.session_id, 14)}` }),
+    timeEl(session.updated_at)),
+  h("span", { class: "session-meta", text: meta.join(" · ") }),
+  session.summary && session.summary.topics.length ? topicList(session.summary.topics) : null));
+}
+
+function renderSessions() {
+  $("session-list").replaceChildren(...state.sessions.map(sessionItem));
+  $("sessions-empty").hidden = state.sessions.length > 0;
+}
+
+const ROLE_NAMES = { user: "User", assistant: "Assistant", tool: "Tool", system: "System" };
+
+function toolCallEl(call) {
+  let args = "";
+  try {
+    args = JSON.stringify(call.arguments);
+  } catch {
+    args = "";
+  }
+  return h("p", { class: "tool-call" }, h("span", { class: "muted", text: "Called " }),
+    h("code", { text: `${call.name}(${clip(args, 200)})` }));
+}
+
+function messageEl(message) {
+  const role = ROLE_NAMES[message.role] ? message.role : "system";
+  let name = ROLE_NAMES[role];
+  if (role === "tool" && message.name) name = `Tool · ${message.name}`;
+  const calls = message.tool_calls || [];
+  return h("div", { class: `msg msg-${role}`, "data-testid": "message", dataset: { role } },
+    h("span", { class: "msg-role", text: name }),
+    message.content ? h("p", { class: "msg-text", text: message.content }) : null,
+    calls.map(toolCallEl));
+}
+
+function runMessages(run) {
+  if (run.messages && run.messages.length) return run.messages;
+  const messages = [{ role: "user", content: run.input }];
+  if (run.content) messages.push({ role: "assistant", content: run.content });
+  return messages;
+}
+
+function runEl(run, index) {
+  return h("section", { class: "run", "data-testid": "run", dataset: { runId: run.run_id } },
+    h("div", { class: "run-divider" },
+      h("span", { text: `Run ${index + 1}` }),
+      timeEl(run.created_at),
+      run.status === "failed" ? h("span", { class: "badge badge-delete", text: "Failed" }) : null),
+    runMessages(run).filter((m) => m.role !== "system").map(messageEl),
+    run.error ? h("p", { class: "run-error", text: run.error }) : null);
+}
+
+function summaryEl(summary) {
+  return [
+    h("h3", { class: "summary-title", text: "Summary" }),
+    h("p", { class: "summary-text", text: summary.summary }),
+    summary.topics.length ? topicList(summary.topics) : null,
+    h("p", { class: "muted small" }, `Covers ${plural(summary.run_count, "run", "runs")} · updated `, timeEl(summary.updated_at)),
+  ];
+}
+
+async function openSession(session) {
+  const dialog = $("session-dialog");
+  $("session-title").textContent = `Session ${clip(session.session_id, 24)}`;
+  $("session-subtitle").textContent = `${session.user_id} · ${plural(session.run_count, "run", "runs")}`;
+  $("session-summary").hidden = true;
+  $("transcript").replaceChildren(h("p", { class: "muted", text: "Loading…" }));
+  dialog.showModal();
+  try {
+    const full = await api(`/sessions/${segment(session.session_id)}`, { query: { user_id: session.user_id } });
+    $("session-summary").replaceChildren(...(full.summary ? summaryEl(full.summary) : []));
+    $("session-summary").hidden = !full.summary;
+    const runs = full.runs || [];
+    $("transcript").replaceChildren(...(runs.length ? runs.map(runEl) : [h("p", { class: "muted", text: "No runs yet." })]));
+  } catch (error) {
+    dialog.close();
+    report(error);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Views, dialogs and start-up
+
+function showView(view) {
+  state.view = view;
+  for (const [name, tab, panel] of [["memories", "tab-memories", "memories-view"], ["sessions", "tab-sessions", "sessions-view"]]) {
+    const on = name === view;
+    $(tab).setAttribute("aria-selected", String(on));
+    $(tab).tabIndex = on ? 0 : -1;
+    $(panel).hidden = !on;
+  }
+  if (view === "sessions") loadSessions();
+  else loadMemories();
+}
+
+function onTabKey(event) {
+  if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
+  const next = state.view === "memories" ? "sessions" : "memories";
+  showView(next);
+  $(`tab-${next}`).focus();
+}
+
+function closeDialogs() {
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+}
+
+function bindDialogs() {
+  for (const dialog of document.querySelectorAll("dialog")) {
+    dialog.addEventListener("click", (event) => {
+      if (event.target === dialog) dialog.close();
+    });
+  }
+  for (const button of document.querySelectorAll("dialog [data-close]")) {
+    button.addEventListener("click", () => button.closest("dialog").close());
+  }
+}
+
+function onGlobalKey(event) {
+  const typing = event.target.closest("input, textarea, select, [contenteditable]");
+  if (event.key === "/" && !typing && !$("search").disabled && !$("app").hidden) {
+    event.preventDefault();
+    $("search").focus();
+  }
+}
+
+function bindEvents() {
+  $("sign-in-form").addEventListener("submit", onSignIn);
+  $("sign-out").addEventListener("click", signOut);
+  $("error-close").addEventListener("click", clearError);
+  $("search").addEventListener("input", onSearchInput);
+  $("search").addEventListener("keydown", (event) => {
+    if (event.key === "Enter") applySearch();
+  });
+  for (const id of ["search-type", "topic-filter", "sort", "page-size"]) {
+    $(id).addEventListener("change", onFilterChange);
+  }
+  $("new-memory").addEventListener("click", () => ($("create-form").hidden ? openCreate() : closeCreate()));
+  $("create-form").addEventListener("submit", onCreate);
+  $("create-cancel").addEventListener("click", closeCreate);
+  $("new-text").addEventListener("input", updateCounter);
+  $("select-all").addEventListener("change", (event) => selectPage(event.target.checked));
+  $("bulk-clear").addEventListener("click", () => {
+    state.selected.clear();
+    renderSelection();
+  });
+  $("bulk-delete").addEventListener("click", bulkDelete);
+  $("prev-page").addEventListener("click", () => goToPage(state.page - 1));
+  $("next-page").addEventListener("click", () => goToPage(state.page + 1));
+  $("more-users").addEventListener("click", () => loadUsers(true));
+  $("more-sessions").addEventListener("click", () => loadSessions(true));
+  $("tab-memories").addEventListener("click", () => showView("memories"));
+  $("tab-sessions").addEventListener("click", () => showView("sessions"));
+  $("tab-memories").addEventListener("keydown", onTabKey);
+  $("tab-sessions").addEventListener("keydown", onTabKey);
+  document.addEventListener("keydown", onGlobalKey);
+  bindDialogs();
+}
+
+async function enterApp() {
+  Object.assign(state, { user: state.tokenUser, topic: "", search: "", page: 1, editing: null, view: "memories" });
+  state.selected.clear();
+  $("search").value = "";
+  $("sign-in").hidden = true;
+  $("app").hidden = false;
+  renderAccount();
+  renderControls();
+  showView("memories");
+  await Promise.all([loadUsers(), loadTopics()]);
+}
+
+async function init() {
+  bindEvents();
+  setCredential(storedCredential());
+  try {
+    state.health = await api("/health");
+  } catch (error) {
+    renderAccount();
+    showError(`The page cannot start: ${error.message}`);
+    return;
+  }
+  renderAccount();
+  if (state.health.auth === "api_key" && !state.credential) {
+    showSignIn("");
+    return;
+  }
+  await enterApp();
+}
+
+init();

@@ -1,0 +1,890 @@
+"""noted's REST server: every route, its answers and its refusals, on a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from live_server import live_server
+from noted import (
+    Agent,
+    Memory,
+    MemoryQuery,
+    Message,
+    RunResult,
+    SessionSummary,
+    SqliteDb,
+    UserMemory,
+)
+from noted.server import create_app
+from noted.testing import FunctionModel, ScriptedModel
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _no_env_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOTED_API_KEY", raising=False)
+    monkeypatch.delenv("NOTED_TOKEN_SECRET", raising=False)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[SqliteDb]:
+    store = SqliteDb(tmp_path / "server.db")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def client(db: SqliteDb) -> Iterator[TestClient]:
+    with TestClient(create_app(db)) as c:
+        yield c
+
+
+def add(client: TestClient, text: str, user: str = "ava", **fields: Any) -> dict[str, Any]:
+    r = client.post("/memories", json={"memory": text, "user_id": user, **fields})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def texts(r: httpx.Response) -> list[str]:
+    assert r.status_code == 200, r.text
+    return [m["memory"] for m in r.json()["data"]]
+
+
+def seed(db: SqliteDb, *rows: tuple[str, str, int, int]) -> dict[str, str]:
+    """Memories with fixed timestamps: (text, user, created minute, updated minute) -> ids."""
+    memories = [
+        UserMemory(
+            text,
+            user_id=user,
+            created_at=T0 + timedelta(minutes=created),
+            updated_at=T0 + timedelta(minutes=updated),
+        )
+        for text, user, created, updated in rows
+    ]
+    Memory(db).import_user_memories(memories)
+    return {m.memory: m.memory_id or "" for m in db.list_memories(MemoryQuery(user_id=None))}
+
+
+# -- memories: create, get, update, delete ----------------------------------------------
+
+
+def test_create_get_update_delete(client: TestClient) -> None:
+    created = add(client, "  Ava likes to ski  ", topics=["hobbies", "sport"], agent_id="helper")
+    mid = created["memory_id"]
+    assert created["memory"] == "Ava likes to ski"
+    assert created["topics"] == ["hobbies", "sport"]
+    assert created["user_id"] == "ava"
+    assert created["agent_id"] == "helper"
+    assert created["created_at"] == created["updated_at"]
+
+    got = client.get(f"/memories/{mid}", params={"user_id": "ava"})
+    assert got.status_code == 200
+    assert got.json() == created
+
+    text_only = client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={"memory": "Ava skis"})
+    assert text_only.status_code == 200, text_only.text
+    assert text_only.json()["memory"] == "Ava skis"
+    assert text_only.json()["topics"] == ["hobbies", "sport"]
+    assert text_only.json()["agent_id"] == "helper"
+    assert text_only.json()["created_at"] == created["created_at"]
+    assert text_only.json()["updated_at"] > created["updated_at"]
+
+    topics_only = client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={"topics": ["winter"]})
+    assert topics_only.json()["memory"] == "Ava skis"
+    assert topics_only.json()["topics"] == ["winter"]
+    cleared = client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={"topics": []})
+    assert cleared.json()["topics"] == []
+    both = client.patch(
+        f"/memories/{mid}", params={"user_id": "ava"}, json={"memory": "Ava snowboards", "topics": ["x"]}
+    )
+    assert (both.json()["memory"], both.json()["topics"]) == ("Ava snowboards", ["x"])
+    assert client.get(f"/memories/{mid}", params={"user_id": "ava"}).json() == both.json()
+
+    deleted = client.delete(f"/memories/{mid}", params={"user_id": "ava"})
+    assert deleted.status_code == 204
+    assert deleted.content == b""
+    assert client.get(f"/memories/{mid}", params={"user_id": "ava"}).status_code == 404
+    again = client.delete(f"/memories/{mid}", params={"user_id": "ava"})
+    assert again.status_code == 404
+    assert again.json() == {"detail": "no such memory"}
+
+
+def test_create_limits_and_defaults(client: TestClient) -> None:
+    assert add(client, "x" * 5000)["memory"] == "x" * 5000
+    too_long = client.post("/memories", json={"memory": "x" * 5001, "user_id": "ava"})
+    assert too_long.status_code == 422
+    assert "memory" in too_long.json()["detail"]
+    blank = client.post("/memories", json={"memory": " \n\t ", "user_id": "ava"})
+    assert blank.status_code == 400
+    assert "blank" in blank.json()["detail"]
+    assert client.post("/memories", json={"memory": "", "user_id": "ava"}).status_code == 422
+    assert client.post("/memories", json={"user_id": "ava"}).status_code == 422
+    # the admin key (an open server) without a user writes for the default user
+    default = client.post("/memories", json={"memory": "no user named"})
+    assert default.status_code == 201
+    assert default.json()["user_id"] == "default"
+    with_input = add(client, "Ava is 30", input="I am 30 years old", team_id="t1")
+    assert (with_input["input"], with_input["team_id"]) == ("I am 30 years old", "t1")
+
+
+def test_update_refusals(client: TestClient) -> None:
+    mid = add(client, "Ava likes tea")["memory_id"]
+    nothing = client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={})
+    assert nothing.status_code == 400
+    assert "nothing to change" in nothing.json()["detail"]
+    assert client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={"memory": " "}).status_code == 400
+    assert client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={"memory": "x" * 5001}).status_code == 422
+    missing = client.patch("/memories/nope", params={"user_id": "ava"}, json={"memory": "y"})
+    assert missing.status_code == 404
+    other_user = client.patch(f"/memories/{mid}", params={"user_id": "bob"}, json={"memory": "y"})
+    assert other_user.status_code == 404
+    no_user = client.patch(f"/memories/{mid}", json={"memory": "y"})
+    assert no_user.status_code == 400
+    assert "user_id is required" in no_user.json()["detail"]
+    assert client.get(f"/memories/{mid}", params={"user_id": "ava"}).json()["memory"] == "Ava likes tea"
+
+
+def test_update_takes_the_user_from_the_body_too(client: TestClient) -> None:
+    mid = add(client, "Ava likes tea")["memory_id"]
+    r = client.patch(f"/memories/{mid}", json={"memory": "Ava likes green tea", "user_id": "ava"})
+    assert r.status_code == 200, r.text
+    assert r.json()["memory"] == "Ava likes green tea"
+    # the body's user is not silently ignored in favour of the query's
+    clash = client.patch(
+        f"/memories/{mid}", params={"user_id": "ava"}, json={"memory": "changed", "user_id": "bob"}
+    )
+    assert clash.status_code == 400
+    assert "user_id" in clash.json()["detail"]
+    same = client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={"topics": ["t"], "user_id": "ava"})
+    assert same.status_code == 200
+    assert client.get(f"/memories/{mid}", params={"user_id": "ava"}).json()["memory"] == "Ava likes green tea"
+
+
+def test_delete_many(client: TestClient, db: SqliteDb) -> None:
+    ava = [add(client, f"ava fact {i}")["memory_id"] for i in range(3)]
+    bob = add(client, "bob fact", user="bob")["memory_id"]
+    r = client.request(
+        "DELETE", "/memories", json={"memory_ids": [ava[0], ava[1], bob, "unknown"], "user_id": "ava"}
+    )
+    assert r.status_code == 200
+    assert r.json() == {"deleted": 2}
+    assert [m.memory_id for m in db.list_memories(MemoryQuery(user_id="ava"))] == [ava[2]]
+    assert db.get_memory(bob, "bob") is not None
+    no_user = client.request("DELETE", "/memories", json={"memory_ids": [ava[2]]})
+    assert no_user.status_code == 400
+    assert client.request("DELETE", "/memories", json={"memory_ids": [], "user_id": "ava"}).status_code == 422
+    assert client.request("DELETE", "/memories", json={"memory_ids": ava[2], "user_id": "ava"}).status_code == 422
+    assert client.request("DELETE", "/memories", json={"memory_ids": [" "], "user_id": "ava"}).status_code == 400
+    assert db.get_memory(ava[2], "ava") is not None
+
+
+# -- memories: list, filters, sort, pages, search ----------------------------------------
+
+
+def test_list_pages(client: TestClient, db: SqliteDb) -> None:
+    seed(db, *[(f"fact {i:02}", "ava", i, i) for i in range(25)], ("bob fact", "bob", 0, 0))
+    first = client.get("/memories", params={"user_id": "ava", "limit": 10})
+    assert first.json()["meta"] == {"page": 1, "limit": 10, "total_pages": 3, "total_count": 25}
+    assert texts(first) == [f"fact {i:02}" for i in range(24, 14, -1)]
+    third = client.get("/memories", params={"user_id": "ava", "limit": 10, "page": 3})
+    assert texts(third) == [f"fact {i:02}" for i in range(4, -1, -1)]
+    assert third.json()["meta"] == {"page": 3, "limit": 10, "total_pages": 3, "total_count": 25}
+    past = client.get("/memories", params={"user_id": "ava", "limit": 10, "page": 4})
+    assert texts(past) == []
+    assert past.json()["meta"]["total_count"] == 25
+    every = client.get("/memories", params={"limit": 100})
+    assert every.json()["meta"]["total_count"] == 26
+    assert len(texts(every)) == 26
+    default = client.get("/memories")
+    assert default.json()["meta"] == {"page": 1, "limit": 20, "total_pages": 2, "total_count": 26}
+    empty = client.get("/memories", params={"user_id": "nobody"})
+    assert empty.json() == {"data": [], "meta": {"page": 1, "limit": 20, "total_pages": 0, "total_count": 0}}
+    for bad in ({"limit": 101}, {"limit": 0}, {"limit": -5}, {"page": 0}, {"page": -1}):
+        r = client.get("/memories", params=bad)
+        assert r.status_code == 422, bad
+        assert next(iter(bad)) in r.json()["detail"]
+    for huge in ({"page": 10**7}, {"page": 10**40}, {"limit": 10**40}, {"page": "two"}, {"page": "1.5"}):
+        assert client.get("/memories", params=huge).status_code == 422, huge
+    last_allowed = client.get("/memories", params={"page": 1_000_000, "limit": 100})
+    assert last_allowed.status_code == 200
+    assert last_allowed.json()["data"] == []
+
+
+def test_list_sort(client: TestClient, db: SqliteDb) -> None:
+    seed(db, ("first", "ava", 1, 9), ("second", "ava", 2, 3), ("third", "ava", 3, 4))
+    order = {
+        ("updated_at", "desc"): ["first", "third", "second"],
+        ("updated_at", "asc"): ["second", "third", "first"],
+        ("created_at", "desc"): ["third", "second", "first"],
+        ("created_at", "asc"): ["first", "second", "third"],
+    }
+    for (sort_by, sort_order), expected in order.items():
+        r = client.get("/memories", params={"user_id": "ava", "sort_by": sort_by, "sort_order": sort_order})
+        assert texts(r) == expected, (sort_by, sort_order)
+    assert texts(client.get("/memories", params={"user_id": "ava"})) == order["updated_at", "desc"]
+    paged = client.get(
+        "/memories", params={"user_id": "ava", "sort_by": "created_at", "sort_order": "asc", "limit": 2, "page": 2}
+    )
+    assert texts(paged) == ["third"]
+    for bad in ({"sort_by": "memory"}, {"sort_by": ""}, {"sort_order": "up"}, {"sort_by": "updated_at; drop"}):
+        r = client.get("/memories", params={"user_id": "ava", **bad})
+        assert r.status_code == 422, bad
+        assert "sort_" in r.json()["detail"]
+
+
+def test_list_filters(client: TestClient) -> None:
+    add(client, "Ava skis", topics=["sport", "winter"], agent_id="coach", team_id="red")
+    add(client, "Ava swims", topics=["sport"], agent_id="coach")
+    add(client, "Ava reads", topics=["books"], team_id="red")
+    add(client, "Bob skis", user="bob", topics=["sport"], agent_id="coach")
+
+    def listed(**params: Any) -> set[str]:
+        return set(texts(client.get("/memories", params=params)))
+
+    assert listed(user_id="ava") == {"Ava skis", "Ava swims", "Ava reads"}
+    assert listed(user_id="bob") == {"Bob skis"}
+    assert listed() == {"Ava skis", "Ava swims", "Ava reads", "Bob skis"}
+    assert listed(agent_id="coach") == {"Ava skis", "Ava swims", "Bob skis"}
+    assert listed(user_id="ava", agent_id="coach") == {"Ava skis", "Ava swims"}
+    assert listed(team_id="red") == {"Ava skis", "Ava reads"}
+    assert listed(user_id="ava", topics="winter") == {"Ava skis"}
+    assert listed(user_id="ava", topics=["winter", "books"]) == {"Ava skis", "Ava reads"}
+    assert listed(user_id="ava", topics="winter,books") == {"Ava skis", "Ava reads"}
+    assert listed(user_id="ava", topics=" winter , books ") == {"Ava skis", "Ava reads"}
+    assert listed(user_id="ava", topics=["winter,books", "sport"]) == {"Ava skis", "Ava reads", "Ava swims"}
+    assert listed(user_id="ava", topics="nothing") == set()
+    filtered = client.get("/memories", params={"user_id": "ava", "topics": "sport", "limit": 1, "page": 2})
+    assert filtered.json()["meta"] == {"page": 2, "limit": 1, "total_pages": 2, "total_count": 2}
+    assert client.get("/memories", params={"agent_id": ""}).status_code == 422
+    assert client.get("/memories", params={"agent_id": " "}).status_code == 400
+
+
+def test_keyword_search(client: TestClient) -> None:
+    add(client, "Ava likes to ski in winter")
+    add(client, "Ava drinks green tea")
+    add(client, "Ava skis with her ski club", topics=["club"])
+    add(client, "Bob likes to ski", user="bob")
+    r = client.get("/memories", params={"user_id": "ava", "search_content": "ski"})
+    found = texts(r)
+    assert set(found) == {"Ava likes to ski in winter", "Ava skis with her ski club"}
+    assert found[0] == "Ava skis with her ski club"  # two matches rank first
+    assert all(m["score"] > 0 for m in r.json()["data"])
+    assert r.json()["meta"]["total_count"] == 2
+    keyword = client.get("/memories", params={"user_id": "ava", "search_content": "tea", "search_type": "keyword"})
+    assert texts(keyword) == ["Ava drinks green tea"]
+    topic = client.get("/memories", params={"user_id": "ava", "search_content": "ski", "topics": "club"})
+    assert texts(topic) == ["Ava skis with her ski club"]
+    page2 = client.get("/memories", params={"user_id": "ava", "search_content": "ski", "limit": 1, "page": 2})
+    assert texts(page2) == [found[1]]
+    assert page2.json()["meta"] == {"page": 2, "limit": 1, "total_pages": 2, "total_count": 2}
+    odd = client.get("/memories", params={"user_id": "ava", "search_content": "\"ski\" OR (*:) AND %"})
+    assert odd.status_code == 200
+    no_user = client.get("/memories", params={"search_content": "ski"})
+    assert no_user.status_code == 400
+    assert "needs a user_id" in no_user.json()["detail"]
+    lone_type = client.get("/memories", params={"user_id": "ava", "search_type": "keyword"})
+    assert lone_type.status_code == 400
+    assert "search_type needs search_content" in lone_type.json()["detail"]
+    assert client.get("/memories", params={"user_id": "ava", "search_content": "x", "search_type": "fuzzy"}).status_code == 422
+    assert client.get("/memories", params={"user_id": "ava", "search_content": ""}).status_code == 422
+    assert client.get("/memories", params={"user_id": "ava", "search_content": "x" * 1001}).status_code == 422
+
+
+def test_semantic_search_needs_an_embedder(client: TestClient) -> None:
+    add(client, "Ava likes to ski")
+    assert client.get("/health").json()["semantic_search"] is False
+    for kind in ("semantic", "hybrid"):
+        r = client.get("/memories", params={"user_id": "ava", "search_content": "sport", "search_type": kind})
+        assert r.status_code == 400, kind
+        assert "embedder" in r.json()["detail"]
+    # without a search_type the server picks what it can: keyword here
+    assert texts(client.get("/memories", params={"user_id": "ava", "search_content": "ski"})) == ["Ava likes to ski"]
+
+
+def test_semantic_and_hybrid_search_with_the_local_embedder(db: SqliteDb) -> None:
+    with TestClient(create_app(db, embedder="local")) as client:
+        assert client.get("/health").json()["semantic_search"] is True
+        add(client, "Ava's daughter is named Mia")
+        add(client, "Ava loves skiing in the Alps every winter")
+        add(client, "Ava works as a nurse at the city hospital")
+        add(client, "Bob loves snowboarding", user="bob")
+        for kind in ("semantic", "hybrid", None):
+            params = {"user_id": "ava", "search_content": "winter sports on snowy mountains"}
+            if kind is not None:
+                params["search_type"] = kind
+            r = client.get("/memories", params=params)
+            found = texts(r)
+            assert found[0] == "Ava loves skiing in the Alps every winter", kind
+            assert "Bob loves snowboarding" not in found
+            scores = [m["score"] for m in r.json()["data"]]
+            assert scores == sorted(scores, reverse=True)
+        # the keyword index has no word of the query
+        keyword = client.get(
+            "/memories",
+            params={"user_id": "ava", "search_content": "winter sports on snowy mountains", "search_type": "keyword"},
+        )
+        assert texts(keyword) == ["Ava loves skiing in the Alps every winter"]
+        one = client.get(
+            "/memories",
+            params={"user_id": "ava", "search_content": "hospital job", "search_type": "semantic", "limit": 1},
+        )
+        assert texts(one) == ["Ava works as a nurse at the city hospital"]
+        assert one.json()["meta"]["total_pages"] == one.json()["meta"]["total_count"]
+
+
+# -- topics, stats, history -----------------------------------------------------------------
+
+
+def test_topics(client: TestClient) -> None:
+    add(client, "a", topics=["sport", "winter"])
+    add(client, "b", topics=["sport", "books"])
+    add(client, "c", user="bob", topics=["cars"])
+    assert client.get("/memory_topics", params={"user_id": "ava"}).json() == ["books", "sport", "winter"]
+    assert client.get("/memory_topics", params={"user_id": "bob"}).json() == ["cars"]
+    assert client.get("/memory_topics").json() == ["books", "cars", "sport", "winter"]
+    assert client.get("/memory_topics", params={"user_id": "nobody"}).json() == []
+
+
+def test_user_stats(client: TestClient, db: SqliteDb) -> None:
+    seed(db, ("a1", "ava", 1, 1), ("a2", "ava", 2, 5), ("b1", "bob", 3, 9), ("c1", "cid", 0, 0))
+    r = client.get("/user_memory_stats")
+    assert r.status_code == 200
+    rows = r.json()["data"]
+    assert [(s["user_id"], s["memory_count"]) for s in rows] == [("bob", 1), ("ava", 2), ("cid", 1)]
+    assert datetime.fromisoformat(rows[1]["last_updated"]) == T0 + timedelta(minutes=5)
+    assert r.json()["meta"] == {"page": 1, "limit": 20, "total_pages": 1, "total_count": 3}
+    page2 = client.get("/user_memory_stats", params={"limit": 2, "page": 2})
+    assert [s["user_id"] for s in page2.json()["data"]] == ["cid"]
+    assert page2.json()["meta"] == {"page": 2, "limit": 2, "total_pages": 2, "total_count": 3}
+    assert client.get("/user_memory_stats", params={"limit": 101}).status_code == 422
+
+
+def test_history(client: TestClient) -> None:
+    mid = add(client, "Ava likes tea", topics=["drinks"])["memory_id"]
+    client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={"memory": "Ava likes coffee"})
+    client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={"topics": ["morning"]})
+    assert client.delete(f"/memories/{mid}", params={"user_id": "ava"}).status_code == 204
+    r = client.get(f"/memories/{mid}/history", params={"user_id": "ava"})
+    assert r.status_code == 200
+    events = r.json()
+    assert [e["event"] for e in events] == ["add", "update", "update", "delete"]
+    assert (events[0]["old_memory"], events[0]["new_memory"]) == (None, "Ava likes tea")
+    assert (events[1]["old_memory"], events[1]["new_memory"]) == ("Ava likes tea", "Ava likes coffee")
+    assert (events[2]["old_topics"], events[2]["new_topics"]) == (["drinks"], ["morning"])
+    assert events[3]["old_memory"] == "Ava likes coffee"
+    assert all(e["memory_id"] == mid and e["user_id"] == "ava" for e in events)
+    assert all(e["actor"] == "api" for e in events)
+    assert client.get(f"/memories/{mid}/history", params={"user_id": "bob"}).status_code == 404
+    assert client.get("/memories/unknown/history", params={"user_id": "ava"}).status_code == 404
+    assert client.get(f"/memories/{mid}/history").status_code == 400
+
+
+# -- sessions ---------------------------------------------------------------------------------
+
+
+def run(session: str, user: str, text: str, answer: str, minute: int = 0) -> RunResult:
+    return RunResult(
+        run_id=f"run_{session}_{minute}",
+        session_id=session,
+        user_id=user,
+        agent_id="helper",
+        input=text,
+        content=answer,
+        messages=[Message("user", text), Message("assistant", answer)],
+        model="scripted",
+        created_at=T0 + timedelta(minutes=minute),
+    )
+
+
+def test_sessions(client: TestClient, db: SqliteDb) -> None:
+    db.append_run(run("s1", "ava", "hi", "hello", 1))
+    db.append_run(run("s1", "ava", "how are you?", "fine", 2))
+    db.set_session_summary("s1", "ava", SessionSummary("Ava said hi", ["greeting"], 2))
+    db.append_run(run("s2", "ava", "bye", "see you", 3))
+    db.append_run(run("s3", "bob", "yo", "hey", 4))
+
+    listed = client.get("/sessions", params={"user_id": "ava"})
+    assert listed.status_code == 200
+    body = listed.json()
+    assert [s["session_id"] for s in body["data"]] == ["s2", "s1"]
+    assert body["meta"] == {"page": 1, "limit": 20, "has_more": False}
+    assert "runs" not in body["data"][0]
+    assert body["data"][1]["run_count"] == 2
+    assert body["data"][1]["summary"]["summary"] == "Ava said hi"
+    assert {s["session_id"] for s in client.get("/sessions").json()["data"]} == {"s1", "s2", "s3"}
+    first = client.get("/sessions", params={"limit": 2}).json()
+    assert len(first["data"]) == 2
+    assert first["meta"]["has_more"] is True
+    assert client.get("/sessions", params={"limit": 2, "page": 2}).json()["meta"]["has_more"] is False
+
+    one = client.get("/sessions/s1")
+    assert one.status_code == 200
+    session = one.json()
+    assert (session["user_id"], session["agent_id"], session["run_count"]) == ("ava", "helper", 2)
+    assert [r["input"] for r in session["runs"]] == ["hi", "how are you?"]
+    assert session["runs"][1]["messages"] == [
+        {"role": "user", "content": "how are you?"},
+        {"role": "assistant", "content": "fine"},
+    ]
+    assert session["summary"] == {
+        "summary": "Ava said hi",
+        "topics": ["greeting"],
+        "run_count": 2,
+        "updated_at": session["summary"]["updated_at"],
+    }
+    assert client.get("/sessions/s1", params={"user_id": "ava"}).json() == session
+    assert client.get("/sessions/s1", params={"user_id": "bob"}).status_code == 404
+    assert client.get("/sessions/nope").status_code == 404
+
+    assert client.delete("/sessions/s1", params={"user_id": "bob"}).status_code == 404
+    gone = client.delete("/sessions/s1")
+    assert gone.status_code == 204
+    assert gone.content == b""
+    assert db.get_session("s1", None) is None
+    assert client.get("/sessions/s1").status_code == 404
+    assert client.delete("/sessions/s1").status_code == 404
+    assert db.get_session("s2", "ava") is not None
+
+
+# -- service routes ---------------------------------------------------------------------------
+
+
+def test_health_schema_docs_and_page(client: TestClient) -> None:
+    health = client.get("/health")
+    assert health.status_code == 200
+    assert health.json() == {"status": "ok", "version": "0.1.0", "auth": "open", "semantic_search": False}
+    schema = client.get("/openapi.json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    for path in (
+        "/memories",
+        "/memories/{memory_id}",
+        "/memories/{memory_id}/history",
+        "/memory_topics",
+        "/user_memory_stats",
+        "/sessions",
+        "/sessions/{session_id}",
+        "/health",
+        "/tokens",
+    ):
+        assert path in paths, path
+    assert "/agents/{agent_id}/runs" not in paths  # no agent on this server
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "text/html" in docs.headers["content-type"]
+    assert "/openapi.json" in docs.text
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert client.get("/agents").status_code == 404
+
+
+def test_create_app_refuses_bad_settings(db: SqliteDb, tmp_path: Path) -> None:
+    from noted.errors import UserError
+
+    with pytest.raises(UserError, match="max_body_bytes"):
+        create_app(db, max_body_bytes=10)
+    with pytest.raises(UserError, match="not both"):
+        create_app(db, memory=Memory(db))
+    with pytest.raises(UserError, match="API key"):
+        create_app(db, api_key="  ")
+    with pytest.raises(UserError, match="32 characters"):
+        create_app(db, api_key="k", token_secret="short")
+    agent = Agent(ScriptedModel([]), agent_id="same")
+    with pytest.raises(UserError, match="two agents"):
+        create_app(db, agent=[agent, Agent(ScriptedModel([]), agent_id="same")])
+    # a path opens a SQLite store
+    with TestClient(create_app(str(tmp_path / "by_path.db"))) as c:
+        assert add(c, "by path")["memory"] == "by path"
+    assert (tmp_path / "by_path.db").exists()
+
+
+# -- agents -----------------------------------------------------------------------------------
+
+
+def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
+    events = []
+    for block in text.replace("\r\n", "\n").strip().split("\n\n"):
+        kind, data = "message", []
+        for line in block.split("\n"):
+            if line.startswith("event:"):
+                kind = line.removeprefix("event:").strip()
+            elif line.startswith("data:"):
+                data.append(line.removeprefix("data:").strip())
+        events.append((kind, json.loads("\n".join(data))))
+    return events
+
+
+@pytest.fixture
+def helper(db: SqliteDb) -> Agent:
+    return Agent(
+        ScriptedModel(["Hello there, Ava!", "Second answer", "Third answer"]),
+        db=db,
+        agent_id="helper",
+        name="Helper",
+        description="answers",
+        add_history_to_context=True,
+    )
+
+
+def test_agent_run_streams_server_sent_events(db: SqliteDb, helper: Agent) -> None:
+    with TestClient(create_app(db, agent=helper)) as client:
+        agents = client.get("/agents")
+        assert agents.json() == [
+            {"agent_id": "helper", "name": "Helper", "description": "answers", "model": "scripted"}
+        ]
+        r = client.post("/agents/helper/runs", json={"message": "Hi!", "user_id": "ava", "session_id": "s1"})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/event-stream")
+        assert r.headers["cache-control"] == "no-cache"
+        events = parse_sse(r.text)
+        kinds = [k for k, _ in events]
+        assert kinds[0] == "run_started"
+        assert kinds[-1] == "run_completed"
+        assert set(kinds[1:-1]) == {"content"}
+        assert len(kinds) >= 4  # the answer arrives in pieces
+        started, completed = events[0][1], events[-1][1]
+        assert started["user_id"] == "ava"
+        assert started["session_id"] == "s1"
+        assert "".join(d["text"] for k, d in events if k == "content") == "Hello there, Ava!"
+        assert completed["run_id"] == started["run_id"]
+        assert completed["content"] == "Hello there, Ava!"
+        assert completed["status"] == "completed"
+
+        stored = db.get_session("s1", "ava")
+        assert stored is not None
+        assert [(x.run_id, x.input, x.content) for x in stored.runs] == [
+            (started["run_id"], "Hi!", "Hello there, Ava!")
+        ]
+        assert client.get("/sessions/s1").json()["run_count"] == 1
+
+        plain = client.post(
+            "/agents/helper/runs",
+            json={"message": "And now?", "user_id": "ava", "session_id": "s1", "stream": False},
+        )
+        assert plain.status_code == 200
+        assert plain.headers["content-type"] == "application/json"
+        result = plain.json()
+        assert (result["content"], result["session_id"], result["user_id"]) == ("Second answer", "s1", "ava")
+        assert db.get_session("s1", "ava").run_count == 2  # type: ignore[union-attr]
+        # the history of the session was replayed to the model
+        last = helper.model.requests[-1].messages  # type: ignore[attr-defined]
+        assert [m.content for m in last if m.role == "user"] == ["Hi!", "And now?"]
+
+        default_user = client.post("/agents/helper/runs", json={"message": "who am I?", "stream": False})
+        assert default_user.json()["user_id"] == "default"
+
+
+def test_agent_run_refusals(db: SqliteDb, helper: Agent) -> None:
+    with TestClient(create_app(db, agent=helper)) as client:
+        unknown = client.post("/agents/nobody/runs", json={"message": "hi"})
+        assert unknown.status_code == 404
+        assert "nobody" in unknown.json()["detail"]
+        assert client.post("/agents/helper/runs", json={"message": " "}).status_code == 400
+        assert client.post("/agents/helper/runs", json={"message": ""}).status_code == 422
+        assert client.post("/agents/helper/runs", json={}).status_code == 422
+        assert client.post("/agents/helper/runs", json={"message": "hi", "stream": "yes"}).status_code == 422
+        assert client.post("/agents/helper/runs", json={"message": "hi", "tools": []}).status_code == 422
+        assert client.post("/agents/helper/runs", json={"message": "x" * 32_001}).status_code == 422
+        db.append_run(run("bobs", "bob", "hi", "hey"))
+        # the admin key running in a session of another user than the one it names
+        clash = client.post("/agents/helper/runs", json={"message": "hi", "user_id": "ava", "session_id": "bobs"})
+        assert clash.status_code == 409
+        assert helper.model.call_count == 0  # type: ignore[attr-defined]
+        assert db.get_session("bobs", "bob").run_count == 1  # type: ignore[union-attr]
+
+
+def test_agent_model_failure(db: SqliteDb) -> None:
+    empty = Agent(ScriptedModel([]), db=db, agent_id="empty")
+    with TestClient(create_app(db, agent=empty)) as client:
+        plain = client.post("/agents/empty/runs", json={"message": "hi", "user_id": "ava", "stream": False})
+        assert plain.status_code == 502
+        assert plain.json()["detail"].startswith("the model failed")
+        streamed = client.post("/agents/empty/runs", json={"message": "hi", "user_id": "ava", "session_id": "s"})
+        assert streamed.status_code == 200
+        kinds = [k for k, _ in parse_sse(streamed.text)]
+        assert kinds == ["run_started", "error"]
+        failed = db.get_session("s", "ava")
+        assert failed is not None
+        assert [r.status for r in failed.runs] == ["failed"]
+
+
+def test_agent_stream_arrives_while_the_model_is_still_answering(db: SqliteDb) -> None:
+    """Over real HTTP: the run_started event reaches the client before the model answers."""
+    seen_start = threading.Event()
+
+    async def slow(messages: list[Message], tools: object) -> str:
+        for _ in range(200):
+            if seen_start.is_set():
+                return "answered after the client saw the start"
+            await asyncio.sleep(0.05)
+        return "timed out: the stream was buffered"
+
+    agent = Agent(FunctionModel(slow), db=db, agent_id="slow")
+    with live_server(create_app(db, agent=agent)) as url:
+        body = {"message": "hi", "user_id": "ava", "session_id": "live"}
+        with (
+            httpx.Client(base_url=url, timeout=30) as http,
+            http.stream("POST", "/agents/slow/runs", json=body) as r,
+        ):
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            text = ""
+            for chunk in r.iter_text():
+                text += chunk
+                if "event: run_started" in text and not seen_start.is_set():
+                    seen_start.set()
+    events = parse_sse(text)
+    assert events[0][0] == "run_started"
+    assert events[-1][0] == "run_completed"
+    assert events[-1][1]["content"] == "answered after the client saw the start"
+    assert db.get_session("live", "ava").run_count == 1  # type: ignore[union-attr]
+
+
+# -- bad input --------------------------------------------------------------------------------
+
+
+def post_raw(client: TestClient, body: bytes, content_type: str | None = "application/json") -> httpx.Response:
+    headers = {} if content_type is None else {"content-type": content_type}
+    return client.post("/memories", content=body, headers=headers)
+
+
+def test_malformed_json_and_wrong_shapes(client: TestClient) -> None:
+    for body in (b"{bad", b'{"memory": "x"', b'{"memory": "x",}', b"   ", b"\xff\xfe{"):
+        r = post_raw(client, body)
+        assert r.status_code in (400, 422), body
+        assert "the request body is not valid JSON" in r.json()["detail"], (body, r.text)
+    for body in (b"[1, 2]", b"null", b'"text"', b"42"):
+        r = post_raw(client, body)
+        assert r.status_code == 422, body
+        assert "JSON object" in r.json()["detail"], (body, r.text)
+    missing = post_raw(client, b"")
+    assert missing.status_code == 422
+    assert "body" in missing.json()["detail"]
+    wrong_type = post_raw(client, b'{"memory": "x"}', "text/plain")
+    assert wrong_type.status_code == 422
+    assert "JSON object" in wrong_type.json()["detail"]
+    for body in (
+        {"memory": 5},
+        {"memory": ["x"]},
+        {"memory": "x", "topics": "sport"},
+        {"memory": "x", "topics": [1]},
+        {"memory": "x", "user_id": 7},
+        {"memory": "x", "input": {"a": 1}},
+        {"memory": "x", "topics": ["t"] * 51},
+        {"memory": "x", "user_id": ""},
+        {"memory": "x", "user_id": "u" * 256},
+    ):
+        r = client.post("/memories", json=body)
+        assert r.status_code == 422, body
+        assert r.json()["errors"], body
+    unknown = client.post("/memories", json={"memory": "x", "user_id": "ava", "memory_id": "mine"})
+    assert unknown.status_code == 422
+    assert unknown.json()["detail"] == "memory_id: Extra inputs are not permitted"
+    assert client.patch("/memories/x", params={"user_id": "ava"}, json={"text": "x"}).status_code == 422
+    assert client.request("DELETE", "/memories", json={"ids": ["x"], "user_id": "ava"}).status_code == 422
+    assert client.get("/memories", params={"user_id": "ava"}).json()["data"] == []
+
+
+def test_text_that_no_store_can_keep_is_refused(client: TestClient) -> None:
+    for body in (
+        {"memory": "a\x00b"},
+        {"memory": "ok", "topics": ["a\x00"]},
+        {"memory": "ok", "input": "\x00"},
+        {"memory": "ok", "agent_id": "\x00"},
+    ):
+        r = client.post("/memories", json={"user_id": "ava", **body})
+        assert r.status_code == 400, body
+        assert "NUL" in r.json()["detail"]
+    for raw in (
+        rb'{"memory": "a\ud800b", "user_id": "ava"}',
+        rb'{"memory": "ok", "topics": ["\udfff"], "user_id": "ava"}',
+        rb'{"memory": "ok", "user_id": "\ud83d"}',
+    ):
+        r = post_raw(client, raw)
+        assert r.status_code == 400, raw
+        assert "Unicode" in r.json()["detail"], r.text
+    assert client.get("/memories", params={"user_id": "a\x00"}).status_code == 400
+    assert client.get("/memories/a%00b", params={"user_id": "ava"}).status_code == 400
+    # a URL whose escapes are not UTF-8 reads as replacement characters, and finds nothing
+    assert client.get("/memories?user_id=%ED%A0%80").json()["data"] == []
+    assert client.get("/memories/%ED%A0%80?user_id=ava").status_code == 404
+    assert client.get("/memories", params={"user_id": "ava"}).json()["data"] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Ava 🏔️ loves ⛷️ and 👩‍👧",
+        "שלום, אבה אוהבת סקי",
+        "مرحبا ‏Ava‏",
+        "e\u0301le\u0300ve Z\u0335\u0321a\u0336l\u0334g\u0338o",
+        "\u200b\u200dzero width\ufeff",
+        "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ℌ",
+    ],
+)
+def test_unicode_round_trips(client: TestClient, text: str) -> None:
+    user = f"user-{text[:6]}"
+    created = client.post("/memories", json={"memory": text, "user_id": user, "topics": [text[:10]]})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert body["memory"] == text.strip()
+    assert body["topics"] == [text[:10].strip()]
+    assert body["user_id"] == user
+    got = client.get(f"/memories/{body['memory_id']}", params={"user_id": user})
+    assert got.json() == body
+    listed = client.get("/memories", params={"user_id": user, "topics": text[:10].strip()})
+    assert texts(listed) == [text.strip()]
+    assert client.get("/memory_topics", params={"user_id": user}).json() == [text[:10].strip()]
+    assert created.headers["content-type"] == "application/json"
+    assert text.strip().encode() in created.content  # UTF-8 on the wire, not \u escapes
+
+
+def test_ids_of_256_characters_and_empty_strings(client: TestClient) -> None:
+    mid = add(client, "fact")["memory_id"]
+    long = "m" * 256
+    for method, path in (
+        ("GET", f"/memories/{long}"),
+        ("PATCH", f"/memories/{long}"),
+        ("DELETE", f"/memories/{long}"),
+        ("GET", f"/memories/{long}/history"),
+        ("GET", f"/sessions/{long}"),
+        ("DELETE", f"/sessions/{long}"),
+    ):
+        r = client.request(method, path, params={"user_id": "ava"}, json={"memory": "y"} if method == "PATCH" else None)
+        assert r.status_code == 422, (method, path)
+        assert "at most 255" in r.json()["detail"]
+    assert client.get(f"/memories/{'m' * 255}", params={"user_id": "ava"}).status_code == 404
+    for params in ({"user_id": ""}, {"user_id": "u" * 256}, {"team_id": ""}, {"topics": ""}):
+        r = client.get(f"/memories/{mid}" if "team_id" not in params and "topics" not in params else "/memories", params=params)
+        assert r.status_code in (200, 400, 422), params
+    assert client.get("/memories", params={"user_id": ""}).status_code == 422
+    assert client.get("/memories", params={"topics": ""}).status_code == 200
+    assert client.get("/memories", params={"topics": ","}).status_code == 200
+    assert client.get("/memories", params={"topics": "t" * 256}).status_code in (200, 400, 422)
+    assert client.get(f"/memories/{mid}", params={"user_id": ""}).status_code == 422
+    assert client.get("/memories/%20", params={"user_id": "ava"}).status_code == 400
+    assert client.get("/sessions/%20").status_code == 400
+    assert client.get("/memories/", params={"user_id": "ava"}).status_code in (200, 404, 307)
+
+
+def test_oversized_bodies_are_refused_before_they_are_read(db: SqliteDb) -> None:
+    with TestClient(create_app(db, max_body_bytes=4096)) as client:
+        ok = client.post("/memories", json={"memory": "x" * 3000, "user_id": "ava"})
+        assert ok.status_code == 201
+        big = client.post("/memories", json={"memory": "x" * 5000, "user_id": "ava"})
+        assert big.status_code == 413
+        assert big.json() == {"detail": "the request body is larger than 4096 bytes"}
+
+        def chunks() -> Iterator[bytes]:
+            yield b'{"memory": "'
+            for _ in range(10):
+                yield b"y" * 500
+            yield b'", "user_id": "ava"}'
+
+        chunked = client.post("/memories", content=chunks(), headers={"content-type": "application/json"})
+        assert chunked.status_code == 413
+        bulk = client.request("DELETE", "/memories", json={"memory_ids": ["i" * 200] * 30, "user_id": "ava"})
+        assert bulk.status_code == 413
+        assert client.get("/memories", params={"user_id": "ava"}).json()["meta"]["total_count"] == 1
+
+
+def _raw_post(url: str, body: bytes | None, headers: dict[str, str], chunks: list[bytes] | None = None) -> tuple[int, bytes]:
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=10)
+    try:
+        conn.putrequest("POST", "/memories")
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        if body is not None:
+            conn.send(body)
+        for chunk in chunks or ():
+            conn.send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        if chunks is not None:
+            conn.send(b"0\r\n\r\n")
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def test_oversized_bodies_over_real_http(db: SqliteDb) -> None:
+    with live_server(create_app(db, max_body_bytes=4096)) as url:
+        json_type = {"Content-Type": "application/json"}
+        # a declared size over the limit is refused at once: the body is never sent
+        status, body = _raw_post(url, None, {**json_type, "Content-Length": str(10**9)})
+        assert status == 413
+        assert json.loads(body) == {"detail": "the request body is larger than 4096 bytes"}
+        # a chunked body (no Content-Length) is counted as it arrives
+        pieces = [b'{"memory": "', *[b"z" * 1000] * 6, b'", "user_id": "ava"}']
+        status, _ = _raw_post(url, None, {**json_type, "Transfer-Encoding": "chunked"}, pieces)
+        assert status == 413
+        small = [b'{"memory": "', b"z" * 1000, b'", "user_id": "ava"}']
+        status, body = _raw_post(url, None, {**json_type, "Transfer-Encoding": "chunked"}, small)
+        assert status == 201, body
+        payload = json.dumps({"memory": "w" * 100, "user_id": "ava"}).encode()
+        status, _ = _raw_post(url, payload, {**json_type, "Content-Length": str(len(payload))})
+        assert status == 201
+        with httpx.Client(base_url=url) as http:
+            assert http.get("/memories", params={"user_id": "ava"}).json()["meta"]["total_count"] == 2
+
+
+# A sweep of odd inputs over every route: whatever comes in, the answer is never a 5xx.
+ODD_VALUES = ["", " ", "\x00", "\ufffd", "💥", "a" * 300, "-1", "0", "null", "../..", "%00", "[]", "{}"]
+
+
+def test_no_input_gives_a_server_error(db: SqliteDb, helper: Agent) -> None:
+    with TestClient(create_app(db, agent=helper), raise_server_exceptions=True) as client:
+        mid = add(client, "fact", topics=["t"])["memory_id"]
+        db.append_run(run("s1", "ava", "hi", "hello"))
+        seen: set[int] = set()
+        for value in ODD_VALUES:
+            for params in (
+                {"user_id": value},
+                {"agent_id": value},
+                {"team_id": value},
+                {"topics": value},
+                {"user_id": "ava", "search_content": value},
+                {"page": value},
+                {"limit": value},
+                {"sort_by": value},
+                {"sort_order": value},
+            ):
+                seen.add(client.get("/memories", params=params).status_code)
+            for path in (f"/memories/{value}", f"/memories/{value}/history", f"/sessions/{value}"):
+                seen.add(client.get(path, params={"user_id": "ava"}).status_code)
+            seen.add(client.delete(f"/sessions/{value}").status_code)
+            seen.add(client.delete(f"/memories/{value}", params={"user_id": "ava"}).status_code)
+            seen.add(client.get("/memory_topics", params={"user_id": value}).status_code)
+            seen.add(client.get("/user_memory_stats", params={"page": value}).status_code)
+            seen.add(client.get("/sessions", params={"user_id": value, "limit": value}).status_code)
+            for body in (
+                {"memory": value, "user_id": "ava"},
+                {"memory": "m", "user_id": value},
+                {"memory": "m", "user_id": "ava", "topics": [value]},
+            ):
+                seen.add(client.post("/memories", json=body).status_code)
+            seen.add(client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={"topics": [value]}).status_code)
+            seen.add(client.request("DELETE", "/memories", json={"memory_ids": [value], "user_id": "ava"}).status_code)
+            seen.add(client.post("/tokens", json={"user_id": value}).status_code)
+            seen.add(client.post(f"/agents/{value}/runs", json={"message": "hi"}).status_code)
+            seen.add(
+                client.post("/agents/helper/runs", json={"message": "hi", "session_id": value, "stream": False}).status_code
+            )
+        assert max(seen) < 500, sorted(seen)
+        assert {200, 400, 404, 422} <= seen
