@@ -10,6 +10,7 @@ from noted.errors import MissingDependencyError
 try:
     import fastapi  # noqa: F401
     import jwt  # noqa: F401
+    import orjson  # noqa: F401
 except ImportError as exc:  # pragma: no cover - the extra is installed in development
     raise MissingDependencyError(
         f"the noted server needs {exc.name}: pip install 'noted[server]'"

@@ -10,7 +10,6 @@ documented route, which gives the full answer or the error.
 
 from __future__ import annotations
 
-import json
 from typing import Final
 from urllib.parse import parse_qsl
 
@@ -18,9 +17,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from noted.db.base import SORT_FIELDS, SORT_ORDERS, MemoryQuery
 from noted.errors import NotedError
-from noted.schema import check_id, check_topics
+from noted.schema import check_id
 from noted.server.auth import Unauthorized
-from noted.server.memories import memory_page
+from noted.server.memories import memory_page, topic_filter
+from noted.server.responses import json_bytes
 from noted.server.schemas import MAX_ID_CHARS, MAX_LIMIT, MAX_PAGE, MAX_TOPICS
 from noted.server.services import Services
 
@@ -71,10 +71,9 @@ def _query(svc: Services, scope: Scope) -> tuple[MemoryQuery, int] | None:
     try:
         principal = svc.auth.authenticate(None if header is None else header.decode("latin-1"))
         user = principal.scope(check_id("user_id", single.get("user_id")))
-        parts = [p.strip() for value in topics for p in value.split(",")]
         query = MemoryQuery(
             user_id=user,
-            topics=tuple(check_topics([p for p in parts if p])),
+            topics=topic_filter(topics),
             agent_id=check_id("agent_id", single.get("agent_id")),
             team_id=check_id("team_id", single.get("team_id")),
             sort_by=sort_by,  # checked against SORT_FIELDS
@@ -93,6 +92,7 @@ class FastMemoryList:
     def __init__(self, app: ASGIApp, services: Services) -> None:
         self.app = app
         self.svc = services
+        self.answered = 0  # how many requests this path answered itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/memories":
@@ -103,7 +103,8 @@ class FastMemoryList:
                 except NotedError:
                     page = None  # the route answers it, with the error mapped to a status
                 if page is not None:
-                    body = json.dumps(page, ensure_ascii=False, separators=(",", ":")).encode()
+                    self.answered += 1
+                    body = json_bytes(page)
                     headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
                     await send({"type": "http.response.start", "status": 200, "headers": headers})
                     await send({"type": "http.response.body", "body": body})

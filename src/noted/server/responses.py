@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from fastapi import Response
 
-__all__ = ["json_response", "no_content", "page_meta"]
+__all__ = ["json_bytes", "json_response", "no_content", "page_meta"]
+
+json_bytes = orjson.dumps  # compact UTF-8 JSON, several times faster than json.dumps
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+    return Response(
+        json_bytes(data), status_code=status, media_type="application/json", headers=headers
+    )
 
 
 def no_content() -> Response:
