@@ -12,6 +12,7 @@ from typing import Any
 
 from noted._console import emit_json, err, out
 from noted.db.base import Store
+from noted.db.urls import open_store
 from noted.errors import MissingDependencyError, UserError
 from noted.memory import Memory
 
@@ -21,6 +22,11 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7777
 
 Command = Callable[[Memory, argparse.Namespace], int]
+
+
+def default_db() -> str:
+    """What ``--db`` is when it is not given."""
+    return os.environ.get("NOTED_DB", "noted.db")
 
 
 def is_loopback(host: str) -> bool:
@@ -68,10 +74,15 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
             "[yellow]warning:[/] NOTED_API_KEY is not set: every request is the admin. "
             f"Listening on {host} only."
         )
+    target = args.db
+    if config.db and args.db == default_db():  # neither --db nor NOTED_DB was given
+        memory.db.close()
+        target = config.db
+        memory.db = open_store(target)
     store = memory.db
     assert isinstance(store, Store)  # every --db target keeps sessions
     embedder = args.embedder or config.embedder
-    out.print(f"noted serving {args.db} at http://{host}:{port}/ (API docs at /docs)")
+    out.print(f"noted serving {target} at http://{host}:{port}/ (API docs at /docs)")
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -82,7 +93,7 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         uvicorn.run(build_app(store, embedder, config), **options)
         return 0
     memory.db.close()  # each worker opens its own
-    os.environ[ENV_DB] = args.db
+    os.environ[ENV_DB] = target
     if embedder:
         os.environ[ENV_EMBEDDER] = embedder
     if args.config:
