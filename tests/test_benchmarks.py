@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from conftest import REQUIRE_SERVERS
 
@@ -109,3 +112,34 @@ def test_backends_benchmark_smoke(tmp_path: Path) -> None:
     if million is not None:
         assert million["users"] == 20
         assert million["hybrid"]["p50_ms"] > 0
+
+
+def test_server_benchmark_smoke(tmp_path: Path) -> None:
+    if shutil.which("wrk") is None:
+        message = "the server benchmark needs wrk: sudo apt-get install wrk"
+        if REQUIRE_SERVERS:
+            pytest.fail(message)
+        pytest.skip(message)
+    stdout, report = run_benchmark(
+        "server.py",
+        tmp_path / "server.json",
+        "--memories",
+        "1000",
+        "--users",
+        "50",
+        "--duration",
+        "2",
+        "--warmup",
+        "1",
+        "--connections",
+        "8",
+        "--workers",
+        "1",
+    )
+    assert "target for noted: p50 <= 15 ms, p99 <= 100 ms, 0 errors" in stdout
+    assert report["memories"] == 1000
+    (run,) = report["runs"]
+    assert (run["server"], run["workers"]) == ("noted", 1)
+    assert run["requests"] > 0
+    assert 0 < run["p50_ms"] <= run["p99_ms"]
+    assert run["error_total"] == 0, run["errors"]

@@ -141,7 +141,7 @@ function avatar(userId) {
 function topicList(topics) {
   if (!topics || topics.length === 0) return h("span", { class: "muted small", text: "—" });
   return h("ul", { class: "chips", "aria-label": "Topics" },
-    topics.map((t) => h("li", { class: "chip", "data-testid": "topic", text: t })));
+    topics.map((t) => h("li", { class: "chip", "data-testid": "topic", title: t, text: t })));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -209,17 +209,18 @@ function clearError() {
   $("error").hidden = true;
 }
 
-function report(error) {
+function report(error, context = "") {
   if (error instanceof ApiError && error.status === 401) {
     showSignIn(error.message);
-  } else if (error instanceof ApiError) {
-    showError(error.message);
-  } else {
-    showError(`Something went wrong on this page: ${error && error.message ? error.message : error}`);
+    return;
   }
+  const message = error instanceof ApiError ? error.message
+    : `something went wrong on this page (${error && error.message ? error.message : error})`;
+  showError(context ? `${context}: ${message}` : message);
 }
 
 function notify(message) {
+  clearError();
   const el = $("notice");
   el.textContent = message;
   el.classList.add("show");
@@ -332,7 +333,7 @@ async function loadUsers(more = false) {
     state.usersTotal = result.meta.total_count;
     renderUsers();
   } catch (error) {
-    report(error);
+    report(error, "Could not load the users");
   }
 }
 
@@ -343,7 +344,8 @@ function userItem(userId, stats) {
     h("span", { "data-testid": "user-count", text: count }),
     stats && stats.last_updated ? [" · ", timeEl(stats.last_updated)] : null);
   const body = [avatar(userId), h("span", { class: "user-text" },
-    h("span", { class: "user-name", text: userId === null ? "All users" : userId }), meta)];
+    h("span", { class: "user-name", title: userId, text: userId === null ? "All users" : userId }),
+    meta)];
   const attrs = {
     class: "user-item",
     "data-testid": userId === null ? "user-all" : "user-item",
@@ -379,6 +381,7 @@ function renderUsers() {
 
 function selectUser(userId) {
   if (state.tokenUser || state.user === userId) return;
+  if ($("new-user").value.trim() === (state.user || "")) $("new-user").value = userId || "";
   state.user = userId;
   state.page = 1;
   state.topic = "";
@@ -402,7 +405,7 @@ async function loadTopics() {
     const topics = await api("/memory_topics", { query: { user_id: state.user } });
     renderTopics(topics);
   } catch (error) {
-    report(error);
+    report(error, "Could not load the topics");
   }
 }
 
@@ -486,7 +489,7 @@ async function loadMemories() {
     state.meta = result.meta;
     renderMemories();
   } catch (error) {
-    if (request === memoriesRequest) report(error);
+    if (request === memoriesRequest) report(error, "Could not load the memories");
   } finally {
     if (request === memoriesRequest) $("memories").removeAttribute("aria-busy");
   }
@@ -527,6 +530,10 @@ function iconButton(name, action, label, onClick) {
   }, icon(name));
 }
 
+function userTag(userId, testId) {
+  return h("span", { class: "user-tag", "data-testid": testId, title: userId, text: userId });
+}
+
 function memoryRow(memory) {
   const id = memory.memory_id;
   const selected = state.selected.has(id);
@@ -542,7 +549,7 @@ function memoryRow(memory) {
       h("p", { class: "memory-text", "data-testid": "memory-text", text: memory.memory }),
       memoryMeta(memory)),
     h("td", { class: "col-topics" }, topicList(memory.topics)),
-    h("td", { class: "col-user" }, h("span", { class: "user-tag", "data-testid": "memory-user", text: memory.user_id })),
+    h("td", { class: "col-user" }, userTag(memory.user_id, "memory-user")),
     h("td", { class: "col-updated" }, timeEl(memory.updated_at)),
     h("td", { class: "col-actions" }, h("div", { class: "row-actions" },
       iconButton("edit", "edit", "Edit memory", () => startEdit(id)),
@@ -551,10 +558,32 @@ function memoryRow(memory) {
   );
 }
 
+function textButton(label, action, variant, onClick) {
+  return h("button", {
+    type: "button",
+    class: `btn ${variant} btn-small`,
+    dataset: { action },
+    text: label,
+    onclick: onClick,
+  });
+}
+
 function editRow(memory) {
-  const text = h("textarea", { class: "edit-text", "data-testid": "edit-text", rows: 3, maxlength: 5000, "aria-label": "Memory text" });
+  const text = h("textarea", {
+    class: "edit-text",
+    "data-testid": "edit-text",
+    rows: 3,
+    maxlength: 5000,
+    "aria-label": "Memory text",
+  });
   text.value = memory.memory;
-  const topics = h("input", { type: "text", class: "edit-topics", "data-testid": "edit-topics", "aria-label": "Topics, separated by commas", placeholder: "topics, comma separated" });
+  const topics = h("input", {
+    type: "text",
+    class: "edit-topics",
+    "data-testid": "edit-topics",
+    "aria-label": "Topics, separated by commas",
+    placeholder: "topics",
+  });
   topics.value = memory.topics.join(", ");
   const save = () => saveEdit(memory, text.value, topics.value);
   const onKey = (event) => {
@@ -572,11 +601,11 @@ function editRow(memory) {
     h("td", { class: "col-select" }),
     h("td", { class: "col-text" }, text, h("p", { class: "hint", text: "Ctrl+Enter saves · Esc cancels" })),
     h("td", { class: "col-topics" }, topics),
-    h("td", { class: "col-user" }, h("span", { class: "user-tag", text: memory.user_id })),
+    h("td", { class: "col-user" }, userTag(memory.user_id)),
     h("td", { class: "col-updated" }, timeEl(memory.updated_at)),
     h("td", { class: "col-actions" }, h("div", { class: "edit-actions" },
-      h("button", { type: "button", class: "btn btn-primary btn-small", dataset: { action: "save" }, text: "Save", onclick: save }),
-      h("button", { type: "button", class: "btn btn-ghost btn-small", dataset: { action: "cancel" }, text: "Cancel", onclick: cancelEdit }))),
+      textButton("Save", "save", "btn-primary", save),
+      textButton("Cancel", "cancel", "btn-ghost", cancelEdit))),
   );
 }
 
@@ -591,7 +620,10 @@ function renderEmpty() {
   else if (state.user !== null) title = `${state.user} has no memories yet.`;
   const hint = state.search || state.topic ? "Try other words, or clear the filters."
     : "Add one with New memory, or let an agent learn from its conversations.";
-  $("empty").replaceChildren(h("p", { class: "empty-title", text: title }), h("p", { class: "muted", text: hint }));
+  $("empty").replaceChildren(
+    h("p", { class: "empty-title", text: title }),
+    h("p", { class: "muted", text: hint }),
+  );
 }
 
 function renderPager() {
@@ -640,7 +672,8 @@ function createError(message) {
 
 function updateCounter() {
   const length = $("new-text").value.length;
-  $("new-text-count").textContent = length ? `${length.toLocaleString()} / 5,000` : "";
+  $("new-text-count").textContent = `${length.toLocaleString()} / 5,000`;
+  $("new-text-count").hidden = length === 0;
 }
 
 async function onCreate(event) {
@@ -703,11 +736,19 @@ async function saveEdit(memory, text, topicsText) {
       body,
     });
     state.editing = null;
-    clearError();
     notify("Memory saved");
     await refreshAll();
   } catch (error) {
-    report(error);
+    reportStale(error, "Could not save the memory");
+  }
+}
+
+// A memory that is gone (deleted elsewhere) is reported, and the table catches up.
+function reportStale(error, context) {
+  report(error, context);
+  if (error instanceof ApiError && error.status === 404) {
+    state.editing = null;
+    refreshAll();
   }
 }
 
@@ -742,7 +783,7 @@ async function deleteMemory(memory) {
     notify("Memory deleted");
     await refreshAll();
   } catch (error) {
-    report(error);
+    reportStale(error, "Could not delete the memory");
   }
 }
 
@@ -808,14 +849,15 @@ async function bulkDelete() {
     for (const [userId, ids] of groups) {
       for (let i = 0; i < ids.length; i += MAX_BULK) {
         const chunk = ids.slice(i, i + MAX_BULK);
-        const result = await api("/memories", { method: "DELETE", body: { memory_ids: chunk, user_id: userId } });
+        const body = { memory_ids: chunk, user_id: userId };
+        const result = await api("/memories", { method: "DELETE", body });
         deleted += result.deleted;
         chunk.forEach((id) => state.selected.delete(id));
       }
     }
     notify(`Deleted ${plural(deleted, "memory", "memories")}`);
   } catch (error) {
-    report(error);
+    report(error, "Could not delete every selected memory");
   }
   await refreshAll();
 }
@@ -845,8 +887,11 @@ function historyEvent(event) {
   if (event.event === "delete") body.push(h("del", { class: "old-text", text: event.old_memory || "" }));
   else body.push(h("p", { class: "new-text", text: event.new_memory || "" }));
   if (event.event === "update") body.push(topicChange(event.old_topics, event.new_topics));
-  else if (event.event === "add" && event.new_topics && event.new_topics.length) body.push(topicChange(null, event.new_topics));
-  return h("li", { class: `event event-${event.event}`, "data-testid": "history-event", dataset: { event: event.event } },
+  else if (event.event === "add" && event.new_topics && event.new_topics.length) {
+    body.push(topicChange(null, event.new_topics));
+  }
+  const attrs = { class: `event event-${event.event}`, "data-testid": "history-event" };
+  return h("li", { ...attrs, dataset: { event: event.event } },
     h("div", { class: "event-head" },
       h("span", { class: `badge badge-${event.event}`, text: label }),
       timeEl(event.created_at),
@@ -860,11 +905,12 @@ async function openHistory(memory) {
   $("history-list").replaceChildren(h("li", { class: "muted", text: "Loading…" }));
   dialog.showModal();
   try {
-    const events = await api(`/memories/${segment(memory.memory_id)}/history`, { query: { user_id: memory.user_id } });
+    const path = `/memories/${segment(memory.memory_id)}/history`;
+    const events = await api(path, { query: { user_id: memory.user_id } });
     $("history-list").replaceChildren(...events.map(historyEvent));
   } catch (error) {
     dialog.close();
-    report(error);
+    reportStale(error, "Could not read the history");
   }
 }
 
@@ -877,13 +923,14 @@ async function loadSessions(more = false) {
     ? "Every user's conversations, most recent first. Pick a user to see theirs only."
     : `${state.user}'s conversations, most recent first.`;
   try {
-    const result = await api("/sessions", { query: { user_id: state.user, page, limit: SESSIONS_PAGE_SIZE } });
+    const query = { user_id: state.user, page, limit: SESSIONS_PAGE_SIZE };
+    const result = await api("/sessions", { query });
     state.sessions = more ? state.sessions.concat(result.data) : result.data;
     state.sessionsPage = page;
     $("more-sessions").hidden = !result.meta.has_more;
     renderSessions();
   } catch (error) {
-    report(error);
+    report(error, "Could not load the sessions");
   }
 }
 
@@ -956,7 +1003,8 @@ function summaryEl(summary) {
     h("h3", { class: "summary-title", text: "Summary" }),
     h("p", { class: "summary-text", text: summary.summary }),
     summary.topics.length ? topicList(summary.topics) : null,
-    h("p", { class: "muted small" }, `Covers ${plural(summary.run_count, "run", "runs")} · updated `, timeEl(summary.updated_at)),
+    h("p", { class: "muted small" },
+      `Covers ${plural(summary.run_count, "run", "runs")} · updated `, timeEl(summary.updated_at)),
   ];
 }
 
@@ -968,14 +1016,16 @@ async function openSession(session) {
   $("transcript").replaceChildren(h("p", { class: "muted", text: "Loading…" }));
   dialog.showModal();
   try {
-    const full = await api(`/sessions/${segment(session.session_id)}`, { query: { user_id: session.user_id } });
+    const path = `/sessions/${segment(session.session_id)}`;
+    const full = await api(path, { query: { user_id: session.user_id } });
     $("session-summary").replaceChildren(...(full.summary ? summaryEl(full.summary) : []));
     $("session-summary").hidden = !full.summary;
     const runs = full.runs || [];
-    $("transcript").replaceChildren(...(runs.length ? runs.map(runEl) : [h("p", { class: "muted", text: "No runs yet." })]));
+    const none = h("p", { class: "muted", text: "No runs yet." });
+    $("transcript").replaceChildren(...(runs.length ? runs.map(runEl) : [none]));
   } catch (error) {
     dialog.close();
-    report(error);
+    report(error, "Could not open the session");
   }
 }
 
@@ -984,11 +1034,11 @@ async function openSession(session) {
 
 function showView(view) {
   state.view = view;
-  for (const [name, tab, panel] of [["memories", "tab-memories", "memories-view"], ["sessions", "tab-sessions", "sessions-view"]]) {
+  for (const name of ["memories", "sessions"]) {
     const on = name === view;
-    $(tab).setAttribute("aria-selected", String(on));
-    $(tab).tabIndex = on ? 0 : -1;
-    $(panel).hidden = !on;
+    $(`tab-${name}`).setAttribute("aria-selected", String(on));
+    $(`tab-${name}`).tabIndex = on ? 0 : -1;
+    $(`${name}-view`).hidden = !on;
   }
   if (view === "sessions") loadSessions();
   else loadMemories();
@@ -1058,7 +1108,7 @@ function bindEvents() {
 }
 
 async function enterApp() {
-  Object.assign(state, { user: state.tokenUser, topic: "", search: "", page: 1, editing: null, view: "memories" });
+  Object.assign(state, { user: state.tokenUser, topic: "", search: "", page: 1, editing: null });
   state.selected.clear();
   $("search").value = "";
   $("sign-in").hidden = true;

@@ -1,0 +1,671 @@
+"""The Memories page in a real browser: Debian's Chromium driven by Playwright against a
+live server. Each test checks what the page shows and what the store holds afterwards.
+
+Screenshots of the key steps land in tmp/screenshots/ (1280 px and 390 px wide).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Locator,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
+
+from live_server import live_server
+from noted import Memory, SqliteDb
+from noted.models.types import Message, ToolCall
+from noted.retrieval.embedders import BaseEmbedder, Kind
+from noted.schema import UserMemory
+from noted.server import create_app, issue_token
+from noted.sessions import RunResult, SessionSummary, new_run_id
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "tmp" / "screenshots"
+API_KEY = "k" * 32
+TOKEN_SECRET = "s" * 32
+# Chromium logs every 4xx answer as a console error; the tests that provoke them expect them.
+EXPECTED_CONSOLE = re.compile(
+    r"Failed to load resource: the server responded with a status of 40[14]"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        message = (
+            "the page tests need Chromium at /usr/bin/chromium: run scripts/system-deps.sh "
+            "(or apt-get install chromium chromium-driver)"
+        )
+        if os.environ.get("NOTED_REQUIRE_SERVERS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A fresh tab at 1280x800 that fails the test on a script error, an alert, a console
+    error or a request that leaves 127.0.0.1 (the page must work offline)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    tab = context.new_page()
+    tab.set_default_timeout(5000)
+    problems: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not EXPECTED_CONSOLE.search(message.text):
+            problems.append(f"console error: {message.text}")
+
+    def on_dialog(dialog: Dialog) -> None:
+        problems.append(f"a {dialog.type} dialog opened: {dialog.message}")
+        dialog.dismiss()
+
+    def on_request(request: Request) -> None:
+        if not request.url.startswith(("http://127.0.0.1:", "data:")):
+            problems.append(f"a request left the server: {request.url}")
+
+    tab.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    tab.on("console", on_console)
+    tab.on("dialog", on_dialog)
+    tab.on("request", on_request)
+    yield tab
+    context.close()
+    assert not problems
+
+
+@dataclass
+class Site:
+    url: str
+    store: SqliteDb
+    memory: Memory
+
+    def add(self, text: str, user: str, topics: Sequence[str] = ()) -> str:
+        return self.memory.add_user_memory(UserMemory(text, topics=list(topics)), user)
+
+    def texts(self, user: str) -> list[str]:
+        return [m.memory for m in self.memory.get_user_memories(user)]
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    store = SqliteDb(db_file=tmp_path / "page.db")
+    try:
+        with live_server(create_app(store)) as url:
+            yield Site(url, store, Memory(store))
+    finally:
+        store.close()
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def shot(page: Page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / f"{name}.png", full_page=True)
+
+
+def open_app(page: Page, url: str) -> None:
+    page.goto(url)
+    expect(page.locator("#app")).to_be_visible()
+
+
+def rows(page: Page) -> Locator:
+    return page.get_by_test_id("memory-row")
+
+
+def row(page: Page, text: str) -> Locator:
+    return rows(page).filter(has_text=text)
+
+
+def row_attr(page: Page, name: str) -> list[str]:
+    return rows(page).evaluate_all(f"rows => rows.map(r => r.dataset.{name})")
+
+
+def user_item(page: Page, user: str) -> Locator:
+    return page.locator(f'[data-testid=user-item][data-user-id="{user}"]')
+
+
+def pick_user(page: Page, user: str) -> None:
+    user_item(page, user).click()
+    expect(user_item(page, user)).to_have_attribute("aria-pressed", "true")
+
+
+def no_overflow(page: Page) -> None:
+    sizes = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert sizes[0] <= sizes[1], f"the page is {sizes[0]} px wide in a {sizes[1]} px window"
+
+
+# -- tests ---------------------------------------------------------------------------------
+
+
+def test_create_a_memory(site: Site, page: Page) -> None:
+    open_app(page, site.url)
+    expect(page.get_by_test_id("empty")).to_contain_text("No memories yet")
+    page.click("#new-memory")
+    page.click("#create-submit")
+    expect(page.locator("#create-error")).to_contain_text("Write what the agent should remember")
+    page.fill("#new-text", "Prefers tea over coffee in the afternoon")
+    page.fill("#new-topics", "drinks,  habits , drinks,")
+    page.fill("#new-user", "carol")
+    shot(page, "create-form-1280")
+    page.click("#create-submit")
+
+    created = row(page, "Prefers tea over coffee")
+    expect(created).to_have_count(1)
+    expect(created.get_by_test_id("topic")).to_have_text(["drinks", "habits"])
+    expect(created.get_by_test_id("memory-user")).to_have_text("carol")
+    expect(page.locator("#create-form")).to_be_hidden()
+    expect(page.get_by_test_id("notice")).to_have_text("Saved a memory for carol")
+    expect(user_item(page, "carol").get_by_test_id("user-count")).to_have_text("1 memory")
+    stored = site.memory.get_user_memories("carol")
+    assert [(m.memory, m.topics) for m in stored] == [
+        ("Prefers tea over coffee in the afternoon", ["drinks", "habits"])
+    ]
+    assert row_attr(page, "memoryId") == [stored[0].memory_id]
+
+
+def test_search_needs_a_user_then_finds_its_memories(site: Site, page: Page) -> None:
+    site.add("Drinks oat milk coffee every morning", "alice", ["drinks"])
+    site.add("Climbs at the bouldering gym on weekends", "alice", ["sport"])
+    site.add("Takes coffee black, no sugar", "bob", ["drinks"])
+    open_app(page, site.url)
+    search = page.locator("#search")
+    expect(rows(page)).to_have_count(3)
+    expect(search).to_be_disabled()
+    expect(page.get_by_test_id("search-hint")).to_contain_text("pick a user")
+    expect(page.locator("#search-type-field")).to_be_hidden()  # keyword search only here
+
+    pick_user(page, "alice")
+    expect(search).to_be_enabled()
+    expect(rows(page)).to_have_count(2)
+    search.fill("coffee")
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(
+        ["Drinks oat milk coffee every morning"]
+    )
+    found = site.memory.search_user_memories("coffee", "alice", retrieval_method="keyword")
+    assert row_attr(page, "memoryId") == [m.memory_id for m in found]
+    expect(page.get_by_test_id("page-info")).to_have_text("Page 1 of 1 · 1 match")
+    expect(page.locator("#sort")).to_be_disabled()
+    shot(page, "search-1280")
+
+    search.fill("volcano")
+    expect(page.get_by_test_id("empty")).to_contain_text("Nothing matches “volcano”")
+    search.fill("")
+    expect(rows(page)).to_have_count(2)
+    search.fill("coffee")
+    expect(rows(page)).to_have_count(1)
+    page.get_by_test_id("user-all").click()
+    expect(search).to_be_disabled()
+    expect(search).to_have_value("")
+    expect(rows(page)).to_have_count(3)
+
+
+class WordsEmbedder(BaseEmbedder):
+    """Hashed word counts: texts that share words are close. Enough to turn on semantic search."""
+
+    def __init__(self) -> None:
+        super().__init__("test-words", 64)
+
+    def _embed_batch(self, texts: list[str], kind: Kind) -> Any:
+        vectors = np.zeros((len(texts), 64), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                vectors[i, zlib.crc32(word.encode()) % 64] += 1.0
+        return vectors
+
+
+def test_search_types_when_the_server_has_an_embedder(tmp_path: Path, page: Page) -> None:
+    store = SqliteDb(db_file=tmp_path / "page.db")
+    memory = Memory(store, embedder=WordsEmbedder())
+    memory.add_user_memory(UserMemory("Plays the cello in a string quartet"), "alice")
+    memory.add_user_memory(UserMemory("Allergic to shellfish"), "alice")
+    with live_server(create_app(memory=memory)) as url:
+        open_app(page, url)
+        pick_user(page, "alice")
+        field = page.locator("#search-type-field")
+        expect(field).to_be_visible()
+        expect(field.locator("option")).to_have_text(["Words and meaning", "Meaning", "Words"])
+        page.select_option("#search-type", "semantic")
+        with page.expect_request(lambda r: "search_type=semantic" in r.url):
+            page.fill("#search", "cello quartet")
+        expect(rows(page).first.get_by_test_id("memory-text")).to_have_text(
+            "Plays the cello in a string quartet"
+        )
+        best = memory.search_user_memories("cello quartet", "alice", retrieval_method="semantic")
+        assert row_attr(page, "memoryId")[0] == best[0].memory_id
+    store.close()
+
+
+def test_edit_in_place(site: Site, page: Page) -> None:
+    memory_id = site.add("Lives in Lisbon", "alice", ["home"])
+    open_app(page, site.url)
+    row(page, "Lives in Lisbon").locator("[data-action=edit]").click()
+    text = page.get_by_test_id("edit-text")
+    topics = page.get_by_test_id("edit-topics")
+    expect(text).to_be_focused()
+    expect(text).to_have_value("Lives in Lisbon")
+    expect(topics).to_have_value("home")
+    text.fill("Something else entirely")
+    text.press("Escape")  # cancels: nothing is written
+    expect(text).to_have_count(0)
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(["Lives in Lisbon"])
+
+    row(page, "Lives in Lisbon").locator("[data-action=edit]").click()
+    text.fill("Lives in Porto since 2024")
+    topics.fill("home, travel")
+    shot(page, "edit-1280")
+    page.locator("[data-action=save]").click()
+    edited = row(page, "Lives in Porto since 2024")
+    expect(edited.get_by_test_id("topic")).to_have_text(["home", "travel"])
+    expect(page.get_by_test_id("edit-text")).to_have_count(0)
+    stored = site.memory.get_user_memory(memory_id, "alice")
+    assert stored is not None
+    assert (stored.memory, stored.topics) == ("Lives in Porto since 2024", ["home", "travel"])
+
+    edited.locator("[data-action=edit]").click()  # Ctrl+Enter saves as well
+    text.fill("Lives in Porto")
+    text.press("Control+Enter")
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(["Lives in Porto"])
+    stored = site.memory.get_user_memory(memory_id, "alice")
+    assert stored is not None
+    assert (stored.memory, stored.topics) == ("Lives in Porto", ["home", "travel"])
+
+
+def test_delete_asks_first(site: Site, page: Page) -> None:
+    kept = site.add("Has a cat named Miso", "alice", ["pets"])
+    doomed = site.add("Dislikes cilantro", "alice", ["food"])
+    open_app(page, site.url)
+    dialog = page.locator("#confirm-dialog")
+
+    row(page, "Dislikes cilantro").locator("[data-action=delete]").click()
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("Dislikes cilantro")
+    shot(page, "confirm-delete-1280")
+    page.click("#confirm-cancel")
+    expect(dialog).to_be_hidden()
+    row(page, "Dislikes cilantro").locator("[data-action=delete]").click()
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(rows(page)).to_have_count(2)
+    assert site.memory.get_user_memory(doomed, "alice") is not None
+
+    row(page, "Dislikes cilantro").locator("[data-action=delete]").click()
+    page.click("#confirm-ok")
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(["Has a cat named Miso"])
+    expect(page.get_by_test_id("notice")).to_have_text("Memory deleted")
+    expect(user_item(page, "alice").get_by_test_id("user-count")).to_have_text("1 memory")
+    assert site.memory.get_user_memory(doomed, "alice") is None
+    assert site.memory.get_user_memory(kept, "alice") is not None
+
+
+def test_user_picker_stats_and_topic_filter(site: Site, page: Page) -> None:
+    site.add("Alice works remotely", "alice", ["work"])
+    site.add("Alice has two kids", "alice", ["family"])
+    site.add("Alice runs on Sundays", "alice", ["sport", "family"])
+    site.add("Bob is vegetarian", "bob", ["food"])
+    site.add("Bob plays chess", "bob", ["games"])
+    open_app(page, site.url)
+    expect(rows(page)).to_have_count(5)
+    stats = site.memory.get_user_stats()
+    users = page.get_by_test_id("user-item")
+    expect(users.locator(".user-name")).to_have_text([s.user_id for s in stats])  # bob first
+    for s in stats:
+        expect(user_item(page, s.user_id).get_by_test_id("user-count")).to_have_text(
+            f"{s.memory_count} memories"
+        )
+        expect(user_item(page, s.user_id).locator("time")).to_have_attribute(
+            "datetime", s.last_updated.isoformat(timespec="microseconds")
+        )
+    expect(page.get_by_test_id("user-all")).to_contain_text("5 memories")
+
+    pick_user(page, "bob")
+    expect(rows(page)).to_have_count(2)
+    assert row_attr(page, "userId") == ["bob", "bob"]
+    expect(page.locator("#topic-filter option")).to_have_text(["All topics", "food", "games"])
+
+    pick_user(page, "alice")
+    expect(rows(page)).to_have_count(3)
+    page.select_option("#topic-filter", "family")
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(
+        [m.memory for m in site.memory.get_user_memories("alice", topics=["family"])]
+    )
+    shot(page, "user-filter-1280")
+
+
+def test_bulk_delete_across_users(site: Site, page: Page) -> None:
+    a1 = site.add("Alice one", "alice")
+    a2 = site.add("Alice two", "alice")
+    b1 = site.add("Bob one", "bob")
+    b2 = site.add("Bob two", "bob")
+    c1 = site.add("Carol one", "carol")
+    open_app(page, site.url)
+    bodies: list[dict[str, Any]] = []
+    page.on(
+        "request",
+        lambda r: (
+            bodies.append(json.loads(r.post_data or "{}"))
+            if r.method == "DELETE" and r.url.endswith("/memories")
+            else None
+        ),
+    )
+    for text in ("Alice one", "Alice two", "Bob one"):
+        row(page, text).locator("[data-action=select]").check()
+    expect(page.get_by_test_id("bulk-bar")).to_be_visible()
+    expect(page.locator("#bulk-count")).to_have_text("3 memories selected (2 users)")
+    shot(page, "bulk-select-1280")
+    page.click("#bulk-delete")
+    expect(page.locator("#confirm-dialog")).to_contain_text("alice, bob")
+    page.click("#confirm-ok")
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(["Carol one", "Bob two"])
+    expect(page.get_by_test_id("notice")).to_have_text("Deleted 3 memories")
+    expect(page.get_by_test_id("bulk-bar")).to_be_hidden()
+    assert sorted((b["user_id"], sorted(b["memory_ids"])) for b in bodies) == [
+        ("alice", sorted([a1, a2])),
+        ("bob", [b1]),
+    ]
+    assert site.texts("alice") == []
+    assert [m.memory_id for m in site.memory.get_user_memories("bob")] == [b2]
+    assert [m.memory_id for m in site.memory.get_user_memories("carol")] == [c1]
+
+    page.check("#select-all")
+    expect(page.locator("#bulk-count")).to_have_text("2 memories selected (2 users)")
+    page.click("#bulk-clear")
+    expect(page.get_by_test_id("bulk-bar")).to_be_hidden()
+    expect(page.locator("#select-all")).not_to_be_checked()
+
+
+def _run(session_id: str, user: str, said: str, answer: str, *extra: Message) -> RunResult:
+    messages = [Message("user", said), *extra, Message("assistant", answer)]
+    return RunResult(
+        run_id=new_run_id(),
+        session_id=session_id,
+        user_id=user,
+        input=said,
+        content=answer,
+        messages=messages,
+    )
+
+
+def test_history_and_session_transcript(site: Site, page: Page) -> None:
+    memory_id = site.add("Lives in Lisbon", "alice", ["home"])
+    site.memory.replace_user_memory(
+        memory_id, UserMemory("Lives in Porto", topics=["home", "travel"]), "alice"
+    )
+    site.store.append_run(_run("trip", "alice", "I moved to Porto", "Welcome to Porto!"))
+    lookup = ToolCall(id="call-1", name="find_routes", arguments={"city": "Porto"})
+    site.store.append_run(
+        _run(
+            "trip",
+            "alice",
+            "Any running routes?",
+            "Try the Douro riverside.",
+            Message("assistant", None, tool_calls=[lookup]),
+            Message("tool", "3 routes found", tool_call_id="call-1", name="find_routes"),
+        )
+    )
+    site.store.set_session_summary(
+        "trip",
+        "alice",
+        SessionSummary("Alice moved to Porto and asked about running.", ["home"], 2),
+    )
+    site.store.append_run(_run("chess", "bob", "Best opening?", "Try the Italian."))
+    open_app(page, site.url)
+
+    row(page, "Lives in Porto").locator("[data-action=history]").click()
+    events = page.locator("#history-dialog").get_by_test_id("history-event")
+    history = site.memory.get_memory_history(memory_id, "alice")
+    expect(events).to_have_count(len(history))
+    assert events.evaluate_all("els => els.map(e => e.dataset.event)") == ["add", "update"]
+    assert [e.event for e in history] == ["add", "update"]
+    expect(events.nth(0).locator(".new-text")).to_have_text("Lives in Lisbon")
+    expect(events.nth(1).locator(".old-text")).to_have_text("Lives in Lisbon")
+    expect(events.nth(1).locator(".new-text")).to_have_text("Lives in Porto")
+    expect(events.nth(1).locator("ins [data-testid=topic]")).to_have_text(["home", "travel"])
+    shot(page, "history-1280")
+    page.locator("#history-dialog [data-close]").click()
+    expect(page.locator("#history-dialog")).to_be_hidden()
+
+    pick_user(page, "alice")
+    page.click("#tab-sessions")
+    sessions = page.get_by_test_id("session-item")
+    expect(sessions).to_have_count(1)
+    expect(sessions).to_contain_text("Alice moved to Porto")
+    sessions.click()
+    dialog = page.locator("#session-dialog")
+    expect(dialog.get_by_test_id("session-summary")).to_contain_text(
+        "Alice moved to Porto and asked about running."
+    )
+    expect(dialog.get_by_test_id("run")).to_have_count(2)
+    messages = dialog.get_by_test_id("message")
+    expect(messages).to_have_count(6)
+    stored = site.store.get_session("trip", "alice")
+    assert stored is not None
+    assert messages.evaluate_all("els => els.map(e => e.dataset.role)") == [
+        m.role for run in stored.runs for m in run.messages
+    ]
+    expect(messages.nth(0)).to_contain_text("I moved to Porto")
+    expect(messages.nth(3)).to_contain_text('find_routes({"city":"Porto"})')
+    expect(messages.nth(4)).to_contain_text("3 routes found")
+    expect(messages.nth(5)).to_contain_text("Try the Douro riverside.")
+    shot(page, "session-1280")
+    page.keyboard.press("Escape")
+    page.get_by_test_id("user-all").click()
+    expect(sessions).to_have_count(2)
+
+
+def test_sign_in_with_the_api_key_or_a_user_token(tmp_path: Path, page: Page) -> None:
+    store = SqliteDb(db_file=tmp_path / "page.db")
+    memory = Memory(store)
+    memory.add_user_memory(UserMemory("Alice likes jazz"), "alice")
+    memory.add_user_memory(UserMemory("Alice speaks Portuguese"), "alice")
+    memory.add_user_memory(UserMemory("Bob likes metal"), "bob")
+    app = create_app(store, api_key=API_KEY, token_secret=TOKEN_SECRET)
+    stored = "sessionStorage.getItem('noted.credential')"
+    with live_server(app) as url:
+        page.goto(url)
+        form = page.get_by_test_id("sign-in")
+        expect(form).to_be_visible()
+        expect(page.locator("#app")).to_be_hidden()
+        expect(page.get_by_test_id("server-info")).to_contain_text("API key")
+        shot(page, "sign-in-1280")
+        page.fill("#credential", "not-the-key")
+        page.click("#sign-in-submit")
+        expect(page.get_by_test_id("sign-in-error")).to_have_text("invalid API key or token")
+
+        page.fill("#credential", API_KEY)
+        page.click("#sign-in-submit")
+        expect(rows(page)).to_have_count(3)
+        expect(page.get_by_test_id("signed-in-as")).to_have_text("Signed in with the API key")
+        assert page.evaluate(stored) == API_KEY
+        page.reload()  # the tab keeps its credential
+        expect(rows(page)).to_have_count(3)
+        page.click("#sign-out")
+        expect(form).to_be_visible()
+        assert page.evaluate(stored) is None
+
+        page.fill("#credential", issue_token("alice", TOKEN_SECRET))
+        page.click("#sign-in-submit")
+        expect(rows(page)).to_have_count(2)
+        assert row_attr(page, "userId") == ["alice", "alice"]
+        expect(page.get_by_test_id("signed-in-as")).to_have_text("Signed in as alice")
+        expect(page.get_by_test_id("user-all")).to_have_count(0)
+        expect(page.locator("button.user-item")).to_have_count(0)  # no picker
+        expect(user_item(page, "alice").get_by_test_id("user-count")).to_have_text("2 memories")
+        expect(page.locator("#search")).to_be_enabled()
+        page.click("#new-memory")
+        expect(page.locator("#new-user")).to_be_hidden()
+        page.fill("#new-text", "Alice plays the piano")
+        page.click("#create-submit")
+        expect(rows(page)).to_have_count(3)
+        shot(page, "user-token-1280")
+        assert memory.get_user_memories("alice")[0].memory == "Alice plays the piano"
+        assert [m.memory for m in memory.get_user_memories("bob")] == ["Bob likes metal"]
+
+        # a credential the server stops accepting sends the page back to the sign-in form
+        page.evaluate("sessionStorage.setItem('noted.credential', 'revoked')")
+        page.reload()
+        expect(form).to_be_visible()
+        expect(page.get_by_test_id("sign-in-error")).to_have_text("invalid API key or token")
+    store.close()
+
+
+def test_user_text_is_shown_as_text(site: Site, page: Page) -> None:
+    nasty = '<img src=x onerror=alert(1)> <script>alert(2)</script> & "quoted" café 🧠✨ 你好'
+    memory_id = site.add(nasty, "alice", ["<b>bold</b>", "émoji 🎉"])
+    site.store.append_run(
+        _run("s1", "alice", "<svg onload=alert(3)>", "<img src=y onerror=alert(4)>")
+    )
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    open_app(page, site.url)
+    shown = row(page, "café")
+    expect(shown.get_by_test_id("memory-text")).to_have_text(nasty)
+    expect(shown.get_by_test_id("topic")).to_have_text(["<b>bold</b>", "émoji 🎉"])
+
+    page.click("#new-memory")
+    page.fill("#new-text", "<iframe src=javascript:alert(5)></iframe> 👋")
+    page.fill("#new-user", "alice")
+    page.click("#create-submit")
+    expect(rows(page)).to_have_count(2)
+    expect(row(page, "👋").get_by_test_id("memory-text")).to_have_text(
+        "<iframe src=javascript:alert(5)></iframe> 👋"
+    )
+    shown.locator("[data-action=history]").click()
+    expect(page.locator("#history-dialog .new-text")).to_have_text(nasty)
+    page.keyboard.press("Escape")
+    pick_user(page, "alice")
+    page.click("#tab-sessions")
+    page.get_by_test_id("session-item").click()
+    expect(page.get_by_test_id("message").nth(1)).to_contain_text("<img src=y onerror=alert(4)>")
+
+    injected = "body img, body script:not([src]), body iframe, body b, body svg:not(.icon)"
+    assert page.locator(injected).count() == 0
+    assert not [u for u in requests if u.endswith(("/x", "/y"))]
+    assert site.memory.get_user_memory(memory_id, "alice") is not None
+
+
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (390, 844)])
+def test_layout_fits_the_window(site: Site, page: Page, width: int, height: int) -> None:
+    long_user = "someone.with.a.rather.long.address@example-company.example"
+    site.add("Antidisestablishmentarianism" * 4, long_user, ["a-very-long-topic-name"] * 1)
+    site.add(
+        "Prefers short answers, metric units, and examples in Python rather than in prose",
+        "alice",
+        ["preferences", "style", "programming", "units"],
+    )
+    for i in range(6):
+        site.add(f"Fact number {i} about a user", f"user-{i}", ["facts"])
+    page.set_viewport_size({"width": width, "height": height})
+    open_app(page, site.url)
+    expect(rows(page)).to_have_count(8)
+    no_overflow(page)
+    for selector in ("#search", "#topic-filter", "#sort", "#new-memory", "#tab-sessions"):
+        expect(page.locator(selector)).to_be_in_viewport()
+    expect(rows(page).first).to_be_visible()
+    expect(rows(page).first.locator("[data-action=delete]")).to_be_visible()
+    expect(page.get_by_test_id("user-list")).to_be_visible()
+    right = rows(page).evaluate_all(
+        "rs => Math.max(...rs.map(r => r.getBoundingClientRect().right))"
+    )
+    assert right <= width
+    shot(page, f"page-{width}")
+
+    page.click("#new-memory")
+    no_overflow(page)
+    pick_user(page, "alice")
+    row(page, "Prefers short answers").locator("[data-action=edit]").click()
+    expect(page.get_by_test_id("edit-text")).to_be_in_viewport()
+    no_overflow(page)
+    shot(page, f"edit-{width}")
+    page.get_by_test_id("edit-text").press("Escape")
+    row(page, "Prefers short answers").locator("[data-action=delete]").click()
+    expect(page.locator("#confirm-ok")).to_be_in_viewport()
+    page.screenshot(path=SCREENSHOTS / f"confirm-delete-{width}.png")
+    page.click("#confirm-cancel")
+    no_overflow(page)
+
+
+def test_pagination(site: Site, page: Page) -> None:
+    ids = site.memory.add_user_memories(
+        [UserMemory(f"Memory number {i:02d}") for i in range(45)], "alice"
+    )
+    open_app(page, site.url)
+    texts = page.get_by_test_id("memory-text")
+    info = page.get_by_test_id("page-info")
+
+    def numbers(first: int, last: int) -> list[str]:
+        return [f"Memory number {i:02d}" for i in range(first, last - 1, -1)]
+
+    expect(texts).to_have_text(numbers(44, 25))
+    expect(info).to_have_text("Page 1 of 3 · 45 memories")
+    expect(page.locator("#prev-page")).to_be_disabled()
+    page.click("#next-page")
+    expect(texts).to_have_text(numbers(24, 5))
+    expect(info).to_have_text("Page 2 of 3 · 45 memories")
+    second = site.memory.get_user_memories("alice", limit=20, offset=20)
+    assert row_attr(page, "memoryId") == [m.memory_id for m in second]
+    page.click("#next-page")
+    expect(texts).to_have_text(numbers(4, 0))
+    expect(page.locator("#next-page")).to_be_disabled()
+    page.click("#prev-page")
+    expect(texts).to_have_text(numbers(24, 5))
+
+    page.select_option("#sort", "created_at:asc")
+    expect(texts.first).to_have_text("Memory number 00")
+    expect(info).to_have_text("Page 1 of 3 · 45 memories")
+    page.select_option("#page-size", "50")
+    expect(texts).to_have_count(45)
+    expect(info).to_have_text("Page 1 of 1 · 45 memories")
+
+    site.memory.replace_user_memory(ids[10], UserMemory("Memory number 10, revised"), "alice")
+    page.select_option("#sort", "updated_at:desc")
+    expect(texts.first).to_have_text("Memory number 10, revised")
+    page.select_option("#sort", "created_at:desc")
+    expect(texts.first).to_have_text("Memory number 44")
+    expect(texts.nth(34)).to_have_text("Memory number 10, revised")
+
+
+def test_server_errors_are_shown(site: Site, page: Page) -> None:
+    memory_id = site.add("Short-lived", "alice")
+    open_app(page, site.url)
+    row(page, "Short-lived").locator("[data-action=edit]").click()
+    page.get_by_test_id("edit-text").fill("Changed behind its back")
+    assert site.memory.delete_user_memory(memory_id, "alice")
+    page.locator("[data-action=save]").click()
+    error = page.get_by_test_id("error")
+    expect(error).to_have_text(re.compile("no such memory"))
+    expect(page.get_by_test_id("empty")).to_contain_text("No memories yet")  # caught up
+    shot(page, "error-1280")
+    page.click("#error-close")
+    expect(error).to_be_hidden()
+    assert site.memory.get_user_memory(memory_id, "alice") is None
