@@ -21,7 +21,7 @@ from noted.errors import ConflictError, NotedError, NotFoundError, UserError
 from noted.memory import DEFAULT_USER_ID
 from noted.server.auth import Principal
 from noted.server.responses import json_response
-from noted.server.schemas import ERRORS, MAX_ID_CHARS, AgentOut, RunRequest
+from noted.server.schemas import ERRORS, MAX_ID_CHARS, AgentOut, Error, RunRequest
 from noted.server.services import Services
 
 __all__ = ["agent_id_of", "agent_routes"]
@@ -78,6 +78,11 @@ def agent_routes(svc: Services) -> APIRouter:
                 "description": "text/event-stream when stream is true, else the run as JSON",
                 "content": {"text/event-stream": {}, "application/json": {}},
             },
+            409: {
+                "model": Error,
+                "description": "The session belongs to another user than the one named",
+            },
+            502: {"model": Error, "description": "The model failed (when stream is false)"},
         },
     )
     async def run_agent(

@@ -17,8 +17,10 @@ from importlib import resources
 from typing import Any, Final
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from noted import __version__
 from noted.agent import Agent
@@ -39,7 +41,7 @@ from noted.server.fast import FastMemoryList
 from noted.server.limits import BodyLimit
 from noted.server.memories import memory_routes
 from noted.server.responses import json_response
-from noted.server.schemas import ERRORS, Health, TokenOut, TokenRequest
+from noted.server.schemas import ERRORS, Error, Health, TokenOut, TokenRequest
 from noted.server.services import Services
 from noted.server.sessions import session_routes
 
@@ -55,7 +57,18 @@ def _error(status: int, detail: str, **extra: Any) -> Response:
 
 
 def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(part) for part in error.get("loc", ()) if part != "body") or "request"
+    kind, loc = error.get("type"), tuple(error.get("loc", ()))
+    if kind == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error") or "it cannot be parsed"
+        at = f" (at character {loc[1]})" if len(loc) > 1 else ""
+        return f"the request body is not valid JSON: {reason}{at}"
+    if loc == ("body",):
+        if kind == "missing":
+            return "the request body is missing: send a JSON object"
+        return "the request body must be a JSON object, sent as Content-Type: application/json"
+    where = ".".join(str(part) for part in loc if part != "body") or "request"
+    if kind == "string_unicode":
+        return f"{where}: must be valid Unicode text (it has an unpaired surrogate)"
     return f"{where}: {error.get('msg', 'invalid')}"
 
 
@@ -85,9 +98,17 @@ def _handlers(app: FastAPI) -> None:
 
     async def invalid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        errors = [_plain(e) for e in exc.errors()]
-        detail = "; ".join(_describe(e) for e in errors) or "invalid request"
-        return _error(422, detail, errors=errors)
+        found = exc.errors()
+        detail = "; ".join(_describe(e) for e in found) or "invalid request"
+        # text no store can keep is a bad value (400), as a NUL character is
+        unkeepable = bool(found) and all(e.get("type") == "string_unicode" for e in found)
+        return _error(400 if unkeepable else 422, detail, errors=[_plain(e) for e in found])
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            return _error(400, "the request body is not valid JSON: it is not UTF-8 text")
+        return await http_exception_handler(request, exc)
 
     app.add_exception_handler(Unauthorized, unauthorized)
     app.add_exception_handler(UserError, user_error)
@@ -96,6 +117,7 @@ def _handlers(app: FastAPI) -> None:
     app.add_exception_handler(StoreError, store_error)
     app.add_exception_handler(ModelError, model_error)
     app.add_exception_handler(RequestValidationError, invalid)
+    app.add_exception_handler(HTTPException, http_error)
 
 
 def _agents(agent: Agent | Sequence[Agent] | None) -> dict[str, Agent]:
@@ -182,7 +204,11 @@ def _service_routes(app: FastAPI, svc: Services) -> None:
         tags=["service"],
         status_code=201,
         summary="Issue a user token (admin key only)",
-        responses={201: {"model": TokenOut}, 403: ERRORS[404], **ERRORS},
+        responses={
+            201: {"model": TokenOut},
+            403: {"model": Error, "description": "A user token cannot issue tokens"},
+            **ERRORS,
+        },
     )
     def issue(request: Request, body: TokenRequest) -> Response:
         if not principal(request).is_admin:

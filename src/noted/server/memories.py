@@ -42,12 +42,14 @@ PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1 is the first
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}")]
 
 
-def _topics(values: list[str] | None) -> tuple[str, ...]:
-    """``?topics=a&topics=b`` or ``?topics=a,b``."""
-    if not values:
-        return ()
-    parts = [part.strip() for value in values for part in value.split(",")]
-    return tuple(check_topics([part for part in parts if part]))
+def topic_filter(values: list[str] | None) -> tuple[str, ...]:
+    """``?topics=a&topics=b`` or ``?topics=a,b``. A value with commas is also taken whole,
+    so that a topic with a comma in it can be asked for too."""
+    topics: list[str] = []
+    for value in values or ():
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        topics.extend([*parts, value.strip()] if len(parts) > 1 else parts)
+    return tuple(check_topics(topics))
 
 
 def memory_routes(svc: Services) -> APIRouter:
@@ -91,7 +93,7 @@ def memory_routes(svc: Services) -> APIRouter:
         user = principal.scope(check_id("user_id", user_id))
         query = MemoryQuery(
             user_id=user,
-            topics=_topics(topics),
+            topics=topic_filter(topics),
             agent_id=check_id("agent_id", agent_id),
             team_id=check_id("team_id", team_id),
             sort_by=sort_by,
@@ -155,7 +157,7 @@ def memory_routes(svc: Services) -> APIRouter:
         body: MemoryUpdate,
         user_id: UserQuery = None,
     ) -> Response:
-        user = principal.owner(user_id)
+        user = _named_owner(principal, user_id, body.user_id)
         if body.memory is None and body.topics is None:
             raise UserError("nothing to change: give memory and/or topics")
         current = _get(svc, memory_id, user)
@@ -235,6 +237,15 @@ def memory_page(svc: Services, query: MemoryQuery, page: int) -> dict[str, Any]:
         else svc.store.count_memories(query)
     )
     return {"data": rows, "meta": page_meta(page, query.limit, total)}
+
+
+def _named_owner(principal: Principal, query: str | None, body: str | None) -> str:
+    """The memory's user, named in the query or in the body (both: the same one)."""
+    for named in (query, body):
+        principal.scope(named)  # another user's name, with a user token: 404
+    if query is not None and body is not None and query != body:
+        raise UserError(f"user_id is {query!r} in the query but {body!r} in the body")
+    return principal.owner(query if query is not None else body)
 
 
 def check_id_(memory_id: str) -> str:

@@ -180,5 +180,6 @@ ERRORS: Final[dict[int | str, dict[str, Any]]] = {
         (404, "Not found (also another user's data, for a user token)"),
         (413, "Request body too large"),
         (422, "The request does not match the schema"),
+        (503, "The store cannot answer"),
     )
 }

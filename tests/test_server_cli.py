@@ -1,0 +1,396 @@
+"""``noted serve`` and ``noted token``: the server as a process, its refusals, its config file."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from noted import MemoryQuery, SqliteDb
+from noted.cli import main
+from noted.errors import UserError
+from noted.server.config import AgentConfig, build_agent, load_config
+from servers import free_port
+
+TESTS = Path(__file__).parent
+KEY = "cli-admin-key-0123456789abcdef0123456789"
+
+# `noted` with the offline example model registered as the provider "offline", the way a
+# third-party provider registers (see tests/run_example.py).
+WITH_OFFLINE_MODEL = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from example_model import example_model; "
+    "from noted.models import register_provider; "
+    "register_provider('offline', example_model); "
+    "from noted.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTED_")}
+    env.update(extra)
+    return env
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[bytes], url: str, logs: Path) -> None:
+        self.process = process
+        self.url = url
+        self.logs = logs
+
+    def stdout(self) -> str:
+        return (self.logs / "stdout").read_text()
+
+    def stderr(self) -> str:
+        return (self.logs / "stderr").read_text()
+
+
+@contextlib.contextmanager
+def serve(
+    tmp_path: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    launcher: list[str] | None = None,
+    port: int | None = None,
+) -> Iterator[Served]:
+    """``noted serve ARGS`` in its own process; yields once /health answers; stopped by
+    its pid at the end whatever happened."""
+    port = port or free_port()
+    logs = tmp_path / f"serve-{port}"
+    logs.mkdir()
+    command = [*(launcher or [sys.executable, "-m", "noted.cli"]), "serve", *args]
+    if "--config" not in args or "--port" in args:
+        command += ["--port", str(port)]
+    with (logs / "stdout").open("wb") as out, (logs / "stderr").open("wb") as err:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=err,
+            env=env or clean_env(),
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+        )
+    served = Served(process, f"http://127.0.0.1:{port}", logs)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"noted serve exited with {process.returncode}: {served.stderr()}"
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{served.url}/health", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"noted serve did not answer: {served.stderr()}")
+            time.sleep(0.1)
+        yield served
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def stop(served: Served, how: signal.Signals) -> None:
+    """Signal the server and check that it shut down in order: uvicorn finishes the
+    shutdown, then ends the process by the signal's default action (SIGTERM: status -15),
+    as a process stopped by that signal does; SIGINT ends it with 0."""
+    served.process.send_signal(how)
+    code = served.process.wait(timeout=20)
+    assert code == (0 if how == signal.SIGINT else -how), served.stderr()
+    assert "Traceback" not in served.stderr()
+
+
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_answers_and_stops_cleanly(tmp_path: Path, how: signal.Signals) -> None:
+    db = tmp_path / "served.db"
+    with serve(tmp_path, "--db", str(db), "--no-access-log") as served:
+        health = httpx.get(f"{served.url}/health").json()
+        assert health == {
+            "status": "ok",
+            "version": "0.1.0",
+            "auth": "open",
+            "semantic_search": False,
+        }
+        page = httpx.get(f"{served.url}/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert "<html" in page.text.lower()
+        assert httpx.get(f"{served.url}/docs").status_code == 200
+        created = httpx.post(
+            f"{served.url}/memories", json={"memory": "Ava likes tea", "user_id": "ava"}
+        )
+        assert created.status_code == 201
+        stop(served, how)
+        assert f"noted serving {db} at {served.url}/" in served.stdout()
+        assert "NOTED_API_KEY is not set" in served.stderr()
+        assert "Application shutdown complete" in served.stderr()
+    with SqliteDb(db) as store:
+        assert [m.memory for m in store.list_memories(MemoryQuery(user_id="ava"))] == [
+            "Ava likes tea"
+        ]
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{served.url}/health", timeout=2)
+
+
+def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "noted.cli",
+            "serve",
+            "--db",
+            str(tmp_path / "x.db"),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        env=clean_env(COLUMNS="200"),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "refusing to listen on 0.0.0.0 without an API key" in done.stderr
+    assert "NOTED_API_KEY" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def token_for(user: str, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    code = main(["token", user, *extra])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    return captured.out.strip()
+
+
+def test_token_command(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("NOTED_API_KEY", "NOTED_TOKEN_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NOTED_DB", str(tmp_path / "unused.db"))
+    assert main(["token", "alice"]) == 1
+    assert "user tokens need NOTED_TOKEN_SECRET or NOTED_API_KEY" in capsys.readouterr().err
+    monkeypatch.setenv("NOTED_API_KEY", KEY)
+    token = token_for("alice", capsys)
+    assert token.count(".") == 2
+    assert "\n" not in token
+    data = json.loads(token_for("alice", capsys, "--expires-in", "60", "--json"))
+    assert (data["user_id"], data["expires_in"]) == ("alice", 60)
+    assert main(["token", "alice", "--expires-in", "0"]) == 1
+    assert "expires_in" in capsys.readouterr().err
+    monkeypatch.setenv("NOTED_TOKEN_SECRET", "short")
+    assert main(["token", "alice"]) == 1
+    assert "32 characters" in capsys.readouterr().err
+    assert not (tmp_path / "unused.db").exists()
+
+
+def test_a_keyed_server_takes_the_tokens_of_noted_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NOTED_TOKEN_SECRET", raising=False)
+    monkeypatch.setenv("NOTED_API_KEY", KEY)
+    alice = {"Authorization": f"Bearer {token_for('alice', capsys)}"}
+    admin = {"Authorization": f"Bearer {KEY}"}
+    db = tmp_path / "keyed.db"
+    with serve(
+        tmp_path, "--db", str(db), "--log-level", "warning", env=clean_env(NOTED_API_KEY=KEY)
+    ) as served:
+        url = served.url
+        assert httpx.get(f"{url}/health").json()["auth"] == "api_key"
+        assert httpx.get(f"{url}/memories").status_code == 401
+        assert (
+            httpx.post(
+                f"{url}/memories", json={"memory": "bob's", "user_id": "bob"}, headers=admin
+            ).status_code
+            == 201
+        )
+        mine = httpx.post(f"{url}/memories", json={"memory": "alice's"}, headers=alice)
+        assert mine.status_code == 201
+        assert mine.json()["user_id"] == "alice"
+        listed = httpx.get(f"{url}/memories", headers=alice).json()
+        assert [m["memory"] for m in listed["data"]] == ["alice's"]
+        assert (
+            httpx.get(f"{url}/memories", params={"user_id": "bob"}, headers=alice).status_code
+            == 404
+        )
+        assert httpx.get(f"{url}/memories", headers=admin).json()["meta"]["total_count"] == 2
+        assert (
+            httpx.post(f"{url}/tokens", json={"user_id": "bob"}, headers=alice).status_code == 403
+        )
+        assert "NOTED_API_KEY is not set" not in served.stderr()
+        stop(served, signal.SIGTERM)
+
+
+def test_serve_with_a_config_file_and_an_agent(tmp_path: Path) -> None:
+    port = free_port()
+    (tmp_path / "noted.toml").write_text(
+        f"""
+[server]
+db = "from_config.db"
+host = "127.0.0.1"
+port = {port}
+embedder = "none"
+
+[agent]
+model = "offline:examples"
+agent_id = "assistant"
+name = "Assistant"
+instructions = "Be brief."
+memory = "auto"
+history = 2
+"""
+    )
+    launcher = [sys.executable, "-c", WITH_OFFLINE_MODEL, str(TESTS)]
+    with serve(
+        tmp_path, "--config", "noted.toml", "--no-access-log", launcher=launcher, port=port
+    ) as served:
+        agents = httpx.get(f"{served.url}/agents").json()
+        assert agents == [
+            {"agent_id": "assistant", "name": "Assistant", "description": None, "model": "examples"}
+        ]
+        run = httpx.post(
+            f"{served.url}/agents/assistant/runs",
+            json={
+                "message": "My name is Ava and I like to ski.",
+                "user_id": "ava",
+                "session_id": "s1",
+                "stream": False,
+            },
+            timeout=30,
+        )
+        assert run.status_code == 200, run.text
+        assert run.json()["status"] == "completed"
+        # the agent learns from each run (memory = "auto"), after it has answered
+        deadline = time.monotonic() + 20
+        learned: list[str] = []
+        while "User's name is Ava" not in learned and time.monotonic() < deadline:
+            time.sleep(0.1)
+            listed = httpx.get(f"{served.url}/memories", params={"user_id": "ava"}).json()
+            learned = [m["memory"] for m in listed["data"]]
+        assert "User's name is Ava" in learned
+        with httpx.stream(
+            "POST",
+            f"{served.url}/agents/assistant/runs",
+            json={"message": "What is my name?", "user_id": "ava", "session_id": "s1"},
+            timeout=30,
+        ) as streamed:
+            assert streamed.headers["content-type"].startswith("text/event-stream")
+            text = "".join(streamed.iter_text())
+        assert text.startswith("event: run_started")
+        assert "event: run_completed" in text
+        stop(served, signal.SIGINT)
+        assert "noted serving from_config.db" in served.stdout()
+    # the config's db, relative to where the server ran
+    assert not (tmp_path / "noted.db").exists()
+    with SqliteDb(tmp_path / "from_config.db") as store:
+        session = store.get_session("s1", "ava")
+        assert session is not None
+        assert session.run_count == 2
+        assert "User's name is Ava" in [
+            m.memory for m in store.list_memories(MemoryQuery(user_id="ava"))
+        ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[server]\nport = 'high'\n", "[server] port must be a int"),
+        ("[server]\nportt = 1\n", "[server] has unknown keys: portt"),
+        ("[servers]\n", "[top level] has unknown keys: servers"),
+        ("server = 1\n", "must be tables"),
+        ("[agent]\nagent_id = 'a'\n", "[agent] needs a model"),
+        ("[agent]\nmodel = ''\n", "[agent] needs a model"),
+        (
+            "[agent]\nmodel = 'offline:x'\nmemory = 'always'\n",
+            "memory must be one of auto, agentic, off",
+        ),
+        (
+            "[agent]\nmodel = 'offline:x'\ninstructions = [1]\n",
+            "instructions must be a string or a list of strings",
+        ),
+        ("[agent]\nmodel = 'offline:x'\nhistory = true\n", "[agent] history must be a int"),
+        ("[agent]\nmodel = 'offline:x'\ntools = []\n", "[agent] has unknown keys: tools"),
+        ("[server\n", "is not valid TOML"),
+    ],
+)
+def test_bad_config_files_are_named_and_explained(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserError) as caught:
+        load_config(path)
+    assert message in str(caught.value)
+
+
+def test_config_loading_and_the_agent_it_builds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "noted.toml"
+    path.write_text(
+        "[server]\nembedder = 'local'\n[agent]\nmodel = 'offline:x'\ninstructions = 'Be brief.'\n"
+        "memory = 'agentic'\nsummaries = true\nhistory = 0\n"
+    )
+    config = load_config(path)
+    assert (config.db, config.host, config.port, config.embedder) == (None, None, None, "local")
+    assert config.agent == AgentConfig(
+        model="offline:x", instructions=["Be brief."], memory="agentic", summaries=True, history=0
+    )
+    assert load_config(_write(tmp_path, "empty.toml", "")).agent is None
+
+    from example_model import example_model
+    from noted.models import register_provider
+
+    register_provider("offline", example_model)
+    with SqliteDb(tmp_path / "agent.db") as store:
+        agent = build_agent(AgentConfig(model="offline:examples", agent_id="a", history=4), store)
+        assert (agent.agent_id, agent.add_history_to_context, agent.num_history_runs) == (
+            "a",
+            True,
+            4,
+        )
+        assert agent.model.id == "examples"
+        quiet = build_agent(AgentConfig(model="offline:examples", memory="off", history=0), store)
+        assert (quiet.add_history_to_context, quiet.memory) == (False, None)
+        with pytest.raises(UserError, match="unknown model provider"):
+            build_agent(AgentConfig(model="nowhere:model"), store)
+
+    # noted serve names a config it cannot read, or a model it does not know, and exits 1
+    monkeypatch.delenv("NOTED_API_KEY", raising=False)
+    db = str(tmp_path / "cli.db")
+    assert main(["serve", "--db", db, "--config", str(tmp_path / "missing.toml")]) == 1
+    assert "cannot read the config file" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "serve",
+                "--db",
+                db,
+                "--config",
+                str(_write(tmp_path, "m.toml", "[agent]\nmodel = 'nowhere:m'\n")),
+            ]
+        )
+        == 1
+    )
+    assert "unknown model provider 'nowhere'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["serve", "--db", db, "--workers", "0"])
+    assert "must be a positive integer" in capsys.readouterr().err
+
+
+def _write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
