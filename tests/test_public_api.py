@@ -17,6 +17,8 @@ def test_all_is_sorted_and_complete() -> None:
         "schema",
         "cli",
         "cli_sessions",
+        "cli_serve",
+        "server",
         "agent",
         "models",
         "retrieval",

@@ -838,6 +838,8 @@ def test_a_client_that_leaves_mid_stream(db: SqliteDb) -> None:
         session = db.get_session("left", "ava")
         assert session is not None
         assert [run.status for run in session.runs] == ["failed"]
+        assert session.runs[0].error is not None
+        assert session.runs[0].error.startswith("cancelled: the caller stopped the run")
         again = http.post("/agents/slow/runs", json={**body, "stream": False})
         assert again.status_code == 200
         assert again.json()["content"] == "too late"

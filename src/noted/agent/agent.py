@@ -360,10 +360,7 @@ class Agent:
         except BaseException as exc:
             # The failed turn is kept in the session for the record (status "failed"),
             # and left out of the history later runs replay.
-            run.status = "failed"
-            run.error = str(exc) or type(exc).__name__
-            run.metrics.duration = time.perf_counter() - started
-            self._save_failed(run)
+            self._save_failed(run, exc, started)
             raise
         run.metrics.duration = time.perf_counter() - started
         await asyncio.to_thread(self.db.append_run, run)
@@ -406,11 +403,17 @@ class Agent:
             name=call.name,
         )
 
-    def _save_failed(self, run: RunResult) -> None:
+    def _save_failed(self, run: RunResult, exc: BaseException, started: float) -> None:
+        run.status = "failed"
+        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+            run.error = "cancelled: the caller stopped the run before it finished"
+        else:
+            run.error = str(exc) or type(exc).__name__
+        run.metrics.duration = time.perf_counter() - started
         try:
             self.db.append_run(run)
-        except NotedError as exc:
-            log.warning("could not save failed run %s: %s", run.run_id, exc)
+        except NotedError as error:
+            log.warning("could not save failed run %s: %s", run.run_id, error)
 
     async def _collect(self, message: str, user_id: str, session_id: str) -> RunResult:
         async for event in self._events(message, user_id, session_id, stream=False):

@@ -4,6 +4,7 @@ variables)."""
 
 from __future__ import annotations
 
+import gc
 import os
 from typing import Final
 
@@ -28,7 +29,12 @@ def build_app(store: Store, embedder: str | None, config: ServeConfig) -> FastAP
     chosen = embedder or config.embedder or "none"
     memory = Memory(store, embedder=None if chosen == "none" else chosen)
     agent = None if config.agent is None else build_agent(config.agent, store)
-    return create_app(memory=memory, agent=agent)
+    app = create_app(memory=memory, agent=agent)
+    # The objects built so far live as long as the process: keep the collector from
+    # walking them again on every full collection (fewer and shorter pauses under load).
+    gc.collect()
+    gc.freeze()
+    return app
 
 
 def app_from_env() -> FastAPI:
