@@ -17,7 +17,7 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
-from noted.errors import ConflictError, NotedError, NotFoundError, UserError
+from noted.errors import ConflictError, NotedError, NotFoundError
 from noted.memory import DEFAULT_USER_ID
 from noted.server.auth import Principal
 from noted.server.responses import json_response
@@ -120,5 +120,5 @@ async def _stream(first: RunEvent, events: AsyncIterator[RunEvent]) -> AsyncIter
             yield sse(event.kind, _event_data(event))
             if isinstance(event, RunCompleted):
                 break
-    except (NotedError, UserError) as exc:
+    except NotedError as exc:
         yield sse("error", {"detail": str(exc)})

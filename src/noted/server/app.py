@@ -36,7 +36,7 @@ from noted.errors import (
 from noted.memory import Memory
 from noted.retrieval.embedders import Embedder
 from noted.server.agents import agent_id_of, agent_routes
-from noted.server.auth import Auth, Principal, Unauthorized
+from noted.server.auth import Auth, Unauthorized
 from noted.server.fast import FastMemoryList
 from noted.server.limits import BodyLimit
 from noted.server.memories import memory_routes
@@ -196,9 +196,6 @@ def _service_routes(app: FastAPI, svc: Services) -> None:
             }
         )
 
-    def principal(request: Request) -> Principal:
-        return svc.auth.authenticate(request.headers.get("authorization"))
-
     @app.post(
         "/tokens",
         tags=["service"],
@@ -211,7 +208,7 @@ def _service_routes(app: FastAPI, svc: Services) -> None:
         },
     )
     def issue(request: Request, body: TokenRequest) -> Response:
-        if not principal(request).is_admin:
+        if not svc.auth.authenticate(request.headers.get("authorization")).is_admin:
             return _error(403, "only the admin key can issue tokens")
         token = svc.auth.issue(body.user_id, body.expires_in)
         return json_response(

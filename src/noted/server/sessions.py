@@ -3,7 +3,7 @@ delete one."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Response
 
 from noted.errors import NotFoundError
 from noted.schema import check_id, require_id
@@ -50,7 +50,7 @@ def session_routes(svc: Services) -> APIRouter:
     def get_session(
         principal: Annotated[Principal, who],
         session_id: SessionId,
-        user_id: Annotated[str | None, Query(min_length=1, max_length=MAX_ID_CHARS)] = None,
+        user_id: UserQuery = None,
     ) -> Response:
         user = principal.scope(check_id("user_id", user_id))
         found = svc.store.get_session(require_id("session_id", session_id), user)
