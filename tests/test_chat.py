@@ -110,6 +110,36 @@ def test_cli_app_leaves_quietly_on_ctrl_d_and_ctrl_c(tmp_path: Path, how: str) -
     assert "requests: 0" in rest  # the program went on after the chat ended
 
 
+LOST_SIGINT_SCRIPT = textwrap.dedent(
+    """
+    import signal, sys, threading, time
+    from noted import Agent
+    from noted.testing import ScriptedModel
+    main = threading.main_thread().ident
+
+    def interrupt_from_another_thread():
+        # Wait until the prompt is reading, then take the SIGINT on this thread: CPython
+        # notes it, but the main thread's read is not interrupted by it.
+        while sys._current_frames()[main].f_code.co_name != "input":
+            time.sleep(0.01)
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_from_another_thread, daemon=True).start()
+    Agent(ScriptedModel([])).cli_app()
+    print("left the chat")
+    """
+)
+
+
+def test_cli_app_leaves_on_a_ctrl_c_that_missed_the_prompts_read() -> None:
+    child = spawn(["-c", LOST_SIGINT_SCRIPT])
+    child.expect("You")
+    child.expect("left the chat", timeout=10)
+    rest = finish(child)
+    assert "Traceback" not in rest
+
+
 def openai_stream(text: str) -> SSE:
     pieces = text.split(" ")
     chunks: list[object] = []

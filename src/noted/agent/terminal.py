@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.text import Text
 
+from noted._interrupt import ctrl_c_reaches_input
 from noted.agent.events import ContentDelta, RunCompleted, ToolCallCompleted, ToolCallStarted
 from noted.errors import NotedError
 from noted.sessions import RunResult
@@ -91,27 +92,39 @@ def chat(
         )
     )
     try:
-        while True:
-            try:
-                line = console.input("[bold green]You[/] > ")
-            except EOFError:
-                console.print()
-                return
-            if not line.strip():
-                continue
-            if line.strip().lower() in EXIT_WORDS:
-                return
-            try:
-                print_response(
-                    agent,
-                    line,
-                    user_id=user_id,
-                    session_id=session,
-                    stream=stream,
-                    markdown=markdown,
-                    console=console,
-                )
-            except NotedError as exc:
-                console.print(Text(f"error: {exc}", style="red"))
+        with ctrl_c_reaches_input():
+            _chat_loop(agent, user_id, session, stream, markdown, console)
     except KeyboardInterrupt:
         console.print()
+
+
+def _chat_loop(
+    agent: Agent,
+    user_id: str | None,
+    session: str,
+    stream: bool,
+    markdown: bool,
+    console: Console,
+) -> None:
+    while True:
+        try:
+            line = console.input("[bold green]You[/] > ")
+        except EOFError:
+            console.print()
+            return
+        if not line.strip():
+            continue
+        if line.strip().lower() in EXIT_WORDS:
+            return
+        try:
+            print_response(
+                agent,
+                line,
+                user_id=user_id,
+                session_id=session,
+                stream=stream,
+                markdown=markdown,
+                console=console,
+            )
+        except NotedError as exc:
+            console.print(Text(f"error: {exc}", style="red"))
