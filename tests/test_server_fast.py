@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from noted import SqliteDb, UserMemory
+from noted import MemoryQuery, SqliteDb, UserMemory
 from noted.server import create_app, issue_token
 from noted.server.fast import FastMemoryList
 
@@ -120,3 +120,17 @@ def test_credentials_are_checked_the_same_way(client: TestClient) -> None:
     assert fast.answered == before + 1
     assert mine.json()["meta"]["total_count"] == 45
     assert {m["user_id"] for m in mine.json()["data"]} == {"ava"}
+
+
+def test_the_listing_is_each_memorys_to_dict(client: TestClient) -> None:
+    store = client.app.state.noted.store  # type: ignore[attr-defined]
+    headers = {"Authorization": f"Bearer {KEY}"}
+    for query, expected in [
+        ("user_id=ava&limit=100", MemoryQuery(user_id="ava", limit=100)),
+        (
+            "user_id=bob&sort_by=created_at&sort_order=asc&limit=9&page=2",
+            MemoryQuery(user_id="bob", sort_by="created_at", sort_order="asc", limit=9, offset=9),
+        ),
+    ]:
+        answer = client.get(f"/memories?{query}", headers=headers)
+        assert answer.json()["data"] == [m.to_dict() for m in store.list_memories(expected)]

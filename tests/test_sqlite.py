@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -238,3 +240,66 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path: Path) -> None:
     assert memory.count_user_memories(user_id="shared") == 1000
     texts = {m.memory for m in memory.get_user_memories(user_id="shared")}
     assert texts == {f"writer {n} fact {i}" for n in range(4) for i in range(250)}
+
+
+TRICKY_TEXTS = [
+    'She said "hi" \\ and left',
+    "line one\nline two\ttabbed\r\x01\x1f\x7f",
+    "café 😀 עברית \u2028\u2029 </script><b>",
+    "plain",
+]
+TRICKY_TIMES = [
+    datetime(1, 1, 1, tzinfo=UTC),
+    datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(1970, 1, 1, tzinfo=UTC),
+    datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+    datetime(1900, 3, 1, 12, 30, 5, 500_000, tzinfo=UTC),
+    datetime(2024, 2, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+    datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
+]
+
+
+def test_json_listing_is_what_to_dict_writes(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "json.db")
+    db.upsert_memories(
+        [
+            UserMemory(
+                TRICKY_TEXTS[i % len(TRICKY_TEXTS)],
+                topics=[["ski", 'say "cheese"', "naïve\\path", "😀"][i % 4]] * (i % 2),
+                input=None if i % 3 else TRICKY_TEXTS[(i + 1) % len(TRICKY_TEXTS)],
+                memory_id=f"m-{i:02d}",
+                user_id="ava",
+                agent_id="helper" if i % 2 else None,
+                team_id="team" if i % 5 == 0 else None,
+                session_id=f"s-{i}" if i % 4 == 0 else None,
+                created_at=TRICKY_TIMES[i % len(TRICKY_TIMES)],
+                updated_at=TRICKY_TIMES[(i * 3) % len(TRICKY_TIMES)],
+            )
+            for i in range(30)
+        ]
+    )
+    queries = [
+        MemoryQuery(user_id="ava"),
+        MemoryQuery(user_id="ava", sort_by="created_at", sort_order="asc", limit=7, offset=3),
+        MemoryQuery(user_id="ava", topics=["😀", 'say "cheese"']),
+        MemoryQuery(user_id="ava", agent_id="helper", limit=5),
+        MemoryQuery(user_id="bob"),
+    ]
+    for query in queries:
+        expected = [m.to_dict() for m in db.list_memories(query)]
+        written = db.list_memories_json(query)
+        assert [json.loads(text) for text in written] == expected
+        # the same keys in the same order, so a page reads the same either way
+        assert [list(json.loads(text)) for text in written] == [list(e) for e in expected]
+    assert len(db.list_memories_json(queries[0])) == 30
+    db.close()
+
+
+def test_page_cache_size_is_set_on_the_connection(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "cache.db", page_cache_mib=8)
+    with db._session() as conn:
+        assert conn.execute("PRAGMA cache_size").fetchone()[0] == -8 * 1024
+    db.close()
+    for bad in (0, -1, 1.5, "64"):
+        with pytest.raises(UserError, match="page_cache_mib"):
+            SqliteDb(tmp_path / "cache.db", page_cache_mib=bad)  # type: ignore[arg-type]

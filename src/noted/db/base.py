@@ -16,6 +16,7 @@ from noted.schema import UserMemory, UserStats, check_time
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
+    "JsonListing",
     "MemoryQuery",
     "MemoryStore",
     "QueryVector",
@@ -239,6 +240,16 @@ class SessionStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class JsonListing(Protocol):
+    """A store that can write a listing as JSON itself, which serves the server's most
+    frequent request without building a Python object per memory (SqliteDb does)."""
+
+    def list_memories_json(self, query: MemoryQuery) -> list[str]:
+        """``list_memories(query)``, each memory's ``to_dict()`` as JSON text."""
+        ...
 
 
 @runtime_checkable

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -37,11 +39,40 @@ from noted.sessions import RunResult, Session, SessionSummary
 __all__ = ["SqliteDb"]
 
 _SELECT = ", ".join(COLUMNS)
+_JSON_IN_SQL = sqlite3.sqlite_version_info >= (3, 38)  # JSON functions built in
+
+
+def _iso_sql(column: str) -> str:
+    """SQL for ``iso(from_micros(column))``: ISO 8601 UTC with microseconds. Times before
+    1970 take the floor of the division (SQLite's truncates toward zero)."""
+
+    def text(seconds: str, micros: str) -> str:
+        return (
+            f"printf('%sT%s.%06d+00:00', date({seconds}, 'unixepoch'), "
+            f"time({seconds}, 'unixepoch'), {micros})"
+        )
+
+    micros = f"(({column} % 1000000) + 1000000) % 1000000"
+    return (
+        f"CASE WHEN {column} >= 0 THEN {text(f'{column} / 1000000', f'{column} % 1000000')} "
+        f"ELSE {text(f'({column} - {micros}) / 1000000', micros)} END"
+    )
+
+
+# A memory as UserMemory.to_dict() writes it, keys in the same order.
+_JSON_SELECT = "json_object({})".format(
+    ", ".join(
+        f"'{name}', "
+        + ("json(topics)" if name == "topics" else _iso_sql(name) if name.endswith("_at") else name)
+        for name in (f.name for f in fields(UserMemory))
+    )
+)
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 _ROWS_PER_INSERT = IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT statement
 _EVENT_ID_LEN = 36  # a UUID as text
 _MAX_ROWID = 2**63 - 1
 _VECTOR_CACHE_BYTES = 512 * 2**20
+_PAGE_CACHE_MIB = 64
 # BM25 weight of each full-text column: owner (never matched), memory, topics, input
 _BM25_WEIGHTS = "0.0, 1.0, 0.5, 0.5"
 
@@ -65,6 +96,7 @@ class SqliteDb(StoreContext):
         create_dirs: bool = False,
         busy_timeout: float = 30.0,
         vector_cache_bytes: int = _VECTOR_CACHE_BYTES,
+        page_cache_mib: int = _PAGE_CACHE_MIB,
     ) -> None:
         if not isinstance(db_file, str | os.PathLike) or not os.fspath(db_file):
             raise UserError(f"db_file must be a file path, got {db_file!r}")
@@ -75,6 +107,9 @@ class SqliteDb(StoreContext):
         self.read_only = read_only
         self.create_dirs = create_dirs
         self.busy_timeout = busy_timeout
+        if type(page_cache_mib) is not int or page_cache_mib < 1:
+            raise UserError(f"page_cache_mib must be a positive integer, got {page_cache_mib!r}")
+        self.page_cache_mib = page_cache_mib
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._vectors = SqliteVectors(
@@ -207,6 +242,7 @@ class SqliteDb(StoreContext):
             if not self.read_only:
                 self._use_wal(conn)
                 conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA cache_size = -{self.page_cache_mib * 1024}")
             self._migrate(conn)
         except sqlite3.Error as exc:
             if conn is not None:
@@ -456,19 +492,28 @@ class SqliteDb(StoreContext):
             params.append(to_micros(query.updated_before))
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
-    def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
+    def _listing(self, columns: str, query: MemoryQuery) -> list[Any]:
         where, params = self._where(query)
         order = "DESC" if query.sort_order == "desc" else "ASC"
         sql = (
-            f"SELECT {_SELECT} FROM {self.memory_table}{where} "
+            f"SELECT {columns} FROM {self.memory_table}{where} "
             f"ORDER BY {query.sort_by} {order}, memory_id {order}"
         )
         if query.limit is not None or query.offset:
             sql += " LIMIT ? OFFSET ?"
             params += [-1 if query.limit is None else query.limit, query.offset]
         with self._session() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return rows_to_memories(rows)
+            return conn.execute(sql, params).fetchall()
+
+    def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
+        return rows_to_memories(self._listing(_SELECT, query))
+
+    def list_memories_json(self, query: MemoryQuery) -> list[str]:
+        """``list_memories(query)``, each memory's ``to_dict()`` as JSON text written by
+        SQLite itself: no Python object per field."""
+        if not _JSON_IN_SQL:
+            return [json.dumps(m.to_dict()) for m in self.list_memories(query)]
+        return [row[0] for row in self._listing(_JSON_SELECT, query)]
 
     def _catch_up(self) -> None:
         """Index the memories added since the last keyword search (one statement)."""

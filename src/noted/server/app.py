@@ -21,6 +21,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp
 
 from noted import __version__
 from noted.agent import Agent
@@ -120,6 +121,14 @@ def _handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, http_error)
 
 
+class _NotedApp(FastAPI):
+    """FastAPI with the plain listing answered first, before even Starlette's outermost
+    error middleware (the fast path maps no errors: it leaves every failure to the route)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return FastMemoryList(super().build_middleware_stack(), self.state.noted)
+
+
 def _agents(agent: Agent | Sequence[Agent] | None) -> dict[str, Agent]:
     agents = [] if agent is None else [agent] if isinstance(agent, Agent) else list(agent)
     found: dict[str, Agent] = {}
@@ -166,14 +175,13 @@ def create_app(
         token_secret if token_secret is not None else os.environ.get("NOTED_TOKEN_SECRET") or None,
     )
     svc = Services(memory.db, memory, auth, _agents(agent))
-    app = FastAPI(
+    app = _NotedApp(
         title="noted",
         version=__version__,
         summary="Long-term memory for LLM agents: user memories, sessions and agents over HTTP.",
     )
     app.state.noted = svc
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
-    app.add_middleware(FastMemoryList, services=svc)  # outermost: before the body limit
     _handlers(app)
     app.include_router(memory_routes(svc))
     app.include_router(session_routes(svc))

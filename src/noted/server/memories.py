@@ -2,6 +2,7 @@
 
 from typing import Annotated, Any, Final, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
@@ -230,10 +231,17 @@ def memory_page(svc: Services, query: MemoryQuery, page: int) -> dict[str, Any]:
     """One page of a listing (no search) with its paging meta. A page is at most 100 rows
     read by index: the routes run it inline, cheaper than a thread hop."""
     assert query.limit is not None
-    rows = [m.to_dict() for m in svc.store.list_memories(query)]
+    rows: Any
+    if svc.listing is not None:
+        written = svc.listing.list_memories_json(query)
+        found = len(written)
+        rows = orjson.Fragment("[" + ",".join(written) + "]")
+    else:
+        rows = [m.to_dict() for m in svc.store.list_memories(query)]
+        found = len(rows)
     total = (
-        len(rows) + query.offset
-        if page == 1 and len(rows) < query.limit
+        found + query.offset
+        if page == 1 and found < query.limit
         else svc.store.count_memories(query)
     )
     return {"data": rows, "meta": page_meta(page, query.limit, total)}

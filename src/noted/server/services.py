@@ -9,7 +9,7 @@ from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from noted.agent import Agent
-from noted.db.base import MemoryQuery, Store
+from noted.db.base import JsonListing, MemoryQuery, Store
 from noted.memory import Memory
 from noted.schema import UserStats
 from noted.server.auth import Auth, Principal
@@ -28,6 +28,10 @@ class Services:
     memory: Memory
     auth: Auth
     agents: dict[str, Agent] = field(default_factory=dict)
+    listing: JsonListing | None = field(init=False)  # the store, when it writes JSON listings
+
+    def __post_init__(self) -> None:
+        self.listing = self.store if isinstance(self.store, JsonListing) else None
 
     async def principal(
         self,
