@@ -1137,3 +1137,39 @@ def test_no_input_gives_a_server_error(db: SqliteDb) -> None:
             )
         assert max(seen) < 500, sorted(seen)
         assert {200, 400, 404, 422} <= seen
+
+
+def _assert_store_down(r: httpx.Response, path: Path) -> None:
+    assert r.status_code == 503, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("the store cannot answer: ") and str(path) in detail, detail
+
+
+def test_a_broken_database_file_answers_503_and_health_still_answers(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 500)
+    with TestClient(create_app(SqliteDb(junk)), raise_server_exceptions=True) as client:
+        for path in ("/memories", "/memories?user_id=ava", "/user_memory_stats", "/sessions"):
+            _assert_store_down(client.get(path), junk)
+        _assert_store_down(client.post("/memories", json={"memory": "m", "user_id": "ava"}), junk)
+        assert client.get("/health").json()["status"] == "ok"
+    assert junk.read_bytes() == b"this is not a database" * 500  # nothing written over it
+
+
+def test_a_database_file_broken_while_serving_answers_503(tmp_path: Path) -> None:
+    path = tmp_path / "good.db"
+    store = SqliteDb(path)
+    with TestClient(create_app(store), raise_server_exceptions=True) as client:
+        add(client, "fact", topics=["t"])
+        assert texts(client.get("/memories", params={"user_id": "ava"})) == ["fact"]
+        store.close()
+        with path.open("r+b") as f:  # the header and the first pages overwritten
+            f.write(b"\0" * 16384)
+        for params in (
+            {"user_id": "ava"},  # the plain listing, answered before the framework
+            {"user_id": "ava", "limit": "5", "topics": "t"},
+            {"user_id": "ava", "search_content": "fact"},
+        ):
+            _assert_store_down(client.get("/memories", params=params), path)
+        _assert_store_down(client.get("/memory_topics"), path)
+        _assert_store_down(client.post("/memories", json={"memory": "m", "user_id": "ava"}), path)
