@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -394,3 +396,59 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def test_two_workers_take_concurrent_writers_and_lose_nothing(tmp_path: Path) -> None:
+    """``noted serve --workers 2``: two processes over one SQLite file, written by eight
+    clients at once (their own users, one shared user, and the same memory changed by all)."""
+    db = tmp_path / "shared.db"
+    writers, each = 8, 25
+    with serve(tmp_path, "--db", str(db), "--no-access-log", "--workers", "2") as served:
+        url = served.url
+        shared = httpx.post(f"{url}/memories", json={"memory": "v0", "user_id": "shared"})
+        assert shared.status_code == 201, shared.text
+        shared_id = shared.json()["memory_id"]
+        failures: list[str] = []
+
+        def write(n: int) -> None:
+            with httpx.Client(base_url=url, timeout=30) as client:
+                for i in range(each):
+                    for user in (f"writer-{n}", "shared"):
+                        body = {"memory": f"writer {n} fact {i}", "user_id": user}
+                        r = client.post("/memories", json=body)
+                        if r.status_code != 201:
+                            failures.append(f"POST {r.status_code} {r.text}")
+                    r = client.patch(
+                        f"/memories/{shared_id}",
+                        params={"user_id": "shared"},
+                        json={"memory": f"v {n}.{i}"},
+                    )
+                    if r.status_code != 200:
+                        failures.append(f"PATCH {r.status_code} {r.text}")
+                    r = client.get("/memories", params={"user_id": f"writer-{n}", "limit": 5})
+                    if r.status_code != 200 or r.json()["meta"]["total_count"] != i + 1:
+                        failures.append(f"GET {r.status_code} {r.text[:200]}")
+
+        threads = [threading.Thread(target=write, args=(n,)) for n in range(writers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not failures, failures[:5]
+        stats = httpx.get(f"{url}/user_memory_stats", params={"limit": 100}).json()
+        counts = {row["user_id"]: row["memory_count"] for row in stats["data"]}
+        assert counts == {"shared": 1 + writers * each, **{f"writer-{n}": each for n in range(8)}}
+        history = httpx.get(f"{url}/memories/{shared_id}/history", params={"user_id": "shared"})
+        events = history.json()
+        assert [e["event"] for e in events] == ["add"] + ["update"] * (writers * each)
+        final = httpx.get(f"{url}/memories/{shared_id}", params={"user_id": "shared"}).json()
+        # each change starts from the text the one before it left: none was lost
+        for before, after in itertools.pairwise(events):
+            assert after["old_memory"] == before["new_memory"]
+        assert final["memory"] == events[-1]["new_memory"]
+        served.process.send_signal(signal.SIGINT)
+        assert served.process.wait(timeout=30) == 0, served.stderr()
+        assert "Traceback" not in served.stderr()
+    with SqliteDb(db) as store:
+        texts = {m.memory for m in store.list_memories(MemoryQuery(user_id="shared"))}
+        assert {f"writer {n} fact {i}" for n in range(writers) for i in range(each)} < texts
