@@ -10,7 +10,6 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +29,7 @@ from noted.db._rows import (
     rows_to_memories,
 )
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.sqlite_json import JSON_IN_SQL, MEMORY_JSON
 from noted.db.sqlite_vectors import SqliteVectors
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
 from noted.retrieval.ranking import fts_match
@@ -39,34 +39,6 @@ from noted.sessions import RunResult, Session, SessionSummary
 __all__ = ["SqliteDb"]
 
 _SELECT = ", ".join(COLUMNS)
-_JSON_IN_SQL = sqlite3.sqlite_version_info >= (3, 38)  # JSON functions built in
-
-
-def _iso_sql(column: str) -> str:
-    """SQL for ``iso(from_micros(column))``: ISO 8601 UTC with microseconds. Times before
-    1970 take the floor of the division (SQLite's truncates toward zero)."""
-
-    def text(seconds: str, micros: str) -> str:
-        return (
-            f"printf('%sT%s.%06d+00:00', date({seconds}, 'unixepoch'), "
-            f"time({seconds}, 'unixepoch'), {micros})"
-        )
-
-    micros = f"(({column} % 1000000) + 1000000) % 1000000"
-    return (
-        f"CASE WHEN {column} >= 0 THEN {text(f'{column} / 1000000', f'{column} % 1000000')} "
-        f"ELSE {text(f'({column} - {micros}) / 1000000', micros)} END"
-    )
-
-
-# A memory as UserMemory.to_dict() writes it, keys in the same order.
-_JSON_SELECT = "json_object({})".format(
-    ", ".join(
-        f"'{name}', "
-        + ("json(topics)" if name == "topics" else _iso_sql(name) if name.endswith("_at") else name)
-        for name in (f.name for f in fields(UserMemory))
-    )
-)
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 _ROWS_PER_INSERT = IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT statement
 _EVENT_ID_LEN = 36  # a UUID as text
@@ -511,9 +483,9 @@ class SqliteDb(StoreContext):
     def list_memories_json(self, query: MemoryQuery) -> list[str]:
         """``list_memories(query)``, each memory's ``to_dict()`` as JSON text written by
         SQLite itself: no Python object per field."""
-        if not _JSON_IN_SQL:
+        if not JSON_IN_SQL:
             return [json.dumps(m.to_dict()) for m in self.list_memories(query)]
-        return [row[0] for row in self._listing(_JSON_SELECT, query)]
+        return [row[0] for row in self._listing(MEMORY_JSON, query)]
 
     def _catch_up(self) -> None:
         """Index the memories added since the last keyword search (one statement)."""
