@@ -9,15 +9,11 @@ kept as float32 bytes and compared in Python, and the store says so once.
 from __future__ import annotations
 
 import logging
-import struct
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-
-import numpy as np
 
 from noted._time import from_micros, now_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
@@ -40,46 +36,29 @@ from noted.errors import (
     UserError,
 )
 from noted.retrieval.ranking import STOPWORDS, fts_terms
-from noted.retrieval.vectors import (
-    Vector,
-    check_vector,
-    from_blobs,
-    search_target,
-    to_blob,
-    top_indices,
-)
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
 try:
     import psycopg
-    from psycopg.adapt import Dumper
-    from psycopg.pq import Format
-    from psycopg.types import TypeInfo
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingDependencyError(
         "PostgresDb needs psycopg 3 and psycopg_pool: pip install 'noted[postgres]'"
     ) from exc
 
+from noted.db import postgres_query as pgsql
 from noted.db import postgres_schema as pg_schema
 from noted.db import postgres_sessions as sessions
+from noted.db.postgres_query import MICROS, SELECT, Conn, Row
+from noted.db.postgres_vectors import PostgresVectors
 
 __all__ = ["PostgresDb"]
 
 log = logging.getLogger(__name__)
 
-Row = tuple[Any, ...]
-Conn = psycopg.Connection[Row]
-
-# timestamps leave the database as integer microseconds (exact; what the row readers take)
-_MICROS = "(extract(epoch from {0}) * 1000000)::bigint"
-_SELECT = ", ".join(
-    _MICROS.format(c) if c.endswith("_at") else "topics::text" if c == "topics" else c
-    for c in COLUMNS
-)
 _EVENT_SELECT = ", ".join(
-    _MICROS.format(c) if c == "created_at" else f"{c}::text" if c.endswith("_topics") else c
+    MICROS.format(c) if c == "created_at" else f"{c}::text" if c.endswith("_topics") else c
     for c in EVENT_COLUMNS
 )
 # A keyword search tests each of the user's rows, read by the (user_id, ...) index; the
@@ -90,16 +69,6 @@ KEYWORD_MATCH = "coalesce(search @@ q, false)"
 _RANK_WEIGHTS = "'{0.1, 0.2, 0.5, 1.0}'"  # D, C, B, A: text, then topics, then input
 _EXACT_SEARCH_LIMIT = 20_000
 _warned_no_pgvector = False
-
-
-class _VectorDumper(Dumper):
-    """numpy float32 arrays to pgvector's binary form: dimensions, zero, big-endian floats."""
-
-    format = Format.BINARY
-
-    def dump(self, obj: Any) -> bytes:
-        array = np.asarray(obj, dtype=">f4").reshape(-1)
-        return struct.pack(">HH", array.size, 0) + array.tobytes()
 
 
 class PostgresDb(StoreContext):
@@ -141,14 +110,16 @@ class PostgresDb(StoreContext):
         self._n = schema_names = pg_schema.Names(schema, memory_table, session_table)
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
-        self.exact_search_limit = exact_search_limit
-        self.create_vector_index = create_vector_index
         self._lock = threading.Lock()
         self._pool: ConnectionPool[Conn] | None = None
-        self._pgvector = False
-        self._vector_oid: int | None = None
-        self._indexed_dimensions: set[int] = set()
-        self._sizes: dict[str, tuple[float, bool]] = {}  # user -> (valid until, large)
+        self._vectors = PostgresVectors(
+            schema_names,
+            self._connection,
+            self._transaction,
+            self._open,
+            exact_search_limit=exact_search_limit,
+            create_index=create_vector_index,
+        )
         t = schema_names.memories
         self._sql_insert = (
             f"INSERT INTO {t} ({', '.join(COLUMNS)}) VALUES "
@@ -206,7 +177,7 @@ class PostgresDb(StoreContext):
                 min_size=1,
                 max_size=self.pool_size,
                 kwargs={"autocommit": True},
-                configure=self._configure,
+                configure=self._vectors.configure,
                 timeout=self.connect_timeout,
                 open=False,
                 name=f"noted:{self.memory_table}",
@@ -218,11 +189,6 @@ class PostgresDb(StoreContext):
                 raise StoreError(f"cannot connect to {self._where_to}: {exc}") from exc
             self._pool = pool
             return pool
-
-    def _configure(self, conn: Conn) -> None:
-        if self._vector_oid is not None:
-            dumper = type("VectorDumper", (_VectorDumper,), {"oid": self._vector_oid})
-            conn.adapters.register_dumper(np.ndarray, dumper)
 
     @contextmanager
     def _connection(self) -> Iterator[Conn]:
@@ -243,10 +209,7 @@ class PostgresDb(StoreContext):
         n = self._n
         if self.schema is not None:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-        self._pgvector = self._ensure_pgvector(conn)
-        if self._pgvector:
-            info = TypeInfo.fetch(conn, "vector")
-            self._vector_oid = None if info is None else info.oid
+        pgvector = self._vectors.prepare(conn)
         for table, steps in (
             (self.memory_table, pg_schema.MIGRATIONS),
             (self.session_table, pg_schema.SESSION_MIGRATIONS),
@@ -260,49 +223,27 @@ class PostgresDb(StoreContext):
                         f"than this noted knows ({len(steps)}); upgrade noted"
                     )
                 for step in steps[version:]:
-                    step(conn, n, self._pgvector)
+                    step(conn, n, pgvector)
                 if version < len(steps):
                     pg_schema.record_version(conn, n, table, len(steps))
-        # the column decides, for tables made before pgvector was installed (or after)
-        row = conn.execute(
-            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = to_regclass(%s) AND attname = 'embedding'",
-            (n.memories,),
-        ).fetchone()
-        self._pgvector = row is not None and str(row[0]).startswith("vector")
-        if self._pgvector:
-            self._indexed_dimensions = self._vector_indexes(conn)
-        else:
-            self._vector_oid = None
+        if not self._vectors.settle(conn):
             _say_no_pgvector(self._where_to)
-
-    @staticmethod
-    def _ensure_pgvector(conn: Conn) -> bool:
-        installed = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
-        if installed is not None:
-            return True
-        try:
-            with conn.transaction():
-                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        except psycopg.Error as exc:
-            log.debug("pgvector could not be created: %s", exc)
-            return False
-        return True
-
-    def _vector_indexes(self, conn: Conn) -> set[int]:
-        prefix = f"ix_{self.memory_table}_hnsw_"
-        rows = conn.execute(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = COALESCE(%s, current_schema()) "
-            "AND indexname LIKE %s",
-            (self.schema, prefix.replace("_", r"\_") + "%"),
-        ).fetchall()
-        return {int(name[len(prefix) :]) for (name,) in rows if name[len(prefix) :].isdigit()}
 
     @property
     def uses_pgvector(self) -> bool:
         """Whether vectors are searched by pgvector in the database (else in Python)."""
         self._open()
-        return self._pgvector
+        return self._vectors.enabled
+
+    @property
+    def exact_search_limit(self) -> int:
+        """Users with more memories than this are searched through the HNSW index."""
+        return self._vectors.exact_search_limit
+
+    @property
+    def create_vector_index(self) -> bool:
+        """Whether an HNSW index is made for each size of vectors stored."""
+        return self._vectors.create_index
 
     def schema_version(self, table: str | None = None) -> int:
         """The number of migrations applied to ``table`` (the memory table by default)."""
@@ -498,56 +439,25 @@ class PostgresDb(StoreContext):
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
         with self._connection() as conn:
             row = conn.execute(
-                f"SELECT {_SELECT} FROM {self._n.memories} WHERE memory_id = %s AND user_id = %s",
+                f"SELECT {SELECT} FROM {self._n.memories} WHERE memory_id = %s AND user_id = %s",
                 (memory_id, user_id),
             ).fetchone()
         return None if row is None else rows_to_memories([row])[0]
 
-    @staticmethod
-    def _where(query: MemoryQuery, *, user: bool = True) -> tuple[str, list[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if user and query.user_id is not None:
-            clauses.append("user_id = %s")
-            params.append(query.user_id)
-        if query.agent_id is not None:
-            clauses.append("agent_id = %s")
-            params.append(query.agent_id)
-        if query.team_id is not None:
-            clauses.append("team_id = %s")
-            params.append(query.team_id)
-        if query.topics:
-            clauses.append("topics ?| %s")
-            params.append(list(query.topics))
-        if query.updated_after is not None:
-            clauses.append("updated_at >= %s")
-            params.append(query.updated_after)
-        if query.updated_before is not None:
-            clauses.append("updated_at < %s")
-            params.append(query.updated_before)
-        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
-
-    @staticmethod
-    def _page(query: MemoryQuery, params: list[Any]) -> str:
-        if query.limit is None and not query.offset:
-            return ""
-        params += [query.limit, query.offset]
-        return " LIMIT %s OFFSET %s"
-
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
-        where, params = self._where(query)
+        where, params = pgsql.where(query)
         order = "DESC" if query.sort_order == "desc" else "ASC"
         sql = (
-            f"SELECT {_SELECT} FROM {self._n.memories}{where} "
+            f"SELECT {SELECT} FROM {self._n.memories}{where} "
             f"ORDER BY {query.sort_by} {order}, memory_id {order}"
         )
-        sql += self._page(query, params)
+        sql += pgsql.page(query, params)
         with self._connection() as conn:
             rows = conn.execute(sql, params).fetchall()
         return rows_to_memories(rows)
 
     def count_memories(self, query: MemoryQuery) -> int:
-        where, params = self._where(query)
+        where, params = pgsql.where(query)
         with self._connection() as conn:
             row = conn.execute(f"SELECT count(*) FROM {self._n.memories}{where}", params)
             return int(row.fetchone()[0])  # type: ignore[index]
@@ -573,7 +483,7 @@ class PostgresDb(StoreContext):
     def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
         check_page(limit, offset)
         sql = (
-            f"SELECT user_id, count(*), {_MICROS.format('max(updated_at)')} "
+            f"SELECT user_id, count(*), {MICROS.format('max(updated_at)')} "
             f"FROM {self._n.memories} GROUP BY user_id "
             "ORDER BY max(updated_at) DESC, user_id LIMIT %s OFFSET %s"
         )
@@ -592,173 +502,34 @@ class PostgresDb(StoreContext):
             return []
         # Only letters and digits reach the query, joined by "or": nothing in ``text`` can
         # be read as query syntax, and any of the words matches (see KEYWORD_MATCH).
-        where, params = self._where(query)
+        where, params = pgsql.where(query)
         inner = (
             f"SELECT memory_id AS hit, ts_rank(search, q, 1) AS score FROM {self._n.memories}, "
             f"websearch_to_tsquery('english', %s) AS q{where} AND {KEYWORD_MATCH} "
             "ORDER BY score DESC, memory_id"
         )
         params = [" or ".join(words), *params]
-        inner += self._page(query, params)
+        inner += pgsql.page(query, params)
         with self._connection() as conn:
-            return self._ranked(conn, inner, params)
+            return pgsql.ranked(conn, self._n.memories, inner, params)
 
-    def _ranked(self, conn: Conn, inner: str, params: list[Any]) -> list[ScoredMemory]:
-        """The memories ``inner`` ranks (``hit``, ``score``, best first, one page): the
-        ranking reads only what it scores, and only the page's rows are read whole."""
-        rows = conn.execute(
-            f"SELECT {_SELECT}, hits.score FROM ({inner}) AS hits "
-            f"JOIN {self._n.memories} ON memory_id = hits.hit ORDER BY hits.score DESC, memory_id",
-            params,
-        ).fetchall()
-        found = rows_to_memories([row[:-1] for row in rows])
-        return [ScoredMemory(m, float(row[-1])) for m, row in zip(found, rows, strict=True)]
+    # -- embeddings and semantic search (see postgres_vectors) ---------------------------
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
     ) -> list[ScoredMemory]:
-        user_id, target = search_target(query.user_id, vector)
-        if query.limit == 0:
-            return []
-        self._open()
-        if not self._pgvector:
-            return self._search_in_python(query, target, model)
-        dims = int(target.size)
-        where, params = self._where(query)
-        # the size as a constant: it must match the HNSW index's condition when planned
-        where += f" AND embedding_model = %s AND vector_dims(embedding) = {dims}"
-        params.append(model)
-        indexed = dims in self._indexed_dimensions and self._larger_than(
-            user_id, self.exact_search_limit
-        )
-        # Exact over the user's rows (the plain column is not what the index holds), or,
-        # for a user too large for that, the HNSW index: its expression and condition, and
-        # a scan that goes on until enough of this user's rows have been found.
-        column = f"embedding::vector({dims})" if indexed else "embedding"
-        inner = (
-            f"SELECT memory_id AS hit, 1 - ({column} <=> %s) AS score FROM {self._n.memories}"
-            f"{where} ORDER BY {column} <=> %s, memory_id"
-        )
-        params = [target, *params, target]
-        inner += self._page(query, params)
-        with self._transaction() as conn:
-            if indexed:
-                conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                conn.execute("SET LOCAL hnsw.ef_search = 100")
-            return self._ranked(conn, inner, params)
-
-    def _larger_than(self, user_id: str, limit: int) -> bool:
-        """Whether the user has more than ``limit`` memories (reads at most limit + 1),
-        remembered for a minute: a user grows past the limit slowly, and the answer only
-        picks the faster of two correct ways to search."""
-        now = time.monotonic()
-        known = self._sizes.get(user_id)
-        if known is not None and known[0] > now:
-            return known[1]
-        with self._connection() as conn:
-            row = conn.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM {self._n.memories} "
-                "WHERE user_id = %s LIMIT %s) AS mine",
-                (user_id, limit + 1),
-            ).fetchone()
-        large = row is not None and int(row[0]) > limit
-        if len(self._sizes) > 100_000:
-            self._sizes.clear()
-        self._sizes[user_id] = (now + 60.0, large)
-        return large
-
-    def _search_in_python(
-        self, query: MemoryQuery, target: Vector, model: str
-    ) -> list[ScoredMemory]:
-        """Without pgvector: the user's vectors are read and compared here."""
-        where, params = self._where(query)
-        sql = (
-            f"SELECT {_SELECT}, embedding FROM {self._n.memories}{where} "
-            "AND embedding_model = %s AND length(embedding) = %s ORDER BY memory_id"
-        )
-        with self._connection() as conn:
-            rows = conn.execute(sql, [*params, model, 4 * target.size]).fetchall()
-        if not rows:
-            return []
-        memories = rows_to_memories([row[:-1] for row in rows])
-        scores = from_blobs([bytes(row[-1]) for row in rows], target.size) @ target
-        count = None if query.limit is None else query.offset + query.limit
-        ranked = top_indices(scores, count)[query.offset :]  # ties: by id, as in SQL
-        return [ScoredMemory(memories[i], float(scores[i])) for i in ranked]
-
-    # -- embeddings -------------------------------------------------------------------
-
-    @staticmethod
-    def _pending(user_id: str | None) -> tuple[str, list[Any]]:
-        unembedded = "(embedding IS NULL OR embedding_model IS DISTINCT FROM %s)"
-        if user_id is None:
-            return f" WHERE {unembedded}", []
-        return f" WHERE user_id = %s AND {unembedded}", [user_id]
+        return self._vectors.search(query, vector, model)
 
     def memories_to_embed(
         self, user_id: str | None, model: str, limit: int | None = None
     ) -> list[UserMemory]:
-        check_page(limit, 0)
-        where, params = self._pending(user_id)
-        with self._connection() as conn:
-            rows = conn.execute(
-                f"SELECT {_SELECT} FROM {self._n.memories}{where} "
-                "ORDER BY created_at, memory_id LIMIT %s",
-                [*params, model, limit],
-            ).fetchall()
-        return rows_to_memories(rows)
+        return self._vectors.to_embed(user_id, model, limit)
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
-        """All the user's memories less those embedded by ``model``: two counts that read
-        only indexes (a memory has a model exactly when it has an embedding), which stays
-        cheap when every search of the user asks."""
-        if user_id is None:
-            where, params = self._pending(None)
-            sql = f"SELECT count(*) FROM {self._n.memories}{where}"
-            args: list[Any] = [*params, model]
-        else:
-            t = self._n.memories
-            sql = (
-                f"SELECT (SELECT count(*) FROM {t} WHERE user_id = %s) - "
-                f"(SELECT count(*) FROM {t} WHERE user_id = %s AND embedding_model = %s)"
-            )
-            args = [user_id, user_id, model]
-        with self._connection() as conn:
-            row = conn.execute(sql, args).fetchone()
-        return 0 if row is None else int(row[0])
+        return self._vectors.count_to_embed(user_id, model)
 
     def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
-        checked = [(m, check_vector(v)) for m, v in items]
-        if not checked:
-            return 0
-        self._open()
-        value = "%s" if self._pgvector else "%s::bytea"
-        rows = [
-            (v if self._pgvector else to_blob(v), model, m.memory_id, m.user_id, m.memory)
-            for m, v in checked
-        ]
-        for dims in {int(v.size) for _, v in checked} - self._indexed_dimensions:
-            self._index_vectors(dims)
-        with self._transaction() as conn, conn.cursor() as cur:
-            cur.executemany(
-                f"UPDATE {self._n.memories} SET embedding = {value}, embedding_model = %s "
-                "WHERE memory_id = %s AND user_id = %s AND memory = %s",
-                rows,
-            )
-            return max(cur.rowcount, 0)
-
-    def _index_vectors(self, dims: int) -> None:
-        """The HNSW index (cosine) of the vectors of ``dims`` dimensions, made once."""
-        if not self._pgvector or not self.create_vector_index or not 0 < dims <= 2000:
-            return
-        name = f"ix_{self.memory_table}_hnsw_{dims}"
-        with self._transaction() as conn:
-            conn.execute(
-                f'CREATE INDEX IF NOT EXISTS "{name}" ON {self._n.memories} '
-                f"USING hnsw ((embedding::vector({dims})) vector_cosine_ops) "
-                f"WHERE vector_dims(embedding) = {dims}"
-            )
-        self._indexed_dimensions.add(dims)
+        return self._vectors.store(model, items)
 
     # -- SessionStore (see postgres_sessions) ------------------------------------------
 

@@ -1,0 +1,68 @@
+"""How PostgresDb reads memories: the selected columns, a MemoryQuery as a WHERE clause and
+a page, and the rows of a ranking; shared by the store and its vectors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+from noted.db._rows import COLUMNS, rows_to_memories
+from noted.db.base import MemoryQuery, ScoredMemory
+
+__all__ = ["MICROS", "SELECT", "Conn", "Row", "page", "ranked", "where"]
+
+Row = tuple[Any, ...]
+Conn = psycopg.Connection[Row]
+
+# timestamps leave the database as integer microseconds (exact; what the row readers take)
+MICROS = "(extract(epoch from {0}) * 1000000)::bigint"
+SELECT = ", ".join(
+    MICROS.format(c) if c.endswith("_at") else "topics::text" if c == "topics" else c
+    for c in COLUMNS
+)
+
+
+def where(query: MemoryQuery) -> tuple[str, list[Any]]:
+    """The query's filters as `` WHERE ...`` (or nothing) and its parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.user_id is not None:
+        clauses.append("user_id = %s")
+        params.append(query.user_id)
+    if query.agent_id is not None:
+        clauses.append("agent_id = %s")
+        params.append(query.agent_id)
+    if query.team_id is not None:
+        clauses.append("team_id = %s")
+        params.append(query.team_id)
+    if query.topics:
+        clauses.append("topics ?| %s")
+        params.append(list(query.topics))
+    if query.updated_after is not None:
+        clauses.append("updated_at >= %s")
+        params.append(query.updated_after)
+    if query.updated_before is not None:
+        clauses.append("updated_at < %s")
+        params.append(query.updated_before)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def page(query: MemoryQuery, params: list[Any]) -> str:
+    """`` LIMIT ... OFFSET ...`` for the query's page (its values appended to ``params``)."""
+    if query.limit is None and not query.offset:
+        return ""
+    params += [query.limit, query.offset]
+    return " LIMIT %s OFFSET %s"
+
+
+def ranked(conn: Conn, table: str, inner: str, params: list[Any]) -> list[ScoredMemory]:
+    """The memories ``inner`` ranks (``hit``, ``score``, best first, one page): the ranking
+    reads only what it scores, and only the page's rows are read whole."""
+    rows = conn.execute(
+        f"SELECT {SELECT}, hits.score FROM ({inner}) AS hits "
+        f"JOIN {table} ON memory_id = hits.hit ORDER BY hits.score DESC, memory_id",
+        params,
+    ).fetchall()
+    found = rows_to_memories([row[:-1] for row in rows])
+    return [ScoredMemory(m, float(row[-1])) for m, row in zip(found, rows, strict=True)]

@@ -1,0 +1,270 @@
+"""PostgresDb's embeddings, in the memory table's ``embedding`` and ``embedding_model``.
+
+With pgvector, ``embedding`` is a ``vector`` column searched in the database: exactly over
+one user's rows, or, for a user with more than ``exact_search_limit`` memories, through an
+HNSW index (cosine) made once per vector size. Without it, vectors are float32 bytes
+compared in Python.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
+from psycopg.types import TypeInfo
+
+from noted.db import postgres_query as sql
+from noted.db._rows import rows_to_memories
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.postgres_schema import Names
+from noted.retrieval.vectors import (
+    Vector,
+    check_vector,
+    from_blobs,
+    search_target,
+    to_blob,
+    top_indices,
+)
+from noted.schema import UserMemory
+
+__all__ = ["PostgresVectors"]
+
+log = logging.getLogger(__name__)
+
+Connect = Callable[[], AbstractContextManager[sql.Conn]]
+_SIZE_SECONDS = 60.0  # how long whether a user is past the exact-search limit is trusted
+_MAX_SIZES = 100_000  # users whose size is remembered at once
+
+
+class _VectorDumper(Dumper):
+    """numpy float32 arrays to pgvector's binary form: dimensions, zero, big-endian floats."""
+
+    format = Format.BINARY
+
+    def dump(self, obj: Any) -> bytes:
+        array = np.asarray(obj, dtype=">f4").reshape(-1)
+        return struct.pack(">HH", array.size, 0) + array.tobytes()
+
+
+class PostgresVectors:
+    """The vector side of one memory table, reached through its store's ``connection``
+    (each statement its own transaction) and ``transaction``; ``opened`` makes sure the
+    store has connected (and so knows whether pgvector is there)."""
+
+    def __init__(
+        self,
+        names: Names,
+        connection: Connect,
+        transaction: Connect,
+        opened: Callable[[], object],
+        *,
+        exact_search_limit: int,
+        create_index: bool,
+    ) -> None:
+        self.exact_search_limit = exact_search_limit
+        self.create_index = create_index
+        self.enabled = False  # vectors in a pgvector column (else float32 bytes)
+        self._n = names
+        self._connection = connection
+        self._transaction = transaction
+        self._opened = opened
+        self._oid: int | None = None
+        self._indexed: set[int] = set()  # vector sizes with an HNSW index
+        self._sizes: dict[str, tuple[float, bool]] = {}  # user -> (valid until, large)
+
+    # -- set-up, inside the store's first connection -----------------------------------
+
+    def prepare(self, conn: sql.Conn) -> bool:
+        """Before the migrations: whether pgvector is installed, or could be created."""
+        installed = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
+        if installed.fetchone() is None:
+            try:
+                with conn.transaction():
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except psycopg.Error as exc:
+                log.debug("pgvector could not be created: %s", exc)
+                self.enabled = False
+                return False
+        info = TypeInfo.fetch(conn, "vector")
+        self._oid = None if info is None else info.oid
+        self.enabled = True
+        return True
+
+    def settle(self, conn: sql.Conn) -> bool:
+        """After the migrations: the column decides, for tables made before pgvector was
+        installed (or after); the HNSW indexes already there. Whether pgvector is used."""
+        row = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = to_regclass(%s) AND attname = 'embedding'",
+            (self._n.memories,),
+        ).fetchone()
+        self.enabled = row is not None and str(row[0]).startswith("vector")
+        if not self.enabled:
+            self._oid = None
+            return False
+        prefix = f"ix_{self._n.memory_table}_hnsw_"
+        rows = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = COALESCE(%s, current_schema()) "
+            "AND indexname LIKE %s",
+            (self._n.schema, prefix.replace("_", r"\_") + "%"),
+        ).fetchall()
+        names = (name[len(prefix) :] for (name,) in rows)
+        self._indexed = {int(size) for size in names if size.isdigit()}
+        return True
+
+    def configure(self, conn: sql.Conn) -> None:
+        """Each pooled connection sends numpy vectors as pgvector's binary form."""
+        if self._oid is not None:
+            dumper = type("VectorDumper", (_VectorDumper,), {"oid": self._oid})
+            conn.adapters.register_dumper(np.ndarray, dumper)
+
+    # -- semantic search ------------------------------------------------------------------
+
+    def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]:
+        user_id, target = search_target(query.user_id, vector)
+        if query.limit == 0:
+            return []
+        self._opened()
+        if not self.enabled:
+            return self._search_in_python(query, target, model)
+        dims = int(target.size)
+        where, params = sql.where(query)
+        # the size as a constant: it must match the HNSW index's condition when planned
+        where += f" AND embedding_model = %s AND vector_dims(embedding) = {dims}"
+        params.append(model)
+        indexed = dims in self._indexed and self._larger_than(user_id, self.exact_search_limit)
+        # Exact over the user's rows (the plain column is not what the index holds), or,
+        # for a user too large for that, the HNSW index: its expression and condition, and
+        # a scan that goes on until enough of this user's rows have been found.
+        column = f"embedding::vector({dims})" if indexed else "embedding"
+        inner = (
+            f"SELECT memory_id AS hit, 1 - ({column} <=> %s) AS score FROM {self._n.memories}"
+            f"{where} ORDER BY {column} <=> %s, memory_id"
+        )
+        params = [target, *params, target]
+        inner += sql.page(query, params)
+        with self._transaction() as conn:
+            if indexed:
+                conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                conn.execute("SET LOCAL hnsw.ef_search = 100")
+            return sql.ranked(conn, self._n.memories, inner, params)
+
+    def _larger_than(self, user_id: str, limit: int) -> bool:
+        """Whether the user has more than ``limit`` memories (reads at most limit + 1),
+        remembered for a minute: a user grows past the limit slowly, and the answer only
+        picks the faster of two correct ways to search."""
+        now = time.monotonic()
+        known = self._sizes.get(user_id)
+        if known is not None and known[0] > now:
+            return known[1]
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {self._n.memories} "
+                "WHERE user_id = %s LIMIT %s) AS mine",
+                (user_id, limit + 1),
+            ).fetchone()
+        large = row is not None and int(row[0]) > limit
+        if len(self._sizes) > _MAX_SIZES:
+            self._sizes.clear()
+        self._sizes[user_id] = (now + _SIZE_SECONDS, large)
+        return large
+
+    def _search_in_python(
+        self, query: MemoryQuery, target: Vector, model: str
+    ) -> list[ScoredMemory]:
+        """Without pgvector: the user's vectors are read and compared here."""
+        where, params = sql.where(query)
+        statement = (
+            f"SELECT {sql.SELECT}, embedding FROM {self._n.memories}{where} "
+            "AND embedding_model = %s AND length(embedding) = %s ORDER BY memory_id"
+        )
+        with self._connection() as conn:
+            rows = conn.execute(statement, [*params, model, 4 * target.size]).fetchall()
+        if not rows:
+            return []
+        memories = rows_to_memories([row[:-1] for row in rows])
+        scores = from_blobs([bytes(row[-1]) for row in rows], target.size) @ target
+        count = None if query.limit is None else query.offset + query.limit
+        ranked = top_indices(scores, count)[query.offset :]  # ties: by id, as in SQL
+        return [ScoredMemory(memories[i], float(scores[i])) for i in ranked]
+
+    # -- embeddings -------------------------------------------------------------------------
+
+    @staticmethod
+    def _pending(user_id: str | None) -> tuple[str, list[Any]]:
+        unembedded = "(embedding IS NULL OR embedding_model IS DISTINCT FROM %s)"
+        if user_id is None:
+            return f" WHERE {unembedded}", []
+        return f" WHERE user_id = %s AND {unembedded}", [user_id]
+
+    def to_embed(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
+        check_page(limit, 0)
+        where, params = self._pending(user_id)
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT {sql.SELECT} FROM {self._n.memories}{where} "
+                "ORDER BY created_at, memory_id LIMIT %s",
+                [*params, model, limit],
+            ).fetchall()
+        return rows_to_memories(rows)
+
+    def count_to_embed(self, user_id: str | None, model: str) -> int:
+        """All the user's memories less those embedded by ``model``: two counts that read
+        only indexes (a memory has a model exactly when it has an embedding), which stays
+        cheap when every search of the user asks."""
+        if user_id is None:
+            where, params = self._pending(None)
+            statement = f"SELECT count(*) FROM {self._n.memories}{where}"
+            args: list[Any] = [*params, model]
+        else:
+            t = self._n.memories
+            statement = (
+                f"SELECT (SELECT count(*) FROM {t} WHERE user_id = %s) - "
+                f"(SELECT count(*) FROM {t} WHERE user_id = %s AND embedding_model = %s)"
+            )
+            args = [user_id, user_id, model]
+        with self._connection() as conn:
+            row = conn.execute(statement, args).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def store(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
+        """Each vector on its memory, where id, user and text still match."""
+        checked = [(m, check_vector(v)) for m, v in items]
+        if not checked:
+            return 0
+        self._opened()
+        value = "%s" if self.enabled else "%s::bytea"
+        rows = [
+            (v if self.enabled else to_blob(v), model, m.memory_id, m.user_id, m.memory)
+            for m, v in checked
+        ]
+        for dims in {int(v.size) for _, v in checked} - self._indexed:
+            self._index(dims)
+        with self._transaction() as conn, conn.cursor() as cur:
+            cur.executemany(
+                f"UPDATE {self._n.memories} SET embedding = {value}, embedding_model = %s "
+                "WHERE memory_id = %s AND user_id = %s AND memory = %s",
+                rows,
+            )
+            return max(cur.rowcount, 0)
+
+    def _index(self, dims: int) -> None:
+        """The HNSW index (cosine) of the vectors of ``dims`` dimensions, made once."""
+        if not self.enabled or not self.create_index or not 0 < dims <= 2000:
+            return
+        name = f"ix_{self._n.memory_table}_hnsw_{dims}"
+        with self._transaction() as conn:
+            conn.execute(
+                f'CREATE INDEX IF NOT EXISTS "{name}" ON {self._n.memories} '
+                f"USING hnsw ((embedding::vector({dims})) vector_cosine_ops) "
+                f"WHERE vector_dims(embedding) = {dims}"
+            )
+        self._indexed.add(dims)
