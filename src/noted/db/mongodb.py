@@ -10,38 +10,38 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from noted._time import from_micros, now_micros, to_micros
-from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
+from noted._time import from_micros, now_micros
+from noted.audit import AuditContext, MemoryEvent, resolve_audit
+from noted.db import mongodb_sessions as sessions
 from noted.db._client_search import SnapshotCache, UserSnapshot
-from noted.db._rows import check_table_names, foreign_session
+from noted.db._rows import check_table_names
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
 from noted.db.mongodb_docs import (
     Change,
+    event_docs,
+    event_of,
     memories_of,
     memory_docs,
     overwrite,
     plan_upsert,
     query_filter,
-    runs_of,
-    session_of,
     unembedded,
     user_vectors,
     vector_value,
 )
 from noted.db.mongodb_server import (
     EVENT_INDEXES,
-    MAX_CANDIDATES,
     MEMORY_INDEXES,
+    NO_VECTOR,
     RUN_INDEXES,
     SESSION_INDEXES,
-    TEXT_INDEX,
-    TEXT_WEIGHTS,
     VectorIndex,
     atlas_can_answer,
+    atlas_pipeline,
     client_seeds,
+    create_text_index,
     ensure_indexes,
-    find_vector_index,
-    is_text_index,
+    list_vector_index,
     safe_url,
     url_secrets,
 )
@@ -69,7 +69,6 @@ _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
 _BUMP: Final[Mapping[str, Any]] = {"$inc": {"generation": 1}}
 # A user's memories as searches cache them: oldest first (the user_created index, reversed)
 _LOAD_ORDER: Final = [("created_at", 1), ("_id", 1)]
-_NO_VECTOR: Final[Mapping[str, int]] = {"embedding": 0, "embedding_model": 0}
 _STORED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "embedding": 1, "embedding_model": 1}
 _DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
@@ -254,41 +253,10 @@ class MongoDb(StoreContext):
 
     def _create_indexes(self, c: _Collections) -> None:
         ensure_indexes(c.memories, MEMORY_INDEXES)
-        self._text_search = self._create_text_index(c.memories)
+        self._text_search = create_text_index(c.memories, self._where)
         ensure_indexes(c.events, EVENT_INDEXES)
         ensure_indexes(c.sessions, SESSION_INDEXES)
         ensure_indexes(c.runs, RUN_INDEXES)
-
-    def _create_text_index(self, memories: Collection[Doc]) -> bool:
-        """Ask for the text index; whether the server reports one that $text can use. A
-        server that refuses it (another text index exists, or text search is not
-        offered) leaves keyword search to BM25 in Python."""
-        from pymongo.errors import OperationFailure
-
-        try:
-            memories.create_index(
-                [(field, "text") for field in TEXT_WEIGHTS],
-                name=TEXT_INDEX,
-                weights=TEXT_WEIGHTS,
-                default_language="english",
-            )
-            listed = list(memories.list_indexes())
-        except OperationFailure as exc:
-            logger.warning(
-                "MongoDB at %s did not create the text index (%s): keyword search runs "
-                "BM25 in Python",
-                self._where,
-                exc,
-            )
-            return False
-        usable = any(is_text_index(index) for index in listed)
-        logger.info(
-            "MongoDB at %s, %s: keyword search by %s",
-            self._where,
-            memories.full_name,
-            "the server's $text index" if usable else "BM25 in Python (no $text index reported)",
-        )
-        return usable
 
     # -- MemoryStore ------------------------------------------------------------------
 
@@ -380,27 +348,8 @@ class MongoDb(StoreContext):
         first: int = 0,
     ) -> None:
         """Insert one event per change; ``seq`` keeps the order of one write's events."""
-        from bson.int64 import Int64
-
-        if not changes:
-            return
-        when = Int64(stamp)
-        db.events.insert_many(
-            [
-                {
-                    "_id": event_id,
-                    **change._asdict(),
-                    "actor": context.actor,
-                    "session_id": context.session_id,
-                    "run_id": context.run_id,
-                    "created_at": when,
-                    "seq": first + i,
-                }
-                for i, (event_id, change) in enumerate(
-                    zip(new_event_ids(len(changes)), changes, strict=True)
-                )
-            ]
-        )
+        if changes:
+            db.events.insert_many(event_docs(changes, context, stamp, first))
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         context = resolve_audit(audit)
@@ -432,7 +381,7 @@ class MongoDb(StoreContext):
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
         with self._db() as db:
-            doc = db.memories.find_one({"_id": memory_id, "user_id": user_id}, _NO_VECTOR)
+            doc = db.memories.find_one({"_id": memory_id, "user_id": user_id}, NO_VECTOR)
         return None if doc is None else memories_of([doc])[0]
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
@@ -441,7 +390,7 @@ class MongoDb(StoreContext):
         direction = -1 if query.sort_order == "desc" else 1
         with self._db() as db:
             cursor = (
-                db.memories.find(query_filter(query), _NO_VECTOR)
+                db.memories.find(query_filter(query), NO_VECTOR)
                 .sort([(query.sort_by, direction), ("_id", direction)])
                 .skip(query.offset)
             )
@@ -476,7 +425,7 @@ class MongoDb(StoreContext):
         cached = self.cache.get(user_id, generation)
         if cached is not None and (cached.vectors is not None or not vectors):
             return cached
-        cursor = db.memories.find({"user_id": user_id}, None if vectors else _NO_VECTOR)
+        cursor = db.memories.find({"user_id": user_id}, None if vectors else NO_VECTOR)
         docs = list(cursor.sort(_LOAD_ORDER))
         shapes = user_vectors(generation, docs) if vectors else None
         snapshot = UserSnapshot(generation, memories_of(docs), shapes)
@@ -495,7 +444,7 @@ class MongoDb(StoreContext):
             cursor = (
                 memories.find(
                     {**query_filter(query), "$text": {"$search": " ".join(words)}},
-                    {**_NO_VECTOR, "_score": score},
+                    {**NO_VECTOR, "_score": score},
                 )
                 .sort([("_score", score), ("_id", 1)])
                 .skip(query.offset)
@@ -535,25 +484,10 @@ class MongoDb(StoreContext):
         return snapshot.semantic(query, target, model)
 
     def _atlas_index(self, memories: Collection[Doc]) -> VectorIndex | None:
-        """The collection's usable Atlas vector index, looked up once per object: servers
-        without Atlas Search refuse the listing, which means none."""
-        from pymongo.errors import OperationFailure
-
+        """The collection's usable Atlas vector index, looked up once per object."""
         if not self._vector_checked:
-            try:
-                listed = list(memories.list_search_indexes())
-            except OperationFailure:
-                listed = []
-            self._vector_index = find_vector_index(listed)
+            self._vector_index = list_vector_index(memories, self._where)
             self._vector_checked = True
-            logger.info(
-                "MongoDB at %s, %s: semantic search by %s",
-                self._where,
-                memories.full_name,
-                "cosine in Python"
-                if self._vector_index is None
-                else f"$vectorSearch on index {self._vector_index.name}",
-            )
         return self._vector_index
 
     def _atlas_search(
@@ -568,21 +502,7 @@ class MongoDb(StoreContext):
         Atlas scores cosine and dot product as (1 + x) / 2; they are given back as x."""
         from pymongo.errors import OperationFailure
 
-        assert query.limit is not None
-        count = query.offset + query.limit
-        pipeline: list[Doc] = [
-            {
-                "$vectorSearch": {
-                    "index": index.name,
-                    "path": "embedding",
-                    "queryVector": target.tolist(),
-                    "numCandidates": min(MAX_CANDIDATES, max(100, 10 * count)),
-                    "limit": count,
-                    "filter": {"user_id": query.user_id, "embedding_model": model},
-                }
-            },
-            {"$project": {**_NO_VECTOR, "_score": {"$meta": "vectorSearchScore"}}},
-        ]
+        pipeline = atlas_pipeline(index, query, target, model)
         try:
             docs = list(memories.aggregate(pipeline))[query.offset :]
         except OperationFailure as exc:
@@ -606,7 +526,7 @@ class MongoDb(StoreContext):
         if limit == 0:
             return []
         with self._db() as db:
-            cursor = db.memories.find(unembedded(user_id, model), _NO_VECTOR).sort(
+            cursor = db.memories.find(unembedded(user_id, model), NO_VECTOR).sort(
                 [("created_at", 1), ("_id", 1)]
             )
             if limit is not None:
@@ -701,23 +621,7 @@ class MongoDb(StoreContext):
                     [("created_at", 1), ("seq", 1)]
                 )
             )
-        return [
-            MemoryEvent(
-                doc["_id"],
-                doc["memory_id"],
-                doc["user_id"],
-                doc["event"],
-                doc["old_memory"],
-                doc["new_memory"],
-                doc["old_topics"],
-                doc["new_topics"],
-                doc["actor"],
-                doc["session_id"],
-                doc["run_id"],
-                from_micros(doc["created_at"]),
-            )
-            for doc in docs
-        ]
+        return [event_of(doc) for doc in docs]
 
     def get_topics(self, user_id: str | None) -> list[str]:
         with self._db() as db:
@@ -740,66 +644,11 @@ class MongoDb(StoreContext):
             docs = list(db.memories.aggregate(pipeline))
         return [UserStats(d["_id"], int(d["count"]), from_micros(d["last"])) for d in docs]
 
-    # -- SessionStore -----------------------------------------------------------------
+    # -- SessionStore (see mongodb_sessions) ------------------------------------------
 
     def append_run(self, run: RunResult) -> None:
-        from bson.int64 import Int64
-
-        data = run.to_dict()
         with self._db() as db:
-            index = self._claim_run_index(db.sessions, run)
-            db.runs.insert_one(
-                {
-                    "session_id": run.session_id,
-                    "run_index": index,
-                    "run_id": run.run_id,
-                    "status": run.status,
-                    "created_at": Int64(to_micros(run.created_at)),
-                    "data": data,
-                }
-            )
-
-    def _claim_run_index(self, sessions: Collection[Doc], run: RunResult) -> int:
-        """The place of ``run`` in its session, taken by counting the session's runs up in
-        one atomic update; the session is created for ``run.user_id`` on its first run."""
-        from bson.int64 import Int64
-        from pymongo import ReturnDocument
-        from pymongo.errors import DuplicateKeyError
-
-        for _ in range(5):  # each round ends unless another writer created or dropped it
-            now = Int64(now_micros())
-            before = sessions.find_one_and_update(
-                {"_id": run.session_id, "user_id": run.user_id},
-                {"$inc": {"run_count": 1}, "$set": {"updated_at": now}},
-                projection={"run_count": 1},
-                return_document=ReturnDocument.BEFORE,
-            )
-            if before is not None:
-                return int(before["run_count"])
-            owner = sessions.find_one({"_id": run.session_id}, {"user_id": 1})
-            if owner is not None:
-                if owner["user_id"] != run.user_id:
-                    raise foreign_session(run.session_id)
-                continue  # the user's own session, created meanwhile: count on it
-            try:
-                sessions.insert_one(
-                    {
-                        "_id": run.session_id,
-                        "user_id": run.user_id,
-                        "agent_id": run.agent_id,
-                        "created_at": now,
-                        "updated_at": now,
-                        "summary": None,
-                        "run_count": 1,
-                    }
-                )
-            except DuplicateKeyError:
-                continue
-            return 0
-        raise StoreError(
-            f"MongoDB at {self._where}: session {run.session_id!r} kept being created and "
-            "deleted by other writers; the run was not stored"
-        )
+            sessions.append_run(db.sessions, db.runs, run, self._where)
 
     def get_runs(
         self,
@@ -811,62 +660,29 @@ class MongoDb(StoreContext):
     ) -> list[RunResult]:
         check_page(last_n, 0)
         with self._db() as db:
-            owner = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
-            if owner is None:
-                return []
-            if owner["user_id"] != user_id:
-                raise foreign_session(session_id)
-            if last_n == 0:
-                return []
-            return runs_of(db.runs, session_id, last_n, completed_only)
+            return sessions.get_runs(
+                db.sessions, db.runs, session_id, user_id, last_n, completed_only
+            )
 
     def get_session(self, session_id: str, user_id: str | None) -> Session | None:
         with self._db() as db:
-            doc = db.sessions.find_one({"_id": session_id})
-            if doc is None or (user_id is not None and doc["user_id"] != user_id):
-                return None
-            session = session_of(doc)
-            session.runs = runs_of(db.runs, session_id, None, False)
-        return session
+            return sessions.get_session(db.sessions, db.runs, session_id, user_id)
 
     def list_sessions(
         self, user_id: str | None, *, limit: int | None = None, offset: int = 0
     ) -> list[Session]:
         check_page(limit, offset)
-        if limit == 0:
-            return []
         with self._db() as db:
-            cursor = (
-                db.sessions.find({} if user_id is None else {"user_id": user_id})
-                .sort([("updated_at", -1), ("_id", 1)])
-                .skip(offset)
-            )
-            if limit is not None:
-                cursor = cursor.limit(limit)
-            return [session_of(doc) for doc in cursor]
+            return sessions.list_sessions(db.sessions, user_id, limit, offset)
 
     def delete_session(self, session_id: str, user_id: str | None) -> bool:
         with self._db() as db:
-            doc = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
-            if doc is None or (user_id is not None and doc["user_id"] != user_id):
-                return False
-            db.runs.delete_many({"session_id": session_id})
-            key = {"_id": session_id, "user_id": doc["user_id"]}
-            return db.sessions.delete_one(key).deleted_count == 1
+            return sessions.delete_session(db.sessions, db.runs, session_id, user_id)
 
     def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
         with self._db() as db:
-            doc = db.sessions.find_one({"_id": session_id, "user_id": user_id}, {"summary": 1})
-        summary = None if doc is None else doc.get("summary")
-        return None if summary is None else SessionSummary.from_dict(summary)
+            return sessions.get_summary(db.sessions, session_id, user_id)
 
     def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
-        data = summary.to_dict()
         with self._db() as db:
-            owner = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
-            if owner is None:
-                return False
-            if owner["user_id"] != user_id:
-                raise foreign_session(session_id)
-            key = {"_id": session_id, "user_id": user_id}
-            return db.sessions.update_one(key, {"$set": {"summary": data}}).matched_count == 1
+            return sessions.set_summary(db.sessions, session_id, user_id, summary)

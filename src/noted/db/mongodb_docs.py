@@ -1,5 +1,5 @@
-"""MongoDb's documents: memories, their changes and sessions as BSON documents and back,
-the filters of a query, and embeddings as BSON float32 vectors."""
+"""MongoDb's documents: memories and their changes as BSON documents and back, the
+filters of a query, and embeddings as BSON float32 vectors (sessions: mongodb_sessions)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,17 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 import numpy as np
 
 from noted._time import from_micros, to_micros
-from noted.audit import EventType
+from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids
 from noted.db._client_search import Shape
 from noted.db._rows import stamped_keys
 from noted.db.base import MemoryQuery
 from noted.errors import ConflictError
 from noted.retrieval.vectors import UserVectors, from_blobs
 from noted.schema import UserMemory
-from noted.sessions import RunResult, Session, SessionSummary
 
 if TYPE_CHECKING:
     from bson.binary import Binary
     from pymongo import InsertOne, UpdateOne
-    from pymongo.collection import Collection
 
 Doc = dict[str, Any]
 
@@ -208,31 +206,42 @@ def vector_bytes(value: bytes) -> bytes:
     return raw[len(FLOAT32_HEADER) :] if len(raw) % 4 == len(FLOAT32_HEADER) else raw
 
 
-def session_of(doc: Mapping[str, Any]) -> Session:
-    summary = doc.get("summary")
-    return Session(
-        session_id=doc["_id"],
-        user_id=doc["user_id"],
-        agent_id=doc.get("agent_id"),
-        created_at=from_micros(doc["created_at"]),
-        updated_at=from_micros(doc["updated_at"]),
-        summary=None if summary is None else SessionSummary.from_dict(summary),
-        run_count=int(doc["run_count"]),
+def event_docs(
+    changes: Sequence[Change], context: AuditContext, stamp: int, first: int = 0
+) -> list[Doc]:
+    """One history document per change, all written at ``stamp`` (microseconds); ``seq``
+    keeps their order from ``first`` on."""
+    from bson.int64 import Int64
+
+    when = Int64(stamp)
+    return [
+        {
+            "_id": event_id,
+            **change._asdict(),
+            "actor": context.actor,
+            "session_id": context.session_id,
+            "run_id": context.run_id,
+            "created_at": when,
+            "seq": first + i,
+        }
+        for i, (event_id, change) in enumerate(
+            zip(new_event_ids(len(changes)), changes, strict=True)
+        )
+    ]
+
+
+def event_of(doc: Mapping[str, Any]) -> MemoryEvent:
+    return MemoryEvent(
+        doc["_id"],
+        doc["memory_id"],
+        doc["user_id"],
+        doc["event"],
+        doc["old_memory"],
+        doc["new_memory"],
+        doc["old_topics"],
+        doc["new_topics"],
+        doc["actor"],
+        doc["session_id"],
+        doc["run_id"],
+        from_micros(doc["created_at"]),
     )
-
-
-def runs_of(
-    runs: Collection[Doc], session_id: str, last_n: int | None, completed_only: bool
-) -> list[RunResult]:
-    """The session's runs, oldest first (the last ``last_n``, read newest first)."""
-    query: Doc = {"session_id": session_id}
-    if completed_only:
-        query["status"] = "completed"
-    cursor = runs.find(query, {"data": 1}).sort("run_index", -1)
-    if last_n is not None:
-        cursor = cursor.limit(last_n)
-    docs = list(cursor)
-    return [RunResult.from_dict(doc["data"]) for doc in reversed(docs)]
-
-
-# -- indexes and server capabilities ----------------------------------------------------------

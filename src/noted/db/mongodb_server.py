@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 
-from noted.db.base import MemoryQuery
+from noted.db.base import MemoryQuery, QueryVector
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
@@ -22,6 +22,7 @@ logger = logging.getLogger("noted.db.mongodb")
 Doc = dict[str, Any]
 
 MAX_CANDIDATES: Final = 10_000  # Atlas's limit for numCandidates
+NO_VECTOR: Final[Mapping[str, int]] = {"embedding": 0, "embedding_model": 0}  # a projection
 
 SECRET_OPTION = re.compile(
     r"([?&;][^=&;]*(?:pass|secret|token|mechanismproperties)[^=&;]*=)[^&;]*", re.I
@@ -129,6 +130,78 @@ def atlas_can_answer(index: VectorIndex, query: MemoryQuery, dimensions: int) ->
         and query.offset + query.limit <= MAX_CANDIDATES
         and dimensions == index.dimensions
     )
+
+
+def create_text_index(memories: Collection[Doc], where: str) -> bool:
+    """Ask for the text index; whether the server reports one that $text can use. A server
+    that refuses it (another text index exists, or text search is not offered) leaves
+    keyword search to BM25 in Python."""
+    from pymongo.errors import OperationFailure
+
+    try:
+        memories.create_index(
+            [(field, "text") for field in TEXT_WEIGHTS],
+            name=TEXT_INDEX,
+            weights=TEXT_WEIGHTS,
+            default_language="english",
+        )
+        listed = list(memories.list_indexes())
+    except OperationFailure as exc:
+        logger.warning(
+            "MongoDB at %s did not create the text index (%s): keyword search runs BM25 in Python",
+            where,
+            exc,
+        )
+        return False
+    usable = any(is_text_index(index) for index in listed)
+    logger.info(
+        "MongoDB at %s, %s: keyword search by %s",
+        where,
+        memories.full_name,
+        "the server's $text index" if usable else "BM25 in Python (no $text index reported)",
+    )
+    return usable
+
+
+def list_vector_index(memories: Collection[Doc], where: str) -> VectorIndex | None:
+    """The collection's usable Atlas vector index: servers without Atlas Search refuse the
+    listing, which means none."""
+    from pymongo.errors import OperationFailure
+
+    try:
+        listed = list(memories.list_search_indexes())
+    except OperationFailure:
+        listed = []
+    index = find_vector_index(listed)
+    logger.info(
+        "MongoDB at %s, %s: semantic search by %s",
+        where,
+        memories.full_name,
+        "cosine in Python" if index is None else f"$vectorSearch on index {index.name}",
+    )
+    return index
+
+
+def atlas_pipeline(
+    index: VectorIndex, query: MemoryQuery, target: QueryVector, model: str
+) -> list[Doc]:
+    """The $vectorSearch aggregation for the best ``offset + limit`` of the user's memories
+    by ``model``, each with its ``_score`` and without its vector."""
+    assert query.limit is not None
+    count = query.offset + query.limit
+    return [
+        {
+            "$vectorSearch": {
+                "index": index.name,
+                "path": "embedding",
+                "queryVector": target.tolist(),
+                "numCandidates": min(MAX_CANDIDATES, max(100, 10 * count)),
+                "limit": count,
+                "filter": {"user_id": query.user_id, "embedding_model": model},
+            }
+        },
+        {"$project": {**NO_VECTOR, "_score": {"$meta": "vectorSearchScore"}}},
+    ]
 
 
 # -- URLs -------------------------------------------------------------------------------------

@@ -1,0 +1,191 @@
+"""MongoDb's sessions: ``<session_table>`` (one document per session, ``_id`` its id) and
+``<session_table>_runs`` (one per run, its place in ``run_index``), each function on the
+caller's collections, as in sqlite_sessions and postgres_sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from noted._time import from_micros, now_micros, to_micros
+from noted.db._rows import foreign_session
+from noted.errors import StoreError
+from noted.sessions import RunResult, Session, SessionSummary
+
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+
+__all__ = [
+    "append_run",
+    "delete_session",
+    "get_runs",
+    "get_session",
+    "get_summary",
+    "list_sessions",
+    "set_summary",
+]
+
+Doc = dict[str, Any]
+_CLAIM_ROUNDS = 5  # tries at a run's place while other writers create or drop the session
+
+
+def _session_of(doc: Mapping[str, Any]) -> Session:
+    summary = doc.get("summary")
+    return Session(
+        session_id=doc["_id"],
+        user_id=doc["user_id"],
+        agent_id=doc.get("agent_id"),
+        created_at=from_micros(doc["created_at"]),
+        updated_at=from_micros(doc["updated_at"]),
+        summary=None if summary is None else SessionSummary.from_dict(summary),
+        run_count=int(doc["run_count"]),
+    )
+
+
+def _runs_of(
+    runs: Collection[Doc], session_id: str, last_n: int | None, completed_only: bool
+) -> list[RunResult]:
+    """The session's runs, oldest first (the last ``last_n``, read newest first)."""
+    query: Doc = {"session_id": session_id}
+    if completed_only:
+        query["status"] = "completed"
+    cursor = runs.find(query, {"data": 1}).sort("run_index", -1)
+    if last_n is not None:
+        cursor = cursor.limit(last_n)
+    docs = list(cursor)
+    return [RunResult.from_dict(doc["data"]) for doc in reversed(docs)]
+
+
+def append_run(
+    sessions: Collection[Doc], runs: Collection[Doc], run: RunResult, where: str
+) -> None:
+    from bson.int64 import Int64
+
+    index = _claim_run_index(sessions, run, where)
+    runs.insert_one(
+        {
+            "session_id": run.session_id,
+            "run_index": index,
+            "run_id": run.run_id,
+            "status": run.status,
+            "created_at": Int64(to_micros(run.created_at)),
+            "data": run.to_dict(),
+        }
+    )
+
+
+def _claim_run_index(sessions: Collection[Doc], run: RunResult, where: str) -> int:
+    """The place of ``run`` in its session, taken by counting the session's runs up in one
+    atomic update; the session is created for ``run.user_id`` on its first run."""
+    from bson.int64 import Int64
+    from pymongo import ReturnDocument
+    from pymongo.errors import DuplicateKeyError
+
+    for _ in range(_CLAIM_ROUNDS):  # each round ends unless another writer created or dropped it
+        now = Int64(now_micros())
+        before = sessions.find_one_and_update(
+            {"_id": run.session_id, "user_id": run.user_id},
+            {"$inc": {"run_count": 1}, "$set": {"updated_at": now}},
+            projection={"run_count": 1},
+            return_document=ReturnDocument.BEFORE,
+        )
+        if before is not None:
+            return int(before["run_count"])
+        owner = sessions.find_one({"_id": run.session_id}, {"user_id": 1})
+        if owner is not None:
+            if owner["user_id"] != run.user_id:
+                raise foreign_session(run.session_id)
+            continue  # the user's own session, created meanwhile: count on it
+        try:
+            sessions.insert_one(
+                {
+                    "_id": run.session_id,
+                    "user_id": run.user_id,
+                    "agent_id": run.agent_id,
+                    "created_at": now,
+                    "updated_at": now,
+                    "summary": None,
+                    "run_count": 1,
+                }
+            )
+        except DuplicateKeyError:
+            continue
+        return 0
+    raise StoreError(
+        f"MongoDB at {where}: session {run.session_id!r} kept being created and "
+        "deleted by other writers; the run was not stored"
+    )
+
+
+def get_runs(
+    sessions: Collection[Doc],
+    runs: Collection[Doc],
+    session_id: str,
+    user_id: str,
+    last_n: int | None,
+    completed_only: bool,
+) -> list[RunResult]:
+    owner = sessions.find_one({"_id": session_id}, {"user_id": 1})
+    if owner is None:
+        return []
+    if owner["user_id"] != user_id:
+        raise foreign_session(session_id)
+    if last_n == 0:
+        return []
+    return _runs_of(runs, session_id, last_n, completed_only)
+
+
+def get_session(
+    sessions: Collection[Doc], runs: Collection[Doc], session_id: str, user_id: str | None
+) -> Session | None:
+    doc = sessions.find_one({"_id": session_id})
+    if doc is None or (user_id is not None and doc["user_id"] != user_id):
+        return None
+    session = _session_of(doc)
+    session.runs = _runs_of(runs, session_id, None, False)
+    return session
+
+
+def list_sessions(
+    sessions: Collection[Doc], user_id: str | None, limit: int | None, offset: int
+) -> list[Session]:
+    if limit == 0:
+        return []
+    cursor = (
+        sessions.find({} if user_id is None else {"user_id": user_id})
+        .sort([("updated_at", -1), ("_id", 1)])
+        .skip(offset)
+    )
+    if limit is not None:
+        cursor = cursor.limit(limit)
+    return [_session_of(doc) for doc in cursor]
+
+
+def delete_session(
+    sessions: Collection[Doc], runs: Collection[Doc], session_id: str, user_id: str | None
+) -> bool:
+    """The session's runs first, then the session."""
+    doc = sessions.find_one({"_id": session_id}, {"user_id": 1})
+    if doc is None or (user_id is not None and doc["user_id"] != user_id):
+        return False
+    runs.delete_many({"session_id": session_id})
+    key = {"_id": session_id, "user_id": doc["user_id"]}
+    return sessions.delete_one(key).deleted_count == 1
+
+
+def get_summary(sessions: Collection[Doc], session_id: str, user_id: str) -> SessionSummary | None:
+    doc = sessions.find_one({"_id": session_id, "user_id": user_id}, {"summary": 1})
+    summary = None if doc is None else doc.get("summary")
+    return None if summary is None else SessionSummary.from_dict(summary)
+
+
+def set_summary(
+    sessions: Collection[Doc], session_id: str, user_id: str, summary: SessionSummary
+) -> bool:
+    owner = sessions.find_one({"_id": session_id}, {"user_id": 1})
+    if owner is None:
+        return False
+    if owner["user_id"] != user_id:
+        raise foreign_session(session_id)
+    key = {"_id": session_id, "user_id": user_id}
+    return sessions.update_one(key, {"$set": {"summary": summary.to_dict()}}).matched_count == 1
