@@ -9,13 +9,14 @@ from dataclasses import KW_ONLY, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
+from noted._json import decode_json
 from noted._time import iso
 from noted.errors import UserError
+from noted.limits import MAX_ID_LENGTH
 
 __all__ = ["MemoryMatch", "UserMemory", "UserStats", "new_memory_id"]
 
 _ID_FIELDS = ("memory_id", "user_id", "agent_id", "team_id", "session_id")
-MAX_ID_LENGTH = 255
 
 
 def new_memory_id() -> str:
@@ -78,6 +79,10 @@ def check_topics(value: object) -> list[str]:
         if not isinstance(topic, str) or not topic.strip():
             raise UserError(f"each topic must be a non-empty string, got {topic!r}")
         cleaned = check_storable("topic", topic.strip())
+        if len(cleaned) > MAX_ID_LENGTH:
+            raise UserError(
+                f"each topic must be at most {MAX_ID_LENGTH} characters, got {len(cleaned)}"
+            )
         if cleaned not in topics:
             topics.append(cleaned)
     return topics
@@ -130,6 +135,23 @@ class UserMemory:
         self.created_at = check_time("created_at", self.created_at)
         self.updated_at = check_time("updated_at", self.updated_at)
 
+    def checked(self) -> UserMemory:
+        """A new memory built from this one's fields, so checked again whole: a field
+        assigned after the memory was built (an empty text, topics given as a string, an
+        overlong id, a NUL character) is refused here with a :class:`UserError` naming it."""
+        return UserMemory(
+            self.memory,
+            topics=self.topics,
+            input=self.input,
+            memory_id=self.memory_id,
+            user_id=self.user_id,
+            agent_id=self.agent_id,
+            team_id=self.team_id,
+            session_id=self.session_id,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
     def copy(self) -> UserMemory:
         """A copy that shares nothing mutable with this memory (no re-validation)."""
         clone: UserMemory = object.__new__(UserMemory)
@@ -179,8 +201,8 @@ class UserMemory:
     @classmethod
     def from_json(cls, text: str) -> UserMemory:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = decode_json(text)
+        except ValueError as exc:
             raise UserError(f"not valid JSON: {exc}") from None
         return cls.from_dict(data)
 

@@ -154,27 +154,24 @@ class Agent:
         in_context = mode is not None if in_context is None else in_context
         if mode is None and not in_context:
             return None
-        store = memory.db if memory is not None else self.db
-        if not isinstance(store, MemoryStore):
-            raise UserError(
-                "memory needs a db that keeps memories (SqliteDb, InMemoryDb) or memory=Memory(...)"
-            )
+        if memory is None:
+            if not isinstance(self.db, MemoryStore):
+                raise UserError(
+                    "memory needs a db that keeps memories (SqliteDb, InMemoryDb) or "
+                    "memory=Memory(...)"
+                )
+            memory = Memory(db=self.db)
         if mode == "agentic":
             taken = sorted({t.name for t in self.tools} & set(MEMORY_TOOL_NAMES))
             if taken:
                 raise UserError(f"agentic memory brings its own tools named {', '.join(taken)}")
-        if manager is None:
-            manager = memory.memory_manager if memory is not None else MemoryManager()
         return AgentMemory(
-            store=store,
-            manager=manager,
+            memory=memory,
+            manager=manager or memory.memory_manager,
             mode=mode,
             in_context=in_context,
-            model=None if memory is None else memory.model,
             context_chars=context_chars,
-            max_memory_length=5000 if memory is None else memory.max_memory_length,
             work=self._work,
-            index=None if memory is None else memory.index,
         )
 
     def _summary_settings(

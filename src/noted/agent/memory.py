@@ -31,6 +31,7 @@ from noted.db.base import MemoryStore, SessionStore
 from noted.errors import NotedError
 from noted.memory.index import MemoryIndex
 from noted.memory.manager import MemoryManager
+from noted.memory.memory import Memory
 from noted.memory.operations import number_memories
 from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
@@ -112,15 +113,26 @@ class AgentMemory:
     """Memory settings of one agent. ``mode`` is "automatic" (the manager after each
     run), "agentic" (the memory tools) or None (memories only read into context)."""
 
-    store: MemoryStore
+    memory: Memory
     manager: MemoryManager
     mode: str | None
     in_context: bool
-    model: ChatModel | None = None  # the Memory's own model, before the agent's
     context_chars: int = 4000
-    max_memory_length: int = 5000
     work: BackgroundWork = field(default_factory=BackgroundWork)
-    index: MemoryIndex | None = None  # the Memory's, when it has an embedder
+
+    @property
+    def store(self) -> MemoryStore:
+        return self.memory.db
+
+    @property
+    def index(self) -> MemoryIndex | None:
+        """The Memory's, when it has an embedder."""
+        return self.memory.index
+
+    @property
+    def model(self) -> ChatModel | None:
+        """The Memory's own model, used before the agent's."""
+        return self.memory.model
 
     async def prepare(self, run: RunResult) -> RunMemory:
         prepared = RunMemory()
@@ -137,15 +149,13 @@ class AgentMemory:
             shown = number_memories(kept)
         if agentic:
             tools = MemoryTools(
-                self.store,
+                self.memory.door,
                 self.manager,
                 run.user_id,
                 shown,
                 AuditContext(actor="agent", session_id=run.session_id, run_id=run.run_id),
                 said=run.input,
                 agent_id=run.agent_id,
-                max_memory_length=self.max_memory_length,
-                index=self.index,
             )
             prepared.tools = tools.tools()
         return prepared
@@ -157,12 +167,10 @@ class AgentMemory:
         await self.manager.aprocess(
             turn,
             user_id=run.user_id,
-            db=self.store,
+            door=self.memory.door,
             model=self.model or model,
             audit=AuditContext(actor="manager", session_id=run.session_id, run_id=run.run_id),
             agent_id=run.agent_id,
-            max_memory_length=self.max_memory_length,
-            index=self.index,
         )
 
     async def finish(self, run: RunResult, model: ChatModel) -> None:

@@ -19,9 +19,8 @@ from typing import Any
 
 from noted.agent.tools import Tool
 from noted.audit import AuditContext
-from noted.db.base import MemoryStore
-from noted.memory.index import MemoryIndex
-from noted.memory.manager import MemoryManager, apply_plan
+from noted.memory.door import MemoryDoor
+from noted.memory.manager import MemoryManager
 from noted.memory.operations import parse_operations
 from noted.schema import UserMemory
 
@@ -45,7 +44,7 @@ class MemoryTools:
 
     def __init__(
         self,
-        store: MemoryStore,
+        door: MemoryDoor,
         manager: MemoryManager,
         user_id: str,
         shown: dict[int, UserMemory],
@@ -53,18 +52,16 @@ class MemoryTools:
         *,
         said: str = "",
         agent_id: str | None = None,
-        max_memory_length: int = 5000,
-        index: MemoryIndex | None = None,
     ) -> None:
-        self._store = store
-        self._index = index
+        self._door = door
+        self._store = door.db
+        self._index = door.index
         self._manager = manager
         self._user_id = user_id
         self._numbers = dict(shown)
         self._audit = audit
         self._said = said
         self._agent_id = agent_id
-        self._max_length = max_memory_length
         self._lock = threading.Lock()
 
     def tools(self) -> list[Tool]:
@@ -156,24 +153,16 @@ class MemoryTools:
                 json.dumps({"operations": [item]}),
                 shown,
                 self._manager.permissions,
-                self._max_length,
+                self._door.max_length,
             )
-            if plan.rejected:
-                log.warning(
-                    "memory tool call for user %r refused: %s", self._user_id, plan.rejected
-                )
-                return "Not done: " + "; ".join(plan.rejected)
-            written = apply_plan(
-                self._store,
-                plan,
-                shown,
-                self._user_id,
-                self._said,
-                self._agent_id,
-                self._audit,
+            applied = self._door.apply(
+                plan, shown, self._user_id, self._audit, said=self._said, agent_id=self._agent_id
             )
-            if self._index is not None and written:
-                self._index.embed_written(written)
+            refused = plan.rejected + applied.rejected
+            if refused:
+                log.warning("memory tool call for user %r refused: %s", self._user_id, refused)
+                return "Not done: " + "; ".join(refused)
+            written = applied.written
             kind = plan.operations[0].kind
             if kind == "clear":
                 self._numbers.clear()

@@ -26,6 +26,8 @@ __all__ = [
     "SortOrder",
     "Store",
     "StoreContext",
+    "WriteBatch",
+    "write_in_transaction",
 ]
 
 SortField = Literal["updated_at", "created_at"]
@@ -86,6 +88,23 @@ class MemoryQuery:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class WriteBatch:
+    """Changes to one user's memories that are written together or not at all: first
+    ``clear`` (every memory of the user), then ``deletes``, then ``updates`` (of memories
+    that exist; one that is gone meanwhile is skipped), then ``adds``. Every memory is
+    stamped (id, ``user_id``, timestamps) and belongs to ``user_id``."""
+
+    user_id: str
+    clear: bool = False
+    deletes: tuple[str, ...] = ()
+    updates: tuple[UserMemory, ...] = ()
+    adds: tuple[UserMemory, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.clear or self.deletes or self.updates or self.adds)
+
+
 @runtime_checkable
 class MemoryStore(Protocol):
     """Where user memories live. Every method is scoped by ``user_id``.
@@ -105,6 +124,13 @@ class MemoryStore(Protocol):
     ) -> None:
         """Insert or overwrite each memory (all stamped, with ids and users) in one
         transaction: an ``"add"`` event for a new id, an ``"update"`` for an overwrite."""
+        ...
+
+    def write_batch(
+        self, batch: WriteBatch, *, audit: AuditContext | None = None
+    ) -> list[UserMemory]:
+        """Apply ``batch`` in one transaction (all of it, or nothing when it fails), each
+        change recorded as its own method would; return the memories updated and added."""
         ...
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
@@ -268,3 +294,19 @@ class StoreContext:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def write_in_transaction(
+    store: MemoryStore, batch: WriteBatch, audit: AuditContext | None
+) -> list[UserMemory]:
+    """A batch as the store's own calls, for a store that runs them inside the one
+    transaction it holds open around this call."""
+    if batch.clear:
+        store.clear_memories(batch.user_id, audit=audit)
+    if batch.deletes:
+        store.delete_memories(batch.deletes, batch.user_id, audit=audit)
+    written = [m for m in batch.updates if store.update_memory(m, audit=audit)]
+    if batch.adds:
+        store.upsert_memories(batch.adds, audit=audit)
+        written.extend(batch.adds)
+    return written

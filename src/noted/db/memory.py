@@ -10,7 +10,15 @@ from noted._time import EPOCH, utc_now
 from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
 from noted.db._client_search import keyword_rank, matches, semantic_rank, sort_memories
 from noted.db._rows import stamped_keys
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.base import (
+    MemoryQuery,
+    QueryVector,
+    ScoredMemory,
+    StoreContext,
+    WriteBatch,
+    check_page,
+    write_in_transaction,
+)
 from noted.errors import ConflictError, UserError
 from noted.retrieval.vectors import Vector, check_vector, search_target
 from noted.schema import UserMemory, UserStats
@@ -30,7 +38,7 @@ class InMemoryDb(StoreContext):
     """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a batch holds it around the calls it makes
         self._owner: dict[str, str] = {}  # memory_id -> user_id
         self._users: dict[str, dict[str, UserMemory]] = {}
         self._sessions: dict[str, Session] = {}  # without runs
@@ -84,6 +92,19 @@ class InMemoryDb(StoreContext):
                 self._owner[memory_id] = user_id
                 mine[memory_id] = m
             self._record(changes, context)
+
+    def write_batch(
+        self, batch: WriteBatch, *, audit: AuditContext | None = None
+    ) -> list[UserMemory]:
+        with self._lock:
+            for m in batch.adds:  # the one way a batch can fail: checked before any change
+                memory_id, _ = stamped_keys(m)
+                owner = self._owner.get(memory_id)
+                if owner is not None and owner != batch.user_id:
+                    raise ConflictError(
+                        f"memory_id {memory_id!r} belongs to another user; nothing was written"
+                    )
+            return write_in_transaction(self, batch, audit)
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         context = resolve_audit(audit)

@@ -15,7 +15,15 @@ from noted.audit import AuditContext, MemoryEvent, resolve_audit
 from noted.db import mongodb_sessions as sessions
 from noted.db._client_search import SnapshotCache, UserSnapshot
 from noted.db._rows import check_table_names
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.base import (
+    MemoryQuery,
+    QueryVector,
+    ScoredMemory,
+    StoreContext,
+    WriteBatch,
+    check_page,
+    write_in_transaction,
+)
 from noted.db.mongodb_docs import (
     Change,
     event_docs,
@@ -123,10 +131,14 @@ class MongoDb(StoreContext):
     users' ids before anything is written, then written in bulk writes of 1000; a writer
     in another process that takes one of its ids meanwhile stops the batch part-way with
     :class:`~noted.errors.ConflictError` saying how many were written. Two writers of the
-    same memory at once: the last one wins (and two deleting it at once may both record
-    its deletion). Appending a run claims its place with one
-    atomic increment, so concurrent appends never collide; a crash after the claim leaves a
-    gap in the run numbers, which readers skip. Deleting a session deletes its runs first.
+    same memory at once: each replace is a compare-and-set on the memory's ``version``
+    (the overwrite matches only the version it read; otherwise it reads again), and its
+    event is stamped after the previous version's, so the last event in a memory's history
+    always describes the memory as it is (two deleting it at once may both record its
+    deletion). A batch (:meth:`write_batch`) is written change by change. Appending a run
+    claims its place with one atomic increment, so concurrent appends never collide; a
+    crash after the claim leaves a gap in the run numbers, which readers skip. Deleting a
+    session deletes its runs first.
     """
 
     def __init__(
@@ -351,22 +363,40 @@ class MongoDb(StoreContext):
         if changes:
             db.events.insert_many(event_docs(changes, context, stamp, first))
 
+    def write_batch(
+        self, batch: WriteBatch, *, audit: AuditContext | None = None
+    ) -> list[UserMemory]:
+        """The batch's changes one after another (see the class notes: a MongoDB server
+        without transactions cannot undo the first when a later one fails)."""
+        return write_in_transaction(self, batch, audit)
+
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+        """Overwrite the memory if it is still the version read: another writer's change
+        in between sends this one back to read again. Each version's event is stamped
+        after the one before it (even across machines with skewed clocks), so the last
+        event in the history always describes the memory as it is."""
         context = resolve_audit(audit)
         (doc,) = memory_docs([memory])
         key = {"_id": doc["_id"], "user_id": doc["user_id"]}
+        given = {name: doc[name] for name in ("input", "agent_id", "team_id", "session_id")}
         with self._db() as db:
-            current = db.memories.find_one(key)
-            if current is None:
-                return False
-            doc["created_at"] = current["created_at"]
-            for name in ("input", "agent_id", "team_id", "session_id"):
-                if doc[name] is None:
-                    doc[name] = current.get(name)
-            with self._bumped(db, [doc["user_id"]]):
-                updated = db.memories.update_one(key, overwrite(doc, current)).matched_count
-            if not updated:
-                return False  # deleted meanwhile
+            while True:
+                current = db.memories.find_one(key)
+                if current is None:
+                    return False
+                doc["created_at"] = current["created_at"]
+                for name, value in given.items():
+                    doc[name] = current.get(name) if value is None else value
+                version = current.get("version")
+                stamp = max(now_micros(), int(current.get("changed_at") or 0) + 1)
+                doc["version"] = (version or 0) + 1
+                doc["changed_at"] = stamp
+                with self._bumped(db, [doc["user_id"]]):
+                    written = db.memories.update_one(
+                        {**key, "version": version}, overwrite(doc, current)
+                    ).matched_count
+                if written:
+                    break
             change = Change(
                 doc["_id"],
                 doc["user_id"],
@@ -376,7 +406,7 @@ class MongoDb(StoreContext):
                 list(current["topics"]),
                 doc["topics"],
             )
-            self._record(db, [change], context, now_micros())
+            self._record(db, [change], context, stamp)
         return True
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:

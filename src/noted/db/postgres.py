@@ -27,7 +27,15 @@ from noted.db._rows import (
     rows_to_memories,
     stamped_keys,
 )
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.base import (
+    MemoryQuery,
+    QueryVector,
+    ScoredMemory,
+    StoreContext,
+    WriteBatch,
+    check_page,
+    write_in_transaction,
+)
 from noted.errors import (
     ConflictError,
     MissingDependencyError,
@@ -111,6 +119,7 @@ class PostgresDb(StoreContext):
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
+        self._batch = threading.local()  # .conn: the connection of a batch on this thread
         self._pool: ConnectionPool[Conn] | None = None
         self._vectors = PostgresVectors(
             schema_names,
@@ -192,7 +201,12 @@ class PostgresDb(StoreContext):
 
     @contextmanager
     def _connection(self) -> Iterator[Conn]:
-        """A pooled connection (autocommit: each statement is its own transaction)."""
+        """A pooled connection (autocommit: each statement is its own transaction); inside
+        a batch on this thread, the batch's connection and transaction."""
+        held: Conn | None = getattr(self._batch, "conn", None)
+        if held is not None:
+            yield held
+            return
         pool = self._pool if self._pool is not None else self._open()
         try:
             with pool.connection() as conn:
@@ -204,6 +218,16 @@ class PostgresDb(StoreContext):
     def _transaction(self) -> Iterator[Conn]:
         with self._connection() as conn, conn.transaction():
             yield conn
+
+    def write_batch(
+        self, batch: WriteBatch, *, audit: AuditContext | None = None
+    ) -> list[UserMemory]:
+        with self._transaction() as conn:
+            self._batch.conn = conn
+            try:
+                return write_in_transaction(self, batch, audit)
+            finally:
+                self._batch.conn = None
 
     def _migrate(self, conn: Conn) -> None:
         n = self._n

@@ -89,7 +89,14 @@ from noted.db._rows import (
     rows_to_memories,
     summary_from_json,
 )
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.base import (
+    MemoryQuery,
+    QueryVector,
+    ScoredMemory,
+    StoreContext,
+    WriteBatch,
+    check_page,
+)
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.vectors import UserVectors, check_vector, from_blobs, search_target, to_blob
@@ -245,6 +252,7 @@ class RedisDb(StoreContext):
         self.memory_table = check_table_name(memory_table, "memory_table")
         self.session_table = check_table_name(session_table, "session_table")
         self._redis_error: type[Exception] = module.exceptions.RedisError
+        self._watch_error: type[Exception] = module.exceptions.WatchError
         if client is None:
             self._client = self._connect(module, db_url)
         elif not isinstance(client, module.Redis):
@@ -352,6 +360,52 @@ class RedisDb(StoreContext):
         foreign = self._call(self._upsert, *self._stamp(context), batch)
         if foreign is not None:
             raise _foreign_memory(foreign.decode())
+
+    def write_batch(
+        self, batch: WriteBatch, *, audit: AuditContext | None = None
+    ) -> list[UserMemory]:
+        """The batch's scripts in one MULTI/EXEC: Redis runs them back to back, nothing in
+        between. A clear needs an event id per memory, so the user's generation is watched
+        from the count to the EXEC, and the whole batch is sent again if it moved."""
+        context = resolve_audit(audit)
+        if not batch:
+            return []
+        with self._mapped_errors(), self._client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    results = self._send_batch(pipe, batch, context)
+                    break
+                except self._watch_error:
+                    continue
+        start = int(batch.clear) + int(bool(batch.deletes))
+        updated = results[start : start + len(batch.updates)]
+        if batch.adds and results[-1] is not None:
+            raise _foreign_memory(results[-1].decode())
+        written = [m for m, done in zip(batch.updates, updated, strict=True) if done]
+        return [*written, *batch.adds]
+
+    def _send_batch(self, pipe: Any, batch: WriteBatch, context: AuditContext) -> list[Any]:
+        user = batch.user_id
+        stamp = self._stamp(context)
+        cleared = 0
+        if batch.clear:
+            pipe.watch(self._gkey(user))
+            cleared = int(pipe.zcard(f"{self.memory_table}:upd:{user}"))
+        pipe.multi()
+        prefix = [self.memory_table, *stamp]
+        if batch.clear:
+            cleared_ids = _to_json(new_event_ids(cleared))
+            self._delete(args=[*prefix, "user", user, cleared_ids, "[]"], client=pipe)
+        if batch.deletes:
+            ids = list(dict.fromkeys(batch.deletes))
+            event_ids = _to_json(new_event_ids(len(ids)))
+            self._delete(args=[*prefix, "ids", user, event_ids, _to_json(ids)], client=pipe)
+        for m in batch.updates:
+            self._update(args=[*prefix, _to_json(_entries([m])[0])], client=pipe)
+        if batch.adds:
+            self._upsert(args=[*prefix, _to_json(_entries(batch.adds))], client=pipe)
+        results: list[Any] = pipe.execute()
+        return results
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         context = resolve_audit(audit)

@@ -28,7 +28,15 @@ from noted.db._rows import (
     row_to_memory,
     rows_to_memories,
 )
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.base import (
+    MemoryQuery,
+    QueryVector,
+    ScoredMemory,
+    StoreContext,
+    WriteBatch,
+    check_page,
+    write_in_transaction,
+)
 from noted.db.sqlite_json import JSON_IN_SQL, MEMORY_JSON
 from noted.db.sqlite_vectors import SqliteVectors
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
@@ -287,7 +295,12 @@ class SqliteDb(StoreContext):
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; inside another one (a batch, on the thread that holds the
+        lock) it is part of that one."""
         with self._session() as conn:
+            if conn.in_transaction:
+                yield conn
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -342,6 +355,12 @@ class SqliteDb(StoreContext):
             conn.executemany(self._sql_upsert, rows)
             conn.executemany(self._sql_index_id, touched)
             conn.executemany(self._sql_event, events)
+
+    def write_batch(
+        self, batch: WriteBatch, *, audit: AuditContext | None = None
+    ) -> list[UserMemory]:
+        with self._transaction():
+            return write_in_transaction(self, batch, audit)
 
     def _add(
         self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], stamp: tuple[Any, ...]

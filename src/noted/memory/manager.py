@@ -13,10 +13,11 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from noted._time import from_micros, now_micros
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore
 from noted.errors import UserError
+from noted.limits import MAX_OPERATIONS
+from noted.memory.door import MemoryDoor
 from noted.memory.index import MemoryIndex
 from noted.memory.operations import (
     OPERATIONS_SCHEMA,
@@ -31,9 +32,9 @@ from noted.memory.relevance import rank_memories
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message, ModelRequest, Usage
-from noted.schema import UserMemory, new_memory_id
+from noted.schema import UserMemory
 
-__all__ = ["MemoryManager", "MemoryUpdate", "apply_plan"]
+__all__ = ["MemoryManager", "MemoryUpdate"]
 
 log = logging.getLogger("noted.memory")
 
@@ -70,6 +71,7 @@ class MemoryManager:
         clear_memories: bool = False,
         memories_in_prompt: int = 30,
         candidates: int = 200,
+        max_operations: int = MAX_OPERATIONS,
     ) -> None:
         self.model = None if model is None else get_model(model)
         self.system_message = system_message
@@ -78,11 +80,17 @@ class MemoryManager:
         self.permissions = Permissions(
             add=add_memories, update=update_memories, delete=delete_memories, clear=clear_memories
         )
-        for name, value in (("memories_in_prompt", memories_in_prompt), ("candidates", candidates)):
+        limits = (
+            ("memories_in_prompt", memories_in_prompt),
+            ("candidates", candidates),
+            ("max_operations", max_operations),
+        )
+        for name, value in limits:
             if type(value) is not int or value < 1:
                 raise UserError(f"{name} must be an integer >= 1, got {value!r}")
         self.memories_in_prompt = memories_in_prompt
         self.candidates = candidates
+        self.max_operations = max_operations
 
     def system_prompt(self) -> str:
         return manager_system_prompt(
@@ -125,15 +133,13 @@ class MemoryManager:
         messages: Sequence[Message],
         *,
         user_id: str,
-        db: MemoryStore,
+        door: MemoryDoor,
         model: ChatModel | None = None,
         audit: AuditContext | None = None,
         agent_id: str | None = None,
-        max_memory_length: int = 5000,
-        index: MemoryIndex | None = None,
     ) -> MemoryUpdate:
-        """Read a turn, ask the model once, apply the checked operations (and embed what
-        was written, with an ``index``)."""
+        """Read a turn, ask the model once, and write the checked operations through the
+        door (together, or none of them)."""
         chat_model = self.model or model
         if chat_model is None:
             raise UserError("the memory manager needs a model: MemoryManager(model=...)")
@@ -141,7 +147,7 @@ class MemoryManager:
         update = MemoryUpdate()
         if not said.strip():
             return update  # nothing the user said: nothing to learn, no model call
-        shown = await asyncio.to_thread(self.shown_memories, db, user_id, said, index)
+        shown = await asyncio.to_thread(self.shown_memories, door.db, user_id, said, door.index)
         request = ModelRequest(
             messages=[
                 Message("system", self.system_prompt()),
@@ -153,62 +159,25 @@ class MemoryManager:
         response = await chat_model.acomplete(request)
         update.model_calls = 1
         update.usage = response.usage
-        plan = parse_operations(response.content, shown, self.permissions, max_memory_length)
-        for reason in plan.rejected:
-            log.warning("memory operation for user %r dropped: %s", user_id, reason)
-        update.rejected = plan.rejected
+        plan = parse_operations(response.content, shown, self.permissions, door.max_length)
+        self.cap(plan)
         context = audit or AuditContext(actor="manager")
-        written = await asyncio.to_thread(
-            apply_plan, db, plan, shown, user_id, said, agent_id, context
+        applied = await asyncio.to_thread(
+            door.apply, plan, shown, user_id, context, said=said, agent_id=agent_id
         )
-        if index is not None and written:
-            await asyncio.to_thread(index.embed_written, written)
-        update.memory_ids = [m.memory_id for m in written if m.memory_id is not None]
+        update.rejected = plan.rejected + applied.rejected
+        for reason in update.rejected:
+            log.warning("memory operation for user %r dropped: %s", user_id, reason)
+        update.memory_ids = [m.memory_id for m in applied.written if m.memory_id is not None]
         update.operations = plan.operations
         return update
 
-
-def apply_plan(
-    db: MemoryStore,
-    plan: Plan,
-    shown: dict[int, UserMemory],
-    user_id: str,
-    said: str,
-    agent_id: str | None,
-    audit: AuditContext,
-) -> list[UserMemory]:
-    """Write a checked plan; return the memories updated and added, as stored."""
-    by_id = {m.memory_id: m for m in shown.values()}
-    written: list[UserMemory] = []
-    added: list[UserMemory] = []
-    for op in plan.operations:
-        now = from_micros(now_micros())
-        if op.kind == "clear":
-            db.clear_memories(user_id, audit=audit)
-        elif op.kind == "delete" and op.memory_id is not None:
-            db.delete_memories([op.memory_id], user_id, audit=audit)
-        elif op.kind == "update" and op.memory_id is not None and op.memory is not None:
-            changed = by_id[op.memory_id].copy()
-            changed.memory = op.memory
-            changed.topics = list(op.topics)
-            changed.updated_at = now
-            if db.update_memory(changed, audit=audit):
-                written.append(changed)
-        elif op.kind == "add" and op.memory is not None:
-            added.append(
-                UserMemory(
-                    op.memory,
-                    topics=list(op.topics),
-                    input=said[:5000],
-                    memory_id=new_memory_id(),
-                    user_id=user_id,
-                    agent_id=agent_id,
-                    session_id=audit.session_id,
-                    created_at=now,
-                    updated_at=now,
-                )
+    def cap(self, plan: Plan) -> None:
+        """Keep at most ``max_operations`` of a plan's operations; say once what is dropped."""
+        extra = len(plan.operations) - self.max_operations
+        if extra > 0:
+            del plan.operations[self.max_operations :]
+            plan.rejected.append(
+                f"{extra} more operations than the {self.max_operations} one answer may hold "
+                "(MemoryManager(max_operations=...)) were dropped"
             )
-    if added:
-        db.upsert_memories(added, audit=audit)
-        written.extend(added)
-    return written

@@ -10,7 +10,6 @@ from typing import Final
 
 from noted import _portal
 from noted._async import async_twin
-from noted._time import from_micros, now_micros
 from noted.audit import Actor, AuditContext, MemoryEvent
 from noted.db.base import (
     MemoryQuery,
@@ -23,6 +22,8 @@ from noted.db.base import (
 )
 from noted.db.memory import InMemoryDb
 from noted.errors import NotFoundError, UserError
+from noted.limits import MAX_MEMORY_LENGTH
+from noted.memory.door import DEFAULT_USER_ID, MemoryDoor, resolve_user
 from noted.memory.index import MemoryIndex, Progress
 from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.relevance import rank_memories
@@ -39,27 +40,16 @@ from noted.schema import (
     UserStats,
     check_id,
     check_topics,
-    new_memory_id,
     require_id,
 )
 from noted.sessions import SessionSummary
 
 __all__ = ["DEFAULT_USER_ID", "RETRIEVAL_METHODS", "Memory"]
 
-DEFAULT_USER_ID: Final = "default"
-DEFAULT_MAX_MEMORY_LENGTH: Final = 5000
 RETRIEVAL_METHODS: Final = ("last_n", "first_n", "keyword", "semantic", "hybrid", "agentic")
 _NEEDS_QUERY: Final = ("keyword", "semantic", "hybrid", "agentic")
 AGENTIC_WINDOW: Final = 500  # the most recent memories agentic search ranks ...
 AGENTIC_CANDIDATES: Final = 100  # ... and how many of them the model is shown
-
-
-def _resolve_user(user_id: str | None, memory: UserMemory | None = None) -> str:
-    given = check_id("user_id", user_id)
-    carried = None if memory is None else memory.user_id
-    if given is not None and carried is not None and given != carried:
-        raise UserError(f"user_id {given!r} does not match the memory's own user_id {carried!r}")
-    return given or carried or DEFAULT_USER_ID
 
 
 def _query(
@@ -76,7 +66,7 @@ def _query(
 ) -> MemoryQuery:
     """A validated query for one user's memories (a single topic may be a plain string)."""
     return MemoryQuery(
-        user_id=_resolve_user(user_id),
+        user_id=resolve_user(user_id),
         topics=()
         if topics is None
         else tuple(check_topics([topics] if isinstance(topics, str) else topics)),
@@ -120,15 +110,11 @@ class Memory:
         summarizer: SessionSummarizer | None = None,
         delete_memories: bool = False,
         clear_memories: bool = False,
-        max_memory_length: int = DEFAULT_MAX_MEMORY_LENGTH,
+        max_memory_length: int = MAX_MEMORY_LENGTH,
         actor: Actor = "api",
     ) -> None:
         if db is not None and not isinstance(db, MemoryStore):
             raise UserError(f"db must be a memory store such as SqliteDb, got {db!r}")
-        if type(max_memory_length) is not int or max_memory_length < 1:
-            raise UserError(
-                f"max_memory_length must be a positive integer, got {max_memory_length!r}"
-            )
         if memory_manager is not None and (delete_memories or clear_memories):
             raise UserError(
                 "with memory_manager=..., set delete_memories and clear_memories on the "
@@ -142,15 +128,16 @@ class Memory:
             delete_memories=delete_memories, clear_memories=clear_memories
         )
         self.summarizer = summarizer or SessionSummarizer()
-        self.max_memory_length = max_memory_length
+        self.door = MemoryDoor(self.db, self.index, max_memory_length)
+
+    @property
+    def max_memory_length(self) -> int:
+        """The longest memory text this Memory writes, in characters."""
+        return self.door.max_length
 
     @property
     def embedder(self) -> Embedder | None:
         return None if self.index is None else self.index.embedder
-
-    def _embed(self, memories: Sequence[UserMemory]) -> None:
-        if self.index is not None:
-            self.index.embed_written(memories)
 
     def _index(self, method: str) -> MemoryIndex:
         if self.index is None:
@@ -181,50 +168,22 @@ class Memory:
             raise UserError(f"{self.db!r} keeps no sessions; use a db such as SqliteDb")
         return self.db
 
-    # -- pure helpers -------------------------------------------------------------------
-
-    def _check_length(self, memory: UserMemory) -> None:
-        if not isinstance(memory, UserMemory):
-            raise UserError(f"memory must be a UserMemory, got {type(memory).__name__}")
-        if len(memory.memory) > self.max_memory_length:
-            raise UserError(
-                f"memory text is {len(memory.memory)} characters; the limit is "
-                f"{self.max_memory_length} (Memory(max_memory_length=...))"
-            )
-
-    def _stamped(
-        self, memory: UserMemory, user_id: str | None, memory_id: str | None = None
-    ) -> UserMemory:
-        """A copy of ``memory`` ready to store: id, user and timestamps set (updated now)."""
-        self._check_length(memory)
-        stamped = memory.copy()
-        stamped.user_id = _resolve_user(user_id, memory)
-        stamped.memory_id = memory_id or memory.memory_id or new_memory_id()
-        stamped.updated_at = from_micros(now_micros())
-        stamped.created_at = memory.created_at or stamped.updated_at
-        return stamped
-
-    # -- writes ---------------------------------------------------------------------------
+    # -- writes (all through the door) -----------------------------------------------------
 
     def add_user_memory(self, memory: UserMemory, user_id: str | None = None) -> str:
         """Store a memory for a user and return its id.
 
         A memory carrying the id of another user's memory is refused with ConflictError.
         """
-        stamped = self._stamped(memory, user_id)
-        self.db.upsert_memories([stamped], audit=self._audit)
-        self._embed([stamped])
-        assert stamped.memory_id is not None
-        return stamped.memory_id
+        (stored,) = self.door.add([memory], user_id, self._audit)
+        assert stored.memory_id is not None
+        return stored.memory_id
 
     def add_user_memories(
         self, memories: Iterable[UserMemory], user_id: str | None = None
     ) -> list[str]:
         """Store many memories in one transaction (all or nothing); return their ids."""
-        stamped = [self._stamped(m, user_id) for m in memories]
-        self.db.upsert_memories(stamped, audit=self._audit)
-        self._embed(stamped)
-        return [m.memory_id for m in stamped if m.memory_id is not None]
+        return [m.memory_id for m in self.door.add(memories, user_id, self._audit) if m.memory_id]
 
     def import_user_memories(self, memories: Iterable[UserMemory]) -> int:
         """Store memories exactly as given (ids, users, timestamps), as a restore from export.
@@ -232,14 +191,7 @@ class Memory:
         Missing ids are generated, a missing user is ``"default"``, missing timestamps are now.
         All or nothing: one invalid or conflicting memory writes none of them.
         """
-        restored: list[UserMemory] = []
-        for m in memories:
-            stamped = self._stamped(m, None)
-            stamped.updated_at = m.updated_at or stamped.updated_at
-            restored.append(stamped)
-        self.db.upsert_memories(restored, audit=self._audit)
-        self._embed(restored)
-        return len(restored)
+        return len(self.door.restore(memories, self._audit))
 
     def replace_user_memory(
         self, memory_id: str, memory: UserMemory, user_id: str | None = None
@@ -249,36 +201,26 @@ class Memory:
         Raises NotFoundError when the user has no memory with this id (another user's id
         included): nothing is written then.
         """
-        memory_id = require_id("memory_id", memory_id)
-        new = self._stamped(memory, user_id, memory_id=memory_id)
-        if not self.db.update_memory(new, audit=self._audit):  # keeps the stored created_at
-            raise NotFoundError(f"user {new.user_id!r} has no memory with id {memory_id!r}")
-        self._embed([new])
+        self.door.replace(memory_id, memory, user_id, self._audit)
         return memory_id
 
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> bool:
         """Delete one of the user's memories; False when the user has no such memory."""
-        memory_id = require_id("memory_id", memory_id)
-        return self.db.delete_memories([memory_id], _resolve_user(user_id), audit=self._audit) == 1
+        return self.door.delete([require_id("memory_id", memory_id)], user_id, self._audit) == 1
 
     def delete_user_memories(self, memory_ids: Sequence[str], user_id: str | None = None) -> int:
         """Delete several of the user's memories; return how many existed and were deleted."""
-        if isinstance(memory_ids, str):
-            raise UserError("memory_ids must be a list of ids, not a single string")
-        ids = [require_id("memory_id", m) for m in memory_ids]
-        return self.db.delete_memories(ids, _resolve_user(user_id), audit=self._audit)
+        return self.door.delete(memory_ids, user_id, self._audit)
 
     def clear(self, user_id: str | None = None) -> int:
         """Delete every memory of one user, or of every user when no user is named."""
-        if user_id is None:
-            return self.db.clear_all_memories(audit=self._audit)
-        return self.db.clear_memories(_resolve_user(user_id), audit=self._audit)
+        return self.door.clear(user_id, self._audit)
 
     # -- reads ----------------------------------------------------------------------------
 
     def get_user_memory(self, memory_id: str, user_id: str | None = None) -> UserMemory | None:
         """One of the user's memories, or None (also for another user's memory id)."""
-        return self.db.get_memory(require_id("memory_id", memory_id), _resolve_user(user_id))
+        return self.db.get_memory(require_id("memory_id", memory_id), resolve_user(user_id))
 
     def get_memory_history(self, memory_id: str, user_id: str | None = None) -> list[MemoryEvent]:
         """Every recorded add, update and delete of one of the user's memories, oldest first.
@@ -286,9 +228,7 @@ class Memory:
         A deleted memory keeps its history, so its last text can still be read here; another
         user's memory id has none (an empty list).
         """
-        return self.db.get_memory_history(
-            require_id("memory_id", memory_id), _resolve_user(user_id)
-        )
+        return self.db.get_memory_history(require_id("memory_id", memory_id), resolve_user(user_id))
 
     def get_user_memories(
         self,
@@ -427,12 +367,10 @@ class Memory:
             turn = list(messages or ())
         return await self.memory_manager.aprocess(
             turn,
-            user_id=_resolve_user(user_id),
-            db=self.db,
+            user_id=resolve_user(user_id),
+            door=self.door,
             model=self._model(self.memory_manager),
             audit=AuditContext(actor="manager"),
-            max_memory_length=self.max_memory_length,
-            index=self.index,
         )
 
     def create_user_memories(
@@ -451,7 +389,7 @@ class Memory:
         yet) and store it; one model call, none when the summary is current."""
         store = self._sessions()
         session_id = require_id("session_id", session_id)
-        user = _resolve_user(user_id)
+        user = resolve_user(user_id)
         session = await asyncio.to_thread(store.get_session, session_id, user)
         if session is None:  # another user's session included
             raise NotFoundError(f"user {user!r} has no session {session_id!r}")
@@ -472,7 +410,7 @@ class Memory:
     ) -> SessionSummary | None:
         """The stored summary of one of the user's sessions, or None."""
         return self._sessions().get_session_summary(
-            require_id("session_id", session_id), _resolve_user(user_id)
+            require_id("session_id", session_id), resolve_user(user_id)
         )
 
     def get_topics(self, user_id: str | None = None) -> list[str]:

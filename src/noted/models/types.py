@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from noted._json import decode_json
 from noted.errors import UserError
 
 __all__ = [
@@ -72,7 +73,7 @@ class ToolCall:
         if not text.strip():
             return cls(name=name, id=call_id)
         try:
-            decoded = json.loads(text)
+            decoded = decode_json(text)
         except ValueError:
             decoded = None
         if not isinstance(decoded, dict):

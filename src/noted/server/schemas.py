@@ -11,8 +11,10 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MAX_MEMORY_CHARS: Final = 5000
-MAX_ID_CHARS: Final = 255
+from noted.limits import MAX_ID_LENGTH, MAX_MEMORY_LENGTH
+
+MAX_MEMORY_CHARS: Final = MAX_MEMORY_LENGTH
+MAX_ID_CHARS: Final = MAX_ID_LENGTH
 MAX_LIMIT: Final = 100
 MAX_PAGE: Final = 1_000_000
 MAX_BULK: Final = 1000

@@ -1,0 +1,29 @@
+"""The limits of what noted stores and reads, defined once."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "MAX_INPUT_CHARS",
+    "MAX_MEMORY_LENGTH",
+    "MAX_OPERATIONS",
+    "MAX_PLAN_TOPICS",
+]
+
+MAX_MEMORY_LENGTH: Final = 5000
+"""The default longest memory text, in characters (``Memory(max_memory_length=...)``)."""
+
+MAX_ID_LENGTH: Final = 255
+"""The longest id (memory, user, agent, team, session, run) and topic, in characters."""
+
+MAX_INPUT_CHARS: Final = 5000
+"""How much of what the user said the memory manager keeps as a memory's ``input``."""
+
+MAX_OPERATIONS: Final = 50
+"""The default cap on operations in one model answer (``MemoryManager(max_operations=...)``);
+the rest are dropped and logged once."""
+
+MAX_PLAN_TOPICS: Final = 8
+"""How many topics of one operation in a model answer are kept."""

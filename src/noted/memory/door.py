@@ -1,0 +1,199 @@
+"""MemoryDoor: the one way memories are written.
+
+The Memory API, the memory manager's plans, the agent's memory tools, the server, the
+command line and imports all write through one door. It checks every value whatever
+object it is handed (a :class:`~noted.UserMemory` changed after it was built is checked
+again whole), stamps ids, users and times, hands the store one call per write (so the
+history is recorded in the same transaction), and keeps embeddings current.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from noted._time import from_micros, now_micros
+from noted.audit import AuditContext
+from noted.db.base import MemoryStore, WriteBatch
+from noted.errors import NotFoundError, UserError
+from noted.limits import MAX_INPUT_CHARS, MAX_MEMORY_LENGTH
+from noted.memory.index import MemoryIndex
+from noted.memory.operations import Plan
+from noted.schema import UserMemory, check_id, new_memory_id, require_id
+
+__all__ = ["DEFAULT_USER_ID", "Applied", "MemoryDoor", "resolve_user"]
+
+log = logging.getLogger("noted.memory")
+
+DEFAULT_USER_ID = "default"
+
+
+def resolve_user(user_id: object, memory: UserMemory | None = None) -> str:
+    """The user a call names, else the memory's own, else ``"default"``; UserError when
+    the two disagree."""
+    given = check_id("user_id", user_id)
+    carried = None if memory is None else memory.user_id
+    if given is not None and carried is not None and given != carried:
+        raise UserError(f"user_id {given!r} does not match the memory's own user_id {carried!r}")
+    return given or carried or DEFAULT_USER_ID
+
+
+@dataclass(slots=True)
+class Applied:
+    """What a plan wrote: the memories updated and added, as stored, and the operations
+    dropped at the door with the reason for each."""
+
+    written: list[UserMemory] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+
+
+class MemoryDoor:
+    """Writes to ``db``, embedding what it writes with ``index`` (when there is one)."""
+
+    def __init__(
+        self,
+        db: MemoryStore,
+        index: MemoryIndex | None = None,
+        max_length: int = MAX_MEMORY_LENGTH,
+    ) -> None:
+        if type(max_length) is not int or max_length < 1:
+            raise UserError(f"max_memory_length must be a positive integer, got {max_length!r}")
+        self.db = db
+        self.index = index
+        self.max_length = max_length
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def check(self, memory: object) -> UserMemory:
+        """A checked copy of ``memory``: every field valid, the text within the limit."""
+        if not isinstance(memory, UserMemory):
+            raise UserError(f"memory must be a UserMemory, got {type(memory).__name__}")
+        checked = memory.checked()
+        if len(checked.memory) > self.max_length:
+            raise UserError(
+                f"memory text is {len(checked.memory)} characters; the limit is "
+                f"{self.max_length} (Memory(max_memory_length=...))"
+            )
+        return checked
+
+    def stamp(
+        self, memory: object, user_id: str | None, memory_id: str | None = None
+    ) -> UserMemory:
+        """A checked copy ready to store: id, user and timestamps set (updated now)."""
+        stamped = self.check(memory)
+        stamped.user_id = resolve_user(user_id, stamped)
+        stamped.memory_id = memory_id or stamped.memory_id or new_memory_id()
+        stamped.updated_at = from_micros(now_micros())
+        stamped.created_at = stamped.created_at or stamped.updated_at
+        return stamped
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def add(
+        self, memories: Iterable[object], user_id: str | None, audit: AuditContext
+    ) -> list[UserMemory]:
+        """Store memories in one transaction (all or nothing), as given or new."""
+        if isinstance(memories, UserMemory | str):
+            raise UserError("memories must be a list of UserMemory objects")
+        stamped = [self.stamp(m, user_id) for m in memories]
+        self.db.upsert_memories(stamped, audit=audit)
+        self._embed(stamped)
+        return stamped
+
+    def restore(self, memories: Iterable[object], audit: AuditContext) -> list[UserMemory]:
+        """Store memories exactly as given (ids, users, timestamps), as a restore from an
+        export: missing ids are new, a missing user is ``"default"``, missing times now."""
+        restored: list[UserMemory] = []
+        for m in memories:
+            stamped = self.stamp(m, None)
+            if isinstance(m, UserMemory) and m.updated_at is not None:
+                stamped.updated_at = self.check(m).updated_at
+            restored.append(stamped)
+        self.db.upsert_memories(restored, audit=audit)
+        self._embed(restored)
+        return restored
+
+    def replace(
+        self, memory_id: object, memory: object, user_id: str | None, audit: AuditContext
+    ) -> UserMemory:
+        """Overwrite one of the user's memories, keeping its creation time; NotFoundError
+        when the user has no such memory (nothing is written then)."""
+        checked_id = require_id("memory_id", memory_id)
+        new = self.stamp(memory, user_id, memory_id=checked_id)
+        if not self.db.update_memory(new, audit=audit):
+            raise NotFoundError(f"user {new.user_id!r} has no memory with id {checked_id!r}")
+        self._embed([new])
+        return new
+
+    def delete(self, memory_ids: object, user_id: str | None, audit: AuditContext) -> int:
+        """Delete some of the user's memories; how many existed and were deleted."""
+        if isinstance(memory_ids, str) or not isinstance(memory_ids, Sequence):
+            raise UserError("memory_ids must be a list of ids, not a single string")
+        ids = [require_id("memory_id", m) for m in memory_ids]
+        return self.db.delete_memories(ids, resolve_user(user_id), audit=audit)
+
+    def clear(self, user_id: str | None, audit: AuditContext) -> int:
+        """Delete every memory of one user, or of every user when ``user_id`` is None."""
+        if user_id is None:
+            return self.db.clear_all_memories(audit=audit)
+        return self.db.clear_memories(resolve_user(user_id), audit=audit)
+
+    def apply(
+        self,
+        plan: Plan,
+        shown: Mapping[int, UserMemory],
+        user_id: str,
+        audit: AuditContext,
+        *,
+        said: str = "",
+        agent_id: str | None = None,
+    ) -> Applied:
+        """Write a model's checked plan: every change it asks for is built and checked
+        here first; one that does not pass is dropped with its reason, and the rest are
+        written together in one batch (all of them, or none when the write fails)."""
+        by_id = {m.memory_id: m for m in shown.values()}
+        applied = Applied()
+        now = from_micros(now_micros())
+        clear = False
+        deletes: list[str] = []
+        updates: list[UserMemory] = []
+        adds: list[UserMemory] = []
+        for op in plan.operations:
+            if op.kind == "clear":
+                clear = True
+            elif op.kind == "delete" and op.memory_id is not None:
+                deletes.append(op.memory_id)
+            elif op.memory is not None and op.kind in ("update", "add"):
+                if op.kind == "update":
+                    candidate = by_id[op.memory_id].copy()
+                    candidate.memory = op.memory
+                    candidate.topics = list(op.topics)
+                    candidate.updated_at = now
+                else:
+                    candidate = UserMemory.__new__(UserMemory)
+                    candidate.memory = op.memory
+                    candidate.topics = list(op.topics)
+                    candidate.input = said[:MAX_INPUT_CHARS] or None
+                    candidate.memory_id = new_memory_id()
+                    candidate.user_id = user_id
+                    candidate.agent_id = agent_id
+                    candidate.team_id = None
+                    candidate.session_id = audit.session_id
+                    candidate.created_at = now
+                    candidate.updated_at = now
+                try:
+                    checked = self.check(candidate)
+                except UserError as exc:
+                    applied.rejected.append(f"{op.kind} refused at the door: {exc}")
+                    continue
+                (updates if op.kind == "update" else adds).append(checked)
+        batch = WriteBatch(user_id, clear, tuple(deletes), tuple(updates), tuple(adds))
+        if batch:
+            applied.written = self.db.write_batch(batch, audit=audit)
+            self._embed(applied.written)
+        return applied
+
+    def _embed(self, memories: Sequence[UserMemory]) -> None:
+        if self.index is not None and memories:
+            self.index.embed_written(memories)
