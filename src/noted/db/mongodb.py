@@ -368,6 +368,10 @@ class MongoDb(StoreContext):
     ) -> list[UserMemory]:
         """The batch's changes one after another (see the class notes: a MongoDB server
         without transactions cannot undo the first when a later one fails)."""
+        if batch.adds:  # another user's id fails the batch before anything is written
+            with self._db() as db:
+                ids = [doc["_id"] for doc in memory_docs(batch.adds)]
+                plan_upsert(memory_docs(batch.adds), self._stored(db.memories, ids))
         return write_in_transaction(self, batch, audit)
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:

@@ -87,6 +87,7 @@ from noted.db._rows import (
     memory_to_row,
     row_to_event,
     rows_to_memories,
+    stamped_keys,
     summary_from_json,
 )
 from noted.db.base import (
@@ -391,6 +392,13 @@ class RedisDb(StoreContext):
         if batch.clear:
             pipe.watch(self._gkey(user))
             cleared = int(pipe.zcard(f"{self.memory_table}:upd:{user}"))
+        if batch.adds:  # another user's id fails the batch before anything is written
+            keys = [self._mkey(stamped_keys(m)[0]) for m in batch.adds]
+            pipe.watch(*keys)
+            for key, m in zip(keys, batch.adds, strict=True):
+                owner = pipe.hget(key, "user_id")
+                if owner is not None and not _owned_by(owner, user):
+                    raise _foreign_memory(stamped_keys(m)[0])
         pipe.multi()
         prefix = [self.memory_table, *stamp]
         if batch.clear:

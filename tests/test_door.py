@@ -1,0 +1,340 @@
+"""The write door: every write is checked whole, and a model's plan is written together."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from noted import ConflictError, Memory, MemoryManager, MemoryStore, UserError, UserMemory
+from noted._time import from_micros, now_micros
+from noted.db.base import WriteBatch
+from noted.memory.jsonl import read_jsonl, write_jsonl
+from noted.models.types import Message
+from noted.testing import FunctionModel, ScriptedModel
+
+_users = iter(range(10**9))
+
+
+def _user() -> str:
+    return f"user-{next(_users)}"
+
+
+# -- a memory changed after it was built ----------------------------------------------------
+
+MUTATIONS: list[tuple[str, object, str]] = [
+    ("memory", "", "memory must not be empty"),
+    ("memory", "   ", "memory must not be empty"),
+    ("memory", 42, "memory must be a string"),
+    ("memory", "nul \x00 inside", "NUL"),
+    ("memory", "lone \ud800 surrogate", "valid Unicode"),
+    ("topics", "abc", "topics must be a list"),
+    ("topics", [1, 2], "each topic must be a non-empty string"),
+    ("topics", ["x" * 300], "each topic must be at most 255"),
+    ("memory_id", "x" * 300, "memory_id must be at most 255"),
+    ("memory_id", "", "memory_id must not be empty"),
+    ("user_id", 7, "user_id must be a string"),
+    ("agent_id", "bad \ud800", "agent_id must be valid Unicode"),
+    ("input", b"bytes", "input must be a string"),
+    ("input", "bad \x00", "input must not contain NUL"),
+    ("created_at", "yesterday", "created_at must be an ISO 8601"),
+    ("updated_at", datetime(2025, 1, 1), "updated_at must be timezone-aware"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "message"), MUTATIONS)
+def test_a_memory_changed_after_it_was_built_is_checked_again(
+    memory: Memory, field: str, value: object, message: str
+) -> None:
+    good = UserMemory("The user likes tea", topics=["drinks"])
+    bad = UserMemory("The user likes coffee", topics=["drinks"])
+    setattr(bad, field, value)
+    writes = [
+        lambda: memory.add_user_memory(bad, user_id="ava"),
+        lambda: memory.add_user_memories([good, bad], user_id="ava"),
+        lambda: memory.import_user_memories([good, bad]),
+    ]
+    for write in writes:
+        with pytest.raises(UserError, match=message):
+            write()
+    assert memory.count_user_memories("ava") == 0
+    assert memory.count_user_memories("default") == 0
+    kept = memory.add_user_memory(good, user_id="ava")
+    with pytest.raises(UserError, match=message):
+        memory.replace_user_memory(kept, bad, user_id="ava")
+    stored = memory.get_user_memory(kept, "ava")
+    assert stored is not None
+    assert stored.memory == "The user likes tea"
+    assert len(memory.get_memory_history(kept, "ava")) == 1
+
+
+def test_an_overlong_memory_is_refused_whatever_the_object(memory: Memory) -> None:
+    m = UserMemory("short")
+    m.memory = "x" * (memory.max_memory_length + 1)
+    with pytest.raises(UserError, match="the limit is 5000"):
+        memory.add_user_memory(m, user_id="ava")
+    with pytest.raises(UserError, match="must be a UserMemory"):
+        memory.add_user_memory({"memory": "a dict"}, user_id="ava")  # type: ignore[arg-type]
+    assert memory.count_user_memories("ava") == 0
+
+
+# -- a batch is written whole or not at all -------------------------------------------------
+
+
+def test_a_batch_that_fails_writes_nothing(store: MemoryStore) -> None:
+    memory = Memory(db=store)
+    mine = memory.add_user_memory(UserMemory("The user lives in Paris"), user_id="ava")
+    gone = memory.add_user_memory(UserMemory("The user has a cat"), user_id="ava")
+    foreign = memory.add_user_memory(UserMemory("The user is Bob"), user_id="bob")
+    current = memory.get_user_memory(mine, "ava")
+    assert current is not None
+    changed = current.copy()
+    changed.memory = "The user lives in Rome"
+    changed.updated_at = from_micros(now_micros())
+    now = from_micros(now_micros())
+    thief = UserMemory("stolen", memory_id=foreign, user_id="ava", created_at=now, updated_at=now)
+    batch = WriteBatch("ava", deletes=(gone,), updates=(changed,), adds=(thief,))
+    with pytest.raises(ConflictError, match=foreign):
+        store.write_batch(batch)
+    assert sorted(m.memory for m in memory.get_user_memories("ava")) == [
+        "The user has a cat",
+        "The user lives in Paris",
+    ]
+    assert len(memory.get_memory_history(mine, "ava")) == 1
+    assert len(memory.get_memory_history(gone, "ava")) == 1
+    bob = memory.get_user_memory(foreign, "bob")
+    assert bob is not None
+    assert bob.memory == "The user is Bob"
+
+
+def test_a_batch_clears_deletes_updates_and_adds_in_that_order(store: MemoryStore) -> None:
+    memory = Memory(db=store)
+    first = memory.add_user_memory(UserMemory("one"), user_id="ava")
+    memory.add_user_memory(UserMemory("other user"), user_id="bob")
+    now = from_micros(now_micros())
+    new = UserMemory("two", memory_id="m-two", user_id="ava", created_at=now, updated_at=now)
+    written = store.write_batch(WriteBatch("ava", clear=True, adds=(new,)))
+    assert [m.memory for m in written] == ["two"]
+    assert [m.memory for m in memory.get_user_memories("ava")] == ["two"]
+    assert memory.get_user_memory(first, "ava") is None
+    assert memory.count_user_memories("bob") == 1
+    assert store.write_batch(WriteBatch("ava")) == []
+
+
+# -- a model's plan -------------------------------------------------------------------------
+
+
+def _answer(*operations: dict[str, Any]) -> str:
+    return json.dumps({"operations": list(operations)})
+
+
+def test_an_invalid_operation_is_dropped_and_the_valid_rest_written(
+    memory: Memory, caplog: pytest.LogCaptureFixture
+) -> None:
+    mid = memory.add_user_memory(UserMemory("The user lives in Paris"), user_id="ava")
+    model = ScriptedModel(
+        [
+            _answer(
+                {"op": "update", "id": 1, "memory": "The user lives in Rome", "topics": []},
+                {"op": "add", "id": None, "memory": "bad \ud800 text", "topics": []},
+                {"op": "add", "id": None, "memory": "The user has a dog", "topics": ["pets"]},
+            )
+        ]
+    )
+    manager_memory = Memory(db=memory.db, model=model)
+    with caplog.at_level(logging.WARNING, "noted.memory"):
+        update = manager_memory.create_user_memories(
+            "I moved to Rome, and I have a dog", user_id="ava"
+        )
+    assert sorted(m.memory for m in memory.get_user_memories("ava")) == [
+        "The user has a dog",
+        "The user lives in Rome",
+    ]
+    assert len(update.memory_ids) == 2
+    assert mid in update.memory_ids
+    assert len(update.rejected) == 1
+    assert "valid Unicode" in update.rejected[0]
+    assert "valid Unicode" in caplog.text
+
+
+def test_a_deeply_nested_answer_is_dropped_not_raised(memory: Memory) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    for answer in (deep, '{"operations": ' + deep + "}"):
+        manager_memory = Memory(db=memory.db, model=ScriptedModel([answer]))
+        update = manager_memory.create_user_memories("I like tea", user_id="ava")
+        assert update.memory_ids == []
+        assert update.rejected
+    assert memory.count_user_memories("ava") == 0
+
+
+def test_operations_past_the_cap_are_dropped_and_logged_once(
+    memory: Memory, caplog: pytest.LogCaptureFixture
+) -> None:
+    ops = [{"op": "add", "id": None, "memory": f"fact {i}", "topics": []} for i in range(10_000)]
+    manager = MemoryManager(max_operations=20)
+    manager_memory = Memory(
+        db=memory.db, model=ScriptedModel([_answer(*ops)]), memory_manager=manager
+    )
+    with caplog.at_level(logging.WARNING, "noted.memory"):
+        update = manager_memory.create_user_memories("many facts", user_id="ava")
+    assert memory.count_user_memories("ava") == 20
+    assert len(update.memory_ids) == 20
+    capped = [r for r in caplog.records if "max_operations" in r.getMessage()]
+    assert len(capped) == 1
+    assert "9980 more operations" in capped[0].getMessage()
+    with pytest.raises(UserError, match="max_operations"):
+        MemoryManager(max_operations=0)
+
+
+# -- properties -----------------------------------------------------------------------------
+
+_text = st.text(
+    alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=30
+).filter(lambda t: bool(t.strip()) and "\x00" not in t)
+_bad_text = st.sampled_from(["", "  ", "a\x00b", "x\ud800y", 7, None, b"raw"])
+_ids = st.one_of(st.none(), st.text(alphabet="abcdef0123456789-", min_size=1, max_size=40))
+_times = st.one_of(
+    st.none(),
+    st.datetimes(
+        min_value=datetime(2000, 1, 1),
+        max_value=datetime(2100, 1, 1),
+        timezones=st.just(UTC),
+    ),
+)
+_FIELDS = ("memory", "topics", "input", "memory_id", "agent_id", "team_id", "created_at")
+
+
+@st.composite
+def mutated_memories(draw: st.DrawFn) -> tuple[UserMemory, bool]:
+    """A memory, maybe with one field changed to a value that is not allowed."""
+    m = UserMemory(
+        draw(_text),
+        topics=draw(st.lists(_text, max_size=3)),
+        input=draw(st.one_of(st.none(), _text)),
+        agent_id=draw(_ids),
+        team_id=draw(_ids),
+        created_at=draw(_times),
+    )
+    if draw(st.booleans()):
+        return m, True
+    field = draw(st.sampled_from(_FIELDS))
+    bad: object
+    if field == "topics":
+        bad = draw(st.sampled_from(["abc", [1], [""], ["a\x00"], None]))
+    elif field == "created_at":
+        bad = draw(st.sampled_from(["never", 5, datetime(2020, 1, 1)]))
+    elif field == "memory":
+        bad = draw(_bad_text)
+    elif field == "input":
+        bad = draw(st.sampled_from(["a\x00", "b\udfff", 3, ["list"]]))
+    else:
+        bad = draw(st.sampled_from(["", "x" * 256, "a\x00", "b\udfff", 3]))
+    setattr(m, field, bad)
+    return m, False
+
+
+_SETTINGS = settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@_SETTINGS
+@given(batch=st.lists(mutated_memories(), min_size=1, max_size=4))
+def test_no_invalid_value_is_ever_stored(
+    memory: Memory, batch: list[tuple[UserMemory, bool]]
+) -> None:
+    user = _user()
+    memories = [m for m, _ in batch]
+    if all(valid for _, valid in batch):
+        ids = memory.add_user_memories(memories, user_id=user)
+        for mid, m in zip(ids, memories, strict=True):
+            stored = memory.get_user_memory(mid, user)
+            assert stored is not None
+            assert (stored.memory, stored.topics, stored.input) == (m.memory, m.topics, m.input)
+            assert (stored.agent_id, stored.team_id) == (m.agent_id, m.team_id)
+    else:
+        with pytest.raises(UserError):
+            memory.add_user_memories(memories, user_id=user)
+        assert memory.count_user_memories(user) == 0
+
+
+_ops = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "op": st.sampled_from(["add", "update", "delete", "clear", "merge", 3]),
+            "id": st.one_of(st.none(), st.integers(-2, 5), st.text(max_size=3)),
+            "memory": st.one_of(
+                st.none(), _text, st.sampled_from(["", "  ", "a\x00b", "x\ud800y", 7, "x" * 6000])
+            ),
+            "topics": st.one_of(st.lists(st.one_of(_text, st.integers()), max_size=3), _text),
+        }
+    ),
+    st.integers(),
+    st.text(max_size=5),
+    st.lists(st.integers(), max_size=2),
+)
+
+
+@_SETTINGS
+@given(ops=st.lists(_ops, max_size=8), wrap=st.sampled_from(["object", "list", "fence", "junk"]))
+def test_any_plan_writes_only_valid_operations_together(
+    memory: Memory, ops: list[Any], wrap: str
+) -> None:
+    user = _user()
+    memory.add_user_memories(
+        [UserMemory("The user lives in Paris"), UserMemory("The user has a cat")], user_id=user
+    )
+    before = {m.memory_id: m.memory for m in memory.get_user_memories(user)}
+    answer = {
+        "object": json.dumps({"operations": ops}),
+        "list": json.dumps(ops),
+        "fence": "```json\n" + json.dumps({"operations": ops}) + "\n```",
+        "junk": "not json " + json.dumps(ops),
+    }[wrap]
+
+    def reply(messages: list[Message], tools: list[Any]) -> str:
+        return answer
+
+    manager = MemoryManager(delete_memories=True, clear_memories=True)
+    worker = Memory(db=memory.db, model=FunctionModel(reply), memory_manager=manager)
+    update = worker.create_user_memories("Some news about me", user_id=user)
+    after = memory.get_user_memories(user)
+    for m in after:
+        assert m.memory.strip() == m.memory
+        assert m.memory
+        m.checked()  # every stored value passes the door again
+    if wrap == "junk":
+        assert {m.memory_id: m.memory for m in after} == before
+    # each memory the update names is stored as the plan asked
+    stored = {m.memory_id for m in after}
+    for mid in update.memory_ids:
+        assert mid in stored
+
+
+@_SETTINGS
+@given(batch=st.lists(mutated_memories(), min_size=1, max_size=4))
+def test_export_then_import_reproduces_every_field(
+    memory: Memory, batch: list[tuple[UserMemory, bool]]
+) -> None:
+    user = _user()
+    valid = [m for m, ok in batch if ok]
+    if not valid:
+        return
+    for m in valid:
+        m.user_id = user
+    memory.import_user_memories(valid)
+    exported = io.StringIO()
+    write_jsonl(memory.get_user_memories(user), exported)
+    target = Memory()
+    target.import_user_memories(read_jsonl(io.StringIO(exported.getvalue())))
+    original = sorted((m.to_dict() for m in memory.get_user_memories(user)), key=str)
+    copied = sorted((m.to_dict() for m in target.get_user_memories(user)), key=str)
+    assert copied == original
