@@ -146,8 +146,8 @@ def rows_to_memories(rows: Iterable[Sequence[Any]]) -> list[UserMemory]:
         m.agent_id = agent_id
         m.team_id = team_id
         m.session_id = session_id
-        m.created_at = from_micros(c)
-        m.updated_at = from_micros(u)
+        m.created_at = created = from_micros(c)
+        m.updated_at = created if u == c else from_micros(u)  # never changed: one object
         append(m)
     return memories
 
