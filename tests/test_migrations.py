@@ -9,7 +9,7 @@ import pytest
 
 from noted import Memory, SqliteDb, StoreError, UserMemory
 from noted.db import MemoryQuery
-from noted.db.sqlite_migrations import MIGRATIONS, record_version
+from noted.db.sqlite.migrations import MIGRATIONS, record_version
 
 # The DDL of noted's first schema (version 1), frozen here as it was written to disk.
 FIRST_SCHEMA = """

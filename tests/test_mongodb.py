@@ -25,7 +25,7 @@ from noted.db import MemoryQuery
 from noted.db._client_search import matches, semantic_rank
 from noted.db.base import ScoredMemory
 from noted.db.mongodb import MongoDb
-from noted.db.mongodb_server import (
+from noted.db.mongodb.server import (
     VectorIndex,
     atlas_can_answer,
     find_vector_index,

@@ -17,8 +17,8 @@ import pytest
 from conftest import server_url
 from noted import MemoryQuery, SchemaVersionError, StoreError, UserError, UserMemory
 from noted._time import utc_now
-from noted.db import postgres_schema
 from noted.db.postgres import KEYWORD_MATCH, PostgresDb
+from noted.db.postgres import schema as postgres_schema
 from servers import Server
 
 psycopg = pytest.importorskip("psycopg")
@@ -256,7 +256,7 @@ def test_without_pgvector_it_still_works_and_says_so_once(
         )
     limited = admin.replace("postgres@", "novector@")
     caplog.set_level(logging.WARNING, logger="noted.db.postgres")
-    import noted.db.postgres as module
+    import noted.db.postgres.store as module
 
     module._warned_no_pgvector = False
     store = PostgresDb(limited, **names)

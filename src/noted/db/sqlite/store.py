@@ -16,8 +16,6 @@ from urllib.parse import quote
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
-from noted.db import sqlite_migrations as migrations
-from noted.db import sqlite_sessions as session_rows
 from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
@@ -37,8 +35,10 @@ from noted.db.base import (
     check_page,
     write_in_transaction,
 )
-from noted.db.sqlite_json import JSON_IN_SQL, MEMORY_JSON
-from noted.db.sqlite_vectors import SqliteVectors
+from noted.db.sqlite import migrations
+from noted.db.sqlite import sessions as session_rows
+from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
+from noted.db.sqlite.vectors import SqliteVectors
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
 from noted.retrieval.ranking import fts_match
 from noted.schema import UserMemory, UserStats
@@ -542,7 +542,7 @@ class SqliteDb(StoreContext):
         found = rows_to_memories([row[:-1] for row in rows])
         return [ScoredMemory(m, -float(row[-1])) for m, row in zip(found, rows, strict=True)]
 
-    # -- embeddings and semantic search (see sqlite_vectors) -------------------------------
+    # -- embeddings and semantic search (see vectors.py) -------------------------------
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str

@@ -11,7 +11,7 @@ import psycopg
 from psycopg.types.json import Json
 
 from noted.db._rows import foreign_session, row_to_session, summary_from_json
-from noted.db.postgres_schema import Names
+from noted.db.postgres.schema import Names
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [

@@ -21,10 +21,10 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
 
-from noted.db import postgres_query as sql
 from noted.db._rows import rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
-from noted.db.postgres_schema import Names
+from noted.db.postgres import query as sql
+from noted.db.postgres.schema import Names
 from noted.retrieval.vectors import (
     Vector,
     check_vector,
@@ -37,7 +37,7 @@ from noted.schema import UserMemory
 
 __all__ = ["PostgresVectors"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("noted.db.postgres")
 
 Connect = Callable[[], AbstractContextManager[sql.Conn]]
 _SIZE_SECONDS = 60.0  # how long whether a user is past the exact-search limit is trusted

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Final
 
 from noted._time import from_micros, now_micros
 from noted.audit import AuditContext, MemoryEvent, resolve_audit
-from noted.db import mongodb_sessions as sessions
 from noted.db._client_search import SnapshotCache, UserSnapshot
 from noted.db._rows import check_table_names
 from noted.db.base import (
@@ -24,7 +23,8 @@ from noted.db.base import (
     check_page,
     write_in_transaction,
 )
-from noted.db.mongodb_docs import (
+from noted.db.mongodb import sessions
+from noted.db.mongodb.docs import (
     Change,
     event_docs,
     event_of,
@@ -37,7 +37,7 @@ from noted.db.mongodb_docs import (
     user_vectors,
     vector_value,
 )
-from noted.db.mongodb_server import (
+from noted.db.mongodb.server import (
     EVENT_INDEXES,
     MEMORY_INDEXES,
     NO_VECTOR,
@@ -67,7 +67,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MongoDb"]
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("noted.db.mongodb")
 
 Doc = dict[str, Any]
 

@@ -55,15 +55,15 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "PostgresDb needs psycopg 3 and psycopg_pool: pip install 'noted[postgres]'"
     ) from exc
 
-from noted.db import postgres_query as pgsql
-from noted.db import postgres_schema as pg_schema
-from noted.db import postgres_sessions as sessions
-from noted.db.postgres_query import MICROS, SELECT, Conn, Row
-from noted.db.postgres_vectors import PostgresVectors
+from noted.db.postgres import query as pgsql
+from noted.db.postgres import schema as pg_schema
+from noted.db.postgres import sessions
+from noted.db.postgres.query import MICROS, SELECT, Conn, Row
+from noted.db.postgres.vectors import PostgresVectors
 
 __all__ = ["PostgresDb"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("noted.db.postgres")
 
 _EVENT_SELECT = ", ".join(
     MICROS.format(c) if c == "created_at" else f"{c}::text" if c.endswith("_topics") else c
@@ -537,7 +537,7 @@ class PostgresDb(StoreContext):
         with self._connection() as conn:
             return pgsql.ranked(conn, self._n.memories, inner, params)
 
-    # -- embeddings and semantic search (see postgres_vectors) ---------------------------
+    # -- embeddings and semantic search (see vectors.py) ---------------------------
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str

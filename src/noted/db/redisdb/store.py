@@ -79,7 +79,6 @@ import numpy as np
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
-from noted.db import redis_scripts as lua
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
 from noted.db._rows import (
     check_table_name,
@@ -98,6 +97,7 @@ from noted.db.base import (
     WriteBatch,
     check_page,
 )
+from noted.db.redisdb import scripts as lua
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.vectors import UserVectors, check_vector, from_blobs, search_target, to_blob
