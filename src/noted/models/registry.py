@@ -1,32 +1,34 @@
 """Model names as strings: ``"openai:gpt-4o-mini"`` -> a model object.
 
-Built-in providers register here the same way a third party does::
+Built-in providers register here the same way a third party does, in code::
 
     register_provider("myvendor", lambda model_id: MyModel(id=model_id))
+
+or from another package, by an entry point in the ``noted.models`` group (see
+:mod:`noted._plugins`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from noted._plugins import Registry
 from noted.errors import UserError
 from noted.models.base import ChatModel
 
 __all__ = ["get_model", "provider_names", "register_provider"]
 
 ModelFactory = Callable[[str], ChatModel]
-_PROVIDERS: dict[str, ModelFactory] = {}
+PROVIDERS: Registry[ModelFactory] = Registry("noted.models", "model provider")
 
 
 def register_provider(prefix: str, factory: ModelFactory) -> None:
     """Make ``"prefix:model-id"`` build ``factory("model-id")``."""
-    if not prefix or not prefix.isidentifier():
-        raise UserError(f"a provider prefix must be a plain name, got {prefix!r}")
-    _PROVIDERS[prefix] = factory
+    PROVIDERS.register(prefix, factory)
 
 
 def provider_names() -> list[str]:
-    return sorted(_PROVIDERS)
+    return PROVIDERS.names()
 
 
 def get_model(model: ChatModel | str) -> ChatModel:
@@ -41,7 +43,7 @@ def get_model(model: ChatModel | str) -> ChatModel:
             f"a model string looks like 'provider:model-id' (providers: "
             f"{', '.join(provider_names())}), got {model!r}"
         )
-    factory = _PROVIDERS.get(prefix.strip().lower())
+    factory = PROVIDERS.get(prefix)
     if factory is None:
         raise UserError(
             f"unknown model provider {prefix!r} in {model!r}; known: {', '.join(provider_names())}"

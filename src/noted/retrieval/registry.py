@@ -1,12 +1,43 @@
 """Embedders by name: ``"local"`` (the embedded default), ``"local:<directory or hub id>"``,
-``"openai:<model>"``, or an :class:`~noted.retrieval.Embedder` as it is."""
+``"openai:<model>"``, or an :class:`~noted.retrieval.Embedder` as it is. Another package
+adds a name with :func:`register_embedder` or an entry point in the ``noted.embedders``
+group (see :mod:`noted._plugins`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from noted._plugins import Registry
 from noted.errors import UserError
 from noted.retrieval.embedders import Embedder
 
-__all__ = ["get_embedder"]
+__all__ = ["get_embedder", "register_embedder"]
+
+EmbedderFactory = Callable[[str], Embedder]
+EMBEDDERS: Registry[EmbedderFactory] = Registry("noted.embedders", "embedder")
+
+
+def register_embedder(name: str, factory: EmbedderFactory) -> None:
+    """Make ``"name"`` build ``factory("")`` and ``"name:rest"`` ``factory("rest")``."""
+    EMBEDDERS.register(name, factory)
+
+
+def _local(name: str) -> Embedder:
+    from noted.retrieval.local import LocalEmbedder, default_embedder
+
+    return LocalEmbedder(name) if name else default_embedder()
+
+
+def _openai(name: str) -> Embedder:
+    if not name:
+        raise UserError("an OpenAI embedder needs a model: 'openai:text-embedding-3-small'")
+    from noted.retrieval.openai import OpenAIEmbedder
+
+    return OpenAIEmbedder(name)
+
+
+register_embedder("local", _local)
+register_embedder("openai", _openai)
 
 
 def get_embedder(spec: Embedder | str) -> Embedder:
@@ -15,15 +46,11 @@ def get_embedder(spec: Embedder | str) -> Embedder:
     if not isinstance(spec, str):
         raise UserError(f"embedder must be an Embedder or a name such as 'local', got {spec!r}")
     provider, _, name = spec.partition(":")
-    if provider == "local":
-        from noted.retrieval.local import LocalEmbedder, default_embedder
-
-        return LocalEmbedder(name) if name else default_embedder()
-    if provider == "openai" and name:
-        from noted.retrieval.openai import OpenAIEmbedder
-
-        return OpenAIEmbedder(name)
-    raise UserError(
-        f"unknown embedder {spec!r}: use 'local', 'local:<directory or hub id>' or "
-        "'openai:<model>' (e.g. 'openai:text-embedding-3-small'), or pass an Embedder"
-    )
+    factory = EMBEDDERS.get(provider) if provider.isidentifier() else None
+    if factory is None:
+        raise UserError(
+            f"unknown embedder {spec!r}: use 'local', 'local:<directory or hub id>' or "
+            "'openai:<model>' (e.g. 'openai:text-embedding-3-small'), or pass an Embedder "
+            f"(known: {', '.join(EMBEDDERS.names())})"
+        )
+    return factory(name)
