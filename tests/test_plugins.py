@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-PLUGIN = '''
+PLUGIN = """
 from noted.db.memory import InMemoryDb
 from noted.testing import ScriptedModel
 from noted.retrieval.local import default_embedder
@@ -25,7 +25,7 @@ def open_store(url, **options):
     db = InMemoryDb()
     db.opened_from = url
     return db
-'''
+"""
 
 ENTRY_POINTS = """
 [noted.models]

@@ -20,6 +20,7 @@ from noted.db.base import ScoredMemory
 from noted.retrieval import LocalEmbedder, default_embedder
 from noted.retrieval.fusion import fuse
 from noted.schema import MemoryMatch
+from noted.testing import ScriptedModel
 
 FACTS = [
     UserMemory("Ava enjoys skiing in the Alps every winter", topics=["hobbies"]),
@@ -343,3 +344,22 @@ def test_the_best_k_keep_position_order_among_equal_scores_at_the_cut() -> None:
         finite = [i for i in range(n) if np.isfinite(scores[i])]
         expected = sorted(finite, key=lambda i: (-scores[i], i))[:count]
         assert [int(i) for i in top_indices(scores, count)] == expected
+
+
+def test_every_method_returns_matches_with_a_score_where_it_ranks(smart: Memory) -> None:
+    model = ScriptedModel(['{"ids": [1]}'])
+    agentic = Memory(db=smart.db, embedder=smart.embedder, model=model)
+    for method, scored in [
+        ("last_n", False),
+        ("first_n", False),
+        ("keyword", True),
+        ("semantic", True),
+        ("hybrid", True),
+        ("agentic", False),
+    ]:
+        found = agentic.search_user_memories("skiing", "ava", 2, method)
+        assert found, method
+        for match in found:
+            assert type(match) is MemoryMatch, method
+            assert match.memory and match.user_id == "ava"
+            assert (match.score is not None) == scored, method

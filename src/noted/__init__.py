@@ -17,7 +17,7 @@ from noted.errors import (
 )
 from noted.memory import Memory, MemoryManager, MemoryUpdate, SessionSummarizer
 from noted.models import Message
-from noted.schema import UserMemory, UserStats
+from noted.schema import MemoryMatch, UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
 if _TYPE_CHECKING:
@@ -35,6 +35,7 @@ __all__ = [
     "Memory",
     "MemoryEvent",
     "MemoryManager",
+    "MemoryMatch",
     "MemoryQuery",
     "MemoryStore",
     "MemoryUpdate",

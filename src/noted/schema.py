@@ -225,11 +225,13 @@ class UserStats:
 
 @dataclass(slots=True)
 class MemoryMatch(UserMemory):
-    """A memory found by a keyword, semantic or hybrid search, with how well it matched
-    (higher is better; the scale depends on the method: BM25, cosine similarity, or the
-    fused 0..1 score)."""
+    """A memory found by :meth:`~noted.Memory.search_user_memories`, whatever the method:
+    every field of the memory, and ``score``, how well it matched where the method ranks
+    by one (higher is better; the scale depends on the method: BM25 for keyword, cosine
+    similarity for semantic, the fused 0..1 score for hybrid); None for ``last_n``,
+    ``first_n`` and ``agentic``."""
 
-    score: float = 0.0
+    score: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = UserMemory.to_dict(self)
@@ -237,7 +239,7 @@ class MemoryMatch(UserMemory):
         return data
 
     @classmethod
-    def of(cls, memory: UserMemory, score: float) -> MemoryMatch:
+    def of(cls, memory: UserMemory, score: float | None = None) -> MemoryMatch:
         match: MemoryMatch = object.__new__(cls)
         for name in _MEMORY_FIELDS:
             setattr(match, name, getattr(memory, name))

@@ -271,7 +271,7 @@ class Memory:
         updated_before: datetime | None = None,
         recency_weight: float = 0.0,
         half_life: timedelta = timedelta(days=30),
-    ) -> list[UserMemory]:
+    ) -> list[MemoryMatch]:
         """Find the user's memories.
 
         - ``"last_n"`` / ``"first_n"``: newest / oldest first (``"last_n"`` is the default
@@ -284,8 +284,9 @@ class Memory:
         - ``"agentic"``: the model picks the memories that answer ``query`` from a bounded
           list of candidates (one model call).
 
-        Keyword, semantic and hybrid results are :class:`~noted.schema.MemoryMatch` objects
-        (memories with a ``score``). The filters apply inside every search.
+        Every method returns :class:`~noted.schema.MemoryMatch` objects: the memories
+        with a ``score`` where the method ranks by one (keyword, semantic, hybrid; None
+        otherwise). The filters apply inside every search.
         """
         if query is not None and not isinstance(query, str):
             raise UserError(f"query must be a string, got {type(query).__name__}")
@@ -321,10 +322,12 @@ class Memory:
         elif method == "agentic":
             model = self._model()
             candidates = self._candidates(selected, text)
-            return _portal.run(agentic_search(model, text, candidates, limit))
+            chosen = _portal.run(agentic_search(model, text, candidates, limit))
+            return [MemoryMatch.of(m) for m in chosen]
         else:
             order: SortOrder = "desc" if method == "last_n" else "asc"
-            return self.db.list_memories(dataclasses.replace(selected, sort_order=order))
+            listed = self.db.list_memories(dataclasses.replace(selected, sort_order=order))
+            return [MemoryMatch.of(m) for m in listed]
         return [MemoryMatch.of(r.memory, r.score) for r in found]
 
     def _candidates(self, selected: MemoryQuery, text: str) -> list[UserMemory]:
