@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -12,7 +13,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from noted import ConflictError, Memory, MemoryManager, MemoryStore, UserError, UserMemory
+from noted import (
+    ConflictError,
+    Memory,
+    MemoryManager,
+    MemoryStore,
+    NotedError,
+    UserError,
+    UserMemory,
+)
 from noted._time import from_micros, now_micros
 from noted.db.base import WriteBatch
 from noted.memory.jsonl import read_jsonl, write_jsonl
@@ -338,3 +347,33 @@ def test_export_then_import_reproduces_every_field(
     original = sorted((m.to_dict() for m in memory.get_user_memories(user)), key=str)
     copied = sorted((m.to_dict() for m in target.get_user_memories(user)), key=str)
     assert copied == original
+
+
+BAD_VALUES = [None, 5, 1.5, [], {}, b"b", "\x00", "\ud800", "a" * 300, object(), True]
+
+
+@pytest.mark.parametrize("value", BAD_VALUES, ids=repr)
+def test_bad_arguments_get_a_noted_error_never_a_builtin_one(value: object) -> None:
+    memory = Memory()
+    mid = memory.add_user_memory(UserMemory("The user likes tea"), user_id="ava")
+    calls = [
+        lambda: memory.add_user_memory(value, user_id="ava"),  # type: ignore[arg-type]
+        lambda: memory.add_user_memory(UserMemory("x"), user_id=value),  # type: ignore[arg-type]
+        lambda: memory.add_user_memories(value),  # type: ignore[arg-type]
+        lambda: memory.import_user_memories(value),  # type: ignore[arg-type]
+        lambda: memory.replace_user_memory(value, UserMemory("x"), "ava"),  # type: ignore[arg-type]
+        lambda: memory.replace_user_memory(mid, value, "ava"),  # type: ignore[arg-type]
+        lambda: memory.delete_user_memory(value, "ava"),  # type: ignore[arg-type]
+        lambda: memory.delete_user_memories(value, "ava"),  # type: ignore[arg-type]
+        lambda: memory.get_user_memories("ava", limit=value),  # type: ignore[arg-type]
+        lambda: memory.get_user_memories("ava", topics=value),  # type: ignore[arg-type]
+        lambda: memory.search_user_memories(value, "ava", retrieval_method="keyword"),  # type: ignore[arg-type]
+        lambda: memory.search_user_memories("tea", "ava", 1, value),  # type: ignore[arg-type]
+    ]
+    for call in calls:
+        with contextlib.suppress(NotedError):
+            call()
+    stored = memory.get_user_memories("ava")
+    assert [m.memory for m in stored if m.memory_id == mid] == ["The user likes tea"]
+    for m in stored:
+        m.checked()

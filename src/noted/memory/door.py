@@ -39,6 +39,14 @@ def resolve_user(user_id: object, memory: UserMemory | None = None) -> str:
     return given or carried or DEFAULT_USER_ID
 
 
+def _each(memories: object) -> Iterable[object]:
+    if isinstance(memories, UserMemory | str | bytes) or not isinstance(memories, Iterable):
+        raise UserError(
+            f"memories must be a list of UserMemory objects, got {type(memories).__name__}"
+        )
+    return memories
+
+
 @dataclass(slots=True)
 class Applied:
     """What a plan wrote: the memories updated and added, as stored, and the operations
@@ -94,9 +102,7 @@ class MemoryDoor:
         self, memories: Iterable[object], user_id: str | None, audit: AuditContext
     ) -> list[UserMemory]:
         """Store memories in one transaction (all or nothing), as given or new."""
-        if isinstance(memories, UserMemory | str):
-            raise UserError("memories must be a list of UserMemory objects")
-        stamped = [self.stamp(m, user_id) for m in memories]
+        stamped = [self.stamp(m, user_id) for m in _each(memories)]
         self.db.upsert_memories(stamped, audit=audit)
         self._embed(stamped)
         return stamped
@@ -105,7 +111,7 @@ class MemoryDoor:
         """Store memories exactly as given (ids, users, timestamps), as a restore from an
         export: missing ids are new, a missing user is ``"default"``, missing times now."""
         restored: list[UserMemory] = []
-        for m in memories:
+        for m in _each(memories):
             stamped = self.stamp(m, None)
             if isinstance(m, UserMemory) and m.updated_at is not None:
                 stamped.updated_at = self.check(m).updated_at
