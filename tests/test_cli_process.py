@@ -200,37 +200,11 @@ def test_search_shows_each_match_as_a_share_of_the_best(tmp_path: Path) -> None:
     for text in ("The user likes to ski", "The user lives in Seattle", "The user skis and skis"):
         memory.add_user_memory(UserMemory(text), user_id="ava")
     memory.db.close()
-    done = noted(
-        "memories",
-        "search",
-        "ski",
-        "--user",
-        "ava",
-        "--method",
-        "keyword",
-        "--embedder",
-        "none",
-        "--db",
-        db,
-    )
+    search = ["memories", "search", "ski", "--user", "ava", "--method", "keyword"]
+    done = noted(*search, "--embedder", "none", "--db", db)
     assert done.returncode == 0, done.stderr
     assert "e-0" not in done.stdout  # no raw BM25 score such as 2e-06
     assert "100%" in done.stdout
     assert "match: each result's score as a share of the best one's" in done.stdout
-    raw = json.loads(
-        noted(
-            "memories",
-            "search",
-            "ski",
-            "--user",
-            "ava",
-            "--method",
-            "keyword",
-            "--embedder",
-            "none",
-            "--json",
-            "--db",
-            db,
-        ).stdout
-    )
+    raw = json.loads(noted(*search, "--embedder", "none", "--json", "--db", db).stdout)
     assert all(0 < m["score"] < 0.01 for m in raw)  # the API's raw scores are kept in JSON

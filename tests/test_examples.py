@@ -257,17 +257,21 @@ def test_model_examples_without_a_key_say_what_to_set_in_one_line(tmp_path: Path
     env = {k: v for k, v in example_env().items() if k not in keys}
     picks = sorted(p for p in EXAMPLES.glob("[!_]*.py") if "example_model(" in p.read_text())
     assert len(picks) >= 9
-    asked = set()
-    for example in picks:
-        done = subprocess.run(
+
+    def run_without_key(example: Path, **more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
             [sys.executable, str(example)],
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            env=env | {"NOTED_DB_URL": "postgresql://127.0.0.1:1/none"},
+            env=env | {"NOTED_DB_URL": "postgresql://127.0.0.1:1/none"} | more,
             timeout=60,
             check=False,
         )
+
+    asked = set()
+    for example in picks:
+        done = run_without_key(example)
         assert done.returncode == 1, (example.name, done.stderr)
         lines = done.stderr.splitlines()
         assert len(lines) == 1, (example.name, done.stderr)
@@ -275,13 +279,5 @@ def test_model_examples_without_a_key_say_what_to_set_in_one_line(tmp_path: Path
         assert "NOTED_MODEL=" in lines[0], lines
         asked.add(lines[0].split(": set ")[1].split(",")[0])
     assert asked == {"OPENAI_API_KEY", "GOOGLE_API_KEY or GEMINI_API_KEY"}
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLES / "agentic_search.py")],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        env=env | {"NOTED_MODEL": "openai:gpt-4o-mini"},
-        timeout=60,
-        check=False,
-    )
+    done = run_without_key(EXAMPLES / "agentic_search.py", NOTED_MODEL="openai:gpt-4o-mini")
     assert done.stderr.startswith("openai:gpt-4o-mini needs an API key: set OPENAI_API_KEY")
