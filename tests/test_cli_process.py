@@ -208,3 +208,19 @@ def test_search_shows_each_match_as_a_share_of_the_best(tmp_path: Path) -> None:
     assert "match: each result's score as a share of the best one's" in done.stdout
     raw = json.loads(noted(*search, "--embedder", "none", "--json", "--db", db).stdout)
     assert all(0 < m["score"] < 0.01 for m in raw)  # the API's raw scores are kept in JSON
+
+
+def test_a_memory_that_looks_like_markup_is_shown_as_written(tmp_path: Path) -> None:
+    db = str(tmp_path / "m.db")
+    text = "[/] closes nothing, [bold]is not bold[/bold]"
+    added = noted("memories", "add", text, "-t", "[red]", "--user", "ava", "--db", db, "--json")
+    mid = json.loads(added.stdout)["memory_id"]
+    for argv in (
+        ["list"],
+        ["search", "closes", "--method", "keyword", "--embedder", "none"],
+        ["show", mid],
+    ):
+        done = noted("memories", *argv, "--user", "ava", "--db", db)
+        assert done.returncode == 0, done.stderr
+        assert text in done.stdout
+        assert "[red]" in done.stdout

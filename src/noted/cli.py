@@ -88,7 +88,7 @@ def _memory_table(
         if with_user:
             cells.append(m.user_id or "")
         cells.append(_when(m))
-        table.add_row(*cells)
+        table.add_row(*map(escape, cells))  # a memory's text is data, never rich markup
     return table
 
 
@@ -194,7 +194,7 @@ def cmd_show(memory: Memory, args: argparse.Namespace) -> int:
     table.add_column()
     for key, value in found.to_dict().items():
         shown = ", ".join(value) if isinstance(value, list) else value
-        table.add_row(key, "" if shown is None else str(shown))
+        table.add_row(key, escape("" if shown is None else str(shown)))
     out.print(table)
     return 0
 
@@ -275,7 +275,7 @@ def cmd_delete(memory: Memory, args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"deleted": deleted, "not_found": missing})
     elif missing:
-        ids = ", ".join(map(repr, absent)) or "(deleted meanwhile)"
+        ids = ", ".join(map(repr, absent))
         out.print(
             escape(
                 f"deleted {deleted}; {missing} not found: user {user!r} has no memory with id {ids}"
