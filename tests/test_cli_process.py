@@ -118,6 +118,8 @@ def test_db_paths_get_clear_words(tmp_path: Path) -> None:
     assert "adir/noted.db" in done.stderr
     assert list((tmp_path / "adir").iterdir()) == []
 
+    done = noted("memories", "list", "--db", "sqlite:///adir", cwd=tmp_path)
+    assert "adir is a directory" in done.stderr
     # a file in an existing directory still works, and serve's --db too is checked
     assert noted("memories", "add", "x", "--db", "adir/ok.db", cwd=tmp_path).returncode == 0
     done = noted("serve", "--db", "nope/x.db", "--port", "1", cwd=tmp_path)

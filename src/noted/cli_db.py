@@ -21,6 +21,8 @@ def open_db(target: str) -> Store:
     """
     if "://" not in target and target.strip():
         _check_file_path(target)
+    elif target.lower().startswith("sqlite:///"):
+        _check_file_path(target.split("://", 1)[1].removeprefix("/"))
     return open_store(target)
 
 
