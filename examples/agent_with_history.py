@@ -1,7 +1,7 @@
 """An agent that keeps the conversation: session history in SQLite, replayed to the model.
 
-    python examples/agent_with_history.py            # two turns, then the saved session
-    python examples/agent_with_history.py --chat     # then chat in the terminal
+    scripts/uv.sh run python examples/agent_with_history.py         # two turns, the saved session
+    scripts/uv.sh run python examples/agent_with_history.py --chat  # then chat in the terminal
 
 Set NOTED_MODEL (for example ``ollama:llama3.2`` or ``openai:gpt-4o-mini``) to talk to a
 real model; without it a scripted model answers, so the example runs offline.

@@ -1,9 +1,9 @@
 """An agent with memories in one file and its sessions in another.
 
-NOTED_MODEL=openai:gpt-4o-mini python examples/agent_with_storage.py
+NOTED_MODEL=openai:gpt-4o-mini scripts/uv.sh run python examples/agent_with_storage.py
 """
 
-import os
+from _model import example_model
 
 from noted import Agent, Memory, SqliteDb
 
@@ -16,7 +16,7 @@ agent_storage = SqliteDb(session_table="agent_sessions", db_file="tmp/agent_stor
 
 # Create agent with both memory and storage
 agent = Agent(
-    model=os.environ.get("NOTED_MODEL", "openai:gpt-4o"),
+    model=example_model("openai:gpt-4o"),
     memory=memory,
     db=agent_storage,
     enable_user_memories=True,

@@ -1,10 +1,9 @@
 """Agentic memory: the agent manages Ava's memories itself with its memory tools.
 
-NOTED_MODEL=openai:gpt-4o-mini python examples/agentic_memory_agent.py
+NOTED_MODEL=openai:gpt-4o-mini scripts/uv.sh run python examples/agentic_memory_agent.py
 """
 
-import os
-
+from _model import example_model
 from rich.pretty import pprint
 
 from noted import Agent, Memory, SqliteDb
@@ -13,7 +12,7 @@ from noted import Agent, Memory, SqliteDb
 user_id = "ava"
 # Database file for memory and sessions
 db_file = "tmp/agent.db"
-model = os.environ.get("NOTED_MODEL", "openai:gpt-4o-mini")
+model = example_model("openai:gpt-4o-mini")
 
 # A Memory with its own model for memory work, and a table name of our choosing
 memory = Memory(

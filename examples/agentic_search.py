@@ -1,14 +1,14 @@
 """Agentic search: the model picks the memories that answer a question, by meaning.
 
-NOTED_MODEL=openai:gpt-4o-mini python examples/agentic_search.py
+NOTED_MODEL=openai:gpt-4o-mini scripts/uv.sh run python examples/agentic_search.py
 """
 
-import os
+from _model import example_model
 
 from noted import Memory, UserMemory
 
 # Initialize memory with a model for agentic search
-memory = Memory(model=os.environ.get("NOTED_MODEL", "google:gemini-2.0-flash"))
+memory = Memory(model=example_model("google:gemini-2.0-flash"))
 
 john_doe_id = "john_doe@example.com"
 

@@ -1,19 +1,19 @@
 """The basic set-up: connect a database, enable memory, and read the memories back.
 
-    NOTED_MODEL=openai:gpt-4o-mini python examples/basic_memory_agent.py
+    NOTED_MODEL=openai:gpt-4o-mini scripts/uv.sh run python examples/basic_memory_agent.py
 
 Memories go to the table named by ``memory_table`` (created on first use; the default is
 ``noted_memories``).
 """
 
-import os
+from _model import example_model
 
 from noted import Agent, SqliteDb
 
 db = SqliteDb(db_file="tmp/agent.db", memory_table="my_memories", create_dirs=True)
 
 agent = Agent(
-    model=os.environ.get("NOTED_MODEL", "openai:gpt-4o-mini"),
+    model=example_model("openai:gpt-4o-mini"),
     db=db,
     enable_user_memories=True,
 )

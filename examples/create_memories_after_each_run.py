@@ -1,10 +1,9 @@
 """Automatic memory: the memory manager runs after each response.
 
-NOTED_MODEL=openai:gpt-4o-mini python examples/create_memories_after_each_run.py
+NOTED_MODEL=openai:gpt-4o-mini scripts/uv.sh run python examples/create_memories_after_each_run.py
 """
 
-import os
-
+from _model import example_model
 from rich.pretty import pprint
 
 from noted import Agent, Memory, SqliteDb
@@ -20,7 +19,7 @@ memory.clear()
 john_doe_id = "john_doe@example.com"
 
 agent = Agent(
-    model=os.environ.get("NOTED_MODEL", "openai:gpt-4o-mini"),
+    model=example_model("openai:gpt-4o-mini"),
     memory=memory,
     # This will trigger the MemoryManager after each user message
     enable_user_memories=True,

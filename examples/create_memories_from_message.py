@@ -1,14 +1,14 @@
 """Create memories from a message with the memory manager (one model call).
 
-NOTED_MODEL=openai:gpt-4o-mini python examples/create_memories_from_message.py
+NOTED_MODEL=openai:gpt-4o-mini scripts/uv.sh run python examples/create_memories_from_message.py
 """
 
-import os
+from _model import example_model
 
 from noted import Memory, SqliteDb
 
 memory_db = SqliteDb(memory_table="memory", db_file="tmp/memory.db", create_dirs=True)
-memory = Memory(model=os.environ.get("NOTED_MODEL", "google:gemini-2.0-flash"), db=memory_db)
+memory = Memory(model=example_model("google:gemini-2.0-flash"), db=memory_db)
 
 john_doe_id = "john_doe@example.com"
 memory.clear(user_id=john_doe_id)

@@ -1,14 +1,14 @@
 """Create memories from a conversation (a list of messages).
 
-NOTED_MODEL=openai:gpt-4o-mini python examples/create_memories_from_messages.py
+NOTED_MODEL=openai:gpt-4o-mini scripts/uv.sh run python examples/create_memories_from_messages.py
 """
 
-import os
+from _model import example_model
 
 from noted import Memory, Message, SqliteDb
 
 memory_db = SqliteDb(memory_table="memory", db_file="tmp/memory.db", create_dirs=True)
-memory = Memory(model=os.environ.get("NOTED_MODEL", "google:gemini-2.0-flash"), db=memory_db)
+memory = Memory(model=example_model("google:gemini-2.0-flash"), db=memory_db)
 
 jane_doe_id = "jane_doe@example.com"
 memory.clear(user_id=jane_doe_id)

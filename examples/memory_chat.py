@@ -1,12 +1,12 @@
 """Chat in the terminal with an agent that learns facts about you and keeps them.
 
-    NOTED_MODEL=openai:gpt-4o-mini python examples/memory_chat.py
+    NOTED_MODEL=openai:gpt-4o-mini scripts/uv.sh run python examples/memory_chat.py
 
 Try: "I love Italian food and I'm learning Spanish", then Ctrl-C, run it again (a new
 session, the same user) and ask "What do you know about me?".
 """
 
-import os
+from _model import example_model
 
 from noted import Agent, SqliteDb
 
@@ -14,7 +14,7 @@ db = SqliteDb(db_file="tmp/memory_chat.db", create_dirs=True)
 
 agent = Agent(
     name="Assistant",
-    model=os.environ.get("NOTED_MODEL", "openai:gpt-4o-mini"),
+    model=example_model("openai:gpt-4o-mini"),
     instructions="You are a helpful assistant. Be concise.",
     db=db,
     user_id="demo-user",  # fixed user = memories persist

@@ -1,6 +1,6 @@
 """Add, replace and delete memories by hand, on a database file (no model needed).
 
-python examples/memory_management.py
+scripts/uv.sh run python examples/memory_management.py
 """
 
 from noted import Memory, SqliteDb, UserMemory

@@ -1,6 +1,6 @@
 """What an agent with memory does on each turn, spelled out step by step.
 
-    python examples/memory_turn_by_turn.py
+    scripts/uv.sh run python examples/memory_turn_by_turn.py
 
 Recall the session's history and the user's long-term facts, ask the model, record the
 run in the session, and store a fact the user stated. The model here is a small

@@ -1,7 +1,8 @@
 """User memory in PostgreSQL: facts learned in one session are known in the next.
 
     NOTED_MODEL=openai:gpt-4o-mini \
-    NOTED_DB_URL=postgresql+psycopg://ai:ai@localhost:5532/ai python examples/postgres_memory.py
+    NOTED_DB_URL=postgresql+psycopg://ai:ai@localhost:5532/ai \
+    scripts/uv.sh run python examples/postgres_memory.py
 
 Tables are created on first use (``noted_memories``, ``noted_sessions`` and their
 companions); look at them with ``SELECT * FROM noted_memories WHERE user_id = 'demo-user'``.
@@ -9,9 +10,12 @@ companions); look at them with ``SELECT * FROM noted_memories WHERE user_id = 'd
 
 import os
 
+from _model import example_model
+
 from noted import Agent, Memory
 from noted.db import PostgresDb
 
+model = example_model("openai:gpt-4o-mini")
 db = PostgresDb(
     db_url=os.environ.get("NOTED_DB_URL", "postgresql+psycopg://ai:ai@localhost:5532/ai")
 )
@@ -19,7 +23,7 @@ db = PostgresDb(
 
 def assistant() -> Agent:
     return Agent(
-        model=os.environ.get("NOTED_MODEL", "openai:gpt-4o-mini"),
+        model=model,
         instructions="You are a helpful assistant. Be concise.",
         db=db,
         user_id="demo-user",  # a fixed user: the memories persist across sessions

@@ -1,7 +1,7 @@
 """Remember facts about users in one process, recall them in another.
 
-    python examples/remember_and_recall.py remember   # first process: store what we learned
-    python examples/remember_and_recall.py recall     # second process: read it back
+    scripts/uv.sh run python examples/remember_and_recall.py remember  # one process stores
+    scripts/uv.sh run python examples/remember_and_recall.py recall    # another reads it back
 
 Both processes open the same SQLite file, so what the first one learned outlives it.
 """
@@ -75,8 +75,15 @@ def recall() -> None:
     print(f"Topics: {', '.join(memory.get_topics())}")
     for user, question in ((AVA, "Which city is her home?"), (JOHN, "What does he do to relax?")):
         # hybrid search (meaning and words): the default for a query with an embedder
-        best = memory.search_user_memories(query=question, user_id=user, limit=1)[0]
-        print(f"{question} -> {best.memory} (score {best.score:.2f})")
+        found = memory.search_user_memories(query=question, user_id=user)
+        best = found[0]
+        by_words = memory.search_user_memories(question, user_id=user, retrieval_method="keyword")
+        how = (
+            "by meaning and words"
+            if any(m.memory_id == best.memory_id for m in by_words)
+            else "by meaning alone: it shares no word with the question"
+        )
+        print(f"{question} -> {best.memory} (the best of {len(found)} memories, found {how})")
     memory.db.close()
 
 

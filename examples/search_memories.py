@@ -1,6 +1,6 @@
 """Retrieve memories by time: the most recent (last_n) or the oldest (first_n).
 
-python examples/search_memories.py
+scripts/uv.sh run python examples/search_memories.py
 """
 
 from noted import Memory, UserMemory

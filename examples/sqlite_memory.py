@@ -1,6 +1,6 @@
 """Memories in a SQLite file persist across restarts (no model needed).
 
-python examples/sqlite_memory.py
+scripts/uv.sh run python examples/sqlite_memory.py
 """
 
 from noted import Memory, SqliteDb, UserMemory

@@ -21,4 +21,5 @@ if __name__ == "__main__":
     os.environ["NOTED_MODEL"] = "offline:examples"
     example = sys.argv[1]
     sys.argv = sys.argv[1:]
+    sys.path.insert(0, str(Path(example).parent))  # as `python example.py` would
     runpy.run_path(example, run_name="__main__")

@@ -36,3 +36,18 @@ def test_every_cli_command_is_documented() -> None:
     for name in ("noted chat", "noted serve", "noted token"):
         assert name in doc, name
     assert set(groups.choices) == {"memories", "sessions", "chat", "serve", "token"}  # type: ignore[arg-type]
+
+
+def test_every_markdown_table_is_whole() -> None:
+    """A table row after a blank line must start a new table (header and separator):
+    otherwise Markdown shows it as a paragraph of pipes, cut off from its table."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        lines = page.read_text().splitlines()
+        for i, line in enumerate(lines):
+            starts_table = line.startswith("|") and (i == 0 or not lines[i - 1].startswith("|"))
+            separator = lines[i + 1] if i + 1 < len(lines) else ""
+            if starts_table and not re.fullmatch(r"\|( *:?-+:? *\|)+", separator):
+                broken.append(f"{page.relative_to(ROOT)}:{i + 1}: {line[:60]}")
+    assert broken == []

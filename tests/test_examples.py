@@ -30,6 +30,10 @@ def test_walkthrough_recalls_across_processes(tmp_path: Path) -> None:
     # found by meaning: no word of the question is in the memory
     assert "Which city is her home? -> The user lives in Seattle" in recalled
     assert "What does he do to relax? -> The user enjoys" in recalled
+    # what a person reads: a rank and how it was found, not a bare fused score
+    assert "(score" not in recalled
+    assert "Seattle (the best of 3 memories, found by meaning alone: it shares no word" in recalled
+    assert "before bed (the best of 2 memories, found by meaning alone" in recalled
     assert (tmp_path / "tmp" / "walkthrough.db").is_file()
     # Running it again starts over rather than piling up duplicates.
     step("remember")
@@ -98,7 +102,7 @@ def run_example(name: str, cwd: Path, **env: str) -> str:
 
 
 def test_every_example_is_run_by_a_test() -> None:
-    assert {p.stem for p in EXAMPLES.glob("*.py")} == COVERED
+    assert {p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")} == COVERED
 
 
 def test_agentic_memory_agent(tmp_path: Path) -> None:
@@ -218,3 +222,62 @@ def test_postgres_memory(tmp_path: Path, servers) -> None:
     assert "sessions: ['second', 'first']" in out
     again = run_example("postgres_memory", tmp_path, NOTED_DB_URL=url)  # starts over
     assert again.split("Stored memories:")[1].count("Italian food") == 1
+
+
+# -- how a person runs them ---------------------------------------------------------------------
+
+ROOT = Path(__file__).parents[1]
+RUN = "scripts/uv.sh run python examples/"
+
+
+def test_each_example_says_how_to_run_it_from_the_checkout() -> None:
+    """The command in an example's docstring works after the README's set-up (the locked
+    environment in .venv); a bare `python` would not find noted there."""
+    for name in sorted(COVERED):
+        doc = (EXAMPLES / f"{name}.py").read_text().split('"""')[1]
+        commands = [line for line in doc.splitlines() if "examples/" in line]
+        assert commands, name
+        for line in commands:
+            assert f"{RUN}{name}.py" in line, (name, line)
+            assert f" python examples/{name}.py" not in line.replace(RUN, ""), (name, line)
+
+
+def test_an_examples_own_command_runs_as_written() -> None:
+    doc = (EXAMPLES / "sqlite_memory.py").read_text().split('"""')[1]
+    command = next(line.strip() for line in doc.splitlines() if RUN in line)
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Memory: The user prefers dark mode in applications" in done.stdout
+
+
+def test_model_examples_without_a_key_say_what_to_set_in_one_line(tmp_path: Path) -> None:
+    keys = ("OPENAI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "ANTHROPIC_API_KEY")
+    env = {k: v for k, v in example_env().items() if k not in keys}
+    picks = sorted(p for p in EXAMPLES.glob("[!_]*.py") if "example_model(" in p.read_text())
+    assert len(picks) >= 9
+
+    def run_without_key(example: Path, **more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(example)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env | {"NOTED_DB_URL": "postgresql://127.0.0.1:1/none"} | more,
+            timeout=60,
+            check=False,
+        )
+
+    asked = set()
+    for example in picks:
+        done = run_without_key(example)
+        assert done.returncode == 1, (example.name, done.stderr)
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1, (example.name, done.stderr)
+        assert "needs an API key: set " in lines[0], lines
+        assert "NOTED_MODEL=" in lines[0], lines
+        asked.add(lines[0].split(": set ")[1].split(",")[0])
+    assert asked == {"OPENAI_API_KEY", "GOOGLE_API_KEY or GEMINI_API_KEY"}
+    done = run_without_key(EXAMPLES / "agentic_search.py", NOTED_MODEL="openai:gpt-4o-mini")
+    assert done.stderr.startswith("openai:gpt-4o-mini needs an API key: set OPENAI_API_KEY")

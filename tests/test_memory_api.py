@@ -333,3 +333,21 @@ def test_every_io_method_has_an_async_twin() -> None:
         twin = getattr(Memory, "a" + name)
         assert asyncio.iscoroutinefunction(twin), name
         assert twin.__name__ == "a" + name
+
+
+def test_db_may_be_named_as_on_the_command_line(tmp_path, monkeypatch) -> None:
+    """Memory(db="memory.db") opens the same store as `noted --db memory.db`."""
+    from noted import SqliteDb
+
+    monkeypatch.chdir(tmp_path)
+    memory = Memory(db="memory.db")
+    assert isinstance(memory.db, SqliteDb)
+    memory.add_user_memory(UserMemory("The user likes to ski"), user_id="ava")
+    memory.db.close()
+    again = Memory(db=f"sqlite:///{tmp_path / 'memory.db'}")
+    assert texts(again.get_user_memories(user_id="ava")) == ["The user likes to ski"]
+    again.db.close()
+    with pytest.raises(UserError, match="a database must be"):
+        Memory(db="ftp://nowhere/db")
+    with pytest.raises(UserError, match=r"or a string open_store\(\) takes"):
+        Memory(db=42)  # type: ignore[arg-type]

@@ -10,9 +10,10 @@ from rich.console import Console
 
 __all__ = ["emit_json", "err", "out"]
 
-# Piped output is not cut to 80 columns: ids and texts stay whole for the reader.
+# Piped output is not cut to 80 columns: ids and texts stay whole for the reader, and an
+# error line stays one line for a log or a script that reads it.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 def emit_json(value: Any) -> None:

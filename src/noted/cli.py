@@ -18,43 +18,77 @@ from rich.table import Table
 
 from noted._console import emit_json, err, out
 from noted.audit import MemoryEvent
+from noted.cli_db import open_db
 from noted.cli_serve import add_server_commands
 from noted.cli_sessions import add_chat_command, add_session_commands
-from noted.db import MemoryQuery, Store, open_store
+from noted.db import MemoryQuery
 from noted.errors import NotedError, NotFoundError, UserError
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.jsonl import read_jsonl, write_jsonl
-from noted.schema import UserMemory
+from noted.schema import MemoryMatch, UserMemory
 
 __all__ = ["main"]
 
 DEFAULT_DB = "noted.db"
 EXPORT_PAGE = 1000
+_OTHERS_NAMED = 5
+MATCH_LEGEND = (
+    "match: each result's score as a share of the best one's (--json gives the raw scores)"
+)
 
 
-def open_db(target: str) -> Store:
-    """A store for ``--db``: a SQLite file path, or a database URL (see open_store)."""
-    return open_store(target)
+def _note_default_user(memory: Memory, whole_store: str) -> None:
+    """Without ``--user`` a command works on the user "default": say so on standard error
+    (standard output may be data), and name the users who do have memories."""
+    stats = memory.get_user_stats(limit=_OTHERS_NAMED + 2)
+    others = [s.user_id for s in stats if s.user_id != DEFAULT_USER_ID][: _OTHERS_NAMED + 1]
+    note = f"note: no --user given, so this is user {DEFAULT_USER_ID!r}"
+    if others:
+        count = f"more than {_OTHERS_NAMED}" if len(others) > _OTHERS_NAMED else len(others)
+        names = ", ".join(others[:_OTHERS_NAMED]) + (", ..." if len(others) > _OTHERS_NAMED else "")
+        plural = "user has" if count == 1 else "users have"
+        note += f"; {count} other {plural} memories ({names}): pass --user ID{whole_store}"
+    err.print(escape(note), style="dim")
+
+
+def _match_column(found: Sequence[UserMemory]) -> list[str] | None:
+    """Each result's score as a percentage of the best one's: what a person can read from
+    BM25 (unbounded), cosine (-1..1) or fused (0..1) scores alike. The raw scores are in
+    ``--json``."""
+    scores = [m.score for m in found if isinstance(m, MemoryMatch)]
+    if len(scores) != len(found):
+        return None
+    best = max(scores, default=0.0)
+    return [f"{max(0, round(100 * s / best))}%" if best > 0 else "-" for s in scores]
 
 
 def _when(memory: UserMemory) -> str:
     return "" if memory.updated_at is None else memory.updated_at.strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _memory_table(memories: Sequence[UserMemory], title: str, with_user: bool) -> Table:
+def _memory_table(
+    memories: Sequence[UserMemory],
+    title: str,
+    with_user: bool,
+    match: Sequence[str] | None = None,
+) -> Table:
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    if match is not None:
+        table.add_column("match", justify="right", no_wrap=True)
+        table.caption, table.caption_justify = MATCH_LEGEND, "left"
     table.add_column("id", no_wrap=True, style="dim")
     table.add_column("memory", min_width=20, overflow="fold")
     table.add_column("topics")
     if with_user:
         table.add_column("user")
     table.add_column("updated (UTC)", no_wrap=True)
-    for m in memories:
-        cells = [m.memory_id or "", m.memory, ", ".join(m.topics)]
+    for i, m in enumerate(memories):
+        cells = [] if match is None else [match[i]]
+        cells += [m.memory_id or "", m.memory, ", ".join(m.topics)]
         if with_user:
             cells.append(m.user_id or "")
         cells.append(_when(m))
-        table.add_row(*cells)
+        table.add_row(*map(escape, cells))  # a memory's text is data, never rich markup
     return table
 
 
@@ -83,6 +117,8 @@ def cmd_list(memory: Memory, args: argparse.Namespace) -> int:
         offset=args.offset,
     )
     memories = memory.db.list_memories(query)
+    if args.user is None and not args.all_users:
+        _note_default_user(memory, ", or --all-users")
     if args.json:
         emit_json([m.to_dict() for m in memories])
         return 0
@@ -102,11 +138,13 @@ def cmd_search(memory: Memory, args: argparse.Namespace) -> int:
         retrieval_method=args.method,
         topics=args.topic,
     )
+    if args.user is None:
+        _note_default_user(memory, "")
     if args.json:
         emit_json([m.to_dict() for m in found])
         return 0
     title = f"Memories of user {user} matching {args.query!r} ({len(found)})"
-    out.print(_memory_table(found, title, False))
+    out.print(_memory_table(found, escape(title), False, _match_column(found)))
     return 0
 
 
@@ -156,7 +194,7 @@ def cmd_show(memory: Memory, args: argparse.Namespace) -> int:
     table.add_column()
     for key, value in found.to_dict().items():
         shown = ", ".join(value) if isinstance(value, list) else value
-        table.add_row(key, "" if shown is None else str(shown))
+        table.add_row(key, escape("" if shown is None else str(shown)))
     out.print(table)
     return 0
 
@@ -228,14 +266,24 @@ def cmd_history(memory: Memory, args: argparse.Namespace) -> int:
 
 
 def cmd_delete(memory: Memory, args: argparse.Namespace) -> int:
-    deleted = memory.delete_user_memories(args.memory_ids, user_id=args.user)
-    missing = len(set(args.memory_ids)) - deleted
+    user = args.user or DEFAULT_USER_ID
+    wanted = list(dict.fromkeys(args.memory_ids))
+    present = {m for m in wanted if memory.get_user_memory(m, user_id=user) is not None}
+    deleted = memory.delete_user_memories(wanted, user_id=user)
+    absent = [m for m in wanted if m not in present]
+    missing = len(wanted) - deleted
     if args.json:
         emit_json({"deleted": deleted, "not_found": missing})
-    else:
+    elif missing:
+        ids = ", ".join(map(repr, absent))
         out.print(
-            f"deleted {deleted}" + (f"; {missing} not found for this user" if missing else "")
+            escape(
+                f"deleted {deleted}; {missing} not found: user {user!r} has no memory with id {ids}"
+            ),
+            soft_wrap=True,
         )
+    else:
+        out.print(f"deleted {deleted}")
     return 1 if missing else 0
 
 
@@ -292,6 +340,8 @@ def cmd_stats(memory: Memory, args: argparse.Namespace) -> int:
 
 def cmd_export(memory: Memory, args: argparse.Namespace) -> int:
     user = None if args.all else (args.user or DEFAULT_USER_ID)
+    if args.user is None and not args.all:
+        _note_default_user(memory, ", or --all for every user")
     target = sys.stdout if args.output in (None, "-") else None
     stream = target or open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     written = 0
@@ -328,18 +378,25 @@ def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read {args.file}: {exc}") from None
     progress = _progress_bar("importing", args)
+    skipped = 0
     with progress:
         task = progress.add_task("import", total=len(lines))
         memories = read_jsonl(lines, on_line=lambda n: progress.update(task, completed=n))
-        if args.user is not None:
+        if args.user is not None:  # that user's memories only; those with no user become its
             for m in memories:
-                if m.user_id is None:
-                    m.user_id = args.user
+                m.user_id = m.user_id or args.user
+            kept = [m for m in memories if m.user_id == args.user]
+            skipped, memories = len(memories) - len(kept), kept
         imported = memory.import_user_memories(memories)
     if args.json:
-        emit_json({"imported": imported})
-    else:
+        emit_json({"imported": imported} | ({} if args.user is None else {"skipped": skipped}))
+    elif args.user is None:
         out.print(f"imported {imported} memories")
+    else:
+        other = "memory of other users" if skipped == 1 else "memories of other users"
+        out.print(
+            escape(f"imported {imported} memories of user {args.user!r}; skipped {skipped} {other}")
+        )
     return 0
 
 
@@ -368,16 +425,23 @@ def _embedder_argument(sub: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _common_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    """The options every command takes, and ``--db`` alone (for ``serve``)."""
+    db_option = argparse.ArgumentParser(add_help=False)
+    db_option.add_argument(
         "--db",
         default=os.environ.get("NOTED_DB", DEFAULT_DB),
         help="SQLite file, or postgresql:// mongodb:// redis:// URL "
         "(default: $NOTED_DB, else ./noted.db)",
     )
+    common = argparse.ArgumentParser(add_help=False, parents=[db_option])
     common.add_argument("--user", help=f"user id (default: {DEFAULT_USER_ID!r})")
     common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return common, db_option
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common, db_option = _common_options()
 
     parser = argparse.ArgumentParser(prog="noted", description="Long-term memory for LLM agents.")
     groups = parser.add_subparsers(dest="group", metavar="GROUP")
@@ -450,15 +514,33 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--all", action="store_true", help="export every user")
     export.add_argument("--output", "-o", help="file to write (default: standard output)")
 
-    imp = command("import", cmd_import, "Read memories from JSON Lines (all or nothing).")
+    imp = command(
+        "import",
+        cmd_import,
+        "Read memories from JSON Lines (all or nothing). With --user, only that user's "
+        "memories (and those that name no user) are imported; the others are skipped.",
+    )
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
 
-    for add_commands in (add_session_commands, add_chat_command, add_server_commands):
+    for add_commands in (add_session_commands, add_chat_command):
         add_commands(groups, common)
+    add_server_commands(groups, common, db_option)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _run(argv)
+        sys.stdout.flush()  # here, where a closed pipe can still be handled
+    except BrokenPipeError:
+        # The reader went away (`noted memories export | head -1`): stop quietly, as other
+        # tools do, and keep the interpreter's last flush from failing too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return code
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Command | None = getattr(args, "func", None)

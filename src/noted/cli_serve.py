@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from noted._console import emit_json, err, out
+from noted.cli_db import open_db
 from noted.db.base import Store
-from noted.db.urls import open_store
 from noted.errors import MissingDependencyError, UserError
 from noted.memory import Memory
 
@@ -78,7 +78,7 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     if config.db and args.db == default_db():  # neither --db nor NOTED_DB was given
         memory.db.close()
         target = config.db
-        memory.db = open_store(target)
+        memory.db = open_db(target)
     store = memory.db
     assert isinstance(store, Store)  # every --db target keeps sessions
     embedder = args.embedder or config.embedder
@@ -119,10 +119,13 @@ def cmd_token(memory: Memory, args: argparse.Namespace) -> int:
 def add_server_commands(
     groups: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
+    db_option: argparse.ArgumentParser,
 ) -> None:
+    """``serve`` takes ``db_option`` only (its users come with each request); ``token``
+    takes ``common``."""
     serve = groups.add_parser(
         "serve",
-        parents=[common],
+        parents=[db_option],
         help="run the REST API and the Memories page",
         description="Serve the REST API (docs at /docs) and the Memories page (at /). "
         "Without NOTED_API_KEY it listens on 127.0.0.1 only.",

@@ -21,6 +21,7 @@ from noted.db.base import (
     check_page,
 )
 from noted.db.memory import InMemoryDb
+from noted.db.urls import open_store
 from noted.errors import NotFoundError, UserError
 from noted.limits import MAX_MEMORY_LENGTH
 from noted.memory.door import DEFAULT_USER_ID, MemoryDoor, resolve_user
@@ -83,7 +84,8 @@ def _query(
 
 class Memory:
     """User memories on a store: ``Memory()`` keeps them in this process,
-    ``Memory(db=SqliteDb(db_file="tmp/memory.db"))`` in a file.
+    ``Memory(db=SqliteDb(db_file="tmp/memory.db"))`` (or ``Memory(db="tmp/memory.db")``, any
+    string :func:`~noted.db.open_store` takes) in a file.
 
     Every method is scoped by ``user_id`` (``"default"`` when omitted); every I/O method has an
     async twin named with an ``a`` prefix (``aadd_user_memory`` ...). Every write is recorded
@@ -102,7 +104,7 @@ class Memory:
 
     def __init__(
         self,
-        db: MemoryStore | None = None,
+        db: MemoryStore | str | None = None,
         *,
         model: ChatModel | str | None = None,
         embedder: Embedder | str | None = None,
@@ -113,8 +115,13 @@ class Memory:
         max_memory_length: int = MAX_MEMORY_LENGTH,
         actor: Actor = "api",
     ) -> None:
+        if isinstance(db, str):  # as `noted --db`: a SQLite file or a database URL
+            db = open_store(db)
         if db is not None and not isinstance(db, MemoryStore):
-            raise UserError(f"db must be a memory store such as SqliteDb, got {db!r}")
+            raise UserError(
+                "db must be a memory store such as SqliteDb, or a string open_store() takes "
+                f"('memory.db', 'postgresql://...'), got {db!r}"
+            )
         if memory_manager is not None and (delete_memories or clear_memories):
             raise UserError(
                 "with memory_manager=..., set delete_memories and clear_memories on the "

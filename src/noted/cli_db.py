@@ -1,0 +1,46 @@
+"""The ``--db`` option of the ``noted`` command: a store, or an error worded for a shell."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from noted.db import Store, open_store
+from noted.errors import UserError
+
+__all__ = ["open_db"]
+
+
+def open_db(target: str) -> Store:
+    """A store for ``--db``: a SQLite file path, or a database URL (see open_store).
+
+    A file path is checked first, so that a typo gets an answer a shell user can act on:
+    a directory (named, or ending with a slash) is not taken for a file, and a missing
+    parent directory is named rather than created.
+    """
+    if "://" not in target and target.strip():
+        _check_file_path(target)
+    elif target.lower().startswith("sqlite:///"):
+        _check_file_path(target.split("://", 1)[1].removeprefix("/"))
+    return open_store(target)
+
+
+def _check_file_path(target: str) -> None:
+    path = Path(target)
+    seps = (os.sep, os.altsep) if os.altsep else (os.sep,)
+    if target.endswith(seps) or path.is_dir():
+        what = f"{target} is a directory" if path.is_dir() else f"{target} names a directory"
+        raise UserError(
+            f"cannot use {target} as the database: {what}; name a SQLite file in it, "
+            f"such as {path / 'noted.db'}"
+        )
+    parent = path.parent
+    if parent.is_dir():
+        return
+    if parent.exists():
+        raise UserError(f"cannot use {target} as the database: {parent} is a file, not a directory")
+    raise UserError(
+        f"cannot use {target} as the database: directory {parent} does not exist "
+        f"(create it first: mkdir -p {shlex.quote(str(parent))})"
+    )

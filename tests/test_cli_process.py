@@ -1,0 +1,228 @@
+"""The `noted` command as a person meets it: the installed script in its own process, with
+its standard streams piped (not a terminal), on real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from noted import Memory, SqliteDb, UserMemory
+
+NOTED = str(Path(sys.executable).with_name("noted"))
+
+
+def noted(
+    *argv: str, cwd: Path | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTED_DB", "COLUMNS")}
+    return subprocess.run(
+        [NOTED, *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        input=stdin,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def two_users(tmp_path: Path) -> str:
+    """A store with memories of ava (3) and bob (1), none of the user "default"."""
+    db = str(tmp_path / "two.db")
+    memory = Memory(db=SqliteDb(db))
+    memory.add_user_memories(
+        [UserMemory(f"Ava fact {i}: she likes to ski") for i in range(3)], user_id="ava"
+    )
+    memory.add_user_memory(UserMemory("Bob likes to ski too"), user_id="bob")
+    memory.db.close()
+    return db
+
+
+def test_a_closed_pipe_ends_the_command_quietly(two_users: str, tmp_path: Path) -> None:
+    memory = Memory(db=SqliteDb(two_users))
+    memory.add_user_memories([UserMemory(f"bulk {i}") for i in range(3000)], user_id="ava")
+    memory.db.close()
+    for argv in (
+        ["memories", "export", "--user", "ava"],
+        ["memories", "list", "--user", "ava", "--limit", "3000"],
+        ["memories", "list", "--user", "ava", "--limit", "3000", "--json"],
+    ):
+        script = f"{NOTED} {' '.join(argv)} --db {two_users} | head -1"
+        done = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", script],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.stdout.count("\n") == 1, argv
+        assert "Traceback" not in done.stderr, done.stderr
+        assert "BrokenPipe" not in done.stderr, done.stderr
+        assert done.stderr.strip() == "", done.stderr
+
+
+def test_without_user_the_commands_say_whose_memories_they_show(two_users: str) -> None:
+    for argv in (["list"], ["list", "--json"], ["search", "ski", "--embedder", "none"]):
+        done = noted("memories", *argv, "--db", two_users)
+        assert done.returncode == 0, done.stderr
+        note = " ".join(done.stderr.split())
+        assert "no --user given" in note, argv
+        assert "user 'default'" in note, argv
+        assert "2 other users have memories (bob, ava)" in note, argv
+    assert json.loads(noted("memories", "list", "--json", "--db", two_users).stdout) == []
+
+    done = noted("memories", "export", "--db", two_users)
+    assert done.stdout == ""  # nothing of the default user, and the note is not in the data
+    assert "user 'default'" in done.stderr
+    assert "--all" in done.stderr
+
+    # with --user (or every user), no note
+    for argv in (["list", "--user", "ava"], ["list", "--all-users"], ["export", "--all"]):
+        done = noted("memories", *argv, "--db", two_users)
+        assert done.returncode == 0
+        assert "no --user" not in done.stderr, argv
+
+    done = noted("memories", "delete", "no-such-id", "--db", two_users)
+    assert done.returncode == 1
+    assert "user 'default' has no memory with id 'no-such-id'" in done.stdout
+    done = noted("memories", "delete", "no-such-id", "--user", "ava", "--db", two_users)
+    assert "user 'ava' has no memory with id 'no-such-id'" in done.stdout
+
+
+def test_db_paths_get_clear_words(tmp_path: Path) -> None:
+    done = noted("memories", "list", "--db", "nope/deeper/x.db", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "create_dirs" not in done.stderr
+    assert "directory nope/deeper does not exist" in done.stderr
+    assert "mkdir -p nope/deeper" in done.stderr
+    assert not (tmp_path / "nope").exists()
+
+    done = noted("memories", "add", "x", "--db", "./scratchdir/", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "names a directory" in done.stderr
+    assert "scratchdir/noted.db" in done.stderr
+    assert not (tmp_path / "scratchdir").exists()
+
+    (tmp_path / "adir").mkdir()
+    done = noted("memories", "list", "--db", "adir", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "unable to open" not in done.stderr
+    assert "adir is a directory" in done.stderr
+    assert "adir/noted.db" in done.stderr
+    assert list((tmp_path / "adir").iterdir()) == []
+
+    done = noted("memories", "list", "--db", "sqlite:///adir", cwd=tmp_path)
+    assert "adir is a directory" in done.stderr
+    # a file in an existing directory still works, and serve's --db too is checked
+    assert noted("memories", "add", "x", "--db", "adir/ok.db", cwd=tmp_path).returncode == 0
+    done = noted("serve", "--db", "nope/x.db", "--port", "1", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "directory nope does not exist" in done.stderr
+
+
+def test_error_lines_are_whole_when_stderr_is_not_a_terminal(tmp_path: Path) -> None:
+    long_id = "an-id-long-enough-to-be-cut-at-eighty-columns-" + "x" * 60
+    done = noted("memories", "show", long_id, "--user", "ava", "--db", str(tmp_path / "x.db"))
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0] == f"error: user 'ava' has no memory with id {long_id!r}"
+
+
+def test_import_with_user_imports_only_that_users_memories(two_users: str, tmp_path: Path) -> None:
+    everyone = tmp_path / "everyone.jsonl"
+    assert (
+        noted("memories", "export", "--all", "-o", str(everyone), "--db", two_users).returncode == 0
+    )
+    no_owner = json.dumps({"memory": "a memory without a user"})
+    with everyone.open("a") as f:
+        f.write(no_owner + "\n")
+    fresh = str(tmp_path / "fresh.db")
+    done = noted("memories", "import", str(everyone), "--user", "ava", "--db", fresh)
+    assert done.returncode == 0, done.stderr
+    assert "imported 4 memories of user 'ava'" in done.stdout
+    assert "skipped 1 memory of other users" in done.stdout
+    memory = Memory(db=SqliteDb(fresh))
+    assert memory.count_user_memories(user_id="ava") == 4
+    assert memory.count_user_memories(user_id="bob") == 0
+    assert [s.user_id for s in memory.get_user_stats()] == ["ava"]
+    done = noted(
+        "memories",
+        "import",
+        "-",
+        "--user",
+        "bob",
+        "--json",
+        "--db",
+        fresh,
+        stdin=everyone.read_text(),
+    )
+    assert json.loads(done.stdout) == {"imported": 2, "skipped": 3}
+
+
+def test_serve_help_lists_only_what_serve_uses() -> None:
+    done = noted("serve", "--help")
+    assert done.returncode == 0
+    assert "--db" in done.stdout
+    assert "--user" not in done.stdout
+    assert "--json" not in done.stdout
+
+
+def test_python_dash_m_noted(tmp_path: Path) -> None:
+    db = str(tmp_path / "m.db")
+    done = subprocess.run(
+        [sys.executable, "-m", "noted", "memories", "add", "via -m", "--db", db, "--json"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["memory"] == "via -m"
+    done = subprocess.run(
+        [sys.executable, "-m", "noted", "--help"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "usage: noted" in done.stdout
+
+
+def test_search_shows_each_match_as_a_share_of_the_best(tmp_path: Path) -> None:
+    db = str(tmp_path / "s.db")
+    memory = Memory(db=SqliteDb(db))
+    for text in ("The user likes to ski", "The user lives in Seattle", "The user skis and skis"):
+        memory.add_user_memory(UserMemory(text), user_id="ava")
+    memory.db.close()
+    search = ["memories", "search", "ski", "--user", "ava", "--method", "keyword"]
+    done = noted(*search, "--embedder", "none", "--db", db)
+    assert done.returncode == 0, done.stderr
+    assert "e-0" not in done.stdout  # no raw BM25 score such as 2e-06
+    assert "100%" in done.stdout
+    assert "match: each result's score as a share of the best one's" in done.stdout
+    raw = json.loads(noted(*search, "--embedder", "none", "--json", "--db", db).stdout)
+    assert all(0 < m["score"] < 0.01 for m in raw)  # the API's raw scores are kept in JSON
+
+
+def test_a_memory_that_looks_like_markup_is_shown_as_written(tmp_path: Path) -> None:
+    db = str(tmp_path / "m.db")
+    text = "[/] closes nothing, [bold]is not bold[/bold]"
+    added = noted("memories", "add", text, "-t", "[red]", "--user", "ava", "--db", db, "--json")
+    mid = json.loads(added.stdout)["memory_id"]
+    for argv in (
+        ["list"],
+        ["search", "closes", "--method", "keyword", "--embedder", "none"],
+        ["show", mid],
+    ):
+        done = noted("memories", *argv, "--user", "ava", "--db", db)
+        assert done.returncode == 0, done.stderr
+        assert text in done.stdout
+        assert "[red]" in done.stdout
