@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from servers import Server, start_mongo, start_postgres, start_redis
-
 from noted import Memory, MemoryStore, SqliteDb, UserMemory
+from servers import Server, start_mongo, start_postgres, start_redis
 
 STARTERS = {"mongo": start_mongo, "postgres": start_postgres, "redis": start_redis}
 _names = itertools.count(1)
