@@ -113,7 +113,7 @@ def test_the_actor_is_the_memorys(store: MemoryStore) -> None:
         ("delete", "api"),
     ]
     assert Memory(db=store).actor == "api"
-    with pytest.raises(UserError, match="actor must be one of api, cli, manager, agent"):
+    with pytest.raises(UserError, match="actor must be one of api, cli, manager, agent, mcp"):
         Memory(db=store, actor="robot")  # type: ignore[arg-type]
 
 
