@@ -49,7 +49,8 @@ def check_actor(value: object) -> Actor:
 class AuditContext:
     """Who is writing: ``"api"`` (the Memory API, the default), ``"cli"`` (the ``noted``
     command), ``"manager"`` (the memory manager), ``"agent"`` (an agent's memory tool) or
-    ``"mcp"`` (a tool call to ``noted mcp``), with the session and run the change belongs to, when there is one."""
+    ``"mcp"`` (a tool call to ``noted mcp``), with the session and run the change belongs
+    to, when there is one."""
 
     actor: Actor = "api"
     session_id: str | None = None

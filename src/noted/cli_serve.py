@@ -56,7 +56,7 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         import uvicorn
 
         from noted.server.config import ServeConfig, load_config
-        from noted.server.factory import ENV_CONFIG, ENV_DB, ENV_EMBEDDER, build_app
+        from noted.server.factory import ENV_CONFIG, ENV_DB, ENV_EMBEDDER, ENV_MCP, build_app
     except ImportError as exc:
         raise MissingDependencyError(
             f"noted serve needs {exc.name}: pip install 'noted[server]'"
@@ -83,6 +83,8 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     assert isinstance(store, Store)  # every --db target keeps sessions
     embedder = args.embedder or config.embedder
     out.print(f"noted serving {target} at http://{host}:{port}/ (API docs at /docs)")
+    if args.mcp:
+        out.print(f"MCP server (streamable HTTP) at http://{host}:{port}/mcp")
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -90,12 +92,14 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         "access_log": args.access_log,
     }
     if args.workers == 1:
-        uvicorn.run(build_app(store, embedder, config), **options)
+        uvicorn.run(build_app(store, embedder, config, mcp=args.mcp), **options)
         return 0
     memory.db.close()  # each worker opens its own
     os.environ[ENV_DB] = target
     if embedder:
         os.environ[ENV_EMBEDDER] = embedder
+    if args.mcp:
+        os.environ[ENV_MCP] = "1"
     if args.config:
         os.environ[ENV_CONFIG] = str(Path(args.config).resolve())
     uvicorn.run("noted.server.factory:app_from_env", factory=True, workers=args.workers, **options)
@@ -145,6 +149,9 @@ def add_server_commands(
         help="worker processes (default 1; each opens the store itself)",
     )
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.add_argument(
+        "--mcp", action="store_true", help="serve the MCP server at /mcp too (noted[mcp])"
+    )
     serve.set_defaults(func=cmd_serve)
 
     token = groups.add_parser(
