@@ -12,10 +12,11 @@ Who a call is about is settled before any tool runs:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+import anyio.to_thread
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel import Server
@@ -115,9 +116,9 @@ def _failed(message: str) -> types.CallToolResult:
     return types.CallToolResult(content=_text(message), is_error=True)
 
 
-async def profile(memory: Memory, user: str) -> str:
+def profile(memory: Memory, user: str) -> str:
     """The user's profile: their most recently updated memories, one per line."""
-    found = await memory.aget_user_memories(user_id=user, limit=PROFILE_SIZE)
+    found = memory.get_user_memories(user_id=user, limit=PROFILE_SIZE)
     if not found:
         return "No memories about this user yet."
     lines = [f"- {m.memory}" + (f" [{', '.join(m.topics)}]" if m.topics else "") for m in found]
@@ -133,9 +134,10 @@ def _request_error(exc: Exception) -> MCPError:
 class _Handlers:
     """The request handlers of one server: its Memory, its scope, its tools."""
 
-    def __init__(self, memory: Memory, scope: Scope) -> None:
+    def __init__(self, memory: Memory, scope: Scope, in_thread: bool) -> None:
         self.memory = memory
         self.scope = scope
+        self.in_thread = in_thread
         scoped = scope.auth is not None
         self.tools = {tool.name: tool for tool in TOOLS}
         self.listed = types.ListToolsResult(tools=[_described(t, scoped) for t in TOOLS])
@@ -158,7 +160,7 @@ class _Handlers:
             )
             named = args.text("user_id", required=False) if scoped else None
             user = self.scope.user(ctx, None if named is None else require_id("user_id", named))
-            result = await tool.run(self.memory, user, args)
+            result = await self._run(tool.run, user, args)
         except Unauthorized as exc:
             return _failed(f"unauthorized: {exc}")
         except NotedError as exc:
@@ -166,9 +168,17 @@ class _Handlers:
         text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
         return types.CallToolResult(content=_text(text), structured_content=result)
 
+    async def _run(self, run: Callable[[Memory, str, Any], Any], user: str, args: Any) -> Any:
+        """A store call: in a worker thread for a server of many clients (HTTP), on the event
+        loop for one client at a time (stdio; a thread hop would cost more than the read)."""
+        if self.in_thread:
+            return await anyio.to_thread.run_sync(run, self.memory, user, args)
+        return run(self.memory, user, args)
+
     async def _profile(self, ctx: Context) -> str:
         try:
-            return await profile(self.memory, self.scope.user(ctx, None))
+            user = self.scope.user(ctx, None)
+            return str(await self._run(lambda memory, who, _: profile(memory, who), user, None))
         except (Unauthorized, NotedError) as exc:
             raise _request_error(exc) from None
 
@@ -241,6 +251,7 @@ def create_server(
     embedder: Embedder | str | None = None,
     user_id: str | None = None,
     auth: Auth | None = None,
+    in_thread: bool | None = None,
 ) -> Server[Any]:
     """An MCP server over a store (a store object, a URL or SQLite path for
     :func:`~noted.open_store`) or over ``memory``'s store. Writes are recorded with the
@@ -250,11 +261,16 @@ def create_server(
     ``auth`` (for streamable HTTP) each call's ``Authorization`` header decides: a user
     token reaches its own user only, and the admin key may name a user (``user_id``
     then being the admin's default).
+
+    ``in_thread`` runs each call's store work in a worker thread (the default with
+    ``auth``, where many clients call at once); without it the work runs on the event
+    loop, which suits one client calling at a time (stdio) best.
     """
     if auth is not None and not isinstance(auth, Auth):
         raise UserError(f"auth must be an Auth, got {type(auth).__name__}")
     scope = Scope(require_id("user_id", user_id or DEFAULT_USER_ID), auth)
-    handlers = _Handlers(_mcp_memory(db, memory, embedder), scope)
+    threads = auth is not None if in_thread is None else in_thread
+    handlers = _Handlers(_mcp_memory(db, memory, embedder), scope, threads)
     return Server(
         "noted",
         version=__version__,

@@ -7,7 +7,7 @@ decided before a tool runs (see :mod:`noted.mcp.server`).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -22,7 +22,7 @@ SEARCH_METHODS: Final = ("hybrid", "semantic", "keyword")
 DEFAULT_SEARCH_LIMIT: Final = 10
 DEFAULT_LIST_LIMIT: Final = 20
 
-Run = Callable[[Memory, str, Arguments], Awaitable[dict[str, Any]]]
+Run = Callable[[Memory, str, Arguments], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +55,8 @@ def memory_result(memory: UserMemory) -> dict[str, Any]:
     return found
 
 
-async def _stored(memory: Memory, user: str, memory_id: str) -> UserMemory:
-    found = await memory.aget_user_memory(memory_id, user_id=user)
+def _stored(memory: Memory, user: str, memory_id: str) -> UserMemory:
+    found = memory.get_user_memory(memory_id, user_id=user)
     if found is None:
         raise NotFoundError(
             f"there is no memory with id {memory_id!r}; search or list the memories for its id"
@@ -67,16 +67,16 @@ async def _stored(memory: Memory, user: str, memory_id: str) -> UserMemory:
 # -- the tools ------------------------------------------------------------------------------
 
 
-async def _add(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
+def _add(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
     new = UserMemory(args.required_text("memory"), topics=args.topics() or [])
-    memory_id = await memory.aadd_user_memory(new, user_id=user)
-    return memory_result(await _stored(memory, user, memory_id))
+    memory_id = memory.add_user_memory(new, user_id=user)
+    return memory_result(_stored(memory, user, memory_id))
 
 
-async def _search(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
+def _search(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
     query = args.required_text("query")
     method = args.choice("method", SEARCH_METHODS)
-    found = await memory.asearch_user_memories(
+    found = memory.search_user_memories(
         query,
         user_id=user,
         limit=args.limit(DEFAULT_SEARCH_LIMIT),
@@ -86,40 +86,40 @@ async def _search(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
     return {"memories": [memory_result(m) for m in found]}
 
 
-async def _recent(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
-    found = await memory.aget_user_memories(
+def _recent(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
+    found = memory.get_user_memories(
         user_id=user, topics=args.topics(), limit=args.limit(DEFAULT_LIST_LIMIT)
     )
     return {"memories": [memory_result(m) for m in found]}
 
 
-async def _get(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
-    return memory_result(await _stored(memory, user, args.required_text("id")))
+def _get(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
+    return memory_result(_stored(memory, user, args.required_text("id")))
 
 
-async def _update(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
+def _update(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
     memory_id = args.required_text("id")
     text, topics = args.text("memory", required=False), args.topics()
     if text is None and topics is None:
         raise UserError("update_memory: give the new memory text, the new topics, or both")
-    current = await _stored(memory, user, memory_id)
+    current = _stored(memory, user, memory_id)
     replacement = UserMemory(
         current.memory if text is None else text,
         topics=current.topics if topics is None else topics,
     )
-    await memory.areplace_user_memory(memory_id, replacement, user_id=user)
-    return memory_result(await _stored(memory, user, memory_id))
+    memory.replace_user_memory(memory_id, replacement, user_id=user)
+    return memory_result(_stored(memory, user, memory_id))
 
 
-async def _delete(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
+def _delete(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
     memory_id = args.required_text("id")
-    if not await memory.adelete_user_memory(memory_id, user_id=user):
-        await _stored(memory, user, memory_id)  # raises the same not-found error as get
+    if not memory.delete_user_memory(memory_id, user_id=user):
+        _stored(memory, user, memory_id)  # raises the same not-found error as get
     return {"deleted": memory_id}
 
 
-async def _topics(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
-    return {"topics": await memory.aget_topics(user)}
+def _topics(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
+    return {"topics": memory.get_topics(user)}
 
 
 # -- what a model reads ---------------------------------------------------------------------
