@@ -13,8 +13,9 @@ one request after another (after a warm-up):
 - add: ``add_memory`` with a new fact, and ``POST /memories``.
 
 Latency is measured at the client, from the call to its parsed answer. Prints p50 and p99
-per transport and operation, the ratios MCP / REST, and the target: search p50 <= 5 ms
-over stdio. Writes benchmarks/results/mcp.json.
+per transport and operation, the server process's CPU time per call (from /proc: what a
+call costs whatever else the machine runs), the ratios MCP / REST, the load average, and
+the target: search p50 <= 5 ms over stdio. Writes benchmarks/results/mcp.json.
 """
 
 from __future__ import annotations
@@ -84,12 +85,32 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def summary(samples: list[float]) -> dict[str, float]:
+def summary(samples: list[float], cpu_s: float | None) -> dict[str, float | None]:
     return {
         "p50_ms": percentile(samples, 0.5) * 1000,
         "p99_ms": percentile(samples, 0.99) * 1000,
         "calls": len(samples),
+        "server_cpu_ms": None if cpu_s is None else cpu_s / len(samples) * 1000,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's CPU time so far (user + system), from /proc: what a call cost the server
+    whatever else the machine was doing meanwhile."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def child_pid() -> int:
+    """The one server process this script has spawned (stdio_client does not name it)."""
+    children = [
+        int(pid)
+        for task in Path(f"/proc/{os.getpid()}/task").iterdir()
+        for pid in (task / "children").read_text().split()
+    ]
+    if len(children) != 1:
+        raise SystemExit(f"expected one server process, found {children}")
+    return children[0]
 
 
 def free_port() -> int:
@@ -131,18 +152,23 @@ def answers(url: str, method: str = "GET") -> Callable[[], bool]:
     return check
 
 
-async def timed(calls: int, warmup: int, call: Callable[[int], Awaitable[None]]) -> list[float]:
+async def timed(
+    calls: int, warmup: int, call: Callable[[int], Awaitable[None]], server: int
+) -> dict[str, float | None]:
     for i in range(warmup):
         await call(i)
     samples = []
+    cpu = cpu_seconds(server)
     for i in range(calls):
         start = time.perf_counter()
         await call(warmup + i)
         samples.append(time.perf_counter() - start)
-    return samples
+    return summary(samples, cpu_seconds(server) - cpu)
 
 
-async def measure_mcp(session: ClientSession, calls: int, warmup: int) -> dict[str, Any]:
+async def measure_mcp(
+    session: ClientSession, calls: int, warmup: int, server: int
+) -> dict[str, Any]:
     rng = random.Random(7)
 
     def search(method: str) -> Callable[[int], Awaitable[None]]:
@@ -159,13 +185,13 @@ async def measure_mcp(session: ClientSession, calls: int, warmup: int) -> dict[s
         assert not result.is_error, result
 
     return {
-        "search keyword": summary(await timed(calls, warmup, search("keyword"))),
-        "search hybrid": summary(await timed(calls, warmup, search("hybrid"))),
-        "add": summary(await timed(max(calls // 5, 1), warmup, add)),
+        "search keyword": await timed(calls, warmup, search("keyword"), server),
+        "search hybrid": await timed(calls, warmup, search("hybrid"), server),
+        "add": await timed(max(calls // 5, 1), warmup, add, server),
     }
 
 
-async def measure_rest(url: str, calls: int, warmup: int) -> dict[str, Any]:
+async def measure_rest(url: str, calls: int, warmup: int, server: int) -> dict[str, Any]:
     rng = random.Random(8)
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
 
@@ -189,9 +215,9 @@ async def measure_rest(url: str, calls: int, warmup: int) -> dict[str, Any]:
             assert answer.status_code == 201, answer.text
 
         return {
-            "search keyword": summary(await timed(calls, warmup, search("keyword"))),
-            "search hybrid": summary(await timed(calls, warmup, search("hybrid"))),
-            "add": summary(await timed(max(calls // 5, 1), warmup, add)),
+            "search keyword": await timed(calls, warmup, search("keyword"), server),
+            "search hybrid": await timed(calls, warmup, search("hybrid"), server),
+            "add": await timed(max(calls // 5, 1), warmup, add, server),
         }
 
 
@@ -216,19 +242,19 @@ async def run(db_file: Path, work: Path, calls: int, warmup: int) -> dict[str, A
             ClientSession(read, write) as session,
         ):
             await session.initialize()
-            results["mcp stdio"] = await measure_mcp(session, calls, warmup)
+            results["mcp stdio"] = await measure_mcp(session, calls, warmup, child_pid())
     port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     command = [NOTED, "mcp", "--http", "--port", str(port), *common, "--user", USER]
-    with process(command, answers(url, "POST"), work / "http.log"):
+    with process(command, answers(url, "POST"), work / "http.log") as server:
         async with mcp_over_http(url) as session:
-            results["mcp http"] = await measure_mcp(session, calls, warmup)
+            results["mcp http"] = await measure_mcp(session, calls, warmup, server.pid)
     port = free_port()
     rest = f"http://127.0.0.1:{port}"
     command = [NOTED, "serve", "--port", str(port), *common, "--no-access-log"]
     command += ["--log-level", "warning"]
-    with process(command, answers(f"{rest}/health"), work / "serve.log"):
-        results["rest"] = await measure_rest(rest, calls, warmup)
+    with process(command, answers(f"{rest}/health"), work / "serve.log") as server:
+        results["rest"] = await measure_rest(rest, calls, warmup, server.pid)
     return results
 
 
@@ -248,13 +274,18 @@ def main() -> None:
         memory.db.close()
         results = asyncio.run(run(db_file, work, args.calls, args.warmup))
     print(f"MCP tool calls, {args.memories:,} memories of one user, one client, sequential")
-    print(f"{'transport':<11} {'operation':<15} {'p50 ms':>8} {'p99 ms':>8} {'calls':>6}")
+    print(
+        f"{'transport':<11} {'operation':<15} {'p50 ms':>8} {'p99 ms':>8} {'calls':>6} "
+        f"{'server CPU ms/call':>19}"
+    )
     for transport, rows in results.items():
         for operation, row in rows.items():
             print(
                 f"{transport:<11} {operation:<15} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
-                f"{row['calls']:>6}"
+                f"{row['calls']:>6} {row['server_cpu_ms']:>19.2f}"
             )
+    load = os.getloadavg()[0]
+    print(f"load average (1 min) at the end: {load:.1f} on {os.cpu_count()} CPUs")
     ratios = {
         f"{transport} / rest {operation}": rows[operation]["p50_ms"]
         / results["rest"][operation]["p50_ms"]
@@ -277,6 +308,8 @@ def main() -> None:
         "p50_ratios": ratios,
         "target_search_p50_ms": TARGET_SEARCH_P50_MS,
         "target_met": met,
+        "load_average": load,
+        "cpus": os.cpu_count(),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
