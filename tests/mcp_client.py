@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
@@ -16,8 +17,17 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
+from noted import SqliteDb
+
 T = TypeVar("T")
 Streams = AbstractAsyncContextManager[Any]
+
+
+def module_db(folder: Path) -> Iterator[SqliteDb]:
+    """The SQLite file a module's server serves, opened by the test to check it."""
+    store = SqliteDb(db_file=str(folder / "noted.db"))
+    yield store
+    store.close()
 
 
 class Loop:

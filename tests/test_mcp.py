@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mcp_client import Connected, Loop, stdio
+from mcp_client import Connected, Loop, module_db, stdio
 from noted import Memory, MemoryQuery, SqliteDb, UserMemory
 
 NOTED = str(Path(sys.executable).parent / "noted")
@@ -18,15 +18,13 @@ USER = "ava"
 
 
 @pytest.fixture(scope="module")
-def db_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mcp") / "noted.db"
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteDb]:
+    yield from module_db(tmp_path_factory.mktemp("mcp"))
 
 
 @pytest.fixture(scope="module")
-def db(db_file: Path) -> Iterator[SqliteDb]:
-    store = SqliteDb(db_file=str(db_file))
-    yield store
-    store.close()
+def db_file(db: SqliteDb) -> Path:
+    return Path(db.db_file)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from mcp_client import Connected, Loop, http
+from mcp_client import Connected, Loop, http, module_db
 from noted import MemoryQuery, SqliteDb
 from noted.server.auth import Auth
 from servers import free_port
@@ -27,15 +27,13 @@ MCP_CALL = {"Accept": "application/json, text/event-stream", "Content-Type": "ap
 
 
 @pytest.fixture(scope="module")
-def db_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("mcp-http") / "noted.db"
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteDb]:
+    yield from module_db(tmp_path_factory.mktemp("mcp-http"))
 
 
 @pytest.fixture(scope="module")
-def db(db_file: Path) -> Iterator[SqliteDb]:
-    store = SqliteDb(db_file=str(db_file))
-    yield store
-    store.close()
+def db_file(db: SqliteDb) -> Path:
+    return Path(db.db_file)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,8 @@ def test_all_is_sorted_and_complete() -> None:
         "cli",
         "cli_sessions",
         "cli_serve",
+        "cli_mcp",
+        "mcp",
         "server",
         "agent",
         "models",
