@@ -3,6 +3,7 @@ the module, its tools called one by one and the SQLite file checked after each."
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,3 +250,22 @@ def test_the_profile_resource_and_prompt(client: Connected, db: SqliteDb) -> Non
     assert "Bob" not in text
     prompt = client.loop.run(client.session.get_prompt("profile"))
     assert prompt.messages[0].content.text == text  # type: ignore[union-attr]
+
+
+def test_the_config_file_names_the_store_and_the_user(tmp_path: Path) -> None:
+    configured = tmp_path / "configured.db"
+    config = tmp_path / "noted.toml"
+    config.write_text(f'[server]\ndb = "{configured}"\nuser = "carol"\nembedder = "none"\n')
+    loop = Loop()
+    client = Connected(loop, stdio(NOTED, "mcp", "--config", str(config)))
+    try:
+        mid = client.ok("add_memory", {"memory": "Carol keeps bees"})["id"]
+        semantic = {"query": "insects", "method": "semantic"}  # the file says embedder none
+        assert "semantic search needs an embedder" in client.error("search_memories", semantic)
+    finally:
+        client.close()
+        loop.close()
+    with contextlib.closing(SqliteDb(db_file=str(configured))) as store:
+        memory = store.get_memory(mid, "carol")
+        assert memory is not None and memory.memory == "Carol keeps bees"
+        assert [e.actor for e in store.get_memory_history(mid, "carol")] == ["mcp"]

@@ -22,15 +22,20 @@ DEFAULT_MCP_PORT = DEFAULT_PORT + 1  # beside noted serve's
 
 
 def _configured(memory: Memory, args: argparse.Namespace) -> tuple[Memory, str, ServeConfig]:
-    """The Memory and the user to serve, with the config file's settings (``--config``):
-    ``--db`` and ``--user`` win over the file's ``db`` and ``user``."""
+    """The Memory (its writes recorded as ``mcp``) and the user to serve, with the config
+    file's settings (``--config``): ``--db``, ``--embedder`` and ``--user`` win over the
+    file's ``db``, ``embedder`` and ``user``."""
     from noted.server.config import ServeConfig, load_config
 
     config = load_config(args.config) if args.config else ServeConfig()
+    store = memory.db
     if config.db and args.db == default_db():  # neither --db nor NOTED_DB was given
-        memory.db.close()
-        memory = Memory(open_store(config.db), embedder=memory.embedder)
-    return memory, args.user or config.user or DEFAULT_USER_ID, config
+        store.close()
+        store = open_store(config.db)
+    chosen = args.embedder or config.embedder or os.environ.get("NOTED_EMBEDDER") or "local"
+    embedder = None if chosen == "none" else chosen
+    served = Memory(store, embedder=embedder, actor="mcp")
+    return served, args.user or config.user or DEFAULT_USER_ID, config
 
 
 def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
@@ -96,9 +101,9 @@ def add_mcp_command(
     mcp.add_argument("--config", help="a TOML file with [server] db, embedder, user, host, port")
     mcp.add_argument(
         "--embedder",
-        default=os.environ.get("NOTED_EMBEDDER", "local"),
         help="'local' (the embedded model, for semantic and hybrid search), another "
-        "embedder, or 'none' for keyword search only (default: $NOTED_EMBEDDER, else local)",
+        "embedder, or 'none' for keyword search only (default: the config file's, else "
+        "$NOTED_EMBEDDER, else local)",
     )
     mcp.add_argument(
         "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
