@@ -17,6 +17,7 @@ import pytest
 
 from mcp_client import Connected, Loop, http, module_db
 from noted import MemoryQuery, SqliteDb
+from noted.cli import main
 from noted.server.auth import Auth
 from servers import free_port
 from test_server_cli import clean_env, serve
@@ -213,3 +214,12 @@ def test_noted_serve_mounts_the_mcp_server(tmp_path: Path, loop: Loop) -> None:
         assert [e["actor"] for e in history.json()] == ["mcp"]
         other = {"Authorization": f"Bearer {token('bob')}"}
         assert httpx.get(f"{served.url}/memories/{added['id']}", headers=other).status_code == 404
+
+
+def test_noted_mcp_refuses_a_public_address_without_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NOTED_API_KEY", raising=False)
+    code = main(["mcp", "--http", "--host", "0.0.0.0", "--db", str(tmp_path / "x.db")])
+    assert code == 1
+    assert "refusing to listen on 0.0.0.0 without an API key" in capsys.readouterr().err

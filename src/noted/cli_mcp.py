@@ -8,9 +8,9 @@ import os
 from typing import TYPE_CHECKING
 
 from noted._console import err
-from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, default_db, is_loopback
+from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, check_exposure, default_db
 from noted.db.urls import open_store
-from noted.errors import MissingDependencyError, UserError
+from noted.errors import MissingDependencyError
 from noted.memory import DEFAULT_USER_ID, Memory
 
 if TYPE_CHECKING:
@@ -64,19 +64,13 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
         return 0
     host = args.host or config.host or DEFAULT_HOST
     port = args.port if args.port is not None else config.port or DEFAULT_MCP_PORT
-    api_key = os.environ.get("NOTED_API_KEY") or None
-    local = is_loopback(host)
-    if api_key is None:
-        if not local:
-            raise UserError(
-                f"refusing to listen on {host} without an API key: anyone who can reach it "
-                "could read and change every memory. Set NOTED_API_KEY, or use 127.0.0.1."
-            )
-        err.print("[yellow]warning:[/] NOTED_API_KEY is not set: every request is the admin.")
-    auth = Auth(api_key, os.environ.get("NOTED_TOKEN_SECRET") or None)
+    check_exposure(host)
+    auth = Auth(
+        os.environ.get("NOTED_API_KEY") or None, os.environ.get("NOTED_TOKEN_SECRET") or None
+    )
     server = create_server(memory=memory, user_id=user, auth=auth)
     err.print(f"noted MCP server at http://{host}:{port}{args.path} (streamable HTTP)")
-    app = http_app(server, auth, path=args.path, local_only=local)
+    app = http_app(server, auth, path=args.path, local_only=auth.open)
     uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False)
     return 0
 

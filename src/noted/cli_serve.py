@@ -41,6 +41,22 @@ def is_loopback(host: str) -> bool:
             return False
 
 
+def check_exposure(host: str) -> None:
+    """Refuse to listen beyond loopback without ``NOTED_API_KEY``; warn that without it
+    every request is the admin."""
+    if os.environ.get("NOTED_API_KEY"):
+        return
+    if not is_loopback(host):
+        raise UserError(
+            f"refusing to listen on {host} without an API key: anyone who can reach it "
+            "could read and change every memory. Set NOTED_API_KEY, or use 127.0.0.1."
+        )
+    err.print(
+        "[yellow]warning:[/] NOTED_API_KEY is not set: every request is the admin. "
+        f"Listening on {host} only."
+    )
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -64,16 +80,7 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else ServeConfig()
     host = args.host or config.host or DEFAULT_HOST
     port = args.port if args.port is not None else config.port or DEFAULT_PORT
-    if not os.environ.get("NOTED_API_KEY"):
-        if not is_loopback(host):
-            raise UserError(
-                f"refusing to listen on {host} without an API key: anyone who can reach it "
-                "could read and change every memory. Set NOTED_API_KEY, or use 127.0.0.1."
-            )
-        err.print(
-            "[yellow]warning:[/] NOTED_API_KEY is not set: every request is the admin. "
-            f"Listening on {host} only."
-        )
+    check_exposure(host)
     target = args.db
     if config.db and args.db == default_db():  # neither --db nor NOTED_DB was given
         memory.db.close()
