@@ -17,7 +17,7 @@ fmt:
 types:
 	scripts/uv.sh run mypy
 
-bench:  ## store, agent, memory-cost, search, backend and server benchmarks against Agno; LoCoMo recall (installs the bench group)
+bench:  ## store, agent, memory-cost, search, backend and server benchmarks against Agno; LoCoMo recall; MCP tool-call latency (installs the bench group)
 	scripts/uv.sh run --group bench python benchmarks/store.py
 	scripts/uv.sh run --group bench python benchmarks/agent.py
 	scripts/uv.sh run --group bench python benchmarks/memory_cost.py
@@ -25,6 +25,7 @@ bench:  ## store, agent, memory-cost, search, backend and server benchmarks agai
 	scripts/uv.sh run --group bench python benchmarks/locomo.py
 	scripts/uv.sh run --group bench python benchmarks/backends.py
 	scripts/uv.sh run --group bench python benchmarks/server.py
+	scripts/uv.sh run python benchmarks/mcp.py
 
 clean:
 	rm -rf tmp .pytest_cache .mypy_cache .ruff_cache benchmarks/results

@@ -24,6 +24,7 @@ from noted import (
     UserMemory,
 )
 from noted._time import utc_now
+from noted.audit import ACTORS
 from noted.cli import main
 
 MANAGER = AuditContext(actor="manager", session_id="s-1", run_id="r-1")
@@ -113,7 +114,10 @@ def test_the_actor_is_the_memorys(store: MemoryStore) -> None:
         ("delete", "api"),
     ]
     assert Memory(db=store).actor == "api"
-    with pytest.raises(UserError, match="actor must be one of api, cli, manager, agent"):
+    for actor in ACTORS:  # every kind of writer ("mcp" too) is kept by every store
+        written = Memory(db=store, actor=actor).add_user_memory(UserMemory(f"by {actor}"))
+        assert [e.actor for e in Memory(db=store).get_memory_history(written)] == [actor]
+    with pytest.raises(UserError, match="actor must be one of api, cli, manager, agent, mcp"):
         Memory(db=store, actor="robot")  # type: ignore[arg-type]
 
 

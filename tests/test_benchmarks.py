@@ -143,3 +143,21 @@ def test_server_benchmark_smoke(tmp_path: Path) -> None:
     assert run["requests"] > 0
     assert 0 < run["p50_ms"] <= run["p99_ms"]
     assert run["error_total"] == 0, run["errors"]
+
+
+def test_mcp_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "mcp.json"
+    small = ["--memories", "30", "--calls", "5", "--warmup", "1"]
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "mcp.py"), *small, "--output", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert "target search p50 <= 5 ms over stdio" in done.stdout
+    report = json.loads(out.read_text())
+    assert set(report["results"]) == {"mcp stdio", "mcp http", "rest"}
+    for rows in report["results"].values():
+        assert set(rows) == {"search keyword", "search hybrid", "add"}
+        assert all(row["p50_ms"] > 0 and row["server_cpu_ms"] >= 0 for row in rows.values())

@@ -18,7 +18,7 @@ from noted.schema import check_id, check_topics
 
 __all__ = ["Actor", "AuditContext", "EventType", "MemoryEvent"]
 
-Actor = Literal["api", "cli", "manager", "agent"]
+Actor = Literal["api", "cli", "manager", "agent", "mcp"]
 EventType = Literal["add", "update", "delete"]
 ACTORS: Final[tuple[Actor, ...]] = get_args(Actor)
 EVENTS: Final[tuple[EventType, ...]] = get_args(EventType)
@@ -48,8 +48,9 @@ def check_actor(value: object) -> Actor:
 @dataclass(frozen=True, slots=True)
 class AuditContext:
     """Who is writing: ``"api"`` (the Memory API, the default), ``"cli"`` (the ``noted``
-    command), ``"manager"`` (the memory manager) or ``"agent"`` (an agent's memory tool),
-    with the session and run the change belongs to, when there is one."""
+    command), ``"manager"`` (the memory manager), ``"agent"`` (an agent's memory tool) or
+    ``"mcp"`` (a tool call to ``noted mcp``), with the session and run the change belongs
+    to, when there is one."""
 
     actor: Actor = "api"
     session_id: str | None = None

@@ -41,6 +41,22 @@ def is_loopback(host: str) -> bool:
             return False
 
 
+def check_exposure(host: str) -> None:
+    """Refuse to listen beyond loopback without ``NOTED_API_KEY``; warn that without it
+    every request is the admin."""
+    if os.environ.get("NOTED_API_KEY"):
+        return
+    if not is_loopback(host):
+        raise UserError(
+            f"refusing to listen on {host} without an API key: anyone who can reach it "
+            "could read and change every memory. Set NOTED_API_KEY, or use 127.0.0.1."
+        )
+    err.print(
+        "[yellow]warning:[/] NOTED_API_KEY is not set: every request is the admin. "
+        f"Listening on {host} only."
+    )
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -56,7 +72,7 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         import uvicorn
 
         from noted.server.config import ServeConfig, load_config
-        from noted.server.factory import ENV_CONFIG, ENV_DB, ENV_EMBEDDER, build_app
+        from noted.server.factory import ENV_CONFIG, ENV_DB, ENV_EMBEDDER, ENV_MCP, build_app
     except ImportError as exc:
         raise MissingDependencyError(
             f"noted serve needs {exc.name}: pip install 'noted[server]'"
@@ -64,16 +80,7 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else ServeConfig()
     host = args.host or config.host or DEFAULT_HOST
     port = args.port if args.port is not None else config.port or DEFAULT_PORT
-    if not os.environ.get("NOTED_API_KEY"):
-        if not is_loopback(host):
-            raise UserError(
-                f"refusing to listen on {host} without an API key: anyone who can reach it "
-                "could read and change every memory. Set NOTED_API_KEY, or use 127.0.0.1."
-            )
-        err.print(
-            "[yellow]warning:[/] NOTED_API_KEY is not set: every request is the admin. "
-            f"Listening on {host} only."
-        )
+    check_exposure(host)
     target = args.db
     if config.db and args.db == default_db():  # neither --db nor NOTED_DB was given
         memory.db.close()
@@ -83,6 +90,8 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     assert isinstance(store, Store)  # every --db target keeps sessions
     embedder = args.embedder or config.embedder
     out.print(f"noted serving {target} at http://{host}:{port}/ (API docs at /docs)")
+    if args.mcp:
+        out.print(f"MCP server (streamable HTTP) at http://{host}:{port}/mcp")
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -90,12 +99,14 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         "access_log": args.access_log,
     }
     if args.workers == 1:
-        uvicorn.run(build_app(store, embedder, config), **options)
+        uvicorn.run(build_app(store, embedder, config, mcp=args.mcp), **options)
         return 0
     memory.db.close()  # each worker opens its own
     os.environ[ENV_DB] = target
     if embedder:
         os.environ[ENV_EMBEDDER] = embedder
+    if args.mcp:
+        os.environ[ENV_MCP] = "1"
     if args.config:
         os.environ[ENV_CONFIG] = str(Path(args.config).resolve())
     uvicorn.run("noted.server.factory:app_from_env", factory=True, workers=args.workers, **options)
@@ -148,6 +159,9 @@ def add_server_commands(
         help="worker processes (default 1; each opens the store itself)",
     )
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.add_argument(
+        "--mcp", action="store_true", help="serve the MCP server at /mcp too (noted[mcp])"
+    )
     serve.set_defaults(func=cmd_serve)
 
     token = groups.add_parser(

@@ -151,6 +151,7 @@ def create_app(
     api_key: str | None = None,
     token_secret: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    mcp: bool = False,
 ) -> FastAPI:
     """The noted server for a store (a store object, a URL or SQLite path for
     :func:`~noted.open_store`, or ``memory``'s store).
@@ -160,6 +161,8 @@ def create_app(
     :func:`~noted.server.issue_token`) are signed with ``token_secret`` (default:
     ``$NOTED_TOKEN_SECRET``, else derived from the API key). ``embedder`` makes semantic
     and hybrid search available. ``agent`` (one or several) adds the run routes.
+    ``mcp=True`` serves the MCP server at ``/mcp`` too (streamable HTTP, same credentials;
+    needs the ``mcp`` extra).
     """
     if memory is None:
         store = open_store(db or "noted.db") if db is None or isinstance(db, str) else db
@@ -189,6 +192,11 @@ def create_app(
         app.include_router(agent_routes(svc))
     _service_routes(app, svc)
     _page_routes(app)
+    if mcp:
+        from noted.mcp import create_server
+        from noted.mcp.http import mount_mcp
+
+        mount_mcp(app, create_server(memory=memory, auth=auth), auth, local_only=auth.open)
     return app
 
 

@@ -5,6 +5,7 @@ db = "noted.db"            # or a postgresql:// mongodb:// redis:// URL
 host = "127.0.0.1"
 port = 7777
 embedder = "local"         # semantic and hybrid search; "none" for keyword only
+user = "ava"               # noted mcp: whose memories the tools reach (default "default")
 
 [agent]                    # optional: adds POST /agents/{agent_id}/runs
 model = "openai:gpt-4o-mini"
@@ -49,6 +50,7 @@ class ServeConfig:
     host: str | None = None
     port: int | None = None
     embedder: str | None = None
+    user: str | None = None
     agent: AgentConfig | None = None
 
 
@@ -104,12 +106,13 @@ def load_config(path: str | Path) -> ServeConfig:
     agent = data.get("agent")
     if not isinstance(server, dict) or (agent is not None and not isinstance(agent, dict)):
         raise UserError("[server] and [agent] must be tables")
-    _known("server", server, ("db", "host", "port", "embedder"))
+    _known("server", server, ("db", "host", "port", "embedder", "user"))
     return ServeConfig(
         db=_typed("server", server, "db", str),
         host=_typed("server", server, "host", str),
         port=_typed("server", server, "port", int),
         embedder=_typed("server", server, "embedder", str),
+        user=_typed("server", server, "user", str),
         agent=None if agent is None else _agent(agent),
     )
 

@@ -16,20 +16,23 @@ from noted.memory import Memory
 from noted.server.app import create_app
 from noted.server.config import ServeConfig, build_agent, load_config
 
-__all__ = ["ENV_CONFIG", "ENV_DB", "ENV_EMBEDDER", "app_from_env", "build_app"]
+__all__ = ["ENV_CONFIG", "ENV_DB", "ENV_EMBEDDER", "ENV_MCP", "app_from_env", "build_app"]
 
 ENV_DB: Final = "NOTED_SERVE_DB"
 ENV_EMBEDDER: Final = "NOTED_SERVE_EMBEDDER"
 ENV_CONFIG: Final = "NOTED_SERVE_CONFIG"
+ENV_MCP: Final = "NOTED_SERVE_MCP"
 
 
-def build_app(store: Store, embedder: str | None, config: ServeConfig) -> FastAPI:
+def build_app(
+    store: Store, embedder: str | None, config: ServeConfig, mcp: bool = False
+) -> FastAPI:
     """The served app: the store, an embedder (``None``/``"none"`` for keyword search
-    only), and the config file's agent if it has one."""
+    only), the config file's agent if it has one, and the MCP endpoint with ``mcp``."""
     chosen = embedder or config.embedder or "none"
     memory = Memory(store, embedder=None if chosen == "none" else chosen)
     agent = None if config.agent is None else build_agent(config.agent, store)
-    app = create_app(memory=memory, agent=agent)
+    app = create_app(memory=memory, agent=agent, mcp=mcp)
     # The objects built so far live as long as the process: keep the collector from
     # walking them again on every full collection (fewer and shorter pauses under load).
     gc.collect()
@@ -41,4 +44,9 @@ def app_from_env() -> FastAPI:
     """uvicorn's factory for worker processes (``noted serve --workers N``)."""
     path = os.environ.get(ENV_CONFIG)
     config = load_config(path) if path else ServeConfig()
-    return build_app(open_store(os.environ[ENV_DB]), os.environ.get(ENV_EMBEDDER), config)
+    return build_app(
+        open_store(os.environ[ENV_DB]),
+        os.environ.get(ENV_EMBEDDER),
+        config,
+        mcp=os.environ.get(ENV_MCP) == "1",
+    )

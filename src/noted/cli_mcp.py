@@ -1,0 +1,105 @@
+"""``noted mcp``: the memories as an MCP server, over stdio (for desktop clients) or
+streamable HTTP (``--http``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import TYPE_CHECKING
+
+from noted._console import err
+from noted.cli_db import open_db
+from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, check_exposure, default_db
+from noted.errors import MissingDependencyError
+from noted.memory import DEFAULT_USER_ID, Memory
+
+if TYPE_CHECKING:
+    from noted.server.config import ServeConfig
+
+__all__ = ["add_mcp_command"]
+
+DEFAULT_MCP_PORT = DEFAULT_PORT + 1  # beside noted serve's
+
+
+def _configured(memory: Memory, args: argparse.Namespace) -> tuple[Memory, str, ServeConfig]:
+    """The Memory (its writes recorded as ``mcp``) and the user to serve, with the config
+    file's settings (``--config``): ``--db``, ``--embedder`` and ``--user`` win over the
+    file's ``db``, ``embedder`` and ``user``."""
+    from noted.server.config import ServeConfig, load_config
+
+    config = load_config(args.config) if args.config else ServeConfig()
+    store = memory.db
+    if config.db and args.db == default_db():  # neither --db nor NOTED_DB was given
+        store.close()
+        store = open_db(config.db)
+    chosen = args.embedder or config.embedder or os.environ.get("NOTED_EMBEDDER") or "local"
+    embedder = None if chosen == "none" else chosen
+    served = Memory(store, embedder=embedder, actor="mcp")
+    return served, args.user or config.user or DEFAULT_USER_ID, config
+
+
+def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
+    try:
+        import anyio
+        import uvicorn
+
+        from noted.mcp import create_server
+        from noted.mcp.http import http_app
+        from noted.server.auth import Auth
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"noted mcp needs {exc.name}: pip install 'noted[mcp]'"
+        ) from None
+    memory, user, config = _configured(memory, args)
+    if not args.http:
+        from mcp.server.stdio import stdio_server
+
+        server = create_server(memory=memory, user_id=user)
+
+        async def serve_stdio() -> None:
+            async with stdio_server() as (read, write):
+                await server.run(read, write, server.create_initialization_options())
+
+        anyio.run(serve_stdio)
+        return 0
+    host = args.host or config.host or DEFAULT_HOST
+    port = args.port if args.port is not None else config.port or DEFAULT_MCP_PORT
+    check_exposure(host)
+    auth = Auth(
+        os.environ.get("NOTED_API_KEY") or None, os.environ.get("NOTED_TOKEN_SECRET") or None
+    )
+    server = create_server(memory=memory, user_id=user, auth=auth)
+    err.print(f"noted MCP server at http://{host}:{port}{args.path} (streamable HTTP)")
+    app = http_app(server, auth, path=args.path, local_only=auth.open)
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False)
+    return 0
+
+
+def add_mcp_command(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    mcp = groups.add_parser(
+        "mcp",
+        parents=[common],
+        help="serve the memories to MCP clients (Claude Desktop, Cursor, agents)",
+        description="An MCP server with tools to add, search, list, read, update and delete "
+        "a user's memories. Over stdio (the default) every call is about --user; over "
+        "--http a user token (noted token) fixes the user and the admin key "
+        "(NOTED_API_KEY) may name one.",
+    )
+    mcp.add_argument("--http", action="store_true", help="serve streamable HTTP, not stdio")
+    mcp.add_argument("--host", help=f"address to listen on with --http (default {DEFAULT_HOST})")
+    mcp.add_argument("--port", type=int, help=f"port with --http (default {DEFAULT_MCP_PORT})")
+    mcp.add_argument("--path", default="/mcp", help="the endpoint's path (default /mcp)")
+    mcp.add_argument("--config", help="a TOML file with [server] db, embedder, user, host, port")
+    mcp.add_argument(
+        "--embedder",
+        help="'local' (the embedded model, for semantic and hybrid search), another "
+        "embedder, or 'none' for keyword search only (default: the config file's, else "
+        "$NOTED_EMBEDDER, else local)",
+    )
+    mcp.add_argument(
+        "--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"]
+    )
+    mcp.set_defaults(func=cmd_mcp)

@@ -1,0 +1,285 @@
+"""``create_server``: noted's memories as an MCP server (tools, a profile resource and prompt).
+
+Who a call is about is settled before any tool runs:
+
+- without ``auth`` (stdio, one person's desktop client) every call is about ``user_id``
+  and no tool takes a user argument;
+- with ``auth`` (streamable HTTP) each call is checked against the ``Authorization``
+  header of the HTTP request that carried it: a user token fixes the user, and only the
+  admin key may name one with the tools' ``user_id`` argument.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import anyio.to_thread
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel import Server
+from mcp.shared.exceptions import MCPError
+
+from noted import __version__
+from noted.db.base import MemoryStore
+from noted.db.urls import open_store
+from noted.errors import NotedError, UserError
+from noted.mcp.arguments import Arguments
+from noted.mcp.tools import TOOLS, Tool
+from noted.memory import DEFAULT_USER_ID, Memory
+from noted.retrieval.embedders import Embedder
+from noted.schema import require_id
+from noted.server.auth import Auth, Unauthorized
+
+__all__ = ["PROFILE_URI", "Scope", "create_server"]
+
+PROFILE_URI: Final = "noted://profile"
+PROFILE_SIZE: Final = 50
+INSTRUCTIONS: Final = (
+    "noted keeps long-term memories about the user. At the start of a conversation, "
+    "list_memories (or read the profile) to recall what you know; search_memories before "
+    "answering anything personal. When the user shares a lasting fact about themselves, "
+    "save it with add_memory (one fact per memory); correct outdated ones with update_memory."
+)
+_USER_ID: Final = {
+    "type": "string",
+    "minLength": 1,
+    "description": "Admin key only: whose memories (default: the server's user). A user "
+    "token always reaches its own user's memories only.",
+}
+
+Context = ServerRequestContext[Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which user a call is about: ``user_id`` (without ``auth``), or who its request's
+    credentials name (with ``auth``; the admin's calls default to ``user_id``)."""
+
+    user_id: str = DEFAULT_USER_ID
+    auth: Auth | None = None
+
+    def user(self, ctx: Context, named: str | None) -> str:
+        if self.auth is None:
+            return self.user_id
+        headers: Mapping[str, str] | None = getattr(ctx.request, "headers", None)
+        principal = self.auth.authenticate(
+            None if headers is None else headers.get("authorization")
+        )
+        own = principal.user_id
+        if own is None:  # the admin
+            return named or self.user_id
+        if named is not None and named != own:
+            raise UserError(
+                "user_id: a user token reaches only its own user's memories; leave user_id out"
+            )
+        return own
+
+
+def _schema(tool: Tool, scoped: bool) -> dict[str, Any]:
+    properties = dict(tool.properties)
+    if scoped:
+        properties["user_id"] = _USER_ID
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    if tool.required:
+        schema["required"] = list(tool.required)
+    return schema
+
+
+def _described(tool: Tool, scoped: bool) -> types.Tool:
+    return types.Tool(
+        name=tool.name,
+        title=tool.title,
+        description=tool.description,
+        input_schema=_schema(tool, scoped),
+        annotations=types.ToolAnnotations(
+            title=tool.title,
+            read_only_hint=tool.read_only,
+            destructive_hint=tool.destructive,
+            idempotent_hint=tool.read_only or tool.destructive,
+            open_world_hint=False,
+        ),
+    )
+
+
+def _text(value: str) -> list[types.ContentBlock]:
+    return [types.TextContent(type="text", text=value)]
+
+
+def _failed(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=_text(message), is_error=True)
+
+
+def profile(memory: Memory, user: str) -> str:
+    """The user's profile: their most recently updated memories, one per line."""
+    found = memory.get_user_memories(user_id=user, limit=PROFILE_SIZE)
+    if not found:
+        return "No memories about this user yet."
+    lines = [f"- {m.memory}" + (f" [{', '.join(m.topics)}]" if m.topics else "") for m in found]
+    return "What is known about the user (most recent first):\n" + "\n".join(lines)
+
+
+def _request_error(exc: Exception) -> MCPError:
+    """A bad resource or prompt request, answered as a JSON-RPC error that says why."""
+    prefix = "unauthorized: " if isinstance(exc, Unauthorized) else ""
+    return MCPError(types.INVALID_PARAMS, f"{prefix}{exc}")
+
+
+class _Handlers:
+    """The request handlers of one server: its Memory, its scope, its tools."""
+
+    def __init__(self, memory: Memory, scope: Scope, in_thread: bool) -> None:
+        self.memory = memory
+        self.scope = scope
+        self.in_thread = in_thread
+        scoped = scope.auth is not None
+        self.tools = {tool.name: tool for tool in TOOLS}
+        self.listed = types.ListToolsResult(tools=[_described(t, scoped) for t in TOOLS])
+
+    async def list_tools(
+        self, ctx: Context, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return self.listed
+
+    async def call_tool(
+        self, ctx: Context, params: types.CallToolRequestParams
+    ) -> types.CallToolResult:
+        tool = self.tools.get(params.name)
+        if tool is None:
+            return _failed(f"unknown tool {params.name!r}; the tools are {', '.join(self.tools)}")
+        scoped = self.scope.auth is not None
+        try:
+            args = Arguments(
+                tool.name, params.arguments, (*tool.takes, *(("user_id",) if scoped else ()))
+            )
+            named = args.text("user_id", required=False) if scoped else None
+            user = self.scope.user(ctx, None if named is None else require_id("user_id", named))
+            result = await self._run(tool.run, user, args)
+        except Unauthorized as exc:
+            return _failed(f"unauthorized: {exc}")
+        except NotedError as exc:
+            return _failed(str(exc))
+        text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
+        return types.CallToolResult(content=_text(text), structured_content=result)
+
+    async def _run(self, run: Callable[[Memory, str, Any], Any], user: str, args: Any) -> Any:
+        """A store call: in a worker thread for a server of many clients (HTTP), on the event
+        loop for one client at a time (stdio; a thread hop would cost more than the read)."""
+        if self.in_thread:
+            return await anyio.to_thread.run_sync(run, self.memory, user, args)
+        return run(self.memory, user, args)
+
+    async def _profile(self, ctx: Context) -> str:
+        try:
+            user = self.scope.user(ctx, None)
+            return str(await self._run(lambda memory, who, _: profile(memory, who), user, None))
+        except (Unauthorized, NotedError) as exc:
+            raise _request_error(exc) from None
+
+    async def list_resources(
+        self, ctx: Context, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        resource = types.Resource(
+            name="profile",
+            title="The user's profile",
+            uri=PROFILE_URI,
+            description="What noted remembers about the user: their most recent memories.",
+            mime_type="text/plain",
+        )
+        return types.ListResourcesResult(resources=[resource])
+
+    async def read_resource(
+        self, ctx: Context, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        if str(params.uri) != PROFILE_URI:
+            raise _request_error(UserError(f"unknown resource {params.uri!r}; it is {PROFILE_URI}"))
+        text = await self._profile(ctx)
+        contents = types.TextResourceContents(uri=PROFILE_URI, mime_type="text/plain", text=text)
+        return types.ReadResourceResult(contents=[contents])
+
+    async def list_prompts(
+        self, ctx: Context, params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        prompt = types.Prompt(
+            name="profile",
+            title="Recall what you know about me",
+            description="Start a conversation with what noted remembers about the user.",
+        )
+        return types.ListPromptsResult(prompts=[prompt])
+
+    async def get_prompt(
+        self, ctx: Context, params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        if params.name != "profile":
+            raise _request_error(UserError(f"unknown prompt {params.name!r}; it is 'profile'"))
+        text = await self._profile(ctx)
+        message = types.PromptMessage(
+            role="user", content=types.TextContent(type="text", text=text)
+        )
+        return types.GetPromptResult(description="What noted remembers", messages=[message])
+
+
+def _mcp_memory(
+    db: MemoryStore | str | None, memory: Memory | None, embedder: Embedder | str | None
+) -> Memory:
+    """A Memory whose writes are recorded as the actor ``mcp``."""
+    if memory is None:
+        store = open_store(db or "noted.db") if db is None or isinstance(db, str) else db
+        return Memory(store, embedder=embedder, actor="mcp")
+    if db is not None or embedder is not None:
+        raise UserError("give either memory=... or db=... (and embedder=...), not both")
+    if memory.actor == "mcp":
+        return memory
+    return Memory(
+        memory.db,
+        embedder=memory.embedder,
+        max_memory_length=memory.max_memory_length,
+        actor="mcp",
+    )
+
+
+def create_server(
+    db: MemoryStore | str | None = None,
+    *,
+    memory: Memory | None = None,
+    embedder: Embedder | str | None = None,
+    user_id: str | None = None,
+    auth: Auth | None = None,
+    in_thread: bool | None = None,
+) -> Server[Any]:
+    """An MCP server over a store (a store object, a URL or SQLite path for
+    :func:`~noted.open_store`) or over ``memory``'s store. Writes are recorded with the
+    actor ``"mcp"``. ``embedder`` makes semantic and hybrid search available.
+
+    Without ``auth`` every call is about ``user_id`` (``"default"`` when omitted). With
+    ``auth`` (for streamable HTTP) each call's ``Authorization`` header decides: a user
+    token reaches its own user only, and the admin key may name a user (``user_id``
+    then being the admin's default).
+
+    ``in_thread`` runs each call's store work in a worker thread (the default with
+    ``auth``, where many clients call at once); without it the work runs on the event
+    loop, which suits one client calling at a time (stdio) best.
+    """
+    if auth is not None and not isinstance(auth, Auth):
+        raise UserError(f"auth must be an Auth, got {type(auth).__name__}")
+    scope = Scope(require_id("user_id", user_id or DEFAULT_USER_ID), auth)
+    threads = auth is not None if in_thread is None else in_thread
+    handlers = _Handlers(_mcp_memory(db, memory, embedder), scope, threads)
+    return Server(
+        "noted",
+        version=__version__,
+        title="noted memories",
+        instructions=INSTRUCTIONS,
+        on_list_tools=handlers.list_tools,
+        on_call_tool=handlers.call_tool,
+        on_list_resources=handlers.list_resources,
+        on_read_resource=handlers.read_resource,
+        on_list_prompts=handlers.list_prompts,
+        on_get_prompt=handlers.get_prompt,
+    )

@@ -1,0 +1,271 @@
+"""``noted mcp`` over stdio, through the MCP SDK's own client: one real server process for
+the module, its tools called one by one and the SQLite file checked after each."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_client import Connected, Loop, module_db, stdio
+from noted import Memory, MemoryQuery, SqliteDb, UserMemory
+
+NOTED = str(Path(sys.executable).parent / "noted")
+USER = "ava"
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteDb]:
+    yield from module_db(tmp_path_factory.mktemp("mcp"))
+
+
+@pytest.fixture(scope="module")
+def db_file(db: SqliteDb) -> Path:
+    return Path(db.db_file)
+
+
+@pytest.fixture(scope="module")
+def client(db_file: Path, db: SqliteDb) -> Iterator[Connected]:
+    loop = Loop()
+    env = {"NOTED_DB": str(db_file)}  # --db wins over it: checked by the store below
+    connected = Connected(loop, stdio(NOTED, "mcp", "--db", str(db_file), "--user", USER, env=env))
+    yield connected
+    connected.close()
+    loop.close()
+
+
+def stored(db: SqliteDb, user: str | None = USER) -> list[UserMemory]:
+    return db.list_memories(MemoryQuery(user_id=user, sort_by="created_at", sort_order="asc"))
+
+
+def snapshot(db: SqliteDb) -> list[tuple[dict[str, Any], list[str]]]:
+    """Every user's memories with their history: what a refused call must leave as it was."""
+    return [
+        (
+            m.to_dict(),
+            [e.event_id for e in db.get_memory_history(m.memory_id or "", m.user_id or "")],
+        )
+        for m in stored(db, None)
+    ]
+
+
+def test_the_tools_resources_and_prompts_are_listed(client: Connected) -> None:
+    tools = client.loop.run(client.session.list_tools()).tools
+    assert [t.name for t in tools] == [
+        "add_memory",
+        "search_memories",
+        "list_memories",
+        "get_memory",
+        "update_memory",
+        "delete_memory",
+        "list_topics",
+    ]
+    for tool in tools:
+        assert tool.description and len(tool.description) > 30
+        assert tool.input_schema["additionalProperties"] is False
+        assert "user_id" not in tool.input_schema["properties"]  # the user is --user
+    add = next(t for t in tools if t.name == "add_memory")
+    assert add.input_schema["required"] == ["memory"]
+    assert add.annotations is not None and add.annotations.read_only_hint is False
+    resources = client.loop.run(client.session.list_resources()).resources
+    assert [r.uri for r in resources] == ["noted://profile"]
+    prompts = client.loop.run(client.session.list_prompts()).prompts
+    assert [p.name for p in prompts] == ["profile"]
+
+
+def test_add_writes_through_the_memory_api_as_mcp(client: Connected, db: SqliteDb) -> None:
+    added = client.ok("add_memory", {"memory": "The user likes to ski", "topics": ["hobbies"]})
+    assert added["memory"] == "The user likes to ski"
+    assert added["topics"] == ["hobbies"]
+    assert added["created_at"] == added["updated_at"]
+    [memory] = [m for m in stored(db) if m.memory_id == added["id"]]
+    assert (memory.user_id, memory.memory, memory.topics) == (
+        USER,
+        "The user likes to ski",
+        ["hobbies"],
+    )
+    assert memory.updated_at is not None and memory.updated_at.isoformat() == added["updated_at"]
+    [event] = db.get_memory_history(added["id"], USER)
+    assert (event.event, event.actor, event.new_memory) == ("add", "mcp", "The user likes to ski")
+
+
+def test_search_by_keyword_meaning_and_both(client: Connected) -> None:
+    for text, topics in [
+        ("The user's sister Mia lives in Lyon", ["family"]),
+        ("The user drinks green tea every morning", ["food"]),
+        ("The user works as a nurse in Berlin", ["work"]),
+    ]:
+        client.ok("add_memory", {"memory": text, "topics": topics})
+    keyword = client.ok("search_memories", {"query": "green tea", "method": "keyword"})
+    assert keyword["memories"][0]["memory"] == "The user drinks green tea every morning"
+    assert {"id", "memory", "topics", "created_at", "updated_at", "score"} <= set(
+        keyword["memories"][0]
+    )
+    semantic = client.ok(
+        "search_memories", {"query": "What does she do for a living?", "method": "semantic"}
+    )
+    assert semantic["memories"][0]["memory"] == "The user works as a nurse in Berlin"
+    hybrid = client.ok("search_memories", {"query": "where does her sibling live", "limit": 1})
+    assert [m["memory"] for m in hybrid["memories"]] == ["The user's sister Mia lives in Lyon"]
+    only_food = client.ok("search_memories", {"query": "morning tea lyon", "topics": ["food"]})
+    assert [m["topics"] for m in only_food["memories"]] == [["food"]]
+
+
+def test_list_recent_get_and_topics(client: Connected, db: SqliteDb) -> None:
+    newest = client.ok(
+        "add_memory", {"memory": "The user is learning Italian", "topics": ["study"]}
+    )
+    recent = client.ok("list_memories", {"limit": 2})["memories"]
+    assert len(recent) == 2 and recent[0]["id"] == newest["id"]
+    assert [m["topics"] for m in client.ok("list_memories", {"topics": ["study"]})["memories"]] == [
+        ["study"]
+    ]
+    assert client.ok("get_memory", {"id": newest["id"]}) == newest
+    assert client.ok("list_topics")["topics"] == db.get_topics(USER)
+    assert "study" in client.ok("list_topics")["topics"]
+
+
+def test_update_changes_text_or_topics_and_keeps_the_rest(client: Connected, db: SqliteDb) -> None:
+    mid = client.ok("add_memory", {"memory": "The user lives in Paris", "topics": ["home"]})["id"]
+    moved = client.ok("update_memory", {"id": mid, "memory": "The user lives in Rome"})
+    assert (moved["memory"], moved["topics"]) == ("The user lives in Rome", ["home"])
+    relabelled = client.ok("update_memory", {"id": mid, "topics": ["home", "travel"]})
+    assert (relabelled["memory"], relabelled["topics"]) == (
+        "The user lives in Rome",
+        ["home", "travel"],
+    )
+    memory = db.get_memory(mid, USER)
+    assert memory is not None and memory.memory == "The user lives in Rome"
+    assert memory.topics == ["home", "travel"]
+    history = db.get_memory_history(mid, USER)
+    assert [(e.event, e.actor) for e in history] == [
+        ("add", "mcp"),
+        ("update", "mcp"),
+        ("update", "mcp"),
+    ]
+    assert history[1].old_memory == "The user lives in Paris"
+
+
+def test_delete_removes_the_memory_and_keeps_its_history(client: Connected, db: SqliteDb) -> None:
+    mid = client.ok("add_memory", {"memory": "The user owns a red bicycle"})["id"]
+    assert client.ok("delete_memory", {"id": mid}) == {"deleted": mid}
+    assert db.get_memory(mid, USER) is None
+    assert [(e.event, e.actor) for e in db.get_memory_history(mid, USER)] == [
+        ("add", "mcp"),
+        ("delete", "mcp"),
+    ]
+    assert "no memory with id" in client.error("get_memory", {"id": mid})
+
+
+def test_another_users_memories_are_out_of_reach(client: Connected, db: SqliteDb) -> None:
+    other = Memory(db=db)
+    bob = other.add_user_memory(UserMemory("Bob's secret: he fears spiders", topics=["bob"]), "bob")
+    before = snapshot(db)
+    for name, arguments in [
+        ("get_memory", {"id": bob}),
+        ("update_memory", {"id": bob, "memory": "changed"}),
+        ("delete_memory", {"id": bob}),
+    ]:
+        assert f"no memory with id {bob!r}" in client.error(name, arguments)
+    assert "unknown argument(s) user_id" in client.error("list_memories", {"user_id": "bob"})
+    assert "unknown argument(s) user_id" in client.error(
+        "add_memory", {"memory": "x", "user_id": "bob"}
+    )
+    found = client.ok("search_memories", {"query": "secret spiders fears"})["memories"]
+    assert all("Bob" not in m["memory"] for m in found)
+    assert "bob" not in client.ok("list_topics")["topics"]
+    assert snapshot(db) == before
+
+
+LONG = "x" * 5001
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments", "says"),
+    [
+        ("get_memory", {"id": "no-such-id"}, "no memory with id 'no-such-id'"),
+        ("update_memory", {"id": "no-such-id", "memory": "x"}, "no memory with id 'no-such-id'"),
+        ("delete_memory", {"id": "no-such-id"}, "no memory with id 'no-such-id'"),
+        ("add_memory", {"memory": ""}, "memory must not be empty"),
+        ("add_memory", {"memory": "   "}, "memory must not be empty"),
+        ("add_memory", {}, "the argument 'memory' is required"),
+        ("add_memory", {"memory": LONG}, "memory text is 5001 characters; the limit is 5000"),
+        ("update_memory", {"id": "{first}", "memory": LONG}, "the limit is 5000"),
+        ("update_memory", {"id": "{first}"}, "give the new memory text, the new topics, or both"),
+        ("update_memory", {"id": "{first}", "memory": ""}, "memory must not be empty"),
+        ("add_memory", {"memory": 42}, "memory must be a string, got int"),
+        (
+            "add_memory",
+            {"memory": "x", "topics": "food"},
+            "topics must be a list of strings, got str",
+        ),
+        ("add_memory", {"memory": "x", "topics": [1]}, "each of topics must be a string, got int"),
+        (
+            "search_memories",
+            {"query": "x", "limit": "ten"},
+            "limit must be a whole number from 1 to 100",
+        ),
+        (
+            "search_memories",
+            {"query": "x", "limit": 0},
+            "limit must be a whole number from 1 to 100",
+        ),
+        ("list_memories", {"limit": 1000}, "limit must be a whole number from 1 to 100"),
+        ("list_memories", {"limit": True}, "limit must be a whole number from 1 to 100"),
+        (
+            "search_memories",
+            {"query": "x", "method": "fuzzy"},
+            "method must be one of hybrid, semantic, keyword",
+        ),
+        ("search_memories", {"query": ""}, "query must not be empty"),
+        ("search_memories", {"query": ["x"]}, "query must be a string, got list"),
+        ("get_memory", {"id": 7}, "id must be a string, got int"),
+        ("get_memory", {"memory_id": "x"}, "unknown argument(s) memory_id; it takes id"),
+        ("no_such_tool", {}, "unknown tool 'no_such_tool'"),
+    ],
+)
+def test_bad_arguments_are_tool_errors_that_change_nothing(
+    client: Connected, db: SqliteDb, name: str, arguments: dict[str, Any], says: str
+) -> None:
+    first = (
+        stored(db)[0].memory_id if stored(db) else client.ok("add_memory", {"memory": "seed"})["id"]
+    )
+    arguments = {k: first if v == "{first}" else v for k, v in arguments.items()}
+    before = snapshot(db)
+    assert says in client.error(name, arguments)
+    assert snapshot(db) == before
+    assert client.ok("list_topics")  # and the server keeps serving
+
+
+def test_the_profile_resource_and_prompt(client: Connected, db: SqliteDb) -> None:
+    client.ok("add_memory", {"memory": "The user's name is Ava", "topics": ["identity"]})
+    read = client.loop.run(client.session.read_resource("noted://profile"))
+    text = read.contents[0].text  # type: ignore[union-attr]
+    assert "- The user's name is Ava [identity]" in text
+    assert all(m.memory in text for m in stored(db))
+    assert "Bob" not in text
+    prompt = client.loop.run(client.session.get_prompt("profile"))
+    assert prompt.messages[0].content.text == text  # type: ignore[union-attr]
+
+
+def test_the_config_file_names_the_store_and_the_user(tmp_path: Path) -> None:
+    configured = tmp_path / "configured.db"
+    config = tmp_path / "noted.toml"
+    config.write_text(f'[server]\ndb = "{configured}"\nuser = "carol"\nembedder = "none"\n')
+    loop = Loop()
+    client = Connected(loop, stdio(NOTED, "mcp", "--config", str(config)))
+    try:
+        mid = client.ok("add_memory", {"memory": "Carol keeps bees"})["id"]
+        semantic = {"query": "insects", "method": "semantic"}  # the file says embedder none
+        assert "semantic search needs an embedder" in client.error("search_memories", semantic)
+    finally:
+        client.close()
+        loop.close()
+    with contextlib.closing(SqliteDb(db_file=str(configured))) as store:
+        memory = store.get_memory(mid, "carol")
+        assert memory is not None and memory.memory == "Carol keeps bees"
+        assert [e.actor for e in store.get_memory_history(mid, "carol")] == ["mcp"]

@@ -1,0 +1,225 @@
+"""``noted mcp --http`` and ``noted serve --mcp`` through the MCP SDK's own client over
+streamable HTTP on 127.0.0.1: user tokens reach their own user only, whatever the
+arguments; the admin key may name a user; the REST API reads what the tools wrote."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from mcp_client import Connected, Loop, http, module_db
+from noted import MemoryQuery, SqliteDb
+from noted.cli import main
+from noted.server.auth import Auth
+from servers import free_port
+from test_server_cli import clean_env, serve
+
+KEY = "mcp-admin-key-0123456789abcdef0123456789"
+NOTED = str(Path(sys.executable).parent / "noted")
+MCP_CALL = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SqliteDb]:
+    yield from module_db(tmp_path_factory.mktemp("mcp-http"))
+
+
+@pytest.fixture(scope="module")
+def db_file(db: SqliteDb) -> Path:
+    return Path(db.db_file)
+
+
+@pytest.fixture(scope="module")
+def url(db_file: Path) -> Iterator[str]:
+    """One ``noted mcp --http`` process for the module, stopped by its pid."""
+    port = free_port()
+    command = [NOTED, "mcp", "--http", "--port", str(port), "--db", str(db_file)]
+    command += ["--embedder", "none", "--user", "house"]
+    log = db_file.parent / "mcp-http.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=clean_env(NOTED_API_KEY=KEY),
+        )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{port}/mcp"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.post(endpoint, json={}, timeout=2).status_code == 401:
+                    break
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[Loop]:
+    running = Loop()
+    yield running
+    running.close()
+
+
+def token(user: str) -> str:
+    return Auth(KEY).issue(user)
+
+
+@pytest.fixture(scope="module")
+def clients(url: str, loop: Loop) -> Iterator[dict[str, Connected]]:
+    opened = {
+        "ava": Connected(loop, http(url, token("ava"))),
+        "bob": Connected(loop, http(url, token("bob"))),
+        "admin": Connected(loop, http(url, KEY)),
+    }
+    yield opened
+    for client in opened.values():
+        client.close()
+
+
+def everything(db: SqliteDb) -> list[dict[str, Any]]:
+    return [m.to_dict() for m in db.list_memories(MemoryQuery(user_id=None))]
+
+
+@pytest.mark.parametrize(
+    ("headers", "says"),
+    [
+        ({}, "missing credentials"),
+        ({"Authorization": "Bearer not-a-token"}, "invalid API key or token"),
+        (
+            {"Authorization": f"Bearer {Auth('another-key-0123456789abcdef0123').issue('ava')}"},
+            "invalid",
+        ),
+    ],
+)
+def test_requests_without_accepted_credentials_get_401(
+    url: str, headers: dict[str, str], says: str
+) -> None:
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    answer = httpx.post(url, json=call, headers={**MCP_CALL, **headers}, timeout=10)
+    assert answer.status_code == 401
+    assert says in answer.json()["detail"]
+
+
+def test_over_http_the_tools_take_a_user_id(clients: dict[str, Connected]) -> None:
+    client = clients["ava"]
+    tools = client.loop.run(client.session.list_tools()).tools
+    assert len(tools) == 7
+    assert all("user_id" in t.input_schema["properties"] for t in tools)
+
+
+def test_a_token_writes_and_reads_its_own_users_memories(
+    clients: dict[str, Connected], db: SqliteDb
+) -> None:
+    ava = clients["ava"]
+    added = ava.ok("add_memory", {"memory": "Ava plays the cello", "topics": ["music"]})
+    stored = db.get_memory(added["id"], "ava")
+    assert stored is not None and stored.memory == "Ava plays the cello"
+    assert [e.actor for e in db.get_memory_history(added["id"], "ava")] == ["mcp"]
+    assert ava.ok("add_memory", {"memory": "Ava lives in Oslo", "user_id": "ava"})["id"]
+    found = ava.ok("search_memories", {"query": "cello"})["memories"]
+    assert [m["id"] for m in found] == [added["id"]]
+    assert len(ava.ok("list_memories")["memories"]) == 2
+    assert ava.ok("get_memory", {"id": added["id"]})["memory"] == "Ava plays the cello"
+    changed = ava.ok("update_memory", {"id": added["id"], "memory": "Ava plays the viola"})
+    assert changed["memory"] == "Ava plays the viola" == db.get_memory(added["id"], "ava").memory  # type: ignore[union-attr]
+    assert ava.ok("list_topics") == {"topics": ["music"]}
+    assert ava.ok("delete_memory", {"id": added["id"]}) == {"deleted": added["id"]}
+    assert db.get_memory(added["id"], "ava") is None
+
+
+def test_a_token_never_reaches_another_users_memories(
+    clients: dict[str, Connected], db: SqliteDb
+) -> None:
+    ava, bob = clients["ava"], clients["bob"]
+    secret = ava.ok("add_memory", {"memory": "Ava's PIN hint: her cat", "topics": ["private"]})
+    before = everything(db)
+    for name, arguments in [
+        ("get_memory", {"id": secret["id"]}),
+        ("update_memory", {"id": secret["id"], "memory": "hacked"}),
+        ("delete_memory", {"id": secret["id"]}),
+    ]:
+        assert "no memory with id" in bob.error(name, arguments)
+        message = bob.error(name, {**arguments, "user_id": "ava"})
+        assert "a user token reaches only its own user's memories" in message
+    for name, arguments in [
+        ("search_memories", {"query": "PIN cat", "user_id": "ava"}),
+        ("list_memories", {"user_id": "ava"}),
+        ("list_topics", {"user_id": "ava"}),
+        ("add_memory", {"memory": "planted", "user_id": "ava"}),
+    ]:
+        assert "a user token reaches only its own user's memories" in bob.error(name, arguments)
+    assert bob.ok("search_memories", {"query": "PIN hint cat"}) == {"memories": []}
+    assert "private" not in bob.ok("list_topics")["topics"]
+    profile = bob.loop.run(bob.session.read_resource("noted://profile"))
+    assert "PIN" not in profile.contents[0].text  # type: ignore[union-attr]
+    assert everything(db) == before
+    assert ava.ok("get_memory", {"id": secret["id"]})["memory"] == "Ava's PIN hint: her cat"
+
+
+def test_the_admin_key_names_the_user(clients: dict[str, Connected], db: SqliteDb) -> None:
+    admin = clients["admin"]
+    for_bob = admin.ok("add_memory", {"memory": "Bob cycles to work", "user_id": "bob"})
+    assert db.get_memory(for_bob["id"], "bob") is not None
+    assert clients["bob"].ok("get_memory", {"id": for_bob["id"]})["memory"] == "Bob cycles to work"
+    house = admin.ok("add_memory", {"memory": "The house default"})  # --user house
+    assert db.get_memory(house["id"], "house") is not None
+    assert "no memory with id" in admin.error("get_memory", {"id": for_bob["id"]})
+    assert admin.ok("get_memory", {"id": for_bob["id"], "user_id": "bob"})["id"] == for_bob["id"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "says"),
+    [
+        ({"memory": ""}, "memory must not be empty"),
+        ({"memory": "x" * 5001}, "the limit is 5000"),
+        ({"memory": ["x"]}, "memory must be a string, got list"),
+        ({"memory": "x", "user_id": 3}, "user_id must be a string, got int"),
+        ({"memory": "x", "user_id": ""}, "user_id must not be empty"),
+    ],
+)
+def test_bad_arguments_over_http_change_nothing(
+    clients: dict[str, Connected], db: SqliteDb, arguments: dict[str, Any], says: str
+) -> None:
+    before = everything(db)
+    assert says in clients["admin"].error("add_memory", arguments)
+    assert everything(db) == before
+    assert "topics" in clients["ava"].ok("list_topics")  # still serving
+
+
+def test_noted_serve_mounts_the_mcp_server(tmp_path: Path, loop: Loop) -> None:
+    with serve(tmp_path, "--mcp", "--db", "served.db", env=clean_env(NOTED_API_KEY=KEY)) as served:
+        assert httpx.post(f"{served.url}/mcp", json={}, timeout=10).status_code == 401
+        client = Connected(loop, http(f"{served.url}/mcp", token("ava")))
+        try:
+            added = client.ok("add_memory", {"memory": "Ava reads crime novels"})
+        finally:
+            client.close()
+        auth = {"Authorization": f"Bearer {token('ava')}"}
+        history = httpx.get(
+            f"{served.url}/memories/{added['id']}/history", headers=auth, timeout=10
+        )
+        assert history.status_code == 200, history.text
+        assert [e["actor"] for e in history.json()] == ["mcp"]
+        other = {"Authorization": f"Bearer {token('bob')}"}
+        assert httpx.get(f"{served.url}/memories/{added['id']}", headers=other).status_code == 404
+
+
+def test_noted_mcp_refuses_a_public_address_without_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NOTED_API_KEY", raising=False)
+    code = main(["mcp", "--http", "--host", "0.0.0.0", "--db", str(tmp_path / "x.db")])
+    assert code == 1
+    assert "refusing to listen on 0.0.0.0 without an API key" in capsys.readouterr().err
