@@ -57,7 +57,7 @@ def _match_column(found: Sequence[UserMemory]) -> list[str] | None:
     BM25 (unbounded), cosine (-1..1) or fused (0..1) scores alike. The raw scores are in
     ``--json``."""
     scores = [m.score for m in found if isinstance(m, MemoryMatch) and m.score is not None]
-    if not scores or len(scores) != len(found):
+    if not scores or len(scores) != len(found):  # a method that does not rank by score
         return None
     best = max(scores, default=0.0)
     return [f"{max(0, round(100 * s / best))}%" if best > 0 else "-" for s in scores]
