@@ -10,6 +10,7 @@ def test_all_is_sorted_and_complete() -> None:
     for name in noted.__all__:
         assert hasattr(noted, name), name
     public = {n for n in vars(noted) if not n.startswith("_")} - {
+        "agno",
         "audit",
         "db",
         "errors",

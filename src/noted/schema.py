@@ -130,6 +130,11 @@ class UserMemory:
         self.created_at = check_time("created_at", self.created_at)
         self.updated_at = check_time("updated_at", self.updated_at)
 
+    @property
+    def last_updated(self) -> datetime | None:
+        """``updated_at`` under its older name."""
+        return self.updated_at
+
     def copy(self) -> UserMemory:
         """A copy that shares nothing mutable with this memory (no re-validation)."""
         clone: UserMemory = object.__new__(UserMemory)
