@@ -240,27 +240,29 @@ def _session(
     return session
 
 
+def _first(source: Source, *names: str) -> str | None:
+    return next((name for name in names if source.columns(name) is not None), None)
+
+
 def read_agno(
     source: Source, memory_table: str | None = None, session_table: str | None = None
 ) -> tuple[ImportPlan, list[str]]:
     """Everything the Agno tables hold; also the names of the tables read."""
+    for name in (memory_table, session_table):
+        if name is not None and source.columns(name) is None:
+            raise UserError(f"{source.name}: table {name!r} not found")
+    if memory_table is None:
+        memory_table = _first(source, AGNO_MEMORY_TABLE, AGNO1_MEMORY_TABLE)
+    if session_table is None:
+        session_table = _first(source, AGNO_SESSION_TABLE, AGNO1_SESSION_TABLE)
     if memory_table is None and session_table is None:
-        pairs = [(AGNO_MEMORY_TABLE, AGNO_SESSION_TABLE), (AGNO1_MEMORY_TABLE, AGNO1_SESSION_TABLE)]
-        present = [
-            (m if source.columns(m) else None, s if source.columns(s) else None) for m, s in pairs
-        ]
-        chosen = next(((m, s) for m, s in present if m or s), None)
-        if chosen is None:
-            looked = ", ".join(name for pair in pairs for name in pair)
-            raise UserError(
-                f"{source.name}: no Agno tables found (looked for {looked}); name them with "
-                "memory_table= / session_table= (--memory-table, --session-table)"
-            )
-        memory_table, session_table = chosen
-    else:
-        for name in (memory_table, session_table):
-            if name is not None and source.columns(name) is None:
-                raise UserError(f"{source.name}: table {name!r} not found")
+        looked = ", ".join(
+            (AGNO_MEMORY_TABLE, AGNO_SESSION_TABLE, AGNO1_MEMORY_TABLE, AGNO1_SESSION_TABLE)
+        )
+        raise UserError(
+            f"{source.name}: no Agno tables found (looked for {looked}); name them with "
+            "memory_table= / session_table= (--memory-table, --session-table)"
+        )
     plan = ImportPlan(source.name)
     tables = [t for t in (memory_table, session_table) if t is not None]
     _check_versions(source, tables)
