@@ -77,14 +77,13 @@ def test_import_field_by_field_and_twice(version: str, target: Memory) -> None:
     for memory_id, (user, text, topics, said, agent, team) in EXPECTED.items():
         got = target.get_user_memory(memory_id, user_id=user)
         assert got is not None
-        if version.startswith("1."):
-            agent = team = None
+        v1 = version.startswith("1.")
         assert (got.memory, got.topics, got.input, got.agent_id, got.team_id) == (
             text,
             topics,
             said,
-            agent,
-            team,
+            None if v1 else agent,
+            None if v1 else team,
         )
         assert (got.created_at, got.updated_at) == times[memory_id]
     assert target.get_user_memories(user_id="ava")[0].user_id == "ava"
