@@ -6,14 +6,17 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from conftest import server_url
 from noted import Memory, SqliteDb, UserError
 from noted.cli import main
 from noted.importers import import_agno
+from servers import Server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agno"
 V1_TABLES = {"memory_table": "user_memories", "session_table": "agent_sessions"}
@@ -45,22 +48,67 @@ CONVERSATIONS = {
 
 
 def _utc(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
     if isinstance(value, int):
         return datetime.fromtimestamp(value, UTC)
     assert isinstance(value, str)
     return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
-def _source_times(path: Path, version: str) -> dict[str, tuple[datetime, datetime]]:
+def _times_query(version: str, schema: str = "") -> str:
+    if version.startswith("1."):  # Agno 1 on PostgreSQL leaves updated_at NULL: last_updated
+        last = "(memory->>'last_updated')::timestamp AT TIME ZONE 'UTC'" if schema else "NULL"
+        return (
+            f"SELECT id, created_at, coalesce(updated_at, {last}, created_at) "
+            f"FROM {schema}user_memories"
+        )
+    if version.startswith("2."):
+        return f"SELECT memory_id, updated_at, updated_at FROM {schema}agno_memories"
+    return f"SELECT memory_id, created_at, updated_at FROM {schema}agno_memories"
+
+
+def _source_times(source: str, version: str) -> dict[str, tuple[datetime, datetime]]:
     """Each memory's created and updated time as the source row holds them."""
-    with sqlite3.connect(path) as conn:
-        if version.startswith("1."):
-            rows = conn.execute("SELECT id, created_at, updated_at FROM user_memories")
-        elif version.startswith("2."):
-            rows = conn.execute("SELECT memory_id, updated_at, updated_at FROM agno_memories")
-        else:
-            rows = conn.execute("SELECT memory_id, created_at, updated_at FROM agno_memories")
+    if source.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(source) as conn:
+            rows = conn.execute(_times_query(version, "ai.")).fetchall()
         return {r[0]: (_utc(r[1]), _utc(r[2])) for r in rows}
+    with sqlite3.connect(source) as conn:
+        found = conn.execute(_times_query(version)).fetchall()
+    return {r[0]: (_utc(r[1]), _utc(r[2])) for r in found}
+
+
+_databases = iter(range(1, 1000))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def source_of(
+    request: pytest.FixtureRequest, servers: dict[str, Server | str]
+) -> Callable[[str], str]:
+    """The fixture of one Agno version as a SQLite file, or loaded into a new PostgreSQL
+    database from its dump."""
+
+    def sqlite_file(version: str) -> str:
+        return str(FIXTURES / f"agno-{version}.db")
+
+    def postgres_database(version: str) -> str:
+        import psycopg
+
+        url = server_url(servers, "postgres")
+        name = f"agno_import_{next(_databases)}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        target = url.rsplit("/", 1)[0] + "/" + name
+        dump = (FIXTURES / f"agno-{version}.postgres.sql").read_text()
+        script = "\n".join(line for line in dump.splitlines() if not line.startswith("\\"))
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(script.encode())
+        return target
+
+    return sqlite_file if request.param == "sqlite" else postgres_database
 
 
 @pytest.fixture
@@ -69,9 +117,11 @@ def target(tmp_path: Path) -> Memory:
 
 
 @pytest.mark.parametrize("version", sorted(VERSIONS))
-def test_import_field_by_field_and_twice(version: str, target: Memory) -> None:
-    source = FIXTURES / f"agno-{version}.db"
-    report = import_agno(str(source), target, **VERSIONS[version])
+def test_import_field_by_field_and_twice(
+    version: str, target: Memory, source_of: Callable[[str], str]
+) -> None:
+    source = source_of(version)
+    report = import_agno(source, target, **VERSIONS[version])
     assert (report.memories_written, report.runs_written, report.summaries_written) == (3, 3, 1)
     times = _source_times(source, version)
     for memory_id, (user, text, topics, said, agent, team) in EXPECTED.items():
@@ -111,7 +161,7 @@ def test_import_field_by_field_and_twice(version: str, target: Memory) -> None:
 
     before = {m: target.get_memory_history(m, user_id=u[0]) for m, u in EXPECTED.items()}
     listed = db.list_sessions(None)
-    again = import_agno(str(source), target, **VERSIONS[version])
+    again = import_agno(source, target, **VERSIONS[version])
     assert (again.memories_written, again.runs_written, again.summaries_written) == (0, 0, 0)
     assert {m: target.get_memory_history(m, user_id=u[0]) for m, u in EXPECTED.items()} == before
     assert db.list_sessions(None) == listed

@@ -70,14 +70,19 @@ def _memory(row: Mapping[str, Any], table: str, v1: bool) -> UserMemory:
             body = decode_json(row["memory"], at, "memory", literal=True)
             if not isinstance(body, dict) or not isinstance(body.get("memory"), str):
                 raise RowError(f"{at}: column 'memory' holds no memory text: {body!r}")
-            updated = timestamp(row.get("updated_at"), at, "updated_at")
+            created = timestamp(row.get("created_at"), at, "created_at")
+            updated = (
+                timestamp(row.get("updated_at"), at, "updated_at")
+                or timestamp(body.get("last_updated"), at, "memory")
+                or created
+            )
             return UserMemory(
                 body["memory"],
                 memory_id=row["id"],
                 user_id=row.get("user_id"),
                 topics=body.get("topics") or [],
                 input=body.get("input"),
-                created_at=timestamp(row.get("created_at"), at, "created_at") or updated,
+                created_at=created or updated,
                 updated_at=updated,
             )
         text = decode_json(row["memory"], at, "memory", nested=False)
@@ -86,7 +91,8 @@ def _memory(row: Mapping[str, Any], table: str, v1: bool) -> UserMemory:
         if not isinstance(text, str):
             raise RowError(f"{at}: column 'memory' holds no memory text")
         topics = decode_json(row.get("topics"), at, "topics") or []
-        updated = timestamp(row.get("updated_at"), at, "updated_at")
+        created = timestamp(row.get("created_at"), at, "created_at")
+        updated = timestamp(row.get("updated_at"), at, "updated_at") or created
         return UserMemory(
             text,
             memory_id=row["memory_id"],
@@ -95,7 +101,7 @@ def _memory(row: Mapping[str, Any], table: str, v1: bool) -> UserMemory:
             input=row.get("input"),
             agent_id=row.get("agent_id"),
             team_id=row.get("team_id"),
-            created_at=timestamp(row.get("created_at"), at, "created_at") or updated,
+            created_at=created or updated,
             updated_at=updated,
         )
     except UserError as exc:

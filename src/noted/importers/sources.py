@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
@@ -80,9 +81,22 @@ class PostgresSource:
         return [row["column_name"] for row in found] or None
 
     def rows(self, table: str, order_by: str) -> list[dict[str, Any]]:
+        """The rows, with JSON columns given back as JSON text, as SQLite gives them (so
+        one decoding reads both; psycopg would hand them over decoded)."""
         check_table_name(table, "table")
+        typed = self._conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = %s AND data_type IN ('json', 'jsonb')",
+            (self.schema, table),
+        ).fetchall()
+        as_json = {row["column_name"] for row in typed}
         query = f'SELECT * FROM "{self.schema}"."{table}" ORDER BY {order_by}'
-        return list(self._conn.execute(query).fetchall())
+        rows = list(self._conn.execute(query).fetchall())
+        for row in rows:
+            for column in as_json & row.keys():
+                if row[column] is not None:
+                    row[column] = json.dumps(row[column], ensure_ascii=False)
+        return rows
 
     def close(self) -> None:
         self._conn.close()
