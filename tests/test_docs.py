@@ -33,6 +33,12 @@ def test_every_cli_command_is_documented() -> None:
     session_commands = next(a for a in sessions._actions if a.dest == "command")
     for name in session_commands.choices:  # type: ignore[union-attr]
         assert f"noted sessions {name}" in doc, name
-    for name in ("noted chat", "noted serve", "noted token"):
+    for name in (
+        "noted chat",
+        "noted serve",
+        "noted token",
+        "noted import agno",
+        "noted import mem0",
+    ):
         assert name in doc, name
-    assert set(groups.choices) == {"memories", "sessions", "chat", "serve", "token"}  # type: ignore[arg-type]
+    assert set(groups.choices) == {"memories", "sessions", "chat", "serve", "token", "import"}  # type: ignore[arg-type]
