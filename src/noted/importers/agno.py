@@ -246,6 +246,21 @@ def _session(
     return session
 
 
+def _layout(
+    source: Source, table: str, kind: str, v1: tuple[set[str], str], v2: set[str]
+) -> tuple[bool, set[str]]:
+    """Whether ``table`` has Agno 1.x's layout (else 2.x/3.x's), and its columns; an error
+    when it has neither. ``v1`` is 1.x's columns and the 2.x column it lacks."""
+    columns = set(source.columns(table) or ())
+    old = columns >= v1[0] and v1[1] not in columns
+    if not old and not columns >= v2:
+        raise UserError(
+            f"{source.name}: table {table!r} is not an Agno {kind} table "
+            f"(columns: {', '.join(sorted(columns))})"
+        )
+    return old, columns
+
+
 def _first(source: Source, *names: str) -> str | None:
     return next((name for name in names if source.columns(name) is not None), None)
 
@@ -273,23 +288,13 @@ def read_agno(
     tables = [t for t in (memory_table, session_table) if t is not None]
     _check_versions(source, tables)
     if memory_table is not None:
-        columns = set(source.columns(memory_table) or ())
-        v1 = columns >= _V1_MEMORY and "memory_id" not in columns
-        if not v1 and not columns >= _V2_MEMORY:
-            raise UserError(
-                f"{source.name}: table {memory_table!r} is not an Agno memory table "
-                f"(columns: {', '.join(sorted(columns))})"
-            )
+        v1, _ = _layout(source, memory_table, "memory", (_V1_MEMORY, "memory_id"), _V2_MEMORY)
         order = "id" if v1 else "memory_id"
         plan.memories = [_memory(r, memory_table, v1) for r in source.rows(memory_table, order)]
     if session_table is not None:
-        columns = set(source.columns(session_table) or ())
-        v1 = columns >= _V1_SESSION and "session_type" not in columns
-        if not v1 and not columns >= _V2_SESSION:
-            raise UserError(
-                f"{source.name}: table {session_table!r} is not an Agno session table "
-                f"(columns: {', '.join(sorted(columns))})"
-            )
+        v1, columns = _layout(
+            source, session_table, "session", (_V1_SESSION, "session_type"), _V2_SESSION
+        )
         runs = None if v1 else _runs_by_session(source)
         if not v1 and "runs" not in columns and runs is None:
             raise UserError(

@@ -71,25 +71,22 @@ class PostgresSource:
             raise StoreError(f"cannot connect to {self.name}: {exc}") from exc
         self._conn.read_only = True
 
-    def columns(self, table: str) -> list[str] | None:
+    def _columns(self, table: str, types: tuple[str, ...] | None = None) -> list[str]:
         check_table_name(table, "table")
-        found = self._conn.execute(
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
-            (self.schema, table),
-        ).fetchall()
-        return [row["column_name"] for row in found] or None
+        query = (
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position"
+        )
+        found = self._conn.execute(query, (self.schema, table)).fetchall()
+        return [r["column_name"] for r in found if types is None or r["data_type"] in types]
+
+    def columns(self, table: str) -> list[str] | None:
+        return self._columns(table) or None
 
     def rows(self, table: str, order_by: str) -> list[dict[str, Any]]:
         """The rows, with JSON columns given back as JSON text, as SQLite gives them (so
         one decoding reads both; psycopg would hand them over decoded)."""
-        check_table_name(table, "table")
-        typed = self._conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
-            "AND table_name = %s AND data_type IN ('json', 'jsonb')",
-            (self.schema, table),
-        ).fetchall()
-        as_json = {row["column_name"] for row in typed}
+        as_json = set(self._columns(table, ("json", "jsonb")))
         query = f'SELECT * FROM "{self.schema}"."{table}" ORDER BY {order_by}'
         rows = list(self._conn.execute(query).fetchall())
         for row in rows:
