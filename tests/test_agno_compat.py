@@ -83,6 +83,14 @@ def test_memory_v1_api(tmp_path: Path) -> None:
     memory = Memory(db=db)
     memory.initialize(user_id="ava")
     mid = memory.add_user_memory(UserMemory(memory="The user likes tea"), user_id="ava")
+    memory.add_user_memory(UserMemory(memory="The user likes jam"), user_id="ava")
+    assert [m.memory for m in memory.get_user_memories(user_id="ava")] == [
+        "The user likes tea",
+        "The user likes jam",
+    ]  # in the order they were added, as Agno lists them
+    assert memory.delete_user_memory(
+        memory.get_user_memories(user_id="ava")[1].memory_id or "", user_id="ava"
+    )
     got = memory.get_user_memories(user_id="ava")[0]
     assert got.last_updated == got.updated_at is not None
     # Agno's replace stores under the id when the user has no such memory

@@ -2,15 +2,17 @@
 
 Everything noted's :class:`noted.Memory` does, with Agno's argument order and names, plus
 the in-process run history Agno's memory kept per session (``add_run``,
-``get_messages_from_last_n_runs``). ``replace_user_memory`` stores the memory under the
-given id when the user has none with it yet, as Agno's did.
+``get_messages_from_last_n_runs``). As in Agno, ``get_user_memories`` lists a user's
+memories in the order they were added, and ``replace_user_memory`` stores the memory under
+the given id when the user has none with it yet.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from noted.db.base import MemoryStore
+from noted.db.base import MemoryStore, SortField, SortOrder
 from noted.errors import NotFoundError, UserError
 from noted.memory import memory as noted_memory
 from noted.memory.manager import MemoryManager
@@ -61,6 +63,30 @@ class Memory(noted_memory.Memory):
         )
         self.debug_mode = debug_mode
         self.runs: dict[str, list[RunResponse]] = {}
+
+    def get_user_memories(
+        self,
+        user_id: str | None = None,
+        *,
+        topics: Iterable[str] | str | None = None,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        sort_by: SortField = "created_at",
+        sort_order: SortOrder = "asc",
+    ) -> list[UserMemory]:
+        """The user's memories in the order they were added, as Agno lists them."""
+        return super().get_user_memories(
+            user_id,
+            topics=topics,
+            agent_id=agent_id,
+            team_id=team_id,
+            limit=limit,
+            offset=offset,
+            sort_by=sort_by,
+            sort_order=sort_order,
+        )
 
     def initialize(self, user_id: str | None = None) -> None:
         """Nothing to load: every read goes to the store (kept for Agno's callers)."""
