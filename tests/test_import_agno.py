@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import server_url
-from noted import Memory, SqliteDb, UserError
+from noted import Memory, SessionStore, SqliteDb, UserError
 from noted.cli import main
 from noted.importers import import_agno
 from servers import Server
@@ -252,3 +252,22 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "read 3 memories, 2 sessions (3 runs)" in capsys.readouterr().out
     assert main(["import", "agno", v1, "--db", db, "--session-table", "missing"]) == 1
     assert "table 'missing' not found" in capsys.readouterr().err
+
+
+def test_into_every_backend(memory: Memory) -> None:
+    """Agno 3's SQLite fixture into each noted backend, twice."""
+    source = str(FIXTURES / "agno-3.1.10.db")
+    first = import_agno(source, memory)
+    assert (first.memories_written, first.runs_written, first.summaries_written) == (3, 3, 1)
+    assert sorted(m.memory for m in memory.get_user_memories(user_id="ava")) == [
+        "The user likes to ski",
+        "The user's name is Ava",
+    ]
+    db = memory.db
+    assert isinstance(db, SessionStore)
+    session = db.get_session("sess-ava-1", "ava")
+    assert session is not None and [r.run_id for r in session.runs] == ["run-1", "run-2"]
+    history = memory.get_memory_history("mem-ava-ski", user_id="ava")
+    again = import_agno(source, memory)
+    assert (again.memories_written, again.runs_written, again.summaries_written) == (0, 0, 0)
+    assert memory.get_memory_history("mem-ava-ski", user_id="ava") == history

@@ -20,7 +20,9 @@ def target(tmp_path: Path) -> Memory:
     return Memory(db=SqliteDb(tmp_path / "noted.db"))
 
 
-def test_import_field_by_field_and_twice(target: Memory) -> None:
+def test_import_field_by_field_and_twice(memory: Memory) -> None:
+    """On every backend."""
+    target = memory
     items = json.loads(FIXTURE.read_text())["results"]
     report = import_mem0(FIXTURE, target)
     assert (report.memories_read, report.memories_written) == (3, 3)
