@@ -33,9 +33,24 @@ def test_every_cli_command_is_documented() -> None:
     session_commands = next(a for a in sessions._actions if a.dest == "command")
     for name in session_commands.choices:  # type: ignore[union-attr]
         assert f"noted sessions {name}" in doc, name
-    for name in ("noted chat", "noted serve", "noted token", "noted mcp"):
+    for name in (
+        "noted chat",
+        "noted serve",
+        "noted token",
+        "noted mcp",
+        "noted import agno",
+        "noted import mem0",
+    ):
         assert name in doc, name
-    assert set(groups.choices) == {"memories", "sessions", "chat", "serve", "token", "mcp"}  # type: ignore[arg-type]
+    assert set(groups.choices) == {  # type: ignore[arg-type]
+        "memories",
+        "sessions",
+        "chat",
+        "serve",
+        "token",
+        "mcp",
+        "import",
+    }
 
 
 def test_every_markdown_table_is_whole() -> None:

@@ -19,6 +19,7 @@ from rich.table import Table
 from noted._console import emit_json, err, out
 from noted.audit import MemoryEvent
 from noted.cli_db import open_db
+from noted.cli_import import add_import_commands
 from noted.cli_mcp import add_mcp_command
 from noted.cli_serve import add_server_commands
 from noted.cli_sessions import add_chat_command, add_session_commands
@@ -523,7 +524,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
 
-    for add_commands in (add_session_commands, add_chat_command, add_mcp_command):
+    for add_commands in (
+        add_session_commands,
+        add_chat_command,
+        add_mcp_command,
+        add_import_commands,
+    ):
         add_commands(groups, common)
     add_server_commands(groups, common, db_option)
     return parser

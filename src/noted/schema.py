@@ -152,6 +152,11 @@ class UserMemory:
             updated_at=self.updated_at,
         )
 
+    @property
+    def last_updated(self) -> datetime | None:
+        """``updated_at`` under its older name."""
+        return self.updated_at
+
     def copy(self) -> UserMemory:
         """A copy that shares nothing mutable with this memory (no re-validation)."""
         clone: UserMemory = object.__new__(UserMemory)

@@ -1,0 +1,137 @@
+"""Agno 1.x's ``Memory`` (``agno.memory.v2``) and ``RunResponse`` on noted's Memory.
+
+Everything noted's :class:`noted.Memory` does, with Agno's argument order and names, plus
+the in-process run history Agno's memory kept per session (``add_run``,
+``get_messages_from_last_n_runs``). As in Agno, ``get_user_memories`` lists a user's
+memories in the order they were added, and ``replace_user_memory`` stores the memory under
+the given id when the user has none with it yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from noted.db.base import MemoryStore, SortField, SortOrder
+from noted.errors import NotFoundError, UserError
+from noted.memory import memory as noted_memory
+from noted.memory.manager import MemoryManager
+from noted.memory.summary import SessionSummarizer
+from noted.models.base import ChatModel
+from noted.models.types import Message
+from noted.retrieval.embedders import Embedder
+from noted.schema import UserMemory, check_id, require_id
+
+__all__ = ["Memory", "RunResponse"]
+
+
+@dataclass
+class RunResponse:
+    """One turn as Agno 1.x handed it around: the answer and the turn's messages."""
+
+    content: str | None = None
+    messages: list[Message] | None = None
+    run_id: str | None = None
+    session_id: str | None = None
+    agent_id: str | None = None
+    extra_data: dict[str, object] = field(default_factory=dict)
+
+
+class Memory(noted_memory.Memory):
+    """``Memory(db=SqliteMemoryDb(...), model=...)``: user memories on a noted store."""
+
+    def __init__(
+        self,
+        model: ChatModel | str | None = None,
+        memory_manager: MemoryManager | None = None,
+        summarizer: SessionSummarizer | None = None,
+        db: MemoryStore | None = None,
+        *,
+        delete_memories: bool = False,
+        clear_memories: bool = False,
+        embedder: Embedder | str | None = None,
+        debug_mode: bool = False,
+    ) -> None:
+        super().__init__(
+            db,
+            model=model,
+            embedder=embedder,
+            memory_manager=memory_manager,
+            summarizer=summarizer,
+            delete_memories=delete_memories,
+            clear_memories=clear_memories,
+        )
+        self.debug_mode = debug_mode
+        self.runs: dict[str, list[RunResponse]] = {}
+
+    def get_user_memories(
+        self,
+        user_id: str | None = None,
+        *,
+        topics: Iterable[str] | str | None = None,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        sort_by: SortField = "created_at",
+        sort_order: SortOrder = "asc",
+    ) -> list[UserMemory]:
+        """The user's memories in the order they were added, as Agno lists them."""
+        return super().get_user_memories(
+            user_id,
+            topics=topics,
+            agent_id=agent_id,
+            team_id=team_id,
+            limit=limit,
+            offset=offset,
+            sort_by=sort_by,
+            sort_order=sort_order,
+        )
+
+    def initialize(self, user_id: str | None = None) -> None:
+        """Nothing to load: every read goes to the store (kept for Agno's callers)."""
+        check_id("user_id", user_id)
+
+    def replace_user_memory(
+        self, memory_id: str, memory: UserMemory, user_id: str | None = None
+    ) -> str:
+        try:
+            return super().replace_user_memory(memory_id, memory, user_id)
+        except NotFoundError:
+            given = memory.copy()
+            given.memory_id = require_id("memory_id", memory_id)
+            return self.add_user_memory(given, user_id)
+
+    # -- Agno 1.x's per-session run history (in this process) ----------------------------
+
+    def add_run(self, session_id: str, run: RunResponse) -> None:
+        """Keep one turn of a session, for ``get_messages_from_last_n_runs``."""
+        if not isinstance(run, RunResponse):
+            raise UserError(f"run must be a RunResponse, got {type(run).__name__}")
+        self.runs.setdefault(require_id("session_id", session_id), []).append(run)
+
+    def get_runs(self, session_id: str) -> list[RunResponse]:
+        return list(self.runs.get(require_id("session_id", session_id), ()))
+
+    def get_messages_from_last_n_runs(
+        self, session_id: str, last_n: int | None = None, skip_role: str | None = None
+    ) -> list[Message]:
+        """The messages of the session's last ``last_n`` runs (all when None), oldest
+        first; the first system message leads, later ones and ``skip_role``'s are left out."""
+        runs = self.get_runs(session_id)
+        if last_n is not None:
+            if type(last_n) is not int or last_n < 0:
+                raise UserError(f"last_n must be an integer >= 0, got {last_n!r}")
+            runs = runs[len(runs) - last_n :] if last_n else []
+        system: list[Message] = []
+        messages: list[Message] = []
+        for run in runs:
+            for message in run.messages or ():
+                if skip_role is not None and message.role == skip_role:
+                    continue
+                if message.role == "system":
+                    if not system:
+                        system.append(message)
+                    continue
+                messages.append(message)
+        return system + messages

@@ -1,0 +1,91 @@
+"""``noted import agno SOURCE`` and ``noted import mem0 FILE``: bring memories (and Agno's
+sessions) over into the store named by ``--db``.
+
+Each reads and checks its whole source first (a malformed one writes nothing), shows a
+progress bar while writing, and prints a summary; ``--dry-run`` only reports what would be
+written. Running an import again writes nothing new.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from noted._console import emit_json, err, out
+from noted.importers import ImportReport, import_agno, import_mem0
+from noted.memory import Memory
+
+__all__ = ["add_import_commands"]
+
+Command = Callable[[Memory, argparse.Namespace], int]
+
+
+def _run(
+    args: argparse.Namespace, work: Callable[[Callable[[int, int], None]], ImportReport]
+) -> int:
+    bar = Progress(
+        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=err, disable=args.json
+    )
+    with bar:
+        task = bar.add_task("import", total=None)
+        report = work(lambda done, total: bar.update(task, completed=done, total=total))
+    if args.json:
+        emit_json(report.to_dict())
+        return 0
+    verb = "would write" if report.dry_run else "wrote"
+    out.print(
+        f"{report.source}: read {report.memories_read} memories, {report.sessions_read} "
+        f"sessions ({report.runs_read} runs); {verb} {report.memories_written} memories, "
+        f"{report.runs_written} runs, {report.summaries_written} summaries"
+    )
+    return 0
+
+
+def cmd_import_agno(memory: Memory, args: argparse.Namespace) -> int:
+    return _run(
+        args,
+        lambda progress: import_agno(
+            args.source,
+            memory,
+            memory_table=args.memory_table,
+            session_table=args.session_table,
+            schema=args.schema,
+            dry_run=args.dry_run,
+            progress=progress,
+        ),
+    )
+
+
+def cmd_import_mem0(memory: Memory, args: argparse.Namespace) -> int:
+    return _run(
+        args,
+        lambda progress: import_mem0(args.file, memory, dry_run=args.dry_run, progress=progress),
+    )
+
+
+def add_import_commands(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    group = groups.add_parser("import", help="bring memories over from Agno or mem0")
+    commands = group.add_subparsers(dest="command", metavar="SOURCE")
+
+    def command(name: str, fn: Command, help_: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[common], help=help_, description=help_)
+        sub.set_defaults(func=fn)
+        sub.add_argument("--dry-run", action="store_true", help="report, write nothing")
+        return sub
+
+    agno = command(
+        "agno",
+        cmd_import_agno,
+        "Import an Agno database's user memories and sessions (Agno 1.x, 2.x, 3.x).",
+    )
+    agno.add_argument("source", help="a SQLite file, or a postgresql:// URL")
+    agno.add_argument("--memory-table", help="default: agno_memories, else Agno 1's memory")
+    agno.add_argument("--session-table", help="default: agno_sessions, else agent_sessions")
+    agno.add_argument("--schema", default="ai", help="PostgreSQL schema (default: ai)")
+
+    mem0 = command("mem0", cmd_import_mem0, "Import mem0's get_all / export JSON.")
+    mem0.add_argument("file", help="the JSON file")

@@ -1,0 +1,51 @@
+"""Bringing memories and sessions over from Agno and mem0 into a noted store.
+
+``import_agno("agent.db", memory)`` reads an Agno database (a SQLite file or a PostgreSQL
+URL); ``import_mem0("memories.json", memory)`` reads mem0's ``get_all`` / export JSON.
+Both read and check the whole source before writing, write only what the store does not
+have yet (so a second run writes nothing), and return an :class:`ImportReport`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from noted.importers.agno import read_agno
+from noted.importers.mem0 import read_mem0
+from noted.importers.plan import ImportPlan, ImportReport, Progress, apply_plan
+from noted.importers.sources import open_source
+from noted.memory.memory import Memory
+
+__all__ = ["ImportPlan", "ImportReport", "import_agno", "import_mem0"]
+
+
+def import_agno(
+    source: str,
+    memory: Memory,
+    *,
+    memory_table: str | None = None,
+    session_table: str | None = None,
+    schema: str = "ai",
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Import an Agno database's user memories and sessions into ``memory``'s store.
+
+    ``source`` is a SQLite file or a ``postgresql://`` URL (``schema`` names the
+    PostgreSQL schema, Agno's ``ai`` by default). Without table names, Agno 2/3's
+    ``agno_memories`` / ``agno_sessions`` are read, else Agno 1's ``memory`` /
+    ``agent_sessions``.
+    """
+    opened = open_source(source, schema)
+    try:
+        plan, _ = read_agno(opened, memory_table, session_table)
+    finally:
+        opened.close()
+    return apply_plan(plan, memory, dry_run=dry_run, progress=progress)
+
+
+def import_mem0(
+    file: str | Path, memory: Memory, *, dry_run: bool = False, progress: Progress | None = None
+) -> ImportReport:
+    """Import the memories of mem0's ``get_all`` / export JSON into ``memory``'s store."""
+    return apply_plan(read_mem0(file), memory, dry_run=dry_run, progress=progress)

@@ -1,0 +1,308 @@
+"""Reading an Agno database: its user memories and agent sessions, as an ImportPlan.
+
+- Agno 2.x and 3.x: ``agno_memories`` and ``agno_sessions`` (3.x keeps the runs in
+  ``agno_runs`` and the table versions in ``agno_schema_versions``);
+- Agno 1.x: a ``memory.v2`` memory table (``SqliteMemoryDb`` / ``PostgresMemoryDb``,
+  ``memory`` by default) and a ``SqliteStorage`` / ``PostgresStorage`` agent session table
+  (``agent_sessions`` here by default).
+
+The layout is told by the tables' columns, so renamed tables (``memory_table=``,
+``session_table=``) are read the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from noted.errors import UserError
+from noted.importers.plan import ImportedSession, ImportPlan
+from noted.importers.sources import Source
+from noted.importers.values import RowError, decode_json, timestamp, where
+from noted.models.types import Message, ToolCall
+from noted.schema import UserMemory
+from noted.sessions import RunResult, SessionSummary
+
+__all__ = ["read_agno"]
+
+AGNO_MEMORY_TABLE = "agno_memories"
+AGNO_SESSION_TABLE = "agno_sessions"
+AGNO_RUNS_TABLE = "agno_runs"
+AGNO_VERSIONS_TABLE = "agno_schema_versions"
+AGNO1_MEMORY_TABLE = "memory"
+AGNO1_SESSION_TABLE = "agent_sessions"
+KNOWN_MAJORS = (2, 3)
+
+_V2_MEMORY = {"memory_id", "memory", "user_id", "topics", "updated_at"}
+_V1_MEMORY = {"id", "user_id", "memory", "created_at", "updated_at"}
+_V2_SESSION = {"session_id", "session_type", "user_id", "summary", "created_at"}
+_V1_SESSION = {"session_id", "user_id", "memory", "created_at"}
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _check_versions(source: Source, tables: list[str]) -> None:
+    if source.columns(AGNO_VERSIONS_TABLE) is None:
+        return
+    for row in source.rows(AGNO_VERSIONS_TABLE, "table_name"):
+        if row.get("table_name") not in tables:
+            continue
+        version = str(row.get("version") or "")
+        major = version.split(".", 1)[0]
+        if not major.isdigit() or int(major) not in KNOWN_MAJORS:
+            raise UserError(
+                f"{source.name}: table {row['table_name']!r} has Agno schema version "
+                f"{version!r}; this import reads Agno 1.x, 2.x and 3.x tables only"
+            )
+
+
+def _memory(row: Mapping[str, Any], table: str, v1: bool) -> UserMemory:
+    key = "id" if v1 else "memory_id"
+    at = where(table, key, row.get(key))
+    try:
+        if v1:
+            body = decode_json(row["memory"], at, "memory", literal=True)
+            if not isinstance(body, dict) or not isinstance(body.get("memory"), str):
+                raise RowError(f"{at}: column 'memory' holds no memory text: {body!r}")
+            created = timestamp(row.get("created_at"), at, "created_at")
+            updated = (
+                timestamp(row.get("updated_at"), at, "updated_at")
+                or timestamp(body.get("last_updated"), at, "memory")
+                or created
+            )
+            return UserMemory(
+                body["memory"],
+                memory_id=row["id"],
+                user_id=row.get("user_id"),
+                topics=body.get("topics") or [],
+                input=body.get("input"),
+                created_at=created or updated,
+                updated_at=updated,
+            )
+        text = decode_json(row["memory"], at, "memory", nested=False)
+        if not isinstance(text, str):
+            text = (text or {}).get("memory") if isinstance(text, dict) else None
+        if not isinstance(text, str):
+            raise RowError(f"{at}: column 'memory' holds no memory text")
+        topics = decode_json(row.get("topics"), at, "topics") or []
+        created = timestamp(row.get("created_at"), at, "created_at")
+        updated = timestamp(row.get("updated_at"), at, "updated_at") or created
+        return UserMemory(
+            text,
+            memory_id=row["memory_id"],
+            user_id=row.get("user_id"),
+            topics=topics,
+            input=row.get("input"),
+            agent_id=row.get("agent_id"),
+            team_id=row.get("team_id"),
+            created_at=created or updated,
+            updated_at=updated,
+        )
+    except UserError as exc:
+        if isinstance(exc, RowError):
+            raise
+        raise RowError(f"{at}: {exc}") from None
+
+
+def _tool_calls(raw: object, at: str) -> list[ToolCall]:
+    calls: list[ToolCall] = []
+    for item in raw if isinstance(raw, list) else []:
+        function = item.get("function") if isinstance(item, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise RowError(f"{at}: a tool call without a function name: {item!r}")
+        arguments = function.get("arguments")
+        text = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+        calls.append(ToolCall.from_json_text(function["name"], text, item.get("id")))
+    return calls
+
+
+def _messages(raw: object, at: str) -> list[Message]:
+    """A run's own messages: the system prompt and replayed history are left out."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise RowError(f"{at}: a run's messages are not a list")
+    messages: list[Message] = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise RowError(f"{at}: a run's message is not an object: {item!r}")
+        role = item.get("role")
+        if role in ("system", "developer") or item.get("from_history"):
+            continue
+        if role not in ("user", "assistant", "tool"):
+            raise RowError(f"{at}: a message with role {role!r}")
+        tool_call_id = item.get("tool_call_id")
+        if role == "tool" and not tool_call_id:
+            raise RowError(f"{at}: a tool message without tool_call_id")
+        messages.append(
+            Message(
+                role,
+                _text(item.get("content")),
+                tool_calls=_tool_calls(item.get("tool_calls"), at),
+                tool_call_id=tool_call_id if role == "tool" else None,
+                name=item.get("tool_name") or item.get("name") if role == "tool" else None,
+            )
+        )
+    return messages
+
+
+def _run(raw: object, at: str, session: ImportedSession, agent_id: str | None) -> RunResult:
+    if not isinstance(raw, dict) or not isinstance(raw.get("run_id"), str):
+        raise RowError(f"{at}: a run without a run_id: {str(raw)[:80]!r}")
+    run_at = f"{at}, run {raw['run_id']!r}"
+    messages = _messages(raw.get("messages"), run_at)
+    given = raw.get("input")
+    said = given.get("input_content") if isinstance(given, dict) else given
+    if said is None:
+        said = next((m.content for m in messages if m.role == "user"), "")
+    status = str(raw.get("status") or "completed").lower()
+    failed = status in ("error", "cancelled")
+    created = timestamp(raw.get("created_at"), run_at, "created_at")
+    run = RunResult(
+        run_id=raw["run_id"],
+        session_id=session.session_id,
+        user_id=session.user_id,
+        input=_text(said) or "",
+        agent_id=raw.get("agent_id") or agent_id,
+        content=_text(raw.get("content")),
+        messages=messages,
+        status="failed" if failed else "completed",
+        error=_text(raw.get("content")) if failed else None,
+        model=raw.get("model"),
+    )
+    if created is not None:
+        run.created_at = created
+    return run
+
+
+def _summary(
+    raw: object, at: str, runs: list[RunResult], written: datetime | None
+) -> SessionSummary | None:
+    """The session's summary; without its own time, the session row's (Agno 1.x)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("summary"), str):
+        raise RowError(f"{at}: column 'summary' holds no summary text")
+    updated = timestamp(raw.get("updated_at") or raw.get("last_updated"), at, "summary")
+    updated = updated or written
+    summary = SessionSummary(
+        raw["summary"],
+        topics=[str(t) for t in raw.get("topics") or ()],
+        run_count=sum(1 for r in runs if r.status == "completed"),
+    )
+    if updated is not None:
+        summary.updated_at = updated
+    return summary
+
+
+def _runs_by_session(source: Source) -> dict[str, list[Any]] | None:
+    """Agno 3's runs table (top-level runs only), by session; None without one."""
+    if source.columns(AGNO_RUNS_TABLE) is None:
+        return None
+    found: dict[str, list[Any]] = {}
+    for row in source.rows(AGNO_RUNS_TABLE, "session_id, run_index, created_at, run_id"):
+        if row.get("parent_run_id"):
+            continue
+        at = where(AGNO_RUNS_TABLE, "run_id", row.get("run_id"))
+        found.setdefault(row["session_id"], []).append(decode_json(row["run_data"], at, "run_data"))
+    return found
+
+
+def _session(
+    row: Mapping[str, Any], table: str, v1: bool, runs_table: dict[str, list[Any]] | None
+) -> ImportedSession | None:
+    at = where(table, "session_id", row.get("session_id"))
+    if not v1 and row.get("session_type") not in (None, "agent", "team"):
+        return None  # workflow sessions have no conversation of their own
+    user = row.get("user_id") or "default"
+    session = ImportedSession(session_id=row["session_id"], user_id=user)
+    agent_id = row.get("agent_id")
+    if v1:
+        body = decode_json(row.get("memory"), at, "memory") or {}
+        if not isinstance(body, dict):
+            raise RowError(f"{at}: column 'memory' is not an object")
+        raw_runs = body.get("runs") or []
+        summaries = body.get("summaries") or {}
+        raw_summary = (summaries.get(user) or {}).get(session.session_id)
+    elif runs_table is not None and session.session_id in runs_table:
+        raw_runs = runs_table[session.session_id]
+        raw_summary = decode_json(row.get("summary"), at, "summary")
+    else:  # the runs in the session row (Agno 2, or 3 before its runs table)
+        raw_runs = decode_json(row.get("runs"), at, "runs") or []
+        raw_summary = decode_json(row.get("summary"), at, "summary")
+    if not isinstance(raw_runs, list):
+        raise RowError(f"{at}: column 'runs' is not a list")
+    session.runs = [_run(r, at, session, agent_id) for r in raw_runs]
+    written = timestamp(row.get("updated_at"), at, "updated_at") or timestamp(
+        row.get("created_at"), at, "created_at"
+    )
+    session.summary = _summary(raw_summary, at, session.runs, written)
+    return session
+
+
+def _layout(
+    source: Source, table: str, kind: str, v1: tuple[set[str], str], v2: set[str]
+) -> tuple[bool, set[str]]:
+    """Whether ``table`` has Agno 1.x's layout (else 2.x/3.x's), and its columns; an error
+    when it has neither. ``v1`` is 1.x's columns and the 2.x column it lacks."""
+    columns = set(source.columns(table) or ())
+    old = columns >= v1[0] and v1[1] not in columns
+    if not old and not columns >= v2:
+        raise UserError(
+            f"{source.name}: table {table!r} is not an Agno {kind} table "
+            f"(columns: {', '.join(sorted(columns))})"
+        )
+    return old, columns
+
+
+def _first(source: Source, *names: str) -> str | None:
+    return next((name for name in names if source.columns(name) is not None), None)
+
+
+def read_agno(
+    source: Source, memory_table: str | None = None, session_table: str | None = None
+) -> tuple[ImportPlan, list[str]]:
+    """Everything the Agno tables hold; also the names of the tables read."""
+    for name in (memory_table, session_table):
+        if name is not None and source.columns(name) is None:
+            raise UserError(f"{source.name}: table {name!r} not found")
+    if memory_table is None:
+        memory_table = _first(source, AGNO_MEMORY_TABLE, AGNO1_MEMORY_TABLE)
+    if session_table is None:
+        session_table = _first(source, AGNO_SESSION_TABLE, AGNO1_SESSION_TABLE)
+    if memory_table is None and session_table is None:
+        looked = ", ".join(
+            (AGNO_MEMORY_TABLE, AGNO_SESSION_TABLE, AGNO1_MEMORY_TABLE, AGNO1_SESSION_TABLE)
+        )
+        raise UserError(
+            f"{source.name}: no Agno tables found (looked for {looked}); name them with "
+            "memory_table= / session_table= (--memory-table, --session-table)"
+        )
+    plan = ImportPlan(source.name)
+    tables = [t for t in (memory_table, session_table) if t is not None]
+    _check_versions(source, tables)
+    if memory_table is not None:
+        v1, _ = _layout(source, memory_table, "memory", (_V1_MEMORY, "memory_id"), _V2_MEMORY)
+        order = "id" if v1 else "memory_id"
+        plan.memories = [_memory(r, memory_table, v1) for r in source.rows(memory_table, order)]
+    if session_table is not None:
+        v1, columns = _layout(
+            source, session_table, "session", (_V1_SESSION, "session_type"), _V2_SESSION
+        )
+        runs = None if v1 else _runs_by_session(source)
+        if not v1 and "runs" not in columns and runs is None:
+            raise UserError(
+                f"{source.name}: table {session_table!r} has no runs column and "
+                f"there is no {AGNO_RUNS_TABLE!r} table"
+            )
+        for row in source.rows(session_table, "created_at, session_id"):
+            session = _session(row, session_table, v1, runs)
+            if session is not None:
+                plan.sessions.append(session)
+    return plan, tables

@@ -1,0 +1,160 @@
+"""What an import writes, and writing it through noted's public API.
+
+A reader (Agno, mem0) turns its whole source into an :class:`ImportPlan` first, so a
+malformed source fails before anything is written. :func:`apply_plan` then compares the
+plan with the store and writes only what is missing or different: the memories in one
+transaction (``Memory.import_user_memories``), then each new run and changed summary with
+the session store's own methods. Running the same import again writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from noted.db.base import SessionStore
+from noted.errors import UserError
+from noted.memory.memory import Memory
+from noted.schema import UserMemory
+from noted.sessions import RunResult, SessionSummary
+
+__all__ = ["ImportPlan", "ImportReport", "ImportedSession", "apply_plan"]
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ImportedSession:
+    session_id: str
+    user_id: str
+    runs: list[RunResult] = field(default_factory=list)
+    summary: SessionSummary | None = None
+
+
+@dataclass
+class ImportPlan:
+    """Everything read from a source, validated, before anything is written."""
+
+    source: str
+    memories: list[UserMemory] = field(default_factory=list)
+    sessions: list[ImportedSession] = field(default_factory=list)
+
+
+@dataclass
+class ImportReport:
+    """What an import wrote (or, with ``dry_run``, would write)."""
+
+    source: str
+    memories_read: int = 0
+    memories_written: int = 0
+    sessions_read: int = 0
+    runs_read: int = 0
+    runs_written: int = 0
+    summaries_written: int = 0
+    dry_run: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "memories_read": self.memories_read,
+            "memories_written": self.memories_written,
+            "sessions_read": self.sessions_read,
+            "runs_read": self.runs_read,
+            "runs_written": self.runs_written,
+            "summaries_written": self.summaries_written,
+            "dry_run": self.dry_run,
+        }
+
+
+def _same(stored: UserMemory | None, new: UserMemory) -> bool:
+    if stored is None:
+        return False
+    keys = ("memory", "topics", "input", "agent_id", "team_id", "session_id")
+    if any(getattr(stored, k) != getattr(new, k) for k in keys):
+        return False
+    return (new.created_at is None or stored.created_at == new.created_at) and (
+        new.updated_at is None or stored.updated_at == new.updated_at
+    )
+
+
+def _check_unique(plan: ImportPlan) -> None:
+    seen: dict[str, str] = {}
+    for m in plan.memories:
+        assert m.memory_id is not None
+        if m.memory_id in seen:
+            raise UserError(f"{plan.source}: memory id {m.memory_id!r} appears twice")
+        seen[m.memory_id] = m.user_id or ""
+
+
+def apply_plan(
+    plan: ImportPlan, memory: Memory, *, dry_run: bool = False, progress: Progress | None = None
+) -> ImportReport:
+    """Write what ``plan`` holds that ``memory``'s store does not have yet."""
+    _check_unique(plan)
+    report = ImportReport(
+        plan.source,
+        memories_read=len(plan.memories),
+        sessions_read=len(plan.sessions),
+        runs_read=sum(len(s.runs) for s in plan.sessions),
+        dry_run=dry_run,
+    )
+    total = len(plan.memories) + report.runs_read
+    done = 0
+    store = memory.db
+    sessions = store if isinstance(store, SessionStore) else None
+    if plan.sessions and sessions is None:
+        raise UserError(f"{store!r} keeps no sessions; import into a store such as SqliteDb")
+    changed = [
+        m
+        for m in plan.memories
+        if not _same(store.get_memory(m.memory_id or "", m.user_id or "default"), m)
+    ]
+    new_runs: list[tuple[ImportedSession, list[RunResult]]] = []
+    for s in plan.sessions:
+        assert sessions is not None
+        stored = sessions.get_session(s.session_id, None)
+        if stored is not None and stored.user_id != s.user_id:
+            raise UserError(
+                f"{plan.source}: session {s.session_id!r} belongs to user {stored.user_id!r} "
+                f"in the store, not {s.user_id!r}; nothing was written"
+            )
+        have = {r.run_id for r in stored.runs} if stored is not None else set()
+        new_runs.append((s, [r for r in s.runs if r.run_id not in have]))
+    report.memories_written = len(changed)
+    report.runs_written = sum(len(runs) for _, runs in new_runs)
+    if dry_run:
+        report.summaries_written = sum(
+            1
+            for s in plan.sessions
+            if s.summary is not None and sessions is not None and _summary_differs(sessions, s)
+        )
+        return report
+    if changed:
+        memory.import_user_memories(changed)
+    done += len(plan.memories)
+    if progress is not None:
+        progress(done, total)
+    for s, runs in new_runs:
+        assert sessions is not None
+        for run in runs:
+            sessions.append_run(run)
+        done += len(s.runs)
+        if s.summary is not None and _summary_differs(sessions, s):
+            sessions.set_session_summary(s.session_id, s.user_id, s.summary)
+            report.summaries_written += 1
+        if progress is not None:
+            progress(done, total)
+    return report
+
+
+def _summary_differs(sessions: SessionStore, s: ImportedSession) -> bool:
+    if sessions.get_session(s.session_id, None) is None:
+        return True
+    stored = sessions.get_session_summary(s.session_id, s.user_id)
+    new = s.summary
+    assert new is not None
+    return stored is None or (stored.summary, stored.topics, stored.updated_at) != (
+        new.summary,
+        new.topics,
+        new.updated_at,
+    )

@@ -1,0 +1,176 @@
+"""noted.agno: Agno's names and arguments as thin adapters on noted's own API."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from conftest import server_url
+from noted import ConflictError, ModelError, UserError
+from noted.agno import (
+    Agent,
+    Claude,
+    Gemini,
+    Memory,
+    Message,
+    OpenAIChat,
+    PostgresDb,
+    PostgresMemoryDb,
+    PostgresStorage,
+    RunResponse,
+    SqliteDb,
+    SqliteMemoryDb,
+    SqliteStorage,
+    UserMemory,
+)
+from noted.models import ModelResponse, ToolCall
+from servers import Server
+
+
+@pytest.mark.parametrize("cls", [OpenAIChat, Gemini, Claude])
+def test_models_construct_without_a_key_and_fail_when_called(
+    cls: type[OpenAIChat], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in ("OPENAI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "ANTHROPIC_API_KEY"):
+        monkeypatch.delenv(key, raising=False)
+    model = cls(id="some-model")
+    assert model.id == "some-model"
+    assert cls().id  # Agno's default id
+    with pytest.raises((UserError, ModelError), match="API key"):
+        Memory(model=model).create_user_memories(message="My name is Ava", user_id="ava")
+
+
+def test_a_replaced_invoke_answers_every_request(tmp_path: Path) -> None:
+    seen: list[list[Message]] = []
+
+    def invoke(messages: list[Message], **kwargs: object) -> Message:
+        seen.append(messages)
+        assert "tools" in kwargs
+        return Message(role="assistant", content=f"you said {messages[-1].content}")
+
+    model = OpenAIChat(id="mock")
+    model.invoke = invoke  # type: ignore[attr-defined]
+    agent = Agent(model=model, storage=SqliteStorage(table_name="s", db_file=tmp_path / "a.db"))
+    assert agent.run("hello", user_id="ava").content == "you said hello"
+    streamed = list(agent.run("again", user_id="ava", stream=True))
+    assert streamed[-1].result.content == "you said again"  # type: ignore[union-attr]
+    assert len(seen) == 2
+
+    calls = iter(
+        [
+            ModelResponse(tool_calls=[ToolCall("add_memory", {"memory": "User likes tea"})]),
+            "Noted.",
+        ]
+    )
+    model.invoke = lambda messages, tools: next(calls)  # type: ignore[attr-defined]
+    memory = Memory(db=SqliteMemoryDb(db_file=tmp_path / "m.db"))
+    agent = Agent(model=model, memory=memory, enable_agentic_memory=True)
+    agent.print_response("I like tea", user_id="ava")
+    assert [m.memory for m in memory.get_user_memories(user_id="ava")] == ["User likes tea"]
+
+    model.invoke = lambda messages: 42  # type: ignore[attr-defined]
+    with pytest.raises(UserError, match="must return a Message"):
+        agent.run("x", user_id="ava")
+
+
+def test_memory_v1_api(tmp_path: Path) -> None:
+    db = SqliteMemoryDb(table_name="memory", db_file=tmp_path / "deep" / "er" / "m.db")
+    assert (tmp_path / "deep" / "er").is_dir()
+    db.create()
+    assert (tmp_path / "deep" / "er" / "m.db").is_file()
+    memory = Memory(db=db)
+    memory.initialize(user_id="ava")
+    mid = memory.add_user_memory(UserMemory(memory="The user likes tea"), user_id="ava")
+    memory.add_user_memory(UserMemory(memory="The user likes jam"), user_id="ava")
+    assert [m.memory for m in memory.get_user_memories(user_id="ava")] == [
+        "The user likes tea",
+        "The user likes jam",
+    ]  # in the order they were added, as Agno lists them
+    assert memory.delete_user_memory(
+        memory.get_user_memories(user_id="ava")[1].memory_id or "", user_id="ava"
+    )
+    got = memory.get_user_memories(user_id="ava")[0]
+    assert got.last_updated == got.updated_at is not None
+    # Agno's replace stores under the id when the user has no such memory
+    assert memory.replace_user_memory("new-id", UserMemory(memory="x"), user_id="ava") == "new-id"
+    memory.replace_user_memory(mid, UserMemory(memory="The user likes coffee"), user_id="ava")
+    assert sorted(m.memory for m in memory.get_user_memories(user_id="ava")) == [
+        "The user likes coffee",
+        "x",
+    ]
+    with pytest.raises(ConflictError):  # another user's id is still refused
+        memory.replace_user_memory(mid, UserMemory(memory="y"), user_id="bob")
+
+    memory.add_run(
+        "s1",
+        RunResponse(
+            content="a",
+            messages=[Message("system", "sys"), Message("user", "q1"), Message("assistant", "a1")],
+        ),
+    )
+    memory.add_run(
+        "s1",
+        RunResponse(
+            content="b",
+            messages=[Message("system", "sys2"), Message("user", "q2"), Message("assistant", "a2")],
+        ),
+    )
+    texts = [m.content for m in memory.get_messages_from_last_n_runs("s1")]
+    assert texts == ["sys", "q1", "a1", "q2", "a2"]
+    assert [m.content for m in memory.get_messages_from_last_n_runs("s1", last_n=1)] == [
+        "sys2",
+        "q2",
+        "a2",
+    ]
+    assert memory.get_messages_from_last_n_runs("s1", skip_role="assistant")[-1].content == "q2"
+    assert memory.get_messages_from_last_n_runs("other") == []
+    with pytest.raises(UserError):
+        memory.add_run("s1", "not a run")  # type: ignore[arg-type]
+
+
+def test_sqlite_urls_and_tables(tmp_path: Path) -> None:
+    db = SqliteDb(db_url=f"sqlite:///{tmp_path}/x/agno2.db", memory_table="mem")
+    assert db.db_file == tmp_path / "x" / "agno2.db" and db.memory_table == "mem"
+    storage = SqliteStorage(table_name="agent_sessions", db_file=tmp_path / "a.db")
+    assert storage.session_table == "agent_sessions"
+    with pytest.raises(UserError):
+        SqliteMemoryDb(db_file=tmp_path / "a.db", db_url="sqlite:///b.db")
+    with pytest.raises(UserError):
+        SqliteDb(db_url="postgresql://h/db")
+
+
+def test_no_warnings_for_agentic_and_automatic_memory_together() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agent = Agent(
+            model=OpenAIChat(id="gpt-4.1"),
+            memory=Memory(),
+            enable_agentic_memory=True,
+            enable_user_memories=True,
+            add_history_to_messages=True,
+        )
+    assert agent.memory is not None and agent.memory.mode == "agentic"
+    assert agent.add_history_to_context
+
+
+def test_postgres_constructors(servers: dict[str, Server | str]) -> None:
+    url = server_url(servers, "postgres")
+    driver_url = url.replace("postgresql://", "postgresql+psycopg://")
+    dbs = [
+        PostgresMemoryDb(table_name="agno_compat_a", connection_string=url),
+        PostgresMemoryDb(table_name="agno_compat_a", db_url=driver_url),
+    ]
+    for db in dbs:
+        memory = Memory(db=db)
+        memory.add_user_memory(UserMemory(memory="The user likes tea"), user_id="pg-ava")
+    assert Memory(db=dbs[0]).count_user_memories(user_id="pg-ava") == 2
+    storage = PostgresStorage(table_name="agno_compat_s", db_url=driver_url)
+    assert storage.session_table == "agno_compat_s"
+    both = PostgresDb(db_url=driver_url, memory_table="agno_compat_m2")
+    assert both.memory_table == "agno_compat_m2"
+    with pytest.raises(UserError):
+        PostgresMemoryDb(db_url=url, connection_string=driver_url)
+    for db in (*dbs, storage, both):
+        db.close()

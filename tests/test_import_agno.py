@@ -1,0 +1,273 @@
+"""Importing Agno databases written by agno 1.7.12, 2.2.13 and 3.1.10 (see
+tests/fixtures/agno/make_fixtures.py), compared field by field with the source rows."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from conftest import server_url
+from noted import Memory, SessionStore, SqliteDb, UserError
+from noted.cli import main
+from noted.importers import import_agno
+from servers import Server
+
+FIXTURES = Path(__file__).parent / "fixtures" / "agno"
+V1_TABLES = {"memory_table": "user_memories", "session_table": "agent_sessions"}
+VERSIONS = {"1.7.12": V1_TABLES, "2.2.13": {}, "3.1.10": {}}
+
+# what make_fixtures.py gave each version (Agno 1.x memories carry no agent or team id)
+EXPECTED = {
+    "mem-ava-name": (
+        "ava",
+        "The user's name is Ava",
+        ["name"],
+        "My name is Ava",
+        "assistant",
+        None,
+    ),
+    "mem-ava-ski": ("ava", "The user likes to ski", ["hobbies", "sport"], None, None, "team-1"),
+    "mem-bob-home": ("bob", "The user lives in Paris", ["location"], "I live in Paris", None, None),
+}
+CONVERSATIONS = {
+    "sess-ava-1": (
+        "ava",
+        [
+            ("run-1", "My name is Ava", "Nice to meet you, Ava!", 1_760_000_000),
+            ("run-2", "I like to ski", "Skiing is great fun.", 1_760_000_010),
+        ],
+    ),
+    "sess-bob-1": ("bob", [("run-3", "I live in Paris", "Paris is lovely.", 1_760_000_100)]),
+}
+
+
+def _utc(value: object) -> datetime:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value, UTC)
+    assert isinstance(value, str)
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _times_query(version: str, schema: str = "") -> str:
+    if version.startswith("1."):  # Agno 1 on PostgreSQL leaves updated_at NULL: last_updated
+        last = "(memory->>'last_updated')::timestamp AT TIME ZONE 'UTC'" if schema else "NULL"
+        return (
+            f"SELECT id, created_at, coalesce(updated_at, {last}, created_at) "
+            f"FROM {schema}user_memories"
+        )
+    if version.startswith("2."):
+        return f"SELECT memory_id, updated_at, updated_at FROM {schema}agno_memories"
+    return f"SELECT memory_id, created_at, updated_at FROM {schema}agno_memories"
+
+
+def _source_times(source: str, version: str) -> dict[str, tuple[datetime, datetime]]:
+    """Each memory's created and updated time as the source row holds them."""
+    if source.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(source) as conn:
+            rows = conn.execute(_times_query(version, "ai.")).fetchall()
+        return {r[0]: (_utc(r[1]), _utc(r[2])) for r in rows}
+    with sqlite3.connect(source) as conn:
+        found = conn.execute(_times_query(version)).fetchall()
+    return {r[0]: (_utc(r[1]), _utc(r[2])) for r in found}
+
+
+_databases = iter(range(1, 1000))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def source_of(
+    request: pytest.FixtureRequest, servers: dict[str, Server | str]
+) -> Callable[[str], str]:
+    """The fixture of one Agno version as a SQLite file, or loaded into a new PostgreSQL
+    database from its dump."""
+
+    def sqlite_file(version: str) -> str:
+        return str(FIXTURES / f"agno-{version}.db")
+
+    def postgres_database(version: str) -> str:
+        import psycopg
+
+        url = server_url(servers, "postgres")
+        name = f"agno_import_{next(_databases)}"
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        target = url.rsplit("/", 1)[0] + "/" + name
+        dump = (FIXTURES / f"agno-{version}.postgres.sql").read_text()
+        script = "\n".join(line for line in dump.splitlines() if not line.startswith("\\"))
+        with psycopg.connect(target, autocommit=True) as conn:
+            conn.execute(script.encode())
+        return target
+
+    return sqlite_file if request.param == "sqlite" else postgres_database
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Memory:
+    return Memory(db=SqliteDb(tmp_path / "noted.db"))
+
+
+@pytest.mark.parametrize("version", sorted(VERSIONS))
+def test_import_field_by_field_and_twice(
+    version: str, target: Memory, source_of: Callable[[str], str]
+) -> None:
+    source = source_of(version)
+    report = import_agno(source, target, **VERSIONS[version])
+    assert (report.memories_written, report.runs_written, report.summaries_written) == (3, 3, 1)
+    times = _source_times(source, version)
+    for memory_id, (user, text, topics, said, agent, team) in EXPECTED.items():
+        got = target.get_user_memory(memory_id, user_id=user)
+        assert got is not None
+        v1 = version.startswith("1.")
+        assert (got.memory, got.topics, got.input, got.agent_id, got.team_id) == (
+            text,
+            topics,
+            said,
+            None if v1 else agent,
+            None if v1 else team,
+        )
+        assert (got.created_at, got.updated_at) == times[memory_id]
+    assert target.get_user_memories(user_id="ava")[0].user_id == "ava"
+    db = target.db
+    assert isinstance(db, SqliteDb)
+    for session_id, (user, runs) in CONVERSATIONS.items():
+        session = db.get_session(session_id, user)
+        assert session is not None and session.agent_id == "assistant"
+        assert [
+            (r.run_id, r.input, r.content, r.created_at, r.status, r.agent_id) for r in session.runs
+        ] == [
+            (run_id, said, answer, _utc(at), "completed", "assistant")
+            for run_id, said, answer, at in runs
+        ]
+        for run, (_, said, answer, _) in zip(session.runs, runs, strict=True):
+            assert [(m.role, m.content) for m in run.messages] == [
+                ("user", said),
+                ("assistant", answer),
+            ]
+    summary = db.get_session_summary("sess-ava-1", "ava")
+    assert summary is not None
+    assert summary.summary == "Ava introduced herself and said she likes to ski."
+    assert summary.topics == ["intro", "hobbies"] and summary.run_count == 2
+    assert db.get_session_summary("sess-bob-1", "bob") is None
+
+    before = {m: target.get_memory_history(m, user_id=u[0]) for m, u in EXPECTED.items()}
+    listed = db.list_sessions(None)
+    again = import_agno(source, target, **VERSIONS[version])
+    assert (again.memories_written, again.runs_written, again.summaries_written) == (0, 0, 0)
+    assert {m: target.get_memory_history(m, user_id=u[0]) for m, u in EXPECTED.items()} == before
+    assert db.list_sessions(None) == listed
+
+
+def test_dry_run_writes_nothing(target: Memory) -> None:
+    report = import_agno(str(FIXTURES / "agno-3.1.10.db"), target, dry_run=True)
+    assert (report.memories_written, report.runs_written, report.summaries_written) == (3, 3, 1)
+    assert target.get_user_stats() == []
+    db = target.db
+    assert isinstance(db, SqliteDb) and db.list_sessions(None) == []
+
+
+def _broken(tmp_path: Path, sql: str, version: str = "3.1.10") -> str:
+    copy = tmp_path / "broken.db"
+    shutil.copy(FIXTURES / f"agno-{version}.db", copy)
+    with sqlite3.connect(copy) as conn:
+        conn.executescript(sql)
+    return str(copy)
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        (
+            "UPDATE agno_memories SET topics = '[\"a\",' WHERE memory_id = 'mem-bob-home'",
+            "table 'agno_memories', row memory_id='mem-bob-home': column 'topics' is not valid JSON",
+        ),
+        (
+            "UPDATE agno_runs SET run_data = '{oops' WHERE run_id = 'run-3'",
+            "table 'agno_runs', row run_id='run-3': column 'run_data' is not valid JSON",
+        ),
+        (
+            "UPDATE agno_schema_versions SET version = '4.0.0' WHERE table_name = 'agno_memories'",
+            "table 'agno_memories' has Agno schema version '4.0.0'",
+        ),
+        (
+            "UPDATE agno_memories SET memory = '\"\"' WHERE memory_id = 'mem-ava-ski'",
+            "row memory_id='mem-ava-ski': memory must not be empty",
+        ),
+    ],
+)
+def test_a_malformed_source_writes_nothing(
+    tmp_path: Path, target: Memory, sql: str, message: str
+) -> None:
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        import_agno(_broken(tmp_path, sql), target)
+    assert target.get_user_stats() == []
+    db = target.db
+    assert isinstance(db, SqliteDb) and db.list_sessions(None) == []
+
+
+def test_missing_tables_and_bad_rows_of_agno_1(tmp_path: Path, target: Memory) -> None:
+    with pytest.raises(UserError, match="table 'nope' not found"):
+        import_agno(str(FIXTURES / "agno-2.2.13.db"), target, memory_table="nope")
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    with pytest.raises(UserError, match="no Agno tables found"):
+        import_agno(str(empty), target)
+    source = _broken(
+        tmp_path,
+        'UPDATE agent_sessions SET memory = \'{"runs": [{"content": "x"}]}\' '
+        "WHERE session_id = 'sess-bob-1'",
+        "1.7.12",
+    )
+    with pytest.raises(UserError, match="table 'agent_sessions', row session_id='sess-bob-1'"):
+        import_agno(source, target, **V1_TABLES)
+    with pytest.raises(UserError, match="is not an Agno memory table"):
+        import_agno(str(FIXTURES / "agno-2.2.13.db"), target, memory_table="agno_sessions")
+    assert target.get_user_stats() == []
+
+
+def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "cli.db")
+    source = str(FIXTURES / "agno-2.2.13.db")
+    assert main(["import", "agno", source, "--db", db, "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["memories_written"] == 3
+    assert main(["memories", "list", "--all-users", "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["import", "agno", source, "--db", db]) == 0
+    printed = capsys.readouterr()
+    assert "wrote 3 memories, 3 runs, 1 summaries" in printed.out
+    assert "importing" in printed.err  # the progress bar
+    assert main(["import", "agno", source, "--db", db]) == 0
+    assert "wrote 0 memories, 0 runs, 0 summaries" in capsys.readouterr().out
+    v1 = str(FIXTURES / "agno-1.7.12.db")
+    assert main(["import", "agno", v1, "--db", db, "--memory-table", "user_memories"]) == 0
+    assert "read 3 memories, 2 sessions (3 runs)" in capsys.readouterr().out
+    assert main(["import", "agno", v1, "--db", db, "--session-table", "missing"]) == 1
+    assert "table 'missing' not found" in capsys.readouterr().err
+
+
+def test_into_every_backend(memory: Memory) -> None:
+    """Agno 3's SQLite fixture into each noted backend, twice."""
+    source = str(FIXTURES / "agno-3.1.10.db")
+    first = import_agno(source, memory)
+    assert (first.memories_written, first.runs_written, first.summaries_written) == (3, 3, 1)
+    assert sorted(m.memory for m in memory.get_user_memories(user_id="ava")) == [
+        "The user likes to ski",
+        "The user's name is Ava",
+    ]
+    db = memory.db
+    assert isinstance(db, SessionStore)
+    session = db.get_session("sess-ava-1", "ava")
+    assert session is not None and [r.run_id for r in session.runs] == ["run-1", "run-2"]
+    history = memory.get_memory_history("mem-ava-ski", user_id="ava")
+    again = import_agno(source, memory)
+    assert (again.memories_written, again.runs_written, again.summaries_written) == (0, 0, 0)
+    assert memory.get_memory_history("mem-ava-ski", user_id="ava") == history

@@ -1,0 +1,78 @@
+"""Importing what mem0ai 2.2.1's get_all returned (tests/fixtures/mem0/make_fixture.py)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from noted import Memory, SqliteDb, UserError
+from noted.cli import main
+from noted.importers import import_mem0
+
+FIXTURE = Path(__file__).parent / "fixtures" / "mem0" / "mem0-2.2.1-get_all.json"
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Memory:
+    return Memory(db=SqliteDb(tmp_path / "noted.db"))
+
+
+def test_import_field_by_field_and_twice(memory: Memory) -> None:
+    """On every backend."""
+    target = memory
+    items = json.loads(FIXTURE.read_text())["results"]
+    report = import_mem0(FIXTURE, target)
+    assert (report.memories_read, report.memories_written) == (3, 3)
+    for item in items:
+        got = target.get_user_memory(item["id"], user_id=item["user_id"])
+        assert got is not None
+        assert (got.memory, got.agent_id, got.session_id) == (
+            item["memory"],
+            item.get("agent_id"),
+            item.get("run_id"),
+        )
+        assert got.topics == ((item.get("metadata") or {}).get("topics") or [])
+        assert got.created_at == datetime.fromisoformat(item["created_at"])
+        assert got.updated_at == datetime.fromisoformat(item["updated_at"])
+    history = target.get_memory_history(items[0]["id"], user_id="ava")
+    again = import_mem0(FIXTURE, target, dry_run=False)
+    assert again.memories_written == 0
+    assert target.get_memory_history(items[0]["id"], user_id="ava") == history
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"something": 1}', "expected a list of memories"),
+        (
+            '[{"id": "a", "memory": "The user likes tea", "user_id": "u"}, {"id": "b"}]',
+            "item 1 \\(id='b'\\): a memory needs a string 'id' and 'memory'",
+        ),
+        (
+            '[{"id": "a", "memory": "x", "user_id": "u", "created_at": "yesterday"}]',
+            "item 0 \\(id='a'\\): column 'created_at' is not a timestamp",
+        ),
+    ],
+)
+def test_malformed_json_writes_nothing(
+    tmp_path: Path, target: Memory, content: str, message: str
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    with pytest.raises(UserError, match=message):
+        import_mem0(bad, target)
+    assert target.get_user_stats() == []
+
+
+def test_cli_dry_run_then_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "cli.db")
+    assert main(["import", "mem0", str(FIXTURE), "--db", db, "--dry-run"]) == 0
+    assert "would write 3 memories" in capsys.readouterr().out
+    assert main(["import", "mem0", str(FIXTURE), "--db", db]) == 0
+    assert "wrote 3 memories" in capsys.readouterr().out
+    assert main(["memories", "list", "--user", "bob", "--db", db, "--json"]) == 0
+    assert [m["memory"] for m in json.loads(capsys.readouterr().out)] == ["The user lives in Paris"]
