@@ -24,6 +24,7 @@ def test_all_is_sorted_and_complete() -> None:
         "retrieval",
         "sessions",
         "testing",
+        "tracing",
     }
     assert public <= set(noted.__all__), public - set(noted.__all__)
 

@@ -32,6 +32,7 @@ from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message, ModelRequest, Usage
 from noted.schema import UserMemory, new_memory_id
+from noted.tracing import _hooks as tracing
 
 __all__ = ["MemoryManager", "MemoryUpdate", "apply_plan"]
 
@@ -92,6 +93,7 @@ class MemoryManager:
             system_message=self.system_message,
         )
 
+    @tracing.traced("retriever")
     def relevant_memories(
         self, db: MemoryStore, user_id: str, text: str, index: MemoryIndex | None = None
     ) -> list[UserMemory]:
@@ -102,6 +104,7 @@ class MemoryManager:
         come first (two thirds of the places), so an old fact on the subject is found too.
         """
         recent = db.list_memories(MemoryQuery(user_id=user_id, limit=self.candidates))
+        tracing.considered(len(recent))
         ranked = rank_memories(recent, text, self.memories_in_prompt)
         if index is None or not text.strip():
             return ranked
@@ -120,6 +123,7 @@ class MemoryManager:
         """The existing memories the model is shown for ``text``, numbered 1..k."""
         return number_memories(self.relevant_memories(db, user_id, text, index))
 
+    @tracing.traced("extraction")
     async def aprocess(
         self,
         messages: Sequence[Message],
@@ -150,7 +154,7 @@ class MemoryManager:
             response_schema=OPERATIONS_SCHEMA,
             response_schema_name="memory_operations",
         )
-        response = await chat_model.acomplete(request)
+        response = await tracing.complete(chat_model, request, "memory manager")
         update.model_calls = 1
         update.usage = response.usage
         plan = parse_operations(response.content, shown, self.permissions, max_memory_length)
