@@ -45,7 +45,7 @@ def test_the_memory_lesson_in_phoenix(servers: dict[str, Any], tmp_path: Path) -
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stderr

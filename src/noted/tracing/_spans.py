@@ -61,6 +61,18 @@ def _failed(span: Span, exc: BaseException) -> None:
 
 
 @contextmanager
+def _recording(span: Span) -> Iterator[None]:
+    """End ``span`` after the block, marked as failed when the block raises."""
+    try:
+        yield
+    except BaseException as exc:
+        _failed(span, exc)
+        raise
+    finally:
+        span.end()
+
+
+@contextmanager
 def _attached(ctx: otel_context.Context) -> Iterator[None]:
     token = otel_context.attach(ctx)
     try:
@@ -202,16 +214,11 @@ class Spans:
         self, model: ChatModel, request: ModelRequest, caller: Caller
     ) -> ModelResponse:
         span = self._llm_span(model, request, caller)
-        try:
+        with _recording(span):
             with _attached(self._quiet(span)):
                 response = await model.acomplete(request)
             self._llm_done(span, response, caller)
-            return response
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            span.end()
+        return response
 
     async def stream(
         self, model: ChatModel, request: ModelRequest, caller: Caller
@@ -281,16 +288,11 @@ class Spans:
     def call(self, step: Step, fn: Callable[..., R], args: Any, kwargs: Mapping[str, Any]) -> R:
         recorder = RECORDERS[step]
         span, bound = self._start(recorder, fn, args, kwargs)
-        try:
+        with _recording(span):
             with _attached(trace.set_span_in_context(span)):
                 result = fn(*args, **kwargs)
             self._end(recorder, span, bound, result)
-            return result
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            span.end()
+        return result
 
     def call_async(
         self,
@@ -313,13 +315,8 @@ class Spans:
         with _attached(parent):
             recorder = RECORDERS[step]
             span, bound = self._start(recorder, fn, args, kwargs)
-        try:
+        with _recording(span):
             with _attached(trace.set_span_in_context(span, parent)):
                 result = await fn(*args, **kwargs)
             self._end(recorder, span, bound, result)
-            return result
-        except BaseException as exc:
-            _failed(span, exc)
-            raise
-        finally:
-            span.end()
+        return result
