@@ -422,3 +422,33 @@ def test_the_entry_point_and_missing_packages(monkeypatch: pytest.MonkeyPatch) -
         noted_tracing.instrument()
     assert not noted_tracing.is_instrumented()
     assert trace.get_tracer_provider() is not None
+
+
+def test_a_session_summary_update_is_a_chain_span_in_the_runs_trace(traces: Traces) -> None:
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if (messages[0].content or "").startswith("You keep a running summary"):
+            return json.dumps({"summary": "The user greeted the assistant.", "topics": ["hi"]})
+        return "Hello!"
+
+    agent = Agent(
+        FunctionModel(fn),
+        user_id="u1",
+        session_id="s9",
+        enable_session_summaries=True,
+        background_memory=False,
+    )
+    agent.run("Hi there")
+    run = traces.one("Agent.run")
+    update = traces.one("session summary update")
+    assert update.parent is not None and run.context is not None
+    assert update.parent.span_id == run.context.span_id
+    assert traces.children(update) == ["session summary model call"]
+    found = attrs(update)
+    assert found["openinference.span.kind"] == "CHAIN"
+    assert found["session.id"] == "s9" and found["user.id"] == "u1"
+    assert found["output.value"] == "The user greeted the assistant."
+    assert json.loads(found["input.value"])["previous_summary"] is None
+    assert json.loads(found["metadata"]) == {"topics": ["hi"], "run_count": 1}
+    call = attrs(traces.one("session summary model call"))
+    params = json.loads(call["llm.invocation_parameters"])
+    assert params["response_format"]["name"] == "session_summary"
