@@ -10,7 +10,6 @@ optional packages: ``pip install 'noted[tracing]'``.
 from __future__ import annotations
 
 import threading
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 from noted.errors import UserError
@@ -32,6 +31,8 @@ def instrument(
     ``settings`` hide values from spans; unset switches come from the environment
     (``OPENINFERENCE_HIDE_INPUTS``, ..., ``NOTED_TRACE_HIDE_MEMORIES``). Calling it again
     replaces the provider and settings."""
+    from importlib import metadata  # not at import: noted's own import stays light
+
     try:
         from opentelemetry import trace
 
