@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from noted import InMemoryDb, Memory, MemoryStore, SqliteDb
-from servers import Server, Unavailable, start_mongo, start_postgres, start_redis
+from servers import Server, Unavailable, start_mongo, start_phoenix, start_postgres, start_redis
 from wire import WireServer, serve
 
 # Every backend the conformance suite runs on. The server-backed ones need a server that
@@ -19,6 +19,7 @@ SERVERS: dict[str, Callable[[Path], Server]] = {
     "postgres": start_postgres,
     "mongo": start_mongo,
     "redis": start_redis,
+    "phoenix": start_phoenix,
 }
 # Set by .ci/run: a server that cannot start is a failure there, not a skip.
 REQUIRE_SERVERS = os.environ.get("NOTED_REQUIRE_SERVERS") == "1"

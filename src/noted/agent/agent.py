@@ -47,6 +47,7 @@ from noted.models.types import (
 )
 from noted.schema import UserMemory, require_id
 from noted.sessions import RunResult, new_run_id, new_session_id
+from noted.tracing import _hooks as tracing
 
 __all__ = ["Agent"]
 
@@ -300,7 +301,13 @@ class Agent:
         conversation.extend(run.messages)
         return conversation, tools
 
-    async def _events(
+    def _events(
+        self, message: str, user_id: str, session_id: str, stream: bool
+    ) -> AsyncIterator[RunEvent]:
+        loop = self._loop(message, user_id, session_id, stream)
+        return tracing.agent_run(self, message, user_id, session_id, loop)
+
+    async def _loop(
         self, message: str, user_id: str, session_id: str, stream: bool
     ) -> AsyncIterator[RunEvent]:
         started = time.perf_counter()
@@ -376,7 +383,7 @@ class Agent:
         called = time.perf_counter()
         if stream:
             builder = ResponseBuilder()
-            async for delta in self.model.astream(request):
+            async for delta in tracing.stream(self.model, request, "agent"):
                 builder.add(delta)
                 if isinstance(delta, TextDelta) and delta.text:
                     if metrics.time_to_first_token is None:
@@ -384,7 +391,7 @@ class Agent:
                     yield ContentDelta(delta.text)
             response = builder.build()
         else:
-            response = await self.model.acomplete(request)
+            response = await tracing.complete(self.model, request, "agent")
         metrics.model_calls += 1
         metrics.model_duration += time.perf_counter() - called
         metrics.input_tokens += response.usage.input_tokens

@@ -38,6 +38,7 @@ from noted.models.base import ChatModel
 from noted.models.types import Message
 from noted.schema import UserMemory
 from noted.sessions import RunResult
+from noted.tracing import _hooks as tracing
 
 __all__ = ["AgentMemory", "BackgroundWork", "RunMemory", "SessionSummaries"]
 
@@ -56,7 +57,9 @@ class BackgroundWork:
         self._lock = threading.Lock()
 
     async def submit(self, key: str, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Run ``work()`` for ``key`` ("memory:<user>", "summary:<session>")."""
+        """Run ``work()`` for ``key`` ("memory:<user>", "summary:<session>"), in the trace
+        of the run that submits it."""
+        work = tracing.carry(work)
         if self.background:
             self._start(key, work)
             return

@@ -18,6 +18,7 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 from noted.errors import UserError
 from noted.models.types import ToolCall, ToolDefinition
 from noted.sessions import ToolExecution
+from noted.tracing import _hooks as tracing
 
 __all__ = ["Tool", "execute_tool_calls", "to_tools"]
 
@@ -167,6 +168,7 @@ def _as_text(value: object) -> str:
         return str(value)
 
 
+@tracing.traced("tool")
 async def _execute(tools: Mapping[str, Tool], call: ToolCall) -> ToolExecution:
     started = time.perf_counter()
 

@@ -33,6 +33,7 @@ from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message, ModelRequest, Usage
 from noted.schema import UserMemory
+from noted.tracing import _hooks as tracing
 
 __all__ = ["MemoryManager", "MemoryUpdate"]
 
@@ -100,6 +101,7 @@ class MemoryManager:
             system_message=self.system_message,
         )
 
+    @tracing.traced("retriever")
     def relevant_memories(
         self, db: MemoryStore, user_id: str, text: str, index: MemoryIndex | None = None
     ) -> list[UserMemory]:
@@ -110,6 +112,7 @@ class MemoryManager:
         come first (two thirds of the places), so an old fact on the subject is found too.
         """
         recent = db.list_memories(MemoryQuery(user_id=user_id, limit=self.candidates))
+        tracing.considered(len(recent))
         ranked = rank_memories(recent, text, self.memories_in_prompt)
         if index is None or not text.strip():
             return ranked
@@ -128,6 +131,7 @@ class MemoryManager:
         """The existing memories the model is shown for ``text``, numbered 1..k."""
         return number_memories(self.relevant_memories(db, user_id, text, index))
 
+    @tracing.traced("extraction")
     async def aprocess(
         self,
         messages: Sequence[Message],
@@ -156,7 +160,7 @@ class MemoryManager:
             response_schema=OPERATIONS_SCHEMA,
             response_schema_name="memory_operations",
         )
-        response = await chat_model.acomplete(request)
+        response = await tracing.complete(chat_model, request, "memory manager")
         update.model_calls = 1
         update.usage = response.usage
         plan = parse_operations(response.content, shown, self.permissions, door.max_length)

@@ -44,6 +44,7 @@ from noted.schema import (
     require_id,
 )
 from noted.sessions import SessionSummary
+from noted.tracing import _hooks as tracing
 
 __all__ = ["DEFAULT_USER_ID", "RETRIEVAL_METHODS", "Memory"]
 
@@ -264,6 +265,7 @@ class Memory:
     ) -> int:
         return self.db.count_memories(_query(user_id, topics, agent_id, team_id))
 
+    @tracing.traced("search")
     def search_user_memories(
         self,
         query: str | None = None,
@@ -357,6 +359,7 @@ class Memory:
 
     # -- model-driven: memories from messages, session summaries ----------------------------
 
+    @tracing.traced("create_memories")
     async def acreate_user_memories(
         self,
         message: str | None = None,

@@ -13,6 +13,7 @@ from noted.memory.prompts import quote
 from noted.models.base import ChatModel
 from noted.models.types import Message, ModelRequest
 from noted.schema import UserMemory
+from noted.tracing import _hooks as tracing
 
 __all__ = ["SEARCH_SCHEMA", "agentic_search", "parse_choice"]
 
@@ -60,12 +61,14 @@ async def agentic_search(
     shown = number_memories(candidates)
     listed = "\n".join(f"{n}. {quote(m.memory)}" for n, m in shown.items())
     prompt = f"<memories>\n{listed}\n</memories>\n\n<query>\n{quote(query)}\n</query>"
-    response = await model.acomplete(
+    response = await tracing.complete(
+        model,
         ModelRequest(
             messages=[Message("system", SEARCH_SYSTEM), Message("user", prompt)],
             response_schema=SEARCH_SCHEMA,
             response_schema_name="memory_search",
-        )
+        ),
+        "agentic search",
     )
     chosen = [shown[n] for n in parse_choice(response.content, len(shown))]
     return chosen if limit is None else chosen[:limit]

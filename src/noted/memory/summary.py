@@ -17,6 +17,7 @@ from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message, ModelRequest
 from noted.sessions import RunResult, SessionSummary
+from noted.tracing import _hooks as tracing
 
 __all__ = ["SUMMARY_SCHEMA", "SessionSummarizer", "parse_summary"]
 
@@ -116,6 +117,7 @@ class SessionSummarizer:
             response_schema_name="session_summary",
         )
 
+    @tracing.traced("summary")
     async def asummarize(
         self,
         previous: SessionSummary | None,
@@ -132,6 +134,7 @@ class SessionSummarizer:
             if previous is None:
                 raise UserError("there is nothing to summarize: the session has no completed runs")
             return previous
-        response = await chat_model.acomplete(self.request(previous, done))
+        request = self.request(previous, done)
+        response = await tracing.complete(chat_model, request, "session summary")
         text, topics = parse_summary(response.content, self.max_summary_chars)
         return SessionSummary(text, topics, covered + len(done), utc_now())

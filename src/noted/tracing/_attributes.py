@@ -1,0 +1,225 @@
+"""Span attributes in the OpenInference semantic conventions, built from noted's objects.
+
+Pure functions: each takes what a span describes and the privacy settings, and returns a
+flat attribute mapping (values already hidden where the settings say so).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from openinference.semconv.trace import (
+    DocumentAttributes,
+    MessageAttributes,
+    OpenInferenceMimeTypeValues,
+    OpenInferenceSpanKindValues,
+    SpanAttributes,
+    ToolAttributes,
+    ToolCallAttributes,
+)
+from opentelemetry.util.types import AttributeValue
+
+from noted.memory.relevance import keywords
+from noted.tracing._settings import REDACTED, TraceSettings
+
+if TYPE_CHECKING:
+    from noted.memory.manager import MemoryUpdate
+    from noted.models.base import ChatModel
+    from noted.models.types import Message, ModelRequest, ModelResponse, ToolCall
+    from noted.schema import UserMemory
+
+__all__ = [
+    "Attributes",
+    "documents",
+    "kind",
+    "llm_request",
+    "llm_response",
+    "memory_update",
+    "metadata",
+    "overlap",
+    "text_value",
+    "to_json",
+]
+
+Attributes = dict[str, AttributeValue]
+
+JSON = OpenInferenceMimeTypeValues.JSON.value
+TEXT = OpenInferenceMimeTypeValues.TEXT.value
+
+
+def to_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def kind(value: OpenInferenceSpanKindValues) -> Attributes:
+    return {SpanAttributes.OPENINFERENCE_SPAN_KIND: value.value}
+
+
+def text_value(key: str, value: str | None, hidden: bool, mime: str = TEXT) -> Attributes:
+    """``input.value`` / ``output.value`` (``key`` is "input" or "output") and its mime
+    type; only ``__REDACTED__`` when hidden."""
+    if value is None:
+        return {}
+    if hidden:
+        return {f"{key}.value": REDACTED}
+    return {f"{key}.value": value, f"{key}.mime_type": mime}
+
+
+def _calls(base: str, calls: Sequence[ToolCall], text: bool) -> Attributes:
+    out: Attributes = {}
+    for j, call in enumerate(calls):
+        prefix = f"{base}{MessageAttributes.MESSAGE_TOOL_CALLS}.{j}."
+        out[prefix + ToolCallAttributes.TOOL_CALL_ID] = call.id
+        out[prefix + ToolCallAttributes.TOOL_CALL_FUNCTION_NAME] = call.name
+        out[prefix + ToolCallAttributes.TOOL_CALL_FUNCTION_ARGUMENTS_JSON] = (
+            call.arguments_json() if text else REDACTED
+        )
+    return out
+
+
+def _messages(prefix: str, messages: Iterable[Message], text: bool) -> Attributes:
+    out: Attributes = {}
+    for i, message in enumerate(messages):
+        base = f"{prefix}.{i}."
+        out[base + MessageAttributes.MESSAGE_ROLE] = message.role
+        if message.content is not None:
+            out[base + MessageAttributes.MESSAGE_CONTENT] = message.content if text else REDACTED
+        if message.name is not None:
+            out[base + MessageAttributes.MESSAGE_NAME] = message.name
+        if message.tool_call_id is not None:
+            out[base + MessageAttributes.MESSAGE_TOOL_CALL_ID] = message.tool_call_id
+        if message.tool_calls:
+            out.update(_calls(base, message.tool_calls, text))
+    return out
+
+
+def _invocation_parameters(model: ChatModel, request: ModelRequest) -> dict[str, Any]:
+    params: dict[str, Any] = {"model": model.id}
+    for name in ("max_tokens", "temperature"):
+        value = getattr(model, name, None)
+        if isinstance(value, int | float):
+            params[name] = value
+    if request.response_schema is not None:
+        params["response_format"] = {
+            "type": "json_schema",
+            "name": request.response_schema_name,
+            "schema": request.response_schema,
+        }
+    return params
+
+
+def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings) -> Attributes:
+    """An LLM span's opening attributes: the model, its settings, the messages, the tools."""
+    provider = str(getattr(model, "provider", "") or "")
+    out: Attributes = kind(OpenInferenceSpanKindValues.LLM)
+    out[SpanAttributes.LLM_MODEL_NAME] = model.id
+    if provider:
+        out[SpanAttributes.LLM_PROVIDER] = provider
+        out[SpanAttributes.LLM_SYSTEM] = provider
+    if not settings.hide_llm_invocation_parameters:
+        out[SpanAttributes.LLM_INVOCATION_PARAMETERS] = to_json(
+            _invocation_parameters(model, request)
+        )
+    if not (settings.hide_inputs or settings.hide_llm_tools):
+        for i, tool in enumerate(request.tools):
+            schema = {
+                "type": "function",
+                "function": {
+                    "name": tool.name,
+                    "description": tool.description,
+                    "parameters": dict(tool.parameters),
+                },
+            }
+            out[f"{SpanAttributes.LLM_TOOLS}.{i}.{ToolAttributes.TOOL_JSON_SCHEMA}"] = to_json(
+                schema
+            )
+    if settings.input_messages():
+        text = not settings.hide_input_text
+        out.update(_messages(SpanAttributes.LLM_INPUT_MESSAGES, request.messages, text))
+        if text:
+            shown = [m.to_dict() for m in request.messages]
+            out.update(text_value("input", to_json({"messages": shown}), False, JSON))
+    elif settings.hide_inputs:
+        out.update(text_value("input", "", True))
+    return out
+
+
+def llm_response(response: ModelResponse, settings: TraceSettings) -> Attributes:
+    """An LLM span's closing attributes: the answer and the token counts."""
+    out: Attributes = {
+        SpanAttributes.LLM_TOKEN_COUNT_PROMPT: response.usage.input_tokens,
+        SpanAttributes.LLM_TOKEN_COUNT_COMPLETION: response.usage.output_tokens,
+        SpanAttributes.LLM_TOKEN_COUNT_TOTAL: response.usage.total_tokens,
+    }
+    if settings.output_messages():
+        text = not settings.hide_output_text
+        answer = response.to_message()
+        out.update(_messages(SpanAttributes.LLM_OUTPUT_MESSAGES, [answer], text))
+        if response.tool_calls:
+            out.update(text_value("output", to_json(answer.to_dict()), not text, JSON))
+        else:
+            out.update(text_value("output", response.content, not text))
+    elif settings.hide_outputs:
+        out.update(text_value("output", "", True))
+    return out
+
+
+def overlap(query: str, memory: UserMemory) -> int:
+    """How many content words ``memory`` (its text and topics) shares with ``query``: the
+    score by which the agent's memory selection ranks."""
+    return len(keywords(query) & (keywords(memory.memory) | keywords(" ".join(memory.topics))))
+
+
+def documents(
+    memories: Sequence[UserMemory], scores: Sequence[float], settings: TraceSettings
+) -> Attributes:
+    """Memories as a retriever's documents: id, text, score, topics and dates."""
+    hidden = settings.hide_memories or settings.hide_outputs
+    out: Attributes = {}
+    for i, (memory, score) in enumerate(zip(memories, scores, strict=True)):
+        base = f"{SpanAttributes.RETRIEVAL_DOCUMENTS}.{i}."
+        if memory.memory_id is not None:
+            out[base + DocumentAttributes.DOCUMENT_ID] = memory.memory_id
+        out[base + DocumentAttributes.DOCUMENT_CONTENT] = REDACTED if hidden else memory.memory
+        out[base + DocumentAttributes.DOCUMENT_SCORE] = float(score)
+        meta: dict[str, Any] = {"topics": list(memory.topics)}
+        if memory.updated_at is not None:
+            meta["updated_at"] = memory.updated_at.isoformat()
+        out[base + DocumentAttributes.DOCUMENT_METADATA] = to_json(meta)
+    return out
+
+
+def memory_update(update: MemoryUpdate, settings: TraceSettings) -> Attributes:
+    """What a memory manager pass did: added / updated / deleted ids, whether the user's
+    memories were cleared, and the operations dropped with the reason."""
+    updated = [op.memory_id for op in update.operations if op.kind == "update" and op.memory_id]
+    deleted = [op.memory_id for op in update.operations if op.kind == "delete" and op.memory_id]
+    written = set(update.memory_ids)
+    result: dict[str, Any] = {
+        "added": [i for i in update.memory_ids if i not in set(updated)],
+        "updated": [i for i in updated if i in written],
+        "deleted": deleted,
+        "cleared": any(op.kind == "clear" for op in update.operations),
+        "dropped": list(update.rejected),
+    }
+    out: Attributes = {
+        "noted.memory.added": result["added"],
+        "noted.memory.updated": result["updated"],
+        "noted.memory.deleted": result["deleted"],
+        "noted.memory.cleared": result["cleared"],
+        "noted.memory.dropped": result["dropped"],
+    }
+    if not (settings.hide_memories or settings.hide_outputs):
+        result["operations"] = [
+            {"kind": op.kind, "memory_id": op.memory_id, "memory": op.memory}
+            for op in update.operations
+        ]
+    out.update(text_value("output", to_json(result), bool(settings.hide_outputs), JSON))
+    return out
+
+
+def metadata(values: Mapping[str, Any]) -> Attributes:
+    shown = {k: v for k, v in values.items() if v is not None}
+    return {SpanAttributes.METADATA: to_json(shown)} if shown else {}

@@ -1,0 +1,120 @@
+"""The few calls noted's own code makes for tracing.
+
+While tracing is off (the default, and always without the optional packages) each hook is
+one check of a module global and then the plain call: nothing is imported, allocated or
+recorded. :func:`noted.tracing.instrument` sets ``active`` to the span maker of
+:mod:`noted.tracing._spans`, and the hooks hand their work to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
+
+if TYPE_CHECKING:
+    from noted.models.base import ChatModel
+    from noted.models.types import ModelDelta, ModelRequest, ModelResponse
+    from noted.tracing._spans import Spans
+
+__all__ = ["agent_run", "carry", "complete", "considered", "stream", "traced"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+E = TypeVar("E")
+
+# What a traced function is, as the span maker describes it (see _spans.RECORDERS).
+Step = Literal["tool", "retriever", "extraction", "summary", "search", "create_memories"]
+# Who makes a model call: names the LLM span.
+Caller = Literal["agent", "memory manager", "session summary", "agentic search"]
+
+active: Spans | None = None
+
+
+def agent_run(
+    agent: Any, message: str, user_id: str, session_id: str, events: AsyncIterator[E]
+) -> AsyncIterator[E]:
+    """An agent run's events, inside an AGENT span while tracing is on."""
+    spans = active
+    if spans is None:
+        return events
+    return spans.agent_run(agent, message, user_id, session_id, events)
+
+
+def complete(
+    model: ChatModel, request: ModelRequest, caller: Caller
+) -> Coroutine[Any, Any, ModelResponse]:
+    """``model.acomplete(request)``, as an LLM span while tracing is on."""
+    spans = active
+    if spans is None:
+        return model.acomplete(request)
+    return spans.complete(model, request, caller)
+
+
+def stream(model: ChatModel, request: ModelRequest, caller: Caller) -> AsyncIterator[ModelDelta]:
+    """``model.astream(request)``, as an LLM span while tracing is on."""
+    spans = active
+    if spans is None:
+        return model.astream(request)
+    return spans.stream(model, request, caller)
+
+
+def carry(
+    work: Callable[[], Coroutine[Any, Any, R]],
+) -> Callable[[], Coroutine[Any, Any, R]]:
+    """Work that runs later (after a run has returned), kept in the trace it was started
+    from while tracing is on."""
+    spans = active
+    if spans is None:
+        return work
+    return spans.carry(work)
+
+
+def considered(count: int) -> None:
+    """How many memories a selection looked at (set on the current RETRIEVER span)."""
+    spans = active
+    if spans is not None:
+        spans.considered(count)
+
+
+def _mark_coroutine_function(fn: Callable[..., Any]) -> None:
+    """Let ``asyncio.iscoroutinefunction`` / ``inspect.iscoroutinefunction`` (3.12+) see a
+    function that returns a coroutine as the async function it stands for."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:  # Python 3.12+
+        mark(fn)
+    else:
+        fn._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+
+
+def traced(step: Step) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A decorator: calls of the function become spans (while tracing is on). For an
+    async function the span's parent is the context of the caller that made the
+    coroutine, so it stays right when the coroutine runs on another thread's loop."""
+
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        plain = fn  # not narrowed by the check below
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            def start(*args: P.args, **kwargs: P.kwargs) -> R:
+                spans = active
+                if spans is None:
+                    return plain(*args, **kwargs)
+                return cast("R", spans.call_async(step, fn, args, kwargs))
+
+            _mark_coroutine_function(start)
+            return start
+
+        @functools.wraps(fn)
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            spans = active
+            if spans is None:
+                return fn(*args, **kwargs)
+            return spans.call(step, fn, args, kwargs)
+
+        return call
+
+    return decorate

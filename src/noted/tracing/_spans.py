@@ -1,0 +1,322 @@
+"""The span maker behind the hooks, used only while tracing is on.
+
+Context handling: noted runs its loop on a background thread and its run loop is an async
+generator, so a span is never left attached across a ``yield``. The agent's span is
+attached around each step of the run (and detached before the step's event is handed
+out), the model stream's span around each delta, and work that runs after the run has
+returned carries the run's trace as a W3C ``traceparent`` string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttributes
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+from opentelemetry.trace import Span, Status, StatusCode, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from noted.agent.events import RunCompleted, RunStarted
+from noted.models.base import ChatModel
+from noted.models.types import (
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    ResponseBuilder,
+    TextDelta,
+    ToolCallDelta,
+)
+from noted.tracing import _attributes as attrs
+from noted.tracing._attributes import Attributes
+from noted.tracing._hooks import Caller, Step
+from noted.tracing._recorders import RECORDERS, Recorder
+from noted.tracing._settings import TraceSettings
+
+__all__ = ["CarriedWork", "Spans"]
+
+R = TypeVar("R")
+E = TypeVar("E")
+
+FIRST_TOKEN = "First Token Stream Event"
+_PROPAGATOR = TraceContextTextMapPropagator()
+_LLM_NAMES: dict[str, str] = {
+    "agent": "model call",
+    "memory manager": "memory manager model call",
+    "session summary": "session summary model call",
+    "agentic search": "agentic search model call",
+}
+_MEMORY_CALLERS = frozenset(("memory manager", "agentic search"))
+
+
+def _failed(span: Span, exc: BaseException) -> None:
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
+@contextmanager
+def _recording(span: Span) -> Iterator[None]:
+    """End ``span`` after the block, marked as failed when the block raises."""
+    try:
+        yield
+    except BaseException as exc:
+        _failed(span, exc)
+        raise
+    finally:
+        span.end()
+
+
+@contextmanager
+def _attached(ctx: otel_context.Context) -> Iterator[None]:
+    token = otel_context.attach(ctx)
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
+
+
+@dataclass(frozen=True, slots=True)
+class CarriedWork:
+    """Work started inside a trace, to be run later: ``traceparent`` is the W3C trace
+    context it continues (a plain string, so it can travel with the work)."""
+
+    traceparent: str | None
+    work: Callable[[], Coroutine[Any, Any, Any]]
+
+    async def __call__(self) -> Any:
+        if self.traceparent is None:
+            return await self.work()
+        with _attached(_PROPAGATOR.extract({"traceparent": self.traceparent})):
+            return await self.work()
+
+
+class Spans:
+    """Makes noted's spans with one tracer and one set of privacy settings."""
+
+    def __init__(self, tracer: Tracer, settings: TraceSettings) -> None:
+        self.tracer = tracer
+        self.settings = settings
+        # The memory manager's and agentic search's prompts and answers are memory texts.
+        self._memory_calls = (
+            dataclasses.replace(settings, hide_input_text=True, hide_output_text=True)
+            if settings.hide_memories
+            else settings
+        )
+
+    def _for(self, caller: Caller) -> TraceSettings:
+        return self._memory_calls if caller in _MEMORY_CALLERS else self.settings
+
+    # -- agent runs ----------------------------------------------------------------------
+
+    def agent_run(
+        self, agent: Any, message: str, user_id: str, session_id: str, events: AsyncIterator[E]
+    ) -> AsyncIterator[E]:
+        parent = otel_context.get_current()  # the caller's, before the run moves threads
+        return self._agent_run(parent, agent, message, user_id, session_id, events)
+
+    async def _agent_run(
+        self,
+        parent: otel_context.Context,
+        agent: Any,
+        message: str,
+        user_id: str,
+        session_id: str,
+        events: AsyncIterator[E],
+    ) -> AsyncIterator[E]:
+        hide = self.settings
+        opening: Attributes = attrs.kind(OpenInferenceSpanKindValues.AGENT)
+        opening.update(attrs.text_value("input", message, bool(hide.hide_inputs)))
+        opening[SpanAttributes.SESSION_ID] = session_id
+        opening[SpanAttributes.USER_ID] = user_id
+        if agent.name:
+            opening[SpanAttributes.AGENT_NAME] = agent.name
+        if agent.agent_id:
+            opening["noted.agent.id"] = agent.agent_id
+        span = self.tracer.start_span(
+            f"{agent.name or 'Agent'}.run", context=parent, attributes=opening
+        )
+        ctx = trace.set_span_in_context(span, parent)
+        done = False  # the span ends with the run's last event: callers may stop there
+        try:
+            while True:
+                with _attached(ctx):
+                    try:
+                        event = await anext(events)
+                    except StopAsyncIteration:
+                        break
+                done = self._agent_event(span, event)
+                if done:
+                    span.end()
+                yield event
+        except GeneratorExit:
+            if not done:
+                span.set_attribute("noted.run.stopped", True)
+            with _attached(ctx):
+                await events.aclose()  # type: ignore[attr-defined]
+            raise
+        except BaseException as exc:
+            if not done:
+                _failed(span, exc)
+            raise
+        finally:
+            if not done:
+                span.end()
+
+    def _agent_event(self, span: Span, event: object) -> bool:
+        """Record the event on the run's span; True for the run's last."""
+        if isinstance(event, RunStarted):
+            span.set_attribute("noted.run.id", event.run_id)
+        elif isinstance(event, RunCompleted):
+            run = event.result
+            span.set_attributes(
+                attrs.text_value("output", run.content, bool(self.settings.hide_outputs))
+            )
+            span.set_attributes(
+                attrs.metadata(
+                    {
+                        "run_id": run.run_id,
+                        "agent_id": run.agent_id,
+                        "model": run.model,
+                        "model_calls": run.metrics.model_calls,
+                        "tool_calls": run.metrics.tool_calls,
+                        "stop_reason": run.stop_reason,
+                    }
+                )
+            )
+            span.set_status(Status(StatusCode.OK))
+            return True
+        return False
+
+    # -- model calls ---------------------------------------------------------------------
+
+    def _llm_span(self, model: ChatModel, request: ModelRequest, caller: Caller) -> Span:
+        return self.tracer.start_span(
+            _LLM_NAMES[caller], attributes=attrs.llm_request(model, request, self._for(caller))
+        )
+
+    def _quiet(self, span: Span) -> otel_context.Context:
+        """The span as current, with other instrumentation (a provider SDK's) suppressed
+        inside it, so each model call shows once."""
+        ctx = trace.set_span_in_context(span)
+        return otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx)
+
+    def _llm_done(self, span: Span, response: ModelResponse, caller: Caller) -> None:
+        span.set_attributes(attrs.llm_response(response, self._for(caller)))
+        span.set_status(Status(StatusCode.OK))
+
+    async def complete(
+        self, model: ChatModel, request: ModelRequest, caller: Caller
+    ) -> ModelResponse:
+        span = self._llm_span(model, request, caller)
+        with _recording(span):
+            with _attached(self._quiet(span)):
+                response = await model.acomplete(request)
+            self._llm_done(span, response, caller)
+        return response
+
+    async def stream(
+        self, model: ChatModel, request: ModelRequest, caller: Caller
+    ) -> AsyncIterator[ModelDelta]:
+        span = self._llm_span(model, request, caller)
+        span.set_attribute("noted.stream", True)
+        quiet = self._quiet(span)
+        builder = ResponseBuilder()
+        first = True
+        with _attached(quiet):
+            deltas = model.astream(request)
+        try:
+            while True:
+                with _attached(quiet):
+                    try:
+                        delta = await anext(deltas)
+                    except StopAsyncIteration:
+                        break
+                if first and isinstance(delta, TextDelta | ToolCallDelta):
+                    span.add_event(FIRST_TOKEN)
+                    first = False
+                builder.add(delta)
+                yield delta
+            self._llm_done(span, builder.build(), caller)
+        except GeneratorExit:
+            span.set_attribute("noted.stream.stopped", True)
+            aclose = getattr(deltas, "aclose", None)
+            if aclose is not None:
+                with _attached(quiet):
+                    await aclose()
+            raise
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            span.end()
+
+    # -- background work -----------------------------------------------------------------
+
+    def carry(self, work: Callable[[], Coroutine[Any, Any, R]]) -> CarriedWork:
+        carrier: dict[str, str] = {}
+        _PROPAGATOR.inject(carrier)
+        return CarriedWork(carrier.get("traceparent"), work)
+
+    def considered(self, count: int) -> None:
+        trace.get_current_span().set_attribute("noted.memories.considered", count)
+
+    # -- traced functions ----------------------------------------------------------------
+
+    def _start(
+        self, recorder: Recorder, fn: Callable[..., Any], args: Any, kwargs: Mapping[str, Any]
+    ) -> tuple[Span, inspect.BoundArguments]:
+        bound = inspect.signature(fn).bind(*args, **kwargs)
+        bound.apply_defaults()
+        name, opening = recorder.start(bound.arguments, self.settings)
+        return self.tracer.start_span(name, attributes=opening), bound
+
+    def _end(self, recorder: Recorder, span: Span, bound: Any, result: Any) -> None:
+        closing, error = recorder.end(bound.arguments, result, self.settings)
+        span.set_attributes(closing)
+        if error is None:
+            span.set_status(Status(StatusCode.OK))
+        else:
+            span.add_event("exception", {"exception.message": error})
+            span.set_status(Status(StatusCode.ERROR, error))
+
+    def call(self, step: Step, fn: Callable[..., R], args: Any, kwargs: Mapping[str, Any]) -> R:
+        recorder = RECORDERS[step]
+        span, bound = self._start(recorder, fn, args, kwargs)
+        with _recording(span):
+            with _attached(trace.set_span_in_context(span)):
+                result = fn(*args, **kwargs)
+            self._end(recorder, span, bound, result)
+        return result
+
+    def call_async(
+        self,
+        step: Step,
+        fn: Callable[..., Coroutine[Any, Any, R]],
+        args: Any,
+        kwargs: Mapping[str, Any],
+    ) -> Coroutine[Any, Any, R]:
+        parent = otel_context.get_current()  # the caller's, before the coroutine moves
+        return self._call_async(parent, step, fn, args, kwargs)
+
+    async def _call_async(
+        self,
+        parent: otel_context.Context,
+        step: Step,
+        fn: Callable[..., Coroutine[Any, Any, R]],
+        args: Any,
+        kwargs: Mapping[str, Any],
+    ) -> R:
+        with _attached(parent):
+            recorder = RECORDERS[step]
+            span, bound = self._start(recorder, fn, args, kwargs)
+        with _recording(span):
+            with _attached(trace.set_span_in_context(span, parent)):
+                result = await fn(*args, **kwargs)
+            self._end(recorder, span, bound, result)
+        return result

@@ -1,0 +1,454 @@
+"""Tracing: the spans of agent runs, model calls, tools and memory work, read back from the
+OpenTelemetry SDK's in-memory exporter, with their OpenInference attributes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from noted import Agent, Memory, SqliteDb, UserError
+from noted import tracing as noted_tracing
+from noted.models import Message, ModelResponse, ToolCall, ToolDefinition
+from noted.testing import FunctionModel, ScriptedModel
+from noted.tracing import TraceSettings
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+MANAGER_PROMPT = "You maintain the long-term memory"
+
+
+class Traces:
+    def __init__(self) -> None:
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+
+    @property
+    def spans(self) -> list[ReadableSpan]:
+        return list(self.exporter.get_finished_spans())
+
+    def named(self, name: str) -> list[ReadableSpan]:
+        return [s for s in self.spans if s.name == name]
+
+    def one(self, name: str) -> ReadableSpan:
+        found = self.named(name)
+        assert len(found) == 1, [s.name for s in self.spans]
+        return found[0]
+
+    def children(self, parent: ReadableSpan) -> list[str]:
+        assert parent.context is not None
+        return [
+            s.name
+            for s in sorted(self.spans, key=lambda s: s.start_time or 0)
+            if s.parent is not None and s.parent.span_id == parent.context.span_id
+        ]
+
+
+@pytest.fixture
+def traces() -> Iterator[Traces]:
+    found = Traces()
+    noted_tracing.instrument(tracer_provider=found.provider)
+    yield found
+    noted_tracing.uninstrument()
+
+
+def attrs(span: ReadableSpan) -> dict[str, Any]:
+    return dict(span.attributes or {})
+
+
+def is_manager(messages: list[Message]) -> bool:
+    return bool(messages) and (messages[0].content or "").startswith(MANAGER_PROMPT)
+
+
+def extractor(answer: str = "Noted!") -> FunctionModel:
+    """Answers the agent with ``answer``; the manager adds one memory per sentence with
+    "I love" in it."""
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if is_manager(messages):
+            chat = (messages[-1].content or "").split("<conversation>")[1]
+            ops = []
+            if "I love Italian food" in chat:
+                ops.append({"op": "add", "id": None, "memory": "User loves Italian food"})
+            if "update 1" in chat:
+                ops.append({"op": "update", "id": 1, "memory": "User loves all food"})
+                ops.append({"op": "delete", "id": 7, "memory": None})
+            return json.dumps({"operations": ops})
+        return answer
+
+    return FunctionModel(fn, id="fake-4o")
+
+
+def test_a_run_with_history_and_background_memory_is_one_trace(
+    traces: Traces, tmp_path: Path
+) -> None:
+    db = SqliteDb(tmp_path / "t.db")
+    agent = Agent(
+        extractor(),
+        db=db,
+        name="Assistant",
+        agent_id="assistant-1",
+        user_id="demo-user",
+        session_id="s1",
+        instructions="Be concise.",
+        enable_user_memories=True,
+        add_history_to_context=True,
+    )
+    agent.run("I love Italian food")
+    assert agent.wait_for_memories(timeout=10)
+    stored = agent.get_user_memories()
+    assert [m.memory for m in stored] == ["User loves Italian food"]
+    first = traces.one("Assistant.run")
+    extraction = traces.one("memory extraction")
+    assert first.context is not None and extraction.context is not None
+    # the background extraction (which may outlive the run) is in the run's trace
+    assert extraction.context.trace_id == first.context.trace_id
+    assert extraction.parent is not None and extraction.parent.span_id == first.context.span_id
+    found = attrs(extraction)
+    assert found["openinference.span.kind"] == "CHAIN"
+    assert found["user.id"] == "demo-user" and found["session.id"] == "s1"
+    assert list(found["noted.memory.added"]) == [stored[0].memory_id]
+    assert list(found["noted.memory.updated"]) == [] and list(found["noted.memory.dropped"]) == []
+    assert json.loads(found["output.value"])["added"] == [stored[0].memory_id]
+    assert traces.children(extraction) == ["memory selection", "memory manager model call"]
+    manager_call = attrs(traces.named("memory manager model call")[0])
+    params = json.loads(manager_call["llm.invocation_parameters"])
+    assert params["model"] == "fake-4o"
+    assert params["response_format"]["name"] == "memory_operations"
+    assert manager_call["llm.input_messages.1.message.content"].count("I love Italian food") == 1
+
+    traces.exporter.clear()
+    result = agent.run("What food do I like?")
+    assert agent.wait_for_memories(timeout=10)
+    run = traces.one("Assistant.run")
+    found = attrs(run)
+    assert found["openinference.span.kind"] == "AGENT"
+    assert found["input.value"] == "What food do I like?"
+    assert found["output.value"] == "Noted!"
+    assert found["session.id"] == "s1" and found["user.id"] == "demo-user"
+    assert found["agent.name"] == "Assistant" and found["noted.agent.id"] == "assistant-1"
+    assert found["noted.run.id"] == result.run_id
+    assert json.loads(found["metadata"])["model_calls"] == 1
+    assert run.status.status_code is StatusCode.OK
+    assert traces.children(run) == ["memory selection", "model call", "memory extraction"]
+
+    selection = attrs(_first_child(traces, run))
+    assert selection["openinference.span.kind"] == "RETRIEVER"
+    assert selection["input.value"] == "What food do I like?"
+    assert selection["retrieval.documents.0.document.id"] == stored[0].memory_id
+    assert selection["retrieval.documents.0.document.content"] == "User loves Italian food"
+    assert selection["retrieval.documents.0.document.score"] == 1.0  # "food" in common
+    assert selection["noted.memories.considered"] == 1
+    assert selection["noted.memories.chosen"] == 1
+
+    llm = attrs(traces.one("model call"))
+    assert llm["openinference.span.kind"] == "LLM"
+    assert llm["llm.model_name"] == "fake-4o" and llm["llm.provider"] == "test"
+    roles = [llm[f"llm.input_messages.{i}.message.role"] for i in range(4)]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert "llm.input_messages.4.message.role" not in llm
+    system = llm["llm.input_messages.0.message.content"]
+    assert "Be concise." in system and "User loves Italian food" in system
+    assert llm["llm.input_messages.1.message.content"] == "I love Italian food"
+    assert llm["llm.output_messages.0.message.content"] == "Noted!"
+    assert llm["llm.output_messages.0.message.role"] == "assistant"
+    assert llm["llm.token_count.prompt"] == result.metrics.input_tokens
+    assert llm["llm.token_count.completion"] == result.metrics.output_tokens
+    assert (
+        llm["llm.token_count.total"] == result.metrics.input_tokens + result.metrics.output_tokens
+    )
+
+
+def _first_child(traces: Traces, parent: ReadableSpan) -> ReadableSpan:
+    assert parent.context is not None
+    kids = [
+        s
+        for s in traces.spans
+        if s.parent is not None and s.parent.span_id == parent.context.span_id
+    ]
+    return min(kids, key=lambda s: s.start_time or 0)
+
+
+def test_background_work_carries_a_w3c_traceparent(traces: Traces) -> None:
+    tracer = traces.provider.get_tracer("test")
+    with tracer.start_as_current_span("outer") as outer:
+
+        async def work() -> int:
+            return 1
+
+        carried = noted_tracing._hooks.carry(work)
+    traceparent = getattr(carried, "traceparent", None)
+    assert isinstance(traceparent, str)
+    version, trace_id, span_id, flags = traceparent.split("-")
+    assert version == "00" and int(flags, 16) & 1  # sampled
+    assert int(trace_id, 16) == outer.get_span_context().trace_id
+    assert int(span_id, 16) == outer.get_span_context().span_id
+
+
+def call(name: str, **arguments: Any) -> ToolCall:
+    return ToolCall(name, arguments)
+
+
+def test_agentic_memory_tools_and_a_failing_tool_are_tool_spans(
+    traces: Traces, tmp_path: Path
+) -> None:
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        raise ValueError(f"no weather for {city}")
+
+    model = ScriptedModel(
+        [
+            ModelResponse(
+                tool_calls=[
+                    call("add_memory", memory="User lives in Lisbon", topics=["home"]),
+                    call("get_weather", city="Lisbon"),
+                ]
+            ),
+            "Saved; the weather is unknown.",
+        ]
+    )
+    agent = Agent(
+        model,
+        db=SqliteDb(tmp_path / "t.db"),
+        tools=[get_weather],
+        user_id="u1",
+        enable_agentic_memory=True,
+    )
+    result = agent.run("I live in Lisbon. Weather?")
+    assert result.content == "Saved; the weather is unknown."
+    run = traces.one("Agent.run")
+    assert traces.children(run) == [
+        "memory selection",
+        "model call",
+        "add_memory",
+        "get_weather",
+        "model call",
+    ]
+    added = attrs(traces.one("add_memory"))
+    assert added["openinference.span.kind"] == "TOOL"
+    assert added["tool.name"] == "add_memory"
+    assert json.loads(added["input.value"]) == {
+        "memory": "User lives in Lisbon",
+        "topics": ["home"],
+    }
+    assert added["output.value"] == "Added memory [1]: User lives in Lisbon"
+    assert traces.one("add_memory").status.status_code is StatusCode.OK
+    assert agent.get_user_memories()[0].memory == "User lives in Lisbon"
+
+    failed = traces.one("get_weather")
+    found = attrs(failed)
+    assert found["tool.description"] == "The weather in a city."
+    assert json.loads(found["tool.parameters"])["required"] == ["city"]
+    assert found["output.value"] == "Error: ValueError: no weather for Lisbon"
+    assert failed.status.status_code is StatusCode.ERROR
+    assert [e.name for e in failed.events] == ["exception"]
+
+    first_call = attrs(traces.named("model call")[0])
+    tools = [json.loads(first_call[f"llm.tools.{i}.tool.json_schema"]) for i in range(4)]
+    assert {t["function"]["name"] for t in tools} >= {"add_memory", "get_weather"}
+    assert first_call["llm.output_messages.0.message.tool_calls.1.tool_call.function.name"] == (
+        "get_weather"
+    )
+    second_call = attrs(traces.named("model call")[1])
+    assert second_call["llm.input_messages.3.message.role"] == "tool"
+    assert second_call["llm.input_messages.3.message.name"] == "get_weather"
+
+
+def test_a_model_error_marks_the_llm_and_agent_spans(traces: Traces) -> None:
+    agent = Agent(ScriptedModel([]), name="Broken")
+    with pytest.raises(Exception, match="response"):
+        agent.run("Hello?")
+    run = traces.one("Broken.run")
+    llm = traces.one("model call")
+    for span in (run, llm):
+        assert span.status.status_code is StatusCode.ERROR
+        assert "ScriptExhaustedError" in (span.status.description or "")
+        assert [e.name for e in span.events] == ["exception"]
+    assert traces.children(run) == ["model call"]
+
+
+def test_streaming_marks_the_first_token(traces: Traces) -> None:
+    agent = Agent(ScriptedModel(["Hello there, friend."]), name="Streamer")
+    pieces = [e for e in agent.run("Hi", stream=True)]
+    assert pieces
+    llm = traces.one("model call")
+    assert [e.name for e in llm.events] == ["First Token Stream Event"]
+    assert llm.start_time is not None and llm.events[0].timestamp >= llm.start_time
+    found = attrs(llm)
+    assert found["noted.stream"] is True
+    assert found["llm.output_messages.0.message.content"] == "Hello there, friend."
+    assert found["llm.token_count.completion"] > 0
+    assert attrs(traces.one("Streamer.run"))["output.value"] == "Hello there, friend."
+
+
+def test_a_provider_instrumentors_spans_are_suppressed_inside_noteds(traces: Traces) -> None:
+    sdk_tracer = traces.provider.get_tracer("provider-sdk")
+
+    def provider_call(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        # what an OpenInference instrumentor of a provider SDK does around each request
+        if not otel_context.get_value(otel_context._SUPPRESS_INSTRUMENTATION_KEY):
+            sdk_tracer.start_span("ChatCompletion").end()
+        return "ok"
+
+    agent = Agent(FunctionModel(provider_call))
+    agent.run("one")
+    assert [s.name for s in traces.spans] == ["model call", "Agent.run"]
+    list(agent.run("two", stream=True))
+    assert not traces.named("ChatCompletion")
+    noted_tracing.uninstrument()
+    agent.run("three")  # noted's tracing off: the provider's span shows
+    assert len(traces.named("ChatCompletion")) == 1
+
+
+def test_memory_api_calls_are_spans_under_the_callers_span(traces: Traces, tmp_path: Path) -> None:
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), model=extractor())
+    tracer = traces.provider.get_tracer("app")
+    with tracer.start_as_current_span("request") as outer:
+        update = memory.create_user_memories("I love Italian food", user_id="ann")
+        found = memory.search_user_memories("italian", user_id="ann", retrieval_method="keyword")
+    assert len(update.memory_ids) == 1 and len(found) == 1
+    created, search = (
+        traces.one("Memory.create_user_memories"),
+        traces.one("Memory.search_user_memories"),
+    )
+    trace_id = outer.get_span_context().trace_id
+    for span in (created, search):
+        assert span.context is not None and span.context.trace_id == trace_id
+        assert span.parent is not None
+        assert span.parent.span_id == outer.get_span_context().span_id
+    assert traces.children(created) == ["memory extraction"]
+    got = attrs(created)
+    assert got["user.id"] == "ann" and got["input.value"] == "I love Italian food"
+    assert list(got["noted.memory.added"]) == update.memory_ids
+    got = attrs(search)
+    assert got["openinference.span.kind"] == "RETRIEVER"
+    assert got["retrieval.documents.0.document.id"] == update.memory_ids[0]
+    assert got["retrieval.documents.0.document.score"] == pytest.approx(found[0].score)
+    assert json.loads(got["metadata"])["retrieval_method"] == "keyword"
+
+
+def test_updates_deletes_and_dropped_operations_are_recorded(
+    traces: Traces, tmp_path: Path
+) -> None:
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), model=extractor())
+    memory.create_user_memories("I love Italian food", user_id="ann")
+    first = memory.get_user_memories(user_id="ann")[0]
+    traces.exporter.clear()
+    memory.create_user_memories("please update 1", user_id="ann")
+    got = attrs(traces.one("memory extraction"))
+    assert list(got["noted.memory.updated"]) == [first.memory_id]
+    assert list(got["noted.memory.added"]) == []
+    dropped = list(got["noted.memory.dropped"])
+    assert len(dropped) == 1 and "7" in dropped[0]  # no memory 7 was shown
+    assert memory.get_user_memories(user_id="ann")[0].memory == "User loves all food"
+
+
+def test_privacy_switches(traces: Traces, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENINFERENCE_HIDE_INPUTS", "true")
+    monkeypatch.setenv("NOTED_TRACE_HIDE_MEMORIES", "true")
+    noted_tracing.instrument(tracer_provider=traces.provider)
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), model=extractor())
+    memory.create_user_memories("I love Italian food", user_id="ann")
+    memory.search_user_memories("italian", user_id="ann", retrieval_method="keyword")
+    agent = Agent(extractor("Secret answer"), memory=memory, user_id="ann")
+    agent.run("Tell me about italian food")
+    everything = json.dumps([attrs(s) for s in traces.spans])
+    leaks = [(s.name, k) for s in traces.spans for k, v in attrs(s).items() if "talian" in str(v)]
+    assert not leaks
+    assert "Italian food" not in everything and "italian" not in everything.lower()
+    assert "Secret answer" in everything  # outputs are not hidden
+    llm = attrs(traces.named("model call")[0])
+    assert not any(k.startswith("llm.input_messages") for k in llm)
+    assert llm["input.value"] == "__REDACTED__"
+    search = attrs(traces.one("Memory.search_user_memories"))
+    assert search["retrieval.documents.0.document.content"] == "__REDACTED__"
+    assert search["retrieval.documents.0.document.id"]
+
+    noted_tracing.instrument(
+        tracer_provider=traces.provider, settings=TraceSettings(hide_inputs=False)
+    )
+    assert noted_tracing._hooks.active is not None
+    assert noted_tracing._hooks.active.settings.hide_inputs is False
+    assert noted_tracing._hooks.active.settings.hide_memories is True  # still from the env
+
+
+def test_off_means_no_spans_and_no_imports(tmp_path: Path) -> None:
+    assert not noted_tracing.is_instrumented()
+    script = (
+        "import sys\n"
+        "from noted import Agent\n"
+        "from noted.testing import FunctionModel\n"
+        "agent = Agent(FunctionModel(lambda m, t: 'hi'), enable_user_memories=True)\n"
+        "agent.run('I love tea'); agent.run('hi', stream=True)\n"
+        "agent.wait_for_memories(10)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'openinference'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": SRC, "PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_entry_point_and_missing_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    points = metadata.entry_points(group="openinference_instrumentor")
+    ours = [p for p in points if p.value == "noted.tracing:NotedInstrumentor"]
+    assert len(ours) == 1
+    instrumentor = ours[0].load()()
+    provider = TracerProvider()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        assert noted_tracing.is_instrumented()
+    finally:
+        instrumentor.uninstrument()
+    assert not noted_tracing.is_instrumented()
+    monkeypatch.setitem(sys.modules, "opentelemetry", None)
+    with pytest.raises(UserError, match=r"noted\[tracing\]"):
+        noted_tracing.instrument()
+    assert not noted_tracing.is_instrumented()
+    assert trace.get_tracer_provider() is not None
+
+
+def test_a_session_summary_update_is_a_chain_span_in_the_runs_trace(traces: Traces) -> None:
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if (messages[0].content or "").startswith("You keep a running summary"):
+            return json.dumps({"summary": "The user greeted the assistant.", "topics": ["hi"]})
+        return "Hello!"
+
+    agent = Agent(
+        FunctionModel(fn),
+        user_id="u1",
+        session_id="s9",
+        enable_session_summaries=True,
+        background_memory=False,
+    )
+    agent.run("Hi there")
+    run = traces.one("Agent.run")
+    update = traces.one("session summary update")
+    assert update.parent is not None and run.context is not None
+    assert update.parent.span_id == run.context.span_id
+    assert traces.children(update) == ["session summary model call"]
+    found = attrs(update)
+    assert found["openinference.span.kind"] == "CHAIN"
+    assert found["session.id"] == "s9" and found["user.id"] == "u1"
+    assert found["output.value"] == "The user greeted the assistant."
+    assert json.loads(found["input.value"])["previous_summary"] is None
+    assert json.loads(found["metadata"]) == {"topics": ["hi"], "run_count": 1}
+    call = attrs(traces.one("session summary model call"))
+    params = json.loads(call["llm.invocation_parameters"])
+    assert params["response_format"]["name"] == "session_summary"
