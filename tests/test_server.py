@@ -860,6 +860,14 @@ def test_malformed_json_and_wrong_shapes(client: TestClient) -> None:
         r = post_raw(client, body)
         assert r.status_code in (400, 422), body
         assert "the request body is not valid JSON" in r.json()["detail"], (body, r.text)
+    for depth in (100_000, 500_000):
+        nested = post_raw(client, b'{"memory": ' + b"[" * depth + b"]" * depth + b"}")
+        assert nested.status_code == 400
+        assert nested.json()["detail"] == (
+            "the request body is not valid JSON: "
+            "it is nested too deeply (arrays or objects inside each other)"
+        )
+    assert "not UTF-8 text" in post_raw(client, b"\xff\xfe{").json()["detail"]
     for body in (b"[1, 2]", b"null", b'"text"', b"42"):
         r = post_raw(client, body)
         assert r.status_code == 422, body

@@ -73,6 +73,13 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{where}: {error.get('msg', 'invalid')}"
 
 
+def _unparsable(exc: HTTPException) -> str:
+    """Why a body could not be parsed at all (the parser's own failure is the cause)."""
+    if isinstance(exc.__cause__, RecursionError):
+        return "it is nested too deeply (arrays or objects inside each other)"
+    return "it is not UTF-8 text"
+
+
 def _plain(error: dict[str, Any]) -> dict[str, Any]:
     """A validation error without the offending input (which may be huge or not JSON)."""
     return {"loc": [str(p) for p in error.get("loc", ())], "msg": str(error.get("msg", ""))}
@@ -108,7 +115,7 @@ def _handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
-            return _error(400, "the request body is not valid JSON: it is not UTF-8 text")
+            return _error(400, f"the request body is not valid JSON: {_unparsable(exc)}")
         return await http_exception_handler(request, exc)
 
     app.add_exception_handler(Unauthorized, unauthorized)
