@@ -144,8 +144,9 @@ def test_serve_answers_and_stops_cleanly(tmp_path: Path, how: signal.Signals) ->
         httpx.get(f"{served.url}/health", timeout=2)
 
 
-def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
-    done = subprocess.run(
+def serve_publicly(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``noted serve --host 0.0.0.0`` with ``env``, which is expected to refuse to start."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -160,15 +161,36 @@ def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        env=clean_env(COLUMNS="200"),
+        env=clean_env(COLUMNS="200", **env),
         timeout=60,
         check=False,
     )
+
+
+def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
+    done = serve_publicly(tmp_path)
     assert done.returncode == 1
     assert "refusing to listen on 0.0.0.0 without an API key" in done.stderr
     assert "NOTED_API_KEY" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("key", ["a", "x" * 31])
+def test_serve_refuses_a_public_address_with_a_short_key(tmp_path: Path, key: str) -> None:
+    done = serve_publicly(tmp_path, NOTED_API_KEY=key)
+    assert done.returncode == 1, done.stderr
+    assert f"with a {len(key)}-character NOTED_API_KEY" in done.stderr
+    assert "at least 32 random characters" in done.stderr
+    assert "secrets.token_urlsafe(32)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_short_key_is_accepted_on_loopback(tmp_path: Path) -> None:
+    with serve(tmp_path, "--db", str(tmp_path / "x.db"), env=clean_env(NOTED_API_KEY="a")) as s:
+        assert httpx.get(f"{s.url}/memories").status_code == 401
+        assert httpx.get(f"{s.url}/memories", headers={"Authorization": "Bearer a"}).is_success
 
 
 def token_for(user: str, capsys: pytest.CaptureFixture[str], *extra: str) -> str:

@@ -20,6 +20,7 @@ __all__ = ["add_server_commands"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7777
+MIN_KEY_LENGTH = 32  # an API key that guards a server reachable from other hosts
 
 Command = Callable[[Memory, argparse.Namespace], int]
 
@@ -64,7 +65,15 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else ServeConfig()
     host = args.host or config.host or DEFAULT_HOST
     port = args.port if args.port is not None else config.port or DEFAULT_PORT
-    if not os.environ.get("NOTED_API_KEY"):
+    key = os.environ.get("NOTED_API_KEY") or ""
+    if key and len(key) < MIN_KEY_LENGTH and not is_loopback(host):
+        raise UserError(
+            f"refusing to listen on {host} with a {len(key)}-character NOTED_API_KEY: "
+            f"anyone who can reach it could guess a key that short. Use at least "
+            f"{MIN_KEY_LENGTH} random characters, for example the output of "
+            '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+        )
+    if not key:
         if not is_loopback(host):
             raise UserError(
                 f"refusing to listen on {host} without an API key: anyone who can reach it "
