@@ -259,6 +259,59 @@ def test_a_keyed_server_takes_the_tokens_of_noted_token(
         stop(served, signal.SIGTERM)
 
 
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+def test_served_answers_carry_security_headers(tmp_path: Path) -> None:
+    admin = {"Authorization": f"Bearer {KEY}"}
+    env = clean_env(NOTED_API_KEY=KEY)
+    with serve(tmp_path, "--db", str(tmp_path / "h.db"), "--no-access-log", env=env) as served:
+        url = served.url
+        httpx.post(
+            f"{url}/memories", json={"memory": "Ava likes tea", "user_id": "ava"}, headers=admin
+        )
+        answers = {
+            "page": httpx.get(f"{url}/"),
+            "script": httpx.get(f"{url}/static/app.js"),
+            "docs": httpx.get(f"{url}/docs"),
+            "docs script": httpx.get(f"{url}/docs/assets/swagger-ui-bundle.js"),
+            "listing": httpx.get(f"{url}/memories", headers=admin),  # the fast path
+            "search": httpx.get(
+                f"{url}/memories", params={"user_id": "ava", "search_content": "tea"}, headers=admin
+            ),
+            "unauthorized": httpx.get(f"{url}/memories"),
+            "not found": httpx.get(f"{url}/nowhere"),
+            "invalid": httpx.get(f"{url}/memories", params={"limit": 0}, headers=admin),
+            "health": httpx.get(f"{url}/health"),
+            "schema": httpx.get(f"{url}/openapi.json"),
+        }
+    for name, answer in answers.items():
+        for header, value in SECURITY_HEADERS.items():
+            assert answer.headers.get(header) == value, (name, header, answer.headers)
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], name
+    assert [answers[n].status_code for n in ("listing", "search", "unauthorized", "invalid")] == [
+        200,
+        200,
+        401,
+        422,
+    ]
+    for name in ("page", "script"):
+        policy = answers[name].headers["content-security-policy"]
+        assert "script-src 'self';" in policy, policy
+        assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
+    assert "script-src 'self';" in answers["docs"].headers["content-security-policy"]
+    for name in ("listing", "search", "health", "schema", "not found"):
+        assert answers[name].headers["content-security-policy"] == (
+            "default-src 'none'; frame-ancestors 'none'"
+        )
+    assert "cdn" not in answers["docs"].text.lower()
+    assert "SwaggerUIBundle" in answers["docs script"].text
+
+
 def test_serve_with_a_config_file_and_an_agent(tmp_path: Path) -> None:
     port = free_port()
     (tmp_path / "noted.toml").write_text(

@@ -38,7 +38,9 @@ from noted.memory import Memory
 from noted.retrieval.embedders import Embedder
 from noted.server.agents import agent_id_of, agent_routes
 from noted.server.auth import Auth, Unauthorized
+from noted.server.docs import docs_routes
 from noted.server.fast import FastMemoryList
+from noted.server.headers import SecurityHeaders
 from noted.server.limits import BodyLimit
 from noted.server.memories import memory_routes
 from noted.server.responses import json_response
@@ -130,10 +132,12 @@ def _handlers(app: FastAPI) -> None:
 
 class _NotedApp(FastAPI):
     """FastAPI with the plain listing answered first, before even Starlette's outermost
-    error middleware (the fast path maps no errors: it leaves every failure to the route)."""
+    error middleware (the fast path maps no errors: it leaves every failure to the route),
+    and the security headers on every other answer (the fast path adds its own)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return FastMemoryList(super().build_middleware_stack(), self.state.noted)
+        framework = SecurityHeaders(super().build_middleware_stack())
+        return FastMemoryList(framework, self.state.noted)
 
 
 def _agents(agent: Agent | Sequence[Agent] | None) -> dict[str, Agent]:
@@ -186,6 +190,8 @@ def create_app(
         title="noted",
         version=__version__,
         summary="Long-term memory for LLM agents: user memories, sessions and agents over HTTP.",
+        docs_url=None,  # served from the Swagger UI package by docs_routes, not a CDN
+        redoc_url=None,
     )
     app.state.noted = svc
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
@@ -196,6 +202,7 @@ def create_app(
         app.include_router(agent_routes(svc))
     _service_routes(app, svc)
     _page_routes(app)
+    docs_routes(app)
     return app
 
 
