@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from noted import MemoryQuery, SqliteDb
 from noted.cli import main
 from noted.errors import UserError
+from noted.server.auth import derive_secret
 from noted.server.config import AgentConfig, build_agent, load_config
 from servers import free_port
 
@@ -257,6 +259,123 @@ def test_a_keyed_server_takes_the_tokens_of_noted_token(
         )
         assert "NOTED_API_KEY is not set" not in served.stderr()
         stop(served, signal.SIGTERM)
+
+
+def noted(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The ``noted`` command in its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "noted.cli", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(COLUMNS="200", **env),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_revoked_tokens_are_refused_by_every_worker(tmp_path: Path) -> None:
+    db = str(tmp_path / "revoked.db")
+    admin = {"Authorization": f"Bearer {KEY}"}
+    env = clean_env(NOTED_API_KEY=KEY)
+    with serve(tmp_path, "--db", db, "--workers", "2", "--no-access-log", env=env) as served:
+        url = served.url
+
+        def token(user: str) -> dict[str, str]:
+            made = httpx.post(f"{url}/tokens", json={"user_id": user}, headers=admin)
+            assert made.status_code == 201, made.text
+            return {"Authorization": f"Bearer {made.json()['token']}"}
+
+        def statuses(headers: dict[str, str]) -> set[int]:
+            """Answers to the fast listing and to routes behind the framework, several
+            times over so that both workers answer."""
+            found = set()
+            for _ in range(3):
+                for path in ("/memories", "/memory_topics", "/sessions"):
+                    found.add(httpx.get(f"{url}{path}", headers=headers).status_code)
+            return found
+
+        alice, bob = token("alice"), token("bob")
+        assert statuses(alice) == statuses(bob) == {200}
+        done = noted(tmp_path, "token", "--revoke", "alice", "--db", db)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("revoked alice's tokens issued at or before ")
+        assert statuses(alice) == {401}
+        refused = httpx.get(f"{url}/memories", headers=alice).json()
+        assert refused["detail"] == "the token has been revoked: ask for a new one"
+        assert statuses(bob) == {200}
+        alice_again = token("alice")  # issued after the revocation
+        assert statuses(alice_again) == {200}
+
+        assert httpx.post(f"{url}/tokens/revocations", json={}, headers=bob).status_code == 403
+        everyone = httpx.post(f"{url}/tokens/revocations", json={}, headers=admin)
+        assert everyone.status_code == 201, everyone.text
+        assert everyone.json()["user_id"] is None
+        assert statuses(bob) == statuses(alice_again) == {401}
+        assert statuses(admin) == {200}  # the admin key is no token
+        carol = token("carol")
+        assert statuses(carol) == {200}
+        later = httpx.post(
+            f"{url}/tokens/revocations",
+            json={"user_id": "carol", "before": "2000-01-01T00:00:00Z"},
+            headers=admin,
+        )
+        assert later.status_code == 201
+        assert later.json()["revoked_before"] == "2000-01-01T00:00:00.000000+00:00"
+        assert statuses(carol) == {200}  # an old cutoff catches no new token
+        for bad in ({"before": 1_700_000_000}, {"before": "2020-01-01T00:00:00"}):
+            answer = httpx.post(f"{url}/tokens/revocations", json=bad, headers=admin)
+            assert answer.status_code == 422, (bad, answer.text)
+        assert statuses(carol) == {200}
+        future = httpx.post(
+            f"{url}/tokens/revocations", json={"before": "2999-01-01T00:00:00Z"}, headers=admin
+        )
+        assert future.status_code == 201  # a later time is taken as now
+        assert future.json()["revoked_before"] < "2999"
+        assert statuses(carol) == {401}
+        carol = token("carol")
+        assert statuses(carol) == {200}
+        everyone_cli = noted(tmp_path, "token", "--revoke-all", "--json", "--db", db)
+        assert everyone_cli.returncode == 0, everyone_cli.stderr
+        assert json.loads(everyone_cli.stdout)["user_id"] is None
+        assert statuses(carol) == {401}
+
+
+def test_a_token_living_longer_than_allowed_is_refused(tmp_path: Path) -> None:
+    secret = derive_secret(KEY)
+    now = int(time.time())
+
+    def forged(lifetime: int) -> dict[str, str]:
+        claims = {"sub": "alice", "iss": "noted", "iat": now - 10, "exp": now - 10 + lifetime}
+        return {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
+
+    env = clean_env(NOTED_API_KEY=KEY)
+    with serve(tmp_path, "--db", str(tmp_path / "l.db"), "--no-access-log", env=env) as served:
+        year = 365 * 24 * 3600
+        assert httpx.get(f"{served.url}/memories", headers=forged(year)).status_code == 200
+        for lifetime in (year + 1, 10 * year):
+            refused = httpx.get(f"{served.url}/memories", headers=forged(lifetime))
+            assert refused.status_code == 401
+            assert "lives longer than this server allows" in refused.json()["detail"]
+
+
+def test_token_command_refuses_unclear_requests(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NOTED_DB", str(tmp_path / "t.db"))
+    for args in (
+        [],
+        ["alice", "--revoke", "bob"],
+        ["--revoke", "bob", "--revoke-all"],
+        ["alice", "--before", "2020-01-01"],
+        ["--revoke", "bob", "--before", "yesterday"],
+        ["--revoke", " "],
+    ):
+        assert main(["token", *args]) == 1, args
+        assert "Traceback" not in capsys.readouterr().err
+    assert main(["token", "--revoke", "bob", "--before", "2020-01-01T00:00:00"]) == 0
+    assert "at or before 2020-01-01T00:00:00+00:00" in capsys.readouterr().out
+    assert SqliteDb(tmp_path / "t.db").tokens_revoked_before("bob") == 1577836800.0
 
 
 SECURITY_HEADERS = {

@@ -11,6 +11,7 @@ from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, res
 from noted.db._client_search import keyword_rank, matches, semantic_rank, sort_memories
 from noted.db._rows import stamped_keys
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.revocations import InMemoryRevocations
 from noted.errors import ConflictError, UserError
 from noted.retrieval.vectors import Vector, check_vector, search_target
 from noted.schema import UserMemory, UserStats
@@ -26,7 +27,7 @@ def _side(memory: UserMemory | None) -> _Side:
     return None if memory is None else (memory.memory, tuple(memory.topics))
 
 
-class InMemoryDb(StoreContext):
+class InMemoryDb(InMemoryRevocations, StoreContext):
     """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
 
     def __init__(self) -> None:
@@ -39,6 +40,7 @@ class InMemoryDb(StoreContext):
         self._events: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         # memory_id -> (model, the text it was made from, vector)
         self._embeddings: dict[str, tuple[str, str, Vector]] = {}
+        self._revoked: dict[str, float] = {}  # token revocations: subject -> cutoff
 
     def __repr__(self) -> str:
         return "InMemoryDb()"

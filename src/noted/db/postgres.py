@@ -28,6 +28,7 @@ from noted.db._rows import (
     stamped_keys,
 )
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.revocations import PostgresRevocations
 from noted.errors import (
     ConflictError,
     MissingDependencyError,
@@ -71,7 +72,7 @@ _EXACT_SEARCH_LIMIT = 20_000
 _warned_no_pgvector = False
 
 
-class PostgresDb(StoreContext):
+class PostgresDb(PostgresRevocations, StoreContext):
     """Memories and sessions in PostgreSQL, tables and indexes created on first use.
 
     ``db_url`` is a ``postgresql://`` (or ``postgresql+psycopg://``) URL. Connections come

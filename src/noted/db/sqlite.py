@@ -29,6 +29,7 @@ from noted.db._rows import (
     rows_to_memories,
 )
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, StoreContext, check_page
+from noted.db.revocations import SqliteRevocations
 from noted.db.sqlite_json import JSON_IN_SQL, MEMORY_JSON
 from noted.db.sqlite_vectors import SqliteVectors
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
@@ -49,7 +50,7 @@ _PAGE_CACHE_MIB = 64
 _BM25_WEIGHTS = "0.0, 1.0, 0.5, 0.5"
 
 
-class SqliteDb(StoreContext):
+class SqliteDb(SqliteRevocations, StoreContext):
     """Memories in a SQLite file, created with its tables and indexes on first use.
 
     Writes are durable when the call returns: WAL journal with ``synchronous=NORMAL`` (a
