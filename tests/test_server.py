@@ -1181,3 +1181,42 @@ def test_a_database_file_broken_while_serving_answers_503(tmp_path: Path) -> Non
             _assert_store_down(client.get("/memories", params=params), path)
         _assert_store_down(client.get("/memory_topics"), path)
         _assert_store_down(client.post("/memories", json={"memory": "m", "user_id": "ava"}), path)
+
+
+def test_405_lists_the_allowed_methods(client: TestClient) -> None:
+    for method, path, allowed in (
+        ("OPTIONS", "/memories", "DELETE, GET, POST"),
+        ("PUT", "/memories/some-id", "DELETE, GET, PATCH"),
+        ("POST", "/memories/some-id/history", "GET"),
+        ("POST", "/sessions/s1", "DELETE, GET"),
+        ("DELETE", "/health", "GET"),
+    ):
+        answer = client.request(method, path)
+        assert answer.status_code == 405, (method, path)
+        assert answer.headers["allow"] == allowed, (method, path)
+        assert answer.json()["detail"] == f"{method} is not allowed here: use {allowed}"
+
+
+def test_the_schema_states_what_the_admin_must_name(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    for method, path in (
+        ("get", "/memories/{memory_id}"),
+        ("get", "/memories/{memory_id}/history"),
+        ("delete", "/memories/{memory_id}"),
+    ):
+        operation = paths[path][method]
+        user = next(p for p in operation["parameters"] if p["name"] == "user_id")
+        assert user["required"] is True, path
+        assert "admin key" in user["description"]
+        assert "400" in operation["responses"]
+    assert "user_id" in schema["components"]["schemas"]["BulkDelete"]["required"]
+    assert "400" in paths["/memories"]["get"]["responses"]
+    links = paths["/sessions"]["get"]["responses"]["200"]["links"]
+    assert links["GetSession"]["parameters"]["session_id"] == "$response.body#/data/0/session_id"
+    created = paths["/memories"]["post"]["responses"]["201"]["links"]
+    assert set(created) == {"GetMemory", "ChangeMemory", "DeleteMemory"}
+    text = schema["components"]["schemas"]["MemoryCreate"]["properties"]["memory"]
+    assert "\\u0000" in text["pattern"]
+    # an admin request without the user still answers 400, as documented
+    assert client.get("/memories/some-id").status_code == 400
