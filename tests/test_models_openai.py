@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Any, cast
@@ -384,6 +385,120 @@ def test_response_schema(wire: WireServer, schema: dict[str, Any], strict: bool)
         "type": "json_schema",
         "json_schema": {"name": "facts", "schema": schema, "strict": strict},
     }
+
+
+# -- servers that refuse json_schema (llama-cpp-python's) ---------------------------------
+
+FACTS = {
+    "type": "object",
+    "properties": {"facts": {"type": "array", "items": {"type": "string"}}},
+    "required": ["facts"],
+    "additionalProperties": False,
+}
+LITERAL_ERROR = {
+    "type": "literal_error",
+    "loc": ["body", "response_format", "type"],
+    "msg": "Input should be 'text' or 'json_object'",
+    "input": "json_schema",
+    "ctx": {"expected": "'text' or 'json_object'"},
+}
+
+
+def refused_with_500() -> Reply:
+    """llama-cpp-python's server: its route handler wraps the validation error in a 500."""
+    return Reply(
+        {
+            "error": {
+                "message": str([{**LITERAL_ERROR, "loc": ("body", "response_format", "type")}]),
+                "type": "internal_server_error",
+                "param": None,
+                "code": None,
+            }
+        },
+        500,
+    )
+
+
+def refused_with_422(what: str = "json_schema") -> Reply:
+    """The same refusal as a plain FastAPI validation error."""
+    return Reply({"detail": [{**LITERAL_ERROR, "input": what}]}, 422)
+
+
+def schema_ask(*messages: Message) -> ModelRequest:
+    return ModelRequest(
+        messages=list(messages) or [Message("user", "Ava likes tea")],
+        response_schema=FACTS,
+        response_schema_name="facts",
+    )
+
+
+def formats(wire: WireServer) -> list[Any]:
+    return [r.body.get("response_format", {}).get("type") for r in wire.requests]
+
+
+def test_a_500_refusal_of_json_schema_falls_back_to_json_mode_once(
+    wire: WireServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    wire.add(refused_with_500(), Reply(completion('{"facts": ["likes tea"]}')))
+    wire.add(Reply(completion('{"facts": []}')), Reply(completion('{"facts": []}')))
+    with caplog.at_level("WARNING", logger="noted.models"):
+        first = complete(make(wire), schema_ask())
+        again = complete(make(wire), schema_ask())  # another model, the same server
+        third = complete(make(wire), schema_ask())
+    assert first.content == '{"facts": ["likes tea"]}'
+    assert again.content == third.content == '{"facts": []}'
+    assert formats(wire) == ["json_schema", "json_object", "json_object", "json_object"]
+    assert wire.requests[1].body["response_format"] == {"type": "json_object", "schema": FACTS}
+    assert wire.requests[1].body["messages"] == wire.requests[0].body["messages"]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1, warnings
+    assert f"at {wire.url}/v1 refused response_format json_schema (HTTP 500)" in warnings[0]
+    assert "JSON mode with the schema" in warnings[0]
+
+
+def test_a_server_refusing_both_formats_gets_the_schema_in_the_prompt(
+    wire: WireServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    wire.add(refused_with_422(), refused_with_422("json_object"))
+    wire.add(Reply(completion('{"facts": ["likes tea"]}')), Reply(completion('{"facts": []}')))
+    with caplog.at_level("WARNING", logger="noted.models"):
+        first = complete(make(wire), schema_ask())
+        second = complete(
+            make(wire), schema_ask(Message("system", "Extract facts."), Message("user", "Hi"))
+        )
+    assert first.content == '{"facts": ["likes tea"]}'
+    assert second.content == '{"facts": []}'
+    assert formats(wire) == ["json_schema", "json_object", None, None]
+    prompted = wire.requests[2].body["messages"]
+    assert [m["role"] for m in prompted] == ["system", "user"]
+    assert prompted[0]["content"].startswith("Answer with one JSON object and nothing else")
+    assert json.dumps(FACTS) in prompted[0]["content"]
+    assert prompted[1] == {"role": "user", "content": "Ava likes tea"}
+    with_system = wire.requests[3].body["messages"]
+    assert [m["role"] for m in with_system] == ["system", "user"]
+    assert with_system[0]["content"].startswith("Extract facts.\n\nAnswer with one JSON object")
+    assert len(caplog.records) == 2  # one per fallback, each once
+    assert "the schema in the prompt" in caplog.records[1].getMessage()
+
+
+def test_streaming_falls_back_too(wire: WireServer) -> None:
+    wire.add(refused_with_422(), text_stream('{"facts": ', '["likes tea"]}'))
+    response = build(stream(make(wire), schema_ask()))
+    assert response.content == '{"facts": ["likes tea"]}'
+    assert formats(wire) == ["json_schema", "json_object"]
+
+
+def test_other_failures_are_no_refusal(wire: WireServer) -> None:
+    # a server error that does not name the format, and a refusal of something else
+    wire.add(server_error(), Reply({"detail": [{**LITERAL_ERROR, "loc": ["body", "n"]}]}, 400))
+    model = make(wire, retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(ModelServerError):
+        complete(model, schema_ask())
+    with pytest.raises(ModelHTTPError) as caught:
+        complete(model, ask())  # no schema asked for: nothing to fall back from
+    assert caught.value.status_code == 400
+    assert formats(wire) == ["json_schema", None]
+    assert f"{wire.url}/v1" not in OpenAIChat.json_modes
 
 
 # -- failures ------------------------------------------------------------------------------

@@ -669,3 +669,55 @@ def test_server_errors_are_shown(site: Site, page: Page) -> None:
     page.click("#error-close")
     expect(error).to_be_hidden()
     assert site.memory.get_user_memory(memory_id, "alice") is None
+
+
+def test_the_page_runs_under_its_content_security_policy(site: Site, browser: Browser) -> None:
+    """The page works with its strict policy (every other test here fails on a violation,
+    which Chromium reports as a console error), and the policy stops injected script."""
+    context = browser.new_context()
+    tab = context.new_page()
+    refused: list[str] = []
+    tab.on("console", lambda m: refused.append(m.text) if m.type == "error" else None)
+    try:
+        answer = tab.goto(site.url)
+        assert answer is not None
+        policy = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in policy
+        assert "frame-ancestors 'none'" in policy
+        assert answer.headers["x-frame-options"] == "DENY"
+        expect(tab.locator("#app")).to_be_visible()
+        tab.evaluate(
+            """() => {
+                const script = document.createElement("script");
+                script.textContent = "window.injected = true";
+                document.body.append(script);
+                document.body.insertAdjacentHTML(
+                    "beforeend", '<img src="data:," onload="window.injected = true">');
+            }"""
+        )
+        tab.wait_for_timeout(200)
+        assert tab.evaluate("window.injected") is None
+        assert any("Content Security Policy" in text for text in refused), refused
+    finally:
+        context.close()
+
+
+def test_api_docs_render_offline(site: Site, page: Page) -> None:
+    """/docs draws Swagger UI from files the server itself serves: with every request that
+    would leave 127.0.0.1 cut off, the operations show and one can be tried."""
+    page.route(
+        re.compile(r"^(?!http://127\.0\.0\.1:).*"),
+        lambda route: route.abort("internetdisconnected"),
+    )
+    page.goto(f"{site.url}/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("noted")
+    health = page.locator(".opblock-summary", has_text="/health")
+    expect(health).to_be_visible()
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/memories" in [p.replace("\u200b", "") for p in paths]
+    health.click()
+    page.get_by_role("button", name="Try it out").click()
+    page.get_by_role("button", name="Execute").click()
+    expect(page.locator(".live-responses-table tbody .response-col_status")).to_have_text("200")
+    expect(page.locator(".live-responses-table .microlight").first).to_contain_text('"ok"')
+    shot(page, "api-docs-1280")

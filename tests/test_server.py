@@ -860,6 +860,14 @@ def test_malformed_json_and_wrong_shapes(client: TestClient) -> None:
         r = post_raw(client, body)
         assert r.status_code in (400, 422), body
         assert "the request body is not valid JSON" in r.json()["detail"], (body, r.text)
+    for depth in (100_000, 500_000):
+        nested = post_raw(client, b'{"memory": ' + b"[" * depth + b"]" * depth + b"}")
+        assert nested.status_code == 400
+        assert nested.json()["detail"] == (
+            "the request body is not valid JSON: "
+            "it is nested too deeply (arrays or objects inside each other)"
+        )
+    assert "not UTF-8 text" in post_raw(client, b"\xff\xfe{").json()["detail"]
     for body in (b"[1, 2]", b"null", b'"text"', b"42"):
         r = post_raw(client, body)
         assert r.status_code == 422, body
@@ -1173,3 +1181,42 @@ def test_a_database_file_broken_while_serving_answers_503(tmp_path: Path) -> Non
             _assert_store_down(client.get("/memories", params=params), path)
         _assert_store_down(client.get("/memory_topics"), path)
         _assert_store_down(client.post("/memories", json={"memory": "m", "user_id": "ava"}), path)
+
+
+def test_405_lists_the_allowed_methods(client: TestClient) -> None:
+    for method, path, allowed in (
+        ("OPTIONS", "/memories", "DELETE, GET, POST"),
+        ("PUT", "/memories/some-id", "DELETE, GET, PATCH"),
+        ("POST", "/memories/some-id/history", "GET"),
+        ("POST", "/sessions/s1", "DELETE, GET"),
+        ("DELETE", "/health", "GET"),
+    ):
+        answer = client.request(method, path)
+        assert answer.status_code == 405, (method, path)
+        assert answer.headers["allow"] == allowed, (method, path)
+        assert answer.json()["detail"] == f"{method} is not allowed here: use {allowed}"
+
+
+def test_the_schema_states_what_the_admin_must_name(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+    for method, path in (
+        ("get", "/memories/{memory_id}"),
+        ("get", "/memories/{memory_id}/history"),
+        ("delete", "/memories/{memory_id}"),
+    ):
+        operation = paths[path][method]
+        user = next(p for p in operation["parameters"] if p["name"] == "user_id")
+        assert user["required"] is True, path
+        assert "admin key" in user["description"]
+        assert "400" in operation["responses"]
+    assert "user_id" in schema["components"]["schemas"]["BulkDelete"]["required"]
+    assert "400" in paths["/memories"]["get"]["responses"]
+    links = paths["/sessions"]["get"]["responses"]["200"]["links"]
+    assert links["GetSession"]["parameters"]["session_id"] == "$response.body#/data/0/session_id"
+    created = paths["/memories"]["post"]["responses"]["201"]["links"]
+    assert set(created) == {"GetMemory", "ChangeMemory", "DeleteMemory"}
+    text = schema["components"]["schemas"]["MemoryCreate"]["properties"]["memory"]
+    assert "\\u0000" in text["pattern"]
+    # an admin request without the user still answers 400, as documented
+    assert client.get("/memories/some-id").status_code == 400

@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from noted import MemoryQuery, SqliteDb
 from noted.cli import main
 from noted.errors import UserError
+from noted.server.auth import derive_secret
 from noted.server.config import AgentConfig, build_agent, load_config
 from servers import free_port
 
@@ -144,8 +146,9 @@ def test_serve_answers_and_stops_cleanly(tmp_path: Path, how: signal.Signals) ->
         httpx.get(f"{served.url}/health", timeout=2)
 
 
-def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
-    done = subprocess.run(
+def serve_publicly(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``noted serve --host 0.0.0.0`` with ``env``, which is expected to refuse to start."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -160,15 +163,36 @@ def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
         ],
         capture_output=True,
         text=True,
-        env=clean_env(COLUMNS="200"),
+        env=clean_env(COLUMNS="200", **env),
         timeout=60,
         check=False,
     )
+
+
+def test_serve_refuses_a_public_address_without_a_key(tmp_path: Path) -> None:
+    done = serve_publicly(tmp_path)
     assert done.returncode == 1
     assert "refusing to listen on 0.0.0.0 without an API key" in done.stderr
     assert "NOTED_API_KEY" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+@pytest.mark.parametrize("key", ["a", "x" * 31])
+def test_serve_refuses_a_public_address_with_a_short_key(tmp_path: Path, key: str) -> None:
+    done = serve_publicly(tmp_path, NOTED_API_KEY=key)
+    assert done.returncode == 1, done.stderr
+    assert f"with a {len(key)}-character NOTED_API_KEY" in done.stderr
+    assert "at least 32 random characters" in done.stderr
+    assert "secrets.token_urlsafe(32)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_short_key_is_accepted_on_loopback(tmp_path: Path) -> None:
+    with serve(tmp_path, "--db", str(tmp_path / "x.db"), env=clean_env(NOTED_API_KEY="a")) as s:
+        assert httpx.get(f"{s.url}/memories").status_code == 401
+        assert httpx.get(f"{s.url}/memories", headers={"Authorization": "Bearer a"}).is_success
 
 
 def token_for(user: str, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
@@ -235,6 +259,176 @@ def test_a_keyed_server_takes_the_tokens_of_noted_token(
         )
         assert "NOTED_API_KEY is not set" not in served.stderr()
         stop(served, signal.SIGTERM)
+
+
+def noted(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The ``noted`` command in its own process."""
+    return subprocess.run(
+        [sys.executable, "-m", "noted.cli", *args],
+        capture_output=True,
+        text=True,
+        env=clean_env(COLUMNS="200", **env),
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_revoked_tokens_are_refused_by_every_worker(tmp_path: Path) -> None:
+    db = str(tmp_path / "revoked.db")
+    admin = {"Authorization": f"Bearer {KEY}"}
+    env = clean_env(NOTED_API_KEY=KEY)
+    with serve(tmp_path, "--db", db, "--workers", "2", "--no-access-log", env=env) as served:
+        url = served.url
+
+        def token(user: str) -> dict[str, str]:
+            made = httpx.post(f"{url}/tokens", json={"user_id": user}, headers=admin)
+            assert made.status_code == 201, made.text
+            return {"Authorization": f"Bearer {made.json()['token']}"}
+
+        def statuses(headers: dict[str, str]) -> set[int]:
+            """Answers to the fast listing and to routes behind the framework, several
+            times over so that both workers answer."""
+            found = set()
+            for _ in range(3):
+                for path in ("/memories", "/memory_topics", "/sessions"):
+                    found.add(httpx.get(f"{url}{path}", headers=headers).status_code)
+            return found
+
+        alice, bob = token("alice"), token("bob")
+        assert statuses(alice) == statuses(bob) == {200}
+        done = noted(tmp_path, "token", "--revoke", "alice", "--db", db)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("revoked alice's tokens issued at or before ")
+        assert statuses(alice) == {401}
+        refused = httpx.get(f"{url}/memories", headers=alice).json()
+        assert refused["detail"] == "the token has been revoked: ask for a new one"
+        assert statuses(bob) == {200}
+        alice_again = token("alice")  # issued after the revocation
+        assert statuses(alice_again) == {200}
+
+        assert httpx.post(f"{url}/tokens/revocations", json={}, headers=bob).status_code == 403
+        everyone = httpx.post(f"{url}/tokens/revocations", json={}, headers=admin)
+        assert everyone.status_code == 201, everyone.text
+        assert everyone.json()["user_id"] is None
+        assert statuses(bob) == statuses(alice_again) == {401}
+        assert statuses(admin) == {200}  # the admin key is no token
+        carol = token("carol")
+        assert statuses(carol) == {200}
+        later = httpx.post(
+            f"{url}/tokens/revocations",
+            json={"user_id": "carol", "before": "2000-01-01T00:00:00Z"},
+            headers=admin,
+        )
+        assert later.status_code == 201
+        assert later.json()["revoked_before"] == "2000-01-01T00:00:00.000000+00:00"
+        assert statuses(carol) == {200}  # an old cutoff catches no new token
+        for bad in ({"before": 1_700_000_000}, {"before": "2020-01-01T00:00:00"}):
+            answer = httpx.post(f"{url}/tokens/revocations", json=bad, headers=admin)
+            assert answer.status_code == 422, (bad, answer.text)
+        assert statuses(carol) == {200}
+        future = httpx.post(
+            f"{url}/tokens/revocations", json={"before": "2999-01-01T00:00:00Z"}, headers=admin
+        )
+        assert future.status_code == 201  # a later time is taken as now
+        assert future.json()["revoked_before"] < "2999"
+        assert statuses(carol) == {401}
+        carol = token("carol")
+        assert statuses(carol) == {200}
+        everyone_cli = noted(tmp_path, "token", "--revoke-all", "--json", "--db", db)
+        assert everyone_cli.returncode == 0, everyone_cli.stderr
+        assert json.loads(everyone_cli.stdout)["user_id"] is None
+        assert statuses(carol) == {401}
+
+
+def test_a_token_living_longer_than_allowed_is_refused(tmp_path: Path) -> None:
+    secret = derive_secret(KEY)
+    now = int(time.time())
+
+    def forged(lifetime: int) -> dict[str, str]:
+        claims = {"sub": "alice", "iss": "noted", "iat": now - 10, "exp": now - 10 + lifetime}
+        return {"Authorization": f"Bearer {jwt.encode(claims, secret, algorithm='HS256')}"}
+
+    env = clean_env(NOTED_API_KEY=KEY)
+    with serve(tmp_path, "--db", str(tmp_path / "l.db"), "--no-access-log", env=env) as served:
+        year = 365 * 24 * 3600
+        assert httpx.get(f"{served.url}/memories", headers=forged(year)).status_code == 200
+        for lifetime in (year + 1, 10 * year):
+            refused = httpx.get(f"{served.url}/memories", headers=forged(lifetime))
+            assert refused.status_code == 401
+            assert "lives longer than this server allows" in refused.json()["detail"]
+
+
+def test_token_command_refuses_unclear_requests(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NOTED_DB", str(tmp_path / "t.db"))
+    for args in (
+        [],
+        ["alice", "--revoke", "bob"],
+        ["--revoke", "bob", "--revoke-all"],
+        ["alice", "--before", "2020-01-01"],
+        ["--revoke", "bob", "--before", "yesterday"],
+        ["--revoke", " "],
+    ):
+        assert main(["token", *args]) == 1, args
+        assert "Traceback" not in capsys.readouterr().err
+    assert main(["token", "--revoke", "bob", "--before", "2020-01-01T00:00:00"]) == 0
+    assert "at or before 2020-01-01T00:00:00+00:00" in capsys.readouterr().out
+    assert SqliteDb(tmp_path / "t.db").tokens_revoked_before("bob") == 1577836800.0
+
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+}
+
+
+def test_served_answers_carry_security_headers(tmp_path: Path) -> None:
+    admin = {"Authorization": f"Bearer {KEY}"}
+    env = clean_env(NOTED_API_KEY=KEY)
+    with serve(tmp_path, "--db", str(tmp_path / "h.db"), "--no-access-log", env=env) as served:
+        url = served.url
+        httpx.post(
+            f"{url}/memories", json={"memory": "Ava likes tea", "user_id": "ava"}, headers=admin
+        )
+        answers = {
+            "page": httpx.get(f"{url}/"),
+            "script": httpx.get(f"{url}/static/app.js"),
+            "docs": httpx.get(f"{url}/docs"),
+            "docs script": httpx.get(f"{url}/docs/assets/swagger-ui-bundle.js"),
+            "listing": httpx.get(f"{url}/memories", headers=admin),  # the fast path
+            "search": httpx.get(
+                f"{url}/memories", params={"user_id": "ava", "search_content": "tea"}, headers=admin
+            ),
+            "unauthorized": httpx.get(f"{url}/memories"),
+            "not found": httpx.get(f"{url}/nowhere"),
+            "invalid": httpx.get(f"{url}/memories", params={"limit": 0}, headers=admin),
+            "health": httpx.get(f"{url}/health"),
+            "schema": httpx.get(f"{url}/openapi.json"),
+        }
+    for name, answer in answers.items():
+        for header, value in SECURITY_HEADERS.items():
+            assert answer.headers.get(header) == value, (name, header, answer.headers)
+        assert "frame-ancestors 'none'" in answer.headers["content-security-policy"], name
+    assert [answers[n].status_code for n in ("listing", "search", "unauthorized", "invalid")] == [
+        200,
+        200,
+        401,
+        422,
+    ]
+    for name in ("page", "script"):
+        policy = answers[name].headers["content-security-policy"]
+        assert "script-src 'self';" in policy, policy
+        assert "'unsafe-inline'" not in policy and "'unsafe-eval'" not in policy
+    assert "script-src 'self';" in answers["docs"].headers["content-security-policy"]
+    for name in ("listing", "search", "health", "schema", "not found"):
+        assert answers[name].headers["content-security-policy"] == (
+            "default-src 'none'; frame-ancestors 'none'"
+        )
+    assert "cdn" not in answers["docs"].text.lower()
+    assert "SwaggerUIBundle" in answers["docs script"].text
 
 
 def test_serve_with_a_config_file_and_an_agent(tmp_path: Path) -> None:

@@ -9,6 +9,9 @@ again with a user token (whose walls must not turn into server errors either).
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -74,7 +77,11 @@ class Served:
         self.ids = ids
         self.schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
         self.admin = {"Authorization": f"Bearer {KEY}"}
-        self.user = {"Authorization": f"Bearer {issue_token('ava', SECRET)}"}
+
+    @property
+    def user(self) -> dict[str, str]:
+        """A token of ava's issued now (generated requests revoke tokens issued so far)."""
+        return {"Authorization": f"Bearer {issue_token('ava', SECRET)}"}
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +183,7 @@ def test_answers_about_a_memory_that_exists(
         POSITIVE,
         examples=15,
         path_parameters={"memory_id": served.ids[name]},
+        query={"user_id": "ava"},  # the token's user, which the schema asks for
     )
     assert max(statuses) < 500
     assert statuses.keys() & {200, 204}, statuses
@@ -215,6 +223,7 @@ def test_every_operation_is_run() -> None:
         "POST /agents/{agent_id}/runs",
         "GET /health",
         "POST /tokens",
+        "POST /tokens/revocations",
     } == labels
 
 
@@ -330,3 +339,56 @@ def test_the_checks_catch_a_broken_route(
     error = caught.value
     failures = list(error.exceptions) if isinstance(error, FailureGroup) else [error]
     assert code in {f.code for f in failures}, failures
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_schemathesis_run_with_every_check_finds_nothing(tmp_path: Path) -> None:
+    """The contract as its users check it: ``schemathesis run --checks all`` (examples,
+    coverage, fuzzing and stateful phases) with the admin key and the project's
+    schemathesis.toml, a fixed seed and few examples per operation, so that it is
+    repeatable and quick. The store holds sessions, so that the stateful phase can follow
+    the link from ``GET /sessions`` to a session."""
+    db = SqliteDb(tmp_path / "contract.db")
+    memory = Memory(db)
+    for user in ("ava", "bob"):
+        memory.add_user_memory(UserMemory(f"{user} likes tea", topics=["drinks"]), user)
+        db.append_run(
+            RunResult(run_id=f"r-{user}", session_id=f"s-{user}", user_id=user, input="hi")
+        )
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "--config-file",
+        str(ROOT / "schemathesis.toml"),
+        "run",
+        "--checks",
+        "all",
+        "--seed",
+        "20",
+        "--max-examples",
+        "5",
+        "--no-color",
+        "-H",
+        f"Authorization: Bearer {KEY}",
+    ]
+    try:
+        with live_server(create_app(db, api_key=KEY, token_secret=SECRET)) as url:
+            done = subprocess.run(
+                [*command, f"{url}/openapi.json"],
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+                cwd=tmp_path,  # where schemathesis keeps its cache
+            )
+    finally:
+        db.close()
+    report = done.stdout + done.stderr
+    assert done.returncode == 0, report[-8000:]
+    for phase in ("Coverage", "Fuzzing", "Stateful"):
+        assert re.search(rf"✅ +{phase}", report), (phase, report[-4000:])
+    assert not re.search(r"❌", report), report[-4000:]
+    assert re.search(r"API Links: +[1-9]", report), report[-4000:]  # links were followed

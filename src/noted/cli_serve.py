@@ -7,6 +7,7 @@ import ipaddress
 import os
 import socket
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = ["add_server_commands"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7777
+MIN_KEY_LENGTH = 32  # an API key that guards a server reachable from other hosts
 
 Command = Callable[[Memory, argparse.Namespace], int]
 
@@ -42,9 +44,17 @@ def is_loopback(host: str) -> bool:
 
 
 def check_exposure(host: str) -> None:
-    """Refuse to listen beyond loopback without ``NOTED_API_KEY``; warn that without it
-    every request is the admin."""
-    if os.environ.get("NOTED_API_KEY"):
+    """Refuse to listen beyond loopback without ``NOTED_API_KEY``, or with one too short to
+    resist guessing; warn that without it every request is the admin."""
+    key = os.environ.get("NOTED_API_KEY") or ""
+    if key and len(key) < MIN_KEY_LENGTH and not is_loopback(host):
+        raise UserError(
+            f"refusing to listen on {host} with a {len(key)}-character NOTED_API_KEY: "
+            f"anyone who can reach it could guess a key that short. Use at least "
+            f"{MIN_KEY_LENGTH} random characters, for example the output of "
+            '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+        )
+    if key:
         return
     if not is_loopback(host):
         raise UserError(
@@ -114,17 +124,47 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
 
 
 def cmd_token(memory: Memory, args: argparse.Namespace) -> int:
+    from noted.db.revocations import TokenRevocations
     from noted.server.auth import Auth
 
+    revoking = args.revoke is not None or args.revoke_all
+    if revoking == (args.user_id is not None) or (args.revoke is not None and args.revoke_all):
+        raise UserError("give a USER_ID to issue a token for, or --revoke USER_ID, or --revoke-all")
+    if args.before is not None and not revoking:
+        raise UserError("--before goes with --revoke or --revoke-all")
+    store = memory.db if revoking and isinstance(memory.db, TokenRevocations) else None
     auth = Auth(
-        os.environ.get("NOTED_API_KEY") or None, os.environ.get("NOTED_TOKEN_SECRET") or None
+        os.environ.get("NOTED_API_KEY") or None,
+        os.environ.get("NOTED_TOKEN_SECRET") or None,
+        store,
     )
+    if revoking:
+        cutoff = auth.revoke(args.revoke, _time_arg(args.before))
+        whose = f"{args.revoke}'s tokens" if args.revoke is not None else "every user's tokens"
+        if args.json:
+            emit_json({"user_id": args.revoke, "revoked_before": cutoff.isoformat()})
+        else:
+            out.print(f"revoked {whose} issued at or before {cutoff.isoformat()}", soft_wrap=True)
+        return 0
     token = auth.issue(args.user_id, args.expires_in)
     if args.json:
         emit_json({"token": token, "user_id": args.user_id, "expires_in": args.expires_in})
     else:
         out.print(token, soft_wrap=True)
     return 0
+
+
+def _time_arg(text: str | None) -> datetime | None:
+    """``--before``: an ISO 8601 time (UTC when it names no offset)."""
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserError(
+            f"--before must be an ISO 8601 time such as 2026-01-31T12:00:00Z, got {text!r}"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def add_server_commands(
@@ -167,10 +207,24 @@ def add_server_commands(
     token = groups.add_parser(
         "token",
         parents=[common],
-        help="print a user token for the server",
+        help="print a user token for the server, or revoke tokens",
         description="Print a signed token that reaches one user's memories and sessions only "
-        "(signed with NOTED_TOKEN_SECRET, or a key derived from NOTED_API_KEY).",
+        "(signed with NOTED_TOKEN_SECRET, or a key derived from NOTED_API_KEY); or revoke a "
+        "user's tokens, or everyone's, in the store that the server uses.",
     )
-    token.add_argument("user_id", help="the user the token is for")
+    token.add_argument("user_id", nargs="?", help="the user the token is for")
     token.add_argument("--expires-in", type=int, default=86400, help="seconds (default one day)")
+    token.add_argument(
+        "--revoke",
+        metavar="USER_ID",
+        help="revoke this user's tokens issued so far (kept in --db: every server on it sees it)",
+    )
+    token.add_argument(
+        "--revoke-all", action="store_true", help="revoke every user's tokens issued so far"
+    )
+    token.add_argument(
+        "--before",
+        metavar="TIME",
+        help="with --revoke or --revoke-all: only tokens issued at or before this ISO 8601 time",
+    )
     token.set_defaults(func=cmd_token)

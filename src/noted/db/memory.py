@@ -19,6 +19,7 @@ from noted.db.base import (
     check_page,
     write_in_transaction,
 )
+from noted.db.revocations import InMemoryRevocations
 from noted.errors import ConflictError, UserError
 from noted.retrieval.vectors import Vector, check_vector, search_target
 from noted.schema import UserMemory, UserStats
@@ -34,7 +35,7 @@ def _side(memory: UserMemory | None) -> _Side:
     return None if memory is None else (memory.memory, tuple(memory.topics))
 
 
-class InMemoryDb(StoreContext):
+class InMemoryDb(InMemoryRevocations, StoreContext):
     """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
 
     def __init__(self) -> None:
@@ -47,6 +48,7 @@ class InMemoryDb(StoreContext):
         self._events: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         # memory_id -> (model, the text it was made from, vector)
         self._embeddings: dict[str, tuple[str, str, Vector]] = {}
+        self._revoked: dict[str, float] = {}  # token revocations: subject -> cutoff
 
     def __repr__(self) -> str:
         return "InMemoryDb()"

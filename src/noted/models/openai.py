@@ -4,6 +4,13 @@
 the llama.cpp server, LM Studio, OpenRouter, ...): point ``base_url`` at the server.
 :class:`Ollama` is the same adapter aimed at a local Ollama.
 
+Structured output (a request with ``response_schema``) is asked for as
+``response_format: {"type": "json_schema", ...}``. A server that refuses that format (the
+llama-cpp-python server answers 422, or 500 wrapping its validation error) is asked again in
+JSON mode with the schema (``{"type": "json_object", "schema": ...}``), and if it refuses
+that too, for plain JSON with the schema in the prompt. The format a server took is
+remembered per base URL for the life of the process and the fallback is logged once.
+
 The ``openai`` package is imported on first use, so ``import noted`` works without it;
 install it with ``pip install 'noted[openai]'``. The SDK's own retries are turned off:
 noted retries rate limits, server errors and lost connections itself (see
@@ -13,10 +20,11 @@ noted retries rate limits, server errors and lost connections itself (see
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
 from noted.errors import ModelConnectionError, ModelError, ModelOutputError, UserError
@@ -42,6 +50,16 @@ _OLLAMA_DEFAULT_HOST = "http://localhost:11434"
 _OLLAMA_DEFAULT_PORT = 11434
 _MAX_ERROR_TEXT = 2000
 
+log = logging.getLogger("noted.models")
+
+JsonMode = Literal["json_schema", "json_object", "prompt"]
+_FALLBACK: Final[dict[JsonMode, JsonMode]] = {"json_schema": "json_object", "json_object": "prompt"}
+_REFUSAL_STATUSES: Final = frozenset((400, 422, 500))
+_SCHEMA_PROMPT: Final = (
+    "Answer with one JSON object and nothing else (no prose, no code fence). "
+    "It must match this JSON schema:\n"
+)
+
 
 class OpenAIChat(HTTPChatModel):
     """A chat model behind the OpenAI Chat Completions API.
@@ -55,6 +73,8 @@ class OpenAIChat(HTTPChatModel):
 
     provider = "openai"
     api_key_envs = ("OPENAI_API_KEY",)
+    # base URL -> the structured-output format that server accepts (see the module doc)
+    json_modes: ClassVar[dict[str, JsonMode]] = {}
 
     def __init__(
         self,
@@ -92,7 +112,16 @@ class OpenAIChat(HTTPChatModel):
 
     # -- requests ------------------------------------------------------------------------
 
-    def _params(self, request: ModelRequest) -> dict[str, Any]:
+    def _json_mode(self, request: ModelRequest) -> JsonMode | None:
+        """How to ask this server for structured output (None: not asked for)."""
+        if request.response_schema is None:
+            return None
+        return self.json_modes.get(self._server(), "json_schema")
+
+    def _server(self) -> str:
+        return str(self._clients.get().base_url).rstrip("/")
+
+    def _params(self, request: ModelRequest, mode: JsonMode | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": self.id,
             "messages": [_message_param(m) for m in request.messages],
@@ -101,36 +130,64 @@ class OpenAIChat(HTTPChatModel):
             params["tools"] = [_tool_param(t) for t in request.tools]
         if request.response_schema is not None:
             schema = dict(request.response_schema)
-            params["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": request.response_schema_name,
-                    "schema": schema,
-                    "strict": schema.get("additionalProperties") is False,
-                },
-            }
+            if mode == "prompt":
+                _add_instruction(params["messages"], _SCHEMA_PROMPT + json.dumps(schema))
+            elif mode == "json_object":
+                params["response_format"] = {"type": "json_object", "schema": schema}
+            else:
+                params["response_format"] = {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": request.response_schema_name,
+                        "schema": schema,
+                        "strict": schema.get("additionalProperties") is False,
+                    },
+                }
         if self.max_tokens is not None:
             params["max_tokens"] = self.max_tokens
         if self.temperature is not None:
             params["temperature"] = self.temperature
         return params
 
-    async def _send(self, request: ModelRequest) -> ModelResponse:
-        params = self._params(request)
+    async def _create(self, request: ModelRequest, **extra: Any) -> Any:
+        """``chat.completions.create`` for the request, falling back to the next
+        structured-output format while the server refuses the one asked for."""
         client = self._clients.get()
+        while True:
+            mode = self._json_mode(request)
+            try:
+                return await client.chat.completions.create(**self._params(request, mode), **extra)
+            except self._sdk().APIStatusError as exc:
+                if mode is None or mode not in _FALLBACK or not _refuses(exc, mode):
+                    raise
+                self._fall_back(mode, _FALLBACK[mode], exc)
+
+    def _fall_back(self, refused: JsonMode, to: JsonMode, exc: Any) -> None:
+        server = self._server()
+        if self.json_modes.get(server, "json_schema") == refused:
+            self.json_modes[server] = to
+            how = "JSON mode with the schema" if to == "json_object" else "the schema in the prompt"
+            log.warning(
+                "%s at %s refused response_format %s (HTTP %s); asking for %s from now on",
+                self.provider,
+                server,
+                refused,
+                exc.status_code,
+                how,
+            )
+
+    async def _send(self, request: ModelRequest) -> ModelResponse:
         with self._mapped_errors():
-            completion = await client.chat.completions.create(**params)
+            completion = await self._create(request)
         return self._response(completion)
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
-        params = self._params(request)
-        client = self._clients.get()
         usage: Any = None
         finish_reason: str | None = None
         model: str | None = None
         with self._mapped_errors():
-            stream = await client.chat.completions.create(
-                **params, stream=True, stream_options={"include_usage": True}
+            stream = await self._create(
+                request, stream=True, stream_options={"include_usage": True}
             )
             async with stream:
                 async for chunk in stream:
@@ -266,6 +323,24 @@ def _message_param(message: Message) -> dict[str, Any]:
             ],
         }
     return {"role": message.role, "content": message.content or ""}
+
+
+def _add_instruction(messages: list[dict[str, Any]], text: str) -> None:
+    """Add ``text`` to the system message (the first message), or start with one."""
+    if messages and messages[0]["role"] == "system":
+        messages[0] = {**messages[0], "content": f"{messages[0]['content']}\n\n{text}"}
+    else:
+        messages.insert(0, {"role": "system", "content": text})
+
+
+def _refuses(exc: Any, mode: JsonMode) -> bool:
+    """Whether an error answer is the server refusing the ``response_format`` it was sent
+    (a validation error naming it, answered 400, 422, or 500 by servers that wrap it)."""
+    if exc.status_code not in _REFUSAL_STATUSES:
+        return False
+    response = getattr(exc, "response", None)
+    text = response.text if response is not None else str(exc.body)
+    return "response_format" in text or mode in text
 
 
 def _tool_param(tool: ToolDefinition) -> dict[str, Any]:

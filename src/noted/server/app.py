@@ -12,7 +12,8 @@ schema at ``/openapi.json`` (browsable at ``/docs``).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any, Final
 
@@ -20,12 +21,15 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp
 
 from noted import __version__
+from noted._time import iso
 from noted.agent import Agent
 from noted.db.base import Store
+from noted.db.revocations import TokenRevocations
 from noted.db.urls import open_store
 from noted.errors import (
     ConflictError,
@@ -38,11 +42,22 @@ from noted.memory import Memory
 from noted.retrieval.embedders import Embedder
 from noted.server.agents import agent_id_of, agent_routes
 from noted.server.auth import Auth, Unauthorized
+from noted.server.docs import docs_routes
 from noted.server.fast import FastMemoryList
+from noted.server.headers import SecurityHeaders
 from noted.server.limits import BodyLimit
 from noted.server.memories import memory_routes
+from noted.server.openapi import amend_openapi
 from noted.server.responses import json_response
-from noted.server.schemas import ERRORS, Error, Health, TokenOut, TokenRequest
+from noted.server.schemas import (
+    ERRORS,
+    Error,
+    Health,
+    RevocationOut,
+    RevocationRequest,
+    TokenOut,
+    TokenRequest,
+)
 from noted.server.services import Services
 from noted.server.sessions import session_routes
 
@@ -50,10 +65,13 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
 STATIC: Final = resources.files("noted.server") / "static"
+Route = Callable[..., Response]
 
 
-def _error(status: int, detail: str, **extra: Any) -> Response:
+def _error(status: int, detail: str, *, allow: str | None = None, **extra: Any) -> Response:
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if allow is not None:
+        headers = {"Allow": allow}
     return json_response({"detail": detail, **extra}, status, headers)
 
 
@@ -71,6 +89,24 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "string_unicode":
         return f"{where}: must be valid Unicode text (it has an unpaired surrogate)"
     return f"{where}: {error.get('msg', 'invalid')}"
+
+
+def _unparsable(exc: HTTPException) -> str:
+    """Why a body could not be parsed at all (the parser's own failure is the cause)."""
+    if isinstance(exc.__cause__, RecursionError):
+        return "it is nested too deeply (arrays or objects inside each other)"
+    return "it is not UTF-8 text"
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """The documented methods of the route at ``path`` (a 405's ``Allow``)."""
+    found: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        parts = re.split(r"(\{[^/}]+\})", template)
+        pattern = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+        if re.fullmatch(pattern, path):
+            found |= {method.upper() for method in operations}
+    return sorted(found)
 
 
 def _plain(error: dict[str, Any]) -> dict[str, Any]:
@@ -107,8 +143,15 @@ def _handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            allowed = ", ".join(_allowed_methods(app, request.url.path)) or (
+                (exc.headers or {}).get("Allow", "")
+            )
+            return _error(
+                405, f"{request.method} is not allowed here: use {allowed}", allow=allowed
+            )
         if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
-            return _error(400, "the request body is not valid JSON: it is not UTF-8 text")
+            return _error(400, f"the request body is not valid JSON: {_unparsable(exc)}")
         return await http_exception_handler(request, exc)
 
     app.add_exception_handler(Unauthorized, unauthorized)
@@ -123,10 +166,12 @@ def _handlers(app: FastAPI) -> None:
 
 class _NotedApp(FastAPI):
     """FastAPI with the plain listing answered first, before even Starlette's outermost
-    error middleware (the fast path maps no errors: it leaves every failure to the route)."""
+    error middleware (the fast path maps no errors: it leaves every failure to the route),
+    and the security headers on every other answer (the fast path adds its own)."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return FastMemoryList(super().build_middleware_stack(), self.state.noted)
+        framework = SecurityHeaders(super().build_middleware_stack())
+        return FastMemoryList(framework, self.state.noted)
 
 
 def _agents(agent: Agent | Sequence[Agent] | None) -> dict[str, Agent]:
@@ -176,12 +221,15 @@ def create_app(
     auth = Auth(
         api_key if api_key is not None else os.environ.get("NOTED_API_KEY") or None,
         token_secret if token_secret is not None else os.environ.get("NOTED_TOKEN_SECRET") or None,
+        memory.db if isinstance(memory.db, TokenRevocations) else None,
     )
     svc = Services(memory.db, memory, auth, _agents(agent))
     app = _NotedApp(
         title="noted",
         version=__version__,
         summary="Long-term memory for LLM agents: user memories, sessions and agents over HTTP.",
+        docs_url=None,  # served from the Swagger UI package by docs_routes, not a CDN
+        redoc_url=None,
     )
     app.state.noted = svc
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
@@ -192,6 +240,8 @@ def create_app(
         app.include_router(agent_routes(svc))
     _service_routes(app, svc)
     _page_routes(app)
+    docs_routes(app)
+    amend_openapi(app)
     if mcp:
         from noted.mcp import create_server
         from noted.mcp.http import mount_mcp
@@ -212,20 +262,31 @@ def _service_routes(app: FastAPI, svc: Services) -> None:
             }
         )
 
-    @app.post(
-        "/tokens",
-        tags=["service"],
-        status_code=201,
-        summary="Issue a user token (admin key only)",
-        responses={
-            201: {"model": TokenOut},
-            403: {"model": Error, "description": "A user token cannot issue tokens"},
-            **ERRORS,
-        },
-    )
+    def admin_post(
+        path: str, summary: str, answer: type[BaseModel], what: str
+    ) -> Callable[[Route], Route]:
+        """A POST route for the admin key only (a user token gets 403)."""
+        return app.post(
+            path,
+            tags=["service"],
+            status_code=201,
+            summary=f"{summary} (admin key only)",
+            responses={
+                201: {"model": answer},
+                403: {"model": Error, "description": f"A user token cannot {what}"},
+                **ERRORS,
+            },
+        )
+
+    def refused(request: Request, what: str) -> Response | None:
+        if svc.auth.authenticate(request.headers.get("authorization")).is_admin:
+            return None
+        return _error(403, f"only the admin key can {what}")
+
+    @admin_post("/tokens", "Issue a user token", TokenOut, "issue tokens")
     def issue(request: Request, body: TokenRequest) -> Response:
-        if not svc.auth.authenticate(request.headers.get("authorization")).is_admin:
-            return _error(403, "only the admin key can issue tokens")
+        if (no := refused(request, "issue tokens")) is not None:
+            return no
         token = svc.auth.issue(body.user_id, body.expires_in)
         return json_response(
             {
@@ -236,6 +297,18 @@ def _service_routes(app: FastAPI, svc: Services) -> None:
             },
             201,
         )
+
+    @admin_post(
+        "/tokens/revocations",
+        "Revoke one user's tokens, or everyone's, issued up to a time",
+        RevocationOut,
+        "revoke tokens",
+    )
+    def revoke(request: Request, body: RevocationRequest) -> Response:
+        if (no := refused(request, "revoke tokens")) is not None:
+            return no
+        cutoff = svc.auth.revoke(body.user_id, body.before)
+        return json_response({"user_id": body.user_id, "revoked_before": iso(cutoff)}, 201)
 
 
 def _page_routes(app: FastAPI) -> None:

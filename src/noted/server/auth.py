@@ -4,18 +4,24 @@
 - A user token is a JWT (HS256) whose ``sub`` is a user_id. With it, every request is about
   that user only: naming another user, or another user's memory or session, answers 404.
   Tokens are signed with ``NOTED_TOKEN_SECRET``, or with a key derived from the API key.
+  A token is refused when it has expired, when its lifetime is longer than a year, or when
+  the store holds a revocation of its user's tokens (or everyone's) issued at or before it
+  (see :mod:`noted.db.revocations`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Final
 
 import jwt
 
+from noted.db.revocations import TokenRevocations
 from noted.errors import NotFoundError, UserError
 from noted.schema import require_id
 
@@ -77,8 +83,11 @@ def issue_token(user_id: str, secret: str, expires_in: int = 3600) -> str:
     user = require_id("user_id", user_id)
     if type(expires_in) is not int or not 1 <= expires_in <= MAX_TOKEN_LIFETIME:
         raise UserError(f"expires_in must be 1..{MAX_TOKEN_LIFETIME} seconds, got {expires_in!r}")
-    now = int(time.time())
-    claims = {"sub": user, "iss": ISSUER, "iat": now, "exp": now + expires_in}
+    now = time.time()
+    # issued-at to the millisecond (never later than now), so that a token issued just
+    # after a revocation is not caught by it
+    issued = math.floor(now * 1000) / 1000
+    claims = {"sub": user, "iss": ISSUER, "iat": issued, "exp": int(now) + expires_in}
     return jwt.encode(claims, _check_secret(secret), algorithm=ALGORITHM)
 
 
@@ -87,12 +96,18 @@ class Auth:
     (the server then listens on 127.0.0.1 only); user tokens are checked when a secret
     (given, or derived from the API key) exists."""
 
-    def __init__(self, api_key: str | None = None, token_secret: str | None = None) -> None:
+    def __init__(
+        self,
+        api_key: str | None = None,
+        token_secret: str | None = None,
+        revocations: TokenRevocations | None = None,
+    ) -> None:
         if api_key is not None and not api_key.strip():
             raise UserError("the API key must not be empty")
         self.api_key = api_key
         secret = token_secret or (derive_secret(api_key) if api_key else None)
         self.token_secret = None if secret is None else _check_secret(secret)
+        self.revocations = revocations
 
     @property
     def open(self) -> bool:
@@ -103,6 +118,22 @@ class Auth:
         if self.token_secret is None:
             raise UserError("user tokens need NOTED_TOKEN_SECRET or NOTED_API_KEY")
         return issue_token(user_id, self.token_secret, expires_in)
+
+    def revoke(self, user_id: str | None, before: datetime | None = None) -> datetime:
+        """Revoke ``user_id``'s tokens (None: everyone's) issued at or before ``before``
+        (default, and at the latest: now, so that tokens issued later keep working).
+        Returns the cutoff in force."""
+        if self.revocations is None:
+            raise UserError("this server's store keeps no token revocations")
+        now = time.time()
+        if before is None:
+            cutoff = now
+        elif not isinstance(before, datetime) or before.tzinfo is None:
+            raise UserError(f"before must be a time with its UTC offset, got {before!r}")
+        else:
+            cutoff = min(before.timestamp(), now)
+        kept = self.revocations.revoke_tokens(user_id, cutoff)
+        return datetime.fromtimestamp(kept, UTC)
 
     def authenticate(self, header: str | None) -> Principal:
         if header is None:
@@ -121,8 +152,7 @@ class Auth:
             raise Unauthorized("this server accepts no tokens (no NOTED_TOKEN_SECRET is set)")
         return Principal(self._user_of(credential, self.token_secret))
 
-    @staticmethod
-    def _user_of(token: str, secret: str) -> str:
+    def _user_of(self, token: str, secret: str) -> str:
         try:
             claims = jwt.decode(
                 token,
@@ -136,6 +166,21 @@ class Auth:
         except jwt.PyJWTError:
             raise Unauthorized("invalid API key or token") from None
         try:
-            return require_id("sub", claims["sub"])
+            user = require_id("sub", claims["sub"])
         except UserError:
             raise Unauthorized("invalid token: its subject is not a user id") from None
+        issued, expires = claims["iat"], claims["exp"]
+        if not all(
+            isinstance(t, int | float) and not isinstance(t, bool) for t in (issued, expires)
+        ):
+            raise Unauthorized("invalid token: its times are not numbers")
+        if expires - issued > MAX_TOKEN_LIFETIME:
+            raise Unauthorized(
+                f"the token lives longer than this server allows ({MAX_TOKEN_LIFETIME} s): "
+                "issue a new one"
+            )
+        if self.revocations is not None:
+            cutoff = self.revocations.tokens_revoked_before(user)
+            if cutoff is not None and issued <= cutoff:
+                raise Unauthorized("the token has been revoked: ask for a new one")
+        return user

@@ -19,6 +19,7 @@ from noted.db.base import SORT_FIELDS, SORT_ORDERS, MemoryQuery
 from noted.errors import NotedError
 from noted.schema import check_id
 from noted.server.auth import Unauthorized
+from noted.server.headers import API_HEADERS
 from noted.server.memories import memory_page, topic_filter
 from noted.server.responses import json_bytes
 from noted.server.schemas import MAX_ID_CHARS, MAX_LIMIT, MAX_PAGE, MAX_TOPICS
@@ -28,7 +29,7 @@ __all__ = ["FastMemoryList"]
 
 _IDS: Final = ("user_id", "agent_id", "team_id")
 _KNOWN: Final = frozenset((*_IDS, "topics", "page", "limit", "sort_by", "sort_order"))
-_HEADERS: Final = [(b"content-type", b"application/json")]
+_HEADERS: Final = [(b"content-type", b"application/json"), *API_HEADERS]
 
 
 def _number(value: str | None, default: int, top: int) -> int | None:

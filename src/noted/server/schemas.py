@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from noted.limits import MAX_ID_LENGTH, MAX_MEMORY_LENGTH
 
@@ -54,6 +54,24 @@ class BulkDelete(Body):
 class TokenRequest(Body):
     user_id: Id
     expires_in: Annotated[int, Field(ge=1, le=365 * 24 * 3600)] = 3600
+
+
+class RevocationRequest(Body):
+    user_id: Annotated[
+        Id | None, Field(description="Whose tokens: one user, or everyone's when left out")
+    ] = None
+    before: Annotated[
+        AwareDatetime | None,
+        Field(description="Tokens issued at or before this time (default, and at the latest: now)"),
+    ] = None
+
+    @field_validator("before", mode="before")
+    @classmethod
+    def _iso_text(cls, value: object) -> object:
+        """A time is ISO 8601 text with its offset, never a number."""
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 time such as 2026-01-31T12:00:00Z")
+        return value
 
 
 class RunRequest(Body):
@@ -153,6 +171,11 @@ class TokenOut(BaseModel):
     token_type: Literal["bearer"]
     user_id: str
     expires_in: int
+
+
+class RevocationOut(BaseModel):
+    user_id: str | None
+    revoked_before: str
 
 
 class AgentOut(BaseModel):

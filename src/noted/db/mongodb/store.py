@@ -53,6 +53,7 @@ from noted.db.mongodb.server import (
     safe_url,
     url_secrets,
 )
+from noted.db.revocations import MongoRevocations
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.ranking import fts_terms
@@ -91,7 +92,7 @@ class _Collections:
     runs: Collection[Doc]
 
 
-class MongoDb(StoreContext):
+class MongoDb(MongoRevocations, StoreContext):
     """Memories and sessions in a MongoDB database, one collection each for memories
     (``<memory_table>``), their history (``<memory_table>_events``), each user's generation
     (``<memory_table>_generations``), sessions (``<session_table>``) and runs

@@ -36,6 +36,7 @@ from noted.db.base import (
     check_page,
     write_in_transaction,
 )
+from noted.db.revocations import PostgresRevocations
 from noted.errors import (
     ConflictError,
     MissingDependencyError,
@@ -79,7 +80,7 @@ _EXACT_SEARCH_LIMIT = 20_000
 _warned_no_pgvector = False
 
 
-class PostgresDb(StoreContext):
+class PostgresDb(PostgresRevocations, StoreContext):
     """Memories and sessions in PostgreSQL, tables and indexes created on first use.
 
     ``db_url`` is a ``postgresql://`` (or ``postgresql+psycopg://``) URL. Connections come

@@ -1,0 +1,67 @@
+"""Token revocations kept by every backend: per user, for everyone, only ever moving
+forward, and seen by another store object on the same database (another worker)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from conftest import open_store
+from noted import MemoryStore
+from noted.db.revocations import TokenRevocations
+from noted.errors import UserError
+from servers import Server
+
+
+def revocations(store: MemoryStore) -> TokenRevocations:
+    assert isinstance(store, TokenRevocations)
+    return store
+
+
+def test_per_user_and_everyone(store: MemoryStore) -> None:
+    db = revocations(store)
+    assert db.tokens_revoked_before("alice") is None  # nothing revoked yet: nothing made
+    assert db.revoke_tokens("alice", 1000.5) == 1000.5
+    assert db.tokens_revoked_before("alice") == 1000.5
+    assert db.tokens_revoked_before("bob") is None
+    assert db.revoke_tokens("alice", 900.0) == 1000.5  # an earlier cutoff changes nothing
+    assert db.tokens_revoked_before("alice") == 1000.5
+    assert db.revoke_tokens(None, 1200.25) == 1200.25
+    assert db.tokens_revoked_before("bob") == 1200.25
+    assert db.tokens_revoked_before("alice") == 1200.25  # everyone's is later than hers
+    assert db.revoke_tokens("alice", 1_700_000_000.123) == 1_700_000_000.123
+    assert db.tokens_revoked_before("alice") == 1_700_000_000.123
+    assert db.tokens_revoked_before("bob") == 1200.25
+    assert db.tokens_revoked_before("") == 1200.25  # never a user id; no crash either
+
+
+@pytest.mark.parametrize(
+    ("user", "before"),
+    [("", 1.0), ("   ", 1.0), (5, 1.0), ("x" * 256, 1.0), ("a", math.nan), ("a", True), ("a", "1")],
+)
+def test_bad_revocations_are_refused(store: MemoryStore, user: object, before: object) -> None:
+    db = revocations(store)
+    with pytest.raises(UserError):
+        db.revoke_tokens(user, before)  # type: ignore[arg-type]
+    assert db.tokens_revoked_before("a") is None
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mongo", "redis"])
+def test_another_store_object_sees_a_revocation(
+    kind: str, servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    names = {"memory_table": f"rv_{kind}_memories", "session_table": f"rv_{kind}_sessions"}
+    first = open_store(kind, servers, tmp_path, **names)
+    second = open_store(kind, servers, tmp_path, **names)
+    if kind == "sqlite":
+        second.close()
+        second = type(first)(first.db_file, **names)  # type: ignore[attr-defined]
+    try:
+        revocations(second).tokens_revoked_before("alice")  # opened before the revocation
+        revocations(first).revoke_tokens("alice", 42.0)
+        assert revocations(second).tokens_revoked_before("alice") == 42.0
+    finally:
+        first.close()
+        second.close()
