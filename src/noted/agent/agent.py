@@ -32,6 +32,7 @@ from noted.agent.tools import Tool, execute_tool_calls, to_tools
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
 from noted.errors import NotedError, UserError
+from noted.memory.index import memory_index
 from noted.memory.manager import MemoryManager
 from noted.memory.memory import DEFAULT_USER_ID, Memory
 from noted.memory.summary import SessionSummarizer
@@ -45,6 +46,7 @@ from noted.models.types import (
     TextDelta,
     ToolCall,
 )
+from noted.retrieval.registry import DEFAULT_EMBEDDER
 from noted.schema import UserMemory, require_id
 from noted.sessions import RunResult, new_run_id, new_session_id
 
@@ -57,6 +59,17 @@ def _check_count(name: str, value: object, minimum: int) -> int:
     if type(value) is not int or value < minimum:
         raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def _scope(scope: object, agent_id: str | None) -> str | None:
+    """The agent id whose memories alone (with those of no agent) the agent sees."""
+    if scope not in ("user", "agent"):
+        raise UserError(f"memory_scope must be 'user' or 'agent', got {scope!r}")
+    if scope == "user":
+        return None
+    if agent_id is None:
+        raise UserError("memory_scope='agent' needs an agent_id (or a name)")
+    return agent_id
 
 
 class Agent:
@@ -95,6 +108,8 @@ class Agent:
         add_memories_to_context: bool | None = None,
         memory_manager: MemoryManager | None = None,
         memory_context_chars: int = 4000,
+        memory_context_tokens: int = 1200,
+        memory_scope: str = "user",
         enable_session_summaries: bool = False,
         add_session_summary_to_context: bool | None = None,
         session_summarizer: SessionSummarizer | None = None,
@@ -129,6 +144,11 @@ class Agent:
             memory_manager,
             _check_count("memory_context_chars", memory_context_chars, 0),
         )
+        if self.memory is not None:
+            self.memory.context_tokens = _check_count(
+                "memory_context_tokens", memory_context_tokens, 0
+            )
+            self.memory.scope_agent = _scope(memory_scope, self.agent_id)
         if enable_agentic_memory and enable_user_memories:
             warnings.warn(
                 "enable_agentic_memory and enable_user_memories are both set: agentic memory "
@@ -174,7 +194,7 @@ class Agent:
             context_chars=context_chars,
             max_memory_length=5000 if memory is None else memory.max_memory_length,
             work=self._work,
-            index=None if memory is None else memory.index,
+            index=memory_index(store, DEFAULT_EMBEDDER) if memory is None else memory.index,
         )
 
     def _summary_settings(
