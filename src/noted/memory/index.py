@@ -2,11 +2,13 @@
 
 Embeddings are made when memories are written (a batch for many), or with
 ``embed_on_write=False`` (the default embedder's way, which keeps writes fast) by the user's
-next search; they are stored with each memory and tagged with the embedder's ``model_name``. A memory written without them (by another
-process, by a tool of an older version, or before an embedder was configured) is embedded
-by the next search of its user, up to ``embed_on_search`` of them; more than that waits for
-:meth:`MemoryIndex.reindex` (``noted memories reindex``), and searches meanwhile use the
-memories that have embeddings (hybrid search still finds the others by keyword).
+next search; they are stored with each memory and tagged with the embedder's
+``model_name``. A memory written without them (by another process, by a tool of an older
+version, or before an embedder was configured) is embedded by the next search of its
+user, up to ``embed_on_search`` of them (every one with ``embed_on_write=False``); more
+than that waits for :meth:`MemoryIndex.reindex` (``noted memories reindex``), and searches
+meanwhile use the memories that have embeddings (hybrid search still finds the others by
+keyword).
 """
 
 from __future__ import annotations
