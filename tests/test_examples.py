@@ -120,7 +120,8 @@ def test_create_memories_after_each_run(tmp_path: Path) -> None:
     remembered, forgotten = out.split("Memories about John Doe:")[1:]
     assert "User likes to hike in the mountains on weekends" in remembered
     assert "User's name is John Doe" in remembered
-    assert "Here is what I remember: User likes to hike" in out  # recalled on the next turn
+    # recalled on the next turn, the name first (it is always kept in view)
+    assert "Here is what I remember: User's name is John Doe; User likes to hike" in out
     assert forgotten.strip() == "[]"  # clearing is allowed in this example
 
 
