@@ -106,7 +106,7 @@ def test_the_manager_updates_an_old_fact_after_thousands_of_newer_ones(
 ) -> None:
     memory = Memory(db=store, embedder=None)
     old = memory.add_user_memory(
-        UserMemory("The user lives in San Francisco", topics=["home"]), "ava"
+        UserMemory("The user's home is in San Francisco", topics=["home"]), "ava"
     )
     memory.add_user_memories(user_facts(3000, seed=11), "ava")
     shown: list[str] = []
@@ -131,9 +131,7 @@ def test_the_manager_updates_an_old_fact_after_thousands_of_newer_ones(
         )
 
     memory.model = FunctionModel(manager)
-    update = memory.create_user_memories(
-        "I moved to Seattle last month, so my home is there now", user_id="ava"
-    )
+    update = memory.create_user_memories("I moved to Seattle, my home is there now", user_id="ava")
     assert update.memory_ids == [old]
     assert memory.get_user_memory(old, "ava").memory == "The user lives in Seattle"  # type: ignore[union-attr]
     assert memory.count_user_memories("ava") == 3001  # updated, not a second home
@@ -186,7 +184,7 @@ def test_an_agent_scoped_to_itself_sees_its_memories_and_those_of_no_agent(
     everyone = Agent(
         model, agent_id="chef", memory=memory, user_id="ava", add_memories_to_context=True
     )  # the default: all the user's memories
-    everyone.run(question)
+    everyone.run("When do I go for a run?")
     assert "The user runs on Sunday mornings" in prompts[1]
     # another user's memories are never among them
     memory.add_user_memory(UserMemory("Bob likes spicy food", agent_id="chef"), "bob")
