@@ -176,7 +176,9 @@ def fill(memory: Memory, user: User, pad: list[str]) -> dict[str, set[str]]:
     return dict(user.facts)
 
 
-def agent_row(memory: Memory, users: list[User], pad_to: int | None, label: str) -> Row:
+def agent_row(
+    memory: Memory, users: list[User], pad_to: int | None, label: str, pool: list[User]
+) -> Row:
     row = Row()
     captured: list[list[Message]] = []
 
@@ -186,7 +188,7 @@ def agent_row(memory: Memory, users: list[User], pad_to: int | None, label: str)
 
     for user in users:
         user_id = user.conversation.sample_id
-        pad = padding(users, user, pad_to - len(user.facts)) if pad_to else []
+        pad = padding(pool, user, pad_to - len(user.facts)) if pad_to else []
         turns_of = fill(memory, user, pad)
         agent = Agent(
             FunctionModel(answer), memory=memory, user_id=user_id, add_memories_to_context=True
@@ -234,19 +236,33 @@ def recency_window(memory: Memory, user_id: str, question: str) -> list[UserMemo
     return fit_memories(rank_memories(recent, question, 30), BUDGET)
 
 
-def run(users: list[User], padded: int, folder: Path) -> dict[str, Any]:
-    rows: dict[str, Row] = {}
+def run(
+    users: list[User], padded: int, folder: Path, pool: list[User], args: argparse.Namespace
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    only = {name.strip() for name in (args.only or "").split(",") if name.strip()}
+
+    def done(name: str, make: Callable[[], Row]) -> None:
+        if only and name not in only:
+            return
+        results[name] = make().summary()
+        print(report({name: results[name]}), flush=True)
+
     plain = Memory(db=SqliteDb(folder / "plain.db"), embedder=None)
-    rows["every memory"] = direct_row(plain, users, every_memory)
-    rows["recency window"] = direct_row(plain, users, recency_window)
-    rows["keyword only"] = agent_row(plain, users, None, "keyword only")
+    done("every memory", lambda: direct_row(plain, users, every_memory))
+    done("recency window", lambda: direct_row(plain, users, recency_window))
+    done("keyword only", lambda: agent_row(plain, users, None, "keyword only", pool))
     embedder = CachedEmbedder()
     default = Memory(db=SqliteDb(folder / "default.db"), embedder=embedder, embed_on_write=False)
-    rows["default"] = agent_row(default, users, None, "default")
+    assert default.index is not None
+    if args.semantic_weight is not None:
+        default.index.semantic_weight = args.semantic_weight
+    done("default", lambda: agent_row(default, users, None, "default", pool))
     if padded:
-        rows["keyword only, padded"] = agent_row(plain, users[:padded], PADDED_TO, "kw padded")
-        rows["default, padded"] = agent_row(default, users[:padded], PADDED_TO, "padded")
-    return {name: row.summary() for name, row in rows.items()}
+        few = users[:padded]
+        done("keyword only, padded", lambda: agent_row(plain, few, PADDED_TO, "kw padded", pool))
+        done("default, padded", lambda: agent_row(default, few, PADDED_TO, "padded", pool))
+    return results
 
 
 def report(results: dict[str, Any]) -> str:
@@ -282,6 +298,8 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, help="only the first N conversations")
     parser.add_argument("--padded", type=int, default=3, help="users padded to 10,000 (0: none)")
     parser.add_argument("--output", type=Path, default=RESULTS / "locomo_context.json")
+    parser.add_argument("--only", help="comma-separated rows to run (default: all)")
+    parser.add_argument("--semantic-weight", type=float, help="hybrid's semantic weight")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     path = data_path(args.data)
@@ -289,11 +307,11 @@ def main() -> None:
         sys.exit(f"LoCoMo data not found at {path}; give --data")
     records = json.loads(path.read_text(encoding="utf-8"))
     conversations = load(path, Repairs())
-    users = [User(c, observations(r)) for c, r in zip(conversations, records, strict=True)]
-    users = users[: args.conversations] if args.conversations else users
+    pool = [User(c, observations(r)) for c, r in zip(conversations, records, strict=True)]
+    users = pool[: args.conversations] if args.conversations else pool
     print(f"LoCoMo: {len(users)} users, {sum(len(u.facts) for u in users)} observations")
     with tempfile.TemporaryDirectory() as folder:
-        results = run(users, args.padded, Path(folder))
+        results = run(users, args.padded, Path(folder), pool, args)
     print(report(results))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps({"rows": results}, indent=2) + "\n", encoding="utf-8")
