@@ -24,7 +24,7 @@ from noted.db import MemoryQuery, Store, open_store
 from noted.errors import NotedError, NotFoundError, UserError
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.jsonl import read_jsonl, write_jsonl
-from noted.retrieval.registry import DEFAULT_EMBEDDER
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.schema import UserMemory
 
 __all__ = ["main"]

@@ -46,7 +46,7 @@ from noted.models.types import (
     TextDelta,
     ToolCall,
 )
-from noted.retrieval.registry import DEFAULT_EMBEDDER
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.schema import UserMemory, require_id
 from noted.sessions import RunResult, new_run_id, new_session_id
 

@@ -24,9 +24,9 @@ from typing import Final
 
 from noted.db.base import MemoryQuery, MemoryStore, ScoredMemory
 from noted.errors import ModelError, UserError
+from noted.retrieval.choice import DEFAULT_EMBEDDER, resolve_embedder
 from noted.retrieval.embedders import Embedder
 from noted.retrieval.fusion import SEMANTIC_WEIGHT, fuse
-from noted.retrieval.registry import DEFAULT_EMBEDDER, resolve_embedder
 from noted.retrieval.vectors import Vector
 from noted.schema import UserMemory
 
@@ -199,7 +199,7 @@ def memory_index(
     store: MemoryStore, embedder: Embedder | str | None, embed_on_write: bool | None = None
 ) -> MemoryIndex | None:
     """The index of ``store`` with the embedder ``embedder`` names (None for none, see
-    :func:`~noted.retrieval.registry.resolve_embedder`). ``embed_on_write`` None: on for an
+    :func:`~noted.retrieval.choice.resolve_embedder`). ``embed_on_write`` None: on for an
     embedder named, off for ``"default"``, whose memories are embedded by the next search,
     every one still without a vector, so writes stay fast and searches miss none."""
     resolved = resolve_embedder(embedder)

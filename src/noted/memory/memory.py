@@ -31,8 +31,8 @@ from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.retrieval.embedders import Embedder
-from noted.retrieval.registry import DEFAULT_EMBEDDER
 from noted.schema import (
     MemoryMatch,
     UserMemory,

@@ -1,33 +1,12 @@
 """Embedders by name: ``"local"`` (the embedded default), ``"local:<directory or hub id>"``,
-``"openai:<model>"``, or an :class:`~noted.retrieval.Embedder` as it is.
-
-``DEFAULT_EMBEDDER`` (the default of ``Memory(embedder=...)``, the agent, the CLI and the
-server) stands for ``$NOTED_EMBEDDER`` when it is set, else ``"local"``; ``None`` and
-``"none"`` mean no embedder (keyword search only).
-"""
+``"openai:<model>"``, or an :class:`~noted.retrieval.Embedder` as it is."""
 
 from __future__ import annotations
-
-import os
-from typing import Final
 
 from noted.errors import UserError
 from noted.retrieval.embedders import Embedder
 
-__all__ = ["DEFAULT_EMBEDDER", "EMBEDDER_ENV", "get_embedder", "resolve_embedder"]
-
-DEFAULT_EMBEDDER: Final = "default"
-EMBEDDER_ENV: Final = "NOTED_EMBEDDER"
-
-
-def resolve_embedder(spec: Embedder | str | None) -> Embedder | None:
-    """The embedder ``spec`` names, or None for ``None`` / ``"none"``; ``"default"`` is
-    ``$NOTED_EMBEDDER``, else ``"local"`` (nothing is loaded until the first embedding)."""
-    if spec == DEFAULT_EMBEDDER:
-        spec = os.environ.get(EMBEDDER_ENV, "").strip() or "local"
-    if spec is None or spec == "none":
-        return None
-    return get_embedder(spec)
+__all__ = ["get_embedder"]
 
 
 def get_embedder(spec: Embedder | str) -> Embedder:

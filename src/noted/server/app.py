@@ -35,8 +35,8 @@ from noted.errors import (
     UserError,
 )
 from noted.memory import Memory
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.retrieval.embedders import Embedder
-from noted.retrieval.registry import DEFAULT_EMBEDDER
 from noted.server.agents import agent_id_of, agent_routes
 from noted.server.auth import Auth, Unauthorized
 from noted.server.fast import FastMemoryList

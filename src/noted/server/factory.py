@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from noted.db.base import Store
 from noted.db.urls import open_store
 from noted.memory import Memory
-from noted.retrieval.registry import DEFAULT_EMBEDDER
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.server.app import create_app
 from noted.server.config import ServeConfig, build_agent, load_config
 
