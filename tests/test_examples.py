@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLE = Path(__file__).parents[1] / "examples" / "remember_and_recall.py"
 
 
+@pytest.mark.default_embedder
 def test_walkthrough_recalls_across_processes(tmp_path: Path) -> None:
     def step(name: str) -> str:
         done = subprocess.run(
