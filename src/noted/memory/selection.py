@@ -19,6 +19,7 @@ the user's memory count (see docs/benchmarks.md for figures).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Final
@@ -31,6 +32,7 @@ from noted.schema import UserMemory
 __all__ = [
     "RECENT",
     "SEARCH_DEPTH",
+    "distinct",
     "estimate_tokens",
     "scoped",
     "search_memories",
@@ -138,6 +140,11 @@ def select_memories(
     return distinct([*pinned[:1], *found, *newest], limit)
 
 
+@functools.lru_cache(maxsize=65536)
+def _words(text: str) -> frozenset[str]:
+    return frozenset(WORD.findall(text.casefold()))
+
+
 def distinct(memories: Sequence[UserMemory], limit: int) -> list[UserMemory]:
     """The first ``limit`` memories, each once, a memory saying what an earlier one said
     (the same words, whatever their case, order and punctuation) left out."""
@@ -145,7 +152,7 @@ def distinct(memories: Sequence[UserMemory], limit: int) -> list[UserMemory]:
     ids: set[str | None] = set()
     said: set[frozenset[str]] = set()
     for memory in memories:
-        words = frozenset(WORD.findall(memory.memory.casefold()))
+        words = _words(memory.memory)
         if memory.memory_id in ids or (words and words in said):
             continue
         kept.append(memory)
