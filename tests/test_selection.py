@@ -223,3 +223,29 @@ def test_the_memory_section_keeps_to_a_token_budget_too() -> None:
     assert len(by_tokens) < len(by_chars)
     assert sum(estimate_tokens(f"- {m.memory}") for m in by_tokens) <= 60
     assert estimate_tokens("The user likes tea.") == 5
+
+
+@pytest.mark.default_embedder
+def test_the_default_embedder_loads_on_first_search_and_misses_no_memory() -> None:
+    from noted.retrieval.local import LocalEmbedder
+
+    memory = Memory()  # in-process, the default embedder
+    assert memory.index is not None and isinstance(memory.embedder, LocalEmbedder)
+    assert not memory.index.embed_on_write
+    memory.add_user_memory(UserMemory("Ava works as a nurse at the city hospital"), "ava")
+    memory.add_user_memories([UserMemory("Ava likes to ski"), UserMemory("Ava has a cat")], "ava")
+    assert memory.db.count_memories_to_embed("ava", memory.index.model_name) == 3  # not yet
+    found = memory.search_user_memories("What is her job?", "ava", retrieval_method="semantic")
+    assert found[0].memory == "Ava works as a nurse at the city hospital"
+    assert len(found) == 3  # every memory was embedded by the search
+    assert memory.db.count_memories_to_embed("ava", memory.index.model_name) == 0
+    for off in (None, "none"):
+        assert Memory(embedder=off).index is None
+
+
+def test_the_environment_names_the_default_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NOTED_EMBEDDER", "none")
+    assert Memory().index is None
+    monkeypatch.setenv("NOTED_EMBEDDER", "nonsense")
+    with pytest.raises(ValueError, match="unknown embedder"):
+        Memory()
