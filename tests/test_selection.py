@@ -249,3 +249,32 @@ def test_the_environment_names_the_default_embedder(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("NOTED_EMBEDDER", "nonsense")
     with pytest.raises(ValueError, match="unknown embedder"):
         Memory()
+
+
+def test_a_scoped_agents_search_tool_finds_only_its_memories_and_those_of_no_agent() -> None:
+    from noted.models import ModelResponse, ToolCall
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> ModelResponse | str:
+        if messages[-1].role == "tool":
+            return messages[-1].content or ""
+        return ModelResponse(tool_calls=[ToolCall("search_memories", {"query": "spicy food"})])
+
+    memory = Memory(embedder=None)
+    memory.add_user_memory(UserMemory("The user likes spicy food", agent_id="chef"), "ava")
+    memory.add_user_memory(UserMemory("The user hates spicy food", agent_id="coach"), "ava")
+    memory.add_user_memory(UserMemory("The user grows spicy food"), "ava")
+    found = {}
+    for scope in ("agent", "user"):
+        agent = Agent(
+            FunctionModel(fn),
+            agent_id="chef",
+            memory=memory,
+            user_id="ava",
+            enable_agentic_memory=True,
+            add_memories_to_context=False,
+            memory_scope=scope,
+        )
+        found[scope] = agent.run("What spicy food do I like?").content or ""
+    assert "likes" in found["agent"] and "grows" in found["agent"]
+    assert "hates" not in found["agent"]
+    assert "hates" in found["user"]

@@ -159,6 +159,7 @@ class AgentMemory:
                 agent_id=run.agent_id,
                 max_memory_length=self.max_memory_length,
                 index=self.index,
+                scope_agent=self.scope_agent,
             )
             prepared.tools = tools.tools()
         return prepared
