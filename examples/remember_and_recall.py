@@ -20,9 +20,9 @@ JOHN = "john_doe@example.com"
 
 
 def open_memory() -> Memory:
-    # embedder="local": memories are also searchable by meaning, with a small embedding
+    # by default memories are also searchable by meaning, with a small embedding
     # model that runs on this machine (no API key, no download)
-    return Memory(db=SqliteDb(db_file=DB_FILE, create_dirs=True), embedder="local")
+    return Memory(db=SqliteDb(db_file=DB_FILE, create_dirs=True))
 
 
 def remember() -> None:

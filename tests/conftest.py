@@ -27,6 +27,18 @@ REQUIRE_SERVERS = os.environ.get("NOTED_REQUIRE_SERVERS") == "1"
 _names = itertools.count(1)
 
 
+@pytest.fixture(autouse=True)
+def keyword_default(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Memories, agents, the CLI and the server search by keyword in tests unless a test
+    is marked ``default_embedder``: most tests are about other things, and the embedded
+    model costs seconds to load and milliseconds per text. Tests of search by meaning name
+    their embedder, or carry the mark to run on the real default."""
+    if request.node.get_closest_marker("default_embedder") is None:
+        monkeypatch.setenv("NOTED_EMBEDDER", "none")
+    else:
+        monkeypatch.delenv("NOTED_EMBEDDER", raising=False)
+
+
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server | str]]:
     """The servers, started on first use and stopped by pid at the end of the session,

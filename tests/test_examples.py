@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLE = Path(__file__).parents[1] / "examples" / "remember_and_recall.py"
 
 
+@pytest.mark.default_embedder
 def test_walkthrough_recalls_across_processes(tmp_path: Path) -> None:
     def step(name: str) -> str:
         done = subprocess.run(
@@ -124,7 +127,8 @@ def test_create_memories_after_each_run(tmp_path: Path) -> None:
     remembered, forgotten = out.split("Memories about John Doe:")[1:]
     assert "User likes to hike in the mountains on weekends" in remembered
     assert "User's name is John Doe" in remembered
-    assert "Here is what I remember: User likes to hike" in out  # recalled on the next turn
+    # recalled on the next turn, the name first (it is always kept in view)
+    assert "Here is what I remember: User's name is John Doe; User likes to hike" in out
     assert forgotten.strip() == "[]"  # clearing is allowed in this example
 
 

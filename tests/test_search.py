@@ -268,6 +268,7 @@ def test_vectors_are_cached_per_user_and_reloaded_after_a_change(tmp_path: Path)
     db.close()
 
 
+@pytest.mark.default_embedder
 def test_cli_search_by_meaning_and_reindex(tmp_path: Path) -> None:
     from noted.cli import main
 
@@ -324,7 +325,7 @@ def test_an_agent_with_an_embedder_recalls_an_old_fact_by_meaning(tmp_path: Path
         prompts.append(messages[0].content or "")
         return "Better not."
 
-    for embedder_memory, expected in ((memory, True), (Memory(db=db), False)):
+    for embedder_memory, expected in ((memory, True), (Memory(db=db, embedder=None), False)):
         prompts.clear()
         agent = Agent(model=FunctionModel(fn), memory=embedder_memory, add_memories_to_context=True)
         agent.run("Can I order the prawn curry tonight?", user_id="ava")

@@ -123,7 +123,7 @@ def test_serve_answers_and_stops_cleanly(tmp_path: Path, how: signal.Signals) ->
             "status": "ok",
             "version": "0.1.0",
             "auth": "open",
-            "semantic_search": False,
+            "semantic_search": True,  # the default embedder, loaded on the first search
         }
         page = httpx.get(f"{served.url}/")
         assert page.status_code == 200

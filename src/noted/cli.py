@@ -27,6 +27,7 @@ from noted.db import MemoryQuery
 from noted.errors import NotedError, NotFoundError, UserError
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.jsonl import read_jsonl, write_jsonl
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.schema import MemoryMatch, UserMemory
 
 __all__ = ["main"]
@@ -421,7 +422,7 @@ def _list_arguments(ls: argparse.ArgumentParser) -> None:
 def _embedder_argument(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--embedder",
-        default=os.environ.get("NOTED_EMBEDDER", "local"),
+        default=DEFAULT_EMBEDDER,
         help="embedding model: 'local' (the embedded default), 'local:<dir or hub id>', "
         "'openai:<model>', or 'none' (default: $NOTED_EMBEDDER, else local)",
     )
@@ -555,10 +556,8 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
     try:
-        embedder = getattr(args, "embedder", "none")
-        memory = Memory(
-            db=open_db(args.db), actor="cli", embedder=None if embedder == "none" else embedder
-        )
+        embedder = getattr(args, "embedder", DEFAULT_EMBEDDER)
+        memory = Memory(db=open_db(args.db), actor="cli", embedder=embedder)
         try:
             return func(memory, args)
         finally:

@@ -187,7 +187,7 @@ def add_server_commands(
     serve.add_argument(
         "--embedder",
         help="'local' (the embedded model) for semantic and hybrid search, 'none' for "
-        "keyword only (default: none)",
+        "keyword only (default: $NOTED_EMBEDDER, else local)",
     )
     serve.add_argument(
         "--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"]

@@ -60,6 +60,17 @@ def _check_count(name: str, value: object, minimum: int) -> int:
     return value
 
 
+def _scope(scope: object, agent_id: str | None) -> str | None:
+    """The agent id whose memories alone (with those of no agent) the agent sees."""
+    if scope not in ("user", "agent"):
+        raise UserError(f"memory_scope must be 'user' or 'agent', got {scope!r}")
+    if scope == "user":
+        return None
+    if agent_id is None:
+        raise UserError("memory_scope='agent' needs an agent_id (or a name)")
+    return agent_id
+
+
 class Agent:
     """An agent that answers messages with a model, remembers each session's history,
     and calls tools.
@@ -96,6 +107,8 @@ class Agent:
         add_memories_to_context: bool | None = None,
         memory_manager: MemoryManager | None = None,
         memory_context_chars: int = 4000,
+        memory_context_tokens: int = 1200,
+        memory_scope: str = "user",
         enable_session_summaries: bool = False,
         add_session_summary_to_context: bool | None = None,
         session_summarizer: SessionSummarizer | None = None,
@@ -130,6 +143,11 @@ class Agent:
             memory_manager,
             _check_count("memory_context_chars", memory_context_chars, 0),
         )
+        if self.memory is not None:
+            self.memory.context_tokens = _check_count(
+                "memory_context_tokens", memory_context_tokens, 0
+            )
+            self.memory.scope_agent = _scope(memory_scope, self.agent_id)
         if enable_agentic_memory and enable_user_memories:
             warnings.warn(
                 "enable_agentic_memory and enable_user_memories are both set: agentic memory "

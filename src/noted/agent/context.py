@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from noted.memory.selection import estimate_tokens
 from noted.schema import UserMemory
 from noted.sessions import SessionSummary
 
@@ -82,17 +83,28 @@ def _memory_line(number: int, memory: UserMemory, numbered: bool) -> str:
 
 
 def fit_memories(
-    memories: Sequence[UserMemory], budget_chars: int, *, numbered: bool = False
+    memories: Sequence[UserMemory],
+    budget_chars: int,
+    *,
+    numbered: bool = False,
+    budget_tokens: int | None = None,
 ) -> list[UserMemory]:
-    """The leading memories whose lines fit in ``budget_chars``."""
+    """The memories, in order, whose lines fit in ``budget_chars`` (and ``budget_tokens``,
+    estimated offline): one too long for what is left is passed over for shorter ones."""
     kept: list[UserMemory] = []
-    used = 0
+    used = tokens = 0
     for memory in memories:
         line = _memory_line(len(kept) + 1, memory, numbered)
-        if used + len(line) > budget_chars:
-            break
+        cost = estimate_tokens(line) if budget_tokens is not None else 0
+        if used + len(line) > budget_chars or (
+            budget_tokens is not None and tokens + cost > budget_tokens
+        ):
+            if budget_chars - used < 40:
+                break
+            continue
         kept.append(memory)
         used += len(line) + 1
+        tokens += cost
     return kept
 
 

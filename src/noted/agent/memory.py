@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from noted import _portal
 from noted.agent.context import (
@@ -27,12 +27,13 @@ from noted.agent.context import (
 from noted.agent.memory_tools import MemoryTools
 from noted.agent.tools import Tool
 from noted.audit import AuditContext
-from noted.db.base import MemoryStore, SessionStore
+from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.errors import NotedError
 from noted.memory.index import MemoryIndex
 from noted.memory.manager import MemoryManager
 from noted.memory.memory import Memory
 from noted.memory.operations import number_memories
+from noted.memory.selection import select_memories
 from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.types import Message
@@ -43,6 +44,9 @@ from noted.tracing import _hooks as tracing
 __all__ = ["AgentMemory", "BackgroundWork", "RunMemory", "SessionSummaries"]
 
 log = logging.getLogger("noted.agent")
+
+CONTEXT_DEPTH: Final = 80  # the search's best matches read for the prompt ...
+CONTEXT_CANDIDATES: Final = 80  # ... and how many memories are offered to its budget
 
 
 class BackgroundWork:
@@ -122,6 +126,8 @@ class AgentMemory:
     in_context: bool
     context_chars: int = 4000
     work: BackgroundWork = field(default_factory=BackgroundWork)
+    context_tokens: int = 1200
+    scope_agent: str | None = None  # only this agent's memories and those of no agent
 
     @property
     def store(self) -> MemoryStore:
@@ -137,15 +143,23 @@ class AgentMemory:
         """The Memory's own model, used before the agent's."""
         return self.memory.model
 
+    @tracing.traced("retriever")
+    def relevant(self, user_id: str, text: str) -> list[UserMemory]:
+        """The memories offered to the prompt for ``text``, most relevant first."""
+        query = MemoryQuery(user_id=user_id, limit=CONTEXT_DEPTH)
+        return select_memories(
+            self.store, query, text, CONTEXT_CANDIDATES, index=self.index, agent_id=self.scope_agent
+        )
+
     async def prepare(self, run: RunResult) -> RunMemory:
         prepared = RunMemory()
         agentic = self.mode == "agentic"
         shown: dict[int, UserMemory] = {}
         if self.in_context:
-            relevant = await asyncio.to_thread(
-                self.manager.relevant_memories, self.store, run.user_id, run.input, self.index
+            relevant = await asyncio.to_thread(self.relevant, run.user_id, run.input)
+            kept = fit_memories(
+                relevant, self.context_chars, numbered=agentic, budget_tokens=self.context_tokens
             )
-            kept = fit_memories(relevant, self.context_chars, numbered=agentic)
             section = render_memory_section(kept, numbered=agentic)
             if section is not None:
                 prepared.sections.append(section)
@@ -159,6 +173,7 @@ class AgentMemory:
                 AuditContext(actor="agent", session_id=run.session_id, run_id=run.run_id),
                 said=run.input,
                 agent_id=run.agent_id,
+                scope_agent=self.scope_agent,
             )
             prepared.tools = tools.tools()
         return prepared

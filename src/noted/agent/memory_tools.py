@@ -52,7 +52,9 @@ class MemoryTools:
         *,
         said: str = "",
         agent_id: str | None = None,
+        scope_agent: str | None = None,
     ) -> None:
+        self._scope = scope_agent  # search only its memories and those of no agent
         self._door = door
         self._store = door.db
         self._index = door.index
@@ -179,7 +181,9 @@ class MemoryTools:
     def _search(self, query: str) -> str:
         if not isinstance(query, str) or not query.strip():
             return "Not done: the query must not be empty."
-        found = self._manager.relevant_memories(self._store, self._user_id, query, self._index)
+        found = self._manager.relevant_memories(
+            self._store, self._user_id, query, self._index, agent_id=self._scope
+        )
         with self._lock:
             lines = [
                 f"[{self._number(memory)}] {memory.memory}" for memory in found[:_SEARCH_RESULTS]

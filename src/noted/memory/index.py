@@ -1,17 +1,21 @@
 """MemoryIndex: a store's memories searchable by meaning with one embedder.
 
-Embeddings are made when memories are written (a batch for many), stored with each memory
-and tagged with the embedder's ``model_name``. A memory written without them (by another
-process, by a tool of an older version, or before an embedder was configured) is embedded
-by the next search of its user, up to ``embed_on_search`` of them; more than that waits for
-:meth:`MemoryIndex.reindex` (``noted memories reindex``), and searches meanwhile use the
-memories that have embeddings (hybrid search still finds the others by keyword).
+Embeddings are made when memories are written (a batch for many), or with
+``embed_on_write=False`` (the default embedder's way, which keeps writes fast) by the user's
+next search; they are stored with each memory and tagged with the embedder's
+``model_name``. A memory written without them (by another process, by a tool of an older
+version, or before an embedder was configured) is embedded by the next search of its
+user, up to ``embed_on_search`` of them (every one with ``embed_on_write=False``); more
+than that waits for :meth:`MemoryIndex.reindex` (``noted memories reindex``), and searches
+meanwhile use the memories that have embeddings (hybrid search still finds the others by
+keyword).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -20,12 +24,13 @@ from typing import Final
 
 from noted.db.base import MemoryQuery, MemoryStore, ScoredMemory
 from noted.errors import ModelError, UserError
+from noted.retrieval.choice import DEFAULT_EMBEDDER, resolve_embedder
 from noted.retrieval.embedders import Embedder
 from noted.retrieval.fusion import SEMANTIC_WEIGHT, fuse
 from noted.retrieval.vectors import Vector
 from noted.schema import UserMemory
 
-__all__ = ["HYBRID_DEPTH", "MemoryIndex"]
+__all__ = ["HYBRID_DEPTH", "MemoryIndex", "memory_index"]
 
 log = logging.getLogger("noted.memory")
 
@@ -47,6 +52,7 @@ class MemoryIndex:
         *,
         embed_on_search: int = EMBED_ON_SEARCH,
         semantic_weight: float = SEMANTIC_WEIGHT,
+        embed_on_write: bool = True,
     ) -> None:
         if not isinstance(embedder, Embedder):
             raise UserError(f"embedder must be an Embedder such as LocalEmbedder, got {embedder!r}")
@@ -54,6 +60,7 @@ class MemoryIndex:
         self.embedder = embedder
         self.embed_on_search = embed_on_search
         self.semantic_weight = semantic_weight
+        self.embed_on_write = embed_on_write
         self._warned: set[str] = set()
         self._queries: OrderedDict[str, Vector] = OrderedDict()
         self._lock = threading.Lock()
@@ -76,8 +83,11 @@ class MemoryIndex:
         return self.store.set_embeddings(self.model_name, list(zip(memories, vectors, strict=True)))
 
     def embed_written(self, memories: Sequence[UserMemory]) -> None:
-        """Embed memories just written. A failing remote embedder does not undo the write:
-        the memories are embedded by a later search or reindex instead."""
+        """Embed memories just written (unless ``embed_on_write`` is off: then the user's
+        next search embeds them). A failing remote embedder does not undo the write: the
+        memories are embedded by a later search or reindex instead."""
+        if not self.embed_on_write:
+            return
         try:
             self.embed(memories)
         except ModelError as exc:
@@ -183,3 +193,20 @@ class MemoryIndex:
             limit=None if limit is None else query.offset + limit,
         )
         return fused[query.offset :]
+
+
+def memory_index(
+    store: MemoryStore, embedder: Embedder | str | None, embed_on_write: bool | None = None
+) -> MemoryIndex | None:
+    """The index of ``store`` with the embedder ``embedder`` names (None for none, see
+    :func:`~noted.retrieval.choice.resolve_embedder`). ``embed_on_write`` None: on for an
+    embedder named, off for ``"default"``, whose memories are embedded by the next search,
+    every one still without a vector, so writes stay fast and searches miss none."""
+    resolved = resolve_embedder(embedder)
+    if resolved is None:
+        return None
+    if embed_on_write is None:
+        embed_on_write = embedder != DEFAULT_EMBEDDER
+    if embed_on_write:
+        return MemoryIndex(store, resolved)
+    return MemoryIndex(store, resolved, embed_on_write=False, embed_on_search=sys.maxsize)

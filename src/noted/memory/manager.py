@@ -28,7 +28,7 @@ from noted.memory.operations import (
     parse_operations,
 )
 from noted.memory.prompts import manager_system_prompt, manager_user_prompt
-from noted.memory.relevance import rank_memories
+from noted.memory.selection import select_memories
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message, ModelRequest, Usage
@@ -71,7 +71,7 @@ class MemoryManager:
         delete_memories: bool = False,
         clear_memories: bool = False,
         memories_in_prompt: int = 30,
-        candidates: int = 200,
+        candidates: int = 60,
         max_operations: int = MAX_OPERATIONS,
     ) -> None:
         self.model = None if model is None else get_model(model)
@@ -103,27 +103,23 @@ class MemoryManager:
 
     @tracing.traced("retriever")
     def relevant_memories(
-        self, db: MemoryStore, user_id: str, text: str, index: MemoryIndex | None = None
+        self,
+        db: MemoryStore,
+        user_id: str,
+        text: str,
+        index: MemoryIndex | None = None,
+        *,
+        agent_id: str | None = None,
     ) -> list[UserMemory]:
-        """The user's memories that matter most for ``text``, at most ``memories_in_prompt``.
-
-        Ranked by shared words, then recency, within the ``candidates`` most recent
-        memories; with an ``index``, the best hybrid matches among all the user's memories
-        come first (two thirds of the places), so an old fact on the subject is found too.
-        """
-        recent = db.list_memories(MemoryQuery(user_id=user_id, limit=self.candidates))
-        tracing.considered(len(recent))
-        ranked = rank_memories(recent, text, self.memories_in_prompt)
-        if index is None or not text.strip():
-            return ranked
-        wanted = -(-2 * self.memories_in_prompt // 3)
-        found = index.hybrid(MemoryQuery(user_id=user_id, limit=wanted), text)
-        chosen = {r.memory.memory_id: r.memory for r in found}
-        for memory in ranked:
-            if len(chosen) >= self.memories_in_prompt:
-                break
-            chosen.setdefault(memory.memory_id, memory)
-        return list(chosen.values())
+        """The user's memories that matter most for ``text``, at most ``memories_in_prompt``:
+        the best of the ``candidates`` best matches of a search over all the user's
+        memories (hybrid with an ``index``, keyword without), then the newest (see
+        :mod:`noted.memory.selection`). With ``agent_id``, only that agent's memories and
+        those written with no agent id."""
+        query = MemoryQuery(user_id=user_id, limit=self.candidates)
+        return select_memories(
+            db, query, text, self.memories_in_prompt, index=index, agent_id=agent_id
+        )
 
     def shown_memories(
         self, db: MemoryStore, user_id: str, text: str, index: MemoryIndex | None = None

@@ -25,16 +25,16 @@ from noted.db.urls import open_store
 from noted.errors import NotFoundError, UserError
 from noted.limits import MAX_MEMORY_LENGTH
 from noted.memory.door import DEFAULT_USER_ID, MemoryDoor, resolve_user
-from noted.memory.index import MemoryIndex, Progress
+from noted.memory.index import MemoryIndex, Progress, memory_index
 from noted.memory.manager import MemoryManager, MemoryUpdate
-from noted.memory.relevance import rank_memories
 from noted.memory.search import agentic_search
+from noted.memory.selection import select_memories
 from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.retrieval.embedders import Embedder
-from noted.retrieval.registry import get_embedder
 from noted.schema import (
     MemoryMatch,
     UserMemory,
@@ -50,8 +50,7 @@ __all__ = ["DEFAULT_USER_ID", "RETRIEVAL_METHODS", "Memory"]
 
 RETRIEVAL_METHODS: Final = ("last_n", "first_n", "keyword", "semantic", "hybrid", "agentic")
 _NEEDS_QUERY: Final = ("keyword", "semantic", "hybrid", "agentic")
-AGENTIC_WINDOW: Final = 500  # the most recent memories agentic search ranks ...
-AGENTIC_CANDIDATES: Final = 100  # ... and how many of them the model is shown
+AGENTIC_CANDIDATES: Final = 100  # how many memories agentic search shows the model
 
 
 def _query(
@@ -92,9 +91,12 @@ class Memory:
     async twin named with an ``a`` prefix (``aadd_user_memory`` ...). Every write is recorded
     in the memory's history under ``actor`` (``"api"`` unless told otherwise).
 
-    ``embedder`` (``"local"`` for the embedded default model, ``"openai:<model>"``, or an
-    :class:`~noted.retrieval.Embedder`) makes memories searchable by meaning: each memory is
-    embedded when written, and ``search_user_memories`` then defaults to hybrid search.
+    ``embedder`` makes memories searchable by meaning, and ``search_user_memories`` then
+    defaults to hybrid search. By default it is the embedded local model (or
+    ``$NOTED_EMBEDDER``), loaded on first use, and memories are embedded by the user's next
+    search so writes stay fast; ``embedder=None`` (or ``"none"``) turns it off. A named
+    embedder (``"local"``, ``"openai:<model>"``, an :class:`~noted.retrieval.Embedder`)
+    embeds each memory when it is written; ``embed_on_write`` says otherwise.
 
     ``model`` is used to create memories from messages, for agentic search and for session
     summaries (an agent given this Memory uses its own model when this is None).
@@ -108,7 +110,8 @@ class Memory:
         db: MemoryStore | str | None = None,
         *,
         model: ChatModel | str | None = None,
-        embedder: Embedder | str | None = None,
+        embedder: Embedder | str | None = DEFAULT_EMBEDDER,
+        embed_on_write: bool | None = None,
         memory_manager: MemoryManager | None = None,
         summarizer: SessionSummarizer | None = None,
         delete_memories: bool = False,
@@ -131,7 +134,7 @@ class Memory:
         self._audit = AuditContext(actor=actor)
         self.db: MemoryStore = InMemoryDb() if db is None else db
         self.model = None if model is None else get_model(model)
-        self.index = None if embedder is None else MemoryIndex(self.db, get_embedder(embedder))
+        self.index = memory_index(self.db, embedder, embed_on_write)
         self.memory_manager = memory_manager or MemoryManager(
             delete_memories=delete_memories, clear_memories=clear_memories
         )
@@ -340,13 +343,10 @@ class Memory:
         return [MemoryMatch.of(r.memory, r.score) for r in found]
 
     def _candidates(self, selected: MemoryQuery, text: str) -> list[UserMemory]:
-        """What agentic search shows the model: the best hybrid matches among all the
-        user's memories with an embedder, else keyword overlap within the most recent."""
-        if self.index is not None:
-            wide = dataclasses.replace(selected, limit=AGENTIC_CANDIDATES)
-            return [r.memory for r in self.index.hybrid(wide, text)]
-        window = self.db.list_memories(dataclasses.replace(selected, limit=AGENTIC_WINDOW))
-        return rank_memories(window, text, AGENTIC_CANDIDATES)
+        """What agentic search shows the model: the best matches among all the user's
+        memories (hybrid with an embedder, keyword without), then the newest."""
+        wide = dataclasses.replace(selected, limit=AGENTIC_CANDIDATES)
+        return select_memories(self.db, wide, text, AGENTIC_CANDIDATES, index=self.index)
 
     def reindex_user_memories(
         self, user_id: str | None = None, *, progress: Progress | None = None

@@ -39,6 +39,7 @@ from noted.errors import (
     UserError,
 )
 from noted.memory import Memory
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.retrieval.embedders import Embedder
 from noted.server.agents import agent_id_of, agent_routes
 from noted.server.auth import Auth, Unauthorized
@@ -191,7 +192,7 @@ def create_app(
     db: Store | str | None = None,
     *,
     memory: Memory | None = None,
-    embedder: Embedder | str | None = None,
+    embedder: Embedder | str | None = DEFAULT_EMBEDDER,
     agent: Agent | Sequence[Agent] | None = None,
     api_key: str | None = None,
     token_secret: str | None = None,
@@ -204,15 +205,15 @@ def create_app(
     ``api_key`` (default: ``$NOTED_API_KEY``) is required as ``Authorization: Bearer ...``
     on every data route when set. User tokens (``POST /tokens``, or
     :func:`~noted.server.issue_token`) are signed with ``token_secret`` (default:
-    ``$NOTED_TOKEN_SECRET``, else derived from the API key). ``embedder`` makes semantic
-    and hybrid search available. ``agent`` (one or several) adds the run routes.
-    ``mcp=True`` serves the MCP server at ``/mcp`` too (streamable HTTP, same credentials;
-    needs the ``mcp`` extra).
+    ``$NOTED_TOKEN_SECRET``, else derived from the API key). ``embedder`` (the local model by
+    default, ``None`` for keyword search only) makes semantic and hybrid search available.
+    ``agent`` (one or several) adds the run routes. ``mcp=True`` serves the MCP server at
+    ``/mcp`` too (streamable HTTP, same credentials; needs the ``mcp`` extra).
     """
     if memory is None:
         store = open_store(db or "noted.db") if db is None or isinstance(db, str) else db
         memory = Memory(store, embedder=embedder)
-    elif db is not None or embedder is not None:
+    elif db is not None or embedder != DEFAULT_EMBEDDER:
         raise UserError("give either memory=... or db=... (and embedder=...), not both")
     if not isinstance(memory.db, Store):
         raise UserError(f"the server needs a store that keeps sessions too, got {memory.db!r}")

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from noted.db.base import Store
 from noted.db.urls import open_store
 from noted.memory import Memory
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.server.app import create_app
 from noted.server.config import ServeConfig, build_agent, load_config
 
@@ -27,10 +28,10 @@ ENV_MCP: Final = "NOTED_SERVE_MCP"
 def build_app(
     store: Store, embedder: str | None, config: ServeConfig, mcp: bool = False
 ) -> FastAPI:
-    """The served app: the store, an embedder (``None``/``"none"`` for keyword search
-    only), the config file's agent if it has one, and the MCP endpoint with ``mcp``."""
-    chosen = embedder or config.embedder or "none"
-    memory = Memory(store, embedder=None if chosen == "none" else chosen)
+    """The served app: the store, an embedder (the default's when neither ``embedder``
+    nor the config names one; ``"none"`` for keyword search only), the config file's agent
+    if it has one, and the MCP endpoint with ``mcp``."""
+    memory = Memory(store, embedder=embedder or config.embedder or DEFAULT_EMBEDDER)
     agent = None if config.agent is None else build_agent(config.agent, store)
     app = create_app(memory=memory, agent=agent, mcp=mcp)
     # The objects built so far live as long as the process: keep the collector from

@@ -1,0 +1,103 @@
+"""How the agent's memory selection grows with a user's memory count, per store.
+
+    scripts/uv.sh run --group bench python benchmarks/selection.py
+
+The selection (noted.memory.selection, what an Agent with memory in context runs before
+each answer: a search over all of the user's memories, the name, the newest) is timed for
+users of 1,000, 10,000 and 50,000 memories (varied generated facts) on SQLite (its FTS5
+keyword index) and on the in-process store (BM25 over the user's memories in Python, as
+Redis's client-side ranking does), without an embedder; and on SQLite with the default
+embedder at 10,000 memories, the query's embedding included (the stored vectors are random
+unit vectors tagged with the model's name, as in search.py: the work is the same, the
+ranking means nothing). Each figure is the median of 50 questions after one warm-up.
+Writes benchmarks/results/selection.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from search import fill_random_vectors, question
+from timing import Timing
+
+from noted import InMemoryDb, Memory, SqliteDb
+from noted.agent.context import fit_memories
+from noted.db.base import MemoryQuery, MemoryStore
+from noted.memory.index import MemoryIndex
+from noted.memory.selection import select_memories
+from noted.retrieval import default_embedder
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from user_facts import user_facts
+
+RESULTS = Path(__file__).parent / "results"
+SIZES = (1_000, 10_000, 50_000)
+ROUNDS = 50
+TARGET_EMBEDDER_MS = 15.0  # p50 at 10,000 memories, the query's embedding included
+
+
+def timed(store: MemoryStore, index: MemoryIndex | None) -> Timing:
+    timing = Timing()
+    query = MemoryQuery(user_id="u", limit=80)
+    select_memories(store, query, question(0), 80, index=index)  # warm-up
+    for i in range(1, ROUNDS + 1):
+        text = f"{question(i)} ({i})"  # a new query each time: no cached embedding
+        start = time.perf_counter()
+        fit_memories(select_memories(store, query, text, 80, index=index), 4000)
+        timing.samples.append(time.perf_counter() - start)
+    return timing
+
+
+def line(t: Timing) -> str:
+    return f"p50 {t.median * 1e3:7.2f} ms  p95 {t.p95 * 1e3:7.2f} ms"
+
+
+def main() -> None:
+    logging.disable(logging.WARNING)
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for size in SIZES:
+            facts = user_facts(size, seed=size)
+            for name, store in (
+                ("sqlite", SqliteDb(Path(folder) / f"s{size}.db")),
+                ("in-process", InMemoryDb()),
+            ):
+                Memory(db=store, embedder=None).add_user_memories(facts, "u")
+                t = timed(store, None)
+                results[f"{name}, keyword, {size:,}"] = {
+                    "p50_ms": t.median * 1e3,
+                    "p95_ms": t.p95 * 1e3,
+                }
+                print(
+                    f"{name:10} keyword {size:>7,}: {line(t)}",
+                    flush=True,
+                )
+                if name == "sqlite" and size == 10_000:
+                    embedder = default_embedder()
+                    fill_random_vectors(store, "u", embedder.model_name, 1)  # type: ignore[arg-type]
+                    t = timed(store, MemoryIndex(store, embedder))
+                    met = "met" if t.median * 1e3 <= TARGET_EMBEDDER_MS else "MISSED"
+                    results[f"{name}, default embedder, {size:,}"] = {
+                        "p50_ms": t.median * 1e3,
+                        "p95_ms": t.p95 * 1e3,
+                        "target_ms": TARGET_EMBEDDER_MS,
+                        "met": met == "met",
+                    }
+                    print(
+                        f"{name:10} hybrid  {size:>7,}: {line(t)} "
+                        f"({met}: <= {TARGET_EMBEDDER_MS} ms)",
+                        flush=True,
+                    )
+                store.close()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "selection.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
