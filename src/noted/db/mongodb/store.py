@@ -37,6 +37,7 @@ from noted.db.mongodb.docs import (
     user_vectors,
     vector_value,
 )
+from noted.db.mongodb.revocations import MongoRevocations
 from noted.db.mongodb.server import (
     EVENT_INDEXES,
     MEMORY_INDEXES,
@@ -53,7 +54,6 @@ from noted.db.mongodb.server import (
     safe_url,
     url_secrets,
 )
-from noted.db.revocations import MongoRevocations
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.ranking import fts_terms

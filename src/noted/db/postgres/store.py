@@ -36,7 +36,7 @@ from noted.db.base import (
     check_page,
     write_in_transaction,
 )
-from noted.db.revocations import PostgresRevocations
+from noted.db.postgres.revocations import PostgresRevocations
 from noted.errors import (
     ConflictError,
     MissingDependencyError,

@@ -98,7 +98,7 @@ from noted.db.base import (
     check_page,
 )
 from noted.db.redisdb import scripts as lua
-from noted.db.revocations import RedisRevocations
+from noted.db.redisdb.revocations import RedisRevocations
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.vectors import UserVectors, check_vector, from_blobs, search_target, to_blob

@@ -35,10 +35,10 @@ from noted.db.base import (
     check_page,
     write_in_transaction,
 )
-from noted.db.revocations import SqliteRevocations
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
+from noted.db.sqlite.revocations import SqliteRevocations
 from noted.db.sqlite.vectors import SqliteVectors
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
 from noted.retrieval.ranking import fts_match
