@@ -37,6 +37,7 @@ from noted.db.base import (
 )
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
+from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
 from noted.db.sqlite.vectors import SqliteVectors
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
@@ -57,7 +58,7 @@ _PAGE_CACHE_MIB = 64
 _BM25_WEIGHTS = "0.0, 1.0, 0.5, 0.5"
 
 
-class SqliteDb(StoreContext):
+class SqliteDb(SqliteJobs, StoreContext):
     """Memories in a SQLite file, created with its tables and indexes on first use.
 
     Writes are durable when the call returns: WAL journal with ``synchronous=NORMAL`` (a

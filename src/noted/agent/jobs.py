@@ -1,0 +1,325 @@
+"""The worker of an agent's background jobs (automatic memory, session summaries).
+
+A run's jobs are written with the run (:mod:`noted.db.jobs`); this worker claims them,
+asks the model, stores its plan with the job, then applies the plan and completes the job
+together. Memories a job adds get ids derived from the job, so a job retried after its
+plan was stored writes the same memories again, never new ones: a retry changes nothing
+twice, and a job killed before its plan was stored costs one more model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from noted import _portal
+from noted.agent.memory import AgentMemory, SessionSummaries
+from noted.audit import AuditContext
+from noted.db.base import WriteBatch
+from noted.db.jobs import (
+    ANY_AGENT,
+    Job,
+    JobStore,
+    backoff_seconds,
+    derived_id,
+    jobs_for_run,
+    new_job_id,
+)
+from noted.errors import NotedError
+from noted.memory.operations import Operation, Plan
+from noted.models.base import ChatModel
+from noted.models.types import Message
+from noted.schema import UserMemory
+from noted.sessions import RunResult, SessionSummary
+
+__all__ = ["JobKicker", "JobWorker", "agent_jobs", "worker_name"]
+
+log = logging.getLogger("noted.jobs")
+
+DEFAULT_LEASE = 60.0
+DEFAULT_ATTEMPTS = 5
+
+
+def worker_name() -> str:
+    """This worker's name in the jobs it holds: host, process and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{new_job_id()[:8]}"
+
+
+def _plan_to_dict(plan: Plan, shown: dict[int, UserMemory], said: str) -> dict[str, Any]:
+    updated = {op.memory_id for op in plan.operations if op.kind == "update"}
+    return {
+        "said": said,
+        "operations": [
+            {"kind": op.kind, "memory_id": op.memory_id, "memory": op.memory, "topics": op.topics}
+            for op in plan.operations
+        ],
+        "rejected": plan.rejected,
+        "shown": [m.to_dict() for m in shown.values() if m.memory_id in updated],
+    }
+
+
+def _plan_from_dict(data: dict[str, Any]) -> tuple[Plan, dict[int, UserMemory], str]:
+    plan = Plan(
+        operations=[
+            Operation(op["kind"], op["memory_id"], op["memory"], tuple(op["topics"]))
+            for op in data["operations"]
+        ],
+        rejected=list(data["rejected"]),
+    )
+    shown = {i: UserMemory.from_dict(m) for i, m in enumerate(data["shown"], start=1)}
+    return plan, shown, str(data["said"])
+
+
+@dataclass
+class JobWorker:
+    """Runs the jobs of ``store`` with an agent's memory and summary settings. The claim
+    takes jobs of ``agent_id`` only (every agent's by default)."""
+
+    store: JobStore
+    model: ChatModel
+    memory: AgentMemory | None = None
+    summaries: SessionSummaries | None = None
+    agent_id: Any = ANY_AGENT
+    lease: float = DEFAULT_LEASE
+    max_attempts: int = DEFAULT_ATTEMPTS
+    owner: str = field(default_factory=worker_name)
+
+    async def run_job(self, job: Job) -> None:
+        """One attempt at ``job`` (claimed by this worker)."""
+        if job.attempts > self.max_attempts:
+            await asyncio.to_thread(
+                self.store.fail_job,
+                job,
+                f"its worker stopped {job.attempts - 1} times before it finished",
+                None,
+            )
+            return
+        try:
+            if job.kind == "memory":
+                await self._memory(job)
+            else:
+                await self._summary(job)
+        except NotedError as exc:
+            retry = backoff_seconds(job.attempts) if job.attempts < self.max_attempts else None
+            log.warning(
+                "%s job %s failed (attempt %d): %s", job.kind, job.job_id, job.attempts, exc
+            )
+            await asyncio.to_thread(self.store.fail_job, job, str(exc), retry)
+
+    async def drain(self) -> int:
+        """Claim and run jobs until none is due; how many were run."""
+        done = 0
+        while True:
+            job = await asyncio.to_thread(
+                self.store.claim_job, self.owner, self.lease, self.agent_id
+            )
+            if job is None:
+                return done
+            await self.run_job(job)
+            done += 1
+
+    async def serve(self, stop: threading.Event, poll: float = 0.5) -> None:
+        """Drain, then look again every ``poll`` seconds, until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                if await self.drain():
+                    continue
+            except NotedError as exc:
+                log.warning("could not claim a job: %s", exc)
+            await asyncio.to_thread(stop.wait, poll)
+
+    # -- the two kinds -------------------------------------------------------------------
+
+    def _run_of(self, job: Job) -> RunResult:
+        return RunResult(
+            run_id=job.run_id,
+            session_id=job.session_id,
+            user_id=job.user_id,
+            input=job.said,
+            agent_id=job.agent_id,
+            content=job.answer or None,
+            messages=[Message("user", job.said), Message("assistant", job.answer)],
+        )
+
+    async def _memory(self, job: Job) -> None:
+        memory = self.memory
+        if memory is None:
+            raise NotedError("this worker has no memory manager for memory jobs")
+        door = memory.memory.door
+        if job.plan is None:
+            turn = [Message("user", job.said)]
+            if job.answer:
+                turn.append(Message("assistant", job.answer))
+            planned = await memory.manager.aplan(
+                turn, user_id=job.user_id, door=door, model=memory.model or self.model
+            )
+            plan_dict: dict[str, Any] = (
+                {"said": job.said, "operations": [], "rejected": [], "shown": []}
+                if planned is None
+                else _plan_to_dict(planned[0], planned[1], planned[2])
+            )
+            if not await asyncio.to_thread(self.store.store_plan, job, plan_dict):
+                return  # no longer ours: the worker that took it over applies it
+        assert job.plan is not None
+        plan, shown, said = _plan_from_dict(job.plan)
+        audit = AuditContext(actor="manager", session_id=job.session_id, run_id=job.run_id)
+        completed = False
+
+        def commit(batch: WriteBatch) -> list[UserMemory]:
+            nonlocal completed
+            if job.attempts > 1:
+                batch = self._not_yet_written(batch)
+            _, written = self.store.complete_job(
+                job, lambda: door.db.write_batch(batch, audit=audit) if batch else []
+            )
+            completed = True
+            return written or []
+
+        def apply() -> None:
+            applied = door.apply(
+                plan,
+                shown,
+                job.user_id,
+                audit,
+                said=said,
+                agent_id=job.agent_id,
+                new_id=lambda index: derived_id(job.job_id, index),
+                commit=commit,
+            )
+            for reason in plan.rejected + applied.rejected:
+                log.warning("memory operation for user %r dropped: %s", job.user_id, reason)
+            if not completed:
+                self.store.complete_job(job, lambda: None)
+
+        await asyncio.to_thread(apply)
+
+    def _not_yet_written(self, batch: WriteBatch) -> WriteBatch:
+        """A retried batch without what its earlier attempt already wrote (on stores
+        where the job is not completed in the same transaction as its writes)."""
+        db = self.memory.memory.db if self.memory is not None else None
+        assert db is not None
+
+        def same(m: UserMemory) -> bool:
+            stored = db.get_memory(m.memory_id or "", batch.user_id)
+            return stored is not None and stored.memory == m.memory and stored.topics == m.topics
+
+        return WriteBatch(
+            batch.user_id,
+            batch.clear,
+            batch.deletes,
+            tuple(m for m in batch.updates if not same(m)),
+            tuple(m for m in batch.adds if not same(m)),
+        )
+
+    async def _summary(self, job: Job) -> None:
+        summaries = self.summaries
+        if summaries is None:
+            raise NotedError("this worker has no session summarizer for summary jobs")
+        sessions = summaries.sessions
+        if job.plan is None:
+            previous = await asyncio.to_thread(
+                sessions.get_session_summary, job.session_id, job.user_id
+            )
+            summary = await summaries.summarizer.asummarize(
+                previous, [self._run_of(job)], summaries.model or self.model
+            )
+            if not await asyncio.to_thread(self.store.store_plan, job, summary.to_dict()):
+                return
+        assert job.plan is not None
+        stored = SessionSummary.from_dict(job.plan)
+        await asyncio.to_thread(
+            self.store.complete_job,
+            job,
+            lambda: sessions.set_session_summary(job.session_id, job.user_id, stored),
+        )
+
+
+class JobKicker:
+    """Starts the worker's drain on noted's background loop after a run recorded jobs
+    (one drain at a time; a kick during a drain makes it look once more), and waits for
+    the agent's jobs."""
+
+    def __init__(self, worker: JobWorker, background: bool = True) -> None:
+        self.worker = worker
+        self.background = background
+        self._lock = threading.Lock()
+        self._running: Any = None
+        self._again = False
+
+    async def record(self, run: RunResult) -> None:
+        """Store the run with the jobs it needs (one write), then start them."""
+        worker = self.worker
+        jobs = jobs_for_run(
+            run, memory=worker.memory is not None, summary=worker.summaries is not None
+        )
+        await asyncio.to_thread(worker.store.append_run_with_jobs, run, jobs)
+        if jobs:
+            await self.kick()
+
+    async def kick(self) -> None:
+        if not self.background:
+            await self.worker.drain()
+            return
+        with self._lock:
+            if self._running is not None:
+                self._again = True
+                return
+            self._running = _portal.background(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.worker.drain()
+            except NotedError as exc:
+                log.warning("background jobs: %s", exc)
+            with self._lock:
+                if not self._again:
+                    self._running = None
+                    return
+                self._again = False
+
+    def wait(self, timeout: float | None = None, poll: float = 0.05) -> bool:
+        """Wait until no job of this agent is running or due for its first attempt
+        (jobs waiting for a retry after a failure are not waited for)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                running = self._running
+            if running is not None:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0)
+                try:
+                    running.result(timeout=left)
+                except TimeoutError:
+                    return False
+                continue
+            if not self.worker.store.unfinished_jobs(self.worker.agent_id):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            _portal.run(self.worker.drain())
+            time.sleep(poll)
+
+
+def agent_jobs(
+    db: object,
+    model: ChatModel,
+    memory: AgentMemory | None,
+    summaries: SessionSummaries | None,
+    agent_id: str | None,
+    background: bool,
+) -> JobKicker | None:
+    """The jobs of an agent whose db keeps them and that has background work to do."""
+    if not isinstance(db, JobStore):
+        return None
+    automatic = memory if memory is not None and memory.mode == "automatic" else None
+    updating = summaries if summaries is not None and summaries.update else None
+    if automatic is None and updating is None:
+        return None
+    worker = JobWorker(db, model, automatic, updating, agent_id=agent_id)
+    return JobKicker(worker, background)
