@@ -1,0 +1,255 @@
+"""Background work as durable jobs: recorded with the run, taken over when a worker dies,
+applied exactly once, in order per user, kept with their error when they fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import open_store, server_url
+from noted import Agent
+from noted.agent.jobs import JobWorker
+from noted.db.base import MemoryQuery, MemoryStore
+from noted.db.jobs import Job, JobStore, derived_id, jobs_for_run
+from noted.models.types import Message, ToolDefinition
+from noted.sessions import RunResult
+from noted.testing import FunctionModel
+from servers import Server
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+PERSISTENT = ["sqlite", "postgres", "redis", "mongo"]
+
+
+def is_manager(messages: list[Message]) -> bool:
+    return (messages[0].content or "").startswith("You maintain the long-term memory")
+
+
+def remembering(fact_of: dict[str, str] | None = None) -> FunctionModel:
+    """Answers "Noted."; as the manager, adds "User said: <message>" for each turn."""
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if is_manager(messages):
+            prompt = messages[-1].content or ""
+            chat = prompt.split("<conversation>")[1].split("</conversation>")[0]
+            said = chat.strip().splitlines()[0].removeprefix("user: ").strip('"')
+            op = {"op": "add", "id": None, "memory": f"User said: {said}", "topics": []}
+            return json.dumps({"operations": [op]})
+        return "Noted."
+
+    return FunctionModel(fn)
+
+
+def store_of(kind: str, servers: dict[str, Server | str], tmp_path: Path) -> MemoryStore:
+    return open_store(kind, servers, tmp_path)
+
+
+def texts(store: MemoryStore, user: str) -> list[str]:
+    found = store.list_memories(MemoryQuery(user_id=user, sort_by="created_at", sort_order="asc"))
+    return [m.memory for m in found]
+
+
+@pytest.fixture(params=PERSISTENT)
+def jobs_store(
+    request: pytest.FixtureRequest, servers: dict[str, Server | str], tmp_path: Path
+) -> MemoryStore:
+    store = store_of(request.param, servers, tmp_path)
+    assert isinstance(store, JobStore)
+    return store
+
+
+def test_a_run_is_recorded_with_its_jobs_and_the_agent_waits_for_them(
+    jobs_store: MemoryStore,
+) -> None:
+    agent = Agent(
+        remembering(), db=jobs_store, user_id="ava", agent_id="helper", enable_user_memories=True
+    )
+    for text in ("I like tea", "I live in Oslo", "I ski"):
+        agent.run(text)
+    assert agent.wait_for_memories(timeout=30)
+    assert texts(jobs_store, "ava") == [
+        "User said: I like tea",
+        "User said: I live in Oslo",
+        "User said: I ski",
+    ]
+    assert isinstance(jobs_store, JobStore)
+    assert jobs_store.list_jobs() == []
+    assert jobs_store.unfinished_jobs() == 0
+
+
+def _run(agent_id: str, user: str, text: str, answer: str = "Noted.") -> RunResult:
+    return RunResult(
+        run_id=f"run-{user}-{text}",
+        session_id=f"s-{user}",
+        user_id=user,
+        input=text,
+        agent_id=agent_id,
+        content=answer,
+        messages=[Message("user", text), Message("assistant", answer)],
+    )
+
+
+def test_claims_follow_each_users_order_and_leases(jobs_store: MemoryStore) -> None:
+    assert isinstance(jobs_store, JobStore)
+    jobs = {}
+    for user, text in (("ava", "one"), ("bob", "one"), ("ava", "two")):
+        run = _run("a", user, text)
+        (job,) = jobs_for_run(run, memory=True, summary=False)
+        jobs_store.append_run_with_jobs(run, [job])
+        jobs[(user, text)] = job.job_id
+    first = jobs_store.claim_job("w1", 60)
+    second = jobs_store.claim_job("w2", 60)
+    assert first is not None and second is not None
+    assert (first.job_id, second.job_id) == (jobs[("ava", "one")], jobs[("bob", "one")])
+    assert first.attempts == 1 and first.owner == "w1" and first.said == "one"
+    # ava's second job waits for her first; nothing else is due
+    assert jobs_store.claim_job("w3", 60) is None
+    assert jobs_store.claim_job("w3", 60, agent_id="other") is None
+    # a plan is stored only by the job's owner
+    stolen = Job.from_payload(first.job_id, first.payload(), owner="w9")
+    assert not jobs_store.store_plan(stolen, {"x": 1})
+    assert jobs_store.store_plan(first, {"x": 1})
+    done, value = jobs_store.complete_job(first, lambda: 42)
+    assert (done, value) == (True, 42)
+    assert jobs_store.complete_job(first, lambda: 43) == (False, None)
+    third = jobs_store.claim_job("w3", 60)
+    assert third is not None and third.job_id == jobs[("ava", "two")]
+    # a failure keeps its error; a job with a failure waiting for its retry is not due
+    jobs_store.fail_job(third, "model down", 600)
+    listed = {j.job_id: j for j in jobs_store.list_jobs()}
+    assert listed[third.job_id].error == "model down"
+    assert listed[third.job_id].status == "pending"
+    assert jobs_store.claim_job("w3", 60) is None
+    assert jobs_store.retry_job(third.job_id)
+    again = jobs_store.claim_job("w3", 60)
+    assert again is not None and again.job_id == third.job_id
+    jobs_store.fail_job(again, "model down for good", None)
+    assert [j.status for j in jobs_store.list_jobs(status="failed")] == ["failed"]
+    assert jobs_store.drop_job(again.job_id)
+    # bob's job, whose worker died: taken over once its lease expires
+    assert jobs_store.claim_job("w4", 0.0) is None  # still w2's
+    assert jobs_store.unfinished_jobs() == 1
+
+
+def test_an_expired_lease_is_taken_over(jobs_store: MemoryStore) -> None:
+    assert isinstance(jobs_store, JobStore)
+    run = _run("a", "ava", "one")
+    jobs_store.append_run_with_jobs(run, jobs_for_run(run, memory=True, summary=True))
+    first = jobs_store.claim_job("dead", 0.05)
+    assert first is not None
+    time.sleep(0.1)
+    taken = [jobs_store.claim_job("alive", 60) for _ in range(3)]
+    ids = [j.job_id for j in taken if j is not None]
+    assert first.job_id in ids and len(ids) == 2  # the memory job again, and the summary's
+    again = next(j for j in taken if j is not None and j.job_id == first.job_id)
+    assert again.attempts == 2 and again.owner == "alive"
+    # the dead worker cannot complete it any more
+    assert jobs_store.complete_job(first, lambda: 1) == (False, None)
+
+
+def test_a_stored_plan_is_applied_once_with_ids_derived_from_the_job(
+    jobs_store: MemoryStore,
+) -> None:
+    assert isinstance(jobs_store, JobStore)
+    model = remembering()
+    agent = Agent(model, db=jobs_store, agent_id="a", enable_user_memories=True)
+    worker = agent._jobs.worker  # type: ignore[union-attr]
+    run = _run("a", "ava", "I like tea")
+    jobs_store.append_run_with_jobs(run, jobs_for_run(run, memory=True, summary=False))
+    job = jobs_store.claim_job("first", 0.05)
+    assert job is not None
+    # the first worker gets the model's answer and stores it, then dies before applying
+    import asyncio
+
+    from noted.agent.jobs import _plan_to_dict
+
+    planned = asyncio.run(
+        worker.memory.manager.aplan(  # type: ignore[union-attr]
+            [Message("user", job.said)], user_id="ava", door=worker.memory.memory.door, model=model
+        )
+    )
+    assert planned is not None
+    assert jobs_store.store_plan(job, _plan_to_dict(*planned[:3]))
+    calls = len(model.requests)
+    time.sleep(0.1)
+    second = JobWorker(jobs_store, model, worker.memory, None, agent_id="a")
+    assert asyncio.run(second.drain()) == 1
+    assert len(model.requests) == calls  # the stored plan, no second model call
+    (memory,) = jobs_store.list_memories(MemoryQuery(user_id="ava"))
+    assert memory.memory == "User said: I like tea"
+    assert memory.memory_id == derived_id(job.job_id, 0)
+    assert jobs_store.list_jobs() == []
+
+
+KILLED = textwrap.dedent(
+    """
+    import json, sys, time
+    from noted import Agent, SqliteDb
+    from noted.testing import FunctionModel
+
+    def fn(messages, tools):
+        if (messages[0].content or "").startswith("You maintain the long-term memory"):
+            print("extracting", flush=True)
+            time.sleep(60)
+            return json.dumps({"operations": [
+                {"op": "add", "id": None, "memory": "never stored", "topics": []}]})
+        return "Tea it is."
+
+    kind, where, names = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    if kind == "sqlite":
+        store = SqliteDb(where, **names)
+    elif kind == "postgres":
+        from noted.db.postgres import PostgresDb
+        store = PostgresDb(where, **names)
+    elif kind == "mongo":
+        from noted.db.mongodb import MongoDb
+        store = MongoDb(where, database="noted_tests", **names)
+    else:
+        from noted.db.redisdb import RedisDb
+        store = RedisDb(where, **names)
+    agent = Agent(FunctionModel(fn), db=store, user_id="ava", agent_id="helper",
+                  enable_user_memories=True)
+    agent._jobs.worker.lease = 1.0
+    agent.run("I like tea.")
+    print("answered", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+@pytest.mark.parametrize("kind", PERSISTENT)
+def test_memories_survive_a_process_killed_after_run_returned(
+    kind: str, servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    store = store_of(kind, servers, tmp_path)
+    names = {"memory_table": store.memory_table, "session_table": store.session_table}  # type: ignore[attr-defined]
+    where = str(store.db_file) if kind == "sqlite" else server_url(servers, kind)  # type: ignore[attr-defined]
+    with subprocess.Popen(
+        [sys.executable, "-c", KILLED, kind, where, json.dumps(names)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": SRC},
+    ) as child:
+        try:
+            assert child.stdout is not None
+            lines = [child.stdout.readline().strip() for _ in range(2)]
+            assert sorted(lines) == ["answered", "extracting"], lines
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=30)
+    assert texts(store, "ava") == []  # the killed process never stored its memories
+    agent = Agent(
+        remembering(), db=store, user_id="ava", agent_id="helper", enable_user_memories=True
+    )
+    assert agent.wait_for_memories(timeout=30)
+    assert texts(store, "ava") == ["User said: I like tea."]
+    sessions = store.list_sessions("ava")  # type: ignore[attr-defined]
+    assert len(sessions) == 1 and sessions[0].run_count == 1
+    store.close()
