@@ -8,13 +8,19 @@ jobs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from noted.db.jobs import ANY_AGENT, Job, JobStatus, check_status
+from noted._time import now_micros
+from noted.db.jobs import ANY_AGENT, Job, JobStatus, after_failure, check_status, clip_error
+from noted.sessions import RunResult
 
-__all__ = ["JobSql", "job_from_row"]
+__all__ = ["JobSql", "SqlJobs", "job_from_row"]
+
+T = TypeVar("T")
 
 SELECT = "job_id, payload, status, attempts, due_at, lease_until, owner, error, plan"
 
@@ -43,18 +49,25 @@ class JobSql:
     p: str
     lock: str = ""
     same: str = "IS"  # NULL-safe equality: SQLite's IS, PostgreSQL's IS NOT DISTINCT FROM
+    key_lock: str = ""  # a statement taking a lock on the job's key until the commit
 
     @property
     def insert(self) -> str:
         p = self.p
+        columns = "job_id, job_key, agent_id, status, attempts, due_at, payload"
+        values = f"{p}, {p}, {p}, 'pending', 0, {p}, {p}"
+        if not self.key_lock:
+            return f"INSERT INTO {self.table} ({columns}) VALUES ({values})"
+        # the key's lock first, in the same statement: a later job of the key waits for
+        # this transaction, so jobs of one key are numbered in the order they commit
         return (
-            f"INSERT INTO {self.table} (job_id, job_key, agent_id, status, attempts, due_at, "
-            f"payload) VALUES ({p}, {p}, {p}, 'pending', 0, {p}, {p})"
+            f"WITH held AS ({self.key_lock}) "
+            f"INSERT INTO {self.table} ({columns}) SELECT {values} FROM held"
         )
 
-    @staticmethod
-    def insert_params(job: Job) -> tuple[Any, ...]:
-        return (job.job_id, job.key, job.agent_id, job.due_at or job.created_at, job.payload())
+    def insert_params(self, job: Job) -> tuple[Any, ...]:
+        row = (job.job_id, job.key, job.agent_id, job.due_at or job.created_at, job.payload())
+        return (job.key, *row) if self.key_lock else row
 
     def claim(self, agent_id: Any) -> tuple[str, list[Any]]:
         """SELECT of the job to claim: params (now, now[, agent_id])."""
@@ -132,3 +145,82 @@ class JobSql:
     @property
     def drop(self) -> str:
         return f"DELETE FROM {self.table} WHERE job_id = {self.p}"
+
+
+class SqlJobs:
+    """The :class:`~noted.db.jobs.JobStore` methods of a SQL store, over its hooks: the
+    statements, a write transaction, a connection to read with, and appending a run
+    inside the caller's transaction."""
+
+    _job_sql: JobSql
+    _transaction: Callable[[], AbstractContextManager[Any]]
+    _job_reader: Callable[[], AbstractContextManager[Any]]
+
+    def _append_run_in(self, conn: Any, run: RunResult) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def _completing(self, conn: Any) -> Iterator[None]:
+        """Around a job's writes, inside its completing transaction."""
+        yield
+
+    def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
+        sql = self._job_sql
+        with self._transaction() as conn:
+            self._append_run_in(conn, run)
+            if jobs:
+                conn.cursor().executemany(sql.insert, [sql.insert_params(job) for job in jobs])
+
+    def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
+        sql = self._job_sql
+        now = now_micros()
+        select, extra = sql.claim(agent_id)
+        with self._transaction() as conn:
+            row = conn.execute(select, [now, now, *extra]).fetchone()
+            if row is None:
+                return None
+            until = now + int(lease * 1e6)
+            conn.execute(sql.take, (owner, until, row[0]))
+        job = job_from_row(row[1:])
+        job.status, job.owner, job.lease_until = "running", owner, until
+        job.attempts += 1
+        return job
+
+    def store_plan(self, job: Job, plan: dict[str, Any]) -> bool:
+        text = json.dumps(plan, ensure_ascii=False, separators=(",", ":"))
+        with self._transaction() as conn:
+            stored = conn.execute(self._job_sql.store_plan, (text, job.job_id, job.owner)).rowcount
+        if stored:
+            job.plan = plan
+        return bool(stored)
+
+    def complete_job(self, job: Job, write: Callable[[], T]) -> tuple[bool, T | None]:
+        with self._transaction() as conn:
+            if not conn.execute(self._job_sql.finish, (job.job_id, job.owner)).rowcount:
+                return False, None
+            with self._completing(conn):
+                return True, write()
+
+    def fail_job(self, job: Job, error: str, retry_in: float | None) -> None:
+        status, due = after_failure(retry_in)
+        params = (status, clip_error(error), due, job.job_id, job.owner)
+        with self._transaction() as conn:
+            conn.execute(self._job_sql.fail, params)
+
+    def list_jobs(self, status: JobStatus | None = None, limit: int | None = 100) -> list[Job]:
+        select, params = self._job_sql.listing(status, limit)
+        with self._job_reader() as conn:
+            return [job_from_row(row) for row in conn.execute(select, params).fetchall()]
+
+    def unfinished_jobs(self, agent_id: Any = ANY_AGENT) -> int:
+        select, params = self._job_sql.unfinished(agent_id)
+        with self._job_reader() as conn:
+            return int(conn.execute(select, params).fetchone()[0])
+
+    def retry_job(self, job_id: str) -> bool:
+        with self._transaction() as conn:
+            return bool(conn.execute(self._job_sql.retry, (now_micros(), job_id)).rowcount)
+
+    def drop_job(self, job_id: str) -> bool:
+        with self._transaction() as conn:
+            return bool(conn.execute(self._job_sql.drop, (job_id,)).rowcount)
