@@ -98,6 +98,7 @@ from noted.db.base import (
     check_page,
 )
 from noted.db.redisdb import scripts as lua
+from noted.db.redisdb.jobs import RedisJobs
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.vectors import UserVectors, check_vector, from_blobs, search_target, to_blob
@@ -219,7 +220,7 @@ def _describe(client: redis.Redis) -> str:
     return f"{scheme}://{options.get('host', 'localhost')}:{options.get('port', 6379)}/{db}"
 
 
-class RedisDb(StoreContext):
+class RedisDb(RedisJobs, StoreContext):
     """Memories and sessions in Redis; see the module's notes for the layout.
 
     ``db_url`` is a redis-py URL: ``redis://[[user]:password@]host:port/db``, ``rediss://``
