@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,10 +60,11 @@ def texts(store: MemoryStore, user: str) -> list[str]:
 @pytest.fixture(params=PERSISTENT)
 def jobs_store(
     request: pytest.FixtureRequest, servers: dict[str, Server | str], tmp_path: Path
-) -> MemoryStore:
+) -> Iterator[MemoryStore]:
     store = store_of(request.param, servers, tmp_path)
     assert isinstance(store, JobStore)
-    return store
+    yield store
+    store.close()
 
 
 def test_a_run_is_recorded_with_its_jobs_and_the_agent_waits_for_them(
