@@ -18,6 +18,7 @@ from rich.table import Table
 
 from noted._console import emit_json, err, out
 from noted.audit import MemoryEvent
+from noted.cli_jobs import add_job_commands
 from noted.cli_serve import add_server_commands
 from noted.cli_sessions import add_chat_command, add_session_commands
 from noted.db import MemoryQuery, Store, open_store
@@ -453,7 +454,12 @@ def build_parser() -> argparse.ArgumentParser:
     imp = command("import", cmd_import, "Read memories from JSON Lines (all or nothing).")
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
 
-    for add_commands in (add_session_commands, add_chat_command, add_server_commands):
+    for add_commands in (
+        add_session_commands,
+        add_chat_command,
+        add_server_commands,
+        add_job_commands,
+    ):
         add_commands(groups, common)
     return parser
 

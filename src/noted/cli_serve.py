@@ -56,7 +56,13 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         import uvicorn
 
         from noted.server.config import ServeConfig, load_config
-        from noted.server.factory import ENV_CONFIG, ENV_DB, ENV_EMBEDDER, build_app
+        from noted.server.factory import (
+            ENV_CONFIG,
+            ENV_DB,
+            ENV_EMBEDDER,
+            ENV_NO_BACKGROUND,
+            build_app,
+        )
     except ImportError as exc:
         raise MissingDependencyError(
             f"noted serve needs {exc.name}: pip install 'noted[server]'"
@@ -90,7 +96,7 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         "access_log": args.access_log,
     }
     if args.workers == 1:
-        uvicorn.run(build_app(store, embedder, config), **options)
+        uvicorn.run(build_app(store, embedder, config, args.background), **options)
         return 0
     memory.db.close()  # each worker opens its own
     os.environ[ENV_DB] = target
@@ -98,6 +104,8 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         os.environ[ENV_EMBEDDER] = embedder
     if args.config:
         os.environ[ENV_CONFIG] = str(Path(args.config).resolve())
+    if not args.background:
+        os.environ[ENV_NO_BACKGROUND] = "1"
     uvicorn.run("noted.server.factory:app_from_env", factory=True, workers=args.workers, **options)
     return 0
 
@@ -145,6 +153,13 @@ def add_server_commands(
         help="worker processes (default 1; each opens the store itself)",
     )
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.add_argument(
+        "--background",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the agent's background memory and summary jobs in this server (default); "
+        "--no-background records them with the runs for `noted worker` processes",
+    )
     serve.set_defaults(func=cmd_serve)
 
     token = groups.add_parser(

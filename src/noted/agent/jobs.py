@@ -10,13 +10,14 @@ twice, and a job killed before its plan was stored costs one more model call.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from noted import _portal
 from noted.agent.memory import AgentMemory, SessionSummaries
@@ -38,7 +39,18 @@ from noted.models.types import Message
 from noted.schema import UserMemory
 from noted.sessions import RunResult, SessionSummary
 
-__all__ = ["JobKicker", "JobWorker", "agent_jobs", "worker_name"]
+if TYPE_CHECKING:
+    from noted.agent.agent import Agent
+
+__all__ = [
+    "JobKicker",
+    "JobWorker",
+    "agent_jobs",
+    "job_worker",
+    "leave_jobs_to_workers",
+    "start_job_loop",
+    "worker_name",
+]
 
 log = logging.getLogger("noted.jobs")
 
@@ -248,6 +260,7 @@ class JobKicker:
     def __init__(self, worker: JobWorker, background: bool = True) -> None:
         self.worker = worker
         self.background = background
+        self.enabled = True  # False: runs record their jobs, dedicated workers run them
         self._lock = threading.Lock()
         self._running: Any = None
         self._again = False
@@ -259,7 +272,7 @@ class JobKicker:
             run, memory=worker.memory is not None, summary=worker.summaries is not None
         )
         await asyncio.to_thread(worker.store.append_run_with_jobs, run, jobs)
-        if jobs:
+        if jobs and self.enabled:
             await self.kick()
 
     async def kick(self) -> None:
@@ -302,7 +315,8 @@ class JobKicker:
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            _portal.run(self.worker.drain())
+            if self.enabled:
+                _portal.run(self.worker.drain())
             time.sleep(poll)
 
 
@@ -323,3 +337,30 @@ def agent_jobs(
         return None
     worker = JobWorker(db, model, automatic, updating, agent_id=agent_id)
     return JobKicker(worker, background)
+
+
+def job_worker(agent: Agent) -> JobWorker | None:
+    """The worker of an agent's jobs (None: its db keeps no jobs, or it has no
+    background work)."""
+    kicker: JobKicker | None = agent._jobs
+    return None if kicker is None else kicker.worker
+
+
+def start_job_loop(agent: Agent, poll: float = 0.5) -> threading.Event | None:
+    """Run the agent's jobs in this process, looking every ``poll`` seconds for those
+    other processes left (their lease expired) as well as its own, until the returned
+    event is set (at exit at the latest)."""
+    kicker: JobKicker | None = agent._jobs
+    if kicker is None:
+        return None
+    stop = threading.Event()
+    atexit.register(stop.set)  # before the background loop waits for what it runs
+    _portal.background(kicker.worker.serve(stop, poll))
+    return stop
+
+
+def leave_jobs_to_workers(agent: Agent) -> None:
+    """Record the agent's jobs with its runs, and leave them to ``noted worker``."""
+    kicker: JobKicker | None = agent._jobs
+    if kicker is not None:
+        kicker.enabled = False
