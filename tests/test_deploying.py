@@ -32,6 +32,7 @@ WITH_TURN_MODEL = (
     "from noted.cli import main; raise SystemExit(main(sys.argv[1:]))"
 )
 LAUNCHER = [sys.executable, "-c", WITH_TURN_MODEL, str(TESTS)]
+WORKER_OPTIONS = ["--lease", "2", "--poll", "0.1"]
 _databases = itertools.count()
 
 
@@ -48,8 +49,7 @@ def fresh_database(url: str) -> str:
 def worker(db: str, config: Path, logs: Path) -> Iterator[subprocess.Popen[bytes]]:
     with logs.open("wb") as err:
         process = subprocess.Popen(
-            [*LAUNCHER, "worker", "--db", db, "--config", str(config), "--lease", "2"]
-            + ["--poll", "0.1"],
+            [*LAUNCHER, "worker", "--db", db, "--config", str(config), *WORKER_OPTIONS],
             stdout=subprocess.DEVNULL,
             stderr=err,
             env=clean_env(),
