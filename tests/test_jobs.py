@@ -3,6 +3,7 @@ applied exactly once, in order per user, kept with their error when they fail.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -14,13 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from conftest import open_store, server_url
-from noted import Agent
+from noted import Agent, SqliteDb
+from noted._time import now_micros
 from noted.agent.jobs import JobWorker
+from noted.cli import main
 from noted.db.base import MemoryQuery, MemoryStore
 from noted.db.jobs import Job, JobStore, derived_id, jobs_for_run
+from noted.errors import ModelError
 from noted.models.types import Message, ToolDefinition
+from noted.server import create_app
 from noted.sessions import RunResult
 from noted.testing import FunctionModel
 from servers import Server
@@ -33,7 +39,7 @@ def is_manager(messages: list[Message]) -> bool:
     return (messages[0].content or "").startswith("You maintain the long-term memory")
 
 
-def remembering(fact_of: dict[str, str] | None = None) -> FunctionModel:
+def remembering() -> FunctionModel:
     """Answers "Noted."; as the manager, adds "User said: <message>" for each turn."""
 
     def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
@@ -255,3 +261,80 @@ def test_memories_survive_a_process_killed_after_run_returned(
     sessions = store.list_sessions("ava")  # type: ignore[attr-defined]
     assert len(sessions) == 1 and sessions[0].run_count == 1
     store.close()
+
+
+def failing_manager(calls: list[int]) -> FunctionModel:
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if is_manager(messages):
+            calls.append(1)
+            raise ModelError("the model is down")
+        return "Noted."
+
+    return FunctionModel(fn)
+
+
+def test_a_failed_job_keeps_its_error_is_retried_then_kept_as_failed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db_file = tmp_path / "failing.db"
+    calls: list[int] = []
+    with SqliteDb(db_file) as db:
+        agent = Agent(failing_manager(calls), db=db, user_id="ava", enable_user_memories=True)
+        worker = agent._jobs.worker  # type: ignore[union-attr]
+        worker.max_attempts = 2
+        agent.run("I like tea")
+        assert agent.wait_for_memories(timeout=10)  # a job waiting for its retry is not waited for
+        (job,) = db.list_jobs()
+        assert (job.status, job.attempts, job.error) == ("pending", 1, "the model is down")
+        assert job.due_at > now_micros() + 3_000_000  # backoff: not before a few seconds
+        # an operator's retry: due now, with a new budget of attempts (one, here)
+        assert main(["jobs", "retry", job.job_id, "--db", str(db_file)]) == 0
+        worker.max_attempts = 1
+        asyncio.run(worker.drain())
+        (job,) = db.list_jobs(status="failed")
+        assert (job.attempts, job.error) == (1, "the model is down")
+        assert len(calls) == 2
+        asyncio.run(worker.drain())  # a failed job is kept, not run again
+        assert len(calls) == 2
+    capsys.readouterr()
+    assert main(["jobs", "list", "--json", "--db", str(db_file)]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["status"] == "failed" and listed["error"] == "the model is down"
+    assert listed["age_s"] >= 0 and listed["user_id"] == "ava"
+    assert main(["jobs", "list", "--db", str(db_file)]) == 0
+    assert "the model is down" in capsys.readouterr().out
+    assert main(["jobs", "drop", job.job_id, "--db", str(db_file)]) == 0
+    assert main(["jobs", "drop", job.job_id, "--db", str(db_file)]) == 1
+    with SqliteDb(db_file) as db:
+        assert db.list_jobs() == []
+        assert [s.run_count for s in db.list_sessions("ava")] == [1]  # the run itself stays
+
+
+def test_the_admin_sees_and_retries_jobs_over_rest(tmp_path: Path) -> None:
+    key = "jobs-admin-key-0123456789abcdef0123456789"
+    calls: list[int] = []
+    with SqliteDb(tmp_path / "rest.db") as db:
+        agent = Agent(
+            failing_manager(calls), db=db, agent_id="a", user_id="ava", enable_user_memories=True
+        )
+        agent.run("I like tea")
+        agent.wait_for_memories(timeout=10)
+        with TestClient(create_app(db, api_key=key)) as client:
+            admin = {"Authorization": f"Bearer {key}"}
+            listed = client.get("/jobs", headers=admin)
+            assert listed.status_code == 200, listed.text
+            (job,) = listed.json()["data"]
+            assert job["error"] == "the model is down" and job["attempts"] == 1
+            assert job["due_in_s"] > 0
+            token = client.post("/tokens", json={"user_id": "ava"}, headers=admin).json()["token"]
+            user = {"Authorization": f"Bearer {token}"}
+            assert client.get("/jobs", headers=user).status_code == 403
+            assert client.delete(f"/jobs/{job['job_id']}", headers=user).status_code == 403
+            assert client.get("/jobs", params={"status": "late"}, headers=admin).status_code == 422
+            retried = client.post(f"/jobs/{job['job_id']}/retry", headers=admin)
+            assert retried.status_code == 204
+            (again,) = client.get("/jobs", headers=admin).json()["data"]
+            assert again["due_in_s"] == 0 and again["attempts"] == 0
+            assert client.delete(f"/jobs/{job['job_id']}", headers=admin).status_code == 204
+            assert client.delete(f"/jobs/{job['job_id']}", headers=admin).status_code == 404
+            assert client.get("/jobs", headers=admin).json()["data"] == []

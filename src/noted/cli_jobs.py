@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
-from typing import Any
 
 from rich import box
 from rich.table import Table
@@ -15,27 +14,17 @@ from noted import _portal
 from noted._console import emit_json, out
 from noted._time import now_micros
 from noted.agent.jobs import JobWorker, job_worker
-from noted.db.jobs import JOB_STATUSES, Job, JobStore
+from noted.db.jobs import JOB_STATUSES, JobStore, job_ages
 from noted.errors import NotFoundError, UserError
 from noted.memory import Memory
 
-__all__ = ["add_job_commands", "job_ages"]
+__all__ = ["add_job_commands"]
 
 
 def _jobs(memory: Memory) -> JobStore:
     if not isinstance(memory.db, JobStore):
         raise UserError(f"{memory.db!r} keeps no background jobs (the in-process store)")
     return memory.db
-
-
-def job_ages(job: Job, now: int | None = None) -> dict[str, Any]:
-    """A job as a listing shows it: its fields, with its age (and how long until it is
-    due, when it waits for a retry) in seconds."""
-    now = now_micros() if now is None else now
-    data = job.to_dict()
-    data["age_s"] = round((now - job.created_at) / 1e6, 1)
-    data["due_in_s"] = round(max(job.due_at - now, 0) / 1e6, 1) if job.status == "pending" else 0
-    return data
 
 
 def cmd_jobs_list(memory: Memory, args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ __all__ = [
     "JobStore",
     "backoff_seconds",
     "derived_id",
+    "job_ages",
     "jobs_for_run",
     "new_job_id",
 ]
@@ -181,6 +182,16 @@ def jobs_for_run(
         )
         for kind in kinds
     ]
+
+
+def job_ages(job: Job, now: int | None = None) -> dict[str, Any]:
+    """A job as a listing shows it: its fields, with its age (and how long until it is
+    due, when it waits for a retry) in seconds."""
+    now = now_micros() if now is None else now
+    data = job.to_dict()
+    data["age_s"] = round((now - job.created_at) / 1e6, 1)
+    data["due_in_s"] = round(max(job.due_at - now, 0) / 1e6, 1) if job.status == "pending" else 0
+    return data
 
 
 def check_status(status: object) -> JobStatus | None:

@@ -39,6 +39,7 @@ from noted.retrieval.embedders import Embedder
 from noted.server.agents import agent_id_of, agent_routes
 from noted.server.auth import Auth, Unauthorized
 from noted.server.fast import FastMemoryList
+from noted.server.jobs import job_routes
 from noted.server.limits import BodyLimit
 from noted.server.memories import memory_routes
 from noted.server.responses import json_response
@@ -185,6 +186,7 @@ def create_app(
     _handlers(app)
     app.include_router(memory_routes(svc))
     app.include_router(session_routes(svc))
+    app.include_router(job_routes(svc))
     if svc.agents:
         app.include_router(agent_routes(svc))
     _service_routes(app, svc)
