@@ -33,6 +33,18 @@ def test_every_cli_command_is_documented() -> None:
     session_commands = next(a for a in sessions._actions if a.dest == "command")
     for name in session_commands.choices:  # type: ignore[union-attr]
         assert f"noted sessions {name}" in doc, name
-    for name in ("noted chat", "noted serve", "noted token"):
+    jobs = groups.choices["jobs"]  # type: ignore[index]
+    job_commands = next(a for a in jobs._actions if a.dest == "command")
+    for name in job_commands.choices:  # type: ignore[union-attr]
+        assert f"noted jobs {name}" in doc, name
+    for name in ("noted chat", "noted serve", "noted token", "noted worker"):
         assert name in doc, name
-    assert set(groups.choices) == {"memories", "sessions", "chat", "serve", "token"}  # type: ignore[arg-type]
+    assert set(groups.choices) == {  # type: ignore[arg-type]
+        "memories",
+        "sessions",
+        "chat",
+        "serve",
+        "token",
+        "worker",
+        "jobs",
+    }

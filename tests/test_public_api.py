@@ -19,6 +19,7 @@ def test_all_is_sorted_and_complete() -> None:
         "cli",
         "cli_sessions",
         "cli_serve",
+        "cli_jobs",
         "server",
         "agent",
         "models",

@@ -124,10 +124,10 @@ class JobWorker:
             )
             await asyncio.to_thread(self.store.fail_job, job, str(exc), retry)
 
-    async def drain(self) -> int:
-        """Claim and run jobs until none is due; how many were run."""
+    async def drain(self, stop: threading.Event | None = None) -> int:
+        """Claim and run jobs until none is due (or ``stop`` is set); how many were run."""
         done = 0
-        while True:
+        while stop is None or not stop.is_set():
             job = await asyncio.to_thread(
                 self.store.claim_job, self.owner, self.lease, self.agent_id
             )
@@ -135,12 +135,13 @@ class JobWorker:
                 return done
             await self.run_job(job)
             done += 1
+        return done
 
     async def serve(self, stop: threading.Event, poll: float = 0.5) -> None:
         """Drain, then look again every ``poll`` seconds, until ``stop`` is set."""
         while not stop.is_set():
             try:
-                if await self.drain():
+                if await self.drain(stop):
                     continue
             except NotedError as exc:
                 log.warning("could not claim a job: %s", exc)
