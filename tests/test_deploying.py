@@ -130,7 +130,7 @@ def deploy_and_check(
         assert failures == []
         assert first.wait(10) == -signal.SIGKILL
         with PostgresDb(db) as store:
-            deadline = time.monotonic() + 60
+            deadline = time.monotonic() + max(60.0, 0.2 * users * turns)
             while store.list_jobs(limit=None) and time.monotonic() < deadline:
                 time.sleep(0.1)
             finished = time.monotonic()
