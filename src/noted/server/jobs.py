@@ -1,6 +1,7 @@
 """The admin's view of the background jobs: list them with their ages and errors, make
 one due again, drop one. A user token gets 403 here: jobs span every user."""
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -42,22 +43,20 @@ def job_routes(svc: Services) -> APIRouter:
             return store
         return json_response({"data": [job_ages(j) for j in store.list_jobs(status, limit)]})
 
-    @router.post("/jobs/{job_id}/retry", status_code=204, summary="Make a job due now")
-    def retry_job(principal: Annotated[Principal, who], job_id: JobId) -> Response:
+    def change(principal: Principal, done: Callable[[JobStore], bool], missing: str) -> Response:
         store = jobs_of(principal)
         if isinstance(store, Response):
             return store
-        if not store.retry_job(job_id):
-            raise NotFoundError("no such job waiting or failed")
+        if not done(store):
+            raise NotFoundError(missing)
         return no_content()
+
+    @router.post("/jobs/{job_id}/retry", status_code=204, summary="Make a job due now")
+    def retry_job(principal: Annotated[Principal, who], job_id: JobId) -> Response:
+        return change(principal, lambda s: s.retry_job(job_id), "no such job waiting or failed")
 
     @router.delete("/jobs/{job_id}", status_code=204, summary="Drop a job")
     def drop_job(principal: Annotated[Principal, who], job_id: JobId) -> Response:
-        store = jobs_of(principal)
-        if isinstance(store, Response):
-            return store
-        if not store.drop_job(job_id):
-            raise NotFoundError("no such job")
-        return no_content()
+        return change(principal, lambda s: s.drop_job(job_id), "no such job")
 
     return router
