@@ -120,6 +120,7 @@ def test_claims_follow_each_users_order_and_leases(jobs_store: MemoryStore) -> N
     # ava's second job waits for her first; nothing else is due
     assert jobs_store.claim_job("w3", 60) is None
     assert jobs_store.claim_job("w3", 60, agent_id="other") is None
+    assert jobs_store.claim_job("w3", 60, agent_id=None) is None  # runs without an agent
     # a plan is stored only by the job's owner
     stolen = Job.from_payload(first.job_id, first.payload(), owner="w9")
     assert not jobs_store.store_plan(stolen, {"x": 1})
@@ -196,19 +197,12 @@ def test_a_stored_plan_is_applied_once_with_ids_derived_from_the_job(
     assert jobs_store.list_jobs() == []
 
 
-KILLED = textwrap.dedent(
+# Opens, in a child process, the store the test opened: argv kind, where, names (JSON).
+OPEN_STORE = textwrap.dedent(
     """
-    import json, sys, time
+    import asyncio, json, sys, time
     from noted import Agent, SqliteDb
     from noted.testing import FunctionModel
-
-    def fn(messages, tools):
-        if (messages[0].content or "").startswith("You maintain the long-term memory"):
-            print("extracting", flush=True)
-            time.sleep(60)
-            return json.dumps({"operations": [
-                {"op": "add", "id": None, "memory": "never stored", "topics": []}]})
-        return "Tea it is."
 
     kind, where, names = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     if kind == "sqlite":
@@ -222,6 +216,19 @@ KILLED = textwrap.dedent(
     else:
         from noted.db.redisdb import RedisDb
         store = RedisDb(where, **names)
+    """
+)
+
+KILLED = OPEN_STORE + textwrap.dedent(
+    """
+    def fn(messages, tools):
+        if (messages[0].content or "").startswith("You maintain the long-term memory"):
+            print("extracting", flush=True)
+            time.sleep(60)
+            return json.dumps({"operations": [
+                {"op": "add", "id": None, "memory": "never stored", "topics": []}]})
+        return "Tea it is."
+
     agent = Agent(FunctionModel(fn), db=store, user_id="ava", agent_id="helper",
                   enable_user_memories=True)
     agent._jobs.worker.lease = 1.0
@@ -231,16 +238,84 @@ KILLED = textwrap.dedent(
     """
 )
 
+# A worker process: waits for a line on stdin, runs jobs until none is left, prints how
+# many it ran.
+WORKER = OPEN_STORE + textwrap.dedent(
+    """
+    from noted.agent.jobs import job_worker
+
+    def fn(messages, tools):
+        chat = (messages[-1].content or "").split("<conversation>")[1]
+        said = chat.strip().splitlines()[0].removeprefix("user: ").strip('"')
+        return json.dumps({"operations": [
+            {"op": "add", "id": None, "memory": f"User said: {said}", "topics": []}]})
+
+    agent = Agent(FunctionModel(fn), db=store, agent_id="a", enable_user_memories=True)
+    worker = job_worker(agent)
+    store.unfinished_jobs()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    done = 0
+    while True:
+        done += asyncio.run(worker.drain())
+        if not store.unfinished_jobs():
+            break
+    print(done, flush=True)
+    """
+)
+
+
+def child_args(kind: str, store: MemoryStore, servers: dict[str, Server | str]) -> list[str]:
+    names = {"memory_table": store.memory_table, "session_table": store.session_table}  # type: ignore[attr-defined]
+    where = str(store.db_file) if kind == "sqlite" else server_url(servers, kind)  # type: ignore[attr-defined]
+    return [kind, where, json.dumps(names)]
+
+
+@pytest.mark.parametrize("kind", PERSISTENT)
+def test_workers_in_several_processes_apply_each_job_once_in_order(
+    kind: str, servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    store = store_of(kind, servers, tmp_path)
+    assert isinstance(store, JobStore)
+    users, turns = 4, 8
+    for t in range(turns):
+        for u in range(users):
+            run = _run("a", f"u{u}", f"turn {t}")
+            store.append_run_with_jobs(run, jobs_for_run(run, memory=True, summary=False))
+    command = [sys.executable, "-c", WORKER, *child_args(kind, store, servers)]
+    env = {**os.environ, "PYTHONPATH": SRC}
+    workers = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    try:
+        for w in workers:
+            assert w.stdout is not None
+            assert w.stdout.readline().strip() == "ready"
+        for w in workers:
+            assert w.stdin is not None
+            w.stdin.write("go\n")
+            w.stdin.flush()
+        ran = [int(w.communicate(timeout=120)[0].strip()) for w in workers]
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.communicate()
+    assert sum(ran) == users * turns  # no job run twice (nor left)
+    for u in range(users):
+        assert texts(store, f"u{u}") == [f"User said: turn {t}" for t in range(turns)]
+    assert store.list_jobs() == []
+    store.close()
+
 
 @pytest.mark.parametrize("kind", PERSISTENT)
 def test_memories_survive_a_process_killed_after_run_returned(
     kind: str, servers: dict[str, Server | str], tmp_path: Path
 ) -> None:
     store = store_of(kind, servers, tmp_path)
-    names = {"memory_table": store.memory_table, "session_table": store.session_table}  # type: ignore[attr-defined]
-    where = str(store.db_file) if kind == "sqlite" else server_url(servers, kind)  # type: ignore[attr-defined]
     with subprocess.Popen(
-        [sys.executable, "-c", KILLED, kind, where, json.dumps(names)],
+        [sys.executable, "-c", KILLED, *child_args(kind, store, servers)],
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": SRC},
