@@ -164,12 +164,17 @@ class SqlJobs:
         """Around a job's writes, inside its completing transaction."""
         yield
 
+    @contextmanager
+    def _pipelined(self, conn: Any) -> Iterator[None]:
+        """Around the run's and its jobs' statements (a driver may send them together)."""
+        yield
+
     def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
         sql = self._job_sql
-        with self._transaction() as conn:
+        with self._transaction() as conn, self._pipelined(conn):
             self._append_run_in(conn, run)
-            if jobs:
-                conn.cursor().executemany(sql.insert, [sql.insert_params(job) for job in jobs])
+            for job in jobs:  # one or two
+                conn.execute(sql.insert, sql.insert_params(job))
 
     def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
         sql = self._job_sql

@@ -44,6 +44,12 @@ class PostgresJobs(SqlJobs):
         sessions.append_run(conn, self._n, run, from_micros(now_micros()))
 
     @contextmanager
+    def _pipelined(self, conn: Conn) -> Iterator[None]:
+        # the run's last statements and the jobs' inserts go in one round trip
+        with conn.pipeline():
+            yield
+
+    @contextmanager
     def _completing(self, conn: Conn) -> Iterator[None]:
         self._batch.conn = conn
         try:
