@@ -292,6 +292,10 @@ class JobKicker:
                 await self.worker.drain()
             except NotedError as exc:
                 log.warning("background jobs: %s", exc)
+            except BaseException:
+                with self._lock:  # the next kick starts a new drain
+                    self._running = None
+                raise
             with self._lock:
                 if not self._again:
                     self._running = None
