@@ -88,6 +88,16 @@ class JobSql:
         return sql, extra
 
     @property
+    def any_due(self) -> str:
+        """Whether some job is due at all (params: now, now): read before a claim takes
+        a write lock, so an idle worker's look costs a read."""
+        p = self.p
+        return (
+            f"SELECT 1 FROM {self.table} WHERE (status = 'pending' AND due_at <= {p}) "
+            f"OR (status = 'running' AND lease_until <= {p}) LIMIT 1"
+        )
+
+    @property
     def take(self) -> str:
         p = self.p
         return (
@@ -180,6 +190,9 @@ class SqlJobs:
         sql = self._job_sql
         now = now_micros()
         select, extra = sql.claim(agent_id)
+        with self._job_reader() as conn:
+            if conn.execute(sql.any_due, (now, now)).fetchone() is None:
+                return None
         with self._transaction() as conn:
             row = conn.execute(select, [now, now, *extra]).fetchone()
             if row is None:
