@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from conftest import open_store, server_url
 from noted import Agent, SqliteDb
 from noted._time import now_micros
-from noted.agent.jobs import JobWorker
+from noted.agent.jobs import JobWorker, job_worker
 from noted.cli import main
 from noted.db.base import MemoryQuery, MemoryStore
 from noted.db.jobs import Job, JobStore, derived_id, jobs_for_run
@@ -169,7 +169,8 @@ def test_a_stored_plan_is_applied_once_with_ids_derived_from_the_job(
     assert isinstance(jobs_store, JobStore)
     model = remembering()
     agent = Agent(model, db=jobs_store, agent_id="a", enable_user_memories=True)
-    worker = agent._jobs.worker  # type: ignore[union-attr]
+    worker = job_worker(agent)
+    assert worker is not None
     run = _run("a", "ava", "I like tea")
     jobs_store.append_run_with_jobs(run, jobs_for_run(run, memory=True, summary=False))
     job = jobs_store.claim_job("first", 0.05)
@@ -231,7 +232,8 @@ KILLED = OPEN_STORE + textwrap.dedent(
 
     agent = Agent(FunctionModel(fn), db=store, user_id="ava", agent_id="helper",
                   enable_user_memories=True)
-    agent._jobs.worker.lease = 1.0
+    from noted.agent.jobs import job_worker
+    job_worker(agent).lease = 1.0
     agent.run("I like tea.")
     print("answered", flush=True)
     time.sleep(60)
@@ -355,7 +357,8 @@ def test_a_failed_job_keeps_its_error_is_retried_then_kept_as_failed(
     calls: list[int] = []
     with SqliteDb(db_file) as db:
         agent = Agent(failing_manager(calls), db=db, user_id="ava", enable_user_memories=True)
-        worker = agent._jobs.worker  # type: ignore[union-attr]
+        worker = job_worker(agent)
+        assert worker is not None
         worker.max_attempts = 2
         agent.run("I like tea")
         assert agent.wait_for_memories(timeout=10)  # a job waiting for its retry is not waited for
