@@ -106,12 +106,7 @@ WORKER = textwrap.dedent(
     store.unfinished_jobs()  # connected before the start signal
     print("ready", flush=True)
     sys.stdin.readline()
-    done = 0
-    while True:
-        done += asyncio.run(worker.drain())
-        if not store.unfinished_jobs():
-            break
-    print(done, flush=True)
+    print(asyncio.run(worker.until_done()), flush=True)
     """
 )
 

@@ -257,12 +257,7 @@ WORKER = OPEN_STORE + textwrap.dedent(
     store.unfinished_jobs()
     print("ready", flush=True)
     sys.stdin.readline()
-    done = 0
-    while True:
-        done += asyncio.run(worker.drain())
-        if not store.unfinished_jobs():
-            break
-    print(done, flush=True)
+    print(asyncio.run(worker.until_done()), flush=True)
     """
 )
 

@@ -137,6 +137,16 @@ class JobWorker:
             done += 1
         return done
 
+    async def until_done(self, poll: float = 0.05) -> int:
+        """Run jobs until none of this worker's agent is running or due anywhere (other
+        workers' included); how many this worker ran."""
+        done = 0
+        while True:
+            done += await self.drain()
+            if not await asyncio.to_thread(self.store.unfinished_jobs, self.agent_id):
+                return done
+            await asyncio.sleep(poll)
+
     async def serve(self, stop: threading.Event, poll: float = 0.5) -> None:
         """Drain, then look again every ``poll`` seconds, until ``stop`` is set."""
         while not stop.is_set():
