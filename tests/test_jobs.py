@@ -411,3 +411,31 @@ def test_the_admin_sees_and_retries_jobs_over_rest(tmp_path: Path) -> None:
             assert client.delete(f"/jobs/{job['job_id']}", headers=admin).status_code == 204
             assert client.delete(f"/jobs/{job['job_id']}", headers=admin).status_code == 404
             assert client.get("/jobs", headers=admin).json()["data"] == []
+
+
+def test_a_worker_holds_its_job_while_the_model_takes_longer_than_the_lease(
+    jobs_store: MemoryStore,
+) -> None:
+    assert isinstance(jobs_store, JobStore)
+    calls: list[int] = []
+
+    async def slow(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if is_manager(messages):
+            calls.append(1)
+            await asyncio.sleep(1.0)
+            op = {"op": "add", "id": None, "memory": "User likes tea", "topics": []}
+            return json.dumps({"operations": [op]})
+        return "Noted."
+
+    agent = Agent(FunctionModel(slow), db=jobs_store, user_id="ava", enable_user_memories=True)
+    worker = job_worker(agent)
+    assert worker is not None
+    worker.lease = 0.3
+    agent.run("I like tea")
+    time.sleep(0.7)  # more than twice the lease, while the model is still thinking
+    assert jobs_store.claim_job("intruder", 60) is None
+    (held,) = jobs_store.list_jobs()
+    assert held.status == "running" and held.owner == worker.owner
+    assert agent.wait_for_memories(timeout=30)
+    assert texts(jobs_store, "ava") == ["User likes tea"]
+    assert calls == [1]

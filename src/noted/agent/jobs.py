@@ -112,6 +112,7 @@ class JobWorker:
                 None,
             )
             return
+        holding = asyncio.create_task(self._hold(job))
         try:
             if job.kind == "memory":
                 await self._memory(job)
@@ -123,6 +124,19 @@ class JobWorker:
                 "%s job %s failed (attempt %d): %s", job.kind, job.job_id, job.attempts, exc
             )
             await asyncio.to_thread(self.store.fail_job, job, str(exc), retry)
+        finally:
+            holding.cancel()
+
+    async def _hold(self, job: Job) -> None:
+        """Renew the job's lease every third of it while the job runs (a model call may
+        take longer than the lease), so no other worker takes it over meanwhile."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                if not await asyncio.to_thread(self.store.renew_lease, job, self.lease):
+                    return  # taken over: its stored plan, if any, is applied once
+            except NotedError as exc:
+                log.warning("could not renew the lease of job %s: %s", job.job_id, exc)
 
     async def drain(self, stop: threading.Event | None = None) -> int:
         """Claim and run jobs until none is due (or ``stop`` is set); how many were run."""

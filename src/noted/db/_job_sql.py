@@ -106,6 +106,14 @@ class JobSql:
         )
 
     @property
+    def renew(self) -> str:
+        p = self.p
+        return (
+            f"UPDATE {self.table} SET lease_until = {p} WHERE job_id = {p} AND owner = {p} "
+            "AND status = 'running'"
+        )
+
+    @property
     def store_plan(self) -> str:
         p = self.p
         return f"UPDATE {self.table} SET plan = {p} WHERE job_id = {p} AND owner = {p}"
@@ -203,6 +211,14 @@ class SqlJobs:
         job.status, job.owner, job.lease_until = "running", owner, until
         job.attempts += 1
         return job
+
+    def renew_lease(self, job: Job, lease: float) -> bool:
+        until = now_micros() + int(lease * 1e6)
+        with self._transaction() as conn:
+            renewed = conn.execute(self._job_sql.renew, (until, job.job_id, job.owner)).rowcount
+        if renewed:
+            job.lease_until = until
+        return bool(renewed)
 
     def store_plan(self, job: Job, plan: dict[str, Any]) -> bool:
         text = json.dumps(plan, ensure_ascii=False, separators=(",", ":"))

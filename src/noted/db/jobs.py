@@ -228,6 +228,11 @@ class JobStore(Protocol):
         the claim to one agent's jobs (None: jobs of runs without an agent)."""
         ...
 
+    def renew_lease(self, job: Job, lease: float) -> bool:
+        """Hold the job ``lease`` more seconds from now (while its worker still works on
+        it); False when it is no longer ``job.owner``'s."""
+        ...
+
     def store_plan(self, job: Job, plan: dict[str, Any]) -> bool:
         """Keep the model's plan with the job (still ``job.owner``'s); False when the job
         is no longer this worker's (its lease expired and another took it)."""

@@ -149,6 +149,17 @@ class MongoJobs:
                     return _job(taken)
         return None
 
+    def renew_lease(self, job: Job, lease: float) -> bool:
+        until = now_micros() + int(lease * 1e6)
+        with self._db() as db:
+            done = self._jobs(db.runs).update_one(
+                {"_id": job.job_id, "owner": job.owner, "status": "running"},
+                {"$set": {"lease_until": until}},
+            )
+        if done.matched_count:
+            job.lease_until = until
+        return bool(done.matched_count)
+
     def store_plan(self, job: Job, plan: dict[str, Any]) -> bool:
         text = json.dumps(plan, ensure_ascii=False, separators=(",", ":"))
         with self._db() as db:

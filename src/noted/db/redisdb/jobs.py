@@ -89,6 +89,15 @@ redis.call('HSET', jkey(ARGV[2]), 'plan', ARGV[4])
 return 1
 """
 
+# [2] = job id, [3] = owner, [4] = the new lease end. 1 when renewed.
+_RENEW = """
+local k = jkey(ARGV[2])
+if redis.call('HGET', k, 'owner') ~= ARGV[3] or redis.call('HGET', k, 'status') ~= 'running'
+then return 0 end
+redis.call('HSET', k, 'lease_until', ARGV[4])
+return 1
+"""
+
 # [2] = job id, [3] = owner, [4] = '1' to delete it (else only check that it is theirs).
 _FINISH = """
 if redis.call('HGET', jkey(ARGV[2]), 'owner') ~= ARGV[3] then return 0 end
@@ -224,6 +233,14 @@ class RedisJobs:
             self._job_script("claim", _CLAIM), owner, now, until, *_agent(agent_id)
         )
         return None if row is None else _job(row)
+
+    def renew_lease(self, job: Job, lease: float) -> bool:
+        until = now_micros() + int(lease * 1e6)
+        script = self._job_script("renew", _RENEW)
+        renewed = bool(self._session_call(script, job.job_id, job.owner or "", until))
+        if renewed:
+            job.lease_until = until
+        return renewed
 
     def store_plan(self, job: Job, plan: dict[str, Any]) -> bool:
         text = json.dumps(plan, ensure_ascii=False, separators=(",", ":"))
