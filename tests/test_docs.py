@@ -33,10 +33,15 @@ def test_every_cli_command_is_documented() -> None:
     session_commands = next(a for a in sessions._actions if a.dest == "command")
     for name in session_commands.choices:  # type: ignore[union-attr]
         assert f"noted sessions {name}" in doc, name
+    jobs = groups.choices["jobs"]  # type: ignore[index]
+    job_commands = next(a for a in jobs._actions if a.dest == "command")
+    for name in job_commands.choices:  # type: ignore[union-attr]
+        assert f"noted jobs {name}" in doc, name
     for name in (
         "noted chat",
         "noted serve",
         "noted token",
+        "noted worker",
         "noted mcp",
         "noted import agno",
         "noted import mem0",
@@ -50,6 +55,8 @@ def test_every_cli_command_is_documented() -> None:
         "token",
         "mcp",
         "import",
+        "worker",
+        "jobs",
     }
 
 

@@ -119,11 +119,11 @@ def test_sqlite_sessions_persist_and_use_the_configured_table(tmp_path: Path) ->
         db.append_run(make_run("s1", "ava", "hello"))
     with SqliteDb(path, session_table="chat_log") as db:
         assert [r.input for r in db.get_runs("s1", "ava")] == ["hello"]
-        assert db.schema_version("chat_log") == 1
+        assert db.schema_version("chat_log") == 2  # sessions and runs, then jobs
     conn = sqlite3.connect(path)
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
-    assert {"chat_log", "chat_log_runs", "noted_memories"} <= tables
+    assert {"chat_log", "chat_log_runs", "chat_log_jobs", "noted_memories"} <= tables
     assert "noted_sessions" not in tables
 
 

@@ -20,6 +20,7 @@ from noted._console import emit_json, err, out
 from noted.audit import MemoryEvent
 from noted.cli_db import open_db
 from noted.cli_import import add_import_commands
+from noted.cli_jobs import add_job_commands
 from noted.cli_mcp import add_mcp_command
 from noted.cli_serve import add_server_commands
 from noted.cli_sessions import add_chat_command, add_session_commands
@@ -530,6 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_chat_command,
         add_mcp_command,
         add_import_commands,
+        add_job_commands,
     ):
         add_commands(groups, common)
     add_server_commands(groups, common, db_option)

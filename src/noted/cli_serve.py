@@ -82,7 +82,14 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         import uvicorn
 
         from noted.server.config import ServeConfig, load_config
-        from noted.server.factory import ENV_CONFIG, ENV_DB, ENV_EMBEDDER, ENV_MCP, build_app
+        from noted.server.factory import (
+            ENV_CONFIG,
+            ENV_DB,
+            ENV_EMBEDDER,
+            ENV_MCP,
+            ENV_NO_BACKGROUND,
+            build_app,
+        )
     except ImportError as exc:
         raise MissingDependencyError(
             f"noted serve needs {exc.name}: pip install 'noted[server]'"
@@ -109,7 +116,8 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         "access_log": args.access_log,
     }
     if args.workers == 1:
-        uvicorn.run(build_app(store, embedder, config, mcp=args.mcp), **options)
+        app = build_app(store, embedder, config, mcp=args.mcp, background=args.background)
+        uvicorn.run(app, **options)
         return 0
     memory.db.close()  # each worker opens its own
     os.environ[ENV_DB] = target
@@ -119,6 +127,8 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         os.environ[ENV_MCP] = "1"
     if args.config:
         os.environ[ENV_CONFIG] = str(Path(args.config).resolve())
+    if not args.background:
+        os.environ[ENV_NO_BACKGROUND] = "1"
     uvicorn.run("noted.server.factory:app_from_env", factory=True, workers=args.workers, **options)
     return 0
 
@@ -201,6 +211,13 @@ def add_server_commands(
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     serve.add_argument(
         "--mcp", action="store_true", help="serve the MCP server at /mcp too (noted[mcp])"
+    )
+    serve.add_argument(
+        "--background",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the agent's background memory and summary jobs in this server (default); "
+        "--no-background records them with the runs for `noted worker` processes",
     )
     serve.set_defaults(func=cmd_serve)
 

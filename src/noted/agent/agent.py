@@ -26,6 +26,7 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
+from noted.agent.jobs import agent_jobs
 from noted.agent.memory import AgentMemory, BackgroundWork, SessionSummaries
 from noted.agent.memory_tools import MEMORY_TOOL_NAMES
 from noted.agent.tools import Tool, execute_tool_calls, to_tools
@@ -161,6 +162,9 @@ class Agent:
             add_session_summary_to_context,
             session_summarizer,
         )
+        self._jobs = agent_jobs(
+            self.db, self.model, self.memory, self.summaries, self.agent_id, background_memory
+        )
 
     def _memory_settings(
         self,
@@ -224,7 +228,10 @@ class Agent:
     def wait_for_memories(self, timeout: float | None = None) -> bool:
         """Wait until the memory and summary updates started by earlier runs are written;
         False if some are still running after ``timeout`` seconds. (They are also waited
-        for when the program exits normally.)"""
+        for when the program exits normally.) With a store that keeps jobs, this waits for
+        every job of this agent's runs in the store, taking over those whose worker died."""
+        if self._jobs is not None:
+            return self._jobs.wait(timeout)
         return self._work.wait(timeout)
 
     def __repr__(self) -> str:
@@ -385,11 +392,14 @@ class Agent:
             self._save_failed(run, exc, started)
             raise
         run.metrics.duration = time.perf_counter() - started
-        await asyncio.to_thread(self.db.append_run, run)
-        if self.memory is not None:
-            await self.memory.finish(run, self.model)
-        if self.summaries is not None:
-            await self.summaries.finish(run, self.model)
+        if self._jobs is not None:  # the run and its background work in one write
+            await self._jobs.record(run)
+        else:
+            await asyncio.to_thread(self.db.append_run, run)
+            if self.memory is not None:
+                await self.memory.finish(run, self.model)
+            if self.summaries is not None:
+                await self.summaries.finish(run, self.model)
         yield RunCompleted(run)
 
     async def _ask(

@@ -63,7 +63,7 @@ def check_table_names(
     memory_table: object,
     session_table: object,
     memory_suffixes: Sequence[str] = ("_events",),
-    session_suffixes: Sequence[str] = ("_runs",),
+    session_suffixes: Sequence[str] = ("_runs", "_jobs"),
 ) -> tuple[str, str]:
     """The two names a store is given, checked, and checked not to collide with each other
     or with the companion tables (or collections, or key prefixes) derived from them."""

@@ -10,7 +10,7 @@ history is recorded in the same transaction), and keeps embeddings current.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from noted._time import from_micros, now_micros
@@ -154,10 +154,17 @@ class MemoryDoor:
         *,
         said: str = "",
         agent_id: str | None = None,
+        new_id: Callable[[int], str] | None = None,
+        commit: Callable[[WriteBatch], list[UserMemory]] | None = None,
     ) -> Applied:
         """Write a model's checked plan: every change it asks for is built and checked
         here first; one that does not pass is dropped with its reason, and the rest are
-        written together in one batch (all of them, or none when the write fails)."""
+        written together in one batch (all of them, or none when the write fails).
+
+        ``new_id(i)`` gives the id of the plan's i-th operation when it adds a memory (a
+        background job derives them from its own id, so a retry writes the same
+        memories); ``commit`` writes the batch in place of the store's ``write_batch``
+        (a job completes in the same transaction)."""
         by_id = {m.memory_id: m for m in shown.values()}
         applied = Applied()
         now = from_micros(now_micros())
@@ -165,7 +172,7 @@ class MemoryDoor:
         deletes: list[str] = []
         updates: list[UserMemory] = []
         adds: list[UserMemory] = []
-        for op in plan.operations:
+        for index, op in enumerate(plan.operations):
             if op.kind == "clear":
                 clear = True
             elif op.kind == "delete" and op.memory_id is not None:
@@ -181,7 +188,7 @@ class MemoryDoor:
                     candidate.memory = op.memory
                     candidate.topics = list(op.topics)
                     candidate.input = said[:MAX_INPUT_CHARS] or None
-                    candidate.memory_id = new_memory_id()
+                    candidate.memory_id = new_memory_id() if new_id is None else new_id(index)
                     candidate.user_id = user_id
                     candidate.agent_id = agent_id
                     candidate.team_id = None
@@ -196,7 +203,10 @@ class MemoryDoor:
                 (updates if op.kind == "update" else adds).append(checked)
         batch = WriteBatch(user_id, clear, tuple(deletes), tuple(updates), tuple(adds))
         if batch:
-            applied.written = self.db.write_batch(batch, audit=audit)
+            if commit is None:
+                applied.written = self.db.write_batch(batch, audit=audit)
+            else:
+                applied.written = commit(batch)
             self._embed(applied.written)
         return applied
 

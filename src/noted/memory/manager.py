@@ -140,27 +140,13 @@ class MemoryManager:
     ) -> MemoryUpdate:
         """Read a turn, ask the model once, and write the checked operations through the
         door (together, or none of them)."""
-        chat_model = self.model or model
-        if chat_model is None:
-            raise UserError("the memory manager needs a model: MemoryManager(model=...)")
-        said = " ".join(m.content for m in messages if m.role == "user" and m.content)
         update = MemoryUpdate()
-        if not said.strip():
+        planned = await self.aplan(messages, user_id=user_id, door=door, model=model)
+        if planned is None:
             return update  # nothing the user said: nothing to learn, no model call
-        shown = await asyncio.to_thread(self.shown_memories, door.db, user_id, said, door.index)
-        request = ModelRequest(
-            messages=[
-                Message("system", self.system_prompt()),
-                Message("user", manager_user_prompt(messages, shown)),
-            ],
-            response_schema=OPERATIONS_SCHEMA,
-            response_schema_name="memory_operations",
-        )
-        response = await tracing.complete(chat_model, request, "memory manager")
+        plan, shown, said, usage = planned
         update.model_calls = 1
-        update.usage = response.usage
-        plan = parse_operations(response.content, shown, self.permissions, door.max_length)
-        self.cap(plan)
+        update.usage = usage
         context = audit or AuditContext(actor="manager")
         applied = await asyncio.to_thread(
             door.apply, plan, shown, user_id, context, said=said, agent_id=agent_id
@@ -171,6 +157,37 @@ class MemoryManager:
         update.memory_ids = [m.memory_id for m in applied.written if m.memory_id is not None]
         update.operations = plan.operations
         return update
+
+    async def aplan(
+        self,
+        messages: Sequence[Message],
+        *,
+        user_id: str,
+        door: MemoryDoor,
+        model: ChatModel | None = None,
+    ) -> tuple[Plan, dict[int, UserMemory], str, Usage] | None:
+        """The model's checked (and capped) plan for a turn, with the memories it was
+        shown, what the user said and the call's usage; None (no model call) when the
+        user said nothing."""
+        chat_model = self.model or model
+        if chat_model is None:
+            raise UserError("the memory manager needs a model: MemoryManager(model=...)")
+        said = " ".join(m.content for m in messages if m.role == "user" and m.content)
+        if not said.strip():
+            return None
+        shown = await asyncio.to_thread(self.shown_memories, door.db, user_id, said, door.index)
+        request = ModelRequest(
+            messages=[
+                Message("system", self.system_prompt()),
+                Message("user", manager_user_prompt(messages, shown)),
+            ],
+            response_schema=OPERATIONS_SCHEMA,
+            response_schema_name="memory_operations",
+        )
+        response = await tracing.complete(chat_model, request, "memory manager")
+        plan = parse_operations(response.content, shown, self.permissions, door.max_length)
+        self.cap(plan)
+        return plan, shown, said, response.usage
 
     def cap(self, plan: Plan) -> None:
         """Keep at most ``max_operations`` of a plan's operations; say once what is dropped."""

@@ -46,6 +46,7 @@ from noted.server.auth import Auth, Unauthorized
 from noted.server.docs import docs_routes
 from noted.server.fast import FastMemoryList
 from noted.server.headers import SecurityHeaders
+from noted.server.jobs import job_routes
 from noted.server.limits import BodyLimit
 from noted.server.memories import memory_routes
 from noted.server.openapi import amend_openapi
@@ -237,6 +238,7 @@ def create_app(
     _handlers(app)
     app.include_router(memory_routes(svc))
     app.include_router(session_routes(svc))
+    app.include_router(job_routes(svc))
     if svc.agents:
         app.include_router(agent_routes(svc))
     _service_routes(app, svc)

@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import gc
 import os
-from typing import Final
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final
 
 from fastapi import FastAPI
 
+from noted.agent import Agent
+from noted.agent.jobs import leave_jobs_to_workers, start_job_loop
 from noted.db.base import Store
 from noted.db.urls import open_store
 from noted.memory import Memory
@@ -17,28 +21,65 @@ from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.server.app import create_app
 from noted.server.config import ServeConfig, build_agent, load_config
 
-__all__ = ["ENV_CONFIG", "ENV_DB", "ENV_EMBEDDER", "ENV_MCP", "app_from_env", "build_app"]
+__all__ = [
+    "ENV_CONFIG",
+    "ENV_DB",
+    "ENV_EMBEDDER",
+    "ENV_MCP",
+    "ENV_NO_BACKGROUND",
+    "app_from_env",
+    "build_app",
+]
 
 ENV_DB: Final = "NOTED_SERVE_DB"
 ENV_EMBEDDER: Final = "NOTED_SERVE_EMBEDDER"
 ENV_CONFIG: Final = "NOTED_SERVE_CONFIG"
 ENV_MCP: Final = "NOTED_SERVE_MCP"
+ENV_NO_BACKGROUND: Final = "NOTED_SERVE_NO_BACKGROUND"
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
 
 def build_app(
-    store: Store, embedder: str | None, config: ServeConfig, mcp: bool = False
+    store: Store,
+    embedder: str | None,
+    config: ServeConfig,
+    *,
+    mcp: bool = False,
+    background: bool = True,
 ) -> FastAPI:
     """The served app: the store, an embedder (the default's when neither ``embedder``
     nor the config names one; ``"none"`` for keyword search only), the config file's agent
-    if it has one, and the MCP endpoint with ``mcp``."""
+    if it has one, whose background jobs run in this process (or, with
+    ``background=False``, are left to ``noted worker`` processes), and the MCP endpoint
+    with ``mcp``."""
     memory = Memory(store, embedder=embedder or config.embedder or DEFAULT_EMBEDDER)
     agent = None if config.agent is None else build_agent(config.agent, store)
+    if agent is not None and not background:
+        leave_jobs_to_workers(agent)
     app = create_app(memory=memory, agent=agent, mcp=mcp)
+    if agent is not None and background:
+        app.router.lifespan_context = _running_jobs(agent, app.router.lifespan_context)
     # The objects built so far live as long as the process: keep the collector from
     # walking them again on every full collection (fewer and shorter pauses under load).
     gc.collect()
     gc.freeze()
     return app
+
+
+def _running_jobs(agent: Agent, inner: Lifespan) -> Lifespan:
+    """The app's lifespan with the agent's background jobs running in this process."""
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        stop = start_job_loop(agent)
+        try:
+            async with inner(app) as state:
+                yield state
+        finally:
+            if stop is not None:
+                stop.set()
+
+    return lifespan
 
 
 def app_from_env() -> FastAPI:
@@ -50,4 +91,5 @@ def app_from_env() -> FastAPI:
         os.environ.get(ENV_EMBEDDER),
         config,
         mcp=os.environ.get(ENV_MCP) == "1",
+        background=not os.environ.get(ENV_NO_BACKGROUND),
     )

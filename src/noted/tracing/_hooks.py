@@ -19,7 +19,16 @@ if TYPE_CHECKING:
     from noted.models.types import ModelDelta, ModelRequest, ModelResponse
     from noted.tracing._spans import Spans
 
-__all__ = ["agent_run", "carry", "complete", "considered", "stream", "traced"]
+__all__ = [
+    "agent_run",
+    "carry",
+    "complete",
+    "considered",
+    "resume",
+    "stream",
+    "traced",
+    "traceparent",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -70,6 +79,23 @@ def carry(
     if spans is None:
         return work
     return spans.carry(work)
+
+
+def traceparent() -> str | None:
+    """The current trace context as a W3C ``traceparent`` string, to be kept with work
+    that another process may run later (None while tracing is off)."""
+    spans = active
+    return None if spans is None else spans.traceparent()
+
+
+def resume(
+    traceparent: str | None, work: Callable[[], Coroutine[Any, Any, R]]
+) -> Coroutine[Any, Any, R]:
+    """``work()``, continuing the trace ``traceparent`` names while tracing is on."""
+    spans = active
+    if spans is None or traceparent is None:
+        return work()
+    return spans.resume(traceparent, work)
 
 
 def considered(count: int) -> None:

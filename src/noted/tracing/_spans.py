@@ -259,9 +259,16 @@ class Spans:
     # -- background work -----------------------------------------------------------------
 
     def carry(self, work: Callable[[], Coroutine[Any, Any, R]]) -> CarriedWork:
+        return CarriedWork(self.traceparent(), work)
+
+    def traceparent(self) -> str | None:
         carrier: dict[str, str] = {}
         _PROPAGATOR.inject(carrier)
-        return CarriedWork(carrier.get("traceparent"), work)
+        return carrier.get("traceparent")
+
+    async def resume(self, traceparent: str, work: Callable[[], Coroutine[Any, Any, R]]) -> R:
+        result: R = await CarriedWork(traceparent, work)()
+        return result
 
     def considered(self, count: int) -> None:
         trace.get_current_span().set_attribute("noted.memories.considered", count)

@@ -57,8 +57,13 @@ def _runs_of(
 
 
 def append_run(
-    sessions: Collection[Doc], runs: Collection[Doc], run: RunResult, where: str
+    sessions: Collection[Doc],
+    runs: Collection[Doc],
+    run: RunResult,
+    where: str,
+    extra: Doc | None = None,
 ) -> None:
+    """``extra`` fields go in the run's document, written with it (the run's jobs)."""
     from bson.int64 import Int64
 
     index = _claim_run_index(sessions, run, where)
@@ -70,6 +75,7 @@ def append_run(
             "status": run.status,
             "created_at": Int64(to_micros(run.created_at)),
             "data": run.to_dict(),
+            **(extra or {}),
         }
     )
 

@@ -37,6 +37,7 @@ from noted.db.mongodb.docs import (
     user_vectors,
     vector_value,
 )
+from noted.db.mongodb.jobs import MongoJobs
 from noted.db.mongodb.revocations import MongoRevocations
 from noted.db.mongodb.server import (
     EVENT_INDEXES,
@@ -92,7 +93,7 @@ class _Collections:
     runs: Collection[Doc]
 
 
-class MongoDb(MongoRevocations, StoreContext):
+class MongoDb(MongoRevocations, MongoJobs, StoreContext):
     """Memories and sessions in a MongoDB database, one collection each for memories
     (``<memory_table>``), their history (``<memory_table>_events``), each user's generation
     (``<memory_table>_generations``), sessions (``<session_table>``) and runs

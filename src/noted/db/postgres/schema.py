@@ -50,6 +50,10 @@ class Names:
         return self.q(self.session_table + "_runs")
 
     @property
+    def jobs(self) -> str:
+        return self.q(self.session_table + "_jobs")
+
+    @property
     def versions(self) -> str:
         return self.q("noted_schema_versions")
 
@@ -154,6 +158,30 @@ def s001_create_sessions(
             PRIMARY KEY (session_id, run_index)
         )"""
     )
+
+
+@SESSION_MIGRATIONS.append
+def s002_jobs(conn: psycopg.Connection[tuple[object, ...]], names: Names, pgvector: bool) -> None:
+    """The background jobs of the runs (see noted.db.jobs), written with their run;
+    times are microseconds since the epoch, as the shared job SQL compares them."""
+    base = names.session_table
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {names.jobs} (
+            seq bigserial PRIMARY KEY,
+            job_id text NOT NULL UNIQUE,
+            job_key text NOT NULL,
+            agent_id text,
+            status text NOT NULL,
+            attempts integer NOT NULL,
+            due_at bigint NOT NULL,
+            lease_until bigint,
+            owner text,
+            error text,
+            plan text,
+            payload text NOT NULL
+        )"""
+    )
+    conn.execute(f'CREATE INDEX IF NOT EXISTS "ix_{base}_jobs_key" ON {names.jobs} (job_key, seq)')
 
 
 def current_version(conn: psycopg.Connection[tuple[object, ...]], names: Names, table: str) -> int:

@@ -59,6 +59,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from noted.db.postgres import query as pgsql
 from noted.db.postgres import schema as pg_schema
 from noted.db.postgres import sessions
+from noted.db.postgres.jobs import PostgresJobs
 from noted.db.postgres.query import MICROS, SELECT, Conn, Row
 from noted.db.postgres.vectors import PostgresVectors
 
@@ -80,7 +81,7 @@ _EXACT_SEARCH_LIMIT = 20_000
 _warned_no_pgvector = False
 
 
-class PostgresDb(PostgresRevocations, StoreContext):
+class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
     """Memories and sessions in PostgreSQL, tables and indexes created on first use.
 
     ``db_url`` is a ``postgresql://`` (or ``postgresql+psycopg://``) URL. Connections come

@@ -98,6 +98,7 @@ from noted.db.base import (
     check_page,
 )
 from noted.db.redisdb import scripts as lua
+from noted.db.redisdb.jobs import RedisJobs
 from noted.db.redisdb.revocations import RedisRevocations
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
@@ -220,7 +221,7 @@ def _describe(client: redis.Redis) -> str:
     return f"{scheme}://{options.get('host', 'localhost')}:{options.get('port', 6379)}/{db}"
 
 
-class RedisDb(RedisRevocations, StoreContext):
+class RedisDb(RedisRevocations, RedisJobs, StoreContext):
     """Memories and sessions in Redis; see the module's notes for the layout.
 
     ``db_url`` is a redis-py URL: ``redis://[[user]:password@]host:port/db``, ``rediss://``

@@ -143,6 +143,28 @@ def s001_create_sessions(conn: sqlite3.Connection, table: str) -> None:
     )
 
 
+@session_migration
+def s002_jobs(conn: sqlite3.Connection, table: str) -> None:
+    """The background jobs of the runs (see noted.db.jobs), written with their run."""
+    conn.execute(
+        f"""CREATE TABLE IF NOT EXISTS {table}_jobs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id TEXT NOT NULL UNIQUE,
+            job_key TEXT NOT NULL,
+            agent_id TEXT,
+            status TEXT NOT NULL,
+            attempts INTEGER NOT NULL,
+            due_at INTEGER NOT NULL,
+            lease_until INTEGER,
+            owner TEXT,
+            error TEXT,
+            plan TEXT,
+            payload TEXT NOT NULL
+        )"""
+    )
+    conn.execute(f"CREATE INDEX ix_{table}_jobs_key ON {table}_jobs(job_key, seq)")
+
+
 def current_version(conn: sqlite3.Connection, table: str) -> int:
     exists = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)

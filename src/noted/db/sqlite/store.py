@@ -37,6 +37,7 @@ from noted.db.base import (
 )
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
+from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
 from noted.db.sqlite.revocations import SqliteRevocations
 from noted.db.sqlite.vectors import SqliteVectors
@@ -58,7 +59,7 @@ _PAGE_CACHE_MIB = 64
 _BM25_WEIGHTS = "0.0, 1.0, 0.5, 0.5"
 
 
-class SqliteDb(SqliteRevocations, StoreContext):
+class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
     """Memories in a SQLite file, created with its tables and indexes on first use.
 
     Writes are durable when the call returns: WAL journal with ``synchronous=NORMAL`` (a

@@ -1,0 +1,422 @@
+"""The worker of an agent's background jobs (automatic memory, session summaries).
+
+A run's jobs are written with the run (:mod:`noted.db.jobs`); this worker claims them,
+asks the model, stores its plan with the job, then applies the plan and completes the job
+together. Memories a job adds get ids derived from the job, so a job retried after its
+plan was stored writes the same memories again, never new ones: a retry changes nothing
+twice, and a job killed before its plan was stored costs one more model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from noted import _portal
+from noted.agent.memory import AgentMemory, SessionSummaries
+from noted.audit import AuditContext
+from noted.db.base import WriteBatch
+from noted.db.jobs import (
+    ANY_AGENT,
+    Job,
+    JobStore,
+    backoff_seconds,
+    derived_id,
+    jobs_for_run,
+    new_job_id,
+)
+from noted.errors import NotedError
+from noted.memory.door import Applied
+from noted.memory.manager import MemoryUpdate
+from noted.memory.operations import Operation, Plan
+from noted.models.base import ChatModel
+from noted.models.types import Message
+from noted.schema import UserMemory
+from noted.sessions import RunResult, SessionSummary
+from noted.tracing import _hooks as tracing
+
+if TYPE_CHECKING:
+    from noted.agent.agent import Agent
+
+__all__ = [
+    "JobKicker",
+    "JobWorker",
+    "agent_jobs",
+    "job_worker",
+    "leave_jobs_to_workers",
+    "start_job_loop",
+    "worker_name",
+]
+
+log = logging.getLogger("noted.jobs")
+
+DEFAULT_LEASE = 60.0
+DEFAULT_ATTEMPTS = 5
+
+
+def worker_name() -> str:
+    """This worker's name in the jobs it holds: host, process and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{new_job_id()[:8]}"
+
+
+def _plan_to_dict(plan: Plan, shown: dict[int, UserMemory], said: str) -> dict[str, Any]:
+    updated = {op.memory_id for op in plan.operations if op.kind == "update"}
+    return {
+        "said": said,
+        "operations": [
+            {"kind": op.kind, "memory_id": op.memory_id, "memory": op.memory, "topics": op.topics}
+            for op in plan.operations
+        ],
+        "rejected": plan.rejected,
+        "shown": [m.to_dict() for m in shown.values() if m.memory_id in updated],
+    }
+
+
+def _plan_from_dict(data: dict[str, Any]) -> tuple[Plan, dict[int, UserMemory], str]:
+    plan = Plan(
+        operations=[
+            Operation(op["kind"], op["memory_id"], op["memory"], tuple(op["topics"]))
+            for op in data["operations"]
+        ],
+        rejected=list(data["rejected"]),
+    )
+    shown = {i: UserMemory.from_dict(m) for i, m in enumerate(data["shown"], start=1)}
+    return plan, shown, str(data["said"])
+
+
+@dataclass
+class JobWorker:
+    """Runs the jobs of ``store`` with an agent's memory and summary settings. The claim
+    takes jobs of ``agent_id`` only (every agent's by default)."""
+
+    store: JobStore
+    model: ChatModel
+    memory: AgentMemory | None = None
+    summaries: SessionSummaries | None = None
+    agent_id: Any = ANY_AGENT
+    lease: float = DEFAULT_LEASE
+    max_attempts: int = DEFAULT_ATTEMPTS
+    owner: str = field(default_factory=worker_name)
+
+    async def run_job(self, job: Job) -> None:
+        """One attempt at ``job`` (claimed by this worker)."""
+        if job.attempts > self.max_attempts:
+            await asyncio.to_thread(
+                self.store.fail_job,
+                job,
+                f"its worker stopped {job.attempts - 1} times before it finished",
+                None,
+            )
+            return
+        holding = asyncio.create_task(self._hold(job))
+        try:  # in the trace of the run that asked for it, wherever that ran
+            if job.kind == "memory":
+                await tracing.resume(job.traceparent, lambda: self._memory(job))
+            else:
+                await tracing.resume(job.traceparent, lambda: self._summary(job))
+        except NotedError as exc:
+            retry = backoff_seconds(job.attempts) if job.attempts < self.max_attempts else None
+            log.warning(
+                "%s job %s failed (attempt %d): %s", job.kind, job.job_id, job.attempts, exc
+            )
+            await asyncio.to_thread(self.store.fail_job, job, str(exc), retry)
+        finally:
+            holding.cancel()
+
+    async def _hold(self, job: Job) -> None:
+        """Renew the job's lease every third of it while the job runs (a model call may
+        take longer than the lease), so no other worker takes it over meanwhile."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                if not await asyncio.to_thread(self.store.renew_lease, job, self.lease):
+                    return  # taken over: its stored plan, if any, is applied once
+            except NotedError as exc:
+                log.warning("could not renew the lease of job %s: %s", job.job_id, exc)
+
+    async def drain(self, stop: threading.Event | None = None) -> int:
+        """Claim and run jobs until none is due (or ``stop`` is set); how many were run."""
+        done = 0
+        while stop is None or not stop.is_set():
+            job = await asyncio.to_thread(
+                self.store.claim_job, self.owner, self.lease, self.agent_id
+            )
+            if job is None:
+                return done
+            await self.run_job(job)
+            done += 1
+        return done
+
+    async def until_done(self, poll: float = 0.05) -> int:
+        """Run jobs until none of this worker's agent is running or due anywhere (other
+        workers' included); how many this worker ran."""
+        done = 0
+        while True:
+            done += await self.drain()
+            if not await asyncio.to_thread(self.store.unfinished_jobs, self.agent_id):
+                return done
+            await asyncio.sleep(poll)
+
+    async def serve(self, stop: threading.Event, poll: float = 0.5) -> None:
+        """Drain, then look again every ``poll`` seconds, until ``stop`` is set."""
+        while not stop.is_set():
+            try:
+                if await self.drain(stop):
+                    continue
+            except NotedError as exc:
+                log.warning("could not claim a job: %s", exc)
+            await asyncio.to_thread(stop.wait, poll)
+
+    # -- the two kinds -------------------------------------------------------------------
+
+    def _run_of(self, job: Job) -> RunResult:
+        return RunResult(
+            run_id=job.run_id,
+            session_id=job.session_id,
+            user_id=job.user_id,
+            input=job.said,
+            agent_id=job.agent_id,
+            content=job.answer or None,
+            messages=[Message("user", job.said), Message("assistant", job.answer)],
+        )
+
+    async def _memory(self, job: Job) -> None:
+        turn = [Message("user", job.said)]
+        if job.answer:
+            turn.append(Message("assistant", job.answer))
+        audit = AuditContext(actor="manager", session_id=job.session_id, run_id=job.run_id)
+        await self._extract(job, turn, user_id=job.user_id, audit=audit, agent_id=job.agent_id)
+
+    @tracing.traced("extraction")
+    async def _extract(
+        self,
+        job: Job,
+        messages: list[Message],
+        *,
+        user_id: str,
+        audit: AuditContext,
+        agent_id: str | None,
+    ) -> MemoryUpdate:
+        """The memory manager's work on one turn: its plan (asked of the model once, and
+        kept with the job), then written through the door."""
+        memory = self.memory
+        if memory is None:
+            raise NotedError("this worker has no memory manager for memory jobs")
+        door = memory.memory.door
+        update = MemoryUpdate()
+        if job.plan is None:
+            planned = await memory.manager.aplan(
+                messages, user_id=user_id, door=door, model=memory.model or self.model
+            )
+            update.model_calls = 0 if planned is None else 1
+            plan_dict: dict[str, Any] = (
+                {"said": job.said, "operations": [], "rejected": [], "shown": []}
+                if planned is None
+                else _plan_to_dict(planned[0], planned[1], planned[2])
+            )
+            if not await asyncio.to_thread(self.store.store_plan, job, plan_dict):
+                return update  # no longer ours: the worker that took it over applies it
+        assert job.plan is not None
+        plan, shown, said = _plan_from_dict(job.plan)
+        completed = False
+
+        def commit(batch: WriteBatch) -> list[UserMemory]:
+            nonlocal completed
+            if job.attempts > 1:
+                batch = self._not_yet_written(batch)
+            _, written = self.store.complete_job(
+                job, lambda: door.db.write_batch(batch, audit=audit) if batch else []
+            )
+            completed = True
+            return written or []
+
+        def apply() -> Applied:
+            applied = door.apply(
+                plan,
+                shown,
+                user_id,
+                audit,
+                said=said,
+                agent_id=agent_id,
+                new_id=lambda index: derived_id(job.job_id, index),
+                commit=commit,
+            )
+            if not completed:
+                self.store.complete_job(job, lambda: None)
+            return applied
+
+        applied = await asyncio.to_thread(apply)
+        update.rejected = plan.rejected + applied.rejected
+        for reason in update.rejected:
+            log.warning("memory operation for user %r dropped: %s", user_id, reason)
+        update.operations = plan.operations
+        update.memory_ids = [m.memory_id for m in applied.written if m.memory_id is not None]
+        return update
+
+    def _not_yet_written(self, batch: WriteBatch) -> WriteBatch:
+        """A retried batch without what its earlier attempt already wrote (on stores
+        where the job is not completed in the same transaction as its writes)."""
+        db = self.memory.memory.db if self.memory is not None else None
+        assert db is not None
+
+        def same(m: UserMemory) -> bool:
+            stored = db.get_memory(m.memory_id or "", batch.user_id)
+            return stored is not None and stored.memory == m.memory and stored.topics == m.topics
+
+        return WriteBatch(
+            batch.user_id,
+            batch.clear,
+            batch.deletes,
+            tuple(m for m in batch.updates if not same(m)),
+            tuple(m for m in batch.adds if not same(m)),
+        )
+
+    async def _summary(self, job: Job) -> None:
+        summaries = self.summaries
+        if summaries is None:
+            raise NotedError("this worker has no session summarizer for summary jobs")
+        sessions = summaries.sessions
+        if job.plan is None:
+            previous = await asyncio.to_thread(
+                sessions.get_session_summary, job.session_id, job.user_id
+            )
+            summary = await summaries.summarizer.asummarize(
+                previous, [self._run_of(job)], summaries.model or self.model
+            )
+            if not await asyncio.to_thread(self.store.store_plan, job, summary.to_dict()):
+                return
+        assert job.plan is not None
+        stored = SessionSummary.from_dict(job.plan)
+        await asyncio.to_thread(
+            self.store.complete_job,
+            job,
+            lambda: sessions.set_session_summary(job.session_id, job.user_id, stored),
+        )
+
+
+class JobKicker:
+    """Starts the worker's drain on noted's background loop after a run recorded jobs
+    (one drain at a time; a kick during a drain makes it look once more), and waits for
+    the agent's jobs."""
+
+    def __init__(self, worker: JobWorker, background: bool = True) -> None:
+        self.worker = worker
+        self.background = background
+        self.enabled = True  # False: runs record their jobs, dedicated workers run them
+        self._lock = threading.Lock()
+        self._running: Any = None
+        self._again = False
+
+    async def record(self, run: RunResult) -> None:
+        """Store the run with the jobs it needs (one write), then start them."""
+        worker = self.worker
+        jobs = jobs_for_run(
+            run,
+            memory=worker.memory is not None,
+            summary=worker.summaries is not None,
+            traceparent=tracing.traceparent(),
+        )
+        await asyncio.to_thread(worker.store.append_run_with_jobs, run, jobs)
+        if jobs and self.enabled:
+            await self.kick()
+
+    async def kick(self) -> None:
+        if not self.background:
+            await self.worker.drain()
+            return
+        with self._lock:
+            if self._running is not None:
+                self._again = True
+                return
+            self._running = _portal.background(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.worker.drain()
+            except NotedError as exc:
+                log.warning("background jobs: %s", exc)
+            except BaseException:
+                with self._lock:  # the next kick starts a new drain
+                    self._running = None
+                raise
+            with self._lock:
+                if not self._again:
+                    self._running = None
+                    return
+                self._again = False
+
+    def wait(self, timeout: float | None = None, poll: float = 0.05) -> bool:
+        """Wait until no job of this agent is running or due for its first attempt
+        (jobs waiting for a retry after a failure are not waited for)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                running = self._running
+            if running is not None:
+                left = None if deadline is None else max(deadline - time.monotonic(), 0)
+                try:
+                    running.result(timeout=left)
+                except TimeoutError:
+                    return False
+                continue
+            if not self.worker.store.unfinished_jobs(self.worker.agent_id):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            if self.enabled:
+                _portal.run(self.worker.drain())
+            time.sleep(poll)
+
+
+def agent_jobs(
+    db: object,
+    model: ChatModel,
+    memory: AgentMemory | None,
+    summaries: SessionSummaries | None,
+    agent_id: str | None,
+    background: bool,
+) -> JobKicker | None:
+    """The jobs of an agent whose db keeps them and that has background work to do."""
+    if not isinstance(db, JobStore):
+        return None
+    automatic = memory if memory is not None and memory.mode == "automatic" else None
+    updating = summaries if summaries is not None and summaries.update else None
+    if automatic is None and updating is None:
+        return None
+    worker = JobWorker(db, model, automatic, updating, agent_id=agent_id)
+    return JobKicker(worker, background)
+
+
+def job_worker(agent: Agent) -> JobWorker | None:
+    """The worker of an agent's jobs (None: its db keeps no jobs, or it has no
+    background work)."""
+    kicker: JobKicker | None = agent._jobs
+    return None if kicker is None else kicker.worker
+
+
+def start_job_loop(agent: Agent, poll: float = 0.5) -> threading.Event | None:
+    """Run the agent's jobs in this process, looking every ``poll`` seconds for those
+    other processes left (their lease expired) as well as its own, until the returned
+    event is set (at exit at the latest)."""
+    kicker: JobKicker | None = agent._jobs
+    if kicker is None:
+        return None
+    stop = threading.Event()
+    atexit.register(stop.set)  # before the background loop waits for what it runs
+    _portal.background(kicker.worker.serve(stop, poll))
+    return stop
+
+
+def leave_jobs_to_workers(agent: Agent) -> None:
+    """Record the agent's jobs with its runs, and leave them to ``noted worker``."""
+    kicker: JobKicker | None = agent._jobs
+    if kicker is not None:
+        kicker.enabled = False

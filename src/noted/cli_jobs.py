@@ -1,0 +1,138 @@
+"""``noted worker`` (run only the background jobs) and ``noted jobs`` (see, retry and drop
+them): the memory and summary work of the runs, kept in the store with them."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+from rich import box
+from rich.table import Table
+
+from noted import _portal
+from noted._console import emit_json, out
+from noted._time import now_micros
+from noted.agent.jobs import JobWorker, job_worker
+from noted.db.jobs import JOB_STATUSES, JobStore, job_ages
+from noted.errors import NotFoundError, UserError
+from noted.memory import Memory
+
+__all__ = ["add_job_commands"]
+
+
+def _jobs(memory: Memory) -> JobStore:
+    if not isinstance(memory.db, JobStore):
+        raise UserError(f"{memory.db!r} keeps no background jobs (the in-process store)")
+    return memory.db
+
+
+def cmd_jobs_list(memory: Memory, args: argparse.Namespace) -> int:
+    jobs = _jobs(memory).list_jobs(status=args.status, limit=args.limit)
+    now = now_micros()
+    rows = [job_ages(job, now) for job in jobs]
+    if args.json:
+        emit_json(rows)
+        return 0
+    table = Table(title="Background jobs", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("job", "kind", "status", "user", "attempts", "age (s)", "due in (s)", "error"):
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(
+            row["job_id"],
+            row["kind"],
+            row["status"],
+            row["user_id"],
+            str(row["attempts"]),
+            str(row["age_s"]),
+            str(row["due_in_s"]),
+            row["error"] or "",
+        )
+    out.print(table)
+    return 0
+
+
+def cmd_jobs_retry(memory: Memory, args: argparse.Namespace) -> int:
+    store = _jobs(memory)
+    for job_id in args.job_ids:
+        if not store.retry_job(job_id):
+            raise NotFoundError(f"no job {job_id!r} that is waiting or failed")
+    out.print(f"{len(args.job_ids)} job(s) due again")
+    return 0
+
+
+def cmd_jobs_drop(memory: Memory, args: argparse.Namespace) -> int:
+    store = _jobs(memory)
+    dropped = sum(store.drop_job(job_id) for job_id in args.job_ids)
+    if dropped < len(args.job_ids):
+        raise NotFoundError(f"{len(args.job_ids) - dropped} of the jobs did not exist")
+    out.print(f"{dropped} job(s) dropped")
+    return 0
+
+
+def serving_worker(memory: Memory, config_file: str, lease: float) -> JobWorker:
+    """The worker of the config file's agent, on ``memory``'s store."""
+    from noted.server.config import build_agent, load_config
+
+    config = load_config(config_file).agent
+    if config is None:
+        raise UserError(f"{config_file} has no [agent]: a worker runs that agent's jobs")
+    if not isinstance(memory.db, JobStore):
+        raise UserError(f"{memory.db!r} keeps no background jobs (the in-process store)")
+    worker = job_worker(build_agent(config, memory.db))  # type: ignore[arg-type]
+    if worker is None:
+        raise UserError(
+            "the [agent] has no background work: set memory = 'auto' or summaries = true"
+        )
+    worker.lease = lease
+    return worker
+
+
+def cmd_worker(memory: Memory, args: argparse.Namespace) -> int:
+    store = _jobs(memory)
+    worker = serving_worker(memory, args.config, args.lease)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    out.print(f"noted worker {worker.owner} taking jobs from {memory.db!r}")
+    assert store is worker.store
+    _portal.run(worker.serve(stop, poll=args.poll))
+    return 0
+
+
+def add_job_commands(
+    groups: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+) -> None:
+    worker = groups.add_parser(
+        "worker",
+        parents=[common],
+        help="run the background memory and summary jobs only",
+        description="Take the background jobs of the config's agent from the store and run "
+        "them until stopped (SIGTERM or Ctrl-C). Any number of workers may share a store.",
+    )
+    worker.add_argument("--config", required=True, help="the TOML file with the [agent]")
+    worker.add_argument(
+        "--lease", type=float, default=60.0, help="seconds a job is held (default 60)"
+    )
+    worker.add_argument(
+        "--poll", type=float, default=0.5, help="seconds between looks when idle (default 0.5)"
+    )
+    worker.set_defaults(func=cmd_worker)
+
+    jobs = groups.add_parser("jobs", help="list, retry and drop background jobs")
+    commands = jobs.add_subparsers(dest="command", metavar="COMMAND")
+    listing = commands.add_parser(
+        "list", parents=[common], help="pending, running and failed jobs, oldest first"
+    )
+    listing.add_argument("--status", choices=JOB_STATUSES)
+    listing.add_argument("--limit", type=int, default=100)
+    listing.set_defaults(func=cmd_jobs_list)
+    retry = commands.add_parser(
+        "retry", parents=[common], help="make failed or waiting jobs due now"
+    )
+    retry.add_argument("job_ids", nargs="+", metavar="job_id")
+    retry.set_defaults(func=cmd_jobs_retry)
+    drop = commands.add_parser("drop", parents=[common], help="delete jobs")
+    drop.add_argument("job_ids", nargs="+", metavar="job_id")
+    drop.set_defaults(func=cmd_jobs_drop)

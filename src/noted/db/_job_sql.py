@@ -1,0 +1,260 @@
+"""The SQL of the jobs table, shared by SQLite and PostgreSQL (``?`` or ``%s`` parameters).
+
+One row per job: ``seq`` orders them, ``job_key`` groups the ones that run in order,
+``payload`` holds the turn (written once), ``plan`` the model's answer once stored. A
+job is deleted when it completes, so the table holds only pending, running and failed
+jobs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from noted._time import now_micros
+from noted.db.jobs import ANY_AGENT, Job, JobStatus, after_failure, check_status, clip_error
+from noted.sessions import RunResult
+
+__all__ = ["JobSql", "SqlJobs", "job_from_row"]
+
+T = TypeVar("T")
+
+SELECT = "job_id, payload, status, attempts, due_at, lease_until, owner, error, plan"
+
+
+def job_from_row(row: Sequence[Any]) -> Job:
+    job_id, payload, status, attempts, due_at, lease_until, owner, error, plan = row
+    return Job.from_payload(
+        job_id,
+        payload,
+        status=status,
+        attempts=attempts,
+        due_at=due_at,
+        lease_until=lease_until,
+        owner=owner,
+        error=error,
+        plan=plan,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class JobSql:
+    """Statements on ``table`` with the driver's parameter mark ``p``; ``lock`` is added
+    to the claim's SELECT (PostgreSQL: ``FOR UPDATE SKIP LOCKED``)."""
+
+    table: str
+    p: str
+    lock: str = ""
+    same: str = "IS"  # NULL-safe equality: SQLite's IS, PostgreSQL's IS NOT DISTINCT FROM
+    key_lock: str = ""  # a statement taking a lock on the job's key until the commit
+
+    @property
+    def insert(self) -> str:
+        p = self.p
+        columns = "job_id, job_key, agent_id, status, attempts, due_at, payload"
+        values = f"{p}, {p}, {p}, 'pending', 0, {p}, {p}"
+        if not self.key_lock:
+            return f"INSERT INTO {self.table} ({columns}) VALUES ({values})"
+        # the key's lock first, in the same statement: a later job of the key waits for
+        # this transaction, so jobs of one key are numbered in the order they commit
+        return (
+            f"WITH held AS ({self.key_lock}) "
+            f"INSERT INTO {self.table} ({columns}) SELECT {values} FROM held"
+        )
+
+    def insert_params(self, job: Job) -> tuple[Any, ...]:
+        row = (job.job_id, job.key, job.agent_id, job.due_at or job.created_at, job.payload())
+        return (job.key, *row) if self.key_lock else row
+
+    def claim(self, agent_id: Any) -> tuple[str, list[Any]]:
+        """SELECT of the job to claim: params (now, now[, agent_id])."""
+        p, t = self.p, self.table
+        sql = (
+            f"SELECT seq, {SELECT} FROM {t} j WHERE "
+            f"((j.status = 'pending' AND j.due_at <= {p}) OR "
+            f"(j.status = 'running' AND j.lease_until <= {p})) "
+        )
+        extra: list[Any] = []
+        if agent_id is not ANY_AGENT:
+            sql += f"AND j.agent_id {self.same} {p} "
+            extra.append(agent_id)
+        sql += (
+            f"AND NOT EXISTS (SELECT 1 FROM {t} e WHERE e.job_key = j.job_key "
+            f"AND e.seq < j.seq AND e.status <> 'failed') ORDER BY j.seq LIMIT 1 {self.lock}"
+        )
+        return sql, extra
+
+    @property
+    def any_due(self) -> str:
+        """Whether some job is due at all (params: now, now): read before a claim takes
+        a write lock, so an idle worker's look costs a read."""
+        p = self.p
+        return (
+            f"SELECT 1 FROM {self.table} WHERE (status = 'pending' AND due_at <= {p}) "
+            f"OR (status = 'running' AND lease_until <= {p}) LIMIT 1"
+        )
+
+    @property
+    def take(self) -> str:
+        p = self.p
+        return (
+            f"UPDATE {self.table} SET status = 'running', owner = {p}, lease_until = {p}, "
+            f"attempts = attempts + 1 WHERE seq = {p}"
+        )
+
+    @property
+    def renew(self) -> str:
+        p = self.p
+        return (
+            f"UPDATE {self.table} SET lease_until = {p} WHERE job_id = {p} AND owner = {p} "
+            "AND status = 'running'"
+        )
+
+    @property
+    def store_plan(self) -> str:
+        p = self.p
+        return f"UPDATE {self.table} SET plan = {p} WHERE job_id = {p} AND owner = {p}"
+
+    @property
+    def finish(self) -> str:
+        p = self.p
+        return f"DELETE FROM {self.table} WHERE job_id = {p} AND owner = {p}"
+
+    @property
+    def fail(self) -> str:
+        p = self.p
+        return (
+            f"UPDATE {self.table} SET status = {p}, error = {p}, due_at = {p}, owner = NULL, "
+            f"lease_until = NULL WHERE job_id = {p} AND owner = {p}"
+        )
+
+    def listing(self, status: JobStatus | None, limit: int | None) -> tuple[str, list[Any]]:
+        sql = f"SELECT {SELECT} FROM {self.table}"
+        params: list[Any] = []
+        if check_status(status) is not None:
+            sql += f" WHERE status = {self.p}"
+            params.append(status)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += f" LIMIT {self.p}"
+            params.append(limit)
+        return sql, params
+
+    def unfinished(self, agent_id: Any) -> tuple[str, list[Any]]:
+        sql = (
+            f"SELECT COUNT(*) FROM {self.table} WHERE (status = 'running' "
+            "OR (status = 'pending' AND attempts = 0))"
+        )
+        if agent_id is ANY_AGENT:
+            return sql, []
+        return sql + f" AND agent_id {self.same} {self.p}", [agent_id]
+
+    @property
+    def retry(self) -> str:
+        p = self.p
+        return (
+            f"UPDATE {self.table} SET status = 'pending', attempts = 0, due_at = {p} "
+            f"WHERE job_id = {p} AND status <> 'running'"
+        )
+
+    @property
+    def drop(self) -> str:
+        return f"DELETE FROM {self.table} WHERE job_id = {self.p}"
+
+
+class SqlJobs:
+    """The :class:`~noted.db.jobs.JobStore` methods of a SQL store, over its hooks: the
+    statements, a write transaction, a connection to read with, and appending a run
+    inside the caller's transaction."""
+
+    _job_sql: JobSql
+    _transaction: Callable[[], AbstractContextManager[Any]]
+    _job_reader: Callable[[], AbstractContextManager[Any]]
+
+    def _append_run_in(self, conn: Any, run: RunResult) -> None:
+        raise NotImplementedError
+
+    @contextmanager
+    def _completing(self, conn: Any) -> Iterator[None]:
+        """Around a job's writes, inside its completing transaction."""
+        yield
+
+    @contextmanager
+    def _pipelined(self, conn: Any) -> Iterator[None]:
+        """Around the run's and its jobs' statements (a driver may send them together)."""
+        yield
+
+    def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
+        sql = self._job_sql
+        with self._transaction() as conn, self._pipelined(conn):
+            self._append_run_in(conn, run)
+            for job in jobs:  # one or two
+                conn.execute(sql.insert, sql.insert_params(job))
+
+    def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
+        sql = self._job_sql
+        now = now_micros()
+        select, extra = sql.claim(agent_id)
+        with self._job_reader() as conn:
+            if conn.execute(sql.any_due, (now, now)).fetchone() is None:
+                return None
+        with self._transaction() as conn:
+            row = conn.execute(select, [now, now, *extra]).fetchone()
+            if row is None:
+                return None
+            until = now + int(lease * 1e6)
+            conn.execute(sql.take, (owner, until, row[0]))
+        job = job_from_row(row[1:])
+        job.status, job.owner, job.lease_until = "running", owner, until
+        job.attempts += 1
+        return job
+
+    def renew_lease(self, job: Job, lease: float) -> bool:
+        until = now_micros() + int(lease * 1e6)
+        with self._transaction() as conn:
+            renewed = conn.execute(self._job_sql.renew, (until, job.job_id, job.owner)).rowcount
+        if renewed:
+            job.lease_until = until
+        return bool(renewed)
+
+    def store_plan(self, job: Job, plan: dict[str, Any]) -> bool:
+        text = json.dumps(plan, ensure_ascii=False, separators=(",", ":"))
+        with self._transaction() as conn:
+            stored = conn.execute(self._job_sql.store_plan, (text, job.job_id, job.owner)).rowcount
+        if stored:
+            job.plan = plan
+        return bool(stored)
+
+    def complete_job(self, job: Job, write: Callable[[], T]) -> tuple[bool, T | None]:
+        with self._transaction() as conn:
+            if not conn.execute(self._job_sql.finish, (job.job_id, job.owner)).rowcount:
+                return False, None
+            with self._completing(conn):
+                return True, write()
+
+    def fail_job(self, job: Job, error: str, retry_in: float | None) -> None:
+        status, due = after_failure(retry_in)
+        params = (status, clip_error(error), due, job.job_id, job.owner)
+        with self._transaction() as conn:
+            conn.execute(self._job_sql.fail, params)
+
+    def list_jobs(self, status: JobStatus | None = None, limit: int | None = 100) -> list[Job]:
+        select, params = self._job_sql.listing(status, limit)
+        with self._job_reader() as conn:
+            return [job_from_row(row) for row in conn.execute(select, params).fetchall()]
+
+    def unfinished_jobs(self, agent_id: Any = ANY_AGENT) -> int:
+        select, params = self._job_sql.unfinished(agent_id)
+        with self._job_reader() as conn:
+            return int(conn.execute(select, params).fetchone()[0])
+
+    def retry_job(self, job_id: str) -> bool:
+        with self._transaction() as conn:
+            return bool(conn.execute(self._job_sql.retry, (now_micros(), job_id)).rowcount)
+
+    def drop_job(self, job_id: str) -> bool:
+        with self._transaction() as conn:
+            return bool(conn.execute(self._job_sql.drop, (job_id,)).rowcount)

@@ -1,0 +1,288 @@
+"""RedisDb's background jobs, each write one Lua script (atomic on the server).
+
+Keys, with ``S`` the session prefix::
+
+    S:j:<job_id>   hash    payload, job_key, agent ('' or '+' and the id), status,
+                           attempts, due_at, lease_until, owner, error, plan, seq
+    S:jq           zset    pending and running jobs, score = seq (enqueue order)
+    S:jf           zset    failed jobs, score = seq
+    S:jseq         string  the last seq given
+
+A run and its jobs are appended by one script. A claim walks the queue in order and
+takes the first due job whose key has no earlier unfinished job; one script at a time
+runs on the server, so two workers never take one job. Completing a job deletes it after
+its writes (two calls: a worker that dies in between leaves the job, and its retry finds
+the stored plan's memories already written, by their ids derived from the job, and
+writes nothing twice).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from noted._time import now_micros
+from noted.db._job_sql import job_from_row
+from noted.db.jobs import ANY_AGENT, Job, JobStatus, after_failure, check_status, clip_error
+from noted.db.redisdb import scripts as lua
+from noted.sessions import RunResult
+
+__all__ = ["RedisJobs"]
+
+T = TypeVar("T")
+
+_JOB_LUA = """
+local FIELDS = {'payload', 'status', 'attempts', 'due_at', 'lease_until', 'owner', 'error',
+                'plan'}
+local function jkey(id) return P .. ':j:' .. id end
+local function row(id)
+  local out = {id}
+  for i, v in ipairs(redis.call('HMGET', jkey(id), unpack(FIELDS))) do out[i + 1] = v end
+  return out
+end
+"""
+
+# after APPEND_RUN_LUA's own arguments, [8] = the jobs as a JSON list of
+# {id, key, agent, due, payload}. 1, or 0 (nothing written) for another user's session.
+_APPEND_WITH_JOBS = (
+    "local function append_run()\n"
+    + lua.APPEND_RUN_LUA
+    + """
+end
+if append_run() == 0 then return 0 end
+for _, j in ipairs(cjson.decode(ARGV[8])) do
+  local seq = redis.call('INCR', P .. ':jseq')
+  redis.call('HSET', jkey(j.id), 'payload', j.payload, 'job_key', j.key, 'agent', j.agent,
+             'status', 'pending', 'attempts', 0, 'due_at', j.due, 'seq', seq)
+  redis.call('ZADD', P .. ':jq', seq, j.id)
+end
+return 1
+"""
+)
+
+# [2] = owner, [3] = now, [4] = lease end, [5] = '1' to claim one agent's jobs only,
+# [6] = that agent ('' or '+' and the id). The claimed job's row, or nil.
+_CLAIM = """
+local owner, now, filter, agent = ARGV[2], tonumber(ARGV[3]), ARGV[5], ARGV[6]
+local seen = {}
+for _, id in ipairs(redis.call('ZRANGE', P .. ':jq', 0, -1)) do
+  local j = redis.call('HMGET', jkey(id), 'job_key', 'agent', 'status', 'due_at', 'lease_until')
+  if not seen[j[1]] then
+    seen[j[1]] = true
+    local due = (j[3] == 'pending' and tonumber(j[4]) <= now)
+      or (j[3] == 'running' and tonumber(j[5]) <= now)
+    if due and (filter == '0' or j[2] == agent) then
+      redis.call('HSET', jkey(id), 'status', 'running', 'owner', owner, 'lease_until', ARGV[4])
+      redis.call('HINCRBY', jkey(id), 'attempts', 1)
+      return row(id)
+    end
+  end
+end
+return nil
+"""
+
+# [2] = job id, [3] = owner, [4] = plan JSON. 1 when stored (the job is the owner's).
+_STORE_PLAN = """
+if redis.call('HGET', jkey(ARGV[2]), 'owner') ~= ARGV[3] then return 0 end
+redis.call('HSET', jkey(ARGV[2]), 'plan', ARGV[4])
+return 1
+"""
+
+# [2] = job id, [3] = owner, [4] = the new lease end. 1 when renewed.
+_RENEW = """
+local k = jkey(ARGV[2])
+if redis.call('HGET', k, 'owner') ~= ARGV[3] or redis.call('HGET', k, 'status') ~= 'running'
+then return 0 end
+redis.call('HSET', k, 'lease_until', ARGV[4])
+return 1
+"""
+
+# [2] = job id, [3] = owner, [4] = '1' to delete it (else only check that it is theirs).
+_FINISH = """
+if redis.call('HGET', jkey(ARGV[2]), 'owner') ~= ARGV[3] then return 0 end
+if ARGV[4] == '1' then
+  redis.call('DEL', jkey(ARGV[2]))
+  redis.call('ZREM', P .. ':jq', ARGV[2])
+end
+return 1
+"""
+
+# [2] = job id, [3] = owner, [4] = new status, [5] = error, [6] = due.
+_FAIL = """
+local k = jkey(ARGV[2])
+if redis.call('HGET', k, 'owner') ~= ARGV[3] then return 0 end
+redis.call('HSET', k, 'status', ARGV[4], 'error', ARGV[5], 'due_at', ARGV[6], 'owner', '')
+redis.call('HDEL', k, 'lease_until')
+if ARGV[4] == 'failed' then
+  local seq = redis.call('HGET', k, 'seq')
+  redis.call('ZREM', P .. ':jq', ARGV[2])
+  redis.call('ZADD', P .. ':jf', seq, ARGV[2])
+end
+return 1
+"""
+
+# Every job's row, unfinished first then failed, each in enqueue order.
+_LIST = """
+local out = {}
+for _, q in ipairs({':jq', ':jf'}) do
+  for _, id in ipairs(redis.call('ZRANGE', P .. q, 0, -1)) do out[#out + 1] = row(id) end
+end
+return out
+"""
+
+# [2] = '1' to count one agent's jobs only, [3] = that agent.
+_UNFINISHED = """
+local n = 0
+for _, id in ipairs(redis.call('ZRANGE', P .. ':jq', 0, -1)) do
+  local j = redis.call('HMGET', jkey(id), 'agent', 'status', 'attempts')
+  if (ARGV[2] == '0' or j[1] == ARGV[3])
+    and (j[2] == 'running' or (j[2] == 'pending' and j[3] == '0')) then n = n + 1 end
+end
+return n
+"""
+
+# [2] = job id, [3] = now.
+_RETRY = """
+local k = jkey(ARGV[2])
+local status = redis.call('HGET', k, 'status')
+if not status or status == 'running' then return 0 end
+redis.call('HSET', k, 'status', 'pending', 'attempts', 0, 'due_at', ARGV[3])
+local seq = redis.call('HGET', k, 'seq')
+redis.call('ZREM', P .. ':jf', ARGV[2])
+redis.call('ZADD', P .. ':jq', seq, ARGV[2])
+return 1
+"""
+
+_DROP = """
+redis.call('ZREM', P .. ':jq', ARGV[2])
+redis.call('ZREM', P .. ':jf', ARGV[2])
+return redis.call('DEL', jkey(ARGV[2]))
+"""
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _job(row: Sequence[Any]) -> Job:
+    job_id, payload, status, attempts, due, lease, owner, error, plan = map(_text, row)
+    return job_from_row(
+        (
+            job_id,
+            payload,
+            status,
+            int(attempts or 0),
+            int(due or 0),
+            int(lease) if lease else None,
+            owner or None,
+            error,
+            plan,
+        )
+    )
+
+
+def _agent(agent_id: Any) -> tuple[str, str]:
+    if agent_id is ANY_AGENT:
+        return "0", ""
+    return "1", "" if agent_id is None else "+" + agent_id
+
+
+class RedisJobs:
+    """The :class:`~noted.db.jobs.JobStore` methods of RedisDb."""
+
+    _client: Any
+    _session_call: Callable[..., Any]
+
+    def _job_script(self, name: str, body: str) -> Any:
+        scripts: dict[str, Any] = self.__dict__.setdefault("_job_scripts", {})
+        if name not in scripts:
+            scripts[name] = self._client.register_script(lua.SESSION_LUA + _JOB_LUA + body)
+        return scripts[name]
+
+    def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
+        from noted.db._rows import foreign_session
+
+        entries = [
+            {
+                "id": j.job_id,
+                "key": j.key,
+                "agent": "" if j.agent_id is None else "+" + j.agent_id,
+                "due": j.due_at or j.created_at,
+                "payload": j.payload(),
+            }
+            for j in jobs
+        ]
+        appended = self._session_call(
+            self._job_script("append", _APPEND_WITH_JOBS),
+            run.session_id,
+            run.user_id,
+            "" if run.agent_id is None else "+" + run.agent_id,
+            now_micros(),
+            run.status,
+            json.dumps(run.to_dict(), ensure_ascii=False, separators=(",", ":")),
+            json.dumps(entries, ensure_ascii=False, separators=(",", ":")) if entries else "[]",
+        )
+        if not appended:
+            raise foreign_session(run.session_id)
+
+    def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
+        now = now_micros()
+        until = now + int(lease * 1e6)
+        row = self._session_call(
+            self._job_script("claim", _CLAIM), owner, now, until, *_agent(agent_id)
+        )
+        return None if row is None else _job(row)
+
+    def renew_lease(self, job: Job, lease: float) -> bool:
+        until = now_micros() + int(lease * 1e6)
+        script = self._job_script("renew", _RENEW)
+        renewed = bool(self._session_call(script, job.job_id, job.owner or "", until))
+        if renewed:
+            job.lease_until = until
+        return renewed
+
+    def store_plan(self, job: Job, plan: dict[str, Any]) -> bool:
+        text = json.dumps(plan, ensure_ascii=False, separators=(",", ":"))
+        stored = self._session_call(
+            self._job_script("plan", _STORE_PLAN), job.job_id, job.owner or "", text
+        )
+        if stored:
+            job.plan = plan
+        return bool(stored)
+
+    def complete_job(self, job: Job, write: Callable[[], T]) -> tuple[bool, T | None]:
+        finish = self._job_script("finish", _FINISH)
+        if not self._session_call(finish, job.job_id, job.owner or "", "0"):
+            return False, None
+        value = write()
+        self._session_call(finish, job.job_id, job.owner or "", "1")
+        return True, value
+
+    def fail_job(self, job: Job, error: str, retry_in: float | None) -> None:
+        status, due = after_failure(retry_in)
+        self._session_call(
+            self._job_script("fail", _FAIL),
+            job.job_id,
+            job.owner or "",
+            status,
+            clip_error(error),
+            due,
+        )
+
+    def list_jobs(self, status: JobStatus | None = None, limit: int | None = 100) -> list[Job]:
+        check_status(status)
+        jobs = [_job(row) for row in self._session_call(self._job_script("list", _LIST))]
+        chosen = [j for j in jobs if status is None or j.status == status]
+        return chosen if limit is None else chosen[:limit]
+
+    def unfinished_jobs(self, agent_id: Any = ANY_AGENT) -> int:
+        script = self._job_script("unfinished", _UNFINISHED)
+        return int(self._session_call(script, *_agent(agent_id)))
+
+    def retry_job(self, job_id: str) -> bool:
+        script = self._job_script("retry", _RETRY)
+        return bool(self._session_call(script, job_id, now_micros()))
+
+    def drop_job(self, job_id: str) -> bool:
+        return bool(self._session_call(self._job_script("drop", _DROP), job_id))

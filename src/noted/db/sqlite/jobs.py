@@ -1,0 +1,33 @@
+"""SqliteDb's background jobs: rows of ``<session_table>_jobs`` written in the run's
+transaction. Every write takes SQLite's write lock (``BEGIN IMMEDIATE``), so processes
+sharing the file never claim one job twice."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from noted._time import now_micros
+from noted.db._job_sql import JobSql, SqlJobs
+from noted.db.sqlite import sessions as session_rows
+from noted.sessions import RunResult
+
+__all__ = ["SqliteJobs"]
+
+
+class SqliteJobs(SqlJobs):
+    """The :class:`~noted.db.jobs.JobStore` methods of SqliteDb."""
+
+    session_table: str
+    _session: Callable[[], AbstractContextManager[sqlite3.Connection]]
+
+    @property
+    def _job_sql(self) -> JobSql:  # type: ignore[override]
+        return JobSql(f"{self.session_table}_jobs", "?")
+
+    def _job_reader(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._session()
+
+    def _append_run_in(self, conn: sqlite3.Connection, run: RunResult) -> None:
+        session_rows.append_run(conn, self.session_table, run, now_micros())

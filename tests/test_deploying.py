@@ -1,0 +1,159 @@
+"""One `noted serve --no-background` and two `noted worker` processes on one PostgreSQL:
+turns through the REST API, one worker killed half-way, every turn's memory present
+exactly once and in order per user, nothing left pending."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from conftest import server_url
+from noted.db.base import MemoryQuery
+from noted.db.postgres import PostgresDb
+from servers import Server, free_port
+from test_server_cli import clean_env, serve
+
+TESTS = Path(__file__).parent
+WITH_TURN_MODEL = (
+    "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+    "from turn_model import turn_model; "
+    "from noted.models import register_provider; "
+    "register_provider('turns', turn_model); "
+    "from noted.cli import main; raise SystemExit(main(sys.argv[1:]))"
+)
+LAUNCHER = [sys.executable, "-c", WITH_TURN_MODEL, str(TESTS)]
+WORKER_OPTIONS = ["--lease", "2", "--poll", "0.1"]
+_databases = itertools.count()
+
+
+def fresh_database(url: str) -> str:
+    """A new, empty database on the test server; its URL."""
+    name = f"deploy_{int(time.time())}_{next(_databases)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@contextlib.contextmanager
+def worker(db: str, config: Path, logs: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with logs.open("wb") as err:
+        process = subprocess.Popen(
+            [*LAUNCHER, "worker", "--db", db, "--config", str(config), *WORKER_OPTIONS],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def run_turns(url: str, users: int, turns: int, halfway: threading.Event) -> list[str]:
+    """Each user's turns in order (the users at once); the failures, if any."""
+    failures: list[str] = []
+    done = itertools.count(1)
+    total = users * turns
+
+    def user(u: int) -> None:
+        with httpx.Client(base_url=url, timeout=60) as client:
+            for t in range(turns):
+                answer = client.post(
+                    "/agents/assistant/runs",
+                    json={
+                        "message": f"turn {t:03d} of user {u:02d}",
+                        "user_id": f"user{u:02d}",
+                        "session_id": f"s{u:02d}",
+                        "stream": False,
+                    },
+                )
+                if answer.status_code != 200:
+                    failures.append(answer.text)
+                if next(done) == total // 2:
+                    halfway.set()
+
+    threads = [threading.Thread(target=user, args=(u,)) for u in range(users)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def deploy_and_check(
+    servers: dict[str, Server | str], tmp_path: Path, users: int, turns: int
+) -> dict[str, float]:
+    db = fresh_database(server_url(servers, "postgres"))
+    config = tmp_path / "noted.toml"
+    config.write_text(
+        '[agent]\nmodel = "turns:x"\nagent_id = "assistant"\nmemory = "auto"\nhistory = 0\n'
+    )
+    port = free_port()
+    started = time.monotonic()
+    with (
+        serve(
+            tmp_path,
+            "--db",
+            db,
+            "--config",
+            str(config),
+            "--no-background",
+            "--no-access-log",
+            "--port",
+            str(port),
+            launcher=LAUNCHER,
+            port=port,
+        ) as served,
+        worker(db, config, tmp_path / "worker1.log") as first,
+        worker(db, config, tmp_path / "worker2.log") as second,
+    ):
+        halfway = threading.Event()
+        killer = threading.Thread(target=lambda: halfway.wait(120) and first.kill())
+        killer.start()
+        failures = run_turns(served.url, users, turns, halfway)
+        killer.join()
+        answered = time.monotonic()
+        assert failures == []
+        assert first.wait(10) == -signal.SIGKILL
+        with PostgresDb(db) as store:
+            deadline = time.monotonic() + max(60.0, 0.2 * users * turns)
+            while store.list_jobs(limit=None) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            finished = time.monotonic()
+            assert store.list_jobs(limit=None) == []  # nothing pending, nothing failed
+            for u in range(users):
+                memories = store.list_memories(
+                    MemoryQuery(user_id=f"user{u:02d}", sort_by="created_at", sort_order="asc")
+                )
+                # every turn's memory exactly once, in the order of the turns
+                assert [m.memory for m in memories] == [
+                    f"User said: turn {t:03d} of user {u:02d}" for t in range(turns)
+                ]
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(20) == 0, (tmp_path / "worker2.log").read_text()
+    return {
+        "turns": users * turns,
+        "answered_s": answered - started,
+        "all_memories_s": finished - started,
+    }
+
+
+def test_two_workers_one_killed_halfway_and_a_server_on_postgres(
+    servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    figures = deploy_and_check(servers, tmp_path, users=10, turns=10)
+    assert figures["turns"] == 100
