@@ -25,14 +25,14 @@ SESSIONS = [
 ]
 
 
-def main(db_file: str) -> None:
+def main(db_file: str, project: str = PROJECT) -> None:
     with warnings.catch_warnings():  # Phoenix's own imports warn about their dependencies
         warnings.simplefilter("ignore")
         from phoenix.otel import register
 
     # The lesson's one line: every installed OpenInference instrumentor, noted's too.
     provider = register(
-        project_name=PROJECT,
+        project_name=project,
         auto_instrument=True,
         batch=True,
         protocol="http/protobuf",
@@ -70,4 +70,4 @@ def main(db_file: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

@@ -18,7 +18,7 @@ from typing import Any
 from conftest import server_url
 
 FLOW = Path(__file__).parent / "phoenix_flow.py"
-PROJECT = "11-memory"
+PROJECT = "11-memory-flow"  # its own project: the seeds' test writes to "11-memory"
 
 
 def get(url: str) -> Any:
@@ -62,7 +62,7 @@ def test_the_memory_lesson_in_phoenix(servers: dict[str, Any], tmp_path: Path) -
     base = server_url(servers, "phoenix")
     env = {**os.environ, "PHOENIX_COLLECTOR_ENDPOINT": base}
     done = subprocess.run(
-        [sys.executable, str(FLOW), str(tmp_path / "lesson.db")],
+        [sys.executable, str(FLOW), str(tmp_path / "lesson.db"), PROJECT],
         capture_output=True,
         text=True,
         env=env,
