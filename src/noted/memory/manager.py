@@ -19,11 +19,11 @@ from noted.db.base import MemoryQuery, MemoryStore
 from noted.errors import UserError
 from noted.memory.index import MemoryIndex
 from noted.memory.operations import (
-    OPERATIONS_SCHEMA,
     Operation,
     Permissions,
     Plan,
     number_memories,
+    operations_schema,
     parse_operations,
 )
 from noted.memory.prompts import manager_system_prompt, manager_user_prompt
@@ -147,13 +147,15 @@ class MemoryManager:
                 Message("system", self.system_prompt()),
                 Message("user", manager_user_prompt(messages, shown)),
             ],
-            response_schema=OPERATIONS_SCHEMA,
+            response_schema=operations_schema(shown, self.permissions),
             response_schema_name="memory_operations",
         )
         response = await chat_model.acomplete(request)
         update.model_calls = 1
         update.usage = response.usage
-        plan = parse_operations(response.content, shown, self.permissions, max_memory_length)
+        plan = parse_operations(
+            response.content, shown, self.permissions, max_memory_length, salvage=True
+        )
         for reason in plan.rejected:
             log.warning("memory operation for user %r dropped: %s", user_id, reason)
         update.rejected = plan.rejected
