@@ -30,6 +30,7 @@ nothing to keep, >= 80% of changed facts updated.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import logging
 import os
@@ -239,14 +240,36 @@ def table(scores: list[Score]) -> str:
     return "\n".join(lines)
 
 
+PRINTED = re.compile(r"^  (\w+)/(\S+) \d+/\d+ (\S+): (\[.*\])$", re.MULTILINE)
+
+
+def rescore(output: str) -> list[Score]:
+    """Scores from the per-case lines a run printed (a run cut short still counts)."""
+    by_name = {c.name: c for c in CASES}
+    scores: dict[tuple[str, str], Score] = {}
+    for system, model, name, stored in PRINTED.findall(output):
+        score = scores.setdefault((system, model), Score(system, model))
+        memories = ast.literal_eval(stored)
+        score.messages += len(by_name[name].turns)
+        score.stored[name] = memories
+        score_case(by_name[name], memories, score)
+    return list(scores.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--models", default="smollm2,qwen-1.5b")
     parser.add_argument("--systems", default="noted,agno")
     parser.add_argument("--limit", type=int, default=None, help="only the first N cases")
     parser.add_argument("--every", type=int, default=1, help="every Nth case (a mixed sample)")
+    parser.add_argument(
+        "--rescore", type=Path, default=None, help="score the cases a run's output printed"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    if args.rescore is not None:
+        print(table(rescore(args.rescore.read_text())))
+        return
     cases = CASES[:: args.every][: args.limit] if args.limit else CASES[:: args.every]
     print(f"{len(cases)} cases, {message_count()} messages in the full set", flush=True)
     scores: list[Score] = []

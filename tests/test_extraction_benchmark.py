@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from extraction import Score, score_case
+from extraction import Score, rescore, score_case
 from extraction_cases import CASES, Case, message_count
 
 
@@ -39,3 +39,14 @@ def test_scoring_counts_facts_junk_duplicates_and_updates() -> None:
     score_case(moved, ["User moved from Rome to Oslo"], right)
     score_case(chat, [], right)
     assert (right.updated, right.kept_old, right.junk_messages) == (1, 0, 0)
+
+
+def test_a_runs_printed_lines_can_be_scored_again() -> None:
+    printed = (
+        "60 cases\n"
+        "  noted/qwen 1/2 daughter: [\"User's daughter is Emma\", 'User has a daughter aged six']\n"
+        "  noted/qwen 2/2 ok: ['User says ok']\n"
+    )
+    [score] = rescore(printed)
+    assert (score.system, score.model, score.messages) == ("noted", "qwen", 2)
+    assert (score.found, score.facts, score.junk_messages) == (2, 2, 1)
