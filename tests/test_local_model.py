@@ -114,11 +114,16 @@ def test_the_agent_streams_and_calls_tools(model: Recording) -> None:
         calls.append(city)
         return "10:30"
 
-    agent = Agent(model=model, tools=[get_time])
+    agent = Agent(model=model, tools=[get_time], max_tool_rounds=2)
+    model.calls.clear()
     run = agent.run("What time is it in Oslo? Use the get_time tool.")
-    assert run.content  # an answer, after a tool call or without one
-    tool_turns = [(req, resp) for req, resp in model.calls if req.tools and resp.tool_calls]
+    assert model.calls and all(req.tools for req, _ in model.calls)
+    # Each turn is a reply or calls of the one tool offered, with arguments that fit it
+    # (a 135M model may keep calling it until the round limit: then there is no reply).
+    tool_turns = [(req, resp) for req, resp in model.calls if resp.tool_calls]
     for _, response in tool_turns:
         for call in response.tool_calls:
-            assert call.name == "get_time" and isinstance(call.arguments, dict)
-    assert len(calls) == sum(len(resp.tool_calls) for _, resp in tool_turns)
+            assert call.name == "get_time" and isinstance(call.arguments.get("city"), str)
+    assert run.content or tool_turns
+    asked = sum(len(resp.tool_calls) for _, resp in tool_turns)
+    assert 0 < len(calls) <= asked if tool_turns else not calls  # the last round may not run
