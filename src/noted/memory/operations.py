@@ -4,11 +4,13 @@ The model answers with JSON operations on numbered memories (the numbers it was 
 never real ids). :func:`parse_operations` turns that answer into a plan of operations on
 real ids, dropping, with a reason, every operation that is malformed, not allowed, names
 a number that was not shown, or repeats what is already stored. It does no I/O.
+:func:`operations_schema` is the answer's JSON schema for one call.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,39 +26,15 @@ __all__ = [
     "Permissions",
     "Plan",
     "normalize",
+    "number_memories",
+    "operations_schema",
     "parse_operations",
 ]
 
 OpKind = Literal["add", "update", "delete", "clear"]
 MAX_TOPICS = 8
 
-OPERATIONS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "operations": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "op": {"type": "string", "enum": ["add", "update", "delete", "clear"]},
-                    "id": {
-                        "type": ["integer", "null"],
-                        "description": "the number of an existing memory (update, delete)",
-                    },
-                    "memory": {
-                        "type": ["string", "null"],
-                        "description": "one short fact about the user (add, update)",
-                    },
-                    "topics": {"type": "array", "items": {"type": "string"}},
-                },
-                "required": ["op", "id", "memory", "topics"],
-                "additionalProperties": False,
-            },
-        }
-    },
-    "required": ["operations"],
-    "additionalProperties": False,
-}
+log = logging.getLogger("noted.memory")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +49,76 @@ class Permissions:
 
     def kinds(self) -> list[str]:
         return [k for k in ("add", "update", "delete", "clear") if self.allows(k)]
+
+
+_TOPICS_SCHEMA: dict[str, Any] = {
+    "type": "array",
+    "items": {"type": "string"},
+    "maxItems": 3,
+    "description": "1-3 short lowercase topics",
+}
+
+
+def _operation_schema(kind: str, numbers: list[int]) -> dict[str, Any]:
+    """One kind of operation: what its ``id`` and ``memory`` may be."""
+    takes_id = kind in ("update", "delete")
+    takes_text = kind in ("add", "update")
+    return {
+        "type": "object",
+        "properties": {
+            "op": {"type": "string", "enum": [kind]},
+            "id": (
+                {
+                    "type": "integer",
+                    "enum": numbers,
+                    "description": "the number of an existing memory",
+                }
+                if takes_id
+                else {"type": "null"}
+            ),
+            "memory": (
+                {"type": "string", "description": "one short fact about the user"}
+                if takes_text
+                else {"type": "null"}
+            ),
+            "topics": _TOPICS_SCHEMA,
+        },
+        "required": ["op", "id", "memory", "topics"],
+        "additionalProperties": False,
+    }
+
+
+def operations_schema(shown: Mapping[int, UserMemory], permissions: Permissions) -> dict[str, Any]:
+    """The answer's JSON schema for one call: only the permitted kinds that make sense
+    (no update or delete when no memory is shown), ``id`` one of the numbers shown (null
+    for add and clear), ``memory`` a string for add and update (null otherwise).
+
+    It keeps to the keywords both OpenAI's strict structured outputs and Gemini's response
+    schemas accept (type, enum, properties, required, additionalProperties: false, items,
+    anyOf, maxItems, description), so a grammar-constrained model cannot answer outside
+    it. A non-empty ``memory`` cannot be said in that subset; :func:`parse_operations`
+    drops an empty one.
+    """
+    numbers = sorted(shown)
+    kinds = [k for k in permissions.kinds() if numbers or k not in ("update", "delete")]
+    branches = [_operation_schema(kind, numbers) for kind in kinds]
+    operations: dict[str, Any] = {"type": "array"}
+    if not branches:  # nothing may be done: the only answer is an empty list
+        operations["items"] = _operation_schema("add", numbers)
+        operations["maxItems"] = 0
+    else:
+        operations["items"] = branches[0] if len(branches) == 1 else {"anyOf": branches}
+    return {
+        "type": "object",
+        "properties": {"operations": operations},
+        "required": ["operations"],
+        "additionalProperties": False,
+    }
+
+
+OPERATIONS_SCHEMA: dict[str, Any] = operations_schema({}, Permissions())
+"""The schema with nothing shown and the default permissions (kept for callers that
+used the former fixed schema)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,8 +177,16 @@ def parse_operations(
     shown: Mapping[int, UserMemory],
     permissions: Permissions,
     max_length: int,
+    *,
+    salvage: bool = False,
 ) -> Plan:
-    """The operations a model answer asks for, checked against what it was shown."""
+    """The operations a model answer asks for, checked against what it was shown.
+
+    With ``salvage`` (the memory manager's answers), one mistake small models make is
+    mended rather than dropped: an ``update`` when no memory was shown (nothing matched,
+    so the number it names does not exist) is taken as the ``add`` it clearly means, and
+    logged.
+    """
     plan = Plan()
     items = _decode(answer)
     if items is None:
@@ -139,7 +195,7 @@ def parse_operations(
     known = {normalize(m.memory) for m in shown.values()}
     touched: set[int] = set()
     for item in items:
-        reason = _check(item, shown, permissions, max_length, known, touched, plan)
+        reason = _check(item, shown, permissions, max_length, known, touched, plan, salvage)
         if reason is not None:
             plan.rejected.append(f"{reason}: {json.dumps(item, ensure_ascii=False)[:200]}")
     if any(op.kind == "clear" for op in plan.operations):
@@ -156,6 +212,7 @@ def _check(
     known: set[str],
     touched: set[int],
     plan: Plan,
+    salvage: bool,
 ) -> str | None:
     """Add the item to the plan, or say why not."""
     if not isinstance(item, dict):
@@ -163,6 +220,17 @@ def _check(
     kind = item.get("op")
     if kind not in ("add", "update", "delete", "clear"):
         return "unknown operation"
+    number = item.get("id")
+    if (
+        salvage
+        and kind == "update"
+        and not shown
+        and permissions.add
+        and type(number) in (int, type(None))
+    ):
+        # Nothing was shown, so there was nothing to update: the model meant a new fact.
+        log.info("update of memory %r with none shown taken as an add", number)
+        kind = "add"
     if not permissions.allows(kind):
         return f"'{kind}' is not allowed"
     if kind == "clear":
@@ -177,7 +245,6 @@ def _check(
         known.add(normalize(text))
         plan.operations.append(Operation("add", None, text, _topics(item.get("topics"))))
         return None
-    number = item.get("id")
     if type(number) is not int or number not in shown:
         return "names a memory that was not shown"
     if number in touched:

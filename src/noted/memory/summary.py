@@ -25,7 +25,7 @@ SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "summary": {"type": "string", "description": "the whole session so far, concisely"},
-        "topics": {"type": "array", "items": {"type": "string"}},
+        "topics": {"type": "array", "items": {"type": "string"}, "maxItems": 8},
     },
     "required": ["summary", "topics"],
     "additionalProperties": False,

@@ -1,0 +1,306 @@
+"""A GGUF model run in-process by llama.cpp, through ``llama-cpp-python``.
+
+Nothing leaves the machine: :class:`LlamaCpp` loads the file on first use and answers on
+a worker thread (one call at a time per model object; llama.cpp's context is not shared
+between calls). A ``response_schema`` (the memory manager's operations, the summarizer's
+summary) becomes a grammar, so the answer always parses as the schema says. Tools become
+a grammar too: the model answers either ``{"answer": "..."}`` or
+``{"tool": "<name>", "arguments": {...}}`` for one of the tools offered, which works on any
+chat model, whether or not its template knows about tools.
+
+Install the extra with ``pip install 'noted[local]'``; llama-cpp-python builds from source,
+see docs/models.md for a portable build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from noted.errors import ModelError, UserError
+from noted.models._provider import import_sdk
+from noted.models.base import BaseChatModel, RetryPolicy
+from noted.models.types import (
+    Message,
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+    ToolDefinition,
+    Usage,
+    UsageDelta,
+)
+
+__all__ = ["LlamaCpp"]
+
+_ANSWER = "answer"
+
+
+class LlamaCpp(BaseChatModel):
+    """A local GGUF chat model, run in-process by llama.cpp.
+
+    A missing ``llama-cpp-python`` (the ``local`` extra) or model file is reported when
+    the object is made; the file is loaded on the first call.
+
+    ``model_path`` is the ``.gguf`` file; ``id`` defaults to its name. ``n_ctx`` is the
+    context window in tokens, ``n_threads`` the CPU threads (llama.cpp's default when
+    None). ``max_tokens`` caps each answer; ``temperature=0`` is greedy decoding (the
+    default, so answers are repeatable). ``chat_format`` overrides the chat template the
+    file carries. ``seed`` fixes sampling when ``temperature > 0``.
+    """
+
+    provider = "llamacpp"
+
+    def __init__(
+        self,
+        model_path: str | os.PathLike[str],
+        *,
+        id: str | None = None,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        max_tokens: int = 1024,
+        temperature: float = 0.0,
+        seed: int = 0,
+        chat_format: str | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        if not isinstance(model_path, str | os.PathLike) or not str(model_path).strip():
+            raise UserError(f"model_path must be the path of a .gguf file, got {model_path!r}")
+        path = Path(model_path).expanduser()
+        super().__init__(id or path.name, retry=retry)
+        for name, value in (("n_ctx", n_ctx), ("max_tokens", max_tokens)):
+            if type(value) is not int or value < 1:
+                raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+        if n_threads is not None and (type(n_threads) is not int or n_threads < 1):
+            raise UserError(f"n_threads must be an integer >= 1 or None, got {n_threads!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+            raise UserError(f"temperature must be a number, got {temperature!r}")
+        if type(seed) is not int:
+            raise UserError(f"seed must be an integer, got {seed!r}")
+        if not path.is_file():
+            raise UserError(f"LlamaCpp: no GGUF model file at {str(path)!r}")
+        import_sdk("llama_cpp", extra="local", user="LlamaCpp", package="llama-cpp-python")
+        self.model_path = path
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.max_tokens = max_tokens
+        self.temperature = float(temperature)
+        self.seed = seed
+        self.chat_format = chat_format
+        self._llama: Any = None
+        self._lock = threading.Lock()  # one call (or load) at a time
+
+    # -- the model -----------------------------------------------------------------------
+
+    def _load(self) -> Any:
+        """The loaded model (loaded on first use; call with the lock held)."""
+        if self._llama is None:
+            sdk = import_sdk(
+                "llama_cpp", extra="local", user="LlamaCpp", package="llama-cpp-python"
+            )
+            try:
+                self._llama = sdk.Llama(
+                    model_path=str(self.model_path),
+                    n_ctx=self.n_ctx,
+                    n_threads=self.n_threads,
+                    seed=self.seed,
+                    chat_format=self.chat_format,
+                    verbose=False,
+                )
+            except ValueError as exc:  # llama.cpp could not read the file
+                raise ModelError(
+                    f"llamacpp could not load {str(self.model_path)!r}: {exc}"
+                ) from exc
+        return self._llama
+
+    def _params(self, request: ModelRequest) -> dict[str, Any]:
+        messages = _chat_messages(request.messages)
+        params: dict[str, Any] = {
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "seed": self.seed,
+        }
+        schema: dict[str, Any] | None = None
+        if request.tools:
+            schema = _tools_schema(request.tools)
+            messages = _with_tools_prompt(messages, request.tools)
+        elif request.response_schema is not None:
+            schema = dict(request.response_schema)
+        if schema is not None:
+            params["response_format"] = {"type": "json_object", "schema": schema}
+        params["messages"] = messages
+        return params
+
+    def _complete(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            llama = self._load()
+            try:
+                result: dict[str, Any] = llama.create_chat_completion(**params)
+            except ValueError as exc:  # the prompt does not fit the context window, ...
+                raise ModelError(f"llamacpp {self.id} failed: {exc}") from exc
+        return result
+
+    # -- calls ---------------------------------------------------------------------------
+
+    async def _send(self, request: ModelRequest) -> ModelResponse:
+        params = self._params(request)
+        result = await asyncio.to_thread(self._complete, params)
+        choice = result["choices"][0]
+        text = choice["message"].get("content")
+        usage = result.get("usage") or {}
+        response = ModelResponse(
+            content=text,
+            usage=Usage(
+                int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            ),
+            model=self.id,
+            finish_reason=choice.get("finish_reason"),
+        )
+        if request.tools:
+            response.content, response.tool_calls = _read_tool_answer(text, request.tools)
+        return response
+
+    async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        if request.tools:
+            # The answer is JSON until it is whole: stream it as one text or tool call.
+            response = await self._send(request)
+            for index, call in enumerate(response.tool_calls):
+                yield ToolCallDelta(index, call.id, call.name, call.arguments_json())
+            if response.content:
+                yield TextDelta(response.content)
+            yield UsageDelta(
+                response.usage.input_tokens,
+                response.usage.output_tokens,
+                response.finish_reason,
+                self.id,
+            )
+            return
+        params = self._params(request)
+        await asyncio.to_thread(self._lock.acquire)
+        try:
+            chunks: Iterator[dict[str, Any]] = await asyncio.to_thread(self._start_stream, params)
+            pieces = 0
+            finish: str | None = None
+            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+                choice = chunk["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                text = choice.get("delta", {}).get("content")
+                if text:
+                    pieces += 1
+                    yield TextDelta(text)
+        finally:
+            self._lock.release()
+        yield UsageDelta(0, pieces, finish, self.id)
+
+    def _start_stream(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The chunk iterator of a streamed completion (call with the lock held)."""
+        llama = self._load()
+        try:
+            chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(**params, stream=True)
+        except ValueError as exc:
+            raise ModelError(f"llamacpp {self.id} failed: {exc}") from exc
+        return chunks
+
+    async def aclose(self) -> None:
+        """Free the loaded model (it is loaded again on the next call)."""
+        await asyncio.to_thread(self._lock.acquire)
+        try:
+            llama, self._llama = self._llama, None
+        finally:
+            self._lock.release()
+        if llama is not None:
+            llama.close()
+
+
+# -- translation -------------------------------------------------------------------------
+
+
+def _chat_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """noted's messages as plain chat turns any template accepts: a tool call is the
+    assistant's JSON answer, a tool result a user turn that names the tool."""
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role == "tool":
+            name = message.name or "the tool"
+            turns.append({"role": "user", "content": f"Result of {name}: {message.content or ''}"})
+        elif message.role == "assistant" and message.tool_calls:
+            call = message.tool_calls[0]
+            turns.append(
+                {
+                    "role": "assistant",
+                    "content": json.dumps({"tool": call.name, "arguments": call.arguments}),
+                }
+            )
+        else:
+            turns.append({"role": message.role, "content": message.content or ""})
+    return turns
+
+
+def _tools_schema(tools: Sequence[ToolDefinition]) -> dict[str, Any]:
+    """An answer, or a call of one of the tools with arguments that fit its schema."""
+    answer: dict[str, Any] = {"type": "string"}
+    branches: list[dict[str, Any]] = [
+        {
+            "type": "object",
+            "properties": {_ANSWER: answer},
+            "required": [_ANSWER],
+            "additionalProperties": False,
+        }
+    ]
+    for tool in tools:
+        branches.append(
+            {
+                "type": "object",
+                "properties": {
+                    "tool": {"type": "string", "enum": [tool.name]},
+                    "arguments": dict(tool.parameters) or {"type": "object"},
+                },
+                "required": ["tool", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    return {"anyOf": branches}
+
+
+def _with_tools_prompt(
+    messages: list[dict[str, Any]], tools: Sequence[ToolDefinition]
+) -> list[dict[str, Any]]:
+    listed = "\n".join(
+        f"- {t.name}: {t.description} Arguments (JSON schema): {json.dumps(dict(t.parameters))}"
+        for t in tools
+    )
+    guide = (
+        "You can call these tools:\n"
+        f"{listed}\n"
+        'To call one, answer {"tool": "<name>", "arguments": {...}}. Otherwise answer '
+        '{"answer": "<your reply to the user>"}.'
+    )
+    if messages and messages[0]["role"] == "system":
+        first = dict(messages[0], content=f"{messages[0]['content']}\n\n{guide}")
+        return [first, *messages[1:]]
+    return [{"role": "system", "content": guide}, *messages]
+
+
+def _read_tool_answer(
+    text: str | None, tools: Sequence[ToolDefinition]
+) -> tuple[str | None, list[ToolCall]]:
+    """The reply text, or the tool call, a grammar-constrained tool turn holds."""
+    try:
+        data = json.loads(text or "")
+    except ValueError:
+        return text, []  # cut short (max_tokens): show what there is
+    if not isinstance(data, dict):
+        return text, []
+    name = data.get("tool")
+    if isinstance(name, str) and name in {t.name for t in tools}:
+        arguments = data.get("arguments")
+        return None, [ToolCall.from_json_text(name, json.dumps(arguments))]
+    answer = data.get(_ANSWER)
+    return (answer if isinstance(answer, str) else text), []

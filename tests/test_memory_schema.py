@@ -1,0 +1,229 @@
+"""The memory manager's answer schema, built per call, and the salvage of clear mistakes.
+
+The schemas must be accepted by OpenAI's strict structured outputs and by Gemini's
+response schemas: checked here through each provider's own request translation and
+against each one's documented subset of JSON Schema.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from google.genai import types as genai_types
+
+from noted import Memory, Message, SqliteDb, UserMemory
+from noted.memory.manager import MemoryManager
+from noted.memory.operations import (
+    OPERATIONS_SCHEMA,
+    Operation,
+    Permissions,
+    operations_schema,
+    parse_operations,
+)
+from noted.models import Gemini, ModelRequest, OpenAIChat
+from noted.testing import ScriptedModel
+
+SHOWN = {
+    1: UserMemory("User lives in San Francisco", topics=["location"], memory_id="m-sf"),
+    2: UserMemory("User likes to ski", topics=["hobbies"], memory_id="m-ski"),
+}
+ALL = Permissions(add=True, update=True, delete=True, clear=True)
+CASES = [
+    ({}, Permissions()),
+    (SHOWN, Permissions()),
+    ({}, ALL),
+    (SHOWN, ALL),
+    (SHOWN, Permissions(add=False, update=False)),
+    ({}, Permissions(add=False, update=True)),
+]
+
+# What each provider documents as accepted (OpenAI: strict structured outputs; Gemini:
+# response_json_schema).
+OPENAI_KEYWORDS = {
+    "type", "properties", "required", "additionalProperties", "items", "enum", "anyOf",
+    "const", "description", "$ref", "$defs", "pattern", "format", "minimum", "maximum",
+    "exclusiveMinimum", "exclusiveMaximum", "multipleOf", "minItems", "maxItems",
+}  # fmt: skip
+GEMINI_KEYWORDS = {
+    "$id", "$defs", "$ref", "$anchor", "type", "format", "title", "description", "enum",
+    "items", "prefixItems", "minItems", "maxItems", "minimum", "maximum", "anyOf", "oneOf",
+    "properties", "additionalProperties", "required", "propertyOrdering",
+}  # fmt: skip
+TYPES = {"string", "number", "integer", "boolean", "object", "array", "null"}
+
+
+def subschemas(schema: dict[str, Any], depth: int = 0) -> Iterator[tuple[dict[str, Any], int]]:
+    yield schema, depth
+    for child in schema.get("properties", {}).values():
+        yield from subschemas(child, depth + 1)
+    if isinstance(schema.get("items"), dict):
+        yield from subschemas(schema["items"], depth + 1)
+    for branch in schema.get("anyOf", ()):
+        yield from subschemas(branch, depth)
+
+
+def openai_violations(schema: dict[str, Any]) -> list[str]:
+    found = []
+    if schema.get("type") != "object" or "anyOf" in schema:
+        found.append("the root must be an object, not anyOf")
+    enum_values = 0
+    for node, depth in subschemas(schema):
+        found += [f"keyword {k!r}" for k in set(node) - OPENAI_KEYWORDS]
+        kinds = node.get("type")
+        if kinds is not None and not set([kinds] if isinstance(kinds, str) else kinds) <= TYPES:
+            found.append(f"type {kinds!r}")
+        if node.get("type") == "object":
+            if node.get("additionalProperties") is not False:
+                found.append("an object without additionalProperties: false")
+            if sorted(node.get("required", [])) != sorted(node.get("properties", {})):
+                found.append("an object whose properties are not all required")
+        enum_values += len(node.get("enum", ()))
+        if depth > 10:
+            found.append("nested deeper than 10 levels")
+    if enum_values > 1000:
+        found.append("more than 1000 enum values")
+    return found
+
+
+def gemini_violations(schema: dict[str, Any]) -> list[str]:
+    found = []
+    for node, _ in subschemas(schema):
+        found += [f"keyword {k!r}" for k in set(node) - GEMINI_KEYWORDS]
+        for value in node.get("enum", ()):
+            if not isinstance(value, str | int | float) or isinstance(value, bool):
+                found.append(f"enum value {value!r} (strings and numbers only)")
+    return found
+
+
+def test_the_checks_catch_what_the_providers_refuse() -> None:
+    loose = {
+        "type": "object",
+        "properties": {"a": {"type": "string", "minLength": 1}, "b": {"const": True}},
+        "required": ["a"],
+    }
+    assert len(openai_violations(loose)) == 3  # minLength, additionalProperties, required
+    assert gemini_violations(loose) == ["keyword 'minLength'", "keyword 'const'"]
+
+
+@pytest.mark.parametrize(("shown", "permissions"), CASES)
+def test_every_schema_fits_openai_strict_and_gemini(
+    shown: dict[int, UserMemory], permissions: Permissions
+) -> None:
+    schema = operations_schema(shown, permissions)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert openai_violations(schema) == []
+    assert gemini_violations(schema) == []
+    request = ModelRequest(
+        [Message("user", "hi")], response_schema=schema, response_schema_name="memory_operations"
+    )
+    sent = OpenAIChat(api_key="none")._params(request)["response_format"]
+    assert sent["type"] == "json_schema"
+    assert sent["json_schema"]["strict"] is True
+    assert sent["json_schema"]["schema"] == schema
+    config = Gemini(api_key="none")._params(request)["config"]
+    checked = genai_types.GenerateContentConfig.model_validate(config)
+    assert checked.response_mime_type == "application/json"
+    assert checked.response_json_schema == schema
+    genai_types.JSONSchema.model_validate(schema)  # every keyword is one the SDK knows
+
+
+def valid(schema: dict[str, Any], *items: dict[str, Any]) -> bool:
+    return jsonschema.Draft202012Validator(schema).is_valid({"operations": list(items)})
+
+
+def add(text: str | None = "User has a dog") -> dict[str, Any]:
+    return {"op": "add", "id": None, "memory": text, "topics": ["pets"]}
+
+
+def update(number: int | None, text: str | None = "User lives in Seattle") -> dict[str, Any]:
+    return {"op": "update", "id": number, "memory": text, "topics": ["location"]}
+
+
+def test_schema_offers_only_what_makes_sense_now() -> None:
+    nothing_shown = operations_schema({}, Permissions())
+    assert valid(nothing_shown, add())
+    assert not valid(nothing_shown, update(1))  # the failure seen on a small model
+    assert not valid(nothing_shown, add(None))
+    assert not valid(nothing_shown, {**add(), "id": 1})
+    assert not valid(nothing_shown, {"op": "delete", "id": None, "memory": None, "topics": []})
+
+    two_shown = operations_schema(SHOWN, Permissions())
+    assert valid(two_shown, add(), update(2))
+    assert not valid(two_shown, update(3))  # only the numbers shown
+    assert not valid(two_shown, update(None))
+    assert not valid(two_shown, update(1, None))
+    assert not valid(two_shown, {"op": "clear", "id": None, "memory": None, "topics": []})
+    assert not valid(two_shown, {**add(), "topics": ["a", "b", "c", "d"]})
+
+    everything = operations_schema(SHOWN, ALL)
+    assert valid(
+        everything,
+        {"op": "delete", "id": 1, "memory": None, "topics": []},
+        {"op": "clear", "id": None, "memory": None, "topics": []},
+    )
+    assert not valid(everything, {"op": "delete", "id": 1, "memory": "x", "topics": []})
+    nothing_allowed = operations_schema({}, Permissions(add=False, update=True))
+    assert valid(nothing_allowed)
+    assert not valid(nothing_allowed, add())
+    assert operations_schema({}, Permissions()) == OPERATIONS_SCHEMA
+
+
+def test_update_with_nothing_shown_is_salvaged_as_an_add(caplog: pytest.LogCaptureFixture) -> None:
+    # The answer a 1.5B model gave for "My daughter's name is Emma" with no memories.
+    answer = json.dumps(
+        {"operations": [{"op": "update", "id": 1, "memory": "User's daughter is Emma"}]}
+    )
+    with caplog.at_level(logging.INFO, logger="noted.memory"):
+        plan = parse_operations(answer, {}, Permissions(), 5000, salvage=True)
+    assert plan.operations == [Operation("add", None, "User's daughter is Emma", ())]
+    assert plan.rejected == []
+    assert "taken as an add" in caplog.text
+    # Not when memories were shown (it names one that was not), nor when adding is off,
+    # nor for a tool call that names a memory (salvage off), nor for an id that is no number.
+    shown = parse_operations(
+        answer.replace('"id": 1', '"id": 7'), SHOWN, Permissions(), 5000, salvage=True
+    )
+    assert shown.operations == [] and "not shown" in shown.rejected[0]
+    for plan in (
+        parse_operations(answer, {}, Permissions(add=False), 5000, salvage=True),
+        parse_operations(answer, {}, Permissions(), 5000),
+        parse_operations(
+            answer.replace('"id": 1', '"id": "1"'), {}, Permissions(), 5000, salvage=True
+        ),
+    ):
+        assert plan.operations == [] and "not shown" in plan.rejected[0]
+    # The salvaged add is checked like any add.
+    empty = parse_operations(
+        answer.replace("User's daughter is Emma", " "), {}, Permissions(), 5000, salvage=True
+    )
+    assert empty.operations == [] and "characters" in empty.rejected[0]
+
+
+def test_the_manager_sends_the_schema_for_what_it_shows(tmp_path: Path) -> None:
+    model = ScriptedModel(
+        [
+            json.dumps({"operations": [update(1, "User lives in Lisbon")]}),
+            json.dumps({"operations": [update(1, "User lives in Porto")]}),
+        ]
+    )
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), memory_manager=MemoryManager(model=model))
+    memory.create_user_memories(message="I live in Lisbon", user_id="u")
+    memory.create_user_memories(message="I moved to Porto from Lisbon", user_id="u")
+    [stored] = memory.get_user_memories(user_id="u")
+    assert stored.memory == "User lives in Porto"  # a salvaged add, then a real update
+    first, second = (dict(r.response_schema or {}) for r in model.requests)
+    assert first == operations_schema({}, Permissions())
+    kinds = [
+        b["properties"]["op"]["enum"][0]
+        for b in second["properties"]["operations"]["items"]["anyOf"]
+    ]
+    assert kinds == ["add", "update"]
+    assert second["properties"]["operations"]["items"]["anyOf"][1]["properties"]["id"]["enum"] == [
+        1
+    ]
