@@ -29,7 +29,7 @@ bench:  ## store, agent, memory-cost, search, backend and server benchmarks agai
 	scripts/uv.sh run --group bench python benchmarks/locomo.py
 	scripts/uv.sh run --group bench python benchmarks/backends.py
 	scripts/uv.sh run --group bench python benchmarks/server.py
-	scripts/uv.sh run python benchmarks/mcp.py
+	scripts/uv.sh run python benchmarks/mcp_latency.py
 
 bench-extraction:  ## memory extraction on two local GGUF models, noted and Agno (about an hour on 2 cores)
 	nice -n 10 scripts/uv.sh run --group bench python benchmarks/extraction.py

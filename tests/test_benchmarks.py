@@ -155,7 +155,7 @@ def test_mcp_benchmark_smoke(tmp_path: Path) -> None:
     out = tmp_path / "mcp.json"
     small = ["--memories", "30", "--calls", "5", "--warmup", "1"]
     done = subprocess.run(
-        [sys.executable, str(BENCHMARKS / "mcp.py"), *small, "--output", str(out)],
+        [sys.executable, str(BENCHMARKS / "mcp_latency.py"), *small, "--output", str(out)],
         capture_output=True,
         text=True,
         check=True,

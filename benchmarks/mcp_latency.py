@@ -1,6 +1,6 @@
 """MCP tool-call latency: search and add over stdio and streamable HTTP, beside the REST API.
 
-    scripts/uv.sh run python benchmarks/mcp.py [--memories 1000] [--calls 500]
+    scripts/uv.sh run python benchmarks/mcp_latency.py [--memories 1000] [--calls 500]
 
 One user gets ``--memories`` short facts (embedded with the local model) in a SQLite file.
 Three real processes then serve that file on this machine: ``noted mcp`` (stdio, spawned
@@ -35,16 +35,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-# This file is named like the MCP SDK's package: import the SDK, not this script.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+import httpx
+import httpx2
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
-import httpx  # noqa: E402
-import httpx2  # noqa: E402
-from mcp.client.session import ClientSession  # noqa: E402
-from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
-from mcp.client.streamable_http import streamable_http_client  # noqa: E402
-
-from noted import Memory, SqliteDb, UserMemory  # noqa: E402
+from noted import Memory, SqliteDb, UserMemory
 
 RESULTS = Path(__file__).parent / "results"
 NOTED = str(Path(sys.executable).parent / "noted")
