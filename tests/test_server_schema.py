@@ -224,6 +224,9 @@ def test_every_operation_is_run() -> None:
         "GET /health",
         "POST /tokens",
         "POST /tokens/revocations",
+        "GET /jobs",
+        "POST /jobs/{job_id}/retry",
+        "DELETE /jobs/{job_id}",
     } == labels
 
 
