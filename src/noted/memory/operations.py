@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from noted.errors import UserError
+from noted.limits import MAX_PLAN_TOPICS
 from noted.memory.answers import load_json_answer
 from noted.schema import UserMemory, check_topics
 
@@ -32,7 +33,6 @@ __all__ = [
 ]
 
 OpKind = Literal["add", "update", "delete", "clear"]
-MAX_TOPICS = 8
 
 log = logging.getLogger("noted.memory")
 
@@ -160,7 +160,7 @@ def _topics(raw: object) -> tuple[str, ...]:
         return ()
     cleaned = [t.strip().lower() for t in raw if isinstance(t, str) and t.strip()]
     try:
-        return tuple(dict.fromkeys(check_topics(cleaned[:MAX_TOPICS])))
+        return tuple(dict.fromkeys(check_topics(cleaned[:MAX_PLAN_TOPICS])))
     except UserError:
         return ()
 
