@@ -100,16 +100,10 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
     (``<session_table>_runs``), created with their indexes on first use.
 
     A memory is one document (``_id`` is its id; times are int64 microseconds, exact where
-    BSON dates keep milliseconds only; its embedding a BSON float32 vector). Search answers
-    as the other stores do:
-
-    - keyword search uses the server's ``$text`` index (stemmed, ranked by ``textScore``)
-      when the server reports it built one; otherwise, or once a ``$text`` query fails, it
-      ranks the user's matching memories by BM25 in Python, as InMemoryDb does;
-    - semantic search is exact cosine similarity in Python over the user's embedded
-      memories, or Atlas ``$vectorSearch`` (approximate) when the collection has a
-      queryable vector index on ``embedding`` with ``user_id`` and ``embedding_model`` as
-      filter fields, and the query has a limit and no other filter.
+    BSON dates keep milliseconds only; its embedding a BSON float32 vector). Keyword search
+    uses the server's ``$text`` index when it built one, else BM25 in Python; semantic
+    search is exact cosine in Python, or Atlas ``$vectorSearch`` when a queryable vector
+    index is there (docs/backends.md says when each is used).
 
     Search cache: the searches done in Python keep the most recently searched users'
     memories (oldest first: by ``created_at``, then id, the order in which equal semantic
@@ -127,20 +121,15 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
     write; and the generations collection must stay with the memories (dropped alone, it
     counts again from 1, which a copy may have been cached at).
 
-    Limits, since a standalone server has no multi-document transactions: each memory
-    document is written atomically, and its history event right after it (a crash in
-    between loses that event, never the memory). A batch is checked whole for other
-    users' ids before anything is written, then written in bulk writes of 1000; a writer
-    in another process that takes one of its ids meanwhile stops the batch part-way with
-    :class:`~noted.errors.ConflictError` saying how many were written. Two writers of the
-    same memory at once: each replace is a compare-and-set on the memory's ``version``
-    (the overwrite matches only the version it read; otherwise it reads again), and its
-    event is stamped after the previous version's, so the last event in a memory's history
-    always describes the memory as it is (two deleting it at once may both record its
-    deletion). A batch (:meth:`write_batch`) is written change by change. Appending a run
-    claims its place with one atomic increment, so concurrent appends never collide; a
-    crash after the claim leaves a gap in the run numbers, which readers skip. Deleting a
-    session deletes its runs first.
+    Without multi-document transactions (a standalone server), each memory document is
+    written atomically and its history event right after it; a batch is checked whole for
+    other users' ids first, then written in bulk writes of 1000 (another process taking one
+    of its ids meanwhile stops it part-way, with ConflictError saying how many were
+    written); :meth:`write_batch` goes change by change; a replace is a compare-and-set on
+    the memory's ``version`` whose event is stamped after the previous version's, so the
+    last history event describes the memory as it is. A run claims its place with one
+    atomic increment (a crash after the claim leaves a gap readers skip); deleting a
+    session deletes its runs first. docs/backends.md has the details.
     """
 
     def __init__(
@@ -371,9 +360,9 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
         """The batch's changes one after another (see the class notes: a MongoDB server
         without transactions cannot undo the first when a later one fails)."""
         if batch.adds:  # another user's id fails the batch before anything is written
+            docs = memory_docs(batch.adds)
             with self._db() as db:
-                ids = [doc["_id"] for doc in memory_docs(batch.adds)]
-                plan_upsert(memory_docs(batch.adds), self._stored(db.memories, ids))
+                plan_upsert(docs, self._stored(db.memories, [doc["_id"] for doc in docs]))
         return write_in_transaction(self, batch, audit)
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
