@@ -10,8 +10,10 @@ A claim reads the first unfinished jobs in order (``seq``: the time they were re
 so runs of one user on two hosts are ordered as their clocks say), picks the first due
 one whose key has no earlier unfinished job, and takes it with a compare-and-set on the
 state it read: two workers never take one job. Completing deletes the job after its
-writes; a worker dying in between leaves it, and the retry writes nothing twice (the
-plan's memories have ids derived from the job).
+writes; a worker dying in between leaves it, and its retry re-applies the stored plan
+without what is already done (``JobWorker``: a clear deletes only the memories listed
+with the plan before its first attempt, an add or update the user's history shows this
+job's run made is skipped), so nothing is changed twice.
 """
 
 from __future__ import annotations
@@ -178,6 +180,9 @@ class MongoJobs:
             value = write()
             jobs.delete_one({"_id": job.job_id, "owner": job.owner})
         return True, value
+
+    def completes_with(self, memories: object) -> bool:
+        return False  # no multi-document transactions: the worker's retry skips what is done
 
     def fail_job(self, job: Job, error: str, retry_in: float | None) -> None:
         status, due = after_failure(retry_in)
