@@ -15,6 +15,7 @@ import pytest
 
 from conftest import server_url
 from noted import Agent, Memory, SqliteDb, UserMemory
+from noted._time import now_micros
 from noted.agent.jobs import JobWorker, job_worker
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore, WriteBatch
@@ -187,3 +188,24 @@ def test_a_clear_in_another_store_than_the_jobs_keeps_what_was_added_since(
     assert jobs.list_jobs() == []
     for db in (jobs, memories, dying):
         db.close()
+
+
+@pytest.mark.parametrize("kind", PERSISTENT)
+def test_a_users_jobs_keep_the_order_they_were_recorded_in_whatever_the_hosts_clocks(
+    kind: str, servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    store = store_of(kind, servers, tmp_path)
+    assert isinstance(store, JobStore)
+    recorded = []
+    for text, skew in (("one", 60_000_000), ("two", 0)):  # the first host's clock is ahead
+        run = _run("a", "ava", text)
+        (job,) = jobs_for_run(run, memory=True, summary=False)
+        job.due_at = now_micros()
+        job.created_at = job.due_at + skew
+        store.append_run_with_jobs(run, [job])
+        recorded.append(job.job_id)
+    first = store.claim_job("w", 60)
+    assert first is not None and first.job_id == recorded[0]
+    assert store.claim_job("w", 60) is None  # the second waits for the first
+    assert [j.job_id for j in store.list_jobs()] == recorded
+    store.close()
