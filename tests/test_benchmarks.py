@@ -35,14 +35,27 @@ def test_store_benchmark_smoke(tmp_path: Path) -> None:
 
 def test_agent_benchmark_smoke(tmp_path: Path) -> None:
     stdout, report = run_benchmark(
-        "agent.py", tmp_path / "agent.json", "--runs", "5", "--history", "5"
+        "agent.py", tmp_path / "agent.json", "--runs", "5", "--history", "5", "--memories", "50"
     )
     assert "target <= 5 ms median" in stdout
     assert "target tracing <= +0.5 ms per run()" in stdout
-    assert set(report["configurations"]) == {"noted", "noted + tracing"}
-    for rows in report["configurations"].values():
-        assert set(rows) == {"run", "stream", "arun"}
+    assert "target job recorded <= +0.3 ms per run()" in stdout
+    memory_rows = {
+        f"noted + memory{extra}, {size} mem." for extra in ("", " + embedder") for size in (0, 50)
+    }
+    assert set(report["configurations"]) == {
+        "noted",
+        "noted + tracing",
+        "noted + job recorded",
+        *memory_rows,
+    }
+    for name, rows in report["configurations"].items():
+        assert set(rows) == ({"run"} if name in memory_rows else {"run", "stream", "arun"})
         assert all(row["median_s"] > 0 and row["p95_s"] > 0 for row in rows.values())
+    jobbed = report["configurations"]["noted + job recorded"]["run"]
+    assert report["job_target"]["extra_s"] == pytest.approx(
+        jobbed["median_s"] - report["configurations"]["noted"]["run"]["median_s"]
+    )
     traced = report["configurations"]["noted + tracing"]["run"]
     assert traced["extra_s"] == pytest.approx(
         traced["median_s"] - report["configurations"]["noted"]["run"]["median_s"]
