@@ -350,7 +350,6 @@ def test_the_best_k_keep_position_order_among_equal_scores_at_the_cut() -> None:
         assert [int(i) for i in top_indices(scores, count)] == expected
 
 
-
 def test_scores_are_the_matrix_product() -> None:
     from noted.retrieval.vectors import cosine_scores
 
@@ -364,6 +363,7 @@ def test_scores_are_the_matrix_product() -> None:
         np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-4)
         alone = [float(row @ target) for row in matrix[:: max(rows // 50, 1)]]
         np.testing.assert_allclose(scores[:: max(rows // 50, 1)], alone, rtol=1e-6, atol=1e-5)
+
 
 def test_every_method_returns_matches_with_a_score_where_it_ranks(smart: Memory) -> None:
     model = ScriptedModel(['{"ids": [1]}'])
