@@ -178,5 +178,5 @@ def test_mcp_benchmark_smoke(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"mcp stdio", "mcp http", "rest"}
     for rows in report["results"].values():
-        assert set(rows) == {"search keyword", "search hybrid", "add"}
+        assert set(rows) == {"search keyword", "search hybrid", "search hybrid, new query", "add"}
         assert all(row["p50_ms"] > 0 and row["server_cpu_ms"] >= 0 for row in rows.values())
