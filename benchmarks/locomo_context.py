@@ -48,6 +48,7 @@ from timing import Timing
 
 from noted import Agent, Memory, SqliteDb, UserMemory
 from noted.agent.context import MEMORY_SECTION, fit_memories
+from noted.memory import selection
 from noted.memory.relevance import rank_memories
 from noted.memory.selection import estimate_tokens
 from noted.models.types import Message
@@ -254,9 +255,8 @@ def run(
     done("keyword only", lambda: agent_row(plain, users, None, "keyword only", pool))
     embedder = CachedEmbedder()
     default = Memory(db=SqliteDb(folder / "default.db"), embedder=embedder, embed_on_write=False)
-    assert default.index is not None
     if args.semantic_weight is not None:
-        default.index.semantic_weight = args.semantic_weight
+        selection.SEMANTIC_WEIGHT = args.semantic_weight  # type: ignore[misc]
     done("default", lambda: agent_row(default, users, None, "default", pool))
     if padded:
         few = users[:padded]
@@ -299,7 +299,7 @@ def main() -> None:
     parser.add_argument("--padded", type=int, default=3, help="users padded to 10,000 (0: none)")
     parser.add_argument("--output", type=Path, default=RESULTS / "locomo_context.json")
     parser.add_argument("--only", help="comma-separated rows to run (default: all)")
-    parser.add_argument("--semantic-weight", type=float, help="hybrid's semantic weight")
+    parser.add_argument("--semantic-weight", type=float, help="the selection's semantic weight")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     path = data_path(args.data)

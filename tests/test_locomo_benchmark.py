@@ -89,6 +89,7 @@ def test_locomo_benchmark_smoke(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "hybrid 1-5 recall@5 > DRAGON" in done.stdout
+    assert "turn row: hybrid 1-5 recall@5 > DRAGON" in done.stdout
 
     report = json.loads(output.read_text())
     assert report["data"]["conversations"] == 1
@@ -118,6 +119,14 @@ def test_locomo_benchmark_smoke(tmp_path: Path) -> None:
     assert report["index"]["total_s"] > 0
     assert report["memory"]["peak_rss_bytes"] > 0
     assert {t["met"] for t in report["targets"]} <= {True, False}
+    # the like-for-like row: the same turns with no neighbouring turns in their input, so
+    # keyword search finds only a turn's own words
+    assert set(report["rows"]) == {"default", "turn"}
+    assert report["rows"]["default"]["methods"] == report["methods"]
+    turn = report["rows"]["turn"]["methods"]
+    assert set(turn) == METHODS
+    scored = report["methods"]["keyword"]["groups"]["1-5"]["questions"]
+    assert turn["keyword"]["groups"]["1-5"]["questions"] == scored > 0
 
     if importlib.util.find_spec("matplotlib") is not None:
         assert image.read_bytes().startswith(b"\x89PNG")

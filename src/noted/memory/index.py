@@ -189,8 +189,10 @@ class MemoryIndex:
         *,
         recency_weight: float = 0.0,
         half_life: timedelta = timedelta(days=30),
+        semantic_weight: float | None = None,
     ) -> list[ScoredMemory]:
-        """Keyword and semantic results fused (see :mod:`noted.retrieval.fusion`)."""
+        """Keyword and semantic results fused (see :mod:`noted.retrieval.fusion`), with the
+        index's ``semantic_weight`` unless another is given."""
         limit = query.limit
         depth = max(HYBRID_DEPTH, 0 if limit is None else query.offset + limit)
         wide = dataclasses.replace(query, limit=depth, offset=0)
@@ -219,7 +221,7 @@ class MemoryIndex:
         fused = fuse(
             by_words,
             by_meaning,
-            semantic_weight=self.semantic_weight,
+            semantic_weight=self.semantic_weight if semantic_weight is None else semantic_weight,
             recency_weight=recency_weight,
             half_life=half_life,
             limit=end,

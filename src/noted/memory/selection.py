@@ -5,9 +5,11 @@ Every selection searches ALL of the user's memories, never a window of the newes
 store's keyword index (SQLite FTS5, PostgreSQL full text, MongoDB's text index; BM25 over
 the user's memories in the process for the in-process store and Redis), fused with
 semantic search when there is an embedder (hybrid). The search's results come first, best
-first; then facts that always matter (the user's name); then the newest memories, so a
-text with no content words ("what do you know about me?") still shows something, and
-duplicates (the same words) are shown once.
+first (meaning weighs ``SEMANTIC_WEIGHT`` in the fusion, more than in a search's default:
+a prompt shows some 30 memories, and gathering all that bear on a question counts more
+there than the best few matches); then facts that always matter (the user's name); then
+the newest memories, so a text with no content words ("what do you know about me?") still
+shows something, and duplicates (the same words) are shown once.
 
 Cost: one search of a bounded depth, one listing of the ``recent`` newest and one small
 search for the name, whatever the number of memories. A store with an index answers in
@@ -33,6 +35,7 @@ from noted.tracing import _hooks as tracing
 __all__ = [
     "RECENT",
     "SEARCH_DEPTH",
+    "SEMANTIC_WEIGHT",
     "distinct",
     "estimate_tokens",
     "scoped",
@@ -42,6 +45,7 @@ __all__ = [
 
 SEARCH_DEPTH: Final = 60  # results read from the search, at least
 RECENT: Final = 5  # the newest memories, offered after the search's results
+SEMANTIC_WEIGHT: Final = 0.5  # hybrid's weight of meaning for a selection
 _NAME = re.compile(r"\bname\b|\bcalled\b|\bgoes by\b", re.IGNORECASE)
 _NAME_QUERY: Final = "name called"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -62,7 +66,7 @@ def _search(
     store: MemoryStore, index: MemoryIndex | None, query: MemoryQuery, text: str
 ) -> list[ScoredMemory]:
     if index is not None:
-        return index.hybrid(query, text)
+        return index.hybrid(query, text, semantic_weight=SEMANTIC_WEIGHT)
     return store.keyword_search(query, text)
 
 

@@ -127,7 +127,7 @@ def _hub_files(repo_id: str) -> tuple[Path, Path]:
     return model, vocab
 
 
-def _onnxruntime_errors() -> tuple[type[Exception], ...]:
+def onnxruntime_errors() -> tuple[type[Exception], ...]:
     """What onnxruntime raises when a model cannot be loaded or run."""
     from onnxruntime.capi import onnxruntime_pybind11_state as state  # type: ignore[import-untyped]
 
@@ -156,7 +156,7 @@ def _session(model: Path) -> Any:
         return ort.InferenceSession(
             str(model), sess_options=options, providers=["CPUExecutionProvider"]
         )
-    except _onnxruntime_errors() as error:
+    except onnxruntime_errors() as error:
         raise UserError(f"onnxruntime could not load {str(model)!r}: {error}") from error
 
 
@@ -166,7 +166,7 @@ class _Model:
     def __init__(self, session: Any, tokenizer: WordPieceTokenizer, where: str) -> None:
         self.session = session
         self.tokenizer = tokenizer
-        self.run_errors = _onnxruntime_errors()
+        self.run_errors = onnxruntime_errors()
         inputs = {item.name for item in session.get_inputs()}
         missing = {"input_ids", "attention_mask"} - inputs
         unknown = inputs - set(_INPUTS)

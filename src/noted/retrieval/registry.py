@@ -1,7 +1,8 @@
 """Embedders by name: ``"local"`` (the embedded default), ``"local:<directory or hub id>"``,
-``"openai:<model>"``, or an :class:`~noted.retrieval.Embedder` as it is. Another package
-adds a name with :func:`register_embedder` or an entry point in the ``noted.embedders``
-group (see :mod:`noted._plugins`)."""
+``"openai:<model>"``, ``"fastembed:<model>"`` (the ``fastembed`` extra), or an
+:class:`~noted.retrieval.Embedder` as it is. Another package adds a name with
+:func:`register_embedder` or an entry point in the ``noted.embedders`` group (see
+:mod:`noted._plugins`)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,15 @@ def _openai(name: str) -> Embedder:
     return OpenAIEmbedder(name)
 
 
+def _fastembed(name: str) -> Embedder:
+    from noted.retrieval.fastembed_models import FastEmbedEmbedder
+
+    return FastEmbedEmbedder(name)
+
+
 register_embedder("local", _local)
 register_embedder("openai", _openai)
+register_embedder("fastembed", _fastembed)
 
 
 def get_embedder(spec: Embedder | str) -> Embedder:
@@ -49,8 +57,9 @@ def get_embedder(spec: Embedder | str) -> Embedder:
     factory = EMBEDDERS.get(provider) if provider.isidentifier() else None
     if factory is None:
         raise UserError(
-            f"unknown embedder {spec!r}: use 'local', 'local:<directory or hub id>' or "
-            "'openai:<model>' (e.g. 'openai:text-embedding-3-small'), or pass an Embedder "
+            f"unknown embedder {spec!r}: use 'local', 'local:<directory or hub id>', "
+            "'openai:<model>' (e.g. 'openai:text-embedding-3-small') or 'fastembed:<model>' "
+            "(e.g. 'fastembed:BAAI/bge-small-en-v1.5'), or pass an Embedder "
             f"(known: {', '.join(EMBEDDERS.names())})"
         )
     return factory(name)
