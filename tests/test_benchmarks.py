@@ -38,15 +38,17 @@ def test_agent_benchmark_smoke(tmp_path: Path) -> None:
         "agent.py", tmp_path / "agent.json", "--runs", "5", "--history", "5"
     )
     assert "target <= 5 ms median" in stdout
-    assert "target tracing <= +0.5 ms per run()" in stdout
+    assert "target tracing <= +0.5 ms per run, each mode" in stdout
     assert set(report["configurations"]) == {"noted", "noted + tracing"}
     for rows in report["configurations"].values():
         assert set(rows) == {"run", "stream", "arun"}
         assert all(row["median_s"] > 0 and row["p95_s"] > 0 for row in rows.values())
-    traced = report["configurations"]["noted + tracing"]["run"]
-    assert traced["extra_s"] == pytest.approx(
-        traced["median_s"] - report["configurations"]["noted"]["run"]["median_s"]
-    )
+    for mode in ("run", "stream", "arun"):
+        traced = report["configurations"]["noted + tracing"][mode]
+        assert traced["extra_s"] == pytest.approx(
+            traced["median_s"] - report["configurations"]["noted"][mode]["median_s"]
+        )
+        assert report["tracing_target"]["extra_s"][mode] == traced["extra_s"]
 
 
 def test_memory_cost_benchmark_smoke(tmp_path: Path) -> None:
