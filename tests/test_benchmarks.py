@@ -169,3 +169,15 @@ def test_mcp_benchmark_smoke(tmp_path: Path) -> None:
     for rows in report["results"].values():
         assert set(rows) == {"search keyword", "search hybrid", "add"}
         assert all(row["p50_ms"] > 0 and row["server_cpu_ms"] >= 0 for row in rows.values())
+
+
+def test_agent_instructions_measured_process_smoke() -> None:
+    """The process benchmarks/agent_instructions.py counts under valgrind: set-up and runs
+    of each mode, tracing on (valgrind itself is not needed to run it)."""
+    for mode in ("run", "stream", "arun"):
+        subprocess.run(
+            [sys.executable, str(BENCHMARKS / "agent_instructions.py"), "--child", f"{mode},1,2"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
