@@ -6,8 +6,9 @@
 Part "run": the agent's run on a SQLite file with an instant scripted model, memories read
 into context either way; once without background work (the run is stored alone) and once
 with automatic memory whose jobs are recorded with the run (left to other workers, so
-nothing else runs meanwhile). The difference of the medians is what recording the jobs
-adds to a run.
+nothing else runs meanwhile). Both without an embedder: with one, each run's embedding of
+its question (tens of milliseconds here) would hide what the store does. The difference
+of the medians is what recording the jobs adds to a run.
 
 Part "workers": PostgreSQL (started here as the tests start it, or ``--pg URL``), 1,000
 memory jobs of 50 users recorded first, then 1, 2 and 4 worker processes (each a
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from timing import Timing
 
-from noted import Agent, SqliteDb
+from noted import Agent, Memory, SqliteDb
 from noted.agent.jobs import leave_jobs_to_workers
 from noted.db.jobs import jobs_for_run
 from noted.models.types import Message
@@ -65,9 +66,13 @@ def run_medians(workdir: Path, runs: int, pg: str | None) -> tuple[Timing, Timin
     (so a slower moment of a shared machine falls on both alike)."""
     agents = []
     for jobs in (False, True):
+        store = open_run_store(workdir, pg)
         agent = Agent(
             FunctionModel(instant),
-            db=open_run_store(workdir, pg),
+            db=store,
+            memory=Memory(
+                db=store, embedder=None
+            ),  # the store's cost, not the question's embedding
             user_id="ava",
             enable_user_memories=jobs,
             add_memories_to_context=True,

@@ -9,13 +9,16 @@ with the local embedder, on 127.0.0.1 with free ports. One client at a time call
 one request after another (after a warm-up):
 
 - search: ``search_memories`` with a query from a fixed list, limit 10, keyword and hybrid
-  (the default), and the same search as ``GET /memories?search_content=...``;
+  (the default), and the same search as ``GET /memories?search_content=...``; the
+  server keeps the embeddings of the last queries it was asked, so hybrid is measured
+  again with a new query each call (its embedding included);
 - add: ``add_memory`` with a new fact, and ``POST /memories``.
 
 Latency is measured at the client, from the call to its parsed answer. Prints p50 and p99
 per transport and operation, the server process's CPU time per call (from /proc: what a
 call costs whatever else the machine runs), the ratios MCP / REST, the load average, and
-the target: search p50 <= 5 ms over stdio. Writes benchmarks/results/mcp.json.
+the target: search p50 <= 5 ms over stdio (hybrid, a new query each call). Writes
+benchmarks/results/mcp.json.
 """
 
 from __future__ import annotations
@@ -75,6 +78,14 @@ FILLS = [
 
 def fact(rng: random.Random, n: int) -> str:
     return rng.choice(FACTS).format(rng.choice(FILLS)) + f" (note {n})"
+
+
+def query(i: int, new: bool) -> str:
+    """The i-th query: one of the fixed list, whose embedding the server keeps once it has
+    made it (as for a question asked again), or with ``new`` a text never seen before, so
+    the call includes embedding it."""
+    text = QUERIES[i % len(QUERIES)]
+    return f"{text} {FILLS[i // len(QUERIES) % len(FILLS)]} ({i})" if new else text
 
 
 def percentile(samples: list[float], q: float) -> float:
@@ -168,9 +179,9 @@ async def measure_mcp(
 ) -> dict[str, Any]:
     rng = random.Random(7)
 
-    def search(method: str) -> Callable[[int], Awaitable[None]]:
+    def search(method: str, new: bool = False) -> Callable[[int], Awaitable[None]]:
         async def call(i: int) -> None:
-            arguments = {"query": QUERIES[i % len(QUERIES)], "limit": 10, "method": method}
+            arguments = {"query": query(i, new), "limit": 10, "method": method}
             result = await session.call_tool("search_memories", arguments)
             assert not result.is_error, result
             assert result.structured_content["memories"], result
@@ -184,6 +195,7 @@ async def measure_mcp(
     return {
         "search keyword": await timed(calls, warmup, search("keyword"), server),
         "search hybrid": await timed(calls, warmup, search("hybrid"), server),
+        "search hybrid, new query": await timed(calls, warmup, search("hybrid", True), server),
         "add": await timed(max(calls // 5, 1), warmup, add, server),
     }
 
@@ -192,11 +204,11 @@ async def measure_rest(url: str, calls: int, warmup: int, server: int) -> dict[s
     rng = random.Random(8)
     async with httpx.AsyncClient(base_url=url, timeout=30) as client:
 
-        def search(method: str) -> Callable[[int], Awaitable[None]]:
+        def search(method: str, new: bool = False) -> Callable[[int], Awaitable[None]]:
             async def call(i: int) -> None:
                 params = {
                     "user_id": USER,
-                    "search_content": QUERIES[i % len(QUERIES)],
+                    "search_content": query(i, new),
                     "search_type": method,
                     "limit": 10,
                 }
@@ -214,6 +226,7 @@ async def measure_rest(url: str, calls: int, warmup: int, server: int) -> dict[s
         return {
             "search keyword": await timed(calls, warmup, search("keyword"), server),
             "search hybrid": await timed(calls, warmup, search("hybrid"), server),
+            "search hybrid, new query": await timed(calls, warmup, search("hybrid", True), server),
             "add": await timed(max(calls // 5, 1), warmup, add, server),
         }
 
@@ -272,13 +285,13 @@ def main() -> None:
         results = asyncio.run(run(db_file, work, args.calls, args.warmup))
     print(f"MCP tool calls, {args.memories:,} memories of one user, one client, sequential")
     print(
-        f"{'transport':<11} {'operation':<15} {'p50 ms':>8} {'p99 ms':>8} {'calls':>6} "
+        f"{'transport':<11} {'operation':<25} {'p50 ms':>8} {'p99 ms':>8} {'calls':>6} "
         f"{'server CPU ms/call':>19}"
     )
     for transport, rows in results.items():
         for operation, row in rows.items():
             print(
-                f"{transport:<11} {operation:<15} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+                f"{transport:<11} {operation:<25} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
                 f"{row['calls']:>6} {row['server_cpu_ms']:>19.2f}"
             )
     load = os.getloadavg()[0]
@@ -292,11 +305,14 @@ def main() -> None:
     }
     for label, ratio in ratios.items():
         print(f"p50 ratio {label}: {ratio:.2f}")
-    stdio_p50 = results["mcp stdio"]["search hybrid"]["p50_ms"]
+    stdio = results["mcp stdio"]
+    stdio_p50 = stdio["search hybrid, new query"]["p50_ms"]
     met = stdio_p50 <= TARGET_SEARCH_P50_MS
     print(
-        f"target search p50 <= {TARGET_SEARCH_P50_MS:.0f} ms over stdio (hybrid, the default): "
-        f"{stdio_p50:.2f} ms, {'met' if met else 'NOT met'}"
+        f"target search p50 <= {TARGET_SEARCH_P50_MS:.0f} ms over stdio (hybrid, the default, "
+        f"a new query each call): {stdio_p50:.2f} ms, {'met' if met else 'NOT met'} "
+        f"(a query asked before: {stdio['search hybrid']['p50_ms']:.2f} ms; keyword: "
+        f"{stdio['search keyword']['p50_ms']:.2f} ms)"
     )
     report = {
         "memories": args.memories,

@@ -1,6 +1,6 @@
 """How the agent's memory selection grows with a user's memory count, per store.
 
-    scripts/uv.sh run --group bench python benchmarks/selection.py
+    scripts/uv.sh run --group bench python benchmarks/selection.py [--sizes 1000,10000,50000]
 
 The selection (noted.memory.selection, what an Agent with memory in context runs before
 each answer: a search over all of the user's memories, the name, the newest) is timed for
@@ -9,14 +9,18 @@ keyword index) and on the in-process store (BM25 over the user's memories in Pyt
 Redis's client-side ranking does), without an embedder; and on SQLite with the default
 embedder at 10,000 memories, the query's embedding included (the stored vectors are random
 unit vectors tagged with the model's name, as in search.py: the work is the same, the
-ranking means nothing). Each figure is the median of 50 questions after one warm-up.
+ranking means nothing). Each figure is the median of 50 questions after one warm-up, with
+the process's CPU time per run beside it (what a run costs whatever else the machine
+runs) and the load average.
 Writes benchmarks/results/selection.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -46,23 +50,36 @@ def timed(store: MemoryStore, index: MemoryIndex | None) -> Timing:
     timing = Timing()
     query = MemoryQuery(user_id="u", limit=80)
     select_memories(store, query, question(0), 80, index=index)  # warm-up
+    cpu = time.process_time()
     for i in range(1, ROUNDS + 1):
         text = f"{question(i)} ({i})"  # a new query each time: no cached embedding
         start = time.perf_counter()
         fit_memories(select_memories(store, query, text, 80, index=index), 4000)
         timing.samples.append(time.perf_counter() - start)
+    CPU_MS[id(timing)] = (time.process_time() - cpu) / ROUNDS * 1e3
     return timing
 
 
+CPU_MS: dict[int, float] = {}  # a timing's CPU time per run (the process's, all threads)
+
+
 def line(t: Timing) -> str:
-    return f"p50 {t.median * 1e3:7.2f} ms  p95 {t.p95 * 1e3:7.2f} ms"
+    return (
+        f"p50 {t.median * 1e3:7.2f} ms  p95 {t.p95 * 1e3:7.2f} ms  "
+        f"CPU {CPU_MS[id(t)]:6.2f} ms/run  load {os.getloadavg()[0]:4.1f}"
+    )
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--sizes", default=",".join(map(str, SIZES)), help="users' memory counts, comma-separated"
+    )
+    sizes = [int(size) for size in parser.parse_args().sizes.split(",")]
     logging.disable(logging.WARNING)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
-        for size in SIZES:
+        for size in sizes:
             facts = user_facts(size, seed=size)
             for name, store in (
                 ("sqlite", SqliteDb(Path(folder) / f"s{size}.db")),
@@ -73,6 +90,7 @@ def main() -> None:
                 results[f"{name}, keyword, {size:,}"] = {
                     "p50_ms": t.median * 1e3,
                     "p95_ms": t.p95 * 1e3,
+                    "cpu_ms": CPU_MS[id(t)],
                 }
                 print(
                     f"{name:10} keyword {size:>7,}: {line(t)}",
@@ -86,6 +104,7 @@ def main() -> None:
                     results[f"{name}, default embedder, {size:,}"] = {
                         "p50_ms": t.median * 1e3,
                         "p95_ms": t.p95 * 1e3,
+                        "cpu_ms": CPU_MS[id(t)],
                         "target_ms": TARGET_EMBEDDER_MS,
                         "met": met == "met",
                     }

@@ -35,20 +35,35 @@ def test_store_benchmark_smoke(tmp_path: Path) -> None:
 
 def test_agent_benchmark_smoke(tmp_path: Path) -> None:
     stdout, report = run_benchmark(
-        "agent.py", tmp_path / "agent.json", "--runs", "5", "--history", "5"
+        "agent.py", tmp_path / "agent.json", "--runs", "5", "--history", "5", "--memories", "50"
     )
     assert "target <= 5 ms median" in stdout
     assert "target tracing <= +0.5 ms per run, each mode" in stdout
-    assert set(report["configurations"]) == {"noted", "noted + tracing"}
-    for rows in report["configurations"].values():
-        assert set(rows) == {"run", "stream", "arun"}
-        assert all(row["median_s"] > 0 and row["p95_s"] > 0 for row in rows.values())
+    assert "target job recorded <= +0.3 ms per run(): run()" in stdout
+    memory_rows = {
+        f"noted + memory{extra}, {size} mem." for extra in ("", " + embedder") for size in (0, 50)
+    }
+    assert set(report["configurations"]) == {
+        "noted",
+        "noted + tracing",
+        "noted + job recorded",
+        *memory_rows,
+    }
+    for name, rows in report["configurations"].items():
+        assert set(rows) == ({"run"} if name in memory_rows else {"run", "stream", "arun"})
+        assert all(
+            row["median_s"] > 0 and row["p95_s"] > 0 and row["cpu_s"] > 0 for row in rows.values()
+        )
+    noted = report["configurations"]["noted"]
+    for name in ("noted + tracing", "noted + job recorded"):
+        for mode, row in report["configurations"][name].items():
+            assert row["extra_s"] == pytest.approx(row["median_s"] - noted[mode]["median_s"])
+            assert row["cpu_extra_s"] == pytest.approx(row["cpu_s"] - noted[mode]["cpu_s"])
     for mode in ("run", "stream", "arun"):
         traced = report["configurations"]["noted + tracing"][mode]
-        assert traced["extra_s"] == pytest.approx(
-            traced["median_s"] - report["configurations"]["noted"][mode]["median_s"]
-        )
         assert report["tracing_target"]["extra_s"][mode] == traced["extra_s"]
+    jobbed = report["configurations"]["noted + job recorded"]["run"]
+    assert report["job_target"]["extra_s"] == {"run": jobbed["extra_s"]}
 
 
 def test_memory_cost_benchmark_smoke(tmp_path: Path) -> None:
@@ -167,7 +182,7 @@ def test_mcp_benchmark_smoke(tmp_path: Path) -> None:
     report = json.loads(out.read_text())
     assert set(report["results"]) == {"mcp stdio", "mcp http", "rest"}
     for rows in report["results"].values():
-        assert set(rows) == {"search keyword", "search hybrid", "add"}
+        assert set(rows) == {"search keyword", "search hybrid", "search hybrid, new query", "add"}
         assert all(row["p50_ms"] > 0 and row["server_cpu_ms"] >= 0 for row in rows.values())
 
 

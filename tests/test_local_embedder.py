@@ -187,6 +187,14 @@ def test_a_batch_equals_texts_embedded_one_by_one_in_any_order(model: LocalEmbed
     np.testing.assert_allclose(small_batches.embed(texts), singles, atol=1e-5)
 
 
+def test_batches_side_by_side_give_the_vectors_of_one_thread(model: LocalEmbedder) -> None:
+    texts = [f"{i} {LONG_TEXT[: 7 * i]}" for i in range(40)]
+    one = LocalEmbedder(threads=1, batch_size=4).embed(texts)
+    side_by_side = LocalEmbedder(threads=3, batch_size=4).embed(texts)
+    np.testing.assert_array_equal(side_by_side, one)
+    np.testing.assert_array_equal(model.embed(texts[5:6]), one[5:6])
+
+
 def test_empty_and_very_long_texts_embed(model: LocalEmbedder) -> None:
     assert len(LONG_TEXT) > 10_000
     vectors = model.embed(["", LONG_TEXT, "\x00\ufffd", "🫠"])

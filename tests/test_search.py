@@ -5,6 +5,7 @@ writes, reindex after a change of embedder, and hostile query text."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -17,10 +18,12 @@ from noted import Memory, MemoryStore, SqliteDb, UserError, UserMemory
 from noted._time import utc_now
 from noted.db import MemoryQuery
 from noted.db.base import ScoredMemory
+from noted.memory.index import HYBRID_DEPTH, HitSearch
 from noted.retrieval import LocalEmbedder, default_embedder
 from noted.retrieval.fusion import fuse
 from noted.schema import MemoryMatch
 from noted.testing import ScriptedModel
+from user_facts import user_facts
 
 FACTS = [
     UserMemory("Ava enjoys skiing in the Alps every winter", topics=["hobbies"]),
@@ -347,6 +350,21 @@ def test_the_best_k_keep_position_order_among_equal_scores_at_the_cut() -> None:
         assert [int(i) for i in top_indices(scores, count)] == expected
 
 
+def test_scores_are_the_matrix_product() -> None:
+    from noted.retrieval.vectors import cosine_scores
+
+    rng = np.random.default_rng(1)
+    target = rng.standard_normal(384).astype(np.float32)
+    for rows in (0, 1, 1023, 1024, 1025, 5000):
+        matrix = rng.standard_normal((rows, 384)).astype(np.float32)
+        scores = cosine_scores(matrix, target)
+        assert scores.dtype == np.float32
+        exact = matrix.astype(np.float64) @ target.astype(np.float64)
+        np.testing.assert_allclose(scores, exact, rtol=1e-5, atol=1e-4)
+        alone = [float(row @ target) for row in matrix[:: max(rows // 50, 1)]]
+        np.testing.assert_allclose(scores[:: max(rows // 50, 1)], alone, rtol=1e-6, atol=1e-5)
+
+
 def test_every_method_returns_matches_with_a_score_where_it_ranks(smart: Memory) -> None:
     model = ScriptedModel(['{"ids": [1]}'])
     agentic = Memory(db=smart.db, embedder=smart.embedder, model=model)
@@ -364,3 +382,44 @@ def test_every_method_returns_matches_with_a_score_where_it_ranks(smart: Memory)
             assert type(match) is MemoryMatch, method
             assert match.memory and match.user_id == "ava"
             assert (match.score is not None) == scored, method
+
+
+def test_hybrid_from_hits_ranks_as_fusing_whole_memories(tmp_path: Path) -> None:
+    """SQLite fuses hits and reads only the page: the same memories, order and scores as
+    fusing both searches' memories, with filters, offsets and recency."""
+    db = SqliteDb(tmp_path / "hits.db")
+    memory = Memory(db=db, embedder="local")
+    facts = user_facts(240, seed=5)
+    for n, fact in enumerate(facts):
+        fact.agent_id = "coach" if n % 3 == 0 else None
+    memory.add_user_memories(facts, user_id="ava")
+    memory.add_user_memories(user_facts(40, seed=6), user_id="bob")
+    index = memory.index
+    assert index is not None and isinstance(db, HitSearch)
+    topic = facts[0].topics[0]
+    queries = [
+        MemoryQuery(user_id="ava", limit=10),
+        MemoryQuery(user_id="ava", limit=7, offset=4),
+        MemoryQuery(user_id="ava", limit=150),
+        MemoryQuery(user_id="ava", limit=5, agent_id="coach"),
+        MemoryQuery(user_id="ava", limit=5, topics=[topic]),
+    ]
+    texts = ["Where does she work?", "allergies and food", "her dog", "Emma's birthday"]
+    compared = 0
+    for query in queries:
+        for text in texts:
+            for recency in (0.0, 0.4):
+                wide = replace(query, limit=max(HYBRID_DEPTH, query.offset + query.limit))
+                wide = replace(wide, offset=0)
+                whole = fuse(
+                    db.keyword_search(wide, text),
+                    index.semantic(wide, text),
+                    semantic_weight=index.semantic_weight,
+                    recency_weight=recency,
+                    limit=query.offset + (query.limit or 0),
+                )[query.offset :]
+                found = index.hybrid(query, text, recency_weight=recency)
+                assert [r.memory for r in found] == [r.memory for r in whole]
+                assert [r.score for r in found] == pytest.approx([r.score for r in whole])
+                compared += len(found)
+    assert compared > 500

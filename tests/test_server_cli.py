@@ -224,6 +224,17 @@ def test_token_command(
     assert not (tmp_path / "unused.db").exists()
 
 
+def test_token_takes_its_user_as_an_argument_only(capsys: pytest.CaptureFixture[str]) -> None:
+    """A token names its user itself: ``--user`` (which means nothing there) is not offered."""
+    with pytest.raises(SystemExit):
+        main(["token", "--help"])
+    assert "--user" not in capsys.readouterr().out
+    with pytest.raises(SystemExit) as refused:
+        main(["token", "alice", "--user", "bob"])
+    assert refused.value.code == 2
+    assert "unrecognized arguments: --user bob" in capsys.readouterr().err
+
+
 def test_a_keyed_server_takes_the_tokens_of_noted_token(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

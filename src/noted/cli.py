@@ -534,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_job_commands,
     ):
         add_commands(groups, common)
-    add_server_commands(groups, common, db_option)
+    add_server_commands(groups, db_option)
     return parser
 
 

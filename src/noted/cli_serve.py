@@ -179,11 +179,10 @@ def _time_arg(text: str | None) -> datetime | None:
 
 def add_server_commands(
     groups: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
     db_option: argparse.ArgumentParser,
 ) -> None:
-    """``serve`` takes ``db_option`` only (its users come with each request); ``token``
-    takes ``common``."""
+    """``serve`` and ``token`` take ``db_option`` (a server's users come with each request,
+    a token names its user itself); ``token`` adds ``--json``."""
     serve = groups.add_parser(
         "serve",
         parents=[db_option],
@@ -223,13 +222,14 @@ def add_server_commands(
 
     token = groups.add_parser(
         "token",
-        parents=[common],
+        parents=[db_option],
         help="print a user token for the server, or revoke tokens",
         description="Print a signed token that reaches one user's memories and sessions only "
         "(signed with NOTED_TOKEN_SECRET, or a key derived from NOTED_API_KEY); or revoke a "
         "user's tokens, or everyone's, in the store that the server uses.",
     )
     token.add_argument("user_id", nargs="?", help="the user the token is for")
+    token.add_argument("--json", action="store_true", help="print JSON for scripts")
     token.add_argument("--expires-in", type=int, default=86400, help="seconds (default one day)")
     token.add_argument(
         "--revoke",

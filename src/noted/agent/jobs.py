@@ -2,9 +2,11 @@
 
 A run's jobs are written with the run (:mod:`noted.db.jobs`); this worker claims them,
 asks the model, stores its plan with the job, then applies the plan and completes the job
-together. Memories a job adds get ids derived from the job, so a job retried after its
-plan was stored writes the same memories again, never new ones: a retry changes nothing
-twice, and a job killed before its plan was stored costs one more model call.
+together (one transaction on SQLite and PostgreSQL, one MULTI/EXEC on Redis). Memories a
+job adds get ids derived from the job. Where completion and writes cannot be one
+transaction (MongoDB), a retry of a stored plan skips what the first attempt wrote (see
+``JobWorker._resumable``). Either way a retry changes nothing twice, and a job killed
+before its plan was stored costs one more model call.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from noted import _portal
 from noted.agent.memory import AgentMemory, SessionSummaries
 from noted.audit import AuditContext
-from noted.db.base import WriteBatch
+from noted.db.base import MemoryQuery, MemoryStore, WriteBatch
 from noted.db.jobs import (
     ANY_AGENT,
     Job,
@@ -229,12 +231,15 @@ class JobWorker:
 
         def commit(batch: WriteBatch) -> list[UserMemory]:
             nonlocal completed
-            if job.attempts > 1:
-                batch = self._not_yet_written(batch)
+            completed = True
+            if not self.store.completes_with(door.db):
+                resumable = self._resumable(job, batch, door.db)
+                if resumable is None:
+                    return []  # no longer ours: the worker that took it over applies it
+                batch = resumable
             _, written = self.store.complete_job(
                 job, lambda: door.db.write_batch(batch, audit=audit) if batch else []
             )
-            completed = True
             return written or []
 
         def apply() -> Applied:
@@ -260,23 +265,42 @@ class JobWorker:
         update.memory_ids = [m.memory_id for m in applied.written if m.memory_id is not None]
         return update
 
-    def _not_yet_written(self, batch: WriteBatch) -> WriteBatch:
-        """A retried batch without what its earlier attempt already wrote (on stores
-        where the job is not completed in the same transaction as its writes)."""
-        db = self.memory.memory.db if self.memory is not None else None
-        assert db is not None
+    def _resumable(self, job: Job, batch: WriteBatch, db: MemoryStore) -> WriteBatch | None:
+        """The batch to write where the job is not completed in the same transaction as
+        its writes (a worker may die between them): applied again by a retry, it changes
+        nothing twice. A clear becomes the deletion of the memories the user had before
+        its first attempt (listed with the plan first, so memories added since are kept);
+        a retry skips the adds and updates that the history shows this job's run wrote.
+        None when the job is no longer this worker's."""
+        plan = job.plan
+        assert plan is not None
+        user = batch.user_id
+        deletes = batch.deletes
+        if batch.clear:
+            cleared = plan.get("cleared")
+            if cleared is None:
+                found = db.list_memories(MemoryQuery(user_id=user))
+                cleared = [m.memory_id for m in found if m.memory_id is not None]
+                if not self.store.store_plan(job, {**plan, "cleared": cleared}):
+                    return None
+            deletes = tuple(dict.fromkeys([*cleared, *deletes]))
+        updates, adds = batch.updates, batch.adds
+        if job.attempts > 1:
 
-        def same(m: UserMemory) -> bool:
-            stored = db.get_memory(m.memory_id or "", batch.user_id)
-            return stored is not None and stored.memory == m.memory and stored.topics == m.topics
+            def written(m: UserMemory) -> bool:
+                history = db.get_memory_history(m.memory_id or "", user)
+                return any(e.run_id == job.run_id and e.actor == "manager" for e in history)
 
-        return WriteBatch(
-            batch.user_id,
-            batch.clear,
-            batch.deletes,
-            tuple(m for m in batch.updates if not same(m)),
-            tuple(m for m in batch.adds if not same(m)),
-        )
+            updates = tuple(m for m in updates if not written(m))
+            # an added id is derived from the job: stored, or in the history (deleted
+            # since), it was this job's
+            adds = tuple(
+                m
+                for m in adds
+                if db.get_memory(m.memory_id or "", user) is None
+                and not db.get_memory_history(m.memory_id or "", user)
+            )
+        return WriteBatch(user, False, deletes, updates, adds)
 
     async def _summary(self, job: Job) -> None:
         summaries = self.summaries

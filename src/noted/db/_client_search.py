@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from noted.db.base import MemoryQuery, ScoredMemory
 from noted.retrieval.ranking import KeywordIndex, bm25_scores
-from noted.retrieval.vectors import UserVectors, Vector, top_indices
+from noted.retrieval.vectors import UserVectors, Vector, cosine_scores, top_indices
 from noted.schema import UserMemory
 
 __all__ = [
@@ -165,7 +165,7 @@ class UserSnapshot:
         found = (self.vectors or {}).get((model, target.size))
         if found is None:
             return []
-        scores = found.matrix @ target
+        scores = cosine_scores(found.matrix, target)
         passing = self._passing(query)
         if passing is not None:
             scores[~passing[found.keys]] = -np.inf

@@ -235,6 +235,9 @@ class SqlJobs:
             with self._completing(conn):
                 return True, write()
 
+    def completes_with(self, memories: object) -> bool:
+        return memories is self  # its batch joins the transaction complete_job holds open
+
     def fail_job(self, job: Job, error: str, retry_in: float | None) -> None:
         status, due = after_failure(retry_in)
         params = (status, clip_error(error), due, job.job_id, job.owner)

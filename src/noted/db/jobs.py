@@ -4,7 +4,10 @@ When a run is stored, the memory and summary work it needs is stored with it, in
 same write (:meth:`JobStore.append_run_with_jobs`). A worker claims a job with a lease
 (another worker may take it once the lease has expired: its worker died), stores the
 model's plan with the job before applying it, and completes it (deleting it) in the same
-transaction as the plan's writes where the store has transactions. A failed job keeps
+transaction as the plan's writes (SQLite, PostgreSQL, and one MULTI/EXEC on Redis). Where
+it cannot (MongoDB without multi-document transactions, or memories in another store
+than the jobs), a retry re-applies the stored plan without what the first attempt wrote
+(see :meth:`JobStore.completes_with`). A failed job keeps
 its error and is retried with backoff a bounded number of times, then kept as failed.
 
 Each job has an ordering ``key`` ("memory:<user>", "summary:<session>"): a job is only
@@ -241,6 +244,12 @@ class JobStore(Protocol):
     def complete_job(self, job: Job, write: Callable[[], T]) -> tuple[bool, T | None]:
         """Run ``write()`` and delete the job, in one transaction where the store has
         them; ``(False, None)`` and nothing written when the job is not ``job.owner``'s."""
+        ...
+
+    def completes_with(self, memories: object) -> bool:
+        """Whether :meth:`complete_job` deletes the job in the same transaction as a
+        ``write_batch`` of ``memories`` (a crash leaves both or neither); when it does
+        not, the worker makes a retried batch skip what its first attempt wrote."""
         ...
 
     def fail_job(self, job: Job, error: str, retry_in: float | None) -> None:

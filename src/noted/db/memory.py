@@ -35,6 +35,10 @@ def _side(memory: UserMemory | None) -> _Side:
     return None if memory is None else (memory.memory, tuple(memory.topics))
 
 
+def _copied(results: list[ScoredMemory]) -> list[ScoredMemory]:
+    return [ScoredMemory(r.memory.copy(), r.score) for r in results]
+
+
 class InMemoryDb(InMemoryRevocations, StoreContext):
     """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
 
@@ -152,8 +156,10 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
         if query.user_id is None:
             raise UserError("keyword search is for one user: give a user_id")
         with self._lock:
-            found = [m.copy() for m in self._matching(query)]
-        return keyword_rank(found, query, text)
+            found = self._matching(query)
+        # stored memories are replaced, never changed in place: rank them as they are and
+        # copy only the page
+        return _copied(keyword_rank(found, query, text))
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
@@ -164,8 +170,8 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
             for m in self._matching(query):
                 held = self._embeddings.get(m.memory_id or "")
                 if held is not None and held[0] == model:
-                    found.append((m.copy(), held[2]))
-        return semantic_rank(found, query, target)
+                    found.append((m, held[2]))
+        return _copied(semantic_rank(found, query, target))
 
     def _to_embed(self, user_id: str | None, model: str) -> list[UserMemory]:
         users = self._users.values() if user_id is None else [self._users.get(user_id, {})]

@@ -18,15 +18,15 @@ import logging
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from datetime import timedelta
-from typing import Final
+from typing import Final, Protocol, runtime_checkable
 
-from noted.db.base import MemoryQuery, MemoryStore, ScoredMemory
+from noted.db.base import MemoryQuery, MemoryStore, QueryVector, ScoredMemory
 from noted.errors import ModelError, UserError
 from noted.retrieval.choice import DEFAULT_EMBEDDER, resolve_embedder
 from noted.retrieval.embedders import Embedder
-from noted.retrieval.fusion import SEMANTIC_WEIGHT, fuse
+from noted.retrieval.fusion import SEMANTIC_WEIGHT, Hit, fuse, fuse_hits
 from noted.retrieval.vectors import Vector
 from noted.schema import UserMemory
 
@@ -40,6 +40,20 @@ REINDEX_BATCH: Final = 256
 _QUERIES_KEPT: Final = 64
 
 Progress = Callable[[int, int], None]
+
+
+@runtime_checkable
+class HitSearch(Protocol):
+    """A store that can rank by words and by meaning without reading the memories, and
+    then read the few that make the page: hybrid search fuses hits, not memories."""
+
+    def keyword_hits(self, query: MemoryQuery, text: str) -> list[Hit]: ...
+
+    def semantic_hits(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[Hit]: ...
+
+    def memories_by_keys(
+        self, user_id: str, keys: Sequence[Hashable]
+    ) -> dict[Hashable, UserMemory]: ...
 
 
 class MemoryIndex:
@@ -180,17 +194,35 @@ class MemoryIndex:
         limit = query.limit
         depth = max(HYBRID_DEPTH, 0 if limit is None else query.offset + limit)
         wide = dataclasses.replace(query, limit=depth, offset=0)
+        end = None if limit is None else query.offset + limit
+        store = self.store
+        if isinstance(store, HitSearch):
+            # the store ranks both ways without reading memories: only the page is read
+            if query.user_id is None:
+                raise UserError("semantic search is for one user: give a user_id")
+            self.catch_up(query.user_id)
+            vector = self._query_vector(text)
+            hits = fuse_hits(
+                store.keyword_hits(wide, text),
+                store.semantic_hits(wide, vector, self.model_name),
+                semantic_weight=self.semantic_weight,
+                recency_weight=recency_weight,
+                half_life=half_life,
+                limit=end,
+            )[query.offset :]
+            found = store.memories_by_keys(query.user_id, [hit.key for hit, _ in hits])
+            return [ScoredMemory(found[hit.key], score) for hit, score in hits if hit.key in found]
         # one after the other: on two cores, searching words while the model runs slows
         # the model down by more than the keyword search takes
         by_meaning = self.semantic(wide, text)
-        by_words = self.store.keyword_search(wide, text)
+        by_words = store.keyword_search(wide, text)
         fused = fuse(
             by_words,
             by_meaning,
             semantic_weight=self.semantic_weight,
             recency_weight=recency_weight,
             half_life=half_life,
-            limit=None if limit is None else query.offset + limit,
+            limit=end,
         )
         return fused[query.offset :]
 

@@ -9,6 +9,12 @@ when ``huggingface_hub`` is installed.
 
 Nothing is loaded until the first text is embedded; then the model is loaded once, under a
 lock, and kept.
+
+Each model batch runs on one thread: a query (one short text) costs a few hundred small
+operations, and spreading each of them over several threads costs more in handing work
+between them than it saves, most of all on a busy machine. Many texts are embedded as
+several batches side by side, one thread each, so writes and reindexing still use every
+core. The vectors are the same bit for bit either way.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import functools
 import os
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -137,11 +144,11 @@ def _onnxruntime_errors() -> tuple[type[Exception], ...]:
     return tuple(getattr(state, name) for name in names)
 
 
-def _session(model: Path, threads: int | None) -> Any:
+def _session(model: Path) -> Any:
     import onnxruntime as ort  # type: ignore[import-untyped]
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or os.cpu_count() or 1
+    options.intra_op_num_threads = 1  # one thread per batch (see the module's note)
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: a library prints nothing of its own
@@ -226,8 +233,9 @@ class LocalEmbedder(BaseEmbedder):
     ``"sentence-transformers/all-MiniLM-L12-v2"`` (needs ``huggingface_hub``; the files are
     fetched once, into its cache). Such a model must use BERT's uncased WordPiece
     vocabulary and mean pooling, as the all-MiniLM models do. Texts are cut to
-    ``max_tokens`` tokens; ``threads`` (default: every core) is how many CPU threads one
-    batch uses. Queries and documents are embedded alike.
+    ``max_tokens`` tokens; ``threads`` (default: every core) is how many batches of one
+    call run at once, one CPU thread each (a single text runs on the caller's thread).
+    Queries and documents are embedded alike.
     """
 
     batch_size = 32
@@ -299,7 +307,7 @@ class LocalEmbedder(BaseEmbedder):
             else:
                 model_file, vocab = _hub_files(source.location)
             tokenizer = WordPieceTokenizer(vocab, max_tokens=self._max_tokens)
-        loaded = _Model(_session(model_file, self._threads), tokenizer, str(model_file))
+        loaded = _Model(_session(model_file), tokenizer, str(model_file))
         if self._dimensions == 0:
             self._dimensions = loaded.dimensions
             self._model_name = self._name(loaded.dimensions)
@@ -338,9 +346,19 @@ class LocalEmbedder(BaseEmbedder):
         encoded = [model.tokenizer.encode(text) for text in texts]
         order = sorted(range(len(encoded)), key=lambda index: len(encoded[index]))
         vectors = np.empty((len(encoded), model.dimensions), dtype=np.float32)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        workers = max(1, min(self._threads or os.cpu_count() or 1, len(order)))
+        size = min(self.batch_size, -(-len(order) // workers))  # every worker gets a batch
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
+
+        def run(rows: list[int]) -> None:
             vectors[rows] = model.run([encoded[row] for row in rows])
+
+        if workers < 2 or len(batches) < 2:
+            for rows in batches:
+                run(rows)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="noted-embed") as pool:
+                list(pool.map(run, batches))  # onnxruntime lets go of the GIL while it runs
         return vectors
 
 

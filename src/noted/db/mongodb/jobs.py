@@ -6,12 +6,15 @@ after, they are copied to the jobs collection (keyed by job id, so copying twice
 harmless) and the run's flag is dropped. A process that dies between the two leaves the
 flag, and the next claim (of any process) copies that run's jobs after a grace period.
 
-A claim reads the first unfinished jobs in order (``seq``: the time they were recorded,
-so runs of one user on two hosts are ordered as their clocks say), picks the first due
+A claim reads the first unfinished jobs in order (``seq``: numbers the server gives out,
+one ``$inc`` of a counter document in the jobs collection per recorded run, so jobs of
+one user recorded on two hosts are ordered whatever their clocks say), picks the first due
 one whose key has no earlier unfinished job, and takes it with a compare-and-set on the
 state it read: two workers never take one job. Completing deletes the job after its
-writes; a worker dying in between leaves it, and the retry writes nothing twice (the
-plan's memories have ids derived from the job).
+writes; a worker dying in between leaves it, and its retry re-applies the stored plan
+without what is already done (``JobWorker``: a clear deletes only the memories listed
+with the plan before its first attempt, an add or update the user's history shows this
+job's run made is skipped), so nothing is changed twice.
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from noted._time import now_micros
-from noted.db.jobs import ANY_AGENT, Job, JobStatus, after_failure, check_status, clip_error
+from noted.db.jobs import (
+    ANY_AGENT,
+    JOB_STATUSES,
+    Job,
+    JobStatus,
+    after_failure,
+    check_status,
+    clip_error,
+)
 from noted.db.mongodb import sessions
 from noted.db.mongodb.server import ensure_indexes
 from noted.sessions import RunResult
@@ -41,6 +52,23 @@ _JOB_INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
 _RUN_INDEXES: list[tuple[str, list[tuple[str, int]], dict[str, Any]]] = [
     ("jobs_pending", [("jobs_pending", 1)], {}),
 ]
+
+
+_SEQ = "~seq"  # the counter of the jobs' order: a document of the jobs collection, no status
+_LISTED: Doc = {"$in": list(JOB_STATUSES)}  # every job, not the counter
+
+
+def _numbered(jobs: Collection[Doc], docs: Sequence[Doc]) -> None:
+    """Number ``docs`` in the jobs' order, from the server's counter (one round trip)."""
+    from pymongo import ReturnDocument
+
+    counter = jobs.find_one_and_update(
+        {"_id": _SEQ}, {"$inc": {"n": len(docs)}}, upsert=True, return_document=ReturnDocument.AFTER
+    )
+    assert counter is not None  # upserted
+    first = int(counter["n"]) - len(docs) + 1
+    for i, doc in enumerate(docs):
+        doc["seq"] = first + i
 
 
 def _doc(job: Job) -> Doc:
@@ -91,6 +119,8 @@ class MongoJobs:
         if not self.__dict__.get("_jobs_indexed"):
             ensure_indexes(jobs, _JOB_INDEXES)
             ensure_indexes(runs, _RUN_INDEXES)
+            # the counter starts above the times that numbered jobs recorded before it
+            jobs.update_one({"_id": _SEQ}, {"$max": {"n": now_micros()}}, upsert=True)
             self.__dict__["_jobs_indexed"] = True
         return jobs
 
@@ -98,6 +128,8 @@ class MongoJobs:
         docs = [_doc(job) for job in jobs]
         extra = {"jobs": docs, "jobs_pending": True} if docs else None
         with self._db() as db:
+            if docs:
+                _numbered(self._jobs(db.runs), docs)
             sessions.append_run(db.sessions, db.runs, run, self._where, extra=extra)
             if docs:
                 _copy(self._jobs(db.runs), docs)
@@ -179,6 +211,9 @@ class MongoJobs:
             jobs.delete_one({"_id": job.job_id, "owner": job.owner})
         return True, value
 
+    def completes_with(self, memories: object) -> bool:
+        return False  # no multi-document transactions: the worker's retry skips what is done
+
     def fail_job(self, job: Job, error: str, retry_in: float | None) -> None:
         status, due = after_failure(retry_in)
         with self._db() as db:
@@ -196,7 +231,7 @@ class MongoJobs:
             )
 
     def list_jobs(self, status: JobStatus | None = None, limit: int | None = 100) -> list[Job]:
-        query: Doc = {} if check_status(status) is None else {"status": status}
+        query: Doc = {"status": _LISTED if check_status(status) is None else status}
         with self._db() as db:
             cursor = self._jobs(db.runs).find(query).sort([("seq", 1), ("_id", 1)])
             if limit is not None:
@@ -217,11 +252,12 @@ class MongoJobs:
     def retry_job(self, job_id: str) -> bool:
         with self._db() as db:
             done = self._jobs(db.runs).update_one(
-                {"_id": job_id, "status": {"$ne": "running"}},
+                {"_id": job_id, "status": {"$in": ["pending", "failed"]}},
                 {"$set": {"status": "pending", "attempts": 0, "due_at": now_micros()}},
             )
         return bool(done.matched_count)
 
     def drop_job(self, job_id: str) -> bool:
         with self._db() as db:
-            return bool(self._jobs(db.runs).delete_one({"_id": job_id}).deleted_count)
+            jobs = self._jobs(db.runs)
+            return bool(jobs.delete_one({"_id": job_id, "status": _LISTED}).deleted_count)

@@ -10,15 +10,17 @@ Keys, with ``S`` the session prefix::
 
 A run and its jobs are appended by one script. A claim walks the queue in order and
 takes the first due job whose key has no earlier unfinished job; one script at a time
-runs on the server, so two workers never take one job. Completing a job deletes it after
-its writes (two calls: a worker that dies in between leaves the job, and its retry finds
-the stored plan's memories already written, by their ids derived from the job, and
-writes nothing twice).
+runs on the server, so two workers never take one job. A job whose plan is a batch of this
+store's memories is deleted in the batch's own MULTI/EXEC (the job's hash watched from
+the owner check to the EXEC), so a worker that dies leaves the batch and the job both
+written or neither; other writes (a session summary, which is the same when set twice)
+are followed by the job's deletion.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -182,6 +184,35 @@ def _job(row: Sequence[Any]) -> Job:
     )
 
 
+class NotOwner(Exception):
+    """The job of a batch is no longer its worker's: the batch is not sent."""
+
+
+class Completion:
+    """A job deleted in the MULTI/EXEC of the batch that applies its plan (see
+    ``RedisDb._send_batch``): its hash is watched and its owner checked before the MULTI,
+    and its deletion queued last."""
+
+    def __init__(self, prefix: str, job: Job) -> None:
+        self.key = f"{prefix}:j:{job.job_id}"
+        self.queue_key = f"{prefix}:jq"
+        self.job_id = job.job_id
+        self.owner = job.owner or ""
+        self.sent = False
+
+    def watch(self, pipe: Any) -> None:
+        pipe.watch(self.key)
+        if _text(pipe.hget(self.key, "owner")) != self.owner:
+            raise NotOwner(self.job_id)
+
+    def queue(self, pipe: Any) -> int:
+        """Queue the deletion inside the MULTI; how many replies it adds to the EXEC's."""
+        pipe.delete(self.key)
+        pipe.zrem(self.queue_key, self.job_id)
+        self.sent = True
+        return 2
+
+
 def _agent(agent_id: Any) -> tuple[str, str]:
     if agent_id is ANY_AGENT:
         return "0", ""
@@ -193,6 +224,7 @@ class RedisJobs:
 
     _client: Any
     _session_call: Callable[..., Any]
+    session_table: str
 
     def _job_script(self, name: str, body: str) -> Any:
         scripts: dict[str, Any] = self.__dict__.setdefault("_job_scripts", {})
@@ -251,13 +283,34 @@ class RedisJobs:
             job.plan = plan
         return bool(stored)
 
+    def _completions(self) -> Any:
+        """This thread's job to complete with the next batch (``.job``, or None)."""
+        local: Any = self.__dict__.setdefault("_job_completions", threading.local())
+        return local
+
+    def _completing_job(self) -> Completion | None:
+        """The job that the batch being sent on this thread completes, if any."""
+        return getattr(self._completions(), "job", None)
+
     def complete_job(self, job: Job, write: Callable[[], T]) -> tuple[bool, T | None]:
         finish = self._job_script("finish", _FINISH)
         if not self._session_call(finish, job.job_id, job.owner or "", "0"):
             return False, None
-        value = write()
-        self._session_call(finish, job.job_id, job.owner or "", "1")
+        completion = Completion(self.session_table, job)
+        local = self._completions()
+        local.job = completion
+        try:
+            value = write()
+        except NotOwner:
+            return False, None
+        finally:
+            local.job = None
+        if not completion.sent:  # not a batch of this store's: delete the job after it
+            self._session_call(finish, job.job_id, job.owner or "", "1")
         return True, value
+
+    def completes_with(self, memories: object) -> bool:
+        return memories is self
 
     def fail_job(self, job: Job, error: str, retry_in: float | None) -> None:
         status, due = after_failure(retry_in)

@@ -390,6 +390,9 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
     def _send_batch(self, pipe: Any, batch: WriteBatch, context: AuditContext) -> list[Any]:
         user = batch.user_id
         stamp = self._stamp(context)
+        job = self._completing_job()  # a background job completed in this MULTI (jobs.py)
+        if job is not None:
+            job.watch(pipe)
         cleared = 0
         if batch.clear:
             pipe.watch(self._gkey(user))
@@ -414,8 +417,9 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
             self._update(args=[*prefix, _to_json(_entries([m])[0])], client=pipe)
         if batch.adds:
             self._upsert(args=[*prefix, _to_json(_entries(batch.adds))], client=pipe)
+        extra = 0 if job is None else job.queue(pipe)
         results: list[Any] = pipe.execute()
-        return results
+        return results[: len(results) - extra]
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         context = resolve_audit(audit)

@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
 from noted.db.sqlite.revocations import SqliteRevocations
 from noted.db.sqlite.vectors import SqliteVectors
 from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
+from noted.retrieval.fusion import Hit
 from noted.retrieval.ranking import fts_match
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
@@ -519,7 +520,8 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
             indexed = conn.execute(self._sql_indexed_top).fetchone()[0]
             conn.execute(self._sql_index_after, (indexed or 0,))
 
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+    def _keyword_rows(self, columns: str, query: MemoryQuery, text: str) -> list[Any]:
+        """``columns`` and the BM25 score (last) of the query's page of best matches."""
         if query.user_id is None:
             raise UserError("keyword search is for one user: give a user_id")
         match = fts_match(text, query.user_id)
@@ -533,16 +535,37 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
         # so only they are read from the memory table; filters need every hit's row.
         best = "" if query.filtered or limit < 0 else " ORDER BY score, rowid LIMIT ?"
         sql = (
-            f"SELECT {_SELECT}, hits.score FROM {t} JOIN ("
+            f"SELECT {columns}, hits.score FROM {t} JOIN ("
             f"SELECT rowid AS hit, bm25({self._fts}, {_BM25_WEIGHTS}) AS score "
             f"FROM {self._fts} WHERE {self._fts} MATCH ?{best}) AS hits "
             f"ON {t}.rowid = hits.hit{where} ORDER BY hits.score, memory_id LIMIT ? OFFSET ?"
         )
         head = [match, query.offset + limit] if best else [match]
         with self._session() as conn:
-            rows = conn.execute(sql, [*head, *params, limit, query.offset]).fetchall()
+            rows: list[Any] = conn.execute(sql, [*head, *params, limit, query.offset]).fetchall()
+        return rows
+
+    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        rows = self._keyword_rows(_SELECT, query, text)
         found = rows_to_memories([row[:-1] for row in rows])
         return [ScoredMemory(m, -float(row[-1])) for m, row in zip(found, rows, strict=True)]
+
+    # -- hits: what hybrid search fuses, the memories read for the final page only --------
+
+    def keyword_hits(self, query: MemoryQuery, text: str) -> list[Hit]:
+        """:meth:`keyword_search`'s results as hits (rowid, id, score, time; no memory)."""
+        rows = self._keyword_rows(f"{self.memory_table}.rowid, memory_id, updated_at", query, text)
+        return [Hit(key, memory_id, -float(score), at / 1e6) for key, memory_id, at, score in rows]
+
+    def semantic_hits(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[Hit]:
+        return self._vectors.hits(query, vector, model)
+
+    def memories_by_keys(
+        self, user_id: str, keys: Sequence[Hashable]
+    ) -> dict[Hashable, UserMemory]:
+        """The user's memories the hits of ``keys`` name (those gone meanwhile left out)."""
+        rowids = [key for key in keys if type(key) is int]
+        return {key: m for key, m in self._vectors.by_rowid(rowids, user_id).items()}
 
     # -- embeddings and semantic search (see vectors.py) -------------------------------
 

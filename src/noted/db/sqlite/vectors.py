@@ -12,10 +12,12 @@ import numpy as np
 
 from noted.db._rows import COLUMNS, IN_CHUNK, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.retrieval.fusion import Hit
 from noted.retrieval.vectors import (
     UserVectors,
     VectorCache,
     check_vector,
+    cosine_scores,
     from_blobs,
     search_target,
     to_blob,
@@ -91,14 +93,17 @@ class SqliteVectors:
         self.cache.put(key, entry)
         return entry
 
-    def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]:
+    def _best(
+        self, query: MemoryQuery, vector: QueryVector, model: str
+    ) -> tuple[str, list[tuple[int, float]]]:
+        """The user, and the rowids of the query's page of best matches with their scores."""
         user_id, target = search_target(query.user_id, vector)
         if query.limit == 0:
-            return []
+            return user_id, []
         vectors = self.user_vectors(user_id, model, target.size)
         if not vectors.keys.size:
-            return []
-        scores = vectors.matrix @ target
+            return user_id, []
+        scores = cosine_scores(vectors.matrix, target)
         if query.filtered:
             where, params = self._where(query)
             with self._session() as conn:
@@ -107,27 +112,42 @@ class SqliteVectors:
             scores[~np.isin(vectors.keys, allowed)] = -np.inf
         count = None if query.limit is None else query.offset + query.limit
         best = top_indices(scores, count)[query.offset :]
-        found = self._by_rowid([int(k) for k in vectors.keys[best]], user_id)
+        return user_id, list(zip(vectors.keys[best].tolist(), scores[best].tolist(), strict=True))
+
+    def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]:
+        user_id, best = self._best(query, vector, model)
+        found = self.by_rowid([key for key, _ in best], user_id)
+        return [ScoredMemory(found[key], score) for key, score in best if key in found]
+
+    def hits(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[Hit]:
+        """:meth:`search`'s results as hits: their rowid, id, score and time, no memory."""
+        user_id, best = self._best(query, vector, model)
+        found = self._rows("rowid, memory_id, updated_at", [key for key, _ in best], user_id)
+        stamps = {row[0]: (row[1], row[2]) for row in found}
         return [
-            ScoredMemory(found[int(key)], float(scores[i]))
-            for i, key in zip(best, vectors.keys[best], strict=True)
-            if int(key) in found
+            Hit(key, stamps[key][0], score, stamps[key][1] / 1e6)
+            for key, score in best
+            if key in stamps
         ]
 
-    def _by_rowid(self, rowids: list[int], user_id: str) -> dict[int, UserMemory]:
-        found: dict[int, UserMemory] = {}
+    def _rows(self, columns: str, rowids: list[int], user_id: str) -> list[Any]:
+        rows: list[Any] = []
         with self._session() as conn:
             for start in range(0, len(rowids), IN_CHUNK):
                 chunk = rowids[start : start + IN_CHUNK]
                 marks = ", ".join("?" * len(chunk))
-                rows = conn.execute(
-                    f"SELECT rowid, {_SELECT} FROM {self.table} "
+                rows += conn.execute(
+                    f"SELECT {columns} FROM {self.table} "
                     f"WHERE rowid IN ({marks}) AND +user_id = ?",  # + : look up by rowid
                     [*chunk, user_id],
                 ).fetchall()
-                memories = rows_to_memories([row[1:] for row in rows])
-                found.update((row[0], m) for row, m in zip(rows, memories, strict=True))
-        return found
+        return rows
+
+    def by_rowid(self, rowids: list[int], user_id: str) -> dict[int, UserMemory]:
+        """The user's memories among ``rowids``, by rowid (those gone meanwhile left out)."""
+        rows = self._rows(f"rowid, {_SELECT}", rowids, user_id)
+        memories = rows_to_memories([row[1:] for row in rows])
+        return {row[0]: m for row, m in zip(rows, memories, strict=True)}
 
     @staticmethod
     def _pending(user_id: str | None) -> tuple[str, list[Any]]:
