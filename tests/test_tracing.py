@@ -3,9 +3,11 @@ OpenTelemetry SDK's in-memory exporter, with their OpenInference attributes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
@@ -15,45 +17,18 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from noted import Agent, Memory, SqliteDb, UserError
 from noted import tracing as noted_tracing
+from noted.agent import ContentDelta
 from noted.models import Message, ModelResponse, ToolCall, ToolDefinition
 from noted.testing import FunctionModel, ScriptedModel
 from noted.tracing import TraceSettings
+from traces import Traces, attrs
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 MANAGER_PROMPT = "You maintain the long-term memory"
-
-
-class Traces:
-    def __init__(self) -> None:
-        self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
-
-    @property
-    def spans(self) -> list[ReadableSpan]:
-        return list(self.exporter.get_finished_spans())
-
-    def named(self, name: str) -> list[ReadableSpan]:
-        return [s for s in self.spans if s.name == name]
-
-    def one(self, name: str) -> ReadableSpan:
-        found = self.named(name)
-        assert len(found) == 1, [s.name for s in self.spans]
-        return found[0]
-
-    def children(self, parent: ReadableSpan) -> list[str]:
-        assert parent.context is not None
-        return [
-            s.name
-            for s in sorted(self.spans, key=lambda s: s.start_time or 0)
-            if s.parent is not None and s.parent.span_id == parent.context.span_id
-        ]
 
 
 @pytest.fixture
@@ -62,10 +37,6 @@ def traces() -> Iterator[Traces]:
     noted_tracing.instrument(tracer_provider=found.provider)
     yield found
     noted_tracing.uninstrument()
-
-
-def attrs(span: ReadableSpan) -> dict[str, Any]:
-    return dict(span.attributes or {})
 
 
 def is_manager(messages: list[Message]) -> bool:
@@ -291,6 +262,42 @@ def test_streaming_marks_the_first_token(traces: Traces) -> None:
     assert found["llm.output_messages.0.message.content"] == "Hello there, friend."
     assert found["llm.token_count.completion"] > 0
     assert attrs(traces.one("Streamer.run"))["output.value"] == "Hello there, friend."
+
+
+def _is_child(span: ReadableSpan, parent: ReadableSpan) -> bool:
+    return span.parent is not None and span.parent.span_id == parent.get_span_context().span_id
+
+
+def test_a_stream_leaves_the_consumers_context_alone_and_ends_when_stopped(
+    traces: Traces,
+) -> None:
+    agent = Agent(ScriptedModel(["One two three.", "Four five six."]), name="Streamer")
+
+    async def consume() -> list[bool]:
+        outer = trace.get_current_span()
+        return [trace.get_current_span() is outer async for _ in agent.arun("Hi", stream=True)]
+
+    assert all(asyncio.run(consume()))  # noted's spans are never current between events
+    completed = traces.one("Streamer.run")
+    assert "noted.run.stopped" not in attrs(completed)
+    assert "noted.stream.stopped" not in attrs(traces.one("model call"))
+
+    events = agent.run("Again", stream=True)
+    for event in events:
+        if isinstance(event, ContentDelta):
+            break
+    events.close()  # type: ignore[attr-defined]
+    stopped = [s for s in traces.named("Streamer.run") if s is not completed]
+    assert len(stopped) == 1 and attrs(stopped[0])["noted.run.stopped"] is True
+    # the model stream is closed when the event loop finalizes it, just after the run
+    deadline = time.monotonic() + 5
+    while not (found := [s for s in traces.named("model call") if _is_child(s, stopped[0])]):
+        assert time.monotonic() < deadline, "the stopped stream's span never ended"
+        time.sleep(0.01)
+    [llm] = found
+    assert attrs(llm)["noted.stream.stopped"] is True
+    assert [e.name for e in llm.events] == ["First Token Stream Event"]
+    assert "llm.output_messages.0.message.content" not in attrs(llm)
 
 
 def test_a_provider_instrumentors_spans_are_suppressed_inside_noteds(traces: Traces) -> None:

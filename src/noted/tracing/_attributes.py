@@ -49,8 +49,11 @@ JSON = OpenInferenceMimeTypeValues.JSON.value
 TEXT = OpenInferenceMimeTypeValues.TEXT.value
 
 
+_JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder, not one per call
+
+
 def to_json(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return _JSON.encode(value)
 
 
 def kind(value: OpenInferenceSpanKindValues) -> Attributes:
