@@ -166,7 +166,7 @@ def _memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:
     """Memories from a read script's JSON rows: id, then _MEMORY_FIELDS (and anything
     after them, ignored here)."""
     return rows_to_memories(
-        (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), int(r[9])) for r in rows
+        [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), int(r[9])) for r in rows]
     )
 
 

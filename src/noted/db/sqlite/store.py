@@ -20,6 +20,7 @@ from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
     IN_CHUNK,
+    OWNED_COLUMNS,
     check_table_names,
     memory_to_row,
     row_to_event,
@@ -49,6 +50,7 @@ from noted.sessions import RunResult, Session, SessionSummary
 __all__ = ["SqliteDb"]
 
 _SELECT = ", ".join(COLUMNS)
+_OWNED_SELECT = ", ".join(OWNED_COLUMNS)
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 _ROWS_PER_INSERT = IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT statement
 _EVENT_ID_LEN = 36  # a UUID as text
@@ -499,7 +501,9 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
             return conn.execute(sql, params).fetchall()
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
-        return rows_to_memories(self._listing(_SELECT, query))
+        if query.user_id is None:
+            return rows_to_memories(self._listing(_SELECT, query))
+        return rows_to_memories(self._listing(_OWNED_SELECT, query), query.user_id)
 
     def list_memories_json(self, query: MemoryQuery) -> list[str]:
         """``list_memories(query)``, each memory's ``to_dict()`` as JSON text written by
