@@ -33,19 +33,28 @@ from noted.db.base import (
     ScoredMemory,
     StoreContext,
     WriteBatch,
-    check_page,
-    write_in_transaction,
 )
+from noted.db.core import (
+    Capabilities,
+    Change,
+    StoredSide,
+    additions,
+    deletions,
+    event_stamp,
+    history_rows,
+    upsert_changes,
+    write_batch,
+)
+from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
 from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
 from noted.db.sqlite.revocations import SqliteRevocations
 from noted.db.sqlite.vectors import SqliteVectors
-from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
+from noted.errors import SchemaVersionError, StoreError, UserError
 from noted.retrieval.ranking import fts_match
 from noted.schema import UserMemory, UserStats
-from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = ["SqliteDb"]
 
@@ -61,7 +70,7 @@ _PAGE_CACHE_MIB = 64
 _BM25_WEIGHTS = "0.0, 1.0, 0.5, 0.5"
 
 
-class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
+class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
     """Memories in a SQLite file, created with its tables and indexes on first use.
 
     Writes are durable when the call returns: WAL journal with ``synchronous=NORMAL`` (a
@@ -69,6 +78,8 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
     transactions, never corrupt the file). Other processes may use the same file at once:
     a writer waits up to ``busy_timeout`` seconds for the lock instead of failing.
     """
+
+    capabilities = Capabilities(transactions=True, native_fulltext=True)
 
     def __init__(
         self,
@@ -313,6 +324,15 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
                 raise
             conn.execute("COMMIT")
 
+    # the sessions' connections (SessionsInModule does the rest)
+    _session_functions = session_rows
+    _session_reader = _session
+    _session_writer = _transaction
+
+    @property
+    def _session_names(self) -> str:
+        return self.session_table
+
     def schema_version(self, table: str | None = None) -> int:
         """The number of migrations applied to ``table`` (the memory table by default)."""
         with self._session() as conn:
@@ -337,46 +357,39 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
         with self._transaction() as conn:
             stored = self._stored(conn, ids)
             self._vectors.changed(conn, (row[1] for row in rows))
-            stamp = (context.actor, context.session_id, context.run_id, now_micros())
+            now = now_micros()
             if not stored and len(set(ids)) == len(ids):  # only new memories, each once
-                self._add(conn, rows, stamp)
+                self._add(conn, rows, context, now)
                 return
-            events: list[tuple[Any, ...]] = []
-            for event_id, (memory_id, user_id, text, topics, *_) in zip(
-                new_event_ids(len(rows)), rows, strict=True
-            ):
-                owner, old_text, old_topics = stored.get(memory_id, (user_id, None, None))
-                if owner != user_id:
-                    raise ConflictError(
-                        f"memory_id {memory_id!r} belongs to another user; nothing was written"
-                    )
-                event = "add" if old_text is None else "update"
-                change = (event, old_text, text, old_topics, topics)
-                events.append((event_id, memory_id, user_id, *change, *stamp))
-                stored[memory_id] = (user_id, text, topics)
+            changes = upsert_changes((row[:4] for row in rows), stored)
             touched = [(memory_id,) for memory_id in dict.fromkeys(ids)]
             conn.executemany(self._sql_unindex_id, touched)
             conn.executemany(self._sql_upsert, rows)
             conn.executemany(self._sql_index_id, touched)
-            conn.executemany(self._sql_event, events)
+            conn.executemany(self._sql_event, history_rows(changes, context, now))
 
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
         with self._transaction():
-            return write_in_transaction(self, batch, audit)
+            return write_batch(self, batch, audit)
+
+    def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
+        with self._session() as conn:
+            return {i: side.user_id for i, side in self._stored(conn, list(memory_ids)).items()}
 
     def _add(
-        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], stamp: tuple[Any, ...]
+        self,
+        conn: sqlite3.Connection,
+        rows: list[tuple[Any, ...]],
+        context: AuditContext,
+        now: int,
     ) -> None:
         """Insert memories whose ids are not stored, each once, with an "add" event each."""
         count = len(rows)
-        event_ids = new_event_ids(count)
         if count == 1:
-            (row,) = rows
-            conn.execute(self._sql_insert, row)
-            event = (row[0], row[1], "add", None, row[2], None, row[3])
-            conn.execute(self._sql_event, (*event_ids, *event, *stamp))
+            conn.execute(self._sql_insert, rows[0])
+            conn.executemany(self._sql_event, history_rows(additions([rows[0][:4]]), context, now))
             return
         # SQLite gives an inserted row the rowid one above the largest in its table (unless
         # that one is the largest possible), and this transaction is the table's only
@@ -393,12 +406,13 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
             ],
         )
         conn.executemany(self._sql_insert, rows[whole:])
-        ids = "".join(event_ids).encode("ascii")
+        ids = "".join(new_event_ids(count)).encode("ascii")
         if (
             last <= _MAX_ROWID - count
             and len(ids) == _EVENT_ID_LEN * count
             and len(ids) <= conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
         ):
+            stamp = event_stamp(context, now)
             added = conn.execute(self._sql_add_events, (ids, last, *stamp)).rowcount
             if added != count:  # never expected; raising rolls the transaction back
                 raise StoreError(
@@ -406,19 +420,12 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
                     "nothing was written"
                 )
             return
-        conn.executemany(
-            self._sql_event,
-            [
-                (e, r[0], r[1], "add", None, r[2], None, r[3], *stamp)
-                for e, r in zip(event_ids, rows, strict=True)
-            ],
-        )
+        changes: list[Change[str]] = additions(row[:4] for row in rows)
+        conn.executemany(self._sql_event, history_rows(changes, context, now))
 
-    def _stored(
-        self, conn: sqlite3.Connection, ids: list[str]
-    ) -> dict[str, tuple[str, str | None, str | None]]:
-        """memory_id -> (user_id, memory, topics) of the given ids that are stored (any user)."""
-        stored: dict[str, tuple[str, str | None, str | None]] = {}
+    def _stored(self, conn: sqlite3.Connection, ids: list[str]) -> dict[str, StoredSide[str]]:
+        """What the rules need of the given ids that are stored (any user)."""
+        stored: dict[str, StoredSide[str]] = {}
         for start in range(0, len(ids), IN_CHUNK):
             chunk = ids[start : start + IN_CHUNK]
             marks = ", ".join("?" * len(chunk))
@@ -427,7 +434,7 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
                 f"WHERE memory_id IN ({marks})",
                 chunk,
             ):
-                stored[memory_id] = (user_id, text, topics)
+                stored[memory_id] = StoredSide(user_id, text, topics)
         return stored
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
@@ -447,9 +454,8 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
             conn.execute(self._sql_update, params)
             conn.execute(self._sql_index_id, (row[0],))
             self._vectors.changed(conn, [row[1]])
-            stamp = (context.actor, context.session_id, context.run_id, now_micros())
-            event = (row[0], row[1], "update", old[0], row[2], old[1], row[3])
-            conn.execute(self._sql_event, (*new_event_ids(1), *event, *stamp))
+            change = Change(row[0], row[1], "update", old[0], row[2], old[1], row[3])
+            conn.executemany(self._sql_event, history_rows([change], context, now_micros()))
         return True
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
@@ -594,16 +600,7 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
             f"DELETE FROM {self._fts} WHERE rowid IN (SELECT rowid FROM {t}{where})", params
         )
         conn.execute(f"DELETE FROM {t}{where}", params)
-        stamp = (context.actor, context.session_id, context.run_id, now_micros())
-        conn.executemany(
-            self._sql_event,
-            [
-                (event_id, memory_id, user_id, "delete", text, None, topics, None, *stamp)
-                for event_id, (memory_id, user_id, text, topics) in zip(
-                    new_event_ids(len(found)), found, strict=True
-                )
-            ],
-        )
+        conn.executemany(self._sql_event, history_rows(deletions(found), context, now_micros()))
         return len(found)
 
     def delete_memories(
@@ -659,46 +656,3 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
         with self._session() as conn:
             rows = conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
         return [UserStats(user_id, count, from_micros(last)) for user_id, count, last in rows]
-
-    # -- SessionStore -----------------------------------------------------------------
-
-    def append_run(self, run: RunResult) -> None:
-        with self._transaction() as conn:
-            session_rows.append_run(conn, self.session_table, run, now_micros())
-
-    def get_runs(
-        self,
-        session_id: str,
-        user_id: str,
-        *,
-        last_n: int | None = None,
-        completed_only: bool = False,
-    ) -> list[RunResult]:
-        check_page(last_n, 0)
-        with self._session() as conn:
-            return session_rows.get_runs(
-                conn, self.session_table, session_id, user_id, last_n, completed_only
-            )
-
-    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
-        with self._session() as conn:
-            return session_rows.get_session(conn, self.session_table, session_id, user_id)
-
-    def list_sessions(
-        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
-    ) -> list[Session]:
-        check_page(limit, offset)
-        with self._session() as conn:
-            return session_rows.list_sessions(conn, self.session_table, user_id, limit, offset)
-
-    def delete_session(self, session_id: str, user_id: str | None) -> bool:
-        with self._transaction() as conn:
-            return session_rows.delete_session(conn, self.session_table, session_id, user_id)
-
-    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
-        with self._session() as conn:
-            return session_rows.get_summary(conn, self.session_table, session_id, user_id)
-
-    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
-        with self._transaction() as conn:
-            return session_rows.set_summary(conn, self.session_table, session_id, user_id, summary)
