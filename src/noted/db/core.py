@@ -25,9 +25,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
-from noted.audit import AuditContext, EventType, new_event_ids
+from noted.audit import AuditContext, EventType, new_event_ids, resolve_audit
 from noted.db._rows import stamped_keys
-from noted.db.base import MemoryStore, WriteBatch, write_in_transaction
+from noted.db.base import (
+    MemoryQuery,
+    MemoryStore,
+    QueryVector,
+    ScoredMemory,
+    WriteBatch,
+    write_in_transaction,
+)
 from noted.errors import ConflictError
 from noted.schema import UserMemory
 
@@ -141,6 +148,68 @@ def history_rows(
         (event_id, *change, *stamp)
         for event_id, change in zip(new_event_ids(len(changes)), changes, strict=True)
     ]
+
+
+class DeleteRules:
+    """The delete methods of :class:`~noted.db.base.MemoryStore` once: the audit context
+    resolved, ids taken once each in the order given, nothing asked for no ids; the
+    backend deletes (recording a ``"delete"`` event per memory, see :func:`deletions`)."""
+
+    def delete_memories(
+        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
+    ) -> int:
+        context = resolve_audit(audit)
+        ids = list(dict.fromkeys(memory_ids))
+        return self._delete_ids(ids, user_id, context) if ids else 0
+
+    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
+        return self._delete_all(user_id, resolve_audit(audit))
+
+    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
+        return self._delete_all(None, resolve_audit(audit))
+
+    def _delete_ids(self, memory_ids: list[str], user_id: str, audit: AuditContext) -> int:
+        """Delete those of ``memory_ids`` (distinct, at least one) that ``user_id`` owns."""
+        raise NotImplementedError
+
+    def _delete_all(self, user_id: str | None, audit: AuditContext) -> int:
+        """Delete every memory of ``user_id``, or of every user when it is None."""
+        raise NotImplementedError
+
+
+class VectorHelper(Protocol):
+    """A store's embeddings and semantic search, kept by a helper object of its own."""
+
+    def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]: ...
+
+    def to_embed(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]: ...
+
+    def count_to_embed(self, user_id: str | None, model: str) -> int: ...
+
+    def store(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int: ...
+
+
+class EmbeddingsInHelper:
+    """The embedding methods of :class:`~noted.db.base.MemoryStore` for a store whose
+    vectors are kept by a helper (``_vectors``: SQLite's and PostgreSQL's)."""
+
+    _vectors: VectorHelper
+
+    def semantic_search(
+        self, query: MemoryQuery, vector: QueryVector, model: str
+    ) -> list[ScoredMemory]:
+        return self._vectors.search(query, vector, model)
+
+    def memories_to_embed(
+        self, user_id: str | None, model: str, limit: int | None = None
+    ) -> list[UserMemory]:
+        return self._vectors.to_embed(user_id, model, limit)
+
+    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
+        return self._vectors.count_to_embed(user_id, model)
+
+    def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
+        return self._vectors.store(model, items)
 
 
 class UndoingStore(MemoryStore, Protocol):

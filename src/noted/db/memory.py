@@ -8,6 +8,7 @@ from typing import Any
 
 from noted._time import EPOCH, from_micros, utc_now
 from noted.audit import AuditContext, MemoryEvent, resolve_audit
+from noted.db import core
 from noted.db._client_search import keyword_rank, matches, semantic_rank, sort_memories
 from noted.db._rows import foreign_session, stamped_keys
 from noted.db.base import (
@@ -17,15 +18,6 @@ from noted.db.base import (
     StoreContext,
     WriteBatch,
     check_page,
-)
-from noted.db.core import (
-    Capabilities,
-    Change,
-    StoredSide,
-    deletions,
-    history_rows,
-    upsert_changes,
-    write_batch,
 )
 from noted.db.revocations import InMemoryRevocations
 from noted.db.sessions_core import SessionRules
@@ -43,10 +35,10 @@ def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
     return memory_id, user_id, memory.memory, tuple(memory.topics)
 
 
-class InMemoryDb(InMemoryRevocations, SessionRules, StoreContext):
+class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreContext):
     """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
 
-    capabilities = Capabilities(transactions=False)  # a write is atomic under the lock
+    capabilities = core.Capabilities(transactions=False)  # a write is atomic under the lock
 
     def __init__(self) -> None:
         self._lock = threading.RLock()  # a batch holds it around the calls it makes
@@ -66,19 +58,19 @@ class InMemoryDb(InMemoryRevocations, SessionRules, StoreContext):
     def close(self) -> None:
         """Nothing to release; the memories stay until the object is dropped."""
 
-    def _record(self, changes: Sequence[Change[tuple[str, ...]]], audit: AuditContext) -> None:
+    def _record(self, changes: Sequence[core.Change[tuple[str, ...]]], audit: AuditContext) -> None:
         """Append each change's event row to its memory's history; under the lock."""
-        for row in history_rows(changes, audit, utc_now()):
+        for row in core.history_rows(changes, audit, utc_now()):
             self._events.setdefault((row[2], row[1]), []).append(row)
 
-    def _stored(self, memory_ids: Iterable[str]) -> dict[str, StoredSide[tuple[str, ...]]]:
+    def _stored(self, memory_ids: Iterable[str]) -> dict[str, core.StoredSide[tuple[str, ...]]]:
         """What the rules need of the given ids that are stored (any user); under the lock."""
-        stored: dict[str, StoredSide[tuple[str, ...]]] = {}
+        stored: dict[str, core.StoredSide[tuple[str, ...]]] = {}
         for memory_id in memory_ids:
             owner = self._owner.get(memory_id)
             if owner is not None:
                 m = self._users[owner][memory_id]
-                stored[memory_id] = StoredSide(owner, m.memory, tuple(m.topics))
+                stored[memory_id] = core.StoredSide(owner, m.memory, tuple(m.topics))
         return stored
 
     def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
@@ -92,7 +84,7 @@ class InMemoryDb(InMemoryRevocations, SessionRules, StoreContext):
         entries = [_entry(m) for m in memories]
         copies = [m.copy() for m in memories]
         with self._lock:
-            changes = upsert_changes(entries, self._stored(e[0] for e in entries))
+            changes = core.upsert_changes(entries, self._stored(e[0] for e in entries))
             for (memory_id, user_id, *_), m in zip(entries, copies, strict=True):
                 self._forget_stale(memory_id, m.memory)
                 self._owner[memory_id] = user_id
@@ -103,7 +95,7 @@ class InMemoryDb(InMemoryRevocations, SessionRules, StoreContext):
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
         with self._lock:
-            return write_batch(self, batch, audit)
+            return core.write_batch(self, batch, audit)
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         context = resolve_audit(audit)
@@ -120,7 +112,7 @@ class InMemoryDb(InMemoryRevocations, SessionRules, StoreContext):
                     setattr(new, name, getattr(current, name))
             self._users[user_id][memory_id] = new
             old, now = _entry(current), _entry(new)
-            self._record([Change(*now[:2], "update", old[2], now[2], old[3], now[3])], context)
+            self._record([core.Change(*now[:2], "update", old[2], now[2], old[3], now[3])], context)
             return True
 
     def _forget_stale(self, memory_id: str, text: str) -> None:
@@ -210,29 +202,22 @@ class InMemoryDb(InMemoryRevocations, SessionRules, StoreContext):
         for memory_id, *_ in gone:
             del self._owner[memory_id]
             self._embeddings.pop(memory_id, None)
-        self._record(deletions(gone), audit)
+        self._record(core.deletions(gone), audit)
         return len(gone)
 
-    def delete_memories(
-        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
-    ) -> int:
-        context = resolve_audit(audit)
+    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         with self._lock:
             mine = self._users.get(user_id, {})
-            removed = [mine.pop(i) for i in dict.fromkeys(memory_ids) if i in mine]
+            removed = [mine.pop(i) for i in ids if i in mine]
             return self._deleted(user_id, removed, context)
 
-    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
+    def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
         with self._lock:
-            return self._deleted(user_id, self._users.pop(user_id, {}).values(), context)
-
-    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
-        with self._lock:
+            if user_id is not None:
+                return self._deleted(user_id, self._users.pop(user_id, {}).values(), context)
             users = list(self._users.items())
             self._users.clear()
-            return sum(self._deleted(user_id, mine.values(), context) for user_id, mine in users)
+            return sum(self._deleted(owner, mine.values(), context) for owner, mine in users)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._lock:

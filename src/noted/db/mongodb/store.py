@@ -21,7 +21,7 @@ from noted.db.base import (
     WriteBatch,
     check_page,
 )
-from noted.db.core import Capabilities, Change, additions, deletions, write_batch
+from noted.db.core import Capabilities, Change, DeleteRules, additions, deletions, write_batch
 from noted.db.mongodb import sessions
 from noted.db.mongodb.docs import (
     event_docs,
@@ -86,7 +86,7 @@ class _Collections:
     runs: Collection[Doc]
 
 
-class MongoDb(MongoRevocations, MongoJobs, SessionsInModule, StoreContext):
+class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreContext):
     """Memories and sessions in a MongoDB database, one collection each for memories
     (``<memory_table>``), their history (``<memory_table>_events``), each user's generation
     (``<memory_table>_generations``), sessions (``<session_table>``) and runs
@@ -545,11 +545,7 @@ class MongoDb(MongoRevocations, MongoJobs, SessionsInModule, StoreContext):
                 self._record(db, changes, context, stamp, start)
         return deleted
 
-    def delete_memories(
-        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
-    ) -> int:
-        context = resolve_audit(audit)
-        ids = list(dict.fromkeys(memory_ids))
+    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         deleted = 0
         with self._db() as db:
             for start in range(0, len(ids), _BATCH):
@@ -557,15 +553,9 @@ class MongoDb(MongoRevocations, MongoJobs, SessionsInModule, StoreContext):
                 deleted += self._delete(db, query, context)
         return deleted
 
-    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
+    def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
         with self._db() as db:
-            return self._delete(db, {"user_id": user_id}, context)
-
-    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
-        with self._db() as db:
-            return self._delete(db, {}, context)
+            return self._delete(db, {} if user_id is None else {"user_id": user_id}, context)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._db() as db:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from noted._time import from_micros, now_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
+from noted.db import core
 from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
@@ -29,22 +30,10 @@ from noted.db._rows import (
 )
 from noted.db.base import (
     MemoryQuery,
-    QueryVector,
     ScoredMemory,
     StoreContext,
     WriteBatch,
     check_page,
-)
-from noted.db.core import (
-    Capabilities,
-    Change,
-    StoredSide,
-    additions,
-    deletions,
-    event_stamp,
-    history_rows,
-    upsert_changes,
-    write_batch,
 )
 from noted.db.postgres.revocations import PostgresRevocations
 from noted.db.sessions_core import SessionsInModule
@@ -91,7 +80,14 @@ _EXACT_SEARCH_LIMIT = 20_000
 _warned_no_pgvector = False
 
 
-class PostgresDb(PostgresRevocations, PostgresJobs, SessionsInModule, StoreContext):
+class PostgresDb(
+    PostgresRevocations,
+    PostgresJobs,
+    core.DeleteRules,
+    core.EmbeddingsInHelper,
+    SessionsInModule,
+    StoreContext,
+):
     """Memories and sessions in PostgreSQL, tables and indexes created on first use.
 
     ``db_url`` is a ``postgresql://`` (or ``postgresql+psycopg://``) URL. Connections come
@@ -99,7 +95,8 @@ class PostgresDb(PostgresRevocations, PostgresJobs, SessionsInModule, StoreConte
     write is one transaction. Many processes may use the same tables at once.
     """
 
-    capabilities = Capabilities(transactions=True, native_fulltext=True, native_vectors=True)
+    capabilities = core.Capabilities(transactions=True, native_fulltext=True, native_vectors=True)
+    _vectors: PostgresVectors
 
     def __init__(
         self,
@@ -248,7 +245,7 @@ class PostgresDb(PostgresRevocations, PostgresJobs, SessionsInModule, StoreConte
         with self._transaction() as conn:
             self._batch.conn = conn
             try:
-                return write_batch(self, batch, audit)
+                return core.write_batch(self, batch, audit)
             finally:
                 self._batch.conn = None
 
@@ -321,14 +318,14 @@ class PostgresDb(PostgresRevocations, PostgresJobs, SessionsInModule, StoreConte
             memory.updated_at,
         )
 
-    def _stored(self, conn: Conn, ids: list[str]) -> dict[str, StoredSide[str]]:
+    def _stored(self, conn: Conn, ids: list[str]) -> dict[str, core.StoredSide[str]]:
         """What the rules need of the stored ones of ``ids``, locked until commit."""
         rows = conn.execute(
             f"SELECT memory_id, user_id, memory, topics::text FROM {self._n.memories} "
             "WHERE memory_id = ANY(%s) ORDER BY memory_id FOR UPDATE",
             (ids,),
         ).fetchall()
-        return {row[0]: StoredSide(row[1], row[2], row[3]) for row in rows}
+        return {row[0]: core.StoredSide(row[1], row[2], row[3]) for row in rows}
 
     def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
         with self._transaction() as conn:
@@ -343,14 +340,15 @@ class PostgresDb(PostgresRevocations, PostgresJobs, SessionsInModule, StoreConte
             return
         ids = [row[0] for row in rows]
         now = from_micros(now_micros())
-        if len(rows) == 1 and self._add_one(rows[0], event_stamp(context, now)):
+        if len(rows) == 1 and self._add_one(rows[0], core.event_stamp(context, now)):
             return
         with self._transaction() as conn:
             stored = self._stored(conn, ids)
             if not stored and len(set(ids)) == len(ids):
                 self._copy_new(conn, rows, context, now)
                 return
-            events = history_rows(upsert_changes((row[:4] for row in rows), stored), context, now)
+            changes = core.upsert_changes((row[:4] for row in rows), stored)
+            events = core.history_rows(changes, context, now)
             with conn.cursor() as cur:
                 cur.executemany(self._sql_upsert, rows)
                 if cur.rowcount != len(rows):  # an id taken by another user meanwhile
@@ -377,8 +375,8 @@ class PostgresDb(PostgresRevocations, PostgresJobs, SessionsInModule, StoreConte
                     for row in rows:
                         copy.write_row(row)
                 with cur.copy(f"COPY {n.events} ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
-                    changes: list[Change[str]] = additions(row[:4] for row in rows)
-                    for event in history_rows(changes, context, now):
+                    changes: list[core.Change[str]] = core.additions(row[:4] for row in rows)
+                    for event in core.history_rows(changes, context, now):
                         copy.write_row(event)
         except psycopg.errors.UniqueViolation as exc:
             raise ConflictError(
@@ -419,8 +417,8 @@ class PostgresDb(PostgresRevocations, PostgresJobs, SessionsInModule, StoreConte
                     "user": user_id,
                 },
             )
-            change = Change(memory_id, user_id, "update", old[0], text, old[1], topics)
-            (event,) = history_rows([change], context, from_micros(now_micros()))
+            change = core.Change(memory_id, user_id, "update", old[0], text, old[1], topics)
+            (event,) = core.history_rows([change], context, from_micros(now_micros()))
             conn.execute(self._sql_event, event)
         return True
 
@@ -433,32 +431,22 @@ class PostgresDb(PostgresRevocations, PostgresJobs, SessionsInModule, StoreConte
         if not found:
             return 0
         found.sort(key=lambda r: (r[4], r[0]))
-        events = history_rows(deletions(r[:4] for r in found), context, from_micros(now_micros()))
+        gone: list[core.Change[str]] = core.deletions(r[:4] for r in found)
+        events = core.history_rows(gone, context, from_micros(now_micros()))
         with conn.cursor() as cur:
             cur.executemany(self._sql_event, events)
         return len(found)
 
-    def delete_memories(
-        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
-    ) -> int:
-        context = resolve_audit(audit)
-        ids = list(dict.fromkeys(memory_ids))
-        if not ids:
-            return 0
+    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         with self._transaction() as conn:
             return self._delete(
                 conn, " WHERE user_id = %s AND memory_id = ANY(%s)", (user_id, ids), context
             )
 
-    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
+    def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
+        where, params = ("", ()) if user_id is None else (" WHERE user_id = %s", (user_id,))
         with self._transaction() as conn:
-            return self._delete(conn, " WHERE user_id = %s", (user_id,), context)
-
-    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
-        with self._transaction() as conn:
-            return self._delete(conn, "", (), context)
+            return self._delete(conn, where, params, context)
 
     # -- MemoryStore: reads -----------------------------------------------------------
 
@@ -540,22 +528,6 @@ class PostgresDb(PostgresRevocations, PostgresJobs, SessionsInModule, StoreConte
             return pgsql.ranked(conn, self._n.memories, inner, params)
 
     # -- embeddings and semantic search (see vectors.py) ---------------------------
-
-    def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
-    ) -> list[ScoredMemory]:
-        return self._vectors.search(query, vector, model)
-
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        return self._vectors.to_embed(user_id, model, limit)
-
-    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
-        return self._vectors.count_to_embed(user_id, model)
-
-    def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
-        return self._vectors.store(model, items)
 
 
 def _say_no_pgvector(where: str) -> None:

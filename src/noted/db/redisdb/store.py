@@ -97,7 +97,7 @@ from noted.db.base import (
     WriteBatch,
     check_page,
 )
-from noted.db.core import Capabilities, foreign_memory
+from noted.db.core import Capabilities, DeleteRules, foreign_memory
 from noted.db.redisdb import scripts as lua
 from noted.db.redisdb.jobs import RedisJobs
 from noted.db.redisdb.revocations import RedisRevocations
@@ -219,7 +219,7 @@ def _describe(client: redis.Redis) -> str:
     return f"{scheme}://{options.get('host', 'localhost')}:{options.get('port', 6379)}/{db}"
 
 
-class RedisDb(RedisRevocations, RedisJobs, SessionRules, StoreContext):
+class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreContext):
     """Memories and sessions in Redis; see the module's notes for the layout.
 
     ``db_url`` is a redis-py URL: ``redis://[[user]:password@]host:port/db``, ``rediss://``
@@ -423,26 +423,14 @@ class RedisDb(RedisRevocations, RedisJobs, SessionRules, StoreContext):
         entry = _to_json(_entries([memory])[0])
         return bool(self._call(self._update, *self._stamp(context), entry))
 
-    def delete_memories(
-        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
-    ) -> int:
-        context = resolve_audit(audit)
-        ids = list(dict.fromkeys(memory_ids))
-        if not ids:
-            return 0
+    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         event_ids = _to_json(new_event_ids(len(ids)))
         deleted = self._call(
             self._delete, *self._stamp(context), "ids", user_id, event_ids, _to_json(ids)
         )
         return int(deleted)
 
-    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        return self._clear("user", user_id, resolve_audit(audit))
-
-    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
-        return self._clear("all", "", resolve_audit(audit))
-
-    def _clear(self, scope: str, user_id: str, audit: AuditContext) -> int:
+    def _delete_all(self, user_id: str | None, audit: AuditContext) -> int:
         """Delete every memory of one user or of all. The script needs an event id per
         memory and only it knows how many there are: given too few, it writes nothing and
         says how many, and is asked again with that many (more if some arrived since)."""
@@ -450,7 +438,7 @@ class RedisDb(RedisRevocations, RedisJobs, SessionRules, StoreContext):
         while True:
             event_ids = _to_json(new_event_ids(needed))
             deleted = int(
-                self._call(self._delete, *self._stamp(audit), scope, user_id, event_ids, "[]")
+                self._call(self._delete, *self._stamp(audit), *_scope(user_id), event_ids, "[]")
             )
             if deleted >= 0:
                 return deleted

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
+from noted.db import core
 from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
@@ -29,21 +30,9 @@ from noted.db._rows import (
 )
 from noted.db.base import (
     MemoryQuery,
-    QueryVector,
     ScoredMemory,
     StoreContext,
     WriteBatch,
-)
-from noted.db.core import (
-    Capabilities,
-    Change,
-    StoredSide,
-    additions,
-    deletions,
-    event_stamp,
-    history_rows,
-    upsert_changes,
-    write_batch,
 )
 from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
@@ -70,7 +59,14 @@ _PAGE_CACHE_MIB = 64
 _BM25_WEIGHTS = "0.0, 1.0, 0.5, 0.5"
 
 
-class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
+class SqliteDb(
+    SqliteRevocations,
+    SqliteJobs,
+    core.DeleteRules,
+    core.EmbeddingsInHelper,
+    SessionsInModule,
+    StoreContext,
+):
     """Memories in a SQLite file, created with its tables and indexes on first use.
 
     Writes are durable when the call returns: WAL journal with ``synchronous=NORMAL`` (a
@@ -79,7 +75,8 @@ class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
     a writer waits up to ``busy_timeout`` seconds for the lock instead of failing.
     """
 
-    capabilities = Capabilities(transactions=True, native_fulltext=True)
+    capabilities = core.Capabilities(transactions=True, native_fulltext=True)
+    _vectors: SqliteVectors
 
     def __init__(
         self,
@@ -361,18 +358,18 @@ class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
             if not stored and len(set(ids)) == len(ids):  # only new memories, each once
                 self._add(conn, rows, context, now)
                 return
-            changes = upsert_changes((row[:4] for row in rows), stored)
+            changes = core.upsert_changes((row[:4] for row in rows), stored)
             touched = [(memory_id,) for memory_id in dict.fromkeys(ids)]
             conn.executemany(self._sql_unindex_id, touched)
             conn.executemany(self._sql_upsert, rows)
             conn.executemany(self._sql_index_id, touched)
-            conn.executemany(self._sql_event, history_rows(changes, context, now))
+            conn.executemany(self._sql_event, core.history_rows(changes, context, now))
 
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
         with self._transaction():
-            return write_batch(self, batch, audit)
+            return core.write_batch(self, batch, audit)
 
     def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
         with self._session() as conn:
@@ -389,7 +386,8 @@ class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
         count = len(rows)
         if count == 1:
             conn.execute(self._sql_insert, rows[0])
-            conn.executemany(self._sql_event, history_rows(additions([rows[0][:4]]), context, now))
+            first: list[core.Change[str]] = core.additions([rows[0][:4]])
+            conn.executemany(self._sql_event, core.history_rows(first, context, now))
             return
         # SQLite gives an inserted row the rowid one above the largest in its table (unless
         # that one is the largest possible), and this transaction is the table's only
@@ -412,7 +410,7 @@ class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
             and len(ids) == _EVENT_ID_LEN * count
             and len(ids) <= conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
         ):
-            stamp = event_stamp(context, now)
+            stamp = core.event_stamp(context, now)
             added = conn.execute(self._sql_add_events, (ids, last, *stamp)).rowcount
             if added != count:  # never expected; raising rolls the transaction back
                 raise StoreError(
@@ -420,12 +418,12 @@ class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
                     "nothing was written"
                 )
             return
-        changes: list[Change[str]] = additions(row[:4] for row in rows)
-        conn.executemany(self._sql_event, history_rows(changes, context, now))
+        changes: list[core.Change[str]] = core.additions(row[:4] for row in rows)
+        conn.executemany(self._sql_event, core.history_rows(changes, context, now))
 
-    def _stored(self, conn: sqlite3.Connection, ids: list[str]) -> dict[str, StoredSide[str]]:
+    def _stored(self, conn: sqlite3.Connection, ids: list[str]) -> dict[str, core.StoredSide[str]]:
         """What the rules need of the given ids that are stored (any user)."""
-        stored: dict[str, StoredSide[str]] = {}
+        stored: dict[str, core.StoredSide[str]] = {}
         for start in range(0, len(ids), IN_CHUNK):
             chunk = ids[start : start + IN_CHUNK]
             marks = ", ".join("?" * len(chunk))
@@ -434,7 +432,7 @@ class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
                 f"WHERE memory_id IN ({marks})",
                 chunk,
             ):
-                stored[memory_id] = StoredSide(user_id, text, topics)
+                stored[memory_id] = core.StoredSide(user_id, text, topics)
         return stored
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
@@ -454,8 +452,8 @@ class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
             conn.execute(self._sql_update, params)
             conn.execute(self._sql_index_id, (row[0],))
             self._vectors.changed(conn, [row[1]])
-            change = Change(row[0], row[1], "update", old[0], row[2], old[1], row[3])
-            conn.executemany(self._sql_event, history_rows([change], context, now_micros()))
+            change = core.Change(row[0], row[1], "update", old[0], row[2], old[1], row[3])
+            conn.executemany(self._sql_event, core.history_rows([change], context, now_micros()))
         return True
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
@@ -556,22 +554,6 @@ class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
 
     # -- embeddings and semantic search (see vectors.py) -------------------------------
 
-    def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
-    ) -> list[ScoredMemory]:
-        return self._vectors.search(query, vector, model)
-
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        return self._vectors.to_embed(user_id, model, limit)
-
-    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
-        return self._vectors.count_to_embed(user_id, model)
-
-    def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
-        return self._vectors.store(model, items)
-
     @property
     def cached_vector_bytes(self) -> int:
         """How much memory the users' vectors kept for search take now."""
@@ -600,16 +582,11 @@ class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
             f"DELETE FROM {self._fts} WHERE rowid IN (SELECT rowid FROM {t}{where})", params
         )
         conn.execute(f"DELETE FROM {t}{where}", params)
-        conn.executemany(self._sql_event, history_rows(deletions(found), context, now_micros()))
+        gone = core.deletions(found)
+        conn.executemany(self._sql_event, core.history_rows(gone, context, now_micros()))
         return len(found)
 
-    def delete_memories(
-        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
-    ) -> int:
-        context = resolve_audit(audit)
-        ids = list(dict.fromkeys(memory_ids))
-        if not ids:
-            return 0
+    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         deleted = 0
         with self._transaction() as conn:
             for start in range(0, len(ids), IN_CHUNK):
@@ -619,15 +596,10 @@ class SqliteDb(SqliteRevocations, SqliteJobs, SessionsInModule, StoreContext):
                 deleted += self._delete(conn, where, [user_id, *chunk], context)
         return deleted
 
-    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
+    def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
+        where, params = ("", []) if user_id is None else (" WHERE user_id = ?", [user_id])
         with self._transaction() as conn:
-            return self._delete(conn, " WHERE user_id = ?", [user_id], context)
-
-    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
-        with self._transaction() as conn:
-            return self._delete(conn, "", [], context)
+            return self._delete(conn, where, params, context)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._session() as conn:
