@@ -162,6 +162,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
         self._owns_client = client is None
         self._secrets = url_secrets(db_url) if client is None else ()
         self._where = safe_url(db_url) if client is None else client_seeds(client)
+        self._session_names = self._where
         self._lock = threading.Lock()
         self._collections: _Collections | None = None
         self._indexed = False
@@ -206,10 +207,6 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
     _session_functions = sessions
     _session_reader = _db
     _session_writer = _db
-
-    @property
-    def _session_names(self) -> str:
-        return self._where
 
     def _open(self) -> _Collections:
         collections = self._collections

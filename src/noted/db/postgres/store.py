@@ -126,7 +126,9 @@ class PostgresDb(
         if type(pool_size) is not int or pool_size < 1:
             raise UserError(f"pool_size must be a positive integer, got {pool_size!r}")
         self.schema = schema
-        self._n = schema_names = pg_schema.Names(schema, memory_table, session_table)
+        self._n = self._session_names = schema_names = pg_schema.Names(
+            schema, memory_table, session_table
+        )
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
@@ -234,10 +236,6 @@ class PostgresDb(
     _session_functions = sessions
     _session_reader = _connection
     _session_writer = _transaction
-
-    @property
-    def _session_names(self) -> pg_schema.Names:
-        return self._n
 
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None

@@ -96,6 +96,7 @@ class SqliteDb(
         self.memory_table, self.session_table = check_table_names(
             memory_table, session_table, ("_events", "_fts", "_generations")
         )
+        self._session_names = self.session_table
         self.read_only = read_only
         self.create_dirs = create_dirs
         self.busy_timeout = busy_timeout
@@ -325,10 +326,6 @@ class SqliteDb(
     _session_functions = session_rows
     _session_reader = _session
     _session_writer = _transaction
-
-    @property
-    def _session_names(self) -> str:
-        return self.session_table
 
     def schema_version(self, table: str | None = None) -> int:
         """The number of migrations applied to ``table`` (the memory table by default)."""
