@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,7 +40,7 @@ from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
 from noted.db.sqlite.revocations import SqliteRevocations
 from noted.db.sqlite.vectors import SqliteVectors
-from noted.errors import SchemaVersionError, StoreError, UserError
+from noted.errors import StoreError, UserError
 from noted.retrieval.ranking import fts_match
 from noted.schema import UserMemory, UserStats
 
@@ -233,10 +232,11 @@ class SqliteDb(
                 uri=self.read_only,
             )
             if not self.read_only:
-                self._use_wal(conn)
+                migrations.use_wal(conn, self.busy_timeout)
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA cache_size = -{self.page_cache_mib * 1024}")
-            self._migrate(conn)
+            tables = (self.memory_table, self.session_table)
+            migrations.migrate(conn, str(self.db_file), tables, self.read_only)
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
@@ -247,64 +247,6 @@ class SqliteDb(
             raise
         self._conn = conn
         return conn
-
-    def _use_wal(self, conn: sqlite3.Connection) -> None:
-        """Switch the file to WAL once. SQLite answers "locked" at once, without waiting,
-        when another process holds a lock during the switch, so wait here, within the
-        busy timeout, like every other write does."""
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.005)
-
-    def _tables(self) -> list[tuple[str, list[migrations.Migration]]]:
-        return [
-            (self.memory_table, migrations.MIGRATIONS),
-            (self.session_table, migrations.SESSION_MIGRATIONS),
-        ]
-
-    def _version(self, conn: sqlite3.Connection, table: str, latest: int) -> int:
-        """The table's applied migrations; SchemaVersionError if a newer noted wrote it."""
-        version = migrations.current_version(conn, table)
-        if version > latest:
-            raise SchemaVersionError(
-                f"{self.db_file}: table {table} has schema version {version}, newer "
-                f"than this noted knows ({latest}); upgrade noted"
-            )
-        return version
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        behind = [
-            (table, steps)
-            for table, steps in self._tables()
-            if self._version(conn, table, len(steps)) < len(steps)
-        ]
-        if not behind:
-            return
-        if self.read_only:
-            names = ", ".join(table for table, _ in behind)
-            raise StoreError(
-                f"{self.db_file}: table {names} needs a schema upgrade "
-                "but the database was opened read-only"
-            )
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for table, steps in behind:
-                # another process may have upgraded it meanwhile
-                version = self._version(conn, table, len(steps))
-                for step in steps[version:]:
-                    step(conn, table)
-                migrations.record_version(conn, table, len(steps), now_micros())
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
