@@ -6,10 +6,11 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from noted._time import EPOCH, utc_now
-from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids, resolve_audit
+from noted._time import EPOCH, from_micros, utc_now
+from noted.audit import AuditContext, MemoryEvent, resolve_audit
+from noted.db import core
 from noted.db._client_search import keyword_rank, matches, semantic_rank, sort_memories
-from noted.db._rows import stamped_keys
+from noted.db._rows import foreign_session, stamped_keys
 from noted.db.base import (
     MemoryQuery,
     QueryVector,
@@ -17,30 +18,31 @@ from noted.db.base import (
     StoreContext,
     WriteBatch,
     check_page,
-    write_in_transaction,
 )
 from noted.db.revocations import InMemoryRevocations
-from noted.errors import ConflictError, UserError
+from noted.db.sessions_core import SessionRules
+from noted.errors import UserError
 from noted.retrieval.vectors import Vector, check_vector, search_target
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = ["InMemoryDb"]
 
-# What a history keeps of one side of a change: the text and its topics.
-_Side = tuple[str, tuple[str, ...]] | None
 
-
-def _side(memory: UserMemory | None) -> _Side:
-    return None if memory is None else (memory.memory, tuple(memory.topics))
+def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
+    """What the rules take of a memory: id, user, text and topics (immutable)."""
+    memory_id, user_id = stamped_keys(memory)
+    return memory_id, user_id, memory.memory, tuple(memory.topics)
 
 
 def _copied(results: list[ScoredMemory]) -> list[ScoredMemory]:
     return [ScoredMemory(r.memory.copy(), r.score) for r in results]
 
 
-class InMemoryDb(InMemoryRevocations, StoreContext):
+class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreContext):
     """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
+
+    capabilities = core.Capabilities(transactions=False)  # a write is atomic under the lock
 
     def __init__(self) -> None:
         self._lock = threading.RLock()  # a batch holds it around the calls it makes
@@ -48,7 +50,7 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
         self._users: dict[str, dict[str, UserMemory]] = {}
         self._sessions: dict[str, Session] = {}  # without runs
         self._runs: dict[str, list[dict[str, Any]]] = {}  # session_id -> runs as dicts
-        # (user_id, memory_id) -> its events, oldest first, as tuples of immutable values
+        # (user_id, memory_id) -> its event rows (EVENT_COLUMNS order, topics as tuples)
         self._events: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         # memory_id -> (model, the text it was made from, vector)
         self._embeddings: dict[str, tuple[str, str, Vector]] = {}
@@ -60,57 +62,44 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
     def close(self) -> None:
         """Nothing to release; the memories stay until the object is dropped."""
 
-    def _record(
-        self, changes: list[tuple[str, str, EventType, _Side, _Side]], audit: AuditContext
-    ) -> None:
-        """Append one event per (memory_id, user_id, event, old, new) change; under the lock."""
-        now = utc_now()
-        stamp = (audit.actor, audit.session_id, audit.run_id, now)
-        for event_id, (memory_id, user_id, event, old, new) in zip(
-            new_event_ids(len(changes)), changes, strict=True
-        ):
-            self._events.setdefault((user_id, memory_id), []).append(
-                (event_id, event, old, new, *stamp)
-            )
+    def _record(self, changes: Sequence[core.Change[tuple[str, ...]]], audit: AuditContext) -> None:
+        """Append each change's event row to its memory's history; under the lock."""
+        for row in core.history_rows(changes, audit, utc_now()):
+            self._events.setdefault((row[2], row[1]), []).append(row)
+
+    def _stored(self, memory_ids: Iterable[str]) -> dict[str, core.StoredSide[tuple[str, ...]]]:
+        """What the rules need of the given ids that are stored (any user); under the lock."""
+        stored: dict[str, core.StoredSide[tuple[str, ...]]] = {}
+        for memory_id in memory_ids:
+            owner = self._owner.get(memory_id)
+            if owner is not None:
+                m = self._users[owner][memory_id]
+                stored[memory_id] = core.StoredSide(owner, m.memory, tuple(m.topics))
+        return stored
+
+    def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
+        with self._lock:
+            return {i: self._owner[i] for i in memory_ids if i in self._owner}
 
     def upsert_memories(
         self, memories: Sequence[UserMemory], *, audit: AuditContext | None = None
     ) -> None:
         context = resolve_audit(audit)
-        stored = [(stamped_keys(m), m.copy()) for m in memories]
+        entries = [_entry(m) for m in memories]
+        copies = [m.copy() for m in memories]
         with self._lock:
-            owners: dict[str, str] = {}
-            for (memory_id, user_id), _ in stored:
-                owner = owners.get(memory_id) or self._owner.get(memory_id)
-                if owner is not None and owner != user_id:
-                    raise ConflictError(
-                        f"memory_id {memory_id!r} belongs to another user; nothing was written"
-                    )
-                owners[memory_id] = user_id
-            for (memory_id, _), m in stored:
+            changes = core.upsert_changes(entries, self._stored(e[0] for e in entries))
+            for (memory_id, user_id, *_), m in zip(entries, copies, strict=True):
                 self._forget_stale(memory_id, m.memory)
-            changes: list[tuple[str, str, EventType, _Side, _Side]] = []
-            for (memory_id, user_id), m in stored:
-                mine = self._users.setdefault(user_id, {})
-                old = mine.get(memory_id)
-                event: EventType = "add" if old is None else "update"
-                changes.append((memory_id, user_id, event, _side(old), _side(m)))
                 self._owner[memory_id] = user_id
-                mine[memory_id] = m
+                self._users.setdefault(user_id, {})[memory_id] = m
             self._record(changes, context)
 
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
         with self._lock:
-            for m in batch.adds:  # the one way a batch can fail: checked before any change
-                memory_id, _ = stamped_keys(m)
-                owner = self._owner.get(memory_id)
-                if owner is not None and owner != batch.user_id:
-                    raise ConflictError(
-                        f"memory_id {memory_id!r} belongs to another user; nothing was written"
-                    )
-            return write_in_transaction(self, batch, audit)
+            return core.write_batch(self, batch, audit)
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         context = resolve_audit(audit)
@@ -126,7 +115,8 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
                 if getattr(new, name) is None:
                     setattr(new, name, getattr(current, name))
             self._users[user_id][memory_id] = new
-            self._record([(memory_id, user_id, "update", _side(current), _side(new))], context)
+            old, now = _entry(current), _entry(new)
+            self._record([core.Change(*now[:2], "update", old[2], now[2], old[3], now[3])], context)
             return True
 
     def _forget_stale(self, memory_id: str, text: str) -> None:
@@ -211,55 +201,49 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
 
     def _deleted(self, user_id: str, removed: Iterable[UserMemory], audit: AuditContext) -> int:
         """Forget the owners of removed memories and record their deletion; under the lock."""
-        changes: list[tuple[str, str, EventType, _Side, _Side]] = []
-        for m in sorted(removed, key=lambda m: (m.created_at or EPOCH, m.memory_id or "")):
-            assert m.memory_id is not None
-            del self._owner[m.memory_id]
-            self._embeddings.pop(m.memory_id, None)
-            changes.append((m.memory_id, user_id, "delete", _side(m), None))
-        self._record(changes, audit)
-        return len(changes)
+        gone = [
+            _entry(m)
+            for m in sorted(removed, key=lambda m: (m.created_at or EPOCH, m.memory_id or ""))
+        ]
+        for memory_id, *_ in gone:
+            del self._owner[memory_id]
+            self._embeddings.pop(memory_id, None)
+        self._record(core.deletions(gone), audit)
+        return len(gone)
 
-    def delete_memories(
-        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
-    ) -> int:
-        context = resolve_audit(audit)
+    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         with self._lock:
             mine = self._users.get(user_id, {})
-            removed = [mine.pop(i) for i in dict.fromkeys(memory_ids) if i in mine]
+            removed = [mine.pop(i) for i in ids if i in mine]
             return self._deleted(user_id, removed, context)
 
-    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
+    def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
         with self._lock:
-            return self._deleted(user_id, self._users.pop(user_id, {}).values(), context)
-
-    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
-        with self._lock:
+            if user_id is not None:
+                return self._deleted(user_id, self._users.pop(user_id, {}).values(), context)
             users = list(self._users.items())
             self._users.clear()
-            return sum(self._deleted(user_id, mine.values(), context) for user_id, mine in users)
+            return sum(self._deleted(owner, mine.values(), context) for owner, mine in users)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._lock:
-            events = list(self._events.get((user_id, memory_id), ()))
+            rows = list(self._events.get((user_id, memory_id), ()))
         return [
             MemoryEvent(
                 event_id,
                 memory_id,
                 user_id,
-                event,
-                None if old is None else old[0],
-                None if new is None else new[0],
-                None if old is None else list(old[1]),
-                None if new is None else list(new[1]),
+                kind,
+                old,
+                new,
+                None if old_t is None else list(old_t),
+                None if new_t is None else list(new_t),
                 actor,
-                session_id,
-                run_id,
-                created_at,
+                session,
+                run,
+                at,
             )
-            for event_id, event, old, new, actor, session_id, run_id, created_at in events
+            for event_id, _, _, kind, old, new, old_t, new_t, actor, session, run, at in rows
         ]
 
     def get_topics(self, user_id: str | None) -> list[str]:
@@ -282,38 +266,33 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
         end = None if limit is None else offset + limit
         return stats[offset:end]
 
-    # -- SessionStore (runs are kept as dicts, so callers never share objects with it) ----
+    # -- sessions (SessionRules does the rest; runs are kept as dicts, so callers never
+    # share objects with the store) ----
 
-    def append_run(self, run: RunResult) -> None:
+    def _store_run(self, run: RunResult, now_us: int) -> None:
         data = run.to_dict()
         with self._lock:
             session = self._sessions.get(run.session_id)
-            now = utc_now()
+            now = from_micros(now_us)
             if session is None:
                 session = Session(run.session_id, run.user_id, run.agent_id, now, now)
                 self._sessions[run.session_id] = session
                 self._runs[run.session_id] = []
             elif session.user_id != run.user_id:
-                raise ConflictError(f"session {run.session_id!r} belongs to another user")
+                raise foreign_session(run.session_id)
             self._runs[run.session_id].append(data)
             session.updated_at = now
             session.run_count += 1
 
-    def get_runs(
-        self,
-        session_id: str,
-        user_id: str,
-        *,
-        last_n: int | None = None,
-        completed_only: bool = False,
+    def _read_runs(
+        self, session_id: str, user_id: str, last_n: int | None, completed_only: bool
     ) -> list[RunResult]:
-        check_page(last_n, 0)
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:
                 return []
             if session.user_id != user_id:
-                raise ConflictError(f"session {session_id!r} belongs to another user")
+                raise foreign_session(session_id)
             runs = self._runs[session_id]
             if completed_only:
                 runs = [r for r in runs if r["status"] == "completed"]
@@ -334,7 +313,7 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
             session.run_count,
         )
 
-    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
+    def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None or (user_id is not None and session.user_id != user_id):
@@ -343,10 +322,7 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
             found.runs = [RunResult.from_dict(r) for r in self._runs[session_id]]
             return found
 
-    def list_sessions(
-        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
-    ) -> list[Session]:
-        check_page(limit, offset)
+    def _read_sessions(self, user_id: str | None, limit: int | None, offset: int) -> list[Session]:
         with self._lock:
             found = [
                 self._copy_session(s)
@@ -358,7 +334,7 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
         end = None if limit is None else offset + limit
         return found[offset:end]
 
-    def delete_session(self, session_id: str, user_id: str | None) -> bool:
+    def _remove_session(self, session_id: str, user_id: str | None) -> bool:
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None or (user_id is not None and session.user_id != user_id):
@@ -367,20 +343,20 @@ class InMemoryDb(InMemoryRevocations, StoreContext):
             del self._runs[session_id]
             return True
 
-    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+    def _read_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None or session.user_id != user_id or session.summary is None:
                 return None
             return SessionSummary.from_dict(session.summary.to_dict())
 
-    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+    def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         stored = SessionSummary.from_dict(summary.to_dict())
         with self._lock:
             session = self._sessions.get(session_id)
             if session is None:
                 return False
             if session.user_id != user_id:
-                raise ConflictError(f"session {session_id!r} belongs to another user")
+                raise foreign_session(session_id)
             session.summary = stored
             return True

@@ -4,16 +4,16 @@ filters of a query, and embeddings as BSON float32 vectors (sessions: mongodb_se
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 
 from noted._time import from_micros, to_micros
-from noted.audit import AuditContext, EventType, MemoryEvent, new_event_ids
+from noted.audit import AuditContext, MemoryEvent
 from noted.db._client_search import Shape
-from noted.db._rows import stamped_keys
+from noted.db._rows import EVENT_COLUMNS, stamped_keys
 from noted.db.base import MemoryQuery
-from noted.errors import ConflictError
+from noted.db.core import Change, StoredSide, history_rows, upsert_changes
 from noted.retrieval.vectors import UserVectors, from_blobs
 from noted.schema import UserMemory
 
@@ -27,18 +27,6 @@ Doc = dict[str, Any]
 # no padding bits) before the little-endian floats of to_blob, which Atlas can index.
 VECTOR_SUBTYPE: Final = 9
 FLOAT32_HEADER: Final = b"\x27\x00"
-
-
-class Change(NamedTuple):
-    """One memory's change, as its history event records it."""
-
-    memory_id: str
-    user_id: str
-    event: EventType
-    old_memory: str | None
-    new_memory: str | None
-    old_topics: list[str] | None
-    new_topics: list[str] | None
 
 
 def memory_docs(memories: Iterable[UserMemory]) -> list[Doc]:
@@ -123,40 +111,30 @@ def overwrite(doc: Doc, stored: Mapping[str, Any]) -> Doc:
 
 def plan_upsert(
     docs: list[Doc], stored: dict[str, Doc]
-) -> list[tuple[InsertOne[Doc] | UpdateOne, Change]]:
+) -> list[tuple[InsertOne[Doc] | UpdateOne, Change[list[str]]]]:
     """Each document's write and history event, in order: an insert for a new id, else an
-    overwrite (the same id twice is an add, then an update). ConflictError, before anything
-    is written, if an id belongs to another user, stored or earlier in the batch."""
+    overwrite (the same id twice is an add, then an update). The rules are the core's
+    (:func:`~noted.db.core.upsert_changes`): ConflictError, before anything is written,
+    if an id belongs to another user, stored or earlier in the batch."""
     from pymongo import InsertOne, UpdateOne
 
+    sides = {
+        memory_id: StoredSide(doc["user_id"], doc["memory"], list(doc["topics"]))
+        for memory_id, doc in stored.items()
+    }
+    entries = ((doc["_id"], doc["user_id"], doc["memory"], doc["topics"]) for doc in docs)
     current = dict(stored)
-    plan: list[tuple[InsertOne[Doc] | UpdateOne, Change]] = []
-    for doc in docs:
+    plan: list[tuple[InsertOne[Doc] | UpdateOne, Change[list[str]]]] = []
+    for doc, change in zip(docs, upsert_changes(entries, sides), strict=True):
         memory_id, user_id = doc["_id"], doc["user_id"]
-        old = current.get(memory_id)
         op: InsertOne[Doc] | UpdateOne
-        if old is None:
+        if change.event == "add":
             op = InsertOne(doc)
-            change = Change(memory_id, user_id, "add", None, doc["memory"], None, doc["topics"])
             current[memory_id] = doc
-        elif old["user_id"] != user_id:
-            raise ConflictError(
-                f"memory_id {memory_id!r} belongs to another user; nothing was written"
-            )
         else:
-            update = overwrite(doc, old)
+            update = overwrite(doc, current[memory_id])
             # upsert: a memory deleted meanwhile is written again, as a plain upsert would
             op = UpdateOne({"_id": memory_id, "user_id": user_id}, update, upsert=True)
-            old_topics = list(old["topics"])
-            change = Change(
-                memory_id,
-                user_id,
-                "update",
-                old["memory"],
-                doc["memory"],
-                old_topics,
-                doc["topics"],
-            )
             current[memory_id] = {"_id": memory_id, **update["$set"]}
         plan.append((op, change))
     return plan
@@ -207,26 +185,15 @@ def vector_bytes(value: bytes) -> bytes:
 
 
 def event_docs(
-    changes: Sequence[Change], context: AuditContext, stamp: int, first: int = 0
+    changes: Sequence[Change[list[str]]], context: AuditContext, stamp: int, first: int = 0
 ) -> list[Doc]:
-    """One history document per change, all written at ``stamp`` (microseconds); ``seq``
-    keeps their order from ``first`` on."""
+    """One history document per change (the core's event rows, ``_id`` the event id), all
+    written at ``stamp`` (microseconds); ``seq`` keeps their order from ``first`` on."""
     from bson.int64 import Int64
 
-    when = Int64(stamp)
     return [
-        {
-            "_id": event_id,
-            **change._asdict(),
-            "actor": context.actor,
-            "session_id": context.session_id,
-            "run_id": context.run_id,
-            "created_at": when,
-            "seq": first + i,
-        }
-        for i, (event_id, change) in enumerate(
-            zip(new_event_ids(len(changes)), changes, strict=True)
-        )
+        {"_id": row[0], **dict(zip(EVENT_COLUMNS[1:], row[1:], strict=True)), "seq": first + i}
+        for i, row in enumerate(history_rows(changes, context, Int64(stamp)))
     ]
 
 

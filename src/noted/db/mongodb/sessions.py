@@ -5,7 +5,7 @@ caller's collections, as in sqlite_sessions and postgres_sessions."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.db._rows import foreign_session
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 __all__ = [
+    "SessionCollections",
+    "add_run",
     "append_run",
     "delete_session",
     "get_runs",
@@ -26,6 +28,18 @@ __all__ = [
 ]
 
 Doc = dict[str, Any]
+
+
+class SessionCollections(Protocol):
+    """Where a store keeps its sessions and their runs."""
+
+    @property
+    def sessions(self) -> Collection[Doc]: ...
+
+    @property
+    def runs(self) -> Collection[Doc]: ...
+
+
 _CLAIM_ROUNDS = 5  # tries at a run's place while other writers create or drop the session
 
 
@@ -123,42 +137,46 @@ def _claim_run_index(sessions: Collection[Doc], run: RunResult, where: str) -> i
     )
 
 
+def add_run(db: SessionCollections, where: str, run: RunResult, now_us: int) -> None:
+    """append_run as noted.db.sessions_core.SessionFunctions names it (a run's place is
+    claimed with the server's own count, so ``now_us`` is read again there)."""
+    append_run(db.sessions, db.runs, run, where)
+
+
 def get_runs(
-    sessions: Collection[Doc],
-    runs: Collection[Doc],
+    db: SessionCollections,
+    where: str,
     session_id: str,
     user_id: str,
     last_n: int | None,
     completed_only: bool,
 ) -> list[RunResult]:
-    owner = sessions.find_one({"_id": session_id}, {"user_id": 1})
+    owner = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
     if owner is None:
         return []
     if owner["user_id"] != user_id:
         raise foreign_session(session_id)
     if last_n == 0:
         return []
-    return _runs_of(runs, session_id, last_n, completed_only)
+    return _runs_of(db.runs, session_id, last_n, completed_only)
 
 
 def get_session(
-    sessions: Collection[Doc], runs: Collection[Doc], session_id: str, user_id: str | None
+    db: SessionCollections, where: str, session_id: str, user_id: str | None
 ) -> Session | None:
-    doc = sessions.find_one({"_id": session_id})
+    doc = db.sessions.find_one({"_id": session_id})
     if doc is None or (user_id is not None and doc["user_id"] != user_id):
         return None
     session = _session_of(doc)
-    session.runs = _runs_of(runs, session_id, None, False)
+    session.runs = _runs_of(db.runs, session_id, None, False)
     return session
 
 
 def list_sessions(
-    sessions: Collection[Doc], user_id: str | None, limit: int | None, offset: int
+    db: SessionCollections, where: str, user_id: str | None, limit: int | None, offset: int
 ) -> list[Session]:
-    if limit == 0:
-        return []
     cursor = (
-        sessions.find({} if user_id is None else {"user_id": user_id})
+        db.sessions.find({} if user_id is None else {"user_id": user_id})
         .sort([("updated_at", -1), ("_id", 1)])
         .skip(offset)
     )
@@ -168,30 +186,32 @@ def list_sessions(
 
 
 def delete_session(
-    sessions: Collection[Doc], runs: Collection[Doc], session_id: str, user_id: str | None
+    db: SessionCollections, where: str, session_id: str, user_id: str | None
 ) -> bool:
     """The session's runs first, then the session."""
-    doc = sessions.find_one({"_id": session_id}, {"user_id": 1})
+    doc = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
     if doc is None or (user_id is not None and doc["user_id"] != user_id):
         return False
-    runs.delete_many({"session_id": session_id})
+    db.runs.delete_many({"session_id": session_id})
     key = {"_id": session_id, "user_id": doc["user_id"]}
-    return sessions.delete_one(key).deleted_count == 1
+    return db.sessions.delete_one(key).deleted_count == 1
 
 
-def get_summary(sessions: Collection[Doc], session_id: str, user_id: str) -> SessionSummary | None:
-    doc = sessions.find_one({"_id": session_id, "user_id": user_id}, {"summary": 1})
+def get_summary(
+    db: SessionCollections, where: str, session_id: str, user_id: str
+) -> SessionSummary | None:
+    doc = db.sessions.find_one({"_id": session_id, "user_id": user_id}, {"summary": 1})
     summary = None if doc is None else doc.get("summary")
     return None if summary is None else SessionSummary.from_dict(summary)
 
 
 def set_summary(
-    sessions: Collection[Doc], session_id: str, user_id: str, summary: SessionSummary
+    db: SessionCollections, where: str, session_id: str, user_id: str, summary: SessionSummary
 ) -> bool:
-    owner = sessions.find_one({"_id": session_id}, {"user_id": 1})
+    owner = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
     if owner is None:
         return False
     if owner["user_id"] != user_id:
         raise foreign_session(session_id)
     key = {"_id": session_id, "user_id": user_id}
-    return sessions.update_one(key, {"$set": {"summary": summary.to_dict()}}).matched_count == 1
+    return db.sessions.update_one(key, {"$set": {"summary": summary.to_dict()}}).matched_count == 1

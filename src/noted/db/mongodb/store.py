@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from noted._time import from_micros, now_micros
 from noted.audit import AuditContext, MemoryEvent, resolve_audit
-from noted.db._client_search import SnapshotCache, UserSnapshot
+from noted.db._client_search import SnapshotCache
 from noted.db._rows import check_table_names
 from noted.db.base import (
     MemoryQuery,
@@ -21,11 +20,10 @@ from noted.db.base import (
     StoreContext,
     WriteBatch,
     check_page,
-    write_in_transaction,
 )
+from noted.db.core import Capabilities, Change, DeleteRules, additions, deletions, write_batch
 from noted.db.mongodb import sessions
 from noted.db.mongodb.docs import (
-    Change,
     event_docs,
     event_of,
     memories_of,
@@ -34,11 +32,11 @@ from noted.db.mongodb.docs import (
     plan_upsert,
     query_filter,
     unembedded,
-    user_vectors,
     vector_value,
 )
 from noted.db.mongodb.jobs import MongoJobs
 from noted.db.mongodb.revocations import MongoRevocations
+from noted.db.mongodb.search import atlas_search, load_snapshot, text_query
 from noted.db.mongodb.server import (
     EVENT_INDEXES,
     MEMORY_INDEXES,
@@ -47,7 +45,6 @@ from noted.db.mongodb.server import (
     SESSION_INDEXES,
     VectorIndex,
     atlas_can_answer,
-    atlas_pipeline,
     client_seeds,
     create_text_index,
     ensure_indexes,
@@ -55,12 +52,12 @@ from noted.db.mongodb.server import (
     safe_url,
     url_secrets,
 )
+from noted.db.sessions_core import SessionsInModule
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.ranking import fts_terms
 from noted.retrieval.vectors import check_vector, search_target, to_blob
 from noted.schema import UserMemory, UserStats
-from noted.sessions import RunResult, Session, SessionSummary
 
 if TYPE_CHECKING:
     from pymongo import InsertOne, MongoClient, UpdateOne
@@ -69,16 +66,12 @@ if TYPE_CHECKING:
 
 __all__ = ["MongoDb"]
 
-logger = logging.getLogger("noted.db.mongodb")
-
 Doc = dict[str, Any]
 
 SERVER_SELECTION_TIMEOUT_MS: Final = 5000
 _BATCH: Final = 1000  # memories (or users) per bulk write, and ids per "$in" list
 _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
 _BUMP: Final[Mapping[str, Any]] = {"$inc": {"generation": 1}}
-# A user's memories as searches cache them: oldest first (the user_created index, reversed)
-_LOAD_ORDER: Final = [("created_at", 1), ("_id", 1)]
 _STORED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "embedding": 1, "embedding_model": 1}
 _DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
@@ -93,7 +86,7 @@ class _Collections:
     runs: Collection[Doc]
 
 
-class MongoDb(MongoRevocations, MongoJobs, StoreContext):
+class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreContext):
     """Memories and sessions in a MongoDB database, one collection each for memories
     (``<memory_table>``), their history (``<memory_table>_events``), each user's generation
     (``<memory_table>_generations``), sessions (``<session_table>``) and runs
@@ -132,6 +125,9 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
     session deletes its runs first. docs/backends.md has the details.
     """
 
+    # $text where the server builds the index; Atlas $vectorSearch where one is queryable
+    capabilities = Capabilities(transactions=False, native_fulltext=True, native_vectors=True)
+
     def __init__(
         self,
         db_url: str = "mongodb://localhost:27017",
@@ -166,6 +162,7 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
         self._owns_client = client is None
         self._secrets = url_secrets(db_url) if client is None else ()
         self._where = safe_url(db_url) if client is None else client_seeds(client)
+        self._session_names = self._where
         self._lock = threading.Lock()
         self._collections: _Collections | None = None
         self._indexed = False
@@ -205,6 +202,11 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
             raise self._store_error(exc) from exc
         except BSONError as exc:
             raise StoreError(f"MongoDB at {self._where}: cannot encode a document ({exc})") from exc
+
+    # the sessions' collections (SessionsInModule does the rest)
+    _session_functions = sessions
+    _session_reader = _db
+    _session_writer = _db
 
     def _open(self) -> _Collections:
         collections = self._collections
@@ -303,8 +305,8 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
             db.memories.insert_one(doc)
         except DuplicateKeyError:
             return False
-        change = Change(doc["_id"], doc["user_id"], "add", None, doc["memory"], None, doc["topics"])
-        self._record(db, [change], context, now_micros())
+        changes = additions([(doc["_id"], doc["user_id"], doc["memory"], doc["topics"])])
+        self._record(db, changes, context, now_micros())
         return True
 
     def _stored(self, memories: Collection[Doc], ids: list[str]) -> dict[str, Doc]:
@@ -318,7 +320,7 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
     def _write(
         self,
         db: _Collections,
-        plan: list[tuple[InsertOne[Doc] | UpdateOne, Change]],
+        plan: list[tuple[InsertOne[Doc] | UpdateOne, Change[list[str]]]],
         context: AuditContext,
     ) -> None:
         """Apply planned writes in ordered bulk writes, each followed by its events."""
@@ -345,7 +347,7 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
     def _record(
         self,
         db: _Collections,
-        changes: Sequence[Change],
+        changes: Sequence[Change[list[str]]],
         context: AuditContext,
         stamp: int,
         first: int = 0,
@@ -359,11 +361,12 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
     ) -> list[UserMemory]:
         """The batch's changes one after another (see the class notes: a MongoDB server
         without transactions cannot undo the first when a later one fails)."""
-        if batch.adds:  # another user's id fails the batch before anything is written
-            docs = memory_docs(batch.adds)
-            with self._db() as db:
-                plan_upsert(docs, self._stored(db.memories, [doc["_id"] for doc in docs]))
-        return write_in_transaction(self, batch, audit)
+        return write_batch(self, batch, audit)
+
+    def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
+        with self._db() as db:
+            stored = self._stored(db.memories, list(dict.fromkeys(memory_ids)))
+        return {memory_id: doc["user_id"] for memory_id, doc in stored.items()}
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         """Overwrite the memory if it is still the version read: another writer's change
@@ -435,61 +438,12 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
             return []
         with self._db() as db:
             if self._text_search:
-                found = self._text_query(db.memories, query, words)
+                found = text_query(db.memories, query, words, self._where)
                 if found is not None:
                     return found
-            snapshot = self._snapshot(db, query.user_id, vectors=False)
+                self._text_search = False
+            snapshot = load_snapshot(db, self.cache, query.user_id, vectors=False)
         return snapshot.keyword(query, text)
-
-    def _snapshot(self, db: _Collections, user_id: str, *, vectors: bool) -> UserSnapshot:
-        """The user's memories, with all their vectors when ``vectors``: the cached snapshot
-        while it was loaded at the user's generation (one find_one), else loaded now and
-        cached under the generation read before loading (see the class's notes)."""
-        found = db.generations.find_one({"_id": user_id})
-        generation = 0 if found is None else int(found["generation"])
-        cached = self.cache.get(user_id, generation)
-        if cached is not None and (cached.vectors is not None or not vectors):
-            return cached
-        cursor = db.memories.find({"user_id": user_id}, None if vectors else NO_VECTOR)
-        docs = list(cursor.sort(_LOAD_ORDER))
-        shapes = user_vectors(generation, docs) if vectors else None
-        snapshot = UserSnapshot(generation, memories_of(docs), shapes)
-        self.cache.put(user_id, snapshot)
-        return snapshot
-
-    def _text_query(
-        self, memories: Collection[Doc], query: MemoryQuery, words: list[str]
-    ) -> list[ScoredMemory] | None:
-        """The server's $text answer, or None (from now on) if the server refuses $text.
-        The words hold letters and digits only: no quote, ``-`` or phrase syntax."""
-        from pymongo.errors import OperationFailure
-
-        score = {"$meta": "textScore"}
-        try:
-            cursor = (
-                memories.find(
-                    {**query_filter(query), "$text": {"$search": " ".join(words)}},
-                    {**NO_VECTOR, "_score": score},
-                )
-                .sort([("_score", score), ("_id", 1)])
-                .skip(query.offset)
-            )
-            if query.limit is not None:
-                cursor = cursor.limit(query.limit)
-            docs = list(cursor)
-        except OperationFailure as exc:
-            logger.warning(
-                "MongoDB at %s refused a $text query (%s): keyword search runs BM25 in Python "
-                "from now on",
-                self._where,
-                exc,
-            )
-            self._text_search = False
-            return None
-        return [
-            ScoredMemory(m, float(doc["_score"]))
-            for m, doc in zip(memories_of(docs), docs, strict=True)
-        ]
 
     # -- embeddings and semantic search ---------------------------------------------------
 
@@ -502,10 +456,11 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
         with self._db() as db:
             index = self._atlas_index(db.memories)
             if index is not None and atlas_can_answer(index, query, target.size):
-                found = self._atlas_search(db.memories, index, query, target, model)
+                found = atlas_search(db.memories, index, query, target, model, self._where)
                 if found is not None:
                     return found
-            snapshot = self._snapshot(db, user_id, vectors=True)
+                self._vector_index = None
+            snapshot = load_snapshot(db, self.cache, user_id, vectors=True)
         return snapshot.semantic(query, target, model)
 
     def _atlas_index(self, memories: Collection[Doc]) -> VectorIndex | None:
@@ -514,35 +469,6 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
             self._vector_index = list_vector_index(memories, self._where)
             self._vector_checked = True
         return self._vector_index
-
-    def _atlas_search(
-        self,
-        memories: Collection[Doc],
-        index: VectorIndex,
-        query: MemoryQuery,
-        target: QueryVector,
-        model: str,
-    ) -> list[ScoredMemory] | None:
-        """The best memories by Atlas $vectorSearch, or None (from now on) if it fails.
-        Atlas scores cosine and dot product as (1 + x) / 2; they are given back as x."""
-        from pymongo.errors import OperationFailure
-
-        pipeline = atlas_pipeline(index, query, target, model)
-        try:
-            docs = list(memories.aggregate(pipeline))[query.offset :]
-        except OperationFailure as exc:
-            logger.warning(
-                "MongoDB at %s refused $vectorSearch (%s): semantic search runs in Python "
-                "from now on",
-                self._where,
-                exc,
-            )
-            self._vector_index = None
-            return None
-        return [
-            ScoredMemory(m, 2.0 * float(doc["_score"]) - 1.0)
-            for m, doc in zip(memories_of(docs), docs, strict=True)
-        ]
 
     def memories_to_embed(
         self, user_id: str | None, model: str, limit: int | None = None
@@ -564,7 +490,7 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
         with self._db() as db:
             if user_id is None:
                 return db.memories.count_documents(unembedded(None, model))
-            snapshot = self._snapshot(db, user_id, vectors=True)
+            snapshot = load_snapshot(db, self.cache, user_id, vectors=True)
             embedded = sum(
                 found.keys.size
                 for (made_by, _), found in (snapshot.vectors or {}).items()
@@ -610,18 +536,13 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
                 chunk = found[start : start + _BATCH]
                 ids = [doc["_id"] for doc in chunk]
                 deleted += db.memories.delete_many({**query, "_id": {"$in": ids}}).deleted_count
-                changes = [
-                    Change(d["_id"], d["user_id"], "delete", d["memory"], None, d["topics"], None)
-                    for d in chunk
-                ]
+                changes = deletions(
+                    (d["_id"], d["user_id"], d["memory"], d["topics"]) for d in chunk
+                )
                 self._record(db, changes, context, stamp, start)
         return deleted
 
-    def delete_memories(
-        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
-    ) -> int:
-        context = resolve_audit(audit)
-        ids = list(dict.fromkeys(memory_ids))
+    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         deleted = 0
         with self._db() as db:
             for start in range(0, len(ids), _BATCH):
@@ -629,15 +550,9 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
                 deleted += self._delete(db, query, context)
         return deleted
 
-    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
+    def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
         with self._db() as db:
-            return self._delete(db, {"user_id": user_id}, context)
-
-    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
-        with self._db() as db:
-            return self._delete(db, {}, context)
+            return self._delete(db, {} if user_id is None else {"user_id": user_id}, context)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._db() as db:
@@ -668,46 +583,3 @@ class MongoDb(MongoRevocations, MongoJobs, StoreContext):
         with self._db() as db:
             docs = list(db.memories.aggregate(pipeline))
         return [UserStats(d["_id"], int(d["count"]), from_micros(d["last"])) for d in docs]
-
-    # -- SessionStore (see mongodb_sessions) ------------------------------------------
-
-    def append_run(self, run: RunResult) -> None:
-        with self._db() as db:
-            sessions.append_run(db.sessions, db.runs, run, self._where)
-
-    def get_runs(
-        self,
-        session_id: str,
-        user_id: str,
-        *,
-        last_n: int | None = None,
-        completed_only: bool = False,
-    ) -> list[RunResult]:
-        check_page(last_n, 0)
-        with self._db() as db:
-            return sessions.get_runs(
-                db.sessions, db.runs, session_id, user_id, last_n, completed_only
-            )
-
-    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
-        with self._db() as db:
-            return sessions.get_session(db.sessions, db.runs, session_id, user_id)
-
-    def list_sessions(
-        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
-    ) -> list[Session]:
-        check_page(limit, offset)
-        with self._db() as db:
-            return sessions.list_sessions(db.sessions, user_id, limit, offset)
-
-    def delete_session(self, session_id: str, user_id: str | None) -> bool:
-        with self._db() as db:
-            return sessions.delete_session(db.sessions, db.runs, session_id, user_id)
-
-    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
-        with self._db() as db:
-            return sessions.get_summary(db.sessions, session_id, user_id)
-
-    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
-        with self._db() as db:
-            return sessions.set_summary(db.sessions, session_id, user_id, summary)

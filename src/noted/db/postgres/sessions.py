@@ -10,11 +10,13 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Json
 
+from noted._time import from_micros
 from noted.db._rows import foreign_session, row_to_session, summary_from_json
 from noted.db.postgres.schema import Names
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
+    "add_run",
     "append_run",
     "delete_session",
     "get_runs",
@@ -65,6 +67,11 @@ def append_run(conn: Conn, n: Names, run: RunResult, now: datetime) -> None:
         f"UPDATE {n.sessions} SET updated_at = %s, run_count = run_count + 1 WHERE session_id = %s",
         (now, run.session_id),
     )
+
+
+def add_run(conn: Conn, n: Names, run: RunResult, now_us: int) -> None:
+    """append_run as noted.db.sessions_core.SessionFunctions names it."""
+    append_run(conn, n, run, from_micros(now_us))
 
 
 def _runs(

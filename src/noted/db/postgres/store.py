@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from noted._time import from_micros, now_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
+from noted.db import core
 from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
@@ -29,14 +30,13 @@ from noted.db._rows import (
 )
 from noted.db.base import (
     MemoryQuery,
-    QueryVector,
     ScoredMemory,
     StoreContext,
     WriteBatch,
     check_page,
-    write_in_transaction,
 )
 from noted.db.postgres.revocations import PostgresRevocations
+from noted.db.sessions_core import SessionsInModule
 from noted.errors import (
     ConflictError,
     MissingDependencyError,
@@ -46,7 +46,6 @@ from noted.errors import (
 )
 from noted.retrieval.ranking import STOPWORDS, fts_terms
 from noted.schema import UserMemory, UserStats
-from noted.sessions import RunResult, Session, SessionSummary
 
 try:
     import psycopg
@@ -81,13 +80,23 @@ _EXACT_SEARCH_LIMIT = 20_000
 _warned_no_pgvector = False
 
 
-class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
+class PostgresDb(
+    PostgresRevocations,
+    PostgresJobs,
+    core.DeleteRules,
+    core.EmbeddingsInHelper,
+    SessionsInModule,
+    StoreContext,
+):
     """Memories and sessions in PostgreSQL, tables and indexes created on first use.
 
     ``db_url`` is a ``postgresql://`` (or ``postgresql+psycopg://``) URL. Connections come
     from a pool of at most ``pool_size``, shared by the threads of this process; every
     write is one transaction. Many processes may use the same tables at once.
     """
+
+    capabilities = core.Capabilities(transactions=True, native_fulltext=True, native_vectors=True)
+    _vectors: PostgresVectors
 
     def __init__(
         self,
@@ -117,7 +126,9 @@ class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
         if type(pool_size) is not int or pool_size < 1:
             raise UserError(f"pool_size must be a positive integer, got {pool_size!r}")
         self.schema = schema
-        self._n = schema_names = pg_schema.Names(schema, memory_table, session_table)
+        self._n = self._session_names = schema_names = pg_schema.Names(
+            schema, memory_table, session_table
+        )
         self.pool_size = pool_size
         self.connect_timeout = connect_timeout
         self._lock = threading.Lock()
@@ -221,13 +232,18 @@ class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
         with self._connection() as conn, conn.transaction():
             yield conn
 
+    # the sessions' connections (SessionsInModule does the rest)
+    _session_functions = sessions
+    _session_reader = _connection
+    _session_writer = _transaction
+
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
         with self._transaction() as conn:
             self._batch.conn = conn
             try:
-                return write_in_transaction(self, batch, audit)
+                return core.write_batch(self, batch, audit)
             finally:
                 self._batch.conn = None
 
@@ -300,14 +316,18 @@ class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
             memory.updated_at,
         )
 
-    def _stored(self, conn: Conn, ids: list[str]) -> dict[str, tuple[str, str, str]]:
-        """memory_id -> (user_id, memory, topics) of the stored ones, locked until commit."""
+    def _stored(self, conn: Conn, ids: list[str]) -> dict[str, core.StoredSide[str]]:
+        """What the rules need of the stored ones of ``ids``, locked until commit."""
         rows = conn.execute(
             f"SELECT memory_id, user_id, memory, topics::text FROM {self._n.memories} "
             "WHERE memory_id = ANY(%s) ORDER BY memory_id FOR UPDATE",
             (ids,),
         ).fetchall()
-        return {row[0]: (row[1], row[2], row[3]) for row in rows}
+        return {row[0]: core.StoredSide(row[1], row[2], row[3]) for row in rows}
+
+    def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
+        with self._transaction() as conn:
+            return {i: side.user_id for i, side in self._stored(conn, list(memory_ids)).items()}
 
     def upsert_memories(
         self, memories: Sequence[UserMemory], *, audit: AuditContext | None = None
@@ -318,30 +338,15 @@ class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
             return
         ids = [row[0] for row in rows]
         now = from_micros(now_micros())
-        stamp = (context.actor, context.session_id, context.run_id, now)
-        if len(rows) == 1 and self._add_one(rows[0], stamp):
+        if len(rows) == 1 and self._add_one(rows[0], core.event_stamp(context, now)):
             return
         with self._transaction() as conn:
             stored = self._stored(conn, ids)
             if not stored and len(set(ids)) == len(ids):
-                self._copy_new(conn, rows, stamp)
+                self._copy_new(conn, rows, context, now)
                 return
-            events: list[Row] = []
-            current = {i: (user, text, topics) for i, (user, text, topics) in stored.items()}
-            for event_id, row in zip(new_event_ids(len(rows)), rows, strict=True):
-                memory_id, user_id, text, topics = row[:4]
-                old = current.get(memory_id)
-                if old is not None and old[0] != user_id:
-                    raise ConflictError(
-                        f"memory_id {memory_id!r} belongs to another user; nothing was written"
-                    )
-                if old is None:
-                    events.append((event_id, memory_id, user_id, "add", None, text, None, topics))
-                else:
-                    events.append(
-                        (event_id, memory_id, user_id, "update", old[1], text, old[2], topics)
-                    )
-                current[memory_id] = (user_id, text, topics)
+            changes = core.upsert_changes((row[:4] for row in rows), stored)
+            events = core.history_rows(changes, context, now)
             with conn.cursor() as cur:
                 cur.executemany(self._sql_upsert, rows)
                 if cur.rowcount != len(rows):  # an id taken by another user meanwhile
@@ -349,7 +354,7 @@ class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
                         "a memory id of this batch was stored for another user meanwhile; "
                         "nothing was written"
                     )
-                cur.executemany(self._sql_event, [(*e, *stamp) for e in events])
+                cur.executemany(self._sql_event, events)
 
     def _add_one(self, row: Row, stamp: Row) -> bool:
         """A memory whose id is not stored yet, with its "add" event, in one statement (one
@@ -358,7 +363,7 @@ class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
             added = conn.execute(self._sql_add_one, (*row, *new_event_ids(1), *stamp))
             return added.fetchone() is not None
 
-    def _copy_new(self, conn: Conn, rows: list[Row], stamp: Row) -> None:
+    def _copy_new(self, conn: Conn, rows: list[Row], context: AuditContext, now: Any) -> None:
         """New memories (none stored, each once) and their "add" events, by COPY. A memory
         inserted meanwhile by another process breaks the primary key: nothing is written."""
         n = self._n
@@ -368,10 +373,9 @@ class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
                     for row in rows:
                         copy.write_row(row)
                 with cur.copy(f"COPY {n.events} ({', '.join(EVENT_COLUMNS)}) FROM STDIN") as copy:
-                    for event_id, row in zip(new_event_ids(len(rows)), rows, strict=True):
-                        copy.write_row(
-                            (event_id, row[0], row[1], "add", None, row[2], None, row[3], *stamp)
-                        )
+                    changes: list[core.Change[str]] = core.additions(row[:4] for row in rows)
+                    for event in core.history_rows(changes, context, now):
+                        copy.write_row(event)
         except psycopg.errors.UniqueViolation as exc:
             raise ConflictError(
                 "a memory with one of these ids was stored meanwhile; nothing was written"
@@ -411,9 +415,9 @@ class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
                     "user": user_id,
                 },
             )
-            stamp = (context.actor, context.session_id, context.run_id, from_micros(now_micros()))
-            event = (memory_id, user_id, "update", old[0], text, old[1], topics)
-            conn.execute(self._sql_event, (*new_event_ids(1), *event, *stamp))
+            change = core.Change(memory_id, user_id, "update", old[0], text, old[1], topics)
+            (event,) = core.history_rows([change], context, from_micros(now_micros()))
+            conn.execute(self._sql_event, event)
         return True
 
     def _delete(self, conn: Conn, where: str, params: Sequence[Any], context: AuditContext) -> int:
@@ -425,40 +429,22 @@ class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
         if not found:
             return 0
         found.sort(key=lambda r: (r[4], r[0]))
-        stamp = (context.actor, context.session_id, context.run_id, from_micros(now_micros()))
+        gone: list[core.Change[str]] = core.deletions(r[:4] for r in found)
+        events = core.history_rows(gone, context, from_micros(now_micros()))
         with conn.cursor() as cur:
-            cur.executemany(
-                self._sql_event,
-                [
-                    (event_id, memory_id, user_id, "delete", text, None, topics, None, *stamp)
-                    for event_id, (memory_id, user_id, text, topics, _) in zip(
-                        new_event_ids(len(found)), found, strict=True
-                    )
-                ],
-            )
+            cur.executemany(self._sql_event, events)
         return len(found)
 
-    def delete_memories(
-        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
-    ) -> int:
-        context = resolve_audit(audit)
-        ids = list(dict.fromkeys(memory_ids))
-        if not ids:
-            return 0
+    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         with self._transaction() as conn:
             return self._delete(
                 conn, " WHERE user_id = %s AND memory_id = ANY(%s)", (user_id, ids), context
             )
 
-    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
+    def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
+        where, params = ("", ()) if user_id is None else (" WHERE user_id = %s", (user_id,))
         with self._transaction() as conn:
-            return self._delete(conn, " WHERE user_id = %s", (user_id,), context)
-
-    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
-        with self._transaction() as conn:
-            return self._delete(conn, "", (), context)
+            return self._delete(conn, where, params, context)
 
     # -- MemoryStore: reads -----------------------------------------------------------
 
@@ -540,63 +526,6 @@ class PostgresDb(PostgresRevocations, PostgresJobs, StoreContext):
             return pgsql.ranked(conn, self._n.memories, inner, params)
 
     # -- embeddings and semantic search (see vectors.py) ---------------------------
-
-    def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
-    ) -> list[ScoredMemory]:
-        return self._vectors.search(query, vector, model)
-
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        return self._vectors.to_embed(user_id, model, limit)
-
-    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
-        return self._vectors.count_to_embed(user_id, model)
-
-    def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
-        return self._vectors.store(model, items)
-
-    # -- SessionStore (see postgres_sessions) ------------------------------------------
-
-    def append_run(self, run: RunResult) -> None:
-        with self._transaction() as conn:
-            sessions.append_run(conn, self._n, run, from_micros(now_micros()))
-
-    def get_runs(
-        self,
-        session_id: str,
-        user_id: str,
-        *,
-        last_n: int | None = None,
-        completed_only: bool = False,
-    ) -> list[RunResult]:
-        check_page(last_n, 0)
-        with self._connection() as conn:
-            return sessions.get_runs(conn, self._n, session_id, user_id, last_n, completed_only)
-
-    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
-        with self._connection() as conn:
-            return sessions.get_session(conn, self._n, session_id, user_id)
-
-    def list_sessions(
-        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
-    ) -> list[Session]:
-        check_page(limit, offset)
-        with self._connection() as conn:
-            return sessions.list_sessions(conn, self._n, user_id, limit, offset)
-
-    def delete_session(self, session_id: str, user_id: str | None) -> bool:
-        with self._transaction() as conn:
-            return sessions.delete_session(conn, self._n, session_id, user_id)
-
-    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
-        with self._connection() as conn:
-            return sessions.get_summary(conn, self._n, session_id, user_id)
-
-    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
-        with self._transaction() as conn:
-            return sessions.set_summary(conn, self._n, session_id, user_id, summary)
 
 
 def _say_no_pgvector(where: str) -> None:

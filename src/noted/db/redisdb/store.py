@@ -97,10 +97,12 @@ from noted.db.base import (
     WriteBatch,
     check_page,
 )
+from noted.db.core import Capabilities, DeleteRules, foreign_memory
 from noted.db.redisdb import scripts as lua
 from noted.db.redisdb.jobs import RedisJobs
 from noted.db.redisdb.revocations import RedisRevocations
-from noted.errors import ConflictError, StoreError, UserError
+from noted.db.sessions_core import SessionRules
+from noted.errors import StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.vectors import UserVectors, check_vector, from_blobs, search_target, to_blob
 from noted.schema import UserMemory, UserStats
@@ -166,7 +168,7 @@ def _memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:
     """Memories from a read script's JSON rows: id, then _MEMORY_FIELDS (and anything
     after them, ignored here)."""
     return rows_to_memories(
-        (r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), int(r[9])) for r in rows
+        [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), int(r[9])) for r in rows]
     )
 
 
@@ -206,10 +208,6 @@ def _scope(user_id: str | None) -> tuple[str, str]:
     return ("all", "") if user_id is None else ("user", user_id)
 
 
-def _foreign_memory(memory_id: str) -> ConflictError:
-    return ConflictError(f"memory_id {memory_id!r} belongs to another user; nothing was written")
-
-
 def _describe(client: redis.Redis) -> str:
     """Where the client connects, as a URL without user name or password."""
     pool = client.connection_pool
@@ -221,7 +219,7 @@ def _describe(client: redis.Redis) -> str:
     return f"{scheme}://{options.get('host', 'localhost')}:{options.get('port', 6379)}/{db}"
 
 
-class RedisDb(RedisRevocations, RedisJobs, StoreContext):
+class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreContext):
     """Memories and sessions in Redis; see the module's notes for the layout.
 
     ``db_url`` is a redis-py URL: ``redis://[[user]:password@]host:port/db``, ``rediss://``
@@ -238,6 +236,9 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
     within about ``cache_bytes`` (10,000 memories with 384-dimension vectors take about
     20 MB); 0 keeps nothing.
     """
+
+    # a write is one script, a batch one MULTI/EXEC (checked before it is sent)
+    capabilities = Capabilities(transactions=True)
 
     def __init__(
         self,
@@ -362,7 +363,7 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
         batch = _to_json(_entries(memories))
         foreign = self._call(self._upsert, *self._stamp(context), batch)
         if foreign is not None:
-            raise _foreign_memory(foreign.decode())
+            raise foreign_memory(foreign.decode())
 
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None
@@ -383,7 +384,7 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
         start = int(batch.clear) + int(bool(batch.deletes))
         updated = results[start : start + len(batch.updates)]
         if batch.adds and results[-1] is not None:
-            raise _foreign_memory(results[-1].decode())
+            raise foreign_memory(results[-1].decode())
         written = [m for m, done in zip(batch.updates, updated, strict=True) if done]
         return [*written, *batch.adds]
 
@@ -403,7 +404,7 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
             for key, m in zip(keys, batch.adds, strict=True):
                 owner = pipe.hget(key, "user_id")
                 if owner is not None and not _owned_by(owner, user):
-                    raise _foreign_memory(stamped_keys(m)[0])
+                    raise foreign_memory(stamped_keys(m)[0])
         pipe.multi()
         prefix = [self.memory_table, *stamp]
         if batch.clear:
@@ -426,26 +427,14 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
         entry = _to_json(_entries([memory])[0])
         return bool(self._call(self._update, *self._stamp(context), entry))
 
-    def delete_memories(
-        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
-    ) -> int:
-        context = resolve_audit(audit)
-        ids = list(dict.fromkeys(memory_ids))
-        if not ids:
-            return 0
+    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         event_ids = _to_json(new_event_ids(len(ids)))
         deleted = self._call(
             self._delete, *self._stamp(context), "ids", user_id, event_ids, _to_json(ids)
         )
         return int(deleted)
 
-    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        return self._clear("user", user_id, resolve_audit(audit))
-
-    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
-        return self._clear("all", "", resolve_audit(audit))
-
-    def _clear(self, scope: str, user_id: str, audit: AuditContext) -> int:
+    def _delete_all(self, user_id: str | None, audit: AuditContext) -> int:
         """Delete every memory of one user or of all. The script needs an event id per
         memory and only it knows how many there are: given too few, it writes nothing and
         says how many, and is asked again with that many (more if some arrived since)."""
@@ -453,7 +442,7 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
         while True:
             event_ids = _to_json(new_event_ids(needed))
             deleted = int(
-                self._call(self._delete, *self._stamp(audit), scope, user_id, event_ids, "[]")
+                self._call(self._delete, *self._stamp(audit), *_scope(user_id), event_ids, "[]")
             )
             if deleted >= 0:
                 return deleted
@@ -602,30 +591,24 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
             UserStats(user_id, count, from_micros(int(newest))) for user_id, count, newest in found
         ]
 
-    # -- SessionStore -----------------------------------------------------------------------
+    # -- sessions (SessionRules does the rest) -----------------------------------------
 
-    def append_run(self, run: RunResult) -> None:
+    def _store_run(self, run: RunResult, now_us: int) -> None:
         appended = self._session_call(
             self._append_run,
             run.session_id,
             run.user_id,
             _opt(run.agent_id),
-            now_micros(),
+            now_us,
             run.status,
             _to_json(run.to_dict()),
         )
         if not appended:
             raise foreign_session(run.session_id)
 
-    def get_runs(
-        self,
-        session_id: str,
-        user_id: str,
-        *,
-        last_n: int | None = None,
-        completed_only: bool = False,
+    def _read_runs(
+        self, session_id: str, user_id: str, last_n: int | None, completed_only: bool
     ) -> list[RunResult]:
-        check_page(last_n, 0)
         status, *runs = self._session_call(
             self._get_runs,
             session_id,
@@ -637,7 +620,7 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
             raise foreign_session(session_id)
         return _runs(runs)
 
-    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
+    def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
         found = self._session_call(self._get_session, session_id, _opt(user_id))
         if not found:
             return None
@@ -645,27 +628,22 @@ class RedisDb(RedisRevocations, RedisJobs, StoreContext):
         session.runs = _runs(found[5:])
         return session
 
-    def list_sessions(
-        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
-    ) -> list[Session]:
-        check_page(limit, offset)
-        if limit == 0:
-            return []
+    def _read_sessions(self, user_id: str | None, limit: int | None, offset: int) -> list[Session]:
         stop = _stop(offset, limit)
         found = self._session_call(self._list_sessions, _opt(user_id), offset, stop)
         return [_session(row[0].decode(), row[1:6], int(row[6])) for row in found]
 
-    def delete_session(self, session_id: str, user_id: str | None) -> bool:
+    def _remove_session(self, session_id: str, user_id: str | None) -> bool:
         return bool(self._session_call(self._delete_session, session_id, _opt(user_id)))
 
-    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+    def _read_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
         with self._mapped_errors():
             owner, summary = self._client.hmget(
                 f"{self.session_table}:s:{session_id}", ("user_id", "summary")
             )
         return summary_from_json(summary) if _owned_by(owner, user_id) else None
 
-    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+    def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         stored = int(
             self._session_call(self._set_summary, session_id, user_id, _to_json(summary.to_dict()))
         )

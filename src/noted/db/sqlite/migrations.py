@@ -8,7 +8,11 @@ migration: append a new one.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
+
+from noted._time import now_micros
+from noted.errors import SchemaVersionError, StoreError
 
 Migration = Callable[[sqlite3.Connection, str], None]
 MIGRATIONS: list[Migration] = []  # the memory table's
@@ -191,3 +195,60 @@ def record_version(conn: sqlite3.Connection, table: str, version: int, now_us: i
         applied_at = excluded.applied_at""",
         (table, version, now_us),
     )
+
+
+def use_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+    """Switch the file to WAL once. SQLite answers "locked" at once, without waiting,
+    when another process holds a lock during the switch, so wait here, within the
+    busy timeout, like every other write does."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005)
+
+
+def _version(conn: sqlite3.Connection, where: str, table: str, latest: int) -> int:
+    """The table's applied migrations; SchemaVersionError if a newer noted wrote it."""
+    version = current_version(conn, table)
+    if version > latest:
+        raise SchemaVersionError(
+            f"{where}: table {table} has schema version {version}, newer "
+            f"than this noted knows ({latest}); upgrade noted"
+        )
+    return version
+
+
+def migrate(conn: sqlite3.Connection, where: str, tables: tuple[str, str], read_only: bool) -> None:
+    """Bring the memory and session ``tables`` up to date in one write transaction
+    (StoreError when they need it and the file was opened read-only)."""
+    memory_table, session_table = tables
+    behind = [
+        (table, steps)
+        for table, steps in ((memory_table, MIGRATIONS), (session_table, SESSION_MIGRATIONS))
+        if _version(conn, where, table, len(steps)) < len(steps)
+    ]
+    if not behind:
+        return
+    if read_only:
+        names = ", ".join(table for table, _ in behind)
+        raise StoreError(
+            f"{where}: table {names} needs a schema upgrade but the database was opened read-only"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, steps in behind:
+            # another process may have upgraded it meanwhile
+            version = _version(conn, where, table, len(steps))
+            for step in steps[version:]:
+                step(conn, table)
+            record_version(conn, table, len(steps), now_micros())
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

@@ -16,6 +16,7 @@ from noted.db._rows import foreign_session, row_to_session, summary_from_json
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
+    "add_run",
     "append_run",
     "delete_session",
     "get_runs",
@@ -64,6 +65,9 @@ def append_run(conn: sqlite3.Connection, table: str, run: RunResult, now_us: int
         f"UPDATE {table} SET updated_at = ?, run_count = run_count + 1 WHERE session_id = ?",
         (now_us, run.session_id),
     )
+
+
+add_run = append_run  # as noted.db.sessions_core.SessionFunctions names it
 
 
 def get_runs(

@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,10 +15,12 @@ from urllib.parse import quote
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
+from noted.db import core
 from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
     IN_CHUNK,
+    OWNED_COLUMNS,
     check_table_names,
     memory_to_row,
     row_to_event,
@@ -32,24 +33,23 @@ from noted.db.base import (
     ScoredMemory,
     StoreContext,
     WriteBatch,
-    check_page,
-    write_in_transaction,
 )
+from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
 from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
 from noted.db.sqlite.revocations import SqliteRevocations
 from noted.db.sqlite.vectors import SqliteVectors
-from noted.errors import ConflictError, SchemaVersionError, StoreError, UserError
+from noted.errors import StoreError, UserError
 from noted.retrieval.fusion import Hit
 from noted.retrieval.ranking import fts_match
 from noted.schema import UserMemory, UserStats
-from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = ["SqliteDb"]
 
 _SELECT = ", ".join(COLUMNS)
+_OWNED_SELECT = ", ".join(OWNED_COLUMNS)
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 _ROWS_PER_INSERT = IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT statement
 _EVENT_ID_LEN = 36  # a UUID as text
@@ -60,7 +60,14 @@ _PAGE_CACHE_MIB = 64
 _BM25_WEIGHTS = "0.0, 1.0, 0.5, 0.5"
 
 
-class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
+class SqliteDb(
+    SqliteRevocations,
+    SqliteJobs,
+    core.DeleteRules,
+    core.EmbeddingsInHelper,
+    SessionsInModule,
+    StoreContext,
+):
     """Memories in a SQLite file, created with its tables and indexes on first use.
 
     Writes are durable when the call returns: WAL journal with ``synchronous=NORMAL`` (a
@@ -68,6 +75,9 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
     transactions, never corrupt the file). Other processes may use the same file at once:
     a writer waits up to ``busy_timeout`` seconds for the lock instead of failing.
     """
+
+    capabilities = core.Capabilities(transactions=True, native_fulltext=True)
+    _vectors: SqliteVectors
 
     def __init__(
         self,
@@ -87,6 +97,7 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
         self.memory_table, self.session_table = check_table_names(
             memory_table, session_table, ("_events", "_fts", "_generations")
         )
+        self._session_names = self.session_table
         self.read_only = read_only
         self.create_dirs = create_dirs
         self.busy_timeout = busy_timeout
@@ -223,10 +234,11 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
                 uri=self.read_only,
             )
             if not self.read_only:
-                self._use_wal(conn)
+                migrations.use_wal(conn, self.busy_timeout)
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA cache_size = -{self.page_cache_mib * 1024}")
-            self._migrate(conn)
+            tables = (self.memory_table, self.session_table)
+            migrations.migrate(conn, str(self.db_file), tables, self.read_only)
         except sqlite3.Error as exc:
             if conn is not None:
                 conn.close()
@@ -237,64 +249,6 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
             raise
         self._conn = conn
         return conn
-
-    def _use_wal(self, conn: sqlite3.Connection) -> None:
-        """Switch the file to WAL once. SQLite answers "locked" at once, without waiting,
-        when another process holds a lock during the switch, so wait here, within the
-        busy timeout, like every other write does."""
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            try:
-                if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    conn.execute("PRAGMA journal_mode = WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.005)
-
-    def _tables(self) -> list[tuple[str, list[migrations.Migration]]]:
-        return [
-            (self.memory_table, migrations.MIGRATIONS),
-            (self.session_table, migrations.SESSION_MIGRATIONS),
-        ]
-
-    def _version(self, conn: sqlite3.Connection, table: str, latest: int) -> int:
-        """The table's applied migrations; SchemaVersionError if a newer noted wrote it."""
-        version = migrations.current_version(conn, table)
-        if version > latest:
-            raise SchemaVersionError(
-                f"{self.db_file}: table {table} has schema version {version}, newer "
-                f"than this noted knows ({latest}); upgrade noted"
-            )
-        return version
-
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        behind = [
-            (table, steps)
-            for table, steps in self._tables()
-            if self._version(conn, table, len(steps)) < len(steps)
-        ]
-        if not behind:
-            return
-        if self.read_only:
-            names = ", ".join(table for table, _ in behind)
-            raise StoreError(
-                f"{self.db_file}: table {names} needs a schema upgrade "
-                "but the database was opened read-only"
-            )
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for table, steps in behind:
-                # another process may have upgraded it meanwhile
-                version = self._version(conn, table, len(steps))
-                for step in steps[version:]:
-                    step(conn, table)
-                migrations.record_version(conn, table, len(steps), now_micros())
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -311,6 +265,11 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    # the sessions' connections (SessionsInModule does the rest)
+    _session_functions = session_rows
+    _session_reader = _session
+    _session_writer = _transaction
 
     def schema_version(self, table: str | None = None) -> int:
         """The number of migrations applied to ``table`` (the memory table by default)."""
@@ -336,46 +295,40 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
         with self._transaction() as conn:
             stored = self._stored(conn, ids)
             self._vectors.changed(conn, (row[1] for row in rows))
-            stamp = (context.actor, context.session_id, context.run_id, now_micros())
+            now = now_micros()
             if not stored and len(set(ids)) == len(ids):  # only new memories, each once
-                self._add(conn, rows, stamp)
+                self._add(conn, rows, context, now)
                 return
-            events: list[tuple[Any, ...]] = []
-            for event_id, (memory_id, user_id, text, topics, *_) in zip(
-                new_event_ids(len(rows)), rows, strict=True
-            ):
-                owner, old_text, old_topics = stored.get(memory_id, (user_id, None, None))
-                if owner != user_id:
-                    raise ConflictError(
-                        f"memory_id {memory_id!r} belongs to another user; nothing was written"
-                    )
-                event = "add" if old_text is None else "update"
-                change = (event, old_text, text, old_topics, topics)
-                events.append((event_id, memory_id, user_id, *change, *stamp))
-                stored[memory_id] = (user_id, text, topics)
+            changes = core.upsert_changes((row[:4] for row in rows), stored)
             touched = [(memory_id,) for memory_id in dict.fromkeys(ids)]
             conn.executemany(self._sql_unindex_id, touched)
             conn.executemany(self._sql_upsert, rows)
             conn.executemany(self._sql_index_id, touched)
-            conn.executemany(self._sql_event, events)
+            conn.executemany(self._sql_event, core.history_rows(changes, context, now))
 
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
         with self._transaction():
-            return write_in_transaction(self, batch, audit)
+            return core.write_batch(self, batch, audit)
+
+    def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
+        with self._session() as conn:
+            return {i: side.user_id for i, side in self._stored(conn, list(memory_ids)).items()}
 
     def _add(
-        self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]], stamp: tuple[Any, ...]
+        self,
+        conn: sqlite3.Connection,
+        rows: list[tuple[Any, ...]],
+        context: AuditContext,
+        now: int,
     ) -> None:
         """Insert memories whose ids are not stored, each once, with an "add" event each."""
         count = len(rows)
-        event_ids = new_event_ids(count)
         if count == 1:
-            (row,) = rows
-            conn.execute(self._sql_insert, row)
-            event = (row[0], row[1], "add", None, row[2], None, row[3])
-            conn.execute(self._sql_event, (*event_ids, *event, *stamp))
+            conn.execute(self._sql_insert, rows[0])
+            first: list[core.Change[str]] = core.additions([rows[0][:4]])
+            conn.executemany(self._sql_event, core.history_rows(first, context, now))
             return
         # SQLite gives an inserted row the rowid one above the largest in its table (unless
         # that one is the largest possible), and this transaction is the table's only
@@ -392,12 +345,13 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
             ],
         )
         conn.executemany(self._sql_insert, rows[whole:])
-        ids = "".join(event_ids).encode("ascii")
+        ids = "".join(new_event_ids(count)).encode("ascii")
         if (
             last <= _MAX_ROWID - count
             and len(ids) == _EVENT_ID_LEN * count
             and len(ids) <= conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
         ):
+            stamp = core.event_stamp(context, now)
             added = conn.execute(self._sql_add_events, (ids, last, *stamp)).rowcount
             if added != count:  # never expected; raising rolls the transaction back
                 raise StoreError(
@@ -405,19 +359,12 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
                     "nothing was written"
                 )
             return
-        conn.executemany(
-            self._sql_event,
-            [
-                (e, r[0], r[1], "add", None, r[2], None, r[3], *stamp)
-                for e, r in zip(event_ids, rows, strict=True)
-            ],
-        )
+        changes: list[core.Change[str]] = core.additions(row[:4] for row in rows)
+        conn.executemany(self._sql_event, core.history_rows(changes, context, now))
 
-    def _stored(
-        self, conn: sqlite3.Connection, ids: list[str]
-    ) -> dict[str, tuple[str, str | None, str | None]]:
-        """memory_id -> (user_id, memory, topics) of the given ids that are stored (any user)."""
-        stored: dict[str, tuple[str, str | None, str | None]] = {}
+    def _stored(self, conn: sqlite3.Connection, ids: list[str]) -> dict[str, core.StoredSide[str]]:
+        """What the rules need of the given ids that are stored (any user)."""
+        stored: dict[str, core.StoredSide[str]] = {}
         for start in range(0, len(ids), IN_CHUNK):
             chunk = ids[start : start + IN_CHUNK]
             marks = ", ".join("?" * len(chunk))
@@ -426,7 +373,7 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
                 f"WHERE memory_id IN ({marks})",
                 chunk,
             ):
-                stored[memory_id] = (user_id, text, topics)
+                stored[memory_id] = core.StoredSide(user_id, text, topics)
         return stored
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
@@ -446,9 +393,8 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
             conn.execute(self._sql_update, params)
             conn.execute(self._sql_index_id, (row[0],))
             self._vectors.changed(conn, [row[1]])
-            stamp = (context.actor, context.session_id, context.run_id, now_micros())
-            event = (row[0], row[1], "update", old[0], row[2], old[1], row[3])
-            conn.execute(self._sql_event, (*new_event_ids(1), *event, *stamp))
+            change = core.Change(row[0], row[1], "update", old[0], row[2], old[1], row[3])
+            conn.executemany(self._sql_event, core.history_rows([change], context, now_micros()))
         return True
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
@@ -500,7 +446,9 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
             return conn.execute(sql, params).fetchall()
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
-        return rows_to_memories(self._listing(_SELECT, query))
+        if query.user_id is None:
+            return rows_to_memories(self._listing(_SELECT, query))
+        return rows_to_memories(self._listing(_OWNED_SELECT, query), query.user_id)
 
     def list_memories_json(self, query: MemoryQuery) -> list[str]:
         """``list_memories(query)``, each memory's ``to_dict()`` as JSON text written by
@@ -569,22 +517,6 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
 
     # -- embeddings and semantic search (see vectors.py) -------------------------------
 
-    def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
-    ) -> list[ScoredMemory]:
-        return self._vectors.search(query, vector, model)
-
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        return self._vectors.to_embed(user_id, model, limit)
-
-    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
-        return self._vectors.count_to_embed(user_id, model)
-
-    def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
-        return self._vectors.store(model, items)
-
     @property
     def cached_vector_bytes(self) -> int:
         """How much memory the users' vectors kept for search take now."""
@@ -613,25 +545,11 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
             f"DELETE FROM {self._fts} WHERE rowid IN (SELECT rowid FROM {t}{where})", params
         )
         conn.execute(f"DELETE FROM {t}{where}", params)
-        stamp = (context.actor, context.session_id, context.run_id, now_micros())
-        conn.executemany(
-            self._sql_event,
-            [
-                (event_id, memory_id, user_id, "delete", text, None, topics, None, *stamp)
-                for event_id, (memory_id, user_id, text, topics) in zip(
-                    new_event_ids(len(found)), found, strict=True
-                )
-            ],
-        )
+        gone = core.deletions(found)
+        conn.executemany(self._sql_event, core.history_rows(gone, context, now_micros()))
         return len(found)
 
-    def delete_memories(
-        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
-    ) -> int:
-        context = resolve_audit(audit)
-        ids = list(dict.fromkeys(memory_ids))
-        if not ids:
-            return 0
+    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         deleted = 0
         with self._transaction() as conn:
             for start in range(0, len(ids), IN_CHUNK):
@@ -641,15 +559,10 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
                 deleted += self._delete(conn, where, [user_id, *chunk], context)
         return deleted
 
-    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
+    def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
+        where, params = ("", []) if user_id is None else (" WHERE user_id = ?", [user_id])
         with self._transaction() as conn:
-            return self._delete(conn, " WHERE user_id = ?", [user_id], context)
-
-    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
-        context = resolve_audit(audit)
-        with self._transaction() as conn:
-            return self._delete(conn, "", [], context)
+            return self._delete(conn, where, params, context)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._session() as conn:
@@ -678,46 +591,3 @@ class SqliteDb(SqliteRevocations, SqliteJobs, StoreContext):
         with self._session() as conn:
             rows = conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
         return [UserStats(user_id, count, from_micros(last)) for user_id, count, last in rows]
-
-    # -- SessionStore -----------------------------------------------------------------
-
-    def append_run(self, run: RunResult) -> None:
-        with self._transaction() as conn:
-            session_rows.append_run(conn, self.session_table, run, now_micros())
-
-    def get_runs(
-        self,
-        session_id: str,
-        user_id: str,
-        *,
-        last_n: int | None = None,
-        completed_only: bool = False,
-    ) -> list[RunResult]:
-        check_page(last_n, 0)
-        with self._session() as conn:
-            return session_rows.get_runs(
-                conn, self.session_table, session_id, user_id, last_n, completed_only
-            )
-
-    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
-        with self._session() as conn:
-            return session_rows.get_session(conn, self.session_table, session_id, user_id)
-
-    def list_sessions(
-        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
-    ) -> list[Session]:
-        check_page(limit, offset)
-        with self._session() as conn:
-            return session_rows.list_sessions(conn, self.session_table, user_id, limit, offset)
-
-    def delete_session(self, session_id: str, user_id: str | None) -> bool:
-        with self._transaction() as conn:
-            return session_rows.delete_session(conn, self.session_table, session_id, user_id)
-
-    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
-        with self._session() as conn:
-            return session_rows.get_summary(conn, self.session_table, session_id, user_id)
-
-    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
-        with self._transaction() as conn:
-            return session_rows.set_summary(conn, self.session_table, session_id, user_id, summary)

@@ -1,0 +1,239 @@
+"""The rules of a memory write that every store keeps, written once.
+
+A store is left the primitives its database is good at (reading what it holds of some ids,
+writing rows and history rows in one transaction, a script, a conditional update); the
+rules come from here:
+
+- **Ownership**: a memory id belongs to the user who stored it. An upsert that names
+  another user's id is refused with :func:`foreign_memory` before anything is written
+  (:func:`upsert_changes`), and a batch is checked whole first on a store that cannot undo
+  a change (:func:`write_batch`).
+- **History**: every add, overwrite and delete is one :class:`Change`, and its event row
+  (:data:`~noted.db._rows.EVENT_COLUMNS` order) is built by :func:`history_rows`: the same
+  ids, actor, session, run and time on every store.
+- **Capabilities**: each store declares what its database gives (:class:`Capabilities`);
+  the core reads them where behaviour differs.
+
+Redis keeps the same rules inside its Lua scripts (one atomic call per write) and says so
+in its notes; embedding invalidation (a memory whose text changes loses its embedding) is
+kept by each store in the write that changes the text, so a vector never outlives its text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+
+from noted.audit import AuditContext, EventType, new_event_ids, resolve_audit
+from noted.db._rows import stamped_keys
+from noted.db.base import (
+    MemoryQuery,
+    MemoryStore,
+    QueryVector,
+    ScoredMemory,
+    WriteBatch,
+    write_in_transaction,
+)
+from noted.errors import ConflictError
+from noted.schema import UserMemory
+
+__all__ = [
+    "Capabilities",
+    "Change",
+    "StoredSide",
+    "UndoingStore",
+    "additions",
+    "deletions",
+    "event_stamp",
+    "foreign_memory",
+    "history_rows",
+    "upsert_changes",
+    "write_batch",
+]
+
+T = TypeVar("T")  # how a store holds topics: JSON text (SQL) or a list (documents)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a store's database does itself.
+
+    ``transactions``: a failed write undoes the rest of its transaction, so a batch is
+    all or nothing by itself; without them the core checks a batch whole before any of
+    it is written. ``native_fulltext``: keyword search runs in the database (else BM25 in
+    Python over the user's memories). ``native_vectors``: semantic search can run in the
+    database (else exact cosine in Python)."""
+
+    transactions: bool
+    native_fulltext: bool = False
+    native_vectors: bool = False
+
+
+class Change(NamedTuple, Generic[T]):
+    """One memory's change, as its history event records it."""
+
+    memory_id: str
+    user_id: str
+    event: EventType
+    old_memory: str | None
+    new_memory: str | None
+    old_topics: T | None
+    new_topics: T | None
+
+
+class StoredSide(NamedTuple, Generic[T]):
+    """What the rules need of a stored memory: its owner, text and topics."""
+
+    user_id: str
+    memory: str
+    topics: T
+
+
+def foreign_memory(memory_id: str) -> ConflictError:
+    """What every store raises for a memory id of another user."""
+    return ConflictError(f"memory_id {memory_id!r} belongs to another user; nothing was written")
+
+
+def upsert_changes(
+    entries: Iterable[tuple[str, str, str, T]], stored: Mapping[str, StoredSide[T]]
+) -> list[Change[T]]:
+    """The history of an upsert of (memory_id, user_id, text, topics) entries, in order:
+    an ``"add"`` for a new id, an ``"update"`` of what is stored (the same id twice in one
+    batch is an add, then an update of it). ConflictError, before anything is written,
+    if an id belongs to another user, stored or earlier in the batch."""
+    current = dict(stored)
+    changes: list[Change[T]] = []
+    for memory_id, user_id, text, topics in entries:
+        old = current.get(memory_id)
+        if old is None:
+            changes.append(Change(memory_id, user_id, "add", None, text, None, topics))
+        elif old.user_id != user_id:
+            raise foreign_memory(memory_id)
+        else:
+            change = Change(memory_id, user_id, "update", old.memory, text, old.topics, topics)
+            changes.append(change)
+        current[memory_id] = StoredSide(user_id, text, topics)
+    return changes
+
+
+def additions(entries: Iterable[tuple[str, str, str, T]]) -> list[Change[T]]:
+    """The ``"add"`` changes of (memory_id, user_id, text, topics) memories new to the store."""
+    return [
+        Change(memory_id, user_id, "add", None, text, None, topics)
+        for memory_id, user_id, text, topics in entries
+    ]
+
+
+def deletions(found: Iterable[tuple[str, str, str, T]]) -> list[Change[T]]:
+    """The ``"delete"`` changes of (memory_id, user_id, text, topics) memories deleted."""
+    return [
+        Change(memory_id, user_id, "delete", text, None, topics, None)
+        for memory_id, user_id, text, topics in found
+    ]
+
+
+def event_stamp(audit: AuditContext, at: Any) -> tuple[Any, ...]:
+    """The last columns of every event row of one write: actor, session_id, run_id, time."""
+    return (audit.actor, audit.session_id, audit.run_id, at)
+
+
+def history_rows(
+    changes: Sequence[Change[Any]], audit: AuditContext, at: Any
+) -> list[tuple[Any, ...]]:
+    """One event row per change (EVENT_COLUMNS order), each with a new event id, all
+    written by ``audit`` at ``at`` (in the store's own form of a time)."""
+    stamp = event_stamp(audit, at)
+    return [
+        (event_id, *change, *stamp)
+        for event_id, change in zip(new_event_ids(len(changes)), changes, strict=True)
+    ]
+
+
+class DeleteRules:
+    """The delete methods of :class:`~noted.db.base.MemoryStore` once: the audit context
+    resolved, ids taken once each in the order given, nothing asked for no ids; the
+    backend deletes (recording a ``"delete"`` event per memory, see :func:`deletions`)."""
+
+    def delete_memories(
+        self, memory_ids: Sequence[str], user_id: str, *, audit: AuditContext | None = None
+    ) -> int:
+        context = resolve_audit(audit)
+        ids = list(dict.fromkeys(memory_ids))
+        return self._delete_ids(ids, user_id, context) if ids else 0
+
+    def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
+        return self._delete_all(user_id, resolve_audit(audit))
+
+    def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:
+        return self._delete_all(None, resolve_audit(audit))
+
+    def _delete_ids(self, memory_ids: list[str], user_id: str, audit: AuditContext) -> int:
+        """Delete those of ``memory_ids`` (distinct, at least one) that ``user_id`` owns."""
+        raise NotImplementedError
+
+    def _delete_all(self, user_id: str | None, audit: AuditContext) -> int:
+        """Delete every memory of ``user_id``, or of every user when it is None."""
+        raise NotImplementedError
+
+
+class VectorHelper(Protocol):
+    """A store's embeddings and semantic search, kept by a helper object of its own."""
+
+    def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]: ...
+
+    def to_embed(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]: ...
+
+    def count_to_embed(self, user_id: str | None, model: str) -> int: ...
+
+    def store(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int: ...
+
+
+class EmbeddingsInHelper:
+    """The embedding methods of :class:`~noted.db.base.MemoryStore` for a store whose
+    vectors are kept by a helper (``_vectors``: SQLite's and PostgreSQL's)."""
+
+    _vectors: VectorHelper
+
+    def semantic_search(
+        self, query: MemoryQuery, vector: QueryVector, model: str
+    ) -> list[ScoredMemory]:
+        return self._vectors.search(query, vector, model)
+
+    def memories_to_embed(
+        self, user_id: str | None, model: str, limit: int | None = None
+    ) -> list[UserMemory]:
+        return self._vectors.to_embed(user_id, model, limit)
+
+    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
+        return self._vectors.count_to_embed(user_id, model)
+
+    def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
+        return self._vectors.store(model, items)
+
+
+class UndoingStore(MemoryStore, Protocol):
+    """What :func:`write_batch` asks of a store: its capabilities, and who owns some
+    memory ids (of those it holds)."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
+
+    def memory_owners(self, memory_ids: Sequence[str]) -> Mapping[str, str]: ...
+
+
+def write_batch(
+    store: UndoingStore, batch: WriteBatch, audit: AuditContext | None
+) -> list[UserMemory]:
+    """A batch as the store's own calls, inside the transaction the store holds open
+    around this call if it has them. Without transactions (the first change cannot be
+    undone when a later one fails) the one change that can be refused, an add with another
+    user's id, is looked for first: then nothing is written."""
+    if batch.adds and not store.capabilities.transactions:
+        ids = [stamped_keys(m)[0] for m in batch.adds]
+        held = store.memory_owners(ids)
+        for memory_id in ids:
+            owner = held.get(memory_id)
+            if owner is not None and owner != batch.user_id:
+                raise foreign_memory(memory_id)
+    return write_in_transaction(store, batch, audit)

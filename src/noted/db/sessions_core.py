@@ -1,0 +1,178 @@
+"""The SessionStore methods written once, over the primitives each backend provides.
+
+:class:`SessionRules` is the :class:`~noted.db.base.SessionStore` a backend class gets by
+inheriting it: it checks the paging arguments, reads the clock for a new run and answers a
+page of none without asking the database, then calls the backend's primitives (the
+``_..._session``/``_..._runs`` methods below). Who owns a session is a rule every primitive
+keeps (a session of another user is never read, listed or deleted; appending to it or
+setting its summary raises :func:`~noted.db._rows.foreign_session`), where the database can
+check it in the same statement or transaction as the write.
+
+:class:`SessionsInModule` provides those primitives for a backend whose sessions live in a
+module of functions taking a connection and the backend's names first (SQLite, PostgreSQL,
+MongoDB): the backend names the module, its read and write connections and its names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+from noted._time import now_micros
+from noted.db.base import check_page
+from noted.sessions import RunResult, Session, SessionSummary
+
+__all__ = ["SessionFunctions", "SessionRules", "SessionsInModule"]
+
+
+class SessionRules:
+    """The SessionStore protocol's methods, over the backend's primitives."""
+
+    def append_run(self, run: RunResult) -> None:
+        self._store_run(run, now_micros())
+
+    def get_runs(
+        self,
+        session_id: str,
+        user_id: str,
+        *,
+        last_n: int | None = None,
+        completed_only: bool = False,
+    ) -> list[RunResult]:
+        check_page(last_n, 0)
+        return self._read_runs(session_id, user_id, last_n, completed_only)
+
+    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
+        return self._read_session(session_id, user_id)
+
+    def list_sessions(
+        self, user_id: str | None, *, limit: int | None = None, offset: int = 0
+    ) -> list[Session]:
+        check_page(limit, offset)
+        return [] if limit == 0 else self._read_sessions(user_id, limit, offset)
+
+    def delete_session(self, session_id: str, user_id: str | None) -> bool:
+        return self._remove_session(session_id, user_id)
+
+    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+        return self._read_summary(session_id, user_id)
+
+    def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+        return self._write_summary(session_id, user_id, summary)
+
+    # -- the backend's primitives ---------------------------------------------------------
+
+    def _store_run(self, run: RunResult, now_us: int) -> None:
+        """Append ``run``, creating its session (at ``now_us``) on its first run."""
+        raise NotImplementedError
+
+    def _read_runs(
+        self, session_id: str, user_id: str, last_n: int | None, completed_only: bool
+    ) -> list[RunResult]:
+        raise NotImplementedError
+
+    def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
+        raise NotImplementedError
+
+    def _read_sessions(self, user_id: str | None, limit: int | None, offset: int) -> list[Session]:
+        raise NotImplementedError
+
+    def _remove_session(self, session_id: str, user_id: str | None) -> bool:
+        raise NotImplementedError
+
+    def _read_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+        raise NotImplementedError
+
+    def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+        raise NotImplementedError
+
+
+class SessionFunctions(Protocol):
+    """A backend's sessions module: each function takes the connection and the backend's
+    names (tables, or where the server is) first; the writing ones run inside the write
+    connection's transaction."""
+
+    def add_run(self, conn: Any, names: Any, run: RunResult, now_us: int) -> None: ...
+
+    def get_runs(
+        self,
+        conn: Any,
+        names: Any,
+        session_id: str,
+        user_id: str,
+        last_n: int | None,
+        completed_only: bool,
+    ) -> list[RunResult]: ...
+
+    def get_session(
+        self, conn: Any, names: Any, session_id: str, user_id: str | None
+    ) -> Session | None: ...
+
+    def list_sessions(
+        self, conn: Any, names: Any, user_id: str | None, limit: int | None, offset: int
+    ) -> list[Session]: ...
+
+    def delete_session(
+        self, conn: Any, names: Any, session_id: str, user_id: str | None
+    ) -> bool: ...
+
+    def get_summary(
+        self, conn: Any, names: Any, session_id: str, user_id: str
+    ) -> SessionSummary | None: ...
+
+    def set_summary(
+        self, conn: Any, names: Any, session_id: str, user_id: str, summary: SessionSummary
+    ) -> bool: ...
+
+
+class SessionsInModule(SessionRules):
+    """The primitives over a sessions module: the backend sets ``_session_functions`` (the
+    module), ``_session_names`` and the two connection factories."""
+
+    _session_functions: SessionFunctions
+    _session_names: Any
+    _session_reader: Callable[..., AbstractContextManager[Any]]
+    _session_writer: Callable[..., AbstractContextManager[Any]]
+
+    def _store_run(self, run: RunResult, now_us: int) -> None:
+        with self._session_writer() as conn:
+            self._session_functions.add_run(conn, self._session_names, run, now_us)
+
+    def _read_runs(
+        self, session_id: str, user_id: str, last_n: int | None, completed_only: bool
+    ) -> list[RunResult]:
+        with self._session_reader() as conn:
+            return self._session_functions.get_runs(
+                conn, self._session_names, session_id, user_id, last_n, completed_only
+            )
+
+    def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
+        with self._session_reader() as conn:
+            return self._session_functions.get_session(
+                conn, self._session_names, session_id, user_id
+            )
+
+    def _read_sessions(self, user_id: str | None, limit: int | None, offset: int) -> list[Session]:
+        with self._session_reader() as conn:
+            return self._session_functions.list_sessions(
+                conn, self._session_names, user_id, limit, offset
+            )
+
+    def _remove_session(self, session_id: str, user_id: str | None) -> bool:
+        with self._session_writer() as conn:
+            return self._session_functions.delete_session(
+                conn, self._session_names, session_id, user_id
+            )
+
+    def _read_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+        with self._session_reader() as conn:
+            return self._session_functions.get_summary(
+                conn, self._session_names, session_id, user_id
+            )
+
+    def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+        with self._session_writer() as conn:
+            return self._session_functions.set_summary(
+                conn, self._session_names, session_id, user_id, summary
+            )
