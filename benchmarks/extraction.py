@@ -46,11 +46,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from extraction_cases import CASES, Case, message_count
+from extraction_cases import CASES, GROUPS, Case, message_count
 from local_models import MODELS
 
 from noted import Memory, SqliteDb
-from noted.models import LlamaCpp
+from noted.models import LlamaCpp, ModelRequest, ModelResponse
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = os.cpu_count() or 1
@@ -136,8 +136,23 @@ def run(system: str, model: str, extract: Extractor, cases: list[Case]) -> Score
 # -- noted -------------------------------------------------------------------------------
 
 
-def noted_extractor(model_path: Path, workdir: Path) -> Extractor:
-    model = LlamaCpp(model_path, n_ctx=4096, max_tokens=512, n_threads=THREADS)
+class ShownLlamaCpp(LlamaCpp):
+    """LlamaCpp that prints each answer, its tokens and its seconds (``--answers``)."""
+
+    async def _send(self, request: ModelRequest) -> ModelResponse:
+        started = time.perf_counter()
+        response = await super()._send(request)
+        print(
+            f"    answer ({response.usage.input_tokens}+{response.usage.output_tokens} tokens, "
+            f"{time.perf_counter() - started:.1f} s): {response.content}",
+            flush=True,
+        )
+        return response
+
+
+def noted_extractor(model_path: Path, workdir: Path, answers: bool = False) -> Extractor:
+    kind = ShownLlamaCpp if answers else LlamaCpp
+    model = kind(model_path, n_ctx=4096, max_tokens=512, n_threads=THREADS)
     memory = Memory(db=SqliteDb(workdir / "noted.db"), model=model)
 
     def extract(case: Case) -> list[str]:
@@ -263,6 +278,14 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N cases")
     parser.add_argument("--every", type=int, default=1, help="every Nth case (a mixed sample)")
     parser.add_argument(
+        "--only",
+        default=None,
+        help=f"only these groups of cases, comma-separated: {', '.join(GROUPS)}",
+    )
+    parser.add_argument(
+        "--answers", action="store_true", help="print noted's model answers as they come"
+    )
+    parser.add_argument(
         "--rescore", type=Path, default=None, help="score the cases a run's output printed"
     )
     args = parser.parse_args()
@@ -270,7 +293,13 @@ def main() -> None:
     if args.rescore is not None:
         print(table(rescore(args.rescore.read_text())))
         return
-    cases = CASES[:: args.every][: args.limit] if args.limit else CASES[:: args.every]
+    chosen = CASES
+    if args.only:
+        wanted = {g.strip() for g in args.only.split(",")}
+        if unknown := wanted - GROUPS.keys():
+            parser.error(f"unknown groups {sorted(unknown)}; known: {', '.join(GROUPS)}")
+        chosen = [c for c in CASES if any(c in GROUPS[g] for g in wanted)]
+    cases = chosen[:: args.every][: args.limit] if args.limit else chosen[:: args.every]
     print(f"{len(cases)} cases, {message_count()} messages in the full set", flush=True)
     scores: list[Score] = []
     for name in args.models.split(","):
@@ -279,7 +308,8 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 workdir = Path(tmp)
                 if system == "noted":
-                    scores.append(run(system, name, noted_extractor(path, workdir), cases))
+                    extract = noted_extractor(path, workdir, args.answers)
+                    scores.append(run(system, name, extract, cases))
                 else:
                     with llama_server(path, workdir) as url:
                         extract = agno_extractor(url, path, workdir)
@@ -300,10 +330,12 @@ def main() -> None:
             for s in scores
         ],
     }
-    out = (
-        RESULTS
-        / f"extraction-{args.models.replace(',', '+')}-{args.systems.replace(',', '+')}.json"
-    )
+    name = f"extraction-{args.models.replace(',', '+')}-{args.systems.replace(',', '+')}"
+    if args.only:
+        name += "-" + args.only.replace(",", "+")
+    if args.every > 1 or args.limit:
+        name += f"-every{args.every}" + (f"-limit{args.limit}" if args.limit else "")
+    out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(report, indent=2))
 
 
