@@ -150,9 +150,11 @@ class ShownLlamaCpp(LlamaCpp):
         return response
 
 
-def noted_extractor(model_path: Path, workdir: Path, answers: bool = False) -> Extractor:
+def noted_extractor(
+    model_path: Path, workdir: Path, answers: bool = False, threads: int = THREADS
+) -> Extractor:
     kind = ShownLlamaCpp if answers else LlamaCpp
-    model = kind(model_path, n_ctx=4096, max_tokens=512, n_threads=THREADS)
+    model = kind(model_path, n_ctx=4096, max_tokens=512, n_threads=threads)
     memory = Memory(db=SqliteDb(workdir / "noted.db"), model=model)
 
     def extract(case: Case) -> list[str]:
@@ -174,7 +176,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def llama_server(model_path: Path, workdir: Path) -> Iterator[str]:
+def llama_server(model_path: Path, workdir: Path, threads: int = THREADS) -> Iterator[str]:
     """``python -m llama_cpp.server`` on a free loopback port; yields its base URL."""
     port = free_port()
     log = (workdir / "llama_server.log").open("w")
@@ -192,7 +194,7 @@ def llama_server(model_path: Path, workdir: Path) -> Iterator[str]:
             "--n_ctx",
             "4096",
             "--n_threads",
-            str(THREADS),
+            str(threads),
             "--chat_format",
             "chatml-function-calling",
         ],
@@ -283,6 +285,9 @@ def main() -> None:
         help=f"only these groups of cases, comma-separated: {', '.join(GROUPS)}",
     )
     parser.add_argument(
+        "--threads", type=int, default=THREADS, help="CPU threads per model (all cores)"
+    )
+    parser.add_argument(
         "--answers", action="store_true", help="print noted's model answers as they come"
     )
     parser.add_argument(
@@ -308,10 +313,10 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 workdir = Path(tmp)
                 if system == "noted":
-                    extract = noted_extractor(path, workdir, args.answers)
+                    extract = noted_extractor(path, workdir, args.answers, args.threads)
                     scores.append(run(system, name, extract, cases))
                 else:
-                    with llama_server(path, workdir) as url:
+                    with llama_server(path, workdir, args.threads) as url:
                         extract = agno_extractor(url, path, workdir)
                         scores.append(run(system, name, extract, cases))
             print(table(scores[-1:]), flush=True)
