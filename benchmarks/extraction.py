@@ -284,6 +284,7 @@ def main() -> None:
         default=None,
         help=f"only these groups of cases, comma-separated: {', '.join(GROUPS)}",
     )
+    parser.add_argument("--cases", default=None, help="only these cases, by name, in this order")
     parser.add_argument(
         "--threads", type=int, default=THREADS, help="CPU threads per model (all cores)"
     )
@@ -305,6 +306,12 @@ def main() -> None:
             parser.error(f"unknown groups {sorted(unknown)}; known: {', '.join(GROUPS)}")
         chosen = [c for c in CASES if any(c in GROUPS[g] for g in wanted)]
     cases = chosen[:: args.every][: args.limit] if args.limit else chosen[:: args.every]
+    if args.cases:
+        by_name = {c.name: c for c in chosen}
+        names = [n.strip() for n in args.cases.split(",")]
+        if unknown_cases := [n for n in names if n not in by_name]:
+            parser.error(f"unknown cases {unknown_cases}")
+        cases = [by_name[n] for n in names]
     print(f"{len(cases)} cases, {message_count()} messages in the full set", flush=True)
     scores: list[Score] = []
     for name in args.models.split(","):

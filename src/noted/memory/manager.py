@@ -194,7 +194,7 @@ class MemoryManager:
         )
         if self.system_message is None:  # the default prompt, with its examples, was used
             grounded = [m.content or "" for m in messages] + [m.memory for m in shown.values()]
-            drop_example_copies(plan, "\n".join(grounded))
+            drop_example_copies(plan, "\n".join(grounded), said)
         self.cap(plan)
         return plan, shown, said, response.usage
 
