@@ -46,11 +46,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from extraction_cases import CASES, Case, message_count
+from extraction_cases import CASES, GROUPS, Case, message_count
 from local_models import MODELS
 
 from noted import Memory, SqliteDb
-from noted.models import LlamaCpp
+from noted.models import LlamaCpp, ModelRequest, ModelResponse
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = os.cpu_count() or 1
@@ -136,8 +136,25 @@ def run(system: str, model: str, extract: Extractor, cases: list[Case]) -> Score
 # -- noted -------------------------------------------------------------------------------
 
 
-def noted_extractor(model_path: Path, workdir: Path) -> Extractor:
-    model = LlamaCpp(model_path, n_ctx=4096, max_tokens=512, n_threads=THREADS)
+class ShownLlamaCpp(LlamaCpp):
+    """LlamaCpp that prints each answer, its tokens and its seconds (``--answers``)."""
+
+    async def _send(self, request: ModelRequest) -> ModelResponse:
+        started = time.perf_counter()
+        response = await super()._send(request)
+        print(
+            f"    answer ({response.usage.input_tokens}+{response.usage.output_tokens} tokens, "
+            f"{time.perf_counter() - started:.1f} s): {response.content}",
+            flush=True,
+        )
+        return response
+
+
+def noted_extractor(
+    model_path: Path, workdir: Path, answers: bool = False, threads: int = THREADS
+) -> Extractor:
+    kind = ShownLlamaCpp if answers else LlamaCpp
+    model = kind(model_path, n_ctx=4096, max_tokens=512, n_threads=threads)
     memory = Memory(db=SqliteDb(workdir / "noted.db"), model=model)
 
     def extract(case: Case) -> list[str]:
@@ -159,7 +176,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def llama_server(model_path: Path, workdir: Path) -> Iterator[str]:
+def llama_server(model_path: Path, workdir: Path, threads: int = THREADS) -> Iterator[str]:
     """``python -m llama_cpp.server`` on a free loopback port; yields its base URL."""
     port = free_port()
     log = (workdir / "llama_server.log").open("w")
@@ -177,7 +194,7 @@ def llama_server(model_path: Path, workdir: Path) -> Iterator[str]:
             "--n_ctx",
             "4096",
             "--n_threads",
-            str(THREADS),
+            str(threads),
             "--chat_format",
             "chatml-function-calling",
         ],
@@ -263,6 +280,18 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="only the first N cases")
     parser.add_argument("--every", type=int, default=1, help="every Nth case (a mixed sample)")
     parser.add_argument(
+        "--only",
+        default=None,
+        help=f"only these groups of cases, comma-separated: {', '.join(GROUPS)}",
+    )
+    parser.add_argument("--cases", default=None, help="only these cases, by name, in this order")
+    parser.add_argument(
+        "--threads", type=int, default=THREADS, help="CPU threads per model (all cores)"
+    )
+    parser.add_argument(
+        "--answers", action="store_true", help="print noted's model answers as they come"
+    )
+    parser.add_argument(
         "--rescore", type=Path, default=None, help="score the cases a run's output printed"
     )
     args = parser.parse_args()
@@ -270,7 +299,19 @@ def main() -> None:
     if args.rescore is not None:
         print(table(rescore(args.rescore.read_text())))
         return
-    cases = CASES[:: args.every][: args.limit] if args.limit else CASES[:: args.every]
+    chosen = CASES
+    if args.only:
+        wanted = {g.strip() for g in args.only.split(",")}
+        if unknown := wanted - GROUPS.keys():
+            parser.error(f"unknown groups {sorted(unknown)}; known: {', '.join(GROUPS)}")
+        chosen = [c for c in CASES if any(c in GROUPS[g] for g in wanted)]
+    cases = chosen[:: args.every][: args.limit] if args.limit else chosen[:: args.every]
+    if args.cases:
+        by_name = {c.name: c for c in chosen}
+        names = [n.strip() for n in args.cases.split(",")]
+        if unknown_cases := [n for n in names if n not in by_name]:
+            parser.error(f"unknown cases {unknown_cases}")
+        cases = [by_name[n] for n in names]
     print(f"{len(cases)} cases, {message_count()} messages in the full set", flush=True)
     scores: list[Score] = []
     for name in args.models.split(","):
@@ -279,9 +320,10 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 workdir = Path(tmp)
                 if system == "noted":
-                    scores.append(run(system, name, noted_extractor(path, workdir), cases))
+                    extract = noted_extractor(path, workdir, args.answers, args.threads)
+                    scores.append(run(system, name, extract, cases))
                 else:
-                    with llama_server(path, workdir) as url:
+                    with llama_server(path, workdir, args.threads) as url:
                         extract = agno_extractor(url, path, workdir)
                         scores.append(run(system, name, extract, cases))
             print(table(scores[-1:]), flush=True)
@@ -300,10 +342,12 @@ def main() -> None:
             for s in scores
         ],
     }
-    out = (
-        RESULTS
-        / f"extraction-{args.models.replace(',', '+')}-{args.systems.replace(',', '+')}.json"
-    )
+    name = f"extraction-{args.models.replace(',', '+')}-{args.systems.replace(',', '+')}"
+    if args.only:
+        name += "-" + args.only.replace(",", "+")
+    if args.every > 1 or args.limit:
+        name += f"-every{args.every}" + (f"-limit{args.limit}" if args.limit else "")
+    out = RESULTS / f"{name}.json"
     out.write_text(json.dumps(report, indent=2))
 
 

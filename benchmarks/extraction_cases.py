@@ -149,6 +149,13 @@ MULTI = [
 ]  # fmt: skip
 
 CASES: list[Case] = [*FACTS, *NOTHING, *HIDDEN, *CHANGES, *MULTI]
+GROUPS: dict[str, list[Case]] = {
+    "facts": FACTS,
+    "nothing": NOTHING,
+    "hidden": HIDDEN,
+    "changes": CHANGES,
+    "multi": MULTI,
+}
 
 
 def message_count() -> int:

@@ -27,7 +27,11 @@ from noted.memory.operations import (
     operations_schema,
     parse_operations,
 )
-from noted.memory.prompts import manager_system_prompt, manager_user_prompt
+from noted.memory.prompts import (
+    drop_example_copies,
+    manager_system_prompt,
+    manager_user_prompt,
+)
 from noted.memory.selection import select_memories
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
@@ -188,6 +192,9 @@ class MemoryManager:
         plan = parse_operations(
             response.content, shown, self.permissions, door.max_length, salvage=True
         )
+        if self.system_message is None:  # the default prompt, with its examples, was used
+            grounded = [m.content or "" for m in messages] + [m.memory for m in shown.values()]
+            drop_example_copies(plan, "\n".join(grounded), said)
         self.cap(plan)
         return plan, shown, said, response.usage
 
