@@ -343,7 +343,8 @@ def test_the_best_k_keep_position_order_among_equal_scores_at_the_cut() -> None:
     for _ in range(2000):
         n = int(rng.integers(1, 40))
         scores = rng.integers(0, 4, n).astype(np.float32)
-        scores[rng.integers(0, n)] = rng.choice([np.nan, -np.inf, 2.0])
+        for _ in range(int(rng.integers(0, 3))):  # none, one or two that are not plain
+            scores[rng.integers(0, n)] = rng.choice([np.nan, -np.inf, np.inf, 2.0])
         count = None if rng.random() < 0.1 else int(rng.integers(0, n + 2))
         finite = [i for i in range(n) if np.isfinite(scores[i])]
         expected = sorted(finite, key=lambda i: (-scores[i], i))[:count]
@@ -423,3 +424,18 @@ def test_hybrid_from_hits_ranks_as_fusing_whole_memories(tmp_path: Path) -> None
                 assert [r.score for r in found] == pytest.approx([r.score for r in whole])
                 compared += len(found)
     assert compared > 500
+    # a weight given to the call (the selection's) counts on this path too
+    query, text = queries[0], texts[1]
+    wide = replace(query, limit=HYBRID_DEPTH)
+    for weight in (0.0, 0.5, 1.0):
+        whole = fuse(
+            db.keyword_search(wide, text),
+            index.semantic(wide, text),
+            semantic_weight=weight,
+            limit=query.limit,
+        )
+        found = index.hybrid(query, text, semantic_weight=weight)
+        assert [r.memory for r in found] == [r.memory for r in whole]
+        assert [r.score for r in found] == pytest.approx([r.score for r in whole])
+    assert index.hybrid(query, text, semantic_weight=1.0) != index.hybrid(query, text)
+    db.close()

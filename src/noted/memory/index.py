@@ -194,6 +194,7 @@ class MemoryIndex:
         """Keyword and semantic results fused (see :mod:`noted.retrieval.fusion`), with the
         index's ``semantic_weight`` unless another is given."""
         limit = query.limit
+        weight = self.semantic_weight if semantic_weight is None else semantic_weight
         depth = max(HYBRID_DEPTH, 0 if limit is None else query.offset + limit)
         wide = dataclasses.replace(query, limit=depth, offset=0)
         end = None if limit is None else query.offset + limit
@@ -207,7 +208,7 @@ class MemoryIndex:
             hits = fuse_hits(
                 store.keyword_hits(wide, text),
                 store.semantic_hits(wide, vector, self.model_name),
-                semantic_weight=self.semantic_weight,
+                semantic_weight=weight,
                 recency_weight=recency_weight,
                 half_life=half_life,
                 limit=end,
@@ -221,7 +222,7 @@ class MemoryIndex:
         fused = fuse(
             by_words,
             by_meaning,
-            semantic_weight=self.semantic_weight if semantic_weight is None else semantic_weight,
+            semantic_weight=weight,
             recency_weight=recency_weight,
             half_life=half_life,
             limit=end,

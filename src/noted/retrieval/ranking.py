@@ -17,7 +17,9 @@ import numpy.typing as npt
 __all__ = [
     "KeywordIndex",
     "bm25_scores",
+    "content_terms",
     "fts_match",
+    "fts_query",
     "fts_terms",
 ]
 
@@ -50,12 +52,23 @@ where which while who whom why will with would you your yours yourself
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
+def content_terms(text: str) -> list[str]:
+    """The words a keyword query for ``text`` looks for: its :func:`fts_terms` less the
+    stopwords (all of them when it has nothing else)."""
+    words = fts_terms(text)
+    return [w for w in words if w not in STOPWORDS] or words
+
+
 def fts_match(text: str, owner: str | None = None) -> str | None:
     """An FTS5 query for the words of ``text`` (any of them, ranked by BM25), within the
     ``owner`` column's phrase when given; None when ``text`` has no words. Every word is
     quoted, so nothing in ``text`` is read as query syntax."""
-    words = fts_terms(text)
-    content = [w for w in words if w not in STOPWORDS] or words
+    return fts_query(content_terms(text), owner)
+
+
+def fts_query(words: Sequence[str], owner: str | None = None) -> str | None:
+    """:func:`fts_match` for words already split (as :func:`content_terms` gives them)."""
+    content = [w for w in words if WORD.fullmatch(w)]
     if not content:
         return None
     query = "{memory topics input} : (" + " OR ".join(f'"{w}"' for w in content) + ")"
@@ -91,8 +104,7 @@ def _bag(document: str) -> tuple[dict[str, int], int]:
 def _query_stems(text: str) -> set[str]:
     """The stems a keyword query looks for: its words less the stopwords (all of them when
     it has nothing else)."""
-    words = fts_terms(text)
-    return {_stem(w) for w in ([w for w in words if w not in STOPWORDS] or words)}
+    return {_stem(w) for w in content_terms(text)}
 
 
 def _postings(

@@ -84,6 +84,16 @@ def cosine_scores(matrix: Vector, target: Vector) -> Vector:
 def top_indices(scores: npt.NDArray[np.floating], count: int | None) -> npt.NDArray[np.intp]:
     """Positions of the ``count`` highest finite scores (all when None), highest first;
     equal scores keep their positions' order."""
+    if count and count < scores.size:
+        # the count-th highest score, found in place of sorting them all
+        last = np.partition(scores, scores.size - count)[scores.size - count]
+        above = np.flatnonzero(scores > last)
+        if np.isfinite(last) and np.isfinite(scores[above]).all() and not np.isnan(scores).any():
+            tied = np.flatnonzero(scores == last)[: count - above.size]
+            picked = np.concatenate([above, tied])
+            order = np.lexsort((picked, -scores[picked]))
+            best: npt.NDArray[np.intp] = picked[order]
+            return best
     finite = np.flatnonzero(np.isfinite(scores))
     if count is not None and count < finite.size:
         if count:

@@ -37,13 +37,14 @@ from noted.db.base import (
 from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
+from noted.db.sqlite.fulltext import SqliteFullText
 from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
 from noted.db.sqlite.revocations import SqliteRevocations
 from noted.db.sqlite.vectors import SqliteVectors
 from noted.errors import StoreError, UserError
 from noted.retrieval.fusion import Hit
-from noted.retrieval.ranking import fts_match
+from noted.retrieval.ranking import content_terms
 from noted.schema import UserMemory, UserStats
 
 __all__ = ["SqliteDb"]
@@ -56,8 +57,6 @@ _EVENT_ID_LEN = 36  # a UUID as text
 _MAX_ROWID = 2**63 - 1
 _VECTOR_CACHE_BYTES = 512 * 2**20
 _PAGE_CACHE_MIB = 64
-# BM25 weight of each full-text column: owner (never matched), memory, topics, input
-_BM25_WEIGHTS = "0.0, 1.0, 0.5, 0.5"
 
 
 class SqliteDb(
@@ -108,6 +107,9 @@ class SqliteDb(
         self._conn: sqlite3.Connection | None = None
         self._vectors = SqliteVectors(
             self.memory_table, self._session, self._transaction, self._where, vector_cache_bytes
+        )
+        self._fulltext = SqliteFullText(
+            self.memory_table, self._session, self._where, self._vectors.generation
         )
         t = self.memory_table
         # a memory whose text changes loses its embedding (it was made from the old text)
@@ -472,26 +474,11 @@ class SqliteDb(
         """``columns`` and the BM25 score (last) of the query's page of best matches."""
         if query.user_id is None:
             raise UserError("keyword search is for one user: give a user_id")
-        match = fts_match(text, query.user_id)
-        if match is None or query.limit == 0:
+        words = content_terms(text)
+        if not words or query.limit == 0:
             return []
         self._catch_up()
-        where, params = self._where(query)
-        t = self.memory_table
-        limit = -1 if query.limit is None else query.limit
-        # Unfiltered, the index alone picks the best (its owner column keeps to the user),
-        # so only they are read from the memory table; filters need every hit's row.
-        best = "" if query.filtered or limit < 0 else " ORDER BY score, rowid LIMIT ?"
-        sql = (
-            f"SELECT {columns}, hits.score FROM {t} JOIN ("
-            f"SELECT rowid AS hit, bm25({self._fts}, {_BM25_WEIGHTS}) AS score "
-            f"FROM {self._fts} WHERE {self._fts} MATCH ?{best}) AS hits "
-            f"ON {t}.rowid = hits.hit{where} ORDER BY hits.score, memory_id LIMIT ? OFFSET ?"
-        )
-        head = [match, query.offset + limit] if best else [match]
-        with self._session() as conn:
-            rows: list[Any] = conn.execute(sql, [*head, *params, limit, query.offset]).fetchall()
-        return rows
+        return self._fulltext.rows(columns, query, query.user_id, words)
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         rows = self._keyword_rows(_SELECT, query, text)

@@ -66,7 +66,7 @@ class SqliteVectors:
         """Move on the generation of each user whose rows this transaction writes."""
         conn.executemany(self._sql_bump, [(user_id,) for user_id in set(user_ids)])
 
-    def _generation(self, conn: sqlite3.Connection, user_id: str) -> int:
+    def generation(self, conn: sqlite3.Connection, user_id: str) -> int:
         row = conn.execute(self._sql_generation, (user_id,)).fetchone()
         return 0 if row is None else int(row[0])
 
@@ -76,7 +76,7 @@ class SqliteVectors:
         makes the next search read them once more)."""
         key = (user_id, model, dimensions)
         with self._session() as conn:
-            generation = self._generation(conn, user_id)
+            generation = self.generation(conn, user_id)
             cached = self.cache.get(key, generation)
             if cached is not None:
                 return cached
@@ -170,7 +170,7 @@ class SqliteVectors:
         where, params = self._pending(user_id)
         key = (user_id, model)
         with self._session() as conn:
-            generation = -1 if user_id is None else self._generation(conn, user_id)
+            generation = -1 if user_id is None else self.generation(conn, user_id)
             known = self._to_embed.get(key)
             if known is not None and known[0] == generation >= 0:
                 return known[1]

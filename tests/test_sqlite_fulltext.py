@@ -1,0 +1,148 @@
+"""SqliteDb's keyword search at a bounded cost for large users (noted.db.sqlite.fulltext):
+a large user's commonest query words are left out, a word common beyond the budget is
+ranked among its newest matches, other users are searched with every word, and a repeated
+search's kept results follow every write, from this process or another."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from noted import SqliteDb, UserMemory
+from noted.db import MemoryQuery
+
+BUDGET = 40
+PLACES = ["the station", "her office", "the harbour", "a bakery", "the library", "home"]
+DAYS = ["Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "weekends"]
+KINDS = ["black", "iced", "sweet", "oat milk"]
+
+Found = list[tuple[str | None, float]]
+
+
+def found(db: SqliteDb, text: str, user: str = "ava", **filters: object) -> Found:
+    query = MemoryQuery(user_id=user, limit=10, **filters)  # type: ignore[arg-type]
+    return [(r.memory.memory_id, r.score) for r in db.keyword_search(query, text)]
+
+
+def with_budget(db: SqliteDb, budget: int, text: str, user: str = "ava") -> Found:
+    db._fulltext.budget = budget
+    try:
+        return found(db, text, user)
+    finally:
+        db._fulltext.budget = BUDGET
+
+
+def fact(text: str, user: str = "ava", **fields: str) -> UserMemory:
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    return UserMemory(
+        text,
+        user_id=user,
+        memory_id=str(uuid.uuid4()),
+        created_at=when,
+        updated_at=when,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def ids(memories: list[UserMemory]) -> set[str | None]:
+    return {m.memory_id for m in memories}
+
+
+class Ava:
+    """Ava's 20 short coffee facts (oldest), 36 longer ones, two about shellfish and 30
+    others; Bob beside her with a few of the same words."""
+
+    def __init__(self, db: SqliteDb) -> None:
+        self.short = [fact(f"Ava drinks {k} coffee at {p}") for k in KINDS for p in PLACES][:20]
+        self.long = [
+            fact(f"On {d} Ava buys a coffee at {p} before taking the tram to work")
+            for d in DAYS
+            for p in PLACES
+        ]
+        self.rare = [
+            fact("Ava is allergic to shellfish", agent_id="coach"),
+            fact("Ava had a shellfish reaction at a wedding in 2021"),
+        ]
+        others = [
+            fact(f"Ava's {who} visits her on {d} and they cook pasta together")
+            for who in ("sister", "brother", "cousin", "neighbour", "colleague")
+            for d in DAYS
+        ]
+        db.upsert_memories([*self.short, *self.long[:30], *self.rare, *self.long[30:], *others])
+        db.upsert_memories(
+            [
+                fact("Bob drinks coffee with his sister", "bob"),
+                fact("Bob avoids shellfish since a trip to Porto", "bob"),
+            ]
+        )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[SqliteDb]:
+    store = SqliteDb(tmp_path / "memories.db")
+    store._fulltext.budget = BUDGET
+    yield store
+    store.close()
+
+
+def test_a_large_users_commonest_words_are_left_out(db: SqliteDb) -> None:
+    ava = Ava(db)
+    assert db.count_memories(MemoryQuery(user_id="ava")) > BUDGET
+    both = found(db, "coffee or shellfish?")
+    assert both == found(db, "shellfish")  # coffee (56 of Ava's memories) left out
+    assert len(both) == 2
+    everything = with_budget(db, 10**6, "coffee or shellfish?")
+    assert everything[:2] == both[:2] and len(everything) == 10  # and then coffee
+    assert found(db, "coffee shellfish", agent_id="coach")[0][0] == ava.rare[0].memory_id
+
+
+def test_a_word_common_beyond_the_budget_is_ranked_among_its_newest_matches(
+    db: SqliteDb,
+) -> None:
+    ava = Ava(db)
+    coffee = [*ava.short, *ava.long]  # in the order written
+    newest = ids(coffee[-BUDGET:])
+    best = found(db, "coffee")
+    assert len(best) == 10 and {i for i, _ in best} <= newest
+    whole = with_budget(db, 10**6, "coffee")
+    assert {i for i, _ in whole} <= ids(ava.short)  # the short ones rank first over all
+    assert {i for i, _ in whole} - newest  # so the bound changed what was found
+
+
+def test_a_small_user_beside_a_large_one_is_searched_with_every_word(db: SqliteDb) -> None:
+    Ava(db)
+    bob = found(db, "coffee or shellfish?", user="bob")
+    assert len(bob) == 2
+    assert bob == with_budget(db, 10**6, "coffee or shellfish?", user="bob")
+
+
+def test_word_counts_follow_the_users_writes(db: SqliteDb) -> None:
+    Ava(db)
+    assert found(db, "coffee or shellfish?") == found(db, "shellfish")
+    db.upsert_memories(
+        [fact(f"Ava read that shellfish farms grew {n}% in 2020") for n in range(70)]
+    )
+    # now shellfish is the commoner word of the two (72 to 56): coffee is the one kept
+    assert found(db, "coffee or shellfish?") == found(db, "coffee")
+
+
+def test_a_repeated_search_follows_every_write(db: SqliteDb, tmp_path: Path) -> None:
+    Ava(db)
+    first = found(db, "shellfish")
+    assert found(db, "shellfish") == first
+    epipen = fact("Ava carries an epipen for shellfish")
+    db.upsert_memories([epipen])
+    assert epipen.memory_id in {i for i, _ in found(db, "shellfish")}
+    other = SqliteDb(tmp_path / "memories.db")  # another connection, as another process
+    try:
+        crab = fact("Ava got sick from shellfish and crab in Porto")
+        other.upsert_memories([crab])
+        assert crab.memory_id in {i for i, _ in found(db, "shellfish")}
+        other.delete_memories([epipen.memory_id], "ava")
+        assert epipen.memory_id not in {i for i, _ in found(db, "shellfish")}
+    finally:
+        other.close()
