@@ -5,10 +5,12 @@ writes, reindex after a change of embedder, and hostile query text."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -439,3 +441,37 @@ def test_hybrid_from_hits_ranks_as_fusing_whole_memories(tmp_path: Path) -> None
         assert [r.score for r in found] == pytest.approx([r.score for r in whole])
     assert index.hybrid(query, text, semantic_weight=1.0) != index.hybrid(query, text)
     db.close()
+
+
+def test_the_words_searched_while_the_query_embeds_rank_as_one_after_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from noted.memory import index as index_module
+
+    db = SqliteDb(tmp_path / "beside.db")
+    memory = Memory(db=db, embedder="local")
+    memory.add_user_memories(user_facts(120, seed=8), user_id="ava")
+    index = memory.index
+    assert index is not None
+    query = MemoryQuery(user_id="ava", limit=10)
+    texts = ["Where does she work?", "Which pets does she have?", "her sister's wedding"]
+    embedded = []
+    monkeypatch.setattr(index, "_query_vector", _counting(index._query_vector, embedded))
+    beside = [index.hybrid(query, text) for text in texts]  # new texts: embedded meanwhile
+    assert embedded == texts
+    monkeypatch.setattr(index_module, "_OVERLAP", False)
+    index._queries.clear()
+    after = [index.hybrid(query, text) for text in texts]
+    assert embedded == texts * 2
+    for one, other in zip(beside, after, strict=True):
+        assert [r.memory for r in one] == [r.memory for r in other] and len(one) == 10
+        assert [r.score for r in one] == pytest.approx([r.score for r in other])
+    db.close()
+
+
+def _counting(embed: Callable[[str], Any], calls: list[str]) -> Callable[[str], Any]:
+    def counted(text: str) -> Any:
+        calls.append(text)
+        return embed(text)
+
+    return counted

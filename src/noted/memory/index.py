@@ -13,12 +13,15 @@ keyword).
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
+import functools
 import logging
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Final, Protocol, runtime_checkable
 
@@ -40,6 +43,13 @@ REINDEX_BATCH: Final = 256
 _QUERIES_KEPT: Final = 64
 
 Progress = Callable[[int, int], None]
+_OVERLAP = True  # the keyword side beside the embedding (off: one after the other)
+
+
+@functools.cache
+def _beside() -> ThreadPoolExecutor:
+    """Threads for the keyword side of hybrid searches, run while their queries embed."""
+    return ThreadPoolExecutor(4, thread_name_prefix="noted-keywords")
 
 
 @runtime_checkable
@@ -167,14 +177,19 @@ class MemoryIndex:
         self.catch_up(query.user_id)
         return self.store.semantic_search(query, self._query_vector(text), self.model_name)
 
-    def _query_vector(self, text: str) -> Vector:
-        """The query's embedding; the last few are kept, since an agent's turn searches
-        with the same message for its context and for the memory manager."""
+    def _known_vector(self, text: str) -> Vector | None:
         with self._lock:
             known = self._queries.get(text)
             if known is not None:
                 self._queries.move_to_end(text)
-                return known
+            return known
+
+    def _query_vector(self, text: str) -> Vector:
+        """The query's embedding; the last few are kept, since an agent's turn searches
+        with the same message for its context and for the memory manager."""
+        known = self._known_vector(text)
+        if known is not None:
+            return known
         vector: Vector = self.embedder.embed([text], kind="query")[0]
         with self._lock:
             self._queries[text] = vector
@@ -192,7 +207,9 @@ class MemoryIndex:
         semantic_weight: float | None = None,
     ) -> list[ScoredMemory]:
         """Keyword and semantic results fused (see :mod:`noted.retrieval.fusion`), with the
-        index's ``semantic_weight`` unless another is given."""
+        index's ``semantic_weight`` unless another is given. On a store that ranks hits
+        (SQLite), a new query's words are searched on another thread while the query is
+        embedded (both run outside the GIL)."""
         limit = query.limit
         weight = self.semantic_weight if semantic_weight is None else semantic_weight
         depth = max(HYBRID_DEPTH, 0 if limit is None else query.offset + limit)
@@ -204,9 +221,18 @@ class MemoryIndex:
             if query.user_id is None:
                 raise UserError("semantic search is for one user: give a user_id")
             self.catch_up(query.user_id)
-            vector = self._query_vector(text)
+            vector = self._known_vector(text)
+            if vector is None and _OVERLAP:
+                # the store searches the words (out of the GIL) while the model embeds
+                context = contextvars.copy_context()
+                searching = _beside().submit(context.run, store.keyword_hits, wide, text)
+                vector = self._query_vector(text)
+                keyword = searching.result()
+            else:
+                vector = self._query_vector(text) if vector is None else vector
+                keyword = store.keyword_hits(wide, text)
             hits = fuse_hits(
-                store.keyword_hits(wide, text),
+                keyword,
                 store.semantic_hits(wide, vector, self.model_name),
                 semantic_weight=weight,
                 recency_weight=recency_weight,
