@@ -95,6 +95,7 @@ def test_search_benchmark_smoke(tmp_path: Path) -> None:
         "5",
     )
     assert "first search of the large user" in stdout
+    assert "the same 40-memory user beside the 3,000 one / alone" in stdout
     rows = report["latency"]
     for method in ("keyword", "semantic", "hybrid"):
         for label in (f"{method}, 40 memories", f"{method}, 3,000 memories"):

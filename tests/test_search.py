@@ -5,6 +5,8 @@ writes, reindex after a change of embedder, and hostile query text."""
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -475,3 +477,16 @@ def _counting(embed: Callable[[str], Any], calls: list[str]) -> Callable[[str], 
         return embed(text)
 
     return counted
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_child_searches_the_words_on_threads_of_its_own() -> None:
+    from noted.memory import index as index_module
+
+    assert index_module._beside().submit(int, "7").result() == 7  # the parent's pool, idle
+    child = os.fork()
+    if child == 0:  # the child: its pool must run work, not wait for the parent's threads
+        signal.alarm(10)
+        os._exit(0 if index_module._beside().submit(int, "8").result() == 8 else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
-import functools
 import logging
+import os
 import sys
 import threading
 from collections import OrderedDict
@@ -46,10 +46,27 @@ Progress = Callable[[int, int], None]
 _OVERLAP = True  # the keyword side beside the embedding (off: one after the other)
 
 
-@functools.cache
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
 def _beside() -> ThreadPoolExecutor:
-    """Threads for the keyword side of hybrid searches, run while their queries embed."""
-    return ThreadPoolExecutor(4, thread_name_prefix="noted-keywords")
+    """Threads for the keyword side of hybrid searches, run while their queries embed (a
+    new pool in a forked child: the parent's threads are not there)."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(4, thread_name_prefix="noted-keywords"))
+        return _POOL[0]
+
+
+def _forget_pool() -> None:
+    global _POOL_LOCK
+    _POOL.clear()
+    _POOL_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 @runtime_checkable

@@ -34,7 +34,8 @@ __all__ = ["MATCH_BUDGET", "SqliteFullText"]
 MATCH_BUDGET: Final = 5_000  # rows a large user's keyword search scores, about
 # BM25 weight of each full-text column: owner (never matched), memory, topics, input
 _BM25_WEIGHTS: Final = "0.0, 1.0, 0.5, 0.5"
-_RESULTS_KEPT: Final = 128
+_RESULTS_KEPT: Final = 128  # searches whose results are kept
+_ROWS_KEPT: Final = 1_000  # at most, in one search's kept results
 _COUNTS_KEPT: Final = 10_000
 
 Connect = Callable[[], AbstractContextManager[sqlite3.Connection]]
@@ -82,9 +83,10 @@ class SqliteFullText:
                 return list(known[1])
             kept, newest = self._kept(conn, user_id, words)
             rows = self._search(conn, columns, query, user_id, kept, newest)
-            self._results[key] = (state, rows)
-            if len(self._results) > _RESULTS_KEPT:
-                self._results.popitem(last=False)
+            if len(rows) <= _ROWS_KEPT:
+                self._results[key] = (state, rows)
+                if len(self._results) > _RESULTS_KEPT:
+                    self._results.popitem(last=False)
         return list(rows)
 
     def _search(
