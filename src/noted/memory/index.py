@@ -46,27 +46,29 @@ Progress = Callable[[int, int], None]
 _OVERLAP = True  # the keyword side beside the embedding (off: one after the other)
 
 
-_POOL: list[ThreadPoolExecutor] = []
-_POOL_LOCK = threading.Lock()
+class _Threads:
+    """Threads for the keyword side of hybrid searches, run while their queries embed,
+    made on first use; a forked child makes its own (the parent's threads are not there)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pool: ThreadPoolExecutor | None = None
+
+    def get(self) -> ThreadPoolExecutor:
+        with self.lock:
+            if self.pool is None:
+                self.pool = ThreadPoolExecutor(4, thread_name_prefix="noted-keywords")
+            return self.pool
+
+    def forget(self) -> None:
+        self.lock = threading.Lock()
+        self.pool = None
 
 
-def _beside() -> ThreadPoolExecutor:
-    """Threads for the keyword side of hybrid searches, run while their queries embed (a
-    new pool in a forked child: the parent's threads are not there)."""
-    with _POOL_LOCK:
-        if not _POOL:
-            _POOL.append(ThreadPoolExecutor(4, thread_name_prefix="noted-keywords"))
-        return _POOL[0]
-
-
-def _forget_pool() -> None:
-    global _POOL_LOCK
-    _POOL.clear()
-    _POOL_LOCK = threading.Lock()
-
-
+_THREADS = _Threads()
+_beside = _THREADS.get
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
+    os.register_at_fork(after_in_child=_THREADS.forget)
 
 
 @runtime_checkable
