@@ -19,6 +19,7 @@ BUDGET = 40
 PLACES = ["the station", "her office", "the harbour", "a bakery", "the library", "home"]
 DAYS = ["Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "weekends"]
 KINDS = ["black", "iced", "sweet", "oat milk"]
+BY_BARISTA = {0, 1, 2, 18}  # of the short coffee facts: three old ones and a newer one
 
 Found = list[tuple[str | None, float]]
 
@@ -57,7 +58,14 @@ class Ava:
     others; Bob beside her with a few of the same words."""
 
     def __init__(self, db: SqliteDb) -> None:
-        self.short = [fact(f"Ava drinks {k} coffee at {p}") for k in KINDS for p in PLACES][:20]
+        self.short = [
+            fact(
+                f"Ava drinks {k} coffee at {p}",
+                **({"agent_id": "barista"} if n in BY_BARISTA else {}),
+            )
+            for n, (k, p) in enumerate((k, p) for k in KINDS for p in PLACES)
+            if n < 20
+        ]
         self.long = [
             fact(f"On {d} Ava buys a coffee at {p} before taking the tram to work")
             for d in DAYS
@@ -111,6 +119,11 @@ def test_a_word_common_beyond_the_budget_is_ranked_among_its_newest_matches(
     whole = with_budget(db, 10**6, "coffee")
     assert {i for i, _ in whole} <= ids(ava.short)  # the short ones rank first over all
     assert {i for i, _ in whole} - newest  # so the bound changed what was found
+    # filtered: the filter applies to the newest matches
+    barista = found(db, "coffee", agent_id="barista")
+    assert [i for i, _ in barista] == [ava.short[18].memory_id]
+    db._fulltext.budget = 10**6
+    assert len(found(db, "coffee", agent_id="barista")) == len(BY_BARISTA)
 
 
 def test_a_small_user_beside_a_large_one_is_searched_with_every_word(db: SqliteDb) -> None:
