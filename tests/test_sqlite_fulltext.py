@@ -159,3 +159,9 @@ def test_a_repeated_search_follows_every_write(db: SqliteDb, tmp_path: Path) -> 
         assert epipen.memory_id not in {i for i, _ in found(db, "shellfish")}
     finally:
         other.close()
+
+
+def test_a_word_whose_lowercase_holds_a_combining_mark_is_still_searched(db: SqliteDb) -> None:
+    istanbul = fact("Ava flew to İstanbul for a conference")
+    db.upsert_memories([istanbul, fact("Ava flew to Lisbon for a wedding")])
+    assert [i for i, _ in found(db, "İstanbul?")] == [istanbul.memory_id]

@@ -67,8 +67,9 @@ def fts_match(text: str, owner: str | None = None) -> str | None:
 
 
 def fts_query(words: Sequence[str], owner: str | None = None) -> str | None:
-    """:func:`fts_match` for words already split (as :func:`content_terms` gives them)."""
-    content = [w for w in words if WORD.fullmatch(w)]
+    """:func:`fts_match` for words already split (as :func:`content_terms` gives them);
+    anything holding a quote is left out, so nothing can end a word's quoting."""
+    content = [w for w in words if w and '"' not in w]
     if not content:
         return None
     query = "{memory topics input} : (" + " OR ".join(f'"{w}"' for w in content) + ")"
