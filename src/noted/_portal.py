@@ -20,6 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, Generic, TypeVar
 
+from noted._async import aclose
 from noted.errors import UserError
 
 __all__ = ["background", "drain", "iterate", "run"]
@@ -105,9 +106,7 @@ class _Stream(Generic[T]):
                 self.request = asyncio.get_running_loop().create_future()
                 self.out.put((item,))
                 if await self.request is _Pull.CLOSE:
-                    aclose = getattr(self.stream, "aclose", None)
-                    if aclose is not None:
-                        await aclose()
+                    await aclose(self.stream)
                     return
         except BaseException as exc:
             end = exc
