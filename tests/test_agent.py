@@ -339,6 +339,28 @@ def test_a_stream_closed_early_is_recorded_as_failed() -> None:
     assert run.status == "failed"
 
 
+def test_a_stream_left_at_a_tool_call_does_not_call_the_tool() -> None:
+    called: list[str] = []
+
+    def launch(target: str) -> str:
+        """Launch something."""
+        called.append(target)
+        return "launched"
+
+    launch_call = call("launch", target="moon")
+    agent = Agent(ScriptedModel([launch_call, launch_call, "done"]), tools=[launch])
+    for event in agent.run("go", stream=True):
+        if isinstance(event, ToolCallStarted):
+            break  # nothing is read ahead of the caller
+    assert called == []
+    assert [type(e).__name__ for e in agent.run("go", stream=True)][-3:] == [
+        "ToolCallCompleted",
+        "ContentDelta",
+        "RunCompleted",
+    ]
+    assert called == ["moon"]
+
+
 def test_model_errors_raise_model_error_and_keep_the_session_usable() -> None:
     def broken(messages: list[Message], tools: list[ToolDefinition]) -> str:
         raise ModelError("provider exploded")
