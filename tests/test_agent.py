@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -13,7 +13,7 @@ import pytest
 from noted import Agent, ConflictError, InMemoryDb, Message, SqliteDb, Tool, UserError
 from noted.agent import ContentDelta, RunCompleted, RunStarted, ToolCallCompleted, ToolCallStarted
 from noted.errors import ModelError
-from noted.models import ModelResponse, ToolCall, ToolDefinition
+from noted.models import ModelDelta, ModelRequest, ModelResponse, ToolCall, ToolDefinition
 from noted.testing import FunctionModel, ScriptedModel, ScriptExhaustedError
 
 
@@ -313,15 +313,52 @@ def test_a_failed_run_is_kept_but_not_replayed() -> None:
     assert [m.content for m in model.requests[-1].messages] == ["first", "first answer", "third"]
 
 
+class _ClosedModel(ScriptedModel):
+    """Records when its stream is closed."""
+
+    closed = 0
+
+    async def astream(self, request: ModelRequest) -> AsyncGenerator[ModelDelta, None]:
+        try:
+            async for delta in super().astream(request):
+                yield delta
+        finally:
+            self.closed += 1
+
+
 def test_a_stream_closed_early_is_recorded_as_failed() -> None:
-    agent = Agent(ScriptedModel(["one two three four five"]), session_id="s")
+    model = _ClosedModel(["one two three four five"])
+    agent = Agent(model, session_id="s")
     stream = agent.run("count", stream=True)
     for event in stream:
         if isinstance(event, ContentDelta):
             break
     stream.close()  # type: ignore[attr-defined]
+    assert model.closed == 1  # the model's stream too, before close() returned
     [run] = agent.db.get_runs("s", "default")
     assert run.status == "failed"
+
+
+def test_a_stream_left_at_a_tool_call_does_not_call_the_tool() -> None:
+    called: list[str] = []
+
+    def launch(target: str) -> str:
+        """Launch something."""
+        called.append(target)
+        return "launched"
+
+    launch_call = call("launch", target="moon")
+    agent = Agent(ScriptedModel([launch_call, launch_call, "done"]), tools=[launch])
+    for event in agent.run("go", stream=True):
+        if isinstance(event, ToolCallStarted):
+            break  # nothing is read ahead of the caller
+    assert called == []
+    assert [type(e).__name__ for e in agent.run("go", stream=True)][-3:] == [
+        "ToolCallCompleted",
+        "ContentDelta",
+        "RunCompleted",
+    ]
+    assert called == ["moon"]
 
 
 def test_model_errors_raise_model_error_and_keep_the_session_usable() -> None:

@@ -236,24 +236,6 @@ def test_registry_accepts_third_party_providers() -> None:
         get_model(42)  # type: ignore[arg-type]
 
 
-def test_sync_stream_closed_early_closes_the_async_one() -> None:
-    closed: list[bool] = []
-
-    async def numbers() -> AsyncIterator[int]:
-        try:
-            for i in range(100):
-                yield i
-        finally:
-            closed.append(True)
-
-    stream = _portal.iterate(numbers())
-    assert next(stream) == 0
-    assert next(stream) == 1
-    stream.close()  # type: ignore[attr-defined]
-    assert closed == [True]
-    assert list(_portal.iterate(numbers())) == list(range(100))
-
-
 def test_sync_calls_from_the_background_loop_are_refused() -> None:
     model = ScriptedModel(["never"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
@@ -26,3 +26,11 @@ def async_twin(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
     twin.__qualname__ = twin.__qualname__.rpartition(".")[0] + ".a" + fn.__name__
     twin.__doc__ = f"Async twin of :meth:`{fn.__name__}`; same arguments, same result."
     return twin
+
+
+async def aclose(iterator: AsyncIterator[Any]) -> None:
+    """Close an async iterator that can be closed (an async generator: its ``finally``
+    blocks run now, not when it is collected); other iterators need nothing."""
+    close = getattr(iterator, "aclose", None)
+    if close is not None:
+        await close()

@@ -14,10 +14,13 @@ import concurrent.futures
 import concurrent.futures.thread  # its exit hook must be registered before ours
 import enum
 import os
+import queue
+import sys
 import threading
 from collections.abc import AsyncIterator, Coroutine, Iterator
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
+from noted._async import aclose
 from noted.errors import UserError
 
 __all__ = ["background", "drain", "iterate", "run"]
@@ -46,8 +49,9 @@ def _portal_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` on the background loop and wait for its result (or its exception)."""
+def _loop_for(coro: Coroutine[Any, Any, Any]) -> asyncio.AbstractEventLoop:
+    """The background loop, refusing (and closing ``coro``) when called from its own
+    thread, where waiting for it would wait forever."""
     loop = _portal_loop()
     if threading.current_thread() is _thread:
         coro.close()
@@ -55,7 +59,12 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
             "a sync noted method was called from async code running on noted's own loop; "
             "await its async twin instead (for example 'await agent.arun(...)')"
         )
-    future = asyncio.run_coroutine_threadsafe(coro, loop)
+    return loop
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` on the background loop and wait for its result (or its exception)."""
+    future = asyncio.run_coroutine_threadsafe(coro, _loop_for(coro))
     try:
         return future.result()
     except BaseException:
@@ -64,34 +73,94 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
         raise
 
 
+class _Pull(enum.Enum):
+    NEXT = 0
+    CLOSE = 1
+
+
+class _Stream(Generic[T]):
+    """An async iterator driven by one task on the background loop, an item at a time.
+
+    The task takes the next item only when the sync caller asks for it, as ``async for``
+    would: nothing is read ahead, so what the stream does before its next item (a tool
+    call, a write) happens only if the caller wants that item. Items, and at last
+    ``_End.END`` or the stream's exception, go back through a queue the caller blocks on;
+    the caller's next request sets a future the task waits on. One wake-up each way per
+    item, and no task, future or lock made per item.
+    """
+
+    def __init__(self, stream: AsyncIterator[T]) -> None:
+        self.stream = stream
+        self.out: queue.SimpleQueue[tuple[T] | _End | BaseException] = queue.SimpleQueue()
+        self.request: asyncio.Future[_Pull] | None = None
+
+    async def drive(self) -> None:
+        end: _End | BaseException = _End.END
+        try:
+            while True:
+                try:
+                    item = await anext(self.stream)
+                except StopAsyncIteration:
+                    return
+                # made before the item goes out, so the caller's request finds it
+                self.request = asyncio.get_running_loop().create_future()
+                self.out.put((item,))
+                if await self.request is _Pull.CLOSE:
+                    await aclose(self.stream)
+                    return
+        except BaseException as exc:
+            end = exc
+            raise
+        finally:
+            self.out.put(end)
+
+    def pull(self, what: _Pull) -> None:
+        """Ask the task (waiting after an item) for the next item or to close the stream."""
+        request = self.request
+        assert request is not None, "asked before the first item"
+        request.get_loop().call_soon_threadsafe(request.set_result, what)
+
+    def end(self) -> None:
+        """Wait for the task's end (after a close request); raise what the stream raised."""
+        end = self.out.get()
+        if isinstance(end, BaseException):
+            raise end
+
+
 def iterate(stream: AsyncIterator[T]) -> Iterator[T]:
     """A sync iterator over an async one, pulled through the background loop.
 
-    Closing the sync iterator early (``break``, an exception) closes the async one too.
+    The async iterator runs in one task from its first item to its last, as in
+    ``async for``. Closing the sync iterator early (``break``, an exception) closes the
+    async one too, before ``close()`` returns.
     """
-
-    async def next_item() -> T | _End:
-        try:
-            return await anext(stream)
-        except StopAsyncIteration:
-            return _End.END
-
-    async def close() -> None:
-        aclose = getattr(stream, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-    done = False
+    driver = _Stream(stream)
+    drive = driver.drive()
+    task = asyncio.run_coroutine_threadsafe(drive, _loop_for(drive))
+    state = "taking"  # the task is taking an item; "given": it waits after one; "ended"
     try:
         while True:
-            item = run(next_item())
-            if item is _End.END:
-                done = True
-                return
-            yield item
+            got = driver.out.get()
+            if type(got) is tuple:
+                state = "given"
+                yield got[0]
+                state = "taking"
+                driver.pull(_Pull.NEXT)
+                continue
+            state = "ended"
+            if isinstance(got, BaseException):
+                raise got
+            return
+    except BaseException:
+        if state == "taking":  # interrupted (Ctrl-C) while the task takes an item
+            task.cancel()
+        raise
     finally:
-        if not done:
-            run(close())
+        # Stopped early: close the stream before returning; not when the interpreter is
+        # exiting (an abandoned stream collected then), as the loop thread is stopped.
+        if state == "given" and not sys.is_finalizing():
+            driver.pull(_Pull.CLOSE)
+            driver.end()
 
 
 _background: set[concurrent.futures.Future[Any]] = set()

@@ -12,11 +12,20 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterator,
+    Sequence,
+)
+from contextlib import aclosing
 from datetime import datetime
 from typing import Any, Literal, overload
 
 from noted import _portal
+from noted._async import aclose
 from noted.agent.context import PromptSection, render_system_prompt, standard_sections
 from noted.agent.events import (
     ContentDelta,
@@ -354,11 +363,13 @@ class Agent:
             while True:
                 request = ModelRequest(messages=list(conversation), tools=definitions)
                 response = ModelResponse()
-                async for item in self._ask(request, run, stream, started):
-                    if isinstance(item, ModelResponse):
-                        response = item
-                    else:
-                        yield item
+                # closed at once when the caller stops the run here, not when collected
+                async with aclosing(self._ask(request, run, stream, started)) as answers:
+                    async for item in answers:
+                        if isinstance(item, ModelResponse):
+                            response = item
+                        else:
+                            yield item
                 answer = response.to_message()
                 conversation.append(answer)
                 run.messages.append(answer)
@@ -404,19 +415,23 @@ class Agent:
 
     async def _ask(
         self, request: ModelRequest, run: RunResult, stream: bool, started: float
-    ) -> AsyncIterator[ContentDelta | ModelResponse]:
+    ) -> AsyncGenerator[ContentDelta | ModelResponse, None]:
         """One model call: the text deltas as they stream (when streaming), then the
         whole response as the last item. Counts the call in the run's metrics."""
         metrics = run.metrics
         called = time.perf_counter()
         if stream:
             builder = ResponseBuilder()
-            async for delta in tracing.stream(self.model, request, "agent"):
-                builder.add(delta)
-                if isinstance(delta, TextDelta) and delta.text:
-                    if metrics.time_to_first_token is None:
-                        metrics.time_to_first_token = time.perf_counter() - started
-                    yield ContentDelta(delta.text)
+            deltas = tracing.stream(self.model, request, "agent")
+            try:
+                async for delta in deltas:
+                    builder.add(delta)
+                    if isinstance(delta, TextDelta) and delta.text:
+                        if metrics.time_to_first_token is None:
+                            metrics.time_to_first_token = time.perf_counter() - started
+                        yield ContentDelta(delta.text)
+            finally:
+                await aclose(deltas)
             response = builder.build()
         else:
             response = await tracing.complete(self.model, request, "agent")

@@ -28,6 +28,7 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from noted._async import aclose
 from noted.agent.events import ContentDelta, RunCompleted, RunStarted
 from noted.models.base import ChatModel
 from noted.models.types import (
@@ -170,7 +171,7 @@ class Spans:
             if not done:
                 span.set_attribute("noted.run.stopped", True)
             with _attached(ctx):
-                await events.aclose()  # type: ignore[attr-defined]
+                await aclose(events)
             raise
         except BaseException as exc:
             if not done:
@@ -260,10 +261,8 @@ class Spans:
             self._llm_done(span, builder.build(), caller)
         except GeneratorExit:
             span.set_attribute("noted.stream.stopped", True)
-            aclose = getattr(deltas, "aclose", None)
-            if aclose is not None:
-                with _attached(quiet):
-                    await aclose()
+            with _attached(quiet):
+                await aclose(deltas)
             raise
         except BaseException as exc:
             _failed(span, exc)

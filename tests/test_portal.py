@@ -1,0 +1,118 @@
+"""The background loop's sync stream: items one at a time as the caller asks, the async
+stream in one task, its errors raised to the caller, closed when the caller stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+
+from noted import _portal
+from noted.errors import UserError
+
+step = contextvars.ContextVar("step", default=0)
+
+
+def test_the_stream_runs_only_as_far_as_the_caller_has_asked() -> None:
+    done: list[str] = []
+
+    async def work() -> AsyncIterator[int]:
+        for i in range(3):
+            await asyncio.sleep(0)  # a suspension, as real work has
+            done.append(f"made {i}")
+            yield i
+        done.append("finished")
+
+    stream = _portal.iterate(work())
+    assert done == []  # nothing starts before the first item is asked for
+    assert next(stream) == 0
+    assert done == ["made 0"]
+    assert next(stream) == 1
+    assert done == ["made 0", "made 1"]
+    assert list(stream) == [2]
+    assert done == ["made 0", "made 1", "made 2", "finished"]
+
+
+def test_the_stream_runs_in_one_task_on_the_loop_thread() -> None:
+    caller = threading.current_thread()
+
+    async def work() -> AsyncIterator[tuple[object, int, bool]]:
+        for _ in range(3):
+            step.set(step.get() + 1)  # kept between items, as within one async for
+            yield asyncio.current_task(), step.get(), threading.current_thread() is caller
+
+    seen = list(_portal.iterate(work()))
+    assert [count for _, count, _ in seen] == [1, 2, 3]
+    assert len({id(task) for task, _, _ in seen}) == 1 and seen[0][0] is not None
+    assert not any(on_caller for _, _, on_caller in seen)
+    assert step.get() == 0  # the caller's context is not changed
+
+
+def test_the_streams_error_reaches_the_caller_after_its_items() -> None:
+    class Broken(Exception):
+        pass
+
+    async def work() -> AsyncIterator[int]:
+        yield 1
+        raise Broken("no more")
+
+    stream = _portal.iterate(work())
+    assert next(stream) == 1
+    with pytest.raises(Broken, match="no more"):
+        next(stream)
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_stopping_early_closes_the_stream_before_close_returns() -> None:
+    events: list[str] = []
+
+    async def work() -> AsyncIterator[int]:
+        try:
+            for i in range(100):
+                yield i
+        finally:
+            await asyncio.sleep(0.01)  # cleanup that waits still ends before close()
+            events.append("closed")
+
+    for i in _portal.iterate(work()):
+        if i == 2:
+            break
+    assert events == ["closed"]
+
+    def stop() -> None:
+        for i in _portal.iterate(work()):
+            if i == 1:
+                raise KeyError("the caller's own failure")
+
+    with pytest.raises(KeyError, match="the caller's own failure"):
+        stop()
+    assert events == ["closed", "closed"]
+
+
+def test_a_failing_cleanup_is_raised_by_close() -> None:
+    async def work() -> AsyncIterator[int]:
+        try:
+            yield 1
+            yield 2
+        finally:
+            raise ValueError("cleanup failed")
+
+    stream = _portal.iterate(work())
+    assert next(stream) == 1
+    with pytest.raises(ValueError, match="cleanup failed"):
+        stream.close()  # type: ignore[attr-defined]
+
+
+def test_a_sync_stream_from_the_loop_thread_is_refused() -> None:
+    async def numbers() -> AsyncIterator[int]:
+        yield 1
+
+    async def inside() -> list[int]:
+        return list(_portal.iterate(numbers()))
+
+    with pytest.raises(UserError, match="await its async twin"):
+        _portal.run(inside())
