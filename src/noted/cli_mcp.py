@@ -52,15 +52,9 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
         ) from None
     memory, user, config = _configured(memory, args)
     if not args.http:
-        from mcp.server.stdio import stdio_server
+        from noted.mcp.stdio import serve_stdio
 
-        server = create_server(memory=memory, user_id=user)
-
-        async def serve_stdio() -> None:
-            async with stdio_server() as (read, write):
-                await server.run(read, write, server.create_initialization_options())
-
-        anyio.run(serve_stdio)
+        anyio.run(serve_stdio, create_server(memory=memory, user_id=user))
         return 0
     host = args.host or config.host or DEFAULT_HOST
     port = args.port if args.port is not None else config.port or DEFAULT_MCP_PORT
