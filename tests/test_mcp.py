@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import select
 import subprocess
 import sys
@@ -288,9 +289,12 @@ def _request(n: int, method: str, params: dict[str, Any]) -> bytes:
     return json.dumps({"jsonrpc": "2.0", "id": n, "method": method, "params": params}).encode()
 
 
-def _talk(proc: subprocess.Popen[bytes], next_answer: Callable[[], dict[str, Any]]) -> str:
+def _talk(
+    proc: subprocess.Popen[bytes], next_answer: Callable[[], dict[str, Any]]
+) -> tuple[str, int]:
     """initialize, add a memory, find it by keyword: each answer read before the next
-    request is written. Returns the new memory's id."""
+    request is written. Returns the new memory's id and how many threads the server ran
+    before its input ended."""
     assert proc.stdin is not None
     proc.stdin.write(_request(1, "initialize", HELLO) + b"\n")
     proc.stdin.flush()
@@ -308,14 +312,17 @@ def _talk(proc: subprocess.Popen[bytes], next_answer: Callable[[], dict[str, Any
     assert found["id"] == 3, found
     memory_id = str(added["result"]["structuredContent"]["id"])
     assert [m["id"] for m in found["result"]["structuredContent"]["memories"]] == [memory_id]
+    threads = len(list(Path(f"/proc/{proc.pid}/task").iterdir()))
     proc.stdin.close()  # end of input: the server stops
     assert proc.wait(60) == 0
-    return memory_id
+    return memory_id, threads
 
 
 def _serve(db_file: Path, stdout: Any) -> subprocess.Popen[bytes]:
     command = [NOTED, "mcp", "--db", str(db_file), "--user", USER, "--embedder", "none"]
-    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=stdout)
+    # numeric libraries' own thread pools off, so that the server's threads are its own
+    env = os.environ | {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=stdout, env=env)
 
 
 def test_raw_json_rpc_over_pipes(tmp_path: Path) -> None:
@@ -332,7 +339,8 @@ def test_raw_json_rpc_over_pipes(tmp_path: Path) -> None:
         return answer
 
     try:
-        memory_id = _talk(proc, next_answer)
+        memory_id, threads = _talk(proc, next_answer)
+        assert threads == 1  # no worker thread reads or writes the wire
         assert out.read() == b""  # nothing else was written on the wire
     finally:
         proc.kill()
@@ -361,7 +369,8 @@ def test_stdout_a_regular_file_is_served_by_the_sdk_transport(tmp_path: Path) ->
         return answer
 
     try:
-        _talk(proc, next_answer)
+        _, threads = _talk(proc, next_answer)
+        assert threads > 1  # the SDK's worker threads
     finally:
         proc.kill()
         proc.wait()
