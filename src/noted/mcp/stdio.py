@@ -4,7 +4,7 @@ The SDK reads each request line and writes and flushes each answer in a worker t
 (three thread hand-offs per tool call). When stdin and stdout are pipes, sockets or
 terminals, as they are under an MCP client, the event loop reads and writes them without
 a thread instead; the SDK still parses and frames every message. Otherwise (a regular
-file, say) the SDK's own transport serves them.
+file, say, or on Windows) the SDK's own transport serves them.
 
 As with the SDK's, the wire is the server's alone while it serves: file descriptor 0
 reads nothing and 1 writes to stderr, so stray output cannot corrupt the protocol.
@@ -88,7 +88,10 @@ def _wire() -> Iterator[tuple[int, int]]:
 @contextlib.asynccontextmanager
 async def _loop_streams() -> AsyncIterator[tuple[Any, Any] | None]:
     """The wire as the event loop's own pipe streams, or None where it cannot be (stdin
-    or stdout a regular file)."""
+    or stdout a regular file, or on Windows)."""
+    if sys.platform == "win32":  # pragma: no cover - its pipes are not the loop's to watch
+        yield None
+        return
     loop = asyncio.get_running_loop()
     with _wire() as (wire_in, wire_out):
         reader = asyncio.StreamReader(limit=_LINE_LIMIT)
