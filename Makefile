@@ -21,7 +21,7 @@ fmt:
 types:
 	scripts/uv.sh run mypy
 
-bench:  ## store, agent, memory-cost, search, backend and server benchmarks against Agno; LoCoMo recall; MCP tool-call latency (installs the bench group)
+bench:  ## store, agent, memory-cost, search, backend and server benchmarks against Agno; LoCoMo recall; MCP tool-call latency; one query's embedding (installs the bench group)
 	scripts/uv.sh run --group bench python benchmarks/store.py
 	scripts/uv.sh run --group bench python benchmarks/agent.py
 	scripts/uv.sh run --group bench python benchmarks/memory_cost.py
@@ -30,6 +30,7 @@ bench:  ## store, agent, memory-cost, search, backend and server benchmarks agai
 	scripts/uv.sh run --group bench python benchmarks/backends.py
 	scripts/uv.sh run --group bench python benchmarks/server.py
 	scripts/uv.sh run python benchmarks/mcp_latency.py
+	scripts/uv.sh run python benchmarks/query_embedding.py
 
 bench-extraction:  ## memory extraction on two local GGUF models, noted and Agno (about an hour on 2 cores)
 	nice -n 10 scripts/uv.sh run --group bench python benchmarks/extraction.py

@@ -197,3 +197,23 @@ def test_agent_instructions_measured_process_smoke() -> None:
             capture_output=True,
             timeout=300,
         )
+
+
+def test_query_embedding_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "query_embedding.json"
+    script = str(BENCHMARKS / "query_embedding.py")
+    done = subprocess.run(
+        [sys.executable, script, "--queries", "20", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    assert "lowest cosine" in done.stdout
+    report = json.loads(out.read_text())
+    assert {"embedder", "session all, 1 thread", "session basic"} <= set(report["variants"])
+    for row in report["variants"].values():
+        assert row["cpu_p50_ms"] > 0
+        assert row["wall_p50_ms"] > 0
+        assert row["lowest_cosine"] >= 0.9999  # every variant keeps the embedder's space
+    assert report["tokenizer_us"] > 0 and report["packaged_s"] > 0

@@ -4,6 +4,7 @@ tokenizer against the reference implementation in ``tokenizers``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import sys
 import threading
@@ -21,6 +22,7 @@ from noted.retrieval import LocalEmbedder, default_embedder
 from noted.retrieval.embedders import Embedder
 from noted.retrieval.wordpiece import WordPieceTokenizer
 
+FIXTURES = Path(__file__).parent / "fixtures" / "embeddings"
 VOCAB = Path(str(resources.files("noted.retrieval").joinpath("data/minilm-vocab.txt")))
 
 LONG_TEXT = (
@@ -193,6 +195,21 @@ def test_batches_side_by_side_give_the_vectors_of_one_thread(model: LocalEmbedde
     side_by_side = LocalEmbedder(threads=3, batch_size=4).embed(texts)
     np.testing.assert_array_equal(side_by_side, one)
     np.testing.assert_array_equal(model.embed(texts[5:6]), one[5:6])
+
+
+def test_a_query_lands_where_the_stored_vectors_are(model: LocalEmbedder) -> None:
+    """The vectors of this version's embedder for a few queries, embedded one at a time
+    (as a search does) and together: the same space as the recorded ones (cosine >=
+    0.9999), whatever the embedding path's speed-ups."""
+    recorded = json.loads((FIXTURES / "minilm-queries.json").read_text(encoding="utf-8"))
+    assert recorded["model"] == model.model_name
+    expected = np.array(recorded["vectors"], dtype=np.float32)
+    for text, vector in zip(recorded["texts"], expected, strict=True):
+        assert cosine(model.embed([text], kind="query")[0], vector) >= 0.9999, text
+    together = model.embed(recorded["texts"], kind="query")
+    assert min(np.einsum("ij,ij->i", together, expected)) >= 0.9999
+    unrelated = model.embed(["The quarterly tax filing deadline"], kind="query")[0]
+    assert max(expected @ unrelated) < 0.9  # the check can tell texts apart
 
 
 def test_empty_and_very_long_texts_embed(model: LocalEmbedder) -> None:

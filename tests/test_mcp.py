@@ -4,8 +4,13 @@ the module, its tools called one by one and the SQLite file checked after each."
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import select
+import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +274,104 @@ def test_the_config_file_names_the_store_and_the_user(tmp_path: Path) -> None:
         memory = store.get_memory(mid, "carol")
         assert memory is not None and memory.memory == "Carol keeps bees"
         assert [e.actor for e in store.get_memory_history(mid, "carol")] == ["mcp"]
+
+
+# -- the stdio transport itself: raw JSON-RPC lines, as any client writes them ---------------
+
+HELLO = {
+    "protocolVersion": "2025-06-18",
+    "capabilities": {},
+    "clientInfo": {"name": "raw", "version": "1"},
+}
+
+
+def _request(n: int, method: str, params: dict[str, Any]) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": n, "method": method, "params": params}).encode()
+
+
+def _talk(
+    proc: subprocess.Popen[bytes], next_answer: Callable[[], dict[str, Any]]
+) -> tuple[str, int]:
+    """initialize, add a memory, find it by keyword: each answer read before the next
+    request is written. Returns the new memory's id and how many threads the server ran
+    before its input ended."""
+    assert proc.stdin is not None
+    proc.stdin.write(_request(1, "initialize", HELLO) + b"\n")
+    proc.stdin.flush()
+    assert next_answer()["result"]["serverInfo"]["name"] == "noted"
+    proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+    add = {"name": "add_memory", "arguments": {"memory": "Ava keeps bees on the roof"}}
+    proc.stdin.write(_request(2, "tools/call", add) + b"\n")
+    proc.stdin.flush()
+    added = next_answer()
+    assert added["id"] == 2 and not added["result"]["isError"], added
+    search = {"name": "search_memories", "arguments": {"query": "bees", "method": "keyword"}}
+    proc.stdin.write(_request(3, "tools/call", search) + b"\n")
+    proc.stdin.flush()
+    found = next_answer()
+    assert found["id"] == 3, found
+    memory_id = str(added["result"]["structuredContent"]["id"])
+    assert [m["id"] for m in found["result"]["structuredContent"]["memories"]] == [memory_id]
+    threads = len(list(Path(f"/proc/{proc.pid}/task").iterdir()))
+    proc.stdin.close()  # end of input: the server stops
+    assert proc.wait(60) == 0
+    return memory_id, threads
+
+
+def _serve(db_file: Path, stdout: Any) -> subprocess.Popen[bytes]:
+    command = [NOTED, "mcp", "--db", str(db_file), "--user", USER, "--embedder", "none"]
+    # numeric libraries' own thread pools off, so that the server's threads are its own
+    env = os.environ | {name: "1" for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=stdout, env=env)
+
+
+def test_raw_json_rpc_over_pipes(tmp_path: Path) -> None:
+    """Pipes on both sides (as under every MCP client): the event loop reads and writes
+    them; each answer comes as one JSON line before the next request is sent."""
+    proc = _serve(tmp_path / "pipes.db", subprocess.PIPE)
+    assert proc.stdout is not None
+    out = proc.stdout
+
+    def next_answer() -> dict[str, Any]:
+        ready, _, _ = select.select([out], [], [], 60)
+        assert ready, "no answer within 60 s"
+        answer: dict[str, Any] = json.loads(out.readline())
+        return answer
+
+    try:
+        memory_id, threads = _talk(proc, next_answer)
+        assert threads == 1  # no worker thread reads or writes the wire
+        assert out.read() == b""  # nothing else was written on the wire
+    finally:
+        proc.kill()
+        proc.wait()
+        out.close()
+    with contextlib.closing(SqliteDb(db_file=str(tmp_path / "pipes.db"))) as store:
+        assert [e.actor for e in store.get_memory_history(memory_id, USER)] == ["mcp"]
+
+
+def test_stdout_a_regular_file_is_served_by_the_sdk_transport(tmp_path: Path) -> None:
+    """A regular file cannot be watched by the event loop: the SDK's own transport (its
+    worker threads) serves it, with the same answers."""
+    written = tmp_path / "out.jsonl"
+    with written.open("wb") as sink:
+        proc = _serve(tmp_path / "file.db", sink)
+    seen = 0
+
+    def next_answer() -> dict[str, Any]:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while len(lines := written.read_bytes().splitlines()) <= seen:
+            assert time.monotonic() < deadline and proc.poll() is None, "no answer"
+            time.sleep(0.02)
+        seen += 1
+        answer: dict[str, Any] = json.loads(lines[seen - 1])
+        return answer
+
+    try:
+        _, threads = _talk(proc, next_answer)
+        assert threads > 1  # the SDK's worker threads
+    finally:
+        proc.kill()
+        proc.wait()
+    assert len(written.read_bytes().splitlines()) == 3

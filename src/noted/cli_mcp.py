@@ -4,13 +4,15 @@ streamable HTTP (``--http``)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import threading
 from typing import TYPE_CHECKING
 
 from noted._console import err
 from noted.cli_db import open_db
 from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, check_exposure, default_db
-from noted.errors import MissingDependencyError
+from noted.errors import MissingDependencyError, NotedError
 from noted.memory import DEFAULT_USER_ID, Memory
 
 if TYPE_CHECKING:
@@ -38,6 +40,22 @@ def _configured(memory: Memory, args: argparse.Namespace) -> tuple[Memory, str, 
     return served, args.user or config.user or DEFAULT_USER_ID, config
 
 
+def _load_model_meanwhile(memory: Memory) -> None:
+    """Load the local model (a second or two) on a thread of its own while the client
+    connects, rather than in the first search. A remote embedder is left alone; a model
+    that cannot load says so in the first search that needs it."""
+    from noted.retrieval.local import LocalEmbedder
+
+    embedder = memory.embedder
+    if isinstance(embedder, LocalEmbedder):
+
+        def load() -> None:
+            with contextlib.suppress(NotedError):
+                embedder.embed(["a first query"], kind="query")
+
+        threading.Thread(target=load, name="noted-model-load", daemon=True).start()
+
+
 def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
     try:
         import anyio
@@ -51,16 +69,11 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
             f"noted mcp needs {exc.name}: pip install 'noted[mcp]'"
         ) from None
     memory, user, config = _configured(memory, args)
+    _load_model_meanwhile(memory)
     if not args.http:
-        from mcp.server.stdio import stdio_server
+        from noted.mcp.stdio import serve_stdio
 
-        server = create_server(memory=memory, user_id=user)
-
-        async def serve_stdio() -> None:
-            async with stdio_server() as (read, write):
-                await server.run(read, write, server.create_initialization_options())
-
-        anyio.run(serve_stdio)
+        anyio.run(serve_stdio, create_server(memory=memory, user_id=user))
         return 0
     host = args.host or config.host or DEFAULT_HOST
     port = args.port if args.port is not None else config.port or DEFAULT_MCP_PORT
