@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ from noted.db.base import (
     check_page,
 )
 from noted.db.core import Capabilities, Change, DeleteRules, additions, deletions, write_batch
-from noted.db.mongodb import sessions
+from noted.db.mongodb import sessions, undo
 from noted.db.mongodb.docs import (
     event_docs,
     event_of,
@@ -65,6 +66,8 @@ if TYPE_CHECKING:
     from pymongo.errors import PyMongoError
 
 __all__ = ["MongoDb"]
+
+logger = logging.getLogger("noted.db.mongodb")
 
 Doc = dict[str, Any]
 
@@ -118,11 +121,13 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
     written atomically and its history event right after it; a batch is checked whole for
     other users' ids first, then written in bulk writes of 1000 (another process taking one
     of its ids meanwhile stops it part-way, with ConflictError saying how many were
-    written); :meth:`write_batch` goes change by change; a replace is a compare-and-set on
-    the memory's ``version`` whose event is stamped after the previous version's, so the
-    last history event describes the memory as it is. A run claims its place with one
-    atomic increment (a crash after the claim leaves a gap readers skip); deleting a
-    session deletes its runs first. docs/backends.md has the details.
+    written); :meth:`write_batch` goes change by change and, when a change fails, puts
+    the memories it changed back as they were before raising (:mod:`.undo`); a replace
+    is a compare-and-set on the memory's ``version`` whose event is stamped after the
+    previous version's, so the last history event describes the memory as it is. A run
+    claims its place with one atomic increment (a crash after the claim leaves a gap
+    readers skip); deleting a session deletes its runs first. docs/backends.md has the
+    details.
     """
 
     # $text where the server builds the index; Atlas $vectorSearch where one is queryable
@@ -354,14 +359,41 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
     ) -> None:
         """Insert one event per change; ``seq`` keeps the order of one write's events."""
         if changes:
-            db.events.insert_many(event_docs(changes, context, stamp, first))
+            docs = event_docs(changes, context, stamp, first)
+            db.events.insert_many(docs)
+            undo.note_events(docs)
 
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
-        """The batch's changes one after another (see the class notes: a MongoDB server
-        without transactions cannot undo the first when a later one fails)."""
-        return write_batch(self, batch, audit)
+        """The batch's changes one after another; if one fails, the memories the batch
+        changed are put back as they were, and its events of them removed, before the
+        error is raised (see :mod:`noted.db.mongodb.undo`: a server without transactions
+        cannot roll back, so noted undoes the batch itself)."""
+        with self._db() as db:
+            before = undo.prepare(db.memories, batch)
+        try:
+            with undo.recording(before):
+                return write_batch(self, batch, audit)
+        except Exception as exc:  # a fault or a refusal; the process lives on to undo it
+            self._undo(before, exc)
+            raise
+
+    def _undo(self, before: undo.Undo, failure: BaseException) -> None:
+        """Undo a failed batch; if that fails too (the server is gone), say so on the
+        batch's error, which is raised either way."""
+        try:
+            with self._db() as db, self._bumped(db, [before.user_id]):
+                kept = undo.restore(db.memories, db.events, before)
+        except StoreError as exc:
+            logger.warning("a failed batch could not be undone: %s", exc)
+            failure.add_note(f"the batch could not be undone, part of it may be written: {exc}")
+            return
+        if kept:
+            failure.add_note(
+                f"memories changed by another writer meanwhile kept that writer's version: "
+                f"{', '.join(map(repr, kept))}"
+            )
 
     def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
         with self._db() as db:
