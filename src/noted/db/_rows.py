@@ -6,7 +6,8 @@ import functools
 import gc
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from itertools import repeat
 from operator import itemgetter
@@ -147,7 +148,22 @@ def rows_to_memories(rows: Sequence[Sequence[Any]], user_id: str | None = None) 
 # Building thousands of objects at once makes the cyclic garbage collector walk them, and
 # every other live object, several times over, though they hold no cycles: up to a fifth of
 # a large read. Large reads pause it (it stays off only if it was off already).
-_PAUSE_GC_ROWS = 1000
+PAUSE_GC_ROWS = 1000
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic collector off for the block (a large read: the rows fetched and the
+    memories built from them are thousands of fresh objects without cycles), then back on
+    unless it was off already."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> list[UserMemory]:
@@ -159,10 +175,7 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
-    paused = count >= _PAUSE_GC_ROWS and gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
+    with collector_paused() if count >= PAUSE_GC_ROWS else nullcontext():
         for (memory_id, text, topics, input_, agent_id, team_id, session_id, c, u), owner in zip(
             rows,
             owners,
@@ -184,9 +197,6 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
             m.created_at = created
             m.updated_at = created if u == c else from_micros(u)  # never changed: one object
             append(m)
-    finally:
-        if paused:
-            gc.enable()
     return memories
 
 

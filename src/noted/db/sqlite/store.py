@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,7 +21,9 @@ from noted.db._rows import (
     EVENT_COLUMNS,
     IN_CHUNK,
     OWNED_COLUMNS,
+    PAUSE_GC_ROWS,
     check_table_names,
+    collector_paused,
     memory_to_row,
     row_to_event,
     row_to_memory,
@@ -446,9 +448,12 @@ class SqliteDb(
             return conn.execute(sql, params).fetchall()
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
-        if query.user_id is None:
-            return rows_to_memories(self._listing(_SELECT, query))
-        return rows_to_memories(self._listing(_OWNED_SELECT, query), query.user_id)
+        # a large read: its rows (fresh tuples) are fetched with the collector paused too
+        large = query.limit is None or query.limit >= PAUSE_GC_ROWS
+        with collector_paused() if large else nullcontext():
+            if query.user_id is None:
+                return rows_to_memories(self._listing(_SELECT, query))
+            return rows_to_memories(self._listing(_OWNED_SELECT, query), query.user_id)
 
     def list_memories_json(self, query: MemoryQuery) -> list[str]:
         """``list_memories(query)``, each memory's ``to_dict()`` as JSON text written by
