@@ -98,7 +98,7 @@ def _encode_topics(topics: tuple[str, ...]) -> str:
 # A user's memories share a few topic sets, so decoding each distinct set once saves most
 # of the JSON work when thousands of rows are read.
 @functools.lru_cache(maxsize=4096)
-def _decode_topics(text: str) -> tuple[str, ...]:
+def decode_topics(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
@@ -171,7 +171,7 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
     converted inline (see noted._time.from_micros), a never-changed memory's two timestamps
     are one object, and each distinct topics text is decoded once."""
     new = object.__new__
-    decode = _decode_topics
+    decode = decode_topics
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
@@ -201,7 +201,7 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
 
 
 def _topics_or_none(text: str | None) -> list[str] | None:
-    return None if text is None else list(_decode_topics(text))
+    return None if text is None else list(decode_topics(text))
 
 
 def row_to_event(row: Sequence[Any]) -> MemoryEvent:

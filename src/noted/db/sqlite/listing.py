@@ -1,14 +1,22 @@
-"""SQL that writes a memory row as the JSON of ``UserMemory.to_dict()``, so that SQLite
-itself builds a listing's JSON (``SqliteDb.list_memories_json``)."""
+"""How SqliteDb reads a listing: one user's memories in a compact row shape
+(``OWNED_ROW``, ``owned_memories``), and SQL that writes a memory row as the JSON of
+``UserMemory.to_dict()``, so that SQLite itself builds a listing's JSON
+(``SqliteDb.list_memories_json``)."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
 
+from noted._time import FLOAT_EXACT_US, from_micros
+from noted.db._rows import decode_topics
 from noted.schema import UserMemory
 
-__all__ = ["JSON_IN_SQL", "MEMORY_JSON", "iso_sql"]
+__all__ = ["JSON_IN_SQL", "MEMORY_JSON", "OWNED_ROW", "iso_sql", "owned_memories"]
 
 JSON_IN_SQL = sqlite3.sqlite_version_info >= (3, 38)  # JSON functions built in
 
@@ -38,3 +46,45 @@ MEMORY_JSON = "json_object({})".format(
         for name in (f.name for f in fields(UserMemory))
     )
 )
+
+
+# One user's memories as rows of six columns where the table has ten, since the sqlite3
+# module's work per column of every row (a type query, a conversion, and on Python 3.11 a
+# release of the GIL around each) is most of a large read: the owner is the query's;
+# input, agent_id, team_id and session_id come as one JSON array, or one NULL when all
+# four are NULL; updated_at is NULL when it equals created_at (a never-changed memory).
+OWNED_ROW = (
+    "memory_id, memory, topics, "
+    "CASE WHEN coalesce(input, agent_id, team_id, session_id) IS NULL THEN NULL "
+    "ELSE json_array(input, agent_id, team_id, session_id) END, "
+    "created_at, nullif(updated_at, created_at)"
+)
+
+
+def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMemory]:
+    """Memories of ``user_id`` from ``OWNED_ROW`` rows the store wrote itself (no
+    re-validation; built as :func:`noted.db._rows.rows_to_memories` builds them)."""
+    new = object.__new__
+    decode = decode_topics
+    loads = json.loads
+    fromtimestamp = datetime.fromtimestamp
+    memories: list[UserMemory] = []
+    append = memories.append
+    for memory_id, text, topics, ids, c, u in rows:
+        m = new(UserMemory)
+        m.memory = text
+        m.topics = [] if topics == "[]" else list(decode(topics))
+        if ids is None:
+            m.input = m.agent_id = m.team_id = m.session_id = None
+        else:
+            m.input, m.agent_id, m.team_id, m.session_id = loads(ids)
+        m.memory_id = memory_id
+        m.user_id = user_id
+        if -FLOAT_EXACT_US < c < FLOAT_EXACT_US:
+            created = fromtimestamp(c / 1_000_000, UTC)
+        else:
+            created = from_micros(c)
+        m.created_at = created
+        m.updated_at = created if u is None else from_micros(u)  # never changed: one object
+        append(m)
+    return memories

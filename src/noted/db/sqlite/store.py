@@ -40,7 +40,7 @@ from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
 from noted.db.sqlite.jobs import SqliteJobs
-from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
+from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON, OWNED_ROW, owned_memories
 from noted.db.sqlite.revocations import SqliteRevocations
 from noted.db.sqlite.vectors import SqliteVectors
 from noted.errors import StoreError, UserError
@@ -453,6 +453,8 @@ class SqliteDb(
         with collector_paused() if large else nullcontext():
             if query.user_id is None:
                 return rows_to_memories(self._listing(_SELECT, query))
+            if JSON_IN_SQL:
+                return owned_memories(self._listing(OWNED_ROW, query), query.user_id)
             return rows_to_memories(self._listing(_OWNED_SELECT, query), query.user_id)
 
     def list_memories_json(self, query: MemoryQuery) -> list[str]:
