@@ -52,12 +52,16 @@ MEMORY_JSON = "json_object({})".format(
 # module's work per column of every row (a type query, a conversion, and on Python 3.11 a
 # release of the GIL around each) is most of a large read: the owner is the query's;
 # input, agent_id, team_id and session_id come as one JSON array, or one NULL when all
-# four are NULL; updated_at is NULL when it equals created_at (a never-changed memory).
+# four are NULL; created_at comes as float seconds where that is exact (see
+# noted._time.from_micros: SQLite divides the same doubles Python would), else as integer
+# microseconds; updated_at is NULL when it equals created_at (a never-changed memory).
 OWNED_ROW = (
     "memory_id, memory, topics, "
     "CASE WHEN coalesce(input, agent_id, team_id, session_id) IS NULL THEN NULL "
     "ELSE json_array(input, agent_id, team_id, session_id) END, "
-    "created_at, nullif(updated_at, created_at)"
+    f"CASE WHEN abs(created_at) < {FLOAT_EXACT_US} THEN created_at / 1000000.0 "
+    "ELSE created_at END, "
+    "nullif(updated_at, created_at)"
 )
 
 
@@ -70,20 +74,17 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
-    for memory_id, text, topics, ids, c, u in rows:
+    for memory_id, text, topics, ids, seconds, u in rows:
         m = new(UserMemory)
+        m.memory_id = memory_id
+        m.user_id = user_id
         m.memory = text
         m.topics = [] if topics == "[]" else list(decode(topics))
         if ids is None:
             m.input = m.agent_id = m.team_id = m.session_id = None
         else:
             m.input, m.agent_id, m.team_id, m.session_id = loads(ids)
-        m.memory_id = memory_id
-        m.user_id = user_id
-        if -FLOAT_EXACT_US < c < FLOAT_EXACT_US:
-            created = fromtimestamp(c / 1_000_000, UTC)
-        else:
-            created = from_micros(c)
+        created = fromtimestamp(seconds, UTC) if type(seconds) is float else from_micros(seconds)
         m.created_at = created
         m.updated_at = created if u is None else from_micros(u)  # never changed: one object
         append(m)
