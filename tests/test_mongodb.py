@@ -31,6 +31,7 @@ from noted.db.mongodb.server import (
     find_vector_index,
     is_text_index,
 )
+from noted.db.mongodb.transactions import has_transactions
 from noted.sessions import RunResult, SessionSummary, new_run_id
 from servers import Server, free_port
 
@@ -374,6 +375,10 @@ class FailingMongoDb(MongoDb):
 
     fail: str | None = None
     meanwhile: Any = None
+    transactions = False  # True: as if on a replica set (see below)
+
+    def _has_transactions(self, client: Any) -> bool:
+        return self.transactions
 
     def upsert_memories(self, memories: Any, *, audit: Any = None) -> None:
         super().upsert_memories(memories, audit=audit)
@@ -403,9 +408,10 @@ def as_stored(raw: Any, name: str) -> list[dict[str, Any]]:
     )
 
 
-def seeded(url: str) -> FailingMongoDb:
+def seeded(url: str, transactions: bool = False) -> FailingMongoDb:
     """A store with three memories of ava's (one embedded, one updated) and one of bob's."""
-    store = FailingMongoDb(url, DATABASE, memory_table=f"mdb{next(_names)}_memories")
+    cls = type("Failing", (FailingMongoDb,), {"transactions": transactions})
+    store = cls(url, DATABASE, memory_table=f"mdb{next(_names)}_memories")
     store.upsert_memories([stamped("keep", "a"), stamped("tea", "b"), stamped("gone?", "c")])
     store.upsert_memories([stamped("bob's", "x", "bob")])
     assert store.update_memory(stamped("green tea", "b"))
@@ -416,10 +422,13 @@ def seeded(url: str) -> FailingMongoDb:
 
 @pytest.mark.parametrize("fail", ["adds", "event"])
 @pytest.mark.parametrize("clear", [False, True])
+@pytest.mark.parametrize("transactions", [False, True])
 def test_a_failed_batch_is_undone_memories_embeddings_and_history(
-    url: str, raw: Any, fail: str, clear: bool
+    url: str, raw: Any, fail: str, clear: bool, transactions: bool
 ) -> None:
-    store = seeded(url)
+    """Undone by noted (a standalone server), or aborted (a server with transactions: the
+    test server's abort rolls back what this single writer wrote, see docs/backends.md)."""
+    store = seeded(url, transactions)
     names = (store.memory_table, store.memory_table + "_events")
     before = [as_stored(raw, name) for name in names]
     batch = WriteBatch(
@@ -429,10 +438,12 @@ def test_a_failed_batch_is_undone_memories_embeddings_and_history(
         updates=(stamped("black tea", "b"),),
         adds=(stamped("new", "d"), stamped("newer", "e")),
     )
+    assert store.capabilities.transactions is transactions
     store.fail = fail
-    with pytest.raises(StoreError, match="went away"):
+    with pytest.raises(StoreError, match="went away") as failed:
         store.write_batch(batch)
     assert [as_stored(raw, name) for name in names] == before
+    assert not getattr(failed.value, "__notes__", [])  # all undone
     assert store.count_memories_to_embed("ava", "m") == 2  # b's embedding is back
     # the same batch, not failing, is written whole
     written = store.write_batch(batch)
@@ -468,6 +479,22 @@ def test_an_undo_keeps_another_writers_change(url: str, raw: Any) -> None:
     assert [e.event for e in store.get_memory_history("a", "ava")] == ["add"]
     assert store.get_memory_history("d", "ava") == []
     other.close()
+    store.close()
+
+
+def test_transactions_are_used_where_the_deployment_has_them() -> None:
+    assert not has_transactions(
+        {"isWritablePrimary": True, "logicalSessionTimeoutMinutes": 30}  # standalone
+    )
+    assert has_transactions({"setName": "rs0", "logicalSessionTimeoutMinutes": 30})
+    assert has_transactions({"msg": "isdbgrid", "logicalSessionTimeoutMinutes": 30})
+    assert not has_transactions({"setName": "rs0"})  # no sessions
+
+
+def test_the_test_server_reports_a_standalone_server(url: str) -> None:
+    store = open_db(url)
+    store.count_memories(MemoryQuery("ava"))
+    assert store.capabilities.transactions is False
     store.close()
 
 
