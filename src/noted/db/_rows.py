@@ -9,7 +9,6 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -36,9 +35,6 @@ COLUMNS = (
     "created_at",
     "updated_at",
 )
-
-# COLUMNS without user_id: what a listing of one user's memories reads.
-OWNED_COLUMNS = tuple(c for c in COLUMNS if c != "user_id")
 
 
 # The columns of a memory's history, in MemoryEvent's field order.
@@ -136,13 +132,10 @@ def row_to_memory(row: Sequence[Any]) -> UserMemory:
     return rows_to_memories([row])[0]
 
 
-def rows_to_memories(rows: Sequence[Sequence[Any]], user_id: str | None = None) -> list[UserMemory]:
-    """Memories from rows that the store wrote itself (no re-validation): rows in COLUMNS
-    order, or, given the ``user_id`` they all belong to, in OWNED_COLUMNS order (a listing
-    scoped to one user need not read and decode the owner of every row)."""
-    if user_id is None:
-        return _build(((r[0], *r[2:]) for r in rows), map(itemgetter(1), rows), len(rows))
-    return _build(rows, repeat(user_id), len(rows))
+def rows_to_memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:
+    """Memories from rows in COLUMNS order that the store wrote itself (no re-validation;
+    SQLite's listing of one user reads a shorter row: sqlite/listing.py)."""
+    return _build(((r[0], *r[2:]) for r in rows), map(itemgetter(1), rows), len(rows))
 
 
 # Building thousands of objects at once makes the cyclic garbage collector walk them, and
@@ -179,7 +172,7 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
         for (memory_id, text, topics, input_, agent_id, team_id, session_id, c, u), owner in zip(
             rows,
             owners,
-            strict=False,  # owners may be endless
+            strict=True,
         ):
             m = new(UserMemory)
             m.memory = text

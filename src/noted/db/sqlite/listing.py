@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import fields
@@ -48,17 +47,12 @@ MEMORY_JSON = "json_object({})".format(
 )
 
 
-# One user's memories as rows of six columns where the table has ten, since the sqlite3
-# module's work per column of every row (a type query, a conversion, and on Python 3.11 a
-# release of the GIL around each) is most of a large read: the owner is the query's;
-# input, agent_id, team_id and session_id come as one JSON array, or one NULL when all
-# four are NULL; created_at comes as float seconds where that is exact (see
-# noted._time.from_micros: SQLite divides the same doubles Python would), else as integer
-# microseconds; updated_at is NULL when it equals created_at (a never-changed memory).
+# One user's memories as rows without the owner (the query's); created_at comes as float
+# seconds where that is exact (see noted._time.from_micros: SQLite divides the same doubles
+# Python would), else as integer microseconds; updated_at is NULL when it equals
+# created_at (a never-changed memory). So a row's times cost one call and no integer.
 OWNED_ROW = (
-    "memory_id, memory, topics, "
-    "CASE WHEN coalesce(input, agent_id, team_id, session_id) IS NULL THEN NULL "
-    "ELSE json_array(input, agent_id, team_id, session_id) END, "
+    "memory_id, memory, topics, input, agent_id, team_id, session_id, "
     f"CASE WHEN abs(created_at) < {FLOAT_EXACT_US} THEN created_at / 1000000.0 "
     "ELSE created_at END, "
     "nullif(updated_at, created_at)"
@@ -70,20 +64,19 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
     re-validation; built as :func:`noted.db._rows.rows_to_memories` builds them)."""
     new = object.__new__
     decode = decode_topics
-    loads = json.loads
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
-    for memory_id, text, topics, ids, seconds, u in rows:
+    for memory_id, text, topics, input_, agent_id, team_id, session_id, seconds, u in rows:
         m = new(UserMemory)
         m.memory_id = memory_id
         m.user_id = user_id
         m.memory = text
         m.topics = [] if topics == "[]" else list(decode(topics))
-        if ids is None:
-            m.input = m.agent_id = m.team_id = m.session_id = None
-        else:
-            m.input, m.agent_id, m.team_id, m.session_id = loads(ids)
+        m.input = input_
+        m.agent_id = agent_id
+        m.team_id = team_id
+        m.session_id = session_id
         created = fromtimestamp(seconds, UTC) if type(seconds) is float else from_micros(seconds)
         m.created_at = created
         m.updated_at = created if u is None else from_micros(u)  # never changed: one object

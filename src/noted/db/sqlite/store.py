@@ -20,7 +20,6 @@ from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
     IN_CHUNK,
-    OWNED_COLUMNS,
     PAUSE_GC_ROWS,
     check_table_names,
     collector_paused,
@@ -51,7 +50,6 @@ from noted.schema import UserMemory, UserStats
 __all__ = ["SqliteDb"]
 
 _SELECT = ", ".join(COLUMNS)
-_OWNED_SELECT = ", ".join(OWNED_COLUMNS)
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 _ROWS_PER_INSERT = IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT statement
 _EVENT_ID_LEN = 36  # a UUID as text
@@ -453,9 +451,7 @@ class SqliteDb(
         with collector_paused() if large else nullcontext():
             if query.user_id is None:
                 return rows_to_memories(self._listing(_SELECT, query))
-            if JSON_IN_SQL:
-                return owned_memories(self._listing(OWNED_ROW, query), query.user_id)
-            return rows_to_memories(self._listing(_OWNED_SELECT, query), query.user_id)
+            return owned_memories(self._listing(OWNED_ROW, query), query.user_id)
 
     def list_memories_json(self, query: MemoryQuery) -> list[str]:
         """``list_memories(query)``, each memory's ``to_dict()`` as JSON text written by
