@@ -23,7 +23,7 @@ from noted import ConflictError, InMemoryDb, Message, StoreError, UserError, Use
 from noted._time import to_micros, utc_now
 from noted.db import MemoryQuery
 from noted.db._client_search import matches, semantic_rank
-from noted.db.base import ScoredMemory
+from noted.db.base import ScoredMemory, WriteBatch
 from noted.db.mongodb import MongoDb
 from noted.db.mongodb.server import (
     VectorIndex,
@@ -31,6 +31,7 @@ from noted.db.mongodb.server import (
     find_vector_index,
     is_text_index,
 )
+from noted.db.mongodb.transactions import has_transactions
 from noted.sessions import RunResult, SessionSummary, new_run_id
 from servers import Server, free_port
 
@@ -362,6 +363,139 @@ def test_a_batch_stopped_by_another_writer_records_what_it_wrote(
     assert db.get_memory("n2", "ava") is None and db.get_memory_history("n2", "ava") == []
     owner = db.get_memory("taken", "bob")
     assert owner is not None and owner.memory == "bob's"
+
+
+# -- a failed batch is undone (no transactions on this server) ----------------------------
+
+
+class FailingMongoDb(MongoDb):
+    """Fails once armed: after the batch's adds are written ("adds"), or when the event of
+    an add is to be recorded ("event": the memory written, its event not). ``meanwhile``
+    runs first, as another writer's change at that moment."""
+
+    fail: str | None = None
+    meanwhile: Any = None
+    transactions = False  # True: as if on a replica set (see below)
+
+    def _has_transactions(self, client: Any) -> bool:
+        return self.transactions
+
+    def upsert_memories(self, memories: Any, *, audit: Any = None) -> None:
+        super().upsert_memories(memories, audit=audit)
+        self._fail_if("adds")
+
+    def _record(self, db: Any, changes: Any, context: Any, stamp: int, first: int = 0) -> None:
+        if any(change.event == "add" for change in changes):
+            self._fail_if("event")
+        super()._record(db, changes, context, stamp, first)
+
+    def _fail_if(self, where: str) -> None:
+        if self.fail == where:
+            self.fail = None
+            if self.meanwhile is not None:
+                self.meanwhile()
+            raise StoreError("MongoDB went away")
+
+
+def as_stored(raw: Any, name: str) -> list[dict[str, Any]]:
+    """The collection's documents, without the fields that count versions."""
+    return sorted(
+        (
+            {k: v for k, v in d.items() if k not in ("version", "changed_at")}
+            for d in raw[name].find()
+        ),
+        key=lambda d: str(d["_id"]),
+    )
+
+
+def seeded(url: str, transactions: bool = False) -> FailingMongoDb:
+    """A store with three memories of ava's (one embedded, one updated) and one of bob's."""
+    cls = type("Failing", (FailingMongoDb,), {"transactions": transactions})
+    store = cls(url, DATABASE, memory_table=f"mdb{next(_names)}_memories")
+    store.upsert_memories([stamped("keep", "a"), stamped("tea", "b"), stamped("gone?", "c")])
+    store.upsert_memories([stamped("bob's", "x", "bob")])
+    assert store.update_memory(stamped("green tea", "b"))
+    b = store.get_memory("b", "ava")
+    assert b is not None and store.set_embeddings("m", [(b, np.ones(3, np.float32))]) == 1
+    return store
+
+
+@pytest.mark.parametrize("fail", ["adds", "event"])
+@pytest.mark.parametrize("clear", [False, True])
+@pytest.mark.parametrize("transactions", [False, True])
+def test_a_failed_batch_is_undone_memories_embeddings_and_history(
+    url: str, raw: Any, fail: str, clear: bool, transactions: bool
+) -> None:
+    """Undone by noted (a standalone server), or aborted (a server with transactions: the
+    test server's abort rolls back what this single writer wrote, see docs/backends.md)."""
+    store = seeded(url, transactions)
+    names = (store.memory_table, store.memory_table + "_events")
+    before = [as_stored(raw, name) for name in names]
+    batch = WriteBatch(
+        "ava",
+        clear=clear,
+        deletes=("c",),
+        updates=(stamped("black tea", "b"),),
+        adds=(stamped("new", "d"), stamped("newer", "e")),
+    )
+    assert store.capabilities.transactions is transactions
+    store.fail = fail
+    with pytest.raises(StoreError, match="went away") as failed:
+        store.write_batch(batch)
+    assert [as_stored(raw, name) for name in names] == before
+    assert not getattr(failed.value, "__notes__", [])  # all undone
+    assert store.count_memories_to_embed("ava", "m") == 2  # b's embedding is back
+    # the same batch, not failing, is written whole
+    written = store.write_batch(batch)
+    assert len(written) == (1 - clear) + 2
+    kept = [
+        m.memory
+        for m in store.list_memories(MemoryQuery("ava", sort_by="created_at", sort_order="asc"))
+    ]
+    assert kept == (["new", "newer"] if clear else ["keep", "black tea", "new", "newer"])
+    store.close()
+
+
+def test_an_undo_keeps_another_writers_change(url: str, raw: Any) -> None:
+    """A memory that another writer changed after the batch wrote it keeps that writer's
+    version, and its last history event still describes it; the rest is undone."""
+    store = seeded(url)
+    other = MongoDb(url, DATABASE, memory_table=store.memory_table)
+    store.meanwhile = lambda: other.update_memory(stamped("oolong", "b"))
+    batch = WriteBatch(
+        "ava", deletes=("a",), updates=(stamped("black tea", "b"),), adds=(stamped("new", "d"),)
+    )
+    store.fail = "adds"
+    with pytest.raises(StoreError, match="went away") as failed:
+        store.write_batch(batch)
+    assert "'b'" in "".join(failed.value.__notes__)
+    texts = {m.memory_id: m.memory for m in store.list_memories(MemoryQuery("ava"))}
+    assert texts == {"a": "keep", "b": "oolong", "c": "gone?"}
+    history = store.get_memory_history("b", "ava")
+    assert [(e.event, e.new_memory) for e in history][-2:] == [
+        ("update", "black tea"),
+        ("update", "oolong"),
+    ]
+    assert [e.event for e in store.get_memory_history("a", "ava")] == ["add"]
+    assert store.get_memory_history("d", "ava") == []
+    other.close()
+    store.close()
+
+
+def test_transactions_are_used_where_the_deployment_has_them() -> None:
+    assert not has_transactions(
+        {"isWritablePrimary": True, "logicalSessionTimeoutMinutes": 30}  # standalone
+    )
+    assert has_transactions({"setName": "rs0", "logicalSessionTimeoutMinutes": 30})
+    assert has_transactions({"msg": "isdbgrid", "logicalSessionTimeoutMinutes": 30})
+    assert not has_transactions({"setName": "rs0"})  # no sessions
+
+
+def test_the_test_server_reports_a_standalone_server(url: str) -> None:
+    store = open_db(url)
+    store.count_memories(MemoryQuery("ava"))
+    assert store.capabilities.transactions is False
+    store.close()
 
 
 # -- which search the server answers --------------------------------------------------------

@@ -6,9 +6,9 @@ import functools
 import gc
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
-from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -35,9 +35,6 @@ COLUMNS = (
     "created_at",
     "updated_at",
 )
-
-# COLUMNS without user_id: what a listing of one user's memories reads.
-OWNED_COLUMNS = tuple(c for c in COLUMNS if c != "user_id")
 
 
 # The columns of a memory's history, in MemoryEvent's field order.
@@ -97,7 +94,7 @@ def _encode_topics(topics: tuple[str, ...]) -> str:
 # A user's memories share a few topic sets, so decoding each distinct set once saves most
 # of the JSON work when thousands of rows are read.
 @functools.lru_cache(maxsize=4096)
-def _decode_topics(text: str) -> tuple[str, ...]:
+def decode_topics(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
@@ -135,19 +132,31 @@ def row_to_memory(row: Sequence[Any]) -> UserMemory:
     return rows_to_memories([row])[0]
 
 
-def rows_to_memories(rows: Sequence[Sequence[Any]], user_id: str | None = None) -> list[UserMemory]:
-    """Memories from rows that the store wrote itself (no re-validation): rows in COLUMNS
-    order, or, given the ``user_id`` they all belong to, in OWNED_COLUMNS order (a listing
-    scoped to one user need not read and decode the owner of every row)."""
-    if user_id is None:
-        return _build(((r[0], *r[2:]) for r in rows), map(itemgetter(1), rows), len(rows))
-    return _build(rows, repeat(user_id), len(rows))
+def rows_to_memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:
+    """Memories from rows in COLUMNS order that the store wrote itself (no re-validation;
+    SQLite's listing of one user reads a shorter row: sqlite/listing.py)."""
+    return _build(((r[0], *r[2:]) for r in rows), map(itemgetter(1), rows), len(rows))
 
 
 # Building thousands of objects at once makes the cyclic garbage collector walk them, and
 # every other live object, several times over, though they hold no cycles: up to a fifth of
 # a large read. Large reads pause it (it stays off only if it was off already).
-_PAUSE_GC_ROWS = 1000
+PAUSE_GC_ROWS = 1000
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The cyclic collector off for the block (a large read: the rows fetched and the
+    memories built from them are thousands of fresh objects without cycles), then back on
+    unless it was off already."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> list[UserMemory]:
@@ -155,18 +164,15 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
     converted inline (see noted._time.from_micros), a never-changed memory's two timestamps
     are one object, and each distinct topics text is decoded once."""
     new = object.__new__
-    decode = _decode_topics
+    decode = decode_topics
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
-    paused = count >= _PAUSE_GC_ROWS and gc.isenabled()
-    if paused:
-        gc.disable()
-    try:
+    with collector_paused() if count >= PAUSE_GC_ROWS else nullcontext():
         for (memory_id, text, topics, input_, agent_id, team_id, session_id, c, u), owner in zip(
             rows,
             owners,
-            strict=False,  # owners may be endless
+            strict=True,
         ):
             m = new(UserMemory)
             m.memory = text
@@ -184,14 +190,11 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
             m.created_at = created
             m.updated_at = created if u == c else from_micros(u)  # never changed: one object
             append(m)
-    finally:
-        if paused:
-            gc.enable()
     return memories
 
 
 def _topics_or_none(text: str | None) -> list[str] | None:
-    return None if text is None else list(_decode_topics(text))
+    return None if text is None else list(decode_topics(text))
 
 
 def row_to_event(row: Sequence[Any]) -> MemoryEvent:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -22,7 +23,7 @@ from noted.db.base import (
     check_page,
 )
 from noted.db.core import Capabilities, Change, DeleteRules, additions, deletions, write_batch
-from noted.db.mongodb import sessions
+from noted.db.mongodb import sessions, undo
 from noted.db.mongodb.docs import (
     event_docs,
     event_of,
@@ -52,6 +53,7 @@ from noted.db.mongodb.server import (
     safe_url,
     url_secrets,
 )
+from noted.db.mongodb.transactions import bound, has_transactions, in_transaction
 from noted.db.sessions_core import SessionsInModule
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
@@ -66,6 +68,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MongoDb"]
 
+logger = logging.getLogger("noted.db.mongodb")
+
 Doc = dict[str, Any]
 
 SERVER_SELECTION_TIMEOUT_MS: Final = 5000
@@ -74,6 +78,7 @@ _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
 _BUMP: Final[Mapping[str, Any]] = {"$inc": {"generation": 1}}
 _STORED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "embedding": 1, "embedding_model": 1}
 _DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
+_TRANSACTIONAL: Final = Capabilities(transactions=True, native_fulltext=True, native_vectors=True)
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
 
 
@@ -114,18 +119,23 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
     write; and the generations collection must stay with the memories (dropped alone, it
     counts again from 1, which a copy may have been cached at).
 
-    Without multi-document transactions (a standalone server), each memory document is
+    On a replica set or a sharded cluster (read from the server's ``hello``),
+    :meth:`write_batch` runs in one transaction. Without multi-document transactions (a
+    standalone server), each memory document is
     written atomically and its history event right after it; a batch is checked whole for
     other users' ids first, then written in bulk writes of 1000 (another process taking one
     of its ids meanwhile stops it part-way, with ConflictError saying how many were
-    written); :meth:`write_batch` goes change by change; a replace is a compare-and-set on
-    the memory's ``version`` whose event is stamped after the previous version's, so the
-    last history event describes the memory as it is. A run claims its place with one
-    atomic increment (a crash after the claim leaves a gap readers skip); deleting a
-    session deletes its runs first. docs/backends.md has the details.
+    written); :meth:`write_batch` goes change by change and, when a change fails, puts
+    the memories it changed back as they were before raising (:mod:`.undo`); a replace
+    is a compare-and-set on the memory's ``version`` whose event is stamped after the
+    previous version's, so the last history event describes the memory as it is. A run
+    claims its place with one atomic increment (a crash after the claim leaves a gap
+    readers skip); deleting a session deletes its runs first. docs/backends.md has the
+    details.
     """
 
     # $text where the server builds the index; Atlas $vectorSearch where one is queryable
+    # (transactions on a replica set or sharded cluster: _TRANSACTIONAL, set on connecting)
     capabilities = Capabilities(transactions=False, native_fulltext=True, native_vectors=True)
 
     def __init__(
@@ -227,6 +237,8 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
                 if not self._indexed:
                     self._create_indexes(collections)
                     self._indexed = True
+                    if self._has_transactions(self._client):
+                        self.capabilities = _TRANSACTIONAL
                 self._collections = collections
             return self._collections
 
@@ -273,7 +285,8 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
         if not docs:
             return
         with self._db() as db, self._bumped(db, (d["user_id"] for d in docs)):
-            if len(docs) == 1 and self._insert_new(db, docs[0], context):
+            # (not in a transaction: a duplicate id there would abort it)
+            if len(docs) == 1 and bound() is None and self._insert_new(db, docs[0], context):
                 return
             stored = self._stored(db.memories, list(dict.fromkeys(d["_id"] for d in docs)))
             self._write(db, plan_upsert(docs, stored), context)
@@ -290,11 +303,13 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
             yield
         finally:
             if len(users) == 1:
-                db.generations.update_one({"_id": users[0]}, _BUMP, upsert=True)
+                db.generations.update_one({"_id": users[0]}, _BUMP, upsert=True, session=bound())
             else:
                 ops = [UpdateOne({"_id": user_id}, _BUMP, upsert=True) for user_id in users]
                 for start in range(0, len(ops), _BATCH):
-                    db.generations.bulk_write(ops[start : start + _BATCH], ordered=False)
+                    db.generations.bulk_write(
+                        ops[start : start + _BATCH], ordered=False, session=bound()
+                    )
 
     def _insert_new(self, db: _Collections, doc: Doc, context: AuditContext) -> bool:
         """Insert one memory if its id is not stored yet (the usual case: one round trip
@@ -314,7 +329,8 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
         stored: dict[str, Doc] = {}
         for start in range(0, len(ids), _BATCH):
             query = {"_id": {"$in": ids[start : start + _BATCH]}}
-            stored.update((doc["_id"], doc) for doc in memories.find(query, _STORED_SIDE))
+            found = memories.find(query, _STORED_SIDE, session=bound())
+            stored.update((doc["_id"], doc) for doc in found)
         return stored
 
     def _write(
@@ -330,7 +346,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
         for start in range(0, len(plan), _BATCH):
             chunk = plan[start : start + _BATCH]
             try:
-                db.memories.bulk_write([op for op, _ in chunk], ordered=True)
+                db.memories.bulk_write([op for op, _ in chunk], ordered=True, session=bound())
             except BulkWriteError as exc:
                 failure = exc.details["writeErrors"][0]
                 done = int(failure["index"])
@@ -354,14 +370,49 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
     ) -> None:
         """Insert one event per change; ``seq`` keeps the order of one write's events."""
         if changes:
-            db.events.insert_many(event_docs(changes, context, stamp, first))
+            docs = event_docs(changes, context, stamp, first)
+            db.events.insert_many(docs, session=bound())
+            undo.note_events(docs)
 
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
-        """The batch's changes one after another (see the class notes: a MongoDB server
-        without transactions cannot undo the first when a later one fails)."""
-        return write_batch(self, batch, audit)
+        """The batch in one transaction where the deployment has them (a replica set, a
+        sharded cluster); else its changes one after another, and if one fails, the
+        memories the batch changed are put back as they were, and its events of them
+        removed, before the error is raised (see :mod:`noted.db.mongodb.undo`)."""
+        with self._db() as db:
+            if self.capabilities.transactions:
+                client = self._client
+                assert client is not None  # opened by _db
+                return in_transaction(client, lambda: write_batch(self, batch, audit))
+            before = undo.prepare(db.memories, batch)
+        try:
+            with undo.recording(before):
+                return write_batch(self, batch, audit)
+        except Exception as exc:  # a fault or a refusal; the process lives on to undo it
+            self._undo(before, exc)
+            raise
+
+    def _has_transactions(self, client: MongoClient[Doc]) -> bool:
+        """Whether the deployment runs multi-document transactions (asked once)."""
+        return has_transactions(client.admin.command("hello"))
+
+    def _undo(self, before: undo.Undo, failure: BaseException) -> None:
+        """Undo a failed batch; if that fails too (the server is gone), say so on the
+        batch's error, which is raised either way."""
+        try:
+            with self._db() as db, self._bumped(db, [before.user_id]):
+                kept = undo.restore(db.memories, db.events, before)
+        except StoreError as exc:
+            logger.warning("a failed batch could not be undone: %s", exc)
+            failure.add_note(f"the batch could not be undone, part of it may be written: {exc}")
+            return
+        if kept:
+            failure.add_note(
+                f"memories changed by another writer meanwhile kept that writer's version: "
+                f"{', '.join(map(repr, kept))}"
+            )
 
     def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
         with self._db() as db:
@@ -379,7 +430,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
         given = {name: doc[name] for name in ("input", "agent_id", "team_id", "session_id")}
         with self._db() as db:
             while True:
-                current = db.memories.find_one(key)
+                current = db.memories.find_one(key, session=bound())
                 if current is None:
                     return False
                 doc["created_at"] = current["created_at"]
@@ -391,7 +442,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
                 doc["changed_at"] = stamp
                 with self._bumped(db, [doc["user_id"]]):
                     written = db.memories.update_one(
-                        {**key, "version": version}, overwrite(doc, current)
+                        {**key, "version": version}, overwrite(doc, current), session=bound()
                     ).matched_count
                 if written:
                     break
@@ -527,7 +578,8 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
     def _delete(self, db: _Collections, query: Doc, context: AuditContext) -> int:
         """Delete the memories ``query`` selects, recording a "delete" event for each."""
         found = sorted(
-            db.memories.find(query, _DELETED_SIDE), key=lambda d: (d["created_at"], d["_id"])
+            db.memories.find(query, _DELETED_SIDE, session=bound()),
+            key=lambda d: (d["created_at"], d["_id"]),
         )
         stamp = now_micros()
         deleted = 0
@@ -535,7 +587,8 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
             for start in range(0, len(found), _BATCH):
                 chunk = found[start : start + _BATCH]
                 ids = [doc["_id"] for doc in chunk]
-                deleted += db.memories.delete_many({**query, "_id": {"$in": ids}}).deleted_count
+                chosen = {**query, "_id": {"$in": ids}}
+                deleted += db.memories.delete_many(chosen, session=bound()).deleted_count
                 changes = deletions(
                     (d["_id"], d["user_id"], d["memory"], d["topics"]) for d in chunk
                 )

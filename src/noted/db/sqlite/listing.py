@@ -1,14 +1,21 @@
-"""SQL that writes a memory row as the JSON of ``UserMemory.to_dict()``, so that SQLite
-itself builds a listing's JSON (``SqliteDb.list_memories_json``)."""
+"""How SqliteDb reads a listing: one user's memories in a compact row shape
+(``OWNED_ROW``, ``owned_memories``), and SQL that writes a memory row as the JSON of
+``UserMemory.to_dict()``, so that SQLite itself builds a listing's JSON
+(``SqliteDb.list_memories_json``)."""
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import fields
+from datetime import UTC, datetime
+from typing import Any
 
+from noted._time import FLOAT_EXACT_US, from_micros
+from noted.db._rows import decode_topics
 from noted.schema import UserMemory
 
-__all__ = ["JSON_IN_SQL", "MEMORY_JSON", "iso_sql"]
+__all__ = ["JSON_IN_SQL", "MEMORY_JSON", "OWNED_ROW", "iso_sql", "owned_memories"]
 
 JSON_IN_SQL = sqlite3.sqlite_version_info >= (3, 38)  # JSON functions built in
 
@@ -38,3 +45,40 @@ MEMORY_JSON = "json_object({})".format(
         for name in (f.name for f in fields(UserMemory))
     )
 )
+
+
+# One user's memories as rows without the owner (the query's); created_at comes as float
+# seconds where that is exact (see noted._time.from_micros: SQLite divides the same doubles
+# Python would), else as integer microseconds; updated_at is NULL when it equals
+# created_at (a never-changed memory). So a row's times cost one call and no integer.
+OWNED_ROW = (
+    "memory_id, memory, topics, input, agent_id, team_id, session_id, "
+    f"CASE WHEN abs(created_at) < {FLOAT_EXACT_US} THEN created_at / 1000000.0 "
+    "ELSE created_at END, "
+    "nullif(updated_at, created_at)"
+)
+
+
+def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMemory]:
+    """Memories of ``user_id`` from ``OWNED_ROW`` rows the store wrote itself (no
+    re-validation; built as :func:`noted.db._rows.rows_to_memories` builds them)."""
+    new = object.__new__
+    decode = decode_topics
+    fromtimestamp = datetime.fromtimestamp
+    memories: list[UserMemory] = []
+    append = memories.append
+    for memory_id, text, topics, input_, agent_id, team_id, session_id, seconds, u in rows:
+        m = new(UserMemory)
+        m.memory_id = memory_id
+        m.user_id = user_id
+        m.memory = text
+        m.topics = [] if topics == "[]" else list(decode(topics))
+        m.input = input_
+        m.agent_id = agent_id
+        m.team_id = team_id
+        m.session_id = session_id
+        created = fromtimestamp(seconds, UTC) if type(seconds) is float else from_micros(seconds)
+        m.created_at = created
+        m.updated_at = created if u is None else from_micros(u)  # never changed: one object
+        append(m)
+    return memories

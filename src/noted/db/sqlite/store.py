@@ -8,7 +8,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,8 +20,9 @@ from noted.db._rows import (
     COLUMNS,
     EVENT_COLUMNS,
     IN_CHUNK,
-    OWNED_COLUMNS,
+    PAUSE_GC_ROWS,
     check_table_names,
+    collector_paused,
     memory_to_row,
     row_to_event,
     row_to_memory,
@@ -39,7 +40,7 @@ from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
 from noted.db.sqlite.fulltext import SqliteFullText
 from noted.db.sqlite.jobs import SqliteJobs
-from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON
+from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON, OWNED_ROW, owned_memories
 from noted.db.sqlite.revocations import SqliteRevocations
 from noted.db.sqlite.vectors import SqliteVectors
 from noted.errors import StoreError, UserError
@@ -50,7 +51,6 @@ from noted.schema import UserMemory, UserStats
 __all__ = ["SqliteDb"]
 
 _SELECT = ", ".join(COLUMNS)
-_OWNED_SELECT = ", ".join(OWNED_COLUMNS)
 _EVENT_SELECT = ", ".join(EVENT_COLUMNS)
 _ROWS_PER_INSERT = IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT statement
 _EVENT_ID_LEN = 36  # a UUID as text
@@ -448,9 +448,12 @@ class SqliteDb(
             return conn.execute(sql, params).fetchall()
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
-        if query.user_id is None:
-            return rows_to_memories(self._listing(_SELECT, query))
-        return rows_to_memories(self._listing(_OWNED_SELECT, query), query.user_id)
+        # a large read: its rows (fresh tuples) are fetched with the collector paused too
+        large = query.limit is None or query.limit >= PAUSE_GC_ROWS
+        with collector_paused() if large else nullcontext():
+            if query.user_id is None:
+                return rows_to_memories(self._listing(_SELECT, query))
+            return owned_memories(self._listing(OWNED_ROW, query), query.user_id)
 
     def list_memories_json(self, query: MemoryQuery) -> list[str]:
         """``list_memories(query)``, each memory's ``to_dict()`` as JSON text written by
