@@ -15,7 +15,8 @@ import pytest
 
 from noted import SqliteDb, UserMemory
 from noted.db import MemoryQuery
-from noted.db.sqlite.migrations import MIGRATIONS, record_version
+from noted.db.sqlite.migrations import MIGRATIONS, owner_token, record_version
+from noted.retrieval.ranking import content_terms
 
 BUDGET = 40
 PLACES = ["the station", "her office", "the harbour", "a bakery", "the library", "home"]
@@ -242,4 +243,31 @@ def test_a_file_indexed_by_user_words_is_reindexed_by_exact_owner(tmp_path: Path
     assert len(owners) == len(NEAR_IDS) and not owners & set(NEAR_IDS)
     indexed = conn.execute("SELECT count(*) FROM noted_memories_fts").fetchone()[0]
     assert indexed == len(NEAR_IDS) * OWN
+    conn.close()
+
+
+def test_scores_are_bm25_over_the_text_columns_alone(db: SqliteDb) -> None:
+    Ava(db)
+    db._fulltext.budget = 10**6
+    conn = sqlite3.connect(db.db_file)
+    [token] = conn.execute(f"SELECT {owner_token('?')}", ("ava",)).fetchone()
+    for text in ("coffee shellfish", "tram to work on Mondays", "sister pasta", token):
+        got = found(db, text)  # (the index catches up first)
+        words = [w for w in content_terms(text) if w != token.casefold()]
+        named = (
+            conn.execute(
+                "SELECT rowid, bm25(noted_memories_fts, 0.0, 1.0, 0.5, 0.5) AS score "
+                "FROM noted_memories_fts WHERE noted_memories_fts MATCH ? ORDER BY score, rowid "
+                "LIMIT 10",
+                (
+                    f'owner : "{token}" AND {{memory topics input}} : ("'
+                    + '" OR "'.join(words)
+                    + '")',
+                ),
+            ).fetchall()
+            if words
+            else []
+        )
+        assert [s for _, s in got] == pytest.approx([-s for _, s in named], rel=1e-12), text
+        assert len(got) == (10 if words else 0)
     conn.close()

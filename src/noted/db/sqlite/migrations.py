@@ -88,9 +88,9 @@ FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 def owner_token(user_id: str) -> str:
     """SQL for the full-text index's owner token of the user id ``user_id`` (a column or a
-    ``?``): the hex of its exact bytes, so one token that no other user id gives, and a final
-    digit, so the stemmer leaves it whole."""
-    return f"hex({user_id}) || '0'"
+    ``?``): the hex of its exact bytes, so one token that no other user id gives, between a
+    prefix no memory's words have and a final digit, so the stemmer leaves it whole."""
+    return f"'noteduser' || hex({user_id}) || '0'"
 
 
 @migration
