@@ -5,6 +5,7 @@ search's kept results follow every write, from this process or another."""
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -14,6 +15,8 @@ import pytest
 
 from noted import SqliteDb, UserMemory
 from noted.db import MemoryQuery
+from noted.db.sqlite.migrations import MIGRATIONS, owner_token, record_version
+from noted.retrieval.ranking import content_terms
 
 BUDGET = 40
 PLACES = ["the station", "her office", "the harbour", "a bakery", "the library", "home"]
@@ -165,3 +168,106 @@ def test_a_word_whose_lowercase_holds_a_combining_mark_is_still_searched(db: Sql
     istanbul = fact("Ava flew to İstanbul for a conference")
     db.upsert_memories([istanbul, fact("Ava flew to Lisbon for a wedding")])
     assert [i for i, _ in found(db, "İstanbul?")] == [istanbul.memory_id]
+
+
+# User ids whose words (or letters, once case and accents are folded) are another's.
+NEAR_IDS = [
+    "alice",
+    "alice smith",
+    "Alice Smith",
+    "alice-smith",
+    "alice.smith@example.com",
+    "alice smith jr",
+    "İstanbul",
+    "istanbul",
+    "名前",
+    "名前 二",
+    "\u00e1",  # á, composed
+    "a\u0301",  # á, a and a combining accent
+    "a",
+]
+OWN = 6  # memories each, one more than a page
+
+
+def near_users(db: SqliteDb) -> dict[str, set[str | None]]:
+    """Each of NEAR_IDS with OWN coffee memories; the later users' say "coffee" more often,
+    so rank above the earlier ones' in the whole index."""
+    written: dict[str, set[str | None]] = {}
+    for n, user in enumerate(NEAR_IDS):
+        memories = [
+            fact(" ".join(["coffee"] * (n + 1)) + f" at place {k}", user) for k in range(OWN)
+        ]
+        db.upsert_memories(memories)
+        written[user] = ids(memories)
+    return written
+
+
+def assert_full_own_pages(db: SqliteDb, written: dict[str, set[str | None]]) -> None:
+    for user, own in written.items():
+        page = found(db, "coffee", user)
+        assert len(page) == OWN and {i for i, _ in page} == own, user
+        top = db.keyword_search(MemoryQuery(user_id=user, limit=OWN - 1), "coffee")
+        assert len(top) == OWN - 1 and {r.memory.memory_id for r in top} <= own, user
+        assert all(r.memory.user_id == user for r in top)
+
+
+def test_a_user_id_matches_only_its_exact_owner(db: SqliteDb) -> None:
+    written = near_users(db)
+    assert_full_own_pages(db, written)
+    db.upsert_memories([fact("the coffee order", "alice")])  # and after a write
+    page = db.keyword_search(MemoryQuery(user_id="alice", limit=20), "coffee order")
+    assert len(page) == OWN + 1 and all(r.memory.user_id == "alice" for r in page)
+
+
+def test_a_file_indexed_by_user_words_is_reindexed_by_exact_owner(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    old = SqliteDb(path)
+    written = near_users(old)
+    old.close()
+    conn = sqlite3.connect(path)
+    conn.execute("DELETE FROM noted_memories_fts")
+    conn.execute(  # as the store wrote the index then
+        "INSERT INTO noted_memories_fts (rowid, owner, memory, topics, input) "
+        "SELECT rowid, user_id, memory, topics, COALESCE(input, '') FROM noted_memories"
+    )
+    record_version(conn, "noted_memories", 5, 1700000000000000)
+    conn.commit()
+    conn.close()
+
+    db = SqliteDb(path)
+    assert db.schema_version() == len(MIGRATIONS)
+    assert_full_own_pages(db, written)
+    db.close()
+    conn = sqlite3.connect(path)
+    owners = {r[0] for r in conn.execute("SELECT DISTINCT owner FROM noted_memories_fts")}
+    assert len(owners) == len(NEAR_IDS) and not owners & set(NEAR_IDS)
+    indexed = conn.execute("SELECT count(*) FROM noted_memories_fts").fetchone()[0]
+    assert indexed == len(NEAR_IDS) * OWN
+    conn.close()
+
+
+def test_scores_are_bm25_over_the_text_columns_alone(db: SqliteDb) -> None:
+    Ava(db)
+    db._fulltext.budget = 10**6
+    conn = sqlite3.connect(db.db_file)
+    [token] = conn.execute(f"SELECT {owner_token('?')}", ("ava",)).fetchone()
+    for text in ("coffee shellfish", "tram to work on Mondays", "sister pasta", token):
+        got = found(db, text)  # (the index catches up first)
+        words = [w for w in content_terms(text) if w != token.casefold()]
+        named = (
+            conn.execute(
+                "SELECT rowid, bm25(noted_memories_fts, 0.0, 1.0, 0.5, 0.5) AS score "
+                "FROM noted_memories_fts WHERE noted_memories_fts MATCH ? ORDER BY score, rowid "
+                "LIMIT 10",
+                (
+                    f'owner : "{token}" AND {{memory topics input}} : ("'
+                    + '" OR "'.join(words)
+                    + '")',
+                ),
+            ).fetchall()
+            if words
+            else []
+        )
+        assert [s for _, s in got] == pytest.approx([-s for _, s in named], rel=1e-12), text
+        assert len(got) == (10 if words else 0)
+    conn.close()

@@ -27,12 +27,13 @@ from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from noted.db.base import MemoryQuery
-from noted.retrieval.ranking import fts_query, fts_terms
+from noted.db.sqlite.migrations import owner_token
 
 __all__ = ["MATCH_BUDGET", "SqliteFullText"]
 
 MATCH_BUDGET: Final = 5_000  # rows a large user's keyword search scores, about
-# BM25 weight of each full-text column: owner (never matched), memory, topics, input
+# BM25 weight of each full-text column: owner (one token per user id, never ranked),
+# memory, topics, input
 _BM25_WEIGHTS: Final = "0.0, 1.0, 0.5, 0.5"
 _RESULTS_KEPT: Final = 128  # searches whose results are kept
 _ROWS_KEPT: Final = 1_000  # at most, in one search's kept results
@@ -98,7 +99,7 @@ class SqliteFullText:
         words: list[str],
         newest: bool,
     ) -> list[Any]:
-        match = fts_query(words, user_id)
+        match = self._match(conn, words, user_id)
         if match is None:
             return []
         where, params = self._where(query)
@@ -112,9 +113,9 @@ class SqliteFullText:
         if newest:  # BM25 of the newest matches only (see the module)
             scored = f"SELECT * FROM ({scored} ORDER BY rowid DESC LIMIT ?)"
             head.append(self.budget)
-        # Unfiltered, the index alone picks the best (its owner column keeps to the user),
+        # Unfiltered, the index alone picks the best (its owner token keeps to the user),
         # so only they are read from the memory table; filters need every hit's row.
-        if not (query.filtered or limit < 0 or not fts_terms(user_id)):
+        if not (query.filtered or limit < 0):
             scored += " ORDER BY score, hit LIMIT ?"
             head.append(query.offset + limit)
         sql = (
@@ -161,9 +162,22 @@ class SqliteFullText:
                 f"SELECT count(*) FROM (SELECT rowid FROM {self.fts} "
                 f"WHERE {self.fts} MATCH ? LIMIT ?)"
             )
-            params = [fts_query([word], user_id), self.budget + 1]
+            params = [self._match(conn, [word], user_id), self.budget + 1]
         count = int(conn.execute(sql, params).fetchone()[0])
         if len(self._counts) >= _COUNTS_KEPT:
             self._counts.clear()
         self._counts[key] = (generation, count)
         return count
+
+    def _match(self, conn: sqlite3.Connection, words: list[str], user_id: str) -> str | None:
+        """The FTS5 query for ``words`` among the user's memories: the user's owner token
+        (as the index holds it, see ``owner_token``) and any of the words, in any column.
+        The owner column holds only owner tokens, so a word is found in the other columns
+        alone, with the same BM25 as if they were named; naming them makes FTS5 read each
+        word's positions in every user's entries for its weight, twice the cost for a
+        small user beside a large one. The user's own token is not a word of theirs."""
+        token = conn.execute(f"SELECT {owner_token('?')}", (user_id,)).fetchone()[0].casefold()
+        content = [w for w in words if w and '"' not in w and w != token]
+        if not content:
+            return None
+        return f'owner : "{token}" AND (' + " OR ".join(f'"{w}"' for w in content) + ")"

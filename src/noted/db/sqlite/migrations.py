@@ -86,6 +86,13 @@ def m003_memory_events(conn: sqlite3.Connection, table: str) -> None:
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 
+def owner_token(user_id: str) -> str:
+    """SQL for the full-text index's owner token of the user id ``user_id`` (a column or a
+    ``?``): the hex of its exact bytes, so one token that no other user id gives, between a
+    prefix no memory's words have and a final digit, so the stemmer leaves it whole."""
+    return f"'noteduser' || hex({user_id}) || '0'"
+
+
 @migration
 def m004_keyword_index(conn: sqlite3.Connection, table: str) -> None:
     """The full-text index (FTS5, BM25 ranking) of each memory's text, topics and input.
@@ -116,6 +123,22 @@ def m005_embeddings(conn: sqlite3.Connection, table: str) -> None:
             user_id TEXT PRIMARY KEY NOT NULL,
             generation INTEGER NOT NULL
         ) WITHOUT ROWID"""
+    )
+
+
+@migration
+def m006_exact_owner_token(conn: sqlite3.Connection, table: str) -> None:
+    """The full-text index's owner column holds one token per user id (``owner_token``):
+    it held the id's words, so a search for user "alice" also matched the postings of user
+    "alice smith". The index is rebuilt from the memory table."""
+    conn.execute(f"DROP TABLE {table}_fts")
+    conn.execute(
+        f"CREATE VIRTUAL TABLE {table}_fts USING fts5("
+        f"owner, memory, topics, input, tokenize='{FTS_TOKENIZER}')"
+    )
+    conn.execute(
+        f"INSERT INTO {table}_fts (rowid, owner, memory, topics, input) SELECT rowid, "
+        f"{owner_token('user_id')}, memory, topics, COALESCE(input, '') FROM {table}"
     )
 
 

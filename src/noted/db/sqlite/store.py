@@ -152,7 +152,8 @@ class SqliteDb(
         self._fts = f"{t}_fts"
         index = (
             f"INSERT INTO {self._fts} (rowid, owner, memory, topics, input) "
-            f"SELECT rowid, user_id, memory, topics, COALESCE(input, '') FROM {t} "
+            f"SELECT rowid, {migrations.owner_token('user_id')}, memory, topics, "
+            f"COALESCE(input, '') FROM {t} "
         )
         # New memories are indexed in one statement when the next keyword search comes (the
         # rows above the index's largest rowid; see _catch_up), so adding one costs no index
