@@ -16,6 +16,7 @@ from noted.memory.prompts import (
     dictated,
     drop_example_copies,
     manager_system_prompt,
+    reports_asking,
 )
 from noted.testing import ScriptedModel
 
@@ -121,3 +122,46 @@ def test_the_manager_drops_a_dictated_memory(tmp_path: Path) -> None:
     update = memory.create_user_memories(message=said, user_id="u")
     assert [m.memory for m in memory.get_user_memories(user_id="u")] == ["User lives in Ghent"]
     assert any("dictated by a quotation" in r for r in update.rejected)
+
+
+@pytest.mark.parametrize(
+    ("memory", "asking"),
+    [
+        ("User is asking how to reverse a list in Python", True),
+        ("User asked for 17 times 23", True),
+        ("user asked about the 1966 World Cup winner.", True),
+        ("User wants to know the capital of Peru", True),
+        ("User wonders when the shop opens", True),
+        ("User is curious about black holes", True),
+        ("User requested a joke about penguins", True),
+        ("The user inquired about train times", True),
+        ("Where does the user work?", True),  # a question, not a fact
+        ("User asked to be called Sam", False),  # a standing wish
+        ("User asks that answers be short", False),
+        ("User asks the assistant to answer in French", False),
+        ("User prefers answers in bullet points", False),
+        ("User wants to move to Osaka", False),
+        ("User works as a task manager", False),
+    ],
+)
+def test_a_memory_of_the_users_asking_is_told_from_a_fact(memory: str, asking: bool) -> None:
+    assert reports_asking(memory) is asking
+
+
+def test_the_manager_drops_a_memory_of_asking_with_the_default_capture(tmp_path: Path) -> None:
+    said = "I'm a nurse. How do I reverse a list in Python?"
+    answer = json.dumps(
+        {"operations": [add("User is a nurse"), add("User is asking how to reverse a list")]}
+    )
+    manager = MemoryManager(model=ScriptedModel([answer]))
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), memory_manager=manager)
+    update = memory.create_user_memories(message=said, user_id="u")
+    assert [m.memory for m in memory.get_user_memories(user_id="u")] == ["User is a nurse"]
+    assert any("a question or request, not a fact" in r for r in update.rejected)
+    # Instructions that ask for what the user asks about keep such memories.
+    custom = MemoryManager(
+        model=ScriptedModel([answer]), memory_capture_instructions="What the user asks about."
+    )
+    memory = Memory(db=SqliteDb(tmp_path / "c.db"), memory_manager=custom)
+    memory.create_user_memories(message=said, user_id="u")
+    assert len(memory.get_user_memories(user_id="u")) == 2
