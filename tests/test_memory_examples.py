@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from noted import Memory, SqliteDb
+from noted import Memory, SqliteDb, UserMemory
 from noted.memory.manager import MemoryManager
 from noted.memory.operations import Operation, Permissions, Plan
 from noted.memory.prompts import (
     copied_from_examples,
     dictated,
     drop_example_copies,
+    invented_names,
     manager_system_prompt,
     reports_asking,
 )
@@ -55,7 +56,7 @@ def test_the_examples_memories_are_in_the_prompt() -> None:
     no_update = manager_system_prompt(Permissions(update=False))
     assert '"op": "update", "id": 1' in prompt
     assert '"op": "update"' not in no_update
-    assert "Example 5 " in no_update and "Example 6 " not in no_update
+    assert "Example 6 " in no_update and "Example 7 " not in no_update
 
 
 def test_drop_example_copies_keeps_the_rest_and_says_why() -> None:
@@ -165,3 +166,41 @@ def test_the_manager_drops_a_memory_of_asking_with_the_default_capture(tmp_path:
     memory = Memory(db=SqliteDb(tmp_path / "c.db"), memory_manager=custom)
     memory.create_user_memories(message=said, user_id="u")
     assert len(memory.get_user_memories(user_id="u")) == 2
+
+
+@pytest.mark.parametrize(
+    ("memory", "said", "invented"),
+    [
+        ("User lives in Oslo", "What's the weather like in Norway in May?", True),
+        ("User's name is John", "Gardening is my thing on weekends.", True),
+        ("User lives in New York", "Can you give me a pancake recipe?", True),
+        ("User is a fan of the Norwegian ski team", "Is it cold in Norway in May?", False),
+        ("User's favourite author is Ursula K. Le Guin", "Le Guin is my favourite.", False),
+        ("User's wife Ana is a pediatrician", "My wife Ana is a pediatrician.", False),
+        ("User's son is called Noah", "He's called Noah.", False),
+        ("User writes Go", "I mostly write Go.", False),
+        ("User is a student", "Can you give me a pancake recipe?", False),  # names nothing
+        ("User likes tea. He is nice", "I like tea", False),  # a sentence's first word
+    ],
+)
+def test_a_memory_naming_no_one_mentioned_is_told_from_a_fact(
+    memory: str, said: str, invented: bool
+) -> None:
+    assert invented_names(memory, said) is invented
+
+
+def test_the_manager_drops_invented_names_but_not_those_shown(tmp_path: Path) -> None:
+    answers = [
+        json.dumps({"operations": [add("User lives in Oslo"), add("User has a beagle")]}),
+        json.dumps({"operations": [add("User's beagle is from Oslo")]}),
+    ]
+    memory = Memory(
+        db=SqliteDb(tmp_path / "m.db"), memory_manager=MemoryManager(model=ScriptedModel(answers))
+    )
+    update = memory.create_user_memories(message="We adopted a beagle.", user_id="u")
+    assert [m.memory for m in memory.get_user_memories(user_id="u")] == ["User has a beagle"]
+    assert any("names no one the conversation names" in r for r in update.rejected)
+    memory.add_user_memory(UserMemory("User lives in Oslo"), user_id="u")  # now known, shown
+    memory.create_user_memories(message="Our beagle was born near home.", user_id="u")
+    stored = {m.memory for m in memory.get_user_memories(user_id="u")}
+    assert "User's beagle is from Oslo" in stored
