@@ -68,8 +68,8 @@ _GATE_RULE = f"""\
 First answer "{FACTS_FIELD}": true only when the user tells something about their \
 own life (who they are, what they have, do, like or plan). It is false when the user only \
 asks a question, asks you to do something (translate, explain, convert, give a recipe or \
-a joke), chats or gives instructions: then "operations" is empty, and you do not guess \
-what such a user is like ("User is curious", "User likes cooking")."""
+a joke), chats or gives instructions: then "operations" is empty. Never guess what a \
+user is like from what they ask."""
 
 
 @dataclass(frozen=True, slots=True)
