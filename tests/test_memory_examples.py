@@ -17,6 +17,7 @@ from noted.memory.prompts import (
     drop_example_copies,
     invented_names,
     manager_system_prompt,
+    placeholder,
     reports_asking,
 )
 from noted.testing import ScriptedModel
@@ -209,3 +210,26 @@ def test_the_manager_drops_invented_names_but_not_those_shown(tmp_path: Path) ->
     memory.create_user_memories(message="Our beagle was born near home.", user_id="u")
     stored = {m.memory for m in memory.get_user_memories(user_id="u")}
     assert "User's beagle is from Oslo" in stored
+
+
+@pytest.mark.parametrize(
+    ("memory", "blank"),
+    [
+        ("User's name is [user's name]", True),
+        ("User lives in <city>", True),
+        ("User works at {company}", True),
+        ("User's name is Ravi", False),
+        ("User likes C++ (a lot)", False),
+    ],
+)
+def test_a_template_with_a_blank_is_told_from_a_fact(memory: str, blank: bool) -> None:
+    assert placeholder(memory) is blank
+
+
+def test_the_manager_drops_a_template(tmp_path: Path) -> None:
+    said = "I live in Madrid and work at a bank."
+    stored, rejected = one_turn(
+        tmp_path / "m.db", said, "User's name is [name]", "User lives in Madrid"
+    )
+    assert stored == ["User lives in Madrid"]
+    assert any("a template with a blank" in r for r in rejected)

@@ -23,6 +23,7 @@ __all__ = [
     "invented_names",
     "manager_system_prompt",
     "manager_user_prompt",
+    "placeholder",
     "quote",
     "reports_asking",
 ]
@@ -250,6 +251,16 @@ def reports_asking(memory: str) -> bool:
     return text.endswith("?") or _ASKING.match(text) is not None
 
 
+_PLACEHOLDER = re.compile(r"\[[^\]]*\]|<[^>]*>|\{[^}]*\}")
+
+
+def placeholder(memory: str) -> bool:
+    """Whether ``memory`` is a template rather than a fact: it holds a bracketed blank
+    ("User's name is [user's name]", "User lives in <city>"), which small models write
+    when the conversation does not say."""
+    return _PLACEHOLDER.search(memory) is not None
+
+
 _NAME = re.compile(r"(?<!^)(?<![.!?] )\b[A-Z][\w'-]+")
 
 
@@ -266,7 +277,8 @@ def invented_names(memory: str, grounded: str) -> bool:
 
 def drop_example_copies(plan: Plan, grounded: str, said: str = "", *, asking: bool = False) -> None:
     """Move the added or updated memories :func:`copied_from_examples` or
-    :func:`invented_names` (``grounded``: what was said and the memories shown) or
+    :func:`invented_names` (``grounded``: what was said and the memories shown), that are
+    a :func:`placeholder`, or
     :func:`dictated` (``said``: what the user said) out of ``plan``, each with its
     reason; with ``asking``, also those that
     :func:`reports_asking`."""
@@ -276,6 +288,8 @@ def drop_example_copies(plan: Plan, grounded: str, said: str = "", *, asking: bo
             plan.rejected.append(f"copied from the prompt's examples: {op.memory!r}")
         elif op.memory is not None and dictated(op.memory, said):
             plan.rejected.append(f"dictated by a quotation in the message: {op.memory!r}")
+        elif op.memory is not None and placeholder(op.memory):
+            plan.rejected.append(f"a template with a blank, not a fact: {op.memory!r}")
         elif op.memory is not None and invented_names(op.memory, grounded):
             plan.rejected.append(f"names no one the conversation names: {op.memory!r}")
         elif op.memory is not None and asking and reports_asking(op.memory):
