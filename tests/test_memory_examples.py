@@ -55,7 +55,7 @@ def test_the_examples_memories_are_in_the_prompt() -> None:
         assert copied_from_examples(memory, "ok")
     # Without updates, the update example is left out, the others stay.
     no_update = manager_system_prompt(Permissions(update=False))
-    assert '"op": "update", "id": 2' in prompt
+    assert '"op": "update", "id": 1' in prompt
     assert '"op": "update"' not in no_update
     assert "Example 6 " in no_update and "Example 7 " not in no_update
 

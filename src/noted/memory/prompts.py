@@ -109,10 +109,9 @@ _EXAMPLE_LIST = (
         (("add", None, "User teaches yoga", "work"),),
     ),
     _Example(
-        # The changed fact is not the first memory: small models otherwise learn "id": 1.
-        (("User is a nurse", "work"), ("User lives in Leeds", "location")),
+        (("User lives in Leeds", "location"), ("User is a nurse", "work")),
         "We moved to Bristol last month.",
-        (("update", 2, "User lives in Bristol", "location"),),
+        (("update", 1, "User lives in Bristol", "location"),),
     ),
 )
 
