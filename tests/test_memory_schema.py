@@ -20,6 +20,7 @@ from google.genai import types as genai_types
 from noted import Memory, Message, SqliteDb, UserMemory
 from noted.memory.manager import MemoryManager
 from noted.memory.operations import (
+    FACTS_FIELD,
     OPERATIONS_SCHEMA,
     Operation,
     Permissions,
@@ -134,7 +135,10 @@ def test_every_schema_fits_openai_strict_and_gemini(
 
 
 def valid(schema: dict[str, Any], *items: dict[str, Any]) -> bool:
-    return jsonschema.Draft202012Validator(schema).is_valid({"operations": list(items)})
+    answer: dict[str, Any] = {"operations": list(items)}
+    if FACTS_FIELD in schema["properties"]:  # asked first, whenever adding or updating is allowed
+        answer = {FACTS_FIELD: bool(items), **answer}
+    return jsonschema.Draft202012Validator(schema).is_valid(answer)
 
 
 def add(text: str | None = "User has a dog") -> dict[str, Any]:
@@ -227,3 +231,48 @@ def test_the_manager_sends_the_schema_for_what_it_shows(tmp_path: Path) -> None:
     assert second["properties"]["operations"]["items"]["anyOf"][1]["properties"]["id"]["enum"] == [
         1
     ]
+
+
+def test_the_answer_says_first_whether_the_user_stated_facts() -> None:
+    schema = operations_schema({}, Permissions())
+    assert list(schema["properties"]) == [FACTS_FIELD, "operations"]  # asked first
+    assert schema["required"] == [FACTS_FIELD, "operations"]
+    validator = jsonschema.Draft202012Validator(schema)
+    assert not validator.is_valid({"operations": []})  # a constrained model must say it
+    assert not validator.is_valid({FACTS_FIELD: "no", "operations": []})
+    # Nothing to add or update: the question has no use, and is not asked.
+    only_delete = operations_schema(SHOWN, Permissions(add=False, update=False, delete=True))
+    assert list(only_delete["properties"]) == ["operations"]
+
+
+def test_adds_and_updates_that_contradict_no_facts_are_dropped() -> None:
+    # The shape of a 1.5B model's answer to "Can you give me a quick pancake recipe?".
+    invented = {
+        FACTS_FIELD: False,
+        "operations": [add("User lives in New York"), update(1, "User likes pancakes")],
+    }
+    plan = parse_operations(json.dumps(invented), SHOWN, Permissions(), 5000)
+    assert plan.operations == []
+    assert len(plan.rejected) == 2
+    assert all(f"{FACTS_FIELD} is false" in r for r in plan.rejected)
+    # A delete is a request, not a fact: it is checked as usual (and allowed here).
+    delete = {"op": "delete", "id": 2, "memory": None, "topics": []}
+    forget = {FACTS_FIELD: False, "operations": [delete]}
+    plan = parse_operations(json.dumps(forget), SHOWN, Permissions(delete=True), 5000)
+    assert plan.operations == [Operation("delete", "m-ski")]
+    # True, or an answer without the field (a custom prompt, a tool call): applied.
+    for facts in ({FACTS_FIELD: True}, {}):
+        answer = json.dumps({**facts, "operations": [add()]})
+        plan = parse_operations(answer, {}, Permissions(), 5000)
+        assert plan.operations == [Operation("add", None, "User has a dog", ("pets",))]
+
+
+def test_the_manager_stores_nothing_when_the_answer_says_no_facts(tmp_path: Path) -> None:
+    answer = json.dumps({FACTS_FIELD: False, "operations": [add("User is a student")]})
+    memory = Memory(
+        db=SqliteDb(tmp_path / "m.db"),
+        memory_manager=MemoryManager(model=ScriptedModel([answer])),
+    )
+    update = memory.create_user_memories(message="Which is the capital of Peru?", user_id="u")
+    assert memory.get_user_memories(user_id="u") == []
+    assert update.operations == [] and FACTS_FIELD in update.rejected[0]

@@ -194,7 +194,10 @@ class MemoryManager:
         )
         if self.system_message is None:  # the default prompt, with its examples, was used
             grounded = [m.content or "" for m in messages] + [m.memory for m in shown.values()]
-            drop_example_copies(plan, "\n".join(grounded), said)
+            # With the default capture instructions, a memory of the user's asking is no
+            # fact (custom ones may want what the user asks about).
+            asking = self.memory_capture_instructions is None
+            drop_example_copies(plan, "\n".join(grounded), said, asking=asking)
         self.cap(plan)
         return plan, shown, said, response.usage
 

@@ -22,6 +22,7 @@ from noted.memory.answers import load_json_answer
 from noted.schema import UserMemory, check_topics
 
 __all__ = [
+    "FACTS_FIELD",
     "OPERATIONS_SCHEMA",
     "Operation",
     "Permissions",
@@ -88,8 +89,24 @@ def _operation_schema(kind: str, numbers: list[int]) -> dict[str, Any]:
     }
 
 
+FACTS_FIELD = "facts_about_the_user"
+"""The answer's first field, when adding or updating is allowed: whether the conversation
+states facts about the user at all. Answering it first, before any operation, is a
+decision small models get right far more often than whether to write an operation; when
+it is false, the answer's adds and updates are dropped (see :func:`parse_operations`)."""
+
+_FACTS_SCHEMA: dict[str, Any] = {
+    "type": "boolean",
+    "description": (
+        "whether the user states facts about themselves or their life; false for "
+        "questions, requests for a task, small talk and instructions"
+    ),
+}
+
+
 def operations_schema(shown: Mapping[int, UserMemory], permissions: Permissions) -> dict[str, Any]:
-    """The answer's JSON schema for one call: only the permitted kinds that make sense
+    """The answer's JSON schema for one call: first :data:`FACTS_FIELD` (when adding or
+    updating is allowed), then the operations: only the permitted kinds that make sense
     (no update or delete when no memory is shown), ``id`` one of the numbers shown (null
     for add and clear), ``memory`` a string for add and update (null otherwise).
 
@@ -108,10 +125,14 @@ def operations_schema(shown: Mapping[int, UserMemory], permissions: Permissions)
         operations["maxItems"] = 0
     else:
         operations["items"] = branches[0] if len(branches) == 1 else {"anyOf": branches}
+    properties: dict[str, Any] = {}
+    if permissions.add or permissions.update:
+        properties[FACTS_FIELD] = _FACTS_SCHEMA
+    properties["operations"] = operations
     return {
         "type": "object",
-        "properties": {"operations": operations},
-        "required": ["operations"],
+        "properties": properties,
+        "required": list(properties),
         "additionalProperties": False,
     }
 
@@ -145,14 +166,18 @@ def normalize(text: str) -> str:
     return _SPACE.sub(" ", text).strip().rstrip(".").casefold()
 
 
-def _decode(text: str | None) -> list[Any] | None:
+def _decode(text: str | None) -> tuple[list[Any] | None, bool]:
+    """The answer's operations (None when it has none), and whether it says the
+    conversation states facts about the user (true unless it says false)."""
     try:
         data = load_json_answer(text)
     except ValueError:
-        return None
+        return None, True
+    facts = True
     if isinstance(data, dict):
+        facts = data.get(FACTS_FIELD) is not False
         data = data.get("operations")
-    return data if isinstance(data, list) else None
+    return (data if isinstance(data, list) else None), facts
 
 
 def _topics(raw: object) -> tuple[str, ...]:
@@ -186,16 +211,23 @@ def parse_operations(
     mended rather than dropped: an ``update`` when no memory was shown (nothing matched,
     so the number it names does not exist) is taken as the ``add`` it clearly means, and
     logged.
+
+    An answer whose :data:`FACTS_FIELD` is false says the conversation states no facts
+    about the user: its adds and updates contradict it and are dropped, each with that
+    reason (deletes and clears, which a request can ask for, are checked as usual).
     """
     plan = Plan()
-    items = _decode(answer)
+    items, facts = _decode(answer)
     if items is None:
         plan.rejected.append(f"the answer is not JSON operations: {str(answer)[:200]!r}")
         return plan
     known = {normalize(m.memory) for m in shown.values()}
     touched: set[int] = set()
     for item in items:
-        reason = _check(item, shown, permissions, max_length, known, touched, plan, salvage)
+        if not facts and isinstance(item, dict) and item.get("op") in ("add", "update"):
+            reason: str | None = f"the answer says {FACTS_FIELD} is false"
+        else:
+            reason = _check(item, shown, permissions, max_length, known, touched, plan, salvage)
         if reason is not None:
             plan.rejected.append(f"{reason}: {json.dumps(item, ensure_ascii=False)[:200]}")
     if any(op.kind == "clear" for op in plan.operations):
