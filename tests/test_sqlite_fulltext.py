@@ -15,7 +15,7 @@ import pytest
 
 from noted import SqliteDb, UserMemory
 from noted.db import MemoryQuery
-from noted.db.sqlite.migrations import MIGRATIONS, owner_token, record_version
+from noted.db.sqlite.migrations import MIGRATIONS, owner_token, owner_token_of, record_version
 from noted.retrieval.ranking import content_terms
 
 BUDGET = 40
@@ -270,4 +270,12 @@ def test_scores_are_bm25_over_the_text_columns_alone(db: SqliteDb) -> None:
         )
         assert [s for _, s in got] == pytest.approx([-s for _, s in named], rel=1e-12), text
         assert len(got) == (10 if words else 0)
+    conn.close()
+
+
+def test_the_owner_token_made_in_python_is_the_one_sqlite_makes() -> None:
+    conn = sqlite3.connect(":memory:")
+    for user_id in NEAR_IDS:
+        [made] = conn.execute(f"SELECT {owner_token('?')}", (user_id,)).fetchone()
+        assert owner_token_of(user_id) == made.casefold()
     conn.close()

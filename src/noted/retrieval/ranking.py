@@ -1,5 +1,5 @@
-"""Keyword ranking pieces the stores share: the words of free text, a safe full-text query
-built from them, and BM25 for stores without a full-text index."""
+"""Keyword ranking pieces the stores share: the words of free text, and BM25 for stores
+without a full-text index."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ __all__ = [
     "KeywordIndex",
     "bm25_scores",
     "content_terms",
-    "fts_match",
-    "fts_query",
     "fts_terms",
 ]
 
@@ -57,26 +55,6 @@ def content_terms(text: str) -> list[str]:
     stopwords (all of them when it has nothing else)."""
     words = fts_terms(text)
     return [w for w in words if w not in STOPWORDS] or words
-
-
-def fts_match(text: str, owner: str | None = None) -> str | None:
-    """An FTS5 query for the words of ``text`` (any of them, ranked by BM25), within the
-    ``owner`` column's phrase when given; None when ``text`` has no words. Every word is
-    quoted, so nothing in ``text`` is read as query syntax."""
-    return fts_query(content_terms(text), owner)
-
-
-def fts_query(words: Sequence[str], owner: str | None = None) -> str | None:
-    """:func:`fts_match` for words already split (as :func:`content_terms` gives them);
-    anything holding a quote is left out, so nothing can end a word's quoting."""
-    content = [w for w in words if w and '"' not in w]
-    if not content:
-        return None
-    query = "{memory topics input} : (" + " OR ".join(f'"{w}"' for w in content) + ")"
-    owner_words = fts_terms(owner) if owner is not None else []
-    if owner_words:
-        query = 'owner : "' + " ".join(owner_words) + '" AND ' + query
-    return query
 
 
 def _stem(word: str) -> str:

@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from noted.db.base import MemoryQuery
-from noted.db.sqlite.migrations import owner_token
+from noted.db.sqlite.migrations import owner_token_of
 
 __all__ = ["MATCH_BUDGET", "SqliteFullText"]
 
@@ -99,7 +99,7 @@ class SqliteFullText:
         words: list[str],
         newest: bool,
     ) -> list[Any]:
-        match = self._match(conn, words, user_id)
+        match = _match(words, user_id)
         if match is None:
             return []
         where, params = self._where(query)
@@ -162,22 +162,24 @@ class SqliteFullText:
                 f"SELECT count(*) FROM (SELECT rowid FROM {self.fts} "
                 f"WHERE {self.fts} MATCH ? LIMIT ?)"
             )
-            params = [self._match(conn, [word], user_id), self.budget + 1]
+            params = [_match([word], user_id), self.budget + 1]
         count = int(conn.execute(sql, params).fetchone()[0])
         if len(self._counts) >= _COUNTS_KEPT:
             self._counts.clear()
         self._counts[key] = (generation, count)
         return count
 
-    def _match(self, conn: sqlite3.Connection, words: list[str], user_id: str) -> str | None:
-        """The FTS5 query for ``words`` among the user's memories: the user's owner token
-        (as the index holds it, see ``owner_token``) and any of the words, in any column.
-        The owner column holds only owner tokens, so a word is found in the other columns
-        alone, with the same BM25 as if they were named; naming them makes FTS5 read each
-        word's positions in every user's entries for its weight, twice the cost for a
-        small user beside a large one. The user's own token is not a word of theirs."""
-        token = conn.execute(f"SELECT {owner_token('?')}", (user_id,)).fetchone()[0].casefold()
-        content = [w for w in words if w and '"' not in w and w != token]
-        if not content:
-            return None
-        return f'owner : "{token}" AND (' + " OR ".join(f'"{w}"' for w in content) + ")"
+
+def _match(words: list[str], user_id: str) -> str | None:
+    """The FTS5 query for ``words`` among the user's memories: the user's owner token (see
+    ``owner_token``) and any of the words, in any column. The owner column holds only owner
+    tokens, so a word is found in the other columns alone, with the same BM25 as if they
+    were named; naming them makes FTS5 read each word's positions in every user's entries
+    for its weight, twice the cost for a small user beside a large one. The user's own
+    token is not a word of theirs, and a word holding a quote is left out, so nothing can
+    end a word's quoting."""
+    token = owner_token_of(user_id)
+    content = [w for w in words if w and '"' not in w and w != token]
+    if not content:
+        return None
+    return f'owner : "{token}" AND (' + " OR ".join(f'"{w}"' for w in content) + ")"

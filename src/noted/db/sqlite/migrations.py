@@ -93,6 +93,13 @@ def owner_token(user_id: str) -> str:
     return f"'noteduser' || hex({user_id}) || '0'"
 
 
+def owner_token_of(user_id: str) -> str:
+    """The token :func:`owner_token` gives for ``user_id``, as the index holds it (the
+    tokenizer lowercases it): the same hex of the id's UTF-8 bytes, made here instead of
+    in a query."""
+    return f"noteduser{user_id.encode('utf-8').hex()}0"
+
+
 @migration
 def m004_keyword_index(conn: sqlite3.Connection, table: str) -> None:
     """The full-text index (FTS5, BM25 ranking) of each memory's text, topics and input.
