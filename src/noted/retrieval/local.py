@@ -237,7 +237,9 @@ class _Model:
 
 
 class LocalEmbedder(BaseEmbedder):
-    """``LocalEmbedder()``: all-MiniLM-L6-v2 on this machine, 384 dimensions, no network.
+    """``LocalEmbedder()``: all-MiniLM-L6-v2 on this machine, 384 dimensions, no network,
+    run as an integer graph made from the packaged int8 weights at load (its vectors are
+    named ``minilm-l6-v2-int8-dynamic/384``).
 
     ``model`` may instead name a directory holding ``model.onnx`` (or ``onnx/model.onnx``)
     and ``vocab.txt``, or a Hugging Face Hub id such as
@@ -246,7 +248,8 @@ class LocalEmbedder(BaseEmbedder):
     vocabulary and mean pooling, as the all-MiniLM models do. Texts are cut to
     ``max_tokens`` tokens; ``threads`` (default: every core) is how many batches of one
     call run at once, one CPU thread each (a single text runs on the caller's thread).
-    Queries and documents are embedded alike.
+    Queries and documents are embedded alike. A directory's or the Hub's model runs as
+    its file says (the packaged ``model.onnx`` from a directory: float products).
     """
 
     batch_size = 32
