@@ -8,7 +8,7 @@ int8 weights and writes a graph that keeps them int8 and multiplies in integers:
 - the embeddings and their layer norm: one ``EmbedLayerNormalization`` (float, the same
   values as the packaged graph's);
 - each of the 6 layers: the layer's input quantized to uint8 with one scale for the
-  text (``DynamicQuantizeLinear``), the query/key/value products and the attention in one
+  whole input (``DynamicQuantizeLinear``), the query/key/value products and the attention in one
   ``QAttention``; the output, intermediate and final products as
   ``DynamicQuantizeMatMul`` (int8 weights, the packaged per-column scales, the biases);
   ``SkipLayerNormalization`` for the residual sums and their norms; ``Gelu``.
@@ -23,7 +23,6 @@ batch, so this graph is run one text at a time (see ``LocalEmbedder``).
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -103,7 +102,7 @@ class _Graph:
 
     def __init__(self, source: _Source) -> None:
         self.source = source
-        self.nodes: list[Any] = []
+        self.nodes: list[list[bytes]] = []  # each node's encoded parts
         self.weights: dict[str, Array] = {}
 
     def add(self, op_type: str, inputs: list[str], output: str, **attributes: float | int) -> str:
