@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from noted import Agent, Memory, Message, SqliteDb, UserMemory
+from noted import Agent, Memory, MemoryStore, Message, SqliteDb, UserMemory
 from noted.db.base import MemoryQuery
 from noted.memory.selection import RECENT_TURNS_CHARS, RecentTurns, select_memories
 from noted.models import ToolDefinition
@@ -66,6 +66,18 @@ def test_a_follow_up_brings_the_memories_the_previous_turn_was_about(mia: Memory
     followed = ask(mia, 1, "Tell me about my sister Mia", question, session="s2")
     assert VEGAN in followed[1] and NURSE in followed[1]
     assert len(followed[1]) < 6000  # still the budget
+
+
+def test_a_follow_up_finds_them_on_every_store(store: MemoryStore) -> None:
+    memory = Memory(db=store, embedder=None)
+    memory.add_user_memories([UserMemory(VEGAN), UserMemory(NURSE)], "ava")
+    memory.add_user_memories(user_facts(300), "ava")
+    memory.add_user_memory(UserMemory("Mia, Bob's cat, is vegan"), "bob")
+    question = "And what does she eat?"
+    alone = ask(memory, 0, "Tell me about my sister Mia", question)
+    followed = ask(memory, 1, "Tell me about my sister Mia", question, session="s2")
+    assert VEGAN not in alone[1] and VEGAN in followed[1] and NURSE in followed[1]
+    assert "Bob's cat" not in followed[1]  # another user's memory never
 
 
 def test_the_message_still_leads_the_earlier_turn(mia: Memory) -> None:
