@@ -11,7 +11,12 @@ import pytest
 
 from noted import Agent, Memory, MemoryStore, Message, SqliteDb, UserMemory
 from noted.db.base import MemoryQuery
-from noted.memory.selection import RECENT_TURNS_CHARS, RecentTurns, select_memories
+from noted.memory.selection import (
+    RECENT_REPLY_CHARS,
+    RECENT_TURNS_CHARS,
+    RecentTurns,
+    select_memories,
+)
 from noted.models import ToolDefinition
 from noted.testing import FunctionModel
 from user_facts import user_facts
@@ -115,7 +120,8 @@ def test_a_fresh_session_selects_as_the_message_alone(mia: Memory) -> None:
 def test_a_long_history_keeps_the_query_small() -> None:
     long = "My sister Mia " + "and then we talked about the weather for a while " * 500
     turns = RecentTurns.of([(long, long)] * 20)
-    assert len(turns.said) <= RECENT_TURNS_CHARS and len(turns.replied) <= RECENT_TURNS_CHARS
+    assert len(turns.said) <= RECENT_TURNS_CHARS and len(turns.replied) <= RECENT_REPLY_CHARS
+    assert len(turns.said) > RECENT_TURNS_CHARS - 60  # cut at a word, not emptied
     assert turns.said.startswith("My sister Mia") and not turns.said.endswith(" ")
     assert RecentTurns.of([("first", "one"), ("second", None)]) == RecentTurns("second\nfirst", "")
     assert not RecentTurns.of([]) and not RecentTurns.of([(" ", "")])

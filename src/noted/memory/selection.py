@@ -16,7 +16,10 @@ recent turns (:class:`RecentTurns`) are searched too, and their results are merg
 message's at a lower weight (``RECENT_TURNS_WEIGHT``, by rank), so the message still leads
 and what both point to comes first. Their meaning is the earlier user messages' (with one
 turn, the previous message, whose embedding its own run already made and the index keeps);
-the assistant's reply adds its words only. Each part is cut to ``RECENT_TURNS_CHARS``.
+the opening of the assistant's last reply adds its words only. The messages are cut to
+``RECENT_TURNS_CHARS``, the reply to ``RECENT_REPLY_CHARS``: for a user with many memories
+each new word of a keyword search is counted first (see the SQLite store's full-text
+search), so the words searched are kept few.
 
 Cost: one search of a bounded depth (two in a session's later turns, with one query
 embedding between them as a rule), one listing of the ``recent`` newest and one small
@@ -43,6 +46,7 @@ from noted.tracing import _hooks as tracing
 
 __all__ = [
     "RECENT",
+    "RECENT_REPLY_CHARS",
     "RECENT_TURNS_CHARS",
     "RECENT_TURNS_WEIGHT",
     "SEARCH_DEPTH",
@@ -59,7 +63,8 @@ SEARCH_DEPTH: Final = 60  # results read from the search, at least
 RECENT: Final = 5  # the newest memories, offered after the search's results
 SEMANTIC_WEIGHT: Final = 0.5  # hybrid's weight of meaning for a selection
 RECENT_TURNS_WEIGHT: Final = 0.5  # the recent turns' search, against the message's 1
-RECENT_TURNS_CHARS: Final = 500  # of the earlier user messages, and of the last reply
+RECENT_TURNS_CHARS: Final = 300  # of the earlier user messages, newest first
+RECENT_REPLY_CHARS: Final = 200  # of the last reply, its opening
 _RANK_OFFSET: Final = 10  # reciprocal rank fusion's constant: 1 / (offset + rank)
 _NAME = re.compile(r"\bname\b|\bcalled\b|\bgoes by\b", re.IGNORECASE)
 _NAME_QUERY: Final = "name called"
@@ -89,20 +94,21 @@ class RecentTurns:
     @classmethod
     def of(cls, turns: Sequence[tuple[str, str | None]]) -> RecentTurns:
         """From (user message, reply) pairs, oldest first: the messages newest first and
-        the last reply, each cut to ``RECENT_TURNS_CHARS``."""
+        the opening of the last reply, cut to ``RECENT_TURNS_CHARS`` and
+        ``RECENT_REPLY_CHARS``."""
         said = "\n".join(message for message, _ in reversed(turns) if message.strip())
         replied = (turns[-1][1] or "").strip() if turns else ""
-        return cls(_cut(said), _cut(replied))
+        return cls(_cut(said, RECENT_TURNS_CHARS), _cut(replied, RECENT_REPLY_CHARS))
 
     def __bool__(self) -> bool:
         return bool(self.said.strip() or self.replied.strip())
 
 
-def _cut(text: str) -> str:
-    """``text`` within ``RECENT_TURNS_CHARS``, cut at a word's end where there is one."""
-    if len(text) <= RECENT_TURNS_CHARS:
+def _cut(text: str, chars: int) -> str:
+    """``text`` within ``chars``, cut at a word's end where there is one."""
+    if len(text) <= chars:
         return text
-    head = text[:RECENT_TURNS_CHARS]
+    head = text[:chars]
     space = head.rfind(" ")
     return head[:space] if space > 0 else head
 
@@ -191,18 +197,22 @@ def select_memories(
     matches are read (``SEARCH_DEPTH`` when None)."""
     if limit <= 0:
         return []
-    depth = dataclasses.replace(query, limit=max(limit, query.limit or SEARCH_DEPTH), offset=0)
+    reading = max(limit, query.limit or SEARCH_DEPTH)
+    depth = dataclasses.replace(query, limit=reading, offset=0)
     found = [r.memory for r in search_memories(store, depth, text, index=index, agent_id=agent_id)]
     if turns:
+        # at half the weight, its matches past the first half would rank below a full
+        # list of the message's, so only those are read
+        half = dataclasses.replace(depth, limit=max(1, reading // 2))
         earlier = search_memories(
             store,
-            depth,
+            half,
             turns.said,
             index=index,
             agent_id=agent_id,
             words=f"{turns.said}\n{turns.replied}",
         )
-        found = _merged(found, [r.memory for r in earlier], depth.limit)
+        found = _merged(found, [r.memory for r in earlier], reading)
     pinned = _names(store, query, agent_id) if names else []
     newest = _newest(store, query, recent, agent_id)
     candidates = [*pinned[:1], *found, *newest]
@@ -211,7 +221,7 @@ def select_memories(
 
 
 def _merged(
-    first: Sequence[UserMemory], second: Sequence[UserMemory], limit: int | None
+    first: Sequence[UserMemory], second: Sequence[UserMemory], limit: int
 ) -> list[UserMemory]:
     """Two rankings as one by weighted reciprocal rank: ``second`` weighs
     ``RECENT_TURNS_WEIGHT``; a memory in both ranks above either alone."""
