@@ -296,6 +296,16 @@ def test_semantic_hits_name_each_rows_id_and_time_after_changes(tmp_path: Path) 
     def hits() -> dict[Any, tuple[str, float | None]]:
         vector = index._query_vector("the user's work")
         found = db.semantic_hits(query, vector, index.model_name)
+        # the scores too (a repeated query's are kept): each the stored vector's, now
+        with db._session() as conn:
+            stored = dict(
+                conn.execute(
+                    f"SELECT rowid, embedding FROM {db.memory_table} WHERE user_id = 'ava'"
+                ).fetchall()
+            )
+        for hit in found:
+            expected = float(np.frombuffer(stored[hit.key], dtype="<f4") @ vector)
+            assert hit.score == pytest.approx(expected, rel=1e-6)
         return {hit.key: (hit.memory_id, hit.stamp) for hit in found}
 
     assert hits() == table() and len(table()) == 5

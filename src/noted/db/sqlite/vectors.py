@@ -4,6 +4,8 @@ searched exactly over a per-user matrix kept in memory between searches."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -32,6 +34,7 @@ __all__ = ["SqliteVectors"]
 
 _SELECT = ", ".join(COLUMNS)
 _UNEMBEDDED = "(embedding IS NULL OR embedding_model IS NOT ?)"
+_SCORES_KEPT = 8  # the last queries' score arrays (4 bytes a memory each)
 
 Connect = Callable[[], AbstractContextManager[sqlite3.Connection]]
 Where = Callable[[MemoryQuery], tuple[str, list[Any]]]
@@ -68,6 +71,8 @@ class SqliteVectors:
         self._transaction = transaction
         self._where = where
         self._to_embed: dict[tuple[str | None, str], tuple[int, int]] = {}
+        self._kept_scores: OrderedDict[tuple[str, str, int, bytes], Vector] = OrderedDict()
+        self._lock = threading.Lock()
         self._sql_generation = f"SELECT generation FROM {table}_generations WHERE user_id = ?"
         self._sql_bump = (
             f"INSERT INTO {table}_generations (user_id, generation) VALUES (?, 1) "
@@ -127,7 +132,7 @@ class SqliteVectors:
         vectors = self._labelled(user_id, model, target.size)
         if not vectors.keys.size:
             return user_id, None, nothing, np.zeros(0, dtype=np.float32)
-        scores = cosine_scores(vectors.matrix, target)
+        scores = self._scores(user_id, model, vectors, target)
         if query.filtered:
             where, params = self._where(query)
             with self._session() as conn:
@@ -137,6 +142,23 @@ class SqliteVectors:
         count = None if query.limit is None else query.offset + query.limit
         best = top_indices(scores, count)[query.offset :]
         return user_id, vectors, best, scores[best]
+
+    def _scores(self, user_id: str, model: str, vectors: _Labelled, target: Vector) -> Vector:
+        """Every vector's score for ``target`` (a copy of the kept ones for a query asked
+        again of the same vectors, such as an agent's next turn searching its previous
+        message, or the memory manager searching the message the agent just searched)."""
+        key = (user_id, model, vectors.generation, target.tobytes())
+        with self._lock:
+            known = self._kept_scores.get(key)
+            if known is not None:
+                self._kept_scores.move_to_end(key)
+                return known.copy()
+        scores = cosine_scores(vectors.matrix, target)
+        with self._lock:
+            self._kept_scores[key] = scores.copy()
+            while len(self._kept_scores) > _SCORES_KEPT:
+                self._kept_scores.popitem(last=False)
+        return scores
 
     def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]:
         user_id, vectors, best, scores = self._best(query, vector, model)
