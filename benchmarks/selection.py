@@ -9,7 +9,9 @@ keyword index) and on the in-process store (BM25 over the user's memories in Pyt
 Redis's client-side ranking does), without an embedder; and on SQLite with the default
 embedder at 10,000 memories, the query's embedding included (the stored vectors are random
 unit vectors tagged with the model's name, as in search.py: the work is the same, the
-ranking means nothing). Each figure is the median of 50 questions after one warm-up, with
+ranking means nothing), for a session's first turn and for a follow-up (the previous
+question searched too, as an Agent's later turns do: its embedding is the one its own turn
+made). Each figure is the median of 50 questions after one warm-up, with
 the process's CPU time per run beside it (what a run costs whatever else the machine
 runs) and the load average.
 Writes benchmarks/results/selection.json.
@@ -34,7 +36,7 @@ from noted import InMemoryDb, Memory, SqliteDb
 from noted.agent.context import fit_memories
 from noted.db.base import MemoryQuery, MemoryStore
 from noted.memory.index import MemoryIndex
-from noted.memory.selection import select_memories
+from noted.memory.selection import RecentTurns, select_memories
 from noted.retrieval import default_embedder
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -46,17 +48,24 @@ ROUNDS = 50
 TARGET_EMBEDDER_MS = 15.0  # p50 at 10,000 memories, the query's embedding included
 
 
-def timed(store: MemoryStore, index: MemoryIndex | None) -> Timing:
+def timed(store: MemoryStore, index: MemoryIndex | None, follow_up: bool = False) -> Timing:
     timing = Timing()
     query = MemoryQuery(user_id="u", limit=80)
     select_memories(store, query, question(0), 80, index=index)  # warm-up
-    cpu = time.process_time()
+    cpu = 0.0
     for i in range(1, ROUNDS + 1):
-        text = f"{question(i)} ({i})"  # a new query each time: no cached embedding
-        start = time.perf_counter()
-        fit_memories(select_memories(store, query, text, 80, index=index), 4000)
+        # a new query each time: no cached embedding (nor kept keyword results)
+        text = f"{question(i)} ({i + 2 * ROUNDS if follow_up else i})"
+        turns = None
+        if follow_up:  # the previous turn's question, searched (and embedded) untimed
+            said = f"{question(i + ROUNDS)} ({i + ROUNDS})"
+            select_memories(store, query, said, 80, index=index)
+            turns = RecentTurns(said, "Here is what I found.")
+        start, started = time.perf_counter(), time.process_time()
+        fit_memories(select_memories(store, query, text, 80, index=index, turns=turns), 4000)
         timing.samples.append(time.perf_counter() - start)
-    CPU_MS[id(timing)] = (time.process_time() - cpu) / ROUNDS * 1e3
+        cpu += time.process_time() - started
+    CPU_MS[id(timing)] = cpu / ROUNDS * 1e3
     return timing
 
 
@@ -113,6 +122,13 @@ def main() -> None:
                         f"({met}: <= {TARGET_EMBEDDER_MS} ms)",
                         flush=True,
                     )
+                    t = timed(store, MemoryIndex(store, embedder), follow_up=True)
+                    results[f"{name}, default embedder, follow-up turn, {size:,}"] = {
+                        "p50_ms": t.median * 1e3,
+                        "p95_ms": t.p95 * 1e3,
+                        "cpu_ms": CPU_MS[id(t)],
+                    }
+                    print(f"{name:10} follow-up {size:>5,}: {line(t)}", flush=True)
                 store.close()
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "selection.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -317,6 +317,51 @@ def test_vectors_are_cached_per_user_and_reloaded_after_a_change(tmp_path: Path)
     db.close()
 
 
+def test_semantic_hits_name_each_rows_id_and_time_after_changes(tmp_path: Path) -> None:
+    """The hits' memory ids and times are kept with the vectors: they must follow every
+    change of the user's rows, from this connection or another."""
+    db = SqliteDb(tmp_path / "h.db")
+    memory = Memory(db=db, embedder="local")
+    ids = memory.add_user_memories([m.copy() for m in FACTS], user_id="ava")
+    index = memory.index
+    assert index is not None
+    query = MemoryQuery(user_id="ava", limit=10)
+
+    def table() -> dict[Any, tuple[str, float]]:
+        with db._session() as conn:
+            rows = conn.execute(
+                f"SELECT rowid, memory_id, updated_at FROM {db.memory_table} "
+                "WHERE user_id = 'ava' AND embedding IS NOT NULL"
+            ).fetchall()
+        return {row[0]: (row[1], row[2] / 1e6) for row in rows}
+
+    def hits() -> dict[Any, tuple[str, float | None]]:
+        vector = index._query_vector("the user's work")
+        found = db.semantic_hits(query, vector, index.model_name)
+        # the scores too (a repeated query's are kept): each the stored vector's, now
+        with db._session() as conn:
+            stored = dict(
+                conn.execute(
+                    f"SELECT rowid, embedding FROM {db.memory_table} WHERE user_id = 'ava'"
+                ).fetchall()
+            )
+        for hit in found:
+            expected = float(np.frombuffer(stored[hit.key], dtype="<f4") @ vector)
+            assert hit.score == pytest.approx(expected, rel=1e-6)
+        return {hit.key: (hit.memory_id, hit.stamp) for hit in found}
+
+    assert hits() == table() and len(table()) == 5
+    before = hits()
+    memory.replace_user_memory(ids[2], UserMemory("Ava works as a vet", topics=["work"]), "ava")
+    memory.delete_user_memory(ids[0], "ava")
+    with SqliteDb(tmp_path / "h.db") as other:  # another connection
+        Memory(db=other, embedder="local").add_user_memory(UserMemory("Ava sings"), "ava")
+    memory.search_user_memories("work", "ava", 1, "semantic")  # embeds what is new
+    assert hits() == table() and len(table()) == 5
+    assert hits() != before
+    db.close()
+
+
 @pytest.mark.default_embedder
 def test_cli_search_by_meaning_and_reindex(tmp_path: Path) -> None:
     from noted.cli import main

@@ -119,6 +119,7 @@ class Agent:
         memory_context_chars: int = 4000,
         memory_context_tokens: int = 1200,
         memory_scope: str = "user",
+        memory_query_turns: int = 1,
         enable_session_summaries: bool = False,
         add_session_summary_to_context: bool | None = None,
         session_summarizer: SessionSummarizer | None = None,
@@ -144,6 +145,7 @@ class Agent:
         self.num_history_runs = _check_count("num_history_runs", num_history_runs, 0)
         self.read_chat_history = read_chat_history
         self.max_tool_rounds = _check_count("max_tool_rounds", max_tool_rounds, 0)
+        query_turns = _check_count("memory_query_turns", memory_query_turns, 0)
         self._user_sessions: dict[str, str] = {}
         self._work = BackgroundWork(background=background_memory)
         self.memory = self._memory_settings(
@@ -158,6 +160,7 @@ class Agent:
                 "memory_context_tokens", memory_context_tokens, 0
             )
             self.memory.scope_agent = _scope(memory_scope, self.agent_id)
+            self.memory.query_turns = query_turns
         if enable_agentic_memory and enable_user_memories:
             warnings.warn(
                 "enable_agentic_memory and enable_user_memories are both set: agentic memory "
@@ -315,9 +318,16 @@ class Agent:
         """The messages the first model call sees (system prompt, history, the new
         message) and the run's tools."""
         last_n = self.num_history_runs if self.add_history_to_context else 0
-        history = await asyncio.to_thread(
-            self.db.get_runs, run.session_id, run.user_id, last_n=last_n, completed_only=True
+        memory = self.memory
+        turns = memory.query_turns if memory is not None and memory.in_context else 0
+        earlier = await asyncio.to_thread(
+            self.db.get_runs,
+            run.session_id,
+            run.user_id,
+            last_n=max(last_n, turns),
+            completed_only=True,
         )
+        history = earlier[-last_n:] if last_n else []
         extra: list[PromptSection] = []
         tools = self._run_tools(run.session_id, run.user_id)
         if self.summaries is not None:
@@ -325,7 +335,7 @@ class Agent:
             if section is not None:
                 extra.append(section)
         if self.memory is not None:
-            prepared = await self.memory.prepare(run)
+            prepared = await self.memory.prepare(run, earlier)
             extra.extend(prepared.sections)
             tools.extend(prepared.tools)
         system = self.system_prompt(extra=extra)

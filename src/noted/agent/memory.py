@@ -13,7 +13,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -33,7 +33,7 @@ from noted.memory.index import MemoryIndex
 from noted.memory.manager import MemoryManager
 from noted.memory.memory import Memory
 from noted.memory.operations import number_memories
-from noted.memory.selection import select_memories
+from noted.memory.selection import RecentTurns, select_memories
 from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.types import Message
@@ -128,6 +128,7 @@ class AgentMemory:
     work: BackgroundWork = field(default_factory=BackgroundWork)
     context_tokens: int = 1200
     scope_agent: str | None = None  # only this agent's memories and those of no agent
+    query_turns: int = 1  # the session's earlier runs searched with the message
 
     @property
     def store(self) -> MemoryStore:
@@ -144,19 +145,36 @@ class AgentMemory:
         return self.memory.model
 
     @tracing.traced("retriever")
-    def relevant(self, user_id: str, text: str) -> list[UserMemory]:
-        """The memories offered to the prompt for ``text``, most relevant first."""
+    def relevant(
+        self, user_id: str, text: str, turns: RecentTurns | None = None
+    ) -> list[UserMemory]:
+        """The memories offered to the prompt for ``text`` (and, less, the session's
+        recent ``turns``), most relevant first."""
         query = MemoryQuery(user_id=user_id, limit=CONTEXT_DEPTH)
         return select_memories(
-            self.store, query, text, CONTEXT_CANDIDATES, index=self.index, agent_id=self.scope_agent
+            self.store,
+            query,
+            text,
+            CONTEXT_CANDIDATES,
+            index=self.index,
+            agent_id=self.scope_agent,
+            turns=turns,
         )
 
-    async def prepare(self, run: RunResult) -> RunMemory:
+    def recent_turns(self, earlier: Sequence[RunResult]) -> RecentTurns:
+        """The last ``query_turns`` of the session's earlier runs, for the memory query."""
+        last = earlier[-self.query_turns :] if self.query_turns else []
+        return RecentTurns.of([(past.input, past.content) for past in last])
+
+    async def prepare(self, run: RunResult, earlier: Sequence[RunResult] = ()) -> RunMemory:
+        """The run's memory section and tools; ``earlier`` are the session's runs before
+        it, oldest first (their last ``query_turns`` join the memory query)."""
         prepared = RunMemory()
         agentic = self.mode == "agentic"
         shown: dict[int, UserMemory] = {}
         if self.in_context:
-            relevant = await asyncio.to_thread(self.relevant, run.user_id, run.input)
+            turns = self.recent_turns(earlier)
+            relevant = await asyncio.to_thread(self.relevant, run.user_id, run.input, turns)
             kept = fit_memories(
                 relevant, self.context_chars, numbered=agentic, budget_tokens=self.context_tokens
             )

@@ -224,9 +224,11 @@ class MemoryIndex:
         recency_weight: float = 0.0,
         half_life: timedelta = timedelta(days=30),
         semantic_weight: float | None = None,
+        words: str | None = None,
     ) -> list[ScoredMemory]:
         """Keyword and semantic results fused (see :mod:`noted.retrieval.fusion`), with the
-        index's ``semantic_weight`` unless another is given. On a store that ranks hits
+        index's ``semantic_weight`` unless another is given; the keyword side searches
+        ``words`` when given, ``text`` otherwise. On a store that ranks hits
         (SQLite), a new query's words are searched on another thread while the query is
         embedded (both run outside the GIL)."""
         limit = query.limit
@@ -234,6 +236,7 @@ class MemoryIndex:
         depth = max(HYBRID_DEPTH, 0 if limit is None else query.offset + limit)
         wide = dataclasses.replace(query, limit=depth, offset=0)
         end = None if limit is None else query.offset + limit
+        words = text if words is None else words
         store = self.store
         if isinstance(store, HitSearch):
             # the store ranks both ways without reading memories: only the page is read
@@ -244,12 +247,12 @@ class MemoryIndex:
             if vector is None and _OVERLAP:
                 # the store searches the words (out of the GIL) while the model embeds
                 context = contextvars.copy_context()
-                searching = _beside().submit(context.run, store.keyword_hits, wide, text)
+                searching = _beside().submit(context.run, store.keyword_hits, wide, words)
                 vector = self._query_vector(text)
                 keyword = searching.result()
             else:
                 vector = self._query_vector(text) if vector is None else vector
-                keyword = store.keyword_hits(wide, text)
+                keyword = store.keyword_hits(wide, words)
             hits = fuse_hits(
                 keyword,
                 store.semantic_hits(wide, vector, self.model_name),
@@ -263,7 +266,7 @@ class MemoryIndex:
         # one after the other: on two cores, searching words while the model runs slows
         # the model down by more than the keyword search takes
         by_meaning = self.semantic(wide, text)
-        by_words = store.keyword_search(wide, text)
+        by_words = store.keyword_search(wide, words)
         fused = fuse(
             by_words,
             by_meaning,

@@ -11,7 +11,18 @@ there than the best few matches); then facts that always matter (the user's name
 the newest memories, so a text with no content words ("what do you know about me?") still
 shows something, and duplicates (the same words) are shown once.
 
-Cost: one search of a bounded depth, one listing of the ``recent`` newest and one small
+A follow-up ("and what does she eat?") names nothing the memories say: the session's
+recent turns (:class:`RecentTurns`) are searched too, and their results are merged with the
+message's at a lower weight (``RECENT_TURNS_WEIGHT``, by rank), so the message still leads
+and what both point to comes first. Their meaning is the earlier user messages' (with one
+turn, the previous message, whose embedding its own run already made and the index keeps);
+the opening of the assistant's last reply adds its words only. The messages are cut to
+``RECENT_TURNS_CHARS``, the reply to ``RECENT_REPLY_CHARS``: for a user with many memories
+each new word of a keyword search is counted first (see the SQLite store's full-text
+search), so the words searched are kept few.
+
+Cost: one search of a bounded depth (two in a session's later turns, with one query
+embedding between them as a rule), one listing of the ``recent`` newest and one small
 search for the name, whatever the number of memories. A store with an index answers in
 time that grows slowly with the user's memory count; the in-process store and Redis rank
 the user's memories in Python (a cached BM25 index for Redis), which grows linearly with
@@ -24,6 +35,7 @@ import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Final
 
 from noted.db.base import MemoryQuery, MemoryStore, ScoredMemory
@@ -34,8 +46,12 @@ from noted.tracing import _hooks as tracing
 
 __all__ = [
     "RECENT",
+    "RECENT_REPLY_CHARS",
+    "RECENT_TURNS_CHARS",
+    "RECENT_TURNS_WEIGHT",
     "SEARCH_DEPTH",
     "SEMANTIC_WEIGHT",
+    "RecentTurns",
     "distinct",
     "estimate_tokens",
     "scoped",
@@ -46,6 +62,10 @@ __all__ = [
 SEARCH_DEPTH: Final = 60  # results read from the search, at least
 RECENT: Final = 5  # the newest memories, offered after the search's results
 SEMANTIC_WEIGHT: Final = 0.5  # hybrid's weight of meaning for a selection
+RECENT_TURNS_WEIGHT: Final = 0.5  # the recent turns' search, against the message's 1
+RECENT_TURNS_CHARS: Final = 300  # of the earlier user messages, newest first
+RECENT_REPLY_CHARS: Final = 200  # of the last reply, its opening
+_RANK_OFFSET: Final = 10  # reciprocal rank fusion's constant: 1 / (offset + rank)
 _NAME = re.compile(r"\bname\b|\bcalled\b|\bgoes by\b", re.IGNORECASE)
 _NAME_QUERY: Final = "name called"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -62,12 +82,47 @@ def scoped(memories: Iterable[UserMemory], agent_id: str | None) -> list[UserMem
     return [m for m in memories if agent_id is None or m.agent_id in (agent_id, None)]
 
 
+@dataclass(frozen=True, slots=True)
+class RecentTurns:
+    """What the session said just before the message: ``said``, its earlier user messages
+    (searched by words and meaning), and ``replied``, the assistant's last reply (searched
+    by its words only)."""
+
+    said: str = ""
+    replied: str = ""
+
+    @classmethod
+    def of(cls, turns: Sequence[tuple[str, str | None]]) -> RecentTurns:
+        """From (user message, reply) pairs, oldest first: the messages newest first and
+        the opening of the last reply, cut to ``RECENT_TURNS_CHARS`` and
+        ``RECENT_REPLY_CHARS``."""
+        said = "\n".join(message for message, _ in reversed(turns) if message.strip())
+        replied = (turns[-1][1] or "").strip() if turns else ""
+        return cls(_cut(said, RECENT_TURNS_CHARS), _cut(replied, RECENT_REPLY_CHARS))
+
+    def __bool__(self) -> bool:
+        return bool(self.said.strip() or self.replied.strip())
+
+
+def _cut(text: str, chars: int) -> str:
+    """``text`` within ``chars``, cut at a word's end where there is one."""
+    if len(text) <= chars:
+        return text
+    head = text[:chars]
+    space = head.rfind(" ")
+    return head[:space] if space > 0 else head
+
+
 def _search(
-    store: MemoryStore, index: MemoryIndex | None, query: MemoryQuery, text: str
+    store: MemoryStore,
+    index: MemoryIndex | None,
+    query: MemoryQuery,
+    text: str,
+    words: str | None = None,
 ) -> list[ScoredMemory]:
-    if index is not None:
-        return index.hybrid(query, text, semantic_weight=SEMANTIC_WEIGHT)
-    return store.keyword_search(query, text)
+    if index is not None and text.strip():
+        return index.hybrid(query, text, semantic_weight=SEMANTIC_WEIGHT, words=words)
+    return store.keyword_search(query, text if words is None else words)
 
 
 def search_memories(
@@ -77,20 +132,22 @@ def search_memories(
     *,
     index: MemoryIndex | None = None,
     agent_id: str | None = None,
+    words: str | None = None,
 ) -> list[ScoredMemory]:
     """The best matches for ``text`` among all the memories ``query`` selects (at most
-    ``query.limit``): hybrid with an ``index``, keyword otherwise. With ``agent_id``, only
-    that agent's memories and those written with no agent id: the agent's own are searched
-    apart, so other agents' memories cannot crowd them out."""
-    if not text.strip():
+    ``query.limit``): hybrid with an ``index``, keyword otherwise (by ``words`` instead of
+    ``text``'s when given). With ``agent_id``, only that agent's memories and those written
+    with no agent id: the agent's own are searched apart, so other agents' memories cannot
+    crowd them out."""
+    if not (text.strip() or (words or "").strip()):
         return []
     if agent_id is None:
-        return _search(store, index, query, text)
-    own = _search(store, index, dataclasses.replace(query, agent_id=agent_id), text)
+        return _search(store, index, query, text, words)
+    own = _search(store, index, dataclasses.replace(query, agent_id=agent_id), text, words)
     depth = None if query.limit is None else 3 * query.limit
     shared = [
         r
-        for r in _search(store, index, dataclasses.replace(query, limit=depth), text)
+        for r in _search(store, index, dataclasses.replace(query, limit=depth), text, words)
         if r.memory.agent_id is None
     ]
     merged = sorted([*own, *shared], key=lambda r: -r.score)
@@ -132,19 +189,51 @@ def select_memories(
     agent_id: str | None = None,
     recent: int = RECENT,
     names: bool = True,
+    turns: RecentTurns | None = None,
 ) -> list[UserMemory]:
     """At most ``limit`` of the memories ``query`` selects (its user and filters) that
-    matter for ``text``, most relevant first (see the module's note). ``query.limit`` is
-    how many of the search's best matches are read (``SEARCH_DEPTH`` when None)."""
+    matter for ``text`` (and, less, for the session's recent ``turns``), most relevant
+    first (see the module's note). ``query.limit`` is how many of each search's best
+    matches are read (``SEARCH_DEPTH`` when None)."""
     if limit <= 0:
         return []
-    depth = dataclasses.replace(query, limit=max(limit, query.limit or SEARCH_DEPTH), offset=0)
+    reading = max(limit, query.limit or SEARCH_DEPTH)
+    depth = dataclasses.replace(query, limit=reading, offset=0)
     found = [r.memory for r in search_memories(store, depth, text, index=index, agent_id=agent_id)]
+    if turns:
+        # at half the weight, its matches past the first half would rank below a full
+        # list of the message's, so only those are read
+        half = dataclasses.replace(depth, limit=max(1, reading // 2))
+        earlier = search_memories(
+            store,
+            half,
+            turns.said,
+            index=index,
+            agent_id=agent_id,
+            words=f"{turns.said}\n{turns.replied}",
+        )
+        found = _merged(found, [r.memory for r in earlier], reading)
     pinned = _names(store, query, agent_id) if names else []
     newest = _newest(store, query, recent, agent_id)
     candidates = [*pinned[:1], *found, *newest]
     tracing.considered(len({m.memory_id for m in candidates}))
     return distinct(candidates, limit)
+
+
+def _merged(
+    first: Sequence[UserMemory], second: Sequence[UserMemory], limit: int
+) -> list[UserMemory]:
+    """Two rankings as one by weighted reciprocal rank: ``second`` weighs
+    ``RECENT_TURNS_WEIGHT``; a memory in both ranks above either alone."""
+    scores: dict[str | None, float] = {}
+    chosen: dict[str | None, UserMemory] = {}
+    for weight, ranking in ((1.0, first), (RECENT_TURNS_WEIGHT, second)):
+        for rank, memory in enumerate(ranking, start=1):
+            key = memory.memory_id
+            scores[key] = scores.get(key, 0.0) + weight / (_RANK_OFFSET + rank)
+            chosen.setdefault(key, memory)
+    order = sorted(chosen, key=lambda key: -scores[key])  # stable: the message's order first
+    return [chosen[key] for key in order[:limit]]
 
 
 @functools.lru_cache(maxsize=65536)

@@ -4,17 +4,22 @@ searched exactly over a per-user matrix kept in memory between searches."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from noted.db._rows import COLUMNS, IN_CHUNK, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.retrieval.fusion import Hit
 from noted.retrieval.vectors import (
     UserVectors,
+    Vector,
     VectorCache,
     check_vector,
     cosine_scores,
@@ -29,9 +34,23 @@ __all__ = ["SqliteVectors"]
 
 _SELECT = ", ".join(COLUMNS)
 _UNEMBEDDED = "(embedding IS NULL OR embedding_model IS NOT ?)"
+_SCORES_KEPT = 8  # the last queries' score arrays (4 bytes a memory each)
 
 Connect = Callable[[], AbstractContextManager[sqlite3.Connection]]
 Where = Callable[[MemoryQuery], tuple[str, list[Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Labelled(UserVectors):
+    """A user's vectors with each row's memory id and time (seconds since the epoch), so
+    hybrid search's hits need no read of the table."""
+
+    ids: list[str]
+    stamps: npt.NDArray[np.float64]
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.matrix.nbytes + self.stamps.nbytes) + 80 * len(self.ids)
 
 
 class SqliteVectors:
@@ -52,6 +71,8 @@ class SqliteVectors:
         self._transaction = transaction
         self._where = where
         self._to_embed: dict[tuple[str | None, str], tuple[int, int]] = {}
+        self._kept_scores: OrderedDict[tuple[str, str, int, bytes], Vector] = OrderedDict()
+        self._lock = threading.Lock()
         self._sql_generation = f"SELECT generation FROM {table}_generations WHERE user_id = ?"
         self._sql_bump = (
             f"INSERT INTO {table}_generations (user_id, generation) VALUES (?, 1) "
@@ -74,36 +95,44 @@ class SqliteVectors:
         """The user's vectors made by ``model``: from the cache while the user's rows are
         unchanged, else read again (the generation first, so a change made meanwhile only
         makes the next search read them once more)."""
+        return self._labelled(user_id, model, dimensions)
+
+    def _labelled(self, user_id: str, model: str, dimensions: int) -> _Labelled:
         key = (user_id, model, dimensions)
         with self._session() as conn:
             generation = self.generation(conn, user_id)
             cached = self.cache.get(key, generation)
-            if cached is not None:
+            if isinstance(cached, _Labelled):
                 return cached
             rows = conn.execute(
-                f"SELECT rowid, embedding FROM {self.table} WHERE user_id = ? "
-                "AND embedding_model = ? AND length(embedding) = ? ORDER BY rowid",
+                f"SELECT rowid, embedding, memory_id, updated_at FROM {self.table} "
+                "WHERE user_id = ? AND embedding_model = ? AND length(embedding) = ? "
+                "ORDER BY rowid",
                 (user_id, model, 4 * dimensions),
             ).fetchall()
-        entry = UserVectors(
+        entry = _Labelled(
             generation,
             np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
             from_blobs([row[1] for row in rows], dimensions),
+            [row[2] for row in rows],
+            np.fromiter((row[3] / 1e6 for row in rows), dtype=np.float64, count=len(rows)),
         )
         self.cache.put(key, entry)
         return entry
 
     def _best(
         self, query: MemoryQuery, vector: QueryVector, model: str
-    ) -> tuple[str, list[tuple[int, float]]]:
-        """The user, and the rowids of the query's page of best matches with their scores."""
+    ) -> tuple[str, _Labelled | None, npt.NDArray[np.intp], Vector]:
+        """The user, their vectors, and the positions in them of the query's page of best
+        matches with the scores (no vectors: None and nothing)."""
         user_id, target = search_target(query.user_id, vector)
+        nothing = np.zeros(0, dtype=np.intp)
         if query.limit == 0:
-            return user_id, []
-        vectors = self.user_vectors(user_id, model, target.size)
+            return user_id, None, nothing, np.zeros(0, dtype=np.float32)
+        vectors = self._labelled(user_id, model, target.size)
         if not vectors.keys.size:
-            return user_id, []
-        scores = cosine_scores(vectors.matrix, target)
+            return user_id, None, nothing, np.zeros(0, dtype=np.float32)
+        scores = self._scores(user_id, model, vectors, target)
         if query.filtered:
             where, params = self._where(query)
             with self._session() as conn:
@@ -112,22 +141,53 @@ class SqliteVectors:
             scores[~np.isin(vectors.keys, allowed)] = -np.inf
         count = None if query.limit is None else query.offset + query.limit
         best = top_indices(scores, count)[query.offset :]
-        return user_id, list(zip(vectors.keys[best].tolist(), scores[best].tolist(), strict=True))
+        return user_id, vectors, best, scores[best]
+
+    def _scores(self, user_id: str, model: str, vectors: _Labelled, target: Vector) -> Vector:
+        """Every vector's score for ``target`` (a copy of the kept ones for a query asked
+        again of the same vectors, such as an agent's next turn searching its previous
+        message, or the memory manager searching the message the agent just searched)."""
+        key = (user_id, model, vectors.generation, target.tobytes())
+        with self._lock:
+            known = self._kept_scores.get(key)
+            if known is not None:
+                self._kept_scores.move_to_end(key)
+                return known.copy()
+        scores = cosine_scores(vectors.matrix, target)
+        with self._lock:
+            self._kept_scores[key] = scores.copy()
+            while len(self._kept_scores) > _SCORES_KEPT:
+                self._kept_scores.popitem(last=False)
+        return scores
 
     def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]:
-        user_id, best = self._best(query, vector, model)
-        found = self.by_rowid([key for key, _ in best], user_id)
-        return [ScoredMemory(found[key], score) for key, score in best if key in found]
+        user_id, vectors, best, scores = self._best(query, vector, model)
+        if vectors is None:
+            return []
+        keys = vectors.keys[best].tolist()
+        found = self.by_rowid(keys, user_id)
+        return [
+            ScoredMemory(found[key], score)
+            for key, score in zip(keys, scores.tolist(), strict=True)
+            if key in found
+        ]
 
     def hits(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[Hit]:
-        """:meth:`search`'s results as hits: their rowid, id, score and time, no memory."""
-        user_id, best = self._best(query, vector, model)
-        found = self._rows("rowid, memory_id, updated_at", [key for key, _ in best], user_id)
-        stamps = {row[0]: (row[1], row[2]) for row in found}
+        """:meth:`search`'s results as hits: their rowid, id, score and time, no memory
+        (all kept with the vectors, which are reloaded whenever the user's rows change)."""
+        _, vectors, best, scores = self._best(query, vector, model)
+        if vectors is None:
+            return []
+        ids, stamps = vectors.ids, vectors.stamps
         return [
-            Hit(key, stamps[key][0], score, stamps[key][1] / 1e6)
-            for key, score in best
-            if key in stamps
+            Hit(key, ids[at], score, stamp)
+            for at, key, score, stamp in zip(
+                best.tolist(),
+                vectors.keys[best].tolist(),
+                scores.tolist(),
+                stamps[best].tolist(),
+                strict=True,
+            )
         ]
 
     def _rows(self, columns: str, rowids: list[int], user_id: str) -> list[Any]:
