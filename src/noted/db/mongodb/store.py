@@ -22,7 +22,16 @@ from noted.db.base import (
     WriteBatch,
     check_page,
 )
-from noted.db.core import Capabilities, Change, DeleteRules, additions, deletions, write_batch
+from noted.db.core import (
+    Capabilities,
+    Change,
+    DeleteRules,
+    additions,
+    clears_embedding,
+    deletions,
+    replacement,
+    write_batch,
+)
 from noted.db.mongodb import sessions, undo
 from noted.db.mongodb.docs import (
     event_docs,
@@ -440,21 +449,17 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
                 stamp = max(now_micros(), int(current.get("changed_at") or 0) + 1)
                 doc["version"] = (version or 0) + 1
                 doc["changed_at"] = stamp
+                stored = (current["memory"], list(current["topics"]))
+                change = replacement(
+                    doc["_id"], doc["user_id"], stored, doc["memory"], doc["topics"]
+                )
+                update = overwrite(doc, current, clears_embedding(change))
                 with self._bumped(db, [doc["user_id"]]):
                     written = db.memories.update_one(
-                        {**key, "version": version}, overwrite(doc, current), session=bound()
+                        {**key, "version": version}, update, session=bound()
                     ).matched_count
                 if written:
                     break
-            change = Change(
-                doc["_id"],
-                doc["user_id"],
-                "update",
-                current["memory"],
-                doc["memory"],
-                list(current["topics"]),
-                doc["topics"],
-            )
             self._record(db, [change], context, stamp)
         return True
 

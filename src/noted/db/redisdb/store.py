@@ -71,7 +71,7 @@ does not come back to a value a process cached.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -86,7 +86,6 @@ from noted.db._rows import (
     memory_to_row,
     row_to_event,
     rows_to_memories,
-    stamped_keys,
     summary_from_json,
 )
 from noted.db.base import (
@@ -97,7 +96,17 @@ from noted.db.base import (
     WriteBatch,
     check_page,
 )
-from noted.db.core import Capabilities, DeleteRules, foreign_memory
+from noted.db.core import (
+    Capabilities,
+    Change,
+    DeleteRules,
+    StoredSide,
+    batch_changes,
+    clears_embedding,
+    foreign_memory,
+    replacement,
+    upsert_changes,
+)
 from noted.db.redisdb import scripts as lua
 from noted.db.redisdb.jobs import RedisJobs
 from noted.db.redisdb.revocations import RedisRevocations
@@ -115,6 +124,7 @@ if TYPE_CHECKING:
 __all__ = ["RedisDb"]
 
 _Arg = str | bytes | int | float  # what a script argument may be
+Row = tuple[Any, ...]
 
 _EMBED_CHUNK: Final = 1000  # embeddings per script call (each is stored on its own)
 _SOCKET_TIMEOUT: Final = 30.0  # seconds; a large batch is one script call
@@ -154,14 +164,18 @@ def _to_json(data: object) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def _entries(memories: Sequence[UserMemory]) -> list[list[Any]]:
-    """Stamped memories as the write scripts take them, each with a new event id: the
-    columns of :func:`memory_to_row` after it, the times as strings."""
-    rows = [memory_to_row(m) for m in memories]
+def _entries(rows: Sequence[Row], clears: Sequence[bool]) -> list[list[Any]]:
+    """Rows of stamped memories (:func:`memory_to_row`) as the write scripts take them,
+    each with a new event id before it, the times as strings, and after them whether the
+    stored embedding goes (the core's :func:`~noted.db.core.clears_embedding`)."""
     return [
-        [event_id, *row[:8], str(row[8]), str(row[9])]
-        for event_id, row in zip(new_event_ids(len(rows)), rows, strict=True)
+        [event_id, *row[:8], str(row[8]), str(row[9]), clear]
+        for event_id, row, clear in zip(new_event_ids(len(rows)), rows, clears, strict=True)
     ]
+
+
+def _clears(changes: Sequence[Change[str] | None]) -> list[bool]:
+    return [change is None or clears_embedding(change) for change in changes]
 
 
 def _memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:
@@ -274,6 +288,7 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
         self._update = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.UPDATE_LUA)
         self._delete = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.DELETE_LUA)
         self._set_embeddings = register(lua.MEMORY_LUA + lua.SET_EMBEDDINGS_LUA)
+        self._read_stored = register(lua.MEMORY_LUA + lua.STORED_LUA)
         self._read = register(lua.MEMORY_LUA + lua.READ_LUA)
         self._load = register(lua.MEMORY_LUA + lua.LOAD_LUA)
         self._to_embed = register(lua.MEMORY_LUA + lua.TO_EMBED_LUA)
@@ -360,17 +375,55 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
         context = resolve_audit(audit)
         if not memories:
             return
-        batch = _to_json(_entries(memories))
-        foreign = self._call(self._upsert, *self._stamp(context), batch)
+        rows = [memory_to_row(m) for m in memories]
+        ids = list(dict.fromkeys(row[0] for row in rows))
+        if len(ids) == len(rows):  # decided on none being stored, which the script checks
+            added: list[Change[str]] = upsert_changes((row[:4] for row in rows), {})
+            entries = _to_json(_entries(rows, _clears(added)))
+            answer = self._call(self._upsert, *self._stamp(context), entries, "new")
+            if answer is None:
+                return  # else b"stored": read them and decide again
+
+        def send(pipe: Any) -> bool:
+            changes = upsert_changes((row[:4] for row in rows), self._stored(pipe, ids))
+            pipe.multi()
+            entries = _entries(rows, _clears(changes))
+            self._upsert(
+                args=[self.memory_table, *self._stamp(context), _to_json(entries)], client=pipe
+            )
+            return True
+
+        (foreign,) = self._watched([self._mkey(i) for i in ids], send) or [None]
         if foreign is not None:
             raise foreign_memory(foreign.decode())
+
+    def _stored(self, pipe: Any, ids: Sequence[str]) -> dict[str, StoredSide[str]]:
+        """What the rules need of the stored ones of ``ids`` (read under WATCH)."""
+        raw = self._read_stored(args=[self.memory_table, _to_json(list(ids))], client=pipe)
+        return {i: StoredSide(user, text, topics) for i, user, text, topics in json.loads(raw)}
+
+    def _watched(self, keys: Sequence[str], send: Callable[[Any], bool]) -> list[Any] | None:
+        """``send(pipe)`` with ``keys`` watched: it reads what it decides on, then queues
+        its writes after ``pipe.multi()`` and says True (False: nothing to send). Sent
+        again when a watched key changed before the EXEC; the EXEC's replies."""
+        with self._mapped_errors(), self._client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(*keys)
+                    if not send(pipe):
+                        return None
+                    results: list[Any] = pipe.execute()
+                    return results
+                except self._watch_error:
+                    continue
 
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
         """The batch's scripts in one MULTI/EXEC: Redis runs them back to back, nothing in
-        between. A clear needs an event id per memory, so the user's generation is watched
-        from the count to the EXEC, and the whole batch is sent again if it moved."""
+        between. The memories it updates and adds are read first, under WATCH, for the
+        core to decide their changes; a clear needs an event id per memory, so the user's
+        generation is watched too. The whole batch is sent again if any of it moved."""
         context = resolve_audit(audit)
         if not batch:
             return []
@@ -394,17 +447,24 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
         job = self._completing_job()  # a background job completed in this MULTI (jobs.py)
         if job is not None:
             job.watch(pipe)
-        cleared = 0
+        updates = [memory_to_row(m) for m in batch.updates]
+        adds = [memory_to_row(m) for m in batch.adds]
+        ids = list(dict.fromkeys(row[0] for row in (*updates, *adds)))
+        watched = [self._mkey(i) for i in ids]
         if batch.clear:
-            pipe.watch(self._gkey(user))
-            cleared = int(pipe.zcard(f"{self.memory_table}:upd:{user}"))
-        if batch.adds:  # another user's id fails the batch before anything is written
-            keys = [self._mkey(stamped_keys(m)[0]) for m in batch.adds]
-            pipe.watch(*keys)
-            for key, m in zip(keys, batch.adds, strict=True):
-                owner = pipe.hget(key, "user_id")
-                if owner is not None and not _owned_by(owner, user):
-                    raise foreign_memory(stamped_keys(m)[0])
+            watched.append(self._gkey(user))
+        if watched:
+            pipe.watch(*watched)
+        cleared = int(pipe.zcard(f"{self.memory_table}:upd:{user}")) if batch.clear else 0
+        # another user's id among the adds fails the batch here, before anything is sent
+        updated, added = batch_changes(
+            user,
+            batch.clear,
+            batch.deletes,
+            (row[:4] for row in updates),
+            (row[:4] for row in adds),
+            self._stored(pipe, ids) if ids else {},
+        )
         pipe.multi()
         prefix = [self.memory_table, *stamp]
         if batch.clear:
@@ -414,18 +474,34 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
             ids = list(dict.fromkeys(batch.deletes))
             event_ids = _to_json(new_event_ids(len(ids)))
             self._delete(args=[*prefix, "ids", user, event_ids, _to_json(ids)], client=pipe)
-        for m in batch.updates:
-            self._update(args=[*prefix, _to_json(_entries([m])[0])], client=pipe)
-        if batch.adds:
-            self._upsert(args=[*prefix, _to_json(_entries(batch.adds))], client=pipe)
+        for entry in _entries(updates, _clears(updated)):
+            self._update(args=[*prefix, _to_json(entry)], client=pipe)
+        if adds:
+            entries = _entries(adds, _clears(added))
+            self._upsert(args=[*prefix, _to_json(entries)], client=pipe)
         extra = 0 if job is None else job.queue(pipe)
         results: list[Any] = pipe.execute()
         return results[: len(results) - extra]
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         context = resolve_audit(audit)
-        entry = _to_json(_entries([memory])[0])
-        return bool(self._call(self._update, *self._stamp(context), entry))
+        row = memory_to_row(memory)
+        memory_id, user_id, text, topics = row[:4]
+
+        def send(pipe: Any) -> bool:
+            side = self._stored(pipe, [memory_id]).get(memory_id)
+            if side is None or side.user_id != user_id:
+                return False
+            change = replacement(memory_id, user_id, (side.memory, side.topics), text, topics)
+            pipe.multi()
+            (entry,) = _entries([row], [clears_embedding(change)])
+            self._update(
+                args=[self.memory_table, *self._stamp(context), _to_json(entry)], client=pipe
+            )
+            return True
+
+        results = self._watched([self._mkey(memory_id)], send)
+        return bool(results and results[0])
 
     def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         event_ids = _to_json(new_event_ids(len(ids)))

@@ -112,13 +112,14 @@ class SqliteDb(
             self.memory_table, self._session, self._where, self._vectors.generation
         )
         t = self.memory_table
-        # a memory whose text changes loses its embedding (it was made from the old text)
-        keep_embedding = f"CASE WHEN {t}.memory = excluded.memory THEN {t}.embedding{{}} END"
+        # the last parameter is the core's decision that the embedding goes (clears_embedding)
+        clear = "CASE WHEN ?{n} THEN NULL ELSE {t}.embedding{suffix} END"
+        upsert_clear = len(COLUMNS) + 1
         self._sql_upsert = (
             f"INSERT INTO {t} ({_SELECT}) VALUES ({', '.join('?' * len(COLUMNS))}) "
             f"ON CONFLICT(memory_id) DO UPDATE SET "
-            f"embedding = {keep_embedding.format('')}, "
-            f"embedding_model = {keep_embedding.format('_model')}, "
+            f"embedding = {clear.format(n=upsert_clear, t=t, suffix='')}, "
+            f"embedding_model = {clear.format(n=upsert_clear, t=t, suffix='_model')}, "
             f"memory = excluded.memory, "
             f"topics = excluded.topics, input = excluded.input, agent_id = excluded.agent_id, "
             f"team_id = excluded.team_id, session_id = excluded.session_id, "
@@ -126,8 +127,8 @@ class SqliteDb(
             f"WHERE {t}.user_id = excluded.user_id"
         )
         self._sql_update = (
-            f"UPDATE {t} SET embedding = CASE WHEN memory = ?1 THEN embedding END, "
-            f"embedding_model = CASE WHEN memory = ?1 THEN embedding_model END, "
+            f"UPDATE {t} SET embedding = {clear.format(n=10, t=t, suffix='')}, "
+            f"embedding_model = {clear.format(n=10, t=t, suffix='_model')}, "
             f"memory = ?1, topics = ?2, input = COALESCE(?3, input), "
             f"agent_id = COALESCE(?4, agent_id), team_id = COALESCE(?5, team_id), "
             f"session_id = COALESCE(?6, session_id), updated_at = ?7 "
@@ -305,7 +306,10 @@ class SqliteDb(
             changes = core.upsert_changes((row[:4] for row in rows), stored)
             touched = [(memory_id,) for memory_id in dict.fromkeys(ids)]
             conn.executemany(self._sql_unindex_id, touched)
-            conn.executemany(self._sql_upsert, rows)
+            decided = [
+                (*row, core.clears_embedding(c)) for row, c in zip(rows, changes, strict=True)
+            ]
+            conn.executemany(self._sql_upsert, decided)
             conn.executemany(self._sql_index_id, touched)
             conn.executemany(self._sql_event, core.history_rows(changes, context, now))
 
@@ -382,8 +386,6 @@ class SqliteDb(
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         context = resolve_audit(audit)
         row = memory_to_row(memory)
-        # memory, topics, input, agent_id, team_id, session_id, updated_at, memory_id, user_id
-        params = (*row[2:8], row[9], row[0], row[1])
         with self._transaction() as conn:
             old = conn.execute(
                 f"SELECT memory, topics FROM {self.memory_table} "
@@ -392,11 +394,14 @@ class SqliteDb(
             ).fetchone()
             if old is None:
                 return False
+            change = core.replacement(row[0], row[1], old, row[2], row[3])
+            # memory, topics, input, agent_id, team_id, session_id, updated_at, memory_id,
+            # user_id, and whether the embedding goes
+            params = (*row[2:8], row[9], row[0], row[1], core.clears_embedding(change))
             conn.execute(self._sql_unindex_id, (row[0],))
             conn.execute(self._sql_update, params)
             conn.execute(self._sql_index_id, (row[0],))
             self._vectors.changed(conn, [row[1]])
-            change = core.Change(row[0], row[1], "update", old[0], row[2], old[1], row[3])
             conn.executemany(self._sql_event, core.history_rows([change], context, now_micros()))
         return True
 
