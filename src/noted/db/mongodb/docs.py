@@ -134,6 +134,8 @@ def plan_upsert(
             current[memory_id] = doc
         else:
             update = overwrite(doc, current[memory_id], clears_embedding(change))
+            # a new version: a replace that read the one before reads again
+            update["$inc"] = {"version": 1}
             # upsert: a memory deleted meanwhile is written again, as a plain upsert would
             op = UpdateOne({"_id": memory_id, "user_id": user_id}, update, upsert=True)
             current[memory_id] = {"_id": memory_id, **update["$set"]}

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 from noted._time import now_micros
-from noted.audit import AuditContext, resolve_audit
+from noted.audit import AuditContext, new_event_ids, resolve_audit
 from noted.db._client_search import SnapshotCache
 from noted.db._rows import check_table_names
 from noted.db.base import QueryVector, StoreContext, WriteBatch
@@ -66,6 +66,10 @@ _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
 _BUMP: Final[Mapping[str, Any]] = {"$inc": {"generation": 1}}
 _STORED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "embedding": 1, "embedding_model": 1}
 _DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
+_CANDIDATE: Final = {"user_id": 1, "created_at": 1}
+_CLAIM: Final = "deleting"  # {token, at}: a delete's claim on a memory (see MongoDb._delete)
+_CLAIM_AT: Final = _CLAIM + ".at"
+_CLAIM_LIFETIME_US: Final = 60_000_000
 _TRANSACTIONAL: Final = Capabilities(transactions=True, native_fulltext=True, native_vectors=True)
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
 
@@ -460,23 +464,38 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
     # -- deletes ------------------------------------------------------------------------------
 
     def _delete(self, db: Collections, query: Doc, context: AuditContext) -> int:
-        """Delete the memories ``query`` selects, recording a "delete" event for each."""
+        """Delete the memories ``query`` selects, recording a "delete" event for each one
+        this call deleted. Each chunk is claimed first (a token set where no live claim
+        is, and the version moved on, so a replace that read before reads again), then
+        read back by its token and deleted by it: a memory another writer deleted or
+        claimed meanwhile is that writer's to record, and an event holds the text that
+        was deleted. A claim left by a process that stopped before deleting lapses after
+        _CLAIM_LIFETIME_US."""
         found = sorted(
-            db.memories.find(query, _DELETED_SIDE, session=bound()),
+            db.memories.find(query, _CANDIDATE, session=bound()),
             key=lambda d: (d["created_at"], d["_id"]),
         )
         stamp = now_micros()
+        unclaimed = [{_CLAIM: {"$exists": False}}, {_CLAIM_AT: {"$lt": stamp - _CLAIM_LIFETIME_US}}]
         deleted = 0
         with self._bumped(db, (doc["user_id"] for doc in found)):
             for start in range(0, len(found), _BATCH):
-                chunk = found[start : start + _BATCH]
-                ids = [doc["_id"] for doc in chunk]
-                chosen = {**query, "_id": {"$in": ids}}
-                deleted += db.memories.delete_many(chosen, session=bound()).deleted_count
-                changes = deletions(
-                    (d["_id"], d["user_id"], d["memory"], d["topics"]) for d in chunk
+                ids = [doc["_id"] for doc in found[start : start + _BATCH]]
+                token = new_event_ids(1)[0]
+                claim = {"$set": {_CLAIM: {"token": token, "at": stamp}}, "$inc": {"version": 1}}
+                chosen = {**query, "_id": {"$in": ids}, "$or": unclaimed}
+                db.memories.update_many(chosen, claim, session=bound())
+                mine = {"_id": {"$in": ids}, f"{_CLAIM}.token": token}
+                claimed = sorted(
+                    db.memories.find(mine, _DELETED_SIDE, session=bound()),
+                    key=lambda d: (d["created_at"], d["_id"]),
                 )
-                self._record(db, changes, context, stamp, start)
+                db.memories.delete_many(mine, session=bound())
+                changes = deletions(
+                    (d["_id"], d["user_id"], d["memory"], d["topics"]) for d in claimed
+                )
+                self._record(db, changes, context, stamp, deleted)
+                deleted += len(claimed)
         return deleted
 
     def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:

@@ -1,0 +1,124 @@
+"""MongoDb beside other writers at the exact moments that matter, and on a server without
+``hello``: another store object (a client of its own, as another process) writes between
+this one's read and its write; the history stays true to what each writer did."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pymongo
+import pytest
+
+import noted.db.mongodb.store as mongo_store
+from conftest import server_url
+from noted import Memory, UserMemory
+from noted._time import utc_now
+from noted.db import MemoryQuery
+from noted.db.mongodb import MongoDb
+from servers import Server
+
+_names = itertools.count(1)
+DATABASE = "noted_tests"
+
+
+@pytest.fixture
+def url(servers: dict[str, Server | str]) -> str:
+    return server_url(servers, "mongo")
+
+
+@pytest.fixture
+def pair(url: str) -> Iterator[tuple[MongoDb, MongoDb]]:
+    """Two stores on the same collections, each with its own client."""
+    n = next(_names)
+    names = {"memory_table": f"race{n}_memories", "session_table": f"race{n}_sessions"}
+    first, second = MongoDb(url, DATABASE, **names), MongoDb(url, DATABASE, **names)
+    yield first, second
+    first.close()
+    second.close()
+
+
+def stamped(text: str, memory_id: str) -> UserMemory:
+    now = utc_now()
+    return UserMemory(text, memory_id=memory_id, user_id="ava", created_at=now, updated_at=now)
+
+
+def between(monkeypatch: pytest.MonkeyPatch, other_write: Callable[[], None]) -> None:
+    """Run ``other_write`` once, at the store's first clock reading: in a replace, right
+    after it has read the memory; in a delete, right after it has found the memories."""
+    real = mongo_store.now_micros
+    done = False
+
+    def clock() -> int:
+        nonlocal done
+        if not done:
+            done = True
+            other_write()
+        return real()
+
+    monkeypatch.setattr(mongo_store, "now_micros", clock)
+
+
+def chained(events: list[Any]) -> bool:
+    """Whether each event starts from the text the one before it left."""
+    return all(b.old_memory == a.new_memory for a, b in itertools.pairwise(events))
+
+
+def test_a_delete_records_only_what_it_deleted(
+    pair: tuple[MongoDb, MongoDb], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, other = pair
+    db.upsert_memories([stamped("one", "m1"), stamped("two", "m2"), stamped("three", "m3")])
+    between(monkeypatch, lambda: other.delete_memories(["m2"], "ava"))
+    assert db.delete_memories(["m1", "m2", "m3"], "ava") == 2
+    history = db.get_memory_history("m2", "ava")
+    assert [e.event for e in history] == ["add", "delete"]  # the other writer's delete only
+    for memory_id in ("m1", "m3"):
+        assert [e.event for e in db.get_memory_history(memory_id, "ava")] == ["add", "delete"]
+    assert db.count_memories(MemoryQuery("ava")) == 0
+
+
+def test_a_clear_records_the_text_it_deleted(
+    pair: tuple[MongoDb, MongoDb], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, other = pair
+    db.upsert_memories([stamped("one", "m1"), stamped("two", "m2")])
+    changed = stamped("two, changed", "m2")
+    between(monkeypatch, lambda: other.upsert_memories([changed]))
+    assert db.clear_memories("ava") == 2
+    history = db.get_memory_history("m2", "ava")
+    assert [e.event for e in history] == ["add", "update", "delete"]
+    assert history[-1].old_memory == "two, changed"
+    assert chained(history)
+
+
+def test_an_upsert_moves_the_version_a_replace_checks(
+    pair: tuple[MongoDb, MongoDb], monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    db, other = pair
+    memory = Memory(db=db)
+    memory_id = memory.add_user_memory(UserMemory("The user lives in Paris"), "ava")
+    client: Any = pymongo.MongoClient(url)
+    collection = client[DATABASE][db.memory_table]
+    before = collection.find_one({"_id": memory_id}).get("version")
+    imported = memory.get_user_memory(memory_id, "ava")
+    assert imported is not None
+    imported.memory = "The user lives in Lyon"
+    other.upsert_memories([imported])
+    after = collection.find_one({"_id": memory_id})["version"]
+    assert after == (before or 0) + 1
+    client.close()
+    # an import lands between a replace's read and its write: the replace reads again
+    again = imported.copy()
+    again.memory = "The user lives in Nice"
+    between(monkeypatch, lambda: other.upsert_memories([again]))
+    memory.replace_user_memory(memory_id, UserMemory("The user lives in Rome"), "ava")
+    history = db.get_memory_history(memory_id, "ava")
+    assert [e.new_memory for e in history] == [
+        "The user lives in Paris",
+        "The user lives in Lyon",
+        "The user lives in Nice",
+        "The user lives in Rome",
+    ]
+    assert chained(history)
