@@ -122,3 +122,30 @@ def test_an_upsert_moves_the_version_a_replace_checks(
         "The user lives in Rome",
     ]
     assert chained(history)
+
+
+def test_a_server_without_hello_is_asked_with_ismaster(url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from mongo_proxy import OldServer
+
+    upstream = urlsplit(url)
+    old = OldServer(upstream.hostname or "127.0.0.1", upstream.port or 27017)
+    n = next(_names)
+    store = MongoDb(
+        f"mongodb://127.0.0.1:{old.port}/",
+        DATABASE,
+        memory_table=f"old{n}_memories",
+        session_table=f"old{n}_sessions",
+    )
+    try:
+        memory = Memory(db=store)
+        memory_id = memory.add_user_memory(UserMemory("The user lives in Paris"), "ava")
+        assert old.refused_hello >= 1  # the store asked hello and was told it is unknown
+        assert old.is_master >= 2  # the driver's handshake, then the store's own question
+        assert store.capabilities.transactions is False
+        found = memory.get_user_memory(memory_id, "ava")
+        assert found is not None and found.memory == "The user lives in Paris"
+    finally:
+        store.close()
+        old.close()

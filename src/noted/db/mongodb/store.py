@@ -42,7 +42,7 @@ from noted.db.mongodb.server import (
     safe_url,
     url_secrets,
 )
-from noted.db.mongodb.transactions import bound, has_transactions, in_transaction
+from noted.db.mongodb.transactions import bound, deployment, has_transactions, in_transaction
 from noted.db.sessions_core import SessionsInModule
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
@@ -379,7 +379,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
 
     def _has_transactions(self, client: MongoClient[Doc]) -> bool:
         """Whether the deployment runs multi-document transactions (asked once)."""
-        return has_transactions(client.admin.command("hello"))
+        return has_transactions(deployment(client))
 
     def _undo(self, before: undo.Undo, failure: BaseException) -> None:
         """Undo a failed batch; if that fails too (the server is gone), say so on the
