@@ -12,36 +12,22 @@ import pymongo
 import pytest
 
 import noted.db.mongodb.store as mongo_store
-from conftest import server_url
 from noted import Memory, UserMemory
-from noted._time import utc_now
 from noted.db import MemoryQuery
 from noted.db.mongodb import MongoDb
-from servers import Server
+from test_mongodb import DATABASE, open_db, same_collections, stamped, url
 
-_names = itertools.count(1)
-DATABASE = "noted_tests"
-
-
-@pytest.fixture
-def url(servers: dict[str, Server | str]) -> str:
-    return server_url(servers, "mongo")
+__all__ = ["url"]  # the fixture, shared with test_mongodb
 
 
 @pytest.fixture
 def pair(url: str) -> Iterator[tuple[MongoDb, MongoDb]]:
-    """Two stores on the same collections, each with its own client."""
-    n = next(_names)
-    names = {"memory_table": f"race{n}_memories", "session_table": f"race{n}_sessions"}
-    first, second = MongoDb(url, DATABASE, **names), MongoDb(url, DATABASE, **names)
+    """Two stores on the same collections, each with a client of its own."""
+    first = open_db(url)
+    second = same_collections(first)
     yield first, second
     first.close()
     second.close()
-
-
-def stamped(text: str, memory_id: str) -> UserMemory:
-    now = utc_now()
-    return UserMemory(text, memory_id=memory_id, user_id="ava", created_at=now, updated_at=now)
 
 
 def between(monkeypatch: pytest.MonkeyPatch, other_write: Callable[[], None]) -> None:
@@ -131,13 +117,7 @@ def test_a_server_without_hello_is_asked_with_ismaster(url: str) -> None:
 
     upstream = urlsplit(url)
     old = OldServer(upstream.hostname or "127.0.0.1", upstream.port or 27017)
-    n = next(_names)
-    store = MongoDb(
-        f"mongodb://127.0.0.1:{old.port}/",
-        DATABASE,
-        memory_table=f"old{n}_memories",
-        session_table=f"old{n}_sessions",
-    )
+    store = open_db(f"mongodb://127.0.0.1:{old.port}/")
     try:
         memory = Memory(db=store)
         memory_id = memory.add_user_memory(UserMemory("The user lives in Paris"), "ava")

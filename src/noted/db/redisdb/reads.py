@@ -14,7 +14,7 @@ import numpy as np
 from noted._time import from_micros, to_micros
 from noted.audit import MemoryEvent
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
-from noted.db._rows import row_to_event, rows_to_memories
+from noted.db._rows import COLUMNS, row_to_event, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
 from noted.errors import StoreError, UserError
 from noted.retrieval.vectors import UserVectors, from_blobs, search_target
@@ -28,17 +28,7 @@ __all__ = ["Arg", "RedisReads", "decoded", "last_rank", "opt", "owned_by", "scop
 
 Arg = str | bytes | int | float  # what a script argument may be
 
-_MEMORY_FIELDS: Final = (
-    "user_id",
-    "memory",
-    "topics",
-    "input",
-    "agent_id",
-    "team_id",
-    "session_id",
-    "created_at",
-    "updated_at",
-)
+_MEMORY_FIELDS: Final = COLUMNS[1:]  # a memory hash's fields
 
 
 def opt(value: str | None) -> str:
