@@ -11,6 +11,8 @@ rules come from here:
 - **History**: every add, overwrite and delete is one :class:`Change`, and its event row
   (:data:`~noted.db._rows.EVENT_COLUMNS` order) is built by :func:`history_rows`: the same
   ids, actor, session, run and time on every store.
+- **A replace's record**: the memory keeps its creation time and each id the replace
+  does not give (:func:`replaced_fields`); the store writes the record whole.
 - **Embeddings**: a write's new record says whether the memory keeps its stored embedding
   (:func:`clears_embedding`: a new memory has none, a changed text loses the one made from
   the old text). The store reads the stored side and writes the record in one atomic unit
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
 
 from noted.audit import AuditContext, EventType, new_event_ids, resolve_audit
 from noted.db._rows import stamped_keys
@@ -40,6 +42,7 @@ from noted.errors import ConflictError
 from noted.schema import UserMemory
 
 __all__ = [
+    "KEPT_UNLESS_GIVEN",
     "Capabilities",
     "Change",
     "StoredSide",
@@ -51,6 +54,7 @@ __all__ = [
     "event_stamp",
     "foreign_memory",
     "history_rows",
+    "replaced_fields",
     "replacement",
     "upsert_changes",
     "write_batch",
@@ -100,6 +104,21 @@ def clears_embedding(change: Change[Any]) -> bool:
     (an overwrite with the same text keeps it). Stores write this decision as part of the
     record, in the same atomic write as the text."""
     return change.event != "update" or change.old_memory != change.new_memory
+
+
+KEPT_UNLESS_GIVEN: Final = ("input", "agent_id", "team_id", "session_id")
+
+
+def replaced_fields(given: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
+    """What the record a replace writes takes from the memory it replaces: always its
+    ``created_at``, and each of :data:`KEPT_UNLESS_GIVEN` the replace gives as None. The
+    rest (text, topics, ``updated_at``) is the replace's own. Stores write the record
+    whole, decided on the stored memory read in the same atomic write."""
+    kept = {"created_at": stored["created_at"]}
+    for name in KEPT_UNLESS_GIVEN:
+        if given.get(name) is None:
+            kept[name] = stored.get(name)
+    return kept
 
 
 def replacement(

@@ -35,6 +35,11 @@ def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
     return memory_id, user_id, memory.memory, tuple(memory.topics)
 
 
+def _fields(memory: UserMemory) -> dict[str, Any]:
+    """The fields of a memory a replace may keep (see core.replaced_fields)."""
+    return {name: getattr(memory, name) for name in ("created_at", *core.KEPT_UNLESS_GIVEN)}
+
+
 def _copied(results: list[ScoredMemory]) -> list[ScoredMemory]:
     return [ScoredMemory(r.memory.copy(), r.score) for r in results]
 
@@ -111,10 +116,9 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
             if current is None:
                 return False
             new = memory.copy()
-            new.created_at = current.created_at
-            for name in ("input", "agent_id", "team_id", "session_id"):
-                if getattr(new, name) is None:
-                    setattr(new, name, getattr(current, name))
+            kept = core.replaced_fields(_fields(new), _fields(current))
+            for name, value in kept.items():
+                setattr(new, name, value)
             old, now = _entry(current), _entry(new)
             change = core.replacement(memory_id, user_id, old[2:], now[2], now[3])
             if core.clears_embedding(change):

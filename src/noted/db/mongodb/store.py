@@ -21,6 +21,7 @@ from noted.db.core import (
     additions,
     clears_embedding,
     deletions,
+    replaced_fields,
     replacement,
     write_batch,
 )
@@ -410,15 +411,13 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         context = resolve_audit(audit)
         (doc,) = memory_docs([memory])
         key = {"_id": doc["_id"], "user_id": doc["user_id"]}
-        given = {name: doc[name] for name in ("input", "agent_id", "team_id", "session_id")}
+        given = dict(doc)
         with self._db() as db:
             while True:
                 current = db.memories.find_one(key, session=bound())
                 if current is None:
                     return False
-                doc["created_at"] = current["created_at"]
-                for name, value in given.items():
-                    doc[name] = current.get(name) if value is None else value
+                doc.update(replaced_fields(given, current))
                 version = current.get("version")
                 stamp = max(now_micros(), int(current.get("changed_at") or 0) + 1)
                 doc["version"] = (version or 0) + 1

@@ -392,30 +392,28 @@ class PostgresDb(
         n = self._n
         with self._transaction() as conn:
             old = conn.execute(
-                f"SELECT memory, topics::text FROM {n.memories} "
+                f"SELECT memory, topics::text, {', '.join(COLUMNS[4:9])} FROM {n.memories} "
                 "WHERE memory_id = %s AND user_id = %s FOR UPDATE",
                 (memory_id, user_id),
             ).fetchone()
             if old is None:
                 return False
-            change = core.replacement(memory_id, user_id, old, text, topics)
+            record = dict(zip(COLUMNS, row, strict=True))
+            record.update(core.replaced_fields(record, dict(zip(COLUMNS[2:9], old, strict=True))))
+            change = core.replacement(memory_id, user_id, old[:2], text, topics)
             conn.execute(
                 f"UPDATE {n.memories} SET "
                 "embedding = CASE WHEN %(clear)s THEN NULL ELSE embedding END, "
                 "embedding_model = CASE WHEN %(clear)s THEN NULL ELSE embedding_model END, "
                 "memory = %(text)s, topics = %(topics)s::jsonb, "
-                "input = COALESCE(%(input)s, input), agent_id = COALESCE(%(agent)s, agent_id), "
-                "team_id = COALESCE(%(team)s, team_id), "
-                "session_id = COALESCE(%(session)s, session_id), updated_at = %(updated)s "
+                "input = %(input)s, agent_id = %(agent_id)s, team_id = %(team_id)s, "
+                "session_id = %(session_id)s, created_at = %(created_at)s, "
+                "updated_at = %(updated_at)s "
                 "WHERE memory_id = %(id)s AND user_id = %(user)s",
                 {
+                    **{c: record[c] for c in COLUMNS[4:10]},
                     "text": text,
                     "topics": topics,
-                    "input": row[4],
-                    "agent": row[5],
-                    "team": row[6],
-                    "session": row[7],
-                    "updated": row[9],
                     "id": memory_id,
                     "user": user_id,
                     "clear": core.clears_embedding(change),

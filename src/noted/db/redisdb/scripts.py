@@ -170,16 +170,21 @@ end
 return nil
 """
 
-# ARGV[6] = one memory (JSON); its created_at is ignored. Keeps the stored created_at
-# and each optional field given as null. Returns 1, or 0 when the user has no such memory.
+# ARGV[6] = one memory (JSON): the whole record the core decided on the stored one
+# (core.replaced_fields), written as it is. Returns 1, or 0 when the user has no such
+# memory (a clear or delete earlier in the same batch).
 UPDATE_LUA = """
 local m = cjson.decode(ARGV[6])
 local id, user, text = m[2], m[3], m[4]
 local key = mkey(id)
 local cur = redis.call('HMGET', key, 'user_id', 'memory', 'topics')
 if cur[1] ~= user then return 0 end
-if m[12] then redis.call('HDEL', key, 'embedding', 'embedding_model') end
-redis.call('HSET', unpack((fields(key, m, false))))
+local set, absent = fields(key, m, true)
+if m[12] then
+  absent[#absent + 1] = 'embedding'; absent[#absent + 1] = 'embedding_model'
+end
+if #absent > 0 then redis.call('HDEL', key, unpack(absent)) end
+redis.call('HSET', unpack(set))
 redis.call('ZADD', zkey('upd', user), m[11], id)
 record(user, id, m[1], 'update', cur[2], cur[3], text, m[5])
 refresh(user)
@@ -188,12 +193,16 @@ return 1
 """
 
 # ARGV[2] = memory ids (JSON). What the core's rules need of the stored ones, as a JSON
-# list of [memory_id, user_id, memory, topics].
+# list of [memory_id, user_id, memory, topics, input, agent_id, team_id, session_id,
+# created_at] (null for an absent field).
 STORED_LUA = """
 local out = {}
 for _, id in ipairs(cjson.decode(ARGV[2])) do
-  local h = redis.call('HMGET', mkey(id), 'user_id', 'memory', 'topics')
-  if h[1] then out[#out + 1] = {id, h[1], h[2], h[3]} end
+  local found = row(id)
+  if found[2] ~= NULL then
+    found[#found] = nil  -- updated_at
+    out[#out + 1] = found
+  end
 end
 return json_list(out)
 """

@@ -77,7 +77,13 @@ from typing import TYPE_CHECKING, Any, Final
 from noted._time import from_micros, now_micros
 from noted.audit import AuditContext, new_event_ids, resolve_audit
 from noted.db._client_search import SnapshotCache
-from noted.db._rows import check_table_name, foreign_session, memory_to_row, summary_from_json
+from noted.db._rows import (
+    COLUMNS,
+    check_table_name,
+    foreign_session,
+    memory_to_row,
+    summary_from_json,
+)
 from noted.db.base import QueryVector, StoreContext, WriteBatch
 from noted.db.core import (
     Capabilities,
@@ -87,6 +93,7 @@ from noted.db.core import (
     batch_changes,
     clears_embedding,
     foreign_memory,
+    replaced_fields,
     replacement,
     upsert_changes,
 )
@@ -135,6 +142,19 @@ def _entries(rows: Sequence[Row], clears: Sequence[bool]) -> list[list[Any]]:
         [event_id, *row[:8], str(row[8]), str(row[9]), clear]
         for event_id, row, clear in zip(new_event_ids(len(rows)), rows, clears, strict=True)
     ]
+
+
+def _sides(stored: dict[str, Row]) -> dict[str, StoredSide[str]]:
+    return {i: StoredSide(row[1], row[2], row[3]) for i, row in stored.items()}
+
+
+def _replaced(row: Row, stored: Row | None) -> Row:
+    """The record a replace writes over ``stored`` (the core's replaced_fields)."""
+    if stored is None:
+        return row
+    record = dict(zip(COLUMNS, row, strict=True))
+    record.update(replaced_fields(record, dict(zip(COLUMNS, stored, strict=False))))
+    return tuple(record[c] for c in COLUMNS)
 
 
 def _clears(changes: Sequence[Change[str] | None]) -> list[bool]:
@@ -300,7 +320,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
                 return  # else b"stored": read them and decide again
 
         def send(pipe: Any) -> bool:
-            changes = upsert_changes((row[:4] for row in rows), self._stored(pipe, ids))
+            changes = upsert_changes((row[:4] for row in rows), _sides(self._stored(pipe, ids)))
             pipe.multi()
             entries = _entries(rows, _clears(changes))
             self._upsert(
@@ -312,10 +332,11 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         if foreign is not None:
             raise foreign_memory(foreign.decode())
 
-    def _stored(self, pipe: Any, ids: Sequence[str]) -> dict[str, StoredSide[str]]:
-        """What the rules need of the stored ones of ``ids`` (read under WATCH)."""
+    def _stored(self, pipe: Any, ids: Sequence[str]) -> dict[str, Row]:
+        """The stored ones of ``ids`` (read under WATCH) as rows in COLUMNS order, without
+        ``updated_at``."""
         raw = self._read_stored(args=[self.memory_table, to_json(list(ids))], client=pipe)
-        return {i: StoredSide(user, text, topics) for i, user, text, topics in json.loads(raw)}
+        return {row[0]: (*row[:8], int(row[8])) for row in json.loads(raw)}
 
     def _watched(self, keys: Sequence[str], send: Callable[[Any], bool]) -> list[Any] | None:
         """``send(pipe)`` with ``keys`` watched: it reads what it decides on, then queues
@@ -372,6 +393,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         if watched:
             pipe.watch(*watched)
         cleared = int(pipe.zcard(f"{self.memory_table}:upd:{user}")) if batch.clear else 0
+        stored = self._stored(pipe, ids) if ids else {}
         # another user's id among the adds fails the batch here, before anything is sent
         updated, added = batch_changes(
             user,
@@ -379,8 +401,12 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
             batch.deletes,
             (row[:4] for row in updates),
             (row[:4] for row in adds),
-            self._stored(pipe, ids) if ids else {},
+            _sides(stored),
         )
+        updates = [
+            _replaced(row, None if change is None else stored[row[0]])
+            for row, change in zip(updates, updated, strict=True)
+        ]
         pipe.multi()
         prefix = [self.memory_table, *stamp]
         if batch.clear:
@@ -405,12 +431,12 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         memory_id, user_id, text, topics = row[:4]
 
         def send(pipe: Any) -> bool:
-            side = self._stored(pipe, [memory_id]).get(memory_id)
-            if side is None or side.user_id != user_id:
+            stored = self._stored(pipe, [memory_id]).get(memory_id)
+            if stored is None or stored[1] != user_id:
                 return False
-            change = replacement(memory_id, user_id, (side.memory, side.topics), text, topics)
+            change = replacement(memory_id, user_id, stored[2:4], text, topics)
             pipe.multi()
-            (entry,) = _entries([row], [clears_embedding(change)])
+            (entry,) = _entries([_replaced(row, stored)], [clears_embedding(change)])
             self._update(
                 args=[self.memory_table, *self._stamp(context), to_json(entry)], client=pipe
             )

@@ -127,12 +127,11 @@ class SqliteDb(
             f"WHERE {t}.user_id = excluded.user_id"
         )
         self._sql_update = (
-            f"UPDATE {t} SET embedding = {clear.format(n=10, t=t, suffix='')}, "
-            f"embedding_model = {clear.format(n=10, t=t, suffix='_model')}, "
-            f"memory = ?1, topics = ?2, input = COALESCE(?3, input), "
-            f"agent_id = COALESCE(?4, agent_id), team_id = COALESCE(?5, team_id), "
-            f"session_id = COALESCE(?6, session_id), updated_at = ?7 "
-            f"WHERE memory_id = ?8 AND user_id = ?9"
+            f"UPDATE {t} SET embedding = {clear.format(n=11, t=t, suffix='')}, "
+            f"embedding_model = {clear.format(n=11, t=t, suffix='_model')}, "
+            f"memory = ?1, topics = ?2, input = ?3, agent_id = ?4, team_id = ?5, "
+            f"session_id = ?6, created_at = ?7, updated_at = ?8 "
+            f"WHERE memory_id = ?9 AND user_id = ?10"
         )
 
         # New memories go in _ROWS_PER_INSERT to a statement, and their events in one. Such
@@ -388,16 +387,18 @@ class SqliteDb(
         row = memory_to_row(memory)
         with self._transaction() as conn:
             old = conn.execute(
-                f"SELECT memory, topics FROM {self.memory_table} "
+                f"SELECT {', '.join(COLUMNS[2:9])} FROM {self.memory_table} "
                 "WHERE memory_id = ? AND user_id = ?",
                 (row[0], row[1]),
             ).fetchone()
             if old is None:
                 return False
-            change = core.replacement(row[0], row[1], old, row[2], row[3])
-            # memory, topics, input, agent_id, team_id, session_id, updated_at, memory_id,
-            # user_id, and whether the embedding goes
-            params = (*row[2:8], row[9], row[0], row[1], core.clears_embedding(change))
+            record = dict(zip(COLUMNS, row, strict=True))
+            record.update(core.replaced_fields(record, dict(zip(COLUMNS[2:9], old, strict=True))))
+            change = core.replacement(row[0], row[1], old[:2], row[2], row[3])
+            # memory ... created_at, updated_at, memory_id, user_id, whether the embedding goes
+            params = (*(record[c] for c in COLUMNS[2:]), row[0], row[1])
+            params += (core.clears_embedding(change),)
             conn.execute(self._sql_unindex_id, (row[0],))
             conn.execute(self._sql_update, params)
             conn.execute(self._sql_index_id, (row[0],))
