@@ -171,12 +171,20 @@ return nil
 """
 
 # ARGV[6] = one memory (JSON): the whole record the core decided on the stored one
-# (core.replaced_fields), written as it is. Returns 1, or 0 when the user has no such
-# memory (a clear or delete earlier in the same batch).
+# (core.replaced_fields), written as it is; [7] (optional) = the stored memory that
+# decision was made on, as STORED_LUA read it. Returns 1; 0 when the user has no such
+# memory (a clear or delete earlier in the same batch); 'moved' when the memory is no
+# longer as [7] says (then nothing is written: read it again and decide again).
 UPDATE_LUA = """
 local m = cjson.decode(ARGV[6])
 local id, user, text = m[2], m[3], m[4]
 local key = mkey(id)
+if ARGV[7] then
+  local seen, now = cjson.decode(ARGV[7]), row(id)
+  for i = 1, #seen do
+    if seen[i] ~= now[i] then return 'moved' end
+  end
+end
 local cur = redis.call('HMGET', key, 'user_id', 'memory', 'topics')
 if cur[1] ~= user then return 0 end
 local set, absent = fields(key, m, true)

@@ -144,6 +144,12 @@ def _entries(rows: Sequence[Row], clears: Sequence[bool]) -> list[list[Any]]:
     ]
 
 
+def _stored_row(found: list[Any]) -> Row:
+    """A stored memory as STORED_LUA reads it, as a row in COLUMNS order without
+    ``updated_at``."""
+    return (*found[:8], int(found[8]))
+
+
 def _sides(stored: dict[str, Row]) -> dict[str, StoredSide[str]]:
     return {i: StoredSide(row[1], row[2], row[3]) for i, row in stored.items()}
 
@@ -336,7 +342,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         """The stored ones of ``ids`` (read under WATCH) as rows in COLUMNS order, without
         ``updated_at``."""
         raw = self._read_stored(args=[self.memory_table, to_json(list(ids))], client=pipe)
-        return {row[0]: (*row[:8], int(row[8])) for row in json.loads(raw)}
+        return {row[0]: _stored_row(row) for row in json.loads(raw)}
 
     def _watched(self, keys: Sequence[str], send: Callable[[Any], bool]) -> list[Any] | None:
         """``send(pipe)`` with ``keys`` watched: it reads what it decides on, then queues
@@ -426,24 +432,23 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         return results[: len(results) - extra]
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+        """Read the memory, let the core decide the record, and write it by one script
+        that first checks the memory is still as read (else read and decide again)."""
         context = resolve_audit(audit)
         row = memory_to_row(memory)
         memory_id, user_id, text, topics = row[:4]
-
-        def send(pipe: Any) -> bool:
-            stored = self._stored(pipe, [memory_id]).get(memory_id)
-            if stored is None or stored[1] != user_id:
+        while True:
+            found = json.loads(self._call(self._read_stored, to_json([memory_id])))
+            if not found or found[0][1] != user_id:
                 return False
+            stored = _stored_row(found[0])
             change = replacement(memory_id, user_id, stored[2:4], text, topics)
-            pipe.multi()
             (entry,) = _entries([_replaced(row, stored)], [clears_embedding(change)])
-            self._update(
-                args=[self.memory_table, *self._stamp(context), to_json(entry)], client=pipe
+            answer = self._call(
+                self._update, *self._stamp(context), to_json(entry), to_json(found[0])
             )
-            return True
-
-        results = self._watched([self._mkey(memory_id)], send)
-        return bool(results and results[0])
+            if answer != b"moved":
+                return bool(answer)
 
     def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         event_ids = to_json(new_event_ids(len(ids)))
