@@ -407,8 +407,8 @@ class PostgresDb(
                 "embedding_model = CASE WHEN %(clear)s THEN NULL ELSE embedding_model END, "
                 "memory = %(text)s, topics = %(topics)s::jsonb, "
                 "input = %(input)s, agent_id = %(agent_id)s, team_id = %(team_id)s, "
-                "session_id = %(session_id)s, created_at = %(created_at)s, "
-                "updated_at = %(updated_at)s "
+                # created_at: the record's is the stored one (core.replaced_fields)
+                "session_id = %(session_id)s, updated_at = %(updated_at)s "
                 "WHERE memory_id = %(id)s AND user_id = %(user)s",
                 {
                     **{c: record[c] for c in COLUMNS[4:10]},

@@ -127,12 +127,12 @@ class SqliteDb(
             f"WHERE {t}.user_id = excluded.user_id"
         )
         self._sql_update = (
-            f"UPDATE {t} SET embedding = {clear.format(n=11, t=t, suffix='')}, "
-            f"embedding_model = {clear.format(n=11, t=t, suffix='_model')}, "
+            f"UPDATE {t} SET embedding = {clear.format(n=10, t=t, suffix='')}, "
+            f"embedding_model = {clear.format(n=10, t=t, suffix='_model')}, "
             f"memory = ?1, topics = ?2, input = ?3, agent_id = ?4, team_id = ?5, "
-            f"session_id = ?6, created_at = ?7, updated_at = ?8 "
-            f"WHERE memory_id = ?9 AND user_id = ?10"
-        )
+            f"session_id = ?6, updated_at = ?7 "
+            f"WHERE memory_id = ?8 AND user_id = ?9"
+        )  # created_at: the record's is the stored one (core.replaced_fields), indexed twice
 
         # New memories go in _ROWS_PER_INSERT to a statement, and their events in one. Such
         # multi-row statements say OR FAIL: with SQLite's default (ABORT) a failing statement
@@ -396,8 +396,8 @@ class SqliteDb(
             record = dict(zip(COLUMNS, row, strict=True))
             record.update(core.replaced_fields(record, dict(zip(COLUMNS[2:9], old, strict=True))))
             change = core.replacement(row[0], row[1], old[:2], row[2], row[3])
-            # memory ... created_at, updated_at, memory_id, user_id, whether the embedding goes
-            params = (*(record[c] for c in COLUMNS[2:]), row[0], row[1])
+            # memory ... session_id, updated_at, memory_id, user_id, whether the embedding goes
+            params = (*(record[c] for c in COLUMNS[2:8]), row[9], row[0], row[1])
             params += (core.clears_embedding(change),)
             conn.execute(self._sql_unindex_id, (row[0],))
             conn.execute(self._sql_update, params)
