@@ -658,3 +658,38 @@ def test_a_server_side_failure_is_a_store_error(db: RedisDb, client: redis.Redis
         db.get_memory("m1", "ava")
     with pytest.raises(StoreError, match="WRONGTYPE"):
         db.upsert_memories([stamped("x", "m1", "ava")])
+
+
+def test_a_replace_decides_again_when_the_memory_moved_after_it_was_read(
+    db: RedisDb, other: RedisDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db.upsert_memories([stamped("The user lives in Paris", "m1", "ava")])
+    db.set_embeddings("model", [(stamped("The user lives in Paris", "m1", "ava"), np.ones(4) / 2)])
+    real = db._call
+    reads = 0
+
+    def call(script: object, *args: object) -> object:
+        nonlocal reads
+        answer = real(script, *args)  # type: ignore[arg-type]
+        if script is db._read_stored:
+            reads += 1
+            if reads == 1:  # another writer, right after this replace has read the memory
+                moved = stamped("The user lives in Rome", "m1", "ava")
+                moved.agent_id = "agent-2"
+                other.update_memory(moved)
+        return answer
+
+    monkeypatch.setattr(db, "_call", call)
+    back = stamped("The user lives in Paris", "m1", "ava")  # the text the embedding was made of
+    assert db.update_memory(back)
+    assert reads == 2  # read again after the other write, and decided on what that wrote
+    history = db.get_memory_history("m1", "ava")
+    assert [e.new_memory for e in history] == [
+        "The user lives in Paris",
+        "The user lives in Rome",
+        "The user lives in Paris",
+    ]
+    assert history[-1].old_memory == "The user lives in Rome"
+    got = db.get_memory("m1", "ava")
+    assert got is not None and got.agent_id == "agent-2"  # kept from the version it replaced
+    assert db.count_memories_to_embed("ava", "model") == 1  # Rome's write dropped the vector

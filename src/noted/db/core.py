@@ -11,19 +11,22 @@ rules come from here:
 - **History**: every add, overwrite and delete is one :class:`Change`, and its event row
   (:data:`~noted.db._rows.EVENT_COLUMNS` order) is built by :func:`history_rows`: the same
   ids, actor, session, run and time on every store.
+- **A replace's record**: the memory keeps its creation time and each id the replace
+  does not give (:func:`replaced_fields`); the store writes the record whole.
+- **Embeddings**: a write's new record says whether the memory keeps its stored embedding
+  (:func:`clears_embedding`: a new memory has none, a changed text loses the one made from
+  the old text). The store reads the stored side and writes the record in one atomic unit
+  (a transaction, its lock, a compare-and-set), so the decision is made on what it replaces
+  and a vector never outlives its text.
 - **Capabilities**: each store declares what its database gives (:class:`Capabilities`);
   the core reads them where behaviour differs.
-
-Redis keeps the same rules inside its Lua scripts (one atomic call per write) and says so
-in its notes; embedding invalidation (a memory whose text changes loses its embedding) is
-kept by each store in the write that changes the text, so a vector never outlives its text.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
 
 from noted.audit import AuditContext, EventType, new_event_ids, resolve_audit
 from noted.db._rows import stamped_keys
@@ -39,15 +42,20 @@ from noted.errors import ConflictError
 from noted.schema import UserMemory
 
 __all__ = [
+    "KEPT_UNLESS_GIVEN",
     "Capabilities",
     "Change",
     "StoredSide",
     "UndoingStore",
     "additions",
+    "batch_changes",
+    "clears_embedding",
     "deletions",
     "event_stamp",
     "foreign_memory",
     "history_rows",
+    "replaced_fields",
+    "replacement",
     "upsert_changes",
     "write_batch",
 ]
@@ -90,6 +98,36 @@ class StoredSide(NamedTuple, Generic[T]):
     topics: T
 
 
+def clears_embedding(change: Change[Any]) -> bool:
+    """Whether the write that makes ``change`` leaves the memory without an embedding: a new
+    memory has none, and one whose text changes loses the embedding made from its old text
+    (an overwrite with the same text keeps it). Stores write this decision as part of the
+    record, in the same atomic write as the text."""
+    return change.event != "update" or change.old_memory != change.new_memory
+
+
+KEPT_UNLESS_GIVEN: Final = ("input", "agent_id", "team_id", "session_id")
+
+
+def replaced_fields(given: Mapping[str, Any], stored: Mapping[str, Any]) -> dict[str, Any]:
+    """What the record a replace writes takes from the memory it replaces: always its
+    ``created_at``, and each of :data:`KEPT_UNLESS_GIVEN` the replace gives as None. The
+    rest (text, topics, ``updated_at``) is the replace's own. Stores write the record
+    whole, decided on the stored memory read in the same atomic write."""
+    kept = {"created_at": stored["created_at"]}
+    for name in KEPT_UNLESS_GIVEN:
+        if given.get(name) is None:
+            kept[name] = stored.get(name)
+    return kept
+
+
+def replacement(
+    memory_id: str, user_id: str, stored: tuple[str, T], text: str, topics: T
+) -> Change[T]:
+    """The ``"update"`` change of a replace of the stored (text, topics)."""
+    return Change(memory_id, user_id, "update", stored[0], text, stored[1], topics)
+
+
 def foreign_memory(memory_id: str) -> ConflictError:
     """What every store raises for a memory id of another user."""
     return ConflictError(f"memory_id {memory_id!r} belongs to another user; nothing was written")
@@ -115,6 +153,38 @@ def upsert_changes(
             changes.append(change)
         current[memory_id] = StoredSide(user_id, text, topics)
     return changes
+
+
+def batch_changes(
+    user_id: str,
+    clear: bool,
+    deletes: Iterable[str],
+    updates: Iterable[tuple[str, str, str, T]],
+    adds: Iterable[tuple[str, str, str, T]],
+    stored: Mapping[str, StoredSide[T]],
+) -> tuple[list[Change[T] | None], list[Change[T]]]:
+    """What a :class:`~noted.db.base.WriteBatch` of ``user_id`` will change, decided before
+    it is written, for a store that reads first and writes after (with nothing changed in
+    between, which it makes sure of): ``stored`` holds the stored sides of its updates'
+    and adds' ids as they are before the batch. Per update its change, or None when the
+    memory is not the user's by then (a clear or delete of the batch, or never); and the
+    adds' changes (:func:`upsert_changes`, so ConflictError for another user's id)."""
+    view = dict(stored)
+    if clear:
+        view = {i: side for i, side in view.items() if side.user_id != user_id}
+    for memory_id in deletes:
+        side = view.get(memory_id)
+        if side is not None and side.user_id == user_id:
+            del view[memory_id]
+    updated: list[Change[T] | None] = []
+    for memory_id, owner, text, topics in updates:
+        side = view.get(memory_id)
+        if side is None or side.user_id != owner:
+            updated.append(None)
+            continue
+        updated.append(replacement(memory_id, owner, (side.memory, side.topics), text, topics))
+        view[memory_id] = StoredSide(owner, text, topics)
+    return updated, upsert_changes(adds, view)
 
 
 def additions(entries: Iterable[tuple[str, str, str, T]]) -> list[Change[T]]:

@@ -35,6 +35,11 @@ def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
     return memory_id, user_id, memory.memory, tuple(memory.topics)
 
 
+def _fields(memory: UserMemory) -> dict[str, Any]:
+    """The fields of a memory a replace may keep (see core.replaced_fields)."""
+    return {name: getattr(memory, name) for name in ("created_at", *core.KEPT_UNLESS_GIVEN)}
+
+
 def _copied(results: list[ScoredMemory]) -> list[ScoredMemory]:
     return [ScoredMemory(r.memory.copy(), r.score) for r in results]
 
@@ -52,8 +57,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
         self._runs: dict[str, list[dict[str, Any]]] = {}  # session_id -> runs as dicts
         # (user_id, memory_id) -> its event rows (EVENT_COLUMNS order, topics as tuples)
         self._events: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
-        # memory_id -> (model, the text it was made from, vector)
-        self._embeddings: dict[str, tuple[str, str, Vector]] = {}
+        # memory_id -> (model, vector)
+        self._embeddings: dict[str, tuple[str, Vector]] = {}
         self._revoked: dict[str, float] = {}  # token revocations: subject -> cutoff
 
     def __repr__(self) -> str:
@@ -89,8 +94,10 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
         copies = [m.copy() for m in memories]
         with self._lock:
             changes = core.upsert_changes(entries, self._stored(e[0] for e in entries))
-            for (memory_id, user_id, *_), m in zip(entries, copies, strict=True):
-                self._forget_stale(memory_id, m.memory)
+            for change, m in zip(changes, copies, strict=True):
+                memory_id, user_id = change.memory_id, change.user_id
+                if core.clears_embedding(change):
+                    self._embeddings.pop(memory_id, None)
                 self._owner[memory_id] = user_id
                 self._users.setdefault(user_id, {})[memory_id] = m
             self._record(changes, context)
@@ -109,21 +116,16 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
             if current is None:
                 return False
             new = memory.copy()
-            new.created_at = current.created_at
-            self._forget_stale(memory_id, new.memory)
-            for name in ("input", "agent_id", "team_id", "session_id"):
-                if getattr(new, name) is None:
-                    setattr(new, name, getattr(current, name))
-            self._users[user_id][memory_id] = new
+            kept = core.replaced_fields(_fields(new), _fields(current))
+            for name, value in kept.items():
+                setattr(new, name, value)
             old, now = _entry(current), _entry(new)
-            self._record([core.Change(*now[:2], "update", old[2], now[2], old[3], now[3])], context)
+            change = core.replacement(memory_id, user_id, old[2:], now[2], now[3])
+            if core.clears_embedding(change):
+                self._embeddings.pop(memory_id, None)
+            self._users[user_id][memory_id] = new
+            self._record([change], context)
             return True
-
-    def _forget_stale(self, memory_id: str, text: str) -> None:
-        """Drop the embedding of a memory whose text is changing; under the lock."""
-        held = self._embeddings.get(memory_id)
-        if held is not None and held[1] != text:
-            del self._embeddings[memory_id]
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
         with self._lock:
@@ -160,7 +162,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
             for m in self._matching(query):
                 held = self._embeddings.get(m.memory_id or "")
                 if held is not None and held[0] == model:
-                    found.append((m, held[2]))
+                    found.append((m, held[1]))
         return _copied(semantic_rank(found, query, target))
 
     def _to_embed(self, user_id: str | None, model: str) -> list[UserMemory]:
@@ -191,7 +193,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
             for m, vector in checked:
                 current = self._users.get(m.user_id or "", {}).get(m.memory_id or "")
                 if current is not None and current.memory == m.memory:
-                    self._embeddings[current.memory_id or ""] = (model, m.memory, vector)
+                    self._embeddings[current.memory_id or ""] = (model, vector)
                     stored += 1
         return stored
 

@@ -13,7 +13,7 @@ from noted.audit import AuditContext, MemoryEvent
 from noted.db._client_search import Shape
 from noted.db._rows import EVENT_COLUMNS, stamped_keys
 from noted.db.base import MemoryQuery
-from noted.db.core import Change, StoredSide, history_rows, upsert_changes
+from noted.db.core import Change, StoredSide, clears_embedding, history_rows, upsert_changes
 from noted.retrieval.vectors import UserVectors, from_blobs
 from noted.schema import UserMemory
 
@@ -95,14 +95,15 @@ def user_vectors(generation: int, docs: Sequence[Mapping[str, Any]]) -> dict[Sha
     }
 
 
-def overwrite(doc: Doc, stored: Mapping[str, Any]) -> Doc:
-    """The update that makes a stored memory ``doc``: every field set, and the stored
-    embedding kept when the text stays the same (it was made from that text), else removed.
-    One update rather than a replacement (nx-27017 cannot store binary in a replacement);
-    the embedding written is always the one read along with the text it belongs to."""
+def overwrite(doc: Doc, stored: Mapping[str, Any], clear_embedding: bool) -> Doc:
+    """The update that makes a stored memory ``doc``: every field set, and the embedding
+    removed when the core says so (:func:`~noted.db.core.clears_embedding`), else the
+    stored one kept. One update rather than a replacement (nx-27017 cannot store binary in
+    a replacement); the embedding kept is written again as read along with the text the
+    decision was made on."""
     fields = {name: value for name, value in doc.items() if name != "_id"}
     embedding = stored.get("embedding")
-    if isinstance(embedding, bytes) and stored.get("memory") == doc["memory"]:
+    if not clear_embedding and isinstance(embedding, bytes):
         fields["embedding"] = vector_value(vector_bytes(embedding))
         fields["embedding_model"] = stored.get("embedding_model")
         return {"$set": fields}
@@ -132,7 +133,9 @@ def plan_upsert(
             op = InsertOne(doc)
             current[memory_id] = doc
         else:
-            update = overwrite(doc, current[memory_id])
+            update = overwrite(doc, current[memory_id], clears_embedding(change))
+            # a new version: a replace that read the one before reads again
+            update["$inc"] = {"version": 1}
             # upsert: a memory deleted meanwhile is written again, as a plain upsert would
             op = UpdateOne({"_id": memory_id, "user_id": user_id}, update, upsert=True)
             current[memory_id] = {"_id": memory_id, **update["$set"]}

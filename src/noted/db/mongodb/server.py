@@ -49,6 +49,17 @@ TEXT_WEIGHTS: Final = {"memory": 2, "topics": 1, "input": 1}  # as SqliteDb's BM
 
 
 @dataclass(frozen=True, slots=True)
+class Collections:
+    """A MongoDb's collections."""
+
+    memories: Collection[Doc]
+    events: Collection[Doc]
+    generations: Collection[Doc]
+    sessions: Collection[Doc]
+    runs: Collection[Doc]
+
+
+@dataclass(frozen=True, slots=True)
 class VectorIndex:
     """An Atlas vector search index noted can query: its name and vector size."""
 

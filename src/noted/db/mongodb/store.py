@@ -7,59 +7,48 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from noted._time import from_micros, now_micros
-from noted.audit import AuditContext, MemoryEvent, resolve_audit
+from noted._time import now_micros
+from noted.audit import AuditContext, new_event_ids, resolve_audit
 from noted.db._client_search import SnapshotCache
 from noted.db._rows import check_table_names
-from noted.db.base import (
-    MemoryQuery,
-    QueryVector,
-    ScoredMemory,
-    StoreContext,
-    WriteBatch,
-    check_page,
+from noted.db.base import QueryVector, StoreContext, WriteBatch
+from noted.db.core import (
+    Capabilities,
+    Change,
+    DeleteRules,
+    additions,
+    clears_embedding,
+    deletions,
+    replaced_fields,
+    replacement,
+    write_batch,
 )
-from noted.db.core import Capabilities, Change, DeleteRules, additions, deletions, write_batch
 from noted.db.mongodb import sessions, undo
-from noted.db.mongodb.docs import (
-    event_docs,
-    event_of,
-    memories_of,
-    memory_docs,
-    overwrite,
-    plan_upsert,
-    query_filter,
-    unembedded,
-    vector_value,
-)
+from noted.db.mongodb.docs import event_docs, memory_docs, overwrite, plan_upsert, vector_value
 from noted.db.mongodb.jobs import MongoJobs
+from noted.db.mongodb.reads import MongoReads
 from noted.db.mongodb.revocations import MongoRevocations
-from noted.db.mongodb.search import atlas_search, load_snapshot, text_query
 from noted.db.mongodb.server import (
     EVENT_INDEXES,
     MEMORY_INDEXES,
-    NO_VECTOR,
     RUN_INDEXES,
     SESSION_INDEXES,
+    Collections,
     VectorIndex,
-    atlas_can_answer,
     client_seeds,
     create_text_index,
     ensure_indexes,
-    list_vector_index,
     safe_url,
     url_secrets,
 )
-from noted.db.mongodb.transactions import bound, has_transactions, in_transaction
+from noted.db.mongodb.transactions import bound, deployment, has_transactions, in_transaction
 from noted.db.sessions_core import SessionsInModule
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
-from noted.retrieval.ranking import fts_terms
-from noted.retrieval.vectors import check_vector, search_target, to_blob
-from noted.schema import UserMemory, UserStats
+from noted.retrieval.vectors import check_vector, to_blob
+from noted.schema import UserMemory
 
 if TYPE_CHECKING:
     from pymongo import InsertOne, MongoClient, UpdateOne
@@ -78,20 +67,15 @@ _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
 _BUMP: Final[Mapping[str, Any]] = {"$inc": {"generation": 1}}
 _STORED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "embedding": 1, "embedding_model": 1}
 _DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
+_CANDIDATE: Final = {"user_id": 1, "created_at": 1}
+_CLAIM: Final = "deleting"  # {token, at}: a delete's claim on a memory (see MongoDb._delete)
+_CLAIM_AT: Final = _CLAIM + ".at"
+_CLAIM_LIFETIME_US: Final = 60_000_000
 _TRANSACTIONAL: Final = Capabilities(transactions=True, native_fulltext=True, native_vectors=True)
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
 
 
-@dataclass(frozen=True, slots=True)
-class _Collections:
-    memories: Collection[Doc]
-    events: Collection[Doc]
-    generations: Collection[Doc]
-    sessions: Collection[Doc]
-    runs: Collection[Doc]
-
-
-class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreContext):
+class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreContext):
     """Memories and sessions in a MongoDB database, one collection each for memories
     (``<memory_table>``), their history (``<memory_table>_events``), each user's generation
     (``<memory_table>_generations``), sessions (``<session_table>``) and runs
@@ -174,7 +158,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
         self._where = safe_url(db_url) if client is None else client_seeds(client)
         self._session_names = self._where
         self._lock = threading.Lock()
-        self._collections: _Collections | None = None
+        self._collections: Collections | None = None
         self._indexed = False
         self._text_search = False  # whether the server's $text answers keyword searches
         self._vector_checked = False
@@ -200,7 +184,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
     # -- connection, indexes, errors -----------------------------------------------------
 
     @contextmanager
-    def _db(self) -> Iterator[_Collections]:
+    def _db(self) -> Iterator[Collections]:
         """The collections (opened and indexed on first use), with driver faults turned
         into StoreError."""
         from bson.errors import BSONError
@@ -218,7 +202,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
     _session_reader = _db
     _session_writer = _db
 
-    def _open(self) -> _Collections:
+    def _open(self) -> Collections:
         collections = self._collections
         if collections is not None:
             return collections
@@ -227,7 +211,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
                 if self._client is None:
                     self._client = self._connect()
                 db = self._client[self.database]
-                collections = _Collections(
+                collections = Collections(
                     db[self.memory_table],
                     db[self.memory_table + "_events"],
                     db[self.memory_table + "_generations"],
@@ -268,7 +252,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
             text = text.replace(secret, "***")
         return StoreError(text)
 
-    def _create_indexes(self, c: _Collections) -> None:
+    def _create_indexes(self, c: Collections) -> None:
         ensure_indexes(c.memories, MEMORY_INDEXES)
         self._text_search = create_text_index(c.memories, self._where)
         ensure_indexes(c.events, EVENT_INDEXES)
@@ -292,7 +276,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
             self._write(db, plan_upsert(docs, stored), context)
 
     @contextmanager
-    def _bumped(self, db: _Collections, user_ids: Iterable[str]) -> Iterator[None]:
+    def _bumped(self, db: Collections, user_ids: Iterable[str]) -> Iterator[None]:
         """Move on the generation of each of ``user_ids`` after the block, which writes
         their memories or embeddings: also when it fails part-way (it may have written
         some), one ``$inc`` upsert per user in bulk writes of 1000."""
@@ -311,7 +295,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
                         ops[start : start + _BATCH], ordered=False, session=bound()
                     )
 
-    def _insert_new(self, db: _Collections, doc: Doc, context: AuditContext) -> bool:
+    def _insert_new(self, db: Collections, doc: Doc, context: AuditContext) -> bool:
         """Insert one memory if its id is not stored yet (the usual case: one round trip
         where checking first would take two); False when it is, having written nothing."""
         from pymongo.errors import DuplicateKeyError
@@ -335,7 +319,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
 
     def _write(
         self,
-        db: _Collections,
+        db: Collections,
         plan: list[tuple[InsertOne[Doc] | UpdateOne, Change[list[str]]]],
         context: AuditContext,
     ) -> None:
@@ -362,7 +346,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
 
     def _record(
         self,
-        db: _Collections,
+        db: Collections,
         changes: Sequence[Change[list[str]]],
         context: AuditContext,
         stamp: int,
@@ -396,7 +380,7 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
 
     def _has_transactions(self, client: MongoClient[Doc]) -> bool:
         """Whether the deployment runs multi-document transactions (asked once)."""
-        return has_transactions(client.admin.command("hello"))
+        return has_transactions(deployment(client))
 
     def _undo(self, before: undo.Undo, failure: BaseException) -> None:
         """Undo a failed batch; if that fails too (the server is gone), say so on the
@@ -427,127 +411,30 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
         context = resolve_audit(audit)
         (doc,) = memory_docs([memory])
         key = {"_id": doc["_id"], "user_id": doc["user_id"]}
-        given = {name: doc[name] for name in ("input", "agent_id", "team_id", "session_id")}
+        given = dict(doc)
         with self._db() as db:
             while True:
                 current = db.memories.find_one(key, session=bound())
                 if current is None:
                     return False
-                doc["created_at"] = current["created_at"]
-                for name, value in given.items():
-                    doc[name] = current.get(name) if value is None else value
+                doc.update(replaced_fields(given, current))
                 version = current.get("version")
                 stamp = max(now_micros(), int(current.get("changed_at") or 0) + 1)
                 doc["version"] = (version or 0) + 1
                 doc["changed_at"] = stamp
+                stored = (current["memory"], list(current["topics"]))
+                change = replacement(
+                    doc["_id"], doc["user_id"], stored, doc["memory"], doc["topics"]
+                )
+                update = overwrite(doc, current, clears_embedding(change))
                 with self._bumped(db, [doc["user_id"]]):
                     written = db.memories.update_one(
-                        {**key, "version": version}, overwrite(doc, current), session=bound()
+                        {**key, "version": version}, update, session=bound()
                     ).matched_count
                 if written:
                     break
-            change = Change(
-                doc["_id"],
-                doc["user_id"],
-                "update",
-                current["memory"],
-                doc["memory"],
-                list(current["topics"]),
-                doc["topics"],
-            )
             self._record(db, [change], context, stamp)
         return True
-
-    def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
-        with self._db() as db:
-            doc = db.memories.find_one({"_id": memory_id, "user_id": user_id}, NO_VECTOR)
-        return None if doc is None else memories_of([doc])[0]
-
-    def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
-        if query.limit == 0:  # a cursor's limit(0) means no limit
-            return []
-        direction = -1 if query.sort_order == "desc" else 1
-        with self._db() as db:
-            cursor = (
-                db.memories.find(query_filter(query), NO_VECTOR)
-                .sort([(query.sort_by, direction), ("_id", direction)])
-                .skip(query.offset)
-            )
-            if query.limit is not None:
-                cursor = cursor.limit(query.limit)
-            return memories_of(cursor)
-
-    def count_memories(self, query: MemoryQuery) -> int:
-        with self._db() as db:
-            return db.memories.count_documents(query_filter(query))
-
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
-        words = fts_terms(text)
-        if not words or query.limit == 0:
-            return []
-        with self._db() as db:
-            if self._text_search:
-                found = text_query(db.memories, query, words, self._where)
-                if found is not None:
-                    return found
-                self._text_search = False
-            snapshot = load_snapshot(db, self.cache, query.user_id, vectors=False)
-        return snapshot.keyword(query, text)
-
-    # -- embeddings and semantic search ---------------------------------------------------
-
-    def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
-    ) -> list[ScoredMemory]:
-        user_id, target = search_target(query.user_id, vector)
-        if query.limit == 0:
-            return []
-        with self._db() as db:
-            index = self._atlas_index(db.memories)
-            if index is not None and atlas_can_answer(index, query, target.size):
-                found = atlas_search(db.memories, index, query, target, model, self._where)
-                if found is not None:
-                    return found
-                self._vector_index = None
-            snapshot = load_snapshot(db, self.cache, user_id, vectors=True)
-        return snapshot.semantic(query, target, model)
-
-    def _atlas_index(self, memories: Collection[Doc]) -> VectorIndex | None:
-        """The collection's usable Atlas vector index, looked up once per object."""
-        if not self._vector_checked:
-            self._vector_index = list_vector_index(memories, self._where)
-            self._vector_checked = True
-        return self._vector_index
-
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        check_page(limit, 0)
-        if limit == 0:
-            return []
-        with self._db() as db:
-            cursor = db.memories.find(unembedded(user_id, model), NO_VECTOR).sort(
-                [("created_at", 1), ("_id", 1)]
-            )
-            if limit is not None:
-                cursor = cursor.limit(limit)
-            return memories_of(cursor)
-
-    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
-        """For one user, from the cached snapshot (every search asks): its memories less
-        those with a vector made by ``model``."""
-        with self._db() as db:
-            if user_id is None:
-                return db.memories.count_documents(unembedded(None, model))
-            snapshot = load_snapshot(db, self.cache, user_id, vectors=True)
-            embedded = sum(
-                found.keys.size
-                for (made_by, _), found in (snapshot.vectors or {}).items()
-                if made_by == model
-            )
-            return len(snapshot.memories) - embedded
 
     def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
         from pymongo import UpdateOne
@@ -573,26 +460,41 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
                 for i in range(0, len(ops), _BATCH)
             )
 
-    # -- deletes, history, topics, stats --------------------------------------------------
+    # -- deletes ------------------------------------------------------------------------------
 
-    def _delete(self, db: _Collections, query: Doc, context: AuditContext) -> int:
-        """Delete the memories ``query`` selects, recording a "delete" event for each."""
+    def _delete(self, db: Collections, query: Doc, context: AuditContext) -> int:
+        """Delete the memories ``query`` selects, recording a "delete" event for each one
+        this call deleted. Each chunk is claimed first (a token set where no live claim
+        is, and the version moved on, so a replace that read before reads again), then
+        read back by its token and deleted by it: a memory another writer deleted or
+        claimed meanwhile is that writer's to record, and an event holds the text that
+        was deleted. A claim left by a process that stopped before deleting lapses after
+        _CLAIM_LIFETIME_US."""
         found = sorted(
-            db.memories.find(query, _DELETED_SIDE, session=bound()),
+            db.memories.find(query, _CANDIDATE, session=bound()),
             key=lambda d: (d["created_at"], d["_id"]),
         )
         stamp = now_micros()
+        unclaimed = [{_CLAIM: {"$exists": False}}, {_CLAIM_AT: {"$lt": stamp - _CLAIM_LIFETIME_US}}]
         deleted = 0
         with self._bumped(db, (doc["user_id"] for doc in found)):
             for start in range(0, len(found), _BATCH):
-                chunk = found[start : start + _BATCH]
-                ids = [doc["_id"] for doc in chunk]
-                chosen = {**query, "_id": {"$in": ids}}
-                deleted += db.memories.delete_many(chosen, session=bound()).deleted_count
-                changes = deletions(
-                    (d["_id"], d["user_id"], d["memory"], d["topics"]) for d in chunk
+                ids = [doc["_id"] for doc in found[start : start + _BATCH]]
+                token = new_event_ids(1)[0]
+                claim = {"$set": {_CLAIM: {"token": token, "at": stamp}}, "$inc": {"version": 1}}
+                chosen = {**query, "_id": {"$in": ids}, "$or": unclaimed}
+                db.memories.update_many(chosen, claim, session=bound())
+                mine = {"_id": {"$in": ids}, f"{_CLAIM}.token": token}
+                claimed = sorted(
+                    db.memories.find(mine, _DELETED_SIDE, session=bound()),
+                    key=lambda d: (d["created_at"], d["_id"]),
                 )
-                self._record(db, changes, context, stamp, start)
+                db.memories.delete_many(mine, session=bound())
+                changes = deletions(
+                    (d["_id"], d["user_id"], d["memory"], d["topics"]) for d in claimed
+                )
+                self._record(db, changes, context, stamp, deleted)
+                deleted += len(claimed)
         return deleted
 
     def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
@@ -606,33 +508,3 @@ class MongoDb(MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreC
     def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
         with self._db() as db:
             return self._delete(db, {} if user_id is None else {"user_id": user_id}, context)
-
-    def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
-        with self._db() as db:
-            docs = list(
-                db.events.find({"user_id": user_id, "memory_id": memory_id}).sort(
-                    [("created_at", 1), ("seq", 1)]
-                )
-            )
-        return [event_of(doc) for doc in docs]
-
-    def get_topics(self, user_id: str | None) -> list[str]:
-        with self._db() as db:
-            topics = db.memories.distinct("topics", {} if user_id is None else {"user_id": user_id})
-        return sorted(topics)
-
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
-        check_page(limit, offset)
-        if limit == 0:
-            return []
-        pipeline: list[Doc] = [
-            {"$group": {"_id": "$user_id", "count": {"$sum": 1}, "last": {"$max": "$updated_at"}}},
-            {"$sort": {"last": -1, "_id": 1}},
-        ]
-        if offset:
-            pipeline.append({"$skip": offset})
-        if limit is not None:
-            pipeline.append({"$limit": limit})
-        with self._db() as db:
-            docs = list(db.memories.aggregate(pipeline))
-        return [UserStats(d["_id"], int(d["count"]), from_micros(d["last"])) for d in docs]

@@ -1,7 +1,8 @@
 """Multi-document transactions, where the MongoDB deployment has them (a replica set or a
 sharded cluster; a standalone server has none).
 
-:func:`has_transactions` reads the server's ``hello`` reply. :func:`in_transaction` runs a
+:func:`has_transactions` reads the server's ``hello`` reply (:func:`deployment`: the
+``isMaster`` reply on a server older than 4.4.2). :func:`in_transaction` runs a
 write with a session bound in this thread (or task): every collection call of the write
 path passes ``session=bound()``, so all of it commits together or is aborted; a write
 conflict with a concurrent transaction (a ``TransientTransactionError``) runs it again.
@@ -19,11 +20,19 @@ if TYPE_CHECKING:
     from pymongo import MongoClient
     from pymongo.client_session import ClientSession
 
-__all__ = ["ATTEMPTS", "bound", "has_transactions", "in_transaction"]
+__all__ = [
+    "ATTEMPTS",
+    "COMMAND_NOT_FOUND",
+    "bound",
+    "deployment",
+    "has_transactions",
+    "in_transaction",
+]
 
 T = TypeVar("T")
 
 ATTEMPTS: Final = 5  # runs of one write that meets concurrent transactions' conflicts
+COMMAND_NOT_FOUND: Final = 59  # the server's code for a command it does not know
 
 _session: ContextVar[ClientSession | None] = ContextVar("noted_mongo_session", default=None)
 
@@ -34,6 +43,20 @@ def has_transactions(hello: Mapping[str, Any]) -> bool:
     sessions (``logicalSessionTimeoutMinutes``)."""
     clustered = "setName" in hello or hello.get("msg") == "isdbgrid"
     return clustered and hello.get("logicalSessionTimeoutMinutes") is not None
+
+
+def deployment(client: MongoClient[Any]) -> Mapping[str, Any]:
+    """The server's ``hello`` reply; a server older than 4.4.2 has no ``hello`` (an
+    unknown command, code 59) and answers the same fields to ``isMaster``."""
+    from pymongo.errors import OperationFailure
+
+    try:
+        reply: Mapping[str, Any] = client.admin.command("hello")
+    except OperationFailure as exc:
+        if exc.code != COMMAND_NOT_FOUND:
+            raise
+        reply = client.admin.command("isMaster")
+    return reply
 
 
 def bound() -> ClientSession | None:

@@ -149,9 +149,9 @@ class PostgresDb(
         )
         self._sql_upsert = (
             self._sql_insert + " ON CONFLICT (memory_id) DO UPDATE SET "
-            f"embedding = CASE WHEN {t}.memory = excluded.memory THEN {t}.embedding END, "
-            f"embedding_model = CASE WHEN {t}.memory = excluded.memory "
-            f"THEN {t}.embedding_model END, "
+            # the core's decision that the embedding goes (clears_embedding), given twice
+            f"embedding = CASE WHEN %s THEN NULL ELSE {t}.embedding END, "
+            f"embedding_model = CASE WHEN %s THEN NULL ELSE {t}.embedding_model END, "
             "memory = excluded.memory, topics = excluded.topics, input = excluded.input, "
             "agent_id = excluded.agent_id, team_id = excluded.team_id, "
             "session_id = excluded.session_id, created_at = excluded.created_at, "
@@ -347,8 +347,12 @@ class PostgresDb(
                 return
             changes = core.upsert_changes((row[:4] for row in rows), stored)
             events = core.history_rows(changes, context, now)
+            decided = []
+            for row, change in zip(rows, changes, strict=True):
+                clear = core.clears_embedding(change)
+                decided.append((*row, clear, clear))
             with conn.cursor() as cur:
-                cur.executemany(self._sql_upsert, rows)
+                cur.executemany(self._sql_upsert, decided)
                 if cur.rowcount != len(rows):  # an id taken by another user meanwhile
                     raise ConflictError(
                         "a memory id of this batch was stored for another user meanwhile; "
@@ -388,34 +392,33 @@ class PostgresDb(
         n = self._n
         with self._transaction() as conn:
             old = conn.execute(
-                f"SELECT memory, topics::text FROM {n.memories} "
+                f"SELECT memory, topics::text, {', '.join(COLUMNS[4:9])} FROM {n.memories} "
                 "WHERE memory_id = %s AND user_id = %s FOR UPDATE",
                 (memory_id, user_id),
             ).fetchone()
             if old is None:
                 return False
+            record = dict(zip(COLUMNS, row, strict=True))
+            record.update(core.replaced_fields(record, dict(zip(COLUMNS[2:9], old, strict=True))))
+            change = core.replacement(memory_id, user_id, old[:2], text, topics)
             conn.execute(
                 f"UPDATE {n.memories} SET "
-                "embedding = CASE WHEN memory = %(text)s THEN embedding END, "
-                "embedding_model = CASE WHEN memory = %(text)s THEN embedding_model END, "
+                "embedding = CASE WHEN %(clear)s THEN NULL ELSE embedding END, "
+                "embedding_model = CASE WHEN %(clear)s THEN NULL ELSE embedding_model END, "
                 "memory = %(text)s, topics = %(topics)s::jsonb, "
-                "input = COALESCE(%(input)s, input), agent_id = COALESCE(%(agent)s, agent_id), "
-                "team_id = COALESCE(%(team)s, team_id), "
-                "session_id = COALESCE(%(session)s, session_id), updated_at = %(updated)s "
+                "input = %(input)s, agent_id = %(agent_id)s, team_id = %(team_id)s, "
+                # created_at: the record's is the stored one (core.replaced_fields)
+                "session_id = %(session_id)s, updated_at = %(updated_at)s "
                 "WHERE memory_id = %(id)s AND user_id = %(user)s",
                 {
+                    **{c: record[c] for c in COLUMNS[4:10]},
                     "text": text,
                     "topics": topics,
-                    "input": row[4],
-                    "agent": row[5],
-                    "team": row[6],
-                    "session": row[7],
-                    "updated": row[9],
                     "id": memory_id,
                     "user": user_id,
+                    "clear": core.clears_embedding(change),
                 },
             )
-            change = core.Change(memory_id, user_id, "update", old[0], text, old[1], topics)
             (event,) = core.history_rows([change], context, from_micros(now_micros()))
             conn.execute(self._sql_event, event)
         return True

@@ -25,6 +25,7 @@ __all__ = [
     "SET_EMBEDDINGS_LUA",
     "SET_SUMMARY_LUA",
     "STATS_LUA",
+    "STORED_LUA",
     "TOPICS_LUA",
     "TO_EMBED_LUA",
     "UPDATE_LUA",
@@ -78,7 +79,9 @@ end
 
 # Shared by the scripts that write memories: ARGV[2..5] = now, actor, session_id, run_id.
 # A memory in their JSON argument is [event_id, memory_id, user_id, memory, topics, input,
-# agent_id, team_id, session_id, created_at, updated_at].
+# agent_id, team_id, session_id, created_at, updated_at, clear]: clear (true or false) is
+# the core's decision that the stored embedding goes, made on the stored memory read
+# under WATCH before the script is sent.
 WRITE_LUA = """
 local NOW, ACTOR, SESSION, RUN = ARGV[2], ARGV[3], opt(ARGV[4]), opt(ARGV[5])
 local function record(user, id, eid, kind, old_text, old_topics, new_text, new_topics)
@@ -121,8 +124,10 @@ local function fields(key, m, whole)
 end
 """
 
-# ARGV[6] = the memories (JSON). Returns nil, or the first memory_id that belongs to
-# another user, stored or earlier in the batch (then nothing is written).
+# ARGV[6] = the memories (JSON), [7] = 'new' when the core decided on none of their ids
+# being stored. Returns nil; 'stored' for 'new' when one is (then nothing is written);
+# or the first memory_id that belongs to another user, stored or earlier in the batch
+# (then nothing is written).
 UPSERT_LUA = """
 local batch = cjson.decode(ARGV[6])
 -- each id's {owner, memory, topics}: read once, then kept as the batch writes it
@@ -132,6 +137,7 @@ for _, m in ipairs(batch) do
   if h == nil then
     h = redis.call('HMGET', mkey(m[2]), 'user_id', 'memory', 'topics')
     held[m[2]] = h
+    if h[1] and ARGV[7] == 'new' then return 'stored' end
   end
   if h[1] and h[1] ~= m[3] then return m[2] end
   h[1] = m[3]
@@ -142,7 +148,7 @@ for _, m in ipairs(batch) do
   local key, h = mkey(id), held[id]
   local set, absent = fields(key, m, true)
   if h[2] then
-    if h[2] ~= text then
+    if m[12] then
       absent[#absent + 1] = 'embedding'; absent[#absent + 1] = 'embedding_model'
     end
     if #absent > 0 then redis.call('HDEL', key, unpack(absent)) end
@@ -164,21 +170,49 @@ end
 return nil
 """
 
-# ARGV[6] = one memory (JSON); its created_at is ignored. Keeps the stored created_at
-# and each optional field given as null. Returns 1, or 0 when the user has no such memory.
+# ARGV[6] = one memory (JSON): the whole record the core decided on the stored one
+# (core.replaced_fields), written as it is; [7] (optional) = the stored memory that
+# decision was made on, as STORED_LUA read it. Returns 1; 0 when the user has no such
+# memory (a clear or delete earlier in the same batch); 'moved' when the memory is no
+# longer as [7] says (then nothing is written: read it again and decide again).
 UPDATE_LUA = """
 local m = cjson.decode(ARGV[6])
 local id, user, text = m[2], m[3], m[4]
 local key = mkey(id)
+if ARGV[7] then
+  local seen, now = cjson.decode(ARGV[7]), row(id)
+  for i = 1, #seen do
+    if seen[i] ~= now[i] then return 'moved' end
+  end
+end
 local cur = redis.call('HMGET', key, 'user_id', 'memory', 'topics')
 if cur[1] ~= user then return 0 end
-if cur[2] ~= text then redis.call('HDEL', key, 'embedding', 'embedding_model') end
-redis.call('HSET', unpack((fields(key, m, false))))
+local set, absent = fields(key, m, true)
+if m[12] then
+  absent[#absent + 1] = 'embedding'; absent[#absent + 1] = 'embedding_model'
+end
+if #absent > 0 then redis.call('HDEL', key, unpack(absent)) end
+redis.call('HSET', unpack(set))
 redis.call('ZADD', zkey('upd', user), m[11], id)
 record(user, id, m[1], 'update', cur[2], cur[3], text, m[5])
 refresh(user)
 bump(user)
 return 1
+"""
+
+# ARGV[2] = memory ids (JSON). What the core's rules need of the stored ones, as a JSON
+# list of [memory_id, user_id, memory, topics, input, agent_id, team_id, session_id,
+# created_at] (null for an absent field).
+STORED_LUA = """
+local out = {}
+for _, id in ipairs(cjson.decode(ARGV[2])) do
+  local found = row(id)
+  if found[2] ~= NULL then
+    found[#found] = nil  -- updated_at
+    out[#out + 1] = found
+  end
+end
+return json_list(out)
 """
 
 # ARGV[6] = 'ids' | 'user' | 'all', [7] = user_id, [8] = event ids (JSON), [9] = memory

@@ -71,41 +71,50 @@ does not come back to a value a process cached.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-
-from noted._time import from_micros, now_micros, to_micros
-from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
-from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
+from noted._time import from_micros, now_micros
+from noted.audit import AuditContext, new_event_ids, resolve_audit
+from noted.db._client_search import SnapshotCache
 from noted.db._rows import (
+    COLUMNS,
     check_table_name,
     foreign_session,
     memory_to_row,
-    row_to_event,
-    rows_to_memories,
-    stamped_keys,
     summary_from_json,
 )
-from noted.db.base import (
-    MemoryQuery,
-    QueryVector,
-    ScoredMemory,
-    StoreContext,
-    WriteBatch,
-    check_page,
+from noted.db.base import QueryVector, StoreContext, WriteBatch
+from noted.db.core import (
+    Capabilities,
+    Change,
+    DeleteRules,
+    StoredSide,
+    batch_changes,
+    clears_embedding,
+    foreign_memory,
+    replaced_fields,
+    replacement,
+    upsert_changes,
 )
-from noted.db.core import Capabilities, DeleteRules, foreign_memory
 from noted.db.redisdb import scripts as lua
 from noted.db.redisdb.jobs import RedisJobs
+from noted.db.redisdb.reads import (
+    Arg,
+    RedisReads,
+    decoded,
+    last_rank,
+    opt,
+    owned_by,
+    scope,
+    to_json,
+)
 from noted.db.redisdb.revocations import RedisRevocations
 from noted.db.sessions_core import SessionRules
-from noted.errors import StoreError, UserError
+from noted.errors import UserError
 from noted.models._provider import import_sdk
-from noted.retrieval.vectors import UserVectors, check_vector, from_blobs, search_target, to_blob
-from noted.schema import UserMemory, UserStats
+from noted.retrieval.vectors import check_vector, to_blob
+from noted.schema import UserMemory
 from noted.sessions import RunResult, Session, SessionSummary
 
 if TYPE_CHECKING:
@@ -114,70 +123,48 @@ if TYPE_CHECKING:
 
 __all__ = ["RedisDb"]
 
-_Arg = str | bytes | int | float  # what a script argument may be
+Row = tuple[Any, ...]
 
 _EMBED_CHUNK: Final = 1000  # embeddings per script call (each is stored on its own)
 _SOCKET_TIMEOUT: Final = 30.0  # seconds; a large batch is one script call
 _CONNECT_TIMEOUT: Final = 5.0
 _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
 
-_MEMORY_FIELDS: Final = (
-    "user_id",
-    "memory",
-    "topics",
-    "input",
-    "agent_id",
-    "team_id",
-    "session_id",
-    "created_at",
-    "updated_at",
-)
-
 
 # -- conversions ---------------------------------------------------------------------------
 
 
-def _opt(value: str | None) -> str:
-    """An optional text as a script argument: "" for None, else "+" and the text."""
-    return "" if value is None else "+" + value
-
-
-def _text(value: bytes | str | None) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value
-
-
-def _owned_by(owner: bytes | str | None, user_id: str) -> bool:
-    return owner is not None and _text(owner) == user_id
-
-
-def _to_json(data: object) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def _entries(memories: Sequence[UserMemory]) -> list[list[Any]]:
-    """Stamped memories as the write scripts take them, each with a new event id: the
-    columns of :func:`memory_to_row` after it, the times as strings."""
-    rows = [memory_to_row(m) for m in memories]
+def _entries(rows: Sequence[Row], clears: Sequence[bool]) -> list[list[Any]]:
+    """Rows of stamped memories (:func:`memory_to_row`) as the write scripts take them,
+    each with a new event id before it, the times as strings, and after them whether the
+    stored embedding goes (the core's :func:`~noted.db.core.clears_embedding`)."""
     return [
-        [event_id, *row[:8], str(row[8]), str(row[9])]
-        for event_id, row in zip(new_event_ids(len(rows)), rows, strict=True)
+        [event_id, *row[:8], str(row[8]), str(row[9]), clear]
+        for event_id, row, clear in zip(new_event_ids(len(rows)), rows, clears, strict=True)
     ]
 
 
-def _memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:
-    """Memories from a read script's JSON rows: id, then _MEMORY_FIELDS (and anything
-    after them, ignored here)."""
-    return rows_to_memories(
-        [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), int(r[9])) for r in rows]
-    )
+def _stored_row(found: list[Any]) -> Row:
+    """A stored memory as STORED_LUA reads it, as a row in COLUMNS order without
+    ``updated_at``."""
+    return (*found[:8], int(found[8]))
 
 
-def _event(memory_id: str, user_id: str, raw: bytes | str) -> MemoryEvent:
-    """One history event as a script stored it: [event_id, event, old and new text, old
-    and new topics as JSON text, actor, session_id, run_id, time as a string]."""
-    event_id, kind, old, new, old_topics, new_topics, *context, at = json.loads(raw)
-    change = (kind, old, new, old_topics, new_topics)
-    return row_to_event((event_id, memory_id, user_id, *change, *context, int(at)))
+def _sides(stored: dict[str, Row]) -> dict[str, StoredSide[str]]:
+    return {i: StoredSide(row[1], row[2], row[3]) for i, row in stored.items()}
+
+
+def _replaced(row: Row, stored: Row | None) -> Row:
+    """The record a replace writes over ``stored`` (the core's replaced_fields)."""
+    if stored is None:
+        return row
+    record = dict(zip(COLUMNS, row, strict=True))
+    record.update(replaced_fields(record, dict(zip(COLUMNS, stored, strict=False))))
+    return tuple(record[c] for c in COLUMNS)
+
+
+def _clears(changes: Sequence[Change[str] | None]) -> list[bool]:
+    return [change is None or clears_embedding(change) for change in changes]
 
 
 def _session(session_id: str, fields: Sequence[Any], run_count: int) -> Session:
@@ -186,7 +173,7 @@ def _session(session_id: str, fields: Sequence[Any], run_count: int) -> Session:
     return Session(
         session_id,
         user_id.decode(),
-        _text(agent_id),
+        decoded(agent_id),
         from_micros(int(created)),
         from_micros(int(updated)),
         summary_from_json(summary),
@@ -196,16 +183,6 @@ def _session(session_id: str, fields: Sequence[Any], run_count: int) -> Session:
 
 def _runs(raw: Sequence[bytes]) -> list[RunResult]:
     return [RunResult.from_dict(json.loads(run)) for run in raw]
-
-
-def _stop(offset: int, limit: int | None) -> int:
-    """The last rank of a page (ZRANGE's inclusive stop; -1 for "to the end")."""
-    return -1 if limit is None else offset + limit - 1
-
-
-def _scope(user_id: str | None) -> tuple[str, str]:
-    """A read script's ARGV[2..3]: one user's memories, or everyone's."""
-    return ("all", "") if user_id is None else ("user", user_id)
 
 
 def _describe(client: redis.Redis) -> str:
@@ -219,7 +196,7 @@ def _describe(client: redis.Redis) -> str:
     return f"{scheme}://{options.get('host', 'localhost')}:{options.get('port', 6379)}/{db}"
 
 
-class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreContext):
+class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreContext):
     """Memories and sessions in Redis; see the module's notes for the layout.
 
     ``db_url`` is a redis-py URL: ``redis://[[user]:password@]host:port/db``, ``rediss://``
@@ -274,6 +251,7 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
         self._update = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.UPDATE_LUA)
         self._delete = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.DELETE_LUA)
         self._set_embeddings = register(lua.MEMORY_LUA + lua.SET_EMBEDDINGS_LUA)
+        self._read_stored = register(lua.MEMORY_LUA + lua.STORED_LUA)
         self._read = register(lua.MEMORY_LUA + lua.READ_LUA)
         self._load = register(lua.MEMORY_LUA + lua.LOAD_LUA)
         self._to_embed = register(lua.MEMORY_LUA + lua.TO_EMBED_LUA)
@@ -320,37 +298,15 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
 
     # -- plumbing -------------------------------------------------------------------------
 
-    @contextmanager
-    def _mapped_errors(self) -> Iterator[None]:
-        """Redis failures inside the block as StoreError, naming the server."""
-        try:
-            yield
-        except self._redis_error as exc:
-            raise StoreError(f"Redis at {self.server}: {exc}") from exc
-
-    def _call(self, script: Script, *args: _Arg) -> Any:
-        """Run a memory script (its prefix first)."""
-        with self._mapped_errors():
-            return script(args=[self.memory_table, *args])
-
-    def _session_call(self, script: Script, *args: _Arg) -> Any:
+    def _session_call(self, script: Script, *args: Arg) -> Any:
         """Run a session script (its prefix first)."""
         with self._mapped_errors():
             return script(args=[self.session_table, *args])
 
-    def _mkey(self, memory_id: str) -> str:
-        return f"{self.memory_table}:m:{memory_id}"
-
-    def _ekey(self, user_id: str, memory_id: str) -> str:
-        return f"{self.memory_table}:e:{len(user_id.encode())}:{user_id}:{memory_id}"
-
-    def _gkey(self, user_id: str) -> str:
-        return f"{self.memory_table}:gen:{len(user_id.encode())}:{user_id}"
-
     @staticmethod
-    def _stamp(audit: AuditContext) -> list[_Arg]:
+    def _stamp(audit: AuditContext) -> list[Arg]:
         """ARGV[2..5] of every script that writes memories."""
-        return [now_micros(), audit.actor, _opt(audit.session_id), _opt(audit.run_id)]
+        return [now_micros(), audit.actor, opt(audit.session_id), opt(audit.run_id)]
 
     # -- MemoryStore: writes ----------------------------------------------------------------
 
@@ -360,17 +316,57 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
         context = resolve_audit(audit)
         if not memories:
             return
-        batch = _to_json(_entries(memories))
-        foreign = self._call(self._upsert, *self._stamp(context), batch)
+        rows = [memory_to_row(m) for m in memories]
+        ids = list(dict.fromkeys(row[0] for row in rows))
+        if len(ids) == len(rows):  # decided on none being stored, which the script checks
+            added: list[Change[str]] = upsert_changes((row[:4] for row in rows), {})
+            entries = to_json(_entries(rows, _clears(added)))
+            answer = self._call(self._upsert, *self._stamp(context), entries, "new")
+            if answer is None:
+                return  # else b"stored": read them and decide again
+
+        def send(pipe: Any) -> bool:
+            changes = upsert_changes((row[:4] for row in rows), _sides(self._stored(pipe, ids)))
+            pipe.multi()
+            entries = _entries(rows, _clears(changes))
+            self._upsert(
+                args=[self.memory_table, *self._stamp(context), to_json(entries)], client=pipe
+            )
+            return True
+
+        (foreign,) = self._watched([self._mkey(i) for i in ids], send) or [None]
         if foreign is not None:
             raise foreign_memory(foreign.decode())
+
+    def _stored(self, pipe: Any, ids: Sequence[str]) -> dict[str, Row]:
+        """The stored ones of ``ids`` (read under WATCH) as rows in COLUMNS order, without
+        ``updated_at``."""
+        raw = self._read_stored(args=[self.memory_table, to_json(list(ids))], client=pipe)
+        return {row[0]: _stored_row(row) for row in json.loads(raw)}
+
+    def _watched(self, keys: Sequence[str], send: Callable[[Any], bool]) -> list[Any] | None:
+        """``send(pipe)`` with ``keys`` watched: it reads what it decides on, then queues
+        its writes after ``pipe.multi()`` and says True (False: nothing to send). Sent
+        again when a watched key changed before the EXEC; the EXEC's replies."""
+        pipeline: Any = self._client.pipeline(transaction=True)
+        with self._mapped_errors(), pipeline as pipe:
+            while True:
+                try:
+                    pipe.watch(*keys)
+                    if not send(pipe):
+                        return None
+                    results: list[Any] = pipe.execute()
+                    return results
+                except self._watch_error:
+                    continue
 
     def write_batch(
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
         """The batch's scripts in one MULTI/EXEC: Redis runs them back to back, nothing in
-        between. A clear needs an event id per memory, so the user's generation is watched
-        from the count to the EXEC, and the whole batch is sent again if it moved."""
+        between. The memories it updates and adds are read first, under WATCH, for the
+        core to decide their changes; a clear needs an event id per memory, so the user's
+        generation is watched too. The whole batch is sent again if any of it moved."""
         context = resolve_audit(audit)
         if not batch:
             return []
@@ -394,43 +390,70 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
         job = self._completing_job()  # a background job completed in this MULTI (jobs.py)
         if job is not None:
             job.watch(pipe)
-        cleared = 0
+        updates = [memory_to_row(m) for m in batch.updates]
+        adds = [memory_to_row(m) for m in batch.adds]
+        ids = list(dict.fromkeys(row[0] for row in (*updates, *adds)))
+        watched = [self._mkey(i) for i in ids]
         if batch.clear:
-            pipe.watch(self._gkey(user))
-            cleared = int(pipe.zcard(f"{self.memory_table}:upd:{user}"))
-        if batch.adds:  # another user's id fails the batch before anything is written
-            keys = [self._mkey(stamped_keys(m)[0]) for m in batch.adds]
-            pipe.watch(*keys)
-            for key, m in zip(keys, batch.adds, strict=True):
-                owner = pipe.hget(key, "user_id")
-                if owner is not None and not _owned_by(owner, user):
-                    raise foreign_memory(stamped_keys(m)[0])
+            watched.append(self._gkey(user))
+        if watched:
+            pipe.watch(*watched)
+        cleared = int(pipe.zcard(f"{self.memory_table}:upd:{user}")) if batch.clear else 0
+        stored = self._stored(pipe, ids) if ids else {}
+        # another user's id among the adds fails the batch here, before anything is sent
+        updated, added = batch_changes(
+            user,
+            batch.clear,
+            batch.deletes,
+            (row[:4] for row in updates),
+            (row[:4] for row in adds),
+            _sides(stored),
+        )
+        updates = [
+            _replaced(row, None if change is None else stored[row[0]])
+            for row, change in zip(updates, updated, strict=True)
+        ]
         pipe.multi()
         prefix = [self.memory_table, *stamp]
         if batch.clear:
-            cleared_ids = _to_json(new_event_ids(cleared))
+            cleared_ids = to_json(new_event_ids(cleared))
             self._delete(args=[*prefix, "user", user, cleared_ids, "[]"], client=pipe)
         if batch.deletes:
             ids = list(dict.fromkeys(batch.deletes))
-            event_ids = _to_json(new_event_ids(len(ids)))
-            self._delete(args=[*prefix, "ids", user, event_ids, _to_json(ids)], client=pipe)
-        for m in batch.updates:
-            self._update(args=[*prefix, _to_json(_entries([m])[0])], client=pipe)
-        if batch.adds:
-            self._upsert(args=[*prefix, _to_json(_entries(batch.adds))], client=pipe)
+            event_ids = to_json(new_event_ids(len(ids)))
+            self._delete(args=[*prefix, "ids", user, event_ids, to_json(ids)], client=pipe)
+        for entry in _entries(updates, _clears(updated)):
+            self._update(args=[*prefix, to_json(entry)], client=pipe)
+        if adds:
+            entries = _entries(adds, _clears(added))
+            self._upsert(args=[*prefix, to_json(entries)], client=pipe)
         extra = 0 if job is None else job.queue(pipe)
         results: list[Any] = pipe.execute()
         return results[: len(results) - extra]
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+        """Read the memory, let the core decide the record, and write it by one script
+        that first checks the memory is still as read (else read and decide again)."""
         context = resolve_audit(audit)
-        entry = _to_json(_entries([memory])[0])
-        return bool(self._call(self._update, *self._stamp(context), entry))
+        row = memory_to_row(memory)
+        memory_id, user_id, text, topics = row[:4]
+        while True:
+            found = json.loads(self._call(self._read_stored, to_json([memory_id])))
+            if not found or found[0][1] != user_id:
+                return False
+            stored = _stored_row(found[0])
+            change = replacement(memory_id, user_id, stored[2:4], text, topics)
+            (entry,) = _entries([_replaced(row, stored)], [clears_embedding(change)])
+            answer = self._call(
+                self._update, *self._stamp(context), to_json(entry), to_json(found[0])
+            )
+            if answer != b"moved":
+                return bool(answer)
 
     def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
-        event_ids = _to_json(new_event_ids(len(ids)))
+        event_ids = to_json(new_event_ids(len(ids)))
         deleted = self._call(
-            self._delete, *self._stamp(context), "ids", user_id, event_ids, _to_json(ids)
+            self._delete, *self._stamp(context), "ids", user_id, event_ids, to_json(ids)
         )
         return int(deleted)
 
@@ -440,16 +463,16 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
         says how many, and is asked again with that many (more if some arrived since)."""
         needed = 0
         while True:
-            event_ids = _to_json(new_event_ids(needed))
+            event_ids = to_json(new_event_ids(needed))
             deleted = int(
-                self._call(self._delete, *self._stamp(audit), *_scope(user_id), event_ids, "[]")
+                self._call(self._delete, *self._stamp(audit), *scope(user_id), event_ids, "[]")
             )
             if deleted >= 0:
                 return deleted
             needed = -deleted
 
     def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
-        args: list[_Arg] = []
+        args: list[Arg] = []
         for m, vector in items:
             args += (m.memory_id or "", m.user_id or "", m.memory, to_blob(check_vector(vector)))
         width = 4 * _EMBED_CHUNK
@@ -458,139 +481,6 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
             for i in range(0, len(args), width)
         )
 
-    # -- MemoryStore: reads -----------------------------------------------------------------
-
-    def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
-        with self._mapped_errors():
-            found = self._client.hmget(self._mkey(memory_id), _MEMORY_FIELDS)
-        if not _owned_by(found[0], user_id):
-            return None
-        return _memories([[memory_id, *map(_text, found)]])[0]
-
-    def _read_rows(
-        self, user_id: str | None, kind: str, by: str, lo: _Arg, hi: _Arg, rev: bool = False
-    ) -> list[Any]:
-        """Rows of one user's (or everyone's) memories from their ``kind`` sorted set, by
-        rank or by score."""
-        raw = self._call(self._read, *_scope(user_id), kind, by, lo, hi, "rev" if rev else "")
-        rows: list[Any] = json.loads(raw)
-        return rows
-
-    @staticmethod
-    def _time_bounds(query: MemoryQuery) -> tuple[_Arg, _Arg]:
-        """The query's updated_at bounds as inclusive scores. Inclusive on both sides they
-        select a superset also where scores round (see the module's notes): the exact
-        filter is :func:`matches`'s."""
-        after, before = query.updated_after, query.updated_before
-        return (
-            "-inf" if after is None else to_micros(after),
-            "+inf" if before is None else to_micros(before),
-        )
-
-    def _matching(self, query: MemoryQuery) -> list[UserMemory]:
-        """The memories that pass the query's filters, in no particular order."""
-        rows = self._read_rows(query.user_id, "upd", "score", *self._time_bounds(query))
-        return [m for m in _memories(rows) if matches(query, m)]
-
-    def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
-        if query.limit == 0:
-            return []
-        if query.user_id is None or query.filtered:
-            return sort_memories(self._matching(query), query)
-        kind = "upd" if query.sort_by == "updated_at" else "crt"
-        stop = _stop(query.offset, query.limit)
-        rev = query.sort_order == "desc"
-        return _memories(self._read_rows(query.user_id, kind, "rank", query.offset, stop, rev))
-
-    def count_memories(self, query: MemoryQuery) -> int:
-        if query.filtered:
-            return len(self._matching(query))
-        return int(self._call(self._count, *_scope(query.user_id)))
-
-    def _snapshot(self, user_id: str, shape: Shape | None = None) -> UserSnapshot:
-        """The user's memories, and their vectors of ``shape`` when given, as they are now:
-        the cached snapshot while its generation is the user's (one GET), else read again
-        with their generation by one script. What the snapshot already holds is not read
-        again unless the generation moved on meanwhile."""
-        cached = self.cache.get(user_id)
-        if cached is not None:
-            with self._mapped_errors():
-                current = int(self._client.get(self._gkey(user_id)) or 0)
-            if cached.generation != current:
-                cached = None
-            elif shape is None or shape in (cached.vectors or {}):
-                return cached
-        model, dimensions = shape or ("", 0)
-
-        def load(rows: bool) -> Any:
-            return self._call(self._load, user_id, "rows" if rows else "", model, 4 * dimensions)
-
-        reply = load(cached is None)
-        if cached is not None and int(reply[0]) != cached.generation:  # a write since the GET
-            cached, reply = None, load(True)
-        generation = int(reply[0])
-        if cached is None:
-            cached = UserSnapshot(generation, _memories(json.loads(reply[1])))
-        if shape is not None:
-            keys = np.array(json.loads(reply[2]), dtype=np.int64)
-            found = UserVectors(generation, keys, from_blobs(reply[3:], dimensions))
-            cached = cached.with_vectors(shape, found)
-        self.cache.put(user_id, cached)
-        return cached
-
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        """keyword_rank's ranking over the cached snapshot (see UserSnapshot.keyword)."""
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
-        if query.limit == 0:
-            return []
-        return self._snapshot(query.user_id).keyword(query, text)
-
-    def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
-    ) -> list[ScoredMemory]:
-        """semantic_rank's ranking over the cached snapshot, whose memories are in M:upd's
-        order: the order equal scores keep."""
-        user_id, target = search_target(query.user_id, vector)
-        if query.limit == 0:
-            return []
-        shape = (model, target.size)  # vectors of other sizes are left out
-        return self._snapshot(user_id, shape).semantic(query, target, model)
-
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        check_page(limit, 0)
-        if limit == 0:
-            return []
-        per_user = "" if limit is None else limit
-        raw = self._call(self._to_embed, *_scope(user_id), model, per_user, "")
-        pending = _memories(json.loads(raw))
-        if user_id is None:  # each user's come oldest first: merge them
-            pending.sort(key=lambda m: (m.created_at, m.memory_id))
-        return pending[:limit]
-
-    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
-        return int(self._call(self._to_embed, *_scope(user_id), model, "", "count"))
-
-    def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
-        with self._mapped_errors():
-            raw = self._client.lrange(self._ekey(user_id, memory_id), 0, -1)
-        return [_event(memory_id, user_id, event) for event in raw]
-
-    def get_topics(self, user_id: str | None) -> list[str]:
-        lists = json.loads(self._call(self._topics, *_scope(user_id)))
-        return sorted({topic for text in lists for topic in json.loads(text)})
-
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
-        check_page(limit, offset)
-        if limit == 0:
-            return []
-        found = json.loads(self._call(self._stats, offset, _stop(offset, limit)))
-        return [
-            UserStats(user_id, count, from_micros(int(newest))) for user_id, count, newest in found
-        ]
-
     # -- sessions (SessionRules does the rest) -----------------------------------------
 
     def _store_run(self, run: RunResult, now_us: int) -> None:
@@ -598,10 +488,10 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
             self._append_run,
             run.session_id,
             run.user_id,
-            _opt(run.agent_id),
+            opt(run.agent_id),
             now_us,
             run.status,
-            _to_json(run.to_dict()),
+            to_json(run.to_dict()),
         )
         if not appended:
             raise foreign_session(run.session_id)
@@ -621,7 +511,7 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
         return _runs(runs)
 
     def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
-        found = self._session_call(self._get_session, session_id, _opt(user_id))
+        found = self._session_call(self._get_session, session_id, opt(user_id))
         if not found:
             return None
         session = _session(session_id, found[:5], len(found) - 5)
@@ -629,23 +519,23 @@ class RedisDb(RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreConte
         return session
 
     def _read_sessions(self, user_id: str | None, limit: int | None, offset: int) -> list[Session]:
-        stop = _stop(offset, limit)
-        found = self._session_call(self._list_sessions, _opt(user_id), offset, stop)
+        stop = last_rank(offset, limit)
+        found = self._session_call(self._list_sessions, opt(user_id), offset, stop)
         return [_session(row[0].decode(), row[1:6], int(row[6])) for row in found]
 
     def _remove_session(self, session_id: str, user_id: str | None) -> bool:
-        return bool(self._session_call(self._delete_session, session_id, _opt(user_id)))
+        return bool(self._session_call(self._delete_session, session_id, opt(user_id)))
 
     def _read_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
         with self._mapped_errors():
             owner, summary = self._client.hmget(
                 f"{self.session_table}:s:{session_id}", ("user_id", "summary")
             )
-        return summary_from_json(summary) if _owned_by(owner, user_id) else None
+        return summary_from_json(summary) if owned_by(owner, user_id) else None
 
     def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         stored = int(
-            self._session_call(self._set_summary, session_id, user_id, _to_json(summary.to_dict()))
+            self._session_call(self._set_summary, session_id, user_id, to_json(summary.to_dict()))
         )
         if stored < 0:
             raise foreign_session(session_id)

@@ -112,13 +112,14 @@ class SqliteDb(
             self.memory_table, self._session, self._where, self._vectors.generation
         )
         t = self.memory_table
-        # a memory whose text changes loses its embedding (it was made from the old text)
-        keep_embedding = f"CASE WHEN {t}.memory = excluded.memory THEN {t}.embedding{{}} END"
+        # the last parameter is the core's decision that the embedding goes (clears_embedding)
+        clear = "CASE WHEN ?{n} THEN NULL ELSE {t}.embedding{suffix} END"
+        upsert_clear = len(COLUMNS) + 1
         self._sql_upsert = (
             f"INSERT INTO {t} ({_SELECT}) VALUES ({', '.join('?' * len(COLUMNS))}) "
             f"ON CONFLICT(memory_id) DO UPDATE SET "
-            f"embedding = {keep_embedding.format('')}, "
-            f"embedding_model = {keep_embedding.format('_model')}, "
+            f"embedding = {clear.format(n=upsert_clear, t=t, suffix='')}, "
+            f"embedding_model = {clear.format(n=upsert_clear, t=t, suffix='_model')}, "
             f"memory = excluded.memory, "
             f"topics = excluded.topics, input = excluded.input, agent_id = excluded.agent_id, "
             f"team_id = excluded.team_id, session_id = excluded.session_id, "
@@ -126,13 +127,12 @@ class SqliteDb(
             f"WHERE {t}.user_id = excluded.user_id"
         )
         self._sql_update = (
-            f"UPDATE {t} SET embedding = CASE WHEN memory = ?1 THEN embedding END, "
-            f"embedding_model = CASE WHEN memory = ?1 THEN embedding_model END, "
-            f"memory = ?1, topics = ?2, input = COALESCE(?3, input), "
-            f"agent_id = COALESCE(?4, agent_id), team_id = COALESCE(?5, team_id), "
-            f"session_id = COALESCE(?6, session_id), updated_at = ?7 "
+            f"UPDATE {t} SET embedding = {clear.format(n=10, t=t, suffix='')}, "
+            f"embedding_model = {clear.format(n=10, t=t, suffix='_model')}, "
+            f"memory = ?1, topics = ?2, input = ?3, agent_id = ?4, team_id = ?5, "
+            f"session_id = ?6, updated_at = ?7 "
             f"WHERE memory_id = ?8 AND user_id = ?9"
-        )
+        )  # created_at: the record's is the stored one (core.replaced_fields), indexed twice
 
         # New memories go in _ROWS_PER_INSERT to a statement, and their events in one. Such
         # multi-row statements say OR FAIL: with SQLite's default (ABORT) a failing statement
@@ -305,7 +305,10 @@ class SqliteDb(
             changes = core.upsert_changes((row[:4] for row in rows), stored)
             touched = [(memory_id,) for memory_id in dict.fromkeys(ids)]
             conn.executemany(self._sql_unindex_id, touched)
-            conn.executemany(self._sql_upsert, rows)
+            decided = [
+                (*row, core.clears_embedding(c)) for row, c in zip(rows, changes, strict=True)
+            ]
+            conn.executemany(self._sql_upsert, decided)
             conn.executemany(self._sql_index_id, touched)
             conn.executemany(self._sql_event, core.history_rows(changes, context, now))
 
@@ -382,21 +385,24 @@ class SqliteDb(
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         context = resolve_audit(audit)
         row = memory_to_row(memory)
-        # memory, topics, input, agent_id, team_id, session_id, updated_at, memory_id, user_id
-        params = (*row[2:8], row[9], row[0], row[1])
         with self._transaction() as conn:
             old = conn.execute(
-                f"SELECT memory, topics FROM {self.memory_table} "
+                f"SELECT {', '.join(COLUMNS[2:9])} FROM {self.memory_table} "
                 "WHERE memory_id = ? AND user_id = ?",
                 (row[0], row[1]),
             ).fetchone()
             if old is None:
                 return False
+            record = dict(zip(COLUMNS, row, strict=True))
+            record.update(core.replaced_fields(record, dict(zip(COLUMNS[2:9], old, strict=True))))
+            change = core.replacement(row[0], row[1], old[:2], row[2], row[3])
+            # memory ... session_id, updated_at, memory_id, user_id, whether the embedding goes
+            params = (*(record[c] for c in COLUMNS[2:8]), row[9], row[0], row[1])
+            params += (core.clears_embedding(change),)
             conn.execute(self._sql_unindex_id, (row[0],))
             conn.execute(self._sql_update, params)
             conn.execute(self._sql_index_id, (row[0],))
             self._vectors.changed(conn, [row[1]])
-            change = core.Change(row[0], row[1], "update", old[0], row[2], old[1], row[3])
             conn.executemany(self._sql_event, core.history_rows([change], context, now_micros()))
         return True
 

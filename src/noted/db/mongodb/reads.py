@@ -1,0 +1,163 @@
+"""MongoDb's reads: listings, counts, keyword and semantic search (in the server where it
+can, else over the search cache), the memories still to embed, history, topics and stats.
+The writes are in :mod:`.store`."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
+
+from noted._time import from_micros
+from noted.audit import MemoryEvent
+from noted.db._client_search import SnapshotCache
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.mongodb.docs import Doc, event_of, memories_of, query_filter, unembedded
+from noted.db.mongodb.search import atlas_search, load_snapshot, text_query
+from noted.db.mongodb.server import (
+    NO_VECTOR,
+    Collections,
+    VectorIndex,
+    atlas_can_answer,
+    list_vector_index,
+)
+from noted.errors import UserError
+from noted.retrieval.ranking import fts_terms
+from noted.retrieval.vectors import search_target
+from noted.schema import UserMemory, UserStats
+
+if TYPE_CHECKING:
+    from pymongo.collection import Collection
+
+__all__ = ["MongoReads"]
+
+
+class MongoReads:
+    """The read methods of :class:`~noted.db.base.MemoryStore` for MongoDb."""
+
+    cache: SnapshotCache
+    _where: str
+    _text_search: bool  # whether the server's $text answers keyword searches
+    _vector_checked: bool
+    _vector_index: VectorIndex | None
+
+    def _db(self) -> AbstractContextManager[Collections]:
+        raise NotImplementedError
+
+    def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
+        with self._db() as db:
+            doc = db.memories.find_one({"_id": memory_id, "user_id": user_id}, NO_VECTOR)
+        return None if doc is None else memories_of([doc])[0]
+
+    def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
+        if query.limit == 0:  # a cursor's limit(0) means no limit
+            return []
+        direction = -1 if query.sort_order == "desc" else 1
+        with self._db() as db:
+            cursor = (
+                db.memories.find(query_filter(query), NO_VECTOR)
+                .sort([(query.sort_by, direction), ("_id", direction)])
+                .skip(query.offset)
+            )
+            if query.limit is not None:
+                cursor = cursor.limit(query.limit)
+            return memories_of(cursor)
+
+    def count_memories(self, query: MemoryQuery) -> int:
+        with self._db() as db:
+            return db.memories.count_documents(query_filter(query))
+
+    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        if query.user_id is None:
+            raise UserError("keyword search is for one user: give a user_id")
+        words = fts_terms(text)
+        if not words or query.limit == 0:
+            return []
+        with self._db() as db:
+            if self._text_search:
+                found = text_query(db.memories, query, words, self._where)
+                if found is not None:
+                    return found
+                self._text_search = False
+            snapshot = load_snapshot(db, self.cache, query.user_id, vectors=False)
+        return snapshot.keyword(query, text)
+
+    def semantic_search(
+        self, query: MemoryQuery, vector: QueryVector, model: str
+    ) -> list[ScoredMemory]:
+        user_id, target = search_target(query.user_id, vector)
+        if query.limit == 0:
+            return []
+        with self._db() as db:
+            index = self._atlas_index(db.memories)
+            if index is not None and atlas_can_answer(index, query, target.size):
+                found = atlas_search(db.memories, index, query, target, model, self._where)
+                if found is not None:
+                    return found
+                self._vector_index = None
+            snapshot = load_snapshot(db, self.cache, user_id, vectors=True)
+        return snapshot.semantic(query, target, model)
+
+    def _atlas_index(self, memories: Collection[Doc]) -> VectorIndex | None:
+        """The collection's usable Atlas vector index, looked up once per object."""
+        if not self._vector_checked:
+            self._vector_index = list_vector_index(memories, self._where)
+            self._vector_checked = True
+        return self._vector_index
+
+    def memories_to_embed(
+        self, user_id: str | None, model: str, limit: int | None = None
+    ) -> list[UserMemory]:
+        check_page(limit, 0)
+        if limit == 0:
+            return []
+        with self._db() as db:
+            cursor = db.memories.find(unembedded(user_id, model), NO_VECTOR).sort(
+                [("created_at", 1), ("_id", 1)]
+            )
+            if limit is not None:
+                cursor = cursor.limit(limit)
+            return memories_of(cursor)
+
+    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
+        """For one user, from the cached snapshot (every search asks): its memories less
+        those with a vector made by ``model``."""
+        with self._db() as db:
+            if user_id is None:
+                return db.memories.count_documents(unembedded(None, model))
+            snapshot = load_snapshot(db, self.cache, user_id, vectors=True)
+            embedded = sum(
+                found.keys.size
+                for (made_by, _), found in (snapshot.vectors or {}).items()
+                if made_by == model
+            )
+            return len(snapshot.memories) - embedded
+
+    def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
+        with self._db() as db:
+            docs = list(
+                db.events.find({"user_id": user_id, "memory_id": memory_id}).sort(
+                    [("created_at", 1), ("seq", 1)]
+                )
+            )
+        return [event_of(doc) for doc in docs]
+
+    def get_topics(self, user_id: str | None) -> list[str]:
+        with self._db() as db:
+            topics = db.memories.distinct("topics", {} if user_id is None else {"user_id": user_id})
+        return sorted(topics)
+
+    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+        check_page(limit, offset)
+        if limit == 0:
+            return []
+        pipeline: list[Doc] = [
+            {"$group": {"_id": "$user_id", "count": {"$sum": 1}, "last": {"$max": "$updated_at"}}},
+            {"$sort": {"last": -1, "_id": 1}},
+        ]
+        if offset:
+            pipeline.append({"$skip": offset})
+        if limit is not None:
+            pipeline.append({"$limit": limit})
+        with self._db() as db:
+            docs = list(db.memories.aggregate(pipeline))
+        return [UserStats(d["_id"], int(d["count"]), from_micros(d["last"])) for d in docs]

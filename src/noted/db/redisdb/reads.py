@@ -1,0 +1,248 @@
+"""RedisDb's reads (listings, counts, search over the per-user cache, the memories still
+to embed, history, topics, stats), the plumbing its writes share, and the conversions
+between script replies and memories. The key layout is in :mod:`.store`'s notes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Final
+
+import numpy as np
+
+from noted._time import from_micros, to_micros
+from noted.audit import MemoryEvent
+from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
+from noted.db._rows import COLUMNS, row_to_event, rows_to_memories
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.errors import StoreError, UserError
+from noted.retrieval.vectors import UserVectors, from_blobs, search_target
+from noted.schema import UserMemory, UserStats
+
+if TYPE_CHECKING:
+    import redis
+    from redis.commands.core import Script
+
+__all__ = ["Arg", "RedisReads", "decoded", "last_rank", "opt", "owned_by", "scope", "to_json"]
+
+Arg = str | bytes | int | float  # what a script argument may be
+
+_MEMORY_FIELDS: Final = COLUMNS[1:]  # a memory hash's fields
+
+
+def opt(value: str | None) -> str:
+    """An optional text as a script argument: "" for None, else "+" and the text."""
+    return "" if value is None else "+" + value
+
+
+def decoded(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def owned_by(owner: bytes | str | None, user_id: str) -> bool:
+    return owner is not None and decoded(owner) == user_id
+
+
+def to_json(data: object) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:
+    """Memories from a read script's JSON rows: id, then _MEMORY_FIELDS (and anything
+    after them, ignored here)."""
+    return rows_to_memories(
+        [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), int(r[9])) for r in rows]
+    )
+
+
+def _event(memory_id: str, user_id: str, raw: bytes | str) -> MemoryEvent:
+    """One history event as a script stored it: [event_id, event, old and new text, old
+    and new topics as JSON text, actor, session_id, run_id, time as a string]."""
+    event_id, kind, old, new, old_topics, new_topics, *context, at = json.loads(raw)
+    change = (kind, old, new, old_topics, new_topics)
+    return row_to_event((event_id, memory_id, user_id, *change, *context, int(at)))
+
+
+def last_rank(offset: int, limit: int | None) -> int:
+    """The last rank of a page (ZRANGE's inclusive stop; -1 for "to the end")."""
+    return -1 if limit is None else offset + limit - 1
+
+
+def scope(user_id: str | None) -> tuple[str, str]:
+    """A read script's ARGV[2..3]: one user's memories, or everyone's."""
+    return ("all", "") if user_id is None else ("user", user_id)
+
+
+class RedisReads:
+    """The read methods of :class:`~noted.db.base.MemoryStore` for RedisDb, and the
+    plumbing of every memory script call."""
+
+    cache: SnapshotCache
+    memory_table: str
+    server: str
+    _client: redis.Redis
+    _redis_error: type[Exception]
+    _read: Script
+    _load: Script
+    _to_embed: Script
+    _count: Script
+    _topics: Script
+    _stats: Script
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        """Redis failures inside the block as StoreError, naming the server."""
+        try:
+            yield
+        except self._redis_error as exc:
+            raise StoreError(f"Redis at {self.server}: {exc}") from exc
+
+    def _call(self, script: Script, *args: Arg) -> Any:
+        """Run a memory script (its prefix first)."""
+        with self._mapped_errors():
+            return script(args=[self.memory_table, *args])
+
+    def _mkey(self, memory_id: str) -> str:
+        return f"{self.memory_table}:m:{memory_id}"
+
+    def _ekey(self, user_id: str, memory_id: str) -> str:
+        return f"{self.memory_table}:e:{len(user_id.encode())}:{user_id}:{memory_id}"
+
+    def _gkey(self, user_id: str) -> str:
+        return f"{self.memory_table}:gen:{len(user_id.encode())}:{user_id}"
+
+    # -- MemoryStore: reads -----------------------------------------------------------------
+
+    def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
+        with self._mapped_errors():
+            found = self._client.hmget(self._mkey(memory_id), _MEMORY_FIELDS)
+        if not owned_by(found[0], user_id):
+            return None
+        return _memories([[memory_id, *map(decoded, found)]])[0]
+
+    def _read_rows(
+        self, user_id: str | None, kind: str, by: str, lo: Arg, hi: Arg, rev: bool = False
+    ) -> list[Any]:
+        """Rows of one user's (or everyone's) memories from their ``kind`` sorted set, by
+        rank or by score."""
+        raw = self._call(self._read, *scope(user_id), kind, by, lo, hi, "rev" if rev else "")
+        rows: list[Any] = json.loads(raw)
+        return rows
+
+    @staticmethod
+    def _time_bounds(query: MemoryQuery) -> tuple[Arg, Arg]:
+        """The query's updated_at bounds as inclusive scores. Inclusive on both sides they
+        select a superset also where scores round (see the module's notes): the exact
+        filter is :func:`matches`'s."""
+        after, before = query.updated_after, query.updated_before
+        return (
+            "-inf" if after is None else to_micros(after),
+            "+inf" if before is None else to_micros(before),
+        )
+
+    def _matching(self, query: MemoryQuery) -> list[UserMemory]:
+        """The memories that pass the query's filters, in no particular order."""
+        rows = self._read_rows(query.user_id, "upd", "score", *self._time_bounds(query))
+        return [m for m in _memories(rows) if matches(query, m)]
+
+    def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
+        if query.limit == 0:
+            return []
+        if query.user_id is None or query.filtered:
+            return sort_memories(self._matching(query), query)
+        kind = "upd" if query.sort_by == "updated_at" else "crt"
+        stop = last_rank(query.offset, query.limit)
+        rev = query.sort_order == "desc"
+        return _memories(self._read_rows(query.user_id, kind, "rank", query.offset, stop, rev))
+
+    def count_memories(self, query: MemoryQuery) -> int:
+        if query.filtered:
+            return len(self._matching(query))
+        return int(self._call(self._count, *scope(query.user_id)))
+
+    def _snapshot(self, user_id: str, shape: Shape | None = None) -> UserSnapshot:
+        """The user's memories, and their vectors of ``shape`` when given, as they are now:
+        the cached snapshot while its generation is the user's (one GET), else read again
+        with their generation by one script. What the snapshot already holds is not read
+        again unless the generation moved on meanwhile."""
+        cached = self.cache.get(user_id)
+        if cached is not None:
+            with self._mapped_errors():
+                current = int(self._client.get(self._gkey(user_id)) or 0)
+            if cached.generation != current:
+                cached = None
+            elif shape is None or shape in (cached.vectors or {}):
+                return cached
+        model, dimensions = shape or ("", 0)
+
+        def load(rows: bool) -> Any:
+            return self._call(self._load, user_id, "rows" if rows else "", model, 4 * dimensions)
+
+        reply = load(cached is None)
+        if cached is not None and int(reply[0]) != cached.generation:  # a write since the GET
+            cached, reply = None, load(True)
+        generation = int(reply[0])
+        if cached is None:
+            cached = UserSnapshot(generation, _memories(json.loads(reply[1])))
+        if shape is not None:
+            keys = np.array(json.loads(reply[2]), dtype=np.int64)
+            found = UserVectors(generation, keys, from_blobs(reply[3:], dimensions))
+            cached = cached.with_vectors(shape, found)
+        self.cache.put(user_id, cached)
+        return cached
+
+    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        """keyword_rank's ranking over the cached snapshot (see UserSnapshot.keyword)."""
+        if query.user_id is None:
+            raise UserError("keyword search is for one user: give a user_id")
+        if query.limit == 0:
+            return []
+        return self._snapshot(query.user_id).keyword(query, text)
+
+    def semantic_search(
+        self, query: MemoryQuery, vector: QueryVector, model: str
+    ) -> list[ScoredMemory]:
+        """semantic_rank's ranking over the cached snapshot, whose memories are in M:upd's
+        order: the order equal scores keep."""
+        user_id, target = search_target(query.user_id, vector)
+        if query.limit == 0:
+            return []
+        shape = (model, target.size)  # vectors of other sizes are left out
+        return self._snapshot(user_id, shape).semantic(query, target, model)
+
+    def memories_to_embed(
+        self, user_id: str | None, model: str, limit: int | None = None
+    ) -> list[UserMemory]:
+        check_page(limit, 0)
+        if limit == 0:
+            return []
+        per_user = "" if limit is None else limit
+        raw = self._call(self._to_embed, *scope(user_id), model, per_user, "")
+        pending = _memories(json.loads(raw))
+        if user_id is None:  # each user's come oldest first: merge them
+            pending.sort(key=lambda m: (m.created_at, m.memory_id))
+        return pending[:limit]
+
+    def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
+        return int(self._call(self._to_embed, *scope(user_id), model, "", "count"))
+
+    def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
+        with self._mapped_errors():
+            raw = self._client.lrange(self._ekey(user_id, memory_id), 0, -1)
+        return [_event(memory_id, user_id, event) for event in raw]
+
+    def get_topics(self, user_id: str | None) -> list[str]:
+        lists = json.loads(self._call(self._topics, *scope(user_id)))
+        return sorted({topic for text in lists for topic in json.loads(text)})
+
+    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+        check_page(limit, offset)
+        if limit == 0:
+            return []
+        found = json.loads(self._call(self._stats, offset, last_rank(offset, limit)))
+        return [
+            UserStats(user_id, count, from_micros(int(newest))) for user_id, count, newest in found
+        ]
