@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Attributes",
+    "agent_opening",
     "documents",
     "kind",
     "llm_request",
@@ -111,6 +112,21 @@ def _invocation_parameters(model: ChatModel, request: ModelRequest) -> dict[str,
             "schema": request.response_schema,
         }
     return params
+
+
+def agent_opening(
+    agent: Any, message: str, user_id: str, session_id: str, settings: TraceSettings
+) -> Attributes:
+    """An agent run span's opening attributes: the message, the session, the agent."""
+    out = kind(OpenInferenceSpanKindValues.AGENT)
+    out.update(text_value("input", message, bool(settings.hide_inputs)))
+    out[SpanAttributes.SESSION_ID] = session_id
+    out[SpanAttributes.USER_ID] = user_id
+    if agent.name:
+        out[SpanAttributes.AGENT_NAME] = agent.name
+    if agent.agent_id:
+        out["noted.agent.id"] = agent.agent_id
+    return out
 
 
 def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings) -> Attributes:
