@@ -19,7 +19,7 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,12 +38,14 @@ from noted.models.types import (
     TextDelta,
     ToolCallDelta,
 )
-from noted.sessions import RunResult
 from noted.tracing import _attributes as attrs
 from noted.tracing._attributes import Attributes
 from noted.tracing._hooks import Caller, Step
 from noted.tracing._recorders import RECORDERS, Recorder
 from noted.tracing._settings import TraceSettings
+
+if TYPE_CHECKING:
+    from noted.sessions import RunResult
 
 __all__ = ["CarriedWork", "Spans"]
 
@@ -183,22 +185,7 @@ class Spans:
                 span.end()
 
     def _agent_done(self, span: Span, run: RunResult) -> None:
-        """The run's closing attributes and status, from its result."""
-        closing = attrs.text_value("output", run.content, bool(self.settings.hide_outputs))
-        closing["noted.run.id"] = run.run_id
-        closing.update(
-            attrs.metadata(
-                {
-                    "run_id": run.run_id,
-                    "agent_id": run.agent_id,
-                    "model": run.model,
-                    "model_calls": run.metrics.model_calls,
-                    "tool_calls": run.metrics.tool_calls,
-                    "stop_reason": run.stop_reason,
-                }
-            )
-        )
-        span.set_attributes(closing)
+        span.set_attributes(attrs.agent_closing(run, self.settings))
         span.set_status(_OK)
 
     # -- model calls ---------------------------------------------------------------------
