@@ -8,8 +8,11 @@ returned carries the run's trace as a W3C ``traceparent`` string.
 
 Cost: a streamed run passes about ten events and as many deltas through these loops, so
 they attach with a plain token set and reset (no context-manager object per step), test
-the first token with a precomputed type tuple, and set the span's attributes once, when
-the stream ends.
+the first token with a precomputed type tuple, and look at nothing else in a delta: the
+model call's closing attributes are read once, when the stream ends, from the builder the
+caller folds the deltas into anyway. Each span gets its attributes in two calls, at its
+start and at its end: the SDK checks every value it is given, so an attribute costs about
+as much there as it costs to build.
 """
 
 from __future__ import annotations
