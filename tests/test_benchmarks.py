@@ -217,3 +217,14 @@ def test_query_embedding_benchmark_smoke(tmp_path: Path) -> None:
         assert row["wall_p50_ms"] > 0
         assert row["lowest_cosine"] >= 0.9999  # every variant keeps the embedder's space
     assert report["tokenizer_us"] > 0 and report["packaged_s"] > 0
+
+
+def test_tracing_instructions_measured_process_smoke() -> None:
+    """The process benchmarks/tracing_instructions.py counts under valgrind: set-up and each
+    case, tracing off and on (valgrind itself is not needed to run it)."""
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "tracing_instructions.py"), "--child", "2"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
