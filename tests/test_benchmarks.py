@@ -225,3 +225,14 @@ def test_query_embedding_benchmark_smoke(tmp_path: Path) -> None:
     assert 0.985 <= report["memory_cosine"]["lowest"] < 0.9999
     assert report["integer_s"] > report["integer_made_s"] > 0 and report["embedder_load_s"] > 0
     assert report["tokenizer_us"] > 0 and report["packaged_s"] > 0
+
+
+def test_tracing_instructions_measured_process_smoke() -> None:
+    """The process benchmarks/tracing_instructions.py counts under valgrind: set-up and each
+    case, tracing off and on (valgrind itself is not needed to run it)."""
+    subprocess.run(
+        [sys.executable, str(BENCHMARKS / "tracing_instructions.py"), "--child", "2"],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )

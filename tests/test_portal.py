@@ -116,3 +116,42 @@ def test_a_sync_stream_from_the_loop_thread_is_refused() -> None:
 
     with pytest.raises(UserError, match="await its async twin"):
         _portal.run(inside())
+
+
+def test_a_request_wakes_the_waiting_task_in_the_loop_iteration_that_delivers_it() -> None:
+    async def main() -> list[object]:
+        loop = asyncio.get_running_loop()
+        request = _portal._Request(loop)
+        order: list[object] = []
+
+        async def waiter() -> None:
+            order.append(await request)
+
+        task = loop.create_task(waiter())
+        await asyncio.sleep(0)  # the task now waits on the request
+        loop.call_soon(request.answer, _portal._Pull.NEXT)
+        loop.call_soon(order.append, "the callback after it")
+        await task
+        return order
+
+    # an asyncio future would wake the task one iteration later, after the other callback
+    assert asyncio.run(main()) == [_portal._Pull.NEXT, "the callback after it"]
+
+
+def test_a_task_waiting_on_a_request_can_be_cancelled() -> None:
+    async def main() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        request = _portal._Request(loop)
+        waiting = loop.create_task(_wait(request))
+        await asyncio.sleep(0)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        request.answer(_portal._Pull.NEXT)  # too late: nothing happens
+        return request.cancelled(), waiting.cancelled()
+
+    assert asyncio.run(main()) == (True, True)
+
+
+async def _wait(request: _portal._Request) -> object:
+    return await request

@@ -12,12 +12,13 @@ import asyncio
 import atexit
 import concurrent.futures
 import concurrent.futures.thread  # its exit hook must be registered before ours
+import contextvars
 import enum
 import os
 import queue
 import sys
 import threading
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from typing import Any, Generic, TypeVar
 
 from noted._async import aclose
@@ -78,6 +79,76 @@ class _Pull(enum.Enum):
     CLOSE = 1
 
 
+class _Request:
+    """What the driving task waits for after an item: the caller's next request.
+
+    A future-like object, as asyncio's tasks accept (``asyncio.isfuture``). The caller's
+    request arrives on the loop through ``call_soon_threadsafe`` and wakes the task at
+    once, in the same loop iteration; an ``asyncio.Future`` would schedule the wake-up
+    for the next iteration (two iterations per item instead of one). Cancelling it wakes
+    the task with ``CancelledError``, as a future does.
+    """
+
+    _asyncio_future_blocking = False
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._waiter: tuple[Callable[[Any], object], contextvars.Context] | None = None
+        self._answer: _Pull | None = None
+        self._cancelled = False
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def done(self) -> bool:
+        return self._answer is not None or self._cancelled
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def add_done_callback(
+        self, fn: Callable[[Any], object], *, context: contextvars.Context | None = None
+    ) -> None:
+        self._waiter = (fn, contextvars.copy_context() if context is None else context)
+
+    def remove_done_callback(self, fn: Callable[[Any], object]) -> int:
+        if self._waiter is None or self._waiter[0] != fn:
+            return 0
+        self._waiter = None
+        return 1
+
+    def result(self) -> _Pull:
+        if self._cancelled:
+            raise asyncio.CancelledError
+        assert self._answer is not None, "the request has no answer yet"
+        return self._answer
+
+    def cancel(self, msg: object = None) -> bool:
+        if self.done():
+            return False
+        self._cancelled = True
+        self._loop.call_soon(self._wake)
+        return True
+
+    def answer(self, what: _Pull) -> None:
+        """The caller's request (run on the loop): wakes the waiting task now."""
+        if not self.done():
+            self._answer = what
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None:
+            fn, context = waiter
+            context.run(fn, self)
+
+    def __await__(self) -> Generator[Any, None, _Pull]:
+        if not self.done():
+            self._asyncio_future_blocking = True
+            yield self
+        return self.result()
+
+
 class _Stream(Generic[T]):
     """An async iterator driven by one task on the background loop, an item at a time.
 
@@ -85,14 +156,14 @@ class _Stream(Generic[T]):
     would: nothing is read ahead, so what the stream does before its next item (a tool
     call, a write) happens only if the caller wants that item. Items, and at last
     ``_End.END`` or the stream's exception, go back through a queue the caller blocks on;
-    the caller's next request sets a future the task waits on. One wake-up each way per
-    item, and no task, future or lock made per item.
+    the caller's next request answers a :class:`_Request` the task waits on. One wake-up
+    each way per item, one loop iteration, and no task, future or lock made per item.
     """
 
     def __init__(self, stream: AsyncIterator[T]) -> None:
         self.stream = stream
         self.out: queue.SimpleQueue[tuple[T] | _End | BaseException] = queue.SimpleQueue()
-        self.request: asyncio.Future[_Pull] | None = None
+        self.request: _Request | None = None
 
     async def drive(self) -> None:
         end: _End | BaseException = _End.END
@@ -103,7 +174,7 @@ class _Stream(Generic[T]):
                 except StopAsyncIteration:
                     return
                 # made before the item goes out, so the caller's request finds it
-                self.request = asyncio.get_running_loop().create_future()
+                self.request = _Request(asyncio.get_running_loop())
                 self.out.put((item,))
                 if await self.request is _Pull.CLOSE:
                     await aclose(self.stream)
@@ -118,7 +189,7 @@ class _Stream(Generic[T]):
         """Ask the task (waiting after an item) for the next item or to close the stream."""
         request = self.request
         assert request is not None, "asked before the first item"
-        request.get_loop().call_soon_threadsafe(request.set_result, what)
+        request.get_loop().call_soon_threadsafe(request.answer, what)
 
     def end(self) -> None:
         """Wait for the task's end (after a close request); raise what the stream raised."""

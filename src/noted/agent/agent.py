@@ -432,7 +432,7 @@ class Agent:
         called = time.perf_counter()
         if stream:
             builder = ResponseBuilder()
-            deltas = tracing.stream(self.model, request, "agent")
+            deltas = tracing.stream(self.model, request, "agent", builder)
             try:
                 async for delta in deltas:
                     builder.add(delta)

@@ -7,7 +7,7 @@ flat attribute mapping (values already hidden where the settings say so).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from openinference.semconv.trace import (
@@ -29,9 +29,12 @@ if TYPE_CHECKING:
     from noted.models.base import ChatModel
     from noted.models.types import Message, ModelRequest, ModelResponse, ToolCall
     from noted.schema import UserMemory
+    from noted.sessions import RunResult
 
 __all__ = [
     "Attributes",
+    "agent_closing",
+    "agent_opening",
     "documents",
     "kind",
     "llm_request",
@@ -47,6 +50,8 @@ Attributes = dict[str, AttributeValue]
 
 JSON = OpenInferenceMimeTypeValues.JSON.value
 TEXT = OpenInferenceMimeTypeValues.TEXT.value
+_LLM = OpenInferenceSpanKindValues.LLM.value
+_AGENT = OpenInferenceSpanKindValues.AGENT.value
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder, not one per call
@@ -82,20 +87,67 @@ def _calls(base: str, calls: Sequence[ToolCall], text: bool) -> Attributes:
     return out
 
 
-def _messages(prefix: str, messages: Iterable[Message], text: bool) -> Attributes:
-    out: Attributes = {}
-    for i, message in enumerate(messages):
-        base = f"{prefix}.{i}."
-        out[base + MessageAttributes.MESSAGE_ROLE] = message.role
+# The attribute names of the message at each position, made once per prefix and index
+# (a run's model call has a dozen messages: no name is built again for each call).
+_MessageKeys = tuple[str, str, str, str, str]  # base, role, content, name, tool call id
+_MESSAGE_KEYS: dict[str, tuple[_MessageKeys, ...]] = {}
+
+
+def _message_keys(prefix: str, count: int) -> tuple[_MessageKeys, ...]:
+    keys = _MESSAGE_KEYS.get(prefix, ())
+    if len(keys) < count:  # replaced whole, so threads never see a half-made table
+        made = []
+        for i in range(max(count, 2 * len(keys), 16)):
+            base = f"{prefix}.{i}."
+            made.append(
+                (
+                    base,
+                    base + MessageAttributes.MESSAGE_ROLE,
+                    base + MessageAttributes.MESSAGE_CONTENT,
+                    base + MessageAttributes.MESSAGE_NAME,
+                    base + MessageAttributes.MESSAGE_TOOL_CALL_ID,
+                )
+            )
+        keys = _MESSAGE_KEYS[prefix] = tuple(made)
+    return keys
+
+
+def _messages(out: Attributes, prefix: str, messages: Sequence[Message], text: bool) -> None:
+    """Add ``messages`` to ``out`` as ``<prefix>.<i>.message.*`` attributes."""
+    for (base, role, content, name, call_id), message in zip(
+        _message_keys(prefix, len(messages)), messages, strict=False
+    ):
+        out[role] = message.role
         if message.content is not None:
-            out[base + MessageAttributes.MESSAGE_CONTENT] = message.content if text else REDACTED
+            out[content] = message.content if text else REDACTED
         if message.name is not None:
-            out[base + MessageAttributes.MESSAGE_NAME] = message.name
+            out[name] = message.name
         if message.tool_call_id is not None:
-            out[base + MessageAttributes.MESSAGE_TOOL_CALL_ID] = message.tool_call_id
+            out[call_id] = message.tool_call_id
         if message.tool_calls:
             out.update(_calls(base, message.tool_calls, text))
-    return out
+
+
+_encode_text = json.encoder.encode_basestring  # a JSON string, as the encoder writes it
+
+
+def _messages_json(messages: Sequence[Message]) -> str:
+    """``to_json({"messages": [m.to_dict() for m in messages]})``, with the plain messages
+    (a role and a text) written directly."""
+    parts = []
+    for message in messages:
+        if message.tool_calls or message.tool_call_id is not None or message.name is not None:
+            parts.append(to_json(message.to_dict()))
+        else:
+            content = message.content
+            parts.append(
+                '{"role": '
+                + _encode_text(message.role)
+                + ', "content": '
+                + ("null" if content is None else _encode_text(content))
+                + "}"
+            )
+    return '{"messages": [' + ", ".join(parts) + "]}"
 
 
 def _invocation_parameters(model: ChatModel, request: ModelRequest) -> dict[str, Any]:
@@ -113,19 +165,77 @@ def _invocation_parameters(model: ChatModel, request: ModelRequest) -> dict[str,
     return params
 
 
+def agent_opening(
+    agent: Any, message: str, user_id: str, session_id: str, settings: TraceSettings
+) -> Attributes:
+    """An agent run span's opening attributes: the message, the session, the agent."""
+    out: Attributes = {SpanAttributes.OPENINFERENCE_SPAN_KIND: _AGENT}
+    if settings.hide_inputs:
+        out[SpanAttributes.INPUT_VALUE] = REDACTED
+    else:
+        out[SpanAttributes.INPUT_VALUE] = message
+        out[SpanAttributes.INPUT_MIME_TYPE] = TEXT
+    out[SpanAttributes.SESSION_ID] = session_id
+    out[SpanAttributes.USER_ID] = user_id
+    if agent.name:
+        out[SpanAttributes.AGENT_NAME] = agent.name
+    if agent.agent_id:
+        out["noted.agent.id"] = agent.agent_id
+    return out
+
+
+def agent_closing(run: RunResult, settings: TraceSettings) -> Attributes:
+    """An agent run span's closing attributes: the answer, the run id, what the run did."""
+    out = text_value("output", run.content, bool(settings.hide_outputs))
+    out["noted.run.id"] = run.run_id
+    out.update(
+        metadata(
+            {
+                "run_id": run.run_id,
+                "agent_id": run.agent_id,
+                "model": run.model,
+                "model_calls": run.metrics.model_calls,
+                "tool_calls": run.metrics.tool_calls,
+                "stop_reason": run.stop_reason,
+            }
+        )
+    )
+    return out
+
+
+# The JSON of a model's invocation parameters, by model and settings (requests without
+# a response schema: the agent's own calls).
+_PARAMETERS: dict[tuple[str, object, object], str] = {}
+
+
+def _parameters_json(model: ChatModel, request: ModelRequest) -> str:
+    if request.response_schema is not None:
+        return to_json(_invocation_parameters(model, request))
+    key = (model.id, getattr(model, "max_tokens", None), getattr(model, "temperature", None))
+    try:
+        found = _PARAMETERS.get(key)
+    except TypeError:  # settings that cannot be a key: made each time
+        return to_json(_invocation_parameters(model, request))
+    if found is None:
+        found = to_json(_invocation_parameters(model, request))
+        if len(_PARAMETERS) < 256:
+            _PARAMETERS[key] = found
+    return found
+
+
 def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings) -> Attributes:
     """An LLM span's opening attributes: the model, its settings, the messages, the tools."""
     provider = str(getattr(model, "provider", "") or "")
-    out: Attributes = kind(OpenInferenceSpanKindValues.LLM)
-    out[SpanAttributes.LLM_MODEL_NAME] = model.id
+    out: Attributes = {
+        SpanAttributes.OPENINFERENCE_SPAN_KIND: _LLM,
+        SpanAttributes.LLM_MODEL_NAME: model.id,
+    }
     if provider:
         out[SpanAttributes.LLM_PROVIDER] = provider
         out[SpanAttributes.LLM_SYSTEM] = provider
     if not settings.hide_llm_invocation_parameters:
-        out[SpanAttributes.LLM_INVOCATION_PARAMETERS] = to_json(
-            _invocation_parameters(model, request)
-        )
-    if not (settings.hide_inputs or settings.hide_llm_tools):
+        out[SpanAttributes.LLM_INVOCATION_PARAMETERS] = _parameters_json(model, request)
+    if request.tools and not (settings.hide_inputs or settings.hide_llm_tools):
         for i, tool in enumerate(request.tools):
             schema = {
                 "type": "function",
@@ -140,12 +250,12 @@ def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings
             )
     if settings.input_messages():
         text = not settings.hide_input_text
-        out.update(_messages(SpanAttributes.LLM_INPUT_MESSAGES, request.messages, text))
+        _messages(out, SpanAttributes.LLM_INPUT_MESSAGES, request.messages, text)
         if text:
-            shown = [m.to_dict() for m in request.messages]
-            out.update(text_value("input", to_json({"messages": shown}), False, JSON))
+            out[SpanAttributes.INPUT_VALUE] = _messages_json(request.messages)
+            out[SpanAttributes.INPUT_MIME_TYPE] = JSON
     elif settings.hide_inputs:
-        out.update(text_value("input", "", True))
+        out[SpanAttributes.INPUT_VALUE] = REDACTED
     return out
 
 
@@ -159,7 +269,7 @@ def llm_response(response: ModelResponse, settings: TraceSettings) -> Attributes
     if settings.output_messages():
         text = not settings.hide_output_text
         answer = response.to_message()
-        out.update(_messages(SpanAttributes.LLM_OUTPUT_MESSAGES, [answer], text))
+        _messages(out, SpanAttributes.LLM_OUTPUT_MESSAGES, (answer,), text)
         if response.tool_calls:
             out.update(text_value("output", to_json(answer.to_dict()), not text, JSON))
         else:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
 if TYPE_CHECKING:
     from noted.models.base import ChatModel
-    from noted.models.types import ModelDelta, ModelRequest, ModelResponse
+    from noted.models.types import ModelDelta, ModelRequest, ModelResponse, ResponseBuilder
     from noted.tracing._spans import Spans
 
 __all__ = [
@@ -62,12 +62,17 @@ def complete(
     return spans.complete(model, request, caller)
 
 
-def stream(model: ChatModel, request: ModelRequest, caller: Caller) -> AsyncIterator[ModelDelta]:
-    """``model.astream(request)``, as an LLM span while tracing is on."""
+def stream(
+    model: ChatModel, request: ModelRequest, caller: Caller, answer: ResponseBuilder
+) -> AsyncIterator[ModelDelta]:
+    """``model.astream(request)``, as an LLM span while tracing is on. ``answer`` is the
+    caller's own builder, to which it adds each delta before it asks for the next: the
+    span's closing attributes are read from it when the stream ends (no delta is looked at
+    twice)."""
     spans = active
     if spans is None:
         return model.astream(request)
-    return spans.stream(model, request, caller)
+    return spans.stream(model, request, caller, answer)
 
 
 def carry(

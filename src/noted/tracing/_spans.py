@@ -8,8 +8,11 @@ returned carries the run's trace as a W3C ``traceparent`` string.
 
 Cost: a streamed run passes about ten events and as many deltas through these loops, so
 they attach with a plain token set and reset (no context-manager object per step), test
-the first token with a precomputed type tuple, and set the span's attributes once, when
-the stream ends.
+the first token with a precomputed type tuple, and look at nothing else in a delta: the
+model call's closing attributes are read once, when the stream ends, from the builder the
+caller folds the deltas into anyway. Each span gets its attributes in two calls, at its
+start and at its end: the SDK checks every value it is given, so an attribute costs about
+as much there as it costs to build.
 """
 
 from __future__ import annotations
@@ -19,9 +22,8 @@ import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from openinference.semconv.trace import OpenInferenceSpanKindValues, SpanAttributes
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
@@ -44,6 +46,9 @@ from noted.tracing._attributes import Attributes
 from noted.tracing._hooks import Caller, Step
 from noted.tracing._recorders import RECORDERS, Recorder
 from noted.tracing._settings import TraceSettings
+
+if TYPE_CHECKING:
+    from noted.sessions import RunResult
 
 __all__ = ["CarriedWork", "Spans"]
 
@@ -139,19 +144,12 @@ class Spans:
         session_id: str,
         events: AsyncIterator[E],
     ) -> AsyncIterator[E]:
-        hide = self.settings
-        opening: Attributes = attrs.kind(OpenInferenceSpanKindValues.AGENT)
-        opening.update(attrs.text_value("input", message, bool(hide.hide_inputs)))
-        opening[SpanAttributes.SESSION_ID] = session_id
-        opening[SpanAttributes.USER_ID] = user_id
-        if agent.name:
-            opening[SpanAttributes.AGENT_NAME] = agent.name
-        if agent.agent_id:
-            opening["noted.agent.id"] = agent.agent_id
+        opening = attrs.agent_opening(agent, message, user_id, session_id, self.settings)
         span = self.tracer.start_span(
             f"{agent.name or 'Agent'}.run", context=parent, attributes=opening
         )
         ctx = trace.set_span_in_context(span, parent)
+        run_id: str | None = None  # set with the closing attributes, in one call
         done = False  # the span ends with the run's last event: callers may stop there
         try:
             while True:
@@ -163,47 +161,35 @@ class Spans:
                 finally:
                     _detach(token)
                 if type(event) is not ContentDelta:  # the deltas say nothing about the run
-                    done = self._agent_event(span, event)
-                    if done:
+                    if isinstance(event, RunStarted):
+                        run_id = event.run_id
+                    elif isinstance(event, RunCompleted):
+                        self._agent_done(span, event.result)
+                        done = True
                         span.end()
                 yield event
         except GeneratorExit:
             if not done:
-                span.set_attribute("noted.run.stopped", True)
+                stopped: Attributes = {"noted.run.stopped": True}
+                if run_id is not None:
+                    stopped["noted.run.id"] = run_id
+                span.set_attributes(stopped)
             with _attached(ctx):
                 await aclose(events)
             raise
         except BaseException as exc:
             if not done:
+                if run_id is not None:
+                    span.set_attribute("noted.run.id", run_id)
                 _failed(span, exc)
             raise
         finally:
             if not done:
                 span.end()
 
-    def _agent_event(self, span: Span, event: object) -> bool:
-        """Record the event on the run's span; True for the run's last."""
-        if isinstance(event, RunStarted):
-            span.set_attribute("noted.run.id", event.run_id)
-        elif isinstance(event, RunCompleted):
-            run = event.result
-            closing = attrs.text_value("output", run.content, bool(self.settings.hide_outputs))
-            closing.update(
-                attrs.metadata(
-                    {
-                        "run_id": run.run_id,
-                        "agent_id": run.agent_id,
-                        "model": run.model,
-                        "model_calls": run.metrics.model_calls,
-                        "tool_calls": run.metrics.tool_calls,
-                        "stop_reason": run.stop_reason,
-                    }
-                )
-            )
-            span.set_attributes(closing)
-            span.set_status(_OK)
-            return True
-        return False
+    def _agent_done(self, span: Span, run: RunResult) -> None:
+        span.set_attributes(attrs.agent_closing(run, self.settings))
+        span.set_status(_OK)
 
     # -- model calls ---------------------------------------------------------------------
 
@@ -229,21 +215,31 @@ class Spans:
         self, model: ChatModel, request: ModelRequest, caller: Caller
     ) -> ModelResponse:
         span = self._llm_span(model, request, caller)
-        with _recording(span):
-            with _attached(self._quiet(span)):
+        try:
+            token = _attach(self._quiet(span))
+            try:
                 response = await model.acomplete(request)
+            finally:
+                _detach(token)
             self._llm_done(span, response, caller)
+        except BaseException as exc:
+            _failed(span, exc)
+            raise
+        finally:
+            span.end()
         return response
 
     async def stream(
-        self, model: ChatModel, request: ModelRequest, caller: Caller
+        self, model: ChatModel, request: ModelRequest, caller: Caller, answer: ResponseBuilder
     ) -> AsyncIterator[ModelDelta]:
         span = self._llm_span(model, request, caller, streamed=True)
         quiet = self._quiet(span)
-        builder = ResponseBuilder()  # the answer, for the attributes set once at the end
-        waiting = True  # for the first token
-        with _attached(quiet):
+        token = _attach(quiet)
+        try:
             deltas = model.astream(request)
+        finally:
+            _detach(token)
+        waiting = True  # for the first token
         try:
             while True:
                 token = _attach(quiet)
@@ -256,13 +252,16 @@ class Spans:
                 if waiting and isinstance(delta, _TOKENS):
                     span.add_event(FIRST_TOKEN)
                     waiting = False
-                builder.add(delta)
                 yield delta
-            self._llm_done(span, builder.build(), caller)
+            # ``answer`` is the consumer's builder: it holds every delta by now
+            self._llm_done(span, answer.build(), caller)
         except GeneratorExit:
             span.set_attribute("noted.stream.stopped", True)
-            with _attached(quiet):
+            token = _attach(quiet)
+            try:
                 await aclose(deltas)
+            finally:
+                _detach(token)
             raise
         except BaseException as exc:
             _failed(span, exc)
