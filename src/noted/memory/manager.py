@@ -35,13 +35,16 @@ from noted.memory.prompts import (
 from noted.memory.selection import select_memories
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
-from noted.models.types import Message, ModelRequest, Usage
+from noted.models.types import Message, ModelRequest, ModelResponse, Usage
 from noted.schema import UserMemory
 from noted.tracing import _hooks as tracing
 
 __all__ = ["MemoryManager", "MemoryUpdate"]
 
 log = logging.getLogger("noted.memory")
+
+DEFAULT_MAX_TOKENS = 256
+"""The default cap on one answer of the manager's model: about seven operations."""
 
 
 @dataclass(slots=True)
@@ -61,6 +64,12 @@ class MemoryManager:
     With no ``model``, the agent's (or the Memory's) model is used. Adding and updating
     are allowed by default; deleting single memories and clearing all of a user's
     memories only when ``delete_memories`` / ``clear_memories`` say so.
+
+    ``max_tokens`` caps the length of each answer (the model's own limit applies when it
+    is lower; None leaves only the model's): the default fits a plan of about seven
+    operations, so an answer that runs away (a small model repeating operations) stops
+    early. An answer cut off at the limit is malformed: nothing of it is written, and the
+    drop is logged.
     """
 
     def __init__(
@@ -77,6 +86,7 @@ class MemoryManager:
         memories_in_prompt: int = 30,
         candidates: int = 60,
         max_operations: int = MAX_OPERATIONS,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
     ) -> None:
         self.model = None if model is None else get_model(model)
         self.system_message = system_message
@@ -93,9 +103,12 @@ class MemoryManager:
         for name, value in limits:
             if type(value) is not int or value < 1:
                 raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
+            raise UserError(f"max_tokens must be an integer >= 1 or None, got {max_tokens!r}")
         self.memories_in_prompt = memories_in_prompt
         self.candidates = candidates
         self.max_operations = max_operations
+        self.max_tokens = max_tokens
 
     def system_prompt(self) -> str:
         return manager_system_prompt(
@@ -187,8 +200,11 @@ class MemoryManager:
             ],
             response_schema=operations_schema(shown, self.permissions),
             response_schema_name="memory_operations",
+            max_tokens=self.max_tokens,
         )
         response = await tracing.complete(chat_model, request, "memory manager")
+        if response.cut_short:
+            return self.cut_short(response), shown, said, response.usage
         plan = parse_operations(
             response.content, shown, self.permissions, door.max_length, salvage=True
         )
@@ -200,6 +216,16 @@ class MemoryManager:
             drop_example_copies(plan, "\n".join(grounded), said, asking=asking)
         self.cap(plan)
         return plan, shown, said, response.usage
+
+    def cut_short(self, response: ModelResponse) -> Plan:
+        """The empty plan of an answer cut off at its token limit, saying why."""
+        limit = "its token limit" if self.max_tokens is None else f"max_tokens={self.max_tokens}"
+        return Plan(
+            rejected=[
+                f"the answer was cut off at {limit} (MemoryManager(max_tokens=...)), so none "
+                f"of it is used: {str(response.content)[-200:]!r}"
+            ]
+        )
 
     def cap(self, plan: Plan) -> None:
         """Keep at most ``max_operations`` of a plan's operations; say once what is dropped."""
