@@ -16,6 +16,7 @@ import pytest
 from noted.errors import MissingDependencyError, UserError
 from noted.memory.operations import Permissions, operations_schema
 from noted.memory.summary import SUMMARY_SCHEMA
+from noted.memory.two_calls import FACTS_SCHEMA
 from noted.models import LlamaCpp, get_model
 from noted.models.llamacpp import _chat_messages, _read_tool_answer, _tools_schema
 from noted.models.types import Message, ModelRequest, ToolCall, ToolDefinition
@@ -94,6 +95,8 @@ def test_the_manager_and_summarizer_schemas_compile_to_grammars() -> None:
         operations_schema(shown, Permissions()),
         operations_schema(shown, every),
         operations_schema({}, Permissions(add=False)),
+        operations_schema(shown, Permissions(), ask_facts=False),
+        FACTS_SCHEMA,
         SUMMARY_SCHEMA,
         _tools_schema([WEATHER]),
     ):

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore
@@ -33,6 +34,15 @@ from noted.memory.prompts import (
     manager_user_prompt,
 )
 from noted.memory.selection import select_memories
+from noted.memory.two_calls import (
+    FACTS_SCHEMA,
+    facts_as_adds,
+    facts_system_prompt,
+    facts_user_prompt,
+    parse_facts,
+    reconcile_system_prompt,
+    reconcile_user_prompt,
+)
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message, ModelRequest, ModelResponse, Usage
@@ -70,6 +80,10 @@ class MemoryManager:
     operations, so an answer that runs away (a small model repeating operations) stops
     early. An answer cut off at the limit is malformed: nothing of it is written, and the
     drop is logged.
+
+    ``two_calls=True`` asks for the facts first and for the operations second (see
+    :mod:`noted.memory.two_calls`): smaller tasks for small models, a second call when the
+    turn states facts and existing memories were shown.
     """
 
     def __init__(
@@ -87,6 +101,7 @@ class MemoryManager:
         candidates: int = 60,
         max_operations: int = MAX_OPERATIONS,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        two_calls: bool = False,
     ) -> None:
         self.model = None if model is None else get_model(model)
         self.system_message = system_message
@@ -109,6 +124,14 @@ class MemoryManager:
         self.candidates = candidates
         self.max_operations = max_operations
         self.max_tokens = max_tokens
+        if type(two_calls) is not bool:
+            raise UserError(f"two_calls must be True or False, got {two_calls!r}")
+        if two_calls and system_message is not None:
+            raise UserError(
+                "system_message replaces the one-call prompt; it cannot be combined with "
+                "two_calls=True (use memory_capture_instructions or additional_instructions)"
+            )
+        self.two_calls = two_calls
 
     def system_prompt(self) -> str:
         return manager_system_prompt(
@@ -161,8 +184,8 @@ class MemoryManager:
         planned = await self.aplan(messages, user_id=user_id, door=door, model=model)
         if planned is None:
             return update  # nothing the user said: nothing to learn, no model call
-        plan, shown, said, usage = planned
-        update.model_calls = 1
+        plan, shown, said, usage, _ = planned
+        update.model_calls = planned[4]
         update.usage = usage
         context = audit or AuditContext(actor="manager")
         applied = await asyncio.to_thread(
@@ -182,10 +205,10 @@ class MemoryManager:
         user_id: str,
         door: MemoryDoor,
         model: ChatModel | None = None,
-    ) -> tuple[Plan, dict[int, UserMemory], str, Usage] | None:
+    ) -> tuple[Plan, dict[int, UserMemory], str, Usage, int] | None:
         """The model's checked (and capped) plan for a turn, with the memories it was
-        shown, what the user said and the call's usage; None (no model call) when the
-        user said nothing."""
+        shown, what the user said, the calls' usage and their number; None (no model
+        call) when the user said nothing."""
         chat_model = self.model or model
         if chat_model is None:
             raise UserError("the memory manager needs a model: MemoryManager(model=...)")
@@ -193,21 +216,16 @@ class MemoryManager:
         if not said.strip():
             return None
         shown = await asyncio.to_thread(self.shown_memories, door.db, user_id, said, door.index)
-        request = ModelRequest(
-            messages=[
-                Message("system", self.system_prompt()),
-                Message("user", manager_user_prompt(messages, shown)),
-            ],
-            response_schema=operations_schema(shown, self.permissions),
-            response_schema_name="memory_operations",
-            max_tokens=self.max_tokens,
-        )
-        response = await tracing.complete(chat_model, request, "memory manager")
-        if response.cut_short:
-            return self.cut_short(response), shown, said, response.usage
-        plan = parse_operations(
-            response.content, shown, self.permissions, door.max_length, salvage=True
-        )
+        usage = Usage()
+        if self.two_calls:
+            plan, calls = await self._plan_in_two_calls(
+                chat_model, messages, shown, door.max_length, usage
+            )
+        else:
+            plan, calls = (
+                await self._plan_in_one_call(chat_model, messages, shown, door.max_length, usage),
+                1,
+            )
         if self.system_message is None:  # the default prompt, with its examples, was used
             grounded = [m.content or "" for m in messages] + [m.memory for m in shown.values()]
             # With the default capture instructions, a memory of the user's asking is no
@@ -215,7 +233,77 @@ class MemoryManager:
             asking = self.memory_capture_instructions is None
             drop_example_copies(plan, "\n".join(grounded), said, asking=asking)
         self.cap(plan)
-        return plan, shown, said, response.usage
+        return plan, shown, said, usage, calls
+
+    async def _ask(
+        self, model: ChatModel, system: str, user: str, schema: dict[str, Any], name: str
+    ) -> ModelResponse:
+        request = ModelRequest(
+            messages=[Message("system", system), Message("user", user)],
+            response_schema=schema,
+            response_schema_name=name,
+            max_tokens=self.max_tokens,
+        )
+        return await tracing.complete(model, request, "memory manager")
+
+    async def _plan_in_one_call(
+        self,
+        model: ChatModel,
+        messages: Sequence[Message],
+        shown: dict[int, UserMemory],
+        max_length: int,
+        usage: Usage,
+    ) -> Plan:
+        response = await self._ask(
+            model,
+            self.system_prompt(),
+            manager_user_prompt(messages, shown),
+            operations_schema(shown, self.permissions),
+            "memory_operations",
+        )
+        usage.add(response.usage)
+        if response.cut_short:
+            return self.cut_short(response)
+        return parse_operations(response.content, shown, self.permissions, max_length, salvage=True)
+
+    async def _plan_in_two_calls(
+        self,
+        model: ChatModel,
+        messages: Sequence[Message],
+        shown: dict[int, UserMemory],
+        max_length: int,
+        usage: Usage,
+    ) -> tuple[Plan, int]:
+        """The facts first; then, when memories were shown, how they change them (see
+        :mod:`noted.memory.two_calls`). The plan and the number of calls."""
+        first = await self._ask(
+            model,
+            facts_system_prompt(self.memory_capture_instructions, self.additional_instructions),
+            facts_user_prompt(messages),
+            FACTS_SCHEMA,
+            "memory_facts",
+        )
+        usage.add(first.usage)
+        if first.cut_short:
+            return self.cut_short(first), 1
+        facts = parse_facts(first.content)
+        if facts is None:
+            return Plan(rejected=[f"the answer is not JSON facts: {str(first.content)[:200]!r}"]), 1
+        removes = self.permissions.delete or self.permissions.clear
+        if not shown or not (facts or removes):
+            return parse_operations(facts_as_adds(facts), shown, self.permissions, max_length), 1
+        second = await self._ask(
+            model,
+            reconcile_system_prompt(self.permissions),
+            reconcile_user_prompt(messages, shown, facts),
+            operations_schema(shown, self.permissions, ask_facts=False),
+            "memory_operations",
+        )
+        usage.add(second.usage)
+        if second.cut_short:
+            return self.cut_short(second), 2
+        plan = parse_operations(second.content, shown, self.permissions, max_length, salvage=True)
+        return plan, 2
 
     def cut_short(self, response: ModelResponse) -> Plan:
         """The empty plan of an answer cut off at its token limit, saying why."""
