@@ -222,10 +222,9 @@ class MemoryManager:
                 chat_model, messages, shown, door.max_length, usage
             )
         else:
-            plan, calls = (
-                await self._plan_in_one_call(chat_model, messages, shown, door.max_length, usage),
-                1,
-            )
+            prompts = (self.system_prompt(), manager_user_prompt(messages, shown))
+            plan = await self._operations(chat_model, prompts, shown, door.max_length, usage)
+            calls = 1
         if self.system_message is None:  # the default prompt, with its examples, was used
             grounded = [m.content or "" for m in messages] + [m.memory for m in shown.values()]
             # With the default capture instructions, a memory of the user's asking is no
@@ -236,32 +235,32 @@ class MemoryManager:
         return plan, shown, said, usage, calls
 
     async def _ask(
-        self, model: ChatModel, system: str, user: str, schema: dict[str, Any], name: str
+        self, model: ChatModel, system: str, user: str, schema: dict[str, Any], usage: Usage
     ) -> ModelResponse:
+        """One call of the manager's model (its usage added to ``usage``)."""
         request = ModelRequest(
             messages=[Message("system", system), Message("user", user)],
             response_schema=schema,
-            response_schema_name=name,
+            response_schema_name="memory_facts" if schema is FACTS_SCHEMA else "memory_operations",
             max_tokens=self.max_tokens,
         )
-        return await tracing.complete(model, request, "memory manager")
+        response = await tracing.complete(model, request, "memory manager")
+        usage.add(response.usage)
+        return response
 
-    async def _plan_in_one_call(
+    async def _operations(
         self,
         model: ChatModel,
-        messages: Sequence[Message],
+        prompts: tuple[str, str],
         shown: dict[int, UserMemory],
         max_length: int,
         usage: Usage,
+        *,
+        ask_facts: bool = True,
     ) -> Plan:
-        response = await self._ask(
-            model,
-            self.system_prompt(),
-            manager_user_prompt(messages, shown),
-            operations_schema(shown, self.permissions),
-            "memory_operations",
-        )
-        usage.add(response.usage)
+        """The checked operations one call (``prompts``: system, user) answers with."""
+        schema = operations_schema(shown, self.permissions, ask_facts=ask_facts)
+        response = await self._ask(model, *prompts, schema, usage)
         if response.cut_short:
             return self.cut_short(response)
         return parse_operations(response.content, shown, self.permissions, max_length, salvage=True)
@@ -276,14 +275,8 @@ class MemoryManager:
     ) -> tuple[Plan, int]:
         """The facts first; then, when memories were shown, how they change them (see
         :mod:`noted.memory.two_calls`). The plan and the number of calls."""
-        first = await self._ask(
-            model,
-            facts_system_prompt(self.memory_capture_instructions, self.additional_instructions),
-            facts_user_prompt(messages),
-            FACTS_SCHEMA,
-            "memory_facts",
-        )
-        usage.add(first.usage)
+        system = facts_system_prompt(self.memory_capture_instructions, self.additional_instructions)
+        first = await self._ask(model, system, facts_user_prompt(messages), FACTS_SCHEMA, usage)
         if first.cut_short:
             return self.cut_short(first), 1
         facts = parse_facts(first.content)
@@ -292,17 +285,11 @@ class MemoryManager:
         removes = self.permissions.delete or self.permissions.clear
         if not shown or not (facts or removes):
             return parse_operations(facts_as_adds(facts), shown, self.permissions, max_length), 1
-        second = await self._ask(
-            model,
+        prompts = (
             reconcile_system_prompt(self.permissions),
             reconcile_user_prompt(messages, shown, facts),
-            operations_schema(shown, self.permissions, ask_facts=False),
-            "memory_operations",
         )
-        usage.add(second.usage)
-        if second.cut_short:
-            return self.cut_short(second), 2
-        plan = parse_operations(second.content, shown, self.permissions, max_length, salvage=True)
+        plan = await self._operations(model, prompts, shown, max_length, usage, ask_facts=False)
         return plan, 2
 
     def cut_short(self, response: ModelResponse) -> Plan:
