@@ -49,7 +49,7 @@ from pathlib import Path
 from extraction_cases import CASES, GROUPS, Case, message_count
 from local_models import MODELS
 
-from noted import Memory, SqliteDb
+from noted import Memory, MemoryManager, SqliteDb
 from noted.models import LlamaCpp, ModelRequest, ModelResponse
 
 RESULTS = Path(__file__).parent / "results"
@@ -151,11 +151,16 @@ class ShownLlamaCpp(LlamaCpp):
 
 
 def noted_extractor(
-    model_path: Path, workdir: Path, answers: bool = False, threads: int = THREADS
+    model_path: Path,
+    workdir: Path,
+    answers: bool = False,
+    threads: int = THREADS,
+    two_calls: bool = False,
 ) -> Extractor:
     kind = ShownLlamaCpp if answers else LlamaCpp
     model = kind(model_path, n_ctx=4096, max_tokens=512, n_threads=threads)
-    memory = Memory(db=SqliteDb(workdir / "noted.db"), model=model)
+    manager = MemoryManager(model=model, two_calls=two_calls)
+    memory = Memory(db=SqliteDb(workdir / "noted.db"), memory_manager=manager)
 
     def extract(case: Case) -> list[str]:
         user = f"noted-{case.name}"
@@ -257,7 +262,7 @@ def table(scores: list[Score]) -> str:
     return "\n".join(lines)
 
 
-PRINTED = re.compile(r"^  (\w+)/(\S+) \d+/\d+ (\S+): (\[.*\])$", re.MULTILINE)
+PRINTED = re.compile(r"^  ([\w-]+)/(\S+) \d+/\d+ (\S+): (\[.*\])$", re.MULTILINE)
 
 
 def rescore(output: str) -> list[Score]:
@@ -292,6 +297,9 @@ def main() -> None:
         "--answers", action="store_true", help="print noted's model answers as they come"
     )
     parser.add_argument(
+        "--two-calls", action="store_true", help="noted's manager in its two-call mode"
+    )
+    parser.add_argument(
         "--rescore", type=Path, default=None, help="score the cases a run's output printed"
     )
     args = parser.parse_args()
@@ -320,8 +328,11 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 workdir = Path(tmp)
                 if system == "noted":
-                    extract = noted_extractor(path, workdir, args.answers, args.threads)
-                    scores.append(run(system, name, extract, cases))
+                    extract = noted_extractor(
+                        path, workdir, args.answers, args.threads, args.two_calls
+                    )
+                    label = "noted-two-calls" if args.two_calls else system
+                    scores.append(run(label, name, extract, cases))
                 else:
                     with llama_server(path, workdir, args.threads) as url:
                         extract = agno_extractor(url, path, workdir)
@@ -345,6 +356,8 @@ def main() -> None:
     name = f"extraction-{args.models.replace(',', '+')}-{args.systems.replace(',', '+')}"
     if args.only:
         name += "-" + args.only.replace(",", "+")
+    if args.two_calls:
+        name += "-two-calls"
     if args.every > 1 or args.limit:
         name += f"-every{args.every}" + (f"-limit{args.limit}" if args.limit else "")
     out = RESULTS / f"{name}.json"

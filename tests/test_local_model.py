@@ -21,6 +21,7 @@ import pytest
 from noted import Agent, Memory, Message, SqliteDb
 from noted.memory.manager import MemoryManager
 from noted.memory.summary import SUMMARY_SCHEMA
+from noted.memory.two_calls import FACTS_SCHEMA
 from noted.models import LlamaCpp, ModelRequest, TextDelta
 from noted.models.types import ModelResponse
 
@@ -88,6 +89,34 @@ def test_every_manager_answer_parses_under_the_schema_and_is_applied(
             if op.kind == "update":
                 assert after[op.memory_id] == op.memory
     assert len(model.calls) == len(MESSAGES)
+
+
+def test_two_calls_answers_parse_under_their_schemas_and_are_applied(
+    model: Recording, tmp_path: Path
+) -> None:
+    manager = MemoryManager(model=model, two_calls=True)
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), memory_manager=manager)
+    model.calls.clear()
+    calls = 0
+    for text in MESSAGES:
+        before = {m.memory_id: m.memory for m in memory.get_user_memories(user_id="ava")}
+        update = memory.create_user_memories(message=text, user_id="ava")
+        made = model.calls[calls:]
+        calls += update.model_calls
+        assert len(made) == update.model_calls in (1, 2)
+        assert made[0][0].response_schema == FACTS_SCHEMA
+        for request, response in made:
+            assert request.max_tokens == manager.max_tokens
+            if response.cut_short:
+                assert update.operations == []  # a cut-off answer is never applied
+                continue
+            jsonschema.validate(
+                json.loads(response.content or ""), dict(request.response_schema or {})
+            )
+        after = {m.memory_id: m.memory for m in memory.get_user_memories(user_id="ava")}
+        added = [op.memory for op in update.operations if op.kind == "add"]
+        assert sorted(after[i] for i in set(after) - set(before)) == sorted(added)
+    assert len(model.calls) == calls
 
 
 def test_summaries_fit_their_schema(model: Recording) -> None:

@@ -27,6 +27,7 @@ from noted.memory.operations import (
     operations_schema,
     parse_operations,
 )
+from noted.memory.two_calls import FACTS_SCHEMA
 from noted.models import Gemini, ModelRequest, OpenAIChat
 from noted.testing import ScriptedModel
 
@@ -116,7 +117,23 @@ def test_the_checks_catch_what_the_providers_refuse() -> None:
 def test_every_schema_fits_openai_strict_and_gemini(
     shown: dict[int, UserMemory], permissions: Permissions
 ) -> None:
-    schema = operations_schema(shown, permissions)
+    assert_fits(operations_schema(shown, permissions))
+
+
+def test_the_two_call_schemas_fit_openai_strict_and_gemini() -> None:
+    assert_fits(FACTS_SCHEMA)
+    second = operations_schema(SHOWN, Permissions(), ask_facts=False)
+    assert FACTS_FIELD not in second["properties"]
+    assert_fits(second)
+    assert jsonschema.Draft202012Validator(FACTS_SCHEMA).is_valid(
+        {FACTS_FIELD: True, "facts": [{"memory": "User rows", "topics": ["sport"]}]}
+    )
+    assert not jsonschema.Draft202012Validator(FACTS_SCHEMA).is_valid(
+        {FACTS_FIELD: True, "facts": ["User rows"]}
+    )
+
+
+def assert_fits(schema: dict[str, Any]) -> None:
     jsonschema.Draft202012Validator.check_schema(schema)
     assert openai_violations(schema) == []
     assert gemini_violations(schema) == []

@@ -188,12 +188,15 @@ def test_plain_text_request_and_response(wire: WireServer) -> None:
 
 def test_defaults_send_max_tokens_and_no_system(wire: WireServer) -> None:
     wire.add(Reply(message([text("ok")])))
+    wire.add(Reply(message([text("ok")])))
     model = Claude(api_key="test-key", base_url=wire.url, retry=FAST)
     assert model.provider == "anthropic"
     complete(model, ask())
     body = wire.requests[0].body
     assert body["model"] == model.id
     assert body["max_tokens"] == 4096
+    complete(model, ask(max_tokens=300))  # a request's own limit is lower: it applies
+    assert wire.requests[1].body["max_tokens"] == 300
     assert "system" not in body
     assert "temperature" not in body
     assert "tools" not in body

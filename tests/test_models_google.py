@@ -129,6 +129,14 @@ def test_plain_text_request_and_response(wire: WireServer) -> None:
     assert "tools" not in sent.body
 
 
+def test_a_requests_max_tokens_lowers_the_models(wire: WireServer) -> None:
+    wire.add(Reply(answer([{"text": "ok"}])))
+    wire.add(Reply(answer([{"text": "ok"}])))
+    complete(make(wire, max_tokens=256), ask(max_tokens=64))
+    complete(make(wire), ask(max_tokens=64))
+    assert [config(r)["maxOutputTokens"] for r in wire.requests] == [64, 64]
+
+
 def test_defaults(wire: WireServer) -> None:
     wire.add(Reply(answer([{"text": "ok"}])))
     model = Gemini(api_key="test-key", base_url=wire.url, retry=FAST)

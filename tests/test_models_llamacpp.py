@@ -16,9 +16,10 @@ import pytest
 from noted.errors import MissingDependencyError, UserError
 from noted.memory.operations import Permissions, operations_schema
 from noted.memory.summary import SUMMARY_SCHEMA
+from noted.memory.two_calls import FACTS_SCHEMA
 from noted.models import LlamaCpp, get_model
 from noted.models.llamacpp import _chat_messages, _read_tool_answer, _tools_schema
-from noted.models.types import Message, ToolCall, ToolDefinition
+from noted.models.types import Message, ModelRequest, ToolCall, ToolDefinition
 from noted.schema import UserMemory
 
 WEATHER = ToolDefinition(
@@ -53,6 +54,17 @@ def test_settings_are_checked_and_the_name_defaults_to_the_file(gguf: Path) -> N
         LlamaCpp("  ")
 
 
+@pytest.mark.local_model
+def test_a_requests_max_tokens_lowers_the_models(gguf: Path) -> None:
+    ask = [Message("user", "hi")]
+    assert LlamaCpp(gguf)._params(ModelRequest(ask))["max_tokens"] == 1024
+    assert LlamaCpp(gguf)._params(ModelRequest(ask, max_tokens=200))["max_tokens"] == 200
+    assert (
+        LlamaCpp(gguf, max_tokens=100)._params(ModelRequest(ask, max_tokens=200))["max_tokens"]
+        == 100
+    )
+
+
 def test_a_missing_file_or_extra_is_a_clear_error(
     tmp_path: Path, gguf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,6 +95,8 @@ def test_the_manager_and_summarizer_schemas_compile_to_grammars() -> None:
         operations_schema(shown, Permissions()),
         operations_schema(shown, every),
         operations_schema({}, Permissions(add=False)),
+        operations_schema(shown, Permissions(), ask_facts=False),
+        FACTS_SCHEMA,
         SUMMARY_SCHEMA,
         _tools_schema([WEATHER]),
     ):

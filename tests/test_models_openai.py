@@ -172,6 +172,15 @@ def test_max_tokens_and_temperature_are_sent_when_set(wire: WireServer) -> None:
     assert wire.requests[0].body["temperature"] == 0.2
 
 
+def test_a_requests_max_tokens_lowers_the_models(wire: WireServer) -> None:
+    for _ in range(3):
+        wire.add(Reply(completion()))
+    complete(make(wire, max_tokens=256), ask(max_tokens=40))
+    complete(make(wire), ask(max_tokens=40))  # no limit of the model's own
+    complete(make(wire, max_tokens=30), ask(max_tokens=40))  # the model's is lower
+    assert [r.body["max_tokens"] for r in wire.requests] == [40, 40, 30]
+
+
 def test_system_and_user_messages(wire: WireServer) -> None:
     wire.add(Reply(completion()))
     request = ModelRequest(

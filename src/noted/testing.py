@@ -112,6 +112,7 @@ class _RecordingModel(BaseChatModel):
                 tools=list(request.tools),
                 response_schema=request.response_schema,
                 response_schema_name=request.response_schema_name,
+                max_tokens=request.max_tokens,
             )
         )
         return len(self.requests)

@@ -217,7 +217,7 @@ class JobWorker:
             planned = await memory.manager.aplan(
                 messages, user_id=user_id, door=door, model=memory.model or self.model
             )
-            update.model_calls = 0 if planned is None else 1
+            update.model_calls = 0 if planned is None else planned[4]
             plan_dict: dict[str, Any] = (
                 {"said": job.said, "operations": [], "rejected": [], "shown": []}
                 if planned is None

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore
@@ -33,15 +34,27 @@ from noted.memory.prompts import (
     manager_user_prompt,
 )
 from noted.memory.selection import select_memories
+from noted.memory.two_calls import (
+    FACTS_SCHEMA,
+    facts_as_adds,
+    facts_system_prompt,
+    facts_user_prompt,
+    parse_facts,
+    reconcile_system_prompt,
+    reconcile_user_prompt,
+)
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
-from noted.models.types import Message, ModelRequest, Usage
+from noted.models.types import Message, ModelRequest, ModelResponse, Usage
 from noted.schema import UserMemory
 from noted.tracing import _hooks as tracing
 
 __all__ = ["MemoryManager", "MemoryUpdate"]
 
 log = logging.getLogger("noted.memory")
+
+DEFAULT_MAX_TOKENS = 256
+"""The default cap on one answer of the manager's model: about seven operations."""
 
 
 @dataclass(slots=True)
@@ -61,6 +74,16 @@ class MemoryManager:
     With no ``model``, the agent's (or the Memory's) model is used. Adding and updating
     are allowed by default; deleting single memories and clearing all of a user's
     memories only when ``delete_memories`` / ``clear_memories`` say so.
+
+    ``max_tokens`` caps the length of each answer (the model's own limit applies when it
+    is lower; None leaves only the model's): the default fits a plan of about seven
+    operations, so an answer that runs away (a small model repeating operations) stops
+    early. An answer cut off at the limit is malformed: nothing of it is written, and the
+    drop is logged.
+
+    ``two_calls=True`` asks for the facts first and for the operations second (see
+    :mod:`noted.memory.two_calls`): smaller tasks for small models, a second call when the
+    turn states facts and existing memories were shown.
     """
 
     def __init__(
@@ -77,6 +100,8 @@ class MemoryManager:
         memories_in_prompt: int = 30,
         candidates: int = 60,
         max_operations: int = MAX_OPERATIONS,
+        max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        two_calls: bool = False,
     ) -> None:
         self.model = None if model is None else get_model(model)
         self.system_message = system_message
@@ -93,9 +118,20 @@ class MemoryManager:
         for name, value in limits:
             if type(value) is not int or value < 1:
                 raise UserError(f"{name} must be an integer >= 1, got {value!r}")
+        if max_tokens is not None and (type(max_tokens) is not int or max_tokens < 1):
+            raise UserError(f"max_tokens must be an integer >= 1 or None, got {max_tokens!r}")
         self.memories_in_prompt = memories_in_prompt
         self.candidates = candidates
         self.max_operations = max_operations
+        self.max_tokens = max_tokens
+        if type(two_calls) is not bool:
+            raise UserError(f"two_calls must be True or False, got {two_calls!r}")
+        if two_calls and system_message is not None:
+            raise UserError(
+                "system_message replaces the one-call prompt; it cannot be combined with "
+                "two_calls=True (use memory_capture_instructions or additional_instructions)"
+            )
+        self.two_calls = two_calls
 
     def system_prompt(self) -> str:
         return manager_system_prompt(
@@ -148,8 +184,8 @@ class MemoryManager:
         planned = await self.aplan(messages, user_id=user_id, door=door, model=model)
         if planned is None:
             return update  # nothing the user said: nothing to learn, no model call
-        plan, shown, said, usage = planned
-        update.model_calls = 1
+        plan, shown, said, usage, _ = planned
+        update.model_calls = planned[4]
         update.usage = usage
         context = audit or AuditContext(actor="manager")
         applied = await asyncio.to_thread(
@@ -169,10 +205,10 @@ class MemoryManager:
         user_id: str,
         door: MemoryDoor,
         model: ChatModel | None = None,
-    ) -> tuple[Plan, dict[int, UserMemory], str, Usage] | None:
+    ) -> tuple[Plan, dict[int, UserMemory], str, Usage, int] | None:
         """The model's checked (and capped) plan for a turn, with the memories it was
-        shown, what the user said and the call's usage; None (no model call) when the
-        user said nothing."""
+        shown, what the user said, the calls' usage and their number; None (no model
+        call) when the user said nothing."""
         chat_model = self.model or model
         if chat_model is None:
             raise UserError("the memory manager needs a model: MemoryManager(model=...)")
@@ -180,18 +216,15 @@ class MemoryManager:
         if not said.strip():
             return None
         shown = await asyncio.to_thread(self.shown_memories, door.db, user_id, said, door.index)
-        request = ModelRequest(
-            messages=[
-                Message("system", self.system_prompt()),
-                Message("user", manager_user_prompt(messages, shown)),
-            ],
-            response_schema=operations_schema(shown, self.permissions),
-            response_schema_name="memory_operations",
-        )
-        response = await tracing.complete(chat_model, request, "memory manager")
-        plan = parse_operations(
-            response.content, shown, self.permissions, door.max_length, salvage=True
-        )
+        usage = Usage()
+        if self.two_calls:
+            plan, calls = await self._plan_in_two_calls(
+                chat_model, messages, shown, door.max_length, usage
+            )
+        else:
+            prompts = (self.system_prompt(), manager_user_prompt(messages, shown))
+            plan = await self._operations(chat_model, prompts, shown, door.max_length, usage)
+            calls = 1
         if self.system_message is None:  # the default prompt, with its examples, was used
             grounded = [m.content or "" for m in messages] + [m.memory for m in shown.values()]
             # With the default capture instructions, a memory of the user's asking is no
@@ -199,7 +232,75 @@ class MemoryManager:
             asking = self.memory_capture_instructions is None
             drop_example_copies(plan, "\n".join(grounded), said, asking=asking)
         self.cap(plan)
-        return plan, shown, said, response.usage
+        return plan, shown, said, usage, calls
+
+    async def _ask(
+        self, model: ChatModel, system: str, user: str, schema: dict[str, Any], usage: Usage
+    ) -> ModelResponse:
+        """One call of the manager's model (its usage added to ``usage``)."""
+        request = ModelRequest(
+            messages=[Message("system", system), Message("user", user)],
+            response_schema=schema,
+            response_schema_name="memory_facts" if schema is FACTS_SCHEMA else "memory_operations",
+            max_tokens=self.max_tokens,
+        )
+        response = await tracing.complete(model, request, "memory manager")
+        usage.add(response.usage)
+        return response
+
+    async def _operations(
+        self,
+        model: ChatModel,
+        prompts: tuple[str, str],
+        shown: dict[int, UserMemory],
+        max_length: int,
+        usage: Usage,
+        *,
+        ask_facts: bool = True,
+    ) -> Plan:
+        """The checked operations one call (``prompts``: system, user) answers with."""
+        schema = operations_schema(shown, self.permissions, ask_facts=ask_facts)
+        response = await self._ask(model, *prompts, schema, usage)
+        if response.cut_short:
+            return self.cut_short(response)
+        return parse_operations(response.content, shown, self.permissions, max_length, salvage=True)
+
+    async def _plan_in_two_calls(
+        self,
+        model: ChatModel,
+        messages: Sequence[Message],
+        shown: dict[int, UserMemory],
+        max_length: int,
+        usage: Usage,
+    ) -> tuple[Plan, int]:
+        """The facts first; then, when memories were shown, how they change them (see
+        :mod:`noted.memory.two_calls`). The plan and the number of calls."""
+        system = facts_system_prompt(self.memory_capture_instructions, self.additional_instructions)
+        first = await self._ask(model, system, facts_user_prompt(messages), FACTS_SCHEMA, usage)
+        if first.cut_short:
+            return self.cut_short(first), 1
+        facts = parse_facts(first.content)
+        if facts is None:
+            return Plan(rejected=[f"the answer is not JSON facts: {str(first.content)[:200]!r}"]), 1
+        removes = self.permissions.delete or self.permissions.clear
+        if not shown or not (facts or removes):
+            return parse_operations(facts_as_adds(facts), shown, self.permissions, max_length), 1
+        prompts = (
+            reconcile_system_prompt(self.permissions),
+            reconcile_user_prompt(messages, shown, facts),
+        )
+        plan = await self._operations(model, prompts, shown, max_length, usage, ask_facts=False)
+        return plan, 2
+
+    def cut_short(self, response: ModelResponse) -> Plan:
+        """The empty plan of an answer cut off at its token limit, saying why."""
+        limit = "its token limit" if self.max_tokens is None else f"max_tokens={self.max_tokens}"
+        return Plan(
+            rejected=[
+                f"the answer was cut off at {limit} (MemoryManager(max_tokens=...)), so none "
+                f"of it is used: {str(response.content)[-200:]!r}"
+            ]
+        )
 
     def cap(self, plan: Plan) -> None:
         """Keep at most ``max_operations`` of a plan's operations; say once what is dropped."""

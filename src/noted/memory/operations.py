@@ -19,11 +19,14 @@ from typing import Any, Literal
 from noted.errors import UserError
 from noted.limits import MAX_PLAN_TOPICS
 from noted.memory.answers import load_json_answer
+from noted.memory.salvage import merge_unchanged_update, retarget_example_update
 from noted.schema import UserMemory, check_topics
 
 __all__ = [
     "FACTS_FIELD",
+    "FACTS_FIELD_SCHEMA",
     "OPERATIONS_SCHEMA",
+    "TOPICS_SCHEMA",
     "Operation",
     "Permissions",
     "Plan",
@@ -52,7 +55,7 @@ class Permissions:
         return [k for k in ("add", "update", "delete", "clear") if self.allows(k)]
 
 
-_TOPICS_SCHEMA: dict[str, Any] = {
+TOPICS_SCHEMA: dict[str, Any] = {
     "type": "array",
     "items": {"type": "string"},
     "maxItems": 3,
@@ -82,7 +85,7 @@ def _operation_schema(kind: str, numbers: list[int]) -> dict[str, Any]:
                 if takes_text
                 else {"type": "null"}
             ),
-            "topics": _TOPICS_SCHEMA,
+            "topics": TOPICS_SCHEMA,
         },
         "required": ["op", "id", "memory", "topics"],
         "additionalProperties": False,
@@ -95,7 +98,7 @@ states facts about the user at all. Answering it first, before any operation, is
 decision small models get right far more often than whether to write an operation; when
 it is false, the answer's adds and updates are dropped (see :func:`parse_operations`)."""
 
-_FACTS_SCHEMA: dict[str, Any] = {
+FACTS_FIELD_SCHEMA: dict[str, Any] = {
     "type": "boolean",
     "description": (
         "whether the user states facts about themselves or their life; false for "
@@ -104,11 +107,14 @@ _FACTS_SCHEMA: dict[str, Any] = {
 }
 
 
-def operations_schema(shown: Mapping[int, UserMemory], permissions: Permissions) -> dict[str, Any]:
+def operations_schema(
+    shown: Mapping[int, UserMemory], permissions: Permissions, *, ask_facts: bool = True
+) -> dict[str, Any]:
     """The answer's JSON schema for one call: first :data:`FACTS_FIELD` (when adding or
-    updating is allowed), then the operations: only the permitted kinds that make sense
-    (no update or delete when no memory is shown), ``id`` one of the numbers shown (null
-    for add and clear), ``memory`` a string for add and update (null otherwise).
+    updating is allowed, unless ``ask_facts`` is false), then the operations: only the
+    permitted kinds that make sense (no update or delete when no memory is shown), ``id``
+    one of the numbers shown (null for add and clear), ``memory`` a string for add and
+    update (null otherwise).
 
     It keeps to the keywords both OpenAI's strict structured outputs and Gemini's response
     schemas accept (type, enum, properties, required, additionalProperties: false, items,
@@ -126,8 +132,8 @@ def operations_schema(shown: Mapping[int, UserMemory], permissions: Permissions)
     else:
         operations["items"] = branches[0] if len(branches) == 1 else {"anyOf": branches}
     properties: dict[str, Any] = {}
-    if permissions.add or permissions.update:
-        properties[FACTS_FIELD] = _FACTS_SCHEMA
+    if ask_facts and (permissions.add or permissions.update):
+        properties[FACTS_FIELD] = FACTS_FIELD_SCHEMA
     properties["operations"] = operations
     return {
         "type": "object",
@@ -207,10 +213,12 @@ def parse_operations(
 ) -> Plan:
     """The operations a model answer asks for, checked against what it was shown.
 
-    With ``salvage`` (the memory manager's answers), one mistake small models make is
-    mended rather than dropped: an ``update`` when no memory was shown (nothing matched,
-    so the number it names does not exist) is taken as the ``add`` it clearly means, and
-    logged.
+    With ``salvage`` (the memory manager's answers), mistakes small models make are
+    mended rather than dropped, and logged: an ``update`` when no memory was shown
+    (nothing matched, so the number it names does not exist) is taken as the ``add`` it
+    clearly means; an update aimed at the prompt example's number, and an unchanged
+    update beside the add of the new fact, are mended as :mod:`noted.memory.salvage`
+    says.
 
     An answer whose :data:`FACTS_FIELD` is false says the conversation states no facts
     about the user: its adds and updates contradict it and are dropped, each with that
@@ -221,6 +229,8 @@ def parse_operations(
     if items is None:
         plan.rejected.append(f"the answer is not JSON operations: {str(answer)[:200]!r}")
         return plan
+    if salvage and shown and permissions.update:
+        items = merge_unchanged_update(retarget_example_update(items, shown), shown)
     known = {normalize(m.memory) for m in shown.values()}
     touched: set[int] = set()
     for item in items:

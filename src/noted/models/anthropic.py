@@ -113,7 +113,7 @@ class Claude(HTTPChatModel):
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": self.id,
-            "max_tokens": self.max_tokens,
+            "max_tokens": request.token_limit(self.max_tokens),
             "messages": _messages(request.messages),
         }
         system = request.system_text()

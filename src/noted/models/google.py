@@ -163,8 +163,8 @@ class Gemini(HTTPChatModel):
         system = request.system_text()
         if system:
             config["system_instruction"] = system
-        if self.max_tokens is not None:
-            config["max_output_tokens"] = self.max_tokens
+        if (limit := request.token_limit(self.max_tokens)) is not None:
+            config["max_output_tokens"] = limit
         if self.temperature is not None:
             config["temperature"] = self.temperature
         if request.tools:

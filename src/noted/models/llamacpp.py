@@ -51,9 +51,10 @@ class LlamaCpp(BaseChatModel):
 
     ``model_path`` is the ``.gguf`` file; ``id`` defaults to its name. ``n_ctx`` is the
     context window in tokens, ``n_threads`` the CPU threads (llama.cpp's default when
-    None). ``max_tokens`` caps each answer; ``temperature=0`` is greedy decoding (the
-    default, so answers are repeatable). ``chat_format`` overrides the chat template the
-    file carries. ``seed`` fixes sampling when ``temperature > 0``.
+    None). ``max_tokens`` caps each answer (a request's lower ``max_tokens`` wins);
+    ``temperature=0`` is greedy decoding (the default, so answers are repeatable).
+    ``chat_format`` overrides the chat template the file carries. ``seed`` fixes sampling
+    when ``temperature > 0``.
     """
 
     provider = "llamacpp"
@@ -123,7 +124,7 @@ class LlamaCpp(BaseChatModel):
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         messages = _chat_messages(request.messages)
         params: dict[str, Any] = {
-            "max_tokens": self.max_tokens,
+            "max_tokens": request.token_limit(self.max_tokens),
             "temperature": self.temperature,
             "seed": self.seed,
         }

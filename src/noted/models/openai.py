@@ -68,7 +68,8 @@ class OpenAIChat(HTTPChatModel):
     to OpenAI (or ``OPENAI_BASE_URL`` when set). For a compatible server, pass its URL,
     for example ``base_url="http://localhost:8000/v1"``; a server that checks no key still
     needs one to be given (any placeholder will do). ``timeout`` is in seconds, per
-    attempt. ``max_tokens`` and ``temperature`` are sent only when set.
+    attempt. ``max_tokens`` and ``temperature`` are sent only when set (a request's lower
+    ``max_tokens`` wins).
     """
 
     provider = "openai"
@@ -143,8 +144,8 @@ class OpenAIChat(HTTPChatModel):
                         "strict": schema.get("additionalProperties") is False,
                     },
                 }
-        if self.max_tokens is not None:
-            params["max_tokens"] = self.max_tokens
+        if (limit := request.token_limit(self.max_tokens)) is not None:
+            params["max_tokens"] = limit
         if self.temperature is not None:
             params["temperature"] = self.temperature
         return params

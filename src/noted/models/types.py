@@ -141,12 +141,27 @@ class ToolDefinition:
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
     """Everything one model call needs. ``response_schema``, when set, is a JSON schema the
-    answer's text must satisfy (structured output); ``response_schema_name`` names it."""
+    answer's text must satisfy (structured output); ``response_schema_name`` names it.
+    ``max_tokens``, when set, caps this answer's length below the model's own setting
+    (the lower of the two applies: see :meth:`token_limit`)."""
 
     messages: Sequence[Message]
     tools: Sequence[ToolDefinition] = ()
     response_schema: Mapping[str, Any] | None = None
     response_schema_name: str = "response"
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and (
+            type(self.max_tokens) is not int or self.max_tokens < 1
+        ):
+            raise UserError(f"max_tokens must be an integer >= 1 or None, got {self.max_tokens!r}")
+
+    def token_limit(self, model_max_tokens: int | None) -> int | None:
+        """The answer's token limit for a model whose own setting is ``model_max_tokens``
+        (None: no limit of its own): the lower of that and this request's."""
+        limits = [n for n in (model_max_tokens, self.max_tokens) if n is not None]
+        return min(limits) if limits else None
 
     def system_text(self) -> str | None:
         """The system messages joined, for providers that take the system prompt apart."""
@@ -182,6 +197,12 @@ class ModelResponse:
     usage: Usage = field(default_factory=Usage)
     model: str | None = None
     finish_reason: str | None = None
+
+    @property
+    def cut_short(self) -> bool:
+        """Whether the answer stopped at its token limit rather than ending (the finish
+        reason ``length`` of OpenAI and llama.cpp, ``max_tokens`` of Claude and Gemini)."""
+        return (self.finish_reason or "").casefold() in ("length", "max_tokens")
 
     def to_message(self) -> Message:
         return Message(role="assistant", content=self.content, tool_calls=list(self.tool_calls))
