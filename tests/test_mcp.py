@@ -375,3 +375,47 @@ def test_stdout_a_regular_file_is_served_by_the_sdk_transport(tmp_path: Path) ->
         proc.kill()
         proc.wait()
     assert len(written.read_bytes().splitlines()) == 3
+
+
+def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
+    """Requests written all at once, one of them not JSON-RPC at all: the server reads
+    each line as it asks for the next message, answers every request as one whole JSON
+    line (answers written concurrently never interleave), ignores the bad line like the
+    SDK's transport, and keeps serving."""
+    proc = _serve(tmp_path / "pipelined.db", subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    out = proc.stdout
+    try:
+        proc.stdin.write(_request(1, "initialize", HELLO) + b"\n")
+        proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        proc.stdin.write(b"this is not JSON-RPC\n")
+        facts = [f"Ava's plant number {n} is a fern" for n in range(6)]
+        for n, fact in enumerate(facts, start=2):
+            add = {"name": "add_memory", "arguments": {"memory": fact}}
+            proc.stdin.write(_request(n, "tools/call", add) + b"\n")
+        proc.stdin.write(_request(8, "ping", {}) + b"\n")
+        proc.stdin.flush()
+        answers: dict[int, dict[str, Any]] = {}
+        while len(answers) < 8:
+            ready, _, _ = select.select([out], [], [], 60)
+            assert ready, f"no answer within 60 s; have {sorted(answers)}"
+            answer = json.loads(out.readline())
+            answers[answer["id"]] = answer
+        assert sorted(answers) == list(range(1, 9))
+        added = [answers[n]["result"]["structuredContent"] for n in range(2, 8)]
+        assert sorted(a["memory"] for a in added) == sorted(facts)
+        assert answers[8]["result"] == {}
+        listed = {"name": "list_memories", "arguments": {"limit": 50}}
+        proc.stdin.write(_request(9, "tools/call", listed) + b"\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([out], [], [], 60)
+        assert ready, "no answer after the bad line"
+        memories = json.loads(out.readline())["result"]["structuredContent"]["memories"]
+        assert sorted(m["memory"] for m in memories) == sorted(facts)
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+        assert out.read() == b""
+    finally:
+        proc.kill()
+        proc.wait()
+        out.close()
