@@ -326,8 +326,8 @@ def _serve(db_file: Path, stdout: Any) -> subprocess.Popen[bytes]:
 
 
 def test_raw_json_rpc_over_pipes(tmp_path: Path) -> None:
-    """Pipes on both sides (as under every MCP client): the event loop reads and writes
-    them; each answer comes as one JSON line before the next request is sent."""
+    """Pipes on both sides (as under every MCP client): the event loop (uvloop's) reads
+    and writes them; each answer comes as one JSON line before the next request is sent."""
     proc = _serve(tmp_path / "pipes.db", subprocess.PIPE)
     assert proc.stdout is not None
     out = proc.stdout
@@ -419,3 +419,41 @@ def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
         out.close()
+
+
+_LOOP = (
+    "import asyncio, sys; from noted.mcp.stdio import run_stdio\n"
+    "class Probe:\n"
+    "    def create_initialization_options(self): return None\n"
+    "    async def run(self, read, write, options):\n"
+    "        print(type(asyncio.get_running_loop()).__module__, file=sys.stderr)\n"
+    "        async for _ in read: pass\n"
+    "        await write.aclose()\n"
+    "run_stdio(Probe())\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("stdin", "stdout", "loop"),
+    [
+        ("pipe", "pipe", "uvloop"),
+        ("pipe", "file", "asyncio.unix_events"),
+        ("null", "pipe", "asyncio.unix_events"),
+    ],
+)
+def test_the_loop_is_uvloops_over_pipes_and_asyncios_otherwise(
+    tmp_path: Path, stdin: str, stdout: str, loop: str
+) -> None:
+    """What the stdio server runs on: uvloop when stdin and stdout are pipes (a tool
+    call's many small steps cost less on it); asyncio's own loop for a regular file or
+    /dev/null, which uvloop cannot serve. Each serves until its input ends."""
+    with (tmp_path / "out").open("wb") as file:
+        done = subprocess.run(
+            [sys.executable, "-c", _LOOP],
+            stdin=subprocess.PIPE if stdin == "pipe" else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout == "pipe" else file,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=True,
+        )
+    assert done.stderr.decode().split() == [loop]

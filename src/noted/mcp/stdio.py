@@ -7,7 +7,7 @@ pipes, sockets or terminals, as they are under an MCP client, the server instead
 next line when it asks for its next message and writes each answer from the task that
 made it, without threads or the tasks between; each message is still parsed and
 serialised by the SDK's own models, one JSON-RPC message a line. Otherwise (a regular
-file, say, or on Windows) the SDK's own transport serves them.
+file, /dev/null or a terminal, or on Windows) the SDK's own transport serves them.
 
 As with the SDK's, the wire is the server's alone while it serves: file descriptor 0
 reads nothing and 1 writes to stderr, so stray output cannot corrupt the protocol.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ from pydantic import ValidationError
 if TYPE_CHECKING:
     from mcp.server.lowlevel import Server
 
-__all__ = ["serve_stdio"]
+__all__ = ["run_stdio", "serve_stdio"]
 
 _LINE_LIMIT = 1 << 26  # longest request line read (64 MiB): far beyond any tool call
 
@@ -108,6 +109,21 @@ class _Outgoing:
         await self.aclose()
 
 
+def _pipes() -> bool:
+    """Whether stdin and stdout are both pipes or sockets (as under an MCP client), which
+    the event loop can watch (on Windows its pipes are not the loop's to watch)."""
+    if sys.platform == "win32":  # pragma: no cover
+        return False
+    for fd in (0, 1):
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            return False
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            return False
+    return True
+
+
 @contextlib.contextmanager
 def _wire() -> Iterator[tuple[int, int]]:
     """Private copies of fds 0 and 1 for the protocol; meanwhile 0 reads /dev/null and 1
@@ -136,8 +152,9 @@ def _wire() -> Iterator[tuple[int, int]]:
 @contextlib.asynccontextmanager
 async def _loop_streams() -> AsyncIterator[tuple[_Incoming, _Outgoing] | None]:
     """The wire as the event loop's own pipe streams, or None where it cannot be (stdin
-    or stdout a regular file, or on Windows)."""
-    if sys.platform == "win32":  # pragma: no cover - its pipes are not the loop's to watch
+    or stdout not a pipe or socket, say a regular file, /dev/null or a terminal; or on
+    Windows)."""
+    if not _pipes():
         yield None
         return
     loop = asyncio.get_running_loop()
@@ -177,3 +194,21 @@ async def serve_stdio(server: Server[Any]) -> None:
             return
     async with stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options())
+
+
+def _loop_options() -> dict[str, Any]:
+    """The event loop to serve on: uvloop where it is installed (it comes with the server
+    extra; a tool call's many small steps cost less on it) when stdin and stdout are
+    pipes or sockets; else asyncio's own, for the SDK's transport."""
+    if not _pipes():
+        return {}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover - installed with noted[mcp]
+        return {}
+    return {"use_uvloop": True}
+
+
+def run_stdio(server: Server[Any]) -> None:
+    """Serve ``server`` over stdin and stdout until the client closes stdin."""
+    anyio.run(serve_stdio, server, backend_options=_loop_options())
