@@ -21,7 +21,7 @@ import os
 import stat
 import sys
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import mcp_types as types
@@ -37,14 +37,29 @@ __all__ = ["run_stdio", "serve_stdio"]
 _LINE_LIMIT = 1 << 26  # longest request line read (64 MiB): far beyond any tool call
 
 
-class _Incoming:
+class _End:
+    """One end of the wire as the server holds it: closing it ends its use, not the pipe
+    (which the transport closes when the server is done)."""
+
+    _closed = False
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _Incoming(_End):
     """The client's messages, read and parsed as the SDK's transport does (one JSON-RPC
     message a line, by the SDK's own models) when the server asks for the next one: no
     reader task, no stream between."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
-        self._closed = False
 
     async def receive(self) -> SessionMessage | Exception:
         if self._closed:
@@ -69,17 +84,8 @@ class _Incoming:
         except anyio.EndOfStream:
             raise StopAsyncIteration from None
 
-    async def aclose(self) -> None:
-        self._closed = True
 
-    async def __aenter__(self) -> _Incoming:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-
-class _Outgoing:
+class _Outgoing(_End):
     """The server's messages, each written as one JSON line (the SDK's own serialisation)
     by the task that sends it, and flushed without blocking the loop: no writer task, no
     stream between. A line goes to the pipe in one piece, so concurrent answers never
@@ -87,7 +93,6 @@ class _Outgoing:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
-        self._closed = False
 
     async def send(self, item: SessionMessage, /) -> None:
         if self._closed:
@@ -98,15 +103,6 @@ class _Outgoing:
             await self._writer.drain()
         except ConnectionError as exc:  # the client has gone
             raise anyio.BrokenResourceError from exc
-
-    async def aclose(self) -> None:
-        self._closed = True
-
-    async def __aenter__(self) -> _Outgoing:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
 
 def _pipes() -> bool:
