@@ -326,8 +326,8 @@ def _serve(db_file: Path, stdout: Any) -> subprocess.Popen[bytes]:
 
 
 def test_raw_json_rpc_over_pipes(tmp_path: Path) -> None:
-    """Pipes on both sides (as under every MCP client): the event loop reads and writes
-    them; each answer comes as one JSON line before the next request is sent."""
+    """Pipes on both sides (as under every MCP client): the event loop (uvloop's) reads
+    and writes them; each answer comes as one JSON line before the next request is sent."""
     proc = _serve(tmp_path / "pipes.db", subprocess.PIPE)
     assert proc.stdout is not None
     out = proc.stdout
@@ -375,3 +375,85 @@ def test_stdout_a_regular_file_is_served_by_the_sdk_transport(tmp_path: Path) ->
         proc.kill()
         proc.wait()
     assert len(written.read_bytes().splitlines()) == 3
+
+
+def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
+    """Requests written all at once, one of them not JSON-RPC at all: the server reads
+    each line as it asks for the next message, answers every request as one whole JSON
+    line (answers written concurrently never interleave), ignores the bad line like the
+    SDK's transport, and keeps serving."""
+    proc = _serve(tmp_path / "pipelined.db", subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    out = proc.stdout
+    try:
+        proc.stdin.write(_request(1, "initialize", HELLO) + b"\n")
+        proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        proc.stdin.write(b"this is not JSON-RPC\n")
+        facts = [f"Ava's plant number {n} is a fern" for n in range(6)]
+        for n, fact in enumerate(facts, start=2):
+            add = {"name": "add_memory", "arguments": {"memory": fact}}
+            proc.stdin.write(_request(n, "tools/call", add) + b"\n")
+        proc.stdin.write(_request(8, "ping", {}) + b"\n")
+        proc.stdin.flush()
+        answers: dict[int, dict[str, Any]] = {}
+        while len(answers) < 8:
+            ready, _, _ = select.select([out], [], [], 60)
+            assert ready, f"no answer within 60 s; have {sorted(answers)}"
+            answer = json.loads(out.readline())
+            answers[answer["id"]] = answer
+        assert sorted(answers) == list(range(1, 9))
+        added = [answers[n]["result"]["structuredContent"] for n in range(2, 8)]
+        assert sorted(a["memory"] for a in added) == sorted(facts)
+        assert answers[8]["result"] == {}
+        listed = {"name": "list_memories", "arguments": {"limit": 50}}
+        proc.stdin.write(_request(9, "tools/call", listed) + b"\n")
+        proc.stdin.flush()
+        ready, _, _ = select.select([out], [], [], 60)
+        assert ready, "no answer after the bad line"
+        memories = json.loads(out.readline())["result"]["structuredContent"]["memories"]
+        assert sorted(m["memory"] for m in memories) == sorted(facts)
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+        assert out.read() == b""
+    finally:
+        proc.kill()
+        proc.wait()
+        out.close()
+
+
+_LOOP = (
+    "import asyncio, sys; from noted.mcp.stdio import run_stdio\n"
+    "class Probe:\n"
+    "    def create_initialization_options(self): return None\n"
+    "    async def run(self, read, write, options):\n"
+    "        print(type(asyncio.get_running_loop()).__module__, file=sys.stderr)\n"
+    "        async for _ in read: pass\n"
+    "        await write.aclose()\n"
+    "run_stdio(Probe())\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("stdin", "stdout", "loop"),
+    [
+        ("pipe", "pipe", "uvloop"),
+        ("pipe", "file", "asyncio.unix_events"),
+        ("null", "pipe", "asyncio.unix_events"),
+    ],
+)
+def test_the_loop_is_uvloops_over_pipes_and_asyncios_otherwise(
+    tmp_path: Path, stdin: str, stdout: str, loop: str
+) -> None:
+    """What the stdio server runs on: uvloop when stdin and stdout are pipes (a tool
+    call's many small steps cost less on it); asyncio's own loop for a regular file or
+    /dev/null, which uvloop cannot serve. Each serves until its input ends."""
+    with (tmp_path / "out").open("wb") as file:
+        done = subprocess.run(
+            [sys.executable, "-c", _LOOP],
+            stdin=subprocess.PIPE if stdin == "pipe" else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if stdout == "pipe" else file,
+            stderr=subprocess.PIPE,
+            timeout=60,
+            check=True,
+        )
+    assert done.stderr.decode().split() == [loop]

@@ -58,7 +58,6 @@ def _load_model_meanwhile(memory: Memory) -> None:
 
 def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
     try:
-        import anyio
         import uvicorn
 
         from noted.mcp import create_server
@@ -71,9 +70,9 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
     memory, user, config = _configured(memory, args)
     _load_model_meanwhile(memory)
     if not args.http:
-        from noted.mcp.stdio import serve_stdio
+        from noted.mcp.stdio import run_stdio
 
-        anyio.run(serve_stdio, create_server(memory=memory, user_id=user))
+        run_stdio(create_server(memory=memory, user_id=user))
         return 0
     host = args.host or config.host or DEFAULT_HOST
     port = args.port if args.port is not None else config.port or DEFAULT_MCP_PORT

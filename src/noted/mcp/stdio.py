@@ -1,10 +1,13 @@
-"""``noted mcp`` over stdio: the SDK's stdio transport, fed by the event loop itself.
+"""``noted mcp`` over stdio: the wire read and written by the event loop itself.
 
-The SDK reads each request line and writes and flushes each answer in a worker thread
-(three thread hand-offs per tool call). When stdin and stdout are pipes, sockets or
-terminals, as they are under an MCP client, the event loop reads and writes them without
-a thread instead; the SDK still parses and frames every message. Otherwise (a regular
-file, say, or on Windows) the SDK's own transport serves them.
+The SDK's stdio transport reads each request line and writes and flushes each answer in a
+worker thread (three thread hand-offs per tool call), and passes every message through a
+reader task and a writer task with a stream on each side. When stdin and stdout are
+pipes, sockets or terminals, as they are under an MCP client, the server instead reads the
+next line when it asks for its next message and writes each answer from the task that
+made it, without threads or the tasks between; each message is still parsed and
+serialised by the SDK's own models, one JSON-RPC message a line. Otherwise (a regular
+file, /dev/null or a terminal, or on Windows) the SDK's own transport serves them.
 
 As with the SDK's, the wire is the server's alone while it serves: file descriptor 0
 reads nothing and 1 writes to stderr, so stray output cannot corrupt the protocol.
@@ -15,49 +18,106 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 import sys
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Self
 
+import anyio
+import mcp_types as types
 from mcp.server.stdio import stdio_server
+from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
 
 if TYPE_CHECKING:
-    import anyio
     from mcp.server.lowlevel import Server
 
-__all__ = ["serve_stdio"]
+__all__ = ["run_stdio", "serve_stdio"]
 
 _LINE_LIMIT = 1 << 26  # longest request line read (64 MiB): far beyond any tool call
 
 
-class _Lines:
-    """The request lines, as the SDK's transport iterates them."""
+class _End:
+    """One end of the wire as the server holds it: closing it ends its use, not the pipe
+    (which the transport closes when the server is done)."""
+
+    _closed = False
+
+    async def aclose(self) -> None:
+        self._closed = True
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+class _Incoming(_End):
+    """The client's messages, read and parsed as the SDK's transport does (one JSON-RPC
+    message a line, by the SDK's own models) when the server asks for the next one: no
+    reader task, no stream between."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
 
-    def __aiter__(self) -> _Lines:
-        return self
-
-    async def __anext__(self) -> str:
+    async def receive(self) -> SessionMessage | Exception:
+        if self._closed:
+            raise anyio.ClosedResourceError
         line = await self._reader.readline()
         if not line:
-            raise StopAsyncIteration
-        return line.decode("utf-8", errors="replace")
+            raise anyio.EndOfStream
+        try:
+            message = types.jsonrpc_message_adapter.validate_json(
+                line.decode("utf-8", errors="replace"), by_name=False
+            )
+        except ValidationError as exc:  # not JSON-RPC: the server is told, as by the SDK's
+            return exc
+        return SessionMessage(message)
+
+    def __aiter__(self) -> _Incoming:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 
 
-class _Out:
-    """The answers, as the SDK's transport writes them: buffered, flushed without
-    blocking the loop."""
+class _Outgoing(_End):
+    """The server's messages, each written as one JSON line (the SDK's own serialisation)
+    by the task that sends it, and flushed without blocking the loop: no writer task, no
+    stream between. A line goes to the pipe in one piece, so concurrent answers never
+    interleave."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
 
-    async def write(self, text: str) -> None:
-        self._writer.write(text.encode("utf-8"))
+    async def send(self, item: SessionMessage, /) -> None:
+        if self._closed:
+            raise anyio.ClosedResourceError
+        line = item.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+        try:
+            self._writer.write(line.encode("utf-8"))
+            await self._writer.drain()
+        except ConnectionError as exc:  # the client has gone
+            raise anyio.BrokenResourceError from exc
 
-    async def flush(self) -> None:
-        await self._writer.drain()
+
+def _pipes() -> bool:
+    """Whether stdin and stdout are both pipes or sockets (as under an MCP client), which
+    the event loop can watch (on Windows its pipes are not the loop's to watch)."""
+    if sys.platform == "win32":  # pragma: no cover
+        return False
+    for fd in (0, 1):
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            return False
+        if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -86,10 +146,11 @@ def _wire() -> Iterator[tuple[int, int]]:
 
 
 @contextlib.asynccontextmanager
-async def _loop_streams() -> AsyncIterator[tuple[Any, Any] | None]:
+async def _loop_streams() -> AsyncIterator[tuple[_Incoming, _Outgoing] | None]:
     """The wire as the event loop's own pipe streams, or None where it cannot be (stdin
-    or stdout a regular file, or on Windows)."""
-    if sys.platform == "win32":  # pragma: no cover - its pipes are not the loop's to watch
+    or stdout not a pipe or socket, say a regular file, /dev/null or a terminal; or on
+    Windows)."""
+    if not _pipes():
         yield None
         return
     loop = asyncio.get_running_loop()
@@ -115,7 +176,7 @@ async def _loop_streams() -> AsyncIterator[tuple[Any, Any] | None]:
             return
         writer = asyncio.StreamWriter(write, protocol, None, loop)
         try:
-            yield _Lines(reader), _Out(writer)
+            yield _Incoming(reader), _Outgoing(writer)
         finally:
             read.close()
             write.close()
@@ -125,10 +186,25 @@ async def serve_stdio(server: Server[Any]) -> None:
     """Serve ``server`` to the one client on this process's stdin and stdout."""
     async with _loop_streams() as streams:
         if streams is not None:
-            stdin = cast("anyio.AsyncFile[str]", streams[0])
-            stdout = cast("anyio.AsyncFile[str]", streams[1])
-            async with stdio_server(stdin, stdout) as (read, write):
-                await server.run(read, write, server.create_initialization_options())
+            await server.run(*streams, server.create_initialization_options())
             return
     async with stdio_server() as (read, write):
         await server.run(read, write, server.create_initialization_options())
+
+
+def _loop_options() -> dict[str, Any]:
+    """The event loop to serve on: uvloop where it is installed (it comes with the server
+    extra; a tool call's many small steps cost less on it) when stdin and stdout are
+    pipes or sockets; else asyncio's own, for the SDK's transport."""
+    if not _pipes():
+        return {}
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover - installed with noted[mcp]
+        return {}
+    return {"use_uvloop": True}
+
+
+def run_stdio(server: Server[Any]) -> None:
+    """Serve ``server`` over stdin and stdout until the client closes stdin."""
+    anyio.run(serve_stdio, server, backend_options=_loop_options())
