@@ -82,6 +82,7 @@ def serve(
             env=env or clean_env(),
             cwd=tmp_path,
             stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its workers too are stopped at the end, by group
         )
     served = Served(process, f"http://127.0.0.1:{port}", logs)
     try:
@@ -102,6 +103,9 @@ def serve(
         if process.poll() is None:
             process.kill()
             process.wait(10)
+        # a killed parent leaves its workers (--workers N) serving: end the whole group
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def stop(served: Served, how: signal.Signals) -> None:
