@@ -91,13 +91,10 @@ class SqliteVectors:
         row = conn.execute(self._sql_generation, (user_id,)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def user_vectors(self, user_id: str, model: str, dimensions: int) -> UserVectors:
-        """The user's vectors made by ``model``: from the cache while the user's rows are
-        unchanged, else read again (the generation first, so a change made meanwhile only
-        makes the next search read them once more)."""
-        return self._labelled(user_id, model, dimensions)
-
-    def _labelled(self, user_id: str, model: str, dimensions: int) -> _Labelled:
+    def user_vectors(self, user_id: str, model: str, dimensions: int) -> _Labelled:
+        """The user's vectors made by ``model``, with each row's id and time: from the cache
+        while the user's rows are unchanged, else read again (the generation first, so a
+        change made meanwhile only makes the next search read them once more)."""
         key = (user_id, model, dimensions)
         with self._session() as conn:
             generation = self.generation(conn, user_id)
@@ -129,7 +126,7 @@ class SqliteVectors:
         nothing = np.zeros(0, dtype=np.intp)
         if query.limit == 0:
             return user_id, None, nothing, np.zeros(0, dtype=np.float32)
-        vectors = self._labelled(user_id, model, target.size)
+        vectors = self.user_vectors(user_id, model, target.size)
         if not vectors.keys.size:
             return user_id, None, nothing, np.zeros(0, dtype=np.float32)
         scores = self._scores(user_id, model, vectors, target)
