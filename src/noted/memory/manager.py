@@ -184,8 +184,8 @@ class MemoryManager:
         planned = await self.aplan(messages, user_id=user_id, door=door, model=model)
         if planned is None:
             return update  # nothing the user said: nothing to learn, no model call
-        plan, shown, said, usage, _ = planned
-        update.model_calls = planned[4]
+        plan, shown, said, usage, calls = planned
+        update.model_calls = calls
         update.usage = usage
         context = audit or AuditContext(actor="manager")
         applied = await asyncio.to_thread(
@@ -235,13 +235,20 @@ class MemoryManager:
         return plan, shown, said, usage, calls
 
     async def _ask(
-        self, model: ChatModel, system: str, user: str, schema: dict[str, Any], usage: Usage
+        self,
+        model: ChatModel,
+        system: str,
+        user: str,
+        schema: tuple[str, dict[str, Any]],
+        usage: Usage,
     ) -> ModelResponse:
-        """One call of the manager's model (its usage added to ``usage``)."""
+        """One call of the manager's model, answering under ``schema`` (its name and JSON
+        schema); its usage is added to ``usage``."""
+        name, json_schema = schema
         request = ModelRequest(
             messages=[Message("system", system), Message("user", user)],
-            response_schema=schema,
-            response_schema_name="memory_facts" if schema is FACTS_SCHEMA else "memory_operations",
+            response_schema=json_schema,
+            response_schema_name=name,
             max_tokens=self.max_tokens,
         )
         response = await tracing.complete(model, request, "memory manager")
@@ -260,7 +267,7 @@ class MemoryManager:
     ) -> Plan:
         """The checked operations one call (``prompts``: system, user) answers with."""
         schema = operations_schema(shown, self.permissions, ask_facts=ask_facts)
-        response = await self._ask(model, *prompts, schema, usage)
+        response = await self._ask(model, *prompts, ("memory_operations", schema), usage)
         if response.cut_short:
             return self.cut_short(response)
         return parse_operations(response.content, shown, self.permissions, max_length, salvage=True)
@@ -276,7 +283,8 @@ class MemoryManager:
         """The facts first; then, when memories were shown, how they change them (see
         :mod:`noted.memory.two_calls`). The plan and the number of calls."""
         system = facts_system_prompt(self.memory_capture_instructions, self.additional_instructions)
-        first = await self._ask(model, system, facts_user_prompt(messages), FACTS_SCHEMA, usage)
+        facts_schema = ("memory_facts", FACTS_SCHEMA)
+        first = await self._ask(model, system, facts_user_prompt(messages), facts_schema, usage)
         if first.cut_short:
             return self.cut_short(first), 1
         facts = parse_facts(first.content)
