@@ -270,7 +270,12 @@ def _give(path: Path, user: str | None) -> None:
         return
     entry = pwd.getpwnam(user)
     os.chown(path, entry.pw_uid, entry.pw_gid)
-    # the server user must be able to reach its directory
+    _reachable(path)
+
+
+def _reachable(path: Path) -> None:
+    """Let the server user reach ``path``: every directory above it searchable by others
+    (a checkout made in a private directory, such as one from ``mktemp -d``, is not)."""
     for parent in path.parents:
         mode = parent.stat().st_mode
         if not mode & 0o001:
@@ -282,6 +287,8 @@ def start_postgres(workdir: Path) -> Server:
     import psycopg
 
     user = _server_user()
+    if user is not None:
+        _reachable(bin_dir)  # the server user runs the installed binaries
     workdir.mkdir(parents=True, exist_ok=True)
     data, sockets = workdir / "pgdata", workdir / "sockets"
     for path in (data, sockets):
