@@ -58,37 +58,30 @@ def _fully_sorted(found: list[UserMemory], query: MemoryQuery) -> list[UserMemor
     return ordered[query.offset : end]
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    found=_memories(unique_ids=False),
-    sort_by=st.sampled_from(SORT_FIELDS),
-    sort_order=st.sampled_from(SORT_ORDERS),
-    limit=_pages,
-    offset=st.integers(0, 12),
+_queries = st.builds(
+    _query,
+    st.sampled_from(SORT_FIELDS),
+    st.sampled_from(SORT_ORDERS),
+    _pages,
+    st.integers(0, 12),
 )
-def test_a_page_is_the_page_of_a_full_sort(
-    found: list[UserMemory], sort_by: str, sort_order: str, limit: int | None, offset: int
-) -> None:
-    query = _query(sort_by, sort_order, limit, offset)
+
+
+@settings(max_examples=150, deadline=None)
+@given(found=_memories(unique_ids=False), query=_queries)
+def test_a_page_is_the_page_of_a_full_sort(found: list[UserMemory], query: MemoryQuery) -> None:
     expected = _fully_sorted(found, query)
     got = sort_memories(list(found), query)
     assert [id(m) for m in got] == [id(m) for m in expected]  # the same objects: stable
 
 
 @settings(max_examples=40, deadline=None)
-@given(
-    found=_memories(unique_ids=True),
-    sort_by=st.sampled_from(SORT_FIELDS),
-    sort_order=st.sampled_from(SORT_ORDERS),
-    limit=_pages,
-    offset=st.integers(0, 12),
-)
+@given(found=_memories(unique_ids=True), query=_queries)
 def test_the_in_process_stores_listing_is_the_page_of_a_full_sort(
-    found: list[UserMemory], sort_by: str, sort_order: str, limit: int | None, offset: int
+    found: list[UserMemory], query: MemoryQuery
 ) -> None:
     db = InMemoryDb()
     db.upsert_memories(found)
-    query = _query(sort_by, sort_order, limit, offset)
     listed = db.list_memories(query)
     expected = _fully_sorted(found, query)
     assert [(m.memory_id, m.memory) for m in listed] == [(m.memory_id, m.memory) for m in expected]
