@@ -14,14 +14,14 @@ from noted.db.base import SORT_FIELDS, SORT_ORDERS, MemoryQuery
 from noted.schema import UserMemory
 
 _START = datetime(2026, 1, 1, tzinfo=UTC)
-_pages = st.one_of(st.none(), st.integers(0, 10))
+_pages = st.one_of(st.none(), st.integers(0, 8))
 
 
 @st.composite
 def _memories(draw: st.DrawFn, unique_ids: bool) -> list[UserMemory]:
-    """Up to 400 memories with few distinct times, so that equal times are common, and
+    """Up to 600 memories with few distinct times, so that equal times are common, and
     (unless ``unique_ids``) few distinct ids, so that equal times and ids are too."""
-    count = draw(st.integers(0, 400))
+    count = draw(st.integers(0, 600))
     rnd = draw(st.randoms(use_true_random=False))
 
     def memory(n: int) -> UserMemory:
@@ -63,7 +63,7 @@ _queries = st.builds(
     st.sampled_from(SORT_FIELDS),
     st.sampled_from(SORT_ORDERS),
     _pages,
-    st.integers(0, 12),
+    st.integers(0, 8),
 )
 
 
