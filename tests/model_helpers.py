@@ -8,7 +8,7 @@ import asyncio
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar
 
 import pytest
@@ -24,6 +24,7 @@ from noted.models.types import (
     ResponseBuilder,
     ToolDefinition,
 )
+from noted.testing import Reply, ScriptedModel
 from wire import WireServer
 
 M = TypeVar("M", bound=BaseChatModel)
@@ -101,6 +102,29 @@ def build(deltas: list[ModelDelta]) -> ModelResponse:
     for delta in deltas:
         builder.add(delta)
     return builder.build()
+
+
+class WatchedModel(ScriptedModel):
+    """A scripted model that counts how often its provider stream (``_send_stream``) is
+    closed. It keeps every stream it opened, as an SDK client may keep its responses: a
+    stream left open is not closed by being collected, only by being closed."""
+
+    def __init__(self, responses: Sequence[Reply]) -> None:
+        super().__init__(responses)
+        self.streams: list[AsyncIterator[ModelDelta]] = []
+        self.closed = 0
+
+    def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        stream = self._watched(super()._send_stream(request))
+        self.streams.append(stream)
+        return stream
+
+    async def _watched(self, deltas: AsyncIterator[ModelDelta]) -> AsyncIterator[ModelDelta]:
+        try:
+            async for delta in deltas:
+                yield delta
+        finally:
+            self.closed += 1
 
 
 class SetupChecks:

@@ -4,12 +4,14 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import pytest
 
+from model_helpers import WatchedModel
 from noted import Agent, ConflictError, InMemoryDb, Message, SqliteDb, Tool, UserError
 from noted.agent import ContentDelta, RunCompleted, RunStarted, ToolCallCompleted, ToolCallStarted
 from noted.errors import ModelError
@@ -337,6 +339,25 @@ def test_a_stream_closed_early_is_recorded_as_failed() -> None:
     assert model.closed == 1  # the model's stream too, before close() returned
     [run] = agent.db.get_runs("s", "default")
     assert run.status == "failed"
+
+
+def test_a_run_stream_stopped_early_closes_the_providers_stream_at_once() -> None:
+    model = WatchedModel(["one two three four five six"] * 2)
+    agent = Agent(model, session_id="s")
+    for event in agent.run("count", stream=True):
+        if isinstance(event, ContentDelta):
+            break
+    assert model.closed == 1  # when the loop let go of the run's stream
+
+    async def stop_async_run() -> int:
+        async with aclosing(agent.arun("again", stream=True)) as events:
+            async for event in events:
+                if isinstance(event, ContentDelta):
+                    break
+        return model.closed  # read before the loop runs anything else
+
+    assert asyncio.run(stop_async_run()) == 2
+    assert [r.status for r in agent.db.get_runs("s", "default")] == ["failed", "failed"]
 
 
 def test_a_stream_left_at_a_tool_call_does_not_call_the_tool() -> None:

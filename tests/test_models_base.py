@@ -4,10 +4,12 @@ background loop behind the sync methods."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 
 import pytest
 
+from model_helpers import WatchedModel
 from noted import _portal
 from noted.errors import (
     ModelConnectionError,
@@ -208,6 +210,85 @@ def test_a_stream_that_fails_after_text_is_not_retried() -> None:
         seen.extend(model.stream(ask("hi")))
     assert model.attempts == 1
     assert seen == [TextDelta("partial")]
+
+
+# -- a stream stopped early closes the provider's stream at once ---------------------------
+
+
+def test_a_stream_read_to_its_end_closes_the_providers_stream() -> None:
+    model = WatchedModel(["one two three"])
+    assert "".join(d.text for d in model.stream(ask("hi")) if isinstance(d, TextDelta))
+    assert model.closed == 1
+
+
+async def _break_out(model: WatchedModel) -> None:
+    async with aclosing(model.astream(ask("hi"))) as deltas:
+        async for _ in deltas:
+            break
+
+
+async def _fail_in_the_loop(model: WatchedModel) -> None:
+    async def fail() -> None:
+        async with aclosing(model.astream(ask("hi"))) as deltas:
+            async for _ in deltas:
+                raise KeyError("the caller's own failure")
+
+    with pytest.raises(KeyError, match="the caller's own failure"):
+        await fail()
+
+
+async def _close_it(model: WatchedModel) -> None:
+    deltas = model.astream(ask("hi"))
+    await anext(deltas)
+    await deltas.aclose()
+
+
+async def _cancel_the_consumer(model: WatchedModel) -> None:
+    first = asyncio.Event()
+
+    async def consume() -> None:
+        async with aclosing(model.astream(ask("hi"))) as deltas:
+            async for _ in deltas:
+                first.set()
+                await asyncio.Event().wait()  # until cancelled, between two deltas
+
+    task = asyncio.create_task(consume())
+    await first.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+
+@pytest.mark.parametrize("stop", [_break_out, _fail_in_the_loop, _close_it, _cancel_the_consumer])
+def test_an_async_stream_stopped_early_closes_the_providers_stream_before_close_returns(
+    stop: Callable[[WatchedModel], Awaitable[None]],
+) -> None:
+    async def closed_after_stop() -> int:
+        model = WatchedModel(["one two three four five six"])
+        await stop(model)
+        assert len(model.streams) == 1
+        return model.closed  # read before the loop runs anything else
+
+    assert asyncio.run(closed_after_stop()) == 1
+
+
+def test_a_sync_stream_stopped_early_closes_the_providers_stream_before_close_returns() -> None:
+    model = WatchedModel(["one two three four five six"] * 3)
+    for _ in model.stream(ask("hi")):
+        break
+    assert model.closed == 1
+    deltas = model.stream(ask("again"))
+    next(deltas)
+    deltas.close()  # type: ignore[attr-defined]
+    assert model.closed == 2
+
+    def fail() -> None:
+        for _ in model.stream(ask("and again")):
+            raise KeyError("the caller's own failure")
+
+    with pytest.raises(KeyError, match="the caller's own failure"):
+        fail()
+    assert model.closed == 3
 
 
 def test_retry_waits_grow_within_bounds_and_honour_retry_after() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
+from dataclasses import replace
 from typing import Any, cast
 
 import pytest
@@ -225,16 +226,17 @@ def test_stream_without_usage_still_reports_finish(wire: WireServer) -> None:
 
 
 def test_stream_closed_early_releases_the_connection(wire: WireServer) -> None:
-    wire.add(text_stream("one", "two", "three"))
+    wire.add(replace(text_stream("one", "two", "three"), hold=True))
 
-    async def first(model: OpenAIChat) -> ModelDelta:
+    async def first(model: OpenAIChat) -> tuple[ModelDelta, bool]:
         deltas = cast(AsyncGenerator[ModelDelta, None], model.astream(ask()))
         async with aclosing(deltas):
-            async for delta in deltas:
-                return delta
-        raise AssertionError("the stream was empty")
+            delta = await anext(deltas)
+        # waited for here, without letting the loop run: the server sees the connection
+        # end only if the HTTP response was closed before aclose() returned
+        return delta, wire.hung_up.wait(5.0)
 
-    assert run(make(wire), first) == TextDelta("one")
+    assert run(make(wire), first) == (TextDelta("one"), True)
 
 
 # -- tool calls ----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,7 +34,7 @@ from noted import (
 )
 from noted._time import to_micros, utc_now
 from noted.db._client_search import semantic_rank
-from noted.db.base import ScoredMemory
+from noted.db.base import ScoredMemory, WriteBatch
 from noted.db.redisdb import RedisDb
 from noted.sessions import SessionSummary
 from servers import Server, free_port
@@ -298,6 +299,69 @@ def test_update_keeps_created_at_and_unset_fields_and_drops_a_stale_embedding(
     )
     assert client.hget(f"{db.memory_table}:m:m1", "embedding") is None
     assert db.count_memories_to_embed("ava", "model") == 1
+
+
+class _Counted(redis.Connection):
+    """A connection that counts its sends: redis-py writes a command, or a whole pipeline,
+    in one send and then reads the replies, so each send is one round trip."""
+
+    sends = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        _Counted.sends += 1
+        super().send_packed_command(command, check_health)
+
+
+def test_a_batch_takes_no_round_trip_to_ask_for_its_scripts(url: str, client: redis.Redis) -> None:
+    counted = redis.Redis(
+        connection_pool=redis.ConnectionPool.from_url(url, connection_class=_Counted)
+    )
+    db = RedisDb(client=counted, memory_table=unique("memories"), session_table=unique("sessions"))
+    db.upsert_memories([stamped("tea", "m1", "ava"), stamped("old", "m0", "ava")])
+    batch = WriteBatch(
+        "ava",
+        deletes=("m0",),
+        updates=(stamped("coffee", "m1", "ava"),),
+        adds=(stamped("milk", "m2", "ava"),),
+    )
+    db.write_batch(batch)  # the server holds the scripts from here on
+    _Counted.sends = 0
+    used = calls_during(client, lambda: db.write_batch(batch))
+    assert _Counted.sends == 3  # WATCH, the read of the stored memories, MULTI ... EXEC
+    assert "script|exists" not in used
+    _Counted.sends = 0
+    used = calls_during(client, lambda: db.upsert_memories([stamped("tea", "m1", "ava")]))
+    assert _Counted.sends == 4  # the script for new ids (answering "stored"), then as above
+    assert "script|exists" not in used
+    assert {m.memory for m in db.list_memories(MemoryQuery("ava"))} == {"tea", "milk"}
+    db.clear_all_memories()
+    counted.close()
+
+
+def test_writes_after_the_servers_scripts_were_flushed_still_succeed(
+    db: RedisDb, client: redis.Redis
+) -> None:
+    def texts() -> set[str]:
+        return {m.memory for m in db.list_memories(MemoryQuery("ava"))}
+
+    db.upsert_memories([stamped("tea", "m1", "ava"), stamped("old", "m0", "ava")])
+    client.script_flush()
+    batch = WriteBatch(
+        "ava",
+        deletes=("m0",),
+        updates=(stamped("coffee", "m1", "ava"),),
+        adds=(stamped("milk", "m2", "ava"),),
+    )
+    assert [m.memory for m in db.write_batch(batch)] == ["coffee", "milk"]
+    assert texts() == {"coffee", "milk"}
+    client.script_flush()
+    db.upsert_memories([stamped("green tea", "m1", "ava")])  # a stored id: the watched path
+    assert texts() == {"green tea", "milk"}
+    client.script_flush()
+    db.write_batch(WriteBatch("ava", clear=True, adds=(stamped("only", "m3", "ava"),)))
+    assert texts() == {"only"}
+    kinds = [e.event for e in db.get_memory_history("m1", "ava")]
+    assert kinds == ["add", "update", "update", "delete"]
 
 
 def test_eight_threads_lose_no_write(db: RedisDb) -> None:

@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import StatusCode
 
+from model_helpers import WatchedModel
 from noted import Agent, Memory, SqliteDb, UserError
 from noted import tracing as noted_tracing
 from noted.agent import ContentDelta
@@ -270,7 +271,8 @@ def _is_child(span: ReadableSpan, parent: ReadableSpan) -> bool:
 def test_a_stream_leaves_the_consumers_context_alone_and_ends_when_stopped(
     traces: Traces,
 ) -> None:
-    agent = Agent(ScriptedModel(["One two three.", "Four five six."]), name="Streamer")
+    model = WatchedModel(["One two three.", "Four five six."])
+    agent = Agent(model, name="Streamer")
 
     async def consume() -> list[bool]:
         outer = trace.get_current_span()
@@ -286,6 +288,7 @@ def test_a_stream_leaves_the_consumers_context_alone_and_ends_when_stopped(
         if isinstance(event, ContentDelta):
             break
     events.close()  # type: ignore[attr-defined]
+    assert model.closed == 2  # the provider's stream too, before close() returned
     stopped = [s for s in traces.named("Streamer.run") if s is not completed]
     assert len(stopped) == 1 and attrs(stopped[0])["noted.run.stopped"] is True
     # the model stream is closed with the run, before close() returns, and ends first

@@ -32,6 +32,7 @@ class SSE:
 
     events: Sequence[Any]
     status: int = 200
+    hold: bool = False  # keep the stream open after the events until the client hangs up
 
 
 @dataclass
@@ -47,6 +48,7 @@ class WireServer:
     def __init__(self) -> None:
         self.script: list[Reply | SSE] = []
         self.requests: list[Recorded] = []
+        self.hung_up = threading.Event()  # a client closed a held stream (SSE hold=True)
         self._lock = threading.Lock()
         server = self
 
@@ -113,6 +115,19 @@ class WireServer:
                     self.wfile.write(chunk.encode())
                     self.wfile.flush()
                 self.close_connection = True
+                if reply.hold:
+                    self._wait_for_hang_up()
+
+            def _wait_for_hang_up(self) -> None:
+                self.connection.settimeout(10.0)
+                try:
+                    hung_up = self.connection.recv(1) == b""  # the client's end of stream
+                except ConnectionResetError:
+                    hung_up = True
+                except TimeoutError:
+                    hung_up = False
+                if hung_up:
+                    server.hung_up.set()
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

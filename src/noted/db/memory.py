@@ -137,7 +137,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
             pool = [m for user in self._users.values() for m in user.values()]
         else:
             pool = list(self._users.get(query.user_id, {}).values())
-        return [m for m in pool if matches(query, m)]
+        return [m for m in pool if matches(query, m)] if query.filtered else pool
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
         with self._lock:

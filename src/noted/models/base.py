@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
 from noted import _portal
+from noted._async import aclose
 from noted.errors import ModelError, UserError
 from noted.models.types import ModelDelta, ModelRequest, ModelResponse, ResponseBuilder
 
@@ -139,12 +140,17 @@ class BaseChatModel:
     async def astream(self, request: ModelRequest) -> AsyncGenerator[ModelDelta, None]:
         """Stream the answer. A failure before the first delta is retried like
         :meth:`acomplete`; once text has been streamed, a failure is raised as it is
-        (a retry would repeat what the caller has already shown)."""
+        (a retry would repeat what the caller has already shown).
+
+        The provider's stream is closed as this one ends, however it ends: a caller that
+        stops early (``aclose()``, ``aclosing``), a cancelled task or an exception closes
+        it before this stream's close returns, not when it is collected."""
         retry = 0
         while True:
             started = False
+            deltas = self._send_stream(request)
             try:
-                async for delta in self._send_stream(request):
+                async for delta in deltas:
                     started = True
                     yield delta
                 return
@@ -153,6 +159,8 @@ class BaseChatModel:
                 if started or not _is_retryable(exc) or retry >= self.retry.max_attempts:
                     raise
                 await self._wait_before_retry(retry, exc)
+            finally:
+                await aclose(deltas)  # nothing to do once it has ended by itself
 
     def complete(self, request: ModelRequest) -> ModelResponse:
         """Sync :meth:`acomplete`."""

@@ -196,6 +196,21 @@ def _describe(client: redis.Redis) -> str:
     return f"{scheme}://{options.get('host', 'localhost')}:{options.get('port', 6379)}/{db}"
 
 
+def _queue_scripts(pipe: Any, calls: Sequence[tuple[Script, Sequence[Arg]]]) -> int:
+    """Queue script calls inside a MULTI: each script's text first (SCRIPT LOAD, which
+    changes nothing for a script the server holds), then the calls by EVALSHA. The EXEC
+    runs them together, so a server whose script cache was emptied (SCRIPT FLUSH, a
+    restart) runs them all as well, none failing with NOSCRIPT while the others apply; and
+    no SCRIPT EXISTS round trip is needed before the EXEC. How many replies the loads put
+    at the front of the EXEC's."""
+    scripts = list(dict.fromkeys(script for script, _ in calls))
+    for script in scripts:
+        pipe.script_load(script.script)
+    for script, args in calls:
+        pipe.evalsha(script.sha, 0, *args)
+    return len(scripts)
+
+
 class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules, StoreContext):
     """Memories and sessions in Redis; see the module's notes for the layout.
 
@@ -234,6 +249,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         self.session_table = check_table_name(session_table, "session_table")
         self._redis_error: type[Exception] = module.exceptions.RedisError
         self._watch_error: type[Exception] = module.exceptions.WatchError
+        self._no_script_error: type[Exception] = module.exceptions.NoScriptError
         if client is None:
             self._client = self._connect(module, db_url)
         elif not isinstance(client, module.Redis):
@@ -328,21 +344,32 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         def send(pipe: Any) -> bool:
             changes = upsert_changes((row[:4] for row in rows), _sides(self._stored(pipe, ids)))
             pipe.multi()
-            entries = _entries(rows, _clears(changes))
-            self._upsert(
-                args=[self.memory_table, *self._stamp(context), to_json(entries)], client=pipe
+            entries = to_json(_entries(rows, _clears(changes)))
+            _queue_scripts(
+                pipe, [(self._upsert, [self.memory_table, *self._stamp(context), entries])]
             )
             return True
 
-        (foreign,) = self._watched([self._mkey(i) for i in ids], send) or [None]
+        results = self._watched([self._mkey(i) for i in ids], send)
+        foreign = results[-1] if results else None  # the upsert's reply comes last
         if foreign is not None:
             raise foreign_memory(foreign.decode())
 
     def _stored(self, pipe: Any, ids: Sequence[str]) -> dict[str, Row]:
         """The stored ones of ``ids`` (read under WATCH) as rows in COLUMNS order, without
         ``updated_at``."""
-        raw = self._read_stored(args=[self.memory_table, to_json(list(ids))], client=pipe)
+        raw = self._run_now(pipe, self._read_stored, self.memory_table, to_json(list(ids)))
         return {row[0]: _stored_row(row) for row in json.loads(raw)}
+
+    def _run_now(self, pipe: Any, script: Script, *args: Arg) -> Any:
+        """Run ``script`` at once on a pipeline under WATCH, loading it on NOSCRIPT. Not by
+        calling the script with the pipeline: that would have the EXEC ask the server
+        first (SCRIPT EXISTS, one more round trip) for a script already run."""
+        try:
+            return pipe.evalsha(script.sha, 0, *args)
+        except self._no_script_error:
+            pipe.script_load(script.script)
+            return pipe.evalsha(script.sha, 0, *args)
 
     def _watched(self, keys: Sequence[str], send: Callable[[Any], bool]) -> list[Any] | None:
         """``send(pipe)`` with ``keys`` watched: it reads what it decides on, then queues
@@ -413,23 +440,25 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
             _replaced(row, None if change is None else stored[row[0]])
             for row, change in zip(updates, updated, strict=True)
         ]
-        pipe.multi()
         prefix = [self.memory_table, *stamp]
+        calls: list[tuple[Script, list[Arg]]] = []
         if batch.clear:
             cleared_ids = to_json(new_event_ids(cleared))
-            self._delete(args=[*prefix, "user", user, cleared_ids, "[]"], client=pipe)
+            calls.append((self._delete, [*prefix, "user", user, cleared_ids, "[]"]))
         if batch.deletes:
             ids = list(dict.fromkeys(batch.deletes))
             event_ids = to_json(new_event_ids(len(ids)))
-            self._delete(args=[*prefix, "ids", user, event_ids, to_json(ids)], client=pipe)
+            calls.append((self._delete, [*prefix, "ids", user, event_ids, to_json(ids)]))
         for entry in _entries(updates, _clears(updated)):
-            self._update(args=[*prefix, to_json(entry)], client=pipe)
+            calls.append((self._update, [*prefix, to_json(entry)]))
         if adds:
             entries = _entries(adds, _clears(added))
-            self._upsert(args=[*prefix, to_json(entries)], client=pipe)
+            calls.append((self._upsert, [*prefix, to_json(entries)]))
+        pipe.multi()
+        loads = _queue_scripts(pipe, calls)
         extra = 0 if job is None else job.queue(pipe)
         results: list[Any] = pipe.execute()
-        return results[: len(results) - extra]
+        return results[loads : len(results) - extra]
 
     def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
         """Read the memory, let the core decide the record, and write it by one script
