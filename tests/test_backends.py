@@ -68,7 +68,7 @@ def test_one_users_data_is_never_reachable_through_another_user(store: MemorySto
     store.append_run(RunResult(run_id=new_run_id(), session_id="s-ava", user_id="ava", input="hi"))
 
     assert store.get_memory("a1", "bob") is None
-    assert store.update_memory(stamped("hijacked", "bob", "a1")) is False
+    assert store.update_memory(stamped("hijacked", "bob", "a1")) is None
     assert store.delete_memories(["a1"], "bob") == 0
     assert store.clear_memories("bob") == 0
     assert store.get_memory_history("a1", "bob") == []

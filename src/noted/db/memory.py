@@ -108,13 +108,15 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
         with self._lock:
             return core.write_batch(self, batch, audit)
 
-    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+    def update_memory(
+        self, memory: UserMemory, *, audit: AuditContext | None = None
+    ) -> UserMemory | None:
         context = resolve_audit(audit)
         memory_id, user_id = stamped_keys(memory)
         with self._lock:
             current = self._users.get(user_id, {}).get(memory_id)
             if current is None:
-                return False
+                return None
             new = memory.copy()
             kept = core.replaced_fields(_fields(new), _fields(current))
             for name, value in kept.items():
@@ -125,7 +127,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
                 self._embeddings.pop(memory_id, None)
             self._users[user_id][memory_id] = new
             self._record([change], context)
-            return True
+            return new.copy()
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
         with self._lock:

@@ -382,7 +382,9 @@ class SqliteDb(
                 stored[memory_id] = core.StoredSide(user_id, text, topics)
         return stored
 
-    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+    def update_memory(
+        self, memory: UserMemory, *, audit: AuditContext | None = None
+    ) -> UserMemory | None:
         context = resolve_audit(audit)
         row = memory_to_row(memory)
         with self._transaction() as conn:
@@ -392,7 +394,7 @@ class SqliteDb(
                 (row[0], row[1]),
             ).fetchone()
             if old is None:
-                return False
+                return None
             record = dict(zip(COLUMNS, row, strict=True))
             record.update(core.replaced_fields(record, dict(zip(COLUMNS[2:9], old, strict=True))))
             change = core.replacement(row[0], row[1], old[:2], row[2], row[3])
@@ -404,7 +406,7 @@ class SqliteDb(
             conn.execute(self._sql_index_id, (row[0],))
             self._vectors.changed(conn, [row[1]])
             conn.executemany(self._sql_event, core.history_rows([change], context, now_micros()))
-        return True
+        return row_to_memory([record[c] for c in COLUMNS])  # the row as written
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
         with self._session() as conn:
