@@ -478,3 +478,27 @@ def test_the_search_cache_stays_within_its_budget(
     assert cache.nbytes == 0
     with pytest.raises(UserError, match="cache_bytes"):
         open_store(kind, servers, tmp_path, cache_bytes=-1)
+
+
+def test_memories_to_embed_pages_alike_on_every_backend(store: MemoryStore) -> None:
+    """The page rule of memories_to_embed (the core's): oldest first, at most ``limit``, a
+    limit of 0 is an empty page, a bad limit is a UserError."""
+    old = datetime(2026, 1, 2, tzinfo=UTC)
+    store.upsert_memories(
+        [
+            UserMemory(
+                f"fact {i}",
+                memory_id=f"m{i}",
+                user_id="ava",
+                created_at=old + timedelta(minutes=i),
+                updated_at=old + timedelta(minutes=i),
+            )
+            for i in range(3)
+        ]
+    )
+    assert [m.memory_id for m in store.memories_to_embed("ava", "m", 2)] == ["m0", "m1"]
+    assert [m.memory_id for m in store.memories_to_embed(None, "m")] == ["m0", "m1", "m2"]
+    assert store.memories_to_embed("ava", "m", 0) == []
+    for bad in (-1, "2", True, 1.5):
+        with pytest.raises(UserError, match="limit must be a non-negative integer"):
+            store.memories_to_embed("ava", "m", bad)  # type: ignore[arg-type]

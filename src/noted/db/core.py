@@ -36,6 +36,7 @@ from noted.db.base import (
     QueryVector,
     ScoredMemory,
     WriteBatch,
+    check_page,
     write_in_transaction,
 )
 from noted.errors import ConflictError
@@ -46,6 +47,7 @@ __all__ = [
     "Capabilities",
     "Change",
     "StoredSide",
+    "ToEmbedRules",
     "UndoingStore",
     "additions",
     "batch_changes",
@@ -247,6 +249,23 @@ class DeleteRules:
         raise NotImplementedError
 
 
+class ToEmbedRules:
+    """``memories_to_embed`` of :class:`~noted.db.base.MemoryStore` once: the limit
+    checked (UserError for one that is not a non-negative integer or None), a limit of 0
+    answered without a query; the backend reads the page (``_unembedded``)."""
+
+    def memories_to_embed(
+        self, user_id: str | None, model: str, limit: int | None = None
+    ) -> list[UserMemory]:
+        check_page(limit, 0)
+        return [] if limit == 0 else self._unembedded(user_id, model, limit)
+
+    def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
+        """At most ``limit`` (a positive integer, or None for all) memories of ``user_id``
+        (or of everyone) without an embedding made by ``model``, oldest first."""
+        raise NotImplementedError
+
+
 class VectorHelper(Protocol):
     """A store's embeddings and semantic search, kept by a helper object of its own."""
 
@@ -259,7 +278,7 @@ class VectorHelper(Protocol):
     def store(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int: ...
 
 
-class EmbeddingsInHelper:
+class EmbeddingsInHelper(ToEmbedRules):
     """The embedding methods of :class:`~noted.db.base.MemoryStore` for a store whose
     vectors are kept by a helper (``_vectors``: SQLite's and PostgreSQL's)."""
 
@@ -270,9 +289,7 @@ class EmbeddingsInHelper:
     ) -> list[ScoredMemory]:
         return self._vectors.search(query, vector, model)
 
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
+    def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         return self._vectors.to_embed(user_id, model, limit)
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:

@@ -17,7 +17,6 @@ from noted.db.base import (
     ScoredMemory,
     StoreContext,
     WriteBatch,
-    check_page,
 )
 from noted.db.revocations import InMemoryRevocations
 from noted.db.sessions_core import SessionRules
@@ -44,7 +43,9 @@ def _copied(results: list[ScoredMemory]) -> list[ScoredMemory]:
     return [ScoredMemory(r.memory.copy(), r.score) for r in results]
 
 
-class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreContext):
+class InMemoryDb(
+    InMemoryRevocations, core.DeleteRules, core.ToEmbedRules, SessionRules, StoreContext
+):
     """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
 
     capabilities = core.Capabilities(transactions=False)  # a write is atomic under the lock
@@ -176,10 +177,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
             if self._embeddings.get(m.memory_id or "", ("",))[0] != model
         ]
 
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        check_page(limit, 0)
+    def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         with self._lock:
             pending = [m.copy() for m in self._to_embed(user_id, model)]
         return pending[:limit]

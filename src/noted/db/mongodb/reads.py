@@ -11,6 +11,7 @@ from noted._time import from_micros
 from noted.audit import MemoryEvent
 from noted.db._client_search import SnapshotCache
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.core import ToEmbedRules
 from noted.db.mongodb.docs import Doc, event_of, memories_of, query_filter, unembedded
 from noted.db.mongodb.search import atlas_search, load_snapshot, text_query
 from noted.db.mongodb.server import (
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["MongoReads"]
 
 
-class MongoReads:
+class MongoReads(ToEmbedRules):
     """The read methods of :class:`~noted.db.base.MemoryStore` for MongoDb."""
 
     cache: SnapshotCache
@@ -104,12 +105,7 @@ class MongoReads:
             self._vector_checked = True
         return self._vector_index
 
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        check_page(limit, 0)
-        if limit == 0:
-            return []
+    def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         with self._db() as db:
             cursor = db.memories.find(unembedded(user_id, model), NO_VECTOR).sort(
                 [("created_at", 1), ("_id", 1)]

@@ -16,6 +16,7 @@ from noted.audit import MemoryEvent
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
 from noted.db._rows import COLUMNS, row_to_event, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.core import ToEmbedRules
 from noted.errors import StoreError, UserError
 from noted.retrieval.vectors import UserVectors, from_blobs, search_target
 from noted.schema import UserMemory, UserStats
@@ -74,7 +75,7 @@ def scope(user_id: str | None) -> tuple[str, str]:
     return ("all", "") if user_id is None else ("user", user_id)
 
 
-class RedisReads:
+class RedisReads(ToEmbedRules):
     """The read methods of :class:`~noted.db.base.MemoryStore` for RedisDb, and the
     plumbing of every memory script call."""
 
@@ -213,12 +214,7 @@ class RedisReads:
         shape = (model, target.size)  # vectors of other sizes are left out
         return self._snapshot(user_id, shape).semantic(query, target, model)
 
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        check_page(limit, 0)
-        if limit == 0:
-            return []
+    def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         per_user = "" if limit is None else limit
         raw = self._call(self._to_embed, *scope(user_id), model, per_user, "")
         pending = _memories(json.loads(raw))
