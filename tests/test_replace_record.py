@@ -4,7 +4,7 @@ give; what it gives is written. Every replace returns that record exactly as sto
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -15,12 +15,8 @@ from noted.db.base import WriteBatch
 AUDIT = AuditContext()
 
 
-@pytest.mark.parametrize("through", ["update_memory", "write_batch"])
-def test_a_replace_keeps_created_at_and_what_it_does_not_give(
-    store: MemoryStore, through: str
-) -> None:
-    now = from_micros(now_micros())
-    then = now - timedelta(days=30)
+def stored_earlier(store: MemoryStore, then: datetime) -> None:
+    """Ava's memory m1, with every id and the input given, created and updated ``then``."""
     first = UserMemory(
         "The user lives in Paris",
         memory_id="m1",
@@ -33,6 +29,15 @@ def test_a_replace_keeps_created_at_and_what_it_does_not_give(
         updated_at=then,
     )
     store.upsert_memories([first])
+
+
+@pytest.mark.parametrize("through", ["update_memory", "write_batch"])
+def test_a_replace_keeps_created_at_and_what_it_does_not_give(
+    store: MemoryStore, through: str
+) -> None:
+    now = from_micros(now_micros())
+    then = now - timedelta(days=30)
+    stored_earlier(store, then)
     new = UserMemory(
         "The user lives in Rome",
         topics=["home"],
@@ -61,22 +66,7 @@ def test_a_replace_keeps_created_at_and_what_it_does_not_give(
 @pytest.mark.parametrize("through", ["update_memory", "write_batch", "door"])
 def test_a_replace_returns_the_memory_exactly_as_stored(store: MemoryStore, through: str) -> None:
     then = from_micros(now_micros()) - timedelta(days=30, microseconds=7)
-    store.upsert_memories(
-        [
-            UserMemory(
-                "The user lives in Paris",
-                topics=["home"],
-                memory_id="m1",
-                user_id="ava",
-                agent_id="agent-1",
-                team_id="team-1",
-                session_id="s1",
-                input="I live in Paris",
-                created_at=then,
-                updated_at=then,
-            )
-        ]
-    )
+    stored_earlier(store, then)
     given = UserMemory("The user lives in Rome", topics=["home", "move"])
     if through == "door":
         returned = [Memory(db=store, embedder=None).door.replace("m1", given, "ava", AUDIT)]
