@@ -19,7 +19,7 @@ from noted.db.base import (
     WriteBatch,
 )
 from noted.db.revocations import InMemoryRevocations
-from noted.db.sessions_core import SessionRules
+from noted.db.sessions_core import SessionRules, owns_session, sees_session
 from noted.errors import UserError
 from noted.retrieval.vectors import Vector, check_vector, search_target
 from noted.schema import UserMemory, UserStats
@@ -290,17 +290,19 @@ class InMemoryDb(
         self, session_id: str, user_id: str, last_n: int | None, completed_only: bool
     ) -> list[RunResult]:
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
+            if not owns_session(self._owner_of(session_id), user_id, session_id):
                 return []
-            if session.user_id != user_id:
-                raise foreign_session(session_id)
             runs = self._runs[session_id]
             if completed_only:
                 runs = [r for r in runs if r["status"] == "completed"]
             if last_n is not None:
                 runs = runs[len(runs) - last_n :] if last_n else []
             return [RunResult.from_dict(r) for r in runs]
+
+    def _owner_of(self, session_id: str) -> str | None:
+        """Who owns the session (None: there is no such session); under the lock."""
+        session = self._sessions.get(session_id)
+        return None if session is None else session.user_id
 
     def _copy_session(self, session: Session) -> Session:
         return Session(
@@ -318,7 +320,7 @@ class InMemoryDb(
     def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
         with self._lock:
             session = self._sessions.get(session_id)
-            if session is None or (user_id is not None and session.user_id != user_id):
+            if session is None or not sees_session(session.user_id, user_id):
                 return None
             found = self._copy_session(session)
             found.runs = [RunResult.from_dict(r) for r in self._runs[session_id]]
@@ -338,8 +340,7 @@ class InMemoryDb(
 
     def _remove_session(self, session_id: str, user_id: str | None) -> bool:
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None or (user_id is not None and session.user_id != user_id):
+            if not sees_session(self._owner_of(session_id), user_id):
                 return False
             del self._sessions[session_id]
             del self._runs[session_id]
@@ -355,10 +356,7 @@ class InMemoryDb(
     def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         stored = SessionSummary.from_dict(summary.to_dict())
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
+            if not owns_session(self._owner_of(session_id), user_id, session_id):
                 return False
-            if session.user_id != user_id:
-                raise foreign_session(session_id)
-            session.summary = stored
+            self._sessions[session_id].summary = stored
             return True
