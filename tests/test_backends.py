@@ -502,3 +502,27 @@ def test_memories_to_embed_pages_alike_on_every_backend(store: MemoryStore) -> N
     for bad in (-1, "2", True, 1.5):
         with pytest.raises(UserError, match="limit must be a non-negative integer"):
             store.memories_to_embed("ava", "m", bad)  # type: ignore[arg-type]
+
+
+def test_user_stats_pages_alike_on_every_backend(store: MemoryStore) -> None:
+    """get_user_stats's page (the core's rule): the most recently updated user first, a
+    limit of 0 is an empty page, a bad limit or offset is a UserError on every store."""
+    old = datetime(2026, 1, 2, tzinfo=UTC)
+    store.upsert_memories(
+        [
+            UserMemory(
+                "fact",
+                memory_id=f"{user}-1",
+                user_id=user,
+                created_at=old,
+                updated_at=old + timedelta(minutes=i),
+            )
+            for i, user in enumerate(["cy", "ava", "bob"])
+        ]
+    )
+    assert [s.user_id for s in store.get_user_stats()] == ["bob", "ava", "cy"]
+    assert [s.user_id for s in store.get_user_stats(limit=1, offset=1)] == ["ava"]
+    assert store.get_user_stats(limit=0) == []
+    for limit, offset in ((-1, 0), ("1", 0), (True, 0), (None, -1), (1, "0"), (1, None)):
+        with pytest.raises(UserError, match="must be a non-negative integer"):
+            store.get_user_stats(limit=limit, offset=offset)  # type: ignore[arg-type]

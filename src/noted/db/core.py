@@ -40,14 +40,14 @@ from noted.db.base import (
     write_in_transaction,
 )
 from noted.errors import ConflictError
-from noted.schema import UserMemory
+from noted.schema import UserMemory, UserStats
 
 __all__ = [
     "KEPT_UNLESS_GIVEN",
     "Capabilities",
     "Change",
+    "PageRules",
     "StoredSide",
-    "ToEmbedRules",
     "UndoingStore",
     "additions",
     "batch_changes",
@@ -249,10 +249,11 @@ class DeleteRules:
         raise NotImplementedError
 
 
-class ToEmbedRules:
-    """``memories_to_embed`` of :class:`~noted.db.base.MemoryStore` once: the limit
-    checked (UserError for one that is not a non-negative integer or None), a limit of 0
-    answered without a query; the backend reads the page (``_unembedded``)."""
+class PageRules:
+    """The paged reads of :class:`~noted.db.base.MemoryStore` that take a bare limit
+    (``memories_to_embed``, ``get_user_stats``) once: the limit and offset checked
+    (UserError for one that is not a non-negative integer, or None for the limit), a
+    limit of 0 answered without a query; the backend reads the page."""
 
     def memories_to_embed(
         self, user_id: str | None, model: str, limit: int | None = None
@@ -260,9 +261,18 @@ class ToEmbedRules:
         check_page(limit, 0)
         return [] if limit == 0 else self._unembedded(user_id, model, limit)
 
+    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+        check_page(limit, offset)
+        return [] if limit == 0 else self._user_stats(limit, offset)
+
     def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         """At most ``limit`` (a positive integer, or None for all) memories of ``user_id``
         (or of everyone) without an embedding made by ``model``, oldest first."""
+        raise NotImplementedError
+
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
+        """A page (``limit`` positive or None) of per-user counts and last updates, the
+        most recently updated user first (ties by user id)."""
         raise NotImplementedError
 
 
@@ -278,7 +288,7 @@ class VectorHelper(Protocol):
     def store(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int: ...
 
 
-class EmbeddingsInHelper(ToEmbedRules):
+class EmbeddingsInHelper:
     """The embedding methods of :class:`~noted.db.base.MemoryStore` for a store whose
     vectors are kept by a helper (``_vectors``: SQLite's and PostgreSQL's)."""
 
@@ -290,7 +300,7 @@ class EmbeddingsInHelper(ToEmbedRules):
         return self._vectors.search(query, vector, model)
 
     def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
-        return self._vectors.to_embed(user_id, model, limit)
+        return self._vectors.to_embed(user_id, model, limit)  # PageRules's primitive
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
         return self._vectors.count_to_embed(user_id, model)

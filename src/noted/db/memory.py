@@ -43,9 +43,7 @@ def _copied(results: list[ScoredMemory]) -> list[ScoredMemory]:
     return [ScoredMemory(r.memory.copy(), r.score) for r in results]
 
 
-class InMemoryDb(
-    InMemoryRevocations, core.DeleteRules, core.ToEmbedRules, SessionRules, StoreContext
-):
+class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionRules, StoreContext):
     """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
 
     capabilities = core.Capabilities(transactions=False)  # a write is atomic under the lock
@@ -253,7 +251,7 @@ class InMemoryDb(
             users = self._users.values() if user_id is None else [self._users.get(user_id, {})]
             return sorted({t for user in users for m in user.values() for t in m.topics})
 
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         with self._lock:
             stats = [
                 UserStats(

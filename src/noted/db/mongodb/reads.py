@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 from noted._time import from_micros
 from noted.audit import MemoryEvent
 from noted.db._client_search import SnapshotCache
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
-from noted.db.core import ToEmbedRules
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
+from noted.db.core import PageRules
 from noted.db.mongodb.docs import Doc, event_of, memories_of, query_filter, unembedded
 from noted.db.mongodb.search import atlas_search, load_snapshot, text_query
 from noted.db.mongodb.server import (
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["MongoReads"]
 
 
-class MongoReads(ToEmbedRules):
+class MongoReads(PageRules):
     """The read methods of :class:`~noted.db.base.MemoryStore` for MongoDb."""
 
     cache: SnapshotCache
@@ -142,10 +142,7 @@ class MongoReads(ToEmbedRules):
             topics = db.memories.distinct("topics", {} if user_id is None else {"user_id": user_id})
         return sorted(topics)
 
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
-        check_page(limit, offset)
-        if limit == 0:
-            return []
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         pipeline: list[Doc] = [
             {"$group": {"_id": "$user_id", "count": {"$sum": 1}, "last": {"$max": "$updated_at"}}},
             {"$sort": {"last": -1, "_id": 1}},

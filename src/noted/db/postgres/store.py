@@ -33,7 +33,6 @@ from noted.db.base import (
     ScoredMemory,
     StoreContext,
     WriteBatch,
-    check_page,
 )
 from noted.db.postgres.revocations import PostgresRevocations
 from noted.db.sessions_core import SessionsInModule
@@ -85,6 +84,7 @@ class PostgresDb(
     PostgresJobs,
     core.DeleteRules,
     core.EmbeddingsInHelper,
+    core.PageRules,
     SessionsInModule,
     StoreContext,
 ):
@@ -498,8 +498,7 @@ class PostgresDb(
         with self._connection() as conn:
             return sorted(str(row[0]) for row in conn.execute(sql, params))
 
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
-        check_page(limit, offset)
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         sql = (
             f"SELECT user_id, count(*), {MICROS.format('max(updated_at)')} "
             f"FROM {self._n.memories} GROUP BY user_id "

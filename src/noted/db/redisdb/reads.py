@@ -15,8 +15,8 @@ from noted._time import from_micros, to_micros
 from noted.audit import MemoryEvent
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
 from noted.db._rows import COLUMNS, row_to_event, rows_to_memories
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
-from noted.db.core import ToEmbedRules
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
+from noted.db.core import PageRules
 from noted.errors import StoreError, UserError
 from noted.retrieval.vectors import UserVectors, from_blobs, search_target
 from noted.schema import UserMemory, UserStats
@@ -75,7 +75,7 @@ def scope(user_id: str | None) -> tuple[str, str]:
     return ("all", "") if user_id is None else ("user", user_id)
 
 
-class RedisReads(ToEmbedRules):
+class RedisReads(PageRules):
     """The read methods of :class:`~noted.db.base.MemoryStore` for RedisDb, and the
     plumbing of every memory script call."""
 
@@ -234,10 +234,7 @@ class RedisReads(ToEmbedRules):
         lists = json.loads(self._call(self._topics, *scope(user_id)))
         return sorted({topic for text in lists for topic in json.loads(text)})
 
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
-        check_page(limit, offset)
-        if limit == 0:
-            return []
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         found = json.loads(self._call(self._stats, offset, last_rank(offset, limit)))
         return [
             UserStats(user_id, count, from_micros(int(newest))) for user_id, count, newest in found

@@ -64,6 +64,7 @@ class SqliteDb(
     SqliteJobs,
     core.DeleteRules,
     core.EmbeddingsInHelper,
+    core.PageRules,
     SessionsInModule,
     StoreContext,
 ):
@@ -582,7 +583,7 @@ class SqliteDb(
         with self._session() as conn:
             return sorted(row[0] for row in conn.execute(sql, params))
 
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         sql = (
             f"SELECT user_id, COUNT(*), MAX(updated_at) FROM {self.memory_table} "
             "GROUP BY user_id ORDER BY MAX(updated_at) DESC, user_id LIMIT ? OFFSET ?"
