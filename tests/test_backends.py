@@ -526,3 +526,13 @@ def test_user_stats_pages_alike_on_every_backend(store: MemoryStore) -> None:
     for limit, offset in ((-1, 0), ("1", 0), (True, 0), (None, -1), (1, "0"), (1, None)):
         with pytest.raises(UserError, match="must be a non-negative integer"):
             store.get_user_stats(limit=limit, offset=offset)  # type: ignore[arg-type]
+
+
+def test_searches_are_for_one_user_on_every_backend(store: MemoryStore) -> None:
+    """A search that names no user is refused the same way by every store (the core's
+    rule), before anything is read."""
+    store.upsert_memories([stamped("Ava skis in Tahoe", "ava", "a1")])
+    with pytest.raises(UserError, match="keyword search is for one user"):
+        store.keyword_search(MemoryQuery(None, limit=5), "skis")
+    with pytest.raises(UserError, match="semantic search is for one user"):
+        store.semantic_search(MemoryQuery(None, limit=5), unit(1, 0), "m")

@@ -39,7 +39,7 @@ from noted.db.base import (
     check_page,
     write_in_transaction,
 )
-from noted.errors import ConflictError
+from noted.errors import ConflictError, UserError
 from noted.schema import UserMemory, UserStats
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "event_stamp",
     "foreign_memory",
     "history_rows",
+    "keyword_user",
     "replaced_fields",
     "replacement",
     "upsert_changes",
@@ -247,6 +248,15 @@ class DeleteRules:
     def _delete_all(self, user_id: str | None, audit: AuditContext) -> int:
         """Delete every memory of ``user_id``, or of every user when it is None."""
         raise NotImplementedError
+
+
+def keyword_user(query: MemoryQuery) -> str:
+    """The user a keyword search is for: keyword search spans one user, so a query that
+    names none is a UserError (semantic search's rule is
+    :func:`~noted.retrieval.vectors.search_target`)."""
+    if query.user_id is None:
+        raise UserError("keyword search is for one user: give a user_id")
+    return query.user_id
 
 
 class PageRules:

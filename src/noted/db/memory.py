@@ -20,7 +20,6 @@ from noted.db.base import (
 )
 from noted.db.revocations import InMemoryRevocations
 from noted.db.sessions_core import SessionRules, owns_session, sees_session
-from noted.errors import UserError
 from noted.retrieval.vectors import Vector, check_vector, search_target
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
@@ -146,8 +145,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         return [m.copy() for m in sort_memories(found, query)]
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
+        core.keyword_user(query)
         with self._lock:
             found = self._matching(query)
         # stored memories are replaced, never changed in place: rank them as they are and

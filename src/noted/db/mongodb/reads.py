@@ -11,7 +11,7 @@ from noted._time import from_micros
 from noted.audit import MemoryEvent
 from noted.db._client_search import SnapshotCache
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
-from noted.db.core import PageRules
+from noted.db.core import PageRules, keyword_user
 from noted.db.mongodb.docs import Doc, event_of, memories_of, query_filter, unembedded
 from noted.db.mongodb.search import atlas_search, load_snapshot, text_query
 from noted.db.mongodb.server import (
@@ -21,7 +21,6 @@ from noted.db.mongodb.server import (
     atlas_can_answer,
     list_vector_index,
 )
-from noted.errors import UserError
 from noted.retrieval.ranking import fts_terms
 from noted.retrieval.vectors import search_target
 from noted.schema import UserMemory, UserStats
@@ -68,8 +67,7 @@ class MongoReads(PageRules):
             return db.memories.count_documents(query_filter(query))
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
+        user_id = keyword_user(query)
         words = fts_terms(text)
         if not words or query.limit == 0:
             return []
@@ -79,7 +77,7 @@ class MongoReads(PageRules):
                 if found is not None:
                     return found
                 self._text_search = False
-            snapshot = load_snapshot(db, self.cache, query.user_id, vectors=False)
+            snapshot = load_snapshot(db, self.cache, user_id, vectors=False)
         return snapshot.keyword(query, text)
 
     def semantic_search(

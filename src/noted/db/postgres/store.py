@@ -511,8 +511,7 @@ class PostgresDb(
     # -- search -----------------------------------------------------------------------
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
+        core.keyword_user(query)
         words = fts_terms(text)
         words = [w for w in words if w not in STOPWORDS] or words
         if not words or query.limit == 0:

@@ -16,8 +16,8 @@ from noted.audit import MemoryEvent
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
 from noted.db._rows import COLUMNS, row_to_event, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
-from noted.db.core import PageRules
-from noted.errors import StoreError, UserError
+from noted.db.core import PageRules, keyword_user
+from noted.errors import StoreError
 from noted.retrieval.vectors import UserVectors, from_blobs, search_target
 from noted.schema import UserMemory, UserStats
 
@@ -197,11 +197,10 @@ class RedisReads(PageRules):
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         """keyword_rank's ranking over the cached snapshot (see UserSnapshot.keyword)."""
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
+        user_id = keyword_user(query)
         if query.limit == 0:
             return []
-        return self._snapshot(query.user_id).keyword(query, text)
+        return self._snapshot(user_id).keyword(query, text)
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str

@@ -485,13 +485,12 @@ class SqliteDb(
 
     def _keyword_rows(self, columns: str, query: MemoryQuery, text: str) -> list[Any]:
         """``columns`` and the BM25 score (last) of the query's page of best matches."""
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
+        user_id = core.keyword_user(query)
         words = content_terms(text)
         if not words or query.limit == 0:
             return []
         self._catch_up()
-        return self._fulltext.rows(columns, query, query.user_id, words)
+        return self._fulltext.rows(columns, query, user_id, words)
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         rows = self._keyword_rows(_SELECT, query, text)
