@@ -68,7 +68,7 @@ def test_one_users_data_is_never_reachable_through_another_user(store: MemorySto
     store.append_run(RunResult(run_id=new_run_id(), session_id="s-ava", user_id="ava", input="hi"))
 
     assert store.get_memory("a1", "bob") is None
-    assert store.update_memory(stamped("hijacked", "bob", "a1")) is False
+    assert store.update_memory(stamped("hijacked", "bob", "a1")) is None
     assert store.delete_memories(["a1"], "bob") == 0
     assert store.clear_memories("bob") == 0
     assert store.get_memory_history("a1", "bob") == []
@@ -478,3 +478,61 @@ def test_the_search_cache_stays_within_its_budget(
     assert cache.nbytes == 0
     with pytest.raises(UserError, match="cache_bytes"):
         open_store(kind, servers, tmp_path, cache_bytes=-1)
+
+
+def test_memories_to_embed_pages_alike_on_every_backend(store: MemoryStore) -> None:
+    """The page rule of memories_to_embed (the core's): oldest first, at most ``limit``, a
+    limit of 0 is an empty page, a bad limit is a UserError."""
+    old = datetime(2026, 1, 2, tzinfo=UTC)
+    store.upsert_memories(
+        [
+            UserMemory(
+                f"fact {i}",
+                memory_id=f"m{i}",
+                user_id="ava",
+                created_at=old + timedelta(minutes=i),
+                updated_at=old + timedelta(minutes=i),
+            )
+            for i in range(3)
+        ]
+    )
+    assert [m.memory_id for m in store.memories_to_embed("ava", "m", 2)] == ["m0", "m1"]
+    assert [m.memory_id for m in store.memories_to_embed(None, "m")] == ["m0", "m1", "m2"]
+    assert store.memories_to_embed("ava", "m", 0) == []
+    for bad in (-1, "2", True, 1.5):
+        with pytest.raises(UserError, match="limit must be a non-negative integer"):
+            store.memories_to_embed("ava", "m", bad)  # type: ignore[arg-type]
+
+
+def test_user_stats_pages_alike_on_every_backend(store: MemoryStore) -> None:
+    """get_user_stats's page (the core's rule): the most recently updated user first, a
+    limit of 0 is an empty page, a bad limit or offset is a UserError on every store."""
+    old = datetime(2026, 1, 2, tzinfo=UTC)
+    store.upsert_memories(
+        [
+            UserMemory(
+                "fact",
+                memory_id=f"{user}-1",
+                user_id=user,
+                created_at=old,
+                updated_at=old + timedelta(minutes=i),
+            )
+            for i, user in enumerate(["cy", "ava", "bob"])
+        ]
+    )
+    assert [s.user_id for s in store.get_user_stats()] == ["bob", "ava", "cy"]
+    assert [s.user_id for s in store.get_user_stats(limit=1, offset=1)] == ["ava"]
+    assert store.get_user_stats(limit=0) == []
+    for limit, offset in ((-1, 0), ("1", 0), (True, 0), (None, -1), (1, "0"), (1, None)):
+        with pytest.raises(UserError, match="must be a non-negative integer"):
+            store.get_user_stats(limit=limit, offset=offset)  # type: ignore[arg-type]
+
+
+def test_searches_are_for_one_user_on_every_backend(store: MemoryStore) -> None:
+    """A search that names no user is refused the same way by every store (the core's
+    rule), before anything is read."""
+    store.upsert_memories([stamped("Ava skis in Tahoe", "ava", "a1")])
+    with pytest.raises(UserError, match="keyword search is for one user"):
+        store.keyword_search(MemoryQuery(None, limit=5), "skis")
+    with pytest.raises(UserError, match="semantic search is for one user"):
+        store.semantic_search(MemoryQuery(None, limit=5), unit(1, 0), "m")

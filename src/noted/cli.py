@@ -209,9 +209,9 @@ def cmd_edit(memory: Memory, args: argparse.Namespace) -> int:
     current = _get_or_fail(memory, args.memory_id, args.user)
     topics = [] if args.no_topics else (args.topic if args.topic is not None else current.topics)
     replacement = UserMemory(args.text if args.text is not None else current.memory, topics=topics)
-    memory.replace_user_memory(args.memory_id, replacement, user_id=args.user)
+    stored = memory.door.replace(args.memory_id, replacement, args.user, memory.audit)
     if args.json:
-        emit_json(_get_or_fail(memory, args.memory_id, args.user).to_dict())
+        emit_json(stored.to_dict())
     else:
         out.print(f"updated {args.memory_id}")
     return 0

@@ -130,12 +130,17 @@ class MemoryStore(Protocol):
         self, batch: WriteBatch, *, audit: AuditContext | None = None
     ) -> list[UserMemory]:
         """Apply ``batch`` in one transaction (all of it, or nothing when it fails), each
-        change recorded as its own method would; return the memories updated and added."""
+        change recorded as its own method would; return the memories updated and added,
+        as stored."""
         ...
 
-    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
-        """Overwrite an existing memory of ``memory.user_id``, keeping its ``created_at``;
-        an ``"update"`` event when there was such a memory."""
+    def update_memory(
+        self, memory: UserMemory, *, audit: AuditContext | None = None
+    ) -> UserMemory | None:
+        """Overwrite an existing memory of ``memory.user_id`` with the record the core
+        decides (:func:`~noted.db.core.replaced_fields`: its ``created_at`` and the ids
+        ``memory`` does not give are kept), with an ``"update"`` event; return that record
+        as stored, or None when the user has no such memory (nothing is written)."""
         ...
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None: ...
@@ -305,7 +310,11 @@ def write_in_transaction(
         store.clear_memories(batch.user_id, audit=audit)
     if batch.deletes:
         store.delete_memories(batch.deletes, batch.user_id, audit=audit)
-    written = [m for m in batch.updates if store.update_memory(m, audit=audit)]
+    written: list[UserMemory] = []
+    for memory in batch.updates:
+        stored = store.update_memory(memory, audit=audit)
+        if stored is not None:
+            written.append(stored)
     if batch.adds:
         store.upsert_memories(batch.adds, audit=audit)
         written.extend(batch.adds)

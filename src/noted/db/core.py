@@ -36,15 +36,17 @@ from noted.db.base import (
     QueryVector,
     ScoredMemory,
     WriteBatch,
+    check_page,
     write_in_transaction,
 )
-from noted.errors import ConflictError
-from noted.schema import UserMemory
+from noted.errors import ConflictError, UserError
+from noted.schema import UserMemory, UserStats
 
 __all__ = [
     "KEPT_UNLESS_GIVEN",
     "Capabilities",
     "Change",
+    "PageRules",
     "StoredSide",
     "UndoingStore",
     "additions",
@@ -54,6 +56,7 @@ __all__ = [
     "event_stamp",
     "foreign_memory",
     "history_rows",
+    "keyword_user",
     "replaced_fields",
     "replacement",
     "upsert_changes",
@@ -247,6 +250,42 @@ class DeleteRules:
         raise NotImplementedError
 
 
+def keyword_user(query: MemoryQuery) -> str:
+    """The user a keyword search is for: keyword search spans one user, so a query that
+    names none is a UserError (semantic search's rule is
+    :func:`~noted.retrieval.vectors.search_target`)."""
+    if query.user_id is None:
+        raise UserError("keyword search is for one user: give a user_id")
+    return query.user_id
+
+
+class PageRules:
+    """The paged reads of :class:`~noted.db.base.MemoryStore` that take a bare limit
+    (``memories_to_embed``, ``get_user_stats``) once: the limit and offset checked
+    (UserError for one that is not a non-negative integer, or None for the limit), a
+    limit of 0 answered without a query; the backend reads the page."""
+
+    def memories_to_embed(
+        self, user_id: str | None, model: str, limit: int | None = None
+    ) -> list[UserMemory]:
+        check_page(limit, 0)
+        return [] if limit == 0 else self._unembedded(user_id, model, limit)
+
+    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+        check_page(limit, offset)
+        return [] if limit == 0 else self._user_stats(limit, offset)
+
+    def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
+        """At most ``limit`` (a positive integer, or None for all) memories of ``user_id``
+        (or of everyone) without an embedding made by ``model``, oldest first."""
+        raise NotImplementedError
+
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
+        """A page (``limit`` positive or None) of per-user counts and last updates, the
+        most recently updated user first (ties by user id)."""
+        raise NotImplementedError
+
+
 class VectorHelper(Protocol):
     """A store's embeddings and semantic search, kept by a helper object of its own."""
 
@@ -270,10 +309,8 @@ class EmbeddingsInHelper:
     ) -> list[ScoredMemory]:
         return self._vectors.search(query, vector, model)
 
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        return self._vectors.to_embed(user_id, model, limit)
+    def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
+        return self._vectors.to_embed(user_id, model, limit)  # PageRules's primitive
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
         return self._vectors.count_to_embed(user_id, model)

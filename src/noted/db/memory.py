@@ -17,11 +17,9 @@ from noted.db.base import (
     ScoredMemory,
     StoreContext,
     WriteBatch,
-    check_page,
 )
 from noted.db.revocations import InMemoryRevocations
-from noted.db.sessions_core import SessionRules
-from noted.errors import UserError
+from noted.db.sessions_core import SessionRules, owns_session, sees_session
 from noted.retrieval.vectors import Vector, check_vector, search_target
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
@@ -44,7 +42,7 @@ def _copied(results: list[ScoredMemory]) -> list[ScoredMemory]:
     return [ScoredMemory(r.memory.copy(), r.score) for r in results]
 
 
-class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreContext):
+class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionRules, StoreContext):
     """Memories and sessions in dicts; nothing is written to disk. Thread-safe."""
 
     capabilities = core.Capabilities(transactions=False)  # a write is atomic under the lock
@@ -108,13 +106,15 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
         with self._lock:
             return core.write_batch(self, batch, audit)
 
-    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+    def update_memory(
+        self, memory: UserMemory, *, audit: AuditContext | None = None
+    ) -> UserMemory | None:
         context = resolve_audit(audit)
         memory_id, user_id = stamped_keys(memory)
         with self._lock:
             current = self._users.get(user_id, {}).get(memory_id)
             if current is None:
-                return False
+                return None
             new = memory.copy()
             kept = core.replaced_fields(_fields(new), _fields(current))
             for name, value in kept.items():
@@ -125,7 +125,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
                 self._embeddings.pop(memory_id, None)
             self._users[user_id][memory_id] = new
             self._record([change], context)
-            return True
+            return new.copy()
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
         with self._lock:
@@ -145,8 +145,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
         return [m.copy() for m in sort_memories(found, query)]
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
+        core.keyword_user(query)
         with self._lock:
             found = self._matching(query)
         # stored memories are replaced, never changed in place: rank them as they are and
@@ -174,10 +173,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
             if self._embeddings.get(m.memory_id or "", ("",))[0] != model
         ]
 
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        check_page(limit, 0)
+    def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         with self._lock:
             pending = [m.copy() for m in self._to_embed(user_id, model)]
         return pending[:limit]
@@ -253,7 +249,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
             users = self._users.values() if user_id is None else [self._users.get(user_id, {})]
             return sorted({t for user in users for m in user.values() for t in m.topics})
 
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         with self._lock:
             stats = [
                 UserStats(
@@ -290,17 +286,19 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
         self, session_id: str, user_id: str, last_n: int | None, completed_only: bool
     ) -> list[RunResult]:
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
+            if not owns_session(self._owner_of(session_id), user_id, session_id):
                 return []
-            if session.user_id != user_id:
-                raise foreign_session(session_id)
             runs = self._runs[session_id]
             if completed_only:
                 runs = [r for r in runs if r["status"] == "completed"]
             if last_n is not None:
                 runs = runs[len(runs) - last_n :] if last_n else []
             return [RunResult.from_dict(r) for r in runs]
+
+    def _owner_of(self, session_id: str) -> str | None:
+        """Who owns the session (None: there is no such session); under the lock."""
+        session = self._sessions.get(session_id)
+        return None if session is None else session.user_id
 
     def _copy_session(self, session: Session) -> Session:
         return Session(
@@ -318,7 +316,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
     def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
         with self._lock:
             session = self._sessions.get(session_id)
-            if session is None or (user_id is not None and session.user_id != user_id):
+            if session is None or not sees_session(session.user_id, user_id):
                 return None
             found = self._copy_session(session)
             found.runs = [RunResult.from_dict(r) for r in self._runs[session_id]]
@@ -338,8 +336,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
 
     def _remove_session(self, session_id: str, user_id: str | None) -> bool:
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None or (user_id is not None and session.user_id != user_id):
+            if not sees_session(self._owner_of(session_id), user_id):
                 return False
             del self._sessions[session_id]
             del self._runs[session_id]
@@ -355,10 +352,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, SessionRules, StoreConte
     def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         stored = SessionSummary.from_dict(summary.to_dict())
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None:
+            if not owns_session(self._owner_of(session_id), user_id, session_id):
                 return False
-            if session.user_id != user_id:
-                raise foreign_session(session_id)
-            session.summary = stored
+            self._sessions[session_id].summary = stored
             return True

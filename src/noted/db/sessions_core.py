@@ -6,7 +6,9 @@ page of none without asking the database, then calls the backend's primitives (t
 ``_..._session``/``_..._runs`` methods below). Who owns a session is a rule every primitive
 keeps (a session of another user is never read, listed or deleted; appending to it or
 setting its summary raises :func:`~noted.db._rows.foreign_session`), where the database can
-check it in the same statement or transaction as the write.
+check it in the same statement or transaction as the write; the decision on the owner read
+is :func:`owns_session` (reading runs, writing a summary) or :func:`sees_session` (reading
+or deleting a session), wherever the owner is read in Python.
 
 :class:`SessionsInModule` provides those primitives for a backend whose sessions live in a
 module of functions taking a connection and the backend's names first (SQLite, PostgreSQL,
@@ -20,10 +22,28 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from noted._time import now_micros
+from noted.db._rows import foreign_session
 from noted.db.base import check_page
 from noted.sessions import RunResult, Session, SessionSummary
 
-__all__ = ["SessionFunctions", "SessionRules", "SessionsInModule"]
+__all__ = ["SessionFunctions", "SessionRules", "SessionsInModule", "owns_session", "sees_session"]
+
+
+def owns_session(owner: str | None, user_id: str, session_id: str) -> bool:
+    """Whether ``user_id`` has the session ``session_id``, whose owner is ``owner`` (None:
+    there is no such session), to read the runs of or write the summary of: False when
+    there is none; :func:`~noted.db._rows.foreign_session` when another user owns it."""
+    if owner is None:
+        return False
+    if owner != user_id:
+        raise foreign_session(session_id)
+    return True
+
+
+def sees_session(owner: str | None, user_id: str | None) -> bool:
+    """Whether a caller naming ``user_id`` (None: every user, for administrative callers)
+    sees, and may delete, a session owned by ``owner`` (None: there is no such session)."""
+    return owner is not None and (user_id is None or owner == user_id)
 
 
 class SessionRules:

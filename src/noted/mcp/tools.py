@@ -107,8 +107,7 @@ def _update(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
         current.memory if text is None else text,
         topics=current.topics if topics is None else topics,
     )
-    memory.replace_user_memory(memory_id, replacement, user_id=user)
-    return memory_result(_stored(memory, user, memory_id))
+    return memory_result(memory.door.replace(memory_id, replacement, user, memory.audit))
 
 
 def _delete(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:

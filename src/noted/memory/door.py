@@ -123,14 +123,16 @@ class MemoryDoor:
     def replace(
         self, memory_id: object, memory: object, user_id: str | None, audit: AuditContext
     ) -> UserMemory:
-        """Overwrite one of the user's memories, keeping its creation time; NotFoundError
-        when the user has no such memory (nothing is written then)."""
+        """Overwrite one of the user's memories, keeping its creation time and the ids the
+        new memory does not give; the memory as stored. NotFoundError when the user has
+        no such memory (nothing is written then)."""
         checked_id = require_id("memory_id", memory_id)
         new = self.stamp(memory, user_id, memory_id=checked_id)
-        if not self.db.update_memory(new, audit=audit):
+        stored = self.db.update_memory(new, audit=audit)
+        if stored is None:
             raise NotFoundError(f"user {new.user_id!r} has no memory with id {checked_id!r}")
-        self._embed([new])
-        return new
+        self._embed([stored])
+        return stored
 
     def delete(self, memory_ids: object, user_id: str | None, audit: AuditContext) -> int:
         """Delete some of the user's memories; how many existed and were deleted."""

@@ -163,6 +163,12 @@ class Memory:
         """Who this Memory's writes are recorded as in the history."""
         return self._audit.actor
 
+    @property
+    def audit(self) -> AuditContext:
+        """The context this Memory's own writes are recorded with (its actor), for a
+        caller that writes through :attr:`door` on its behalf."""
+        return self._audit
+
     def __repr__(self) -> str:
         return f"Memory(db={self.db!r})"
 
@@ -209,11 +215,13 @@ class Memory:
     ) -> str:
         """Replace the text and topics of one of the user's memories; keep its creation time.
 
-        Raises NotFoundError when the user has no memory with this id (another user's id
-        included): nothing is written then.
+        Returns the id, as Agno's does; ``memory.door.replace(memory_id, memory, user_id,
+        memory.audit)`` returns the memory as stored. Raises NotFoundError when the user
+        has no memory with this id (another user's id included): nothing is written then.
         """
-        self.door.replace(memory_id, memory, user_id, self._audit)
-        return memory_id
+        stored = self.door.replace(memory_id, memory, user_id, self._audit)
+        assert stored.memory_id is not None
+        return stored.memory_id
 
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> bool:
         """Delete one of the user's memories; False when the user has no such memory."""

@@ -171,8 +171,8 @@ def memory_routes(svc: Services) -> APIRouter:
             session_id=current.session_id,
             created_at=current.created_at,
         )
-        svc.memory.replace_user_memory(memory_id, changed, user)
-        return json_response(_get(svc, memory_id, user).to_dict())
+        stored = svc.memory.door.replace(memory_id, changed, user, svc.memory.audit)
+        return json_response(stored.to_dict())
 
     @router.delete("/memories/{memory_id}", status_code=204, summary="Delete a memory")
     def delete_memory(

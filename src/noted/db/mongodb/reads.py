@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 from noted._time import from_micros
 from noted.audit import MemoryEvent
 from noted.db._client_search import SnapshotCache
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
+from noted.db.core import PageRules, keyword_user
 from noted.db.mongodb.docs import Doc, event_of, memories_of, query_filter, unembedded
 from noted.db.mongodb.search import atlas_search, load_snapshot, text_query
 from noted.db.mongodb.server import (
@@ -20,7 +21,6 @@ from noted.db.mongodb.server import (
     atlas_can_answer,
     list_vector_index,
 )
-from noted.errors import UserError
 from noted.retrieval.ranking import fts_terms
 from noted.retrieval.vectors import search_target
 from noted.schema import UserMemory, UserStats
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["MongoReads"]
 
 
-class MongoReads:
+class MongoReads(PageRules):
     """The read methods of :class:`~noted.db.base.MemoryStore` for MongoDb."""
 
     cache: SnapshotCache
@@ -67,8 +67,7 @@ class MongoReads:
             return db.memories.count_documents(query_filter(query))
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
+        user_id = keyword_user(query)
         words = fts_terms(text)
         if not words or query.limit == 0:
             return []
@@ -78,7 +77,7 @@ class MongoReads:
                 if found is not None:
                     return found
                 self._text_search = False
-            snapshot = load_snapshot(db, self.cache, query.user_id, vectors=False)
+            snapshot = load_snapshot(db, self.cache, user_id, vectors=False)
         return snapshot.keyword(query, text)
 
     def semantic_search(
@@ -104,12 +103,7 @@ class MongoReads:
             self._vector_checked = True
         return self._vector_index
 
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        check_page(limit, 0)
-        if limit == 0:
-            return []
+    def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         with self._db() as db:
             cursor = db.memories.find(unembedded(user_id, model), NO_VECTOR).sort(
                 [("created_at", 1), ("_id", 1)]
@@ -146,10 +140,7 @@ class MongoReads:
             topics = db.memories.distinct("topics", {} if user_id is None else {"user_id": user_id})
         return sorted(topics)
 
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
-        check_page(limit, offset)
-        if limit == 0:
-            return []
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         pipeline: list[Doc] = [
             {"$group": {"_id": "$user_id", "count": {"$sum": 1}, "last": {"$max": "$updated_at"}}},
             {"$sort": {"last": -1, "_id": 1}},

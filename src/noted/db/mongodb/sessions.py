@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.db._rows import foreign_session
+from noted.db.sessions_core import owns_session, sees_session
 from noted.errors import StoreError
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -41,6 +42,11 @@ class SessionCollections(Protocol):
 
 
 _CLAIM_ROUNDS = 5  # tries at a run's place while other writers create or drop the session
+
+
+def _owner_id(sessions: Collection[Doc], session_id: str) -> str | None:
+    doc = sessions.find_one({"_id": session_id}, {"user_id": 1})
+    return None if doc is None else str(doc["user_id"])
 
 
 def _session_of(doc: Mapping[str, Any]) -> Session:
@@ -151,11 +157,8 @@ def get_runs(
     last_n: int | None,
     completed_only: bool,
 ) -> list[RunResult]:
-    owner = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
-    if owner is None:
+    if not owns_session(_owner_id(db.sessions, session_id), user_id, session_id):
         return []
-    if owner["user_id"] != user_id:
-        raise foreign_session(session_id)
     if last_n == 0:
         return []
     return _runs_of(db.runs, session_id, last_n, completed_only)
@@ -165,7 +168,7 @@ def get_session(
     db: SessionCollections, where: str, session_id: str, user_id: str | None
 ) -> Session | None:
     doc = db.sessions.find_one({"_id": session_id})
-    if doc is None or (user_id is not None and doc["user_id"] != user_id):
+    if doc is None or not sees_session(doc["user_id"], user_id):
         return None
     session = _session_of(doc)
     session.runs = _runs_of(db.runs, session_id, None, False)
@@ -189,11 +192,11 @@ def delete_session(
     db: SessionCollections, where: str, session_id: str, user_id: str | None
 ) -> bool:
     """The session's runs first, then the session."""
-    doc = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
-    if doc is None or (user_id is not None and doc["user_id"] != user_id):
+    owner = _owner_id(db.sessions, session_id)
+    if owner is None or not sees_session(owner, user_id):
         return False
     db.runs.delete_many({"session_id": session_id})
-    key = {"_id": session_id, "user_id": doc["user_id"]}
+    key = {"_id": session_id, "user_id": owner}
     return db.sessions.delete_one(key).deleted_count == 1
 
 
@@ -208,10 +211,7 @@ def get_summary(
 def set_summary(
     db: SessionCollections, where: str, session_id: str, user_id: str, summary: SessionSummary
 ) -> bool:
-    owner = db.sessions.find_one({"_id": session_id}, {"user_id": 1})
-    if owner is None:
+    if not owns_session(_owner_id(db.sessions, session_id), user_id, session_id):
         return False
-    if owner["user_id"] != user_id:
-        raise foreign_session(session_id)
     key = {"_id": session_id, "user_id": user_id}
     return db.sessions.update_one(key, {"$set": {"summary": summary.to_dict()}}).matched_count == 1

@@ -26,7 +26,14 @@ from noted.db.core import (
     write_batch,
 )
 from noted.db.mongodb import sessions, undo
-from noted.db.mongodb.docs import event_docs, memory_docs, overwrite, plan_upsert, vector_value
+from noted.db.mongodb.docs import (
+    event_docs,
+    memories_of,
+    memory_docs,
+    overwrite,
+    plan_upsert,
+    vector_value,
+)
 from noted.db.mongodb.jobs import MongoJobs
 from noted.db.mongodb.reads import MongoReads
 from noted.db.mongodb.revocations import MongoRevocations
@@ -403,7 +410,9 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
             stored = self._stored(db.memories, list(dict.fromkeys(memory_ids)))
         return {memory_id: doc["user_id"] for memory_id, doc in stored.items()}
 
-    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+    def update_memory(
+        self, memory: UserMemory, *, audit: AuditContext | None = None
+    ) -> UserMemory | None:
         """Overwrite the memory if it is still the version read: another writer's change
         in between sends this one back to read again. Each version's event is stamped
         after the one before it (even across machines with skewed clocks), so the last
@@ -416,7 +425,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
             while True:
                 current = db.memories.find_one(key, session=bound())
                 if current is None:
-                    return False
+                    return None
                 doc.update(replaced_fields(given, current))
                 version = current.get("version")
                 stamp = max(now_micros(), int(current.get("changed_at") or 0) + 1)
@@ -434,7 +443,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
                 if written:
                     break
             self._record(db, [change], context, stamp)
-        return True
+        return memories_of([doc])[0]
 
     def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
         from pymongo import UpdateOne

@@ -13,6 +13,7 @@ from psycopg.types.json import Json
 from noted._time import from_micros
 from noted.db._rows import foreign_session, row_to_session, summary_from_json
 from noted.db.postgres.schema import Names
+from noted.db.sessions_core import owns_session, sees_session
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
@@ -43,6 +44,11 @@ def _owner(conn: Conn, n: Names, session_id: str, *, lock: bool = False) -> Row 
         + (" FOR UPDATE" if lock else ""),
         (session_id,),
     ).fetchone()
+
+
+def _owner_id(conn: Conn, n: Names, session_id: str, *, lock: bool = False) -> str | None:
+    owner = _owner(conn, n, session_id, lock=lock)
+    return None if owner is None else str(owner[0])
 
 
 def append_run(conn: Conn, n: Names, run: RunResult, now: datetime) -> None:
@@ -93,11 +99,8 @@ def get_runs(
     last_n: int | None,
     completed_only: bool,
 ) -> list[RunResult]:
-    owner = _owner(conn, n, session_id)
-    if owner is None:
+    if not owns_session(_owner_id(conn, n, session_id), user_id, session_id):
         return []
-    if owner[0] != user_id:
-        raise foreign_session(session_id)
     return _runs(conn, n, session_id, last_n, completed_only)
 
 
@@ -105,7 +108,7 @@ def get_session(conn: Conn, n: Names, session_id: str, user_id: str | None) -> S
     row = conn.execute(
         f"SELECT {_SESSION_SELECT} FROM {n.sessions} WHERE session_id = %s", (session_id,)
     ).fetchone()
-    if row is None or (user_id is not None and row[1] != user_id):
+    if row is None or not sees_session(row[1], user_id):
         return None
     session = row_to_session(row)
     session.runs = _runs(conn, n, session_id, None, False)
@@ -126,8 +129,7 @@ def list_sessions(
 
 def delete_session(conn: Conn, n: Names, session_id: str, user_id: str | None) -> bool:
     """Inside the caller's transaction."""
-    owner = _owner(conn, n, session_id, lock=True)
-    if owner is None or (user_id is not None and owner[0] != user_id):
+    if not sees_session(_owner_id(conn, n, session_id, lock=True), user_id):
         return False
     conn.execute(f"DELETE FROM {n.runs} WHERE session_id = %s", (session_id,))
     conn.execute(f"DELETE FROM {n.sessions} WHERE session_id = %s", (session_id,))
@@ -146,11 +148,8 @@ def set_summary(
     conn: Conn, n: Names, session_id: str, user_id: str, summary: SessionSummary
 ) -> bool:
     """Inside the caller's transaction."""
-    owner = _owner(conn, n, session_id, lock=True)
-    if owner is None:
+    if not owns_session(_owner_id(conn, n, session_id, lock=True), user_id, session_id):
         return False
-    if owner[0] != user_id:
-        raise foreign_session(session_id)
     conn.execute(
         f"UPDATE {n.sessions} SET summary = %s WHERE session_id = %s",
         (Json(summary.to_dict()), session_id),

@@ -33,7 +33,6 @@ from noted.db.base import (
     ScoredMemory,
     StoreContext,
     WriteBatch,
-    check_page,
 )
 from noted.db.postgres.revocations import PostgresRevocations
 from noted.db.sessions_core import SessionsInModule
@@ -85,6 +84,7 @@ class PostgresDb(
     PostgresJobs,
     core.DeleteRules,
     core.EmbeddingsInHelper,
+    core.PageRules,
     SessionsInModule,
     StoreContext,
 ):
@@ -385,7 +385,9 @@ class PostgresDb(
                 "a memory with one of these ids was stored meanwhile; nothing was written"
             ) from exc
 
-    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+    def update_memory(
+        self, memory: UserMemory, *, audit: AuditContext | None = None
+    ) -> UserMemory | None:
         context = resolve_audit(audit)
         row = self._row(memory)
         memory_id, user_id, text, topics = row[:4]
@@ -397,11 +399,11 @@ class PostgresDb(
                 (memory_id, user_id),
             ).fetchone()
             if old is None:
-                return False
+                return None
             record = dict(zip(COLUMNS, row, strict=True))
             record.update(core.replaced_fields(record, dict(zip(COLUMNS[2:9], old, strict=True))))
             change = core.replacement(memory_id, user_id, old[:2], text, topics)
-            conn.execute(
+            written = conn.execute(
                 f"UPDATE {n.memories} SET "
                 "embedding = CASE WHEN %(clear)s THEN NULL ELSE embedding END, "
                 "embedding_model = CASE WHEN %(clear)s THEN NULL ELSE embedding_model END, "
@@ -409,7 +411,7 @@ class PostgresDb(
                 "input = %(input)s, agent_id = %(agent_id)s, team_id = %(team_id)s, "
                 # created_at: the record's is the stored one (core.replaced_fields)
                 "session_id = %(session_id)s, updated_at = %(updated_at)s "
-                "WHERE memory_id = %(id)s AND user_id = %(user)s",
+                f"WHERE memory_id = %(id)s AND user_id = %(user)s RETURNING {SELECT}",
                 {
                     **{c: record[c] for c in COLUMNS[4:10]},
                     "text": text,
@@ -418,10 +420,11 @@ class PostgresDb(
                     "user": user_id,
                     "clear": core.clears_embedding(change),
                 },
-            )
+            ).fetchone()
+            assert written is not None  # the row is locked since it was read
             (event,) = core.history_rows([change], context, from_micros(now_micros()))
             conn.execute(self._sql_event, event)
-        return True
+        return rows_to_memories([written])[0]
 
     def _delete(self, conn: Conn, where: str, params: Sequence[Any], context: AuditContext) -> int:
         found = conn.execute(
@@ -495,8 +498,7 @@ class PostgresDb(
         with self._connection() as conn:
             return sorted(str(row[0]) for row in conn.execute(sql, params))
 
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
-        check_page(limit, offset)
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         sql = (
             f"SELECT user_id, count(*), {MICROS.format('max(updated_at)')} "
             f"FROM {self._n.memories} GROUP BY user_id "
@@ -509,8 +511,7 @@ class PostgresDb(
     # -- search -----------------------------------------------------------------------
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
+        core.keyword_user(query)
         words = fts_terms(text)
         words = [w for w in words if w not in STOPWORDS] or words
         if not words or query.limit == 0:

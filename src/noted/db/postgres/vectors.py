@@ -22,7 +22,7 @@ from psycopg.pq import Format
 from psycopg.types import TypeInfo
 
 from noted.db._rows import rows_to_memories
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.postgres import query as sql
 from noted.db.postgres.schema import Names
 from noted.retrieval.vectors import (
@@ -206,7 +206,6 @@ class PostgresVectors:
         return f" WHERE user_id = %s AND {unembedded}", [user_id]
 
     def to_embed(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
-        check_page(limit, 0)
         where, params = self._pending(user_id)
         with self._connection() as conn:
             rows = conn.execute(

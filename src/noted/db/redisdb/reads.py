@@ -15,8 +15,9 @@ from noted._time import from_micros, to_micros
 from noted.audit import MemoryEvent
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
 from noted.db._rows import COLUMNS, row_to_event, rows_to_memories
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
-from noted.errors import StoreError, UserError
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
+from noted.db.core import PageRules, keyword_user
+from noted.errors import StoreError
 from noted.retrieval.vectors import UserVectors, from_blobs, search_target
 from noted.schema import UserMemory, UserStats
 
@@ -74,7 +75,7 @@ def scope(user_id: str | None) -> tuple[str, str]:
     return ("all", "") if user_id is None else ("user", user_id)
 
 
-class RedisReads:
+class RedisReads(PageRules):
     """The read methods of :class:`~noted.db.base.MemoryStore` for RedisDb, and the
     plumbing of every memory script call."""
 
@@ -196,11 +197,10 @@ class RedisReads:
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         """keyword_rank's ranking over the cached snapshot (see UserSnapshot.keyword)."""
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
+        user_id = keyword_user(query)
         if query.limit == 0:
             return []
-        return self._snapshot(query.user_id).keyword(query, text)
+        return self._snapshot(user_id).keyword(query, text)
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
@@ -213,12 +213,7 @@ class RedisReads:
         shape = (model, target.size)  # vectors of other sizes are left out
         return self._snapshot(user_id, shape).semantic(query, target, model)
 
-    def memories_to_embed(
-        self, user_id: str | None, model: str, limit: int | None = None
-    ) -> list[UserMemory]:
-        check_page(limit, 0)
-        if limit == 0:
-            return []
+    def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         per_user = "" if limit is None else limit
         raw = self._call(self._to_embed, *scope(user_id), model, per_user, "")
         pending = _memories(json.loads(raw))
@@ -238,10 +233,7 @@ class RedisReads:
         lists = json.loads(self._call(self._topics, *scope(user_id)))
         return sorted({topic for text in lists for topic in json.loads(text)})
 
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
-        check_page(limit, offset)
-        if limit == 0:
-            return []
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         found = json.loads(self._call(self._stats, offset, last_rank(offset, limit)))
         return [
             UserStats(user_id, count, from_micros(int(newest))) for user_id, count, newest in found

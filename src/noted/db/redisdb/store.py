@@ -82,6 +82,7 @@ from noted.db._rows import (
     check_table_name,
     foreign_session,
     memory_to_row,
+    rows_to_memories,
     summary_from_json,
 )
 from noted.db.base import QueryVector, StoreContext, WriteBatch
@@ -400,7 +401,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         with self._mapped_errors(), self._client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    results = self._send_batch(pipe, batch, context)
+                    results, records = self._send_batch(pipe, batch, context)
                     break
                 except self._watch_error:
                     continue
@@ -408,10 +409,13 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         updated = results[start : start + len(batch.updates)]
         if batch.adds and results[-1] is not None:
             raise foreign_memory(results[-1].decode())
-        written = [m for m, done in zip(batch.updates, updated, strict=True) if done]
-        return [*written, *batch.adds]
+        written = [row for row, done in zip(records, updated, strict=True) if done]
+        return [*rows_to_memories(written), *batch.adds]
 
-    def _send_batch(self, pipe: Any, batch: WriteBatch, context: AuditContext) -> list[Any]:
+    def _send_batch(
+        self, pipe: Any, batch: WriteBatch, context: AuditContext
+    ) -> tuple[list[Any], list[Row]]:
+        """Send the batch; the EXEC's replies, and the records its updates write."""
         user = batch.user_id
         stamp = self._stamp(context)
         job = self._completing_job()  # a background job completed in this MULTI (jobs.py)
@@ -458,9 +462,11 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         loads = _queue_scripts(pipe, calls)
         extra = 0 if job is None else job.queue(pipe)
         results: list[Any] = pipe.execute()
-        return results[loads : len(results) - extra]
+        return results[loads : len(results) - extra], updates
 
-    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+    def update_memory(
+        self, memory: UserMemory, *, audit: AuditContext | None = None
+    ) -> UserMemory | None:
         """Read the memory, let the core decide the record, and write it by one script
         that first checks the memory is still as read (else read and decide again)."""
         context = resolve_audit(audit)
@@ -469,15 +475,16 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         while True:
             found = json.loads(self._call(self._read_stored, to_json([memory_id])))
             if not found or found[0][1] != user_id:
-                return False
+                return None
             stored = _stored_row(found[0])
             change = replacement(memory_id, user_id, stored[2:4], text, topics)
-            (entry,) = _entries([_replaced(row, stored)], [clears_embedding(change)])
+            record = _replaced(row, stored)
+            (entry,) = _entries([record], [clears_embedding(change)])
             answer = self._call(
                 self._update, *self._stamp(context), to_json(entry), to_json(found[0])
             )
             if answer != b"moved":
-                return bool(answer)
+                return rows_to_memories([record])[0] if answer else None
 
     def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         event_ids = to_json(new_event_ids(len(ids)))

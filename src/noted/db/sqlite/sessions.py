@@ -13,6 +13,7 @@ from typing import Any
 
 from noted._time import to_micros
 from noted.db._rows import foreign_session, row_to_session, summary_from_json
+from noted.db.sessions_core import owns_session, sees_session
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
@@ -34,6 +35,11 @@ def _owner(conn: sqlite3.Connection, table: str, session_id: str) -> tuple[str, 
         f"SELECT user_id, run_count FROM {table} WHERE session_id = ?", (session_id,)
     ).fetchone()
     return None if row is None else (row[0], row[1])
+
+
+def _owner_id(conn: sqlite3.Connection, table: str, session_id: str) -> str | None:
+    owner = _owner(conn, table, session_id)
+    return None if owner is None else owner[0]
 
 
 def append_run(conn: sqlite3.Connection, table: str, run: RunResult, now_us: int) -> None:
@@ -78,11 +84,8 @@ def get_runs(
     last_n: int | None,
     completed_only: bool,
 ) -> list[RunResult]:
-    owner = _owner(conn, table, session_id)
-    if owner is None:
+    if not owns_session(_owner_id(conn, table, session_id), user_id, session_id):
         return []
-    if owner[0] != user_id:
-        raise foreign_session(session_id)
     sql = f"SELECT data FROM {table}_runs WHERE session_id = ?"
     params: list[Any] = [session_id]
     if completed_only:
@@ -108,11 +111,8 @@ def set_summary(
     conn: sqlite3.Connection, table: str, session_id: str, user_id: str, summary: SessionSummary
 ) -> bool:
     """Inside the caller's write transaction."""
-    owner = _owner(conn, table, session_id)
-    if owner is None:
+    if not owns_session(_owner_id(conn, table, session_id), user_id, session_id):
         return False
-    if owner[0] != user_id:
-        raise foreign_session(session_id)
     text = json.dumps(summary.to_dict(), ensure_ascii=False, separators=(",", ":"))
     conn.execute(f"UPDATE {table} SET summary = ? WHERE session_id = ?", (text, session_id))
     return True
@@ -124,7 +124,7 @@ def get_session(
     row = conn.execute(
         f"SELECT {_SESSION_COLUMNS} FROM {table} WHERE session_id = ?", (session_id,)
     ).fetchone()
-    if row is None or (user_id is not None and row[1] != user_id):
+    if row is None or not sees_session(row[1], user_id):
         return None
     session = row_to_session(row)
     session.runs = get_runs(conn, table, session_id, session.user_id, None, False)
@@ -148,8 +148,7 @@ def delete_session(
     conn: sqlite3.Connection, table: str, session_id: str, user_id: str | None
 ) -> bool:
     """Inside the caller's write transaction."""
-    owner = _owner(conn, table, session_id)
-    if owner is None or (user_id is not None and owner[0] != user_id):
+    if not sees_session(_owner_id(conn, table, session_id), user_id):
         return False
     conn.execute(f"DELETE FROM {table}_runs WHERE session_id = ?", (session_id,))
     conn.execute(f"DELETE FROM {table} WHERE session_id = ?", (session_id,))

@@ -64,6 +64,7 @@ class SqliteDb(
     SqliteJobs,
     core.DeleteRules,
     core.EmbeddingsInHelper,
+    core.PageRules,
     SessionsInModule,
     StoreContext,
 ):
@@ -382,7 +383,9 @@ class SqliteDb(
                 stored[memory_id] = core.StoredSide(user_id, text, topics)
         return stored
 
-    def update_memory(self, memory: UserMemory, *, audit: AuditContext | None = None) -> bool:
+    def update_memory(
+        self, memory: UserMemory, *, audit: AuditContext | None = None
+    ) -> UserMemory | None:
         context = resolve_audit(audit)
         row = memory_to_row(memory)
         with self._transaction() as conn:
@@ -392,7 +395,7 @@ class SqliteDb(
                 (row[0], row[1]),
             ).fetchone()
             if old is None:
-                return False
+                return None
             record = dict(zip(COLUMNS, row, strict=True))
             record.update(core.replaced_fields(record, dict(zip(COLUMNS[2:9], old, strict=True))))
             change = core.replacement(row[0], row[1], old[:2], row[2], row[3])
@@ -404,7 +407,7 @@ class SqliteDb(
             conn.execute(self._sql_index_id, (row[0],))
             self._vectors.changed(conn, [row[1]])
             conn.executemany(self._sql_event, core.history_rows([change], context, now_micros()))
-        return True
+        return row_to_memory([record[c] for c in COLUMNS])  # the row as written
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
         with self._session() as conn:
@@ -482,13 +485,12 @@ class SqliteDb(
 
     def _keyword_rows(self, columns: str, query: MemoryQuery, text: str) -> list[Any]:
         """``columns`` and the BM25 score (last) of the query's page of best matches."""
-        if query.user_id is None:
-            raise UserError("keyword search is for one user: give a user_id")
+        user_id = core.keyword_user(query)
         words = content_terms(text)
         if not words or query.limit == 0:
             return []
         self._catch_up()
-        return self._fulltext.rows(columns, query, query.user_id, words)
+        return self._fulltext.rows(columns, query, user_id, words)
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         rows = self._keyword_rows(_SELECT, query, text)
@@ -580,7 +582,7 @@ class SqliteDb(
         with self._session() as conn:
             return sorted(row[0] for row in conn.execute(sql, params))
 
-    def get_user_stats(self, limit: int | None = None, offset: int = 0) -> list[UserStats]:
+    def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         sql = (
             f"SELECT user_id, COUNT(*), MAX(updated_at) FROM {self.memory_table} "
             "GROUP BY user_id ORDER BY MAX(updated_at) DESC, user_id LIMIT ? OFFSET ?"

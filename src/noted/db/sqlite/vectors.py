@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from noted.db._rows import COLUMNS, IN_CHUNK, rows_to_memories
-from noted.db.base import MemoryQuery, QueryVector, ScoredMemory, check_page
+from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.retrieval.fusion import Hit
 from noted.retrieval.vectors import (
     UserVectors,
@@ -213,7 +213,6 @@ class SqliteVectors:
         return f" WHERE user_id = ? AND {_UNEMBEDDED}", [user_id]
 
     def to_embed(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
-        check_page(limit, 0)
         where, params = self._pending(user_id)
         with self._session() as conn:
             rows = conn.execute(
