@@ -93,7 +93,7 @@ def test_a_question_about_prawns_brings_the_shellfish_allergy_by_default(
 @pytest.mark.default_embedder
 @pytest.mark.xfail(
     strict=True,
-    reason="all-MiniLM-L6-v2 ranks the allergy 514th of 1,501 for this question, below "
+    reason="all-MiniLM-L6-v2 (int8) ranks the allergy 377th of 1,501 for this question, below "
     "every curry and food fact; a stronger embedded model is needed",
 )
 def test_the_prawn_curry_question_brings_the_shellfish_allergy_by_default(
