@@ -52,23 +52,23 @@ def ranking(table: str, where: str, match: str, words: int) -> str:
     )
     dfs = ", ".join(f"count(*) FILTER (WHERE tf{j} > 0)::float8 AS df{j}" for j in slots)
     idfs = ", ".join(
-        f"ln(1 + (n - df{j} + 0.5::float8) / (df{j} + 0.5::float8)) * {K1 + 1}::float8 AS idf{j}"
+        f"ln(1 + (n - df{j} + 0.5::float8) / (df{j} + 0.5::float8)) * {K1 + 1:.6g}::float8 AS idf{j}"
         for j in slots
     )
     score = " + ".join(f"idf{j} * tf{j} / (tf{j} + norm)" for j in slots)
     return (
         # the distinct lexemes of the words, in slots t1 ... (NULL past the last)
-        "WITH words AS MATERIALIZED (SELECT "
-        f"{terms} FROM (SELECT ARRAY(SELECT DISTINCT x FROM unnest(%s::text[]) AS w, "
-        "plainto_tsquery('english', w) AS x WHERE numnode(x) > 0) AS t) AS a), "
+        "WITH lexemes AS MATERIALIZED (SELECT ARRAY(SELECT DISTINCT x FROM "
+        "unnest(%s::text[]) AS w, plainto_tsquery('english', w) AS x WHERE numnode(x) > 0) AS t), "
+        f"words AS MATERIALIZED (SELECT {terms} FROM lexemes), "
         # the matches, read once, with their lengths and term frequencies
         f"hits AS MATERIALIZED (SELECT memory_id, length(search) AS len, {tfs} "
         f"FROM {table}, words, websearch_to_tsquery('english', %s) AS q{where} AND {match}), "
         # the count and mean length of the rows the filters keep
         "docs AS (SELECT count(*)::float8 AS n, avg(length(search))::float8 AS mean "
         f"FROM {table}{where}), "
-        f"stats AS (SELECT *, {idfs}, {K1 * (1 - B)}::float8 AS norm0, "
-        f"{K1 * B}::float8 / mean AS norm1 "
+        f"stats AS (SELECT *, {idfs}, {K1 * (1 - B):.6g}::float8 AS norm0, "
+        f"{K1 * B:.6g}::float8 / mean AS norm1 "
         f"FROM (SELECT n, mean, {dfs} FROM hits, docs GROUP BY n, mean) AS c) "
         f"SELECT memory_id AS hit, {score} AS score FROM stats, "
         "LATERAL (SELECT *, norm0 + norm1 * len AS norm FROM hits) AS h "
