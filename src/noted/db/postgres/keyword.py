@@ -31,7 +31,7 @@ from typing import Any, Final
 
 __all__ = ["parameters", "ranking"]
 
-K1: Final = 1.2
+K1: Final = 1.2  # BM25's, as in noted.retrieval.ranking
 B: Final = 0.75
 # ts_rank's weights, D, C, B, A: the search vector's memory text is A, topics B, the
 # conversation it came from C (as SQLite's BM25 weighs its columns); D is not used
@@ -52,7 +52,7 @@ def ranking(table: str, where: str, match: str, words: int) -> str:
     )
     dfs = ", ".join(f"count(*) FILTER (WHERE tf{j} > 0)::float8 AS df{j}" for j in slots)
     idfs = ", ".join(
-        f"ln(1 + (n - df{j} + 0.5::float8) / (df{j} + 0.5::float8)) * {K1 + 1:.6g}::float8 AS idf{j}"
+        f"ln(1 + (n - df{j} + 0.5::float8) / (df{j} + 0.5::float8)) * {K1 + 1}::float8 AS idf{j}"
         for j in slots
     )
     score = " + ".join(f"idf{j} * tf{j} / (tf{j} + norm)" for j in slots)
