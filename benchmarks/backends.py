@@ -156,6 +156,8 @@ def measure_noted(db: MemoryStore, args: argparse.Namespace, seed: int) -> dict[
     results["keyword search"] = timed(
         lambda i: memory.search_user_memories(question(i), user, 10, "keyword"), args.rounds
     )
+    if args.no_hybrid:
+        return results
     embedder = default_embedder()
     random_vectors(db, user, embedder.model_name, seed)
     settle = getattr(db, "_connection", None)
@@ -274,6 +276,7 @@ def main() -> None:
     parser.add_argument("--per-user", type=int, default=100, help="... memories per user")
     parser.add_argument("--no-million", action="store_true", help="skip PostgreSQL at scale")
     parser.add_argument("--no-agno", action="store_true", help="measure noted only")
+    parser.add_argument("--no-hybrid", action="store_true", help="skip hybrid search")
     parser.add_argument("--output", type=Path, default=RESULTS / "backends.json")
     args = parser.parse_args()
     logging.disable(logging.WARNING)

@@ -9,9 +9,10 @@ evidence). The data is read from ``../shared/data/locomo/locomo10.json`` next to
 project (``--data`` or the ``NOTED_LOCOMO`` environment variable name another file); it is
 never copied into the project.
 
-Each conversation becomes one user (user_id = its sample_id) of a fresh SQLite file, with
-one memory per dialog turn, stored with a single ``add_user_memories`` call (which embeds
-them with the embedded MiniLM model in one batch):
+Each conversation becomes one user (user_id = its sample_id) of a fresh SQLite file (or,
+with ``--store postgres``, of fresh tables on a local PostgreSQL server started here as the
+tests start it), with one memory per dialog turn, stored with a single
+``add_user_memories`` call (which embeds them with the embedded MiniLM model in one batch):
 
 - text: ``[session date] Speaker: text [shares photo: caption]`` (the caption only for
   turns that share a photo);
@@ -57,6 +58,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +67,7 @@ from typing import Any
 from timing import Timing
 
 import noted.memory.index
-from noted import Memory, SqliteDb, UserMemory
+from noted import Memory, MemoryStore, SqliteDb, UserMemory
 from noted.schema import MemoryMatch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +78,7 @@ DATA_ENV = "NOTED_LOCOMO"
 KS = (1, 5, 10, 20, 25, 50)
 LIMIT = max(KS)
 METHODS = ("keyword", "semantic", "hybrid")
+STORES = ("sqlite", "postgres")
 ROWS = ("default", "turn")  # memories with their neighbouring turns as input; turns alone
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 GROUPS = {"1-4": (1, 2, 3, 4), "1-5": (1, 2, 3, 4, 5)}
@@ -314,14 +318,52 @@ class Scores:
         }
 
 
+Opened = tuple[MemoryStore, Callable[[], dict[str, int]]]  # a store and its size in bytes
+
+
+@contextmanager
+def stores(kind: str, workdir: Path) -> Iterator[Callable[[str], Opened]]:
+    """What opens a fresh store for each row: a SQLite file in ``workdir``, or fresh tables
+    on a local PostgreSQL server, started as the tests start theirs and stopped at the end."""
+    if kind == "sqlite":
+
+        def sqlite_store(row: str) -> Opened:
+            path = workdir / f"{row}.db"
+            return SqliteDb(path), lambda: db_size(path)
+
+        yield sqlite_store
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    from noted.db.postgres import PostgresDb
+    from servers import start_postgres
+
+    server = start_postgres(workdir / "postgres")
+
+    def postgres_store(row: str) -> Opened:
+        db = PostgresDb(server.url, memory_table=f"locomo_{row}", session_table="locomo_s")
+
+        def size() -> dict[str, int]:
+            with db._connection() as conn:
+                found = conn.execute("SELECT pg_total_relation_size(%s)", (db.memory_table,))
+                return {db.memory_table: int(found.fetchone()[0])}  # type: ignore[index]
+
+        return db, size
+
+    try:
+        yield postgres_store
+    finally:
+        server.stop()
+
+
 def run(
     conversations: list[Conversation],
     methods: list[str],
-    db_file: Path,
+    opened: Opened,
     weight: float | None,
     neighbours: bool = True,
 ) -> dict[str, Any]:
-    memory = Memory(db=SqliteDb(db_file), embedder="local")
+    db, size_of = opened
+    memory = Memory(db=db, embedder="local")
     assert memory.index is not None
     assert memory.embedder is not None
     if weight is not None:
@@ -345,7 +387,7 @@ def run(
         print(f"  indexed {conversation.sample_id}: {len(ids)} turns", flush=True)
     stored = len(dia_ids)
     rss_indexed = rss_now()
-    db_indexed = db_size(db_file)
+    db_indexed = size_of()
     # The keyword index takes in new memories at the next keyword search: time that here,
     # so that it is not part of the first question's latency.
     start = time.perf_counter()
@@ -396,7 +438,7 @@ def run(
             "rss_after_index_bytes": rss_indexed,
             "peak_rss_bytes": rss_peak(),
             "db_bytes_after_index": db_indexed,
-            "db_bytes": db_size(db_file),
+            "db_bytes": size_of(),
         },
         "methods": {method: scores[method].summary() for method in methods},
     }
@@ -545,6 +587,7 @@ def main() -> None:
     parser.add_argument(
         "--rows", default=",".join(ROWS), help="default (turns with neighbours), turn (alone)"
     )
+    parser.add_argument("--store", choices=STORES, default="sqlite", help="where memories go")
     parser.add_argument("--output", type=Path, default=RESULTS / "locomo.json", help="JSON")
     parser.add_argument("--plot", type=Path, help="PNG (default: locomo.png next to the JSON)")
     args = parser.parse_args()
@@ -591,11 +634,11 @@ def main() -> None:
     )
 
     measured: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, stores(args.store, Path(tmp)) as open_store:
         for row in rows:
             print(f"row {row}:", flush=True)
             measured[row] = run(
-                conversations, methods, Path(tmp) / f"{row}.db", args.semantic_weight, row != "turn"
+                conversations, methods, open_store(row), args.semantic_weight, row != "turn"
             )
     first = measured[rows[0]]
 
@@ -608,7 +651,7 @@ def main() -> None:
             "questions": {str(c): asked[c] for c in CATEGORIES},
             "repairs": repairs.to_dict(),
         },
-        "settings": {"limit": LIMIT, "ks": list(KS), "methods": methods},
+        "settings": {"limit": LIMIT, "ks": list(KS), "methods": methods, "store": args.store},
         "machine": {
             "python": platform.python_version(),
             "platform": platform.platform(),

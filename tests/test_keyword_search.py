@@ -46,6 +46,25 @@ def test_exact_names_are_found_and_best_matches_come_first(memory: Memory) -> No
     assert search(memory.db, "health")[0] == "User is allergic to shellfish"  # topics count
 
 
+FOODS = ["pizza", "pasta", "rice", "salad", "soup", "bread", "tacos", "curry", "noodles", "oats"]
+
+
+def eating(count: int) -> list[UserMemory]:
+    """Memories that each say "eat" twice, the word a question about food shares with all."""
+    return [
+        UserMemory(f"Eats {FOODS[i % 10]} and eats {FOODS[i // 10 % 10]}") for i in range(count)
+    ]
+
+
+def test_a_rare_word_outranks_a_word_many_memories_share(memory: Memory) -> None:
+    """A word in one memory tells more than one in fifty: the allergy comes first, though
+    the others say "eat" twice (a ranking without document frequencies puts them first)."""
+    memory.add_user_memories([*eating(50), UserMemory("User is allergic to shellfish")], "ava")
+    found = search(memory.db, "Can I eat shellfish?")
+    assert found[0] == "User is allergic to shellfish"
+    assert len(found) == 10 and all("eat" in text for text in found[1:])
+
+
 def test_never_another_users_memories(memory: Memory) -> None:
     seed(memory)
     assert search(memory.db, "Norway") == []

@@ -20,6 +20,7 @@ from noted._time import utc_now
 from noted.db.postgres import KEYWORD_MATCH, PostgresDb
 from noted.db.postgres import schema as postgres_schema
 from servers import Server
+from test_keyword_search import eating
 
 psycopg = pytest.importorskip("psycopg")
 
@@ -199,6 +200,33 @@ def test_keyword_search_reads_only_the_users_rows(url: str, names: dict[str, str
 
         assert f"ix_{t}_search" in plan("search @@ q")
         assert f"ix_{t}_search" not in plan(KEYWORD_MATCH)
+
+
+def test_keyword_ranking_counts_words_among_the_users_own_memories(db: PostgresDb) -> None:
+    """Document frequencies are the user's: another user's thousand memories saying the rare
+    word change neither the order nor the scores of this user's results."""
+    now = utc_now()
+    texts = [m.memory for m in eating(50)] + ["User is allergic to shellfish"]
+    db.upsert_memories(
+        [
+            UserMemory(text, memory_id=f"ava-{i}", user_id="ava", created_at=now, updated_at=now)
+            for i, text in enumerate(texts)
+        ]
+    )
+    query = MemoryQuery(user_id="ava", limit=None)
+
+    def ranking() -> list[tuple[str | None, float]]:
+        return [
+            (r.memory.memory_id, r.score) for r in db.keyword_search(query, "Can I eat shellfish?")
+        ]
+
+    alone = ranking()
+    assert alone[0][0] == "ava-50" and len(alone) == 51
+    db.upsert_memories(memories("bob", 1000, "User {i} ate shellfish at the shellfish bar"))
+    assert ranking() == alone
+    # the user's own memories do count: with shellfish common among them, eating comes first
+    db.upsert_memories(memories("ava", 200, "User {i} read about shellfish")[51:])
+    assert ranking()[0][0] != "ava-50"
 
 
 def test_a_user_beyond_the_exact_limit_is_searched_through_hnsw(

@@ -54,9 +54,9 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
         "PostgresDb needs psycopg 3 and psycopg_pool: pip install 'noted[postgres]'"
     ) from exc
 
+from noted.db.postgres import keyword, sessions
 from noted.db.postgres import query as pgsql
 from noted.db.postgres import schema as pg_schema
-from noted.db.postgres import sessions
 from noted.db.postgres.jobs import PostgresJobs
 from noted.db.postgres.query import MICROS, SELECT, Conn, Row
 from noted.db.postgres.vectors import PostgresVectors
@@ -74,7 +74,6 @@ _EVENT_SELECT = ", ".join(
 # words lists a large part of every user's rows (65 ms instead of 2 for one user among
 # 1,000,000 memories of 10,000 users, once the table's statistics are in).
 KEYWORD_MATCH = "coalesce(search @@ q, false)"
-_RANK_WEIGHTS = "'{0.1, 0.2, 0.5, 1.0}'"  # D, C, B, A: text, then topics, then input
 _EXACT_SEARCH_LIMIT = 20_000
 _warned_no_pgvector = False
 
@@ -519,12 +518,8 @@ class PostgresDb(
         # Only letters and digits reach the query, joined by "or": nothing in ``text`` can
         # be read as query syntax, and any of the words matches (see KEYWORD_MATCH).
         where, params = pgsql.where(query)
-        inner = (
-            f"SELECT memory_id AS hit, ts_rank(search, q, 1) AS score FROM {self._n.memories}, "
-            f"websearch_to_tsquery('english', %s) AS q{where} AND {KEYWORD_MATCH} "
-            "ORDER BY score DESC, memory_id"
-        )
-        params = [" or ".join(words), *params]
+        inner = keyword.ranking(self._n.memories, where, KEYWORD_MATCH, len(words))
+        params = keyword.parameters(words, params)
         inner += pgsql.page(query, params)
         with self._connection() as conn:
             return pgsql.ranked(conn, self._n.memories, inner, params)

@@ -1,0 +1,81 @@
+"""PostgresDb's keyword ranking: BM25 over the ``search`` column, computed in the database
+with inverse document frequencies taken from the searching user's own memories.
+
+One statement ranks a query of ``k`` words:
+
+- each distinct word becomes one lexeme (``plainto_tsquery``; words that stem alike count
+  once, English stop words none);
+- the user's rows that hold any of the words (the query's filters applied, read by the
+  ``(user_id, ...)`` index, see ``KEYWORD_MATCH``) are read once, each with its length (its
+  distinct lexemes, ``length(search)``) and, per word, a term frequency: ``ts_rank`` of
+  the word alone, without normalization, times pi^2/6, which is the weight of its
+  section (memory text 1.0, topics and the conversation 0.5) for one occurrence and grows
+  more slowly for more, to 1.64 times that (``ts_rank_cd`` would count them exactly, at
+  five times the cost a row);
+- the rows the filters keep are counted, with their mean length, in a second pass over
+  the same rows (no ranking work: the count and ``length`` only);
+- each word's document frequency is counted among the matches, and a memory scores
+  ``sum(idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / mean length)))`` with
+  ``idf = ln(1 + (n - df + 0.5) / (df + 0.5))``, k1 = 1.2, b = 0.75, as the stores
+  without a full-text index score (:mod:`noted.retrieval.ranking`).
+
+The frequencies are those of the memories the query's filters keep, counted at each
+search, so another user's memories never change a user's ranking, and a write is seen by
+the next search. The cost grows with the user's rows, as a keyword search without ranking
+does, and with the matches times the words (about 1 microsecond a match for five words).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["parameters", "ranking"]
+
+K1: Final = 1.2  # BM25's, as in noted.retrieval.ranking
+B: Final = 0.75
+# ts_rank's weights, D, C, B, A: the search vector's memory text is A, topics B, the
+# conversation it came from C (as SQLite's BM25 weighs its columns); D is not used
+WEIGHTS: Final = "'{0.1, 0.5, 0.5, 1.0}'"
+# ts_rank of one word, without normalization, for one occurrence of weight w: w / (pi^2 / 6)
+_ONE: Final = 1.6449340668482264
+
+
+def ranking(table: str, where: str, match: str, words: int) -> str:
+    """The ranking of ``words`` words (``hit``, ``score``, best first, ties by id) among the
+    rows ``where`` keeps (`` WHERE ...``: the query's filters, the user's id among them),
+    ``match`` testing a row's ``search`` against ``q``, any of the words; its parameters
+    are :func:`parameters`'."""
+    slots = range(1, words + 1)
+    terms = ", ".join(f"t[{j}] AS t{j}" for j in slots)
+    tfs = ", ".join(
+        f"coalesce(ts_rank({WEIGHTS}, search, t{j}, 0), 0) * {_ONE}::float8 AS tf{j}" for j in slots
+    )
+    dfs = ", ".join(f"count(*) FILTER (WHERE tf{j} > 0)::float8 AS df{j}" for j in slots)
+    idfs = ", ".join(
+        f"ln(1 + (n - df{j} + 0.5::float8) / (df{j} + 0.5::float8)) * {K1 + 1}::float8 AS idf{j}"
+        for j in slots
+    )
+    score = " + ".join(f"idf{j} * tf{j} / (tf{j} + norm)" for j in slots)
+    return (
+        # the distinct lexemes of the words, in slots t1 ... (NULL past the last)
+        "WITH lexemes AS MATERIALIZED (SELECT ARRAY(SELECT DISTINCT x FROM "
+        "unnest(%s::text[]) AS w, plainto_tsquery('english', w) AS x WHERE numnode(x) > 0) AS t), "
+        f"words AS MATERIALIZED (SELECT {terms} FROM lexemes), "
+        # the matches, read once, with their lengths and term frequencies
+        f"hits AS MATERIALIZED (SELECT memory_id, length(search) AS len, {tfs} "
+        f"FROM {table}, words, websearch_to_tsquery('english', %s) AS q{where} AND {match}), "
+        # the count and mean length of the rows the filters keep
+        "docs AS (SELECT count(*)::float8 AS n, avg(length(search))::float8 AS mean "
+        f"FROM {table}{where}), "
+        f"stats AS (SELECT *, {idfs}, {K1 * (1 - B):.6g}::float8 AS norm0, "
+        f"{K1 * B:.6g}::float8 / mean AS norm1 "
+        f"FROM (SELECT n, mean, {dfs} FROM hits, docs GROUP BY n, mean) AS c) "
+        f"SELECT memory_id AS hit, {score} AS score FROM stats, "
+        "LATERAL (SELECT *, norm0 + norm1 * len AS norm FROM hits) AS h "
+        "ORDER BY score DESC, memory_id"
+    )
+
+
+def parameters(words: list[str], where: list[Any]) -> list[Any]:
+    """The parameters of :func:`ranking`'s statement, before its page."""
+    return [words, " or ".join(words), *where, *where]
