@@ -13,6 +13,13 @@ ranking means nothing. Latency is measured warm (the user's vectors loaded); the
 search after a change of the user's memories reloads them and is reported separately.
 Beside each row: the process's CPU time per search (what a search costs whatever else the
 machine runs) and the load average when it was measured.
+
+Whether the large user slows a small one is measured twice: the same small user's rows
+before and after the large user is written, and "in turns": the small user's memories
+copied into a file of their own, and each question asked of that copy and of the user
+beside the large one one after the other (the order swapped every question), so both see
+the machine at the same moment (a machine whose speed drifts between rows moves the first
+comparison, not this one).
 """
 
 from __future__ import annotations
@@ -104,6 +111,23 @@ def latency(memory: Memory, user: str, method: str, rounds: int, seed: int) -> T
 CPU_MS: dict[int, float] = {}  # a timing's CPU time per search (the process's, all threads)
 
 
+def in_turns(
+    sides: tuple[tuple[Memory, str], tuple[Memory, str]], method: str, rounds: int, seed: int
+) -> tuple[Timing, Timing]:
+    """Each question asked of both sides one after the other, the first side first on even
+    questions and second on odd ones (each side embeds it itself: each Memory keeps its own
+    query vectors)."""
+    timings = (Timing(), Timing())
+    for i in range(seed * rounds, (seed + 1) * rounds):
+        question_i = question(i)
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            memory, user = sides[side]
+            start = time.perf_counter()
+            memory.search_user_memories(question_i, user, 10, method)
+            timings[side].samples.append(time.perf_counter() - start)
+    return timings
+
+
 def fill_random_vectors(db: SqliteDb, user: str, model: str, seed: int) -> None:
     rng = np.random.default_rng(seed)
     while pending := db.memories_to_embed(user, model, 20_000):
@@ -157,9 +181,11 @@ def main() -> None:
         report["model_load_s"] = time.perf_counter() - start
         rss_before = rss_mb()
         start = time.perf_counter()
+        small_texts: list[str] = []
         for u in range(3):
             texts = [UserMemory(sentence(rng)) for _ in range(args.small)]
             memory.add_user_memories(texts, f"small-{u}")
+            small_texts = small_texts or [m.memory for m in texts]
         report["embed_small_s_per_memory"] = (time.perf_counter() - start) / (3 * args.small)
 
         rows: dict[str, dict[str, float]] = {}
@@ -200,6 +226,21 @@ def main() -> None:
 
         # the same small user again, now beside the large one (same file, shared index)
         measure("small-0", f"{args.small:,} memories, beside {args.large:,}")
+
+        # the same memories alone in a file of their own, asked in turns with the above
+        alone_db = SqliteDb(workdir / "alone.db")
+        alone = Memory(db=alone_db, embedder="local")
+        alone.add_user_memories([UserMemory(text) for text in small_texts], "small-0")
+        turns: dict[str, tuple[Timing, Timing]] = {}
+        for method in METHODS:
+            pair = ((alone, "small-0"), (memory, "small-0"))
+            in_turns(pair, method, 3, next(seeds))
+            turns[method] = in_turns(pair, method, args.rounds, next(seeds))
+        report["in_turns"] = {
+            m: {"alone_p50_ms": a.median * 1e3, "beside_p50_ms": b.median * 1e3}
+            for m, (a, b) in turns.items()
+        }
+        alone_db.close()
         report["peak_rss_mb"] = rss_mb()
         report["rss_growth_mb"] = rss_mb() - rss_before
         report["db_mb"] = (workdir / "search.db").stat().st_size / 2**20
@@ -228,6 +269,15 @@ def main() -> None:
         + ", ".join(
             f"{m} {b['p50_ms'] / a['p50_ms']:.2f}x; {b['cpu_ms'] / a['cpu_ms']:.2f}x"
             for m, a, b in zip(METHODS, alone, beside, strict=True)
+        )
+    )
+    print(
+        f"in turns, each question asked of the user alone in a file of its own and beside "
+        f"the {args.large:,} one (p50 alone / beside, ratio): "
+        + ", ".join(
+            f"{m} {t['alone_p50_ms']:.2f} / {t['beside_p50_ms']:.2f} ms "
+            f"{t['beside_p50_ms'] / t['alone_p50_ms']:.2f}x"
+            for m, t in report["in_turns"].items()
         )
     )
     agno = rows.get("agno text search, 10,000 memories")

@@ -101,6 +101,10 @@ def test_search_benchmark_smoke(tmp_path: Path) -> None:
         for label in (f"{method}, 40 memories", f"{method}, 3,000 memories"):
             assert 0 < rows[label]["p50_ms"] <= rows[label]["p95_ms"]
     assert report["vector_cache_mb"] > 0
+    assert "in turns, each question asked of the user alone in a file of its own" in stdout
+    for method in ("keyword", "semantic", "hybrid"):
+        pair = report["in_turns"][method]
+        assert pair["alone_p50_ms"] > 0 and pair["beside_p50_ms"] > 0
 
 
 def test_backends_benchmark_smoke(tmp_path: Path) -> None:
