@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -40,10 +42,15 @@ def keyword_default(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Server | str]]:
+def servers() -> Iterator[dict[str, Server | str]]:
     """The servers, started on first use and stopped by pid at the end of the session,
-    whatever the tests did. A server that cannot start maps to the reason."""
-    root = tmp_path_factory.mktemp("servers")
+    whatever the tests did. A server that cannot start maps to the reason.
+
+    Their files live in a directory of their own, not under pytest's temporary directory:
+    another pytest session of the same user (a test file run while the suite runs) makes
+    that one private again, and the servers, which run as another user where the session
+    is root's, would lose their data directories under them."""
+    root = Path(tempfile.mkdtemp(prefix="noted-test-servers-"))
 
     class Lazy(dict[str, Server | str]):
         def __missing__(self, name: str) -> Server | str:
@@ -62,6 +69,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
         for server in started.values():
             if isinstance(server, Server):
                 server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def server_url(servers: dict[str, Server | str], name: str) -> str:

@@ -325,23 +325,60 @@ def _serve(db_file: Path, stdout: Any) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=stdout, env=env)
 
 
+class _Lines:
+    """The server's answers, line by line, from the pipe's file descriptor: read with a
+    buffer of its own, so a line that came in the same read as the one before is not left
+    in a file object's buffer while ``select`` waits on the descriptor for more."""
+
+    def __init__(self, pipe: Any) -> None:
+        self._fd: int = pipe.fileno()
+        self._buffer = b""
+        self.ended = False
+
+    def next(self, timeout: float = 60.0) -> bytes | None:
+        """The next whole line (without its newline), or None when none came in time or
+        the server closed its end."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buffer and not self.ended:
+            ready, _, _ = select.select([self._fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                return None
+            chunk = os.read(self._fd, 1 << 16)
+            self.ended = not chunk
+            self._buffer += chunk
+        if b"\n" not in self._buffer:
+            return None
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def rest(self) -> bytes:
+        """Everything after the lines read, to the end (the server has closed its end)."""
+        while not self.ended:
+            chunk = os.read(self._fd, 1 << 16)
+            self.ended = not chunk
+            self._buffer += chunk
+        rest, self._buffer = self._buffer, b""
+        return rest
+
+
 def test_raw_json_rpc_over_pipes(tmp_path: Path) -> None:
     """Pipes on both sides (as under every MCP client): the event loop (uvloop's) reads
     and writes them; each answer comes as one JSON line before the next request is sent."""
     proc = _serve(tmp_path / "pipes.db", subprocess.PIPE)
     assert proc.stdout is not None
     out = proc.stdout
+    lines = _Lines(out)
 
     def next_answer() -> dict[str, Any]:
-        ready, _, _ = select.select([out], [], [], 60)
-        assert ready, "no answer within 60 s"
-        answer: dict[str, Any] = json.loads(out.readline())
+        line = lines.next()
+        assert line is not None, "no answer within 60 s"
+        answer: dict[str, Any] = json.loads(line)
         return answer
 
     try:
         memory_id, threads = _talk(proc, next_answer)
         assert threads == 1  # no worker thread reads or writes the wire
-        assert out.read() == b""  # nothing else was written on the wire
+        assert lines.rest() == b""  # nothing else was written on the wire
     finally:
         proc.kill()
         proc.wait()
@@ -384,7 +421,7 @@ def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
     SDK's transport, and keeps serving."""
     proc = _serve(tmp_path / "pipelined.db", subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
-    out = proc.stdout
+    lines = _Lines(proc.stdout)
     try:
         proc.stdin.write(_request(1, "initialize", HELLO) + b"\n")
         proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
@@ -397,9 +434,9 @@ def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
         proc.stdin.flush()
         answers: dict[int, dict[str, Any]] = {}
         while len(answers) < 8:
-            ready, _, _ = select.select([out], [], [], 60)
-            assert ready, f"no answer within 60 s; have {sorted(answers)}"
-            answer = json.loads(out.readline())
+            line = lines.next()
+            assert line is not None, f"no answer within 60 s; have {sorted(answers)}"
+            answer = json.loads(line)
             answers[answer["id"]] = answer
         assert sorted(answers) == list(range(1, 9))
         added = [answers[n]["result"]["structuredContent"] for n in range(2, 8)]
@@ -408,17 +445,17 @@ def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
         listed = {"name": "list_memories", "arguments": {"limit": 50}}
         proc.stdin.write(_request(9, "tools/call", listed) + b"\n")
         proc.stdin.flush()
-        ready, _, _ = select.select([out], [], [], 60)
-        assert ready, "no answer after the bad line"
-        memories = json.loads(out.readline())["result"]["structuredContent"]["memories"]
+        line = lines.next()
+        assert line is not None, "no answer after the bad line"
+        memories = json.loads(line)["result"]["structuredContent"]["memories"]
         assert sorted(m["memory"] for m in memories) == sorted(facts)
         proc.stdin.close()
         assert proc.wait(60) == 0
-        assert out.read() == b""
+        assert lines.rest() == b""
     finally:
         proc.kill()
         proc.wait()
-        out.close()
+        proc.stdout.close()
 
 
 _LOOP = (

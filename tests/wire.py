@@ -108,13 +108,19 @@ class WireServer:
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                for item in reply.events:
-                    name, data = item if isinstance(item, tuple) else (None, item)
-                    text = data if isinstance(data, str) else json.dumps(data)
-                    chunk = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
-                    self.wfile.write(chunk.encode())
-                    self.wfile.flush()
                 self.close_connection = True
+                try:
+                    for item in reply.events:
+                        name, data = item if isinstance(item, tuple) else (None, item)
+                        text = data if isinstance(data, str) else json.dumps(data)
+                        chunk = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
+                        self.wfile.write(chunk.encode())
+                        self.wfile.flush()
+                except ConnectionError:  # the client closed before the last event
+                    if not reply.hold:
+                        raise
+                    server.hung_up.set()
+                    return
                 if reply.hold:
                     self._wait_for_hang_up()
 
