@@ -209,7 +209,7 @@ def cmd_edit(memory: Memory, args: argparse.Namespace) -> int:
     current = _get_or_fail(memory, args.memory_id, args.user)
     topics = [] if args.no_topics else (args.topic if args.topic is not None else current.topics)
     replacement = UserMemory(args.text if args.text is not None else current.memory, topics=topics)
-    stored = memory.door.replace(args.memory_id, replacement, args.user, memory.audit)
+    stored = memory.replace_user_memory_record(args.memory_id, replacement, args.user)
     if args.json:
         emit_json(stored.to_dict())
     else:

@@ -107,7 +107,7 @@ def _update(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
         current.memory if text is None else text,
         topics=current.topics if topics is None else topics,
     )
-    return memory_result(memory.door.replace(memory_id, replacement, user, memory.audit))
+    return memory_result(memory.replace_user_memory_record(memory_id, replacement, user))
 
 
 def _delete(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:

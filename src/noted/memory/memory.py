@@ -163,12 +163,6 @@ class Memory:
         """Who this Memory's writes are recorded as in the history."""
         return self._audit.actor
 
-    @property
-    def audit(self) -> AuditContext:
-        """The context this Memory's own writes are recorded with (its actor), for a
-        caller that writes through :attr:`door` on its behalf."""
-        return self._audit
-
     def __repr__(self) -> str:
         return f"Memory(db={self.db!r})"
 
@@ -215,13 +209,19 @@ class Memory:
     ) -> str:
         """Replace the text and topics of one of the user's memories; keep its creation time.
 
-        Returns the id, as Agno's does; ``memory.door.replace(memory_id, memory, user_id,
-        memory.audit)`` returns the memory as stored. Raises NotFoundError when the user
-        has no memory with this id (another user's id included): nothing is written then.
+        Returns the id, as Agno's does (:meth:`replace_user_memory_record` returns the
+        memory as stored). Raises NotFoundError when the user has no memory with this id
+        (another user's id included): nothing is written then.
         """
-        stored = self.door.replace(memory_id, memory, user_id, self._audit)
-        assert stored.memory_id is not None
-        return stored.memory_id
+        self.replace_user_memory_record(memory_id, memory, user_id)
+        return memory_id
+
+    def replace_user_memory_record(
+        self, memory_id: str, memory: UserMemory, user_id: str | None = None
+    ) -> UserMemory:
+        """:meth:`replace_user_memory`, answering with the memory exactly as stored (its
+        kept ``created_at`` and ids included)."""
+        return self.door.replace(memory_id, memory, user_id, self._audit)
 
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> bool:
         """Delete one of the user's memories; False when the user has no such memory."""
@@ -449,6 +449,7 @@ class Memory:
     aadd_user_memories = async_twin(add_user_memories)
     aimport_user_memories = async_twin(import_user_memories)
     areplace_user_memory = async_twin(replace_user_memory)
+    areplace_user_memory_record = async_twin(replace_user_memory_record)
     adelete_user_memory = async_twin(delete_user_memory)
     adelete_user_memories = async_twin(delete_user_memories)
     aclear = async_twin(clear)

@@ -171,7 +171,7 @@ def memory_routes(svc: Services) -> APIRouter:
             session_id=current.session_id,
             created_at=current.created_at,
         )
-        stored = svc.memory.door.replace(memory_id, changed, user, svc.memory.audit)
+        stored = svc.memory.replace_user_memory_record(memory_id, changed, user)
         return json_response(stored.to_dict())
 
     @router.delete("/memories/{memory_id}", status_code=204, summary="Delete a memory")
