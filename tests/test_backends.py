@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -502,6 +503,46 @@ def test_memories_to_embed_pages_alike_on_every_backend(store: MemoryStore) -> N
     for bad in (-1, "2", True, 1.5):
         with pytest.raises(UserError, match="limit must be a non-negative integer"):
             store.memories_to_embed("ava", "m", bad)  # type: ignore[arg-type]
+
+
+def test_memories_to_embed_have_one_order_on_every_backend(store: MemoryStore) -> None:
+    """memories_to_embed's one order: created_at, then memory_id, for one user and for
+    everyone, whatever order the memories were written in; a memory whose vector went
+    stale keeps its place; a smaller limit gives the head of the same order."""
+    start = datetime(2026, 1, 2, tzinfo=UTC)
+
+    def made(minute: int, memory_id: str, user: str) -> UserMemory:
+        when = start + timedelta(minutes=minute)
+        return UserMemory(
+            f"fact {memory_id}", memory_id=memory_id, user_id=user, created_at=when, updated_at=when
+        )
+
+    # written newest first in three writes, two users interleaved; "a" and "b" share a time
+    written = [
+        [made(5, "e", "bob"), made(3, "c", "ava")],
+        [made(1, "b", "ava"), made(1, "a", "bob")],
+        [made(4, "d", "ava"), made(0, "z", "bob")],
+    ]
+    for batch in written:
+        store.upsert_memories(batch)
+    expected = {None: "zabcde", "ava": "bcd", "bob": "zae"}
+    for user, ids in expected.items():
+        for limit in range(len(ids) + 2):
+            page = store.memories_to_embed(user, "m", limit)
+            assert "".join(m.memory_id or "" for m in page) == ids[:limit], (user, limit)
+        assert "".join(m.memory_id or "" for m in store.memories_to_embed(user, "m")) == ids
+
+    everyone = store.memories_to_embed(None, "m")
+    store.set_embeddings("m", [(m, unit(1, 0, 0)) for m in everyone])
+    assert store.memories_to_embed(None, "m") == []
+    later = start + timedelta(hours=1)
+    for stale in ("c", "z"):  # changed texts: their vectors are stale, newest change last
+        old = next(m for m in everyone if m.memory_id == stale)
+        store.upsert_memories([replace(old, memory=f"new fact {stale}", updated_at=later)])
+        later += timedelta(minutes=1)
+    assert [m.memory_id for m in store.memories_to_embed(None, "m")] == ["z", "c"]
+    assert [m.memory_id for m in store.memories_to_embed(None, "m", 1)] == ["z"]
+    assert [m.memory_id for m in store.memories_to_embed("ava", "m")] == ["c"]
 
 
 def test_user_stats_pages_alike_on_every_backend(store: MemoryStore) -> None:

@@ -183,7 +183,10 @@ class MemoryStore(Protocol):
         self, user_id: str | None, model: str, limit: int | None = None
     ) -> list[UserMemory]:
         """Memories of one user (or of everyone) that have no embedding made by ``model``:
-        new ones, changed ones, and those embedded by another model; oldest first."""
+        new ones, changed ones, and those embedded by another model; oldest first, the
+        same order on every store: by ``created_at``, then by ``memory_id`` (so a smaller
+        limit gives the head of the same list, and a memory changed since it was
+        embedded keeps its place)."""
         ...
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int: ...

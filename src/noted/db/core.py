@@ -277,7 +277,8 @@ class PageRules:
 
     def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         """At most ``limit`` (a positive integer, or None for all) memories of ``user_id``
-        (or of everyone) without an embedding made by ``model``, oldest first."""
+        (or of everyone) without an embedding made by ``model``, by ``created_at`` then
+        ``memory_id``."""
         raise NotImplementedError
 
     def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:

@@ -174,9 +174,10 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         ]
 
     def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
+        oldest = MemoryQuery(user_id, sort_by="created_at", sort_order="asc", limit=limit)
         with self._lock:
-            pending = [m.copy() for m in self._to_embed(user_id, model)]
-        return pending[:limit]
+            pending = sort_memories(self._to_embed(user_id, model), oldest)
+            return [m.copy() for m in pending]
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
         with self._lock:

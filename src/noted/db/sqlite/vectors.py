@@ -216,7 +216,7 @@ class SqliteVectors:
         where, params = self._pending(user_id)
         with self._session() as conn:
             rows = conn.execute(
-                f"SELECT {_SELECT} FROM {self.table}{where} ORDER BY rowid LIMIT ?",
+                f"SELECT {_SELECT} FROM {self.table}{where} ORDER BY created_at, memory_id LIMIT ?",
                 [*params, model, -1 if limit is None else limit],
             ).fetchall()
         return rows_to_memories(rows)
