@@ -1,15 +1,21 @@
 """LlamaCpp without a model file: its settings, errors, registry name and translations.
 
-All but the missing-extra test need llama-cpp-python (the ``local`` dependency group, built
-from source), so they are marked ``local_model`` and run by ``make test-local`` with the
-runs on a real GGUF model in test_local_model.py.
+Most tests need llama-cpp-python (the ``local`` dependency group, built from source), so
+they are marked ``local_model`` and run by ``make test-local`` with the runs on a real GGUF
+model in test_local_model.py. The missing-extra test and the stream tests need neither: the
+stream tests put a scripted ``llama_cpp`` module in its place.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
+import threading
+import types
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +25,14 @@ from noted.memory.summary import SUMMARY_SCHEMA
 from noted.memory.two_calls import FACTS_SCHEMA
 from noted.models import LlamaCpp, get_model
 from noted.models.llamacpp import _chat_messages, _read_tool_answer, _tools_schema
-from noted.models.types import Message, ModelRequest, ToolCall, ToolDefinition
+from noted.models.types import (
+    Message,
+    ModelRequest,
+    TextDelta,
+    ToolCall,
+    ToolDefinition,
+    UsageDelta,
+)
 from noted.schema import UserMemory
 
 WEATHER = ToolDefinition(
@@ -126,3 +139,107 @@ def test_tool_turns_are_plain_chat_turns_and_answers_become_calls() -> None:
     assert _read_tool_answer('{"answer": "It rains."}', [WEATHER]) == ("It rains.", [])
     assert _read_tool_answer('{"answer": "cut sh', [WEATHER]) == ('{"answer": "cut sh', [])
     assert _read_tool_answer('{"tool": "rm_rf", "arguments": {}}', [WEATHER])[1] == []
+
+
+# -- streams, with a scripted llama_cpp ------------------------------------------------------
+
+ASK = ModelRequest([Message("user", "Count to three.")])
+
+
+class ScriptedLlama:
+    """Stands in for ``llama_cpp.Llama``: streams ``words`` as llama-cpp-python's chat
+    chunks and notes how each stream ended, and whether the model's lock was held then.
+    It keeps every stream it made (so a stream is closed only by being closed, not by
+    being dropped). With ``gate``, the second chunk waits for it, after ``waiting`` is set.
+    """
+
+    def __init__(self, words: Sequence[str], gate: threading.Event | None = None) -> None:
+        self.words = list(words)
+        self.gate = gate
+        self.waiting = threading.Event()
+        self.held: Callable[[], bool] = lambda: False
+        self.streams: list[Iterator[dict[str, Any]]] = []
+        self.ends: list[tuple[str, bool]] = []
+
+    def create_chat_completion(self, *, stream: bool = False, **params: Any) -> Any:
+        assert stream and params["messages"]
+        chunks = self._chunks()
+        self.streams.append(chunks)
+        return chunks
+
+    def _chunks(self) -> Iterator[dict[str, Any]]:
+        try:
+            for i, word in enumerate(self.words):
+                if i == 1 and self.gate is not None:
+                    self.waiting.set()
+                    assert self.gate.wait(10)
+                yield {"choices": [{"delta": {"content": word}, "finish_reason": None}]}
+            yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+        except GeneratorExit:
+            self.ends.append(("closed", self.held()))
+            raise
+        self.ends.append(("ended", self.held()))
+
+    def close(self) -> None:
+        pass
+
+
+def scripted_model(gguf: Path, monkeypatch: pytest.MonkeyPatch, llama: ScriptedLlama) -> LlamaCpp:
+    sdk = types.ModuleType("llama_cpp")
+    sdk.Llama = lambda **settings: llama  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "llama_cpp", sdk)
+    model = LlamaCpp(gguf)
+    llama.held = model._lock.locked
+    return model
+
+
+def test_a_stream_stopped_early_closes_llamas_stream_before_it_returns(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    llama = ScriptedLlama(["One", " two", " three"])
+    model = scripted_model(gguf, monkeypatch, llama)
+
+    async def first_only() -> object:
+        stream = model.astream(ASK)
+        first = await anext(stream)
+        await stream.aclose()
+        return first
+
+    assert asyncio.run(first_only()) == TextDelta("One")
+    assert llama.ends == [("closed", True)]  # closed with the model still held
+    for delta in model.stream(ASK):  # the sync twin, stopped by a break
+        assert delta == TextDelta("One")
+        break
+    assert llama.ends == [("closed", True)] * 2
+    deltas = list(model.stream(ASK))  # the model was let go: a whole stream runs
+    assert [d.text for d in deltas if isinstance(d, TextDelta)] == ["One", " two", " three"]
+    assert deltas[-1] == UsageDelta(0, 3, "stop", "tiny.gguf")
+    assert llama.ends == [("closed", True)] * 2 + [("ended", True)]
+    assert not model._lock.locked()
+
+
+def test_a_stream_cancelled_while_llama_works_closes_it_after_that_step(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp's step cannot be interrupted: the stream waits for it to end, then closes
+    llama's stream (closing it during the step would fail) and lets the model go."""
+    gate = threading.Event()
+    llama = ScriptedLlama(["One", " two", " three"], gate)
+    model = scripted_model(gguf, monkeypatch, llama)
+
+    async def cancel_in_step() -> None:
+        task = asyncio.create_task(_drain(model.astream(ASK)))
+        assert await asyncio.to_thread(llama.waiting.wait, 10)  # in the second step
+        task.cancel()
+        asyncio.get_running_loop().call_later(0.1, gate.set)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_in_step())
+    assert llama.ends == [("closed", True)]
+    assert not model._lock.locked()
+
+
+async def _drain(stream: Any) -> None:
+    async for _ in stream:
+        pass

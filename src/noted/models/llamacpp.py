@@ -15,12 +15,14 @@ see docs/models.md for a portable build.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import json
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from noted.errors import ModelError, UserError
 from noted.models._provider import import_sdk
@@ -40,6 +42,7 @@ from noted.models.types import (
 
 __all__ = ["LlamaCpp"]
 
+T = TypeVar("T")
 _ANSWER = "answer"
 
 
@@ -185,11 +188,13 @@ class LlamaCpp(BaseChatModel):
             return
         params = self._params(request)
         await asyncio.to_thread(self._lock.acquire)
+        steps = _Steps()
+        chunks: Iterator[dict[str, Any]] | None = None
         try:
-            chunks: Iterator[dict[str, Any]] = await asyncio.to_thread(self._start_stream, params)
+            chunks = await steps.run(self._start_stream, params)
             pieces = 0
             finish: str | None = None
-            while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            while (chunk := await steps.run(next, chunks, None)) is not None:
                 choice = chunk["choices"][0]
                 finish = choice.get("finish_reason") or finish
                 text = choice.get("delta", {}).get("content")
@@ -197,7 +202,15 @@ class LlamaCpp(BaseChatModel):
                     pieces += 1
                     yield TextDelta(text)
         finally:
-            self._lock.release()
+            # However the stream ends (its consumer stopped, a cancel, an error), llama's
+            # stream is closed now, with the model held, after the step llama.cpp may
+            # still be running: closing it during that step would fail.
+            try:
+                await steps.settle()
+                if chunks is not None:
+                    await steps.run(_close, chunks)
+            finally:
+                self._lock.release()
         yield UsageDelta(0, pieces, finish, self.id)
 
     def _start_stream(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -218,6 +231,38 @@ class LlamaCpp(BaseChatModel):
             self._lock.release()
         if llama is not None:
             llama.close()
+
+
+class _Steps:
+    """The blocking llama.cpp calls of one stream, run one at a time on worker threads. A
+    call the stream stopped waiting for (a cancel) runs on to its end all the same: it
+    cannot be interrupted. :meth:`settle` waits for it."""
+
+    def __init__(self) -> None:
+        self._last: asyncio.Future[Any] | None = None
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        context = contextvars.copy_context()
+        loop = asyncio.get_running_loop()
+        step = loop.run_in_executor(None, functools.partial(context.run, call, *args))
+        self._last = step
+        result: T = await asyncio.shield(step)
+        return result
+
+    async def settle(self) -> None:
+        """Wait for the last call to end, its outcome dropped (the stream is ending)."""
+        step = self._last
+        if step is not None and not step.done():
+            await asyncio.wait([step])
+        if step is not None and not step.cancelled():
+            step.exception()  # seen: not reported as never retrieved
+
+
+def _close(chunks: Iterator[dict[str, Any]]) -> None:
+    """Close llama's chunk generator (its ``finally`` blocks run now)."""
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 # -- translation -------------------------------------------------------------------------
