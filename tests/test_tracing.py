@@ -22,9 +22,17 @@ from model_helpers import WatchedModel
 from noted import Agent, Memory, SqliteDb, UserError
 from noted import tracing as noted_tracing
 from noted.agent import ContentDelta
-from noted.models import Message, ModelResponse, ToolCall, ToolDefinition
+from noted.models import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ResponseBuilder,
+    ToolCall,
+    ToolDefinition,
+)
 from noted.testing import FunctionModel, ScriptedModel
 from noted.tracing import TraceSettings
+from noted.tracing import _hooks as tracing_hooks
 from traces import Traces, attrs
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -298,6 +306,101 @@ def test_a_stream_leaves_the_consumers_context_alone_and_ends_when_stopped(
     assert attrs(llm)["noted.stream.stopped"] is True
     assert [e.name for e in llm.events] == ["First Token Stream Event"]
     assert "llm.output_messages.0.message.content" not in attrs(llm)
+
+
+ENDED_AGAIN = "on an ended span"  # the SDK's warning for an end (or change) after the end
+
+
+async def _leave(stream: Any, how: str) -> None:
+    """Leave an async stream early: close it, or throw the consumer's error into it."""
+    if how == "aclose":
+        await stream.aclose()
+    else:
+        with pytest.raises(KeyError, match="consumer"):
+            await stream.athrow(KeyError("consumer"))
+
+
+def _ended_again(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if ENDED_AGAIN in r.getMessage()]
+
+
+@pytest.mark.parametrize("how", ["aclose", "athrow"])
+def test_a_model_stream_left_early_ends_its_span_once(
+    traces: Traces, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Closed early, the span ends as stopped; an error thrown in by its consumer ends it as
+    failed. Either way the model's own stream is closed before the call returns."""
+    model = WatchedModel(["One two three. Four five six."])
+
+    async def first_only() -> None:
+        ask = ModelRequest([Message("user", "Count.")])
+        stream = tracing_hooks.stream(model, ask, "agent", ResponseBuilder())
+        await anext(stream)
+        await _leave(stream, how)
+        assert model.closed == 1
+
+    asyncio.run(first_only())
+    llm = traces.one("model call")
+    events = [e.name for e in llm.events]
+    if how == "aclose":
+        assert llm.status.status_code is StatusCode.UNSET
+        assert attrs(llm)["noted.stream.stopped"] is True
+        assert events == ["First Token Stream Event"]
+    else:
+        assert llm.status.status_code is StatusCode.ERROR
+        assert "KeyError" in (llm.status.description or "")
+        assert "noted.stream.stopped" not in attrs(llm)
+        assert events == ["First Token Stream Event", "exception"]
+    assert _ended_again(caplog) == []
+
+
+@pytest.mark.parametrize("how", ["aclose", "athrow", "close", "throw"])
+def test_a_run_stream_left_early_ends_each_span_once(
+    traces: Traces, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The run's span ends once, after its model call's, which the run closes with it; an
+    error thrown into the async run fails its span. (The sync iterator closes the async run
+    whatever its consumer does: there a throw stops the run.)"""
+    model = WatchedModel(["One two three.", "Four five six."])
+    agent = Agent(model, name="Streamer")
+
+    async def leave_async() -> None:
+        events = agent.arun("Hi", stream=True)
+        async for event in events:
+            if isinstance(event, ContentDelta):
+                break
+        await _leave(events, how)
+        assert model.closed == 1
+
+    if how in ("aclose", "athrow"):
+        asyncio.run(leave_async())
+    else:
+        events = agent.run("Hi", stream=True)
+        for event in events:
+            if isinstance(event, ContentDelta):
+                break
+        if how == "close":
+            events.close()  # type: ignore[attr-defined]
+        else:
+            with pytest.raises(KeyError, match="consumer"):
+                events.throw(KeyError("consumer"))  # type: ignore[attr-defined]
+        assert model.closed == 1
+    run, llm = traces.one("Streamer.run"), traces.one("model call")
+    assert _is_child(llm, run)
+    assert llm.end_time is not None and run.end_time is not None
+    assert llm.end_time <= run.end_time
+    assert attrs(llm)["noted.stream.stopped"] is True  # the run let it go
+    assert llm.status.status_code is StatusCode.UNSET
+    if how == "athrow":
+        assert run.status.status_code is StatusCode.ERROR
+        assert "KeyError" in (run.status.description or "")
+        assert [e.name for e in run.events] == ["exception"]
+        assert "noted.run.stopped" not in attrs(run)
+    else:
+        assert run.status.status_code is StatusCode.UNSET
+        assert attrs(run)["noted.run.stopped"] is True
+        assert run.events == ()
+    assert _ended_again(caplog) == []
 
 
 def test_a_provider_instrumentors_spans_are_suppressed_inside_noteds(traces: Traces) -> None:

@@ -174,18 +174,22 @@ class Spans:
                 if run_id is not None:
                     stopped["noted.run.id"] = run_id
                 span.set_attributes(stopped)
-            with _attached(ctx):
-                await aclose(events)
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # the run's, or one its consumer threw in (athrow)
             if not done:
                 if run_id is not None:
                     span.set_attribute("noted.run.id", run_id)
                 _failed(span, exc)
             raise
         finally:
-            if not done:
-                span.end()
+            # however the run ends, its own stream is closed first (and with it its model
+            # call's span), so the span ends once, after its children
+            try:
+                with _attached(ctx):
+                    await aclose(events)  # nothing to do once it has ended by itself
+            finally:
+                if not done:
+                    span.end()
 
     def _agent_done(self, span: Span, run: RunResult) -> None:
         span.set_attributes(attrs.agent_closing(run, self.settings))
@@ -257,17 +261,19 @@ class Spans:
             self._llm_done(span, answer.build(), caller)
         except GeneratorExit:
             span.set_attribute("noted.stream.stopped", True)
-            token = _attach(quiet)
-            try:
-                await aclose(deltas)
-            finally:
-                _detach(token)
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # the model's, or one the consumer threw in (athrow)
             _failed(span, exc)
             raise
         finally:
-            span.end()
+            try:
+                token = _attach(quiet)
+                try:
+                    await aclose(deltas)  # nothing to do once it has ended by itself
+                finally:
+                    _detach(token)
+            finally:
+                span.end()
 
     # -- background work -----------------------------------------------------------------
 
