@@ -142,6 +142,32 @@ def test_backends_benchmark_smoke(tmp_path: Path) -> None:
         assert million["hybrid"]["p50_ms"] > 0
 
 
+def test_backends_benchmark_without_hybrid_search_smoke(tmp_path: Path) -> None:
+    """``--no-hybrid`` (as docs/benchmarks.md runs it): every other operation is measured,
+    hybrid search is not (nor is the embedder it needs loaded); the embedded stores only,
+    so no server is started."""
+    stdout, report = run_benchmark(
+        "backends.py",
+        tmp_path / "backends.json",
+        "--backends",
+        "sqlite,in-memory",
+        "--no-hybrid",
+        "--no-million",
+        "--size",
+        "200",
+        "--bulk-rounds",
+        "1",
+        "--rounds",
+        "3",
+    )
+    assert "hybrid" not in stdout
+    assert set(report["backends"]) == {"sqlite", "in-memory"}
+    for row in report["backends"].values():
+        assert set(row) == {"single add", "bulk import 200", "20 newest", "keyword search"}
+        assert all(r["noted_p50_s"] > 0 for r in row.values())
+    assert "million" not in report
+
+
 def test_server_benchmark_smoke(tmp_path: Path) -> None:
     if shutil.which("wrk") is None:
         message = "the server benchmark needs wrk: sudo apt-get install wrk"
