@@ -9,11 +9,13 @@ stream tests put a scripted ``llama_cpp`` module in its place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import threading
 import types
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -147,10 +149,12 @@ ASK = ModelRequest([Message("user", "Count to three.")])
 
 
 class ScriptedLlama:
-    """Stands in for ``llama_cpp.Llama``: streams ``words`` as llama-cpp-python's chat
-    chunks and notes how each stream ended, and whether the model's lock was held then.
-    It keeps every stream it made (so a stream is closed only by being closed, not by
-    being dropped). With ``gate``, the second chunk waits for it, after ``waiting`` is set.
+    """Stands in for ``llama_cpp.Llama``: answers ``words``, whole or streamed as
+    llama-cpp-python's chat chunks, and notes how each stream ended and whether the model's
+    lock was held then. It keeps every stream it made (so a stream is closed only by being
+    closed, not by being dropped). With ``gate``, a whole answer, and a stream's second
+    chunk, wait for it after ``waiting`` is set. ``started`` counts the calls made,
+    ``overlaps`` the times llama was entered while another call was inside it.
     """
 
     def __init__(self, words: Sequence[str], gate: threading.Event | None = None) -> None:
@@ -160,19 +164,47 @@ class ScriptedLlama:
         self.held: Callable[[], bool] = lambda: False
         self.streams: list[Iterator[dict[str, Any]]] = []
         self.ends: list[tuple[str, bool]] = []
+        self.started = 0
+        self.overlaps = 0
+        self._inside = 0
+        self._count = threading.Lock()
+
+    @contextlib.contextmanager
+    def _working(self) -> Iterator[None]:
+        with self._count:
+            self._inside += 1
+            self.overlaps += self._inside > 1
+        try:
+            yield
+        finally:
+            with self._count:
+                self._inside -= 1
+
+    def _wait_for_gate(self) -> None:
+        if self.gate is not None:
+            self.waiting.set()
+            assert self.gate.wait(10)
 
     def create_chat_completion(self, *, stream: bool = False, **params: Any) -> Any:
-        assert stream and params["messages"]
-        chunks = self._chunks()
-        self.streams.append(chunks)
-        return chunks
+        assert params["messages"]
+        with self._working():
+            self.started += 1
+            if stream:
+                chunks = self._chunks()
+                self.streams.append(chunks)
+                return chunks
+            self._wait_for_gate()
+        return {
+            "choices": [{"message": {"content": "".join(self.words)}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 4, "completion_tokens": len(self.words)},
+        }
 
     def _chunks(self) -> Iterator[dict[str, Any]]:
         try:
             for i, word in enumerate(self.words):
-                if i == 1 and self.gate is not None:
-                    self.waiting.set()
-                    assert self.gate.wait(10)
+                with self._working():
+                    if i == 1:
+                        self._wait_for_gate()
                 yield {"choices": [{"delta": {"content": word}, "finish_reason": None}]}
             yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
         except GeneratorExit:
@@ -243,3 +275,174 @@ def test_a_stream_cancelled_while_llama_works_closes_it_after_that_step(
 async def _drain(stream: Any) -> None:
     async for _ in stream:
         pass
+
+
+# -- one call at a time, whatever is cancelled where ---------------------------------------
+
+
+async def _answer(model: LlamaCpp, kind: str) -> str:
+    """One call's text: a whole answer, or a stream's pieces."""
+    if kind == "complete":
+        return (await model.acomplete(ASK)).content or ""
+    return "".join([d.text async for d in model.astream(ASK) if isinstance(d, TextDelta)])
+
+
+def _run(model: LlamaCpp, llama: ScriptedLlama, scenario: Coroutine[Any, Any, None]) -> None:
+    """Run ``scenario``. If it fails (a call that hung is cut short by its timeout), open the
+    gate and let the model go until nothing waits for it, so that the failure is reported
+    instead of the run blocking on worker threads that wait for the model forever."""
+
+    async def guarded() -> None:
+        try:
+            await scenario
+        except BaseException:
+            if llama.gate is not None:
+                llama.gate.set()
+            for _ in range(40):
+                if model._lock.locked():
+                    model._lock.release()
+                await asyncio.sleep(0.05)
+            raise
+
+    asyncio.run(guarded())
+
+
+@pytest.mark.parametrize("kind", ["stream", "complete"])
+def test_a_call_cancelled_while_it_waits_for_the_model_never_takes_it(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Cancelled while another call holds the model, a call neither keeps the model (every
+    later call would wait forever) nor runs once the model is free."""
+    gate = threading.Event()
+    llama = ScriptedLlama(["One", " two"], gate)
+    model = scripted_model(gguf, monkeypatch, llama)
+
+    async def scenario() -> None:
+        holder = asyncio.create_task(_answer(model, "stream"))
+        assert await asyncio.to_thread(llama.waiting.wait, 10)  # it holds the model
+        waiter = asyncio.create_task(_answer(model, kind))
+        await asyncio.sleep(0.2)  # it waits for the model
+        waiter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        gate.set()
+        assert await asyncio.wait_for(holder, 10) == "One two"
+        assert await asyncio.wait_for(_answer(model, kind), 10) == "One two"
+
+    _run(model, llama, scenario())
+    assert llama.started == 2  # the holder and the last call: the cancelled one never ran
+    assert llama.overlaps == 0
+    assert not model._lock.locked()
+
+
+@pytest.mark.parametrize("kind", ["stream", "complete"])
+def test_a_call_cancelled_while_llama_works_keeps_the_model_until_llama_is_done(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """llama.cpp's step cannot be interrupted: however often the call is cancelled (here a
+    second time while it waits for that step), the next call starts only after it."""
+    gate = threading.Event()
+    llama = ScriptedLlama(["One", " two"], gate)
+    model = scripted_model(gguf, monkeypatch, llama)
+
+    async def scenario() -> None:
+        holder = asyncio.create_task(_answer(model, kind))
+        assert await asyncio.to_thread(llama.waiting.wait, 10)  # llama works for it
+        holder.cancel()
+        await asyncio.sleep(0.1)
+        holder.cancel()
+        await asyncio.wait([holder])
+        assert holder.cancelled()
+        follower = asyncio.create_task(_answer(model, "stream"))
+        await asyncio.sleep(0.2)
+        assert llama.started == 1  # the follower waits for llama's step
+        gate.set()
+        assert await asyncio.wait_for(follower, 10) == "One two"
+
+    _run(model, llama, scenario())
+    assert llama.started == 2
+    assert llama.overlaps == 0
+    assert llama.ends[0] == (("closed", True) if kind == "stream" else ("ended", True))
+    assert not model._lock.locked()
+
+
+def test_calls_waiting_for_the_model_leave_the_worker_threads_to_the_call_holding_it(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stream holding the model needs a worker thread for each step; the calls waiting
+    for the model hold none, however many they are (here more than the loop has)."""
+    gate = threading.Event()
+    llama = ScriptedLlama(["One", " two"], gate)
+    model = scripted_model(gguf, monkeypatch, llama)
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=2))
+        holder = asyncio.create_task(_answer(model, "stream"))
+        assert await asyncio.to_thread(llama.waiting.wait, 10)
+        waiters = [asyncio.create_task(_answer(model, k)) for k in ("stream", "complete") * 2]
+        await asyncio.sleep(0.2)
+        gate.set()
+        answers = await asyncio.wait_for(asyncio.gather(holder, *waiters), 10)
+        assert answers == ["One two"] * 5
+
+    _run(model, llama, scenario())
+    assert (llama.started, llama.overlaps) == (5, 0)
+    assert not model._lock.locked()
+
+
+def test_calls_from_two_event_loops_take_turns(gguf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync API runs on noted's own loop, an async caller on its own: the model passes
+    from one to the other."""
+    gate = threading.Event()
+    llama = ScriptedLlama(["One", " two"], gate)
+    model = scripted_model(gguf, monkeypatch, llama)
+    texts: list[str] = []
+    sync = threading.Thread(
+        target=lambda: texts.extend(d.text for d in model.stream(ASK) if isinstance(d, TextDelta))
+    )
+    sync.start()
+
+    async def scenario() -> None:
+        assert await asyncio.to_thread(llama.waiting.wait, 10)
+        follower = asyncio.create_task(_answer(model, "complete"))
+        await asyncio.sleep(0.2)
+        assert llama.started == 1
+        gate.set()
+        assert await asyncio.wait_for(follower, 10) == "One two"
+
+    _run(model, llama, scenario())
+    sync.join(10)
+    assert texts == ["One", " two"]
+    assert (llama.started, llama.overlaps) == (2, 0)
+    assert not model._lock.locked()
+
+
+@pytest.mark.parametrize("hand_over", ["pending", "done"])
+def test_a_call_cancelled_as_the_model_is_handed_to_it_hands_it_on(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch, hand_over: str
+) -> None:
+    """The model is handed to the first waiter, which is cancelled before it runs (before
+    or after the hand-over reached its loop): the next waiter gets the model."""
+    model = scripted_model(gguf, monkeypatch, ScriptedLlama(["One"]))
+    lock = model._lock
+
+    async def scenario() -> None:
+        await lock.acquire()
+        first = asyncio.create_task(lock.acquire())
+        second = asyncio.create_task(lock.acquire())
+        await asyncio.sleep(0)  # both wait
+        lock.release()
+        if hand_over == "done":
+            await asyncio.sleep(0)
+            assert not first.done()
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        await asyncio.wait_for(second, 5)
+        assert lock.locked()
+        lock.release()
+        assert not lock.locked()
+        with pytest.raises(RuntimeError, match="without a matching acquire"):
+            lock.release()
+
+    asyncio.run(scenario())

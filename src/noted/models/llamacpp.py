@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from noted.errors import ModelError, UserError
 from noted.models._provider import import_sdk
+from noted.models._turns import Turns
 from noted.models.base import BaseChatModel, RetryPolicy
 from noted.models.types import (
     Message,
@@ -44,6 +45,7 @@ __all__ = ["LlamaCpp"]
 
 T = TypeVar("T")
 _ANSWER = "answer"
+_Chunk = dict[str, Any]
 
 
 class LlamaCpp(BaseChatModel):
@@ -99,7 +101,7 @@ class LlamaCpp(BaseChatModel):
         self.seed = seed
         self.chat_format = chat_format
         self._llama: Any = None
-        self._lock = threading.Lock()  # one call (or load) at a time
+        self._lock = Turns()  # one call (or load) at a time
 
     # -- the model -----------------------------------------------------------------------
 
@@ -143,19 +145,29 @@ class LlamaCpp(BaseChatModel):
         return params
 
     def _complete(self, params: dict[str, Any]) -> dict[str, Any]:
-        with self._lock:
+        """A whole answer (on a worker thread, with the model held: lets it go)."""
+        try:
             llama = self._load()
-            try:
-                result: dict[str, Any] = llama.create_chat_completion(**params)
-            except ValueError as exc:  # the prompt does not fit the context window, ...
-                raise ModelError(f"llamacpp {self.id} failed: {exc}") from exc
+            result: dict[str, Any] = llama.create_chat_completion(**params)
+        except ValueError as exc:  # the prompt does not fit the context window, ...
+            raise ModelError(f"llamacpp {self.id} failed: {exc}") from exc
+        finally:
+            self._lock.release()
         return result
 
     # -- calls ---------------------------------------------------------------------------
 
     async def _send(self, request: ModelRequest) -> ModelResponse:
         params = self._params(request)
-        result = await asyncio.to_thread(self._complete, params)
+        await self._lock.acquire()
+        try:
+            answer = _in_thread(self._complete, params)
+        except BaseException:  # no worker thread will run it: let the model go here
+            self._lock.release()
+            raise
+        # A cancel stops the wait, not llama.cpp (it cannot be interrupted): the model is
+        # let go on the worker thread when the answer is done.
+        result = await asyncio.shield(answer)
         choice = result["choices"][0]
         text = choice["message"].get("content")
         usage = result.get("usage") or {}
@@ -187,14 +199,13 @@ class LlamaCpp(BaseChatModel):
             )
             return
         params = self._params(request)
-        await asyncio.to_thread(self._lock.acquire)
-        steps = _Steps()
-        chunks: Iterator[dict[str, Any]] | None = None
+        await self._lock.acquire()
+        stream = _Stream(self._lock.release)
+        pieces = 0
+        finish: str | None = None
         try:
-            chunks = await steps.run(self._start_stream, params)
-            pieces = 0
-            finish: str | None = None
-            while (chunk := await steps.run(next, chunks, None)) is not None:
+            await stream.open(functools.partial(self._start_stream, params))
+            while (chunk := await stream.next()) is not None:
                 choice = chunk["choices"][0]
                 finish = choice.get("finish_reason") or finish
                 text = choice.get("delta", {}).get("content")
@@ -204,27 +215,23 @@ class LlamaCpp(BaseChatModel):
         finally:
             # However the stream ends (its consumer stopped, a cancel, an error), llama's
             # stream is closed now, with the model held, after the step llama.cpp may
-            # still be running: closing it during that step would fail.
-            try:
-                await steps.settle()
-                if chunks is not None:
-                    await steps.run(_close, chunks)
-            finally:
-                self._lock.release()
+            # still be running (closing it during that step would fail); then the model
+            # is let go.
+            await stream.end()
         yield UsageDelta(0, pieces, finish, self.id)
 
-    def _start_stream(self, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    def _start_stream(self, params: dict[str, Any]) -> Iterator[_Chunk]:
         """The chunk iterator of a streamed completion (call with the lock held)."""
         llama = self._load()
         try:
-            chunks: Iterator[dict[str, Any]] = llama.create_chat_completion(**params, stream=True)
+            chunks: Iterator[_Chunk] = llama.create_chat_completion(**params, stream=True)
         except ValueError as exc:
             raise ModelError(f"llamacpp {self.id} failed: {exc}") from exc
         return chunks
 
     async def aclose(self) -> None:
         """Free the loaded model (it is loaded again on the next call)."""
-        await asyncio.to_thread(self._lock.acquire)
+        await self._lock.acquire()
         try:
             llama, self._llama = self._llama, None
         finally:
@@ -233,32 +240,67 @@ class LlamaCpp(BaseChatModel):
             llama.close()
 
 
-class _Steps:
-    """The blocking llama.cpp calls of one stream, run one at a time on worker threads. A
-    call the stream stopped waiting for (a cancel) runs on to its end all the same: it
-    cannot be interrupted. :meth:`settle` waits for it."""
-
-    def __init__(self) -> None:
-        self._last: asyncio.Future[Any] | None = None
-
-    async def run(self, call: Callable[..., T], *args: Any) -> T:
-        context = contextvars.copy_context()
-        loop = asyncio.get_running_loop()
-        step = loop.run_in_executor(None, functools.partial(context.run, call, *args))
-        self._last = step
-        result: T = await asyncio.shield(step)
-        return result
-
-    async def settle(self) -> None:
-        """Wait for the last call to end, its outcome dropped (the stream is ending)."""
-        step = self._last
-        if step is not None and not step.done():
-            await asyncio.wait([step])
-        if step is not None and not step.cancelled():
-            step.exception()  # seen: not reported as never retrieved
+def _in_thread(call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """``call(*args)`` on a worker thread, in the caller's context. Not a task: when the
+    loop shuts down and cancels its tasks, the call still runs."""
+    context = contextvars.copy_context()
+    loop = asyncio.get_running_loop()
+    return loop.run_in_executor(None, functools.partial(context.run, call, *args))
 
 
-def _close(chunks: Iterator[dict[str, Any]]) -> None:
+class _Stream:
+    """The blocking llama.cpp calls of one streamed answer, made while it holds the model,
+    one at a time on worker threads. A call the stream stopped waiting for (a cancel) runs
+    on to its end all the same: it cannot be interrupted. :meth:`end` then closes llama's
+    chunk stream and lets the model go, on a worker thread too, so that both happen once,
+    in that order, however often the stream is cancelled and wherever."""
+
+    def __init__(self, let_go: Callable[[], None]) -> None:
+        self._let_go = let_go
+        self._busy = threading.Lock()  # held by the call running now
+        self._ended = False
+        self._chunks: Iterator[_Chunk] | None = None
+
+    async def open(self, start: Callable[[], Iterator[_Chunk]]) -> None:
+        def opened() -> None:
+            self._chunks = start()
+
+        await self._step(opened)
+
+    async def next(self) -> _Chunk | None:
+        return await self._step(self._next)
+
+    def _next(self) -> _Chunk | None:
+        return None if self._chunks is None else next(self._chunks, None)
+
+    async def _step(self, call: Callable[[], T]) -> T:
+        return await asyncio.shield(_in_thread(self._locked, call))
+
+    def _locked(self, call: Callable[[], T]) -> T:
+        with self._busy:
+            if self._ended:  # a step the stream stopped waiting for before it began
+                raise ModelError("llamacpp: the stream has ended")
+            return call()
+
+    async def end(self) -> None:
+        try:
+            ending = _in_thread(self._end)
+        except RuntimeError:  # no worker thread to be had (the loop is shutting down)
+            self._end()
+            return
+        await asyncio.shield(ending)
+
+    def _end(self) -> None:
+        with self._busy:
+            self._ended = True
+            try:
+                if self._chunks is not None:
+                    _close(self._chunks)
+            finally:
+                self._let_go()
+
+
+def _close(chunks: Iterator[_Chunk]) -> None:
     """Close llama's chunk generator (its ``finally`` blocks run now)."""
     close = getattr(chunks, "close", None)
     if close is not None:
