@@ -2,8 +2,9 @@
 
 Most tests need llama-cpp-python (the ``local`` dependency group, built from source), so
 they are marked ``local_model`` and run by ``make test-local`` with the runs on a real GGUF
-model in test_local_model.py. The missing-extra test and the stream tests need neither: the
-stream tests put a scripted ``llama_cpp`` module in its place.
+model in test_local_model.py. The missing-extra test, the stream tests and the tests of
+calls taking turns on the model need neither: the last two put a scripted ``llama_cpp``
+module in its place.
 """
 
 from __future__ import annotations
