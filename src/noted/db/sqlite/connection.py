@@ -1,0 +1,63 @@
+"""How SqliteDb opens its file: through apsw, which carries its own recent SQLite.
+
+Every module of ``noted.db.sqlite`` works on the connection this returns, so one SQLite
+library serves the whole file in this process (two copies of the library in one process
+do not see each other's POSIX locks on a file)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+import apsw
+
+__all__ = ["Connection", "connect"]
+
+
+class Rows(Protocol):
+    """What a statement run on a :class:`Connection` gives back."""
+
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Connection(Protocol):
+    """The calls noted makes on an apsw connection (its rows typed as the SQL decides)."""
+
+    @property
+    def in_transaction(self) -> bool: ...
+    def execute(self, statements: str, bindings: apsw.Bindings | None = None) -> Rows: ...
+    def executemany(self, statements: str, sequenceofbindings: Iterable[apsw.Bindings]) -> Rows: ...
+    def changes(self) -> int: ...
+    def total_changes(self) -> int: ...
+    def limit(self, id: int, newval: int = -1) -> int: ...
+    def close(self) -> None: ...
+
+
+class _Cursor(apsw.Cursor):
+    """apsw's cursor with the DB-API ``rowcount`` that the SQL shared with PostgreSQL
+    reads (``noted.db._job_sql``): the rows the statement just run changed."""
+
+    @property
+    def rowcount(self) -> int:
+        return self.connection.changes()
+
+
+def connect(path: os.PathLike[str], *, read_only: bool, busy_timeout: float) -> Connection:
+    """A connection in autocommit mode (a transaction only where a ``BEGIN`` starts one)
+    that waits up to ``busy_timeout`` seconds for another writer's lock."""
+    flags = (
+        apsw.SQLITE_OPEN_READONLY
+        if read_only
+        else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
+    )
+    conn = apsw.Connection(os.fspath(path), flags=flags)
+    try:
+        conn.setbusytimeout(round(busy_timeout * 1000))
+        conn.cursor_factory = _Cursor
+    except BaseException:
+        conn.close()
+        raise
+    return conn
