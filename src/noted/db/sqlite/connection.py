@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
 
 import apsw
 
-__all__ = ["Connection", "connect"]
+__all__ = ["Connection", "connect", "planned_by_values"]
 
 
 class Rows(Protocol):
@@ -33,6 +34,7 @@ class Connection(Protocol):
     def changes(self) -> int: ...
     def total_changes(self) -> int: ...
     def limit(self, id: int, newval: int = -1) -> int: ...
+    def config(self, op: int, *args: int) -> int: ...
     def close(self) -> None: ...
 
 
@@ -56,13 +58,26 @@ def connect(path: os.PathLike[str], *, read_only: bool, busy_timeout: float) -> 
     conn = apsw.Connection(os.fspath(path), flags=flags)
     try:
         conn.setbusytimeout(round(busy_timeout * 1000))
-        # One plan per statement whatever its values: else this SQLite marks a statement
-        # such as "WHERE user_id = ? ORDER BY updated_at" to be planned again each time a
-        # value is bound, which doubles the cost of a small read (noted keeps no statistics
-        # tables and no LIKE pattern that a plan could take from a value).
-        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)
+        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)  # see planned_by_values
         conn.cursor_factory = _Cursor
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+@contextmanager
+def planned_by_values(conn: Connection) -> Iterator[None]:
+    """Statements first run inside are planned with the values bound to them.
+
+    A connection keeps one plan per statement whatever its values (SQLite's query planner
+    stability guarantee): else SQLite plans a statement such as ``WHERE user_id = ? ORDER
+    BY updated_at`` again each time a value is bound, which doubles the cost of a small
+    read. A keyword search is the exception: FTS5 plans better knowing its ``MATCH`` and
+    ``LIMIT`` values (a large user's search takes about 1.7x longer without them), and
+    costs far more than the planning."""
+    conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 0)
+    try:
+        yield
+    finally:
+        conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)

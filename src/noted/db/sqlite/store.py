@@ -38,7 +38,7 @@ from noted.db.base import (
 from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
-from noted.db.sqlite.connection import Connection, connect
+from noted.db.sqlite.connection import Connection, connect, planned_by_values
 from noted.db.sqlite.fulltext import SqliteFullText
 from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON, OWNED_ROW, owned_memories
@@ -481,7 +481,8 @@ class SqliteDb(
         if not words or query.limit == 0:
             return []
         self._catch_up()
-        return self._fulltext.rows(columns, query, user_id, words)
+        with self._session() as conn, planned_by_values(conn):
+            return self._fulltext.rows(columns, query, user_id, words)
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         rows = self._keyword_rows(_SELECT, query, text)
