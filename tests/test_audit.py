@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import apsw
 import pytest
 
 from noted import (
@@ -320,7 +321,7 @@ def test_sqlite_keeps_history_in_its_own_indexed_table(tmp_path: Path) -> None:
     memory = Memory(db=db)
     mid = memory.add_user_memory(UserMemory("a", topics=["t"]), user_id="ava")
     memory.add_user_memories([UserMemory(f"m{i}") for i in range(50)], user_id="ava")
-    conn = sqlite3.connect(db.db_file)
+    conn = apsw.Connection(str(db.db_file))
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert {"facts", "facts_events", "ix_facts_events_memory"} <= names
     columns = [r[1] for r in conn.execute("PRAGMA table_info(facts_events)")]
@@ -349,15 +350,20 @@ def test_sqlite_keeps_history_in_its_own_indexed_table(tmp_path: Path) -> None:
     assert row == ("add", '["t"]', None, "integer")
     assert conn.execute("SELECT COUNT(*) FROM facts_events").fetchone()[0] == 51
 
-    statements: list[str] = []
+    statements: list[tuple[str, Any]] = []
+
+    def trace(_cursor: apsw.Cursor, sql: str, values: Any) -> bool:
+        statements.append((sql, values))
+        return True
+
     with db._session() as session:
-        session.set_trace_callback(statements.append)
+        session.exec_trace = trace
         try:
             memory.get_memory_history(mid, user_id="ava")
         finally:
-            session.set_trace_callback(None)
-    (sql,) = statements
-    plan = " | ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
+            session.exec_trace = None
+    ((sql, values),) = statements
+    plan = " | ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, values))
     assert "USING INDEX ix_facts_events_memory" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
     conn.close()
@@ -439,9 +445,8 @@ def test_cli_history_of_a_memory_older_than_its_history(
     memory = Memory(db=SqliteDb(path))
     mid = memory.add_user_memory(UserMemory("old fact"), user_id="ava")
     memory.db.close()
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     conn.execute("DELETE FROM noted_memories_events")  # as if written before the history
-    conn.commit()
     conn.close()
     code, out, err = run_cli(capsys, "memories", "history", mid, "--user", "ava", "--db", str(path))
     assert code == 0, err

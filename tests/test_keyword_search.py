@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import math
 import random
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
+import apsw
 import numpy as np
 import pytest
 
@@ -134,7 +134,7 @@ def test_bulk_import_is_indexed(tmp_path: Path) -> None:
     memory.add_user_memories([UserMemory(f"User visited city {i}") for i in range(500)], "ava")
     memory.add_user_memories([UserMemory("User visited Kyoto")], "ava")
     assert search(db, "Kyoto") == ["User visited Kyoto"]
-    conn = sqlite3.connect(tmp_path / "m.db")
+    conn = apsw.Connection(str(tmp_path / "m.db"))
     indexed = conn.execute("SELECT COUNT(*) FROM noted_memories_fts").fetchone()[0]
     assert indexed == 501
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
+import apsw
 import pytest
 
 from noted import Memory, SqliteDb, StoreError, UserMemory
@@ -61,10 +61,9 @@ OLD_ROWS = [
 
 
 def make_first_schema_db(path: Path) -> None:
-    conn = sqlite3.connect(path)
-    conn.executescript(FIRST_SCHEMA)
+    conn = apsw.Connection(str(path))
+    conn.execute(FIRST_SCHEMA)
     conn.executemany("INSERT INTO noted_memories VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", OLD_ROWS)
-    conn.commit()
     conn.close()
 
 
@@ -104,7 +103,7 @@ def test_first_schema_upgrades_in_place(tmp_path: Path) -> None:
     db.close()
     again = SqliteDb(path)
     assert Memory(db=again).count_user_memories(user_id="ava") == 3
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"ix_noted_memories_user_updated", "ix_noted_memories_user_created"} <= indexes
     assert conn.execute("SELECT COUNT(*) FROM noted_memories").fetchone()[0] == 4
@@ -114,15 +113,14 @@ def test_first_schema_upgrades_in_place(tmp_path: Path) -> None:
 def test_an_upgrade_that_fails_leaves_the_old_database_intact(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     make_first_schema_db(path)
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     # A column the upgrade wants to add already exists: migration 2 fails half-way.
     conn.execute("ALTER TABLE noted_memories ADD COLUMN session_id TEXT")
     conn.execute("CREATE INDEX ix_noted_memories_updated ON noted_memories(updated_at)")
-    conn.commit()
     conn.close()
     with pytest.raises(StoreError, match="duplicate column"):
         Memory(db=SqliteDb(path)).get_user_memories(user_id="ava")
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     assert conn.execute("SELECT version FROM noted_schema_versions").fetchone()[0] == 1
     assert conn.execute("SELECT COUNT(*) FROM noted_memories").fetchone()[0] == 3
     conn.close()
@@ -130,7 +128,7 @@ def test_an_upgrade_that_fails_leaves_the_old_database_intact(tmp_path: Path) ->
 
 def test_a_version_2_database_gains_the_history_table(tmp_path: Path) -> None:
     path = tmp_path / "v2.db"
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     for step in MIGRATIONS[:2]:
         step(conn, "noted_memories")
     record_version(conn, "noted_memories", 2, 1700000000000000)
@@ -139,7 +137,6 @@ def test_a_version_2_database_gains_the_history_table(tmp_path: Path) -> None:
         "team_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         OLD_ROWS,
     )
-    conn.commit()
     conn.close()
 
     db = SqliteDb(path)
@@ -167,7 +164,7 @@ def test_a_version_2_database_gains_the_history_table(tmp_path: Path) -> None:
     assert (delete.event, delete.old_memory) == ("delete", "Bob sails")
     db.close()
 
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
     assert {"noted_memories_events", "ix_noted_memories_events_memory"} <= tables
     assert conn.execute("SELECT COUNT(*) FROM noted_memories").fetchone()[0] == 2

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import apsw
 import pytest
 
 from conftest import BACKENDS, open_store
@@ -120,7 +120,7 @@ def test_sqlite_sessions_persist_and_use_the_configured_table(tmp_path: Path) ->
     with SqliteDb(path, session_table="chat_log") as db:
         assert [r.input for r in db.get_runs("s1", "ava")] == ["hello"]
         assert db.schema_version("chat_log") == 2  # sessions and runs, then jobs
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
     assert {"chat_log", "chat_log_runs", "chat_log_jobs", "noted_memories"} <= tables
@@ -137,7 +137,7 @@ def test_sqlite_rejects_clashing_table_names(tmp_path: Path) -> None:
 def test_history_read_uses_the_run_index(tmp_path: Path) -> None:
     db = SqliteDb(tmp_path / "s.db")
     db.append_run(make_run("s1", "ava", "hello"))
-    conn = sqlite3.connect(tmp_path / "s.db")
+    conn = apsw.Connection(str(tmp_path / "s.db"))
     plan = " ".join(
         str(row[3])
         for row in conn.execute(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -11,7 +10,9 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import apsw
 import pytest
 
 from noted import (
@@ -30,7 +31,7 @@ def test_tables_are_created_on_first_use_with_configured_names(tmp_path: Path) -
     db = SqliteDb(db_file=path, memory_table="user_memories")
     assert not path.exists()  # nothing happens until first use
     Memory(db=db).add_user_memory(UserMemory("x"), user_id="ava")
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"user_memories", "user_memories_fts", "noted_schema_versions"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -88,7 +89,7 @@ def test_a_damaged_page_is_reported_not_hidden(tmp_path: Path) -> None:
     db = SqliteDb(path)
     Memory(db=db).add_user_memories([UserMemory(f"fact {i} " + "x" * 500) for i in range(200)])
     db.close()
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     data = bytearray(path.read_bytes())
@@ -121,23 +122,27 @@ def test_a_read_only_database_refuses_writes_and_keeps_its_rows(tmp_path: Path) 
 def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
     Memory(db=SqliteDb(path)).add_user_memory(UserMemory("x"))
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     conn.execute("UPDATE noted_schema_versions SET version = 99")
-    conn.commit()
     conn.close()
     with pytest.raises(SchemaVersionError, match="schema version 99, newer than this noted"):
         Memory(db=SqliteDb(path)).get_user_memories()
 
 
-def _traced(db: SqliteDb, call) -> list[str]:
-    """The SQL statements (with values bound) that the store runs for ``call``."""
-    statements: list[str] = []
+def _traced(db: SqliteDb, call) -> list[tuple[str, Any]]:
+    """The SQL statements and their values that the store runs for ``call``."""
+    statements: list[tuple[str, Any]] = []
+
+    def trace(_cursor: apsw.Cursor, sql: str, values: Any) -> bool:
+        statements.append((sql, values))
+        return True
+
     with db._session() as conn:
-        conn.set_trace_callback(statements.append)
+        conn.exec_trace = trace
         try:
             call()
         finally:
-            conn.set_trace_callback(None)
+            conn.exec_trace = None
     return statements
 
 
@@ -158,18 +163,18 @@ def test_reads_use_indexes(tmp_path: Path) -> None:
         "one": lambda: memory.get_user_memory("x", user_id="ava"),
         "count": lambda: memory.count_user_memories(user_id="ava"),
     }
-    conn = sqlite3.connect(db.db_file)
+    conn = apsw.Connection(str(db.db_file))
     for name, call in reads.items():
         statements = _traced(db, call)
         assert statements, name
-        for sql in statements:
-            plan = " | ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        for sql, values in statements:
+            plan = " | ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + sql, values))
             assert "USING" in plan and "INDEX" in plan, (name, sql, plan)
             assert "TEMP B-TREE" not in plan, (name, sql, plan)
             assert not plan.startswith("SCAN noted_memories |"), (name, plan)
     # Per-user stats aggregate every row, from the index alone (sorting only the groups).
-    (stats_sql,) = _traced(db, memory.get_user_stats)
-    plan = " | ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + stats_sql))
+    ((stats_sql, values),) = _traced(db, memory.get_user_stats)
+    plan = " | ".join(r[-1] for r in conn.execute("EXPLAIN QUERY PLAN " + stats_sql, values))
     assert "COVERING INDEX ix_noted_memories_user_updated" in plan, plan
     conn.close()
 
@@ -180,7 +185,7 @@ def test_limited_queries_read_only_the_rows_they_return(tmp_path: Path) -> None:
     memory.add_user_memories([UserMemory(f"m{i}") for i in range(5000)], user_id="ava")
     steps: list[int] = []
     with db._session() as conn:  # count the virtual machine steps of the next query
-        conn.set_progress_handler(lambda: steps.append(1) and 0, 100)
+        conn.set_progress_handler(lambda: steps.append(1) is not None, 100)
         try:
             page = db.list_memories(MemoryQuery(user_id="ava", limit=10))
         finally:

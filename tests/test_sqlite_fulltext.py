@@ -5,12 +5,12 @@ search's kept results follow every write, from this process or another."""
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import apsw
 import pytest
 
 from noted import SqliteDb, UserMemory
@@ -224,21 +224,20 @@ def test_a_file_indexed_by_user_words_is_reindexed_by_exact_owner(tmp_path: Path
     old = SqliteDb(path)
     written = near_users(old)
     old.close()
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     conn.execute("DELETE FROM noted_memories_fts")
     conn.execute(  # as the store wrote the index then
         "INSERT INTO noted_memories_fts (rowid, owner, memory, topics, input) "
         "SELECT rowid, user_id, memory, topics, COALESCE(input, '') FROM noted_memories"
     )
     record_version(conn, "noted_memories", 5, 1700000000000000)
-    conn.commit()
     conn.close()
 
     db = SqliteDb(path)
     assert db.schema_version() == len(MIGRATIONS)
     assert_full_own_pages(db, written)
     db.close()
-    conn = sqlite3.connect(path)
+    conn = apsw.Connection(str(path))
     owners = {r[0] for r in conn.execute("SELECT DISTINCT owner FROM noted_memories_fts")}
     assert len(owners) == len(NEAR_IDS) and not owners & set(NEAR_IDS)
     indexed = conn.execute("SELECT count(*) FROM noted_memories_fts").fetchone()[0]
@@ -249,7 +248,7 @@ def test_a_file_indexed_by_user_words_is_reindexed_by_exact_owner(tmp_path: Path
 def test_scores_are_bm25_over_the_text_columns_alone(db: SqliteDb) -> None:
     Ava(db)
     db._fulltext.budget = 10**6
-    conn = sqlite3.connect(db.db_file)
+    conn = apsw.Connection(str(db.db_file))
     [token] = conn.execute(f"SELECT {owner_token('?')}", ("ava",)).fetchone()
     for text in ("coffee shellfish", "tram to work on Mondays", "sister pasta", token):
         got = found(db, text)  # (the index catches up first)
@@ -274,7 +273,7 @@ def test_scores_are_bm25_over_the_text_columns_alone(db: SqliteDb) -> None:
 
 
 def test_the_owner_token_made_in_python_is_the_one_sqlite_makes() -> None:
-    conn = sqlite3.connect(":memory:")
+    conn = apsw.Connection(":memory:")
     for user_id in NEAR_IDS:
         [made] = conn.execute(f"SELECT {owner_token('?')}", (user_id,)).fetchone()
         assert owner_token_of(user_id) == made.casefold()

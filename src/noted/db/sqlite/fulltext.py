@@ -20,13 +20,13 @@ kept results until anything in the file changes.
 
 from __future__ import annotations
 
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
 from noted.db.base import MemoryQuery
+from noted.db.sqlite.connection import Connection
 from noted.db.sqlite.migrations import owner_token_of
 
 __all__ = ["MATCH_BUDGET", "SqliteFullText"]
@@ -39,9 +39,9 @@ _RESULTS_KEPT: Final = 128  # searches whose results are kept
 _ROWS_KEPT: Final = 1_000  # at most, in one search's kept results
 _COUNTS_KEPT: Final = 10_000
 
-Connect = Callable[[], AbstractContextManager[sqlite3.Connection]]
+Connect = Callable[[], AbstractContextManager[Connection]]
 Where = Callable[[MemoryQuery], tuple[str, list[Any]]]
-Generation = Callable[[sqlite3.Connection, str], int]
+Generation = Callable[[Connection, str], int]
 
 
 class SqliteFullText:
@@ -77,7 +77,7 @@ class SqliteFullText:
             self.budget,
         )
         with self._session() as conn:
-            state = (int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes)
+            state = (int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes())
             known = self._results.get(key)
             if known is not None and known[0] == state:
                 self._results.move_to_end(key)
@@ -92,7 +92,7 @@ class SqliteFullText:
 
     def _search(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         columns: str,
         query: MemoryQuery,
         user_id: str,
@@ -125,9 +125,7 @@ class SqliteFullText:
         rows: list[Any] = conn.execute(sql, [*head, *params, limit, query.offset]).fetchall()
         return rows
 
-    def _kept(
-        self, conn: sqlite3.Connection, user_id: str, words: list[str]
-    ) -> tuple[list[str], bool]:
+    def _kept(self, conn: Connection, user_id: str, words: list[str]) -> tuple[list[str], bool]:
         """``words``, less the commonest among a large user's memories, and whether those
         kept still match more than the budget (see the module)."""
         generation = self._generation(conn, user_id)
@@ -145,9 +143,7 @@ class SqliteFullText:
             total += count
         return [words[i] for i in sorted(kept)], total > self.budget
 
-    def _count(
-        self, conn: sqlite3.Connection, user_id: str, word: str | None, generation: int
-    ) -> int:
+    def _count(self, conn: Connection, user_id: str, word: str | None, generation: int) -> int:
         """How many of the user's memories hold ``word`` (all of them for None), counted
         up to one past the budget."""
         key = (user_id, word)

@@ -4,13 +4,13 @@ sharing the file never claim one job twice."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from noted._time import now_micros
 from noted.db._job_sql import JobSql, SqlJobs
 from noted.db.sqlite import sessions as session_rows
+from noted.db.sqlite.connection import Connection
 from noted.sessions import RunResult
 
 __all__ = ["SqliteJobs"]
@@ -20,14 +20,14 @@ class SqliteJobs(SqlJobs):
     """The :class:`~noted.db.jobs.JobStore` methods of SqliteDb."""
 
     session_table: str
-    _session: Callable[[], AbstractContextManager[sqlite3.Connection]]
+    _session: Callable[[], AbstractContextManager[Connection]]
 
     @property
     def _job_sql(self) -> JobSql:  # type: ignore[override]
         return JobSql(f"{self.session_table}_jobs", "?")
 
-    def _job_reader(self) -> AbstractContextManager[sqlite3.Connection]:
+    def _job_reader(self) -> AbstractContextManager[Connection]:
         return self._session()
 
-    def _append_run_in(self, conn: sqlite3.Connection, run: RunResult) -> None:
+    def _append_run_in(self, conn: Connection, run: RunResult) -> None:
         session_rows.append_run(conn, self.session_table, run, now_micros())

@@ -5,11 +5,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import UTC, datetime
 from typing import Any
+
+import apsw
 
 from noted._time import FLOAT_EXACT_US, from_micros
 from noted.db._rows import decode_topics
@@ -17,7 +18,8 @@ from noted.schema import UserMemory
 
 __all__ = ["JSON_IN_SQL", "MEMORY_JSON", "OWNED_ROW", "iso_sql", "owned_memories"]
 
-JSON_IN_SQL = sqlite3.sqlite_version_info >= (3, 38)  # JSON functions built in
+# JSON functions built in
+JSON_IN_SQL = tuple(map(int, apsw.sqlite_lib_version().split(".")[:2])) >= (3, 38)
 
 
 def iso_sql(column: str) -> str:

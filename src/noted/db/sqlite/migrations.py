@@ -7,14 +7,16 @@ migration: append a new one.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable
 
+import apsw
+
 from noted._time import now_micros
+from noted.db.sqlite.connection import Connection
 from noted.errors import SchemaVersionError, StoreError
 
-Migration = Callable[[sqlite3.Connection, str], None]
+Migration = Callable[[Connection, str], None]
 MIGRATIONS: list[Migration] = []  # the memory table's
 migration = MIGRATIONS.append
 SESSION_MIGRATIONS: list[Migration] = []  # the session table's (and its runs table)
@@ -24,7 +26,7 @@ VERSION_TABLE = "noted_schema_versions"
 
 
 @migration
-def m001_create_memories(conn: sqlite3.Connection, table: str) -> None:
+def m001_create_memories(conn: Connection, table: str) -> None:
     conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {table} (
             memory_id TEXT PRIMARY KEY NOT NULL,
@@ -44,7 +46,7 @@ def m001_create_memories(conn: sqlite3.Connection, table: str) -> None:
 
 
 @migration
-def m002_sessions_and_ordered_indexes(conn: sqlite3.Connection, table: str) -> None:
+def m002_sessions_and_ordered_indexes(conn: Connection, table: str) -> None:
     """Record the session a memory came from; index every order the stores page by."""
     conn.execute(f"ALTER TABLE {table} ADD COLUMN session_id TEXT")
     conn.execute(f"DROP INDEX IF EXISTS ix_{table}_user_updated")
@@ -55,7 +57,7 @@ def m002_sessions_and_ordered_indexes(conn: sqlite3.Connection, table: str) -> N
 
 
 @migration
-def m003_memory_events(conn: sqlite3.Connection, table: str) -> None:
+def m003_memory_events(conn: Connection, table: str) -> None:
     """The audit history: one row per add, update and delete of a memory, never removed.
 
     ``seq`` orders the events as they were committed; topics are JSON arrays (NULL on the
@@ -101,7 +103,7 @@ def owner_token_of(user_id: str) -> str:
 
 
 @migration
-def m004_keyword_index(conn: sqlite3.Connection, table: str) -> None:
+def m004_keyword_index(conn: Connection, table: str) -> None:
     """The full-text index (FTS5, BM25 ranking) of each memory's text, topics and input.
 
     ``owner`` holds the user id, so a search matches that user's postings only; the rowid
@@ -118,7 +120,7 @@ def m004_keyword_index(conn: sqlite3.Connection, table: str) -> None:
 
 
 @migration
-def m005_embeddings(conn: sqlite3.Connection, table: str) -> None:
+def m005_embeddings(conn: Connection, table: str) -> None:
     """Each memory's embedding (float32 bytes) and the model that made it, and a per-user
     generation that every write of a user's rows moves on in its transaction: a search
     process keeps a user's vectors in memory and reloads them only when that user's
@@ -134,7 +136,7 @@ def m005_embeddings(conn: sqlite3.Connection, table: str) -> None:
 
 
 @migration
-def m006_exact_owner_token(conn: sqlite3.Connection, table: str) -> None:
+def m006_exact_owner_token(conn: Connection, table: str) -> None:
     """The full-text index's owner column holds one token per user id (``owner_token``):
     it held the id's words, so a search for user "alice" also matched the postings of user
     "alice smith". The index is rebuilt from the memory table."""
@@ -150,7 +152,7 @@ def m006_exact_owner_token(conn: sqlite3.Connection, table: str) -> None:
 
 
 @session_migration
-def s001_create_sessions(conn: sqlite3.Connection, table: str) -> None:
+def s001_create_sessions(conn: Connection, table: str) -> None:
     conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {table} (
             session_id TEXT PRIMARY KEY NOT NULL,
@@ -178,7 +180,7 @@ def s001_create_sessions(conn: sqlite3.Connection, table: str) -> None:
 
 
 @session_migration
-def s002_jobs(conn: sqlite3.Connection, table: str) -> None:
+def s002_jobs(conn: Connection, table: str) -> None:
     """The background jobs of the runs (see noted.db.jobs), written with their run."""
     conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {table}_jobs (
@@ -199,7 +201,7 @@ def s002_jobs(conn: sqlite3.Connection, table: str) -> None:
     conn.execute(f"CREATE INDEX ix_{table}_jobs_key ON {table}_jobs(job_key, seq)")
 
 
-def current_version(conn: sqlite3.Connection, table: str) -> int:
+def current_version(conn: Connection, table: str) -> int:
     exists = conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (VERSION_TABLE,)
     ).fetchone()
@@ -211,7 +213,7 @@ def current_version(conn: sqlite3.Connection, table: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-def record_version(conn: sqlite3.Connection, table: str, version: int, now_us: int) -> None:
+def record_version(conn: Connection, table: str, version: int, now_us: int) -> None:
     conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (
             table_name TEXT PRIMARY KEY NOT NULL,
@@ -227,7 +229,7 @@ def record_version(conn: sqlite3.Connection, table: str, version: int, now_us: i
     )
 
 
-def use_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
+def use_wal(conn: Connection, busy_timeout: float) -> None:
     """Switch the file to WAL once. SQLite answers "locked" at once, without waiting,
     when another process holds a lock during the switch, so wait here, within the
     busy timeout, like every other write does."""
@@ -237,13 +239,13 @@ def use_wal(conn: sqlite3.Connection, busy_timeout: float) -> None:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 conn.execute("PRAGMA journal_mode = WAL")
             return
-        except sqlite3.OperationalError as exc:
+        except apsw.BusyError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
             time.sleep(0.005)
 
 
-def _version(conn: sqlite3.Connection, where: str, table: str, latest: int) -> int:
+def _version(conn: Connection, where: str, table: str, latest: int) -> int:
     """The table's applied migrations; SchemaVersionError if a newer noted wrote it."""
     version = current_version(conn, table)
     if version > latest:
@@ -254,7 +256,7 @@ def _version(conn: sqlite3.Connection, where: str, table: str, latest: int) -> i
     return version
 
 
-def migrate(conn: sqlite3.Connection, where: str, tables: tuple[str, str], read_only: bool) -> None:
+def migrate(conn: Connection, where: str, tables: tuple[str, str], read_only: bool) -> None:
     """Bring the memory and session ``tables`` up to date in one write transaction
     (StoreError when they need it and the file was opened read-only)."""
     memory_table, session_table = tables

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
 from contextlib import AbstractContextManager
 from typing import Protocol
 
+import apsw
+
 from noted.db.revocations import EVERYONE, SUFFIX, latest_cutoff, revocation_subject
+from noted.db.sqlite.connection import Connection
 
 __all__ = ["SqliteRevocations"]
 
@@ -14,8 +16,8 @@ __all__ = ["SqliteRevocations"]
 class _SqliteLike(Protocol):
     memory_table: str
 
-    def _session(self) -> AbstractContextManager[sqlite3.Connection]: ...
-    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    def _session(self) -> AbstractContextManager[Connection]: ...
+    def _transaction(self) -> AbstractContextManager[Connection]: ...
 
 
 class SqliteRevocations:
@@ -47,7 +49,7 @@ class SqliteRevocations:
                     f"SELECT revoked_before FROM {table} WHERE subject IN (?, ?)",
                     (user_id, EVERYONE),
                 ).fetchall()
-            except sqlite3.OperationalError as exc:
+            except apsw.SQLError as exc:
                 if "no such table" in str(exc):
                     return None  # nothing was ever revoked
                 raise

@@ -8,12 +8,12 @@ reads only those rows.
 from __future__ import annotations
 
 import json
-import sqlite3
 from typing import Any
 
 from noted._time import to_micros
 from noted.db._rows import foreign_session, row_to_session, summary_from_json
 from noted.db.sessions_core import owns_session, sees_session
+from noted.db.sqlite.connection import Connection
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
@@ -30,19 +30,19 @@ __all__ = [
 _SESSION_COLUMNS = "session_id, user_id, agent_id, created_at, updated_at, summary, run_count"
 
 
-def _owner(conn: sqlite3.Connection, table: str, session_id: str) -> tuple[str, int] | None:
+def _owner(conn: Connection, table: str, session_id: str) -> tuple[str, int] | None:
     row = conn.execute(
         f"SELECT user_id, run_count FROM {table} WHERE session_id = ?", (session_id,)
     ).fetchone()
     return None if row is None else (row[0], row[1])
 
 
-def _owner_id(conn: sqlite3.Connection, table: str, session_id: str) -> str | None:
+def _owner_id(conn: Connection, table: str, session_id: str) -> str | None:
     owner = _owner(conn, table, session_id)
     return None if owner is None else owner[0]
 
 
-def append_run(conn: sqlite3.Connection, table: str, run: RunResult, now_us: int) -> None:
+def append_run(conn: Connection, table: str, run: RunResult, now_us: int) -> None:
     """Inside the caller's write transaction."""
     owner = _owner(conn, table, run.session_id)
     if owner is None:
@@ -77,7 +77,7 @@ add_run = append_run  # as noted.db.sessions_core.SessionFunctions names it
 
 
 def get_runs(
-    conn: sqlite3.Connection,
+    conn: Connection,
     table: str,
     session_id: str,
     user_id: str,
@@ -99,7 +99,7 @@ def get_runs(
 
 
 def get_summary(
-    conn: sqlite3.Connection, table: str, session_id: str, user_id: str
+    conn: Connection, table: str, session_id: str, user_id: str
 ) -> SessionSummary | None:
     row = conn.execute(
         f"SELECT summary FROM {table} WHERE session_id = ? AND user_id = ?", (session_id, user_id)
@@ -108,7 +108,7 @@ def get_summary(
 
 
 def set_summary(
-    conn: sqlite3.Connection, table: str, session_id: str, user_id: str, summary: SessionSummary
+    conn: Connection, table: str, session_id: str, user_id: str, summary: SessionSummary
 ) -> bool:
     """Inside the caller's write transaction."""
     if not owns_session(_owner_id(conn, table, session_id), user_id, session_id):
@@ -119,7 +119,7 @@ def set_summary(
 
 
 def get_session(
-    conn: sqlite3.Connection, table: str, session_id: str, user_id: str | None
+    conn: Connection, table: str, session_id: str, user_id: str | None
 ) -> Session | None:
     row = conn.execute(
         f"SELECT {_SESSION_COLUMNS} FROM {table} WHERE session_id = ?", (session_id,)
@@ -132,7 +132,7 @@ def get_session(
 
 
 def list_sessions(
-    conn: sqlite3.Connection, table: str, user_id: str | None, limit: int | None, offset: int
+    conn: Connection, table: str, user_id: str | None, limit: int | None, offset: int
 ) -> list[Session]:
     sql = f"SELECT {_SESSION_COLUMNS} FROM {table}"
     params: list[Any] = []
@@ -144,9 +144,7 @@ def list_sessions(
     return [row_to_session(row) for row in conn.execute(sql, params)]
 
 
-def delete_session(
-    conn: sqlite3.Connection, table: str, session_id: str, user_id: str | None
-) -> bool:
+def delete_session(conn: Connection, table: str, session_id: str, user_id: str | None) -> bool:
     """Inside the caller's write transaction."""
     if not sees_session(_owner_id(conn, table, session_id), user_id):
         return False

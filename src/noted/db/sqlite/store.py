@@ -5,13 +5,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import sqlite3
 import threading
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+
+import apsw
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent, new_event_ids, resolve_audit
@@ -38,6 +38,7 @@ from noted.db.base import (
 from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
+from noted.db.sqlite.connection import Connection, connect, planned_by_values
 from noted.db.sqlite.fulltext import SqliteFullText
 from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON, OWNED_ROW, owned_memories
@@ -105,7 +106,7 @@ class SqliteDb(
             raise UserError(f"page_cache_mib must be a positive integer, got {page_cache_mib!r}")
         self.page_cache_mib = page_cache_mib
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
+        self._conn: Connection | None = None
         self._vectors = SqliteVectors(
             self.memory_table, self._session, self._transaction, self._where, vector_cache_bytes
         )
@@ -188,28 +189,28 @@ class SqliteDb(
     # -- connection -------------------------------------------------------------------
 
     @contextmanager
-    def _session(self) -> Iterator[sqlite3.Connection]:
+    def _session(self) -> Iterator[Connection]:
         """The open connection, under the lock, with SQLite faults turned into StoreError."""
         with self._lock:
             conn = self._conn if self._conn is not None else self._open()
             try:
                 yield conn
-            except sqlite3.Error as exc:
+            except apsw.Error as exc:
                 raise self._store_error(exc) from exc
 
-    def _store_error(self, exc: sqlite3.Error) -> StoreError:
+    def _store_error(self, exc: apsw.Error) -> StoreError:
         text = str(exc)
-        if "readonly" in text:
+        if isinstance(exc, apsw.ReadOnlyError):
             return StoreError(f"{self.db_file}: the database is read-only ({text})")
-        if "not a database" in text or "malformed" in text:
+        if isinstance(exc, apsw.NotADBError | apsw.CorruptError):
             return StoreError(f"{self.db_file}: not a SQLite database, or corrupt ({text})")
-        if "locked" in text or "busy" in text:
+        if isinstance(exc, apsw.BusyError | apsw.LockedError):
             return StoreError(
                 f"{self.db_file}: still locked by another writer after {self.busy_timeout} s"
             )
         return StoreError(f"{self.db_file}: {text}")
 
-    def _open(self) -> sqlite3.Connection:
+    def _open(self) -> Connection:
         parent = self.db_file.parent
         if not parent.is_dir():
             if parent.exists() or not self.create_dirs:
@@ -223,27 +224,16 @@ class SqliteDb(
                 raise StoreError(f"cannot create directory {parent}: {exc}") from exc
         if self.read_only and not self.db_file.is_file():
             raise StoreError(f"cannot open {self.db_file} read-only: no such file")
-        target = (
-            f"file:{quote(str(self.db_file.resolve()))}?mode=ro"
-            if self.read_only
-            else str(self.db_file)
-        )
-        conn: sqlite3.Connection | None = None
+        conn: Connection | None = None
         try:
-            conn = sqlite3.connect(
-                target,
-                timeout=self.busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-                uri=self.read_only,
-            )
+            conn = connect(self.db_file, read_only=self.read_only, busy_timeout=self.busy_timeout)
             if not self.read_only:
                 migrations.use_wal(conn, self.busy_timeout)
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA cache_size = -{self.page_cache_mib * 1024}")
             tables = (self.memory_table, self.session_table)
             migrations.migrate(conn, str(self.db_file), tables, self.read_only)
-        except sqlite3.Error as exc:
+        except apsw.Error as exc:
             if conn is not None:
                 conn.close()
             raise self._store_error(exc) from exc
@@ -255,7 +245,7 @@ class SqliteDb(
         return conn
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> Iterator[Connection]:
         """A write transaction; inside another one (a batch, on the thread that holds the
         lock) it is part of that one."""
         with self._session() as conn:
@@ -325,7 +315,7 @@ class SqliteDb(
 
     def _add(
         self,
-        conn: sqlite3.Connection,
+        conn: Connection,
         rows: list[tuple[Any, ...]],
         context: AuditContext,
         now: int,
@@ -356,10 +346,11 @@ class SqliteDb(
         if (
             last <= _MAX_ROWID - count
             and len(ids) == _EVENT_ID_LEN * count
-            and len(ids) <= conn.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)
+            and len(ids) <= conn.limit(apsw.SQLITE_LIMIT_LENGTH)
         ):
             stamp = core.event_stamp(context, now)
-            added = conn.execute(self._sql_add_events, (ids, last, *stamp)).rowcount
+            conn.execute(self._sql_add_events, (ids, last, *stamp))
+            added = conn.changes()
             if added != count:  # never expected; raising rolls the transaction back
                 raise StoreError(
                     f"{self.db_file}: inserted {count} memories but found {added} to record; "
@@ -369,7 +360,7 @@ class SqliteDb(
         changes: list[core.Change[str]] = core.additions(row[:4] for row in rows)
         conn.executemany(self._sql_event, core.history_rows(changes, context, now))
 
-    def _stored(self, conn: sqlite3.Connection, ids: list[str]) -> dict[str, core.StoredSide[str]]:
+    def _stored(self, conn: Connection, ids: list[str]) -> dict[str, core.StoredSide[str]]:
         """What the rules need of the given ids that are stored (any user)."""
         stored: dict[str, core.StoredSide[str]] = {}
         for start in range(0, len(ids), IN_CHUNK):
@@ -490,7 +481,8 @@ class SqliteDb(
         if not words or query.limit == 0:
             return []
         self._catch_up()
-        return self._fulltext.rows(columns, query, user_id, words)
+        with self._session() as conn, planned_by_values(conn):
+            return self._fulltext.rows(columns, query, user_id, words)
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         rows = self._keyword_rows(_SELECT, query, text)
@@ -528,7 +520,7 @@ class SqliteDb(
             return int(row.fetchone()[0])
 
     def _delete(
-        self, conn: sqlite3.Connection, where: str, params: Sequence[str], context: AuditContext
+        self, conn: Connection, where: str, params: Sequence[str], context: AuditContext
     ) -> int:
         """Delete the memories ``where`` selects, recording a "delete" event for each."""
         t = self.memory_table

@@ -3,7 +3,6 @@ searched exactly over a per-user matrix kept in memory between searches."""
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
@@ -16,6 +15,7 @@ import numpy.typing as npt
 
 from noted.db._rows import COLUMNS, IN_CHUNK, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
+from noted.db.sqlite.connection import Connection
 from noted.retrieval.fusion import Hit
 from noted.retrieval.vectors import (
     UserVectors,
@@ -36,7 +36,7 @@ _SELECT = ", ".join(COLUMNS)
 _UNEMBEDDED = "(embedding IS NULL OR embedding_model IS NOT ?)"
 _SCORES_KEPT = 8  # the last queries' score arrays (4 bytes a memory each)
 
-Connect = Callable[[], AbstractContextManager[sqlite3.Connection]]
+Connect = Callable[[], AbstractContextManager[Connection]]
 Where = Callable[[MemoryQuery], tuple[str, list[Any]]]
 
 
@@ -83,11 +83,11 @@ class SqliteVectors:
             f"WHERE memory_id = ? AND user_id = ? AND memory = ?"
         )
 
-    def changed(self, conn: sqlite3.Connection, user_ids: Iterable[str]) -> None:
+    def changed(self, conn: Connection, user_ids: Iterable[str]) -> None:
         """Move on the generation of each user whose rows this transaction writes."""
         conn.executemany(self._sql_bump, [(user_id,) for user_id in set(user_ids)])
 
-    def generation(self, conn: sqlite3.Connection, user_id: str) -> int:
+    def generation(self, conn: Connection, user_id: str) -> int:
         row = conn.execute(self._sql_generation, (user_id,)).fetchone()
         return 0 if row is None else int(row[0])
 
@@ -248,7 +248,9 @@ class SqliteVectors:
         if not rows:
             return 0
         with self._transaction() as conn:
-            stored = conn.executemany(self._sql_set, rows).rowcount
+            before = conn.total_changes()
+            conn.executemany(self._sql_set, rows)
+            stored = conn.total_changes() - before
             if stored:
                 self.changed(conn, (m.user_id or "" for m, _ in items))
             return stored
