@@ -35,6 +35,7 @@ QUERIES = [
     "sister pasta weekends",
     "oat milk latte at the harbour",
     "Lisbon",
+    "coffees and coffee on a Monday or Mondays",  # words that stem alike count once
 ]
 PLACES = ["the station", "her office", "the harbour", "a bakery", "the library", "home"]
 DAYS = ["Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays", "weekends"]
@@ -151,7 +152,7 @@ def reference(memories: list[UserMemory], text: str) -> dict[str | None, float]:
         "INSERT INTO f (rowid, memory) VALUES (?, ?)",
         [(k, user_tag + w) for k, w in enumerate(words)],
     )
-    terms = [term for (term,) in conn.execute("SELECT term FROM v ORDER BY doc")]
+    terms = dict.fromkeys(term for (term,) in conn.execute("SELECT term FROM v ORDER BY doc"))
     conn.close()
     n = len(memories)
     mean = sum(length.values()) / n

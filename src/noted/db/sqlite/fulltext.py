@@ -123,7 +123,12 @@ class SqliteFullText:
         # join the index after the write that moved the generation on)
         version = (self._generation(conn, user_id), memories)
         user_tag = tag(number)
-        found = [(w, t) for w, t in zip(words, _stemmer.terms(user_tag, words), strict=True) if t]
+        # each term once (words that stem alike count once), with the first word that gave it
+        first: dict[str, str] = {}
+        for word, term in zip(words, _stemmer.terms(user_tag, words), strict=True):
+            if term is not None:
+                first.setdefault(term, word)
+        found = [(word, term) for term, word in first.items()]
         kept, newest = self._kept(conn, user_id, user_tag, found, version, memories)
         if not kept:
             return []
@@ -231,16 +236,18 @@ class _Stemmer:
 
     def terms(self, user_tag: str, words: list[str]) -> list[str | None]:
         tagged = [user_tag + w for w in words]
-        missing = [w for w in dict.fromkeys(tagged) if w not in self._known]
+        known = self._known
+        found = {w: known[w] for w in tagged if w in known}  # (another thread may clear it)
+        missing = [w for w in dict.fromkeys(tagged) if w not in found]
         if missing:
             with self._lock:
-                found = self._stem(missing)
-            if len(self._known) + len(missing) > _TERMS_KEPT:
-                self._known.clear()
+                made = self._stem(missing)
             for n, word in enumerate(missing, 1):
-                made = found.get(n, [])
-                self._known[word] = made[0] if len(made) == 1 else None
-        return [self._known.get(w) for w in tagged]
+                found[word] = made[n][0] if len(made.get(n, [])) == 1 else None
+            if len(known) + len(missing) > _TERMS_KEPT:
+                known.clear()
+            known.update((w, found[w]) for w in missing)
+        return [found[w] for w in tagged]
 
     def _stem(self, words: list[str]) -> dict[int, list[str]]:
         if self._conn is None:

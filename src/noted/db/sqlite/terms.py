@@ -9,7 +9,9 @@ memories holding a word, how many memories, their mean length) are the user's ow
 
 A tag is a few consonants and an "x" (no vowel and no "y"), joined to the front of every
 word: the stemmer sees the same vowels and endings, so a tagged word stems as the word
-does, and one tag is never the start of another. Beside the words, each row of the index
+does, save a few short ones (the stemmer leaves words of one or two letters alone, but not
+once tagged: "is" stems to "i"; and "ate" keeps its "e"), and one tag is never the start of
+another. Beside the words, each row of the index
 keeps its length in words (``size``, not indexed), which the ranking reads.
 
 The words are the runs of letters and digits that the search splits a query into
