@@ -460,7 +460,7 @@ class SqliteDb(
         return [row[0] for row in self._listing(MEMORY_JSON, query)]
 
     def _catch_up(self) -> None:
-        """Index the memories added since the last keyword search (one statement)."""
+        """Index the memories added since the last keyword search."""
         top = f"SELECT max(rowid) FROM {self.memory_table}"
         with self._session() as conn:
             newest, indexed = conn.execute(f"SELECT ({top}), ({self._terms.sql_top})").fetchone()
