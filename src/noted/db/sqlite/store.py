@@ -95,7 +95,9 @@ class SqliteDb(
             raise UserError(f"db_file must be a file path, got {db_file!r}")
         self.db_file = Path(db_file)
         self.memory_table, self.session_table = check_table_names(
-            memory_table, session_table, ("_events", "_fts", "_fts_users", "_generations")
+            memory_table,
+            session_table,
+            ("_events", "_fts", "_fts_users", "_fts_terms", "_generations"),
         )
         self._session_names = self.session_table
         self.read_only = read_only
