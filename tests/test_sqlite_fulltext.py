@@ -15,8 +15,8 @@ import pytest
 
 from noted import SqliteDb, UserMemory
 from noted.db import MemoryQuery
-from noted.db.sqlite.migrations import MIGRATIONS, owner_token, owner_token_of, record_version
-from noted.retrieval.ranking import content_terms
+from noted.db.sqlite.migrations import MIGRATIONS
+from test_sqlite_keyword_terms import old_file
 
 BUDGET = 40
 PLACES = ["the station", "her office", "the harbour", "a bakery", "the library", "home"]
@@ -220,61 +220,20 @@ def test_a_user_id_matches_only_its_exact_owner(db: SqliteDb) -> None:
 
 
 def test_a_file_indexed_by_user_words_is_reindexed_by_exact_owner(tmp_path: Path) -> None:
+    new = SqliteDb(tmp_path / "new.db")
+    written = near_users(new)
+    memories = new.list_memories(MemoryQuery(user_id=None, sort_by="created_at"))
+    new.close()
     path = tmp_path / "old.db"
-    old = SqliteDb(path)
-    written = near_users(old)
-    old.close()
-    conn = apsw.Connection(str(path))
-    conn.execute("DELETE FROM noted_memories_fts")
-    conn.execute(  # as the store wrote the index then
-        "INSERT INTO noted_memories_fts (rowid, owner, memory, topics, input) "
-        "SELECT rowid, user_id, memory, topics, COALESCE(input, '') FROM noted_memories"
-    )
-    record_version(conn, "noted_memories", 5, 1700000000000000)
-    conn.close()
+    old_file(path, 5, memories, "user_id")  # the owner column then held the id's words
 
     db = SqliteDb(path)
     assert db.schema_version() == len(MIGRATIONS)
     assert_full_own_pages(db, written)
     db.close()
     conn = apsw.Connection(str(path))
-    owners = {r[0] for r in conn.execute("SELECT DISTINCT owner FROM noted_memories_fts")}
-    assert len(owners) == len(NEAR_IDS) and not owners & set(NEAR_IDS)
+    users = {r[0] for r in conn.execute("SELECT user_id FROM noted_memories_fts_users")}
+    assert users == set(NEAR_IDS)
     indexed = conn.execute("SELECT count(*) FROM noted_memories_fts").fetchone()[0]
     assert indexed == len(NEAR_IDS) * OWN
-    conn.close()
-
-
-def test_scores_are_bm25_over_the_text_columns_alone(db: SqliteDb) -> None:
-    Ava(db)
-    db._fulltext.budget = 10**6
-    conn = apsw.Connection(str(db.db_file))
-    [token] = conn.execute(f"SELECT {owner_token('?')}", ("ava",)).fetchone()
-    for text in ("coffee shellfish", "tram to work on Mondays", "sister pasta", token):
-        got = found(db, text)  # (the index catches up first)
-        words = [w for w in content_terms(text) if w != token.casefold()]
-        named = (
-            conn.execute(
-                "SELECT rowid, bm25(noted_memories_fts, 0.0, 1.0, 0.5, 0.5) AS score "
-                "FROM noted_memories_fts WHERE noted_memories_fts MATCH ? ORDER BY score, rowid "
-                "LIMIT 10",
-                (
-                    f'owner : "{token}" AND {{memory topics input}} : ("'
-                    + '" OR "'.join(words)
-                    + '")',
-                ),
-            ).fetchall()
-            if words
-            else []
-        )
-        assert [s for _, s in got] == pytest.approx([-s for _, s in named], rel=1e-12), text
-        assert len(got) == (10 if words else 0)
-    conn.close()
-
-
-def test_the_owner_token_made_in_python_is_the_one_sqlite_makes() -> None:
-    conn = apsw.Connection(":memory:")
-    for user_id in NEAR_IDS:
-        [made] = conn.execute(f"SELECT {owner_token('?')}", (user_id,)).fetchone()
-        assert owner_token_of(user_id) == made.casefold()
     conn.close()

@@ -1,17 +1,26 @@
-"""SqliteDb's keyword search: BM25 over its FTS5 index, at a bounded cost for large users.
+"""SqliteDb's keyword search: BM25 over one user's terms in its FTS5 index, at a bounded cost
+for large users.
 
-FTS5 computes BM25 for every row that matches any word of a query, about a microsecond a
-row: a question whose words are common among a user's 100,000 memories has tens of
-thousands of rows scored. So for a user with more than ``MATCH_BUDGET`` memories, each word
-of the query is first counted among the user's memories (a count stops past the budget),
-and the commonest words are left out until the words kept match at most ``MATCH_BUDGET``
-rows between them; the rarest word found among them always stays. The words left out are
-the ones that tell the user's memories apart the least. When even the rarest word matches
-more than ``MATCH_BUDGET`` of them, BM25 ranks its ``MATCH_BUDGET`` newest matches only
-(such a word is in more than one memory in twenty of a user with 100,000; hybrid search's
-meaning side still ranks all of them). A user with at most ``MATCH_BUDGET`` memories is
-searched with every word, as is any query whose words fit the budget. The counts are kept
-until the user's memories change.
+The index holds each word under its owner's tag (:mod:`noted.db.sqlite.terms`), so a
+query's words, tagged as the user's, find that user's entries only. A search reads each
+word's entries (the index's rows, with the column of each occurrence) and scores a
+memory ``sum(idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / mean length)))`` with
+``idf = ln(1 + (n - df + 0.5) / (df + 0.5))``, k1 = 1.2, b = 0.75, ``tf`` the word's
+occurrences in the memory's text (weight 1) and in its topics and input (0.5 each), and
+``n``, the mean length and ``df`` (the memories holding the word) the user's own: another
+user's memories never change a user's ranking, as on PostgreSQL.
+
+Scoring costs about a microsecond a match, and a question whose words are common among a
+user's 100,000 memories matches tens of thousands. So for a user with more than
+``MATCH_BUDGET`` memories, each word of the query is first counted among the user's
+memories (a count stops past the budget), and the commonest words are left out until the
+words kept match at most ``MATCH_BUDGET`` rows between them; the rarest word found among
+them always stays. The words left out are the ones that tell the user's memories apart
+the least. When even the rarest word matches more than ``MATCH_BUDGET`` of them, its
+``MATCH_BUDGET`` newest matches are ranked (such a word is in more than one memory in
+twenty of a user with 100,000; hybrid search's meaning side still ranks all of them). A
+user with at most ``MATCH_BUDGET`` memories is searched with every word, as is any query
+whose words fit the budget. The counts are kept until the user's memories change.
 
 A repeated search (the same query and text, such as the selection's search for the user's
 name, or an agent's context and its memory manager searching the same message) gives its
@@ -20,24 +29,31 @@ kept results until anything in the file changes.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import math
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
+import apsw
+
 from noted.db.base import MemoryQuery
 from noted.db.sqlite.connection import Connection
-from noted.db.sqlite.migrations import owner_token_of
+from noted.db.sqlite.migrations import FTS_TOKENIZER
+from noted.db.sqlite.terms import UserTerms, tag
 
 __all__ = ["MATCH_BUDGET", "SqliteFullText"]
 
 MATCH_BUDGET: Final = 5_000  # rows a large user's keyword search scores, about
-# BM25 weight of each full-text column: owner (one token per user id, never ranked),
-# memory, topics, input
-_BM25_WEIGHTS: Final = "0.0, 1.0, 0.5, 0.5"
+K1: Final = 1.2  # BM25's, as in noted.retrieval.ranking and PostgreSQL's ranking
+B: Final = 0.75
+# each column's weight in a word's frequency: the memory's text, its topics, its input
+_TF: Final = "CASE v.col WHEN 'memory' THEN 1.0 ELSE 0.5 END"
 _RESULTS_KEPT: Final = 128  # searches whose results are kept
 _ROWS_KEPT: Final = 1_000  # at most, in one search's kept results
 _COUNTS_KEPT: Final = 10_000
+_TERMS_KEPT: Final = 65_536
 
 Connect = Callable[[], AbstractContextManager[Connection]]
 Where = Callable[[MemoryQuery], tuple[str, list[Any]]]
@@ -47,7 +63,8 @@ Generation = Callable[[Connection, str], int]
 class SqliteFullText:
     """The ranking side of one memory table's FTS5 index, reached through its store's
     ``session`` (which holds the store's lock, so the caches need no other), with its
-    ``where`` for query filters and ``generation`` for a user's rows' generation."""
+    ``where`` for query filters and ``generation`` for a user's rows' generation; and
+    ``terms``, its writing side."""
 
     def __init__(
         self,
@@ -59,16 +76,19 @@ class SqliteFullText:
     ) -> None:
         self.table = table
         self.fts = f"{table}_fts"
+        self.terms = UserTerms(table)
         self.budget = budget
         self._session = session
         self._where = where
         self._generation = generation
-        self._counts: dict[tuple[str, str | None], tuple[int, int]] = {}
+        self._user = f"SELECT number, memories, words FROM {table}_fts_users WHERE user_id = ?"
+        self._counts: dict[tuple[str, str, bool], tuple[tuple[int, int], int]] = {}
         self._results: OrderedDict[Hashable, tuple[tuple[int, int], list[Any]]] = OrderedDict()
 
     def rows(self, columns: str, query: MemoryQuery, user_id: str, words: list[str]) -> list[Any]:
-        """``columns`` and the BM25 score (last) of the query's page of best matches for
-        ``words`` (as :func:`~noted.retrieval.ranking.content_terms` gives them)."""
+        """``columns`` and the BM25 score (last, negative: the best first) of the query's
+        page of best matches for ``words`` (as :func:`~noted.retrieval.ranking.content_terms`
+        gives them)."""
         key = (
             columns,
             (user_id, tuple(query.topics), query.agent_id, query.team_id),
@@ -82,8 +102,7 @@ class SqliteFullText:
             if known is not None and known[0] == state:
                 self._results.move_to_end(key)
                 return list(known[1])
-            kept, newest = self._kept(conn, user_id, words)
-            rows = self._search(conn, columns, query, user_id, kept, newest)
+            rows = self._search(conn, columns, query, user_id, words)
             if len(rows) <= _ROWS_KEPT:
                 self._results[key] = (state, rows)
                 if len(self._results) > _RESULTS_KEPT:
@@ -97,85 +116,156 @@ class SqliteFullText:
         query: MemoryQuery,
         user_id: str,
         words: list[str],
-        newest: bool,
     ) -> list[Any]:
-        match = _match(words, user_id)
-        if match is None:
+        user = conn.execute(self._user, (user_id,)).fetchone()
+        if user is None or not user[1]:
             return []
+        number, memories, length = user
+        # (the user's generation, and how many of their memories are indexed: new ones
+        # join the index after the write that moved the generation on)
+        version = (self._generation(conn, user_id), memories)
+        user_tag = tag(number)
+        # each term once (words that stem alike count once), with the first word that gave it
+        first: dict[str, str] = {}
+        for word, term in zip(words, _stemmer.terms(user_tag, words), strict=True):
+            if term is not None:
+                first.setdefault(term, word)
+        found = [(word, term) for term, word in first.items()]
+        kept, newest = self._kept(conn, user_id, user_tag, found, version, memories)
+        if not kept:
+            return []
+        mean = length / memories
+        pairs = ", ".join("(?, ?)" for _ in kept)
+        head: list[Any] = []
+        for term, df in kept:
+            head += [term, math.log(1 + (memories - df + 0.5) / (df + 0.5)) * (K1 + 1)]
+        newer = ""
+        if newest is not None:  # the newest matches only (see the module)
+            newer = " WHERE v.doc >= ?"
+            head.append(newest)
+        head += [K1 * (1 - B), K1 * B / mean]
         where, params = self._where(query)
         t = self.table
         limit = -1 if query.limit is None else query.limit
-        scored = (
-            f"SELECT rowid AS hit, bm25({self.fts}, {_BM25_WEIGHTS}) AS score "
-            f"FROM {self.fts} WHERE {self.fts} MATCH ?"
-        )
-        head: list[Any] = [match]
-        if newest:  # BM25 of the newest matches only (see the module)
-            scored = f"SELECT * FROM ({scored} ORDER BY rowid DESC LIMIT ?)"
-            head.append(self.budget)
-        # Unfiltered, the index alone picks the best (its owner token keeps to the user),
-        # so only they are read from the memory table; filters need every hit's row.
+        # Unfiltered, the index alone picks the best (the terms are the user's), so only
+        # they are read from the memory table; filters need every hit's row.
+        best = ""
         if not (query.filtered or limit < 0):
-            scored += " ORDER BY score, hit LIMIT ?"
+            best = " ORDER BY score, hit LIMIT ?"
             head.append(query.offset + limit)
         sql = (
-            f"SELECT {columns}, hits.score FROM {t} JOIN ({scored}) AS hits "
-            f"ON {t}.rowid = hits.hit{where} ORDER BY hits.score, memory_id LIMIT ? OFFSET ?"
+            f"WITH q(term, idf) AS (VALUES {pairs}), "
+            f"tf AS (SELECT v.doc AS doc, q.idf AS idf, sum({_TF}) AS tf "
+            f"FROM q JOIN {self.fts}_terms AS v ON v.term = q.term{newer} "
+            f"GROUP BY v.term, v.doc), "
+            "hits AS (SELECT tf.doc AS hit, "
+            "-sum(tf.idf * tf.tf / (tf.tf + ? + ? * c.c0)) AS score "
+            f"FROM tf JOIN {self.fts}_content AS c ON c.id = tf.doc GROUP BY tf.doc{best}) "
+            f"SELECT {columns}, hits.score FROM {t} JOIN hits ON {t}.rowid = hits.hit{where} "
+            "ORDER BY hits.score, memory_id LIMIT ? OFFSET ?"
         )
         rows: list[Any] = conn.execute(sql, [*head, *params, limit, query.offset]).fetchall()
         return rows
 
-    def _kept(self, conn: Connection, user_id: str, words: list[str]) -> tuple[list[str], bool]:
-        """``words``, less the commonest among a large user's memories, and whether those
-        kept still match more than the budget (see the module)."""
-        generation = self._generation(conn, user_id)
-        if self._count(conn, user_id, None, generation) <= self.budget:
-            return words, False
-        counted = sorted(
-            (self._count(conn, user_id, w, generation), i) for i, w in enumerate(words)
-        )
+    def _kept(
+        self,
+        conn: Connection,
+        user_id: str,
+        user_tag: str,
+        found: list[tuple[str, str]],
+        version: tuple[int, int],
+        memories: int,
+    ) -> tuple[list[tuple[str, int]], int | None]:
+        """The terms of the words of ``found`` (word, term) that the user's memories hold,
+        with how many hold each, less the commonest for a large user; and when those kept
+        still match more than the budget, the rowid from which the newest matches start
+        (see the module)."""
+        counts = [self._count(conn, user_id, user_tag + w, version) for w, _ in found]
         kept: list[int] = []
         total = 0
-        for count, i in counted:
-            if total and total + count > self.budget:
+        for count, i in sorted((c, i) for i, c in enumerate(counts) if c):
+            if memories > self.budget and total and total + count > self.budget:
                 break
             kept.append(i)
             total += count
-        return [words[i] for i in sorted(kept)], total > self.budget
+        if memories <= self.budget or total <= self.budget:
+            return [(found[i][1], counts[i]) for i in sorted(kept)], None
+        [i] = kept  # the rarest alone matches more than the budget
+        word = user_tag + found[i][0]
+        df = self._count(conn, user_id, word, version, whole=True)
+        start = conn.execute(
+            f"SELECT rowid FROM {self.fts} WHERE {self.fts} MATCH ? "
+            "ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+            (f'"{word}"', self.budget - 1),
+        ).fetchone()[0]
+        return [(found[i][1], df)], int(start)
 
-    def _count(self, conn: Connection, user_id: str, word: str | None, generation: int) -> int:
-        """How many of the user's memories hold ``word`` (all of them for None), counted
-        up to one past the budget."""
-        key = (user_id, word)
+    def _count(
+        self,
+        conn: Connection,
+        user_id: str,
+        word: str,
+        version: tuple[int, int],
+        whole: bool = False,
+    ) -> int:
+        """How many of the user's memories hold ``word`` (tagged), counted up to one past
+        the budget unless ``whole``."""
+        key = (user_id, word, whole)
         known = self._counts.get(key)
-        if known is not None and known[0] == generation:
+        if known is not None and known[0] == version:
             return known[1]
-        if word is None:
-            sql = f"SELECT count(*) FROM (SELECT 1 FROM {self.table} WHERE user_id = ? LIMIT ?)"
-            params: list[Any] = [user_id, self.budget + 1]
-        else:
-            sql = (
-                f"SELECT count(*) FROM (SELECT rowid FROM {self.fts} "
-                f"WHERE {self.fts} MATCH ? LIMIT ?)"
-            )
-            params = [_match([word], user_id), self.budget + 1]
-        count = int(conn.execute(sql, params).fetchone()[0])
+        sql = (
+            f"SELECT count(*) FROM (SELECT rowid FROM {self.fts} WHERE {self.fts} MATCH ? LIMIT ?)"
+        )
+        count = int(
+            conn.execute(sql, (f'"{word}"', -1 if whole else self.budget + 1)).fetchone()[0]
+        )
         if len(self._counts) >= _COUNTS_KEPT:
             self._counts.clear()
-        self._counts[key] = (generation, count)
+        self._counts[key] = (version, count)
         return count
 
 
-def _match(words: list[str], user_id: str) -> str | None:
-    """The FTS5 query for ``words`` among the user's memories: the user's owner token (see
-    ``owner_token``) and any of the words, in any column. The owner column holds only owner
-    tokens, so a word is found in the other columns alone, with the same BM25 as if they
-    were named; naming them makes FTS5 read each word's positions in every user's entries
-    for its weight, twice the cost for a small user beside a large one. The user's own
-    token is not a word of theirs, and a word holding a quote is left out, so nothing can
-    end a word's quoting."""
-    token = owner_token_of(user_id)
-    content = [w for w in words if w and '"' not in w and w != token]
-    if not content:
-        return None
-    return f'owner : "{token}" AND (' + " OR ".join(f'"{w}"' for w in content) + ")"
+class _Stemmer:
+    """The index's term for a tagged word: the word as the index's tokenizer turns it, read
+    from an in-memory FTS5 table of the same tokenizer, and kept. None for a word that the
+    tokenizer splits (it is not one term of the index)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._conn: apsw.Connection | None = None
+        self._known: dict[str, str | None] = {}
+
+    def terms(self, user_tag: str, words: list[str]) -> list[str | None]:
+        tagged = [user_tag + w for w in words]
+        known = self._known
+        found = {w: known[w] for w in tagged if w in known}  # (another thread may clear it)
+        missing = [w for w in dict.fromkeys(tagged) if w not in found]
+        if missing:
+            with self._lock:
+                made = self._stem(missing)
+            for n, word in enumerate(missing, 1):
+                found[word] = made[n][0] if len(made.get(n, [])) == 1 else None
+            if len(known) + len(missing) > _TERMS_KEPT:
+                known.clear()
+            known.update((w, found[w]) for w in missing)
+        return [found[w] for w in tagged]
+
+    def _stem(self, words: list[str]) -> dict[int, list[str]]:
+        if self._conn is None:
+            self._conn = apsw.Connection(":memory:")
+            self._conn.execute(
+                f"CREATE VIRTUAL TABLE words USING fts5(word, tokenize='{FTS_TOKENIZER}')"
+            )
+            self._conn.execute("CREATE VIRTUAL TABLE terms USING fts5vocab(words, instance)")
+        conn = self._conn
+        found: dict[int, list[str]] = defaultdict(list)
+        with conn:
+            conn.executemany("INSERT INTO words (rowid, word) VALUES (?, ?)", enumerate(words, 1))
+            for n, term in conn.execute("SELECT doc, term FROM terms ORDER BY doc, offset"):
+                found[n].append(term)
+            conn.execute("DELETE FROM words")
+        return found
+
+
+_stemmer = _Stemmer()

@@ -14,6 +14,7 @@ import apsw
 
 from noted._time import now_micros
 from noted.db.sqlite.connection import Connection
+from noted.db.sqlite.terms import UserTerms
 from noted.errors import SchemaVersionError, StoreError
 
 Migration = Callable[[Connection, str], None]
@@ -95,13 +96,6 @@ def owner_token(user_id: str) -> str:
     return f"'noteduser' || hex({user_id}) || '0'"
 
 
-def owner_token_of(user_id: str) -> str:
-    """The token :func:`owner_token` gives for ``user_id``, as the index holds it (the
-    tokenizer lowercases it): the same hex of the id's UTF-8 bytes, made here instead of
-    in a query."""
-    return f"noteduser{user_id.encode('utf-8').hex()}0"
-
-
 @migration
 def m004_keyword_index(conn: Connection, table: str) -> None:
     """The full-text index (FTS5, BM25 ranking) of each memory's text, topics and input.
@@ -149,6 +143,30 @@ def m006_exact_owner_token(conn: Connection, table: str) -> None:
         f"INSERT INTO {table}_fts (rowid, owner, memory, topics, input) SELECT rowid, "
         f"{owner_token('user_id')}, memory, topics, COALESCE(input, '') FROM {table}"
     )
+
+
+@migration
+def m007_terms_per_user(conn: Connection, table: str) -> None:
+    """The full-text index holds each word under its owner's tag (see
+    ``noted.db.sqlite.terms``), so a word's entries are one user's and a search's word
+    counts are the user's own; ``size`` keeps each row's length in words. Beside it, the
+    index's users with their counts (``_fts_users``) and the index's entries as rows
+    (``_fts_terms``, for the ranking). The index is rebuilt from the memory table."""
+    conn.execute(f"DROP TABLE {table}_fts")
+    conn.execute(
+        f"CREATE VIRTUAL TABLE {table}_fts USING fts5("
+        f"size UNINDEXED, memory, topics, input, tokenize='{FTS_TOKENIZER}')"
+    )
+    conn.execute(f"CREATE VIRTUAL TABLE {table}_fts_terms USING fts5vocab({table}_fts, instance)")
+    conn.execute(
+        f"""CREATE TABLE {table}_fts_users (
+            number INTEGER PRIMARY KEY,
+            user_id TEXT NOT NULL UNIQUE,
+            memories INTEGER NOT NULL DEFAULT 0,
+            words INTEGER NOT NULL DEFAULT 0
+        )"""
+    )
+    UserTerms(table).index_after(conn, 0)
 
 
 @session_migration

@@ -96,7 +96,9 @@ class SqliteDb(
             raise UserError(f"db_file must be a file path, got {db_file!r}")
         self.db_file = Path(db_file)
         self.memory_table, self.session_table = check_table_names(
-            memory_table, session_table, ("_events", "_fts", "_generations")
+            memory_table,
+            session_table,
+            ("_events", "_fts", "_fts_users", "_fts_terms", "_generations"),
         )
         self._session_names = self.session_table
         self.read_only = read_only
@@ -151,24 +153,11 @@ class SqliteDb(
             f"VALUES ({', '.join('?' * len(EVENT_COLUMNS))})"
         )
         self._sql_last_rowid = f"SELECT max(rowid) FROM {t}"
-        self._fts = f"{t}_fts"
-        index = (
-            f"INSERT INTO {self._fts} (rowid, owner, memory, topics, input) "
-            f"SELECT rowid, {migrations.owner_token('user_id')}, memory, topics, "
-            f"COALESCE(input, '') FROM {t} "
-        )
-        # New memories are indexed in one statement when the next keyword search comes (the
-        # rows above the index's largest rowid; see _catch_up), so adding one costs no index
-        # write. A changed or deleted memory leaves the index at once, and a changed one
-        # goes back in when it had been indexed before.
-        # the index's largest rowid, read from FTS5's own per-row table (an integer primary
-        # key, so this is one lookup; asking the index itself walks its whole content)
-        self._sql_indexed_top = f"SELECT max(id) FROM {self._fts}_docsize"
-        self._sql_index_id = index + f"WHERE memory_id = ? AND rowid <= ({self._sql_indexed_top})"
-        self._sql_index_after = index + "WHERE rowid > ?"
-        self._sql_unindex_id = (
-            f"DELETE FROM {self._fts} WHERE rowid = (SELECT rowid FROM {t} WHERE memory_id = ?)"
-        )
+        # New memories are indexed when the next keyword search comes (the rows above the
+        # index's largest rowid; see _catch_up), so adding one costs no index write. A
+        # changed or deleted memory leaves the index at once, and a changed one goes back
+        # in when it had been indexed before.
+        self._terms = self._fulltext.terms
         # The "add" events of the memories just inserted above rowid ?2, copied from their
         # rows in the order they were inserted; ?1 holds their event ids, _EVENT_ID_LEN
         # ASCII bytes each, as one blob (a blob's substr counts bytes, so finding the n-th
@@ -294,13 +283,13 @@ class SqliteDb(
                 self._add(conn, rows, context, now)
                 return
             changes = core.upsert_changes((row[:4] for row in rows), stored)
-            touched = [(memory_id,) for memory_id in dict.fromkeys(ids)]
-            conn.executemany(self._sql_unindex_id, touched)
+            touched = list(dict.fromkeys(ids))
+            self._terms.unindex(conn, touched)
             decided = [
                 (*row, core.clears_embedding(c)) for row, c in zip(rows, changes, strict=True)
             ]
             conn.executemany(self._sql_upsert, decided)
-            conn.executemany(self._sql_index_id, touched)
+            self._terms.reindex(conn, touched)
             conn.executemany(self._sql_event, core.history_rows(changes, context, now))
 
     def write_batch(
@@ -393,9 +382,9 @@ class SqliteDb(
             # memory ... session_id, updated_at, memory_id, user_id, whether the embedding goes
             params = (*(record[c] for c in COLUMNS[2:8]), row[9], row[0], row[1])
             params += (core.clears_embedding(change),)
-            conn.execute(self._sql_unindex_id, (row[0],))
+            self._terms.unindex(conn, [row[0]])
             conn.execute(self._sql_update, params)
-            conn.execute(self._sql_index_id, (row[0],))
+            self._terms.reindex(conn, [row[0]])
             self._vectors.changed(conn, [row[1]])
             conn.executemany(self._sql_event, core.history_rows([change], context, now_micros()))
         return row_to_memory([record[c] for c in COLUMNS])  # the row as written
@@ -464,15 +453,15 @@ class SqliteDb(
         return [row[0] for row in self._listing(MEMORY_JSON, query)]
 
     def _catch_up(self) -> None:
-        """Index the memories added since the last keyword search (one statement)."""
+        """Index the memories added since the last keyword search."""
         top = f"SELECT max(rowid) FROM {self.memory_table}"
         with self._session() as conn:
-            newest, indexed = conn.execute(f"SELECT ({top}), ({self._sql_indexed_top})").fetchone()
+            newest, indexed = conn.execute(f"SELECT ({top}), ({self._terms.sql_top})").fetchone()
         if (newest or 0) <= (indexed or 0) or self.read_only:
             return
         with self._transaction() as conn:
-            indexed = conn.execute(self._sql_indexed_top).fetchone()[0]
-            conn.execute(self._sql_index_after, (indexed or 0,))
+            indexed = conn.execute(self._terms.sql_top).fetchone()[0]
+            self._terms.index_after(conn, indexed or 0)
 
     def _keyword_rows(self, columns: str, query: MemoryQuery, text: str) -> list[Any]:
         """``columns`` and the BM25 score (last) of the query's page of best matches."""
@@ -532,9 +521,7 @@ class SqliteDb(
         if not found:
             return 0
         self._vectors.changed(conn, (user_id for _, user_id, _, _ in found))
-        conn.execute(
-            f"DELETE FROM {self._fts} WHERE rowid IN (SELECT rowid FROM {t}{where})", params
-        )
+        self._terms.unindex_where(conn, where, params)
         conn.execute(f"DELETE FROM {t}{where}", params)
         gone = core.deletions(found)
         conn.executemany(self._sql_event, core.history_rows(gone, context, now_micros()))
