@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
 from typing import Any, Final
@@ -227,13 +227,12 @@ class SqliteFullText:
 
 
 class _Stemmer:
-    """The index's term for a tagged word: the word as the index's tokenizer turns it, read
-    from an in-memory FTS5 table of the same tokenizer, and kept. None for a word that the
-    tokenizer splits (it is not one term of the index)."""
+    """The index's term for a tagged word: the word as the index's tokenizer turns it, and
+    kept. None for a word that the tokenizer splits (it is not one term of the index)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._conn: apsw.Connection | None = None
+        self._tokenizer: apsw.FTS5Tokenizer | None = None
         self._known: dict[str, str | None] = {}
 
     def terms(self, user_tag: str, words: list[str]) -> list[str | None]:
@@ -243,29 +242,26 @@ class _Stemmer:
         missing = [w for w in dict.fromkeys(tagged) if w not in found]
         if missing:
             with self._lock:
-                made = self._stem(missing)
-            for n, word in enumerate(missing, 1):
-                found[word] = made[n][0] if len(made.get(n, [])) == 1 else None
+                found.update((w, self._term(w)) for w in missing)
             if len(known) + len(missing) > _TERMS_KEPT:
                 known.clear()
             known.update((w, found[w]) for w in missing)
         return [found[w] for w in tagged]
 
-    def _stem(self, words: list[str]) -> dict[int, list[str]]:
-        if self._conn is None:
-            self._conn = apsw.Connection(":memory:")
-            self._conn.execute(
-                f"CREATE VIRTUAL TABLE words USING fts5(word, tokenize='{FTS_TOKENIZER}')"
+    def _term(self, word: str) -> str | None:
+        if self._tokenizer is None:
+            name, *args = FTS_TOKENIZER.split()
+            self._tokenizer = apsw.Connection(":memory:").fts5_tokenizer(name, args)
+        made = list(
+            self._tokenizer(
+                word.encode(),
+                apsw.FTS5_TOKENIZE_DOCUMENT,
+                None,
+                include_offsets=False,
+                include_colocated=False,
             )
-            self._conn.execute("CREATE VIRTUAL TABLE terms USING fts5vocab(words, instance)")
-        conn = self._conn
-        found: dict[int, list[str]] = defaultdict(list)
-        with conn:
-            conn.executemany("INSERT INTO words (rowid, word) VALUES (?, ?)", enumerate(words, 1))
-            for n, term in conn.execute("SELECT doc, term FROM terms ORDER BY doc, offset"):
-                found[n].append(term)
-            conn.execute("DELETE FROM words")
-        return found
+        )
+        return made[0] if len(made) == 1 and isinstance(made[0], str) else None
 
 
 _stemmer = _Stemmer()
