@@ -3,6 +3,8 @@ tests/fixtures/agno/make_fixtures.py), compared field by field with the source r
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
 import shutil
 import sqlite3
@@ -76,8 +78,13 @@ def _source_times(source: str, version: str) -> dict[str, tuple[datetime, dateti
         with psycopg.connect(source) as conn:
             rows = conn.execute(_times_query(version, "ai.")).fetchall()
         return {r[0]: (_utc(r[1]), _utc(r[2])) for r in rows}
-    with sqlite3.connect(source) as conn:
+    # read-only and closed at once: a read-write connection would checkpoint the fixture's
+    # write-ahead log on close and delete its -wal and -shm files from the source tree
+    conn = sqlite3.connect(f"{Path(source).resolve().as_uri()}?mode=ro", uri=True)
+    try:
         found = conn.execute(_times_query(version)).fetchall()
+    finally:
+        conn.close()
     return {r[0]: (_utc(r[1]), _utc(r[2])) for r in found}
 
 
@@ -271,3 +278,25 @@ def test_into_every_backend(memory: Memory) -> None:
     again = import_agno(source, memory)
     assert (again.memories_written, again.runs_written, again.summaries_written) == (0, 0, 0)
     assert memory.get_memory_history("mem-ava-ski", user_id="ava") == history
+
+
+def test_source_files_untouched(tmp_path: Path) -> None:
+    """Agno 3 keeps its SQLite file in write-ahead-log mode: importing from it, closing, and
+    collecting garbage leave the file and its -wal and -shm companions as they were."""
+    names = ["agno-3.1.10.db", "agno-3.1.10.db-wal", "agno-3.1.10.db-shm"]
+    for name in names:
+        shutil.copy(FIXTURES / name, tmp_path / name)
+
+    def digests() -> dict[str, str]:
+        return {
+            f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in sorted(tmp_path.iterdir())
+        }
+
+    before = digests()
+    assert sorted(before) == sorted(names)
+    target = Memory(db=SqliteDb(db_file=str(tmp_path.parent / f"{tmp_path.name}-target.db")))
+    report = import_agno(str(tmp_path / names[0]), target)
+    assert report.memories_written == 3
+    assert _source_times(str(tmp_path / names[0]), "3.1.10").keys() == set(EXPECTED)
+    gc.collect()
+    assert digests() == before
