@@ -9,8 +9,10 @@ tools through the grammar; the summarizer's answer fits its schema.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,3 +158,52 @@ def test_the_agent_streams_and_calls_tools(model: Recording) -> None:
     assert run.content or tool_turns
     asked = sum(len(resp.tool_calls) for _, resp in tool_turns)
     assert 0 < len(calls) <= asked if tool_turns else not calls  # the last round may not run
+
+
+LONG = ModelRequest(
+    [Message("user", "Count from 1 to 500, every number on its own line.")], max_tokens=200
+)
+SHORT = ModelRequest([Message("user", "Say hello in one word.")], max_tokens=8)
+
+
+@pytest.mark.parametrize("kind", ["complete", "stream"])
+def test_a_cancelled_call_stops_llama_soon_and_leaves_the_model_as_it_was(
+    model: Recording, kind: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Cancelled while llama.cpp generates, the call stops it at its next decode: the model
+    is free again long before the answer would have ended, and answers the next call as it
+    did before (greedy decoding: the same text)."""
+    before = model.complete(SHORT).content
+    times = []
+    for _ in range(2):  # the second as warm as the call cancelled below
+        started = time.perf_counter()
+        whole = model.complete(LONG)
+        times.append(time.perf_counter() - started)
+    full = min(times)
+    assert whole.usage.output_tokens > 100  # a long answer (it may stop before 200)
+
+    async def cancel_midway() -> float:
+        if kind == "complete":
+            call = asyncio.ensure_future(model.acomplete(LONG))
+        else:
+            call = asyncio.ensure_future(_drain(model.astream(LONG)))
+        await asyncio.sleep(full / 4)
+        assert not call.done()
+        call.cancel()
+        cancelled = time.perf_counter()
+        await model._lock.acquire()  # the model, let go by the cancelled call
+        model._lock.release()
+        return time.perf_counter() - cancelled
+
+    freed = asyncio.run(cancel_midway())
+    assert freed < full / 4, (
+        f"the model was let go {freed:.2f} s after the cancel ({full:.2f} s answer)"
+    )
+    assert model.complete(SHORT).content == before
+    err = capfd.readouterr().err
+    print(f"full answer {full:.2f} s, model free {freed:.3f} s after the cancel; stderr: {err!r}")
+
+
+async def _drain(stream: Any) -> None:
+    async for _ in stream:
+        pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import sys
 import threading
@@ -34,6 +35,7 @@ from noted.models.types import (
     TextDelta,
     ToolCall,
     ToolDefinition,
+    Usage,
     UsageDelta,
 )
 from noted.schema import UserMemory
@@ -149,26 +151,58 @@ def test_tool_turns_are_plain_chat_turns_and_answers_become_calls() -> None:
 ASK = ModelRequest([Message("user", "Count to three.")])
 
 
+class ScriptedContext:
+    """Stands in for a llama.cpp context: the abort callback set on it, if any."""
+
+    def __init__(self) -> None:
+        self.abort: Any = None
+
+
+def set_abort_callback(ctx: ScriptedContext, callback: Any, data: object) -> None:
+    """``llama_cpp.llama_set_abort_callback``: a NULL callback takes it off."""
+    ctx.abort = callback if callback else None
+
+
 class ScriptedLlama:
     """Stands in for ``llama_cpp.Llama``: answers ``words``, whole or streamed as
     llama-cpp-python's chat chunks, and notes how each stream ended and whether the model's
     lock was held then. It keeps every stream it made (so a stream is closed only by being
-    closed, not by being dropped). With ``gate``, a whole answer, and a stream's second
-    chunk, wait for it after ``waiting`` is set. ``started`` counts the calls made,
-    ``overlaps`` the times llama was entered while another call was inside it.
+    closed, not by being dropped).
+
+    Each word is one decode, which, as llama.cpp's, first asks the context's abort callback
+    and fails (``RuntimeError``, as llama-cpp-python raises it) when that says abort; a
+    decode that has begun runs to its end. With ``gate``, the second decode of each call
+    waits for it after ``waiting`` is set. A stream gives a chunk every ``per_chunk`` words
+    (llama-cpp-python holds text back while it could begin a stop word). ``started`` counts
+    the calls made, ``decoded`` the words each call decoded, ``overlaps`` the times llama
+    was entered while another call was inside it, ``callbacks`` each setting of the abort
+    callback (set or taken off, and whether the model's lock was held then). Usage is
+    reported as llama.cpp counts it: the prompt's tokens (here its words and 3 for the chat
+    template) and the answer's.
     """
 
-    def __init__(self, words: Sequence[str], gate: threading.Event | None = None) -> None:
+    def __init__(
+        self, words: Sequence[str], gate: threading.Event | None = None, per_chunk: int = 1
+    ) -> None:
         self.words = list(words)
         self.gate = gate
+        self.per_chunk = per_chunk
+        self.ctx = ScriptedContext()
         self.waiting = threading.Event()
         self.held: Callable[[], bool] = lambda: False
         self.streams: list[Iterator[dict[str, Any]]] = []
         self.ends: list[tuple[str, bool]] = []
+        self.decoded: list[int] = []
+        self.callbacks: list[tuple[bool, bool]] = []
         self.started = 0
         self.overlaps = 0
         self._inside = 0
         self._count = threading.Lock()
+
+    def set_abort_callback(self, ctx: ScriptedContext, callback: Any, data: object) -> None:
+        assert ctx is self.ctx
+        set_abort_callback(ctx, callback, data)
+        self.callbacks.append((ctx.abort is not None, self.held()))
 
     @contextlib.contextmanager
     def _working(self) -> Iterator[None]:
@@ -181,10 +215,16 @@ class ScriptedLlama:
             with self._count:
                 self._inside -= 1
 
-    def _wait_for_gate(self) -> None:
-        if self.gate is not None:
+    def _decode(self, index: int) -> None:
+        if self.ctx.abort is not None and self.ctx.abort(None):
+            raise RuntimeError("llama_decode returned 2")
+        if index == 1 and self.gate is not None:
             self.waiting.set()
             assert self.gate.wait(10)
+
+    def _usage(self, messages: list[dict[str, Any]]) -> dict[str, int]:
+        prompt = sum(len(m["content"].split()) for m in messages) + 3
+        return {"prompt_tokens": prompt, "completion_tokens": len(self.words)}
 
     def create_chat_completion(self, *, stream: bool = False, **params: Any) -> Any:
         assert params["messages"]
@@ -194,23 +234,37 @@ class ScriptedLlama:
                 chunks = self._chunks()
                 self.streams.append(chunks)
                 return chunks
-            self._wait_for_gate()
+            decoded = 0
+            try:
+                for index in range(len(self.words)):
+                    self._decode(index)
+                    decoded += 1
+            finally:
+                self.decoded.append(decoded)
         return {
             "choices": [{"message": {"content": "".join(self.words)}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 4, "completion_tokens": len(self.words)},
+            "usage": self._usage(params["messages"]),
         }
 
     def _chunks(self) -> Iterator[dict[str, Any]]:
+        decoded = 0
         try:
-            for i, word in enumerate(self.words):
+            for start in range(0, len(self.words), self.per_chunk):
+                piece = self.words[start : start + self.per_chunk]
                 with self._working():
-                    if i == 1:
-                        self._wait_for_gate()
-                yield {"choices": [{"delta": {"content": word}, "finish_reason": None}]}
+                    for index in range(start, start + len(piece)):
+                        self._decode(index)
+                        decoded += 1
+                yield {"choices": [{"delta": {"content": "".join(piece)}, "finish_reason": None}]}
             yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
         except GeneratorExit:
             self.ends.append(("closed", self.held()))
             raise
+        except RuntimeError:
+            self.ends.append(("aborted", self.held()))
+            raise
+        finally:
+            self.decoded.append(decoded)
         self.ends.append(("ended", self.held()))
 
     def close(self) -> None:
@@ -220,6 +274,8 @@ class ScriptedLlama:
 def scripted_model(gguf: Path, monkeypatch: pytest.MonkeyPatch, llama: ScriptedLlama) -> LlamaCpp:
     sdk = types.ModuleType("llama_cpp")
     sdk.Llama = lambda **settings: llama  # type: ignore[attr-defined]
+    sdk.ggml_abort_callback = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p)  # type: ignore[attr-defined]
+    sdk.llama_set_abort_callback = llama.set_abort_callback  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "llama_cpp", sdk)
     model = LlamaCpp(gguf)
     llama.held = model._lock.locked
@@ -364,6 +420,60 @@ def test_a_call_cancelled_while_llama_works_keeps_the_model_until_llama_is_done(
     assert llama.started == 2
     assert llama.overlaps == 0
     assert llama.ends[0] == (("closed", True) if kind == "stream" else ("ended", True))
+    assert not model._lock.locked()
+
+
+def test_a_whole_answer_reports_llamas_own_token_counts(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A whole answer's usage is what llama.cpp counted (the prompt as the chat template
+    made it, the answer's tokens), not what noted could count from the text."""
+    model = scripted_model(gguf, monkeypatch, ScriptedLlama(["One", " two", " three"]))
+    response = model.complete(ASK)
+    assert response.content == "One two three"
+    assert response.usage == Usage(6, 3)  # "Count to three." and the template's 3
+
+
+@pytest.mark.parametrize("kind", ["stream", "complete"])
+def test_a_call_cancelled_while_llama_works_stops_llama_at_its_next_decode(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Cancelled while llama.cpp generates (here in its second decode of 200, a stream's
+    first chunk being 100 words), the call sets llama.cpp's abort callback: the decode
+    running ends, the next one fails, and the worker takes the callback off and lets the
+    model go, once; the next call then runs in full."""
+    gate = threading.Event()
+    llama = ScriptedLlama(["word "] * 200, gate, per_chunk=100)
+    model = scripted_model(gguf, monkeypatch, llama)
+
+    async def scenario() -> None:
+        holder = asyncio.create_task(_answer(model, kind))
+        assert await asyncio.to_thread(llama.waiting.wait, 10)  # llama works for it
+        holder.cancel()
+        asyncio.get_running_loop().call_later(0.1, gate.set)  # the decode running ends
+        await asyncio.wait([holder], timeout=10)
+        assert holder.cancelled()
+        follower = await asyncio.wait_for(_answer(model, "complete"), 10)
+        assert follower == "word " * 200
+
+    _run(model, llama, scenario())
+    assert llama.decoded == [2, 200]  # the decode running when cancelled was the last
+    assert llama.callbacks == [(True, True), (False, True)]  # both with the model held
+    assert llama.ctx.abort is None
+    assert (llama.started, llama.overlaps) == (2, 0)
+    if kind == "stream":
+        assert llama.ends == [("aborted", True)]
+    assert not model._lock.locked()
+
+
+@pytest.mark.parametrize("kind", ["stream", "complete"])
+def test_a_call_that_ends_by_itself_never_sets_the_abort_callback(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    llama = ScriptedLlama(["One", " two"])
+    model = scripted_model(gguf, monkeypatch, llama)
+    assert asyncio.run(_answer(model, kind)) == "One two"
+    assert llama.callbacks == []
     assert not model._lock.locked()
 
 

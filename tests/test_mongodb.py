@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -102,6 +103,7 @@ def test_collections_and_indexes_are_made_on_first_use(db: MongoDb, raw: Any) ->
     memories = keys(db.memory_table)
     assert any(k[:2] == ["user_id", "updated_at"] for k in memories)
     assert any(k[:2] == ["user_id", "created_at"] for k in memories)
+    assert any(k[:1] == ["created_at"] for k in memories)  # every user's, oldest first
     assert ["user_id", "memory_id", "created_at", "seq"] in keys(f"{db.memory_table}_events")
     assert any(k[:2] == ["user_id", "updated_at"] for k in keys(db.session_table))
     assert ["session_id", "run_index"] in keys(f"{db.session_table}_runs")
@@ -345,6 +347,65 @@ def test_bulk_writes_are_batched_and_lists_sort_and_limit_on_the_server(url: str
     assert (find["limit"], find["skip"]) == (3, 1)
     assert db.delete_memories([f"id{i:05}" for i in range(1050)], "ava") == 1050
     assert db.count_memories(MemoryQuery("ava")) == 50
+    db.close()
+    client.close()
+
+
+def indexes_used(plan: Any) -> set[str]:
+    """The indexes an ``explain`` reply's winning plan reads: MongoDB's IXSCAN stages name
+    theirs (``indexName``); nx-27017 gives SQLite's plan lines (``USING INDEX name``)."""
+    used: set[str] = set()
+    stack = [plan["queryPlanner"]["winningPlan"]]
+    while stack:
+        part = stack.pop()
+        if isinstance(part, dict):
+            if part.get("stage") == "IXSCAN":
+                used.add(str(part["indexName"]))
+            stack.extend(part.values())
+        elif isinstance(part, list):
+            stack.extend(part)
+        elif isinstance(part, str):
+            used.update(re.findall(r"USING (?:COVERING )?INDEX (\S+)", part))
+    return used
+
+
+def test_every_users_memories_to_embed_are_read_through_the_created_index(
+    url: str, raw: Any
+) -> None:
+    commands = Commands()
+    client: Any = pymongo.MongoClient(url, event_listeners=[commands])
+    db = open_db(url, client=client)
+    start = utc_now()
+    memories = [  # three users, times out of id order, some equal (then ordered by id)
+        stamped(
+            f"fact {i}",
+            f"m{i:02d}",
+            ("ava", "bo", "cy")[i % 3],
+            start + timedelta(seconds=i * 7 % 10),
+        )
+        for i in range(20)
+    ]
+    db.upsert_memories(memories)
+    db.set_embeddings("model", [(m, unit(i)) for i, m in enumerate(memories) if i % 4 == 0])
+    waiting = sorted(
+        (m for i, m in enumerate(memories) if i % 4), key=lambda m: (m.created_at, m.memory_id)
+    )
+    expected = [m.memory_id for m in waiting]
+    commands.sent.clear()
+    assert [m.memory_id for m in db.memories_to_embed(None, "model")] == expected
+    assert [m.memory_id for m in db.memories_to_embed(None, "model", 4)] == expected[:4]
+    assert [m.memory_id for m in db.memories_to_embed("bo", "model")] == [
+        m.memory_id for m in waiting if m.user_id == "bo"
+    ]
+    [every, _, _] = commands.named("find")
+    # the index on created_at (and _id, where the server can index it) is the plan's
+    [created] = [
+        index["name"]
+        for index in raw[db.memory_table].list_indexes()
+        if list(index["key"]) in (["created_at", "_id"], ["created_at"])
+    ]
+    plan = raw[db.memory_table].find(every["filter"], sort=list(every["sort"].items())).explain()
+    assert indexes_used(plan) == {created}
     db.close()
     client.close()
 

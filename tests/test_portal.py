@@ -107,6 +107,69 @@ def test_a_failing_cleanup_is_raised_by_close() -> None:
         stream.close()  # type: ignore[attr-defined]
 
 
+def test_an_exception_thrown_into_the_sync_stream_is_thrown_into_the_async_one() -> None:
+    seen: list[str] = []
+
+    async def work() -> AsyncIterator[int]:
+        try:
+            for i in range(100):
+                yield i
+        except KeyError as exc:
+            seen.append(f"thrown in: {exc.args[0]}")
+            raise
+        finally:
+            await asyncio.sleep(0.01)  # cleanup that waits still ends before throw()
+            seen.append("closed")
+
+    stream = _portal.iterate(work())
+    assert next(stream) == 0
+    with pytest.raises(KeyError, match="the caller's own failure"):
+        stream.throw(KeyError("the caller's own failure"))  # type: ignore[attr-defined]
+    assert seen == ["thrown in: the caller's own failure", "closed"]
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_a_stream_that_handles_a_thrown_exception_goes_on() -> None:
+    async def work() -> AsyncIterator[str]:
+        for i in range(3):
+            try:
+                yield f"item {i}"
+            except ValueError as exc:
+                yield f"handled {exc.args[0]}"
+
+    stream = _portal.iterate(work())
+    assert next(stream) == "item 0"
+    assert stream.throw(ValueError("skip")) == "handled skip"  # type: ignore[attr-defined]
+    assert list(stream) == ["item 1", "item 2"]
+
+
+def test_an_iterator_that_cannot_take_a_thrown_exception_is_closed() -> None:
+    closed: list[bool] = []
+
+    class Numbers:
+        """An async iterator with ``aclose`` and no ``athrow``."""
+
+        def __init__(self) -> None:
+            self.next = 0
+
+        def __aiter__(self) -> Numbers:
+            return self
+
+        async def __anext__(self) -> int:
+            self.next += 1
+            return self.next
+
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    stream = _portal.iterate(Numbers())
+    assert next(stream) == 1
+    with pytest.raises(KeyError, match="stop"):
+        stream.throw(KeyError("stop"))  # type: ignore[attr-defined]
+    assert closed == [True]
+
+
 def test_a_sync_stream_from_the_loop_thread_is_refused() -> None:
     async def numbers() -> AsyncIterator[int]:
         yield 1

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import StatusCode
 
 from model_helpers import WatchedModel
-from noted import Agent, Memory, SqliteDb, UserError
+from noted import Agent, Memory, SqliteDb, UserError, _portal
 from noted import tracing as noted_tracing
 from noted.agent import ContentDelta
 from noted.models import (
@@ -324,25 +324,36 @@ def _ended_again(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if ENDED_AGAIN in r.getMessage()]
 
 
-@pytest.mark.parametrize("how", ["aclose", "athrow"])
+@pytest.mark.parametrize("how", ["aclose", "athrow", "close", "throw"])
 def test_a_model_stream_left_early_ends_its_span_once(
     traces: Traces, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Closed early, the span ends as stopped; an error thrown in by its consumer ends it as
-    failed. Either way the model's own stream is closed before the call returns."""
+    failed, from async code (``athrow``) or through a sync iterator (``throw``). Either way
+    the model's own stream is closed before the call returns."""
     model = WatchedModel(["One two three. Four five six."])
+    ask = ModelRequest([Message("user", "Count.")])
 
     async def first_only() -> None:
-        ask = ModelRequest([Message("user", "Count.")])
         stream = tracing_hooks.stream(model, ask, "agent", ResponseBuilder())
         await anext(stream)
         await _leave(stream, how)
         assert model.closed == 1
 
-    asyncio.run(first_only())
+    if how in ("aclose", "athrow"):
+        asyncio.run(first_only())
+    else:
+        deltas = _portal.iterate(tracing_hooks.stream(model, ask, "agent", ResponseBuilder()))
+        next(deltas)
+        if how == "close":
+            deltas.close()  # type: ignore[attr-defined]
+        else:
+            with pytest.raises(KeyError, match="consumer"):
+                deltas.throw(KeyError("consumer"))  # type: ignore[attr-defined]
+        assert model.closed == 1
     llm = traces.one("model call")
     events = [e.name for e in llm.events]
-    if how == "aclose":
+    if how in ("aclose", "close"):
         assert llm.status.status_code is StatusCode.UNSET
         assert attrs(llm)["noted.stream.stopped"] is True
         assert events == ["First Token Stream Event"]
@@ -359,8 +370,8 @@ def test_a_run_stream_left_early_ends_each_span_once(
     traces: Traces, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The run's span ends once, after its model call's, which the run closes with it; an
-    error thrown into the async run fails its span. (The sync iterator closes the async run
-    whatever its consumer does: there a throw stops the run.)"""
+    error thrown into the run fails its span, whether thrown into the async run (``athrow``)
+    or into the sync one (``throw``, passed on to the async run)."""
     model = WatchedModel(["One two three.", "Four five six."])
     agent = Agent(model, name="Streamer")
 
@@ -391,7 +402,7 @@ def test_a_run_stream_left_early_ends_each_span_once(
     assert llm.end_time <= run.end_time
     assert attrs(llm)["noted.stream.stopped"] is True  # the run let it go
     assert llm.status.status_code is StatusCode.UNSET
-    if how == "athrow":
+    if how in ("athrow", "throw"):
         assert run.status.status_code is StatusCode.ERROR
         assert "KeyError" in (run.status.description or "")
         assert [e.name for e in run.events] == ["exception"]

@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 def async_twin(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
@@ -34,3 +35,15 @@ async def aclose(iterator: AsyncIterator[Any]) -> None:
     close = getattr(iterator, "aclose", None)
     if close is not None:
         await close()
+
+
+async def athrow(iterator: AsyncIterator[T], exc: BaseException) -> T:
+    """Throw ``exc`` into an async iterator where it gave its last item, as ``athrow``: an
+    async generator sees it there (and may handle it and give its next item, returned
+    here); an iterator that cannot take it is closed and ``exc`` raised."""
+    throw = getattr(iterator, "athrow", None)
+    if throw is None:
+        await aclose(iterator)
+        raise exc
+    item: T = await throw(exc)
+    return item

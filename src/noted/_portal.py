@@ -21,7 +21,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from typing import Any, Generic, TypeVar
 
-from noted._async import aclose
+from noted._async import aclose, athrow
 from noted.errors import UserError
 
 __all__ = ["background", "drain", "iterate", "run"]
@@ -79,6 +79,10 @@ class _Pull(enum.Enum):
     CLOSE = 1
 
 
+# the caller's request after an item: the next one, the end, or an exception to throw in
+_Ask = _Pull | BaseException
+
+
 class _Request:
     """What the driving task waits for after an item: the caller's next request.
 
@@ -94,7 +98,7 @@ class _Request:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._waiter: tuple[Callable[[Any], object], contextvars.Context] | None = None
-        self._answer: _Pull | None = None
+        self._answer: _Ask | None = None
         self._cancelled = False
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
@@ -117,7 +121,7 @@ class _Request:
         self._waiter = None
         return 1
 
-    def result(self) -> _Pull:
+    def result(self) -> _Ask:
         if self._cancelled:
             raise asyncio.CancelledError
         assert self._answer is not None, "the request has no answer yet"
@@ -130,7 +134,7 @@ class _Request:
         self._loop.call_soon(self._wake)
         return True
 
-    def answer(self, what: _Pull) -> None:
+    def answer(self, what: _Ask) -> None:
         """The caller's request (run on the loop): wakes the waiting task now."""
         if not self.done():
             self._answer = what
@@ -142,7 +146,7 @@ class _Request:
             fn, context = waiter
             context.run(fn, self)
 
-    def __await__(self) -> Generator[Any, None, _Pull]:
+    def __await__(self) -> Generator[Any, None, _Ask]:
         if not self.done():
             self._asyncio_future_blocking = True
             yield self
@@ -168,25 +172,30 @@ class _Stream(Generic[T]):
     async def drive(self) -> None:
         end: _End | BaseException = _End.END
         try:
+            step = anext(self.stream)
             while True:
                 try:
-                    item = await anext(self.stream)
+                    item = await step
                 except StopAsyncIteration:
                     return
                 # made before the item goes out, so the caller's request finds it
                 self.request = _Request(asyncio.get_running_loop())
                 self.out.put((item,))
-                if await self.request is _Pull.CLOSE:
+                what = await self.request
+                if what is _Pull.CLOSE:
                     await aclose(self.stream)
                     return
+                # the next item, or the caller's exception thrown in where the item was given
+                step = anext(self.stream) if what is _Pull.NEXT else athrow(self.stream, what)
         except BaseException as exc:
             end = exc
             raise
         finally:
             self.out.put(end)
 
-    def pull(self, what: _Pull) -> None:
-        """Ask the task (waiting after an item) for the next item or to close the stream."""
+    def pull(self, what: _Ask) -> None:
+        """Ask the task (waiting after an item) for the next item, to close the stream, or
+        to throw an exception into it."""
         request = self.request
         assert request is not None, "asked before the first item"
         request.get_loop().call_soon_threadsafe(request.answer, what)
@@ -202,8 +211,11 @@ def iterate(stream: AsyncIterator[T]) -> Iterator[T]:
     """A sync iterator over an async one, pulled through the background loop.
 
     The async iterator runs in one task from its first item to its last, as in
-    ``async for``. Closing the sync iterator early (``break``, an exception) closes the
-    async one too, before ``close()`` returns.
+    ``async for``. Closing the sync iterator early (``close()``, a ``break``, or the
+    iterator let go when an exception leaves the loop) closes the async one too, before
+    ``close()`` returns. An exception thrown into the sync iterator (``throw()``) is thrown
+    into the async one (``athrow``) where it gave its last item: raised back when the
+    stream does not handle it, or the stream's next item returned when it does.
     """
     driver = _Stream(stream)
     drive = driver.drive()
@@ -214,7 +226,14 @@ def iterate(stream: AsyncIterator[T]) -> Iterator[T]:
             got = driver.out.get()
             if type(got) is tuple:
                 state = "given"
-                yield got[0]
+                try:
+                    yield got[0]
+                except GeneratorExit:
+                    raise
+                except BaseException as exc:  # noqa: BLE001 - the caller's throw(): to the stream
+                    state = "taking"
+                    driver.pull(exc)
+                    continue
                 state = "taking"
                 driver.pull(_Pull.NEXT)
                 continue

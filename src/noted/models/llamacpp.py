@@ -101,6 +101,7 @@ class LlamaCpp(BaseChatModel):
         self.seed = seed
         self.chat_format = chat_format
         self._llama: Any = None
+        self._sdk: Any = None  # the llama_cpp module, once the model is loaded
         self._lock = Turns()  # one call (or load) at a time
 
     # -- the model -----------------------------------------------------------------------
@@ -124,7 +125,16 @@ class LlamaCpp(BaseChatModel):
                 raise ModelError(
                     f"llamacpp could not load {str(self.model_path)!r}: {exc}"
                 ) from exc
+            self._sdk = sdk
         return self._llama
+
+    def _begin(self, abort: _Abort) -> Any:
+        """The loaded model, for a call that has not been cancelled (call with the lock
+        held, on the worker thread): from now on a cancel aborts llama's next decode."""
+        llama = self._load()
+        if not abort.begin(self._sdk, llama):
+            raise ModelError(f"llamacpp {self.id}: the call was cancelled before it ran")
+        return llama
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         messages = _chat_messages(request.messages)
@@ -144,30 +154,41 @@ class LlamaCpp(BaseChatModel):
         params["messages"] = messages
         return params
 
-    def _complete(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _complete(self, params: dict[str, Any], abort: _Abort) -> dict[str, Any]:
         """A whole answer (on a worker thread, with the model held: lets it go)."""
         try:
-            llama = self._load()
+            llama = self._begin(abort)
             result: dict[str, Any] = llama.create_chat_completion(**params)
         except ValueError as exc:  # the prompt does not fit the context window, ...
             raise ModelError(f"llamacpp {self.id} failed: {exc}") from exc
+        except RuntimeError as exc:  # a decode failed: aborted after a cancel, or not
+            raise abort.failure(exc) from exc
         finally:
-            self._lock.release()
+            try:
+                abort.end()
+            finally:
+                self._lock.release()
         return result
 
     # -- calls ---------------------------------------------------------------------------
 
     async def _send(self, request: ModelRequest) -> ModelResponse:
         params = self._params(request)
+        abort = _Abort()
         await self._lock.acquire()
         try:
-            answer = _in_thread(self._complete, params)
+            answer = _in_thread(self._complete, params, abort)
         except BaseException:  # no worker thread will run it: let the model go here
             self._lock.release()
             raise
-        # A cancel stops the wait, not llama.cpp (it cannot be interrupted): the model is
-        # let go on the worker thread when the answer is done.
-        result = await asyncio.shield(answer)
+        # A cancel stops the wait at once, and llama.cpp at its next decode (the one
+        # running cannot be interrupted): the model is let go on the worker thread when
+        # llama.cpp has stopped.
+        try:
+            result = await asyncio.shield(answer)
+        except asyncio.CancelledError:
+            abort.stop()
+            raise
         choice = result["choices"][0]
         text = choice["message"].get("content")
         usage = result.get("usage") or {}
@@ -199,12 +220,13 @@ class LlamaCpp(BaseChatModel):
             )
             return
         params = self._params(request)
+        abort = _Abort()
         await self._lock.acquire()
-        stream = _Stream(self._lock.release)
+        stream = _Stream(self._lock.release, abort)
         pieces = 0
         finish: str | None = None
         try:
-            await stream.open(functools.partial(self._start_stream, params))
+            await stream.open(functools.partial(self._start_stream, params, abort))
             while (chunk := await stream.next()) is not None:
                 choice = chunk["choices"][0]
                 finish = choice.get("finish_reason") or finish
@@ -220,9 +242,9 @@ class LlamaCpp(BaseChatModel):
             await stream.end()
         yield UsageDelta(0, pieces, finish, self.id)
 
-    def _start_stream(self, params: dict[str, Any]) -> Iterator[_Chunk]:
+    def _start_stream(self, params: dict[str, Any], abort: _Abort) -> Iterator[_Chunk]:
         """The chunk iterator of a streamed completion (call with the lock held)."""
-        llama = self._load()
+        llama = self._begin(abort)
         try:
             chunks: Iterator[_Chunk] = llama.create_chat_completion(**params, stream=True)
         except ValueError as exc:
@@ -248,15 +270,75 @@ def _in_thread(call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
     return loop.run_in_executor(None, functools.partial(context.run, call, *args))
 
 
+def _abort_now(data: object) -> bool:
+    """llama.cpp's abort callback once a call is cancelled: abort the decode."""
+    return True
+
+
+class _Abort:
+    """Stops llama.cpp's generation for one call when the call is cancelled.
+
+    A decode cannot be interrupted once it runs, but llama.cpp asks the context's abort
+    callback during each one: :meth:`stop` sets a callback that answers "abort", so the
+    next decode fails (``llama_decode`` returns 2, raised by llama-cpp-python as
+    ``RuntimeError``) and the generation ends there instead of running to ``max_tokens``.
+    The callback is set only while the call runs on the model; :meth:`end`, called by the
+    worker before it lets the model go, takes it off again, so later calls decode as
+    usual. The lock orders a cancel (on the caller's loop) against the worker's start and
+    end, so the callback is never left on a model another call holds.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.stopped = False
+        self._on: tuple[Any, Any] | None = None  # (llama_cpp, model) while the call runs
+        self._callback: Any = None  # the callback set on the context (kept alive there)
+
+    def begin(self, sdk: Any, llama: Any) -> bool:
+        """The call starts on ``llama`` (on the worker): False if it was cancelled."""
+        with self._lock:
+            if self.stopped:
+                return False
+            self._on = (sdk, llama)
+            return True
+
+    def stop(self) -> None:
+        """The call is cancelled: abort llama.cpp's next decode if the call is running."""
+        with self._lock:
+            self.stopped = True
+            if self._on is not None and self._callback is None:
+                sdk, llama = self._on
+                self._callback = sdk.ggml_abort_callback(_abort_now)
+                sdk.llama_set_abort_callback(llama.ctx, self._callback, None)
+
+    def end(self) -> None:
+        """The call is over (on the worker, before the model is let go): the callback is
+        taken off the context."""
+        with self._lock:
+            on, self._on = self._on, None
+            if on is not None and self._callback is not None:
+                sdk, llama = on
+                sdk.llama_set_abort_callback(llama.ctx, sdk.ggml_abort_callback(), None)
+                self._callback = None
+
+    def failure(self, exc: RuntimeError) -> ModelError | RuntimeError:
+        """What a failed decode raises: an abort after a cancel is a ModelError (no one
+        waits for it); any other failure is raised as llama-cpp-python raised it."""
+        if self.stopped:
+            return ModelError("llamacpp: generation stopped after the call was cancelled")
+        return exc
+
+
 class _Stream:
     """The blocking llama.cpp calls of one streamed answer, made while it holds the model,
     one at a time on worker threads. A call the stream stopped waiting for (a cancel) runs
-    on to its end all the same: it cannot be interrupted. :meth:`end` then closes llama's
-    chunk stream and lets the model go, on a worker thread too, so that both happen once,
-    in that order, however often the stream is cancelled and wherever."""
+    on until llama.cpp's next decode, which ``abort`` makes fail. :meth:`end` then closes
+    llama's chunk stream and lets the model go, on a worker thread too, so that both happen
+    once, in that order, however often the stream is cancelled and wherever."""
 
-    def __init__(self, let_go: Callable[[], None]) -> None:
+    def __init__(self, let_go: Callable[[], None], abort: _Abort) -> None:
         self._let_go = let_go
+        self._abort = abort
         self._busy = threading.Lock()  # held by the call running now
         self._ended = False
         self._chunks: Iterator[_Chunk] | None = None
@@ -274,13 +356,20 @@ class _Stream:
         return None if self._chunks is None else next(self._chunks, None)
 
     async def _step(self, call: Callable[[], T]) -> T:
-        return await asyncio.shield(_in_thread(self._locked, call))
+        try:
+            return await asyncio.shield(_in_thread(self._locked, call))
+        except asyncio.CancelledError:
+            self._abort.stop()
+            raise
 
     def _locked(self, call: Callable[[], T]) -> T:
         with self._busy:
             if self._ended:  # a step the stream stopped waiting for before it began
                 raise ModelError("llamacpp: the stream has ended")
-            return call()
+            try:
+                return call()
+            except RuntimeError as exc:  # a decode failed: aborted after a cancel, or not
+                raise self._abort.failure(exc) from exc
 
     async def end(self) -> None:
         try:
@@ -297,7 +386,10 @@ class _Stream:
                 if self._chunks is not None:
                     _close(self._chunks)
             finally:
-                self._let_go()
+                try:
+                    self._abort.end()
+                finally:
+                    self._let_go()
 
 
 def _close(chunks: Iterator[_Chunk]) -> None:

@@ -164,11 +164,28 @@ def query_filter(query: MemoryQuery) -> Doc:
     return match
 
 
+# The lowest time a memory can have (times are int64 microseconds): ``created_at >=`` it
+# holds for every memory, and gives a server's planner a range on ``created_at``.
+ANY_TIME: Final = -(2**63)
+
+
 def unembedded(user_id: str | None, model: str) -> Doc:
     """Memories without an embedding by ``model`` ($ne also matches a missing field)."""
     match: Doc = {"embedding_model": {"$ne": model}}
     if user_id is not None:
         match["user_id"] = user_id
+    return match
+
+
+def unembedded_in_order(user_id: str | None, model: str) -> Doc:
+    """:func:`unembedded`, to be read oldest first: for every user, with a condition on
+    ``created_at`` that every memory meets, so that the server walks the
+    ``(created_at, _id)`` index in order (the test server picks an index only for a
+    condition on its field, not for the sort) instead of scanning and sorting the
+    collection. One user's are found by its ``(user_id, created_at, _id)`` index."""
+    match = unembedded(user_id, model)
+    if user_id is None:
+        match["created_at"] = {"$gte": ANY_TIME}
     return match
 
 

@@ -12,7 +12,14 @@ from noted.audit import MemoryEvent
 from noted.db._client_search import SnapshotCache
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.core import PageRules, keyword_user
-from noted.db.mongodb.docs import Doc, event_of, memories_of, query_filter, unembedded
+from noted.db.mongodb.docs import (
+    Doc,
+    event_of,
+    memories_of,
+    query_filter,
+    unembedded,
+    unembedded_in_order,
+)
 from noted.db.mongodb.search import atlas_search, load_snapshot, text_query
 from noted.db.mongodb.server import (
     NO_VECTOR,
@@ -105,7 +112,7 @@ class MongoReads(PageRules):
 
     def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         with self._db() as db:
-            cursor = db.memories.find(unembedded(user_id, model), NO_VECTOR).sort(
+            cursor = db.memories.find(unembedded_in_order(user_id, model), NO_VECTOR).sort(
                 [("created_at", 1), ("_id", 1)]
             )
             if limit is not None:

@@ -34,6 +34,8 @@ IndexSpec = tuple[str, list[tuple[str, int]], dict[str, Any]]
 MEMORY_INDEXES: Final[list[IndexSpec]] = [
     ("noted_user_updated", [("user_id", 1), ("updated_at", -1), ("_id", -1)], {}),
     ("noted_user_created", [("user_id", 1), ("created_at", -1), ("_id", -1)], {}),
+    # every user's memories still to embed, oldest first (see docs.unembedded_in_order)
+    ("noted_created", [("created_at", 1), ("_id", 1)], {}),
 ]
 EVENT_INDEXES: Final[list[IndexSpec]] = [
     ("noted_history", [("user_id", 1), ("memory_id", 1), ("created_at", 1), ("seq", 1)], {}),
