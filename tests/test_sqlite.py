@@ -431,3 +431,28 @@ def test_page_cache_size_is_set_on_the_connection(tmp_path: Path) -> None:
     for bad in (0, -1, 1.5, "64"):
         with pytest.raises(UserError, match="page_cache_mib"):
             SqliteDb(tmp_path / "cache.db", page_cache_mib=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("owner", ["ava", None])  # one user's listing, everyone's
+def test_memories_with_the_same_topics_get_lists_of_their_own(
+    tmp_path: Path, owner: str | None
+) -> None:
+    db = SqliteDb(tmp_path / "topics.db")
+    memory = Memory(db=db)
+    memory.add_user_memories(
+        [UserMemory(f"m{i}", topics=["food", "travel"]) for i in range(3)]
+        + [UserMemory("none"), UserMemory("also none")],
+        user_id="ava",
+    )
+    listed = db.list_memories(MemoryQuery(user_id=owner, limit=None))
+    shared = [m for m in listed if m.topics]
+    empty = [m for m in listed if not m.topics]
+    assert len(shared) == 3 and len(empty) == 2
+    shared[0].topics.append("changed")
+    shared[1].topics[0] = "changed"
+    empty[0].topics.append("changed")
+    assert shared[2].topics == ["food", "travel"]
+    assert empty[1].topics == []
+    again = db.list_memories(MemoryQuery(user_id=owner, limit=None))
+    assert sorted(tuple(m.topics) for m in again) == [(), (), *[("food", "travel")] * 3]
+    db.close()

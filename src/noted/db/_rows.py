@@ -91,8 +91,8 @@ def _encode_topics(topics: tuple[str, ...]) -> str:
     return json.dumps(topics, ensure_ascii=False)
 
 
-# A user's memories share a few topic sets, so decoding each distinct set once saves most
-# of the JSON work when thousands of rows are read.
+# A memory's history events share a few topic sets (a listing of memories keeps its own
+# decoded texts for the length of the read: see _build).
 @functools.lru_cache(maxsize=4096)
 def decode_topics(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
@@ -162,9 +162,11 @@ def collector_paused() -> Iterator[None]:
 def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> list[UserMemory]:
     """The hot path of every large read: each object is built directly, each timestamp
     converted inline (see noted._time.from_micros), a never-changed memory's two timestamps
-    are one object, and each distinct topics text is decoded once."""
+    are one object, and each distinct topics text is decoded once per read (a user's
+    memories share a few topic sets; each memory still gets a list of its own)."""
     new = object.__new__
-    decode = decode_topics
+    decode = json.loads
+    decoded: dict[str, list[str]] = {}  # each distinct topics text, decoded once per read
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
@@ -176,7 +178,10 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
         ):
             m = new(UserMemory)
             m.memory = text
-            m.topics = [] if topics == "[]" else list(decode(topics))
+            try:
+                m.topics = [*decoded[topics]]  # a list of its own per memory
+            except KeyError:
+                m.topics = [*decoded.setdefault(topics, decode(topics))]
             m.input = input_
             m.memory_id = memory_id
             m.user_id = owner

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -13,7 +14,6 @@ from typing import Any
 import apsw
 
 from noted._time import FLOAT_EXACT_US, from_micros
-from noted.db._rows import decode_topics
 from noted.schema import UserMemory
 
 __all__ = ["JSON_IN_SQL", "MEMORY_JSON", "OWNED_ROW", "iso_sql", "owned_memories"]
@@ -65,7 +65,8 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
     """Memories of ``user_id`` from ``OWNED_ROW`` rows the store wrote itself (no
     re-validation; built as :func:`noted.db._rows.rows_to_memories` builds them)."""
     new = object.__new__
-    decode = decode_topics
+    decode = json.loads
+    decoded: dict[str, list[str]] = {}  # each distinct topics text, decoded once per read
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
@@ -74,7 +75,10 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
         m.memory_id = memory_id
         m.user_id = user_id
         m.memory = text
-        m.topics = [] if topics == "[]" else list(decode(topics))
+        try:
+            m.topics = [*decoded[topics]]  # a list of its own per memory
+        except KeyError:
+            m.topics = [*decoded.setdefault(topics, decode(topics))]
         m.input = input_
         m.agent_id = agent_id
         m.team_id = team_id
