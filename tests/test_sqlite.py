@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -455,4 +456,57 @@ def test_memories_with_the_same_topics_get_lists_of_their_own(
     assert empty[1].topics == []
     again = db.list_memories(MemoryQuery(user_id=owner, limit=None))
     assert sorted(tuple(m.topics) for m in again) == [(), (), *[("food", "travel")] * 3]
+    db.close()
+
+
+def _large_user(tmp_path: Path) -> SqliteDb:
+    db = SqliteDb(tmp_path / "large.db")
+    memories = [UserMemory(f"m{i}", topics=["t"]) for i in range(3000)]
+    Memory(db=db).add_user_memories(memories, user_id="ava")
+    return db
+
+
+def test_a_large_read_starts_no_collection_after_building_its_memories(tmp_path: Path) -> None:
+    # the collector, paused while thousands of memories are built, is turned back on as
+    # the read's very last step: turned on earlier, the next allocation inside the call
+    # would start a collection that walks every memory just built
+    db = _large_user(tmp_path)
+    memory = Memory(db=db)
+    started: list[dict[str, Any]] = []
+
+    def record(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started.append(info)
+
+    gc.collect()
+    gc.callbacks.append(record)
+    try:
+        listed = memory.get_user_memories(user_id="ava")
+        during = len(started)  # (allocates nothing: the next allocation starts one)
+    finally:
+        gc.callbacks.remove(record)
+    assert len(listed) == 3000
+    assert during == 0, started
+    assert gc.isenabled()
+    db.close()
+
+
+def test_a_large_read_leaves_the_collector_as_it_found_it(tmp_path: Path) -> None:
+    db = _large_user(tmp_path)
+    query = MemoryQuery(user_id="ava", limit=None)
+    gc.disable()
+    try:
+        assert len(db.list_memories(query)) == 3000
+        assert not gc.isenabled()  # off before: stays off
+    finally:
+        gc.enable()
+    with db._session() as conn:  # a read that fails half-way: the collector comes back on
+        conn.set_progress_handler(lambda: True, 1000)
+        try:
+            with pytest.raises(StoreError, match="interrupt"):
+                db.list_memories(query)
+        finally:
+            conn.set_progress_handler(None, 0)
+    assert gc.isenabled()
+    assert len(db.list_memories(query)) == 3000
     db.close()

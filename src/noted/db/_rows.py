@@ -6,17 +6,20 @@ import functools
 import gc
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from noted._time import FLOAT_EXACT_US, from_micros, to_micros
 from noted.audit import MemoryEvent
 from noted.errors import ConflictError, UserError
 from noted.schema import UserMemory
 from noted.sessions import Session, SessionSummary
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -157,6 +160,28 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def call_with_collector_paused(build: Callable[[T], R], arg: T) -> R:
+    """``build(arg)`` with the cyclic collector off (a large read), turned back on as the
+    very last step before returning, unless it was off already.
+
+    Turning it on is what the read's own exit must not be followed by: the collector's
+    count of new objects now includes everything the read built, so the next allocation
+    of a tracked object starts a collection that walks all of them. Allocating nothing
+    after ``gc.enable()`` leaves that walk to the caller's next allocation, and spares it
+    altogether when the caller drops the memories first (their count goes as they do);
+    ``collector_paused``'s exit itself allocates (it ends a generator)."""
+    if not gc.isenabled():
+        return build(arg)
+    gc.disable()
+    try:
+        built = build(arg)
+    except BaseException:
+        gc.enable()
+        raise
+    gc.enable()
+    return built
 
 
 def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> list[UserMemory]:

@@ -7,7 +7,7 @@ import json
 import os
 import threading
 from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ from noted.db._rows import (
     EVENT_COLUMNS,
     IN_CHUNK,
     PAUSE_GC_ROWS,
+    call_with_collector_paused,
     check_table_names,
-    collector_paused,
     memory_to_row,
     row_to_event,
     row_to_memory,
@@ -448,11 +448,14 @@ class SqliteDb(
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
         # a large read: its rows (fresh tuples) are fetched with the collector paused too
-        large = query.limit is None or query.limit >= PAUSE_GC_ROWS
-        with collector_paused() if large else nullcontext():
-            if query.user_id is None:
-                return rows_to_memories(self._listing(_SELECT, query))
-            return owned_memories(self._listing(OWNED_ROW, query), query.user_id)
+        if query.limit is None or query.limit >= PAUSE_GC_ROWS:
+            return call_with_collector_paused(self._memories, query)
+        return self._memories(query)
+
+    def _memories(self, query: MemoryQuery) -> list[UserMemory]:
+        if query.user_id is None:
+            return rows_to_memories(self._listing(_SELECT, query))
+        return owned_memories(self._listing(OWNED_ROW, query), query.user_id)
 
     def list_memories_json(self, query: MemoryQuery) -> list[str]:
         """``list_memories(query)``, each memory's ``to_dict()`` as JSON text written by
