@@ -94,8 +94,9 @@ def _encode_topics(topics: tuple[str, ...]) -> str:
     return json.dumps(topics, ensure_ascii=False)
 
 
-# A memory's history events share a few topic sets (a listing of memories keeps its own
-# decoded texts for the length of the read: see _build).
+# A user's memories share a few topic sets, so decoding each distinct set once saves most
+# of the JSON work when thousands of rows are read (a read also keeps the sets it met in
+# a dict of its own, cheaper to look up per row than this cache: see _build).
 @functools.lru_cache(maxsize=4096)
 def decode_topics(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
@@ -187,11 +188,12 @@ def call_with_collector_paused(build: Callable[[T], R], arg: T) -> R:
 def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> list[UserMemory]:
     """The hot path of every large read: each object is built directly, each timestamp
     converted inline (see noted._time.from_micros), a never-changed memory's two timestamps
-    are one object, and each distinct topics text is decoded once per read (a user's
-    memories share a few topic sets; each memory still gets a list of its own)."""
+    are one object, and each distinct topics text is decoded once and looked up once per
+    read (a user's memories share a few topic sets; each memory still gets a list of its
+    own)."""
     new = object.__new__
-    decode = json.loads
-    decoded: dict[str, list[str]] = {}  # each distinct topics text, decoded once per read
+    decode = decode_topics  # JSON decoded once per distinct text in the process
+    decoded: dict[str, tuple[str, ...]] = {}  # and looked up once per distinct text here
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import fields
 from datetime import UTC, datetime
@@ -14,6 +13,7 @@ from typing import Any
 import apsw
 
 from noted._time import FLOAT_EXACT_US, from_micros
+from noted.db._rows import decode_topics
 from noted.schema import UserMemory
 
 __all__ = ["JSON_IN_SQL", "MEMORY_JSON", "OWNED_ROW", "iso_sql", "owned_memories"]
@@ -65,8 +65,8 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
     """Memories of ``user_id`` from ``OWNED_ROW`` rows the store wrote itself (no
     re-validation; built as :func:`noted.db._rows.rows_to_memories` builds them)."""
     new = object.__new__
-    decode = json.loads
-    decoded: dict[str, list[str]] = {}  # each distinct topics text, decoded once per read
+    decode = decode_topics  # JSON decoded once per distinct text in the process
+    decoded: dict[str, tuple[str, ...]] = {}  # and looked up once per distinct text here
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
