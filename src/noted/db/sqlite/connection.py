@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -68,15 +68,19 @@ class _Cursor(apsw.Cursor):
         return self.connection.changes()
 
 
-_ref = weakref.ref
+def _tracking_factory(opened: list[weakref.ref[apsw.Cursor]]) -> Callable[[Any], _Cursor]:
+    """A cursor factory that remembers each cursor in ``opened`` (a closure: the cheapest
+    per statement, its names all local; a Python ``__init__`` on the cursor costs more)."""
+    remember = opened.append
+    ref = weakref.ref
+    cursor_type = _Cursor
 
+    def tracked_cursor(connection: Any) -> _Cursor:
+        cursor = cursor_type(connection)
+        remember(ref(cursor))
+        return cursor
 
-def _tracked_cursor(connection: Any) -> _Cursor:
-    """The cursor factory of a connection :func:`connect` opens (a ``_Connection``;
-    a function: cheaper per statement than a Python ``__init__`` on the cursor class)."""
-    cursor = _Cursor(connection)
-    connection.open_cursors.append(_ref(cursor))
-    return cursor
+    return tracked_cursor
 
 
 def connect(path: os.PathLike[str], *, read_only: bool, busy_timeout: float) -> Connection:
@@ -92,7 +96,7 @@ def connect(path: os.PathLike[str], *, read_only: bool, busy_timeout: float) -> 
     try:
         conn.setbusytimeout(round(busy_timeout * 1000))
         conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)  # see planned_by_values
-        conn.cursor_factory = _tracked_cursor
+        conn.cursor_factory = _tracking_factory(conn.open_cursors)
     except BaseException:
         conn.close()
         raise
