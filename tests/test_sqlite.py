@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import subprocess
 import sys
@@ -211,6 +212,129 @@ def test_threads_share_one_db_object(tmp_path: Path) -> None:
     )
 
 
+# The connection runs without SQLite's own mutex (the store's lock serialises its users), so
+# no statement may outlive the session that ran it: a cursor still alive when the outermost
+# session ends is closed there, on the thread that holds the lock.
+
+
+def _three_memories(tmp_path: Path) -> SqliteDb:
+    db = SqliteDb(tmp_path / "cursors.db")
+    Memory(db=db).add_user_memories([UserMemory(f"m{i}") for i in range(3)], user_id="ava")
+    return db
+
+
+def test_the_connection_has_no_sqlite_mutex(tmp_path: Path) -> None:
+    db = _three_memories(tmp_path)
+    with db._session() as conn:
+        # SQLite's "multi-thread" mode: the connection's mutex is a no-op
+        assert isinstance(conn, apsw.Connection)
+        assert conn.open_flags & apsw.SQLITE_OPEN_NOMUTEX
+    db.close()
+
+
+def test_a_cursor_kept_after_its_session_is_closed(tmp_path: Path) -> None:
+    db = _three_memories(tmp_path)
+    with db._session() as conn:
+        kept = conn.execute("SELECT memory_id FROM noted_memories")
+        assert kept.fetchone() is not None  # the statement has rows left
+    with pytest.raises(apsw.CursorClosedError):
+        kept.fetchone()
+    assert len(db.list_memories(MemoryQuery(user_id="ava"))) == 3
+    db.close()
+
+
+def test_a_cursor_in_a_failed_sessions_traceback_is_closed(tmp_path: Path) -> None:
+    db = _three_memories(tmp_path)
+
+    def fail() -> None:
+        with db._session() as conn:
+            cursor = conn.execute("SELECT memory_id FROM noted_memories")
+            cursor.fetchone()
+            raise RuntimeError("after a row")
+
+    with pytest.raises(RuntimeError) as failure:
+        fail()
+    tb = failure.value.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    (kept,) = [f.f_locals["cursor"] for f in frames if "cursor" in f.f_locals]
+    with pytest.raises(apsw.CursorClosedError):
+        kept.fetchone()
+    db.close()
+
+
+def test_a_nested_session_leaves_the_outer_sessions_cursors_open(tmp_path: Path) -> None:
+    db = _three_memories(tmp_path)
+    seen = []
+    with db._session() as conn:
+        for (memory_id,) in conn.execute("SELECT memory_id FROM noted_memories"):
+            assert db.get_memory(memory_id, "ava") is not None  # a session inside this one
+            with db._transaction() as inner:  # and a transaction inside it
+                inner.execute("SELECT count(*) FROM noted_memories").fetchone()
+            seen.append(memory_id)
+    assert len(seen) == 3
+    db.close()
+
+
+def test_a_statement_dropped_inside_a_session_ends_at_once(tmp_path: Path) -> None:
+    # a cursor is remembered weakly: one dropped with rows left does not hold its read
+    # transaction open for the rest of the session (here: a write from another connection
+    # would then not be seen by the session's next read)
+    db = _three_memories(tmp_path)
+    other = apsw.Connection(str(db.db_file))
+    with db._session() as conn:
+        assert conn.execute("SELECT memory_id FROM noted_memories").fetchone() is not None
+        other.execute("DELETE FROM noted_memories WHERE memory = 'm0'")
+        assert conn.execute("SELECT count(*) FROM noted_memories").fetchone()[0] == 2
+    other.close()
+    db.close()
+
+
+def test_threads_reading_and_writing_one_db_object_see_whole_results(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "busy.db")
+    memory = Memory(db=db)
+    shared = [UserMemory(f"shared {i}", topics=["a", "b"]) for i in range(2000)]
+    memory.add_user_memories(shared, user_id="shared")
+    expected = {m.memory_id: m.memory for m in memory.get_user_memories(user_id="shared")}
+    errors: list[BaseException] = []
+    failures: list[BaseException] = []  # exceptions whose tracebacks hold cursors
+
+    def fail_in_session() -> None:
+        with db._session() as conn:
+            cursor = conn.execute("SELECT memory_id FROM noted_memories")
+            cursor.fetchone()
+            raise RuntimeError("inside a session")
+
+    def work(n: int) -> None:
+        try:
+            for i in range(15):
+                memory.add_user_memory(UserMemory(f"t{n}-{i}"), user_id=f"u{n}")
+                listed = memory.get_user_memories(user_id="shared")
+                assert {m.memory_id: m.memory for m in listed} == expected
+                assert memory.count_user_memories(user_id=f"u{n}") == i + 1
+                try:
+                    fail_in_session()
+                except RuntimeError as exc:
+                    failures.append(exc)
+                if len(failures) > 3:
+                    failures.pop(0)  # dropped on this thread while others use the connection
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for n in range(4):
+        mine = memory.get_user_memories(user_id=f"u{n}")
+        assert sorted(m.memory for m in mine) == sorted(f"t{n}-{i}" for i in range(15))
+    db.close()
+
+
 WRITER = textwrap.dedent(
     """
     import sys, time
@@ -308,3 +432,81 @@ def test_page_cache_size_is_set_on_the_connection(tmp_path: Path) -> None:
     for bad in (0, -1, 1.5, "64"):
         with pytest.raises(UserError, match="page_cache_mib"):
             SqliteDb(tmp_path / "cache.db", page_cache_mib=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("owner", ["ava", None])  # one user's listing, everyone's
+def test_memories_with_the_same_topics_get_lists_of_their_own(
+    tmp_path: Path, owner: str | None
+) -> None:
+    db = SqliteDb(tmp_path / "topics.db")
+    memory = Memory(db=db)
+    memory.add_user_memories(
+        [UserMemory(f"m{i}", topics=["food", "travel"]) for i in range(3)]
+        + [UserMemory("none"), UserMemory("also none")],
+        user_id="ava",
+    )
+    listed = db.list_memories(MemoryQuery(user_id=owner, limit=None))
+    shared = [m for m in listed if m.topics]
+    empty = [m for m in listed if not m.topics]
+    assert len(shared) == 3 and len(empty) == 2
+    shared[0].topics.append("changed")
+    shared[1].topics[0] = "changed"
+    empty[0].topics.append("changed")
+    assert shared[2].topics == ["food", "travel"]
+    assert empty[1].topics == []
+    again = db.list_memories(MemoryQuery(user_id=owner, limit=None))
+    assert sorted(tuple(m.topics) for m in again) == [(), (), *[("food", "travel")] * 3]
+    db.close()
+
+
+def _large_user(tmp_path: Path) -> SqliteDb:
+    db = SqliteDb(tmp_path / "large.db")
+    memories = [UserMemory(f"m{i}", topics=["t"]) for i in range(3000)]
+    Memory(db=db).add_user_memories(memories, user_id="ava")
+    return db
+
+
+def test_a_large_read_starts_no_collection_after_building_its_memories(tmp_path: Path) -> None:
+    # the collector, paused while thousands of memories are built, is turned back on as
+    # the read's very last step: turned on earlier, the next allocation inside the call
+    # would start a collection that walks every memory just built
+    db = _large_user(tmp_path)
+    memory = Memory(db=db)
+    started: list[dict[str, Any]] = []
+
+    def record(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started.append(info)
+
+    gc.collect()
+    gc.callbacks.append(record)
+    try:
+        listed = memory.get_user_memories(user_id="ava")
+        during = len(started)  # (allocates nothing: the next allocation starts one)
+    finally:
+        gc.callbacks.remove(record)
+    assert len(listed) == 3000
+    assert during == 0, started
+    assert gc.isenabled()
+    db.close()
+
+
+def test_a_large_read_leaves_the_collector_as_it_found_it(tmp_path: Path) -> None:
+    db = _large_user(tmp_path)
+    query = MemoryQuery(user_id="ava", limit=None)
+    gc.disable()
+    try:
+        assert len(db.list_memories(query)) == 3000
+        assert not gc.isenabled()  # off before: stays off
+    finally:
+        gc.enable()
+    with db._session() as conn:  # a read that fails half-way: the collector comes back on
+        conn.set_progress_handler(lambda: True, 1000)
+        try:
+            with pytest.raises(StoreError, match="interrupt"):
+                db.list_memories(query)
+        finally:
+            conn.set_progress_handler(None, 0)
+    assert gc.isenabled()
+    assert len(db.list_memories(query)) == 3000
+    db.close()

@@ -6,17 +6,20 @@ import functools
 import gc
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from noted._time import FLOAT_EXACT_US, from_micros, to_micros
 from noted.audit import MemoryEvent
 from noted.errors import ConflictError, UserError
 from noted.schema import UserMemory
 from noted.sessions import Session, SessionSummary
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -92,7 +95,8 @@ def _encode_topics(topics: tuple[str, ...]) -> str:
 
 
 # A user's memories share a few topic sets, so decoding each distinct set once saves most
-# of the JSON work when thousands of rows are read.
+# of the JSON work when thousands of rows are read (a read also keeps the sets it met in
+# a dict of its own, cheaper to look up per row than this cache: see _build).
 @functools.lru_cache(maxsize=4096)
 def decode_topics(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
@@ -159,12 +163,37 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+def call_with_collector_paused(build: Callable[[T], R], arg: T) -> R:
+    """``build(arg)`` with the cyclic collector off (a large read), turned back on as the
+    very last step before returning, unless it was off already.
+
+    Turning it on is what the read's own exit must not be followed by: the collector's
+    count of new objects now includes everything the read built, so the next allocation
+    of a tracked object starts a collection that walks all of them. Allocating nothing
+    after ``gc.enable()`` leaves that walk to the caller's next allocation, and spares it
+    altogether when the caller drops the memories first (their count goes as they do);
+    ``collector_paused``'s exit itself allocates (it ends a generator)."""
+    if not gc.isenabled():
+        return build(arg)
+    gc.disable()
+    try:
+        built = build(arg)
+    except BaseException:
+        gc.enable()
+        raise
+    gc.enable()
+    return built
+
+
 def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> list[UserMemory]:
     """The hot path of every large read: each object is built directly, each timestamp
     converted inline (see noted._time.from_micros), a never-changed memory's two timestamps
-    are one object, and each distinct topics text is decoded once."""
+    are one object, and each distinct topics text is decoded once and looked up once per
+    read (a user's memories share a few topic sets; each memory still gets a list of its
+    own)."""
     new = object.__new__
-    decode = decode_topics
+    decode = decode_topics  # JSON decoded once per distinct text in the process
+    decoded: dict[str, tuple[str, ...]] = {}  # and looked up once per distinct text here
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
@@ -176,7 +205,10 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
         ):
             m = new(UserMemory)
             m.memory = text
-            m.topics = [] if topics == "[]" else list(decode(topics))
+            try:
+                m.topics = [*decoded[topics]]  # a list of its own per memory
+            except KeyError:
+                m.topics = [*decoded.setdefault(topics, decode(topics))]
             m.input = input_
             m.memory_id = memory_id
             m.user_id = owner

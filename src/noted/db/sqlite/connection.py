@@ -2,18 +2,30 @@
 
 Every module of ``noted.db.sqlite`` works on the connection this returns, so one SQLite
 library serves the whole file in this process (two copies of the library in one process
-do not see each other's POSIX locks on a file)."""
+do not see each other's POSIX locks on a file).
+
+The connection is opened without SQLite's own mutex (``SQLITE_OPEN_NOMUTEX``, SQLite's
+"multi-thread" mode): SqliteDb already lets one thread at a time use it (its lock, held
+for every session), and SQLite's mutex would only be taken and released again on every
+call into the library, each row fetched included. What SQLite's mutex also covered is a
+statement finalized by the garbage collector, on whatever thread drops the last reference
+to its cursor; so every cursor a session opens that is still alive when the session ends
+(a reference to it kept, say, by an exception's traceback) is closed then, under the lock
+(:func:`close_cursors`). Cursors are remembered by weak reference: one that is dropped
+inside the session is freed at once, as before, and its statement with it (a statement
+kept alive would hold its read transaction open until the session ends)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 import apsw
 
-__all__ = ["Connection", "connect", "planned_by_values"]
+__all__ = ["Connection", "close_cursors", "connect", "planned_by_values"]
 
 
 class Rows(Protocol):
@@ -36,6 +48,15 @@ class Connection(Protocol):
     def limit(self, id: int, newval: int = -1) -> int: ...
     def config(self, op: int, *args: int) -> int: ...
     def close(self) -> None: ...
+    @property
+    def open_cursors(self) -> list[weakref.ref[apsw.Cursor]]: ...
+
+
+class _Connection(apsw.Connection):
+    """An apsw connection that remembers (weakly) the cursors opened on it since
+    :func:`close_cursors` last ran."""
+
+    open_cursors: list[weakref.ref[apsw.Cursor]]
 
 
 class _Cursor(apsw.Cursor):
@@ -47,23 +68,53 @@ class _Cursor(apsw.Cursor):
         return self.connection.changes()
 
 
+def _tracking_factory(opened: list[weakref.ref[apsw.Cursor]]) -> Callable[[Any], _Cursor]:
+    """A cursor factory that remembers each cursor in ``opened`` (a closure: the cheapest
+    per statement, its names all local; a Python ``__init__`` on the cursor costs more)."""
+    remember = opened.append
+    ref = weakref.ref
+    cursor_type = _Cursor
+
+    def tracked_cursor(connection: Any) -> _Cursor:
+        cursor = cursor_type(connection)
+        remember(ref(cursor))
+        return cursor
+
+    return tracked_cursor
+
+
 def connect(path: os.PathLike[str], *, read_only: bool, busy_timeout: float) -> Connection:
     """A connection in autocommit mode (a transaction only where a ``BEGIN`` starts one)
     that waits up to ``busy_timeout`` seconds for another writer's lock."""
-    flags = (
+    flags = apsw.SQLITE_OPEN_NOMUTEX | (
         apsw.SQLITE_OPEN_READONLY
         if read_only
         else apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE
     )
-    conn = apsw.Connection(os.fspath(path), flags=flags)
+    conn = _Connection(os.fspath(path), flags=flags)
+    conn.open_cursors = []
     try:
         conn.setbusytimeout(round(busy_timeout * 1000))
         conn.config(apsw.SQLITE_DBCONFIG_ENABLE_QPSG, 1)  # see planned_by_values
-        conn.cursor_factory = _Cursor
+        conn.cursor_factory = _tracking_factory(conn.open_cursors)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def close_cursors(conn: Connection) -> None:
+    """Close every cursor opened on ``conn`` since the last call that is still alive:
+    their statements go back to the connection's cache now, on the thread that holds the
+    store's lock, and none is left to be finalized later by whichever thread drops the
+    last reference to it. An error one of them still holds was raised by the statement
+    itself already."""
+    cursors = conn.open_cursors
+    for ref in cursors:
+        cursor = ref()
+        if cursor is not None:
+            cursor.close(True)
+    cursors.clear()
 
 
 @contextmanager

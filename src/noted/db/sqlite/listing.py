@@ -65,7 +65,8 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
     """Memories of ``user_id`` from ``OWNED_ROW`` rows the store wrote itself (no
     re-validation; built as :func:`noted.db._rows.rows_to_memories` builds them)."""
     new = object.__new__
-    decode = decode_topics
+    decode = decode_topics  # JSON decoded once per distinct text in the process
+    decoded: dict[str, tuple[str, ...]] = {}  # and looked up once per distinct text here
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
@@ -74,7 +75,10 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
         m.memory_id = memory_id
         m.user_id = user_id
         m.memory = text
-        m.topics = [] if topics == "[]" else list(decode(topics))
+        try:
+            m.topics = [*decoded[topics]]  # a list of its own per memory
+        except KeyError:
+            m.topics = [*decoded.setdefault(topics, decode(topics))]
         m.input = input_
         m.agent_id = agent_id
         m.team_id = team_id

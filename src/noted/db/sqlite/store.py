@@ -7,7 +7,7 @@ import json
 import os
 import threading
 from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,8 @@ from noted.db._rows import (
     EVENT_COLUMNS,
     IN_CHUNK,
     PAUSE_GC_ROWS,
+    call_with_collector_paused,
     check_table_names,
-    collector_paused,
     memory_to_row,
     row_to_event,
     row_to_memory,
@@ -38,7 +38,7 @@ from noted.db.base import (
 from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
-from noted.db.sqlite.connection import Connection, connect, planned_by_values
+from noted.db.sqlite.connection import Connection, close_cursors, connect, planned_by_values
 from noted.db.sqlite.fulltext import SqliteFullText
 from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON, OWNED_ROW, owned_memories
@@ -109,6 +109,7 @@ class SqliteDb(
         self.page_cache_mib = page_cache_mib
         self._lock = threading.RLock()
         self._conn: Connection | None = None
+        self._depth = 0  # sessions open on the thread that holds the lock
         self._vectors = SqliteVectors(
             self.memory_table, self._session, self._transaction, self._where, vector_cache_bytes
         )
@@ -179,13 +180,21 @@ class SqliteDb(
 
     @contextmanager
     def _session(self) -> Iterator[Connection]:
-        """The open connection, under the lock, with SQLite faults turned into StoreError."""
+        """The open connection, under the lock, with SQLite faults turned into StoreError.
+
+        The outermost session (sessions nest on the thread that holds the lock) closes
+        every cursor opened inside it when it ends (see connection.close_cursors)."""
         with self._lock:
             conn = self._conn if self._conn is not None else self._open()
+            self._depth += 1
             try:
                 yield conn
             except apsw.Error as exc:
                 raise self._store_error(exc) from exc
+            finally:
+                self._depth -= 1
+                if not self._depth:
+                    close_cursors(conn)
 
     def _store_error(self, exc: apsw.Error) -> StoreError:
         text = str(exc)
@@ -439,11 +448,14 @@ class SqliteDb(
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
         # a large read: its rows (fresh tuples) are fetched with the collector paused too
-        large = query.limit is None or query.limit >= PAUSE_GC_ROWS
-        with collector_paused() if large else nullcontext():
-            if query.user_id is None:
-                return rows_to_memories(self._listing(_SELECT, query))
-            return owned_memories(self._listing(OWNED_ROW, query), query.user_id)
+        if query.limit is None or query.limit >= PAUSE_GC_ROWS:
+            return call_with_collector_paused(self._memories, query)
+        return self._memories(query)
+
+    def _memories(self, query: MemoryQuery) -> list[UserMemory]:
+        if query.user_id is None:
+            return rows_to_memories(self._listing(_SELECT, query))
+        return owned_memories(self._listing(OWNED_ROW, query), query.user_id)
 
     def list_memories_json(self, query: MemoryQuery) -> list[str]:
         """``list_memories(query)``, each memory's ``to_dict()`` as JSON text written by
