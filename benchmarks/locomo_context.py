@@ -241,7 +241,7 @@ def run(
     users: list[User], padded: int, folder: Path, pool: list[User], args: argparse.Namespace
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    only = {name.strip() for name in (args.only or "").split(",") if name.strip()}
+    only = {name.strip() for name in (args.only or "").split(";") if name.strip()}
 
     def done(name: str, make: Callable[[], Row]) -> None:
         if only and name not in only:
@@ -298,7 +298,9 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, help="only the first N conversations")
     parser.add_argument("--padded", type=int, default=3, help="users padded to 10,000 (0: none)")
     parser.add_argument("--output", type=Path, default=RESULTS / "locomo_context.json")
-    parser.add_argument("--only", help="comma-separated rows to run (default: all)")
+    parser.add_argument(
+        "--only", help="';'-separated rows to run, e.g. 'default;default, padded' (default: all)"
+    )
     parser.add_argument("--semantic-weight", type=float, help="the selection's semantic weight")
     args = parser.parse_args()
     logging.disable(logging.WARNING)

@@ -78,7 +78,9 @@ class HitSearch(Protocol):
 
     def keyword_hits(self, query: MemoryQuery, text: str) -> list[Hit]: ...
 
-    def semantic_hits(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[Hit]: ...
+    def semantic_hits(
+        self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
+    ) -> list[Hit]: ...
 
     def memories_by_keys(
         self, user_id: str, keys: Sequence[Hashable]
@@ -225,12 +227,19 @@ class MemoryIndex:
         half_life: timedelta = timedelta(days=30),
         semantic_weight: float | None = None,
         words: str | None = None,
+        centering: float = 0.0,
     ) -> list[ScoredMemory]:
         """Keyword and semantic results fused (see :mod:`noted.retrieval.fusion`), with the
         index's ``semantic_weight`` unless another is given; the keyword side searches
         ``words`` when given, ``text`` otherwise. On a store that ranks hits
         (SQLite), a new query's words are searched on another thread while the query is
-        embedded (both run outside the GIL)."""
+        embedded (both run outside the GIL), and the semantic side's query is centred on
+        the user's vectors by ``centering`` (0 to 1; see :mod:`noted.db.sqlite.vectors`);
+        other stores rank by the query as it is, whatever ``centering``."""
+        if isinstance(centering, bool) or not isinstance(centering, int | float):
+            raise UserError(f"centering must be a number from 0 to 1, got {centering!r}")
+        if not 0 <= centering <= 1:
+            raise UserError(f"centering must be a number from 0 to 1, got {centering!r}")
         limit = query.limit
         weight = self.semantic_weight if semantic_weight is None else semantic_weight
         depth = max(HYBRID_DEPTH, 0 if limit is None else query.offset + limit)
@@ -255,7 +264,7 @@ class MemoryIndex:
                 keyword = store.keyword_hits(wide, words)
             hits = fuse_hits(
                 keyword,
-                store.semantic_hits(wide, vector, self.model_name),
+                store.semantic_hits(wide, vector, self.model_name, centering),
                 semantic_weight=weight,
                 recency_weight=recency_weight,
                 half_life=half_life,

@@ -45,6 +45,7 @@ from noted.schema import UserMemory
 from noted.tracing import _hooks as tracing
 
 __all__ = [
+    "CENTERING",
     "RECENT",
     "RECENT_REPLY_CHARS",
     "RECENT_TURNS_CHARS",
@@ -62,6 +63,7 @@ __all__ = [
 SEARCH_DEPTH: Final = 60  # results read from the search, at least
 RECENT: Final = 5  # the newest memories, offered after the search's results
 SEMANTIC_WEIGHT: Final = 0.5  # hybrid's weight of meaning for a selection
+CENTERING: Final = 0.75  # of the query's part along the user's mean vector, taken away
 RECENT_TURNS_WEIGHT: Final = 0.5  # the recent turns' search, against the message's 1
 RECENT_TURNS_CHARS: Final = 300  # of the earlier user messages, newest first
 RECENT_REPLY_CHARS: Final = 200  # of the last reply, its opening
@@ -121,7 +123,9 @@ def _search(
     words: str | None = None,
 ) -> list[ScoredMemory]:
     if index is not None and text.strip():
-        return index.hybrid(query, text, semantic_weight=SEMANTIC_WEIGHT, words=words)
+        return index.hybrid(
+            query, text, semantic_weight=SEMANTIC_WEIGHT, words=words, centering=CENTERING
+        )
     return store.keyword_search(query, text if words is None else words)
 
 

@@ -497,8 +497,12 @@ class SqliteDb(
         rows = self._keyword_rows(f"{self.memory_table}.rowid, memory_id, updated_at", query, text)
         return [Hit(key, memory_id, -float(score), at / 1e6) for key, memory_id, at, score in rows]
 
-    def semantic_hits(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[Hit]:
-        return self._vectors.hits(query, vector, model)
+    def semantic_hits(
+        self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
+    ) -> list[Hit]:
+        """The closest vectors' hits, the query centred on the user's vectors by
+        ``centering`` (0: plain cosine; see :mod:`noted.db.sqlite.vectors`)."""
+        return self._vectors.hits(query, vector, model, centering)
 
     def memories_by_keys(
         self, user_id: str, keys: Sequence[Hashable]
