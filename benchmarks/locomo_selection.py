@@ -7,7 +7,7 @@ The same users, memories and questions as ``locomo_context.py`` (its "default" a
 "default, padded" rows), but each question's selection is made by the agent's own memory
 code (``AgentMemory.relevant`` and ``fit_memories`` with the agent's budgets) with no
 ``Agent.run`` around it, and every text is embedded once: the embeddings are kept in
-``benchmarks/results/locomo_embeddings.npz`` for the next run. So a variant of the
+``benchmarks/results/locomo_embeddings.npz`` (``--cache``) for the next run. So a variant of the
 selection is scored in seconds to a minute or two, and its figures equal what the agent
 benchmark reports for the same code.
 
@@ -49,7 +49,7 @@ from locomo_context import (
 )
 
 from noted import Agent, Memory, SqliteDb
-from noted.agent.context import fit_memories
+from noted.agent.context import fit_memories, render_memory_section
 from noted.testing import FunctionModel
 
 CACHE = RESULTS / "locomo_embeddings.npz"
@@ -140,7 +140,8 @@ def score_user(
                     budget_tokens=chosen.context_tokens,
                 )
                 row.selection.samples.append(time.perf_counter() - start)
-                section = "\n".join(f"- {m.memory}" for m in kept)
+                rendered = render_memory_section(kept, numbered=False)
+                section = "" if rendered is None else rendered.body  # as the prompt has it
                 row.add(category, coverage([m.memory for m in kept], turns_of, evidence), section)
 
 
@@ -154,6 +155,7 @@ def main() -> None:
     parser.add_argument("--padded", type=int, default=0, help="users padded to 10,000 too")
     parser.add_argument("--variants", default="now", help="';'-separated variants (see above)")
     parser.add_argument("--output", type=Path, default=RESULTS / "locomo_selection.json")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="the kept embeddings' file")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     VARIANTS[:] = parse_variants(args.variants)
@@ -163,7 +165,7 @@ def main() -> None:
     records = json.loads(path.read_text(encoding="utf-8"))
     pool = [User(c, observations(r)) for c, r in zip(load(path, Repairs()), records, strict=True)]
     users = pool[: args.conversations] if args.conversations else pool
-    embedder = KeptEmbedder(CACHE)
+    embedder = KeptEmbedder(args.cache)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
         memory = Memory(
