@@ -39,21 +39,8 @@ def _download(requirement: str, into: Path) -> Path:
     found = [p for p in into.glob("*.whl") if p.name.lower().startswith(name + "-")]
     if not found:
         into.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--quiet",
-                "--no-deps",
-                "-d",
-                str(into),
-                "--disable-pip-version-check",
-                requirement,
-            ],
-            check=True,
-        )
+        pip = [sys.executable, "-m", "pip", "download", *PIP_OPTIONS]
+        subprocess.run([*pip, "-d", str(into), requirement], check=True)
         found = [p for p in into.glob("*.whl") if p.name.lower().startswith(name + "-")]
     if len(found) != 1:
         raise RuntimeError(f"expected one wheel for {requirement} in {into}, found {found}")

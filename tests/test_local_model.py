@@ -24,7 +24,7 @@ from noted import Agent, Memory, Message, SqliteDb
 from noted.memory.manager import MemoryManager
 from noted.memory.summary import SUMMARY_SCHEMA
 from noted.memory.two_calls import FACTS_SCHEMA
-from noted.models import LlamaCpp, ModelRequest, TextDelta
+from noted.models import LlamaCpp, ModelRequest, TextDelta, UsageDelta
 from noted.models.types import ModelResponse
 
 pytestmark = pytest.mark.local_model
@@ -164,6 +164,14 @@ LONG = ModelRequest(
     [Message("user", "Count from 1 to 500, every number on its own line.")], max_tokens=200
 )
 SHORT = ModelRequest([Message("user", "Say hello in one word.")], max_tokens=8)
+
+
+def test_a_stream_counts_the_prompt_as_a_whole_answer_does(model: Recording) -> None:
+    whole = model.complete(SHORT).usage
+    usage = [d for d in model.stream(SHORT) if isinstance(d, UsageDelta)]
+    assert len(usage) == 1 and whole.input_tokens > 0
+    assert usage[0].input_tokens == whole.input_tokens
+    assert 0 < usage[0].output_tokens <= 8
 
 
 @pytest.mark.parametrize("kind", ["complete", "stream"])

@@ -196,6 +196,7 @@ class ScriptedLlama:
         self.callbacks: list[tuple[bool, bool]] = []
         self.started = 0
         self.overlaps = 0
+        self.n_tokens = 0  # the tokens in the context, as llama's own attribute
         self._inside = 0
         self._count = threading.Lock()
 
@@ -231,7 +232,7 @@ class ScriptedLlama:
         with self._working():
             self.started += 1
             if stream:
-                chunks = self._chunks()
+                chunks = self._chunks(self._usage(params["messages"])["prompt_tokens"])
                 self.streams.append(chunks)
                 return chunks
             decoded = 0
@@ -246,13 +247,15 @@ class ScriptedLlama:
             "usage": self._usage(params["messages"]),
         }
 
-    def _chunks(self) -> Iterator[dict[str, Any]]:
+    def _chunks(self, prompt: int) -> Iterator[dict[str, Any]]:
         decoded = 0
         try:
             for start in range(0, len(self.words), self.per_chunk):
                 piece = self.words[start : start + self.per_chunk]
                 with self._working():
                     for index in range(start, start + len(piece)):
+                        # the prompt, then each answer token but the one just sampled
+                        self.n_tokens = prompt + index
                         self._decode(index)
                         decoded += 1
                 yield {"choices": [{"delta": {"content": "".join(piece)}, "finish_reason": None}]}
@@ -302,7 +305,7 @@ def test_a_stream_stopped_early_closes_llamas_stream_before_it_returns(
     assert llama.ends == [("closed", True)] * 2
     deltas = list(model.stream(ASK))  # the model was let go: a whole stream runs
     assert [d.text for d in deltas if isinstance(d, TextDelta)] == ["One", " two", " three"]
-    assert deltas[-1] == UsageDelta(0, 3, "stop", "tiny.gguf")
+    assert deltas[-1] == UsageDelta(6, 3, "stop", "tiny.gguf")
     assert llama.ends == [("closed", True)] * 2 + [("ended", True)]
     assert not model._lock.locked()
 
@@ -432,6 +435,22 @@ def test_a_whole_answer_reports_llamas_own_token_counts(
     response = model.complete(ASK)
     assert response.content == "One two three"
     assert response.usage == Usage(6, 3)  # "Count to three." and the template's 3
+
+
+@pytest.mark.parametrize("per_chunk", [1, 2])
+def test_a_stream_reports_the_prompts_tokens_as_llamas_context_held_them(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch, per_chunk: int
+) -> None:
+    """llama's chunks carry no counts: a stream's input tokens are the context's when the
+    first piece comes, the prompt's (and a token more for each one llama held back)."""
+    llama = ScriptedLlama(["One", " two", " three", " four"], per_chunk=per_chunk)
+    model = scripted_model(gguf, monkeypatch, llama)
+    whole = model.complete(ASK).usage
+    usage = [d for d in model.stream(ASK) if isinstance(d, UsageDelta)]
+    assert llama.n_tokens == 6 + 3  # the context went on growing after the first piece
+    assert usage == [
+        UsageDelta(whole.input_tokens + per_chunk - 1, 4 // per_chunk, "stop", "tiny.gguf")
+    ]
 
 
 @pytest.mark.parametrize("kind", ["stream", "complete"])

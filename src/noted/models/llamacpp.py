@@ -224,10 +224,16 @@ class LlamaCpp(BaseChatModel):
         await self._lock.acquire()
         stream = _Stream(self._lock.release, abort)
         pieces = 0
+        prompt_tokens: int | None = None
         finish: str | None = None
         try:
             await stream.open(functools.partial(self._start_stream, params, abort))
             while (chunk := await stream.next()) is not None:
+                if prompt_tokens is None:
+                    # llama's chunks carry no counts; when the first one comes, the
+                    # context holds the prompt's tokens (the first answer token is
+                    # sampled, not yet decoded). Read between steps: llama is idle.
+                    prompt_tokens = int(self._llama.n_tokens)
                 choice = chunk["choices"][0]
                 finish = choice.get("finish_reason") or finish
                 text = choice.get("delta", {}).get("content")
@@ -240,7 +246,7 @@ class LlamaCpp(BaseChatModel):
             # still be running (closing it during that step would fail); then the model
             # is let go.
             await stream.end()
-        yield UsageDelta(0, pieces, finish, self.id)
+        yield UsageDelta(prompt_tokens or 0, pieces, finish, self.id)
 
     def _start_stream(self, params: dict[str, Any], abort: _Abort) -> Iterator[_Chunk]:
         """The chunk iterator of a streamed completion (call with the lock held)."""
