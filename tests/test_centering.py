@@ -70,7 +70,7 @@ def test_the_selection_centres_its_query(tmp_path: Path) -> None:
     db, index = filled(tmp_path)
     assert 0 < selection.CENTERING <= 1
     chosen = select_memories(
-        db, MemoryQuery(user_id="ann", limit=5), QUESTION, 1, index=index, names=False, recent=0
+        db, MemoryQuery(user_id="ann", limit=5), QUESTION, 1, index=index, pinned=False, recent=0
     )
     assert [m.memory for m in chosen] == [ANSWER]
     db.close()

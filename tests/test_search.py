@@ -400,10 +400,15 @@ def run_json(args: list[str]) -> list[dict[str, object]]:
     return data
 
 
-def test_an_agent_with_an_embedder_recalls_an_old_fact_by_meaning(tmp_path: Path) -> None:
+def test_an_agent_with_an_embedder_recalls_an_old_fact_by_meaning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from noted import Agent, Message
+    from noted.memory import selection
     from noted.models import ToolDefinition
     from noted.testing import FunctionModel
+
+    monkeypatch.setattr(selection, "PINNED_CONSTRAINTS", 0)  # the search alone, no pinned allergy
 
     db = SqliteDb(tmp_path / "agent.db")
     memory = Memory(db=db, embedder="local")

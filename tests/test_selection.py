@@ -14,12 +14,19 @@ import pytest
 from noted import Agent, Memory, MemoryStore, Message, SqliteDb, UserMemory
 from noted.agent.context import fit_memories
 from noted.db.base import MemoryQuery
+from noted.memory import selection
 from noted.memory.selection import distinct, estimate_tokens, select_memories
 from noted.models import ToolDefinition
 from noted.testing import FunctionModel
 from user_facts import user_facts
 
 ALLERGY = "The user is allergic to shellfish"
+
+
+@pytest.fixture
+def unpinned(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Allergies not kept in view: what the search alone finds."""
+    monkeypatch.setattr(selection, "PINNED_CONSTRAINTS", 0)
 
 
 def prompt_catcher() -> tuple[FunctionModel, list[str]]:
@@ -41,7 +48,7 @@ def test_the_generated_facts_are_varied_and_never_about_shellfish() -> None:
 
 
 def test_an_old_fact_reaches_the_prompt_by_its_words_among_1500_newer(
-    store: MemoryStore,
+    store: MemoryStore, unpinned: None
 ) -> None:
     memory = Memory(db=store, embedder=None)
     memory.add_user_memory(UserMemory(ALLERGY, topics=["health"]), "ava")
@@ -84,8 +91,8 @@ def ask_by_default(path: Path, question: str) -> str:
 
 
 @pytest.mark.default_embedder
-def test_a_question_about_prawns_brings_the_shellfish_allergy_by_default(
-    ava_embedded: Path,
+def test_a_question_about_prawns_finds_the_shellfish_allergy_by_meaning(
+    ava_embedded: Path, unpinned: None
 ) -> None:
     assert ALLERGY in ask_by_default(ava_embedded, "Can I eat prawns?")
 
@@ -96,10 +103,54 @@ def test_a_question_about_prawns_brings_the_shellfish_allergy_by_default(
     reason="all-MiniLM-L6-v2 (int8) ranks the allergy 377th of 1,501 for this question, below "
     "every curry and food fact; a stronger embedded model is needed",
 )
-def test_the_prawn_curry_question_brings_the_shellfish_allergy_by_default(
-    ava_embedded: Path,
+def test_the_prawn_curry_question_finds_the_shellfish_allergy_by_meaning(
+    ava_embedded: Path, unpinned: None
 ) -> None:
     assert ALLERGY in ask_by_default(ava_embedded, "Can I order the prawn curry tonight?")
+
+
+@pytest.mark.default_embedder
+def test_the_prawn_curry_question_shows_the_shellfish_allergy_by_default(
+    ava_embedded: Path,
+) -> None:
+    """Allergies are kept in view whatever is asked, so the curry question has the allergy
+    in its prompt although the small model ranks it far down."""
+    with SqliteDb(ava_embedded) as db:
+        for memory in (Memory(db=db), Memory(db=db, embedder=None)):
+            model, prompts = prompt_catcher()
+            agent = Agent(model, memory=memory, user_id="ava", add_memories_to_context=True)
+            agent.run("Can I order the prawn curry tonight?")
+            assert ALLERGY in prompts[0]
+
+
+def test_allergies_and_intolerances_stay_in_view_whatever_is_asked(store: MemoryStore) -> None:
+    memory = Memory(db=store, embedder=None)
+    memory.add_user_memory(UserMemory("The user's name is Ava"), "ava")
+    constraints = [
+        "Ava is allergic to peanuts",
+        "The user has a penicillin allergy",
+        "Ava is lactose intolerant",
+        "The user has coeliac disease",
+        "Ava carries an EpiPen for anaphylaxis",
+    ]
+    memory.add_user_memories([UserMemory(text) for text in constraints], "ava")
+    memory.add_user_memories(user_facts(1500), "ava")
+    memory.add_user_memory(UserMemory("Ava's sister is allergic to cats", agent_id="vet"), "ava")
+    memory.add_user_memory(UserMemory("Bob is allergic to bees"), "bob")
+    query = MemoryQuery(user_id="ava")
+    texts = [m.memory for m in select_memories(store, query, "What's the weather like?", 20)]
+    pinned = texts[: 1 + selection.PINNED_CONSTRAINTS]
+    assert pinned[0] == "The user's name is Ava"
+    assert len(set(pinned[1:]) & {*constraints, "Ava's sister is allergic to cats"}) == 3
+    assert sum(t in constraints for t in texts) == 3  # the cap: the search found no more
+    assert "Bob" not in " ".join(texts)
+    scoped = select_memories(store, query, "What's the weather like?", 20, agent_id="chef")
+    assert "Ava's sister is allergic to cats" not in [m.memory for m in scoped]
+    # the search still ranks them where a question bears on them
+    asked = select_memories(store, query, "Is there lactose in this?", 20, pinned=False)
+    assert asked[0].memory == "Ava is lactose intolerant"
+    unpinned = select_memories(store, query, "What's the weather like?", 20, pinned=False)
+    assert not {m.memory for m in unpinned} & set(constraints)
 
 
 def test_the_manager_updates_an_old_fact_after_thousands_of_newer_ones(
@@ -139,7 +190,7 @@ def test_the_manager_updates_an_old_fact_after_thousands_of_newer_ones(
 
 
 def test_agentic_search_candidates_come_from_all_memories_without_an_embedder(
-    store: MemoryStore,
+    store: MemoryStore, unpinned: None
 ) -> None:
     memory = Memory(db=store, embedder=None)
     memory.add_user_memory(UserMemory(ALLERGY), "ava")

@@ -7,7 +7,9 @@ the user's memories in the process for the in-process store and Redis), fused wi
 semantic search when there is an embedder (hybrid). The search's results come first, best
 first (meaning weighs ``SEMANTIC_WEIGHT`` in the fusion, more than in a search's default:
 a prompt shows some 30 memories, and gathering all that bear on a question counts more
-there than the best few matches); then facts that always matter (the user's name); then
+there than the best few matches); then facts that always matter, whatever is asked (the user's name,
+what they are allergic or intolerant to: "Can I order the prawn curry?" must not be
+answered without "allergic to shellfish", which a small embedder may rank far down); then
 the newest memories, so a text with no content words ("what do you know about me?") still
 shows something, and duplicates (the same words) are shown once.
 
@@ -22,11 +24,12 @@ each new word of a keyword search is counted first (see the SQLite store's full-
 search), so the words searched are kept few.
 
 Cost: one search of a bounded depth (two in a session's later turns, with one query
-embedding between them as a rule), one listing of the ``recent`` newest and one small
-search for the name, whatever the number of memories. A store with an index answers in
-time that grows slowly with the user's memory count; the in-process store and Redis rank
-the user's memories in Python (a cached BM25 index for Redis), which grows linearly with
-the user's memory count (see docs/benchmarks.md for figures).
+embedding between them as a rule), one listing of the ``recent`` newest and two small
+keyword searches for the facts always shown, whatever the number of memories. A store
+with an index answers in time that grows slowly with the user's memory count; the
+in-process store and Redis rank the user's memories in Python (a cached BM25 index for
+Redis), which grows linearly with the user's memory count (see docs/benchmarks.md for
+figures).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from noted.tracing import _hooks as tracing
 
 __all__ = [
     "CENTERING",
+    "PINNED_CONSTRAINTS",
     "RECENT",
     "RECENT_REPLY_CHARS",
     "RECENT_TURNS_CHARS",
@@ -68,8 +72,13 @@ RECENT_TURNS_WEIGHT: Final = 0.5  # the recent turns' search, against the messag
 RECENT_TURNS_CHARS: Final = 300  # of the earlier user messages, newest first
 RECENT_REPLY_CHARS: Final = 200  # of the last reply, its opening
 _RANK_OFFSET: Final = 10  # reciprocal rank fusion's constant: 1 / (offset + rank)
+PINNED_CONSTRAINTS: Final = 3  # memories of allergies and intolerances, always offered
+# the searches for facts always shown: the same words every time, so a store that keeps
+# a repeated search's results (SQLite) answers them from those until the memories change
 _NAME = re.compile(r"\bname\b|\bcalled\b|\bgoes by\b", re.IGNORECASE)
 _NAME_QUERY: Final = "name called"
+_CONSTRAINT = re.compile(r"\ballerg|\bintoleran|\banaphyla|\bc(?:o)?eliac", re.IGNORECASE)
+_CONSTRAINT_QUERY: Final = "allergic allergy intolerant intolerance anaphylaxis celiac coeliac"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 
 
@@ -175,12 +184,22 @@ def _stamp(memory: UserMemory) -> float:
     return 0.0 if memory.updated_at is None else memory.updated_at.timestamp()
 
 
-def _names(store: MemoryStore, query: MemoryQuery, agent_id: str | None) -> list[UserMemory]:
-    """The user's own name, as far as the memories say it."""
-    found = search_memories(
-        store, dataclasses.replace(query, limit=3), _NAME_QUERY, agent_id=agent_id
-    )
-    return [r.memory for r in found if _NAME.search(r.memory.memory)]
+def _pinned(store: MemoryStore, query: MemoryQuery, agent_id: str | None) -> list[UserMemory]:
+    """Facts that matter whatever is asked: the user's own name, as far as the memories
+    say it (the best match), then up to ``PINNED_CONSTRAINTS`` memories of what they are
+    allergic or intolerant to (a search of their own: a user's memories name many things,
+    and those would crowd out the user's name)."""
+
+    def matching(words: str, pattern: re.Pattern[str], depth: int) -> list[UserMemory]:
+        if depth <= 0:
+            return []
+        wanted = dataclasses.replace(query, limit=depth)
+        found = search_memories(store, wanted, words, agent_id=agent_id)
+        return [r.memory for r in found if pattern.search(r.memory.memory)]
+
+    name = matching(_NAME_QUERY, _NAME, 3)[:1]
+    constraints = matching(_CONSTRAINT_QUERY, _CONSTRAINT, 2 * PINNED_CONSTRAINTS)
+    return [*name, *constraints[:PINNED_CONSTRAINTS]]
 
 
 def select_memories(
@@ -192,7 +211,7 @@ def select_memories(
     index: MemoryIndex | None = None,
     agent_id: str | None = None,
     recent: int = RECENT,
-    names: bool = True,
+    pinned: bool = True,
     turns: RecentTurns | None = None,
 ) -> list[UserMemory]:
     """At most ``limit`` of the memories ``query`` selects (its user and filters) that
@@ -217,9 +236,9 @@ def select_memories(
             words=f"{turns.said}\n{turns.replied}",
         )
         found = _merged(found, [r.memory for r in earlier], reading)
-    pinned = _names(store, query, agent_id) if names else []
+    always = _pinned(store, query, agent_id) if pinned else []
     newest = _newest(store, query, recent, agent_id)
-    candidates = [*pinned[:1], *found, *newest]
+    candidates = [*always, *found, *newest]
     tracing.considered(len({m.memory_id for m in candidates}))
     return distinct(candidates, limit)
 
