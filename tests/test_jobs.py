@@ -201,9 +201,14 @@ def test_a_stored_plan_is_applied_once_with_ids_derived_from_the_job(
 # Opens, in a child process, the store the test opened: argv kind, where, names (JSON).
 OPEN_STORE = textwrap.dedent(
     """
-    import asyncio, json, sys, time
+    import asyncio, json, os, sys, time
     from noted import Agent, SqliteDb
     from noted.testing import FunctionModel
+
+    def say(line):
+        # one write of the whole line: print writes the text and its newline apart, and
+        # two threads saying a line at once would mix them ("answeredextracting")
+        os.write(1, f"{line}\\n".encode())
 
     kind, where, names = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
     if kind == "sqlite":
@@ -224,7 +229,7 @@ KILLED = OPEN_STORE + textwrap.dedent(
     """
     def fn(messages, tools):
         if (messages[0].content or "").startswith("You maintain the long-term memory"):
-            print("extracting", flush=True)
+            say("extracting")
             time.sleep(60)
             return json.dumps({"operations": [
                 {"op": "add", "id": None, "memory": "never stored", "topics": []}]})
@@ -235,7 +240,7 @@ KILLED = OPEN_STORE + textwrap.dedent(
     from noted.agent.jobs import job_worker
     job_worker(agent).lease = 1.0
     agent.run("I like tea.")
-    print("answered", flush=True)
+    say("answered")
     time.sleep(60)
     """
 )
