@@ -15,6 +15,7 @@ import pytest
 
 from noted import InMemoryDb, Memory, MemoryStore, SqliteDb, UserError, UserMemory
 from noted.db import MemoryQuery
+from noted.db import memory as memory_store
 from noted.db._client_search import SnapshotCache, UserSnapshot
 from noted.retrieval.ranking import STOPWORDS, KeywordIndex, _stem, bm25_scores, fts_terms
 from noted.retrieval.vectors import UserVectors
@@ -208,6 +209,21 @@ def test_the_in_process_store_keeps_a_users_keyword_index_until_their_memories_c
     memory.add_user_memory(UserMemory("User plays chess"), user_id="ava")
     assert search(memory.db, "chess") == ["User plays chess"]
     assert kept.get("ava") is not ava
+
+
+def test_a_very_large_in_process_user_is_ranked_afresh_with_the_same_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    memory = Memory(db=InMemoryDb(), embedder=None)
+    seed(memory)
+    texts = ["ski", "Lisbon", "User", "allergic shellfish"]
+    indexed = [search(memory.db, t) for t in texts]
+    monkeypatch.setattr(memory_store, "_KEYWORD_KEPT_UP_TO", 3)  # ava has 4, bob 1
+    memory.db._keyword.clear()  # type: ignore[attr-defined]
+    assert [search(memory.db, t) for t in texts] == indexed
+    assert memory.db._keyword.get("ava") is None  # type: ignore[attr-defined]
+    assert search(memory.db, "ski", user="bob")
+    assert memory.db._keyword.get("bob") is not None  # type: ignore[attr-defined]
 
 
 def test_memory_api_and_cli_keyword_search(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from noted.db import core
 from noted.db._client_search import (
     SnapshotCache,
     UserSnapshot,
+    keyword_rank,
     matches,
     semantic_rank,
     sort_memories,
@@ -33,8 +34,11 @@ from noted.sessions import RunResult, Session, SessionSummary
 __all__ = ["InMemoryDb"]
 
 # what the kept keyword indexes may take in all (a user's is built on their first keyword
-# search after a change of their memories, and ranks every search until the next one)
-_KEYWORD_CACHE_BYTES: Final = 64 * 2**20
+# search after a change of their memories, and ranks every search until the next one);
+# a user with more memories than _KEYWORD_KEPT_UP_TO (some 75 MB of index) is ranked
+# afresh on every search instead, which costs less than building an index not kept
+_KEYWORD_CACHE_BYTES: Final = 256 * 2**20
+_KEYWORD_KEPT_UP_TO: Final = 100_000
 
 
 def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
@@ -167,11 +171,18 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         place, so the index holds them as they are and only the page is copied."""
         user_id = core.keyword_user(query)
         with self._lock:
-            changes = self._changes.get(user_id, 0)
-            snapshot = self._keyword.get(user_id, changes)
-            if snapshot is None:
-                snapshot = UserSnapshot(changes, list(self._users.get(user_id, {}).values()))
-                self._keyword.put(user_id, snapshot)
+            mine = self._users.get(user_id, {})
+            if len(mine) > _KEYWORD_KEPT_UP_TO:
+                found = self._matching(query)
+                snapshot = None
+            else:
+                changes = self._changes.get(user_id, 0)
+                snapshot = self._keyword.get(user_id, changes)
+                if snapshot is None:
+                    snapshot = UserSnapshot(changes, list(mine.values()))
+                    self._keyword.put(user_id, snapshot)
+        if snapshot is None:
+            return _copied(keyword_rank(found, query, text))
         return snapshot.keyword(query, text)
 
     def semantic_search(
