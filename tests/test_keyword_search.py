@@ -3,6 +3,7 @@ with every write, and hostile query text."""
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import Counter
@@ -12,11 +13,13 @@ import apsw
 import numpy as np
 import pytest
 
-from noted import Memory, MemoryStore, SqliteDb, UserError, UserMemory
+from noted import InMemoryDb, Memory, MemoryStore, SqliteDb, UserError, UserMemory
 from noted.db import MemoryQuery
+from noted.db import memory as memory_store
 from noted.db._client_search import SnapshotCache, UserSnapshot
 from noted.retrieval.ranking import STOPWORDS, KeywordIndex, _stem, bm25_scores, fts_terms
 from noted.retrieval.vectors import UserVectors
+from noted.testing import ScriptedModel
 
 
 def search(store: MemoryStore, text: str, user: str = "ava", **filters: object) -> list[str]:
@@ -155,6 +158,72 @@ def test_memories_written_between_searches_are_all_found_as_they_are_now(memory:
     memory.replace_user_memory(d, UserMemory("User collects shells"), user_id="ava")
     assert search(memory.db, "coins") == [] and search(memory.db, "shells")
     assert a
+
+
+def test_a_search_sees_each_kind_of_write_at_once(memory: Memory) -> None:
+    """Topics, input, a model's plan and a clear of all users, each written after a
+    search (which the in-process store answers from a kept index until a write)."""
+    seed(memory)
+    [city] = memory.db.keyword_search(MemoryQuery(user_id="ava", limit=1), "Lisbon")
+    city_id = city.memory.memory_id or ""
+    assert search(memory.db, "harbour") == []
+    memory.replace_user_memory(
+        city_id, UserMemory("User lives in Lisbon", topics=["harbour"]), user_id="ava"
+    )
+    assert search(memory.db, "harbour") == ["User lives in Lisbon"]
+    assert search(memory.db, "trams") == []
+    memory.add_user_memories(
+        [UserMemory("User lives in Lisbon", memory_id=city_id, input="we talked about trams")],
+        user_id="ava",
+    )
+    assert search(memory.db, "trams") == ["User lives in Lisbon"]
+    plan = json.dumps(
+        {
+            "operations": [
+                {"op": "update", "id": 1, "memory": "User rows a kayak", "topics": []},
+                {"op": "add", "id": None, "memory": "User owns a red canoe", "topics": []},
+            ]
+        }
+    )
+    manager = Memory(db=memory.db, model=ScriptedModel([plan]))
+    update = manager.create_user_memories("Some news about my boats", user_id="ava")
+    assert len(update.memory_ids) == 2, update.rejected
+    assert search(memory.db, "kayak") == ["User rows a kayak"]
+    assert search(memory.db, "canoe") == ["User owns a red canoe"]
+    assert len(search(memory.db, "User")) == 5  # one replaced, one added
+    assert search(memory.db, "ski", user="bob")
+    memory.clear()
+    assert search(memory.db, "canoe") == [] and search(memory.db, "ski", user="bob") == []
+
+
+def test_the_in_process_store_keeps_a_users_keyword_index_until_their_memories_change() -> None:
+    memory = Memory(db=InMemoryDb(), embedder=None)
+    seed(memory)
+    kept = memory.db._keyword  # type: ignore[attr-defined]
+    assert search(memory.db, "Lisbon") and search(memory.db, "ski")
+    ava = kept.get("ava")
+    assert ava is not None and kept.get("bob") is None  # built on a user's first search
+    assert search(memory.db, "Alps") and kept.get("ava") is ava
+    memory.add_user_memory(UserMemory("User plays chess"), user_id="bob")
+    assert search(memory.db, "Alps") and kept.get("ava") is ava  # another user's write
+    memory.add_user_memory(UserMemory("User plays chess"), user_id="ava")
+    assert search(memory.db, "chess") == ["User plays chess"]
+    assert kept.get("ava") is not ava
+
+
+def test_a_very_large_in_process_user_is_ranked_afresh_with_the_same_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    memory = Memory(db=InMemoryDb(), embedder=None)
+    seed(memory)
+    texts = ["ski", "Lisbon", "User", "allergic shellfish"]
+    indexed = [search(memory.db, t) for t in texts]
+    monkeypatch.setattr(memory_store, "_KEYWORD_KEPT_UP_TO", 3)  # ava has 4, bob 1
+    memory.db._keyword.clear()  # type: ignore[attr-defined]
+    assert [search(memory.db, t) for t in texts] == indexed
+    assert memory.db._keyword.get("ava") is None  # type: ignore[attr-defined]
+    assert search(memory.db, "ski", user="bob")
+    assert memory.db._keyword.get("bob") is not None  # type: ignore[attr-defined]
 
 
 def test_memory_api_and_cli_keyword_search(tmp_path: Path) -> None:

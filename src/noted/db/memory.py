@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from noted._time import EPOCH, from_micros, utc_now
 from noted.audit import AuditContext, MemoryEvent, resolve_audit
 from noted.db import core
-from noted.db._client_search import keyword_rank, matches, semantic_rank, sort_memories
+from noted.db._client_search import (
+    SnapshotCache,
+    UserSnapshot,
+    keyword_rank,
+    matches,
+    semantic_rank,
+    sort_memories,
+)
 from noted.db._rows import foreign_session, stamped_keys
 from noted.db.base import (
     MemoryQuery,
@@ -25,6 +32,13 @@ from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = ["InMemoryDb"]
+
+# what the kept keyword indexes may take in all (a user's is built on their first keyword
+# search after a change of their memories, and ranks every search until the next one);
+# a user with more memories than _KEYWORD_KEPT_UP_TO (some 75 MB of index) is ranked
+# afresh on every search instead, which costs less than building an index not kept
+_KEYWORD_CACHE_BYTES: Final = 256 * 2**20
+_KEYWORD_KEPT_UP_TO: Final = 100_000
 
 
 def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
@@ -58,6 +72,10 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         # memory_id -> (model, vector)
         self._embeddings: dict[str, tuple[str, Vector]] = {}
         self._revoked: dict[str, float] = {}  # token revocations: subject -> cutoff
+        # user_id -> how many changes of their memories were recorded (see _record): a
+        # kept keyword index is the user's while the count it was built at is theirs
+        self._changes: dict[str, int] = {}
+        self._keyword = SnapshotCache(_KEYWORD_CACHE_BYTES)
 
     def __repr__(self) -> str:
         return "InMemoryDb()"
@@ -66,9 +84,12 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         """Nothing to release; the memories stay until the object is dropped."""
 
     def _record(self, changes: Sequence[core.Change[tuple[str, ...]]], audit: AuditContext) -> None:
-        """Append each change's event row to its memory's history; under the lock."""
+        """Append each change's event row to its memory's history, and count it as a
+        change of its user's memories; under the lock. Every write of a memory (add,
+        replace, delete) records its change here."""
         for row in core.history_rows(changes, audit, utc_now()):
             self._events.setdefault((row[2], row[1]), []).append(row)
+            self._changes[row[2]] = self._changes.get(row[2], 0) + 1
 
     def _stored(self, memory_ids: Iterable[str]) -> dict[str, core.StoredSide[tuple[str, ...]]]:
         """What the rules need of the given ids that are stored (any user); under the lock."""
@@ -145,12 +166,24 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         return [m.copy() for m in sort_memories(found, query)]
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        core.keyword_user(query)
+        """BM25 from the user's kept keyword index (see UserSnapshot.keyword), built again
+        after any change of their memories; stored memories are replaced, never changed in
+        place, so the index holds them as they are and only the page is copied."""
+        user_id = core.keyword_user(query)
         with self._lock:
-            found = self._matching(query)
-        # stored memories are replaced, never changed in place: rank them as they are and
-        # copy only the page
-        return _copied(keyword_rank(found, query, text))
+            mine = self._users.get(user_id, {})
+            if len(mine) > _KEYWORD_KEPT_UP_TO:
+                found = self._matching(query)
+                snapshot = None
+            else:
+                changes = self._changes.get(user_id, 0)
+                snapshot = self._keyword.get(user_id, changes)
+                if snapshot is None:
+                    snapshot = UserSnapshot(changes, list(mine.values()))
+                    self._keyword.put(user_id, snapshot)
+        if snapshot is None:
+            return _copied(keyword_rank(found, query, text))
+        return snapshot.keyword(query, text)
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
