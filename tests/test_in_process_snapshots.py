@@ -64,3 +64,29 @@ def test_a_very_large_user_is_ranked_afresh_with_the_same_answers(
     db._snapshots.clear()
     assert [ranked(db, unit(1, k, 0)) for k in range(3)] == kept
     assert db._snapshots.get("ava") is None
+
+
+def test_a_user_whose_snapshot_is_not_kept_is_ranked_afresh_made_once_per_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[int] = []
+
+    class Counted(memory_store.UserSnapshot):  # type: ignore[misc,name-defined]
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)
+            made.append(1)
+
+    full = InMemoryDb()
+    memories = stored(full, "ava", "one", "two", "three")
+    full.set_embeddings("m", [(m, unit(1, i, 0)) for i, m in enumerate(memories)])
+    answers = [ranked(full, unit(1, k, 0)) for k in range(3)]
+    monkeypatch.setattr(memory_store, "UserSnapshot", Counted)
+    monkeypatch.setattr(memory_store, "_CACHE_BYTES", 1)  # no snapshot fits
+    db = InMemoryDb()
+    memories = stored(db, "ava", "one", "two", "three")
+    db.set_embeddings("m", [(m, unit(1, i, 0)) for i, m in enumerate(memories)])
+    assert [ranked(db, unit(1, k, 0)) for k in range(3)] == answers
+    assert len(made) == 1  # made by the first search, then ranked afresh
+    stored(db, "ava", "four")
+    assert ranked(db, unit(1, 0, 0))[:1] == ["one"]
+    assert len(made) == 2

@@ -81,6 +81,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         # made at is theirs
         self._changes: dict[str, int] = {}
         self._snapshots = SnapshotCache(_CACHE_BYTES)
+        self._made: dict[str, int] = {}  # user_id -> the count their last snapshot was made at
 
     def __repr__(self) -> str:
         return "InMemoryDb()"
@@ -172,15 +173,19 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
 
     def _kept(self, user_id: str) -> UserSnapshot | None:
         """The user's memories as searches rank them (see UserSnapshot), kept until they
-        change; None for a user too large to keep (ranked afresh). Under the lock."""
+        change; None when the user is ranked afresh: too large to keep, or made at this
+        count of changes and since dropped from the cache (made once per change at most).
+        Under the lock."""
         mine = self._users.get(user_id, {})
-        if len(mine) > _KEPT_UP_TO:
-            return None
         changes = self._changes.get(user_id, 0)
         snapshot = self._snapshots.get(user_id, changes)
-        if snapshot is None:
-            snapshot = UserSnapshot(changes, list(mine.values()))
-            self._snapshots.put(user_id, snapshot)
+        if snapshot is not None:
+            return snapshot
+        if len(mine) > _KEPT_UP_TO or self._made.get(user_id) == changes:
+            return None
+        self._made[user_id] = changes
+        snapshot = UserSnapshot(changes, list(mine.values()))
+        self._snapshots.put(user_id, snapshot)
         return snapshot
 
     def _with_vectors(self, user_id: str, snapshot: UserSnapshot, shape: Shape) -> UserSnapshot:
