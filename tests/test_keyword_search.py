@@ -199,7 +199,7 @@ def test_a_search_sees_each_kind_of_write_at_once(memory: Memory) -> None:
 def test_the_in_process_store_keeps_a_users_keyword_index_until_their_memories_change() -> None:
     memory = Memory(db=InMemoryDb(), embedder=None)
     seed(memory)
-    kept = memory.db._keyword  # type: ignore[attr-defined]
+    kept = memory.db._snapshots  # type: ignore[attr-defined]
     assert search(memory.db, "Lisbon") and search(memory.db, "ski")
     ava = kept.get("ava")
     assert ava is not None and kept.get("bob") is None  # built on a user's first search
@@ -218,12 +218,12 @@ def test_a_very_large_in_process_user_is_ranked_afresh_with_the_same_answers(
     seed(memory)
     texts = ["ski", "Lisbon", "User", "allergic shellfish"]
     indexed = [search(memory.db, t) for t in texts]
-    monkeypatch.setattr(memory_store, "_KEYWORD_KEPT_UP_TO", 3)  # ava has 4, bob 1
-    memory.db._keyword.clear()  # type: ignore[attr-defined]
+    monkeypatch.setattr(memory_store, "_KEPT_UP_TO", 3)  # ava has 4, bob 1
+    memory.db._snapshots.clear()  # type: ignore[attr-defined]
     assert [search(memory.db, t) for t in texts] == indexed
-    assert memory.db._keyword.get("ava") is None  # type: ignore[attr-defined]
+    assert memory.db._snapshots.get("ava") is None  # type: ignore[attr-defined]
     assert search(memory.db, "ski", user="bob")
-    assert memory.db._keyword.get("bob") is not None  # type: ignore[attr-defined]
+    assert memory.db._snapshots.get("bob") is not None  # type: ignore[attr-defined]
 
 
 def test_memory_api_and_cli_keyword_search(tmp_path: Path) -> None:

@@ -6,10 +6,13 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
+import numpy as np
+
 from noted._time import EPOCH, from_micros, utc_now
 from noted.audit import AuditContext, MemoryEvent, resolve_audit
 from noted.db import core
 from noted.db._client_search import (
+    Shape,
     SnapshotCache,
     UserSnapshot,
     keyword_rank,
@@ -27,18 +30,19 @@ from noted.db.base import (
 )
 from noted.db.revocations import InMemoryRevocations
 from noted.db.sessions_core import SessionRules, owns_session, sees_session
-from noted.retrieval.vectors import Vector, check_vector, search_target
+from noted.retrieval.vectors import UserVectors, Vector, check_vector, search_target
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = ["InMemoryDb"]
 
-# what the kept keyword indexes may take in all (a user's is built on their first keyword
-# search after a change of their memories, and ranks every search until the next one);
-# a user with more memories than _KEYWORD_KEPT_UP_TO (some 75 MB of index) is ranked
-# afresh on every search instead, which costs less than building an index not kept
-_KEYWORD_CACHE_BYTES: Final = 256 * 2**20
-_KEYWORD_KEPT_UP_TO: Final = 100_000
+# what the kept snapshots may take in all: a user's is made by their first search after a
+# change of their memories or vectors, its keyword index and each model's vectors as a
+# search needs them, and it ranks every search until the next change. A user with more
+# memories than _KEPT_UP_TO (some 75 MB of keyword index) is ranked afresh on every search
+# instead, which costs less than building a snapshot that would not be kept.
+_CACHE_BYTES: Final = 256 * 2**20
+_KEPT_UP_TO: Final = 100_000
 
 
 def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
@@ -72,10 +76,12 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         # memory_id -> (model, vector)
         self._embeddings: dict[str, tuple[str, Vector]] = {}
         self._revoked: dict[str, float] = {}  # token revocations: subject -> cutoff
-        # user_id -> how many changes of their memories were recorded (see _record): a
-        # kept keyword index is the user's while the count it was built at is theirs
+        # user_id -> how many changes of their memories (see _record) and vectors (see
+        # set_embeddings) there were: a kept snapshot is the user's while the count it was
+        # made at is theirs
         self._changes: dict[str, int] = {}
-        self._keyword = SnapshotCache(_KEYWORD_CACHE_BYTES)
+        self._snapshots = SnapshotCache(_CACHE_BYTES)
+        self._made: dict[str, int] = {}  # user_id -> the count their last snapshot was made at
 
     def __repr__(self) -> str:
         return "InMemoryDb()"
@@ -165,22 +171,50 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             found = self._matching(query)
         return [m.copy() for m in sort_memories(found, query)]
 
+    def _kept(self, user_id: str) -> UserSnapshot | None:
+        """The user's memories as searches rank them (see UserSnapshot), kept until they
+        change; None when the user is ranked afresh: too large to keep, or made at this
+        count of changes and since dropped from the cache (made once per change at most).
+        Under the lock."""
+        mine = self._users.get(user_id, {})
+        changes = self._changes.get(user_id, 0)
+        snapshot = self._snapshots.get(user_id, changes)
+        if snapshot is not None:
+            return snapshot
+        if len(mine) > _KEPT_UP_TO or self._made.get(user_id) == changes:
+            return None
+        self._made[user_id] = changes
+        snapshot = UserSnapshot(changes, list(mine.values()))
+        self._snapshots.put(user_id, snapshot)
+        return snapshot
+
+    def _with_vectors(self, user_id: str, snapshot: UserSnapshot, shape: Shape) -> UserSnapshot:
+        """``snapshot`` with the user's vectors of ``shape`` (model, size), kept with it.
+        Under the lock."""
+        if shape in (snapshot.vectors or {}):
+            return snapshot
+        model, size = shape
+        keys: list[int] = []
+        rows: list[Vector] = []
+        for position, m in enumerate(snapshot.memories):
+            held = self._embeddings.get(m.memory_id or "")
+            if held is not None and held[0] == model and held[1].size == size:
+                keys.append(position)
+                rows.append(held[1])
+        matrix = np.stack(rows) if rows else np.empty((0, size), dtype=np.float32)
+        found = UserVectors(snapshot.generation, np.array(keys, dtype=np.int64), matrix)
+        snapshot = snapshot.with_vectors(shape, found)
+        self._snapshots.put(user_id, snapshot)
+        return snapshot
+
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        """BM25 from the user's kept keyword index (see UserSnapshot.keyword), built again
-        after any change of their memories; stored memories are replaced, never changed in
-        place, so the index holds them as they are and only the page is copied."""
+        """BM25 from the user's kept snapshot (see UserSnapshot.keyword); stored memories
+        are replaced, never changed in place, so it holds them as they are and only the
+        page is copied."""
         user_id = core.keyword_user(query)
         with self._lock:
-            mine = self._users.get(user_id, {})
-            if len(mine) > _KEYWORD_KEPT_UP_TO:
-                found = self._matching(query)
-                snapshot = None
-            else:
-                changes = self._changes.get(user_id, 0)
-                snapshot = self._keyword.get(user_id, changes)
-                if snapshot is None:
-                    snapshot = UserSnapshot(changes, list(mine.values()))
-                    self._keyword.put(user_id, snapshot)
+            snapshot = self._kept(user_id)
+            found = self._matching(query) if snapshot is None else []
         if snapshot is None:
             return _copied(keyword_rank(found, query, text))
         return snapshot.keyword(query, text)
@@ -188,14 +222,21 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str
     ) -> list[ScoredMemory]:
-        _, target = search_target(query.user_id, vector)
+        """Cosine over the user's vectors by ``model`` of the target's size, kept as one
+        matrix with the snapshot (see UserSnapshot.semantic)."""
+        user_id, target = search_target(query.user_id, vector)
         with self._lock:
+            snapshot = self._kept(user_id)
+            if snapshot is not None:
+                snapshot = self._with_vectors(user_id, snapshot, (model, target.size))
             found: list[tuple[UserMemory, Vector]] = []
-            for m in self._matching(query):
+            for m in self._matching(query) if snapshot is None else []:
                 held = self._embeddings.get(m.memory_id or "")
                 if held is not None and held[0] == model:
                     found.append((m, held[1]))
-        return _copied(semantic_rank(found, query, target))
+        if snapshot is None:
+            return _copied(semantic_rank(found, query, target))
+        return snapshot.semantic(query, target, model)
 
     def _to_embed(self, user_id: str | None, model: str) -> list[UserMemory]:
         users = self._users.values() if user_id is None else [self._users.get(user_id, {})]
@@ -224,6 +265,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
                 current = self._users.get(m.user_id or "", {}).get(m.memory_id or "")
                 if current is not None and current.memory == m.memory:
                     self._embeddings[current.memory_id or ""] = (model, vector)
+                    owner = current.user_id or ""
+                    self._changes[owner] = self._changes.get(owner, 0) + 1
                     stored += 1
         return stored
 

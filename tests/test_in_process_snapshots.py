@@ -1,0 +1,92 @@
+"""The in-process store's kept snapshot of a user: its vectors, kept as one matrix per
+model and size until the user's memories or vectors change, rank as a fresh reading would."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from noted import InMemoryDb, Memory, UserMemory
+from noted.db import MemoryQuery
+from noted.db import memory as memory_store
+
+
+def unit(*values: float) -> np.ndarray:
+    vector = np.array(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def ranked(db: InMemoryDb, target: np.ndarray, model: str = "m", user: str = "ava") -> list[str]:
+    found = db.semantic_search(MemoryQuery(user_id=user, limit=10), target, model)
+    return [r.memory.memory for r in found]
+
+
+def stored(db: InMemoryDb, user: str, *texts: str) -> list[UserMemory]:
+    memory = Memory(db=db, embedder=None)
+    ids = [memory.add_user_memory(UserMemory(text), user_id=user) for text in texts]
+    return [m for m in (db.get_memory(i, user) for i in ids) if m is not None]
+
+
+def test_kept_vectors_follow_every_change_of_the_users_memories_and_vectors() -> None:
+    db = InMemoryDb()
+    tea, ski, oslo = stored(db, "ava", "likes tea", "skis", "lives in Oslo")
+    [bob] = stored(db, "bob", "likes tea too")
+    db.set_embeddings("m", [(tea, unit(1, 0, 0)), (ski, unit(0, 1, 0)), (bob, unit(1, 0, 0))])
+    assert ranked(db, unit(1, 0.1, 0)) == ["likes tea", "skis"]  # oslo has no vector yet
+    kept = db._snapshots.get("ava")
+    assert kept is not None and ("m", 3) in (kept.vectors or {})
+    assert ranked(db, unit(0.1, 1, 0)) == ["skis", "likes tea"]
+    assert db._snapshots.get("ava") is kept  # the same matrix served again
+    db.set_embeddings("m", [(oslo, unit(0, 0, 1))])  # a new vector is seen at once
+    assert ranked(db, unit(0, 0.1, 1)) == ["lives in Oslo", "skis", "likes tea"]
+    Memory(db=db, embedder=None).replace_user_memory(
+        ski.memory_id or "", UserMemory("skis in the Alps"), user_id="ava"
+    )
+    assert ranked(db, unit(0, 1, 0.5)) == ["lives in Oslo", "likes tea"]  # its vector cleared
+    db.set_embeddings("other", [(tea, unit(0, 0, 1, 0))])  # another model (and size)
+    assert ranked(db, unit(0, 0, 1, 0), model="other") == ["likes tea"]
+    assert ranked(db, unit(1, 0, 0)) == ["lives in Oslo"]  # tea's vector is the other's now
+    assert ranked(db, unit(1, 0, 0), user="bob") == ["likes tea too"]
+    db.delete_memories([oslo.memory_id or ""], "ava")
+    assert ranked(db, unit(1, 0, 0)) == []
+    filtered = MemoryQuery(user_id="ava", limit=10, topics=["nothing"])
+    assert db.semantic_search(filtered, unit(0, 0, 1), "m") == []
+
+
+def test_a_very_large_user_is_ranked_afresh_with_the_same_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db = InMemoryDb()
+    memories = stored(db, "ava", "one", "two", "three")
+    db.set_embeddings("m", [(m, unit(1, i, 0)) for i, m in enumerate(memories)])
+    kept = [ranked(db, unit(1, k, 0)) for k in range(3)]
+    monkeypatch.setattr(memory_store, "_KEPT_UP_TO", 2)
+    db._snapshots.clear()
+    assert [ranked(db, unit(1, k, 0)) for k in range(3)] == kept
+    assert db._snapshots.get("ava") is None
+
+
+def test_a_user_whose_snapshot_is_not_kept_is_ranked_afresh_made_once_per_change(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[int] = []
+
+    class Counted(memory_store.UserSnapshot):  # type: ignore[misc,name-defined]
+        def __init__(self, *args: object) -> None:
+            super().__init__(*args)
+            made.append(1)
+
+    full = InMemoryDb()
+    memories = stored(full, "ava", "one", "two", "three")
+    full.set_embeddings("m", [(m, unit(1, i, 0)) for i, m in enumerate(memories)])
+    answers = [ranked(full, unit(1, k, 0)) for k in range(3)]
+    monkeypatch.setattr(memory_store, "UserSnapshot", Counted)
+    monkeypatch.setattr(memory_store, "_CACHE_BYTES", 1)  # no snapshot fits
+    db = InMemoryDb()
+    memories = stored(db, "ava", "one", "two", "three")
+    db.set_embeddings("m", [(m, unit(1, i, 0)) for i, m in enumerate(memories)])
+    assert [ranked(db, unit(1, k, 0)) for k in range(3)] == answers
+    assert len(made) == 1  # made by the first search, then ranked afresh
+    stored(db, "ava", "four")
+    assert ranked(db, unit(1, 0, 0))[:1] == ["one"]
+    assert len(made) == 2
