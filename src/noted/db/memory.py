@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Final
 
 import numpy as np
@@ -95,7 +95,22 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         replace, delete) records its change here."""
         for row in core.history_rows(changes, audit, utc_now()):
             self._events.setdefault((row[2], row[1]), []).append(row)
-            self._changes[row[2]] = self._changes.get(row[2], 0) + 1
+            self._changed(row[2])
+
+    def _changed(self, user_id: str) -> None:
+        """Count a change of the user's memories or vectors (their kept snapshot is
+        stale from now); under the lock."""
+        self._changes[user_id] = self._changes.get(user_id, 0) + 1
+
+    def _held(
+        self, memories: Sequence[UserMemory], model: str
+    ) -> Iterator[tuple[int, UserMemory, Vector]]:
+        """The position, memory and vector of each of ``memories`` embedded by ``model``;
+        under the lock."""
+        for position, m in enumerate(memories):
+            held = self._embeddings.get(m.memory_id or "")
+            if held is not None and held[0] == model:
+                yield position, m, held[1]
 
     def _stored(self, memory_ids: Iterable[str]) -> dict[str, core.StoredSide[tuple[str, ...]]]:
         """What the rules need of the given ids that are stored (any user); under the lock."""
@@ -196,11 +211,10 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         model, size = shape
         keys: list[int] = []
         rows: list[Vector] = []
-        for position, m in enumerate(snapshot.memories):
-            held = self._embeddings.get(m.memory_id or "")
-            if held is not None and held[0] == model and held[1].size == size:
+        for position, _, vector in self._held(snapshot.memories, model):
+            if vector.size == size:
                 keys.append(position)
-                rows.append(held[1])
+                rows.append(vector)
         matrix = np.stack(rows) if rows else np.empty((0, size), dtype=np.float32)
         found = UserVectors(snapshot.generation, np.array(keys, dtype=np.int64), matrix)
         snapshot = snapshot.with_vectors(shape, found)
@@ -229,11 +243,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             snapshot = self._kept(user_id)
             if snapshot is not None:
                 snapshot = self._with_vectors(user_id, snapshot, (model, target.size))
-            found: list[tuple[UserMemory, Vector]] = []
-            for m in self._matching(query) if snapshot is None else []:
-                held = self._embeddings.get(m.memory_id or "")
-                if held is not None and held[0] == model:
-                    found.append((m, held[1]))
+            pool = self._matching(query) if snapshot is None else []
+            found = [(m, vector) for _, m, vector in self._held(pool, model)]
         if snapshot is None:
             return _copied(semantic_rank(found, query, target))
         return snapshot.semantic(query, target, model)
@@ -265,8 +276,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
                 current = self._users.get(m.user_id or "", {}).get(m.memory_id or "")
                 if current is not None and current.memory == m.memory:
                     self._embeddings[current.memory_id or ""] = (model, vector)
-                    owner = current.user_id or ""
-                    self._changes[owner] = self._changes.get(owner, 0) + 1
+                    self._changed(current.user_id or "")
                     stored += 1
         return stored
 

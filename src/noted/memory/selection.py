@@ -7,11 +7,11 @@ the user's memories in the process for the in-process store and Redis), fused wi
 semantic search when there is an embedder (hybrid). The search's results come first, best
 first (meaning weighs ``SEMANTIC_WEIGHT`` in the fusion, more than in a search's default:
 a prompt shows some 30 memories, and gathering all that bear on a question counts more
-there than the best few matches); then facts that always matter, whatever is asked (the user's name,
-what they are allergic or intolerant to: "Can I order the prawn curry?" must not be
-answered without "allergic to shellfish", which a small embedder may rank far down); then
-the newest memories, so a text with no content words ("what do you know about me?") still
-shows something, and duplicates (the same words) are shown once.
+there than the best few matches); then facts that always matter, whatever is asked (the
+user's name, what they are allergic or intolerant to: "Can I order the prawn curry?" must
+not be answered without "allergic to shellfish", which a small embedder may rank far
+down); then the newest memories, so a text with no content words ("what do you know
+about me?") still shows something, and duplicates (the same words) are shown once.
 
 A follow-up ("and what does she eat?") names nothing the memories say: the session's
 recent turns (:class:`RecentTurns`) are searched too, and their results are merged with the
