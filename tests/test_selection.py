@@ -153,6 +153,26 @@ def test_allergies_and_intolerances_stay_in_view_whatever_is_asked(store: Memory
     assert not {m.memory for m in unpinned} & set(constraints)
 
 
+def test_only_a_memory_of_the_users_own_name_is_kept_in_view(
+    store: MemoryStore, unpinned: None
+) -> None:
+    """(With the allergies' pins off, the name is the one fact pinned.)"""
+    memory = Memory(db=store, embedder=None)
+    others = """Ava joined a hiking club called Summit Seekers
+        Ava has a dog named Luna
+        Her cat's name is Oliver
+        The user's company name is Northwind
+        Sam offers to be called if anyone needs a ride""".splitlines()
+    memory.add_user_memories([UserMemory(text.strip()) for text in others], "ava")
+    memory.add_user_memories(user_facts(300), "ava")
+    query = MemoryQuery(user_id="ava")
+    question = "What's the weather like?"
+    pinned = [m.memory for m in select_memories(store, query, question, 20)]
+    assert pinned == [m.memory for m in select_memories(store, query, question, 20, pinned=False)]
+    memory.add_user_memory(UserMemory("The user goes by Av"), "ava")
+    assert select_memories(store, query, question, 20)[0].memory == "The user goes by Av"
+
+
 def test_the_manager_updates_an_old_fact_after_thousands_of_newer_ones(
     store: MemoryStore,
 ) -> None:

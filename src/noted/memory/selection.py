@@ -75,8 +75,18 @@ _RANK_OFFSET: Final = 10  # reciprocal rank fusion's constant: 1 / (offset + ran
 PINNED_CONSTRAINTS: Final = 3  # memories of allergies and intolerances, always offered
 # the searches for facts always shown: the same words every time, so a store that keeps
 # a repeated search's results (SQLite) answers them from those until the memories change
-_NAME = re.compile(r"\bname\b|\bcalled\b|\bgoes by\b", re.IGNORECASE)
-_NAME_QUERY: Final = "name called"
+# a memory that says the user's own name ("User's name is Ava", "The user goes by Av",
+# "She prefers to be called Sam"); not one that names something else ("a group called
+# Connected", "a dog named Luna", "her cat's name is Oliver")
+_NAME = re.compile(
+    r"(?:^|\b(?:user'?s?|my|your|their|his|her|first|full|last|given|real|preferred))"
+    r"[ -]?(?:nick)?name\b"
+    r"|\b(?:user|i|you|he|she|they)\s+(?:is|am|are|was|were)\s+(?:called|named)\b"
+    r"|\bgoes by\b|\bgo by\b|\b(?:prefers?|likes?|wants?|asks?|asked) to be called\b"
+    r"|\bcall (?:me|him|her|them)\b",
+    re.IGNORECASE,
+)
+_NAME_QUERY: Final = "name named nickname called goes"
 _CONSTRAINT = re.compile(r"\ballerg|\bintoleran|\banaphyla|\bc(?:o)?eliac", re.IGNORECASE)
 _CONSTRAINT_QUERY: Final = "allergic allergy intolerant intolerance anaphylaxis celiac coeliac"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
@@ -197,7 +207,7 @@ def _pinned(store: MemoryStore, query: MemoryQuery, agent_id: str | None) -> lis
         found = search_memories(store, wanted, words, agent_id=agent_id)
         return [r.memory for r in found if pattern.search(r.memory.memory)]
 
-    name = matching(_NAME_QUERY, _NAME, 3)[:1]
+    name = matching(_NAME_QUERY, _NAME, 5)[:1]
     constraints = matching(_CONSTRAINT_QUERY, _CONSTRAINT, 2 * PINNED_CONSTRAINTS)
     return [*name, *constraints[:PINNED_CONSTRAINTS]]
 
