@@ -8,16 +8,20 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from noted import Agent, Message, SqliteDb, UserMemory
+from noted.agent.context import render_memory_section
+from noted.errors import UserError
 from noted.memory.manager import MemoryManager
 from noted.models import ToolDefinition
 from noted.testing import FunctionModel
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+MEMORIES = "<memories_from_previous_interactions>"
 
 Decide = Callable[[str, str], list[dict[str, object]]]
 
@@ -161,6 +165,49 @@ def test_memories_in_context_are_bounded_and_ranked() -> None:
     assert len(section) < 700  # the budget, not 301 memories
     manager_prompt = model.requests[1].messages[1].content or ""
     assert manager_prompt.count("\n") < 40  # a bounded list, not every memory
+
+
+def test_memory_dates_show_when_each_fact_was_last_stated(tmp_path: Path) -> None:
+    from noted import Memory
+
+    memory = Memory(db=SqliteDb(tmp_path / "dates.db"), embedder=None)
+    moved = datetime(2024, 3, 9, 18, 30, tzinfo=UTC)
+    memory.import_user_memories(
+        [
+            UserMemory("User lived in Oslo", user_id="ava", updated_at=moved - timedelta(days=900)),
+            UserMemory("User lives in Seattle", user_id="ava", updated_at=moved),
+        ]
+    )
+    model = brain(lambda shown, chat: [])
+    dated = Agent(
+        model, memory=memory, user_id="ava", add_memories_to_context=True, memory_dates=True
+    )
+    dated.run("Where do I live?")
+    section = (model.requests[-1].messages[0].content or "").split(MEMORIES)[1]
+    assert "- (2024-03-09) User lives in Seattle" in section.splitlines()
+    assert "- (2021-09-21) User lived in Oslo" in section.splitlines()
+    assert "last stated or changed" in section
+    plain = Agent(model, memory=memory, user_id="ava", add_memories_to_context=True)
+    plain.run("Where do I live?")  # the default: no dates
+    section = (model.requests[-1].messages[0].content or "").split(MEMORIES)[1]
+    assert "- User lives in Seattle" in section.splitlines() and "2024" not in section
+    # the dates count in the budget: both lines fit without their dates, one with them
+    tight = len("- User lives in Seattle\n- User lived in Oslo")
+    for dates in (False, True):
+        Agent(
+            model,
+            memory=memory,
+            user_id="ava",
+            add_memories_to_context=True,
+            memory_context_chars=tight,
+            memory_dates=dates,
+        ).run("Where do I live?")
+        system = model.requests[-1].messages[0].content or ""
+        assert system.count("User live") == (1 if dates else 2)
+    numbered = render_memory_section(memory.get_user_memories("ava"), True, dated=True)
+    assert numbered is not None and "[1] (20" in numbered.body  # the id first, then the date
+    with pytest.raises(UserError, match="memory_dates"):
+        Agent(model, memory=memory, user_id="ava", memory_dates="yes")  # type: ignore[arg-type]
 
 
 def test_background_memory_work_finishes_before_the_program_exits(tmp_path: Path) -> None:

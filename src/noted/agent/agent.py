@@ -70,6 +70,12 @@ def _check_count(name: str, value: object, minimum: int) -> int:
     return value
 
 
+def _check_flag(name: str, value: object) -> bool:
+    if type(value) is not bool:
+        raise UserError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def _scope(scope: object, agent_id: str | None) -> str | None:
     """The agent id whose memories alone (with those of no agent) the agent sees."""
     if scope not in ("user", "agent"):
@@ -120,6 +126,7 @@ class Agent:
         memory_context_tokens: int = 1200,
         memory_scope: str = "user",
         memory_query_turns: int = 1,
+        memory_dates: bool = False,
         enable_session_summaries: bool = False,
         add_session_summary_to_context: bool | None = None,
         session_summarizer: SessionSummarizer | None = None,
@@ -146,6 +153,7 @@ class Agent:
         self.read_chat_history = read_chat_history
         self.max_tool_rounds = _check_count("max_tool_rounds", max_tool_rounds, 0)
         query_turns = _check_count("memory_query_turns", memory_query_turns, 0)
+        dated = _check_flag("memory_dates", memory_dates)
         self._user_sessions: dict[str, str] = {}
         self._work = BackgroundWork(background=background_memory)
         self.memory = self._memory_settings(
@@ -161,6 +169,7 @@ class Agent:
             )
             self.memory.scope_agent = _scope(memory_scope, self.agent_id)
             self.memory.query_turns = query_turns
+            self.memory.dated = dated
         if enable_agentic_memory and enable_user_memories:
             warnings.warn(
                 "enable_agentic_memory and enable_user_memories are both set: agentic memory "

@@ -129,6 +129,7 @@ class AgentMemory:
     context_tokens: int = 1200
     scope_agent: str | None = None  # only this agent's memories and those of no agent
     query_turns: int = 1  # the session's earlier runs searched with the message
+    dated: bool = False  # each memory in the prompt shows the day it was last changed
 
     @property
     def store(self) -> MemoryStore:
@@ -176,9 +177,13 @@ class AgentMemory:
             turns = self.recent_turns(earlier)
             relevant = await asyncio.to_thread(self.relevant, run.user_id, run.input, turns)
             kept = fit_memories(
-                relevant, self.context_chars, numbered=agentic, budget_tokens=self.context_tokens
+                relevant,
+                self.context_chars,
+                numbered=agentic,
+                budget_tokens=self.context_tokens,
+                dated=self.dated,
             )
-            section = render_memory_section(kept, numbered=agentic)
+            section = render_memory_section(kept, numbered=agentic, dated=self.dated)
             if section is not None:
                 prepared.sections.append(section)
             shown = number_memories(kept)
