@@ -13,7 +13,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from noted import Agent, SqliteDb
+from noted import Agent, Memory, SqliteDb
 from noted.models import ModelResponse, ToolCall
 from noted.testing import ScriptedModel
 from wire import SSE, WireServer
@@ -201,7 +201,7 @@ def test_noted_chat_continues_a_session_across_processes(wire: WireServer, tmp_p
     finish(child)
 
     wire.add(openai_stream("You like to ski."), Reply(body=openai_reply('{"operations": []}')))
-    child = spawn([*args, "--user", "ava", "--session", "trip"], **env)
+    child = spawn([*args, "--user", "ava", "--session", "trip", "--memory-dates"], **env)
     child.expect("You")
     child.sendline("What do I like?")
     child.expect("like to ski.")
@@ -214,7 +214,11 @@ def test_noted_chat_continues_a_session_across_processes(wire: WireServer, tmp_p
     assert second["model"] == "test-model"
     assert second["stream"] is True
     assert second["messages"][0]["role"] == "system"
-    assert "- User likes to ski" in second["messages"][0]["content"]  # learned in turn one
+    with SqliteDb(db) as store:  # --memory-dates: the day the fact was written
+        [ski] = Memory(db=store, embedder=None).get_user_memories("ava")
+    assert ski.updated_at is not None
+    learned_on = ski.updated_at.date().isoformat()
+    assert f"- ({learned_on}) User likes to ski" in second["messages"][0]["content"]
     assert wire.requests[3].body["response_format"]["type"] == "json_schema"
     assert [(m["role"], m["content"]) for m in second["messages"][1:]] == [
         ("user", "My name is Ava and I like to ski."),

@@ -54,6 +54,7 @@ def cmd_chat(memory: Memory, args: argparse.Namespace) -> int:
         num_history_runs=args.history,
         enable_user_memories=args.memory == "auto",
         enable_agentic_memory=args.memory == "agentic",
+        memory_dates=args.memory_dates,
         enable_session_summaries=args.summaries,
     )
     agent.cli_app(stream=not args.no_stream)
@@ -150,6 +151,11 @@ def add_chat_command(
         default="auto",
         help="learn facts about the user after each turn (auto, the default), let the model "
         "manage them with tools (agentic), or neither (off)",
+    )
+    chat.add_argument(
+        "--memory-dates",
+        action="store_true",
+        help="show the model the day each remembered fact was last stated or changed",
     )
     chat.add_argument(
         "--summaries", action="store_true", help="keep a running summary of the session"
