@@ -552,12 +552,17 @@ def test_config_loading_and_the_agent_it_builds(
     path = tmp_path / "noted.toml"
     path.write_text(
         "[server]\nembedder = 'local'\n[agent]\nmodel = 'offline:x'\ninstructions = 'Be brief.'\n"
-        "memory = 'agentic'\nsummaries = true\nhistory = 0\n"
+        "memory = 'agentic'\nsummaries = true\nhistory = 0\nmemory_dates = true\n"
     )
     config = load_config(path)
     assert (config.db, config.host, config.port, config.embedder) == (None, None, None, "local")
     assert config.agent == AgentConfig(
-        model="offline:x", instructions=["Be brief."], memory="agentic", summaries=True, history=0
+        model="offline:x",
+        instructions=["Be brief."],
+        memory="agentic",
+        summaries=True,
+        history=0,
+        memory_dates=True,
     )
     assert load_config(_write(tmp_path, "empty.toml", "")).agent is None
 
@@ -573,6 +578,9 @@ def test_config_loading_and_the_agent_it_builds(
             4,
         )
         assert agent.model.id == "examples"
+        assert agent.memory is not None and not agent.memory.dated
+        dated = build_agent(AgentConfig(model="offline:examples", memory_dates=True), store)
+        assert dated.memory is not None and dated.memory.dated
         quiet = build_agent(AgentConfig(model="offline:examples", memory="off", history=0), store)
         assert (quiet.add_history_to_context, quiet.memory) == (False, None)
         with pytest.raises(UserError, match="unknown model provider"):

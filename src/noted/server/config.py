@@ -14,6 +14,7 @@ instructions = ["Be brief."]
 memory = "auto"            # auto (learn after each run), agentic (memory tools), off
 summaries = false
 history = 3                # earlier runs replayed into each prompt
+memory_dates = false       # each recalled fact shown with the day it was last stated
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class AgentConfig:
     memory: str = "auto"
     summaries: bool = False
     history: int = 3
+    memory_dates: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ def _known(section: str, data: dict[str, Any], names: tuple[str, ...]) -> None:
 
 def _agent(data: dict[str, Any]) -> AgentConfig:
     names = ("model", "agent_id", "name", "description", "instructions", "memory")
-    _known("agent", data, (*names, "summaries", "history"))
+    _known("agent", data, (*names, "summaries", "history", "memory_dates"))
     model = _typed("agent", data, "model", str)
     if not model:
         raise UserError('[agent] needs a model, e.g. model = "openai:gpt-4o-mini"')
@@ -91,6 +93,7 @@ def _agent(data: dict[str, Any]) -> AgentConfig:
         memory=memory,
         summaries=bool(_typed("agent", data, "summaries", bool)),
         history=3 if history is None else history,
+        memory_dates=bool(_typed("agent", data, "memory_dates", bool)),
     )
 
 
@@ -130,4 +133,5 @@ def build_agent(config: AgentConfig, db: SessionStore) -> Agent:
         enable_user_memories=config.memory == "auto",
         enable_agentic_memory=config.memory == "agentic",
         enable_session_summaries=config.summaries,
+        memory_dates=config.memory_dates,
     )
