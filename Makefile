@@ -24,6 +24,7 @@ types:
 bench:  ## store, agent, memory-cost, search, backend and server benchmarks against Agno; LoCoMo recall; MCP tool-call latency; one query's embedding (installs the bench group)
 	scripts/uv.sh run --group bench python benchmarks/store.py
 	scripts/uv.sh run --group bench python benchmarks/agent.py
+	scripts/uv.sh run --group bench python benchmarks/learning_turns.py
 	scripts/uv.sh run --group bench python benchmarks/memory_cost.py
 	scripts/uv.sh run --group bench python benchmarks/search.py
 	scripts/uv.sh run --group bench python benchmarks/locomo.py

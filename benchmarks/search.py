@@ -39,6 +39,7 @@ import numpy as np
 from timing import Timing
 
 from noted import Memory, SqliteDb, UserMemory
+from noted.db.base import MemoryStore
 from noted.retrieval import default_embedder
 
 RESULTS = Path(__file__).parent / "results"
@@ -128,7 +129,7 @@ def in_turns(
     return timings
 
 
-def fill_random_vectors(db: SqliteDb, user: str, model: str, seed: int) -> None:
+def fill_random_vectors(db: MemoryStore, user: str, model: str, seed: int) -> None:
     rng = np.random.default_rng(seed)
     while pending := db.memories_to_embed(user, model, 20_000):
         vectors = rng.standard_normal((len(pending), 384)).astype(np.float32)

@@ -7,17 +7,20 @@ import logging
 import subprocess
 import sys
 import textwrap
+import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from noted import Agent, Message, SqliteDb, UserMemory
+from noted import Agent, InMemoryDb, Memory, Message, SqliteDb, UserMemory
 from noted.agent.context import render_memory_section
-from noted.errors import UserError
+from noted.errors import ModelError, UserError
 from noted.memory.manager import MemoryManager
 from noted.models import ToolDefinition
+from noted.retrieval.embedders import BaseEmbedder, Kind
 from noted.testing import FunctionModel
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -152,7 +155,6 @@ def test_memories_in_context_are_bounded_and_ranked() -> None:
     store = agent.memory.store  # type: ignore[union-attr]
     facts = [UserMemory(f"User visited city number {i}", user_id="ava") for i in range(300)]
     facts.append(UserMemory("User is allergic to peanuts", user_id="ava", topics=["health"]))
-    from noted import Memory
 
     Memory(db=store).add_user_memories(facts[:150], user_id="ava")
     Memory(db=store).add_user_memories([facts[-1]], user_id="ava")
@@ -168,7 +170,6 @@ def test_memories_in_context_are_bounded_and_ranked() -> None:
 
 
 def test_memory_dates_show_when_each_fact_was_last_stated(tmp_path: Path) -> None:
-    from noted import Memory
 
     memory = Memory(db=SqliteDb(tmp_path / "dates.db"), embedder=None)
     moved = datetime(2024, 3, 9, 18, 30, tzinfo=UTC)
@@ -210,6 +211,76 @@ def test_memory_dates_show_when_each_fact_was_last_stated(tmp_path: Path) -> Non
         Agent(model, memory=memory, user_id="ava", memory_dates="yes")  # type: ignore[arg-type]
 
 
+class CountedEmbedder(BaseEmbedder):
+    """Words hashed into 16 dimensions; counts the memories it embeds, and fails on them
+    while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__("counted-words", 16)
+        self.documents = 0
+        self.failing = False
+
+    def _embed_batch(self, texts: list[str], kind: Kind) -> np.ndarray:
+        if kind == "document":
+            if self.failing:
+                raise ModelError("the embedder is down")
+            self.documents += len(texts)
+        vectors = np.full((len(texts), 16), 0.01, dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in text.casefold().split():
+                vectors[row, zlib.crc32(word.encode()) % 16] += 1
+        return vectors
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "in-process"])
+def test_a_learned_fact_is_embedded_before_the_next_run(
+    tmp_path: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the manager writes, the agent searches the user's memories once in the
+    background (the job worker on SQLite, the agent's own background work in-process), so
+    the next run does not embed the new fact or load the user's vectors again."""
+    db = SqliteDb(tmp_path / "learn.db") if kind == "sqlite" else InMemoryDb()
+    embedder = CountedEmbedder()
+    memory = Memory(db=db, embedder=embedder, embed_on_write=False)
+    memory.add_user_memories(
+        [UserMemory(f"User visited city number {i}") for i in range(20)], "ava"
+    )
+
+    def learn(shown: str, chat: str) -> list[dict[str, object]]:
+        embedder.failing = "boots" in chat  # the run's own search is done by now
+        said = next(t for t in ("ski boots", "hike", "ski") if t in chat)
+        return [add(f"User mentioned {said}", "said")]
+
+    model = brain(learn)
+    agent = Agent(model, db=db, memory=memory, user_id="ava", enable_user_memories=True)
+    agent.run("I like to ski")
+    assert agent.wait_for_memories(timeout=10)
+    assert embedder.documents == 21  # the 20 by the run's search, the new fact after it
+    assert db.count_memories_to_embed("ava", embedder.model_name) == 0
+    # a failing search after the update leaves the update and the job as they are
+    agent.run("I bought new ski boots")
+    assert agent.wait_for_memories(timeout=10)
+    assert memory.search_user_memories("boots", "ava", retrieval_method="keyword")
+    assert "search after the memory update failed: the embedder is down" in caplog.text
+    if isinstance(db, SqliteDb):
+        assert db.list_jobs() == []
+    embedder.failing = False
+    # an agent that does not read memories into its prompt leaves the embedding to search
+    quiet = Agent(
+        model,
+        db=db,
+        memory=memory,
+        user_id="ava",
+        enable_user_memories=True,
+        add_memories_to_context=False,
+    )
+    quiet.run("I like to hike")
+    assert quiet.wait_for_memories(timeout=10)
+    pending = db.memories_to_embed("ava", embedder.model_name, 10)
+    assert [m.memory for m in pending] == ["User mentioned hike"]  # the manager's search
+    # embedded the boots; the hike waits for the next search
+
+
 def test_background_memory_work_finishes_before_the_program_exits(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """
@@ -241,8 +312,6 @@ def test_background_memory_work_finishes_before_the_program_exits(tmp_path: Path
     )
     assert "answered" in done.stdout
     with SqliteDb(path) as db:
-        from noted import Memory
-
         assert [m.memory for m in Memory(db=db).get_user_memories(user_id="ava")] == [
             "User likes tea"
         ]

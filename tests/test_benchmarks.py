@@ -107,6 +107,20 @@ def test_search_benchmark_smoke(tmp_path: Path) -> None:
         assert pair["alone_p50_ms"] > 0 and pair["beside_p50_ms"] > 0
 
 
+def test_learning_turns_benchmark_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "learning.json"
+    script = str(BENCHMARKS / "learning_turns.py")
+    small = ["--memories", "200", "--runs", "3", "--output", str(out)]
+    done = subprocess.run(
+        [sys.executable, script, *small], check=False, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert "run() after a turn that taught a fact, 200 memories" in done.stdout
+    for store in ("sqlite", "in-process"):
+        row = json.loads(out.read_text())[store]
+        assert 0 < row["run_ms_p50"] <= row["run_ms_p95"]
+
+
 def test_backends_benchmark_smoke(tmp_path: Path) -> None:
     stdout, report = run_benchmark(
         "backends.py",

@@ -194,7 +194,11 @@ class JobWorker:
         if job.answer:
             turn.append(Message("assistant", job.answer))
         audit = AuditContext(actor="manager", session_id=job.session_id, run_id=job.run_id)
-        await self._extract(job, turn, user_id=job.user_id, audit=audit, agent_id=job.agent_id)
+        update = await self._extract(
+            job, turn, user_id=job.user_id, audit=audit, agent_id=job.agent_id
+        )
+        if self.memory is not None:  # outside the extraction's span: no model, no write
+            await asyncio.to_thread(self.memory.refresh, job.user_id, job.said, update)
 
     @tracing.traced("extraction")
     async def _extract(

@@ -30,10 +30,10 @@ from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.errors import NotedError
 from noted.memory.index import MemoryIndex
-from noted.memory.manager import MemoryManager
+from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.memory import Memory
 from noted.memory.operations import number_memories
-from noted.memory.selection import RecentTurns, select_memories
+from noted.memory.selection import RecentTurns, search_memories, select_memories
 from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.types import Message
@@ -115,6 +115,13 @@ class RunMemory:
     tools: list[Tool] = field(default_factory=list)
 
 
+def changed(update: MemoryUpdate) -> bool:
+    """Whether the manager's pass wrote, deleted or cleared any memory."""
+    return bool(update.memory_ids) or any(
+        op.kind in ("delete", "clear") for op in update.operations
+    )
+
+
 @dataclass
 class AgentMemory:
     """Memory settings of one agent. ``mode`` is "automatic" (the manager after each
@@ -162,6 +169,25 @@ class AgentMemory:
             turns=turns,
         )
 
+    def refresh(self, user_id: str, text: str, update: MemoryUpdate) -> None:
+        """After the manager changed the user's memories, search them once (in the
+        background, like the manager): the new memories get their embeddings now and the
+        store loads again what its searches keep per user (SQLite's vectors, the
+        in-process store's and Redis's snapshots), work that the user's next run would
+        otherwise wait for. Only an agent that reads memories into its prompt does this."""
+        if not self.in_context or not changed(update):
+            return
+        try:
+            search_memories(
+                self.store,
+                MemoryQuery(user_id=user_id, limit=1),
+                text.strip() or "memories",
+                index=self.index,
+                agent_id=self.scope_agent,
+            )
+        except NotedError as exc:  # the update stands; the next run searches as it would
+            log.warning("search after the memory update failed: %s", exc)
+
     def recent_turns(self, earlier: Sequence[RunResult]) -> RecentTurns:
         """The last ``query_turns`` of the session's earlier runs, for the memory query."""
         last = earlier[-self.query_turns :] if self.query_turns else []
@@ -205,7 +231,7 @@ class AgentMemory:
         turn = [m for m in run.messages if m.role == "user"][:1]
         if run.content:
             turn.append(Message("assistant", run.content))
-        await self.manager.aprocess(
+        update = await self.manager.aprocess(
             turn,
             user_id=run.user_id,
             door=self.memory.door,
@@ -213,6 +239,7 @@ class AgentMemory:
             audit=AuditContext(actor="manager", session_id=run.session_id, run_id=run.run_id),
             agent_id=run.agent_id,
         )
+        await asyncio.to_thread(self.refresh, run.user_id, run.input, update)
 
     async def finish(self, run: RunResult, model: ChatModel) -> None:
         """Hand the finished turn to the manager (automatic memory only)."""
