@@ -19,7 +19,7 @@ from noted import Agent, InMemoryDb, Memory, Message, SqliteDb, UserMemory
 from noted.agent.context import render_memory_section
 from noted.errors import ModelError, UserError
 from noted.memory.manager import MemoryManager
-from noted.models import ToolDefinition
+from noted.models import ModelResponse, ToolCall, ToolDefinition
 from noted.retrieval.embedders import BaseEmbedder, Kind
 from noted.testing import FunctionModel
 
@@ -279,6 +279,46 @@ def test_a_learned_fact_is_embedded_before_the_next_run(
     pending = db.memories_to_embed("ava", embedder.model_name, 10)
     assert [m.memory for m in pending] == ["User mentioned hike"]  # the manager's search
     # embedded the boots; the hike waits for the next search
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "sqlite, summaries", "in-process"])
+def test_a_fact_the_agent_stored_itself_is_embedded_before_the_next_run(
+    tmp_path: Path, kind: str
+) -> None:
+    """Agentic memory: a run whose memory tools wrote is followed by the same background
+    search (with summaries on, beside the summary's job)."""
+    db = InMemoryDb() if kind == "in-process" else SqliteDb(tmp_path / "agentic.db")
+    embedder = CountedEmbedder()
+    memory = Memory(db=db, embedder=embedder, embed_on_write=False)
+    memory.add_user_memories(
+        [UserMemory(f"User visited city number {i}") for i in range(20)], "ava"
+    )
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str | ModelResponse:
+        said = messages[-1].content or ""
+        if (messages[0].content or "").startswith("You keep a running summary"):
+            return json.dumps({"summary": "The user talked about skiing.", "topics": []})
+        if messages[-1].role == "tool":
+            return "Done."
+        if "ski" in said:
+            return ModelResponse(tool_calls=[ToolCall("add_memory", {"memory": "User skis"})])
+        return ModelResponse(tool_calls=[ToolCall("search_memories", {"query": "city"})])
+
+    agent = Agent(
+        FunctionModel(fn),
+        db=db,
+        memory=memory,
+        user_id="ava",
+        enable_agentic_memory=True,
+        enable_session_summaries=kind.endswith("summaries"),
+    )
+    agent.run("I like to ski")
+    assert agent.wait_for_memories(timeout=10)
+    assert db.count_memories_to_embed("ava", embedder.model_name) == 0
+    assert embedder.documents == 21
+    agent.run("Which cities have I been to?")  # a run that only searched: nothing more
+    assert agent.wait_for_memories(timeout=10)
+    assert embedder.documents == 21
 
 
 def test_background_memory_work_finishes_before_the_program_exits(tmp_path: Path) -> None:

@@ -422,15 +422,21 @@ class Agent:
             self._save_failed(run, exc, started)
             raise
         run.metrics.duration = time.perf_counter() - started
-        if self._jobs is not None:  # the run and its background work in one write
-            await self._jobs.record(run)
-        else:
-            await asyncio.to_thread(self.db.append_run, run)
-            if self.memory is not None:
-                await self.memory.finish(run, self.model)
-            if self.summaries is not None:
-                await self.summaries.finish(run, self.model)
+        await self._keep(run)
         yield RunCompleted(run)
+
+    async def _keep(self, run: RunResult) -> None:
+        """Store the finished run and start its background memory and summary work."""
+        if self._jobs is not None:  # the run and its jobs in one write
+            await self._jobs.record(run)
+            if self.memory is not None:  # the jobs are the manager's and the summary's
+                await self.memory.finish_tools(run)
+            return
+        await asyncio.to_thread(self.db.append_run, run)
+        if self.memory is not None:
+            await self.memory.finish(run, self.model)
+        if self.summaries is not None:
+            await self.summaries.finish(run, self.model)
 
     async def _ask(
         self, request: ModelRequest, run: RunResult, stream: bool, started: float

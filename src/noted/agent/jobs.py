@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from noted import _portal
-from noted.agent.memory import AgentMemory, SessionSummaries
+from noted.agent.memory import AgentMemory, SessionSummaries, changed
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore, WriteBatch
 from noted.db.jobs import (
@@ -197,8 +197,8 @@ class JobWorker:
         update = await self._extract(
             job, turn, user_id=job.user_id, audit=audit, agent_id=job.agent_id
         )
-        if self.memory is not None:  # outside the extraction's span: no model, no write
-            await asyncio.to_thread(self.memory.refresh, job.user_id, job.said, update)
+        if self.memory is not None and changed(update):  # outside the extraction's span
+            await asyncio.to_thread(self.memory.refresh, job.user_id, job.said)
 
     @tracing.traced("extraction")
     async def _extract(

@@ -115,6 +115,9 @@ class RunMemory:
     tools: list[Tool] = field(default_factory=list)
 
 
+WRITING_TOOLS: Final = frozenset({"add_memory", "update_memory", "delete_memory", "clear_memories"})
+
+
 def changed(update: MemoryUpdate) -> bool:
     """Whether the manager's pass wrote, deleted or cleared any memory."""
     return bool(update.memory_ids) or any(
@@ -169,13 +172,13 @@ class AgentMemory:
             turns=turns,
         )
 
-    def refresh(self, user_id: str, text: str, update: MemoryUpdate) -> None:
-        """After the manager changed the user's memories, search them once (in the
-        background, like the manager): the new memories get their embeddings now and the
-        store loads again what its searches keep per user (SQLite's vectors, the
+    def refresh(self, user_id: str, text: str) -> None:
+        """After a run's memory work changed the user's memories, search them once (in
+        the background, like that work): the new memories get their embeddings now and
+        the store loads again what its searches keep per user (SQLite's vectors, the
         in-process store's and Redis's snapshots), work that the user's next run would
         otherwise wait for. Only an agent that reads memories into its prompt does this."""
-        if not self.in_context or not changed(update):
+        if not self.in_context:
             return
         try:
             search_memories(
@@ -239,13 +242,28 @@ class AgentMemory:
             audit=AuditContext(actor="manager", session_id=run.session_id, run_id=run.run_id),
             agent_id=run.agent_id,
         )
-        await asyncio.to_thread(self.refresh, run.user_id, run.input, update)
+        if changed(update):
+            await asyncio.to_thread(self.refresh, run.user_id, run.input)
 
     async def finish(self, run: RunResult, model: ChatModel) -> None:
-        """Hand the finished turn to the manager (automatic memory only)."""
-        if self.mode != "automatic" or run.status != "completed":
+        """Hand the finished turn to the manager (automatic memory), or refresh the
+        search after the run's own memory tools wrote (agentic memory)."""
+        if self.mode == "automatic" and run.status == "completed":
+            await self.work.submit(f"memory:{run.user_id}", lambda: self._extract(run, model))
+        await self.finish_tools(run)
+
+    async def finish_tools(self, run: RunResult) -> None:
+        """After an agentic run whose memory tools changed memories: :meth:`refresh` in the
+        background."""
+        if self.mode != "agentic" or not any(
+            call.name in WRITING_TOOLS and not call.error for call in run.tool_calls
+        ):
             return
-        await self.work.submit(f"memory:{run.user_id}", lambda: self._extract(run, model))
+
+        async def refresh() -> None:
+            await asyncio.to_thread(self.refresh, run.user_id, run.input)
+
+        await self.work.submit(f"memory:{run.user_id}", refresh)
 
 
 @dataclass
