@@ -22,6 +22,7 @@ import redis
 
 from conftest import server_url
 from noted import (
+    Agent,
     ConflictError,
     InMemoryDb,
     Memory,
@@ -507,6 +508,55 @@ def test_a_repeated_search_reads_only_the_generation(db: RedisDb, client: redis.
         assert not {"evalsha", "eval", "hmget", "hgetall", "zrange"} & set(used)
     assert db.keyword_search(query, "city 7")[0].memory.memory_id == "m007"
     assert db.semantic_search(query, unit(7), "model")[0].memory.memory_id == "m007"
+
+
+def test_a_users_count_of_memories_to_embed_is_kept_until_their_generation_moves(
+    db: RedisDb, client: redis.Redis, url: str
+) -> None:
+    load_scripts(db)
+    memories = [stamped(f"ava likes city {i}", f"m{i:03d}", "ava") for i in range(50)]
+    db.upsert_memories(memories)
+    db.set_embeddings("model", [(m, unit(i)) for i, m in enumerate(memories[:30])])
+    assert db.count_memories_to_embed("ava", "model") == 20
+    again = calls_during(client, lambda: db.count_memories_to_embed("ava", "model"))
+    assert again.get("get") == 1 and "evalsha" not in again  # the generation alone: kept
+    assert db.count_memories_to_embed("ava", "other") == 50  # kept per model
+    other = RedisDb(url, memory_table=db.memory_table, session_table=db.session_table)
+    try:  # another client's writes move the generation on
+        other.upsert_memories([stamped("ava likes tea", "m100", "ava")])
+        assert db.count_memories_to_embed("ava", "model") == 21
+        other.set_embeddings("model", [(memories[30], unit(30))])
+        assert db.count_memories_to_embed("ava", "model") == 20
+        other.delete_memories(["m031", "m032"], "ava")
+        assert db.count_memories_to_embed("ava", "model") == 18
+        other.clear_memories("ava")
+        assert db.count_memories_to_embed("ava", "model") == 0
+    finally:
+        other.close()
+    assert db.count_memories_to_embed(None, "model") == 0  # everyone's: counted each time
+
+
+def test_the_run_after_an_agent_learned_a_fact_reads_no_memory_again(
+    db: RedisDb, client: redis.Redis
+) -> None:
+    """The background search after the manager's write embeds the fact, loads the
+    snapshot and counts what waits for embeddings, so the next run's selection reads the
+    generations and a page of the newest only."""
+    from test_agent_memory import CountedEmbedder, add, brain
+
+    memory = Memory(db=db, embedder=CountedEmbedder(), embed_on_write=False)
+    memory.add_user_memories(
+        [UserMemory(f"User visited city number {i}") for i in range(300)], "ava"
+    )
+    model = brain(lambda shown, chat: [add("User likes to ski")] if "ski" in chat else [])
+    agent = Agent(model, db=db, memory=memory, user_id="ava", enable_user_memories=True)
+    agent.run("I like to ski")
+    assert agent.wait_for_memories(timeout=10)
+    chosen = agent.memory
+    assert chosen is not None
+    used = calls_during(client, lambda: chosen.relevant("ava", "What do I like?"))
+    assert "hget" not in used and used.get("hmget", 0) <= 5  # no count, no load: the newest
+    assert "User likes to ski" in [m.memory for m in chosen.relevant("ava", "ski")]
 
 
 def test_a_cold_cache_reads_in_one_script(db: RedisDb, client: redis.Redis) -> None:

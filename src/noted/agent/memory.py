@@ -188,6 +188,9 @@ class AgentMemory:
                 index=self.index,
                 agent_id=self.scope_agent,
             )
+            if self.index is not None:  # counted again after the search embedded the new
+                # ones: a store that keeps the count (Redis) keeps it for the next search
+                self.store.count_memories_to_embed(user_id, self.index.model_name)
         except NotedError as exc:  # the update stands; the next run searches as it would
             log.warning("search after the memory update failed: %s", exc)
 

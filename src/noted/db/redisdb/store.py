@@ -246,6 +246,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         if type(cache_bytes) is not int or cache_bytes < 0:
             raise UserError(f"cache_bytes must be a non-negative integer, got {cache_bytes!r}")
         self.cache = SnapshotCache(cache_bytes)
+        self._pending = {}
         self.memory_table = check_table_name(memory_table, "memory_table")
         self.session_table = check_table_name(session_table, "session_table")
         self._redis_error: type[Exception] = module.exceptions.RedisError
@@ -310,6 +311,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         """Empty the search cache and close the client this store made (a client passed in
         is left open)."""
         self.cache.clear()
+        self._pending.clear()
         if self._owns_client:
             self._client.close()
 
