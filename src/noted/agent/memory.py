@@ -24,7 +24,7 @@ from noted.agent.context import (
     render_memory_section,
     summary_section,
 )
-from noted.agent.memory_tools import MemoryTools
+from noted.agent.memory_tools import WRITING_TOOL_NAMES, MemoryTools
 from noted.agent.tools import Tool
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
@@ -113,9 +113,6 @@ class RunMemory:
 
     sections: list[PromptSection] = field(default_factory=list)
     tools: list[Tool] = field(default_factory=list)
-
-
-WRITING_TOOLS: Final = frozenset({"add_memory", "update_memory", "delete_memory", "clear_memories"})
 
 
 def changed(update: MemoryUpdate) -> bool:
@@ -259,7 +256,7 @@ class AgentMemory:
         """After an agentic run whose memory tools changed memories: :meth:`refresh` in the
         background."""
         if self.mode != "agentic" or not any(
-            call.name in WRITING_TOOLS and not call.error for call in run.tool_calls
+            call.name in WRITING_TOOL_NAMES and not call.error for call in run.tool_calls
         ):
             return
 

@@ -24,7 +24,7 @@ from noted.memory.manager import MemoryManager
 from noted.memory.operations import parse_operations
 from noted.schema import UserMemory
 
-__all__ = ["MEMORY_TOOL_NAMES", "MemoryTools"]
+__all__ = ["MEMORY_TOOL_NAMES", "WRITING_TOOL_NAMES", "MemoryTools"]
 
 log = logging.getLogger("noted.agent")
 
@@ -36,6 +36,7 @@ MEMORY_TOOL_NAMES = (
     "clear_memories",
     "search_memories",
 )
+WRITING_TOOL_NAMES = frozenset(MEMORY_TOOL_NAMES) - {"search_memories"}  # they change memories
 _definitions: dict[str, Tool] = {}  # read once from the first instance's methods
 
 
