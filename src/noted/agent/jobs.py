@@ -198,7 +198,7 @@ class JobWorker:
             job, turn, user_id=job.user_id, audit=audit, agent_id=job.agent_id
         )
         if self.memory is not None and changed(update):  # outside the extraction's span
-            await asyncio.to_thread(self.memory.refresh, job.user_id, job.said)
+            await self.memory.arefresh(job.user_id, job.said)
 
     @tracing.traced("extraction")
     async def _extract(

@@ -185,11 +185,12 @@ class AgentMemory:
                 index=self.index,
                 agent_id=self.scope_agent,
             )
-            if self.index is not None:  # counted again after the search embedded the new
-                # ones: a store that keeps the count (Redis) keeps it for the next search
-                self.store.count_memories_to_embed(user_id, self.index.model_name)
         except NotedError as exc:  # the update stands; the next run searches as it would
             log.warning("search after the memory update failed: %s", exc)
+
+    async def arefresh(self, user_id: str, text: str) -> None:
+        """:meth:`refresh` on a worker thread."""
+        await asyncio.to_thread(self.refresh, user_id, text)
 
     def recent_turns(self, earlier: Sequence[RunResult]) -> RecentTurns:
         """The last ``query_turns`` of the session's earlier runs, for the memory query."""
@@ -243,7 +244,7 @@ class AgentMemory:
             agent_id=run.agent_id,
         )
         if changed(update):
-            await asyncio.to_thread(self.refresh, run.user_id, run.input)
+            await self.arefresh(run.user_id, run.input)
 
     async def finish(self, run: RunResult, model: ChatModel) -> None:
         """Hand the finished turn to the manager (automatic memory), or refresh the
@@ -259,11 +260,9 @@ class AgentMemory:
             call.name in WRITING_TOOL_NAMES and not call.error for call in run.tool_calls
         ):
             return
-
-        async def refresh() -> None:
-            await asyncio.to_thread(self.refresh, run.user_id, run.input)
-
-        await self.work.submit(f"memory:{run.user_id}", refresh)
+        await self.work.submit(
+            f"memory:{run.user_id}", lambda: self.arefresh(run.user_id, run.input)
+        )
 
 
 @dataclass

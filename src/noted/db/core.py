@@ -47,6 +47,7 @@ __all__ = [
     "Capabilities",
     "Change",
     "PageRules",
+    "PendingCounts",
     "StoredSide",
     "UndoingStore",
     "additions",
@@ -318,6 +319,31 @@ class EmbeddingsInHelper:
 
     def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
         return self._vectors.store(model, items)
+
+
+class PendingCounts:
+    """Each user's count of memories without an embedding by a model, kept with the
+    generation of the user's memories it was counted at: a semantic search asks before it
+    searches, and while the generation stays (nothing written or embedded since), the
+    count stands. At most ``most`` are kept (all are dropped past that). For stores whose
+    writes move a per-user generation on (SQLite, Redis)."""
+
+    def __init__(self, most: int = 10_000) -> None:
+        self._most = most
+        self._kept: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def get(self, user_id: str, model: str, generation: int) -> int | None:
+        """The kept count, if it was counted at ``generation``."""
+        kept = self._kept.get((user_id, model))
+        return kept[1] if kept is not None and kept[0] == generation else None
+
+    def put(self, user_id: str, model: str, generation: int, count: int) -> None:
+        if len(self._kept) >= self._most:
+            self._kept.clear()
+        self._kept[(user_id, model)] = (generation, count)
+
+    def clear(self) -> None:
+        self._kept.clear()
 
 
 class UndoingStore(MemoryStore, Protocol):

@@ -157,6 +157,9 @@ class MemoryIndex:
                 )
             return
         self.embed(self.store.memories_to_embed(user_id, self.model_name, pending))
+        # counted again now: a store that keeps the count with the user's generation
+        # (SQLite, Redis) has it ready for the next search
+        self.store.count_memories_to_embed(user_id, self.model_name)
 
     def reindex(
         self,

@@ -73,8 +73,6 @@ RECENT_TURNS_CHARS: Final = 300  # of the earlier user messages, newest first
 RECENT_REPLY_CHARS: Final = 200  # of the last reply, its opening
 _RANK_OFFSET: Final = 10  # reciprocal rank fusion's constant: 1 / (offset + rank)
 PINNED_CONSTRAINTS: Final = 3  # memories of allergies and intolerances, always offered
-# the searches for facts always shown: the same words every time, so a store that keeps
-# a repeated search's results (SQLite) answers them from those until the memories change
 # a memory that says the user's own name ("User's name is Ava", "The user goes by Av",
 # "She prefers to be called Sam"); not one that names something else ("a group called
 # Connected", "a dog named Luna", "her cat's name is Oliver")
@@ -86,8 +84,10 @@ _NAME = re.compile(
     r"|\bcall (?:me|him|her|them)\b",
     re.IGNORECASE,
 )
-_NAME_QUERY: Final = "name named nickname called goes"
 _CONSTRAINT = re.compile(r"\ballerg|\bintoleran|\banaphyla|\bc(?:o)?eliac", re.IGNORECASE)
+# the searches for facts always shown: the same words every time, so a store that keeps
+# a repeated search's results (SQLite) answers them from those until the memories change
+_NAME_QUERY: Final = "name named nickname called goes"
 _CONSTRAINT_QUERY: Final = "allergic allergy intolerant intolerance anaphylaxis celiac coeliac"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
 

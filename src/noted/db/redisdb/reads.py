@@ -16,7 +16,7 @@ from noted.audit import MemoryEvent
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
 from noted.db._rows import COLUMNS, row_to_event, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
-from noted.db.core import PageRules, keyword_user
+from noted.db.core import PageRules, PendingCounts, keyword_user
 from noted.errors import StoreError
 from noted.retrieval.vectors import UserVectors, from_blobs, search_target
 from noted.schema import UserMemory, UserStats
@@ -65,9 +65,6 @@ def _event(memory_id: str, user_id: str, raw: bytes | str) -> MemoryEvent:
     return row_to_event((event_id, memory_id, user_id, *change, *context, int(at)))
 
 
-_PENDING_KEPT: Final = 4096  # users' counts of memories to embed kept at most
-
-
 def last_rank(offset: int, limit: int | None) -> int:
     """The last rank of a page (ZRANGE's inclusive stop; -1 for "to the end")."""
     return -1 if limit is None else offset + limit - 1
@@ -83,7 +80,7 @@ class RedisReads(PageRules):
     plumbing of every memory script call."""
 
     cache: SnapshotCache
-    _pending: dict[tuple[str, str], tuple[int, int]]  # (user, model): (generation, count)
+    _pending: PendingCounts  # the users' counts of memories to embed
     memory_table: str
     server: str
     _client: redis.Redis
@@ -234,13 +231,11 @@ class RedisReads(PageRules):
             return int(self._call(self._to_embed, *scope(None), model, "", "count"))
         with self._mapped_errors():
             generation = int(self._client.get(self._gkey(user_id)) or 0)
-        kept = self._pending.get((user_id, model))
-        if kept is not None and kept[0] == generation:
-            return kept[1]
+        kept = self._pending.get(user_id, model, generation)
+        if kept is not None:
+            return kept
         count = int(self._call(self._to_embed, *scope(user_id), model, "", "count"))
-        if len(self._pending) >= _PENDING_KEPT:
-            self._pending.clear()
-        self._pending[(user_id, model)] = (generation, count)
+        self._pending.put(user_id, model, generation, count)
         return count
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:

@@ -90,6 +90,7 @@ from noted.db.core import (
     Capabilities,
     Change,
     DeleteRules,
+    PendingCounts,
     StoredSide,
     batch_changes,
     clears_embedding,
@@ -246,7 +247,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         if type(cache_bytes) is not int or cache_bytes < 0:
             raise UserError(f"cache_bytes must be a non-negative integer, got {cache_bytes!r}")
         self.cache = SnapshotCache(cache_bytes)
-        self._pending = {}
+        self._pending = PendingCounts()
         self.memory_table = check_table_name(memory_table, "memory_table")
         self.session_table = check_table_name(session_table, "session_table")
         self._redis_error: type[Exception] = module.exceptions.RedisError

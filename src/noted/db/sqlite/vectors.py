@@ -24,6 +24,7 @@ import numpy.typing as npt
 
 from noted.db._rows import COLUMNS, IN_CHUNK, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
+from noted.db.core import PendingCounts
 from noted.db.sqlite.connection import Connection
 from noted.retrieval.fusion import Hit
 from noted.retrieval.vectors import (
@@ -110,7 +111,7 @@ class SqliteVectors:
         self._session = session
         self._transaction = transaction
         self._where = where
-        self._to_embed: dict[tuple[str | None, str], tuple[int, int]] = {}
+        self._to_embed = PendingCounts()
         self._kept_scores: OrderedDict[tuple[str, str, int, bytes], Vector] = OrderedDict()
         self._lock = threading.Lock()
         self._sql_generation = f"SELECT generation FROM {table}_generations WHERE user_id = ?"
@@ -270,20 +271,16 @@ class SqliteVectors:
     def count_to_embed(self, user_id: str | None, model: str) -> int:
         """Counted once per generation of the user's rows (a search asks every time)."""
         where, params = self._pending(user_id)
-        key = (user_id, model)
         with self._session() as conn:
-            generation = -1 if user_id is None else self.generation(conn, user_id)
-            known = self._to_embed.get(key)
-            if known is not None and known[0] == generation >= 0:
-                return known[1]
+            kept_as = None if user_id is None else (user_id, model, self.generation(conn, user_id))
+            if kept_as is not None and (known := self._to_embed.get(*kept_as)) is not None:
+                return known
             row = conn.execute(
                 f"SELECT COUNT(*) FROM {self.table}{where}", [*params, model]
             ).fetchone()
             count = int(row[0])
-            if generation >= 0:
-                if len(self._to_embed) > 10_000:
-                    self._to_embed.clear()
-                self._to_embed[key] = (generation, count)
+            if kept_as is not None:
+                self._to_embed.put(*kept_as, count)
             return count
 
     def store(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
