@@ -291,7 +291,7 @@ def test_a_file_of_an_older_index_is_rebuilt_and_searches_as_a_new_one(
     new.close()
 
     db = SqliteDb(tmp_path / "old.db")
-    assert db.schema_version() == len(MIGRATIONS) == 7
+    assert db.schema_version() == len(MIGRATIONS) == 8
     db.close()
     assert_counts(tmp_path / "old.db")  # rebuilt by the upgrade, before any search
     reader = SqliteDb(tmp_path / "old.db", read_only=True)

@@ -145,6 +145,11 @@ class VectorCache:
             self._entries.move_to_end(key)
             return entry
 
+    def peek(self, key: Hashable) -> UserVectors | None:
+        """The entry kept for ``key`` at whatever generation it was loaded, if any."""
+        with self._lock:
+            return self._entries.get(key)
+
     def put(self, key: Hashable, entry: UserVectors) -> None:
         with self._lock:
             old = self._entries.pop(key, None)

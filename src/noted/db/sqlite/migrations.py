@@ -169,6 +169,20 @@ def m007_terms_per_user(conn: Connection, table: str) -> None:
     UserTerms(table).index_after(conn, 0)
 
 
+@migration
+def m008_embedding_model_index(conn: Connection, table: str) -> None:
+    """Each user's rows indexed by the model of their embedding, so a count of the user's
+    memories without an embedding of the search's model (before a semantic search that
+    follows a change of theirs) reads the index, not every row with its vector. An
+    embedding and its model are written and cleared together; rows where only one of the
+    two is set lose both, so "no embedding of this model" is ``embedding_model IS NOT ?``."""
+    conn.execute(
+        f"UPDATE {table} SET embedding = NULL, embedding_model = NULL "
+        "WHERE (embedding IS NULL) <> (embedding_model IS NULL)"
+    )
+    conn.execute(f"CREATE INDEX ix_{table}_user_model ON {table}(user_id, embedding_model)")
+
+
 @session_migration
 def s001_create_sessions(conn: Connection, table: str) -> None:
     conn.execute(

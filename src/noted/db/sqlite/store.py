@@ -254,9 +254,15 @@ class SqliteDb(
             try:
                 yield conn
             except BaseException:
+                self._vectors.rolled_back()
                 conn.execute("ROLLBACK")
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                self._vectors.rolled_back()
+                raise
+            self._vectors.committed()
 
     # the sessions' connections (SessionsInModule does the rest)
     _session_functions = session_rows
@@ -286,7 +292,7 @@ class SqliteDb(
         ids = [row[0] for row in rows]
         with self._transaction() as conn:
             stored = self._stored(conn, ids)
-            self._vectors.changed(conn, (row[1] for row in rows))
+            self._vectors.changed(conn, (row[1] for row in rows), ids)
             now = now_micros()
             if not stored and len(set(ids)) == len(ids):  # only new memories, each once
                 self._add(conn, rows, context, now)
@@ -394,7 +400,7 @@ class SqliteDb(
             self._terms.unindex(conn, [row[0]])
             conn.execute(self._sql_update, params)
             self._terms.reindex(conn, [row[0]])
-            self._vectors.changed(conn, [row[1]])
+            self._vectors.changed(conn, [row[1]], [row[0]])
             conn.executemany(self._sql_event, core.history_rows([change], context, now_micros()))
         return row_to_memory([record[c] for c in COLUMNS])  # the row as written
 
@@ -536,7 +542,12 @@ class SqliteDb(
         ).fetchall()
         if not found:
             return 0
-        self._vectors.changed(conn, (user_id for _, user_id, _, _ in found))
+        self._vectors.changed(
+            conn,
+            (user_id for _, user_id, _, _ in found),
+            (memory_id for memory_id, *_ in found),
+            deleted=True,
+        )
         self._terms.unindex_where(conn, where, params)
         conn.execute(f"DELETE FROM {t}{where}", params)
         gone = core.deletions(found)

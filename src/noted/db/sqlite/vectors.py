@@ -16,7 +16,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,14 +25,14 @@ from noted.db._rows import COLUMNS, IN_CHUNK, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.core import PendingCounts
 from noted.db.sqlite.connection import Connection
+from noted.db.sqlite.journal import ChangeJournal, Written
+from noted.db.sqlite.loaded import VECTOR_COLUMNS, LoadedVectors, loaded, patched
 from noted.retrieval.fusion import Hit
 from noted.retrieval.vectors import (
-    UserVectors,
     Vector,
     VectorCache,
     check_vector,
     cosine_scores,
-    from_blobs,
     search_target,
     to_blob,
     top_indices,
@@ -43,41 +42,13 @@ from noted.schema import UserMemory
 __all__ = ["SqliteVectors"]
 
 _SELECT = ", ".join(COLUMNS)
-_UNEMBEDDED = "(embedding IS NULL OR embedding_model IS NOT ?)"
 _SCORES_KEPT = 8  # the last queries' score arrays (4 bytes a memory each)
+# a user's vectors are brought up to date by reading the memories written since they were
+# loaded when those are at most this many, or a quarter of the loaded ones if more
+_PATCH_AT_MOST = 64
 
 Connect = Callable[[], AbstractContextManager[Connection]]
 Where = Callable[[MemoryQuery], tuple[str, list[Any]]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Labelled(UserVectors):
-    """A user's vectors with each row's memory id and time (seconds since the epoch), so
-    hybrid search's hits need no read of the table."""
-
-    ids: list[str]
-    stamps: npt.NDArray[np.float64]
-    mean: Vector  # the direction of the vectors' mean, length 1 (zeros when there is none)
-
-    @property
-    def nbytes(self) -> int:
-        sizes = self.keys.nbytes + self.matrix.nbytes + self.stamps.nbytes + self.mean.nbytes
-        return int(sizes) + 80 * len(self.ids)
-
-
-def mean_direction(matrix: Vector) -> Vector:
-    """The direction of the mean of ``matrix``'s rows, length 1 (zeros when the rows are
-    none or their mean is zero)."""
-    if not matrix.shape[0]:
-        return np.zeros(matrix.shape[1], dtype=np.float32)
-    # the rows' sum in float32 (a fifth of the time of float64's at 10,000 rows): only its
-    # direction is used, and that of a float32 sum of unit vectors is good to 1e-4
-    mean = np.add.reduce(matrix, axis=0, dtype=np.float32)
-    length = float(np.linalg.norm(mean))
-    if not length > 0.0:
-        return np.zeros(matrix.shape[1], dtype=np.float32)
-    direction: Vector = (mean / length).astype(np.float32)
-    return direction
 
 
 def centred(target: Vector, mean: Vector, centering: float) -> Vector:
@@ -94,6 +65,15 @@ def centred(target: Vector, mean: Vector, centering: float) -> Vector:
     return scaled
 
 
+_VECTOR_ROWS = "user_id = ? AND embedding_model = ? AND length(embedding) = ?"
+# VECTOR_COLUMNS, with no embedding where the row has none of the model's (its name and
+# the length of its bytes the first two parameters)
+_WRITTEN_COLUMNS = (
+    "rowid, CASE WHEN embedding_model = ? AND length(embedding) = ? THEN embedding END, "
+    "memory_id, updated_at"
+)
+
+
 class SqliteVectors:
     """The vector side of one memory table, reached through its store's ``session``
     (reads) and ``transaction`` (writes), with its ``where`` for query filters.
@@ -101,6 +81,10 @@ class SqliteVectors:
     Each user's vectors stay loaded until that user's generation differs from the loaded
     one: every write of a user's rows calls :meth:`changed` in its transaction (one
     statement per transaction, however many rows), so writes from other processes count.
+    Then the memories written since are read again, not all the user's vectors, when this
+    process's own committed writes account for every generation in between (see
+    :mod:`noted.db.sqlite.journal`; the store calls :meth:`committed` and
+    :meth:`rolled_back` as its transactions end).
     """
 
     def __init__(
@@ -112,57 +96,105 @@ class SqliteVectors:
         self._transaction = transaction
         self._where = where
         self._to_embed = PendingCounts()
+        self._journal = ChangeJournal()
         self._kept_scores: OrderedDict[tuple[str, str, int, bytes], Vector] = OrderedDict()
         self._lock = threading.Lock()
         self._sql_generation = f"SELECT generation FROM {table}_generations WHERE user_id = ?"
         self._sql_bump = (
             f"INSERT INTO {table}_generations (user_id, generation) VALUES (?, 1) "
-            "ON CONFLICT (user_id) DO UPDATE SET generation = generation + 1"
+            "ON CONFLICT (user_id) DO UPDATE SET generation = generation + 1 RETURNING generation"
         )
         self._sql_set = (
             f"UPDATE {table} SET embedding = ?, embedding_model = ? "
             f"WHERE memory_id = ? AND user_id = ? AND memory = ?"
         )
 
-    def changed(self, conn: Connection, user_ids: Iterable[str]) -> None:
-        """Move on the generation of each user whose rows this transaction writes."""
-        conn.executemany(self._sql_bump, [(user_id,) for user_id in set(user_ids)])
+    def changed(
+        self,
+        conn: Connection,
+        user_ids: Iterable[str],
+        memory_ids: Iterable[str] | None,
+        *,
+        deleted: bool = False,
+    ) -> None:
+        """Move on the generation of each user whose rows this transaction writes, the rows
+        of ``memory_ids`` (None when not known: the users' vectors are read again in full),
+        ``deleted`` if it deletes them."""
+        ids = None if memory_ids is None else frozenset(memory_ids)
+        for user_id in set(user_ids):
+            (generation,) = conn.execute(self._sql_bump, (user_id,)).fetchone()
+            self._journal.stage(user_id, int(generation), ids, deleted)
+
+    def committed(self) -> None:
+        """The store's transaction committed."""
+        self._journal.commit()
+
+    def rolled_back(self) -> None:
+        """The store's transaction rolled back (or failed to commit)."""
+        self._journal.discard()
 
     def generation(self, conn: Connection, user_id: str) -> int:
         row = conn.execute(self._sql_generation, (user_id,)).fetchone()
         return 0 if row is None else int(row[0])
 
-    def user_vectors(self, user_id: str, model: str, dimensions: int) -> _Labelled:
+    def user_vectors(self, user_id: str, model: str, dimensions: int) -> LoadedVectors:
         """The user's vectors made by ``model``, with each row's id and time: from the cache
-        while the user's rows are unchanged, else read again (the generation first, so a
-        change made meanwhile only makes the next search read them once more)."""
+        while the user's rows are unchanged, else brought up to date (the generation first,
+        so a change made meanwhile only makes the next search read again)."""
         key = (user_id, model, dimensions)
         with self._session() as conn:
             generation = self.generation(conn, user_id)
             cached = self.cache.get(key, generation)
-            if isinstance(cached, _Labelled):
+            if isinstance(cached, LoadedVectors):
                 return cached
-            rows = conn.execute(
-                f"SELECT rowid, embedding, memory_id, updated_at FROM {self.table} "
-                "WHERE user_id = ? AND embedding_model = ? AND length(embedding) = ? "
-                "ORDER BY rowid",
-                (user_id, model, 4 * dimensions),
-            ).fetchall()
-        matrix = from_blobs([row[1] for row in rows], dimensions)
-        entry = _Labelled(
-            generation,
-            np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
-            matrix,
-            [row[2] for row in rows],
-            np.fromiter((row[3] / 1e6 for row in rows), dtype=np.float64, count=len(rows)),
-            mean_direction(matrix),
-        )
+            entry = self._patched(conn, key, generation)
+            if entry is None:
+                rows = conn.execute(
+                    f"SELECT {VECTOR_COLUMNS} FROM {self.table} "
+                    f"WHERE {_VECTOR_ROWS} ORDER BY rowid",
+                    (user_id, model, 4 * dimensions),
+                ).fetchall()
+            self._journal.forget(user_id, generation)
+        if entry is None:
+            entry = loaded(generation, rows, dimensions)
         self.cache.put(key, entry)
         return entry
 
+    def _patched(
+        self, conn: Connection, key: tuple[str, str, int], generation: int
+    ) -> LoadedVectors | None:
+        """The vectors kept for ``key`` brought to ``generation`` by reading the memories
+        written since, or None when the journal cannot say which, or they are many."""
+        user_id, model, dimensions = key
+        kept = self.cache.peek(key)
+        if not isinstance(kept, LoadedVectors):
+            return None
+        written = self._journal.written(user_id, kept.generation, generation)
+        if written is None or len(written.ids) > max(_PATCH_AT_MOST, len(kept.ids) // 4):
+            return None
+        rows = self._written_rows(conn, user_id, model, dimensions, written)
+        return patched(kept, written, rows, generation, dimensions)
+
+    def _written_rows(
+        self, conn: Connection, user_id: str, model: str, dimensions: int, written: Written
+    ) -> list[Any]:
+        """The user's rows among the memories ``written``, by rowid, as ``VECTOR_COLUMNS``
+        with no embedding (None) where the row has none of ``model``'s."""
+        ids = sorted(written.ids)
+        rows: list[Any] = []
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            rows += conn.execute(
+                f"SELECT {_WRITTEN_COLUMNS} FROM {self.table} "
+                f"WHERE memory_id IN ({marks}) AND user_id = ?",
+                [model, 4 * dimensions, *chunk, user_id],
+            ).fetchall()
+        return sorted(rows, key=lambda row: int(row[0]))
+
     def _best(
         self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
-    ) -> tuple[str, _Labelled | None, npt.NDArray[np.intp], Vector]:
+    ) -> tuple[str, LoadedVectors | None, npt.NDArray[np.intp], Vector]:
         """The user, their vectors, and the positions in them of the query's page of best
         matches with the scores (no vectors: None and nothing), the query centred on the
         user's vectors by ``centering`` (see the module's note)."""
@@ -184,7 +216,7 @@ class SqliteVectors:
         best = top_indices(scores, count)[query.offset :]
         return user_id, vectors, best, scores[best]
 
-    def _scores(self, user_id: str, model: str, vectors: _Labelled, target: Vector) -> Vector:
+    def _scores(self, user_id: str, model: str, vectors: LoadedVectors, target: Vector) -> Vector:
         """Every vector's score for ``target`` (a copy of the kept ones for a query asked
         again of the same vectors, such as an agent's next turn searching its previous
         message, or the memory manager searching the message the agent just searched)."""
@@ -253,31 +285,40 @@ class SqliteVectors:
         memories = rows_to_memories([row[1:] for row in rows])
         return {row[0]: m for row, m in zip(rows, memories, strict=True)}
 
-    @staticmethod
-    def _pending(user_id: str | None) -> tuple[str, list[Any]]:
+    def _pending(self, user_id: str | None, model: str) -> tuple[str, list[Any]]:
+        """Where the rows with no embedding of ``model`` are, the user's (all users' when
+        None): their ``embedding_model`` is another or none (an embedding and its model are
+        set and cleared together, see migration m008). A user's are read as three ranges of
+        the index of users' rows by model (no model, names before ``model``'s, names after
+        it), so they cost what they hold, not what all the user's rows do (about 7 ms at
+        100,000 with ``IS NOT``)."""
         if user_id is None:
-            return f" WHERE {_UNEMBEDDED}", []
-        return f" WHERE user_id = ? AND {_UNEMBEDDED}", [user_id]
+            return " WHERE embedding_model IS NOT ?1", [model]
+        ranges = ("IS NULL", "< ?2", "> ?2")
+        inside = " UNION ALL ".join(
+            f"SELECT rowid FROM {self.table} WHERE user_id = ?1 AND embedding_model {r}"
+            for r in ranges
+        )
+        return f" WHERE rowid IN ({inside})", [user_id, model]
 
     def to_embed(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
-        where, params = self._pending(user_id)
+        where, params = self._pending(user_id, model)
         with self._session() as conn:
             rows = conn.execute(
-                f"SELECT {_SELECT} FROM {self.table}{where} ORDER BY created_at, memory_id LIMIT ?",
-                [*params, model, -1 if limit is None else limit],
+                f"SELECT {_SELECT} FROM {self.table}{where} ORDER BY created_at, memory_id "
+                f"LIMIT ?{len(params) + 1}",
+                [*params, -1 if limit is None else limit],
             ).fetchall()
         return rows_to_memories(rows)
 
     def count_to_embed(self, user_id: str | None, model: str) -> int:
         """Counted once per generation of the user's rows (a search asks every time)."""
-        where, params = self._pending(user_id)
+        where, params = self._pending(user_id, model)
         with self._session() as conn:
             kept_as = None if user_id is None else (user_id, model, self.generation(conn, user_id))
             if kept_as is not None and (known := self._to_embed.get(*kept_as)) is not None:
                 return known
-            row = conn.execute(
-                f"SELECT COUNT(*) FROM {self.table}{where}", [*params, model]
-            ).fetchone()
+            row = conn.execute(f"SELECT COUNT(*) FROM {self.table}{where}", params).fetchone()
             count = int(row[0])
             if kept_as is not None:
                 self._to_embed.put(*kept_as, count)
@@ -295,5 +336,7 @@ class SqliteVectors:
             conn.executemany(self._sql_set, rows)
             stored = conn.total_changes() - before
             if stored:
-                self.changed(conn, (m.user_id or "" for m, _ in items))
+                self.changed(
+                    conn, (m.user_id or "" for m, _ in items), (m.memory_id or "" for m, _ in items)
+                )
             return stored

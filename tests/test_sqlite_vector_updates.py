@@ -1,0 +1,277 @@
+"""SqliteDb brings a user's loaded vectors up to date after this process's own writes by
+reading only the memories they wrote (see noted.db.sqlite.journal): the result must equal
+a full read after every kind of write, and a write it does not know of (another process's,
+a rolled back one's generation taken by another) must make it read everything again."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import apsw
+import numpy as np
+import pytest
+
+from noted import ConflictError, Memory, SqliteDb, UserMemory
+from noted._time import utc_now
+from noted.db.base import WriteBatch
+from noted.db.sqlite import journal
+from noted.db.sqlite.journal import ChangeJournal, Written
+from noted.db.sqlite.loaded import LoadedVectors
+from noted.db.sqlite.migrations import MIGRATIONS, record_version
+from noted.retrieval.embedders import BaseEmbedder, Kind
+
+DIMENSIONS = 8
+
+
+class HashEmbedder(BaseEmbedder):
+    """A vector per text from its hash: cheap, and the same text always the same vector."""
+
+    def __init__(self, name: str = "test-hash") -> None:
+        super().__init__(name, DIMENSIONS)
+
+    def _embed_batch(self, texts: list[str], kind: Kind) -> Any:
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+            rows.append(np.random.default_rng(seed).standard_normal(DIMENSIONS))
+        return np.asarray(rows, dtype=np.float32)
+
+
+MODEL = HashEmbedder().model_name
+
+
+def vectors(db: SqliteDb, user: str = "ava") -> LoadedVectors:
+    found = db._vectors.user_vectors(user, MODEL, DIMENSIONS)
+    assert isinstance(found, LoadedVectors)
+    return found
+
+
+def read_in_full(path: Path, user: str = "ava") -> LoadedVectors:
+    """The user's vectors as a process that has loaded none reads them."""
+    with SqliteDb(path) as fresh:
+        return vectors(fresh, user)
+
+
+def assert_same(held: LoadedVectors, full: LoadedVectors) -> None:
+    assert held.generation == full.generation
+    assert held.keys.tolist() == full.keys.tolist()
+    assert held.ids == full.ids
+    assert np.array_equal(held.matrix, full.matrix)
+    assert np.array_equal(held.stamps, full.stamps)
+    assert np.allclose(held.mean, full.mean, atol=1e-5)
+
+
+@contextmanager
+def full_reads(db: SqliteDb) -> Iterator[list[str]]:
+    """The statements that read all of a user's vectors, as ``db`` runs them."""
+    seen: list[str] = []
+
+    def trace(cursor: apsw.Cursor, sql: str, bindings: Any) -> bool:
+        if "ORDER BY rowid" in sql and "embedding_model = ?" in sql:
+            seen.append(sql)
+        return True
+
+    with db._session() as conn:
+        conn.exec_trace = trace  # type: ignore[attr-defined]
+    try:
+        yield seen
+    finally:
+        with db._session() as conn:
+            conn.exec_trace = None  # type: ignore[attr-defined]
+
+
+def test_every_kind_of_own_write_is_read_alone_and_gives_what_a_full_read_does(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "own.db"
+    db = SqliteDb(path)
+    memory = Memory(db=db, embedder=HashEmbedder())
+    ids = memory.add_user_memories([UserMemory(f"Ava fact {i}") for i in range(40)], "ava")
+    memory.add_user_memory(UserMemory("Bob sails"), "bob")
+
+    def search() -> None:  # embeds what is new, then uses the user's vectors
+        memory.search_user_memories("fact", "ava", 5, "semantic")
+
+    search()
+    steps = [
+        lambda: memory.add_user_memory(UserMemory("Ava started pottery"), "ava"),
+        lambda: memory.add_user_memories([UserMemory(f"Ava new {i}") for i in range(3)], "ava"),
+        lambda: memory.replace_user_memory(ids[3], UserMemory("Ava moved to Lyon"), "ava"),
+        lambda: memory.replace_user_memory(
+            ids[4], UserMemory("Ava fact 4", topics=["kept text"]), "ava"
+        ),
+        lambda: memory.delete_user_memory(ids[0], "ava"),
+        lambda: memory.delete_user_memory(ids[39], "ava"),  # the last row
+        lambda: memory.import_user_memories(  # a deleted id back, under a new rowid
+            [UserMemory("Ava fact 0 again", memory_id=ids[0], user_id="ava")]
+        ),
+        lambda: memory.add_user_memory(UserMemory("Bob plays go"), "bob"),  # another user
+        lambda: memory.delete_user_memories([ids[5], ids[6], ids[7]], "ava"),
+    ]
+    with full_reads(db) as seen:
+        for step in steps:
+            step()
+            search()
+            assert_same(vectors(db), read_in_full(path))
+    assert seen == []  # each brought up to date by reading what it wrote
+    memory.clear(user_id="ava")  # every row at once
+    memory.add_user_memory(UserMemory("Ava is back"), "ava")
+    search()
+    assert_same(vectors(db), read_in_full(path))
+    assert vectors(db).ids == [m.memory_id for m in memory.get_user_memories(user_id="ava")]
+    db.close()
+
+
+def test_another_processs_write_makes_the_next_search_read_everything(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    db = SqliteDb(path)
+    memory = Memory(db=db, embedder=HashEmbedder())
+    memory.add_user_memories([UserMemory(f"Ava fact {i}") for i in range(5)], "ava")
+    memory.search_user_memories("fact", "ava", 1, "semantic")
+    with SqliteDb(path) as other:
+        theirs = Memory(db=other, embedder=HashEmbedder())
+        theirs.add_user_memory(UserMemory("Ava plays go"), "ava")
+        theirs.search_user_memories("go", "ava", 1, "semantic")  # and embeds it
+    memory.add_user_memory(UserMemory("Ava sings"), "ava")  # then one of our own
+    with full_reads(db) as seen:
+        found = memory.search_user_memories("go", "ava", 10, "semantic")
+    assert len(seen) == 1
+    assert {"Ava plays go", "Ava sings"} <= {m.memory for m in found}
+    assert_same(vectors(db), read_in_full(path))
+    db.close()
+
+
+def test_a_rolled_back_write_leaves_no_entry_for_another_processs_generation(
+    tmp_path: Path,
+) -> None:
+    """The failed batch moved the user's generation inside its transaction; once rolled
+    back (and the next transaction of this process committed), another process's write
+    takes that number, and must not be read as the batch's."""
+    path = tmp_path / "rollback.db"
+    db = SqliteDb(path)
+    plain = Memory(db=db)
+    ids = plain.add_user_memories([UserMemory(f"Ava fact {i}") for i in range(4)], "ava")
+    (bobs,) = plain.add_user_memories([UserMemory("Bob sails")], "bob")
+    embedder = HashEmbedder()
+    pending = db.memories_to_embed("ava", MODEL, None)
+    late = next(m for m in pending if m.memory_id == ids[3])
+    first = [m for m in pending if m.memory_id != ids[3]]
+    vectors_of_first = embedder.embed([m.memory for m in first])
+    db.set_embeddings(MODEL, list(zip(first, vectors_of_first, strict=True)))
+    assert len(vectors(db).ids) == 3
+    now = utc_now()
+    foreign = UserMemory("Mine", memory_id=bobs, user_id="ava", created_at=now, updated_at=now)
+    batch = WriteBatch("ava", deletes=(ids[0],), adds=(foreign,))
+    with pytest.raises(ConflictError):
+        db.write_batch(batch)
+    plain.add_user_memory(UserMemory("Bob rows"), "bob")  # the next transaction commits
+    with SqliteDb(path) as other:  # takes the generation the batch had moved to
+        other.set_embeddings(MODEL, [(late, embedder.embed([late.memory])[0])])
+    assert len(vectors(db).ids) == 4
+    assert_same(vectors(db), read_in_full(path))
+    db.close()
+
+
+def test_rows_appended_to_a_later_snapshot_leave_an_earlier_one_as_it_was(
+    tmp_path: Path,
+) -> None:
+    db = SqliteDb(tmp_path / "snapshots.db")
+    memory = Memory(db=db, embedder=HashEmbedder())
+    memory.add_user_memories([UserMemory(f"Ava fact {i}") for i in range(10)], "ava")
+    memory.search_user_memories("fact", "ava", 1, "semantic")
+    memory.add_user_memory(UserMemory("Ava one"), "ava")
+    memory.search_user_memories("fact", "ava", 1, "semantic")
+    earlier = vectors(db)
+    copies = earlier.keys.copy(), earlier.matrix.copy(), earlier.stamps.copy(), list(earlier.ids)
+    for text in ("Ava two", "Ava three"):
+        memory.add_user_memory(UserMemory(text), "ava")
+        memory.search_user_memories("fact", "ava", 1, "semantic")
+    later = vectors(db)
+    assert later.keys.size == earlier.keys.size + 2
+    assert earlier.keys.tolist() == copies[0].tolist() and earlier.ids == copies[3]
+    assert np.array_equal(earlier.matrix, copies[1])
+    assert np.array_equal(earlier.stamps, copies[2])
+    assert np.shares_memory(earlier.matrix, later.matrix)  # appended, not copied
+    db.close()
+
+
+def test_memories_to_embed_are_counted_from_the_index_whatever_the_models_names(
+    tmp_path: Path,
+) -> None:
+    db = SqliteDb(tmp_path / "count.db")
+    plain = Memory(db=db)
+    plain.add_user_memories([UserMemory(f"Ava fact {i}") for i in range(6)], "ava")
+    plain.add_user_memory(UserMemory("Bob sails"), "bob")
+    pending = db.memories_to_embed("ava", "m-model", None)
+    for name, chosen in (("a-model", pending[:2]), ("m-model", pending[2:4]), ("z", pending[4:5])):
+        db.set_embeddings(name, [(m, np.ones(DIMENSIONS, dtype=np.float32)) for m in chosen])
+    # one with none (the sixth), two of a name before, one of a name after
+    assert db.count_memories_to_embed("ava", "m-model") == 4
+    assert {m.memory_id for m in db.memories_to_embed("ava", "m-model", None)} == {
+        m.memory_id for m in [*pending[:2], *pending[4:]]
+    }
+    assert db.count_memories_to_embed("ava", "a-model") == 4
+    assert db.count_memories_to_embed("ava", "zz") == 6
+    assert db.count_memories_to_embed(None, "m-model") == 5  # bob's too
+    db.close()
+
+
+def test_the_upgrade_makes_an_embedding_and_its_model_go_together(tmp_path: Path) -> None:
+    path = tmp_path / "upgrade.db"
+    with SqliteDb(path) as db:
+        plain = Memory(db=db)
+        plain.add_user_memories([UserMemory(f"Ava fact {i}") for i in range(3)], "ava")
+        first, second, third = db.memories_to_embed("ava", "model", None)
+        vector = np.ones(DIMENSIONS, dtype=np.float32)
+        db.set_embeddings("model", [(first, vector), (second, vector), (third, vector)])
+    # as an older version may have left them: one embedding without its model, one model
+    # without its embedding; the index the upgrade makes not there yet
+    conn = apsw.Connection(str(path))
+    conn.execute(
+        "UPDATE noted_memories SET embedding_model = NULL WHERE memory_id = ?", (first.memory_id,)
+    )
+    conn.execute(
+        "UPDATE noted_memories SET embedding = NULL WHERE memory_id = ?", (second.memory_id,)
+    )
+    conn.execute("DROP INDEX ix_noted_memories_user_model")
+    record_version(conn, "noted_memories", len(MIGRATIONS) - 1, 0)
+    conn.close()
+    with SqliteDb(path) as db:
+        assert db.schema_version() == len(MIGRATIONS)
+        assert db.count_memories_to_embed("ava", "model") == 2
+        assert {m.memory_id for m in db.memories_to_embed("ava", "model", None)} == {
+            first.memory_id,
+            second.memory_id,
+        }
+
+
+def test_the_journal_answers_only_for_generations_it_kept_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kept = ChangeJournal()
+    kept.stage("ava", 2, ["a"], False)
+    kept.commit()
+    kept.stage("ava", 3, ["b"], True)
+    kept.discard()  # rolled back
+    kept.stage("ava", 3, ["c"], False)
+    kept.stage("bob", 7, None, False)  # ids not known
+    kept.commit()
+    assert kept.written("ava", 1, 3) == Written(frozenset({"a", "c"}), False)
+    assert kept.written("ava", 0, 3) is None  # generation 1 is not this process's
+    assert kept.written("ava", 3, 3) is None and kept.written("bob", 6, 7) is None
+    kept.forget("ava", 2)
+    assert kept.written("ava", 1, 3) is None and kept.written("ava", 2, 3) is not None
+    kept.stage("ava", 4, [str(i) for i in range(journal.LISTED_AT_MOST + 1)], False)
+    kept.commit()
+    assert kept.written("ava", 3, 4) is None  # too many to list
+    monkeypatch.setattr(journal, "IDS_KEPT", 10)
+    for user in ("u1", "u2", "u3"):
+        kept.stage(user, 1, [f"{user}-{i}" for i in range(4)], False)
+        kept.commit()
+    # past ten ids in all, the users least recently written went first
+    assert kept.written("ava", 2, 3) is None and kept.written("u1", 0, 1) is None
+    assert kept.written("u2", 0, 1) is not None and kept.written("u3", 0, 1) is not None
