@@ -15,7 +15,7 @@ import apsw
 import numpy as np
 import pytest
 
-from noted import ConflictError, Memory, SqliteDb, UserMemory
+from noted import ConflictError, Memory, MemoryStore, SqliteDb, UserMemory
 from noted._time import utc_now
 from noted.db.base import WriteBatch
 from noted.db.sqlite import journal
@@ -199,25 +199,23 @@ def test_rows_appended_to_a_later_snapshot_leave_an_earlier_one_as_it_was(
     db.close()
 
 
-def test_memories_to_embed_are_counted_from_the_index_whatever_the_models_names(
-    tmp_path: Path,
-) -> None:
-    db = SqliteDb(tmp_path / "count.db")
-    plain = Memory(db=db)
+def test_memories_to_embed_are_counted_whatever_the_models_names(store: MemoryStore) -> None:
+    """Every store (SQLite and PostgreSQL count ranges of an index by model name)."""
+    plain = Memory(db=store)
     plain.add_user_memories([UserMemory(f"Ava fact {i}") for i in range(6)], "ava")
     plain.add_user_memory(UserMemory("Bob sails"), "bob")
-    pending = db.memories_to_embed("ava", "m-model", None)
+    pending = store.memories_to_embed("ava", "m-model", None)
     for name, chosen in (("a-model", pending[:2]), ("m-model", pending[2:4]), ("z", pending[4:5])):
-        db.set_embeddings(name, [(m, np.ones(DIMENSIONS, dtype=np.float32)) for m in chosen])
+        store.set_embeddings(name, [(m, np.ones(DIMENSIONS, dtype=np.float32)) for m in chosen])
     # one with none (the sixth), two of a name before, one of a name after
-    assert db.count_memories_to_embed("ava", "m-model") == 4
-    assert {m.memory_id for m in db.memories_to_embed("ava", "m-model", None)} == {
+    assert store.count_memories_to_embed("ava", "m-model") == 4
+    assert {m.memory_id for m in store.memories_to_embed("ava", "m-model", None)} == {
         m.memory_id for m in [*pending[:2], *pending[4:]]
     }
-    assert db.count_memories_to_embed("ava", "a-model") == 4
-    assert db.count_memories_to_embed("ava", "zz") == 6
-    assert db.count_memories_to_embed(None, "m-model") == 5  # bob's too
-    db.close()
+    assert store.count_memories_to_embed("ava", "a-model") == 4
+    assert store.count_memories_to_embed("ava", "zz") == 6
+    assert store.count_memories_to_embed("ava", "M-MODEL") == 6  # names compare exactly
+    assert store.count_memories_to_embed(None, "m-model") == 5  # bob's too
 
 
 def test_the_upgrade_makes_an_embedding_and_its_model_go_together(tmp_path: Path) -> None:

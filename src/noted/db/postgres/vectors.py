@@ -216,20 +216,22 @@ class PostgresVectors:
         return rows_to_memories(rows)
 
     def count_to_embed(self, user_id: str | None, model: str) -> int:
-        """All the user's memories less those embedded by ``model``: two counts that read
-        only indexes (a memory has a model exactly when it has an embedding), which stays
-        cheap when every search of the user asks."""
+        """The user's memories with no embedding of ``model``: no model, or another (a
+        memory has a model exactly when it has an embedding). Three ranges of the index of
+        users' rows by model (none, names before ``model``'s, names after it), so the count
+        costs what it finds, not what the user has: a search of the user asks every time."""
         if user_id is None:
             where, params = self._pending(None)
             statement = f"SELECT count(*) FROM {self._n.memories}{where}"
             args: list[Any] = [*params, model]
         else:
             t = self._n.memories
-            statement = (
-                f"SELECT (SELECT count(*) FROM {t} WHERE user_id = %s) - "
-                f"(SELECT count(*) FROM {t} WHERE user_id = %s AND embedding_model = %s)"
+            counts = " + ".join(
+                f"(SELECT count(*) FROM {t} WHERE user_id = %s AND embedding_model {r})"
+                for r in ("IS NULL", "< %s", "> %s")
             )
-            args = [user_id, user_id, model]
+            statement = f"SELECT {counts}"
+            args = [user_id, user_id, model, user_id, model]
         with self._connection() as conn:
             row = conn.execute(statement, args).fetchone()
         return 0 if row is None else int(row[0])
