@@ -6,6 +6,12 @@ a rolled back one's generation taken by another) must make it read everything ag
 from __future__ import annotations
 
 import hashlib
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -273,3 +279,88 @@ def test_the_journal_answers_only_for_generations_it_kept_whole(
     # past ten ids in all, the users least recently written went first
     assert kept.written("ava", 2, 3) is None and kept.written("u1", 0, 1) is None
     assert kept.written("u2", 0, 1) is not None and kept.written("u3", 0, 1) is not None
+
+
+WRITER = textwrap.dedent(
+    """
+    import hashlib, random, sys, time
+    from pathlib import Path
+    import numpy as np
+    from noted import Memory, SqliteDb, UserMemory
+    from noted.retrieval.embedders import BaseEmbedder
+
+    class HashEmbedder(BaseEmbedder):
+        def __init__(self):
+            super().__init__("test-hash", 8)
+
+        def _embed_batch(self, texts, kind):
+            rows = []
+            for text in texts:
+                digest = hashlib.blake2b(text.encode(), digest_size=8).digest()
+                seed = int.from_bytes(digest, "little")
+                rows.append(np.random.default_rng(seed).standard_normal(8))
+            return np.asarray(rows, dtype=np.float32)
+
+    memory = Memory(db=SqliteDb(sys.argv[1]), embedder=HashEmbedder())
+    Path(sys.argv[3]).touch()  # ready
+    while not Path(sys.argv[2]).exists():
+        time.sleep(0.002)
+    rng = random.Random(7)
+    mine = []
+    for i in range(60):
+        mine.append(memory.add_user_memory(UserMemory(f"theirs {i}"), "ava"))
+        if i % 3 == 2:
+            memory.delete_user_memory(mine.pop(rng.randrange(len(mine))), "ava")
+        if i % 4 == 0:
+            memory.search_user_memories("theirs", "ava", 3, "semantic")  # embeds theirs
+    """
+)
+
+
+def test_writes_of_two_processes_and_two_threads_at_once_end_as_a_full_read(
+    tmp_path: Path,
+) -> None:
+    """Every interleaving of this process's patched reads with another process's writes
+    must end where a full read does."""
+    path = tmp_path / "busy.db"
+    go = tmp_path / "go"
+    db = SqliteDb(path)
+    memory = Memory(db=db, embedder=HashEmbedder())
+    memory.add_user_memories([UserMemory(f"Ava fact {i}") for i in range(30)], "ava")
+    memory.search_user_memories("fact", "ava", 1, "semantic")
+    ready = tmp_path / "ready"
+    child = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(path), str(go), str(ready)], stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not ready.exists() and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    errors: list[BaseException] = []
+
+    def ours(name: str) -> None:
+        try:
+            rng = random.Random(name)
+            held: list[str] = []
+            for i in range(60):
+                held.append(memory.add_user_memory(UserMemory(f"{name} {i}"), "ava"))
+                if i % 3 == 1:
+                    memory.replace_user_memory(held[-1], UserMemory(f"{name} {i} again"), "ava")
+                if i % 5 == 4:
+                    memory.delete_user_memory(held.pop(rng.randrange(len(held))), "ava")
+                memory.search_user_memories(f"{name}", "ava", 3, "semantic")
+        except BaseException as exc:  # reported by the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=ours, args=(name,)) for name in ("left", "right")]
+    go.touch()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    _, stderr = child.communicate(timeout=120)
+    assert child.returncode == 0, stderr.decode()
+    assert not errors, errors
+    memory.search_user_memories("fact", "ava", 1, "semantic")  # embeds what is left
+    assert_same(vectors(db), read_in_full(path))
+    assert len(vectors(db).ids) == memory.count_user_memories(user_id="ava")
+    db.close()
