@@ -148,6 +148,7 @@ def test_backends_benchmark_smoke(tmp_path: Path) -> None:
             "20 newest",
             "keyword search",
             "hybrid search",
+            "hybrid after an add",
         }
         assert all(r["noted_p50_s"] > 0 for r in row.values())
     million = report.get("million")
