@@ -2,7 +2,8 @@
 
 :func:`loaded` builds them from the rows of a full read; :func:`patched` from the ones held
 before and the rows of the memories written since (see :mod:`noted.db.sqlite.journal`),
-with the same result as a full read: the rows in rowid order, the same mean.
+with the same result as a full read: the rows in rowid order, and the same mean up to
+float32 rounding (its sum is kept, and updated with the rows that change).
 
 Memories added at the end (the common write: a new memory, then its embedding) are
 appended into spare rows kept after the matrix (:class:`_Room`), so the rows before are
