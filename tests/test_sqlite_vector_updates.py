@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +22,11 @@ import apsw
 import numpy as np
 import pytest
 
-from noted import ConflictError, Memory, MemoryStore, SqliteDb, UserMemory
+from noted import ConflictError, Memory, MemoryStore, SqliteDb, StoreError, UserMemory
 from noted._time import utc_now
 from noted.db.base import WriteBatch
 from noted.db.sqlite import journal
+from noted.db.sqlite import store as sqlite_store
 from noted.db.sqlite.journal import ChangeJournal, Written
 from noted.db.sqlite.loaded import LoadedVectors
 from noted.db.sqlite.migrations import MIGRATIONS, record_version
@@ -363,4 +365,106 @@ def test_writes_of_two_processes_and_two_threads_at_once_end_as_a_full_read(
     memory.search_user_memories("fact", "ava", 1, "semantic")  # embeds what is left
     assert_same(vectors(db), read_in_full(path))
     assert len(vectors(db).ids) == memory.count_user_memories(user_id="ava")
+    db.close()
+
+
+def stamped(text: str, memory_id: str | None = None) -> UserMemory:
+    now = utc_now()
+    return UserMemory(
+        text, memory_id=memory_id or uuid.uuid4().hex, user_id="ava", created_at=now, updated_at=now
+    )
+
+
+def without_wal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file left in rollback-journal mode (as on a file system where SQLite cannot use
+    WAL): a COMMIT then waits for readers, and is refused as busy while one reads."""
+    monkeypatch.setattr(sqlite_store.migrations, "use_wal", lambda conn, timeout: None)
+
+
+@contextmanager
+def reading(path: Path) -> Iterator[None]:
+    """Another connection inside a read transaction that has read the memory table."""
+    reader = apsw.Connection(str(path))
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM noted_memories").fetchall()
+    try:
+        yield
+    finally:
+        reader.execute("COMMIT")
+        reader.close()
+
+
+def test_a_commit_refused_as_busy_is_rolled_back_and_the_next_write_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_wal(monkeypatch)
+    path = tmp_path / "busy.db"
+    db = SqliteDb(path, busy_timeout=0.2)
+    memory = Memory(db=db)
+    memory.add_user_memory(UserMemory("one"), "ava")
+    with reading(path), pytest.raises(StoreError):
+        memory.add_user_memory(UserMemory("two"), "ava")
+    assert db._conn is not None and not db._conn.in_transaction
+    memory.add_user_memory(UserMemory("three"), "ava")
+    db.close()
+    with SqliteDb(path) as fresh:
+        kept = sorted(m.memory for m in Memory(db=fresh).get_user_memories(user_id="ava"))
+    assert kept == ["one", "three"]
+
+
+def test_what_a_refused_commit_staged_is_never_kept_for_another_writers_generation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    without_wal(monkeypatch)
+    path = tmp_path / "refused.db"
+    db = SqliteDb(path, busy_timeout=0.2)
+    first = [stamped(f"Ava fact {i}") for i in range(4)]
+    db.upsert_memories(first)
+    db.set_embeddings(MODEL, [(m, np.ones(DIMENSIONS, dtype=np.float32)) for m in first])
+    vectors(db)
+    with reading(path), pytest.raises(StoreError):
+        db.upsert_memories([stamped("refused")])  # its generation is taken by others next
+    with SqliteDb(path) as other:
+        other.delete_memories([first[0].memory_id], "ava")
+    with SqliteDb(path) as other:
+        other.update_memory(stamped("Ava changed", memory_id=first[1].memory_id))
+    db.upsert_memories([stamped("ours")])
+    assert_same(vectors(db), read_in_full(path))
+    db.close()
+
+
+def test_the_mean_after_many_removals_is_a_full_reads(tmp_path: Path) -> None:
+    """A sum kept through removals keeps their rounding; it is made again instead."""
+    path = tmp_path / "drift.db"
+    db = SqliteDb(path)
+    memories = [stamped(f"m{i}") for i in range(2000)]
+    db.upsert_memories(memories)
+    rng = np.random.default_rng(0)
+    shared = rng.standard_normal(DIMENSIONS).astype(np.float32)
+    rows = [
+        (m, shared + 0.05 * rng.standard_normal(DIMENSIONS).astype(np.float32)) for m in memories
+    ]
+    db.set_embeddings(MODEL, rows)
+    vectors(db)
+    for memory in memories[:-1]:
+        db.delete_memories([memory.memory_id], "ava")
+        vectors(db)
+    held, full = vectors(db), read_in_full(path)
+    assert held.ids == full.ids == [memories[-1].memory_id]
+    assert np.array_equal(held.mean, full.mean)
+    db.delete_memories([memories[-1].memory_id], "ava")
+    assert vectors(db).keys.size == 0 and not vectors(db).mean.any()
+    db.close()
+
+
+def test_a_write_that_changes_no_vector_keeps_the_arrays(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "same.db")
+    memory = Memory(db=db, embedder=HashEmbedder())
+    memory.add_user_memories([UserMemory(f"Ava fact {i}") for i in range(10)], "ava")
+    memory.search_user_memories("fact", "ava", 1, "semantic")
+    before = vectors(db)
+    Memory(db=db).add_user_memory(UserMemory("not embedded yet"), "ava")
+    after = vectors(db)
+    assert after.generation == before.generation + 1
+    assert after.matrix is before.matrix and after.ids is before.ids
     db.close()

@@ -66,8 +66,8 @@ class ChangeJournal:
         """The running transaction committed: keep what it staged."""
         for user_id, generation, written in self._staged:
             generations = self._kept.pop(user_id, {})
+            self._ids += _size(written) - _size(generations.get(generation))
             generations[generation] = written
-            self._ids += _size(written)
             while len(generations) > GENERATIONS_KEPT:
                 self._ids -= _size(generations.pop(min(generations)))
             self._kept[user_id] = generations

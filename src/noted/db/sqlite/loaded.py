@@ -2,8 +2,8 @@
 
 :func:`loaded` builds them from the rows of a full read; :func:`patched` from the ones held
 before and the rows of the memories written since (see :mod:`noted.db.sqlite.journal`),
-with the same result as a full read: the rows in rowid order, and the same mean up to
-float32 rounding (its sum is kept, and updated with the rows that change).
+with the same result as a full read: the rows in rowid order, and the same mean (its sum
+is made again whenever the rows are copied, and kept in float64 while rows are appended).
 
 Memories added at the end (the common write: a new memory, then its embedding) are
 appended into spare rows kept after the matrix (:class:`_Room`), so the rows before are
@@ -14,6 +14,7 @@ it; the spare rows are used by the newest snapshot only (``used`` says whose the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,7 +59,7 @@ class LoadedVectors(UserVectors):
 
     ids: list[str]
     stamps: npt.NDArray[np.float64]
-    total: Vector  # the sum of the rows, in float32
+    total: npt.NDArray[np.float64]  # the sum of the rows (made in float32, kept in float64)
     mean: Vector  # the direction of that sum, length 1 (zeros when there is none)
     room: _Room | None = field(default=None, compare=False)
 
@@ -71,12 +72,13 @@ class LoadedVectors(UserVectors):
         return arrays + int(self.total.nbytes + self.mean.nbytes) + 80 * len(self.ids)
 
 
-def direction(total: Vector) -> Vector:
-    """``total`` scaled to length 1 (zeros when it is zero)."""
-    length = float(np.linalg.norm(total))
+def direction(total: npt.NDArray[np.float64]) -> Vector:
+    """``total`` scaled to length 1, in float32 (zeros when it is zero)."""
+    rounded = total.astype(np.float32)  # a full read's sum is float32's
+    length = float(np.linalg.norm(rounded))
     if not length > 0.0:
         return np.zeros(total.shape[0], dtype=np.float32)
-    unit: Vector = (total / length).astype(np.float32)
+    unit: Vector = (rounded / length).astype(np.float32)
     return unit
 
 
@@ -90,7 +92,7 @@ def _sum(matrix: Vector) -> Vector:
 def loaded(generation: int, rows: Sequence[Any], dimensions: int) -> LoadedVectors:
     """The vectors of rows of ``VECTOR_COLUMNS``, in rowid order."""
     matrix = from_blobs([row[1] for row in rows], dimensions)
-    total = _sum(matrix)
+    total = _sum(matrix).astype(np.float64)
     return LoadedVectors(
         generation,
         np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
@@ -115,11 +117,10 @@ def patched(
     the embedding of a row that has none of the model's."""
     fresh = loaded(generation, [row for row in rows if row[1] is not None], dimensions)
     gone = _positions(kept, written, rows)
-    total = kept.total + fresh.total
-    if gone:
-        total = total - _sum(kept.matrix[gone])
-    if not gone and (not kept.keys.size or not fresh.keys.size or fresh.keys[0] > kept.keys[-1]):
-        return _appended(kept, fresh, total)
+    if not gone and not fresh.keys.size:
+        return dataclasses.replace(kept, generation=generation)
+    if not gone and (not kept.keys.size or fresh.keys[0] > kept.keys[-1]):
+        return _appended(kept, fresh, kept.total + fresh.total)
     keys, matrix, stamps, ids = kept.keys, kept.matrix, kept.stamps, kept.ids
     if gone:
         keys = np.delete(keys, gone)
@@ -135,6 +136,9 @@ def patched(
         order = np.argsort(keys, kind="stable")
         keys, matrix, stamps = keys[order], matrix[order], stamps[order]
         ids = [ids[at] for at in order.tolist()]
+    # the matrix is copied here anyway: its sum is made again, as a full read makes it (a
+    # sum kept through removals would keep their rounding)
+    total = _sum(matrix).astype(np.float64)
     return LoadedVectors(generation, keys, matrix, ids, stamps, total, direction(total))
 
 
@@ -152,7 +156,9 @@ def _positions(kept: LoadedVectors, written: Written, rows: Sequence[Any]) -> li
     return sorted(found.tolist())
 
 
-def _appended(kept: LoadedVectors, fresh: LoadedVectors, total: Vector) -> LoadedVectors:
+def _appended(
+    kept: LoadedVectors, fresh: LoadedVectors, total: npt.NDArray[np.float64]
+) -> LoadedVectors:
     """``kept`` with ``fresh``'s rows after its own (their rowids are all greater), in the
     spare rows of ``kept``'s arrays when it is their newest snapshot and they have room."""
     size, more = kept.keys.size, fresh.keys.size

@@ -251,6 +251,7 @@ class SqliteDb(
                 yield conn
                 return
             conn.execute("BEGIN IMMEDIATE")
+            self._vectors.rolled_back()  # nothing staged before belongs to this one
             try:
                 yield conn
             except BaseException:
@@ -261,6 +262,8 @@ class SqliteDb(
                 conn.execute("COMMIT")
             except BaseException:
                 self._vectors.rolled_back()
+                if conn.in_transaction:  # a COMMIT refused (busy) leaves it open
+                    conn.execute("ROLLBACK")
                 raise
             self._vectors.committed()
 
