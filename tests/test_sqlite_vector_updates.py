@@ -468,3 +468,99 @@ def test_a_write_that_changes_no_vector_keeps_the_arrays(tmp_path: Path) -> None
     assert after.generation == before.generation + 1
     assert after.matrix is before.matrix and after.ids is before.ids
     db.close()
+
+
+SHAPES = [("model-a", DIMENSIONS), ("model-b", DIMENSIONS), ("model-a", 4)]
+
+
+def test_random_writes_of_every_kind_always_end_as_a_full_read(tmp_path: Path) -> None:
+    """Two users, three (model, size) shapes, and 300 random writes through the store:
+    adds, embeddings (some of a text that has since changed, which store nothing), replaces
+    with the same text or another, deletes, a deleted id back (for either user), batches
+    with a clear, deletes, updates and adds at once, and batches refused part-way. Every
+    other step, each shape of each user held by this process equals a full read."""
+    path = tmp_path / "random.db"
+    db = SqliteDb(path)
+    rng = random.Random(11)
+    held: dict[str, list[str]] = {"ava": [], "bob": []}
+    gone: list[str] = []
+
+    def vector(text: str, dims: int) -> Any:
+        seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+        return np.random.default_rng(seed).standard_normal(dims).astype(np.float32)
+
+    def memory(text: str, user: str, memory_id: str | None = None) -> UserMemory:
+        now = utc_now()
+        memory_id = memory_id or uuid.uuid4().hex
+        return UserMemory(text, memory_id=memory_id, user_id=user, created_at=now, updated_at=now)
+
+    def embed(user: str) -> None:
+        model, dims = rng.choice(SHAPES)
+        pending = db.memories_to_embed(user, model, None)
+        chosen = rng.sample(pending, min(len(pending), rng.randint(0, 5)))
+        items = []
+        for m in chosen:
+            if rng.random() < 0.15:  # its text changed since: nothing is stored
+                stale = memory(m.memory + " before", user, m.memory_id)
+                items.append((stale, vector(model + stale.memory, dims)))
+            else:
+                items.append((m, vector(model + m.memory, dims)))
+        db.set_embeddings(model, items)
+
+    for step in range(300):
+        user = rng.choice(["ava", "bob"])
+        other = "bob" if user == "ava" else "ava"
+        mine = held[user]
+        choice = rng.random()
+        if choice < 0.2:
+            added = [memory(f"{user} {step} {i}", user) for i in range(rng.randint(1, 4))]
+            db.upsert_memories(added)
+            mine += [m.memory_id or "" for m in added]
+        elif choice < 0.45:
+            embed(user)
+        elif choice < 0.55 and mine:
+            target = db.get_memory(rng.choice(mine), user)
+            assert target is not None
+            text = target.memory if rng.random() < 0.5 else f"{user} changed {step}"
+            db.update_memory(memory(text, user, target.memory_id))
+        elif choice < 0.63 and mine:
+            deleted = rng.sample(mine, min(len(mine), rng.randint(1, 3)))
+            db.delete_memories(deleted, user)
+            for memory_id in deleted:
+                mine.remove(memory_id)
+                gone.append(memory_id)
+        elif choice < 0.68 and gone:
+            back = gone.pop(rng.randrange(len(gone)))
+            db.upsert_memories([memory(f"back {step}", user, back)])
+            mine.append(back)
+        elif choice < 0.8:
+            deletes = tuple(rng.sample(mine, min(len(mine), rng.randint(0, 2))))
+            updates = tuple(
+                memory(f"batch {step}", user, m)
+                for m in rng.sample(mine, min(len(mine), rng.randint(0, 2)))
+            )
+            adds = [memory(f"{user} batch {step} {i}", user) for i in range(rng.randint(0, 2))]
+            if deletes and rng.random() < 0.5:
+                adds.append(memory(f"again {step}", user, deletes[0]))  # deleted, then back
+            clear = rng.random() < 0.05
+            db.write_batch(WriteBatch(user, clear, deletes, updates, tuple(adds)))
+            for memory_id in held[user] if clear else deletes:
+                gone.append(memory_id)
+            held[user] = [] if clear else [m for m in mine if m not in deletes]
+            for m in adds:
+                held[user].append(m.memory_id or "")
+                if m.memory_id in gone:
+                    gone.remove(m.memory_id)
+        elif held[other]:  # refused part-way: another user's id
+            foreign = memory("not mine", user, held[other][0])
+            with pytest.raises(ConflictError):
+                db.write_batch(WriteBatch(user, deletes=tuple(mine[:1]), adds=(foreign,)))
+        if step % 2:
+            for who in ("ava", "bob"):
+                for model, dims in SHAPES:
+                    ours = db._vectors.user_vectors(who, model, dims)
+                    with SqliteDb(path) as fresh:
+                        theirs = fresh._vectors.user_vectors(who, model, dims)
+                    assert isinstance(ours, LoadedVectors) and isinstance(theirs, LoadedVectors)
+                    assert_same(ours, theirs)
+    db.close()
