@@ -375,10 +375,13 @@ def stamped(text: str, memory_id: str | None = None) -> UserMemory:
     )
 
 
-def without_wal(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A file left in rollback-journal mode (as on a file system where SQLite cannot use
-    WAL): a COMMIT then waits for readers, and is refused as busy while one reads."""
+def busy_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, SqliteDb]:
+    """A store on a file left in rollback-journal mode (as on a file system where SQLite
+    cannot use WAL): a COMMIT then waits for readers, and is refused as busy while one
+    reads (within a short busy timeout)."""
     monkeypatch.setattr(sqlite_store.migrations, "use_wal", lambda conn, timeout: None)
+    path = tmp_path / "busy.db"
+    return path, SqliteDb(path, busy_timeout=0.2)
 
 
 @contextmanager
@@ -397,9 +400,7 @@ def reading(path: Path) -> Iterator[None]:
 def test_a_commit_refused_as_busy_is_rolled_back_and_the_next_write_commits(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    without_wal(monkeypatch)
-    path = tmp_path / "busy.db"
-    db = SqliteDb(path, busy_timeout=0.2)
+    path, db = busy_store(tmp_path, monkeypatch)
     memory = Memory(db=db)
     memory.add_user_memory(UserMemory("one"), "ava")
     with reading(path), pytest.raises(StoreError):
@@ -415,9 +416,7 @@ def test_a_commit_refused_as_busy_is_rolled_back_and_the_next_write_commits(
 def test_what_a_refused_commit_staged_is_never_kept_for_another_writers_generation(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    without_wal(monkeypatch)
-    path = tmp_path / "refused.db"
-    db = SqliteDb(path, busy_timeout=0.2)
+    path, db = busy_store(tmp_path, monkeypatch)
     first = [stamped(f"Ava fact {i}") for i in range(4)]
     db.upsert_memories(first)
     db.set_embeddings(MODEL, [(m, np.ones(DIMENSIONS, dtype=np.float32)) for m in first])

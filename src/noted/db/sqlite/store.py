@@ -251,7 +251,6 @@ class SqliteDb(
                 yield conn
                 return
             conn.execute("BEGIN IMMEDIATE")
-            self._vectors.rolled_back()  # nothing staged before belongs to this one
             try:
                 yield conn
             except BaseException:

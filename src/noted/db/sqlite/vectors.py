@@ -113,14 +113,13 @@ class SqliteVectors:
         self,
         conn: Connection,
         user_ids: Iterable[str],
-        memory_ids: Iterable[str] | None,
+        memory_ids: Iterable[str],
         *,
         deleted: bool = False,
     ) -> None:
         """Move on the generation of each user whose rows this transaction writes, the rows
-        of ``memory_ids`` (None when not known: the users' vectors are read again in full),
-        ``deleted`` if it deletes them."""
-        ids = None if memory_ids is None else frozenset(memory_ids)
+        of ``memory_ids``, ``deleted`` if it deletes them."""
+        ids = frozenset(memory_ids)
         for user_id in set(user_ids):
             (generation,) = conn.execute(self._sql_bump, (user_id,)).fetchone()
             self._journal.stage(user_id, int(generation), ids, deleted)
