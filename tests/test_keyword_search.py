@@ -17,7 +17,14 @@ from noted import InMemoryDb, Memory, MemoryStore, SqliteDb, UserError, UserMemo
 from noted.db import MemoryQuery
 from noted.db import memory as memory_store
 from noted.db._client_search import SnapshotCache, UserSnapshot
-from noted.retrieval.ranking import STOPWORDS, KeywordIndex, _stem, bm25_scores, fts_terms
+from noted.retrieval.ranking import (
+    STOPWORDS,
+    KeywordIndex,
+    PatchedIndex,
+    _stem,
+    bm25_scores,
+    fts_terms,
+)
 from noted.retrieval.vectors import UserVectors
 from noted.testing import ScriptedModel
 
@@ -316,6 +323,56 @@ def test_the_keyword_index_scores_a_subset_as_bm25_of_that_subset_alone() -> Non
             assert bm25_scores(documents, text) == reference_bm25(documents, text)
         tuned = index.scores(text, subset, k1=2.0, b=0.3)[subset].tolist()
         assert tuned == reference_bm25(chosen, text, k1=2.0, b=0.3)
+
+
+def test_a_patched_index_scores_as_one_made_afresh() -> None:
+    """Documents taken out, moved and added, patch after patch: the scores equal those of
+    an index of the documents as they are now, to the last bit, until it is made whole."""
+    rng = random.Random(7)
+    vocabulary = [
+        "tea",
+        "teas",
+        "green",
+        "ski",
+        "skiing",
+        "skied",
+        "Lisbon",
+        "café",
+        "cafe",
+        "Alps",
+        "the",
+        "of",
+        "42",
+    ]
+
+    def document() -> str:
+        return " ".join(rng.choices(vocabulary, k=rng.randint(0, 12)))
+
+    patched_at_least = 0
+    for _ in range(40):
+        documents = [document() for _ in range(rng.randint(1, 40))]
+        index: KeywordIndex | PatchedIndex | None = KeywordIndex(documents)
+        for _ in range(12):
+            assert index is not None
+            kept = [k for k in range(len(documents)) if rng.random() > 0.1]
+            rng.shuffle(kept)  # any new order
+            added = [document() for _ in range(rng.choice((0, 1, 3)))]
+            moved = np.full(len(documents), -1, dtype=np.intp)
+            moved[kept] = np.arange(len(kept))
+            placed = np.arange(len(kept), len(kept) + len(added), dtype=np.intp)
+            documents = [documents[k] for k in kept] + added
+            index = PatchedIndex.patch(index, moved, added, placed, len(documents))
+            if index is None:
+                index = KeywordIndex(documents)
+            else:
+                patched_at_least += 1
+            for _ in range(3):
+                text = " ".join(rng.choices(vocabulary, k=rng.randint(1, 4)))
+                assert index.scores(text).tolist() == reference_bm25(documents, text)
+                subset = np.array([rng.random() < 0.6 for _ in documents], dtype=bool)
+                chosen = [d for d, keep in zip(documents, subset, strict=True) if keep]
+                assert index.scores(text, subset)[subset].tolist() == reference_bm25(chosen, text)
+    assert patched_at_least > 100
 
 
 def test_a_snapshot_is_charged_for_its_keyword_index_once_built() -> None:

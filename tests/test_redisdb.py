@@ -112,6 +112,7 @@ def test_the_key_layout(db: RedisDb, client: redis.Redis) -> None:
         f"{m}:e:3:a:b:m1",
         f"{m}:e:3:a:b:m2",  # a deleted memory keeps its history
         f"{m}:gen:3:a:b",
+        f"{m}:chg:3:a:b",
     }
     s = db.session_table
     assert keys(client, s) == {f"{s}:s:s1", f"{s}:r:s1", f"{s}:d:s1", f"{s}:u:ava", f"{s}:all"}

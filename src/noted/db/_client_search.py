@@ -8,19 +8,21 @@ current is theirs, ranking it is shared here and answers as :func:`keyword_rank`
 
 from __future__ import annotations
 
+import bisect
 import copy
 import heapq
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from operator import attrgetter
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from noted.db.base import MemoryQuery, ScoredMemory
-from noted.retrieval.ranking import KeywordIndex, bm25_scores
+from noted.retrieval.ranking import KeywordIndex, PatchedIndex, bm25_scores
 from noted.retrieval.vectors import UserVectors, Vector, cosine_scores, top_indices
 from noted.schema import UserMemory
 
@@ -109,6 +111,114 @@ def _document(m: UserMemory) -> str:
     return " ".join([m.memory, *m.topics, m.input or ""])
 
 
+def _merged(
+    kept: list[int],
+    incoming: list[int],
+    kept_key: Callable[[int], Any],
+    incoming_key: Callable[[int], Any],
+) -> list[int]:
+    """The positions ``kept`` (already in key order) and, as ``~i``, the rows ``incoming``
+    (also in key order), merged by key. New rows usually come after every kept one."""
+    if not incoming:
+        return kept
+    if not kept or kept_key(kept[-1]) < incoming_key(incoming[0]):
+        return kept + [~i for i in incoming]
+    merged: list[int] = []
+    start = 0
+    for i in incoming:
+        spot = bisect.bisect_left(kept, incoming_key(i), lo=start, key=kept_key)
+        merged += kept[start:spot]
+        merged.append(~i)
+        start = spot
+    merged += kept[start:]
+    return merged
+
+
+def _id_of(memories: Sequence[UserMemory]) -> Callable[[np.intp], str]:
+    return lambda p: memories[int(p)].memory_id or ""
+
+
+def _patched_vectors(
+    found: UserVectors,
+    generation: int,
+    moved: npt.NDArray[np.intp],
+    placed: npt.NDArray[np.intp],
+    vectors: Sequence[tuple[str, Vector] | None],
+    shape: Shape,
+) -> UserVectors:
+    """``found`` after a patch: each row at its memory's new position (``moved``, -1 for
+    a memory taken out), then the rows' vectors of ``shape`` at theirs (``placed``), in
+    position order. Rows added after all the others (a new memory, or its embedding) go
+    into spare rows kept after the matrix, so the matrix is not copied."""
+    keys = moved[found.keys]
+    alive = keys >= 0
+    added = sorted(
+        (int(placed[i]), v)
+        for i, item in enumerate(vectors)
+        if item is not None
+        for model, v in [item]
+        if (model, v.size) == shape
+    )
+    if alive.all() and not added:
+        if isinstance(found, _RoomyVectors):
+            return _RoomyVectors(generation, keys, found.matrix, found.room)
+        return UserVectors(generation, keys, found.matrix)
+    if alive.all() and (not keys.size or added[0][0] > keys[-1]):
+        fresh = np.array([p for p, _ in added], dtype=np.int64)
+        room, matrix = _Room.appended(found, np.stack([v for _, v in added]))
+        return _RoomyVectors(generation, np.concatenate([keys, fresh]), matrix, room)
+    matrix = found.matrix[alive]
+    keys = keys[alive]
+    if added:
+        keys = np.concatenate([keys, np.array([p for p, _ in added], dtype=keys.dtype)])
+        matrix = np.concatenate([matrix, np.stack([v for _, v in added])])
+    sort = np.argsort(keys, kind="stable")
+    return UserVectors(generation, keys[sort].astype(np.int64, copy=False), matrix[sort])
+
+
+class _Room:
+    """A matrix with spare rows after the first ``used``, which belong to the newest
+    vectors made from it: rows appended later go into the spare ones, and vectors made
+    earlier keep their own length, never seeing them."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, buffer: Vector, used: int) -> None:
+        self.buffer = buffer
+        self.used = used
+
+    @classmethod
+    def appended(cls, found: UserVectors, rows: Vector) -> tuple[_Room, Vector]:
+        """A room holding ``found``'s rows then ``rows``, and the matrix of those: in
+        ``found``'s own room when nothing was appended to it since (then it is taken, so
+        only once), else in a new one with a sixteenth more rows than needed (64 at
+        least)."""
+        size = found.matrix.shape[0]
+        end = size + rows.shape[0]
+        room = found.room if isinstance(found, _RoomyVectors) else None
+        with cls._lock:
+            taken = room is not None and room.used == size and room.buffer.shape[0] >= end
+            if room is not None and taken:
+                room.used = end
+        if room is None or not taken:
+            buffer = np.empty((end + max(64, end // 16), found.matrix.shape[1]), np.float32)
+            buffer[:size] = found.matrix
+            room = cls(buffer, end)
+        room.buffer[size:end] = rows
+        return room, room.buffer[:end]
+
+
+@dataclass(frozen=True, slots=True)
+class _RoomyVectors(UserVectors):
+    """Vectors whose matrix is the first rows of a :class:`_Room`'s."""
+
+    room: _Room
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.keys.nbytes + self.room.buffer.nbytes)
+
+
 class UserSnapshot:
     """One user's memories as a store read them at ``generation``, in the store's order
     (which equal semantic scores keep), and per (model, dimensions) the vectors of those
@@ -135,17 +245,79 @@ class UserSnapshot:
         generation: int,
         memories: Sequence[UserMemory],
         vectors: Mapping[Shape, UserVectors] | None = None,
+        *,
+        documents: Sequence[str] | None = None,
+        by_id: npt.NDArray[np.intp] | None = None,
     ) -> None:
+        """``documents`` and ``by_id``, when given, are what this would make of the
+        memories (see :meth:`patched`)."""
         self.generation = generation
         self.memories = tuple(memories)
         self.vectors = vectors
-        self._documents = tuple(_document(m) for m in self.memories)
+        self._documents = tuple(documents or map(_document, self.memories))
         # memory_id order: keyword_rank's among equal scores
-        by_id = sorted(range(len(self.memories)), key=lambda k: self.memories[k].memory_id or "")
-        self._by_id = np.array(by_id, dtype=np.intp)
+        if by_id is None:
+            order = sorted(
+                range(len(self.memories)), key=lambda k: self.memories[k].memory_id or ""
+            )
+            by_id = np.array(order, dtype=np.intp)
+        self._by_id = by_id
         # texts twice: in the memories and in the documents
         self._text_bytes = _MEMORY_BYTES * len(memories) + 2 * sum(map(len, self._documents))
-        self._index: KeywordIndex | None = None
+        self._index: KeywordIndex | PatchedIndex | None = None
+
+    def patched(
+        self,
+        generation: int,
+        changed: Collection[str],
+        rows: Sequence[UserMemory],
+        vectors: Sequence[tuple[str, Vector] | None],
+        order: Callable[[UserMemory], Any],
+    ) -> UserSnapshot:
+        """This snapshot at ``generation``, after writes to the memories ``changed`` names
+        (ids): those are taken out, and ``rows`` (what those ids hold now that is the
+        user's) put in at their places in ``order``, the store's order that the memories
+        follow. ``vectors[i]`` is ``rows[i]``'s embedding (its model and vector) or None:
+        it joins the vectors of its shape when the snapshot holds those; a keyword index
+        already made is carried over with the rows' documents indexed beside it (see
+        :class:`PatchedIndex`). Equal to the snapshot a full read at ``generation``
+        makes, and ranks as it does."""
+        old = self.memories
+        kept = [k for k, m in enumerate(old) if m.memory_id not in changed]
+        incoming = sorted(range(len(rows)), key=lambda i: order(rows[i]))
+        sources = _merged(kept, incoming, lambda k: order(old[k]), lambda i: order(rows[i]))
+        memories = [old[k] if k >= 0 else rows[~k] for k in sources]
+        documents = [self._documents[k] if k >= 0 else _document(rows[~k]) for k in sources]
+        where = np.array(sources, dtype=np.intp)
+        olds = where >= 0
+        moved = np.full(len(old), -1, dtype=np.intp)  # each old position's new one, or -1
+        moved[where[olds]] = np.flatnonzero(olds)
+        placed = np.empty(len(rows), dtype=np.intp)  # each row's position
+        placed[~where[~olds]] = np.flatnonzero(~olds)
+        by_id = moved[self._by_id]
+        by_id = by_id[by_id >= 0]
+        if len(rows):
+            newcomers = sorted(placed.tolist(), key=lambda p: memories[p].memory_id or "")
+            spots = [
+                bisect.bisect_left(by_id, memories[p].memory_id or "", key=_id_of(memories))
+                for p in newcomers
+            ]
+            by_id = np.insert(by_id, spots, newcomers)
+        shapes = {
+            shape: _patched_vectors(found, generation, moved, placed, vectors, shape)
+            for shape, found in (self.vectors or {}).items()
+        }
+        twin = UserSnapshot(
+            generation,
+            memories,
+            None if self.vectors is None else shapes,
+            documents=documents,
+            by_id=by_id,
+        )
+        if self._index is not None:
+            added = [documents[int(p)] for p in placed]
+            twin._index = PatchedIndex.patch(self._index, moved, added, placed, len(memories))
+        return twin
 
     def with_vectors(self, shape: Shape, found: UserVectors) -> UserSnapshot:
         """This snapshot with ``found`` as its vectors of ``shape`` too (the rest shared)."""

@@ -47,6 +47,7 @@ __all__ = [
     "Capabilities",
     "Change",
     "PageRules",
+    "PendingCount",
     "PendingCounts",
     "StoredSide",
     "UndoingStore",
@@ -321,6 +322,16 @@ class EmbeddingsInHelper:
         return self._vectors.store(model, items)
 
 
+@dataclass(frozen=True, slots=True)
+class PendingCount:
+    """A user's count of memories without an embedding by a model, at ``generation``;
+    ``ids`` are those memories when the store listed them (else None)."""
+
+    generation: int
+    count: int
+    ids: frozenset[str] | None = None
+
+
 class PendingCounts:
     """Each user's count of memories without an embedding by a model, kept with the
     generation of the user's memories it was counted at: a semantic search asks before it
@@ -330,17 +341,28 @@ class PendingCounts:
 
     def __init__(self, most: int = 10_000) -> None:
         self._most = most
-        self._kept: dict[tuple[str, str], tuple[int, int]] = {}
+        self._kept: dict[tuple[str, str], PendingCount] = {}
 
     def get(self, user_id: str, model: str, generation: int) -> int | None:
         """The kept count, if it was counted at ``generation``."""
         kept = self._kept.get((user_id, model))
-        return kept[1] if kept is not None and kept[0] == generation else None
+        return kept.count if kept is not None and kept.generation == generation else None
 
-    def put(self, user_id: str, model: str, generation: int, count: int) -> None:
+    def entry(self, user_id: str, model: str) -> PendingCount | None:
+        """What is kept for the user and model, at whatever generation."""
+        return self._kept.get((user_id, model))
+
+    def put(
+        self,
+        user_id: str,
+        model: str,
+        generation: int,
+        count: int,
+        ids: frozenset[str] | None = None,
+    ) -> None:
         if len(self._kept) >= self._most:
             self._kept.clear()
-        self._kept[(user_id, model)] = (generation, count)
+        self._kept[(user_id, model)] = PendingCount(generation, count, ids)
 
     def clear(self) -> None:
         self._kept.clear()

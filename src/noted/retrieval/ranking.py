@@ -8,7 +8,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from itertools import chain
 
 import numpy as np
@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 __all__ = [
     "KeywordIndex",
+    "PatchedIndex",
     "bm25_scores",
     "content_terms",
     "fts_terms",
@@ -136,6 +137,15 @@ class KeywordIndex:
         arrays = (self._start, self._positions, self._counts, self._sizes)
         return sum(a.nbytes for a in arrays) + sum(100 + len(w) for w in self._words)
 
+    def postings(self, word: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """The positions of the documents holding stem ``word``, in order, and its count
+        in each (empty when none does)."""
+        index = self._words.get(word)
+        if index is None:
+            return _NONE, _NONE
+        start, end = self._start[index], self._start[index + 1]
+        return self._positions[start:end], self._counts[start:end]
+
     def scores(
         self,
         text: str,
@@ -149,33 +159,123 @@ class KeywordIndex:
         subset's documents alone (its document count, average length and each word's
         document frequency), with the float operations of the formula applied document by
         document, in the same order: the same scores to the last bit, only on arrays."""
-        scores = np.zeros(len(self._sizes))
-        if subset is None:
-            total, total_size = len(self._sizes), self._total_size
-        else:
-            total, total_size = int(np.count_nonzero(subset)), int(self._sizes[subset].sum())
-        wanted = _query_stems(text)
-        if not wanted or not total:
-            return scores
-        average = total_size / total or 1.0
-        for word in wanted:  # a score adds its words' terms in this order
-            index = self._words.get(word)
-            if index is None:
-                continue
-            start, end = self._start[index], self._start[index + 1]
-            positions, counts = self._positions[start:end], self._counts[start:end]
-            if subset is not None:
-                inside = subset[positions]
-                positions, counts = positions[inside], counts[inside]
-            holding = len(positions)
-            if not holding:
-                continue
-            weight = math.log(1 + (total - holding + 0.5) / (holding + 0.5))
-            sizes = self._sizes[positions]
-            scores[positions] += (
-                weight * counts * (k1 + 1) / (counts + k1 * (1 - b + b * sizes / average))
-            )
+        return _bm25(text, self.postings, self._sizes, self._total_size, subset, k1, b)
+
+
+_NONE = np.zeros(0, dtype=np.int32)
+
+
+def _bm25(
+    text: str,
+    postings: Callable[[str], tuple[npt.NDArray[np.integer], npt.NDArray[np.int32]]],
+    sizes: npt.NDArray[np.int32],
+    total_size: int,
+    subset: npt.NDArray[np.bool_] | None,
+    k1: float,
+    b: float,
+) -> npt.NDArray[np.float64]:
+    """KeywordIndex.scores over documents of ``sizes`` (``total_size`` in all) whose
+    postings come from ``postings``; a document holds a word once in them."""
+    scores = np.zeros(len(sizes))
+    if subset is None:
+        total = len(sizes)
+    else:
+        total, total_size = int(np.count_nonzero(subset)), int(sizes[subset].sum())
+    wanted = _query_stems(text)
+    if not wanted or not total:
         return scores
+    average = total_size / total or 1.0
+    for word in wanted:  # a score adds its words' terms in this order
+        positions, counts = postings(word)
+        if subset is not None:
+            inside = subset[positions]
+            positions, counts = positions[inside], counts[inside]
+        holding = len(positions)
+        if not holding:
+            continue
+        weight = math.log(1 + (total - holding + 0.5) / (holding + 0.5))
+        held = sizes[positions]
+        scores[positions] += (
+            weight * counts * (k1 + 1) / (counts + k1 * (1 - b + b * held / average))
+        )
+    return scores
+
+
+class PatchedIndex:
+    """BM25 over documents kept in a few :class:`KeywordIndex` parts, each part's
+    positions placed among the whole's by an array (-1: a document taken out): a copy of
+    a large index after a few documents were added, changed or taken out, without
+    indexing the others again. Scores equal those of one index of the documents as they
+    are now, to the last bit. Never changed once made."""
+
+    __slots__ = ("_parts", "_sizes", "_total_size")
+
+    def __init__(
+        self, parts: Sequence[tuple[KeywordIndex, npt.NDArray[np.intp]]], count: int
+    ) -> None:
+        self._parts = tuple(parts)
+        self._sizes = np.zeros(count, dtype=np.int32)
+        for index, where in self._parts:
+            alive = where >= 0
+            self._sizes[where[alive]] = index._sizes[alive]
+        self._total_size = int(self._sizes.sum())
+
+    @classmethod
+    def patch(
+        cls,
+        base: KeywordIndex | PatchedIndex,
+        moved: npt.NDArray[np.intp],
+        documents: Sequence[str],
+        placed: npt.NDArray[np.intp],
+        count: int,
+    ) -> PatchedIndex | None:
+        """``base`` with its document at position ``p`` moved to ``moved[p]`` (-1: taken
+        out) and ``documents`` added at ``placed``, ``count`` documents in all; None when
+        it is better made again whole (more than eight parts, or more than a quarter of
+        the documents it would hold taken out)."""
+        if isinstance(base, KeywordIndex):
+            old = [(base, np.arange(len(base._sizes), dtype=np.intp))]
+        else:
+            old = list(base._parts)
+        parts = [(index, np.where(where >= 0, moved[where], -1)) for index, where in old]
+        if documents:
+            parts.append((KeywordIndex(documents), placed))
+        indexed = sum(len(index._sizes) for index, _ in parts)
+        if len(parts) > _MOST_PARTS or 4 * (indexed - count) > indexed:
+            return None
+        return cls(parts, count)
+
+    @property
+    def nbytes(self) -> int:
+        return self._sizes.nbytes + sum(i.nbytes + w.nbytes for i, w in self._parts)
+
+    def postings(self, word: str) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int32]]:
+        found = []
+        for index, where in self._parts:
+            positions, counts = index.postings(word)
+            if positions.size:
+                placed = where[positions]
+                alive = placed >= 0
+                found.append((placed[alive], counts[alive]))
+        if not found:
+            return np.zeros(0, dtype=np.intp), _NONE
+        if len(found) == 1:
+            return found[0]
+        return np.concatenate([p for p, _ in found]), np.concatenate([c for _, c in found])
+
+    def scores(
+        self,
+        text: str,
+        subset: npt.NDArray[np.bool_] | None = None,
+        *,
+        k1: float = 1.2,
+        b: float = 0.75,
+    ) -> npt.NDArray[np.float64]:
+        """As :meth:`KeywordIndex.scores`."""
+        return _bm25(text, self.postings, self._sizes, self._total_size, subset, k1, b)
+
+
+_MOST_PARTS = 8
 
 
 def bm25_scores(

@@ -5,7 +5,7 @@ between script replies and memories. The key layout is in :mod:`.store`'s notes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -14,9 +14,10 @@ import numpy as np
 from noted._time import from_micros, to_micros
 from noted.audit import MemoryEvent
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
-from noted.db._rows import COLUMNS, row_to_event, rows_to_memories
+from noted.db._rows import COLUMNS, row_to_event
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.core import PageRules, PendingCounts, keyword_user
+from noted.db.redisdb.changes import read_changes, script_memories, upd_order
 from noted.errors import StoreError
 from noted.retrieval.vectors import UserVectors, from_blobs, search_target
 from noted.schema import UserMemory, UserStats
@@ -30,6 +31,7 @@ __all__ = ["Arg", "RedisReads", "decoded", "last_rank", "opt", "owned_by", "scop
 Arg = str | bytes | int | float  # what a script argument may be
 
 _MEMORY_FIELDS: Final = COLUMNS[1:]  # a memory hash's fields
+_LISTED_AT_MOST: Final = 4096  # a count of memories to embed keeps their ids up to this many
 
 
 def opt(value: str | None) -> str:
@@ -47,14 +49,6 @@ def owned_by(owner: bytes | str | None, user_id: str) -> bool:
 
 def to_json(data: object) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def _memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:
-    """Memories from a read script's JSON rows: id, then _MEMORY_FIELDS (and anything
-    after them, ignored here)."""
-    return rows_to_memories(
-        [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), int(r[9])) for r in rows]
-    )
 
 
 def _event(memory_id: str, user_id: str, raw: bytes | str) -> MemoryEvent:
@@ -87,6 +81,7 @@ class RedisReads(PageRules):
     _redis_error: type[Exception]
     _read: Script
     _load: Script
+    _changes: Script
     _to_embed: Script
     _count: Script
     _topics: Script
@@ -123,7 +118,7 @@ class RedisReads(PageRules):
             found = self._client.hmget(self._mkey(memory_id), _MEMORY_FIELDS)
         if not owned_by(found[0], user_id):
             return None
-        return _memories([[memory_id, *map(decoded, found)]])[0]
+        return script_memories([[memory_id, *map(decoded, found)]])[0]
 
     def _read_rows(
         self, user_id: str | None, kind: str, by: str, lo: Arg, hi: Arg, rev: bool = False
@@ -148,7 +143,7 @@ class RedisReads(PageRules):
     def _matching(self, query: MemoryQuery) -> list[UserMemory]:
         """The memories that pass the query's filters, in no particular order."""
         rows = self._read_rows(query.user_id, "upd", "score", *self._time_bounds(query))
-        return [m for m in _memories(rows) if matches(query, m)]
+        return [m for m in script_memories(rows) if matches(query, m)]
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
         if query.limit == 0:
@@ -158,7 +153,9 @@ class RedisReads(PageRules):
         kind = "upd" if query.sort_by == "updated_at" else "crt"
         stop = last_rank(query.offset, query.limit)
         rev = query.sort_order == "desc"
-        return _memories(self._read_rows(query.user_id, kind, "rank", query.offset, stop, rev))
+        return script_memories(
+            self._read_rows(query.user_id, kind, "rank", query.offset, stop, rev)
+        )
 
     def count_memories(self, query: MemoryQuery) -> int:
         if query.filtered:
@@ -167,16 +164,17 @@ class RedisReads(PageRules):
 
     def _snapshot(self, user_id: str, shape: Shape | None = None) -> UserSnapshot:
         """The user's memories, and their vectors of ``shape`` when given, as they are now:
-        the cached snapshot while its generation is the user's (one GET), else read again
-        with their generation by one script. What the snapshot already holds is not read
-        again unless the generation moved on meanwhile."""
+        the cached snapshot while its generation is the user's (one GET); after writes
+        the user's change log names, the cached one with only those memories read again;
+        else everything read again with its generation by one script. What the snapshot
+        already holds is not read again unless the generation moved on meanwhile."""
         cached = self.cache.get(user_id)
         if cached is not None:
             with self._mapped_errors():
                 current = int(self._client.get(self._gkey(user_id)) or 0)
             if cached.generation != current:
-                cached = None
-            elif shape is None or shape in (cached.vectors or {}):
+                cached = self._patched(user_id, cached)
+            if cached is not None and (shape is None or shape in (cached.vectors or {})):
                 return cached
         model, dimensions = shape or ("", 0)
 
@@ -188,13 +186,29 @@ class RedisReads(PageRules):
             cached, reply = None, load(True)
         generation = int(reply[0])
         if cached is None:
-            cached = UserSnapshot(generation, _memories(json.loads(reply[1])))
+            cached = UserSnapshot(generation, script_memories(json.loads(reply[1])))
         if shape is not None:
             keys = np.array(json.loads(reply[2]), dtype=np.int64)
             found = UserVectors(generation, keys, from_blobs(reply[3:], dimensions))
             cached = cached.with_vectors(shape, found)
         self.cache.put(user_id, cached)
         return cached
+
+    def _patched(self, user_id: str, cached: UserSnapshot) -> UserSnapshot | None:
+        """``cached`` brought to the user's generation now by reading only the memories
+        written since (see :mod:`.changes`), and kept; None when the change log does not
+        name every write since."""
+        reply = self._call(self._changes, user_id, cached.generation, "rows")
+        changes = read_changes(reply, rows=True)
+        if changes is None:
+            return None
+        if changes.generation == cached.generation:
+            return cached
+        patched = cached.patched(
+            changes.generation, changes.ids, changes.rows, changes.vectors, upd_order
+        )
+        self.cache.put(user_id, patched)
+        return patched
 
     def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
         """keyword_rank's ranking over the cached snapshot (see UserSnapshot.keyword)."""
@@ -217,7 +231,7 @@ class RedisReads(PageRules):
     def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         per_user = "" if limit is None else limit
         raw = self._call(self._to_embed, *scope(user_id), model, per_user, "")
-        pending = _memories(json.loads(raw))
+        pending = script_memories(json.loads(raw))
         if user_id is None:  # each user's come oldest first: merge them
             pending.sort(key=lambda m: (m.created_at, m.memory_id))
         return pending[:limit]
@@ -225,18 +239,33 @@ class RedisReads(PageRules):
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
         """How many memories have no embedding by ``model``. Counting reads every memory
         of the user on the server (24 ms at 10,000), and a semantic search asks first, so
-        one user's count is kept with the generation read before it was taken: while the
-        generation stays, nothing was written or embedded, and the count stands."""
+        one user's count is kept with the generation read before it was taken, and the
+        ids counted while they are few: while the generation stays, nothing was written
+        or embedded, and the count stands; after writes the change log names, only the
+        memories written are looked at again."""
         if user_id is None:
             return int(self._call(self._to_embed, *scope(None), model, "", "count"))
         with self._mapped_errors():
             generation = int(self._client.get(self._gkey(user_id)) or 0)
-        kept = self._pending.get(user_id, model, generation)
-        if kept is not None:
-            return kept
-        count = int(self._call(self._to_embed, *scope(user_id), model, "", "count"))
-        self._pending.put(user_id, model, generation, count)
-        return count
+        kept = self._pending.entry(user_id, model)
+        if kept is not None and kept.generation == generation:
+            return kept.count
+        if kept is not None and kept.ids is not None:
+            reply = self._call(self._changes, user_id, kept.generation, "models")
+            changes = read_changes(reply, rows=False)
+            if changes is not None:
+                waiting = (kept.ids - changes.ids) | {
+                    memory_id for memory_id, by in changes.models.items() if by != model
+                }
+                self._pending.put(user_id, model, changes.generation, len(waiting), waiting)
+                return len(waiting)
+        count, listed = self._call(
+            self._to_embed, *scope(user_id), model, "", "ids", _LISTED_AT_MOST
+        )
+        ids = json.loads(listed)
+        listing = frozenset(ids) if len(ids) == int(count) else None
+        self._pending.put(user_id, model, generation, int(count), listing)
+        return int(count)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._mapped_errors():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__ = [
     "APPEND_RUN_LUA",
+    "CHANGES_LUA",
     "COUNT_LUA",
     "DELETE_LUA",
     "DELETE_SESSION_LUA",
@@ -43,13 +44,29 @@ local function mkey(id) return P .. ':m:' .. id end
 local function zkey(kind, user) return P .. ':' .. kind .. ':' .. user end
 local function ekey(user, id) return P .. ':e:' .. #user .. ':' .. user .. ':' .. id end
 local function gkey(user) return P .. ':gen:' .. #user .. ':' .. user end
--- the user's memories changed: a new generation (see the module's notes for the start)
-local function bump(user)
-  local key = gkey(user)
+local function ckey(user) return P .. ':chg:' .. #user .. ':' .. user end
+-- a JSON list (cjson writes an empty table as {})
+local function json_list(items)
+  if #items == 0 then return '[]' end
+  return cjson.encode(items)
+end
+-- the user's memories changed: a new generation (see the module's notes for the start),
+-- and at the end of the user's change log "<generation> <the ids it changed, JSON>"
+-- ("*" for the ids when they are too many to list); the log keeps the last LOG_KEPT
+-- and lasts LOG_SECONDS after the user's last change
+local LOG_KEPT, LOG_IDS, LOG_SECONDS = 16, 256, 3600
+local function bump(user, ids)
+  local key, log = gkey(user), ckey(user)
   if redis.call('INCR', key) == 1 then
     local now = redis.call('TIME')
     redis.call('SET', key, now[1] .. string.format('%06d', tonumber(now[2])))
+    redis.call('DEL', log)
   end
+  local listed = '*'
+  if #ids <= LOG_IDS then listed = json_list(ids) end
+  redis.call('RPUSH', log, redis.call('GET', key) .. ' ' .. listed)
+  redis.call('LTRIM', log, -LOG_KEPT, -1)
+  redis.call('EXPIRE', log, LOG_SECONDS)
 end
 local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
 local function neg(s)
@@ -69,11 +86,6 @@ local function row(id)
   end
   table.insert(found, 1, id)
   return found
-end
--- a JSON list (cjson writes an empty table as {})
-local function json_list(items)
-  if #items == 0 then return '[]' end
-  return cjson.encode(items)
 end
 """
 
@@ -157,15 +169,16 @@ for _, m in ipairs(batch) do
   record(user, id, m[1], h[2] and 'update' or 'add', h[2], h[3], text, m[5])
   h[2], h[3] = text, m[5]
   local s = scores[user]
-  if not s then s = {{}, {}}; scores[user] = s end
+  if not s then s = {{}, {}, {}}; scores[user] = s end
   s[1][#s[1] + 1] = m[11]; s[1][#s[1] + 1] = id
   s[2][#s[2] + 1] = m[10]; s[2][#s[2] + 1] = id
+  s[3][#s[3] + 1] = id
 end
 for user, s in pairs(scores) do
   zadd(zkey('upd', user), s[1])
   zadd(zkey('crt', user), s[2])
   refresh(user)
-  bump(user)
+  bump(user, s[3])
 end
 return nil
 """
@@ -196,7 +209,7 @@ redis.call('HSET', unpack(set))
 redis.call('ZADD', zkey('upd', user), m[11], id)
 record(user, id, m[1], 'update', cur[2], cur[3], text, m[5])
 refresh(user)
-bump(user)
+bump(user, {id})
 return 1
 """
 
@@ -242,12 +255,14 @@ for _, target in ipairs(targets) do
     redis.call('ZREM', zkey('upd', user), id)
     redis.call('ZREM', zkey('crt', user), id)
     record(user, id, event_ids[deleted], 'delete', cur[2], cur[3], nil, nil)
-    touched[user] = true
+    local ids = touched[user] or {}
+    ids[#ids + 1] = id
+    touched[user] = ids
   end
 end
-for user in pairs(touched) do
+for user, ids in pairs(touched) do
   refresh(user)
-  bump(user)
+  bump(user, ids)
 end
 return deleted
 """
@@ -263,10 +278,12 @@ for i = 3, #ARGV, 4 do
   if cur[1] == ARGV[i + 1] and cur[2] == ARGV[i + 2] then
     redis.call('HSET', key, 'embedding', ARGV[i + 3], 'embedding_model', ARGV[2])
     stored = stored + 1
-    touched[cur[1]] = true
+    local ids = touched[cur[1]] or {}
+    ids[#ids + 1] = ARGV[i]
+    touched[cur[1]] = ids
   end
 end
-for user in pairs(touched) do bump(user) end
+for user, ids in pairs(touched) do bump(user, ids) end
 return stored
 """
 
@@ -310,11 +327,59 @@ out[3] = json_list(positions)
 return out
 """
 
+# ARGV[2] = user_id, [3] = a generation of theirs, [4] = 'rows' or 'models'. What changed
+# since that generation, from the user's change log: {generation, 'same'} when nothing;
+# {generation, 'unknown'} when the log does not name every change since (a write by a
+# store without the log, too many ids, or a log trimmed or expired); else {generation,
+# 'changed', the ids changed (JSON), then for 'rows': those of them that are the user's
+# memories now as JSON rows (as LOAD_LUA's), then each one's embedding model and
+# embedding ('' for none); for 'models': [id, embedding model or null] of those (JSON)}.
+CHANGES_LUA = """
+local user, since, mode = ARGV[2], ARGV[3], ARGV[4]
+local now = redis.call('GET', gkey(user)) or '0'
+if now == since then return {now, 'same'} end
+local count = tonumber(now) - tonumber(since)
+if count < 1 or count > LOG_KEPT then return {now, 'unknown'} end
+local entries = redis.call('LRANGE', ckey(user), -count, -1)
+if #entries < count then return {now, 'unknown'} end
+local ids, seen = {}, {}
+for k, entry in ipairs(entries) do
+  local space = string.find(entry, ' ', 1, true)
+  local listed = string.sub(entry, space + 1)
+  if tonumber(string.sub(entry, 1, space - 1)) ~= tonumber(since) + k or listed == '*' then
+    return {now, 'unknown'}
+  end
+  for _, id in ipairs(cjson.decode(listed)) do
+    if not seen[id] then
+      seen[id] = true
+      ids[#ids + 1] = id
+    end
+  end
+end
+local out, found = {now, 'changed', json_list(ids), ''}, {}
+for _, id in ipairs(ids) do
+  local r = row(id)
+  if r[2] == user then
+    if mode == 'rows' then
+      found[#found + 1] = r
+      local held = redis.call('HMGET', mkey(id), 'embedding_model', 'embedding')
+      out[#out + 1] = held[1] or ''
+      out[#out + 1] = held[2] or ''
+    else
+      found[#found + 1] = {id, redis.call('HGET', mkey(id), 'embedding_model') or NULL}
+    end
+  end
+end
+out[4] = json_list(found)
+return out
+"""
+
 # ARGV[2] = 'user' | 'all', [3] = user_id, [4] = model, [5] = at most this many per user
-# ('' = all), [6] = 'count' or ''. The memories without an embedding by the model, each
-# user's oldest first (created_at, then id), as JSON rows; or how many there are.
+# ('' = all), [6] = 'count', 'ids' or '', [7] = for 'ids', at most this many ids. The
+# memories without an embedding by the model, each user's oldest first (created_at, then
+# id), as JSON rows; or how many there are; or {how many, the first ids of them (JSON)}.
 TO_EMBED_LUA = """
-local model, limit, counting = ARGV[4], tonumber(ARGV[5]), ARGV[6] == 'count'
+local model, limit, mode = ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local out, count = {}, 0
 for _, user in ipairs(scope(ARGV[2], ARGV[3])) do
   local taken = 0
@@ -323,11 +388,16 @@ for _, user in ipairs(scope(ARGV[2], ARGV[3])) do
     if redis.call('HGET', mkey(id), 'embedding_model') ~= model then
       count = count + 1
       taken = taken + 1
-      if not counting then out[#out + 1] = row(id) end
+      if mode == '' then
+        out[#out + 1] = row(id)
+      elseif mode == 'ids' and #out < tonumber(ARGV[7]) then
+        out[#out + 1] = id
+      end
     end
   end
 end
-if counting then return count end
+if mode == 'count' then return count end
+if mode == 'ids' then return {count, json_list(out)} end
 return json_list(out)
 """
 

@@ -25,6 +25,8 @@ Key layout, with ``M`` the memory prefix (``memory_table``) and ``S`` the sessio
     M:gen:<n>:<user_id>   string  the user's generation (<n> as above): every script that
                                   changes their memories or embeddings moves it on. Kept
                                   when their memories are gone, so it never repeats.
+    M:chg:<n>:<user_id>   list    the user's change log: per write, "<generation> <the
+                                  memory ids it wrote, JSON>" (see :mod:`.changes`)
     S:s:<session_id>      hash    user_id, agent_id, created_at, updated_at, summary (JSON)
     S:r:<session_id>      list    the session's runs in order, each ``run.to_dict()`` as
                                   JSON; its length is the run count
@@ -60,9 +62,11 @@ reason. Scripts build keys from the prefix they are given, so a Redis Cluster is
 supported (a single server, with or without replicas, is).
 
 Search cache: a search reads the user's generation (one GET) and, when it is the one its
-cached copy was read at, ranks that copy without reading a hash; otherwise it reads the
-memories (and the vectors it needs) and their generation in one script, so a copy never
-claims a newer generation than its data. Writes move the generation on inside their own
+cached copy was read at, ranks that copy without reading a hash. Otherwise, when the
+user's change log names every write since, it reads only the memories those wrote (with
+the generation, in one script) and brings the copy up to date; else it reads the memories
+(and the vectors it needs) and their generation in one script, so a copy never claims a
+newer generation than its data. Writes move the generation on inside their own
 script, so writes from other processes count too. A new generation key starts at the
 server's time in microseconds, not at 1, so one lost to FLUSHDB, a restart or an eviction
 does not come back to a value a process cached.
@@ -273,6 +277,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         self._read_stored = register(lua.MEMORY_LUA + lua.STORED_LUA)
         self._read = register(lua.MEMORY_LUA + lua.READ_LUA)
         self._load = register(lua.MEMORY_LUA + lua.LOAD_LUA)
+        self._changes = register(lua.MEMORY_LUA + lua.CHANGES_LUA)
         self._to_embed = register(lua.MEMORY_LUA + lua.TO_EMBED_LUA)
         self._count = register(lua.MEMORY_LUA + lua.COUNT_LUA)
         self._topics = register(lua.MEMORY_LUA + lua.TOPICS_LUA)

@@ -1,0 +1,80 @@
+"""What a user's change log says was written since a generation of theirs.
+
+Every script that changes a user's memories or embeddings moves the user's generation on
+and appends ``"<generation> <ids>"`` to the user's log (``M:chg:<n>:<user_id>``, the last
+16 writes, for an hour after the user's last write; ``*`` for ids too many to list). A
+reader holding the user's memories at generation ``g`` asks CHANGES_LUA what changed since
+``g``: when the log names each generation after ``g`` in turn, only the memories those
+writes name are read again, and the held copy is brought up to date with them; when it
+does not (a write by an older version of this store, a log trimmed or expired, or a lost
+generation), everything is read again, as without the log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from noted._time import to_micros
+from noted.db._rows import rows_to_memories
+from noted.retrieval.vectors import Vector
+from noted.schema import UserMemory
+
+__all__ = ["Changes", "read_changes", "script_memories", "upd_order"]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What was written to a user's memories up to ``generation``: the ids written
+    (``ids``) and, of those, the user's memories now. ``rows`` and ``vectors`` (each
+    row's embedding model and vector, or None) when the rows were asked for; else
+    ``models``, each such memory's embedding model (None for none)."""
+
+    generation: int
+    ids: frozenset[str]
+    rows: list[UserMemory]
+    vectors: list[tuple[str, Vector] | None]
+    models: dict[str, str | None]
+
+
+def read_changes(reply: Sequence[Any], *, rows: bool) -> Changes | None:
+    """CHANGES_LUA's reply (asked for 'rows' or 'models'), or None when the log does not
+    name every write since the generation given."""
+    generation, status = int(reply[0]), reply[1]
+    if status == b"unknown":
+        return None
+    if status == b"same":
+        return Changes(generation, frozenset(), [], [], {})
+    ids = frozenset(json.loads(reply[2]))
+    found = json.loads(reply[3])
+    if not rows:
+        return Changes(generation, ids, [], [], {i: by for i, by in found})
+    memories = script_memories(found)
+    held = reply[4:]
+    vectors = [_vector(held[2 * k], held[2 * k + 1]) for k in range(len(memories))]
+    return Changes(generation, ids, memories, vectors, {})
+
+
+def script_memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:
+    """Memories from a read script's JSON rows: id, then the hash's fields in COLUMNS
+    order (and anything after them, ignored here)."""
+    return rows_to_memories(
+        [(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], int(r[8]), int(r[9])) for r in rows]
+    )
+
+
+def _vector(model: bytes, blob: bytes) -> tuple[str, Vector] | None:
+    if not model or not blob or len(blob) % 4:
+        return None
+    return model.decode(), np.frombuffer(blob, dtype="<f4").astype(np.float32)
+
+
+def upd_order(memory: UserMemory) -> tuple[int, str]:
+    """Where a memory stands in the user's M:upd set: by updated_at, then by id (a
+    sorted set orders equal scores by member, bytewise; UTF-8 keeps code point order)."""
+    updated = memory.updated_at
+    return (0 if updated is None else to_micros(updated), memory.memory_id or "")

@@ -1,0 +1,431 @@
+"""RedisDb brings a user's cached snapshot up to date after writes by reading only the
+memories they wrote, as the user's change log names them (see noted.db.redisdb.changes):
+the result must equal a full read after every kind of write, by this store or another,
+and a write the log does not name must make it read everything again."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+import pytest
+import redis
+
+from conftest import server_url
+from noted import UserMemory
+from noted._time import utc_now
+from noted.db._client_search import Shape, UserSnapshot
+from noted.db.base import MemoryQuery, WriteBatch
+from noted.db.redisdb import RedisDb
+from test_redisdb import calls_during, stamped, unit
+
+pytestmark = pytest.mark.usefixtures("servers")
+
+MODEL = "model"
+SHAPE: Shape = (MODEL, 8)
+
+
+@pytest.fixture
+def url(servers: dict[str, Any]) -> str:
+    return server_url(servers, "redis")
+
+
+@pytest.fixture
+def client(url: str) -> Iterator[redis.Redis]:
+    raw = redis.Redis.from_url(url)
+    yield raw
+    raw.close()
+
+
+@pytest.fixture
+def db(url: str) -> Iterator[RedisDb]:
+    name = f"t{uuid.uuid4().hex[:10]}"
+    store = RedisDb(url, memory_table=f"{name}_m", session_table=f"{name}_s")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def other(db: RedisDb, url: str) -> Iterator[RedisDb]:
+    """Another RedisDb on db's keys, with a cache of its own: another process."""
+    store = RedisDb(url, memory_table=db.memory_table, session_table=db.session_table)
+    yield store
+    store.close()
+
+
+def fresh(db: RedisDb) -> RedisDb:
+    """A store with an empty cache on db's keys: what a full read makes."""
+    return RedisDb(db.server, memory_table=db.memory_table, session_table=db.session_table)
+
+
+def state(snapshot: UserSnapshot) -> tuple[Any, ...]:
+    vectors = {
+        shape: (found.generation, found.keys.tolist(), found.matrix.tobytes())
+        for shape, found in (snapshot.vectors or {}).items()
+    }
+    return (
+        snapshot.generation,
+        [
+            (m.memory_id, m.memory, m.topics, m.input, m.agent_id, m.updated_at, m.created_at)
+            for m in snapshot.memories
+        ],
+        snapshot._documents,
+        snapshot._by_id.tolist(),
+        vectors,
+    )
+
+
+def snapshot(db: RedisDb, user: str = "ava") -> UserSnapshot:
+    return db._snapshot(user, SHAPE)
+
+
+def full(db: RedisDb, user: str = "ava") -> UserSnapshot:
+    reader = fresh(db)
+    try:
+        return snapshot(reader, user)
+    finally:
+        reader.close()
+
+
+def embed(db: RedisDb, memories: list[UserMemory], seed: int = 0) -> None:
+    db.set_embeddings(MODEL, [(m, unit(seed + k)) for k, m in enumerate(memories)])
+
+
+def assert_patched(db: RedisDb, client: redis.Redis, user: str = "ava") -> None:
+    """The next read of the user's snapshot reads no memory but those written, and
+    equals a full read."""
+    used = calls_during(client, lambda: snapshot(db, user))
+    assert "zrange" not in used, used  # no full read of the user's memories
+    assert state(snapshot(db, user)) == state(full(db, user))
+
+
+def test_every_kind_of_write_is_patched_in_and_equals_a_full_read(
+    db: RedisDb, other: RedisDb, client: redis.Redis
+) -> None:
+    base = utc_now() - timedelta(days=30)
+    memories = [
+        stamped(f"ava fact {i} about tea", f"m{i:02d}", "ava", base + timedelta(hours=i))
+        for i in range(20)
+    ]
+    db.upsert_memories(memories)
+    embed(db, memories)
+    snapshot(db)  # the cache holds the user now
+    bob = stamped("bob likes tea", "b1", "bob")
+    steps: list[Callable[[], object]] = [
+        lambda: db.upsert_memories([stamped("ava likes skiing", "n1", "ava")]),
+        lambda: embed(db, [stamped("ava likes skiing", "n1", "ava")], 100),
+        lambda: db.upsert_memories(
+            [stamped(f"ava batch {i}", f"n{i + 2}", "ava") for i in range(5)]
+        ),
+        lambda: db.update_memory(stamped("ava fact 3 changed", "m03", "ava")),  # moves, no vector
+        lambda: db.update_memory(stamped("ava fact 5 about tea", "m05", "ava")),  # same text
+        lambda: embed(db, [stamped("ava fact 3 changed", "m03", "ava")], 200),
+        lambda: db.delete_memories(["m00", "m07", "n3"], "ava"),
+        lambda: db.upsert_memories(  # back in the middle of the order (an older time)
+            [stamped("ava fact 7 again", "m07", "ava", base + timedelta(hours=7, minutes=30))]
+        ),
+        lambda: db.upsert_memories([bob]),  # another user's write
+        lambda: other.upsert_memories([stamped("ava from elsewhere", "o1", "ava")]),
+        lambda: embed(other, [stamped("ava from elsewhere", "o1", "ava")], 300),
+        lambda: db.write_batch(
+            WriteBatch(
+                "ava",
+                deletes=["m10"],
+                updates=[stamped("ava fact 11 edited", "m11", "ava")],
+                adds=[stamped("ava batch add", "w1", "ava")],
+            )
+        ),
+        lambda: db.delete_memories(["m19"], "ava"),  # the newest
+        lambda: db.clear_memories("ava"),
+        lambda: db.upsert_memories([stamped("ava starts again", "m00", "ava")]),
+    ]
+    for step in steps:
+        step()
+        assert_patched(db, client)
+    assert [m.memory for m in snapshot(db).memories] == ["ava starts again"]
+
+
+def test_searches_after_patches_equal_those_of_a_store_that_read_everything(
+    db: RedisDb, client: redis.Redis
+) -> None:
+    memories = [stamped(f"tea cup {i % 4} green {i}", f"m{i:02d}", "ava") for i in range(30)]
+    db.upsert_memories(memories)
+    embed(db, memories)
+    query = MemoryQuery("ava", limit=7)
+    db.keyword_search(query, "tea")
+    db.semantic_search(query, unit(3), MODEL)
+    db.upsert_memories([stamped("green tea cup", "x1", "ava")])
+    embed(db, [stamped("green tea cup", "x1", "ava")], 3)
+    db.update_memory(stamped("black coffee cup", "m04", "ava"))
+    db.delete_memories(["m05"], "ava")
+    reader = fresh(db)
+    try:
+        for text in ("green tea", "cup 3", "coffee"):
+            keyword = calls_during(client, lambda t=text: db.keyword_search(query, t))
+            assert "zrange" not in keyword
+            assert db.keyword_search(query, text) == reader.keyword_search(query, text)
+        for seed in range(5):
+            got = db.semantic_search(query, unit(seed), MODEL)
+            assert got == reader.semantic_search(query, unit(seed), MODEL)
+    finally:
+        reader.close()
+
+
+def generation_key(db: RedisDb, user: str) -> str:
+    return f"{db.memory_table}:gen:{len(user.encode())}:{user}"
+
+
+def log_key(db: RedisDb, user: str) -> str:
+    return f"{db.memory_table}:chg:{len(user.encode())}:{user}"
+
+
+def setup_cached(db: RedisDb, count: int = 10) -> list[UserMemory]:
+    memories = [stamped(f"ava fact {i}", f"m{i:02d}", "ava") for i in range(count)]
+    db.upsert_memories(memories)
+    embed(db, memories)
+    snapshot(db)
+    return memories
+
+
+def assert_read_again(db: RedisDb, client: redis.Redis) -> None:
+    used = calls_during(client, lambda: snapshot(db))
+    assert used.get("zrange", 0) >= 1, used
+    assert state(snapshot(db)) == state(full(db))
+
+
+@pytest.mark.parametrize(
+    "unnamed",
+    [
+        "a write the log does not name",
+        "a log lost",
+        "more writes than the log keeps",
+        "a write of more ids than a log entry lists",
+    ],
+)
+def test_a_write_the_log_does_not_name_means_a_full_read(
+    db: RedisDb, client: redis.Redis, unnamed: str
+) -> None:
+    setup_cached(db)
+    if unnamed == "a write the log does not name":
+        # a store without the log (an older version) changes a memory and the generation
+        client.hset(f"{db.memory_table}:m:m01", "memory", "changed behind the log")
+        client.incr(generation_key(db, "ava"))
+    elif unnamed == "a log lost":
+        db.upsert_memories([stamped("ava new", "n1", "ava")])
+        client.delete(log_key(db, "ava"))
+    elif unnamed == "more writes than the log keeps":
+        for i in range(17):
+            db.upsert_memories([stamped(f"ava new {i}", f"n{i}", "ava")])
+    else:
+        db.upsert_memories([stamped(f"ava bulk {i}", f"b{i:03d}", "ava") for i in range(257)])
+    assert_read_again(db, client)
+    if unnamed == "a write the log does not name":
+        assert "changed behind the log" in [m.memory for m in snapshot(db).memories]
+    # and the next write is patched in again
+    db.upsert_memories([stamped("ava after", "z1", "ava")])
+    assert_patched(db, client)
+
+
+def test_sixteen_writes_are_patched_and_the_log_stays_short(
+    db: RedisDb, client: redis.Redis
+) -> None:
+    setup_cached(db)
+    for i in range(16):
+        db.upsert_memories([stamped(f"ava new {i}", f"n{i:02d}", "ava")])
+    assert_patched(db, client)
+    assert client.llen(log_key(db, "ava")) == 16
+    assert 0 < client.ttl(log_key(db, "ava")) <= 3600
+
+
+def test_an_earlier_snapshot_is_untouched_by_a_patch(db: RedisDb) -> None:
+    setup_cached(db)
+    before = snapshot(db)
+    kept = state(before)
+    db.upsert_memories([stamped("ava new", "n1", "ava")])
+    embed(db, [stamped("ava new", "n1", "ava")], 50)
+    db.delete_memories(["m02"], "ava")
+    after = snapshot(db)
+    assert after is not before and state(before) == kept
+    assert len(after.memories) == len(before.memories)
+
+
+def test_the_count_to_embed_follows_the_log(
+    db: RedisDb, other: RedisDb, client: redis.Redis
+) -> None:
+    memories = [stamped(f"ava fact {i}", f"m{i:02d}", "ava") for i in range(40)]
+    db.upsert_memories(memories)
+    embed(db, memories[:30])
+    assert db.count_memories_to_embed("ava", MODEL) == 10
+    steps: list[Callable[[], object]] = [
+        lambda: other.upsert_memories([stamped("ava new", "n1", "ava")]),
+        lambda: embed(other, memories[30:33]),
+        lambda: other.update_memory(stamped("ava fact 1 changed", "m01", "ava")),
+        lambda: other.delete_memories(["m35", "m02"], "ava"),
+        lambda: embed(other, [stamped("ava new", "n1", "ava")]),
+        lambda: other.set_embeddings("another", [(memories[3], unit(1))]),
+        lambda: other.clear_memories("ava"),
+    ]
+    for step in steps:
+        step()
+        used = calls_during(client, lambda: db.count_memories_to_embed("ava", MODEL))
+        assert "zrange" not in used, used  # the memories written only
+        reader = fresh(db)
+        try:
+            assert db.count_memories_to_embed("ava", MODEL) == reader.count_memories_to_embed(
+                "ava", MODEL
+            )
+        finally:
+            reader.close()
+    assert db.count_memories_to_embed("ava", MODEL) == 0
+
+
+def test_random_writes_by_two_stores_keep_the_snapshot_equal_to_a_full_read(
+    db: RedisDb, other: RedisDb, client: redis.Redis
+) -> None:
+    rng = random.Random(18)
+    base = utc_now() - timedelta(days=1)
+    users = ("ava", "bob")
+    next_id = 0
+    for user in users:
+        snapshot(db, user)
+        db._snapshot(user, ("other-model", 4))
+    for step in range(200):
+        store = db if rng.random() < 0.6 else other
+        user = rng.choice(users)
+        held = [m for m in snapshot(store, user).memories]
+        kind = rng.random()
+        if kind < 0.35 or not held:
+            count = rng.choice((1, 1, 3))
+            adds = []
+            for _ in range(count):
+                when = base + timedelta(seconds=rng.randrange(100_000))
+                adds.append(stamped(f"{user} fact {next_id}", f"i{next_id:04d}", user, when))
+                next_id += 1
+            store.upsert_memories(adds)
+        elif kind < 0.6:
+            chosen = rng.sample(held, min(len(held), rng.choice((1, 2))))
+            if rng.random() < 0.5:
+                embed(store, chosen, rng.randrange(1000))
+            else:
+                store.set_embeddings(
+                    "other-model", [(m, unit(rng.randrange(1000), 4)) for m in chosen]
+                )
+        elif kind < 0.8:
+            target = rng.choice(held)
+            text = target.memory if rng.random() < 0.3 else f"{user} edited {step}"
+            store.update_memory(stamped(text, target.memory_id or "", user))
+        elif kind < 0.97:
+            gone = rng.sample(held, min(len(held), rng.choice((1, 2))))
+            store.delete_memories([m.memory_id or "" for m in gone], user)
+        else:
+            store.clear_memories(user)
+        if step % 2:
+            for looked in users:
+                snapshot(db, looked)
+                got = db._snapshot(looked, ("other-model", 4))
+                assert state(got) == state(full_with_both(db, looked)), step
+                assert_same_keyword_results(db, looked, f"{looked} fact edited {step % 7}")
+    assert next_id > 50
+    assert db.cache.get("ava") is not None
+
+
+def assert_same_keyword_results(db: RedisDb, user: str, text: str) -> None:
+    """The snapshot's keyword index, patched along, ranks as one made afresh."""
+    reader = fresh(db)
+    try:
+        for query in (MemoryQuery(user), MemoryQuery(user, limit=3)):
+            assert db.keyword_search(query, text) == reader.keyword_search(query, text)
+    finally:
+        reader.close()
+
+
+def full_with_both(db: RedisDb, user: str) -> UserSnapshot:
+    reader = fresh(db)
+    try:
+        reader._snapshot(user, SHAPE)
+        return reader._snapshot(user, ("other-model", 4))
+    finally:
+        reader.close()
+
+
+def test_two_patches_of_one_snapshot_keep_their_own_rows() -> None:
+    """Rows appended after the matrix go into spare rows that only the first patch of a
+    snapshot may take: a second patch of the same snapshot (another thread's) copies."""
+    from noted.db.redisdb.changes import upd_order
+    from noted.retrieval.vectors import UserVectors
+
+    when = utc_now()
+    memories = [stamped(f"fact {i}", f"m{i}", "ava", when + timedelta(seconds=i)) for i in range(4)]
+    matrix = np.stack([unit(i) for i in range(4)])
+    base = UserSnapshot(1, memories, {SHAPE: UserVectors(1, np.arange(4), matrix)})
+
+    def patch(snapshot: UserSnapshot, name: str, seed: int) -> UserSnapshot:
+        new = stamped(name, name, "ava", when + timedelta(minutes=seed))
+        return snapshot.patched(
+            snapshot.generation + 1, {name}, [new], [(MODEL, unit(seed))], upd_order
+        )
+
+    first = patch(base, "n1", 10)
+    second = patch(first, "n2", 11)
+    third = patch(first, "n3", 12)  # first's spare rows are second's now
+    fourth = patch(second, "n4", 13)  # second's are its own to extend
+    for snapshot, seeds in (
+        (first, [10]),
+        (second, [10, 11]),
+        (third, [10, 12]),
+        (fourth, [10, 11, 13]),
+    ):
+        got = (snapshot.vectors or {})[SHAPE]
+        want = np.concatenate([matrix, np.stack([unit(s) for s in seeds])])
+        assert np.array_equal(got.matrix, want)
+        assert got.keys.tolist() == list(range(4 + len(seeds)))
+    assert (base.vectors or {})[SHAPE].matrix.shape == (4, 8)
+
+
+def test_threads_writing_and_searching_end_equal_to_a_full_read(db: RedisDb) -> None:
+    """Writers add and embed while searchers patch the shared snapshot from whatever
+    generation they find: every patch takes spare rows only once, so none overwrites
+    another's rows."""
+    import threading
+
+    setup_cached(db, 50)
+    failures: list[BaseException] = []
+
+    def write(name: str) -> None:
+        try:
+            for i in range(40):
+                memory = stamped(f"{name} fact {i}", f"{name}{i:02d}", "ava")
+                db.upsert_memories([memory])
+                embed(db, [memory], 1000 * len(name) + i)
+        except BaseException as exc:  # reported below
+            failures.append(exc)
+
+    def search() -> None:
+        try:
+            for i in range(80):
+                db.semantic_search(MemoryQuery("ava", limit=5), unit(i), MODEL)
+                db.keyword_search(MemoryQuery("ava", limit=5), f"fact {i % 40}")
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in ("w", "xx")]
+    threads += [threading.Thread(target=search) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    assert state(snapshot(db)) == state(full(db))
+    reader = fresh(db)
+    try:
+        for i in range(10):
+            query = MemoryQuery("ava", limit=8)
+            assert db.semantic_search(query, unit(i), MODEL) == reader.semantic_search(
+                query, unit(i), MODEL
+            )
+    finally:
+        reader.close()
