@@ -176,6 +176,11 @@ def _patched_vectors(
     return UserVectors(generation, keys[sort].astype(np.int64, copy=False), matrix[sort])
 
 
+def _no_vectors(generation: int, dimensions: int) -> UserVectors:
+    empty = np.zeros((0, dimensions), dtype=np.float32)
+    return UserVectors(generation, np.zeros(0, dtype=np.int64), empty)
+
+
 class _Room:
     """A matrix with spare rows after the first ``used``, which belong to the newest
     vectors made from it: rows appended later go into the spare ones, and vectors made
@@ -273,12 +278,16 @@ class UserSnapshot:
         rows: Sequence[UserMemory],
         vectors: Sequence[tuple[str, Vector] | None],
         order: Callable[[UserMemory], Any],
+        *,
+        every_shape: bool = False,
     ) -> UserSnapshot:
         """This snapshot at ``generation``, after writes to the memories ``changed`` names
         (ids): those are taken out, and ``rows`` (what those ids hold now that is the
         user's) put in at their places in ``order``, the store's order that the memories
         follow. ``vectors[i]`` is ``rows[i]``'s embedding (its model and vector) or None:
-        it joins the vectors of its shape when the snapshot holds those; a keyword index
+        it joins the vectors of its shape when the snapshot holds those (or any shape's,
+        with ``every_shape``: the snapshot holds all of the user's vectors, and a shape no
+        memory has any more goes); a keyword index
         already made is carried over with the rows' documents indexed beside it (see
         :class:`PatchedIndex`). Equal to the snapshot a full read at ``generation``
         makes, and ranks as it does."""
@@ -303,10 +312,17 @@ class UserSnapshot:
                 for p in newcomers
             ]
             by_id = np.insert(by_id, spots, newcomers)
+        held = dict(self.vectors or {})
+        if every_shape and self.vectors is not None:
+            for item in vectors:
+                if item is not None and (item[0], item[1].size) not in held:
+                    held[(item[0], item[1].size)] = _no_vectors(self.generation, item[1].size)
         shapes = {
             shape: _patched_vectors(found, generation, moved, placed, vectors, shape)
-            for shape, found in (self.vectors or {}).items()
+            for shape, found in held.items()
         }
+        if every_shape:  # as a full read of every shape: only those some memory has
+            shapes = {shape: found for shape, found in shapes.items() if found.keys.size}
         twin = UserSnapshot(
             generation,
             memories,

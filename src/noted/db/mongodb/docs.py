@@ -14,7 +14,7 @@ from noted.db._client_search import Shape
 from noted.db._rows import EVENT_COLUMNS, stamped_keys
 from noted.db.base import MemoryQuery
 from noted.db.core import Change, StoredSide, clears_embedding, history_rows, upsert_changes
-from noted.retrieval.vectors import UserVectors, from_blobs
+from noted.retrieval.vectors import UserVectors, Vector, from_blobs
 from noted.schema import UserMemory
 
 if TYPE_CHECKING:
@@ -76,16 +76,32 @@ def memories_of(docs: Iterable[Mapping[str, Any]]) -> list[UserMemory]:
     return memories
 
 
+def _embedding(doc: Mapping[str, Any]) -> tuple[str, bytes] | None:
+    """A document's embedding model and float32 bytes, if it has a usable one."""
+    embedding, model = doc.get("embedding"), doc.get("embedding_model")
+    if not isinstance(embedding, bytes) or not isinstance(model, str):
+        return None
+    raw = vector_bytes(embedding)
+    return (model, raw) if raw and len(raw) % 4 == 0 else None
+
+
+def doc_vector(doc: Mapping[str, Any]) -> tuple[str, Vector] | None:
+    """A document's embedding model and vector, if it has a usable one."""
+    found = _embedding(doc)
+    if found is None:
+        return None
+    model, raw = found
+    return model, from_blobs([raw], len(raw) // 4)[0]
+
+
 def user_vectors(generation: int, docs: Sequence[Mapping[str, Any]]) -> dict[Shape, UserVectors]:
     """Per (model, dimensions), the vectors of the embedded ones of ``docs`` as one matrix,
     in the docs' order: ``keys`` are their positions in ``docs``."""
     grouped: dict[Shape, tuple[list[int], list[bytes]]] = {}
     for position, doc in enumerate(docs):
-        embedding, model = doc.get("embedding"), doc.get("embedding_model")
-        if not isinstance(embedding, bytes) or not isinstance(model, str):
-            continue
-        raw = vector_bytes(embedding)
-        if raw and len(raw) % 4 == 0:
+        found = _embedding(doc)
+        if found is not None:
+            model, raw = found
             keys, blobs = grouped.setdefault((model, len(raw) // 4), ([], []))
             keys.append(position)
             blobs.append(raw)

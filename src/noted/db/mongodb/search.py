@@ -4,18 +4,30 @@ on the search cache)."""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from noted._time import to_micros
 from noted.db._client_search import SnapshotCache, UserSnapshot
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
-from noted.db.mongodb.docs import memories_of, query_filter, user_vectors
+from noted.db.mongodb.docs import doc_vector, memories_of, query_filter, user_vectors
 from noted.db.mongodb.server import NO_VECTOR, VectorIndex, atlas_pipeline
+from noted.schema import UserMemory
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
 
-__all__ = ["SearchedCollections", "atlas_search", "load_snapshot", "text_query"]
+__all__ = [
+    "SearchedCollections",
+    "atlas_search",
+    "bump",
+    "created_order",
+    "load_snapshot",
+    "stamp",
+    "text_query",
+]
 
 logger = logging.getLogger("noted.db.mongodb")
 
@@ -39,19 +51,93 @@ def load_snapshot(
     db: SearchedCollections, cache: SnapshotCache, user_id: str, *, vectors: bool
 ) -> UserSnapshot:
     """The user's memories, with all their vectors when ``vectors``: the cached snapshot
-    while it was loaded at the user's generation (one find_one), else loaded now and
-    cached under the generation read before loading."""
+    while it was loaded at the user's generation (one find_one); after writes the user's
+    change log names, the cached one with only those memories read again; else loaded
+    now. Either is cached under the generation read before reading."""
     found = db.generations.find_one({"_id": user_id})
-    generation = 0 if found is None else int(found["generation"])
-    cached = cache.get(user_id, generation)
+    generation = stamp(found)
+    cached = cache.get(user_id)
     if cached is not None and (cached.vectors is not None or not vectors):
-        return cached
+        if cached.generation == generation:
+            return cached
+        patched = _patched(db, cached, found, generation)
+        if patched is not None:
+            cache.put(user_id, patched)
+            return patched
     cursor = db.memories.find({"user_id": user_id}, None if vectors else NO_VECTOR)
     docs = list(cursor.sort(_LOAD_ORDER))
     shapes = user_vectors(generation, docs) if vectors else None
     snapshot = UserSnapshot(generation, memories_of(docs), shapes)
     cache.put(user_id, snapshot)
     return snapshot
+
+
+# -- the change log ------------------------------------------------------------------------
+#
+# Each write moves its users' generation on and, in the same update, counts it in
+# ``logged`` and appends to ``log`` (the last LOG_KEPT) the ids it wrote as JSON ("*" when
+# they are unknown or more than LOG_IDS). A store of an older version moves
+# ``generation`` alone; so when both moved by the same n since a snapshot was read, the
+# log's last n entries name every write since, and only those memories are read again.
+LOG_KEPT: Final = 16
+LOG_IDS: Final = 256
+_PACKED: Final = 2**40  # a snapshot's generation is generation * _PACKED + logged
+
+
+def bump(memory_ids: Sequence[str] | None) -> dict[str, Any]:
+    """The update that moves a user's generation on after a write of ``memory_ids``
+    (None: not known)."""
+    unique = None if memory_ids is None else list(dict.fromkeys(memory_ids))
+    listed = unique is not None and len(unique) <= LOG_IDS
+    entry = json.dumps(unique, ensure_ascii=False) if listed else "*"
+    return {
+        "$inc": {"generation": 1, "logged": 1},
+        "$push": {"log": {"$each": [entry], "$slice": -LOG_KEPT}},
+    }
+
+
+def stamp(found: Mapping[str, Any] | None) -> int:
+    """The generation a snapshot is kept under: the user's generation with how many of
+    its moves were logged (0 when the user has none)."""
+    if found is None:
+        return 0
+    return int(found["generation"]) * _PACKED + int(found.get("logged", 0))
+
+
+def _patched(
+    db: SearchedCollections, cached: UserSnapshot, found: Mapping[str, Any] | None, now: int
+) -> UserSnapshot | None:
+    """``cached`` at ``now``, its memories written since read again; None when the log
+    of the user's generation document ``found`` does not name every write since."""
+    moves, logged = divmod(now, _PACKED)
+    was_moves, was_logged = divmod(cached.generation, _PACKED)
+    count = moves - was_moves
+    entries = list((found or {}).get("log") or ())
+    if count < 1 or count != logged - was_logged or count > len(entries):
+        return None
+    ids: set[str] = set()
+    for entry in entries[len(entries) - count :]:
+        if entry == "*":
+            return None
+        ids.update(json.loads(entry))
+    user_id = (found or {})["_id"]
+    wanted = {"_id": {"$in": sorted(ids)}, "user_id": user_id}
+    docs = list(db.memories.find(wanted, None if cached.vectors is not None else NO_VECTOR))
+    return cached.patched(
+        now,
+        ids,
+        memories_of(docs),
+        [doc_vector(doc) for doc in docs],
+        created_order,
+        every_shape=True,
+    )
+
+
+def created_order(memory: UserMemory) -> tuple[int, str]:
+    """Where a memory stands in a loaded snapshot: by created_at, then by id (_LOAD_ORDER;
+    the server compares strings bytewise, and UTF-8 keeps code point order)."""
+    created = memory.created_at
+    return (0 if created is None else to_micros(created), memory.memory_id or "")
 
 
 def text_query(

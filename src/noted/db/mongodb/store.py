@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,6 +37,7 @@ from noted.db.mongodb.docs import (
 from noted.db.mongodb.jobs import MongoJobs
 from noted.db.mongodb.reads import MongoReads
 from noted.db.mongodb.revocations import MongoRevocations
+from noted.db.mongodb.search import bump
 from noted.db.mongodb.server import (
     EVENT_INDEXES,
     MEMORY_INDEXES,
@@ -71,7 +72,6 @@ Doc = dict[str, Any]
 SERVER_SELECTION_TIMEOUT_MS: Final = 5000
 _BATCH: Final = 1000  # memories (or users) per bulk write, and ids per "$in" list
 _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
-_BUMP: Final[Mapping[str, Any]] = {"$inc": {"generation": 1}}
 _STORED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "embedding": 1, "embedding_model": 1}
 _DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
 _CANDIDATE: Final = {"user_id": 1, "created_at": 1}
@@ -99,11 +99,14 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
     scores come out) and, per embedding model, their vectors as one float32 matrix, in
     ``cache``, within about ``cache_bytes`` (10,000 memories with
     384-dimension vectors take about 20 MB); 0 keeps nothing. Each user has a generation,
-    ``{_id: user_id, generation: n}`` in ``<memory_table>_generations``, that every write
-    of their memories or embeddings moves on with ``$inc`` after writing, so writes of
-    other processes count too. A search reads the generation first (one ``find_one``) and
-    uses the cached copy while it was loaded at that generation; otherwise it loads the
-    user's memories and caches them under the generation read before loading: a write
+    ``{_id: user_id, generation: n, logged: n, log: [...]}`` in
+    ``<memory_table>_generations``, that every write of their memories or embeddings moves
+    on with ``$inc`` after writing, so writes of other processes count too; the same
+    update logs the ids written (see :func:`.search.bump`). A search reads the generation
+    first (one ``find_one``) and uses the cached copy while it was loaded at that
+    generation; after writes the log names, it reads only those memories into it;
+    otherwise it loads the user's memories; either is cached under the generation read
+    before reading: a write
     meanwhile can at worst have its data cached under the old generation, and its
     increment makes the next search load again. A process that stops between a write and
     its increment leaves other processes' copies of that user stale until the user's next
@@ -275,7 +278,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         docs = memory_docs(memories)
         if not docs:
             return
-        with self._db() as db, self._bumped(db, (d["user_id"] for d in docs)):
+        with self._db() as db, self._bumped(db, ((d["user_id"], d["_id"]) for d in docs)):
             # (not in a transaction: a duplicate id there would abort it)
             if len(docs) == 1 and bound() is None and self._insert_new(db, docs[0], context):
                 return
@@ -283,20 +286,30 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
             self._write(db, plan_upsert(docs, stored), context)
 
     @contextmanager
-    def _bumped(self, db: Collections, user_ids: Iterable[str]) -> Iterator[None]:
-        """Move on the generation of each of ``user_ids`` after the block, which writes
-        their memories or embeddings: also when it fails part-way (it may have written
-        some), one ``$inc`` upsert per user in bulk writes of 1000."""
+    def _bumped(self, db: Collections, written: Iterable[tuple[str, str | None]]) -> Iterator[None]:
+        """Move on the generation of each user of ``written`` (user_id, memory_id pairs;
+        memory_id None when not known) after the block, which writes their memories or
+        embeddings: also when it fails part-way (it may have written some), one update
+        per user in bulk writes of 1000, each logging the user's ids (see search.bump)."""
         from pymongo import UpdateOne
 
-        users = list(dict.fromkeys(user_ids))
+        ids: dict[str, list[str] | None] = {}
+        for user_id, memory_id in written:
+            listed = ids.setdefault(user_id, [])
+            if listed is not None:
+                if memory_id is None:
+                    ids[user_id] = None
+                else:
+                    listed.append(memory_id)
         try:
             yield
         finally:
+            users = list(ids)
             if len(users) == 1:
-                db.generations.update_one({"_id": users[0]}, _BUMP, upsert=True, session=bound())
+                update = bump(ids[users[0]])
+                db.generations.update_one({"_id": users[0]}, update, upsert=True, session=bound())
             else:
-                ops = [UpdateOne({"_id": user_id}, _BUMP, upsert=True) for user_id in users]
+                ops = [UpdateOne({"_id": u}, bump(ids[u]), upsert=True) for u in users]
                 for start in range(0, len(ops), _BATCH):
                     db.generations.bulk_write(
                         ops[start : start + _BATCH], ordered=False, session=bound()
@@ -393,7 +406,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         """Undo a failed batch; if that fails too (the server is gone), say so on the
         batch's error, which is raised either way."""
         try:
-            with self._db() as db, self._bumped(db, [before.user_id]):
+            with self._db() as db, self._bumped(db, [(before.user_id, None)]):
                 kept = undo.restore(db.memories, db.events, before)
         except StoreError as exc:
             logger.warning("a failed batch could not be undone: %s", exc)
@@ -436,7 +449,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
                     doc["_id"], doc["user_id"], stored, doc["memory"], doc["topics"]
                 )
                 update = overwrite(doc, current, clears_embedding(change))
-                with self._bumped(db, [doc["user_id"]]):
+                with self._bumped(db, [(doc["user_id"], doc["_id"])]):
                     written = db.memories.update_one(
                         {**key, "version": version}, update, session=bound()
                     ).matched_count
@@ -462,8 +475,8 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         ]
         if not ops:
             return 0
-        users = (m.user_id for m, _ in items if m.user_id is not None)
-        with self._db() as db, self._bumped(db, users):
+        written = ((m.user_id, m.memory_id) for m, _ in items if m.user_id is not None)
+        with self._db() as db, self._bumped(db, written):
             return sum(
                 db.memories.bulk_write(ops[i : i + _BATCH], ordered=False).matched_count
                 for i in range(0, len(ops), _BATCH)
@@ -486,7 +499,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         stamp = now_micros()
         unclaimed = [{_CLAIM: {"$exists": False}}, {_CLAIM_AT: {"$lt": stamp - _CLAIM_LIFETIME_US}}]
         deleted = 0
-        with self._bumped(db, (doc["user_id"] for doc in found)):
+        with self._bumped(db, ((doc["user_id"], doc["_id"]) for doc in found)):
             for start in range(0, len(found), _BATCH):
                 ids = [doc["_id"] for doc in found[start : start + _BATCH]]
                 token = new_event_ids(1)[0]

@@ -1,0 +1,214 @@
+"""MongoDb brings a user's cached snapshot up to date after writes by reading only the
+memories they wrote, as the change log in the user's generation document names them (see
+noted.db.mongodb.search): the result must equal a full read after every kind of write, by
+this store or another, and a write the log does not name must make it read everything."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pymongo
+import pytest
+
+from noted._time import utc_now
+from noted.db._client_search import UserSnapshot
+from noted.db.base import MemoryQuery, WriteBatch
+from noted.db.mongodb import MongoDb
+from noted.db.mongodb.search import load_snapshot
+from noted.schema import UserMemory
+from test_mongodb import DATABASE, Commands, open_db, same_collections, stamped, url
+from test_redis_snapshot_updates import state
+from test_redisdb import unit
+
+pytestmark = pytest.mark.usefixtures("servers")
+__all__ = ["url"]  # the fixture, shared with test_mongodb
+
+MODEL = "model"
+
+
+@pytest.fixture
+def commands() -> Commands:
+    return Commands()
+
+
+@pytest.fixture
+def db(url: str, commands: Commands) -> Iterator[MongoDb]:
+    client: Any = pymongo.MongoClient(url, event_listeners=[commands])
+    store = open_db(url, client=client)
+    yield store
+    store.close()
+    client.close()
+
+
+@pytest.fixture
+def other(db: MongoDb) -> Iterator[MongoDb]:
+    store = same_collections(db)
+    yield store
+    store.close()
+
+
+def snapshot(store: MongoDb, user: str = "ava") -> UserSnapshot:
+    with store._db() as collections:
+        return load_snapshot(collections, store.cache, user, vectors=True)
+
+
+def full(db: MongoDb, user: str = "ava") -> UserSnapshot:
+    reader = same_collections(db)
+    try:
+        return snapshot(reader, user)
+    finally:
+        reader.close()
+
+
+def embed(store: MongoDb, memories: list[UserMemory], seed: int = 0) -> None:
+    store.set_embeddings(MODEL, [(m, unit(seed + k)) for k, m in enumerate(memories)])
+
+
+def user_wide_reads(db: MongoDb, commands: Commands, action: Callable[[], object]) -> int:
+    """How many finds of the memories during ``action`` were not by ids."""
+    commands.sent.clear()
+    action()
+    return sum(
+        1
+        for c in commands.named("find")
+        if c["find"] == db.memory_table and "_id" not in c.get("filter", {})
+    )
+
+
+def assert_patched(db: MongoDb, commands: Commands, user: str = "ava") -> None:
+    assert user_wide_reads(db, commands, lambda: snapshot(db, user)) == 0
+    assert state(snapshot(db, user)) == state(full(db, user))
+
+
+def test_every_kind_of_write_is_patched_in_and_equals_a_full_read(
+    db: MongoDb, other: MongoDb, commands: Commands
+) -> None:
+    base = utc_now() - timedelta(days=30)
+    memories = [
+        stamped(f"ava fact {i} about tea", f"m{i:02d}", "ava", base + timedelta(hours=i))
+        for i in range(20)
+    ]
+    db.upsert_memories(memories)
+    embed(db, memories)
+    snapshot(db)
+    steps: list[Callable[[], object]] = [
+        lambda: db.upsert_memories([stamped("ava likes skiing", "n1", "ava")]),
+        lambda: embed(db, [stamped("ava likes skiing", "n1", "ava")], 100),
+        lambda: db.upsert_memories([stamped(f"ava batch {i}", f"n{i + 2}") for i in range(5)]),
+        lambda: db.update_memory(stamped("ava fact 3 changed", "m03")),
+        lambda: embed(db, [stamped("ava fact 3 changed", "m03")], 200),
+        lambda: db.set_embeddings(
+            "another", [(stamped("ava fact 4 about tea", "m04"), unit(7, 4))]
+        ),
+        lambda: db.delete_memories(["m00", "m07", "n3"], "ava"),
+        lambda: db.upsert_memories(  # back in the middle of the order (an older time)
+            [stamped("ava fact 7 again", "m07", "ava", base + timedelta(hours=7, minutes=30))]
+        ),
+        lambda: db.upsert_memories([stamped("bob likes tea", "b1", "bob")]),
+        lambda: other.upsert_memories([stamped("ava from elsewhere", "o1")]),
+        lambda: embed(other, [stamped("ava from elsewhere", "o1")], 300),
+        lambda: db.write_batch(
+            WriteBatch(
+                "ava",
+                deletes=["m10"],
+                updates=[stamped("ava fact 11 edited", "m11")],
+                adds=[stamped("ava batch add", "w1")],
+            )
+        ),
+        lambda: db.clear_memories("ava"),
+        lambda: db.upsert_memories([stamped("ava starts again", "m00")]),
+    ]
+    for step in steps:
+        step()
+        assert_patched(db, commands)
+    assert [m.memory for m in snapshot(db).memories] == ["ava starts again"]
+
+
+def test_searches_and_counts_after_patches_equal_those_of_a_full_read(db: MongoDb) -> None:
+    memories = [stamped(f"tea cup {i % 4} green {i}", f"m{i:02d}") for i in range(30)]
+    db.upsert_memories(memories)
+    embed(db, memories[:25])
+    query = MemoryQuery("ava", limit=7)
+    db.semantic_search(query, unit(3), MODEL)
+    db.upsert_memories([stamped("green tea cup", "x1")])
+    embed(db, [stamped("green tea cup", "x1")], 3)
+    db.update_memory(stamped("black coffee cup", "m04"))
+    db.delete_memories(["m05", "m27"], "ava")
+    reader = same_collections(db)
+    try:
+        for seed in range(5):
+            got = db.semantic_search(query, unit(seed), MODEL)
+            assert got == reader.semantic_search(query, unit(seed), MODEL)
+        assert db.count_memories_to_embed("ava", MODEL) == 5  # 25-29 less m27, and m04
+        assert reader.count_memories_to_embed("ava", MODEL) == 5
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize(
+    "unnamed", ["a writer that moves the generation alone", "more writes than the log keeps"]
+)
+def test_a_write_the_log_does_not_name_means_a_full_read(
+    db: MongoDb,
+    commands: Commands,
+    unnamed: str,
+) -> None:
+    memories = [stamped(f"ava fact {i}", f"m{i:02d}") for i in range(10)]
+    db.upsert_memories(memories)
+    embed(db, memories)
+    snapshot(db)
+    client: Any = pymongo.MongoClient(db.db_url)
+    raw = client[DATABASE]
+    if unnamed == "a writer that moves the generation alone":
+        raw[db.memory_table].update_one({"_id": "m01"}, {"$set": {"memory": "changed aside"}})
+        raw[f"{db.memory_table}_generations"].update_one(
+            {"_id": "ava"}, {"$inc": {"generation": 1}}
+        )
+    else:
+        for i in range(17):
+            db.upsert_memories([stamped(f"ava new {i}", f"n{i:02d}")])
+    assert user_wide_reads(db, commands, lambda: snapshot(db)) == 1
+    assert state(snapshot(db)) == state(full(db))
+    if unnamed == "a writer that moves the generation alone":
+        assert "changed aside" in [m.memory for m in snapshot(db).memories]
+    db.upsert_memories([stamped("ava after", "z1")])
+    assert_patched(db, commands)
+    client.close()
+
+
+def test_random_writes_by_two_stores_keep_the_snapshot_equal_to_a_full_read(
+    db: MongoDb, other: MongoDb
+) -> None:
+    rng = random.Random(27017)
+    base = utc_now() - timedelta(days=1)
+    next_id = 0
+    snapshot(db)
+    for step in range(120):
+        store = db if rng.random() < 0.6 else other
+        held = list(snapshot(store).memories)
+        kind = rng.random()
+        if kind < 0.4 or not held:
+            adds = []
+            for _ in range(rng.choice((1, 1, 3))):
+                when = base + timedelta(seconds=rng.randrange(100_000))
+                adds.append(stamped(f"ava fact {next_id}", f"i{next_id:04d}", "ava", when))
+                next_id += 1
+            store.upsert_memories(adds)
+        elif kind < 0.65:
+            chosen = rng.sample(held, min(len(held), rng.choice((1, 2))))
+            embed(store, chosen, rng.randrange(1000))
+        elif kind < 0.8:
+            target = rng.choice(held)
+            text = target.memory if rng.random() < 0.3 else f"ava edited {step}"
+            store.update_memory(stamped(text, target.memory_id or ""))
+        elif kind < 0.97:
+            gone = rng.sample(held, min(len(held), 2))
+            store.delete_memories([m.memory_id or "" for m in gone], "ava")
+        else:
+            store.clear_memories("ava")
+        if step % 2:
+            assert state(snapshot(db)) == state(full(db)), step
+    assert next_id > 30
