@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import apsw
@@ -9,7 +10,7 @@ import pytest
 
 from noted import Memory, SqliteDb, StoreError, UserMemory
 from noted.db import MemoryQuery
-from noted.db.sqlite.migrations import MIGRATIONS, record_version
+from noted.db.sqlite.migrations import MIGRATIONS, record_version, use_wal
 
 # The DDL of noted's first schema (version 1), frozen here as it was written to disk.
 FIRST_SCHEMA = """
@@ -170,3 +171,23 @@ def test_a_version_2_database_gains_the_history_table(tmp_path: Path) -> None:
     assert conn.execute("SELECT COUNT(*) FROM noted_memories").fetchone()[0] == 2
     assert conn.execute("SELECT COUNT(*) FROM noted_memories_events").fetchone()[0] == 2
     conn.close()
+
+
+def test_a_file_sqlite_cannot_switch_to_wal_is_said_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The unix-dotfile VFS has no shared memory, so SQLite keeps its rollback journal
+    (as on some network file systems): the switch is refused without an error."""
+    refusing = apsw.Connection(str(tmp_path / "dotfile.db"), vfs="unix-dotfile")
+    with caplog.at_level(logging.WARNING, logger="noted.db.sqlite"):
+        use_wal(refusing, 1.0, "dotfile.db")
+    assert "dotfile.db stays in 'delete' journal mode" in caplog.text
+    refusing.close()
+    caplog.clear()
+    plain = apsw.Connection(str(tmp_path / "plain.db"))
+    with caplog.at_level(logging.WARNING, logger="noted.db.sqlite"):
+        use_wal(plain, 1.0, "plain.db")
+        use_wal(plain, 1.0, "plain.db")  # already WAL: nothing to switch
+    assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert not caplog.records
+    plain.close()

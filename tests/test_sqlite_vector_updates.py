@@ -379,7 +379,7 @@ def busy_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, S
     """A store on a file left in rollback-journal mode (as on a file system where SQLite
     cannot use WAL): a COMMIT then waits for readers, and is refused as busy while one
     reads (within a short busy timeout)."""
-    monkeypatch.setattr(sqlite_store.migrations, "use_wal", lambda conn, timeout: None)
+    monkeypatch.setattr(sqlite_store.migrations, "use_wal", lambda conn, timeout, where: None)
     path = tmp_path / "busy.db"
     return path, SqliteDb(path, busy_timeout=0.2)
 

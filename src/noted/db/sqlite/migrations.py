@@ -7,6 +7,7 @@ migration: append a new one.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -16,6 +17,8 @@ from noted._time import now_micros
 from noted.db.sqlite.connection import Connection
 from noted.db.sqlite.terms import UserTerms
 from noted.errors import SchemaVersionError, StoreError
+
+logger = logging.getLogger("noted.db.sqlite")
 
 Migration = Callable[[Connection, str], None]
 MIGRATIONS: list[Migration] = []  # the memory table's
@@ -261,15 +264,24 @@ def record_version(conn: Connection, table: str, version: int, now_us: int) -> N
     )
 
 
-def use_wal(conn: Connection, busy_timeout: float) -> None:
+def use_wal(conn: Connection, busy_timeout: float, where: str = "the database") -> None:
     """Switch the file to WAL once. SQLite answers "locked" at once, without waiting,
     when another process holds a lock during the switch, so wait here, within the
-    busy timeout, like every other write does."""
+    busy timeout, like every other write does. Where SQLite cannot use WAL (a file
+    system or VFS without shared memory), the file keeps its mode: said in a warning,
+    since writers then wait for readers and a commit can be refused as busy."""
     deadline = time.monotonic() + busy_timeout
     while True:
         try:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    logger.warning(
+                        "%s stays in %r journal mode: SQLite could not switch it to WAL, so "
+                        "writers wait for readers and a commit may be refused as busy",
+                        where,
+                        mode,
+                    )
             return
         except apsw.BusyError as exc:
             if "locked" not in str(exc) or time.monotonic() >= deadline:

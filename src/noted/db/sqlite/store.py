@@ -226,7 +226,7 @@ class SqliteDb(
         try:
             conn = connect(self.db_file, read_only=self.read_only, busy_timeout=self.busy_timeout)
             if not self.read_only:
-                migrations.use_wal(conn, self.busy_timeout)
+                migrations.use_wal(conn, self.busy_timeout, str(self.db_file))
                 conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute(f"PRAGMA cache_size = -{self.page_cache_mib * 1024}")
             tables = (self.memory_table, self.session_table)
