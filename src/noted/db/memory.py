@@ -43,6 +43,7 @@ __all__ = ["InMemoryDb"]
 # instead, which costs less than building a snapshot that would not be kept.
 _CACHE_BYTES: Final = 256 * 2**20
 _KEPT_UP_TO: Final = 100_000
+_WRITTEN_KEPT: Final = 4096  # a user's changes noted by memory id (then noted afresh)
 
 
 def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
@@ -82,6 +83,13 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         self._changes: dict[str, int] = {}
         self._snapshots = SnapshotCache(_CACHE_BYTES)
         self._made: dict[str, int] = {}  # user_id -> the count their last snapshot was made at
+        # user_id -> (the count before its first entry, the memory id of each change since):
+        # a kept snapshot behind by a few changes takes in only the memories they name
+        self._written: dict[str, tuple[int, list[str]]] = {}
+        # memory_id -> when it entered its user's dict: the dict's order, which a
+        # snapshot's memories follow (a replace keeps its place, a delete gives it up)
+        self._entered: dict[str, int] = {}
+        self._entries = 0
 
     def __repr__(self) -> str:
         return "InMemoryDb()"
@@ -95,12 +103,26 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         replace, delete) records its change here."""
         for row in core.history_rows(changes, audit, utc_now()):
             self._events.setdefault((row[2], row[1]), []).append(row)
-            self._changed(row[2])
+            self._changed(row[2], row[1])
 
-    def _changed(self, user_id: str) -> None:
-        """Count a change of the user's memories or vectors (their kept snapshot is
-        stale from now); under the lock."""
-        self._changes[user_id] = self._changes.get(user_id, 0) + 1
+    def _changed(self, user_id: str, memory_id: str) -> None:
+        """Count a change of the user's memory ``memory_id`` or its vector (their kept
+        snapshot is stale from now), and note which memory it was; under the lock."""
+        count = self._changes.get(user_id, 0)
+        self._changes[user_id] = count + 1
+        base, ids = self._written.get(user_id) or (count, [])
+        if base + len(ids) != count or len(ids) >= _WRITTEN_KEPT:
+            base, ids = count, []
+        ids.append(memory_id)
+        self._written[user_id] = (base, ids)
+
+    def _written_since(self, user_id: str, count: int) -> set[str] | None:
+        """The memories changed since the user's ``count``-th change, or None when that
+        is no longer noted; under the lock."""
+        base, ids = self._written.get(user_id) or (0, [])
+        if count < base or base + len(ids) != self._changes.get(user_id, 0):
+            return None
+        return set(ids[count - base :])
 
     def _held(
         self, memories: Sequence[UserMemory], model: str
@@ -139,7 +161,11 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
                 if core.clears_embedding(change):
                     self._embeddings.pop(memory_id, None)
                 self._owner[memory_id] = user_id
-                self._users.setdefault(user_id, {})[memory_id] = m
+                mine = self._users.setdefault(user_id, {})
+                if memory_id not in mine:
+                    self._entries += 1
+                    self._entered[memory_id] = self._entries
+                mine[memory_id] = m
             self._record(changes, context)
 
     def write_batch(
@@ -188,13 +214,21 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
 
     def _kept(self, user_id: str) -> UserSnapshot | None:
         """The user's memories as searches rank them (see UserSnapshot), kept until they
-        change; None when the user is ranked afresh: too large to keep, or made at this
-        count of changes and since dropped from the cache (made once per change at most).
-        Under the lock."""
+        change, then brought up to date with the memories changed since (see
+        ``_written``); None when the user is ranked afresh: too large to keep, or made at
+        this count of changes and since dropped from the cache (made once per change at
+        most). Under the lock."""
         mine = self._users.get(user_id, {})
         changes = self._changes.get(user_id, 0)
-        snapshot = self._snapshots.get(user_id, changes)
-        if snapshot is not None:
+        snapshot = self._snapshots.get(user_id)
+        if snapshot is not None and snapshot.generation == changes:
+            return snapshot
+        written = None if snapshot is None else self._written_since(user_id, snapshot.generation)
+        if snapshot is not None and written is not None:
+            rows = [mine[i] for i in written if i in mine]
+            vectors = [self._embeddings.get(m.memory_id or "") for m in rows]
+            snapshot = snapshot.patched(changes, written, rows, vectors, self._place)
+            self._snapshots.put(user_id, snapshot)
             return snapshot
         if len(mine) > _KEPT_UP_TO or self._made.get(user_id) == changes:
             return None
@@ -202,6 +236,10 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         snapshot = UserSnapshot(changes, list(mine.values()))
         self._snapshots.put(user_id, snapshot)
         return snapshot
+
+    def _place(self, memory: UserMemory) -> int:
+        """Where a memory stands in its user's dict (see ``_entered``); under the lock."""
+        return self._entered[memory.memory_id or ""]
 
     def _with_vectors(self, user_id: str, snapshot: UserSnapshot, shape: Shape) -> UserSnapshot:
         """``snapshot`` with the user's vectors of ``shape`` (model, size), kept with it.
@@ -276,7 +314,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
                 current = self._users.get(m.user_id or "", {}).get(m.memory_id or "")
                 if current is not None and current.memory == m.memory:
                     self._embeddings[current.memory_id or ""] = (model, vector)
-                    self._changed(current.user_id or "")
+                    self._changed(current.user_id or "", current.memory_id or "")
                     stored += 1
         return stored
 
@@ -293,6 +331,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         for memory_id, *_ in gone:
             del self._owner[memory_id]
             self._embeddings.pop(memory_id, None)
+            self._entered.pop(memory_id, None)
         self._record(core.deletions(gone), audit)
         return len(gone)
 

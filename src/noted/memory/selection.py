@@ -27,9 +27,9 @@ Cost: one search of a bounded depth (two in a session's later turns, with one qu
 embedding between them as a rule), one listing of the ``recent`` newest and two small
 keyword searches for the facts always shown, whatever the number of memories. A store
 with an index answers in time that grows slowly with the user's memory count; the
-in-process store and Redis rank the user's memories in Python (a BM25 index kept per user
-until their memories change), which grows linearly with the user's memory count (see
-docs/benchmarks.md for figures).
+in-process store and Redis rank the user's memories in Python (a BM25 index kept per user,
+built at their first search and then patched with the memories each change writes), which
+grows linearly with the user's memory count (see docs/benchmarks.md for figures).
 """
 
 from __future__ import annotations
