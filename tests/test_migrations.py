@@ -189,5 +189,9 @@ def test_a_file_sqlite_cannot_switch_to_wal_is_said_in_a_warning(
         use_wal(plain, 1.0, "plain.db")
         use_wal(plain, 1.0, "plain.db")  # already WAL: nothing to switch
     assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    in_memory = apsw.Connection(":memory:")  # "memory" mode: nothing to warn of
+    with caplog.at_level(logging.WARNING, logger="noted.db.sqlite"):
+        use_wal(in_memory, 1.0, ":memory:")
     assert not caplog.records
     plain.close()
+    in_memory.close()

@@ -225,18 +225,24 @@ def test_a_write_the_log_does_not_name_means_a_full_read(
     assert_read_again(db, client)
     if unnamed == "a write the log does not name":
         assert "changed behind the log" in [m.memory for m in snapshot(db).memories]
-    # and the next write is patched in again
     db.upsert_memories([stamped("ava after", "z1", "ava")])
-    assert_patched(db, client)
+    if unnamed in ("a write the log does not name", "a log lost"):
+        # the log has no entry for the generation read: its write cannot be told from
+        # another that took the same generation, so everything is read once more
+        assert_read_again(db, client)
+        db.upsert_memories([stamped("ava after that", "z2", "ava")])
+    assert_patched(db, client)  # and the next write is patched in again
 
 
-def test_sixteen_writes_are_patched_and_the_log_stays_short(
+def test_fifteen_writes_are_patched_and_the_log_stays_short(
     db: RedisDb, client: redis.Redis
 ) -> None:
     setup_cached(db)
-    for i in range(16):
+    for i in range(15):  # the log keeps 16: the write the snapshot was read at, then 15
         db.upsert_memories([stamped(f"ava new {i}", f"n{i:02d}", "ava")])
     assert_patched(db, client)
+    for i in range(20):
+        db.upsert_memories([stamped(f"ava newer {i}", f"x{i:02d}", "ava")])
     assert client.llen(log_key(db, "ava")) == 16
     assert 0 < client.ttl(log_key(db, "ava")) <= 3600
 
@@ -429,3 +435,65 @@ def test_threads_writing_and_searching_end_equal_to_a_full_read(db: RedisDb) -> 
             )
     finally:
         reader.close()
+
+
+def test_writes_the_server_lost_are_not_patched_over(db: RedisDb, client: redis.Redis) -> None:
+    """A failover to a replica that lagged (here: the keys restored from a copy) loses the
+    last writes, and new ones take their generations: the write the snapshot was read at
+    has another token in the log now, so the snapshot is read whole again."""
+    writer = fresh(db)
+    writer.upsert_memories([stamped("ava fact zero", "m0", "ava")])
+    saved = {key: client.dump(key) for key in client.scan_iter(f"{db.memory_table}:*")}
+    writer.upsert_memories([stamped("ava fact lost one", "lost1", "ava")])
+    writer.upsert_memories([stamped("ava fact lost two", "lost2", "ava")])
+    assert len(snapshot(db).memories) == 3
+    for key in client.scan_iter(f"{db.memory_table}:*"):
+        client.delete(key)
+    for key, value in saved.items():
+        client.restore(key, 0, value, replace=True)
+    for i in range(3):  # past the generation the reader holds
+        writer.upsert_memories([stamped(f"ava fact new {i}", f"new{i}", "ava")])
+    writer.close()
+    assert_read_again(db, client)
+    assert sorted(m.memory_id or "" for m in snapshot(db).memories) == [
+        "m0",
+        "new0",
+        "new1",
+        "new2",
+    ]
+
+
+def test_a_snapshot_is_read_whole_again_a_minute_after_its_last_full_read(
+    db: RedisDb, client: redis.Redis
+) -> None:
+    """A write whose log entry was lost (a process stopped between them) is read by the
+    next full read: a snapshot is patched for PATCHED_FOR seconds after it was read whole."""
+    from noted.db._client_search import PATCHED_FOR
+
+    setup_cached(db)
+    client.hset(f"{db.memory_table}:m:m01", "memory", "changed behind the log")
+    db.upsert_memories([stamped("ava new", "n1", "ava")])
+    assert "zrange" not in calls_during(client, lambda: snapshot(db))  # patched: stale
+    assert "changed behind the log" not in [m.memory for m in snapshot(db).memories]
+    snapshot(db).loaded_at -= PATCHED_FOR  # as if a minute had passed
+    db.upsert_memories([stamped("ava newer", "n2", "ava")])
+    assert_read_again(db, client)
+    assert "changed behind the log" in [m.memory for m in snapshot(db).memories]
+    db.upsert_memories([stamped("ava newest", "n3", "ava")])
+    assert_patched(db, client)
+
+
+def test_the_count_keeps_ids_only_while_they_are_few(db: RedisDb) -> None:
+    memories = [stamped(f"ava fact {i}", f"m{i:03d}", "ava") for i in range(300)]
+    db.upsert_memories(memories)
+    assert db.count_memories_to_embed("ava", MODEL) == 300
+    kept = db._pending.entry("ava", MODEL)
+    assert kept is not None and kept.ids is None  # 300 ids are not kept
+    embed(db, memories[:100])
+    assert db.count_memories_to_embed("ava", MODEL) == 200
+    kept = db._pending.entry("ava", MODEL)
+    assert kept is not None and kept.ids is not None and len(kept.ids) == 200
+    db.upsert_memories([stamped(f"ava more {i}", f"x{i:02d}", "ava") for i in range(60)])
+    assert db.count_memories_to_embed("ava", MODEL) == 260
+    kept = db._pending.entry("ava", MODEL)
+    assert kept is not None and kept.ids is None  # past 256 after a patch: dropped

@@ -12,6 +12,7 @@ import bisect
 import copy
 import heapq
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from noted.retrieval.vectors import UserVectors, Vector, cosine_scores, top_indi
 from noted.schema import UserMemory
 
 __all__ = [
+    "PATCHED_FOR",
     "Shape",
     "SnapshotCache",
     "UserSnapshot",
@@ -42,6 +44,7 @@ _MEMORY_BYTES: Final = 500  # a snapshot's memory's objects, besides its texts (
 # sort_memories picks a page with a heap when it ends within the first 1/32 of the memories:
 # beyond about 1/20 a full sort was as fast (10,000 memories)
 _HEAP_BELOW: Final = 32
+PATCHED_FOR: Final = 60.0  # seconds a snapshot may be patched after it was read whole
 
 
 def matches(query: MemoryQuery, m: UserMemory) -> bool:
@@ -241,7 +244,9 @@ class UserSnapshot:
         "_index",
         "_text_bytes",
         "generation",
+        "loaded_at",
         "memories",
+        "token",
         "vectors",
     )
 
@@ -253,10 +258,14 @@ class UserSnapshot:
         *,
         documents: Sequence[str] | None = None,
         by_id: npt.NDArray[np.intp] | None = None,
+        token: str = "",
     ) -> None:
         """``documents`` and ``by_id``, when given, are what this would make of the
-        memories (see :meth:`patched`)."""
+        memories (see :meth:`patched`). ``token`` is what the store's change log calls
+        the write that made ``generation`` ("" when it does not say)."""
         self.generation = generation
+        self.token = token
+        self.loaded_at = time.monotonic()  # when read whole (a patch keeps it)
         self.memories = tuple(memories)
         self.vectors = vectors
         self._documents = tuple(documents or map(_document, self.memories))
@@ -280,6 +289,7 @@ class UserSnapshot:
         order: Callable[[UserMemory], Any],
         *,
         every_shape: bool = False,
+        token: str = "",
     ) -> UserSnapshot:
         """This snapshot at ``generation``, after writes to the memories ``changed`` names
         (ids): those are taken out, and ``rows`` (what those ids hold now that is the
@@ -329,11 +339,21 @@ class UserSnapshot:
             None if self.vectors is None else shapes,
             documents=documents,
             by_id=by_id,
+            token=token,
         )
+        twin.loaded_at = self.loaded_at
         if self._index is not None:
             added = [documents[int(p)] for p in placed]
             twin._index = PatchedIndex.patch(self._index, moved, added, placed, len(memories))
         return twin
+
+    @property
+    def patchable(self) -> bool:
+        """Whether a store that patches snapshots with what its change log names may
+        patch this one: for ``PATCHED_FOR`` seconds after it was read whole. A write
+        whose log entry was lost (a process stopped between the two) is then read by
+        the next full read after that, at the user's next change."""
+        return time.monotonic() - self.loaded_at < PATCHED_FOR
 
     def with_vectors(self, shape: Shape, found: UserVectors) -> UserSnapshot:
         """This snapshot with ``found`` as its vectors of ``shape`` too (the rest shared)."""

@@ -330,6 +330,7 @@ class PendingCount:
     generation: int
     count: int
     ids: frozenset[str] | None = None
+    token: str = ""  # what the store's change log calls the write that made ``generation``
 
 
 class PendingCounts:
@@ -359,10 +360,11 @@ class PendingCounts:
         generation: int,
         count: int,
         ids: frozenset[str] | None = None,
+        token: str = "",
     ) -> None:
         if len(self._kept) >= self._most:
             self._kept.clear()
-        self._kept[(user_id, model)] = PendingCount(generation, count, ids)
+        self._kept[(user_id, model)] = PendingCount(generation, count, ids, token)
 
     def clear(self) -> None:
         self._kept.clear()

@@ -224,7 +224,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         if snapshot is not None and snapshot.generation == changes:
             return snapshot
         written = None if snapshot is None else self._written_since(user_id, snapshot.generation)
-        if snapshot is not None and written is not None:
+        if snapshot is not None and written is not None and len(mine) <= _KEPT_UP_TO:
             rows = [mine[i] for i in written if i in mine]
             vectors = [self._embeddings.get(m.memory_id or "") for m in rows]
             snapshot = snapshot.patched(changes, written, rows, vectors, self._place)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -51,23 +52,24 @@ def load_snapshot(
     db: SearchedCollections, cache: SnapshotCache, user_id: str, *, vectors: bool
 ) -> UserSnapshot:
     """The user's memories, with all their vectors when ``vectors``: the cached snapshot
-    while it was loaded at the user's generation (one find_one); after writes the user's
-    change log names, the cached one with only those memories read again; else loaded
-    now. Either is cached under the generation read before reading."""
-    found = db.generations.find_one({"_id": user_id})
+    while it was loaded at the user's generation (one find_one of a small document);
+    after writes the user's change log names, the cached one with only those memories
+    read again; else loaded now. Either is cached under the generation read before."""
+    found = db.generations.find_one({"_id": user_id}, _WITHOUT_LOG)
     generation = stamp(found)
     cached = cache.get(user_id)
     if cached is not None and (cached.vectors is not None or not vectors):
         if cached.generation == generation:
             return cached
-        patched = _patched(db, cached, found, generation)
+        patched = _patched(db, cached, user_id) if cached.patchable else None
         if patched is not None:
             cache.put(user_id, patched)
             return patched
     cursor = db.memories.find({"user_id": user_id}, None if vectors else NO_VECTOR)
     docs = list(cursor.sort(_LOAD_ORDER))
     shapes = user_vectors(generation, docs) if vectors else None
-    snapshot = UserSnapshot(generation, memories_of(docs), shapes)
+    token = "" if found is None else str(found.get("token", ""))
+    snapshot = UserSnapshot(generation, memories_of(docs), shapes, token=token)
     cache.put(user_id, snapshot)
     return snapshot
 
@@ -75,13 +77,17 @@ def load_snapshot(
 # -- the change log ------------------------------------------------------------------------
 #
 # Each write moves its users' generation on and, in the same update, counts it in
-# ``logged`` and appends to ``log`` (the last LOG_KEPT) the ids it wrote as JSON ("*" when
-# they are unknown or more than LOG_IDS). A store of an older version moves
-# ``generation`` alone; so when both moved by the same n since a snapshot was read, the
-# log's last n entries name every write since, and only those memories are read again.
+# ``logged``, names it by a new ``token`` and appends "<token> <ids>" to ``log`` (the last
+# LOG_KEPT; the ids written as JSON, "*" when they are unknown or more than LOG_IDS). A
+# store of an older version moves ``generation`` alone; so when both moved by the same n
+# since a snapshot was read, and the log still holds the write the snapshot was read at
+# (its token: writes the server lost, and new ones that took their generations, have
+# others), the log's last n entries name every write since, and only those memories are
+# read again.
 LOG_KEPT: Final = 16
 LOG_IDS: Final = 256
 _PACKED: Final = 2**40  # a snapshot's generation is generation * _PACKED + logged
+_WITHOUT_LOG: Final = {"log": 0}
 
 
 def bump(memory_ids: Sequence[str] | None) -> dict[str, Any]:
@@ -89,9 +95,11 @@ def bump(memory_ids: Sequence[str] | None) -> dict[str, Any]:
     (None: not known)."""
     unique = None if memory_ids is None else list(dict.fromkeys(memory_ids))
     listed = unique is not None and len(unique) <= LOG_IDS
-    entry = json.dumps(unique, ensure_ascii=False) if listed else "*"
+    token = secrets.token_hex(8)
+    entry = f"{token} {json.dumps(unique, ensure_ascii=False) if listed else '*'}"
     return {
         "$inc": {"generation": 1, "logged": 1},
+        "$set": {"token": token},
         "$push": {"log": {"$each": [entry], "$slice": -LOG_KEPT}},
     }
 
@@ -104,23 +112,24 @@ def stamp(found: Mapping[str, Any] | None) -> int:
     return int(found["generation"]) * _PACKED + int(found.get("logged", 0))
 
 
-def _patched(
-    db: SearchedCollections, cached: UserSnapshot, found: Mapping[str, Any] | None, now: int
-) -> UserSnapshot | None:
-    """``cached`` at ``now``, its memories written since read again; None when the log
-    of the user's generation document ``found`` does not name every write since."""
+def _patched(db: SearchedCollections, cached: UserSnapshot, user_id: str) -> UserSnapshot | None:
+    """``cached`` at the user's generation now, its memories written since read again;
+    None when the log does not name every write since that of ``cached.token``."""
+    found = db.generations.find_one({"_id": user_id})
+    now = stamp(found)
     moves, logged = divmod(now, _PACKED)
     was_moves, was_logged = divmod(cached.generation, _PACKED)
     count = moves - was_moves
-    entries = list((found or {}).get("log") or ())
-    if count < 1 or count != logged - was_logged or count > len(entries):
+    entries = [str(entry).split(" ", 1) for entry in (found or {}).get("log") or ()]
+    if not cached.token or count < 1 or count != logged - was_logged:
+        return None
+    if count + 1 > len(entries) or entries[-count - 1][0] != cached.token:
         return None
     ids: set[str] = set()
-    for entry in entries[len(entries) - count :]:
-        if entry == "*":
+    for _, listed in entries[len(entries) - count :]:
+        if listed == "*":
             return None
-        ids.update(json.loads(entry))
-    user_id = (found or {})["_id"]
+        ids.update(json.loads(listed))
     wanted = {"_id": {"$in": sorted(ids)}, "user_id": user_id}
     docs = list(db.memories.find(wanted, None if cached.vectors is not None else NO_VECTOR))
     return cached.patched(
@@ -130,6 +139,7 @@ def _patched(
         [doc_vector(doc) for doc in docs],
         created_order,
         every_shape=True,
+        token=entries[-1][0],
     )
 
 

@@ -99,7 +99,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
     scores come out) and, per embedding model, their vectors as one float32 matrix, in
     ``cache``, within about ``cache_bytes`` (10,000 memories with
     384-dimension vectors take about 20 MB); 0 keeps nothing. Each user has a generation,
-    ``{_id: user_id, generation: n, logged: n, log: [...]}`` in
+    ``{_id: user_id, generation: n, logged: n, token: t, log: [...]}`` in
     ``<memory_table>_generations``, that every write of their memories or embeddings moves
     on with ``$inc`` after writing, so writes of other processes count too; the same
     update logs the ids written (see :func:`.search.bump`). A search reads the generation
@@ -109,9 +109,11 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
     before reading: a write
     meanwhile can at worst have its data cached under the old generation, and its
     increment makes the next search load again. A process that stops between a write and
-    its increment leaves other processes' copies of that user stale until the user's next
-    write; and the generations collection must stay with the memories (dropped alone, it
-    counts again from 1, which a copy may have been cached at).
+    its increment leaves other processes' copies of that user stale until the user's
+    next write that finds a copy read whole more than a minute before (copies are
+    patched for a minute only: PATCHED_FOR); and the generations collection must stay
+    with the memories (dropped alone, it counts again from 1, which a copy may have been
+    cached at).
 
     On a replica set or a sharded cluster (read from the server's ``hello``),
     :meth:`write_batch` runs in one transaction. Without multi-document transactions (a

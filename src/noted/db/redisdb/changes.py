@@ -1,13 +1,16 @@
 """What a user's change log says was written since a generation of theirs.
 
 Every script that changes a user's memories or embeddings moves the user's generation on
-and appends ``"<generation> <ids>"`` to the user's log (``M:chg:<n>:<user_id>``, the last
-16 writes, for an hour after the user's last write; ``*`` for ids too many to list). A
-reader holding the user's memories at generation ``g`` asks CHANGES_LUA what changed since
-``g``: when the log names each generation after ``g`` in turn, only the memories those
+and appends ``"<generation> <token> <ids>"`` to the user's log (``M:chg:<n>:<user_id>``,
+the last 16 writes, for an hour after the user's last write; ``*`` for ids too many to
+list; the token is the server's time). A reader holding the user's memories at generation
+``g``, made by the write of token ``t``, asks CHANGES_LUA what changed since: when the log
+still holds that write, then each generation after ``g`` in turn, only the memories those
 writes name are read again, and the held copy is brought up to date with them; when it
-does not (a write by an older version of this store, a log trimmed or expired, or a lost
-generation), everything is read again, as without the log.
+does not (a write by an older version of this store, a log trimmed or expired, a lost
+generation, or writes the server lost and new ones that took their generations: the
+write at ``g`` then has another token), everything is read again, as without the log.
+A copy is patched for at most a minute after it was read whole (see PATCHED_FOR).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Changes:
     ``models``, each such memory's embedding model (None for none)."""
 
     generation: int
+    token: str  # of the write that made ``generation`` ("" when nothing changed)
     ids: frozenset[str]
     rows: list[UserMemory]
     vectors: list[tuple[str, Vector] | None]
@@ -48,15 +52,16 @@ def read_changes(reply: Sequence[Any], *, rows: bool) -> Changes | None:
     if status == b"unknown":
         return None
     if status == b"same":
-        return Changes(generation, frozenset(), [], [], {})
-    ids = frozenset(json.loads(reply[2]))
-    found = json.loads(reply[3])
+        return Changes(generation, "", frozenset(), [], [], {})
+    token = reply[2].decode()
+    ids = frozenset(json.loads(reply[3]))
+    found = json.loads(reply[4])
     if not rows:
-        return Changes(generation, ids, [], [], {i: by for i, by in found})
+        return Changes(generation, token, ids, [], [], {i: by for i, by in found})
     memories = script_memories(found)
-    held = reply[4:]
+    held = reply[5:]
     vectors = [_vector(held[2 * k], held[2 * k + 1]) for k in range(len(memories))]
-    return Changes(generation, ids, memories, vectors, {})
+    return Changes(generation, token, ids, memories, vectors, {})
 
 
 def script_memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:

@@ -31,7 +31,7 @@ __all__ = ["Arg", "RedisReads", "decoded", "last_rank", "opt", "owned_by", "scop
 Arg = str | bytes | int | float  # what a script argument may be
 
 _MEMORY_FIELDS: Final = COLUMNS[1:]  # a memory hash's fields
-_LISTED_AT_MOST: Final = 4096  # a count of memories to embed keeps their ids up to this many
+_LISTED_AT_MOST: Final = 256  # a count of memories to embed keeps their ids up to this many
 
 
 def opt(value: str | None) -> str:
@@ -173,7 +173,7 @@ class RedisReads(PageRules):
             with self._mapped_errors():
                 current = int(self._client.get(self._gkey(user_id)) or 0)
             if cached.generation != current:
-                cached = self._patched(user_id, cached)
+                cached = self._patched(user_id, cached) if cached.patchable else None
             if cached is not None and (shape is None or shape in (cached.vectors or {})):
                 return cached
         model, dimensions = shape or ("", 0)
@@ -186,10 +186,11 @@ class RedisReads(PageRules):
             cached, reply = None, load(True)
         generation = int(reply[0])
         if cached is None:
-            cached = UserSnapshot(generation, script_memories(json.loads(reply[1])))
+            memories = script_memories(json.loads(reply[2]))
+            cached = UserSnapshot(generation, memories, token=reply[1].decode())
         if shape is not None:
-            keys = np.array(json.loads(reply[2]), dtype=np.int64)
-            found = UserVectors(generation, keys, from_blobs(reply[3:], dimensions))
+            keys = np.array(json.loads(reply[3]), dtype=np.int64)
+            found = UserVectors(generation, keys, from_blobs(reply[4:], dimensions))
             cached = cached.with_vectors(shape, found)
         self.cache.put(user_id, cached)
         return cached
@@ -198,14 +199,19 @@ class RedisReads(PageRules):
         """``cached`` brought to the user's generation now by reading only the memories
         written since (see :mod:`.changes`), and kept; None when the change log does not
         name every write since."""
-        reply = self._call(self._changes, user_id, cached.generation, "rows")
+        reply = self._call(self._changes, user_id, cached.generation, cached.token, "rows")
         changes = read_changes(reply, rows=True)
         if changes is None:
             return None
         if changes.generation == cached.generation:
             return cached
         patched = cached.patched(
-            changes.generation, changes.ids, changes.rows, changes.vectors, upd_order
+            changes.generation,
+            changes.ids,
+            changes.rows,
+            changes.vectors,
+            upd_order,
+            token=changes.token,
         )
         self.cache.put(user_id, patched)
         return patched
@@ -239,9 +245,9 @@ class RedisReads(PageRules):
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
         """How many memories have no embedding by ``model``. Counting reads every memory
         of the user on the server (24 ms at 10,000), and a semantic search asks first, so
-        one user's count is kept with the generation read before it was taken, and the
-        ids counted while they are few: while the generation stays, nothing was written
-        or embedded, and the count stands; after writes the change log names, only the
+        one user's count is kept with the generation it was taken at, and the ids counted
+        while they are few (up to 256): while the generation stays, nothing was written or
+        embedded, and the count stands; after writes the change log names, only the
         memories written are looked at again."""
         if user_id is None:
             return int(self._call(self._to_embed, *scope(None), model, "", "count"))
@@ -251,20 +257,23 @@ class RedisReads(PageRules):
         if kept is not None and kept.generation == generation:
             return kept.count
         if kept is not None and kept.ids is not None:
-            reply = self._call(self._changes, user_id, kept.generation, "models")
+            reply = self._call(self._changes, user_id, kept.generation, kept.token, "models")
             changes = read_changes(reply, rows=False)
             if changes is not None:
                 waiting = (kept.ids - changes.ids) | {
                     memory_id for memory_id, by in changes.models.items() if by != model
                 }
-                self._pending.put(user_id, model, changes.generation, len(waiting), waiting)
+                listing = waiting if len(waiting) <= _LISTED_AT_MOST else None
+                self._pending.put(
+                    user_id, model, changes.generation, len(waiting), listing, changes.token
+                )
                 return len(waiting)
-        count, listed = self._call(
+        count, listed, now, token = self._call(
             self._to_embed, *scope(user_id), model, "", "ids", _LISTED_AT_MOST
         )
         ids = json.loads(listed)
         listing = frozenset(ids) if len(ids) == int(count) else None
-        self._pending.put(user_id, model, generation, int(count), listing)
+        self._pending.put(user_id, model, int(now), int(count), listing, token.decode())
         return int(count)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:

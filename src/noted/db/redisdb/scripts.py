@@ -51,22 +51,37 @@ local function json_list(items)
   return cjson.encode(items)
 end
 -- the user's memories changed: a new generation (see the module's notes for the start),
--- and at the end of the user's change log "<generation> <the ids it changed, JSON>"
--- ("*" for the ids when they are too many to list); the log keeps the last LOG_KEPT
--- and lasts LOG_SECONDS after the user's last change
+-- and at the end of the user's change log "<generation> <token> <the ids it changed,
+-- JSON>" ("*" for the ids when they are too many to list; the token, the server's time,
+-- tells this write from another that took the same generation after the server lost
+-- writes); the log keeps the last LOG_KEPT and lasts LOG_SECONDS after the last change
 local LOG_KEPT, LOG_IDS, LOG_SECONDS = 16, 256, 3600
 local function bump(user, ids)
   local key, log = gkey(user), ckey(user)
+  local now = redis.call('TIME')
   if redis.call('INCR', key) == 1 then
-    local now = redis.call('TIME')
     redis.call('SET', key, now[1] .. string.format('%06d', tonumber(now[2])))
     redis.call('DEL', log)
   end
   local listed = '*'
   if #ids <= LOG_IDS then listed = json_list(ids) end
-  redis.call('RPUSH', log, redis.call('GET', key) .. ' ' .. listed)
+  local token = now[1] .. '.' .. now[2]
+  redis.call('RPUSH', log, redis.call('GET', key) .. ' ' .. token .. ' ' .. listed)
   redis.call('LTRIM', log, -LOG_KEPT, -1)
   redis.call('EXPIRE', log, LOG_SECONDS)
+end
+-- a log entry's generation, token and ids
+local function entry_of(entry)
+  return string.match(entry, '^(%S+) (%S+) (.*)$')
+end
+-- the token of the write that made generation ``gen`` of the user ('' when the log's
+-- last entry is not that write's)
+local function token_of(user, gen)
+  local last = redis.call('LINDEX', ckey(user), -1)
+  if not last then return '' end
+  local made, token = entry_of(last)
+  if made == gen then return token end
+  return ''
 end
 local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
 local function neg(s)
@@ -304,13 +319,14 @@ return json_list(out)
 
 # ARGV[2] = user_id, [3] = 'rows' or '', [4] = model ('' for none), [5] = a byte length.
 # What a search caches, read with the generation it belongs to: {generation ('0' when
-# none), the user's memories as JSON rows in M:upd's order ('' unless 'rows'), the
-# positions (from 0, in that order) of those with an embedding by the model of that
-# length as JSON, then those embeddings} (one reply element each: joining them here with
-# table.concat costs several times more).
+# none), the token of the write that made it (see bump), the user's memories as JSON
+# rows in M:upd's order ('' unless 'rows'), the positions (from 0, in that order) of
+# those with an embedding by the model of that length as JSON, then those embeddings}
+# (one reply element each: joining them here with table.concat costs several times more).
 LOAD_LUA = """
 local user, model, size = ARGV[2], ARGV[4], tonumber(ARGV[5])
-local out = {redis.call('GET', gkey(user)) or '0', '', '[]'}
+local generation = redis.call('GET', gkey(user)) or '0'
+local out = {generation, token_of(user, generation), '', '[]'}
 local rows, positions = {}, {}
 for i, id in ipairs(redis.call('ZRANGE', zkey('upd', user), 0, -1)) do
   if ARGV[3] == 'rows' then rows[#rows + 1] = row(id) end
@@ -322,41 +338,47 @@ for i, id in ipairs(redis.call('ZRANGE', zkey('upd', user), 0, -1)) do
     end
   end
 end
-if ARGV[3] == 'rows' then out[2] = json_list(rows) end
-out[3] = json_list(positions)
+if ARGV[3] == 'rows' then out[3] = json_list(rows) end
+out[4] = json_list(positions)
 return out
 """
 
-# ARGV[2] = user_id, [3] = a generation of theirs, [4] = 'rows' or 'models'. What changed
-# since that generation, from the user's change log: {generation, 'same'} when nothing;
-# {generation, 'unknown'} when the log does not name every change since (a write by a
-# store without the log, too many ids, or a log trimmed or expired); else {generation,
-# 'changed', the ids changed (JSON), then for 'rows': those of them that are the user's
-# memories now as JSON rows (as LOAD_LUA's), then each one's embedding model and
-# embedding ('' for none); for 'models': [id, embedding model or null] of those (JSON)}.
+# ARGV[2] = user_id, [3] = a generation of theirs, [4] = the token of the write that
+# made it (see bump), [5] = 'rows' or 'models'. What changed since that generation, from
+# the user's change log: {generation, 'same'} when nothing; {generation, 'unknown'} when
+# the log does not name every change since, from that very write on (a write by a store
+# without the log, too many ids, a log trimmed or expired, or writes the server lost and
+# others that took their generations); else {generation, 'changed', its token, the ids
+# changed (JSON), then for 'rows': those of them that are the user's memories now as JSON
+# rows (as LOAD_LUA's), then each one's embedding model and embedding ('' for none); for
+# 'models': [id, embedding model or null] of those (JSON)}.
 CHANGES_LUA = """
-local user, since, mode = ARGV[2], ARGV[3], ARGV[4]
+local user, since, mark, mode = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now = redis.call('GET', gkey(user)) or '0'
 if now == since then return {now, 'same'} end
 local count = tonumber(now) - tonumber(since)
-if count < 1 or count > LOG_KEPT then return {now, 'unknown'} end
-local entries = redis.call('LRANGE', ckey(user), -count, -1)
-if #entries < count then return {now, 'unknown'} end
-local ids, seen = {}, {}
+if mark == '' or count < 1 or count >= LOG_KEPT then return {now, 'unknown'} end
+-- the write that made ``since`` (its token must be the one given), then each since
+local entries = redis.call('LRANGE', ckey(user), -(count + 1), -1)
+if #entries < count + 1 then return {now, 'unknown'} end
+local ids, seen, token = {}, {}, ''
 for k, entry in ipairs(entries) do
-  local space = string.find(entry, ' ', 1, true)
-  local listed = string.sub(entry, space + 1)
-  if tonumber(string.sub(entry, 1, space - 1)) ~= tonumber(since) + k or listed == '*' then
+  local made, made_by, listed = entry_of(entry)
+  if tonumber(made) ~= tonumber(since) + k - 1 or (k == 1 and made_by ~= mark) then
     return {now, 'unknown'}
   end
-  for _, id in ipairs(cjson.decode(listed)) do
-    if not seen[id] then
-      seen[id] = true
-      ids[#ids + 1] = id
+  if k > 1 then
+    if listed == '*' then return {now, 'unknown'} end
+    for _, id in ipairs(cjson.decode(listed)) do
+      if not seen[id] then
+        seen[id] = true
+        ids[#ids + 1] = id
+      end
     end
   end
+  token = made_by
 end
-local out, found = {now, 'changed', json_list(ids), ''}, {}
+local out, found = {now, 'changed', token, json_list(ids), ''}, {}
 for _, id in ipairs(ids) do
   local r = row(id)
   if r[2] == user then
@@ -370,14 +392,15 @@ for _, id in ipairs(ids) do
     end
   end
 end
-out[4] = json_list(found)
+out[5] = json_list(found)
 return out
 """
 
 # ARGV[2] = 'user' | 'all', [3] = user_id, [4] = model, [5] = at most this many per user
 # ('' = all), [6] = 'count', 'ids' or '', [7] = for 'ids', at most this many ids. The
 # memories without an embedding by the model, each user's oldest first (created_at, then
-# id), as JSON rows; or how many there are; or {how many, the first ids of them (JSON)}.
+# id), as JSON rows; or how many there are; or, for one user, {how many, the first ids of
+# them (JSON), the user's generation and its token (see bump)}.
 TO_EMBED_LUA = """
 local model, limit, mode = ARGV[4], tonumber(ARGV[5]), ARGV[6]
 local out, count = {}, 0
@@ -397,7 +420,10 @@ for _, user in ipairs(scope(ARGV[2], ARGV[3])) do
   end
 end
 if mode == 'count' then return count end
-if mode == 'ids' then return {count, json_list(out)} end
+if mode == 'ids' then
+  local generation = redis.call('GET', gkey(ARGV[3])) or '0'
+  return {count, json_list(out), generation, token_of(ARGV[3], generation)}
+end
 return json_list(out)
 """
 

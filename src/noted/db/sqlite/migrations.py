@@ -275,7 +275,7 @@ def use_wal(conn: Connection, busy_timeout: float, where: str = "the database") 
         try:
             if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
+                if str(mode).lower() not in ("wal", "memory"):  # memory: an in-memory file
                     logger.warning(
                         "%s stays in %r journal mode: SQLite could not switch it to WAL, so "
                         "writers wait for readers and a commit may be refused as busy",
