@@ -14,6 +14,7 @@ import pymongo
 import pytest
 
 from noted._time import utc_now
+from noted.db import _client_search as client_search
 from noted.db._client_search import UserSnapshot
 from noted.db.base import MemoryQuery, WriteBatch
 from noted.db.mongodb import MongoDb
@@ -27,6 +28,14 @@ pytestmark = pytest.mark.usefixtures("servers")
 __all__ = ["url"]  # the fixture, shared with test_mongodb
 
 MODEL = "model"
+
+
+@pytest.fixture(autouse=True)
+def patched_for_as_long_as_a_test_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot is patched for PATCHED_FOR seconds after its full read: long enough
+    here that a slow machine never turns an expected patch into a full read (the test of
+    that bound moves the snapshot's time back by PATCHED_FOR, whatever it is)."""
+    monkeypatch.setattr(client_search, "PATCHED_FOR", 1e9)
 
 
 @pytest.fixture
@@ -249,8 +258,6 @@ def test_a_lost_generation_update_is_read_by_the_next_full_read(
     """A write whose generation update was lost (the process stopped between them; here
     the memory is changed directly): a snapshot is patched for PATCHED_FOR seconds after
     it was read whole, so the next change after that reads it."""
-    from noted.db._client_search import PATCHED_FOR
-
     memories = [stamped(f"ava fact {i}", f"m{i:02d}") for i in range(5)]
     db.upsert_memories(memories)
     snapshot(db)
@@ -260,7 +267,7 @@ def test_a_lost_generation_update_is_read_by_the_next_full_read(
     db.upsert_memories([stamped("ava new", "n1")])
     assert user_wide_reads(db, commands, lambda: snapshot(db)) == 0  # patched: stale
     assert "lost" not in [m.memory for m in snapshot(db).memories]
-    snapshot(db).loaded_at -= PATCHED_FOR
+    snapshot(db).loaded_at -= client_search.PATCHED_FOR
     db.upsert_memories([stamped("ava newer", "n2")])
     assert user_wide_reads(db, commands, lambda: snapshot(db)) == 1
     assert "lost" in [m.memory for m in snapshot(db).memories]

@@ -18,6 +18,7 @@ import redis
 from conftest import server_url
 from noted import UserMemory
 from noted._time import utc_now
+from noted.db import _client_search as client_search
 from noted.db._client_search import Shape, UserSnapshot
 from noted.db.base import MemoryQuery, WriteBatch
 from noted.db.redisdb import RedisDb
@@ -27,6 +28,14 @@ pytestmark = pytest.mark.usefixtures("servers")
 
 MODEL = "model"
 SHAPE: Shape = (MODEL, 8)
+
+
+@pytest.fixture(autouse=True)
+def patched_for_as_long_as_a_test_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A snapshot is patched for PATCHED_FOR seconds after its full read: long enough
+    here that a slow machine never turns an expected patch into a full read (the test of
+    that bound moves the snapshot's time back by PATCHED_FOR, whatever it is)."""
+    monkeypatch.setattr(client_search, "PATCHED_FOR", 1e9)
 
 
 @pytest.fixture
@@ -468,14 +477,12 @@ def test_a_snapshot_is_read_whole_again_a_minute_after_its_last_full_read(
 ) -> None:
     """A write whose log entry was lost (a process stopped between them) is read by the
     next full read: a snapshot is patched for PATCHED_FOR seconds after it was read whole."""
-    from noted.db._client_search import PATCHED_FOR
-
     setup_cached(db)
     client.hset(f"{db.memory_table}:m:m01", "memory", "changed behind the log")
     db.upsert_memories([stamped("ava new", "n1", "ava")])
     assert "zrange" not in calls_during(client, lambda: snapshot(db))  # patched: stale
     assert "changed behind the log" not in [m.memory for m in snapshot(db).memories]
-    snapshot(db).loaded_at -= PATCHED_FOR  # as if a minute had passed
+    snapshot(db).loaded_at -= client_search.PATCHED_FOR  # as if a minute had passed
     db.upsert_memories([stamped("ava newer", "n2", "ava")])
     assert_read_again(db, client)
     assert "changed behind the log" in [m.memory for m in snapshot(db).memories]
