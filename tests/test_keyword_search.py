@@ -285,34 +285,36 @@ def reference_bm25(
     return scores
 
 
+# words and forms of them, accents, stopwords and a number: what random documents are made of
+WORDS = [
+    "tea",
+    "teas",
+    "green",
+    "ski",
+    "skis",
+    "skiing",
+    "skied",
+    "Lisbon",
+    "café",
+    "cafe",
+    "Alps",
+    "the",
+    "a",
+    "of",
+    "is",
+    "42",
+]
+
+
 def test_the_keyword_index_scores_a_subset_as_bm25_of_that_subset_alone() -> None:
     rng = random.Random(5)
-    vocabulary = [
-        "tea",
-        "teas",
-        "green",
-        "ski",
-        "skis",
-        "skiing",
-        "skied",
-        "Lisbon",
-        "café",
-        "cafe",
-        "Alps",
-        "the",
-        "a",
-        "of",
-        "is",
-        "42",
-    ]
     for _ in range(300):
         documents = [
-            " ".join(rng.choices(vocabulary, k=rng.randint(0, 15)))
-            for _ in range(rng.randint(0, 30))
+            " ".join(rng.choices(WORDS, k=rng.randint(0, 15))) for _ in range(rng.randint(0, 30))
         ]
         index = KeywordIndex(documents)
         for _ in range(4):
-            text = " ".join(rng.choices(vocabulary, k=rng.randint(0, 4)))
+            text = " ".join(rng.choices(WORDS, k=rng.randint(0, 4)))
             share = rng.choice([0.0, 0.3, 0.8, 1.0])
             subset = np.array([rng.random() < share for _ in documents], dtype=bool)
             chosen = [d for d, keep in zip(documents, subset, strict=True) if keep]
@@ -329,24 +331,9 @@ def test_a_patched_index_scores_as_one_made_afresh() -> None:
     """Documents taken out, moved and added, patch after patch: the scores equal those of
     an index of the documents as they are now, to the last bit, until it is made whole."""
     rng = random.Random(7)
-    vocabulary = [
-        "tea",
-        "teas",
-        "green",
-        "ski",
-        "skiing",
-        "skied",
-        "Lisbon",
-        "café",
-        "cafe",
-        "Alps",
-        "the",
-        "of",
-        "42",
-    ]
 
     def document() -> str:
-        return " ".join(rng.choices(vocabulary, k=rng.randint(0, 12)))
+        return " ".join(rng.choices(WORDS, k=rng.randint(0, 12)))
 
     patched_at_least = 0
     for _ in range(40):
@@ -367,7 +354,7 @@ def test_a_patched_index_scores_as_one_made_afresh() -> None:
             else:
                 patched_at_least += 1
             for _ in range(3):
-                text = " ".join(rng.choices(vocabulary, k=rng.randint(1, 4)))
+                text = " ".join(rng.choices(WORDS, k=rng.randint(1, 4)))
                 assert index.scores(text).tolist() == reference_bm25(documents, text)
                 subset = np.array([rng.random() < 0.6 for _ in documents], dtype=bool)
                 chosen = [d for d, keep in zip(documents, subset, strict=True) if keep]

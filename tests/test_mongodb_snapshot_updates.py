@@ -19,23 +19,18 @@ from noted.db._client_search import UserSnapshot
 from noted.db.base import MemoryQuery, WriteBatch
 from noted.db.mongodb import MongoDb
 from noted.db.mongodb.search import load_snapshot
-from noted.schema import UserMemory
 from test_mongodb import DATABASE, Commands, open_db, same_collections, stamped, url
-from test_redis_snapshot_updates import state
+from test_redis_snapshot_updates import (
+    MODEL,
+    embed,
+    patched_for_as_long_as_a_test_runs,
+    random_write,
+    state,
+)
 from test_redisdb import unit
 
 pytestmark = pytest.mark.usefixtures("servers")
-__all__ = ["url"]  # the fixture, shared with test_mongodb
-
-MODEL = "model"
-
-
-@pytest.fixture(autouse=True)
-def patched_for_as_long_as_a_test_runs(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A snapshot is patched for PATCHED_FOR seconds after its full read: long enough
-    here that a slow machine never turns an expected patch into a full read (the test of
-    that bound moves the snapshot's time back by PATCHED_FOR, whatever it is)."""
-    monkeypatch.setattr(client_search, "PATCHED_FOR", 1e9)
+__all__ = ["patched_for_as_long_as_a_test_runs", "url"]  # fixtures, shared
 
 
 @pytest.fixture
@@ -70,10 +65,6 @@ def full(db: MongoDb, user: str = "ava") -> UserSnapshot:
         return snapshot(reader, user)
     finally:
         reader.close()
-
-
-def embed(store: MongoDb, memories: list[UserMemory], seed: int = 0) -> None:
-    store.set_embeddings(MODEL, [(m, unit(seed + k)) for k, m in enumerate(memories)])
 
 
 def user_wide_reads(db: MongoDb, commands: Commands, action: Callable[[], object]) -> int:
@@ -192,32 +183,11 @@ def test_random_writes_by_two_stores_keep_the_snapshot_equal_to_a_full_read(
     db: MongoDb, other: MongoDb
 ) -> None:
     rng = random.Random(27017)
-    base = utc_now() - timedelta(days=1)
     next_id = 0
     snapshot(db)
     for step in range(120):
         store = db if rng.random() < 0.6 else other
-        held = list(snapshot(store).memories)
-        kind = rng.random()
-        if kind < 0.4 or not held:
-            adds = []
-            for _ in range(rng.choice((1, 1, 3))):
-                when = base + timedelta(seconds=rng.randrange(100_000))
-                adds.append(stamped(f"ava fact {next_id}", f"i{next_id:04d}", "ava", when))
-                next_id += 1
-            store.upsert_memories(adds)
-        elif kind < 0.65:
-            chosen = rng.sample(held, min(len(held), rng.choice((1, 2))))
-            embed(store, chosen, rng.randrange(1000))
-        elif kind < 0.8:
-            target = rng.choice(held)
-            text = target.memory if rng.random() < 0.3 else f"ava edited {step}"
-            store.update_memory(stamped(text, target.memory_id or ""))
-        elif kind < 0.97:
-            gone = rng.sample(held, min(len(held), 2))
-            store.delete_memories([m.memory_id or "" for m in gone], "ava")
-        else:
-            store.clear_memories("ava")
+        next_id += random_write(store, "ava", snapshot(store).memories, rng, step, next_id)
         if step % 2:
             assert state(snapshot(db)) == state(full(db)), step
     assert next_id > 30

@@ -6,8 +6,7 @@ and a write the log does not name must make it read everything again."""
 from __future__ import annotations
 
 import random
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -15,16 +14,16 @@ import numpy as np
 import pytest
 import redis
 
-from conftest import server_url
-from noted import UserMemory
+from noted import MemoryStore, UserMemory
 from noted._time import utc_now
 from noted.db import _client_search as client_search
 from noted.db._client_search import Shape, UserSnapshot
 from noted.db.base import MemoryQuery, WriteBatch
 from noted.db.redisdb import RedisDb
-from test_redisdb import calls_during, stamped, unit
+from test_redisdb import calls_during, client, db, other, stamped, unit, url
 
 pytestmark = pytest.mark.usefixtures("servers")
+__all__ = ["client", "db", "other", "url"]  # the fixtures, shared with test_redisdb
 
 MODEL = "model"
 SHAPE: Shape = (MODEL, 8)
@@ -36,34 +35,6 @@ def patched_for_as_long_as_a_test_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     here that a slow machine never turns an expected patch into a full read (the test of
     that bound moves the snapshot's time back by PATCHED_FOR, whatever it is)."""
     monkeypatch.setattr(client_search, "PATCHED_FOR", 1e9)
-
-
-@pytest.fixture
-def url(servers: dict[str, Any]) -> str:
-    return server_url(servers, "redis")
-
-
-@pytest.fixture
-def client(url: str) -> Iterator[redis.Redis]:
-    raw = redis.Redis.from_url(url)
-    yield raw
-    raw.close()
-
-
-@pytest.fixture
-def db(url: str) -> Iterator[RedisDb]:
-    name = f"t{uuid.uuid4().hex[:10]}"
-    store = RedisDb(url, memory_table=f"{name}_m", session_table=f"{name}_s")
-    yield store
-    store.close()
-
-
-@pytest.fixture
-def other(db: RedisDb, url: str) -> Iterator[RedisDb]:
-    """Another RedisDb on db's keys, with a cache of its own: another process."""
-    store = RedisDb(url, memory_table=db.memory_table, session_table=db.session_table)
-    yield store
-    store.close()
 
 
 def fresh(db: RedisDb) -> RedisDb:
@@ -100,8 +71,50 @@ def full(db: RedisDb, user: str = "ava") -> UserSnapshot:
         reader.close()
 
 
-def embed(db: RedisDb, memories: list[UserMemory], seed: int = 0) -> None:
-    db.set_embeddings(MODEL, [(m, unit(seed + k)) for k, m in enumerate(memories)])
+def embed(store: MemoryStore, memories: Sequence[UserMemory], seed: int = 0) -> None:
+    store.set_embeddings(MODEL, [(m, unit(seed + k)) for k, m in enumerate(memories)])
+
+
+def random_write(
+    store: MemoryStore,
+    user: str,
+    held: Sequence[UserMemory],
+    rng: random.Random,
+    step: int,
+    first_id: int,
+    second: Shape | None = None,
+) -> int:
+    """One write of a random kind by ``store`` to ``user``, whose memories are ``held``:
+    an add of 1 or 3 memories at random times (ids from ``first_id`` on), embeddings (by
+    MODEL, or half the time by the ``second`` shape's model), a replace (a third of them
+    with the same text), a delete of 1 or 2, or a clear. How many memories it added."""
+    base = utc_now() - timedelta(days=1)
+    kind = rng.random()
+    if kind < 0.35 or not held:
+        count = rng.choice((1, 1, 3))
+        adds = []
+        for n in range(first_id, first_id + count):
+            when = base + timedelta(seconds=rng.randrange(100_000))
+            adds.append(stamped(f"{user} fact {n}", f"i{n:04d}", user, when))
+        store.upsert_memories(adds)
+        return count
+    if kind < 0.6:
+        chosen = rng.sample(list(held), min(len(held), rng.choice((1, 2))))
+        if second is None or rng.random() < 0.5:
+            embed(store, chosen, rng.randrange(1000))
+        else:
+            vectors = [(m, unit(rng.randrange(1000), second[1])) for m in chosen]
+            store.set_embeddings(second[0], vectors)
+    elif kind < 0.8:
+        target = rng.choice(held)
+        text = target.memory if rng.random() < 0.3 else f"{user} edited {step}"
+        store.update_memory(stamped(text, target.memory_id or "", user))
+    elif kind < 0.97:
+        gone = rng.sample(list(held), min(len(held), rng.choice((1, 2))))
+        store.delete_memories([m.memory_id or "" for m in gone], user)
+    else:
+        store.clear_memories(user)
+    return 0
 
 
 def assert_patched(db: RedisDb, client: redis.Redis, user: str = "ava") -> None:
@@ -302,7 +315,6 @@ def test_random_writes_by_two_stores_keep_the_snapshot_equal_to_a_full_read(
     db: RedisDb, other: RedisDb, client: redis.Redis
 ) -> None:
     rng = random.Random(18)
-    base = utc_now() - timedelta(days=1)
     users = ("ava", "bob")
     next_id = 0
     for user in users:
@@ -311,33 +323,8 @@ def test_random_writes_by_two_stores_keep_the_snapshot_equal_to_a_full_read(
     for step in range(200):
         store = db if rng.random() < 0.6 else other
         user = rng.choice(users)
-        held = [m for m in snapshot(store, user).memories]
-        kind = rng.random()
-        if kind < 0.35 or not held:
-            count = rng.choice((1, 1, 3))
-            adds = []
-            for _ in range(count):
-                when = base + timedelta(seconds=rng.randrange(100_000))
-                adds.append(stamped(f"{user} fact {next_id}", f"i{next_id:04d}", user, when))
-                next_id += 1
-            store.upsert_memories(adds)
-        elif kind < 0.6:
-            chosen = rng.sample(held, min(len(held), rng.choice((1, 2))))
-            if rng.random() < 0.5:
-                embed(store, chosen, rng.randrange(1000))
-            else:
-                store.set_embeddings(
-                    "other-model", [(m, unit(rng.randrange(1000), 4)) for m in chosen]
-                )
-        elif kind < 0.8:
-            target = rng.choice(held)
-            text = target.memory if rng.random() < 0.3 else f"{user} edited {step}"
-            store.update_memory(stamped(text, target.memory_id or "", user))
-        elif kind < 0.97:
-            gone = rng.sample(held, min(len(held), rng.choice((1, 2))))
-            store.delete_memories([m.memory_id or "" for m in gone], user)
-        else:
-            store.clear_memories(user)
+        held = snapshot(store, user).memories
+        next_id += random_write(store, user, held, rng, step, next_id, ("other-model", 4))
         if step % 2:
             for looked in users:
                 snapshot(db, looked)

@@ -8,7 +8,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from itertools import chain
 
 import numpy as np
@@ -103,7 +103,62 @@ def _postings(
     return (w for w, _ in found), positions, (bags[k][w] for w, k in found)
 
 
-class KeywordIndex:
+_NONE = np.zeros(0, dtype=np.int32)
+Postings = tuple[npt.NDArray[np.integer], npt.NDArray[np.int32]]
+
+
+class _BM25:
+    """BM25 over documents of ``_sizes`` (``_total_size`` in all) whose postings a
+    subclass gives, a document holding a word once in them."""
+
+    __slots__ = ("_sizes", "_total_size")
+    _sizes: npt.NDArray[np.int32]
+    _total_size: int
+
+    def postings(self, word: str) -> Postings:
+        """The positions of the documents holding stem ``word`` and its count in each."""
+        raise NotImplementedError
+
+    def scores(
+        self,
+        text: str,
+        subset: npt.NDArray[np.bool_] | None = None,
+        *,
+        k1: float = 1.2,
+        b: float = 0.75,
+    ) -> npt.NDArray[np.float64]:
+        """BM25 of each document for the words of ``text``: 0 when none occurs, and for the
+        documents ``subset`` (a mask) leaves out. The others score as BM25 over the
+        subset's documents alone (its document count, average length and each word's
+        document frequency), with the float operations of the formula applied document by
+        document, in the same order: the same scores to the last bit, only on arrays."""
+        sizes, total_size = self._sizes, self._total_size
+        scores = np.zeros(len(sizes))
+        if subset is None:
+            total = len(sizes)
+        else:
+            total, total_size = int(np.count_nonzero(subset)), int(sizes[subset].sum())
+        wanted = _query_stems(text)
+        if not wanted or not total:
+            return scores
+        average = total_size / total or 1.0
+        for word in wanted:  # a score adds its words' terms in this order
+            positions, counts = self.postings(word)
+            if subset is not None:
+                inside = subset[positions]
+                positions, counts = positions[inside], counts[inside]
+            holding = len(positions)
+            if not holding:
+                continue
+            weight = math.log(1 + (total - holding + 0.5) / (holding + 0.5))
+            held = sizes[positions]
+            scores[positions] += (
+                weight * counts * (k1 + 1) / (counts + k1 * (1 - b + b * held / average))
+            )
+        return scores
+
+
+class KeywordIndex(_BM25):
     """BM25 over a fixed sequence of documents, from postings made once: a query costs a few
     array operations on the postings of its own words, instead of a look at every document.
 
@@ -112,7 +167,7 @@ class KeywordIndex:
     Never changed once made, so threads share it.
     """
 
-    __slots__ = ("_counts", "_positions", "_sizes", "_start", "_total_size", "_words")
+    __slots__ = ("_counts", "_positions", "_start", "_words")
 
     def __init__(self, documents: Iterable[str], words: Collection[str] | None = None) -> None:
         """Index ``documents``; only the stems in ``words`` when given (one query's, as
@@ -137,7 +192,7 @@ class KeywordIndex:
         arrays = (self._start, self._positions, self._counts, self._sizes)
         return sum(a.nbytes for a in arrays) + sum(100 + len(w) for w in self._words)
 
-    def postings(self, word: str) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+    def postings(self, word: str) -> Postings:
         """The positions of the documents holding stem ``word``, in order, and its count
         in each (empty when none does)."""
         index = self._words.get(word)
@@ -146,69 +201,15 @@ class KeywordIndex:
         start, end = self._start[index], self._start[index + 1]
         return self._positions[start:end], self._counts[start:end]
 
-    def scores(
-        self,
-        text: str,
-        subset: npt.NDArray[np.bool_] | None = None,
-        *,
-        k1: float = 1.2,
-        b: float = 0.75,
-    ) -> npt.NDArray[np.float64]:
-        """BM25 of each document for the words of ``text``: 0 when none occurs, and for the
-        documents ``subset`` (a mask) leaves out. The others score as BM25 over the
-        subset's documents alone (its document count, average length and each word's
-        document frequency), with the float operations of the formula applied document by
-        document, in the same order: the same scores to the last bit, only on arrays."""
-        return _bm25(text, self.postings, self._sizes, self._total_size, subset, k1, b)
 
-
-_NONE = np.zeros(0, dtype=np.int32)
-
-
-def _bm25(
-    text: str,
-    postings: Callable[[str], tuple[npt.NDArray[np.integer], npt.NDArray[np.int32]]],
-    sizes: npt.NDArray[np.int32],
-    total_size: int,
-    subset: npt.NDArray[np.bool_] | None,
-    k1: float,
-    b: float,
-) -> npt.NDArray[np.float64]:
-    """KeywordIndex.scores over documents of ``sizes`` (``total_size`` in all) whose
-    postings come from ``postings``; a document holds a word once in them."""
-    scores = np.zeros(len(sizes))
-    if subset is None:
-        total = len(sizes)
-    else:
-        total, total_size = int(np.count_nonzero(subset)), int(sizes[subset].sum())
-    wanted = _query_stems(text)
-    if not wanted or not total:
-        return scores
-    average = total_size / total or 1.0
-    for word in wanted:  # a score adds its words' terms in this order
-        positions, counts = postings(word)
-        if subset is not None:
-            inside = subset[positions]
-            positions, counts = positions[inside], counts[inside]
-        holding = len(positions)
-        if not holding:
-            continue
-        weight = math.log(1 + (total - holding + 0.5) / (holding + 0.5))
-        held = sizes[positions]
-        scores[positions] += (
-            weight * counts * (k1 + 1) / (counts + k1 * (1 - b + b * held / average))
-        )
-    return scores
-
-
-class PatchedIndex:
+class PatchedIndex(_BM25):
     """BM25 over documents kept in a few :class:`KeywordIndex` parts, each part's
     positions placed among the whole's by an array (-1: a document taken out): a copy of
     a large index after a few documents were added, changed or taken out, without
     indexing the others again. Scores equal those of one index of the documents as they
     are now, to the last bit. Never changed once made."""
 
-    __slots__ = ("_parts", "_sizes", "_total_size")
+    __slots__ = ("_parts",)
 
     def __init__(
         self, parts: Sequence[tuple[KeywordIndex, npt.NDArray[np.intp]]], count: int
@@ -249,7 +250,7 @@ class PatchedIndex:
     def nbytes(self) -> int:
         return self._sizes.nbytes + sum(i.nbytes + w.nbytes for i, w in self._parts)
 
-    def postings(self, word: str) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.int32]]:
+    def postings(self, word: str) -> Postings:
         found = []
         for index, where in self._parts:
             positions, counts = index.postings(word)
@@ -262,17 +263,6 @@ class PatchedIndex:
         if len(found) == 1:
             return found[0]
         return np.concatenate([p for p, _ in found]), np.concatenate([c for _, c in found])
-
-    def scores(
-        self,
-        text: str,
-        subset: npt.NDArray[np.bool_] | None = None,
-        *,
-        k1: float = 1.2,
-        b: float = 0.75,
-    ) -> npt.NDArray[np.float64]:
-        """As :meth:`KeywordIndex.scores`."""
-        return _bm25(text, self.postings, self._sizes, self._total_size, subset, k1, b)
 
 
 _MOST_PARTS = 8

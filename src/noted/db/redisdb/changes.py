@@ -20,11 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from noted._time import to_micros
 from noted.db._rows import rows_to_memories
-from noted.retrieval.vectors import Vector
+from noted.retrieval.vectors import Vector, from_blobs
 from noted.schema import UserMemory
 
 __all__ = ["Changes", "read_changes", "script_memories", "upd_order"]
@@ -75,7 +73,7 @@ def script_memories(rows: Sequence[Sequence[Any]]) -> list[UserMemory]:
 def _vector(model: bytes, blob: bytes) -> tuple[str, Vector] | None:
     if not model or not blob or len(blob) % 4:
         return None
-    return model.decode(), np.frombuffer(blob, dtype="<f4").astype(np.float32)
+    return model.decode(), from_blobs([blob], len(blob) // 4)[0]
 
 
 def upd_order(memory: UserMemory) -> tuple[int, str]:
