@@ -1,7 +1,7 @@
 """The seeds' code examples, written for Agno, run on noted.agno as scripts.
 
-The examples are read at run time from ``../shared/seeds/examples/`` next to the project
-(``NOTED_SEEDS`` names another folder). Each is run in its own process and working
+The examples are read at run time from ``../shared/seeds/examples/`` next to the project,
+or next to the repository a clone was made from (``NOTED_SEEDS`` names another folder). Each is run in its own process and working
 directory with only its import lines rewritten (``from agno.X import Y`` ->
 ``from noted.agno import Y``), its database URLs pointed at the test PostgreSQL server, the
 hosted models replaced by the offline rule-based test model (tests/run_seed.py), the names a
@@ -29,7 +29,33 @@ from servers import Server
 from test_tracing_phoenix import wait_for_spans
 
 ROOT = Path(__file__).resolve().parents[1]
-SEEDS = Path(os.environ.get("NOTED_SEEDS") or ROOT.parent / "shared" / "seeds" / "examples")
+
+
+def _seeds_folder() -> Path:
+    """``NOTED_SEEDS``; else ``../shared/seeds/examples`` beside the project or, for a
+    clone of a repository on this machine, beside the repository it was cloned from."""
+    named = os.environ.get("NOTED_SEEDS")
+    if named:
+        return Path(named)
+    beside = ROOT.parent / "shared" / "seeds" / "examples"
+    if beside.is_dir():
+        return beside
+    found = subprocess.run(
+        ["git", "-C", str(ROOT), "config", "--get", "remote.origin.url"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    origin = found.stdout.strip()
+    if origin and "://" not in origin and ":" not in origin.split("/")[0]:  # a path
+        source = (ROOT / origin).resolve()  # an absolute origin stays as it is
+        cloned_from = source.parent / "shared" / "seeds" / "examples"
+        if cloned_from.is_dir():
+            return cloned_from
+    return beside
+
+
+SEEDS = _seeds_folder()
 RUNNER = Path(__file__).parent / "run_seed.py"
 SRC = str(ROOT / "src")
 
