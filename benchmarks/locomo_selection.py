@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/locomo_selection.py
     .venv/bin/python benchmarks/locomo_selection.py --variants "now; c0:CENTERING=0" --padded 1
+    .venv/bin/python benchmarks/locomo_selection.py --store redis   # a server started for it
 
 The same users, memories and questions as ``locomo_context.py`` (its "default" and
 "default, padded" rows), but each question's selection is made by the agent's own memory
@@ -9,7 +10,9 @@ code (``AgentMemory.relevant`` and ``fit_memories`` with the agent's budgets) wi
 ``Agent.run`` around it, and every text is embedded once: the embeddings are kept in
 ``benchmarks/results/locomo_embeddings.npz`` (``--cache``) for the next run. So a variant of the
 selection is scored in seconds to a minute or two, and its figures equal what the agent
-benchmark reports for the same code.
+benchmark reports for the same code. ``--store`` scores the selection on another store
+(SQLite by default; PostgreSQL, MongoDB and Redis on servers started as the tests start
+theirs).
 
 A variant is ``label:NAME=value,NAME=value``: each ``NAME`` is a module constant of
 :mod:`noted.memory.selection` (or ``module.NAME`` for another module under ``noted``), set
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from backends import BACKENDS, SERVERS, open_noted
 from locomo import Repairs, data_path, load
 from locomo_context import (
     PADDED_TO,
@@ -48,7 +52,7 @@ from locomo_context import (
     report,
 )
 
-from noted import Agent, Memory, SqliteDb
+from noted import Agent, Memory, MemoryStore
 from noted.agent.context import fit_memories, render_memory_section
 from noted.testing import FunctionModel
 
@@ -148,6 +152,19 @@ def score_user(
 VARIANTS: list[tuple[str, dict[str, Any]]] = []
 
 
+@contextmanager
+def opened_store(kind: str, folder: Path) -> Iterator[MemoryStore]:
+    """A new store of ``kind``, on a server started for the run where it needs one."""
+    if kind not in SERVERS:
+        yield open_noted(kind, None, folder)
+        return
+    server = SERVERS[kind](folder / "server")
+    try:
+        yield open_noted(kind, server.url, folder)
+    finally:
+        server.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="locomo10.json")
@@ -156,6 +173,7 @@ def main() -> None:
     parser.add_argument("--variants", default="now", help="';'-separated variants (see above)")
     parser.add_argument("--output", type=Path, default=RESULTS / "locomo_selection.json")
     parser.add_argument("--cache", type=Path, default=CACHE, help="the kept embeddings' file")
+    parser.add_argument("--store", choices=BACKENDS, default="sqlite", help="where memories go")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     VARIANTS[:] = parse_variants(args.variants)
@@ -167,10 +185,8 @@ def main() -> None:
     users = pool[: args.conversations] if args.conversations else pool
     embedder = KeptEmbedder(args.cache)
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as folder:
-        memory = Memory(
-            db=SqliteDb(Path(folder) / "scored.db"), embedder=embedder, embed_on_write=False
-        )
+    with tempfile.TemporaryDirectory() as folder, opened_store(args.store, Path(folder)) as db:
+        memory = Memory(db=db, embedder=embedder, embed_on_write=False)
         for padded in (False, True):
             chosen = users[: args.padded] if padded else users
             if not chosen:

@@ -1,6 +1,6 @@
-"""Query centering on SQLite: the part of the query along the user's mean memory vector is
-lessened before the cosine, so a direction every memory shares no longer drowns the one
-memory that answers."""
+"""Query centering: the part of the query along the user's mean memory vector is lessened
+before the cosine, so a direction every memory shares no longer drowns the one memory that
+answers. Every store centres alike: checked against the formula on each."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from noted import Memory, SqliteDb, UserError, UserMemory
+import noted.db.memory
+from noted import Memory, MemoryStore, SqliteDb, UserError, UserMemory
+from noted._time import utc_now
 from noted.db import MemoryQuery
 from noted.memory import selection
 from noted.memory.index import MemoryIndex
@@ -121,3 +123,163 @@ def test_centering_is_a_share(tmp_path: Path, bad: Any) -> None:
     with pytest.raises(UserError, match="centering"):
         index.hybrid(MemoryQuery(user_id="ann", limit=3), QUESTION, centering=bad)
     db.close()
+
+
+# -- every store ------------------------------------------------------------------------------
+
+
+def expected_scores(stored: np.ndarray, vector: np.ndarray, centering: float) -> list[float]:
+    """The centred search's scores, best first, by the formula: ``vector`` less
+    ``centering`` of its part along the mean of ``stored`` (unit), scaled back to its length."""
+    mean = stored.sum(axis=0)
+    mean /= np.linalg.norm(mean)
+    moved = vector - centering * float(vector @ mean) * mean
+    moved *= np.linalg.norm(vector) / np.linalg.norm(moved)
+    return sorted((stored @ moved).tolist(), reverse=True)
+
+
+def shared_rows(count: int, seed: int, shared: float = 0.9) -> np.ndarray:
+    """Unit rows that share one direction (axis 0) strongly, as one user's memories do."""
+    rng = np.random.default_rng(seed)
+    rows = rng.standard_normal((count, DIMENSIONS)).astype(np.float32) * 0.2
+    rows[:, 0] += shared
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def embedded(store: MemoryStore, user: str, rows: np.ndarray, start: int = 0) -> list[UserMemory]:
+    """``len(rows)`` new memories of ``user``, each given one of ``rows`` as its vector;
+    every third has the topic "pets"."""
+    now = utc_now()
+    made = [
+        UserMemory(
+            f"fact {start + i} of {user}",
+            topics=["pets"] if i % 3 == 0 else [],
+            memory_id=f"{user}-{start + i}",
+            user_id=user,
+            created_at=now,
+            updated_at=now,
+        )
+        for i in range(len(rows))
+    ]
+    store.upsert_memories(made)
+    assert store.set_embeddings("m", list(zip(made, rows, strict=True))) == len(made)
+    return made
+
+
+def test_every_store_centres_on_the_users_own_vectors(store: MemoryStore) -> None:
+    ann = shared_rows(40, seed=1)
+    embedded(store, "ann", ann)
+    embedded(store, "bob", -shared_rows(40, seed=2))  # another user's mean counts for nothing
+    vector = shared_rows(1, seed=3, shared=0.5)[0]
+    query = MemoryQuery(user_id="ann", limit=10)
+    for centering in (0.0, 0.5, 1.0):
+        found = store.semantic_search(query, vector, "m", centering)
+        expected = expected_scores(ann, vector, centering)[:10]
+        assert [r.score for r in found] == pytest.approx(expected, abs=1e-5), centering
+        assert {r.memory.user_id for r in found} == {"ann"}
+    plain = store.semantic_search(query, vector, "m")
+    assert [r.score for r in plain] == pytest.approx(
+        expected_scores(ann, vector, 0.0)[:10], abs=1e-5
+    )
+    # a filter narrows the results, not the mean: that stays the user's whole
+    pets = store.semantic_search(
+        MemoryQuery(user_id="ann", topics=("pets",), limit=5), vector, "m", 0.75
+    )
+    mean = ann.sum(axis=0) / np.linalg.norm(ann.sum(axis=0))
+    moved = vector - 0.75 * float(vector @ mean) * mean
+    moved *= np.linalg.norm(vector) / np.linalg.norm(moved)
+    expected = sorted((ann[::3] @ moved).tolist(), reverse=True)[:5]
+    assert [r.score for r in pets] == pytest.approx(expected, abs=1e-5)
+
+
+def test_every_store_centres_on_the_mean_after_a_change(store: MemoryStore) -> None:
+    first = shared_rows(30, seed=4)
+    embedded(store, "ann", first)
+    vector = shared_rows(1, seed=5, shared=0.5)[0]
+    query = MemoryQuery(user_id="ann", limit=50)
+    before = store.semantic_search(query, vector, "m", 0.75)
+    assert [r.score for r in before] == pytest.approx(
+        expected_scores(first, vector, 0.75), abs=1e-5
+    )
+    # new memories along another shared direction move the mean
+    more = shared_rows(20, seed=6)[:, ::-1].copy()
+    embedded(store, "ann", more, start=30)
+    after = store.semantic_search(query, vector, "m", 0.75)
+    both = np.concatenate([first, more])
+    assert [r.score for r in after] == pytest.approx(expected_scores(both, vector, 0.75), abs=1e-5)
+    assert len(after) == 50
+
+
+def test_the_in_process_store_centres_a_user_it_ranks_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(noted.db.memory, "_KEPT_UP_TO", 0)  # every user ranked afresh
+    store = noted.db.memory.InMemoryDb()
+    ann = shared_rows(40, seed=7)
+    embedded(store, "ann", ann)
+    vector = shared_rows(1, seed=8, shared=0.5)[0]
+    found = store.semantic_search(MemoryQuery(user_id="ann", limit=10), vector, "m", 0.75)
+    assert [r.score for r in found] == pytest.approx(
+        expected_scores(ann, vector, 0.75)[:10], abs=1e-5
+    )
+    assert store._kept("ann") is None  # the path checked is the fresh one
+    pets = store.semantic_search(
+        MemoryQuery(user_id="ann", topics=("pets",), limit=3), vector, "m", 0.75
+    )
+    mean = ann.sum(axis=0) / np.linalg.norm(ann.sum(axis=0))
+    moved = vector - 0.75 * float(vector @ mean) * mean
+    moved *= np.linalg.norm(vector) / np.linalg.norm(moved)
+    assert [r.score for r in pets] == pytest.approx(
+        sorted((ann[::3] @ moved).tolist(), reverse=True)[:3], abs=1e-5
+    )
+
+
+def test_a_hybrid_search_centres_on_every_store(store: MemoryStore) -> None:
+    memory = Memory(db=store, embedder=TableEmbedder())
+    memory.add_user_memories([UserMemory(t) for t in [*OTHERS, ANSWER]], user_id="ann")
+    assert memory.index is not None
+    query = MemoryQuery(user_id="ann", limit=3)
+    plain = memory.index.hybrid(query, QUESTION, semantic_weight=1.0)
+    assert plain[0].memory.memory != ANSWER
+    centred = memory.index.hybrid(query, QUESTION, semantic_weight=1.0, centering=0.75)
+    assert centred[0].memory.memory == ANSWER
+    by_meaning = memory.index.semantic(query, QUESTION, centering=0.75)
+    assert by_meaning[0].memory.memory == ANSWER
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, True, "0.5"])
+def test_every_store_refuses_a_centering_that_is_not_a_share(store: MemoryStore, bad: Any) -> None:
+    embedded(store, "ann", shared_rows(3, seed=9))
+    vector = shared_rows(1, seed=10)[0]
+    with pytest.raises(UserError, match="centering"):
+        store.semantic_search(MemoryQuery(user_id="ann", limit=3), vector, "m", bad)
+
+
+class PlainStore(noted.db.memory.InMemoryDb):
+    """A store written before ``centering``: its semantic_search takes three arguments."""
+
+    def semantic_search(  # type: ignore[override]
+        self, query: MemoryQuery, vector: Any, model: str
+    ) -> list[Any]:
+        return super().semantic_search(query, vector, model)
+
+
+def test_a_store_without_centering_is_searched_plainly() -> None:
+    memory = Memory(db=PlainStore(), embedder=TableEmbedder())
+    memory.add_user_memories([UserMemory(t) for t in [*OTHERS, ANSWER]], user_id="ann")
+    assert memory.index is not None
+    query = MemoryQuery(user_id="ann", limit=3)
+    plain = memory.index.hybrid(query, QUESTION, semantic_weight=1.0)
+    centred = memory.index.hybrid(query, QUESTION, semantic_weight=1.0, centering=0.75)
+    assert [r.memory.memory for r in centred] == [r.memory.memory for r in plain]
+    assert centred[0].memory.memory != ANSWER
+    chosen = select_memories(
+        memory.db,
+        MemoryQuery(user_id="ann", limit=5),
+        QUESTION,
+        1,
+        index=memory.index,
+        pinned=False,
+        recent=0,
+    )
+    assert chosen  # the selection runs, uncentred

@@ -157,6 +157,16 @@ def test_context_recall_rows_and_the_offline_scorer_agree(tmp_path: Path) -> Non
     for name in first:
         assert second[name]["recall_1_4"] == first[name]["recall_1_4"]
 
+    # another store scores the same questions with the same budget
+    other = tmp_path / "other.json"
+    done = run(SELECTION, *args, "--store", "in-memory", "--output", str(other))
+    assert done.returncode == 0, done.stderr
+    elsewhere = json.loads(other.read_text())["rows"]
+    assert set(elsewhere) == {"now", "now, padded"}
+    for name in elsewhere:
+        assert elsewhere[name]["questions"] == first[name]["questions"]
+        assert 0 < elsewhere[name]["recall_1_4"] <= 1
+
     done = run(SELECTION, *args, "--variants", "x:NO_SUCH_CONSTANT=1", "--output", str(again))
     assert done.returncode != 0
     assert "no constant NO_SUCH_CONSTANT" in done.stderr

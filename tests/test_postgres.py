@@ -257,6 +257,19 @@ def test_a_user_beyond_the_exact_limit_is_searched_through_hnsw(
         assert found[0].score == pytest.approx(1.0, abs=1e-5)
         assert all(r.memory.user_id == "big" for r in found)
         assert [r.score for r in found] == sorted((r.score for r in found), reverse=True)
+    # centred, the index is asked with the query centred on the user's mean (summed in SQL)
+    mean = vectors[:200].sum(axis=0)
+    mean /= np.linalg.norm(mean)
+    for i in (3, 77):
+        query = vectors[i] + vectors[i + 1]
+        query /= np.linalg.norm(query)  # a unit query, as searches send
+        moved = query - float(query @ mean) * mean
+        best = int(np.argmax(vectors[:200] @ moved))
+        found = store.semantic_search(MemoryQuery(user_id="big", limit=5), query, "m", 1.0)
+        assert found[0].memory.memory_id == f"big-{best}"
+        assert found[0].score == pytest.approx(
+            float(vectors[best] @ moved) * np.linalg.norm(query) / np.linalg.norm(moved), abs=1e-4
+        )
     # a small user is searched exactly, never through the shared index
     [hit] = store.semantic_search(MemoryQuery(user_id="small", limit=1), vectors[205], "m")
     assert hit.memory.memory_id == "small-5"
@@ -289,6 +302,8 @@ def test_without_pgvector_it_still_works_and_says_so_once(
     module._warned_no_pgvector = False
     store = PostgresDb(limited, **names)
     rows = memories("ava", 30)
+    for m in rows[::3]:
+        m.topics = ["pets"]
     store.upsert_memories(rows)
     vectors = unit_rows(30, 8, seed=2)
     assert store.set_embeddings("m", list(zip(rows, vectors, strict=True))) == 30
@@ -296,6 +311,20 @@ def test_without_pgvector_it_still_works_and_says_so_once(
     found = store.semantic_search(MemoryQuery(user_id="ava", limit=3), vectors[11], "m")
     assert found[0].memory.memory_id == "ava-11"
     assert store.semantic_search(MemoryQuery(user_id="bob", limit=3), vectors[11], "m") == []
+    # centred on the mean of all of the user's vectors, a filter or not
+    mean = vectors.sum(axis=0) / np.linalg.norm(vectors.sum(axis=0))
+    query = vectors[11] + vectors[12]
+    query /= np.linalg.norm(query)
+    moved = query - 0.5 * float(query @ mean) * mean
+    moved *= np.linalg.norm(query) / np.linalg.norm(moved)
+    centred = store.semantic_search(MemoryQuery(user_id="ava", limit=30), query, "m", 0.5)
+    assert [r.score for r in centred] == pytest.approx(
+        sorted(vectors @ moved, reverse=True), abs=1e-5
+    )
+    pets = store.semantic_search(MemoryQuery(user_id="ava", topics=("pets",)), query, "m", 0.5)
+    assert [r.score for r in pets] == pytest.approx(
+        sorted(vectors[::3] @ moved, reverse=True), abs=1e-5
+    )
     PostgresDb(limited, **names).count_memories(MemoryQuery(user_id="ava"))
     said = [r for r in caplog.records if "pgvector" in r.getMessage()]
     assert len(said) == 1
@@ -321,3 +350,76 @@ def test_the_sqlalchemy_style_url_is_accepted(url: str, names: dict[str, str]) -
     with PostgresDb(url.replace("postgresql://", "postgresql+psycopg://"), **names) as store:
         store.upsert_memories(memories("ava", 1))
         assert store.count_memories(MemoryQuery(user_id="ava")) == 1
+
+
+def test_a_centred_search_keeps_the_users_mean_for_a_minute(
+    url: str, names: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sum of the user's vectors is made in the database and kept for a minute, with
+    the vectors this process stores added to it: another process's writes count at the
+    next sum."""
+    import noted.db.postgres.vectors as module
+
+    reader, writer = PostgresDb(url, **names), PostgresDb(url, **names)
+    first = memories("ava", 20)
+    writer.upsert_memories(first)
+    vectors = unit_rows(40, 8, seed=3)
+    writer.set_embeddings("m", list(zip(first, vectors[:20], strict=True)))
+    query = vectors[0] + vectors[25]
+    query /= np.linalg.norm(query)
+
+    def scores(store: PostgresDb) -> list[float]:
+        found = store.semantic_search(MemoryQuery(user_id="ava", limit=40), query, "m", 1.0)
+        return [r.score for r in found]
+
+    def expected(stored: np.ndarray, mean_of: np.ndarray) -> list[float]:
+        mean = mean_of.sum(axis=0) / np.linalg.norm(mean_of.sum(axis=0))
+        moved = query - float(query @ mean) * mean
+        return sorted((stored @ (moved / np.linalg.norm(moved))).tolist(), reverse=True)
+
+    assert scores(reader) == pytest.approx(expected(vectors[:20], vectors[:20]), abs=1e-5)
+    assert scores(writer) == pytest.approx(expected(vectors[:20], vectors[:20]), abs=1e-5)
+    more = [
+        UserMemory(
+            m.memory,
+            memory_id=f"ava-{20 + i}",
+            user_id="ava",
+            created_at=m.created_at,
+            updated_at=m.updated_at,
+        )
+        for i, m in enumerate(memories("ava", 20))
+    ]
+    writer.upsert_memories(more)
+    writer.set_embeddings("m", list(zip(more, vectors[20:], strict=True)))
+    # the reader's kept mean is the one before the other process's writes; its writer's is new
+    assert scores(reader) == pytest.approx(expected(vectors, vectors[:20]), abs=1e-5)
+    assert scores(writer) == pytest.approx(expected(vectors, vectors), abs=1e-5)
+    later = time.monotonic() + 61
+    monkeypatch.setattr(module.time, "monotonic", lambda: later)  # a minute on
+    assert scores(reader) == pytest.approx(expected(vectors, vectors), abs=1e-5)
+    reader.close()
+    writer.close()
+
+
+def test_a_sum_made_while_vectors_were_stored_is_made_again(
+    url: str, names: dict[str, str]
+) -> None:
+    """A sum whose statement began before a store's transaction cannot hold its vectors (they
+    are added); one that began during it may (it goes); one after it holds them (kept)."""
+    from noted.db.postgres.vectors import _KeptSum
+
+    store = PostgresDb(url, **names)
+    rows = memories("ava", 1)
+    vector = unit_rows(1, 4, seed=4)[0]
+    sums = store._vectors._sums
+    key = ("ava", "m", 4)
+    began = time.monotonic() - 1  # the transaction began a second ago and has committed
+    for when, kept in ((began - 1, True), (began + 0.5, False), (began + 3600, True)):
+        sums[key] = _KeptSum(when + 60, when, np.ones(4))
+        store._vectors._added([(rows[0], vector)], "m", began)
+        if not kept:
+            assert key not in sums
+            continue
+        added = when < began
+        assert sums[key].total == pytest.approx(np.ones(4) + (vector if added else 0))
+    store.close()

@@ -24,7 +24,14 @@ import numpy.typing as npt
 
 from noted.db.base import MemoryQuery, ScoredMemory
 from noted.retrieval.ranking import KeywordIndex, PatchedIndex, bm25_scores
-from noted.retrieval.vectors import UserVectors, Vector, cosine_scores, top_indices
+from noted.retrieval.vectors import (
+    UserVectors,
+    Vector,
+    centred,
+    cosine_scores,
+    mean_direction,
+    top_indices,
+)
 from noted.schema import UserMemory
 
 __all__ = [
@@ -94,13 +101,21 @@ def keyword_rank(found: Sequence[UserMemory], query: MemoryQuery, text: str) -> 
 
 
 def semantic_rank(
-    found: Sequence[tuple[UserMemory, Vector]], query: MemoryQuery, target: Vector
+    found: Sequence[tuple[UserMemory, Vector]],
+    query: MemoryQuery,
+    target: Vector,
+    mean: Vector | None = None,
+    centering: float = 0.0,
 ) -> list[ScoredMemory]:
     """Cosine similarity (unit vectors: a dot product) of each memory's vector to
-    ``target``, best first. Vectors of another size than ``target`` are left out."""
+    ``target``, best first, the target centred on ``mean`` by ``centering`` first (see
+    :func:`~noted.retrieval.vectors.centred`). Vectors of another size than ``target``
+    are left out."""
     usable = [(m, v) for m, v in found if v.shape == target.shape]
     if not usable or query.limit == 0:
         return []
+    if centering and mean is not None:
+        target = centred(target, mean, centering)
     scores = np.stack([v for _, v in usable]) @ target
     count = None if query.limit is None else query.offset + query.limit
     return [
@@ -242,6 +257,7 @@ class UserSnapshot:
         "_by_id",
         "_documents",
         "_index",
+        "_means",
         "_text_bytes",
         "generation",
         "loaded_at",
@@ -279,6 +295,7 @@ class UserSnapshot:
         # texts twice: in the memories and in the documents
         self._text_bytes = _MEMORY_BYTES * len(memories) + 2 * sum(map(len, self._documents))
         self._index: KeywordIndex | PatchedIndex | None = None
+        self._means: dict[Shape, Vector] = {}  # made on a centred search's first need
 
     def patched(
         self,
@@ -359,6 +376,7 @@ class UserSnapshot:
         """This snapshot with ``found`` as its vectors of ``shape`` too (the rest shared)."""
         twin = copy.copy(self)
         twin.vectors = {**(self.vectors or {}), shape: found}
+        twin._means = {kept: mean for kept, mean in self._means.items() if kept != shape}
         return twin
 
     @property
@@ -377,13 +395,22 @@ class UserSnapshot:
         scores[scores <= 0] = -np.inf  # those sharing no word are left out
         return self._best(scores, self._by_id, query)
 
-    def semantic(self, query: MemoryQuery, target: Vector, model: str) -> list[ScoredMemory]:
+    def semantic(
+        self, query: MemoryQuery, target: Vector, model: str, centering: float = 0.0
+    ) -> list[ScoredMemory]:
         """semantic_rank's answer for the memories that pass the filters and have a vector
         by ``model`` of the target's size, in the snapshot's order: one product of all the
-        vectors, the filtered-out ones scored -inf, which ``top_indices`` skips."""
-        found = (self.vectors or {}).get((model, target.size))
+        vectors, the filtered-out ones scored -inf, which ``top_indices`` skips; the
+        target centred on all of those vectors by ``centering`` first."""
+        shape = (model, target.size)
+        found = (self.vectors or {}).get(shape)
         if found is None:
             return []
+        if centering:
+            mean = self._means.get(shape)
+            if mean is None:  # two threads may both make it: either serves
+                mean = self._means[shape] = mean_direction(found.matrix)
+            target = centred(target, mean, centering)
         scores = cosine_scores(found.matrix, target)
         passing = self._passing(query)
         if passing is not None:

@@ -172,11 +172,12 @@ class MemoryStore(Protocol):
         ...
 
     def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
+        self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
     ) -> list[ScoredMemory]:
         """The memories ``query`` selects that have an embedding made by ``model``, by cosine
         similarity to ``vector`` (unit length), best first, at most ``query.limit``;
-        ``query.user_id`` is required."""
+        ``query.user_id`` is required. ``centering`` (0 to 1) centres ``vector`` on the
+        user's vectors by ``model`` of its size first (see :mod:`noted.retrieval.vectors`)."""
         ...
 
     def memories_to_embed(

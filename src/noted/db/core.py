@@ -40,6 +40,7 @@ from noted.db.base import (
     write_in_transaction,
 )
 from noted.errors import ConflictError, UserError
+from noted.retrieval.vectors import check_centering
 from noted.schema import UserMemory, UserStats
 
 __all__ = [
@@ -292,7 +293,9 @@ class PageRules:
 class VectorHelper(Protocol):
     """A store's embeddings and semantic search, kept by a helper object of its own."""
 
-    def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]: ...
+    def search(
+        self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
+    ) -> list[ScoredMemory]: ...
 
     def to_embed(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]: ...
 
@@ -308,9 +311,9 @@ class EmbeddingsInHelper:
     _vectors: VectorHelper
 
     def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
+        self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
     ) -> list[ScoredMemory]:
-        return self._vectors.search(query, vector, model)
+        return self._vectors.search(query, vector, model, check_centering(centering))
 
     def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         return self._vectors.to_embed(user_id, model, limit)  # PageRules's primitive

@@ -30,7 +30,14 @@ from noted.db.base import (
 )
 from noted.db.revocations import InMemoryRevocations
 from noted.db.sessions_core import SessionRules, owns_session, sees_session
-from noted.retrieval.vectors import UserVectors, Vector, check_vector, search_target
+from noted.retrieval.vectors import (
+    UserVectors,
+    Vector,
+    check_centering,
+    check_vector,
+    mean_direction,
+    search_target,
+)
 from noted.schema import UserMemory, UserStats
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -272,20 +279,26 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         return snapshot.keyword(query, text)
 
     def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
+        self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
     ) -> list[ScoredMemory]:
         """Cosine over the user's vectors by ``model`` of the target's size, kept as one
         matrix with the snapshot (see UserSnapshot.semantic)."""
         user_id, target = search_target(query.user_id, vector)
+        centering = check_centering(centering)
+        mean = None
         with self._lock:
             snapshot = self._kept(user_id)
             if snapshot is not None:
                 snapshot = self._with_vectors(user_id, snapshot, (model, target.size))
             pool = self._matching(query) if snapshot is None else []
             found = [(m, vector) for _, m, vector in self._held(pool, model)]
+            if snapshot is None and centering:  # the mean is over all of the user's vectors
+                mine = self._matching(MemoryQuery(user_id)) if query.filtered else pool
+                every = [v for _, _, v in self._held(mine, model) if v.shape == target.shape]
+                mean = mean_direction(np.stack(every)) if every else None
         if snapshot is None:
-            return _copied(semantic_rank(found, query, target))
-        return snapshot.semantic(query, target, model)
+            return _copied(semantic_rank(found, query, target, mean, centering))
+        return snapshot.semantic(query, target, model, centering)
 
     def _to_embed(self, user_id: str | None, model: str) -> list[UserMemory]:
         users = self._users.values() if user_id is None else [self._users.get(user_id, {})]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import dataclasses
+import inspect
 import logging
 import os
 import sys
@@ -30,7 +31,7 @@ from noted.errors import ModelError, UserError
 from noted.retrieval.choice import DEFAULT_EMBEDDER, resolve_embedder
 from noted.retrieval.embedders import Embedder
 from noted.retrieval.fusion import SEMANTIC_WEIGHT, Hit, fuse, fuse_hits
-from noted.retrieval.vectors import Vector
+from noted.retrieval.vectors import Vector, check_centering
 from noted.schema import UserMemory
 
 __all__ = ["HYBRID_DEPTH", "MemoryIndex", "memory_index"]
@@ -87,6 +88,22 @@ class HitSearch(Protocol):
     ) -> dict[Hashable, UserMemory]: ...
 
 
+def _takes_centering(store: MemoryStore) -> bool:
+    """Whether ``store.semantic_search`` takes ``centering`` (every store noted ships)."""
+    try:
+        parameters = list(inspect.signature(store.semantic_search).parameters.values())
+    except (TypeError, ValueError):  # no signature to read: call it as the protocol says
+        return True
+    kind = inspect.Parameter
+    positional = [
+        p for p in parameters if p.kind in (kind.POSITIONAL_ONLY, kind.POSITIONAL_OR_KEYWORD)
+    ]
+    spread = (kind.VAR_POSITIONAL, kind.VAR_KEYWORD)
+    return len(positional) >= 4 or any(
+        p.name == "centering" or p.kind in spread for p in parameters
+    )
+
+
 class MemoryIndex:
     """Embeddings upkeep and semantic / hybrid search over ``store`` with ``embedder``."""
 
@@ -108,6 +125,8 @@ class MemoryIndex:
         self.embed_on_write = embed_on_write
         self._warned: set[str] = set()
         self._queries: OrderedDict[str, Vector] = OrderedDict()
+        # a store written before ``centering`` takes three arguments: its searches stay plain
+        self._centres = _takes_centering(store)
         self._lock = threading.Lock()
 
     @property
@@ -194,12 +213,20 @@ class MemoryIndex:
 
     # -- search ---------------------------------------------------------------------------
 
-    def semantic(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        """The memories closest in meaning to ``text`` (cosine similarity)."""
+    def semantic(
+        self, query: MemoryQuery, text: str, *, centering: float = 0.0
+    ) -> list[ScoredMemory]:
+        """The memories closest in meaning to ``text`` (cosine similarity), its embedding
+        centred on the user's vectors by ``centering`` (0 to 1; see
+        :mod:`noted.retrieval.vectors`)."""
+        centering = check_centering(centering)
         if query.user_id is None:
             raise UserError("semantic search is for one user: give a user_id")
         self.catch_up(query.user_id)
-        return self.store.semantic_search(query, self._query_vector(text), self.model_name)
+        vector = self._query_vector(text)
+        if centering and self._centres:
+            return self.store.semantic_search(query, vector, self.model_name, centering)
+        return self.store.semantic_search(query, vector, self.model_name)
 
     def _known_vector(self, text: str) -> Vector | None:
         with self._lock:
@@ -234,15 +261,11 @@ class MemoryIndex:
     ) -> list[ScoredMemory]:
         """Keyword and semantic results fused (see :mod:`noted.retrieval.fusion`), with the
         index's ``semantic_weight`` unless another is given; the keyword side searches
-        ``words`` when given, ``text`` otherwise. On a store that ranks hits
-        (SQLite), a new query's words are searched on another thread while the query is
-        embedded (both run outside the GIL), and the semantic side's query is centred on
-        the user's vectors by ``centering`` (0 to 1; see :mod:`noted.db.sqlite.vectors`);
-        other stores rank by the query as it is, whatever ``centering``."""
-        if isinstance(centering, bool) or not isinstance(centering, int | float):
-            raise UserError(f"centering must be a number from 0 to 1, got {centering!r}")
-        if not 0 <= centering <= 1:
-            raise UserError(f"centering must be a number from 0 to 1, got {centering!r}")
+        ``words`` when given, ``text`` otherwise; the semantic side's query is centred on
+        the user's vectors by ``centering`` (0 to 1; see :mod:`noted.retrieval.vectors`).
+        On a store that ranks hits (SQLite), a new query's words are searched on another
+        thread while the query is embedded (both run outside the GIL)."""
+        centering = check_centering(centering)
         limit = query.limit
         weight = self.semantic_weight if semantic_weight is None else semantic_weight
         depth = max(HYBRID_DEPTH, 0 if limit is None else query.offset + limit)
@@ -277,7 +300,7 @@ class MemoryIndex:
             return [ScoredMemory(found[hit.key], score) for hit, score in hits if hit.key in found]
         # one after the other: on two cores, searching words while the model runs slows
         # the model down by more than the keyword search takes
-        by_meaning = self.semantic(wide, text)
+        by_meaning = self.semantic(wide, text, centering=centering)
         by_words = store.keyword_search(wide, words)
         fused = fuse(
             by_words,

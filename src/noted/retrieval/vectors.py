@@ -1,10 +1,18 @@
 """Exact vector search pieces the stores share: vectors as bytes, the best k of a score
-array, and a bounded cache of each user's vectors.
+array, a query centred on a user's memories, and a bounded cache of each user's vectors.
 
 Search is exact: a user's vectors form one float32 matrix and a query costs one
 matrix-vector product (about 1 ms per 25,000 memories of 384 dimensions on one core), which
 stays fast at the sizes one user reaches. A store with an index of its own (pgvector's
 HNSW) searches in the database instead.
+
+A semantic search's query can be *centred* on the user's memories (:func:`centred`):
+``centering`` (0 to 1) of its component along the direction of the user's mean vector is
+taken away before the cosine (``q - c (q . m) m``, ``m`` that mean scaled to length 1).
+Every memory of one user shares much of that direction (the same people, the same kind of
+sentence), so it says little about which of them a query means; with less of it, what
+sets a memory apart counts for more. Every store centres the same way; each keeps or
+computes the mean over the user's vectors by the query's model and size.
 """
 
 from __future__ import annotations
@@ -22,9 +30,14 @@ from noted.errors import UserError
 __all__ = [
     "UserVectors",
     "VectorCache",
+    "centred",
+    "check_centering",
     "check_vector",
     "cosine_scores",
+    "direction",
     "from_blobs",
+    "mean_direction",
+    "row_sum",
     "search_target",
     "to_blob",
     "top_indices",
@@ -79,6 +92,52 @@ def cosine_scores(matrix: Vector, target: Vector) -> Vector:
         end = start + _SCORE_ROWS
         np.matmul(matrix[start:end], target, out=scores[start:end])
     return scores
+
+
+def check_centering(centering: object) -> float:
+    """``centering`` as a float from 0 to 1, or UserError."""
+    if isinstance(centering, bool) or not isinstance(centering, int | float):
+        raise UserError(f"centering must be a number from 0 to 1, got {centering!r}")
+    if not 0 <= centering <= 1:
+        raise UserError(f"centering must be a number from 0 to 1, got {centering!r}")
+    return float(centering)
+
+
+def direction(total: npt.NDArray[np.floating]) -> Vector:
+    """``total`` scaled to length 1, in float32 (zeros when it is zero)."""
+    rounded = total.astype(np.float32)  # a sum of the rows at once is float32's
+    length = float(np.linalg.norm(rounded))
+    if not length > 0.0:
+        return np.zeros(total.shape[0], dtype=np.float32)
+    unit: Vector = (rounded / length).astype(np.float32)
+    return unit
+
+
+def row_sum(matrix: Vector) -> Vector:
+    """The sum of ``matrix``'s rows, in float32 (a fifth of the time of float64's at
+    10,000 rows): only the direction of the sum is used, and that of a float32 sum of unit
+    vectors is good to 1e-4."""
+    total: Vector = np.add.reduce(matrix, axis=0, dtype=np.float32)
+    return total
+
+
+def mean_direction(matrix: Vector) -> Vector:
+    """The direction of the mean of ``matrix``'s rows, length 1 (zeros for no rows)."""
+    return direction(row_sum(matrix))
+
+
+def centred(target: Vector, mean: Vector, centering: float) -> Vector:
+    """``target`` less ``centering`` of its component along ``mean`` (length 1 or zero),
+    scaled back to ``target``'s length; ``target`` itself when nothing is left of it."""
+    if not centering:
+        return target
+    along = float(np.dot(target, mean))
+    moved = target - np.float32(centering * along) * mean
+    length = float(np.linalg.norm(moved))
+    if not length > 0.0:
+        return target
+    scaled: Vector = (moved * np.float32(float(np.linalg.norm(target)) / length)).astype(np.float32)
+    return scaled
 
 
 def top_indices(scores: npt.NDArray[np.floating], count: int | None) -> npt.NDArray[np.intp]:

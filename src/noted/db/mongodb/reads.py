@@ -29,7 +29,7 @@ from noted.db.mongodb.server import (
     list_vector_index,
 )
 from noted.retrieval.ranking import fts_terms
-from noted.retrieval.vectors import search_target
+from noted.retrieval.vectors import check_centering, search_target
 from noted.schema import UserMemory, UserStats
 
 if TYPE_CHECKING:
@@ -88,9 +88,13 @@ class MongoReads(PageRules):
         return snapshot.keyword(query, text)
 
     def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
+        self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
     ) -> list[ScoredMemory]:
+        """Atlas Vector Search where the collection has an index that can answer (the
+        query as it is: the index holds no user's mean, so ``centering`` is not applied
+        there), else cosine over the user's cached snapshot."""
         user_id, target = search_target(query.user_id, vector)
+        centering = check_centering(centering)
         if query.limit == 0:
             return []
         with self._db() as db:
@@ -101,7 +105,7 @@ class MongoReads(PageRules):
                     return found
                 self._vector_index = None
             snapshot = load_snapshot(db, self.cache, user_id, vectors=True)
-        return snapshot.semantic(query, target, model)
+        return snapshot.semantic(query, target, model, centering)
 
     def _atlas_index(self, memories: Collection[Doc]) -> VectorIndex | None:
         """The collection's usable Atlas vector index, looked up once per object."""

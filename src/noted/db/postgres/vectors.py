@@ -8,14 +8,17 @@ compared in Python.
 
 from __future__ import annotations
 
+import json
 import logging
 import struct
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
@@ -27,8 +30,11 @@ from noted.db.postgres import query as sql
 from noted.db.postgres.schema import Names
 from noted.retrieval.vectors import (
     Vector,
+    centred,
     check_vector,
+    direction,
     from_blobs,
+    mean_direction,
     search_target,
     to_blob,
     top_indices,
@@ -42,6 +48,15 @@ log = logging.getLogger("noted.db.postgres")
 Connect = Callable[[], AbstractContextManager[sql.Conn]]
 _SIZE_SECONDS = 60.0  # how long whether a user is past the exact-search limit is trusted
 _MAX_SIZES = 100_000  # users whose size is remembered at once
+
+
+@dataclass(slots=True)
+class _KeptSum:
+    """A user's vectors by one model and size, summed (see PostgresVectors._mean)."""
+
+    until: float  # kept until then (time.monotonic)
+    began: float  # when the sum's statement began
+    total: npt.NDArray[np.float64]
 
 
 class _VectorDumper(Dumper):
@@ -79,6 +94,7 @@ class PostgresVectors:
         self._oid: int | None = None
         self._indexed: set[int] = set()  # vector sizes with an HNSW index
         self._sizes: dict[str, tuple[float, bool]] = {}  # user -> (valid until, large)
+        self._sums: dict[tuple[str, str, int], _KeptSum] = {}  # see _mean
 
     # -- set-up, inside the store's first connection -----------------------------------
 
@@ -128,14 +144,18 @@ class PostgresVectors:
 
     # -- semantic search ------------------------------------------------------------------
 
-    def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]:
+    def search(
+        self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
+    ) -> list[ScoredMemory]:
         user_id, target = search_target(query.user_id, vector)
         if query.limit == 0:
             return []
         self._opened()
         if not self.enabled:
-            return self._search_in_python(query, target, model)
+            return self._search_in_python(query, target, model, centering)
         dims = int(target.size)
+        if centering:
+            target = centred(target, self._mean(user_id, model, dims), centering)
         where, params = sql.where(query)
         # the size as a constant: it must match the HNSW index's condition when planned
         where += f" AND embedding_model = %s AND vector_dims(embedding) = {dims}"
@@ -156,6 +176,48 @@ class PostgresVectors:
                 conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
                 conn.execute("SET LOCAL hnsw.ef_search = 100")
             return sql.ranked(conn, self._n.memories, inner, params)
+
+    def _mean(self, user_id: str, model: str, dims: int) -> Vector:
+        """The direction of the mean of the user's vectors by ``model`` of ``dims``
+        (zeros when there are none). Their sum is made in the database (8 ms at 10,000,
+        69 ms at 100,000) and kept for a minute, the vectors this process stores added
+        to it meanwhile (see :meth:`store`): the direction that all of a user's memories
+        share moves slowly, and one that misses another process's last writes or a
+        delete (or counts twice a vector stored again over the same model's) only weighs
+        the same memories a little differently until then."""
+        key = (user_id, model, dims)
+        known = self._sums.get(key)
+        if known is not None and known.until > time.monotonic():
+            return direction(known.total)
+        began = time.monotonic()
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT sum(embedding)::text FROM {self._n.memories} WHERE user_id = %s "
+                f"AND embedding_model = %s AND vector_dims(embedding) = {dims}",
+                (user_id, model),
+            ).fetchone()
+        total = np.zeros(dims) if row is None or row[0] is None else np.array(json.loads(row[0]))
+        if len(self._sums) > _MAX_SIZES:
+            self._sums.clear()
+        self._sums[key] = _KeptSum(began + _SIZE_SECONDS, began, total)
+        return direction(total)
+
+    def _added(
+        self, checked: Sequence[tuple[UserMemory, Vector]], model: str, began: float
+    ) -> None:
+        """Vectors stored by a transaction that began at ``began`` and has committed, added
+        to the kept sums: those whose sum began before it cannot hold them; one that
+        began meanwhile may, so it goes (the next centred search sums again)."""
+        committed = time.monotonic()
+        for m, vector in checked:
+            key = (m.user_id or "", model, int(vector.size))
+            known = self._sums.get(key)
+            if known is None or known.began > committed:
+                continue
+            if known.began < began:
+                known.total += vector
+            else:
+                self._sums.pop(key, None)
 
     def _larger_than(self, user_id: str, limit: int) -> bool:
         """Whether the user has more than ``limit`` memories (reads at most limit + 1),
@@ -178,7 +240,7 @@ class PostgresVectors:
         return large
 
     def _search_in_python(
-        self, query: MemoryQuery, target: Vector, model: str
+        self, query: MemoryQuery, target: Vector, model: str, centering: float
     ) -> list[ScoredMemory]:
         """Without pgvector: the user's vectors are read and compared here."""
         where, params = sql.where(query)
@@ -188,10 +250,23 @@ class PostgresVectors:
         )
         with self._connection() as conn:
             rows = conn.execute(statement, [*params, model, 4 * target.size]).fetchall()
+            mine = rows
+            if centering and query.filtered:  # the mean is over all of the user's vectors
+                mine = conn.execute(
+                    f"SELECT embedding FROM {self._n.memories} WHERE user_id = %s "
+                    "AND embedding_model = %s AND length(embedding) = %s",
+                    (query.user_id, model, 4 * target.size),
+                ).fetchall()
         if not rows:
             return []
         memories = rows_to_memories([row[:-1] for row in rows])
-        scores = from_blobs([bytes(row[-1]) for row in rows], target.size) @ target
+        matrix = from_blobs([bytes(row[-1]) for row in rows], target.size)
+        if centering:
+            every = matrix
+            if mine is not rows:
+                every = from_blobs([bytes(row[-1]) for row in mine], target.size)
+            target = centred(target, mean_direction(every), centering)
+        scores = matrix @ target
         count = None if query.limit is None else query.offset + query.limit
         ranked = top_indices(scores, count)[query.offset :]  # ties: by id, as in SQL
         return [ScoredMemory(memories[i], float(scores[i])) for i in ranked]
@@ -249,13 +324,20 @@ class PostgresVectors:
         ]
         for dims in {int(v.size) for _, v in checked} - self._indexed:
             self._index(dims)
+        began = time.monotonic()
         with self._transaction() as conn, conn.cursor() as cur:
             cur.executemany(
                 f"UPDATE {self._n.memories} SET embedding = {value}, embedding_model = %s "
                 "WHERE memory_id = %s AND user_id = %s AND memory = %s",
                 rows,
             )
-            return max(cur.rowcount, 0)
+            stored = max(cur.rowcount, 0)
+        if stored == len(checked):
+            self._added(checked, model, began)
+        else:  # some memory changed or went meanwhile: which vectors landed is not known
+            for m, v in checked:
+                self._sums.pop((m.user_id or "", model, int(v.size)), None)
+        return stored
 
     def _index(self, dims: int) -> None:
         """The HNSW index (cosine) of the vectors of ``dims`` dimensions, made once."""

@@ -19,7 +19,7 @@ from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.core import PageRules, PendingCounts, keyword_user
 from noted.db.redisdb.changes import read_changes, script_memories, upd_order
 from noted.errors import StoreError
-from noted.retrieval.vectors import UserVectors, from_blobs, search_target
+from noted.retrieval.vectors import UserVectors, check_centering, from_blobs, search_target
 from noted.schema import UserMemory, UserStats
 
 if TYPE_CHECKING:
@@ -224,15 +224,16 @@ class RedisReads(PageRules):
         return self._snapshot(user_id).keyword(query, text)
 
     def semantic_search(
-        self, query: MemoryQuery, vector: QueryVector, model: str
+        self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
     ) -> list[ScoredMemory]:
         """semantic_rank's ranking over the cached snapshot, whose memories are in M:upd's
         order: the order equal scores keep."""
         user_id, target = search_target(query.user_id, vector)
+        centering = check_centering(centering)
         if query.limit == 0:
             return []
         shape = (model, target.size)  # vectors of other sizes are left out
-        return self._snapshot(user_id, shape).semantic(query, target, model)
+        return self._snapshot(user_id, shape).semantic(query, target, model, centering)
 
     def _unembedded(self, user_id: str | None, model: str, limit: int | None) -> list[UserMemory]:
         per_user = "" if limit is None else limit

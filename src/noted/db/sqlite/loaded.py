@@ -23,9 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from noted.db.sqlite.journal import Written
-from noted.retrieval.vectors import UserVectors, Vector, from_blobs
+from noted.retrieval.vectors import UserVectors, Vector, direction, from_blobs, row_sum
 
-__all__ = ["VECTOR_COLUMNS", "LoadedVectors", "direction", "loaded", "patched"]
+__all__ = ["VECTOR_COLUMNS", "LoadedVectors", "loaded", "patched"]
 
 VECTOR_COLUMNS = "rowid, embedding, memory_id, updated_at"  # what the rows read must hold
 _SPARE = 16  # when the matrix is copied to append, a sixteenth more rows are made (64 at least)
@@ -72,27 +72,10 @@ class LoadedVectors(UserVectors):
         return arrays + int(self.total.nbytes + self.mean.nbytes) + 80 * len(self.ids)
 
 
-def direction(total: npt.NDArray[np.float64]) -> Vector:
-    """``total`` scaled to length 1, in float32 (zeros when it is zero)."""
-    rounded = total.astype(np.float32)  # a full read's sum is float32's
-    length = float(np.linalg.norm(rounded))
-    if not length > 0.0:
-        return np.zeros(total.shape[0], dtype=np.float32)
-    unit: Vector = (rounded / length).astype(np.float32)
-    return unit
-
-
-def _sum(matrix: Vector) -> Vector:
-    # in float32 (a fifth of the time of float64's at 10,000 rows): only the direction of
-    # the sum is used, and that of a float32 sum of unit vectors is good to 1e-4
-    total: Vector = np.add.reduce(matrix, axis=0, dtype=np.float32)
-    return total
-
-
 def loaded(generation: int, rows: Sequence[Any], dimensions: int) -> LoadedVectors:
     """The vectors of rows of ``VECTOR_COLUMNS``, in rowid order."""
     matrix = from_blobs([row[1] for row in rows], dimensions)
-    total = _sum(matrix).astype(np.float64)
+    total = row_sum(matrix).astype(np.float64)
     return LoadedVectors(
         generation,
         np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
@@ -138,7 +121,7 @@ def patched(
         ids = [ids[at] for at in order.tolist()]
     # the matrix is copied here anyway: its sum is made again, as a full read makes it (a
     # sum kept through removals would keep their rounding)
-    total = _sum(matrix).astype(np.float64)
+    total = row_sum(matrix).astype(np.float64)
     return LoadedVectors(generation, keys, matrix, ids, stamps, total, direction(total))
 
 

@@ -1,13 +1,9 @@
 """SqliteDb's embeddings: stored in the memory table (``embedding``, ``embedding_model``),
 searched exactly over a per-user matrix kept in memory between searches.
 
-A search's query can be *centred* on the user's memories: ``centering`` (0 to 1) of its
-component along the direction of the user's mean vector is taken away before the cosine
-(``q - c (q . m) m``, ``m`` that mean scaled to length 1). Every memory of one user shares
-much of that direction (the same people, the same kind of sentence), so it says little
-about which of them a query means; with less of it, what sets a memory apart counts for
-more. The mean is computed when the user's vectors are loaded (kept with them, so it is
-made again whenever the user's rows change).
+A search's query can be centred on the user's memories (see
+:mod:`noted.retrieval.vectors`): the mean is computed when the user's vectors are loaded
+and kept with them, so it is made again whenever the user's rows change.
 """
 
 from __future__ import annotations
@@ -31,6 +27,7 @@ from noted.retrieval.fusion import Hit
 from noted.retrieval.vectors import (
     Vector,
     VectorCache,
+    centred,
     check_vector,
     cosine_scores,
     search_target,
@@ -49,20 +46,6 @@ _PATCH_AT_MOST = 64
 
 Connect = Callable[[], AbstractContextManager[Connection]]
 Where = Callable[[MemoryQuery], tuple[str, list[Any]]]
-
-
-def centred(target: Vector, mean: Vector, centering: float) -> Vector:
-    """``target`` less ``centering`` of its component along ``mean`` (length 1 or zero),
-    scaled back to ``target``'s length; ``target`` itself when nothing is left of it."""
-    if not centering:
-        return target
-    along = float(np.dot(target, mean))
-    moved = target - np.float32(centering * along) * mean
-    length = float(np.linalg.norm(moved))
-    if not length > 0.0:
-        return target
-    scaled: Vector = (moved * np.float32(float(np.linalg.norm(target)) / length)).astype(np.float32)
-    return scaled
 
 
 _VECTOR_ROWS = "user_id = ? AND embedding_model = ? AND length(embedding) = ?"
@@ -232,8 +215,10 @@ class SqliteVectors:
                 self._kept_scores.popitem(last=False)
         return scores
 
-    def search(self, query: MemoryQuery, vector: QueryVector, model: str) -> list[ScoredMemory]:
-        user_id, vectors, best, scores = self._best(query, vector, model)
+    def search(
+        self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
+    ) -> list[ScoredMemory]:
+        user_id, vectors, best, scores = self._best(query, vector, model, centering)
         if vectors is None:
             return []
         keys = vectors.keys[best].tolist()
