@@ -509,7 +509,7 @@ class SqliteDb(
         self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0
     ) -> list[Hit]:
         """The closest vectors' hits, the query centred on the user's vectors by
-        ``centering`` (0: plain cosine; see :mod:`noted.db.sqlite.vectors`)."""
+        ``centering`` (0: plain cosine; see :mod:`noted.retrieval.vectors`)."""
         return self._vectors.hits(query, vector, model, centering)
 
     def memories_by_keys(
