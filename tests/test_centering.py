@@ -128,14 +128,17 @@ def test_centering_is_a_share(tmp_path: Path, bad: Any) -> None:
 # -- every store ------------------------------------------------------------------------------
 
 
-def expected_scores(stored: np.ndarray, vector: np.ndarray, centering: float) -> list[float]:
-    """The centred search's scores, best first, by the formula: ``vector`` less
-    ``centering`` of its part along the mean of ``stored`` (unit), scaled back to its length."""
+def expected_scores(
+    stored: np.ndarray, vector: np.ndarray, centering: float, ranked: np.ndarray | None = None
+) -> list[float]:
+    """The centred search's scores of ``ranked`` (``stored`` when None), best first, by the
+    formula: ``vector`` less ``centering`` of its part along the mean of ``stored`` (unit),
+    scaled back to its length."""
     mean = stored.sum(axis=0)
     mean /= np.linalg.norm(mean)
     moved = vector - centering * float(vector @ mean) * mean
     moved *= np.linalg.norm(vector) / np.linalg.norm(moved)
-    return sorted((stored @ moved).tolist(), reverse=True)
+    return sorted(((stored if ranked is None else ranked) @ moved).tolist(), reverse=True)
 
 
 def shared_rows(count: int, seed: int, shared: float = 0.9) -> np.ndarray:
@@ -185,10 +188,7 @@ def test_every_store_centres_on_the_users_own_vectors(store: MemoryStore) -> Non
     pets = store.semantic_search(
         MemoryQuery(user_id="ann", topics=("pets",), limit=5), vector, "m", 0.75
     )
-    mean = ann.sum(axis=0) / np.linalg.norm(ann.sum(axis=0))
-    moved = vector - 0.75 * float(vector @ mean) * mean
-    moved *= np.linalg.norm(vector) / np.linalg.norm(moved)
-    expected = sorted((ann[::3] @ moved).tolist(), reverse=True)[:5]
+    expected = expected_scores(ann, vector, 0.75, ann[::3])[:5]
     assert [r.score for r in pets] == pytest.approx(expected, abs=1e-5)
 
 
@@ -226,12 +226,8 @@ def test_the_in_process_store_centres_a_user_it_ranks_afresh(
     pets = store.semantic_search(
         MemoryQuery(user_id="ann", topics=("pets",), limit=3), vector, "m", 0.75
     )
-    mean = ann.sum(axis=0) / np.linalg.norm(ann.sum(axis=0))
-    moved = vector - 0.75 * float(vector @ mean) * mean
-    moved *= np.linalg.norm(vector) / np.linalg.norm(moved)
-    assert [r.score for r in pets] == pytest.approx(
-        sorted((ann[::3] @ moved).tolist(), reverse=True)[:3], abs=1e-5
-    )
+    expected = expected_scores(ann, vector, 0.75, ann[::3])[:3]
+    assert [r.score for r in pets] == pytest.approx(expected, abs=1e-5)
 
 
 def test_a_hybrid_search_centres_on_every_store(store: MemoryStore) -> None:
