@@ -13,7 +13,6 @@ from typing import Any
 import pymongo
 import pytest
 
-from noted._time import utc_now
 from noted.db import _client_search as client_search
 from noted.db._client_search import UserSnapshot
 from noted.db.base import MemoryQuery, WriteBatch
@@ -26,6 +25,7 @@ from test_redis_snapshot_updates import (
     patched_for_as_long_as_a_test_runs,
     random_write,
     state,
+    written_a_month_ago,
 )
 from test_redisdb import unit
 
@@ -86,13 +86,7 @@ def assert_patched(db: MongoDb, commands: Commands, user: str = "ava") -> None:
 def test_every_kind_of_write_is_patched_in_and_equals_a_full_read(
     db: MongoDb, other: MongoDb, commands: Commands
 ) -> None:
-    base = utc_now() - timedelta(days=30)
-    memories = [
-        stamped(f"ava fact {i} about tea", f"m{i:02d}", "ava", base + timedelta(hours=i))
-        for i in range(20)
-    ]
-    db.upsert_memories(memories)
-    embed(db, memories)
+    base = written_a_month_ago(db)
     snapshot(db)
     steps: list[Callable[[], object]] = [
         lambda: db.upsert_memories([stamped("ava likes skiing", "n1", "ava")]),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -75,6 +75,25 @@ def embed(store: MemoryStore, memories: Sequence[UserMemory], seed: int = 0) -> 
     store.set_embeddings(MODEL, [(m, unit(seed + k)) for k, m in enumerate(memories)])
 
 
+def written_a_month_ago(store: MemoryStore) -> datetime:
+    """Twenty of ava's memories, an hour apart from a month ago, each with a vector; that
+    month-old time."""
+    base = utc_now() - timedelta(days=30)
+    memories = [
+        UserMemory(
+            f"ava fact {i} about tea",
+            memory_id=f"m{i:02d}",
+            user_id="ava",
+            created_at=base + timedelta(hours=i),
+            updated_at=base + timedelta(hours=i),
+        )
+        for i in range(20)
+    ]
+    store.upsert_memories(memories)
+    embed(store, memories)
+    return base
+
+
 def random_write(
     store: MemoryStore,
     user: str,
@@ -128,13 +147,7 @@ def assert_patched(db: RedisDb, client: redis.Redis, user: str = "ava") -> None:
 def test_every_kind_of_write_is_patched_in_and_equals_a_full_read(
     db: RedisDb, other: RedisDb, client: redis.Redis
 ) -> None:
-    base = utc_now() - timedelta(days=30)
-    memories = [
-        stamped(f"ava fact {i} about tea", f"m{i:02d}", "ava", base + timedelta(hours=i))
-        for i in range(20)
-    ]
-    db.upsert_memories(memories)
-    embed(db, memories)
+    base = written_a_month_ago(db)
     snapshot(db)  # the cache holds the user now
     bob = stamped("bob likes tea", "b1", "bob")
     steps: list[Callable[[], object]] = [

@@ -45,6 +45,13 @@ local function zkey(kind, user) return P .. ':' .. kind .. ':' .. user end
 local function ekey(user, id) return P .. ':e:' .. #user .. ':' .. user .. ':' .. id end
 local function gkey(user) return P .. ':gen:' .. #user .. ':' .. user end
 local function ckey(user) return P .. ':chg:' .. #user .. ':' .. user end
+-- ``item`` at the end of ``list`` unless ``seen`` has it (then it has)
+local function once(seen, list, item)
+  if not seen[item] then
+    seen[item] = true
+    list[#list + 1] = item
+  end
+end
 -- a JSON list (cjson writes an empty table as {})
 local function json_list(items)
   if #items == 0 then return '[]' end
@@ -369,12 +376,7 @@ for k, entry in ipairs(entries) do
   end
   if k > 1 then
     if listed == '*' then return {now, 'unknown'} end
-    for _, id in ipairs(cjson.decode(listed)) do
-      if not seen[id] then
-        seen[id] = true
-        ids[#ids + 1] = id
-      end
-    end
+    for _, id in ipairs(cjson.decode(listed)) do once(seen, ids, id) end
   end
   token = made_by
 end
@@ -442,11 +444,7 @@ TOPICS_LUA = """
 local seen, out = {}, {}
 for _, user in ipairs(scope(ARGV[2], ARGV[3])) do
   for _, id in ipairs(redis.call('ZRANGE', zkey('upd', user), 0, -1)) do
-    local topics = redis.call('HGET', mkey(id), 'topics')
-    if not seen[topics] then
-      seen[topics] = true
-      out[#out + 1] = topics
-    end
+    once(seen, out, redis.call('HGET', mkey(id), 'topics'))
   end
 end
 return json_list(out)
