@@ -293,8 +293,12 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             pool = self._matching(query) if snapshot is None else []
             found = [(m, vector) for _, m, vector in self._held(pool, model)]
             if snapshot is None and centering:  # the mean is over all of the user's vectors
-                mine = self._matching(MemoryQuery(user_id)) if query.filtered else pool
-                every = [v for _, _, v in self._held(mine, model) if v.shape == target.shape]
+                if query.filtered:
+                    mine = self._matching(MemoryQuery(user_id))
+                    found_all = [(m, v) for _, m, v in self._held(mine, model)]
+                else:
+                    found_all = found
+                every = [v for _, v in found_all if v.shape == target.shape]
                 mean = mean_direction(np.stack(every)) if every else None
         if snapshot is None:
             return _copied(semantic_rank(found, query, target, mean, centering))
