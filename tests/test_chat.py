@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,13 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def interruptible() -> None:
+    """In a spawned child before it runs: Ctrl-C interrupts it, as at a terminal, even
+    when the tests run as a background job of a shell without job control (whose
+    commands start with SIGINT ignored, and Python then leaves it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(args: list[str], **env: str) -> pexpect.spawn:
     child = pexpect.spawn(
         sys.executable,
@@ -38,6 +46,7 @@ def spawn(args: list[str], **env: str) -> pexpect.spawn:
         encoding="utf-8",
         timeout=30,
         dimensions=(40, 120),
+        preexec_fn=interruptible,
     )
     return child
 

@@ -183,6 +183,8 @@ def test_basic_memory_agent(tmp_path: Path) -> None:
 def test_memory_chat_remembers_across_restarts(tmp_path: Path) -> None:
     import pexpect
 
+    from test_chat import interruptible
+
     def chat(*lines: str) -> str:
         child = pexpect.spawn(
             sys.executable,
@@ -192,6 +194,7 @@ def test_memory_chat_remembers_across_restarts(tmp_path: Path) -> None:
             encoding="utf-8",
             timeout=30,
             dimensions=(40, 160),
+            preexec_fn=interruptible,
         )
         seen = ""
         for line in lines:
