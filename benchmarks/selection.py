@@ -14,6 +14,11 @@ question searched too, as an Agent's later turns do: its embedding is the one it
 made). Each figure is the median of 50 questions after one warm-up, with
 the process's CPU time per run beside it (what a run costs whatever else the machine
 runs) and the load average.
+
+``--servers`` (PostgreSQL, Redis and the MongoDB wire-protocol server by default, started
+as the tests start them; ``--servers ""`` for none) times the same selection with the
+default embedder at 10,000 memories on those stores too: warm, and right after an add to
+the user (the add untimed; the store then reads the change, or its snapshot is patched).
 Writes benchmarks/results/selection.json.
 """
 
@@ -26,13 +31,15 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from backends import SERVERS, Unavailable, open_noted
 from search import fill_random_vectors, question
 from timing import Timing
 
-from noted import InMemoryDb, Memory, SqliteDb
+from noted import InMemoryDb, Memory, SqliteDb, UserMemory
 from noted.agent.context import fit_memories
 from noted.db.base import MemoryQuery, MemoryStore
 from noted.memory.index import MemoryIndex
@@ -48,12 +55,20 @@ ROUNDS = 50
 TARGET_EMBEDDER_MS = 15.0  # p50 at 10,000 memories, the query's embedding included
 
 
-def timed(store: MemoryStore, index: MemoryIndex | None, follow_up: bool = False) -> Timing:
+def timed(
+    store: MemoryStore,
+    index: MemoryIndex | None,
+    follow_up: bool = False,
+    before: Callable[[int], object] | None = None,
+) -> Timing:
+    """The selection's time for ROUNDS new questions; ``before(i)`` runs untimed first."""
     timing = Timing()
     query = MemoryQuery(user_id="u", limit=80)
     select_memories(store, query, question(0), 80, index=index)  # warm-up
     cpu = 0.0
     for i in range(1, ROUNDS + 1):
+        if before is not None:
+            before(i)
         # a new query each time: no cached embedding (nor kept keyword results)
         text = f"{question(i)} ({i + 2 * ROUNDS if follow_up else i})"
         turns = None
@@ -72,6 +87,11 @@ def timed(store: MemoryStore, index: MemoryIndex | None, follow_up: bool = False
 CPU_MS: dict[int, float] = {}  # a timing's CPU time per run (the process's, all threads)
 
 
+def figures(t: Timing, **more: Any) -> dict[str, Any]:
+    """A timing's entry in selection.json."""
+    return {"p50_ms": t.median * 1e3, "p95_ms": t.p95 * 1e3, "cpu_ms": CPU_MS[id(t)], **more}
+
+
 def line(t: Timing) -> str:
     return (
         f"p50 {t.median * 1e3:7.2f} ms  p95 {t.p95 * 1e3:7.2f} ms  "
@@ -79,15 +99,52 @@ def line(t: Timing) -> str:
     )
 
 
+def on_server(kind: str, folder: Path) -> dict[str, Any]:
+    """The selection at 10,000 memories with the default embedder on a server store."""
+    try:
+        server = SERVERS[kind](folder / kind)
+    except Unavailable as exc:
+        print(f"{kind:10} not run: {exc}", flush=True)
+        return {}
+    results: dict[str, Any] = {}
+    try:
+        store = open_noted(kind, server.url, folder)
+        memory = Memory(db=store, embedder=None)
+        memory.add_user_memories(user_facts(10_000, seed=10_000), "u")
+        embedder = default_embedder()
+        fill_random_vectors(store, "u", embedder.model_name, 1)
+        index = MemoryIndex(store, embedder)
+        more = user_facts(ROUNDS + 1, seed=1)
+
+        def add(i: int) -> None:
+            memory.add_user_memory(UserMemory(more[i].memory), "u")
+            index.catch_up("u")  # its vector, as the next search would make it (untimed)
+
+        for label, before in (("hybrid", None), ("after add", add)):
+            t = timed(store, index, before=before)
+            results[f"{kind}, default embedder, {label}, 10,000"] = figures(t)
+            print(f"{kind:10} {label:9} 10,000: {line(t)}", flush=True)
+        store.close()
+    finally:
+        server.stop()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--sizes", default=",".join(map(str, SIZES)), help="users' memory counts, comma-separated"
     )
-    sizes = [int(size) for size in parser.parse_args().sizes.split(",")]
+    parser.add_argument(
+        "--servers", default=",".join(SERVERS), help="server stores, comma-separated"
+    )
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
     logging.disable(logging.WARNING)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
+        for kind in filter(None, args.servers.split(",")):
+            results.update(on_server(kind, Path(folder)))
         for size in sizes:
             facts = user_facts(size, seed=size)
             for name, store in (
@@ -96,11 +153,7 @@ def main() -> None:
             ):
                 Memory(db=store, embedder=None).add_user_memories(facts, "u")
                 t = timed(store, None)
-                results[f"{name}, keyword, {size:,}"] = {
-                    "p50_ms": t.median * 1e3,
-                    "p95_ms": t.p95 * 1e3,
-                    "cpu_ms": CPU_MS[id(t)],
-                }
+                results[f"{name}, keyword, {size:,}"] = figures(t)
                 print(
                     f"{name:10} keyword {size:>7,}: {line(t)}",
                     flush=True,
@@ -110,24 +163,16 @@ def main() -> None:
                     fill_random_vectors(store, "u", embedder.model_name, 1)  # type: ignore[arg-type]
                     t = timed(store, MemoryIndex(store, embedder))
                     met = "met" if t.median * 1e3 <= TARGET_EMBEDDER_MS else "MISSED"
-                    results[f"{name}, default embedder, {size:,}"] = {
-                        "p50_ms": t.median * 1e3,
-                        "p95_ms": t.p95 * 1e3,
-                        "cpu_ms": CPU_MS[id(t)],
-                        "target_ms": TARGET_EMBEDDER_MS,
-                        "met": met == "met",
-                    }
+                    results[f"{name}, default embedder, {size:,}"] = figures(
+                        t, target_ms=TARGET_EMBEDDER_MS, met=met == "met"
+                    )
                     print(
                         f"{name:10} hybrid  {size:>7,}: {line(t)} "
                         f"({met}: <= {TARGET_EMBEDDER_MS} ms)",
                         flush=True,
                     )
                     t = timed(store, MemoryIndex(store, embedder), follow_up=True)
-                    results[f"{name}, default embedder, follow-up turn, {size:,}"] = {
-                        "p50_ms": t.median * 1e3,
-                        "p95_ms": t.p95 * 1e3,
-                        "cpu_ms": CPU_MS[id(t)],
-                    }
+                    results[f"{name}, default embedder, follow-up turn, {size:,}"] = figures(t)
                     print(f"{name:10} follow-up {size:>5,}: {line(t)}", flush=True)
                 store.close()
     RESULTS.mkdir(exist_ok=True)

@@ -17,10 +17,12 @@ from noted.db import _client_search as client_search
 from noted.db._client_search import UserSnapshot
 from noted.db.base import MemoryQuery, WriteBatch
 from noted.db.mongodb import MongoDb
+from noted.db.mongodb import search as mongo_search
 from noted.db.mongodb.search import load_snapshot
 from test_mongodb import DATABASE, Commands, open_db, same_collections, stamped, url
 from test_redis_snapshot_updates import (
     MODEL,
+    a_write_read_once,
     embed,
     patched_for_as_long_as_a_test_runs,
     random_write,
@@ -235,3 +237,9 @@ def test_a_lost_generation_update_is_read_by_the_next_full_read(
     db.upsert_memories([stamped("ava newer", "n2")])
     assert user_wide_reads(db, commands, lambda: snapshot(db)) == 1
     assert "lost" in [m.memory for m in snapshot(db).memories]
+
+
+def test_searches_side_by_side_after_a_write_read_it_once(
+    db: MongoDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_write_read_once(db, monkeypatch, mongo_search)

@@ -6,9 +6,12 @@ and a write the log does not name must make it read everything again."""
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ from noted import MemoryStore, UserMemory
 from noted._time import utc_now
 from noted.db import _client_search as client_search
 from noted.db._client_search import Shape, UserSnapshot
-from noted.db.base import MemoryQuery, WriteBatch
+from noted.db.base import MemoryQuery, ScoredMemory, WriteBatch
 from noted.db.redisdb import RedisDb
 from test_redisdb import calls_during, client, db, other, stamped, unit, url
 
@@ -504,3 +507,65 @@ def test_the_count_keeps_ids_only_while_they_are_few(db: RedisDb) -> None:
     assert db.count_memories_to_embed("ava", MODEL) == 260
     kept = db._pending.entry("ava", MODEL)
     assert kept is not None and kept.ids is None  # past 256 after a patch: dropped
+
+
+T = TypeVar("T")
+
+
+def side_by_side(count: int, call: Callable[[], T]) -> list[T]:
+    """``call()`` on ``count`` threads at once (they start together), each one's answer."""
+    start = threading.Barrier(count)
+
+    def run() -> T:
+        start.wait()
+        return call()
+
+    with ThreadPoolExecutor(count) as pool:
+        running = [pool.submit(run) for _ in range(count)]
+        return [future.result() for future in running]
+
+
+def slowed(real: Callable[..., T], calls: list[object]) -> Callable[..., T]:
+    """``real``, each call counted and held a while (the other threads arrive meanwhile)."""
+
+    def held(*args: Any) -> T:
+        calls.append(args)
+        time.sleep(0.3)
+        return real(*args)
+
+    return held
+
+
+def read_once(
+    monkeypatch: pytest.MonkeyPatch,
+    owner: object,
+    name: str,
+    search: Callable[[], list[ScoredMemory]],
+) -> list[ScoredMemory]:
+    """``search()`` on four threads at once, ``owner.name`` (what reads or builds what
+    they share) held a while on its first call: the answer, which all must give, when
+    ``owner.name`` ran once."""
+    calls: list[object] = []
+    monkeypatch.setattr(owner, name, slowed(getattr(owner, name), calls))
+    found = side_by_side(4, search)
+    assert len(calls) == 1
+    assert all(answer == found[0] for answer in found)
+    return found[0]
+
+
+def a_write_read_once(db: MemoryStore, monkeypatch: pytest.MonkeyPatch, owner: object) -> None:
+    """An agent's selection searches a user on several threads at once (the message, the
+    pinned facts): after a write, one of them reads what changed (``owner._patched``)
+    and the others take its snapshot, rather than each reading and patching it."""
+    written_a_month_ago(db)
+    query = MemoryQuery(user_id="ava", limit=3)
+    db.keyword_search(query, "tea")  # the snapshot, kept
+    db.upsert_memories([stamped("ava drinks green tea now", "n1", "ava")])
+    found = read_once(monkeypatch, owner, "_patched", lambda: db.keyword_search(query, "green tea"))
+    assert found[0].memory.memory == "ava drinks green tea now"
+
+
+def test_searches_side_by_side_after_a_write_read_it_once(
+    db: RedisDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a_write_read_once(db, monkeypatch, RedisDb)

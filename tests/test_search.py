@@ -575,10 +575,10 @@ def _counting(embed: Callable[[str], Any], calls: list[str]) -> Callable[[str], 
 def test_a_forked_child_searches_the_words_on_threads_of_its_own() -> None:
     from noted.memory import index as index_module
 
-    assert index_module._beside().submit(int, "7").result() == 7  # the parent's pool, idle
+    assert index_module.beside(int, "7").result() == 7  # the parent's pool, idle
     child = os.fork()
     if child == 0:  # the child: its pool must run work, not wait for the parent's threads
         signal.alarm(10)
-        os._exit(0 if index_module._beside().submit(int, "8").result() == 8 else 1)
+        os._exit(0 if index_module.beside(int, "8").result() == 8 else 1)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0

@@ -52,6 +52,8 @@ _MEMORY_BYTES: Final = 500  # a snapshot's memory's objects, besides its texts (
 # beyond about 1/20 a full sort was as fast (10,000 memories)
 _HEAP_BELOW: Final = 32
 PATCHED_FOR: Final = 60.0  # seconds a snapshot may be patched after it was read whole
+_REFRESH_LOCKS: Final = 64  # see SnapshotCache.refreshing
+_BUILDING = threading.Lock()  # held while a snapshot builds its keyword index
 
 
 def matches(query: MemoryQuery, m: UserMemory) -> bool:
@@ -390,7 +392,10 @@ class UserSnapshot:
         no word left out, equal scores by memory_id) from the snapshot's keyword index."""
         index = self._index
         if index is None:
-            index = self._index = KeywordIndex(self._documents)
+            with _BUILDING:  # searches side by side build it once
+                index = self._index
+                if index is None:
+                    index = self._index = KeywordIndex(self._documents)
         scores = index.scores(text, self._passing(query))[self._by_id]
         scores[scores <= 0] = -np.inf  # those sharing no word are left out
         return self._best(scores, self._by_id, query)
@@ -454,6 +459,13 @@ class SnapshotCache:
         self._entries: OrderedDict[str, tuple[UserSnapshot, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._refreshing = [threading.Lock() for _ in range(_REFRESH_LOCKS)]
+
+    def refreshing(self, user_id: str) -> threading.Lock:
+        """The lock a store holds while it brings the user's snapshot up to date, so that
+        searches of one selection, run side by side after a write, read the change once:
+        the second finds the first's snapshot (one lock per user id's hash, among a few)."""
+        return self._refreshing[hash(user_id) % _REFRESH_LOCKS]
 
     def get(self, user_id: str, generation: int | None = None) -> UserSnapshot | None:
         """The user's snapshot (if read at ``generation``, when given)."""

@@ -22,9 +22,10 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent import futures
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
-from typing import Final, Protocol, runtime_checkable
+from typing import Final, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from noted.db.base import MemoryQuery, MemoryStore, QueryVector, ScoredMemory
 from noted.errors import ModelError, UserError
@@ -34,7 +35,7 @@ from noted.retrieval.fusion import SEMANTIC_WEIGHT, Hit, fuse, fuse_hits
 from noted.retrieval.vectors import Vector, check_centering
 from noted.schema import UserMemory
 
-__all__ = ["HYBRID_DEPTH", "MemoryIndex", "memory_index"]
+__all__ = ["HYBRID_DEPTH", "HitSearch", "MemoryIndex", "beside", "memory_index"]
 
 log = logging.getLogger("noted.memory")
 
@@ -44,32 +45,67 @@ REINDEX_BATCH: Final = 256
 _QUERIES_KEPT: Final = 64
 
 Progress = Callable[[int, int], None]
-_OVERLAP = True  # the keyword side beside the embedding (off: one after the other)
+_OVERLAP = True  # the keyword side beside the query's embedding (SQLite) or beside the
+# semantic search (the other stores); off: one after the other
 
 
 class _Threads:
-    """Threads for the keyword side of hybrid searches, run while their queries embed,
-    made on first use; a forked child makes its own (the parent's threads are not there)."""
+    """Threads for reads run beside others (see :func:`beside`), made on first use; a
+    forked child makes its own (the parent's threads are not there)."""
+
+    size: Final = 4
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pool: ThreadPoolExecutor | None = None
+        self.free = threading.Semaphore(self.size)  # threads not running a read
 
     def get(self) -> ThreadPoolExecutor:
         with self.lock:
             if self.pool is None:
-                self.pool = ThreadPoolExecutor(4, thread_name_prefix="noted-keywords")
+                self.pool = ThreadPoolExecutor(self.size, thread_name_prefix="noted-keywords")
             return self.pool
 
     def forget(self) -> None:
         self.lock = threading.Lock()
         self.pool = None
+        self.free = threading.Semaphore(self.size)
 
 
 _THREADS = _Threads()
-_beside = _THREADS.get
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_THREADS.forget)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def beside(call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
+    """``call(*args, **kwargs)`` on one of the search threads, in a copy of the caller's
+    context (its trace), while the caller goes on; run at once on the caller's thread
+    when every one of them is busy (many searches at a time: then it would only wait its
+    turn). What runs there must not wait on another such call: each is a store's read."""
+    context = contextvars.copy_context()
+    threads = _THREADS
+    if not threads.free.acquire(blocking=False):
+        done: Future[_T] = Future()
+        try:
+            done.set_result(context.run(call, *args, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - the caller's result() raises it
+            done.set_exception(exc)
+        return done
+
+    def run() -> _T:
+        try:
+            return context.run(call, *args, **kwargs)
+        finally:
+            threads.free.release()
+
+    try:
+        return threads.get().submit(run)
+    except BaseException:
+        threads.free.release()
+        raise
 
 
 @runtime_checkable
@@ -223,7 +259,11 @@ class MemoryIndex:
         if query.user_id is None:
             raise UserError("semantic search is for one user: give a user_id")
         self.catch_up(query.user_id)
-        vector = self._query_vector(text)
+        return self._semantic_search(query, self._query_vector(text), centering)
+
+    def _semantic_search(
+        self, query: MemoryQuery, vector: Vector, centering: float
+    ) -> list[ScoredMemory]:
         if centering and self._centres:
             return self.store.semantic_search(query, vector, self.model_name, centering)
         return self.store.semantic_search(query, vector, self.model_name)
@@ -264,7 +304,8 @@ class MemoryIndex:
         ``words`` when given, ``text`` otherwise; the semantic side's query is centred on
         the user's vectors by ``centering`` (0 to 1; see :mod:`noted.retrieval.vectors`).
         On a store that ranks hits (SQLite), a new query's words are searched on another
-        thread while the query is embedded (both run outside the GIL)."""
+        thread while the query is embedded (both run outside the GIL); on the others, once
+        it is embedded, beside the search by meaning (see :func:`beside`)."""
         centering = check_centering(centering)
         limit = query.limit
         weight = self.semantic_weight if semantic_weight is None else semantic_weight
@@ -273,16 +314,15 @@ class MemoryIndex:
         end = None if limit is None else query.offset + limit
         words = text if words is None else words
         store = self.store
+        if query.user_id is None:
+            raise UserError("semantic search is for one user: give a user_id")
+        self.catch_up(query.user_id)
         if isinstance(store, HitSearch):
             # the store ranks both ways without reading memories: only the page is read
-            if query.user_id is None:
-                raise UserError("semantic search is for one user: give a user_id")
-            self.catch_up(query.user_id)
             vector = self._known_vector(text)
             if vector is None and _OVERLAP:
                 # the store searches the words (out of the GIL) while the model embeds
-                context = contextvars.copy_context()
-                searching = _beside().submit(context.run, store.keyword_hits, wide, words)
+                searching = beside(store.keyword_hits, wide, words)
                 vector = self._query_vector(text)
                 keyword = searching.result()
             else:
@@ -298,10 +338,21 @@ class MemoryIndex:
             )[query.offset :]
             found = store.memories_by_keys(query.user_id, [hit.key for hit, _ in hits])
             return [ScoredMemory(found[hit.key], score) for hit, score in hits if hit.key in found]
-        # one after the other: on two cores, searching words while the model runs slows
-        # the model down by more than the keyword search takes
-        by_meaning = self.semantic(wide, text, centering=centering)
-        by_words = store.keyword_search(wide, words)
+        # the model first, alone: on two cores, searching words while it runs slows it
+        # down by more than the keyword search takes; then the words are searched beside
+        # the vectors (a server's work, or numpy's, mostly outside the GIL)
+        vector = self._query_vector(text)
+        if _OVERLAP:
+            matching = beside(store.keyword_search, wide, words)
+            try:
+                by_meaning = self._semantic_search(wide, vector, centering)
+            except BaseException:
+                futures.wait([matching])  # nothing of this search's left running
+                raise
+            by_words = matching.result()
+        else:
+            by_meaning = self._semantic_search(wide, vector, centering)
+            by_words = store.keyword_search(wide, words)
         fused = fuse(
             by_words,
             by_meaning,

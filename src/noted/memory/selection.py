@@ -25,7 +25,10 @@ search), so the words searched are kept few.
 
 Cost: one search of a bounded depth (two in a session's later turns, with one query
 embedding between them as a rule), one listing of the ``recent`` newest and two small
-keyword searches for the facts always shown, whatever the number of memories. A store
+keyword searches for the facts always shown, whatever the number of memories. SQLite
+answers the last two from kept results; on the other stores, which wait on a server or
+rank in Python, they and the listing run on another thread beside the search, so a
+selection takes about as long as its longest part, not their sum. A store
 with an index answers in time that grows slowly with the user's memory count; the
 in-process store and Redis rank the user's memories in Python (a BM25 index kept per user,
 built at their first search and then patched with the memories each change writes), which
@@ -38,11 +41,12 @@ import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Sequence
+from concurrent import futures
 from dataclasses import dataclass
 from typing import Final
 
 from noted.db.base import MemoryQuery, MemoryStore, ScoredMemory
-from noted.memory.index import MemoryIndex
+from noted.memory.index import HitSearch, MemoryIndex, beside
 from noted.retrieval.ranking import WORD
 from noted.schema import UserMemory
 from noted.tracing import _hooks as tracing
@@ -230,6 +234,43 @@ def select_memories(
     matches are read (``SEARCH_DEPTH`` when None)."""
     if limit <= 0:
         return []
+    # SQLite answers the searches for the facts always shown from kept results, in
+    # microseconds; the other stores wait on a server or rank in Python, so those searches
+    # and the newest memories are read beside the message's search
+    if isinstance(store, HitSearch):
+        found = _found(store, query, text, limit, index, agent_id, turns)
+        always, newest = _extras(store, query, agent_id, recent, pinned)
+    else:
+        early = beside(_extras, store, query, agent_id, recent, pinned)
+        try:
+            found = _found(store, query, text, limit, index, agent_id, turns)
+        except BaseException:
+            futures.wait([early])  # nothing of this selection's left running
+            raise
+        always, newest = early.result()
+    candidates = [*always, *found, *newest]
+    tracing.considered(len({m.memory_id for m in candidates}))
+    return distinct(candidates, limit)
+
+
+def _extras(
+    store: MemoryStore, query: MemoryQuery, agent_id: str | None, recent: int, pinned: bool
+) -> tuple[list[UserMemory], list[UserMemory]]:
+    """What a selection shows whatever is asked: the pinned facts, and the newest."""
+    always = _pinned(store, query, agent_id) if pinned else []
+    return always, _newest(store, query, recent, agent_id)
+
+
+def _found(
+    store: MemoryStore,
+    query: MemoryQuery,
+    text: str,
+    limit: int,
+    index: MemoryIndex | None,
+    agent_id: str | None,
+    turns: RecentTurns | None,
+) -> list[UserMemory]:
+    """The search's results for the message, merged with the recent turns'."""
     reading = max(limit, query.limit or SEARCH_DEPTH)
     depth = dataclasses.replace(query, limit=reading, offset=0)
     found = [r.memory for r in search_memories(store, depth, text, index=index, agent_id=agent_id)]
@@ -246,11 +287,7 @@ def select_memories(
             words=f"{turns.said}\n{turns.replied}",
         )
         found = _merged(found, [r.memory for r in earlier], reading)
-    always = _pinned(store, query, agent_id) if pinned else []
-    newest = _newest(store, query, recent, agent_id)
-    candidates = [*always, *found, *newest]
-    tracing.considered(len({m.memory_id for m in candidates}))
-    return distinct(candidates, limit)
+    return found
 
 
 def _merged(

@@ -55,6 +55,19 @@ def load_snapshot(
     while it was loaded at the user's generation (one find_one of a small document);
     after writes the user's change log names, the cached one with only those memories
     read again; else loaded now. Either is cached under the generation read before."""
+    cached = cache.get(user_id)
+    if cached is not None and (cached.vectors is not None or not vectors):
+        found = db.generations.find_one({"_id": user_id}, _WITHOUT_LOG)
+        if cached.generation == stamp(found):
+            return cached
+    with cache.refreshing(user_id):  # one search of the user's reads the change
+        return _refreshed(db, cache, user_id, vectors)
+
+
+def _refreshed(
+    db: SearchedCollections, cache: SnapshotCache, user_id: str, vectors: bool
+) -> UserSnapshot:
+    """load_snapshot's answer when its cached one would not do (see there)."""
     found = db.generations.find_one({"_id": user_id}, _WITHOUT_LOG)
     generation = stamp(found)
     cached = cache.get(user_id)

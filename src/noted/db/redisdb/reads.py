@@ -170,9 +170,21 @@ class RedisReads(PageRules):
         already holds is not read again unless the generation moved on meanwhile."""
         cached = self.cache.get(user_id)
         if cached is not None:
-            with self._mapped_errors():
-                current = int(self._client.get(self._gkey(user_id)) or 0)
-            if cached.generation != current:
+            current = self._generation(user_id)
+            if cached.generation == current and (shape is None or shape in (cached.vectors or {})):
+                return cached
+        with self.cache.refreshing(user_id):  # one search of the user's reads the change
+            return self._refreshed(user_id, shape)
+
+    def _generation(self, user_id: str) -> int:
+        with self._mapped_errors():
+            return int(self._client.get(self._gkey(user_id)) or 0)
+
+    def _refreshed(self, user_id: str, shape: Shape | None) -> UserSnapshot:
+        """_snapshot's answer when its cached one would not do (see there)."""
+        cached = self.cache.get(user_id)
+        if cached is not None:
+            if cached.generation != self._generation(user_id):
                 cached = self._patched(user_id, cached) if cached.patchable else None
             if cached is not None and (shape is None or shape in (cached.vectors or {})):
                 return cached

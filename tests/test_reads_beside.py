@@ -1,0 +1,195 @@
+"""Reads run side by side: a selection reads the pinned facts and the newest memories
+beside the message's search on the stores that wait on a server or rank in Python, and
+hybrid search on those stores searches the words beside the vectors. The answers must be
+those of the reads one after the other; a failure must leave nothing of the search
+running; a snapshot's keyword index is built once however many searches need it at once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from noted import InMemoryDb, Memory, SqliteDb, UserMemory
+from noted.db import _client_search as client_search
+from noted.db.base import MemoryQuery, MemoryStore, ScoredMemory
+from noted.errors import StoreError
+from noted.memory import selection
+from noted.memory.index import MemoryIndex
+from noted.memory.selection import select_memories
+from test_redis_snapshot_updates import read_once
+from test_sqlite_vector_updates import HashEmbedder
+
+FACTS = [
+    "Ava is allergic to shellfish",
+    "User's name is Ava Lindqvist",
+    "Ava goes skiing in Norway every winter",
+    "Ava works as a nurse in Oslo",
+    "Ava has a cat called Miso",
+    "Ava is learning Portuguese",
+    "Ava drinks green tea in the morning",
+    "Ava ran a marathon in Berlin",
+]
+QUESTION = "Where does Ava go skiing in winter?"
+
+
+class ThreadNoting(InMemoryDb):
+    """The in-process store, noting on which thread each search ran (and for which
+    text); the message's search (``QUESTION``) fails when told to, after a short wait."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: dict[str, str] = {}
+        self.fail = False
+        self.finished: list[str] = []
+
+    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        self.threads[text] = threading.current_thread().name
+        if self.fail and text == QUESTION:
+            raise StoreError("the message's search failed")
+        if self.fail:
+            time.sleep(0.3)  # the pinned facts' search: still running when the other fails
+        found = super().keyword_search(query, text)
+        self.finished.append(text)
+        return found
+
+    def semantic_search(self, *args: Any, **kwargs: Any) -> list[ScoredMemory]:
+        self.threads["semantic"] = threading.current_thread().name
+        if self.fail:
+            raise StoreError("the vectors' search failed")
+        return super().semantic_search(*args, **kwargs)
+
+
+@pytest.fixture
+def noting() -> ThreadNoting:
+    store = ThreadNoting()
+    Memory(db=store, embedder=None).add_user_memories([UserMemory(f) for f in FACTS], "ava")
+    return store
+
+
+def one_after_the_other(store: MemoryStore, query: MemoryQuery, text: str) -> list[str]:
+    """What select_memories answers when its reads run one after the other."""
+    found = selection._found(store, query, text, 5, None, None, None)
+    always, newest = selection._extras(store, query, None, selection.RECENT, True)
+    return [m.memory for m in selection.distinct([*always, *found, *newest], 5)]
+
+
+def test_a_selection_reads_the_pinned_facts_beside_its_search(noting: ThreadNoting) -> None:
+    query = MemoryQuery(user_id="ava", limit=20)
+    chosen = select_memories(noting, query, QUESTION, 5)
+    assert noting.threads[QUESTION] == threading.current_thread().name
+    for pinned in (selection._NAME_QUERY, selection._CONSTRAINT_QUERY):
+        assert noting.threads[pinned].startswith("noted-keywords")
+    assert [m.memory for m in chosen] == one_after_the_other(noting, query, QUESTION)
+    assert [m.memory for m in chosen][:3] == [FACTS[1], FACTS[0], FACTS[2]]  # pinned first
+
+
+def test_sqlite_reads_the_pinned_facts_on_the_callers_thread(tmp_path: Path) -> None:
+    """SQLite answers the pinned facts' searches from kept results: no thread for them."""
+    seen: list[str] = []
+    with SqliteDb(tmp_path / "m.db") as db:
+        Memory(db=db, embedder=None).add_user_memories([UserMemory(f) for f in FACTS], "ava")
+        real = db.keyword_search
+
+        def noted_thread(query: MemoryQuery, text: str) -> list[ScoredMemory]:
+            seen.append(threading.current_thread().name)
+            return real(query, text)
+
+        db.keyword_search = noted_thread  # type: ignore[method-assign]
+        chosen = select_memories(db, MemoryQuery(user_id="ava", limit=20), QUESTION, 5)
+    assert len(seen) == 3 and set(seen) == {threading.current_thread().name}
+    assert "Ava goes skiing in Norway every winter" in [m.memory for m in chosen]
+
+
+def test_a_failed_search_leaves_no_read_of_its_selection_running(noting: ThreadNoting) -> None:
+    noting.fail = True
+    with pytest.raises(StoreError, match="message's search"):
+        select_memories(noting, MemoryQuery(user_id="ava", limit=20), QUESTION, 5)
+    # the pinned facts' reads had finished when the error reached the caller
+    assert selection._NAME_QUERY in noting.finished
+    assert selection._CONSTRAINT_QUERY in noting.finished
+
+
+@pytest.fixture
+def embedded() -> Iterator[tuple[ThreadNoting, MemoryIndex]]:
+    store = ThreadNoting()
+    memory = Memory(db=store, embedder=HashEmbedder())
+    memory.add_user_memories([UserMemory(f) for f in FACTS], "ava")
+    assert memory.index is not None
+    return store, memory.index
+
+
+def test_hybrid_search_reads_the_words_beside_the_vectors(
+    embedded: tuple[ThreadNoting, MemoryIndex], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, index = embedded
+    query = MemoryQuery(user_id="ava", limit=4)
+    found = index.hybrid(query, QUESTION)
+    assert store.threads["semantic"] == threading.current_thread().name
+    assert store.threads[QUESTION].startswith("noted-keywords")
+    from noted.memory import index as index_module
+
+    monkeypatch.setattr(index_module, "_OVERLAP", False)
+    assert index.hybrid(query, QUESTION) == found  # the same, one after the other
+    assert store.threads[QUESTION] == threading.current_thread().name
+
+
+def test_a_failed_vector_search_waits_for_the_words(
+    embedded: tuple[ThreadNoting, MemoryIndex],
+) -> None:
+    store, index = embedded
+    store.fail = True
+    words = "skiing Norway"  # searched beside, slowly (see ThreadNoting)
+    with pytest.raises(StoreError, match="vectors' search"):
+        index.hybrid(MemoryQuery(user_id="ava", limit=4), QUESTION, words=words)
+    assert words in store.finished
+
+
+def test_a_snapshot_builds_its_keyword_index_once_for_searches_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = InMemoryDb()
+    Memory(db=store, embedder=None).add_user_memories([UserMemory(f) for f in FACTS], "ava")
+    query = MemoryQuery(user_id="ava", limit=2)
+    found = read_once(
+        monkeypatch, client_search, "KeywordIndex", lambda: store.keyword_search(query, "skiing")
+    )
+    assert found[0].memory.memory == "Ava goes skiing in Norway every winter"
+
+
+def test_a_read_runs_on_the_callers_thread_when_every_search_thread_is_busy() -> None:
+    """Many searches at a time: a read waits for no thread, it runs at once, as the reads
+    one after the other did; once a thread is free again, reads go beside once more."""
+    from noted.memory import index as index_module
+
+    release = threading.Event()
+    started = threading.Barrier(index_module._THREADS.size + 1)
+
+    def busy() -> None:
+        started.wait()
+        release.wait(10)
+
+    holding = [index_module.beside(busy) for _ in range(index_module._THREADS.size)]
+    started.wait()  # every search thread runs one
+    try:
+        here = index_module.beside(lambda: threading.current_thread().name)
+        assert here.done() and here.result() == threading.current_thread().name
+        with pytest.raises(StoreError, match="refused"):
+            index_module.beside(_refuse).result()
+    finally:
+        release.set()
+    for held in holding:
+        held.result()
+    assert (
+        index_module.beside(lambda: threading.current_thread().name)
+        .result()
+        .startswith("noted-keywords")
+    )
+
+
+def _refuse() -> None:
+    raise StoreError("refused")
