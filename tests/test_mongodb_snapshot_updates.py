@@ -18,10 +18,11 @@ from noted.db._client_search import UserSnapshot
 from noted.db.base import MemoryQuery, WriteBatch
 from noted.db.mongodb import MongoDb
 from noted.db.mongodb import search as mongo_search
-from noted.db.mongodb.search import load_snapshot
+from noted.db.mongodb.search import LOG_KEPT, load_snapshot
 from test_mongodb import DATABASE, Commands, open_db, same_collections, stamped, url
 from test_redis_snapshot_updates import (
     MODEL,
+    a_manager_sized_batch,
     a_write_read_once,
     embed,
     patched_for_as_long_as_a_test_runs,
@@ -164,7 +165,7 @@ def test_a_write_the_log_does_not_name_means_a_full_read(
             {"_id": "ava"}, {"$inc": {"generation": 1}}
         )
     else:
-        for i in range(17):
+        for i in range(LOG_KEPT + 1):
             db.upsert_memories([stamped(f"ava new {i}", f"n{i:02d}")])
     assert user_wide_reads(db, commands, lambda: snapshot(db)) == 1
     assert state(snapshot(db)) == state(full(db))
@@ -243,3 +244,10 @@ def test_searches_side_by_side_after_a_write_read_it_once(
     db: MongoDb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a_write_read_once(db, monkeypatch, mongo_search)
+
+
+def test_a_batch_of_twenty_updates_is_patched_in(db: MongoDb, commands: Commands) -> None:
+    written_a_month_ago(db)
+    snapshot(db)
+    a_manager_sized_batch(db)
+    assert_patched(db, commands)

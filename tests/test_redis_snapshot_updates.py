@@ -23,6 +23,7 @@ from noted.db import _client_search as client_search
 from noted.db._client_search import Shape, UserSnapshot
 from noted.db.base import MemoryQuery, ScoredMemory, WriteBatch
 from noted.db.redisdb import RedisDb
+from noted.db.redisdb.scripts import LOG_KEPT
 from test_redisdb import calls_during, client, db, other, stamped, unit, url
 
 pytestmark = pytest.mark.usefixtures("servers")
@@ -256,7 +257,7 @@ def test_a_write_the_log_does_not_name_means_a_full_read(
         db.upsert_memories([stamped("ava new", "n1", "ava")])
         client.delete(log_key(db, "ava"))
     elif unnamed == "more writes than the log keeps":
-        for i in range(17):
+        for i in range(LOG_KEPT + 1):
             db.upsert_memories([stamped(f"ava new {i}", f"n{i}", "ava")])
     else:
         db.upsert_memories([stamped(f"ava bulk {i}", f"b{i:03d}", "ava") for i in range(257)])
@@ -272,16 +273,16 @@ def test_a_write_the_log_does_not_name_means_a_full_read(
     assert_patched(db, client)  # and the next write is patched in again
 
 
-def test_fifteen_writes_are_patched_and_the_log_stays_short(
+def test_as_many_writes_as_the_log_keeps_are_patched_and_the_log_stays_short(
     db: RedisDb, client: redis.Redis
 ) -> None:
     setup_cached(db)
-    for i in range(15):  # the log keeps 16: the write the snapshot was read at, then 15
+    for i in range(LOG_KEPT - 1):  # the write the snapshot was read at, then these
         db.upsert_memories([stamped(f"ava new {i}", f"n{i:02d}", "ava")])
     assert_patched(db, client)
-    for i in range(20):
+    for i in range(LOG_KEPT + 4):
         db.upsert_memories([stamped(f"ava newer {i}", f"x{i:02d}", "ava")])
-    assert client.llen(log_key(db, "ava")) == 16
+    assert client.llen(log_key(db, "ava")) == LOG_KEPT
     assert 0 < client.ttl(log_key(db, "ava")) <= 3600
 
 
@@ -569,3 +570,25 @@ def test_searches_side_by_side_after_a_write_read_it_once(
     db: RedisDb, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a_write_read_once(db, monkeypatch, RedisDb)
+
+
+def a_manager_sized_batch(db: MemoryStore) -> None:
+    """A write_batch of twenty updates, a delete and an add to ava's month-old memories
+    (each update is a write of its own in the change log)."""
+    db.write_batch(
+        WriteBatch(
+            "ava",
+            deletes=["m19"],
+            updates=[
+                stamped(f"ava fact {i} about coffee now", f"m{i:02d}", "ava") for i in range(20)
+            ],
+            adds=[stamped("ava drinks green tea now", "n1", "ava")],
+        )
+    )
+
+
+def test_a_batch_of_twenty_updates_is_patched_in(db: RedisDb, client: redis.Redis) -> None:
+    written_a_month_ago(db)
+    snapshot(db)
+    a_manager_sized_batch(db)
+    assert_patched(db, client)

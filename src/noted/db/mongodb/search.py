@@ -97,7 +97,7 @@ def _refreshed(
 # (its token: writes the server lost, and new ones that took their generations, have
 # others), the log's last n entries name every write since, and only those memories are
 # read again.
-LOG_KEPT: Final = 16
+LOG_KEPT: Final = 64  # a manager's batch of a few dozen changes stays patchable
 LOG_IDS: Final = 256
 _PACKED: Final = 2**40  # a snapshot's generation is generation * _PACKED + logged
 _WITHOUT_LOG: Final = {"log": 0}

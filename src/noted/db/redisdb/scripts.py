@@ -10,6 +10,8 @@ one operation.
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
     "APPEND_RUN_LUA",
     "CHANGES_LUA",
@@ -20,6 +22,7 @@ __all__ = [
     "GET_SESSION_LUA",
     "LIST_SESSIONS_LUA",
     "LOAD_LUA",
+    "LOG_KEPT",
     "MEMORY_LUA",
     "READ_LUA",
     "SESSION_LUA",
@@ -34,7 +37,15 @@ __all__ = [
     "WRITE_LUA",
 ]
 
-MEMORY_LUA = """
+# a user's change log (see bump below): the last LOG_KEPT writes, each naming up to LOG_IDS
+# ids, kept LOG_SECONDS after the last; a write_batch takes one write per update, so a
+# manager's batch of a few dozen changes stays patchable
+LOG_KEPT: Final = 64
+LOG_IDS: Final = 256
+LOG_SECONDS: Final = 3600
+
+MEMORY_LUA = (
+    """
 local P = ARGV[1]
 local NULL = cjson.null
 local FIELDS = {'user_id', 'memory', 'topics', 'input', 'agent_id', 'team_id',
@@ -62,8 +73,9 @@ end
 -- JSON>" ("*" for the ids when they are too many to list; the token, the server's time,
 -- tells this write from another that took the same generation after the server lost
 -- writes); the log keeps the last LOG_KEPT and lasts LOG_SECONDS after the last change
-local LOG_KEPT, LOG_IDS, LOG_SECONDS = 16, 256, 3600
-local function bump(user, ids)
+"""
+    + f"local LOG_KEPT, LOG_IDS, LOG_SECONDS = {LOG_KEPT}, {LOG_IDS}, {LOG_SECONDS}\n"
+    + """local function bump(user, ids)
   local key, log = gkey(user), ckey(user)
   local now = redis.call('TIME')
   if redis.call('INCR', key) == 1 then
@@ -110,6 +122,7 @@ local function row(id)
   return found
 end
 """
+)
 
 # Shared by the scripts that write memories: ARGV[2..5] = now, actor, session_id, run_id.
 # A memory in their JSON argument is [event_id, memory_id, user_id, memory, topics, input,
