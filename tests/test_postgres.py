@@ -3,6 +3,7 @@ use, pgvector's HNSW index for large users, working without pgvector, many proce
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -401,6 +402,37 @@ def test_a_centred_search_keeps_the_users_mean_for_a_minute(
     assert scores(reader) == pytest.approx(expected(vectors, vectors), abs=1e-5)
     reader.close()
     writer.close()
+
+
+def test_a_vector_stored_again_over_the_models_is_not_counted_twice(
+    url: str, names: dict[str, str]
+) -> None:
+    """A memory's vector stored again by the same model replaces one the kept sum holds:
+    the sum goes and is made again, equal to the database's; a new one is added."""
+    store = PostgresDb(url, **names)
+    rows = memories("ava", 3)
+    store.upsert_memories(rows)
+    vectors = unit_rows(5, 4, seed=5)
+    store.set_embeddings("m", list(zip(rows[:2], vectors[:2], strict=True)))
+    store._vectors._mean("ava", "m", 4)  # kept
+    key = ("ava", "m", 4)
+
+    def in_the_database() -> np.ndarray:
+        with store._connection() as conn:
+            row = conn.execute(
+                f"SELECT sum(embedding)::text FROM {store._n.memories} WHERE user_id = 'ava'"
+            ).fetchone()
+        assert row is not None
+        return np.array(json.loads(row[0]))
+
+    store.set_embeddings("m", [(rows[0], vectors[2])])  # over rows[0]'s vector by "m"
+    assert key not in store._vectors._sums
+    store._vectors._mean("ava", "m", 4)
+    store.set_embeddings("m", [(rows[2], vectors[3])])  # a new one: added
+    assert store._vectors._sums[key].total == pytest.approx(in_the_database(), abs=1e-5)
+    store.set_embeddings("m", [(rows[1], vectors[4]), (rows[2], vectors[0])])
+    assert key not in store._vectors._sums
+    store.close()
 
 
 def test_a_sum_made_while_vectors_were_stored_is_made_again(

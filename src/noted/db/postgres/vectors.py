@@ -12,7 +12,7 @@ import json
 import logging
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -181,10 +181,10 @@ class PostgresVectors:
         """The direction of the mean of the user's vectors by ``model`` of ``dims``
         (zeros when there are none). Their sum is made in the database (8 ms at 10,000,
         69 ms at 100,000) and kept for a minute, the vectors this process stores added
-        to it meanwhile (see :meth:`store`): the direction that all of a user's memories
-        share moves slowly, and one that misses another process's last writes or a
-        delete (or counts twice a vector stored again over the same model's) only weighs
-        the same memories a little differently until then."""
+        to it meanwhile (see :meth:`store`; a vector stored again over the same model's
+        makes it go): the direction that all of a user's memories share moves slowly,
+        and one that misses another process's last writes or a delete only weighs the
+        same memories a little differently until then."""
         key = (user_id, model, dims)
         known = self._sums.get(key)
         if known is not None and known.until > time.monotonic():
@@ -203,18 +203,23 @@ class PostgresVectors:
         return direction(total)
 
     def _added(
-        self, checked: Sequence[tuple[UserMemory, Vector]], model: str, began: float
+        self,
+        checked: Sequence[tuple[UserMemory, Vector]],
+        model: str,
+        began: float,
+        replaced: Collection[str] = (),
     ) -> None:
         """Vectors stored by a transaction that began at ``began`` and has committed, added
         to the kept sums: those whose sum began before it cannot hold them; one that
-        began meanwhile may, so it goes (the next centred search sums again)."""
+        began meanwhile may, so it goes (the next centred search sums again), as does one
+        of a memory in ``replaced`` (its vector by the model, before, is in the sum)."""
         committed = time.monotonic()
         for m, vector in checked:
             key = (m.user_id or "", model, int(vector.size))
             known = self._sums.get(key)
             if known is None or known.began > committed:
                 continue
-            if known.began < began:
+            if known.began < began and m.memory_id not in replaced:
                 known.total += vector
             else:
                 self._sums.pop(key, None)
@@ -324,8 +329,17 @@ class PostgresVectors:
         ]
         for dims in {int(v.size) for _, v in checked} - self._indexed:
             self._index(dims)
+        kept = {(m.user_id or "", model, int(v.size)) for m, v in checked} & self._sums.keys()
         began = time.monotonic()
         with self._transaction() as conn, conn.cursor() as cur:
+            replaced: set[str] = set()
+            if kept:  # a kept sum holds those already stored by the model: locked, then read
+                cur.execute(
+                    f"SELECT memory_id FROM {self._n.memories} WHERE memory_id = ANY(%s) "
+                    "AND embedding_model = %s FOR UPDATE",
+                    ([m.memory_id for m, _ in checked], model),
+                )
+                replaced = {str(row[0]) for row in cur.fetchall()}
             cur.executemany(
                 f"UPDATE {self._n.memories} SET embedding = {value}, embedding_model = %s "
                 "WHERE memory_id = %s AND user_id = %s AND memory = %s",
@@ -333,7 +347,7 @@ class PostgresVectors:
             )
             stored = max(cur.rowcount, 0)
         if stored == len(checked):
-            self._added(checked, model, began)
+            self._added(checked, model, began, replaced)
         else:  # some memory changed or went meanwhile: which vectors landed is not known
             for m, v in checked:
                 self._sums.pop((m.user_id or "", model, int(v.size)), None)
