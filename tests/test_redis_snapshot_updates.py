@@ -84,13 +84,7 @@ def written_a_month_ago(store: MemoryStore) -> datetime:
     month-old time."""
     base = utc_now() - timedelta(days=30)
     memories = [
-        UserMemory(
-            f"ava fact {i} about tea",
-            memory_id=f"m{i:02d}",
-            user_id="ava",
-            created_at=base + timedelta(hours=i),
-            updated_at=base + timedelta(hours=i),
-        )
+        stamped(f"ava fact {i} about tea", f"m{i:02d}", "ava", base + timedelta(hours=i))
         for i in range(20)
     ]
     store.upsert_memories(memories)

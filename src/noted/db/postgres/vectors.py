@@ -253,23 +253,23 @@ class PostgresVectors:
             f"SELECT {sql.SELECT}, embedding FROM {self._n.memories}{where} "
             "AND embedding_model = %s AND length(embedding) = %s ORDER BY memory_id"
         )
+        mine = None  # all of the user's vectors, when the filter left some out
         with self._connection() as conn:
             rows = conn.execute(statement, [*params, model, 4 * target.size]).fetchall()
-            mine = rows
+            if not rows:
+                return []
             if centering and query.filtered:  # the mean is over all of the user's vectors
                 mine = conn.execute(
                     f"SELECT embedding FROM {self._n.memories} WHERE user_id = %s "
                     "AND embedding_model = %s AND length(embedding) = %s",
                     (query.user_id, model, 4 * target.size),
                 ).fetchall()
-        if not rows:
-            return []
         memories = rows_to_memories([row[:-1] for row in rows])
         matrix = from_blobs([bytes(row[-1]) for row in rows], target.size)
         if centering:
-            every = matrix
-            if mine is not rows:
-                every = from_blobs([bytes(row[-1]) for row in mine], target.size)
+            every = (
+                matrix if mine is None else from_blobs([bytes(r[-1]) for r in mine], target.size)
+            )
             target = centred(target, mean_direction(every), centering)
         scores = matrix @ target
         count = None if query.limit is None else query.offset + query.limit
