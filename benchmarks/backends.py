@@ -88,6 +88,15 @@ def random_vectors(db: MemoryStore, user: str | None, model: str, seed: int) -> 
 # -- opening each backend (noted's and Agno's) -----------------------------------------------
 
 
+def vacuumed(db: MemoryStore) -> None:
+    """On PostgreSQL, the memory table vacuumed and analyzed, as autovacuum would do in
+    time after a load or after every row's vector was written (elsewhere nothing)."""
+    settle = getattr(db, "_connection", None)
+    if settle is not None:
+        with settle() as conn:
+            conn.execute(f'VACUUM ANALYZE "{db.memory_table}"')  # type: ignore[attr-defined]
+
+
 def open_noted(kind: str, url: str | None, workdir: Path, **options: Any) -> MemoryStore:
     tables = {"memory_table": f"bench_{uuid.uuid4().hex[:8]}", "session_table": "bench_sessions"}
     if kind == "sqlite":
@@ -163,10 +172,7 @@ def measure_noted(db: MemoryStore, args: argparse.Namespace, seed: int) -> dict[
         return results
     embedder = default_embedder()
     random_vectors(db, user, embedder.model_name, seed)
-    settle = getattr(db, "_connection", None)
-    if settle is not None:  # PostgreSQL: as autovacuum would, in time
-        with settle() as conn:
-            conn.execute(f'VACUUM ANALYZE "{db.memory_table}"')  # type: ignore[attr-defined]
+    vacuumed(db)
     smart = Memory(db=db, embedder=embedder)
     results["hybrid search"] = timed(
         lambda i: smart.search_user_memories(question(i), user, 10, "hybrid"), args.rounds

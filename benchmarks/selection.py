@@ -19,6 +19,8 @@ runs) and the load average.
 as the tests start them; ``--servers ""`` for none) times the same selection with the
 default embedder at 10,000 memories on those stores too: warm, and right after an add to
 the user (the add untimed; the store then reads the change, or its snapshot is patched).
+PostgreSQL's table is vacuumed after the vectors are written, as autovacuum would do in
+time (writing every row's vector leaves a dead copy of each until then).
 Writes benchmarks/results/selection.json.
 """
 
@@ -35,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from backends import SERVERS, Unavailable, open_noted
+from backends import SERVERS, Unavailable, open_noted, vacuumed
 from search import fill_random_vectors, question
 from timing import Timing
 
@@ -113,6 +115,7 @@ def on_server(kind: str, folder: Path) -> dict[str, Any]:
         memory.add_user_memories(user_facts(10_000, seed=10_000), "u")
         embedder = default_embedder()
         fill_random_vectors(store, "u", embedder.model_name, 1)
+        vacuumed(store)
         index = MemoryIndex(store, embedder)
         more = user_facts(ROUNDS + 1, seed=1)
 

@@ -69,11 +69,9 @@ _EVENT_SELECT = ", ".join(
     MICROS.format(c) if c == "created_at" else f"{c}::text" if c.endswith("_topics") else c
     for c in EVENT_COLUMNS
 )
-# A keyword search tests each of the user's rows, read by the (user_id, ...) index; the
-# match is wrapped so that the planner cannot take the GIN index instead, which for common
-# words lists a large part of every user's rows (65 ms instead of 2 for one user among
-# 1,000,000 memories of 10,000 users, once the table's statistics are in).
-KEYWORD_MATCH = "coalesce(search @@ q, false)"
+# A keyword search's match. The planner may read the GIN index on (user_id, search) for
+# it, which lists only the user's rows of each word (see schema.m002_keyword_by_user).
+KEYWORD_MATCH = "search @@ q"
 _EXACT_SEARCH_LIMIT = 20_000
 _warned_no_pgvector = False
 
@@ -250,7 +248,10 @@ class PostgresDb(
         n = self._n
         if self.schema is not None:
             conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-        pgvector = self._vectors.prepare(conn)
+        extensions = pg_schema.Extensions(
+            vector=self._vectors.prepare(conn),
+            btree_gin=pg_schema.create_extension(conn, "btree_gin"),
+        )
         for table, steps in (
             (self.memory_table, pg_schema.MIGRATIONS),
             (self.session_table, pg_schema.SESSION_MIGRATIONS),
@@ -264,9 +265,11 @@ class PostgresDb(
                         f"than this noted knows ({len(steps)}); upgrade noted"
                     )
                 for step in steps[version:]:
-                    step(conn, n, pgvector)
+                    step(conn, n, extensions)
                 if version < len(steps):
                     pg_schema.record_version(conn, n, table, len(steps))
+                if table == self.memory_table and extensions.btree_gin:
+                    pg_schema.user_search_index(conn, n)  # also for tables made without it
         if not self._vectors.settle(conn):
             _say_no_pgvector(self._where_to)
 

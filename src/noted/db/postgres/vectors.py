@@ -9,7 +9,6 @@ compared in Python.
 from __future__ import annotations
 
 import json
-import logging
 import struct
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -19,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import psycopg
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types import TypeInfo
@@ -27,7 +25,7 @@ from psycopg.types import TypeInfo
 from noted.db._rows import rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.postgres import query as sql
-from noted.db.postgres.schema import Names
+from noted.db.postgres.schema import Names, create_extension
 from noted.retrieval.vectors import (
     Vector,
     centred,
@@ -43,7 +41,6 @@ from noted.schema import UserMemory
 
 __all__ = ["PostgresVectors"]
 
-log = logging.getLogger("noted.db.postgres")
 
 Connect = Callable[[], AbstractContextManager[sql.Conn]]
 _SIZE_SECONDS = 60.0  # how long whether a user is past the exact-search limit is trusted
@@ -100,15 +97,9 @@ class PostgresVectors:
 
     def prepare(self, conn: sql.Conn) -> bool:
         """Before the migrations: whether pgvector is installed, or could be created."""
-        installed = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
-        if installed.fetchone() is None:
-            try:
-                with conn.transaction():
-                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-            except psycopg.Error as exc:
-                log.debug("pgvector could not be created: %s", exc)
-                self.enabled = False
-                return False
+        if not create_extension(conn, "vector"):
+            self.enabled = False
+            return False
         info = TypeInfo.fetch(conn, "vector")
         self._oid = None if info is None else info.oid
         self.enabled = True
