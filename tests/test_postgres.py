@@ -150,6 +150,79 @@ def test_processes_starting_at_once_migrate_once(url: str, names: dict[str, str]
         assert store.count_memories(MemoryQuery(user_id=None)) == 30
 
 
+def opened_at_once(database: str, stores: list[dict[str, str]]) -> list[bool | BaseException]:
+    """Stores opening ``database`` at the same moment (one for each set of options, each on
+    its own thread): whether each uses pgvector, or what it raised."""
+    start = threading.Barrier(len(stores))
+    said: list[bool | BaseException] = []
+
+    def open_it(options: dict[str, str]) -> None:
+        start.wait()
+        try:
+            with PostgresDb(database, **options) as store:
+                store.count_memories(MemoryQuery(user_id="ava"))
+                said.append(store.uses_pgvector)
+        except BaseException as exc:  # reported to the caller
+            said.append(exc)
+
+    threads = [threading.Thread(target=open_it, args=(options,)) for options in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return said
+
+
+def new_database(url: str) -> str:
+    name = f"new_{next(_count)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def test_stores_opening_a_new_database_at_once_all_get_its_extensions(url: str) -> None:
+    """Six stores start at once on a database without extensions: one at a time sets it
+    up. Before, most such starts left the table with vectors as bytes (searched in Python)
+    although pgvector was there: the stores that failed to create it, because another was
+    creating it, made the table."""
+    for _ in range(3):
+        database = new_database(url)
+        same = {"memory_table": "m", "session_table": "s"}
+        assert opened_at_once(database, [same] * 6) == [True] * 6
+        with psycopg.connect(database) as conn:
+            column = conn.execute(
+                "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                "WHERE attrelid = 'm'::regclass AND attname = 'embedding'"
+            ).fetchone()
+            index = conn.execute("SELECT to_regclass('ix_m_user_search')").fetchone()
+        assert column == ("vector",)
+        assert index == ("ix_m_user_search",)
+
+
+def test_stores_of_other_tables_opening_at_once_make_the_schema_and_versions_once(
+    url: str,
+) -> None:
+    """Six stores of six table sets start at once in a schema not there yet: the schema and
+    the versions table are made once, and no store fails (two creating either at once
+    used to, with a duplicate in the catalog)."""
+    for _ in range(3):
+        database = new_database(url)
+        stores = [
+            {"schema": "tenant", "memory_table": f"m{i}", "session_table": f"s{i}"}
+            for i in range(6)
+        ]
+        assert opened_at_once(database, stores) == [True] * 6
+        with psycopg.connect(database) as conn:
+            versions = conn.execute(
+                'SELECT table_name, version FROM "tenant"."noted_schema_versions" '
+                "ORDER BY table_name"
+            ).fetchall()
+        assert versions == [
+            *((f"m{i}", len(postgres_schema.MIGRATIONS)) for i in range(6)),
+            *((f"s{i}", len(postgres_schema.SESSION_MIGRATIONS)) for i in range(6)),
+        ]
+
+
 def test_many_processes_share_one_database(url: str, names: dict[str, str]) -> None:
     script = (
         "import sys\n"

@@ -1,7 +1,8 @@
 """The ordered schema migrations of PostgresDb's tables, the same mechanism as SQLite's.
 
-Each migration is a function applied once, in order, inside one transaction that holds an
-advisory lock on the table's name, so two processes starting at once never both apply it;
+Each migration is a function applied once, in order, inside the transaction in which a
+store sets up the database, holding an advisory lock for that (and one on the table's
+name), so two processes starting at once never both apply it;
 the number applied is kept per table in ``noted_schema_versions`` (in the store's schema).
 Never edit a published migration: append a new one.
 
@@ -188,7 +189,8 @@ def user_search_index(conn: Connection, names: Names) -> bool:
 
 
 def create_extension(conn: Connection, name: str) -> bool:
-    """Whether the extension ``name`` is installed, creating it if it can be."""
+    """Whether the extension ``name`` is installed, creating it if it can be (inside the
+    caller's transaction: a failure rolls back only the attempt)."""
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = %s", (name,)).fetchone():
         return True
     try:

@@ -246,17 +246,22 @@ class PostgresDb(
 
     def _migrate(self, conn: Conn) -> None:
         n = self._n
-        if self.schema is not None:
-            conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-        extensions = pg_schema.Extensions(
-            vector=self._vectors.prepare(conn),
-            btree_gin=pg_schema.create_extension(conn, "btree_gin"),
-        )
-        for table, steps in (
-            (self.memory_table, pg_schema.MIGRATIONS),
-            (self.session_table, pg_schema.SESSION_MIGRATIONS),
-        ):
-            with conn.transaction():
+        with conn.transaction():
+            # One store sets up the database at a time: the extensions, the schema and the
+            # versions table are shared by every store in it, and two creating one at once
+            # fail (a duplicate in the catalog). The lock per table is the one stores of
+            # schema version 1 took: they wait for this one's migration too.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('noted:set-up'))")
+            if self.schema is not None:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            extensions = pg_schema.Extensions(
+                vector=self._vectors.prepare(conn),
+                btree_gin=pg_schema.create_extension(conn, "btree_gin"),
+            )
+            for table, steps in (
+                (self.memory_table, pg_schema.MIGRATIONS),
+                (self.session_table, pg_schema.SESSION_MIGRATIONS),
+            ):
                 conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"noted:{table}",))
                 version = pg_schema.current_version(conn, n, table)
                 if version > len(steps):
