@@ -223,6 +223,47 @@ def test_stores_of_other_tables_opening_at_once_make_the_schema_and_versions_onc
         ]
 
 
+def test_stores_storing_their_first_vectors_at_once_make_one_hnsw_index(
+    url: str, names: dict[str, str]
+) -> None:
+    """Four stores of one table store the first vectors of a size at the same moment: each
+    would make the HNSW index for it; one does, and every vector is stored (all but one
+    store used to fail, on the index's name)."""
+    stores = [PostgresDb(url, **names) for _ in range(4)]
+    rows = memories("ava", 4)
+    stores[0].upsert_memories(rows)
+    for store in stores:  # each opened (and so set up) before
+        assert store.count_memories(MemoryQuery(user_id="ava")) == 4
+    vectors = unit_rows(4, 8, seed=5)
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def store_one(i: int) -> None:
+        start.wait()
+        try:
+            stores[i].set_embeddings("m", [(rows[i], vectors[i])])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=store_one, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    for i in range(4):
+        [hit] = stores[0].semantic_search(MemoryQuery(user_id="ava", limit=1), vectors[i], "m")
+        assert hit.memory.memory_id == f"ava-{i}"
+    for store in stores:
+        store.close()
+    with psycopg.connect(url) as conn:
+        made = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = %s AND indexname LIKE %s",
+            (names["memory_table"], "%hnsw%"),
+        ).fetchall()
+    assert made == [(f"ix_{names['memory_table']}_hnsw_8",)]
+
+
 def test_many_processes_share_one_database(url: str, names: dict[str, str]) -> None:
     script = (
         "import sys\n"

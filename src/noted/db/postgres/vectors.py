@@ -350,6 +350,9 @@ class PostgresVectors:
             return
         name = f"ix_{self._n.memory_table}_hnsw_{dims}"
         with self._transaction() as conn:
+            # one process makes it: two creating it at once both pass IF NOT EXISTS, and
+            # the second fails on the name (a duplicate in the catalog)
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"noted:{name}",))
             conn.execute(
                 f'CREATE INDEX IF NOT EXISTS "{name}" ON {self._n.memories} '
                 f"USING hnsw ((embedding::vector({dims})) vector_cosine_ops) "
