@@ -173,19 +173,18 @@ def m002_keyword_by_user(conn: Connection, names: Names, extensions: Extensions)
     conn.execute(f"DROP INDEX IF EXISTS {names.q(f'ix_{base}_search')}")
 
 
-def user_search_index(conn: Connection, names: Names) -> bool:
+def user_search_index(conn: Connection, names: Names) -> None:
     """Create the GIN index on ``(user_id, search)`` if it is not there (btree_gin must be):
     a word's entry lists the rows of one user apart from every other user's, so a search
-    reads only the user's rows that hold one of its words. Whether it was created."""
+    reads only the user's rows that hold one of its words. Looked up first: creating it,
+    even when it is there, would wait for the table's writes."""
     index = names.q(f"ix_{names.memory_table}_user_search")
     row = conn.execute("SELECT to_regclass(%s)", (index,)).fetchone()
-    if row is not None and row[0] is not None:
-        return False
-    conn.execute(
-        f'CREATE INDEX IF NOT EXISTS "ix_{names.memory_table}_user_search" '
-        f"ON {names.memories} USING gin (user_id, search)"
-    )
-    return True
+    if row is None or row[0] is None:
+        conn.execute(
+            f'CREATE INDEX IF NOT EXISTS "ix_{names.memory_table}_user_search" '
+            f"ON {names.memories} USING gin (user_id, search)"
+        )
 
 
 def create_extension(conn: Connection, name: str) -> bool:
