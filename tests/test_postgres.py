@@ -78,6 +78,15 @@ def limited_database(url: str, role: str) -> tuple[str, str]:
     return admin, admin.replace("postgres@", f"{role}@")
 
 
+def index_definitions(url: str, table: str) -> dict[str, str]:
+    """The table's indexes, by name: how each is made."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", (table,)
+        ).fetchall()
+    return {str(name): str(made) for name, made in rows}
+
+
 def unit_rows(count: int, dims: int, seed: int) -> np.ndarray:
     rows = np.random.default_rng(seed).standard_normal((count, dims)).astype(np.float32)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
@@ -87,22 +96,18 @@ def test_tables_indexes_and_schema_version_are_created(db: PostgresDb, url: str)
     db.upsert_memories(memories("ava", 1))
     assert db.schema_version() == len(postgres_schema.MIGRATIONS)
     assert db.schema_version(db.session_table) == len(postgres_schema.SESSION_MIGRATIONS)
-    with psycopg.connect(url) as conn:
-        indexes = {
-            row[0]
-            for row in conn.execute(
-                "SELECT indexname FROM pg_indexes WHERE tablename = %s", (db.memory_table,)
-            )
-        }
+    indexes = index_definitions(url, db.memory_table)
     t = db.memory_table
     assert {
         f"ix_{t}_user_updated",
         f"ix_{t}_user_created",
         f"ix_{t}_user_search",
-        f"ix_{t}_user_length",
+        f"ix_{t}_user_model",
         f"{t}_pkey",
-    } <= indexes
+    } <= indexes.keys()
     assert f"ix_{t}_search" not in indexes  # the GIN index of every user's rows
+    assert "USING gin (user_id, search)" in indexes[f"ix_{t}_user_search"]
+    assert "(user_id, embedding_model) INCLUDE (search_length)" in indexes[f"ix_{t}_user_model"]
 
 
 def test_a_schema_keeps_the_tables_apart(url: str, names: dict[str, str]) -> None:
@@ -403,18 +408,14 @@ def test_a_table_of_the_first_schema_is_migrated_for_search_by_user(
         assert store.schema_version() == len(postgres_schema.MIGRATIONS)
         migrated = rankings(store, "ava")
     with psycopg.connect(url) as conn:
-        indexes = {
-            str(row[0])
-            for row in conn.execute(
-                "SELECT indexname FROM pg_indexes WHERE tablename = %s", (n.memory_table,)
-            )
-        }
         lengths = conn.execute(
             f"SELECT count(*) FROM {n.memories} WHERE search_length <> length(search)"
         ).fetchone()
     t = n.memory_table
-    assert {f"ix_{t}_user_search", f"ix_{t}_user_length"} <= indexes
+    indexes = index_definitions(url, t)
     assert f"ix_{t}_search" not in indexes
+    assert "USING gin (user_id, search)" in indexes[f"ix_{t}_user_search"]
+    assert "(user_id, embedding_model) INCLUDE (search_length)" in indexes[f"ix_{t}_user_model"]
     assert lengths == (0,)
     fresh = {"memory_table": f"{t}_fresh", "session_table": f"{t}_fresh_sessions"}
     with PostgresDb(url, **fresh) as store:

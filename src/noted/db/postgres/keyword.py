@@ -14,8 +14,8 @@ One statement ranks a query of ``k`` words:
   more slowly for more, to 1.64 times that (``ts_rank_cd`` would count them exactly, at
   five times the cost a row);
 - the rows the filters keep are counted, with their mean length, in a second pass (with
-  the user's id alone as filter, from the ``(user_id) INCLUDE (search_length)`` index,
-  without reading the table);
+  the user's id alone as filter, from the ``(user_id, embedding_model) INCLUDE
+  (search_length)`` index, without reading the table);
 - each word's document frequency is counted among the matches, and a memory scores
   ``sum(idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / mean length)))`` with
   ``idf = ln(1 + (n - df + 0.5) / (df + 0.5))``, k1 = 1.2, b = 0.75, as the stores
