@@ -35,7 +35,7 @@ from noted.retrieval.fusion import SEMANTIC_WEIGHT, Hit, fuse, fuse_hits
 from noted.retrieval.vectors import Vector, check_centering
 from noted.schema import UserMemory
 
-__all__ = ["HYBRID_DEPTH", "HitSearch", "MemoryIndex", "beside", "memory_index"]
+__all__ = ["HYBRID_DEPTH", "HitSearch", "MemoryIndex", "alongside", "beside", "memory_index"]
 
 log = logging.getLogger("noted.memory")
 
@@ -78,6 +78,7 @@ if hasattr(os, "register_at_fork"):
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+_U = TypeVar("_U")
 
 
 def beside(call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Future[_T]:
@@ -106,6 +107,20 @@ def beside(call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> Futur
     except BaseException:
         threads.free.release()
         raise
+
+
+def alongside(
+    early: Future[_U], call: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
+) -> tuple[_T, _U]:
+    """``call(*args, **kwargs)`` on this thread while ``early`` (from :func:`beside`) runs,
+    and both answers. If the call fails, ``early`` is waited for before the error goes on,
+    so nothing of the caller's work is left running."""
+    try:
+        here = call(*args, **kwargs)
+    except BaseException:
+        futures.wait([early])
+        raise
+    return here, early.result()
 
 
 @runtime_checkable
@@ -344,12 +359,9 @@ class MemoryIndex:
         vector = self._query_vector(text)
         if _OVERLAP:
             matching = beside(store.keyword_search, wide, words)
-            try:
-                by_meaning = self._semantic_search(wide, vector, centering)
-            except BaseException:
-                futures.wait([matching])  # nothing of this search's left running
-                raise
-            by_words = matching.result()
+            by_meaning, by_words = alongside(
+                matching, self._semantic_search, wide, vector, centering
+            )
         else:
             by_meaning = self._semantic_search(wide, vector, centering)
             by_words = store.keyword_search(wide, words)

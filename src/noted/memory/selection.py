@@ -41,12 +41,11 @@ import dataclasses
 import functools
 import re
 from collections.abc import Iterable, Sequence
-from concurrent import futures
 from dataclasses import dataclass
 from typing import Final
 
 from noted.db.base import MemoryQuery, MemoryStore, ScoredMemory
-from noted.memory.index import HitSearch, MemoryIndex, beside
+from noted.memory.index import HitSearch, MemoryIndex, alongside, beside
 from noted.retrieval.ranking import WORD
 from noted.schema import UserMemory
 from noted.tracing import _hooks as tracing
@@ -242,12 +241,9 @@ def select_memories(
         always, newest = _extras(store, query, agent_id, recent, pinned)
     else:
         early = beside(_extras, store, query, agent_id, recent, pinned)
-        try:
-            found = _found(store, query, text, limit, index, agent_id, turns)
-        except BaseException:
-            futures.wait([early])  # nothing of this selection's left running
-            raise
-        always, newest = early.result()
+        found, (always, newest) = alongside(
+            early, _found, store, query, text, limit, index, agent_id, turns
+        )
     candidates = [*always, *found, *newest]
     tracing.considered(len({m.memory_id for m in candidates}))
     return distinct(candidates, limit)
