@@ -250,8 +250,8 @@ def measure_million(url: str, args: argparse.Namespace) -> dict[str, Any]:
     start = time.perf_counter()
     random_vectors(db, None, embedder.model_name, 5)
     report["vectors_s"] = time.perf_counter() - start
-    with db._connection() as conn:  # as autovacuum would, in time
-        conn.execute('VACUUM ANALYZE "million"')
+    vacuumed(db)
+    with db._connection() as conn:
         size = conn.execute("SELECT pg_total_relation_size('million')").fetchone()
     report["table_mb"] = (size[0] if size else 0) / 2**20
     smart = Memory(db=db, embedder=embedder)

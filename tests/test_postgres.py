@@ -3,6 +3,7 @@ use, pgvector's HNSW index for large users, working without pgvector, many proce
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import subprocess
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from at_once import together
 from conftest import server_url
 from noted import MemoryQuery, SchemaVersionError, StoreError, UserError, UserMemory
 from noted._time import utc_now
@@ -155,27 +157,21 @@ def test_processes_starting_at_once_migrate_once(url: str, names: dict[str, str]
         assert store.count_memories(MemoryQuery(user_id=None)) == 30
 
 
+def opened(database: str, options: dict[str, str]) -> bool | BaseException:
+    """Whether a store opening ``database`` with ``options`` uses pgvector, or what it
+    raised."""
+    try:
+        with PostgresDb(database, **options) as store:
+            store.count_memories(MemoryQuery(user_id="ava"))
+            return store.uses_pgvector
+    except BaseException as exc:  # reported to the caller
+        return exc
+
+
 def opened_at_once(database: str, stores: list[dict[str, str]]) -> list[bool | BaseException]:
     """Stores opening ``database`` at the same moment (one for each set of options, each on
     its own thread): whether each uses pgvector, or what it raised."""
-    start = threading.Barrier(len(stores))
-    said: list[bool | BaseException] = []
-
-    def open_it(options: dict[str, str]) -> None:
-        start.wait()
-        try:
-            with PostgresDb(database, **options) as store:
-                store.count_memories(MemoryQuery(user_id="ava"))
-                said.append(store.uses_pgvector)
-        except BaseException as exc:  # reported to the caller
-            said.append(exc)
-
-    threads = [threading.Thread(target=open_it, args=(options,)) for options in stores]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return said
+    return together([functools.partial(opened, database, options) for options in stores])
 
 
 def new_database(url: str) -> str:
@@ -240,21 +236,16 @@ def test_stores_storing_their_first_vectors_at_once_make_one_hnsw_index(
     for store in stores:  # each opened (and so set up) before
         assert store.count_memories(MemoryQuery(user_id="ava")) == 4
     vectors = unit_rows(4, 8, seed=5)
-    start = threading.Barrier(4)
-    errors: list[BaseException] = []
 
-    def store_one(i: int) -> None:
-        start.wait()
+    def store_one(i: int) -> BaseException | None:
         try:
             stores[i].set_embeddings("m", [(rows[i], vectors[i])])
         except BaseException as exc:  # reported below
-            errors.append(exc)
+            return exc
+        return None
 
-    threads = [threading.Thread(target=store_one, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    said = together([functools.partial(store_one, i) for i in range(4)])
+    errors = [error for error in said if error is not None]
     assert errors == []
     for i in range(4):
         [hit] = stores[0].semantic_search(MemoryQuery(user_id="ava", limit=1), vectors[i], "m")

@@ -9,7 +9,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 import redis
 
+from at_once import side_by_side
 from noted import MemoryStore, UserMemory
 from noted._time import utc_now
 from noted.db import _client_search as client_search
@@ -403,7 +403,6 @@ def test_threads_writing_and_searching_end_equal_to_a_full_read(db: RedisDb) -> 
     """Writers add and embed while searchers patch the shared snapshot from whatever
     generation they find: every patch takes spare rows only once, so none overwrites
     another's rows."""
-    import threading
 
     setup_cached(db, 50)
     failures: list[BaseException] = []
@@ -505,19 +504,6 @@ def test_the_count_keeps_ids_only_while_they_are_few(db: RedisDb) -> None:
 
 
 T = TypeVar("T")
-
-
-def side_by_side(count: int, call: Callable[[], T]) -> list[T]:
-    """``call()`` on ``count`` threads at once (they start together), each one's answer."""
-    start = threading.Barrier(count)
-
-    def run() -> T:
-        start.wait()
-        return call()
-
-    with ThreadPoolExecutor(count) as pool:
-        running = [pool.submit(run) for _ in range(count)]
-        return [future.result() for future in running]
 
 
 def slowed(real: Callable[..., T], calls: list[object]) -> Callable[..., T]:
