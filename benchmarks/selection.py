@@ -19,8 +19,11 @@ runs) and the load average.
 as the tests start them; ``--servers ""`` for none) times the same selection with the
 default embedder at 10,000 memories on those stores too: warm, and right after an add to
 the user (the add untimed; the store then reads the change, or its snapshot is patched).
-PostgreSQL's table is vacuumed after the vectors are written, as autovacuum would do in
-time (writing every row's vector leaves a dead copy of each until then).
+``--said`` (``0,400`` by default) names the users timed there: one whose memories are
+bare facts, and one whose memories each keep a message of 400 characters as the
+conversation they came from, as automatic memory writes them (on PostgreSQL, such rows pass
+2 kB). PostgreSQL's table is vacuumed after the vectors are written, as autovacuum would
+do in time (writing every row's vector leaves a dead copy of each until then).
 Writes benchmarks/results/selection.json.
 """
 
@@ -101,33 +104,50 @@ def line(t: Timing) -> str:
     )
 
 
-def on_server(kind: str, folder: Path) -> dict[str, Any]:
-    """The selection at 10,000 memories with the default embedder on a server store."""
+def with_what_was_said(facts: list[UserMemory], chars: int) -> list[UserMemory]:
+    """The facts, each with a message of about ``chars`` characters as the conversation it
+    came from (``input``: what automatic memory keeps), made of other facts in the first
+    person."""
+    for i, fact in enumerate(facts):
+        said, j = "", i
+        while len(said) < chars:
+            j = (j * 7919 + 13) % len(facts)
+            said += facts[j].memory.replace("The user ", "I ", 1).replace("User ", "I ", 1) + ". "
+        fact.input = said[:chars]
+    return facts
+
+
+def on_server(kind: str, folder: Path, said: list[int]) -> dict[str, Any]:
+    """The selection at 10,000 memories with the default embedder on a server store, for a
+    user whose memories keep what was said (of each length in ``said``; 0: nothing)."""
     try:
         server = SERVERS[kind](folder / kind)
     except Unavailable as exc:
         print(f"{kind:10} not run: {exc}", flush=True)
         return {}
     results: dict[str, Any] = {}
+    more = user_facts(ROUNDS + 1, seed=1)
     try:
-        store = open_noted(kind, server.url, folder)
-        memory = Memory(db=store, embedder=None)
-        memory.add_user_memories(user_facts(10_000, seed=10_000), "u")
-        embedder = default_embedder()
-        fill_random_vectors(store, "u", embedder.model_name, 1)
-        vacuumed(store)
-        index = MemoryIndex(store, embedder)
-        more = user_facts(ROUNDS + 1, seed=1)
+        for chars in said:  # each user in a table of their own, as a user among many
+            store = open_noted(kind, server.url, folder)
+            memory = Memory(db=store, embedder=None)
+            facts = user_facts(10_000, seed=10_000)
+            memory.add_user_memories(with_what_was_said(facts, chars) if chars else facts, "u")
+            embedder = default_embedder()
+            fill_random_vectors(store, "u", embedder.model_name, 1)
+            vacuumed(store)
+            index = MemoryIndex(store, embedder)
 
-        def add(i: int) -> None:
-            memory.add_user_memory(UserMemory(more[i].memory), "u")
-            index.catch_up("u")  # its vector, as the next search would make it (untimed)
+            def add(i: int, memory: Memory = memory, index: MemoryIndex = index) -> None:
+                memory.add_user_memory(UserMemory(more[i].memory), "u")
+                index.catch_up("u")  # its vector, as the next search would make it (untimed)
 
-        for label, before in (("hybrid", None), ("after add", add)):
-            t = timed(store, index, before=before)
-            results[f"{kind}, default embedder, {label}, 10,000"] = figures(t)
-            print(f"{kind:10} {label:9} 10,000: {line(t)}", flush=True)
-        store.close()
+            told = f", {chars} chars said" if chars else ""
+            for label, before in (("hybrid", None), ("after add", add)):
+                t = timed(store, index, before=before)
+                results[f"{kind}, default embedder, {label}{told}, 10,000"] = figures(t)
+                print(f"{kind:10} {label:9} 10,000{told}: {line(t)}", flush=True)
+            store.close()
     finally:
         server.stop()
     return results
@@ -141,13 +161,19 @@ def main() -> None:
     parser.add_argument(
         "--servers", default=",".join(SERVERS), help="server stores, comma-separated"
     )
+    parser.add_argument(
+        "--said",
+        default="0,400",
+        help="on the server stores, users whose memories keep what was said, of these "
+        "lengths in characters (0: nothing), comma-separated",
+    )
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
     logging.disable(logging.WARNING)
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as folder:
         for kind in filter(None, args.servers.split(",")):
-            results.update(on_server(kind, Path(folder)))
+            results.update(on_server(kind, Path(folder), [int(c) for c in args.said.split(",")]))
         for size in sizes:
             facts = user_facts(size, seed=size)
             for name, store in (

@@ -732,3 +732,105 @@ def test_a_sum_made_while_vectors_were_stored_is_made_again(
         added = when < began
         assert sums[key].total == pytest.approx(np.ones(4) + (vector if added else 0))
     store.close()
+
+
+def told(user: str, count: int, chars: int) -> list[UserMemory]:
+    """Memories each with the conversation it came from (``input``) of ``chars`` letters and
+    spaces, none repeated (a text that compresses would stay in the row compressed)."""
+    rng = np.random.default_rng(chars)
+    rows = memories(user, count, "The user told us fact {i} about {user}")
+    for m in rows:
+        letters = rng.choice(list("abcdefghijklmnopqrstuvwxyz     "), size=chars)
+        m.input = "".join(letters)
+    return rows
+
+
+def out_of_line(url: str, table: str, column: str) -> dict[str, bool]:
+    """Whether each memory's ``column`` is kept in the table's TOAST table, by memory id."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            f'SELECT memory_id, pg_column_toast_chunk_id({column}) IS NOT NULL FROM "{table}"'
+        ).fetchall()
+    return {str(memory_id): bool(moved) for memory_id, moved in rows}
+
+
+def test_a_memory_with_its_conversation_keeps_its_vector_in_the_table(
+    db: PostgresDb, url: str
+) -> None:
+    """A search by meaning reads every vector of the user: each stays in the row, read
+    with it, rather than moved to the TOAST table once the row passes 2 kB."""
+    rows = told("ava", 6, chars=1_500)  # with its words and a vector of 384: about 6 kB
+    db.upsert_memories(rows)
+    vectors = unit_rows(6, 384, seed=5)
+    assert db.set_embeddings("m", list(zip(rows, vectors, strict=True))) == 6
+    t = db.memory_table
+    for column in ("embedding", "input", "search"):
+        assert not any(out_of_line(url, t, column).values()), column
+    # a longer conversation leaves the row, its vector of 1,536 dimensions stays
+    [long] = told("bo", 1, chars=5_000)
+    db.upsert_memories([long])
+    wide = unit_rows(1, 1_536, seed=6)[0]
+    assert db.set_embeddings("m", [(long, wide)]) == 1
+    assert not out_of_line(url, t, "embedding")[long.memory_id]
+    assert out_of_line(url, t, "search")[long.memory_id]
+    # a vector larger than a page may leave too: it is stored and found
+    [huge] = told("cy", 1, chars=500)
+    db.upsert_memories([huge])
+    big = unit_rows(1, 3_072, seed=7)[0]
+    assert db.set_embeddings("m", [(huge, big)]) == 1
+    assert out_of_line(url, t, "embedding")[huge.memory_id]
+    for user, vector, memory_id in (
+        ("ava", vectors[4], "ava-4"),
+        ("bo", wide, "bo-0"),
+        ("cy", big, "cy-0"),
+    ):
+        [hit] = db.semantic_search(MemoryQuery(user_id=user, limit=1), vector, "m")
+        assert hit.memory.memory_id == memory_id
+        assert hit.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_table_of_the_second_schema_keeps_new_vectors_in_its_rows(
+    url: str, names: dict[str, str]
+) -> None:
+    """Its vectors already moved out stay there, still found, until VACUUM FULL."""
+    n = postgres_schema.Names(None, names["memory_table"], names["session_table"])
+    before, after = told("ava", 3, chars=1_000), told("bo", 3, chars=1_000)
+    vectors = unit_rows(6, 384, seed=8)
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            assert postgres_schema.create_extension(conn, "vector")
+            for step in postgres_schema.MIGRATIONS[:2]:
+                step(conn, n, postgres_schema.Extensions(vector=True, btree_gin=True))
+            postgres_schema.record_version(conn, n, n.memory_table, 2)
+        for m, v in zip(before, vectors, strict=False):
+            conn.execute(
+                f"INSERT INTO {n.memories} (memory_id, user_id, memory, input, created_at, "
+                "updated_at, embedding, embedding_model) VALUES (%s, %s, %s, %s, %s, %s, "
+                "%s::vector, 'm')",
+                (
+                    m.memory_id,
+                    m.user_id,
+                    m.memory,
+                    m.input,
+                    m.created_at,
+                    m.updated_at,
+                    str(v.tolist()),
+                ),
+            )
+    t = n.memory_table
+    assert all(out_of_line(url, t, "embedding").values())  # as the second schema kept them
+    with PostgresDb(url, **names) as store:
+        assert store.schema_version() == len(postgres_schema.MIGRATIONS) == 3
+        store.upsert_memories(after)
+        assert store.set_embeddings("m", list(zip(after, vectors[3:], strict=True))) == 3
+        moved = out_of_line(url, t, "embedding")
+        assert moved == {
+            **dict.fromkeys(("ava-0", "ava-1", "ava-2"), True),
+            **dict.fromkeys(("bo-0", "bo-1", "bo-2"), False),
+        }
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"VACUUM FULL {n.memories}")
+        assert not any(out_of_line(url, t, "embedding").values())
+        for i, m in enumerate(before + after):
+            [hit] = store.semantic_search(MemoryQuery(user_id=m.user_id, limit=1), vectors[i], "m")
+            assert hit.memory.memory_id == m.memory_id

@@ -174,6 +174,26 @@ def m002_keyword_by_user(conn: Connection, names: Names, extensions: Extensions)
     conn.execute(f"DROP INDEX IF EXISTS {names.q(f'ix_{base}_search')}")
 
 
+@MIGRATIONS.append
+def m003_rows_whole(conn: Connection, names: Names, extensions: Extensions) -> None:
+    """Rows kept whole in the table's pages. PostgreSQL moves a row's largest values to
+    the table's TOAST table once the row passes 2 kB, and a vector of 384 dimensions
+    (1.5 kB) is the largest value of any memory that keeps the conversation it came from:
+    a search by meaning, which reads every vector of the user, then fetched each from there
+    (50 ms for 10,000 memories instead of 11). Rows now stay whole up to a page, and past
+    that the vector is the last value to leave (``STORAGE MAIN``: the texts and the search
+    words go first; a vector leaves only if it alone fills the page). Both are settings of
+    the table, used for the rows written from now on: ``VACUUM FULL`` writes the rows
+    already there again (docs/backends.md)."""
+    row = conn.execute("SELECT current_setting('block_size')::int").fetchone()
+    whole = 8192 if row is None else int(str(row[0]))
+    whole -= 32  # a page less its header and one line pointer: the most PostgreSQL allows
+    conn.execute(
+        f"ALTER TABLE {names.memories} ALTER COLUMN embedding SET STORAGE MAIN, "
+        f"SET (toast_tuple_target = {whole})"
+    )
+
+
 def user_search_index(conn: Connection, names: Names) -> None:
     """Create the GIN index on ``(user_id, search)`` if it is not there (btree_gin must be):
     a word's entry lists the rows of one user apart from every other user's, so a search
