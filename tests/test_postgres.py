@@ -22,6 +22,7 @@ from at_once import together
 from conftest import server_url
 from noted import MemoryQuery, SchemaVersionError, StoreError, UserError, UserMemory
 from noted._time import utc_now
+from noted.db.base import ScoredMemory, WriteBatch
 from noted.db.postgres import KEYWORD_MATCH, PostgresDb, keyword
 from noted.db.postgres import query as pgsql
 from noted.db.postgres import schema as postgres_schema
@@ -820,7 +821,7 @@ def test_a_table_of_the_second_schema_keeps_new_vectors_in_its_rows(
     t = n.memory_table
     assert all(out_of_line(url, t, "embedding").values())  # as the second schema kept them
     with PostgresDb(url, **names) as store:
-        assert store.schema_version() == len(postgres_schema.MIGRATIONS) == 3
+        assert store.schema_version() == len(postgres_schema.MIGRATIONS)
         store.upsert_memories(after)
         assert store.set_embeddings("m", list(zip(after, vectors[3:], strict=True))) == 3
         moved = out_of_line(url, t, "embedding")
@@ -834,3 +835,122 @@ def test_a_table_of_the_second_schema_keeps_new_vectors_in_its_rows(
         for i, m in enumerate(before + after):
             [hit] = store.semantic_search(MemoryQuery(user_id=m.user_id, limit=1), vectors[i], "m")
             assert hit.memory.memory_id == m.memory_id
+
+
+def ids(found: list[ScoredMemory]) -> list[str | None]:
+    return [r.memory.memory_id for r in found]
+
+
+def kept_is_used(store: PostgresDb, url: str, user: str, words: str) -> None:
+    """The store's next search for ``words`` gives its kept results: a row added behind
+    its back, without moving the user's generation, is not among them."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f'INSERT INTO "{store.memory_table}" (memory_id, user_id, memory, created_at, '
+            "updated_at) VALUES ('behind', %s, %s, now(), now())",
+            (user, f"{words} {words} {words}"),
+        )
+    try:
+        assert "behind" not in ids(store.keyword_search(MemoryQuery(user_id=user), words))
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DELETE FROM \"{store.memory_table}\" WHERE memory_id = 'behind'")
+
+
+WRITES: dict[str, Any] = {
+    "add one": lambda s: s.upsert_memories([stamp("tea for two", "ava", "n1")]),
+    "import": lambda s: s.upsert_memories(
+        [stamp("tea at noon", "ava", "n2"), stamp("tea at ten", "ava", "n3")]
+    ),
+    "upsert": lambda s: s.upsert_memories([stamp("tea, green", "ava", "m2")]),
+    "replace": lambda s: s.update_memory(stamp("coffee", "ava", "m0")),
+    "delete": lambda s: s.delete_memories(["m1"], "ava"),
+    "batch": lambda s: s.write_batch(
+        WriteBatch("ava", deletes=("m4",), adds=(stamp("tea in a batch", "ava", "n4"),))
+    ),
+    "clear the user": lambda s: s.clear_memories("ava"),
+    "clear everyone": lambda s: s.clear_memories(None),
+}
+
+
+def stamp(text: str, user: str, memory_id: str) -> UserMemory:
+    now = utc_now()
+    return UserMemory(text, memory_id=memory_id, user_id=user, created_at=now, updated_at=now)
+
+
+@pytest.mark.parametrize("write", list(WRITES))
+def test_a_search_asked_again_is_kept_until_the_user_changes(
+    write: str, url: str, names: dict[str, str]
+) -> None:
+    """Each kind of write, through another store on the same tables, moves the user's
+    generation, and the next search asks the database again."""
+    texts = ["tea at home", "tea with milk", "skis", "reads", "tea time"]
+    with PostgresDb(url, **names) as store, PostgresDb(url, **names) as other:
+        store.upsert_memories([stamp(text, "ava", f"m{i}") for i, text in enumerate(texts)])
+        store.upsert_memories([stamp("tea too", "bo", "b0")])
+        query = MemoryQuery(user_id="ava")
+        first = ids(store.keyword_search(query, "tea"))
+        assert ids(store.keyword_search(query, "tea")) == first  # asked again: kept
+        kept_is_used(store, url, "ava", "tea")
+        others = _generation(url, names, "bo")
+        WRITES[write](other)
+        with PostgresDb(url, **names) as fresh:
+            expected = ids(fresh.keyword_search(query, "tea"))
+        assert expected != first
+        assert ids(store.keyword_search(query, "tea")) == expected
+        if write != "clear everyone":  # another user's generation, and kept results, stay
+            assert _generation(url, names, "bo") == others
+
+
+def _generation(url: str, names: dict[str, str], user: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            f'SELECT generation FROM "{names["memory_table"]}_generations" WHERE user_id = %s',
+            (user,),
+        ).fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def test_writers_of_one_user_at_once_neither_fail_nor_leave_a_kept_search_stale(
+    url: str, names: dict[str, str]
+) -> None:
+    """Four stores write the same two users at once, in batches and single writes that
+    touch each other's memories (each moves the users' generations first, so none waits on
+    another halfway); a store's repeated searches meanwhile end up current."""
+    stores = [PostgresDb(url, **names) for _ in range(5)]
+    reader = stores[4]
+    for user in ("ava", "bo"):
+        reader.upsert_memories([stamp(f"tea {i}", user, f"{user}-{i}") for i in range(20)])
+
+    def work(k: int) -> None:
+        store = stores[k]
+        for step in range(25):
+            user = ("ava", "bo")[(k + step) % 2]
+            i, j = (k * 7 + step) % 20, (k * 11 + step * 3) % 20
+            if step % 5 == 4:
+                store.upsert_memories(
+                    [
+                        stamp(f"tea {k} {step}", "ava", f"n-{k}-{step}"),
+                        stamp(f"tea {k} {step}", "bo", f"o-{k}-{step}"),
+                    ]
+                )
+            else:
+                store.write_batch(
+                    WriteBatch(
+                        user,
+                        deletes=(f"{user}-{j}",),
+                        updates=(stamp(f"tea again {k} {step}", user, f"{user}-{i}"),),
+                        adds=(stamp(f"tea {k}", user, f"{user}-{k}-{step}"),),
+                    )
+                )
+            reader.keyword_search(MemoryQuery(user_id=user, limit=100), "tea")
+
+    together([functools.partial(work, k) for k in range(4)])
+    with PostgresDb(url, **names) as fresh:
+        for user in ("ava", "bo"):
+            query = MemoryQuery(user_id=user, limit=100)
+            assert ids(reader.keyword_search(query, "tea")) == ids(
+                fresh.keyword_search(query, "tea")
+            )
+    for store in stores:
+        store.close()

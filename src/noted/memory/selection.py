@@ -26,7 +26,8 @@ search), so the words searched are kept few.
 Cost: one search of a bounded depth (two in a session's later turns, with one query
 embedding between them as a rule), one listing of the ``recent`` newest and two small
 keyword searches for the facts always shown, whatever the number of memories. SQLite
-answers the last two from kept results; on the other stores, which wait on a server or
+answers the last two from kept results (PostgreSQL too, after one read of the user's
+generation, while the user's memories are unchanged); on the other stores, which wait on a server or
 rank in Python, they and the listing run on another thread beside the search, so a
 selection takes about as long as its longest part, not their sum. A store
 with an index answers in time that grows slowly with the user's memory count; the

@@ -10,7 +10,7 @@ import psycopg
 from noted.db._rows import COLUMNS, rows_to_memories
 from noted.db.base import MemoryQuery, ScoredMemory
 
-__all__ = ["MICROS", "SELECT", "Conn", "Row", "page", "ranked", "where"]
+__all__ = ["MICROS", "SELECT", "Conn", "Row", "page", "ranked", "ranked_rows", "scored", "where"]
 
 Row = tuple[Any, ...]
 Conn = psycopg.Connection[Row]
@@ -59,10 +59,19 @@ def page(query: MemoryQuery, params: list[Any]) -> str:
 def ranked(conn: Conn, table: str, inner: str, params: list[Any]) -> list[ScoredMemory]:
     """The memories ``inner`` ranks (``hit``, ``score``, best first, one page): the ranking
     reads only what it scores, and only the page's rows are read whole."""
-    rows = conn.execute(
+    return scored(ranked_rows(conn, table, inner, params))
+
+
+def ranked_rows(conn: Conn, table: str, inner: str, params: list[Any]) -> list[Row]:
+    """:func:`ranked`'s rows, each a memory's columns and its score last."""
+    return conn.execute(
         f"SELECT {SELECT}, hits.score FROM ({inner}) AS hits "
         f"JOIN {table} ON memory_id = hits.hit ORDER BY hits.score DESC, memory_id",
         params,
     ).fetchall()
+
+
+def scored(rows: list[Row]) -> list[ScoredMemory]:
+    """Rows of :func:`ranked_rows` as new memories with their scores."""
     found = rows_to_memories([row[:-1] for row in rows])
     return [ScoredMemory(m, float(row[-1])) for m, row in zip(found, rows, strict=True)]

@@ -61,6 +61,10 @@ class Names:
         return self.q(self.memory_table + "_events")
 
     @property
+    def generations(self) -> str:
+        return self.q(self.memory_table + "_generations")
+
+    @property
     def sessions(self) -> str:
         return self.q(self.session_table)
 
@@ -191,6 +195,17 @@ def m003_rows_whole(conn: Connection, names: Names, extensions: Extensions) -> N
     conn.execute(
         f"ALTER TABLE {names.memories} ALTER COLUMN embedding SET STORAGE MAIN, "
         f"SET (toast_tuple_target = {whole})"
+    )
+
+
+@MIGRATIONS.append
+def m004_generations(conn: Connection, names: Names, extensions: Extensions) -> None:
+    """Each user's generation: a number that every write of the user's memories moves on,
+    first thing in its transaction (see ``noted.db.postgres.kept``). A user without a row
+    is at generation 0."""
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {names.generations} "
+        "(user_id text PRIMARY KEY, generation bigint NOT NULL)"
     )
 
 

@@ -58,6 +58,7 @@ from noted.db.postgres import keyword, sessions
 from noted.db.postgres import query as pgsql
 from noted.db.postgres import schema as pg_schema
 from noted.db.postgres.jobs import PostgresJobs
+from noted.db.postgres.kept import KeptSearches, move_sql, moved_users
 from noted.db.postgres.query import MICROS, SELECT, Conn, Row
 from noted.db.postgres.vectors import PostgresVectors
 
@@ -139,6 +140,8 @@ class PostgresDb(
             exact_search_limit=exact_search_limit,
             create_index=create_vector_index,
         )
+        self._kept = KeptSearches(schema_names)
+        self._sql_move = move_sql(schema_names)
         t = schema_names.memories
         self._sql_insert = (
             f"INSERT INTO {t} ({', '.join(COLUMNS)}) VALUES "
@@ -154,9 +157,12 @@ class PostgresDb(
             "session_id = excluded.session_id, created_at = excluded.created_at, "
             f"updated_at = excluded.updated_at WHERE {t}.user_id = excluded.user_id"
         )
+        g = schema_names.generations
         self._sql_add_one = (
             f"WITH added AS ({self._sql_insert} ON CONFLICT (memory_id) DO NOTHING "
-            "RETURNING memory_id, user_id, memory, topics) "
+            "RETURNING memory_id, user_id, memory, topics), "
+            f"moved AS (INSERT INTO {g} (user_id, generation) VALUES (%s, 1) "
+            f"ON CONFLICT (user_id) DO UPDATE SET generation = {g}.generation + 1) "
             f"INSERT INTO {schema_names.events} ({', '.join(EVENT_COLUMNS)}) "
             "SELECT %s, memory_id, user_id, 'add', NULL, memory, NULL, topics, %s, %s, %s, %s "
             "FROM added RETURNING 1"
@@ -348,6 +354,7 @@ class PostgresDb(
         if len(rows) == 1 and self._add_one(rows[0], core.event_stamp(context, now)):
             return
         with self._transaction() as conn:
+            conn.execute(self._sql_move, (moved_users([row[1] for row in rows]),))
             stored = self._stored(conn, ids)
             if not stored and len(set(ids)) == len(ids):
                 self._copy_new(conn, rows, context, now)
@@ -371,7 +378,7 @@ class PostgresDb(
         """A memory whose id is not stored yet, with its "add" event, in one statement (one
         round trip); False, writing nothing, when the id is taken."""
         with self._connection() as conn:
-            added = conn.execute(self._sql_add_one, (*row, *new_event_ids(1), *stamp))
+            added = conn.execute(self._sql_add_one, (*row, row[1], *new_event_ids(1), *stamp))
             return added.fetchone() is not None
 
     def _copy_new(self, conn: Conn, rows: list[Row], context: AuditContext, now: Any) -> None:
@@ -400,6 +407,7 @@ class PostgresDb(
         memory_id, user_id, text, topics = row[:4]
         n = self._n
         with self._transaction() as conn:
+            conn.execute(self._sql_move, ([user_id],))
             old = conn.execute(
                 f"SELECT memory, topics::text, {', '.join(COLUMNS[4:9])} FROM {n.memories} "
                 "WHERE memory_id = %s AND user_id = %s FOR UPDATE",
@@ -450,14 +458,20 @@ class PostgresDb(
 
     def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         with self._transaction() as conn:
+            conn.execute(self._sql_move, ([user_id],))
             return self._delete(
                 conn, " WHERE user_id = %s AND memory_id = ANY(%s)", (user_id, ids), context
             )
 
     def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
-        where, params = ("", ()) if user_id is None else (" WHERE user_id = %s", (user_id,))
         with self._transaction() as conn:
-            return self._delete(conn, where, params, context)
+            if user_id is None:  # every user's: those there now (one added meanwhile stays)
+                found = conn.execute(f"SELECT DISTINCT user_id FROM {self._n.memories}")
+                users = moved_users([str(row[0]) for row in found.fetchall()])
+            else:
+                users = [user_id]
+            conn.execute(self._sql_move, (users,))
+            return self._delete(conn, " WHERE user_id = ANY(%s)", (users,), context)
 
     # -- MemoryStore: reads -----------------------------------------------------------
 
@@ -529,8 +543,18 @@ class PostgresDb(
         inner = keyword.ranking(self._n.memories, where, KEYWORD_MATCH, len(words))
         params = keyword.parameters(words, params)
         inner += pgsql.page(query, params)
-        with self._connection() as conn:
-            return pgsql.ranked(conn, self._n.memories, inner, params)
+        user_id, key = query.user_id, (query, tuple(words))
+        batch = getattr(self._batch, "conn", None) is not None  # not committed yet
+        if user_id is None or batch or not self._kept.asked_before(key):
+            with self._connection() as conn:
+                return pgsql.ranked(conn, self._n.memories, inner, params)
+        with self._connection() as conn:  # asked again: kept while the user is unchanged
+            generation = self._kept.generation(conn, user_id)
+            rows = self._kept.get(key, generation)
+            if rows is None:
+                rows = pgsql.ranked_rows(conn, self._n.memories, inner, params)
+                self._kept.keep(key, generation, rows)
+        return pgsql.scored(rows)
 
     # -- embeddings and semantic search (see vectors.py) ---------------------------
 
