@@ -27,6 +27,7 @@ from noted.db.postgres import KEYWORD_MATCH, PostgresDb, keyword
 from noted.db.postgres import query as pgsql
 from noted.db.postgres import schema as postgres_schema
 from servers import Server
+from test_backends import stamped
 from test_keyword_search import eating
 
 psycopg = pytest.importorskip("psycopg")
@@ -858,24 +859,19 @@ def kept_is_used(store: PostgresDb, url: str, user: str, words: str) -> None:
 
 
 WRITES: dict[str, Any] = {
-    "add one": lambda s: s.upsert_memories([stamp("tea for two", "ava", "n1")]),
+    "add one": lambda s: s.upsert_memories([stamped("tea for two", "ava", "n1")]),
     "import": lambda s: s.upsert_memories(
-        [stamp("tea at noon", "ava", "n2"), stamp("tea at ten", "ava", "n3")]
+        [stamped("tea at noon", "ava", "n2"), stamped("tea at ten", "ava", "n3")]
     ),
-    "upsert": lambda s: s.upsert_memories([stamp("tea, green", "ava", "m2")]),
-    "replace": lambda s: s.update_memory(stamp("coffee", "ava", "m0")),
+    "upsert": lambda s: s.upsert_memories([stamped("tea, green", "ava", "m2")]),
+    "replace": lambda s: s.update_memory(stamped("coffee", "ava", "m0")),
     "delete": lambda s: s.delete_memories(["m1"], "ava"),
     "batch": lambda s: s.write_batch(
-        WriteBatch("ava", deletes=("m4",), adds=(stamp("tea in a batch", "ava", "n4"),))
+        WriteBatch("ava", deletes=("m4",), adds=(stamped("tea in a batch", "ava", "n4"),))
     ),
     "clear the user": lambda s: s.clear_memories("ava"),
     "clear everyone": lambda s: s.clear_memories(None),
 }
-
-
-def stamp(text: str, user: str, memory_id: str) -> UserMemory:
-    now = utc_now()
-    return UserMemory(text, memory_id=memory_id, user_id=user, created_at=now, updated_at=now)
 
 
 @pytest.mark.parametrize("write", list(WRITES))
@@ -886,8 +882,8 @@ def test_a_search_asked_again_is_kept_until_the_user_changes(
     generation, and the next search asks the database again."""
     texts = ["tea at home", "tea with milk", "skis", "reads", "tea time"]
     with PostgresDb(url, **names) as store, PostgresDb(url, **names) as other:
-        store.upsert_memories([stamp(text, "ava", f"m{i}") for i, text in enumerate(texts)])
-        store.upsert_memories([stamp("tea too", "bo", "b0")])
+        store.upsert_memories([stamped(text, "ava", f"m{i}") for i, text in enumerate(texts)])
+        store.upsert_memories([stamped("tea too", "bo", "b0")])
         query = MemoryQuery(user_id="ava")
         first = ids(store.keyword_search(query, "tea"))
         assert ids(store.keyword_search(query, "tea")) == first  # asked again: kept
@@ -920,7 +916,7 @@ def test_writers_of_one_user_at_once_neither_fail_nor_leave_a_kept_search_stale(
     stores = [PostgresDb(url, **names) for _ in range(5)]
     reader = stores[4]
     for user in ("ava", "bo"):
-        reader.upsert_memories([stamp(f"tea {i}", user, f"{user}-{i}") for i in range(20)])
+        reader.upsert_memories([stamped(f"tea {i}", user, f"{user}-{i}") for i in range(20)])
 
     def work(k: int) -> None:
         store = stores[k]
@@ -930,8 +926,8 @@ def test_writers_of_one_user_at_once_neither_fail_nor_leave_a_kept_search_stale(
             if step % 5 == 4:
                 store.upsert_memories(
                     [
-                        stamp(f"tea {k} {step}", "ava", f"n-{k}-{step}"),
-                        stamp(f"tea {k} {step}", "bo", f"o-{k}-{step}"),
+                        stamped(f"tea {k} {step}", "ava", f"n-{k}-{step}"),
+                        stamped(f"tea {k} {step}", "bo", f"o-{k}-{step}"),
                     ]
                 )
             else:
@@ -939,8 +935,8 @@ def test_writers_of_one_user_at_once_neither_fail_nor_leave_a_kept_search_stale(
                     WriteBatch(
                         user,
                         deletes=(f"{user}-{j}",),
-                        updates=(stamp(f"tea again {k} {step}", user, f"{user}-{i}"),),
-                        adds=(stamp(f"tea {k}", user, f"{user}-{k}-{step}"),),
+                        updates=(stamped(f"tea again {k} {step}", user, f"{user}-{i}"),),
+                        adds=(stamped(f"tea {k}", user, f"{user}-{k}-{step}"),),
                     )
                 )
             reader.keyword_search(MemoryQuery(user_id=user, limit=100), "tea")

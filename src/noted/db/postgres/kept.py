@@ -27,16 +27,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable
 from typing import Final
 
-from noted.db.postgres.query import Conn, Row
+from noted.db._kept import KeptResults
+from noted.db.postgres.query import Conn
 from noted.db.postgres.schema import Names
 
 __all__ = ["KeptSearches", "move_sql", "moved_users"]
 
-SEARCHES_KEPT: Final = 128  # searches whose results are kept, the last used
-ROWS_KEPT: Final = 1_000  # at most, in one search's kept results
 ASKED_KEPT: Final = 1_024  # searches remembered as asked once
 
 
@@ -50,25 +49,28 @@ def move_sql(names: Names) -> str:
     )
 
 
-def moved_users(users: Sequence[str | None]) -> list[str]:
+def moved_users(users: Iterable[str]) -> list[str]:
     """The distinct users of a write, sorted: the order their generations are moved in."""
-    return sorted({u for u in users if u is not None})
+    return sorted(set(users))
 
 
-class KeptSearches:
-    """The kept results of one store's repeated keyword searches (thread-safe)."""
+class KeptSearches(KeptResults[int]):
+    """The kept results of one store's repeated keyword searches, by the user's generation
+    (thread-safe)."""
 
     def __init__(self, names: Names) -> None:
+        super().__init__()
         self._read = f"SELECT generation FROM {names.generations} WHERE user_id = %s"
-        self._lock = threading.Lock()
+        self._asking = threading.Lock()
         self._asked: OrderedDict[Hashable, None] = OrderedDict()
-        self._kept: OrderedDict[Hashable, tuple[int, list[Row]]] = OrderedDict()
 
     def asked_before(self, key: Hashable) -> bool:
         """Whether ``key`` was asked before; noted as asked now."""
-        with self._lock:
-            if key in self._kept or key in self._asked:
-                self._asked.pop(key, None)
+        if key in self:
+            return True
+        with self._asking:
+            if key in self._asked:
+                del self._asked[key]
                 return True
             self._asked[key] = None
             if len(self._asked) > ASKED_KEPT:
@@ -78,20 +80,3 @@ class KeptSearches:
     def generation(self, conn: Conn, user_id: str) -> int:
         row = conn.execute(self._read, (user_id,)).fetchone()
         return 0 if row is None else int(row[0])
-
-    def get(self, key: Hashable, generation: int) -> list[Row] | None:
-        with self._lock:
-            known = self._kept.get(key)
-            if known is None or known[0] != generation:
-                return None
-            self._kept.move_to_end(key)
-            return known[1]
-
-    def keep(self, key: Hashable, generation: int, rows: list[Row]) -> None:
-        if len(rows) > ROWS_KEPT:
-            return
-        with self._lock:
-            self._kept[key] = (generation, rows)
-            self._kept.move_to_end(key)
-            if len(self._kept) > SEARCHES_KEPT:
-                self._kept.popitem(last=False)

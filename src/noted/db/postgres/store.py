@@ -157,12 +157,9 @@ class PostgresDb(
             "session_id = excluded.session_id, created_at = excluded.created_at, "
             f"updated_at = excluded.updated_at WHERE {t}.user_id = excluded.user_id"
         )
-        g = schema_names.generations
         self._sql_add_one = (
             f"WITH added AS ({self._sql_insert} ON CONFLICT (memory_id) DO NOTHING "
-            "RETURNING memory_id, user_id, memory, topics), "
-            f"moved AS (INSERT INTO {g} (user_id, generation) VALUES (%s, 1) "
-            f"ON CONFLICT (user_id) DO UPDATE SET generation = {g}.generation + 1) "
+            f"RETURNING memory_id, user_id, memory, topics), moved AS ({self._sql_move}) "
             f"INSERT INTO {schema_names.events} ({', '.join(EVENT_COLUMNS)}) "
             "SELECT %s, memory_id, user_id, 'add', NULL, memory, NULL, topics, %s, %s, %s, %s "
             "FROM added RETURNING 1"
@@ -378,7 +375,7 @@ class PostgresDb(
         """A memory whose id is not stored yet, with its "add" event, in one statement (one
         round trip); False, writing nothing, when the id is taken."""
         with self._connection() as conn:
-            added = conn.execute(self._sql_add_one, (*row, row[1], *new_event_ids(1), *stamp))
+            added = conn.execute(self._sql_add_one, (*row, [row[1]], *new_event_ids(1), *stamp))
             return added.fetchone() is not None
 
     def _copy_new(self, conn: Conn, rows: list[Row], context: AuditContext, now: Any) -> None:

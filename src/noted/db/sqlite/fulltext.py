@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Final
 
 import apsw
 
+from noted.db._kept import KeptResults
 from noted.db.base import MemoryQuery
 from noted.db.sqlite.connection import Connection
 from noted.db.sqlite.migrations import FTS_TOKENIZER
@@ -50,8 +50,6 @@ K1: Final = 1.2  # BM25's, as in noted.retrieval.ranking and PostgreSQL's rankin
 B: Final = 0.75
 # each column's weight in a word's frequency: the memory's text, its topics, its input
 _TF: Final = "CASE v.col WHEN 'memory' THEN 1.0 ELSE 0.5 END"
-_RESULTS_KEPT: Final = 128  # searches whose results are kept
-_ROWS_KEPT: Final = 1_000  # at most, in one search's kept results
 _COUNTS_KEPT: Final = 10_000
 _TERMS_KEPT: Final = 65_536
 
@@ -83,7 +81,7 @@ class SqliteFullText:
         self._generation = generation
         self._user = f"SELECT number, memories, words FROM {table}_fts_users WHERE user_id = ?"
         self._counts: dict[tuple[str, str, bool], tuple[tuple[int, int], int]] = {}
-        self._results: OrderedDict[Hashable, tuple[tuple[int, int], list[Any]]] = OrderedDict()
+        self._results: KeptResults[tuple[int, int]] = KeptResults()
 
     def rows(self, columns: str, query: MemoryQuery, user_id: str, words: list[str]) -> list[Any]:
         """``columns`` and the BM25 score (last, negative: the best first) of the query's
@@ -98,15 +96,11 @@ class SqliteFullText:
         )
         with self._session() as conn:
             state = (int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes())
-            known = self._results.get(key)
-            if known is not None and known[0] == state:
-                self._results.move_to_end(key)
-                return list(known[1])
+            known = self._results.get(key, state)
+            if known is not None:
+                return known
             rows = self._search(conn, columns, query, user_id, words)
-            if len(rows) <= _ROWS_KEPT:
-                self._results[key] = (state, rows)
-                if len(self._results) > _RESULTS_KEPT:
-                    self._results.popitem(last=False)
+            self._results.keep(key, state, rows)
         return list(rows)
 
     def _search(
