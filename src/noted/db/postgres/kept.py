@@ -18,8 +18,9 @@ again. Moving the generation first also means two transactions writing one user 
 each other from their start, never halfway (which could deadlock), and several users are
 moved in the order of their ids.
 
-Vectors stored for memories (embeddings) do not move the generation: keyword results do
-not depend on them. A search inside a write batch's transaction is never kept: its own
+Vectors stored for memories (embeddings) move the generation too: keyword results do not
+depend on them, but the vectors held in the process do (see :mod:`noted.db.postgres.held`).
+A search inside a write batch's transaction is never kept: its own
 writes, not committed, could still be rolled back.
 """
 
@@ -41,11 +42,12 @@ ASKED_KEPT: Final = 1_024  # searches remembered as asked once
 
 def move_sql(names: Names) -> str:
     """The statement that moves on the generation of each of its users (a sorted list of
-    distinct ids, its one parameter)."""
+    distinct ids, its one parameter), returning each user and the generation moved to."""
     g = names.generations
     return (
         f"INSERT INTO {g} (user_id, generation) SELECT u, 1 FROM unnest(%s::text[]) AS u "
-        f"ORDER BY u ON CONFLICT (user_id) DO UPDATE SET generation = {g}.generation + 1"
+        f"ORDER BY u ON CONFLICT (user_id) DO UPDATE SET generation = {g}.generation + 1 "
+        "RETURNING user_id, generation"
     )
 
 

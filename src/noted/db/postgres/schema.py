@@ -209,6 +209,15 @@ def m004_generations(conn: Connection, names: Names, extensions: Extensions) -> 
     )
 
 
+@MIGRATIONS.append
+def m005_vectors_move_generations(conn: Connection, names: Names, extensions: Extensions) -> None:
+    """Nothing in the tables changes. From this version on, storing vectors moves their
+    users' generations too, as every other write does: a process holds users' vectors
+    between searches while their generation stays (see ``noted.db.postgres.held``). An
+    earlier noted, which stores vectors without moving it, refuses tables of this version
+    once it is recorded."""
+
+
 def user_search_index(conn: Connection, names: Names) -> None:
     """Create the GIN index on ``(user_id, search)`` if it is not there (btree_gin must be):
     a word's entry lists the rows of one user apart from every other user's, so a search

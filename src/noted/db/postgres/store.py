@@ -57,6 +57,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from noted.db.postgres import keyword, sessions
 from noted.db.postgres import query as pgsql
 from noted.db.postgres import schema as pg_schema
+from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.jobs import PostgresJobs
 from noted.db.postgres.kept import KeptSearches, move_sql, moved_users
 from noted.db.postgres.query import MICROS, SELECT, Conn, Row
@@ -74,6 +75,7 @@ _EVENT_SELECT = ", ".join(
 # it, which lists only the user's rows of each word (see schema.m002_keyword_by_user).
 KEYWORD_MATCH = "search @@ q"
 _EXACT_SEARCH_LIMIT = 20_000
+_VECTOR_CACHE_BYTES = 512 * 2**20
 _warned_no_pgvector = False
 
 
@@ -107,6 +109,7 @@ class PostgresDb(
         connect_timeout: float = 10.0,
         exact_search_limit: int = _EXACT_SEARCH_LIMIT,
         create_vector_index: bool = True,
+        vector_cache_bytes: int = _VECTOR_CACHE_BYTES,
     ) -> None:
         if not isinstance(db_url, str) or not db_url:
             raise UserError(f"db_url must be a postgresql:// URL, got {db_url!r}")
@@ -123,6 +126,10 @@ class PostgresDb(
         self.memory_table, self.session_table = check_table_names(memory_table, session_table)
         if type(pool_size) is not int or pool_size < 1:
             raise UserError(f"pool_size must be a positive integer, got {pool_size!r}")
+        if type(vector_cache_bytes) is not int or vector_cache_bytes < 0:
+            raise UserError(
+                f"vector_cache_bytes must be a whole number of bytes, got {vector_cache_bytes!r}"
+            )
         self.schema = schema
         self._n = self._session_names = schema_names = pg_schema.Names(
             schema, memory_table, session_table
@@ -132,6 +139,7 @@ class PostgresDb(
         self._lock = threading.Lock()
         self._batch = threading.local()  # .conn: the connection of a batch on this thread
         self._pool: ConnectionPool[Conn] | None = None
+        self._held = HeldVectors(schema_names, vector_cache_bytes)
         self._vectors = PostgresVectors(
             schema_names,
             self._connection,
@@ -139,6 +147,8 @@ class PostgresDb(
             self._open,
             exact_search_limit=exact_search_limit,
             create_index=create_vector_index,
+            held=self._held,
+            in_batch=self._in_batch,
         )
         self._kept = KeptSearches(schema_names)
         self._sql_move = move_sql(schema_names)
@@ -162,7 +172,7 @@ class PostgresDb(
             f"RETURNING memory_id, user_id, memory, topics), moved AS ({self._sql_move}) "
             f"INSERT INTO {schema_names.events} ({', '.join(EVENT_COLUMNS)}) "
             "SELECT %s, memory_id, user_id, 'add', NULL, memory, NULL, topics, %s, %s, %s, %s "
-            "FROM added RETURNING 1"
+            "FROM added RETURNING user_id, (SELECT generation FROM moved)"
         )
         self._sql_event = (
             f"INSERT INTO {schema_names.events} ({', '.join(EVENT_COLUMNS)}) "
@@ -229,8 +239,14 @@ class PostgresDb(
 
     @contextmanager
     def _transaction(self) -> Iterator[Conn]:
-        with self._connection() as conn, conn.transaction():
+        """A transaction (inside a batch on this thread, a savepoint of the batch's); the
+        generations it moves reach the held vectors' journal once it has committed."""
+        with self._held.transaction(), self._connection() as conn, conn.transaction():
             yield conn
+
+    def _in_batch(self) -> bool:
+        """Whether this thread is inside a write batch (whose writes may still roll back)."""
+        return getattr(self._batch, "conn", None) is not None
 
     # the sessions' connections (SessionsInModule does the rest)
     _session_functions = sessions
@@ -351,7 +367,8 @@ class PostgresDb(
         if len(rows) == 1 and self._add_one(rows[0], core.event_stamp(context, now)):
             return
         with self._transaction() as conn:
-            conn.execute(self._sql_move, (moved_users([row[1] for row in rows]),))
+            moved = conn.execute(self._sql_move, (moved_users([row[1] for row in rows]),))
+            self._held.moved(moved.fetchall(), ids)
             stored = self._stored(conn, ids)
             if not stored and len(set(ids)) == len(ids):
                 self._copy_new(conn, rows, context, now)
@@ -376,7 +393,10 @@ class PostgresDb(
         round trip); False, writing nothing, when the id is taken."""
         with self._connection() as conn:
             added = conn.execute(self._sql_add_one, (*row, [row[1]], *new_event_ids(1), *stamp))
-            return added.fetchone() is not None
+            moved = added.fetchall()
+        # committed unless inside a batch, whose transaction the held vectors follow
+        self._held.moved(moved, [row[0]])
+        return bool(moved)
 
     def _copy_new(self, conn: Conn, rows: list[Row], context: AuditContext, now: Any) -> None:
         """New memories (none stored, each once) and their "add" events, by COPY. A memory
@@ -404,7 +424,7 @@ class PostgresDb(
         memory_id, user_id, text, topics = row[:4]
         n = self._n
         with self._transaction() as conn:
-            conn.execute(self._sql_move, ([user_id],))
+            self._held.moved(conn.execute(self._sql_move, ([user_id],)).fetchall(), [memory_id])
             old = conn.execute(
                 f"SELECT memory, topics::text, {', '.join(COLUMNS[4:9])} FROM {n.memories} "
                 "WHERE memory_id = %s AND user_id = %s FOR UPDATE",
@@ -455,7 +475,8 @@ class PostgresDb(
 
     def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         with self._transaction() as conn:
-            conn.execute(self._sql_move, ([user_id],))
+            moved = conn.execute(self._sql_move, ([user_id],)).fetchall()
+            self._held.moved(moved, ids, deleted=True)
             return self._delete(
                 conn, " WHERE user_id = %s AND memory_id = ANY(%s)", (user_id, ids), context
             )
@@ -467,7 +488,7 @@ class PostgresDb(
                 users = moved_users([str(row[0]) for row in found.fetchall()])
             else:
                 users = [user_id]
-            conn.execute(self._sql_move, (users,))
+            self._held.moved(conn.execute(self._sql_move, (users,)).fetchall(), None)
             return self._delete(conn, " WHERE user_id = ANY(%s)", (users,), context)
 
     # -- MemoryStore: reads -----------------------------------------------------------

@@ -1,9 +1,14 @@
 """PostgresDb's embeddings, in the memory table's ``embedding`` and ``embedding_model``.
 
-With pgvector, ``embedding`` is a ``vector`` column searched in the database: exactly over
-one user's rows, or, for a user with more than ``exact_search_limit`` memories, through an
-HNSW index (cosine) made once per vector size. Without it, vectors are float32 bytes
-compared in Python.
+With pgvector, ``embedding`` is a ``vector`` column searched exactly over one user's rows,
+or, for a user with more than ``exact_search_limit`` memories, through an HNSW index
+(cosine) made once per vector size. An exact search of a user searched before at the same
+generation runs over the user's vectors held in the process (see
+:mod:`noted.db.postgres.held`), else in the database. Without pgvector, vectors are
+float32 bytes compared in Python.
+
+Storing vectors moves the generations of their users, as every write does: the vectors
+other processes hold are stale once it commits.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from psycopg.types import TypeInfo
 from noted.db._rows import rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.postgres import query as sql
+from noted.db.postgres.held import HeldVectors
+from noted.db.postgres.kept import move_sql, moved_users
 from noted.db.postgres.schema import Names, create_extension
 from noted.retrieval.vectors import (
     Vector,
@@ -80,6 +87,8 @@ class PostgresVectors:
         *,
         exact_search_limit: int,
         create_index: bool,
+        held: HeldVectors,
+        in_batch: Callable[[], bool],
     ) -> None:
         self.exact_search_limit = exact_search_limit
         self.create_index = create_index
@@ -88,6 +97,9 @@ class PostgresVectors:
         self._connection = connection
         self._transaction = transaction
         self._opened = opened
+        self._held = held
+        self._in_batch = in_batch
+        self._move = move_sql(names)
         self._oid: int | None = None
         self._indexed: set[int] = set()  # vector sizes with an HNSW index
         self._sizes: dict[str, tuple[float, bool]] = {}  # user -> (valid until, large)
@@ -145,13 +157,19 @@ class PostgresVectors:
         if not self.enabled:
             return self._search_in_python(query, target, model, centering)
         dims = int(target.size)
+        indexed = dims in self._indexed and self._larger_than(user_id, self.exact_search_limit)
+        # held vectors are of all the user's memories, as committed (not a batch's writes)
+        if self._held.enabled and not indexed and not query.filtered and not self._in_batch():
+            with self._connection() as conn:
+                held = self._held.vectors(conn, user_id, model, dims)
+                if held is not None:
+                    return self._held.search(conn, query, held, target, centering)
         if centering:
             target = centred(target, self._mean(user_id, model, dims), centering)
         where, params = sql.where(query)
         # the size as a constant: it must match the HNSW index's condition when planned
         where += f" AND embedding_model = %s AND vector_dims(embedding) = {dims}"
         params.append(model)
-        indexed = dims in self._indexed and self._larger_than(user_id, self.exact_search_limit)
         # Exact over the user's rows (the plain column is not what the index holds), or,
         # for a user too large for that, the HNSW index: its expression and condition, and
         # a scan that goes on until enough of this user's rows have been found.
@@ -323,6 +341,11 @@ class PostgresVectors:
         kept = {(m.user_id or "", model, int(v.size)) for m, v in checked} & self._sums.keys()
         began = time.monotonic()
         with self._transaction() as conn, conn.cursor() as cur:
+            users = moved_users(m.user_id or "" for m, _ in checked)
+            self._held.moved(
+                cur.execute(self._move, (users,)).fetchall(),
+                (m.memory_id or "" for m, _ in checked),
+            )
             replaced: set[str] = set()
             if kept:  # a kept sum holds those already stored by the model: locked, then read
                 cur.execute(

@@ -25,7 +25,7 @@ import numpy.typing as npt
 from noted.db.sqlite.journal import Written
 from noted.retrieval.vectors import UserVectors, Vector, direction, from_blobs, row_sum
 
-__all__ = ["VECTOR_COLUMNS", "LoadedVectors", "loaded", "patched"]
+__all__ = ["VECTOR_COLUMNS", "LoadedVectors", "assembled", "loaded", "patched"]
 
 VECTOR_COLUMNS = "rowid, embedding, memory_id, updated_at"  # what the rows read must hold
 _SPARE = 16  # when the matrix is copied to append, a sixteenth more rows are made (64 at least)
@@ -75,16 +75,22 @@ class LoadedVectors(UserVectors):
 def loaded(generation: int, rows: Sequence[Any], dimensions: int) -> LoadedVectors:
     """The vectors of rows of ``VECTOR_COLUMNS``, in rowid order."""
     matrix = from_blobs([row[1] for row in rows], dimensions)
+    keys = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
+    return assembled(generation, keys, matrix, [row[2] for row in rows], [row[3] for row in rows])
+
+
+def assembled(
+    generation: int,
+    keys: npt.NDArray[np.int64],
+    matrix: Vector,
+    ids: list[str],
+    micros: Sequence[int],
+) -> LoadedVectors:
+    """Vectors from their parts: each row's key, vector, memory id and time (integer
+    microseconds since the epoch)."""
     total = row_sum(matrix).astype(np.float64)
-    return LoadedVectors(
-        generation,
-        np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)),
-        matrix,
-        [row[2] for row in rows],
-        np.fromiter((row[3] / 1e6 for row in rows), dtype=np.float64, count=len(rows)),
-        total,
-        direction(total),
-    )
+    stamps = np.fromiter((m / 1e6 for m in micros), dtype=np.float64, count=len(micros))
+    return LoadedVectors(generation, keys, matrix, ids, stamps, total, direction(total))
 
 
 def patched(

@@ -1,0 +1,250 @@
+"""A user's vectors held in the process between searches, kept up to date by generation.
+
+PostgreSQL's exact search of a user's vectors reads every row of the user and computes
+every distance: about 10 ms at 10,000 memories of 384 dimensions, each search. Held in
+the process as one float32 matrix, the same search is one matrix-vector product (about
+0.2 ms). Reading the vectors out of the database costs far more (about 50-80 ms at 10,000),
+so they are read only for a user searched a second time at the same generation (see
+:mod:`noted.db.postgres.kept`): a user whose memories another process keeps changing is
+searched in the database, as before, and never pays for reads that would be stale at once.
+
+While the user's generation stays the same, the held vectors are the answer. When it has
+moved, and this process's own committed writes account for every generation in between
+(:class:`~noted.db.sqlite.journal.ChangeJournal`), only the memories those writes touched
+are read again (the common case: a memory added, then its vector stored); otherwise the
+vectors are read afresh, or, until the user is searched again at one generation, the
+search goes to the database. Every write moves the generation, vectors stored included.
+
+The held rows are scaled to length 1, so their product with the query, scaled by the
+query's length, is pgvector's cosine; equal scores are ranked by memory id, as in SQL.
+Scores can differ from pgvector's in the last bits of float32 (the sums run in another
+order), so memories whose scores tie to that precision may swap places.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+import numpy as np
+
+from noted.db._rows import rows_to_memories
+from noted.db.base import MemoryQuery, ScoredMemory
+from noted.db.postgres import query as sql
+from noted.db.postgres.schema import Names
+from noted.db.sqlite.journal import ChangeJournal, Written
+from noted.db.sqlite.loaded import LoadedVectors, assembled, patched
+from noted.retrieval.vectors import Vector, VectorCache, centred, cosine_scores, top_indices
+
+__all__ = ["HeldVectors", "Moved"]
+
+Moved = Sequence[tuple[str, int]]  # (user, generation) rows of a move of generations
+Key = tuple[str, str, int]  # user, model, dimensions
+
+SEEN_KEPT: Final = 100_000  # users whose last generation searched in the database is kept
+_STRIPES: Final = 16  # locks that keep two threads from bringing one user's vectors up to date
+
+
+class HeldVectors:
+    """The held vectors of one memory table (thread-safe). The store tells it of every
+    move of a generation (:meth:`moved`) and runs its transactions inside
+    :meth:`transaction`, so only committed writes are kept in the journal."""
+
+    def __init__(self, names: Names, cache_bytes: int) -> None:
+        self.cache = VectorCache(cache_bytes)
+        self.reads = 0  # the times a user's vectors were read whole
+        t = names.memories
+        self._journal = ChangeJournal()
+        self._lock = threading.Lock()  # the journal's and the seen generations'
+        self._stripes = [threading.Lock() for _ in range(_STRIPES)]
+        self._local = threading.local()  # .staged: the running transaction's moves
+        self._seen: OrderedDict[Key, int] = OrderedDict()
+        self._refused: set[Key] = set()  # users whose vectors the cache cannot hold
+        self._sql_generation = f"SELECT generation FROM {names.generations} WHERE user_id = %s"
+        vector = "CASE WHEN embedding_model = %s AND vector_dims(embedding) = %s THEN embedding END"
+        micros = sql.MICROS.format("updated_at")
+        self._sql_all = (
+            f"SELECT memory_id, embedding, {micros} FROM {t} WHERE user_id = %s "
+            "AND embedding_model = %s AND vector_dims(embedding) = %s ORDER BY memory_id"
+        )
+        self._sql_some = (
+            f"SELECT memory_id, {vector}, {micros} FROM {t} "
+            "WHERE memory_id = ANY(%s) AND user_id = %s ORDER BY memory_id"
+        )
+        self._sql_rows = f"SELECT {sql.SELECT} FROM {t} WHERE memory_id = ANY(%s) AND user_id = %s"
+
+    @property
+    def enabled(self) -> bool:
+        return self.cache.max_bytes > 0
+
+    # -- writes -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Around one of the store's transactions (it commits inside): the moves made in
+        it are kept once it has committed, and forgotten if it fails. Inside another one
+        (a savepoint), those made in it are forgotten if it fails."""
+        staged: list[tuple[str, int, frozenset[str] | None, bool]] | None
+        staged = getattr(self._local, "staged", None)
+        if staged is not None:
+            mark = len(staged)
+            try:
+                yield
+            except BaseException:
+                del staged[mark:]
+                raise
+            return
+        self._local.staged = staged = []
+        try:
+            yield
+        finally:
+            self._local.staged = None
+        self._keep(staged)
+
+    def moved(
+        self, rows: Moved, memory_ids: Iterable[str] | None, *, deleted: bool = False
+    ) -> None:
+        """A write moved the generations of ``rows``, writing ``memory_ids`` (None when not
+        known), ``deleted`` if it deleted them. Outside a transaction, it has committed."""
+        ids = None if memory_ids is None else frozenset(memory_ids)
+        entries = [(str(user), int(generation), ids, deleted) for user, generation in rows]
+        staged = getattr(self._local, "staged", None)
+        if staged is None:
+            self._keep(entries)
+        else:
+            staged += entries
+
+    def _keep(self, entries: Sequence[tuple[str, int, frozenset[str] | None, bool]]) -> None:
+        if not entries:
+            return
+        with self._lock:
+            for user_id, generation, ids, deleted in entries:
+                self._journal.stage(user_id, generation, ids, deleted)
+            self._journal.commit()
+
+    # -- reads --------------------------------------------------------------------------
+
+    def vectors(self, conn: sql.Conn, user_id: str, model: str, dims: int) -> LoadedVectors | None:
+        """The user's vectors by ``model`` of ``dims`` at the user's generation, or None
+        when they are not held and the search should go to the database (the generation is
+        read first, so a change made meanwhile only makes the next search read again)."""
+        key = (user_id, model, dims)
+        row = conn.execute(self._sql_generation, (user_id,)).fetchone()
+        generation = 0 if row is None else int(row[0])
+        held = self.cache.get(key, generation)
+        if isinstance(held, LoadedVectors):
+            return held
+        with self._stripes[hash(key) % _STRIPES]:
+            held = self.cache.get(key, generation)  # brought up to date meanwhile
+            if isinstance(held, LoadedVectors):
+                return held
+            entry = self._patched(conn, key, generation)
+            if entry is None:
+                if not self._again(key, generation):
+                    return None
+                entry = self._read(conn, key, generation)
+            with self._lock:
+                self._journal.forget(user_id, generation)
+            self.cache.put(key, entry)
+            if self.cache.peek(key) is not entry:
+                with self._lock:
+                    self._refused.add(key)
+            return entry
+
+    def _again(self, key: Key, generation: int) -> bool:
+        """Whether the user was searched at ``generation`` before (noted now), and their
+        vectors fit in the cache."""
+        with self._lock:
+            if key in self._refused:
+                return False
+            again = self._seen.pop(key, None) == generation
+            if not again:
+                self._seen[key] = generation
+                if len(self._seen) > SEEN_KEPT:
+                    self._seen.popitem(last=False)
+            return again
+
+    def _read(self, conn: sql.Conn, key: Key, generation: int) -> LoadedVectors:
+        user_id, model, dims = key
+        with conn.cursor(binary=True) as cur:
+            rows = cur.execute(self._sql_all, (user_id, model, dims)).fetchall()
+        self.reads += 1
+        keys = np.arange(len(rows), dtype=np.int64)
+        ids = [row[0] for row in rows]
+        return assembled(generation, keys, _unit_rows(rows, dims), ids, [row[2] for row in rows])
+
+    def _patched(self, conn: sql.Conn, key: Key, generation: int) -> LoadedVectors | None:
+        """The held vectors brought to ``generation`` by reading the memories written
+        since, or None when the journal cannot say which, or they are many."""
+        user_id, model, dims = key
+        held = self.cache.peek(key)
+        if not isinstance(held, LoadedVectors):
+            return None
+        with self._lock:
+            written = self._journal.written(user_id, held.generation, generation)
+        if written is None or len(written.ids) > max(64, len(held.ids) // 4):
+            return None
+        with conn.cursor(binary=True) as cur:
+            rows = cur.execute(self._sql_some, (model, dims, sorted(written.ids), user_id))
+            found = rows.fetchall()
+        # new keys after the held ones: what is written again is taken out by id, then
+        # appended (a held row's place says nothing; ties are ranked by id, see search)
+        after = int(held.keys[-1]) + 1 if held.keys.size else 0
+        numbered = _numbered(found, after, dims)
+        return patched(held, Written(written.ids, True), numbered, generation, dims)
+
+    def search(
+        self,
+        conn: sql.Conn,
+        query: MemoryQuery,
+        vectors: LoadedVectors,
+        target: Vector,
+        centering: float,
+    ) -> list[ScoredMemory]:
+        """The query's page of the user's memories by cosine with ``target`` (centred on
+        the held vectors' mean by ``centering``)."""
+        target = centred(target, vectors.mean, centering)
+        length = float(np.linalg.norm(target))
+        if not vectors.keys.size or not length > 0.0:
+            return []
+        scores = cosine_scores(vectors.matrix, (target / np.float32(length)).astype(np.float32))
+        count = None if query.limit is None else query.offset + query.limit
+        best = top_indices(scores, count)
+        if best.size:  # every memory tied with the last one in, to be ranked by id
+            best = np.flatnonzero(scores >= scores[best[-1]])
+        ids = vectors.ids
+        order = sorted(best.tolist(), key=lambda at: (-float(scores[at]), ids[at]))
+        page = order[query.offset : count]
+        chosen = [ids[at] for at in page]
+        rows = conn.execute(self._sql_rows, (chosen, query.user_id)).fetchall()
+        memories = {m.memory_id: m for m in rows_to_memories(rows)}
+        return [
+            ScoredMemory(memories[ids[at]], float(scores[at])) for at in page if ids[at] in memories
+        ]
+
+
+def _unit_rows(rows: Sequence[Any], dims: int) -> Vector:
+    """The vectors of rows of (memory id, pgvector's binary vector, microseconds), none
+    missing, as float32 rows scaled to length 1 (a zero vector stays zero)."""
+    if not rows:
+        return np.zeros((0, dims), dtype=np.float32)
+    joined = np.frombuffer(b"".join(row[1] for row in rows), dtype=">f4")
+    matrix = joined.reshape(len(rows), dims + 1)[:, 1:].astype(np.float32)  # past the header
+    lengths = np.linalg.norm(matrix, axis=1, keepdims=True)
+    np.divide(matrix, lengths, out=matrix, where=lengths > 0.0)
+    return matrix
+
+
+def _numbered(rows: Sequence[Any], first: int, dims: int) -> list[tuple[Any, ...]]:
+    """Rows of (memory id, pgvector's binary vector or None, microseconds) as the rows
+    :func:`~noted.db.sqlite.loaded.loaded` takes (``VECTOR_COLUMNS``): numbered from
+    ``first``, each vector as float32 bytes scaled to length 1."""
+    present = [row for row in rows if row[1] is not None]
+    units = iter(_unit_rows(present, dims))
+    return [
+        (at, None if vector is None else next(units).tobytes(), memory_id, micros)
+        for at, (memory_id, vector, micros) in enumerate(rows, start=first)
+    ]
