@@ -6,6 +6,7 @@ running; a snapshot's keyword index is built once however many searches need it 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -136,6 +137,54 @@ def test_hybrid_search_reads_the_words_beside_the_vectors(
     monkeypatch.setattr(index_module, "_OVERLAP", False)
     assert index.hybrid(query, QUESTION) == found  # the same, one after the other
     assert store.threads[QUESTION] == threading.current_thread().name
+
+
+class SlowEmbedder(HashEmbedder):
+    """Notes when each embedding ended, after a short wait."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ended: list[float] = []
+
+    def _embed_batch(self, texts: list[str], kind: Any) -> Any:
+        time.sleep(0.2)
+        rows = super()._embed_batch(texts, kind)
+        self.ended.append(time.monotonic())
+        return rows
+
+
+class ServerWords(ThreadNoting):
+    """A store whose keyword search runs on its server (a full-text index of its own),
+    noting when each search began."""
+
+    capabilities = dataclasses.replace(ThreadNoting.capabilities, native_fulltext=True)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.began: dict[str, float] = {}
+
+    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        self.began[text] = time.monotonic()
+        return super().keyword_search(query, text)
+
+
+@pytest.mark.parametrize("on_server", [True, False])
+def test_a_server_searches_the_words_while_the_query_embeds(on_server: bool) -> None:
+    """Where the store's server ranks the words, they are searched while the model embeds
+    the question; where this process ranks them, after (the model runs alone)."""
+    store = ServerWords()
+    if not on_server:
+        store.capabilities = ThreadNoting.capabilities
+    embedder = SlowEmbedder()
+    memory = Memory(db=store, embedder=embedder)
+    memory.add_user_memories([UserMemory(f) for f in FACTS], "ava")
+    assert memory.index is not None
+    query = MemoryQuery(user_id="ava", limit=4)
+    found = memory.index.hybrid(query, QUESTION)
+    assert (store.began[QUESTION] < embedder.ended[-1]) is on_server
+    assert store.threads[QUESTION].startswith("noted-keywords")
+    assert memory.index.hybrid(query, QUESTION) == found  # asked again: embedded already
+    assert "Ava goes skiing in Norway every winter" in [r.memory.memory for r in found]
 
 
 def test_a_failed_vector_search_waits_for_the_words(

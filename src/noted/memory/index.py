@@ -353,12 +353,17 @@ class MemoryIndex:
             )[query.offset :]
             found = store.memories_by_keys(query.user_id, [hit.key for hit, _ in hits])
             return [ScoredMemory(found[hit.key], score) for hit, score in hits if hit.key in found]
-        # the model first, alone: on two cores, searching words while it runs slows it
-        # down by more than the keyword search takes; then the words are searched beside
-        # the vectors (a server's work, or numpy's, mostly outside the GIL)
+        # A store with a full-text index of its own searches the words on its server while
+        # the model embeds. On the others the model runs first, alone: on two cores,
+        # ranking words in this process while it runs slows it down by more than the
+        # keyword search takes. Then the words are searched beside the vectors (a
+        # server's work, or numpy's, mostly outside the GIL).
+        matching = None
+        if _OVERLAP and store.capabilities.native_fulltext and self._known_vector(text) is None:
+            matching = beside(store.keyword_search, wide, words)
         vector = self._query_vector(text)
         if _OVERLAP:
-            matching = beside(store.keyword_search, wide, words)
+            matching = matching or beside(store.keyword_search, wide, words)
             by_meaning, by_words = alongside(
                 matching, self._semantic_search, wide, vector, centering
             )
