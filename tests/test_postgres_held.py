@@ -212,6 +212,28 @@ def test_a_savepoint_rolled_back_forgets_its_moves(url: str) -> None:
     assert held._journal.written("ava", 1, 2) == Written(frozenset({"d"}), False)
 
 
+def test_a_user_searched_once_per_own_write_is_read_on_the_second_search(
+    stores: tuple[PostgresDb, PostgresDb],
+) -> None:
+    """An agent that writes between its searches: only this process's writes moved the
+    generation, so the second search reads the vectors; another process's write between
+    two searches does not count."""
+    holding, other = stores
+    filled(holding, "ava", 40, seed=8)
+    target = vectors(1, 80)[0]
+    search(holding, "ava", target)
+    holding.upsert_memories([stamped("one more", "ava", "ava-one")])
+    search(holding, "ava", target)
+    assert holding._held.reads == 1
+    filled(holding, "ben", 40, seed=9)
+    search(holding, "ben", target)
+    other.upsert_memories([stamped("from elsewhere", "ben", "ben-other")])
+    search(holding, "ben", target)
+    assert holding._held.reads == 1  # in the database: the write was not this process's
+    search(holding, "ben", target)
+    assert holding._held.reads == 2
+
+
 def test_no_cache_means_every_search_in_the_database(
     stores: tuple[PostgresDb, PostgresDb],
 ) -> None:

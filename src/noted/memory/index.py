@@ -28,6 +28,7 @@ from datetime import timedelta
 from typing import Final, ParamSpec, Protocol, TypeVar, runtime_checkable
 
 from noted.db.base import MemoryQuery, MemoryStore, QueryVector, ScoredMemory
+from noted.db.core import Capabilities
 from noted.errors import ModelError, UserError
 from noted.retrieval.choice import DEFAULT_EMBEDDER, resolve_embedder
 from noted.retrieval.embedders import Embedder
@@ -359,7 +360,7 @@ class MemoryIndex:
         # keyword search takes. Then the words are searched beside the vectors (a
         # server's work, or numpy's, mostly outside the GIL).
         matching = None
-        if _OVERLAP and store.capabilities.native_fulltext and self._known_vector(text) is None:
+        if _OVERLAP and _ranks_words_itself(store) and self._known_vector(text) is None:
             matching = beside(store.keyword_search, wide, words)
         vector = self._query_vector(text)
         if _OVERLAP:
@@ -379,6 +380,13 @@ class MemoryIndex:
             limit=end,
         )
         return fused[query.offset :]
+
+
+def _ranks_words_itself(store: MemoryStore) -> bool:
+    """Whether the store's database has a full-text index of its own (its ``capabilities``
+    say so; a store without them is taken to rank words in this process)."""
+    capabilities = getattr(store, "capabilities", None)
+    return isinstance(capabilities, Capabilities) and capabilities.native_fulltext
 
 
 def memory_index(

@@ -5,8 +5,9 @@ every distance: about 10 ms at 10,000 memories of 384 dimensions, each search. H
 the process as one float32 matrix, the same search is one matrix-vector product (about
 0.2 ms). Reading the vectors out of the database costs far more (about 50-80 ms at 10,000),
 so they are read only for a user searched a second time at the same generation (see
-:mod:`noted.db.postgres.kept`): a user whose memories another process keeps changing is
-searched in the database, as before, and never pays for reads that would be stale at once.
+:mod:`noted.db.postgres.kept`), or with only this process's own writes in between: a user
+whose memories another process keeps changing is searched in the database, as before,
+and never pays for reads that would be stale at once.
 
 While the user's generation stays the same, the held vectors are the answer. When it has
 moved, and this process's own committed writes account for every generation in between
@@ -155,12 +156,16 @@ class HeldVectors:
             return entry
 
     def _again(self, key: Key, generation: int) -> bool:
-        """Whether the user was searched at ``generation`` before (noted now), and their
-        vectors fit in the cache."""
+        """Whether the user was searched before at ``generation``, or at one that only
+        this process's own writes have moved on from since (noted now), and their vectors
+        fit in the cache."""
         with self._lock:
             if key in self._refused:
                 return False
-            again = self._seen.pop(key, None) == generation
+            seen = self._seen.pop(key, None)
+            again = seen is not None and (
+                seen == generation or self._journal.written(key[0], seen, generation) is not None
+            )
             if not again:
                 self._seen[key] = generation
                 if len(self._seen) > SEEN_KEPT:
