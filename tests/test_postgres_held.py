@@ -234,6 +234,30 @@ def test_a_user_searched_once_per_own_write_is_read_on_the_second_search(
     assert holding._held.reads == 2
 
 
+def test_the_count_to_embed_is_kept_while_the_generation_stays(
+    stores: tuple[PostgresDb, PostgresDb],
+) -> None:
+    holding, other = stores
+    added = [stamped(f"fact {i}", "ava", f"ava-{i}") for i in range(5)]
+    holding.upsert_memories(added)
+    assert holding.count_memories_to_embed("ava", MODEL) == 5
+    assert holding.count_memories_to_embed("ava", "another-model") == 5
+    with holding._connection() as conn:
+        generation = holding._held.generation(conn, "ava")
+    assert holding._vectors._to_embed.get("ava", MODEL, generation) == 5  # kept
+    rows = vectors(2, 90)
+    other.set_embeddings(MODEL, [(added[0], rows[0])])  # another process's vector
+    assert holding.count_memories_to_embed("ava", MODEL) == 4
+    holding.set_embeddings(MODEL, [(added[1], rows[1])])
+    assert holding.count_memories_to_embed("ava", MODEL) == 3
+    other.upsert_memories([stamped("one more", "ava", "ava-more")])
+    assert holding.count_memories_to_embed("ava", MODEL) == 4
+    other.delete_memories(["ava-0", "ava-4"], "ava")
+    assert holding.count_memories_to_embed("ava", MODEL) == 3
+    assert holding.count_memories_to_embed("ava", "another-model") == 4
+    assert holding.count_memories_to_embed(None, MODEL) == 3
+
+
 def test_no_cache_means_every_search_in_the_database(
     stores: tuple[PostgresDb, PostgresDb],
 ) -> None:

@@ -341,7 +341,7 @@ class PendingCounts:
     generation of the user's memories it was counted at: a semantic search asks before it
     searches, and while the generation stays (nothing written or embedded since), the
     count stands. At most ``most`` are kept (all are dropped past that). For stores whose
-    writes move a per-user generation on (SQLite, Redis)."""
+    writes move a per-user generation on (SQLite, Redis, PostgreSQL)."""
 
     def __init__(self, most: int = 10_000) -> None:
         self._most = most

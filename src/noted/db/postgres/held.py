@@ -128,13 +128,17 @@ class HeldVectors:
 
     # -- reads --------------------------------------------------------------------------
 
+    def generation(self, conn: sql.Conn, user_id: str) -> int:
+        """The user's generation (0 for a user never written)."""
+        row = conn.execute(self._sql_generation, (user_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
     def vectors(self, conn: sql.Conn, user_id: str, model: str, dims: int) -> LoadedVectors | None:
         """The user's vectors by ``model`` of ``dims`` at the user's generation, or None
         when they are not held and the search should go to the database (the generation is
         read first, so a change made meanwhile only makes the next search read again)."""
         key = (user_id, model, dims)
-        row = conn.execute(self._sql_generation, (user_id,)).fetchone()
-        generation = 0 if row is None else int(row[0])
+        generation = self.generation(conn, user_id)
         held = self.cache.get(key, generation)
         if isinstance(held, LoadedVectors):
             return held

@@ -29,6 +29,7 @@ from psycopg.types import TypeInfo
 
 from noted.db._rows import rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
+from noted.db.core import PendingCounts
 from noted.db.postgres import query as sql
 from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.kept import move_sql, moved_users
@@ -100,6 +101,7 @@ class PostgresVectors:
         self._held = held
         self._in_batch = in_batch
         self._move = move_sql(names)
+        self._to_embed = PendingCounts()
         self._oid: int | None = None
         self._indexed: set[int] = set()  # vector sizes with an HNSW index
         self._sizes: dict[str, tuple[float, bool]] = {}  # user -> (valid until, large)
@@ -308,7 +310,20 @@ class PostgresVectors:
         """The user's memories with no embedding of ``model``: no model, or another (a
         memory has a model exactly when it has an embedding). Three ranges of the index of
         users' rows by model (none, names before ``model``'s, names after it), so the count
-        costs what it finds, not what the user has: a search of the user asks every time."""
+        costs what it finds, not what the user has. A search of the user asks every time,
+        so a user's count is kept with the generation read before it (every write moves
+        it, storing vectors included), outside write batches."""
+        if user_id is not None and not self._in_batch():
+            with self._connection() as conn:
+                generation = self._held.generation(conn, user_id)
+                known = self._to_embed.get(user_id, model, generation)
+            if known is None:
+                known = self._count_to_embed(user_id, model)
+                self._to_embed.put(user_id, model, generation, known)
+            return known
+        return self._count_to_embed(user_id, model)
+
+    def _count_to_embed(self, user_id: str | None, model: str) -> int:
         if user_id is None:
             where, params = self._pending(None)
             statement = f"SELECT count(*) FROM {self._n.memories}{where}"
