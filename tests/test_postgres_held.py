@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from at_once import together
 from conftest import server_url
 from noted import MemoryQuery, UserMemory
 from noted.db.base import WriteBatch
@@ -193,6 +194,48 @@ def test_a_batch_rolled_back_leaves_no_change_to_patch_from(
         holding.write_batch(failing)
     other.set_embeddings(MODEL, [(late, target)])  # one write: the batch's generation
     assert search(holding, "ava", target)[0][0] == "ava-y"
+
+
+def test_threads_writing_and_searching_at_once_leave_the_held_vectors_right(
+    stores: tuple[PostgresDb, PostgresDb],
+) -> None:
+    """Two threads write (adds with their vectors, updates, deletes, a batch) while two
+    search, and another process writes too: afterwards the held answer is the database's."""
+    holding, other = stores
+    filled(holding, "ava", 120, seed=10)
+    target = vectors(1, 100)[0]
+    warmed(holding, "ava", target)
+    rows = vectors(60, 101)
+
+    def writer(store: PostgresDb, name: str) -> None:
+        for i in range(15):
+            new = stamped(f"{name} wrote {i}", "ava", f"ava-{name}-{i}")
+            store.upsert_memories([new])
+            store.set_embeddings(MODEL, [(new, rows[i + (30 if name == "b" else 0)])])
+            if i % 3 == 1:
+                store.update_memory(stamped(f"{name} changed {i}", "ava", f"ava-{i:04d}"))
+            if i % 4 == 2:
+                store.delete_memories([f"ava-{name}-{i - 1}"], "ava")
+            if i % 5 == 3:
+                store.write_batch(WriteBatch("ava", deletes=(f"ava-{i + 40:04d}",)))
+
+    def searcher() -> None:
+        for _ in range(25):
+            search(holding, "ava", target, limit=None)
+
+    together(
+        [
+            lambda: writer(holding, "a"),
+            lambda: writer(holding, "b"),
+            lambda: writer(other, "c"),
+            searcher,
+            searcher,
+        ]
+    )
+    for _ in range(2):  # at the generation now: from the database, then held
+        same(search(holding, "ava", target, limit=None), search(other, "ava", target, limit=None))
+    holding.upsert_memories([stamped("last", "ava", "ava-last")])  # patched in
+    same(search(holding, "ava", target, limit=None), search(other, "ava", target, limit=None))
 
 
 def test_a_savepoint_rolled_back_forgets_its_moves(url: str) -> None:
