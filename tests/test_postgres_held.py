@@ -14,11 +14,11 @@ import pytest
 from at_once import together
 from conftest import server_url
 from noted import MemoryQuery, UserMemory
+from noted.db._journal import Written
 from noted.db.base import WriteBatch
 from noted.db.postgres import PostgresDb
 from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.schema import Names
-from noted.db.sqlite.journal import Written
 from noted.errors import ConflictError
 from servers import Server
 from test_backends import stamped

@@ -1,5 +1,5 @@
 """SqliteDb brings a user's loaded vectors up to date after this process's own writes by
-reading only the memories they wrote (see noted.db.sqlite.journal): the result must equal
+reading only the memories they wrote (see noted.db._journal): the result must equal
 a full read after every kind of write, and a write it does not know of (another process's,
 a rolled back one's generation taken by another) must make it read everything again."""
 
@@ -24,11 +24,11 @@ import pytest
 
 from noted import ConflictError, Memory, MemoryStore, SqliteDb, StoreError, UserMemory
 from noted._time import utc_now
+from noted.db import _journal as journal
+from noted.db._journal import ChangeJournal, Written
+from noted.db._loaded import LoadedVectors
 from noted.db.base import WriteBatch
-from noted.db.sqlite import journal
 from noted.db.sqlite import store as sqlite_store
-from noted.db.sqlite.journal import ChangeJournal, Written
-from noted.db.sqlite.loaded import LoadedVectors
 from noted.db.sqlite.migrations import MIGRATIONS, record_version
 from noted.retrieval.embedders import BaseEmbedder, Kind
 

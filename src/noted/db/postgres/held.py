@@ -11,7 +11,7 @@ and never pays for reads that would be stale at once.
 
 While the user's generation stays the same, the held vectors are the answer. When it has
 moved, and this process's own committed writes account for every generation in between
-(:class:`~noted.db.sqlite.journal.ChangeJournal`), only the memories those writes touched
+(:class:`~noted.db._journal.ChangeJournal`), only the memories those writes touched
 are read again (the common case: a memory added, then its vector stored); otherwise the
 vectors are read afresh, or, until the user is searched again at one generation, the
 search goes to the database. Every write moves the generation, vectors stored included.
@@ -32,12 +32,12 @@ from typing import Any, Final
 
 import numpy as np
 
+from noted.db._journal import ChangeJournal, Written
+from noted.db._loaded import LoadedVectors, assembled, patched
 from noted.db._rows import rows_to_memories
 from noted.db.base import MemoryQuery, ScoredMemory
 from noted.db.postgres import query as sql
 from noted.db.postgres.schema import Names
-from noted.db.sqlite.journal import ChangeJournal, Written
-from noted.db.sqlite.loaded import LoadedVectors, assembled, patched
 from noted.retrieval.vectors import Vector, VectorCache, centred, cosine_scores, top_indices
 
 __all__ = ["HeldVectors", "Moved"]
@@ -249,7 +249,7 @@ def _unit_rows(rows: Sequence[Any], dims: int) -> Vector:
 
 def _numbered(rows: Sequence[Any], first: int, dims: int) -> list[tuple[Any, ...]]:
     """Rows of (memory id, pgvector's binary vector or None, microseconds) as the rows
-    :func:`~noted.db.sqlite.loaded.loaded` takes (``VECTOR_COLUMNS``): numbered from
+    :func:`~noted.db._loaded.loaded` takes (``VECTOR_COLUMNS``): numbered from
     ``first``, each vector as float32 bytes scaled to length 1."""
     present = [row for row in rows if row[1] is not None]
     units = iter(_unit_rows(present, dims))

@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from noted.db._journal import ChangeJournal, Written
+from noted.db._loaded import VECTOR_COLUMNS, LoadedVectors, loaded, patched
 from noted.db._rows import COLUMNS, IN_CHUNK, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.core import PendingCounts
 from noted.db.sqlite.connection import Connection
-from noted.db.sqlite.journal import ChangeJournal, Written
-from noted.db.sqlite.loaded import VECTOR_COLUMNS, LoadedVectors, loaded, patched
 from noted.retrieval.fusion import Hit
 from noted.retrieval.vectors import (
     Vector,
@@ -66,7 +66,7 @@ class SqliteVectors:
     statement per transaction, however many rows), so writes from other processes count.
     Then the memories written since are read again, not all the user's vectors, when this
     process's own committed writes account for every generation in between (see
-    :mod:`noted.db.sqlite.journal`; the store calls :meth:`committed` and
+    :mod:`noted.db._journal`; the store calls :meth:`committed` and
     :meth:`rolled_back` as its transactions end).
     """
 

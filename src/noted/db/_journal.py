@@ -1,9 +1,10 @@
 """What this process's own committed writes changed, by user and generation.
 
 Every write transaction moves the generation of each user whose rows it writes (see
-:class:`~noted.db.sqlite.vectors.SqliteVectors`), so a user's vectors loaded at generation
-``g`` are stale at ``g + 1``. Reading them all again costs a read of every vector of the
-user (about 25 ms at 10,000 memories), while a write usually touches one memory. The
+:class:`~noted.db.sqlite.vectors.SqliteVectors` and :mod:`noted.db.postgres.held`), so a
+user's vectors loaded at generation ``g`` are stale at ``g + 1``. Reading them all again
+costs a read of every vector of the user (about 25 ms at 10,000 memories on SQLite, 50-80
+ms on PostgreSQL), while a write usually touches one memory. The
 journal keeps, for the writes this process committed, which memories each generation
 touched; when every generation between the loaded one and the current one is in it, the
 vectors are brought up to date by reading those memories only. A generation moved by
@@ -42,8 +43,8 @@ class Written:
 
 class ChangeJournal:
     """The memory ids each committed generation of a user touched. Not thread-safe: its
-    store calls it under the store's lock (writes in their transaction, reads in a session).
-    """
+    store calls it under a lock (SQLite's: the store's, writes in their transaction and
+    reads in a session; PostgreSQL's: the held vectors' own)."""
 
     def __init__(self) -> None:
         self._staged: list[tuple[str, int, Written | None]] = []

@@ -1,9 +1,11 @@
-"""One user's vectors as a search holds them in memory, and how they are brought up to date.
+"""One user's vectors as a search holds them in memory, and how they are brought up to date
+(SQLite's, and PostgreSQL's held vectors).
 
 :func:`loaded` builds them from the rows of a full read; :func:`patched` from the ones held
-before and the rows of the memories written since (see :mod:`noted.db.sqlite.journal`),
-with the same result as a full read: the rows in rowid order, and the same mean (its sum
-is made again whenever the rows are copied, and kept in float64 while rows are appended).
+before and the rows of the memories written since (see :mod:`noted.db._journal`),
+with the same result as a full read: the rows in key order (SQLite's rowid; PostgreSQL
+numbers its rows as it reads them), and the same mean (its sum is made again whenever the
+rows are copied, and kept in float64 while rows are appended).
 
 Memories added at the end (the common write: a new memory, then its embedding) are
 appended into spare rows kept after the matrix (:class:`_Room`), so the rows before are
@@ -22,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from noted.db.sqlite.journal import Written
+from noted.db._journal import Written
 from noted.retrieval.vectors import UserVectors, Vector, direction, from_blobs, row_sum
 
 __all__ = ["VECTOR_COLUMNS", "LoadedVectors", "assembled", "loaded", "patched"]
