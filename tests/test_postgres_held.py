@@ -17,7 +17,7 @@ from noted import MemoryQuery, UserMemory
 from noted.db._journal import Written
 from noted.db.base import WriteBatch
 from noted.db.postgres import PostgresDb
-from noted.db.postgres.held import HeldVectors
+from noted.db.postgres.held import READ_AFTER, HeldVectors
 from noted.db.postgres.schema import Names
 from noted.errors import ConflictError
 from servers import Server
@@ -84,9 +84,10 @@ def same(held: list[tuple[str, float]], in_database: list[tuple[str, float]]) ->
 
 
 def warmed(db: PostgresDb, user: str, target: np.ndarray) -> None:
-    """Searched twice at one generation: the second search reads the user's vectors."""
-    search(db, user, target)
-    search(db, user, target)
+    """Searched ``READ_AFTER`` times at one generation: the last search reads the user's
+    vectors, if they were not held already."""
+    for _ in range(READ_AFTER):
+        search(db, user, target)
     assert db._held.cache.peek((user, MODEL, DIMS)) is not None
 
 
@@ -110,7 +111,7 @@ def test_held_vectors_answer_as_the_database_does(
                     assert {i for i, _ in held[:3]} & {i for i, _ in expected[:3]}
                 else:
                     same(held, expected)
-    assert holding._held.reads == 1  # read once, at the second search
+    assert holding._held.reads == 1  # read once, at the READ_AFTER-th search
     top = search(holding, "ava", targets[-1], limit=3)
     assert [i for i, _ in top] == ["ava-0003", "ava-0007", "ava-0011"]
     assert [i for i, _ in search(holding, "ava", targets[-1], limit=1, offset=1)] == ["ava-0007"]
@@ -255,26 +256,30 @@ def test_a_savepoint_rolled_back_forgets_its_moves(url: str) -> None:
     assert held._journal.written("ava", 1, 2) == Written(frozenset({"d"}), False)
 
 
-def test_a_user_searched_once_per_own_write_is_read_on_the_second_search(
+def test_a_user_searched_between_own_writes_is_read_and_another_process_counts_anew(
     stores: tuple[PostgresDb, PostgresDb],
 ) -> None:
     """An agent that writes between its searches: only this process's writes moved the
-    generation, so the second search reads the vectors; another process's write between
-    two searches does not count."""
+    generation, so its searches count towards reading the vectors; another process's
+    write starts the count again."""
     holding, other = stores
     filled(holding, "ava", 40, seed=8)
     target = vectors(1, 80)[0]
-    search(holding, "ava", target)
-    holding.upsert_memories([stamped("one more", "ava", "ava-one")])
-    search(holding, "ava", target)
+    for i in range(READ_AFTER):
+        assert holding._held.reads == 0
+        search(holding, "ava", target)
+        holding.upsert_memories([stamped(f"one more {i}", "ava", f"ava-more-{i}")])
     assert holding._held.reads == 1
     filled(holding, "ben", 40, seed=9)
-    search(holding, "ben", target)
+    for _ in range(READ_AFTER - 1):
+        search(holding, "ben", target)
     other.upsert_memories([stamped("from elsewhere", "ben", "ben-other")])
-    search(holding, "ben", target)
-    assert holding._held.reads == 1  # in the database: the write was not this process's
+    for _ in range(READ_AFTER - 1):
+        search(holding, "ben", target)
+    assert holding._held.reads == 1  # each time in the database
     search(holding, "ben", target)
     assert holding._held.reads == 2
+    same(search(holding, "ben", target, limit=None), search(other, "ben", target, limit=None))
 
 
 def test_the_count_to_embed_is_kept_while_the_generation_stays(

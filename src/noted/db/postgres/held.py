@@ -4,17 +4,20 @@ PostgreSQL's exact search of a user's vectors reads every row of the user and co
 every distance: about 10 ms at 10,000 memories of 384 dimensions, each search. Held in
 the process as one float32 matrix, the same search is one matrix-vector product (about
 0.2 ms). Reading the vectors out of the database costs far more (about 50-80 ms at 10,000),
-so they are read only for a user searched a second time at the same generation (see
-:mod:`noted.db.postgres.kept`), or with only this process's own writes in between: a user
-whose memories another process keeps changing is searched in the database, as before,
-and never pays for reads that would be stale at once.
+so a user's vectors are read once the user has been searched ``READ_AFTER`` times in the
+database at one generation (see :mod:`noted.db.postgres.kept`), or with only this
+process's own writes in between: what the searches in the database cost by then is about
+what the read costs, so a user whose memories another process keeps changing (a memory
+worker in another process writing after every turn, say) costs at most about twice what
+searching in the database alone would, and one whose memories stay put is held after a
+few searches.
 
 While the user's generation stays the same, the held vectors are the answer. When it has
 moved, and this process's own committed writes account for every generation in between
 (:class:`~noted.db._journal.ChangeJournal`), only the memories those writes touched
 are read again (the common case: a memory added, then its vector stored); otherwise the
-vectors are read afresh, or, until the user is searched again at one generation, the
-search goes to the database. Every write moves the generation, vectors stored included.
+search goes to the database, until the vectors are read afresh as above. Every write
+moves the generation, vectors stored included.
 
 The held rows are scaled to length 1, so their product with the query, scaled by the
 query's length, is pgvector's cosine; equal scores are ranked by memory id, as in SQL.
@@ -45,7 +48,10 @@ __all__ = ["HeldVectors", "Moved"]
 Moved = Sequence[tuple[str, int]]  # (user, generation) rows of a move of generations
 Key = tuple[str, str, int]  # user, model, dimensions
 
-SEEN_KEPT: Final = 100_000  # users whose last generation searched in the database is kept
+# a user's vectors are read at the READ_AFTER-th search in the database at one generation:
+# the read costs about as much as that many exact scans (50-80 ms against 10, at 10,000)
+READ_AFTER: Final = 5
+SEEN_KEPT: Final = 100_000  # users whose searches in the database are counted at once
 _STRIPES: Final = 16  # locks that keep two threads from bringing one user's vectors up to date
 
 
@@ -62,7 +68,7 @@ class HeldVectors:
         self._lock = threading.Lock()  # the journal's and the seen generations'
         self._stripes = [threading.Lock() for _ in range(_STRIPES)]
         self._local = threading.local()  # .staged: the running transaction's moves
-        self._seen: OrderedDict[Key, int] = OrderedDict()
+        self._seen: OrderedDict[Key, tuple[int, int]] = OrderedDict()  # generation, searches
         self._refused: set[Key] = set()  # users whose vectors the cache cannot hold
         self._sql_generation = f"SELECT generation FROM {names.generations} WHERE user_id = %s"
         vector = "CASE WHEN embedding_model = %s AND vector_dims(embedding) = %s THEN embedding END"
@@ -148,7 +154,7 @@ class HeldVectors:
                 return held
             entry = self._patched(conn, key, generation)
             if entry is None:
-                if not self._again(key, generation):
+                if not self._worth_reading(key, generation):
                     return None
                 entry = self._read(conn, key, generation)
             with self._lock:
@@ -159,22 +165,28 @@ class HeldVectors:
                     self._refused.add(key)
             return entry
 
-    def _again(self, key: Key, generation: int) -> bool:
-        """Whether the user was searched before at ``generation``, or at one that only
-        this process's own writes have moved on from since (noted now), and their vectors
-        fit in the cache."""
+    def _worth_reading(self, key: Key, generation: int) -> bool:
+        """Whether this search makes ``READ_AFTER`` in the database at ``generation`` (or
+        at those only this process's own writes moved it through), and the user's vectors
+        fit in the cache; else it is counted."""
         with self._lock:
             if key in self._refused:
                 return False
+            searches = 1
             seen = self._seen.pop(key, None)
-            again = seen is not None and (
-                seen == generation or self._journal.written(key[0], seen, generation) is not None
-            )
-            if not again:
-                self._seen[key] = generation
-                if len(self._seen) > SEEN_KEPT:
-                    self._seen.popitem(last=False)
-            return again
+            if seen is not None:
+                last, count = seen
+                if (
+                    last == generation
+                    or self._journal.written(key[0], last, generation) is not None
+                ):
+                    searches += count
+            if searches >= READ_AFTER:
+                return True
+            self._seen[key] = (generation, searches)
+            if len(self._seen) > SEEN_KEPT:
+                self._seen.popitem(last=False)
+            return False
 
     def _read(self, conn: sql.Conn, key: Key, generation: int) -> LoadedVectors:
         user_id, model, dims = key
