@@ -907,6 +907,57 @@ def _generation(url: str, names: dict[str, str], user: str) -> int:
     return 0 if row is None else int(row[0])
 
 
+def bm25(store: PostgresDb, words: list[str], counted: Any = None) -> list[tuple[str, float]]:
+    """Ava's ranking for ``words`` by the ranking statement itself: counting her memories
+    in it, or given ``counted`` (generation, count, mean length)."""
+    where, params = pgsql.where(MemoryQuery(user_id="ava"))
+    generations = None if counted is None else store._n.generations
+    inner = keyword.ranking(
+        store._n.memories, where, KEYWORD_MATCH, len(words), generations=generations
+    )
+    params = keyword.parameters(words, params, counted)
+    with store._connection() as conn:
+        found = pgsql.ranked(conn, store._n.memories, inner, params)
+    return [(r.memory.memory_id or "", r.score) for r in found]
+
+
+def test_a_users_counts_are_kept_with_the_generation_and_used_only_at_it(
+    url: str, names: dict[str, str]
+) -> None:
+    """BM25's memory count and mean length of a user, kept with the user's generation:
+    the ranking is the one the statement that counts them gives; given for a generation
+    the user is no longer at, the statement counts them itself."""
+    texts = ["tea at home", "tea with milk and honey", "skis", "reads", "tea time", "milk"]
+    with PostgresDb(url, **names) as store, PostgresDb(url, **names) as other:
+        store.upsert_memories([stamped(text, "ava", f"m{i}") for i, text in enumerate(texts)])
+        query = MemoryQuery(user_id="ava")
+        found = [(r.memory.memory_id, r.score) for r in store.keyword_search(query, "tea milk")]
+        assert found == bm25(store, ["tea", "milk"])
+        generation = _generation(url, names, "ava")
+        counted = store._kept._counted["ava"]
+        assert counted == (generation, 6.0, pytest.approx(counted[2]))
+
+        # a row behind the store's back (the generation stays): the kept figures are used
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                f'INSERT INTO "{names["memory_table"]}" (memory_id, user_id, memory, '
+                "created_at, updated_at) VALUES ('behind', 'ava', 'a long text of other "
+                "words entirely, nothing like the others', now(), now())"
+            )
+        kept = [(r.memory.memory_id, r.score) for r in store.keyword_search(query, "skis")]
+        assert kept == bm25(store, ["skis"], counted)
+        assert kept != bm25(store, ["skis"])  # counted now: seven memories, longer
+
+        # given for another generation, or once the user has moved on, they are not used
+        assert bm25(store, ["skis"], (generation + 1, 999.0, 1.0)) == bm25(store, ["skis"])
+        assert bm25(store, ["skis"], (generation, 999.0, 1.0)) != bm25(store, ["skis"])
+        other.upsert_memories([stamped("tea for two", "ava", "n1")])
+        assert bm25(store, ["skis"], counted) == bm25(store, ["skis"])
+        again = [(r.memory.memory_id, r.score) for r in store.keyword_search(query, "skis")]
+        assert again == bm25(store, ["skis"])
+        assert store._kept._counted["ava"][:2] == (_generation(url, names, "ava"), 8.0)
+
+
 def test_writers_of_one_user_at_once_neither_fail_nor_leave_a_kept_search_stale(
     url: str, names: dict[str, str]
 ) -> None:

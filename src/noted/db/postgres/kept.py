@@ -32,12 +32,14 @@ from collections.abc import Hashable, Iterable
 from typing import Final
 
 from noted.db._kept import KeptResults
+from noted.db.postgres.keyword import Counted
 from noted.db.postgres.query import Conn
 from noted.db.postgres.schema import Names
 
 __all__ = ["KeptSearches", "move_sql", "moved_users"]
 
 ASKED_KEPT: Final = 1_024  # searches remembered as asked once
+COUNTED_KEPT: Final = 10_000  # users whose memory count and mean length are kept
 
 
 def move_sql(names: Names) -> str:
@@ -63,8 +65,13 @@ class KeptSearches(KeptResults[int]):
     def __init__(self, names: Names) -> None:
         super().__init__()
         self._read = f"SELECT generation FROM {names.generations} WHERE user_id = %s"
+        self._count = (
+            f"SELECT coalesce(({self._read}), 0), count(*)::float8, "
+            f"avg(search_length)::float8 FROM {names.memories} WHERE user_id = %s"
+        )
         self._asking = threading.Lock()
         self._asked: OrderedDict[Hashable, None] = OrderedDict()
+        self._counted: OrderedDict[str, Counted] = OrderedDict()
 
     def asked_before(self, key: Hashable) -> bool:
         """Whether ``key`` was asked before; noted as asked now."""
@@ -78,6 +85,25 @@ class KeptSearches(KeptResults[int]):
             if len(self._asked) > ASKED_KEPT:
                 self._asked.popitem(last=False)
             return False
+
+    def counted(self, conn: Conn, user_id: str, generation: int) -> Counted:
+        """The user's memory count and mean length (None for no memories), BM25's
+        collection statistics, with the generation they were counted at (in one
+        statement): the kept ones if counted at ``generation``, else counted now."""
+        with self._asking:
+            known = self._counted.get(user_id)
+            if known is not None and known[0] == generation:
+                self._counted.move_to_end(user_id)
+                return known
+        row = conn.execute(self._count, (user_id, user_id)).fetchone()
+        assert row is not None  # an aggregate's one row
+        counted: Counted = (int(row[0]), float(row[1]), row[2])
+        with self._asking:
+            self._counted[user_id] = counted
+            self._counted.move_to_end(user_id)
+            if len(self._counted) > COUNTED_KEPT:
+                self._counted.popitem(last=False)
+        return counted
 
     def generation(self, conn: Conn, user_id: str) -> int:
         row = conn.execute(self._read, (user_id,)).fetchone()

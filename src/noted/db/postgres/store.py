@@ -558,20 +558,30 @@ class PostgresDb(
         # Only letters and digits reach the query, joined by "or": nothing in ``text`` can
         # be read as query syntax, and any of the words matches (see KEYWORD_MATCH).
         where, params = pgsql.where(query)
-        inner = keyword.ranking(self._n.memories, where, KEYWORD_MATCH, len(words))
-        params = keyword.parameters(words, params)
-        inner += pgsql.page(query, params)
         user_id, key = query.user_id, (query, tuple(words))
-        batch = getattr(self._batch, "conn", None) is not None  # not committed yet
-        if user_id is None or batch or not self._kept.asked_before(key):
+        if user_id is None or self._in_batch():  # a batch's writes are not committed yet
+            inner = keyword.ranking(self._n.memories, where, KEYWORD_MATCH, len(words))
+            params = keyword.parameters(words, params)
+            inner += pgsql.page(query, params)
             with self._connection() as conn:
                 return pgsql.ranked(conn, self._n.memories, inner, params)
-        with self._connection() as conn:  # asked again: kept while the user is unchanged
+        # By the user's generation: a search asked again is kept while it stays, and so are
+        # the user's count and mean length for a search with no other filter.
+        asked = self._kept.asked_before(key)
+        with self._connection() as conn:
             generation = self._kept.generation(conn, user_id)
-            rows = self._kept.get(key, generation)
+            rows = self._kept.get(key, generation) if asked else None
             if rows is None:
+                counted = None if query.filtered else self._kept.counted(conn, user_id, generation)
+                generations = None if counted is None else self._n.generations
+                inner = keyword.ranking(
+                    self._n.memories, where, KEYWORD_MATCH, len(words), generations=generations
+                )
+                params = keyword.parameters(words, params, counted)
+                inner += pgsql.page(query, params)
                 rows = pgsql.ranked_rows(conn, self._n.memories, inner, params)
-                self._kept.keep(key, generation, rows)
+                if asked:
+                    self._kept.keep(key, generation, rows)
         return pgsql.scored(rows)
 
     # -- embeddings and semantic search (see vectors.py) ---------------------------
