@@ -911,9 +911,9 @@ def bm25(store: PostgresDb, words: list[str], counted: Any = None) -> list[tuple
     """Ava's ranking for ``words`` by the ranking statement itself: counting her memories
     in it, or given ``counted`` (generation, count, mean length)."""
     where, params = pgsql.where(MemoryQuery(user_id="ava"))
-    generations = None if counted is None else store._n.generations
+    generation = None if counted is None else store._kept.generation.sql
     inner = keyword.ranking(
-        store._n.memories, where, KEYWORD_MATCH, len(words), generations=generations
+        store._n.memories, where, KEYWORD_MATCH, len(words), generation=generation
     )
     params = keyword.parameters(words, params, counted)
     with store._connection() as conn:

@@ -27,9 +27,10 @@ import numpy.typing as npt
 from noted.db._journal import Written
 from noted.retrieval.vectors import UserVectors, Vector, direction, from_blobs, row_sum
 
-__all__ = ["VECTOR_COLUMNS", "LoadedVectors", "assembled", "loaded", "patched"]
+__all__ = ["VECTOR_COLUMNS", "LoadedVectors", "assembled", "loaded", "patched", "worth_patching"]
 
 VECTOR_COLUMNS = "rowid, embedding, memory_id, updated_at"  # what the rows read must hold
+PATCH_AT_MOST = 64  # see worth_patching
 _SPARE = 16  # when the matrix is copied to append, a sixteenth more rows are made (64 at least)
 
 
@@ -93,6 +94,13 @@ def assembled(
     total = row_sum(matrix).astype(np.float64)
     stamps = np.fromiter((m / 1e6 for m in micros), dtype=np.float64, count=len(micros))
     return LoadedVectors(generation, keys, matrix, ids, stamps, total, direction(total))
+
+
+def worth_patching(kept: LoadedVectors, written: Written) -> bool:
+    """Whether ``kept`` is brought up to date by reading the memories ``written`` since
+    rather than every vector again: when they are at most ``PATCH_AT_MOST``, or a quarter
+    of those kept if more."""
+    return len(written.ids) <= max(PATCH_AT_MOST, len(kept.ids) // 4)
 
 
 def patched(

@@ -36,10 +36,11 @@ from typing import Any, Final
 import numpy as np
 
 from noted.db._journal import ChangeJournal, Written
-from noted.db._loaded import LoadedVectors, assembled, patched
+from noted.db._loaded import LoadedVectors, assembled, patched, worth_patching
 from noted.db._rows import rows_to_memories
 from noted.db.base import MemoryQuery, ScoredMemory
 from noted.db.postgres import query as sql
+from noted.db.postgres.kept import GenerationOf
 from noted.db.postgres.schema import Names
 from noted.retrieval.vectors import Vector, VectorCache, centred, cosine_scores, top_indices
 
@@ -70,7 +71,7 @@ class HeldVectors:
         self._local = threading.local()  # .staged: the running transaction's moves
         self._seen: OrderedDict[Key, tuple[int, int]] = OrderedDict()  # generation, searches
         self._refused: set[Key] = set()  # users whose vectors the cache cannot hold
-        self._sql_generation = f"SELECT generation FROM {names.generations} WHERE user_id = %s"
+        self.generation = GenerationOf(names)  # the user's, read before anything else
         vector = "CASE WHEN embedding_model = %s AND vector_dims(embedding) = %s THEN embedding END"
         micros = sql.MICROS.format("updated_at")
         self._sql_all = (
@@ -133,11 +134,6 @@ class HeldVectors:
             self._journal.commit()
 
     # -- reads --------------------------------------------------------------------------
-
-    def generation(self, conn: sql.Conn, user_id: str) -> int:
-        """The user's generation (0 for a user never written)."""
-        row = conn.execute(self._sql_generation, (user_id,)).fetchone()
-        return 0 if row is None else int(row[0])
 
     def vectors(self, conn: sql.Conn, user_id: str, model: str, dims: int) -> LoadedVectors | None:
         """The user's vectors by ``model`` of ``dims`` at the user's generation, or None
@@ -206,7 +202,7 @@ class HeldVectors:
             return None
         with self._lock:
             written = self._journal.written(user_id, held.generation, generation)
-        if written is None or len(written.ids) > max(64, len(held.ids) // 4):
+        if written is None or not worth_patching(held, written):
             return None
         with conn.cursor(binary=True) as cur:
             rows = cur.execute(self._sql_some, (model, dims, sorted(written.ids), user_id))

@@ -36,7 +36,7 @@ from noted.db.postgres.keyword import Counted
 from noted.db.postgres.query import Conn
 from noted.db.postgres.schema import Names
 
-__all__ = ["KeptSearches", "move_sql", "moved_users"]
+__all__ = ["GenerationOf", "KeptSearches", "move_sql", "moved_users"]
 
 ASKED_KEPT: Final = 1_024  # searches remembered as asked once
 COUNTED_KEPT: Final = 10_000  # users whose memory count and mean length are kept
@@ -58,15 +58,27 @@ def moved_users(users: Iterable[str]) -> list[str]:
     return sorted(set(users))
 
 
+class GenerationOf:
+    """Reads a user's generation (0 for a user never written); ``sql`` is the statement,
+    the user's id its one parameter."""
+
+    def __init__(self, names: Names) -> None:
+        self.sql = f"SELECT generation FROM {names.generations} WHERE user_id = %s"
+
+    def __call__(self, conn: Conn, user_id: str) -> int:
+        row = conn.execute(self.sql, (user_id,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+
 class KeptSearches(KeptResults[int]):
     """The kept results of one store's repeated keyword searches, by the user's generation
     (thread-safe)."""
 
     def __init__(self, names: Names) -> None:
         super().__init__()
-        self._read = f"SELECT generation FROM {names.generations} WHERE user_id = %s"
+        self.generation = GenerationOf(names)
         self._count = (
-            f"SELECT coalesce(({self._read}), 0), count(*)::float8, "
+            f"SELECT coalesce(({self.generation.sql}), 0), count(*)::float8, "
             f"avg(search_length)::float8 FROM {names.memories} WHERE user_id = %s"
         )
         self._asking = threading.Lock()
@@ -104,7 +116,3 @@ class KeptSearches(KeptResults[int]):
             if len(self._counted) > COUNTED_KEPT:
                 self._counted.popitem(last=False)
         return counted
-
-    def generation(self, conn: Conn, user_id: str) -> int:
-        row = conn.execute(self._read, (user_id,)).fetchone()
-        return 0 if row is None else int(row[0])

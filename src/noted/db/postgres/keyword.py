@@ -51,17 +51,17 @@ _ONE: Final = 1.6449340668482264
 
 
 def ranking(
-    table: str, where: str, match: str, words: int, *, generations: str | None = None
+    table: str, where: str, match: str, words: int, *, generation: str | None = None
 ) -> str:
     """The ranking of ``words`` words (``hit``, ``score``, best first, ties by id) among the
     rows ``where`` keeps (`` WHERE ...``: the query's filters, the user's id among them),
     ``match`` testing a row's ``search`` against ``q``, any of the words. With
-    ``generations`` (the users' generations table; ``where`` the user's id alone), the
-    count and mean length of those rows as counted at a given generation are used while
-    the user is at it. Its parameters are :func:`parameters`'."""
+    ``generation`` (the statement that reads the user's generation; ``where`` the user's
+    id alone), the count and mean length of those rows as counted at a given generation
+    are used while the user is at it. Its parameters are :func:`parameters`'."""
     docs = f"SELECT count(*)::float8 AS n, avg(search_length)::float8 AS mean FROM {table}{where}"
-    if generations is not None:
-        now = f"coalesce((SELECT generation FROM {generations} WHERE user_id = %s), 0)"
+    if generation is not None:
+        now = f"coalesce(({generation}), 0)"
         docs = (
             f"SELECT %s::float8 AS n, %s::float8 AS mean WHERE {now} = %s "
             f"UNION ALL {docs} HAVING {now} <> %s"
@@ -99,7 +99,7 @@ def ranking(
 
 def parameters(words: list[str], where: list[Any], counted: Counted | None = None) -> list[Any]:
     """The parameters of :func:`ranking`'s statement, before its page: with ``counted``
-    (its statement made with ``generations``), the user's generation, count and mean
+    (its statement made with ``generation``), the user's generation, count and mean
     length (None when there are no rows) at that generation."""
     if counted is None:
         return [words, " or ".join(words), *where, *where]

@@ -60,6 +60,7 @@ from noted.db.postgres import schema as pg_schema
 from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.jobs import PostgresJobs
 from noted.db.postgres.kept import KeptSearches, move_sql, moved_users
+from noted.db.postgres.keyword import Counted
 from noted.db.postgres.query import MICROS, SELECT, Conn, Row
 from noted.db.postgres.vectors import PostgresVectors
 
@@ -557,32 +558,37 @@ class PostgresDb(
             return []
         # Only letters and digits reach the query, joined by "or": nothing in ``text`` can
         # be read as query syntax, and any of the words matches (see KEYWORD_MATCH).
-        where, params = pgsql.where(query)
         user_id, key = query.user_id, (query, tuple(words))
-        if user_id is None or self._in_batch():  # a batch's writes are not committed yet
-            inner = keyword.ranking(self._n.memories, where, KEYWORD_MATCH, len(words))
-            params = keyword.parameters(words, params)
-            inner += pgsql.page(query, params)
-            with self._connection() as conn:
-                return pgsql.ranked(conn, self._n.memories, inner, params)
-        # By the user's generation: a search asked again is kept while it stays, and so are
-        # the user's count and mean length for a search with no other filter.
-        asked = self._kept.asked_before(key)
+        # By the user's generation, outside a batch (its writes are not committed yet): a
+        # search asked again is kept while it stays, and so are the user's count and mean
+        # length for a search with no other filter. Otherwise nothing needs it.
+        by_generation = user_id is not None and not self._in_batch()
+        asked = by_generation and self._kept.asked_before(key)
         with self._connection() as conn:
+            if user_id is None or not (asked or (by_generation and not query.filtered)):
+                return pgsql.scored(self._ranked_words(conn, query, words))
             generation = self._kept.generation(conn, user_id)
             rows = self._kept.get(key, generation) if asked else None
             if rows is None:
                 counted = None if query.filtered else self._kept.counted(conn, user_id, generation)
-                generations = None if counted is None else self._n.generations
-                inner = keyword.ranking(
-                    self._n.memories, where, KEYWORD_MATCH, len(words), generations=generations
-                )
-                params = keyword.parameters(words, params, counted)
-                inner += pgsql.page(query, params)
-                rows = pgsql.ranked_rows(conn, self._n.memories, inner, params)
+                rows = self._ranked_words(conn, query, words, counted)
                 if asked:
                     self._kept.keep(key, generation, rows)
         return pgsql.scored(rows)
+
+    def _ranked_words(
+        self, conn: Conn, query: MemoryQuery, words: list[str], counted: Counted | None = None
+    ) -> list[Row]:
+        """The rows of the query's page of memories ranked for ``words``, the user's count
+        and mean length given when ``counted`` (see keyword.ranking)."""
+        where, params = pgsql.where(query)
+        generation = None if counted is None else self._kept.generation.sql
+        inner = keyword.ranking(
+            self._n.memories, where, KEYWORD_MATCH, len(words), generation=generation
+        )
+        params = keyword.parameters(words, params, counted)
+        inner += pgsql.page(query, params)
+        return pgsql.ranked_rows(conn, self._n.memories, inner, params)
 
     # -- embeddings and semantic search (see vectors.py) ---------------------------
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from noted.db._journal import ChangeJournal, Written
-from noted.db._loaded import VECTOR_COLUMNS, LoadedVectors, loaded, patched
+from noted.db._loaded import VECTOR_COLUMNS, LoadedVectors, loaded, patched, worth_patching
 from noted.db._rows import COLUMNS, IN_CHUNK, rows_to_memories
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.core import PendingCounts
@@ -40,10 +40,6 @@ __all__ = ["SqliteVectors"]
 
 _SELECT = ", ".join(COLUMNS)
 _SCORES_KEPT = 8  # the last queries' score arrays (4 bytes a memory each)
-# a user's vectors are brought up to date by reading the memories written since they were
-# loaded when those are at most this many, or a quarter of the loaded ones if more
-_PATCH_AT_MOST = 64
-
 Connect = Callable[[], AbstractContextManager[Connection]]
 Where = Callable[[MemoryQuery], tuple[str, list[Any]]]
 
@@ -152,7 +148,7 @@ class SqliteVectors:
         if not isinstance(kept, LoadedVectors):
             return None
         written = self._journal.written(user_id, kept.generation, generation)
-        if written is None or len(written.ids) > max(_PATCH_AT_MOST, len(kept.ids) // 4):
+        if written is None or not worth_patching(kept, written):
             return None
         rows = self._written_rows(conn, user_id, model, dimensions, written)
         return patched(kept, written, rows, generation, dimensions)
