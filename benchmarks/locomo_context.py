@@ -142,7 +142,16 @@ def section_of(messages: list[Message]) -> str:
 
 
 def lines_of(section: str) -> list[str]:
-    return [line[2:] for line in section.splitlines() if line.startswith("- ")]
+    """The memories' texts in the section: its lines, each under a heading (a label its
+    memories share, written once after the lines of their own) joined to it again."""
+    texts: list[str] = []
+    heading = ""
+    for line in section.splitlines()[1:]:  # the introduction first
+        if line.startswith("- "):
+            texts.append(f"{heading} {line[2:]}" if heading else line[2:])
+        else:
+            heading = line
+    return texts
 
 
 def coverage(texts: Sequence[str], turns_of: dict[str, set[str]], evidence: set[str]) -> float:
@@ -233,8 +242,15 @@ def every_memory(memory: Memory, user_id: str, question: str) -> list[UserMemory
 
 
 def recency_window(memory: Memory, user_id: str, question: str) -> list[UserMemory]:
+    """The selection before noted searched all memories, each line written whole."""
     recent = memory.get_user_memories(user_id, limit=200)
-    return fit_memories(rank_memories(recent, question, 30), BUDGET)
+    kept: list[UserMemory] = []
+    used = 0
+    for chosen in rank_memories(recent, question, 30):
+        if used + len(f"- {chosen.memory}") <= BUDGET:
+            kept.append(chosen)
+            used += len(f"- {chosen.memory}") + 1
+    return kept
 
 
 def run(

@@ -46,6 +46,7 @@ from timing import Timing
 
 from noted import InMemoryDb, Memory, SqliteDb, UserMemory
 from noted.agent.context import fit_memories
+from noted.agent.memory import CONTEXT_CANDIDATES, CONTEXT_DEPTH
 from noted.db.base import MemoryQuery, MemoryStore
 from noted.memory.index import MemoryIndex
 from noted.memory.selection import RecentTurns, select_memories
@@ -68,8 +69,8 @@ def timed(
 ) -> Timing:
     """The selection's time for ROUNDS new questions; ``before(i)`` runs untimed first."""
     timing = Timing()
-    query = MemoryQuery(user_id="u", limit=80)
-    select_memories(store, query, question(0), 80, index=index)  # warm-up
+    query = MemoryQuery(user_id="u", limit=CONTEXT_DEPTH)  # as the agent's
+    select_memories(store, query, question(0), CONTEXT_CANDIDATES, index=index)  # warm-up
     cpu = 0.0
     for i in range(1, ROUNDS + 1):
         if before is not None:
@@ -79,10 +80,11 @@ def timed(
         turns = None
         if follow_up:  # the previous turn's question, searched (and embedded) untimed
             said = f"{question(i + ROUNDS)} ({i + ROUNDS})"
-            select_memories(store, query, said, 80, index=index)
+            select_memories(store, query, said, CONTEXT_CANDIDATES, index=index)
             turns = RecentTurns(said, "Here is what I found.")
         start, started = time.perf_counter(), time.process_time()
-        fit_memories(select_memories(store, query, text, 80, index=index, turns=turns), 4000)
+        chosen = select_memories(store, query, text, CONTEXT_CANDIDATES, index=index, turns=turns)
+        fit_memories(chosen, 4000)
         timing.samples.append(time.perf_counter() - start)
         cpu += time.process_time() - started
     CPU_MS[id(timing)] = cpu / ROUNDS * 1e3

@@ -45,8 +45,8 @@ __all__ = ["AgentMemory", "BackgroundWork", "RunMemory", "SessionSummaries"]
 
 log = logging.getLogger("noted.agent")
 
-CONTEXT_DEPTH: Final = 80  # the search's best matches read for the prompt ...
-CONTEXT_CANDIDATES: Final = 80  # ... and how many memories are offered to its budget
+CONTEXT_DEPTH: Final = 100  # the search's best matches read for the prompt ...
+CONTEXT_CANDIDATES: Final = 100  # ... and how many memories are offered to its budget
 
 
 class BackgroundWork:

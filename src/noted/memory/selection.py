@@ -6,7 +6,7 @@ store's keyword index (SQLite FTS5, PostgreSQL full text, MongoDB's text index; 
 the user's memories in the process for the in-process store and Redis), fused with
 semantic search when there is an embedder (hybrid). The search's results come first, best
 first (meaning weighs ``SEMANTIC_WEIGHT`` in the fusion, more than in a search's default:
-a prompt shows some 30 memories, and gathering all that bear on a question counts more
+a prompt shows some 35 memories, and gathering all that bear on a question counts more
 there than the best few matches); then facts that always matter, whatever is asked (the
 user's name, what they are allergic or intolerant to: "Can I order the prawn curry?" must
 not be answered without "allergic to shellfish", which a small embedder may rank far
@@ -70,7 +70,7 @@ __all__ = [
 
 SEARCH_DEPTH: Final = 60  # results read from the search, at least
 RECENT: Final = 5  # the newest memories, offered after the search's results
-SEMANTIC_WEIGHT: Final = 0.5  # hybrid's weight of meaning for a selection
+SEMANTIC_WEIGHT: Final = 0.6  # hybrid's weight of meaning for a selection
 CENTERING: Final = 0.75  # of the query's part along the user's mean vector, taken away
 RECENT_TURNS_WEIGHT: Final = 0.5  # the recent turns' search, against the message's 1
 RECENT_TURNS_CHARS: Final = 300  # of the earlier user messages, newest first
