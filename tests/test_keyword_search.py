@@ -110,6 +110,46 @@ def test_the_index_follows_updates_and_deletes(memory: Memory) -> None:
     assert search(memory.db, "ski", user="bob") == []
 
 
+def test_a_search_of_the_memories_text_alone(memory: Memory) -> None:
+    """``text_only``: only the memories whose own text holds a word, ranked by the words'
+    occurrences there, not in their topics or the conversation they came from; filters,
+    users and writes as for any search."""
+    seed(memory)
+    said = "My cousin is allergic to peanuts and my friend Luna is allergic to cats"
+    memory.add_user_memories(
+        [
+            UserMemory("User plays chess on Sundays", input=said),
+            UserMemory("User plays tennis", topics=["allergic"]),
+        ],
+        user_id="ava",
+    )
+    memory.add_user_memory(UserMemory("User is allergic to cats"), user_id="bob")
+
+    def only(text: str, user: str = "ava", **filters: object) -> list[str]:
+        query = MemoryQuery(user_id=user, limit=10, **filters)  # type: ignore[arg-type]
+        return [r.memory.memory for r in memory.db.keyword_search(query, text, text_only=True)]
+
+    assert set(search(memory.db, "allergic")) == {
+        "User is allergic to shellfish",
+        "User plays chess on Sundays",
+        "User plays tennis",
+    }
+    assert only("allergic") == ["User is allergic to shellfish"]
+    assert only("allergic cats") == ["User is allergic to shellfish"]
+    assert only("allergic", topics=("location",)) == []
+    assert only("allergic", user="bob") == ["User is allergic to cats"]
+    assert only("Lisbon shellfish")  # either word
+    [chess] = memory.db.keyword_search(MemoryQuery(user_id="ava", limit=1), "chess")
+    chess_id = chess.memory.memory_id or ""
+    memory.replace_user_memory(
+        chess_id, UserMemory("User is allergic to cats", input=said), user_id="ava"
+    )
+    assert only("cats") == ["User is allergic to cats"]
+    memory.delete_user_memory(chess_id, user_id="ava")
+    assert only("cats") == []
+    assert only("allergic") == ["User is allergic to shellfish"]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -48,13 +48,15 @@ class ThreadNoting(InMemoryDb):
         self.fail = False
         self.finished: list[str] = []
 
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+    def keyword_search(
+        self, query: MemoryQuery, text: str, *, text_only: bool = False
+    ) -> list[ScoredMemory]:
         self.threads[text] = threading.current_thread().name
         if self.fail and text == QUESTION:
             raise StoreError("the message's search failed")
         if self.fail:
             time.sleep(0.3)  # the pinned facts' search: still running when the other fails
-        found = super().keyword_search(query, text)
+        found = super().keyword_search(query, text, text_only=text_only)
         self.finished.append(text)
         return found
 
@@ -96,9 +98,11 @@ def test_sqlite_reads_the_pinned_facts_on_the_callers_thread(tmp_path: Path) -> 
         Memory(db=db, embedder=None).add_user_memories([UserMemory(f) for f in FACTS], "ava")
         real = db.keyword_search
 
-        def noted_thread(query: MemoryQuery, text: str) -> list[ScoredMemory]:
+        def noted_thread(
+            query: MemoryQuery, text: str, *, text_only: bool = False
+        ) -> list[ScoredMemory]:
             seen.append(threading.current_thread().name)
-            return real(query, text)
+            return real(query, text, text_only=text_only)
 
         db.keyword_search = noted_thread  # type: ignore[method-assign]
         chosen = select_memories(db, MemoryQuery(user_id="ava", limit=20), QUESTION, 5)
@@ -163,9 +167,11 @@ class ServerWords(ThreadNoting):
         super().__init__()
         self.began: dict[str, float] = {}
 
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+    def keyword_search(
+        self, query: MemoryQuery, text: str, *, text_only: bool = False
+    ) -> list[ScoredMemory]:
         self.began[text] = time.monotonic()
-        return super().keyword_search(query, text)
+        return super().keyword_search(query, text, text_only=text_only)
 
 
 @pytest.mark.parametrize("on_server", [True, False])

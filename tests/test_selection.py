@@ -173,6 +173,33 @@ def test_only_a_memory_of_the_users_own_name_is_kept_in_view(
     assert select_memories(store, query, question, 20)[0].memory == "The user goes by Av"
 
 
+def test_facts_kept_in_view_are_found_by_their_text_not_by_what_was_said(
+    store: MemoryStore,
+) -> None:
+    """Memories keep the conversation they came from (``input``), which keyword search
+    reads too: talk full of the pinned searches' words (a friend's allergies, someone's
+    nickname) must not crowd out the memories whose own text says them."""
+    memory = Memory(db=store, embedder=None)
+    chatter = (
+        "My friend Mia is allergic to cats, her allergy is bad; her name is Maria but she "
+        "goes by Mia, her brother is called Tom, named after our grandfather, and he is "
+        "lactose intolerant. Anaphylaxis scares them; their cousin has coeliac disease."
+    )
+    facts = user_facts(300)
+    for fact in facts:
+        fact.input = chatter
+    memory.add_user_memories(facts[:150], "ava")
+    memory.add_user_memory(UserMemory("The user's name is Ava", input="I'm Ava."), "ava")
+    constraints = ["Ava is allergic to peanuts", "Ava is lactose intolerant"]
+    for text in constraints:
+        memory.add_user_memory(UserMemory(text, input="By the way, " + text), "ava")
+    memory.add_user_memories(facts[150:], "ava")
+    query = MemoryQuery(user_id="ava")
+    texts = [m.memory for m in select_memories(store, query, "What's the weather like?", 20)]
+    assert texts[0] == "The user's name is Ava"
+    assert set(texts[1:3]) == set(constraints)
+
+
 def test_the_manager_updates_an_old_fact_after_thousands_of_newer_ones(
     store: MemoryStore,
 ) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import bisect
 import copy
+import dataclasses
 import heapq
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Final
@@ -48,6 +49,7 @@ __all__ = [
 
 Shape = tuple[str, int]  # the (embedding model, dimensions) of a set of vectors
 _MEMORY_BYTES: Final = 500  # a snapshot's memory's objects, besides its texts (a rough guess)
+_TEXT_SEARCHES_KEPT: Final = 8  # a snapshot's text_only searches kept
 # sort_memories picks a page with a heap when it ends within the first 1/32 of the memories:
 # beyond about 1/20 a full sort was as fast (10,000 memories)
 _HEAP_BELOW: Final = 32
@@ -89,10 +91,13 @@ def sort_memories(found: list[UserMemory], query: MemoryQuery) -> list[UserMemor
     return found[query.offset : end]
 
 
-def keyword_rank(found: Sequence[UserMemory], query: MemoryQuery, text: str) -> list[ScoredMemory]:
-    """BM25 over the memories' text, topics and input; those sharing no word are left out.
+def keyword_rank(
+    found: Sequence[UserMemory], query: MemoryQuery, text: str, text_only: bool = False
+) -> list[ScoredMemory]:
+    """BM25 over the memories' text, topics and input (their text alone with
+    ``text_only``: see UserSnapshot.keyword); those sharing no word are left out.
     ``found`` must already be the user's memories that pass the query's filters."""
-    documents = [_document(m) for m in found]
+    documents = [m.memory if text_only else _document(m) for m in found]
     scored = [
         ScoredMemory(m, score)
         for m, score in zip(found, bm25_scores(documents, text), strict=True)
@@ -261,6 +266,7 @@ class UserSnapshot:
         "_index",
         "_means",
         "_text_bytes",
+        "_texts",
         "generation",
         "loaded_at",
         "memories",
@@ -298,6 +304,8 @@ class UserSnapshot:
         self._text_bytes = _MEMORY_BYTES * len(memories) + 2 * sum(map(len, self._documents))
         self._index: KeywordIndex | PatchedIndex | None = None
         self._means: dict[Shape, Vector] = {}  # made on a centred search's first need
+        # text_only searches' scores (matches' positions, their scores), made on first need
+        self._texts: dict[Hashable, tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]] = {}
 
     def patched(
         self,
@@ -385,20 +393,51 @@ class UserSnapshot:
     def nbytes(self) -> int:
         """Roughly what the snapshot takes in the process."""
         vectors = sum(v.nbytes for v in (self.vectors or {}).values())
-        return self._text_bytes + vectors + (0 if self._index is None else self._index.nbytes)
+        texts = sum(where.nbytes + scores.nbytes for where, scores in self._texts.values())
+        return (
+            self._text_bytes + vectors + texts + (0 if self._index is None else self._index.nbytes)
+        )
 
-    def keyword(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+    def keyword(self, query: MemoryQuery, text: str, text_only: bool = False) -> list[ScoredMemory]:
         """keyword_rank's answer (BM25 of the filtered memories' documents, those sharing
-        no word left out, equal scores by memory_id) from the snapshot's keyword index."""
+        no word left out, equal scores by memory_id) from the snapshot's keyword index.
+        With ``text_only``, the matches are scored again by BM25 of their texts alone
+        (among themselves), and those whose text holds none of the words left out: no
+        index of the texts is made, only the matches' texts are read, and the scores are
+        kept with the snapshot (the selection asks the same words at every turn)."""
+        if text_only:
+            key = (text, dataclasses.replace(query, limit=None, offset=0))
+            kept = self._texts.get(key)
+            if kept is None:
+                kept = self._text_scores(query, text)
+                if len(self._texts) >= _TEXT_SEARCHES_KEPT:
+                    self._texts.clear()
+                self._texts[key] = kept  # two threads may both make it: either serves
+            scores = np.full(len(self.memories), -np.inf)
+            scores[kept[0]] = kept[1]
+            return self._best(scores, self._by_id, query)
+        return self._best(self._scores(query, text), self._by_id, query)
+
+    def _text_scores(
+        self, query: MemoryQuery, text: str
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        """The keyword matches (positions in memory_id order) and BM25 of their texts."""
+        matches = np.flatnonzero(self._scores(query, text) > -np.inf)
+        texts = [self.memories[int(self._by_id[i])].memory for i in matches]
+        own = np.array(bm25_scores(texts, text), dtype=np.float64)
+        return matches, np.where(own > 0, own, -np.inf)
+
+    def _scores(self, query: MemoryQuery, text: str) -> npt.NDArray[np.float64]:
+        """BM25 of the documents in memory_id order, -inf for those sharing no word."""
         index = self._index
         if index is None:
             with _BUILDING:  # searches side by side build it once
                 index = self._index
                 if index is None:
                     index = self._index = KeywordIndex(self._documents)
-        scores = index.scores(text, self._passing(query))[self._by_id]
+        scores: npt.NDArray[np.float64] = index.scores(text, self._passing(query))[self._by_id]
         scores[scores <= 0] = -np.inf  # those sharing no word are left out
-        return self._best(scores, self._by_id, query)
+        return scores
 
     def semantic(
         self, query: MemoryQuery, target: Vector, model: str, centering: float = 0.0

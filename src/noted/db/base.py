@@ -165,10 +165,15 @@ class MemoryStore(Protocol):
         """Delete every memory of every user: a separate, explicit call on purpose."""
         ...
 
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+    def keyword_search(
+        self, query: MemoryQuery, text: str, *, text_only: bool = False
+    ) -> list[ScoredMemory]:
         """The memories ``query`` selects that contain words of ``text``, best BM25 match
         first, at most ``query.limit``; ``query.user_id`` is required. Any text is safe:
-        it is never read as query syntax."""
+        it is never read as query syntax. ``text_only``: only the memories whose own text
+        holds one of the words, ranked by the words' occurrences there, not in their topics
+        or the conversation they came from (``input``); the selection finds the facts it
+        always shows this way."""
         ...
 
     def semantic_search(

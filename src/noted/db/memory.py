@@ -266,7 +266,9 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         self._snapshots.put(user_id, snapshot)
         return snapshot
 
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+    def keyword_search(
+        self, query: MemoryQuery, text: str, *, text_only: bool = False
+    ) -> list[ScoredMemory]:
         """BM25 from the user's kept snapshot (see UserSnapshot.keyword); stored memories
         are replaced, never changed in place, so it holds them as they are and only the
         page is copied."""
@@ -275,8 +277,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             snapshot = self._kept(user_id)
             found = self._matching(query) if snapshot is None else []
         if snapshot is None:
-            return _copied(keyword_rank(found, query, text))
-        return snapshot.keyword(query, text)
+            return _copied(keyword_rank(found, query, text, text_only))
+        return snapshot.keyword(query, text, text_only)
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0

@@ -144,12 +144,13 @@ def _search(
     query: MemoryQuery,
     text: str,
     words: str | None = None,
+    text_only: bool = False,
 ) -> list[ScoredMemory]:
     if index is not None and text.strip():
         return index.hybrid(
             query, text, semantic_weight=SEMANTIC_WEIGHT, words=words, centering=CENTERING
         )
-    return store.keyword_search(query, text if words is None else words)
+    return store.keyword_search(query, text if words is None else words, text_only=text_only)
 
 
 def search_memories(
@@ -160,22 +161,23 @@ def search_memories(
     index: MemoryIndex | None = None,
     agent_id: str | None = None,
     words: str | None = None,
+    text_only: bool = False,
 ) -> list[ScoredMemory]:
     """The best matches for ``text`` among all the memories ``query`` selects (at most
     ``query.limit``): hybrid with an ``index``, keyword otherwise (by ``words`` instead of
-    ``text``'s when given). With ``agent_id``, only that agent's memories and those written
-    with no agent id: the agent's own are searched apart, so other agents' memories cannot
-    crowd them out."""
+    ``text``'s when given; in the memories' text alone with ``text_only``). With
+    ``agent_id``, only that agent's memories and those written with no agent id: the
+    agent's own are searched apart, so other agents' memories cannot crowd them out."""
     if not (text.strip() or (words or "").strip()):
         return []
     if agent_id is None:
-        return _search(store, index, query, text, words)
-    own = _search(store, index, dataclasses.replace(query, agent_id=agent_id), text, words)
+        return _search(store, index, query, text, words, text_only)
+    mine = dataclasses.replace(query, agent_id=agent_id)
+    own = _search(store, index, mine, text, words, text_only)
     depth = None if query.limit is None else 3 * query.limit
+    wide = dataclasses.replace(query, limit=depth)
     shared = [
-        r
-        for r in _search(store, index, dataclasses.replace(query, limit=depth), text, words)
-        if r.memory.agent_id is None
+        r for r in _search(store, index, wide, text, words, text_only) if r.memory.agent_id is None
     ]
     merged = sorted([*own, *shared], key=lambda r: -r.score)
     return merged[: query.limit]
@@ -202,13 +204,15 @@ def _pinned(store: MemoryStore, query: MemoryQuery, agent_id: str | None) -> lis
     """Facts that matter whatever is asked: the user's own name, as far as the memories
     say it (the best match), then up to ``PINNED_CONSTRAINTS`` memories of what they are
     allergic or intolerant to (a search of their own: a user's memories name many things,
-    and those would crowd out the user's name)."""
+    and those would crowd out the user's name). Both search the memories' own text: the
+    conversations memories came from can be full of the words (a friend's allergy,
+    someone's nickname), and their matches would crowd out the facts."""
 
     def matching(words: str, pattern: re.Pattern[str], depth: int) -> list[UserMemory]:
         if depth <= 0:
             return []
         wanted = dataclasses.replace(query, limit=depth)
-        found = search_memories(store, wanted, words, agent_id=agent_id)
+        found = search_memories(store, wanted, words, agent_id=agent_id, text_only=True)
         return [r.memory for r in found if pattern.search(r.memory.memory)]
 
     name = matching(_NAME_QUERY, _NAME, 5)[:1]

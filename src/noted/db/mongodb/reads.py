@@ -73,19 +73,24 @@ class MongoReads(PageRules):
         with self._db() as db:
             return db.memories.count_documents(query_filter(query))
 
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+    def keyword_search(
+        self, query: MemoryQuery, text: str, *, text_only: bool = False
+    ) -> list[ScoredMemory]:
+        """The server's text index ranks the words, or BM25 over the user's cached
+        snapshot where it cannot: with ``text_only`` (a text index covers the memory's
+        topics and input too) or when the server refused $text."""
         user_id = keyword_user(query)
         words = fts_terms(text)
         if not words or query.limit == 0:
             return []
         with self._db() as db:
-            if self._text_search:
+            if self._text_search and not text_only:
                 found = text_query(db.memories, query, words, self._where)
                 if found is not None:
                     return found
                 self._text_search = False
             snapshot = load_snapshot(db, self.cache, user_id, vectors=False)
-        return snapshot.keyword(query, text)
+        return snapshot.keyword(query, text, text_only)
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0

@@ -46,19 +46,32 @@ B: Final = 0.75
 # ts_rank's weights, D, C, B, A: the search vector's memory text is A, topics B, the
 # conversation it came from C (as SQLite's BM25 weighs its columns); D is not used
 WEIGHTS: Final = "'{0.1, 0.5, 0.5, 1.0}'"
+TEXT_WEIGHTS: Final = "'{0, 0, 0, 1.0}'"  # the memory's text alone
 # ts_rank of one word, without normalization, for one occurrence of weight w: w / (pi^2 / 6)
 _ONE: Final = 1.6449340668482264
 
 
 def ranking(
-    table: str, where: str, match: str, words: int, *, generation: str | None = None
+    table: str,
+    where: str,
+    match: str,
+    words: int,
+    *,
+    generation: str | None = None,
+    text_only: bool = False,
 ) -> str:
     """The ranking of ``words`` words (``hit``, ``score``, best first, ties by id) among the
     rows ``where`` keeps (`` WHERE ...``: the query's filters, the user's id among them),
     ``match`` testing a row's ``search`` against ``q``, any of the words. With
     ``generation`` (the statement that reads the user's generation; ``where`` the user's
     id alone), the count and mean length of those rows as counted at a given generation
-    are used while the user is at it. Its parameters are :func:`parameters`'."""
+    are used while the user is at it. With ``text_only``, only the words' occurrences in
+    the memory's text (the search vector's weight A) match and count. Its parameters are
+    :func:`parameters`'."""
+    weights = WEIGHTS
+    if text_only:  # the index finds rows with the words anywhere; the filter keeps A's
+        match = f"{match} AND ts_filter(search, '{{a}}') @@ q"
+        weights = TEXT_WEIGHTS
     docs = f"SELECT count(*)::float8 AS n, avg(search_length)::float8 AS mean FROM {table}{where}"
     if generation is not None:
         now = f"coalesce(({generation}), 0)"
@@ -69,7 +82,7 @@ def ranking(
     slots = range(1, words + 1)
     terms = ", ".join(f"t[{j}] AS t{j}" for j in slots)
     tfs = ", ".join(
-        f"coalesce(ts_rank({WEIGHTS}, search, t{j}, 0), 0) * {_ONE}::float8 AS tf{j}" for j in slots
+        f"coalesce(ts_rank({weights}, search, t{j}, 0), 0) * {_ONE}::float8 AS tf{j}" for j in slots
     )
     dfs = ", ".join(f"count(*) FILTER (WHERE tf{j} > 0)::float8 AS df{j}" for j in slots)
     idfs = ", ".join(

@@ -550,7 +550,9 @@ class PostgresDb(
 
     # -- search -----------------------------------------------------------------------
 
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+    def keyword_search(
+        self, query: MemoryQuery, text: str, *, text_only: bool = False
+    ) -> list[ScoredMemory]:
         core.keyword_user(query)
         words = fts_terms(text)
         words = [w for w in words if w not in STOPWORDS] or words
@@ -558,7 +560,7 @@ class PostgresDb(
             return []
         # Only letters and digits reach the query, joined by "or": nothing in ``text`` can
         # be read as query syntax, and any of the words matches (see KEYWORD_MATCH).
-        user_id, key = query.user_id, (query, tuple(words))
+        user_id, key = query.user_id, (query, tuple(words), text_only)
         # By the user's generation, outside a batch (its writes are not committed yet): a
         # search asked again is kept while it stays, and so are the user's count and mean
         # length for a search with no other filter. Otherwise nothing needs it.
@@ -566,25 +568,35 @@ class PostgresDb(
         asked = by_generation and self._kept.asked_before(key)
         with self._connection() as conn:
             if user_id is None or not (asked or (by_generation and not query.filtered)):
-                return pgsql.scored(self._ranked_words(conn, query, words))
+                return pgsql.scored(self._ranked_words(conn, query, words, None, text_only))
             generation = self._kept.generation(conn, user_id)
             rows = self._kept.get(key, generation) if asked else None
             if rows is None:
                 counted = None if query.filtered else self._kept.counted(conn, user_id, generation)
-                rows = self._ranked_words(conn, query, words, counted)
+                rows = self._ranked_words(conn, query, words, counted, text_only)
                 if asked:
                     self._kept.keep(key, generation, rows)
         return pgsql.scored(rows)
 
     def _ranked_words(
-        self, conn: Conn, query: MemoryQuery, words: list[str], counted: Counted | None = None
+        self,
+        conn: Conn,
+        query: MemoryQuery,
+        words: list[str],
+        counted: Counted | None = None,
+        text_only: bool = False,
     ) -> list[Row]:
         """The rows of the query's page of memories ranked for ``words``, the user's count
         and mean length given when ``counted`` (see keyword.ranking)."""
         where, params = pgsql.where(query)
         generation = None if counted is None else self._kept.generation.sql
         inner = keyword.ranking(
-            self._n.memories, where, KEYWORD_MATCH, len(words), generation=generation
+            self._n.memories,
+            where,
+            KEYWORD_MATCH,
+            len(words),
+            generation=generation,
+            text_only=text_only,
         )
         params = keyword.parameters(words, params, counted)
         inner += pgsql.page(query, params)

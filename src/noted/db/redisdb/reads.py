@@ -228,12 +228,14 @@ class RedisReads(PageRules):
         self.cache.put(user_id, patched)
         return patched
 
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
+    def keyword_search(
+        self, query: MemoryQuery, text: str, *, text_only: bool = False
+    ) -> list[ScoredMemory]:
         """keyword_rank's ranking over the cached snapshot (see UserSnapshot.keyword)."""
         user_id = keyword_user(query)
         if query.limit == 0:
             return []
-        return self._snapshot(user_id).keyword(query, text)
+        return self._snapshot(user_id).keyword(query, text, text_only)
 
     def semantic_search(
         self, query: MemoryQuery, vector: QueryVector, model: str, centering: float = 0.0

@@ -83,11 +83,19 @@ class SqliteFullText:
         self._counts: dict[tuple[str, str, bool], tuple[tuple[int, int], int]] = {}
         self._results: KeptResults[tuple[int, int]] = KeptResults()
 
-    def rows(self, columns: str, query: MemoryQuery, user_id: str, words: list[str]) -> list[Any]:
+    def rows(
+        self,
+        columns: str,
+        query: MemoryQuery,
+        user_id: str,
+        words: list[str],
+        text_only: bool = False,
+    ) -> list[Any]:
         """``columns`` and the BM25 score (last, negative: the best first) of the query's
         page of best matches for ``words`` (as :func:`~noted.retrieval.ranking.content_terms`
-        gives them)."""
+        gives them); with ``text_only``, of their occurrences in the memories' text alone."""
         key = (
+            text_only,
             columns,
             (user_id, tuple(query.topics), query.agent_id, query.team_id),
             (query.updated_after, query.updated_before, query.limit, query.offset),
@@ -99,7 +107,7 @@ class SqliteFullText:
             known = self._results.get(key, state)
             if known is not None:
                 return known
-            rows = self._search(conn, columns, query, user_id, words)
+            rows = self._search(conn, columns, query, user_id, words, text_only)
             self._results.keep(key, state, rows)
         return list(rows)
 
@@ -110,6 +118,7 @@ class SqliteFullText:
         query: MemoryQuery,
         user_id: str,
         words: list[str],
+        text_only: bool,
     ) -> list[Any]:
         user = conn.execute(self._user, (user_id,)).fetchone()
         if user is None or not user[1]:
@@ -133,10 +142,13 @@ class SqliteFullText:
         head: list[Any] = []
         for term, df in kept:
             head += [term, math.log(1 + (memories - df + 0.5) / (df + 0.5)) * (K1 + 1)]
-        newer = ""
+        only: list[str] = []
+        if text_only:  # the words' occurrences in the memory's text alone
+            only.append("v.col = 'memory'")
         if newest is not None:  # the newest matches only (see the module)
-            newer = " WHERE v.doc >= ?"
+            only.append("v.doc >= ?")
             head.append(newest)
+        newer = " WHERE " + " AND ".join(only) if only else ""
         head += [K1 * (1 - B), K1 * B / mean]
         where, params = self._where(query)
         t = self.table

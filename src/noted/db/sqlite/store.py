@@ -483,7 +483,9 @@ class SqliteDb(
             indexed = conn.execute(self._terms.sql_top).fetchone()[0]
             self._terms.index_after(conn, indexed or 0)
 
-    def _keyword_rows(self, columns: str, query: MemoryQuery, text: str) -> list[Any]:
+    def _keyword_rows(
+        self, columns: str, query: MemoryQuery, text: str, text_only: bool = False
+    ) -> list[Any]:
         """``columns`` and the BM25 score (last) of the query's page of best matches."""
         user_id = core.keyword_user(query)
         words = content_terms(text)
@@ -491,10 +493,12 @@ class SqliteDb(
             return []
         self._catch_up()
         with self._session() as conn, planned_by_values(conn):
-            return self._fulltext.rows(columns, query, user_id, words)
+            return self._fulltext.rows(columns, query, user_id, words, text_only)
 
-    def keyword_search(self, query: MemoryQuery, text: str) -> list[ScoredMemory]:
-        rows = self._keyword_rows(_SELECT, query, text)
+    def keyword_search(
+        self, query: MemoryQuery, text: str, *, text_only: bool = False
+    ) -> list[ScoredMemory]:
+        rows = self._keyword_rows(_SELECT, query, text, text_only)
         found = rows_to_memories([row[:-1] for row in rows])
         return [ScoredMemory(m, -float(row[-1])) for m, row in zip(found, rows, strict=True)]
 
