@@ -12,6 +12,7 @@ import threading
 import time
 import types
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,7 @@ def test_tables_indexes_and_schema_version_are_created(db: PostgresDb, url: str)
     } <= indexes.keys()
     assert f"ix_{t}_search" not in indexes  # the GIN index of every user's rows
     assert "USING gin (user_id, search)" in indexes[f"ix_{t}_user_search"]
+    assert "USING gin (user_id, ts_filter(search, '{a}'" in indexes[f"ix_{t}_user_text"]
     assert "(user_id, embedding_model) INCLUDE (search_length)" in indexes[f"ix_{t}_user_model"]
 
 
@@ -338,6 +340,11 @@ def test_keyword_search_reads_only_the_users_rows(url: str, names: dict[str, str
             assert asked, plan(word)
             assert all("(user_id = 'u0'::text)" in line for line in asked), plan(word)
         assert any(f"on ix_{t}_user_search" in line for line in plan("shellfish"))
+        # a search of the memories' own text reads the index of the text's words
+        words = ["shellfish"]
+        text = keyword.ranking(f'"{t}"', " WHERE user_id = %s", KEYWORD_MATCH, 1, text_only=True)
+        shown = conn.execute("EXPLAIN " + text, keyword.parameters(words, ["u0"])).fetchall()
+        assert any(f"on ix_{t}_user_text" in str(row[0]) for row in shown), shown
 
 
 def varied(user: str) -> list[UserMemory]:
@@ -424,23 +431,37 @@ def test_without_btree_gin_words_are_found_the_same_and_indexed_when_it_comes(
     url: str, names: dict[str, str]
 ) -> None:
     """A database where the user may not create btree_gin: no GIN index by user, the same
-    ranking; once the user may, the next store to open the table makes the index."""
+    ranking, of the whole memory and of its text alone; once the user may, the next store
+    to open the table makes the indexes."""
     admin, limited = limited_database(url, "nobtree")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("DROP EXTENSION IF EXISTS btree_gin")
-    index = f"ix_{names['memory_table']}_user_search"
 
     def indexed() -> bool:
-        with psycopg.connect(admin) as conn:
-            row = conn.execute("SELECT to_regclass(%s)", (f'"{index}"',)).fetchone()
-        return row is not None and row[0] is not None
+        found = []
+        for suffix in ("user_search", "user_text"):
+            with psycopg.connect(admin) as conn:
+                index = f'"ix_{names["memory_table"]}_{suffix}"'
+                row = conn.execute("SELECT to_regclass(%s)", (index,)).fetchone()
+            found.append(row is not None and row[0] is not None)
+        assert len(set(found)) == 1, found  # both or neither
+        return found[0]
+
+    def texts(store: PostgresDb) -> list[list[str]]:
+        query = MemoryQuery(user_id="ava", limit=5)
+        return [
+            [r.memory.memory_id or "" for r in store.keyword_search(query, q, text_only=True)]
+            for q in ("shellfish eat", "ski trip", "food")
+        ]
 
     with PostgresDb(url, **names) as store:  # the same memories where btree_gin is there
         store.upsert_memories(varied("ava"))
         expected = rankings(store, "ava")
+        expected_texts = texts(store)
     with PostgresDb(limited, **names) as store:
         store.upsert_memories([*varied("ava"), *varied("bob")])
         assert rankings(store, "ava") == expected
+        assert texts(store) == expected_texts and any(expected_texts)
         assert not indexed()
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute("GRANT CREATE ON DATABASE nobtree TO nobtree")
@@ -956,6 +977,41 @@ def test_a_users_counts_are_kept_with_the_generation_and_used_only_at_it(
         again = [(r.memory.memory_id, r.score) for r in store.keyword_search(query, "skis")]
         assert again == bm25(store, ["skis"])
         assert store._kept._counted["ava"][:2] == (_generation(url, names, "ava"), 8.0)
+
+
+def test_searches_side_by_side_after_a_write_count_the_user_once(
+    url: str, names: dict[str, str]
+) -> None:
+    """A selection's keyword searches run side by side; after a write each needs the
+    user's count and mean length at the new generation: the first counts, the others
+    wait for it and take its figures."""
+    with PostgresDb(url, **names) as store:
+        store.upsert_memories([stamped(f"tea {i}", "ava", f"m{i}") for i in range(20)])
+        generation = _generation(url, names, "ava")
+        counting: list[str] = []
+        start = threading.Barrier(4)
+
+        class Slow:
+            """A connection whose count statement takes 0.2 s, so the four overlap."""
+
+            def __init__(self, conn: psycopg.Connection[Any]) -> None:
+                self.conn = conn
+
+            def execute(self, sql: str, params: Any = None) -> Any:
+                if sql == store._kept._count:
+                    counting.append(sql)
+                    time.sleep(0.2)
+                return self.conn.execute(sql, params)
+
+        def count(_: int) -> object:
+            with store._connection() as conn:
+                start.wait()
+                return store._kept.counted(Slow(conn), "ava", generation)  # type: ignore[arg-type]
+
+        with ThreadPoolExecutor(4) as pool:
+            figures = list(pool.map(count, range(4)))
+        assert len(counting) == 1
+        assert figures == [(generation, 20.0, figures[0][2])] * 4
 
 
 def test_writers_of_one_user_at_once_neither_fail_nor_leave_a_kept_search_stale(

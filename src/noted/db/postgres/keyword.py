@@ -37,6 +37,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from noted.db.postgres.schema import TEXT_WORDS
+
 __all__ = ["Counted", "parameters", "ranking"]
 
 Counted = tuple[int, float, float | None]  # a user's generation, memory count, mean length
@@ -69,8 +71,8 @@ def ranking(
     the memory's text (the search vector's weight A) match and count. Its parameters are
     :func:`parameters`'."""
     weights = WEIGHTS
-    if text_only:  # the index finds rows with the words anywhere; the filter keeps A's
-        match = f"{match} AND ts_filter(search, '{{a}}') @@ q"
+    if text_only:  # read through the GIN index of the text's words, where there is one
+        match = f"{TEXT_WORDS} @@ q"
         weights = TEXT_WEIGHTS
     docs = f"SELECT count(*)::float8 AS n, avg(search_length)::float8 AS mean FROM {table}{where}"
     if generation is not None:

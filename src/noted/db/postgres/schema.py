@@ -23,12 +23,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import psycopg
 
 __all__ = [
     "MIGRATIONS",
     "SESSION_MIGRATIONS",
+    "TEXT_WORDS",
     "Extensions",
     "Names",
     "create_extension",
@@ -218,18 +220,25 @@ def m005_vectors_move_generations(conn: Connection, names: Names, extensions: Ex
     once it is recorded."""
 
 
+# the words of the memory's own text: the search vector's of weight A
+TEXT_WORDS: Final = "ts_filter(search, '{a}')"
+
+
 def user_search_index(conn: Connection, names: Names) -> None:
-    """Create the GIN index on ``(user_id, search)`` if it is not there (btree_gin must be):
-    a word's entry lists the rows of one user apart from every other user's, so a search
-    reads only the user's rows that hold one of its words. Looked up first: creating it,
-    even when it is there, would wait for the table's writes."""
-    index = names.q(f"ix_{names.memory_table}_user_search")
-    row = conn.execute("SELECT to_regclass(%s)", (index,)).fetchone()
-    if row is None or row[0] is None:
-        conn.execute(
-            f'CREATE INDEX IF NOT EXISTS "ix_{names.memory_table}_user_search" '
-            f"ON {names.memories} USING gin (user_id, search)"
-        )
+    """Create the GIN indexes by user if they are not there (btree_gin must be): on
+    ``(user_id, search)``, where a word's entry lists the rows of one user apart from every
+    other user's, so a search reads only the user's rows that hold one of its words; and
+    on ``(user_id, TEXT_WORDS)``, the words of the memories' own text, for searches of the
+    text alone (a tenth of the first's size). Each looked up first: creating one, even when
+    it is there, would wait for the table's writes."""
+    for suffix, words in (("user_search", "search"), ("user_text", TEXT_WORDS)):
+        index = names.q(f"ix_{names.memory_table}_{suffix}")
+        row = conn.execute("SELECT to_regclass(%s)", (index,)).fetchone()
+        if row is None or row[0] is None:
+            conn.execute(
+                f'CREATE INDEX IF NOT EXISTS "ix_{names.memory_table}_{suffix}" '
+                f"ON {names.memories} USING gin (user_id, {words})"
+            )
 
 
 def create_extension(conn: Connection, name: str) -> bool:
