@@ -24,6 +24,7 @@ from noted.retrieval.ranking import (
     _stem,
     bm25_scores,
     fts_terms,
+    query_stems,
 )
 from noted.retrieval.vectors import UserVectors
 from noted.testing import ScriptedModel
@@ -263,11 +264,26 @@ def test_a_very_large_in_process_user_is_ranked_afresh_with_the_same_answers(
 ) -> None:
     memory = Memory(db=InMemoryDb(), embedder=None)
     seed(memory)
+    memory.add_user_memory(UserMemory("User skis", input="ski ski Lisbon"), user_id="ava")
     texts = ["ski", "Lisbon", "User", "allergic shellfish"]
+
+    def scored(text_only: bool) -> list[list[tuple[str, float]]]:
+        query = MemoryQuery(user_id="ava", limit=10)
+        return [
+            [
+                (r.memory.memory, r.score)
+                for r in memory.db.keyword_search(q, t, text_only=text_only)
+            ]
+            for q, t in ((query, t) for t in texts)
+        ]
+
     indexed = [search(memory.db, t) for t in texts]
-    monkeypatch.setattr(memory_store, "_KEPT_UP_TO", 3)  # ava has 4, bob 1
+    indexed_texts = scored(text_only=True)
+    assert indexed_texts != scored(text_only=False)
+    monkeypatch.setattr(memory_store, "_KEPT_UP_TO", 3)  # ava has 5, bob 1
     memory.db._snapshots.clear()  # type: ignore[attr-defined]
     assert [search(memory.db, t) for t in texts] == indexed
+    assert scored(text_only=True) == indexed_texts  # the same scores, to the last bit
     assert memory.db._snapshots.get("ava") is None  # type: ignore[attr-defined]
     assert search(memory.db, "ski", user="bob")
     assert memory.db._snapshots.get("bob") is not None  # type: ignore[attr-defined]
@@ -400,6 +416,41 @@ def test_a_patched_index_scores_as_one_made_afresh() -> None:
                 chosen = [d for d, keep in zip(documents, subset, strict=True) if keep]
                 assert index.scores(text, subset)[subset].tolist() == reference_bm25(chosen, text)
     assert patched_at_least > 100
+
+
+def test_an_index_of_a_few_words_is_patched_and_made_one_from_its_postings() -> None:
+    """An index of one query's words only (a search of the memories' own text keeps one),
+    patched patch after patch: it scores that query as an index of every word of the
+    documents as they are now, and is never dropped, made one again from its postings
+    where a whole index would be read again."""
+    rng = random.Random(11)
+
+    def document() -> str:
+        return " ".join(rng.choices(WORDS, k=rng.randint(0, 12)))
+
+    made_one = 0
+    for _ in range(30):
+        text = " ".join(rng.choices(WORDS, k=rng.randint(1, 3)))
+        words = frozenset(query_stems(text))
+        documents = [document() for _ in range(rng.randint(1, 40))]
+        index: KeywordIndex | PatchedIndex | None = KeywordIndex(documents, words=words)
+        for _ in range(14):
+            kept = [k for k in range(len(documents)) if rng.random() > 0.15]
+            rng.shuffle(kept)
+            added = [document() for _ in range(rng.choice((0, 1, 3)))]
+            moved = np.full(len(documents), -1, dtype=np.intp)
+            moved[kept] = np.arange(len(kept))
+            placed = np.arange(len(kept), len(kept) + len(added), dtype=np.intp)
+            documents = [documents[k] for k in kept] + added
+            assert index is not None
+            index = PatchedIndex.patch(index, moved, added, placed, len(documents), words)
+            assert index is not None
+            made_one += isinstance(index, KeywordIndex)
+            assert index.scores(text).tolist() == reference_bm25(documents, text)
+            subset = np.array([rng.random() < 0.6 for _ in documents], dtype=bool)
+            chosen = [d for d, keep in zip(documents, subset, strict=True) if keep]
+            assert index.scores(text, subset)[subset].tolist() == reference_bm25(chosen, text)
+    assert made_one > 10
 
 
 def test_a_snapshot_is_charged_for_its_keyword_index_once_built() -> None:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import bisect
 import copy
-import dataclasses
 import heapq
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Final
@@ -24,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from noted.db.base import MemoryQuery, ScoredMemory
-from noted.retrieval.ranking import KeywordIndex, PatchedIndex, bm25_scores
+from noted.retrieval.ranking import KeywordIndex, PatchedIndex, bm25_scores, query_stems
 from noted.retrieval.vectors import (
     UserVectors,
     Vector,
@@ -304,8 +303,9 @@ class UserSnapshot:
         self._text_bytes = _MEMORY_BYTES * len(memories) + 2 * sum(map(len, self._documents))
         self._index: KeywordIndex | PatchedIndex | None = None
         self._means: dict[Shape, Vector] = {}  # made on a centred search's first need
-        # text_only searches' scores (matches' positions, their scores), made on first need
-        self._texts: dict[Hashable, tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]] = {}
+        # for text_only searches: indexes of the memories' texts, each of one query's
+        # words only (the selection asks the same words at every turn), made on first need
+        self._texts: dict[frozenset[str], KeywordIndex | PatchedIndex] = {}
 
     def patched(
         self,
@@ -372,6 +372,11 @@ class UserSnapshot:
         if self._index is not None:
             added = [documents[int(p)] for p in placed]
             twin._index = PatchedIndex.patch(self._index, moved, added, placed, len(memories))
+        texts = [memories[int(p)].memory for p in placed]
+        for words, index in self._texts.items():  # never None: of a few words
+            patched = PatchedIndex.patch(index, moved, texts, placed, len(memories), words)
+            if patched is not None:
+                twin._texts[words] = patched
         return twin
 
     @property
@@ -393,7 +398,7 @@ class UserSnapshot:
     def nbytes(self) -> int:
         """Roughly what the snapshot takes in the process."""
         vectors = sum(v.nbytes for v in (self.vectors or {}).values())
-        texts = sum(where.nbytes + scores.nbytes for where, scores in self._texts.values())
+        texts = sum(index.nbytes for index in self._texts.values())
         return (
             self._text_bytes + vectors + texts + (0 if self._index is None else self._index.nbytes)
         )
@@ -401,31 +406,22 @@ class UserSnapshot:
     def keyword(self, query: MemoryQuery, text: str, text_only: bool = False) -> list[ScoredMemory]:
         """keyword_rank's answer (BM25 of the filtered memories' documents, those sharing
         no word left out, equal scores by memory_id) from the snapshot's keyword index.
-        With ``text_only``, the matches are scored again by BM25 of their texts alone
-        (among themselves), and those whose text holds none of the words left out: no
-        index of the texts is made, only the matches' texts are read, and the scores are
-        kept with the snapshot (the selection asks the same words at every turn)."""
-        if text_only:
-            key = (text, dataclasses.replace(query, limit=None, offset=0))
-            kept = self._texts.get(key)
-            if kept is None:
-                kept = self._text_scores(query, text)
-                if len(self._texts) >= _TEXT_SEARCHES_KEPT:
-                    self._texts.clear()
-                self._texts[key] = kept  # two threads may both make it: either serves
-            scores = np.full(len(self.memories), -np.inf)
-            scores[kept[0]] = kept[1]
-            return self._best(scores, self._by_id, query)
-        return self._best(self._scores(query, text), self._by_id, query)
-
-    def _text_scores(
-        self, query: MemoryQuery, text: str
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
-        """The keyword matches (positions in memory_id order) and BM25 of their texts."""
-        matches = np.flatnonzero(self._scores(query, text) > -np.inf)
-        texts = [self.memories[int(self._by_id[i])].memory for i in matches]
-        own = np.array(bm25_scores(texts, text), dtype=np.float64)
-        return matches, np.where(own > 0, own, -np.inf)
+        With ``text_only``, BM25 of the memories' texts alone, from an index of the texts
+        made for the query's words only and kept with the snapshot (the selection asks
+        the same words at every turn; patched with the snapshot as the other is)."""
+        if not text_only:
+            return self._best(self._scores(query, text), self._by_id, query)
+        words = frozenset(query_stems(text))
+        index = self._texts.get(words)
+        if index is None:
+            if len(self._texts) >= _TEXT_SEARCHES_KEPT:
+                self._texts.clear()
+            texts = [m.memory for m in self.memories]
+            # two threads may both make it: either serves
+            index = self._texts[words] = KeywordIndex(texts, words=words)
+        scores: npt.NDArray[np.float64] = index.scores(text, self._passing(query))[self._by_id]
+        scores[scores <= 0] = -np.inf
+        return self._best(scores, self._by_id, query)
 
     def _scores(self, query: MemoryQuery, text: str) -> npt.NDArray[np.float64]:
         """BM25 of the documents in memory_id order, -inf for those sharing no word."""

@@ -20,6 +20,7 @@ __all__ = [
     "bm25_scores",
     "content_terms",
     "fts_terms",
+    "query_stems",
 ]
 
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -81,7 +82,7 @@ def _bag(document: str) -> tuple[dict[str, int], int]:
     return dict(Counter(stems)), len(stems)
 
 
-def _query_stems(text: str) -> set[str]:
+def query_stems(text: str) -> set[str]:
     """The stems a keyword query looks for: its words less the stopwords (all of them when
     it has nothing else)."""
     return {_stem(w) for w in content_terms(text)}
@@ -138,7 +139,7 @@ class _BM25:
             total = len(sizes)
         else:
             total, total_size = int(np.count_nonzero(subset)), int(sizes[subset].sum())
-        wanted = _query_stems(text)
+        wanted = query_stems(text)
         if not wanted or not total:
             return scores
         average = total_size / total or 1.0
@@ -186,6 +187,30 @@ class KeywordIndex(_BM25):
         self._sizes = np.array([size for _, size in bags], dtype=np.int32)
         self._total_size = int(self._sizes.sum())
 
+    @classmethod
+    def of_postings(cls, index: _BM25, words: Collection[str]) -> KeywordIndex:
+        """One index of ``index``'s documents with its postings of ``words`` only, made
+        from those postings (the documents are not read again)."""
+        names: list[str] = []
+        positions: list[npt.NDArray[np.integer]] = [np.zeros(0, dtype=np.int32)]
+        counts: list[npt.NDArray[np.int32]] = [_NONE]
+        for word in sorted(words):
+            held, times = index.postings(word)
+            if held.size:
+                order = np.argsort(held, kind="stable")  # in position order, as made
+                names.append(word)
+                positions.append(held[order])
+                counts.append(times[order])
+        made = cls.__new__(cls)
+        made._words = {word: i for i, word in enumerate(names)}
+        made._start = np.zeros(len(names) + 1, dtype=np.int64)
+        np.cumsum(np.array([p.size for p in positions[1:]], dtype=np.int64), out=made._start[1:])
+        made._positions = np.concatenate(positions).astype(np.int32)
+        made._counts = np.concatenate(counts).astype(np.int32)
+        made._sizes = index._sizes.copy()
+        made._total_size = index._total_size
+        return made
+
     @property
     def nbytes(self) -> int:
         """Roughly what the index takes in the process (a word's entry: about 100 bytes)."""
@@ -229,21 +254,23 @@ class PatchedIndex(_BM25):
         documents: Sequence[str],
         placed: npt.NDArray[np.intp],
         count: int,
-    ) -> PatchedIndex | None:
+        words: Collection[str] | None = None,
+    ) -> KeywordIndex | PatchedIndex | None:
         """``base`` with its document at position ``p`` moved to ``moved[p]`` (-1: taken
         out) and ``documents`` added at ``placed``, ``count`` documents in all; None when
         it is better made again whole (more than eight parts, or more than a quarter of
-        the documents it would hold taken out)."""
+        the documents it would hold taken out). An index of a few ``words`` only is made
+        one again from its postings then (see KeywordIndex.of_postings), never None."""
         if isinstance(base, KeywordIndex):
             old = [(base, np.arange(len(base._sizes), dtype=np.intp))]
         else:
             old = list(base._parts)
         parts = [(index, np.where(where >= 0, moved[where], -1)) for index, where in old]
         if documents:
-            parts.append((KeywordIndex(documents), placed))
+            parts.append((KeywordIndex(documents, words=words), placed))
         indexed = sum(len(index._sizes) for index, _ in parts)
         if len(parts) > _MOST_PARTS or 4 * (indexed - count) > indexed:
-            return None
+            return None if words is None else KeywordIndex.of_postings(cls(parts, count), words)
         return cls(parts, count)
 
     @property
@@ -274,6 +301,6 @@ def bm25_scores(
     """BM25 of each document for the words of ``text`` (0 when none occurs), for stores
     that have no full-text index of their own: a :class:`KeywordIndex` of the query's
     words only, made for this one call."""
-    index = KeywordIndex(documents, words=_query_stems(text))
+    index = KeywordIndex(documents, words=query_stems(text))
     result: list[float] = index.scores(text, k1=k1, b=b).tolist()
     return result
