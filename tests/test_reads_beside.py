@@ -248,3 +248,37 @@ def test_a_read_runs_on_the_callers_thread_when_every_search_thread_is_busy() ->
 
 def _refuse() -> None:
     raise StoreError("refused")
+
+
+def test_a_snapshot_searched_by_text_while_it_is_patched() -> None:
+    """Searches of the memories' own text add indexes to a snapshot while another thread
+    patches it (a write's new snapshot) and sizes it: neither sees the other's change
+    halfway."""
+    memories = [
+        UserMemory(f"Ava likes tea number {i}", memory_id=f"m{i:04d}", user_id="ava")
+        for i in range(2_000)
+    ]
+    snapshot = client_search.UserSnapshot(1, memories)
+    query = MemoryQuery(user_id="ava", limit=3)
+    failed: list[BaseException] = []
+    stop = time.monotonic() + 1.5
+
+    def search() -> None:
+        i = 0
+        while time.monotonic() < stop and not failed:
+            try:
+                snapshot.keyword(query, f"tea number {i % 40}", text_only=True)
+            except BaseException as exc:  # reported below
+                failed.append(exc)
+            i += 1
+
+    searching = threading.Thread(target=search)
+    searching.start()
+    try:
+        while time.monotonic() < stop and not failed:
+            new = UserMemory("Ava likes tea at noon", memory_id="n", user_id="ava")
+            snapshot.patched(2, {"m0001"}, [new], [None], lambda m: m.memory_id or "")
+            assert snapshot.nbytes > 0
+    finally:
+        searching.join()
+    assert not failed, failed

@@ -373,7 +373,8 @@ class UserSnapshot:
             added = [documents[int(p)] for p in placed]
             twin._index = PatchedIndex.patch(self._index, moved, added, placed, len(memories))
         texts = [memories[int(p)].memory for p in placed]
-        for words, index in self._texts.items():  # never None: of a few words
+        # (a copy: a search of this snapshot on another thread may add one meanwhile)
+        for words, index in list(self._texts.items()):  # never None: of a few words
             patched = PatchedIndex.patch(index, moved, texts, placed, len(memories), words)
             if patched is not None:
                 twin._texts[words] = patched
@@ -398,7 +399,7 @@ class UserSnapshot:
     def nbytes(self) -> int:
         """Roughly what the snapshot takes in the process."""
         vectors = sum(v.nbytes for v in (self.vectors or {}).values())
-        texts = sum(index.nbytes for index in self._texts.values())
+        texts = sum(index.nbytes for index in list(self._texts.values()))
         return (
             self._text_bytes + vectors + texts + (0 if self._index is None else self._index.nbytes)
         )
