@@ -392,7 +392,8 @@ class UserSnapshot:
         """This snapshot with ``found`` as its vectors of ``shape`` too (the rest shared)."""
         twin = copy.copy(self)
         twin.vectors = {**(self.vectors or {}), shape: found}
-        twin._means = {kept: mean for kept, mean in self._means.items() if kept != shape}
+        means = list(self._means.items())  # (a centred search may add one meanwhile)
+        twin._means = {kept: mean for kept, mean in means if kept != shape}
         return twin
 
     @property
