@@ -242,14 +242,19 @@ def every_memory(memory: Memory, user_id: str, question: str) -> list[UserMemory
 
 
 def recency_window(memory: Memory, user_id: str, question: str) -> list[UserMemory]:
-    """The selection before noted searched all memories, each line written whole."""
+    """The selection before noted searched all memories, fitted as it was then: each
+    line written whole, one too long passed over until under 40 characters are left."""
     recent = memory.get_user_memories(user_id, limit=200)
     kept: list[UserMemory] = []
     used = 0
     for chosen in rank_memories(recent, question, 30):
-        if used + len(f"- {chosen.memory}") <= BUDGET:
-            kept.append(chosen)
-            used += len(f"- {chosen.memory}") + 1
+        line = f"- {chosen.memory}"
+        if used + len(line) > BUDGET:
+            if BUDGET - used < 40:
+                break
+            continue
+        kept.append(chosen)
+        used += len(line) + 1
     return kept
 
 

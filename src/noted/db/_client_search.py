@@ -411,31 +411,34 @@ class UserSnapshot:
         With ``text_only``, BM25 of the memories' texts alone, from an index of the texts
         made for the query's words only and kept with the snapshot (the selection asks
         the same words at every turn; patched with the snapshot as the other is)."""
-        if not text_only:
-            return self._best(self._scores(query, text), self._by_id, query)
-        words = frozenset(query_stems(text))
-        index = self._texts.get(words)
-        if index is None:
-            if len(self._texts) >= _TEXT_SEARCHES_KEPT:
-                self._texts.clear()
-            texts = [m.memory for m in self.memories]
-            # two threads may both make it: either serves
-            index = self._texts[words] = KeywordIndex(texts, words=words)
-        scores: npt.NDArray[np.float64] = index.scores(text, self._passing(query))[self._by_id]
-        scores[scores <= 0] = -np.inf
+        index = self._text_index(text) if text_only else self._keyword_index()
+        scores = index.scores(text, self._passing(query))[self._by_id]
+        scores[scores <= 0] = -np.inf  # those sharing no word are left out
         return self._best(scores, self._by_id, query)
 
-    def _scores(self, query: MemoryQuery, text: str) -> npt.NDArray[np.float64]:
-        """BM25 of the documents in memory_id order, -inf for those sharing no word."""
+    def _keyword_index(self) -> KeywordIndex | PatchedIndex:
+        """The index of the memories' documents, made on first need."""
         index = self._index
         if index is None:
             with _BUILDING:  # searches side by side build it once
                 index = self._index
                 if index is None:
                     index = self._index = KeywordIndex(self._documents)
-        scores: npt.NDArray[np.float64] = index.scores(text, self._passing(query))[self._by_id]
-        scores[scores <= 0] = -np.inf  # those sharing no word are left out
-        return scores
+        return index
+
+    def _text_index(self, text: str) -> KeywordIndex | PatchedIndex:
+        """The index of the memories' texts for the words of ``text``, made on first need."""
+        words = frozenset(query_stems(text))
+        index = self._texts.get(words)
+        if index is None:
+            with _BUILDING:
+                index = self._texts.get(words)
+                if index is None:
+                    if len(self._texts) >= _TEXT_SEARCHES_KEPT:
+                        self._texts.clear()
+                    texts = [m.memory for m in self.memories]
+                    index = self._texts[words] = KeywordIndex(texts, words=words)
+        return index
 
     def semantic(
         self, query: MemoryQuery, target: Vector, model: str, centering: float = 0.0
