@@ -12,7 +12,6 @@ import threading
 import time
 import types
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -388,6 +387,7 @@ def test_a_table_of_the_first_schema_is_migrated_for_search_by_user(
     rows = varied("ava")
     with psycopg.connect(url, autocommit=True) as conn:
         with conn.transaction():
+            postgres_schema.create_extension(conn, "vector")
             first = postgres_schema.MIGRATIONS[0]
             first(conn, n, postgres_schema.Extensions(vector=True, btree_gin=False))
             postgres_schema.record_version(conn, n, n.memory_table, 1)
@@ -417,6 +417,8 @@ def test_a_table_of_the_first_schema_is_migrated_for_search_by_user(
     assert "USING gin (user_id, search)" in indexes[f"ix_{t}_user_search"]
     assert "(user_id, embedding_model) INCLUDE (search_length)" in indexes[f"ix_{t}_user_model"]
     assert lengths == (0,)
+    kept, counted = kept_figures(url, names)
+    assert kept == counted and counted["ava"][0] == len(rows)
     fresh = {"memory_table": f"{t}_fresh", "session_table": f"{t}_fresh_sessions"}
     with PostgresDb(url, **fresh) as store:
         store.upsert_memories(varied("ava"))
@@ -425,6 +427,35 @@ def test_a_table_of_the_first_schema_is_migrated_for_search_by_user(
     assert migrated[1][0][0] == "ava-31"  # the skiing
     assert migrated[4] == []  # the skiing has no topic "eating out"
     assert all(migrated[:4]) and all(migrated[5:])
+
+
+def test_a_table_of_the_fifth_schema_gets_its_users_figures_and_keeps_generations(
+    url: str, names: dict[str, str]
+) -> None:
+    """Users' generations of a table made before the figures were kept stay as they were;
+    each user with memories gets their count and total length, counted once."""
+    n = postgres_schema.Names(None, names["memory_table"], names["session_table"])
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            postgres_schema.create_extension(conn, "vector")
+            for step in postgres_schema.MIGRATIONS[:5]:
+                step(conn, n, postgres_schema.Extensions(vector=True, btree_gin=True))
+            postgres_schema.record_version(conn, n, n.memory_table, 5)
+        for i, user in enumerate(["ava", "ava", "bo", "ava"]):
+            conn.execute(
+                f"INSERT INTO {n.memories} (memory_id, user_id, memory, created_at, "
+                "updated_at) VALUES (%s, %s, %s, now(), now())",
+                (f"m{i}", user, f"memory number {i} of {user}" + " more" * i),
+            )
+        conn.execute(f"INSERT INTO {n.generations} VALUES ('ava', 7), ('bo', 2), ('gone', 3)")
+    with PostgresDb(url, **names) as store:
+        assert store.schema_version() == len(postgres_schema.MIGRATIONS)
+        kept, counted = kept_figures(url, names)
+        assert kept == counted and counted["ava"][0] == 3 and counted["bo"][0] == 1
+        assert [_generation(url, names, u) for u in ("ava", "bo", "gone")] == [7, 2, 3]
+        store.upsert_memories([stamped("one more", "bo", "m9")])
+        assert _generation(url, names, "bo") == 3
+        assert kept_figures(url, names)[0]["bo"] == kept_figures(url, names)[1]["bo"]
 
 
 def test_without_btree_gin_words_are_found_the_same_and_indexed_when_it_comes(
@@ -928,90 +959,112 @@ def _generation(url: str, names: dict[str, str], user: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-def bm25(store: PostgresDb, words: list[str], counted: Any = None) -> list[tuple[str, float]]:
-    """Ava's ranking for ``words`` by the ranking statement itself: counting her memories
-    in it, or given ``counted`` (generation, count, mean length)."""
+def bm25(
+    store: PostgresDb, words: list[str], counts: bool = False, conn: Any = None
+) -> list[tuple[str, float]]:
+    """Ava's ranking for ``words`` by the ranking statement itself (on ``conn`` if given):
+    counting her memories in it, or with ``counts``, reading the figures the database
+    keeps of them."""
     where, params = pgsql.where(MemoryQuery(user_id="ava"))
-    generation = None if counted is None else store._kept.generation.sql
-    inner = keyword.ranking(
-        store._n.memories, where, KEYWORD_MATCH, len(words), generation=generation
-    )
-    params = keyword.parameters(words, params, counted)
-    with store._connection() as conn:
+    table = store._n.generations if counts else None
+    inner = keyword.ranking(store._n.memories, where, KEYWORD_MATCH, len(words), counts=table)
+    params = keyword.parameters(words, params, counts=counts)
+    if conn is None:
+        with store._connection() as conn:
+            found = pgsql.ranked(conn, store._n.memories, inner, params)
+    else:
         found = pgsql.ranked(conn, store._n.memories, inner, params)
     return [(r.memory.memory_id or "", r.score) for r in found]
 
 
-def test_a_users_counts_are_kept_with_the_generation_and_used_only_at_it(
-    url: str, names: dict[str, str]
-) -> None:
-    """BM25's memory count and mean length of a user, kept with the user's generation:
-    the ranking is the one the statement that counts them gives; given for a generation
-    the user is no longer at, the statement counts them itself."""
-    texts = ["tea at home", "tea with milk and honey", "skis", "reads", "tea time", "milk"]
-    with PostgresDb(url, **names) as store, PostgresDb(url, **names) as other:
-        store.upsert_memories([stamped(text, "ava", f"m{i}") for i, text in enumerate(texts)])
-        query = MemoryQuery(user_id="ava")
-        found = [(r.memory.memory_id, r.score) for r in store.keyword_search(query, "tea milk")]
-        assert found == bm25(store, ["tea", "milk"])
-        generation = _generation(url, names, "ava")
-        counted = store._kept._counted["ava"]
-        assert counted == (generation, 6.0, pytest.approx(counted[2]))
+def kept_figures(url: str, names: dict[str, str]) -> tuple[dict[str, tuple[int, int]], ...]:
+    """Each user's memory count and total length as the database keeps them, and as the
+    memory table's rows give them (users with none left out of both)."""
+    table, generations = names["memory_table"], f"{names['memory_table']}_generations"
+    with psycopg.connect(url) as conn:
+        kept = conn.execute(
+            f'SELECT user_id, memories, words FROM "{generations}" WHERE memories <> 0 '
+            "OR words <> 0"
+        ).fetchall()
+        counted = conn.execute(
+            f'SELECT user_id, count(*), sum(search_length) FROM "{table}" GROUP BY user_id'
+        ).fetchall()
+    return (
+        {user: (int(n), int(w)) for user, n, w in kept},
+        {user: (int(n), int(w)) for user, n, w in counted},
+    )
 
-        # a row behind the store's back (the generation stays): the kept figures are used
+
+def test_every_kind_of_write_keeps_the_users_figures_exact(url: str, names: dict[str, str]) -> None:
+    """BM25's count and total length of each user's memories are kept by the database
+    through every write: one add, a bulk import, upserts over stored memories, a replace,
+    deletes, a batch, a clear, vectors stored, and rows written by hand (an insert, a
+    move to another user, a delete); a search ranks by them exactly as by counting."""
+    table = f'"{names["memory_table"]}"'
+    with PostgresDb(url, **names) as store:
+        store.upsert_memories([stamped("tea at home", "ava", "m0")])  # one statement
+        store.upsert_memories(
+            [stamped(f"tea with milk {i} and honey", "ava", f"m{i}") for i in range(1, 40)]
+            + [stamped("skis in winter", "bo", "b1"), stamped("reads", "bo", "b2")]
+        )  # by COPY
+        assert kept_figures(url, names)[0] == kept_figures(url, names)[1]
+        store.upsert_memories(
+            [
+                stamped("tea", "ava", "m1"),
+                stamped("a much longer text about green tea", "ava", "m2"),
+                stamped("new one", "ava", "m40"),
+            ]
+        )  # over stored ones, with a new one
+        store.update_memory(stamped("skis and snowboards in the alps", "bo", "b1"))
+        store.delete_memories(["m3", "m4"], "ava")
+        store.write_batch(
+            WriteBatch(
+                "ava",
+                deletes=("m5",),
+                updates=(stamped("milk", "ava", "m6"),),
+                adds=(stamped("tea time", "ava", "m41"),),
+            )
+        )
+        embedded = [store.get_memory("m7", "ava"), store.get_memory("b2", "bo")]
+        vector = np.ones(4, dtype=np.float32) / 2
+        assert store.set_embeddings("m", [(m, vector) for m in embedded if m]) == 2
+        store.clear_memories("bo")
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
-                f'INSERT INTO "{names["memory_table"]}" (memory_id, user_id, memory, '
-                "created_at, updated_at) VALUES ('behind', 'ava', 'a long text of other "
-                "words entirely, nothing like the others', now(), now())"
+                f"INSERT INTO {table} (memory_id, user_id, memory, created_at, updated_at) "
+                "VALUES ('h1', 'cy', 'written by hand', now(), now()), "
+                "('h2', 'ava', 'by hand too, with more words than most', now(), now())"
             )
-        kept = [(r.memory.memory_id, r.score) for r in store.keyword_search(query, "skis")]
-        assert kept == bm25(store, ["skis"], counted)
-        assert kept != bm25(store, ["skis"])  # counted now: seven memories, longer
-
-        # given for another generation, or once the user has moved on, they are not used
-        assert bm25(store, ["skis"], (generation + 1, 999.0, 1.0)) == bm25(store, ["skis"])
-        assert bm25(store, ["skis"], (generation, 999.0, 1.0)) != bm25(store, ["skis"])
-        other.upsert_memories([stamped("tea for two", "ava", "n1")])
-        assert bm25(store, ["skis"], counted) == bm25(store, ["skis"])
-        again = [(r.memory.memory_id, r.score) for r in store.keyword_search(query, "skis")]
-        assert again == bm25(store, ["skis"])
-        assert store._kept._counted["ava"][:2] == (_generation(url, names, "ava"), 8.0)
+            conn.execute(f"UPDATE {table} SET user_id = 'cy' WHERE memory_id IN ('m8', 'm9')")
+            conn.execute(f"DELETE FROM {table} WHERE memory_id = 'm10'")
+        kept, counted = kept_figures(url, names)
+        assert kept == counted
+        assert set(counted) == {"ava", "cy"} and counted["cy"][0] == 3
+        assert bm25(store, ["tea", "milk"], counts=True) == bm25(store, ["tea", "milk"])
+        found = store.keyword_search(MemoryQuery(user_id="ava"), "tea milk")
+        assert [(r.memory.memory_id, r.score) for r in found] == bm25(store, ["tea", "milk"])
 
 
-def test_searches_side_by_side_after_a_write_count_the_user_once(
+def test_a_search_reads_the_users_figures_in_its_own_snapshot(
     url: str, names: dict[str, str]
 ) -> None:
-    """A selection's keyword searches run side by side; after a write each needs the
-    user's count and mean length at the new generation: the first counts, the others
-    wait for it and take its figures."""
+    """Inside a transaction that writes a row, a search sees the row and the figures with
+    it; a search elsewhere sees neither until it commits."""
+    table = f'"{names["memory_table"]}"'
     with PostgresDb(url, **names) as store:
-        store.upsert_memories([stamped(f"tea {i}", "ava", f"m{i}") for i in range(20)])
-        generation = _generation(url, names, "ava")
-        counting: list[str] = []
-        start = threading.Barrier(4)
-
-        class Slow:
-            """A connection whose count statement takes 0.2 s, so the four overlap."""
-
-            def __init__(self, conn: psycopg.Connection[Any]) -> None:
-                self.conn = conn
-
-            def execute(self, sql: str, params: Any = None) -> Any:
-                if sql == store._kept._count:
-                    counting.append(sql)
-                    time.sleep(0.2)
-                return self.conn.execute(sql, params)
-
-        def count(_: int) -> object:
-            with store._connection() as conn:
-                start.wait()
-                return store._kept.counted(Slow(conn), "ava", generation)  # type: ignore[arg-type]
-
-        with ThreadPoolExecutor(4) as pool:
-            figures = list(pool.map(count, range(4)))
-        assert len(counting) == 1
-        assert figures == [(generation, 20.0, figures[0][2])] * 4
+        store.upsert_memories([stamped(f"tea {i}", "ava", f"m{i}") for i in range(10)])
+        before = bm25(store, ["tea"], counts=True)
+        with psycopg.connect(url) as conn:  # one transaction, until the block ends
+            conn.execute(
+                f"INSERT INTO {table} (memory_id, user_id, memory, created_at, updated_at) "
+                "VALUES ('m10', 'ava', 'tea and a much longer text than the others', now(), "
+                "now())"
+            )
+            inside = bm25(store, ["tea"], counts=True, conn=conn)
+            assert len(inside) == 11
+            assert inside == bm25(store, ["tea"], conn=conn)
+            assert bm25(store, ["tea"], counts=True) == before == bm25(store, ["tea"])
+        assert bm25(store, ["tea"], counts=True) == inside
 
 
 def test_writers_of_one_user_at_once_neither_fail_nor_leave_a_kept_search_stale(
@@ -1049,6 +1102,8 @@ def test_writers_of_one_user_at_once_neither_fail_nor_leave_a_kept_search_stale(
             reader.keyword_search(MemoryQuery(user_id=user, limit=100), "tea")
 
     together([functools.partial(work, k) for k in range(4)])
+    kept, counted = kept_figures(url, names)
+    assert kept == counted
     with PostgresDb(url, **names) as fresh:
         for user in ("ava", "bo"):
             query = MemoryQuery(user_id=user, limit=100)

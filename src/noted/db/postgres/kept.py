@@ -32,15 +32,12 @@ from collections.abc import Hashable, Iterable
 from typing import Final
 
 from noted.db._kept import KeptResults
-from noted.db.postgres.keyword import Counted
 from noted.db.postgres.query import Conn
 from noted.db.postgres.schema import Names
 
 __all__ = ["GenerationOf", "KeptSearches", "move_sql", "moved_users"]
 
 ASKED_KEPT: Final = 1_024  # searches remembered as asked once
-COUNTED_KEPT: Final = 10_000  # users whose memory count and mean length are kept
-_COUNTING_LOCKS: Final = 16  # users counted at once, by their ids' hash
 
 
 def move_sql(names: Names) -> str:
@@ -78,14 +75,8 @@ class KeptSearches(KeptResults[int]):
     def __init__(self, names: Names) -> None:
         super().__init__()
         self.generation = GenerationOf(names)
-        self._count = (
-            f"SELECT coalesce(({self.generation.sql}), 0), count(*)::float8, "
-            f"avg(search_length)::float8 FROM {names.memories} WHERE user_id = %s"
-        )
         self._asking = threading.Lock()
         self._asked: OrderedDict[Hashable, None] = OrderedDict()
-        self._counted: OrderedDict[str, Counted] = OrderedDict()
-        self._counting = tuple(threading.Lock() for _ in range(_COUNTING_LOCKS))
 
     def asked_before(self, key: Hashable) -> bool:
         """Whether ``key`` was asked before; noted as asked now."""
@@ -99,25 +90,3 @@ class KeptSearches(KeptResults[int]):
             if len(self._asked) > ASKED_KEPT:
                 self._asked.popitem(last=False)
             return False
-
-    def counted(self, conn: Conn, user_id: str, generation: int) -> Counted:
-        """The user's memory count and mean length (None for no memories), BM25's
-        collection statistics, with the generation they were counted at (in one
-        statement): the kept ones if counted at ``generation``, else counted now. The
-        searches of one selection, side by side after a write, count once: the others wait
-        for the first's count (a lock per user id's hash, among a few)."""
-        with self._counting[hash(user_id) % _COUNTING_LOCKS]:
-            with self._asking:
-                known = self._counted.get(user_id)
-                if known is not None and known[0] == generation:
-                    self._counted.move_to_end(user_id)
-                    return known
-            row = conn.execute(self._count, (user_id, user_id)).fetchone()
-            assert row is not None  # an aggregate's one row
-            counted: Counted = (int(row[0]), float(row[1]), row[2])
-            with self._asking:
-                self._counted[user_id] = counted
-                self._counted.move_to_end(user_id)
-                if len(self._counted) > COUNTED_KEPT:
-                    self._counted.popitem(last=False)
-            return counted

@@ -13,14 +13,12 @@ One statement ranks a query of ``k`` words:
   section (memory text 1.0, topics and the conversation 0.5) for one occurrence and grows
   more slowly for more, to 1.64 times that (``ts_rank_cd`` would count them exactly, at
   five times the cost a row);
-- the rows the filters keep are counted, with their mean length, in a second pass (with
-  the user's id alone as filter, from the ``(user_id, embedding_model) INCLUDE
-  (search_length)`` index, without reading the table: 1.5 ms at 10,000, 17 ms at
-  100,000). For a user's search with no other filter the store keeps them with the
-  user's generation (see :mod:`noted.db.postgres.kept`) and gives them as parameters,
-  with that generation: the statement uses them when the user's generation is still that
-  one in its own snapshot, else counts (the count's scan is not run otherwise), so the
-  figures are always those of the rows it ranks;
+- the number and mean length of the rows the filters keep: for a search with the user's
+  id alone as filter, the user's figures that the database keeps beside their generation
+  (see ``m006_user_counts`` in :mod:`noted.db.postgres.schema`), one indexed row read in
+  the statement's own snapshot, so they are always those of the rows it ranks; with other
+  filters, counted in a second pass over the user's rows (from the ``(user_id,
+  embedding_model) INCLUDE (search_length)`` index where it can, 1.5 ms at 10,000);
 - each word's document frequency is counted among the matches, and a memory scores
   ``sum(idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / mean length)))`` with
   ``idf = ln(1 + (n - df + 0.5) / (df + 0.5))``, k1 = 1.2, b = 0.75, as the stores
@@ -29,8 +27,8 @@ One statement ranks a query of ``k`` words:
 The frequencies are those of the memories the query's filters keep, counted at each
 search, so another user's memories never change a user's ranking, and a write is seen by
 the next search. The cost grows with the matches times the words (about 1 microsecond a
-match for five words), and with the user's rows for the count (an index read, about 0.6 ms
-for 10,000) and, without the GIN index by user, for the match.
+match for five words), and with the user's rows where they are counted (other filters) or
+read to match (without the GIN index by user).
 """
 
 from __future__ import annotations
@@ -39,9 +37,7 @@ from typing import Any, Final
 
 from noted.db.postgres.schema import TEXT_WORDS
 
-__all__ = ["Counted", "parameters", "ranking"]
-
-Counted = tuple[int, float, float | None]  # a user's generation, memory count, mean length
+__all__ = ["parameters", "ranking"]
 
 K1: Final = 1.2  # BM25's, as in noted.retrieval.ranking
 B: Final = 0.75
@@ -59,27 +55,30 @@ def ranking(
     match: str,
     words: int,
     *,
-    generation: str | None = None,
+    counts: str | None = None,
     text_only: bool = False,
 ) -> str:
     """The ranking of ``words`` words (``hit``, ``score``, best first, ties by id) among the
     rows ``where`` keeps (`` WHERE ...``: the query's filters, the user's id among them),
-    ``match`` testing a row's ``search`` against ``q``, any of the words. With
-    ``generation`` (the statement that reads the user's generation; ``where`` the user's
-    id alone), the count and mean length of those rows as counted at a given generation
-    are used while the user is at it. With ``text_only``, only the words' occurrences in
-    the memory's text (the search vector's weight A) match and count. Its parameters are
-    :func:`parameters`'."""
+    ``match`` testing a row's ``search`` against ``q``, any of the words. With ``counts``
+    (the table of the users' kept figures; ``where`` the user's id alone), the count and
+    mean length of the user's rows are read from there instead of counted. With
+    ``text_only``, only the words' occurrences in the memory's text (the search vector's
+    weight A) match and count. Its parameters are :func:`parameters`'."""
     weights = WEIGHTS
     if text_only:  # read through the GIN index of the text's words, where there is one
         match = f"{TEXT_WORDS} @@ q"
         weights = TEXT_WEIGHTS
-    docs = f"SELECT count(*)::float8 AS n, avg(search_length)::float8 AS mean FROM {table}{where}"
-    if generation is not None:
-        now = f"coalesce(({generation}), 0)"
+    # the mean length as the kept figures give it: a sum divided by a count, in float8
+    docs = (
+        "SELECT count(*)::float8 AS n, "
+        f"sum(search_length)::float8 / nullif(count(*), 0)::float8 AS mean FROM {table}{where}"
+    )
+    if counts is not None:  # a user without a row has no memories
         docs = (
-            f"SELECT %s::float8 AS n, %s::float8 AS mean WHERE {now} = %s "
-            f"UNION ALL {docs} HAVING {now} <> %s"
+            "SELECT coalesce(max(memories), 0)::float8 AS n, "
+            f"max(words)::float8 / nullif(max(memories), 0)::float8 AS mean "
+            f"FROM {counts} WHERE user_id = %s"
         )
     slots = range(1, words + 1)
     terms = ", ".join(f"t[{j}] AS t{j}" for j in slots)
@@ -112,23 +111,7 @@ def ranking(
     )
 
 
-def parameters(words: list[str], where: list[Any], counted: Counted | None = None) -> list[Any]:
-    """The parameters of :func:`ranking`'s statement, before its page: with ``counted``
-    (its statement made with ``generation``), the user's generation, count and mean
-    length (None when there are no rows) at that generation."""
-    if counted is None:
-        return [words, " or ".join(words), *where, *where]
-    user_id = where[0]
-    generation, n, mean = counted
-    return [
-        words,
-        " or ".join(words),
-        *where,
-        n,
-        mean,
-        user_id,
-        generation,
-        *where,
-        user_id,
-        generation,
-    ]
+def parameters(words: list[str], where: list[Any], counts: bool = False) -> list[Any]:
+    """The parameters of :func:`ranking`'s statement, before its page (``counts``: the
+    statement was made with them)."""
+    return [words, " or ".join(words), *where, *(where[:1] if counts else where)]

@@ -220,6 +220,75 @@ def m005_vectors_move_generations(conn: Connection, names: Names, extensions: Ex
     once it is recorded."""
 
 
+# a row changed: its old figures away from its old user, its new ones to its new user
+_OLD_AND_NEW: Final = (
+    "SELECT OLD.user_id AS user_id, -1 AS memories, -OLD.search_length AS words "
+    "UNION ALL SELECT NEW.user_id, 1, NEW.search_length"
+)
+
+
+@MIGRATIONS.append
+def m006_user_counts(conn: Connection, names: Names, extensions: Extensions) -> None:
+    """Each user's memory count and total length (the sum of ``search_length``: BM25's
+    collection figures) beside their generation, kept by the database: triggers on the
+    memory table add what each statement inserts and take away what it deletes (one
+    update of each user's row per statement, whatever its rows), and a row whose length
+    or user changes moves its figures (so a vector stored, which changes neither, costs
+    nothing). So they hold for every write, by any process or by hand, in the writing
+    transaction: a keyword search reads them in its own snapshot (see
+    ``noted.db.postgres.keyword``) instead of counting the user's rows after every write.
+    The table's writes wait while the figures of the rows already there are counted, so
+    none is missed or counted twice."""
+    t, g = names.memories, names.generations
+    function = names.q(f"{names.memory_table}_count")
+    conn.execute(
+        f"ALTER TABLE {g} ADD COLUMN IF NOT EXISTS memories bigint NOT NULL DEFAULT 0, "
+        "ADD COLUMN IF NOT EXISTS words bigint NOT NULL DEFAULT 0"
+    )
+    conn.execute(f"LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE")
+
+    def moved(rows: str) -> str:
+        """Add each user's rows of ``rows`` (user_id, memories, words) to their figures:
+        users in order (a write moves its users' generations in that order, so their
+        rows are locked already), a user new to the table at generation 0."""
+        return (
+            f"INSERT INTO {g} AS g (user_id, generation, memories, words) "
+            f"SELECT user_id, 0, sum(memories), sum(words) FROM ({rows}) AS r "
+            "GROUP BY user_id ORDER BY user_id ON CONFLICT (user_id) DO UPDATE SET "
+            "memories = g.memories + excluded.memories, words = g.words + excluded.words;"
+        )
+
+    conn.execute(
+        f"""CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $f$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                {moved("SELECT user_id, 1 AS memories, search_length AS words FROM added")}
+            ELSIF TG_OP = 'DELETE' THEN
+                {moved("SELECT user_id, -1 AS memories, -search_length AS words FROM removed")}
+            ELSE
+                {moved(_OLD_AND_NEW)}
+            END IF;
+            RETURN NULL;
+        END $f$"""
+    )
+    conn.execute(
+        f"CREATE TRIGGER noted_count_added AFTER INSERT ON {t} "
+        f"REFERENCING NEW TABLE AS added FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+    )
+    conn.execute(
+        f"CREATE TRIGGER noted_count_removed AFTER DELETE ON {t} "
+        f"REFERENCING OLD TABLE AS removed FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
+    )
+    conn.execute(
+        f"CREATE TRIGGER noted_count_changed AFTER UPDATE ON {t} FOR EACH ROW "
+        "WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id "
+        "OR OLD.search_length IS DISTINCT FROM NEW.search_length) "
+        f"EXECUTE FUNCTION {function}()"
+    )
+    conn.execute(f"UPDATE {g} SET memories = 0, words = 0")
+    conn.execute(moved(f"SELECT user_id, 1 AS memories, search_length AS words FROM {t}"))
+
+
 # the words of the memory's own text: the search vector's of weight A
 TEXT_WORDS: Final = "ts_filter(search, '{a}')"
 

@@ -60,7 +60,6 @@ from noted.db.postgres import schema as pg_schema
 from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.jobs import PostgresJobs
 from noted.db.postgres.kept import KeptSearches, move_sql, moved_users
-from noted.db.postgres.keyword import Counted
 from noted.db.postgres.query import MICROS, SELECT, Conn, Row
 from noted.db.postgres.vectors import PostgresVectors
 
@@ -553,52 +552,43 @@ class PostgresDb(
     def keyword_search(
         self, query: MemoryQuery, text: str, *, text_only: bool = False
     ) -> list[ScoredMemory]:
-        core.keyword_user(query)
+        user_id = core.keyword_user(query)
         words = fts_terms(text)
         words = [w for w in words if w not in STOPWORDS] or words
         if not words or query.limit == 0:
             return []
         # Only letters and digits reach the query, joined by "or": nothing in ``text`` can
         # be read as query syntax, and any of the words matches (see KEYWORD_MATCH).
-        user_id, key = query.user_id, (query, tuple(words), text_only)
+        key = (query, tuple(words), text_only)
         # By the user's generation, outside a batch (its writes are not committed yet): a
-        # search asked again is kept while it stays, and so are the user's count and mean
-        # length for a search with no other filter. Otherwise nothing needs it.
-        by_generation = user_id is not None and not self._in_batch()
-        asked = by_generation and self._kept.asked_before(key)
+        # search asked again is kept while it stays.
+        asked = not self._in_batch() and self._kept.asked_before(key)
         with self._connection() as conn:
-            if user_id is None or not (asked or (by_generation and not query.filtered)):
-                return pgsql.scored(self._ranked_words(conn, query, words, None, text_only))
+            if not asked:
+                return pgsql.scored(self._ranked_words(conn, query, words, text_only))
             generation = self._kept.generation(conn, user_id)
-            rows = self._kept.get(key, generation) if asked else None
+            rows = self._kept.get(key, generation)
             if rows is None:
-                counted = None if query.filtered else self._kept.counted(conn, user_id, generation)
-                rows = self._ranked_words(conn, query, words, counted, text_only)
-                if asked:
-                    self._kept.keep(key, generation, rows)
+                rows = self._ranked_words(conn, query, words, text_only)
+                self._kept.keep(key, generation, rows)
         return pgsql.scored(rows)
 
     def _ranked_words(
-        self,
-        conn: Conn,
-        query: MemoryQuery,
-        words: list[str],
-        counted: Counted | None = None,
-        text_only: bool = False,
+        self, conn: Conn, query: MemoryQuery, words: list[str], text_only: bool = False
     ) -> list[Row]:
-        """The rows of the query's page of memories ranked for ``words``, the user's count
-        and mean length given when ``counted`` (see keyword.ranking)."""
+        """The rows of the query's page of memories ranked for ``words``: with no filter
+        but the user's id, by the user's figures the database keeps (see keyword.ranking)."""
         where, params = pgsql.where(query)
-        generation = None if counted is None else self._kept.generation.sql
+        counts = None if query.filtered else self._n.generations
         inner = keyword.ranking(
             self._n.memories,
             where,
             KEYWORD_MATCH,
             len(words),
-            generation=generation,
+            counts=counts,
             text_only=text_only,
         )
-        params = keyword.parameters(words, params, counted)
+        params = keyword.parameters(words, params, counts=counts is not None)
         inner += pgsql.page(query, params)
         return pgsql.ranked_rows(conn, self._n.memories, inner, params)
 
