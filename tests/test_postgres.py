@@ -999,7 +999,8 @@ def test_every_kind_of_write_keeps_the_users_figures_exact(url: str, names: dict
     """BM25's count and total length of each user's memories are kept by the database
     through every write: one add, a bulk import, upserts over stored memories, a replace,
     deletes, a batch, a clear, vectors stored, and rows written by hand (an insert, a
-    move to another user, a delete); a search ranks by them exactly as by counting."""
+    move to another user, a delete, a truncate); a search ranks by them exactly as by
+    counting."""
     table = f'"{names["memory_table"]}"'
     with PostgresDb(url, **names) as store:
         store.upsert_memories([stamped("tea at home", "ava", "m0")])  # one statement
@@ -1043,6 +1044,12 @@ def test_every_kind_of_write_keeps_the_users_figures_exact(url: str, names: dict
         assert bm25(store, ["tea", "milk"], counts=True) == bm25(store, ["tea", "milk"])
         found = store.keyword_search(MemoryQuery(user_id="ava"), "tea milk")
         assert [(r.memory.memory_id, r.score) for r in found] == bm25(store, ["tea", "milk"])
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"TRUNCATE {table}")
+        assert kept_figures(url, names) == ({}, {})
+        store.upsert_memories([stamped("tea again", "ava", "m0")])
+        kept, counted = kept_figures(url, names)
+        assert kept == counted and counted["ava"][0] == 1
 
 
 def test_a_search_reads_the_users_figures_in_its_own_snapshot(

@@ -232,11 +232,12 @@ def m006_user_counts(conn: Connection, names: Names, extensions: Extensions) -> 
     """Each user's memory count and total length (the sum of ``search_length``: BM25's
     collection figures) beside their generation, kept by the database: triggers on the
     memory table add what each statement inserts and take away what it deletes (one
-    update of each user's row per statement, whatever its rows), and a row whose length
-    or user changes moves its figures (so a vector stored, which changes neither, costs
-    nothing). So they hold for every write, by any process or by hand, in the writing
-    transaction: a keyword search reads them in its own snapshot (see
-    ``noted.db.postgres.keyword``) instead of counting the user's rows after every write.
+    update of each user's row per statement, whatever its rows), a row whose length or
+    user changes moves its figures (so a vector stored, which changes neither, costs
+    nothing), and a ``TRUNCATE`` sets them all to 0. So they hold for every write, by any
+    process or by hand, in the writing transaction: a keyword search reads them in its own
+    snapshot (see ``noted.db.postgres.keyword``) instead of counting the user's rows after
+    every write.
     The table's writes wait while the figures of the rows already there are counted, so
     none is missed or counted twice."""
     t, g = names.memories, names.generations
@@ -265,6 +266,8 @@ def m006_user_counts(conn: Connection, names: Names, extensions: Extensions) -> 
                 {moved("SELECT user_id, 1 AS memories, search_length AS words FROM added")}
             ELSIF TG_OP = 'DELETE' THEN
                 {moved("SELECT user_id, -1 AS memories, -search_length AS words FROM removed")}
+            ELSIF TG_OP = 'TRUNCATE' THEN
+                UPDATE {g} SET memories = 0, words = 0;
             ELSE
                 {moved(_OLD_AND_NEW)}
             END IF;
@@ -284,6 +287,10 @@ def m006_user_counts(conn: Connection, names: Names, extensions: Extensions) -> 
         "WHEN (OLD.user_id IS DISTINCT FROM NEW.user_id "
         "OR OLD.search_length IS DISTINCT FROM NEW.search_length) "
         f"EXECUTE FUNCTION {function}()"
+    )
+    conn.execute(
+        f"CREATE TRIGGER noted_count_truncated AFTER TRUNCATE ON {t} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
     )
     conn.execute(f"UPDATE {g} SET memories = 0, words = 0")
     conn.execute(moved(f"SELECT user_id, 1 AS memories, search_length AS words FROM {t}"))
