@@ -458,6 +458,41 @@ def test_a_table_of_the_fifth_schema_gets_its_users_figures_and_keeps_generation
         assert kept_figures(url, names)[0]["bo"] == kept_figures(url, names)[1]["bo"]
 
 
+def test_the_figures_are_made_beside_a_writer_of_the_fifth_schema(
+    url: str, names: dict[str, str]
+) -> None:
+    """A writer of the earlier schema holds the memory table and then moves a generation
+    (as its single add does) while a store of this one makes the figures: neither
+    deadlocks, the migration waits for the write, and the write is counted."""
+    n = postgres_schema.Names(None, names["memory_table"], names["session_table"])
+    with psycopg.connect(url, autocommit=True) as conn:
+        with conn.transaction():
+            postgres_schema.create_extension(conn, "vector")
+            for step in postgres_schema.MIGRATIONS[:5]:
+                step(conn, n, postgres_schema.Extensions(vector=True, btree_gin=True))
+            postgres_schema.record_version(conn, n, n.memory_table, 5)
+    opened: list[int] = []
+
+    def open_store() -> None:
+        with PostgresDb(url, **names) as store:
+            opened.append(store.schema_version())
+
+    with psycopg.connect(url) as writer:  # one transaction, until the block ends
+        writer.execute(
+            f"INSERT INTO {n.memories} (memory_id, user_id, memory, created_at, updated_at) "
+            "VALUES ('w1', 'ava', 'written by the earlier schema', now(), now())"
+        )
+        opening = threading.Thread(target=open_store)
+        opening.start()
+        time.sleep(0.3)  # the store waits for the memory table
+        assert not opened
+        writer.execute(f"INSERT INTO {n.generations} VALUES ('ava', 1)")
+    opening.join(timeout=30)
+    assert opened == [len(postgres_schema.MIGRATIONS)]
+    kept, counted = kept_figures(url, names)
+    assert kept == counted == {"ava": (1, counted["ava"][1])}
+
+
 def test_without_btree_gin_words_are_found_the_same_and_indexed_when_it_comes(
     url: str, names: dict[str, str]
 ) -> None:
@@ -966,7 +1001,7 @@ def bm25(
     counting her memories in it, or with ``counts``, reading the figures the database
     keeps of them."""
     where, params = pgsql.where(MemoryQuery(user_id="ava"))
-    table = store._n.generations if counts else None
+    table = store._n.counts if counts else None
     inner = keyword.ranking(store._n.memories, where, KEYWORD_MATCH, len(words), counts=table)
     params = keyword.parameters(words, params, counts=counts)
     if conn is None:
@@ -980,10 +1015,10 @@ def bm25(
 def kept_figures(url: str, names: dict[str, str]) -> tuple[dict[str, tuple[int, int]], ...]:
     """Each user's memory count and total length as the database keeps them, and as the
     memory table's rows give them (users with none left out of both)."""
-    table, generations = names["memory_table"], f"{names['memory_table']}_generations"
+    table = names["memory_table"]
     with psycopg.connect(url) as conn:
         kept = conn.execute(
-            f'SELECT user_id, memories, words FROM "{generations}" WHERE memories <> 0 '
+            f'SELECT user_id, memories, words FROM "{table}_counts" WHERE memories <> 0 '
             "OR words <> 0"
         ).fetchall()
         counted = conn.execute(

@@ -14,11 +14,12 @@ One statement ranks a query of ``k`` words:
   more slowly for more, to 1.64 times that (``ts_rank_cd`` would count them exactly, at
   five times the cost a row);
 - the number and mean length of the rows the filters keep: for a search with the user's
-  id alone as filter, the user's figures that the database keeps beside their generation
-  (see ``m006_user_counts`` in :mod:`noted.db.postgres.schema`), one indexed row read in
-  the statement's own snapshot, so they are always those of the rows it ranks; with other
-  filters, counted in a second pass over the user's rows (from the ``(user_id,
-  embedding_model) INCLUDE (search_length)`` index where it can, 1.5 ms at 10,000);
+  id alone as filter, the user's figures that the database keeps in
+  ``<memory_table>_counts`` (see ``m006_user_counts`` in :mod:`noted.db.postgres.schema`),
+  one indexed row read in the statement's own snapshot, so they are always those of the
+  rows it ranks; with other filters, counted in a second pass over the user's rows (from
+  the ``(user_id, embedding_model) INCLUDE (search_length)`` index where it can, 1.5 ms
+  at 10,000);
 - each word's document frequency is counted among the matches, and a memory scores
   ``sum(idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / mean length)))`` with
   ``idf = ln(1 + (n - df + 0.5) / (df + 0.5))``, k1 = 1.2, b = 0.75, as the stores
@@ -61,7 +62,7 @@ def ranking(
     """The ranking of ``words`` words (``hit``, ``score``, best first, ties by id) among the
     rows ``where`` keeps (`` WHERE ...``: the query's filters, the user's id among them),
     ``match`` testing a row's ``search`` against ``q``, any of the words. With ``counts``
-    (the table of the users' kept figures; ``where`` the user's id alone), the count and
+    (the users' kept figures' table; ``where`` the user's id alone), the count and
     mean length of the user's rows are read from there instead of counted. With
     ``text_only``, only the words' occurrences in the memory's text (the search vector's
     weight A) match and count. Its parameters are :func:`parameters`'."""

@@ -67,6 +67,10 @@ class Names:
         return self.q(self.memory_table + "_generations")
 
     @property
+    def counts(self) -> str:
+        return self.q(self.memory_table + "_counts")
+
+    @property
     def sessions(self) -> str:
         return self.q(self.session_table)
 
@@ -230,33 +234,33 @@ _OLD_AND_NEW: Final = (
 @MIGRATIONS.append
 def m006_user_counts(conn: Connection, names: Names, extensions: Extensions) -> None:
     """Each user's memory count and total length (the sum of ``search_length``: BM25's
-    collection figures) beside their generation, kept by the database: triggers on the
+    collection figures) in ``<memory_table>_counts``, kept by the database: triggers on the
     memory table add what each statement inserts and take away what it deletes (one
     update of each user's row per statement, whatever its rows), a row whose length or
     user changes moves its figures (so a vector stored, which changes neither, costs
-    nothing), and a ``TRUNCATE`` sets them all to 0. So they hold for every write, by any
+    nothing), and a ``TRUNCATE`` empties them. So they hold for every write, by any
     process or by hand, in the writing transaction: a keyword search reads them in its own
     snapshot (see ``noted.db.postgres.keyword``) instead of counting the user's rows after
-    every write.
-    The table's writes wait while the figures of the rows already there are counted, so
-    none is missed or counted twice."""
-    t, g = names.memories, names.generations
+    every write. The table's writes wait while the figures of the rows already there are
+    counted, so none is missed or counted twice; no other table is locked, so writers of an
+    earlier noted, which lock the generations and the memories in either order, cannot
+    deadlock with it."""
+    t, c = names.memories, names.counts
     function = names.q(f"{names.memory_table}_count")
     conn.execute(
-        f"ALTER TABLE {g} ADD COLUMN IF NOT EXISTS memories bigint NOT NULL DEFAULT 0, "
-        "ADD COLUMN IF NOT EXISTS words bigint NOT NULL DEFAULT 0"
+        f"CREATE TABLE IF NOT EXISTS {c} "
+        "(user_id text PRIMARY KEY, memories bigint NOT NULL, words bigint NOT NULL)"
     )
     conn.execute(f"LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE")
 
     def moved(rows: str) -> str:
-        """Add each user's rows of ``rows`` (user_id, memories, words) to their figures:
-        users in order (a write moves its users' generations in that order, so their
-        rows are locked already), a user new to the table at generation 0."""
+        """Add each user's rows of ``rows`` (user_id, memories, words) to their figures,
+        users in order (a write moves its users' generations in that order too)."""
         return (
-            f"INSERT INTO {g} AS g (user_id, generation, memories, words) "
-            f"SELECT user_id, 0, sum(memories), sum(words) FROM ({rows}) AS r "
+            f"INSERT INTO {c} AS c (user_id, memories, words) "
+            f"SELECT user_id, sum(memories), sum(words) FROM ({rows}) AS r "
             "GROUP BY user_id ORDER BY user_id ON CONFLICT (user_id) DO UPDATE SET "
-            "memories = g.memories + excluded.memories, words = g.words + excluded.words;"
+            "memories = c.memories + excluded.memories, words = c.words + excluded.words;"
         )
 
     conn.execute(
@@ -267,7 +271,7 @@ def m006_user_counts(conn: Connection, names: Names, extensions: Extensions) -> 
             ELSIF TG_OP = 'DELETE' THEN
                 {moved("SELECT user_id, -1 AS memories, -search_length AS words FROM removed")}
             ELSIF TG_OP = 'TRUNCATE' THEN
-                UPDATE {g} SET memories = 0, words = 0;
+                DELETE FROM {c};
             ELSE
                 {moved(_OLD_AND_NEW)}
             END IF;
@@ -292,7 +296,7 @@ def m006_user_counts(conn: Connection, names: Names, extensions: Extensions) -> 
         f"CREATE TRIGGER noted_count_truncated AFTER TRUNCATE ON {t} "
         f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()"
     )
-    conn.execute(f"UPDATE {g} SET memories = 0, words = 0")
+    conn.execute(f"DELETE FROM {c}")
     conn.execute(moved(f"SELECT user_id, 1 AS memories, search_length AS words FROM {t}"))
 
 

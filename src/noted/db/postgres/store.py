@@ -579,7 +579,7 @@ class PostgresDb(
         """The rows of the query's page of memories ranked for ``words``: with no filter
         but the user's id, by the user's figures the database keeps (see keyword.ranking)."""
         where, params = pgsql.where(query)
-        counts = None if query.filtered else self._n.generations
+        counts = None if query.filtered else self._n.counts
         inner = keyword.ranking(
             self._n.memories,
             where,
