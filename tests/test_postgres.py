@@ -429,18 +429,24 @@ def test_a_table_of_the_first_schema_is_migrated_for_search_by_user(
     assert all(migrated[:4]) and all(migrated[5:])
 
 
+def table_of_the_fifth_schema(url: str, names: dict[str, str]) -> postgres_schema.Names:
+    """The memory table made as the fifth schema made it, recorded at that version."""
+    n = postgres_schema.Names(None, names["memory_table"], names["session_table"])
+    with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+        postgres_schema.create_extension(conn, "vector")
+        for step in postgres_schema.MIGRATIONS[:5]:
+            step(conn, n, postgres_schema.Extensions(vector=True, btree_gin=True))
+        postgres_schema.record_version(conn, n, n.memory_table, 5)
+    return n
+
+
 def test_a_table_of_the_fifth_schema_gets_its_users_figures_and_keeps_generations(
     url: str, names: dict[str, str]
 ) -> None:
     """Users' generations of a table made before the figures were kept stay as they were;
     each user with memories gets their count and total length, counted once."""
-    n = postgres_schema.Names(None, names["memory_table"], names["session_table"])
+    n = table_of_the_fifth_schema(url, names)
     with psycopg.connect(url, autocommit=True) as conn:
-        with conn.transaction():
-            postgres_schema.create_extension(conn, "vector")
-            for step in postgres_schema.MIGRATIONS[:5]:
-                step(conn, n, postgres_schema.Extensions(vector=True, btree_gin=True))
-            postgres_schema.record_version(conn, n, n.memory_table, 5)
         for i, user in enumerate(["ava", "ava", "bo", "ava"]):
             conn.execute(
                 f"INSERT INTO {n.memories} (memory_id, user_id, memory, created_at, "
@@ -464,13 +470,7 @@ def test_the_figures_are_made_beside_a_writer_of_the_fifth_schema(
     """A writer of the earlier schema holds the memory table and then moves a generation
     (as its single add does) while a store of this one makes the figures: neither
     deadlocks, the migration waits for the write, and the write is counted."""
-    n = postgres_schema.Names(None, names["memory_table"], names["session_table"])
-    with psycopg.connect(url, autocommit=True) as conn:
-        with conn.transaction():
-            postgres_schema.create_extension(conn, "vector")
-            for step in postgres_schema.MIGRATIONS[:5]:
-                step(conn, n, postgres_schema.Extensions(vector=True, btree_gin=True))
-            postgres_schema.record_version(conn, n, n.memory_table, 5)
+    n = table_of_the_fifth_schema(url, names)
     opened: list[int] = []
 
     def open_store() -> None:

@@ -200,6 +200,36 @@ def test_facts_kept_in_view_are_found_by_their_text_not_by_what_was_said(
     assert set(texts[1:3]) == set(constraints)
 
 
+@pytest.mark.parametrize("learned", ["session", "label"])
+def test_a_fact_learned_beside_the_best_match_is_lifted(store: MemoryStore, learned: str) -> None:
+    """What was learned in the best match's conversation (its session; for memories with
+    none, the label their text starts with) comes before better matches from elsewhere:
+    the airport pick-up shares one word with the question, as a dozen other flights do."""
+
+    def fact(text: str, where: str) -> UserMemory:
+        if learned == "session":
+            return UserMemory(text, session_id=where)
+        return UserMemory(f"[{where}] {text}")
+
+    trip = [
+        fact("The Lisbon flight leaves on 12 May", "2024-05-02"),
+        fact("The user booked the Lisbon flight in March", "2024-05-02"),
+        fact("Rita will pick the user up at the airport after the flight", "2024-05-02"),
+    ]
+    others = [fact(f"Flight {i} to Oslo was booked", f"2023-0{i % 9 + 1}-1{i}") for i in range(12)]
+    Memory(db=store, embedder=None).add_user_memories([*trip, *others], "ava")
+    query = MemoryQuery(user_id="ava", limit=60)
+    chosen = select_memories(store, query, "When does the Lisbon flight leave?", 3, pinned=False)
+    assert {m.memory for m in chosen} == {m.memory for m in trip}
+    assert len({selection.episode(m) for m in chosen}) == 1
+
+
+def test_a_memorys_episode_is_its_session_else_its_label() -> None:
+    assert selection.episode(UserMemory("[work] x", session_id="s1")) == ("session", "s1")
+    assert selection.episode(UserMemory("[work]  Ava leads the team")) == ("label", "[work]")
+    assert selection.episode(UserMemory("Ava leads the team [work]")) is None
+
+
 def test_the_manager_updates_an_old_fact_after_thousands_of_newer_ones(
     store: MemoryStore,
 ) -> None:

@@ -7,12 +7,11 @@ inside one section (a stored memory, a summary) cannot pose as another.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from noted.memory.selection import estimate_tokens
+from noted.memory.selection import LABEL, estimate_tokens
 from noted.schema import UserMemory
 from noted.sessions import SessionSummary
 
@@ -87,14 +86,10 @@ def _numbered_line(number: int, memory: UserMemory, dated: bool) -> str:
     return f"[{number}] {text}"
 
 
-# a label in brackets that a memory's text starts with: "[8 May, 2023] ...", "[work] ..."
-_LABEL = re.compile(r"\[[^\[\]\n]{1,80}\][ \t]+(?=\S)")
-
-
 def _heading(memory: UserMemory, dated: bool) -> tuple[str | None, str]:
     """The heading a memory is listed under (its day when ``dated``, then the label its
     text starts with), and what is left of its text; no heading when it has neither."""
-    label = _LABEL.match(memory.memory)
+    label = LABEL.match(memory.memory)
     parts = [f"({memory.updated_at.date().isoformat()})"] if dated and memory.updated_at else []
     if label is not None:
         parts.append(label.group(0).rstrip())

@@ -13,6 +13,12 @@ not be answered without "allergic to shellfish", which a small embedder may rank
 down); then the newest memories, so a text with no content words ("what do you know
 about me?") still shows something, and duplicates (the same words) are shown once.
 
+What was learned together bears on a question together: the rest of an event, the other
+facts a question gathers, often sharing no word with it. So the memories of the same
+episode as the search's ``EPISODE_TOP`` best matches (their session; for memories with
+none, the label in brackets their text starts with) are lifted by ``EPISODE_LIFT`` of the
+best match's score before the results are offered (:func:`lifted`).
+
 A follow-up ("and what does she eat?") names nothing the memories say: the session's
 recent turns (:class:`RecentTurns`) are searched too, and their results are merged with the
 message's at a lower weight (``RECENT_TURNS_WEIGHT``, by rank), so the message still leads
@@ -53,6 +59,9 @@ from noted.tracing import _hooks as tracing
 
 __all__ = [
     "CENTERING",
+    "EPISODE_LIFT",
+    "EPISODE_TOP",
+    "LABEL",
     "PINNED_CONSTRAINTS",
     "RECENT",
     "RECENT_REPLY_CHARS",
@@ -62,6 +71,7 @@ __all__ = [
     "SEMANTIC_WEIGHT",
     "RecentTurns",
     "distinct",
+    "episode",
     "estimate_tokens",
     "scoped",
     "search_memories",
@@ -76,6 +86,10 @@ RECENT_TURNS_WEIGHT: Final = 0.5  # the recent turns' search, against the messag
 RECENT_TURNS_CHARS: Final = 300  # of the earlier user messages, newest first
 RECENT_REPLY_CHARS: Final = 200  # of the last reply, its opening
 _RANK_OFFSET: Final = 10  # reciprocal rank fusion's constant: 1 / (offset + rank)
+EPISODE_TOP: Final = 2  # the best matches whose episodes are lifted ...
+EPISODE_LIFT: Final = 0.2  # ... by this share of the best match's score
+# a label in brackets that a memory's text starts with: "[8 May, 2023] ...", "[work] ..."
+LABEL: Final = re.compile(r"\[[^\[\]\n]{1,80}\][ \t]+(?=\S)")
 PINNED_CONSTRAINTS: Final = 3  # memories of allergies and intolerances, always offered
 # a memory that says the user's own name ("User's name is Ava", "The user goes by Av",
 # "She prefers to be called Sam"); not one that names something else ("a group called
@@ -105,6 +119,35 @@ def estimate_tokens(text: str) -> int:
 def scoped(memories: Iterable[UserMemory], agent_id: str | None) -> list[UserMemory]:
     """The memories an agent scoped to ``agent_id`` sees: its own and those of no agent."""
     return [m for m in memories if agent_id is None or m.agent_id in (agent_id, None)]
+
+
+def episode(memory: UserMemory) -> tuple[str, str] | None:
+    """Where a memory was learned, as far as it says: its session, else the label in
+    brackets its text starts with (a date, a source: what the prompt lists memories
+    under); None when it has neither."""
+    if memory.session_id:
+        return ("session", memory.session_id)
+    label = LABEL.match(memory.memory)
+    return None if label is None else ("label", label.group(0).rstrip())
+
+
+def lifted(results: Sequence[ScoredMemory]) -> list[UserMemory]:
+    """The results, best first, once each memory of an episode of the ``EPISODE_TOP``
+    best has gained ``EPISODE_LIFT`` of the best score: what was learned in the same
+    conversation as the best matches often bears on the question too (the rest of an
+    event, the other facts a question gathers), and shares no words with it."""
+    best = max((r.score for r in results), default=0.0)
+    if best <= 0:
+        return [r.memory for r in results]
+    near = {episode(r.memory) for r in results[:EPISODE_TOP]} - {None}
+    if not near:
+        return [r.memory for r in results]
+    lift = EPISODE_LIFT * best
+    order = sorted(
+        range(len(results)),
+        key=lambda i: -(results[i].score + (lift if episode(results[i].memory) in near else 0)),
+    )
+    return [results[i].memory for i in order]
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,7 +317,7 @@ def _found(
     """The search's results for the message, merged with the recent turns'."""
     reading = max(limit, query.limit or SEARCH_DEPTH)
     depth = dataclasses.replace(query, limit=reading, offset=0)
-    found = [r.memory for r in search_memories(store, depth, text, index=index, agent_id=agent_id)]
+    found = lifted(search_memories(store, depth, text, index=index, agent_id=agent_id))
     if turns:
         # at half the weight, its matches past the first half would rank below a full
         # list of the message's, so only those are read
