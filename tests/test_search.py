@@ -129,6 +129,30 @@ def test_fusion_adds_the_scaled_scores_and_breaks_ties_by_recency() -> None:
     assert fuse([], []) == []
 
 
+def test_hybrid_search_lifts_what_was_learned_beside_the_best_matches(store: MemoryStore) -> None:
+    """Memories of the best two matches' session come before better matches from other
+    sessions, with scores still 0..1 and the best match's own; a shorter page is the head
+    of a longer one."""
+    memory = Memory(db=store, embedder="local")
+    trip = [
+        UserMemory("The Lisbon flight leaves on 12 May", session_id="trip"),
+        UserMemory("The user booked the Lisbon flight in March", session_id="trip"),
+        UserMemory("Rita will collect Ava at the arrivals hall", session_id="trip"),
+    ]
+    others = [
+        UserMemory(f"Flight {i} to Oslo departs from gate {i}", session_id=f"s{i}")
+        for i in range(12)
+    ]
+    memory.add_user_memories([*trip, *others], user_id="ava")
+    question = "When does the Lisbon flight leave?"
+    found = memory.search_user_memories(question, "ava", 3)
+    assert {m.memory for m in found} == {m.memory for m in trip}
+    best = memory.search_user_memories(question, "ava", 15, retrieval_method="hybrid")
+    assert [m.memory_id for m in best[:3]] == [m.memory_id for m in found]
+    assert best[0].score == pytest.approx(1.0)
+    assert all(0 <= m.score <= 1 for m in best)
+
+
 def test_recency_weight_favours_newer_memories(store: MemoryStore) -> None:
     memory = Memory(db=store, embedder="local")
     old = UserMemory("Ava lives in Lisbon", updated_at=utc_now() - timedelta(days=365))

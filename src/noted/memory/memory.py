@@ -25,10 +25,10 @@ from noted.db.urls import open_store
 from noted.errors import NotFoundError, UserError
 from noted.limits import MAX_MEMORY_LENGTH
 from noted.memory.door import DEFAULT_USER_ID, MemoryDoor, resolve_user
-from noted.memory.index import MemoryIndex, Progress, memory_index
+from noted.memory.index import HYBRID_DEPTH, MemoryIndex, Progress, memory_index
 from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.search import agentic_search
-from noted.memory.selection import select_memories
+from noted.memory.selection import lifted, select_memories
 from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
@@ -336,9 +336,18 @@ class Memory:
         elif method == "semantic":
             found = self._index(method).semantic(selected, text)
         elif method == "hybrid":
-            found = self._index(method).hybrid(
-                selected, text, recency_weight=recency_weight, half_life=half_life
-            )
+            # read as deep as the fusion does, so the best matches' episodes are lifted from
+            # among all it found (selection.lifted) and a shorter page is the head of a
+            # longer one
+            deep = None if limit is None else max(limit, HYBRID_DEPTH)
+            found = lifted(
+                self._index(method).hybrid(
+                    dataclasses.replace(selected, limit=deep),
+                    text,
+                    recency_weight=recency_weight,
+                    half_life=half_life,
+                )
+            )[:limit]
         elif method == "agentic":
             model = self._model()
             candidates = self._candidates(selected, text)

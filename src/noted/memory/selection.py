@@ -131,23 +131,23 @@ def episode(memory: UserMemory) -> tuple[str, str] | None:
     return None if label is None else ("label", label.group(0).rstrip())
 
 
-def lifted(results: Sequence[ScoredMemory]) -> list[UserMemory]:
+def lifted(results: Sequence[ScoredMemory]) -> list[ScoredMemory]:
     """The results, best first, once each memory of an episode of the ``EPISODE_TOP``
     best has gained ``EPISODE_LIFT`` of the best score: what was learned in the same
     conversation as the best matches often bears on the question too (the rest of an
-    event, the other facts a question gathers), and shares no words with it."""
+    event, the other facts a question gathers), and shares no words with it. The scores
+    are then divided by ``1 + EPISODE_LIFT``, so scores of 0..1 stay so and the best match
+    keeps its own; results whose best matches have no episode are left as they are."""
     best = max((r.score for r in results), default=0.0)
-    if best <= 0:
-        return [r.memory for r in results]
     near = {episode(r.memory) for r in results[:EPISODE_TOP]} - {None}
-    if not near:
-        return [r.memory for r in results]
-    lift = EPISODE_LIFT * best
-    order = sorted(
-        range(len(results)),
-        key=lambda i: -(results[i].score + (lift if episode(results[i].memory) in near else 0)),
-    )
-    return [results[i].memory for i in order]
+    if best <= 0 or not near:
+        return list(results)
+    lift, scale = EPISODE_LIFT * best, 1 + EPISODE_LIFT
+    rescored = [
+        ScoredMemory(r.memory, (r.score + (lift if episode(r.memory) in near else 0)) / scale)
+        for r in results
+    ]
+    return sorted(rescored, key=lambda r: -r.score)  # stable: ties keep their order
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,7 +317,10 @@ def _found(
     """The search's results for the message, merged with the recent turns'."""
     reading = max(limit, query.limit or SEARCH_DEPTH)
     depth = dataclasses.replace(query, limit=reading, offset=0)
-    found = lifted(search_memories(store, depth, text, index=index, agent_id=agent_id))
+    found = [
+        r.memory
+        for r in lifted(search_memories(store, depth, text, index=index, agent_id=agent_id))
+    ]
     if turns:
         # at half the weight, its matches past the first half would rank below a full
         # list of the message's, so only those are read
