@@ -3,6 +3,7 @@ use, pgvector's HNSW index for large users, working without pgvector, many proce
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -1004,11 +1005,8 @@ def bm25(
     table = store._n.counts if counts else None
     inner = keyword.ranking(store._n.memories, where, KEYWORD_MATCH, len(words), counts=table)
     params = keyword.parameters(words, params, counts=counts)
-    if conn is None:
-        with store._connection() as conn:
-            found = pgsql.ranked(conn, store._n.memories, inner, params)
-    else:
-        found = pgsql.ranked(conn, store._n.memories, inner, params)
+    with store._connection() if conn is None else contextlib.nullcontext(conn) as reading:
+        found = pgsql.ranked(reading, store._n.memories, inner, params)
     return [(r.memory.memory_id or "", r.score) for r in found]
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from noted.memory.selection import LABEL, estimate_tokens
+from noted.memory.selection import estimate_tokens, labelled
 from noted.schema import UserMemory
 from noted.sessions import SessionSummary
 
@@ -89,11 +89,10 @@ def _numbered_line(number: int, memory: UserMemory, dated: bool) -> str:
 def _heading(memory: UserMemory, dated: bool) -> tuple[str | None, str]:
     """The heading a memory is listed under (its day when ``dated``, then the label its
     text starts with), and what is left of its text; no heading when it has neither."""
-    label = LABEL.match(memory.memory)
+    label, rest = labelled(memory.memory)
     parts = [f"({memory.updated_at.date().isoformat()})"] if dated and memory.updated_at else []
     if label is not None:
-        parts.append(label.group(0).rstrip())
-    rest = memory.memory[label.end() :] if label is not None else memory.memory
+        parts.append(label)
     return (" ".join(parts) or None, rest)
 
 

@@ -61,7 +61,6 @@ __all__ = [
     "CENTERING",
     "EPISODE_LIFT",
     "EPISODE_TOP",
-    "LABEL",
     "PINNED_CONSTRAINTS",
     "RECENT",
     "RECENT_REPLY_CHARS",
@@ -73,6 +72,8 @@ __all__ = [
     "distinct",
     "episode",
     "estimate_tokens",
+    "labelled",
+    "lifted",
     "scoped",
     "search_memories",
     "select_memories",
@@ -89,7 +90,7 @@ _RANK_OFFSET: Final = 10  # reciprocal rank fusion's constant: 1 / (offset + ran
 EPISODE_TOP: Final = 2  # the best matches whose episodes are lifted ...
 EPISODE_LIFT: Final = 0.2  # ... by this share of the best match's score
 # a label in brackets that a memory's text starts with: "[8 May, 2023] ...", "[work] ..."
-LABEL: Final = re.compile(r"\[[^\[\]\n]{1,80}\][ \t]+(?=\S)")
+_LABEL: Final = re.compile(r"\[[^\[\]\n]{1,80}\][ \t]+(?=\S)")
 PINNED_CONSTRAINTS: Final = 3  # memories of allergies and intolerances, always offered
 # a memory that says the user's own name ("User's name is Ava", "The user goes by Av",
 # "She prefers to be called Sam"); not one that names something else ("a group called
@@ -121,14 +122,21 @@ def scoped(memories: Iterable[UserMemory], agent_id: str | None) -> list[UserMem
     return [m for m in memories if agent_id is None or m.agent_id in (agent_id, None)]
 
 
+def labelled(text: str) -> tuple[str | None, str]:
+    """The label in brackets ``text`` starts with ("[8 May, 2023]", "[work]"; None when
+    it has none) and the rest of the text."""
+    label = _LABEL.match(text)
+    return (None, text) if label is None else (label.group(0).rstrip(), text[label.end() :])
+
+
 def episode(memory: UserMemory) -> tuple[str, str] | None:
     """Where a memory was learned, as far as it says: its session, else the label in
     brackets its text starts with (a date, a source: what the prompt lists memories
     under); None when it has neither."""
     if memory.session_id:
         return ("session", memory.session_id)
-    label = LABEL.match(memory.memory)
-    return None if label is None else ("label", label.group(0).rstrip())
+    label, _ = labelled(memory.memory)
+    return None if label is None else ("label", label)
 
 
 def lifted(results: Sequence[ScoredMemory]) -> list[ScoredMemory]:
