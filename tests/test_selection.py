@@ -224,6 +224,22 @@ def test_a_fact_learned_beside_the_best_match_is_lifted(store: MemoryStore, lear
     assert len({selection.episode(m) for m in chosen}) == 1
 
 
+def test_a_session_that_holds_most_of_what_is_found_lifts_nothing(store: MemoryStore) -> None:
+    """An agent kept on one session writes every memory there: lifting that session would
+    put all of it before what was learned elsewhere (here, a memory added by hand)."""
+    kept = "main"
+    best = UserMemory("The Lisbon flight leaves on 12 May", session_id=kept)
+    by_hand = UserMemory("The user hates flight delays")
+    offsite = [
+        UserMemory(f"Flight {i} to Oslo was booked for the team offsite", session_id=kept)
+        for i in range(20)
+    ]
+    Memory(db=store, embedder=None).add_user_memories([best, by_hand, *offsite], "ava")
+    query = MemoryQuery(user_id="ava", limit=60)
+    chosen = select_memories(store, query, "When does the Lisbon flight leave?", 3, pinned=False)
+    assert [m.memory for m in chosen[:2]] == [best.memory, by_hand.memory]
+
+
 def test_a_memorys_episode_is_its_session_else_its_label() -> None:
     assert selection.episode(UserMemory("[work] x", session_id="s1")) == ("session", "s1")
     assert selection.episode(UserMemory("[work]  Ava leads the team")) == ("label", "[work]")

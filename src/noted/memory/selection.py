@@ -17,7 +17,8 @@ What was learned together bears on a question together: the rest of an event, th
 facts a question gathers, often sharing no word with it. So the memories of the same
 episode as the search's ``EPISODE_TOP`` best matches (their session; for memories with
 none, the label in brackets their text starts with) are lifted by ``EPISODE_LIFT`` of the
-best match's score before the results are offered (:func:`lifted`).
+best match's score before the results are offered (:func:`lifted`); not an episode that
+holds most of the results (``EPISODE_SHARE``: an agent kept on one session).
 
 A follow-up ("and what does she eat?") names nothing the memories say: the session's
 recent turns (:class:`RecentTurns`) are searched too, and their results are merged with the
@@ -47,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -60,6 +62,7 @@ from noted.tracing import _hooks as tracing
 __all__ = [
     "CENTERING",
     "EPISODE_LIFT",
+    "EPISODE_SHARE",
     "EPISODE_TOP",
     "PINNED_CONSTRAINTS",
     "RECENT",
@@ -89,6 +92,7 @@ RECENT_REPLY_CHARS: Final = 200  # of the last reply, its opening
 _RANK_OFFSET: Final = 10  # reciprocal rank fusion's constant: 1 / (offset + rank)
 EPISODE_TOP: Final = 2  # the best matches whose episodes are lifted ...
 EPISODE_LIFT: Final = 0.2  # ... by this share of the best match's score
+EPISODE_SHARE: Final = 0.5  # an episode holding more of the results than this is no sign
 # a label in brackets that a memory's text starts with: "[8 May, 2023] ...", "[work] ..."
 _LABEL: Final = re.compile(r"\[[^\[\]\n]{1,80}\][ \t]+(?=\S)")
 PINNED_CONSTRAINTS: Final = 3  # memories of allergies and intolerances, always offered
@@ -145,15 +149,25 @@ def lifted(results: Sequence[ScoredMemory]) -> list[ScoredMemory]:
     conversation as the best matches often bears on the question too (the rest of an
     event, the other facts a question gathers), and shares no words with it. The scores
     are then divided by ``1 + EPISODE_LIFT``, so scores of 0..1 stay so and the best match
-    keeps its own; results whose best matches have no episode are left as they are."""
+    keeps its own; results whose best matches have no episode are left as they are.
+
+    An episode that holds more than ``EPISODE_SHARE`` of the results says nothing of
+    them (an agent kept on one session writes all its memories there): it is not lifted,
+    or the memories learned elsewhere would all fall behind it."""
     best = max((r.score for r in results), default=0.0)
-    near = {episode(r.memory) for r in results[:EPISODE_TOP]} - {None}
+    episodes = [episode(r.memory) for r in results]
+    held = Counter(episodes)
+    near = {
+        e
+        for e in episodes[:EPISODE_TOP]
+        if e is not None and held[e] <= EPISODE_SHARE * len(results)
+    }
     if best <= 0 or not near:
         return list(results)
     lift, scale = EPISODE_LIFT * best, 1 + EPISODE_LIFT
     rescored = [
-        ScoredMemory(r.memory, (r.score + (lift if episode(r.memory) in near else 0)) / scale)
-        for r in results
+        ScoredMemory(r.memory, (r.score + (lift if e in near else 0)) / scale)
+        for r, e in zip(results, episodes, strict=True)
     ]
     return sorted(rescored, key=lambda r: -r.score)  # stable: ties keep their order
 
