@@ -153,6 +153,27 @@ def test_hybrid_search_lifts_what_was_learned_beside_the_best_matches(store: Mem
     assert all(0 <= m.score <= 1 for m in best)
 
 
+def test_hybrid_search_lifts_no_session_that_holds_most_of_what_it_found(
+    store: MemoryStore,
+) -> None:
+    """An agent kept on one session writes every memory there: the search of a user whose
+    memories share one session ranks and scores as if they had none."""
+    memory = Memory(db=store, embedder="local")
+    texts = [
+        "The Lisbon flight leaves on 12 May",
+        "Flights to Portugal are cheap in spring",
+        *(f"Flight {i} to Oslo was booked for the team offsite" for i in range(20)),
+    ]
+    memory.add_user_memories([UserMemory(t, session_id="main") for t in texts], user_id="ava")
+    memory.add_user_memories([UserMemory(t) for t in texts], user_id="bob")
+    question = "When does the Lisbon flight leave?"
+    kept, none = (
+        [(m.memory, round(m.score, 6)) for m in memory.search_user_memories(question, user, 10)]
+        for user in ("ava", "bob")
+    )
+    assert kept == none
+
+
 def test_recency_weight_favours_newer_memories(store: MemoryStore) -> None:
     memory = Memory(db=store, embedder="local")
     old = UserMemory("Ava lives in Lisbon", updated_at=utc_now() - timedelta(days=365))
