@@ -155,14 +155,13 @@ def lifted(results: Sequence[ScoredMemory]) -> list[ScoredMemory]:
     them (an agent kept on one session writes all its memories there): it is not lifted,
     or the memories learned elsewhere would all fall behind it."""
     best = max((r.score for r in results), default=0.0)
+    if best <= 0:
+        return list(results)
     episodes = [episode(r.memory) for r in results]
     held = Counter(episodes)
-    near = {
-        e
-        for e in episodes[:EPISODE_TOP]
-        if e is not None and held[e] <= EPISODE_SHARE * len(results)
-    }
-    if best <= 0 or not near:
+    most = EPISODE_SHARE * len(results)
+    near = {e for e in episodes[:EPISODE_TOP] if e is not None and held[e] <= most}
+    if not near:
         return list(results)
     lift, scale = EPISODE_LIFT * best, 1 + EPISODE_LIFT
     rescored = [
