@@ -453,6 +453,33 @@ def test_an_index_of_a_few_words_is_patched_and_made_one_from_its_postings() -> 
     assert made_one > 10
 
 
+def test_an_index_is_charged_about_100_bytes_and_its_length_for_each_word() -> None:
+    """What a cache charges for an index (counted when the index is made, as caches ask on
+    every read): its arrays, and each of its words; the same for an index made from
+    another's postings, and a patched index is charged for its parts."""
+    documents = ["tea with milk", "green tea", "milk and honey", ""]
+
+    def arrays(index: KeywordIndex) -> int:
+        return sum(a.nbytes for a in (index._start, index._positions, index._counts))
+
+    def charged(index: KeywordIndex) -> int:
+        return index.nbytes - arrays(index) - index._sizes.nbytes
+
+    whole = KeywordIndex(documents)
+    stems = list(whole._words)
+    assert len(stems) >= 4 and charged(whole) == sum(100 + len(w) for w in stems)
+    few = KeywordIndex.of_postings(whole, ["tea", "honey"])
+    assert sorted(few._words) == ["honey", "tea"] and charged(few) == 200 + len("honeytea")
+    moved = np.arange(len(documents), dtype=np.intp)
+    patched = PatchedIndex.patch(whole, moved, ["black tea"], np.array([4]), 5)
+    assert isinstance(patched, PatchedIndex)
+    part = patched._parts[1][0]
+    assert charged(part) == sum(100 + len(w) for w in part._words)
+    assert patched.nbytes == patched._sizes.nbytes + sum(
+        index.nbytes + where.nbytes for index, where in patched._parts
+    )
+
+
 def test_a_snapshot_is_charged_for_its_keyword_index_once_built() -> None:
     memories = [UserMemory(f"likes tea {i}", memory_id=f"m{i:02d}") for i in range(50)]
     query = MemoryQuery("ava", limit=3)

@@ -159,6 +159,10 @@ class _BM25:
         return scores
 
 
+def _word_bytes(words: Collection[str]) -> int:
+    return 100 * len(words) + sum(map(len, words))
+
+
 class KeywordIndex(_BM25):
     """BM25 over a fixed sequence of documents, from postings made once: a query costs a few
     array operations on the postings of its own words, instead of a look at every document.
@@ -168,7 +172,7 @@ class KeywordIndex(_BM25):
     Never changed once made, so threads share it.
     """
 
-    __slots__ = ("_counts", "_positions", "_start", "_words")
+    __slots__ = ("_counts", "_positions", "_start", "_word_bytes", "_words")
 
     def __init__(self, documents: Iterable[str], words: Collection[str] | None = None) -> None:
         """Index ``documents``; only the stems in ``words`` when given (one query's, as
@@ -180,6 +184,7 @@ class KeywordIndex(_BM25):
         word_ids = np.fromiter(map(ids.__getitem__, stems), dtype=np.int64)  # all in C
         order = np.argsort(word_ids * len(bags) + positions)  # by word, then position
         self._words = dict(ids)
+        self._word_bytes = _word_bytes(self._words)
         self._start = np.zeros(len(ids) + 1, dtype=np.int64)
         np.cumsum(np.bincount(word_ids, minlength=len(ids)), out=self._start[1:])
         self._positions = positions[order].astype(np.int32)
@@ -203,6 +208,7 @@ class KeywordIndex(_BM25):
                 counts.append(times[order])
         made = cls.__new__(cls)
         made._words = {word: i for i, word in enumerate(names)}
+        made._word_bytes = _word_bytes(made._words)
         made._start = np.zeros(len(names) + 1, dtype=np.int64)
         np.cumsum(np.array([p.size for p in positions[1:]], dtype=np.int64), out=made._start[1:])
         made._positions = np.concatenate(positions).astype(np.int32)
@@ -213,9 +219,10 @@ class KeywordIndex(_BM25):
 
     @property
     def nbytes(self) -> int:
-        """Roughly what the index takes in the process (a word's entry: about 100 bytes)."""
+        """Roughly what the index takes in the process (a word's entry: about 100 bytes,
+        counted once when the index is made: caches ask on every read)."""
         arrays = (self._start, self._positions, self._counts, self._sizes)
-        return sum(a.nbytes for a in arrays) + sum(100 + len(w) for w in self._words)
+        return sum(a.nbytes for a in arrays) + self._word_bytes
 
     def postings(self, word: str) -> Postings:
         """The positions of the documents holding stem ``word``, in order, and its count
