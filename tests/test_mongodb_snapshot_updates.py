@@ -251,3 +251,18 @@ def test_a_batch_of_twenty_updates_is_patched_in(db: MongoDb, commands: Commands
     snapshot(db)
     a_manager_sized_batch(db)
     assert_patched(db, commands)
+
+
+def test_a_batch_of_more_updates_than_the_log_keeps_is_patched_in(
+    db: MongoDb, commands: Commands
+) -> None:
+    """A batch moves its user's generation once, after all its writes, logging every id
+    it wrote: one round trip to the generations, however many changes it makes."""
+    written_a_month_ago(db, LOG_KEPT + 16)
+    snapshot(db)
+    commands.sent.clear()
+    a_manager_sized_batch(db, LOG_KEPT + 16)
+    generations = f"{db.memory_table}_generations"
+    moved = [c for c in commands.sent if c.get("update") == generations]
+    assert len(moved) == 1, moved
+    assert_patched(db, commands)

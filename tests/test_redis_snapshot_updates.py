@@ -79,13 +79,13 @@ def embed(store: MemoryStore, memories: Sequence[UserMemory], seed: int = 0) -> 
     store.set_embeddings(MODEL, [(m, unit(seed + k)) for k, m in enumerate(memories)])
 
 
-def written_a_month_ago(store: MemoryStore) -> datetime:
-    """Twenty of ava's memories, an hour apart from a month ago, each with a vector; that
-    month-old time."""
+def written_a_month_ago(store: MemoryStore, count: int = 20) -> datetime:
+    """``count`` of ava's memories, an hour apart from a month ago, each with a vector;
+    that month-old time."""
     base = utc_now() - timedelta(days=30)
     memories = [
         stamped(f"ava fact {i} about tea", f"m{i:02d}", "ava", base + timedelta(hours=i))
-        for i in range(20)
+        for i in range(count)
     ]
     store.upsert_memories(memories)
     embed(store, memories)
@@ -552,15 +552,15 @@ def test_searches_side_by_side_after_a_write_read_it_once(
     a_write_read_once(db, monkeypatch, RedisDb)
 
 
-def a_manager_sized_batch(db: MemoryStore) -> None:
-    """A write_batch of twenty updates, a delete and an add to ava's month-old memories
-    (each update is a write of its own in the change log)."""
+def a_manager_sized_batch(db: MemoryStore, count: int = 20) -> None:
+    """A write_batch of ``count`` updates, a delete and an add to ava's month-old
+    memories (``count`` of them)."""
     db.write_batch(
         WriteBatch(
             "ava",
-            deletes=["m19"],
+            deletes=[f"m{count - 1:02d}"],
             updates=[
-                stamped(f"ava fact {i} about coffee now", f"m{i:02d}", "ava") for i in range(20)
+                stamped(f"ava fact {i} about coffee now", f"m{i:02d}", "ava") for i in range(count)
             ],
             adds=[stamped("ava drinks green tea now", "n1", "ava")],
         )
@@ -571,4 +571,16 @@ def test_a_batch_of_twenty_updates_is_patched_in(db: RedisDb, client: redis.Redi
     written_a_month_ago(db)
     snapshot(db)
     a_manager_sized_batch(db)
+    assert_patched(db, client)
+
+
+def test_a_batch_of_more_updates_than_the_log_keeps_is_patched_in(
+    db: RedisDb, client: redis.Redis
+) -> None:
+    """A batch's updates are one write in the change log, however many there are."""
+    written_a_month_ago(db, LOG_KEPT + 16)
+    snapshot(db)
+    logged = client.llen(log_key(db, "ava"))
+    a_manager_sized_batch(db, LOG_KEPT + 16)
+    assert client.llen(log_key(db, "ava")) - logged == 3  # the delete, the updates, the add
     assert_patched(db, client)

@@ -7,6 +7,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
 from noted._time import now_micros
@@ -80,6 +81,10 @@ _CLAIM_AT: Final = _CLAIM + ".at"
 _CLAIM_LIFETIME_US: Final = 60_000_000
 _TRANSACTIONAL: Final = Capabilities(transactions=True, native_fulltext=True, native_vectors=True)
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
+# the users a batch in progress wrote, and their memory ids (see MongoDb._moved_once)
+_batch_written: ContextVar[dict[str, list[str] | None] | None] = ContextVar(
+    "noted_mongo_batch_written", default=None
+)
 
 
 class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreContext):
@@ -291,11 +296,10 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
     def _bumped(self, db: Collections, written: Iterable[tuple[str, str | None]]) -> Iterator[None]:
         """Move on the generation of each user of ``written`` (user_id, memory_id pairs;
         memory_id None when not known) after the block, which writes their memories or
-        embeddings: also when it fails part-way (it may have written some), one update
-        per user in bulk writes of 1000, each logging the user's ids (see search.bump)."""
-        from pymongo import UpdateOne
-
-        ids: dict[str, list[str] | None] = {}
+        embeddings: also when it fails part-way (it may have written some). Inside a
+        batch (:meth:`_moved_once`) the batch moves them once, after all its writes."""
+        held = _batch_written.get()
+        ids: dict[str, list[str] | None] = {} if held is None else held
         for user_id, memory_id in written:
             listed = ids.setdefault(user_id, [])
             if listed is not None:
@@ -303,19 +307,41 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
                     ids[user_id] = None
                 else:
                     listed.append(memory_id)
+        if held is not None:
+            yield
+            return
         try:
             yield
         finally:
-            users = list(ids)
-            if len(users) == 1:
-                update = bump(ids[users[0]])
-                db.generations.update_one({"_id": users[0]}, update, upsert=True, session=bound())
-            else:
-                ops = [UpdateOne({"_id": u}, bump(ids[u]), upsert=True) for u in users]
-                for start in range(0, len(ops), _BATCH):
-                    db.generations.bulk_write(
-                        ops[start : start + _BATCH], ordered=False, session=bound()
-                    )
+            self._move_on(db, ids)
+
+    def _move_on(self, db: Collections, ids: dict[str, list[str] | None]) -> None:
+        """One update of each user's generation, in bulk writes of 1000, logging the ids
+        written (None: not known; see search.bump)."""
+        from pymongo import UpdateOne
+
+        users = list(ids)
+        if len(users) == 1:
+            update = bump(ids[users[0]])
+            db.generations.update_one({"_id": users[0]}, update, upsert=True, session=bound())
+            return
+        ops = [UpdateOne({"_id": u}, bump(ids[u]), upsert=True) for u in users]
+        for start in range(0, len(ops), _BATCH):
+            db.generations.bulk_write(ops[start : start + _BATCH], ordered=False, session=bound())
+
+    def _moved_once(self, batch: WriteBatch, audit: AuditContext | None) -> list[UserMemory]:
+        """The batch's changes, with its user's generation moved once after them all (and
+        after those it made when one fails): one write in the change log, one round trip,
+        however many memories the batch changes."""
+        ids: dict[str, list[str] | None] = {}
+        token = _batch_written.set(ids)
+        try:
+            return write_batch(self, batch, audit)
+        finally:
+            _batch_written.reset(token)
+            if ids:
+                with self._db() as db:
+                    self._move_on(db, ids)
 
     def _insert_new(self, db: Collections, doc: Doc, context: AuditContext) -> bool:
         """Insert one memory if its id is not stored yet (the usual case: one round trip
@@ -391,11 +417,11 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
             if self.capabilities.transactions:
                 client = self._client
                 assert client is not None  # opened by _db
-                return in_transaction(client, lambda: write_batch(self, batch, audit))
+                return in_transaction(client, lambda: self._moved_once(batch, audit))
             before = undo.prepare(db.memories, batch)
         try:
             with undo.recording(before):
-                return write_batch(self, batch, audit)
+                return self._moved_once(batch, audit)
         except Exception as exc:  # a fault or a refusal; the process lives on to undo it
             self._undo(before, exc)
             raise

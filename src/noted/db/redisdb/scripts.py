@@ -38,8 +38,8 @@ __all__ = [
 ]
 
 # a user's change log (see bump below): the last LOG_KEPT writes, each naming up to LOG_IDS
-# ids, kept LOG_SECONDS after the last; a write_batch takes one write per update, so a
-# manager's batch of a few dozen changes stays patchable
+# ids, kept LOG_SECONDS after the last; a write_batch takes one write for its updates and
+# one for each other kind of change, however many memories they name
 LOG_KEPT: Final = 64
 LOG_IDS: Final = 256
 LOG_SECONDS: Final = 3600
@@ -218,34 +218,53 @@ end
 return nil
 """
 
-# ARGV[6] = one memory (JSON): the whole record the core decided on the stored one
-# (core.replaced_fields), written as it is; [7] (optional) = the stored memory that
-# decision was made on, as STORED_LUA read it. Returns 1; 0 when the user has no such
-# memory (a clear or delete earlier in the same batch); 'moved' when the memory is no
-# longer as [7] says (then nothing is written: read it again and decide again).
+# ARGV[6] = memories (JSON list): each the whole record the core decided on the stored one
+# (core.replaced_fields), written as it is; [7] (optional) = the stored memories those
+# decisions were made on, as STORED_LUA read them (JSON list, one per memory). Returns,
+# per memory, 1 when written or 0 when its user has no such memory (a clear or delete
+# earlier in the same batch); or 'moved' when one is no longer as [7] says (then nothing
+# is written: read them again and decide again). Each user's change log takes one write
+# for all of theirs, however many.
 UPDATE_LUA = """
-local m = cjson.decode(ARGV[6])
-local id, user, text = m[2], m[3], m[4]
-local key = mkey(id)
+local batch = cjson.decode(ARGV[6])
 if ARGV[7] then
-  local seen, now = cjson.decode(ARGV[7]), row(id)
-  for i = 1, #seen do
-    if seen[i] ~= now[i] then return 'moved' end
+  for k, seen in ipairs(cjson.decode(ARGV[7])) do
+    local now = row(batch[k][2])
+    for i = 1, #seen do
+      if seen[i] ~= now[i] then return 'moved' end
+    end
   end
 end
-local cur = redis.call('HMGET', key, 'user_id', 'memory', 'topics')
-if cur[1] ~= user then return 0 end
-local set, absent = fields(key, m, true)
-if m[12] then
-  absent[#absent + 1] = 'embedding'; absent[#absent + 1] = 'embedding_model'
+local done, touched, seen, order = {}, {}, {}, {}
+for k, m in ipairs(batch) do
+  local id, user, text = m[2], m[3], m[4]
+  local key = mkey(id)
+  local cur = redis.call('HMGET', key, 'user_id', 'memory', 'topics')
+  done[k] = 0
+  if cur[1] == user then
+    local set, absent = fields(key, m, true)
+    if m[12] then
+      absent[#absent + 1] = 'embedding'; absent[#absent + 1] = 'embedding_model'
+    end
+    if #absent > 0 then redis.call('HDEL', key, unpack(absent)) end
+    redis.call('HSET', unpack(set))
+    redis.call('ZADD', zkey('upd', user), m[11], id)
+    record(user, id, m[1], 'update', cur[2], cur[3], text, m[5])
+    done[k] = 1
+    if not touched[user] then touched[user] = {}; order[#order + 1] = user end
+    local mark = #user .. ':' .. user .. ':' .. id
+    if not seen[mark] then
+      seen[mark] = true
+      local ids = touched[user]
+      ids[#ids + 1] = id
+    end
+  end
 end
-if #absent > 0 then redis.call('HDEL', key, unpack(absent)) end
-redis.call('HSET', unpack(set))
-redis.call('ZADD', zkey('upd', user), m[11], id)
-record(user, id, m[1], 'update', cur[2], cur[3], text, m[5])
-refresh(user)
-bump(user, {id})
-return 1
+for _, user in ipairs(order) do
+  refresh(user)
+  bump(user, touched[user])
+end
+return done
 """
 
 # ARGV[2] = memory ids (JSON). What the core's rules need of the stored ones, as a JSON

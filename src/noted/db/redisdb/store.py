@@ -414,7 +414,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
                 except self._watch_error:
                     continue
         start = int(batch.clear) + int(bool(batch.deletes))
-        updated = results[start : start + len(batch.updates)]
+        updated = results[start] if batch.updates else []
         if batch.adds and results[-1] is not None:
             raise foreign_memory(results[-1].decode())
         written = [row for row, done in zip(records, updated, strict=True) if done]
@@ -461,8 +461,9 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
             ids = list(dict.fromkeys(batch.deletes))
             event_ids = to_json(new_event_ids(len(ids)))
             calls.append((self._delete, [*prefix, "ids", user, event_ids, to_json(ids)]))
-        for entry in _entries(updates, _clears(updated)):
-            calls.append((self._update, [*prefix, to_json(entry)]))
+        if updates:
+            entries = _entries(updates, _clears(updated))
+            calls.append((self._update, [*prefix, to_json(entries)]))
         if adds:
             entries = _entries(adds, _clears(added))
             calls.append((self._upsert, [*prefix, to_json(entries)]))
@@ -487,12 +488,12 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
             stored = _stored_row(found[0])
             change = replacement(memory_id, user_id, stored[2:4], text, topics)
             record = _replaced(row, stored)
-            (entry,) = _entries([record], [clears_embedding(change)])
+            entries = _entries([record], [clears_embedding(change)])
             answer = self._call(
-                self._update, *self._stamp(context), to_json(entry), to_json(found[0])
+                self._update, *self._stamp(context), to_json(entries), to_json(found[:1])
             )
             if answer != b"moved":
-                return rows_to_memories([record])[0] if answer else None
+                return rows_to_memories([record])[0] if answer[0] else None
 
     def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         event_ids = to_json(new_event_ids(len(ids)))
