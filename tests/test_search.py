@@ -490,6 +490,14 @@ def test_the_best_k_keep_position_order_among_equal_scores_at_the_cut() -> None:
         finite = [i for i in range(n) if np.isfinite(scores[i])]
         expected = sorted(finite, key=lambda i: (-scores[i], i))[:count]
         assert [int(i) for i in top_indices(scores, count)] == expected
+    for _ in range(200):  # most left out (-inf), as a keyword search of a large user's
+        n = int(rng.integers(100, 3000))
+        scores = np.full(n, -np.inf, dtype=np.float32)
+        some = rng.choice(n, int(rng.integers(0, 60)), replace=False)
+        scores[some] = rng.integers(1, 6, some.size)
+        count = int(rng.integers(0, 80))
+        expected = sorted(map(int, some), key=lambda i: (-scores[i], i))[:count]
+        assert [int(i) for i in top_indices(scores, count)] == expected
 
 
 def test_scores_are_the_matrix_product() -> None:

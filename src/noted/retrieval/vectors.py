@@ -142,31 +142,25 @@ def centred(target: Vector, mean: Vector, centering: float) -> Vector:
 
 def top_indices(scores: npt.NDArray[np.floating], count: int | None) -> npt.NDArray[np.intp]:
     """Positions of the ``count`` highest finite scores (all when None), highest first;
-    equal scores keep their positions' order."""
-    if count and count < scores.size:
-        # the count-th highest score, found in place of sorting them all
-        last = np.partition(scores, scores.size - count)[scores.size - count]
-        above = np.flatnonzero(scores > last)
-        if np.isfinite(last) and np.isfinite(scores[above]).all() and not np.isnan(scores).any():
-            tied = np.flatnonzero(scores == last)[: count - above.size]
-            picked = np.concatenate([above, tied])
-            order = np.lexsort((picked, -scores[picked]))
-            best: npt.NDArray[np.intp] = picked[order]
-            return best
-    finite = np.flatnonzero(np.isfinite(scores))
-    if count is not None and count < finite.size:
+    equal scores keep their positions' order. The scores that are not finite are set
+    aside before the cut is found: numpy's partition slows twentyfold on a large block of
+    equal values below the cut, which is what the -inf of memories left out make (those
+    sharing no word with a keyword query, those a filter excludes)."""
+    finite = np.isfinite(scores)
+    positions = None if finite.all() else np.flatnonzero(finite)
+    values = scores if positions is None else scores[positions]
+    if count is not None and count < values.size:
         if count:
-            values = scores[finite]
+            # the count-th highest score, found in place of sorting them all
             last = np.partition(values, values.size - count)[values.size - count]
-            above = finite[values > last]  # then the first positions holding the cut's score
-            picked = np.concatenate([above, finite[values == last][: count - above.size]])
+            above = np.flatnonzero(values > last)  # then the first places holding the cut's
+            picked = np.concatenate([above, np.flatnonzero(values == last)[: count - above.size]])
         else:
-            picked = finite[:0]
+            picked = np.flatnonzero(finite[:0])
     else:
-        picked = finite
-    order = np.lexsort((picked, -scores[picked]))
-    result: npt.NDArray[np.intp] = picked[order]
-    return result
+        picked = np.arange(values.size)
+    best: npt.NDArray[np.intp] = picked[np.lexsort((picked, -values[picked]))]
+    return best if positions is None else positions[best]
 
 
 @dataclass(frozen=True, slots=True)
