@@ -281,7 +281,8 @@ def llm_response(response: ModelResponse, settings: TraceSettings) -> Attributes
 
 def overlap(query: str, memory: UserMemory) -> int:
     """How many content words ``memory`` (its text and topics) shares with ``query``: the
-    score by which the agent's memory selection ranks."""
+    score a trace shows beside each memory the selection chose (which ranks by its own
+    search, see noted.memory.selection)."""
     return len(keywords(query) & (keywords(memory.memory) | keywords(" ".join(memory.topics))))
 
 
