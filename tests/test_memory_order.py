@@ -3,6 +3,7 @@ near the top is picked without sorting everything, and is the page a full sort g
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 
 from noted import InMemoryDb
 from noted.db._client_search import sort_memories
-from noted.db.base import SORT_FIELDS, SORT_ORDERS, MemoryQuery
+from noted.db.base import SORT_FIELDS, SORT_ORDERS, MemoryQuery, WriteBatch
 from noted.schema import UserMemory
 
 _START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -122,3 +123,66 @@ def test_the_newest_few_of_many_are_picked_without_sorting_them_all() -> None:
         # log2(4000) = 12 times as often
         assert _CountedTime.comparisons < 3 * count
         assert [m.memory_id for m in got] == [m.memory_id for m in _fully_sorted(found, query)]
+
+
+def _filtered(found: list[UserMemory], query: MemoryQuery) -> list[UserMemory]:
+    from noted.db._client_search import matches
+
+    return _fully_sorted([m for m in found if matches(query, m)], query)
+
+
+@settings(max_examples=30, deadline=None)
+@given(rnd=st.randoms(use_true_random=False))
+def test_the_in_process_stores_newest_stay_in_order_through_every_kind_of_write(
+    rnd: random.Random,
+) -> None:
+    """A page of a large user's newest is read from an order the store keeps as memories
+    are added, overwritten, replaced, deleted and cleared: it must be the page a full sort
+    of the memories (filtered) gives, after each write."""
+    db = InMemoryDb()
+    at = iter(_START + timedelta(seconds=rnd.randrange(40)) for _ in range(10**6))
+    made = 0
+
+    def memory(memory_id: str, agent: str | None = None) -> UserMemory:
+        nonlocal made
+        made += 1
+        updated = next(at)
+        return UserMemory(
+            memory=f"fact {made}",
+            topics=[rnd.choice(["tea", "ski", "work"])],
+            user_id="ava",
+            agent_id=agent,
+            memory_id=memory_id,
+            created_at=updated,
+            updated_at=updated,
+        )
+
+    def some_id() -> str:
+        return f"m{rnd.randrange(300)}"
+
+    writes = [
+        lambda: db.upsert_memories([memory(some_id(), rnd.choice([None, "a"])) for _ in range(20)]),
+        lambda: db.update_memory(memory(some_id())),
+        lambda: db.delete_memories([some_id() for _ in range(5)], "ava"),
+        lambda: db.write_batch(
+            WriteBatch(
+                "ava", deletes=[some_id()], updates=[memory(some_id())], adds=[memory(f"n{made}")]
+            )
+        ),
+        lambda: db.clear_memories("ava"),
+    ]
+    for _ in range(40):
+        rnd.choices(writes, weights=[10, 5, 3, 3, 1])[0]()
+        everything = db.list_memories(MemoryQuery("ava"))
+        for _ in range(3):
+            query = MemoryQuery(
+                "ava",
+                agent_id=rnd.choice([None, "a"]),
+                topics=rnd.choice([(), ("tea",)]),
+                updated_before=rnd.choice([None, _START + timedelta(seconds=20)]),
+                sort_order=rnd.choice(SORT_ORDERS),  # type: ignore[arg-type]
+                limit=rnd.randrange(0, 6),
+                offset=rnd.randrange(0, 3),
+            )
+            listed = [(m.memory_id, m.memory) for m in db.list_memories(query)]
+            assert listed == [(m.memory_id, m.memory) for m in _filtered(everything, query)]

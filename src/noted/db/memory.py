@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Any, Final
 
 import numpy as np
@@ -51,12 +53,21 @@ __all__ = ["InMemoryDb"]
 _CACHE_BYTES: Final = 256 * 2**20
 _KEPT_UP_TO: Final = 100_000
 _WRITTEN_KEPT: Final = 4096  # a user's changes noted by memory id (then noted afresh)
+# a page of a user's memories by updated_at is read from their kept order when the page is
+# at most 1/_FROM_ORDER of their memories (else sorting them is as quick)
+_FROM_ORDER: Final = 32
 
 
 def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
     """What the rules take of a memory: id, user, text and topics (immutable)."""
     memory_id, user_id = stamped_keys(memory)
     return memory_id, user_id, memory.memory, tuple(memory.topics)
+
+
+def _by_updated(memory: UserMemory) -> tuple[datetime, str]:
+    """Where a stored memory (stamped: both are set) stands in its user's order by
+    updated_at."""
+    return memory.updated_at or EPOCH, memory.memory_id or ""
 
 
 def _fields(memory: UserMemory) -> dict[str, Any]:
@@ -97,6 +108,9 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         # snapshot's memories follow (a replace keeps its place, a delete gives it up)
         self._entered: dict[str, int] = {}
         self._entries = 0
+        # user_id -> (updated_at, memory_id) of each of their memories, in that order: a
+        # page of the newest (what an agent's selection asks each turn) without a sort
+        self._by_updated: dict[str, list[tuple[datetime, str]]] = {}
 
     def __repr__(self) -> str:
         return "InMemoryDb()"
@@ -122,6 +136,15 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             base, ids = count, []
         ids.append(memory_id)
         self._written[user_id] = (base, ids)
+
+    def _reordered(self, user_id: str, old: UserMemory | None, new: UserMemory | None) -> None:
+        """Keep the user's order by updated_at as ``old`` leaves it and ``new`` enters it
+        (either may be None); under the lock."""
+        order = self._by_updated.setdefault(user_id, [])
+        if old is not None:
+            del order[bisect_left(order, _by_updated(old))]
+        if new is not None:
+            insort(order, _by_updated(new))
 
     def _written_since(self, user_id: str, count: int) -> set[str] | None:
         """The memories changed since the user's ``count``-th change, or None when that
@@ -172,6 +195,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
                 if memory_id not in mine:
                     self._entries += 1
                     self._entered[memory_id] = self._entries
+                self._reordered(user_id, mine.get(memory_id), m)
                 mine[memory_id] = m
             self._record(changes, context)
 
@@ -198,6 +222,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             change = core.replacement(memory_id, user_id, old[2:], now[2], now[3])
             if core.clears_embedding(change):
                 self._embeddings.pop(memory_id, None)
+            self._reordered(user_id, current, new)
             self._users[user_id][memory_id] = new
             self._record([change], context)
             return new.copy()
@@ -216,8 +241,29 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
         with self._lock:
-            found = self._matching(query)
-        return [m.copy() for m in sort_memories(found, query)]
+            page = self._page_by_updated(query)
+            if page is None:
+                page = sort_memories(self._matching(query), query)
+        return [m.copy() for m in page]
+
+    def _page_by_updated(self, query: MemoryQuery) -> list[UserMemory] | None:
+        """A small page of one user's memories by updated_at, from their kept order (the
+        filters checked on the way); None for other queries. Under the lock."""
+        if query.user_id is None or query.sort_by != "updated_at" or query.limit is None:
+            return None
+        mine = self._users.get(query.user_id, {})
+        count = query.offset + query.limit
+        if count * _FROM_ORDER > len(mine) or not count:
+            return None
+        order = self._by_updated[query.user_id]
+        picked: list[UserMemory] = []
+        for _, memory_id in reversed(order) if query.sort_order == "desc" else order:
+            memory = mine[memory_id]
+            if not query.filtered or matches(query, memory):
+                picked.append(memory)
+                if len(picked) == count:
+                    break
+        return picked[query.offset :]
 
     def _kept(self, user_id: str) -> UserSnapshot | None:
         """The user's memories as searches rank them (see UserSnapshot), kept until they
@@ -358,14 +404,18 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         with self._lock:
             mine = self._users.get(user_id, {})
             removed = [mine.pop(i) for i in ids if i in mine]
+            for memory in removed:
+                self._reordered(user_id, memory, None)
             return self._deleted(user_id, removed, context)
 
     def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
         with self._lock:
             if user_id is not None:
+                self._by_updated.pop(user_id, None)
                 return self._deleted(user_id, self._users.pop(user_id, {}).values(), context)
             users = list(self._users.items())
             self._users.clear()
+            self._by_updated.clear()
             return sum(self._deleted(owner, mine.values(), context) for owner, mine in users)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
