@@ -137,7 +137,7 @@ def test_the_in_process_stores_newest_stay_in_order_through_every_kind_of_write(
     rnd: random.Random,
 ) -> None:
     """A page of a large user's newest is read from an order the store keeps as memories
-    are added, overwritten, replaced, deleted and cleared: it must be the page a full sort
+    are added (a few, or many at once), overwritten, replaced, deleted and cleared: it must be the page a full sort
     of the memories (filtered) gives, after each write."""
     db = InMemoryDb()
     at = iter(_START + timedelta(seconds=rnd.randrange(40)) for _ in range(10**6))
@@ -161,7 +161,9 @@ def test_the_in_process_stores_newest_stay_in_order_through_every_kind_of_write(
         return f"m{rnd.randrange(300)}"
 
     writes = [
-        lambda: db.upsert_memories([memory(some_id(), rnd.choice([None, "a"])) for _ in range(20)]),
+        lambda: db.upsert_memories(
+            [memory(some_id(), rnd.choice([None, "a"])) for _ in range(rnd.choice([20, 100]))]
+        ),
         lambda: db.update_memory(memory(some_id())),
         lambda: db.delete_memories([some_id() for _ in range(5)], "ava"),
         lambda: db.write_batch(

@@ -56,6 +56,7 @@ _WRITTEN_KEPT: Final = 4096  # a user's changes noted by memory id (then noted a
 # a page of a user's memories by updated_at is read from their kept order when the page is
 # at most 1/_FROM_ORDER of their memories (else sorting them is as quick)
 _FROM_ORDER: Final = 32
+_MOVED_ONE_BY_ONE: Final = 64  # a write of more memories sorts their user's order once
 
 
 def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
@@ -146,6 +147,26 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         if new is not None:
             insort(order, _by_updated(new))
 
+    def _reorder_written(self, before: dict[tuple[str, str], UserMemory | None]) -> None:
+        """Keep the users' orders by updated_at as a write leaves them (``before``: each
+        written memory as it was; now it is as stored): a few moved one by one, many (a
+        bulk import) appended and the order sorted once. Under the lock."""
+        if len(before) <= _MOVED_ONE_BY_ONE:
+            for (user_id, memory_id), old in before.items():
+                self._reordered(user_id, old, self._users[user_id][memory_id])
+            return
+        users: dict[str, list[tuple[str, UserMemory | None]]] = {}
+        for (user_id, memory_id), old in before.items():
+            users.setdefault(user_id, []).append((memory_id, old))
+        for user_id, written in users.items():
+            order = self._by_updated.setdefault(user_id, [])
+            gone = {_by_updated(old) for _, old in written if old is not None}
+            if gone:
+                order[:] = [key for key in order if key not in gone]
+            mine = self._users[user_id]
+            order.extend(_by_updated(mine[memory_id]) for memory_id, _ in written)
+            order.sort()
+
     def _written_since(self, user_id: str, count: int) -> set[str] | None:
         """The memories changed since the user's ``count``-th change, or None when that
         is no longer noted; under the lock."""
@@ -186,6 +207,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         copies = [m.copy() for m in memories]
         with self._lock:
             changes = core.upsert_changes(entries, self._stored(e[0] for e in entries))
+            # (user_id, memory_id) -> the memory as it was before this call (None: new)
+            before: dict[tuple[str, str], UserMemory | None] = {}
             for change, m in zip(changes, copies, strict=True):
                 memory_id, user_id = change.memory_id, change.user_id
                 if core.clears_embedding(change):
@@ -195,8 +218,9 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
                 if memory_id not in mine:
                     self._entries += 1
                     self._entered[memory_id] = self._entries
-                self._reordered(user_id, mine.get(memory_id), m)
+                before.setdefault((user_id, memory_id), mine.get(memory_id))
                 mine[memory_id] = m
+            self._reorder_written(before)
             self._record(changes, context)
 
     def write_batch(
