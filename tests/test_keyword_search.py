@@ -384,38 +384,46 @@ def test_the_keyword_index_scores_a_subset_as_bm25_of_that_subset_alone() -> Non
 
 
 def test_a_patched_index_scores_as_one_made_afresh() -> None:
-    """Documents taken out, moved and added, patch after patch: the scores equal those of
-    an index of the documents as they are now, to the last bit, until it is made whole."""
+    """Documents taken out, moved and added, patch after patch, the small parts merged as
+    one past eight: the scores equal those of an index of the documents as they are now,
+    to the last bit, until it is made whole."""
     rng = random.Random(7)
 
     def document() -> str:
         return " ".join(rng.choices(WORDS, k=rng.randint(0, 12)))
 
-    patched_at_least = 0
-    for _ in range(40):
-        documents = [document() for _ in range(rng.randint(1, 40))]
+    patched_at_least = merged = 0
+    for round_ in range(80):
+        documents = [document() for _ in range(rng.randint(1, 40 if round_ < 40 else 200))]
         index: KeywordIndex | PatchedIndex | None = KeywordIndex(documents)
-        for _ in range(12):
+        # the later rounds: few taken out, and the documents as they are given, so that
+        # the parts beside the largest are merged rather than the index made whole
+        taken_out, every = (0.1, False) if round_ < 40 else (0.005, True)
+        for _ in range(12 if round_ < 40 else 30):
             assert index is not None
-            kept = [k for k in range(len(documents)) if rng.random() > 0.1]
+            parts = 1 if isinstance(index, KeywordIndex) else len(index._parts)
+            kept = [k for k in range(len(documents)) if rng.random() > taken_out]
             rng.shuffle(kept)  # any new order
             added = [document() for _ in range(rng.choice((0, 1, 3)))]
             moved = np.full(len(documents), -1, dtype=np.intp)
             moved[kept] = np.arange(len(kept))
             placed = np.arange(len(kept), len(kept) + len(added), dtype=np.intp)
             documents = [documents[k] for k in kept] + added
-            index = PatchedIndex.patch(index, moved, added, placed, len(documents))
+            index = PatchedIndex.patch(
+                index, moved, added, placed, len(documents), every=documents if every else None
+            )
             if index is None:
                 index = KeywordIndex(documents)
             else:
                 patched_at_least += 1
+                merged += isinstance(index, PatchedIndex) and len(index._parts) < parts
             for _ in range(3):
                 text = " ".join(rng.choices(WORDS, k=rng.randint(1, 4)))
                 assert index.scores(text).tolist() == reference_bm25(documents, text)
                 subset = np.array([rng.random() < 0.6 for _ in documents], dtype=bool)
                 chosen = [d for d, keep in zip(documents, subset, strict=True) if keep]
                 assert index.scores(text, subset)[subset].tolist() == reference_bm25(chosen, text)
-    assert patched_at_least > 100
+    assert patched_at_least > 100 and merged > 20, merged
 
 
 def test_an_index_of_a_few_words_is_patched_and_made_one_from_its_postings() -> None:

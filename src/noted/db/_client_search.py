@@ -371,7 +371,9 @@ class UserSnapshot:
         twin.loaded_at = self.loaded_at
         if self._index is not None:
             added = [documents[int(p)] for p in placed]
-            twin._index = PatchedIndex.patch(self._index, moved, added, placed, len(memories))
+            twin._index = PatchedIndex.patch(
+                self._index, moved, added, placed, len(memories), every=documents
+            )
         texts = [memories[int(p)].memory for p in placed]
         # (a copy: a search of this snapshot on another thread may add one meanwhile)
         for words, index in list(self._texts.items()):  # never None: of a few words

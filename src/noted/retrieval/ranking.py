@@ -262,12 +262,17 @@ class PatchedIndex(_BM25):
         placed: npt.NDArray[np.intp],
         count: int,
         words: Collection[str] | None = None,
+        *,
+        every: Sequence[str] | None = None,
     ) -> KeywordIndex | PatchedIndex | None:
         """``base`` with its document at position ``p`` moved to ``moved[p]`` (-1: taken
-        out) and ``documents`` added at ``placed``, ``count`` documents in all; None when
-        it is better made again whole (more than eight parts, or more than a quarter of
-        the documents it would hold taken out). An index of a few ``words`` only is made
-        one again from its postings then (see KeywordIndex.of_postings), never None."""
+        out) and ``documents`` added at ``placed``, ``count`` documents in all. Past eight
+        parts, the parts beside the largest are indexed again as one from ``every`` (the
+        documents as they are now, by position), while they hold at most a quarter as
+        many documents as it. None when it is better made again whole: more than a quarter
+        of the documents it would hold taken out, or more than eight parts that cannot be
+        merged so. An index of a few ``words`` only is made one again from its postings
+        then (see KeywordIndex.of_postings), never None."""
         if isinstance(base, KeywordIndex):
             old = [(base, np.arange(len(base._sizes), dtype=np.intp))]
         else:
@@ -276,6 +281,8 @@ class PatchedIndex(_BM25):
         if documents:
             parts.append((KeywordIndex(documents, words=words), placed))
         indexed = sum(len(index._sizes) for index, _ in parts)
+        if 4 * (indexed - count) <= indexed and len(parts) > _MOST_PARTS and every is not None:
+            parts = _merged_beside_largest(parts, every, words)
         if len(parts) > _MOST_PARTS or 4 * (indexed - count) > indexed:
             return None if words is None else KeywordIndex.of_postings(cls(parts, count), words)
         return cls(parts, count)
@@ -300,6 +307,22 @@ class PatchedIndex(_BM25):
 
 
 _MOST_PARTS = 8
+
+
+def _merged_beside_largest(
+    parts: list[tuple[KeywordIndex, npt.NDArray[np.intp]]],
+    every: Sequence[str],
+    words: Collection[str] | None,
+) -> list[tuple[KeywordIndex, npt.NDArray[np.intp]]]:
+    """The largest part, and the documents the others hold indexed again as one part;
+    ``parts`` as they are when those hold more than a quarter as many as it."""
+    largest = max(range(len(parts)), key=lambda i: len(parts[i][0]._sizes))
+    rest = [where[where >= 0] for i, (_, where) in enumerate(parts) if i != largest]
+    held = np.sort(np.concatenate(rest)) if rest else np.zeros(0, dtype=np.intp)
+    if 4 * held.size > len(parts[largest][0]._sizes):
+        return parts
+    merged = KeywordIndex([every[int(p)] for p in held], words=words)
+    return [parts[largest], (merged, held.astype(np.intp))]
 
 
 def bm25_scores(
