@@ -90,3 +90,47 @@ def test_a_user_whose_snapshot_is_not_kept_is_ranked_afresh_made_once_per_change
     stored(db, "ava", "four")
     assert ranked(db, unit(1, 0, 0))[:1] == ["one"]
     assert len(made) == 2
+
+
+def test_a_filter_is_worked_out_once_per_snapshot_and_each_filter_answers_for_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Which memories pass a search's filters is kept with the snapshot (an agent scoped to
+    its own memories asks the same at every search): the same filter again reads no
+    memory, and every other filter, or a write, gets answers of its own."""
+    from noted.db import _client_search as client_search
+
+    db = InMemoryDb()
+    memory = Memory(db=db, embedder=None)
+    for n in range(30):
+        agent = ("a", "b", None)[n % 3]
+        memory.add_user_memory(
+            UserMemory(f"tea fact {n}", topics=["even" if n % 2 else "odd"], agent_id=agent),
+            user_id="ava",
+        )
+    calls = 0
+    real = client_search.matches
+
+    def counted(query: MemoryQuery, m: UserMemory) -> bool:
+        nonlocal calls
+        calls += 1
+        return real(query, m)
+
+    monkeypatch.setattr(client_search, "matches", counted)
+
+    def found(**filters: object) -> list[str]:
+        query = MemoryQuery(user_id="ava", limit=50, **filters)  # type: ignore[arg-type]
+        return sorted(r.memory.memory for r in db.keyword_search(query, "tea"))
+
+    def expected(**filters: object) -> list[str]:
+        query = MemoryQuery(user_id="ava", **filters)  # type: ignore[arg-type]
+        return sorted(m.memory for m in db.list_memories(query))
+
+    for filters in ({"agent_id": "a"}, {"agent_id": "b"}, {"topics": ("odd",)}):
+        assert found(**filters) == expected(**filters)
+        before = calls
+        assert found(**filters) == expected(**filters)
+        assert calls == before  # (the listing checks the memories through its own name)
+    memory.add_user_memory(UserMemory("tea fact new", agent_id="a"), user_id="ava")
+    assert "tea fact new" in found(agent_id="a")
+    assert found(agent_id="a") == expected(agent_id="a")

@@ -584,3 +584,36 @@ def test_a_batch_of_more_updates_than_the_log_keeps_is_patched_in(
     a_manager_sized_batch(db, LOG_KEPT + 16)
     assert client.llen(log_key(db, "ava")) - logged == 3  # the delete, the updates, the add
     assert_patched(db, client)
+
+
+def test_a_filtered_listing_of_one_user_is_read_from_the_kept_snapshot(
+    db: RedisDb, other: RedisDb, client: redis.Redis
+) -> None:
+    """An agent that sees only its own memories lists its newest with agent_id at every
+    turn: the user's kept snapshot answers (one GET while it is current, no script reading
+    every memory), and a write by another process is in the next answer."""
+    base = utc_now() - timedelta(days=1)
+    memories = [
+        stamped(f"ava fact {i}", f"m{i:02d}", "ava", base + timedelta(minutes=i)) for i in range(40)
+    ]
+    for i, m in enumerate(memories):
+        m.agent_id = ("a", "b", None)[i % 3]
+    db.upsert_memories(memories)
+    query = MemoryQuery("ava", agent_id="a", limit=3)
+    expected = ["m39", "m36", "m33"]
+    assert [m.memory_id for m in db.list_memories(query)] == expected
+    used = calls_during(client, lambda: db.list_memories(query))
+    assert used.get("get") == 1 and "evalsha" not in used and "zrange" not in used, used
+    assert db.count_memories(query) == 14
+    listed = db.list_memories(query)
+    listed[0].memory = "changed by the caller"  # a copy: the snapshot keeps its own
+    assert db.list_memories(query)[0].memory == "ava fact 39"
+    newer = stamped("ava newest", "n1", "ava", base + timedelta(hours=2))
+    newer.agent_id = "a"
+    other.upsert_memories([newer])
+    assert [m.memory_id for m in db.list_memories(query)] == ["n1", "m39", "m36"]
+    assert db.count_memories(query) == 15
+    assert [m.memory_id for m in db.list_memories(MemoryQuery("ava", agent_id="b", limit=2))] == [
+        "m37",
+        "m34",
+    ]

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from operator import attrgetter
 from typing import Any, Final
 
@@ -49,6 +49,7 @@ __all__ = [
 Shape = tuple[str, int]  # the (embedding model, dimensions) of a set of vectors
 _MEMORY_BYTES: Final = 500  # a snapshot's memory's objects, besides its texts (a rough guess)
 _TEXT_SEARCHES_KEPT: Final = 8  # a snapshot's text_only searches kept
+_FILTERS_KEPT: Final = 8  # a snapshot's filters kept with the memories that pass each
 # sort_memories picks a page with a heap when it ends within the first 1/32 of the memories:
 # beyond about 1/20 a full sort was as fast (10,000 memories)
 _HEAP_BELOW: Final = 32
@@ -264,6 +265,7 @@ class UserSnapshot:
         "_documents",
         "_index",
         "_means",
+        "_passed",
         "_text_bytes",
         "_texts",
         "generation",
@@ -306,6 +308,10 @@ class UserSnapshot:
         # for text_only searches: indexes of the memories' texts, each of one query's
         # words only (the selection asks the same words at every turn), made on first need
         self._texts: dict[frozenset[str], KeywordIndex | PatchedIndex] = {}
+        # a query's filters (the query without its order and page) -> which memories pass
+        # them, made on first need (an agent scoped to its own memories asks the same
+        # filter at every search)
+        self._passed: dict[MemoryQuery, npt.NDArray[np.bool_]] = {}
 
     def patched(
         self,
@@ -403,9 +409,9 @@ class UserSnapshot:
         """Roughly what the snapshot takes in the process."""
         vectors = sum(v.nbytes for v in (self.vectors or {}).values())
         texts = sum(index.nbytes for index in list(self._texts.values()))
-        return (
-            self._text_bytes + vectors + texts + (0 if self._index is None else self._index.nbytes)
-        )
+        masks = sum(passed.nbytes for passed in list(self._passed.values()))
+        index = 0 if self._index is None else self._index.nbytes
+        return self._text_bytes + vectors + texts + masks + index
 
     def keyword(self, query: MemoryQuery, text: str, text_only: bool = False) -> list[ScoredMemory]:
         """keyword_rank's answer (BM25 of the filtered memories' documents, those sharing
@@ -464,12 +470,37 @@ class UserSnapshot:
             scores[~passing[found.keys]] = -np.inf
         return self._best(scores, found.keys, query)
 
+    def matching(self, query: MemoryQuery) -> list[UserMemory]:
+        """The memories that pass the query's filters (all when it has none), in the
+        snapshot's order: the snapshot's own objects, for the caller to copy what it hands
+        out."""
+        passing = self._passing(query)
+        if passing is None:
+            return list(self.memories)
+        return [self.memories[int(k)] for k in np.flatnonzero(passing)]
+
     def _passing(self, query: MemoryQuery) -> npt.NDArray[np.bool_] | None:
-        """Which memories pass the query's filters; None when it has none."""
+        """Which memories pass the query's filters (read-only, kept with the snapshot for
+        the next search with the same filters); None when it has none."""
         if not query.filtered:
             return None
-        passing = (matches(query, m) for m in self.memories)
-        return np.fromiter(passing, dtype=np.bool_, count=len(self.memories))
+        key = replace(
+            query,
+            topics=tuple(query.topics),  # (a caller may give a list)
+            sort_by="updated_at",
+            sort_order="desc",
+            limit=None,
+            offset=0,
+        )
+        passed = self._passed.get(key)
+        if passed is None:  # two threads may both make it: either serves
+            passing = (matches(query, m) for m in self.memories)
+            passed = np.fromiter(passing, dtype=np.bool_, count=len(self.memories))
+            passed.flags.writeable = False
+            if len(self._passed) >= _FILTERS_KEPT:
+                self._passed.clear()
+            self._passed[key] = passed
+        return passed
 
     def _best(
         self,

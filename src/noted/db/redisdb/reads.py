@@ -141,7 +141,13 @@ class RedisReads(PageRules):
         )
 
     def _matching(self, query: MemoryQuery) -> list[UserMemory]:
-        """The memories that pass the query's filters, in no particular order."""
+        """The memories that pass the query's filters, in no particular order: everyone's
+        read by a script; one user's from their snapshot (see _snapshot: one GET while
+        it is current), which keeps which memories pass each filter it was asked (an agent
+        that sees only its own memories asks the same at every turn). The snapshot's own
+        objects for one user: copy what is handed out."""
+        if query.user_id is not None:
+            return self._snapshot(query.user_id).matching(query)
         rows = self._read_rows(query.user_id, "upd", "score", *self._time_bounds(query))
         return [m for m in script_memories(rows) if matches(query, m)]
 
@@ -149,7 +155,7 @@ class RedisReads(PageRules):
         if query.limit == 0:
             return []
         if query.user_id is None or query.filtered:
-            return sort_memories(self._matching(query), query)
+            return [m.copy() for m in sort_memories(self._matching(query), query)]
         kind = "upd" if query.sort_by == "updated_at" else "crt"
         stop = last_rank(query.offset, query.limit)
         rev = query.sort_order == "desc"
