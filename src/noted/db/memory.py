@@ -56,7 +56,7 @@ _WRITTEN_KEPT: Final = 4096  # a user's changes noted by memory id (then noted a
 # a page of a user's memories by updated_at is read from their kept order when the page is
 # at most 1/_FROM_ORDER of their memories (else sorting them is as quick)
 _FROM_ORDER: Final = 32
-_MOVED_ONE_BY_ONE: Final = 64  # a write of more memories sorts their user's order once
+_MOVED_ONE_BY_ONE: Final = 64  # a write of more memories re-sorts their user's order once
 
 
 def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
@@ -138,34 +138,24 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         ids.append(memory_id)
         self._written[user_id] = (base, ids)
 
-    def _reordered(self, user_id: str, old: UserMemory | None, new: UserMemory | None) -> None:
-        """Keep the user's order by updated_at as ``old`` leaves it and ``new`` enters it
-        (either may be None); under the lock."""
+    def _reorder(
+        self, user_id: str, leaving: Sequence[UserMemory], entering: Sequence[UserMemory]
+    ) -> None:
+        """Keep the user's order by updated_at as the memories ``leaving`` (as they were)
+        go and those ``entering`` (as stored now) come: a few moved by bisection, many (a
+        bulk import or delete) by one pass and one sort. Under the lock."""
         order = self._by_updated.setdefault(user_id, [])
-        if old is not None:
-            del order[bisect_left(order, _by_updated(old))]
-        if new is not None:
-            insort(order, _by_updated(new))
-
-    def _reorder_written(self, before: dict[tuple[str, str], UserMemory | None]) -> None:
-        """Keep the users' orders by updated_at as a write leaves them (``before``: each
-        written memory as it was; now it is as stored): a few moved one by one, many (a
-        bulk import) appended and the order sorted once. Under the lock."""
-        if len(before) <= _MOVED_ONE_BY_ONE:
-            for (user_id, memory_id), old in before.items():
-                self._reordered(user_id, old, self._users[user_id][memory_id])
+        if len(leaving) + len(entering) <= _MOVED_ONE_BY_ONE:
+            for old in leaving:
+                del order[bisect_left(order, _by_updated(old))]
+            for new in entering:
+                insort(order, _by_updated(new))
             return
-        users: dict[str, list[tuple[str, UserMemory | None]]] = {}
-        for (user_id, memory_id), old in before.items():
-            users.setdefault(user_id, []).append((memory_id, old))
-        for user_id, written in users.items():
-            order = self._by_updated.setdefault(user_id, [])
-            gone = {_by_updated(old) for _, old in written if old is not None}
-            if gone:
-                order[:] = [key for key in order if key not in gone]
-            mine = self._users[user_id]
-            order.extend(_by_updated(mine[memory_id]) for memory_id, _ in written)
-            order.sort()
+        if leaving:
+            gone = set(map(_by_updated, leaving))
+            order[:] = [key for key in order if key not in gone]
+        order.extend(map(_by_updated, entering))
+        order.sort()
 
     def _written_since(self, user_id: str, count: int) -> set[str] | None:
         """The memories changed since the user's ``count``-th change, or None when that
@@ -207,8 +197,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         copies = [m.copy() for m in memories]
         with self._lock:
             changes = core.upsert_changes(entries, self._stored(e[0] for e in entries))
-            # (user_id, memory_id) -> the memory as it was before this call (None: new)
-            before: dict[tuple[str, str], UserMemory | None] = {}
+            # user_id -> memory_id -> the memory as it was before this call (None: new)
+            before: dict[str, dict[str, UserMemory | None]] = {}
             for change, m in zip(changes, copies, strict=True):
                 memory_id, user_id = change.memory_id, change.user_id
                 if core.clears_embedding(change):
@@ -218,9 +208,11 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
                 if memory_id not in mine:
                     self._entries += 1
                     self._entered[memory_id] = self._entries
-                before.setdefault((user_id, memory_id), mine.get(memory_id))
+                before.setdefault(user_id, {}).setdefault(memory_id, mine.get(memory_id))
                 mine[memory_id] = m
-            self._reorder_written(before)
+            for user_id, written in before.items():
+                leaving = [old for old in written.values() if old is not None]
+                self._reorder(user_id, leaving, [self._users[user_id][i] for i in written])
             self._record(changes, context)
 
     def write_batch(
@@ -246,7 +238,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             change = core.replacement(memory_id, user_id, old[2:], now[2], now[3])
             if core.clears_embedding(change):
                 self._embeddings.pop(memory_id, None)
-            self._reordered(user_id, current, new)
+            self._reorder(user_id, [current], [new])
             self._users[user_id][memory_id] = new
             self._record([change], context)
             return new.copy()
@@ -428,8 +420,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         with self._lock:
             mine = self._users.get(user_id, {})
             removed = [mine.pop(i) for i in ids if i in mine]
-            for memory in removed:
-                self._reordered(user_id, memory, None)
+            self._reorder(user_id, removed, [])
             return self._deleted(user_id, removed, context)
 
     def _delete_all(self, user_id: str | None, context: AuditContext) -> int:

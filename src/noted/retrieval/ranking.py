@@ -281,9 +281,10 @@ class PatchedIndex(_BM25):
         if documents:
             parts.append((KeywordIndex(documents, words=words), placed))
         indexed = sum(len(index._sizes) for index, _ in parts)
-        if 4 * (indexed - count) <= indexed and len(parts) > _MOST_PARTS and every is not None:
+        worn = 4 * (indexed - count) > indexed  # a quarter of what it indexes taken out
+        if not worn and len(parts) > _MOST_PARTS and every is not None:
             parts = _merged_beside_largest(parts, every, words)
-        if len(parts) > _MOST_PARTS or 4 * (indexed - count) > indexed:
+        if worn or len(parts) > _MOST_PARTS:
             return None if words is None else KeywordIndex.of_postings(cls(parts, count), words)
         return cls(parts, count)
 
@@ -317,12 +318,12 @@ def _merged_beside_largest(
     """The largest part, and the documents the others hold indexed again as one part;
     ``parts`` as they are when those hold more than a quarter as many as it."""
     largest = max(range(len(parts)), key=lambda i: len(parts[i][0]._sizes))
-    rest = [where[where >= 0] for i, (_, where) in enumerate(parts) if i != largest]
-    held = np.sort(np.concatenate(rest)) if rest else np.zeros(0, dtype=np.intp)
+    held = np.sort(
+        np.concatenate([where[where >= 0] for i, (_, where) in enumerate(parts) if i != largest])
+    )
     if 4 * held.size > len(parts[largest][0]._sizes):
         return parts
-    merged = KeywordIndex([every[int(p)] for p in held], words=words)
-    return [parts[largest], (merged, held.astype(np.intp))]
+    return [parts[largest], (KeywordIndex([every[int(p)] for p in held], words=words), held)]
 
 
 def bm25_scores(
