@@ -1,5 +1,6 @@
-"""The order and page of a memory listing in Python (the in-process store, Redis): a page
-near the top is picked without sorting everything, and is the page a full sort gives."""
+"""The order and page of a memory listing in Python (the in-process store, Redis's and
+MongoDB's snapshots): a page near the top is picked without sorting everything, and is the
+page a full sort gives."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from noted import InMemoryDb
-from noted.db._client_search import sort_memories
-from noted.db.base import SORT_FIELDS, SORT_ORDERS, MemoryQuery, WriteBatch
+from noted.db._client_search import UserSnapshot, sort_memories
+from noted.db.base import SORT_FIELDS, SORT_ORDERS, MemoryQuery, SortField, WriteBatch
 from noted.schema import UserMemory
 
 _START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -188,3 +189,60 @@ def test_the_in_process_stores_newest_stay_in_order_through_every_kind_of_write(
             )
             listed = [(m.memory_id, m.memory) for m in db.list_memories(query)]
             assert listed == [(m.memory_id, m.memory) for m in _filtered(everything, query)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(rnd=st.randoms(use_true_random=False), ordered_by=st.sampled_from([*SORT_FIELDS, None]))
+def test_a_snapshots_listing_is_the_page_of_a_full_sort_through_its_patches(
+    rnd: random.Random, ordered_by: SortField | None
+) -> None:
+    """A snapshot (Redis's, MongoDB's) lists a page of its memories from an order by each
+    field that it keeps and patches with it (none for the field its memories are in):
+    the page a full sort of the memories that pass the filters gives, after each patch."""
+    made = 0
+
+    def memory(memory_id: str) -> UserMemory:
+        nonlocal made
+        made += 1
+        created, updated = (_START + timedelta(seconds=rnd.randrange(30)) for _ in "cu")
+        return UserMemory(
+            memory=f"fact {made}",
+            topics=[rnd.choice(["tea", "ski"])],
+            user_id="ava",
+            agent_id=rnd.choice([None, "a"]),
+            memory_id=memory_id,
+            created_at=created,
+            updated_at=updated,
+        )
+
+    def place(m: UserMemory) -> tuple[datetime, str]:
+        return (getattr(m, ordered_by or "created_at"), m.memory_id or "")
+
+    held = {f"m{n:03d}": memory(f"m{n:03d}") for n in range(rnd.randrange(0, 200))}
+    snapshot = UserSnapshot(0, sorted(held.values(), key=place), ordered_by=ordered_by)
+    for generation in range(1, 12):
+        for _ in range(4):
+            query = MemoryQuery(
+                "ava",
+                agent_id=rnd.choice([None, "a"]),
+                topics=rnd.choice([(), ("tea",)]),
+                updated_after=rnd.choice([None, _START + timedelta(seconds=10)]),
+                sort_by=rnd.choice(SORT_FIELDS),
+                sort_order=rnd.choice(SORT_ORDERS),  # type: ignore[arg-type]
+                limit=rnd.choice([None, 0, 1, 5, 40]),
+                offset=rnd.randrange(0, 4),
+            )
+            listed = snapshot.listed(query)
+            assert [(m.memory_id, m.memory) for m in listed] == [
+                (m.memory_id, m.memory) for m in _filtered(list(held.values()), query)
+            ]
+            assert not {id(m) for m in listed} & {id(m) for m in snapshot.memories}  # copies
+        changed = {f"m{rnd.randrange(260):03d}" for _ in range(rnd.choice([1, 3, 30]))}
+        rows = [memory(i) for i in sorted(changed) if rnd.random() < 0.7]
+        for memory_id in changed:
+            held.pop(memory_id, None)
+        held.update((m.memory_id or "", m) for m in rows)
+        snapshot = snapshot.patched(generation, changed, rows, [None] * len(rows), place)
+        assert [m.memory_id for m in snapshot.memories] == [
+            m.memory_id for m in sorted(held.values(), key=place)
+        ]

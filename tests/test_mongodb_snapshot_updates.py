@@ -13,12 +13,13 @@ from typing import Any
 import pymongo
 import pytest
 
+from noted._time import utc_now
 from noted.db import _client_search as client_search
 from noted.db._client_search import UserSnapshot
 from noted.db.base import MemoryQuery, WriteBatch
 from noted.db.mongodb import MongoDb
 from noted.db.mongodb import search as mongo_search
-from noted.db.mongodb.search import LOG_KEPT, load_snapshot
+from noted.db.mongodb.search import LOG_KEPT, batch_written, load_snapshot
 from test_mongodb import DATABASE, Commands, open_db, same_collections, stamped, url
 from test_redis_snapshot_updates import (
     MODEL,
@@ -266,3 +267,84 @@ def test_a_batch_of_more_updates_than_the_log_keeps_is_patched_in(
     moved = [c for c in commands.sent if c.get("update") == generations]
     assert len(moved) == 1, moved
     assert_patched(db, commands)
+
+
+def test_a_listing_of_one_user_is_read_from_the_snapshot_a_search_keeps(
+    db: MongoDb, other: MongoDb, commands: Commands
+) -> None:
+    """The agent lists the user's newest memories at every turn, beside its search: while
+    a search keeps the user's snapshot, any page, filter and order of one user's memories,
+    and their count, come from it (one find of the user's generation, no sort of all of
+    them on the server), with the server's answers, writes by another process included.
+    Inside a batch, and for a snapshot that could only be read whole again, the server
+    answers."""
+    base = utc_now() - timedelta(days=1)
+    memories = []
+    for i in range(40):
+        m = stamped(f"ava fact {i}", f"m{i:02d}", "ava", base + timedelta(minutes=i // 2))
+        m.agent_id, m.topics = ("a", "b", None)[i % 3], [("tea", "ski")[i % 2]]
+        memories.append(m)
+    db.upsert_memories([*memories, stamped("bob's first", "b1", "bob")])
+    queries = [
+        MemoryQuery("ava", limit=5),
+        MemoryQuery("ava", agent_id="a", limit=3),
+        MemoryQuery("ava", sort_by="created_at", sort_order="asc", limit=4, offset=2),
+        MemoryQuery("ava", topics=("tea",), updated_before=base + timedelta(minutes=9)),
+        MemoryQuery("bob", limit=5),
+    ]
+    server = same_collections(db)  # it searches nothing, so keeps no snapshot
+
+    def answers(store: MongoDb) -> list[object]:
+        listed = [[(m.memory_id, m.memory) for m in store.list_memories(q)] for q in queries]
+        return [*listed, *(store.count_memories(q) for q in queries)]
+
+    def server_reads() -> int:
+        """How many reads of the memories (not by ids) answering all the queries takes."""
+        commands.sent.clear()
+        answers(db)
+        return sum(
+            1
+            for c in commands.sent
+            if c.get(c["name"]) == db.memory_table
+            and "_id" not in c.get("filter", (c.get("pipeline") or [{}])[0].get("$match", {}))
+        )
+
+    def agree() -> None:
+        expected = answers(server)
+        assert server_reads() == 0
+        assert answers(db) == expected
+
+    try:
+        assert server_reads() == 2 * len(queries)
+        db.keyword_search(MemoryQuery("ava", limit=3), "fact")
+        db.keyword_search(MemoryQuery("bob", limit=3), "fact")
+        agree()
+        assert answers(db)[1] == [
+            ("m39", "ava fact 39"),
+            ("m36", "ava fact 36"),
+            ("m33", "ava fact 33"),
+        ]
+        commands.sent.clear()
+        db.list_memories(queries[0])
+        [generation] = commands.sent
+        assert generation["find"] == f"{db.memory_table}_generations"
+        db.list_memories(queries[0])[0].memory = "changed by the caller"  # a copy
+        assert db.list_memories(queries[0])[0].memory == "ava fact 39"
+        newer = stamped("ava newest", "n1", "ava", base + timedelta(hours=2))
+        newer.agent_id = "a"
+        other.upsert_memories([newer, stamped("bob's second", "b2", "bob")])
+        other.update_memory(stamped("ava fact 5 changed", "m05", "ava", base))
+        other.delete_memories(["m39", "m38"], "ava")
+        agree()
+        token = batch_written.set({})
+        try:
+            assert server_reads() == 2 * len(queries)
+        finally:
+            batch_written.reset(token)
+        snapshot(db).loaded_at -= client_search.PATCHED_FOR  # no longer patched
+        assert server_reads() == 0  # unchanged
+        other.upsert_memories([stamped("ava later", "n2", "ava", base + timedelta(hours=3))])
+        assert server_reads() == 2 * (len(queries) - 1)  # bob's snapshot is still kept
+        assert answers(db) == answers(server)
+    finally:
+        server.close()

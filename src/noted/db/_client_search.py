@@ -16,13 +16,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 from operator import attrgetter
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
-from noted.db.base import MemoryQuery, ScoredMemory
+from noted._time import to_micros
+from noted.db.base import MemoryQuery, ScoredMemory, SortField
 from noted.retrieval.ranking import KeywordIndex, PatchedIndex, bm25_scores, query_stems
 from noted.retrieval.vectors import (
     UserVectors,
@@ -53,6 +55,7 @@ _FILTERS_KEPT: Final = 8  # a snapshot's filters kept with the memories that pas
 # sort_memories picks a page with a heap when it ends within the first 1/32 of the memories:
 # beyond about 1/20 a full sort was as fast (10,000 memories)
 _HEAP_BELOW: Final = 32
+_NO_TIME: Final = -(2**62)  # where a memory without the time sorted by stands: first
 PATCHED_FOR: Final = 60.0  # seconds a snapshot may be patched after it was read whole
 _REFRESH_LOCKS: Final = 64  # see SnapshotCache.refreshing
 _BUILDING = threading.Lock()  # held while a snapshot builds its keyword index
@@ -159,8 +162,42 @@ def _merged(
     return merged
 
 
-def _id_of(memories: Sequence[UserMemory]) -> Callable[[np.intp], str]:
+def _id_of(memories: Sequence[UserMemory]) -> Callable[[np.intp | int], str]:
     return lambda p: memories[int(p)].memory_id or ""
+
+
+def _field_of(
+    memories: Sequence[UserMemory], field: SortField
+) -> Callable[[np.intp | int], tuple[int, str]]:
+    """The key of a position in ``memories`` by ``field``, then by id."""
+
+    def key(p: np.intp | int) -> tuple[int, str]:
+        memory = memories[int(p)]
+        return (_micros(getattr(memory, field)), memory.memory_id or "")
+
+    return key
+
+
+def _micros(value: datetime | None) -> int:
+    return _NO_TIME if value is None else to_micros(value)
+
+
+def _reordered(
+    order: npt.NDArray[np.intp],
+    moved: npt.NDArray[np.intp],
+    placed: npt.NDArray[np.intp],
+    key: Callable[[np.intp | int], Any],
+) -> npt.NDArray[np.intp]:
+    """``order`` (positions in ``key``'s order) after a patch: each kept position at its
+    memory's new one (``moved``, -1 for one taken out), the rows' new positions
+    (``placed``) put in at their places by ``key`` (of a new position)."""
+    kept = moved[order]
+    kept = kept[kept >= 0]
+    if not placed.size:
+        return kept
+    newcomers = sorted(placed.tolist(), key=key)
+    spots = [bisect.bisect_left(kept, key(p), key=key) for p in newcomers]
+    return np.insert(kept, spots, newcomers)
 
 
 def _patched_vectors(
@@ -265,12 +302,14 @@ class UserSnapshot:
         "_documents",
         "_index",
         "_means",
+        "_orders",
         "_passed",
         "_text_bytes",
         "_texts",
         "generation",
         "loaded_at",
         "memories",
+        "ordered_by",
         "token",
         "vectors",
     )
@@ -284,12 +323,15 @@ class UserSnapshot:
         documents: Sequence[str] | None = None,
         by_id: npt.NDArray[np.intp] | None = None,
         token: str = "",
+        ordered_by: SortField | None = None,
     ) -> None:
         """``documents`` and ``by_id``, when given, are what this would make of the
         memories (see :meth:`patched`). ``token`` is what the store's change log calls
-        the write that made ``generation`` ("" when it does not say)."""
+        the write that made ``generation`` ("" when it does not say). ``ordered_by``: the
+        field whose order, then the ids', the memories are in, if one is."""
         self.generation = generation
         self.token = token
+        self.ordered_by = ordered_by
         self.loaded_at = time.monotonic()  # when read whole (a patch keeps it)
         self.memories = tuple(memories)
         self.vectors = vectors
@@ -312,6 +354,8 @@ class UserSnapshot:
         # them, made on first need (an agent scoped to its own memories asks the same
         # filter at every search)
         self._passed: dict[MemoryQuery, npt.NDArray[np.bool_]] = {}
+        # a sort field -> the memories' positions by it, then by id (see _order)
+        self._orders: dict[SortField, npt.NDArray[np.intp]] = {}
 
     def patched(
         self,
@@ -346,15 +390,7 @@ class UserSnapshot:
         moved[where[olds]] = np.flatnonzero(olds)
         placed = np.empty(len(rows), dtype=np.intp)  # each row's position
         placed[~where[~olds]] = np.flatnonzero(~olds)
-        by_id = moved[self._by_id]
-        by_id = by_id[by_id >= 0]
-        if len(rows):
-            newcomers = sorted(placed.tolist(), key=lambda p: memories[p].memory_id or "")
-            spots = [
-                bisect.bisect_left(by_id, memories[p].memory_id or "", key=_id_of(memories))
-                for p in newcomers
-            ]
-            by_id = np.insert(by_id, spots, newcomers)
+        by_id = _reordered(self._by_id, moved, placed, _id_of(memories))
         held = dict(self.vectors or {})
         if every_shape and self.vectors is not None:
             for item in vectors:
@@ -373,8 +409,12 @@ class UserSnapshot:
             documents=documents,
             by_id=by_id,
             token=token,
+            ordered_by=self.ordered_by,
         )
         twin.loaded_at = self.loaded_at
+        for field, kept_order in list(self._orders.items()):  # (a copy, as for texts below)
+            key = _field_of(memories, field)
+            twin._orders[field] = _reordered(kept_order, moved, placed, key)
         if self._index is not None:
             added = [documents[int(p)] for p in placed]
             twin._index = PatchedIndex.patch(
@@ -410,6 +450,7 @@ class UserSnapshot:
         vectors = sum(v.nbytes for v in (self.vectors or {}).values())
         texts = sum(index.nbytes for index in list(self._texts.values()))
         masks = sum(passed.nbytes for passed in list(self._passed.values()))
+        masks += sum(order.nbytes for order in list(self._orders.values()))
         index = 0 if self._index is None else self._index.nbytes
         return self._text_bytes + vectors + texts + masks + index
 
@@ -478,6 +519,35 @@ class UserSnapshot:
         if passing is None:
             return list(self.memories)
         return [self.memories[int(k)] for k in np.flatnonzero(passing)]
+
+    def listed(self, query: MemoryQuery) -> list[UserMemory]:
+        """The query's page of the memories that pass its filters, in its order (equal
+        times by id, in the same direction), as :func:`sort_memories` gives it: copies."""
+        order = self._order(query.sort_by)
+        passing = self._passing(query)
+        if passing is not None:
+            order = order[passing[order]]
+        if query.sort_order == "desc":
+            order = order[::-1]
+        end = None if query.limit is None else query.offset + query.limit
+        return [self.memories[int(k)].copy() for k in order[query.offset : end]]
+
+    def _order(self, field: SortField) -> npt.NDArray[np.intp]:
+        """The memories' positions by ``field``, then by id, ascending: kept with the
+        snapshot (and patched with it) unless the memories are in that order."""
+        count = len(self.memories)
+        if field == self.ordered_by:
+            return np.arange(count, dtype=np.intp)
+        order = self._orders.get(field)
+        if order is None:  # two threads may both make it: either serves
+            times = (_micros(getattr(m, field)) for m in self.memories)
+            stamps = np.fromiter(times, dtype=np.int64, count=count)
+            ranks = np.empty(count, dtype=np.intp)  # each position's place by id
+            ranks[self._by_id] = np.arange(count, dtype=np.intp)
+            order = np.lexsort((ranks, stamps)).astype(np.intp, copy=False)
+            order.flags.writeable = False
+            self._orders[field] = order
+        return order
 
     def _passing(self, query: MemoryQuery) -> npt.NDArray[np.bool_] | None:
         """Which memories pass the query's filters (read-only, kept with the snapshot for

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from noted._time import from_micros
 from noted.audit import MemoryEvent
-from noted.db._client_search import SnapshotCache
+from noted.db._client_search import SnapshotCache, UserSnapshot
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.core import PageRules, keyword_user
 from noted.db.mongodb.docs import (
@@ -20,7 +20,13 @@ from noted.db.mongodb.docs import (
     unembedded,
     unembedded_in_order,
 )
-from noted.db.mongodb.search import atlas_search, load_snapshot, text_query
+from noted.db.mongodb.search import (
+    atlas_search,
+    batch_written,
+    kept_snapshot,
+    load_snapshot,
+    text_query,
+)
 from noted.db.mongodb.server import (
     NO_VECTOR,
     Collections,
@@ -55,11 +61,25 @@ class MongoReads(PageRules):
             doc = db.memories.find_one({"_id": memory_id, "user_id": user_id}, NO_VECTOR)
         return None if doc is None else memories_of([doc])[0]
 
+    def _kept(self, db: Collections, query: MemoryQuery) -> UserSnapshot | None:
+        """The snapshot of the query's user a search keeps, at the user's generation now
+        (see kept_snapshot); None when there is none, the query spans every user, or a
+        batch is being written here (its generations move at its end)."""
+        if query.user_id is None or batch_written.get() is not None:
+            return None
+        return kept_snapshot(db, self.cache, query.user_id)
+
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
+        """From the user's kept snapshot while a search keeps one (the agent's newest
+        memories, at every turn: the server sorts all of a user's memories where its
+        index cannot), else from the server."""
         if query.limit == 0:  # a cursor's limit(0) means no limit
             return []
         direction = -1 if query.sort_order == "desc" else 1
         with self._db() as db:
+            snapshot = self._kept(db, query)
+            if snapshot is not None:
+                return snapshot.listed(query)
             cursor = (
                 db.memories.find(query_filter(query), NO_VECTOR)
                 .sort([(query.sort_by, direction), ("_id", direction)])
@@ -71,6 +91,9 @@ class MongoReads(PageRules):
 
     def count_memories(self, query: MemoryQuery) -> int:
         with self._db() as db:
+            snapshot = self._kept(db, query)
+            if snapshot is not None:
+                return len(snapshot.matching(query))
             return db.memories.count_documents(query_filter(query))
 
     def keyword_search(

@@ -8,6 +8,7 @@ import json
 import logging
 import secrets
 from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from noted._time import to_micros
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
 __all__ = [
     "SearchedCollections",
     "atlas_search",
+    "batch_written",
     "bump",
     "created_order",
+    "kept_snapshot",
     "load_snapshot",
     "stamp",
     "text_query",
@@ -36,6 +39,11 @@ Doc = dict[str, Any]
 
 # A user's memories as searches cache them: oldest first (the user_created index, reversed)
 _LOAD_ORDER: Final = [("created_at", 1), ("_id", 1)]
+# the users a batch in progress wrote, and their memory ids: their generations move after
+# the batch (see MongoDb._moved_once), so its reads ask the server, not a snapshot
+batch_written: ContextVar[dict[str, list[str] | None] | None] = ContextVar(
+    "noted_mongo_batch_written", default=None
+)
 
 
 class SearchedCollections(Protocol):
@@ -64,6 +72,22 @@ def load_snapshot(
         return _refreshed(db, cache, user_id, vectors)
 
 
+def kept_snapshot(
+    db: SearchedCollections, cache: SnapshotCache, user_id: str
+) -> UserSnapshot | None:
+    """The user's cached snapshot at the user's generation now, where that takes no read
+    of all their memories as a rule (one find_one of a small document, and the memories
+    written since when the change log names them); None when none is cached, or when it
+    could only be read whole again (see ``UserSnapshot.patchable``)."""
+    cached = cache.get(user_id)
+    if cached is None:
+        return None
+    if not cached.patchable:
+        found = db.generations.find_one({"_id": user_id}, _WITHOUT_LOG)
+        return cached if cached.generation == stamp(found) else None
+    return load_snapshot(db, cache, user_id, vectors=False)
+
+
 def _refreshed(
     db: SearchedCollections, cache: SnapshotCache, user_id: str, vectors: bool
 ) -> UserSnapshot:
@@ -82,7 +106,9 @@ def _refreshed(
     docs = list(cursor.sort(_LOAD_ORDER))
     shapes = user_vectors(generation, docs) if vectors else None
     token = "" if found is None else str(found.get("token", ""))
-    snapshot = UserSnapshot(generation, memories_of(docs), shapes, token=token)
+    snapshot = UserSnapshot(
+        generation, memories_of(docs), shapes, token=token, ordered_by="created_at"
+    )
     cache.put(user_id, snapshot)
     return snapshot
 

@@ -7,7 +7,6 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
 from noted._time import now_micros
@@ -38,7 +37,7 @@ from noted.db.mongodb.docs import (
 from noted.db.mongodb.jobs import MongoJobs
 from noted.db.mongodb.reads import MongoReads
 from noted.db.mongodb.revocations import MongoRevocations
-from noted.db.mongodb.search import bump
+from noted.db.mongodb.search import batch_written, bump
 from noted.db.mongodb.server import (
     EVENT_INDEXES,
     MEMORY_INDEXES,
@@ -81,10 +80,6 @@ _CLAIM_AT: Final = _CLAIM + ".at"
 _CLAIM_LIFETIME_US: Final = 60_000_000
 _TRANSACTIONAL: Final = Capabilities(transactions=True, native_fulltext=True, native_vectors=True)
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
-# the users a batch in progress wrote, and their memory ids (see MongoDb._moved_once)
-_batch_written: ContextVar[dict[str, list[str] | None] | None] = ContextVar(
-    "noted_mongo_batch_written", default=None
-)
 
 
 class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreContext):
@@ -298,7 +293,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         memory_id None when not known) after the block, which writes their memories or
         embeddings: also when it fails part-way (it may have written some). Inside a
         batch (:meth:`_moved_once`) the batch moves them once, after all its writes."""
-        held = _batch_written.get()
+        held = batch_written.get()
         ids: dict[str, list[str] | None] = {} if held is None else held
         for user_id, memory_id in written:
             listed = ids.setdefault(user_id, [])
@@ -334,11 +329,11 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         after those it made when one fails): one write in the change log, one round trip,
         however many memories the batch changes."""
         ids: dict[str, list[str] | None] = {}
-        token = _batch_written.set(ids)
+        token = batch_written.set(ids)
         try:
             return write_batch(self, batch, audit)
         finally:
-            _batch_written.reset(token)
+            batch_written.reset(token)
             if ids:
                 with self._db() as db:
                     self._move_on(db, ids)

@@ -154,8 +154,10 @@ class RedisReads(PageRules):
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
         if query.limit == 0:
             return []
-        if query.user_id is None or query.filtered:
+        if query.user_id is None:
             return [m.copy() for m in sort_memories(self._matching(query), query)]
+        if query.filtered:
+            return self._snapshot(query.user_id).listed(query)
         kind = "upd" if query.sort_by == "updated_at" else "crt"
         stop = last_rank(query.offset, query.limit)
         rev = query.sort_order == "desc"
@@ -205,7 +207,8 @@ class RedisReads(PageRules):
         generation = int(reply[0])
         if cached is None:
             memories = script_memories(json.loads(reply[2]))
-            cached = UserSnapshot(generation, memories, token=reply[1].decode())
+            token = reply[1].decode()
+            cached = UserSnapshot(generation, memories, token=token, ordered_by="updated_at")
         if shape is not None:
             keys = np.array(json.loads(reply[3]), dtype=np.int64)
             found = UserVectors(generation, keys, from_blobs(reply[4:], dimensions))
