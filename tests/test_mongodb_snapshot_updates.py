@@ -26,6 +26,7 @@ from test_redis_snapshot_updates import (
     a_manager_sized_batch,
     a_write_read_once,
     embed,
+    listings,
     patched_for_as_long_as_a_test_runs,
     random_write,
     state,
@@ -188,6 +189,12 @@ def test_random_writes_by_two_stores_keep_the_snapshot_equal_to_a_full_read(
         next_id += random_write(store, "ava", snapshot(store).memories, rng, step, next_id)
         if step % 2:
             assert state(snapshot(db)) == state(full(db)), step
+            server = same_collections(db)  # it keeps no snapshot: the server lists
+            since = utc_now() - timedelta(hours=12)
+            try:
+                assert listings(db, "ava", since) == listings(server, "ava", since), step
+            finally:
+                server.close()
     assert next_id > 30
 
 

@@ -21,7 +21,7 @@ from noted import MemoryStore, UserMemory
 from noted._time import utc_now
 from noted.db import _client_search as client_search
 from noted.db._client_search import Shape, UserSnapshot
-from noted.db.base import MemoryQuery, ScoredMemory, WriteBatch
+from noted.db.base import SORT_FIELDS, SORT_ORDERS, MemoryQuery, ScoredMemory, WriteBatch
 from noted.db.redisdb import RedisDb
 from noted.db.redisdb.scripts import LOG_KEPT
 from test_redisdb import calls_during, client, db, other, stamped, unit, url
@@ -73,6 +73,26 @@ def full(db: RedisDb, user: str = "ava") -> UserSnapshot:
         return snapshot(reader, user)
     finally:
         reader.close()
+
+
+def listings(store: MemoryStore, user: str, since: datetime) -> list[object]:
+    """Pages of the user's memories in each order, with and without a filter (updated
+    ``since``), and the count with it: a store answers them from its kept snapshot (its
+    order by each time patched with it) or from the server."""
+    found: list[object] = []
+    for sort_by in SORT_FIELDS:
+        for sort_order in SORT_ORDERS:
+            for after in (None, since):
+                query = MemoryQuery(
+                    user,
+                    updated_after=after,
+                    sort_by=sort_by,
+                    sort_order=sort_order,
+                    limit=4,
+                    offset=1,
+                )
+                found.append([(m.memory_id, m.memory) for m in store.list_memories(query)])
+    return [*found, store.count_memories(MemoryQuery(user, updated_after=since))]
 
 
 def embed(store: MemoryStore, memories: Sequence[UserMemory], seed: int = 0) -> None:
@@ -342,6 +362,11 @@ def test_random_writes_by_two_stores_keep_the_snapshot_equal_to_a_full_read(
                 got = db._snapshot(looked, ("other-model", 4))
                 assert state(got) == state(full_with_both(db, looked)), step
                 assert_same_keyword_results(db, looked, f"{looked} fact edited {step % 7}")
+                reader, since = fresh(db), utc_now() - timedelta(hours=12)
+                try:
+                    assert listings(db, looked, since) == listings(reader, looked, since), step
+                finally:
+                    reader.close()
     assert next_id > 50
     assert db.cache.get("ava") is not None
 
