@@ -59,6 +59,7 @@ def state(snapshot: UserSnapshot) -> tuple[Any, ...]:
         ],
         snapshot._documents,
         snapshot._by_id.tolist(),
+        snapshot._text_bytes,  # counted anew, or patched: the same size
         vectors,
     )
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 Shape = tuple[str, int]  # the (embedding model, dimensions) of a set of vectors
+_T = TypeVar("_T")
 _MEMORY_BYTES: Final = 500  # a snapshot's memory's objects, besides its texts (a rough guess)
 _TEXT_SEARCHES_KEPT: Final = 8  # a snapshot's text_only searches kept
 _FILTERS_KEPT: Final = 8  # a snapshot's filters kept with the memories that pass each
@@ -139,27 +140,29 @@ def _document(m: UserMemory) -> str:
     return " ".join([m.memory, *m.topics, m.input or ""])
 
 
-def _merged(
-    kept: list[int],
-    incoming: list[int],
-    kept_key: Callable[[int], Any],
-    incoming_key: Callable[[int], Any],
-) -> list[int]:
-    """The positions ``kept`` (already in key order) and, as ``~i``, the rows ``incoming``
-    (also in key order), merged by key. New rows usually come after every kept one."""
-    if not incoming:
-        return kept
-    if not kept or kept_key(kept[-1]) < incoming_key(incoming[0]):
-        return kept + [~i for i in incoming]
-    merged: list[int] = []
-    start = 0
-    for i in incoming:
-        spot = bisect.bisect_left(kept, incoming_key(i), lo=start, key=kept_key)
-        merged += kept[start:spot]
-        merged.append(~i)
-        start = spot
-    merged += kept[start:]
-    return merged
+def _spliced(
+    items: Sequence[_T], taken: npt.NDArray[np.intp], spots: Sequence[int], added: Sequence[_T]
+) -> list[_T]:
+    """``items`` without those at the positions ``taken`` (ascending), ``added[j]`` put in
+    before the item at position ``spots[j]`` (ascending; ``len(items)``: at the end): a
+    few cuts, the runs between them copied whole."""
+    spliced: list[_T] = []
+    start = j = 0
+    for cut in [*taken.tolist(), len(items)]:
+        while j < len(spots) and spots[j] <= cut:
+            spliced.extend(items[start : spots[j]])
+            spliced.append(added[j])
+            start = spots[j]
+            j += 1
+        spliced.extend(items[start:cut])
+        start = cut + 1
+    return spliced
+
+
+def _texts_size(documents: Sequence[str]) -> int:
+    """What the memories of ``documents`` take (a rough guess): their objects and their
+    texts twice, in the memories and in the documents."""
+    return _MEMORY_BYTES * len(documents) + 2 * sum(map(len, documents))
 
 
 def _id_of(memories: Sequence[UserMemory]) -> Callable[[np.intp | int], str]:
@@ -324,9 +327,10 @@ class UserSnapshot:
         by_id: npt.NDArray[np.intp] | None = None,
         token: str = "",
         ordered_by: SortField | None = None,
+        text_bytes: int | None = None,
     ) -> None:
-        """``documents`` and ``by_id``, when given, are what this would make of the
-        memories (see :meth:`patched`). ``token`` is what the store's change log calls
+        """``documents``, ``by_id`` and ``text_bytes``, when given, are what this would make
+        of the memories (see :meth:`patched`). ``token`` is what the store's change log calls
         the write that made ``generation`` ("" when it does not say). ``ordered_by``: the
         field whose order, then the ids', the memories are in, if one is."""
         self.generation = generation
@@ -343,8 +347,9 @@ class UserSnapshot:
             )
             by_id = np.array(order, dtype=np.intp)
         self._by_id = by_id
-        # texts twice: in the memories and in the documents
-        self._text_bytes = _MEMORY_BYTES * len(memories) + 2 * sum(map(len, self._documents))
+        if text_bytes is None:
+            text_bytes = _texts_size(self._documents)
+        self._text_bytes = text_bytes
         self._index: KeywordIndex | PatchedIndex | None = None
         self._means: dict[Shape, Vector] = {}  # made on a centred search's first need
         # for text_only searches: indexes of the memories' texts, each of one query's
@@ -379,12 +384,23 @@ class UserSnapshot:
         :class:`PatchedIndex`). Equal to the snapshot a full read at ``generation``
         makes, and ranks as it does."""
         old = self.memories
-        kept = [k for k, m in enumerate(old) if m.memory_id not in changed]
+        taken = self._positions(changed)
+        kept = np.delete(np.arange(len(old), dtype=np.intp), taken)
         incoming = sorted(range(len(rows)), key=lambda i: order(rows[i]))
-        sources = _merged(kept, incoming, lambda k: order(old[k]), lambda i: order(rows[i]))
-        memories = [old[k] if k >= 0 else rows[~k] for k in sources]
-        documents = [self._documents[k] if k >= 0 else _document(rows[~k]) for k in sources]
-        where = np.array(sources, dtype=np.intp)
+        # each row's place among the kept memories (before the first not below it; the
+        # order may know only the memories the store holds now)
+        after = [
+            bisect.bisect_left(kept, order(rows[i]), key=lambda k: order(old[int(k)]))
+            for i in incoming
+        ]
+        spots = [int(kept[k]) if k < len(kept) else len(old) for k in after]  # old's terms
+        arriving = [rows[i] for i in incoming]
+        arriving_documents = [_document(m) for m in arriving]
+        memories = _spliced(old, taken, spots, arriving)
+        documents = _spliced(self._documents, taken, spots, arriving_documents)
+        # each new position's source: an old position, or ~i for rows[i]
+        arrived = np.invert(np.asarray(incoming, dtype=np.intp))
+        where = np.insert(kept, np.asarray(after, dtype=np.intp), arrived)
         olds = where >= 0
         moved = np.full(len(old), -1, dtype=np.intp)  # each old position's new one, or -1
         moved[where[olds]] = np.flatnonzero(olds)
@@ -402,6 +418,8 @@ class UserSnapshot:
         }
         if every_shape:  # as a full read of every shape: only those some memory has
             shapes = {shape: found for shape, found in shapes.items() if found.keys.size}
+        gone = [self._documents[int(k)] for k in taken]
+        text_bytes = self._text_bytes + _texts_size(arriving_documents) - _texts_size(gone)
         twin = UserSnapshot(
             generation,
             memories,
@@ -410,6 +428,7 @@ class UserSnapshot:
             by_id=by_id,
             token=token,
             ordered_by=self.ordered_by,
+            text_bytes=text_bytes,
         )
         twin.loaded_at = self.loaded_at
         for field, kept_order in list(self._orders.items()):  # (a copy, as for texts below)
@@ -427,6 +446,16 @@ class UserSnapshot:
             if patched is not None:
                 twin._texts[words] = patched
         return twin
+
+    def _positions(self, ids: Collection[str]) -> npt.NDArray[np.intp]:
+        """The positions of the memories ``ids`` names (those it holds), ascending."""
+        id_of = _id_of(self.memories)
+        found: list[int] = []
+        for memory_id in ids:
+            spot = bisect.bisect_left(self._by_id, memory_id, key=id_of)
+            if spot < len(self._by_id) and id_of(self._by_id[spot]) == memory_id:
+                found.append(int(self._by_id[spot]))
+        return np.array(sorted(found), dtype=np.intp)
 
     @property
     def patchable(self) -> bool:
