@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from noted import SqliteDb, UserMemory
 from noted.db import MemoryQuery
 from noted.db.sqlite.migrations import MIGRATIONS
+from noted.sessions import RunResult, new_run_id
 from test_sqlite_keyword_terms import old_file
 
 BUDGET = 40
@@ -237,3 +240,54 @@ def test_a_file_indexed_by_user_words_is_reindexed_by_exact_owner(tmp_path: Path
     indexed = conn.execute("SELECT count(*) FROM noted_memories_fts").fetchone()[0]
     assert indexed == len(NEAR_IDS) * OWN
     conn.close()
+
+
+def test_a_repeated_search_is_kept_through_writes_that_leave_the_users_memories(
+    db: SqliteDb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An agent stores its run between its context's search and its memory manager's,
+    and the next turn searches for the user's name again: those writes, another user's
+    memories and a session summary leave the user's kept results; a write of the user's
+    memories (here or in another process) and a memory joining the index do not, and a
+    search inside a write transaction keeps nothing."""
+    ava = Ava(db)
+    searched: list[str] = []
+    search = db._fulltext._search
+
+    def counted(*args: Any) -> list[Any]:
+        searched.append(args[3])  # the user
+        return search(*args)
+
+    monkeypatch.setattr(db._fulltext, "_search", counted)
+    first = found(db, "shellfish")
+    assert searched == ["ava"]
+    db.append_run(RunResult(run_id=new_run_id(), session_id="s1", user_id="ava", input="hi"))
+    db.upsert_memories([fact("Bob likes shellfish soup", "bob")])
+    assert found(db, "shellfish") == first and searched == ["ava"]
+    assert found(db, "shellfish", user="bob") != first and searched == ["ava", "bob"]
+    db.update_memory(replace(ava.rare[0], memory="Ava is allergic to all shellfish"))
+    assert found(db, "shellfish") != first and searched == ["ava", "bob", "ava"]
+    other = SqliteDb(tmp_path / "memories.db")  # another connection, as another process
+    try:
+        crab = fact("Ava got sick from shellfish and crab in Porto")
+        other.upsert_memories([crab])
+        assert crab.memory_id in {i for i, _ in found(db, "shellfish")}
+        assert searched.count("ava") == 3
+    finally:
+        other.close()
+    kept = found(db, "shellfish")
+    assert searched.count("ava") == 3
+
+    def written_then_rolled_back() -> None:
+        """A write rolled back takes the generation back: what was read inside it is not
+        kept."""
+        with db._transaction():
+            db.upsert_memories([fact("Ava ate shellfish at last, and was fine")])
+            inside = found(db, "shellfish")
+            assert found(db, "shellfish") == inside != kept
+            assert searched.count("ava") == 5
+            raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError, match="rolled back"):
+        written_then_rolled_back()
+    assert found(db, "shellfish") == kept and searched.count("ava") == 5

@@ -24,7 +24,8 @@ whose words fit the budget. The counts are kept until the user's memories change
 
 A repeated search (the same query and text, such as the selection's search for the user's
 name, or an agent's context and its memory manager searching the same message) gives its
-kept results until anything in the file changes.
+kept results until the user's memories change: the run an agent stores between them, or
+another user's writes, do not make it search again.
 """
 
 from __future__ import annotations
@@ -103,13 +104,23 @@ class SqliteFullText:
             self.budget,
         )
         with self._session() as conn:
-            state = (int(conn.execute("PRAGMA data_version").fetchone()[0]), conn.total_changes())
+            if conn.in_transaction:  # its writes may yet be rolled back: nothing is kept
+                return self._search(conn, columns, query, user_id, words, text_only)
+            state = self._state(conn, user_id)
             known = self._results.get(key, state)
             if known is not None:
                 return known
             rows = self._search(conn, columns, query, user_id, words, text_only)
             self._results.keep(key, state, rows)
         return list(rows)
+
+    def _state(self, conn: Connection, user_id: str) -> tuple[int, int]:
+        """What a user's keyword results depend on: the user's generation, which every
+        write of their memories moves on in its transaction (in any process), and how
+        many of them the index holds (memories added join it at the next search). Other
+        writes to the file (a run, a session, another user's memories) leave it."""
+        user = conn.execute(self._user, (user_id,)).fetchone()
+        return (self._generation(conn, user_id), 0 if user is None else int(user[1]))
 
     def _search(
         self,
