@@ -1,6 +1,7 @@
 """Search results kept with the version of the data they were read at: SQLite's keyword
-searches and PostgreSQL's asked again (by the user's generation). A kept search is the answer while the version read before asking again is
-the same; the last ``searches`` used are kept, each of at most ``rows`` results."""
+searches and PostgreSQL's asked again (by the user's generation). A kept search is the
+answer while the version read before asking again is the same; the last ``searches`` used
+are kept, each of at most ``rows`` results."""
 
 from __future__ import annotations
 
