@@ -91,23 +91,48 @@ def test_a_selection_reads_the_pinned_facts_beside_its_search(noting: ThreadNoti
     assert [m.memory for m in chosen][:3] == [FACTS[1], FACTS[0], FACTS[2]]  # pinned first
 
 
+def note_keyword_threads(db: SqliteDb, seen: list[str]) -> None:
+    """Have ``db`` note in ``seen`` the thread each keyword search runs on."""
+    real = db.keyword_search
+
+    def noted_thread(
+        query: MemoryQuery, text: str, *, text_only: bool = False
+    ) -> list[ScoredMemory]:
+        seen.append(threading.current_thread().name)
+        return real(query, text, text_only=text_only)
+
+    db.keyword_search = noted_thread  # type: ignore[method-assign]
+
+
 def test_sqlite_reads_the_pinned_facts_on_the_callers_thread(tmp_path: Path) -> None:
     """SQLite answers the pinned facts' searches from kept results: no thread for them."""
     seen: list[str] = []
     with SqliteDb(tmp_path / "m.db") as db:
         Memory(db=db, embedder=None).add_user_memories([UserMemory(f) for f in FACTS], "ava")
-        real = db.keyword_search
-
-        def noted_thread(
-            query: MemoryQuery, text: str, *, text_only: bool = False
-        ) -> list[ScoredMemory]:
-            seen.append(threading.current_thread().name)
-            return real(query, text, text_only=text_only)
-
-        db.keyword_search = noted_thread  # type: ignore[method-assign]
+        note_keyword_threads(db, seen)
         chosen = select_memories(db, MemoryQuery(user_id="ava", limit=20), QUESTION, 5)
     assert len(seen) == 3 and set(seen) == {threading.current_thread().name}
     assert "Ava goes skiing in Norway every winter" in [m.memory for m in chosen]
+
+
+def test_sqlite_reads_the_pinned_facts_while_the_message_embeds(tmp_path: Path) -> None:
+    """After the user's memories change, SQLite searches for the pinned facts again: with
+    a message to embed, they are read on a search thread while it embeds; asked again
+    (the embedding kept), on the caller's thread. The answers are the same."""
+    seen: list[str] = []
+    with SqliteDb(tmp_path / "m.db") as db:
+        memory = Memory(db=db, embedder=HashEmbedder())
+        memory.add_user_memories([UserMemory(f) for f in FACTS], "ava")
+        assert memory.index is not None
+        note_keyword_threads(db, seen)
+        query = MemoryQuery(user_id="ava", limit=20)
+        chosen = select_memories(db, query, QUESTION, 5, index=memory.index)
+        assert len(seen) == 2 and all(name.startswith("noted-keywords") for name in seen)
+        seen.clear()
+        assert select_memories(db, query, QUESTION, 5, index=memory.index) == chosen
+        assert seen == [threading.current_thread().name] * 2
+    assert "Ava goes skiing in Norway every winter" in [m.memory for m in chosen]
+    assert chosen[0].memory == "User's name is Ava Lindqvist"  # pinned first
 
 
 def test_a_failed_search_leaves_no_read_of_its_selection_running(noting: ThreadNoting) -> None:

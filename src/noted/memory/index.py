@@ -284,6 +284,11 @@ class MemoryIndex:
             return self.store.semantic_search(query, vector, self.model_name, centering)
         return self.store.semantic_search(query, vector, self.model_name)
 
+    def embeds_beside(self, text: str) -> bool:
+        """Whether a search for ``text`` embeds it (its embedding is not kept) while reads
+        may run beside it: a wait that other reads can share."""
+        return _OVERLAP and self._known_vector(text) is None
+
     def _known_vector(self, text: str) -> Vector | None:
         with self._lock:
             known = self._queries.get(text)

@@ -33,10 +33,11 @@ search), so the words searched are kept few.
 Cost: one search of a bounded depth (two in a session's later turns, with one query
 embedding between them as a rule), one listing of the ``recent`` newest and two small
 keyword searches for the facts always shown, whatever the number of memories. SQLite
-answers the last two from kept results (PostgreSQL too, after one read of the user's
-generation, while the user's memories are unchanged); on the other stores, which wait on a server or
-rank in Python, they and the listing run on another thread beside the search, so a
-selection takes about as long as its longest part, not their sum. A store
+answers the last two from kept results while the user's memories are unchanged (then on
+the caller's thread; after a change, on another thread while the message embeds, where it
+is embedded), PostgreSQL too after one read of the user's generation; on the other stores,
+which wait on a server or rank in Python, they and the listing run on another thread beside
+the search, so a selection takes about as long as its longest part, not their sum. A store
 with an index answers in time that grows slowly with the user's memory count; the
 in-process store and Redis rank the user's memories in Python (a BM25 index kept per user,
 built at their first search and then patched with the memories each change writes), which
@@ -303,9 +304,11 @@ def select_memories(
     if limit <= 0:
         return []
     # SQLite answers the searches for the facts always shown from kept results, in
-    # microseconds; the other stores wait on a server or rank in Python, so those searches
-    # and the newest memories are read beside the message's search
-    if isinstance(store, HitSearch):
+    # microseconds, until the user's memories change: then they take a millisecond or two,
+    # read while the message is embedded where it is; the other stores wait on a server or
+    # rank in Python, so those searches and the newest memories are read beside the
+    # message's search
+    if isinstance(store, HitSearch) and (index is None or not index.embeds_beside(text)):
         found = _found(store, query, text, limit, index, agent_id, turns)
         always, newest = _extras(store, query, agent_id, recent, pinned)
     else:
