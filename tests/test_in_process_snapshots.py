@@ -134,3 +134,50 @@ def test_a_filter_is_worked_out_once_per_snapshot_and_each_filter_answers_for_it
     memory.add_user_memory(UserMemory("tea fact new", agent_id="a"), user_id="ava")
     assert "tea fact new" in found(agent_id="a")
     assert found(agent_id="a") == expected(agent_id="a")
+
+
+def test_the_count_of_memories_to_embed_is_kept_until_the_user_changes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every search asks how many of the user's memories have no vector by its model: the
+    count is kept until the user's memories or vectors change, and then follows each kind
+    of change (another user's leave it)."""
+    db = InMemoryDb()
+    mine = stored(db, "ava", "tea", "ski", "oslo", "cats")
+    stored(db, "bob", "golf")
+    passes = 0
+    real = db._to_embed
+
+    def counted(user_id: str | None, model: str) -> list[UserMemory]:
+        nonlocal passes
+        passes += 1
+        return real(user_id, model)
+
+    monkeypatch.setattr(db, "_to_embed", counted)
+
+    def pending(expected: int, passes_now: int) -> None:
+        assert db.count_memories_to_embed("ava", "m") == expected
+        assert db.count_memories_to_embed("ava", "m") == expected
+        assert passes == passes_now
+
+    pending(4, 1)
+    assert db.count_memories_to_embed("ava", "other") == 4 and passes == 2  # its own count
+    db.set_embeddings("m", [(mine[0], unit(1, 0)), (mine[1], unit(0, 1))])
+    pending(2, 3)
+    stored(db, "bob", "chess")
+    pending(2, 3)
+    db.update_memory(_edited(mine[0]))
+    pending(3, 4)  # its text changed: its vector went
+    db.delete_memories([mine[2].memory_id or ""], "ava")
+    pending(2, 5)
+    stored(db, "ava", "piano")
+    pending(3, 6)
+    db.clear_memories("ava")
+    pending(0, 7)
+    assert db.count_memories_to_embed(None, "m") == 2 and passes == 8  # every user's: counted
+
+
+def _edited(memory: UserMemory) -> UserMemory:
+    edited = memory.copy()
+    edited.memory = "green tea"
+    return edited

@@ -53,6 +53,7 @@ __all__ = ["InMemoryDb"]
 _CACHE_BYTES: Final = 256 * 2**20
 _KEPT_UP_TO: Final = 100_000
 _WRITTEN_KEPT: Final = 4096  # a user's changes noted by memory id (then noted afresh)
+_PENDING_KEPT: Final = 4096  # users' counts of memories to embed kept (then counted afresh)
 # a page of a user's memories by updated_at is read from their kept order when the page is
 # at most 1/_FROM_ORDER of their memories (else sorting them is as quick)
 _FROM_ORDER: Final = 32
@@ -100,6 +101,9 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         # set_embeddings) there were: a kept snapshot is the user's while the count it was
         # made at is theirs
         self._changes: dict[str, int] = {}
+        # (user_id, model) -> (the user's count of changes, their memories without a
+        # vector by the model then)
+        self._pending: dict[tuple[str, str], tuple[int, int]] = {}
         self._snapshots = SnapshotCache(_CACHE_BYTES)
         self._made: dict[str, int] = {}  # user_id -> the count their last snapshot was made at
         # user_id -> (the count before its first entry, the memory id of each change since):
@@ -384,8 +388,20 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             return [m.copy() for m in pending]
 
     def count_memories_to_embed(self, user_id: str | None, model: str) -> int:
+        """For one user, kept with the count of the user's changes it was taken at (every
+        search asks first: a pass over all of the user's memories otherwise)."""
         with self._lock:
-            return len(self._to_embed(user_id, model))
+            if user_id is None:
+                return len(self._to_embed(None, model))
+            changes = self._changes.get(user_id, 0)
+            kept = self._pending.get((user_id, model))
+            if kept is not None and kept[0] == changes:
+                return kept[1]
+            count = len(self._to_embed(user_id, model))
+            if len(self._pending) >= _PENDING_KEPT:
+                self._pending.clear()
+            self._pending[(user_id, model)] = (changes, count)
+            return count
 
     def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
         checked = [(m, check_vector(v).copy()) for m, v in items]
