@@ -540,14 +540,10 @@ class UserSnapshot:
             scores[~passing[found.keys]] = -np.inf
         return self._best(scores, found.keys, query)
 
-    def matching(self, query: MemoryQuery) -> list[UserMemory]:
-        """The memories that pass the query's filters (all when it has none), in the
-        snapshot's order: the snapshot's own objects, for the caller to copy what it hands
-        out."""
+    def count(self, query: MemoryQuery) -> int:
+        """How many memories pass the query's filters (all when it has none)."""
         passing = self._passing(query)
-        if passing is None:
-            return list(self.memories)
-        return [self.memories[int(k)] for k in np.flatnonzero(passing)]
+        return len(self.memories) if passing is None else int(np.count_nonzero(passing))
 
     def listed(self, query: MemoryQuery) -> list[UserMemory]:
         """The query's page of the memories that pass its filters, in its order (equal

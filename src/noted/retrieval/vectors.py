@@ -156,7 +156,7 @@ def top_indices(scores: npt.NDArray[np.floating], count: int | None) -> npt.NDAr
             above = np.flatnonzero(values > last)  # then the first places holding the cut's
             picked = np.concatenate([above, np.flatnonzero(values == last)[: count - above.size]])
         else:
-            picked = np.flatnonzero(finite[:0])
+            picked = np.zeros(0, dtype=np.intp)
     else:
         picked = np.arange(values.size)
     best: npt.NDArray[np.intp] = picked[np.lexsort((picked, -values[picked]))]

@@ -75,11 +75,11 @@ class MongoReads(PageRules):
         index cannot), else from the server."""
         if query.limit == 0:  # a cursor's limit(0) means no limit
             return []
-        direction = -1 if query.sort_order == "desc" else 1
         with self._db() as db:
             snapshot = self._kept(db, query)
             if snapshot is not None:
                 return snapshot.listed(query)
+            direction = -1 if query.sort_order == "desc" else 1
             cursor = (
                 db.memories.find(query_filter(query), NO_VECTOR)
                 .sort([(query.sort_by, direction), ("_id", direction)])
@@ -93,7 +93,7 @@ class MongoReads(PageRules):
         with self._db() as db:
             snapshot = self._kept(db, query)
             if snapshot is not None:
-                return len(snapshot.matching(query))
+                return snapshot.count(query)
             return db.memories.count_documents(query_filter(query))
 
     def keyword_search(

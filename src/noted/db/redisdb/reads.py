@@ -140,22 +140,20 @@ class RedisReads(PageRules):
             "+inf" if before is None else to_micros(before),
         )
 
-    def _matching(self, query: MemoryQuery) -> list[UserMemory]:
-        """The memories that pass the query's filters, in no particular order: everyone's
-        read by a script; one user's from their snapshot (see _snapshot: one GET while
-        it is current), which keeps which memories pass each filter it was asked (an agent
-        that sees only its own memories asks the same at every turn). The snapshot's own
-        objects for one user: copy what is handed out."""
-        if query.user_id is not None:
-            return self._snapshot(query.user_id).matching(query)
-        rows = self._read_rows(query.user_id, "upd", "score", *self._time_bounds(query))
+    def _everyones(self, query: MemoryQuery) -> list[UserMemory]:
+        """Every user's memories that pass the query's filters, in no particular order."""
+        rows = self._read_rows(None, "upd", "score", *self._time_bounds(query))
         return [m for m in script_memories(rows) if matches(query, m)]
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
+        """One user's with filters from their snapshot (see _snapshot: one GET while it is
+        current), which keeps which memories pass each filter it was asked (an agent that
+        sees only its own memories asks the same at every turn); one user's without
+        filters by rank from the sorted set; everyone's by a script."""
         if query.limit == 0:
             return []
         if query.user_id is None:
-            return [m.copy() for m in sort_memories(self._matching(query), query)]
+            return sort_memories(self._everyones(query), query)
         if query.filtered:
             return self._snapshot(query.user_id).listed(query)
         kind = "upd" if query.sort_by == "updated_at" else "crt"
@@ -166,8 +164,10 @@ class RedisReads(PageRules):
         )
 
     def count_memories(self, query: MemoryQuery) -> int:
+        if query.filtered and query.user_id is not None:
+            return self._snapshot(query.user_id).count(query)
         if query.filtered:
-            return len(self._matching(query))
+            return len(self._everyones(query))
         return int(self._call(self._count, *scope(query.user_id)))
 
     def _snapshot(self, user_id: str, shape: Shape | None = None) -> UserSnapshot:

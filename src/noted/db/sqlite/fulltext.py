@@ -104,23 +104,20 @@ class SqliteFullText:
             self.budget,
         )
         with self._session() as conn:
+            # what the user's results depend on: their generation, which every write of
+            # their memories moves on in its transaction (in any process), and how many of
+            # them the index holds (memories added join it at the next search); other
+            # writes to the file (a run, a session, another user's memories) leave both
+            user = conn.execute(self._user, (user_id,)).fetchone()
+            state = (self._generation(conn, user_id), 0 if user is None else int(user[1]))
             if conn.in_transaction:  # its writes may yet be rolled back: nothing is kept
-                return self._search(conn, columns, query, user_id, words, text_only)
-            state = self._state(conn, user_id)
+                return self._search(conn, columns, query, user_id, words, text_only, user, state)
             known = self._results.get(key, state)
             if known is not None:
                 return known
-            rows = self._search(conn, columns, query, user_id, words, text_only)
+            rows = self._search(conn, columns, query, user_id, words, text_only, user, state)
             self._results.keep(key, state, rows)
         return list(rows)
-
-    def _state(self, conn: Connection, user_id: str) -> tuple[int, int]:
-        """What a user's keyword results depend on: the user's generation, which every
-        write of their memories moves on in its transaction (in any process), and how
-        many of them the index holds (memories added join it at the next search). Other
-        writes to the file (a run, a session, another user's memories) leave it."""
-        user = conn.execute(self._user, (user_id,)).fetchone()
-        return (self._generation(conn, user_id), 0 if user is None else int(user[1]))
 
     def _search(
         self,
@@ -130,14 +127,14 @@ class SqliteFullText:
         user_id: str,
         words: list[str],
         text_only: bool,
+        user: tuple[int, int, int] | None,
+        version: tuple[int, int],
     ) -> list[Any]:
-        user = conn.execute(self._user, (user_id,)).fetchone()
+        """The ranking itself, for the user's ``_fts_users`` row and ``version`` (their
+        generation and indexed count) as :meth:`rows` read them."""
         if user is None or not user[1]:
             return []
         number, memories, length = user
-        # (the user's generation, and how many of their memories are indexed: new ones
-        # join the index after the write that moved the generation on)
-        version = (self._generation(conn, user_id), memories)
         user_tag = tag(number)
         # each term once (words that stem alike count once), with the first word that gave it
         first: dict[str, str] = {}
