@@ -368,6 +368,55 @@ def test_broken_tool_call_json_is_kept(wire: WireServer) -> None:
     assert empty == ToolCall("get_time", {}, id="call_3")
 
 
+def test_arguments_sent_as_an_object_are_read(wire: WireServer) -> None:
+    """Some compatible servers send a call's arguments as the JSON object itself."""
+    call: dict[str, Any] = {
+        "id": "call_1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Oslo"}},
+    }
+    wire.add(Reply(completion(None, tool_calls=[call], finish_reason="tool_calls")))
+    wire.add(
+        SSE(
+            [
+                chunk({"tool_calls": [{"index": 0, **call}]}),
+                chunk({}, finish_reason="tool_calls"),
+                "[DONE]",
+            ]
+        )
+    )
+
+    plain = complete(make(wire), ask(tools=[WEATHER]))
+    streamed = build(stream(make(wire), ask(tools=[WEATHER])))
+
+    expected = [ToolCall("get_weather", {"city": "Oslo"}, id="call_1")]
+    assert plain.tool_calls == streamed.tool_calls == expected
+
+
+def test_streamed_calls_without_an_index_stay_apart(wire: WireServer) -> None:
+    """A server that numbers no calls sends each whole in a chunk of its own."""
+    calls = [
+        function_call("call_1", "get_weather", '{"city": "Oslo"}'),
+        function_call("call_2", "get_weather", '{"city": "Rome"}'),
+    ]
+    wire.add(
+        SSE(
+            [
+                *(chunk({"tool_calls": [call]}) for call in calls),
+                chunk({}, finish_reason="tool_calls"),
+                "[DONE]",
+            ]
+        )
+    )
+
+    response = build(stream(make(wire), ask(tools=[WEATHER])))
+
+    assert response.tool_calls == [
+        ToolCall("get_weather", {"city": "Oslo"}, id="call_1"),
+        ToolCall("get_weather", {"city": "Rome"}, id="call_2"),
+    ]
+
+
 # -- structured output ---------------------------------------------------------------------
 
 

@@ -222,7 +222,9 @@ class OpenAIChat(HTTPChatModel):
             if function is None:
                 continue  # not a function call (no other kind is ever requested)
             calls.append(
-                ToolCall.from_json_text(function.name or "", function.arguments or "", call.id)
+                ToolCall.from_json_text(
+                    function.name or "", _arguments_text(function.arguments), call.id
+                )
             )
         input_tokens, output_tokens = _token_counts(getattr(completion, "usage", None))
         return ModelResponse(
@@ -367,11 +369,19 @@ def _chunk_deltas(delta: Any) -> Iterator[ModelDelta]:
             index = position
         function = getattr(call, "function", None)
         name = (getattr(function, "name", None) or None) if function is not None else None
-        arguments = (getattr(function, "arguments", None) or "") if function is not None else ""
+        arguments = _arguments_text(getattr(function, "arguments", None) if function else None)
         call_id = getattr(call, "id", None) or None
         if call_id is None and name is None and not arguments:
             continue
         yield ToolCallDelta(index=index, id=call_id, name=name, arguments=arguments)
+
+
+def _arguments_text(arguments: object) -> str:
+    """A call's arguments as JSON text. The API sends a string; some compatible servers
+    send the JSON object itself, which is written back as text."""
+    if arguments is None or isinstance(arguments, str):
+        return arguments or ""
+    return json.dumps(arguments, ensure_ascii=False, default=str)
 
 
 def _token_counts(usage: Any) -> tuple[int, int]:

@@ -218,7 +218,9 @@ class TextDelta:
 @dataclass(frozen=True, slots=True)
 class ToolCallDelta:
     """A piece of a tool call, as it streams. Pieces with the same ``index`` belong to one
-    call; ``id`` and ``name`` come at least once, ``arguments`` are JSON text fragments."""
+    call, unless a piece brings an ``id`` other than the call's (a server that numbers no
+    calls sends each whole): that piece starts a new call. ``id`` and ``name`` come at
+    least once, ``arguments`` are JSON text fragments."""
 
     index: int
     id: str | None = None
@@ -250,11 +252,12 @@ class _PendingCall:
 class ResponseBuilder:
     """Folds stream deltas into the :class:`ModelResponse` they add up to."""
 
-    __slots__ = ("_calls", "_finish", "_model", "_text", "_usage")
+    __slots__ = ("_at", "_calls", "_finish", "_model", "_text", "_usage")
 
     def __init__(self) -> None:
         self._text: list[str] = []
-        self._calls: dict[int, _PendingCall] = {}
+        self._calls: list[tuple[int, _PendingCall]] = []  # (index, call) as they began
+        self._at: dict[int, _PendingCall] = {}  # each index's current call
         self._usage = Usage()
         self._finish: str | None = None
         self._model: str | None = None
@@ -263,7 +266,10 @@ class ResponseBuilder:
         if isinstance(delta, TextDelta):
             self._text.append(delta.text)
         elif isinstance(delta, ToolCallDelta):
-            pending = self._calls.setdefault(delta.index, _PendingCall())
+            pending = self._at.get(delta.index)
+            if pending is None or (delta.id and pending.id and delta.id != pending.id):
+                pending = self._at[delta.index] = _PendingCall()
+                self._calls.append((delta.index, pending))
             if delta.id:
                 pending.id = delta.id
             if delta.name:
@@ -279,7 +285,7 @@ class ResponseBuilder:
     def build(self) -> ModelResponse:
         calls = [
             ToolCall.from_json_text(p.name, "".join(p.arguments), p.id)
-            for _, p in sorted(self._calls.items())
+            for _, p in sorted(self._calls, key=lambda numbered: numbered[0])
         ]
         return ModelResponse(
             content="".join(self._text) if self._text else None,
