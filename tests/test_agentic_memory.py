@@ -170,6 +170,35 @@ def test_duplicates_bad_text_and_searches() -> None:
     assert memory.count_user_memories() == 81
 
 
+def test_an_update_to_a_text_already_stored_is_refused() -> None:
+    # Nothing is shown in the prompt: the agent finds the coffee memory by a search (ten
+    # results, the tea memory not among them), and the tea memory it would copy is looked
+    # up when it asks for the update.
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str | ModelResponse:
+        last = messages[-1]
+        if last.role == "user":
+            return ModelResponse(tool_calls=[call("search_memories", query="coffee")])
+        if last.name == "search_memories":
+            number = int((last.content or "").split("]")[0].lstrip("["))
+            said = next(m.content or "" for m in reversed(messages) if m.role == "user")
+            return ModelResponse(tool_calls=[call("update_memory", id=number, memory=said)])
+        return "Done."
+
+    agent = Agent(FunctionModel(fn), enable_agentic_memory=True, add_memories_to_context=False)
+    memory = Memory(db=agent.memory.store)  # type: ignore[union-attr]
+    memory.add_user_memory(UserMemory("User likes tea"))
+    memory.add_user_memories([UserMemory(f"User visited city {i}") for i in range(20)])
+    memory.add_user_memory(UserMemory("User likes coffee"))
+    result = agent.run("User likes TEA.")
+    assert result.tool_calls[1].result.startswith("Not done: already stored as another memory")
+    likes = [m.memory for m in memory.get_user_memories() if "likes" in m.memory]
+    assert sorted(likes) == ["User likes coffee", "User likes tea"]
+    result = agent.run("User likes green tea")
+    assert result.tool_calls[1].result.startswith("Updated memory")
+    likes = [m.memory for m in memory.get_user_memories() if "likes" in m.memory]
+    assert sorted(likes) == ["User likes green tea", "User likes tea"]
+
+
 def test_a_search_result_number_can_be_updated_in_the_same_run() -> None:
     rounds: list[str] = []
 
@@ -211,3 +240,41 @@ def test_a_user_tool_may_not_take_a_memory_tool_name() -> None:
 
     with pytest.raises(UserError, match="add_memory"):
         Agent(FunctionModel(lambda m, t: "hi"), tools=[add_memory], enable_agentic_memory=True)
+
+
+def test_a_number_from_a_replayed_turn_never_names_another_memory() -> None:
+    """Each run numbers its memories afresh; the numbers the replayed turns show name
+    nothing, so following the history cannot change the wrong memory."""
+    seen: list[str] = []
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str | ModelResponse:
+        if messages[-1].role == "tool":
+            return "Done."
+        seen.append(messages[0].content or "")
+        said = messages[-1].content or ""
+        if said == "I live in Oslo":
+            return ModelResponse(tool_calls=[call("add_memory", memory="User lives in Oslo")])
+        replayed = "\n".join(m.content or "" for m in messages if m.role == "tool")
+        old = int(re.findall(r"Added memory \[(\d+)\]", replayed)[-1])
+        return ModelResponse(tool_calls=[call("delete_memory", id=old)])
+
+    memory = Memory(db=SqliteDb(":memory:"), delete_memories=True)
+    agent = Agent(
+        FunctionModel(fn),
+        memory=memory,
+        session_id="s",
+        enable_agentic_memory=True,
+        add_history_to_context=True,
+    )
+    memory.add_user_memories([UserMemory("User likes tea"), UserMemory("User likes coffee")])
+    agent.run("I live in Oslo")
+    result = agent.run("Forget where I live")
+    assert "is a number from an earlier turn" in result.tool_calls[0].result
+    assert sorted(m.memory for m in memory.get_user_memories()) == [
+        "User likes coffee",
+        "User likes tea",
+        "User lives in Oslo",
+    ]
+    # this turn's numbers come after those the history names
+    numbers = [int(n) for n in re.findall(r"\[(\d+)\] User", seen[-1])]
+    assert sorted(numbers) == [4, 5, 6]

@@ -74,6 +74,19 @@ def test_hostile_and_invalid_operations_are_dropped_with_reasons() -> None:
     assert len(plan.rejected) == 8
 
 
+def test_an_update_to_another_memorys_text_is_refused() -> None:
+    answer = ops(
+        {"op": "update", "id": 2, "memory": "user lives in San Francisco.", "topics": []},
+        {"op": "update", "id": 1, "memory": "User lives in San Francisco", "topics": ["home"]},
+    )
+    plan = parse_operations(answer, SHOWN, ALL, 5000)
+    # its own text with new topics is a change; the text of memory 1 would be a second copy
+    assert plan.operations == [
+        Operation("update", "m-sf", "User lives in San Francisco", ("home",))
+    ]
+    assert len(plan.rejected) == 1 and "already stored as another memory" in plan.rejected[0]
+
+
 def test_flags_limit_what_the_model_may_do() -> None:
     answer = ops(
         {"op": "clear", "id": None, "memory": None, "topics": []},

@@ -396,14 +396,19 @@ def test_the_environment_names_the_default_embedder(monkeypatch: pytest.MonkeyPa
         Memory()
 
 
-def test_a_scoped_agents_search_tool_finds_only_its_memories_and_those_of_no_agent() -> None:
+def calling(name: str, **arguments: object) -> FunctionModel:
+    """A model that calls one tool, then answers with what the tool said."""
     from noted.models import ModelResponse, ToolCall
 
     def fn(messages: list[Message], tools: list[ToolDefinition]) -> ModelResponse | str:
         if messages[-1].role == "tool":
             return messages[-1].content or ""
-        return ModelResponse(tool_calls=[ToolCall("search_memories", {"query": "spicy food"})])
+        return ModelResponse(tool_calls=[ToolCall(name, dict(arguments))])
 
+    return FunctionModel(fn)
+
+
+def test_a_scoped_agents_search_tool_finds_only_its_memories_and_those_of_no_agent() -> None:
     memory = Memory(embedder=None)
     memory.add_user_memory(UserMemory("The user likes spicy food", agent_id="chef"), "ava")
     memory.add_user_memory(UserMemory("The user hates spicy food", agent_id="coach"), "ava")
@@ -411,7 +416,7 @@ def test_a_scoped_agents_search_tool_finds_only_its_memories_and_those_of_no_age
     found = {}
     for scope in ("agent", "user"):
         agent = Agent(
-            FunctionModel(fn),
+            calling("search_memories", query="spicy food"),
             agent_id="chef",
             memory=memory,
             user_id="ava",
@@ -423,3 +428,28 @@ def test_a_scoped_agents_search_tool_finds_only_its_memories_and_those_of_no_age
     assert "likes" in found["agent"] and "grows" in found["agent"]
     assert "hates" not in found["agent"]
     assert "hates" in found["user"]
+
+
+def test_a_scoped_agent_clears_only_what_it_sees() -> None:
+    memory = Memory(embedder=None, delete_memories=True, clear_memories=True)
+    memory.add_user_memory(UserMemory("The user likes spicy food", agent_id="chef"), "ava")
+    memory.add_user_memory(UserMemory("The user runs on Sundays", agent_id="coach"), "ava")
+    memory.add_user_memory(UserMemory("The user lives in Lyon"), "ava")
+    memory.add_user_memory(UserMemory("The user likes tea", agent_id="chef"), "bob")
+    chef = Agent(
+        calling("clear_memories"),
+        agent_id="chef",
+        memory=memory,
+        user_id="ava",
+        enable_agentic_memory=True,
+        memory_scope="agent",
+    )
+    said = chef.run("Forget everything about me.").content
+    assert said == "Forgot the 2 memories of the user that this agent sees."
+    assert [m.memory for m in memory.get_user_memories("ava")] == ["The user runs on Sundays"]
+    assert memory.count_user_memories("bob") == 1
+    everyone = Agent(
+        calling("clear_memories"), memory=memory, user_id="ava", enable_agentic_memory=True
+    )
+    assert everyone.run("Forget everything.").content == "Forgot everything about the user."
+    assert memory.count_user_memories("ava") == 0

@@ -107,11 +107,12 @@ class _Lines:
 
     A memory joins in two steps, so that a budget can be checked between them:
     :meth:`entry` (its heading and line), then :meth:`add`; :meth:`adding` is the text an
-    entry adds to the section."""
+    entry adds to the section. Numbers start at ``first``."""
 
-    def __init__(self, numbered: bool, dated: bool) -> None:
+    def __init__(self, numbered: bool, dated: bool, first: int = 1) -> None:
         self.numbered = numbered
         self.dated = dated
+        self.first = first
         # in order: (None, a line of its own) or (a heading, its first memory's line)
         self.order: list[tuple[str | None, str]] = []
         self.headed: dict[str, list[str]] = {}  # each heading's lines
@@ -119,7 +120,7 @@ class _Lines:
     def entry(self, memory: UserMemory) -> tuple[str | None, str]:
         """Where ``memory`` goes: its heading (None: a line of its own) and its line."""
         if self.numbered:
-            return None, _numbered_line(len(self.order) + 1, memory, self.dated)
+            return None, _numbered_line(self.first + len(self.order), memory, self.dated)
         heading, rest = _heading(memory, self.dated)
         return heading, f"- {rest}"
 
@@ -161,12 +162,13 @@ def fit_memories(
     numbered: bool = False,
     budget_tokens: int | None = None,
     dated: bool = False,
+    first: int = 1,
 ) -> list[UserMemory]:
     """The memories, in order, whose lines fit in ``budget_chars`` (and ``budget_tokens``,
     estimated offline) as the section writes them (see render_memory_section): one too
     long for what is left is passed over for shorter ones."""
     kept: list[UserMemory] = []
-    lines = _Lines(numbered, dated)
+    lines = _Lines(numbered, dated, first)
     used = tokens = 0
     for memory in memories:
         heading, line = lines.entry(memory)
@@ -194,16 +196,17 @@ def memory_section(
 
 
 def render_memory_section(
-    kept: Sequence[UserMemory], numbered: bool, *, dated: bool = False
+    kept: Sequence[UserMemory], numbered: bool, *, dated: bool = False, first: int = 1
 ) -> PromptSection | None:
     """The memory section of memories already fitted to the budget (see fit_memories).
     ``dated``: each memory is shown with the day it was last stated or changed (its
     ``updated_at``, UTC), so the model can tell an old fact from a new one and say when.
+    Numbered memories are numbered from ``first``.
     Unnumbered, memories whose text starts with the same label in brackets (a date, a
     source) are listed once under it, as are those of one day when ``dated``."""
     if not kept:
         return None
-    lines = _Lines(numbered, dated)
+    lines = _Lines(numbered, dated, first)
     for memory in kept:
         lines.add(*lines.entry(memory))
     intro = (

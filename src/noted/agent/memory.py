@@ -24,7 +24,7 @@ from noted.agent.context import (
     render_memory_section,
     summary_section,
 )
-from noted.agent.memory_tools import WRITING_TOOL_NAMES, MemoryTools
+from noted.agent.memory_tools import WRITING_TOOL_NAMES, MemoryTools, numbers_given
 from noted.agent.tools import Tool
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
@@ -202,6 +202,8 @@ class AgentMemory:
         it, oldest first (their last ``query_turns`` join the memory query)."""
         prepared = RunMemory()
         agentic = self.mode == "agentic"
+        # numbers that the replayed turns gave name nothing in this run (see numbers_given)
+        first = numbers_given(earlier) + 1 if agentic else 1
         shown: dict[int, UserMemory] = {}
         if self.in_context:
             turns = self.recent_turns(earlier)
@@ -212,11 +214,12 @@ class AgentMemory:
                 numbered=agentic,
                 budget_tokens=self.context_tokens,
                 dated=self.dated,
+                first=first,
             )
-            section = render_memory_section(kept, numbered=agentic, dated=self.dated)
+            section = render_memory_section(kept, numbered=agentic, dated=self.dated, first=first)
             if section is not None:
                 prepared.sections.append(section)
-            shown = number_memories(kept)
+            shown = number_memories(kept, first)
         if agentic:
             tools = MemoryTools(
                 self.memory.door,
@@ -227,6 +230,7 @@ class AgentMemory:
                 said=run.input,
                 agent_id=run.agent_id,
                 scope_agent=self.scope_agent,
+                first=first,
             )
             prepared.tools = tools.tools()
         return prepared

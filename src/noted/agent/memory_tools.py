@@ -4,7 +4,9 @@ remembers about the user.
 The tools write directly, with the same checks as the memory manager (no nested model
 call), and only ever see one user's memories. Memories are named by short numbers: the
 ones in the prompt's memory section, and the ones a search or an add returns. A number
-the agent was never given names nothing.
+the agent was never given names nothing. Each run numbers afresh, after the highest
+number that the session's replayed turns name (:func:`numbers_given`), so a number the
+model reads in an earlier turn never names another memory now: it names nothing.
 """
 
 from __future__ import annotations
@@ -13,18 +15,22 @@ import asyncio
 import dataclasses
 import json
 import logging
+import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from noted.agent.tools import Tool
 from noted.audit import AuditContext
+from noted.db.base import MemoryQuery
 from noted.memory.door import MemoryDoor
 from noted.memory.manager import MemoryManager
-from noted.memory.operations import parse_operations
+from noted.memory.operations import Operation, parse_operations
+from noted.memory.selection import scoped
 from noted.schema import UserMemory
+from noted.sessions import RunResult
 
-__all__ = ["MEMORY_TOOL_NAMES", "WRITING_TOOL_NAMES", "MemoryTools"]
+__all__ = ["MEMORY_TOOL_NAMES", "WRITING_TOOL_NAMES", "MemoryTools", "numbers_given"]
 
 log = logging.getLogger("noted.agent")
 
@@ -38,6 +44,25 @@ MEMORY_TOOL_NAMES = (
 )
 WRITING_TOOL_NAMES = frozenset(MEMORY_TOOL_NAMES) - {"search_memories"}  # they change memories
 _definitions: dict[str, Tool] = {}  # read once from the first instance's methods
+_NUMBER = re.compile(r"\[(\d{1,9})\]")
+
+
+def numbers_given(runs: Sequence[RunResult]) -> int:
+    """The highest memory number that the memory tools' calls and answers in ``runs``
+    name, or the assistant's words there (0 for none)."""
+    top = 0
+    for run in runs:
+        for message in run.messages:
+            if message.role == "assistant":
+                for call in message.tool_calls:
+                    number = call.arguments.get("id") if call.name in MEMORY_TOOL_NAMES else None
+                    if type(number) is int:
+                        top = max(top, number)
+            elif message.role != "tool" or message.name not in MEMORY_TOOL_NAMES:
+                continue
+            for found in _NUMBER.findall(message.content or ""):
+                top = max(top, int(found))
+    return top
 
 
 class MemoryTools:
@@ -54,6 +79,7 @@ class MemoryTools:
         said: str = "",
         agent_id: str | None = None,
         scope_agent: str | None = None,
+        first: int = 1,
     ) -> None:
         self._scope = scope_agent  # search only its memories and those of no agent
         self._door = door
@@ -62,6 +88,7 @@ class MemoryTools:
         self._manager = manager
         self._user_id = user_id
         self._numbers = dict(shown)
+        self._first = first  # the run's first number (those before it name nothing)
         self._audit = audit
         self._said = said
         self._agent_id = agent_id
@@ -138,14 +165,20 @@ class MemoryTools:
             if known.memory_id == memory.memory_id:
                 self._numbers[number] = memory
                 return number
-        number = max(self._numbers, default=0) + 1
+        number = max(self._numbers, default=self._first - 1) + 1
         self._numbers[number] = memory
         return number
 
     def _apply(self, item: dict[str, Any]) -> str:
+        number = item.get("id")
+        if type(number) is int and 0 < number < self._first:
+            return (
+                f"Not done: [{number}] is a number from an earlier turn, and numbers are new "
+                "each turn: use those of the memory section or of search_memories."
+            )
         with self._lock:
             shown = dict(self._numbers)
-            if item["op"] == "add" and isinstance(item["memory"], str):
+            if item["op"] in ("add", "update") and isinstance(item["memory"], str):
                 # Facts already stored in other words are looked up, not only those shown.
                 for memory in self._manager.relevant_memories(
                     self._store, self._user_id, item["memory"], self._index
@@ -158,6 +191,13 @@ class MemoryTools:
                 self._manager.permissions,
                 self._door.max_length,
             )
+            if self._scope is not None and plan.operations == [Operation("clear")]:
+                # an agent that sees only its own memories (and those of no agent) forgets
+                # those, not what other agents learned
+                every = self._store.list_memories(MemoryQuery(user_id=self._user_id))
+                plan.operations = [
+                    Operation("delete", m.memory_id) for m in scoped(every, self._scope)
+                ]
             applied = self._door.apply(
                 plan, shown, self._user_id, self._audit, said=self._said, agent_id=self._agent_id
             )
@@ -166,10 +206,14 @@ class MemoryTools:
                 log.warning("memory tool call for user %r refused: %s", self._user_id, refused)
                 return "Not done: " + "; ".join(refused)
             written = applied.written
+            if item["op"] == "clear":
+                if self._scope is None:
+                    self._numbers.clear()
+                    return "Forgot everything about the user."
+                gone = {op.memory_id for op in plan.operations}
+                self._numbers = {n: m for n, m in self._numbers.items() if m.memory_id not in gone}
+                return f"Forgot the {len(gone)} memories of the user that this agent sees."
             kind = plan.operations[0].kind
-            if kind == "clear":
-                self._numbers.clear()
-                return "Forgot everything about the user."
             if kind == "delete":
                 del self._numbers[item["id"]]
                 return f"Forgot memory [{item['id']}]."

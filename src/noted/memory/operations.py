@@ -300,14 +300,17 @@ def _check(
     if text is None:
         return f"memory text must be 1-{max_length} characters"
     topics = _topics(item.get("topics")) or tuple(current.topics)
-    if normalize(text) == normalize(current.memory) and list(topics) == list(current.topics):
-        return "changes nothing"
+    if normalize(text) == normalize(current.memory):
+        if list(topics) == list(current.topics):
+            return "changes nothing"
+    elif normalize(text) in known:
+        return "already stored as another memory"
     touched.add(number)
     known.add(normalize(text))
     plan.operations.append(Operation("update", current.memory_id, text, topics))
     return None
 
 
-def number_memories(memories: Sequence[UserMemory]) -> dict[int, UserMemory]:
-    """The short ids a prompt shows: 1..k in the given order."""
-    return {i: m for i, m in enumerate(memories, start=1)}
+def number_memories(memories: Sequence[UserMemory], first: int = 1) -> dict[int, UserMemory]:
+    """The short ids a prompt shows: ``first``, ``first + 1``, ... in the given order."""
+    return {i: m for i, m in enumerate(memories, start=first)}
