@@ -70,6 +70,12 @@ def test_add_list_show_edit_delete(capsys, db: str) -> None:
     )
     assert isinstance(retopic, dict)
     assert retopic["topics"] == ["sport", "winter"]
+    same = ("memories", "edit", mid, "--text", "Ava likes to snowboard", "--user", "ava")
+    code, out, _ = run(capsys, *same, "--db", db)
+    assert (code, out.startswith(f"unchanged {mid}")) == (0, True)
+    assert run_json(capsys, *same, "--json", "--db", db) == retopic  # nothing written
+    history = Memory(db=SqliteDb(db)).get_memory_history(mid, user_id="ava")
+    assert [e.event for e in history] == ["add", "update", "update"]
 
     code, out, _ = run(capsys, "memories", "delete", mid, "--user", "ava", "--db", db)
     assert (code, out.strip()) == (0, "deleted 1")
@@ -215,6 +221,23 @@ def test_errors_are_clear(capsys, db: str, tmp_path: Path) -> None:
     assert "nothing to change" in err
     code, _, err = run(capsys, "memories", "import", str(tmp_path / "absent.jsonl"), "--db", db)
     assert "cannot read" in err
+    for target in (tmp_path / "nope" / "out.jsonl", tmp_path):
+        code, _, err = run(capsys, "memories", "export", "-o", str(target), "--db", db)
+        assert (code, f"error: cannot write {target}:" in err) == (1, True)
+    twice = tmp_path / "twice.jsonl"
+    lines = [
+        UserMemory(f"The user likes {d}", memory_id="m-tea").to_json() for d in ("tea", "tea.")
+    ]
+    twice.write_text("\n".join(lines) + "\n")
+    code, _, err = run(capsys, "memories", "import", str(twice), "--db", db)
+    assert (code, "memory id 'm-tea' is given twice" in err) == (1, True)
+    assert Memory(db=SqliteDb(db)).count_user_memories() == 0
+
+
+def test_a_group_without_its_command_is_a_usage_error(capsys) -> None:
+    for group in ([], ["memories"], ["sessions"], ["import"], ["jobs"]):
+        code, out, _ = run(capsys, *group)
+        assert code == 2 and "usage: noted" in out, group
 
 
 def test_db_defaults_to_env_then_noted_db(capsys, tmp_path: Path, monkeypatch) -> None:

@@ -165,7 +165,14 @@ def test_import_with_user_imports_only_that_users_memories(two_users: str, tmp_p
         fresh,
         stdin=everyone.read_text(),
     )
-    assert json.loads(done.stdout) == {"imported": 2, "skipped": 3}
+    assert json.loads(done.stdout) == {"imported": 2, "unchanged": 0, "skipped": 3}
+    # again: what is stored as it is is not written again (the memory without an id is new)
+    done = noted("memories", "import", str(everyone), "--user", "ava", "--json", "--db", fresh)
+    assert json.loads(done.stdout) == {"imported": 1, "unchanged": 3, "skipped": 1}
+    for m in memory.get_user_memories(user_id="ava"):
+        assert m.memory_id is not None
+        history = memory.get_memory_history(m.memory_id, user_id="ava")
+        assert [e.event for e in history] == ["add"]
 
 
 def test_serve_help_lists_only_what_serve_uses() -> None:

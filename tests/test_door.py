@@ -93,6 +93,15 @@ def test_an_overlong_memory_is_refused_whatever_the_object(memory: Memory) -> No
     assert memory.count_user_memories("ava") == 0
 
 
+def test_an_id_given_twice_in_one_write_is_refused(memory: Memory) -> None:
+    tea = UserMemory("The user likes tea", memory_id="m-1")
+    coffee = UserMemory("The user likes coffee", memory_id="m-1")
+    for write in (memory.add_user_memories, memory.import_user_memories):
+        with pytest.raises(UserError, match="memory id 'm-1' is given twice"):
+            write([tea, UserMemory("The user has a cat"), coffee])
+    assert memory.count_user_memories() == 0
+
+
 # -- a batch is written whole or not at all -------------------------------------------------
 
 

@@ -174,6 +174,19 @@ def test_import_field_by_field_and_twice(
     assert db.list_sessions(None) == listed
 
 
+def test_one_users_memories_and_sessions(target: Memory) -> None:
+    report = import_agno(str(FIXTURES / "agno-3.1.10.db"), target, user_id="bob")
+    bobs = [m for m, (user, *_) in EXPECTED.items() if user == "bob"]
+    assert (report.memories_written, report.memories_skipped) == (len(bobs), 3 - len(bobs))
+    assert [s.user_id for s in target.get_user_stats()] == ["bob"]
+    db = target.db
+    assert isinstance(db, SqliteDb)
+    assert {s.user_id for s in db.list_sessions(None)} == {"bob"}
+    assert report.runs_written == sum(
+        len(runs) for user, runs in CONVERSATIONS.values() if user == "bob"
+    )
+
+
 def test_dry_run_writes_nothing(target: Memory) -> None:
     report = import_agno(str(FIXTURES / "agno-3.1.10.db"), target, dry_run=True)
     assert (report.memories_written, report.runs_written, report.summaries_written) == (3, 3, 1)

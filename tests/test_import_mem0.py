@@ -76,3 +76,21 @@ def test_cli_dry_run_then_import(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "wrote 3 memories" in capsys.readouterr().out
     assert main(["memories", "list", "--user", "bob", "--db", db, "--json"]) == 0
     assert [m["memory"] for m in json.loads(capsys.readouterr().out)] == ["The user lives in Paris"]
+
+
+def test_one_users_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    items = json.loads(FIXTURE.read_text())["results"]
+    items.append({"id": "no-user", "memory": "The user plays the cello"})
+    source = tmp_path / "everyone.json"
+    source.write_text(json.dumps(items))
+    db = str(tmp_path / "cli.db")
+    assert main(["import", "mem0", str(source), "--user", "ava", "--db", db]) == 0
+    said = capsys.readouterr().out
+    assert "wrote 3 memories" in said and "skipped 1 memory of other users" in said
+    target = Memory(db=SqliteDb(db))
+    assert [s.user_id for s in target.get_user_stats()] == ["ava"]
+    assert "The user plays the cello" in [m.memory for m in target.get_user_memories("ava")]
+    other = Memory(db=SqliteDb(tmp_path / "bob.db"))
+    report = import_mem0(source, other, user_id="bob")
+    assert (report.memories_read, report.memories_written, report.memories_skipped) == (4, 2, 2)
+    assert [s.user_id for s in other.get_user_stats()] == ["bob"]

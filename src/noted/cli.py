@@ -6,6 +6,7 @@ Thin by design: it parses arguments, calls the Memory API, and prints a table or
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from noted.cli_serve import add_server_commands
 from noted.cli_sessions import add_chat_command, add_session_commands
 from noted.db import MemoryQuery
 from noted.errors import NotedError, NotFoundError, UserError
+from noted.importers.plan import memories_of, unchanged
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.jsonl import read_jsonl, write_jsonl
 from noted.retrieval.choice import DEFAULT_EMBEDDER
@@ -209,6 +211,12 @@ def cmd_edit(memory: Memory, args: argparse.Namespace) -> int:
     current = _get_or_fail(memory, args.memory_id, args.user)
     topics = [] if args.no_topics else (args.topic if args.topic is not None else current.topics)
     replacement = UserMemory(args.text if args.text is not None else current.memory, topics=topics)
+    if (replacement.memory, replacement.topics) == (current.memory, current.topics):
+        if args.json:
+            emit_json(current.to_dict())
+        else:
+            out.print(f"unchanged {args.memory_id}: it already has this text and these topics")
+        return 0
     stored = memory.replace_user_memory_record(args.memory_id, replacement, args.user)
     if args.json:
         emit_json(stored.to_dict())
@@ -347,7 +355,10 @@ def cmd_export(memory: Memory, args: argparse.Namespace) -> int:
     if args.user is None and not args.all:
         _note_default_user(memory, ", or --all for every user")
     target = sys.stdout if args.output in (None, "-") else None
-    stream = target or open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    try:
+        stream = target or open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     written = 0
     try:
         offset = 0
@@ -387,20 +398,22 @@ def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
         task = progress.add_task("import", total=len(lines))
         memories = read_jsonl(lines, on_line=lambda n: progress.update(task, completed=n))
         if args.user is not None:  # that user's memories only; those with no user become its
-            for m in memories:
-                m.user_id = m.user_id or args.user
-            kept = [m for m in memories if m.user_id == args.user]
+            kept = memories_of(memories, args.user)
             skipped, memories = len(memories) - len(kept), kept
-        imported = memory.import_user_memories(memories)
+        changed = [m for m in memories if not unchanged(memory.db, m)]
+        imported = memory.import_user_memories(changed)
+    same = len(memories) - len(changed)
     if args.json:
-        emit_json({"imported": imported} | ({} if args.user is None else {"skipped": skipped}))
-    elif args.user is None:
-        out.print(f"imported {imported} memories")
-    else:
+        counts = {"imported": imported, "unchanged": same}
+        emit_json(counts | ({} if args.user is None else {"skipped": skipped}))
+        return 0
+    said = f"imported {imported} memories"
+    if args.user is not None:
         other = "memory of other users" if skipped == 1 else "memories of other users"
-        out.print(
-            escape(f"imported {imported} memories of user {args.user!r}; skipped {skipped} {other}")
-        )
+        said += f" of user {args.user!r}; skipped {skipped} {other}"
+    if same:
+        said += f"; {same} already stored as they are"
+    out.print(escape(said))
     return 0
 
 
@@ -554,8 +567,9 @@ def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Command | None = getattr(args, "func", None)
-    if func is None:
-        parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
+    if func is None:  # a group without its command: its help, and the status of a usage error
+        with contextlib.suppress(SystemExit):
+            parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
     try:
         embedder = getattr(args, "embedder", DEFAULT_EMBEDDER)

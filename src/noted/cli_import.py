@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from noted._console import emit_json, err, out
@@ -35,12 +36,20 @@ def _run(
         emit_json(report.to_dict())
         return 0
     verb = "would write" if report.dry_run else "wrote"
+    skipped = report.memories_skipped
+    other = "" if args.user is None else f"; skipped {skipped} {_memories(skipped)} of other users"
     out.print(
-        f"{report.source}: read {report.memories_read} memories, {report.sessions_read} "
-        f"sessions ({report.runs_read} runs); {verb} {report.memories_written} memories, "
-        f"{report.runs_written} runs, {report.summaries_written} summaries"
+        escape(
+            f"{report.source}: read {report.memories_read} memories, {report.sessions_read} "
+            f"sessions ({report.runs_read} runs); {verb} {report.memories_written} memories, "
+            f"{report.runs_written} runs, {report.summaries_written} summaries{other}"
+        )
     )
     return 0
+
+
+def _memories(count: int) -> str:
+    return "memory" if count == 1 else "memories"
 
 
 def cmd_import_agno(memory: Memory, args: argparse.Namespace) -> int:
@@ -54,6 +63,7 @@ def cmd_import_agno(memory: Memory, args: argparse.Namespace) -> int:
             schema=args.schema,
             dry_run=args.dry_run,
             progress=progress,
+            user_id=args.user,
         ),
     )
 
@@ -61,7 +71,9 @@ def cmd_import_agno(memory: Memory, args: argparse.Namespace) -> int:
 def cmd_import_mem0(memory: Memory, args: argparse.Namespace) -> int:
     return _run(
         args,
-        lambda progress: import_mem0(args.file, memory, dry_run=args.dry_run, progress=progress),
+        lambda progress: import_mem0(
+            args.file, memory, dry_run=args.dry_run, progress=progress, user_id=args.user
+        ),
     )
 
 

@@ -28,24 +28,32 @@ def import_agno(
     schema: str = "ai",
     dry_run: bool = False,
     progress: Progress | None = None,
+    user_id: str | None = None,
 ) -> ImportReport:
     """Import an Agno database's user memories and sessions into ``memory``'s store.
 
     ``source`` is a SQLite file or a ``postgresql://`` URL (``schema`` names the
     PostgreSQL schema, Agno's ``ai`` by default). Without table names, Agno 2/3's
     ``agno_memories`` / ``agno_sessions`` are read, else Agno 1's ``memory`` /
-    ``agent_sessions``.
+    ``agent_sessions``. ``user_id`` imports that user's memories and sessions only (the
+    memories that name no user become theirs).
     """
     opened = open_source(source, schema)
     try:
         plan, _ = read_agno(opened, memory_table, session_table)
     finally:
         opened.close()
-    return apply_plan(plan, memory, dry_run=dry_run, progress=progress)
+    return apply_plan(plan, memory, dry_run=dry_run, progress=progress, user_id=user_id)
 
 
 def import_mem0(
-    file: str | Path, memory: Memory, *, dry_run: bool = False, progress: Progress | None = None
+    file: str | Path,
+    memory: Memory,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    user_id: str | None = None,
 ) -> ImportReport:
-    """Import the memories of mem0's ``get_all`` / export JSON into ``memory``'s store."""
-    return apply_plan(read_mem0(file), memory, dry_run=dry_run, progress=progress)
+    """Import the memories of mem0's ``get_all`` / export JSON into ``memory``'s store
+    (with ``user_id``, that user's only; those that name no user become theirs)."""
+    return apply_plan(read_mem0(file), memory, dry_run=dry_run, progress=progress, user_id=user_id)

@@ -12,13 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from noted.db.base import SessionStore
+from noted.db.base import MemoryStore, SessionStore
 from noted.errors import UserError
+from noted.memory.door import DEFAULT_USER_ID
 from noted.memory.memory import Memory
 from noted.schema import UserMemory
 from noted.sessions import RunResult, SessionSummary
 
-__all__ = ["ImportPlan", "ImportReport", "ImportedSession", "apply_plan"]
+__all__ = [
+    "ImportPlan",
+    "ImportReport",
+    "ImportedSession",
+    "apply_plan",
+    "for_user",
+    "memories_of",
+    "unchanged",
+]
 
 Progress = Callable[[int, int], None]
 
@@ -40,6 +49,23 @@ class ImportPlan:
     sessions: list[ImportedSession] = field(default_factory=list)
 
 
+def memories_of(memories: list[UserMemory], user_id: str) -> list[UserMemory]:
+    """The memories that are ``user_id``'s, those that name no user made theirs."""
+    for m in memories:
+        m.user_id = m.user_id or user_id
+    return [m for m in memories if m.user_id == user_id]
+
+
+def for_user(plan: ImportPlan, user_id: str | None) -> tuple[ImportPlan, int]:
+    """The part of ``plan`` that is ``user_id``'s (all of it when None): its memories
+    (:func:`memories_of`) and sessions; and how many memories were left out."""
+    if user_id is None:
+        return plan, 0
+    memories = memories_of(plan.memories, user_id)
+    sessions = [s for s in plan.sessions if s.user_id == user_id]
+    return ImportPlan(plan.source, memories, sessions), len(plan.memories) - len(memories)
+
+
 @dataclass
 class ImportReport:
     """What an import wrote (or, with ``dry_run``, would write)."""
@@ -52,6 +78,7 @@ class ImportReport:
     runs_written: int = 0
     summaries_written: int = 0
     dry_run: bool = False
+    memories_skipped: int = 0  # those of other users, when one user is imported
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -63,10 +90,15 @@ class ImportReport:
             "runs_written": self.runs_written,
             "summaries_written": self.summaries_written,
             "dry_run": self.dry_run,
+            "memories_skipped": self.memories_skipped,
         }
 
 
-def _same(stored: UserMemory | None, new: UserMemory) -> bool:
+def unchanged(store: MemoryStore, new: UserMemory) -> bool:
+    """Whether ``store`` holds ``new`` already, as it is (a write would change nothing)."""
+    if new.memory_id is None:
+        return False
+    stored = store.get_memory(new.memory_id, new.user_id or DEFAULT_USER_ID)
     if stored is None:
         return False
     keys = ("memory", "topics", "input", "agent_id", "team_id", "session_id")
@@ -87,13 +119,21 @@ def _check_unique(plan: ImportPlan) -> None:
 
 
 def apply_plan(
-    plan: ImportPlan, memory: Memory, *, dry_run: bool = False, progress: Progress | None = None
+    plan: ImportPlan,
+    memory: Memory,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+    user_id: str | None = None,
 ) -> ImportReport:
-    """Write what ``plan`` holds that ``memory``'s store does not have yet."""
+    """Write what ``plan`` holds that ``memory``'s store does not have yet; with
+    ``user_id``, only that user's part of it (see :func:`for_user`)."""
     _check_unique(plan)
+    plan, skipped = for_user(plan, user_id)
     report = ImportReport(
         plan.source,
-        memories_read=len(plan.memories),
+        memories_skipped=skipped,
+        memories_read=len(plan.memories) + skipped,
         sessions_read=len(plan.sessions),
         runs_read=sum(len(s.runs) for s in plan.sessions),
         dry_run=dry_run,
@@ -104,11 +144,7 @@ def apply_plan(
     sessions = store if isinstance(store, SessionStore) else None
     if plan.sessions and sessions is None:
         raise UserError(f"{store!r} keeps no sessions; import into a store such as SqliteDb")
-    changed = [
-        m
-        for m in plan.memories
-        if not _same(store.get_memory(m.memory_id or "", m.user_id or "default"), m)
-    ]
+    changed = [m for m in plan.memories if not unchanged(store, m)]
     new_runs: list[tuple[ImportedSession, list[RunResult]]] = []
     for s in plan.sessions:
         assert sessions is not None

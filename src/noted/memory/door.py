@@ -47,6 +47,16 @@ def _each(memories: object) -> Iterable[object]:
     return memories
 
 
+def _once_each(memories: list[UserMemory]) -> list[UserMemory]:
+    """``memories``, when no id is given twice (a write names each memory once)."""
+    seen: set[str | None] = set()
+    for m in memories:
+        if m.memory_id in seen:
+            raise UserError(f"memory id {m.memory_id!r} is given twice; nothing was written")
+        seen.add(m.memory_id)
+    return memories
+
+
 @dataclass(slots=True)
 class Applied:
     """What a plan wrote: the memories updated and added, as stored, and the operations
@@ -102,7 +112,7 @@ class MemoryDoor:
         self, memories: Iterable[object], user_id: str | None, audit: AuditContext
     ) -> list[UserMemory]:
         """Store memories in one transaction (all or nothing), as given or new."""
-        stamped = [self.stamp(m, user_id) for m in _each(memories)]
+        stamped = _once_each([self.stamp(m, user_id) for m in _each(memories)])
         self.db.upsert_memories(stamped, audit=audit)
         self._embed(stamped)
         return stamped
@@ -116,7 +126,7 @@ class MemoryDoor:
             if isinstance(m, UserMemory) and m.updated_at is not None:
                 stamped.updated_at = self.check(m).updated_at
             restored.append(stamped)
-        self.db.upsert_memories(restored, audit=audit)
+        self.db.upsert_memories(_once_each(restored), audit=audit)
         self._embed(restored)
         return restored
 
