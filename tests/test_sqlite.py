@@ -36,7 +36,7 @@ def test_tables_are_created_on_first_use_with_configured_names(tmp_path: Path) -
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"user_memories", "user_memories_fts", "noted_schema_versions"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.schema_version() == 8
+    assert db.schema_version() == 9
     conn.close()
     db.close()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -291,7 +292,7 @@ def test_a_file_of_an_older_index_is_rebuilt_and_searches_as_a_new_one(
     new.close()
 
     db = SqliteDb(tmp_path / "old.db")
-    assert db.schema_version() == len(MIGRATIONS) == 8
+    assert db.schema_version() == len(MIGRATIONS) == 9
     db.close()
     assert_counts(tmp_path / "old.db")  # rebuilt by the upgrade, before any search
     reader = SqliteDb(tmp_path / "old.db", read_only=True)
@@ -303,3 +304,96 @@ def test_a_file_of_an_older_index_is_rebuilt_and_searches_as_a_new_one(
     assert "ava-0900" in ids_of(found(db, "coffee Bob"))
     assert_counts(db.db_file)
     db.close()
+
+
+# -- a word is one token of the index --------------------------------------------------------
+
+SPLITTER = "\u19b0"  # a letter to Python, a mark that the index's tokenizer splits words at
+
+
+def test_every_word_is_one_token_of_the_index() -> None:
+    """Each letter or digit a word may hold keeps a tagged word whole in the index."""
+    conn = apsw.Connection(":memory:")
+    conn.execute(f"CREATE VIRTUAL TABLE f USING fts5(memory, tokenize='{FTS_TOKENIZER}')")
+    letters = [
+        c for c in map(chr, range(0x110000)) if not 0xD800 <= ord(c) < 0xE000 and WORD.fullmatch(c)
+    ]
+    assert len(letters) > 100_000 and SPLITTER not in letters
+    with conn:
+        conn.executemany("INSERT INTO f (memory) VALUES (?)", [(f"bxq{c}zz",) for c in letters])
+    assert list(conn.execute("SELECT memory FROM f WHERE f MATCH 'zz'")) == []
+    conn.close()
+
+
+def users_entries(path: Path, user: str) -> dict[str, int]:
+    """The index's entries under ``user``'s tag: each term (its tag kept) and the rows
+    that hold it."""
+    conn = apsw.Connection(str(path))
+    (number,) = conn.execute(
+        "SELECT number FROM noted_memories_fts_users WHERE user_id = ?", (user,)
+    ).fetchone()
+    conn.execute("CREATE VIRTUAL TABLE temp.v USING fts5vocab(main, noted_memories_fts, row)")
+    entries = {
+        term: docs
+        for term, docs in conn.execute("SELECT term, doc FROM temp.v")
+        if term.startswith(tag(number))
+    }
+    conn.close()
+    return entries
+
+
+def intruders(victim_tag: str, count: int) -> list[UserMemory]:
+    """Another user's memories whose words, split at SPLITTER, would start with the tag."""
+    return [
+        memory(f"note {n} x{SPLITTER}{victim_tag}coffee {victim_tag}coffee", "mallory", 2000 + n)
+        for n in range(count)
+    ]
+
+
+def test_no_word_reaches_another_users_tag(db: SqliteDb, tmp_path: Path) -> None:
+    db.upsert_memories(avas())
+    alone = every_search(db)
+    entries = users_entries(db.db_file, "ava")
+    ava_tag = next(iter(entries))[:2]
+    db.upsert_memories(intruders(ava_tag, 40))
+    again = SqliteDb(db.db_file)  # nothing kept from the searches before
+    assert every_search(again) == alone
+    assert users_entries(db.db_file, "ava") == entries
+    again.close()
+    assert_counts(db.db_file)
+
+
+def test_a_file_indexed_with_the_split_words_is_mended_by_its_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import noted.db.sqlite.terms as terms
+
+    path = tmp_path / "old.db"
+    clean = SqliteDb(tmp_path / "clean.db")
+    clean.upsert_memories(avas())
+    want, entries = every_search(clean), users_entries(clean.db_file, "ava")
+    ava_tag = next(iter(entries))[:2]
+    clean.upsert_memories(intruders(ava_tag, 40))
+    clean.close()
+    # the file as the code before the upgrade wrote it: words split as Python splits them
+    monkeypatch.setattr(terms, "WORD", re.compile(r"[^\W_]+"))
+    old = SqliteDb(path)
+    old.upsert_memories(avas())
+    assert every_search(old) == want  # Ava indexed first: her tag is the same
+    old.upsert_memories(intruders(ava_tag, 40))
+    old.close()
+    old = SqliteDb(path)  # nothing kept from the searches before
+    assert every_search(old) != want  # the intruders' words counted as Ava's
+    old.close()
+    monkeypatch.undo()
+    conn = apsw.Connection(str(path))
+    conn.execute("DELETE FROM noted_schema_versions WHERE table_name = 'noted_memories'")
+    record_version(conn, "noted_memories", 8, 1700000000000000)
+    conn.close()
+
+    db = SqliteDb(path)
+    assert db.schema_version() == len(MIGRATIONS)
+    assert every_search(db) == want
+    assert users_entries(path, "ava") == entries
+    db.close()
+    assert_counts(path)

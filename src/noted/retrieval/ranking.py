@@ -23,7 +23,11 @@ __all__ = [
     "query_stems",
 ]
 
-WORD = re.compile(r"[^\W_]+", re.UNICODE)
+# The letters and digits that SQLite's full-text tokenizer (unicode61: Unicode 6.1's
+# tables) splits words at: marks in Unicode 6.1, letters since. A word holds none of them,
+# so each word is one token to every index (SqliteDb tags each word with its owner).
+FTS_SEPARATORS = "\u19b0-\u19c0\u19c8\u19c9\u1cf2\u1cf3"  # ranges, as in a [...] class
+WORD = re.compile(rf"[^\W_{FTS_SEPARATORS}]+", re.UNICODE)
 MAX_TERMS = 32
 
 

@@ -162,7 +162,9 @@ class SqliteFullText:
         t = self.table
         limit = -1 if query.limit is None else query.limit
         # Unfiltered, the index alone picks the best (the terms are the user's), so only
-        # they are read from the memory table; filters need every hit's row.
+        # they are read from the memory table; filters need every hit's row. Equal scores
+        # go in the order the memories were written (rowid) in both, so that a page is the
+        # head of a longer one.
         best = ""
         if not (query.filtered or limit < 0):
             best = " ORDER BY score, hit LIMIT ?"
@@ -176,7 +178,7 @@ class SqliteFullText:
             "-sum(tf.idf * tf.tf / (tf.tf + ? + ? * c.c0)) AS score "
             f"FROM tf JOIN {self.fts}_content AS c ON c.id = tf.doc GROUP BY tf.doc{best}) "
             f"SELECT {columns}, hits.score FROM {t} JOIN hits ON {t}.rowid = hits.hit{where} "
-            "ORDER BY hits.score, memory_id LIMIT ? OFFSET ?"
+            "ORDER BY hits.score, hits.hit LIMIT ? OFFSET ?"
         )
         rows: list[Any] = conn.execute(sql, [*head, *params, limit, query.offset]).fetchall()
         return rows

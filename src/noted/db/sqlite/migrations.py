@@ -17,6 +17,7 @@ from noted._time import now_micros
 from noted.db.sqlite.connection import Connection
 from noted.db.sqlite.terms import UserTerms
 from noted.errors import SchemaVersionError, StoreError
+from noted.retrieval.ranking import FTS_SEPARATORS
 
 logger = logging.getLogger("noted.db.sqlite")
 
@@ -184,6 +185,26 @@ def m008_embedding_model_index(conn: Connection, table: str) -> None:
         "WHERE (embedding IS NULL) <> (embedding_model IS NULL)"
     )
     conn.execute(f"CREATE INDEX ix_{table}_user_model ON {table}(user_id, embedding_model)")
+
+
+@migration
+def m009_words_as_the_index_splits_them(conn: Connection, table: str) -> None:
+    """A word no longer holds the few letters that the index's tokenizer splits words at
+    (``FTS_SEPARATORS``), so each word is one token behind its owner's tag. A memory that
+    held one had entries outside its owner's tag (which another user's tag could start):
+    those memories are indexed again."""
+    held = f"*[{FTS_SEPARATORS}]*"
+    ids = [
+        memory_id
+        for (memory_id,) in conn.execute(
+            f"SELECT memory_id FROM {table} WHERE memory GLOB ?1 OR topics GLOB ?1 "
+            "OR COALESCE(input, '') GLOB ?1",
+            (held,),
+        )
+    ]
+    terms = UserTerms(table)
+    terms.unindex(conn, ids)
+    terms.reindex(conn, ids)
 
 
 @session_migration

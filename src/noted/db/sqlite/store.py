@@ -426,13 +426,12 @@ class SqliteDb(
         if query.team_id is not None:
             clauses.append("team_id = ?")
             params.append(query.team_id)
-        if query.topics:
-            marks = ", ".join("?" * len(query.topics))
+        if query.topics:  # the topics as one JSON parameter, however many there are
             clauses.append(
-                f"EXISTS (SELECT 1 FROM json_each({self.memory_table}.topics) "
-                f"WHERE json_each.value IN ({marks}))"
+                f"EXISTS (SELECT 1 FROM json_each({self.memory_table}.topics) AS mine "
+                "WHERE mine.value IN (SELECT value FROM json_each(?)))"
             )
-            params.extend(query.topics)
+            params.append(json.dumps(list(query.topics)))
         if query.updated_after is not None:
             clauses.append("updated_at >= ?")
             params.append(to_micros(query.updated_after))
