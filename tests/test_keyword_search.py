@@ -513,3 +513,17 @@ def test_a_snapshot_is_charged_for_its_keyword_index_once_built() -> None:
     target = np.array([0.6, 0.8], dtype=np.float32)
     assert [r.memory.memory_id for r in twin.semantic(query, target, "model")] == ["m01", "m03"]
     assert twin.semantic(query, target, "other") == snapshot.semantic(query, target, "model") == []
+
+
+def test_a_page_is_the_head_of_the_whole_ranking_ties_included(memory: Memory) -> None:
+    texts = ["User drinks tea"] * 12 + ["User drinks tea and coffee"] * 5 + ["User likes tea"] * 3
+    memory.add_user_memories([UserMemory(t) for t in texts], user_id="ava")
+
+    def page(limit: int | None) -> list[str | None]:
+        found = memory.search_user_memories("tea", "ava", limit, retrieval_method="keyword")
+        return [m.memory_id for m in found]
+
+    whole = page(None)
+    assert len(whole) == 20
+    for limit in (1, 2, 5, 11, 12, 13, 19, 20):
+        assert page(limit) == whole[:limit], limit

@@ -225,6 +225,12 @@ def test_user_stats(memory: Memory) -> None:
         (lambda m: m.get_user_memory(None), "memory_id is required"),
         (lambda m: m.get_user_memories(limit=-1), "limit must be a non-negative"),
         (lambda m: m.get_user_memories(offset="2"), "offset must be a non-negative"),
+        (lambda m: m.get_user_memories(limit=2**63), r"at most 2\*\*63 - 1"),
+        (lambda m: m.get_user_stats(offset=2**64), r"at most 2\*\*63 - 1"),
+        (
+            lambda m: m.search_user_memories("tea", retrieval_method="keyword", half_life=30),
+            "half_life must be a positive timedelta",
+        ),
         (lambda m: m.get_user_memories(sort_by="memory"), "sort_by must be one of"),
         (lambda m: m.get_user_memories(sort_order="up"), "sort_order must be"),
         (lambda m: m.delete_user_memories("abc"), "a list of ids"),
@@ -351,3 +357,13 @@ def test_db_may_be_named_as_on_the_command_line(tmp_path, monkeypatch) -> None:
         Memory(db="ftp://nowhere/db")
     with pytest.raises(UserError, match=r"or a string open_store\(\) takes"):
         Memory(db=42)  # type: ignore[arg-type]
+
+
+def test_a_filter_of_many_topics_is_answered(memory: Memory) -> None:
+    memory.add_user_memory(UserMemory("The user likes tea", topics=["drinks"]), user_id="ava")
+    memory.add_user_memory(UserMemory("The user likes chess", topics=["games"]), user_id="ava")
+    many = [f"topic {n}" for n in range(40_000)] + ["drinks"]
+    listed = memory.get_user_memories(user_id="ava", topics=many)
+    assert [m.memory for m in listed] == ["The user likes tea"]
+    found = memory.search_user_memories("likes", "ava", retrieval_method="keyword", topics=many)
+    assert [m.memory for m in found] == ["The user likes tea"]

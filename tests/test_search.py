@@ -635,3 +635,18 @@ def test_a_forked_child_searches_the_words_on_threads_of_its_own() -> None:
         os._exit(0 if index_module.beside(int, "8").result() == 8 else 1)
     _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_hybrid_pages_up_to_the_fusions_depth_are_heads_of_one_another(store: MemoryStore) -> None:
+    memory = Memory(db=store, embedder="local")
+    texts = [m.memory for m in user_facts(150)] * 2  # each twice: ties too
+    memory.add_user_memories([UserMemory(t) for t in texts], user_id="ava")
+
+    def page(limit: int | None) -> list[str | None]:
+        found = memory.search_user_memories("Where does she swim?", "ava", limit)
+        return [m.memory_id for m in found]
+
+    hundred = page(HYBRID_DEPTH)
+    for limit in (1, 7, 40, 99):
+        assert page(limit) == hundred[:limit], limit
+    assert len(page(None)) == 300 > len(page(150)) == 150  # None: every memory, fused

@@ -37,11 +37,18 @@ SORT_ORDERS: tuple[SortOrder, ...] = ("asc", "desc")
 QueryVector = npt.NDArray[np.float32]  # one unit-length vector
 
 
+_MAX_PAGE = 2**63 - 1  # the largest integer a database takes
+
+
 def check_page(limit: object, offset: object) -> None:
-    if limit is not None and (type(limit) is not int or limit < 0):
-        raise UserError(f"limit must be a non-negative integer or None, got {limit!r}")
-    if type(offset) is not int or offset < 0:
-        raise UserError(f"offset must be a non-negative integer, got {offset!r}")
+    if limit is not None and (type(limit) is not int or not 0 <= limit <= _MAX_PAGE):
+        raise UserError(
+            f"limit must be a non-negative integer (at most 2**63 - 1) or None, got {limit!r}"
+        )
+    if type(offset) is not int or not 0 <= offset <= _MAX_PAGE:
+        raise UserError(
+            f"offset must be a non-negative integer (at most 2**63 - 1), got {offset!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -330,7 +330,7 @@ class MemoryIndex:
         centering = check_centering(centering)
         limit = query.limit
         weight = self.semantic_weight if semantic_weight is None else semantic_weight
-        depth = max(HYBRID_DEPTH, 0 if limit is None else query.offset + limit)
+        depth = None if limit is None else max(HYBRID_DEPTH, query.offset + limit)
         wide = dataclasses.replace(query, limit=depth, offset=0)
         end = None if limit is None else query.offset + limit
         words = text if words is None else words

@@ -35,6 +35,7 @@ from noted.models.registry import get_model
 from noted.models.types import Message
 from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.retrieval.embedders import Embedder
+from noted.retrieval.fusion import check_half_life
 from noted.schema import (
     MemoryMatch,
     UserMemory,
@@ -193,14 +194,16 @@ class Memory:
     def add_user_memories(
         self, memories: Iterable[UserMemory], user_id: str | None = None
     ) -> list[str]:
-        """Store many memories in one transaction (all or nothing); return their ids."""
+        """Store many memories in one transaction (all or nothing: an invalid memory or an
+        id given twice writes none); return their ids."""
         return [m.memory_id for m in self.door.add(memories, user_id, self._audit) if m.memory_id]
 
     def import_user_memories(self, memories: Iterable[UserMemory]) -> int:
         """Store memories exactly as given (ids, users, timestamps), as a restore from export.
 
         Missing ids are generated, a missing user is ``"default"``, missing timestamps are now.
-        All or nothing: one invalid or conflicting memory writes none of them.
+        All or nothing: one invalid or conflicting memory (an id given twice too) writes
+        none of them.
         """
         return len(self.door.restore(memories, self._audit))
 
@@ -318,6 +321,7 @@ class Memory:
                 f"retrieval_method must be one of {', '.join(RETRIEVAL_METHODS)}, got {method!r}"
             )
         check_page(limit, 0)
+        check_half_life(half_life)
         if method in _NEEDS_QUERY and (query is None or not query.strip()):
             raise UserError(f"{method} search needs a query")
         selected = _query(

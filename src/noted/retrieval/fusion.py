@@ -19,7 +19,7 @@ from noted.db.base import ScoredMemory
 from noted.errors import UserError
 from noted.schema import UserMemory
 
-__all__ = ["SEMANTIC_WEIGHT", "Hit", "fuse", "fuse_hits", "min_max"]
+__all__ = ["SEMANTIC_WEIGHT", "Hit", "check_half_life", "fuse", "fuse_hits", "min_max"]
 
 SEMANTIC_WEIGHT = 0.3
 
@@ -48,6 +48,11 @@ def _scaled(scores: Sequence[tuple[str, float]]) -> dict[str, float]:
     return {key: (score - low) / span if span > 0 else 1.0 for key, score in scores}
 
 
+def check_half_life(half_life: object) -> None:
+    if not isinstance(half_life, timedelta) or half_life <= timedelta(0):
+        raise UserError(f"half_life must be a positive timedelta, got {half_life!r}")
+
+
 def _check_weight(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise UserError(f"{name} must be a number from 0 to 1, got {value!r}")
@@ -68,8 +73,7 @@ def fuse_hits(
     first (ties: newer first, then by memory id)."""
     semantic_weight = _check_weight("semantic_weight", semantic_weight)
     recency_weight = _check_weight("recency_weight", recency_weight)
-    if half_life <= timedelta(0):
-        raise UserError(f"half_life must be positive, got {half_life}")
+    check_half_life(half_life)
     if recency_weight and now is None:
         now = utc_now()
     hits: dict[str, Hit] = {}
