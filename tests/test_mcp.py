@@ -3,6 +3,7 @@ the module, its tools called one by one and the SQLite file checked after each."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -18,6 +19,7 @@ import pytest
 
 from mcp_client import Connected, Loop, module_db, stdio
 from noted import Memory, MemoryQuery, SqliteDb, UserMemory
+from noted.mcp.stdio import _Incoming
 
 NOTED = str(Path(sys.executable).parent / "noted")
 USER = "ava"
@@ -227,6 +229,17 @@ LONG = "x" * 5001
             "method must be one of hybrid, semantic, keyword",
         ),
         ("search_memories", {"query": ""}, "query must not be empty"),
+        ("search_memories", {"query": "x" * 1001}, "query must be at most 1000 characters"),
+        (
+            "add_memory",
+            {"memory": "x", "topics": [f"t{n}" for n in range(51)]},
+            "topics may hold at most 50, got 51",
+        ),
+        (
+            "update_memory",
+            {"id": "{first}", "topics": ["t"] * 51},
+            "topics may hold at most 50, got 51",
+        ),
         ("search_memories", {"query": ["x"]}, "query must be a string, got list"),
         ("get_memory", {"id": 7}, "id must be a string, got int"),
         ("get_memory", {"memory_id": "x"}, "unknown argument(s) memory_id; it takes id"),
@@ -494,3 +507,28 @@ def test_the_loop_is_uvloops_over_pipes_and_asyncios_otherwise(
             check=True,
         )
     assert done.stderr.decode().split() == [loop]
+
+
+def test_a_line_longer_than_the_limit_is_skipped_and_the_next_served() -> None:
+    ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode() + b"\n"
+
+    async def read(*pieces: bytes) -> list[str]:
+        reader = asyncio.StreamReader(limit=64)
+        incoming = _Incoming(reader)
+
+        async def feed() -> None:
+            for piece in pieces:  # each arrives on its own, as from a pipe
+                reader.feed_data(piece)
+                await asyncio.sleep(0)
+            reader.feed_eof()
+
+        feeding = asyncio.ensure_future(feed())
+        got = [type(message).__name__ async for message in incoming]
+        await feeding
+        return got
+
+    skipped = ["ValueError", "SessionMessage"]
+    assert asyncio.run(read(b"x" * 200 + b"\n" + ping)) == skipped  # its end in the buffer
+    assert asyncio.run(read(b"x" * 100, b"x" * 100, b"x" * 30 + b"\n", ping)) == skipped
+    short = ["SessionMessage", "ValidationError", "SessionMessage"]  # a short bad line: parsed
+    assert asyncio.run(read(ping, b"x" * 30 + b"\n", ping)) == short

@@ -393,6 +393,10 @@ def test_keyword_search(client: TestClient) -> None:
     no_user = client.get("/memories", params={"search_content": "ski"})
     assert no_user.status_code == 400
     assert "needs a user_id" in no_user.json()["detail"]
+    for text in ("\x00", "ski\x00"):
+        nul = client.get("/memories", params={"user_id": "ava", "search_content": text})
+        assert nul.status_code == 400
+        assert nul.json()["detail"] == "search_content must not contain NUL characters"
     lone_type = client.get("/memories", params={"user_id": "ava", "search_type": "keyword"})
     assert lone_type.status_code == 400
     assert "search_type needs search_content" in lone_type.json()["detail"]
@@ -868,6 +872,12 @@ def test_malformed_json_and_wrong_shapes(client: TestClient) -> None:
             "it is nested too deeply (arrays or objects inside each other)"
         )
     assert "not UTF-8 text" in post_raw(client, b"\xff\xfe{").json()["detail"]
+    huge = post_raw(client, b'{"memory": ' + b"9" * 5000 + b', "user_id": "ava"}')
+    assert huge.status_code == 400
+    assert huge.json()["detail"] == (
+        "the request body is not valid JSON: it cannot be read "
+        "(Exceeds the limit (4300 digits) for integer string conversion: value has 5000 digits)"
+    )
     for body in (b"[1, 2]", b"null", b'"text"', b"42"):
         r = post_raw(client, body)
         assert r.status_code == 422, body

@@ -190,6 +190,8 @@ def test_tokens_are_issued_by_the_admin_only(client: TestClient) -> None:
         {"user_id": "bob", "expires_in": 0},
         {"user_id": "bob", "expires_in": 365 * 24 * 3600 + 1},
         {"user_id": "bob", "expires_in": "soon"},
+        {"user_id": "bob", "expires_in": "60"},
+        {"user_id": "bob", "expires_in": True},
         {"user_id": "bob", "scope": "all"},
         {},
     ):

@@ -228,6 +228,19 @@ def test_token_command(
     assert not (tmp_path / "unused.db").exists()
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["serve", "--port", "99999"], ["serve", "--port", "0"], ["mcp", "--http", "--port", "-1"]],
+)
+def test_a_port_out_of_range_is_a_usage_error(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2
+    assert f"must be a port from 1 to 65535, got '{argv[-1]}'" in capsys.readouterr().err
+
+
 def test_token_takes_its_user_as_an_argument_only(capsys: pytest.CaptureFixture[str]) -> None:
     """A token names its user itself: ``--user`` (which means nothing there) is not offered."""
     with pytest.raises(SystemExit):
@@ -520,6 +533,7 @@ history = 2
     ("text", "message"),
     [
         ("[server]\nport = 'high'\n", "[server] port must be a int"),
+        ("[server]\nport = 99999\n", "[server] port must be from 1 to 65535, got 99999"),
         ("[server]\nportt = 1\n", "[server] has unknown keys: portt"),
         ("[servers]\n", "[top level] has unknown keys: servers"),
         ("server = 1\n", "must be tables"),

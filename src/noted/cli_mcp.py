@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from noted._console import err
 from noted.cli_db import open_db
-from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, check_exposure, default_db
+from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, check_exposure, default_db, port_number
 from noted.errors import MissingDependencyError, NotedError
 from noted.memory import DEFAULT_USER_ID, Memory
 
@@ -102,7 +102,9 @@ def add_mcp_command(
     )
     mcp.add_argument("--http", action="store_true", help="serve streamable HTTP, not stdio")
     mcp.add_argument("--host", help=f"address to listen on with --http (default {DEFAULT_HOST})")
-    mcp.add_argument("--port", type=int, help=f"port with --http (default {DEFAULT_MCP_PORT})")
+    mcp.add_argument(
+        "--port", type=port_number, help=f"port with --http (default {DEFAULT_MCP_PORT})"
+    )
     mcp.add_argument("--path", default="/mcp", help="the endpoint's path (default /mcp)")
     mcp.add_argument("--config", help="a TOML file with [server] db, embedder, user, host, port")
     mcp.add_argument(

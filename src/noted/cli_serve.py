@@ -77,6 +77,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    """A TCP port to listen on, for ``--port``."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < 65536:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, got {text!r}")
+    return value
+
+
 def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     try:
         import uvicorn
@@ -191,7 +202,7 @@ def add_server_commands(
         "Without NOTED_API_KEY it listens on 127.0.0.1 only.",
     )
     serve.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
-    serve.add_argument("--port", type=int, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--port", type=port_number, help=f"port (default {DEFAULT_PORT})")
     serve.add_argument("--config", help="a TOML file with [server] and [agent] settings")
     serve.add_argument(
         "--embedder",

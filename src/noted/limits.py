@@ -10,6 +10,8 @@ __all__ = [
     "MAX_MEMORY_LENGTH",
     "MAX_OPERATIONS",
     "MAX_PLAN_TOPICS",
+    "MAX_QUERY_CHARS",
+    "MAX_TOPICS",
 ]
 
 MAX_MEMORY_LENGTH: Final = 5000
@@ -27,3 +29,9 @@ the rest are dropped and logged once."""
 
 MAX_PLAN_TOPICS: Final = 8
 """How many topics of one operation in a model answer are kept."""
+
+MAX_TOPICS: Final = 50
+"""The most topics a memory written through the REST API or an MCP tool may carry."""
+
+MAX_QUERY_CHARS: Final = 1000
+"""The longest search text the REST API and the MCP tools take, in characters."""

@@ -74,7 +74,7 @@ def _check_text(value: object) -> str:
 def check_topics(value: object) -> list[str]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise UserError(f"topics must be a list of strings, got {type(value).__name__} {value!r}")
-    topics: list[str] = []
+    topics: dict[str, None] = {}  # in order, each once
     for topic in value:
         if not isinstance(topic, str) or not topic.strip():
             raise UserError(f"each topic must be a non-empty string, got {topic!r}")
@@ -83,9 +83,8 @@ def check_topics(value: object) -> list[str]:
             raise UserError(
                 f"each topic must be at most {MAX_ID_LENGTH} characters, got {len(cleaned)}"
             )
-        if cleaned not in topics:
-            topics.append(cleaned)
-    return topics
+        topics[cleaned] = None
+    return list(topics)
 
 
 def check_time(name: str, value: object) -> datetime | None:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from noted.errors import UserError
+from noted.limits import MAX_TOPICS
 from noted.schema import check_topics
 
 __all__ = ["Arguments"]
@@ -40,8 +41,9 @@ class Arguments:
             raise UserError(f"{self.tool}: the argument {name!r} is required")
         return value
 
-    def text(self, name: str, required: bool = True) -> str | None:
-        """A string with something in it besides white space."""
+    def text(self, name: str, required: bool = True, longest: int | None = None) -> str | None:
+        """A string with something in it besides white space (of at most ``longest``
+        characters, when given)."""
         value = self._get(name, required)
         if value is None:
             return None
@@ -49,10 +51,14 @@ class Arguments:
             raise UserError(f"{self.tool}: {name} must be a string, got {_kind(value)}")
         if not value.strip():
             raise UserError(f"{self.tool}: {name} must not be empty")
+        if longest is not None and len(value) > longest:
+            raise UserError(
+                f"{self.tool}: {name} must be at most {longest} characters, got {len(value)}"
+            )
         return value
 
-    def required_text(self, name: str) -> str:
-        value = self.text(name)
+    def required_text(self, name: str, longest: int | None = None) -> str:
+        value = self.text(name, longest=longest)
         assert value is not None
         return value
 
@@ -63,6 +69,8 @@ class Arguments:
             return None
         if not isinstance(value, list):
             raise UserError(f"{self.tool}: {name} must be a list of strings, got {_kind(value)}")
+        if len(value) > MAX_TOPICS:
+            raise UserError(f"{self.tool}: {name} may hold at most {MAX_TOPICS}, got {len(value)}")
         for item in value:
             if not isinstance(item, str):
                 raise UserError(f"{self.tool}: each of {name} must be a string, got {_kind(item)}")

@@ -64,7 +64,9 @@ class _Incoming(_End):
     async def receive(self) -> SessionMessage | Exception:
         if self._closed:
             raise anyio.ClosedResourceError
-        line = await self._reader.readline()
+        line = await self._line()
+        if line is None:
+            return ValueError(f"a message longer than {_LINE_LIMIT} bytes was skipped")
         if not line:
             raise anyio.EndOfStream
         try:
@@ -74,6 +76,22 @@ class _Incoming(_End):
         except ValidationError as exc:  # not JSON-RPC: the server is told, as by the SDK's
             return exc
         return SessionMessage(message)
+
+    async def _line(self) -> bytes | None:
+        """The next line (empty at the end of the wire), or None for a line longer than
+        the limit, which is read to its end and dropped."""
+        reader = self._reader
+        skipping = False
+        while True:
+            try:
+                line = await reader.readuntil(b"\n")
+            except asyncio.IncompleteReadError as end:  # the last line, without its newline
+                return None if skipping and end.partial else end.partial
+            except asyncio.LimitOverrunError as over:  # what is buffered of it is dropped
+                skipping = True
+                await reader.readexactly(over.consumed)
+                continue
+            return None if skipping else line
 
     def __aiter__(self) -> _Incoming:
         return self

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from noted.errors import NotFoundError, UserError
+from noted.limits import MAX_QUERY_CHARS, MAX_TOPICS
 from noted.mcp.arguments import MAX_LIMIT, Arguments
 from noted.memory import Memory
 from noted.schema import MemoryMatch, UserMemory
@@ -74,7 +75,7 @@ def _add(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
 
 
 def _search(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
-    query = args.required_text("query")
+    query = args.required_text("query", longest=MAX_QUERY_CHARS)
     method = args.choice("method", SEARCH_METHODS)
     found = memory.search_user_memories(
         query,
@@ -127,6 +128,7 @@ _ID: Final = {"type": "string", "minLength": 1, "description": "The memory's id.
 _TOPICS: Final = {
     "type": "array",
     "items": {"type": "string", "minLength": 1},
+    "maxItems": MAX_TOPICS,
     "description": "Short lowercase labels such as 'preferences', 'work', 'family'.",
 }
 
@@ -175,11 +177,12 @@ TOOLS: Final[tuple[Tool, ...]] = (
             "query": {
                 "type": "string",
                 "minLength": 1,
+                "maxLength": MAX_QUERY_CHARS,
                 "description": "What to look for, in plain words, e.g. 'favourite food'.",
             },
             "limit": _limit(DEFAULT_SEARCH_LIMIT),
             "method": {"type": "string", "enum": list(SEARCH_METHODS)},
-            "topics": {**_TOPICS, "description": "Only memories with all of these topics."},
+            "topics": {**_TOPICS, "description": "Only memories with any of these topics."},
         },
         ("query",),
         _search,
@@ -191,7 +194,7 @@ TOOLS: Final[tuple[Tool, ...]] = (
         "of what you know about the user at the start of a conversation.",
         {
             "limit": _limit(DEFAULT_LIST_LIMIT),
-            "topics": {**_TOPICS, "description": "Only memories with all of these topics."},
+            "topics": {**_TOPICS, "description": "Only memories with any of these topics."},
         },
         (),
         _recent,

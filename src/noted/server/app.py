@@ -95,9 +95,12 @@ def _describe(error: dict[str, Any]) -> str:
 
 def _unparsable(exc: HTTPException) -> str:
     """Why a body could not be parsed at all (the parser's own failure is the cause)."""
-    if isinstance(exc.__cause__, RecursionError):
+    cause = exc.__cause__
+    if isinstance(cause, RecursionError):
         return "it is nested too deeply (arrays or objects inside each other)"
-    return "it is not UTF-8 text"
+    if isinstance(cause, UnicodeDecodeError) or not isinstance(cause, ValueError):
+        return "it is not UTF-8 text"
+    return f"it cannot be read ({str(cause).split(';')[0]})"  # e.g. a number of 5,000 digits
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:

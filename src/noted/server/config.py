@@ -63,6 +63,12 @@ def _typed(section: str, data: dict[str, Any], name: str, kind: type) -> Any:
     return value
 
 
+def _port(value: int | None) -> int | None:
+    if value is not None and not 0 < value < 65536:
+        raise UserError(f"[server] port must be from 1 to 65535, got {value}")
+    return value
+
+
 def _known(section: str, data: dict[str, Any], names: tuple[str, ...]) -> None:
     unknown = sorted(set(data) - set(names))
     if unknown:
@@ -113,7 +119,7 @@ def load_config(path: str | Path) -> ServeConfig:
     return ServeConfig(
         db=_typed("server", server, "db", str),
         host=_typed("server", server, "host", str),
-        port=_typed("server", server, "port", int),
+        port=_port(_typed("server", server, "port", int)),
         embedder=_typed("server", server, "embedder", str),
         user=_typed("server", server, "user", str),
         agent=None if agent is None else _agent(agent),

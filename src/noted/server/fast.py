@@ -17,12 +17,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from noted.db.base import SORT_FIELDS, SORT_ORDERS, MemoryQuery
 from noted.errors import NotedError
+from noted.limits import MAX_TOPICS
 from noted.schema import check_id
 from noted.server.auth import Unauthorized
 from noted.server.headers import API_HEADERS
 from noted.server.memories import memory_page, topic_filter
 from noted.server.responses import json_bytes
-from noted.server.schemas import MAX_ID_CHARS, MAX_LIMIT, MAX_PAGE, MAX_TOPICS
+from noted.server.schemas import MAX_ID_CHARS, MAX_LIMIT, MAX_PAGE
 from noted.server.services import Services
 
 __all__ = ["FastMemoryList"]

@@ -8,8 +8,9 @@ from fastapi.concurrency import run_in_threadpool
 
 from noted.db.base import MemoryQuery, SortField, SortOrder
 from noted.errors import NotFoundError, UserError
+from noted.limits import MAX_QUERY_CHARS, MAX_TOPICS
 from noted.memory import DEFAULT_USER_ID
-from noted.schema import UserMemory, check_id, check_topics
+from noted.schema import UserMemory, check_id, check_storable, check_topics
 from noted.server.auth import Principal
 from noted.server.responses import json_response, no_content, page_meta
 from noted.server.schemas import (
@@ -17,8 +18,6 @@ from noted.server.schemas import (
     MAX_ID_CHARS,
     MAX_LIMIT,
     MAX_PAGE,
-    MAX_QUERY_CHARS,
-    MAX_TOPICS,
     BulkDelete,
     Deleted,
     MemoryCreate,
@@ -107,7 +106,7 @@ def memory_routes(svc: Services) -> APIRouter:
                 raise UserError("search_content needs a user_id: a search is within one user")
             found = await run_in_threadpool(
                 svc.memory.search_user_memories,
-                search_content,
+                check_storable("search_content", search_content),  # as the schema says
                 user,
                 SEARCH_RESULTS,
                 search_type or ("hybrid" if svc.memory.index is not None else "keyword"),

@@ -7,19 +7,18 @@ by the tests.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-from noted.limits import MAX_ID_LENGTH, MAX_MEMORY_LENGTH
+from noted.limits import MAX_ID_LENGTH, MAX_MEMORY_LENGTH, MAX_TOPICS
 
 MAX_MEMORY_CHARS: Final = MAX_MEMORY_LENGTH
 MAX_ID_CHARS: Final = MAX_ID_LENGTH
 MAX_LIMIT: Final = 100
 MAX_PAGE: Final = 1_000_000
 MAX_BULK: Final = 1000
-MAX_TOPICS: Final = 50
-MAX_QUERY_CHARS: Final = 1000
 MAX_MESSAGE_CHARS: Final = 32_000
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
@@ -29,6 +28,13 @@ Text = Annotated[str, Field(min_length=1, max_length=MAX_MEMORY_CHARS)]
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _a_number(value: object) -> object:
+    """A JSON number as it was sent: "60" is text and true a boolean, neither a number."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"must be a whole number, got {json.dumps(value)}")
+    return value
 
 
 class MemoryCreate(Body):
@@ -53,7 +59,7 @@ class BulkDelete(Body):
 
 class TokenRequest(Body):
     user_id: Id
-    expires_in: Annotated[int, Field(ge=1, le=365 * 24 * 3600)] = 3600
+    expires_in: Annotated[int, Field(ge=1, le=365 * 24 * 3600), BeforeValidator(_a_number)] = 3600
 
 
 class RevocationRequest(Body):
