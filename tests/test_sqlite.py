@@ -41,6 +41,18 @@ def test_tables_are_created_on_first_use_with_configured_names(tmp_path: Path) -
     db.close()
 
 
+def test_a_table_named_in_other_case_is_the_same_table(tmp_path: Path) -> None:
+    """SQLite's names ignore case: the store upgrades the table once, whatever the case."""
+    lower = Memory(db=SqliteDb(tmp_path / "x.db", memory_table="team_a"), embedder=None)
+    lower.add_user_memory(UserMemory("The user likes tea"), user_id="ava")
+    upper = Memory(db=SqliteDb(tmp_path / "x.db", memory_table="TEAM_A"), embedder=None)
+    assert [m.memory for m in upper.get_user_memories(user_id="ava")] == ["The user likes tea"]
+    upper.add_user_memory(UserMemory("The user plays chess"), user_id="ava")
+    found = lower.search_user_memories("chess", "ava", retrieval_method="keyword")
+    assert [m.memory for m in found] == ["The user plays chess"]
+    assert isinstance(upper.db, SqliteDb) and upper.db.schema_version() == 9
+
+
 def test_two_tables_in_one_file_are_independent(tmp_path: Path) -> None:
     a = Memory(db=SqliteDb(tmp_path / "x.db", memory_table="a_memories"))
     b = Memory(db=SqliteDb(tmp_path / "x.db", memory_table="b_memories"))

@@ -263,10 +263,12 @@ def current_version(conn: Connection, table: str) -> int:
     ).fetchone()
     if exists is None:
         return 0
+    # SQLite's names ignore case: "Notes" is the table "notes" (versions recorded under
+    # either spelling count)
     row = conn.execute(
-        f"SELECT version FROM {VERSION_TABLE} WHERE table_name = ?", (table,)
+        f"SELECT max(version) FROM {VERSION_TABLE} WHERE table_name = ? COLLATE NOCASE", (table,)
     ).fetchone()
-    return 0 if row is None else int(row[0])
+    return 0 if row[0] is None else int(row[0])
 
 
 def record_version(conn: Connection, table: str, version: int, now_us: int) -> None:
@@ -278,11 +280,15 @@ def record_version(conn: Connection, table: str, version: int, now_us: int) -> N
         )"""
     )
     conn.execute(
-        f"""INSERT INTO {VERSION_TABLE} (table_name, version, applied_at) VALUES (?, ?, ?)
-        ON CONFLICT(table_name) DO UPDATE SET version = excluded.version,
-        applied_at = excluded.applied_at""",
-        (table, version, now_us),
+        f"UPDATE {VERSION_TABLE} SET version = ?, applied_at = ? WHERE table_name = ? "
+        "COLLATE NOCASE",
+        (version, now_us, table),
     )
+    if not conn.changes():
+        conn.execute(
+            f"INSERT INTO {VERSION_TABLE} (table_name, version, applied_at) VALUES (?, ?, ?)",
+            (table, version, now_us),
+        )
 
 
 def use_wal(conn: Connection, busy_timeout: float, where: str = "the database") -> None:
