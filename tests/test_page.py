@@ -300,6 +300,54 @@ def test_edit_in_place(site: Site, page: Page) -> None:
     assert (stored.memory, stored.topics) == ("Lives in Porto", ["home", "travel"])
 
 
+def test_an_edit_keeps_what_it_leaves_and_what_is_typed(site: Site, page: Page) -> None:
+    memory_id = site.add("Went to Rome", "alice", ["travel, europe"])  # a topic with a comma
+    open_app(page, site.url)
+    row(page, "Went to Rome").locator("[data-action=edit]").click()
+    text = page.get_by_test_id("edit-text")
+    text.fill("Went to Rome in May")
+    # another change redraws the table while the row is being edited: the draft stays
+    page.click("#new-memory")
+    page.fill("#new-text", "Likes tea")
+    page.click("#create-submit")
+    expect(row(page, "Likes tea")).to_have_count(1)
+    expect(text).to_have_value("Went to Rome in May")
+    page.locator("[data-action=save]").click()
+    expect(rows(page).get_by_test_id("memory-text")).to_contain_text(["Went to Rome in May"])
+    stored = site.memory.get_user_memory(memory_id, "alice")
+    assert stored is not None
+    assert (stored.memory, stored.topics) == ("Went to Rome in May", ["travel, europe"])
+
+
+def test_lengths_are_counted_in_characters(site: Site, page: Page) -> None:
+    open_app(page, site.url)
+    page.click("#new-memory")
+    page.fill("#new-text", "\U0001f642" * 3000)  # 3,000 characters, 6,000 UTF-16 units
+    expect(page.locator("#new-text-count")).to_have_text("3,000 / 5,000")
+    page.fill("#new-user", "alice")
+    page.click("#create-submit")
+    expect(page.locator("#create-form")).to_be_hidden()
+    assert site.texts("alice") == ["\U0001f642" * 3000]
+    page.click("#new-memory")
+    page.fill("#new-text", "\U0001f642" * 5001)
+    page.click("#create-submit")
+    expect(page.locator("#create-error")).to_have_text(
+        "A memory holds at most 5,000 characters; this one has 5,001."
+    )
+    assert len(site.texts("alice")) == 1
+
+
+def test_all_users_shows_no_count_until_every_user_is_loaded(site: Site, page: Page) -> None:
+    site.memory.import_user_memories(
+        [UserMemory(f"Fact of user {n}", user_id=f"user{n:02d}") for n in range(55)]
+    )
+    open_app(page, site.url)
+    everyone = page.get_by_test_id("user-all").get_by_test_id("user-count")
+    expect(everyone).to_have_text("")  # 50 of 55 users loaded: their sum is not the total
+    page.click("#more-users")
+    expect(everyone).to_have_text("55 memories")
+
+
 def test_delete_asks_first(site: Site, page: Page) -> None:
     kept = site.add("Has a cat named Miso", "alice", ["pets"])
     doomed = site.add("Dislikes cilantro", "alice", ["food"])

@@ -754,6 +754,12 @@ def test_agent_run_refusals(db: SqliteDb, helper: Agent) -> None:
             == 422
         )
         assert client.post("/agents/helper/runs", json={"message": "x" * 32_001}).status_code == 422
+        for lax in ("yes", "1", 1, 0):
+            body = {"message": "hi", "stream": lax}
+            assert client.post("/agents/helper/runs", json=body).status_code == 422, lax
+        nul = client.post("/agents/helper/runs", json={"message": "I like\x00 to ski"})
+        assert nul.status_code == 400
+        assert nul.json()["detail"] == "message must not contain NUL characters"
         db.append_run(run("bobs", "bob", "hi", "hey"))
         # the admin key running in a session of another user than the one it names
         clash = client.post(
@@ -781,6 +787,24 @@ def test_agent_model_failure(db: SqliteDb) -> None:
         failed = db.get_session("s", "ava")
         assert failed is not None
         assert [r.status for r in failed.runs] == ["failed"]
+
+
+def test_a_model_that_fails_some_other_way_gets_a_json_answer_or_an_error_event(
+    db: SqliteDb,
+) -> None:
+    def broken(messages: list[Message], tools: object) -> str:
+        raise RuntimeError("the custom provider broke")
+
+    agent = Agent(FunctionModel(broken), db=db, agent_id="broken")
+    with TestClient(create_app(db, agent=agent), raise_server_exceptions=False) as client:
+        plain = client.post("/agents/broken/runs", json={"message": "hi", "stream": False})
+        assert plain.status_code == 500
+        assert plain.json() == {"detail": "the server failed to answer: see its log"}
+        assert plain.headers["x-content-type-options"] == "nosniff"
+        streamed = client.post("/agents/broken/runs", json={"message": "hi", "session_id": "s"})
+        events = parse_sse(streamed.text)
+        assert [k for k, _ in events] == ["run_started", "error"]
+        assert events[-1][1] == {"detail": "the run failed: see the server's log"}
 
 
 def test_agent_stream_arrives_while_the_model_is_still_answering(db: SqliteDb) -> None:

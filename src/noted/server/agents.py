@@ -2,6 +2,7 @@
 server-sent events (``event: content`` pieces, tool calls, then ``event: run_completed``)."""
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -19,10 +20,13 @@ from noted.agent.events import (
 )
 from noted.errors import ConflictError, NotedError, NotFoundError
 from noted.memory import DEFAULT_USER_ID
+from noted.schema import check_storable
 from noted.server.auth import Principal
 from noted.server.responses import json_response
 from noted.server.schemas import ERRORS, MAX_ID_CHARS, AgentOut, Error, RunRequest
 from noted.server.services import Services
+
+log = logging.getLogger("noted.server")
 
 __all__ = ["agent_id_of", "agent_routes"]
 
@@ -94,6 +98,7 @@ def agent_routes(svc: Services) -> APIRouter:
         if agent is None:
             raise NotFoundError(f"no agent {agent_id!r} on this server")
         user = principal.owner(body.user_id, default=agent.user_id or DEFAULT_USER_ID)
+        check_storable("message", body.message)
         try:
             if not body.stream:
                 result = await agent.arun(body.message, user_id=user, session_id=body.session_id)
@@ -122,3 +127,6 @@ async def _stream(first: RunEvent, events: AsyncIterator[RunEvent]) -> AsyncIter
                 break
     except NotedError as exc:
         yield sse("error", {"detail": str(exc)})
+    except Exception:  # a model or tool that fails some other way: said, then logged
+        log.exception("the run's stream failed")
+        yield sse("error", {"detail": "the run failed: see the server's log"})

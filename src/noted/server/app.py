@@ -138,6 +138,10 @@ def _handlers(app: FastAPI) -> None:
     async def model_error(_: Request, exc: Exception) -> Response:
         return _error(502, f"the model failed: {exc}")
 
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        # the error middleware logs the exception and its traceback after this answer
+        return _error(500, "the server failed to answer: see its log")
+
     async def invalid(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         found = exc.errors()
@@ -167,6 +171,7 @@ def _handlers(app: FastAPI) -> None:
     app.add_exception_handler(ModelError, model_error)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
 
 
 class _NotedApp(FastAPI):

@@ -10,7 +10,14 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from noted.limits import MAX_ID_LENGTH, MAX_MEMORY_LENGTH, MAX_TOPICS
 
@@ -28,6 +35,13 @@ Text = Annotated[str, Field(min_length=1, max_length=MAX_MEMORY_CHARS)]
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _a_boolean(value: object) -> object:
+    """A JSON true or false as it was sent: "yes", "1" and 1 are not booleans."""
+    if not isinstance(value, bool):
+        raise ValueError(f"must be true or false, got {json.dumps(value)}")
+    return value
 
 
 def _a_number(value: object) -> object:
@@ -84,7 +98,7 @@ class RunRequest(Body):
     message: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
     user_id: Id | None = None
     session_id: Id | None = None
-    stream: bool = True
+    stream: Annotated[bool, BeforeValidator(_a_boolean)] = True
 
 
 class MemoryOut(BaseModel):

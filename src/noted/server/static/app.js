@@ -25,6 +25,7 @@ const state = {
   meta: null,
   selected: new Map(), // memory_id -> user_id
   editing: null, // memory_id of the row being edited
+  draft: null, // its text and topics as typed so far
   users: [],
   usersPage: 1,
   usersMore: false,
@@ -109,6 +110,15 @@ function plural(count, one, many) {
 function clip(text, length) {
   const chars = Array.from(text || "");
   return chars.length > length ? `${chars.slice(0, length - 1).join("")}…` : chars.join("");
+}
+
+const MAX_MEMORY_CHARS = 5000;
+
+// Lengths as the server counts them: in characters, not UTF-16 units (an emoji is one).
+function charCount(text) {
+  let count = 0;
+  for (const _ of text) count += 1;
+  return count;
 }
 
 function parseTopics(text) {
@@ -339,7 +349,8 @@ async function loadUsers(more = false) {
 
 function userItem(userId, stats) {
   const selected = state.user === userId;
-  const count = stats ? plural(stats.memory_count, "memory", "memories") : "No memories";
+  let count = stats ? plural(stats.memory_count, "memory", "memories") : "No memories";
+  if (userId === null && !stats && state.users.length) count = "";  // not all users loaded
   const meta = h("span", { class: "user-meta" },
     h("span", { "data-testid": "user-count", text: count }),
     stats && stats.last_updated ? [" · ", timeEl(stats.last_updated)] : null);
@@ -573,10 +584,12 @@ function editRow(memory) {
     class: "edit-text",
     "data-testid": "edit-text",
     rows: 3,
-    maxlength: 5000,
     "aria-label": "Memory text",
   });
-  text.value = memory.memory;
+  // what was typed survives the table being drawn again (a refresh after another change)
+  const draft = state.draft || { text: memory.memory, topics: memory.topics.join(", ") };
+  state.draft = draft;
+  text.value = draft.text;
   const topics = h("input", {
     type: "text",
     class: "edit-topics",
@@ -584,7 +597,9 @@ function editRow(memory) {
     "aria-label": "Topics, separated by commas",
     placeholder: "topics",
   });
-  topics.value = memory.topics.join(", ");
+  topics.value = draft.topics;
+  text.addEventListener("input", () => { draft.text = text.value; });
+  topics.addEventListener("input", () => { draft.topics = topics.value; });
   const save = () => saveEdit(memory, text.value, topics.value);
   const onKey = (event) => {
     if (event.key === "Escape") {
@@ -671,16 +686,23 @@ function createError(message) {
 }
 
 function updateCounter() {
-  const length = $("new-text").value.length;
+  const length = charCount($("new-text").value);
   $("new-text-count").textContent = `${length.toLocaleString()} / 5,000`;
+  $("new-text-count").classList.toggle("is-over", length > MAX_MEMORY_CHARS);
   $("new-text-count").hidden = length === 0;
+}
+
+function tooLong(text) {
+  return charCount(text) > MAX_MEMORY_CHARS
+    ? `A memory holds at most 5,000 characters; this one has ${charCount(text).toLocaleString()}.`
+    : "";
 }
 
 async function onCreate(event) {
   event.preventDefault();
   const text = $("new-text").value.trim();
-  if (!text) {
-    createError("Write what the agent should remember.");
+  if (!text || tooLong(text)) {
+    createError(text ? tooLong(text) : "Write what the agent should remember.");
     $("new-text").focus();
     return;
   }
@@ -705,6 +727,7 @@ async function onCreate(event) {
 
 function startEdit(memoryId) {
   state.editing = memoryId;
+  state.draft = null;
   renderMemories();
   const area = document.querySelector("#memory-rows .edit-text");
   if (area) area.focus();
@@ -722,9 +745,16 @@ async function saveEdit(memory, text, topicsText) {
     showError("A memory needs some text: delete it instead if it should go.");
     return;
   }
+  if (tooLong(trimmed)) {
+    showError(tooLong(trimmed));
+    return;
+  }
   const topics = parseTopics(topicsText);
   if (trimmed !== memory.memory) body.memory = trimmed;
-  if (!sameList(topics, memory.topics)) body.topics = topics;
+  // topics left as shown stay as they are (one may hold a comma)
+  if (topicsText !== memory.topics.join(", ") && !sameList(topics, memory.topics)) {
+    body.topics = topics;
+  }
   if (Object.keys(body).length === 0) {
     cancelEdit();
     return;
