@@ -174,3 +174,31 @@ def test_postgres_constructors(servers: dict[str, Server | str]) -> None:
         PostgresMemoryDb(db_url=url, connection_string=driver_url)
     for db in (*dbs, storage, both):
         db.close()
+
+
+def test_search_takes_agnos_arguments_and_order() -> None:
+    memory = Memory()
+    for text in ("first", "second", "third"):
+        memory.add_user_memory(UserMemory(memory=f"The user said {text}"), user_id="ava")
+
+    def said(found: list[UserMemory]) -> list[str]:
+        return [m.memory.removeprefix("The user said ") for m in found]
+
+    # Agno lists the newest n oldest first; positional (query, limit); no method: last_n
+    assert said(memory.search_user_memories(None, 2, "last_n", "ava")) == ["second", "third"]
+    assert said(memory.search_user_memories("third", 2, user_id="ava")) == ["second", "third"]
+    assert said(memory.search_user_memories(limit=0, user_id="ava")) == ["first", "second", "third"]
+    assert said(
+        memory.search_user_memories(limit=2, retrieval_method="first_n", user_id="ava")
+    ) == [
+        "first",
+        "second",
+    ]
+    found = memory.search_user_memories("third", 1, "keyword", "ava", refresh_from_db=False)
+    assert said(found) == ["third"]
+
+
+def test_num_history_responses_is_num_history_runs() -> None:
+    agent = Agent(model=OpenAIChat(api_key="k"), num_history_responses=5)
+    assert agent.num_history_runs == 5
+    assert Agent(model=OpenAIChat(api_key="k")).num_history_runs == 3

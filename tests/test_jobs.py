@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from conftest import open_store, server_url
-from noted import Agent, SqliteDb
+from noted import Agent, Memory, SqliteDb
 from noted._time import now_micros
 from noted.agent.jobs import JobWorker, job_worker
 from noted.cli import main
@@ -90,6 +90,29 @@ def test_a_run_is_recorded_with_its_jobs_and_the_agent_waits_for_them(
     assert isinstance(jobs_store, JobStore)
     assert jobs_store.list_jobs() == []
     assert jobs_store.unfinished_jobs() == 0
+
+
+def test_memories_in_another_store_object_on_the_same_file_are_written(tmp_path: Path) -> None:
+    """Agno's layout: the memories and the sessions are two stores of one SQLite file. The
+    job's batch is written beside its transaction, not inside it (which waited for the
+    lock the transaction held, 30 s, and failed)."""
+    path = tmp_path / "agent.db"
+    memories = SqliteDb(path, memory_table="user_memories", busy_timeout=2.0)
+    sessions = SqliteDb(path, session_table="agent_sessions", busy_timeout=2.0)
+    agent = Agent(
+        remembering(),
+        db=sessions,
+        memory=Memory(memories, embedder=None),
+        user_id="ava",
+        enable_user_memories=True,
+    )
+    agent.run("I like tea")
+    agent.run("I ski")
+    assert agent.wait_for_memories(timeout=30)
+    assert texts(memories, "ava") == ["User said: I like tea", "User said: I ski"]
+    assert sessions.list_jobs(status=None) == []
+    memories.close()
+    sessions.close()
 
 
 def _run(agent_id: str, user: str, text: str, answer: str = "Noted.") -> RunResult:
@@ -444,3 +467,13 @@ def test_a_worker_holds_its_job_while_the_model_takes_longer_than_the_lease(
     assert agent.wait_for_memories(timeout=30)
     assert texts(jobs_store, "ava") == ["User likes tea"]
     assert calls == [1]
+
+
+@pytest.mark.parametrize("option", [["--lease", "0"], ["--lease", "-5"], ["--poll", "-1"]])
+def test_a_worker_needs_positive_seconds(
+    option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["worker", "--config", "noted.toml", *option])
+    assert exited.value.code == 2
+    assert f"must be a positive number of seconds, got '{option[1]}'" in capsys.readouterr().err

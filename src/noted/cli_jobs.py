@@ -70,6 +70,17 @@ def cmd_jobs_drop(memory: Memory, args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds, for ``--lease`` and ``--poll``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def serving_worker(memory: Memory, config_file: str, lease: float) -> JobWorker:
     """The worker of the config file's agent, on ``memory``'s store."""
     from noted.server.config import build_agent, load_config
@@ -113,10 +124,10 @@ def add_job_commands(
     )
     worker.add_argument("--config", required=True, help="the TOML file with the [agent]")
     worker.add_argument(
-        "--lease", type=float, default=60.0, help="seconds a job is held (default 60)"
+        "--lease", type=_seconds, default=60.0, help="seconds a job is held (default 60)"
     )
     worker.add_argument(
-        "--poll", type=float, default=0.5, help="seconds between looks when idle (default 0.5)"
+        "--poll", type=_seconds, default=0.5, help="seconds between looks when idle (default 0.5)"
     )
     worker.set_defaults(func=cmd_worker)
 

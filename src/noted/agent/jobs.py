@@ -237,14 +237,20 @@ class JobWorker:
             nonlocal completed
             completed = True
             if not self.store.completes_with(door.db):
+                # The batch is written, then the job completed: not inside the job's
+                # transaction, which on a SQLite file that both stores share would hold the
+                # lock the write waits for. A retry after a crash between them changes
+                # nothing twice (see _resumable).
                 resumable = self._resumable(job, batch, door.db)
-                if resumable is None:
+                if resumable is None or not self.store.renew_lease(job, self.lease):
                     return []  # no longer ours: the worker that took it over applies it
-                batch = resumable
-            _, written = self.store.complete_job(
+                written = door.db.write_batch(resumable, audit=audit) if resumable else []
+                self.store.complete_job(job, lambda: None)
+                return written
+            _, done = self.store.complete_job(
                 job, lambda: door.db.write_batch(batch, audit=audit) if batch else []
             )
-            return written or []
+            return done or []
 
         def apply() -> Applied:
             applied = door.apply(

@@ -27,7 +27,8 @@ __all__ = ["Agent"]
 class Agent(noted_agent.Agent):
     """An agent that takes Agno's argument names. Without a model it uses
     ``OpenAIChat(id="gpt-4o")``, as Agno does. Enabling agentic memory and user memories
-    together gives agentic memory (the model writes the memories with its tools)."""
+    together gives agentic memory (the model writes the memories with its tools).
+    ``num_history_responses`` is Agno 1.x's older name of ``num_history_runs``."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class Agent(noted_agent.Agent):
         add_history_to_messages: bool = False,
         add_history_to_context: bool = False,
         num_history_runs: int = 3,
+        num_history_responses: int | None = None,
         read_chat_history: bool = False,
         add_datetime_to_context: bool = False,
         markdown: bool = False,
@@ -69,7 +71,9 @@ class Agent(noted_agent.Agent):
             markdown=markdown,
             add_datetime_to_context=add_datetime_to_context,
             add_history_to_context=add_history_to_context or add_history_to_messages,
-            num_history_runs=num_history_runs,
+            num_history_runs=num_history_runs
+            if num_history_responses is None
+            else num_history_responses,
             read_chat_history=read_chat_history,
             memory=memory,
             enable_user_memories=enable_user_memories and not enable_agentic_memory,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from noted.db.base import MemoryStore, SortField, SortOrder
 from noted.errors import NotFoundError, UserError
@@ -20,7 +21,7 @@ from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.types import Message
 from noted.retrieval.embedders import Embedder
-from noted.schema import UserMemory, check_id, require_id
+from noted.schema import MemoryMatch, UserMemory, check_id, require_id
 
 __all__ = ["Memory", "RunResponse"]
 
@@ -87,6 +88,25 @@ class Memory(noted_memory.Memory):
             sort_by=sort_by,
             sort_order=sort_order,
         )
+
+    def search_user_memories(  # type: ignore[override]
+        self,
+        query: str | None = None,
+        limit: int | None = None,
+        retrieval_method: str | None = None,
+        user_id: str | None = None,
+        refresh_from_db: bool = True,
+        **filters: Any,
+    ) -> list[MemoryMatch]:
+        """Agno's argument order and defaults: without a method, the user's newest
+        memories (``"last_n"``), listed oldest first as Agno lists them; a limit of 0 or
+        None takes them all. noted's methods (``"hybrid"``, ``"keyword"``, ``"semantic"``)
+        and filters (``topics=``...) are there too. Every read goes to the store, so
+        ``refresh_from_db`` changes nothing."""
+        del refresh_from_db
+        method = retrieval_method or "last_n"
+        found = super().search_user_memories(query, user_id, limit or None, method, **filters)
+        return found[::-1] if method == "last_n" else found
 
     def initialize(self, user_id: str | None = None) -> None:
         """Nothing to load: every read goes to the store (kept for Agno's callers)."""
