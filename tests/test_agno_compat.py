@@ -202,3 +202,27 @@ def test_num_history_responses_is_num_history_runs() -> None:
     agent = Agent(model=OpenAIChat(api_key="k"), num_history_responses=5)
     assert agent.num_history_runs == 5
     assert Agent(model=OpenAIChat(api_key="k")).num_history_runs == 3
+
+
+def test_user_memory_takes_agnos_fields_and_order(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import noted
+
+    when = datetime(2025, 3, 9, 12, 0, tzinfo=UTC)
+    made = UserMemory("The user likes tea", ["drinks"], "I like tea", when, "m-tea")
+    assert isinstance(made, noted.UserMemory)
+    assert (made.topics, made.input, made.last_updated, made.memory_id) == (
+        ["drinks"],
+        "I like tea",
+        when,
+        "m-tea",
+    )
+    assert UserMemory(memory="x", topics=None).topics == []
+    agnos = {"memory_id": "m-2", "memory": "The user skis", "last_updated": when.isoformat()}
+    read = UserMemory.from_dict(agnos)
+    assert (read.memory_id, read.updated_at) == ("m-2", when)
+    memory = Memory(db=SqliteMemoryDb(table_name="memory", db_file=tmp_path / "m.db"))
+    memory.add_user_memory(made, user_id="ava")
+    stored = memory.get_user_memory("m-tea", user_id="ava")
+    assert stored is not None and stored.topics == ["drinks"]

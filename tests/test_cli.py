@@ -304,3 +304,11 @@ def test_the_cli_works_on_a_database_url(capsys, servers, kind: str) -> None:
     assert [m["memory"] for m in json.loads(out)] == ["Ava likes to ski"]
     code, out, _ = run(capsys, "memories", "clear", "--user", "ava", "--yes", "--db", url)
     assert code == 0
+
+
+def test_the_session_commands_say_they_span_every_user(capsys) -> None:
+    for command in ("list", "show", "delete"):
+        with pytest.raises(SystemExit):
+            main(["sessions", command, "--help"])
+        said = " ".join(capsys.readouterr().out.split())
+        assert "--user USER only this user's sessions (default: every user's)" in said, command

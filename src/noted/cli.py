@@ -539,8 +539,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
 
+    add_session_commands(groups, db_option)
     for add_commands in (
-        add_session_commands,
         add_chat_command,
         add_mcp_command,
         add_import_commands,

@@ -165,8 +165,12 @@ def add_chat_command(
 
 
 def add_session_commands(
-    groups: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+    groups: argparse._SubParsersAction[argparse.ArgumentParser], db_option: argparse.ArgumentParser
 ) -> None:
+    """The session commands; their ``--user`` narrows them (they span every user)."""
+    common = argparse.ArgumentParser(add_help=False, parents=[db_option])
+    common.add_argument("--user", help="only this user's sessions (default: every user's)")
+    common.add_argument("--json", action="store_true", help="print JSON for scripts")
     sessions = groups.add_parser("sessions", help="list, show and delete session history")
     commands = sessions.add_subparsers(dest="command", metavar="COMMAND")
 

@@ -7,7 +7,7 @@ and sessions into noted.
 """
 
 from noted.agno.agent import Agent
-from noted.agno.memory import Memory, RunResponse
+from noted.agno.memory import Memory, RunResponse, UserMemory
 from noted.agno.models import Claude, Gemini, OpenAIChat
 from noted.agno.storage import (
     PostgresDb,
@@ -18,7 +18,6 @@ from noted.agno.storage import (
     SqliteStorage,
 )
 from noted.models.types import Message
-from noted.schema import UserMemory
 
 __all__ = [
     "Agent",

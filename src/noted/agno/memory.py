@@ -9,10 +9,12 @@ the given id when the user has none with it yet.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from noted import schema
 from noted.db.base import MemoryStore, SortField, SortOrder
 from noted.errors import NotFoundError, UserError
 from noted.memory import memory as noted_memory
@@ -21,9 +23,55 @@ from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.types import Message
 from noted.retrieval.embedders import Embedder
-from noted.schema import MemoryMatch, UserMemory, check_id, require_id
+from noted.schema import MemoryMatch, check_id, require_id
 
-__all__ = ["Memory", "RunResponse"]
+__all__ = ["Memory", "RunResponse", "UserMemory"]
+
+
+class UserMemory(schema.UserMemory):
+    """Agno 1.x's ``UserMemory(memory, topics, input, last_updated, memory_id)``: the same
+    positional order, ``topics=None`` for none, and ``last_updated`` (noted's
+    ``updated_at``) taken by the constructor and by ``from_dict``. It is a
+    :class:`noted.UserMemory` everywhere one is taken."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        memory: str,
+        topics: Iterable[str] | None = None,
+        input: str | None = None,
+        last_updated: datetime | None = None,
+        memory_id: str | None = None,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+        session_id: str | None = None,
+        created_at: datetime | None = None,
+        updated_at: datetime | None = None,
+    ) -> None:
+        super().__init__(
+            memory,
+            topics=[] if topics is None else topics,  # type: ignore[arg-type]
+            input=input,
+            memory_id=memory_id,
+            user_id=user_id,
+            agent_id=agent_id,
+            team_id=team_id,
+            session_id=session_id,
+            created_at=created_at,
+            updated_at=updated_at if updated_at is not None else last_updated,
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> schema.UserMemory:
+        """noted's fields, or Agno's ``to_dict()`` (``last_updated`` as ISO 8601 text)."""
+        if isinstance(data, Mapping) and "last_updated" in data:
+            data = {k: v for k, v in data.items() if k != "last_updated"} | {
+                "updated_at": data.get("updated_at") or data["last_updated"]
+            }
+        return super().from_dict(data)
 
 
 @dataclass
@@ -76,7 +124,7 @@ class Memory(noted_memory.Memory):
         offset: int = 0,
         sort_by: SortField = "created_at",
         sort_order: SortOrder = "asc",
-    ) -> list[UserMemory]:
+    ) -> list[schema.UserMemory]:
         """The user's memories in the order they were added, as Agno lists them."""
         return super().get_user_memories(
             user_id,
@@ -113,7 +161,7 @@ class Memory(noted_memory.Memory):
         check_id("user_id", user_id)
 
     def replace_user_memory(
-        self, memory_id: str, memory: UserMemory, user_id: str | None = None
+        self, memory_id: str, memory: schema.UserMemory, user_id: str | None = None
     ) -> str:
         try:
             return super().replace_user_memory(memory_id, memory, user_id)
