@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import warnings
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from noted.agno import (
     UserMemory,
 )
 from noted.models import ModelResponse, ToolCall
+from noted.testing import FunctionModel
 from servers import Server
 
 
@@ -226,3 +229,44 @@ def test_user_memory_takes_agnos_fields_and_order(tmp_path: Path) -> None:
     memory.add_user_memory(made, user_id="ava")
     stored = memory.get_user_memory("m-tea", user_id="ava")
     assert stored is not None and stored.topics == ["drinks"]
+
+
+def summaries_of_what_was_said() -> FunctionModel:
+    """Answers "Noted."; asked for a session summary, joins what the user said."""
+
+    def fn(messages: list[Message], tools: object) -> str:
+        if not (messages[0].content or "").startswith("You keep a running summary"):
+            return "Noted."
+        said = re.findall(r"^user: (.*)$", messages[1].content or "", re.MULTILINE)
+        return json.dumps({"summary": " | ".join(said), "topics": ["chat"]})
+
+    return FunctionModel(fn)
+
+
+def test_session_summaries_as_agnos_memory_kept_them(tmp_path: Path) -> None:
+    model = summaries_of_what_was_said()
+    # the runs kept with add_run are summarized in this process
+    memory = Memory(model=model, db=SqliteMemoryDb(db_file=tmp_path / "m.db"))
+    said = [Message(role="user", content="My name is Ava"), Message(role="assistant", content="Hi")]
+    memory.add_run("s1", RunResponse(content="Hi", messages=said))
+    summary = memory.create_session_summary(session_id="s1", user_id="ava")
+    assert summary.summary.endswith("My name is Ava") and summary.run_count == 1
+    assert memory.get_session_summary(session_id="s1", user_id="ava") == summary
+    assert memory.get_session_summary(session_id="s1", user_id="bob") is None
+    # an agent's summaries, its storage apart from the memories' file, are the memory's too
+    memory = Memory(model=model, db=SqliteMemoryDb(db_file=tmp_path / "memory.db"))
+    storage = SqliteStorage(table_name="agent_sessions", db_file=tmp_path / "storage.db")
+    agent = Agent(model=model, memory=memory, storage=storage, enable_session_summaries=True)
+    agent.run("I like to ski", user_id="ava", session_id="s2")
+    kept = memory.get_session_summary(session_id="s2", user_id="ava")
+    assert kept is not None and kept.summary.endswith("I like to ski")
+    assert memory.create_session_summary(session_id="s2", user_id="ava") == kept  # current
+
+
+def test_a_naive_last_updated_is_local_time() -> None:
+    from datetime import UTC, datetime
+
+    naive = datetime(2025, 3, 9, 12, 0)
+    assert UserMemory(memory="x", last_updated=naive).updated_at == naive.astimezone(UTC)
+    read = UserMemory.from_dict({"memory": "x", "last_updated": naive.isoformat()})
+    assert read.updated_at == naive.astimezone(UTC)

@@ -15,6 +15,7 @@ from typing import Any
 from noted.agent import agent as noted_agent
 from noted.agent.events import RunEvent
 from noted.agent.tools import Tool
+from noted.agno.memory import Memory as AgnoMemory
 from noted.agno.models import OpenAIChat
 from noted.db.base import SessionStore
 from noted.memory.memory import Memory
@@ -82,6 +83,13 @@ class Agent(noted_agent.Agent):
             enable_session_summaries=enable_session_summaries,
             background_memory=False,
         )
+        sessions = db if db is not None else storage
+        if (
+            isinstance(memory, AgnoMemory)
+            and sessions is not None
+            and id(memory.db) != id(sessions)
+        ):
+            memory.sessions = sessions  # its session summaries are the agent's, as in Agno
 
     def run(  # type: ignore[override]
         self,

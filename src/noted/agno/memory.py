@@ -11,19 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from noted import schema
-from noted.db.base import MemoryStore, SortField, SortOrder
+from noted.db.base import MemoryStore, SessionStore, SortField, SortOrder
 from noted.errors import NotFoundError, UserError
 from noted.memory import memory as noted_memory
+from noted.memory.door import resolve_user
 from noted.memory.manager import MemoryManager
 from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.types import Message
 from noted.retrieval.embedders import Embedder
 from noted.schema import MemoryMatch, check_id, require_id
+from noted.sessions import RunResult, SessionSummary, new_run_id
 
 __all__ = ["Memory", "RunResponse", "UserMemory"]
 
@@ -61,7 +63,7 @@ class UserMemory(schema.UserMemory):
             team_id=team_id,
             session_id=session_id,
             created_at=created_at,
-            updated_at=updated_at if updated_at is not None else last_updated,
+            updated_at=updated_at if updated_at is not None else _aware(last_updated),  # type: ignore[arg-type]
         )
 
     @classmethod
@@ -69,9 +71,23 @@ class UserMemory(schema.UserMemory):
         """noted's fields, or Agno's ``to_dict()`` (``last_updated`` as ISO 8601 text)."""
         if isinstance(data, Mapping) and "last_updated" in data:
             data = {k: v for k, v in data.items() if k != "last_updated"} | {
-                "updated_at": data.get("updated_at") or data["last_updated"]
+                "updated_at": data.get("updated_at") or _aware(data["last_updated"])
             }
         return super().from_dict(data)
+
+
+def _aware(when: object) -> object:
+    """Agno's ``last_updated``: a datetime or its ISO text, naive ones in local time (as
+    ``datetime.now()`` gives them), made timezone-aware; anything else is left to the
+    checks of :class:`noted.UserMemory`."""
+    if isinstance(when, str):
+        try:
+            when = datetime.fromisoformat(when)
+        except ValueError:
+            return when
+    if isinstance(when, datetime) and when.tzinfo is None:
+        return when.astimezone(UTC)
+    return when
 
 
 @dataclass
@@ -112,6 +128,35 @@ class Memory(noted_memory.Memory):
         )
         self.debug_mode = debug_mode
         self.runs: dict[str, list[RunResponse]] = {}
+        # the summaries of sessions kept with add_run (in this process, as Agno kept them)
+        self.summaries: dict[tuple[str, str], SessionSummary] = {}
+        # an Agent's storage, when the sessions are not kept in ``db`` (Agno 1.x's layout)
+        self.sessions: SessionStore | None = None
+
+    def _sessions(self) -> SessionStore:
+        return self.sessions if self.sessions is not None else super()._sessions()
+
+    async def acreate_session_summary(
+        self, session_id: str, user_id: str | None = None
+    ) -> SessionSummary:
+        """Summarize the session: the runs kept with ``add_run`` when it has some (the
+        summary stays in this process, as in Agno), else the session in the store."""
+        kept = self.runs.get(require_id("session_id", session_id))
+        if not kept:
+            return await super().acreate_session_summary(session_id, user_id)
+        user = resolve_user(user_id)
+        previous = self.summaries.get((session_id, user))
+        runs = [_as_run(run, session_id, user) for run in kept]
+        new = runs[previous.run_count :] if previous is not None else runs
+        summary = await self.summarizer.asummarize(previous, new, self._model(self.summarizer))
+        self.summaries[session_id, user] = summary
+        return summary
+
+    def get_session_summary(
+        self, session_id: str, user_id: str | None = None
+    ) -> SessionSummary | None:
+        kept = self.summaries.get((require_id("session_id", session_id), resolve_user(user_id)))
+        return kept if kept is not None else super().get_session_summary(session_id, user_id)
 
     def get_user_memories(
         self,
@@ -203,3 +248,17 @@ class Memory(noted_memory.Memory):
                     continue
                 messages.append(message)
         return system + messages
+
+
+def _as_run(run: RunResponse, session_id: str, user_id: str) -> RunResult:
+    """A turn kept with ``add_run`` as the summarizer reads one."""
+    said = next((m.content or "" for m in run.messages or () if m.role == "user"), "")
+    return RunResult(
+        run_id=run.run_id or new_run_id(),
+        session_id=session_id,
+        user_id=user_id,
+        input=said,
+        agent_id=run.agent_id,
+        content=run.content,
+        messages=list(run.messages or ()),
+    )
