@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from noted import Memory, SqliteDb, UserMemory
+from noted import Agent, Memory, SqliteDb, UserMemory
 from noted.cli import build_parser, main
+from noted.testing import ScriptedModel
 
 
 @pytest.fixture
@@ -312,3 +314,22 @@ def test_the_session_commands_say_they_span_every_user(capsys) -> None:
             main(["sessions", command, "--help"])
         said = " ".join(capsys.readouterr().out.split())
         assert "--user USER only this user's sessions (default: every user's)" in said, command
+
+
+def test_tables_of_other_names(capsys, tmp_path: Path, monkeypatch) -> None:
+    """Agno's layout: sessions in agent_sessions, memories in user_memories."""
+    path = str(tmp_path / "agent.db")
+    store = SqliteDb(path, memory_table="user_memories", session_table="agent_sessions")
+    Memory(db=store).add_user_memory(UserMemory("The user likes tea"), user_id="ava")
+    Agent(ScriptedModel(["Hi!"]), db=store, user_id="ava", session_id="s1").run("Hello")
+    store.close()
+    tables = ["--memory-table", "user_memories", "--session-table", "agent_sessions"]
+    sessions = run_json(capsys, "sessions", "list", "--db", path, *tables)
+    assert [s["session_id"] for s in sessions] == ["s1"]  # type: ignore[index, union-attr]
+    assert run_json(capsys, "sessions", "list", "--db", path) == []  # the default tables
+    listed = run_json(capsys, "memories", "list", "--user", "ava", "--db", path, *tables)
+    assert [m["memory"] for m in listed] == ["The user likes tea"]  # type: ignore[index, union-attr]
+    assert "NOTED_SESSION_TABLE" not in os.environ  # set for the command only
+    monkeypatch.setenv("NOTED_SESSION_TABLE", "agent_sessions")
+    sessions = run_json(capsys, "sessions", "list", "--db", path)
+    assert [s["session_id"] for s in sessions] == ["s1"]  # type: ignore[index, union-attr]

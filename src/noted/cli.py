@@ -9,7 +9,7 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from rich import box
@@ -26,6 +26,7 @@ from noted.cli_mcp import add_mcp_command
 from noted.cli_serve import add_server_commands
 from noted.cli_sessions import add_chat_command, add_session_commands
 from noted.db import MemoryQuery
+from noted.db.urls import TABLE_ENVIRONMENT
 from noted.errors import NotedError, NotFoundError, UserError
 from noted.importers.plan import memories_of, unchanged
 from noted.memory import DEFAULT_USER_ID, Memory
@@ -442,23 +443,36 @@ def _embedder_argument(sub: argparse.ArgumentParser) -> None:
     )
 
 
-def _common_options() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The options every command takes, and ``--db`` alone (for ``serve``)."""
-    db_option = argparse.ArgumentParser(add_help=False)
-    db_option.add_argument(
+def _common_options() -> tuple[argparse.ArgumentParser, ...]:
+    """The options every command takes; the same without the table names (for the
+    imports, whose sources have tables of their own); and ``--db`` with the table names
+    alone (for ``serve`` and the session commands)."""
+    db_only = argparse.ArgumentParser(add_help=False)
+    db_only.add_argument(
         "--db",
         default=os.environ.get("NOTED_DB", DEFAULT_DB),
         help="SQLite file, or postgresql:// mongodb:// redis:// URL "
         "(default: $NOTED_DB, else ./noted.db)",
     )
-    common = argparse.ArgumentParser(add_help=False, parents=[db_option])
-    common.add_argument("--user", help=f"user id (default: {DEFAULT_USER_ID!r})")
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
-    return common, db_option
+    db_option = argparse.ArgumentParser(add_help=False, parents=[db_only])
+    for option, variable in TABLE_ENVIRONMENT.items():
+        table = option.removesuffix("_table")
+        db_option.add_argument(
+            f"--{table}-table",
+            help=f"the {table} table (or collection, or key prefix) of --db "
+            f"(default: ${variable}, else noted_{table}s)",
+        )
+    parsers = []
+    for parent in (db_option, db_only):
+        common = argparse.ArgumentParser(add_help=False, parents=[parent])
+        common.add_argument("--user", help=f"user id (default: {DEFAULT_USER_ID!r})")
+        common.add_argument("--json", action="store_true", help="print JSON for scripts")
+        parsers.append(common)
+    return parsers[0], parsers[1], db_option
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common, db_option = _common_options()
+    common, importing, db_option = _common_options()
 
     parser = argparse.ArgumentParser(prog="noted", description="Long-term memory for LLM agents.")
     groups = parser.add_subparsers(dest="group", metavar="GROUP")
@@ -540,13 +554,9 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
 
     add_session_commands(groups, db_option)
-    for add_commands in (
-        add_chat_command,
-        add_mcp_command,
-        add_import_commands,
-        add_job_commands,
-    ):
+    for add_commands in (add_chat_command, add_mcp_command, add_job_commands):
         add_commands(groups, common)
+    add_import_commands(groups, importing)
     add_server_commands(groups, db_option)
     return parser
 
@@ -572,15 +582,37 @@ def _run(argv: Sequence[str] | None) -> int:
             parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
     try:
-        embedder = getattr(args, "embedder", DEFAULT_EMBEDDER)
-        memory = Memory(db=open_db(args.db), actor="cli", embedder=embedder)
-        try:
-            return func(memory, args)
-        finally:
-            memory.db.close()
+        with _tables(args):
+            embedder = getattr(args, "embedder", DEFAULT_EMBEDDER)
+            memory = Memory(db=open_db(args.db), actor="cli", embedder=embedder)
+            try:
+                return func(memory, args)
+            finally:
+                memory.db.close()
     except NotedError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 1
+
+
+@contextlib.contextmanager
+def _tables(args: argparse.Namespace) -> Iterator[None]:
+    """``--memory-table`` and ``--session-table`` as the environment variables every
+    store the command opens reads (a server's worker processes too), while it runs."""
+    given = {
+        variable: getattr(args, option)
+        for option, variable in TABLE_ENVIRONMENT.items()
+        if getattr(args, option, None)
+    }
+    before = {variable: os.environ.get(variable) for variable in given}
+    os.environ.update(given)
+    try:
+        yield
+    finally:
+        for variable, value in before.items():
+            if value is None:
+                os.environ.pop(variable, None)
+            else:
+                os.environ[variable] = value
 
 
 if __name__ == "__main__":  # pragma: no cover

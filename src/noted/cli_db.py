@@ -7,13 +7,16 @@ import shlex
 from pathlib import Path
 
 from noted.db import Store, open_store
+from noted.db.urls import env_tables
 from noted.errors import UserError
 
 __all__ = ["open_db"]
 
 
 def open_db(target: str) -> Store:
-    """A store for ``--db``: a SQLite file path, or a database URL (see open_store).
+    """A store for ``--db``: a SQLite file path, or a database URL (see open_store), with
+    the table names of ``$NOTED_MEMORY_TABLE`` and ``$NOTED_SESSION_TABLE`` (which
+    ``--memory-table`` and ``--session-table`` set).
 
     A file path is checked first, so that a typo gets an answer a shell user can act on:
     a directory (named, or ending with a slash) is not taken for a file, and a missing
@@ -23,7 +26,7 @@ def open_db(target: str) -> Store:
         _check_file_path(target)
     elif target.lower().startswith("sqlite:///"):
         _check_file_path(target.split("://", 1)[1].removeprefix("/"))
-    return open_store(target)
+    return open_store(target, **env_tables(target))
 
 
 def _check_file_path(target: str) -> None:

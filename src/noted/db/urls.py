@@ -7,8 +7,10 @@ Each URL scheme names a store factory in one registry; another package adds a sc
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit
 
 from noted._plugins import Registry
@@ -17,9 +19,15 @@ from noted.db.memory import InMemoryDb
 from noted.db.sqlite import SqliteDb
 from noted.errors import UserError
 
-__all__ = ["open_store", "register_store"]
+__all__ = ["TABLE_ENVIRONMENT", "env_tables", "open_store", "register_store"]
 
 _SCHEMES = "a file path, sqlite:///PATH, postgresql://, mongodb://, redis:// or memory://"
+
+# the table names the command line and the server take from the environment
+TABLE_ENVIRONMENT: Final = {
+    "memory_table": "NOTED_MEMORY_TABLE",
+    "session_table": "NOTED_SESSION_TABLE",
+}
 
 StoreFactory = Callable[..., Store]
 STORES: Registry[StoreFactory] = Registry("noted.stores", "store")
@@ -70,6 +78,19 @@ for _scheme, _factory in (
     ("memory", _memory),
 ):
     register_store(_scheme, _factory)
+
+
+def env_tables(target: str) -> dict[str, str]:
+    """The table names ``$NOTED_MEMORY_TABLE`` and ``$NOTED_SESSION_TABLE`` give for the
+    store ``target`` names (none for ``memory://``, which has no tables): how the ``noted``
+    command and the server's worker processes open an Agno database's tables, say."""
+    if target.lower().startswith("memory://"):
+        return {}
+    return {
+        option: os.environ[name]
+        for option, name in TABLE_ENVIRONMENT.items()
+        if os.environ.get(name)
+    }
 
 
 def open_store(target: str, **options: object) -> Store:

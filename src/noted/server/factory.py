@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from noted.agent import Agent
 from noted.agent.jobs import leave_jobs_to_workers, start_job_loop
 from noted.db.base import Store
-from noted.db.urls import open_store
+from noted.db.urls import env_tables, open_store
 from noted.memory import Memory
 from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.server.app import create_app
@@ -87,7 +87,7 @@ def app_from_env() -> FastAPI:
     path = os.environ.get(ENV_CONFIG)
     config = load_config(path) if path else ServeConfig()
     return build_app(
-        open_store(os.environ[ENV_DB]),
+        open_store(os.environ[ENV_DB], **env_tables(os.environ[ENV_DB])),
         os.environ.get(ENV_EMBEDDER),
         config,
         mcp=os.environ.get(ENV_MCP) == "1",
