@@ -26,6 +26,7 @@ from noted.errors import (
     ModelConnectionError,
     ModelError,
     ModelHTTPError,
+    ModelOutputError,
     ModelRateLimitError,
     ModelServerError,
     UserError,
@@ -790,3 +791,10 @@ def test_repr_and_defaults() -> None:
     assert model.provider == "openai"
     assert repr(model) == "OpenAIChat(id='gpt-4o-mini')"
     assert Ollama().id == "llama3.2"
+
+
+def test_a_stream_line_that_is_not_json_is_a_model_output_error(wire: WireServer) -> None:
+    wire.add(SSE([chunk({"content": "Hel"}), "{not json", chunk({}, finish_reason="stop")]))
+
+    with pytest.raises(ModelOutputError, match="sent a line of its answer that is not JSON"):
+        stream(make(wire), ask())

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.trace import StatusCode
 
 from model_helpers import WatchedModel
-from noted import Agent, Memory, SqliteDb, UserError, _portal
+from noted import Agent, Memory, SqliteDb, UserError, UserMemory, _portal
 from noted import tracing as noted_tracing
 from noted.agent import ContentDelta
 from noted.models import (
@@ -460,6 +460,19 @@ def test_memory_api_calls_are_spans_under_the_callers_span(traces: Traces, tmp_p
     assert json.loads(got["metadata"])["retrieval_method"] == "keyword"
 
 
+def test_searches_that_rank_by_no_score_are_spans_too(traces: Traces, tmp_path: Path) -> None:
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), embedder=None)
+    memory.add_user_memory(UserMemory("User is vegetarian"), user_id="ann")
+    for method in (None, "last_n", "first_n"):
+        traces.exporter.clear()
+        found = memory.search_user_memories(user_id="ann", retrieval_method=method)
+        assert [(m.memory, m.score) for m in found] == [("User is vegetarian", None)]
+        got = attrs(traces.one("Memory.search_user_memories"))
+        assert got["retrieval.documents.0.document.content"] == "User is vegetarian"
+        assert "retrieval.documents.0.document.score" not in got
+        assert traces.one("Memory.search_user_memories").status.status_code != StatusCode.ERROR
+
+
 def test_updates_deletes_and_dropped_operations_are_recorded(
     traces: Traces, tmp_path: Path
 ) -> None:
@@ -482,9 +495,19 @@ def test_privacy_switches(traces: Traces, tmp_path: Path, monkeypatch: pytest.Mo
     noted_tracing.instrument(tracer_provider=traces.provider)
     memory = Memory(db=SqliteDb(tmp_path / "m.db"), model=extractor())
     memory.create_user_memories("I love Italian food", user_id="ann")
+    again = memory.create_user_memories("I love Italian food", user_id="ann")
+    assert again.rejected and "Italian" in again.rejected[0]  # its reason quotes the memory
     memory.search_user_memories("italian", user_id="ann", retrieval_method="keyword")
     agent = Agent(extractor("Secret answer"), memory=memory, user_id="ann")
     agent.run("Tell me about italian food")
+
+    def adds(messages: list[Message], tools: list[ToolDefinition]) -> ModelResponse | str:
+        if messages[-1].role == "tool":
+            return "Saved."
+        return ModelResponse(tool_calls=[call("add_memory", memory="User loves Italian opera")])
+
+    agentic = Agent(FunctionModel(adds), memory=memory, user_id="ann", enable_agentic_memory=True)
+    assert agentic.run("Remember that I love opera").tool_calls[0].result.startswith("Added")
     everything = json.dumps([attrs(s) for s in traces.spans])
     leaks = [(s.name, k) for s in traces.spans for k, v in attrs(s).items() if "talian" in str(v)]
     assert not leaks

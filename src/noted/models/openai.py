@@ -238,11 +238,16 @@ class OpenAIChat(HTTPChatModel):
     # -- failures ------------------------------------------------------------------------
 
     def _sdk_errors(self) -> tuple[type[BaseException], ...]:
-        return (self._sdk().APIError,)
+        # the SDK reads a streamed answer's lines with json.loads, and lets its error out
+        return (self._sdk().APIError, json.JSONDecodeError)
 
     def _to_noted(self, exc: BaseException) -> ModelError:
         """The SDK's failure as noted's error (HTTP status, timeout, connection, other)."""
         sdk = self._sdk()
+        if isinstance(exc, json.JSONDecodeError):
+            return ModelOutputError(
+                f"{self.provider} sent a line of its answer that is not JSON: {exc}"
+            )
         if isinstance(exc, sdk.APIStatusError):
             return http_error(
                 self.provider, exc.status_code, _status_message(exc), _retry_after(exc)

@@ -6,6 +6,7 @@ flat attribute mapping (values already hidden where the settings say so).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -223,6 +224,27 @@ def _parameters_json(model: ChatModel, request: ModelRequest) -> str:
     return found
 
 
+def _without_memories(messages: Sequence[Message]) -> list[Message]:
+    """``messages`` with the memory tools' arguments and results redacted: their texts
+    are memories (``hide_memories``)."""
+    from noted.agent.memory_tools import MEMORY_TOOL_NAMES  # the agent imports tracing
+    from noted.models.types import ToolCall
+
+    def call(c: ToolCall) -> ToolCall:
+        if c.name not in MEMORY_TOOL_NAMES:
+            return c
+        return ToolCall(c.name, id=c.id, invalid_arguments=REDACTED)
+
+    def redacted(message: Message) -> Message:
+        if message.role == "tool" and message.name in MEMORY_TOOL_NAMES:
+            return dataclasses.replace(message, content=REDACTED)
+        if any(c.name in MEMORY_TOOL_NAMES for c in message.tool_calls):
+            return dataclasses.replace(message, tool_calls=[call(c) for c in message.tool_calls])
+        return message
+
+    return [redacted(message) for message in messages]
+
+
 def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings) -> Attributes:
     """An LLM span's opening attributes: the model, its settings, the messages, the tools."""
     provider = str(getattr(model, "provider", "") or "")
@@ -250,9 +272,12 @@ def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings
             )
     if settings.input_messages():
         text = not settings.hide_input_text
-        _messages(out, SpanAttributes.LLM_INPUT_MESSAGES, request.messages, text)
+        messages = (
+            _without_memories(request.messages) if settings.hide_memories else request.messages
+        )
+        _messages(out, SpanAttributes.LLM_INPUT_MESSAGES, messages, text)
         if text:
-            out[SpanAttributes.INPUT_VALUE] = _messages_json(request.messages)
+            out[SpanAttributes.INPUT_VALUE] = _messages_json(messages)
             out[SpanAttributes.INPUT_MIME_TYPE] = JSON
     elif settings.hide_inputs:
         out[SpanAttributes.INPUT_VALUE] = REDACTED
@@ -269,6 +294,8 @@ def llm_response(response: ModelResponse, settings: TraceSettings) -> Attributes
     if settings.output_messages():
         text = not settings.hide_output_text
         answer = response.to_message()
+        if settings.hide_memories:
+            (answer,) = _without_memories([answer])
         _messages(out, SpanAttributes.LLM_OUTPUT_MESSAGES, (answer,), text)
         if response.tool_calls:
             out.update(text_value("output", to_json(answer.to_dict()), not text, JSON))
@@ -287,9 +314,10 @@ def overlap(query: str, memory: UserMemory) -> int:
 
 
 def documents(
-    memories: Sequence[UserMemory], scores: Sequence[float], settings: TraceSettings
+    memories: Sequence[UserMemory], scores: Sequence[float | None], settings: TraceSettings
 ) -> Attributes:
-    """Memories as a retriever's documents: id, text, score, topics and dates."""
+    """Memories as a retriever's documents: id, text, score (when the method ranks by
+    one), topics and dates."""
     hidden = settings.hide_memories or settings.hide_outputs
     out: Attributes = {}
     for i, (memory, score) in enumerate(zip(memories, scores, strict=True)):
@@ -297,7 +325,8 @@ def documents(
         if memory.memory_id is not None:
             out[base + DocumentAttributes.DOCUMENT_ID] = memory.memory_id
         out[base + DocumentAttributes.DOCUMENT_CONTENT] = REDACTED if hidden else memory.memory
-        out[base + DocumentAttributes.DOCUMENT_SCORE] = float(score)
+        if score is not None:
+            out[base + DocumentAttributes.DOCUMENT_SCORE] = float(score)
         meta: dict[str, Any] = {"topics": list(memory.topics)}
         if memory.updated_at is not None:
             meta["updated_at"] = memory.updated_at.isoformat()
@@ -316,7 +345,11 @@ def memory_update(update: MemoryUpdate, settings: TraceSettings) -> Attributes:
         "updated": [i for i in updated if i in written],
         "deleted": deleted,
         "cleared": any(op.kind == "clear" for op in update.operations),
-        "dropped": list(update.rejected),
+        # a reason ends with the operation it dropped, whose text is a memory's
+        "dropped": [
+            reason.split(":", 1)[0] if settings.hide_memories else reason
+            for reason in update.rejected
+        ],
     }
     out: Attributes = {
         "noted.memory.added": result["added"],

@@ -72,7 +72,9 @@ def _tool_end(args: Args, execution: Any, settings: TraceSettings) -> tuple[Attr
 
 def _selection_start(args: Args, settings: TraceSettings) -> tuple[str, Attributes]:
     out = _opening(Kind.RETRIEVER, args["user_id"])
-    out.update(attrs.text_value("input", args["text"], bool(settings.hide_inputs)))
+    # the memory tools select with a memory's text: hidden with the memories too
+    hidden = bool(settings.hide_inputs or settings.hide_memories)
+    out.update(attrs.text_value("input", args["text"], hidden))
     return "memory selection", out
 
 
@@ -97,7 +99,7 @@ def _search_start(args: Args, settings: TraceSettings) -> tuple[str, Attributes]
 def _search_end(
     args: Args, memories: Sequence[Any], settings: TraceSettings
 ) -> tuple[Attributes, str | None]:
-    scores = [float(getattr(m, "score", 0.0)) for m in memories]
+    scores = [getattr(m, "score", None) for m in memories]  # None: last_n, first_n, agentic
     out = attrs.documents(memories, scores, settings)
     out["noted.memories.chosen"] = len(memories)
     return out, None
