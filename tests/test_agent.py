@@ -109,7 +109,7 @@ def test_string_model_names(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_input_is_refused_before_any_model_call() -> None:
     model = ScriptedModel(["never"])
     agent = Agent(model)
-    for bad in ("", "   ", None, 42):
+    for bad in ("", "   ", None, 42, "hi \ud800 there"):
         with pytest.raises(UserError, match="message"):
             agent.run(bad)  # type: ignore[arg-type]
     with pytest.raises(UserError, match="user_id"):

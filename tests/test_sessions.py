@@ -53,6 +53,32 @@ def test_runs_come_back_in_order_and_whole(sessions: SessionStore) -> None:
     assert sessions.get_runs("missing", "ava") == []
 
 
+def test_ids_and_input_no_store_can_keep_are_refused_alike(sessions: SessionStore) -> None:
+    """A NUL character or an unpaired surrogate: a UserError on every store, nothing kept."""
+    import dataclasses
+
+    good = make_run("s1", "ava", "hello")
+    for field, value in (
+        ("input", "hi \ud800 there"),
+        ("session_id", "s\x00"),
+        ("user_id", "ava\udc80"),
+        ("run_id", ""),
+    ):
+        with pytest.raises(UserError, match=field):
+            sessions.append_run(dataclasses.replace(good, **{field: value}))
+    assert sessions.list_sessions(None) == []
+    for call in (
+        lambda: sessions.get_session("s\x00", "ava"),
+        lambda: sessions.get_session("s1", "ava\ud800"),
+        lambda: sessions.list_sessions("ava\x00"),
+        lambda: sessions.get_runs("s\udc80", "ava"),
+        lambda: sessions.delete_session("s\x00", None),
+        lambda: sessions.get_session_summary("s1", "a\x00"),
+    ):
+        with pytest.raises(UserError, match="NUL|Unicode"):
+            call()
+
+
 def test_completed_only_skips_failed_runs(sessions: SessionStore) -> None:
     sessions.append_run(make_run("s1", "ava", "one"))
     sessions.append_run(make_run("s1", "ava", "two", status="failed"))

@@ -34,6 +34,12 @@ def check_storable(name: str, value: str) -> str:
     cannot hold them) and unpaired surrogates (not encodable as UTF-8) are refused."""
     if "\x00" in value:
         raise UserError(f"{name} must not contain NUL characters")
+    return check_unicode(name, value)
+
+
+def check_unicode(name: str, value: str) -> str:
+    """``value`` unless it holds an unpaired surrogate (no store can write it as UTF-8);
+    the sessions' texts, kept as JSON, may hold NUL characters."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:

@@ -55,7 +55,7 @@ from noted.models.types import (
     TextDelta,
     ToolCall,
 )
-from noted.schema import UserMemory, require_id
+from noted.schema import UserMemory, check_unicode, require_id
 from noted.sessions import RunResult, new_run_id, new_session_id
 from noted.tracing import _hooks as tracing
 
@@ -498,6 +498,7 @@ class Agent:
     ) -> tuple[str, str, str]:
         if not isinstance(message, str) or not message.strip():
             raise UserError(f"message must be a non-empty string, got {message!r}")
+        check_unicode("message", message)  # before any model call: the run must be kept
         user = self._user(user_id)
         session = (
             require_id("session_id", session_id)

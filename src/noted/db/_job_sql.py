@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from noted._time import now_micros
 from noted.db.jobs import ANY_AGENT, Job, JobStatus, after_failure, check_status, clip_error
+from noted.db.sessions_core import check_run
 from noted.sessions import RunResult
 
 __all__ = ["JobSql", "SqlJobs", "job_from_row"]
@@ -188,6 +189,7 @@ class SqlJobs:
         yield
 
     def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
+        check_run(run)
         sql = self._job_sql
         with self._transaction() as conn, self._pipelined(conn):
             self._append_run_in(conn, run)

@@ -24,9 +24,28 @@ from typing import Any, Protocol
 from noted._time import now_micros
 from noted.db._rows import foreign_session
 from noted.db.base import check_page
+from noted.schema import check_id, check_unicode, require_id
 from noted.sessions import RunResult, Session, SessionSummary
 
-__all__ = ["SessionFunctions", "SessionRules", "SessionsInModule", "owns_session", "sees_session"]
+__all__ = [
+    "SessionFunctions",
+    "SessionRules",
+    "SessionsInModule",
+    "check_run",
+    "owns_session",
+    "sees_session",
+]
+
+
+def check_run(run: RunResult) -> RunResult:
+    """``run`` when every store can keep its ids and what the user said: ids as the Memory
+    API takes them, and an input without unpaired surrogates; a
+    :class:`~noted.errors.UserError` naming the field otherwise (nothing is written)."""
+    for name in ("run_id", "session_id", "user_id"):
+        require_id(name, getattr(run, name))
+    check_id("agent_id", run.agent_id)
+    check_unicode("input", run.input)
+    return run
 
 
 def owns_session(owner: str | None, user_id: str, session_id: str) -> bool:
@@ -50,7 +69,7 @@ class SessionRules:
     """The SessionStore protocol's methods, over the backend's primitives."""
 
     def append_run(self, run: RunResult) -> None:
-        self._store_run(run, now_micros())
+        self._store_run(check_run(run), now_micros())
 
     def get_runs(
         self,
@@ -61,24 +80,31 @@ class SessionRules:
         completed_only: bool = False,
     ) -> list[RunResult]:
         check_page(last_n, 0)
+        session_id, user_id = require_id("session_id", session_id), require_id("user_id", user_id)
         return self._read_runs(session_id, user_id, last_n, completed_only)
 
     def get_session(self, session_id: str, user_id: str | None) -> Session | None:
-        return self._read_session(session_id, user_id)
+        return self._read_session(
+            require_id("session_id", session_id), check_id("user_id", user_id)
+        )
 
     def list_sessions(
         self, user_id: str | None, *, limit: int | None = None, offset: int = 0
     ) -> list[Session]:
         check_page(limit, offset)
+        user_id = check_id("user_id", user_id)
         return [] if limit == 0 else self._read_sessions(user_id, limit, offset)
 
     def delete_session(self, session_id: str, user_id: str | None) -> bool:
-        return self._remove_session(session_id, user_id)
+        user = check_id("user_id", user_id)
+        return self._remove_session(require_id("session_id", session_id), user)
 
     def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+        session_id, user_id = require_id("session_id", session_id), require_id("user_id", user_id)
         return self._read_summary(session_id, user_id)
 
     def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+        session_id, user_id = require_id("session_id", session_id), require_id("user_id", user_id)
         return self._write_summary(session_id, user_id, summary)
 
     # -- the backend's primitives ---------------------------------------------------------

@@ -35,6 +35,7 @@ from noted.db.jobs import (
 )
 from noted.db.mongodb import sessions
 from noted.db.mongodb.server import ensure_indexes
+from noted.db.sessions_core import check_run
 from noted.sessions import RunResult
 
 if TYPE_CHECKING:
@@ -125,6 +126,7 @@ class MongoJobs:
         return jobs
 
     def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
+        check_run(run)
         docs = [_doc(job) for job in jobs]
         extra = {"jobs": docs, "jobs_pending": True} if docs else None
         with self._db() as db:

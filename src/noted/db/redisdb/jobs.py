@@ -28,6 +28,7 @@ from noted._time import now_micros
 from noted.db._job_sql import job_from_row
 from noted.db.jobs import ANY_AGENT, Job, JobStatus, after_failure, check_status, clip_error
 from noted.db.redisdb import scripts as lua
+from noted.db.sessions_core import check_run
 from noted.sessions import RunResult
 
 __all__ = ["RedisJobs"]
@@ -235,6 +236,7 @@ class RedisJobs:
     def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
         from noted.db._rows import foreign_session
 
+        check_run(run)
         entries = [
             {
                 "id": j.job_id,
