@@ -44,24 +44,21 @@ MEMORY_TOOL_NAMES = (
 )
 WRITING_TOOL_NAMES = frozenset(MEMORY_TOOL_NAMES) - {"search_memories"}  # they change memories
 _definitions: dict[str, Tool] = {}  # read once from the first instance's methods
-_NUMBER = re.compile(r"\[(\d{1,9})\]")
+_NUMBER = re.compile(r"\[(\d{1,4})\]")  # a run's numbers stay far below 10,000
 
 
 def numbers_given(runs: Sequence[RunResult]) -> int:
     """The highest memory number that the memory tools' calls and answers in ``runs``
-    name, or the assistant's words there (0 for none)."""
+    name (0 for none)."""
     top = 0
     for run in runs:
         for message in run.messages:
-            if message.role == "assistant":
-                for call in message.tool_calls:
-                    number = call.arguments.get("id") if call.name in MEMORY_TOOL_NAMES else None
-                    if type(number) is int:
-                        top = max(top, number)
-            elif message.role != "tool" or message.name not in MEMORY_TOOL_NAMES:
-                continue
-            for found in _NUMBER.findall(message.content or ""):
-                top = max(top, int(found))
+            for call in message.tool_calls:
+                number = call.arguments.get("id") if call.name in MEMORY_TOOL_NAMES else None
+                if type(number) is int and 0 < number < 10_000:  # not a model's wild guess
+                    top = max(top, number)
+            if message.role == "tool" and message.name in MEMORY_TOOL_NAMES:
+                top = max([top, *(int(n) for n in _NUMBER.findall(message.content or ""))])
     return top
 
 
