@@ -270,3 +270,22 @@ def test_a_naive_last_updated_is_local_time() -> None:
     assert UserMemory(memory="x", last_updated=naive).updated_at == naive.astimezone(UTC)
     read = UserMemory.from_dict({"memory": "x", "last_updated": naive.isoformat()})
     assert read.updated_at == naive.astimezone(UTC)
+
+
+def test_a_stream_of_arun_may_be_awaited_first_as_in_agno() -> None:
+    import asyncio
+
+    from noted.agent import RunCompleted
+
+    agent = Agent(model=summaries_of_what_was_said())
+
+    async def kinds(awaited: bool) -> list[str]:
+        events = agent.arun("Hello", stream=True)
+        stream = await events if awaited else events  # type: ignore[misc]
+        return [type(e).__name__ async for e in stream]  # type: ignore[union-attr]
+
+    for awaited in (True, False):
+        got = asyncio.run(kinds(awaited))
+        assert got[-1] == RunCompleted.__name__ and len(got) >= 2
+    result = asyncio.run(agent.arun("Hi"))  # type: ignore[arg-type]
+    assert result.content == "Noted."

@@ -9,7 +9,7 @@ are written before ``run`` / ``print_response`` returns, as in Agno.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator, Sequence
 from typing import Any
 
 from noted.agent import agent as noted_agent
@@ -107,6 +107,24 @@ class Agent(noted_agent.Agent):
             return super().run(message, user_id=user_id, session_id=session_id, stream=True)
         return super().run(message, user_id=user_id, session_id=session_id)
 
+    def arun(  # type: ignore[override]
+        self,
+        message: str,
+        *,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        stream: bool = False,
+        stream_intermediate_steps: bool = False,
+    ) -> Coroutine[Any, Any, RunResult] | _AwaitableEvents:
+        """noted's ``arun``. A stream may be awaited first, as Agno 1.x's was
+        (``async for event in await agent.arun(..., stream=True)``), or not."""
+        del stream_intermediate_steps
+        if stream:
+            return _AwaitableEvents(
+                super().arun(message, user_id=user_id, session_id=session_id, stream=True)
+            )
+        return super().arun(message, user_id=user_id, session_id=session_id)
+
     def print_response(
         self,
         message: str,
@@ -137,3 +155,17 @@ class Agent(noted_agent.Agent):
                 message, user_id=user_id, session_id=session_id, stream=stream, markdown=markdown
             )
         super().cli_app(user_id=user_id, session_id=session_id, stream=stream, markdown=markdown)
+
+
+class _AwaitableEvents:
+    """A run's events, to ``async for`` over, awaited first or not."""
+
+    def __init__(self, events: AsyncIterator[RunEvent]) -> None:
+        self._events = events
+
+    def __await__(self) -> Generator[Any, None, _AwaitableEvents]:
+        return self
+        yield  # a generator that returns at once: awaiting gives the stream itself
+
+    def __aiter__(self) -> AsyncIterator[RunEvent]:
+        return self._events.__aiter__()
