@@ -19,7 +19,7 @@ from rich.table import Table
 
 from noted._console import emit_json, err, out
 from noted.audit import MemoryEvent
-from noted.cli_db import open_db
+from noted.cli_db import open_db, user_options
 from noted.cli_import import add_import_commands
 from noted.cli_jobs import add_job_commands
 from noted.cli_mcp import add_mcp_command
@@ -462,13 +462,8 @@ def _common_options() -> tuple[argparse.ArgumentParser, ...]:
             help=f"the {table} table (or collection, or key prefix) of --db "
             f"(default: ${variable}, else noted_{table}s)",
         )
-    parsers = []
-    for parent in (db_option, db_only):
-        common = argparse.ArgumentParser(add_help=False, parents=[parent])
-        common.add_argument("--user", help=f"user id (default: {DEFAULT_USER_ID!r})")
-        common.add_argument("--json", action="store_true", help="print JSON for scripts")
-        parsers.append(common)
-    return parsers[0], parsers[1], db_option
+    user_help = f"user id (default: {DEFAULT_USER_ID!r})"
+    return user_options(db_option, user_help), user_options(db_only, user_help), db_option
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 from pathlib import Path
@@ -10,7 +11,15 @@ from noted.db import Store, open_store
 from noted.db.urls import env_tables
 from noted.errors import UserError
 
-__all__ = ["open_db"]
+__all__ = ["open_db", "user_options"]
+
+
+def user_options(parent: argparse.ArgumentParser, user_help: str) -> argparse.ArgumentParser:
+    """``parent``'s options with ``--user`` (saying ``user_help``) and ``--json``."""
+    options = argparse.ArgumentParser(add_help=False, parents=[parent])
+    options.add_argument("--user", help=user_help)
+    options.add_argument("--json", action="store_true", help="print JSON for scripts")
+    return options
 
 
 def open_db(target: str) -> Store:

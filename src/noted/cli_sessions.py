@@ -18,6 +18,7 @@ from rich.text import Text
 
 from noted._console import emit_json, out
 from noted.agent import Agent
+from noted.cli_db import user_options
 from noted.db import SessionStore
 from noted.errors import NotFoundError, UserError
 from noted.memory import Memory
@@ -168,9 +169,7 @@ def add_session_commands(
     groups: argparse._SubParsersAction[argparse.ArgumentParser], db_option: argparse.ArgumentParser
 ) -> None:
     """The session commands; their ``--user`` narrows them (they span every user)."""
-    common = argparse.ArgumentParser(add_help=False, parents=[db_option])
-    common.add_argument("--user", help="only this user's sessions (default: every user's)")
-    common.add_argument("--json", action="store_true", help="print JSON for scripts")
+    common = user_options(db_option, "only this user's sessions (default: every user's)")
     sessions = groups.add_parser("sessions", help="list, show and delete session history")
     commands = sessions.add_subparsers(dest="command", metavar="COMMAND")
 

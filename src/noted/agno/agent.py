@@ -84,11 +84,7 @@ class Agent(noted_agent.Agent):
             background_memory=False,
         )
         sessions = db if db is not None else storage
-        if (
-            isinstance(memory, AgnoMemory)
-            and sessions is not None
-            and id(memory.db) != id(sessions)
-        ):
+        if isinstance(memory, AgnoMemory) and sessions is not None:
             memory.sessions = sessions  # its session summaries are the agent's, as in Agno
 
     def run(  # type: ignore[override]
@@ -164,8 +160,10 @@ class _AwaitableEvents:
         self._events = events
 
     def __await__(self) -> Generator[Any, None, _AwaitableEvents]:
+        return self._itself().__await__()
+
+    async def _itself(self) -> _AwaitableEvents:
         return self
-        yield  # a generator that returns at once: awaiting gives the stream itself
 
     def __aiter__(self) -> AsyncIterator[RunEvent]:
         return self._events.__aiter__()

@@ -41,7 +41,7 @@ class UserMemory(schema.UserMemory):
     def __init__(
         self,
         memory: str,
-        topics: Iterable[str] | None = None,
+        topics: list[str] | None = None,
         input: str | None = None,
         last_updated: datetime | None = None,
         memory_id: str | None = None,
@@ -55,7 +55,7 @@ class UserMemory(schema.UserMemory):
     ) -> None:
         super().__init__(
             memory,
-            topics=[] if topics is None else topics,  # type: ignore[arg-type]
+            topics=[] if topics is None else topics,
             input=input,
             memory_id=memory_id,
             user_id=user_id,
@@ -145,10 +145,8 @@ class Memory(noted_memory.Memory):
         if not kept:
             return await super().acreate_session_summary(session_id, user_id)
         user = resolve_user(user_id)
-        previous = self.summaries.get((session_id, user))
         runs = [_as_run(run, session_id, user) for run in kept]
-        new = runs[previous.run_count :] if previous is not None else runs
-        summary = await self.summarizer.asummarize(previous, new, self._model(self.summarizer))
+        summary = await self._summary_after(self.summaries.get((session_id, user)), runs)
         self.summaries[session_id, user] = summary
         return summary
 

@@ -48,6 +48,11 @@ def check_run(run: RunResult) -> RunResult:
     return run
 
 
+def _owned(session_id: str, user_id: str) -> tuple[str, str]:
+    """A session id and the user it must belong to, checked as the Memory API checks ids."""
+    return require_id("session_id", session_id), require_id("user_id", user_id)
+
+
 def owns_session(owner: str | None, user_id: str, session_id: str) -> bool:
     """Whether ``user_id`` has the session ``session_id``, whose owner is ``owner`` (None:
     there is no such session), to read the runs of or write the summary of: False when
@@ -80,8 +85,7 @@ class SessionRules:
         completed_only: bool = False,
     ) -> list[RunResult]:
         check_page(last_n, 0)
-        session_id, user_id = require_id("session_id", session_id), require_id("user_id", user_id)
-        return self._read_runs(session_id, user_id, last_n, completed_only)
+        return self._read_runs(*_owned(session_id, user_id), last_n, completed_only)
 
     def get_session(self, session_id: str, user_id: str | None) -> Session | None:
         return self._read_session(
@@ -100,12 +104,10 @@ class SessionRules:
         return self._remove_session(require_id("session_id", session_id), user)
 
     def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
-        session_id, user_id = require_id("session_id", session_id), require_id("user_id", user_id)
-        return self._read_summary(session_id, user_id)
+        return self._read_summary(*_owned(session_id, user_id))
 
     def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
-        session_id, user_id = require_id("session_id", session_id), require_id("user_id", user_id)
-        return self._write_summary(session_id, user_id, summary)
+        return self._write_summary(*_owned(session_id, user_id), summary)
 
     # -- the backend's primitives ---------------------------------------------------------
 

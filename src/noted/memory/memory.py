@@ -44,7 +44,7 @@ from noted.schema import (
     check_topics,
     require_id,
 )
-from noted.sessions import SessionSummary
+from noted.sessions import RunResult, SessionSummary
 from noted.tracing import _hooks as tracing
 
 __all__ = ["DEFAULT_USER_ID", "RETRIEVAL_METHODS", "Memory"]
@@ -428,12 +428,18 @@ class Memory:
         if session is None:  # another user's session included
             raise NotFoundError(f"user {user!r} has no session {session_id!r}")
         previous = session.summary
-        runs = [run for run in session.runs if run.status == "completed"]
-        new = runs[previous.run_count :] if previous is not None else runs
-        summary = await self.summarizer.asummarize(previous, new, self._model(self.summarizer))
+        summary = await self._summary_after(previous, session.runs)
         if summary is not previous:
             await asyncio.to_thread(store.set_session_summary, session_id, user, summary)
         return summary
+
+    async def _summary_after(
+        self, previous: SessionSummary | None, runs: Sequence[RunResult]
+    ) -> SessionSummary:
+        """``previous`` brought up to date with the completed ``runs`` it does not cover."""
+        done = [run for run in runs if run.status == "completed"]
+        new = done[previous.run_count :] if previous is not None else done
+        return await self.summarizer.asummarize(previous, new, self._model(self.summarizer))
 
     def create_session_summary(self, session_id: str, user_id: str | None = None) -> SessionSummary:
         """Sync :meth:`acreate_session_summary`."""

@@ -693,16 +693,18 @@ function updateCounter() {
 }
 
 function tooLong(text) {
-  return charCount(text) > MAX_MEMORY_CHARS
-    ? `A memory holds at most 5,000 characters; this one has ${charCount(text).toLocaleString()}.`
+  const count = charCount(text);
+  return count > MAX_MEMORY_CHARS
+    ? `A memory holds at most 5,000 characters; this one has ${count.toLocaleString()}.`
     : "";
 }
 
 async function onCreate(event) {
   event.preventDefault();
   const text = $("new-text").value.trim();
-  if (!text || tooLong(text)) {
-    createError(text ? tooLong(text) : "Write what the agent should remember.");
+  const refused = text ? tooLong(text) : "Write what the agent should remember.";
+  if (refused) {
+    createError(refused);
     $("new-text").focus();
     return;
   }
@@ -745,8 +747,9 @@ async function saveEdit(memory, text, topicsText) {
     showError("A memory needs some text: delete it instead if it should go.");
     return;
   }
-  if (tooLong(trimmed)) {
-    showError(tooLong(trimmed));
+  const refused = tooLong(trimmed);
+  if (refused) {
+    showError(refused);
     return;
   }
   const topics = parseTopics(topicsText);
