@@ -149,6 +149,25 @@ def test_malformed_manager_output_changes_nothing_and_is_logged(
     assert "not JSON operations" in caplog.text
 
 
+@pytest.mark.parametrize("background", [False, True])
+def test_a_fact_no_store_can_keep_is_dropped_and_the_others_are_written(
+    tmp_path: Path, background: bool
+) -> None:
+    # A lone half of an emoji in one add: that add is refused with its reason, the job
+    # (kept in the SQLite file, with its plan) finishes, and the good fact is stored.
+    def decide(shown: str, chat: str) -> list[dict[str, object]]:
+        return [add("User likes Rome", "travel"), add("User loves pizza \ud83c", "food")]
+
+    db = SqliteDb(tmp_path / "m.db")
+    agent = Agent(
+        brain(decide), db=db, user_id="ava", enable_user_memories=True, background_memory=background
+    )
+    agent.run("I love Rome and pizza.")
+    assert agent.wait_for_memories(timeout=10)
+    assert [m.memory for m in agent.get_user_memories()] == ["User likes Rome"]
+    assert db.list_jobs(status=None) == []
+
+
 def test_memories_in_context_are_bounded_and_ranked() -> None:
     model = brain(lambda shown, chat: [])
     agent = Agent(model, user_id="ava", enable_user_memories=True, memory_context_chars=400)

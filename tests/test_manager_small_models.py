@@ -214,6 +214,28 @@ def test_an_unchanged_update_beside_the_new_fact_becomes_its_update(
     assert plan_of(items, violin) == [("update", "m1", "User gave up violin for cello")]
 
 
+def test_an_unchanged_update_of_a_fact_the_user_restated_is_kept(tmp_path: Path) -> None:
+    # "I still have my dog Rex, and I adopted a cat": the dog is kept on purpose, not
+    # replaced by the cat (a topic in common is no sign of a changed fact here).
+    said = "I still have my dog Rex, and now I also adopted a cat named Tom"
+    items = [update(1, "User has a dog named Rex", "pets"), add("User has a cat named Tom", "pets")]
+    rex = shown(("User has a dog named Rex", "pets"))
+    answer_ = json.dumps({"operations": items})
+    plan = parse_operations(answer_, rex, Permissions(), 5000, salvage=True, said=said)
+    assert [(op.kind, op.memory) for op in plan.operations] == [("add", "User has a cat named Tom")]
+    # Through the manager, with the user's words as said.
+    model = ScriptedModel([answer(*items)])
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), memory_manager=MemoryManager(model=model))
+    memory.add_user_memory(UserMemory("User has a dog named Rex", topics=["pets"]), user_id="u")
+    memory.create_user_memories(message=said, user_id="u")
+    assert stored(memory) == ["User has a cat named Tom", "User has a dog named Rex"]
+    # Said without restating the old fact, the unchanged update is mended as before.
+    plan = parse_operations(answer_, rex, Permissions(), 5000, salvage=True, said="I got a cat")
+    assert [(op.kind, op.memory) for op in plan.operations] == [
+        ("update", "User has a cat named Tom")
+    ]
+
+
 @pytest.mark.parametrize(
     "items",
     [

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from noted import Message, UserMemory
-from noted.memory.operations import Operation, Permissions, normalize, parse_operations
+from noted.memory.operations import (
+    FACTS_FIELD,
+    Operation,
+    Permissions,
+    normalize,
+    parse_operations,
+)
 from noted.memory.prompts import manager_system_prompt, manager_user_prompt, quote
 from noted.memory.relevance import keywords, rank_memories
+from noted.memory.two_calls import parse_facts
 
 SHOWN = {
     1: UserMemory("User lives in San Francisco", topics=["location"], memory_id="m-sf"),
@@ -171,3 +180,65 @@ def test_relevance_prefers_shared_words_then_recency() -> None:
     ]
     assert "skiing" in keywords("Skiing!")
     assert "cat" in keywords("cats")
+
+
+def test_a_fact_the_answer_deletes_or_clears_does_not_count_as_stored() -> None:
+    # "Forget everything except that I live in San Francisco": the clear would otherwise
+    # take the fact with it, the add being refused as already stored.
+    answer = ops(
+        {"op": "clear", "id": None, "memory": None, "topics": []},
+        {"op": "add", "id": None, "memory": "User lives in San Francisco", "topics": []},
+    )
+    plan = parse_operations(answer, SHOWN, ALL, 5000)
+    assert plan.rejected == []
+    assert [(op.kind, op.memory) for op in plan.operations] == [
+        ("clear", None),
+        ("add", "User lives in San Francisco"),
+    ]
+    # A duplicate deleted while another memory takes its text: both are kept.
+    answer = ops(
+        {"op": "update", "id": 2, "memory": "User lives in San Francisco", "topics": []},
+        {"op": "delete", "id": 1, "memory": None, "topics": []},
+    )
+    plan = parse_operations(answer, SHOWN, ALL, 5000)
+    assert plan.rejected == []
+    assert [(op.kind, op.memory_id) for op in plan.operations] == [
+        ("update", "m-ski"),
+        ("delete", "m-sf"),
+    ]
+    # Not allowed to delete: the delete is dropped, and the text still counts as stored.
+    plan = parse_operations(answer, SHOWN, Permissions(), 5000)
+    assert plan.operations == []
+    assert [r.split(":")[0] for r in plan.rejected] == [
+        "already stored as another memory",
+        "'delete' is not allowed",
+    ]
+
+
+@pytest.mark.parametrize("said", [False, "false", "False", " no "])
+def test_facts_field_said_false_in_words_drops_adds(said: object) -> None:
+    add = {"op": "add", "id": None, "memory": "User is a pilot", "topics": ["work"]}
+    answer = json.dumps({FACTS_FIELD: said, "operations": [add]})
+    plan = parse_operations(answer, SHOWN, ALL, 5000)
+    assert plan.operations == [] and "is false" in plan.rejected[0]
+    facts = json.dumps({FACTS_FIELD: said, "facts": [{"memory": "User is a pilot"}]})
+    assert parse_facts(facts) == []
+
+
+def test_a_text_no_store_can_keep_is_refused_with_its_reason() -> None:
+    answer = ops(
+        {"op": "add", "id": None, "memory": "User likes green \x00 tea", "topics": []},
+        {"op": "add", "id": None, "memory": "User loves pizza \ud83c", "topics": []},
+        {"op": "update", "id": 1, "memory": "User lives in \ud800", "topics": []},
+        {"op": "add", "id": None, "memory": "User likes tea", "topics": []},
+    )
+    plan = parse_operations(answer, SHOWN, ALL, 5000)
+    assert [op.memory for op in plan.operations] == ["User likes tea"]
+    assert [r.split(":")[0] for r in plan.rejected] == [
+        "memory text must not contain NUL characters",
+        "memory text must be valid Unicode text",
+        "memory text must be valid Unicode text",
+    ]
+    for reason in plan.rejected:  # a reason can be stored and logged: escaped, not raw
+        reason.encode("utf-8")
+    assert "\\ud83c" in plan.rejected[1]

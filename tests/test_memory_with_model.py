@@ -73,10 +73,61 @@ def test_create_user_memories_checks_its_input() -> None:
         memory.create_user_memories(message="  ", user_id="a")
     with pytest.raises(UserError, match="Message objects"):
         memory.create_user_memories(messages=["hi"], user_id="a")  # type: ignore[list-item]
+    with pytest.raises(UserError, match="Message objects"):
+        memory.create_user_memories(messages=Message("user", "hi"), user_id="a")  # type: ignore[arg-type]
+    # checked before the model is asked
+    with pytest.raises(UserError, match="valid Unicode"):
+        memory.create_user_memories(message="I like \ud83c tea", user_id="a")
+    turn = [Message("user", "I like tea"), Message("assistant", "Tea \udfff.")]
+    with pytest.raises(UserError, match="valid Unicode"):
+        memory.create_user_memories(messages=turn, user_id="a")
     with pytest.raises(UserError, match="needs a model"):
         Memory().create_user_memories(message="I like tea", user_id="a")
     with pytest.raises(UserError, match="on the MemoryManager"):
         Memory(memory_manager=MemoryManager(), delete_memories=True)
+
+
+def test_messages_may_be_any_iterable_of_messages() -> None:
+    model = ScriptedModel([ops("User lives in Lisbon")] * 2)
+    memory = Memory(model=model)
+    turn = [Message("user", "I live in Lisbon"), Message("assistant", "Nice!")]
+    memory.create_user_memories(messages=(m for m in turn), user_id="ava")
+    memory.create_user_memories(messages=iter(turn), user_id="bob")
+    assert model.call_count == 2
+    assert [m.memory for m in memory.get_user_memories("ava")] == ["User lives in Lisbon"]
+    assert [m.memory for m in memory.get_user_memories("bob")] == ["User lives in Lisbon"]
+
+
+def test_a_fact_stored_but_not_shown_is_not_added_again(tmp_path: Path) -> None:
+    # The manager is shown the 2 memories that match best; the cat fact is not among them.
+    memory = Memory(
+        db=SqliteDb(tmp_path / "m.db"),
+        embedder=None,
+        memory_manager=MemoryManager(memories_in_prompt=2),
+        model=ScriptedModel([ops("User has a cat", "User visited Oslo on holiday")]),
+    )
+    memory.add_user_memory(UserMemory("User has a cat", topics=["pets"]), user_id="ava")
+    for city in ("Rome", "Paris", "Bergen"):
+        memory.add_user_memory(UserMemory(f"User visited {city} on holiday"), user_id="ava")
+    update = memory.create_user_memories(message="I visited Oslo on holiday", user_id="ava")
+    prompt = memory.model.requests[0].messages[1].content or ""  # type: ignore[union-attr]
+    assert "User has a cat" not in prompt
+    texts = sorted(m.memory for m in memory.get_user_memories("ava"))
+    assert texts.count("User has a cat") == 1 and "User visited Oslo on holiday" in texts
+    assert update.rejected == ["already stored: 'User has a cat'"]
+    assert [op.memory for op in update.operations] == ["User visited Oslo on holiday"]
+
+
+def test_the_update_lists_only_the_operations_written(tmp_path: Path) -> None:
+    # The add with a NUL is dropped as the answer is checked, the one too long for this
+    # Memory at its door: neither is among the operations.
+    answer = ops("User likes tea", "User likes green \x00 tea", "User likes " + "x" * 60)
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), model=ScriptedModel([answer]))
+    memory.door.max_length = 50
+    update = memory.create_user_memories(message="I like tea, green tea and more", user_id="a")
+    assert [op.memory for op in update.operations] == ["User likes tea"]
+    assert len(update.memory_ids) == 1 and len(update.rejected) == 2
+    assert [m.memory for m in memory.get_user_memories("a")] == ["User likes tea"]
 
 
 def test_memory_flags_reach_the_manager_and_an_agent_uses_them() -> None:
@@ -239,6 +290,81 @@ def test_inline_summaries_and_failures_keep_the_previous_summary(tmp_path: Path)
     agent.run("Bye!")  # the summary answer is malformed: logged, the old summary stays
     summary = agent.db.get_session_summary("s1", "default")
     assert summary is not None and (summary.summary, summary.run_count) == ("User said hi.", 1)
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_summary_update_that_failed_is_caught_up_by_the_next(
+    tmp_path: Path, background: bool
+) -> None:
+    # The first run's summary answer is malformed; the second update covers both runs, so
+    # the summary's count matches what it describes (inline, and as a job on SQLite).
+    bad = iter(["not json"])
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        prompt = messages[-1].content or ""
+        if (messages[0].content or "").startswith(SUMMARIZER_START):
+            turns = re.findall(r"user: (.*)", prompt)
+            return next(bad, json.dumps({"summary": " | ".join(turns), "topics": []}))
+        return "Sure."
+
+    db = SqliteDb(tmp_path / "s.db")
+    agent = Agent(
+        FunctionModel(fn),
+        db=db,
+        user_id="ava",
+        session_id="s1",
+        enable_session_summaries=True,
+        background_memory=background,
+    )
+    agent.run("I plan a trip to Lisbon.")
+    assert agent.wait_for_memories(timeout=10)
+    assert db.get_session_summary("s1", "ava") is None
+    agent.run("Then Rome.")
+    assert agent.wait_for_memories(timeout=10)
+    summary = db.get_session_summary("s1", "ava")
+    assert summary is not None
+    assert (summary.summary, summary.run_count) == ("I plan a trip to Lisbon. | Then Rome.", 2)
+    # nothing is left to catch up: Memory's own update makes no model call
+    assert Memory(db=db, model=FunctionModel(fn)).create_session_summary("s1", "ava") == summary
+
+
+def test_summaries_turned_on_late_cover_the_earlier_runs(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "s.db")
+    Agent(ScriptedModel(["One.", "Two."]), db=db, session_id="s1").run("alpha", user_id="ava")
+    model = summarizing()
+    agent = Agent(model, db=db, session_id="s1", user_id="ava", enable_session_summaries=True)
+    agent.run("beta")
+    assert agent.wait_for_memories(timeout=10)
+    summary = db.get_session_summary("s1", "ava")
+    assert summary is not None and (summary.summary, summary.run_count) == ("alpha | beta", 2)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ({"summary": "User asked about Rome \ud83d", "topics": []}, "valid Unicode"),
+        ({"summary": "User asked \u0000 about Rome", "topics": []}, "NUL"),
+    ],
+)
+def test_a_summary_no_store_can_keep_is_malformed_output(
+    tmp_path: Path, answer: dict[str, object], error: str
+) -> None:
+    db = SqliteDb(tmp_path / "s.db")
+    Agent(ScriptedModel(["Hi."]), db=db, session_id="s").run("hello", user_id="ava")
+    memory = Memory(db=db, model=ScriptedModel([json.dumps(answer)]))  # sent as escapes
+    with pytest.raises(ModelOutputError, match=error):
+        memory.create_session_summary("s", "ava")
+    assert db.get_session_summary("s", "ava") is None
+
+
+def test_summary_topics_no_store_can_keep_are_dropped(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "s.db")
+    Agent(ScriptedModel(["Hi."]), db=db, session_id="s").run("hello", user_id="ava")
+    topics = ["rome", "bad \ud800", "x" * 300, "nul\u0000", 7, " Travel "]
+    text = json.dumps({"summary": "User asked about Rome", "topics": topics})
+    summary = Memory(db=db, model=ScriptedModel([text])).create_session_summary("s", "ava")
+    assert summary.topics == ["rome", "travel"]
+    assert db.get_session_summary("s", "ava") == summary
 
 
 def test_memory_create_session_summary_reads_only_new_runs(tmp_path: Path) -> None:

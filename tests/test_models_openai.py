@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -22,6 +23,8 @@ from model_helpers import (
     run,
     stream,
 )
+from noted import Agent, SqliteDb
+from noted.agent import ContentDelta, RunEvent
 from noted.errors import (
     ModelConnectionError,
     ModelError,
@@ -798,3 +801,27 @@ def test_a_stream_line_that_is_not_json_is_a_model_output_error(wire: WireServer
 
     with pytest.raises(ModelOutputError, match="sent a line of its answer that is not JSON"):
         stream(make(wire), ask())
+
+
+# -- text that is not valid Unicode ------------------------------------------------------------
+
+
+def test_surrogates_in_an_answer_become_text_every_store_can_keep(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    # An emoji sent as two escapes in two chunks is one character; a lone half is U+FFFD.
+    # Either would fail to be written as UTF-8: the run would be lost.
+    wire.script = [text_stream("Hi \ud83d", "\ude00!"), Reply(completion("Bye \ud83d"))]
+    db = SqliteDb(tmp_path / "s.db")
+    model = make(wire)
+    agent = Agent(model, db=db, session_id="s", user_id="ava")
+    try:
+        events: list[RunEvent] = list(agent.run("Hello", stream=True))
+        streamed = "".join(e.text for e in events if isinstance(e, ContentDelta))
+        assert streamed == "Hi \U0001f600!"
+        assert agent.run("Bye").content == "Bye \ufffd"
+    finally:
+        model.close()
+    runs = db.get_runs("s", "ava")
+    assert [r.content for r in runs] == ["Hi \U0001f600!", "Bye \ufffd"]
+    assert [r.status for r in runs] == ["completed", "completed"]

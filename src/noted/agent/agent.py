@@ -54,6 +54,7 @@ from noted.models.types import (
     ResponseBuilder,
     TextDelta,
     ToolCall,
+    valid_text,
 )
 from noted.schema import UserMemory, check_unicode, require_id
 from noted.sessions import RunResult, new_run_id, new_session_id
@@ -448,13 +449,18 @@ class Agent:
         if stream:
             builder = ResponseBuilder()
             deltas = tracing.stream(self.model, request, "agent", builder)
+            held = ""  # the first half of a surrogate pair, until its second half comes
             try:
                 async for delta in deltas:
                     builder.add(delta)
                     if isinstance(delta, TextDelta) and delta.text:
                         if metrics.time_to_first_token is None:
                             metrics.time_to_first_token = time.perf_counter() - started
-                        yield ContentDelta(delta.text)
+                        text, held = _split_pair(held + delta.text)
+                        if text:
+                            yield ContentDelta(valid_text(text))
+                if held:
+                    yield ContentDelta(valid_text(held))
             finally:
                 await aclose(deltas)
             response = builder.build()
@@ -464,7 +470,7 @@ class Agent:
         metrics.model_duration += time.perf_counter() - called
         metrics.input_tokens += response.usage.input_tokens
         metrics.output_tokens += response.usage.output_tokens
-        yield response
+        yield response.valid()
 
     def _refusal(self, call: ToolCall) -> Message:
         """The answer to a tool call made after the last allowed round."""
@@ -618,3 +624,10 @@ class Agent:
             stream=stream,
             markdown=self.markdown if markdown is None else markdown,
         )
+
+
+def _split_pair(text: str) -> tuple[str, str]:
+    """``text`` without a first half of a surrogate pair at its end, and that half."""
+    if "\ud800" <= text[-1] <= "\udbff":
+        return text[:-1], text[-1]
+    return text, ""

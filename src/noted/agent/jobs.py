@@ -271,7 +271,7 @@ class JobWorker:
         update.rejected = plan.rejected + applied.rejected
         for reason in update.rejected:
             log.warning("memory operation for user %r dropped: %s", user_id, reason)
-        update.operations = plan.operations
+        update.operations = applied.operations
         update.memory_ids = [m.memory_id for m in applied.written if m.memory_id is not None]
         return update
 
@@ -318,12 +318,7 @@ class JobWorker:
             raise NotedError("this worker has no session summarizer for summary jobs")
         sessions = summaries.sessions
         if job.plan is None:
-            previous = await asyncio.to_thread(
-                sessions.get_session_summary, job.session_id, job.user_id
-            )
-            summary = await summaries.summarizer.asummarize(
-                previous, [self._run_of(job)], summaries.model or self.model
-            )
+            summary = await summaries.after(self._run_of(job), self.model)
             if not await asyncio.to_thread(self.store.store_plan, job, summary.to_dict()):
                 return
         assert job.plan is not None

@@ -38,7 +38,7 @@ from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.types import Message
 from noted.schema import UserMemory
-from noted.sessions import RunResult
+from noted.sessions import RunResult, SessionSummary
 from noted.tracing import _hooks as tracing
 
 __all__ = ["AgentMemory", "BackgroundWork", "RunMemory", "SessionSummaries"]
@@ -289,11 +289,16 @@ class SessionSummaries:
         )
         return summary_section(summary)
 
+    async def after(self, run: RunResult, model: ChatModel) -> SessionSummary:
+        """The summary of the run's session brought up to date with its completed runs,
+        this one included (and any an earlier update missed)."""
+        session, user = run.session_id, run.user_id
+        previous = await asyncio.to_thread(self.sessions.get_session_summary, session, user)
+        runs = await asyncio.to_thread(self.sessions.get_runs, session, user, completed_only=True)
+        return await self.summarizer.asummarize(previous, runs, self.model or model)
+
     async def _update(self, run: RunResult, model: ChatModel) -> None:
-        previous = await asyncio.to_thread(
-            self.sessions.get_session_summary, run.session_id, run.user_id
-        )
-        summary = await self.summarizer.asummarize(previous, [run], self.model or model)
+        summary = await self.after(run, model)
         await asyncio.to_thread(
             self.sessions.set_session_summary, run.session_id, run.user_id, summary
         )

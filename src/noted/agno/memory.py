@@ -146,7 +146,8 @@ class Memory(noted_memory.Memory):
             return await super().acreate_session_summary(session_id, user_id)
         user = resolve_user(user_id)
         runs = [_as_run(run, session_id, user) for run in kept]
-        summary = await self._summary_after(self.summaries.get((session_id, user)), runs)
+        previous = self.summaries.get((session_id, user))
+        summary = await self.summarizer.asummarize(previous, runs, self._model(self.summarizer))
         self.summaries[session_id, user] = summary
         return summary
 

@@ -19,7 +19,7 @@ from noted.db.base import MemoryStore, WriteBatch
 from noted.errors import NotFoundError, UserError
 from noted.limits import MAX_INPUT_CHARS, MAX_MEMORY_LENGTH
 from noted.memory.index import MemoryIndex
-from noted.memory.operations import Plan
+from noted.memory.operations import Operation, Plan
 from noted.schema import UserMemory, check_id, new_memory_id, require_id
 
 __all__ = ["DEFAULT_USER_ID", "Applied", "MemoryDoor", "resolve_user"]
@@ -59,9 +59,10 @@ def _once_each(memories: list[UserMemory]) -> list[UserMemory]:
 
 @dataclass(slots=True)
 class Applied:
-    """What a plan wrote: the memories updated and added, as stored, and the operations
-    dropped at the door with the reason for each."""
+    """What a plan wrote: the operations written, the memories updated and added, as
+    stored, and the operations dropped at the door with the reason for each."""
 
+    operations: list[Operation] = field(default_factory=list)
     written: list[UserMemory] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
 
@@ -180,6 +181,7 @@ class MemoryDoor:
         by_id = {m.memory_id: m for m in shown.values()}
         applied = Applied()
         now = from_micros(now_micros())
+        said = said.replace("\x00", "")  # kept as each new memory's input, which holds none
         clear = False
         deletes: list[str] = []
         updates: list[UserMemory] = []
@@ -187,8 +189,10 @@ class MemoryDoor:
         for index, op in enumerate(plan.operations):
             if op.kind == "clear":
                 clear = True
+                applied.operations.append(op)
             elif op.kind == "delete" and op.memory_id is not None:
                 deletes.append(op.memory_id)
+                applied.operations.append(op)
             elif op.memory is not None and op.kind in ("update", "add"):
                 if op.kind == "update":
                     candidate = by_id[op.memory_id].copy()
@@ -213,6 +217,7 @@ class MemoryDoor:
                     applied.rejected.append(f"{op.kind} refused at the door: {exc}")
                     continue
                 (updates if op.kind == "update" else adds).append(checked)
+                applied.operations.append(op)
         batch = WriteBatch(user_id, clear, tuple(deletes), tuple(updates), tuple(adds))
         if batch:
             if commit is None:

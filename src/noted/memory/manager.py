@@ -24,6 +24,7 @@ from noted.memory.operations import (
     Operation,
     Permissions,
     Plan,
+    normalize,
     number_memories,
     operations_schema,
     parse_operations,
@@ -61,8 +62,8 @@ DEFAULT_MAX_TOKENS = 256
 class MemoryUpdate:
     """What one pass of the manager did."""
 
-    operations: list[Operation] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
+    operations: list[Operation] = field(default_factory=list)  # written
+    rejected: list[str] = field(default_factory=list)  # dropped, each with its reason
     memory_ids: list[str] = field(default_factory=list)  # added or updated
     model_calls: int = 0
     usage: Usage = field(default_factory=Usage)
@@ -195,7 +196,7 @@ class MemoryManager:
         for reason in update.rejected:
             log.warning("memory operation for user %r dropped: %s", user_id, reason)
         update.memory_ids = [m.memory_id for m in applied.written if m.memory_id is not None]
-        update.operations = plan.operations
+        update.operations = applied.operations
         return update
 
     async def aplan(
@@ -219,11 +220,11 @@ class MemoryManager:
         usage = Usage()
         if self.two_calls:
             plan, calls = await self._plan_in_two_calls(
-                chat_model, messages, shown, door.max_length, usage
+                chat_model, messages, shown, door.max_length, usage, said
             )
         else:
             prompts = (self.system_prompt(), manager_user_prompt(messages, shown))
-            plan = await self._operations(chat_model, prompts, shown, door.max_length, usage)
+            plan = await self._operations(chat_model, prompts, shown, door.max_length, usage, said)
             calls = 1
         if self.system_message is None:  # the default prompt, with its examples, was used
             grounded = [m.content or "" for m in messages] + [m.memory for m in shown.values()]
@@ -231,6 +232,7 @@ class MemoryManager:
             # fact (custom ones may want what the user asks about).
             asking = self.memory_capture_instructions is None
             drop_example_copies(plan, "\n".join(grounded), said, asking=asking)
+        await asyncio.to_thread(self.drop_stored, plan, door, user_id, shown)
         self.cap(plan)
         return plan, shown, said, usage, calls
 
@@ -262,6 +264,7 @@ class MemoryManager:
         shown: dict[int, UserMemory],
         max_length: int,
         usage: Usage,
+        said: str,
         *,
         ask_facts: bool = True,
     ) -> Plan:
@@ -270,7 +273,9 @@ class MemoryManager:
         response = await self._ask(model, *prompts, ("memory_operations", schema), usage)
         if response.cut_short:
             return self.cut_short(response)
-        return parse_operations(response.content, shown, self.permissions, max_length, salvage=True)
+        return parse_operations(
+            response.content, shown, self.permissions, max_length, salvage=True, said=said
+        )
 
     async def _plan_in_two_calls(
         self,
@@ -279,6 +284,7 @@ class MemoryManager:
         shown: dict[int, UserMemory],
         max_length: int,
         usage: Usage,
+        said: str,
     ) -> tuple[Plan, int]:
         """The facts first; then, when memories were shown, how they change them (see
         :mod:`noted.memory.two_calls`). The plan and the number of calls."""
@@ -297,8 +303,31 @@ class MemoryManager:
             reconcile_system_prompt(self.permissions),
             reconcile_user_prompt(messages, shown, facts),
         )
-        plan = await self._operations(model, prompts, shown, max_length, usage, ask_facts=False)
+        plan = await self._operations(
+            model, prompts, shown, max_length, usage, said, ask_facts=False
+        )
         return plan, 2
+
+    def drop_stored(
+        self, plan: Plan, door: MemoryDoor, user_id: str, shown: dict[int, UserMemory]
+    ) -> None:
+        """Drop the plan's adds of facts the user has stored already but that were not
+        shown (those shown are dropped as the answer is checked): each is looked up as
+        the memory tools look up theirs (a selection of its own, traced as one). A plan
+        that clears keeps its adds."""
+        if any(op.kind == "clear" for op in plan.operations):
+            return
+        seen = {m.memory_id for m in shown.values()}
+        kept: list[Operation] = []
+        for op in plan.operations:
+            if op.kind == "add" and op.memory is not None:
+                text = normalize(op.memory)
+                found = self.relevant_memories(door.db, user_id, op.memory, door.index)
+                if any(m.memory_id not in seen and normalize(m.memory) == text for m in found):
+                    plan.rejected.append(f"already stored: {op.memory[:200]!r}")
+                    continue
+            kept.append(op)
+        plan.operations = kept
 
     def cut_short(self, response: ModelResponse) -> Plan:
         """The empty plan of an answer cut off at its token limit, saying why."""

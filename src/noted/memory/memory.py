@@ -42,9 +42,10 @@ from noted.schema import (
     UserStats,
     check_id,
     check_topics,
+    check_unicode,
     require_id,
 )
-from noted.sessions import RunResult, SessionSummary
+from noted.sessions import SessionSummary
 from noted.tracing import _hooks as tracing
 
 __all__ = ["DEFAULT_USER_ID", "RETRIEVAL_METHODS", "Memory"]
@@ -384,7 +385,7 @@ class Memory:
     async def acreate_user_memories(
         self,
         message: str | None = None,
-        messages: Sequence[Message] | None = None,
+        messages: Iterable[Message] | None = None,
         user_id: str | None = None,
     ) -> MemoryUpdate:
         """Let the memory manager learn from a message (or a conversation): one model
@@ -396,9 +397,14 @@ class Memory:
                 raise UserError(f"message must be a non-empty string, got {message!r}")
             turn = [Message("user", message)]
         else:
-            if isinstance(messages, str) or not all(isinstance(m, Message) for m in messages or ()):
+            if isinstance(messages, str | bytes | Message) or not isinstance(messages, Iterable):
                 raise UserError("messages must be a list of Message objects")
-            turn = list(messages or ())
+            turn = list(messages)  # once: a generator is read here, and only here
+            if not all(isinstance(m, Message) for m in turn):
+                raise UserError("messages must be a list of Message objects")
+        for m in turn:
+            if m.content:
+                check_unicode("message", m.content)
         return await self.memory_manager.aprocess(
             turn,
             user_id=resolve_user(user_id),
@@ -410,7 +416,7 @@ class Memory:
     def create_user_memories(
         self,
         message: str | None = None,
-        messages: Sequence[Message] | None = None,
+        messages: Iterable[Message] | None = None,
         user_id: str | None = None,
     ) -> MemoryUpdate:
         """Sync :meth:`acreate_user_memories`."""
@@ -428,18 +434,12 @@ class Memory:
         if session is None:  # another user's session included
             raise NotFoundError(f"user {user!r} has no session {session_id!r}")
         previous = session.summary
-        summary = await self._summary_after(previous, session.runs)
+        summary = await self.summarizer.asummarize(
+            previous, session.runs, self._model(self.summarizer)
+        )
         if summary is not previous:
             await asyncio.to_thread(store.set_session_summary, session_id, user, summary)
         return summary
-
-    async def _summary_after(
-        self, previous: SessionSummary | None, runs: Sequence[RunResult]
-    ) -> SessionSummary:
-        """``previous`` brought up to date with the completed ``runs`` it does not cover."""
-        done = [run for run in runs if run.status == "completed"]
-        new = done[previous.run_count :] if previous is not None else done
-        return await self.summarizer.asummarize(previous, new, self._model(self.summarizer))
 
     def create_session_summary(self, session_id: str, user_id: str | None = None) -> SessionSummary:
         """Sync :meth:`acreate_session_summary`."""

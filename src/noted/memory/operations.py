@@ -20,7 +20,7 @@ from noted.errors import UserError
 from noted.limits import MAX_PLAN_TOPICS
 from noted.memory.answers import load_json_answer
 from noted.memory.salvage import merge_unchanged_update, retarget_example_update
-from noted.schema import UserMemory, check_topics
+from noted.schema import UserMemory, check_storable, check_topics
 
 __all__ = [
     "FACTS_FIELD",
@@ -34,6 +34,7 @@ __all__ = [
     "number_memories",
     "operations_schema",
     "parse_operations",
+    "says_false",
 ]
 
 OpKind = Literal["add", "update", "delete", "clear"]
@@ -181,9 +182,17 @@ def _decode(text: str | None) -> tuple[list[Any] | None, bool]:
         return None, True
     facts = True
     if isinstance(data, dict):
-        facts = data.get(FACTS_FIELD) is not False
+        facts = not says_false(data.get(FACTS_FIELD))
         data = data.get("operations")
     return (data if isinstance(data, list) else None), facts
+
+
+def says_false(value: object) -> bool:
+    """Whether an answer's yes-or-no field says no: ``false``, or the text ``"false"`` or
+    ``"no"`` small models write in its place."""
+    if isinstance(value, str):
+        return value.strip().casefold() in ("false", "no")
+    return value is False
 
 
 def _topics(raw: object) -> tuple[str, ...]:
@@ -196,11 +205,43 @@ def _topics(raw: object) -> tuple[str, ...]:
         return ()
 
 
-def _text(raw: object, max_length: int) -> str | None:
-    if not isinstance(raw, str):
-        return None
-    text = raw.strip()
-    return text if 0 < len(text) <= max_length else None
+def _text(raw: object, max_length: int) -> tuple[str | None, str]:
+    """The operation's memory text, or None and why not: it is missing, empty, too long,
+    or not storable (NUL characters, unpaired surrogates)."""
+    text = raw.strip() if isinstance(raw, str) else ""
+    if not 0 < len(text) <= max_length:
+        return None, f"memory text must be 1-{max_length} characters"
+    try:
+        return check_storable("memory text", text), ""
+    except UserError as exc:
+        return None, str(exc)
+
+
+def _quoted(item: object) -> str:
+    """An item of the answer as a rejection reason shows it (escaped where a text could
+    not be written as UTF-8, so the reason itself can be stored and logged)."""
+    text = json.dumps(item, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(item)
+    return text[:200]
+
+
+def _removed(
+    items: list[Any], shown: Mapping[int, UserMemory], permissions: Permissions
+) -> set[int]:
+    """The numbers of the memories shown that the answer deletes (all of them when it
+    clears): their texts do not count as already stored for its adds and updates."""
+    if permissions.clear and any(isinstance(i, dict) and i.get("op") == "clear" for i in items):
+        return set(shown)
+    if not permissions.delete:
+        return set()
+    return {
+        i["id"]
+        for i in items
+        if isinstance(i, dict) and i.get("op") == "delete" and type(i.get("id")) is int
+    } & set(shown)
 
 
 def parse_operations(
@@ -210,6 +251,7 @@ def parse_operations(
     max_length: int,
     *,
     salvage: bool = False,
+    said: str = "",
 ) -> Plan:
     """The operations a model answer asks for, checked against what it was shown.
 
@@ -218,7 +260,11 @@ def parse_operations(
     (nothing matched, so the number it names does not exist) is taken as the ``add`` it
     clearly means; an update aimed at the prompt example's number, and an unchanged
     update beside the add of the new fact, are mended as :mod:`noted.memory.salvage`
-    says.
+    says (``said``, what the user said, tells a memory the user restated from one the
+    new fact replaces).
+
+    A fact counts as already stored when a memory shown states it, unless the answer
+    deletes that memory (or clears them all).
 
     An answer whose :data:`FACTS_FIELD` is false says the conversation states no facts
     about the user: its adds and updates contradict it and are dropped, each with that
@@ -230,8 +276,9 @@ def parse_operations(
         plan.rejected.append(f"the answer is not JSON operations: {str(answer)[:200]!r}")
         return plan
     if salvage and shown and permissions.update:
-        items = merge_unchanged_update(retarget_example_update(items, shown), shown)
-    known = {normalize(m.memory) for m in shown.values()}
+        items = merge_unchanged_update(retarget_example_update(items, shown), shown, said)
+    gone = _removed(items, shown, permissions)
+    known = {normalize(m.memory) for n, m in shown.items() if n not in gone}
     touched: set[int] = set()
     for item in items:
         if not facts and isinstance(item, dict) and item.get("op") in ("add", "update"):
@@ -239,7 +286,7 @@ def parse_operations(
         else:
             reason = _check(item, shown, permissions, max_length, known, touched, plan, salvage)
         if reason is not None:
-            plan.rejected.append(f"{reason}: {json.dumps(item, ensure_ascii=False)[:200]}")
+            plan.rejected.append(f"{reason}: {_quoted(item)}")
     if any(op.kind == "clear" for op in plan.operations):
         # Clearing makes updates and deletes moot; facts added with it are kept after it.
         plan.operations = [Operation("clear")] + [op for op in plan.operations if op.kind == "add"]
@@ -279,9 +326,9 @@ def _check(
         plan.operations.append(Operation("clear"))
         return None
     if kind == "add":
-        text = _text(item.get("memory"), max_length)
+        text, why = _text(item.get("memory"), max_length)
         if text is None:
-            return f"memory text must be 1-{max_length} characters"
+            return why
         if normalize(text) in known:
             return "already stored"
         known.add(normalize(text))
@@ -296,9 +343,9 @@ def _check(
         touched.add(number)
         plan.operations.append(Operation("delete", current.memory_id))
         return None
-    text = _text(item.get("memory"), max_length)
+    text, why = _text(item.get("memory"), max_length)
     if text is None:
-        return f"memory text must be 1-{max_length} characters"
+        return why
     topics = _topics(item.get("topics")) or tuple(current.topics)
     if normalize(text) == normalize(current.memory):
         if list(topics) == list(current.topics):

@@ -10,7 +10,9 @@ Two habits of 1-2B models cost updates of changed facts (each mend is narrow, lo
   subject, the update goes to that one.
 - :func:`merge_unchanged_update`: the model "updates" the old memory to its own text and
   adds the new fact beside it ("User eats meat every day" kept as it was, "User went vegan"
-  added). When one add restates that memory's subject, it becomes the update.
+  added). When one add restates that memory's subject, it becomes the update, unless the
+  user said the old fact again ("I still have my dog Rex, and I adopted a cat"): then
+  the unchanged update keeps it on purpose.
 
 Both work on the answer's raw items (the JSON objects) and the memories shown; the
 operations they produce are checked like any other (see
@@ -156,11 +158,22 @@ def _unchanged(item: object, shown: Mapping[int, UserMemory]) -> int | None:
     return number if same else None
 
 
-def merge_unchanged_update(items: list[Any], shown: Mapping[int, UserMemory]) -> list[Any]:
+def _restated(memory: UserMemory, said: str) -> bool:
+    """Whether the user's words hold most of the memory's own (after "User", words of
+    three letters or more): the user said it again ("I still have my dog Rex"), so an
+    update leaving it as it is keeps it on purpose."""
+    own = {w for w in _words(memory.memory) if len(w) >= 3}
+    return bool(own) and 2 * len(own & set(_WORD.findall(said.casefold()))) > len(own)
+
+
+def merge_unchanged_update(
+    items: list[Any], shown: Mapping[int, UserMemory], said: str = ""
+) -> list[Any]:
     """``items`` with an update that leaves its memory as it is and the one add that
     restates that memory's subject (the same opening words, or a topic or a content word
     in common) made into one update carrying the add's text and topics; only when the
-    answer has exactly one such unchanged update."""
+    answer has exactly one such unchanged update, and the user (``said``) did not restate
+    that memory."""
     unchanged = [
         (i, n) for i, item in enumerate(items) if (n := _unchanged(item, shown)) is not None
     ]
@@ -168,6 +181,8 @@ def merge_unchanged_update(items: list[Any], shown: Mapping[int, UserMemory]) ->
         return items
     position, number = unchanged[0]
     old = shown[number]
+    if _restated(old, said):
+        return items
     adds = [
         i
         for i, item in enumerate(items)

@@ -1,21 +1,26 @@
 """Session summaries: a short account of a session, updated one run at a time.
 
-Each update shows the model the previous summary and only the runs it does not cover yet,
-so its cost stays the same at the hundredth run as at the first.
+Each update shows the model the previous summary and only the completed runs it does not
+cover yet (the summary counts the runs it covers), so a model call costs the same at the
+hundredth run as at the first, and runs an earlier update missed (its model failed, or
+summaries were turned on late) are caught up by the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 from noted._time import utc_now
 from noted.errors import ModelOutputError, UserError
+from noted.limits import MAX_PLAN_TOPICS
 from noted.memory.answers import load_json_answer
 from noted.memory.prompts import quote
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message, ModelRequest
+from noted.schema import check_storable, check_topics
 from noted.sessions import RunResult, SessionSummary
 from noted.tracing import _hooks as tracing
 
@@ -25,7 +30,11 @@ SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "summary": {"type": "string", "description": "the whole session so far, concisely"},
-        "topics": {"type": "array", "items": {"type": "string"}, "maxItems": 8},
+        "topics": {
+            "type": "array",
+            "items": {"type": "string"},
+            "maxItems": MAX_PLAN_TOPICS,
+        },
     },
     "required": ["summary", "topics"],
     "additionalProperties": False,
@@ -44,7 +53,9 @@ lowercase topics."""
 
 
 def parse_summary(answer: str | None, max_chars: int) -> tuple[str, list[str]]:
-    """The summary text and topics of a model answer; ModelOutputError when malformed."""
+    """The summary text and topics of a model answer; ModelOutputError when malformed
+    (a text no store could keep, with NUL characters or unpaired surrogates, included).
+    Topics that are not short storable strings are dropped."""
     text = (answer or "").strip()
     try:
         data = load_json_answer(text)
@@ -53,17 +64,22 @@ def parse_summary(answer: str | None, max_chars: int) -> tuple[str, list[str]]:
     summary = data.get("summary") if isinstance(data, dict) else None
     if not isinstance(summary, str) or not summary.strip():
         raise ModelOutputError(f"the session summary has no summary text: {text[:200]!r}")
-    if len(summary.strip()) > max_chars:
+    summary = summary.strip()
+    if len(summary) > max_chars:
         raise ModelOutputError(
-            f"the session summary is {len(summary.strip())} characters; the limit is {max_chars}"
+            f"the session summary is {len(summary)} characters; the limit is {max_chars}"
         )
+    try:
+        check_storable("the session summary", summary)
+    except UserError as exc:
+        raise ModelOutputError(str(exc)) from None
     raw_topics = data.get("topics")
-    topics = [
-        t.strip().lower()
-        for t in (raw_topics if isinstance(raw_topics, list) else [])
-        if isinstance(t, str) and t.strip()
-    ]
-    return summary.strip(), list(dict.fromkeys(topics))[:8]
+    topics: list[str] = []
+    for topic in raw_topics if isinstance(raw_topics, list) else []:
+        if isinstance(topic, str):
+            with contextlib.suppress(UserError):  # not a storable topic: dropped
+                topics.extend(check_topics([topic.strip().lower()]))
+    return summary, list(dict.fromkeys(topics))[:MAX_PLAN_TOPICS]
 
 
 def _transcript(runs: Sequence[RunResult]) -> str:
@@ -124,17 +140,20 @@ class SessionSummarizer:
         runs: Sequence[RunResult],
         model: ChatModel | None = None,
     ) -> SessionSummary:
-        """The summary after ``runs`` (the completed runs ``previous`` does not cover)."""
+        """``previous`` brought up to date with the session's ``runs`` (all of them,
+        oldest first): one model call over the completed runs it does not cover, none
+        (``previous`` itself is returned) when it covers them all."""
         chat_model = self.model or model
         if chat_model is None:
             raise UserError("the session summarizer needs a model: SessionSummarizer(model=...)")
         done = [run for run in runs if run.status == "completed"]
         covered = 0 if previous is None else previous.run_count
-        if not done:
+        new = done[covered:]
+        if not new:
             if previous is None:
                 raise UserError("there is nothing to summarize: the session has no completed runs")
             return previous
-        request = self.request(previous, done)
+        request = self.request(previous, new)
         response = await tracing.complete(chat_model, request, "session summary")
         text, topics = parse_summary(response.content, self.max_summary_chars)
-        return SessionSummary(text, topics, covered + len(done), utc_now())
+        return SessionSummary(text, topics, covered + len(new), utc_now())

@@ -25,6 +25,7 @@ from noted.memory.operations import (
     FACTS_FIELD_SCHEMA,
     TOPICS_SCHEMA,
     Permissions,
+    says_false,
 )
 from noted.memory.prompts import (
     DEFAULT_CAPTURE,
@@ -131,7 +132,7 @@ def parse_facts(answer: str | None) -> list[dict[str, Any]] | None:
         return None
     if not isinstance(data, dict) or not isinstance(data.get("facts"), list):
         return None
-    if data.get(FACTS_FIELD) is False:
+    if says_false(data.get(FACTS_FIELD)):
         return []
     facts = []
     for item in data["facts"]:

@@ -29,6 +29,7 @@ __all__ = [
     "Usage",
     "UsageDelta",
     "new_tool_call_id",
+    "valid_text",
 ]
 
 Role = Literal["system", "user", "assistant", "tool"]
@@ -37,6 +38,27 @@ ROLES: frozenset[str] = frozenset(("system", "user", "assistant", "tool"))
 
 def new_tool_call_id() -> str:
     return "call_" + uuid.uuid4().hex[:24]
+
+
+def valid_text(text: str) -> str:
+    """``text`` as Unicode every store and terminal can write: a surrogate pair a provider
+    sent as two escapes (or in two pieces) made the one character it stands for, and an
+    unpaired surrogate replaced by U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text
+
+
+def _valid(value: Any) -> Any:
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {valid_text(str(k)): _valid(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_valid(v) for v in value]
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +228,20 @@ class ModelResponse:
 
     def to_message(self) -> Message:
         return Message(role="assistant", content=self.content, tool_calls=list(self.tool_calls))
+
+    def valid(self) -> ModelResponse:
+        """This answer with its text and tool calls as :func:`valid_text` makes them."""
+        calls = [
+            ToolCall(
+                valid_text(c.name),
+                _valid(c.arguments),
+                valid_text(c.id),
+                None if c.invalid_arguments is None else valid_text(c.invalid_arguments),
+            )
+            for c in self.tool_calls
+        ]
+        content = None if self.content is None else valid_text(self.content)
+        return ModelResponse(content, calls, self.usage, self.model, self.finish_reason)
 
 
 @dataclass(frozen=True, slots=True)
