@@ -271,6 +271,32 @@ def test_noted_chat_needs_a_model(tmp_path: Path) -> None:
     assert "choose a model" in done.stderr
 
 
+def test_a_failed_turn_is_one_error_line_on_stderr_and_the_chat_goes_on(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    from wire import Reply
+
+    message = "Invalid model 'test-model': " + "the model you asked for does not exist " * 4
+    # not a terminal: the answers are not streamed
+    wire.add(Reply({"error": {"message": message}}, status=400), Reply(openai_reply("Still here.")))
+    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"}
+    argv = ["chat", "--model", "openai:test-model", "--plain", "--memory", "off"]
+    done = subprocess.run(
+        [sys.executable, "-m", "noted.cli", *argv, "--db", str(tmp_path / "c.db")],
+        input="hi\nagain\nexit\n",
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": SRC, "OPENAI_BASE_URL": wire.url + "/v1"}
+        | {"OPENAI_API_KEY": "test-key"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    [line] = done.stderr.splitlines()
+    assert line.startswith("error: ") and "does not exist" in line and line.endswith("exist")
+    assert "error" not in done.stdout and "Still here." in done.stdout
+
+
 def openai_reply(text: str) -> dict[str, object]:
     return {
         "id": "chatcmpl-2",

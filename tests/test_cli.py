@@ -12,6 +12,7 @@ import pytest
 
 from noted import Agent, Memory, SqliteDb, UserMemory
 from noted.cli import build_parser, main
+from noted.db.urls import DEFAULT_TABLES
 from noted.testing import ScriptedModel
 
 
@@ -314,6 +315,16 @@ def test_the_session_commands_say_they_span_every_user(capsys) -> None:
             main(["sessions", command, "--help"])
         said = " ".join(capsys.readouterr().out.split())
         assert "--user USER only this user's sessions (default: every user's)" in said, command
+
+
+def test_the_table_options_name_the_tables_a_store_takes_by_default(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["memories", "list", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    for option, default in DEFAULT_TABLES.items():
+        assert f"else {default})" in said, option
+    assert SqliteDb(":memory:").memory_table == DEFAULT_TABLES["memory_table"]
+    assert SqliteDb(":memory:").session_table == DEFAULT_TABLES["session_table"]
 
 
 def test_tables_of_other_names(capsys, tmp_path: Path, monkeypatch) -> None:

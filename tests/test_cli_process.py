@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from noted import Memory, SqliteDb, UserMemory
 
 NOTED = str(Path(sys.executable).with_name("noted"))
+FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def noted(
@@ -173,6 +175,28 @@ def test_import_with_user_imports_only_that_users_memories(two_users: str, tmp_p
         assert m.memory_id is not None
         history = memory.get_memory_history(m.memory_id, user_id="ava")
         assert [e.event for e in history] == ["add"]
+
+
+def test_no_progress_bar_is_drawn_into_a_file(two_users: str, tmp_path: Path) -> None:
+    # Standard error is a pipe here: the bar of an import, an Agno import and a reindex
+    # would only be noise in a log.
+    exported = tmp_path / "all.jsonl"
+    assert (
+        noted("memories", "export", "--all", "-o", str(exported), "--db", two_users).returncode == 0
+    )
+    agno = tmp_path / "agno.db"
+    shutil.copy(FIXTURES / "agno" / "agno-1.7.12.db", agno)
+    fresh = str(tmp_path / "fresh.db")
+    for argv in (
+        ("memories", "import", str(exported)),
+        ("import", "agno", str(agno)),
+        ("memories", "reindex", "--embedder", "local"),
+    ):
+        done = noted(*argv, "--db", fresh)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == "", argv
+    # the Agno file keeps its memories in user_memories, found by its columns
+    assert "read 3 memories" in noted("import", "agno", str(agno), "--db", fresh).stdout
 
 
 def test_serve_help_lists_only_what_serve_uses() -> None:

@@ -254,7 +254,12 @@ def test_missing_tables_and_bad_rows_of_agno_1(tmp_path: Path, target: Memory) -
     assert target.get_user_stats() == []
 
 
-def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from noted._console import err
+
+    monkeypatch.setattr(err, "_force_terminal", True)  # the bar is drawn on a terminal only
     db = str(tmp_path / "cli.db")
     source = str(FIXTURES / "agno-2.2.13.db")
     assert main(["import", "agno", source, "--db", db, "--dry-run", "--json"]) == 0
@@ -313,3 +318,21 @@ def test_source_files_untouched(tmp_path: Path) -> None:
     assert _source_times(str(tmp_path / names[0]), "3.1.10").keys() == set(EXPECTED)
     gc.collect()
     assert digests() == before
+
+
+def test_a_memory_table_of_another_name_is_found_by_its_columns(tmp_path: Path) -> None:
+    # Agno 1.x's SqliteMemoryDb(table_name="user_memories"), beside the default session
+    # table: read without --memory-table; two such tables must be named.
+    source = tmp_path / "agno.db"
+    shutil.copy(FIXTURES / "agno-1.7.12.db", source)
+    memory = Memory(db=SqliteDb(tmp_path / "noted.db"), embedder=None)
+    report = import_agno(str(source), memory, dry_run=True)
+    assert (report.memories_read, report.sessions_read) == (3, 2)
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE old_memories AS SELECT * FROM user_memories")
+    conn.close()
+    with pytest.raises(UserError, match=r"memory tables \(old_memories, user_memories\)"):
+        import_agno(str(source), memory)
+    assert memory.get_user_stats() == []
+    report = import_agno(str(source), memory, memory_table="old_memories")
+    assert report.memories_written == 3

@@ -289,6 +289,37 @@ def test_the_config_file_names_the_store_and_the_user(tmp_path: Path) -> None:
         assert [e.actor for e in store.get_memory_history(mid, "carol")] == ["mcp"]
 
 
+@pytest.mark.parametrize("named", ["--db", "NOTED_DB", "neither"])
+def test_db_and_noted_db_win_over_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, named: str
+) -> None:
+    # Even when they name the default file, noted.db.
+    from noted.cli import build_parser, resolve_db
+    from noted.cli_mcp import _configured
+    from noted.db.urls import open_store
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NOTED_DB", raising=False)
+    (tmp_path / "noted.toml").write_text('[server]\ndb = "configured.db"\nembedder = "none"\n')
+    argv = ["mcp", "--config", "noted.toml"]
+    if named == "--db":
+        argv += ["--db", "noted.db"]
+    elif named == "NOTED_DB":
+        monkeypatch.setenv("NOTED_DB", "noted.db")
+    args = build_parser().parse_args(argv)
+    resolve_db(args)
+    served, user, _ = _configured(Memory(open_store(args.db), embedder=None), args)
+    try:
+        served.add_user_memory(UserMemory("Carol keeps bees"), user_id=user)
+    finally:
+        served.db.close()
+    expected = "configured.db" if named == "neither" else "noted.db"
+    with contextlib.closing(SqliteDb(db_file=str(tmp_path / expected))) as store:
+        assert [m.memory for m in store.list_memories(MemoryQuery(user_id=user))] == [
+            "Carol keeps bees"
+        ]
+
+
 # -- the stdio transport itself: raw JSON-RPC lines, as any client writes them ---------------
 
 HELLO = {

@@ -119,6 +119,17 @@ def test_create_get_update_delete(client: TestClient) -> None:
     )
     assert (both.json()["memory"], both.json()["topics"]) == ("Ava snowboards", ["x"])
     assert client.get(f"/memories/{mid}", params={"user_id": "ava"}).json() == both.json()
+    # restating the memory as it is writes nothing: no event, the same updated_at
+    events = len(client.get(f"/memories/{mid}/history", params={"user_id": "ava"}).json())
+    for same in (
+        {"memory": "Ava snowboards"},
+        {"topics": ["x"]},
+        {"memory": "Ava snowboards", "topics": ["x"]},
+    ):
+        again = client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json=same)
+        assert again.status_code == 200 and again.json() == both.json()
+    history = client.get(f"/memories/{mid}/history", params={"user_id": "ava"}).json()
+    assert len(history) == events
 
     deleted = client.delete(f"/memories/{mid}", params={"user_id": "ava"})
     assert deleted.status_code == 204

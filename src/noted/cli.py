@@ -14,10 +14,9 @@ from pathlib import Path
 
 from rich import box
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from noted._console import emit_json, err, out
+from noted._console import emit_json, err, out, progress_bar
 from noted.audit import MemoryEvent
 from noted.cli_db import open_db, user_options
 from noted.cli_import import add_import_commands
@@ -26,7 +25,7 @@ from noted.cli_mcp import add_mcp_command
 from noted.cli_serve import add_server_commands
 from noted.cli_sessions import add_chat_command, add_session_commands
 from noted.db import MemoryQuery
-from noted.db.urls import TABLE_ENVIRONMENT
+from noted.db.urls import DEFAULT_TABLES, TABLE_ENVIRONMENT
 from noted.errors import NotedError, NotFoundError, UserError
 from noted.importers.plan import memories_of, unchanged
 from noted.memory import DEFAULT_USER_ID, Memory
@@ -155,20 +154,8 @@ def cmd_search(memory: Memory, args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress_bar(label: str, args: argparse.Namespace) -> Progress:
-    """A progress bar on standard error (none with --json)."""
-    return Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        disable=args.json,
-        transient=False,
-    )
-
-
 def cmd_reindex(memory: Memory, args: argparse.Namespace) -> int:
-    progress = _progress_bar("embedding", args)
+    progress = progress_bar("embedding", args.json)
     with progress:
         task = progress.add_task("reindex", total=None)
         done = memory.reindex_user_memories(
@@ -393,7 +380,7 @@ def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
             lines = Path(args.file).read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read {args.file}: {exc}") from None
-    progress = _progress_bar("importing", args)
+    progress = progress_bar("importing", args.json)
     skipped = 0
     with progress:
         task = progress.add_task("import", total=len(lines))
@@ -450,7 +437,6 @@ def _common_options() -> tuple[argparse.ArgumentParser, ...]:
     db_only = argparse.ArgumentParser(add_help=False)
     db_only.add_argument(
         "--db",
-        default=os.environ.get("NOTED_DB", DEFAULT_DB),
         help="SQLite file, or postgresql:// mongodb:// redis:// URL "
         "(default: $NOTED_DB, else ./noted.db)",
     )
@@ -460,7 +446,7 @@ def _common_options() -> tuple[argparse.ArgumentParser, ...]:
         db_option.add_argument(
             f"--{table}-table",
             help=f"the {table} table (or collection, or key prefix) of --db "
-            f"(default: ${variable}, else noted_{table}s)",
+            f"(default: ${variable}, else {DEFAULT_TABLES[option]})",
         )
     user_help = f"user id (default: {DEFAULT_USER_ID!r})"
     return user_options(db_option, user_help), user_options(db_only, user_help), db_option
@@ -576,6 +562,7 @@ def _run(argv: Sequence[str] | None) -> int:
         with contextlib.suppress(SystemExit):
             parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
+    resolve_db(args)
     try:
         with _tables(args):
             embedder = getattr(args, "embedder", DEFAULT_EMBEDDER)
@@ -587,6 +574,13 @@ def _run(argv: Sequence[str] | None) -> int:
     except NotedError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         return 1
+
+
+def resolve_db(args: argparse.Namespace) -> None:
+    """``args.db``: ``--db``, else ``$NOTED_DB``, else ``noted.db``; ``args.db_given``
+    says whether one of the first two named it (they win over a config file's ``db``)."""
+    args.db_given = args.db is not None or bool(os.environ.get("NOTED_DB"))
+    args.db = args.db or os.environ.get("NOTED_DB") or DEFAULT_DB
 
 
 @contextlib.contextmanager

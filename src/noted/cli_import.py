@@ -12,9 +12,8 @@ import argparse
 from collections.abc import Callable
 
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from noted._console import emit_json, err, out
+from noted._console import emit_json, out, progress_bar
 from noted.importers import ImportReport, import_agno, import_mem0
 from noted.memory import Memory
 
@@ -26,9 +25,7 @@ Command = Callable[[Memory, argparse.Namespace], int]
 def _run(
     args: argparse.Namespace, work: Callable[[Callable[[int, int], None]], ImportReport]
 ) -> int:
-    bar = Progress(
-        TextColumn("importing"), BarColumn(), MofNCompleteColumn(), console=err, disable=args.json
-    )
+    bar = progress_bar("importing", args.json)
     with bar:
         task = bar.add_task("import", total=None)
         report = work(lambda done, total: bar.update(task, completed=done, total=total))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from noted._console import err
 from noted.cli_db import open_db
-from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, check_exposure, default_db, port_number
+from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, check_exposure, port_number
 from noted.errors import MissingDependencyError, NotedError
 from noted.memory import DEFAULT_USER_ID, Memory
 
@@ -31,7 +31,7 @@ def _configured(memory: Memory, args: argparse.Namespace) -> tuple[Memory, str, 
 
     config = load_config(args.config) if args.config else ServeConfig()
     store = memory.db
-    if config.db and args.db == default_db():  # neither --db nor NOTED_DB was given
+    if config.db and not args.db_given:  # neither --db nor NOTED_DB was given
         store.close()
         store = open_db(config.db)
     chosen = args.embedder or config.embedder or os.environ.get("NOTED_EMBEDDER") or "local"

@@ -26,11 +26,6 @@ MIN_KEY_LENGTH = 32  # an API key that guards a server reachable from other host
 Command = Callable[[Memory, argparse.Namespace], int]
 
 
-def default_db() -> str:
-    """What ``--db`` is when it is not given."""
-    return os.environ.get("NOTED_DB", "noted.db")
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -110,7 +105,7 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     port = args.port if args.port is not None else config.port or DEFAULT_PORT
     check_exposure(host)
     target = args.db
-    if config.db and args.db == default_db():  # neither --db nor NOTED_DB was given
+    if config.db and not args.db_given:  # neither --db nor NOTED_DB was given
         memory.db.close()
         target = config.db
         memory.db = open_db(target)

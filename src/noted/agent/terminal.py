@@ -10,6 +10,7 @@ from rich.live import Live
 from rich.markdown import Markdown
 from rich.text import Text
 
+from noted._console import err
 from noted._interrupt import ctrl_c_reaches_input
 from noted.agent.events import ContentDelta, RunCompleted, ToolCallCompleted, ToolCallStarted
 from noted.errors import NotedError
@@ -81,8 +82,12 @@ def chat(
     stream: bool,
     markdown: bool,
     console: Console | None = None,
+    errors: Console | None = None,
 ) -> None:
+    """Chat on ``console`` (standard output); a failed turn's ``error: ...`` line goes to
+    ``errors`` (standard error, one line when it is not a terminal) and the chat goes on."""
     console = console or Console()
+    errors = errors or err
     session = session_id or agent.get_session_id(user_id)
     console.print(
         Text(
@@ -93,7 +98,7 @@ def chat(
     )
     try:
         with ctrl_c_reaches_input():
-            _chat_loop(agent, user_id, session, stream, markdown, console)
+            _chat_loop(agent, user_id, session, stream, markdown, console, errors)
     except KeyboardInterrupt:
         console.print()
 
@@ -105,6 +110,7 @@ def _chat_loop(
     stream: bool,
     markdown: bool,
     console: Console,
+    errors: Console,
 ) -> None:
     while True:
         try:
@@ -127,4 +133,4 @@ def _chat_loop(
                 console=console,
             )
         except NotedError as exc:
-            console.print(Text(f"error: {exc}", style="red"))
+            errors.print(Text(f"error: {exc}", style="red"))

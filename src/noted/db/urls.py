@@ -19,7 +19,7 @@ from noted.db.memory import InMemoryDb
 from noted.db.sqlite import SqliteDb
 from noted.errors import UserError
 
-__all__ = ["TABLE_ENVIRONMENT", "env_tables", "open_store", "register_store"]
+__all__ = ["DEFAULT_TABLES", "TABLE_ENVIRONMENT", "env_tables", "open_store", "register_store"]
 
 _SCHEMES = "a file path, sqlite:///PATH, postgresql://, mongodb://, redis:// or memory://"
 
@@ -28,6 +28,9 @@ TABLE_ENVIRONMENT: Final = {
     "memory_table": "NOTED_MEMORY_TABLE",
     "session_table": "NOTED_SESSION_TABLE",
 }
+
+# the names every store takes when it is given none
+DEFAULT_TABLES: Final = {"memory_table": "noted_memories", "session_table": "noted_sessions"}
 
 StoreFactory = Callable[..., Store]
 STORES: Registry[StoreFactory] = Registry("noted.stores", "store")

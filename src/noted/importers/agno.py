@@ -265,6 +265,24 @@ def _first(source: Source, *names: str) -> str | None:
     return next((name for name in names if source.columns(name) is not None), None)
 
 
+def _found(source: Source, kind: str, v1: tuple[set[str], str], v2: set[str]) -> str | None:
+    """The one table of the source with the columns of an Agno ``kind`` table, when its
+    default names are not there (``SqliteMemoryDb(table_name="user_memories")``); None
+    when there is none, an error naming them when there are several."""
+    found = []
+    for table in source.tables():
+        columns = set(source.columns(table) or ())
+        if (columns >= v1[0] and v1[1] not in columns) or columns >= v2:
+            found.append(table)
+    if len(found) > 1:
+        option = f"{kind}_table= (--{kind}-table)"
+        raise UserError(
+            f"{source.name}: several tables look like Agno {kind} tables "
+            f"({', '.join(found)}); name the one to read with {option}"
+        )
+    return found[0] if found else None
+
+
 def read_agno(
     source: Source, memory_table: str | None = None, session_table: str | None = None
 ) -> tuple[ImportPlan, list[str]]:
@@ -273,9 +291,13 @@ def read_agno(
         if name is not None and source.columns(name) is None:
             raise UserError(f"{source.name}: table {name!r} not found")
     if memory_table is None:
-        memory_table = _first(source, AGNO_MEMORY_TABLE, AGNO1_MEMORY_TABLE)
+        memory_table = _first(source, AGNO_MEMORY_TABLE, AGNO1_MEMORY_TABLE) or _found(
+            source, "memory", (_V1_MEMORY, "memory_id"), _V2_MEMORY
+        )
     if session_table is None:
-        session_table = _first(source, AGNO_SESSION_TABLE, AGNO1_SESSION_TABLE)
+        session_table = _first(source, AGNO_SESSION_TABLE, AGNO1_SESSION_TABLE) or _found(
+            source, "session", (_V1_SESSION, "session_type"), _V2_SESSION
+        )
     if memory_table is None and session_table is None:
         looked = ", ".join(
             (AGNO_MEMORY_TABLE, AGNO_SESSION_TABLE, AGNO1_MEMORY_TABLE, AGNO1_SESSION_TABLE)

@@ -21,6 +21,10 @@ class Source(Protocol):
         """The table's column names, or None when there is no such table."""
         ...
 
+    def tables(self) -> list[str]:
+        """The names of the source's tables (of its schema, on PostgreSQL), sorted."""
+        ...
+
     def rows(self, table: str, order_by: str) -> list[dict[str, Any]]: ...
 
     def close(self) -> None: ...
@@ -42,6 +46,10 @@ class SqliteSource:
         check_table_name(table, "table")
         found = self._conn.execute(f"PRAGMA table_info({table})").fetchall()
         return [row["name"] for row in found] or None
+
+    def tables(self) -> list[str]:
+        query = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
+        return [row["name"] for row in self._conn.execute(query)]
 
     def rows(self, table: str, order_by: str) -> list[dict[str, Any]]:
         check_table_name(table, "table")
@@ -82,6 +90,13 @@ class PostgresSource:
 
     def columns(self, table: str) -> list[str] | None:
         return self._columns(table) or None
+
+    def tables(self) -> list[str]:
+        query = (
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
+            "ORDER BY table_name"
+        )
+        return [r["table_name"] for r in self._conn.execute(query, (self.schema,)).fetchall()]
 
     def rows(self, table: str, order_by: str) -> list[dict[str, Any]]:
         """The rows, with JSON columns given back as JSON text, as SQLite gives them (so

@@ -170,6 +170,8 @@ def memory_routes(svc: Services) -> APIRouter:
             session_id=current.session_id,
             created_at=current.created_at,
         )
+        if (changed.memory, changed.topics) == (current.memory, current.topics):
+            return json_response(current.to_dict())  # as it is: nothing written, no event
         stored = svc.memory.replace_user_memory_record(memory_id, changed, user)
         return json_response(stored.to_dict())
 
