@@ -239,6 +239,73 @@ def test_sessions_keep_any_text_a_model_may_answer(store: MemoryStore) -> None:
     assert (run.input, run.content, run.messages[1].content) == (weird, weird, weird)
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"created_at": datetime(2020, 1, 1, 12)},  # naive: a time of no known zone
+        {"content": "half an emoji \ud83d"},
+        {"messages": [Message("user", "hi"), Message("assistant", "lone \udfff")]},
+    ],
+)
+def test_a_run_no_store_can_keep_alike_is_refused_before_writing(
+    store: MemoryStore, change: dict[str, object]
+) -> None:
+    assert isinstance(store, SessionStore)
+    run = RunResult(run_id=new_run_id(), session_id="s1", user_id="ava", input="hi")
+    store.append_run(run)
+    bad = RunResult(run_id=new_run_id(), session_id="s1", user_id="ava", input="hi", **change)  # type: ignore[arg-type]
+    with pytest.raises(UserError):
+        store.append_run(bad)
+    with pytest.raises(UserError):  # a new session is not created either
+        store.append_run(replace(bad, session_id="s2"))
+    [kept] = store.get_runs("s1", "ava")
+    assert kept.run_id == run.run_id
+    session = store.get_session("s1", "ava")
+    assert session is not None and session.run_count == 1
+    assert store.get_session("s2", "ava") is None
+
+
+def test_a_run_id_is_one_runs_on_every_backend(store: MemoryStore) -> None:
+    """A run whose id a stored run has (any session, any user) is a ConflictError that
+    writes nothing; the id is free again once its session is deleted."""
+    assert isinstance(store, SessionStore)
+
+    def run(session_id: str, user_id: str, text: str) -> RunResult:
+        return RunResult(run_id="r1", session_id=session_id, user_id=user_id, input=text)
+
+    store.append_run(run("s1", "ava", "first"))
+    for session_id, user_id in (("s1", "ava"), ("s2", "ava"), ("s3", "bob")):
+        with pytest.raises(ConflictError, match="run_id 'r1' is taken"):
+            store.append_run(run(session_id, user_id, "again"))
+    assert [r.input for r in store.get_runs("s1", "ava")] == ["first"]
+    assert [s.session_id for s in store.list_sessions(None)] == ["s1"]
+    session = store.get_session("s1", "ava")
+    assert session is not None and session.run_count == 1
+    assert store.delete_session("s1", "ava")
+    store.append_run(run("s3", "bob", "mine now"))
+    assert [r.input for r in store.get_runs("s3", "bob")] == ["mine now"]
+
+
+def test_the_largest_pages_are_read_on_every_backend(store: MemoryStore) -> None:
+    """Any limit and offset up to 2**63-1 is a page: the end of the list, or nothing."""
+    assert isinstance(store, SessionStore)
+    memory = Memory(db=store, embedder=None)
+    memory.add_user_memory(UserMemory("Ava skis"), user_id="ava")
+    for n in range(3):
+        store.append_run(
+            RunResult(run_id=new_run_id(), session_id=f"s{n}", user_id="ava", input="hi")
+        )
+    largest = 2**63 - 1
+    assert store.get_runs("s0", "ava", last_n=largest)[0].input == "hi"
+    assert len(store.get_runs("s0", "ava", last_n=2**62, completed_only=True)) == 1
+    assert [s.user_id for s in store.get_user_stats(limit=largest)] == ["ava"]
+    assert store.get_user_stats(limit=largest, offset=2) == []
+    assert len(store.list_sessions(None, limit=largest, offset=1)) == 2
+    assert store.list_sessions("ava", limit=largest, offset=largest) == []
+    assert len(memory.get_user_memories("ava", limit=largest)) == 1
+    assert memory.get_user_memories("ava", limit=largest, offset=largest) == []
+
+
 def test_the_memory_api_sync_and_async_on_every_backend(store: MemoryStore) -> None:
     memory = Memory(db=store)
     first = memory.add_user_memory(UserMemory("Ava likes to ski", topics=["hobbies"]), "ava")

@@ -799,3 +799,39 @@ def test_results_equal_those_of_the_shared_ranking(db: MongoDb) -> None:
             assert got == found(semantic_rank(candidates, whole, unit(seed)))[offset:end]
     assert uncached.cache.nbytes == 0
     uncached.close()
+
+
+def test_a_run_the_server_refuses_leaves_the_session_as_it_was(db: MongoDb) -> None:
+    # A run larger than a MongoDB document may be (16 MiB) is refused by the server after
+    # its place was counted: the count is given back, and a session it began is not left.
+    def run(text: str, session_id: str = "s1") -> RunResult:
+        return RunResult(run_id=new_run_id(), session_id=session_id, user_id="ava", input=text)
+
+    huge = "x" * (17 * 1024 * 1024)
+    db.append_run(run("first"))
+    with pytest.raises(StoreError):
+        db.append_run(run(huge))
+    db.append_run(run("third"))
+    session = db.get_session("s1", "ava")
+    assert session is not None and session.run_count == 2
+    assert [r.input for r in db.get_runs("s1", "ava")] == ["first", "third"]
+    with pytest.raises(StoreError):
+        db.append_run(run(huge, "s2"))
+    assert db.get_session("s2", "ava") is None
+    assert [s.session_id for s in db.list_sessions("ava")] == ["s1"]
+
+
+def test_runs_stored_with_one_id_twice_keep_the_store_working(
+    url: str, raw: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Written before run ids were held unique: the unique index cannot be built over them.
+    db = open_db(url)
+    for index in (0, 1):
+        raw[f"{db.session_table}_runs"].insert_one(
+            {"session_id": "old", "run_index": index, "run_id": "twice", "status": "completed"}
+        )
+    with caplog.at_level(logging.WARNING, logger="noted.db.mongodb"):
+        db.append_run(make_run("s1", "ava", "hello"))
+    assert "share a run id" in caplog.text
+    assert [r.input for r in db.get_runs("s1", "ava")] == ["hello"]
+    db.close()

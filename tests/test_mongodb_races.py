@@ -5,14 +5,16 @@ this one's read and its write; the history stays true to what each writer did.""
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pymongo
+import pymongo.collection
 import pytest
 
 import noted.db.mongodb.store as mongo_store
-from noted import Memory, UserMemory
+from noted import ConflictError, Memory, NotFoundError, UserMemory
 from noted.db import MemoryQuery
 from noted.db.mongodb import MongoDb
 from test_mongodb import DATABASE, open_db, same_collections, stamped, url
@@ -129,3 +131,105 @@ def test_a_server_without_hello_is_asked_with_ismaster(url: str) -> None:
     finally:
         store.close()
         old.close()
+
+
+def _during(monkeypatch: pytest.MonkeyPatch, method: str, write: Callable[[], None]) -> None:
+    """Run ``write`` once, inside the first ``method`` call (update_many: a delete's claim;
+    delete_many: its delete, after its read-back) on a memory collection."""
+    real = getattr(pymongo.collection.Collection, method)
+    done = False
+
+    def hooked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal done
+        if not done and not self.name.endswith(("_events", "_generations")):
+            done = True
+            write()
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pymongo.collection.Collection, method, hooked)
+
+
+def test_a_replace_while_a_delete_holds_its_claim_waits_for_it(
+    pair: tuple[MongoDb, MongoDb], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The replace comes after the delete: the memory is gone, and the history ends with
+    # the delete of the text it deleted (the replace wrote nothing to be deleted with it).
+    db, other = pair
+    memory = Memory(db=db, embedder=None)
+    memory_id = memory.add_user_memory(UserMemory("start"), "ava")
+    replaced: list[BaseException] = []
+    seen = threading.Event()  # the replace has read the claimed memory again, or is done
+    reads = 0
+    real_find_one = pymongo.collection.Collection.find_one
+
+    def find_one(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal reads
+        found = real_find_one(self, *args, **kwargs)
+        if threading.current_thread() is racer:
+            reads += 1
+            if reads == 2:
+                seen.set()
+        return found
+
+    def replace() -> None:
+        try:
+            Memory(db=other, embedder=None).replace_user_memory(memory_id, later, "ava")
+        except NotFoundError as exc:
+            replaced.append(exc)
+        finally:
+            seen.set()
+
+    def start_and_wait() -> None:
+        racer.start()
+        assert seen.wait(10)
+
+    later = UserMemory("written during the delete")
+    racer = threading.Thread(target=replace)
+    monkeypatch.setattr(pymongo.collection.Collection, "find_one", find_one)
+    _during(monkeypatch, "delete_many", start_and_wait)
+    assert db.delete_memories([memory_id], "ava") == 1
+    racer.join(10)
+    assert len(replaced) == 1  # the memory was gone when the replace could write
+    history = db.get_memory_history(memory_id, "ava")
+    assert [(e.event, e.old_memory) for e in history] == [("add", None), ("delete", "start")]
+    assert db.get_memory(memory_id, "ava") is None
+
+
+def test_a_claim_that_outlasts_the_wait_is_a_conflict(
+    pair: tuple[MongoDb, MongoDb], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, other = pair
+    memory_id = Memory(db=db, embedder=None).add_user_memory(UserMemory("start"), "ava")
+    monkeypatch.setattr(mongo_store, "_CLAIM_WAIT_S", 0.05)
+    refused: list[BaseException] = []
+
+    def replace() -> None:  # on this thread: the delete waits for it
+        try:
+            later = UserMemory("written during the delete")
+            Memory(db=other, embedder=None).replace_user_memory(memory_id, later, "ava")
+        except ConflictError as exc:
+            refused.append(exc)
+
+    _during(monkeypatch, "delete_many", replace)
+    assert db.delete_memories([memory_id], "ava") == 1
+    assert len(refused) == 1 and "being deleted" in str(refused[0])
+    assert [e.event for e in db.get_memory_history(memory_id, "ava")] == ["add", "delete"]
+
+
+def test_a_delete_is_stamped_after_a_replace_that_came_before_its_claim(
+    pair: tuple[MongoDb, MongoDb], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, other = pair
+    memory_id = Memory(db=db, embedder=None).add_user_memory(UserMemory("start"), "ava")
+    later = UserMemory("replaced just before the claim")
+    replace = Memory(db=other, embedder=None).replace_user_memory
+    _during(monkeypatch, "update_many", lambda: replace(memory_id, later, "ava"))
+    assert db.delete_memories([memory_id], "ava") == 1
+    history = db.get_memory_history(memory_id, "ava")
+    assert [(e.event, e.old_memory) for e in history] == [
+        ("add", None),
+        ("update", "start"),
+        ("delete", "replaced just before the claim"),
+    ]
+    assert history[1].created_at < history[2].created_at
+    assert chained(history)

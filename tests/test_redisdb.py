@@ -115,7 +115,14 @@ def test_the_key_layout(db: RedisDb, client: redis.Redis) -> None:
         f"{m}:chg:3:a:b",
     }
     s = db.session_table
-    assert keys(client, s) == {f"{s}:s:s1", f"{s}:r:s1", f"{s}:d:s1", f"{s}:u:ava", f"{s}:all"}
+    assert keys(client, s) == {
+        f"{s}:s:s1",
+        f"{s}:r:s1",
+        f"{s}:d:s1",
+        f"{s}:u:ava",
+        f"{s}:all",
+        f"{s}:runids",  # each stored run's id, and its session
+    }
     fields = {b"user_id", b"memory", b"topics", b"created_at", b"updated_at"}
     assert set(client.hgetall(f"{m}:m:m1")) == fields  # fields that are None are left out
 

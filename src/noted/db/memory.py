@@ -31,7 +31,7 @@ from noted.db.base import (
     WriteBatch,
 )
 from noted.db.revocations import InMemoryRevocations
-from noted.db.sessions_core import SessionRules, owns_session, sees_session
+from noted.db.sessions_core import SessionRules, owns_session, run_id_taken, sees_session
 from noted.retrieval.vectors import (
     UserVectors,
     Vector,
@@ -92,6 +92,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         self._users: dict[str, dict[str, UserMemory]] = {}
         self._sessions: dict[str, Session] = {}  # without runs
         self._runs: dict[str, list[dict[str, Any]]] = {}  # session_id -> runs as dicts
+        self._run_ids: set[str] = set()  # of every stored run
         # (user_id, memory_id) -> its event rows (EVENT_COLUMNS order, topics as tuples)
         self._events: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         # memory_id -> (model, vector)
@@ -496,6 +497,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
     def _store_run(self, run: RunResult, now_us: int) -> None:
         data = run.to_dict()
         with self._lock:
+            if run.run_id in self._run_ids:
+                raise run_id_taken(run.run_id)
             session = self._sessions.get(run.session_id)
             now = from_micros(now_us)
             if session is None:
@@ -505,6 +508,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             elif session.user_id != run.user_id:
                 raise foreign_session(run.session_id)
             self._runs[run.session_id].append(data)
+            self._run_ids.add(run.run_id)
             session.updated_at = now
             session.run_count += 1
 
@@ -565,7 +569,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             if not sees_session(self._owner_of(session_id), user_id):
                 return False
             del self._sessions[session_id]
-            del self._runs[session_id]
+            self._run_ids.difference_update(r["run_id"] for r in self._runs.pop(session_id))
             return True
 
     def _read_summary(self, session_id: str, user_id: str) -> SessionSummary | None:

@@ -24,7 +24,8 @@ from typing import Any, Protocol
 from noted._time import now_micros
 from noted.db._rows import foreign_session
 from noted.db.base import check_page
-from noted.schema import check_id, check_unicode, require_id
+from noted.errors import ConflictError, UserError
+from noted.schema import check_id, check_time, check_unicode, require_id
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
@@ -38,14 +39,28 @@ __all__ = [
 
 
 def check_run(run: RunResult) -> RunResult:
-    """``run`` when every store can keep its ids and what the user said: ids as the Memory
-    API takes them, and an input without unpaired surrogates; a
-    :class:`~noted.errors.UserError` naming the field otherwise (nothing is written)."""
+    """``run`` when every store can keep it alike: ids as the Memory API takes them, the
+    texts said (the input, the answer, each message) without unpaired surrogates, and a
+    timezone-aware ``created_at``; a :class:`~noted.errors.UserError` naming the field
+    otherwise (nothing is written)."""
     for name in ("run_id", "session_id", "user_id"):
         require_id(name, getattr(run, name))
     check_id("agent_id", run.agent_id)
     check_unicode("input", run.input)
+    if run.content is not None:
+        check_unicode("content", run.content)
+    for message in run.messages:
+        if message.content is not None:
+            check_unicode("a message's content", message.content)
+    if check_time("created_at", run.created_at) is None:
+        raise UserError("a run's created_at must be a datetime, got None")
     return run
+
+
+def run_id_taken(run_id: str) -> ConflictError:
+    """The error of a run whose id a stored run has (in any session, of any user): nothing
+    of it is written."""
+    return ConflictError(f"run_id {run_id!r} is taken by another run; nothing was written")
 
 
 def _owned(session_id: str, user_id: str) -> tuple[str, str]:

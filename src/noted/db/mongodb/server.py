@@ -46,6 +46,7 @@ SESSION_INDEXES: Final[list[IndexSpec]] = [
 RUN_INDEXES: Final[list[IndexSpec]] = [
     ("noted_session_run", [("session_id", 1), ("run_index", 1)], {"unique": True}),
 ]
+RUN_ID_INDEX: Final[IndexSpec] = ("noted_run_id", [("run_id", 1)], {"unique": True})
 TEXT_INDEX: Final = "noted_text"
 TEXT_WEIGHTS: Final = {"memory": 2, "topics": 1, "input": 1}  # as SqliteDb's BM25 weights
 

@@ -4,12 +4,13 @@ caller's collections, as in sqlite_sessions and postgres_sessions."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.db._rows import foreign_session
-from noted.db.sessions_core import owns_session, sees_session
+from noted.db.sessions_core import owns_session, run_id_taken, sees_session
 from noted.errors import StoreError
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -85,19 +86,43 @@ def append_run(
 ) -> None:
     """``extra`` fields go in the run's document, written with it (the run's jobs)."""
     from bson.int64 import Int64
+    from pymongo.errors import DuplicateKeyError
 
     index = _claim_run_index(sessions, run, where)
-    runs.insert_one(
-        {
-            "session_id": run.session_id,
-            "run_index": index,
-            "run_id": run.run_id,
-            "status": run.status,
-            "created_at": Int64(to_micros(run.created_at)),
-            "data": run.to_dict(),
-            **(extra or {}),
-        }
-    )
+    try:
+        runs.insert_one(
+            {
+                "session_id": run.session_id,
+                "run_index": index,
+                "run_id": run.run_id,
+                "status": run.status,
+                "created_at": Int64(to_micros(run.created_at)),
+                "data": run.to_dict(),
+                **(extra or {}),
+            }
+        )
+    except DuplicateKeyError as exc:
+        _give_back(sessions, run.session_id, index)
+        if "run_id" not in (exc.details or {}).get("keyPattern", {"run_id": 1}):
+            raise
+        raise run_id_taken(run.run_id) from exc
+    except BaseException:
+        _give_back(sessions, run.session_id, index)
+        raise
+
+
+def _give_back(sessions: Collection[Doc], session_id: str, index: int) -> None:
+    """Undo the claim of place ``index`` by a run that could not be written (too large,
+    say), unless another run has taken a place after it: the session that run created
+    goes, a session it did not create counts one run less."""
+    from pymongo.errors import PyMongoError
+
+    taken = {"_id": session_id, "run_count": index + 1}
+    with contextlib.suppress(PyMongoError):  # the server is gone too: its error says why
+        if index == 0:
+            sessions.delete_one(taken)
+        else:
+            sessions.update_one(taken, {"$inc": {"run_count": -1}})
 
 
 def _claim_run_index(sessions: Collection[Doc], run: RunResult, where: str) -> int:

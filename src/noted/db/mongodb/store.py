@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Final
@@ -41,6 +42,7 @@ from noted.db.mongodb.search import batch_written, bump
 from noted.db.mongodb.server import (
     EVENT_INDEXES,
     MEMORY_INDEXES,
+    RUN_ID_INDEX,
     RUN_INDEXES,
     SESSION_INDEXES,
     Collections,
@@ -73,11 +75,20 @@ SERVER_SELECTION_TIMEOUT_MS: Final = 5000
 _BATCH: Final = 1000  # memories (or users) per bulk write, and ids per "$in" list
 _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
 _STORED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "embedding": 1, "embedding_model": 1}
-_DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1}
+_DELETED_SIDE: Final = {"user_id": 1, "memory": 1, "topics": 1, "created_at": 1, "changed_at": 1}
 _CANDIDATE: Final = {"user_id": 1, "created_at": 1}
 _CLAIM: Final = "deleting"  # {token, at}: a delete's claim on a memory (see MongoDb._delete)
 _CLAIM_AT: Final = _CLAIM + ".at"
 _CLAIM_LIFETIME_US: Final = 60_000_000
+_CLAIM_WAIT_S = 5.0  # how long a replace waits for a delete that holds a claim to end
+
+
+def _claimed(doc: Doc, now: int) -> bool:
+    """Whether a delete holds a live claim on the memory ``doc`` (see MongoDb._delete)."""
+    claim = doc.get(_CLAIM)
+    return claim is not None and int(claim["at"]) >= now - _CLAIM_LIFETIME_US
+
+
 _TRANSACTIONAL: Final = Capabilities(transactions=True, native_fulltext=True, native_vectors=True)
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
 
@@ -264,12 +275,29 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
             text = text.replace(secret, "***")
         return StoreError(text)
 
+    def _unique_run_ids(self, runs: Collection[Doc]) -> None:
+        """A run id is unique across the store's runs, as on every store; runs written
+        before that rule may hold an id twice: they are kept, and the rule waits (logged)
+        until they go."""
+        from pymongo.errors import DuplicateKeyError, OperationFailure
+
+        name, keys, options = RUN_ID_INDEX
+        try:
+            runs.create_index(keys, name=name, **options)
+        except (DuplicateKeyError, OperationFailure) as exc:
+            logger.warning(
+                "%s: stored runs share a run id, so a run id used twice is not refused (%s)",
+                runs.full_name,
+                exc,
+            )
+
     def _create_indexes(self, c: Collections) -> None:
         ensure_indexes(c.memories, MEMORY_INDEXES)
         self._text_search = create_text_index(c.memories, self._where)
         ensure_indexes(c.events, EVENT_INDEXES)
         ensure_indexes(c.sessions, SESSION_INDEXES)
         ensure_indexes(c.runs, RUN_INDEXES)
+        self._unique_run_ids(c.runs)
 
     # -- MemoryStore ------------------------------------------------------------------
 
@@ -457,11 +485,20 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         (doc,) = memory_docs([memory])
         key = {"_id": doc["_id"], "user_id": doc["user_id"]}
         given = dict(doc)
+        waited_until = time.monotonic() + _CLAIM_WAIT_S
         with self._db() as db:
             while True:
                 current = db.memories.find_one(key, session=bound())
                 if current is None:
                     return None
+                if _claimed(current, now_micros()):
+                    # a delete is under way: it comes first, and the memory is gone after it
+                    if time.monotonic() > waited_until:
+                        raise ConflictError(
+                            f"memory {doc['_id']!r} is being deleted by another writer"
+                        )
+                    time.sleep(0.002)
+                    continue
                 doc.update(replaced_fields(given, current))
                 version = current.get("version")
                 stamp = max(now_micros(), int(current.get("changed_at") or 0) + 1)
@@ -538,7 +575,9 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
                 changes = deletions(
                     (d["_id"], d["user_id"], d["memory"], d["topics"]) for d in claimed
                 )
-                self._record(db, changes, context, stamp, deleted)
+                # after the last change of what it deleted, made even after the delete began
+                last = max((int(d.get("changed_at") or 0) for d in claimed), default=0)
+                self._record(db, changes, context, max(stamp, last + 1), deleted)
                 deleted += len(claimed)
         return deleted
 

@@ -13,7 +13,7 @@ from psycopg.types.json import Json
 from noted._time import from_micros
 from noted.db._rows import foreign_session, row_to_session, summary_from_json
 from noted.db.postgres.schema import Names
-from noted.db.sessions_core import owns_session, sees_session
+from noted.db.sessions_core import owns_session, run_id_taken, sees_session
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
@@ -53,7 +53,11 @@ def _owner_id(conn: Conn, n: Names, session_id: str, *, lock: bool = False) -> s
 
 def append_run(conn: Conn, n: Names, run: RunResult, now: datetime) -> None:
     """Inside the caller's transaction; the session's row is locked while its run is
-    numbered, so concurrent appends never take the same place."""
+    numbered, so concurrent appends never take the same place. A run id already stored
+    (checked first, and by the table's unique key when two appends race) is refused."""
+    taken = conn.execute(f"SELECT 1 FROM {n.runs} WHERE run_id = %s", (run.run_id,))
+    if taken.fetchone() is not None:
+        raise run_id_taken(run.run_id)
     conn.execute(
         f"INSERT INTO {n.sessions} (session_id, user_id, agent_id, created_at, "
         "updated_at, summary, run_count) VALUES (%s, %s, %s, %s, %s, NULL, 0) "
@@ -64,11 +68,17 @@ def append_run(conn: Conn, n: Names, run: RunResult, now: datetime) -> None:
     assert owner is not None
     if owner[0] != run.user_id:
         raise foreign_session(run.session_id)
-    conn.execute(
-        f"INSERT INTO {n.runs} (session_id, run_index, run_id, status, created_at, data) "
-        "VALUES (%s, %s, %s, %s, %s, %s)",
-        (run.session_id, owner[1], run.run_id, run.status, run.created_at, Json(run.to_dict())),
-    )
+    row = (run.session_id, owner[1], run.run_id, run.status, run.created_at, Json(run.to_dict()))
+    try:  # (the caller's transaction is rolled back with the error)
+        conn.execute(
+            f"INSERT INTO {n.runs} (session_id, run_index, run_id, status, created_at, data) "
+            "VALUES (%s, %s, %s, %s, %s, %s)",
+            row,
+        )
+    except psycopg.errors.UniqueViolation as exc:
+        if (exc.diag.constraint_name or "").endswith("run_id_key"):
+            raise run_id_taken(run.run_id) from exc
+        raise
     conn.execute(
         f"UPDATE {n.sessions} SET updated_at = %s, run_count = run_count + 1 WHERE session_id = %s",
         (now, run.session_id),

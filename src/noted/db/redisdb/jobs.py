@@ -28,6 +28,7 @@ from noted._time import now_micros
 from noted.db._job_sql import job_from_row
 from noted.db.jobs import ANY_AGENT, Job, JobStatus, after_failure, check_status, clip_error
 from noted.db.redisdb import scripts as lua
+from noted.db.redisdb.reads import refused
 from noted.db.sessions_core import check_run
 from noted.sessions import RunResult
 
@@ -46,15 +47,16 @@ local function row(id)
 end
 """
 
-# after APPEND_RUN_LUA's own arguments, [8] = the jobs as a JSON list of
-# {id, key, agent, due, payload}. 1, or 0 (nothing written) for another user's session.
+# after APPEND_RUN_LUA's own arguments, [9] = the jobs as a JSON list of
+# {id, key, agent, due, payload}. APPEND_RUN_LUA's answer (nothing written unless 1).
 _APPEND_WITH_JOBS = (
     "local function append_run()\n"
     + lua.APPEND_RUN_LUA
     + """
 end
-if append_run() == 0 then return 0 end
-for _, j in ipairs(cjson.decode(ARGV[8])) do
+local appended = append_run()
+if appended ~= 1 then return appended end
+for _, j in ipairs(cjson.decode(ARGV[9])) do
   local seq = redis.call('INCR', P .. ':jseq')
   redis.call('HSET', jkey(j.id), 'payload', j.payload, 'job_key', j.key, 'agent', j.agent,
              'status', 'pending', 'attempts', 0, 'due_at', j.due, 'seq', seq)
@@ -234,8 +236,6 @@ class RedisJobs:
         return scripts[name]
 
     def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
-        from noted.db._rows import foreign_session
-
         check_run(run)
         entries = [
             {
@@ -255,10 +255,10 @@ class RedisJobs:
             now_micros(),
             run.status,
             json.dumps(run.to_dict(), ensure_ascii=False, separators=(",", ":")),
+            run.run_id,
             json.dumps(entries, ensure_ascii=False, separators=(",", ":")) if entries else "[]",
         )
-        if not appended:
-            raise foreign_session(run.session_id)
+        refused(appended, run)
 
     def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
         now = now_micros()

@@ -14,19 +14,32 @@ import numpy as np
 from noted._time import from_micros, to_micros
 from noted.audit import MemoryEvent
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
-from noted.db._rows import COLUMNS, row_to_event
+from noted.db._rows import COLUMNS, foreign_session, row_to_event
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.core import PageRules, PendingCounts, keyword_user
 from noted.db.redisdb.changes import read_changes, script_memories, upd_order
+from noted.db.sessions_core import run_id_taken
 from noted.errors import StoreError
 from noted.retrieval.vectors import UserVectors, check_centering, from_blobs, search_target
 from noted.schema import UserMemory, UserStats
+from noted.sessions import RunResult
 
 if TYPE_CHECKING:
     import redis
     from redis.commands.core import Script
 
-__all__ = ["Arg", "RedisReads", "decoded", "last_rank", "opt", "owned_by", "scope", "to_json"]
+__all__ = [
+    "PAST_THE_END",
+    "Arg",
+    "RedisReads",
+    "decoded",
+    "last_rank",
+    "opt",
+    "owned_by",
+    "refused",
+    "scope",
+    "to_json",
+]
 
 Arg = str | bytes | int | float  # what a script argument may be
 
@@ -59,9 +72,24 @@ def _event(memory_id: str, user_id: str, raw: bytes | str) -> MemoryEvent:
     return row_to_event((event_id, memory_id, user_id, *change, *context, int(at)))
 
 
+# Ranks past every sorted set's end: Redis holds at most 2**32 members per key, and takes
+# only 64-bit ranks (a page of limit 2**63-1 after an offset would overflow them).
+PAST_THE_END: Final = 2**32
+
+
 def last_rank(offset: int, limit: int | None) -> int:
     """The last rank of a page (ZRANGE's inclusive stop; -1 for "to the end")."""
-    return -1 if limit is None else offset + limit - 1
+    if limit is None or offset + limit > PAST_THE_END:
+        return -1
+    return offset + limit - 1
+
+
+def refused(appended: int, run: RunResult) -> None:
+    """What an append script's answer says went wrong, raised (1: nothing did)."""
+    if appended == 0:
+        raise foreign_session(run.session_id)
+    if appended == -1:
+        raise run_id_taken(run.run_id)
 
 
 def scope(user_id: str | None) -> tuple[str, str]:

@@ -502,17 +502,18 @@ local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
 """
 
 # ARGV[2] = session_id, [3] = user_id, [4] = agent_id (optional), [5] = now, [6] = status,
-# [7] = the run as JSON. Returns 1, or 0 when the session belongs to another user.
+# [7] = the run as JSON, [8] = its run_id. Returns 1, 0 when the session belongs to another
+# user, or -1 when a stored run has the run's id (nothing is written then).
 APPEND_RUN_LUA = """
 local sid, user, now = ARGV[2], ARGV[3], ARGV[5]
 local skey = key('s', sid)
 local owner = redis.call('HGET', skey, 'user_id')
+if owner and owner ~= user then return 0 end
+if redis.call('HSETNX', P .. ':runids', ARGV[8], sid) == 0 then return -1 end
 if not owner then
   redis.call('HSET', skey, 'user_id', user, 'created_at', now)
   local agent = opt(ARGV[4])
   if agent then redis.call('HSET', skey, 'agent_id', agent) end
-elseif owner ~= user then
-  return 0
 end
 local count = redis.call('RPUSH', key('r', sid), ARGV[7])
 if ARGV[6] == 'completed' then redis.call('RPUSH', key('d', sid), count - 1) end
@@ -578,6 +579,9 @@ DELETE_SESSION_LUA = """
 local sid, user = ARGV[2], opt(ARGV[3])
 local owner = redis.call('HGET', key('s', sid), 'user_id')
 if not owner or (user and owner ~= user) then return 0 end
+for _, run in ipairs(redis.call('LRANGE', key('r', sid), 0, -1)) do
+  redis.call('HDEL', P .. ':runids', cjson.decode(run).run_id)
+end
 redis.call('DEL', key('s', sid), key('r', sid), key('d', sid))
 redis.call('ZREM', key('u', owner), sid)
 redis.call('ZREM', P .. ':all', sid)

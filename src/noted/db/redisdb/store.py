@@ -106,12 +106,14 @@ from noted.db.core import (
 from noted.db.redisdb import scripts as lua
 from noted.db.redisdb.jobs import RedisJobs
 from noted.db.redisdb.reads import (
+    PAST_THE_END,
     Arg,
     RedisReads,
     decoded,
     last_rank,
     opt,
     owned_by,
+    refused,
     scope,
     to_json,
 )
@@ -537,9 +539,9 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
             now_us,
             run.status,
             to_json(run.to_dict()),
+            run.run_id,
         )
-        if not appended:
-            raise foreign_session(run.session_id)
+        refused(appended, run)
 
     def _read_runs(
         self, session_id: str, user_id: str, last_n: int | None, completed_only: bool
@@ -548,7 +550,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
             self._get_runs,
             session_id,
             user_id,
-            "" if last_n is None else last_n,
+            "" if last_n is None or last_n >= PAST_THE_END else last_n,
             "completed" if completed_only else "",
         )
         if status == b"conflict":

@@ -12,7 +12,7 @@ from typing import Any
 
 from noted._time import to_micros
 from noted.db._rows import foreign_session, row_to_session, summary_from_json
-from noted.db.sessions_core import owns_session, sees_session
+from noted.db.sessions_core import owns_session, run_id_taken, sees_session
 from noted.db.sqlite.connection import Connection
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -44,6 +44,8 @@ def _owner_id(conn: Connection, table: str, session_id: str) -> str | None:
 
 def append_run(conn: Connection, table: str, run: RunResult, now_us: int) -> None:
     """Inside the caller's write transaction."""
+    if conn.execute(f"SELECT 1 FROM {table}_runs WHERE run_id = ?", (run.run_id,)).fetchone():
+        raise run_id_taken(run.run_id)
     owner = _owner(conn, table, run.session_id)
     if owner is None:
         conn.execute(
