@@ -1152,3 +1152,43 @@ def test_writers_of_one_user_at_once_neither_fail_nor_leave_a_kept_search_stale(
             )
     for store in stores:
         store.close()
+
+
+def test_names_that_derived_names_would_clash_with_are_refused(
+    url: str, names: dict[str, str]
+) -> None:
+    base = names["memory_table"]
+    # another table's companion: a UserError before anything is made
+    for memory_table, session_table in (
+        (base, f"{base}_counts"),
+        (base, f"{base}_generations"),
+        (f"{base}_s_runs", f"{base}_s"),
+    ):
+        with pytest.raises(UserError, match="must name different tables"):
+            PostgresDb(url, memory_table=memory_table, session_table=session_table)
+    # names PostgreSQL would cut: a companion table cut into the table itself, or indexes
+    # cut into one name
+    for length in (63, 60, 52):
+        with pytest.raises(UserError, match="63 characters"):
+            PostgresDb(url, memory_table="m" * length, session_table=names["session_table"])
+    with PostgresDb(url, memory_table="m" * 44, session_table="s" * 46) as longest:
+        longest.upsert_memories(memories("ava", 2))
+        assert len(index_definitions(url, "m" * 44)) >= 7
+
+
+def test_tables_whose_index_names_overlap_are_refused_not_mixed(
+    url: str, names: dict[str, str]
+) -> None:
+    # X's index ix_X_user_search is also X_user's ix_X_user + _search, which an upgrade of
+    # X_user would drop; and X's ix_X_user_updated would pass for X_user's ix_X_user +
+    # _updated. Opening X_user beside X is refused, and X keeps its indexes.
+    base = names["memory_table"]
+    with PostgresDb(url, memory_table=base, session_table=names["session_table"]) as first:
+        first.upsert_memories(memories("ava", 2))
+    before = index_definitions(url, base)
+    other = PostgresDb(url, memory_table=f"{base}_user", session_table=f"{base}_s2")
+    with pytest.raises(UserError, match="belongs to another table"):
+        other.upsert_memories(memories("bob", 1))
+    other.close()
+    assert index_definitions(url, base) == before
+    assert index_definitions(url, f"{base}_user") == {}  # nothing of it was made

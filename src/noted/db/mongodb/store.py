@@ -54,6 +54,7 @@ from noted.db.mongodb.server import (
     url_secrets,
 )
 from noted.db.mongodb.transactions import bound, deployment, has_transactions, in_transaction
+from noted.db.revocations import SUFFIX as REVOKED
 from noted.db.sessions_core import SessionsInModule
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
@@ -173,7 +174,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         self.db_url = db_url
         self.database = database
         self.memory_table, self.session_table = check_table_names(
-            memory_table, session_table, ("_events", "_generations")
+            memory_table, session_table, ("_events", "_generations", REVOKED)
         )
         self._client = client
         self._owns_client = client is None

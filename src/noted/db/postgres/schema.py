@@ -27,13 +27,22 @@ from typing import Final
 
 import psycopg
 
+from noted.db.revocations import SUFFIX as REVOKED
+from noted.errors import UserError
+
 __all__ = [
+    "MAX_NAME",
+    "MEMORY_TABLE_SUFFIXES",
     "MIGRATIONS",
     "SESSION_MIGRATIONS",
+    "SESSION_TABLE_SUFFIXES",
     "TEXT_WORDS",
     "Extensions",
     "Names",
+    "check_lengths",
+    "claim_index",
     "create_extension",
+    "create_index",
     "current_version",
     "record_version",
     "user_search_index",
@@ -97,6 +106,68 @@ class Extensions:
 
 Connection = psycopg.Connection[tuple[object, ...]]
 Migration = Callable[[Connection, Names, Extensions], None]
+
+MAX_NAME: Final = 63  # PostgreSQL keeps this many bytes of a name, and cuts the rest
+MEMORY_TABLE_SUFFIXES: Final = ("_events", "_generations", "_counts", REVOKED)
+SESSION_TABLE_SUFFIXES: Final = ("_runs", "_jobs")
+_MEMORY_INDEXES: Final = (
+    "user_updated",
+    "user_created",
+    "updated",
+    "created",
+    "user_model",
+    "search",
+    "events_memory",
+    "user_search",
+    "user_text",
+)
+_SESSION_INDEXES: Final = ("user_updated", "updated", "jobs_key")
+
+
+def check_lengths(memory_table: str, session_table: str) -> None:
+    """A UserError when PostgreSQL would cut a name noted derives from the two: a table
+    (``<memory_table>_generations`` is the longest), or indexes into one name."""
+    tables = [memory_table + s for s in ("", *MEMORY_TABLE_SUFFIXES)]
+    tables += [session_table + s for s in ("", *SESSION_TABLE_SUFFIXES)]
+    for table in tables:
+        if len(table) > MAX_NAME:
+            raise UserError(
+                f"table {table!r} would be cut to {MAX_NAME} characters by PostgreSQL: "
+                "choose a shorter memory_table or session_table"
+            )
+    indexes = [f"ix_{memory_table}_{s}" for s in _MEMORY_INDEXES]
+    indexes += [f"ix_{session_table}_{s}" for s in _SESSION_INDEXES]
+    if len({name[:MAX_NAME] for name in indexes}) < len(indexes):
+        raise UserError(
+            f"memory_table {memory_table!r} or session_table {session_table!r} is too long: "
+            f"PostgreSQL cuts names at {MAX_NAME} characters, so indexes noted names after "
+            "them would share a name; choose shorter names"
+        )
+
+
+def claim_index(conn: Connection, names: Names, index: str, table: str) -> None:
+    """A UserError when an index named ``index`` is there on a table other than ``table``
+    (index names are derived from table names, so ``X_user``'s can be ``X``'s): noted
+    would take it for its own, or drop it. Nothing is created or dropped then."""
+    row = conn.execute(
+        "SELECT indrelid = to_regclass(%s) FROM pg_index WHERE indexrelid = to_regclass(%s)",
+        (names.q(table), names.q(index)),
+    ).fetchone()
+    if row is not None and not row[0]:
+        raise UserError(
+            f"the PostgreSQL index {index!r} that table {table!r} needs belongs to another "
+            "table of the schema (their names overlap, as X and X_user do): give one of "
+            "them another name, or another schema"
+        )
+
+
+def create_index(conn: Connection, names: Names, index: str, table: str, spec: str) -> None:
+    """``CREATE INDEX IF NOT EXISTS index ON table spec``, once :func:`claim_index` has
+    found the name free or the table's own."""
+    claim_index(conn, names, index, table)
+    conn.execute(f'CREATE INDEX IF NOT EXISTS "{index}" ON {names.q(table)} {spec}')
+
+
 MIGRATIONS: list[Migration] = []  # the memory table's (and its events table)
 SESSION_MIGRATIONS: list[Migration] = []  # the session table's (and its runs table)
 
@@ -137,8 +208,8 @@ def m001_create_memories(conn: Connection, names: Names, extensions: Extensions)
         ("created", "created_at, memory_id"),
         ("user_model", "user_id, embedding_model"),  # how many are embedded, per model
     ):
-        conn.execute(f'CREATE INDEX IF NOT EXISTS "ix_{base}_{suffix}" ON {t} ({columns})')
-    conn.execute(f'CREATE INDEX IF NOT EXISTS "ix_{base}_search" ON {t} USING gin (search)')
+        create_index(conn, names, f"ix_{base}_{suffix}", base, f"({columns})")
+    create_index(conn, names, f"ix_{base}_search", base, "USING gin (search)")
     conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {names.events} (
             seq bigserial PRIMARY KEY,
@@ -156,9 +227,12 @@ def m001_create_memories(conn: Connection, names: Names, extensions: Extensions)
             created_at timestamptz NOT NULL
         )"""
     )
-    conn.execute(
-        f'CREATE INDEX IF NOT EXISTS "ix_{base}_events_memory" '
-        f"ON {names.events} (user_id, memory_id, created_at)"
+    create_index(
+        conn,
+        names,
+        f"ix_{base}_events_memory",
+        f"{base}_events",
+        "(user_id, memory_id, created_at)",
     )
 
 
@@ -176,11 +250,13 @@ def m002_keyword_by_user(conn: Connection, names: Names, extensions: Extensions)
         f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS search_length integer "
         f"GENERATED ALWAYS AS (length({_SEARCH_VECTOR})) STORED"
     )
+    claim_index(conn, names, f"ix_{base}_user_model", base)
     conn.execute(f"DROP INDEX IF EXISTS {names.q(f'ix_{base}_user_model')}")
     conn.execute(
         f'CREATE INDEX "ix_{base}_user_model" ON {t} (user_id, embedding_model) '
         "INCLUDE (search_length)"
     )
+    claim_index(conn, names, f"ix_{base}_search", base)
     conn.execute(f"DROP INDEX IF EXISTS {names.q(f'ix_{base}_search')}")
 
 
@@ -313,12 +389,14 @@ def user_search_index(conn: Connection, names: Names) -> None:
     it is there, would wait for the table's writes."""
     for suffix, words in (("user_search", "search"), ("user_text", TEXT_WORDS)):
         index = names.q(f"ix_{names.memory_table}_{suffix}")
-        row = conn.execute("SELECT to_regclass(%s)", (index,)).fetchone()
+        row = conn.execute(
+            "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(%s) "
+            "AND indrelid = to_regclass(%s)",
+            (index, names.memories),
+        ).fetchone()
         if row is None or row[0] is None:
-            conn.execute(
-                f'CREATE INDEX IF NOT EXISTS "ix_{names.memory_table}_{suffix}" '
-                f"ON {names.memories} USING gin (user_id, {words})"
-            )
+            spec = f"USING gin (user_id, {words})"
+            create_index(conn, names, f"ix_{names.memory_table}_{suffix}", names.memory_table, spec)
 
 
 def create_extension(conn: Connection, name: str) -> bool:
@@ -349,11 +427,8 @@ def s001_create_sessions(conn: Connection, names: Names, extensions: Extensions)
             run_count integer NOT NULL DEFAULT 0
         )"""
     )
-    conn.execute(
-        f'CREATE INDEX IF NOT EXISTS "ix_{base}_user_updated" '
-        f"ON {names.sessions} (user_id, updated_at)"
-    )
-    conn.execute(f'CREATE INDEX IF NOT EXISTS "ix_{base}_updated" ON {names.sessions} (updated_at)')
+    create_index(conn, names, f"ix_{base}_user_updated", base, "(user_id, updated_at)")
+    create_index(conn, names, f"ix_{base}_updated", base, "(updated_at)")
     conn.execute(
         f"""CREATE TABLE IF NOT EXISTS {names.runs} (
             session_id text NOT NULL,
@@ -388,7 +463,7 @@ def s002_jobs(conn: Connection, names: Names, extensions: Extensions) -> None:
             payload text NOT NULL
         )"""
     )
-    conn.execute(f'CREATE INDEX IF NOT EXISTS "ix_{base}_jobs_key" ON {names.jobs} (job_key, seq)')
+    create_index(conn, names, f"ix_{base}_jobs_key", f"{base}_jobs", "(job_key, seq)")
 
 
 def current_version(conn: Connection, names: Names, table: str) -> int:

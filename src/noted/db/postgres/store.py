@@ -123,7 +123,13 @@ class PostgresDb(
         self._where_to += parts.path
         if schema is not None:
             check_table_name(schema, "schema")
-        self.memory_table, self.session_table = check_table_names(memory_table, session_table)
+        self.memory_table, self.session_table = check_table_names(
+            memory_table,
+            session_table,
+            pg_schema.MEMORY_TABLE_SUFFIXES,
+            pg_schema.SESSION_TABLE_SUFFIXES,
+        )
+        pg_schema.check_lengths(self.memory_table, self.session_table)
         if type(pool_size) is not int or pool_size < 1:
             raise UserError(f"pool_size must be a positive integer, got {pool_size!r}")
         if type(vector_cache_bytes) is not int or vector_cache_bytes < 0:

@@ -33,7 +33,7 @@ from noted.db.core import PendingCounts
 from noted.db.postgres import query as sql
 from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.kept import move_sql, moved_users
-from noted.db.postgres.schema import Names, create_extension
+from noted.db.postgres.schema import Names, create_extension, create_index
 from noted.retrieval.vectors import (
     Vector,
     centred,
@@ -391,9 +391,9 @@ class PostgresVectors:
             # one process makes it: two creating it at once both pass IF NOT EXISTS, and
             # the second fails on the name (a duplicate in the catalog)
             conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"noted:{name}",))
-            conn.execute(
-                f'CREATE INDEX IF NOT EXISTS "{name}" ON {self._n.memories} '
+            spec = (
                 f"USING hnsw ((embedding::vector({dims})) vector_cosine_ops) "
                 f"WHERE vector_dims(embedding) = {dims}"
             )
+            create_index(conn, self._n, name, self._n.memory_table, spec)
         self._indexed.add(dims)

@@ -35,6 +35,7 @@ from noted.db.base import (
     StoreContext,
     WriteBatch,
 )
+from noted.db.revocations import SUFFIX as REVOKED
 from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
@@ -98,7 +99,7 @@ class SqliteDb(
         self.memory_table, self.session_table = check_table_names(
             memory_table,
             session_table,
-            ("_events", "_fts", "_fts_users", "_fts_terms", "_generations"),
+            ("_events", "_fts", "_fts_users", "_fts_terms", "_generations", REVOKED),
         )
         self._session_names = self.session_table
         self.read_only = read_only
