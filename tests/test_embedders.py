@@ -97,6 +97,14 @@ def test_failures_are_retried_or_raised_clearly(
     wire.add(embeddings([1, 0], [0, 1]))
     with pytest.raises(ModelOutputError, match="2 embeddings for 1 texts"):
         model.embed(["a"])
+    twice = embeddings([1, 0], [0, 1])
+    twice.body["data"][1]["index"] = 0
+    wire.add(twice)
+    with pytest.raises(ModelOutputError, match="do not number its 2 texts once each"):
+        model.embed(["a", "b"])  # two answers to the first text, none to the second
+    wire.add(embeddings([float("nan"), 1]))
+    with pytest.raises(ModelOutputError, match="not finite"):
+        model.embed(["a"])
     wire.add(Reply({"error": {"message": "no such model"}}, status=404))
     with pytest.raises(ModelHTTPError, match="no such model"):
         model.embed(["a"])

