@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +24,7 @@ from noted import (
 )
 from noted.errors import ModelOutputError
 from noted.models import ToolDefinition
+from noted.sessions import RunResult
 from noted.testing import FunctionModel, ScriptedModel
 
 
@@ -326,6 +328,40 @@ def test_a_summary_update_that_failed_is_caught_up_by_the_next(
     assert (summary.summary, summary.run_count) == ("I plan a trip to Lisbon. | Then Rome.", 2)
     # nothing is left to catch up: Memory's own update makes no model call
     assert Memory(db=db, model=FunctionModel(fn)).create_session_summary("s1", "ava") == summary
+
+
+class CountingDb(SqliteDb):
+    """Says how many runs each read of runs returned."""
+
+    read: list[int]
+
+    def get_runs(self, *args: Any, **kwargs: Any) -> list[RunResult]:
+        runs = super().get_runs(*args, **kwargs)
+        self.read.append(len(runs))
+        return runs
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_a_summary_update_reads_the_last_runs_only(tmp_path: Path, background: bool) -> None:
+    # However long the session, an update reads the few runs after its summary's last.
+    db = CountingDb(tmp_path / "s.db")
+    db.read = []
+    agent = Agent(
+        summarizing(),
+        db=db,
+        user_id="ava",
+        session_id="s1",
+        enable_session_summaries=True,
+        add_history_to_context=False,
+        background_memory=background,
+    )
+    for n in range(20):
+        agent.run(f"turn {n}")
+        assert agent.wait_for_memories(timeout=10)
+    summary = db.get_session_summary("s1", "ava")
+    assert summary is not None and summary.run_count == 20
+    assert summary.summary == " | ".join(f"turn {n}" for n in range(20))
+    assert max(db.read) <= 8, db.read
 
 
 def test_summaries_turned_on_late_cover_the_earlier_runs(tmp_path: Path) -> None:

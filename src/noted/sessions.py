@@ -173,13 +173,15 @@ class RunResult:
 
 @dataclass(slots=True)
 class SessionSummary:
-    """A short account of a session so far: the summary text, its topics, and how many
-    completed runs it covers (the runs after those are what the next update reads)."""
+    """A short account of a session so far: the summary text, its topics, how many
+    completed runs it covers and the id of the last of them (the runs after it are what
+    the next update reads)."""
 
     summary: str
     topics: list[str] = field(default_factory=list)
     run_count: int = 0
     updated_at: datetime = field(default_factory=utc_now)
+    last_run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,15 +189,18 @@ class SessionSummary:
             "topics": list(self.topics),
             "run_count": self.run_count,
             "updated_at": self.updated_at.isoformat(timespec="microseconds"),
+            "last_run_id": self.last_run_id,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SessionSummary:
+        last = data.get("last_run_id")
         return cls(
             summary=str(data.get("summary", "")),
             topics=[str(t) for t in data.get("topics") or ()],
             run_count=int(data.get("run_count", 0)),
             updated_at=_parse_time(data["updated_at"]) if "updated_at" in data else utc_now(),
+            last_run_id=None if last is None else str(last),
         )
 
 

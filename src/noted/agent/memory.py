@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -34,7 +35,7 @@ from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.memory import Memory
 from noted.memory.operations import number_memories
 from noted.memory.selection import RecentTurns, search_memories, select_memories
-from noted.memory.summary import SessionSummarizer
+from noted.memory.summary import SessionSummarizer, uncovered
 from noted.models.base import ChatModel
 from noted.models.types import Message
 from noted.schema import UserMemory
@@ -42,6 +43,8 @@ from noted.sessions import RunResult, SessionSummary
 from noted.tracing import _hooks as tracing
 
 __all__ = ["AgentMemory", "BackgroundWork", "RunMemory", "SessionSummaries"]
+
+_RECENT_RUNS: Final = 8  # read by a summary update, which follows its summary's last run
 
 log = logging.getLogger("noted.agent")
 
@@ -291,11 +294,20 @@ class SessionSummaries:
 
     async def after(self, run: RunResult, model: ChatModel) -> SessionSummary:
         """The summary of the run's session brought up to date with its completed runs,
-        this one included (and any an earlier update missed)."""
+        this one included (and any an earlier update missed). The last few runs are read,
+        which hold the summary's last run unless updates failed or were off for longer:
+        then every run is."""
         session, user = run.session_id, run.user_id
         previous = await asyncio.to_thread(self.sessions.get_session_summary, session, user)
-        runs = await asyncio.to_thread(self.sessions.get_runs, session, user, completed_only=True)
-        return await self.summarizer.asummarize(previous, runs, self.model or model)
+        read = functools.partial(self.sessions.get_runs, session, user, completed_only=True)
+        new: list[RunResult] | None = None
+        if previous is not None and previous.last_run_id is not None:
+            recent = await asyncio.to_thread(read, last_n=_RECENT_RUNS)
+            if any(r.run_id == previous.last_run_id for r in recent):
+                new = uncovered(previous, recent)
+        if new is None:
+            new = uncovered(previous, await asyncio.to_thread(read))
+        return await self.summarizer.asummarize(previous, new, self.model or model)
 
     async def _update(self, run: RunResult, model: ChatModel) -> None:
         summary = await self.after(run, model)

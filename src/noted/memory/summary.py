@@ -24,7 +24,7 @@ from noted.schema import check_storable, check_topics
 from noted.sessions import RunResult, SessionSummary
 from noted.tracing import _hooks as tracing
 
-__all__ = ["SUMMARY_SCHEMA", "SessionSummarizer", "parse_summary"]
+__all__ = ["SUMMARY_SCHEMA", "SessionSummarizer", "parse_summary", "uncovered"]
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -140,20 +140,31 @@ class SessionSummarizer:
         runs: Sequence[RunResult],
         model: ChatModel | None = None,
     ) -> SessionSummary:
-        """``previous`` brought up to date with the session's ``runs`` (all of them,
-        oldest first): one model call over the completed runs it does not cover, none
-        (``previous`` itself is returned) when it covers them all."""
+        """``previous`` brought up to date with ``runs``, the session's completed runs it
+        does not cover (see :func:`uncovered`), oldest first: one model call; none when
+        there are none (``previous`` itself is returned)."""
         chat_model = self.model or model
         if chat_model is None:
             raise UserError("the session summarizer needs a model: SessionSummarizer(model=...)")
-        done = [run for run in runs if run.status == "completed"]
-        covered = 0 if previous is None else previous.run_count
-        new = done[covered:]
+        new = [run for run in runs if run.status == "completed"]
         if not new:
             if previous is None:
                 raise UserError("there is nothing to summarize: the session has no completed runs")
             return previous
+        covered = 0 if previous is None else previous.run_count
         request = self.request(previous, new)
         response = await tracing.complete(chat_model, request, "session summary")
         text, topics = parse_summary(response.content, self.max_summary_chars)
-        return SessionSummary(text, topics, covered + len(new), utc_now())
+        return SessionSummary(text, topics, covered + len(new), utc_now(), new[-1].run_id)
+
+
+def uncovered(previous: SessionSummary | None, runs: Sequence[RunResult]) -> list[RunResult]:
+    """The completed ones of a session's ``runs`` (all of them, oldest first) that
+    ``previous`` does not cover: those after the last it covers."""
+    done = [run for run in runs if run.status == "completed"]
+    if previous is None:
+        return done
+    ids = [run.run_id for run in done]
+    if previous.last_run_id is not None and previous.last_run_id in ids:
+        return done[ids.index(previous.last_run_id) + 1 :]
+    return done[previous.run_count :]  # a summary that names no run (written before)

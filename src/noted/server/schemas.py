@@ -162,6 +162,7 @@ class SummaryOut(BaseModel):
     topics: list[str]
     run_count: int
     updated_at: str
+    last_run_id: str | None = None
 
 
 class SessionOut(BaseModel):
