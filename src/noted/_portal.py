@@ -12,14 +12,16 @@ import asyncio
 import atexit
 import concurrent.futures
 import concurrent.futures.thread  # its exit hook must be registered before ours
+import contextlib
 import contextvars
 import enum
+import logging
 import os
 import queue
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from noted._async import aclose, athrow
 from noted.errors import UserError
@@ -63,14 +65,29 @@ def _loop_for(coro: Coroutine[Any, Any, Any]) -> asyncio.AbstractEventLoop:
     return loop
 
 
+_CLEAN_UP_S: Final = 5.0  # how long an interrupted call waits for its work to clean up
+
+
+async def _tracked(coro: Coroutine[Any, Any, T], ended: threading.Event) -> T:
+    try:
+        return await coro
+    finally:
+        ended.set()
+
+
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run ``coro`` on the background loop and wait for its result (or its exception)."""
-    future = asyncio.run_coroutine_threadsafe(coro, _loop_for(coro))
+    loop = _loop_for(coro)
+    ended = threading.Event()
+    future = asyncio.run_coroutine_threadsafe(_tracked(coro, ended), loop)
     try:
         return future.result()
     except BaseException:
-        # Ctrl-C (or any other interruption of the wait) cancels the work as well.
+        # Ctrl-C (or any other interruption of the wait) cancels the work as well, and
+        # waits a moment for what it does when cancelled (an agent saves the failed run),
+        # so that a program stopping now does not stop it half-way.
         future.cancel()
+        ended.wait(_CLEAN_UP_S)
         raise
 
 
@@ -244,6 +261,8 @@ def iterate(stream: AsyncIterator[T]) -> Iterator[T]:
     except BaseException:
         if state == "taking":  # interrupted (Ctrl-C) while the task takes an item
             task.cancel()
+            with contextlib.suppress(queue.Empty):  # its clean-up, as in run()
+                driver.out.get(timeout=_CLEAN_UP_S)
         raise
     finally:
         # Stopped early: close the stream before returning; not when the interpreter is
@@ -280,8 +299,24 @@ def drain(timeout: float | None = None) -> bool:
     return not not_done
 
 
+_EXIT_WAIT_S: Final = 60.0
+
+
+def _drain_at_exit() -> None:
+    """Wait for background work (memory updates) at exit; say so when some is left."""
+    if not drain(_EXIT_WAIT_S):
+        with _background_lock:
+            left = len(_background)
+        logging.getLogger("noted").warning(
+            "the program ends with %d background task(s) of noted still running after "
+            "%.0f s (memory or summary updates): they are stopped unfinished",
+            left,
+            _EXIT_WAIT_S,
+        )
+
+
 # Run before the interpreter stops the worker-thread pools that background work still
 # needs: threading's exit hooks run before atexit's, newest first, and the thread pool's
 # hook was registered when its module was imported above.
 _at_exit = getattr(threading, "_register_atexit", atexit.register)
-_at_exit(drain, 60.0)
+_at_exit(_drain_at_exit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 import warnings
 from collections.abc import (
@@ -22,7 +23,7 @@ from collections.abc import (
 )
 from contextlib import aclosing
 from datetime import datetime
-from typing import Any, Literal, overload
+from typing import Any, Final, Literal, overload
 
 from noted import _portal
 from noted._async import aclose
@@ -41,7 +42,7 @@ from noted.agent.memory_tools import MEMORY_TOOL_NAMES
 from noted.agent.tools import Tool, execute_tool_calls, to_tools
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
-from noted.errors import NotedError, UserError
+from noted.errors import ConflictError, NotedError, UserError
 from noted.memory.manager import MemoryManager
 from noted.memory.memory import DEFAULT_USER_ID, Memory
 from noted.memory.summary import SessionSummarizer
@@ -66,9 +67,12 @@ log = logging.getLogger("noted.agent")
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:
-    if type(value) is not int or value < minimum:
-        raise UserError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if type(value) is not int or not minimum <= value <= _MAX_COUNT:
+        raise UserError(f"{name} must be an integer from {minimum} to 2**63 - 1, got {value!r}")
     return value
+
+
+_MAX_COUNT: Final = 2**63 - 1  # as a page of a store may be
 
 
 def _check_flag(name: str, value: object) -> bool:
@@ -156,6 +160,7 @@ class Agent:
         query_turns = _check_count("memory_query_turns", memory_query_turns, 0)
         dated = _check_flag("memory_dates", memory_dates)
         self._user_sessions: dict[str, str] = {}
+        self._sessions_lock = threading.Lock()
         self._work = BackgroundWork(background=background_memory)
         self.memory = self._memory_settings(
             memory,
@@ -271,9 +276,10 @@ class Agent:
         if self.session_id is not None:
             return self.session_id
         user = self._user(user_id)
-        session = self._user_sessions.get(user)
-        if session is None:
-            session = self._user_sessions[user] = new_session_id()
+        with self._sessions_lock:  # runs of one user started at once share one session
+            session = self._user_sessions.get(user)
+            if session is None:
+                session = self._user_sessions[user] = new_session_id()
         return session
 
     # -- the prompt ----------------------------------------------------------------------
@@ -374,11 +380,13 @@ class Agent:
             model=self.model.id,
             messages=[Message("user", message)],
         )
-        conversation, tools = await self._opening(run)
-        by_name = {tool.name: tool for tool in tools}
-        definitions = [tool.definition() for tool in tools]
-        yield RunStarted(run.run_id, session_id, user_id)
+        opened = False
         try:
+            conversation, tools = await self._opening(run)
+            opened = True
+            by_name = {tool.name: tool for tool in tools}
+            definitions = [tool.definition() for tool in tools]
+            yield RunStarted(run.run_id, session_id, user_id)
             rounds = 0
             while True:
                 request = ModelRequest(messages=list(conversation), tools=definitions)
@@ -419,11 +427,15 @@ class Agent:
                     yield ToolCallCompleted(execution)
         except BaseException as exc:
             # The failed turn is kept in the session for the record (status "failed"),
-            # and left out of the history later runs replay.
-            self._save_failed(run, exc, started)
+            # and left out of the history later runs replay; a run refused before it began
+            # (another user's session, a bad setting) is not a turn.
+            if opened or not isinstance(exc, UserError | ConflictError):
+                self._save_failed(run, exc, started)
             raise
         run.metrics.duration = time.perf_counter() - started
-        await self._keep(run)
+        # The run is answered: it is kept, and its memory work started, even when the
+        # caller stops waiting meanwhile (a timeout).
+        await asyncio.shield(self._keep(run))
         yield RunCompleted(run)
 
     async def _keep(self, run: RunResult) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 import os
 import socket
@@ -36,7 +37,7 @@ from noted.db.jobs import (
 )
 from noted.errors import NotedError
 from noted.memory.door import Applied
-from noted.memory.manager import MemoryUpdate
+from noted.memory.manager import MemoryUpdate, log_dropped
 from noted.memory.operations import Operation, Plan
 from noted.models.base import ChatModel
 from noted.models.types import Message
@@ -123,12 +124,27 @@ class JobWorker:
                 await tracing.resume(job.traceparent, lambda: self._memory(job))
             else:
                 await tracing.resume(job.traceparent, lambda: self._summary(job))
-        except NotedError as exc:
+        except Exception as exc:  # any fault of one job: it is tried again
             retry = backoff_seconds(job.attempts) if job.attempts < self.max_attempts else None
-            log.warning(
-                "%s job %s failed (attempt %d): %s", job.kind, job.job_id, job.attempts, exc
-            )
-            await asyncio.to_thread(self.store.fail_job, job, str(exc), retry)
+            if isinstance(exc, NotedError):
+                log.warning(
+                    "%s job %s failed (attempt %d): %s", job.kind, job.job_id, job.attempts, exc
+                )
+            else:
+                log.error(
+                    "%s job %s failed (attempt %d)",
+                    job.kind,
+                    job.job_id,
+                    job.attempts,
+                    exc_info=exc,
+                )
+            await asyncio.to_thread(self.store.fail_job, job, str(exc) or type(exc).__name__, retry)
+        except BaseException:
+            # Stopped (a run's timeout, Ctrl-C): the job is given back, due now, rather than
+            # held by this worker until its lease runs out.
+            with contextlib.suppress(NotedError):
+                self.store.fail_job(job, "stopped before it finished", 0.0)
+            raise
         finally:
             holding.cancel()
 
@@ -156,13 +172,16 @@ class JobWorker:
             done += 1
         return done
 
-    async def until_done(self, poll: float = 0.05) -> int:
+    async def until_done(self, poll: float = 0.05, timeout: float | None = None) -> int:
         """Run jobs until none of this worker's agent is running or due anywhere (other
-        workers' included); how many this worker ran."""
+        workers' included), or ``timeout`` seconds have passed; how many this worker ran."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         done = 0
         while True:
             done += await self.drain()
             if not await asyncio.to_thread(self.store.unfinished_jobs, self.agent_id):
+                return done
+            if deadline is not None and time.monotonic() >= deadline:
                 return done
             await asyncio.sleep(poll)
 
@@ -269,8 +288,7 @@ class JobWorker:
 
         applied = await asyncio.to_thread(apply)
         update.rejected = plan.rejected + applied.rejected
-        for reason in update.rejected:
-            log.warning("memory operation for user %r dropped: %s", user_id, reason)
+        log_dropped(user_id, update.rejected)
         update.operations = applied.operations
         update.memory_ids = [m.memory_id for m in applied.written if m.memory_id is not None]
         return update
@@ -358,8 +376,14 @@ class JobKicker:
 
     async def kick(self) -> None:
         if not self.background:
-            await self.worker.drain()
+            # before the run returns: its jobs, and those of runs beside it that another
+            # call (or process) runs, within a lease (a worker that died holds its job so)
+            await self.worker.until_done(timeout=self.worker.lease)
             return
+        self._start()
+
+    def _start(self) -> None:
+        """A drain on noted's background loop, unless one runs (then it looks once more)."""
         with self._lock:
             if self._running is not None:
                 self._again = True
@@ -395,14 +419,18 @@ class JobKicker:
                     running.result(timeout=left)
                 except TimeoutError:
                     return False
+                except Exception as exc:  # noqa: BLE001 - the drain's fault, logged: look again
+                    log.warning("background jobs: %s", exc)
                 continue
             if not self.worker.store.unfinished_jobs(self.worker.agent_id):
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
             if self.enabled:
-                _portal.run(self.worker.drain())
-            time.sleep(poll)
+                self._start()
+                continue
+            left = poll if deadline is None else min(poll, max(deadline - time.monotonic(), 0))
+            time.sleep(left)
 
 
 def agent_jobs(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import threading
@@ -52,32 +53,42 @@ CONTEXT_DEPTH: Final = 100  # the search's best matches read for the prompt ...
 CONTEXT_CANDIDATES: Final = 100  # ... and how many memories are offered to its budget
 
 
+# The last work started per key, of every BackgroundWork in the process: agents that share
+# a store (and so name the same key) take turns on it as one agent's runs do.
+_tails: dict[str, concurrent.futures.Future[Any]] = {}
+_tails_lock = threading.Lock()
+
+
+def work_key(kind: str, store: object, name: str) -> str:
+    """The key of background work of ``kind`` ("memory", "summary") on ``store`` for
+    ``name`` (a user, a session): work of one key runs one at a time, in order."""
+    return f"{kind}:{id(store)}:{name}"
+
+
 class BackgroundWork:
-    """Work after a run: on noted's background loop, chained per key, waited for on request
-    (and at normal exit); or, with ``background=False``, awaited where it is submitted.
-    A failure is logged, never raised into the run."""
+    """Work after a run: on noted's background loop, chained per key (across every agent
+    of the process: see :func:`work_key`), waited for on request (and at normal exit); or,
+    with ``background=False``, awaited where it is submitted, still in its key's turn.
+    A noted error is logged, never raised into the run."""
 
     def __init__(self, background: bool = True) -> None:
         self.background = background
         self.pending: set[concurrent.futures.Future[Any]] = set()
-        self._tails: dict[str, concurrent.futures.Future[Any]] = {}
         self._lock = threading.Lock()
 
     async def submit(self, key: str, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        """Run ``work()`` for ``key`` ("memory:<user>", "summary:<session>"), in the trace
-        of the run that submits it."""
-        work = tracing.carry(work)
-        if self.background:
-            self._start(key, work)
-            return
-        try:
-            await work()
-        except NotedError as exc:
-            log.warning("%s update failed: %s", key.partition(":")[0], exc)
+        """Run ``work()`` for ``key`` (see :func:`work_key`), in the trace of the run that
+        submits it."""
+        future = self._start(key, tracing.carry(work))
+        if not self.background:
+            with contextlib.suppress(NotedError):  # logged as it ended
+                await asyncio.wrap_future(future)
 
-    def _start(self, key: str, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
-        with self._lock:
-            before = self._tails.get(key)
+    def _start(
+        self, key: str, work: Callable[[], Coroutine[Any, Any, Any]]
+    ) -> concurrent.futures.Future[Any]:
+        with _tails_lock:
+            before = _tails.get(key)
 
             async def after_previous() -> Any:
                 if before is not None and not before.done():
@@ -85,15 +96,18 @@ class BackgroundWork:
                 return await work()
 
             future = _portal.background(after_previous())
-            self._tails[key] = future
+            _tails[key] = future
+        with self._lock:
             self.pending.add(future)
         future.add_done_callback(lambda done: self._finished(key, done))
+        return future
 
     def _finished(self, key: str, future: concurrent.futures.Future[Any]) -> None:
+        with _tails_lock:
+            if _tails.get(key) is future:
+                del _tails[key]
         with self._lock:
             self.pending.discard(future)
-            if self._tails.get(key) is future:
-                del self._tails[key]
         if future.cancelled():
             return
         error = future.exception()
@@ -257,7 +271,8 @@ class AgentMemory:
         """Hand the finished turn to the manager (automatic memory), or refresh the
         search after the run's own memory tools wrote (agentic memory)."""
         if self.mode == "automatic" and run.status == "completed":
-            await self.work.submit(f"memory:{run.user_id}", lambda: self._extract(run, model))
+            key = work_key("memory", self.memory.db, run.user_id)
+            await self.work.submit(key, lambda: self._extract(run, model))
         await self.finish_tools(run)
 
     async def finish_tools(self, run: RunResult) -> None:
@@ -267,9 +282,8 @@ class AgentMemory:
             call.name in WRITING_TOOL_NAMES and not call.error for call in run.tool_calls
         ):
             return
-        await self.work.submit(
-            f"memory:{run.user_id}", lambda: self.arefresh(run.user_id, run.input)
-        )
+        key = work_key("memory", self.memory.db, run.user_id)
+        await self.work.submit(key, lambda: self.arefresh(run.user_id, run.input))
 
 
 @dataclass
@@ -318,4 +332,5 @@ class SessionSummaries:
     async def finish(self, run: RunResult, model: ChatModel) -> None:
         if not self.update or run.status != "completed":
             return
-        await self.work.submit(f"summary:{run.session_id}", lambda: self._update(run, model))
+        key = work_key("summary", self.sessions, run.session_id)
+        await self.work.submit(key, lambda: self._update(run, model))

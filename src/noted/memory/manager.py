@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore
@@ -50,7 +50,7 @@ from noted.models.types import Message, ModelRequest, ModelResponse, Usage
 from noted.schema import UserMemory
 from noted.tracing import _hooks as tracing
 
-__all__ = ["MemoryManager", "MemoryUpdate"]
+__all__ = ["MemoryManager", "MemoryUpdate", "log_dropped"]
 
 log = logging.getLogger("noted.memory")
 
@@ -67,6 +67,18 @@ class MemoryUpdate:
     memory_ids: list[str] = field(default_factory=list)  # added or updated
     model_calls: int = 0
     usage: Usage = field(default_factory=Usage)
+
+
+# Drops that are the model doing its job (a fact it was told already, a conversation with
+# no facts): logged at INFO; the others are faults of its answer, logged at WARNING.
+_ORDINARY_DROPS: Final = ("already stored", "changes nothing", "the answer says")
+
+
+def log_dropped(user_id: str, reasons: Sequence[str]) -> None:
+    """Log each operation a manager's pass dropped, with its reason."""
+    for reason in reasons:
+        level = logging.INFO if reason.startswith(_ORDINARY_DROPS) else logging.WARNING
+        log.log(level, "memory operation for user %r dropped: %s", user_id, reason)
 
 
 class MemoryManager:
@@ -193,8 +205,7 @@ class MemoryManager:
             door.apply, plan, shown, user_id, context, said=said, agent_id=agent_id
         )
         update.rejected = plan.rejected + applied.rejected
-        for reason in update.rejected:
-            log.warning("memory operation for user %r dropped: %s", user_id, reason)
+        log_dropped(user_id, update.rejected)
         update.memory_ids = [m.memory_id for m in applied.written if m.memory_id is not None]
         update.operations = applied.operations
         return update
