@@ -25,7 +25,7 @@ from noted._portal import background
 from noted.agent.events import RunStarted
 from noted.agent.jobs import leave_jobs_to_workers
 from noted.memory.door import MemoryDoor
-from noted.models import ToolDefinition
+from noted.models import ModelResponse, ToolCall, ToolDefinition
 from noted.testing import FunctionModel
 
 MANAGER = "You maintain the long-term memory"
@@ -436,3 +436,25 @@ def test_background_work_left_at_exit_is_reported(
         portal._drain_at_exit()
     assert "still running" in caplog.text
     left.result(5)
+
+
+def test_memory_tools_of_runs_at_once_add_a_fact_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    gated_writes(monkeypatch, 2)
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> ModelResponse | str:
+        if messages[-1].role == "user":
+            call = ToolCall("add_memory", {"memory": "User likes skiing", "topics": []})
+            return ModelResponse(tool_calls=[call])
+        return "Noted."
+
+    agent = Agent(FunctionModel(fn), db=InMemoryDb(), user_id="ava", enable_agentic_memory=True)
+
+    async def runs() -> list[Any]:
+        return await asyncio.gather(
+            *(agent.arun("I like skiing", session_id=f"s{i}") for i in range(2))
+        )
+
+    results = asyncio.run(runs())
+    assert stored(Memory(db=agent.db)) == {"User likes skiing": 1}
+    said = sorted(r.tool_calls[0].result.split(":")[0] for r in results)
+    assert said == ["Added memory [1]", "Not done"]

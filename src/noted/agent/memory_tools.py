@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from noted.agent.tools import Tool
 from noted.audit import AuditContext
@@ -60,6 +60,16 @@ def numbers_given(runs: Sequence[RunResult]) -> int:
             if message.role == "tool" and message.name in MEMORY_TOOL_NAMES:
                 top = max([top, *(int(n) for n in _NUMBER.findall(message.content or ""))])
     return top
+
+
+# A user's tool writes take turns across the runs of the process (each run has its own
+# tools): a fact two runs add at once is looked up by the second after the first wrote it.
+# Striped: a few locks, each shared by the users whose key falls on it.
+_WRITE_LOCKS: Final = tuple(threading.Lock() for _ in range(64))
+
+
+def _write_lock(store: object, user_id: str) -> threading.Lock:
+    return _WRITE_LOCKS[hash((id(store), user_id)) % len(_WRITE_LOCKS)]
 
 
 class MemoryTools:
@@ -173,7 +183,7 @@ class MemoryTools:
                 f"Not done: [{number}] is a number from an earlier turn, and numbers are new "
                 "each turn: use those of the memory section or of search_memories."
             )
-        with self._lock:
+        with self._lock, _write_lock(self._store, self._user_id):
             shown = dict(self._numbers)
             if item["op"] in ("add", "update") and isinstance(item["memory"], str):
                 # Facts already stored in other words are looked up, not only those shown.
