@@ -22,13 +22,15 @@ from noted.db.base import MemoryQuery
 from noted.db.postgres import PostgresDb
 from servers import Server, free_port
 from test_server_cli import clean_env, serve
+from turn_model import turn_model
 
 TESTS = Path(__file__).parent
 WITH_TURN_MODEL = (
     "import sys; sys.path.insert(0, sys.argv.pop(1)); "
-    "from turn_model import turn_model; "
+    "from turn_model import slow_turn_model, turn_model; "
     "from noted.models import register_provider; "
     "register_provider('turns', turn_model); "
+    "register_provider('slow', slow_turn_model); "
     "from noted.cli import main; raise SystemExit(main(sys.argv[1:]))"
 )
 LAUNCHER = [sys.executable, "-c", WITH_TURN_MODEL, str(TESTS)]
@@ -157,3 +159,91 @@ def test_two_workers_one_killed_halfway_and_a_server_on_postgres(
 ) -> None:
     figures = deploy_and_check(servers, tmp_path, users=10, turns=10)
     assert figures["turns"] == 100
+
+
+def test_a_worker_takes_its_store_from_the_config_file(tmp_path: Path) -> None:
+    # The server's config names the store; a worker started with the same file (and no
+    # --db) takes its jobs from there, not from a new ./noted.db.
+    from noted import Agent, SqliteDb
+    from noted.agent.jobs import leave_jobs_to_workers
+
+    shared = tmp_path / "shared.db"
+    config = tmp_path / "noted.toml"
+    config.write_text(
+        f'[server]\ndb = "{shared}"\n\n'
+        '[agent]\nmodel = "turns:x"\nagent_id = "assistant"\nmemory = "auto"\nhistory = 0\n'
+    )
+    agent = Agent(
+        turn_model("x"),
+        db=SqliteDb(shared),
+        agent_id="assistant",
+        user_id="ava",
+        enable_user_memories=True,
+    )
+    leave_jobs_to_workers(agent)
+    agent.run("I keep bees")
+    logs = tmp_path / "worker.log"
+    with logs.open("wb") as err:
+        process = subprocess.Popen(
+            [*LAUNCHER, "worker", "--config", str(config), *WORKER_OPTIONS],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+        )
+    try:
+        with SqliteDb(shared) as store:
+            deadline = time.monotonic() + 30
+            while store.list_jobs(status=None) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert store.list_jobs(status=None) == [], logs.read_text()
+            [learned] = store.list_memories(MemoryQuery(user_id="ava"))
+            assert learned.memory == "User said: I keep bees"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0, logs.read_text()
+    assert not (tmp_path / "noted.db").exists()
+
+
+def test_a_server_stopped_with_sigterm_finishes_the_job_it_runs(tmp_path: Path) -> None:
+    # The memory manager takes two seconds; SIGTERM arrives while it thinks.
+    from noted import SqliteDb
+
+    db = str(tmp_path / "n.db")
+    config = tmp_path / "noted.toml"
+    config.write_text(
+        '[agent]\nmodel = "slow:x"\nagent_id = "assistant"\nmemory = "auto"\nhistory = 0\n'
+    )
+    port = free_port()
+    with serve(
+        tmp_path,
+        "--db",
+        db,
+        "--config",
+        str(config),
+        "--embedder",
+        "none",
+        "--no-access-log",
+        "--port",
+        str(port),
+        launcher=LAUNCHER,
+        port=port,
+    ) as served:
+        run = httpx.post(
+            f"{served.url}/agents/assistant/runs",
+            json={"message": "I keep bees", "user_id": "ava", "stream": False},
+            timeout=30,
+        )
+        assert run.status_code == 200, run.text
+        with SqliteDb(db) as store:
+            deadline = time.monotonic() + 10
+            while [j.status for j in store.list_jobs(status=None)] != ["running"]:
+                assert time.monotonic() < deadline, "the job did not start"
+                time.sleep(0.02)
+        served.process.send_signal(signal.SIGTERM)
+        served.process.wait(30)
+    with SqliteDb(db) as store:
+        assert store.list_jobs(status=None) == []
+        [learned] = store.list_memories(MemoryQuery(user_id="ava"))
+        assert learned.memory == "User said: I keep bees"

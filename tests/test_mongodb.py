@@ -835,3 +835,39 @@ def test_runs_stored_with_one_id_twice_keep_the_store_working(
     assert "share a run id" in caplog.text
     assert [r.input for r in db.get_runs("s1", "ava")] == ["hello"]
     db.close()
+
+
+def test_a_job_that_arrives_after_a_later_one_of_its_key_was_taken_waits(
+    db: MongoDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Run 1's jobs are numbered first but written last (a slower writer): while run 2's
+    # job runs, run 1's must not be taken, so one user's jobs never run at once.
+    from noted.db.jobs import jobs_for_run
+    from noted.db.mongodb import jobs as mongo_jobs
+
+    numbered = threading.Event()
+    real_append = mongo_jobs.sessions.append_run
+
+    def slow_append(*args: Any, **kwargs: Any) -> None:
+        if threading.current_thread().name == "first":
+            numbered.set()
+            time.sleep(0.5)
+        real_append(*args, **kwargs)
+
+    monkeypatch.setattr(mongo_jobs.sessions, "append_run", slow_append)
+    first, second = make_run("s1", "ava", "I like tea"), make_run("s1", "ava", "I like jam")
+
+    def record(run: RunResult) -> None:
+        db.append_run_with_jobs(run, jobs_for_run(run, memory=True, summary=False))
+
+    writer = threading.Thread(target=record, args=(first,), name="first")
+    writer.start()
+    assert numbered.wait(5)
+    record(second)
+    taken = db.claim_job("w1", 60)
+    assert taken is not None and taken.run_id == second.run_id
+    writer.join(10)
+    assert db.claim_job("w2", 60) is None  # run 1's job waits for run 2's
+    db.complete_job(taken, lambda: None)
+    later = db.claim_job("w2", 60)
+    assert later is not None and later.run_id == first.run_id

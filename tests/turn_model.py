@@ -13,10 +13,10 @@ from noted.testing import FunctionModel
 MANAGER = "You maintain the long-term memory"
 
 
-def reply(messages: list[Message], tools: list[ToolDefinition]) -> str:
+def reply(messages: list[Message], tools: list[ToolDefinition], pause: float = 0.02) -> str:
     if not (messages[0].content or "").startswith(MANAGER):
         return "Noted."
-    time.sleep(0.02)
+    time.sleep(pause)
     prompt = messages[-1].content or ""
     chat = prompt.split("<conversation>")[1].split("</conversation>")[0]
     said = chat.strip().splitlines()[0].removeprefix("user: ").strip('"')
@@ -26,3 +26,8 @@ def reply(messages: list[Message], tools: list[ToolDefinition]) -> str:
 
 def turn_model(model_id: str = "turns") -> FunctionModel:
     return FunctionModel(reply, id=model_id)
+
+
+def slow_turn_model(model_id: str = "slow") -> FunctionModel:
+    """The same, with a memory manager that takes two seconds."""
+    return FunctionModel(lambda messages, tools: reply(messages, tools, 2.0), id=model_id)

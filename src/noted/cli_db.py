@@ -6,12 +6,16 @@ import argparse
 import os
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from noted.db import Store, open_store
 from noted.db.urls import env_tables
 from noted.errors import UserError
 
-__all__ = ["open_db", "user_options"]
+if TYPE_CHECKING:
+    from noted.memory import Memory
+
+__all__ = ["open_db", "user_options", "with_config_db"]
 
 
 def user_options(parent: argparse.ArgumentParser, user_help: str) -> argparse.ArgumentParser:
@@ -20,6 +24,16 @@ def user_options(parent: argparse.ArgumentParser, user_help: str) -> argparse.Ar
     options.add_argument("--user", help=user_help)
     options.add_argument("--json", action="store_true", help="print JSON for scripts")
     return options
+
+
+def with_config_db(memory: Memory, args: argparse.Namespace, configured: str | None) -> str:
+    """The store a command serves: ``--db`` or ``$NOTED_DB`` when given, else a config
+    file's ``db`` (``configured``), which then takes the place of ``memory.db``; its name."""
+    if configured is None or args.db_given:
+        return str(args.db)
+    memory.db.close()
+    memory.db = open_db(configured)
+    return configured
 
 
 def open_db(target: str) -> Store:

@@ -14,6 +14,7 @@ from noted import _portal
 from noted._console import emit_json, out
 from noted._time import now_micros
 from noted.agent.jobs import JobWorker, job_worker
+from noted.cli_db import with_config_db
 from noted.db.jobs import JOB_STATUSES, JobStore, job_ages
 from noted.errors import NotFoundError, UserError
 from noted.memory import Memory
@@ -100,6 +101,9 @@ def serving_worker(memory: Memory, config_file: str, lease: float) -> JobWorker:
 
 
 def cmd_worker(memory: Memory, args: argparse.Namespace) -> int:
+    from noted.server.config import load_config
+
+    with_config_db(memory, args, load_config(args.config).db)  # the store the server uses
     store = _jobs(memory)
     worker = serving_worker(memory, args.config, args.lease)
     stop = threading.Event()

@@ -10,7 +10,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from noted._console import err
-from noted.cli_db import open_db
+from noted.cli_db import with_config_db
 from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, check_exposure, port_number
 from noted.errors import MissingDependencyError, NotedError
 from noted.memory import DEFAULT_USER_ID, Memory
@@ -30,10 +30,8 @@ def _configured(memory: Memory, args: argparse.Namespace) -> tuple[Memory, str, 
     from noted.server.config import ServeConfig, load_config
 
     config = load_config(args.config) if args.config else ServeConfig()
+    with_config_db(memory, args, config.db)
     store = memory.db
-    if config.db and not args.db_given:  # neither --db nor NOTED_DB was given
-        store.close()
-        store = open_db(config.db)
     chosen = args.embedder or config.embedder or os.environ.get("NOTED_EMBEDDER") or "local"
     embedder = None if chosen == "none" else chosen
     served = Memory(store, embedder=embedder, actor="mcp")

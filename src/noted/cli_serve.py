@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from noted._console import emit_json, err, out
-from noted.cli_db import open_db
+from noted.cli_db import with_config_db
 from noted.db.base import Store
 from noted.errors import MissingDependencyError, UserError
 from noted.memory import Memory
@@ -104,11 +104,7 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     host = args.host or config.host or DEFAULT_HOST
     port = args.port if args.port is not None else config.port or DEFAULT_PORT
     check_exposure(host)
-    target = args.db
-    if config.db and not args.db_given:  # neither --db nor NOTED_DB was given
-        memory.db.close()
-        target = config.db
-        memory.db = open_db(target)
+    target = with_config_db(memory, args, config.db)
     store = memory.db
     assert isinstance(store, Store)  # every --db target keeps sessions
     embedder = args.embedder or config.embedder

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,10 +83,9 @@ def issue_token(user_id: str, secret: str, expires_in: int = 3600) -> str:
     if type(expires_in) is not int or not 1 <= expires_in <= MAX_TOKEN_LIFETIME:
         raise UserError(f"expires_in must be 1..{MAX_TOKEN_LIFETIME} seconds, got {expires_in!r}")
     now = time.time()
-    # issued-at to the millisecond (never later than now), so that a token issued just
-    # after a revocation is not caught by it
-    issued = math.floor(now * 1000) / 1000
-    claims = {"sub": user, "iss": ISSUER, "iat": issued, "exp": int(now) + expires_in}
+    # issued-at as precisely as the clock tells it (a revocation's cutoff is too): a token
+    # issued just after a revocation, in the same millisecond, is not caught by it
+    claims = {"sub": user, "iss": ISSUER, "iat": now, "exp": int(now) + expires_in}
     return jwt.encode(claims, _check_secret(secret), algorithm=ALGORITHM)
 
 

@@ -4,7 +4,9 @@ variables)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -12,6 +14,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 
+from noted import _portal
 from noted.agent import Agent
 from noted.agent.jobs import leave_jobs_to_workers, start_job_loop
 from noted.db.base import Store
@@ -30,6 +33,8 @@ __all__ = [
     "app_from_env",
     "build_app",
 ]
+
+log = logging.getLogger("noted.server")
 
 ENV_DB: Final = "NOTED_SERVE_DB"
 ENV_EMBEDDER: Final = "NOTED_SERVE_EMBEDDER"
@@ -66,8 +71,14 @@ def build_app(
     return app
 
 
+SHUTDOWN_WAIT_S: Final = 30.0  # how long a stopping server lets its jobs finish
+
+
 def _running_jobs(agent: Agent, inner: Lifespan) -> Lifespan:
-    """The app's lifespan with the agent's background jobs running in this process."""
+    """The app's lifespan with the agent's background jobs running in this process. When
+    the server stops (SIGTERM, Ctrl-C) no job is taken any more, and those under way are
+    finished, for up to :data:`SHUTDOWN_WAIT_S` (then they are left to the next process,
+    which takes them over once their lease has run out)."""
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
@@ -78,6 +89,12 @@ def _running_jobs(agent: Agent, inner: Lifespan) -> Lifespan:
         finally:
             if stop is not None:
                 stop.set()
+            if not await asyncio.to_thread(_portal.drain, SHUTDOWN_WAIT_S):
+                log.warning(
+                    "stopping with background jobs still running after %.0f s: another "
+                    "process takes them over when their lease runs out",
+                    SHUTDOWN_WAIT_S,
+                )
 
     return lifespan
 

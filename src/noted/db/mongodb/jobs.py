@@ -153,12 +153,30 @@ class MongoJobs:
         with self._db() as db:
             jobs = self._jobs(db.runs)
             self._recover(db.runs, jobs)
-            unfinished = jobs.find(
-                {"status": {"$in": ["pending", "running"]}},
-                {"key": 1, "agent": 1, "status": 1, "due_at": 1, "lease_until": 1, "attempts": 1},
-            ).sort([("seq", 1), ("_id", 1)])
-            seen: set[str] = set()
-            for doc in unfinished.limit(_SCAN):
+            unfinished = list(
+                jobs.find(
+                    {"status": {"$in": ["pending", "running"]}},
+                    {
+                        "key": 1,
+                        "agent": 1,
+                        "status": 1,
+                        "due_at": 1,
+                        "lease_until": 1,
+                        "attempts": 1,
+                    },
+                )
+                .sort([("seq", 1), ("_id", 1)])
+                .limit(_SCAN)
+            )
+            # A key with a job running is busy, whatever the order: a run's jobs are
+            # numbered before they are written, so an earlier job may arrive after a later
+            # one was taken, and must wait for it (one job of a key at a time).
+            seen = {
+                doc["key"]
+                for doc in unfinished
+                if doc["status"] == "running" and (doc["lease_until"] or 0) > now
+            }
+            for doc in unfinished:
                 if doc["key"] in seen:
                     continue
                 seen.add(doc["key"])
