@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import signal
 import threading
 from collections.abc import AsyncIterator
 
@@ -218,3 +219,24 @@ def test_a_task_waiting_on_a_request_can_be_cancelled() -> None:
 
 async def _wait(request: _portal._Request) -> object:
     return await request
+
+
+def test_an_interrupted_call_waits_for_its_work_to_clean_up() -> None:
+    # Ctrl-C while a sync call waits: the work is cancelled, and what it does when
+    # cancelled (an agent saves the failed run) ends before the interrupt goes on.
+    cleaned = threading.Event()
+
+    async def work() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            await asyncio.sleep(0.3)  # a write on cancellation
+            cleaned.set()
+
+    main = threading.main_thread().ident
+    assert main is not None and threading.get_ident() == main
+    timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        _portal.run(work())
+    assert cleaned.is_set()
