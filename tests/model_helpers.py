@@ -5,6 +5,7 @@ set-up checks every provider must pass."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import subprocess
 import sys
@@ -95,6 +96,23 @@ def stream(model: BaseChatModel, request: ModelRequest) -> list[ModelDelta]:
         return [delta async for delta in m.astream(request)]
 
     return run(model, collect)
+
+
+def tasks_left_when_let_go(make: Callable[[], BaseChatModel]) -> set[asyncio.Task[Any]]:
+    """Ask a new model once under ``asyncio.run``, without closing it, then let it go while
+    another loop runs: the tasks that letting it go left on that loop. (An SDK client
+    still open when it is collected schedules its own close on whatever loop is running,
+    where its connections do not belong, and that close fails.)"""
+    models = [make()]
+    asyncio.run(models[0].acomplete(ask()))
+    gc.collect()  # what earlier tests left, collected first where no loop runs
+
+    async def let_go() -> set[asyncio.Task[Any]]:
+        models.clear()  # the model's last reference: it is freed here, while this loop runs
+        gc.collect()
+        return asyncio.all_tasks() - {asyncio.current_task()}
+
+    return asyncio.run(let_go())
 
 
 def build(deltas: list[ModelDelta]) -> ModelResponse:

@@ -20,10 +20,12 @@ from model_helpers import (
     model_for,
     run,
     stream,
+    tasks_left_when_let_go,
 )
 from noted.errors import (
     ModelConnectionError,
     ModelHTTPError,
+    ModelOutputError,
     ModelRateLimitError,
     ModelServerError,
     UserError,
@@ -38,9 +40,10 @@ from noted.models.types import (
     TextDelta,
     ToolCall,
     ToolCallDelta,
+    Usage,
     UsageDelta,
 )
-from wire import SSE, Reply, WireServer
+from wire import SSE, Raw, Reply, WireServer
 
 MODEL = "claude-sonnet-4-6"
 
@@ -546,6 +549,48 @@ def test_error_event_of_a_client_error_type(wire: WireServer) -> None:
     assert (caught.value.status_code, caught.value.message) == (400, "Bad input")
 
 
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (Raw(b"<html>Sign in to this network</html>"), "no message: '<html>Sign in"),
+        (Raw(b"<html>Sign in</html>", content_type="application/json"), "not JSON"),
+        (Reply({"unexpected": True}), "no message: no content"),
+    ],
+)
+def test_an_answer_that_is_no_message_is_a_model_output_error(
+    wire: WireServer, reply: Raw | Reply, error: str
+) -> None:
+    wire.add(reply)
+
+    with pytest.raises(ModelOutputError, match=error):
+        complete(make(wire), ask())
+    assert len(wire.requests) == 1
+
+
+def test_a_stream_line_that_is_not_json_is_a_model_output_error(wire: WireServer) -> None:
+    wire.add(SSE([message_start(), ("content_block_start", "not json")]))
+
+    with pytest.raises(ModelOutputError, match="not JSON"):
+        stream(make(wire), ask())
+    assert len(wire.requests) == 1
+
+
+def test_an_answer_without_usage_counts_no_tokens(wire: WireServer) -> None:
+    body = message([text("Hi")])
+    del body["usage"]
+    end = event("message_delta", delta={"stop_reason": "end_turn", "stop_sequence": None})
+    events = [message_start(), block_start(0, text("")), text_delta(0, "Hi"), block_stop(0), end]
+    wire.add(Reply(body), SSE([*events, event("message_stop")]))
+    model = make(wire)
+
+    response = complete(model, ask())
+    streamed = build(stream(model, ask()))
+
+    assert (response.content, response.usage) == ("Hi", Usage(0, 0))
+    assert (streamed.content, streamed.usage) == ("Hi", Usage(21, 0))
+    assert streamed.finish_reason == "end_turn"
+
+
 # -- sync, configuration ------------------------------------------------------------------------
 
 
@@ -559,6 +604,14 @@ def test_sync_complete_and_stream(wire: WireServer) -> None:
         model.close()
     assert [d.text for d in deltas if isinstance(d, TextDelta)] == ["Hi ", "stream"]
     assert len(wire.requests) == 2
+
+
+def test_a_model_let_go_after_its_loop_ended_leaves_nothing_to_run(wire: WireServer) -> None:
+    # Its client was closed when that loop ended: none is left for the garbage collector
+    # to have closed on the loop running now, where the close would fail.
+    wire.add(Reply(message([text("one")])))
+    assert tasks_left_when_let_go(lambda: make(wire)) == set()
+    assert len(wire.requests) == 1
 
 
 def test_api_key_from_environment(wire: WireServer, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,6 +36,7 @@ from noted.models import (
     get_model,
     register_provider,
 )
+from noted.models._provider import LoopClients
 from noted.testing import FunctionModel, ScriptedModel, ScriptExhaustedError
 
 FAST = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.002)
@@ -289,6 +290,28 @@ def test_a_sync_stream_stopped_early_closes_the_providers_stream_before_close_re
     with pytest.raises(KeyError, match="the caller's own failure"):
         fail()
     assert model.closed == 3
+
+
+def test_a_loops_client_is_closed_on_that_loop_once() -> None:
+    closed_on: list[asyncio.AbstractEventLoop] = []
+
+    async def close(client: object) -> None:
+        closed_on.append(asyncio.get_running_loop())
+
+    clients = LoopClients(object, close)
+
+    async def use() -> asyncio.AbstractEventLoop:
+        assert clients.get() is clients.get()
+        return asyncio.get_running_loop()
+
+    async def use_and_close() -> asyncio.AbstractEventLoop:
+        clients.get()
+        await clients.aclose()
+        return asyncio.get_running_loop()
+
+    left_open = asyncio.run(use())  # closed as asyncio.run ends, while the loop still runs
+    closed = asyncio.run(use_and_close())  # closed by aclose(), and not again at the end
+    assert closed_on == [left_open, closed]
 
 
 def test_retry_waits_grow_within_bounds_and_honour_retry_after() -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any, cast
 
 import pytest
 
@@ -25,6 +28,7 @@ from model_helpers import (
 from noted.errors import (
     ModelConnectionError,
     ModelHTTPError,
+    ModelOutputError,
     ModelRateLimitError,
     ModelServerError,
     UserError,
@@ -33,6 +37,7 @@ from noted.models.base import RetryPolicy
 from noted.models.google import Gemini
 from noted.models.types import (
     Message,
+    ModelDelta,
     ModelRequest,
     ModelResponse,
     TextDelta,
@@ -40,7 +45,7 @@ from noted.models.types import (
     ToolCallDelta,
     UsageDelta,
 )
-from wire import SSE, Recorded, Reply, WireServer
+from wire import SSE, Raw, Recorded, Reply, WireServer
 
 MODEL = "gemini-2.5-flash"
 MODEL_VERSION = "gemini-2.5-flash-001"
@@ -182,6 +187,60 @@ def test_stream_text(wire: WireServer) -> None:
     assert sent.headers["x-goog-api-key"] == "test-key"
     assert sent.body["systemInstruction"]["parts"] == [{"text": "Be kind."}]
     assert sent.body["contents"] == [{"role": "user", "parts": [{"text": "Hi"}]}]
+
+
+def test_a_blocked_prompt_is_the_finish_reason_of_an_answer_and_of_a_stream(
+    wire: WireServer,
+) -> None:
+    blocked = {
+        "promptFeedback": {"blockReason": "SAFETY"},
+        "usageMetadata": {"promptTokenCount": 5, "totalTokenCount": 5},
+        "modelVersion": MODEL_VERSION,
+    }
+    wire.add(Reply(blocked), SSE([blocked]))
+    model = make(wire)
+
+    response = complete(model, ask())
+    deltas = stream(model, ask())
+
+    assert (response.content, response.finish_reason) == (None, "SAFETY")
+    assert deltas == [UsageDelta(5, 0, finish_reason="SAFETY", model=MODEL_VERSION)]
+
+
+def held_stream() -> SSE:
+    """A stream that stays open after its chunks, until the client hangs up."""
+    chunks = [answer([{"text": word}], finish_reason=None) for word in ("one ", "two ")]
+    return SSE(chunks, hold=True)
+
+
+def test_a_stream_closed_early_closes_its_http_response(
+    wire: WireServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    wire.add(held_stream())
+
+    async def first(model: Gemini) -> tuple[ModelDelta, bool]:
+        deltas = cast(AsyncGenerator[ModelDelta, None], model.astream(ask()))
+        async with aclosing(deltas):
+            delta = await anext(deltas)
+        # waited for here, without letting the loop run: the server sees the connection
+        # end only if the HTTP response was closed before aclose() returned
+        return delta, wire.hung_up.wait(5.0)
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        assert run(make(wire), first) == (TextDelta("one "), True)
+    assert caplog.records == []  # nothing failed to close when the loop ended
+
+
+def test_a_sync_stream_closed_early_closes_its_http_response(wire: WireServer) -> None:
+    wire.add(held_stream())
+    model = make(wire)
+    try:
+        deltas = model.stream(ask())
+        assert next(deltas) == TextDelta("one ")
+        deltas.close()  # type: ignore[attr-defined]
+        assert wire.hung_up.wait(5.0)
+    finally:
+        model.close()
 
 
 # -- tools --------------------------------------------------------------------------------------
@@ -443,6 +502,22 @@ def test_timeout_is_a_connection_error(wire: WireServer) -> None:
     with pytest.raises(ModelConnectionError, match="within 0.1 s"):
         complete(make(wire, timeout=0.1), ask())
     assert len(wire.requests) == 3
+
+
+def test_a_stream_line_that_is_not_json_is_a_model_output_error(wire: WireServer) -> None:
+    wire.add(SSE([answer([{"text": "Hel"}], finish_reason=None), "not json at all"]))
+
+    with pytest.raises(ModelOutputError, match="not JSON"):
+        stream(make(wire), ask())
+    assert len(wire.requests) == 1
+
+
+def test_a_web_page_for_an_answer_is_a_model_output_error(wire: WireServer) -> None:
+    wire.add(Raw(b"<html>Sign in to this network</html>"))
+
+    with pytest.raises(ModelOutputError, match="not JSON"):
+        complete(make(wire), ask())
+    assert len(wire.requests) == 1
 
 
 # -- sync, configuration ------------------------------------------------------------------------

@@ -825,3 +825,16 @@ def test_surrogates_in_an_answer_become_text_every_store_can_keep(
     runs = db.get_runs("s", "ava")
     assert [r.content for r in runs] == ["Hi \U0001f600!", "Bye \ufffd"]
     assert [r.status for r in runs] == ["completed", "completed"]
+
+
+# -- a model let go ------------------------------------------------------------------------------
+
+
+def test_a_model_let_go_after_its_loop_ended_leaves_nothing_to_run(wire: WireServer) -> None:
+    # Its client was closed when that loop ended: none is left for the garbage collector
+    # to have closed on the loop running now, where the close would fail.
+    from model_helpers import tasks_left_when_let_go
+
+    wire.add(Reply(completion("one")))
+    assert tasks_left_when_let_go(lambda: make(wire)) == set()
+    assert len(wire.requests) == 1

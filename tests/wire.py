@@ -1,8 +1,9 @@
 """A local HTTP server on 127.0.0.1 that speaks a provider's wire format from a script.
 
-Each request gets the next scripted reply: a JSON body with a status (``Reply``) or a
-server-sent-event stream (``SSE``). Every request is recorded (method, path, query,
-headers, JSON body) so tests can check what the adapter sent.
+Each request gets the next scripted reply: a JSON body with a status (``Reply``), a
+server-sent-event stream (``SSE``) or a body sent as it is (``Raw``). Every request is
+recorded (method, path, query, headers, JSON body) so tests can check what the adapter
+sent.
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ class SSE:
 
 
 @dataclass
+class Raw:
+    """A body sent as it is: a web page, or JSON that does not parse."""
+
+    body: bytes
+    status: int = 200
+    content_type: str = "text/html"
+
+
+@dataclass
 class Recorded:
     method: str
     path: str
@@ -46,7 +56,7 @@ class Recorded:
 
 class WireServer:
     def __init__(self) -> None:
-        self.script: list[Reply | SSE] = []
+        self.script: list[Reply | SSE | Raw] = []
         self.requests: list[Recorded] = []
         self.hung_up = threading.Event()  # a client closed a held stream (SSE hold=True)
         self._lock = threading.Lock()
@@ -87,6 +97,8 @@ class WireServer:
                     self._send_json(500, {"error": {"message": "wire server: script is empty"}}, {})
                 elif isinstance(reply, SSE):
                     self._send_sse(reply)
+                elif isinstance(reply, Raw):
+                    self._send_raw(reply)
                 else:
                     if reply.delay:
                         time.sleep(reply.delay)
@@ -101,6 +113,13 @@ class WireServer:
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _send_raw(self, reply: Raw) -> None:
+                self.send_response(reply.status)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Content-Length", str(len(reply.body)))
+                self.end_headers()
+                self.wfile.write(reply.body)
 
             def _send_sse(self, reply: SSE) -> None:
                 self.send_response(reply.status)
@@ -145,7 +164,7 @@ class WireServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def add(self, *replies: Reply | SSE) -> None:
+    def add(self, *replies: Reply | SSE | Raw) -> None:
         with self._lock:
             self.script.extend(replies)
 

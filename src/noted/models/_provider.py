@@ -9,8 +9,8 @@ import functools
 import importlib
 import os
 import weakref
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar, Generic, TypeVar
@@ -54,26 +54,54 @@ def import_sdk(module: str, extra: str, user: str, package: str | None = None) -
 class LoopClients(Generic[C]):
     """One SDK client per event loop: async HTTP connections belong to the loop that
     opened them, and a model object may be used from noted's background loop (sync calls)
-    and from the caller's own loop (async calls)."""
+    and from the caller's own loop (async calls).
+
+    A client is closed on its own loop: by :meth:`aclose`, or when the loop shuts down its
+    async generators (as ``asyncio.run`` does before it closes the loop). Otherwise the
+    client of an ended loop would be left to the garbage collector, and an SDK's clean-up
+    then schedules its close on whatever loop is running, where it fails."""
 
     def __init__(self, make: Callable[[], C], close: Callable[[C], Awaitable[None]]) -> None:
         self._make = make
         self._close = close
-        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C] = (
-            weakref.WeakKeyDictionary()
-        )
+        # loop -> its client, and the suspended async generator that closes the client
+        self._clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, tuple[C, AsyncGenerator[None, None]]
+        ] = weakref.WeakKeyDictionary()
 
     def get(self) -> C:
         loop = asyncio.get_running_loop()
-        client = self._clients.get(loop)
-        if client is None:
-            client = self._clients[loop] = self._make()
-        return client
+        held = self._clients.get(loop)
+        if held is None:
+            client = self._make()
+            closer = self._closer(client)
+            _start(closer)
+            held = self._clients[loop] = (client, closer)
+        return held[0]
 
     async def aclose(self) -> None:
-        client = self._clients.pop(asyncio.get_running_loop(), None)
-        if client is not None:
+        held = self._clients.pop(asyncio.get_running_loop(), None)
+        if held is not None:
+            await held[1].aclose()
+
+    async def _closer(self, client: C) -> AsyncGenerator[None, None]:
+        """Closes ``client`` when closed itself: by :meth:`aclose`, by the loop's shutdown,
+        or on the loop when collected before that."""
+        try:
+            yield
+        finally:
+            loop = asyncio.get_running_loop()
+            held = self._clients.get(loop)
+            if held is not None and held[0] is client:
+                del self._clients[loop]
             await self._close(client)
+
+
+def _start(generator: AsyncGenerator[None, None]) -> None:
+    """Run a generator that yields before it awaits anything to its first ``yield``, as
+    its first ``anext`` would: the running loop registers it, to close it at shutdown."""
+    with suppress(StopIteration):
+        generator.asend(None).send(None)
 
 
 class HTTPChatModel(BaseChatModel):

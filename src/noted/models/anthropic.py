@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from noted.errors import ModelConnectionError, ModelError
+from noted.errors import ModelConnectionError, ModelError, ModelOutputError
 from noted.models._provider import HTTPChatModel, http_error, import_sdk, transport_errors
 from noted.models.base import RetryPolicy
 from noted.models.types import (
@@ -94,7 +94,7 @@ class Claude(HTTPChatModel):
         params = self._params(request)
         with self._mapped_errors():
             message = await client.messages.create(**params)
-        return _response(message, _schema_tool(request))
+        return _response(self._checked(message), _schema_tool(request))
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
         client = self._clients.get()
@@ -109,6 +109,13 @@ class Claude(HTTPChatModel):
                         yield delta
         finally:
             await stream.close()
+
+    def _checked(self, answer: object) -> Any:
+        """The SDK's answer, if it is a message: a proxy's HTTP 200 may be a web page."""
+        if isinstance(answer, self._sdk().types.Message) and isinstance(answer.content, list):
+            return answer
+        shown = repr(answer[:200]) if isinstance(answer, str) else "no content"
+        raise ModelOutputError(f"anthropic {self.id} answered with no message: {shown}")
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -143,13 +150,20 @@ class Claude(HTTPChatModel):
     # -- failures -------------------------------------------------------------------------
 
     def _sdk_errors(self) -> tuple[type[BaseException], ...]:
-        """The SDK's errors and the transport failures of the HTTP library under it
-        (``httpx2``, or ``httpx`` in older versions), which can escape while a stream is
-        read."""
-        return (self._sdk().APIError, *transport_errors("httpx2", "httpx").failures)
+        """The SDK's errors, the JSON decoder's (the SDK lets it out for an answer, or a
+        line of a stream, that is not JSON) and the transport failures of the HTTP library
+        under it (``httpx2``, or ``httpx`` in older versions), which can escape while a
+        stream is read."""
+        return (
+            self._sdk().APIError,
+            json.JSONDecodeError,
+            *transport_errors("httpx2", "httpx").failures,
+        )
 
     def _to_noted(self, exc: BaseException) -> ModelError:
         sdk = self._sdk()
+        if isinstance(exc, json.JSONDecodeError):
+            return ModelOutputError(f"anthropic sent an answer that is not JSON: {exc}")
         if isinstance(exc, sdk.APIStatusError):
             kind, message = _error_body(exc.body)
             status = int(exc.status_code)
@@ -224,6 +238,11 @@ def _input_tokens(usage: Any) -> int:
     )
 
 
+def _output_tokens(usage: Any) -> int:
+    """Output tokens; none when the answer, or the event, carries no usage."""
+    return getattr(usage, "output_tokens", None) or 0
+
+
 def _tool_call(block: Any) -> ToolCall:
     arguments = block.input
     if isinstance(arguments, Mapping):
@@ -244,7 +263,7 @@ def _response(message: Any, schema_tool: str | None) -> ModelResponse:
             else:
                 calls.append(_tool_call(block))
     content = structured if structured is not None else ("".join(texts) or None)
-    usage = Usage(_input_tokens(message.usage), message.usage.output_tokens or 0)
+    usage = Usage(_input_tokens(message.usage), _output_tokens(message.usage))
     return ModelResponse(
         content=content,
         tool_calls=calls,
@@ -275,7 +294,7 @@ class _StreamState:
             # output_tokens is the answer's running total, sent once at the end.
             return [
                 UsageDelta(
-                    output_tokens=event.usage.output_tokens or 0,
+                    output_tokens=_output_tokens(event.usage),
                     finish_reason=event.delta.stop_reason,
                 )
             ]

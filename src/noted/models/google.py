@@ -7,12 +7,13 @@ own retries off, since :class:`~noted.models.base.BaseChatModel` retries.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from noted.errors import ModelConnectionError, ModelError, UserError
+from noted.errors import ModelConnectionError, ModelError, ModelOutputError, UserError
 from noted.models._provider import HTTPChatModel, http_error, import_sdk, transport_errors
 from noted.models.base import RetryPolicy
 from noted.models.types import (
@@ -35,6 +36,9 @@ _PACKAGE = "google-genai"
 # How many tool calls' Gemini-side details (their own ids, thought signatures) are kept
 # to send back with the conversation.
 _CALL_MEMO_SIZE = 1024
+
+# The HTTP responses opened while a stream reads its next chunk (see _next_chunk).
+_opened: ContextVar[list[Any] | None] = ContextVar("noted_gemini_opened", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ class Gemini(HTTPChatModel):
         if retry_options is not None:
             # One attempt: an explicit setting also stops the SDK's own quiet retries.
             options["retry_options"] = retry_options(attempts=1)
+        # A stream closes its own HTTP responses when left early (see _send_stream).
+        options["async_client_args"] = {"event_hooks": {"response": [_keep_opened]}}
         return sdk.genai.Client(
             api_key=api_key, vertexai=False, http_options=sdk.types.HttpOptions(**options)
         )
@@ -125,38 +131,21 @@ class Gemini(HTTPChatModel):
         params = self._params(request)
         with self._mapped_errors():
             stream = await client.aio.models.generate_content_stream(**params)
-        index = 0
-        last_usage: Any = None
-        finish: str | None = None
-        model: str | None = None
+        state = _StreamState()
+        opened: list[Any] = []
         try:
             with self._mapped_errors():
-                async for chunk in stream:
-                    model = chunk.model_version or model
-                    last_usage = chunk.usage_metadata or last_usage
-                    candidate = _first_candidate(chunk)
-                    if candidate is None:
-                        continue
-                    finish = _finish_reason(candidate) or finish
-                    for part in _parts(candidate):
-                        if part.function_call is not None:
-                            call = self._tool_call(part)
-                            yield ToolCallDelta(
-                                index=index,
-                                id=call.id,
-                                name=call.name,
-                                arguments=call.arguments_json(),
-                            )
-                            index += 1
-                        elif part.text and not part.thought:
-                            yield TextDelta(part.text)
+                while (chunk := await _next_chunk(stream, opened)) is not None:
+                    for delta in state.deltas(chunk, self._tool_call):
+                        yield delta
         finally:
+            # The SDK's generators leave the HTTP response open when closed early.
+            for response in opened:
+                await response.aclose()
             close = getattr(stream, "aclose", None)
             if close is not None:
                 await close()
-        # Gemini repeats the running totals in every chunk: report the last ones, once.
-        usage = _usage(last_usage)
-        yield UsageDelta(usage.input_tokens, usage.output_tokens, finish_reason=finish, model=model)
+        yield state.usage()
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         config: dict[str, Any] = {"automatic_function_calling": {"disable": True}}
@@ -272,9 +261,7 @@ class Gemini(HTTPChatModel):
                 elif part.text and not part.thought:
                     texts.append(part.text)
         else:
-            feedback = response.prompt_feedback
-            reason = feedback.block_reason if feedback is not None else None
-            finish = _enum_text(reason)
+            finish = _block_reason(response)
         return ModelResponse(
             content="".join(texts) or None,
             tool_calls=calls,
@@ -286,11 +273,24 @@ class Gemini(HTTPChatModel):
     # -- failures -------------------------------------------------------------------------
 
     def _sdk_errors(self) -> tuple[type[BaseException], ...]:
-        """The SDK's errors and the failures of whichever HTTP library it runs on:
-        ``httpx2``, ``httpx`` or ``aiohttp`` (whose timeouts are also ``TimeoutError``)."""
-        return (self._sdk().errors.APIError, TimeoutError, *transport_errors().failures)
+        """The SDK's errors, an answer that is not JSON, and the failures of whichever
+        HTTP library it runs on: ``httpx2``, ``httpx`` or ``aiohttp`` (whose timeouts are
+        also ``TimeoutError``)."""
+        return (
+            self._sdk().errors.APIError,
+            *self._not_json(),
+            TimeoutError,
+            *transport_errors().failures,
+        )
+
+    def _not_json(self) -> tuple[type[BaseException], ...]:
+        """What is raised for an answer that is not JSON: the SDK's own error for a line of
+        a stream, the JSON decoder's for a whole answer."""
+        return (self._sdk().errors.UnknownApiResponseError, json.JSONDecodeError)
 
     def _to_noted(self, exc: BaseException) -> ModelError:
+        if isinstance(exc, self._not_json()):
+            return ModelOutputError(f"google sent an answer that is not JSON: {exc}")
         if isinstance(exc, self._sdk().errors.APIError):
             code = exc.code if isinstance(exc.code, int) else 500
             message = exc.message or exc.status or str(exc)
@@ -298,6 +298,68 @@ class Gemini(HTTPChatModel):
         if isinstance(exc, (TimeoutError, *transport_errors().timeouts)):
             return ModelConnectionError(f"google did not answer within {self.timeout:g} s")
         return ModelConnectionError(f"the connection to google failed: {exc!r}")
+
+
+# -- streams -------------------------------------------------------------------------------
+
+
+async def _keep_opened(response: Any) -> None:
+    """The HTTP client's response hook: keeps the response for the stream that opened it."""
+    opened = _opened.get()
+    if opened is not None:
+        opened.append(response)
+
+
+async def _next_chunk(stream: AsyncIterator[Any], opened: list[Any]) -> Any:
+    """The stream's next chunk (None at its end). The HTTP responses the SDK opens
+    meanwhile are added to ``opened``, so that the stream can close them."""
+    token = _opened.set(opened)
+    try:
+        return await anext(stream, None)
+    finally:
+        _opened.reset(token)
+
+
+@dataclass(slots=True)
+class _StreamState:
+    """What a stream has said so far: Gemini repeats the running usage totals in every
+    chunk, so the last ones are reported, once, at the end."""
+
+    index: int = 0
+    usage_metadata: Any = None
+    finish: str | None = None
+    model: str | None = None
+
+    def deltas(self, chunk: Any, tool_call: Callable[[Any], ToolCall]) -> list[ModelDelta]:
+        self.model = chunk.model_version or self.model
+        self.usage_metadata = chunk.usage_metadata or self.usage_metadata
+        candidate = _first_candidate(chunk)
+        if candidate is None:
+            self.finish = _block_reason(chunk) or self.finish
+            return []
+        self.finish = _finish_reason(candidate) or self.finish
+        deltas: list[ModelDelta] = []
+        for part in _parts(candidate):
+            if part.function_call is not None:
+                call = tool_call(part)
+                deltas.append(
+                    ToolCallDelta(
+                        index=self.index,
+                        id=call.id,
+                        name=call.name,
+                        arguments=call.arguments_json(),
+                    )
+                )
+                self.index += 1
+            elif part.text and not part.thought:
+                deltas.append(TextDelta(part.text))
+        return deltas
+
+    def usage(self) -> UsageDelta:
+        usage = _usage(self.usage_metadata)
+        return UsageDelta(
+            usage.input_tokens, usage.output_tokens, finish_reason=self.finish, model=self.model
+        )
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -323,6 +385,12 @@ def _enum_text(value: Any) -> str | None:
 
 def _finish_reason(candidate: Any) -> str | None:
     return _enum_text(candidate.finish_reason)
+
+
+def _block_reason(response: Any) -> str | None:
+    """Why the prompt was blocked (an answer without candidates), if it was."""
+    feedback = response.prompt_feedback
+    return _enum_text(feedback.block_reason) if feedback is not None else None
 
 
 def _usage(metadata: Any) -> Usage:
