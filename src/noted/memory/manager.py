@@ -54,6 +54,8 @@ __all__ = ["MemoryManager", "MemoryUpdate", "log_dropped"]
 
 log = logging.getLogger("noted.memory")
 
+_SAME_TEXT_DEPTH: Final = 10  # matches read when looking for a fact already stored
+
 DEFAULT_MAX_TOKENS = 256
 """The default cap on one answer of the manager's model: about seven operations."""
 
@@ -323,18 +325,22 @@ class MemoryManager:
         self, plan: Plan, door: MemoryDoor, user_id: str, shown: dict[int, UserMemory]
     ) -> None:
         """Drop the plan's adds of facts the user has stored already but that were not
-        shown (those shown are dropped as the answer is checked): each is looked up as
-        the memory tools look up theirs (a selection of its own, traced as one). A plan
-        that clears keeps its adds."""
+        shown (those shown are dropped as the answer is checked): each is looked up by its
+        words in the memories' own texts, where a memory of the same text ranks first. A
+        plan that clears keeps its adds."""
         if any(op.kind == "clear" for op in plan.operations):
             return
         seen = {m.memory_id for m in shown.values()}
+        query = MemoryQuery(user_id=user_id, limit=_SAME_TEXT_DEPTH)
         kept: list[Operation] = []
         for op in plan.operations:
             if op.kind == "add" and op.memory is not None:
                 text = normalize(op.memory)
-                found = self.relevant_memories(door.db, user_id, op.memory, door.index)
-                if any(m.memory_id not in seen and normalize(m.memory) == text for m in found):
+                found = door.db.keyword_search(query, op.memory, text_only=True)
+                if any(
+                    hit.memory.memory_id not in seen and normalize(hit.memory.memory) == text
+                    for hit in found
+                ):
                     plan.rejected.append(f"already stored: {op.memory[:200]!r}")
                     continue
             kept.append(op)
