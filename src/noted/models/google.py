@@ -131,20 +131,24 @@ class Gemini(HTTPChatModel):
         params = self._params(request)
         with self._mapped_errors():
             stream = await client.aio.models.generate_content_stream(**params)
+        # the chunks: the SDK's generator, or the iterator of what wraps it (an SDK
+        # instrumentation may hand back an iterable that is no iterator itself)
+        chunks = aiter(stream)
         state = _StreamState()
         opened: list[Any] = []
         try:
             with self._mapped_errors():
-                while (chunk := await _next_chunk(stream, opened)) is not None:
+                while (chunk := await _next_chunk(chunks, opened)) is not None:
                     for delta in state.deltas(chunk, self._tool_call):
                         yield delta
         finally:
             # The SDK's generators leave the HTTP response open when closed early.
             for response in opened:
                 await response.aclose()
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                await close()
+            for each in (chunks,) if chunks is stream else (chunks, stream):
+                close = getattr(each, "aclose", None)
+                if close is not None:
+                    await close()
         yield state.usage()
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
