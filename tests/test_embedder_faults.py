@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from noted import Memory, SqliteDb, UserMemory
-from noted.errors import ModelOutputError
+from noted.errors import ModelHTTPError, ModelOutputError
 from noted.memory import index
 from noted.retrieval.embedders import BaseEmbedder, Embedder, Kind, NonFiniteVectorsError
 
@@ -261,3 +261,44 @@ def test_a_search_embeds_a_memory_changing_under_it_a_few_times_at_most(tmp_path
     found = memory.search_user_memories("red truck", "ava", retrieval_method="semantic")
     assert [m.memory for m in found] == ["Bob drives a red truck"]
     assert embedder.documents == index._CATCH_UP_ROUNDS
+
+
+class Refusing(Words):
+    """Refuses, as a remote API does, a batch that holds a text with ``LONG`` (HTTP
+    ``status``); embeds the others."""
+
+    def __init__(self, status: int = 400) -> None:
+        super().__init__()
+        self.status = status
+
+    def _embed_batch(self, texts: list[str], kind: Kind) -> Any:
+        if any("LONG" in text for text in texts):
+            raise ModelHTTPError("words", self.status, "the input is too long")
+        return super()._embed_batch(texts, kind)
+
+
+def test_a_memory_whose_text_the_embedder_refuses_does_not_fail_every_search(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    embedder = Refusing()
+    memory = memory_with(tmp_path / "m.db", embedder, embed_on_write=False)
+    memory.add_user_memory(UserMemory("Ava likes green apples"), user_id="ava")
+    refused = memory.add_user_memory(UserMemory("Ava's flag is LONG"), user_id="ava")
+    memory.add_user_memory(UserMemory("Ava keeps a flag in her garden"), user_id="ava")
+    with caplog.at_level(logging.WARNING, logger="noted.memory"):
+        hybrid = memory.search_user_memories("flag", "ava")
+    assert refused in [m.memory_id for m in hybrid]  # by its words
+    assert "refused its text" in caplog.text
+    semantic = memory.search_user_memories("flag", "ava", retrieval_method="semantic")
+    assert refused not in [m.memory_id for m in semantic] and len(semantic) == 2
+    asked = len(embedder.texts)
+    memory.search_user_memories("apples", "ava")  # not asked about the refused text again
+    assert not any("LONG" in text for text in embedder.texts[asked:])
+    assert memory.reindex_user_memories(user_id="ava") == 0
+
+
+def test_an_embedder_that_fails_as_a_service_fails_the_search(tmp_path: Path) -> None:
+    memory = memory_with(tmp_path / "m.db", Refusing(status=503), embed_on_write=False)
+    memory.add_user_memory(UserMemory("Ava's flag is LONG"), user_id="ava")
+    with pytest.raises(ModelHTTPError):
+        memory.search_user_memories("flag", "ava")

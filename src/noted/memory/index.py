@@ -15,7 +15,9 @@ What an embedder returns is checked where it comes back: vectors of another widt
 and so is a query's vector that is not finite (NaN or infinity). A memory's vector that is
 not finite is not stored: the others of the batch are, the memory is logged and searched by
 keyword only (hybrid search), and this index's searches do not embed it again until its text
-changes or :meth:`MemoryIndex.reindex` tries it again.
+changes or :meth:`MemoryIndex.reindex` tries it again. So is a memory whose text a remote
+embedder refuses (an HTTP 4xx other than 429, for a batch: its memories are then embedded
+one by one to find it).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import numpy as np
 
 from noted.db.base import MemoryQuery, MemoryStore, QueryVector, ScoredMemory
 from noted.db.core import Capabilities
-from noted.errors import ModelError, ModelOutputError, UserError
+from noted.errors import ModelError, ModelHTTPError, ModelOutputError, UserError
 from noted.retrieval.choice import DEFAULT_EMBEDDER, resolve_embedder
 from noted.retrieval.embedders import (
     Embedder,
@@ -241,7 +243,33 @@ class MemoryIndex:
             self._refuse([m for m, good in zip(memories, finite, strict=True) if not good])
         return [(m, v) for m, v, good in zip(memories, vectors, finite, strict=True) if good]
 
-    def _refuse(self, memories: list[UserMemory]) -> None:
+    def _embed_batch(self, memories: Sequence[UserMemory]) -> tuple[int, int]:
+        """:meth:`_embed`, or :meth:`_embed_each` when the embedder refuses the batch for
+        what it holds."""
+        try:
+            return self._embed(memories)
+        except ModelHTTPError as exc:
+            if not _refuses_the_text(exc):
+                raise
+            return self._embed_each(memories)
+
+    def _embed_each(self, memories: Sequence[UserMemory]) -> tuple[int, int]:
+        """:meth:`_embed` one memory at a time, after the embedder refused a batch for a
+        text of it (HTTP 4xx): the memories it refuses alone are kept without a vector, as
+        those whose vector is not finite are (see the module's note)."""
+        offered = kept = 0
+        for memory in memories:
+            try:
+                one = self._embed([memory])
+            except ModelHTTPError as exc:
+                if not _refuses_the_text(exc):
+                    raise
+                self._refuse([memory], f"the embedder refused its text ({exc})")
+                continue
+            offered, kept = offered + one[0], kept + one[1]
+        return offered, kept
+
+    def _refuse(self, memories: list[UserMemory], why: str | None = None) -> None:
         with self._lock:
             new = [m for m in memories if _refusal(m) not in self._refused]
             self._refused.update(dict.fromkeys(map(_refusal, new)))
@@ -249,12 +277,12 @@ class MemoryIndex:
                 del self._refused[next(iter(self._refused))]
         for memory in new:
             log.warning(
-                "memory %s of user %r is stored without an embedding: %s gave its text a "
-                "vector that is not finite; searches find it by keyword only until its text "
-                "changes or a reindex embeds it",
+                "memory %s of user %r is stored without an embedding from %s: %s; searches "
+                "find it by keyword only until its text changes or a reindex embeds it",
                 memory.memory_id,
                 memory.user_id,
                 self.model_name,
+                why or "it gave its text a vector that is not finite",
             )
 
     def _not_refused(self, memories: Sequence[UserMemory]) -> list[UserMemory]:
@@ -298,8 +326,10 @@ class MemoryIndex:
         # A vector the store refuses was made from a text another writer changed meanwhile:
         # the new text is embedded, so that the search does not miss the memory.
         for _ in range(_CATCH_UP_ROUNDS):
-            waiting = self.store.memories_to_embed(user_id, self.model_name, pending)
-            offered, kept = self._embed(self._not_refused(waiting))
+            waiting = self._not_refused(
+                self.store.memories_to_embed(user_id, self.model_name, pending)
+            )
+            offered, kept = self._embed_batch(waiting)
             if kept == offered:
                 break
         # counted again now: a store that keeps the count with the user's generation
@@ -333,7 +363,7 @@ class MemoryIndex:
             batch = self._not_refused(self.store.memories_to_embed(user_id, self.model_name, limit))
             if not batch:
                 break
-            done += self.embed(batch)
+            done += self._embed_batch(batch)[1]
             if progress is not None:
                 progress(min(done, total), total)
         if user_id is None:
@@ -469,6 +499,12 @@ class MemoryIndex:
             limit=end,
         )
         return fused[query.offset :]
+
+
+def _refuses_the_text(exc: ModelHTTPError) -> bool:
+    """Whether an embedder's HTTP error is about what it was sent (a 4xx other than a
+    rate limit), not about the service (5xx, 429: those are raised, as they pass)."""
+    return 400 <= exc.status_code < 500 and exc.status_code != 429
 
 
 def _refusal(memory: UserMemory) -> tuple[str, str, str]:
