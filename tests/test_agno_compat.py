@@ -131,6 +131,37 @@ def test_memory_v1_api(tmp_path: Path) -> None:
     assert memory.get_messages_from_last_n_runs("other") == []
     with pytest.raises(UserError):
         memory.add_run("s1", "not a run")  # type: ignore[arg-type]
+    # a run kept again under its id takes its own place, as Agno 1.x's add_run does
+    for answer in ("first", "again"):
+        memory.add_run(
+            "s2",
+            RunResponse(
+                content=answer,
+                run_id="r1",
+                messages=[Message("user", "hello"), Message("assistant", answer)],
+            ),
+        )
+    assert [r.content for r in memory.get_runs("s2")] == ["again"]
+    assert [m.content for m in memory.get_messages_from_last_n_runs("s2")] == ["hello", "again"]
+
+
+def test_an_agent_without_storage_shares_its_summaries_with_its_memory(tmp_path: Path) -> None:
+    def fn(messages: list[Message], tools: object) -> str:
+        if (messages[0].content or "").startswith("You keep a running summary"):
+            prompt = messages[-1].content or ""
+            before = prompt.split("<summary>\n")[1].split("\n</summary>")[0]
+            said = [] if before == "(none yet)" else [before]
+            said += re.findall(r"user: (.*)", prompt)
+            return json.dumps({"summary": " | ".join(said), "topics": []})
+        return "Noted."
+
+    memory = Memory(db=SqliteMemoryDb(table_name="memory", db_file=str(tmp_path / "m.db")))
+    agent = Agent(model=FunctionModel(fn), memory=memory, enable_session_summaries=True)
+    agent.run("My name is Ava.", user_id="ava", session_id="s1")
+    agent.run("I live in Paris.", user_id="ava", session_id="s1")
+    summary = memory.get_session_summary("s1", "ava")
+    assert summary is not None and summary.summary == "My name is Ava. | I live in Paris."
+    assert memory.create_session_summary("s1", "ava") == summary  # nothing new: no call
 
 
 def test_sqlite_urls_and_tables(tmp_path: Path) -> None:

@@ -83,9 +83,10 @@ class Agent(noted_agent.Agent):
             enable_session_summaries=enable_session_summaries,
             background_memory=False,
         )
-        sessions = db if db is not None else storage
-        if isinstance(memory, AgnoMemory) and sessions is not None:
-            memory.sessions = sessions  # its session summaries are the agent's, as in Agno
+        if isinstance(memory, AgnoMemory):
+            # its session summaries are the agent's, as in Agno (in this process, when the
+            # agent has no storage)
+            memory.sessions = self.db
 
     def run(  # type: ignore[override]
         self,

@@ -148,7 +148,7 @@ class Memory(noted_memory.Memory):
         runs = [_as_run(run, session_id, user) for run in kept]
         previous = self.summaries.get((session_id, user))
         new = uncovered(previous, runs)
-        summary = await self.summarizer.asummarize(previous, new, self._model(self.summarizer))
+        summary = await self.summarizer.asummarize(previous, new, self.model)
         self.summaries[session_id, user] = summary
         return summary
 
@@ -218,10 +218,16 @@ class Memory(noted_memory.Memory):
     # -- Agno 1.x's per-session run history (in this process) ----------------------------
 
     def add_run(self, session_id: str, run: RunResponse) -> None:
-        """Keep one turn of a session, for ``get_messages_from_last_n_runs``."""
+        """Keep one turn of a session, for ``get_messages_from_last_n_runs``: in place of
+        the kept run with the same ``run_id``, as Agno does, else after the others."""
         if not isinstance(run, RunResponse):
             raise UserError(f"run must be a RunResponse, got {type(run).__name__}")
-        self.runs.setdefault(require_id("session_id", session_id), []).append(run)
+        runs = self.runs.setdefault(require_id("session_id", session_id), [])
+        for place, kept in enumerate(runs):
+            if run.run_id is not None and kept.run_id == run.run_id:
+                runs[place] = run
+                return
+        runs.append(run)
 
     def get_runs(self, session_id: str) -> list[RunResponse]:
         return list(self.runs.get(require_id("session_id", session_id), ()))

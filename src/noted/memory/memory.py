@@ -435,7 +435,7 @@ class Memory:
             raise NotFoundError(f"user {user!r} has no session {session_id!r}")
         previous = session.summary
         new = uncovered(previous, session.runs)
-        summary = await self.summarizer.asummarize(previous, new, self._model(self.summarizer))
+        summary = await self.summarizer.asummarize(previous, new, self.model)
         if summary is not previous:
             await asyncio.to_thread(store.set_session_summary, session_id, user, summary)
         return summary

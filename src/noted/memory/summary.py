@@ -143,14 +143,16 @@ class SessionSummarizer:
         """``previous`` brought up to date with ``runs``, the session's completed runs it
         does not cover (see :func:`uncovered`), oldest first: one model call; none when
         there are none (``previous`` itself is returned)."""
-        chat_model = self.model or model
-        if chat_model is None:
-            raise UserError("the session summarizer needs a model: SessionSummarizer(model=...)")
         new = [run for run in runs if run.status == "completed"]
         if not new:
             if previous is None:
                 raise UserError("there is nothing to summarize: the session has no completed runs")
             return previous
+        chat_model = self.model or model
+        if chat_model is None:
+            raise UserError(
+                "summarizing needs a model: Memory(model=...) or SessionSummarizer(model=...)"
+            )
         covered = 0 if previous is None else previous.run_count
         request = self.request(previous, new)
         response = await tracing.complete(chat_model, request, "session summary")
