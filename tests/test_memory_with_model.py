@@ -24,7 +24,7 @@ from noted import (
 )
 from noted.errors import ModelOutputError
 from noted.models import ToolDefinition
-from noted.sessions import RunResult
+from noted.sessions import RunResult, SessionSummary
 from noted.testing import FunctionModel, ScriptedModel
 
 
@@ -362,6 +362,24 @@ def test_a_summary_update_reads_the_last_runs_only(tmp_path: Path, background: b
     assert summary is not None and summary.run_count == 20
     assert summary.summary == " | ".join(f"turn {n}" for n in range(20))
     assert max(db.read) <= 8, db.read
+
+
+def test_a_summary_written_by_an_earlier_noted_covers_the_runs_before_it(tmp_path: Path) -> None:
+    # An earlier noted counted its updates and named no run: summaries turned on at the
+    # third run gave run_count 1. The next update reads the runs made after it.
+    db = SqliteDb(tmp_path / "s.db")
+    chat = Agent(ScriptedModel(["1.", "2.", "3."]), db=db, session_id="s1", user_id="ava")
+    for said in ("one", "two", "three"):
+        chat.run(said)
+    db.set_session_summary("s1", "ava", SessionSummary("three", [], 1))
+    model = summarizing()
+    agent = Agent(model, db=db, session_id="s1", user_id="ava", enable_session_summaries=True)
+    agent.run("four")
+    assert agent.wait_for_memories(timeout=10)
+    update = model.requests[-1].messages[1].content or ""
+    assert re.findall(r"user: (.*)", update) == ["four"]
+    summary = db.get_session_summary("s1", "ava")
+    assert summary is not None and (summary.summary, summary.run_count) == ("three | four", 2)
 
 
 def test_summaries_turned_on_late_cover_the_earlier_runs(tmp_path: Path) -> None:

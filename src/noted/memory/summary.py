@@ -169,4 +169,8 @@ def uncovered(previous: SessionSummary | None, runs: Sequence[RunResult]) -> lis
     ids = [run.run_id for run in done]
     if previous.last_run_id is not None and previous.last_run_id in ids:
         return done[ids.index(previous.last_run_id) + 1 :]
-    return done[previous.run_count :]  # a summary that names no run (written before)
+    if previous.last_run_id is None:
+        # written by an earlier noted, whose count was of the updates, not a place among
+        # the runs: those made after the summary are the ones it does not cover
+        return [run for run in done if run.created_at > previous.updated_at]
+    return done[previous.run_count :]
