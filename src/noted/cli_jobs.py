@@ -82,35 +82,31 @@ def _seconds(text: str) -> float:
     return value
 
 
-def serving_worker(memory: Memory, config_file: str, lease: float) -> JobWorker:
-    """The worker of the config file's agent, on ``memory``'s store."""
+def serving_worker(memory: Memory, args: argparse.Namespace) -> JobWorker:
+    """The worker of the ``--config`` file's agent, on the file's store unless ``--db`` or
+    ``$NOTED_DB`` names one (it then becomes ``memory``'s, as the server's)."""
     from noted.server.config import build_agent, load_config
 
-    config = load_config(config_file).agent
+    loaded = load_config(args.config)
+    with_config_db(memory, args, loaded.db)
+    config = loaded.agent
     if config is None:
-        raise UserError(f"{config_file} has no [agent]: a worker runs that agent's jobs")
-    if not isinstance(memory.db, JobStore):
-        raise UserError(f"{memory.db!r} keeps no background jobs (the in-process store)")
-    worker = job_worker(build_agent(config, memory.db))  # type: ignore[arg-type]
+        raise UserError(f"{args.config} has no [agent]: a worker runs that agent's jobs")
+    worker = job_worker(build_agent(config, _jobs(memory)))  # type: ignore[arg-type]
     if worker is None:
         raise UserError(
             "the [agent] has no background work: set memory = 'auto' or summaries = true"
         )
-    worker.lease = lease
+    worker.lease = args.lease
     return worker
 
 
 def cmd_worker(memory: Memory, args: argparse.Namespace) -> int:
-    from noted.server.config import load_config
-
-    with_config_db(memory, args, load_config(args.config).db)  # the store the server uses
-    store = _jobs(memory)
-    worker = serving_worker(memory, args.config, args.lease)
+    worker = serving_worker(memory, args)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     out.print(f"noted worker {worker.owner} taking jobs from {memory.db!r}")
-    assert store is worker.store
     _portal.run(worker.serve(stop, poll=args.poll))
     return 0
 

@@ -9,6 +9,7 @@ __all__ = [
     "MAX_INPUT_CHARS",
     "MAX_MEMORY_LENGTH",
     "MAX_OPERATIONS",
+    "MAX_PAGE",
     "MAX_PLAN_TOPICS",
     "MAX_QUERY_CHARS",
     "MAX_TOPICS",
@@ -35,3 +36,7 @@ MAX_TOPICS: Final = 50
 
 MAX_QUERY_CHARS: Final = 1000
 """The longest search text the REST API and the MCP tools take, in characters."""
+
+MAX_PAGE: Final = 2**63 - 1
+"""The largest page size, offset or count of runs a store is asked for: the largest
+integer a database takes."""

@@ -23,7 +23,7 @@ from collections.abc import (
 )
 from contextlib import aclosing
 from datetime import datetime
-from typing import Any, Final, Literal, overload
+from typing import Any, Literal, overload
 
 from noted import _portal
 from noted._async import aclose
@@ -43,6 +43,7 @@ from noted.agent.tools import Tool, execute_tool_calls, to_tools
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
 from noted.errors import ConflictError, NotedError, UserError
+from noted.limits import MAX_PAGE
 from noted.memory.manager import MemoryManager
 from noted.memory.memory import DEFAULT_USER_ID, Memory
 from noted.memory.summary import SessionSummarizer
@@ -67,12 +68,9 @@ log = logging.getLogger("noted.agent")
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:
-    if type(value) is not int or not minimum <= value <= _MAX_COUNT:
+    if type(value) is not int or not minimum <= value <= MAX_PAGE:
         raise UserError(f"{name} must be an integer from {minimum} to 2**63 - 1, got {value!r}")
     return value
-
-
-_MAX_COUNT: Final = 2**63 - 1  # as a page of a store may be
 
 
 def _check_flag(name: str, value: object) -> bool:

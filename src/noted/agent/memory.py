@@ -36,7 +36,7 @@ from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.memory import Memory
 from noted.memory.operations import number_memories
 from noted.memory.selection import RecentTurns, search_memories, select_memories
-from noted.memory.summary import SessionSummarizer, uncovered
+from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.types import Message
 from noted.schema import UserMemory
@@ -314,14 +314,11 @@ class SessionSummaries:
         session, user = run.session_id, run.user_id
         previous = await asyncio.to_thread(self.sessions.get_session_summary, session, user)
         read = functools.partial(self.sessions.get_runs, session, user, completed_only=True)
-        new: list[RunResult] | None = None
-        if previous is not None and previous.last_run_id is not None:
-            recent = await asyncio.to_thread(read, last_n=_RECENT_RUNS)
-            if any(r.run_id == previous.last_run_id for r in recent):
-                new = uncovered(previous, recent)
-        if new is None:
-            new = uncovered(previous, await asyncio.to_thread(read))
-        return await self.summarizer.asummarize(previous, new, self.model or model)
+        last = None if previous is None else previous.last_run_id
+        runs = [] if last is None else await asyncio.to_thread(read, last_n=_RECENT_RUNS)
+        if all(r.run_id != last for r in runs):  # (none read: every run is)
+            runs = await asyncio.to_thread(read)
+        return await self.summarizer.asummarize(previous, runs, self.model or model)
 
     async def _update(self, run: RunResult, model: ChatModel) -> None:
         summary = await self.after(run, model)

@@ -20,7 +20,7 @@ from noted.errors import NotFoundError, UserError
 from noted.memory import memory as noted_memory
 from noted.memory.door import resolve_user
 from noted.memory.manager import MemoryManager
-from noted.memory.summary import SessionSummarizer, uncovered
+from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.types import Message
 from noted.retrieval.embedders import Embedder
@@ -147,8 +147,7 @@ class Memory(noted_memory.Memory):
         user = resolve_user(user_id)
         runs = [_as_run(run, session_id, user) for run in kept]
         previous = self.summaries.get((session_id, user))
-        new = uncovered(previous, runs)
-        summary = await self.summarizer.asummarize(previous, new, self.model)
+        summary = await self.summarizer.asummarize(previous, runs, self.model)
         self.summaries[session_id, user] = summary
         return summary
 

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from noted.audit import AuditContext, MemoryEvent
 from noted.errors import UserError
+from noted.limits import MAX_PAGE
 from noted.schema import UserMemory, UserStats, check_time
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -37,15 +38,12 @@ SORT_ORDERS: tuple[SortOrder, ...] = ("asc", "desc")
 QueryVector = npt.NDArray[np.float32]  # one unit-length vector
 
 
-_MAX_PAGE = 2**63 - 1  # the largest integer a database takes
-
-
 def check_page(limit: object, offset: object) -> None:
-    if limit is not None and (type(limit) is not int or not 0 <= limit <= _MAX_PAGE):
+    if limit is not None and (type(limit) is not int or not 0 <= limit <= MAX_PAGE):
         raise UserError(
             f"limit must be a non-negative integer (at most 2**63 - 1) or None, got {limit!r}"
         )
-    if type(offset) is not int or not 0 <= offset <= _MAX_PAGE:
+    if type(offset) is not int or not 0 <= offset <= MAX_PAGE:
         raise UserError(
             f"offset must be a non-negative integer (at most 2**63 - 1), got {offset!r}"
         )

@@ -29,7 +29,7 @@ from noted.memory.index import HYBRID_DEPTH, MemoryIndex, Progress, memory_index
 from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.search import agentic_search
 from noted.memory.selection import lifted, select_memories
-from noted.memory.summary import SessionSummarizer, uncovered
+from noted.memory.summary import SessionSummarizer
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message
@@ -434,8 +434,7 @@ class Memory:
         if session is None:  # another user's session included
             raise NotFoundError(f"user {user!r} has no session {session_id!r}")
         previous = session.summary
-        new = uncovered(previous, session.runs)
-        summary = await self.summarizer.asummarize(previous, new, self.model)
+        summary = await self.summarizer.asummarize(previous, session.runs, self.model)
         if summary is not previous:
             await asyncio.to_thread(store.set_session_summary, session_id, user, summary)
         return summary

@@ -24,7 +24,7 @@ from noted.schema import check_storable, check_topics
 from noted.sessions import RunResult, SessionSummary
 from noted.tracing import _hooks as tracing
 
-__all__ = ["SUMMARY_SCHEMA", "SessionSummarizer", "parse_summary", "uncovered"]
+__all__ = ["SUMMARY_SCHEMA", "SessionSummarizer", "parse_summary"]
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -140,10 +140,11 @@ class SessionSummarizer:
         runs: Sequence[RunResult],
         model: ChatModel | None = None,
     ) -> SessionSummary:
-        """``previous`` brought up to date with ``runs``, the session's completed runs it
-        does not cover (see :func:`uncovered`), oldest first: one model call; none when
-        there are none (``previous`` itself is returned)."""
-        new = [run for run in runs if run.status == "completed"]
+        """``previous`` brought up to date with the session's ``runs`` (oldest first: all
+        of them, or its last ones from ``previous``'s last run on): one model call over the
+        completed runs it does not cover; none when there are none (``previous`` itself is
+        returned)."""
+        new = _uncovered(previous, runs)
         if not new:
             if previous is None:
                 raise UserError("there is nothing to summarize: the session has no completed runs")
@@ -160,17 +161,17 @@ class SessionSummarizer:
         return SessionSummary(text, topics, covered + len(new), utc_now(), new[-1].run_id)
 
 
-def uncovered(previous: SessionSummary | None, runs: Sequence[RunResult]) -> list[RunResult]:
-    """The completed ones of a session's ``runs`` (all of them, oldest first) that
-    ``previous`` does not cover: those after the last it covers."""
+def _uncovered(previous: SessionSummary | None, runs: Sequence[RunResult]) -> list[RunResult]:
+    """The completed ones of a session's ``runs`` (oldest first) that ``previous`` does
+    not cover: those after the last it covers."""
     done = [run for run in runs if run.status == "completed"]
     if previous is None:
         return done
-    ids = [run.run_id for run in done]
-    if previous.last_run_id is not None and previous.last_run_id in ids:
-        return done[ids.index(previous.last_run_id) + 1 :]
     if previous.last_run_id is None:
         # written by an earlier noted, whose count was of the updates, not a place among
         # the runs: those made after the summary are the ones it does not cover
         return [run for run in done if run.created_at > previous.updated_at]
+    ids = [run.run_id for run in done]
+    if previous.last_run_id in ids:
+        return done[ids.index(previous.last_run_id) + 1 :]
     return done[previous.run_count :]

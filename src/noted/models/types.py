@@ -51,27 +51,6 @@ def valid_text(text: str) -> str:
     return text
 
 
-def _encodes(*texts: str | None) -> bool:
-    """Whether the texts (None for none) are valid Unicode as they are."""
-    try:
-        for text in texts:
-            if text is not None:
-                text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _encodes_all(value: Any) -> bool:
-    if isinstance(value, str):
-        return _encodes(value)
-    if isinstance(value, dict):
-        return all(_encodes(str(k)) and _encodes_all(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_encodes_all(v) for v in value)
-    return True
-
-
 def _valid(value: Any) -> Any:
     if isinstance(value, str):
         return valid_text(value)
@@ -252,11 +231,9 @@ class ModelResponse:
 
     def valid(self) -> ModelResponse:
         """This answer with its text and tool calls as :func:`valid_text` makes them (the
-        answer itself when they are already)."""
-        if _encodes(self.content) and all(
-            _encodes(c.name, c.id, c.invalid_arguments) and _encodes_all(c.arguments)
-            for c in self.tool_calls
-        ):
+        answer itself when it is text alone, and valid already)."""
+        content = None if self.content is None else valid_text(self.content)
+        if not self.tool_calls and content is self.content:
             return self
         calls = [
             ToolCall(
@@ -267,7 +244,6 @@ class ModelResponse:
             )
             for c in self.tool_calls
         ]
-        content = None if self.content is None else valid_text(self.content)
         return ModelResponse(content, calls, self.usage, self.model, self.finish_reason)
 
 

@@ -101,13 +101,12 @@ def append_run(
                 **(extra or {}),
             }
         )
-    except DuplicateKeyError as exc:
+    except BaseException as exc:
         _give_back(sessions, run.session_id, index)
-        if "run_id" not in (exc.details or {}).get("keyPattern", {"run_id": 1}):
-            raise
-        raise run_id_taken(run.run_id) from exc
-    except BaseException:
-        _give_back(sessions, run.session_id, index)
+        if isinstance(exc, DuplicateKeyError) and "run_id" in (exc.details or {}).get(
+            "keyPattern", {"run_id": 1}
+        ):
+            raise run_id_taken(run.run_id) from exc
         raise
 
 

@@ -54,10 +54,8 @@ def _owner_id(conn: Conn, n: Names, session_id: str, *, lock: bool = False) -> s
 def append_run(conn: Conn, n: Names, run: RunResult, now: datetime) -> None:
     """Inside the caller's transaction; the session's row is locked while its run is
     numbered, so concurrent appends never take the same place. A run id already stored
-    (checked first, and by the table's unique key when two appends race) is refused."""
-    taken = conn.execute(f"SELECT 1 FROM {n.runs} WHERE run_id = %s", (run.run_id,))
-    if taken.fetchone() is not None:
-        raise run_id_taken(run.run_id)
+    is refused by the runs table's unique key (the transaction is rolled back with the
+    error)."""
     conn.execute(
         f"INSERT INTO {n.sessions} (session_id, user_id, agent_id, created_at, "
         "updated_at, summary, run_count) VALUES (%s, %s, %s, %s, %s, NULL, 0) "
@@ -69,7 +67,7 @@ def append_run(conn: Conn, n: Names, run: RunResult, now: datetime) -> None:
     if owner[0] != run.user_id:
         raise foreign_session(run.session_id)
     row = (run.session_id, owner[1], run.run_id, run.status, run.created_at, Json(run.to_dict()))
-    try:  # (the caller's transaction is rolled back with the error)
+    try:
         conn.execute(
             f"INSERT INTO {n.runs} (session_id, run_index, run_id, status, created_at, data) "
             "VALUES (%s, %s, %s, %s, %s, %s)",

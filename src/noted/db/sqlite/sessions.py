@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import apsw
+
 from noted._time import to_micros
 from noted.db._rows import foreign_session, row_to_session, summary_from_json
 from noted.db.sessions_core import owns_session, run_id_taken, sees_session
@@ -43,9 +45,8 @@ def _owner_id(conn: Connection, table: str, session_id: str) -> str | None:
 
 
 def append_run(conn: Connection, table: str, run: RunResult, now_us: int) -> None:
-    """Inside the caller's write transaction."""
-    if conn.execute(f"SELECT 1 FROM {table}_runs WHERE run_id = ?", (run.run_id,)).fetchone():
-        raise run_id_taken(run.run_id)
+    """Inside the caller's write transaction (rolled back with an error: a run id already
+    stored is refused by the runs table's unique key)."""
     owner = _owner(conn, table, run.session_id)
     if owner is None:
         conn.execute(
@@ -57,18 +58,24 @@ def append_run(conn: Connection, table: str, run: RunResult, now_us: int) -> Non
         raise foreign_session(run.session_id)
     else:
         index = owner[1]
-    conn.execute(
-        f"INSERT INTO {table}_runs (session_id, run_index, run_id, status, created_at, data) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            run.session_id,
-            index,
-            run.run_id,
-            run.status,
-            to_micros(run.created_at),
-            json.dumps(run.to_dict(), ensure_ascii=False, separators=(",", ":")),
-        ),
+    row = (
+        run.session_id,
+        index,
+        run.run_id,
+        run.status,
+        to_micros(run.created_at),
+        json.dumps(run.to_dict(), ensure_ascii=False, separators=(",", ":")),
     )
+    try:
+        conn.execute(
+            f"INSERT INTO {table}_runs (session_id, run_index, run_id, status, created_at, "
+            "data) VALUES (?, ?, ?, ?, ?, ?)",
+            row,
+        )
+    except apsw.ConstraintError as exc:
+        if str(exc).endswith("_runs.run_id"):
+            raise run_id_taken(run.run_id) from exc
+        raise
     conn.execute(
         f"UPDATE {table} SET updated_at = ?, run_count = run_count + 1 WHERE session_id = ?",
         (now_us, run.session_id),
