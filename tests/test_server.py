@@ -28,8 +28,11 @@ from noted import (
     SqliteDb,
     UserMemory,
 )
+from noted.db import Store
+from noted.db.urls import open_store
 from noted.server import create_app
 from noted.testing import FunctionModel, ScriptedModel
+from servers import free_port
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -629,6 +632,7 @@ def test_health_schema_docs_and_page(client: TestClient) -> None:
         "/sessions",
         "/sessions/{session_id}",
         "/health",
+        "/ready",
         "/tokens",
     ):
         assert path in paths, path
@@ -1206,8 +1210,33 @@ def test_a_broken_database_file_answers_503_and_health_still_answers(tmp_path: P
         for path in ("/memories", "/memories?user_id=ava", "/user_memory_stats", "/sessions"):
             _assert_store_down(client.get(path), junk)
         _assert_store_down(client.post("/memories", json={"memory": "m", "user_id": "ava"}), junk)
+        _assert_store_down(client.get("/ready"), junk)
         assert client.get("/health").json()["status"] == "ok"
     assert junk.read_bytes() == b"this is not a database" * 500  # nothing written over it
+
+
+def test_ready_answers_once_the_store_answers(store: Store) -> None:
+    with TestClient(create_app(store), raise_server_exceptions=True) as client:
+        assert client.get("/ready").json() == {"status": "ready"}
+        add(client, "fact")  # the probe's reads leave nothing behind
+        assert texts(client.get("/memories", params={"user_id": "ava"})) == ["fact"]
+        assert client.get("/sessions", params={"user_id": "ava"}).json()["data"] == []
+
+
+@pytest.mark.parametrize("kind", ["postgres", "redis", "mongo"])
+def test_ready_is_503_while_the_database_server_cannot_be_reached(kind: str) -> None:
+    """/health says the process lives; /ready that its store answers (a port nobody
+    listens on refuses the connection, as a stopped server's does)."""
+    url = {
+        "postgres": f"postgresql://noted@127.0.0.1:{free_port()}/noted",
+        "redis": f"redis://127.0.0.1:{free_port()}/0",
+        "mongo": f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=500",
+    }[kind]
+    with TestClient(create_app(open_store(url)), raise_server_exceptions=True) as client:
+        answer = client.get("/ready")
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["detail"].startswith("the store cannot answer: ")
+        assert client.get("/health").json()["status"] == "ok"
 
 
 def test_a_database_file_broken_while_serving_answers_503(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ from noted.server.schemas import (
     ERRORS,
     Error,
     Health,
+    Ready,
     RevocationOut,
     RevocationRequest,
     TokenOut,
@@ -261,6 +262,9 @@ def create_app(
     return app
 
 
+_PROBE = "noted-readiness-probe"  # an id no memory or session is given
+
+
 def _service_routes(app: FastAPI, svc: Services) -> None:
     @app.get("/health", tags=["service"], summary="Liveness", responses={200: {"model": Health}})
     def health() -> Response:
@@ -272,6 +276,21 @@ def _service_routes(app: FastAPI, svc: Services) -> None:
                 "semantic_search": svc.memory.index is not None,
             }
         )
+
+    @app.get(
+        "/ready",
+        tags=["service"],
+        summary="Readiness: the store answers",
+        responses={
+            200: {"model": Ready},
+            503: {"model": Error, "description": "The store cannot answer"},
+        },
+    )
+    def ready() -> Response:
+        # one read of each table by key: a StoreError is the 503 of every route
+        svc.store.get_memory(_PROBE, _PROBE)
+        svc.store.get_session(_PROBE, _PROBE)
+        return json_response({"status": "ready"})
 
     def admin_post(
         path: str, summary: str, answer: type[BaseModel], what: str

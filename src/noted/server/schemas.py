@@ -213,6 +213,10 @@ class Health(BaseModel):
     semantic_search: bool
 
 
+class Ready(BaseModel):
+    status: Literal["ready"]
+
+
 class Error(BaseModel):
     detail: str
     errors: list[dict[str, Any]] | None = None
