@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,64 @@ def test_a_memory_that_looks_like_markup_is_shown_as_written(tmp_path: Path) -> 
         assert done.returncode == 0, done.stderr
         assert text in done.stdout
         assert "[red]" in done.stdout
+
+
+def _without(packages: list[str], argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``noted argv`` in a process where importing ``packages`` fails, as it does where
+    their extra is not installed."""
+    code = (
+        "import sys\n"
+        f"for name in {packages!r}: sys.modules[name] = None\n"
+        "from noted.cli import main\n"
+        f"sys.exit(main({argv!r}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTED_")}
+    env["NOTED_TOKEN_SECRET"] = "a-secret-of-at-least-thirty-two-bytes!!"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_tokens_and_workers_need_no_web_framework(tmp_path: Path) -> None:
+    token = _without(["fastapi", "uvicorn"], ["token", "ava", "--db", "t.db"], tmp_path)
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.count(".") >= 2  # a JWT
+    (tmp_path / "noted.toml").write_text('[server]\ndb = "w.db"\n')
+    worker = _without(["fastapi", "uvicorn"], ["worker", "--config", "noted.toml"], tmp_path)
+    assert worker.returncode == 1
+    assert (
+        worker.stderr.strip() == "error: noted.toml has no [agent]: a worker runs that agent's jobs"
+    )
+
+
+@pytest.mark.parametrize(
+    ("packages", "argv", "extra"),
+    [
+        (["mcp"], ["serve", "--mcp", "--workers", "2"], "mcp"),
+        (["mcp"], ["serve", "--mcp"], "mcp"),
+        (["mcp"], ["mcp"], "mcp"),
+        (["fastapi"], ["serve"], "server"),
+        (["jwt"], ["token", "ava"], "server"),
+    ],
+)
+def test_a_missing_extra_is_named_before_anything_starts(
+    tmp_path: Path, packages: list[str], argv: list[str], extra: str
+) -> None:
+    done = _without(packages, [*argv, "--db", "t.db"], tmp_path)
+    assert done.returncode == 1
+    assert done.stdout == ""  # no banner of a server that is not going to serve
+    [line] = done.stderr.strip().splitlines()  # one line, no traceback
+    assert line.endswith(f"pip install 'noted[{extra}]'"), line
+    assert "None" not in line, line
+
+
+def test_version() -> None:
+    done = noted("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"noted {metadata.version('noted')}"

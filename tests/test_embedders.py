@@ -4,13 +4,14 @@ embedder base's checks."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
 from model_helpers import FAST
-from noted.errors import ModelHTTPError, ModelOutputError, UserError
+from noted.errors import MissingDependencyError, ModelHTTPError, ModelOutputError, UserError
 from noted.retrieval.embedders import Embedder
 from noted.retrieval.openai import OpenAIEmbedder
 from wire import Reply, WireServer
@@ -125,3 +126,9 @@ def test_async_embedding(wire: WireServer) -> None:
             await model.aclose()
 
     np.testing.assert_allclose(asyncio.run(go()), [[0, 1]])
+
+
+def test_a_missing_sdk_is_named_for_the_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openai", None)
+    with pytest.raises(MissingDependencyError, match=r"^OpenAIEmbedder needs the 'openai'"):
+        OpenAIEmbedder(api_key="sk-test")

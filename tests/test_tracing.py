@@ -562,7 +562,15 @@ def test_the_entry_point_and_missing_packages(monkeypatch: pytest.MonkeyPatch) -
         instrumentor.uninstrument()
     assert not noted_tracing.is_instrumented()
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
-    with pytest.raises(UserError, match=r"noted\[tracing\]"):
+    with pytest.raises(
+        UserError, match=r"needs the optional packages: pip install 'noted\[tracing\]'"
+    ):
+        noted_tracing.instrument()
+    assert not noted_tracing.is_instrumented()
+    monkeypatch.undo()
+    # installed, but a release without a name noted's spans use
+    monkeypatch.setitem(sys.modules, "noted.tracing._spans", type(sys)("noted.tracing._spans"))
+    with pytest.raises(UserError, match=r"newer packages .* --upgrade 'noted\[tracing\]'"):
         noted_tracing.instrument()
     assert not noted_tracing.is_instrumented()
     assert trace.get_tracer_provider() is not None

@@ -16,6 +16,7 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from noted import __version__
 from noted._console import emit_json, err, out, progress_bar
 from noted.audit import MemoryEvent
 from noted.cli_db import open_db, user_options
@@ -456,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     common, importing, db_option = _common_options()
 
     parser = argparse.ArgumentParser(prog="noted", description="Long-term memory for LLM agents.")
+    parser.add_argument("--version", action="version", version=f"noted {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="GROUP")
     memories = groups.add_parser("memories", help="add, list, edit and delete user memories")
     commands = memories.add_subparsers(dest="command", metavar="COMMAND")

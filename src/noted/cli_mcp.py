@@ -61,6 +61,8 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
         from noted.mcp import create_server
         from noted.mcp.http import http_app
         from noted.server.auth import Auth
+    except MissingDependencyError:
+        raise
     except ImportError as exc:
         raise MissingDependencyError(
             f"noted mcp needs {exc.name}: pip install 'noted[mcp]'"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import ipaddress
 import os
 import socket
@@ -96,6 +97,11 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
             ENV_NO_BACKGROUND,
             build_app,
         )
+
+        if args.mcp:  # before anything is printed: its error names its extra
+            importlib.import_module("noted.mcp")
+    except MissingDependencyError:
+        raise
     except ImportError as exc:
         raise MissingDependencyError(
             f"noted serve needs {exc.name}: pip install 'noted[server]'"

@@ -11,7 +11,7 @@ try:
     import mcp.server.lowlevel  # noqa: F401
 except ImportError as exc:  # pragma: no cover - the extra is installed in development
     raise MissingDependencyError(
-        f"noted's MCP server needs {exc.name}: pip install 'noted[mcp]'"
+        "noted's MCP server needs the 'mcp' package: pip install 'noted[mcp]'"
     ) from exc
 
 from noted.mcp.server import create_server

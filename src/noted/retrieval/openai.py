@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from noted.errors import ModelOutputError, UserError
+from noted.models._provider import import_sdk
 from noted.models.base import RetryPolicy
 from noted.models.openai import OpenAIChat
 from noted.retrieval.embedders import BaseEmbedder, Kind
@@ -41,6 +42,7 @@ class OpenAIEmbedder(BaseEmbedder):
         batch_size: int = 256,
         retry: RetryPolicy | None = None,
     ) -> None:
+        import_sdk("openai", extra="openai", user=type(self).__name__)  # says what is missing
         # The chat model holds the client, the key, the retry policy and the error mapping.
         self._api = OpenAIChat(id, api_key=api_key, base_url=base_url, timeout=timeout, retry=retry)
         native = self.known_dimensions.get(id)

@@ -18,11 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-import jwt
-
 from noted.db.revocations import TokenRevocations
-from noted.errors import NotFoundError, UserError
+from noted.errors import MissingDependencyError, NotFoundError, UserError
 from noted.schema import require_id
+
+try:
+    import jwt
+except ImportError as exc:  # pragma: no cover - the extra is installed in development
+    raise MissingDependencyError("noted's tokens need pyjwt: pip install 'noted[server]'") from exc
 
 __all__ = ["Auth", "Principal", "Unauthorized", "issue_token"]
 

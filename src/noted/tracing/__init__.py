@@ -37,9 +37,14 @@ def instrument(
         from opentelemetry import trace
 
         from noted.tracing._spans import Spans
-    except ImportError as exc:
+    except ModuleNotFoundError as exc:
         raise UserError(
             f"tracing needs the optional packages: pip install 'noted[tracing]' ({exc})"
+        ) from exc
+    except ImportError as exc:  # installed, but older than the names noted uses
+        raise UserError(
+            f"tracing needs newer packages than those installed: "
+            f"pip install --upgrade 'noted[tracing]' ({exc})"
         ) from exc
     try:
         version = metadata.version("noted")
