@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -13,10 +14,12 @@ import apsw
 import numpy as np
 import pytest
 
+from conftest import open_store
 from noted import InMemoryDb, Memory, MemoryStore, SqliteDb, UserError, UserMemory
 from noted.db import MemoryQuery
 from noted.db import memory as memory_store
 from noted.db._client_search import SnapshotCache, UserSnapshot
+from noted.retrieval.porter import porter_stem
 from noted.retrieval.ranking import (
     STOPWORDS,
     KeywordIndex,
@@ -25,9 +28,11 @@ from noted.retrieval.ranking import (
     bm25_scores,
     fts_terms,
     query_stems,
+    words_of,
 )
 from noted.retrieval.vectors import UserVectors
 from noted.testing import ScriptedModel
+from servers import Server
 
 
 def search(store: MemoryStore, text: str, user: str = "ava", **filters: object) -> list[str]:
@@ -179,6 +184,82 @@ def test_accents_and_word_forms_match_on_sqlite(tmp_path: Path) -> None:
     assert search(memory.db, "ski cafe") == ["User enjoys skiing at the café"]
 
 
+# (stored, asked): forms Porter's stemmer joins and a light one did not
+WORD_FORMS = [
+    ("The user likes to hike", "hiking"),
+    ("The user went hiking", "hike"),
+    ("The user hiked Mont Blanc", "hike"),
+    ("The user is a nurse", "nursing"),
+    ("The user liked jazz", "likes"),
+    ("The user loves to dance", "dancing"),
+    ("The user will study law", "studies"),
+    ("The user has lived in three cities", "city"),
+    ("The user is baking bread", "bake"),
+    ("The user is writing a novel", "write"),
+    ("The user moved to Lyon", "move"),
+]
+
+
+@pytest.mark.parametrize(("stored", "asked"), WORD_FORMS)
+def test_word_forms_meet_on_every_store(memory: Memory, stored: str, asked: str) -> None:
+    memory.add_user_memories(
+        [UserMemory(stored), UserMemory("The user drinks green tea")], user_id="ava"
+    )
+    assert search(memory.db, asked) == [stored]
+
+
+def test_a_memory_is_found_by_its_words_whatever_the_length_of_its_input(memory: Memory) -> None:
+    """Every word of a memory is indexed, however many its text, topics and input hold
+    between them (not the 32 longest distinct ones, as a query keeps)."""
+    said = (
+        "Yesterday afternoon I wandered through several beautiful neighbourhoods downtown, "
+        "visiting bookstores, galleries, bakeries, museums and gardens, chatting with "
+        "friendly shopkeepers about everything imaginable, and honestly nothing compares "
+        "with sitting quietly somewhere comfortable, listening to wonderful melodies, "
+        "reading newspapers, watching strangers, remembering childhood summers"
+    )
+    memory.add_user_memory(UserMemory("The user likes tea", input=said), user_id="ava")
+    memory.add_user_memory(UserMemory("The user plays the banjo", topics=["music"]), "ava")
+    assert search(memory.db, "tea") == ["The user likes tea"]
+    assert search(memory.db, "shopkeepers") == ["The user likes tea"]
+    memory.add_user_memory(UserMemory("The user's banjo banjo banjo"), user_id="ava")
+    # a word said three times outranks it said once, as SQLite's index counts it
+    assert search(memory.db, "banjo") == [
+        "The user's banjo banjo banjo",
+        "The user plays the banjo",
+    ]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "in-memory", "redis", "mongo"])
+def test_decomposed_accents_are_one_word_with_their_letter(
+    kind: str, servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    """Text typed as "u" and a combining diaeresis is the word "Zürich", found as
+    "Zürich" and "Zurich". (PostgreSQL's index keeps accents: see backends.md.)"""
+    memory = Memory(db=open_store(kind, servers, tmp_path), embedder=None)
+    memory.add_user_memory(UserMemory("The user lives in Zu\u0308rich"), user_id="ava")
+    memory.add_user_memory(UserMemory("The user drinks green tea"), user_id="ava")
+    for asked in ("Zurich", "Z\u00fcrich", "Zu\u0308rich"):
+        assert search(memory.db, asked) == ["The user lives in Zu\u0308rich"], asked
+    memory.db.close()
+
+
+def test_porter_stems_as_sqlites_porter_tokenizer() -> None:
+    """Every word of noted's docs, stemmed by noted and by SQLite's own tokenizer."""
+    docs = Path(__file__).parents[1] / "docs"
+    words = set()
+    for page in docs.glob("*.md"):
+        words |= {w.casefold() for w in re.findall(r"[A-Za-z]+", page.read_text())}
+    assert len(words) > 3_000
+    conn = apsw.Connection(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE t USING fts5(x, tokenize='porter ascii')")
+    conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(t, instance)")
+    conn.executemany("INSERT INTO t (rowid, x) VALUES (?, ?)", enumerate(sorted(words), 1))
+    theirs = dict(conn.execute("SELECT doc, term FROM v"))
+    ours = {k: porter_stem(w) for k, w in enumerate(sorted(words), 1)}
+    assert {k: (ours[k], theirs[k]) for k in ours if ours[k] != theirs[k]} == {}
+
+
 def test_bulk_import_is_indexed(tmp_path: Path) -> None:
     db = SqliteDb(tmp_path / "m.db")
     memory = Memory(db=db)
@@ -324,7 +405,8 @@ def reference_bm25(
     """BM25 computed document by document, as bm25_scores did before KeywordIndex."""
     words = fts_terms(text)
     wanted = {_stem(w) for w in ([w for w in words if w not in STOPWORDS] or words)}
-    bags = [Counter(_stem(w) for w in fts_terms(document)) for document in documents]
+    # every word of a document, each time it occurs (only the query's are deduplicated)
+    bags = [Counter(_stem(w.casefold()) for w in words_of(document)) for document in documents]
     if not wanted or not bags:
         return [0.0] * len(bags)
     average = sum(sum(bag.values()) for bag in bags) / len(bags) or 1.0
@@ -465,7 +547,7 @@ def test_an_index_is_charged_about_100_bytes_and_its_length_for_each_word() -> N
     """What a cache charges for an index (counted when the index is made, as caches ask on
     every read): its arrays, and each of its words; the same for an index made from
     another's postings, and a patched index is charged for its parts."""
-    documents = ["tea with milk", "green tea", "milk and honey", ""]
+    documents = ["tea with milk", "green tea", "milk and jam", ""]
 
     def arrays(index: KeywordIndex) -> int:
         return sum(a.nbytes for a in (index._start, index._positions, index._counts))
@@ -476,8 +558,8 @@ def test_an_index_is_charged_about_100_bytes_and_its_length_for_each_word() -> N
     whole = KeywordIndex(documents)
     stems = list(whole._words)
     assert len(stems) >= 4 and charged(whole) == sum(100 + len(w) for w in stems)
-    few = KeywordIndex.of_postings(whole, ["tea", "honey"])
-    assert sorted(few._words) == ["honey", "tea"] and charged(few) == 200 + len("honeytea")
+    few = KeywordIndex.of_postings(whole, ["tea", "jam"])
+    assert sorted(few._words) == ["jam", "tea"] and charged(few) == 200 + len("jamtea")
     moved = np.arange(len(documents), dtype=np.intp)
     patched = PatchedIndex.patch(whole, moved, ["black tea"], np.array([4]), 5)
     assert isinstance(patched, PatchedIndex)

@@ -14,6 +14,8 @@ from itertools import chain
 import numpy as np
 import numpy.typing as npt
 
+from noted.retrieval.porter import porter_stem
+
 __all__ = [
     "KeywordIndex",
     "PatchedIndex",
@@ -31,11 +33,18 @@ WORD = re.compile(rf"[^\W_{FTS_SEPARATORS}]+", re.UNICODE)
 MAX_TERMS = 32
 
 
+def words_of(text: str) -> list[str]:
+    """The runs of letters and digits of ``text``, in order, once its accents are composed
+    with their letters (NFC): a "u" followed by a combining diaeresis is the letter "ü",
+    not a word "u" and a word "rich"."""
+    return WORD.findall(unicodedata.normalize("NFC", text))
+
+
 def fts_terms(text: str) -> list[str]:
     """The words of ``text`` for a full-text query: letters and digits only, so quotes,
     operators (AND, NEAR, ``*``, ``:``) and emoji can never change the query's meaning;
     lowercase, deduplicated, at most 32, longest first when there are more."""
-    words = list(dict.fromkeys(w.casefold() for w in WORD.findall(text)))
+    words = list(dict.fromkeys(w.casefold() for w in words_of(text)))
     if len(words) > MAX_TERMS:
         keep = set(sorted(words, key=len, reverse=True)[:MAX_TERMS])
         words = [w for w in words if w in keep]
@@ -63,26 +72,20 @@ def content_terms(text: str) -> list[str]:
     return [w for w in words if w not in STOPWORDS] or words
 
 
+@functools.lru_cache(maxsize=65_536)
 def _stem(word: str) -> str:
-    """A light stemmer (accents off; -ing, -ed and plural -s dropped, a doubled final
-    consonant undone), close enough to the full-text index's for stores without one."""
-    word = "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
-    for suffix in ("ing", "ed"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "aeiouls":
-                word = word[:-1]
-            return word
-    if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
-        return word[:-1]
-    return word
+    """A lowercase word's stem as SQLite's index makes it: accents off, then Porter's
+    stemmer."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c))
+    return porter_stem(plain)
 
 
 @functools.lru_cache(maxsize=32_768)
 def _bag(document: str) -> tuple[dict[str, int], int]:
     """A document's stemmed words with their counts, and how many there are: computed once
-    per text while it stays among the most recently ranked."""
-    stems = [_stem(w) for w in fts_terms(document)]
+    per text while it stays among the most recently ranked. Every word counts, each time
+    it occurs (a query's words are capped and deduplicated; a document's are not)."""
+    stems = [_stem(w.casefold()) for w in words_of(document)]
     return dict(Counter(stems)), len(stems)
 
 

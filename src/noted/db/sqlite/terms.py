@@ -15,7 +15,7 @@ another. Beside the words, each row of the index
 keeps its length in words (``size``, not indexed), which the ranking reads.
 
 The words are the runs of letters and digits that the search splits a query into
-(:data:`~noted.retrieval.ranking.WORD`), so a query's words and a memory's meet; the
+(:func:`~noted.retrieval.ranking.words_of`), so a query's words and a memory's meet; the
 index's tokenizer then folds case and accents and stems them.
 """
 
@@ -27,7 +27,7 @@ from typing import Any, Final
 
 from noted.db._rows import IN_CHUNK
 from noted.db.sqlite.connection import Connection
-from noted.retrieval.ranking import WORD
+from noted.retrieval.ranking import words_of
 
 __all__ = ["UserTerms", "tag", "tagged"]
 
@@ -50,7 +50,7 @@ def tag(number: int) -> str:
 
 def tagged(user_tag: str, text: str) -> tuple[str, int]:
     """The words of ``text``, each behind ``user_tag``, and how many there are."""
-    words = WORD.findall(text)
+    words = words_of(text)
     if not words:
         return "", 0
     return user_tag + f" {user_tag}".join(words), len(words)
