@@ -125,6 +125,38 @@ def test_list_filters_and_all_users(capsys, db: str) -> None:
     assert "5" in out
 
 
+def test_list_filters_are_read_as_the_memory_api_reads_them(capsys, db: str) -> None:
+    memory = Memory(db=SqliteDb(db))
+    memory.add_user_memories([UserMemory("a fact", topics=["a"])], user_id="ava")
+    memory.db.close()
+    rows = run_json(capsys, "memories", "list", "--user", "ava", "-t", " a ", "--db", db)
+    assert [r["memory"] for r in rows] == ["a fact"]  # type: ignore[index,union-attr]
+    for argv, said in (
+        (["list", "--user", "ava", "-t", ""], "each topic must be a non-empty string"),
+        (["list", "--user", "ava", "-t", "t" * 256], "at most 255 characters"),
+    ):
+        code, _, err = run(capsys, "memories", *argv, "--db", db)
+        assert code == 1 and said in err, (argv, err)
+    for argv, said in (
+        (["list", "--user", "ava", "--agent", ""], "--agent: must not be empty or blank"),
+        (["list", "--user", "ava", "--team", "  "], "--team: must not be empty or blank"),
+        (["list", "--user", "  "], "--user: must not be empty or blank"),
+        (["search", "fact", "--user", ""], "--user: must not be empty or blank"),
+        (["export", "--user", ""], "--user: must not be empty or blank"),
+        (["list", "--user", "u" * 256], "--user: must be at most 255 characters"),
+        (["list", "--user", "ava", "--limit", "0"], "--limit: must be a positive integer"),
+        (["search", "fact", "--user", "ava", "--limit", "0"], "must be a positive integer"),
+        (["stats", "--limit", "-1"], "--limit: must be a positive integer"),
+    ):
+        with pytest.raises(SystemExit) as stopped:
+            main(["memories", *argv, "--db", db])
+        assert stopped.value.code == 2
+        assert said in capsys.readouterr().err, argv
+    with pytest.raises(SystemExit):
+        main(["sessions", "list", "--limit", "0", "--db", db])
+    assert "must be a positive integer" in capsys.readouterr().err
+
+
 def test_clear_needs_a_target_and_a_yes(capsys, db: str, monkeypatch) -> None:
     memory = Memory(db=SqliteDb(db))
     memory.add_user_memory(UserMemory("a"), user_id="ava")

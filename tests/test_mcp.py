@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,28 @@ def test_update_changes_text_or_topics_and_keeps_the_rest(client: Connected, db:
         ("update", "mcp"),
     ]
     assert history[1].old_memory == "The user lives in Paris"
+    # restating them writes nothing, as the REST API's PATCH and `noted memories edit`
+    same = client.ok("update_memory", {"id": mid, "memory": "The user lives in Rome"})
+    assert same == client.ok("get_memory", {"id": mid}) == relabelled
+    assert len(db.get_memory_history(mid, USER)) == 3
+
+
+def test_timestamps_are_written_to_the_microsecond_as_the_rest_api_writes_them(
+    client: Connected, db: SqliteDb
+) -> None:
+    whole = datetime(2020, 1, 1, tzinfo=UTC)  # no microseconds, which isoformat() drops
+    born = UserMemory(
+        "The user was born in Oslo",
+        memory_id="born",
+        user_id=USER,
+        created_at=whole,
+        updated_at=whole,
+    )
+    Memory(db=db).import_user_memories([born])
+    shown = client.ok("get_memory", {"id": "born"})
+    assert shown["created_at"] == shown["updated_at"] == "2020-01-01T00:00:00.000000+00:00"
+    stored = db.get_memory("born", USER)
+    assert stored is not None and shown["created_at"] == stored.to_dict()["created_at"]
 
 
 def test_delete_removes_the_memory_and_keeps_its_history(client: Connected, db: SqliteDb) -> None:
@@ -461,8 +484,9 @@ def test_stdout_a_regular_file_is_served_by_the_sdk_transport(tmp_path: Path) ->
 def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
     """Requests written all at once, one of them not JSON-RPC at all: the server reads
     each line as it asks for the next message, answers every request as one whole JSON
-    line (answers written concurrently never interleave), ignores the bad line like the
-    SDK's transport, and keeps serving."""
+    line (answers written concurrently never interleave), answers the bad lines with an
+    error of no id (as over HTTP: the SDK's stdio transport leaves their client waiting),
+    and keeps serving."""
     proc = _serve(tmp_path / "pipelined.db", subprocess.PIPE)
     assert proc.stdin is not None and proc.stdout is not None
     lines = _Lines(proc.stdout)
@@ -470,6 +494,13 @@ def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
         proc.stdin.write(_request(1, "initialize", HELLO) + b"\n")
         proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
         proc.stdin.write(b"this is not JSON-RPC\n")
+        half = {"name": "add_memory", "arguments": {"memory": "a\ud800b"}}  # half an emoji
+        proc.stdin.write(
+            json.dumps(
+                {"jsonrpc": "2.0", "id": 99, "method": "tools/call", "params": half}
+            ).encode()
+            + b"\n"
+        )
         facts = [f"Ava's plant number {n} is a fern" for n in range(6)]
         for n, fact in enumerate(facts, start=2):
             add = {"name": "add_memory", "arguments": {"memory": fact}}
@@ -477,12 +508,18 @@ def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
         proc.stdin.write(_request(8, "ping", {}) + b"\n")
         proc.stdin.flush()
         answers: dict[int, dict[str, Any]] = {}
-        while len(answers) < 8:
+        refused: list[dict[str, Any]] = []
+        while len(answers) < 8 or len(refused) < 2:
             line = lines.next()
             assert line is not None, f"no answer within 60 s; have {sorted(answers)}"
             answer = json.loads(line)
-            answers[answer["id"]] = answer
+            if answer["id"] is None:
+                refused.append(answer["error"])
+            else:
+                answers[answer["id"]] = answer
         assert sorted(answers) == list(range(1, 9))
+        assert [e["code"] for e in refused] == [-32700, -32700]
+        assert all(e["message"].startswith("Parse error: ") for e in refused)
         added = [answers[n]["result"]["structuredContent"] for n in range(2, 8)]
         assert sorted(a["memory"] for a in added) == sorted(facts)
         assert answers[8]["result"] == {}
@@ -500,6 +537,33 @@ def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+@pytest.mark.parametrize("first", ["stdin", "stdout"])
+def test_the_server_ends_quietly_whichever_end_the_client_closes_first(
+    tmp_path: Path, first: str
+) -> None:
+    command = [NOTED, "mcp", "--db", str(tmp_path / "m.db"), "--user", USER, "--embedder", "none"]
+    proc = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(_request(1, "initialize", HELLO) + b"\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["id"] == 1
+        ends = [proc.stdin, proc.stdout] if first == "stdin" else [proc.stdout, proc.stdin]
+        for end in ends:
+            end.close()
+            time.sleep(0.2)
+        assert proc.stderr is not None
+        code = proc.wait(30)
+        assert (code, proc.stderr.read().decode()) == (0, "")
+    finally:
+        proc.kill()
+        proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
 
 
 _LOOP = (
@@ -540,12 +604,20 @@ def test_the_loop_is_uvloops_over_pipes_and_asyncios_otherwise(
     assert done.stderr.decode().split() == [loop]
 
 
-def test_a_line_longer_than_the_limit_is_skipped_and_the_next_served() -> None:
+def test_a_line_longer_than_the_limit_is_skipped_answered_and_the_next_served() -> None:
     ping = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "ping"}).encode() + b"\n"
 
-    async def read(*pieces: bytes) -> list[str]:
+    class Answers:
+        def __init__(self) -> None:
+            self.sent: list[tuple[int, str]] = []
+
+        async def refuse(self, code: int, message: str) -> None:
+            self.sent.append((code, message))
+
+    async def read(*pieces: bytes) -> tuple[list[str], list[tuple[int, str]]]:
         reader = asyncio.StreamReader(limit=64)
-        incoming = _Incoming(reader)
+        answers = Answers()
+        incoming = _Incoming(reader, answers)  # type: ignore[arg-type]
 
         async def feed() -> None:
             for piece in pieces:  # each arrives on its own, as from a pipe
@@ -556,10 +628,16 @@ def test_a_line_longer_than_the_limit_is_skipped_and_the_next_served() -> None:
         feeding = asyncio.ensure_future(feed())
         got = [type(message).__name__ async for message in incoming]
         await feeding
-        return got
+        return got, answers.sent
 
-    skipped = ["ValueError", "SessionMessage"]
+    skipped = (
+        ["SessionMessage"],
+        [(-32700, "Parse error: a message longer than 67108864 bytes was skipped")],
+    )
     assert asyncio.run(read(b"x" * 200 + b"\n" + ping)) == skipped  # its end in the buffer
     assert asyncio.run(read(b"x" * 100, b"x" * 100, b"x" * 30 + b"\n", ping)) == skipped
-    short = ["SessionMessage", "ValidationError", "SessionMessage"]  # a short bad line: parsed
-    assert asyncio.run(read(ping, b"x" * 30 + b"\n", ping)) == short
+    # short bad lines: what does not parse, and JSON that is no message
+    got, sent = asyncio.run(read(ping, b"x" * 30 + b"\n", b'{"id": 2}\n', ping))
+    assert got == ["SessionMessage", "SessionMessage"]
+    assert [code for code, _ in sent] == [-32700, -32602]
+    assert sent[0][1].startswith("Parse error: ") and sent[1][1].startswith("Validation error: ")

@@ -367,3 +367,27 @@ def test_a_filter_of_many_topics_is_answered(memory: Memory) -> None:
     assert [m.memory for m in listed] == ["The user likes tea"]
     found = memory.search_user_memories("likes", "ava", retrieval_method="keyword", topics=many)
     assert [m.memory for m in found] == ["The user likes tea"]
+
+
+def test_edit_changes_what_it_is_given_keeps_the_rest_and_restating_writes_nothing(
+    memory: Memory,
+) -> None:
+    [mid] = memory.add_user_memories(
+        [UserMemory("The user lives in Paris", topics=["home"], agent_id="a", input="I moved")],
+        user_id="ava",
+    )
+    moved = memory.edit_user_memory(mid, "ava", memory="The user lives in Rome")
+    assert (moved.memory, moved.topics, moved.agent_id, moved.input) == (
+        "The user lives in Rome",
+        ["home"],
+        "a",
+        "I moved",
+    )
+    same = asyncio.run(memory.aedit_user_memory(mid, "ava", topics=[" home "]))
+    assert same == moved  # restated: nothing written
+    assert [e.event for e in memory.get_memory_history(mid, "ava")] == ["add", "update"]
+    with pytest.raises(UserError, match="nothing to change"):
+        memory.edit_user_memory(mid, "ava")
+    with pytest.raises(NotFoundError):
+        memory.edit_user_memory(mid, "bob", memory="The user lives in Oslo")
+    assert memory.get_user_memory(mid, "ava") == moved

@@ -33,6 +33,7 @@ from noted.db.urls import open_store
 from noted.server import create_app
 from noted.testing import FunctionModel, ScriptedModel
 from servers import free_port
+from user_facts import user_facts
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -482,6 +483,34 @@ def test_semantic_and_hybrid_search_with_the_local_embedder(db: SqliteDb) -> Non
         )
         assert texts(one) == ["Ava works as a nurse at the city hospital"]
         assert one.json()["meta"]["total_pages"] == one.json()["meta"]["total_count"]
+
+
+def test_a_hybrid_page_is_what_the_memory_api_gives_for_that_limit(db: SqliteDb) -> None:
+    """Hybrid's scores depend on how deep it fuses, which follows the limit: a page over
+    REST is the Python API's search of the same limit (a deeper one reorders the tail)."""
+    memory = Memory(db=db, embedder="local")
+    facts = user_facts(300)
+    memory.add_user_memories(facts, user_id="ava")
+    memory.add_user_memories([UserMemory("Ava drinks coffee at the piano")], user_id="bob")
+    with TestClient(create_app(db, embedder="local")) as client:
+        for question in ("coffee and piano", "where does she live"):
+            params = {"user_id": "ava", "search_content": question, "search_type": "hybrid"}
+            first = client.get("/memories", params={**params, "limit": 10}).json()
+            second = client.get("/memories", params={**params, "limit": 10, "page": 2}).json()
+            ten = memory.search_user_memories(question, "ava", 10, "hybrid")
+            twenty = memory.search_user_memories(question, "ava", 20, "hybrid")
+            assert [(m["memory_id"], m["score"]) for m in first["data"]] == [
+                (m.memory_id, m.score) for m in ten
+            ]
+            assert [m["memory_id"] for m in second["data"]] == [m.memory_id for m in twenty[10:]]
+            assert first["meta"]["total_count"] == 300 == second["meta"]["total_count"]
+            assert first["meta"]["total_pages"] == 30
+        narrowed = client.get(
+            "/memories",
+            params={"user_id": "ava", "search_content": "x", "topics": "none-such", "limit": 5},
+        ).json()
+        assert narrowed == {"data": [], "meta": narrowed["meta"]}
+        assert narrowed["meta"]["total_count"] == 0
 
 
 # -- topics, stats, history -----------------------------------------------------------------

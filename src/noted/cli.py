@@ -19,7 +19,7 @@ from rich.table import Table
 from noted import __version__
 from noted._console import emit_json, err, out, progress_bar
 from noted.audit import MemoryEvent
-from noted.cli_db import open_db, user_options
+from noted.cli_db import identifier, open_db, positive_int, user_options
 from noted.cli_import import add_import_commands
 from noted.cli_jobs import add_job_commands
 from noted.cli_mcp import add_mcp_command
@@ -32,7 +32,7 @@ from noted.importers.plan import memories_of, unchanged
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.jsonl import read_jsonl, write_jsonl
 from noted.retrieval.choice import DEFAULT_EMBEDDER
-from noted.schema import MemoryMatch, UserMemory
+from noted.schema import MemoryMatch, UserMemory, check_topics
 
 __all__ = ["main"]
 
@@ -115,7 +115,7 @@ def cmd_add(memory: Memory, args: argparse.Namespace) -> int:
 def cmd_list(memory: Memory, args: argparse.Namespace) -> int:
     query = MemoryQuery(
         user_id=None if args.all_users else (args.user or DEFAULT_USER_ID),
-        topics=tuple(args.topic or ()),
+        topics=tuple(check_topics(args.topic)) if args.topic else (),  # as the API has them
         agent_id=args.agent,
         team_id=args.team,
         sort_by=args.sort,
@@ -198,15 +198,14 @@ def cmd_edit(memory: Memory, args: argparse.Namespace) -> int:
     if args.text is None and args.topic is None and not args.no_topics:
         raise UserError("nothing to change: give --text, --topic or --no-topics")
     current = _get_or_fail(memory, args.memory_id, args.user)
-    topics = [] if args.no_topics else (args.topic if args.topic is not None else current.topics)
-    replacement = UserMemory(args.text if args.text is not None else current.memory, topics=topics)
-    if (replacement.memory, replacement.topics) == (current.memory, current.topics):
+    topics = [] if args.no_topics else args.topic
+    stored = memory.edit_user_memory(args.memory_id, args.user, memory=args.text, topics=topics)
+    if stored.updated_at == current.updated_at:  # it restated them: nothing written
         if args.json:
             emit_json(current.to_dict())
         else:
             out.print(f"unchanged {args.memory_id}: it already has this text and these topics")
         return 0
-    stored = memory.replace_user_memory_record(args.memory_id, replacement, args.user)
     if args.json:
         emit_json(stored.to_dict())
     else:
@@ -412,11 +411,11 @@ Command = Callable[[Memory, argparse.Namespace], int]
 
 
 def _list_arguments(ls: argparse.ArgumentParser) -> None:
-    ls.add_argument("--limit", type=int, default=50, help="rows per page (default 50)")
+    ls.add_argument("--limit", type=positive_int, default=50, help="rows per page (default 50)")
     ls.add_argument("--offset", type=int, default=0, help="rows to skip")
     ls.add_argument("--topic", "-t", action="append", help="only memories with this topic")
-    ls.add_argument("--agent", help="only memories of this agent")
-    ls.add_argument("--team", help="only memories of this team")
+    ls.add_argument("--agent", type=identifier, help="only memories of this agent")
+    ls.add_argument("--team", type=identifier, help="only memories of this team")
     ls.add_argument("--sort", choices=["updated_at", "created_at"], default="updated_at")
     ls.add_argument("--order", choices=["desc", "asc"], default="desc")
     ls.add_argument("--all-users", action="store_true", help="list every user's memories")
@@ -470,14 +469,14 @@ def build_parser() -> argparse.ArgumentParser:
     add = command("add", cmd_add, "Store a new memory for a user.")
     add.add_argument("text", help="the memory, e.g. 'The user likes to ski'")
     add.add_argument("--topic", "-t", action="append", help="a topic (repeat for several)")
-    add.add_argument("--agent", help="agent id")
-    add.add_argument("--team", help="team id")
+    add.add_argument("--agent", type=identifier, help="agent id")
+    add.add_argument("--team", type=identifier, help="team id")
 
     _list_arguments(command("list", cmd_list, "List a user's memories, newest first."))
 
     search = command("search", cmd_search, "Find a user's memories, best match first.")
     search.add_argument("query", help="what to look for, e.g. 'where does she ski'")
-    search.add_argument("--limit", type=int, default=10, help="results (default 10)")
+    search.add_argument("--limit", type=positive_int, default=10, help="results (default 10)")
     search.add_argument("--topic", "-t", action="append", help="only memories with this topic")
     search.add_argument(
         "--method",
@@ -522,7 +521,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics.add_argument("--all-users", action="store_true", help="topics of every user")
 
     stats = command("stats", cmd_stats, "Memory count and last update per user.")
-    stats.add_argument("--limit", type=int, default=None, help="at most this many users")
+    stats.add_argument("--limit", type=positive_int, default=None, help="at most this many users")
 
     export = command("export", cmd_export, "Write memories as JSON Lines.")
     export.add_argument("--all", action="store_true", help="export every user")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from noted.db import Store, open_store
 from noted.db.urls import env_tables
 from noted.errors import UserError
+from noted.schema import check_id
 
 if TYPE_CHECKING:
     from noted.memory import Memory
@@ -18,10 +19,32 @@ if TYPE_CHECKING:
 __all__ = ["open_db", "user_options", "with_config_db"]
 
 
+def positive_int(text: str) -> int:
+    """An argument that must be an integer of at least 1 (a limit, a count of workers)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def identifier(text: str) -> str:
+    """An argument naming a user, agent or team: refused where the Memory API would refuse
+    it (empty, blank, too long), before any command runs on it."""
+    try:
+        checked = check_id("it", text)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("it ")) from None
+    assert checked is not None
+    return checked
+
+
 def user_options(parent: argparse.ArgumentParser, user_help: str) -> argparse.ArgumentParser:
     """``parent``'s options with ``--user`` (saying ``user_help``) and ``--json``."""
     options = argparse.ArgumentParser(add_help=False, parents=[parent])
-    options.add_argument("--user", help=user_help)
+    options.add_argument("--user", type=identifier, help=user_help)
     options.add_argument("--json", action="store_true", help="print JSON for scripts")
     return options
 

@@ -14,7 +14,7 @@ from noted import _portal
 from noted._console import emit_json, out
 from noted._time import now_micros
 from noted.agent.jobs import JobWorker, job_worker
-from noted.cli_db import with_config_db
+from noted.cli_db import positive_int, with_config_db
 from noted.db.jobs import JOB_STATUSES, JobStore, job_ages
 from noted.errors import NotFoundError, UserError
 from noted.memory import Memory
@@ -137,7 +137,7 @@ def add_job_commands(
         "list", parents=[common], help="pending, running and failed jobs, oldest first"
     )
     listing.add_argument("--status", choices=JOB_STATUSES)
-    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--limit", type=positive_int, default=100)
     listing.set_defaults(func=cmd_jobs_list)
     retry = commands.add_parser(
         "retry", parents=[common], help="make failed or waiting jobs due now"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from noted._console import emit_json, err, out
-from noted.cli_db import with_config_db
+from noted.cli_db import positive_int, with_config_db
 from noted.db.base import Store
 from noted.errors import MissingDependencyError, UserError
 from noted.memory import Memory
@@ -61,16 +61,6 @@ def check_exposure(host: str) -> None:
         "[yellow]warning:[/] NOTED_API_KEY is not set: every request is the admin. "
         f"Listening on {host} only."
     )
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
 
 
 def port_number(text: str) -> int:
@@ -211,7 +201,7 @@ def add_server_commands(
     )
     serve.add_argument(
         "--workers",
-        type=_positive,
+        type=positive_int,
         default=1,
         help="worker processes (default 1; each opens the store itself)",
     )

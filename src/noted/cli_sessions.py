@@ -18,7 +18,7 @@ from rich.text import Text
 
 from noted._console import emit_json, out
 from noted.agent import Agent
-from noted.cli_db import user_options
+from noted.cli_db import positive_int, user_options
 from noted.db import SessionStore
 from noted.errors import NotFoundError, UserError
 from noted.memory import Memory
@@ -179,7 +179,7 @@ def add_session_commands(
         return sub
 
     ls = command("list", cmd_sessions_list, "List sessions, most recently updated first.")
-    ls.add_argument("--limit", type=int, default=50, help="rows per page (default 50)")
+    ls.add_argument("--limit", type=positive_int, default=50, help="rows per page (default 50)")
     ls.add_argument("--offset", type=int, default=0, help="rows to skip")
     show = command("show", cmd_sessions_show, "Show a session's transcript.")
     show.add_argument("session_id")

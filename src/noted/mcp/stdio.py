@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import mcp_types as types
+import pydantic_core
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
@@ -58,24 +59,36 @@ class _Incoming(_End):
     message a line, by the SDK's own models) when the server asks for the next one: no
     reader task, no stream between."""
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
+    def __init__(self, reader: asyncio.StreamReader, answers: _Outgoing) -> None:
         self._reader = reader
+        self._answers = answers
 
-    async def receive(self) -> SessionMessage | Exception:
-        if self._closed:
-            raise anyio.ClosedResourceError
-        line = await self._line()
-        if line is None:
-            return ValueError(f"a message longer than {_LINE_LIMIT} bytes was skipped")
-        if not line:
-            raise anyio.EndOfStream
-        try:
-            message = types.jsonrpc_message_adapter.validate_json(
-                line.decode("utf-8", errors="replace"), by_name=False
-            )
-        except ValidationError as exc:  # not JSON-RPC: the server is told, as by the SDK's
-            return exc
-        return SessionMessage(message)
+    async def receive(self) -> SessionMessage:
+        """The next message; a line that is not one is answered with a JSON-RPC error of
+        no id (as over HTTP: -32700 for what does not parse, -32602 for JSON that is not
+        a message), so a client waiting on it hears why, and the next line is read."""
+        while True:
+            if self._closed:
+                raise anyio.ClosedResourceError
+            line = await self._line()
+            if line is None:
+                skipped = f"a message longer than {_LINE_LIMIT} bytes was skipped"
+                await self._answers.refuse(types.PARSE_ERROR, f"Parse error: {skipped}")
+                continue
+            if not line:
+                raise anyio.EndOfStream
+            text = line.decode("utf-8", errors="replace")
+            try:
+                parsed = pydantic_core.from_json(text)
+            except ValueError as exc:
+                await self._answers.refuse(types.PARSE_ERROR, f"Parse error: {exc}")
+                continue
+            try:
+                message = types.jsonrpc_message_adapter.validate_python(parsed, by_name=False)
+            except ValidationError as exc:
+                await self._answers.refuse(types.INVALID_PARAMS, f"Validation error: {exc}")
+                continue
+            return SessionMessage(message)
 
     async def _line(self) -> bytes | None:
         """The next line (empty at the end of the wire), or None for a line longer than
@@ -96,7 +109,7 @@ class _Incoming(_End):
     def __aiter__(self) -> _Incoming:
         return self
 
-    async def __anext__(self) -> SessionMessage | Exception:
+    async def __anext__(self) -> SessionMessage:
         try:
             return await self.receive()
         except anyio.EndOfStream:
@@ -115,7 +128,18 @@ class _Outgoing(_End):
     async def send(self, item: SessionMessage, /) -> None:
         if self._closed:
             raise anyio.ClosedResourceError
-        line = item.message.model_dump_json(by_alias=True, exclude_unset=True) + "\n"
+        await self._write(item.message.model_dump_json(by_alias=True, exclude_unset=True))
+
+    async def refuse(self, code: int, message: str) -> None:
+        """Answer a line that is no message: an error of no id (JSON-RPC's rule when the
+        request's id cannot be read)."""
+        error = types.JSONRPCError(
+            jsonrpc="2.0", id=None, error=types.ErrorData(code=code, message=message)
+        )
+        await self._write(error.model_dump_json(by_alias=True, exclude_unset=True))
+
+    async def _write(self, json_line: str) -> None:
+        line = json_line + "\n"
         try:
             self._writer.write(line.encode("utf-8"))
             await self._writer.drain()
@@ -153,8 +177,10 @@ def _wire() -> Iterator[tuple[int, int]]:
     try:
         yield wire_in, wire_out
     finally:
-        os.dup2(wire_in, 0)
-        os.dup2(wire_out, 1)
+        for fd, wire in ((0, wire_in), (1, wire_out)):
+            # a client that closed its end first may have taken the descriptor with it
+            with contextlib.suppress(OSError):
+                os.dup2(wire, fd)
         for fd in (0, 1):  # the loop made the shared descriptions non-blocking
             with contextlib.suppress(OSError):
                 os.set_blocking(fd, True)
@@ -193,8 +219,9 @@ async def _loop_streams() -> AsyncIterator[tuple[_Incoming, _Outgoing] | None]:
             yield None
             return
         writer = asyncio.StreamWriter(write, protocol, None, loop)
+        outgoing = _Outgoing(writer)
         try:
-            yield _Incoming(reader), _Outgoing(writer)
+            yield _Incoming(reader, outgoing), outgoing
         finally:
             read.close()
             write.close()

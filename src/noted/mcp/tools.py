@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from noted._time import iso
 from noted.errors import NotFoundError, UserError
 from noted.limits import MAX_QUERY_CHARS, MAX_TOPICS
 from noted.mcp.arguments import MAX_LIMIT, Arguments
@@ -48,11 +49,11 @@ def memory_result(memory: UserMemory) -> dict[str, Any]:
         "id": memory.memory_id,
         "memory": memory.memory,
         "topics": list(memory.topics),
-        "created_at": None if memory.created_at is None else memory.created_at.isoformat(),
-        "updated_at": None if memory.updated_at is None else memory.updated_at.isoformat(),
+        "created_at": None if memory.created_at is None else iso(memory.created_at),
+        "updated_at": None if memory.updated_at is None else iso(memory.updated_at),
     }
     if isinstance(memory, MemoryMatch) and memory.score is not None:
-        found["score"] = round(memory.score, 4)
+        found["score"] = round(memory.score, 4)  # enough to order by, fewer tokens
     return found
 
 
@@ -103,12 +104,8 @@ def _update(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
     text, topics = args.text("memory", required=False), args.topics()
     if text is None and topics is None:
         raise UserError("update_memory: give the new memory text, the new topics, or both")
-    current = _stored(memory, user, memory_id)
-    replacement = UserMemory(
-        current.memory if text is None else text,
-        topics=current.topics if topics is None else topics,
-    )
-    return memory_result(memory.replace_user_memory_record(memory_id, replacement, user))
+    _stored(memory, user, memory_id)  # the tools' not-found error
+    return memory_result(memory.edit_user_memory(memory_id, user, memory=text, topics=topics))
 
 
 def _delete(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:

@@ -227,6 +227,41 @@ class Memory:
         kept ``created_at`` and ids included)."""
         return self.door.replace(memory_id, memory, user_id, self._audit)
 
+    def edit_user_memory(
+        self,
+        memory_id: str,
+        user_id: str | None = None,
+        *,
+        memory: str | None = None,
+        topics: list[str] | None = None,
+    ) -> UserMemory:
+        """Change the text, the topics or both of one of the user's memories, keeping the
+        rest (its input, agent, team, session and creation time); answer it as stored.
+
+        A change that restates the stored text and topics writes nothing (no event, the
+        same ``updated_at``), as the REST API's PATCH, the MCP tool ``update_memory`` and
+        ``noted memories edit`` do through here. Raises UserError when neither is given,
+        NotFoundError when the user has no memory with this id.
+        """
+        if memory is None and topics is None:
+            raise UserError("nothing to change: give the memory's new text, its topics or both")
+        user = resolve_user(user_id)
+        current = self.get_user_memory(memory_id, user)
+        if current is None:
+            raise NotFoundError(f"user {user!r} has no memory with id {memory_id!r}")
+        changed = UserMemory(
+            current.memory if memory is None else memory,
+            topics=current.topics if topics is None else topics,
+            input=current.input,
+            agent_id=current.agent_id,
+            team_id=current.team_id,
+            session_id=current.session_id,
+            created_at=current.created_at,
+        )
+        if (changed.memory, changed.topics) == (current.memory, current.topics):
+            return current
+        return self.replace_user_memory_record(memory_id, changed, user)
+
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> bool:
         """Delete one of the user's memories; False when the user has no such memory."""
         return self.door.delete([require_id("memory_id", memory_id)], user_id, self._audit) == 1
@@ -467,6 +502,7 @@ class Memory:
     aimport_user_memories = async_twin(import_user_memories)
     areplace_user_memory = async_twin(replace_user_memory)
     areplace_user_memory_record = async_twin(replace_user_memory_record)
+    aedit_user_memory = async_twin(edit_user_memory)
     adelete_user_memory = async_twin(delete_user_memory)
     adelete_user_memories = async_twin(delete_user_memories)
     aclear = async_twin(clear)

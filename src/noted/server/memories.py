@@ -104,18 +104,27 @@ def memory_routes(svc: Services) -> APIRouter:
         if search_content is not None:
             if user is None:
                 raise UserError("search_content needs a user_id: a search is within one user")
+            method = search_type or ("hybrid" if svc.memory.index is not None else "keyword")
+            # Hybrid's fusion reads as deep as its limit, so a page is read as the Python
+            # API reads the same limit: the first page of 10 is search(limit=10). It ranks
+            # every memory the filters keep (up to 500), which is how many it counts.
+            hybrid = method == "hybrid"
             found = await run_in_threadpool(
                 svc.memory.search_user_memories,
                 check_storable("search_content", search_content),  # as the schema says
                 user,
-                SEARCH_RESULTS,
-                search_type or ("hybrid" if svc.memory.index is not None else "keyword"),
+                min(query.offset + limit, SEARCH_RESULTS) if hybrid else SEARCH_RESULTS,
+                method,
                 topics=query.topics,
                 agent_id=query.agent_id,
                 team_id=query.team_id,
             )
+            total = len(found)
+            if hybrid:
+                total = await run_in_threadpool(svc.store.count_memories, query)
             rows = [m.to_dict() for m in found[query.offset : query.offset + limit]]
-            return json_response({"data": rows, "meta": page_meta(page, limit, len(found))})
+            meta = page_meta(page, limit, min(total, SEARCH_RESULTS))
+            return json_response({"data": rows, "meta": meta})
         if search_type is not None:
             raise UserError("search_type needs search_content")
         return json_response(memory_page(svc, query, page))
@@ -160,19 +169,10 @@ def memory_routes(svc: Services) -> APIRouter:
         user = _named_owner(principal, user_id, body.user_id)
         if body.memory is None and body.topics is None:
             raise UserError("nothing to change: give memory and/or topics")
-        current = _get(svc, memory_id, user)
-        changed = UserMemory(
-            current.memory if body.memory is None else body.memory,
-            topics=current.topics if body.topics is None else body.topics,
-            input=current.input,
-            agent_id=current.agent_id,
-            team_id=current.team_id,
-            session_id=current.session_id,
-            created_at=current.created_at,
+        _get(svc, memory_id, user)  # this route's 404
+        stored = svc.memory.edit_user_memory(
+            memory_id, user, memory=body.memory, topics=body.topics
         )
-        if (changed.memory, changed.topics) == (current.memory, current.topics):
-            return json_response(current.to_dict())  # as it is: nothing written, no event
-        stored = svc.memory.replace_user_memory_record(memory_id, changed, user)
         return json_response(stored.to_dict())
 
     @router.delete("/memories/{memory_id}", status_code=204, summary="Delete a memory")
