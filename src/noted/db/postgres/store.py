@@ -559,7 +559,8 @@ class PostgresDb(
         self, query: MemoryQuery, text: str, *, text_only: bool = False
     ) -> list[ScoredMemory]:
         user_id = core.keyword_user(query)
-        words = fts_terms(text)
+        # folded as the index folds the rows' text (schema.FOLDED_VECTOR)
+        words = list(dict.fromkeys(w.translate(pg_schema.QUERY_FOLD) for w in fts_terms(text)))
         words = [w for w in words if w not in STOPWORDS] or words
         if not words or query.limit == 0:
             return []
