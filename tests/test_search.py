@@ -515,6 +515,55 @@ def test_scores_are_the_matrix_product() -> None:
         np.testing.assert_allclose(scores[:: max(rows // 50, 1)], alone, rtol=1e-6, atol=1e-5)
 
 
+def test_equal_rows_score_equal_wherever_they_are() -> None:
+    """BLAS sums a block's last rows in another order: the same vector last among seven
+    scored one unit in the last place off, and memories of one text came in the stores'
+    row orders, not newest first."""
+    from noted.retrieval.vectors import cosine_scores
+
+    rng = np.random.default_rng(2)
+    for rows in (2, 7, 15, 16, 17, 33, 1023, 1025, 2047):
+        matrix = rng.standard_normal((rows, 384)).astype(np.float32)
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        same = rng.choice(rows, size=max(2, rows // 3), replace=False)
+        matrix[same] = matrix[same[0]]
+        matrix[-1] = matrix[same[0]]  # the last row too, where the sums differed
+        for _ in range(5):
+            target = rng.standard_normal(384).astype(np.float32)
+            target /= np.linalg.norm(target)
+            scores = cosine_scores(matrix, target)
+            assert len({float(scores[i]) for i in [*same, rows - 1]}) == 1, rows
+
+
+def test_memories_of_one_text_come_newest_first_in_hybrid_search(store: MemoryStore) -> None:
+    memory = Memory(db=store, embedder="local")
+    t0 = utc_now() - timedelta(days=10)
+    memory.import_user_memories(
+        [
+            UserMemory(
+                "Unrelated: the user pays taxes",
+                memory_id="z",
+                user_id="u",
+                created_at=t0,
+                updated_at=t0,
+            ),
+            *(
+                UserMemory(
+                    "The user likes to ski in winter",
+                    memory_id=mid,
+                    user_id="u",
+                    created_at=t0,
+                    updated_at=t0 + timedelta(days=days),
+                )
+                for mid, days in (("b", 2), ("c", 1), ("d", 0), ("a", 3))
+            ),
+        ]
+    )
+    found = memory.search_user_memories("ski winter", "u", 4, "hybrid")
+    assert [m.memory_id for m in found] == ["a", "b", "c", "d"]
+    assert [m.memory_id for m in memory.search_user_memories("ski winter", "u", 1)] == ["a"]
+
+
 def test_every_method_returns_matches_with_a_score_where_it_ranks(smart: Memory) -> None:
     model = ScriptedModel(['{"ids": [1]}'])
     agentic = Memory(db=smart.db, embedder=smart.embedder, model=model)

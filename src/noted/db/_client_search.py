@@ -127,7 +127,7 @@ def semantic_rank(
         return []
     if centering and mean is not None:
         target = centred(target, mean, centering)
-    scores = np.stack([v for _, v in usable]) @ target
+    scores = cosine_scores(np.stack([v for _, v in usable]), target)
     count = None if query.limit is None else query.offset + query.limit
     return [
         ScoredMemory(usable[i][0], float(scores[i]))

@@ -155,8 +155,9 @@ class Memory:
     def _index(self, method: str) -> MemoryIndex:
         if self.index is None:
             raise UserError(
-                f"{method} search needs an embedder: Memory(db, embedder='local') for the "
-                "embedded default model"
+                f"{method} search needs an embedder, and this memory has none: "
+                "Memory(db, embedder='local') in Python, --embedder local for noted's "
+                "commands and servers (the embedded default model)"
             )
         return self.index
 

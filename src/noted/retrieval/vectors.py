@@ -49,6 +49,7 @@ _FLOAT32 = np.dtype("<f4")
 # thread. Its thread pool makes a product over 10,000 rows wait for a second core (on a
 # busy machine, for tens of milliseconds) to save a millisecond at best.
 _SCORE_ROWS = 1024
+_GROUP = 16  # rows BLAS scores alike: _SCORE_ROWS is a multiple of it
 
 
 def check_vector(vector: object) -> Vector:
@@ -86,11 +87,23 @@ def from_blobs(blobs: Sequence[bytes], dimensions: int) -> Vector:
 def cosine_scores(matrix: Vector, target: Vector) -> Vector:
     """``matrix @ target`` (each row's dot product with ``target``), on the calling
     thread: the same numbers on every machine, whatever its number of cores (a product
-    split between threads can differ in the last bit)."""
-    scores = np.empty(matrix.shape[0], dtype=np.float32)
-    for start in range(0, matrix.shape[0], _SCORE_ROWS):
-        end = start + _SCORE_ROWS
+    split between threads can differ in the last bit).
+
+    Equal rows score equal wherever they are: BLAS takes rows in groups and sums the
+    last few, past the last whole group, in another order (the last row of 7 can differ
+    from the same row placed first by one unit in the last place, enough to reorder
+    memories of one text). So the rows past the last whole group are scored as a group
+    of their own, padded with zeros."""
+    rows = matrix.shape[0]
+    scores = np.empty(rows, dtype=np.float32)
+    whole = rows - rows % _GROUP
+    for start in range(0, whole, _SCORE_ROWS):
+        end = min(start + _SCORE_ROWS, whole)
         np.matmul(matrix[start:end], target, out=scores[start:end])
+    if whole < rows:
+        padded = np.zeros((_GROUP, matrix.shape[1]), dtype=np.float32)
+        padded[: rows - whole] = matrix[whole:]
+        scores[whole:] = (padded @ target)[: rows - whole]
     return scores
 
 

@@ -38,6 +38,7 @@ from noted.retrieval.vectors import (
     Vector,
     centred,
     check_vector,
+    cosine_scores,
     direction,
     from_blobs,
     mean_direction,
@@ -282,7 +283,7 @@ class PostgresVectors:
                 matrix if mine is None else from_blobs([bytes(r[-1]) for r in mine], target.size)
             )
             target = centred(target, mean_direction(every), centering)
-        scores = matrix @ target
+        scores = cosine_scores(matrix, target)
         count = None if query.limit is None else query.offset + query.limit
         ranked = top_indices(scores, count)[query.offset :]  # ties: by id, as in SQL
         return [ScoredMemory(memories[i], float(scores[i])) for i in ranked]
