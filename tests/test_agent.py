@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import sys
 import threading
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
@@ -469,3 +471,42 @@ def test_events_of_a_tool_round_in_order() -> None:
     assert events[1].tool_call.name == "ping"
     assert isinstance(events[2], ToolCallCompleted)
     assert events[2].execution.result == "pong"
+
+
+def test_an_agent_keeps_the_sessions_of_its_most_recent_users_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One agent serving many users (a server) keeps no unbounded map of them: past the
+    bound, the user who ran least recently starts a new session."""
+    from noted.agent import agent as agent_module
+
+    monkeypatch.setattr(agent_module, "USER_SESSIONS_KEPT", 3)
+    agent = Agent(FunctionModel(lambda m, t: "ok"), db=InMemoryDb())
+    first = {user: agent.run("hi", user_id=user).session_id for user in ("a", "b", "c")}
+    assert agent.run("again", user_id="a").session_id == first["a"]  # a ran last now
+    agent.run("hi", user_id="d")  # b, the least recent, goes
+    assert len(agent._user_sessions) == 3
+    assert agent.get_session_id("a") == first["a"] and agent.get_session_id("c") == first["c"]
+    assert agent.run("back", user_id="b").session_id != first["b"]
+
+
+def test_a_run_leaves_no_generator_for_the_garbage_collector_to_close() -> None:
+    agent = Agent(FunctionModel(lambda m, t: "ok"), db=InMemoryDb())
+    finalized: list[str] = []
+
+    async def main() -> None:
+        first, final = sys.get_asyncgen_hooks()
+
+        def counted(generator: AsyncGenerator[object, None]) -> None:
+            finalized.append(generator.ag_code.co_qualname)
+            if final is not None:
+                final(generator)
+
+        sys.set_asyncgen_hooks(firstiter=first, finalizer=counted)
+        for n in range(5):
+            await agent.arun(f"hi {n}", user_id="ava")
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert finalized == []

@@ -288,6 +288,25 @@ def test_the_journal_answers_only_for_generations_it_kept_whole(
     assert kept.written("u2", 0, 1) is not None and kept.written("u3", 0, 1) is not None
 
 
+def test_the_journal_keeps_no_entry_for_users_it_has_nothing_of_and_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A user whose generations were all forgotten (vectors loaded after each write, as a
+    search of every new user does) leaves no entry; entries of writes whose ids are not
+    listed count against the bound too."""
+    kept = ChangeJournal()
+    for n in range(20_000):
+        kept.stage(f"u{n}", 1, [f"m{n}"], False)
+        kept.commit()
+        kept.forget(f"u{n}", 1)
+    assert len(kept._kept) == 0 and kept._ids == 0
+    monkeypatch.setattr(journal, "IDS_KEPT", 100)
+    for n in range(1_000):
+        kept.stage(f"v{n}", 1, None, False)  # a write too large to list
+        kept.commit()
+    assert len(kept._kept) <= 100 and kept._ids <= 100
+
+
 WRITER = textwrap.dedent(
     """
     import hashlib, random, sys, time

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -23,7 +24,7 @@ from collections.abc import (
 )
 from contextlib import aclosing
 from datetime import datetime
-from typing import Any, Literal, overload
+from typing import Any, Final, Literal, overload
 
 from noted import _portal
 from noted._async import aclose
@@ -65,6 +66,10 @@ from noted.tracing import _hooks as tracing
 __all__ = ["Agent"]
 
 log = logging.getLogger("noted.agent")
+
+# The users whose session an agent keeps for runs that name none (the most recently run):
+# a user past them starts a new session at their next run.
+USER_SESSIONS_KEPT: Final = 10_000
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:
@@ -157,7 +162,7 @@ class Agent:
         self.max_tool_rounds = _check_count("max_tool_rounds", max_tool_rounds, 0)
         query_turns = _check_count("memory_query_turns", memory_query_turns, 0)
         dated = _check_flag("memory_dates", memory_dates)
-        self._user_sessions: dict[str, str] = {}
+        self._user_sessions: OrderedDict[str, str] = OrderedDict()  # newest run last
         self._sessions_lock = threading.Lock()
         self._work = BackgroundWork(background=background_memory)
         self.memory = self._memory_settings(
@@ -278,6 +283,10 @@ class Agent:
             session = self._user_sessions.get(user)
             if session is None:
                 session = self._user_sessions[user] = new_session_id()
+                if len(self._user_sessions) > USER_SESSIONS_KEPT:  # a server of many users
+                    self._user_sessions.popitem(last=False)
+            else:
+                self._user_sessions.move_to_end(user)
         return session
 
     # -- the prompt ----------------------------------------------------------------------
@@ -504,9 +513,15 @@ class Agent:
             log.warning("could not save failed run %s: %s", run.run_id, error)
 
     async def _collect(self, message: str, user_id: str, session_id: str) -> RunResult:
-        async for event in self._events(message, user_id, session_id, stream=False):
-            if isinstance(event, RunCompleted):
-                return event.result
+        # closed here, at its last event, not later by the garbage collector's hook (a
+        # loop closed without shutting its generators down warns of a pending task)
+        events = self._events(message, user_id, session_id, stream=False)
+        try:
+            async for event in events:
+                if isinstance(event, RunCompleted):
+                    return event.result
+        finally:
+            await aclose(events)
         raise AssertionError("a run ends with RunCompleted or an exception")  # pragma: no cover
 
     def _start(

@@ -27,7 +27,8 @@ from typing import Final
 __all__ = ["ChangeJournal", "Written"]
 
 GENERATIONS_KEPT: Final = 64  # per user, the newest
-IDS_KEPT: Final = 65_536  # in all (a few MB): past it, the users least recently written go
+# memory ids and generations in all (a few MB): past it, the users least recently written go
+IDS_KEPT: Final = 65_536
 LISTED_AT_MOST: Final = 4096  # memory ids of one write; a larger write has no entry
 
 
@@ -67,7 +68,9 @@ class ChangeJournal:
         """The running transaction committed: keep what it staged."""
         for user_id, generation, written in self._staged:
             generations = self._kept.pop(user_id, {})
-            self._ids += _size(written) - _size(generations.get(generation))
+            if generation in generations:  # written again by this process: replaced
+                self._ids -= _size(generations[generation])
+            self._ids += _size(written)
             generations[generation] = written
             while len(generations) > GENERATIONS_KEPT:
                 self._ids -= _size(generations.pop(min(generations)))
@@ -82,6 +85,8 @@ class ChangeJournal:
         generations = self._kept.get(user_id, {})
         for generation in [g for g in generations if g <= upto]:
             self._ids -= _size(generations.pop(generation))
+        if not generations:  # a user with nothing kept is no entry (one per user searched)
+            self._kept.pop(user_id, None)
 
     def discard(self) -> None:
         """The running transaction rolled back: forget what it staged."""
@@ -105,4 +110,6 @@ class ChangeJournal:
 
 
 def _size(written: Written | None) -> int:
-    return 0 if written is None else len(written.ids)
+    """What a generation's entry counts against IDS_KEPT: itself and its ids (an entry
+    without ids counts too, so entries of unlisted writes cannot pile up)."""
+    return 1 + (0 if written is None else len(written.ids))
