@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
+from fastapi.testclient import TestClient
 
 from servers import free_port
 
@@ -32,3 +33,11 @@ def live_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class LocalClient(TestClient):
+    """A test client whose requests name 127.0.0.1, as a browser on the machine does: a
+    server without an API key answers no other name (DNS rebinding)."""
+
+    def __init__(self, app: Any, **options: Any) -> None:
+        super().__init__(app, base_url="http://127.0.0.1", **options)

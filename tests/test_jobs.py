@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from conftest import open_store, server_url
+from live_server import LocalClient
 from noted import Agent, Memory, SqliteDb
 from noted._time import now_micros
 from noted.agent.jobs import JobWorker, job_worker
@@ -420,7 +420,7 @@ def test_the_admin_sees_and_retries_jobs_over_rest(tmp_path: Path) -> None:
         )
         agent.run("I like tea")
         agent.wait_for_memories(timeout=10)
-        with TestClient(create_app(db, api_key=key)) as client:
+        with LocalClient(create_app(db, api_key=key)) as client:
             admin = {"Authorization": f"Bearer {key}"}
             listed = client.get("/jobs", headers=admin)
             assert listed.status_code == 200, listed.text

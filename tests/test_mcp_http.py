@@ -198,6 +198,32 @@ def test_bad_arguments_over_http_change_nothing(
     assert "topics" in clients["ava"].ok("list_topics")  # still serving
 
 
+def test_a_token_revoked_on_the_store_is_refused(url: str, db: SqliteDb) -> None:
+    """As by every server of the store: noted mcp --http reads the revocations too."""
+    issued = token("carol")
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    headers = {
+        "Authorization": f"Bearer {issued}",
+        "Accept": "application/json, text/event-stream",
+    }
+    assert httpx.post(url, json=initialize, headers=headers, timeout=10).status_code == 200
+    Auth(KEY, revocations=db).revoke("carol")
+    refused = httpx.post(url, json=initialize, headers=headers, timeout=10)
+    assert refused.status_code == 401, refused.text
+    assert "revoked" in refused.text
+    fresh = {**headers, "Authorization": f"Bearer {token('carol')}"}
+    assert httpx.post(url, json=initialize, headers=fresh, timeout=10).status_code == 200
+
+
 def test_noted_serve_mounts_the_mcp_server(tmp_path: Path, loop: Loop) -> None:
     with serve(tmp_path, "--mcp", "--db", "served.db", env=clean_env(NOTED_API_KEY=KEY)) as served:
         assert httpx.post(f"{served.url}/mcp", json={}, timeout=10).status_code == 401

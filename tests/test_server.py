@@ -17,7 +17,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from live_server import live_server
+from live_server import LocalClient, live_server
 from noted import (
     Agent,
     Memory,
@@ -53,7 +53,7 @@ def db(tmp_path: Path) -> Iterator[SqliteDb]:
 
 @pytest.fixture
 def client(db: SqliteDb) -> Iterator[TestClient]:
-    with TestClient(create_app(db)) as c:
+    with LocalClient(create_app(db)) as c:
         yield c
 
 
@@ -446,7 +446,7 @@ def test_semantic_search_needs_an_embedder(client: TestClient) -> None:
 
 
 def test_semantic_and_hybrid_search_with_the_local_embedder(db: SqliteDb) -> None:
-    with TestClient(create_app(db, embedder="local")) as client:
+    with LocalClient(create_app(db, embedder="local")) as client:
         assert client.get("/health").json()["semantic_search"] is True
         add(client, "Ava's daughter is named Mia")
         add(client, "Ava loves skiing in the Alps every winter")
@@ -492,7 +492,7 @@ def test_a_hybrid_page_is_what_the_memory_api_gives_for_that_limit(db: SqliteDb)
     facts = user_facts(300)
     memory.add_user_memories(facts, user_id="ava")
     memory.add_user_memories([UserMemory("Ava drinks coffee at the piano")], user_id="bob")
-    with TestClient(create_app(db, embedder="local")) as client:
+    with LocalClient(create_app(db, embedder="local")) as client:
         for question in ("coffee and piano", "where does she live"):
             params = {"user_id": "ava", "search_content": question, "search_type": "hybrid"}
             first = client.get("/memories", params={**params, "limit": 10}).json()
@@ -691,7 +691,7 @@ def test_create_app_refuses_bad_settings(db: SqliteDb, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="two agents"):
         create_app(db, agent=[agent, Agent(ScriptedModel([]), agent_id="same")])
     # a path opens a SQLite store
-    with TestClient(create_app(str(tmp_path / "by_path.db"))) as c:
+    with LocalClient(create_app(str(tmp_path / "by_path.db"))) as c:
         assert add(c, "by path")["memory"] == "by path"
     assert (tmp_path / "by_path.db").exists()
 
@@ -725,7 +725,7 @@ def helper(db: SqliteDb) -> Agent:
 
 
 def test_agent_run_streams_server_sent_events(db: SqliteDb, helper: Agent) -> None:
-    with TestClient(create_app(db, agent=helper)) as client:
+    with LocalClient(create_app(db, agent=helper)) as client:
         agents = client.get("/agents")
         assert agents.json() == [
             {"agent_id": "helper", "name": "Helper", "description": "answers", "model": "scripted"}
@@ -781,7 +781,7 @@ def test_agent_run_streams_server_sent_events(db: SqliteDb, helper: Agent) -> No
 
 
 def test_agent_run_refusals(db: SqliteDb, helper: Agent) -> None:
-    with TestClient(create_app(db, agent=helper)) as client:
+    with LocalClient(create_app(db, agent=helper)) as client:
         unknown = client.post("/agents/nobody/runs", json={"message": "hi"})
         assert unknown.status_code == 404
         assert "nobody" in unknown.json()["detail"]
@@ -817,7 +817,7 @@ def test_agent_run_refusals(db: SqliteDb, helper: Agent) -> None:
 
 def test_agent_model_failure(db: SqliteDb) -> None:
     empty = Agent(ScriptedModel([]), db=db, agent_id="empty")
-    with TestClient(create_app(db, agent=empty)) as client:
+    with LocalClient(create_app(db, agent=empty)) as client:
         plain = client.post(
             "/agents/empty/runs", json={"message": "hi", "user_id": "ava", "stream": False}
         )
@@ -841,7 +841,7 @@ def test_a_model_that_fails_some_other_way_gets_a_json_answer_or_an_error_event(
         raise RuntimeError("the custom provider broke")
 
     agent = Agent(FunctionModel(broken), db=db, agent_id="broken")
-    with TestClient(create_app(db, agent=agent), raise_server_exceptions=False) as client:
+    with LocalClient(create_app(db, agent=agent), raise_server_exceptions=False) as client:
         plain = client.post("/agents/broken/runs", json={"message": "hi", "stream": False})
         assert plain.status_code == 500
         assert plain.json() == {"detail": "the server failed to answer: see its log"}
@@ -1079,7 +1079,7 @@ def test_ids_of_256_characters_and_empty_strings(client: TestClient) -> None:
 
 
 def test_oversized_bodies_are_refused_before_they_are_read(db: SqliteDb) -> None:
-    with TestClient(create_app(db, max_body_bytes=4096)) as client:
+    with LocalClient(create_app(db, max_body_bytes=4096)) as client:
         ok = client.post("/memories", json={"memory": "x" * 3000, "user_id": "ava"})
         assert ok.status_code == 201
         big = client.post("/memories", json={"memory": "x" * 5000, "user_id": "ava"})
@@ -1112,7 +1112,8 @@ def _raw_post(url: str, headers: dict[str, str], body: bytes = b"") -> tuple[int
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         conn.connect()
         assert conn.sock is not None
-        conn.sock.sendall(f"POST /memories HTTP/1.1\r\nHost: test\r\n{head}\r\n".encode() + body)
+        request = f"POST /memories HTTP/1.1\r\nHost: {parts.netloc}\r\n{head}\r\n"
+        conn.sock.sendall(request.encode() + body)
         response = http.client.HTTPResponse(conn.sock, method="POST")
         response.begin()
         return response.status, response.read()
@@ -1169,7 +1170,7 @@ ODD_VALUES = [
 
 def test_no_input_gives_a_server_error(db: SqliteDb) -> None:
     echo = Agent(FunctionModel(lambda messages, tools: "ok"), db=db, agent_id="helper")
-    with TestClient(create_app(db, agent=echo), raise_server_exceptions=True) as client:
+    with LocalClient(create_app(db, agent=echo), raise_server_exceptions=True) as client:
         mid = add(client, "fact", topics=["t"])["memory_id"]
         db.append_run(run("s1", "ava", "hi", "hello"))
         seen: set[int] = set()
@@ -1235,7 +1236,7 @@ def _assert_store_down(r: httpx.Response, path: Path) -> None:
 def test_a_broken_database_file_answers_503_and_health_still_answers(tmp_path: Path) -> None:
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not a database" * 500)
-    with TestClient(create_app(SqliteDb(junk)), raise_server_exceptions=True) as client:
+    with LocalClient(create_app(SqliteDb(junk)), raise_server_exceptions=True) as client:
         for path in ("/memories", "/memories?user_id=ava", "/user_memory_stats", "/sessions"):
             _assert_store_down(client.get(path), junk)
         _assert_store_down(client.post("/memories", json={"memory": "m", "user_id": "ava"}), junk)
@@ -1245,7 +1246,7 @@ def test_a_broken_database_file_answers_503_and_health_still_answers(tmp_path: P
 
 
 def test_ready_answers_once_the_store_answers(store: Store) -> None:
-    with TestClient(create_app(store), raise_server_exceptions=True) as client:
+    with LocalClient(create_app(store), raise_server_exceptions=True) as client:
         assert client.get("/ready").json() == {"status": "ready"}
         add(client, "fact")  # the probe's reads leave nothing behind
         assert texts(client.get("/memories", params={"user_id": "ava"})) == ["fact"]
@@ -1261,7 +1262,7 @@ def test_ready_is_503_while_the_database_server_cannot_be_reached(kind: str) -> 
         "redis": f"redis://127.0.0.1:{free_port()}/0",
         "mongo": f"mongodb://127.0.0.1:{free_port()}/?serverSelectionTimeoutMS=500",
     }[kind]
-    with TestClient(create_app(open_store(url)), raise_server_exceptions=True) as client:
+    with LocalClient(create_app(open_store(url)), raise_server_exceptions=True) as client:
         answer = client.get("/ready")
         assert answer.status_code == 503, answer.text
         assert answer.json()["detail"].startswith("the store cannot answer: ")
@@ -1271,7 +1272,7 @@ def test_ready_is_503_while_the_database_server_cannot_be_reached(kind: str) -> 
 def test_a_database_file_broken_while_serving_answers_503(tmp_path: Path) -> None:
     path = tmp_path / "good.db"
     store = SqliteDb(path)
-    with TestClient(create_app(store), raise_server_exceptions=True) as client:
+    with LocalClient(create_app(store), raise_server_exceptions=True) as client:
         add(client, "fact", topics=["t"])
         assert texts(client.get("/memories", params={"user_id": "ava"})) == ["fact"]
         store.close()

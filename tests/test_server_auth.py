@@ -17,6 +17,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
+from live_server import LocalClient
 from noted import (
     Agent,
     Memory,
@@ -63,7 +64,7 @@ def db(tmp_path: Path) -> Iterator[SqliteDb]:
 
 @pytest.fixture
 def client(db: SqliteDb) -> Iterator[TestClient]:
-    with TestClient(create_app(db, api_key=KEY, token_secret=SECRET)) as c:
+    with LocalClient(create_app(db, api_key=KEY, token_secret=SECRET)) as c:
         yield c
 
 
@@ -103,7 +104,7 @@ def keyed(db: SqliteDb) -> Iterator[TestClient]:
         RunResult(run_id="r1", session_id="s1", user_id="ava", input="hi", content="hello")
     )
     agent = Agent(ScriptedModel(["answer"]), db=db, agent_id="helper")
-    with TestClient(create_app(db, api_key=KEY, agent=agent)) as c:
+    with LocalClient(create_app(db, api_key=KEY, agent=agent)) as c:
         yield c
 
 
@@ -251,17 +252,17 @@ def test_tokens_that_are_refused(client: TestClient, db: SqliteDb, name: str) ->
 
 def test_issue_token_and_secrets(db: SqliteDb) -> None:
     token = issue_token("alice", SECRET, expires_in=60)
-    with TestClient(create_app(db, api_key=KEY, token_secret=SECRET)) as c:
+    with LocalClient(create_app(db, api_key=KEY, token_secret=SECRET)) as c:
         assert (
             c.post("/memories", json={"memory": "mine"}, headers=bearer(token)).json()["user_id"]
             == "alice"
         )
     # a server whose secret is derived from its key does not take tokens signed otherwise
-    with TestClient(create_app(db, api_key=KEY)) as c:
+    with LocalClient(create_app(db, api_key=KEY)) as c:
         assert c.get("/memories", headers=bearer(token)).status_code == 401
         derived = user_token(c, "alice")
         assert c.get("/memories", headers=derived).json()["meta"]["total_count"] == 1
-    with TestClient(create_app(db, api_key="another-admin-key")) as c:
+    with LocalClient(create_app(db, api_key="another-admin-key")) as c:
         assert c.get("/memories", headers=derived).status_code == 401
     with pytest.raises(UserError, match="32 characters"):
         issue_token("alice", "short")
@@ -276,19 +277,19 @@ def test_the_key_and_secret_come_from_the_environment(
 ) -> None:
     monkeypatch.setenv("NOTED_API_KEY", KEY)
     monkeypatch.setenv("NOTED_TOKEN_SECRET", SECRET)
-    with TestClient(create_app(db)) as c:
+    with LocalClient(create_app(db)) as c:
         assert c.get("/memories").status_code == 401
         assert c.get("/memories", headers=ADMIN).status_code == 200
         token = issue_token("alice", SECRET)
         assert c.get("/memories", headers=bearer(token)).status_code == 200
     # an explicit argument wins over the environment
-    with TestClient(create_app(db, api_key="explicit-key")) as c:
+    with LocalClient(create_app(db, api_key="explicit-key")) as c:
         assert c.get("/memories", headers=ADMIN).status_code == 401
         assert c.get("/memories", headers=bearer("explicit-key")).status_code == 200
 
 
 def test_an_open_server(db: SqliteDb) -> None:
-    with TestClient(create_app(db)) as c:
+    with LocalClient(create_app(db)) as c:
         assert c.get("/health").json()["auth"] == "open"
         assert c.get("/memories").status_code == 200
         refused = c.get("/memories", headers=bearer("some-token"))
@@ -297,7 +298,7 @@ def test_an_open_server(db: SqliteDb) -> None:
         assert c.post("/tokens", json={"user_id": "alice"}).status_code == 400
     # without a key but with a secret: no credentials is the admin, a token is its user
     Memory(db).add_user_memory(UserMemory("bob's", memory_id="b1"), "bob")
-    with TestClient(create_app(db, token_secret=SECRET)) as c:
+    with LocalClient(create_app(db, token_secret=SECRET)) as c:
         assert c.get("/memories").json()["meta"]["total_count"] == 1
         alice = bearer(issue_token("alice", SECRET))
         assert c.get("/memories", headers=alice).json()["data"] == []
@@ -346,7 +347,7 @@ def world(store: Store) -> Iterator[World]:
         )
     ids.update({"as": "as", "bs": "bs"})
     agent = Agent(ScriptedModel(["one", "two", "three"]), db=store, agent_id="helper")
-    with TestClient(create_app(store, api_key=KEY, token_secret=SECRET, agent=agent)) as client:
+    with LocalClient(create_app(store, api_key=KEY, token_secret=SECRET, agent=agent)) as client:
         yield World(client, store, agent, bearer(issue_token("alice", SECRET)), ids)
 
 
@@ -546,3 +547,43 @@ def test_what_a_user_token_sees_without_naming_anyone(world: World) -> None:
     assert world.store.get_session("as", "alice").run_count == 2  # type: ignore[union-attr]
     assert client.delete("/sessions/as", headers=alice).status_code == 204
     assert snapshot(world, "bob") == bob_before
+
+
+@pytest.mark.parametrize(
+    ("headers", "answered"),
+    [
+        ({"Host": "127.0.0.1:7777"}, True),
+        ({"Host": "localhost"}, True),
+        ({"Host": "[::1]:7777"}, True),
+        ({"Host": "LOCALHOST:7777", "Origin": "http://localhost:5173"}, True),
+        ({"Host": "attacker.example:7777"}, False),  # a name rebound to 127.0.0.1
+        ({"Host": "127.0.0.1.attacker.example"}, False),
+        ({"Host": "127.0.0.1:7777", "Origin": "http://attacker.example"}, False),
+        ({"Host": "127.0.0.1:7777", "Origin": "null"}, False),
+        ({"Host": "localhost@attacker.example"}, False),
+    ],
+)
+def test_without_a_key_only_requests_for_this_machine_are_answered(
+    db: SqliteDb, headers: dict[str, str], answered: bool
+) -> None:
+    """Without a key every request is the admin: a page whose name is made to resolve to
+    127.0.0.1 (DNS rebinding) must not read the memories through it."""
+    with LocalClient(create_app(db)) as c:
+        for path in ("/memories", "/user_memory_stats", "/health", "/"):
+            got = c.get(path, headers=headers)
+            if answered:
+                assert got.status_code == 200, (path, got.text)
+            else:
+                assert got.status_code == 421, (path, got.text)
+                assert "set NOTED_API_KEY" in got.json()["detail"]
+        refused = c.post("/memories", json={"memory": "m", "user_id": "ava"}, headers=headers)
+        assert (refused.status_code == 201) == answered
+    assert len(Memory(db=db).get_user_memories(user_id="ava")) == int(answered)
+
+
+def test_with_a_key_any_name_is_served(db: SqliteDb) -> None:
+    with LocalClient(create_app(db, api_key=KEY)) as c:
+        got = c.get("/memories", headers={"Host": "memories.example.com", **ADMIN})
+        assert got.status_code == 200, got.text
+    with LocalClient(create_app(db, local_only=False)) as c:  # behind a proxy of its own
+        assert c.get("/memories", headers={"Host": "memories.internal"}).status_code == 200

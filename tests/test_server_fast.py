@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from live_server import LocalClient
 from noted import MemoryQuery, SqliteDb, UserMemory
 from noted.server import create_app, issue_token
 from noted.server.fast import FastMemoryList
@@ -36,7 +37,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
         for i in range(45)
     ]
     db.upsert_memories(memories)
-    with TestClient(create_app(db, api_key=KEY, token_secret=SECRET)) as c:
+    with LocalClient(create_app(db, api_key=KEY, token_secret=SECRET)) as c:
         yield c
     db.close()
 

@@ -222,6 +222,7 @@ def test_every_operation_is_run() -> None:
         "GET /agents",
         "POST /agents/{agent_id}/runs",
         "GET /health",
+        "GET /ready",
         "POST /tokens",
         "POST /tokens/revocations",
         "GET /jobs",

@@ -79,7 +79,7 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
     check_exposure(host)
     auth = Auth(
         os.environ.get("NOTED_API_KEY") or None, os.environ.get("NOTED_TOKEN_SECRET") or None
-    )
+    ).checking_revocations_of(memory.db)  # the gate refuses revoked tokens as the tools do
     server = create_server(memory=memory, user_id=user, auth=auth)
     err.print(f"noted MCP server at http://{host}:{port}{args.path} (streamable HTTP)")
     app = http_app(server, auth, path=args.path, local_only=auth.open)

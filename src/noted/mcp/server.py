@@ -259,8 +259,8 @@ def create_server(
 
     Without ``auth`` every call is about ``user_id`` (``"default"`` when omitted). With
     ``auth`` (for streamable HTTP) each call's ``Authorization`` header decides: a user
-    token reaches its own user only, and the admin key may name a user (``user_id``
-    then being the admin's default).
+    token reaches its own user only (and not once the store has it revoked), and the admin
+    key may name a user (``user_id`` then being the admin's default).
 
     ``in_thread`` runs each call's store work in a worker thread (the default with
     ``auth``, where many clients call at once); without it the work runs on the event
@@ -268,9 +268,12 @@ def create_server(
     """
     if auth is not None and not isinstance(auth, Auth):
         raise UserError(f"auth must be an Auth, got {type(auth).__name__}")
+    served = _mcp_memory(db, memory, embedder)
+    if auth is not None:  # tokens revoked on the store are refused here too
+        auth = auth.checking_revocations_of(served.db)
     scope = Scope(require_id("user_id", user_id or DEFAULT_USER_ID), auth)
     threads = auth is not None if in_thread is None else in_thread
-    handlers = _Handlers(_mcp_memory(db, memory, embedder), scope, threads)
+    handlers = _Handlers(served, scope, threads)
     return Server(
         "noted",
         version=__version__,

@@ -48,6 +48,7 @@ from noted.server.fast import FastMemoryList
 from noted.server.headers import SecurityHeaders
 from noted.server.jobs import job_routes
 from noted.server.limits import BodyLimit
+from noted.server.local import LocalOnly
 from noted.server.memories import memory_routes
 from noted.server.openapi import amend_openapi
 from noted.server.responses import json_response
@@ -178,11 +179,14 @@ def _handlers(app: FastAPI) -> None:
 class _NotedApp(FastAPI):
     """FastAPI with the plain listing answered first, before even Starlette's outermost
     error middleware (the fast path maps no errors: it leaves every failure to the route),
-    and the security headers on every other answer (the fast path adds its own)."""
+    and the security headers on every other answer (the fast path adds its own); without
+    an API key, a request for another name than this machine's is refused before both."""
 
     def build_middleware_stack(self) -> ASGIApp:
         framework = SecurityHeaders(super().build_middleware_stack())
-        return FastMemoryList(framework, self.state.noted)
+        served = FastMemoryList(framework, self.state.noted)
+        # the names a request may give are checked before anything answers it
+        return LocalOnly(served) if self.state.local_only else served
 
 
 def _agents(agent: Agent | Sequence[Agent] | None) -> dict[str, Agent]:
@@ -208,6 +212,7 @@ def create_app(
     token_secret: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     mcp: bool = False,
+    local_only: bool | None = None,
 ) -> FastAPI:
     """The noted server for a store (a store object, a URL or SQLite path for
     :func:`~noted.open_store`, or ``memory``'s store).
@@ -219,6 +224,8 @@ def create_app(
     default, ``None`` for keyword search only) makes semantic and hybrid search available.
     ``agent`` (one or several) adds the run routes. ``mcp=True`` serves the MCP server at
     ``/mcp`` too (streamable HTTP, same credentials; needs the ``mcp`` extra).
+    ``local_only`` (default: when there is no API key) answers 421 to requests whose
+    ``Host`` or ``Origin`` is not 127.0.0.1, localhost or [::1] (DNS rebinding).
     """
     if memory is None:
         store = open_store(db or "noted.db") if db is None or isinstance(db, str) else db
@@ -244,6 +251,8 @@ def create_app(
     )
     app.state.noted = svc
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    local = auth.open if local_only is None else local_only
+    app.state.local_only = local
     _handlers(app)
     app.include_router(memory_routes(svc))
     app.include_router(session_routes(svc))
@@ -258,7 +267,7 @@ def create_app(
         from noted.mcp import create_server
         from noted.mcp.http import mount_mcp
 
-        mount_mcp(app, create_server(memory=memory, auth=auth), auth, local_only=auth.open)
+        mount_mcp(app, create_server(memory=memory, auth=auth), auth, local_only=local)
     return app
 
 

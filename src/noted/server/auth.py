@@ -110,6 +110,14 @@ class Auth:
         self.token_secret = None if secret is None else _check_secret(secret)
         self.revocations = revocations
 
+    def checking_revocations_of(self, store: object) -> Auth:
+        """This Auth, refusing the tokens ``store`` keeps revoked, when it keeps them and
+        this checks none yet (so every server of a store refuses what was revoked on it);
+        else this Auth itself."""
+        if self.revocations is not None or not isinstance(store, TokenRevocations):
+            return self
+        return Auth(self.api_key, self.token_secret, store)
+
     @property
     def open(self) -> bool:
         """Whether requests without credentials are let in (no API key)."""
