@@ -326,3 +326,25 @@ def test_version() -> None:
     done = noted("--version")
     assert done.returncode == 0
     assert done.stdout.strip() == f"noted {metadata.version('noted')}"
+
+
+def test_noted_serve_prints_its_database_without_the_password(tmp_path: Path) -> None:
+    from servers import free_port
+
+    url = f"postgresql://postgres:S3cr3tPW@127.0.0.1:{free_port()}/x?password=Other5ecret"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTED_")}
+    command = [NOTED, "serve", "--db", url, "--port", str(free_port()), "--embedder", "none"]
+    server = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+    )
+    try:
+        assert server.stdout is not None
+        said = [server.stdout.readline() for _ in range(2)]
+    finally:
+        server.terminate()
+        server.wait(20)
+        assert server.stdout is not None
+        server.stdout.close()
+    banner = "".join(said)
+    assert "noted serving postgresql://postgres:***@127.0.0.1:" in banner, banner
+    assert "S3cr3tPW" not in banner and "Other5ecret" not in banner

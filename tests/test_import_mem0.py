@@ -47,6 +47,14 @@ def test_import_field_by_field_and_twice(memory: Memory) -> None:
     ("content", "message"),
     [
         ("{not json", "not valid JSON"),
+        ('{"results": ' + "[" * 200_000 + "]" * 200_000 + "}", "nested too deeply"),
+        (
+            '[{"id": "a", "memory": "x", "user_id": "u", "metadata": '
+            + "[" * 200_000
+            + "]" * 200_000
+            + "}]",
+            "nested too deeply",
+        ),
         ('{"something": 1}', "expected a list of memories"),
         (
             '[{"id": "a", "memory": "The user likes tea", "user_id": "u"}, {"id": "b"}]',

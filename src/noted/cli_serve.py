@@ -15,6 +15,7 @@ from typing import Any
 from noted._console import emit_json, err, out
 from noted.cli_db import positive_int, with_config_db
 from noted.db.base import Store
+from noted.db.shown import safe_url
 from noted.errors import MissingDependencyError, UserError
 from noted.memory import Memory
 
@@ -104,7 +105,7 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     store = memory.db
     assert isinstance(store, Store)  # every --db target keeps sessions
     embedder = args.embedder or config.embedder
-    out.print(f"noted serving {target} at http://{host}:{port}/ (API docs at /docs)")
+    out.print(f"noted serving {safe_url(target)} at http://{host}:{port}/ (API docs at /docs)")
     if args.mcp:
         out.print(f"MCP server (streamable HTTP) at http://{host}:{port}/mcp")
     options: dict[str, Any] = {

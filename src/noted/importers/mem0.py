@@ -8,10 +8,10 @@ Each item: ``id``, ``memory``, ``user_id`` (``agent_id``, ``run_id`` when set), 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from noted._json import decode_json
 from noted.errors import UserError
 from noted.importers.plan import ImportPlan
 from noted.importers.values import RowError, timestamp
@@ -61,7 +61,7 @@ def _memory(item: Any, at: str) -> UserMemory:
 def read_mem0(path: str | Path) -> ImportPlan:
     file = Path(path)
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = decode_json(file.read_text(encoding="utf-8"))
     except OSError as exc:
         raise UserError(f"cannot read {file}: {exc}") from None
     except ValueError as exc:

@@ -4,10 +4,10 @@ twice), Python literals, epoch seconds and timestamps; each failure names table 
 from __future__ import annotations
 
 import ast
-import json
 from datetime import UTC, datetime
 from typing import Any
 
+from noted._json import decode_json as decoded_text
 from noted.errors import UserError
 
 __all__ = ["RowError", "decode_json", "timestamp"]
@@ -33,7 +33,7 @@ def decode_json(
             return decoded
         text = decoded.decode() if isinstance(decoded, bytes) else decoded
         try:
-            decoded = json.loads(text)
+            decoded = decoded_text(text)
         except ValueError:
             if not literal:
                 raise RowError(
@@ -41,7 +41,7 @@ def decode_json(
                 ) from None
             try:
                 decoded = ast.literal_eval(text)
-            except (ValueError, SyntaxError):
+            except (ValueError, SyntaxError, RecursionError, MemoryError):  # nested too deep
                 raise RowError(
                     f"{at}: column {column!r} is neither JSON nor a Python literal: {text[:80]!r}"
                 ) from None

@@ -5,13 +5,13 @@ text index or an Atlas vector search index, and a URL with its secrets masked.""
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote
 
 from noted.db.base import MemoryQuery, QueryVector
+from noted.db.shown import split_userinfo
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
@@ -24,9 +24,6 @@ Doc = dict[str, Any]
 MAX_CANDIDATES: Final = 10_000  # Atlas's limit for numCandidates
 NO_VECTOR: Final[Mapping[str, int]] = {"embedding": 0, "embedding_model": 0}  # a projection
 
-SECRET_OPTION = re.compile(
-    r"([?&;][^=&;]*(?:pass|secret|token|mechanismproperties)[^=&;]*=)[^&;]*", re.I
-)
 
 # (name, keys, options) of each collection's indexes. A key list ending in "_id" breaks
 # ties in the order the stores promise (newest first, then by id).
@@ -219,28 +216,6 @@ def atlas_pipeline(
 
 
 # -- URLs -------------------------------------------------------------------------------------
-
-
-def split_userinfo(url: str) -> tuple[str, str, str]:
-    """(scheme and ``//``, user info, the rest) of a MongoDB URL; empty user info when
-    there is none."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return "", "", url
-    hosts_end = len(rest.split("/", 1)[0])
-    at = rest.rfind("@", 0, hosts_end)
-    if at < 0:
-        return scheme + sep, "", rest
-    return scheme + sep, rest[:at], rest[at + 1 :]
-
-
-def safe_url(url: str) -> str:
-    """The URL without its password (or other secret options), for messages and repr."""
-    head, userinfo, rest = split_userinfo(url)
-    if userinfo:
-        user, colon, _ = userinfo.partition(":")
-        head += f"{user}:***@" if colon else f"{user}@"
-    return SECRET_OPTION.sub(r"\1***", head + rest)
 
 
 def url_secrets(url: str) -> tuple[str, ...]:

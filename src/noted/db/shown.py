@@ -1,0 +1,34 @@
+"""Database URLs as they may be printed: without their passwords."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["SECRET_OPTION", "safe_url", "split_userinfo"]
+
+# an option of a URL's query that holds a secret (password=, authMechanismProperties=, ...)
+SECRET_OPTION = re.compile(
+    r"([?&;][^=&;]*(?:pass|secret|token|mechanismproperties)[^=&;]*=)[^&;]*", re.I
+)
+
+
+def split_userinfo(url: str) -> tuple[str, str, str]:
+    """(scheme and ``//``, user info, the rest) of a database URL; empty user info when
+    there is none."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "", "", url
+    hosts_end = len(rest.split("/", 1)[0])
+    at = rest.rfind("@", 0, hosts_end)
+    if at < 0:
+        return scheme + sep, "", rest
+    return scheme + sep, rest[:at], rest[at + 1 :]
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password (or other secret options), for messages and repr."""
+    head, userinfo, rest = split_userinfo(url)
+    if userinfo:
+        user, colon, _ = userinfo.partition(":")
+        head += f"{user}:***@" if colon else f"{user}@"
+    return SECRET_OPTION.sub(r"\1***", head + rest)
