@@ -587,3 +587,19 @@ def test_with_a_key_any_name_is_served(db: SqliteDb) -> None:
         assert got.status_code == 200, got.text
     with LocalClient(create_app(db, local_only=False)) as c:  # behind a proxy of its own
         assert c.get("/memories", headers={"Host": "memories.internal"}).status_code == 200
+
+
+def test_only_the_admin_reads_where_a_failing_store_is(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 500)
+    user = bearer(issue_token("ava", SECRET))
+    with LocalClient(create_app(SqliteDb(junk), api_key=KEY, token_secret=SECRET)) as c:
+        for headers, path in ((ADMIN, "/memories"), (user, "/memories"), ({}, "/ready")):
+            got = c.get(path, headers=headers, params={"user_id": "ava"})
+            assert got.status_code == 503, got.text
+            detail = got.json()["detail"]
+            assert detail.startswith("the store cannot answer: ")
+            assert (str(junk) in detail) == (headers is ADMIN), detail
+    assert str(junk) in caplog.text  # the operator reads it in the log

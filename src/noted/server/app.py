@@ -11,6 +11,7 @@ schema at ``/openapi.json`` (browsable at ``/docs``).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -64,6 +65,8 @@ from noted.server.schemas import (
 )
 from noted.server.services import Services
 from noted.server.sessions import session_routes
+
+log = logging.getLogger("noted.server")
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
@@ -121,6 +124,15 @@ def _plain(error: dict[str, Any]) -> dict[str, Any]:
     return {"loc": [str(p) for p in error.get("loc", ())], "msg": str(error.get("msg", ""))}
 
 
+def _from_admin(request: Request) -> bool:
+    """Whether the request carries the admin's credentials (every request, without a key)."""
+    svc: Services = request.app.state.noted
+    try:
+        return svc.auth.authenticate(request.headers.get("authorization")).is_admin
+    except (Unauthorized, StoreError):  # a user token's revocations are in the store
+        return False
+
+
 def _handlers(app: FastAPI) -> None:
     async def unauthorized(_: Request, exc: Exception) -> Response:
         return _error(401, str(exc))
@@ -134,8 +146,12 @@ def _handlers(app: FastAPI) -> None:
     async def conflict(_: Request, exc: Exception) -> Response:
         return _error(409, str(exc))
 
-    async def store_error(_: Request, exc: Exception) -> Response:
-        return _error(503, f"the store cannot answer: {exc}")
+    async def store_error(request: Request, exc: Exception) -> Response:
+        # where the store is (host, port, file) is the operator's to read, not a caller's
+        log.warning("%s %s: the store cannot answer: %s", request.method, request.url.path, exc)
+        if _from_admin(request):
+            return _error(503, f"the store cannot answer: {exc}")
+        return _error(503, "the store cannot answer: its address and error are in the log")
 
     async def model_error(_: Request, exc: Exception) -> Response:
         return _error(502, f"the model failed: {exc}")
