@@ -239,6 +239,7 @@ def test_accents_and_addresses_are_found_alike_on_every_store(memory: Memory) ->
         "The user keeps notes in /home/ava/notes.md",
         "The user reads https://docs.python.org/3/ every day",
         "The user drinks green tea",
+        "The user studied in Việt Nam",
     ]
     memory.add_user_memories([UserMemory(f) for f in facts], user_id="ava")
     for asked, expected in (
@@ -250,6 +251,8 @@ def test_accents_and_addresses_are_found_alike_on_every_store(memory: Memory) ->
         ("example", facts[2]),
         ("notes", facts[3]),
         ("python", facts[4]),
+        ("viet", facts[6]),
+        ("Vie\u0323\u0302t", facts[6]),
     ):
         assert search(memory.db, asked) == [expected], asked
 

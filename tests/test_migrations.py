@@ -74,7 +74,7 @@ def test_first_schema_upgrades_in_place(tmp_path: Path) -> None:
     db = SqliteDb(path)
     memory = Memory(db=db)
 
-    assert db.schema_version() == len(MIGRATIONS) == 9
+    assert db.schema_version() == len(MIGRATIONS) == 10
     ava = memory.get_user_memories(user_id="ava", sort_by="created_at", sort_order="asc")
     assert [(m.memory_id, m.memory, m.topics, m.input, m.agent_id) for m in ava] == [
         ("m1", "The user's name is Ava", ["name"], "My name is Ava", None),

@@ -111,8 +111,8 @@ def test_tables_indexes_and_schema_version_are_created(db: PostgresDb, url: str)
         f"{t}_pkey",
     } <= indexes.keys()
     assert f"ix_{t}_search" not in indexes  # the GIN index of every user's rows
-    assert "USING gin (user_id, search)" in indexes[f"ix_{t}_user_search"]
-    assert "USING gin (user_id, ts_filter(search, '{a}'" in indexes[f"ix_{t}_user_text"]
+    assert "USING gin (user_id, words)" in indexes[f"ix_{t}_user_search"]
+    assert "USING gin (user_id, ts_filter(words, '{a}'" in indexes[f"ix_{t}_user_text"]
     assert "(user_id, embedding_model) INCLUDE (search_length)" in indexes[f"ix_{t}_user_model"]
 
 
@@ -410,12 +410,12 @@ def test_a_table_of_the_first_schema_is_migrated_for_search_by_user(
         migrated = rankings(store, "ava")
     with psycopg.connect(url) as conn:
         lengths = conn.execute(
-            f"SELECT count(*) FROM {n.memories} WHERE search_length <> length(search)"
+            f"SELECT count(*) FROM {n.memories} WHERE search_length <> length(words)"
         ).fetchone()
     t = n.memory_table
     indexes = index_definitions(url, t)
     assert f"ix_{t}_search" not in indexes
-    assert "USING gin (user_id, search)" in indexes[f"ix_{t}_user_search"]
+    assert "USING gin (user_id, words)" in indexes[f"ix_{t}_user_search"]
     assert "(user_id, embedding_model) INCLUDE (search_length)" in indexes[f"ix_{t}_user_model"]
     assert lengths == (0,)
     kept, counted = kept_figures(url, names)
@@ -479,6 +479,7 @@ def test_a_table_of_the_sixth_schema_folds_accents_and_splits_addresses(
         "m2": ("ava", "The user keeps notes in /home/ava/notes.md"),
         "m3": ("bo", "The user lives in Zu\u0308rich"),
         "m4": ("bo", "The user is naïve about taxes"),
+        "m5": ("bo", "The user studied in Việt Nam and Vie\u0323\u0302t Bac"),
     }
     with psycopg.connect(url, autocommit=True) as conn:
         with conn.transaction():
@@ -507,17 +508,23 @@ def test_a_table_of_the_sixth_schema_folds_accents_and_splits_addresses(
         assert found("ava", "notes md") == ["m2"]
         assert found("bo", "Zurich") == found("bo", "Zürich") == ["m3"]
         assert found("bo", "naive") == ["m4"]
+        assert found("bo", "viet") == found("bo", "Việt") == found("bo", "bac") == ["m5"]
         kept, counted = kept_figures(url, names)
         assert kept == counted and counted != before[1]  # the words were counted again
         store.upsert_memories([stamped("The user drinks café au lait", "bo", "m9")])
         changed = stamped("The user is naïve about taxes and wine", "bo", "m4")
         assert store.update_memory(changed) is not None
         assert kept_figures(url, names)[0] == kept_figures(url, names)[1]
-        assert found("bo", "cafe") == ["m3", "m9"]  # m4 was given no topics
+        assert found("bo", "cafe") == ["m3", "m5", "m9"]  # m4 was given no topics
     indexes = index_definitions(url, names["memory_table"])
     t = names["memory_table"]
-    assert "USING gin (user_id, search)" in indexes[f"ix_{t}_user_search"]
+    assert "USING gin (user_id, words)" in indexes[f"ix_{t}_user_search"]
     assert "INCLUDE (search_length)" in indexes[f"ix_{t}_user_model"]
+    with psycopg.connect(url) as conn:  # an earlier noted's search names a column gone
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s", (t,)
+        ).fetchall()
+    assert ("search",) not in columns and ("words",) in columns
 
 
 def test_the_figures_are_made_beside_a_writer_of_the_fifth_schema(
@@ -909,7 +916,7 @@ def test_a_memory_with_its_conversation_keeps_its_vector_in_the_table(
     vectors = unit_rows(6, 384, seed=5)
     assert db.set_embeddings("m", list(zip(rows, vectors, strict=True))) == 6
     t = db.memory_table
-    for column in ("embedding", "input", "search"):
+    for column in ("embedding", "input", "words"):
         assert not any(out_of_line(url, t, column).values()), column
     # a longer conversation leaves the row, its vector of 1,536 dimensions stays
     [long] = told("bo", 1, chars=5_000)
@@ -917,7 +924,7 @@ def test_a_memory_with_its_conversation_keeps_its_vector_in_the_table(
     wide = unit_rows(1, 1_536, seed=6)[0]
     assert db.set_embeddings("m", [(long, wide)]) == 1
     assert not out_of_line(url, t, "embedding")[long.memory_id]
-    assert out_of_line(url, t, "search")[long.memory_id]
+    assert out_of_line(url, t, "words")[long.memory_id]
     # a vector larger than a page may leave too: it is stored and found
     [huge] = told("cy", 1, chars=500)
     db.upsert_memories([huge])

@@ -36,7 +36,7 @@ def test_tables_are_created_on_first_use_with_configured_names(tmp_path: Path) -
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"user_memories", "user_memories_fts", "noted_schema_versions"} <= tables
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.schema_version() == 9
+    assert db.schema_version() == 10
     conn.close()
     db.close()
 
@@ -50,7 +50,7 @@ def test_a_table_named_in_other_case_is_the_same_table(tmp_path: Path) -> None:
     upper.add_user_memory(UserMemory("The user plays chess"), user_id="ava")
     found = lower.search_user_memories("chess", "ava", retrieval_method="keyword")
     assert [m.memory for m in found] == ["The user plays chess"]
-    assert isinstance(upper.db, SqliteDb) and upper.db.schema_version() == 9
+    assert isinstance(upper.db, SqliteDb) and upper.db.schema_version() == 10
 
 
 def test_two_tables_in_one_file_are_independent(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from noted.db.sqlite.migrations import (
     record_version,
 )
 from noted.db.sqlite.terms import tag, tagged
-from noted.retrieval.ranking import WORD, content_terms
+from noted.retrieval.ranking import WORD, content_terms, words_of
 
 QUERIES = [
     "coffee",
@@ -186,7 +186,7 @@ def assert_counts(path: Path) -> None:
         "SELECT user_id, memory, topics, COALESCE(input, '') FROM noted_memories"
     ):
         want[user_id][0] += 1
-        want[user_id][1] += sum(len(WORD.findall(cell)) for cell in cells)
+        want[user_id][1] += sum(len(words_of(cell)) for cell in cells)
     got = {
         u: [n, words]
         for u, n, words in conn.execute(
@@ -292,7 +292,7 @@ def test_a_file_of_an_older_index_is_rebuilt_and_searches_as_a_new_one(
     new.close()
 
     db = SqliteDb(tmp_path / "old.db")
-    assert db.schema_version() == len(MIGRATIONS) == 9
+    assert db.schema_version() == len(MIGRATIONS) == 10
     db.close()
     assert_counts(tmp_path / "old.db")  # rebuilt by the upgrade, before any search
     reader = SqliteDb(tmp_path / "old.db", read_only=True)
@@ -376,7 +376,7 @@ def test_a_file_indexed_with_the_split_words_is_mended_by_its_upgrade(
     clean.upsert_memories(intruders(ava_tag, 40))
     clean.close()
     # the file as the code before the upgrade wrote it: words split as Python splits them
-    monkeypatch.setattr(terms, "WORD", re.compile(r"[^\W_]+"))
+    monkeypatch.setattr(terms, "words_of", re.compile(r"[^\W_]+").findall)
     old = SqliteDb(path)
     old.upsert_memories(avas())
     assert every_search(old) == want  # Ava indexed first: her tag is the same
@@ -397,3 +397,52 @@ def test_a_file_indexed_with_the_split_words_is_mended_by_its_upgrade(
     assert users_entries(path, "ava") == entries
     db.close()
     assert_counts(path)
+
+
+def test_a_file_indexed_with_decomposed_accents_split_is_mended_by_its_upgrade(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file written before words were composed (NFC) has "Zu" + U+0308 + "rich" as the
+    words "zu" and "rich": the upgrade indexes those memories again, and only those."""
+    import noted.db.sqlite.terms as terms
+
+    path = tmp_path / "old.db"
+    decomposed = [
+        UserMemory("The user lives in Zu\u0308rich", memory_id="z", user_id="ava"),
+        UserMemory("The user likes cre\u0300me bru\u0302le\u0301e", memory_id="c", user_id="ava",
+                   topics=["Sta\u0308dte"], input="I said cre\u0300me"),
+        UserMemory("The user drinks tea", memory_id="t", user_id="ava"),
+    ]  # fmt: skip
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    for m in decomposed:
+        m.created_at = m.updated_at = now
+    monkeypatch.setattr(terms, "words_of", re.compile(r"[^\W_]+").findall)  # as written before
+    old = SqliteDb(path)
+    old.upsert_memories(decomposed)
+    assert found_ids(old, "Zurich") == [] and found_ids(old, "rich") == ["z"]
+    old.close()
+    monkeypatch.undo()
+    conn = apsw.Connection(str(path))
+    conn.execute("DELETE FROM noted_schema_versions WHERE table_name = 'noted_memories'")
+    record_version(conn, "noted_memories", 9, 1700000000000000)
+    conn.close()
+
+    db = SqliteDb(path)
+    assert db.schema_version() == len(MIGRATIONS)
+    for asked, expected in (
+        ("Zurich", ["z"]),
+        ("Z\u00fcrich", ["z"]),
+        ("Zu\u0308rich", ["z"]),
+        ("rich", []),
+        ("creme brulee", ["c"]),
+        ("Stadte", ["c"]),
+        ("tea", ["t"]),
+    ):
+        assert found_ids(db, asked) == expected, asked
+    db.close()
+    assert_counts(path)
+
+
+def found_ids(db: SqliteDb, text: str) -> list[str]:
+    hits = db.keyword_search(MemoryQuery(user_id="ava", limit=10), text)
+    return sorted(str(h.memory.memory_id) for h in hits)

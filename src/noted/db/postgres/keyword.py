@@ -1,4 +1,4 @@
-"""PostgresDb's keyword ranking: BM25 over the ``search`` column, computed in the database
+"""PostgresDb's keyword ranking: BM25 over the ``words`` column, computed in the database
 with inverse document frequencies taken from the searching user's own memories.
 
 One statement ranks a query of ``k`` words:
@@ -6,7 +6,7 @@ One statement ranks a query of ``k`` words:
 - each distinct word becomes one lexeme (``plainto_tsquery``; words that stem alike count
   once, English stop words none);
 - the user's rows that hold any of the words (the query's filters applied; read through
-  the GIN index on ``(user_id, search)`` where btree_gin is there, else by the user's
+  the GIN index on ``(user_id, words)`` where btree_gin is there, else by the user's
   btree indexes, see ``KEYWORD_MATCH``) are read once, each with its length (its distinct
   lexemes, the ``search_length`` column) and, per word, a term frequency: ``ts_rank`` of
   the word alone, without normalization, times pi^2/6, which is the weight of its
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from noted.db.postgres.schema import TEXT_WORDS
+from noted.db.postgres.schema import TEXT_WORDS, WORDS
 
 __all__ = ["parameters", "ranking"]
 
@@ -84,7 +84,8 @@ def ranking(
     slots = range(1, words + 1)
     terms = ", ".join(f"t[{j}] AS t{j}" for j in slots)
     tfs = ", ".join(
-        f"coalesce(ts_rank({weights}, search, t{j}, 0), 0) * {_ONE}::float8 AS tf{j}" for j in slots
+        f"coalesce(ts_rank({weights}, {WORDS}, t{j}, 0), 0) * {_ONE}::float8 AS tf{j}"
+        for j in slots
     )
     dfs = ", ".join(f"count(*) FILTER (WHERE tf{j} > 0)::float8 AS df{j}" for j in slots)
     idfs = ", ".join(

@@ -11,7 +11,7 @@ character, and ``jsonb`` cannot hold NUL. ``embedding`` is a pgvector ``vector``
 when the extension could be created (or was already there), else ``bytea`` holding float32
 bytes, searched in Python.
 
-Keyword search reads a user's matching rows through a GIN index on ``(user_id, search)``,
+Keyword search reads a user's matching rows through a GIN index on ``(user_id, words)``,
 which needs the ``btree_gin`` extension (in PostgreSQL's contrib, trusted: a database
 owner may create it). Where it cannot be created the index is left out, and searches read
 the user's rows through the user's btree indexes instead; it is created when a store
@@ -21,6 +21,8 @@ next opens the table with the extension there (:func:`user_search_index`).
 from __future__ import annotations
 
 import logging
+import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -35,10 +37,10 @@ __all__ = [
     "MAX_NAME",
     "MEMORY_TABLE_SUFFIXES",
     "MIGRATIONS",
-    "QUERY_FOLD",
     "SESSION_MIGRATIONS",
     "SESSION_TABLE_SUFFIXES",
     "TEXT_WORDS",
+    "WORDS",
     "Extensions",
     "Names",
     "check_lengths",
@@ -46,6 +48,7 @@ __all__ = [
     "create_extension",
     "create_index",
     "current_version",
+    "fold_query_word",
     "record_version",
     "user_search_index",
 ]
@@ -182,44 +185,40 @@ _SEARCH_VECTOR = (
     "setweight(to_tsvector('english', COALESCE(input, '')), 'C')"
 )
 
-# What the index folds before PostgreSQL's parser reads a text (``translate``: immutable,
-# no extension): each Latin letter with accents to its plain lowercase letter (those whose
-# compatibility decomposition is one ASCII letter and marks, as the other stores fold
-# them; combining accents are dropped), and ASCII punctuation to spaces, so that the
-# parser splits "ava@example.com", "/etc/noted/app.conf" and "docs.python.org" into the
-# words a query is split into (:func:`noted.retrieval.ranking.fts_terms`) rather than
-# keeping each as one. A query's words are folded by the same table (:data:`QUERY_FOLD`).
-_ACCENTED: Final = (
-    "ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖÙÚÛÜÝàáâãäåçèéêëìíîïñòóôõöùúûüýÿĀāĂăĄąĆćĈĉĊċČčĎďĒēĔĕĖėĘęĚě"
-    "ĜĝĞğĠġĢģĤĥĨĩĪīĬĭĮįİĴĵĶķĹĺĻļĽľŃńŅņŇňŌōŎŏŐőŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŨũŪūŬŭŮůŰűŲųŴŵŶŷŸŹźŻżŽž"
-    "ſƠơƯưǍǎǏǐǑǒǓǔǕǖǗǘǙǚǛǜǞǟǠǡǦǧǨǩǪǫǬǭǰǴǵǸǹǺǻȀȁȂȃȄȅȆȇȈȉȊȋȌȍȎȏȐȑȒȓȔȕȖȗȘșȚțȞȟȦȧȨȩȪȫȬȭȮȯȰȱȲȳ"
-)
-_PLAIN: Final = (
-    "aaaaaaceeeeiiiinooooouuuuyaaaaaaceeeeiiiinooooouuuuyyaaaaaaccccccccddeeeeeeeeee"
-    "gggggggghhiiiiiiiiijjkkllllllnnnnnnoooooorrrrrrssssssssttttuuuuuuuuuuuuwwyyyzzzzzz"
-    "soouuaaiioouuuuuuuuuuaaaaggkkoooojggnnaaaaaaeeeeiiiioooorrrruuuusstthhaaeeooooooooyy"
-)
+# What the index folds before PostgreSQL's parser reads a text, as the other stores fold
+# a word (noted.retrieval.ranking): a text beyond ASCII is decomposed (NFKD: "é" is "e"
+# and an accent, "ﬁ" is "fi") and its combining marks dropped, so "cafe" finds "café" and
+# "viet" finds "Việt", however the accent was typed; then each run of ASCII punctuation is
+# a space, so that the parser splits "ava@example.com", "/etc/noted/app.conf" and
+# "docs.python.org" into the words a query is split into (fts_terms) rather than keeping
+# each as one. A query's words are folded alike (fold_query_word). ``normalize`` is
+# PostgreSQL's (13 and later; immutable, no extension; the database's encoding UTF-8).
+_MARK_RANGES: Final = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+_MARKS: Final = re.compile(f"[{_MARK_RANGES}]")
 _PUNCTUATION_RUNS: Final = "[!-/:-@[-`{-~]+"  # ASCII's punctuation: four ranges of codes
-# combining accents (U+0300 to U+036F), dropped: a letter typed as "u" and U+0308 is "u"
-_MARKS: Final = "".join(map(chr, range(0x300, 0x370)))
-QUERY_FOLD: Final = str.maketrans(_ACCENTED, _PLAIN, _MARKS)
 
 
-def _escaped(text: str) -> str:
+def fold_query_word(word: str) -> str:
+    """A query's word as the index folds the rows' texts (FOLDED_VECTOR)."""
+    if word.isascii():
+        return word
+    return _MARKS.sub("", unicodedata.normalize("NFKD", word))
+
+
+def _literal(text: str) -> str:
     """``text`` as a PostgreSQL E'' literal, read alike whatever standard_conforming_strings."""
     return "E'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _folded(column: str) -> str:
-    """``column``'s text folded: accents by ``translate`` (the marks come last, past the
-    end of the letters they become: translate drops them), only where the text holds a
-    character beyond ASCII (a translate walks its table for every character: fifteen
-    times the parser's time); then each run of ASCII punctuation a space."""
+    """``column``'s text folded (the decomposition only where the text holds a character
+    beyond ASCII: most texts are ASCII, and pay nothing for it)."""
     letters = (
         f"CASE WHEN octet_length({column}) = length({column}) THEN {column} "
-        f"ELSE translate({column}, {_escaped(_ACCENTED + _MARKS)}, {_escaped(_PLAIN)}) END"
+        f"ELSE regexp_replace(normalize({column}, NFKD), {_literal(f'[{_MARK_RANGES}]')}, '', "
+        "'g') END"
     )
-    return f"regexp_replace({letters}, {_escaped(_PUNCTUATION_RUNS)}, ' ', 'g')"
+    return f"regexp_replace({letters}, {_literal(_PUNCTUATION_RUNS)}, ' ', 'g')"
 
 
 _INPUT: Final = "COALESCE(input, '')"
@@ -439,19 +438,21 @@ def _count_changes(conn: Connection, names: Names) -> None:
 @MIGRATIONS.append
 def m007_words_folded(conn: Connection, names: Names, extensions: Extensions) -> None:
     """Keyword search folds accents and splits at punctuation as the other stores do:
-    "cafe" finds "café", "example" finds "ava@example.com" (see FOLDED_VECTOR). The
-    search words and their count are made again from every row (the table is written
-    again once, holding its reads and writes: 5.5 s for 100,000 memories of 14 words,
-    indexes included, on a 2-core machine), and each user's figures counted again. The
-    indexes on them, and the trigger that reads the count, go with the old columns and are
-    made again (the GIN indexes by user when the store opens, :func:`user_search_index`)."""
+    "cafe" finds "café", "example" finds "ava@example.com" (see FOLDED_VECTOR). The words
+    are a new column, ``words`` (``search`` goes), so that a process of an earlier noted
+    left running fails its keyword searches with an error, instead of finding nothing for
+    words with accents. Every row's words and their count are made again (the table is
+    written again once, holding its reads and writes), and each user's figures counted
+    again. The indexes on them, and the trigger that reads the count, go with the old
+    columns and are made again (the GIN indexes by user when the store opens,
+    :func:`user_search_index`)."""
     t, base, c = names.memories, names.memory_table, names.counts
     conn.execute(f"LOCK TABLE {t} IN ACCESS EXCLUSIVE MODE")
     claim_index(conn, names, f"ix_{base}_user_model", base)
     conn.execute(f"ALTER TABLE {t} DROP COLUMN search_length CASCADE, DROP COLUMN search CASCADE")
     conn.execute(
         f"ALTER TABLE {t} "
-        f"ADD COLUMN search tsvector GENERATED ALWAYS AS ({FOLDED_VECTOR}) STORED, "
+        f"ADD COLUMN {WORDS} tsvector GENERATED ALWAYS AS ({FOLDED_VECTOR}) STORED, "
         f"ADD COLUMN search_length integer GENERATED ALWAYS AS (length({FOLDED_VECTOR})) STORED"
     )
     conn.execute(
@@ -463,18 +464,20 @@ def m007_words_folded(conn: Connection, names: Names, extensions: Extensions) ->
     conn.execute(_moved(c, f"SELECT user_id, 1 AS memories, search_length AS words FROM {t}"))
 
 
+# the memory's words for keyword search (version 7 on; ``search`` before)
+WORDS: Final = "words"
 # the words of the memory's own text: the search vector's of weight A
-TEXT_WORDS: Final = "ts_filter(search, '{a}')"
+TEXT_WORDS: Final = f"ts_filter({WORDS}, '{{a}}')"
 
 
 def user_search_index(conn: Connection, names: Names) -> None:
     """Create the GIN indexes by user if they are not there (btree_gin must be): on
-    ``(user_id, search)``, where a word's entry lists the rows of one user apart from every
+    ``(user_id, words)``, where a word's entry lists the rows of one user apart from every
     other user's, so a search reads only the user's rows that hold one of its words; and
     on ``(user_id, TEXT_WORDS)``, the words of the memories' own text, for searches of the
     text alone (a tenth of the first's size). Each looked up first: creating one, even when
     it is there, would wait for the table's writes."""
-    for suffix, words in (("user_search", "search"), ("user_text", TEXT_WORDS)):
+    for suffix, words in (("user_search", WORDS), ("user_text", TEXT_WORDS)):
         index = names.q(f"ix_{names.memory_table}_{suffix}")
         row = conn.execute(
             "SELECT 1 FROM pg_index WHERE indexrelid = to_regclass(%s) "

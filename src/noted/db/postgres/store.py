@@ -71,9 +71,9 @@ _EVENT_SELECT = ", ".join(
     MICROS.format(c) if c == "created_at" else f"{c}::text" if c.endswith("_topics") else c
     for c in EVENT_COLUMNS
 )
-# A keyword search's match. The planner may read the GIN index on (user_id, search) for
+# A keyword search's match. The planner may read the GIN index on (user_id, words) for
 # it, which lists only the user's rows of each word (see schema.m002_keyword_by_user).
-KEYWORD_MATCH = "search @@ q"
+KEYWORD_MATCH = f"{pg_schema.WORDS} @@ q"
 _EXACT_SEARCH_LIMIT = 20_000
 _VECTOR_CACHE_BYTES = 512 * 2**20
 _warned_no_pgvector = False
@@ -560,7 +560,7 @@ class PostgresDb(
     ) -> list[ScoredMemory]:
         user_id = core.keyword_user(query)
         # folded as the index folds the rows' text (schema.FOLDED_VECTOR)
-        words = list(dict.fromkeys(w.translate(pg_schema.QUERY_FOLD) for w in fts_terms(text)))
+        words = list(dict.fromkeys(map(pg_schema.fold_query_word, fts_terms(text))))
         words = [w for w in words if w not in STOPWORDS] or words
         if not words or query.limit == 0:
             return []

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from collections.abc import Callable
+from typing import Final
 
 import apsw
 
@@ -201,6 +203,30 @@ def m009_words_as_the_index_splits_them(conn: Connection, table: str) -> None:
             "OR COALESCE(input, '') GLOB ?1",
             (held,),
         )
+    ]
+    terms = UserTerms(table)
+    terms.unindex(conn, ids)
+    terms.reindex(conn, ids)
+
+
+# combining marks: a letter typed as a base and one of these is one letter once composed
+COMBINING: Final = "\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f"
+
+
+@migration
+def m010_words_composed(conn: Connection, table: str) -> None:
+    """A word's letters are composed (NFC) before it is split: "Zu" and a combining
+    diaeresis then "rich" is the one word "Zürich", not "zu" and "rich". The memories
+    written before, whose text, topics or input held such a letter, are indexed again."""
+    rows = conn.execute(
+        f"SELECT memory_id, memory, topics, COALESCE(input, '') FROM {table} "
+        "WHERE memory GLOB ?1 OR topics GLOB ?1 OR COALESCE(input, '') GLOB ?1",
+        (f"*[{COMBINING}]*",),
+    )
+    ids = [
+        memory_id
+        for memory_id, *texts in rows
+        if any(not unicodedata.is_normalized("NFC", text) for text in texts)
     ]
     terms = UserTerms(table)
     terms.unindex(conn, ids)
