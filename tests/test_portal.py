@@ -235,8 +235,35 @@ def test_an_interrupted_call_waits_for_its_work_to_clean_up() -> None:
 
     main = threading.main_thread().ident
     assert main is not None and threading.get_ident() == main
-    timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        _portal.run(work())
+    # Ctrl-C as at a terminal: a suite started in the background of a shell without job
+    # control inherits SIGINT ignored, and the signal would then be lost
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        timer = threading.Timer(0.2, signal.pthread_kill, (main, signal.SIGINT))
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            _portal.run(work())
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert cleaned.is_set()
+
+
+def test_a_wait_in_slices_returns_the_result_or_the_works_own_timeout() -> None:
+    async def slow(value: int) -> int:
+        await asyncio.sleep(_portal._SLICE_S * 2.5)  # past a few slices of the wait
+        return value
+
+    async def times_out() -> None:
+        await asyncio.sleep(_portal._SLICE_S * 1.5)
+        raise TimeoutError("the work's own")
+
+    assert _portal.run(slow(7)) == 7
+    with pytest.raises(TimeoutError, match="the work's own"):
+        _portal.run(times_out())
+
+    async def stream() -> AsyncIterator[int]:
+        for n in range(3):
+            await asyncio.sleep(_portal._SLICE_S * 1.5)
+            yield n
+
+    assert list(_portal.iterate(stream())) == [0, 1, 2]

@@ -67,6 +67,29 @@ def _loop_for(coro: Coroutine[Any, Any, Any]) -> asyncio.AbstractEventLoop:
 
 _CLEAN_UP_S: Final = 5.0  # how long an interrupted call waits for its work to clean up
 
+# A wait of the main thread is a lock's wait, which a SIGINT interrupts: but one that lands
+# just before the wait begins (after Python last looked for signals) is only noted, and
+# the wait goes on until the work ends, minutes for a model. So waits are cut into slices,
+# after each of which Python looks again: Ctrl-C is heard within one.
+_SLICE_S: Final = 0.25
+
+
+def _result(future: concurrent.futures.Future[T]) -> T:
+    """``future.result()``, waited for in slices (see _SLICE_S)."""
+    while True:
+        try:
+            return future.result(timeout=_SLICE_S)
+        except TimeoutError:
+            if future.done():  # the work's own TimeoutError
+                raise
+
+
+def _take(items: queue.SimpleQueue[Any]) -> Any:
+    """``items.get()``, waited for in slices (see _SLICE_S)."""
+    while True:
+        with contextlib.suppress(queue.Empty):
+            return items.get(timeout=_SLICE_S)
+
 
 async def _tracked(coro: Coroutine[Any, Any, T], ended: threading.Event) -> T:
     try:
@@ -81,7 +104,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     ended = threading.Event()
     future = asyncio.run_coroutine_threadsafe(_tracked(coro, ended), loop)
     try:
-        return future.result()
+        return _result(future)
     except BaseException:
         # Ctrl-C (or any other interruption of the wait) cancels the work as well, and
         # waits a moment for what it does when cancelled (an agent saves the failed run),
@@ -240,7 +263,7 @@ def iterate(stream: AsyncIterator[T]) -> Iterator[T]:
     state = "taking"  # the task is taking an item; "given": it waits after one; "ended"
     try:
         while True:
-            got = driver.out.get()
+            got = _take(driver.out)
             if type(got) is tuple:
                 state = "given"
                 try:
