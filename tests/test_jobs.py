@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -477,3 +478,25 @@ def test_a_worker_needs_positive_seconds(
         main(["worker", "--config", "noted.toml", *option])
     assert exited.value.code == 2
     assert f"must be a positive number of seconds, got '{option[1]}'" in capsys.readouterr().err
+
+
+def test_noted_worker_leaves_the_signals_as_it_found_them(tmp_path: Path) -> None:
+    """Stopped by SIGTERM, the worker command returns with SIGINT and SIGTERM handled as
+    before it ran (in a process of its own it makes no difference; run in-process, Ctrl-C
+    would otherwise only set an event nobody waits on)."""
+    from noted.models import register_provider
+
+    register_provider("workersignals", lambda model_id: FunctionModel(lambda m, t: "ok"))
+    config = tmp_path / "noted.toml"
+    config.write_text('[agent]\nmodel = "workersignals:x"\nmemory = "auto"\n')
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    timer = threading.Timer(0.5, signal.pthread_kill, (main_thread, signal.SIGTERM))
+    timer.start()
+    try:
+        argv = ["worker", "--config", str(config), "--db", str(tmp_path / "w.db"), "--poll", "0.1"]
+        assert main(argv) == 0
+    finally:
+        timer.cancel()
+    assert {s: signal.getsignal(s) for s in before} == before

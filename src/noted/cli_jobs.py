@@ -104,10 +104,16 @@ def serving_worker(memory: Memory, args: argparse.Namespace) -> JobWorker:
 def cmd_worker(memory: Memory, args: argparse.Namespace) -> int:
     worker = serving_worker(memory, args)
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    out.print(f"noted worker {worker.owner} taking jobs from {memory.db!r}")
-    _portal.run(worker.serve(stop, poll=args.poll))
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        out.print(f"noted worker {worker.owner} taking jobs from {memory.db!r}")
+        _portal.run(worker.serve(stop, poll=args.poll))
+    finally:  # run in a process of its own or not, it leaves the signals as it found them
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
 
 
