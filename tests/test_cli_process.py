@@ -24,8 +24,14 @@ def noted(
     *argv: str, cwd: Path | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("NOTED_DB", "COLUMNS")}
+    return _run([NOTED, *argv], cwd, env, stdin)
+
+
+def _run(
+    command: list[str], cwd: Path | None, env: dict[str, str], stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [NOTED, *argv],
+        command,
         check=False,
         capture_output=True,
         text=True,
@@ -278,15 +284,7 @@ def _without(packages: list[str], argv: list[str], cwd: Path) -> subprocess.Comp
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTED_")}
     env["NOTED_TOKEN_SECRET"] = "a-secret-of-at-least-thirty-two-bytes!!"
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        check=False,
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=60,
-    )
+    return _run([sys.executable, "-c", code], cwd, env)
 
 
 def test_tokens_and_workers_need_no_web_framework(tmp_path: Path) -> None:

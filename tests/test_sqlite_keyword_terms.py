@@ -386,10 +386,7 @@ def test_a_file_indexed_with_the_split_words_is_mended_by_its_upgrade(
     assert every_search(old) != want  # the intruders' words counted as Ava's
     old.close()
     monkeypatch.undo()
-    conn = apsw.Connection(str(path))
-    conn.execute("DELETE FROM noted_schema_versions WHERE table_name = 'noted_memories'")
-    record_version(conn, "noted_memories", 8, 1700000000000000)
-    conn.close()
+    recorded_as(path, 8)
 
     db = SqliteDb(path)
     assert db.schema_version() == len(MIGRATIONS)
@@ -422,10 +419,7 @@ def test_a_file_indexed_with_decomposed_accents_split_is_mended_by_its_upgrade(
     assert found_ids(old, "Zurich") == [] and found_ids(old, "rich") == ["z"]
     old.close()
     monkeypatch.undo()
-    conn = apsw.Connection(str(path))
-    conn.execute("DELETE FROM noted_schema_versions WHERE table_name = 'noted_memories'")
-    record_version(conn, "noted_memories", 9, 1700000000000000)
-    conn.close()
+    recorded_as(path, 9)
 
     db = SqliteDb(path)
     assert db.schema_version() == len(MIGRATIONS)
@@ -446,3 +440,11 @@ def test_a_file_indexed_with_decomposed_accents_split_is_mended_by_its_upgrade(
 def found_ids(db: SqliteDb, text: str) -> list[str]:
     hits = db.keyword_search(MemoryQuery(user_id="ava", limit=10), text)
     return sorted(str(h.memory.memory_id) for h in hits)
+
+
+def recorded_as(path: Path, version: int) -> None:
+    """Record the file's memory table at schema ``version``, as a noted of it wrote it."""
+    conn = apsw.Connection(str(path))
+    conn.execute("DELETE FROM noted_schema_versions WHERE table_name = 'noted_memories'")
+    record_version(conn, "noted_memories", version, 1700000000000000)
+    conn.close()

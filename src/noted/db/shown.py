@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import unquote
 
-__all__ = ["SECRET_OPTION", "safe_url", "split_userinfo"]
+__all__ = ["SECRET_OPTION", "safe_url", "split_userinfo", "url_secrets"]
 
 # an option of a URL's query that holds a secret (password=, authMechanismProperties=, ...)
 SECRET_OPTION = re.compile(
@@ -32,3 +33,10 @@ def safe_url(url: str) -> str:
         user, colon, _ = userinfo.partition(":")
         head += f"{user}:***@" if colon else f"{user}@"
     return SECRET_OPTION.sub(r"\1***", head + rest)
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The URL's password, as written and decoded, to keep out of error messages."""
+    _, userinfo, _ = split_userinfo(url)
+    password = userinfo.partition(":")[2]
+    return tuple(s for s in dict.fromkeys((password, unquote(password))) if len(s) >= 3)

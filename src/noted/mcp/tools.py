@@ -57,12 +57,16 @@ def memory_result(memory: UserMemory) -> dict[str, Any]:
     return found
 
 
+def _missing(memory_id: str) -> NotFoundError:
+    return NotFoundError(
+        f"there is no memory with id {memory_id!r}; search or list the memories for its id"
+    )
+
+
 def _stored(memory: Memory, user: str, memory_id: str) -> UserMemory:
     found = memory.get_user_memory(memory_id, user_id=user)
     if found is None:
-        raise NotFoundError(
-            f"there is no memory with id {memory_id!r}; search or list the memories for its id"
-        )
+        raise _missing(memory_id)
     return found
 
 
@@ -104,8 +108,11 @@ def _update(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
     text, topics = args.text("memory", required=False), args.topics()
     if text is None and topics is None:
         raise UserError("update_memory: give the new memory text, the new topics, or both")
-    _stored(memory, user, memory_id)  # the tools' not-found error
-    return memory_result(memory.edit_user_memory(memory_id, user, memory=text, topics=topics))
+    try:
+        edited = memory.edit_user_memory(memory_id, user, memory=text, topics=topics)
+    except NotFoundError:
+        raise _missing(memory_id) from None
+    return memory_result(edited)
 
 
 def _delete(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:

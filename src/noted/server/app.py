@@ -30,7 +30,6 @@ from noted import __version__
 from noted._time import iso
 from noted.agent import Agent
 from noted.db.base import Store
-from noted.db.revocations import TokenRevocations
 from noted.db.urls import open_store
 from noted.errors import (
     ConflictError,
@@ -255,8 +254,7 @@ def create_app(
     auth = Auth(
         api_key if api_key is not None else os.environ.get("NOTED_API_KEY") or None,
         token_secret if token_secret is not None else os.environ.get("NOTED_TOKEN_SECRET") or None,
-        memory.db if isinstance(memory.db, TokenRevocations) else None,
-    )
+    ).checking_revocations_of(memory.db)
     svc = Services(memory.db, memory, auth, _agents(agent))
     app = _NotedApp(
         title="noted",

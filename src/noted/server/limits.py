@@ -1,4 +1,5 @@
-"""Request bodies larger than a limit are refused with 413 before any route reads them."""
+"""Request bodies larger than a limit are refused with 413 before any route reads them
+(and how such middleware answers, :func:`send_error`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,25 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimit"]
+__all__ = ["BodyLimit", "send_error"]
+
+
+async def send_error(send: Send, status: int, detail: str, *headers: tuple[bytes, bytes]) -> None:
+    """Answer ``{"detail": detail}`` with ``status`` from ASGI middleware, before any route
+    reads the request."""
+    body = json.dumps({"detail": detail}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class BodyLimit:
@@ -17,21 +36,8 @@ class BodyLimit:
         self.max_bytes = max_bytes
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {"detail": f"the request body is larger than {self.max_bytes} bytes"}
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = f"the request body is larger than {self.max_bytes} bytes"
+        await send_error(send, 413, detail, (b"connection", b"close"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):

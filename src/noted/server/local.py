@@ -10,11 +10,12 @@ in ``Origin``), so those are checked: anything but ``127.0.0.1``, ``localhost`` 
 
 from __future__ import annotations
 
-import json
 from typing import Final
 from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from noted.server.limits import send_error
 
 __all__ = ["LocalOnly", "local_name"]
 
@@ -40,24 +41,11 @@ class LocalOnly:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not self._local(scope):
-            body = json.dumps(
-                {
-                    "detail": "without an API key this server answers requests for "
-                    "127.0.0.1, localhost or [::1] only: set NOTED_API_KEY to serve "
-                    "other names"
-                }
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 421,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
+            detail = (
+                "without an API key this server answers requests for 127.0.0.1, localhost "
+                "or [::1] only: set NOTED_API_KEY to serve other names"
             )
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, 421, detail)
             return
         await self.app(scope, receive, send)
 

@@ -169,10 +169,12 @@ def memory_routes(svc: Services) -> APIRouter:
         user = _named_owner(principal, user_id, body.user_id)
         if body.memory is None and body.topics is None:
             raise UserError("nothing to change: give memory and/or topics")
-        _get(svc, memory_id, user)  # this route's 404
-        stored = svc.memory.edit_user_memory(
-            memory_id, user, memory=body.memory, topics=body.topics
-        )
+        try:
+            stored = svc.memory.edit_user_memory(
+                check_id_(memory_id), user, memory=body.memory, topics=body.topics
+            )
+        except NotFoundError:
+            raise NotFoundError("no such memory") from None  # this API's 404, as _get's
         return json_response(stored.to_dict())
 
     @router.delete("/memories/{memory_id}", status_code=204, summary="Delete a memory")

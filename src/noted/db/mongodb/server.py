@@ -1,6 +1,6 @@
 """What MongoDb needs to know about its server and URL: the indexes it creates (and how
 it copes with a server that cannot build them as asked), whether the server has a real
-text index or an Atlas vector search index, and a URL with its secrets masked."""
+text index or an Atlas vector search index, and a client's servers as a URL."""
 
 from __future__ import annotations
 
@@ -8,10 +8,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
-from urllib.parse import unquote
 
 from noted.db.base import MemoryQuery, QueryVector
-from noted.db.shown import split_userinfo
 
 if TYPE_CHECKING:
     from pymongo import MongoClient
@@ -216,14 +214,6 @@ def atlas_pipeline(
 
 
 # -- URLs -------------------------------------------------------------------------------------
-
-
-def url_secrets(url: str) -> tuple[str, ...]:
-    """The URL's password, as written and decoded, to keep out of error messages."""
-
-    _, userinfo, _ = split_userinfo(url)
-    password = userinfo.partition(":")[2]
-    return tuple(s for s in dict.fromkeys((password, unquote(password))) if len(s) >= 3)
 
 
 def client_seeds(client: MongoClient[Doc]) -> str:

@@ -50,12 +50,11 @@ from noted.db.mongodb.server import (
     client_seeds,
     create_text_index,
     ensure_indexes,
-    url_secrets,
 )
 from noted.db.mongodb.transactions import bound, deployment, has_transactions, in_transaction
 from noted.db.revocations import SUFFIX as REVOKED
 from noted.db.sessions_core import SessionsInModule
-from noted.db.shown import safe_url
+from noted.db.shown import safe_url, url_secrets
 from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.vectors import check_vector, to_blob
