@@ -34,7 +34,7 @@ from noted import (
     UserMemory,
 )
 from noted.models import ToolDefinition
-from noted.sessions import RunResult, new_run_id
+from noted.sessions import RunResult, SessionSummary, new_run_id
 from noted.testing import FunctionModel
 from servers import Server
 
@@ -284,6 +284,32 @@ def test_a_run_id_is_one_runs_on_every_backend(store: MemoryStore) -> None:
     assert store.delete_session("s1", "ava")
     store.append_run(run("s3", "bob", "mine now"))
     assert [r.input for r in store.get_runs("s3", "bob")] == ["mine now"]
+
+
+def test_a_summary_is_kept_only_beside_the_run_it_ends_with(store: MemoryStore) -> None:
+    """A summary names the last run it covers: while the session holds no such run (the
+    session was deleted while the summary was written, and its id used again), the
+    summary is not written, so a deleted conversation never comes back in it."""
+    assert isinstance(store, SessionStore)
+
+    def summary(text: str, last_run_id: str) -> SessionSummary:
+        return SessionSummary(text, [], 1, last_run_id=last_run_id)
+
+    store.append_run(RunResult(run_id="r1", session_id="s1", user_id="ava", input="PIN 4321"))
+    assert not store.set_session_summary("s1", "ava", summary("of no run", "r0"))
+    assert store.get_session_summary("s1", "ava") is None
+    assert store.set_session_summary("s1", "ava", summary("PIN 4321", "r1"))
+    assert store.delete_session("s1", "ava")
+    store.append_run(RunResult(run_id="r2", session_id="s1", user_id="ava", input="hello"))
+    assert not store.set_session_summary("s1", "ava", summary("PIN 4321", "r1"))
+    assert store.get_session_summary("s1", "ava") is None
+    store.append_run(RunResult(run_id="r1", session_id="s2", user_id="ava", input="again"))
+    assert not store.set_session_summary("s1", "ava", summary("PIN 4321", "r1"))  # s2's run
+    assert store.set_session_summary("s1", "ava", summary("hello", "r2"))
+    kept = store.get_session_summary("s1", "ava")
+    assert kept is not None and kept.summary == "hello"
+    with pytest.raises(ConflictError):
+        store.set_session_summary("s1", "bob", summary("hijack", "r2"))
 
 
 def test_the_largest_pages_are_read_on_every_backend(store: MemoryStore) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from noted import (
     Agent,
     ConflictError,
+    InMemoryDb,
     Memory,
     MemoryManager,
     Message,
@@ -391,6 +393,47 @@ def test_summaries_turned_on_late_cover_the_earlier_runs(tmp_path: Path) -> None
     assert agent.wait_for_memories(timeout=10)
     summary = db.get_session_summary("s1", "ava")
     assert summary is not None and (summary.summary, summary.run_count) == ("alpha | beta", 2)
+
+
+@pytest.mark.parametrize("store", ["in-process", "sqlite"])
+def test_a_session_deleted_while_summarized_does_not_come_back(tmp_path: Path, store: str) -> None:
+    # The summary of "my PIN" is being written when the session is deleted and its id used
+    # again: that summary is not stored, and the new conversation's own summary starts over.
+    asked, release = threading.Event(), threading.Event()
+    answer = summarizing().fn
+
+    async def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if "my PIN" in (messages[-1].content or "") and SUMMARIZER_START in (
+            messages[0].content or ""
+        ):
+            asked.set()
+            await asyncio.to_thread(release.wait, 10)
+        return str(answer(messages, tools))
+
+    db = InMemoryDb() if store == "in-process" else SqliteDb(tmp_path / "s.db")
+    agent = Agent(
+        FunctionModel(fn), db=db, user_id="ava", session_id="chat", enable_session_summaries=True
+    )
+    agent.run("my PIN is 4321")
+    assert asked.wait(10)
+    assert db.delete_session("chat", "ava")
+    agent.run("hello, fresh start")
+    release.set()
+    assert agent.wait_for_memories(timeout=10)
+    summary = db.get_session_summary("chat", "ava")
+    assert summary is not None
+    assert (summary.summary, summary.run_count) == ("hello, fresh start", 1)
+
+
+def test_a_summary_of_runs_the_session_no_longer_holds_is_not_built_on(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "s.db")
+    Agent(ScriptedModel(["Hi."]), db=db, session_id="s").run("hello", user_id="ava")
+    model = summarizing()
+    memory = Memory(db=db, model=model)
+    stale = SessionSummary("my PIN is 4321", [], 5, last_run_id="gone")
+    summary = asyncio.run(memory.summarizer.asummarize(stale, db.get_runs("s", "ava"), model))
+    assert (summary.summary, summary.run_count) == ("hello", 1)
+    assert "4321" not in (model.requests[-1].messages[1].content or "")
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from noted.models.base import ChatModel
 from noted.models.types import Message
 from noted.retrieval.embedders import Embedder
 from noted.schema import MemoryMatch, check_id, require_id
-from noted.sessions import RunResult, SessionSummary, new_run_id
+from noted.sessions import RunResult, SessionSummary
 
 __all__ = ["Memory", "RunResponse", "UserMemory"]
 
@@ -145,7 +145,7 @@ class Memory(noted_memory.Memory):
         if not kept:
             return await super().acreate_session_summary(session_id, user_id)
         user = resolve_user(user_id)
-        runs = [_as_run(run, session_id, user) for run in kept]
+        runs = [_as_run(run, session_id, user, place) for place, run in enumerate(kept)]
         previous = self.summaries.get((session_id, user))
         summary = await self.summarizer.asummarize(previous, runs, self.model)
         self.summaries[session_id, user] = summary
@@ -255,11 +255,13 @@ class Memory(noted_memory.Memory):
         return system + messages
 
 
-def _as_run(run: RunResponse, session_id: str, user_id: str) -> RunResult:
-    """A turn kept with ``add_run`` as the summarizer reads one."""
+def _as_run(run: RunResponse, session_id: str, user_id: str, place: int) -> RunResult:
+    """A turn kept with ``add_run`` (the ``place``-th) as the summarizer reads one; one
+    kept without an id is named by its place, which stays its own (kept turns are only
+    appended or replaced), so the summary's last run is found again at the next update."""
     said = next((m.content or "" for m in run.messages or () if m.role == "user"), "")
     return RunResult(
-        run_id=run.run_id or new_run_id(),
+        run_id=run.run_id or f"kept-{place}",
         session_id=session_id,
         user_id=user_id,
         input=said,

@@ -280,8 +280,10 @@ class SessionStore(Protocol):
 
     def set_session_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         """Store the session's summary in place of the previous one; False when the
-        session does not exist. :class:`~noted.errors.ConflictError` if it belongs to
-        another user (nothing is written)."""
+        session does not exist, or does not hold the run the summary names as its last
+        (it was deleted, and perhaps begun again, while the summary was written).
+        :class:`~noted.errors.ConflictError` if it belongs to another user (nothing is
+        written)."""
         ...
 
     def close(self) -> None: ...

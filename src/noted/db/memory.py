@@ -584,5 +584,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         with self._lock:
             if not owns_session(self._owner_of(session_id), user_id, session_id):
                 return False
+            last = summary.last_run_id
+            if last is not None and all(r["run_id"] != last for r in self._runs[session_id]):
+                return False  # a summary of runs the session no longer holds
             self._sessions[session_id].summary = stored
             return True

@@ -144,7 +144,7 @@ class SessionSummarizer:
         of them, or its last ones from ``previous``'s last run on): one model call over the
         completed runs it does not cover; none when there are none (``previous`` itself is
         returned)."""
-        new = _uncovered(previous, runs)
+        previous, new = _uncovered(previous, runs)
         if not new:
             if previous is None:
                 raise UserError("there is nothing to summarize: the session has no completed runs")
@@ -161,17 +161,21 @@ class SessionSummarizer:
         return SessionSummary(text, topics, covered + len(new), utc_now(), new[-1].run_id)
 
 
-def _uncovered(previous: SessionSummary | None, runs: Sequence[RunResult]) -> list[RunResult]:
-    """The completed ones of a session's ``runs`` (oldest first) that ``previous`` does
-    not cover: those after the last it covers."""
+def _uncovered(
+    previous: SessionSummary | None, runs: Sequence[RunResult]
+) -> tuple[SessionSummary | None, list[RunResult]]:
+    """The summary to build on and the completed ones of a session's ``runs`` (oldest
+    first) that it does not cover: those after the last it covers. A summary whose last
+    run is not among them is of another conversation (the session was deleted and its id
+    used again): the update starts over, from every completed run."""
     done = [run for run in runs if run.status == "completed"]
     if previous is None:
-        return done
+        return None, done
     if previous.last_run_id is None:
         # written by an earlier noted, whose count was of the updates, not a place among
         # the runs: those made after the summary are the ones it does not cover
-        return [run for run in done if run.created_at > previous.updated_at]
+        return previous, [run for run in done if run.created_at > previous.updated_at]
     ids = [run.run_id for run in done]
     if previous.last_run_id in ids:
-        return done[ids.index(previous.last_run_id) + 1 :]
-    return done[previous.run_count :]
+        return previous, done[ids.index(previous.last_run_id) + 1 :]
+    return None, done

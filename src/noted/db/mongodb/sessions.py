@@ -235,7 +235,14 @@ def get_summary(
 def set_summary(
     db: SessionCollections, where: str, session_id: str, user_id: str, summary: SessionSummary
 ) -> bool:
-    if not owns_session(_owner_id(db.sessions, session_id), user_id, session_id):
+    """Only while the session holds the summary's last run: the session's ``created_at``
+    in the update's filter keeps it off a session deleted and begun again meanwhile."""
+    doc = db.sessions.find_one({"_id": session_id}, {"user_id": 1, "created_at": 1})
+    if not owns_session(None if doc is None else str(doc["user_id"]), user_id, session_id):
         return False
-    key = {"_id": session_id, "user_id": user_id}
+    assert doc is not None
+    last = summary.last_run_id
+    if last is not None and db.runs.find_one({"run_id": last, "session_id": session_id}) is None:
+        return False  # a summary of runs the session no longer holds
+    key = {"_id": session_id, "user_id": user_id, "created_at": doc["created_at"]}
     return db.sessions.update_one(key, {"$set": {"summary": summary.to_dict()}}).matched_count == 1

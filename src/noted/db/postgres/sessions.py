@@ -158,6 +158,14 @@ def set_summary(
     """Inside the caller's transaction."""
     if not owns_session(_owner_id(conn, n, session_id, lock=True), user_id, session_id):
         return False
+    last = summary.last_run_id
+    if (
+        last is not None
+        and not conn.execute(
+            f"SELECT 1 FROM {n.runs} WHERE run_id = %s AND session_id = %s", (last, session_id)
+        ).fetchone()
+    ):
+        return False  # a summary of runs the session no longer holds
     conn.execute(
         f"UPDATE {n.sessions} SET summary = %s WHERE session_id = %s",
         (Json(summary.to_dict()), session_id),

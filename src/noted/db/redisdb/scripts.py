@@ -588,13 +588,15 @@ redis.call('ZREM', P .. ':all', sid)
 return 1
 """
 
-# ARGV[2] = session_id, [3] = user_id, [4] = the summary as JSON. 1 when stored, 0 when
-# there is no such session, -1 when it belongs to another user (then nothing is written).
+# ARGV[2] = session_id, [3] = user_id, [4] = the summary as JSON, [5] = the run id of
+# its last run ('' for none). 1 when stored, 0 when there is no such session or it holds no
+# such run, -1 when it belongs to another user (then nothing is written).
 SET_SUMMARY_LUA = """
 local skey = key('s', ARGV[2])
 local owner = redis.call('HGET', skey, 'user_id')
 if not owner then return 0 end
 if owner ~= ARGV[3] then return -1 end
+if ARGV[5] ~= '' and redis.call('HGET', P .. ':runids', ARGV[5]) ~= ARGV[2] then return 0 end
 redis.call('HSET', skey, 'summary', ARGV[4])
 return 1
 """

@@ -582,7 +582,13 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
 
     def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         stored = int(
-            self._session_call(self._set_summary, session_id, user_id, to_json(summary.to_dict()))
+            self._session_call(
+                self._set_summary,
+                session_id,
+                user_id,
+                to_json(summary.to_dict()),
+                summary.last_run_id or "",
+            )
         )
         if stored < 0:
             raise foreign_session(session_id)

@@ -122,6 +122,14 @@ def set_summary(
     """Inside the caller's write transaction."""
     if not owns_session(_owner_id(conn, table, session_id), user_id, session_id):
         return False
+    last = summary.last_run_id
+    if (
+        last is not None
+        and not conn.execute(
+            f"SELECT 1 FROM {table}_runs WHERE run_id = ? AND session_id = ?", (last, session_id)
+        ).fetchone()
+    ):
+        return False  # a summary of runs the session no longer holds
     text = json.dumps(summary.to_dict(), ensure_ascii=False, separators=(",", ":"))
     conn.execute(f"UPDATE {table} SET summary = ? WHERE session_id = ?", (text, session_id))
     return True
