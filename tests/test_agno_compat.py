@@ -284,6 +284,15 @@ def test_session_summaries_as_agnos_memory_kept_them(tmp_path: Path) -> None:
     assert summary.summary.endswith("My name is Ava") and summary.run_count == 1
     assert memory.get_session_summary(session_id="s1", user_id="ava") == summary
     assert memory.get_session_summary(session_id="s1", user_id="bob") is None
+    # turns kept without ids: the next update sends the new turn only, on the summary
+    more = [
+        Message(role="user", content="I live in Porto"),
+        Message(role="assistant", content="Ok"),
+    ]
+    memory.add_run("s1", RunResponse(content="Ok", messages=more))
+    summary = memory.create_session_summary(session_id="s1", user_id="ava")
+    update = model.requests[-1].messages[1].content or ""
+    assert summary.run_count == 2 and "user: My name is Ava" not in update
     # an agent's summaries, its storage apart from the memories' file, are the memory's too
     memory = Memory(model=model, db=SqliteMemoryDb(db_file=tmp_path / "memory.db"))
     storage = SqliteStorage(table_name="agent_sessions", db_file=tmp_path / "storage.db")
