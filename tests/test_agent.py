@@ -227,6 +227,35 @@ def test_failing_wrong_and_unknown_tools_report_errors_to_the_model() -> None:
     assert [m.content for m in tool_messages] == errors
 
 
+@pytest.mark.parametrize("store", ["in-process", "sqlite"])
+def test_a_tool_answering_unpaired_surrogates_keeps_the_turn(tmp_path: Path, store: str) -> None:
+    # os.listdir decodes a file name that is not UTF-8 with lone surrogates; so may an
+    # exception's message. The run is answered and stored, the text made valid.
+    name = b"r\xe9sum\xe9.txt".decode("utf-8", "surrogateescape")
+
+    def list_files() -> list[str]:
+        return ["report.txt", name]
+
+    def open_file() -> str:
+        raise FileNotFoundError(name)
+
+    model = ScriptedModel(
+        [
+            ModelResponse(tool_calls=[ToolCall("list_files", {}), ToolCall("open_file", {})]),
+            "You have two files.",
+        ]
+    )
+    db = InMemoryDb() if store == "in-process" else SqliteDb(tmp_path / "s.db")
+    agent = Agent(model, db=db, tools=[list_files, open_file], session_id="s")
+    result = agent.run("what files do I have?")
+    assert result.status == "completed"
+    [run] = db.get_runs("s", "default")
+    assert run.status == "completed" and run.content == "You have two files."
+    listed, failed = (m.content or "" for m in run.messages if m.role == "tool")
+    assert "r\ufffdsum\ufffd.txt" in listed and "r\ufffdsum\ufffd.txt" in failed
+    assert [e.result for e in run.tool_calls] == [listed, failed]
+
+
 def test_parallel_tool_calls_run_concurrently() -> None:
     barrier = asyncio.Barrier(2)
     thread_barrier = threading.Barrier(2, timeout=10)

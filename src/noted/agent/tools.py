@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from noted.errors import UserError
-from noted.models.types import ToolCall, ToolDefinition
+from noted.models.types import ToolCall, ToolDefinition, valid_text
 from noted.sessions import ToolExecution
 from noted.tracing import _hooks as tracing
 
@@ -173,8 +173,10 @@ async def _execute(tools: Mapping[str, Tool], call: ToolCall) -> ToolExecution:
     started = time.perf_counter()
 
     def done(result: str, error: bool = False) -> ToolExecution:
+        # as the model's own answer: a tool's text (a file name os.listdir decoded, an
+        # exception's message) with an unpaired surrogate could not be stored with the run
         elapsed = time.perf_counter() - started
-        return ToolExecution(call.id, call.name, call.arguments, result, error, elapsed)
+        return ToolExecution(call.id, call.name, call.arguments, valid_text(result), error, elapsed)
 
     tool = tools.get(call.name)
     if tool is None:
