@@ -21,7 +21,7 @@ from conftest import open_store, server_url
 from live_server import LocalClient
 from noted import Agent, Memory, SqliteDb
 from noted._time import now_micros
-from noted.agent.jobs import JobWorker, job_worker
+from noted.agent.jobs import JobWorker, job_worker, leave_jobs_to_workers
 from noted.cli import main
 from noted.db.base import MemoryQuery, MemoryStore
 from noted.db.jobs import Job, JobStore, derived_id, jobs_for_run
@@ -91,6 +91,31 @@ def test_a_run_is_recorded_with_its_jobs_and_the_agent_waits_for_them(
     assert isinstance(jobs_store, JobStore)
     assert jobs_store.list_jobs() == []
     assert jobs_store.unfinished_jobs() == 0
+
+
+def test_waiting_for_a_job_another_worker_holds_is_not_a_busy_loop(tmp_path: Path) -> None:
+    # A worker that died holds its job until the lease ends: the wait looks every poll,
+    # it does not start drain after drain (a CPU core, and SQLite's write lock, for a minute).
+    db = SqliteDb(tmp_path / "s.db")
+    agent = Agent(remembering(), db=db, user_id="ava", enable_user_memories=True)
+    leave_jobs_to_workers(agent)
+    agent.run("I like tea")
+    assert db.claim_job("dead-worker", lease=60) is not None
+    kicker = agent._jobs
+    assert kicker is not None
+    drains = []
+    drain = kicker.worker.drain
+
+    async def counted() -> None:
+        drains.append(1)
+        await drain()
+
+    kicker.worker.drain = counted  # type: ignore[method-assign]
+    kicker.enabled = True
+    started = time.monotonic()
+    assert not agent.wait_for_memories(timeout=1.0)
+    assert time.monotonic() - started < 2
+    assert 1 <= len(drains) <= 25, len(drains)  # about one per 0.05 s poll
 
 
 def test_memories_in_another_store_object_on_the_same_file_are_written(tmp_path: Path) -> None:

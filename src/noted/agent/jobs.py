@@ -410,10 +410,12 @@ class JobKicker:
         """Wait until no job of this agent is running or due for its first attempt
         (jobs waiting for a retry after a failure are not waited for)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        drained = False
         while True:
             with self._lock:
                 running = self._running
             if running is not None:
+                drained = True
                 left = None if deadline is None else max(deadline - time.monotonic(), 0)
                 try:
                     running.result(timeout=left)
@@ -426,9 +428,12 @@ class JobKicker:
                 return True
             if deadline is not None and time.monotonic() >= deadline:
                 return False
-            if self.enabled:
+            if self.enabled and not drained:
                 self._start()
                 continue
+            # what a drain left is held by another worker (a dead one, until its lease
+            # ends) or not due yet: look again in a while, not at once (a busy loop)
+            drained = False
             left = poll if deadline is None else min(poll, max(deadline - time.monotonic(), 0))
             time.sleep(left)
 
