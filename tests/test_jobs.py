@@ -118,6 +118,31 @@ def test_waiting_for_a_job_another_worker_holds_is_not_a_busy_loop(tmp_path: Pat
     assert 1 <= len(drains) <= 25, len(drains)  # about one per 0.05 s poll
 
 
+@pytest.mark.parametrize("background", [True, False])
+def test_a_summary_job_of_a_deleted_session_ends_quietly(tmp_path: Path, background: bool) -> None:
+    # Deleted before its summary was written: the job completes with nothing to write,
+    # where it failed five times over a minute and stayed as a failed job.
+    db = SqliteDb(tmp_path / "s.db")
+    agent = Agent(
+        remembering(),
+        db=db,
+        user_id="ava",
+        session_id="s1",
+        enable_session_summaries=True,
+        background_memory=background,
+    )
+    leave_jobs_to_workers(agent)
+    agent.run("I like tea")
+    assert [job.kind for job in db.list_jobs()] == ["summary"]
+    assert db.delete_session("s1", "ava")
+    kicker = agent._jobs
+    assert kicker is not None
+    kicker.enabled = True
+    assert agent.wait_for_memories(timeout=10)
+    assert db.list_jobs() == []
+    assert db.get_session("s1", "ava") is None
+
+
 def test_memories_in_another_store_object_on_the_same_file_are_written(tmp_path: Path) -> None:
     """Agno's layout: the memories and the sessions are two stores of one SQLite file. The
     job's batch is written beside its transaction, not inside it (which waited for the

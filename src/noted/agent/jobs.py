@@ -337,6 +337,9 @@ class JobWorker:
         sessions = summaries.sessions
         if job.plan is None:
             summary = await summaries.after(self._run_of(job), self.model)
+            if summary is None:  # the session was deleted: nothing is left to summarize
+                await asyncio.to_thread(self.store.complete_job, job, lambda: None)
+                return
             if not await asyncio.to_thread(self.store.store_plan, job, summary.to_dict()):
                 return
         assert job.plan is not None

@@ -306,11 +306,11 @@ class SessionSummaries:
         )
         return summary_section(summary)
 
-    async def after(self, run: RunResult, model: ChatModel) -> SessionSummary:
+    async def after(self, run: RunResult, model: ChatModel) -> SessionSummary | None:
         """The summary of the run's session brought up to date with its completed runs,
-        this one included (and any an earlier update missed). The last few runs are read,
-        which hold the summary's last run unless updates failed or were off for longer:
-        then every run is."""
+        this one included (and any an earlier update missed); None when the session is
+        gone (deleted since the run). The last few runs are read, which hold the summary's
+        last run unless updates failed or were off for longer: then every run is."""
         session, user = run.session_id, run.user_id
         previous = await asyncio.to_thread(self.sessions.get_session_summary, session, user)
         read = functools.partial(self.sessions.get_runs, session, user, completed_only=True)
@@ -318,10 +318,14 @@ class SessionSummaries:
         runs = [] if last is None else await asyncio.to_thread(read, last_n=_RECENT_RUNS)
         if all(r.run_id != last for r in runs):  # (none read: every run is)
             runs = await asyncio.to_thread(read)
+        if previous is None and not runs:
+            return None
         return await self.summarizer.asummarize(previous, runs, self.model or model)
 
     async def _update(self, run: RunResult, model: ChatModel) -> None:
         summary = await self.after(run, model)
+        if summary is None:
+            return
         await asyncio.to_thread(
             self.sessions.set_session_summary, run.session_id, run.user_id, summary
         )
