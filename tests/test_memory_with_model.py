@@ -489,6 +489,29 @@ def test_memory_create_session_summary_reads_only_new_runs(tmp_path: Path) -> No
         memory.create_session_summary("no-such-session", "ava")
 
 
+def test_a_long_backlog_is_caught_up_within_the_transcript_budget(tmp_path: Path) -> None:
+    # 40 runs of about 1,000 characters made before summaries were on: one update sends
+    # the newest that fit in the budget and counts them all; so does a single huge run.
+    db = SqliteDb(tmp_path / "s.db")
+    chat = Agent(ScriptedModel(["Ok."] * 41), db=db, session_id="s", user_id="ava")
+    for n in range(40):
+        chat.run(f"turn {n} " + "x" * 1000)
+    model = ScriptedModel([json.dumps({"summary": "Long talk.", "topics": []})] * 2)
+    memory = Memory(db=db, model=model, summarizer=SessionSummarizer(max_transcript_chars=5000))
+    summary = memory.create_session_summary("s", "ava")
+    sent = model.requests[-1].messages[1].content or ""
+    said = re.findall(r"^user: (turn \d+)", sent, re.MULTILINE)
+    assert said == [f"turn {n}" for n in range(36, 40)]
+    assert len(sent) < 5300 and summary.run_count == 40
+    chat.run("huge " + "y" * 50_000)
+    summary = memory.create_session_summary("s", "ava")
+    sent = model.requests[-1].messages[1].content or ""
+    assert "user: huge yyy" in sent and sent.count("y") <= 5000 and " [...]" in sent
+    assert summary.run_count == 41
+    with pytest.raises(UserError, match="max_transcript_chars"):
+        SessionSummarizer(max_transcript_chars=0)
+
+
 def test_summarizer_settings() -> None:
     summarizer = SessionSummarizer(additional_instructions="Mention dates.")
     assert summarizer.system_prompt().endswith("Mention dates.")

@@ -3,7 +3,9 @@
 Each update shows the model the previous summary and only the completed runs it does not
 cover yet (the summary counts the runs it covers), so a model call costs the same at the
 hundredth run as at the first, and runs an earlier update missed (its model failed, or
-summaries were turned on late) are caught up by the next one.
+summaries were turned on late) are caught up by the next one: as many of the newest as fit
+in ``max_transcript_chars``, so a long backlog cannot make every later update too large
+for the model.
 """
 
 from __future__ import annotations
@@ -92,10 +94,24 @@ def _transcript(runs: Sequence[RunResult]) -> str:
     return "\n".join(lines)
 
 
+def _newest_within(runs: Sequence[RunResult], budget: int) -> Sequence[RunResult]:
+    """The newest of ``runs`` whose transcripts fit in ``budget`` characters together (the
+    newest run at least: its transcript is cut to the budget when it is sent)."""
+    size, first = 0, len(runs)
+    while first > 0:
+        size += len(_transcript(runs[first - 1 : first])) + 1
+        if size > budget and first < len(runs):
+            break
+        first -= 1
+    return runs[first:]
+
+
 class SessionSummarizer:
     """Writes and updates session summaries with one model call per update.
 
-    With no ``model``, the agent's (or the Memory's) model is used.
+    With no ``model``, the agent's (or the Memory's) model is used. An update sends the
+    runs it catches up on within ``max_transcript_chars``: the newest that fit (the
+    others are counted as covered), a single longer run cut to it.
     """
 
     def __init__(
@@ -105,6 +121,7 @@ class SessionSummarizer:
         system_message: str | None = None,
         additional_instructions: str | None = None,
         max_summary_chars: int = 4000,
+        max_transcript_chars: int = 24_000,
     ) -> None:
         self.model = None if model is None else get_model(model)
         self.system_message = system_message
@@ -112,6 +129,11 @@ class SessionSummarizer:
         if type(max_summary_chars) is not int or max_summary_chars < 1:
             raise UserError(f"max_summary_chars must be an integer >= 1, got {max_summary_chars!r}")
         self.max_summary_chars = max_summary_chars
+        if type(max_transcript_chars) is not int or max_transcript_chars < 1:
+            raise UserError(
+                f"max_transcript_chars must be an integer >= 1, got {max_transcript_chars!r}"
+            )
+        self.max_transcript_chars = max_transcript_chars
 
     def system_prompt(self) -> str:
         if self.system_message is not None:
@@ -122,9 +144,12 @@ class SessionSummarizer:
 
     def request(self, previous: SessionSummary | None, runs: Sequence[RunResult]) -> ModelRequest:
         before = quote(previous.summary) if previous is not None else "(none yet)"
+        said = _transcript(_newest_within(runs, self.max_transcript_chars))
+        if len(said) > self.max_transcript_chars:
+            said = said[: self.max_transcript_chars] + " [...]"
         prompt = (
             f"<summary>\n{before}\n</summary>\n\n"
-            f"<conversation>\n{_transcript(runs)}\n</conversation>\n\n"
+            f"<conversation>\n{said}\n</conversation>\n\n"
             "Write the updated summary."
         )
         return ModelRequest(
