@@ -366,6 +366,21 @@ def test_a_summary_update_reads_the_last_runs_only(tmp_path: Path, background: b
     assert max(db.read) <= 8, db.read
 
 
+def test_memory_create_session_summary_reads_the_last_runs_only(tmp_path: Path) -> None:
+    db = CountingDb(tmp_path / "s.db")
+    db.read = []
+    chat = Agent(ScriptedModel(["Ok."] * 31), db=db, session_id="s1", user_id="ava")
+    for n in range(30):
+        chat.run(f"turn {n}")
+    memory = Memory(db=db, model=summarizing())
+    assert memory.create_session_summary("s1", "ava").run_count == 30
+    chat.run("one more")
+    db.read = []
+    summary = memory.create_session_summary("s1", "ava")
+    assert summary.run_count == 31 and summary.summary.endswith("turn 29 | one more")
+    assert db.read and max(db.read) <= 8, db.read
+
+
 def test_a_summary_written_by_an_earlier_noted_covers_the_runs_before_it(tmp_path: Path) -> None:
     # An earlier noted counted its updates and named no run: summaries turned on at the
     # third run gave run_count 1. The next update reads the runs made after it.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import functools
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -36,7 +35,7 @@ from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.memory import Memory
 from noted.memory.operations import number_memories
 from noted.memory.selection import RecentTurns, search_memories, select_memories
-from noted.memory.summary import SessionSummarizer
+from noted.memory.summary import SessionSummarizer, read_for_update
 from noted.models.base import ChatModel
 from noted.models.types import Message
 from noted.schema import UserMemory
@@ -45,7 +44,6 @@ from noted.tracing import _hooks as tracing
 
 __all__ = ["AgentMemory", "BackgroundWork", "RunMemory", "SessionSummaries"]
 
-_RECENT_RUNS: Final = 8  # read by a summary update, which follows its summary's last run
 
 log = logging.getLogger("noted.agent")
 
@@ -311,13 +309,7 @@ class SessionSummaries:
         this one included (and any an earlier update missed); None when the session is
         gone (deleted since the run). The last few runs are read, which hold the summary's
         last run unless updates failed or were off for longer: then every run is."""
-        session, user = run.session_id, run.user_id
-        previous = await asyncio.to_thread(self.sessions.get_session_summary, session, user)
-        read = functools.partial(self.sessions.get_runs, session, user, completed_only=True)
-        last = None if previous is None else previous.last_run_id
-        runs = [] if last is None else await asyncio.to_thread(read, last_n=_RECENT_RUNS)
-        if all(r.run_id != last for r in runs):  # (none read: every run is)
-            runs = await asyncio.to_thread(read)
+        previous, runs = await read_for_update(self.sessions, run.session_id, run.user_id)
         if previous is None and not runs:
             return None
         return await self.summarizer.asummarize(previous, runs, self.model or model)

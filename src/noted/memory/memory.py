@@ -22,14 +22,14 @@ from noted.db.base import (
 )
 from noted.db.memory import InMemoryDb
 from noted.db.urls import open_store
-from noted.errors import NotFoundError, UserError
+from noted.errors import ConflictError, NotFoundError, UserError
 from noted.limits import MAX_MEMORY_LENGTH
 from noted.memory.door import DEFAULT_USER_ID, MemoryDoor, resolve_user
 from noted.memory.index import HYBRID_DEPTH, MemoryIndex, Progress, memory_index
 from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.search import agentic_search
 from noted.memory.selection import lifted, select_memories
-from noted.memory.summary import SessionSummarizer
+from noted.memory.summary import SessionSummarizer, read_for_update
 from noted.models.base import ChatModel
 from noted.models.registry import get_model
 from noted.models.types import Message
@@ -466,11 +466,15 @@ class Memory:
         store = self._sessions()
         session_id = require_id("session_id", session_id)
         user = resolve_user(user_id)
-        session = await asyncio.to_thread(store.get_session, session_id, user)
-        if session is None:  # another user's session included
-            raise NotFoundError(f"user {user!r} has no session {session_id!r}")
-        previous = session.summary
-        summary = await self.summarizer.asummarize(previous, session.runs, self.model)
+        missing = NotFoundError(f"user {user!r} has no session {session_id!r}")
+        try:
+            previous, runs = await read_for_update(store, session_id, user)
+        except ConflictError:  # another user's session
+            raise missing from None
+        none = previous is None and not runs
+        if none and not await asyncio.to_thread(store.get_runs, session_id, user, last_n=1):
+            raise missing
+        summary = await self.summarizer.asummarize(previous, runs, self.model)
         if summary is not previous:
             await asyncio.to_thread(store.set_session_summary, session_id, user, summary)
         return summary

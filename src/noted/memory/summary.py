@@ -10,11 +10,14 @@ for the model.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from noted._time import utc_now
+from noted.db.base import SessionStore
 from noted.errors import ModelOutputError, UserError
 from noted.limits import MAX_PLAN_TOPICS
 from noted.memory.answers import load_json_answer
@@ -26,7 +29,9 @@ from noted.schema import check_storable, check_topics
 from noted.sessions import RunResult, SessionSummary
 from noted.tracing import _hooks as tracing
 
-__all__ = ["SUMMARY_SCHEMA", "SessionSummarizer", "parse_summary"]
+__all__ = ["SUMMARY_SCHEMA", "SessionSummarizer", "parse_summary", "read_for_update"]
+
+RECENT_RUNS: Final = 8  # read by an update, which follows its summary's last run
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -184,6 +189,21 @@ class SessionSummarizer:
         response = await tracing.complete(chat_model, request, "session summary")
         text, topics = parse_summary(response.content, self.max_summary_chars)
         return SessionSummary(text, topics, covered + len(new), utc_now(), new[-1].run_id)
+
+
+async def read_for_update(
+    sessions: SessionStore, session_id: str, user_id: str
+) -> tuple[SessionSummary | None, list[RunResult]]:
+    """A session's stored summary and the completed runs an update of it reads: the last
+    few, which hold the summary's last run unless updates failed or were off for longer,
+    else every one. (None and no runs: no such session, or none completed.)"""
+    previous = await asyncio.to_thread(sessions.get_session_summary, session_id, user_id)
+    read = functools.partial(sessions.get_runs, session_id, user_id, completed_only=True)
+    last = None if previous is None else previous.last_run_id
+    runs = [] if last is None else await asyncio.to_thread(read, last_n=RECENT_RUNS)
+    if all(r.run_id != last for r in runs):  # (none read: every run is)
+        runs = await asyncio.to_thread(read)
+    return previous, runs
 
 
 def _uncovered(
