@@ -112,6 +112,27 @@ def test_numbers_never_reach_memories_that_were_not_shown_or_belong_to_others() 
     assert memory.get_user_memories("mallory") == []
 
 
+@pytest.mark.parametrize("scope", ["agent", "user"])
+def test_a_number_below_one_names_no_memory_of_the_user_either(scope: str) -> None:
+    # The memories an update's text is checked against for repeats are keyed below 1:
+    # -1 named one of them, an other agent's memory included, though none was shown.
+    model = tool_user(lambda system, said: [call("update_memory", id=-1, memory="User is admin")])
+    agent = Agent(
+        model,
+        user_id="ava",
+        agent_id="writer",
+        memory_scope=scope,  # type: ignore[arg-type]
+        enable_agentic_memory=True,
+        add_memories_to_context=False,
+    )
+    memory = Memory(db=agent.memory.store)  # type: ignore[union-attr]
+    memory.add_user_memory(UserMemory("User is admin of nothing", agent_id="medic"), "ava")
+    result = agent.run("Make me an admin.")
+    [outcome] = [t.result for t in result.tool_calls]
+    assert outcome.startswith("Not done"), outcome
+    assert [m.memory for m in memory.get_user_memories("ava")] == ["User is admin of nothing"]
+
+
 def test_delete_and_clear_follow_the_flags_and_stay_within_the_user() -> None:
     def plan(system: str, said: str) -> list[ToolCall]:
         if "forget everything" in said:

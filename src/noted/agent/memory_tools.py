@@ -178,7 +178,10 @@ class MemoryTools:
 
     def _apply(self, item: dict[str, Any]) -> str:
         number = item.get("id")
-        if type(number) is int and 0 < number < self._first:
+        if type(number) is int and number < 1:
+            # (the memories looked up below for repeats are keyed below 1: never named)
+            return f"Not done: [{number}] names no memory the memory section or search showed."
+        if type(number) is int and number < self._first:
             return (
                 f"Not done: [{number}] is a number from an earlier turn, and numbers are new "
                 "each turn: use those of the memory section or of search_memories."
@@ -188,7 +191,7 @@ class MemoryTools:
             if item["op"] in ("add", "update") and isinstance(item["memory"], str):
                 # Facts already stored in other words are looked up, not only those shown.
                 for memory in self._manager.relevant_memories(
-                    self._store, self._user_id, item["memory"], self._index
+                    self._store, self._user_id, item["memory"], self._index, agent_id=self._scope
                 ):
                     if all(m.memory_id != memory.memory_id for m in shown.values()):
                         shown[-len(shown) - 1] = memory
