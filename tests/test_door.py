@@ -210,6 +210,28 @@ def test_operations_past_the_cap_are_dropped_and_logged_once(
         MemoryManager(max_operations=0)
 
 
+def test_an_add_the_cap_leaves_without_its_delete_is_not_stored_twice(memory: Memory) -> None:
+    # "User likes to ski" is new only because the answer deletes the stored one; the cap
+    # drops that delete, so the add goes too.
+    memory.add_user_memory(UserMemory("User likes to ski"), user_id="ava")
+
+    def fn(messages: list[Message], tools: object) -> str:
+        prompt = messages[-1].content or ""
+        number = int(next(line for line in prompt.splitlines() if "likes to ski" in line)[0])
+        return _answer(
+            {"op": "add", "id": None, "memory": "User likes to ski", "topics": []},
+            {"op": "add", "id": None, "memory": "User likes tea", "topics": []},
+            {"op": "delete", "id": number, "memory": None, "topics": []},
+        )
+
+    manager = MemoryManager(max_operations=2, delete_memories=True)
+    capped = Memory(db=memory.db, model=FunctionModel(fn), memory_manager=manager)
+    update = capped.create_user_memories("I like to ski and I like tea", user_id="ava")
+    stored = sorted(m.memory for m in memory.get_user_memories("ava"))
+    assert stored == ["User likes tea", "User likes to ski"]
+    assert any("its delete was dropped" in reason for reason in update.rejected)
+
+
 # -- properties -----------------------------------------------------------------------------
 
 _text = st.text(

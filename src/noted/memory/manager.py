@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -246,7 +246,7 @@ class MemoryManager:
             asking = self.memory_capture_instructions is None
             drop_example_copies(plan, "\n".join(grounded), said, asking=asking)
         await asyncio.to_thread(self.drop_stored, plan, door, user_id, shown)
-        self.cap(plan)
+        self.cap(plan, shown)
         return plan, shown, said, usage, calls
 
     async def _ask(
@@ -356,12 +356,27 @@ class MemoryManager:
             ]
         )
 
-    def cap(self, plan: Plan) -> None:
-        """Keep at most ``max_operations`` of a plan's operations; say once what is dropped."""
+    def cap(self, plan: Plan, shown: Mapping[int, UserMemory]) -> None:
+        """Keep at most ``max_operations`` of a plan's operations; say once what is dropped.
+
+        An add of a shown memory's fact passed as new only because the answer deletes that
+        memory (or clears them all): when the cap drops that delete, the add goes too, or
+        the fact would be stored twice."""
         extra = len(plan.operations) - self.max_operations
-        if extra > 0:
-            del plan.operations[self.max_operations :]
-            plan.rejected.append(
-                f"{extra} more operations than the {self.max_operations} one answer may hold "
-                "(MemoryManager(max_operations=...)) were dropped"
-            )
+        if extra <= 0:
+            return
+        dropped = plan.operations[self.max_operations :]
+        del plan.operations[self.max_operations :]
+        plan.rejected.append(
+            f"{extra} more operations than the {self.max_operations} one answer may hold "
+            "(MemoryManager(max_operations=...)) were dropped"
+        )
+        cleared = any(op.kind == "clear" for op in dropped)
+        undone = {op.memory_id for op in dropped if op.kind == "delete"}
+        stays = {normalize(m.memory) for m in shown.values() if cleared or m.memory_id in undone}
+        for op in list(plan.operations):
+            if op.kind == "add" and op.memory is not None and normalize(op.memory) in stays:
+                plan.operations.remove(op)
+                plan.rejected.append(
+                    f"already stored (its delete was dropped): {op.memory[:200]!r}"
+                )
