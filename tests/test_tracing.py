@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.trace import StatusCode
 
 from model_helpers import WatchedModel
@@ -243,6 +243,44 @@ def test_agentic_memory_tools_and_a_failing_tool_are_tool_spans(
     second_call = attrs(traces.named("model call")[1])
     assert second_call["llm.input_messages.3.message.role"] == "tool"
     assert second_call["llm.input_messages.3.message.name"] == "get_weather"
+
+
+def test_what_a_span_is_outlives_the_sdks_attribute_limit(tmp_path: Path) -> None:
+    """Past a span's attribute limit the SDK drops its oldest attributes: a long
+    conversation's model call keeps its kind, model and provider (even when its answer
+    alone has more attributes than the limit), and a search that found many memories stays
+    a RETRIEVER span."""
+    traces = Traces(SpanLimits(max_span_attributes=16))
+    noted_tracing.instrument(tracer_provider=traces.provider)
+    try:
+
+        def echo(text: str) -> str:
+            """Says it again."""
+            return text
+
+        rounds = [  # an answer of five tool calls: more attributes than the limit
+            ModelResponse(tool_calls=[call("echo", text=f"{i}.{j}") for j in range(5)])
+            for i in range(4)
+        ]
+        model = ScriptedModel([*rounds, "Done."], id="fake-4o")
+        Agent(model, tools=[echo], max_tool_rounds=5).run("Echo four times.")
+        memory = Memory(db=SqliteDb(tmp_path / "m.db"), embedder=None)
+        for i in range(8):
+            memory.add_user_memory(UserMemory(f"User likes tea number {i}"), user_id="ann")
+        found = memory.search_user_memories("tea", user_id="ann", retrieval_method="keyword")
+        assert len(found) == 8
+    finally:
+        noted_tracing.uninstrument()
+    calls = traces.named("model call")
+    assert len(calls) == 5 and calls[-1].dropped_attributes > 0
+    for span in calls:
+        found_attrs = attrs(span)
+        assert found_attrs["openinference.span.kind"] == "LLM"
+        assert found_attrs["llm.model_name"] == "fake-4o"
+        assert found_attrs["llm.provider"] == found_attrs["llm.system"] == "test"
+    search = traces.one("Memory.search_user_memories")
+    assert search.dropped_attributes > 0
+    assert attrs(search)["openinference.span.kind"] == "RETRIEVER"
 
 
 def test_a_model_error_marks_the_llm_and_agent_spans(traces: Traces) -> None:

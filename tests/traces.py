@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 
 class Traces:
-    def __init__(self) -> None:
+    def __init__(self, limits: SpanLimits | None = None) -> None:
         self.exporter = InMemorySpanExporter()
-        self.provider = TracerProvider()
+        self.provider = TracerProvider(span_limits=limits)
         self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
 
     @property

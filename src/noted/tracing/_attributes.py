@@ -38,6 +38,7 @@ __all__ = [
     "agent_opening",
     "documents",
     "kind",
+    "llm_identity",
     "llm_request",
     "llm_response",
     "memory_update",
@@ -245,16 +246,26 @@ def _without_memories(messages: Sequence[Message]) -> list[Message]:
     return [redacted(message) for message in messages]
 
 
-def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings) -> Attributes:
-    """An LLM span's opening attributes: the model, its settings, the messages, the tools."""
-    provider = str(getattr(model, "provider", "") or "")
+def llm_identity(model: ChatModel) -> Attributes:
+    """What makes a span an LLM span in Phoenix: its kind, the model and the provider.
+    Set after the other opening attributes (see :func:`llm_request`)."""
     out: Attributes = {
         SpanAttributes.OPENINFERENCE_SPAN_KIND: _LLM,
         SpanAttributes.LLM_MODEL_NAME: model.id,
     }
+    provider = str(getattr(model, "provider", "") or "")
     if provider:
         out[SpanAttributes.LLM_PROVIDER] = provider
         out[SpanAttributes.LLM_SYSTEM] = provider
+    return out
+
+
+def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings) -> Attributes:
+    """An LLM span's opening attributes: the model, its settings, the messages, the tools.
+    The span's identity (:func:`llm_identity`) comes last: past its limit (128 attributes
+    by default) the OpenTelemetry SDK drops a span's oldest attributes, and a long
+    conversation's messages are many."""
+    out: Attributes = {}
     if not settings.hide_llm_invocation_parameters:
         out[SpanAttributes.LLM_INVOCATION_PARAMETERS] = _parameters_json(model, request)
     if request.tools and not (settings.hide_inputs or settings.hide_llm_tools):
@@ -281,6 +292,7 @@ def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings
             out[SpanAttributes.INPUT_MIME_TYPE] = JSON
     elif settings.hide_inputs:
         out[SpanAttributes.INPUT_VALUE] = REDACTED
+    out.update(llm_identity(model))
     return out
 
 

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from openinference.semconv.trace import SpanAttributes
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
@@ -66,6 +67,7 @@ _LLM_NAMES: dict[str, str] = {
 }
 _MEMORY_CALLERS = frozenset(("memory manager", "agentic search"))
 _TOKENS = (TextDelta, ToolCallDelta)  # what counts as the first token of a stream
+_KIND = SpanAttributes.OPENINFERENCE_SPAN_KIND
 _attach = otel_context.attach
 _detach = otel_context.detach
 
@@ -73,6 +75,14 @@ _detach = otel_context.detach
 def _failed(span: Span, exc: BaseException) -> None:
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+
+
+def _keep(span: Span, identity: Attributes) -> None:
+    """Set ``identity`` (what the span is: its kind, an LLM's model) again at the span's end
+    when the span has dropped attributes: past its limit the SDK drops the oldest, and set
+    again they are the newest."""
+    if getattr(span, "dropped_attributes", 0):  # the SDK's spans count what they drop
+        span.set_attributes(identity)
 
 
 @contextmanager
@@ -211,8 +221,11 @@ class Spans:
         ctx = trace.set_span_in_context(span)
         return otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx)
 
-    def _llm_done(self, span: Span, response: ModelResponse, caller: Caller) -> None:
+    def _llm_done(
+        self, span: Span, model: ChatModel, response: ModelResponse, caller: Caller
+    ) -> None:
         span.set_attributes(attrs.llm_response(response, self._for(caller)))
+        _keep(span, attrs.llm_identity(model))
         span.set_status(_OK)
 
     async def complete(
@@ -225,7 +238,7 @@ class Spans:
                 response = await model.acomplete(request)
             finally:
                 _detach(token)
-            self._llm_done(span, response, caller)
+            self._llm_done(span, model, response, caller)
         except BaseException as exc:
             _failed(span, exc)
             raise
@@ -258,7 +271,7 @@ class Spans:
                     waiting = False
                 yield delta
             # ``answer`` is the consumer's builder: it holds every delta by now
-            self._llm_done(span, answer.build(), caller)
+            self._llm_done(span, model, answer.build(), caller)
         except GeneratorExit:
             span.set_attribute("noted.stream.stopped", True)
             raise
@@ -296,15 +309,22 @@ class Spans:
 
     def _start(
         self, recorder: Recorder, fn: Callable[..., Any], args: Any, kwargs: Mapping[str, Any]
-    ) -> tuple[Span, inspect.BoundArguments]:
+    ) -> tuple[Span, inspect.BoundArguments, Attributes]:
+        """The span of a call of ``fn``, its arguments, and its identity (its kind: set
+        last, see :func:`_keep`)."""
         bound = inspect.signature(fn).bind(*args, **kwargs)
         bound.apply_defaults()
         name, opening = recorder.start(bound.arguments, self.settings)
-        return self.tracer.start_span(name, attributes=opening), bound
+        identity: Attributes = {_KIND: opening.pop(_KIND)}
+        opening.update(identity)
+        return self.tracer.start_span(name, attributes=opening), bound, identity
 
-    def _end(self, recorder: Recorder, span: Span, bound: Any, result: Any) -> None:
+    def _end(
+        self, recorder: Recorder, span: Span, bound: Any, result: Any, identity: Attributes
+    ) -> None:
         closing, error = recorder.end(bound.arguments, result, self.settings)
-        span.set_attributes(closing)
+        span.set_attributes(closing)  # a retriever's documents may be many
+        _keep(span, identity)
         if error is None:
             span.set_status(_OK)
         else:
@@ -313,11 +333,11 @@ class Spans:
 
     def call(self, step: Step, fn: Callable[..., R], args: Any, kwargs: Mapping[str, Any]) -> R:
         recorder = RECORDERS[step]
-        span, bound = self._start(recorder, fn, args, kwargs)
+        span, bound, identity = self._start(recorder, fn, args, kwargs)
         with _recording(span):
             with _attached(trace.set_span_in_context(span)):
                 result = fn(*args, **kwargs)
-            self._end(recorder, span, bound, result)
+            self._end(recorder, span, bound, result, identity)
         return result
 
     def call_async(
@@ -340,9 +360,9 @@ class Spans:
     ) -> R:
         with _attached(parent):
             recorder = RECORDERS[step]
-            span, bound = self._start(recorder, fn, args, kwargs)
+            span, bound, identity = self._start(recorder, fn, args, kwargs)
         with _recording(span):
             with _attached(trace.set_span_in_context(span, parent)):
                 result = await fn(*args, **kwargs)
-            self._end(recorder, span, bound, result)
+            self._end(recorder, span, bound, result, identity)
         return result
