@@ -566,6 +566,29 @@ def test_privacy_switches(traces: Traces, tmp_path: Path, monkeypatch: pytest.Mo
     assert noted_tracing._hooks.active.settings.hide_memories is True  # still from the env
 
 
+def test_hidden_outputs_keep_only_the_reason_of_a_dropped_operation(
+    traces: Traces, tmp_path: Path
+) -> None:
+    """A dropped operation's reason quotes the memory it would have written: with the
+    outputs hidden, only the reason stays (as with the memories hidden)."""
+
+    def unfounded(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        ops = [{"op": "add", "id": None, "memory": "User's bank PIN is 4417"}]
+        return json.dumps({"operations": ops})
+
+    noted_tracing.instrument(
+        tracer_provider=traces.provider, settings=TraceSettings(hide_outputs=True)
+    )
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), model=FunctionModel(unfounded))
+    update = memory.create_user_memories("hello there", user_id="ann")
+    assert update.rejected and "4417" in update.rejected[0]
+    for name in ("memory extraction", "Memory.create_user_memories"):
+        found = attrs(traces.one(name))
+        assert found["output.value"] == "__REDACTED__"
+        assert list(found["noted.memory.dropped"]) == [update.rejected[0].split(":", 1)[0]]
+    assert not [s.name for s in traces.spans if "4417" in json.dumps(attrs(s))]
+
+
 def test_off_means_no_spans_and_no_imports(tmp_path: Path) -> None:
     assert not noted_tracing.is_instrumented()
     script = (

@@ -352,16 +352,14 @@ def memory_update(update: MemoryUpdate, settings: TraceSettings) -> Attributes:
     updated = [op.memory_id for op in update.operations if op.kind == "update" and op.memory_id]
     deleted = [op.memory_id for op in update.operations if op.kind == "delete" and op.memory_id]
     written = set(update.memory_ids)
+    hidden = settings.hide_memories or settings.hide_outputs
     result: dict[str, Any] = {
         "added": [i for i in update.memory_ids if i not in set(updated)],
         "updated": [i for i in updated if i in written],
         "deleted": deleted,
         "cleared": any(op.kind == "clear" for op in update.operations),
         # a reason ends with the operation it dropped, whose text is a memory's
-        "dropped": [
-            reason.split(":", 1)[0] if settings.hide_memories else reason
-            for reason in update.rejected
-        ],
+        "dropped": [reason.split(":", 1)[0] if hidden else reason for reason in update.rejected],
     }
     out: Attributes = {
         "noted.memory.added": result["added"],
@@ -370,7 +368,7 @@ def memory_update(update: MemoryUpdate, settings: TraceSettings) -> Attributes:
         "noted.memory.cleared": result["cleared"],
         "noted.memory.dropped": result["dropped"],
     }
-    if not (settings.hide_memories or settings.hide_outputs):
+    if not hidden:
         result["operations"] = [
             {"kind": op.kind, "memory_id": op.memory_id, "memory": op.memory}
             for op in update.operations
