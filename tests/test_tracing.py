@@ -10,9 +10,11 @@ import sys
 from collections.abc import Iterator
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from openinference.instrumentation import TraceConfig
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
@@ -587,6 +589,30 @@ def test_hidden_outputs_keep_only_the_reason_of_a_dropped_operation(
         assert found["output.value"] == "__REDACTED__"
         assert list(found["noted.memory.dropped"]) == [update.rejected[0].split(":", 1)[0]]
     assert not [s.name for s in traces.spans if "4417" in json.dumps(attrs(s))]
+
+
+def test_the_instrumentor_applies_an_openinference_trace_config(traces: Traces) -> None:
+    """``instrument(config=TraceConfig(...))``, as every OpenInference instrumentor takes
+    it: its switches hide what they hide; noted's settings win where both say."""
+    instrumentor = noted_tracing.NotedInstrumentor()
+    config = TraceConfig(hide_inputs=True, hide_outputs=True)
+    instrumentor.instrument(tracer_provider=traces.provider, config=config)
+    Agent(ScriptedModel(["SECRET-ANSWER"]), name="A").run("SECRET-QUESTION")
+    assert len(traces.spans) == 2
+    assert not [s.name for s in traces.spans if "SECRET" in json.dumps(attrs(s))]
+
+    instrumentor.instrument(
+        tracer_provider=traces.provider,
+        config=SimpleNamespace(hide_input_text=True, hide_llm_tools=True),  # read by name
+        settings=TraceSettings(hide_input_text=False),
+    )
+    assert tracing_hooks.active is not None
+    assert tracing_hooks.active.settings.hide_llm_tools is True
+    assert tracing_hooks.active.settings.hide_input_text is False
+    with pytest.raises(UserError, match="config must be an OpenInference TraceConfig"):
+        instrumentor.instrument(tracer_provider=traces.provider, config={"hide_inputs": True})
+    with pytest.raises(UserError, match="not hide_inputs"):
+        instrumentor.instrument(tracer_provider=traces.provider, hide_inputs=True)
 
 
 def test_off_means_no_spans_and_no_imports(tmp_path: Path) -> None:

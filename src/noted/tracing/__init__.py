@@ -65,12 +65,29 @@ def is_instrumented() -> bool:
     return _hooks.active is not None
 
 
+_INSTRUMENT_KEYWORDS = frozenset(("tracer_provider", "config", "settings"))
+
+
 class NotedInstrumentor:
     """The ``openinference_instrumentor`` entry point: what
     ``phoenix.otel.register(auto_instrument=True)`` loads and calls."""
 
     def instrument(self, **kwargs: Any) -> None:
-        instrument(kwargs.get("tracer_provider"), settings=kwargs.get("settings"))
+        """:func:`instrument`, called as OpenInference instrumentors are: with
+        ``tracer_provider`` and ``config`` (an OpenInference ``TraceConfig``, whose hide_*
+        switches noted applies), or ``settings`` (noted's, whose set switches win over
+        ``config``'s)."""
+        unknown = sorted(set(kwargs) - _INSTRUMENT_KEYWORDS)
+        if unknown:
+            raise UserError(
+                f"NotedInstrumentor.instrument() takes tracer_provider, config and settings, "
+                f"not {', '.join(unknown)}"
+            )
+        settings: TraceSettings | None = kwargs.get("settings")
+        config = kwargs.get("config")
+        if config is not None:
+            settings = TraceSettings.from_config(config, settings)
+        instrument(kwargs.get("tracer_provider"), settings=settings)
 
     def uninstrument(self, **kwargs: Any) -> None:
         uninstrument()

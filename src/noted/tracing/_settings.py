@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
+
+from noted.errors import UserError
 
 __all__ = ["REDACTED", "TraceSettings"]
 
@@ -61,6 +63,28 @@ class TraceSettings:
                 value = _flag(env, variable)
             values[item.name] = bool(value)
         return cls(**values)
+
+    @classmethod
+    def from_config(cls, config: object, given: TraceSettings | None = None) -> TraceSettings:
+        """``given`` with its unset switches taken from ``config``, an OpenInference
+        ``TraceConfig`` (what ``instrument(config=...)`` of every OpenInference instrumentor
+        takes), read by name: ``hide_inputs``, ``hide_outputs``, ..., ``hide_llm_tools``.
+        ``TraceConfig`` has no ``hide_memories``: that one still comes from ``given`` or the
+        environment."""
+        found = {
+            item.name: value
+            for item in fields(cls)
+            if isinstance(value := getattr(config, item.name, None), bool)
+        }
+        if not found:
+            raise UserError(
+                f"config must be an OpenInference TraceConfig (with hide_inputs, "
+                f"hide_outputs, ...), not {type(config).__name__}"
+            )
+        given = cls() if given is None else given
+        return replace(
+            given, **{name: v for name, v in found.items() if getattr(given, name) is None}
+        )
 
     def input_messages(self) -> bool:
         return not (self.hide_inputs or self.hide_input_messages)
