@@ -24,6 +24,7 @@ from model_helpers import WatchedModel
 from noted import Agent, Memory, SqliteDb, UserError, UserMemory, _portal
 from noted import tracing as noted_tracing
 from noted.agent import ContentDelta
+from noted.agent.jobs import JobKicker
 from noted.models import (
     Message,
     ModelRequest,
@@ -176,6 +177,54 @@ def test_background_work_carries_a_w3c_traceparent(traces: Traces) -> None:
     assert version == "00" and int(flags, 16) & 1  # sampled
     assert int(trace_id, 16) == outer.get_span_context().trace_id
     assert int(span_id, 16) == outer.get_span_context().span_id
+
+
+def test_work_with_no_trace_is_a_trace_of_its_own(traces: Traces) -> None:
+    """Work recorded with no trace context (tracing was off, or no run was traced) and a
+    drain of queued work start in no trace, not in the trace of whatever starts them."""
+
+    async def in_a_trace() -> bool:
+        return trace.get_current_span().get_span_context().is_valid
+
+    class Worker:
+        async def drain(self) -> None:
+            seen.append(trace.get_current_span().get_span_context().is_valid)
+
+    seen: list[bool] = []
+    kicker = JobKicker(Worker())  # type: ignore[arg-type]
+    with traces.provider.get_tracer("app").start_as_current_span("a later run"):
+        assert asyncio.run(tracing_hooks.resume(None, in_a_trace)) is False
+        kicker._start()
+        running = kicker._running
+    assert running is not None
+    running.result(timeout=10)
+    assert seen == [False]
+
+
+def test_a_job_queued_untraced_is_not_traced_inside_a_later_run(
+    traces: Traces, tmp_path: Path
+) -> None:
+    db = SqliteDb(tmp_path / "j.db")
+
+    def agent() -> Agent:
+        return Agent(extractor(), db=db, name="A", user_id="u1", enable_user_memories=True)
+
+    noted_tracing.uninstrument()
+    first = agent()
+    assert first._jobs is not None
+    first._jobs.enabled = False  # its job stays queued, as when its process stopped
+    first.run("I love Italian food", session_id="old")
+    noted_tracing.instrument(tracer_provider=traces.provider)
+    later = agent()
+    later.run("What is the weather?", session_id="new")
+    assert later.wait_for_memories(timeout=10)
+    run = traces.one("A.run")
+    extractions = {attrs(s)["session.id"]: s for s in traces.named("memory extraction")}
+    assert set(extractions) == {"old", "new"}
+    assert _is_child(extractions["new"], run)
+    old = extractions["old"]
+    assert old.parent is None and old.context is not None and run.context is not None
+    assert old.context.trace_id != run.context.trace_id
 
 
 def call(name: str, **arguments: Any) -> ToolCall:

@@ -391,7 +391,8 @@ class JobKicker:
             if self._running is not None:
                 self._again = True
                 return
-            self._running = _portal.background(self._loop())
+            # in no trace: each job continues the trace of the run that recorded it
+            self._running = tracing.detached(lambda: _portal.background(self._loop()))
 
     async def _loop(self) -> None:
         while True:

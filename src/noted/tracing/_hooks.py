@@ -24,6 +24,7 @@ __all__ = [
     "carry",
     "complete",
     "considered",
+    "detached",
     "resume",
     "stream",
     "traced",
@@ -96,11 +97,21 @@ def traceparent() -> str | None:
 def resume(
     traceparent: str | None, work: Callable[[], Coroutine[Any, Any, R]]
 ) -> Coroutine[Any, Any, R]:
-    """``work()``, continuing the trace ``traceparent`` names while tracing is on."""
+    """``work()``, continuing the trace ``traceparent`` names while tracing is on; work with
+    none (recorded while tracing was off, or by a run in no trace) is a trace of its own."""
     spans = active
-    if spans is None or traceparent is None:
+    if spans is None:
         return work()
     return spans.resume(traceparent, work)
+
+
+def detached(start: Callable[[], R]) -> R:
+    """``start()`` in no trace while tracing is on: what it starts to run later (a drain of
+    queued work, each piece in the trace it names) does not inherit the caller's."""
+    spans = active
+    if spans is None:
+        return start()
+    return spans.detached(start)
 
 
 def considered(count: int) -> None:

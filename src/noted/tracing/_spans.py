@@ -106,18 +106,25 @@ def _attached(ctx: otel_context.Context) -> Iterator[None]:
         otel_context.detach(token)
 
 
+def _context_of(traceparent: str | None) -> otel_context.Context:
+    """The context work carrying ``traceparent`` runs in: that trace's, or with none an
+    empty one (not the context it happens to be run from: a later run's, a drain's)."""
+    if traceparent is None:
+        return otel_context.Context()
+    return _PROPAGATOR.extract({"traceparent": traceparent})
+
+
 @dataclass(frozen=True, slots=True)
 class CarriedWork:
     """Work started inside a trace, to be run later: ``traceparent`` is the W3C trace
-    context it continues (a plain string, so it can travel with the work)."""
+    context it continues (a plain string, so it can travel with the work; None: a trace of
+    its own)."""
 
     traceparent: str | None
     work: Callable[[], Coroutine[Any, Any, Any]]
 
     async def __call__(self) -> Any:
-        if self.traceparent is None:
-            return await self.work()
-        with _attached(_PROPAGATOR.extract({"traceparent": self.traceparent})):
+        with _attached(_context_of(self.traceparent)):
             return await self.work()
 
 
@@ -298,9 +305,15 @@ class Spans:
         _PROPAGATOR.inject(carrier)
         return carrier.get("traceparent")
 
-    async def resume(self, traceparent: str, work: Callable[[], Coroutine[Any, Any, R]]) -> R:
+    async def resume(
+        self, traceparent: str | None, work: Callable[[], Coroutine[Any, Any, R]]
+    ) -> R:
         result: R = await CarriedWork(traceparent, work)()
         return result
+
+    def detached(self, start: Callable[[], R]) -> R:
+        with _attached(otel_context.Context()):
+            return start()
 
     def considered(self, count: int) -> None:
         trace.get_current_span().set_attribute("noted.memories.considered", count)
