@@ -14,14 +14,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from openinference.instrumentation import TraceConfig
+from openinference.instrumentation import TraceConfig, suppress_tracing
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.trace import StatusCode
 
 from model_helpers import WatchedModel
-from noted import Agent, Memory, SqliteDb, UserError, UserMemory, _portal
+from noted import Agent, InMemoryDb, Memory, SqliteDb, UserError, UserMemory, _portal
 from noted import tracing as noted_tracing
 from noted.agent import ContentDelta
 from noted.agent.jobs import JobKicker
@@ -520,6 +520,32 @@ def test_a_provider_instrumentors_spans_are_suppressed_inside_noteds(traces: Tra
     noted_tracing.uninstrument()
     agent.run("three")  # noted's tracing off: the provider's span shows
     assert len(traces.named("ChatCompletion")) == 1
+
+
+@pytest.mark.parametrize("store", ["jobs", "in memory"])
+def test_noted_makes_no_spans_while_tracing_is_suppressed(
+    traces: Traces, tmp_path: Path, store: str
+) -> None:
+    """Inside OpenInference's ``suppress_tracing()`` (OpenTelemetry's suppress-instrumentation
+    flag) runs, streamed or not, memory searches and the memory work a run leaves behind
+    (a recorded job, or work on the background loop) make no spans."""
+    db = SqliteDb(tmp_path / "t.db") if store == "jobs" else InMemoryDb()
+    agent = Agent(extractor(), db=db, user_id="u1", enable_user_memories=True)
+    with suppress_tracing():
+        agent.run("I love Italian food")
+        assert agent.wait_for_memories(timeout=10)
+        list(agent.run("What do I love?", stream=True))
+        memory = Memory(db=db, model=extractor())
+        assert memory.search_user_memories("italian", user_id="u1", retrieval_method="keyword")
+        carried = tracing_hooks.traceparent()
+    assert agent.wait_for_memories(timeout=10)
+    assert [m.memory for m in agent.get_user_memories()] == ["User loves Italian food"]
+    assert traces.spans == []
+    assert carried is not None and carried.endswith("-00")  # not sampled: left untraced
+    agent.run("Thanks")  # and outside it, traced as before
+    assert agent.wait_for_memories(timeout=10)
+    run = traces.one("Agent.run")
+    assert traces.children(run) == ["memory selection", "model call", "memory extraction"]
 
 
 def test_memory_api_calls_are_spans_under_the_callers_span(traces: Traces, tmp_path: Path) -> None:

@@ -3,7 +3,10 @@
 While tracing is off (the default, and always without the optional packages) each hook is
 one check of a module global and then the plain call: nothing is imported, allocated or
 recorded. :func:`noted.tracing.instrument` sets ``active`` to the span maker of
-:mod:`noted.tracing._spans`, and the hooks hand their work to it.
+:mod:`noted.tracing._spans`, and the hooks hand their work to it, except inside
+OpenTelemetry's suppress-instrumentation flag (OpenInference's ``suppress_tracing()``):
+there they make the plain call too. noted sets that flag itself only around the model's own
+request, inside its LLM span, so that a provider SDK's instrumentor makes no second span.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ def agent_run(
 ) -> AsyncIterator[E]:
     """An agent run's events, inside an AGENT span while tracing is on."""
     spans = active
-    if spans is None:
+    if spans is None or spans.suppressed():
         return events
     return spans.agent_run(agent, message, user_id, session_id, events)
 
@@ -58,7 +61,7 @@ def complete(
 ) -> Coroutine[Any, Any, ModelResponse]:
     """``model.acomplete(request)``, as an LLM span while tracing is on."""
     spans = active
-    if spans is None:
+    if spans is None or spans.suppressed():
         return model.acomplete(request)
     return spans.complete(model, request, caller)
 
@@ -71,7 +74,7 @@ def stream(
     span's closing attributes are read from it when the stream ends (no delta is looked at
     twice)."""
     spans = active
-    if spans is None:
+    if spans is None or spans.suppressed():
         return model.astream(request)
     return spans.stream(model, request, caller, answer)
 
@@ -80,7 +83,7 @@ def carry(
     work: Callable[[], Coroutine[Any, Any, R]],
 ) -> Callable[[], Coroutine[Any, Any, R]]:
     """Work that runs later (after a run has returned), kept in the trace it was started
-    from while tracing is on."""
+    from while tracing is on (and untraced when started with tracing suppressed)."""
     spans = active
     if spans is None:
         return work
@@ -89,7 +92,8 @@ def carry(
 
 def traceparent() -> str | None:
     """The current trace context as a W3C ``traceparent`` string, to be kept with work
-    that another process may run later (None while tracing is off)."""
+    that another process may run later (None while tracing is off; not sampled while
+    tracing is suppressed, so that the work is not traced either)."""
     spans = active
     return None if spans is None else spans.traceparent()
 
@@ -117,7 +121,7 @@ def detached(start: Callable[[], R]) -> R:
 def considered(count: int) -> None:
     """How many memories a selection looked at (set on the current RETRIEVER span)."""
     spans = active
-    if spans is not None:
+    if spans is not None and not spans.suppressed():
         spans.considered(count)
 
 
@@ -143,7 +147,7 @@ def traced(step: Step) -> Callable[[Callable[P, R]], Callable[P, R]]:
             @functools.wraps(fn)
             def start(*args: P.args, **kwargs: P.kwargs) -> R:
                 spans = active
-                if spans is None:
+                if spans is None or spans.suppressed():
                     return plain(*args, **kwargs)
                 return cast("R", spans.call_async(step, fn, args, kwargs))
 
@@ -153,7 +157,7 @@ def traced(step: Step) -> Callable[[Callable[P, R]], Callable[P, R]]:
         @functools.wraps(fn)
         def call(*args: P.args, **kwargs: P.kwargs) -> R:
             spans = active
-            if spans is None:
+            if spans is None or spans.suppressed():
                 return fn(*args, **kwargs)
             return spans.call(step, fn, args, kwargs)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import random
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -68,6 +69,7 @@ _LLM_NAMES: dict[str, str] = {
 _MEMORY_CALLERS = frozenset(("memory manager", "agentic search"))
 _TOKENS = (TextDelta, ToolCallDelta)  # what counts as the first token of a stream
 _KIND = SpanAttributes.OPENINFERENCE_SPAN_KIND
+_NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 _attach = otel_context.attach
 _detach = otel_context.detach
 
@@ -108,10 +110,28 @@ def _attached(ctx: otel_context.Context) -> Iterator[None]:
 
 def _context_of(traceparent: str | None) -> otel_context.Context:
     """The context work carrying ``traceparent`` runs in: that trace's, or with none an
-    empty one (not the context it happens to be run from: a later run's, a drain's)."""
+    empty one (not the context it happens to be run from: a later run's, a drain's). A
+    trace that is not sampled (a run whose tracing was suppressed, or that the sampler
+    left out) is not traced further: the work runs with tracing suppressed."""
     if traceparent is None:
         return otel_context.Context()
-    return _PROPAGATOR.extract({"traceparent": traceparent})
+    ctx = _PROPAGATOR.extract({"traceparent": traceparent})
+    parent = trace.get_current_span(ctx).get_span_context()
+    if parent.is_valid and not parent.trace_flags.sampled:
+        return otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx)
+    return ctx
+
+
+def _unsampled() -> otel_context.Context:
+    """The current trace (or a new one) marked as not sampled: how a traceparent says that
+    the work continuing it is not to be traced."""
+    current = trace.get_current_span().get_span_context()
+    if current.is_valid:
+        trace_id, span_id = current.trace_id, current.span_id
+    else:
+        trace_id, span_id = random.getrandbits(128) or 1, random.getrandbits(64) or 1
+    parent = trace.SpanContext(trace_id, span_id, is_remote=False, trace_flags=_NOT_SAMPLED)
+    return trace.set_span_in_context(trace.NonRecordingSpan(parent), otel_context.Context())
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,9 +320,14 @@ class Spans:
     def carry(self, work: Callable[[], Coroutine[Any, Any, R]]) -> CarriedWork:
         return CarriedWork(self.traceparent(), work)
 
+    def suppressed(self) -> bool:
+        """Whether OpenTelemetry's suppress-instrumentation flag is set (as OpenInference's
+        ``suppress_tracing()`` does, and noted around a model's own request)."""
+        return bool(otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY))
+
     def traceparent(self) -> str | None:
         carrier: dict[str, str] = {}
-        _PROPAGATOR.inject(carrier)
+        _PROPAGATOR.inject(carrier, _unsampled() if self.suppressed() else None)
         return carrier.get("traceparent")
 
     async def resume(
