@@ -14,10 +14,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from openinference.instrumentation import TraceConfig, suppress_tracing
+from openinference.instrumentation import (
+    TraceConfig,
+    suppress_tracing,
+    using_attributes,
+    using_session,
+)
+from openinference.instrumentation import TracerProvider as OpenInferenceTracerProvider
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import StatusCode
 
 from model_helpers import WatchedModel
@@ -546,6 +553,50 @@ def test_noted_makes_no_spans_while_tracing_is_suppressed(
     assert agent.wait_for_memories(timeout=10)
     run = traces.one("Agent.run")
     assert traces.children(run) == ["memory selection", "model call", "memory extraction"]
+
+
+@pytest.mark.parametrize("tracer", ["sdk", "openinference"])
+def test_openinference_context_attributes_are_on_noteds_spans(tmp_path: Path, tracer: str) -> None:
+    """``using_attributes`` (``using_session``, ``using_user``, ``using_metadata``,
+    ``using_tags``) reach every span of the run, whose own metadata is merged with the
+    context's, with the OpenTelemetry SDK's tracer provider and with OpenInference's (whose
+    tracer sets the context attributes itself, after the opening ones)."""
+    traces = Traces()
+    if tracer == "openinference":
+        traces.provider = OpenInferenceTracerProvider()
+        traces.provider.add_span_processor(SimpleSpanProcessor(traces.exporter))
+    noted_tracing.instrument(tracer_provider=traces.provider)
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), model=extractor())
+    try:
+        with using_attributes(
+            session_id="app-session", user_id="app-user", metadata={"tenant": "acme"}, tags=["prod"]
+        ):
+            agent = Agent(extractor(), name="A", user_id="u1", session_id="s1")
+            result = agent.run("Hi")
+            memory.search_user_memories("tea", user_id="ann", retrieval_method="keyword")
+    finally:
+        noted_tracing.uninstrument()
+    for name in ("A.run", "model call", "Memory.search_user_memories"):
+        found = attrs(traces.one(name))
+        assert found["session.id"] == "app-session" and found["user.id"] == "app-user", name
+        assert list(found["tag.tags"]) == ["prod"]
+        assert json.loads(found["metadata"])["tenant"] == "acme"
+    run = json.loads(attrs(traces.one("A.run"))["metadata"])
+    assert run["run_id"] == result.run_id and run["model_calls"] == 1
+    search = json.loads(attrs(traces.one("Memory.search_user_memories"))["metadata"])
+    assert search["retrieval_method"] == "keyword"
+    assert attrs(traces.one("model call"))["openinference.span.kind"] == "LLM"
+
+
+def test_without_openinference_instrumentation_there_are_no_context_attributes(
+    traces: Traces, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with using_session("app-session"):
+        monkeypatch.setitem(sys.modules, "openinference.instrumentation", None)
+        noted_tracing.instrument(tracer_provider=traces.provider)
+        Agent(ScriptedModel(["Hello."])).run("Hi")
+    assert "session.id" not in attrs(traces.one("model call"))
+    assert attrs(traces.one("Agent.run"))["session.id"] != "app-session"
 
 
 def test_memory_api_calls_are_spans_under_the_callers_span(traces: Traces, tmp_path: Path) -> None:

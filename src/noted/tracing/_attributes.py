@@ -46,6 +46,7 @@ __all__ = [
     "overlap",
     "text_value",
     "to_json",
+    "with_context",
 ]
 
 Attributes = dict[str, AttributeValue]
@@ -380,3 +381,39 @@ def memory_update(update: MemoryUpdate, settings: TraceSettings) -> Attributes:
 def metadata(values: Mapping[str, Any]) -> Attributes:
     shown = {k: v for k, v in values.items() if v is not None}
     return {SpanAttributes.METADATA: to_json(shown)} if shown else {}
+
+
+def _json_object(value: AttributeValue) -> dict[str, Any] | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        found = json.loads(value)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _merged_metadata(own: AttributeValue, context: AttributeValue) -> AttributeValue:
+    """A span's own metadata and the context's, key by key (the context's win); the
+    context's alone when either is not a JSON object."""
+    base, top = _json_object(own), _json_object(context)
+    if base is None or top is None:
+        return context
+    return to_json({**base, **top})
+
+
+def with_context(context: Attributes, own: Attributes) -> Attributes:
+    """A span's ``own`` attributes with the OpenInference context attributes ``context``
+    (``using_session``, ``using_user``, ``using_metadata``, ``using_tags``, ...) set as
+    OpenInference's tracer sets them: the context's values win, and the two metadata are
+    merged key by key. The context's come first, so that ``own``'s last attributes (what
+    the span is) stay the newest."""
+    if not context:
+        return own
+    out = dict(context)
+    for key, value in own.items():
+        if key not in context:
+            out[key] = value
+        elif key == SpanAttributes.METADATA:
+            out[key] = _merged_metadata(value, context[key])
+    return out

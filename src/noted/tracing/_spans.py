@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import random
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,6 +31,7 @@ from opentelemetry import trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
 
 from noted._async import aclose
 from noted.agent.events import ContentDelta, RunCompleted, RunStarted
@@ -69,6 +70,7 @@ _LLM_NAMES: dict[str, str] = {
 _MEMORY_CALLERS = frozenset(("memory manager", "agentic search"))
 _TOKENS = (TextDelta, ToolCallDelta)  # what counts as the first token of a stream
 _KIND = SpanAttributes.OPENINFERENCE_SPAN_KIND
+_METADATA = SpanAttributes.METADATA
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 _attach = otel_context.attach
 _detach = otel_context.detach
@@ -134,6 +136,33 @@ def _unsampled() -> otel_context.Context:
     return trace.set_span_in_context(trace.NonRecordingSpan(parent), otel_context.Context())
 
 
+ContextReader = Callable[[], Iterable[tuple[str, AttributeValue]]]
+
+
+def _context_reader() -> ContextReader | None:
+    """OpenInference's reader of the context attributes (``using_session``, ``using_user``,
+    ``using_metadata``, ``using_tags``, ...), when openinference-instrumentation is
+    installed (noted's tracing does not need it)."""
+    try:
+        from openinference.instrumentation import get_attributes_from_context
+    except ImportError:
+        return None
+    return get_attributes_from_context
+
+
+def _with_context(context: Attributes, own: Attributes) -> tuple[Attributes, Attributes]:
+    """A span's opening attributes, ``own`` with the context attributes ``context`` (see
+    :func:`attrs.with_context`), and the context attributes its end sets again (with the
+    metadata the opening merged), so that they are the span's last word whatever its
+    closing attributes and its tracer (OpenInference's sets them after the opening)."""
+    if not context:
+        return own, context
+    opening = attrs.with_context(context, own)
+    if _METADATA in opening:
+        context = {**context, _METADATA: opening[_METADATA]}
+    return opening, context
+
+
 @dataclass(frozen=True, slots=True)
 class CarriedWork:
     """Work started inside a trace, to be run later: ``traceparent`` is the W3C trace
@@ -148,6 +177,18 @@ class CarriedWork:
             return await self.work()
 
 
+@dataclass(frozen=True, slots=True)
+class _Started:
+    """A traced call's span, and what its end needs: the call's arguments, the span's
+    identity (its kind: set last, see :func:`_keep`), the context attributes it sets
+    again (see :func:`_with_context`)."""
+
+    span: Span
+    bound: inspect.BoundArguments
+    identity: Attributes
+    context: Attributes
+
+
 class Spans:
     """Makes noted's spans with one tracer and one set of privacy settings."""
 
@@ -160,9 +201,16 @@ class Spans:
             if settings.hide_memories
             else settings
         )
+        self._from_context = _context_reader()
 
     def _for(self, caller: Caller) -> TraceSettings:
         return self._memory_calls if caller in _MEMORY_CALLERS else self.settings
+
+    def _context(self) -> Attributes:
+        """The current context's OpenInference context attributes (none without
+        openinference-instrumentation)."""
+        reader = self._from_context
+        return {} if reader is None else dict(reader())
 
     # -- agent runs ----------------------------------------------------------------------
 
@@ -170,18 +218,22 @@ class Spans:
         self, agent: Any, message: str, user_id: str, session_id: str, events: AsyncIterator[E]
     ) -> AsyncIterator[E]:
         parent = otel_context.get_current()  # the caller's, before the run moves threads
-        return self._agent_run(parent, agent, message, user_id, session_id, events)
+        context = self._context()
+        return self._agent_run(parent, context, agent, message, user_id, session_id, events)
 
     async def _agent_run(
         self,
         parent: otel_context.Context,
+        context: Attributes,
         agent: Any,
         message: str,
         user_id: str,
         session_id: str,
         events: AsyncIterator[E],
     ) -> AsyncIterator[E]:
-        opening = attrs.agent_opening(agent, message, user_id, session_id, self.settings)
+        opening, context = _with_context(
+            context, attrs.agent_opening(agent, message, user_id, session_id, self.settings)
+        )
         span = self.tracer.start_span(
             f"{agent.name or 'Agent'}.run", context=parent, attributes=opening
         )
@@ -201,7 +253,7 @@ class Spans:
                     if isinstance(event, RunStarted):
                         run_id = event.run_id
                     elif isinstance(event, RunCompleted):
-                        self._agent_done(span, event.result)
+                        self._agent_done(span, event.result, context)
                         done = True
                         span.end()
                 yield event
@@ -228,19 +280,22 @@ class Spans:
                 if not done:
                     span.end()
 
-    def _agent_done(self, span: Span, run: RunResult) -> None:
-        span.set_attributes(attrs.agent_closing(run, self.settings))
+    def _agent_done(self, span: Span, run: RunResult, context: Attributes) -> None:
+        span.set_attributes(attrs.with_context(context, attrs.agent_closing(run, self.settings)))
         span.set_status(_OK)
 
     # -- model calls ---------------------------------------------------------------------
 
     def _llm_span(
         self, model: ChatModel, request: ModelRequest, caller: Caller, streamed: bool = False
-    ) -> Span:
-        opening = attrs.llm_request(model, request, self._for(caller))
+    ) -> tuple[Span, Attributes]:
+        """The LLM span, and the context attributes its end sets again."""
+        opening, context = _with_context(
+            self._context(), attrs.llm_request(model, request, self._for(caller))
+        )
         if streamed:
             opening["noted.stream"] = True
-        return self.tracer.start_span(_LLM_NAMES[caller], attributes=opening)
+        return self.tracer.start_span(_LLM_NAMES[caller], attributes=opening), context
 
     def _quiet(self, span: Span) -> otel_context.Context:
         """The span as current, with other instrumentation (a provider SDK's) suppressed
@@ -249,23 +304,30 @@ class Spans:
         return otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx)
 
     def _llm_done(
-        self, span: Span, model: ChatModel, response: ModelResponse, caller: Caller
+        self,
+        span: Span,
+        model: ChatModel,
+        response: ModelResponse,
+        caller: Caller,
+        context: Attributes,
     ) -> None:
-        span.set_attributes(attrs.llm_response(response, self._for(caller)))
+        span.set_attributes(
+            attrs.with_context(context, attrs.llm_response(response, self._for(caller)))
+        )
         _keep(span, attrs.llm_identity(model))
         span.set_status(_OK)
 
     async def complete(
         self, model: ChatModel, request: ModelRequest, caller: Caller
     ) -> ModelResponse:
-        span = self._llm_span(model, request, caller)
+        span, context = self._llm_span(model, request, caller)
         try:
             token = _attach(self._quiet(span))
             try:
                 response = await model.acomplete(request)
             finally:
                 _detach(token)
-            self._llm_done(span, model, response, caller)
+            self._llm_done(span, model, response, caller, context)
         except BaseException as exc:
             _failed(span, exc)
             raise
@@ -276,7 +338,7 @@ class Spans:
     async def stream(
         self, model: ChatModel, request: ModelRequest, caller: Caller, answer: ResponseBuilder
     ) -> AsyncIterator[ModelDelta]:
-        span = self._llm_span(model, request, caller, streamed=True)
+        span, context = self._llm_span(model, request, caller, streamed=True)
         quiet = self._quiet(span)
         token = _attach(quiet)
         try:
@@ -298,7 +360,7 @@ class Spans:
                     waiting = False
                 yield delta
             # ``answer`` is the consumer's builder: it holds every delta by now
-            self._llm_done(span, model, answer.build(), caller)
+            self._llm_done(span, model, answer.build(), caller, context)
         except GeneratorExit:
             span.set_attribute("noted.stream.stopped", True)
             raise
@@ -347,22 +409,22 @@ class Spans:
 
     def _start(
         self, recorder: Recorder, fn: Callable[..., Any], args: Any, kwargs: Mapping[str, Any]
-    ) -> tuple[Span, inspect.BoundArguments, Attributes]:
-        """The span of a call of ``fn``, its arguments, and its identity (its kind: set
-        last, see :func:`_keep`)."""
+    ) -> _Started:
         bound = inspect.signature(fn).bind(*args, **kwargs)
         bound.apply_defaults()
-        name, opening = recorder.start(bound.arguments, self.settings)
+        name, own = recorder.start(bound.arguments, self.settings)
+        opening, context = _with_context(self._context(), own)
         identity: Attributes = {_KIND: opening.pop(_KIND)}
         opening.update(identity)
-        return self.tracer.start_span(name, attributes=opening), bound, identity
+        span = self.tracer.start_span(name, attributes=opening)
+        return _Started(span, bound, identity, context)
 
-    def _end(
-        self, recorder: Recorder, span: Span, bound: Any, result: Any, identity: Attributes
-    ) -> None:
-        closing, error = recorder.end(bound.arguments, result, self.settings)
-        span.set_attributes(closing)  # a retriever's documents may be many
-        _keep(span, identity)
+    def _end(self, recorder: Recorder, started: _Started, result: Any) -> None:
+        span = started.span
+        closing, error = recorder.end(started.bound.arguments, result, self.settings)
+        # a retriever's documents may be many
+        span.set_attributes(attrs.with_context(started.context, closing))
+        _keep(span, started.identity)
         if error is None:
             span.set_status(_OK)
         else:
@@ -371,11 +433,11 @@ class Spans:
 
     def call(self, step: Step, fn: Callable[..., R], args: Any, kwargs: Mapping[str, Any]) -> R:
         recorder = RECORDERS[step]
-        span, bound, identity = self._start(recorder, fn, args, kwargs)
-        with _recording(span):
-            with _attached(trace.set_span_in_context(span)):
+        started = self._start(recorder, fn, args, kwargs)
+        with _recording(started.span):
+            with _attached(trace.set_span_in_context(started.span)):
                 result = fn(*args, **kwargs)
-            self._end(recorder, span, bound, result, identity)
+            self._end(recorder, started, result)
         return result
 
     def call_async(
@@ -398,9 +460,9 @@ class Spans:
     ) -> R:
         with _attached(parent):
             recorder = RECORDERS[step]
-            span, bound, identity = self._start(recorder, fn, args, kwargs)
-        with _recording(span):
-            with _attached(trace.set_span_in_context(span, parent)):
+            started = self._start(recorder, fn, args, kwargs)
+        with _recording(started.span):
+            with _attached(trace.set_span_in_context(started.span, parent)):
                 result = await fn(*args, **kwargs)
-            self._end(recorder, span, bound, result, identity)
+            self._end(recorder, started, result)
         return result
