@@ -11,8 +11,9 @@ they attach with a plain token set and reset (no context-manager object per step
 the first token with a precomputed type tuple, and look at nothing else in a delta: the
 model call's closing attributes are read once, when the stream ends, from the builder the
 caller folds the deltas into anyway. Each span gets its attributes in two calls, at its
-start and at its end: the SDK checks every value it is given, so an attribute costs about
-as much there as it costs to build.
+start and at its end (a third only when it has dropped some, see :func:`_dropped`): the SDK
+checks every value it is given, so an attribute costs about as much there as it costs to
+build.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import random
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,12 +83,11 @@ def _failed(span: Span, exc: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
 
-def _keep(span: Span, identity: Attributes) -> None:
-    """Set ``identity`` (what the span is: its kind, an LLM's model) again at the span's end
-    when the span has dropped attributes: past its limit the SDK drops the oldest, and set
-    again they are the newest."""
-    if getattr(span, "dropped_attributes", 0):  # the SDK's spans count what they drop
-        span.set_attributes(identity)
+def _dropped(span: Span) -> bool:
+    """Whether ``span`` has dropped attributes: past its limit the SDK drops the oldest.
+    What the span is (its kind, an LLM's model) is then set again at its end: set again,
+    those attributes are the newest."""
+    return bool(getattr(span, "dropped_attributes", 0))  # the SDK's spans count them
 
 
 @contextmanager
@@ -136,18 +137,35 @@ def _unsampled() -> otel_context.Context:
     return trace.set_span_in_context(trace.NonRecordingSpan(parent), otel_context.Context())
 
 
-ContextReader = Callable[[], Iterable[tuple[str, AttributeValue]]]
+@dataclass(frozen=True, slots=True)
+class _ContextAttributes:
+    """Reads the OpenInference context attributes (``using_session``, ``using_user``,
+    ``using_metadata``, ``using_tags``, ...) with OpenInference's ``read``. ``keys``, the
+    context keys it reads (when its module names them), let a context that holds none of
+    them go unread: a tenth of the cost, for each span."""
+
+    read: Callable[[], Iterable[tuple[str, AttributeValue]]]
+    keys: frozenset[str] | None
+
+    def __call__(self) -> Attributes:
+        keys = self.keys
+        if keys is not None and keys.isdisjoint(otel_context.get_current()):
+            return {}
+        return dict(self.read())
 
 
-def _context_reader() -> ContextReader | None:
-    """OpenInference's reader of the context attributes (``using_session``, ``using_user``,
-    ``using_metadata``, ``using_tags``, ...), when openinference-instrumentation is
+def _context_reader() -> _ContextAttributes | None:
+    """The reader of the context attributes, when openinference-instrumentation is
     installed (noted's tracing does not need it)."""
     try:
         from openinference.instrumentation import get_attributes_from_context
     except ImportError:
         return None
-    return get_attributes_from_context
+    module = sys.modules.get(get_attributes_from_context.__module__)
+    keys: object = getattr(module, "CONTEXT_ATTRIBUTES", None)  # the keys the reader reads
+    if isinstance(keys, tuple) and all(isinstance(key, str) for key in keys):
+        return _ContextAttributes(get_attributes_from_context, frozenset(keys))
+    return _ContextAttributes(get_attributes_from_context, None)  # read every time
 
 
 def _with_context(context: Attributes, own: Attributes) -> tuple[Attributes, Attributes]:
@@ -180,7 +198,7 @@ class CarriedWork:
 @dataclass(frozen=True, slots=True)
 class _Started:
     """A traced call's span, and what its end needs: the call's arguments, the span's
-    identity (its kind: set last, see :func:`_keep`), the context attributes it sets
+    identity (its kind: set last, see :func:`_dropped`), the context attributes it sets
     again (see :func:`_with_context`)."""
 
     span: Span
@@ -210,7 +228,7 @@ class Spans:
         """The current context's OpenInference context attributes (none without
         openinference-instrumentation)."""
         reader = self._from_context
-        return {} if reader is None else dict(reader())
+        return {} if reader is None else reader()
 
     # -- agent runs ----------------------------------------------------------------------
 
@@ -314,7 +332,8 @@ class Spans:
         span.set_attributes(
             attrs.with_context(context, attrs.llm_response(response, self._for(caller)))
         )
-        _keep(span, attrs.llm_identity(model))
+        if _dropped(span):
+            span.set_attributes(attrs.llm_identity(model))
         span.set_status(_OK)
 
     async def complete(
@@ -424,7 +443,8 @@ class Spans:
         closing, error = recorder.end(started.bound.arguments, result, self.settings)
         # a retriever's documents may be many
         span.set_attributes(attrs.with_context(started.context, closing))
-        _keep(span, started.identity)
+        if _dropped(span):
+            span.set_attributes(started.identity)
         if error is None:
             span.set_status(_OK)
         else:
