@@ -739,6 +739,9 @@ def test_the_instrumentor_applies_an_openinference_trace_config(traces: Traces) 
         instrumentor.instrument(tracer_provider=traces.provider, config={"hide_inputs": True})
     with pytest.raises(UserError, match="not hide_inputs"):
         instrumentor.instrument(tracer_provider=traces.provider, hide_inputs=True)
+    # the keywords every OpenTelemetry instrumentor takes are taken
+    instrumentor.instrument(tracer_provider=traces.provider, skip_dep_check=True)
+    assert tracing_hooks.active is not None
 
 
 def test_off_means_no_spans_and_no_imports(tmp_path: Path) -> None:

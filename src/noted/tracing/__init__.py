@@ -66,6 +66,8 @@ def is_instrumented() -> bool:
 
 
 _INSTRUMENT_KEYWORDS = frozenset(("tracer_provider", "config", "settings"))
+# what every OpenTelemetry instrumentor's instrument() takes, and noted has no use for
+_IGNORED_KEYWORDS = frozenset(("skip_dep_check", "raise_exception_on_conflict"))
 
 
 class NotedInstrumentor:
@@ -77,7 +79,7 @@ class NotedInstrumentor:
         ``tracer_provider`` and ``config`` (an OpenInference ``TraceConfig``, whose hide_*
         switches noted applies), or ``settings`` (noted's, whose set switches win over
         ``config``'s)."""
-        unknown = sorted(set(kwargs) - _INSTRUMENT_KEYWORDS)
+        unknown = sorted(set(kwargs) - _INSTRUMENT_KEYWORDS - _IGNORED_KEYWORDS)
         if unknown:
             raise UserError(
                 f"NotedInstrumentor.instrument() takes tracer_provider, config and settings, "
