@@ -119,6 +119,41 @@ def test_cli_app_leaves_quietly_on_ctrl_d_and_ctrl_c(tmp_path: Path, how: str) -
     assert "requests: 0" in rest  # the program went on after the chat ended
 
 
+TALL_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+    from noted import Agent
+    from noted.models import TextDelta, UsageDelta
+    from noted.testing import ScriptedModel
+
+    class Slow(ScriptedModel):
+        async def _send_stream(self, request):
+            self._record(request)
+            for n in range(60):  # past the 12-line screen, a line per 0.05 s
+                yield TextDelta(f"line {n:02d} of the answer\\n\\n")
+                if n > 20:
+                    await asyncio.sleep(0.05)
+            yield UsageDelta(1, 1, finish_reason="stop")
+
+    Agent(Slow([])).print_response("tell me a lot", stream=True, markdown=False)
+    print("done")
+    """
+)
+
+
+def test_a_streamed_answer_taller_than_the_screen_is_printed_once() -> None:
+    # Live redraws could not reach the lines that scrolled off: each refresh printed the
+    # whole answer again below them (hundreds of copies of its first line).
+    child = spawn(["-c", TALL_SCRIPT])
+    child.setwinsize(12, 60)
+    child.expect("done", timeout=30)
+    shown = child.before
+    finish(child)
+    assert shown.count("line 00 of") <= 3, shown.count("line 00 of")
+    assert all(f"line {n:02d} of" in shown for n in range(60))
+    assert shown.rindex("line 00 of") < shown.rindex("line 59 of")
+
+
 LOST_SIGINT_SCRIPT = textwrap.dedent(
     """
     import signal, sys, threading, time

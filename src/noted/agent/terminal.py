@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.console import Console, RenderableType
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.segment import Segment
 from rich.text import Text
 
 from noted._console import err
@@ -26,6 +27,22 @@ EXIT_WORDS = frozenset({"exit", "quit", "bye", ":q"})
 
 def _render(text: str, markdown: bool) -> RenderableType:
     return Markdown(text) if markdown else Text(text)
+
+
+class _Tail:
+    """The last lines of a renderable that fit the screen. A live view taller than the
+    terminal cannot be redrawn (the lines scrolled off stay, and each refresh prints the
+    whole text again below them), so while an answer streams its end is shown, and the
+    whole answer is printed once when it is done."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines = console.render_lines(self.renderable, options.update(height=None), pad=False)
+        for line in lines[-max(console.size.height - 1, 1) :]:
+            yield from line
+            yield Segment.line()
 
 
 def _tool_line(name: str, detail: str, error: bool = False) -> Text:
@@ -53,22 +70,25 @@ def print_response(
         return result
     text = ""
     finished: RunResult | None = None
-    with Live(console=console, refresh_per_second=15, vertical_overflow="visible") as live:
-        for event in agent.run(message, user_id=user_id, session_id=session_id, stream=True):
-            if isinstance(event, ContentDelta):
-                text += event.text
-                live.update(_render(text, markdown))
-            elif isinstance(event, ToolCallStarted):
-                call = event.tool_call
-                live.console.print(_tool_line(call.name, call.arguments_json()[:200]))
-            elif isinstance(event, ToolCallCompleted):
-                done = event.execution
-                if done.error:
-                    live.console.print(_tool_line(done.name, done.result[:200], error=True))
-            elif isinstance(event, RunCompleted):
-                finished = event.result
-        if finished is not None and finished.content and finished.content != text:
-            live.update(_render(finished.content, markdown))
+    try:
+        with Live(console=console, refresh_per_second=15, transient=True) as live:
+            for event in agent.run(message, user_id=user_id, session_id=session_id, stream=True):
+                if isinstance(event, ContentDelta):
+                    text += event.text
+                    live.update(_Tail(_render(text, markdown)))
+                elif isinstance(event, ToolCallStarted):
+                    call = event.tool_call
+                    live.console.print(_tool_line(call.name, call.arguments_json()[:200]))
+                elif isinstance(event, ToolCallCompleted):
+                    done = event.execution
+                    if done.error:
+                        live.console.print(_tool_line(done.name, done.result[:200], error=True))
+                elif isinstance(event, RunCompleted):
+                    finished = event.result
+                    text = finished.content or text
+    finally:  # the whole answer, or what came of it before a failure or Ctrl-C
+        if text:
+            console.print(_render(text, markdown))
     if finished is None:  # pragma: no cover - a run ends with RunCompleted or raises
         raise NotedError("the run ended without a result")
     return finished
