@@ -336,3 +336,24 @@ def test_a_memory_table_of_another_name_is_found_by_its_columns(tmp_path: Path) 
     assert memory.get_user_stats() == []
     report = import_agno(str(source), memory, memory_table="old_memories")
     assert report.memories_written == 3
+
+
+def test_cli_table_options_name_the_source_tables_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--memory-table and --session-table name Agno's tables; the store of --db keeps its
+    own table names, so the other commands see what was imported."""
+    db = str(tmp_path / "cli.db")
+    source = str(FIXTURES / "agno-1.7.12.db")
+    options = ["--memory-table", "user_memories", "--session-table", "agent_sessions"]
+    assert main(["import", "agno", source, "--db", db, *options]) == 0
+    assert "wrote 3 memories, 3 runs, 1 summaries" in capsys.readouterr().out
+    with sqlite3.connect(db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    conn.close()
+    assert {"noted_memories", "noted_sessions"} <= tables
+    assert not {"user_memories", "agent_sessions"} & tables
+    assert main(["memories", "list", "--user", "ava", "--db", db, "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert main(["import", "agno", source, "--db", db]) == 0
+    assert "wrote 0 memories, 0 runs, 0 summaries" in capsys.readouterr().out

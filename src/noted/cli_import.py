@@ -55,8 +55,8 @@ def cmd_import_agno(memory: Memory, args: argparse.Namespace) -> int:
         lambda progress: import_agno(
             args.source,
             memory,
-            memory_table=args.memory_table,
-            session_table=args.session_table,
+            memory_table=args.source_memory_table,
+            session_table=args.source_session_table,
             schema=args.schema,
             dry_run=args.dry_run,
             progress=progress,
@@ -92,8 +92,18 @@ def add_import_commands(
         "Import an Agno database's user memories and sessions (Agno 1.x, 2.x, 3.x).",
     )
     agno.add_argument("source", help="a SQLite file, or a postgresql:// URL")
-    agno.add_argument("--memory-table", help="default: agno_memories, else Agno 1's memory")
-    agno.add_argument("--session-table", help="default: agno_sessions, else agent_sessions")
+    # the source's tables: dest names of their own, so that they do not also name the
+    # tables of --db, as the other commands' table options do
+    agno.add_argument(
+        "--memory-table",
+        dest="source_memory_table",
+        help="the source's memory table (default: agno_memories, else Agno 1's memory)",
+    )
+    agno.add_argument(
+        "--session-table",
+        dest="source_session_table",
+        help="the source's session table (default: agno_sessions, else agent_sessions)",
+    )
     agno.add_argument("--schema", default="ai", help="PostgreSQL schema (default: ai)")
 
     mem0 = command("mem0", cmd_import_mem0, "Import mem0's get_all / export JSON.")
