@@ -357,3 +357,58 @@ def test_cli_table_options_name_the_source_tables_only(
     assert len(json.loads(capsys.readouterr().out)) == 2
     assert main(["import", "agno", source, "--db", db]) == 0
     assert "wrote 0 memories, 0 runs, 0 summaries" in capsys.readouterr().out
+
+
+# a session of Agno 1.x's legacy AgentMemory (agno.memory.agent), as agno 1.7.12's
+# SqliteStorage wrote it: each run an AgentRun around its RunResponse, one summary
+_MESSAGE = '{"content": "%s", "from_history": false, "stop_after_tool_call": false, "role": "%s"}'
+_LEGACY_MEMORY = (
+    '{"update_system_message_on_change": false, "create_session_summary": false, '
+    '"update_session_summary_after_run": true, "create_user_memories": false, '
+    '"update_user_memories_after_run": true, "messages": [], "runs": [{"message": '
+    + _MESSAGE % ("hello", "user")
+    + ', "messages": ['
+    + _MESSAGE % ("hello", "user")
+    + ", "
+    + _MESSAGE % ("hi", "assistant")
+    + '], "response": {"content": "hi", "content_type": "str", "run_id": "r-legacy", '
+    '"session_id": "s-legacy", "created_at": 1796514979, "status": "RUNNING", "messages": ['
+    + _MESSAGE % ("You are kind.", "system")
+    + ", "
+    + _MESSAGE % ("hello", "user")
+    + ", "
+    + _MESSAGE % ("hi", "assistant")
+    + ']}}], "summary": {"summary": "A greeting.", "topics": ["greeting"]}}'
+)
+
+
+def test_agno_1_legacy_agent_memory_sessions(tmp_path: Path, target: Memory) -> None:
+    source = _broken(
+        tmp_path,
+        "INSERT INTO agent_sessions (session_id, user_id, memory, session_data, extra_data, "
+        "created_at, updated_at, agent_id, agent_data) VALUES ('s-legacy', 'ava', "
+        f"'{_LEGACY_MEMORY}', '{{}}', NULL, 1796514979, NULL, 'a1', '{{\"agent_id\": \"a1\"}}')",
+        "1.7.12",
+    )
+    report = import_agno(source, target, memory_table="user_memories")
+    assert (report.memories_written, report.runs_written, report.summaries_written) == (3, 4, 2)
+    db = target.db
+    assert isinstance(db, SqliteDb)
+    session = db.get_session("s-legacy", "ava")
+    assert session is not None
+    [run] = session.runs
+    assert (run.run_id, run.input, run.content, run.agent_id, run.created_at) == (
+        "r-legacy",
+        "hello",
+        "hi",
+        "a1",
+        _utc(1796514979),
+    )
+    assert [(m.role, m.content) for m in run.messages] == [("user", "hello"), ("assistant", "hi")]
+    summary = db.get_session_summary("s-legacy", "ava")
+    assert summary is not None
+    assert (summary.summary, summary.topics, summary.updated_at) == (
+        "A greeting.",
+        ["greeting"],
+        _utc(1796514979),
+    )

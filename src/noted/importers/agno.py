@@ -152,7 +152,23 @@ def _messages(raw: object, at: str) -> list[Message]:
     return messages
 
 
+def _unwrapped(raw: object) -> object:
+    """A run of Agno 1.x's legacy ``AgentMemory`` (``agno.memory.agent``, an ``AgentRun``:
+    ``{"message", "messages", "response": {"run_id", ...}}``) as the run it wraps; any
+    other run as it is."""
+    if not isinstance(raw, dict) or "run_id" in raw or not isinstance(raw.get("response"), dict):
+        return raw
+    run = dict(raw["response"])
+    if not run.get("messages") and isinstance(raw.get("messages"), list):
+        run["messages"] = raw["messages"]
+    message = raw.get("message")
+    if run.get("input") is None and isinstance(message, dict):
+        run["input"] = message.get("content")
+    return run
+
+
 def _run(raw: object, at: str, session: ImportedSession, agent_id: str | None) -> RunResult:
+    raw = _unwrapped(raw)
     if not isinstance(raw, dict) or not isinstance(raw.get("run_id"), str):
         raise RowError(f"{at}: a run without a run_id: {str(raw)[:80]!r}")
     run_at = f"{at}, run {raw['run_id']!r}"
@@ -228,8 +244,11 @@ def _session(
         if not isinstance(body, dict):
             raise RowError(f"{at}: column 'memory' is not an object")
         raw_runs = body.get("runs") or []
-        summaries = body.get("summaries") or {}
-        raw_summary = (summaries.get(user) or {}).get(session.session_id)
+        if "summaries" in body:  # memory.v2's Memory: by user, then by session
+            summaries = body.get("summaries") or {}
+            raw_summary = (summaries.get(user) or {}).get(session.session_id)
+        else:  # the legacy AgentMemory keeps the session's one summary
+            raw_summary = body.get("summary")
     elif runs_table is not None and session.session_id in runs_table:
         raw_runs = runs_table[session.session_id]
         raw_summary = decode_json(row.get("summary"), at, "summary")
