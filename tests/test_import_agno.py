@@ -412,3 +412,66 @@ def test_agno_1_legacy_agent_memory_sessions(tmp_path: Path, target: Memory) -> 
         ["greeting"],
         _utc(1796514979),
     )
+
+
+def _read_only(path: Path, query: str) -> list[tuple[object, ...]]:
+    """Rows of a fixture read without writing to it (see _source_times)."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
+def _with_agno_3_tables(tmp_path: Path, *runs: tuple[object, ...]) -> str:
+    """A copy of Agno 2's fixture as Agno 3 leaves it when it goes on using it: the
+    sessions keep their runs column, and Agno 3's runs table (its own schema) holds
+    ``runs`` (rows of agno 3.1.10's agno_runs)."""
+    v3 = FIXTURES / "agno-3.1.10.db"
+    schema = _read_only(
+        v3,
+        "SELECT sql FROM sqlite_master WHERE tbl_name IN ('agno_runs', 'agno_schema_versions') "
+        "AND sql IS NOT NULL ORDER BY type DESC",
+    )
+    copy = tmp_path / "agno-2-then-3.db"
+    shutil.copy(FIXTURES / "agno-2.2.13.db", copy)
+    with sqlite3.connect(copy) as conn:
+        for (sql,) in schema:
+            conn.execute(str(sql))
+        conn.execute(
+            "INSERT INTO agno_schema_versions VALUES "
+            "('agno_runs', '3.0.0', '2026-12-05T23:57:34.171483', '2026-12-05T23:57:34.171483')"
+        )
+        conn.executemany(f"INSERT INTO agno_runs VALUES ({', '.join('?' * 13)})", runs)
+    conn.close()
+    return str(copy)
+
+
+def _agno_3_run(run_id: str, run_index: int, **changes: object) -> tuple[object, ...]:
+    """A row of agno 3.1.10's agno_runs: the fixture's run-2, as run ``run_id``."""
+    [row] = _read_only(FIXTURES / "agno-3.1.10.db", "SELECT * FROM agno_runs WHERE run_id = 'run-2'")
+    data = json.loads(str(row[10])) | {"run_id": run_id} | changes
+    return (run_id, *row[1:9], run_index, json.dumps(data), *row[11:])
+
+
+def test_agno_2_runs_beside_agno_3_runs_table(tmp_path: Path, target: Memory) -> None:
+    """Agno 3 reads a session's runs from the session row and its runs table both: the
+    row's first, each in the table's version when it has one, then the table's others."""
+    source = _with_agno_3_tables(
+        tmp_path,
+        _agno_3_run("run-4", 2, content="Later, on Agno 3."),
+        _agno_3_run("run-2", 1, content="Skiing is great fun!"),
+    )
+    report = import_agno(source, target)
+    assert (report.runs_read, report.runs_written) == (4, 4)
+    db = target.db
+    assert isinstance(db, SqliteDb)
+    session = db.get_session("sess-ava-1", "ava")
+    assert session is not None
+    assert [(r.run_id, r.content) for r in session.runs] == [
+        ("run-1", "Nice to meet you, Ava!"),
+        ("run-2", "Skiing is great fun!"),
+        ("run-4", "Later, on Agno 3."),
+    ]
+    bob = db.get_session("sess-bob-1", "bob")
+    assert bob is not None and [r.run_id for r in bob.runs] == ["run-3"]

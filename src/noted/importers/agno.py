@@ -230,6 +230,19 @@ def _runs_by_session(source: Source) -> dict[str, list[Any]] | None:
     return found
 
 
+def _merged(table: list[Any], legacy: list[Any]) -> list[Any]:
+    """A session's runs when an Agno 2 database has been used by Agno 3, which reads both
+    (``merge_runs_table_with_legacy_blob``): the runs of the session row's ``runs`` column
+    first, in their order, each replaced by the runs table's version of the same run_id,
+    then the runs only the runs table holds."""
+    if not legacy:
+        return table
+    by_id = {r["run_id"]: r for r in table if isinstance(r, dict) and r.get("run_id")}
+    merged = [by_id.get(r.get("run_id"), r) if isinstance(r, dict) else r for r in legacy]
+    known = {r.get("run_id") for r in legacy if isinstance(r, dict)}
+    return merged + [r for r in table if not isinstance(r, dict) or r.get("run_id") not in known]
+
+
 def _session(
     row: Mapping[str, Any], table: str, v1: bool, runs_table: dict[str, list[Any]] | None
 ) -> ImportedSession | None:
@@ -249,11 +262,12 @@ def _session(
             raw_summary = (summaries.get(user) or {}).get(session.session_id)
         else:  # the legacy AgentMemory keeps the session's one summary
             raw_summary = body.get("summary")
-    elif runs_table is not None and session.session_id in runs_table:
-        raw_runs = runs_table[session.session_id]
-        raw_summary = decode_json(row.get("summary"), at, "summary")
-    else:  # the runs in the session row (Agno 2, or 3 before its runs table)
+    else:  # the runs in the session row (Agno 2), in the runs table (Agno 3), or both
         raw_runs = decode_json(row.get("runs"), at, "runs") or []
+        if not isinstance(raw_runs, list):
+            raise RowError(f"{at}: column 'runs' is not a list")
+        if runs_table is not None:
+            raw_runs = _merged(runs_table.get(session.session_id, []), raw_runs)
         raw_summary = decode_json(row.get("summary"), at, "summary")
     if not isinstance(raw_runs, list):
         raise RowError(f"{at}: column 'runs' is not a list")
