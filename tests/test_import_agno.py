@@ -3,12 +3,14 @@ tests/fixtures/agno/make_fixtures.py), compared field by field with the source r
 
 from __future__ import annotations
 
+import ast
 import gc
 import hashlib
 import json
 import shutil
 import sqlite3
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,12 +61,15 @@ def _utc(value: object) -> datetime:
 
 
 def _times_query(version: str, schema: str = "") -> str:
-    if version.startswith("1."):  # Agno 1 on PostgreSQL leaves updated_at NULL: last_updated
-        last = "(memory->>'last_updated')::timestamp AT TIME ZONE 'UTC'" if schema else "NULL"
-        return (
-            f"SELECT id, created_at, coalesce(updated_at, {last}, created_at) "
-            f"FROM {schema}user_memories"
-        )
+    if version.startswith("1."):
+        # Agno 1 on PostgreSQL leaves updated_at NULL: the body's last_updated, its local
+        # time (UTC: make_fixtures.py runs Agno so), which is a moment before created_at
+        if schema:
+            last = "(memory->>'last_updated')::timestamp AT TIME ZONE 'UTC'"
+            updated = f"greatest(coalesce(updated_at, {last}), created_at)"
+        else:
+            updated = "coalesce(updated_at, created_at)"
+        return f"SELECT id, created_at, {updated} FROM {schema}user_memories"
     if version.startswith("2."):
         return f"SELECT memory_id, updated_at, updated_at FROM {schema}agno_memories"
     return f"SELECT memory_id, created_at, updated_at FROM {schema}agno_memories"
@@ -128,7 +133,8 @@ def test_import_field_by_field_and_twice(
     version: str, target: Memory, source_of: Callable[[str], str]
 ) -> None:
     source = source_of(version)
-    report = import_agno(source, target, **VERSIONS[version])
+    # the fixtures were written in UTC (see make_fixtures.py)
+    report = import_agno(source, target, **VERSIONS[version], agno_timezone="UTC")
     assert (report.memories_written, report.runs_written, report.summaries_written) == (3, 3, 1)
     times = _source_times(source, version)
     for memory_id, (user, text, topics, said, agent, team) in EXPECTED.items():
@@ -168,7 +174,7 @@ def test_import_field_by_field_and_twice(
 
     before = {m: target.get_memory_history(m, user_id=u[0]) for m, u in EXPECTED.items()}
     listed = db.list_sessions(None)
-    again = import_agno(source, target, **VERSIONS[version])
+    again = import_agno(source, target, **VERSIONS[version], agno_timezone="UTC")
     assert (again.memories_written, again.runs_written, again.summaries_written) == (0, 0, 0)
     assert {m: target.get_memory_history(m, user_id=u[0]) for m, u in EXPECTED.items()} == before
     assert db.list_sessions(None) == listed
@@ -449,7 +455,9 @@ def _with_agno_3_tables(tmp_path: Path, *runs: tuple[object, ...]) -> str:
 
 def _agno_3_run(run_id: str, run_index: int, **changes: object) -> tuple[object, ...]:
     """A row of agno 3.1.10's agno_runs: the fixture's run-2, as run ``run_id``."""
-    [row] = _read_only(FIXTURES / "agno-3.1.10.db", "SELECT * FROM agno_runs WHERE run_id = 'run-2'")
+    [row] = _read_only(
+        FIXTURES / "agno-3.1.10.db", "SELECT * FROM agno_runs WHERE run_id = 'run-2'"
+    )
     data = json.loads(str(row[10])) | {"run_id": run_id} | changes
     return (run_id, *row[1:9], run_index, json.dumps(data), *row[11:])
 
@@ -475,3 +483,111 @@ def test_agno_2_runs_beside_agno_3_runs_table(tmp_path: Path, target: Memory) ->
     ]
     bob = db.get_session("sess-bob-1", "bob")
     assert bob is not None and [r.run_id for r in bob.runs] == ["run-3"]
+
+
+@pytest.fixture
+def local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Sets this process's local time zone, for the test."""
+
+    def set_zone(name: str) -> None:
+        monkeypatch.setenv("TZ", name)
+        time.tzset()
+
+    yield set_zone
+    monkeypatch.undo()
+    time.tzset()
+
+
+def _with_local_times(tmp_path: Path) -> tuple[str, str]:
+    """Copies of Agno 2's and Agno 1's fixtures with the times Agno writes from
+    ``datetime.now()``, naive, at 11:01:40 local time on 2025-10-09: Agno 2's summary
+    ``updated_at``; Agno 1's summary ``last_updated`` and a memory body's
+    ``last_updated`` (its updated_at column NULL, as PostgresMemoryDb leaves it)."""
+    v2 = tmp_path / "agno-2.db"
+    shutil.copy(FIXTURES / "agno-2.2.13.db", v2)
+    with sqlite3.connect(v2) as conn:
+        [(text,)] = conn.execute(
+            "SELECT summary FROM agno_sessions WHERE session_id = 'sess-ava-1'"
+        )
+        summary = json.loads(json.loads(text)) | {"updated_at": "2025-10-09T11:01:40.250000"}
+        conn.execute(
+            "UPDATE agno_sessions SET summary = ? WHERE session_id = 'sess-ava-1'",
+            (json.dumps(json.dumps(summary)),),
+        )
+    conn.close()
+    v1 = tmp_path / "agno-1.db"
+    shutil.copy(FIXTURES / "agno-1.7.12.db", v1)
+    with sqlite3.connect(v1) as conn:
+        [(text,)] = conn.execute(
+            "SELECT memory FROM agent_sessions WHERE session_id = 'sess-ava-1'"
+        )
+        body = json.loads(text)
+        body["summaries"]["ava"]["sess-ava-1"]["last_updated"] = "2025-10-09T11:01:40.250000"
+        conn.execute(
+            "UPDATE agent_sessions SET memory = ? WHERE session_id = 'sess-ava-1'",
+            (json.dumps(body),),
+        )
+        [(text,)] = conn.execute("SELECT memory FROM user_memories WHERE id = 'mem-ava-ski'")
+        memory = ast.literal_eval(text) | {"last_updated": "2025-10-09T11:01:40.250000"}
+        conn.execute(
+            "UPDATE user_memories SET memory = ?, created_at = '2025-10-09 08:00:00', "
+            "updated_at = NULL WHERE id = 'mem-ava-ski'",
+            (str(memory),),
+        )
+    conn.close()
+    return str(v2), str(v1)
+
+
+WRITTEN = datetime(2025, 10, 9, 9, 1, 40, 250000, UTC)  # 11:01:40.25 in Paris
+
+
+def _local_times_read(target: Memory) -> list[datetime]:
+    db = target.db
+    assert isinstance(db, SqliteDb)
+    summary = db.get_session_summary("sess-ava-1", "ava")
+    memory = target.get_user_memory("mem-ava-ski", user_id="ava")
+    assert summary is not None and memory is not None
+    return [summary.updated_at, memory.updated_at]
+
+
+def test_naive_agno_times_are_local_times(
+    tmp_path: Path, target: Memory, local_zone: Callable[[str], None]
+) -> None:
+    local_zone("Europe/Paris")  # UTC+2 on 2025-10-09
+    v2, v1 = _with_local_times(tmp_path)
+    import_agno(v2, target)
+    db = target.db
+    assert isinstance(db, SqliteDb)
+    summary = db.get_session_summary("sess-ava-1", "ava")
+    assert summary is not None and summary.updated_at == WRITTEN
+    other = Memory(db=SqliteDb(tmp_path / "v1.db"))
+    import_agno(v1, other, **V1_TABLES)
+    assert _local_times_read(other) == [WRITTEN, WRITTEN]
+    # SQL's CURRENT_TIMESTAMP and the epochs stay UTC
+    name = other.get_user_memory("mem-ava-name", user_id="ava")
+    times = _source_times(str(FIXTURES / "agno-1.7.12.db"), "1.7.12")
+    assert name is not None and (name.created_at, name.updated_at) == times["mem-ava-name"]
+    session = db.get_session("sess-ava-1", "ava")
+    assert session is not None and session.runs[0].created_at == _utc(1_760_000_000)
+    again = import_agno(v1, other, **V1_TABLES)
+    assert (again.memories_written, again.summaries_written) == (0, 0)
+
+
+def test_the_time_zone_agno_ran_in(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], local_zone: Callable[[str], None]
+) -> None:
+    """Where the import runs in another time zone than Agno did, --agno-timezone names
+    Agno's; SQL's and epoch times stay UTC."""
+    local_zone("America/New_York")
+    _, v1 = _with_local_times(tmp_path)
+    target = Memory(db=SqliteDb(tmp_path / "noted.db"))
+    import_agno(v1, target, **V1_TABLES, agno_timezone="Europe/Paris")
+    assert _local_times_read(target) == [WRITTEN, WRITTEN]
+    assert target.get_user_memory("mem-ava-name", user_id="ava") is not None
+    db = str(tmp_path / "cli.db")
+    options = ["--memory-table", "user_memories", "--agno-timezone", "Europe/Paris"]
+    assert main(["import", "agno", v1, "--db", db, *options]) == 0
+    capsys.readouterr()
+    assert _local_times_read(Memory(db=SqliteDb(db))) == [WRITTEN, WRITTEN]
+    assert main(["import", "agno", v1, "--db", db, "--agno-timezone", "Mars/Olympus"]) == 1
+    assert "unknown time zone 'Mars/Olympus'" in capsys.readouterr().err

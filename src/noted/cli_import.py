@@ -61,6 +61,7 @@ def cmd_import_agno(memory: Memory, args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             progress=progress,
             user_id=args.user,
+            agno_timezone=args.agno_timezone,
         ),
     )
 
@@ -105,6 +106,12 @@ def add_import_commands(
         help="the source's session table (default: agno_sessions, else agent_sessions)",
     )
     agno.add_argument("--schema", default="ai", help="PostgreSQL schema (default: ai)")
+    agno.add_argument(
+        "--agno-timezone",
+        metavar="ZONE",
+        help="the time zone Agno ran in, for the times it wrote without one, such as "
+        "Europe/Paris (default: this machine's)",
+    )
 
     mem0 = command("mem0", cmd_import_mem0, "Import mem0's get_all / export JSON.")
     mem0.add_argument("file", help="the JSON file")

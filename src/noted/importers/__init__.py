@@ -8,6 +8,7 @@ have yet (so a second run writes nothing), and return an :class:`ImportReport`.
 
 from __future__ import annotations
 
+from datetime import tzinfo
 from pathlib import Path
 
 from noted.importers.agno import read_agno
@@ -29,6 +30,7 @@ def import_agno(
     dry_run: bool = False,
     progress: Progress | None = None,
     user_id: str | None = None,
+    agno_timezone: str | tzinfo | None = None,
 ) -> ImportReport:
     """Import an Agno database's user memories and sessions into ``memory``'s store.
 
@@ -37,10 +39,14 @@ def import_agno(
     ``agno_memories`` / ``agno_sessions`` are read, else Agno 1's ``memory`` /
     ``agent_sessions``. ``user_id`` imports that user's memories and sessions only (the
     memories that name no user become theirs).
+
+    Agno wrote some times (a session summary's, an Agno 1.x memory's ``last_updated``)
+    in the local time of the machine it ran on, without a time zone: they are read in
+    ``agno_timezone`` (a name such as ``"Europe/Paris"``), by default in this machine's.
     """
     opened = open_source(source, schema)
     try:
-        plan, _ = read_agno(opened, memory_table, session_table)
+        plan, _ = read_agno(opened, memory_table, session_table, agno_timezone)
     finally:
         opened.close()
     return apply_plan(plan, memory, dry_run=dry_run, progress=progress, user_id=user_id)

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from noted.errors import UserError
 from noted.importers.plan import ImportedSession, ImportPlan
 from noted.importers.sources import Source
-from noted.importers.values import RowError, decode_json, timestamp, where
+from noted.importers.values import RowError, decode_json, time_zone, timestamp, where
 from noted.models.types import Message, ToolCall
 from noted.schema import UserMemory
 from noted.sessions import RunResult, SessionSummary
@@ -62,7 +62,9 @@ def _check_versions(source: Source, tables: list[str]) -> None:
             )
 
 
-def _memory(row: Mapping[str, Any], table: str, v1: bool) -> UserMemory:
+def _memory(row: Mapping[str, Any], table: str, v1: bool, local: tzinfo | None) -> UserMemory:
+    """One memory; ``local`` is the time zone of the naive times Agno wrote with
+    ``datetime.now()`` (None: this machine's)."""
     key = "id" if v1 else "memory_id"
     at = where(table, key, row.get(key))
     try:
@@ -73,9 +75,13 @@ def _memory(row: Mapping[str, Any], table: str, v1: bool) -> UserMemory:
             created = timestamp(row.get("created_at"), at, "created_at")
             updated = (
                 timestamp(row.get("updated_at"), at, "updated_at")
-                or timestamp(body.get("last_updated"), at, "memory")
+                or timestamp(body.get("last_updated"), at, "memory", naive=local)
                 or created
             )
+            if created is not None and updated is not None and updated < created:
+                # Agno 1.x on PostgreSQL leaves updated_at NULL; the body's last_updated,
+                # taken in Python, comes a moment before the row's created_at (SQL's now())
+                updated = created
             return UserMemory(
                 body["memory"],
                 memory_id=row["id"],
@@ -198,14 +204,16 @@ def _run(raw: object, at: str, session: ImportedSession, agent_id: str | None) -
 
 
 def _summary(
-    raw: object, at: str, runs: list[RunResult], written: datetime | None
+    raw: object, at: str, runs: list[RunResult], written: datetime | None, local: tzinfo | None
 ) -> SessionSummary | None:
-    """The session's summary; without its own time, the session row's (Agno 1.x)."""
+    """The session's summary; without its own time, the session row's (Agno 1.x). Agno
+    gives a summary the naive local time of ``datetime.now()``, in the zone ``local``."""
     if raw is None:
         return None
     if not isinstance(raw, dict) or not isinstance(raw.get("summary"), str):
         raise RowError(f"{at}: column 'summary' holds no summary text")
-    updated = timestamp(raw.get("updated_at") or raw.get("last_updated"), at, "summary")
+    when = raw.get("updated_at") or raw.get("last_updated")
+    updated = timestamp(when, at, "summary", naive=local)
     updated = updated or written
     summary = SessionSummary(
         raw["summary"],
@@ -244,7 +252,11 @@ def _merged(table: list[Any], legacy: list[Any]) -> list[Any]:
 
 
 def _session(
-    row: Mapping[str, Any], table: str, v1: bool, runs_table: dict[str, list[Any]] | None
+    row: Mapping[str, Any],
+    table: str,
+    v1: bool,
+    runs_table: dict[str, list[Any]] | None,
+    local: tzinfo | None,
 ) -> ImportedSession | None:
     at = where(table, "session_id", row.get("session_id"))
     if not v1 and row.get("session_type") not in (None, "agent", "team"):
@@ -275,7 +287,7 @@ def _session(
     written = timestamp(row.get("updated_at"), at, "updated_at") or timestamp(
         row.get("created_at"), at, "created_at"
     )
-    session.summary = _summary(raw_summary, at, session.runs, written)
+    session.summary = _summary(raw_summary, at, session.runs, written, local)
     return session
 
 
@@ -317,9 +329,17 @@ def _found(source: Source, kind: str, v1: tuple[set[str], str], v2: set[str]) ->
 
 
 def read_agno(
-    source: Source, memory_table: str | None = None, session_table: str | None = None
+    source: Source,
+    memory_table: str | None = None,
+    session_table: str | None = None,
+    agno_timezone: str | tzinfo | None = None,
 ) -> tuple[ImportPlan, list[str]]:
-    """Everything the Agno tables hold; also the names of the tables read."""
+    """Everything the Agno tables hold; also the names of the tables read.
+
+    The times Agno took from ``datetime.now()`` (a summary's, an Agno 1.x memory's
+    ``last_updated``) carry no time zone: they are read in ``agno_timezone``, by default
+    this machine's local time zone. The times SQL wrote and the epochs are UTC."""
+    local = time_zone(agno_timezone)
     for name in (memory_table, session_table):
         if name is not None and source.columns(name) is None:
             raise UserError(f"{source.name}: table {name!r} not found")
@@ -345,7 +365,9 @@ def read_agno(
     if memory_table is not None:
         v1, _ = _layout(source, memory_table, "memory", (_V1_MEMORY, "memory_id"), _V2_MEMORY)
         order = "id" if v1 else "memory_id"
-        plan.memories = [_memory(r, memory_table, v1) for r in source.rows(memory_table, order)]
+        plan.memories = [
+            _memory(r, memory_table, v1, local) for r in source.rows(memory_table, order)
+        ]
     if session_table is not None:
         v1, columns = _layout(
             source, session_table, "session", (_V1_SESSION, "session_type"), _V2_SESSION
@@ -357,7 +379,7 @@ def read_agno(
                 f"there is no {AGNO_RUNS_TABLE!r} table"
             )
         for row in source.rows(session_table, "created_at, session_id"):
-            session = _session(row, session_table, v1, runs)
+            session = _session(row, session_table, v1, runs, local)
             if session is not None:
                 plan.sessions.append(session)
     return plan, tables

@@ -4,13 +4,14 @@ twice), Python literals, epoch seconds and timestamps; each failure names table 
 from __future__ import annotations
 
 import ast
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from noted._json import decode_json as decoded_text
 from noted.errors import UserError
 
-__all__ = ["RowError", "decode_json", "timestamp"]
+__all__ = ["RowError", "decode_json", "time_zone", "timestamp"]
 
 
 class RowError(UserError):
@@ -50,9 +51,13 @@ def decode_json(
     return decoded
 
 
-def timestamp(value: object, at: str, column: str) -> datetime | None:
+def timestamp(
+    value: object, at: str, column: str, *, naive: tzinfo | None = UTC
+) -> datetime | None:
     """Epoch seconds (or milliseconds), an ISO 8601 or SQL text timestamp, or a datetime,
-    as an aware UTC datetime (naive values are taken as UTC)."""
+    as an aware UTC datetime. A naive value is in the time zone ``naive``: UTC (as SQL's
+    ``CURRENT_TIMESTAMP`` gives it) unless told otherwise; None is this machine's local
+    time (as Python's ``datetime.now()`` gives it)."""
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
@@ -67,4 +72,26 @@ def timestamp(value: object, at: str, column: str) -> datetime | None:
             raise RowError(f"{at}: column {column!r} is not a timestamp: {value!r}") from None
     else:
         raise RowError(f"{at}: column {column!r} is not a timestamp: {value!r}")
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    if moment.tzinfo is None and naive is not None:
+        moment = moment.replace(tzinfo=naive)
+    try:
+        return moment.astimezone(UTC)  # a naive one left: in local time
+    except (OverflowError, ValueError, OSError):
+        raise RowError(f"{at}: column {column!r} is not a timestamp: {value!r}") from None
+
+
+def time_zone(name: str | tzinfo | None) -> tzinfo | None:
+    """The time zone ``name`` names (an IANA name such as ``Europe/Paris``, or ``UTC``);
+    None stays None (this machine's local time)."""
+    if name is None or isinstance(name, tzinfo):
+        return name
+    if not isinstance(name, str) or not name.strip():
+        raise UserError(f"a time zone must be a name such as 'Europe/Paris', got {name!r}")
+    if name.strip().upper() in ("UTC", "Z"):
+        return UTC
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UserError(
+            f"unknown time zone {name!r} (give a name such as 'Europe/Paris')"
+        ) from None
