@@ -591,3 +591,43 @@ def test_the_time_zone_agno_ran_in(
     assert _local_times_read(Memory(db=SqliteDb(db))) == [WRITTEN, WRITTEN]
     assert main(["import", "agno", v1, "--db", db, "--agno-timezone", "Mars/Olympus"]) == 1
     assert "unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
+
+
+def test_agno_3_runs_table_of_another_name(
+    tmp_path: Path, target: Memory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Agno 3's SqliteDb(runs_table="my_runs"): found by its columns, or named."""
+    source = _broken(
+        tmp_path,
+        "ALTER TABLE agno_runs RENAME TO my_runs; UPDATE agno_schema_versions "
+        "SET table_name = 'my_runs' WHERE table_name = 'agno_runs'",
+    )
+    report = import_agno(source, target, dry_run=True)
+    assert (report.memories_written, report.runs_written, report.summaries_written) == (3, 3, 1)
+    with sqlite3.connect(source) as conn:
+        conn.execute("CREATE TABLE old_runs AS SELECT * FROM my_runs WHERE run_id = 'run-1'")
+    conn.close()
+    with pytest.raises(UserError, match=r"runs tables \(my_runs, old_runs\).*--runs-table"):
+        import_agno(source, target)
+    with pytest.raises(UserError, match="table 'agno_sessions' is not an Agno runs table"):
+        import_agno(source, target, runs_table="agno_sessions")
+    report = import_agno(source, target, runs_table="old_runs", dry_run=True)
+    assert report.runs_written == 1
+    db = str(tmp_path / "cli.db")
+    assert main(["import", "agno", source, "--db", db, "--runs-table", "my_runs"]) == 0
+    assert "wrote 3 memories, 3 runs, 1 summaries" in capsys.readouterr().out
+
+
+def test_agno_3_before_its_first_run(tmp_path: Path, target: Memory) -> None:
+    """Agno 3 makes its runs table with the first run: without one, the sessions have
+    none, and a session without runs is not kept (nor its summary)."""
+    source = _broken(tmp_path, "DROP TABLE agno_runs")
+    dry = import_agno(source, target, dry_run=True)
+    report = import_agno(source, target)
+    for done in (dry, report):
+        assert (done.memories_written, done.sessions_read, done.runs_read) == (3, 2, 0)
+        assert (done.runs_written, done.summaries_written) == (0, 0)
+    db = target.db
+    assert isinstance(db, SqliteDb) and db.list_sessions(None) == []
+    again = import_agno(source, target)
+    assert (again.memories_written, again.runs_written, again.summaries_written) == (0, 0, 0)

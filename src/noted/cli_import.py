@@ -57,6 +57,7 @@ def cmd_import_agno(memory: Memory, args: argparse.Namespace) -> int:
             memory,
             memory_table=args.source_memory_table,
             session_table=args.source_session_table,
+            runs_table=args.source_runs_table,
             schema=args.schema,
             dry_run=args.dry_run,
             progress=progress,
@@ -104,6 +105,11 @@ def add_import_commands(
         "--session-table",
         dest="source_session_table",
         help="the source's session table (default: agno_sessions, else agent_sessions)",
+    )
+    agno.add_argument(
+        "--runs-table",
+        dest="source_runs_table",
+        help="Agno 3's runs table (default: agno_runs, else the one table of its columns)",
     )
     agno.add_argument("--schema", default="ai", help="PostgreSQL schema (default: ai)")
     agno.add_argument(

@@ -26,6 +26,7 @@ def import_agno(
     *,
     memory_table: str | None = None,
     session_table: str | None = None,
+    runs_table: str | None = None,
     schema: str = "ai",
     dry_run: bool = False,
     progress: Progress | None = None,
@@ -37,8 +38,9 @@ def import_agno(
     ``source`` is a SQLite file or a ``postgresql://`` URL (``schema`` names the
     PostgreSQL schema, Agno's ``ai`` by default). Without table names, Agno 2/3's
     ``agno_memories`` / ``agno_sessions`` are read, else Agno 1's ``memory`` /
-    ``agent_sessions``. ``user_id`` imports that user's memories and sessions only (the
-    memories that name no user become theirs).
+    ``agent_sessions``; Agno 3's runs are read from ``agno_runs``, else from the one table
+    with its columns (``runs_table`` names another). ``user_id`` imports that user's
+    memories and sessions only (the memories that name no user become theirs).
 
     Agno wrote some times (a session summary's, an Agno 1.x memory's ``last_updated``)
     in the local time of the machine it ran on, without a time zone: they are read in
@@ -46,7 +48,7 @@ def import_agno(
     """
     opened = open_source(source, schema)
     try:
-        plan, _ = read_agno(opened, memory_table, session_table, agno_timezone)
+        plan, _ = read_agno(opened, memory_table, session_table, agno_timezone, runs_table)
     finally:
         opened.close()
     return apply_plan(plan, memory, dry_run=dry_run, progress=progress, user_id=user_id)

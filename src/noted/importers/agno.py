@@ -13,7 +13,7 @@ The layout is told by the tables' columns, so renamed tables (``memory_table=``,
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -39,6 +39,7 @@ _V2_MEMORY = {"memory_id", "memory", "user_id", "topics", "updated_at"}
 _V1_MEMORY = {"id", "user_id", "memory", "created_at", "updated_at"}
 _V2_SESSION = {"session_id", "session_type", "user_id", "summary", "created_at"}
 _V1_SESSION = {"session_id", "user_id", "memory", "created_at"}
+_V3_RUNS = {"run_id", "session_id", "parent_run_id", "run_index", "run_data"}
 
 
 def _text(value: object) -> str | None:
@@ -225,15 +226,13 @@ def _summary(
     return summary
 
 
-def _runs_by_session(source: Source) -> dict[str, list[Any]] | None:
-    """Agno 3's runs table (top-level runs only), by session; None without one."""
-    if source.columns(AGNO_RUNS_TABLE) is None:
-        return None
+def _runs_by_session(source: Source, table: str) -> dict[str, list[Any]]:
+    """Agno 3's runs table (top-level runs only), by session."""
     found: dict[str, list[Any]] = {}
-    for row in source.rows(AGNO_RUNS_TABLE, "session_id, run_index, created_at, run_id"):
+    for row in source.rows(table, "session_id, run_index, created_at, run_id"):
         if row.get("parent_run_id"):
             continue
-        at = where(AGNO_RUNS_TABLE, "run_id", row.get("run_id"))
+        at = where(table, "run_id", row.get("run_id"))
         found.setdefault(row["session_id"], []).append(decode_json(row["run_data"], at, "run_data"))
     return found
 
@@ -291,13 +290,19 @@ def _session(
     return session
 
 
+def _v1(columns: set[str], v1: tuple[set[str], str]) -> bool:
+    """Whether ``columns`` are those of Agno 1.x's table: ``v1`` is 1.x's columns and the
+    2.x column it lacks."""
+    return columns >= v1[0] and v1[1] not in columns
+
+
 def _layout(
     source: Source, table: str, kind: str, v1: tuple[set[str], str], v2: set[str]
 ) -> tuple[bool, set[str]]:
     """Whether ``table`` has Agno 1.x's layout (else 2.x/3.x's), and its columns; an error
-    when it has neither. ``v1`` is 1.x's columns and the 2.x column it lacks."""
+    when it has neither (:func:`_v1`)."""
     columns = set(source.columns(table) or ())
-    old = columns >= v1[0] and v1[1] not in columns
+    old = _v1(columns, v1)
     if not old and not columns >= v2:
         raise UserError(
             f"{source.name}: table {table!r} is not an Agno {kind} table "
@@ -310,14 +315,13 @@ def _first(source: Source, *names: str) -> str | None:
     return next((name for name in names if source.columns(name) is not None), None)
 
 
-def _found(source: Source, kind: str, v1: tuple[set[str], str], v2: set[str]) -> str | None:
-    """The one table of the source with the columns of an Agno ``kind`` table, when its
-    default names are not there (``SqliteMemoryDb(table_name="user_memories")``); None
-    when there is none, an error naming them when there are several."""
+def _found(source: Source, kind: str, fits: Callable[[set[str]], bool]) -> str | None:
+    """The one table of the source whose columns ``fits`` those of an Agno ``kind`` table,
+    when its default names are not there (``SqliteMemoryDb(table_name="user_memories")``);
+    None when there is none, an error naming them when there are several."""
     found = []
     for table in source.tables():
-        columns = set(source.columns(table) or ())
-        if (columns >= v1[0] and v1[1] not in columns) or columns >= v2:
+        if fits(set(source.columns(table) or ())):
             found.append(table)
     if len(found) > 1:
         option = f"{kind}_table= (--{kind}-table)"
@@ -328,28 +332,45 @@ def _found(source: Source, kind: str, v1: tuple[set[str], str], v2: set[str]) ->
     return found[0] if found else None
 
 
+def _memory_table(columns: set[str]) -> bool:
+    return _v1(columns, (_V1_MEMORY, "memory_id")) or columns >= _V2_MEMORY
+
+
+def _session_table(columns: set[str]) -> bool:
+    return _v1(columns, (_V1_SESSION, "session_type")) or columns >= _V2_SESSION
+
+
+def _runs_table(columns: set[str]) -> bool:
+    return columns >= _V3_RUNS
+
+
 def read_agno(
     source: Source,
     memory_table: str | None = None,
     session_table: str | None = None,
     agno_timezone: str | tzinfo | None = None,
+    runs_table: str | None = None,
 ) -> tuple[ImportPlan, list[str]]:
     """Everything the Agno tables hold; also the names of the tables read.
+
+    Agno 3 keeps the runs in a table of their own (``agno_runs``, else the one table with
+    its columns, or ``runs_table``); without one, the sessions have the runs of their
+    rows' ``runs`` column (Agno 2), or none.
 
     The times Agno took from ``datetime.now()`` (a summary's, an Agno 1.x memory's
     ``last_updated``) carry no time zone: they are read in ``agno_timezone``, by default
     this machine's local time zone. The times SQL wrote and the epochs are UTC."""
     local = time_zone(agno_timezone)
-    for name in (memory_table, session_table):
+    for name in (memory_table, session_table, runs_table):
         if name is not None and source.columns(name) is None:
             raise UserError(f"{source.name}: table {name!r} not found")
     if memory_table is None:
         memory_table = _first(source, AGNO_MEMORY_TABLE, AGNO1_MEMORY_TABLE) or _found(
-            source, "memory", (_V1_MEMORY, "memory_id"), _V2_MEMORY
+            source, "memory", _memory_table
         )
     if session_table is None:
         session_table = _first(source, AGNO_SESSION_TABLE, AGNO1_SESSION_TABLE) or _found(
-            source, "session", (_V1_SESSION, "session_type"), _V2_SESSION
+            source, "session", _session_table
         )
     if memory_table is None and session_table is None:
         looked = ", ".join(
@@ -360,7 +381,21 @@ def read_agno(
             "memory_table= / session_table= (--memory-table, --session-table)"
         )
     plan = ImportPlan(source.name)
-    tables = [t for t in (memory_table, session_table) if t is not None]
+    v1_sessions = False
+    if session_table is not None:
+        v1_sessions, _ = _layout(
+            source, session_table, "session", (_V1_SESSION, "session_type"), _V2_SESSION
+        )
+    if runs_table is not None:
+        columns = set(source.columns(runs_table) or ())
+        if not _runs_table(columns):
+            raise UserError(
+                f"{source.name}: table {runs_table!r} is not an Agno runs table "
+                f"(columns: {', '.join(sorted(columns))})"
+            )
+    elif session_table is not None and not v1_sessions:
+        runs_table = _first(source, AGNO_RUNS_TABLE) or _found(source, "runs", _runs_table)
+    tables = [t for t in (memory_table, session_table, runs_table) if t is not None]
     _check_versions(source, tables)
     if memory_table is not None:
         v1, _ = _layout(source, memory_table, "memory", (_V1_MEMORY, "memory_id"), _V2_MEMORY)
@@ -369,17 +404,10 @@ def read_agno(
             _memory(r, memory_table, v1, local) for r in source.rows(memory_table, order)
         ]
     if session_table is not None:
-        v1, columns = _layout(
-            source, session_table, "session", (_V1_SESSION, "session_type"), _V2_SESSION
-        )
-        runs = None if v1 else _runs_by_session(source)
-        if not v1 and "runs" not in columns and runs is None:
-            raise UserError(
-                f"{source.name}: table {session_table!r} has no runs column and "
-                f"there is no {AGNO_RUNS_TABLE!r} table"
-            )
+        # without a runs table, the runs of the session rows (Agno 2), else none yet
+        runs = None if v1_sessions or runs_table is None else _runs_by_session(source, runs_table)
         for row in source.rows(session_table, "created_at, session_id"):
-            session = _session(row, session_table, v1, runs, local)
+            session = _session(row, session_table, v1_sessions, runs, local)
             if session is not None:
                 plan.sessions.append(session)
     return plan, tables

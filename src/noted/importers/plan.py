@@ -160,9 +160,7 @@ def apply_plan(
     report.runs_written = sum(len(runs) for _, runs in new_runs)
     if dry_run:
         report.summaries_written = sum(
-            1
-            for s in plan.sessions
-            if s.summary is not None and sessions is not None and _summary_differs(sessions, s)
+            1 for s in plan.sessions if sessions is not None and _summary_to_write(sessions, s)
         )
         return report
     if changed:
@@ -175,20 +173,24 @@ def apply_plan(
         for run in runs:
             sessions.append_run(run)
         done += len(s.runs)
-        if s.summary is not None and _summary_differs(sessions, s):
-            sessions.set_session_summary(s.session_id, s.user_id, s.summary)
-            report.summaries_written += 1
+        if _summary_to_write(sessions, s):
+            assert s.summary is not None
+            if sessions.set_session_summary(s.session_id, s.user_id, s.summary):
+                report.summaries_written += 1
         if progress is not None:
             progress(done, total)
     return report
 
 
-def _summary_differs(sessions: SessionStore, s: ImportedSession) -> bool:
-    if sessions.get_session(s.session_id, None) is None:
-        return True
-    stored = sessions.get_session_summary(s.session_id, s.user_id)
+def _summary_to_write(sessions: SessionStore, s: ImportedSession) -> bool:
+    """Whether ``s`` has a summary the store lacks, for a session the store has or makes
+    with its first run (a session without runs is not kept: there is nothing to summarize)."""
     new = s.summary
-    assert new is not None
+    if new is None:
+        return False
+    if sessions.get_session(s.session_id, None) is None:
+        return bool(s.runs)
+    stored = sessions.get_session_summary(s.session_id, s.user_id)
     return stored is None or (stored.summary, stored.topics, stored.updated_at) != (
         new.summary,
         new.topics,
