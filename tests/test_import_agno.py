@@ -631,3 +631,73 @@ def test_agno_3_before_its_first_run(tmp_path: Path, target: Memory) -> None:
     assert isinstance(db, SqliteDb) and db.list_sessions(None) == []
     again = import_agno(source, target)
     assert (again.memories_written, again.runs_written, again.summaries_written) == (0, 0, 0)
+
+
+def _message(role: str, content: str) -> dict[str, object]:
+    return {
+        "id": f"{role}-{len(content)}",
+        "content": content,
+        "from_history": False,
+        "stop_after_tool_call": False,
+        "role": role,
+        "created_at": 1796515389,
+    }
+
+
+# a team session as agno 2.2.13's Team keeps it: the member agent's run (its parent the
+# leader's run) beside the leader's, in the session row's runs column
+TEAM_RUNS = [
+    {
+        "run_id": "member-1",
+        "agent_id": "researcher",
+        "session_id": "t1",
+        "parent_run_id": "lead-1",
+        "content": "Hotel list...",
+        "content_type": "str",
+        "created_at": 1796515389,
+        "status": "COMPLETED",
+        "messages": [
+            _message("user", "Research hotels in Rome"),
+            _message("assistant", "Hotel list..."),
+        ],
+        "input": {"input_content": "Research hotels in Rome"},
+    },
+    {
+        "run_id": "lead-1",
+        "team_id": "team-1",
+        "session_id": "t1",
+        "input": {"input_content": "Plan my trip to Rome"},
+        "content": "Here is your plan.",
+        "content_type": "str",
+        "member_responses": [],
+        "created_at": 1796515389,
+        "status": "COMPLETED",
+        "messages": [
+            _message("user", "Plan my trip to Rome"),
+            _message("assistant", "Here is your plan."),
+        ],
+    },
+]
+
+
+def test_team_member_runs_are_no_turns(tmp_path: Path, target: Memory) -> None:
+    source = tmp_path / "team.db"
+    shutil.copy(FIXTURES / "agno-2.2.13.db", source)
+    with sqlite3.connect(source) as conn:
+        conn.execute(
+            "INSERT INTO agno_sessions (session_id, session_type, agent_id, team_id, user_id, "
+            "session_data, agent_data, team_data, metadata, runs, summary, created_at, "
+            "updated_at) VALUES ('t1', 'team', NULL, 'team-1', 'ava', 'null', NULL, 'null', "
+            "'null', ?, 'null', 1796515389, 1796515389)",
+            (json.dumps(json.dumps(TEAM_RUNS)),),
+        )
+    conn.close()
+    report = import_agno(str(source), target)
+    assert (report.sessions_read, report.runs_read, report.runs_written) == (3, 4, 4)
+    db = target.db
+    assert isinstance(db, SqliteDb)
+    session = db.get_session("t1", "ava")
+    assert session is not None
+    assert [(r.run_id, r.input, r.content) for r in session.runs] == [
+        ("lead-1", "Plan my trip to Rome", "Here is your plan.")
+    ]

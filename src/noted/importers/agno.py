@@ -175,7 +175,6 @@ def _unwrapped(raw: object) -> object:
 
 
 def _run(raw: object, at: str, session: ImportedSession, agent_id: str | None) -> RunResult:
-    raw = _unwrapped(raw)
     if not isinstance(raw, dict) or not isinstance(raw.get("run_id"), str):
         raise RowError(f"{at}: a run without a run_id: {str(raw)[:80]!r}")
     run_at = f"{at}, run {raw['run_id']!r}"
@@ -282,7 +281,11 @@ def _session(
         raw_summary = decode_json(row.get("summary"), at, "summary")
     if not isinstance(raw_runs, list):
         raise RowError(f"{at}: column 'runs' is not a list")
-    session.runs = [_run(r, at, session, agent_id) for r in raw_runs]
+    # a team member's run (its parent the team leader's) is no turn of the conversation:
+    # Agno never replays it as history
+    runs = [_unwrapped(r) for r in raw_runs]
+    runs = [r for r in runs if not (isinstance(r, dict) and r.get("parent_run_id"))]
+    session.runs = [_run(r, at, session, agent_id) for r in runs]
     written = timestamp(row.get("updated_at"), at, "updated_at") or timestamp(
         row.get("created_at"), at, "created_at"
     )
