@@ -701,3 +701,101 @@ def test_team_member_runs_are_no_turns(tmp_path: Path, target: Memory) -> None:
     assert [(r.run_id, r.input, r.content) for r in session.runs] == [
         ("lead-1", "Plan my trip to Rome", "Here is your plan.")
     ]
+
+
+def _kept_in_session(session_id: str, at: int, memories: dict[str, object]) -> tuple[object, ...]:
+    """An agent_sessions row of agno 1.7.12's SqliteStorage for an Agent whose memory.v2
+    Memory has no database: the user memories are kept in the row's memory column."""
+    body = {
+        "summaries": {},
+        "memories": memories,
+        "runs": [
+            {
+                "content": "hi",
+                "content_type": "str",
+                "run_id": f"run-{session_id}",
+                "session_id": session_id,
+                "created_at": at,
+                "status": "RUNNING",
+                "messages": [
+                    {
+                        "content": "hello",
+                        "from_history": False,
+                        "stop_after_tool_call": False,
+                        "role": role,
+                        "created_at": at,
+                    }
+                    for role in ("user", "assistant")
+                ],
+            }
+        ],
+    }
+    return (
+        session_id,
+        "carol",
+        json.dumps(body),
+        "{}",
+        "null",
+        at,
+        None,
+        "a2",
+        '{"agent_id": "a2"}',
+    )
+
+
+KEPT_INSERT = (
+    "INSERT INTO agent_sessions (session_id, user_id, memory, session_data, extra_data, "
+    "created_at, updated_at, agent_id, agent_data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _kept(text: str, memory_id: str, last_updated: str) -> dict[str, object]:
+    return {"memory_id": memory_id, "memory": text, "topics": ["x"], "last_updated": last_updated}
+
+
+def test_agno_1_memories_kept_in_session_rows(tmp_path: Path, target: Memory) -> None:
+    """Without a memory table, the memories the session rows keep are imported, each in
+    its newest copy; with one, Agno reads that table, and so does the import."""
+    [(schema,)] = _read_only(
+        FIXTURES / "agno-1.7.12.db",
+        "SELECT sql FROM sqlite_master WHERE name = 'agent_sessions'",
+    )
+    rows = [
+        _kept_in_session(
+            "s-carol-1",
+            1_760_000_000,
+            {"carol": {"ms-1": _kept("Carol skis", "ms-1", "2025-10-09T09:00:00.5")}},
+        ),
+        _kept_in_session(
+            "s-carol-2",
+            1_760_000_500,
+            {
+                "carol": {
+                    "ms-1": _kept("Carol snowboards", "ms-1", "2025-10-09T09:05:00.5"),
+                    "ms-2": _kept("Carol lives in Oslo", "ms-2", "2025-10-09T09:06:00.5"),
+                }
+            },
+        ),
+    ]
+    source = tmp_path / "no-memory-table.db"
+    with sqlite3.connect(source) as conn:
+        conn.execute(str(schema))
+        conn.executemany(KEPT_INSERT, rows)
+    conn.close()
+    report = import_agno(str(source), target, agno_timezone="UTC")
+    assert (report.memories_written, report.runs_written) == (2, 2)
+    got = {m.memory_id: m for m in target.get_user_memories(user_id="carol")}
+    assert {k: (m.memory, m.topics) for k, m in got.items()} == {
+        "ms-1": ("Carol snowboards", ["x"]),
+        "ms-2": ("Carol lives in Oslo", ["x"]),
+    }
+    assert got["ms-1"].updated_at == datetime(2025, 10, 9, 9, 5, 0, 500000, UTC)
+    again = import_agno(str(source), target, agno_timezone="UTC")
+    assert (again.memories_written, again.runs_written) == (0, 0)
+
+    beside = _broken(tmp_path, "", "1.7.12")
+    with sqlite3.connect(beside) as conn:
+        conn.executemany(KEPT_INSERT, rows)
+    conn.close()
+    report = import_agno(beside, Memory(db=SqliteDb(tmp_path / "other.db")), dry_run=True)
+    assert (report.memories_read, report.runs_read) == (3, 5)

@@ -249,13 +249,61 @@ def _merged(table: list[Any], legacy: list[Any]) -> list[Any]:
     return merged + [r for r in table if not isinstance(r, dict) or r.get("run_id") not in known]
 
 
+def _keep_memories(
+    body: Mapping[str, Any],
+    at: str,
+    written: datetime | None,
+    local: tzinfo | None,
+    kept: dict[str, UserMemory],
+) -> None:
+    """The user memories Agno 1.x's memory.v2 ``Memory`` without a database keeps in the
+    session row (``"memories": {user: {memory_id: UserMemory.to_dict()}}``), into
+    ``kept`` by id: of the copies of a memory in several rows, the newest (of two as new,
+    the later row's). Agno gives them no creation time: their ``last_updated`` (a naive
+    local time), else the row's, is both."""
+    found = body.get("memories")
+    if not isinstance(found, dict):  # none; or the legacy AgentMemory's list, without ids
+        return
+    for user, memories in found.items():
+        if not isinstance(memories, dict):
+            raise RowError(f"{at}: column 'memory': the memories of {user!r} are not an object")
+        for memory_id, raw in memories.items():
+            if not isinstance(raw, dict) or not isinstance(raw.get("memory"), str):
+                raise RowError(f"{at}: column 'memory': memory {memory_id!r} holds no text")
+            updated = timestamp(raw.get("last_updated"), at, "memory", naive=local) or written
+            try:
+                memory = UserMemory(
+                    raw["memory"],
+                    memory_id=str(raw.get("memory_id") or memory_id),
+                    user_id=user,
+                    topics=raw.get("topics") or [],
+                    input=raw.get("input"),
+                    created_at=updated,
+                    updated_at=updated,
+                )
+            except UserError as exc:
+                raise RowError(f"{at}: column 'memory': memory {memory_id!r}: {exc}") from None
+            assert memory.memory_id is not None
+            before = kept.get(memory.memory_id)
+            if before is None or _older(before, memory):
+                kept[memory.memory_id] = memory
+
+
+def _older(memory: UserMemory, than: UserMemory) -> bool:
+    if memory.updated_at is None or than.updated_at is None:
+        return True
+    return memory.updated_at <= than.updated_at
+
+
 def _session(
     row: Mapping[str, Any],
     table: str,
     v1: bool,
     runs_table: dict[str, list[Any]] | None,
     local: tzinfo | None,
+    kept: dict[str, UserMemory] | None = None,
 ) -> ImportedSession | None:
+    """One session; with ``kept``, the memories an Agno 1.x row keeps go there."""
     at = where(table, "session_id", row.get("session_id"))
     if not v1 and row.get("session_type") not in (None, "agent", "team"):
         return None  # workflow sessions have no conversation of their own
@@ -290,6 +338,8 @@ def _session(
         row.get("created_at"), at, "created_at"
     )
     session.summary = _summary(raw_summary, at, session.runs, written, local)
+    if v1 and kept is not None:
+        _keep_memories(body, at, written, local, kept)
     return session
 
 
@@ -409,8 +459,14 @@ def read_agno(
     if session_table is not None:
         # without a runs table, the runs of the session rows (Agno 2), else none yet
         runs = None if v1_sessions or runs_table is None else _runs_by_session(source, runs_table)
+        # Agno 1.x's memories, when a Memory without a database kept them in the session
+        # rows; with a memory table, Agno reads that one (the rows' copies are what the
+        # agent held when it saved them, memories deleted since among them), as here
+        kept: dict[str, UserMemory] | None = {} if memory_table is None else None
         for row in source.rows(session_table, "created_at, session_id"):
-            session = _session(row, session_table, v1_sessions, runs, local)
+            session = _session(row, session_table, v1_sessions, runs, local, kept)
             if session is not None:
                 plan.sessions.append(session)
+        if kept:
+            plan.memories = [kept[memory_id] for memory_id in sorted(kept)]
     return plan, tables
