@@ -799,3 +799,34 @@ def test_agno_1_memories_kept_in_session_rows(tmp_path: Path, target: Memory) ->
     conn.close()
     report = import_agno(beside, Memory(db=SqliteDb(tmp_path / "other.db")), dry_run=True)
     assert (report.memories_read, report.runs_read) == (3, 5)
+
+
+def test_one_user_at_a_time_with_memories_of_no_user(
+    tmp_path: Path, memory: Memory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Agno 2/3 keep user_id NULL on a memory given no user. The first import of one user
+    takes it; the imports of the others, and of everyone, skip it (and say so) instead of
+    failing as a whole."""
+    source = _broken(
+        tmp_path, "UPDATE agno_memories SET user_id = NULL WHERE memory_id = 'mem-ava-ski'"
+    )
+    first = import_agno(source, memory, user_id="bob")
+    assert (first.memories_written, first.memories_skipped) == (2, 1)
+    assert memory.get_user_memory("mem-ava-ski", user_id="bob") is not None
+    ava = import_agno(source, memory, user_id="ava")
+    assert (ava.memories_written, ava.memories_skipped) == (1, 2)
+    assert [m.memory_id for m in memory.get_user_memories(user_id="ava")] == ["mem-ava-name"]
+    everyone = import_agno(source, memory)
+    assert (everyone.memories_written, everyone.memories_skipped) == (0, 1)
+    again = import_agno(source, memory, user_id="bob")
+    assert (again.memories_written, again.memories_skipped) == (0, 1)
+    assert memory.get_user_memories(user_id="default") == []
+    if isinstance(memory.db, SqliteDb):  # the command line says so
+        db = str(tmp_path / "cli.db")
+        assert main(["import", "agno", source, "--db", db, "--user", "bob"]) == 0
+        assert main(["import", "agno", source, "--db", db]) == 0
+        assert (
+            capsys.readouterr()
+            .out.splitlines()[1]
+            .endswith("wrote 1 memories, 2 runs, 1 summaries; skipped 1 memory of other users")
+        )

@@ -34,7 +34,8 @@ def _run(
         return 0
     verb = "would write" if report.dry_run else "wrote"
     skipped = report.memories_skipped
-    other = "" if args.user is None else f"; skipped {skipped} {_memories(skipped)} of other users"
+    shown = args.user is not None or skipped
+    other = f"; skipped {skipped} {_memories(skipped)} of other users" if shown else ""
     out.print(
         escape(
             f"{report.source}: read {report.memories_read} memories, {report.sessions_read} "

@@ -9,7 +9,7 @@ the session store's own methods. Running the same import again writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from noted.db.base import MemoryStore, SessionStore
@@ -78,7 +78,9 @@ class ImportReport:
     runs_written: int = 0
     summaries_written: int = 0
     dry_run: bool = False
-    memories_skipped: int = 0  # those of other users, when one user is imported
+    # those of other users when one user is imported, and those that name no user but
+    # are kept under another user (whose import took them first)
+    memories_skipped: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -129,6 +131,7 @@ def apply_plan(
     """Write what ``plan`` holds that ``memory``'s store does not have yet; with
     ``user_id``, only that user's part of it (see :func:`for_user`)."""
     _check_unique(plan)
+    unowned = {m.memory_id for m in plan.memories if not m.user_id}
     plan, skipped = for_user(plan, user_id)
     report = ImportReport(
         plan.source,
@@ -145,6 +148,10 @@ def apply_plan(
     if plan.sessions and sessions is None:
         raise UserError(f"{store!r} keeps no sessions; import into a store such as SqliteDb")
     changed = [m for m in plan.memories if not unchanged(store, m)]
+    taken = _taken(store, [m for m in changed if m.memory_id in unowned])
+    if taken:
+        changed = [m for m in changed if m.memory_id not in taken]
+        report.memories_skipped += len(taken)
     new_runs: list[tuple[ImportedSession, list[RunResult]]] = []
     for s in plan.sessions:
         assert sessions is not None
@@ -180,6 +187,38 @@ def apply_plan(
         if progress is not None:
             progress(done, total)
     return report
+
+
+def _taken(store: MemoryStore, memories: list[UserMemory]) -> set[str]:
+    """The ids of ``memories`` (which name no user in the source) that the store keeps
+    under another user than the one they would be written for: the first import that
+    took them gave them to its user."""
+    if not memories:
+        return set()
+    ids = [m.memory_id for m in memories if m.memory_id is not None]
+    owners = _owners(store, ids)
+    return {
+        m.memory_id
+        for m in memories
+        if m.memory_id in owners and owners[m.memory_id] != (m.user_id or DEFAULT_USER_ID)
+    }
+
+
+def _owners(store: MemoryStore, ids: list[str]) -> Mapping[str, str]:
+    """Who owns each of ``ids`` the store holds: at once where the store tells
+    (``memory_owners``), else by asking each of its users."""
+    at_once = getattr(store, "memory_owners", None)
+    if callable(at_once):
+        found: Mapping[str, str] = at_once(ids)
+        return found
+    owners: dict[str, str] = {}
+    for stats in store.get_user_stats():
+        for memory_id in ids:
+            if memory_id not in owners and store.get_memory(memory_id, stats.user_id) is not None:
+                owners[memory_id] = stats.user_id
+        if len(owners) == len(set(ids)):
+            break
+    return owners
 
 
 def _summary_to_write(sessions: SessionStore, s: ImportedSession) -> bool:
