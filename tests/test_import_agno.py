@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import server_url
-from noted import Memory, SessionStore, SqliteDb, UserError
+from noted import Memory, SessionStore, SqliteDb, StoreError, UserError
 from noted.cli import main
 from noted.importers import import_agno
 from servers import Server
@@ -830,3 +830,47 @@ def test_one_user_at_a_time_with_memories_of_no_user(
             .out.splitlines()[1]
             .endswith("wrote 1 memories, 2 runs, 1 summaries; skipped 1 memory of other users")
         )
+
+
+def test_a_damaged_source_is_a_store_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], servers: dict[str, Server | str]
+) -> None:
+    """A SQLite file whose header and schema read but whose pages do not, and a
+    PostgreSQL table that fails when read: an error naming the source and the table."""
+    source = tmp_path / "damaged.db"
+    shutil.copy(FIXTURES / "agno-2.2.13.db", source)
+    with sqlite3.connect(source) as conn:
+        row = conn.execute(
+            "SELECT * FROM agno_memories WHERE memory_id = 'mem-bob-home'"
+        ).fetchone()
+        marks = ", ".join("?" * len(row))
+        conn.executemany(
+            f"INSERT INTO agno_memories VALUES ({marks})",
+            [(f"mem-{i:05}", *row[1:]) for i in range(2000)],
+        )
+        [(pages,)] = conn.execute("PRAGMA page_count")
+    conn.close()
+    with source.open("r+b") as damaged:  # three pages of the middle overwritten
+        damaged.seek(4096 * (pages // 2))
+        damaged.write(b"\xff" * 4096 * 3)
+    target = Memory(db=SqliteDb(tmp_path / "noted.db"))
+    with pytest.raises(StoreError, match="damaged.db: cannot read table 'agno_memories': "):
+        import_agno(str(source), target)
+    assert main(["import", "agno", str(source), "--db", str(tmp_path / "cli.db")]) == 1
+    printed = capsys.readouterr().err
+    assert "error: " in printed and "Traceback" not in printed
+
+    import psycopg
+
+    url = server_url(servers, "postgres")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE DATABASE agno_damaged")
+    damaged_url = url.rsplit("/", 1)[0] + "/agno_damaged"
+    with psycopg.connect(damaged_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE SCHEMA ai; CREATE VIEW ai.agno_memories AS SELECT 'm'::text AS memory_id, "
+            "'x'::text AS memory, 'u'::text AS user_id, '[]'::text AS topics, "
+            "(1 / 0)::bigint AS updated_at"
+        )
+    with pytest.raises(StoreError, match="cannot read table 'agno_memories': division by zero"):
+        import_agno(damaged_url, target)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -30,6 +32,18 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+@contextmanager
+def _unreadable(
+    source: str, what: str, errors: type[Exception] | tuple[type[Exception], ...]
+) -> Iterator[None]:
+    """The database's own ``errors`` while reading ``what`` (a damaged file, a lost
+    connection) as a StoreError that names the source and what was being read."""
+    try:
+        yield
+    except errors as exc:
+        raise StoreError(f"{source}: cannot read {what}: {exc}") from exc
+
+
 class SqliteSource:
     def __init__(self, path: Path) -> None:
         if not path.is_file():
@@ -44,17 +58,20 @@ class SqliteSource:
 
     def columns(self, table: str) -> list[str] | None:
         check_table_name(table, "table")
-        found = self._conn.execute(f"PRAGMA table_info({table})").fetchall()
+        with _unreadable(self.name, f"the columns of table {table!r}", sqlite3.Error):
+            found = self._conn.execute(f"PRAGMA table_info({table})").fetchall()
         return [row["name"] for row in found] or None
 
     def tables(self) -> list[str]:
         query = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
-        return [row["name"] for row in self._conn.execute(query)]
+        with _unreadable(self.name, "its tables", sqlite3.Error):
+            return [row["name"] for row in self._conn.execute(query)]
 
     def rows(self, table: str, order_by: str) -> list[dict[str, Any]]:
         check_table_name(table, "table")
         query = f"SELECT * FROM {table} ORDER BY {order_by}"
-        return [dict(row) for row in self._conn.execute(query)]
+        with _unreadable(self.name, f"table {table!r}", sqlite3.Error):
+            return [dict(row) for row in self._conn.execute(query)]
 
     def close(self) -> None:
         self._conn.close()
@@ -77,6 +94,7 @@ class PostgresSource:
             self._conn = psycopg.connect(conninfo, row_factory=dict_row, connect_timeout=10)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self.name}: {exc}") from exc
+        self._errors = psycopg.Error
         self._conn.read_only = True
 
     def _columns(self, table: str, types: tuple[str, ...] | None = None) -> list[str]:
@@ -85,7 +103,8 @@ class PostgresSource:
             "SELECT column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position"
         )
-        found = self._conn.execute(query, (self.schema, table)).fetchall()
+        with _unreadable(self.name, f"the columns of table {table!r}", self._errors):
+            found = self._conn.execute(query, (self.schema, table)).fetchall()
         return [r["column_name"] for r in found if types is None or r["data_type"] in types]
 
     def columns(self, table: str) -> list[str] | None:
@@ -96,14 +115,17 @@ class PostgresSource:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = %s "
             "ORDER BY table_name"
         )
-        return [r["table_name"] for r in self._conn.execute(query, (self.schema,)).fetchall()]
+        with _unreadable(self.name, f"the tables of schema {self.schema!r}", self._errors):
+            found = self._conn.execute(query, (self.schema,)).fetchall()
+        return [r["table_name"] for r in found]
 
     def rows(self, table: str, order_by: str) -> list[dict[str, Any]]:
         """The rows, with JSON columns given back as JSON text, as SQLite gives them (so
         one decoding reads both; psycopg would hand them over decoded)."""
         as_json = set(self._columns(table, ("json", "jsonb")))
         query = f'SELECT * FROM "{self.schema}"."{table}" ORDER BY {order_by}'
-        rows = list(self._conn.execute(query).fetchall())
+        with _unreadable(self.name, f"table {table!r}", self._errors):
+            rows = list(self._conn.execute(query).fetchall())
         for row in rows:
             for column in as_json & row.keys():
                 if row[column] is not None:
