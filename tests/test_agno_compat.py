@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import sqlite3
 import warnings
 from pathlib import Path
 
@@ -329,3 +331,44 @@ def test_a_stream_of_arun_may_be_awaited_first_as_in_agno() -> None:
         assert got[-1] == RunCompleted.__name__ and len(got) >= 2
     result = asyncio.run(agent.arun("Hi"))  # type: ignore[arg-type]
     assert result.content == "Noted."
+
+
+AGNO_FIXTURES = Path(__file__).parent / "fixtures" / "agno"
+
+
+def test_a_table_agno_wrote_is_refused_before_the_file_is_touched(tmp_path: Path) -> None:
+    """Swapping the imports of a program whose file Agno wrote: its tables are Agno's, so
+    noted says to import them (or to name another table) and leaves the file as it was."""
+    agno1 = tmp_path / "agno1.db"
+    shutil.copy(AGNO_FIXTURES / "agno-1.7.12.db", agno1)
+    agno2 = tmp_path / "agno2.db"
+    shutil.copy(AGNO_FIXTURES / "agno-2.2.13.db", agno2)
+    before = {f: f.read_bytes() for f in (agno1, agno2)}
+    refused = [
+        (lambda: SqliteMemoryDb(table_name="user_memories", db_file=agno1), "table_name"),
+        (lambda: SqliteStorage(table_name="agent_sessions", db_file=agno1), "table_name"),
+        (lambda: SqliteDb(db_file=agno2, memory_table="agno_memories"), "memory_table"),
+        (
+            lambda: SqliteDb(db_url=f"sqlite:///{agno2}", session_table="agno_sessions"),
+            "session_table",
+        ),
+    ]
+    for make, option in refused:
+        with pytest.raises(UserError, match=rf"written by Agno.*noted import agno .*\({option}="):
+            make()
+    assert {f: f.read_bytes() for f in before} == before
+    assert not list(tmp_path.glob("*-wal"))
+    with sqlite3.connect(agno1) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+    conn.close()
+    # noted's own tables, of Agno's names or not, open again as before
+    for make in (
+        lambda: SqliteMemoryDb(table_name="memory", db_file=tmp_path / "noted.db"),
+        lambda: SqliteStorage(table_name="agent_sessions", db_file=tmp_path / "noted.db"),
+        lambda: SqliteDb(db_file=agno2),
+    ):
+        memory = Memory(db=make())
+        memory.add_user_memory(UserMemory("likes tea"), user_id="ava")
+        memory.db.close()
+    reopened = Memory(db=SqliteMemoryDb(table_name="memory", db_file=tmp_path / "noted.db"))
+    assert [m.memory for m in reopened.get_user_memories(user_id="ava")] == ["likes tea"]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from noted.db import sqlite
+from noted.db.sqlite.migrations import VERSION_TABLE
 from noted.errors import StoreError, UserError
 
 if TYPE_CHECKING:
@@ -47,6 +48,40 @@ def _sqlite_file(db_file: str | os.PathLike[str] | None, db_url: str | None) -> 
     return Path(db_file)
 
 
+def _refuse_agno_tables(path: Path, tables: dict[str, str]) -> None:
+    """A UserError when the file holds a table Agno wrote under one of the names given
+    noted's tables (``tables``, by the argument that named each): its columns are Agno's
+    and noted never recorded it as its own. noted's queries would fail on it ("no such
+    column"), after the file had been switched to WAL; this looks first, read-only, and
+    changes nothing."""
+    if not path.is_file():
+        return
+    from noted.importers.agno import is_agno_table
+    from noted.importers.sources import SqliteSource
+
+    try:
+        source = SqliteSource(path)
+    except StoreError:
+        return  # not a database noted can read either: its own open says so
+    try:
+        ours: set[str] = set()
+        if source.columns(VERSION_TABLE) is not None:
+            ours = {str(r["table_name"]).lower() for r in source.rows(VERSION_TABLE, "1")}
+        for option, table in tables.items():
+            columns = source.columns(table)
+            if columns is None or table.lower() in ours or not is_agno_table(set(columns)):
+                continue
+            raise UserError(
+                f"{path}: table {table!r} was written by Agno, and noted keeps tables of its "
+                f"own: bring its memories and sessions over with `noted import agno {path} "
+                f"--db NOTED_DB`, or give noted another table ({option}=...)"
+            )
+    except StoreError:
+        return
+    finally:
+        source.close()
+
+
 class _SqliteAdapter(sqlite.SqliteDb):
     def __init__(
         self,
@@ -54,8 +89,11 @@ class _SqliteAdapter(sqlite.SqliteDb):
         db_url: str | None,
         memory_table: str,
         session_table: str,
+        named: dict[str, str],
     ) -> None:
+        """``named``: the tables the caller named, by the argument that named each."""
         path = _sqlite_file(db_file, db_url)
+        _refuse_agno_tables(path, named)
         super().__init__(
             path, memory_table=memory_table, session_table=session_table, create_dirs=True
         )
@@ -79,7 +117,8 @@ class SqliteMemoryDb(_SqliteAdapter):
         db_url: str | None = None,
         db_file: str | os.PathLike[str] | None = None,
     ) -> None:
-        super().__init__(db_file, db_url, table_name, _NOTED_SESSIONS)
+        named = {"table_name": table_name}
+        super().__init__(db_file, db_url, table_name, _NOTED_SESSIONS, named)
 
 
 class SqliteStorage(_SqliteAdapter):
@@ -92,7 +131,8 @@ class SqliteStorage(_SqliteAdapter):
         db_file: str | os.PathLike[str] | None = None,
         mode: str | None = "agent",
     ) -> None:
-        super().__init__(db_file, db_url, _NOTED_MEMORIES, table_name)
+        named = {"table_name": table_name}
+        super().__init__(db_file, db_url, _NOTED_MEMORIES, table_name, named)
         self.mode = mode
 
 
@@ -106,8 +146,14 @@ class SqliteDb(_SqliteAdapter):
         session_table: str | None = None,
         memory_table: str | None = None,
     ) -> None:
+        given = {"memory_table": memory_table, "session_table": session_table}
+        named = {option: table for option, table in given.items() if table is not None}
         super().__init__(
-            db_file, db_url, memory_table or _NOTED_MEMORIES, session_table or _NOTED_SESSIONS
+            db_file,
+            db_url,
+            memory_table or _NOTED_MEMORIES,
+            session_table or _NOTED_SESSIONS,
+            named,
         )
 
 

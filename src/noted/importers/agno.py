@@ -25,7 +25,7 @@ from noted.models.types import Message, ToolCall
 from noted.schema import UserMemory
 from noted.sessions import RunResult, SessionSummary
 
-__all__ = ["read_agno"]
+__all__ = ["is_agno_table", "read_agno"]
 
 AGNO_MEMORY_TABLE = "agno_memories"
 AGNO_SESSION_TABLE = "agno_sessions"
@@ -395,6 +395,12 @@ def _session_table(columns: set[str]) -> bool:
 
 def _runs_table(columns: set[str]) -> bool:
     return columns >= _V3_RUNS
+
+
+def is_agno_table(columns: set[str]) -> bool:
+    """Whether ``columns`` are those of an Agno memory, session or runs table (of any
+    version); noted's own memory table has those of Agno 2's too."""
+    return _memory_table(columns) or _session_table(columns) or _runs_table(columns)
 
 
 def read_agno(
