@@ -195,13 +195,9 @@ def _taken(store: MemoryStore, memories: list[UserMemory]) -> set[str]:
     took them gave them to its user."""
     if not memories:
         return set()
-    ids = [m.memory_id for m in memories if m.memory_id is not None]
-    owners = _owners(store, ids)
-    return {
-        m.memory_id
-        for m in memories
-        if m.memory_id in owners and owners[m.memory_id] != (m.user_id or DEFAULT_USER_ID)
-    }
+    wanted = {m.memory_id: m.user_id or DEFAULT_USER_ID for m in memories if m.memory_id}
+    owners = _owners(store, list(wanted))
+    return {memory_id for memory_id, owner in owners.items() if owner != wanted.get(memory_id)}
 
 
 def _owners(store: MemoryStore, ids: list[str]) -> Mapping[str, str]:
