@@ -431,9 +431,11 @@ def test_background_work_left_at_exit_is_reported(
     import noted._portal as portal
 
     monkeypatch.setattr(portal, "_EXIT_WAIT_S", 0.05)
+    monkeypatch.setattr(portal, "_EXIT_QUIET_S", 0.02)
     left = background(asyncio.sleep(1))
     with caplog.at_level(logging.WARNING, logger="noted"):
         portal._drain_at_exit()
+    assert "waiting up to 0 s for 1 background task(s)" in caplog.text
     assert "still running" in caplog.text
     left.result(5)
 

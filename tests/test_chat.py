@@ -154,6 +154,34 @@ def test_a_streamed_answer_taller_than_the_screen_is_printed_once() -> None:
     assert shown.rindex("line 00 of") < shown.rindex("line 59 of")
 
 
+STUCK_AT_EXIT_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+    from noted import Agent
+    from noted.testing import FunctionModel
+
+    async def fn(messages, tools):
+        if (messages[0].content or "").startswith("You maintain the long-term memory"):
+            await asyncio.sleep(3600)  # a memory update that does not end
+        return "Noted."
+
+    Agent(FunctionModel(fn), enable_user_memories=True).run("I like tea")
+    print("answered")
+    """
+)
+
+
+def test_a_program_waiting_for_memory_updates_at_exit_says_so_and_stops_on_ctrl_c() -> None:
+    # It waited up to a minute in silence, and a Ctrl-C meanwhile printed a traceback.
+    child = spawn(["-c", STUCK_AT_EXIT_SCRIPT])
+    child.expect("answered")
+    child.expect("waiting up to 60 s for 1 background task", timeout=10)
+    child.sendintr()
+    child.expect("stopped unfinished", timeout=10)
+    rest = finish(child)
+    assert "Traceback" not in rest
+
+
 LOST_SIGINT_SCRIPT = textwrap.dedent(
     """
     import signal, sys, threading, time

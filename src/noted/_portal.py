@@ -323,19 +323,38 @@ def drain(timeout: float | None = None) -> bool:
 
 
 _EXIT_WAIT_S: Final = 60.0
+_EXIT_QUIET_S: Final = 1.0  # waited at exit before saying so
+
+
+def _left() -> int:
+    with _background_lock:
+        return len(_background)
 
 
 def _drain_at_exit() -> None:
-    """Wait for background work (memory updates) at exit; say so when some is left."""
-    if not drain(_EXIT_WAIT_S):
-        with _background_lock:
-            left = len(_background)
-        logging.getLogger("noted").warning(
+    """Wait for background work (memory updates) at exit: quietly for a second, then
+    saying so (a program that seems to hang at its end, for a minute, is taken for a
+    broken one), until it is done, a minute has passed, or Ctrl-C stops the wait."""
+    log = logging.getLogger("noted")
+    try:
+        if drain(_EXIT_QUIET_S):
+            return
+        log.warning(
+            "waiting up to %.0f s for %d background task(s) of noted (memory or summary "
+            "updates) to finish; Ctrl-C stops them",
+            _EXIT_WAIT_S,
+            _left(),
+        )
+        if drain(_EXIT_WAIT_S - _EXIT_QUIET_S):
+            return
+        log.warning(
             "the program ends with %d background task(s) of noted still running after "
             "%.0f s (memory or summary updates): they are stopped unfinished",
-            left,
+            _left(),
             _EXIT_WAIT_S,
         )
+    except KeyboardInterrupt:
+        log.warning("%d background task(s) of noted are stopped unfinished", _left())
 
 
 # Run before the interpreter stops the worker-thread pools that background work still
