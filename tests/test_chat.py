@@ -8,7 +8,9 @@ import os
 import signal
 import subprocess
 import sys
+import termios
 import textwrap
+import time
 from pathlib import Path
 
 import pexpect
@@ -49,6 +51,15 @@ def spawn(args: list[str], **env: str) -> pexpect.spawn:
         preexec_fn=interruptible,
     )
     return child
+
+
+def reading(child: pexpect.spawn) -> None:
+    """Wait until the prompt reads (readline takes the terminal out of line mode): a Ctrl-D
+    sent before that is taken by the terminal's line mode and lost."""
+    deadline = time.monotonic() + 10
+    while termios.tcgetattr(child.child_fd)[3] & termios.ICANON:
+        assert time.monotonic() < deadline, "the prompt never read"
+        time.sleep(0.01)
 
 
 def finish(child: pexpect.spawn) -> str:
@@ -106,11 +117,30 @@ def test_cli_app_chats_and_exits_on_exit(tmp_path: Path) -> None:
         assert session.run_count == 2
 
 
+def test_cli_app_takes_a_line_longer_than_the_terminals_line_mode(tmp_path: Path) -> None:
+    # A terminal in line mode keeps 4,095 bytes of a line and drops the rest silently.
+    child = spawn(["-c", CHAT_SCRIPT, str(tmp_path / "chat.db")])
+    child.expect("You")
+    long = "a" * 5000 + " END"
+    for start in range(0, len(long), 500):  # as a paste arrives, in pieces
+        child.send(long[start : start + 500])
+    child.sendline("")
+    child.expect("nice to meet you!")
+    child.expect("You")
+    child.sendline("exit")
+    finish(child)
+    with SqliteDb(tmp_path / "chat.db") as db:
+        [session] = db.list_sessions("ava")
+        [run] = db.get_runs(session.session_id, "ava")
+        assert run.input == long
+
+
 @pytest.mark.parametrize("how", ["ctrl-d", "ctrl-c"])
 def test_cli_app_leaves_quietly_on_ctrl_d_and_ctrl_c(tmp_path: Path, how: str) -> None:
     child = spawn(["-c", CHAT_SCRIPT, str(tmp_path / "chat.db")])
     child.expect("You")
     if how == "ctrl-d":
+        reading(child)
         child.sendeof()
     else:
         child.sendintr()
@@ -278,6 +308,7 @@ def test_noted_chat_continues_a_session_across_processes(wire: WireServer, tmp_p
     child.sendline("What do I like?")
     child.expect("like to ski.")
     child.expect("You")
+    reading(child)
     child.sendeof()
     finish(child)
 

@@ -3,6 +3,7 @@ chat loop that ends on ``exit``, ``quit``, Ctrl-D or Ctrl-C without a traceback.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
@@ -116,11 +117,20 @@ def chat(
             style="dim",
         )
     )
+    _line_editing()
     try:
         with ctrl_c_reaches_input():
             _chat_loop(agent, user_id, session, stream, markdown, console, errors)
     except KeyboardInterrupt:
         console.print()
+
+
+def _line_editing() -> None:
+    """Read the prompt through readline where Python has it: a terminal's own line mode
+    cuts a typed or pasted line at 4,095 bytes without a word, and has no editing or
+    history."""
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (input() reads through it once it is imported)
 
 
 def _chat_loop(
