@@ -171,6 +171,48 @@ TALL_SCRIPT = textwrap.dedent(
 )
 
 
+SLOW_CHAT_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from noted import Agent, SqliteDb
+    from noted.models import TextDelta, UsageDelta
+    from noted.testing import ScriptedModel
+
+    class Slow(ScriptedModel):
+        async def _send_stream(self, request):
+            self._record(request)
+            for n in range(600):
+                yield TextDelta(f"word{n} ")
+                await asyncio.sleep(0.05)
+            yield UsageDelta(1, 1, finish_reason="stop")
+
+    Agent(Slow([]), db=SqliteDb(sys.argv[1]), user_id="ava").cli_app(stream=True)
+    """
+)
+
+
+@pytest.mark.parametrize("ending", [signal.SIGTERM, signal.SIGHUP])
+def test_a_chat_ended_by_sigterm_or_sighup_keeps_the_turn_and_the_cursor(
+    tmp_path: Path, ending: signal.Signals
+) -> None:
+    # The default action killed the process mid-answer: the turn was lost and the cursor
+    # left hidden. Now it ends as by Ctrl-C, then by the signal.
+    child = spawn(["-c", SLOW_CHAT_SCRIPT, str(tmp_path / "chat.db")])
+    child.expect("You")
+    child.sendline("tell me a story")
+    child.expect("word3 ")
+    child.kill(ending)
+    rest = child.read()
+    child.close()
+    assert child.signalstatus == ending, (child.exitstatus, child.signalstatus, rest)
+    assert rest.rfind("\x1b[?25h") > rest.rfind("\x1b[?25l")  # the cursor shown again
+    assert "Traceback" not in rest
+    with SqliteDb(tmp_path / "chat.db") as db:
+        [session] = db.list_sessions("ava")
+        [run] = db.get_runs(session.session_id, "ava")
+        assert run.status == "failed" and run.input == "tell me a story"
+
+
 def test_a_streamed_answer_taller_than_the_screen_is_printed_once() -> None:
     # Live redraws could not reach the lines that scrolled off: each refresh printed the
     # whole answer again below them (hundreds of copies of its first line).

@@ -4,6 +4,10 @@ chat loop that ends on ``exit``, ``quit``, Ctrl-D or Ctrl-C without a traceback.
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
 from typing import TYPE_CHECKING
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
@@ -118,11 +122,46 @@ def chat(
         )
     )
     _line_editing()
+    with _ended_as_by_ctrl_c() as ended:
+        try:
+            with ctrl_c_reaches_input():
+                _chat_loop(agent, user_id, session, stream, markdown, console, errors)
+        except KeyboardInterrupt:
+            console.print()
+    if ended:  # the program goes on ending as the signal asks, the chat now closed
+        signal.raise_signal(ended[0])
+
+
+@contextlib.contextmanager
+def _ended_as_by_ctrl_c() -> Iterator[list[int]]:
+    """In the block, SIGTERM and SIGHUP (a closed terminal) end the chat as Ctrl-C does:
+    a turn being answered is kept as failed and the cursor is shown again, where the
+    default action killed the process on the spot. The list holds the signal, if one came;
+    the old handlers are back when the block ends."""
+    ended: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield ended
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if not ended:
+            ended.append(signum)
+            raise KeyboardInterrupt
+
+    names = ("SIGTERM", "SIGHUP")
+    kinds = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    # only where the signal would kill the process (not where the program ignores it, as
+    # under nohup, or handles it itself)
+    before = {
+        kind: signal.signal(kind, on_signal)
+        for kind in kinds
+        if signal.getsignal(kind) is signal.SIG_DFL
+    }
     try:
-        with ctrl_c_reaches_input():
-            _chat_loop(agent, user_id, session, stream, markdown, console, errors)
-    except KeyboardInterrupt:
-        console.print()
+        yield ended
+    finally:
+        for kind, handler in before.items():
+            signal.signal(kind, handler)
 
 
 def _line_editing() -> None:
