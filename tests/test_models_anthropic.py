@@ -591,6 +591,56 @@ def test_an_answer_without_usage_counts_no_tokens(wire: WireServer) -> None:
     assert streamed.finish_reason == "end_turn"
 
 
+# -- streams that end before the answer ---------------------------------------------------------
+
+
+def test_a_stream_cut_short_before_any_delta_is_retried(wire: WireServer) -> None:
+    # no event at all, then a keep-alive ping alone
+    wire.add(SSE([]), SSE([event("ping")]), text_stream("fine"))
+    model = make(wire)
+
+    deltas = stream(model, ask())
+
+    assert build(deltas).content == "fine"
+    assert len(wire.requests) == 3
+
+
+def test_a_stream_cut_short_after_text_is_a_connection_error(wire: WireServer) -> None:
+    wire.add(
+        SSE([message_start(), block_start(0, text("")), text_delta(0, "The answer is")]),
+        text_stream("never"),
+    )
+    seen: list[ModelDelta] = []
+
+    async def collect(m: Claude) -> None:
+        async for delta in m.astream(ask()):
+            seen.append(delta)
+
+    with pytest.raises(ModelConnectionError, match="stream ended before the answer did"):
+        run(make(wire), collect)
+    assert TextDelta("The answer is") in seen
+    assert len(wire.requests) == 1
+
+
+def test_a_stop_reason_without_message_stop_ends_a_stream(wire: WireServer) -> None:
+    end = event(
+        "message_delta",
+        delta={"stop_reason": "end_turn", "stop_sequence": None},
+        usage={"output_tokens": 2},
+    )
+    wire.add(SSE([message_start(), block_start(0, text("")), text_delta(0, "Hi"), end]))
+
+    assert build(stream(make(wire), ask())).content == "Hi"
+
+
+def test_a_web_page_for_a_stream_is_a_model_output_error(wire: WireServer) -> None:
+    wire.add(Raw(b"<html>Sign in to this network</html>"), text_stream("never"))
+
+    with pytest.raises(ModelOutputError, match="with text/html, not an event stream"):
+        stream(make(wire), ask())
+    assert len(wire.requests) == 1
+
+
 # -- sync, configuration ------------------------------------------------------------------------
 
 

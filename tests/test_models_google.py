@@ -520,6 +520,35 @@ def test_a_web_page_for_an_answer_is_a_model_output_error(wire: WireServer) -> N
     assert len(wire.requests) == 1
 
 
+# -- streams that end before the answer ---------------------------------------------------------
+
+
+def test_a_stream_cut_short_before_any_delta_is_retried(wire: WireServer) -> None:
+    # no chunk at all, then one with usage and no text
+    usage_only = {"usageMetadata": {"promptTokenCount": 5}, "modelVersion": MODEL_VERSION}
+    wire.add(SSE([]), SSE([usage_only]), SSE([answer([{"text": "fine"}])]))
+
+    assert build(stream(make(wire), ask())).content == "fine"
+    assert len(wire.requests) == 3
+
+
+def test_a_stream_cut_short_after_text_is_a_connection_error(wire: WireServer) -> None:
+    wire.add(
+        SSE([answer([{"text": "The answer is"}], finish_reason=None)]),
+        SSE([answer([{"text": "never"}])]),
+    )
+    seen: list[ModelDelta] = []
+
+    async def collect(m: Gemini) -> None:
+        async for delta in m.astream(ask()):
+            seen.append(delta)
+
+    with pytest.raises(ModelConnectionError, match="stream ended before the answer did"):
+        run(make(wire), collect)
+    assert seen == [TextDelta("The answer is")]
+    assert len(wire.requests) == 1
+
+
 # -- sync, configuration ------------------------------------------------------------------------
 
 

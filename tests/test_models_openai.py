@@ -45,7 +45,7 @@ from noted.models.types import (
     ToolCallDelta,
     UsageDelta,
 )
-from wire import SSE, Reply, WireServer
+from wire import SSE, Raw, Reply, WireServer
 
 MODEL = "gpt-4o-mini-2024-07-18"
 
@@ -690,6 +690,57 @@ def test_error_event_inside_stream(wire: WireServer) -> None:
         run(make(wire), consume)
 
     assert seen == [TextDelta("par")]
+    assert len(wire.requests) == 1
+
+
+# -- streams that end before the answer ----------------------------------------------------
+
+
+def test_a_stream_cut_short_before_any_delta_is_retried(wire: WireServer) -> None:
+    # no event at all, then a first chunk that brings no text: nothing yielded either time
+    wire.add(SSE([]), SSE([chunk({"role": "assistant", "content": ""})]), text_stream("fine"))
+
+    deltas = stream(make(wire), ask())
+
+    assert build(deltas).content == "fine"
+    assert len(wire.requests) == 3
+
+
+def test_a_stream_cut_short_after_text_is_a_connection_error(wire: WireServer) -> None:
+    wire.add(SSE([chunk({"content": "The answer is"})]), text_stream("never"))
+    seen: list[ModelDelta] = []
+
+    async def consume(model: OpenAIChat) -> None:
+        async for delta in model.astream(ask()):
+            seen.append(delta)
+
+    with pytest.raises(ModelConnectionError, match="stream ended before the answer did"):
+        run(make(wire), consume)
+
+    assert seen == [TextDelta("The answer is")]
+    assert len(wire.requests) == 1
+
+
+def test_done_without_a_finish_reason_ends_a_stream(wire: WireServer) -> None:
+    wire.add(SSE([chunk({"content": "ok"}), "[DONE]"]))
+
+    assert stream(make(wire), ask()) == [TextDelta("ok"), UsageDelta(model=MODEL)]
+
+
+@pytest.mark.parametrize(
+    ("reply", "media_type"),
+    [
+        (Raw(b"<html>Sign in to this network</html>"), "text/html"),
+        (Reply(completion("in one piece")), "application/json"),
+    ],
+)
+def test_an_answer_to_a_stream_that_is_no_event_stream_is_a_model_output_error(
+    wire: WireServer, reply: Raw | Reply, media_type: str
+) -> None:
+    wire.add(reply, text_stream("never"))
+
+    with pytest.raises(ModelOutputError, match=f"with {media_type}, not an event stream"):
+        stream(make(wire), ask())
     assert len(wire.requests) == 1
 
 

@@ -17,8 +17,10 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from noted.errors import (
     MissingDependencyError,
+    ModelConnectionError,
     ModelError,
     ModelHTTPError,
+    ModelOutputError,
     ModelRateLimitError,
     ModelServerError,
     UserError,
@@ -210,6 +212,32 @@ class HTTPChatModel(BaseChatModel):
     def _to_noted(self, exc: BaseException) -> ModelError:
         """The noted error for one of :meth:`_sdk_errors`."""
         raise NotImplementedError
+
+    def _unfinished(self, events: int, response: Any) -> ModelError:
+        """The error for a stream that ended without the event that ends an answer.
+
+        The SDKs end such a stream quietly, as if the answer were whole: a connection cut
+        cleanly (a proxy's or a load balancer's time limit, a server restarting) would hand
+        back a truncated answer, or none. It is a lost connection, retried while nothing has
+        been yielded. A stream that brought no event at all, in an answer that is not an
+        event stream (a proxy's web page, a server that answered in one piece), is an
+        answer that cannot be read: asking again would bring the same. ``response`` is the
+        HTTP response, when the SDK shows it."""
+        content_type = _content_type(response)
+        if events == 0 and content_type and content_type != "text/event-stream":
+            return ModelOutputError(
+                f"{self.provider} answered a streamed request with {content_type}, "
+                "not an event stream"
+            )
+        return ModelConnectionError(f"{self.provider}'s stream ended before the answer did")
+
+
+def _content_type(response: Any) -> str:
+    """The media type of an HTTP response (lower case, without parameters); empty when
+    there is no response or it names none."""
+    headers = getattr(response, "headers", None)
+    value = headers.get("content-type") if headers is not None else None
+    return str(value or "").split(";", 1)[0].strip().lower()
 
 
 @dataclass(frozen=True, slots=True)

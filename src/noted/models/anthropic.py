@@ -109,6 +109,8 @@ class Claude(HTTPChatModel):
                         yield delta
         finally:
             await stream.close()
+        if not state.ended:
+            raise self._unfinished(state.events, getattr(stream, "response", None))
 
     def _checked(self, answer: object) -> Any:
         """The SDK's answer, if it is a message: a proxy's HTTP 200 may be a web page."""
@@ -276,13 +278,19 @@ def _response(message: Any, schema_tool: str | None) -> ModelResponse:
 @dataclass(slots=True)
 class _StreamState:
     """Turns raw stream events into deltas. In response-schema mode the forced tool's
-    JSON streams as text, and any text block is left out (as in a whole answer)."""
+    JSON streams as text, and any text block is left out (as in a whole answer). Counts
+    the events, and sees the end of the answer (a stop reason, or ``message_stop``)."""
 
     schema_tool: str | None
     schema_blocks: set[int] = field(default_factory=set)
+    events: int = 0
+    ended: bool = False
 
     def deltas(self, event: Any) -> list[ModelDelta]:
         kind = event.type
+        self.events += 1
+        if kind == "message_stop":
+            self.ended = True
         if kind == "message_start":
             message = event.message
             return [UsageDelta(input_tokens=_input_tokens(message.usage), model=message.model)]
@@ -291,6 +299,7 @@ class _StreamState:
         if kind == "content_block_delta":
             return self._block_delta(event.index, event.delta)
         if kind == "message_delta":
+            self.ended = self.ended or event.delta.stop_reason is not None
             # output_tokens is the answer's running total, sent once at the end.
             return [
                 UsageDelta(

@@ -149,6 +149,8 @@ class Gemini(HTTPChatModel):
                 close = getattr(each, "aclose", None)
                 if close is not None:
                     await close()
+        if state.finish is None:  # neither a finish reason nor a block reason came
+            raise self._unfinished(state.chunks, opened[-1] if opened else None)
         yield state.usage()
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
@@ -333,8 +335,10 @@ class _StreamState:
     usage_metadata: Any = None
     finish: str | None = None
     model: str | None = None
+    chunks: int = 0
 
     def deltas(self, chunk: Any, tool_call: Callable[[Any], ToolCall]) -> list[ModelDelta]:
+        self.chunks += 1
         self.model = chunk.model_version or self.model
         self.usage_metadata = chunk.usage_metadata or self.usage_metadata
         candidate = _first_candidate(chunk)

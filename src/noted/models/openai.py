@@ -19,10 +19,13 @@ noted retries rate limits, server errors and lost connections itself (see
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
@@ -59,6 +62,18 @@ _SCHEMA_PROMPT: Final = (
     "Answer with one JSON object and nothing else (no prose, no code fence). "
     "It must match this JSON schema:\n"
 )
+
+
+@dataclass(slots=True)
+class _Ending:
+    """Whether a stream's server sent ``data: [DONE]``, the line that ends a stream (the
+    SDK reads it and hands nothing on)."""
+
+    done: bool = False
+
+
+# The ending of the stream being opened in this context, for the SDK's decoder to mark.
+_opening: ContextVar[_Ending | None] = ContextVar("noted_openai_opening", default=None)
 
 
 class OpenAIChat(HTTPChatModel):
@@ -104,7 +119,7 @@ class OpenAIChat(HTTPChatModel):
         return import_sdk("openai", extra="openai", user=type(self).__name__)
 
     def _make_client(self) -> Any:
-        return self._sdk().AsyncOpenAI(
+        return _client_class(self._sdk().AsyncOpenAI)(
             api_key=self._api_key(), base_url=self.base_url, timeout=self.timeout, max_retries=0
         )
 
@@ -186,12 +201,19 @@ class OpenAIChat(HTTPChatModel):
         usage: Any = None
         finish_reason: str | None = None
         model: str | None = None
+        ending = _Ending()
+        chunks = 0
         with self._mapped_errors():
-            stream = await self._create(
-                request, stream=True, stream_options={"include_usage": True}
-            )
+            opening = _opening.set(ending)
+            try:
+                stream = await self._create(
+                    request, stream=True, stream_options={"include_usage": True}
+                )
+            finally:
+                _opening.reset(opening)
             async with stream:
                 async for chunk in stream:
+                    chunks += 1
                     model = getattr(chunk, "model", None) or model
                     if getattr(chunk, "usage", None) is not None:
                         usage = (
@@ -202,6 +224,8 @@ class OpenAIChat(HTTPChatModel):
                             finish_reason = choice.finish_reason
                         for delta in _chunk_deltas(choice.delta):
                             yield delta
+        if finish_reason is None and not ending.done:
+            raise self._unfinished(chunks, getattr(stream, "response", None))
         input_tokens, output_tokens = _token_counts(usage)
         yield UsageDelta(
             input_tokens=input_tokens,
@@ -305,6 +329,38 @@ class Ollama(OpenAIChat):
 
     def _connection_hint(self) -> str:
         return " (is Ollama running? start it with 'ollama serve')"
+
+
+# -- streams -----------------------------------------------------------------------------
+
+
+@functools.cache
+def _client_class(sdk_client: type[Any]) -> type[Any]:
+    """The SDK's client class, with the SSE decoder of a stream opened while an
+    :class:`_Ending` is set (see ``_opening``) watched for ``[DONE]``: a stream that ends
+    without it, and without a finish reason, was cut short."""
+
+    def make_sse_decoder(client: Any) -> Any:
+        decoder = sdk_client._make_sse_decoder(client)
+        ending = _opening.get()
+        return decoder if ending is None else _DoneWatch(decoder, ending)
+
+    return type("NotedAsyncOpenAI", (sdk_client,), {"_make_sse_decoder": make_sse_decoder})
+
+
+class _DoneWatch:
+    """An async client's SSE decoder that marks its stream's :class:`_Ending` as
+    ``[DONE]`` goes by."""
+
+    def __init__(self, decoder: Any, ending: _Ending) -> None:
+        self._decoder = decoder
+        self._ending = ending
+
+    async def aiter_bytes(self, iterator: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+        async for event in self._decoder.aiter_bytes(iterator):
+            if str(getattr(event, "data", "")).startswith("[DONE]"):
+                self._ending.done = True
+            yield event
 
 
 # -- translation -------------------------------------------------------------------------
