@@ -186,6 +186,74 @@ def test_a_requests_max_tokens_lowers_the_models(wire: WireServer) -> None:
     assert [r.body["max_tokens"] for r in wire.requests] == [40, 40, 30]
 
 
+UNSUPPORTED_MAX_TOKENS = {
+    "error": {
+        "message": "Unsupported parameter: 'max_tokens' is not supported with this model. "
+        "Use 'max_completion_tokens' instead.",
+        "type": "invalid_request_error",
+        "param": "max_tokens",
+        "code": "unsupported_parameter",
+    }
+}
+
+
+def token_limits(wire: WireServer) -> list[dict[str, int]]:
+    names = ("max_tokens", "max_completion_tokens")
+    return [{n: r.body[n] for n in names if n in r.body} for r in wire.requests]
+
+
+def test_a_model_that_refuses_max_tokens_gets_max_completion_tokens(
+    wire: WireServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    wire.add(Reply(UNSUPPORTED_MAX_TOKENS, 400), Reply(completion("one")))
+    wire.add(Reply(completion("two")), Reply(completion("other")))
+    with caplog.at_level("WARNING", logger="noted.models"):
+        first = complete(make(wire, max_tokens=256), ask())
+        again = complete(make(wire), ask(max_tokens=40))  # the same model on that server
+        other = complete(model_for(OpenAIChat, "other-model", wire.url + "/v1"), ask(max_tokens=40))
+
+    assert (first.content, again.content, other.content) == ("one", "two", "other")
+    assert token_limits(wire) == [
+        {"max_tokens": 256},
+        {"max_completion_tokens": 256},
+        {"max_completion_tokens": 40},
+        {"max_tokens": 40},
+    ]
+    [warning] = [r.getMessage() for r in caplog.records]
+    assert "refused max_tokens for gpt-4o-mini (HTTP 400)" in warning
+
+
+def test_a_max_tokens_above_the_models_limit_is_no_refusal_of_it(wire: WireServer) -> None:
+    too_large = {
+        "message": "max_tokens is too large: 100000. This model supports at most 16384 "
+        "completion tokens, whereas you provided 100000.",
+        "type": "invalid_request_error",
+        "param": "max_tokens",
+        "code": "invalid_value",
+    }
+    wire.add(Reply({"error": too_large}, 400), Reply(completion("never")))
+
+    with pytest.raises(ModelHTTPError, match="too large"):
+        complete(make(wire, max_tokens=100_000), ask())
+    assert token_limits(wire) == [{"max_tokens": 100_000}]
+
+
+def test_openais_own_api_gets_max_completion_tokens(
+    wire: WireServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # api.openai.com, reached through the local server as an HTTP proxy
+    for variable in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", wire.url)
+    wire.add(Reply(completion()))
+
+    complete(model_for(OpenAIChat, "o3", "http://api.openai.com/v1", max_tokens=64), ask())
+
+    [sent] = wire.requests
+    assert sent.headers["host"] == "api.openai.com"
+    assert token_limits(wire) == [{"max_completion_tokens": 64}]
+
+
 def test_system_and_user_messages(wire: WireServer) -> None:
     wire.add(Reply(completion()))
     request = ModelRequest(

@@ -11,6 +11,12 @@ JSON mode with the schema (``{"type": "json_object", "schema": ...}``), and if i
 that too, for plain JSON with the schema in the prompt. The format a server took is
 remembered per base URL for the life of the process and the fallback is logged once.
 
+A token limit goes to OpenAI's own API as ``max_completion_tokens`` (its reasoning models
+refuse ``max_tokens``), and to other servers as ``max_tokens``, which servers that predate
+``max_completion_tokens`` know. A server that refuses ``max_tokens`` for a model (HTTP 400
+naming it) is asked again with ``max_completion_tokens``, and that model on that server gets
+it from then on.
+
 The ``openai`` package is imported on first use, so ``import noted`` works without it;
 install it with ``pip install 'noted[openai]'``. The SDK's own retries are turned off:
 noted retries rate limits, server errors and lost connections itself (see
@@ -58,6 +64,7 @@ log = logging.getLogger("noted.models")
 JsonMode = Literal["json_schema", "json_object", "prompt"]
 _FALLBACK: Final[dict[JsonMode, JsonMode]] = {"json_schema": "json_object", "json_object": "prompt"}
 _REFUSAL_STATUSES: Final = frozenset((400, 422, 500))
+_OPENAI_HOST: Final = "api.openai.com"
 _SCHEMA_PROMPT: Final = (
     "Answer with one JSON object and nothing else (no prose, no code fence). "
     "It must match this JSON schema:\n"
@@ -91,6 +98,8 @@ class OpenAIChat(HTTPChatModel):
     api_key_envs = ("OPENAI_API_KEY",)
     # base URL -> the structured-output format that server accepts (see the module doc)
     json_modes: ClassVar[dict[str, JsonMode]] = {}
+    # (base URL, model) that refused max_tokens and took max_completion_tokens
+    _completion_tokens_models: ClassVar[set[tuple[str, str]]] = set()
 
     def __init__(
         self,
@@ -160,23 +169,49 @@ class OpenAIChat(HTTPChatModel):
                     },
                 }
         if (limit := request.token_limit(self.max_tokens)) is not None:
-            params["max_tokens"] = limit
+            params[self._token_limit_name()] = limit
         if self.temperature is not None:
             params["temperature"] = self.temperature
         return params
 
+    def _token_limit_name(self) -> str:
+        """The parameter that carries the token limit to this server for this model."""
+        server = self._server()
+        if (server, self.id) in self._completion_tokens_models:
+            return "max_completion_tokens"
+        if urlsplit(server).hostname == _OPENAI_HOST:
+            return "max_completion_tokens"
+        return "max_tokens"
+
     async def _create(self, request: ModelRequest, **extra: Any) -> Any:
         """``chat.completions.create`` for the request, falling back to the next
-        structured-output format while the server refuses the one asked for."""
+        structured-output format while the server refuses the one asked for, and to
+        ``max_completion_tokens`` if it refuses ``max_tokens``."""
         client = self._clients.get()
         while True:
             mode = self._json_mode(request)
+            params = self._params(request, mode)
             try:
-                return await client.chat.completions.create(**self._params(request, mode), **extra)
+                return await client.chat.completions.create(**params, **extra)
             except self._sdk().APIStatusError as exc:
-                if mode is None or mode not in _FALLBACK or not _refuses(exc, mode):
+                if "max_tokens" in params and _refuses_max_tokens(exc):
+                    self._take_completion_tokens(exc)
+                elif mode is None or mode not in _FALLBACK or not _refuses(exc, mode):
                     raise
-                self._fall_back(mode, _FALLBACK[mode], exc)
+                else:
+                    self._fall_back(mode, _FALLBACK[mode], exc)
+
+    def _take_completion_tokens(self, exc: Any) -> None:
+        """Send this model's token limit as ``max_completion_tokens`` from now on."""
+        self._completion_tokens_models.add((self._server(), self.id))
+        log.warning(
+            "%s at %s refused max_tokens for %s (HTTP %s); sending max_completion_tokens "
+            "from now on",
+            self.provider,
+            self._server(),
+            self.id,
+            exc.status_code,
+        )
 
     def _fall_back(self, refused: JsonMode, to: JsonMode, exc: Any) -> None:
         server = self._server()
@@ -405,6 +440,21 @@ def _refuses(exc: Any, mode: JsonMode) -> bool:
     response = getattr(exc, "response", None)
     text = response.text if response is not None else str(exc.body)
     return "response_format" in text or mode in text
+
+
+def _refuses_max_tokens(exc: Any) -> bool:
+    """Whether an error answer is the server refusing ``max_tokens`` for
+    ``max_completion_tokens``: OpenAI's reasoning models answer 400 with ``param:
+    max_tokens``, ``code: unsupported_parameter`` and "Use 'max_completion_tokens' instead".
+    A ``max_tokens`` above the model's limit is no refusal of the parameter."""
+    if exc.status_code != 400:
+        return False
+    body = exc.body  # the SDK has already unwrapped a top-level "error" member
+    error = body.get("error", body) if isinstance(body, Mapping) else {}
+    named = isinstance(error, Mapping) and error.get("param") == "max_tokens"
+    if named and error.get("code") == "unsupported_parameter":
+        return True
+    return "max_completion_tokens" in _status_message(exc)
 
 
 def _tool_param(tool: ToolDefinition) -> dict[str, Any]:
