@@ -489,6 +489,30 @@ def test_streamed_calls_without_an_index_stay_apart(wire: WireServer) -> None:
     ]
 
 
+def test_a_name_resent_with_every_piece_of_a_call_counts_once(wire: WireServer) -> None:
+    """Some compatible servers send the whole name (and id) in every chunk of a call."""
+
+    def piece(arguments: str) -> dict[str, Any]:
+        call = function_call("call_1", "get_weather", arguments)
+        return chunk({"tool_calls": [{"index": 0, **call}]})
+
+    wire.add(
+        SSE(
+            [
+                piece('{"city"'),
+                piece(': "Oslo"'),
+                piece("}"),
+                chunk({}, finish_reason="tool_calls"),
+                "[DONE]",
+            ]
+        )
+    )
+
+    response = build(stream(make(wire), ask(tools=[WEATHER])))
+
+    assert response.tool_calls == [ToolCall("get_weather", {"city": "Oslo"}, id="call_1")]
+
+
 # -- structured output ---------------------------------------------------------------------
 
 

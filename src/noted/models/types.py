@@ -259,7 +259,8 @@ class ToolCallDelta:
     """A piece of a tool call, as it streams. Pieces with the same ``index`` belong to one
     call, unless a piece brings an ``id`` other than the call's (a server that numbers no
     calls sends each whole): that piece starts a new call. ``id`` and ``name`` come at
-    least once, ``arguments`` are JSON text fragments."""
+    least once (a name may come in pieces; one repeated whole counts once), ``arguments``
+    are JSON text fragments."""
 
     index: int
     id: str | None = None
@@ -311,7 +312,9 @@ class ResponseBuilder:
                 self._calls.append((delta.index, pending))
             if delta.id:
                 pending.id = delta.id
-            if delta.name:
+            if delta.name and delta.name != pending.name:
+                # a name streamed in pieces adds up; one resent whole with every piece
+                # (as some compatible servers do) is the same name again
                 pending.name += delta.name
             if delta.arguments:
                 pending.arguments.append(delta.arguments)
