@@ -760,6 +760,30 @@ def test_timeout(wire: WireServer, call: Callable[..., object]) -> None:
     assert len(wire.requests) == 2
 
 
+def test_credentials_in_base_url_stay_out_of_errors_and_logs(
+    wire: WireServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = wire.url.replace("//", "//proxyuser:S3cretPass@") + "/v1?api-key=S3cretKey"
+    late = Reply(completion("too late"), delay=0.6)
+    wire.add(refused_with_422(), late, late)
+    model = model_for(
+        OpenAIChat, "gpt-4o-mini", url, timeout=0.15, retry=RetryPolicy(2, initial_delay=0.01)
+    )
+
+    with (
+        caplog.at_level("WARNING", logger="noted.models"),
+        pytest.raises(ModelConnectionError, match="did not answer within") as caught,
+    ):
+        complete(model, schema_ask())
+
+    assert "proxyuser:***@127.0.0.1" in str(caught.value)
+    assert "api-key=***" in str(caught.value)
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == 2  # the fallback to JSON mode, the retry
+    shown = [str(caught.value), *logged, *map(str, OpenAIChat.json_modes)]
+    assert not [text for text in shown if "S3cret" in text]
+
+
 def test_stream_error_before_first_delta_is_retried(wire: WireServer) -> None:
     wire.add(server_error(), text_stream("fine"))
 

@@ -1,4 +1,4 @@
-"""Database URLs as they may be printed: without their passwords."""
+"""URLs (of databases, of model servers) as they may be printed: without their passwords."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ from urllib.parse import unquote
 
 __all__ = ["SECRET_OPTION", "safe_url", "split_userinfo", "url_secrets"]
 
-# an option of a URL's query that holds a secret (password=, authMechanismProperties=, ...)
+# an option of a URL's query that holds a secret (password=, authMechanismProperties=, a
+# model server's api-key= or key=, ...)
 SECRET_OPTION = re.compile(
-    r"([?&;][^=&;]*(?:pass|secret|token|mechanismproperties)[^=&;]*=)[^&;]*", re.I
+    r"([?&;][^=&;]*(?:pass|secret|token|key|mechanismproperties)[^=&;]*=)[^&;]*", re.I
 )
 
 
 def split_userinfo(url: str) -> tuple[str, str, str]:
-    """(scheme and ``//``, user info, the rest) of a database URL; empty user info when
-    there is none."""
+    """(scheme and ``//``, user info, the rest) of a URL; empty user info when there is
+    none."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "", "", url

@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import Any, ClassVar, Final, Literal
 from urllib.parse import urlsplit
 
+from noted.db.shown import safe_url
 from noted.errors import ModelConnectionError, ModelError, ModelOutputError, UserError
 from noted.models._provider import HTTPChatModel, http_error, import_sdk
 from noted.models.base import RetryPolicy
@@ -144,7 +145,10 @@ class OpenAIChat(HTTPChatModel):
         return self.json_modes.get(self._server(), "json_schema")
 
     def _server(self) -> str:
-        return str(self._clients.get().base_url).rstrip("/")
+        """The server's base URL as it may be shown: without the credentials a URL can carry
+        (``user:password@``, ``?api-key=``), which would otherwise reach error messages,
+        logs, failed runs saved by the agent, and the keys of ``json_modes``."""
+        return safe_url(str(self._clients.get().base_url).rstrip("/"))
 
     def _params(self, request: ModelRequest, mode: JsonMode | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -311,7 +315,7 @@ class OpenAIChat(HTTPChatModel):
             return http_error(
                 self.provider, exc.status_code, _status_message(exc), _retry_after(exc)
             )
-        base_url = str(self._clients.get().base_url).rstrip("/")
+        base_url = self._server()
         if isinstance(exc, sdk.APITimeoutError):
             return ModelConnectionError(
                 f"{self.provider} at {base_url} did not answer within {self.timeout:g} s"
