@@ -43,7 +43,7 @@ from noted.models.types import (
     Usage,
     UsageDelta,
 )
-from wire import SSE, Raw, Reply, WireServer
+from wire import SSE, Drip, Raw, Reply, WireServer
 
 MODEL = "claude-sonnet-4-6"
 
@@ -504,6 +504,23 @@ def test_timeout_is_a_connection_error(wire: WireServer) -> None:
     with pytest.raises(ModelConnectionError, match="within 0.1 s"):
         complete(make(wire, timeout=0.1), ask())
     assert len(wire.requests) == 3
+
+
+def test_a_stream_kept_alive_without_events_times_out(wire: WireServer) -> None:
+    wire.add(Drip(), text_stream("fine"))  # keep-alive comments only, then an answer
+
+    assert build(stream(make(wire, timeout=1), ask())).content == "fine"
+    assert len(wire.requests) == 2
+    assert wire.hung_up.wait(2.0)  # the first stream was given up, not left to end
+
+
+def test_a_stream_that_goes_quiet_after_text_times_out(wire: WireServer) -> None:
+    events = [message_start(), block_start(0, text("")), text_delta(0, "The answer is")]
+    wire.add(Drip(events=events), text_stream("never"))
+
+    with pytest.raises(ModelConnectionError, match="anthropic did not answer within 1 s"):
+        stream(make(wire, timeout=1), ask())
+    assert len(wire.requests) == 1
 
 
 def test_error_event_before_any_delta_is_retried(wire: WireServer) -> None:

@@ -45,7 +45,7 @@ from noted.models.types import (
     ToolCallDelta,
     UsageDelta,
 )
-from wire import SSE, Raw, Recorded, Reply, WireServer
+from wire import SSE, Drip, Raw, Recorded, Reply, WireServer
 
 MODEL = "gemini-2.5-flash"
 MODEL_VERSION = "gemini-2.5-flash-001"
@@ -502,6 +502,23 @@ def test_timeout_is_a_connection_error(wire: WireServer) -> None:
     with pytest.raises(ModelConnectionError, match="within 0.1 s"):
         complete(make(wire, timeout=0.1), ask())
     assert len(wire.requests) == 3
+
+
+def test_a_stream_kept_alive_without_chunks_times_out(wire: WireServer) -> None:
+    wire.add(Drip(beat=b"\n"), SSE([answer([{"text": "fine"}])]))  # blank lines, then an answer
+
+    assert build(stream(make(wire, timeout=1), ask())).content == "fine"
+    assert len(wire.requests) == 2
+    assert wire.hung_up.wait(2.0)  # the first stream was given up, not left to end
+
+
+def test_a_stream_that_goes_quiet_after_text_times_out(wire: WireServer) -> None:
+    first = answer([{"text": "The answer is"}], finish_reason=None)
+    wire.add(Drip(events=[first], beat=b"\n"), SSE([answer([{"text": "never"}])]))
+
+    with pytest.raises(ModelConnectionError, match="google did not answer within 1 s"):
+        stream(make(wire, timeout=1), ask())
+    assert len(wire.requests) == 1
 
 
 def test_a_stream_line_that_is_not_json_is_a_model_output_error(wire: WireServer) -> None:

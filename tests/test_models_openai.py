@@ -45,7 +45,7 @@ from noted.models.types import (
     ToolCallDelta,
     UsageDelta,
 )
-from wire import SSE, Raw, Reply, WireServer
+from wire import SSE, Drip, Raw, Reply, WireServer
 
 MODEL = "gpt-4o-mini-2024-07-18"
 
@@ -782,6 +782,40 @@ def test_credentials_in_base_url_stay_out_of_errors_and_logs(
     assert len(logged) == 2  # the fallback to JSON mode, the retry
     shown = [str(caught.value), *logged, *map(str, OpenAIChat.json_modes)]
     assert not [text for text in shown if "S3cret" in text]
+
+
+@pytest.mark.parametrize(
+    ("call", "drip"),
+    [(stream, Drip()), (complete, Drip(beat=b"\n", content_type="application/json"))],
+    ids=["stream", "complete"],
+)
+def test_timeout_is_per_attempt_however_alive_the_connection_is_kept(
+    wire: WireServer, call: Callable[..., object], drip: Drip
+) -> None:
+    # keep-alive bytes every 0.05 s for 4 s, as a proxy sends while it waits: no read
+    # times out, and the answer never comes
+    wire.add(drip, drip)
+    model = make(wire, timeout=1, retry=RetryPolicy(max_attempts=2, initial_delay=0.01))
+
+    with pytest.raises(ModelConnectionError, match="did not answer within 1 s"):
+        call(model, ask())
+
+    assert len(wire.requests) == 2
+    assert wire.hung_up.wait(2.0)  # the answers were given up, not left to end
+
+
+def test_a_stream_that_goes_quiet_after_text_times_out(wire: WireServer) -> None:
+    wire.add(Drip(events=[chunk({"content": "The answer is"})]), text_stream("never"))
+    seen: list[ModelDelta] = []
+
+    async def consume(model: OpenAIChat) -> None:
+        async for delta in model.astream(ask()):
+            seen.append(delta)
+
+    with pytest.raises(ModelConnectionError, match="did not answer within 1 s"):
+        run(make(wire, timeout=1), consume)
+    assert seen == [TextDelta("The answer is")]
+    assert len(wire.requests) == 1
 
 
 def test_stream_error_before_first_delta_is_retried(wire: WireServer) -> None:

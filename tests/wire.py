@@ -1,7 +1,8 @@
 """A local HTTP server on 127.0.0.1 that speaks a provider's wire format from a script.
 
 Each request gets the next scripted reply: a JSON body with a status (``Reply``), a
-server-sent-event stream (``SSE``) or a body sent as it is (``Raw``). Every request is
+server-sent-event stream (``SSE``), a body sent as it is (``Raw``) or one that never comes
+while the connection is kept alive (``Drip``). Every request is
 recorded (method, path, query, headers, JSON body) so tests can check what the adapter
 sent.
 """
@@ -46,6 +47,20 @@ class Raw:
 
 
 @dataclass
+class Drip:
+    """An answer that does not come while the connection stays busy: the headers, ``events``
+    (as in ``SSE``), then ``beat`` every ``every`` seconds (an SSE keep-alive comment, or
+    the blank lines a JSON body may begin with) for ``seconds``, or until the client hangs
+    up. A client's per-read timeout longer than ``every`` never fires."""
+
+    events: Sequence[Any] = ()
+    beat: bytes = b": keep-alive\n\n"
+    every: float = 0.05
+    seconds: float = 4.0
+    content_type: str = "text/event-stream"
+
+
+@dataclass
 class Recorded:
     method: str
     path: str
@@ -56,7 +71,7 @@ class Recorded:
 
 class WireServer:
     def __init__(self) -> None:
-        self.script: list[Reply | SSE | Raw] = []
+        self.script: list[Reply | SSE | Raw | Drip] = []
         self.requests: list[Recorded] = []
         self.hung_up = threading.Event()  # a client closed a held stream (SSE hold=True)
         self._lock = threading.Lock()
@@ -99,6 +114,8 @@ class WireServer:
                     self._send_sse(reply)
                 elif isinstance(reply, Raw):
                     self._send_raw(reply)
+                elif isinstance(reply, Drip):
+                    self._send_drip(reply)
                 else:
                     if reply.delay:
                         time.sleep(reply.delay)
@@ -121,6 +138,30 @@ class WireServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
+            def _send_events(self, events: Sequence[Any]) -> None:
+                for item in events:
+                    name, data = item if isinstance(item, tuple) else (None, item)
+                    text = data if isinstance(data, str) else json.dumps(data)
+                    chunk = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
+                    self.wfile.write(chunk.encode())
+                    self.wfile.flush()
+
+            def _send_drip(self, reply: Drip) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", reply.content_type)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                end = time.monotonic() + reply.seconds
+                try:
+                    self._send_events(reply.events)
+                    while time.monotonic() < end:
+                        self.wfile.write(reply.beat)
+                        self.wfile.flush()
+                        time.sleep(reply.every)
+                except ConnectionError:  # the client gave up
+                    server.hung_up.set()
+
             def _send_sse(self, reply: SSE) -> None:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "text/event-stream")
@@ -129,12 +170,7 @@ class WireServer:
                 self.end_headers()
                 self.close_connection = True
                 try:
-                    for item in reply.events:
-                        name, data = item if isinstance(item, tuple) else (None, item)
-                        text = data if isinstance(data, str) else json.dumps(data)
-                        chunk = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
-                        self.wfile.write(chunk.encode())
-                        self.wfile.flush()
+                    self._send_events(reply.events)
                 except ConnectionError:  # the client closed before the last event
                     if not reply.hold:
                         raise
@@ -164,7 +200,7 @@ class WireServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def add(self, *replies: Reply | SSE | Raw) -> None:
+    def add(self, *replies: Reply | SSE | Raw | Drip) -> None:
         with self._lock:
             self.script.extend(replies)
 

@@ -26,6 +26,7 @@ from noted.errors import (
     UserError,
 )
 from noted.models.base import BaseChatModel, RetryPolicy
+from noted.models.types import ModelRequest, ModelResponse
 
 __all__ = [
     "HTTPChatModel",
@@ -38,6 +39,7 @@ __all__ = [
 ]
 
 C = TypeVar("C")
+T = TypeVar("T")
 
 
 def import_sdk(module: str, extra: str, user: str, package: str | None = None) -> ModuleType:
@@ -111,7 +113,9 @@ class HTTPChatModel(BaseChatModel):
 
     Holds the settings every provider takes (checked here, once) and one SDK client per
     event loop. The SDK is imported on first use and makes a single attempt per call:
-    retrying is :class:`~noted.models.base.BaseChatModel`'s. A provider names the
+    retrying is :class:`~noted.models.base.BaseChatModel`'s. The time limit of an attempt
+    is this class's (see :meth:`_timed`): the SDKs' own limit is per read, which a server
+    sending keep-alive bytes never reaches. A provider names the
     environment variables its key may come from in ``api_key_envs``, builds its client in
     :meth:`_make_client`, and says in :meth:`_sdk_errors` and :meth:`_to_noted` which
     failures to catch and which noted errors they become.
@@ -193,6 +197,34 @@ class HTTPChatModel(BaseChatModel):
     async def aclose(self) -> None:
         """Close the client held for the running event loop."""
         await self._clients.aclose()
+
+    # -- time limits ---------------------------------------------------------------------
+
+    async def acomplete(self, request: ModelRequest) -> ModelResponse:
+        """Answer the request in one piece, each attempt within ``timeout`` seconds."""
+        self._clients.get()  # the SDK imported and its client made before the clock starts
+        return await self.with_retries(lambda: self._timed(self._send(request)))
+
+    async def _timed(self, step: Awaitable[T]) -> T:
+        """``await step``, given up after ``timeout`` seconds as a timed-out connection
+        (retryable). A provider's stream waits through this for its response and for each
+        of its events, so that a server that sends only keep-alive comments, or that
+        trickles an answer's body, cannot hold a call for ever. Callers make the client
+        first: the limit is the server's, and importing an SDK can take a second."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await step
+        except TimeoutError as exc:
+            raise self._timed_out() from exc
+
+    def _timed_out(self) -> ModelConnectionError:
+        return ModelConnectionError(
+            f"{self.provider}{self._at()} did not answer within {self.timeout:g} s"
+        )
+
+    def _at(self) -> str:
+        """Where the model is, for messages (`` at <url>``), or nothing."""
+        return ""
 
     # -- failures ------------------------------------------------------------------------
 

@@ -100,11 +100,12 @@ class Claude(HTTPChatModel):
         client = self._clients.get()
         params = self._params(request)
         with self._mapped_errors():
-            stream = await client.messages.create(**params, stream=True)
+            stream = await self._timed(client.messages.create(**params, stream=True))
         state = _StreamState(schema_tool=_schema_tool(request))
         try:
             with self._mapped_errors():
-                async for event in stream:
+                events = aiter(stream)
+                while (event := await self._timed(anext(events, None))) is not None:
                     for delta in state.deltas(event):
                         yield delta
         finally:
@@ -174,7 +175,7 @@ class Claude(HTTPChatModel):
             retry_after = exc.response.headers.get("retry-after")
             return http_error("anthropic", status, message or exc.message, retry_after)
         if isinstance(exc, sdk.APITimeoutError):
-            return ModelConnectionError(f"anthropic did not answer within {self.timeout:g} s")
+            return self._timed_out()
         if isinstance(exc, sdk.APIConnectionError):
             cause = exc.__cause__ or exc
             return ModelConnectionError(f"could not reach anthropic: {cause}")

@@ -130,7 +130,7 @@ class Gemini(HTTPChatModel):
         client = self._clients.get()
         params = self._params(request)
         with self._mapped_errors():
-            stream = await client.aio.models.generate_content_stream(**params)
+            stream = await self._timed(client.aio.models.generate_content_stream(**params))
         # the chunks: the SDK's generator, or the iterator of what wraps it (an SDK
         # instrumentation may hand back an iterable that is no iterator itself)
         chunks = aiter(stream)
@@ -138,7 +138,7 @@ class Gemini(HTTPChatModel):
         opened: list[Any] = []
         try:
             with self._mapped_errors():
-                while (chunk := await _next_chunk(chunks, opened)) is not None:
+                while (chunk := await self._timed(_next_chunk(chunks, opened))) is not None:
                     for delta in state.deltas(chunk, self._tool_call):
                         yield delta
         finally:
@@ -302,7 +302,7 @@ class Gemini(HTTPChatModel):
             message = exc.message or exc.status or str(exc)
             return http_error("google", code, str(message), _retry_after(exc))
         if isinstance(exc, (TimeoutError, *transport_errors().timeouts)):
-            return ModelConnectionError(f"google did not answer within {self.timeout:g} s")
+            return self._timed_out()
         return ModelConnectionError(f"the connection to google failed: {exc!r}")
 
 

@@ -91,8 +91,8 @@ class OpenAIChat(HTTPChatModel):
     to OpenAI (or ``OPENAI_BASE_URL`` when set). For a compatible server, pass its URL,
     for example ``base_url="http://localhost:8000/v1"``; a server that checks no key still
     needs one to be given (any placeholder will do). ``timeout`` is in seconds, per
-    attempt. ``max_tokens`` and ``temperature`` are sent only when set (a request's lower
-    ``max_tokens`` wins).
+    attempt (for a stream: per wait for its next event). ``max_tokens`` and
+    ``temperature`` are sent only when set (a request's lower ``max_tokens`` wins).
     """
 
     provider = "openai"
@@ -242,16 +242,18 @@ class OpenAIChat(HTTPChatModel):
         model: str | None = None
         ending = _Ending()
         chunks = 0
+        self._clients.get()  # made, and the SDK imported, before the clock starts
         with self._mapped_errors():
             opening = _opening.set(ending)
             try:
-                stream = await self._create(
-                    request, stream=True, stream_options={"include_usage": True}
+                stream = await self._timed(
+                    self._create(request, stream=True, stream_options={"include_usage": True})
                 )
             finally:
                 _opening.reset(opening)
             async with stream:
-                async for chunk in stream:
+                events = aiter(stream)
+                while (chunk := await self._timed(anext(events, None))) is not None:
                     chunks += 1
                     model = getattr(chunk, "model", None) or model
                     if getattr(chunk, "usage", None) is not None:
@@ -315,18 +317,18 @@ class OpenAIChat(HTTPChatModel):
             return http_error(
                 self.provider, exc.status_code, _status_message(exc), _retry_after(exc)
             )
-        base_url = self._server()
         if isinstance(exc, sdk.APITimeoutError):
-            return ModelConnectionError(
-                f"{self.provider} at {base_url} did not answer within {self.timeout:g} s"
-            )
+            return self._timed_out()
         if isinstance(exc, sdk.APIConnectionError):
             return ModelConnectionError(
-                f"could not reach {self.provider} at {base_url}: "
+                f"could not reach {self.provider}{self._at()}: "
                 f"{_connection_detail(exc)}{self._connection_hint()}"
             )
         # An error reported inside a stream, or an answer the SDK could not read.
         return ModelError(f"{self.provider} failed: {getattr(exc, 'message', exc)}")
+
+    def _at(self) -> str:
+        return f" at {self._server()}"
 
     def _connection_hint(self) -> str:
         return ""
