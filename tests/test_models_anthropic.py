@@ -387,6 +387,24 @@ def test_tool_round_trip_is_serialised(wire: WireServer) -> None:
     ]
 
 
+def test_a_call_with_broken_arguments_goes_back_with_none(wire: WireServer) -> None:
+    wire.add(Reply(message([text("Which city?")])))
+    broken = ToolCall("get_weather", id="toolu_01", invalid_arguments='{"city": "Par')
+    request = ModelRequest(
+        messages=[
+            Message("user", "Weather?"),
+            Message("assistant", None, tool_calls=[broken]),
+            Message("tool", "Error: the arguments were not JSON", tool_call_id="toolu_01"),
+        ],
+        tools=[WEATHER],
+    )
+
+    complete(make(wire), request)
+
+    [use] = wire.requests[0].body["messages"][1]["content"]
+    assert use == {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {}}
+
+
 # -- structured output ----------------------------------------------------------------------------
 
 

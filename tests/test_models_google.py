@@ -351,6 +351,24 @@ def test_tool_round_trip_is_serialised(wire: WireServer) -> None:
     ]
 
 
+def test_a_call_with_broken_arguments_goes_back_with_none(wire: WireServer) -> None:
+    wire.add(Reply(answer([{"text": "Which city?"}])))
+    broken = ToolCall("get_weather", id="call_1", invalid_arguments='["Paris"]')
+    request = ModelRequest(
+        messages=[
+            Message("user", "Weather?"),
+            Message("assistant", None, tool_calls=[broken]),
+            Message("tool", "Error: the arguments were no object", tool_call_id="call_1"),
+        ],
+        tools=[WEATHER],
+    )
+
+    complete(make(wire), request)
+
+    [call] = wire.requests[0].body["contents"][1]["parts"]
+    assert call == {"functionCall": {"name": "get_weather", "args": {}}}
+
+
 def test_gemini_ids_and_thought_signatures_go_back(wire: WireServer) -> None:
     wire.add(
         Reply(

@@ -408,7 +408,8 @@ def test_tool_call_round_trip(wire: WireServer) -> None:
             "content": None,
             "tool_calls": [
                 function_call("call_1", "get_weather", '{"city": "Paris"}'),
-                function_call("call_2", "get_weather", '{"city": '),
+                # broken arguments go back as none: Ollama refuses a conversation with them
+                function_call("call_2", "get_weather", "{}"),
             ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"sky": "sunny"}'},

@@ -422,12 +422,22 @@ def _message_param(message: Message) -> dict[str, Any]:
                 {
                     "id": call.id,
                     "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments_json()},
+                    "function": {"name": call.name, "arguments": _arguments_param(call)},
                 }
                 for call in message.tool_calls
             ],
         }
     return {"role": message.role, "content": message.content or ""}
+
+
+def _arguments_param(call: ToolCall) -> str:
+    """A call's arguments as they go back with the conversation. Arguments that were no
+    JSON object go back as ``{}``: servers that parse the conversation's arguments (Ollama)
+    refuse the whole request over them, and the call's result already tells the model what
+    was wrong (the call keeps the text it sent, in ``invalid_arguments``)."""
+    if call.invalid_arguments is not None:
+        return "{}"
+    return call.arguments_json()
 
 
 def _add_instruction(messages: list[dict[str, Any]], text: str) -> None:
