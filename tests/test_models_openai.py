@@ -609,7 +609,8 @@ def test_a_500_refusal_of_json_schema_falls_back_to_json_mode_once(
     assert wire.requests[1].body["messages"] == wire.requests[0].body["messages"]
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1, warnings
-    assert f"at {wire.url}/v1 refused response_format json_schema (HTTP 500)" in warnings[0]
+    refused = f"at {wire.url}/v1 refused response_format json_schema for gpt-4o-mini (HTTP 500)"
+    assert refused in warnings[0]
     assert "JSON mode with the schema" in warnings[0]
 
 
@@ -638,6 +639,20 @@ def test_a_server_refusing_both_formats_gets_the_schema_in_the_prompt(
     assert "the schema in the prompt" in caplog.records[1].getMessage()
 
 
+def test_a_fallback_is_remembered_for_the_model_that_needed_it(wire: WireServer) -> None:
+    """A gateway serves many models: one refusing json_schema says nothing of the others."""
+    wire.add(refused_with_422(), Reply(completion('{"facts": []}')))
+    wire.add(Reply(completion('{"facts": []}')), Reply(completion('{"facts": []}')))
+    small = model_for(OpenAIChat, "small-local", wire.url + "/v1")
+
+    complete(small, schema_ask())
+    complete(make(wire), schema_ask())  # gpt-4o-mini, behind the same URL
+    complete(small, schema_ask())
+
+    assert formats(wire) == ["json_schema", "json_object", "json_schema", "json_object"]
+    assert [r.body["model"] for r in wire.requests[2:]] == ["gpt-4o-mini", "small-local"]
+
+
 def test_streaming_falls_back_too(wire: WireServer) -> None:
     wire.add(refused_with_422(), text_stream('{"facts": ', '["likes tea"]}'))
     response = build(stream(make(wire), schema_ask()))
@@ -655,7 +670,7 @@ def test_other_failures_are_no_refusal(wire: WireServer) -> None:
         complete(model, ask())  # no schema asked for: nothing to fall back from
     assert caught.value.status_code == 400
     assert formats(wire) == ["json_schema", None]
-    assert f"{wire.url}/v1" not in OpenAIChat.json_modes
+    assert (f"{wire.url}/v1", "gpt-4o-mini") not in OpenAIChat.json_modes
 
 
 # -- failures ------------------------------------------------------------------------------
@@ -781,7 +796,7 @@ def test_credentials_in_base_url_stay_out_of_errors_and_logs(
     assert "api-key=***" in str(caught.value)
     logged = [r.getMessage() for r in caplog.records]
     assert len(logged) == 2  # the fallback to JSON mode, the retry
-    shown = [str(caught.value), *logged, *map(str, OpenAIChat.json_modes)]
+    shown = [str(caught.value), *logged, *(server for server, _ in OpenAIChat.json_modes)]
     assert not [text for text in shown if "S3cret" in text]
 
 

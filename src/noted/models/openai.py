@@ -9,7 +9,9 @@ Structured output (a request with ``response_schema``) is asked for as
 llama-cpp-python server answers 422, or 500 wrapping its validation error) is asked again in
 JSON mode with the schema (``{"type": "json_object", "schema": ...}``), and if it refuses
 that too, for plain JSON with the schema in the prompt. The format a server took is
-remembered per base URL for the life of the process and the fallback is logged once.
+remembered per base URL and model for the life of the process (a gateway that serves
+many models may take the format for some and not for others) and the fallback is logged
+once.
 
 A token limit goes to OpenAI's own API as ``max_completion_tokens`` (its reasoning models
 refuse ``max_tokens``), and to other servers as ``max_tokens``, which servers that predate
@@ -97,8 +99,9 @@ class OpenAIChat(HTTPChatModel):
 
     provider = "openai"
     api_key_envs = ("OPENAI_API_KEY",)
-    # base URL -> the structured-output format that server accepts (see the module doc)
-    json_modes: ClassVar[dict[str, JsonMode]] = {}
+    # (base URL, model) -> the structured-output format the server accepts for that model
+    # (see the module doc)
+    json_modes: ClassVar[dict[tuple[str, str], JsonMode]] = {}
     # (base URL, model) that refused max_tokens and took max_completion_tokens
     _completion_tokens_models: ClassVar[set[tuple[str, str]]] = set()
 
@@ -142,7 +145,7 @@ class OpenAIChat(HTTPChatModel):
         """How to ask this server for structured output (None: not asked for)."""
         if request.response_schema is None:
             return None
-        return self.json_modes.get(self._server(), "json_schema")
+        return self.json_modes.get((self._server(), self.id), "json_schema")
 
     def _server(self) -> str:
         """The server's base URL as it may be shown: without the credentials a URL can carry
@@ -219,14 +222,15 @@ class OpenAIChat(HTTPChatModel):
 
     def _fall_back(self, refused: JsonMode, to: JsonMode, exc: Any) -> None:
         server = self._server()
-        if self.json_modes.get(server, "json_schema") == refused:
-            self.json_modes[server] = to
+        if self.json_modes.get((server, self.id), "json_schema") == refused:
+            self.json_modes[server, self.id] = to
             how = "JSON mode with the schema" if to == "json_object" else "the schema in the prompt"
             log.warning(
-                "%s at %s refused response_format %s (HTTP %s); asking for %s from now on",
+                "%s at %s refused response_format %s for %s (HTTP %s); asking for %s from now on",
                 self.provider,
                 server,
                 refused,
+                self.id,
                 exc.status_code,
                 how,
             )
