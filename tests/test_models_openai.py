@@ -910,6 +910,55 @@ def test_an_answer_to_a_stream_that_is_no_event_stream_is_a_model_output_error(
     assert len(wire.requests) == 1
 
 
+def test_an_error_event_with_an_http_status_counts_as_that_status(wire: WireServer) -> None:
+    overloaded = {
+        "error": {
+            "object": "error",
+            "message": "engine overloaded",
+            "type": "ServiceUnavailable",
+            "code": 503,
+        }
+    }
+    wire.add(SSE([overloaded]), text_stream("fine"), SSE([overloaded]))
+
+    assert build(stream(make(wire), ask())).content == "fine"  # retried as a 503 is
+    with pytest.raises(ModelServerError) as caught:
+        stream(make(wire, retry=RetryPolicy(max_attempts=1)), ask())
+
+    assert (caught.value.status_code, caught.value.message) == (503, "engine overloaded")
+    assert len(wire.requests) == 3
+
+
+# -- refusals ------------------------------------------------------------------------------
+
+
+def test_a_refusal_is_the_answer(wire: WireServer) -> None:
+    refusal = "I'm sorry, I can't help with that."
+    body = completion(None)
+    body["choices"][0]["message"]["refusal"] = refusal
+    refused = SSE(
+        [
+            chunk({"role": "assistant", "content": None, "refusal": ""}),
+            chunk({"refusal": "I'm sorry, "}),
+            chunk({"refusal": "I can't help with that."}),
+            chunk({}, finish_reason="stop"),
+            "[DONE]",
+        ]
+    )
+    wire.add(Reply(body), refused)
+    model = make(wire)
+
+    whole = complete(model, ask())
+    deltas = stream(model, ask())
+
+    assert (whole.content, whole.finish_reason) == (refusal, "refusal")
+    assert deltas == [
+        TextDelta("I'm sorry, "),
+        TextDelta("I can't help with that."),
+        UsageDelta(finish_reason="refusal", model=MODEL),
+    ]
+
+
 # -- sync methods --------------------------------------------------------------------------
 
 

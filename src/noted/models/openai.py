@@ -241,11 +241,8 @@ class OpenAIChat(HTTPChatModel):
         return self._response(completion)
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
-        usage: Any = None
-        finish_reason: str | None = None
-        model: str | None = None
+        state = _StreamState()
         ending = _Ending()
-        chunks = 0
         self._clients.get()  # made, and the SDK imported, before the clock starts
         with self._mapped_errors():
             opening = _opening.set(ending)
@@ -258,26 +255,11 @@ class OpenAIChat(HTTPChatModel):
             async with stream:
                 events = aiter(stream)
                 while (chunk := await self._timed(anext(events, None))) is not None:
-                    chunks += 1
-                    model = getattr(chunk, "model", None) or model
-                    if getattr(chunk, "usage", None) is not None:
-                        usage = (
-                            chunk.usage
-                        )  # the last report wins: some servers send running totals
-                    for choice in getattr(chunk, "choices", None) or ():
-                        if choice.finish_reason:
-                            finish_reason = choice.finish_reason
-                        for delta in _chunk_deltas(choice.delta):
-                            yield delta
-        if finish_reason is None and not ending.done:
-            raise self._unfinished(chunks, getattr(stream, "response", None))
-        input_tokens, output_tokens = _token_counts(usage)
-        yield UsageDelta(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            finish_reason=finish_reason,
-            model=model,
-        )
+                    for delta in state.deltas(chunk):
+                        yield delta
+        if state.finish_reason is None and not ending.done:
+            raise self._unfinished(state.chunks, getattr(stream, "response", None))
+        yield state.end()
 
     def _response(self, completion: Any) -> ModelResponse:
         choices = getattr(completion, "choices", None) or []
@@ -296,12 +278,17 @@ class OpenAIChat(HTTPChatModel):
                 )
             )
         input_tokens, output_tokens = _token_counts(getattr(completion, "usage", None))
+        content = getattr(message, "content", None)
+        finish_reason = getattr(choice, "finish_reason", None) or None
+        refusal = getattr(message, "refusal", None)
+        if not content and refusal:  # the model declined: its words are the answer
+            content, finish_reason = refusal, "refusal"
         return ModelResponse(
-            content=getattr(message, "content", None),
+            content=content,
             tool_calls=calls,
             usage=Usage(input_tokens, output_tokens),
             model=getattr(completion, "model", None) or None,
-            finish_reason=getattr(choice, "finish_reason", None) or None,
+            finish_reason=finish_reason,
         )
 
     # -- failures ------------------------------------------------------------------------
@@ -328,8 +315,12 @@ class OpenAIChat(HTTPChatModel):
                 f"could not reach {self.provider}{self._at()}: "
                 f"{_connection_detail(exc)}{self._connection_hint()}"
             )
+        message = str(getattr(exc, "message", exc))
+        status = _error_event_status(exc)
+        if status is not None:  # an error event in a stream, with an HTTP status as its code
+            return http_error(self.provider, status, message)
         # An error reported inside a stream, or an answer the SDK could not read.
-        return ModelError(f"{self.provider} failed: {getattr(exc, 'message', exc)}")
+        return ModelError(f"{self.provider} failed: {message}")
 
     def _at(self) -> str:
         return f" at {self._server()}"
@@ -488,10 +479,47 @@ def _tool_param(tool: ToolDefinition) -> dict[str, Any]:
     }
 
 
+@dataclass(slots=True)
+class _StreamState:
+    """What a stream has said so far. The last usage report wins (some servers send
+    running totals); a refusal streamed in place of text is the answer's text, and its
+    finish reason ``refusal``."""
+
+    chunks: int = 0
+    usage: Any = None
+    finish_reason: str | None = None
+    model: str | None = None
+    said: bool = False
+    refused: bool = False
+
+    def deltas(self, chunk: Any) -> list[ModelDelta]:
+        self.chunks += 1
+        self.model = getattr(chunk, "model", None) or self.model
+        if getattr(chunk, "usage", None) is not None:
+            self.usage = chunk.usage
+        deltas: list[ModelDelta] = []
+        for choice in getattr(chunk, "choices", None) or ():
+            self.finish_reason = choice.finish_reason or self.finish_reason
+            self.said = self.said or bool(getattr(choice.delta, "content", None))
+            self.refused = self.refused or bool(getattr(choice.delta, "refusal", None))
+            deltas.extend(_chunk_deltas(choice.delta))
+        return deltas
+
+    def end(self) -> UsageDelta:
+        input_tokens, output_tokens = _token_counts(self.usage)
+        refusal = self.refused and not self.said
+        return UsageDelta(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            finish_reason="refusal" if refusal else self.finish_reason,
+            model=self.model,
+        )
+
+
 def _chunk_deltas(delta: Any) -> Iterator[ModelDelta]:
     if delta is None:
         return
-    text = getattr(delta, "content", None)
+    text = getattr(delta, "content", None) or getattr(delta, "refusal", None)
     if text:
         yield TextDelta(text)
     for position, call in enumerate(getattr(delta, "tool_calls", None) or ()):
@@ -539,6 +567,19 @@ def _status_message(exc: Any) -> str:
     if isinstance(body, str) and body.strip():
         return body.strip()[:_MAX_ERROR_TEXT]
     return str(exc.message)
+
+
+def _error_event_status(exc: Any) -> int | None:
+    """The HTTP status an error event's ``code`` names (vLLM sends ``"code": 503`` for an
+    overloaded engine), so that it is retried as that status would be; None when the
+    code is no HTTP error status."""
+    body = getattr(exc, "body", None)
+    code = body.get("code") if isinstance(body, Mapping) else None
+    if isinstance(code, str) and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
+        return code
+    return None
 
 
 def _retry_after(exc: Any) -> str | None:
