@@ -407,6 +407,33 @@ def test_noted_chat_needs_a_model(tmp_path: Path) -> None:
     assert "choose a model" in done.stderr
 
 
+def test_noted_chat_refuses_at_its_start_what_every_turn_would_fail_on(tmp_path: Path) -> None:
+    # A missing API key, or a session of another user, failed each message in turn.
+    db = tmp_path / "x.db"
+    with SqliteDb(db) as store:
+        Agent(ScriptedModel(["Hi."]), db=store, user_id="ava", session_id="trip").run("hello")
+    env = {k: v for k, v in child_env().items() if k not in ("OPENAI_API_KEY", "NOTED_MODEL")}
+    chat = [sys.executable, "-m", "noted.cli", "chat", "--db", str(db), "--model", "openai:m"]
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*chat, *args],
+            check=False,
+            capture_output=True,
+            text=True,
+            input="hello\n",
+            env={**env, **extra},
+            timeout=60,
+        )
+
+    done = run()
+    assert done.returncode == 1 and "needs an API key" in done.stderr, done
+    assert "Chatting with" not in done.stdout
+    done = run("--user", "bob", "--session", "trip", OPENAI_API_KEY="k")
+    assert done.returncode == 1 and "belongs to another user" in done.stderr, done
+    assert "Chatting with" not in done.stdout
+
+
 def test_a_failed_turn_is_one_error_line_on_stderr_and_the_chat_goes_on(
     wire: WireServer, tmp_path: Path
 ) -> None:

@@ -20,8 +20,10 @@ from noted._console import emit_json, out
 from noted.agent import Agent
 from noted.cli_db import positive_int, user_options
 from noted.db import SessionStore
-from noted.errors import NotFoundError, UserError
+from noted.errors import ConflictError, NotFoundError, UserError
 from noted.memory import Memory
+from noted.memory.door import DEFAULT_USER_ID
+from noted.models._provider import HTTPChatModel
 from noted.sessions import RunResult, Session
 
 __all__ = ["add_chat_command", "add_session_commands"]
@@ -44,9 +46,10 @@ def cmd_chat(memory: Memory, args: argparse.Namespace) -> int:
             "choose a model: --model provider:model-id (for example ollama:llama3.2 or "
             "openai:gpt-4o-mini), or set NOTED_MODEL"
         )
+    store = _store(memory)
     agent = Agent(
         model,
-        db=_store(memory),
+        db=store,
         user_id=args.user,
         session_id=args.session,
         instructions=args.instructions,
@@ -58,6 +61,13 @@ def cmd_chat(memory: Memory, args: argparse.Namespace) -> int:
         memory_dates=args.memory_dates,
         enable_session_summaries=args.summaries,
     )
+    if isinstance(agent.model, HTTPChatModel):
+        agent.model.check_ready()
+    if args.session is not None:  # another user's session: refused now, not at each turn
+        try:
+            store.get_runs(args.session, agent.user_id or DEFAULT_USER_ID, last_n=0)
+        except ConflictError:
+            raise UserError(f"session {args.session!r} belongs to another user") from None
     agent.cli_app(stream=not args.no_stream)
     return 0
 

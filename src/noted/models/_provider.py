@@ -172,6 +172,16 @@ class HTTPChatModel(BaseChatModel):
 
     # -- the SDK client ------------------------------------------------------------------
 
+    def _sdk(self) -> object:
+        """The vendor SDK, imported on first use (MissingDependencyError without it)."""
+        raise NotImplementedError
+
+    def check_ready(self) -> None:
+        """Raise now what the first call would for want of the vendor SDK or an API key,
+        so that a chat or a server says so when it starts, not at its first message."""
+        self._sdk()
+        self._api_key()
+
     def _make_client(self) -> Any:
         """A new SDK client for the running event loop."""
         raise NotImplementedError
