@@ -16,8 +16,15 @@ import pytest
 from model_helpers import WatchedModel
 from noted import Agent, ConflictError, InMemoryDb, Message, SqliteDb, Tool, UserError
 from noted.agent import ContentDelta, RunCompleted, RunStarted, ToolCallCompleted, ToolCallStarted
-from noted.errors import ModelError
-from noted.models import ModelDelta, ModelRequest, ModelResponse, ToolCall, ToolDefinition
+from noted.errors import ModelConnectionError, ModelError
+from noted.models import (
+    ModelDelta,
+    ModelRequest,
+    ModelResponse,
+    TextDelta,
+    ToolCall,
+    ToolDefinition,
+)
 from noted.testing import FunctionModel, ScriptedModel, ScriptExhaustedError
 
 
@@ -389,6 +396,38 @@ def test_a_run_stream_stopped_early_closes_the_providers_stream_at_once() -> Non
 
     assert asyncio.run(stop_async_run()) == 2
     assert [r.status for r in agent.db.get_runs("s", "default")] == ["failed", "failed"]
+
+
+class BreaksMidAnswer(ScriptedModel):
+    """Streams the start of an answer, then loses the connection."""
+
+    async def _send_stream(self, request: ModelRequest) -> AsyncGenerator[ModelDelta, None]:
+        self._record(request)
+        yield TextDelta("Once upon ")
+        yield TextDelta("a time")
+        raise ModelConnectionError("the connection dropped")
+
+
+@pytest.mark.parametrize("how", ["model error", "stream closed"])
+def test_a_failed_turn_keeps_the_answer_it_had_shown(how: str) -> None:
+    db = InMemoryDb()
+    agent = Agent(BreaksMidAnswer([]), db=db, session_id="s")
+    events = agent.run("tell me a story", stream=True)
+    if how == "model error":
+        with pytest.raises(ModelConnectionError):
+            for _ in events:
+                pass
+    else:
+        for event in events:
+            if isinstance(event, ContentDelta) and event.text == "a time":
+                events.close()
+                break
+    [run] = db.get_runs("s", "default")
+    assert run.status == "failed" and run.content == "Once upon a time"
+    assert [(m.role, m.content) for m in run.messages] == [
+        ("user", "tell me a story"),
+        ("assistant", "Once upon a time"),
+    ]
 
 
 def test_a_stream_left_at_a_tool_call_does_not_call_the_tool() -> None:

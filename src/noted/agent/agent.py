@@ -388,6 +388,7 @@ class Agent:
             messages=[Message("user", message)],
         )
         opened = False
+        partial = ""  # the text streamed so far of the answer being made
         try:
             conversation, tools = await self._opening(run)
             opened = True
@@ -404,7 +405,9 @@ class Agent:
                         if isinstance(item, ModelResponse):
                             response = item
                         else:
+                            partial += item.text
                             yield item
+                partial = ""
                 answer = response.to_message()
                 conversation.append(answer)
                 run.messages.append(answer)
@@ -437,7 +440,7 @@ class Agent:
             # and left out of the history later runs replay; a run refused before it began
             # (another user's session, a bad setting) is not a turn.
             if opened or not isinstance(exc, UserError | ConflictError):
-                self._save_failed(run, exc, started)
+                self._save_failed(run, exc, started, partial)
             raise
         run.metrics.duration = time.perf_counter() - started
         # The run is answered: it is kept, and its memory work started, even when the
@@ -500,7 +503,14 @@ class Agent:
             name=call.name,
         )
 
-    def _save_failed(self, run: RunResult, exc: BaseException, started: float) -> None:
+    def _save_failed(
+        self, run: RunResult, exc: BaseException, started: float, partial: str = ""
+    ) -> None:
+        """Keep the failed turn, with ``partial``: the text streamed so far of the answer
+        being made when it failed, which the user saw."""
+        if partial:
+            run.content = valid_text(partial)
+            run.messages.append(Message("assistant", run.content))
         run.status = "failed"
         if isinstance(exc, asyncio.CancelledError | GeneratorExit):
             run.error = "cancelled: the caller stopped the run before it finished"
