@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from playwright.sync_api import (
     Locator,
     Page,
     Request,
+    Route,
     expect,
     sync_playwright,
 )
@@ -701,6 +703,78 @@ def test_pagination(site: Site, page: Page) -> None:
     page.select_option("#sort", "created_at:desc")
     expect(texts.first).to_have_text("Memory number 44")
     expect(texts.nth(34)).to_have_text("Memory number 10, revised")
+
+
+def test_a_hybrid_search_pages_through_what_it_found(tmp_path: Path, page: Page) -> None:
+    """Memories stored before the server had an embedder are found by their words only:
+    the pager ends with the last match, and Next past it asks for nothing more."""
+    store = SqliteDb(db_file=tmp_path / "page.db")
+    Memory(store).add_user_memories(
+        [UserMemory(f"Note {i} about skiing") for i in range(25)]
+        + [UserMemory(f"Note {i} about cooking") for i in range(25, 60)],
+        "alice",
+    )
+    memory = Memory(store, embedder=WordsEmbedder())
+    assert memory.index is not None
+    memory.index.embed_on_search = 0  # more waiting than a search embeds: none are
+    searches: list[str] = []
+    page.on("request", lambda r: searches.append(r.url) if "search_content" in r.url else None)
+    with live_server(create_app(memory=memory)) as url:
+        open_app(page, url)
+        pick_user(page, "alice")
+        page.fill("#search", "skiing")
+        info = page.get_by_test_id("page-info")
+        expect(info).to_have_text("Page 1 of 3 · 60 matches")  # every memory may match
+        expect(rows(page)).to_have_count(20)
+        page.click("#next-page")
+        expect(info).to_have_text("Page 2 of 2 · 25 matches")
+        expect(rows(page)).to_have_count(5)
+        expect(page.locator("#next-page")).to_be_disabled()
+        assert sum("page=2" in u for u in searches) == 1
+    store.close()
+
+
+def test_an_empty_page_the_server_still_counts_is_shown_empty(site: Site, page: Page) -> None:
+    """A page past the results that the server still counts (it says there are 5 pages
+    but page 2 is empty) is drawn empty: the page does not ask for another page forever."""
+    site.memory.add_user_memories([UserMemory(f"Memory {i}") for i in range(25)], "alice")
+    asked: list[str] = []
+
+    def counted_but_empty(route: Route) -> None:
+        query = parse_qs(urlsplit(route.request.url).query)
+        asked.append(query["page"][0])
+        if query["page"] == ["1"]:
+            route.continue_()
+            return
+        meta = {"page": int(query["page"][0]), "limit": 20, "total_pages": 5, "total_count": 100}
+        route.fulfill(json={"data": [], "meta": meta})
+
+    page.route("**/memories?*", counted_but_empty)
+    open_app(page, site.url)
+    expect(rows(page)).to_have_count(20)
+    page.click("#next-page")
+    expect(page.get_by_test_id("page-info")).to_have_text("Page 2 of 5 · 100 memories")
+    expect(page.get_by_test_id("empty")).to_be_visible()
+    expect(page.locator("#memories")).not_to_have_attribute("aria-busy", "true")
+    assert asked == ["1", "2"]
+
+    # a page past the last one the server counts moves to that last page, once
+    asked.clear()
+    page.unroute("**/memories?*")
+    site.memory.delete_user_memories(
+        [m.memory_id for m in site.memory.get_user_memories("alice")[:5] if m.memory_id],
+        "alice",
+    )
+
+    def counted(route: Route) -> None:
+        asked.append(parse_qs(urlsplit(route.request.url).query)["page"][0])
+        route.continue_()
+
+    page.route("**/memories?*", counted)
+    page.click("#next-page")  # page 3: the server now counts 1 page of 20
+    expect(page.get_by_test_id("page-info")).to_have_text("Page 1 of 1 · 20 memories")
+    expect(rows(page)).to_have_count(20)
+    assert asked == ["3", "1"]
 
 
 def test_server_errors_are_shown(site: Site, page: Page) -> None:

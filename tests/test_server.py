@@ -7,6 +7,7 @@ import http.client
 import json
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -30,6 +32,7 @@ from noted import (
 )
 from noted.db import Store
 from noted.db.urls import open_store
+from noted.retrieval.embedders import BaseEmbedder, Kind
 from noted.server import create_app
 from noted.testing import FunctionModel, ScriptedModel
 from servers import free_port
@@ -511,6 +514,47 @@ def test_a_hybrid_page_is_what_the_memory_api_gives_for_that_limit(db: SqliteDb)
         ).json()
         assert narrowed == {"data": [], "meta": narrowed["meta"]}
         assert narrowed["meta"]["total_count"] == 0
+
+
+class Words(BaseEmbedder):
+    """Hashed word counts: enough to turn semantic and hybrid search on."""
+
+    def __init__(self) -> None:
+        super().__init__("test-words", 32)
+
+    def _embed_batch(self, texts: list[str], kind: Kind) -> Any:
+        rows = np.zeros((len(texts), 32), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                rows[i, zlib.crc32(word.encode()) % 32] += 1.0
+        return rows
+
+
+def test_a_hybrid_search_that_finds_fewer_than_asked_counts_what_it_found(
+    db: SqliteDb,
+) -> None:
+    """Memories not embedded yet are found by their words only: the pages end where the
+    matches do, not at the count of every memory the filters keep."""
+    Memory(db).add_user_memories(
+        [UserMemory(f"Note {i} about skiing") for i in range(25)]
+        + [UserMemory(f"Note {i} about cooking") for i in range(25, 60)],
+        user_id="ava",
+    )
+    memory = Memory(db, embedder=Words())
+    assert memory.index is not None
+    memory.index.embed_on_search = 0  # more waiting than a search embeds: none are
+    with LocalClient(create_app(memory=memory)) as client:
+        params = {"user_id": "ava", "search_content": "skiing", "search_type": "hybrid"}
+        first = client.get("/memories", params={**params, "limit": 20}).json()
+        assert len(first["data"]) == 20
+        second = client.get("/memories", params={**params, "limit": 20, "page": 2}).json()
+        assert len(second["data"]) == 5
+        assert second["meta"] == {"page": 2, "limit": 20, "total_pages": 2, "total_count": 25}
+        third = client.get("/memories", params={**params, "limit": 20, "page": 3}).json()
+        assert third["data"] == []
+        assert third["meta"]["total_pages"] == 2
+        every = client.get("/memories", params={**params, "limit": 100}).json()
+        assert every["meta"]["total_count"] == 25
 
 
 # -- topics, stats, history -----------------------------------------------------------------

@@ -107,20 +107,23 @@ def memory_routes(svc: Services) -> APIRouter:
             method = search_type or ("hybrid" if svc.memory.index is not None else "keyword")
             # Hybrid's fusion reads as deep as its limit, so a page is read as the Python
             # API reads the same limit: the first page of 10 is search(limit=10). It ranks
-            # every memory the filters keep (up to 500), which is how many it counts.
+            # every memory the filters keep (up to 500), which is how many it counts; when
+            # it found fewer than it was asked for (memories not embedded yet are found by
+            # their words only), what it found is all there is.
             hybrid = method == "hybrid"
+            wanted = min(query.offset + limit, SEARCH_RESULTS) if hybrid else SEARCH_RESULTS
             found = await run_in_threadpool(
                 svc.memory.search_user_memories,
                 check_storable("search_content", search_content),  # as the schema says
                 user,
-                min(query.offset + limit, SEARCH_RESULTS) if hybrid else SEARCH_RESULTS,
+                wanted,
                 method,
                 topics=query.topics,
                 agent_id=query.agent_id,
                 team_id=query.team_id,
             )
             total = len(found)
-            if hybrid:
+            if hybrid and len(found) == wanted:
                 total = await run_in_threadpool(svc.store.count_memories, query)
             rows = [m.to_dict() for m in found[query.offset : query.offset + limit]]
             meta = page_meta(page, limit, min(total, SEARCH_RESULTS))

@@ -485,15 +485,18 @@ function memoryQuery() {
   return query;
 }
 
-async function loadMemories() {
+// An empty page past the last one (its memories were deleted meanwhile) moves to the last
+// page, once: a page the server still counts is drawn empty rather than asked for again.
+async function loadMemories(moved = false) {
   const request = ++memoriesRequest;
   $("memories").setAttribute("aria-busy", "true");
   try {
     const result = await api("/memories", { query: memoryQuery() });
     if (request !== memoriesRequest) return;
-    if (result.data.length === 0 && state.page > 1) {
-      state.page = Math.max(1, result.meta.total_pages);
-      await loadMemories();
+    const last = Math.max(1, result.meta.total_pages);
+    if (result.data.length === 0 && state.page > last && !moved) {
+      state.page = last;
+      await loadMemories(true);
       return;
     }
     state.memories = result.data;
