@@ -54,7 +54,7 @@ API_KEY = "k" * 32
 TOKEN_SECRET = "s" * 32
 # Chromium logs every 4xx answer as a console error; the tests that provoke them expect them.
 EXPECTED_CONSOLE = re.compile(
-    r"Failed to load resource: the server responded with a status of 40[14]"
+    r"Failed to load resource: the server responded with a status of 40[149]"
 )
 
 
@@ -319,6 +319,32 @@ def test_an_edit_keeps_what_it_leaves_and_what_is_typed(site: Site, page: Page) 
     stored = site.memory.get_user_memory(memory_id, "alice")
     assert stored is not None
     assert (stored.memory, stored.topics) == ("Went to Rome in May", ["travel, europe"])
+
+
+def test_a_save_over_a_change_made_elsewhere_asks_first(site: Site, page: Page) -> None:
+    """Another tab saves the memory while this one edits it: this save is refused, says
+    what the memory now reads, keeps what was typed, and a second save replaces it."""
+    memory_id = site.add("Lives in Lisbon", "alice", ["home"])
+    open_app(page, site.url)
+    row(page, "Lives in Lisbon").locator("[data-action=edit]").click()
+    text = page.get_by_test_id("edit-text")
+    text.fill("Lives in Lisbon since 2019")
+    other = site.memory.edit_user_memory(memory_id, "alice", memory="Lives in Lisbon, Alfama")
+    page.locator("[data-action=save]").click()
+    expect(page.get_by_test_id("error")).to_contain_text(
+        "This memory was changed elsewhere after you began editing it; it now reads "
+        "“Lives in Lisbon, Alfama”. Your edit is kept"
+    )
+    expect(text).to_have_value("Lives in Lisbon since 2019")
+    expect(rows(page).locator("time")).to_have_attribute("datetime", other.to_dict()["updated_at"])
+    stored = site.memory.get_user_memory(memory_id, "alice")
+    assert stored is not None
+    assert (stored.memory, stored.updated_at) == ("Lives in Lisbon, Alfama", other.updated_at)
+
+    page.locator("[data-action=save]").click()  # made knowing the other change: written
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(["Lives in Lisbon since 2019"])
+    expect(page.get_by_test_id("notice")).to_have_text("Memory saved")
+    assert site.texts("alice") == ["Lives in Lisbon since 2019"]
 
 
 def test_lengths_are_counted_in_characters(site: Site, page: Page) -> None:

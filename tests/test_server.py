@@ -9,7 +9,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -145,6 +145,70 @@ def test_create_get_update_delete(client: TestClient) -> None:
     again = client.delete(f"/memories/{mid}", params={"user_id": "ava"})
     assert again.status_code == 404
     assert again.json() == {"detail": "no such memory"}
+
+
+def test_an_update_made_on_what_was_read_is_refused_once_the_memory_changed(
+    client: TestClient,
+) -> None:
+    """Two editors read the same memory: the first change is written, the second, made
+    on the text it no longer has, answers 409 and writes nothing."""
+    read = add(client, "Lives in Lisbon", topics=["home"])
+    path, ava = f"/memories/{read['memory_id']}", {"user_id": "ava"}
+    first = client.patch(
+        path,
+        params=ava,
+        json={"memory": "Lives in Lisbon, Alfama", "if_updated_at": read["updated_at"]},
+    )
+    assert first.status_code == 200, first.text
+    assert first.json()["updated_at"] > read["updated_at"]
+    second = client.patch(
+        path,
+        params=ava,
+        json={"memory": "Lives in Lisbon since 2019", "if_updated_at": read["updated_at"]},
+    )
+    assert second.status_code == 409, second.text
+    assert second.json()["detail"] == (
+        f"the memory changed since it was read (updated at {first.json()['updated_at']}): "
+        "nothing was written"
+    )
+    topics_only = client.patch(
+        path, params=ava, json={"topics": ["city"], "if_updated_at": read["updated_at"]}
+    )
+    assert topics_only.status_code == 409
+    assert client.get(path, params=ava).json() == first.json()
+    history = client.get(f"{path}/history", params=ava).json()
+    assert [e["event"] for e in history] == ["add", "update"]
+
+    # the time as last read, in any offset, is the same time
+    seen = datetime.fromisoformat(first.json()["updated_at"])
+    elsewhere = seen.astimezone(timezone(timedelta(hours=2))).isoformat()
+    again = client.patch(
+        path, params=ava, json={"memory": "Lives in Lisbon since 2019", "if_updated_at": elsewhere}
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["memory"] == "Lives in Lisbon since 2019"
+    # without if_updated_at a change is written whatever it was made on, as before
+    blind = client.patch(path, params=ava, json={"memory": "Lives in Porto"})
+    assert blind.status_code == 200
+    assert blind.json()["memory"] == "Lives in Porto"
+
+    for bad in ("yesterday", "2024-01-01T00:00:00", 1704067200, True):
+        refused = client.patch(path, params=ava, json={"memory": "x", "if_updated_at": bad})
+        assert refused.status_code == 422, (bad, refused.text)
+        assert "if_updated_at" in refused.json()["detail"]
+    # another user's memory, or none, stays a 404 (a 409 would say that it exists)
+    for user, memory_id in (("bob", read["memory_id"]), ("ava", "nope")):
+        missing = client.patch(
+            f"/memories/{memory_id}",
+            params={"user_id": user},
+            json={"memory": "x", "if_updated_at": blind.json()["updated_at"]},
+        )
+        assert missing.status_code == 404, missing.text
+    assert client.get(path, params=ava).json() == blind.json()
+
+    operation = client.get("/openapi.json").json()["paths"]["/memories/{memory_id}"]["patch"]
+    assert "409" in operation["responses"]
+    assert "if_updated_at" in operation["description"]
 
 
 def test_create_limits_and_defaults(client: TestClient) -> None:

@@ -233,9 +233,11 @@ def test_every_operation_is_run() -> None:
 
 def test_answers_that_generation_rarely_meets_are_documented(tmp_path: Path) -> None:
     """Hand-made requests for the answers random data seldom gets: a session of another
-    user (409 for the admin), a failing model (502), a user token asking for a token (403),
-    a body over the limit (413), malformed JSON and text no store keeps (422, 400)."""
+    user (409 for the admin), a change made on a memory as it no longer is (409), a failing
+    model (502), a user token asking for a token (403), a body over the limit (413),
+    malformed JSON and text no store keeps (422, 400)."""
     db = SqliteDb(tmp_path / "rare.db")
+    memory_id = Memory(db).add_user_memory(UserMemory("Ava likes tea"), "ava")
     db.append_run(
         RunResult(run_id="r1", session_id="bobs", user_id="bob", input="hi", content="yo")
     )
@@ -276,6 +278,15 @@ def test_answers_that_generation_rarely_meets_are_documented(tmp_path: Path) -> 
             (memories.Case(body={"memory": "x" * 3000, "user_id": "ava"}), admin, 413),
             (memories.Case(body={"memory": "a\x00b", "user_id": "ava"}), admin, 400),
             (memories.Case(body={"memory": "x", "unknown": 1}), admin, 422),
+            (
+                schema["/memories/{memory_id}"]["PATCH"].Case(
+                    path_parameters={"memory_id": memory_id},
+                    query={"user_id": "ava"},
+                    body={"memory": "Ava likes coffee", "if_updated_at": "2020-01-01T00:00:00Z"},
+                ),
+                admin,
+                409,
+            ),
         ]
         for case, headers, expected in cases:
             checks = CHECKS if expected < 500 else CHECKS[1:]  # a 502 is expected here

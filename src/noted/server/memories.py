@@ -6,8 +6,9 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 
+from noted._time import iso
 from noted.db.base import MemoryQuery, SortField, SortOrder
-from noted.errors import NotFoundError, UserError
+from noted.errors import ConflictError, NotFoundError, UserError
 from noted.limits import MAX_QUERY_CHARS, MAX_TOPICS
 from noted.memory import DEFAULT_USER_ID
 from noted.schema import UserMemory, check_id, check_storable, check_topics
@@ -20,6 +21,7 @@ from noted.server.schemas import (
     MAX_PAGE,
     BulkDelete,
     Deleted,
+    Error,
     MemoryCreate,
     MemoryEventOut,
     MemoryOut,
@@ -161,7 +163,17 @@ def memory_routes(svc: Services) -> APIRouter:
     @router.patch(
         "/memories/{memory_id}",
         summary="Change a memory's text or topics",
-        responses={200: {"model": MemoryOut}},
+        description=(
+            "With `if_updated_at` (the memory's `updated_at` as last read), a memory that "
+            "changed since is left as it is and answered with 409: two editors of one "
+            "memory do not overwrite each other's changes unseen. The comparison is made "
+            "just before the write, not in the same transaction: a write landing between "
+            "the two is not caught."
+        ),
+        responses={
+            200: {"model": MemoryOut},
+            409: {"model": Error, "description": "The memory changed since if_updated_at"},
+        },
     )
     def update_memory(
         principal: Annotated[Principal, who],
@@ -172,6 +184,13 @@ def memory_routes(svc: Services) -> APIRouter:
         user = _named_owner(principal, user_id, body.user_id)
         if body.memory is None and body.topics is None:
             raise UserError("nothing to change: give memory and/or topics")
+        if body.if_updated_at is not None:
+            current = _get(svc, memory_id, user)
+            if current.updated_at != body.if_updated_at:
+                when = "" if current.updated_at is None else f" at {iso(current.updated_at)}"
+                raise ConflictError(
+                    f"the memory changed since it was read (updated{when}): nothing was written"
+                )
         try:
             stored = svc.memory.edit_user_memory(
                 check_id_(memory_id), user, memory=body.memory, topics=body.topics

@@ -64,6 +64,23 @@ class MemoryUpdate(Body):
     memory: Text | None = None
     topics: Annotated[list[Topic], Field(max_length=MAX_TOPICS)] | None = None
     user_id: Id | None = None
+    if_updated_at: Annotated[
+        AwareDatetime | None,
+        Field(
+            description=(
+                "The memory's updated_at as the caller last read it: when the memory has "
+                "changed since, nothing is written and the answer is 409"
+            )
+        ),
+    ] = None
+
+    @field_validator("if_updated_at", mode="before")
+    @classmethod
+    def _iso_text(cls, value: object) -> object:
+        """A time is ISO 8601 text with its offset, as updated_at is answered, never a number."""
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be an ISO 8601 time such as 2026-01-31T12:00:00.000000+00:00")
+        return value
 
 
 class BulkDelete(Body):

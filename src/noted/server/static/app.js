@@ -765,6 +765,7 @@ async function saveEdit(memory, text, topicsText) {
     cancelEdit();
     return;
   }
+  body.if_updated_at = memory.updated_at; // written only if nobody changed it since
   try {
     await api(`/memories/${segment(memory.memory_id)}`, {
       method: "PATCH",
@@ -775,8 +776,28 @@ async function saveEdit(memory, text, topicsText) {
     notify("Memory saved");
     await refreshAll();
   } catch (error) {
-    reportStale(error, "Could not save the memory");
+    if (error instanceof ApiError && error.status === 409) await changedElsewhere(memory);
+    else reportStale(error, "Could not save the memory");
   }
+}
+
+// The memory was saved elsewhere (another tab, an agent) after its row was opened: the row
+// now holds the memory as it is, the edit stays open with what was typed, and saving again
+// replaces the other change knowingly.
+async function changedElsewhere(memory) {
+  let current;
+  try {
+    current = await api(`/memories/${segment(memory.memory_id)}`, {
+      query: { user_id: memory.user_id },
+    });
+  } catch (error) {
+    reportStale(error, "Could not save the memory");
+    return;
+  }
+  state.memories = state.memories.map((m) => (m.memory_id === current.memory_id ? current : m));
+  renderMemories();
+  showError("This memory was changed elsewhere after you began editing it; it now reads "
+    + `“${clip(current.memory, 200)}”. Your edit is kept: save again to replace it, or cancel.`);
 }
 
 // A memory that is gone (deleted elsewhere) is reported, and the table catches up.
