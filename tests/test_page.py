@@ -10,7 +10,7 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,9 +52,10 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "tmp" / "screenshots"
 API_KEY = "k" * 32
 TOKEN_SECRET = "s" * 32
-# Chromium logs every 4xx answer as a console error; the tests that provoke them expect them.
+# Chromium logs every 4xx and 5xx answer as a console error; the tests that provoke them
+# expect them.
 EXPECTED_CONSOLE = re.compile(
-    r"Failed to load resource: the server responded with a status of 40[149]"
+    r"Failed to load resource: the server responded with a status of (40[149]|503)"
 )
 
 
@@ -164,6 +165,57 @@ def pick_user(page: Page, user: str) -> None:
 def no_overflow(page: Page) -> None:
     sizes = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert sizes[0] <= sizes[1], f"the page is {sizes[0]} px wide in a {sizes[1]} px window"
+
+
+class Held:
+    """A slow server on cue: the answers to the requests ``holding`` picks wait until
+    :meth:`release`; every other request goes through."""
+
+    def __init__(self, page: Page, pattern: str, holding: Callable[[str], bool]) -> None:
+        self.page = page
+        self.holding = holding
+        self.routes: list[Route] = []
+        page.route(pattern, self._route)
+
+    def _route(self, route: Route) -> None:
+        if self.holding(route.request.url):
+            self.routes.append(route)
+        else:
+            route.continue_()
+
+    def wait(self, count: int = 1) -> None:
+        """Until ``count`` requests are held (their answers' events are being read)."""
+        for _ in range(500):
+            if len(self.routes) >= count:
+                return
+            self.page.wait_for_timeout(10)
+        raise AssertionError(f"{len(self.routes)} requests held, not {count}")
+
+    def release(self) -> None:
+        routes, self.routes = self.routes, []
+        for route in routes:
+            route.continue_()
+
+
+def record_fetches(page: Page) -> None:
+    """Keep the address of every fetch the page makes, in ``window.fetched``: a click's
+    requests are made while the click is handled, so they are all there once it returns."""
+    page.add_init_script(
+        """(() => {
+            const fetchFirst = window.fetch.bind(window);
+            window.fetched = [];
+            window.fetch = (input, init) => {
+                window.fetched.push(String(input));
+                return fetchFirst(input, init);
+            };
+        })()"""
+    )
+
+
+def fetched(page: Page, path: str) -> list[dict[str, list[str]]]:
+    """The queries of the page's requests for ``path`` so far, in order."""
+    urls = page.evaluate("window.fetched")
+    return [parse_qs(urlsplit(u).query) for u in urls if urlsplit(u).path == path]
 
 
 # -- tests ---------------------------------------------------------------------------------
@@ -729,6 +781,72 @@ def test_pagination(site: Site, page: Page) -> None:
     page.select_option("#sort", "created_at:desc")
     expect(texts.first).to_have_text("Memory number 44")
     expect(texts.nth(34)).to_have_text("Memory number 10, revised")
+
+
+def test_a_double_click_on_the_pager_moves_one_page(site: Site, page: Page) -> None:
+    site.memory.add_user_memories([UserMemory(f"Memory {i:02d}") for i in range(45)], "alice")
+    record_fetches(page)
+    held = Held(page, "**/memories?*", lambda url: "page=1&" not in url)
+    open_app(page, site.url)
+    info = page.get_by_test_id("page-info")
+    expect(info).to_have_text("Page 1 of 3 · 45 memories")
+    page.dblclick("#next-page")  # the second click comes while page 2 is on its way
+    assert [q["page"] for q in fetched(page, "/memories")] == [["1"], ["2"]]
+    held.wait()
+    held.release()
+    expect(info).to_have_text("Page 2 of 3 · 45 memories")
+    expect(rows(page).first.get_by_test_id("memory-text")).to_have_text("Memory 24")
+
+    held.holding = lambda url: True
+    page.dblclick("#prev-page")  # from page 2: page 1, never page 0
+    assert [q["page"] for q in fetched(page, "/memories")] == [["1"], ["2"], ["1"]]
+    held.wait()
+    held.release()
+    expect(info).to_have_text("Page 1 of 3 · 45 memories")
+    expect(page.get_by_test_id("error")).to_be_hidden()
+    expect(page.locator("#prev-page")).to_be_disabled()
+
+    # a page that could not be read is asked for again by the next click
+    held.holding = lambda url: False
+    page.route(
+        "**/memories?page=2&*", lambda route: route.fulfill(status=503, json={"detail": "down"})
+    )
+    page.click("#next-page")
+    expect(page.locator("#error-text")).to_have_text("Could not load the memories: down")
+    page.unroute("**/memories?page=2&*")
+    page.click("#next-page")
+    expect(info).to_have_text("Page 2 of 3 · 45 memories")
+
+
+def test_a_double_click_on_show_more_adds_the_next_page_once(site: Site, page: Page) -> None:
+    site.memory.import_user_memories(
+        [UserMemory(f"Fact of user {n}", user_id=f"user{n:03d}") for n in range(120)]
+    )
+    for n in range(45):
+        site.store.append_run(_run(f"s{n:02d}", "user000", "hi", "hello"))
+    record_fetches(page)
+    held = Held(page, "**/*", lambda url: "page=2" in url)
+    open_app(page, site.url)
+    users = page.get_by_test_id("user-item")
+    expect(users).to_have_count(50)
+    page.dblclick("#more-users")
+    assert [q["page"] for q in fetched(page, "/user_memory_stats")] == [["1"], ["2"]]
+    held.wait()
+    held.release()
+    expect(users).to_have_count(100)
+    ids = users.evaluate_all("els => els.map(e => e.dataset.userId)")
+    assert ids == [s.user_id for s in site.memory.get_user_stats()][:100]
+
+    page.click("#tab-sessions")
+    sessions = page.get_by_test_id("session-item")
+    expect(sessions).to_have_count(20)
+    page.dblclick("#more-sessions")
+    assert [q["page"] for q in fetched(page, "/sessions")] == [["1"], ["2"]]
+    held.wait()
+    held.release()
+    expect(sessions).to_have_count(40)
+    ids = sessions.evaluate_all("els => els.map(e => e.dataset.sessionId)")
+    assert len(set(ids)) == 40
 
 
 def test_a_hybrid_search_pages_through_what_it_found(tmp_path: Path, page: Page) -> None:

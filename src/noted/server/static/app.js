@@ -35,6 +35,8 @@ const state = {
 };
 
 let memoriesRequest = 0;
+let usersMoreLoading = false; // a "Show more users" answer is awaited
+let sessionsMoreLoading = false; // a "Show older sessions" answer is awaited
 let searchTimer = 0;
 let noticeTimer = 0;
 
@@ -334,17 +336,28 @@ function renderAccount() {
 // Users: per-user stats, and the picker
 
 async function loadUsers(more = false) {
+  if (more && usersMoreLoading) return; // a second click asks for the same page
   const page = more ? state.usersPage + 1 : 1;
+  if (more) usersMoreLoading = true;
   try {
     const result = await api("/user_memory_stats", { query: { page, limit: USERS_PAGE_SIZE } });
-    state.users = more ? state.users.concat(result.data) : result.data;
+    state.users = more ? appendNew(state.users, result.data, "user_id") : result.data;
     state.usersPage = page;
     state.usersMore = page < result.meta.total_pages;
     state.usersTotal = result.meta.total_count;
     renderUsers();
   } catch (error) {
     report(error, "Could not load the users");
+  } finally {
+    if (more) usersMoreLoading = false;
   }
+}
+
+// A next page appended to a list, less what the list already holds (a write can move an
+// item from one page to the next between the two answers).
+function appendNew(list, next, key) {
+  const known = new Set(list.map((item) => item[key]));
+  return list.concat(next.filter((item) => !known.has(item[key])));
 }
 
 function userItem(userId, stats) {
@@ -654,10 +667,19 @@ function renderPager() {
   $("next-page").disabled = state.page >= meta.total_pages;
 }
 
+// Previous and Next step from the page on screen, within the pages the server counts: a
+// second click while the first one's page is on its way asks for nothing more.
 function goToPage(page) {
-  state.page = page;
+  const last = state.meta ? Math.max(1, state.meta.total_pages) : 1;
+  const target = Math.min(Math.max(1, page), last);
+  if (target === state.page && $("memories").hasAttribute("aria-busy")) return;
+  state.page = target;
   state.editing = null;
   loadMemories();
+}
+
+function shownPage() {
+  return state.meta ? state.meta.page : state.page;
 }
 
 async function refreshAll() {
@@ -975,19 +997,23 @@ async function openHistory(memory) {
 // Sessions and their transcripts
 
 async function loadSessions(more = false) {
+  if (more && sessionsMoreLoading) return; // a second click asks for the same page
   const page = more ? state.sessionsPage + 1 : 1;
+  if (more) sessionsMoreLoading = true;
   $("sessions-hint").textContent = state.user === null
     ? "Every user's conversations, most recent first. Pick a user to see theirs only."
     : `${state.user}'s conversations, most recent first.`;
   try {
     const query = { user_id: state.user, page, limit: SESSIONS_PAGE_SIZE };
     const result = await api("/sessions", { query });
-    state.sessions = more ? state.sessions.concat(result.data) : result.data;
+    state.sessions = more ? appendNew(state.sessions, result.data, "session_id") : result.data;
     state.sessionsPage = page;
     $("more-sessions").hidden = !result.meta.has_more;
     renderSessions();
   } catch (error) {
     report(error, "Could not load the sessions");
+  } finally {
+    if (more) sessionsMoreLoading = false;
   }
 }
 
@@ -1152,8 +1178,8 @@ function bindEvents() {
     renderSelection();
   });
   $("bulk-delete").addEventListener("click", bulkDelete);
-  $("prev-page").addEventListener("click", () => goToPage(state.page - 1));
-  $("next-page").addEventListener("click", () => goToPage(state.page + 1));
+  $("prev-page").addEventListener("click", () => goToPage(shownPage() - 1));
+  $("next-page").addEventListener("click", () => goToPage(shownPage() + 1));
   $("more-users").addEventListener("click", () => loadUsers(true));
   $("more-sessions").addEventListener("click", () => loadSessions(true));
   $("tab-memories").addEventListener("click", () => showView("memories"));
