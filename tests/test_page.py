@@ -428,6 +428,36 @@ def test_all_users_shows_no_count_until_every_user_is_loaded(site: Site, page: P
     expect(everyone).to_have_text("55 memories")
 
 
+def test_a_write_keeps_the_users_shown_with_show_more(site: Site, page: Page) -> None:
+    """A user listed from the second page of users keeps its place and its new count after
+    a write: the page reloads as many pages of users as it lists."""
+    for n in range(60):  # user-000 has the oldest memories: it comes last
+        site.memory.add_user_memories(
+            [UserMemory(f"Fact {i} of user-{n:03d}") for i in range(3)], f"user-{n:03d}"
+        )
+    open_app(page, site.url)
+    users = page.get_by_test_id("user-item")
+    expect(users).to_have_count(50)
+    page.click("#more-users")
+    expect(users).to_have_count(60)
+    pick_user(page, "user-005")
+    count = user_item(page, "user-005").get_by_test_id("user-count")
+    expect(count).to_have_text("3 memories")
+    expect(rows(page)).to_have_count(3)
+    rows(page).first.locator("[data-action=delete]").click()
+    page.click("#confirm-ok")
+    expect(rows(page)).to_have_count(2)
+    expect(count).to_have_text("2 memories")
+    expect(users).to_have_count(60)
+    expect(page.get_by_test_id("user-all").get_by_test_id("user-count")).to_have_text(
+        "179 memories"
+    )
+    assert users.evaluate_all("els => els.map(e => e.dataset.userId)") == [
+        s.user_id for s in site.memory.get_user_stats()
+    ]
+    expect(page.locator("#more-users")).to_be_hidden()
+
+
 def test_delete_asks_first(site: Site, page: Page) -> None:
     kept = site.add("Has a cat named Miso", "alice", ["pets"])
     doomed = site.add("Dislikes cilantro", "alice", ["food"])

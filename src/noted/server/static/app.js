@@ -335,16 +335,26 @@ function renderAccount() {
 // ---------------------------------------------------------------------------------------
 // Users: per-user stats, and the picker
 
-async function loadUsers(more = false) {
+// The users' stats: "first" their first page, "more" the next one, "again" as many pages as
+// are listed (after a write: a user listed from a later page stays listed, with its count).
+async function loadUsers(pages = "first") {
+  const more = pages === "more";
   if (more && usersMoreLoading) return; // a second click asks for the same page
-  const page = more ? state.usersPage + 1 : 1;
+  const from = more ? state.usersPage + 1 : 1;
+  const to = more ? from : pages === "again" ? state.usersPage : 1;
   if (more) usersMoreLoading = true;
   try {
-    const result = await api("/user_memory_stats", { query: { page, limit: USERS_PAGE_SIZE } });
-    state.users = more ? appendNew(state.users, result.data, "user_id") : result.data;
-    state.usersPage = page;
-    state.usersMore = page < result.meta.total_pages;
-    state.usersTotal = result.meta.total_count;
+    const asked = [];
+    for (let page = from; page <= to; page += 1) {
+      asked.push(api("/user_memory_stats", { query: { page, limit: USERS_PAGE_SIZE } }));
+    }
+    const results = await Promise.all(asked);
+    const meta = results[results.length - 1].meta;
+    state.users = results.reduce((users, r) => appendNew(users, r.data, "user_id"),
+      more ? state.users : []);
+    state.usersPage = to;
+    state.usersMore = to < meta.total_pages;
+    state.usersTotal = meta.total_count;
     renderUsers();
   } catch (error) {
     report(error, "Could not load the users");
@@ -683,7 +693,7 @@ function shownPage() {
 }
 
 async function refreshAll() {
-  await Promise.all([loadMemories(), loadUsers(), loadTopics()]);
+  await Promise.all([loadMemories(), loadUsers("again"), loadTopics()]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1180,7 +1190,7 @@ function bindEvents() {
   $("bulk-delete").addEventListener("click", bulkDelete);
   $("prev-page").addEventListener("click", () => goToPage(shownPage() - 1));
   $("next-page").addEventListener("click", () => goToPage(shownPage() + 1));
-  $("more-users").addEventListener("click", () => loadUsers(true));
+  $("more-users").addEventListener("click", () => loadUsers("more"));
   $("more-sessions").addEventListener("click", () => loadSessions(true));
   $("tab-memories").addEventListener("click", () => showView("memories"));
   $("tab-sessions").addEventListener("click", () => showView("sessions"));
