@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import numpy as np
 import pytest
 from playwright.sync_api import (
+    APIResponse,
     Browser,
     ConsoleMessage,
     Dialog,
@@ -168,18 +169,19 @@ def no_overflow(page: Page) -> None:
 
 
 class Held:
-    """A slow server on cue: the answers to the requests ``holding`` picks wait until
-    :meth:`release`; every other request goes through."""
+    """A slow network on cue: the requests ``holding`` picks are answered by the server at
+    once, and their answers reach the page when :meth:`release` lets them; every other
+    request goes through."""
 
     def __init__(self, page: Page, pattern: str, holding: Callable[[str], bool]) -> None:
         self.page = page
         self.holding = holding
-        self.routes: list[Route] = []
+        self.routes: list[tuple[Route, APIResponse]] = []
         page.route(pattern, self._route)
 
     def _route(self, route: Route) -> None:
         if self.holding(route.request.url):
-            self.routes.append(route)
+            self.routes.append((route, route.fetch()))
         else:
             route.continue_()
 
@@ -193,22 +195,41 @@ class Held:
 
     def release(self) -> None:
         routes, self.routes = self.routes, []
-        for route in routes:
-            route.continue_()
+        for route, answer in routes:
+            route.fulfill(response=answer)
 
 
 def record_fetches(page: Page) -> None:
     """Keep the address of every fetch the page makes, in ``window.fetched``: a click's
-    requests are made while the click is handled, so they are all there once it returns."""
+    requests are made while the click is handled, so they are all there once it returns.
+    And of every answer the page has read, in ``window.answered``: the page acts on an
+    answer as soon as it has read it (in the same task), so once an address is there,
+    what the page does with its answer is done."""
     page.add_init_script(
         """(() => {
             const fetchFirst = window.fetch.bind(window);
+            const readFirst = Response.prototype.text;
             window.fetched = [];
+            window.answered = [];
             window.fetch = (input, init) => {
                 window.fetched.push(String(input));
                 return fetchFirst(input, init);
             };
+            Response.prototype.text = async function () {
+                const body = await readFirst.call(this);
+                window.answered.push(this.url);
+                return body;
+            };
         })()"""
+    )
+
+
+def wait_answered(page: Page, path: str, count: int) -> None:
+    """Until the page has read ``count`` answers for ``path`` (in all)."""
+    page.wait_for_function(
+        "([path, count]) => window.answered.filter("
+        "u => new URL(u).pathname === path).length >= count",
+        arg=[path, count],
     )
 
 
@@ -877,6 +898,67 @@ def test_a_double_click_on_show_more_adds_the_next_page_once(site: Site, page: P
     expect(sessions).to_have_count(40)
     ids = sessions.evaluate_all("els => els.map(e => e.dataset.sessionId)")
     assert len(set(ids)) == 40
+
+
+def test_a_late_answer_about_the_user_picked_before_is_dropped(site: Site, page: Page) -> None:
+    """Alice is picked, then Bob before Alice's sessions and topics arrive: when they do,
+    Bob's stay on screen."""
+    site.add("Alice has a peanut allergy", "alice", ["health"])
+    site.add("Bob plays golf", "bob", ["sport"])
+    site.store.append_run(_run("s-alice", "alice", "About my diagnosis", "Noted."))
+    site.store.append_run(_run("s-bob", "bob", "Tee times?", "8 am."))
+    record_fetches(page)
+    held = Held(
+        page,
+        "**/*",
+        lambda url: (
+            "user_id=alice" in url and urlsplit(url).path in ("/sessions", "/memory_topics")
+        ),
+    )
+    open_app(page, site.url)
+    page.click("#tab-sessions")
+    sessions = page.get_by_test_id("session-item")
+    expect(sessions).to_have_count(2)
+    user_item(page, "alice").click()
+    held.wait(2)
+    pick_user(page, "bob")
+    expect(sessions).to_have_count(1)
+    expect(sessions).to_have_attribute("data-session-id", "s-bob")
+    topics = page.locator("#topic-filter option")
+    expect(topics).to_have_text(["All topics", "sport"])
+    held.release()
+    wait_answered(page, "/sessions", 3)  # everyone's, bob's and alice's late one
+    wait_answered(page, "/memory_topics", 3)
+    expect(sessions).to_have_attribute("data-session-id", "s-bob")
+    expect(topics).to_have_text(["All topics", "sport"])
+    expect(page.locator("#sessions-hint")).to_have_text("bob's conversations, most recent first.")
+
+
+def test_a_late_answer_about_the_users_is_dropped(site: Site, page: Page) -> None:
+    """Two writes in a row: the users' counts read after the first arrive after those
+    read after the second, and do not replace them."""
+    site.add("Alice likes tea", "alice")
+    site.add("Alice likes jazz", "alice")
+    record_fetches(page)
+    held = Held(page, "**/user_memory_stats?*", lambda url: False)
+    open_app(page, site.url)
+    count = user_item(page, "alice").get_by_test_id("user-count")
+    expect(count).to_have_text("2 memories")
+    held.holding = lambda url: True
+    page.click("#new-memory")
+    page.fill("#new-text", "Alice likes chess")
+    page.fill("#new-user", "alice")
+    page.click("#create-submit")
+    held.wait()  # the server's answer says 3 memories; it is on its way
+    held.holding = lambda url: False
+    row(page, "Alice likes tea").locator("[data-action=delete]").click()
+    page.click("#confirm-ok")
+    wait_answered(page, "/user_memory_stats", 2)  # the first, and the one after the delete
+    expect(count).to_have_text("2 memories")
+    held.release()
+    wait_answered(page, "/user_memory_stats", 3)
+    expect(count).to_have_text("2 memories")
+    assert sorted(site.texts("alice")) == ["Alice likes chess", "Alice likes jazz"]
 
 
 def test_a_hybrid_search_pages_through_what_it_found(tmp_path: Path, page: Page) -> None:

@@ -34,7 +34,12 @@ const state = {
   view: "memories",
 };
 
+// Each list counts its requests: an answer to one that a later request replaced (another
+// user picked meanwhile, a slow store) is dropped, not drawn over the later one's.
 let memoriesRequest = 0;
+let usersRequest = 0;
+let topicsRequest = 0;
+let sessionsRequest = 0;
 let usersMoreLoading = false; // a "Show more users" answer is awaited
 let sessionsMoreLoading = false; // a "Show older sessions" answer is awaited
 let searchTimer = 0;
@@ -342,6 +347,7 @@ async function loadUsers(pages = "first") {
   if (more && usersMoreLoading) return; // a second click asks for the same page
   const from = more ? state.usersPage + 1 : 1;
   const to = more ? from : pages === "again" ? state.usersPage : 1;
+  const request = ++usersRequest;
   if (more) usersMoreLoading = true;
   try {
     const asked = [];
@@ -349,6 +355,7 @@ async function loadUsers(pages = "first") {
       asked.push(api("/user_memory_stats", { query: { page, limit: USERS_PAGE_SIZE } }));
     }
     const results = await Promise.all(asked);
+    if (request !== usersRequest) return;
     const meta = results[results.length - 1].meta;
     state.users = results.reduce((users, r) => appendNew(users, r.data, "user_id"),
       more ? state.users : []);
@@ -357,7 +364,7 @@ async function loadUsers(pages = "first") {
     state.usersTotal = meta.total_count;
     renderUsers();
   } catch (error) {
-    report(error, "Could not load the users");
+    if (request === usersRequest) report(error, "Could not load the users");
   } finally {
     if (more) usersMoreLoading = false;
   }
@@ -435,11 +442,12 @@ function selectUser(userId) {
 // Toolbar: search, search type, topic, sort, page size
 
 async function loadTopics() {
+  const request = ++topicsRequest;
   try {
     const topics = await api("/memory_topics", { query: { user_id: state.user } });
-    renderTopics(topics);
+    if (request === topicsRequest) renderTopics(topics);
   } catch (error) {
-    report(error, "Could not load the topics");
+    if (request === topicsRequest) report(error, "Could not load the topics");
   }
 }
 
@@ -1009,6 +1017,7 @@ async function openHistory(memory) {
 async function loadSessions(more = false) {
   if (more && sessionsMoreLoading) return; // a second click asks for the same page
   const page = more ? state.sessionsPage + 1 : 1;
+  const request = ++sessionsRequest;
   if (more) sessionsMoreLoading = true;
   $("sessions-hint").textContent = state.user === null
     ? "Every user's conversations, most recent first. Pick a user to see theirs only."
@@ -1016,12 +1025,13 @@ async function loadSessions(more = false) {
   try {
     const query = { user_id: state.user, page, limit: SESSIONS_PAGE_SIZE };
     const result = await api("/sessions", { query });
+    if (request !== sessionsRequest) return;
     state.sessions = more ? appendNew(state.sessions, result.data, "session_id") : result.data;
     state.sessionsPage = page;
     $("more-sessions").hidden = !result.meta.has_more;
     renderSessions();
   } catch (error) {
-    report(error, "Could not load the sessions");
+    if (request === sessionsRequest) report(error, "Could not load the sessions");
   } finally {
     if (more) sessionsMoreLoading = false;
   }
