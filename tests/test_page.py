@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import numpy as np
 import pytest
 from playwright.sync_api import (
@@ -716,6 +717,66 @@ def test_sign_in_with_the_api_key_or_a_user_token(tmp_path: Path, page: Page) ->
         expect(form).to_be_visible()
         expect(page.get_by_test_id("sign-in-error")).to_have_text("invalid API key or token")
     store.close()
+
+
+def test_an_edit_survives_signing_in_again(tmp_path: Path, page: Page) -> None:
+    """The token is revoked while a memory is being edited: the save sends the page to the
+    sign-in form, and signing in again as the same user brings back the edit as typed."""
+    store = SqliteDb(db_file=tmp_path / "page.db")
+    memory = Memory(store)
+    memory_id = memory.add_user_memory(UserMemory("Alice likes tea", topics=["drinks"]), "alice")
+    memory.add_user_memories([UserMemory(f"Alice fact {i:02d}") for i in range(30)], "alice")
+    app = create_app(store, api_key=API_KEY, token_secret=TOKEN_SECRET)
+    with live_server(app) as url:
+        page.goto(url)
+        page.fill("#credential", issue_token("alice", TOKEN_SECRET))
+        page.click("#sign-in-submit")
+        expect(rows(page)).to_have_count(20)
+        page.click("#next-page")  # the memory is on page 2
+        row(page, "Alice likes tea").locator("[data-action=edit]").click()
+        typed = "Alice likes green tea, no sugar, steeped three minutes"
+        page.get_by_test_id("edit-text").fill(typed)
+        page.get_by_test_id("edit-topics").fill("drinks, mornings")
+        revoke_alice(url)
+        page.locator("[data-action=save]").click()
+        expect(page.get_by_test_id("sign-in-error")).to_have_text(
+            "the token has been revoked: ask for a new one"
+        )
+        page.fill("#credential", issue_token("alice", TOKEN_SECRET))
+        page.click("#sign-in-submit")
+        expect(page.get_by_test_id("page-info")).to_have_text("Page 2 of 2 · 31 memories")
+        expect(page.get_by_test_id("edit-text")).to_have_value(typed)
+        expect(page.get_by_test_id("edit-topics")).to_have_value("drinks, mornings")
+        page.locator("[data-action=save]").click()
+        expect(page.get_by_test_id("notice")).to_have_text("Memory saved")
+        page.click("#prev-page")  # the memory now comes first
+        expect(row(page, "green tea").get_by_test_id("topic")).to_have_text(["drinks", "mornings"])
+        stored = memory.get_user_memory(memory_id, "alice")
+        assert stored is not None
+        assert (stored.memory, stored.topics) == (typed, ["drinks", "mornings"])
+
+        # signing in as someone else starts afresh
+        row(page, "green tea").locator("[data-action=edit]").click()
+        page.get_by_test_id("edit-text").fill("Not kept for another user")
+        revoke_alice(url)
+        page.locator("[data-action=save]").click()
+        expect(page.get_by_test_id("sign-in")).to_be_visible()
+        page.fill("#credential", API_KEY)
+        page.click("#sign-in-submit")
+        expect(page.get_by_test_id("user-all")).to_have_attribute("aria-pressed", "true")
+        expect(page.get_by_test_id("page-info")).to_have_text("Page 1 of 2 · 31 memories")
+        expect(page.get_by_test_id("edit-text")).to_have_count(0)
+        assert memory.get_user_memory(memory_id, "alice") == stored
+    store.close()
+
+
+def revoke_alice(url: str) -> None:
+    revoked = httpx.post(
+        f"{url}/tokens/revocations",
+        json={"user_id": "alice"},
+        headers={"Authorization": f"Bearer {API_KEY}"},
+    )
+    assert revoked.status_code == 201, revoked.text
 
 
 def test_user_text_is_shown_as_text(site: Site, page: Page) -> None:

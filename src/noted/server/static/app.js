@@ -43,6 +43,7 @@ let sessionsRequest = 0;
 let usersMoreLoading = false; // a "Show more users" answer is awaited
 let sessionsMoreLoading = false; // a "Show older sessions" answer is awaited
 let searchTimer = 0;
+let resumed = null; // the view a refused credential interrupted (see keepView)
 let noticeTimer = 0;
 
 // ---------------------------------------------------------------------------------------
@@ -228,6 +229,7 @@ function clearError() {
 
 function report(error, context = "") {
   if (error instanceof ApiError && error.status === 401) {
+    keepView();
     showSignIn(error.message);
     return;
   }
@@ -321,6 +323,7 @@ async function onSignIn(event) {
 }
 
 function signOut() {
+  resumed = null;
   setCredential(null);
   showSignIn("");
   notify("Signed out");
@@ -1210,16 +1213,31 @@ function bindEvents() {
   bindDialogs();
 }
 
+// What was on screen when the server stopped taking the credential (it expired or was
+// revoked): signing in again as the same user, or with the API key again, comes back to
+// it, with the edit that was being typed.
+function keepView() {
+  if ($("app").hidden) return;
+  const { tokenUser, user, topic, search, page, editing, draft } = state;
+  resumed = { who: tokenUser, view: { user, topic, search, page, editing, draft } };
+}
+
 async function enterApp() {
-  Object.assign(state, { user: state.tokenUser, topic: "", search: "", page: 1, editing: null });
-  state.selected.clear();
-  $("search").value = "";
+  const back = resumed && resumed.who === state.tokenUser ? resumed.view : null;
+  resumed = null;
+  if (back) {
+    Object.assign(state, back);
+  } else {
+    Object.assign(state, { user: state.tokenUser, topic: "", search: "", page: 1, editing: null });
+    state.selected.clear();
+  }
+  $("search").value = state.search;
   $("sign-in").hidden = true;
   $("app").hidden = false;
   renderAccount();
   renderControls();
   showView("memories");
-  await Promise.all([loadUsers(), loadTopics()]);
+  await Promise.all([loadUsers(back ? "again" : "first"), loadTopics()]);
 }
 
 async function init() {
