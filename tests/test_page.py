@@ -54,10 +54,11 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "tmp" / "screenshots"
 API_KEY = "k" * 32
 TOKEN_SECRET = "s" * 32
-# Chromium logs every 4xx and 5xx answer as a console error; the tests that provoke them
-# expect them.
+# Chromium logs every 4xx and 5xx answer, and a refused connection, as a console error;
+# the tests that provoke them expect them.
 EXPECTED_CONSOLE = re.compile(
-    r"Failed to load resource: the server responded with a status of (40[149]|503)"
+    r"Failed to load resource: (the server responded with a status of (40[149]|503)"
+    r"|net::ERR_CONNECTION_REFUSED)"
 )
 
 
@@ -213,7 +214,7 @@ def record_fetches(page: Page) -> None:
             window.fetched = [];
             window.answered = [];
             window.fetch = (input, init) => {
-                window.fetched.push(String(input));
+                window.fetched.push(input instanceof Request ? input.url : String(input));
                 return fetchFirst(input, init);
             };
             Response.prototype.text = async function () {
@@ -716,6 +717,47 @@ def test_sign_in_with_the_api_key_or_a_user_token(tmp_path: Path, page: Page) ->
         page.reload()
         expect(form).to_be_visible()
         expect(page.get_by_test_id("sign-in-error")).to_have_text("invalid API key or token")
+    store.close()
+
+
+def test_a_pasted_key_with_characters_no_key_has(tmp_path: Path, page: Page) -> None:
+    """A key copied out of a document or a chat: an invisible zero-width space is dropped,
+    typographic quotes are refused with a message that names them (nothing is sent), and
+    "cannot reach the server" is kept for a request that was sent and got no answer."""
+    store = SqliteDb(db_file=tmp_path / "page.db")
+    Memory(store).add_user_memory(UserMemory("Alice likes tea"), "alice")
+    record_fetches(page)
+    with live_server(create_app(store, api_key=API_KEY, token_secret=TOKEN_SECRET)) as url:
+        page.goto(url)
+        error = page.get_by_test_id("sign-in-error")
+        page.fill("#credential", f"\u201c{API_KEY}\u201d")
+        page.click("#sign-in-submit")
+        expect(error).to_have_text(
+            "This is not a key or token as it was issued: it holds U+201C (\u201c), as text "
+            "copied from a document or a chat can. Copy it again as plain text."
+        )
+        assert fetched(page, "/user_memory_stats") == []
+
+        page.route("**/user_memory_stats?*", lambda route: route.abort("connectionrefused"))
+        page.fill("#credential", API_KEY)
+        page.click("#sign-in-submit")
+        expect(error).to_have_text(
+            "Cannot reach the noted server. Check that it is running and try again."
+        )
+        page.unroute("**/user_memory_stats?*")
+
+        page.fill("#credential", f" {API_KEY[:10]}\u200b{API_KEY[10:]}\ufeff ")
+        page.click("#sign-in-submit")
+        expect(rows(page)).to_have_count(1)
+        expect(page.get_by_test_id("signed-in-as")).to_have_text("Signed in with the API key")
+        assert page.evaluate("sessionStorage.getItem('noted.credential')") == API_KEY
+
+        # a credential kept by this tab before, with such a character, is not used
+        page.evaluate("sessionStorage.setItem('noted.credential', '\u201cnope\u201d')")
+        page.reload()
+        expect(page.get_by_test_id("sign-in")).to_be_visible()
+        expect(error).to_be_hidden()
+        expect(page.get_by_test_id("error")).to_be_hidden()
     store.close()
 
 

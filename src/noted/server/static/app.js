@@ -194,13 +194,16 @@ async function api(path, { method = "GET", query, body } = {}) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (state.credential) headers.Authorization = `Bearer ${state.credential}`;
+  // a request the browser refuses to make (a header it cannot carry) is this page's
+  // failure, not the server's: only a request that was sent can find no server
+  const request = new Request(buildUrl(path, query), {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   let response;
   try {
-    response = await fetch(buildUrl(path, query), {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    response = await fetch(request);
   } catch {
     throw new ApiError(0, "Cannot reach the noted server. Check that it is running and try again.");
   }
@@ -299,11 +302,30 @@ function showSignIn(message) {
   $("credential").focus();
 }
 
+// Invisible characters a copy can carry along (zero-width spaces and joiners, the word
+// joiner, a byte order mark): no key or token holds them.
+const INVISIBLE = /[\u200B-\u200D\u2060\uFEFF]/g;
+
+// A pasted key or token less what a copy added around or inside it, or what is wrong with
+// it: a request header carries characters up to U+00FF only, and no line breaks.
+function checkCredential(text) {
+  const value = text.replace(INVISIBLE, "").trim();
+  if (!value) return { problem: "Paste an API key or a user token." };
+  const bad = Array.from(value).find((ch) => ch.codePointAt(0) > 0xff || "\0\r\n".includes(ch));
+  if (bad === undefined) return { value };
+  const code = `U+${bad.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+  const shown = "\0\r\n".includes(bad) ? code : `${code} (${bad})`;
+  return {
+    problem: `This is not a key or token as it was issued: it holds ${shown}, as text copied `
+      + "from a document or a chat can. Copy it again as plain text.",
+  };
+}
+
 async function onSignIn(event) {
   event.preventDefault();
-  const value = $("credential").value.trim();
-  if (!value) {
-    signInError("Paste an API key or a user token.");
+  const { value, problem } = checkCredential($("credential").value);
+  if (problem) {
+    signInError(problem);
     return;
   }
   setCredential(value);
@@ -1242,7 +1264,8 @@ async function enterApp() {
 
 async function init() {
   bindEvents();
-  setCredential(storedCredential());
+  const stored = storedCredential();
+  setCredential(stored ? checkCredential(stored).value : null);
   try {
     state.health = await api("/health");
   } catch (error) {
