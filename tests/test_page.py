@@ -1136,6 +1136,22 @@ def test_an_empty_page_the_server_still_counts_is_shown_empty(site: Site, page: 
     assert asked == ["3", "1"]
 
 
+def test_the_page_lists_memories_as_its_documentation_says(site: Site, page: Page) -> None:
+    """docs/server.md says in what order the page lists memories: the order it uses."""
+    first = site.add("Written first", "alice")
+    site.add("Written second", "alice")
+    site.memory.edit_user_memory(first, "alice", memory="Written first, changed last")
+    open_app(page, site.url)
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(
+        ["Written first, changed last", "Written second"]
+    )
+    expect(page.locator("#sort option:checked")).to_have_text("Recently updated")
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "server.md").read_text()
+    section = " ".join(docs.split("## The Memories page")[1].split("\n## ")[0].split())
+    assert "memories (text, topics, user, last update), the most recently updated first" in section
+    assert "newest first" not in section
+
+
 def test_server_errors_are_shown(site: Site, page: Page) -> None:
     memory_id = site.add("Short-lived", "alice")
     open_app(page, site.url)
