@@ -16,7 +16,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    field_validator,
 )
 
 from noted.limits import MAX_ID_LENGTH, MAX_MEMORY_LENGTH, MAX_TOPICS
@@ -44,6 +43,13 @@ def _a_boolean(value: object) -> object:
     return value
 
 
+def _a_time(value: object) -> object:
+    """A time as ISO 8601 text with its offset (as times are answered), never a number."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("must be an ISO 8601 time such as 2026-01-31T12:00:00.000000+00:00")
+    return value
+
+
 def _a_number(value: object) -> object:
     """A JSON number as it was sent: "60" is text and true a boolean, neither a number."""
     if isinstance(value, bool | str):
@@ -66,6 +72,7 @@ class MemoryUpdate(Body):
     user_id: Id | None = None
     if_updated_at: Annotated[
         AwareDatetime | None,
+        BeforeValidator(_a_time),
         Field(
             description=(
                 "The memory's updated_at as the caller last read it: when the memory has "
@@ -73,14 +80,6 @@ class MemoryUpdate(Body):
             )
         ),
     ] = None
-
-    @field_validator("if_updated_at", mode="before")
-    @classmethod
-    def _iso_text(cls, value: object) -> object:
-        """A time is ISO 8601 text with its offset, as updated_at is answered, never a number."""
-        if value is not None and not isinstance(value, str):
-            raise ValueError("must be an ISO 8601 time such as 2026-01-31T12:00:00.000000+00:00")
-        return value
 
 
 class BulkDelete(Body):
@@ -99,16 +98,9 @@ class RevocationRequest(Body):
     ] = None
     before: Annotated[
         AwareDatetime | None,
+        BeforeValidator(_a_time),
         Field(description="Tokens issued at or before this time (default, and at the latest: now)"),
     ] = None
-
-    @field_validator("before", mode="before")
-    @classmethod
-    def _iso_text(cls, value: object) -> object:
-        """A time is ISO 8601 text with its offset, never a number."""
-        if value is not None and not isinstance(value, str):
-            raise ValueError("must be an ISO 8601 time such as 2026-01-31T12:00:00Z")
-        return value
 
 
 class RunRequest(Body):
