@@ -67,6 +67,12 @@ class _Invocable(BaseChatModel):
         invoke = vars(self).get("invoke")
         return invoke if callable(invoke) else None
 
+    async def acomplete(self, request: ModelRequest) -> ModelResponse:
+        if self._replaced_invoke() is None:
+            return await super().acomplete(request)
+        # the provider's own makes its client first (an API key, the SDK): none is used
+        return await self.with_retries(lambda: self._send(request))
+
     async def _send(self, request: ModelRequest) -> ModelResponse:
         invoke = self._replaced_invoke()
         if invoke is None:
