@@ -221,25 +221,6 @@ def test_claims_follow_each_users_order_and_leases(jobs_store: MemoryStore) -> N
     assert jobs_store.unfinished_jobs() == 1
 
 
-def test_jobs_behind_one_waiting_for_a_retry_are_not_unfinished(jobs_store: MemoryStore) -> None:
-    # wait_for_memories does not wait for a job waiting for its retry (minutes, at most),
-    # nor for the jobs of its key that wait for it; other users' jobs are still counted
-    assert isinstance(jobs_store, JobStore)
-    for user, text, agent in (("ava", "one", "a"), ("ava", "two", "b"), ("ava", "three", "a")):
-        run = _run(agent, user, text)
-        jobs_store.append_run_with_jobs(run, jobs_for_run(run, memory=True, summary=False))
-    assert (jobs_store.unfinished_jobs(), jobs_store.unfinished_jobs("a")) == (3, 2)
-    first = jobs_store.claim_job("w1", 60)
-    assert first is not None and first.said == "one"
-    jobs_store.fail_job(first, "model down", 600)
-    assert (jobs_store.unfinished_jobs(), jobs_store.unfinished_jobs("b")) == (0, 0)
-    run = _run("b", "bob", "one")
-    jobs_store.append_run_with_jobs(run, jobs_for_run(run, memory=True, summary=False))
-    assert (jobs_store.unfinished_jobs(), jobs_store.unfinished_jobs("b")) == (1, 1)
-    assert jobs_store.retry_job(first.job_id)
-    assert jobs_store.unfinished_jobs() == 4
-
-
 def test_an_expired_lease_is_taken_over(jobs_store: MemoryStore) -> None:
     assert isinstance(jobs_store, JobStore)
     run = _run("a", "ava", "one")

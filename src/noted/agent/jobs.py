@@ -412,8 +412,7 @@ class JobKicker:
 
     def wait(self, timeout: float | None = None, poll: float = 0.05) -> bool:
         """Wait until no job of this agent is running or due for its first attempt
-        (jobs waiting for a retry after a failure are not waited for, nor the jobs
-        queued behind them)."""
+        (jobs waiting for a retry after a failure are not waited for)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         drained = False
         while True:

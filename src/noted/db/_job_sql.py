@@ -145,16 +145,13 @@ class JobSql:
         return sql, params
 
     def unfinished(self, agent_id: Any) -> tuple[str, list[Any]]:
-        t = self.table
         sql = (
-            f"SELECT COUNT(*) FROM {t} j WHERE (j.status = 'running' OR (j.status = 'pending' "
-            "AND j.attempts = 0 AND NOT EXISTS (SELECT 1 FROM "
-            f"{t} e WHERE e.job_key = j.job_key AND e.seq < j.seq AND e.status = 'pending' "
-            "AND e.attempts > 0)))"
+            f"SELECT COUNT(*) FROM {self.table} WHERE (status = 'running' "
+            "OR (status = 'pending' AND attempts = 0))"
         )
         if agent_id is ANY_AGENT:
             return sql, []
-        return sql + f" AND j.agent_id {self.same} {self.p}", [agent_id]
+        return sql + f" AND agent_id {self.same} {self.p}", [agent_id]
 
     @property
     def retry(self) -> str:

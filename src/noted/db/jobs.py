@@ -263,8 +263,7 @@ class JobStore(Protocol):
 
     def unfinished_jobs(self, agent_id: Any = ANY_AGENT) -> int:
         """How many jobs are running or due for their first attempt (of one agent, or of
-        all); jobs waiting for a retry after a failure are not counted, nor the later
-        jobs of their key, which wait for them."""
+        all); jobs waiting for a retry after a failure are not counted."""
         ...
 
     def retry_job(self, job_id: str) -> bool:

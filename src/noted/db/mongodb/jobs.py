@@ -259,20 +259,15 @@ class MongoJobs:
             return [_job(doc) for doc in cursor]
 
     def unfinished_jobs(self, agent_id: Any = ANY_AGENT) -> int:
+        query: Doc = {
+            "$or": [{"status": "running"}, {"status": "pending", "attempts": 0}],
+        }
+        if agent_id is not ANY_AGENT:
+            query["agent"] = agent_id
         with self._db() as db:
             jobs = self._jobs(db.runs)
             self._recover(db.runs, jobs)
-            found = jobs.find(
-                {"status": {"$in": ["pending", "running"]}},
-                {"key": 1, "agent": 1, "status": 1, "attempts": 1},
-            ).sort([("seq", 1), ("_id", 1)])
-            count, retrying = 0, set()
-            for doc in found:
-                if doc["status"] == "pending" and doc["attempts"] > 0:
-                    retrying.add(doc["key"])
-                elif agent_id is ANY_AGENT or doc["agent"] == agent_id:
-                    count += doc["status"] == "running" or doc["key"] not in retrying
-            return count
+            return int(jobs.count_documents(query))
 
     def retry_job(self, job_id: str) -> bool:
         with self._db() as db:

@@ -138,14 +138,11 @@ return out
 
 # [2] = '1' to count one agent's jobs only, [3] = that agent.
 _UNFINISHED = """
-local n, retrying = 0, {}
+local n = 0
 for _, id in ipairs(redis.call('ZRANGE', P .. ':jq', 0, -1)) do
-  local j = redis.call('HMGET', jkey(id), 'agent', 'status', 'attempts', 'job_key')
-  local mine = ARGV[2] == '0' or j[1] == ARGV[3]
-  if j[2] == 'pending' and j[3] ~= '0' then retrying[j[4]] = true
-  elseif mine and (j[2] == 'running' or (j[2] == 'pending' and not retrying[j[4]])) then
-    n = n + 1
-  end
+  local j = redis.call('HMGET', jkey(id), 'agent', 'status', 'attempts')
+  if (ARGV[2] == '0' or j[1] == ARGV[3])
+    and (j[2] == 'running' or (j[2] == 'pending' and j[3] == '0')) then n = n + 1 end
 end
 return n
 """
