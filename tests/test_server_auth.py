@@ -7,17 +7,19 @@ answers 404 and changes nothing.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
 
-from live_server import LocalClient
+from live_server import LocalClient, live_server
 from noted import (
     Agent,
     Memory,
@@ -603,3 +605,41 @@ def test_only_the_admin_reads_where_a_failing_store_is(
             assert detail.startswith("the store cannot answer: ")
             assert (str(junk) in detail) == (headers is ADMIN), detail
     assert str(junk) in caplog.text  # the operator reads it in the log
+
+
+class SlowRevocations(SqliteDb):
+    """A store whose revocation read waits until released (a locked or distant store)."""
+
+    entered: threading.Event
+    release: threading.Event
+
+    def tokens_revoked_before(self, user_id: str) -> float | None:
+        self.entered.set()
+        self.release.wait(10)
+        return super().tokens_revoked_before(user_id)
+
+
+def test_a_user_tokens_check_does_not_stall_the_other_requests(tmp_path: Path) -> None:
+    # The check reads the store's revocations: on the event loop, one slow read froze every
+    # connection, /health included, until it ended.
+    db = SlowRevocations(tmp_path / "m.db")
+    db.entered, db.release = threading.Event(), threading.Event()
+    token = issue_token("ava", SECRET)
+    with live_server(create_app(db, api_key=KEY, token_secret=SECRET)) as url:
+        answers: list[int] = []
+        waiting = threading.Thread(
+            target=lambda: answers.append(
+                httpx.get(
+                    f"{url}/sessions", headers={"Authorization": f"Bearer {token}"}
+                ).status_code
+            )
+        )
+        waiting.start()
+        assert db.entered.wait(10)  # the token's request reads the revocations
+        started = time.monotonic()
+        health = httpx.get(f"{url}/health", timeout=10)
+        took = time.monotonic() - started
+        db.release.set()
+        waiting.join(10)
+    assert health.status_code == 200 and took < 2, took
+    assert answers == [200]

@@ -40,7 +40,7 @@ class AuthGate:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             try:
-                self.auth.authenticate(Headers(scope=scope).get("authorization"))
+                await self.auth.authenticate_async(Headers(scope=scope).get("authorization"))
             except Unauthorized as exc:
                 response = JSONResponse(
                     {"detail": str(exc)}, 401, headers={"WWW-Authenticate": "Bearer"}

@@ -123,11 +123,12 @@ def _plain(error: dict[str, Any]) -> dict[str, Any]:
     return {"loc": [str(p) for p in error.get("loc", ())], "msg": str(error.get("msg", ""))}
 
 
-def _from_admin(request: Request) -> bool:
+async def _from_admin(request: Request) -> bool:
     """Whether the request carries the admin's credentials (every request, without a key)."""
     svc: Services = request.app.state.noted
     try:
-        return svc.auth.authenticate(request.headers.get("authorization")).is_admin
+        caller = await svc.auth.authenticate_async(request.headers.get("authorization"))
+        return caller.is_admin
     except (Unauthorized, StoreError):  # a user token's revocations are in the store
         return False
 
@@ -148,7 +149,7 @@ def _handlers(app: FastAPI) -> None:
     async def store_error(request: Request, exc: Exception) -> Response:
         # where the store is (host, port, file) is the operator's to read, not a caller's
         log.warning("%s %s: the store cannot answer: %s", request.method, request.url.path, exc)
-        if _from_admin(request):
+        if await _from_admin(request):
             return _error(503, f"the store cannot answer: {exc}")
         return _error(503, "the store cannot answer: its address and error are in the log")
 

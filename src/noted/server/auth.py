@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -143,6 +144,22 @@ class Auth:
             cutoff = min(before.timestamp(), now)
         kept = self.revocations.revoke_tokens(user_id, cutoff)
         return datetime.fromtimestamp(kept, UTC)
+
+    async def authenticate_async(self, header: str | None) -> Principal:
+        """:meth:`authenticate` from an event loop: in a worker thread when it reads the
+        store (a user token's revocations; a locked or distant store must not stall every
+        connection), else at once (the admin key, a server without revocations)."""
+        if self._reads_store(header):
+            return await asyncio.to_thread(self.authenticate, header)
+        return self.authenticate(header)
+
+    def _reads_store(self, header: str | None) -> bool:
+        """Whether authenticating ``header`` reads the store: a token, not the admin key,
+        on a server that keeps revocations."""
+        if self.revocations is None or self.token_secret is None or header is None:
+            return False
+        credential = header.partition(" ")[2].strip().encode()
+        return self.api_key is None or not hmac.compare_digest(credential, self.api_key.encode())
 
     def authenticate(self, header: str | None) -> Principal:
         if header is None:

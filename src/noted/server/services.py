@@ -38,9 +38,8 @@ class Services:
         request: Request,
         _documented: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
     ) -> Principal:
-        """The caller of a request (a dependency of every data route; checked on the
-        event loop: it does no I/O)."""
-        return self.auth.authenticate(request.headers.get("authorization"))
+        """The caller of a request (a dependency of every data route)."""
+        return await self.auth.authenticate_async(request.headers.get("authorization"))
 
     def user_stats(self, user_id: str | None) -> list[UserStats]:
         """Every user's stats for the admin; a user token sees its own user's only."""
