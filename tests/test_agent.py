@@ -5,6 +5,7 @@ import gc
 import json
 import sys
 import threading
+import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from noted.models import (
     ToolCall,
     ToolDefinition,
 )
+from noted.sessions import RunResult
 from noted.testing import FunctionModel, ScriptedModel, ScriptExhaustedError
 
 
@@ -428,6 +430,44 @@ def test_a_failed_turn_keeps_the_answer_it_had_shown(how: str) -> None:
         ("user", "tell me a story"),
         ("assistant", "Once upon a time"),
     ]
+
+
+class SlowFailedSaves(SqliteDb):
+    """Saves a failed run only once released (a locked or distant store)."""
+
+    entered: threading.Event
+    release: threading.Event
+    saved_at: float
+
+    def append_run(self, run: RunResult) -> None:
+        if run.status == "failed":
+            self.entered.set()
+            self.release.wait(3)
+            self.saved_at = time.monotonic()
+        super().append_run(run)
+
+
+def test_a_failed_turn_is_saved_off_the_event_loop(tmp_path: Path) -> None:
+    # Saved on the loop, a slow store write stalled every other task of a server's loop
+    # (each client that left mid-answer ended its run this way).
+    db = SlowFailedSaves(tmp_path / "s.db")
+    db.entered, db.release = threading.Event(), threading.Event()
+    agent = Agent(BreaksMidAnswer([]), db=db, session_id="s")
+
+    async def main() -> float:
+        task = asyncio.create_task(agent.arun("hi", stream=False))
+        assert await asyncio.to_thread(db.entered.wait, 10)
+        for _ in range(5):
+            await asyncio.sleep(0.01)  # the loop is free meanwhile
+        ticked = time.monotonic()
+        db.release.set()
+        with pytest.raises(ModelError):
+            await task
+        return ticked
+
+    assert asyncio.run(main()) < db.saved_at
+    [run] = db.get_runs("s", "default")
+    assert run.status == "failed"
 
 
 def test_a_stream_left_at_a_tool_call_does_not_call_the_tool() -> None:

@@ -440,7 +440,7 @@ class Agent:
             # and left out of the history later runs replay; a run refused before it began
             # (another user's session, a bad setting) is not a turn.
             if opened or not isinstance(exc, UserError | ConflictError):
-                self._save_failed(run, exc, started, partial)
+                await self._save_failed(run, exc, started, partial)
             raise
         run.metrics.duration = time.perf_counter() - started
         # The run is answered: it is kept, and its memory work started, even when the
@@ -503,11 +503,13 @@ class Agent:
             name=call.name,
         )
 
-    def _save_failed(
+    async def _save_failed(
         self, run: RunResult, exc: BaseException, started: float, partial: str = ""
     ) -> None:
         """Keep the failed turn, with ``partial``: the text streamed so far of the answer
-        being made when it failed, which the user saw."""
+        being made when it failed, which the user saw. Written in a worker thread, as a
+        completed turn is: a server's loop must not wait for the store (every client that
+        leaves mid-answer ends a run this way)."""
         if partial:
             run.content = valid_text(partial)
             run.messages.append(Message("assistant", run.content))
@@ -518,7 +520,7 @@ class Agent:
             run.error = str(exc) or type(exc).__name__
         run.metrics.duration = time.perf_counter() - started
         try:
-            self.db.append_run(run)
+            await asyncio.shield(asyncio.to_thread(self.db.append_run, run))
         except NotedError as error:
             log.warning("could not save failed run %s: %s", run.run_id, error)
 
