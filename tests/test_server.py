@@ -32,6 +32,7 @@ from noted import (
 )
 from noted.db import Store
 from noted.db.urls import open_store
+from noted.errors import StoreError
 from noted.retrieval.embedders import BaseEmbedder, Kind
 from noted.server import create_app
 from noted.testing import FunctionModel, ScriptedModel
@@ -958,6 +959,32 @@ def test_a_model_that_fails_some_other_way_gets_a_json_answer_or_an_error_event(
         events = parse_sse(streamed.text)
         assert [k for k, _ in events] == ["run_started", "error"]
         assert events[-1][1] == {"detail": "the run failed: see the server's log"}
+
+
+class RunsRefused(SqliteDb):
+    """A store that cannot keep runs (locked by another writer, say)."""
+
+    def append_run(self, run: RunResult) -> None:
+        raise StoreError("/srv/secret/noted.db: still locked by another writer after 30 s")
+
+
+def test_a_store_failing_mid_stream_tells_its_address_to_the_admin_only(tmp_path: Path) -> None:
+    db = RunsRefused(tmp_path / "m.db")
+    agent = Agent(ScriptedModel(["Hello."] * 2), db=db, agent_id="a")
+    app = create_app(db, agent=agent, api_key="admin-key", token_secret="s" * 32)
+    with LocalClient(app) as client:
+        admin = {"Authorization": "Bearer admin-key"}
+        token = client.post("/tokens", json={"user_id": "ava"}, headers=admin).json()["token"]
+        details = []
+        for headers in ({"Authorization": f"Bearer {token}"}, admin):
+            r = client.post(
+                "/agents/a/runs", json={"message": "hi", "user_id": "ava"}, headers=headers
+            )
+            kind, data = parse_sse(r.text)[-1]
+            assert kind == "error"
+            details.append(data["detail"])
+    assert details[0] == "the store cannot answer: its address and error are in the log"
+    assert "/srv/secret/noted.db" in details[1]
 
 
 def test_agent_stream_arrives_while_the_model_is_still_answering(db: SqliteDb) -> None:

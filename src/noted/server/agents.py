@@ -18,7 +18,7 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
-from noted.errors import ConflictError, NotedError, NotFoundError
+from noted.errors import ConflictError, NotedError, NotFoundError, StoreError
 from noted.memory import DEFAULT_USER_ID
 from noted.schema import check_storable
 from noted.server.auth import Principal
@@ -110,7 +110,7 @@ def agent_routes(svc: Services) -> APIRouter:
                 raise
             raise NotFoundError("no such session") from None
         return StreamingResponse(
-            _stream(first, events),
+            _stream(first, events, principal.is_admin),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -118,13 +118,19 @@ def agent_routes(svc: Services) -> APIRouter:
     return router
 
 
-async def _stream(first: RunEvent, events: AsyncIterator[RunEvent]) -> AsyncIterator[bytes]:
+async def _stream(
+    first: RunEvent, events: AsyncIterator[RunEvent], admin: bool
+) -> AsyncIterator[bytes]:
     yield sse(first.kind, _event_data(first))
     try:
         async for event in events:
             yield sse(event.kind, _event_data(event))
             if isinstance(event, RunCompleted):
                 break
+    except StoreError as exc:  # where the store is, and why it failed: the admin's only
+        log.warning("the run's stream failed: the store cannot answer: %s", exc)
+        detail = str(exc) if admin else "its address and error are in the log"
+        yield sse("error", {"detail": f"the store cannot answer: {detail}"})
     except NotedError as exc:
         yield sse("error", {"detail": str(exc)})
     except Exception:  # a model or tool that fails some other way: said, then logged
