@@ -31,7 +31,13 @@ from noted.db.base import (
     WriteBatch,
 )
 from noted.db.revocations import InMemoryRevocations
-from noted.db.sessions_core import SessionRules, owns_session, run_id_taken, sees_session
+from noted.db.sessions_core import (
+    SessionRules,
+    owns_session,
+    run_id_taken,
+    sees_session,
+    summary_fits,
+)
 from noted.retrieval.vectors import (
     UserVectors,
     Vector,
@@ -584,8 +590,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         with self._lock:
             if not owns_session(self._owner_of(session_id), user_id, session_id):
                 return False
-            last = summary.last_run_id
-            if last is not None and all(r["run_id"] != last for r in self._runs[session_id]):
-                return False  # a summary of runs the session no longer holds
+            runs = self._runs[session_id]
+            if not summary_fits(summary, lambda run: any(r["run_id"] == run for r in runs)):
+                return False
             self._sessions[session_id].summary = stored
             return True

@@ -35,6 +35,7 @@ __all__ = [
     "check_run",
     "owns_session",
     "sees_session",
+    "summary_fits",
 ]
 
 
@@ -77,6 +78,13 @@ def owns_session(owner: str | None, user_id: str, session_id: str) -> bool:
     if owner != user_id:
         raise foreign_session(session_id)
     return True
+
+
+def summary_fits(summary: SessionSummary, holds_run: Callable[[str], bool]) -> bool:
+    """Whether a session may take ``summary``: it names no last run, or one the session
+    holds (``holds_run(run_id)``); else it is a summary of runs deleted since, of a
+    session deleted while it was written and perhaps begun again."""
+    return summary.last_run_id is None or holds_run(summary.last_run_id)
 
 
 def sees_session(owner: str | None, user_id: str | None) -> bool:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.db._rows import foreign_session
-from noted.db.sessions_core import owns_session, run_id_taken, sees_session
+from noted.db.sessions_core import owns_session, run_id_taken, sees_session, summary_fits
 from noted.errors import StoreError
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -241,8 +241,9 @@ def set_summary(
     if not owns_session(None if doc is None else str(doc["user_id"]), user_id, session_id):
         return False
     assert doc is not None
-    last = summary.last_run_id
-    if last is not None and db.runs.find_one({"run_id": last, "session_id": session_id}) is None:
-        return False  # a summary of runs the session no longer holds
+    if not summary_fits(
+        summary, lambda run: db.runs.find_one({"run_id": run, "session_id": session_id}) is not None
+    ):
+        return False
     key = {"_id": session_id, "user_id": user_id, "created_at": doc["created_at"]}
     return db.sessions.update_one(key, {"$set": {"summary": summary.to_dict()}}).matched_count == 1

@@ -13,7 +13,7 @@ from psycopg.types.json import Json
 from noted._time import from_micros
 from noted.db._rows import foreign_session, row_to_session, summary_from_json
 from noted.db.postgres.schema import Names
-from noted.db.sessions_core import owns_session, run_id_taken, sees_session
+from noted.db.sessions_core import owns_session, run_id_taken, sees_session, summary_fits
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
@@ -158,14 +158,9 @@ def set_summary(
     """Inside the caller's transaction."""
     if not owns_session(_owner_id(conn, n, session_id, lock=True), user_id, session_id):
         return False
-    last = summary.last_run_id
-    if (
-        last is not None
-        and not conn.execute(
-            f"SELECT 1 FROM {n.runs} WHERE run_id = %s AND session_id = %s", (last, session_id)
-        ).fetchone()
-    ):
-        return False  # a summary of runs the session no longer holds
+    sql = f"SELECT 1 FROM {n.runs} WHERE run_id = %s AND session_id = %s"
+    if not summary_fits(summary, lambda run: bool(conn.execute(sql, (run, session_id)).fetchone())):
+        return False
     conn.execute(
         f"UPDATE {n.sessions} SET summary = %s WHERE session_id = %s",
         (Json(summary.to_dict()), session_id),

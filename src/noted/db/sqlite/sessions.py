@@ -14,7 +14,7 @@ import apsw
 
 from noted._time import to_micros
 from noted.db._rows import foreign_session, row_to_session, summary_from_json
-from noted.db.sessions_core import owns_session, run_id_taken, sees_session
+from noted.db.sessions_core import owns_session, run_id_taken, sees_session, summary_fits
 from noted.db.sqlite.connection import Connection
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -122,14 +122,9 @@ def set_summary(
     """Inside the caller's write transaction."""
     if not owns_session(_owner_id(conn, table, session_id), user_id, session_id):
         return False
-    last = summary.last_run_id
-    if (
-        last is not None
-        and not conn.execute(
-            f"SELECT 1 FROM {table}_runs WHERE run_id = ? AND session_id = ?", (last, session_id)
-        ).fetchone()
-    ):
-        return False  # a summary of runs the session no longer holds
+    sql = f"SELECT 1 FROM {table}_runs WHERE run_id = ? AND session_id = ?"
+    if not summary_fits(summary, lambda run: bool(conn.execute(sql, (run, session_id)).fetchone())):
+        return False
     text = json.dumps(summary.to_dict(), ensure_ascii=False, separators=(",", ":"))
     conn.execute(f"UPDATE {table} SET summary = ? WHERE session_id = ?", (text, session_id))
     return True
