@@ -242,8 +242,8 @@ class OpenAIChat(HTTPChatModel):
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
         state = _StreamState()
-        ending = _Ending()
-        self._clients.get()  # made, and the SDK imported, before the clock starts
+        # (an SDK whose decoder cannot be watched: taken as ended, as it always was)
+        ending = _Ending(done=not getattr(self._clients.get(), "watches_done", False))
         with self._mapped_errors():
             opening = _opening.set(ending)
             try:
@@ -376,12 +376,16 @@ def _client_class(sdk_client: type[Any]) -> type[Any]:
     :class:`_Ending` is set (see ``_opening``) watched for ``[DONE]``: a stream that ends
     without it, and without a finish reason, was cut short."""
 
+    if not callable(getattr(sdk_client, "_make_sse_decoder", None)):
+        return sdk_client
+
     def make_sse_decoder(client: Any) -> Any:
         decoder = sdk_client._make_sse_decoder(client)
         ending = _opening.get()
         return decoder if ending is None else _DoneWatch(decoder, ending)
 
-    return type("NotedAsyncOpenAI", (sdk_client,), {"_make_sse_decoder": make_sse_decoder})
+    methods = {"_make_sse_decoder": make_sse_decoder, "watches_done": True}
+    return type("NotedAsyncOpenAI", (sdk_client,), methods)
 
 
 class _DoneWatch:
