@@ -223,10 +223,12 @@ def _summary_to_write(sessions: SessionStore, s: ImportedSession) -> bool:
     new = s.summary
     if new is None:
         return False
-    if sessions.get_session(s.session_id, None) is None:
-        return bool(s.runs)
     stored = sessions.get_session_summary(s.session_id, s.user_id)
-    return stored is None or (stored.summary, stored.topics, stored.updated_at) != (
+    if stored is None:  # none yet; or no such session, which its first run makes
+        # (the whole session, runs and all, is read only for a session the plan has no
+        # runs of: one imported before)
+        return bool(s.runs) or sessions.get_session(s.session_id, None) is not None
+    return (stored.summary, stored.topics, stored.updated_at) != (
         new.summary,
         new.topics,
         new.updated_at,
