@@ -158,8 +158,12 @@ class Auth:
         on a server that keeps revocations."""
         if self.revocations is None or self.token_secret is None or header is None:
             return False
-        credential = header.partition(" ")[2].strip().encode()
-        return self.api_key is None or not hmac.compare_digest(credential, self.api_key.encode())
+        return not self._is_api_key(header.partition(" ")[2].strip())
+
+    def _is_api_key(self, credential: str) -> bool:
+        return self.api_key is not None and hmac.compare_digest(
+            credential.encode(), self.api_key.encode()
+        )
 
     def authenticate(self, header: str | None) -> Principal:
         if header is None:
@@ -170,9 +174,7 @@ class Auth:
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise Unauthorized("the Authorization header must be 'Bearer <key or token>'")
-        if self.api_key is not None and hmac.compare_digest(
-            credential.encode(), self.api_key.encode()
-        ):
+        if self._is_api_key(credential):
             return ADMIN
         if self.token_secret is None:
             raise Unauthorized("this server accepts no tokens (no NOTED_TOKEN_SECRET is set)")
