@@ -89,26 +89,28 @@ def parse_summary(answer: str | None, max_chars: int) -> tuple[str, list[str]]:
     return summary, list(dict.fromkeys(topics))[:MAX_PLAN_TOPICS]
 
 
-def _transcript(runs: Sequence[RunResult]) -> str:
-    lines = [
+def _transcript(run: RunResult) -> list[str]:
+    return [
         f"{m.role}: {quote(m.content)}"
-        for run in runs
         for m in run.messages
         if m.role in ("user", "assistant") and m.content
     ]
-    return "\n".join(lines)
 
 
-def _newest_within(runs: Sequence[RunResult], budget: int) -> Sequence[RunResult]:
-    """The newest of ``runs`` whose transcripts fit in ``budget`` characters together (the
-    newest run at least: its transcript is cut to the budget when it is sent)."""
-    size, first = 0, len(runs)
-    while first > 0:
-        size += len(_transcript(runs[first - 1 : first])) + 1
-        if size > budget and first < len(runs):
+def _recent_transcript(runs: Sequence[RunResult], budget: int) -> str:
+    """The transcript of the newest of ``runs`` that fit in ``budget`` characters together
+    (the newest run at least, its transcript cut to the budget)."""
+    kept: list[str] = []
+    size = 0
+    for run in reversed(runs):
+        text = "\n".join(_transcript(run))
+        size += len(text) + 1
+        if size > budget and kept:
             break
-        first -= 1
-    return runs[first:]
+        if text:
+            kept.append(text)
+    said = "\n".join(reversed(kept))
+    return said if len(said) <= budget else said[:budget] + " [...]"
 
 
 class SessionSummarizer:
@@ -149,9 +151,7 @@ class SessionSummarizer:
 
     def request(self, previous: SessionSummary | None, runs: Sequence[RunResult]) -> ModelRequest:
         before = quote(previous.summary) if previous is not None else "(none yet)"
-        said = _transcript(_newest_within(runs, self.max_transcript_chars))
-        if len(said) > self.max_transcript_chars:
-            said = said[: self.max_transcript_chars] + " [...]"
+        said = _recent_transcript(runs, self.max_transcript_chars)
         prompt = (
             f"<summary>\n{before}\n</summary>\n\n"
             f"<conversation>\n{said}\n</conversation>\n\n"
