@@ -63,6 +63,34 @@ def facts_of(chat: str) -> list[dict[str, object]]:
     return ops
 
 
+def test_a_background_update_skips_memories_changed_while_it_decided(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "m.db")
+    other = Memory(db=db)  # another writer: the Memories page, say
+    home = other.add_user_memory(UserMemory("User lives in Paris"), user_id="ava")
+    cat = other.add_user_memory(UserMemory("User has a cat"), user_id="ava")
+
+    def decide(shown: str, chat: str) -> list[dict[str, object]]:
+        lines = [line for line in shown.splitlines() if line[:1].isdigit()]
+        numbers = {text: int(n) for n, text in (line.split(". ", 1) for line in lines)}
+        other.replace_user_memory(home, UserMemory("User lives in Berlin"), "ava")
+        other.replace_user_memory(cat, UserMemory("User has two cats"), "ava")
+        return [
+            {"op": "update", "id": numbers["User lives in Paris"], "memory": "User lives in Rome"},
+            {"op": "delete", "id": numbers["User has a cat"], "memory": None},
+        ]
+
+    manager = MemoryManager(delete_memories=True)
+    agent = Agent(
+        brain(decide), db=db, user_id="ava", enable_user_memories=True, memory_manager=manager
+    )
+    agent.run("I moved to Rome and gave my cat away.")
+    assert agent.wait_for_memories(timeout=10)
+    assert sorted(m.memory for m in other.get_user_memories("ava")) == [
+        "User has two cats",
+        "User lives in Berlin",
+    ]
+
+
 def test_facts_are_extracted_in_one_extra_call_and_recalled_in_a_new_session(
     tmp_path: Path,
 ) -> None:

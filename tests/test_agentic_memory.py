@@ -95,6 +95,27 @@ def test_memories_are_shown_numbered_and_updated_by_number() -> None:
     assert "[1] User lives in San Francisco" in (model.requests[0].messages[0].content or "")
 
 
+def test_a_memory_changed_since_the_prompt_is_not_overwritten_by_its_number() -> None:
+    other: list[Memory] = []
+
+    def plan(system: str, said: str) -> list[ToolCall]:
+        number = number_of(system, "User lives in San Francisco")
+        [memory] = other[0].get_user_memories("ava")  # another writer changes it first
+        other[0].replace_user_memory(memory.memory_id, UserMemory("User lives in Oakland"), "ava")
+        return [call("update_memory", id=number, memory="User lives in Seattle")]
+
+    model = tool_user(plan)
+    agent = Agent(model, user_id="ava", enable_agentic_memory=True)
+    other.append(Memory(db=agent.memory.store))  # type: ignore[union-attr]
+    other[0].add_user_memory(UserMemory("User lives in San Francisco"), "ava")
+    result = agent.run("I moved to Seattle.")
+    [stored] = agent.get_user_memories()
+    assert stored.memory == "User lives in Oakland"
+    assert result.tool_calls[0].result == (
+        "Not done: memory [1] was changed since it was shown; it now reads: User lives in Oakland"
+    )
+
+
 def test_numbers_never_reach_memories_that_were_not_shown_or_belong_to_others() -> None:
     model = tool_user(
         lambda system, said: [

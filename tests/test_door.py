@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from noted import (
+    AuditContext,
     ConflictError,
     Memory,
     MemoryManager,
@@ -24,7 +26,10 @@ from noted import (
 )
 from noted._time import from_micros, now_micros
 from noted.db.base import WriteBatch
+from noted.limits import MAX_MEMORY_LENGTH
+from noted.memory.door import MemoryDoor
 from noted.memory.jsonl import read_jsonl, write_jsonl
+from noted.memory.operations import parse_operations
 from noted.models.types import Message
 from noted.testing import FunctionModel, ScriptedModel
 
@@ -143,6 +148,141 @@ def test_a_batch_clears_deletes_updates_and_adds_in_that_order(store: MemoryStor
     assert memory.get_user_memory(first, "ava") is None
     assert memory.count_user_memories("bob") == 1
     assert store.write_batch(WriteBatch("ava")) == []
+
+
+def test_a_batch_skips_changes_of_memories_changed_since_they_were_read(
+    store: MemoryStore,
+) -> None:
+    # What a writer read: three memories. Another writer then edits one and deletes one;
+    # the batch, decided on what was read, changes only the memory still as read.
+    memory = Memory(db=store)
+    ids = [
+        memory.add_user_memory(UserMemory(text), user_id="ava")
+        for text in ("The user lives in Paris", "The user has a cat", "The user likes tea")
+    ]
+    read = [memory.get_user_memory(i, "ava") for i in ids]
+    assert all(m is not None for m in read)
+    paris, cat, tea = (m for m in read if m is not None)
+    memory.replace_user_memory(paris.memory_id, UserMemory("The user lives in Berlin"), "ava")
+    memory.delete_user_memory(cat.memory_id, "ava")
+    now = from_micros(now_micros())
+    changes = []
+    for m, text in ((paris, "The user lives in Rome"), (cat, "The user has two cats")):
+        changed = m.copy()
+        changed.memory, changed.updated_at = text, now
+        changes.append(changed)
+    new = UserMemory("The user reads", memory_id="m-new", user_id="ava", created_at=now)
+    new.updated_at = now
+    batch = WriteBatch(
+        "ava",
+        deletes=(tea.memory_id or "",),
+        updates=tuple(changes),
+        adds=(new,),
+        unchanged=tuple((m.memory_id or "", m.updated_at or now) for m in (paris, cat, tea)),
+    )
+    written = store.write_batch(batch)
+    assert [m.memory for m in written] == ["The user reads"]
+    assert sorted(m.memory for m in memory.get_user_memories("ava")) == [
+        "The user lives in Berlin",
+        "The user reads",
+    ]
+    assert [e.event for e in memory.get_memory_history(paris.memory_id or "", "ava")] == [
+        "add",
+        "update",
+    ]
+    # a delete of a memory changed since it was read is skipped too
+    berlin = memory.get_user_memory(paris.memory_id or "", "ava")
+    assert berlin is not None
+    store.write_batch(
+        WriteBatch(
+            "ava", deletes=(berlin.memory_id or "",), unchanged=((berlin.memory_id or "", now),)
+        )
+    )
+    assert memory.get_user_memory(berlin.memory_id or "", "ava") is not None
+    # and an id of another user's memory is never read as unchanged
+    bobs = memory.add_user_memory(UserMemory("The user is Bob"), user_id="bob")
+    bob = memory.get_user_memory(bobs, "bob")
+    assert bob is not None and bob.updated_at is not None
+    store.write_batch(WriteBatch("ava", deletes=(bobs,), unchanged=((bobs, bob.updated_at),)))
+    assert memory.get_user_memory(bobs, "bob") is not None
+
+
+def _deciding(memory: Memory, change: Callable[[], object]) -> Memory:
+    """A Memory whose manager, while it decides, lets another writer ``change`` memories:
+    it updates the user's home to Rome, deletes their cat and adds tea."""
+
+    def fn(messages: list[Message], tools: object) -> str:
+        prompt = messages[-1].content or ""
+        numbers = {
+            text: int(line.split(".")[0])
+            for line in prompt.splitlines()
+            for text in ("lives in Paris", "has a cat")
+            if text in line and line[:1].isdigit()
+        }
+        change()
+        return _answer(
+            {
+                "op": "update",
+                "id": numbers["lives in Paris"],
+                "memory": "The user lives in Rome",
+                "topics": [],
+            },
+            {"op": "delete", "id": numbers["has a cat"], "memory": None, "topics": []},
+            {"op": "add", "id": None, "memory": "The user likes tea", "topics": []},
+        )
+
+    manager = MemoryManager(delete_memories=True)
+    return Memory(db=memory.db, model=FunctionModel(fn), memory_manager=manager)
+
+
+def test_the_manager_never_overwrites_a_memory_changed_while_it_decided(memory: Memory) -> None:
+    home = memory.add_user_memory(UserMemory("The user lives in Paris"), user_id="ava")
+    cat = memory.add_user_memory(UserMemory("The user has a cat"), user_id="ava")
+
+    def change() -> None:
+        memory.replace_user_memory(home, UserMemory("The user lives in Berlin"), "ava")
+        memory.replace_user_memory(cat, UserMemory("The user has two cats"), "ava")
+
+    update = _deciding(memory, change).create_user_memories(
+        "I moved to Rome; no more cats; I like tea", user_id="ava"
+    )
+    assert sorted(m.memory for m in memory.get_user_memories("ava")) == [
+        "The user has two cats",
+        "The user likes tea",
+        "The user lives in Berlin",
+    ]
+    assert [op.kind for op in update.operations] == ["add"]
+    assert len(update.rejected) == 2
+    assert all("another writer changed it since it was shown" in r for r in update.rejected)
+
+
+def test_a_change_in_the_moment_before_the_write_is_caught_by_the_store(
+    memory: Memory,
+) -> None:
+    # The door looked and found the memory as shown; another writer changes it just before
+    # the batch is written: the store's own check, in the batch's transaction, skips it.
+    mid = memory.add_user_memory(UserMemory("The user lives in Paris"), user_id="ava")
+    shown = memory.get_user_memory(mid, "ava")
+    assert shown is not None
+    plan = parse_operations(
+        _answer({"op": "update", "id": 1, "memory": "The user lives in Rome", "topics": []}),
+        {1: shown},
+        MemoryManager().permissions,
+        MAX_MEMORY_LENGTH,
+    )
+    door = MemoryDoor(memory.db)
+
+    def commit(batch: WriteBatch) -> list[UserMemory]:
+        memory.replace_user_memory(mid, UserMemory("The user lives in Berlin"), "ava")
+        return memory.db.write_batch(batch)
+
+    applied = door.apply(plan, {1: shown}, "ava", AuditContext(actor="manager"), commit=commit)
+    stored = memory.get_user_memory(mid, "ava")
+    assert stored is not None
+    assert stored.memory == "The user lives in Berlin"
+    assert applied.operations == []
+    assert applied.written == []
+    assert ["as it was written" in r for r in applied.rejected] == [True]
 
 
 # -- a model's plan -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from noted import _portal
@@ -70,7 +70,8 @@ def worker_name() -> str:
 
 
 def _plan_to_dict(plan: Plan, shown: dict[int, UserMemory], said: str) -> dict[str, Any]:
-    updated = {op.memory_id for op in plan.operations if op.kind == "update"}
+    # the memories it changes, as shown: each change is written only while still so
+    changes = {op.memory_id for op in plan.operations if op.kind in ("update", "delete")}
     return {
         "said": said,
         "operations": [
@@ -78,7 +79,7 @@ def _plan_to_dict(plan: Plan, shown: dict[int, UserMemory], said: str) -> dict[s
             for op in plan.operations
         ],
         "rejected": plan.rejected,
-        "shown": [m.to_dict() for m in shown.values() if m.memory_id in updated],
+        "shown": [m.to_dict() for m in shown.values() if m.memory_id in changes],
     }
 
 
@@ -328,7 +329,7 @@ class JobWorker:
                 if db.get_memory(m.memory_id or "", user) is None
                 and not db.get_memory_history(m.memory_id or "", user)
             )
-        return WriteBatch(user, False, deletes, updates, adds)
+        return replace(batch, clear=False, deletes=deletes, updates=updates, adds=adds)
 
     async def _summary(self, job: Job) -> None:
         summaries = self.summaries

@@ -211,6 +211,8 @@ class MemoryTools:
             applied = self._door.apply(
                 plan, shown, self._user_id, self._audit, said=self._said, agent_id=self._agent_id
             )
+            if applied.moved and isinstance(number := item.get("id"), int):
+                return self._moved(number, next(iter(applied.moved.values())))
             refused = plan.rejected + applied.rejected
             if refused:
                 log.warning("memory tool call for user %r refused: %s", self._user_id, refused)
@@ -232,6 +234,18 @@ class MemoryTools:
             number = self._number(written[0])
             verb = "Added" if kind == "add" else "Updated"
             return f"{verb} memory [{number}]: {written[0].memory}"
+
+    def _moved(self, number: int, current: UserMemory | None) -> str:
+        """The answer to a change of memory [number] that was not made because another
+        writer changed or deleted the memory since it was shown (numbered as it is now)."""
+        if current is None:
+            self._numbers.pop(number, None)
+            return f"Not done: memory [{number}] was deleted since it was shown."
+        self._numbers[number] = current
+        return (
+            f"Not done: memory [{number}] was changed since it was shown; it now reads: "
+            f"{current.memory}"
+        )
 
     def _search(self, query: str) -> str:
         if not isinstance(query, str) or not query.strip():

@@ -98,13 +98,19 @@ class WriteBatch:
     """Changes to one user's memories that are written together or not at all: first
     ``clear`` (every memory of the user), then ``deletes``, then ``updates`` (of memories
     that exist; one that is gone meanwhile is skipped), then ``adds``. Every memory is
-    stamped (id, ``user_id``, timestamps) and belongs to ``user_id``."""
+    stamped (id, ``user_id``, timestamps) and belongs to ``user_id``.
+
+    ``unchanged`` pairs memory ids with the ``updated_at`` they had when the writer read
+    them: an update or delete of one that another writer changed since (or deleted) is
+    skipped, checked in the batch's transaction, so a decision made on what was read never
+    overwrites a newer change."""
 
     user_id: str
     clear: bool = False
     deletes: tuple[str, ...] = ()
     updates: tuple[UserMemory, ...] = ()
     adds: tuple[UserMemory, ...] = ()
+    unchanged: tuple[tuple[str, datetime], ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.clear or self.deletes or self.updates or self.adds)

@@ -25,9 +25,10 @@ rules come from here:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
 
+from noted._time import to_micros
 from noted.audit import AuditContext, EventType, new_event_ids, resolve_audit
 from noted.db._rows import stamped_keys
 from noted.db.base import (
@@ -62,6 +63,7 @@ __all__ = [
     "keyword_user",
     "replaced_fields",
     "replacement",
+    "unchanged_only",
     "upsert_changes",
     "write_batch",
 ]
@@ -374,13 +376,32 @@ class PendingCounts:
 
 
 class UndoingStore(MemoryStore, Protocol):
-    """What :func:`write_batch` asks of a store: its capabilities, and who owns some
-    memory ids (of those it holds)."""
+    """What :func:`write_batch` asks of a store: its capabilities, who owns some memory
+    ids (of those it holds), and when some of a user's memories last changed."""
 
     @property
     def capabilities(self) -> Capabilities: ...
 
     def memory_owners(self, memory_ids: Sequence[str]) -> Mapping[str, str]: ...
+
+    def memory_times(self, memory_ids: Sequence[str], user_id: str) -> Mapping[str, int]:
+        """The ``updated_at`` (microseconds) of the user's memories among ``memory_ids``,
+        read in the transaction the store holds open around a batch (their rows locked
+        until it ends, where the store locks rows)."""
+        ...
+
+
+def unchanged_only(batch: WriteBatch, stored: Mapping[str, int]) -> WriteBatch:
+    """``batch`` without the updates and deletes of the memories of its ``unchanged`` that
+    changed since they were read, or are gone: ``stored`` holds the ``updated_at``
+    (microseconds) of those the user still has."""
+    changed = {i for i, read in batch.unchanged if stored.get(i) != to_micros(read)}
+    return replace(
+        batch,
+        deletes=tuple(i for i in batch.deletes if i not in changed),
+        updates=tuple(m for m in batch.updates if m.memory_id not in changed),
+        unchanged=(),
+    )
 
 
 def write_batch(
@@ -390,6 +411,9 @@ def write_batch(
     around this call if it has them. Without transactions (the first change cannot be
     undone when a later one fails) the one change that can be refused, an add with another
     user's id, is looked for first: then nothing is written."""
+    if batch.unchanged:
+        ids = [memory_id for memory_id, _ in batch.unchanged]
+        batch = unchanged_only(batch, store.memory_times(ids, batch.user_id))
     if batch.adds and not store.capabilities.transactions:
         ids = [stamped_keys(m)[0] for m in batch.adds]
         held = store.memory_owners(ids)

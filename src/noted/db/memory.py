@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from noted._time import EPOCH, from_micros, utc_now
+from noted._time import EPOCH, from_micros, to_micros, utc_now
 from noted.audit import AuditContext, MemoryEvent, resolve_audit
 from noted.db import core
 from noted.db._client_search import (
@@ -199,6 +199,16 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
     def memory_owners(self, memory_ids: Sequence[str]) -> dict[str, str]:
         with self._lock:
             return {i: self._owner[i] for i in memory_ids if i in self._owner}
+
+    def memory_times(self, memory_ids: Sequence[str], user_id: str) -> dict[str, int]:
+        with self._lock:
+            mine = self._users.get(user_id, {})
+            found = (mine.get(i) for i in memory_ids)
+            return {
+                m.memory_id: to_micros(m.updated_at)
+                for m in found
+                if m is not None and m.memory_id is not None and m.updated_at is not None
+            }
 
     def upsert_memories(
         self, memories: Sequence[UserMemory], *, audit: AuditContext | None = None

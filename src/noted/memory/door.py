@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from noted._time import from_micros, now_micros
 from noted.audit import AuditContext
@@ -65,6 +66,9 @@ class Applied:
     operations: list[Operation] = field(default_factory=list)
     written: list[UserMemory] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
+    moved: dict[str, UserMemory | None] = field(default_factory=dict)
+    """The memories whose change was dropped because they changed since they were shown,
+    as they are now (None: deleted)."""
 
 
 class MemoryDoor:
@@ -187,6 +191,8 @@ class MemoryDoor:
         updates: list[UserMemory] = []
         adds: list[UserMemory] = []
         for index, op in enumerate(plan.operations):
+            if self._moved_since_shown(op, by_id, user_id, applied):
+                continue
             if op.kind == "clear":
                 clear = True
                 applied.operations.append(op)
@@ -200,17 +206,8 @@ class MemoryDoor:
                     candidate.topics = list(op.topics)
                     candidate.updated_at = now
                 else:
-                    candidate = UserMemory.__new__(UserMemory)
-                    candidate.memory = op.memory
-                    candidate.topics = list(op.topics)
-                    candidate.input = said[:MAX_INPUT_CHARS] or None
-                    candidate.memory_id = new_memory_id() if new_id is None else new_id(index)
-                    candidate.user_id = user_id
-                    candidate.agent_id = agent_id
-                    candidate.team_id = None
-                    candidate.session_id = audit.session_id
-                    candidate.created_at = now
-                    candidate.updated_at = now
+                    memory_id = new_memory_id() if new_id is None else new_id(index)
+                    candidate = _new_memory(op, memory_id, user_id, agent_id, said, audit, now)
                 try:
                     checked = self.check(candidate)
                 except UserError as exc:
@@ -218,15 +215,99 @@ class MemoryDoor:
                     continue
                 (updates if op.kind == "update" else adds).append(checked)
                 applied.operations.append(op)
-        batch = WriteBatch(user_id, clear, tuple(deletes), tuple(updates), tuple(adds))
+        batch = WriteBatch(
+            user_id,
+            clear,
+            tuple(deletes),
+            tuple(updates),
+            tuple(adds),
+            _as_shown(by_id, deletes, updates),
+        )
         if batch:
             if commit is None:
                 applied.written = self.db.write_batch(batch, audit=audit)
             else:
                 applied.written = commit(batch)
             self._embed(applied.written)
+            _unwritten_updates(applied)
         return applied
+
+    def _moved_since_shown(
+        self,
+        op: Operation,
+        shown: Mapping[str | None, UserMemory],
+        user_id: str,
+        applied: Applied,
+    ) -> bool:
+        """Whether ``op`` (an update or delete of a memory the model was shown) is dropped
+        because the memory was deleted, or changed by another writer, since it was shown;
+        it is then counted in ``applied``. (The store checks this again as it writes, in
+        the batch's transaction.)"""
+        memory = shown.get(op.memory_id) if op.kind in ("update", "delete") else None
+        if memory is None or memory.updated_at is None or op.memory_id is None:
+            return False
+        current = self.db.get_memory(op.memory_id, user_id)
+        if current is not None and current.updated_at == memory.updated_at:
+            return False
+        applied.moved[op.memory_id] = current
+        applied.rejected.append(
+            f"{op.kind} of memory {op.memory_id!r} not written: it was deleted since it was shown"
+            if current is None
+            else f"{op.kind} of memory {op.memory_id!r} not written: another writer changed "
+            f"it since it was shown (it now reads {current.memory!r})"
+        )
+        return True
 
     def _embed(self, memories: Sequence[UserMemory]) -> None:
         if self.index is not None and memories:
             self.index.embed_written(memories)
+
+
+def _new_memory(
+    op: Operation,
+    memory_id: str,
+    user_id: str,
+    agent_id: str | None,
+    said: str,
+    audit: AuditContext,
+    now: datetime,
+) -> UserMemory:
+    """The memory an add of a plan makes (to be checked at the door)."""
+    memory = UserMemory.__new__(UserMemory)
+    memory.memory = op.memory or ""
+    memory.topics = list(op.topics)
+    memory.input = said[:MAX_INPUT_CHARS] or None
+    memory.memory_id = memory_id
+    memory.user_id = user_id
+    memory.agent_id = agent_id
+    memory.team_id = None
+    memory.session_id = audit.session_id
+    memory.created_at = now
+    memory.updated_at = now
+    return memory
+
+
+def _as_shown(
+    shown: Mapping[str | None, UserMemory], deletes: Sequence[str], updates: Sequence[UserMemory]
+) -> tuple[tuple[str, datetime], ...]:
+    """The shown memories that ``deletes`` and ``updates`` change, with their times as
+    shown: a change decided on a memory is written only while it is still as shown."""
+    pairs: dict[str, datetime] = {}
+    for memory_id in [*deletes, *(u.memory_id for u in updates)]:
+        memory = shown.get(memory_id)
+        if memory_id is not None and memory is not None and memory.updated_at is not None:
+            pairs[memory_id] = memory.updated_at
+    return tuple(pairs.items())
+
+
+def _unwritten_updates(applied: Applied) -> None:
+    """Move the updates the store skipped (their memory changed or went between the
+    door's look and the write) from the operations written to those dropped."""
+    written = {m.memory_id for m in applied.written}
+    for op in [o for o in applied.operations if o.kind == "update"]:
+        if op.memory_id not in written:
+            applied.operations.remove(op)
+            applied.rejected.append(
+                f"update of memory {op.memory_id!r} not written: it was changed or deleted "
+                "by another writer as it was written"
+            )

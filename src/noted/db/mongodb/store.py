@@ -474,6 +474,18 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
             stored = self._stored(db.memories, list(dict.fromkeys(memory_ids)))
         return {memory_id: doc["user_id"] for memory_id, doc in stored.items()}
 
+    def memory_times(self, memory_ids: Sequence[str], user_id: str) -> dict[str, int]:
+        """Read in the batch's transaction where there is one (another writer's change of
+        these memories before it commits fails it, and it is run again); without one, the
+        check and the write are two steps, milliseconds apart."""
+        with self._db() as db:
+            found = db.memories.find(
+                {"_id": {"$in": list(dict.fromkeys(memory_ids))}, "user_id": user_id},
+                {"updated_at": 1},
+                session=bound(),
+            )
+            return {str(doc["_id"]): int(doc["updated_at"]) for doc in found}
+
     def update_memory(
         self, memory: UserMemory, *, audit: AuditContext | None = None
     ) -> UserMemory | None:

@@ -361,6 +361,20 @@ class PostgresDb(
         with self._transaction() as conn:
             return {i: side.user_id for i, side in self._stored(conn, list(memory_ids)).items()}
 
+    def memory_times(self, memory_ids: Sequence[str], user_id: str) -> dict[str, int]:
+        """Read with the user's generation locked, as every write of their memories locks
+        it first: no other writer changes them until the batch ends, and no two wait for
+        each other's locks in opposite orders."""
+        n = self._n
+        with self._transaction() as conn:
+            conn.execute(f"SELECT 1 FROM {n.generations} WHERE user_id = %s FOR UPDATE", (user_id,))
+            rows = conn.execute(
+                f"SELECT memory_id, {MICROS.format('updated_at')} FROM {n.memories} "
+                "WHERE memory_id = ANY(%s) AND user_id = %s",
+                (list(memory_ids), user_id),
+            ).fetchall()
+        return {str(row[0]): int(row[1]) for row in rows}
+
     def upsert_memories(
         self, memories: Sequence[UserMemory], *, audit: AuditContext | None = None
     ) -> None:

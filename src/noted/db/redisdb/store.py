@@ -87,6 +87,7 @@ from noted.db._rows import (
     foreign_session,
     memory_to_row,
     rows_to_memories,
+    stamped_keys,
     summary_from_json,
 )
 from noted.db.base import QueryVector, StoreContext, WriteBatch
@@ -101,6 +102,7 @@ from noted.db.core import (
     foreign_memory,
     replaced_fields,
     replacement,
+    unchanged_only,
     upsert_changes,
 )
 from noted.db.redisdb import scripts as lua
@@ -404,41 +406,47 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         """The batch's scripts in one MULTI/EXEC: Redis runs them back to back, nothing in
         between. The memories it updates and adds are read first, under WATCH, for the
         core to decide their changes; a clear needs an event id per memory, so the user's
-        generation is watched too. The whole batch is sent again if any of it moved."""
+        generation is watched too, and so are the memories of its ``unchanged``, whose
+        times are checked under the same WATCH. The whole batch is sent again if any of it
+        moved."""
         context = resolve_audit(audit)
         if not batch:
             return []
         with self._mapped_errors(), self._client.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    results, records = self._send_batch(pipe, batch, context)
+                    results, records, sent = self._send_batch(pipe, batch, context)
                     break
                 except self._watch_error:
                     continue
-        start = int(batch.clear) + int(bool(batch.deletes))
-        updated = results[start] if batch.updates else []
-        if batch.adds and results[-1] is not None:
+        start = int(sent.clear) + int(bool(sent.deletes))
+        updated = results[start] if sent.updates else []
+        if sent.adds and results[-1] is not None:
             raise foreign_memory(results[-1].decode())
         written = [row for row, done in zip(records, updated, strict=True) if done]
-        return [*rows_to_memories(written), *batch.adds]
+        return [*rows_to_memories(written), *sent.adds]
 
     def _send_batch(
         self, pipe: Any, batch: WriteBatch, context: AuditContext
-    ) -> tuple[list[Any], list[Row]]:
-        """Send the batch; the EXEC's replies, and the records its updates write."""
+    ) -> tuple[list[Any], list[Row], WriteBatch]:
+        """Send the batch; the EXEC's replies, the records its updates write, and the
+        batch as sent (without the changes of memories changed since they were read)."""
         user = batch.user_id
         stamp = self._stamp(context)
         job = self._completing_job()  # a background job completed in this MULTI (jobs.py)
         if job is not None:
             job.watch(pipe)
-        updates = [memory_to_row(m) for m in batch.updates]
-        adds = [memory_to_row(m) for m in batch.adds]
-        ids = list(dict.fromkeys(row[0] for row in (*updates, *adds)))
-        watched = [self._mkey(i) for i in ids]
+        checked = list(dict.fromkeys(memory_id for memory_id, _ in batch.unchanged))
+        ids = list(dict.fromkeys(stamped_keys(m)[0] for m in (*batch.updates, *batch.adds)))
+        watched = [self._mkey(i) for i in dict.fromkeys([*ids, *checked])]
         if batch.clear:
             watched.append(self._gkey(user))
         if watched:
             pipe.watch(*watched)
+        if checked:
+            batch = unchanged_only(batch, self._times(pipe, checked, user))
+        updates = [memory_to_row(m) for m in batch.updates]
+        adds = [memory_to_row(m) for m in batch.adds]
         cleared = int(pipe.zcard(f"{self.memory_table}:upd:{user}")) if batch.clear else 0
         stored = self._stored(pipe, ids) if ids else {}
         # another user's id among the adds fails the batch here, before anything is sent
@@ -473,7 +481,17 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         loads = _queue_scripts(pipe, calls)
         extra = 0 if job is None else job.queue(pipe)
         results: list[Any] = pipe.execute()
-        return results[loads : len(results) - extra], updates
+        return results[loads : len(results) - extra], updates, batch
+
+    def _times(self, pipe: Any, memory_ids: list[str], user_id: str) -> dict[str, int]:
+        """The ``updated_at`` of the user's memories among ``memory_ids`` (read at once,
+        under WATCH)."""
+        times: dict[str, int] = {}
+        for memory_id in memory_ids:
+            owner, updated = pipe.hmget(self._mkey(memory_id), "user_id", "updated_at")
+            if owner is not None and owner.decode() == user_id and updated is not None:
+                times[memory_id] = int(updated)
+        return times
 
     def update_memory(
         self, memory: UserMemory, *, audit: AuditContext | None = None

@@ -320,6 +320,21 @@ class SqliteDb(
         with self._session() as conn:
             return {i: side.user_id for i, side in self._stored(conn, list(memory_ids)).items()}
 
+    def memory_times(self, memory_ids: Sequence[str], user_id: str) -> dict[str, int]:
+        times: dict[str, int] = {}
+        with self._session() as conn:
+            for start in range(0, len(memory_ids), IN_CHUNK):
+                chunk = list(memory_ids[start : start + IN_CHUNK])
+                marks = ", ".join("?" * len(chunk))
+                times.update(
+                    conn.execute(
+                        f"SELECT memory_id, updated_at FROM {self.memory_table} "
+                        f"WHERE user_id = ? AND memory_id IN ({marks})",
+                        [user_id, *chunk],
+                    ).fetchall()
+                )
+        return times
+
     def _add(
         self,
         conn: Connection,
