@@ -213,6 +213,38 @@ def test_cache_tokens_count_as_input(wire: WireServer) -> None:
     assert response.usage.input_tokens == 21 + 100 + 1000
 
 
+CACHED = {"cache_creation_input_tokens": 100, "cache_read_input_tokens": 1000}
+
+
+def test_cache_and_thinking_tokens_are_counted_whole_and_streamed(wire: WireServer) -> None:
+    body = message([text("ok")], output_tokens=300)
+    body["usage"].update(CACHED, output_tokens_details={"thinking_tokens": 240})
+    start = message_start()
+    start[1]["message"]["usage"].update(CACHED)
+    # message_delta repeats the input counts as running totals: they are not added twice
+    end = event(
+        "message_delta",
+        delta={"stop_reason": "end_turn", "stop_sequence": None},
+        usage={
+            "input_tokens": 21,
+            **CACHED,
+            "output_tokens": 300,
+            "output_tokens_details": {"thinking_tokens": 240},
+        },
+    )
+    events = [start, block_start(0, text("")), text_delta(0, "ok"), block_stop(0), end]
+    wire.add(Reply(body), SSE([*events, event("message_stop")]))
+    model = make(wire)
+
+    response = complete(model, ask())
+    streamed = build(stream(model, ask()))
+
+    expected = Usage(
+        21 + 100 + 1000, 300, cache_read_tokens=1000, cache_write_tokens=100, reasoning_tokens=240
+    )
+    assert response.usage == streamed.usage == expected
+
+
 def test_stream_text(wire: WireServer) -> None:
     wire.add(text_stream("Hel", "lo", " world"))
     model = make(wire)

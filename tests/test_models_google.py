@@ -43,6 +43,7 @@ from noted.models.types import (
     TextDelta,
     ToolCall,
     ToolCallDelta,
+    Usage,
     UsageDelta,
 )
 from wire import SSE, Drip, Raw, Recorded, Reply, WireServer
@@ -159,6 +160,28 @@ def test_thinking_tokens_count_as_output(wire: WireServer) -> None:
     body["usageMetadata"]["thoughtsTokenCount"] = 30
     wire.add(Reply(body))
     assert complete(make(wire), ask()).usage.output_tokens == 6 + 30
+
+
+def test_cached_and_thinking_tokens_are_counted_whole_and_streamed(wire: WireServer) -> None:
+    def with_parts(body: dict[str, Any], thoughts: int) -> dict[str, Any]:
+        body["usageMetadata"].update(cachedContentTokenCount=2048, thoughtsTokenCount=thoughts)
+        return body
+
+    whole = with_parts(answer([{"text": "ok"}], prompt_tokens=2100, output_tokens=6), 30)
+    # every chunk repeats the running totals: the last ones count
+    chunks = [
+        with_parts(answer([{"text": "o"}], finish_reason=None, prompt_tokens=2100), 30),
+        with_parts(answer([{"text": "k"}], prompt_tokens=2100, output_tokens=6), 30),
+    ]
+    wire.add(Reply(whole), SSE(chunks))
+    model = make(wire)
+
+    response = complete(model, ask())
+    streamed = build(stream(model, ask()))
+
+    # the output holds the thinking, as OpenAI's completion tokens hold the reasoning
+    expected = Usage(2100, 6 + 30, cache_read_tokens=2048, reasoning_tokens=30)
+    assert response.usage == streamed.usage == expected
 
 
 def test_stream_text(wire: WireServer) -> None:

@@ -43,6 +43,7 @@ from noted.models.types import (
     TextDelta,
     ToolCall,
     ToolCallDelta,
+    Usage,
     UsageDelta,
 )
 from wire import SSE, Drip, Raw, Reply, WireServer
@@ -295,6 +296,109 @@ def test_stream_without_usage_still_reports_finish(wire: WireServer) -> None:
     deltas = stream(make(wire), ask())
 
     assert deltas == [TextDelta("ok"), UsageDelta(finish_reason="length", model=MODEL)]
+
+
+# -- token counts and their parts ----------------------------------------------------------
+
+
+def detailed_usage(
+    prompt_tokens: int, completion_tokens: int, cached: int, reasoning: int
+) -> dict[str, Any]:
+    """A usage report as OpenAI's own API sends it, with the prompt's and the completion's
+    details (the completion tokens hold the reasoning tokens)."""
+    return {
+        **token_usage(prompt_tokens, completion_tokens),
+        "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": reasoning,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def stream_with_usage(usage: dict[str, Any], *pieces: str) -> SSE:
+    return SSE(
+        [
+            chunk({"role": "assistant", "content": "", "refusal": None}),
+            *(chunk({"content": piece}) for piece in pieces),
+            chunk({}, finish_reason="stop"),
+            envelope("chat.completion.chunk", [], usage),
+            "[DONE]",
+        ]
+    )
+
+
+def test_cached_and_reasoning_tokens_are_counted_whole_and_streamed(wire: WireServer) -> None:
+    whole = completion("Hi")
+    whole["usage"] = detailed_usage(2006, 300, 1920, 256)
+    wire.add(Reply(whole), stream_with_usage(detailed_usage(2006, 300, 1920, 256), "Hi"))
+    model = make(wire)
+
+    response = complete(model, ask())
+    deltas = stream(model, ask())
+
+    expected = Usage(2006, 300, cache_read_tokens=1920, reasoning_tokens=256)
+    assert response.usage == expected
+    assert deltas[-1] == UsageDelta.of(expected, "stop", MODEL)
+    assert build(deltas).usage == expected
+
+
+@pytest.mark.parametrize(
+    ("usage", "cached"),
+    [
+        (token_usage(12, 5), 0),  # Ollama: no details
+        ({**token_usage(12, 5), "prompt_tokens_details": None}, 0),  # vLLM
+        ({**token_usage(12, 5), "completion_tokens_details": {}}, 0),
+        ({**token_usage(12, 5), "prompt_tokens_details": {"cached_tokens": 8}}, 8),  # llama.cpp
+    ],
+)
+def test_compatible_servers_without_the_details_count_no_parts(
+    wire: WireServer, usage: dict[str, Any], cached: int
+) -> None:
+    whole = completion("Hi")
+    whole["usage"] = usage
+    wire.add(Reply(whole), stream_with_usage(usage, "Hi"))
+    model = make(wire)
+
+    response = complete(model, ask())
+    streamed = build(stream(model, ask()))
+
+    assert response.usage == streamed.usage == Usage(12, 5, cache_read_tokens=cached)
+
+
+def test_a_runs_metrics_add_up_the_parts_of_its_calls_and_are_stored(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    call = function_call("call_1", "get_weather", '{"city": "Paris"}')
+    asking = SSE(
+        [
+            chunk({"role": "assistant", "tool_calls": [{"index": 0, **call}]}),
+            chunk({}, finish_reason="tool_calls"),
+            envelope("chat.completion.chunk", [], detailed_usage(1500, 120, 1024, 100)),
+            "[DONE]",
+        ]
+    )
+    wire.add(asking, stream_with_usage(detailed_usage(1600, 40, 1536, 30), "Sunny."))
+    db = SqliteDb(tmp_path / "s.db")
+    model = make(wire)
+    agent = Agent(model, db=db, session_id="s", user_id="ava", tools=[get_weather])
+    try:
+        events = list(agent.run("Weather in Paris?", stream=True))
+    finally:
+        model.close()
+
+    [run] = db.get_runs("s", "ava")
+    assert run.content == "Sunny." and len(events) > 1
+    metrics = run.metrics
+    assert (metrics.model_calls, metrics.input_tokens, metrics.output_tokens) == (2, 3100, 160)
+    assert (metrics.cache_read_tokens, metrics.cache_write_tokens) == (2560, 0)
+    assert metrics.reasoning_tokens == 130
 
 
 def test_stream_closed_early_releases_the_connection(wire: WireServer) -> None:

@@ -35,6 +35,7 @@ from noted.db.urls import open_store
 from noted.errors import StoreError
 from noted.retrieval.embedders import BaseEmbedder, Kind
 from noted.server import create_app
+from noted.sessions import RunMetrics
 from noted.testing import FunctionModel, ScriptedModel
 from servers import free_port
 from user_facts import user_facts
@@ -747,6 +748,28 @@ def test_sessions(client: TestClient, db: SqliteDb) -> None:
 
 
 # -- service routes ---------------------------------------------------------------------------
+
+
+def test_a_sessions_runs_show_their_token_counts_and_parts(
+    client: TestClient, db: SqliteDb
+) -> None:
+    kept = run("s1", "ava", "hi", "hello", 1)
+    kept.metrics = RunMetrics(
+        model_calls=1,
+        input_tokens=2000,
+        output_tokens=300,
+        cache_read_tokens=1500,
+        cache_write_tokens=400,
+        reasoning_tokens=250,
+    )
+    db.append_run(kept)
+
+    [shown] = client.get("/sessions/s1").json()["runs"]
+
+    metrics = shown["metrics"]
+    assert (metrics["input_tokens"], metrics["output_tokens"]) == (2000, 300)
+    assert (metrics["cache_read_tokens"], metrics["cache_write_tokens"]) == (1500, 400)
+    assert metrics["reasoning_tokens"] == 250
 
 
 def test_health_schema_docs_and_page(client: TestClient) -> None:

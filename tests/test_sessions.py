@@ -53,6 +53,47 @@ def test_runs_come_back_in_order_and_whole(sessions: SessionStore) -> None:
     assert sessions.get_runs("missing", "ava") == []
 
 
+def test_the_token_parts_of_a_runs_metrics_are_kept(sessions: SessionStore) -> None:
+    run = make_run("s1", "ava", "hello")
+    run.metrics = RunMetrics(
+        model_calls=2,
+        input_tokens=3100,
+        output_tokens=160,
+        cache_read_tokens=2560,
+        cache_write_tokens=300,
+        reasoning_tokens=130,
+    )
+    sessions.append_run(run)
+
+    [got] = sessions.get_runs("s1", "ava")
+    session = sessions.get_session("s1", "ava")
+
+    assert got.metrics == run.metrics
+    assert session is not None and session.runs[0].metrics == run.metrics
+
+
+def test_a_run_stored_without_the_token_parts_reads_them_as_none(tmp_path: Path) -> None:
+    path = tmp_path / "s.db"
+    with SqliteDb(path) as db:
+        db.append_run(make_run("s1", "ava", "hello"))
+    conn = apsw.Connection(str(path))
+    with conn:  # the metrics as runs stored before the parts were counted
+        conn.execute(
+            "UPDATE noted_sessions_runs SET data = json_remove(data, "
+            "'$.metrics.cache_read_tokens', '$.metrics.cache_write_tokens', "
+            "'$.metrics.reasoning_tokens')"
+        )
+        [(stored,)] = conn.execute("SELECT data FROM noted_sessions_runs")
+    conn.close()
+    assert "cache_read_tokens" not in stored and "input_tokens" in stored
+
+    with SqliteDb(path) as db:
+        [run] = db.get_runs("s1", "ava")
+
+    assert run.metrics == RunMetrics(model_calls=1, input_tokens=10, output_tokens=3, duration=0.5)
+    assert (run.metrics.cache_read_tokens, run.metrics.reasoning_tokens) == (0, 0)
+
+
 def test_ids_and_input_no_store_can_keep_are_refused_alike(sessions: SessionStore) -> None:
     """A NUL character or an unpaired surrogate: a UserError on every store, nothing kept."""
     import dataclasses

@@ -39,6 +39,7 @@ from noted.models import (
     ResponseBuilder,
     ToolCall,
     ToolDefinition,
+    Usage,
 )
 from noted.testing import FunctionModel, ScriptedModel
 from noted.tracing import TraceSettings
@@ -366,6 +367,31 @@ def test_streaming_marks_the_first_token(traces: Traces) -> None:
     assert found["llm.output_messages.0.message.content"] == "Hello there, friend."
     assert found["llm.token_count.completion"] > 0
     assert attrs(traces.one("Streamer.run"))["output.value"] == "Hello there, friend."
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_the_parts_of_a_calls_token_counts_are_on_its_span_when_there_are_some(
+    traces: Traces, streamed: bool
+) -> None:
+    parts = Usage(2000, 300, cache_read_tokens=1500, cache_write_tokens=400, reasoning_tokens=250)
+    plain = Usage(12, 5)
+    script = [ModelResponse("Cached.", usage=parts), ModelResponse("Plain.", usage=plain)]
+    agent = Agent(ScriptedModel(script), name="Counter")
+    for message in ("Hi", "Again"):
+        if streamed:
+            list(agent.run(message, stream=True))
+        else:
+            agent.run(message)
+
+    cached, uncached = (attrs(span) for span in traces.of_kind("LLM"))
+    assert cached["llm.token_count.prompt"] == 2000
+    assert cached["llm.token_count.completion"] == 300
+    assert cached["llm.token_count.total"] == 2300
+    assert cached["llm.token_count.prompt_details.cache_read"] == 1500
+    assert cached["llm.token_count.prompt_details.cache_write"] == 400
+    assert cached["llm.token_count.completion_details.reasoning"] == 250
+    assert uncached["llm.token_count.total"] == 17
+    assert not [name for name in uncached if "_details." in name]
 
 
 def _is_child(span: ReadableSpan, parent: ReadableSpan) -> bool:

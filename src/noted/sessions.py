@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from noted._time import utc_now
-from noted.models.types import Message
+from noted.models.types import Message, Usage
 
 __all__ = [
     "RunMetrics",
@@ -44,7 +44,11 @@ def new_session_id() -> str:
 
 @dataclass(slots=True)
 class RunMetrics:
-    """What a run cost: model calls, tokens, and time (seconds)."""
+    """What a run cost: model calls, tokens, and time (seconds). The tokens are the
+    model calls' :class:`~noted.models.types.Usage` added up: ``input_tokens`` and
+    ``output_tokens`` whole, ``cache_read_tokens`` and ``cache_write_tokens`` the parts of
+    the input read from and written to the provider's prompt cache, ``reasoning_tokens``
+    the part of the output spent reasoning (0 where the provider reports no such part)."""
 
     model_calls: int = 0
     input_tokens: int = 0
@@ -53,16 +57,30 @@ class RunMetrics:
     model_duration: float = 0.0
     time_to_first_token: float | None = None
     tool_calls: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    def add_usage(self, usage: Usage) -> None:
+        """Count one model call's tokens."""
+        self.input_tokens += usage.input_tokens
+        self.output_tokens += usage.output_tokens
+        self.cache_read_tokens += usage.cache_read_tokens
+        self.cache_write_tokens += usage.cache_write_tokens
+        self.reasoning_tokens += usage.reasoning_tokens
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model_calls": self.model_calls,
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
             "duration": self.duration,
             "model_duration": self.model_duration,
             "time_to_first_token": self.time_to_first_token,

@@ -57,7 +57,7 @@ def _as_response(reply: object, request: ModelRequest, model_id: str) -> ModelRe
         response = ModelResponse(
             content=reply.content,
             tool_calls=list(reply.tool_calls),
-            usage=Usage(reply.usage.input_tokens, reply.usage.output_tokens),
+            usage=reply.usage.copy(),
             model=reply.model,
             finish_reason=reply.finish_reason,
         )
@@ -83,14 +83,7 @@ def _deltas(response: ModelResponse) -> list[ModelDelta]:
     for index, call in enumerate(response.tool_calls):
         deltas.append(ToolCallDelta(index, id=call.id, name=call.name))
         deltas.append(ToolCallDelta(index, arguments=call.arguments_json()))
-    deltas.append(
-        UsageDelta(
-            response.usage.input_tokens,
-            response.usage.output_tokens,
-            finish_reason=response.finish_reason,
-            model=response.model,
-        )
-    )
+    deltas.append(UsageDelta.of(response.usage, response.finish_reason, response.model))
     return deltas
 
 

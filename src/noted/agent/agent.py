@@ -490,8 +490,7 @@ class Agent:
             response = await tracing.complete(self.model, request, "agent")
         metrics.model_calls += 1
         metrics.model_duration += time.perf_counter() - called
-        metrics.input_tokens += response.usage.input_tokens
-        metrics.output_tokens += response.usage.output_tokens
+        metrics.add_usage(response.usage)
         yield response.valid()
 
     def _refusal(self, call: ToolCall) -> Message:

@@ -97,10 +97,7 @@ def _deltas(response: ModelResponse) -> list[ModelDelta]:
     for index, call in enumerate(response.tool_calls):
         deltas.append(ToolCallDelta(index, id=call.id, name=call.name))
         deltas.append(ToolCallDelta(index, arguments=call.arguments_json()))
-    usage = response.usage
-    deltas.append(
-        UsageDelta(usage.input_tokens, usage.output_tokens, response.finish_reason, response.model)
-    )
+    deltas.append(UsageDelta.of(response.usage, response.finish_reason, response.model))
     return deltas
 
 

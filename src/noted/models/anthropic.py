@@ -232,18 +232,25 @@ def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 # -- responses -----------------------------------------------------------------------------
 
 
-def _input_tokens(usage: Any) -> int:
-    """Input tokens, including those written to or read from the prompt cache."""
-    return (
-        (getattr(usage, "input_tokens", None) or 0)
-        + (getattr(usage, "cache_creation_input_tokens", None) or 0)
-        + (getattr(usage, "cache_read_input_tokens", None) or 0)
+def _input_usage(usage: Any) -> Usage:
+    """The input side of a usage report: the input tokens, including those written to
+    (``cache_creation_input_tokens``) or read from (``cache_read_input_tokens``) the
+    prompt cache, which Claude counts apart from ``input_tokens``; and those two parts."""
+    written = getattr(usage, "cache_creation_input_tokens", None) or 0
+    read = getattr(usage, "cache_read_input_tokens", None) or 0
+    fresh = getattr(usage, "input_tokens", None) or 0
+    return Usage(fresh + written + read, cache_read_tokens=read, cache_write_tokens=written)
+
+
+def _output_usage(usage: Any) -> Usage:
+    """The output side of a usage report: the output tokens (thinking included), and the
+    thinking part (``output_tokens_details.thinking_tokens``); none when the answer, or
+    the event, carries no usage."""
+    details = getattr(usage, "output_tokens_details", None)
+    thinking = getattr(details, "thinking_tokens", None) or 0
+    return Usage(
+        output_tokens=getattr(usage, "output_tokens", None) or 0, reasoning_tokens=thinking
     )
-
-
-def _output_tokens(usage: Any) -> int:
-    """Output tokens; none when the answer, or the event, carries no usage."""
-    return getattr(usage, "output_tokens", None) or 0
 
 
 def _tool_call(block: Any) -> ToolCall:
@@ -266,7 +273,8 @@ def _response(message: Any, schema_tool: str | None) -> ModelResponse:
             else:
                 calls.append(_tool_call(block))
     content = structured if structured is not None else ("".join(texts) or None)
-    usage = Usage(_input_tokens(message.usage), _output_tokens(message.usage))
+    usage = _input_usage(message.usage)
+    usage.add(_output_usage(message.usage))
     return ModelResponse(
         content=content,
         tool_calls=calls,
@@ -294,20 +302,16 @@ class _StreamState:
             self.ended = True
         if kind == "message_start":
             message = event.message
-            return [UsageDelta(input_tokens=_input_tokens(message.usage), model=message.model)]
+            return [UsageDelta.of(_input_usage(message.usage), model=message.model)]
         if kind == "content_block_start":
             return self._block_start(event.index, event.content_block)
         if kind == "content_block_delta":
             return self._block_delta(event.index, event.delta)
         if kind == "message_delta":
             self.ended = self.ended or event.delta.stop_reason is not None
-            # output_tokens is the answer's running total, sent once at the end.
-            return [
-                UsageDelta(
-                    output_tokens=_output_tokens(event.usage),
-                    finish_reason=event.delta.stop_reason,
-                )
-            ]
+            # output_tokens is the answer's running total, sent once at the end (the
+            # input counts it may repeat came with message_start, and are not added).
+            return [UsageDelta.of(_output_usage(event.usage), event.delta.stop_reason)]
         return []
 
     def _block_start(self, index: int, block: Any) -> list[ModelDelta]:

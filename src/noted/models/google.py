@@ -364,10 +364,7 @@ class _StreamState:
         return deltas
 
     def usage(self) -> UsageDelta:
-        usage = _usage(self.usage_metadata)
-        return UsageDelta(
-            usage.input_tokens, usage.output_tokens, finish_reason=self.finish, model=self.model
-        )
+        return UsageDelta.of(_usage(self.usage_metadata), self.finish, self.model)
 
 
 # -- helpers -------------------------------------------------------------------------------
@@ -402,10 +399,20 @@ def _block_reason(response: Any) -> str | None:
 
 
 def _usage(metadata: Any) -> Usage:
+    """An answer's ``usage_metadata`` as noted's usage. Gemini counts the thinking
+    (``thoughts_token_count``) apart from the answer (``candidates_token_count``): the
+    output tokens are both, as OpenAI's and Claude's output counts hold their reasoning,
+    and the thinking is the reasoning part. The prompt count holds the cached content
+    (``cached_content_token_count``), the part read from the cache."""
     if metadata is None:
         return Usage()
-    output = (metadata.candidates_token_count or 0) + (metadata.thoughts_token_count or 0)
-    return Usage(metadata.prompt_token_count or 0, output)
+    thoughts = metadata.thoughts_token_count or 0
+    return Usage(
+        metadata.prompt_token_count or 0,
+        (metadata.candidates_token_count or 0) + thoughts,
+        cache_read_tokens=metadata.cached_content_token_count or 0,
+        reasoning_tokens=thoughts,
+    )
 
 
 # -- errors --------------------------------------------------------------------------------

@@ -212,12 +212,7 @@ class LlamaCpp(BaseChatModel):
                 yield ToolCallDelta(index, call.id, call.name, call.arguments_json())
             if response.content:
                 yield TextDelta(response.content)
-            yield UsageDelta(
-                response.usage.input_tokens,
-                response.usage.output_tokens,
-                response.finish_reason,
-                self.id,
-            )
+            yield UsageDelta.of(response.usage, response.finish_reason, self.id)
             return
         params = self._params(request)
         abort = _Abort()

@@ -277,7 +277,6 @@ class OpenAIChat(HTTPChatModel):
                     function.name or "", _arguments_text(function.arguments), call.id
                 )
             )
-        input_tokens, output_tokens = _token_counts(getattr(completion, "usage", None))
         content = getattr(message, "content", None)
         finish_reason = getattr(choice, "finish_reason", None) or None
         refusal = getattr(message, "refusal", None)
@@ -286,7 +285,7 @@ class OpenAIChat(HTTPChatModel):
         return ModelResponse(
             content=content,
             tool_calls=calls,
-            usage=Usage(input_tokens, output_tokens),
+            usage=_usage(getattr(completion, "usage", None)),
             model=getattr(completion, "model", None) or None,
             finish_reason=finish_reason,
         )
@@ -510,13 +509,9 @@ class _StreamState:
         return deltas
 
     def end(self) -> UsageDelta:
-        input_tokens, output_tokens = _token_counts(self.usage)
         refusal = self.refused and not self.said
-        return UsageDelta(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            finish_reason="refusal" if refusal else self.finish_reason,
-            model=self.model,
+        return UsageDelta.of(
+            _usage(self.usage), "refusal" if refusal else self.finish_reason, self.model
         )
 
 
@@ -547,13 +542,29 @@ def _arguments_text(arguments: object) -> str:
     return json.dumps(arguments, ensure_ascii=False, default=str)
 
 
-def _token_counts(usage: Any) -> tuple[int, int]:
+def _usage(usage: Any) -> Usage:
+    """An answer's ``usage`` as noted's: ``prompt_tokens`` and ``completion_tokens`` (which
+    holds the reasoning tokens), and the parts OpenAI details, where a server sends them
+    (compatible servers mostly do not): ``prompt_tokens_details.cached_tokens`` (read from
+    the prompt cache), ``.cache_write_tokens``, and
+    ``completion_tokens_details.reasoning_tokens``."""
     if usage is None:
-        return 0, 0
-    return (
-        int(getattr(usage, "prompt_tokens", None) or 0),
-        int(getattr(usage, "completion_tokens", None) or 0),
+        return Usage()
+    prompt = getattr(usage, "prompt_tokens_details", None)
+    completion = getattr(usage, "completion_tokens_details", None)
+    return Usage(
+        _count(usage, "prompt_tokens"),
+        _count(usage, "completion_tokens"),
+        cache_read_tokens=_count(prompt, "cached_tokens"),
+        cache_write_tokens=_count(prompt, "cache_write_tokens"),
+        reasoning_tokens=_count(completion, "reasoning_tokens"),
     )
+
+
+def _count(part: Any, name: str) -> int:
+    """The token count ``name`` of a usage report, or of one of its details (0 when the
+    server leaves it out, sends null, or sends no details)."""
+    return int(getattr(part, name, None) or 0)
 
 
 # -- failures ----------------------------------------------------------------------------

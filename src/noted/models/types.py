@@ -193,21 +193,49 @@ class ModelRequest:
 
 @dataclass(slots=True)
 class Usage:
-    """Tokens counted by the provider for one call (or summed over several)."""
+    """Tokens counted by the provider for one call (or summed over several).
+
+    ``input_tokens`` and ``output_tokens`` are the whole counts. The others are parts of
+    them, as far as the provider reports them (0 when it does not): of the input, the
+    tokens read from the provider's prompt cache (``cache_read_tokens``) and those written
+    to it (``cache_write_tokens``); of the output, the tokens the model spent reasoning
+    (``reasoning_tokens``)."""
 
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
-    def add(self, other: Usage) -> None:
+    def add(self, other: Usage | UsageDelta) -> None:
+        """Add the counts of another call (or of a stream delta) to these."""
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+        self.cache_write_tokens += other.cache_write_tokens
+        self.reasoning_tokens += other.reasoning_tokens
+
+    def copy(self) -> Usage:
+        return Usage(
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.reasoning_tokens,
+        )
 
     def to_dict(self) -> dict[str, int]:
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens}
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
+        }
 
 
 @dataclass(slots=True)
@@ -271,12 +299,31 @@ class ToolCallDelta:
 @dataclass(frozen=True, slots=True)
 class UsageDelta:
     """Token counts reported during a stream (providers report them once or in parts;
-    counts add up). ``finish_reason`` and ``model`` may ride along."""
+    counts add up), with their parts as in :class:`Usage`. ``finish_reason`` and
+    ``model`` may ride along."""
 
     input_tokens: int = 0
     output_tokens: int = 0
     finish_reason: str | None = None
     model: str | None = None
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @classmethod
+    def of(
+        cls, usage: Usage, finish_reason: str | None = None, model: str | None = None
+    ) -> UsageDelta:
+        """A delta reporting ``usage`` whole."""
+        return cls(
+            usage.input_tokens,
+            usage.output_tokens,
+            finish_reason,
+            model,
+            usage.cache_read_tokens,
+            usage.cache_write_tokens,
+            usage.reasoning_tokens,
+        )
 
 
 ModelDelta: TypeAlias = TextDelta | ToolCallDelta | UsageDelta
@@ -319,8 +366,7 @@ class ResponseBuilder:
             if delta.arguments:
                 pending.arguments.append(delta.arguments)
         else:
-            self._usage.input_tokens += delta.input_tokens
-            self._usage.output_tokens += delta.output_tokens
+            self._usage.add(delta)
             self._finish = delta.finish_reason or self._finish
             self._model = delta.model or self._model
 
@@ -332,7 +378,7 @@ class ResponseBuilder:
         return ModelResponse(
             content="".join(self._text) if self._text else None,
             tool_calls=calls,
-            usage=Usage(self._usage.input_tokens, self._usage.output_tokens),
+            usage=self._usage.copy(),
             model=self._model,
             finish_reason=self._finish,
         )

@@ -28,7 +28,7 @@ from noted.tracing._settings import REDACTED, TraceSettings
 if TYPE_CHECKING:
     from noted.memory.manager import MemoryUpdate
     from noted.models.base import ChatModel
-    from noted.models.types import Message, ModelRequest, ModelResponse, ToolCall
+    from noted.models.types import Message, ModelRequest, ModelResponse, ToolCall, Usage
     from noted.schema import UserMemory
     from noted.sessions import RunResult
 
@@ -297,13 +297,27 @@ def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings
     return out
 
 
+def _token_counts(usage: Usage) -> Attributes:
+    """A model call's token counts: prompt, completion and total, and the parts of them
+    the provider reported (cache reads and writes of the prompt, reasoning of the
+    completion), each only when there are some."""
+    out: Attributes = {
+        SpanAttributes.LLM_TOKEN_COUNT_PROMPT: usage.input_tokens,
+        SpanAttributes.LLM_TOKEN_COUNT_COMPLETION: usage.output_tokens,
+        SpanAttributes.LLM_TOKEN_COUNT_TOTAL: usage.total_tokens,
+    }
+    parts = (
+        (SpanAttributes.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_READ, usage.cache_read_tokens),
+        (SpanAttributes.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_WRITE, usage.cache_write_tokens),
+        (SpanAttributes.LLM_TOKEN_COUNT_COMPLETION_DETAILS_REASONING, usage.reasoning_tokens),
+    )
+    out.update((name, count) for name, count in parts if count)
+    return out
+
+
 def llm_response(response: ModelResponse, settings: TraceSettings) -> Attributes:
     """An LLM span's closing attributes: the answer and the token counts."""
-    out: Attributes = {
-        SpanAttributes.LLM_TOKEN_COUNT_PROMPT: response.usage.input_tokens,
-        SpanAttributes.LLM_TOKEN_COUNT_COMPLETION: response.usage.output_tokens,
-        SpanAttributes.LLM_TOKEN_COUNT_TOTAL: response.usage.total_tokens,
-    }
+    out = _token_counts(response.usage)
     if settings.output_messages():
         text = not settings.hide_output_text
         answer = response.to_message()
