@@ -9,6 +9,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from live_server import LocalClient, live_server
+from model_helpers import FAST, model_for
 from noted import (
     Agent,
     Memory,
@@ -30,15 +32,19 @@ from noted import (
     SqliteDb,
     UserMemory,
 )
+from noted.agent.agent import CANCELLED_RUN_ERROR
 from noted.db import Store
 from noted.db.urls import open_store
 from noted.errors import StoreError
+from noted.models.openai import OpenAIChat
 from noted.retrieval.embedders import BaseEmbedder, Kind
 from noted.server import create_app
+from noted.server.failures import HIDDEN_RUN_ERROR
 from noted.sessions import RunMetrics
 from noted.testing import FunctionModel, ScriptedModel
 from servers import free_port
 from user_facts import user_facts
+from wire import Reply, WireServer
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -1008,6 +1014,54 @@ def test_a_store_failing_mid_stream_tells_its_address_to_the_admin_only(tmp_path
             details.append(data["detail"])
     assert details[0] == "the store cannot answer: its address and error are in the log"
     assert "/srv/secret/noted.db" in details[1]
+
+
+# what a misbehaving gateway may answer: the key it was sent, and a host behind it
+GATEWAY_SAYS = {"error": {"message": "upstream said key sk-SECRET123 at db.internal:5432"}}
+
+
+@pytest.mark.parametrize(("status", "kind"), [(500, "ModelServerError"), (400, "ModelHTTPError")])
+def test_what_a_model_provider_answered_is_the_admins_to_read(
+    tmp_path: Path, wire: WireServer, caplog: pytest.LogCaptureFixture, status: int, kind: str
+) -> None:
+    """A user token reads the kind of a model's failure, in a 502, in a stream's error
+    event and in the failed run read back; the admin key reads the provider's answer, and
+    so does the log."""
+    db = SqliteDb(tmp_path / "m.db")
+    model = model_for(OpenAIChat, "gpt-4o-mini", wire.url + "/v1", api_key="sk-SECRET123")
+    agent = Agent(model, db=db, agent_id="a")
+    app = create_app(db, agent=agent, api_key="admin-key", token_secret="s" * 32)
+    db.append_run(replace(run("gone", "ava", "hi", ""), status="failed", error=CANCELLED_RUN_ERROR))
+    with LocalClient(app) as client:
+        admin = {"Authorization": "Bearer admin-key"}
+        token = client.post("/tokens", json={"user_id": "ava"}, headers=admin).json()["token"]
+        seen: dict[str, list[str]] = {}
+        for who, headers in (("user", {"Authorization": f"Bearer {token}"}), ("admin", admin)):
+            texts = seen.setdefault(who, [])
+            for stream in (False, True):
+                wire.script[:] = [Reply(GATEWAY_SAYS, status=status)] * FAST.max_attempts
+                body = {"message": "hi", "user_id": "ava", "stream": stream}
+                r = client.post("/agents/a/runs", json={**body, "session_id": who}, headers=headers)
+                if stream:
+                    kinds, data = zip(*parse_sse(r.text), strict=True)
+                    assert kinds == ("run_started", "error")
+                    texts.append(data[-1]["detail"])
+                else:
+                    assert r.status_code == 502
+                    texts.append(r.json()["detail"])
+            session = client.get(f"/sessions/{who}", params={"user_id": "ava"}, headers=headers)
+            texts += [r["error"] for r in session.json()["runs"]]
+            gone = client.get("/sessions/gone", params={"user_id": "ava"}, headers=headers)
+            assert gone.json()["runs"][0]["error"] == CANCELLED_RUN_ERROR  # noted's own text
+    hidden = f"the model failed: {kind}, its message is in the log"
+    assert seen["user"] == [hidden, hidden, HIDDEN_RUN_ERROR, HIDDEN_RUN_ERROR]
+    for text in seen["admin"]:
+        assert "sk-SECRET123 at db.internal:5432" in text
+    assert seen["admin"][0].startswith(f"the model failed: openai answered HTTP {status}: ")
+    assert "sk-SECRET123 at db.internal:5432" in caplog.text  # the operator reads it
+    stored = db.get_session("user", "ava")
+    assert stored is not None
+    assert all("sk-SECRET123" in (r.error or "") for r in stored.runs)  # kept as it was
 
 
 def test_agent_stream_arrives_while_the_model_is_still_answering(db: SqliteDb) -> None:

@@ -71,6 +71,9 @@ log = logging.getLogger("noted.agent")
 # a user past them starts a new session at their next run.
 USER_SESSIONS_KEPT: Final = 10_000
 
+# The ``error`` of a run its caller stopped before it finished (a client gone mid-answer).
+CANCELLED_RUN_ERROR: Final = "cancelled: the caller stopped the run before it finished"
+
 
 def _check_count(name: str, value: object, minimum: int) -> int:
     if type(value) is not int or not minimum <= value <= MAX_PAGE:
@@ -514,7 +517,7 @@ class Agent:
             run.messages.append(Message("assistant", run.content))
         run.status = "failed"
         if isinstance(exc, asyncio.CancelledError | GeneratorExit):
-            run.error = "cancelled: the caller stopped the run before it finished"
+            run.error = CANCELLED_RUN_ERROR
         else:
             run.error = str(exc) or type(exc).__name__
         run.metrics.duration = time.perf_counter() - started

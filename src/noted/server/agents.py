@@ -18,10 +18,11 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
-from noted.errors import ConflictError, NotedError, NotFoundError, StoreError
+from noted.errors import ConflictError, ModelError, NotedError, NotFoundError, StoreError
 from noted.memory import DEFAULT_USER_ID
 from noted.schema import check_storable
 from noted.server.auth import Principal
+from noted.server.failures import failure_detail
 from noted.server.responses import json_response
 from noted.server.schemas import ERRORS, MAX_ID_CHARS, AgentOut, Error, RunRequest
 from noted.server.services import Services
@@ -127,10 +128,8 @@ async def _stream(
             yield sse(event.kind, _event_data(event))
             if isinstance(event, RunCompleted):
                 break
-    except StoreError as exc:  # where the store is, and why it failed: the admin's only
-        log.warning("the run's stream failed: the store cannot answer: %s", exc)
-        detail = str(exc) if admin else "its address and error are in the log"
-        yield sse("error", {"detail": f"the store cannot answer: {detail}"})
+    except (StoreError, ModelError) as exc:  # what and where: the admin's only
+        yield sse("error", {"detail": failure_detail(exc, admin, "the run's stream failed")})
     except NotedError as exc:
         yield sse("error", {"detail": str(exc)})
     except Exception:  # a model or tool that fails some other way: said, then logged

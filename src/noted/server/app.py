@@ -11,7 +11,6 @@ schema at ``/openapi.json`` (browsable at ``/docs``).
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -44,6 +43,7 @@ from noted.retrieval.embedders import Embedder
 from noted.server.agents import agent_id_of, agent_routes
 from noted.server.auth import Auth, Unauthorized
 from noted.server.docs import docs_routes
+from noted.server.failures import failure_detail
 from noted.server.fast import FastMemoryList
 from noted.server.headers import SecurityHeaders
 from noted.server.jobs import job_routes
@@ -64,8 +64,6 @@ from noted.server.schemas import (
 )
 from noted.server.services import Services
 from noted.server.sessions import session_routes
-
-log = logging.getLogger("noted.server")
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
@@ -146,15 +144,12 @@ def _handlers(app: FastAPI) -> None:
     async def conflict(_: Request, exc: Exception) -> Response:
         return _error(409, str(exc))
 
-    async def store_error(request: Request, exc: Exception) -> Response:
-        # where the store is (host, port, file) is the operator's to read, not a caller's
-        log.warning("%s %s: the store cannot answer: %s", request.method, request.url.path, exc)
-        if await _from_admin(request):
-            return _error(503, f"the store cannot answer: {exc}")
-        return _error(503, "the store cannot answer: its address and error are in the log")
-
-    async def model_error(_: Request, exc: Exception) -> Response:
-        return _error(502, f"the model failed: {exc}")
+    async def failed(request: Request, exc: Exception) -> Response:
+        # where the store is, and what a model's provider said, are the operator's to read
+        assert isinstance(exc, StoreError | ModelError)
+        status = 503 if isinstance(exc, StoreError) else 502
+        where = f"{request.method} {request.url.path}"
+        return _error(status, failure_detail(exc, await _from_admin(request), where))
 
     async def unexpected(_: Request, exc: Exception) -> Response:
         # the error middleware logs the exception and its traceback after this answer
@@ -185,8 +180,8 @@ def _handlers(app: FastAPI) -> None:
     app.add_exception_handler(UserError, user_error)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)
-    app.add_exception_handler(StoreError, store_error)
-    app.add_exception_handler(ModelError, model_error)
+    app.add_exception_handler(StoreError, failed)
+    app.add_exception_handler(ModelError, failed)
     app.add_exception_handler(RequestValidationError, invalid)
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, unexpected)

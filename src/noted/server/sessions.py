@@ -1,5 +1,5 @@
 """The session routes: list a user's sessions, read one whole (runs, messages, summary),
-delete one."""
+delete one. Why a run failed is the admin's to read (see :mod:`noted.server.failures`)."""
 
 from typing import Annotated
 
@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from noted.errors import NotFoundError
 from noted.schema import check_id, require_id
 from noted.server.auth import Principal
+from noted.server.failures import run_error_for
 from noted.server.memories import Limit, PageNumber, UserQuery
 from noted.server.responses import json_response, no_content
 from noted.server.schemas import ERRORS, MAX_ID_CHARS, SessionOut, SessionPage
@@ -56,7 +57,10 @@ def session_routes(svc: Services) -> APIRouter:
         found = svc.store.get_session(require_id("session_id", session_id), user)
         if found is None:
             raise NotFoundError("no such session")
-        return json_response(found.to_dict())
+        data = found.to_dict()
+        for run in data["runs"]:  # a failed run's error may hold a model provider's answer
+            run["error"] = run_error_for(run["error"], principal.is_admin)
+        return json_response(data)
 
     @router.delete("/sessions/{session_id}", status_code=204, summary="Delete a session")
     def delete_session(
