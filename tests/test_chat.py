@@ -393,6 +393,44 @@ def test_noted_chat_continues_a_session_across_processes(wire: WireServer, tmp_p
     assert json.loads(noted("sessions", "list", "--db", db, "--json").stdout) == []
 
 
+@pytest.mark.parametrize("when", ["at the prompt", "during an answer"])
+def test_noted_chat_ended_by_ctrl_c_exits_with_130(
+    wire: WireServer, tmp_path: Path, when: str
+) -> None:
+    # It exited 0, as after exit, quit or Ctrl-D: a script could not tell it was stopped.
+    db = str(tmp_path / "chat.db")
+    env = {"OPENAI_BASE_URL": wire.url + "/v1", "OPENAI_API_KEY": "test-key"}
+    args = ["-m", "noted.cli", "chat", "--model", "openai:test-model", "--db", db]
+    child = spawn([*args, "--user", "ava"], **env)
+    child.expect("You")
+    if when == "at the prompt":
+        from wire import Reply
+
+        # the memory update outlasts the chat: the program still waits for it, saying so
+        nothing = Reply(body=openai_reply('{"operations": []}'), delay=3)
+        wire.add(openai_stream("Hello Ava, noted."), nothing)
+        child.sendline("My name is Ava.")
+        child.expect("noted.")
+        child.expect("You")
+        reading(child)
+        child.sendintr()
+        child.expect("waiting up to 60 s for 1 background task", timeout=10)
+    else:
+        story = openai_stream("Once upon a time")
+        wire.add(SSE(story.events[:2], hold=True))  # the rest never comes
+        child.sendline("tell me a story")
+        child.expect("upon")
+        child.sendintr()
+    rest = child.read()
+    child.close()
+    assert child.exitstatus == 130, (child.exitstatus, child.signalstatus, rest)
+    assert "Traceback" not in rest
+    with SqliteDb(db) as store:
+        [session] = store.list_sessions("ava")
+        [run] = store.get_runs(session.session_id, "ava")
+    assert run.status == ("completed" if when == "at the prompt" else "failed")
+
+
 def test_noted_chat_needs_a_model(tmp_path: Path) -> None:
     env_without = {k: v for k, v in os.environ.items() if k != "NOTED_MODEL"}
     done = subprocess.run(

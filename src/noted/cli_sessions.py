@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 from collections.abc import Callable
+from typing import Final
 
 from rich import box
 from rich.console import Console
@@ -26,7 +28,10 @@ from noted.memory.door import DEFAULT_USER_ID
 from noted.models._provider import HTTPChatModel
 from noted.sessions import RunResult, Session
 
-__all__ = ["add_chat_command", "add_session_commands"]
+__all__ = ["INTERRUPTED", "add_chat_command", "add_session_commands"]
+
+# The exit status of a chat ended by Ctrl-C, as a shell reports a program SIGINT ended
+INTERRUPTED: Final = 128 + signal.SIGINT
 
 
 def _store(memory: Memory) -> SessionStore:
@@ -68,8 +73,12 @@ def cmd_chat(memory: Memory, args: argparse.Namespace) -> int:
             store.get_runs(args.session, agent.user_id or DEFAULT_USER_ID, last_n=0)
         except ConflictError:
             raise UserError(f"session {args.session!r} belongs to another user") from None
-    agent.cli_app(stream=not args.no_stream)
-    return 0
+    from noted.agent.terminal import chat  # as Agent.cli_app does: rich's live view on use
+
+    ended_by_ctrl_c = chat(
+        agent, user_id=None, session_id=None, stream=not args.no_stream, markdown=agent.markdown
+    )
+    return INTERRUPTED if ended_by_ctrl_c else 0
 
 
 def cmd_sessions_list(memory: Memory, args: argparse.Namespace) -> int:
@@ -146,8 +155,9 @@ def add_chat_command(
         "chat",
         parents=[common],
         help="chat with an agent in the terminal; the session is kept in --db",
-        description="Chat with an agent in the terminal. Leave with exit, quit, Ctrl-D or "
-        "Ctrl-C. Run again with the same --session to continue a conversation.",
+        description="Chat with an agent in the terminal. Leave with exit, quit or Ctrl-D "
+        "(exit status 0) or Ctrl-C (130). Run again with the same --session to continue a "
+        "conversation.",
     )
     chat.set_defaults(func=cmd_chat)
     chat.add_argument("--model", "-m", help="provider:model-id (default: $NOTED_MODEL)")

@@ -108,9 +108,11 @@ def chat(
     markdown: bool,
     console: Console | None = None,
     errors: Console | None = None,
-) -> None:
+) -> bool:
     """Chat on ``console`` (standard output); a failed turn's ``error: ...`` line goes to
-    ``errors`` (standard error, one line when it is not a terminal) and the chat goes on."""
+    ``errors`` (standard error, one line when it is not a terminal) and the chat goes on.
+    Returns whether Ctrl-C ended it (at the prompt or during an answer), rather than
+    ``exit``, ``quit`` or Ctrl-D."""
     console = console or Console()
     errors = errors or err
     session = session_id or agent.get_session_id(user_id)
@@ -122,14 +124,17 @@ def chat(
         )
     )
     _line_editing()
+    interrupted = False
     with _ended_as_by_ctrl_c() as ended:
         try:
             with ctrl_c_reaches_input():
                 _chat_loop(agent, user_id, session, stream, markdown, console, errors)
         except KeyboardInterrupt:
             console.print()
+            interrupted = True
     if ended:  # the program goes on ending as the signal asks, the chat now closed
         signal.raise_signal(ended[0])
+    return interrupted
 
 
 @contextlib.contextmanager
