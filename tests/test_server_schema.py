@@ -31,9 +31,11 @@ from schemathesis.specs.openapi.checks import (
 
 from live_server import live_server
 from noted import Agent, InMemoryDb, Memory, RunResult, SessionSummary, SqliteDb, UserMemory
+from noted.models import Message, ToolCall
 from noted.server import create_app, issue_token
 from noted.server.responses import json_response
 from noted.server.schemas import Health
+from noted.sessions import RunMetrics, ToolExecution
 from noted.testing import FunctionModel, ScriptedModel
 
 KEY = "schema-admin-key-0123456789abcdef0123"
@@ -99,6 +101,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         RunResult(run_id="r1", session_id="ava-session", user_id="ava", input="hi", content="hello")
     )
     db.set_session_summary("ava-session", "ava", SessionSummary("a greeting", ["hello"], 1))
+    db.append_run(_every_shape_of_a_run())
     db.append_run(
         RunResult(run_id="r2", session_id="doomed", user_id="ava", input="bye", content="bye")
     )
@@ -106,6 +109,31 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     with live_server(app) as url:
         yield Served(url, ids)
     db.close()
+
+
+def _every_shape_of_a_run() -> RunResult:
+    """A failed run with a tool call whose arguments were broken, a tool that failed, and
+    every token count: the session's schema must document each field it has."""
+    broken = ToolCall("lookup", {}, id="call-1", invalid_arguments="{not json")
+    return RunResult(
+        run_id="r-shapes",
+        session_id="ava-session",
+        user_id="ava",
+        input="look it up",
+        content="Part of an answer",
+        messages=[
+            Message("user", "look it up"),
+            Message("assistant", None, tool_calls=[broken]),
+            Message("tool", "lookup failed: no such thing", tool_call_id="call-1", name="lookup"),
+            Message("assistant", "Part of an answer"),
+        ],
+        tool_calls=[ToolExecution("call-1", "lookup", {}, "lookup failed", error=True)],
+        metrics=RunMetrics(2, 120, 30, 1.5, 1.2, 0.3, 1, 64, 8, 12),
+        status="failed",
+        error="the model failed: connection reset",
+        stop_reason="error",
+        model="scripted",
+    )
 
 
 def run_operation(
@@ -202,6 +230,23 @@ def test_answers_about_a_session_that_exists(served: Served, method: str) -> Non
         path_parameters={"session_id": session},
     )
     assert statuses.keys() & {200, 204}, statuses
+
+
+def test_a_run_and_its_events_are_documented() -> None:
+    spec = create_app(InMemoryDb(), agent=_agent(None)).openapi()
+    answer = spec["paths"]["/agents/{agent_id}/runs"]["post"]["responses"]["200"]["content"]
+    assert answer["application/json"]["schema"] == {"$ref": "#/components/schemas/RunOut"}
+    event = answer["text/event-stream"]["schema"]["properties"]["event"]
+    assert set(event["enum"]) == {
+        "run_started",
+        "content",
+        "tool_call_started",
+        "tool_call_completed",
+        "run_completed",
+        "error",
+    }
+    runs = spec["components"]["schemas"]["SessionOut"]["properties"]["runs"]
+    assert {"$ref": "#/components/schemas/RunOut"} in [o.get("items") for o in runs["anyOf"]]
 
 
 def test_every_operation_is_run() -> None:

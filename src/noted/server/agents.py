@@ -24,7 +24,7 @@ from noted.schema import check_storable
 from noted.server.auth import Principal
 from noted.server.failures import failure_detail
 from noted.server.responses import json_response
-from noted.server.schemas import ERRORS, MAX_ID_CHARS, AgentOut, Error, RunRequest
+from noted.server.schemas import ERRORS, MAX_ID_CHARS, AgentOut, Error, RunOut, RunRequest
 from noted.server.services import Services
 
 log = logging.getLogger("noted.server")
@@ -36,6 +36,30 @@ DEFAULT_AGENT_ID = "agent"
 
 def agent_id_of(agent: Agent) -> str:
     return agent.agent_id or DEFAULT_AGENT_ID
+
+
+_EVENTS_DESCRIPTION = """The run as JSON (`RunOut`) when `stream` is false. When it is true
+(the default), server-sent events, each `event: KIND` and `data: JSON`:
+
+- `run_started`: `{run_id, session_id, user_id}`
+- `content`: `{text}`, the next piece of the answer
+- `tool_call_started`: `{id, name, arguments}`
+- `tool_call_completed`: the tool's execution (`ToolExecutionOut`)
+- `run_completed`: the whole run (`RunOut`), the last event
+- `error`: `{detail}`, in place of `run_completed` when the run failed after it started
+"""
+
+
+_EVENT_KINDS = (RunStarted, ContentDelta, ToolCallStarted, ToolCallCompleted, RunCompleted)
+_EVENT_SCHEMA: dict[str, Any] = {
+    "description": "One server-sent event: its kind, and its data as JSON text",
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"enum": [*(e.kind for e in _EVENT_KINDS), "error"]},
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
 def _event_data(event: RunEvent) -> dict[str, Any]:
@@ -80,8 +104,9 @@ def agent_routes(svc: Services) -> APIRouter:
         summary="Run the agent on a message (streamed as server-sent events by default)",
         responses={
             200: {
-                "description": "text/event-stream when stream is true, else the run as JSON",
-                "content": {"text/event-stream": {}, "application/json": {}},
+                "model": RunOut,
+                "description": _EVENTS_DESCRIPTION,
+                "content": {"text/event-stream": {"schema": _EVENT_SCHEMA}},
             },
             409: {
                 "model": Error,

@@ -174,6 +174,90 @@ class SummaryOut(BaseModel):
     last_run_id: str | None = None
 
 
+# A run's JSON documented field by field: a field it gains and the schema lacks is an
+# error in the schema tests, not an undocumented extra.
+_EXACT = ConfigDict(extra="forbid")
+
+
+class ToolCallOut(BaseModel):
+    """A tool call an assistant message asked for."""
+
+    model_config = _EXACT
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    invalid_arguments: str | None = Field(
+        default=None, description="The arguments as sent, when they were not a JSON object"
+    )
+
+
+class MessageOut(BaseModel):
+    model_config = _EXACT
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+class ToolExecutionOut(BaseModel):
+    """A tool call the agent ran, and what it answered (``error``: the tool failed)."""
+
+    model_config = _EXACT
+
+    tool_call_id: str
+    name: str
+    arguments: dict[str, Any]
+    result: str
+    error: bool
+    duration: float
+
+
+class RunMetricsOut(BaseModel):
+    """What a run cost: model calls, tokens (the cache and reasoning parts 0 where the
+    provider reports none) and seconds."""
+
+    model_config = _EXACT
+
+    model_calls: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    reasoning_tokens: int
+    duration: float
+    model_duration: float
+    time_to_first_token: float | None
+    tool_calls: int
+
+
+class RunOut(BaseModel):
+    """One turn of a session: this turn's messages only (the user's first), never the
+    system prompt or the history replayed before it."""
+
+    model_config = _EXACT
+
+    run_id: str
+    session_id: str
+    user_id: str
+    agent_id: str | None
+    input: str
+    content: str | None
+    messages: list[MessageOut]
+    tool_calls: list[ToolExecutionOut]
+    metrics: RunMetricsOut
+    status: Literal["completed", "failed"]
+    error: str | None = Field(
+        description="Why a failed run failed; for a user token, only whether it was "
+        "cancelled (the text is the admin's to read)"
+    )
+    stop_reason: str
+    model: str | None
+    created_at: str
+
+
 class SessionOut(BaseModel):
     session_id: str
     user_id: str
@@ -182,7 +266,7 @@ class SessionOut(BaseModel):
     updated_at: str
     summary: SummaryOut | None
     run_count: int
-    runs: list[dict[str, Any]] | None = None
+    runs: list[RunOut] | None = None
 
 
 class SessionListMeta(BaseModel):
