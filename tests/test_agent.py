@@ -439,12 +439,12 @@ class SlowFailedSaves(SqliteDb):
     release: threading.Event
     saved_at: float
 
-    def append_run(self, run: RunResult) -> None:
+    def append_run(self, run: RunResult, *, existing: bool = False) -> bool:
         if run.status == "failed":
             self.entered.set()
             self.release.wait(3)
             self.saved_at = time.monotonic()
-        super().append_run(run)
+        return super().append_run(run, existing=existing)
 
 
 def test_a_failed_turn_is_saved_off_the_event_loop(tmp_path: Path) -> None:

@@ -324,9 +324,9 @@ def test_a_run_answered_as_its_caller_gives_up_is_kept_and_learned_from(
     )
     keep = agent._keep
 
-    async def slow_keep(run: Any) -> None:
+    async def slow_keep(run: Any, existing: bool) -> None:
         await asyncio.sleep(0.2)  # the caller's timeout falls here, after the answer
-        await keep(run)
+        await keep(run, existing)
 
     monkeypatch.setattr(agent, "_keep", slow_keep)
 

@@ -848,11 +848,11 @@ def test_a_job_that_arrives_after_a_later_one_of_its_key_was_taken_waits(
     numbered = threading.Event()
     real_append = mongo_jobs.sessions.append_run
 
-    def slow_append(*args: Any, **kwargs: Any) -> None:
+    def slow_append(*args: Any, **kwargs: Any) -> bool:
         if threading.current_thread().name == "first":
             numbered.set()
             time.sleep(0.5)
-        real_append(*args, **kwargs)
+        return real_append(*args, **kwargs)
 
     monkeypatch.setattr(mongo_jobs.sessions, "append_run", slow_append)
     first, second = make_run("s1", "ava", "I like tea"), make_run("s1", "ava", "I like jam")

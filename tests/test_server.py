@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from held_model import HeldAnswer
 from live_server import LocalClient, live_server
 from model_helpers import FAST, model_for
 from noted import (
@@ -993,7 +994,7 @@ def test_a_model_that_fails_some_other_way_gets_a_json_answer_or_an_error_event(
 class RunsRefused(SqliteDb):
     """A store that cannot keep runs (locked by another writer, say)."""
 
-    def append_run(self, run: RunResult) -> None:
+    def append_run(self, run: RunResult, *, existing: bool = False) -> bool:
         raise StoreError("/srv/secret/noted.db: still locked by another writer after 30 s")
 
 
@@ -1094,6 +1095,31 @@ def test_agent_stream_arrives_while_the_model_is_still_answering(db: SqliteDb) -
     assert events[-1][0] == "run_completed"
     assert events[-1][1]["content"] == "answered after the client saw the start"
     assert db.get_session("live", "ava").run_count == 1  # type: ignore[union-attr]
+
+
+def test_a_session_deleted_while_its_run_answers_stays_deleted(db: SqliteDb) -> None:
+    """DELETE /sessions/{id} while POST /agents/{id}/runs of that session is answering: the
+    run still answers its caller, and its save does not bring the conversation back."""
+    held = HeldAnswer("and now?")
+    agent = Agent(held.model, db=db, agent_id="helper")
+    body = {"message": "and now?", "user_id": "ava", "session_id": "trip", "stream": False}
+    answers: list[httpx.Response] = []
+    with live_server(create_app(db, agent=agent)) as url, httpx.Client(base_url=url) as http:
+        first = {**body, "message": "hello"}
+        assert http.post("/agents/helper/runs", json=first, timeout=30).status_code == 200
+        running = threading.Thread(
+            target=lambda: answers.append(http.post("/agents/helper/runs", json=body, timeout=30))
+        )
+        running.start()
+        assert held.asked.wait(30)
+        assert http.delete("/sessions/trip", params={"user_id": "ava"}).status_code == 204
+        held.release.set()
+        running.join(30)
+        [answer] = answers
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["content"] == "Noted."
+        assert http.get("/sessions/trip").status_code == 404
+        assert http.get("/sessions").json()["data"] == []
 
 
 def test_a_client_that_leaves_mid_stream(db: SqliteDb) -> None:

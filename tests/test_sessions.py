@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -7,7 +10,10 @@ import apsw
 import pytest
 
 from conftest import BACKENDS, open_store
-from noted import ConflictError, InMemoryDb, Message, SessionStore, SqliteDb, UserError
+from held_model import HeldAnswer
+from noted import Agent, ConflictError, InMemoryDb, Message, SessionStore, SqliteDb, UserError
+from noted.db.jobs import JobStore
+from noted.errors import ModelError
 from noted.sessions import RunMetrics, RunResult, ToolExecution, new_run_id
 from servers import Server
 
@@ -96,7 +102,6 @@ def test_a_run_stored_without_the_token_parts_reads_them_as_none(tmp_path: Path)
 
 def test_ids_and_input_no_store_can_keep_are_refused_alike(sessions: SessionStore) -> None:
     """A NUL character or an unpaired surrogate: a UserError on every store, nothing kept."""
-    import dataclasses
 
     good = make_run("s1", "ava", "hello")
     for field, value in (
@@ -168,6 +173,82 @@ def test_list_get_and_delete(sessions: SessionStore) -> None:
     # the id is free again, for anyone
     sessions.append_run(make_run("a", "bob", "new owner"))
     assert [r.input for r in sessions.get_runs("a", "bob")] == ["new owner"]
+
+
+def test_a_run_continuing_a_deleted_session_does_not_create_it_again(
+    sessions: SessionStore,
+) -> None:
+    """``existing=True``: the run continues a session read as existing when it began. A
+    session deleted since stays deleted; a session's first run still creates it."""
+    assert sessions.append_run(make_run("s1", "ava", "one")) is True
+    assert sessions.append_run(make_run("s1", "ava", "two"), existing=True) is True
+    assert sessions.delete_session("s1", "ava") is True
+    late = make_run("s1", "ava", "three")
+    assert sessions.append_run(late, existing=True) is False
+    assert sessions.get_session("s1", None) is None
+    assert sessions.get_runs("s1", "ava") == []
+    assert sessions.list_sessions(None) == []
+    # nothing of the dropped run is kept, not even its id
+    assert sessions.append_run(dataclasses.replace(late, session_id="s2")) is True
+    assert [r.input for r in sessions.get_runs("s2", "ava")] == ["three"]
+    # a first run creates its session, and another user's session is still refused
+    assert sessions.append_run(make_run("s1", "ava", "again")) is True
+    assert [r.input for r in sessions.get_runs("s1", "ava")] == ["again"]
+    with pytest.raises(ConflictError, match="belongs to another user"):
+        sessions.append_run(make_run("s1", "bob", "intruder"), existing=True)
+    assert sessions.get_session("s1", "ava").run_count == 1  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("outcome", ["answered", "failed"])
+def test_a_session_deleted_while_its_run_is_answered_stays_deleted(
+    sessions: SessionStore, outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A conversation deleted mid-run stays deleted: the run's save (completed or failed)
+    does not create it again, nothing is learned from that run, and the caller still has
+    the run's answer (or its error)."""
+    model = HeldAnswer("three", fail=outcome == "failed")
+    agent = Agent(
+        model.model,
+        db=sessions,
+        user_id="ava",
+        session_id="trip",
+        enable_user_memories=True,
+        enable_session_summaries=True,
+        background_memory=False,  # the run's memory and summary work is done as it returns
+    )
+    agent.run("one")
+    memory = agent.memory
+    assert memory is not None
+    assert [m.memory for m in memory.memory.get_user_memories("ava")] == ["User said: one"]
+    outcomes: list[object] = []
+
+    def run() -> None:
+        try:
+            outcomes.append(agent.run("three"))
+        except ModelError as exc:
+            outcomes.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert model.asked.wait(30)
+    assert sessions.delete_session("trip", "ava") is True
+    with caplog.at_level(logging.WARNING, logger="noted.agent"):
+        model.release.set()
+        thread.join(30)
+    [result] = outcomes
+    if outcome == "answered":
+        assert isinstance(result, RunResult) and result.content == "Noted."
+    else:
+        assert isinstance(result, ModelError)
+    assert sessions.get_session("trip", None) is None
+    assert sessions.list_sessions(None) == []
+    assert [m.memory for m in memory.memory.get_user_memories("ava")] == ["User said: one"]
+    if isinstance(sessions, JobStore):
+        assert sessions.unfinished_jobs() == 0 and sessions.list_jobs() == []
+    assert "was deleted while it ran" in caplog.text
+    # the next run begins the conversation again
+    assert agent.run("four").content == "Noted."
+    assert [r.input for r in sessions.get_runs("trip", "ava")] == ["four"]
 
 
 def test_returned_runs_are_copies(sessions: SessionStore) -> None:

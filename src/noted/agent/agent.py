@@ -340,9 +340,14 @@ class Agent:
             tools.append(self._chat_history_tool(session_id, user_id))
         return tools
 
-    async def _opening(self, run: RunResult) -> tuple[list[Message], list[Tool]]:
+    def _session_exists(self, run: RunResult) -> bool:
+        """Whether the run's session is stored: every session holds its first run."""
+        return bool(self.db.get_runs(run.session_id, run.user_id, last_n=1))
+
+    async def _opening(self, run: RunResult) -> tuple[list[Message], list[Tool], bool]:
         """The messages the first model call sees (system prompt, history, the new
-        message) and the run's tools."""
+        message), the run's tools, and whether the run's session existed (the run
+        continues it; else the run begins it)."""
         last_n = self.num_history_runs if self.add_history_to_context else 0
         memory = self.memory
         turns = memory.query_turns if memory is not None and memory.in_context else 0
@@ -353,6 +358,7 @@ class Agent:
             last_n=max(last_n, turns),
             completed_only=True,
         )
+        existing = bool(earlier) or await asyncio.to_thread(self._session_exists, run)
         history = earlier[-last_n:] if last_n else []
         extra: list[PromptSection] = []
         tools = self._run_tools(run.session_id, run.user_id)
@@ -369,7 +375,7 @@ class Agent:
         for past in history:
             conversation.extend(past.messages)
         conversation.extend(run.messages)
-        return conversation, tools
+        return conversation, tools, existing
 
     def _events(
         self, message: str, user_id: str, session_id: str, stream: bool
@@ -391,9 +397,10 @@ class Agent:
             messages=[Message("user", message)],
         )
         opened = False
+        existing = False  # whether the run continues a stored session (read at its start)
         partial = ""  # the text streamed so far of the answer being made
         try:
-            conversation, tools = await self._opening(run)
+            conversation, tools, existing = await self._opening(run)
             opened = True
             by_name = {tool.name: tool for tool in tools}
             definitions = [tool.definition() for tool in tools]
@@ -443,22 +450,28 @@ class Agent:
             # and left out of the history later runs replay; a run refused before it began
             # (another user's session, a bad setting) is not a turn.
             if opened or not isinstance(exc, UserError | ConflictError):
-                await self._save_failed(run, exc, started, partial)
+                await self._save_failed(run, exc, started, partial, existing)
             raise
         run.metrics.duration = time.perf_counter() - started
         # The run is answered: it is kept, and its memory work started, even when the
         # caller stops waiting meanwhile (a timeout).
-        await asyncio.shield(self._keep(run))
+        await asyncio.shield(self._keep(run, existing))
         yield RunCompleted(run)
 
-    async def _keep(self, run: RunResult) -> None:
-        """Store the finished run and start its background memory and summary work."""
+    async def _keep(self, run: RunResult, existing: bool) -> None:
+        """Store the finished run and start its background memory and summary work; a run
+        of a session deleted while it ran (``existing``: the session was there when it
+        began) is dropped with the session, and nothing is learned from it."""
         if self._jobs is not None:  # the run and its jobs in one write
-            await self._jobs.record(run)
+            if not await self._jobs.record(run, existing):
+                _dropped(run)
+                return
             if self.memory is not None:  # the jobs are the manager's and the summary's
                 await self.memory.finish_tools(run)
             return
-        await asyncio.to_thread(self.db.append_run, run)
+        if not await asyncio.to_thread(self.db.append_run, run, existing=existing):
+            _dropped(run)
+            return
         if self.memory is not None:
             await self.memory.finish(run, self.model)
         if self.summaries is not None:
@@ -506,12 +519,18 @@ class Agent:
         )
 
     async def _save_failed(
-        self, run: RunResult, exc: BaseException, started: float, partial: str = ""
+        self,
+        run: RunResult,
+        exc: BaseException,
+        started: float,
+        partial: str = "",
+        existing: bool = False,
     ) -> None:
         """Keep the failed turn, with ``partial``: the text streamed so far of the answer
         being made when it failed, which the user saw. Written in a worker thread, as a
         completed turn is: a server's loop must not wait for the store (every client that
-        leaves mid-answer ends a run this way)."""
+        leaves mid-answer ends a run this way). Dropped, as a completed turn is, when its
+        session was deleted while it ran (``existing``)."""
         if partial:
             run.content = valid_text(partial)
             run.messages.append(Message("assistant", run.content))
@@ -522,7 +541,9 @@ class Agent:
             run.error = str(exc) or type(exc).__name__
         run.metrics.duration = time.perf_counter() - started
         try:
-            await asyncio.shield(asyncio.to_thread(self.db.append_run, run))
+            saving = asyncio.to_thread(self.db.append_run, run, existing=existing)
+            if not await asyncio.shield(saving):
+                _dropped(run)
         except NotedError as error:
             log.warning("could not save failed run %s: %s", run.run_id, error)
 
@@ -663,6 +684,16 @@ class Agent:
             stream=stream,
             markdown=self.markdown if markdown is None else markdown,
         )
+
+
+def _dropped(run: RunResult) -> None:
+    """Say that ``run`` was not saved: its session was deleted while it ran (a deleted
+    conversation stays deleted; the caller still has the run's answer)."""
+    log.warning(
+        "run %s was not saved: its session %r was deleted while it ran",
+        run.run_id,
+        run.session_id,
+    )
 
 
 def _split_pair(text: str) -> tuple[str, str]:

@@ -365,8 +365,10 @@ class JobKicker:
         self._running: Any = None
         self._again = False
 
-    async def record(self, run: RunResult) -> None:
-        """Store the run with the jobs it needs (one write), then start them."""
+    async def record(self, run: RunResult, existing: bool = False) -> bool:
+        """Store the run with the jobs it needs (one write), then start them; False when
+        the run was dropped with its session, jobs and all (``existing``: see
+        :meth:`~noted.db.base.SessionStore.append_run`)."""
         worker = self.worker
         jobs = jobs_for_run(
             run,
@@ -374,9 +376,12 @@ class JobKicker:
             summary=worker.summaries is not None,
             traceparent=tracing.traceparent(),
         )
-        await asyncio.to_thread(worker.store.append_run_with_jobs, run, jobs)
+        store = worker.store
+        if not await asyncio.to_thread(store.append_run_with_jobs, run, jobs, existing=existing):
+            return False
         if jobs and self.enabled:
             await self.kick()
+        return True
 
     async def kick(self) -> None:
         if not self.background:

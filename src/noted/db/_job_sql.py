@@ -175,7 +175,8 @@ class SqlJobs:
     _transaction: Callable[[], AbstractContextManager[Any]]
     _job_reader: Callable[[], AbstractContextManager[Any]]
 
-    def _append_run_in(self, conn: Any, run: RunResult) -> None:
+    def _append_run_in(self, conn: Any, run: RunResult, existing: bool) -> bool:
+        """``append_run`` inside the caller's transaction: whether the run was written."""
         raise NotImplementedError
 
     @contextmanager
@@ -188,13 +189,17 @@ class SqlJobs:
         """Around the run's and its jobs' statements (a driver may send them together)."""
         yield
 
-    def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
+    def append_run_with_jobs(
+        self, run: RunResult, jobs: Sequence[Job], *, existing: bool = False
+    ) -> bool:
         check_run(run)
         sql = self._job_sql
         with self._transaction() as conn, self._pipelined(conn):
-            self._append_run_in(conn, run)
+            if not self._append_run_in(conn, run, existing):
+                return False
             for job in jobs:  # one or two
                 conn.execute(sql.insert, sql.insert_params(job))
+        return True
 
     def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
         sql = self._job_sql

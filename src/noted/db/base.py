@@ -247,10 +247,16 @@ class SessionStore(Protocol):
     returned, listed or deleted.
     """
 
-    def append_run(self, run: RunResult) -> None:
+    def append_run(self, run: RunResult, *, existing: bool = False) -> bool:
         """Add a run at the end of ``run.session_id``, creating the session for
-        ``run.user_id`` on its first run. :class:`~noted.errors.ConflictError` if the
-        session belongs to another user (nothing is written)."""
+        ``run.user_id`` on its first run; True when it is written.
+        :class:`~noted.errors.ConflictError` if the session belongs to another user
+        (nothing is written).
+
+        ``existing=True`` says the run continues a session its caller read as existing
+        when the run began: it is appended only while that session still exists, so a
+        session deleted meanwhile is not created again by the run (False: nothing is
+        written). Checked in the write itself, atomically with a concurrent delete."""
         ...
 
     def get_runs(

@@ -220,8 +220,11 @@ class JobStore(Protocol):
 
     Times are microseconds since the epoch; ``lease`` is in seconds."""
 
-    def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
-        """``append_run(run)`` and the jobs recorded in the same write."""
+    def append_run_with_jobs(
+        self, run: RunResult, jobs: Sequence[Job], *, existing: bool = False
+    ) -> bool:
+        """``append_run(run, existing=existing)`` and the jobs recorded in the same write:
+        none of them when the run is not written (False)."""
         ...
 
     def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:

@@ -22,7 +22,7 @@ from noted.db._client_search import (
     semantic_rank,
     sort_memories,
 )
-from noted.db._rows import foreign_session, stamped_keys
+from noted.db._rows import stamped_keys
 from noted.db.base import (
     MemoryQuery,
     QueryVector,
@@ -37,6 +37,7 @@ from noted.db.sessions_core import (
     run_id_taken,
     sees_session,
     summary_fits,
+    takes_run,
 )
 from noted.retrieval.vectors import (
     UserVectors,
@@ -510,23 +511,24 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
     # -- sessions (SessionRules does the rest; runs are kept as dicts, so callers never
     # share objects with the store) ----
 
-    def _store_run(self, run: RunResult, now_us: int) -> None:
+    def _store_run(self, run: RunResult, now_us: int, existing: bool) -> bool:
         data = run.to_dict()
         with self._lock:
+            session = self._sessions.get(run.session_id)
+            if not takes_run(None if session is None else session.user_id, run, existing):
+                return False
             if run.run_id in self._run_ids:
                 raise run_id_taken(run.run_id)
-            session = self._sessions.get(run.session_id)
             now = from_micros(now_us)
             if session is None:
                 session = Session(run.session_id, run.user_id, run.agent_id, now, now)
                 self._sessions[run.session_id] = session
                 self._runs[run.session_id] = []
-            elif session.user_id != run.user_id:
-                raise foreign_session(run.session_id)
             self._runs[run.session_id].append(data)
             self._run_ids.add(run.run_id)
             session.updated_at = now
             session.run_count += 1
+            return True
 
     def _read_runs(
         self, session_id: str, user_id: str, last_n: int | None, completed_only: bool

@@ -36,6 +36,7 @@ __all__ = [
     "owns_session",
     "sees_session",
     "summary_fits",
+    "takes_run",
 ]
 
 
@@ -87,6 +88,21 @@ def summary_fits(summary: SessionSummary, holds_run: Callable[[str], bool]) -> b
     return summary.last_run_id is None or holds_run(summary.last_run_id)
 
 
+def takes_run(owner: str | None, run: RunResult, existing: bool) -> bool:
+    """Whether ``run`` is written to its session, whose owner is ``owner`` (None: there is
+    no such session): the user's own session takes it; a missing one is created by a run
+    that may begin it (``existing=False``) and stays missing for a run that continues a
+    session its caller read as existing (``existing=True``: the session was deleted since,
+    and the run is dropped with it); :func:`~noted.db._rows.foreign_session` for another
+    user's session. The same rule on every store, decided on the owner read in the write's
+    own transaction (or script, or conditional update)."""
+    if owner is None:
+        return not existing
+    if owner != run.user_id:
+        raise foreign_session(run.session_id)
+    return True
+
+
 def sees_session(owner: str | None, user_id: str | None) -> bool:
     """Whether a caller naming ``user_id`` (None: every user, for administrative callers)
     sees, and may delete, a session owned by ``owner`` (None: there is no such session)."""
@@ -96,8 +112,8 @@ def sees_session(owner: str | None, user_id: str | None) -> bool:
 class SessionRules:
     """The SessionStore protocol's methods, over the backend's primitives."""
 
-    def append_run(self, run: RunResult) -> None:
-        self._store_run(check_run(run), now_micros())
+    def append_run(self, run: RunResult, *, existing: bool = False) -> bool:
+        return self._store_run(check_run(run), now_micros(), existing)
 
     def get_runs(
         self,
@@ -134,8 +150,9 @@ class SessionRules:
 
     # -- the backend's primitives ---------------------------------------------------------
 
-    def _store_run(self, run: RunResult, now_us: int) -> None:
-        """Append ``run``, creating its session (at ``now_us``) on its first run."""
+    def _store_run(self, run: RunResult, now_us: int, existing: bool) -> bool:
+        """Append ``run``, creating its session (at ``now_us``) on its first run, as
+        :func:`takes_run` decides; False when it was dropped (nothing is written)."""
         raise NotImplementedError
 
     def _read_runs(
@@ -164,7 +181,9 @@ class SessionFunctions(Protocol):
     names (tables, or where the server is) first; the writing ones run inside the write
     connection's transaction."""
 
-    def add_run(self, conn: Any, names: Any, run: RunResult, now_us: int) -> None: ...
+    def add_run(
+        self, conn: Any, names: Any, run: RunResult, now_us: int, existing: bool
+    ) -> bool: ...
 
     def get_runs(
         self,
@@ -206,9 +225,9 @@ class SessionsInModule(SessionRules):
     _session_reader: Callable[..., AbstractContextManager[Any]]
     _session_writer: Callable[..., AbstractContextManager[Any]]
 
-    def _store_run(self, run: RunResult, now_us: int) -> None:
+    def _store_run(self, run: RunResult, now_us: int, existing: bool) -> bool:
         with self._session_writer() as conn:
-            self._session_functions.add_run(conn, self._session_names, run, now_us)
+            return self._session_functions.add_run(conn, self._session_names, run, now_us, existing)
 
     def _read_runs(
         self, session_id: str, user_id: str, last_n: int | None, completed_only: bool

@@ -125,19 +125,25 @@ class MongoJobs:
             self.__dict__["_jobs_indexed"] = True
         return jobs
 
-    def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
+    def append_run_with_jobs(
+        self, run: RunResult, jobs: Sequence[Job], *, existing: bool = False
+    ) -> bool:
         check_run(run)
         docs = [_doc(job) for job in jobs]
         extra = {"jobs": docs, "jobs_pending": True} if docs else None
         with self._db() as db:
             if docs:
                 _numbered(self._jobs(db.runs), docs)
-            sessions.append_run(db.sessions, db.runs, run, self._where, extra=extra)
+            if not sessions.append_run(
+                db.sessions, db.runs, run, self._where, extra=extra, existing=existing
+            ):
+                return False  # nor its jobs: their numbers are left unused
             if docs:
                 _copy(self._jobs(db.runs), docs)
                 db.runs.update_one(
                     {"run_id": run.run_id}, {"$unset": {"jobs": "", "jobs_pending": ""}}
                 )
+        return True
 
     def _recover(self, runs: Collection[Doc], jobs: Collection[Doc]) -> None:
         """Copy the jobs of runs whose process died before copying them."""

@@ -9,8 +9,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from noted._time import from_micros, now_micros, to_micros
-from noted.db._rows import foreign_session
-from noted.db.sessions_core import owns_session, run_id_taken, sees_session, summary_fits
+from noted.db.sessions_core import (
+    owns_session,
+    run_id_taken,
+    sees_session,
+    summary_fits,
+    takes_run,
+)
 from noted.errors import StoreError
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -83,12 +88,17 @@ def append_run(
     run: RunResult,
     where: str,
     extra: Doc | None = None,
-) -> None:
-    """``extra`` fields go in the run's document, written with it (the run's jobs)."""
+    existing: bool = False,
+) -> bool:
+    """``extra`` fields go in the run's document, written with it (the run's jobs). False,
+    nothing written, when ``existing`` and the session is gone (see
+    sessions_core.takes_run)."""
     from bson.int64 import Int64
     from pymongo.errors import DuplicateKeyError
 
-    index = _claim_run_index(sessions, run, where)
+    index = _claim_run_index(sessions, run, where, existing)
+    if index is None:
+        return False
     try:
         runs.insert_one(
             {
@@ -108,6 +118,7 @@ def append_run(
         ):
             raise run_id_taken(run.run_id) from exc
         raise
+    return True
 
 
 def _give_back(sessions: Collection[Doc], session_id: str, index: int) -> None:
@@ -124,9 +135,13 @@ def _give_back(sessions: Collection[Doc], session_id: str, index: int) -> None:
             sessions.update_one(taken, {"$inc": {"run_count": -1}})
 
 
-def _claim_run_index(sessions: Collection[Doc], run: RunResult, where: str) -> int:
+def _claim_run_index(
+    sessions: Collection[Doc], run: RunResult, where: str, existing: bool
+) -> int | None:
     """The place of ``run`` in its session, taken by counting the session's runs up in one
-    atomic update; the session is created for ``run.user_id`` on its first run."""
+    atomic update (which never creates the session); the session is created for
+    ``run.user_id`` on its first run, and None is the answer of a run that was to continue
+    a session that is gone (see sessions_core.takes_run)."""
     from bson.int64 import Int64
     from pymongo import ReturnDocument
     from pymongo.errors import DuplicateKeyError
@@ -142,9 +157,9 @@ def _claim_run_index(sessions: Collection[Doc], run: RunResult, where: str) -> i
         if before is not None:
             return int(before["run_count"])
         owner = sessions.find_one({"_id": run.session_id}, {"user_id": 1})
+        if not takes_run(None if owner is None else str(owner["user_id"]), run, existing):
+            return None
         if owner is not None:
-            if owner["user_id"] != run.user_id:
-                raise foreign_session(run.session_id)
             continue  # the user's own session, created meanwhile: count on it
         try:
             sessions.insert_one(
@@ -167,10 +182,12 @@ def _claim_run_index(sessions: Collection[Doc], run: RunResult, where: str) -> i
     )
 
 
-def add_run(db: SessionCollections, where: str, run: RunResult, now_us: int) -> None:
+def add_run(
+    db: SessionCollections, where: str, run: RunResult, now_us: int, existing: bool
+) -> bool:
     """append_run as noted.db.sessions_core.SessionFunctions names it (a run's place is
     claimed with the server's own count, so ``now_us`` is read again there)."""
-    append_run(db.sessions, db.runs, run, where)
+    return append_run(db.sessions, db.runs, run, where, existing=existing)
 
 
 def get_runs(

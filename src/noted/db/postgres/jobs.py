@@ -40,8 +40,8 @@ class PostgresJobs(SqlJobs):
     def _job_reader(self) -> AbstractContextManager[Conn]:
         return self._connection()
 
-    def _append_run_in(self, conn: Conn, run: RunResult) -> None:
-        sessions.append_run(conn, self._n, run, from_micros(now_micros()))
+    def _append_run_in(self, conn: Conn, run: RunResult, existing: bool) -> bool:
+        return sessions.append_run(conn, self._n, run, from_micros(now_micros()), existing)
 
     @contextmanager
     def _pipelined(self, conn: Conn) -> Iterator[None]:

@@ -11,9 +11,15 @@ import psycopg
 from psycopg.types.json import Json
 
 from noted._time import from_micros
-from noted.db._rows import foreign_session, row_to_session, summary_from_json
+from noted.db._rows import row_to_session, summary_from_json
 from noted.db.postgres.schema import Names
-from noted.db.sessions_core import owns_session, run_id_taken, sees_session, summary_fits
+from noted.db.sessions_core import (
+    owns_session,
+    run_id_taken,
+    sees_session,
+    summary_fits,
+    takes_run,
+)
 from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
@@ -51,21 +57,24 @@ def _owner_id(conn: Conn, n: Names, session_id: str, *, lock: bool = False) -> s
     return None if owner is None else str(owner[0])
 
 
-def append_run(conn: Conn, n: Names, run: RunResult, now: datetime) -> None:
+def append_run(conn: Conn, n: Names, run: RunResult, now: datetime, existing: bool = False) -> bool:
     """Inside the caller's transaction; the session's row is locked while its run is
-    numbered, so concurrent appends never take the same place. A run id already stored
-    is refused by the runs table's unique key (the transaction is rolled back with the
-    error)."""
-    conn.execute(
-        f"INSERT INTO {n.sessions} (session_id, user_id, agent_id, created_at, "
-        "updated_at, summary, run_count) VALUES (%s, %s, %s, %s, %s, NULL, 0) "
-        "ON CONFLICT (session_id) DO NOTHING",
-        (run.session_id, run.user_id, run.agent_id, now, now),
-    )
+    numbered, so concurrent appends never take the same place, and a concurrent delete
+    (which locks it too) goes wholly before or after. A run id already stored is refused
+    by the runs table's unique key (the transaction is rolled back with the error). False,
+    nothing written, when ``existing`` and the session is gone (see
+    sessions_core.takes_run): then no session row is inserted."""
+    if not existing:
+        conn.execute(
+            f"INSERT INTO {n.sessions} (session_id, user_id, agent_id, created_at, "
+            "updated_at, summary, run_count) VALUES (%s, %s, %s, %s, %s, NULL, 0) "
+            "ON CONFLICT (session_id) DO NOTHING",
+            (run.session_id, run.user_id, run.agent_id, now, now),
+        )
     owner = _owner(conn, n, run.session_id, lock=True)
+    if not takes_run(None if owner is None else str(owner[0]), run, existing):
+        return False
     assert owner is not None
-    if owner[0] != run.user_id:
-        raise foreign_session(run.session_id)
     row = (run.session_id, owner[1], run.run_id, run.status, run.created_at, Json(run.to_dict()))
     try:
         conn.execute(
@@ -81,11 +90,12 @@ def append_run(conn: Conn, n: Names, run: RunResult, now: datetime) -> None:
         f"UPDATE {n.sessions} SET updated_at = %s, run_count = run_count + 1 WHERE session_id = %s",
         (now, run.session_id),
     )
+    return True
 
 
-def add_run(conn: Conn, n: Names, run: RunResult, now_us: int) -> None:
+def add_run(conn: Conn, n: Names, run: RunResult, now_us: int, existing: bool) -> bool:
     """append_run as noted.db.sessions_core.SessionFunctions names it."""
-    append_run(conn, n, run, from_micros(now_us))
+    return append_run(conn, n, run, from_micros(now_us), existing)
 
 
 def _runs(

@@ -28,7 +28,7 @@ from noted._time import now_micros
 from noted.db._job_sql import job_from_row
 from noted.db.jobs import ANY_AGENT, Job, JobStatus, after_failure, check_status, clip_error
 from noted.db.redisdb import scripts as lua
-from noted.db.redisdb.reads import refused
+from noted.db.redisdb.reads import appended_to
 from noted.db.sessions_core import check_run
 from noted.sessions import RunResult
 
@@ -47,7 +47,7 @@ local function row(id)
 end
 """
 
-# after APPEND_RUN_LUA's own arguments, [9] = the jobs as a JSON list of
+# after APPEND_RUN_LUA's own arguments, [10] = the jobs as a JSON list of
 # {id, key, agent, due, payload}. APPEND_RUN_LUA's answer (nothing written unless 1).
 _APPEND_WITH_JOBS = (
     "local function append_run()\n"
@@ -56,7 +56,7 @@ _APPEND_WITH_JOBS = (
 end
 local appended = append_run()
 if appended ~= 1 then return appended end
-for _, j in ipairs(cjson.decode(ARGV[9])) do
+for _, j in ipairs(cjson.decode(ARGV[10])) do
   local seq = redis.call('INCR', P .. ':jseq')
   redis.call('HSET', jkey(j.id), 'payload', j.payload, 'job_key', j.key, 'agent', j.agent,
              'status', 'pending', 'attempts', 0, 'due_at', j.due, 'seq', seq)
@@ -235,7 +235,9 @@ class RedisJobs:
             scripts[name] = self._client.register_script(lua.SESSION_LUA + _JOB_LUA + body)
         return scripts[name]
 
-    def append_run_with_jobs(self, run: RunResult, jobs: Sequence[Job]) -> None:
+    def append_run_with_jobs(
+        self, run: RunResult, jobs: Sequence[Job], *, existing: bool = False
+    ) -> bool:
         check_run(run)
         entries = [
             {
@@ -256,9 +258,10 @@ class RedisJobs:
             run.status,
             json.dumps(run.to_dict(), ensure_ascii=False, separators=(",", ":")),
             run.run_id,
+            "existing" if existing else "",
             json.dumps(entries, ensure_ascii=False, separators=(",", ":")) if entries else "[]",
         )
-        refused(appended, run)
+        return appended_to(appended, run)
 
     def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
         now = now_micros()

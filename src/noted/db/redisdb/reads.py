@@ -32,11 +32,11 @@ __all__ = [
     "PAST_THE_END",
     "Arg",
     "RedisReads",
+    "appended_to",
     "decoded",
     "last_rank",
     "opt",
     "owned_by",
-    "refused",
     "scope",
     "to_json",
 ]
@@ -84,12 +84,14 @@ def last_rank(offset: int, limit: int | None) -> int:
     return offset + limit - 1
 
 
-def refused(appended: int, run: RunResult) -> None:
-    """What an append script's answer says went wrong, raised (1: nothing did)."""
+def appended_to(appended: int, run: RunResult) -> bool:
+    """Whether an append script wrote the run (1), or dropped it with the session it was
+    to continue (-2); what else its answer says went wrong, raised."""
     if appended == 0:
         raise foreign_session(run.session_id)
     if appended == -1:
         raise run_id_taken(run.run_id)
+    return appended == 1
 
 
 def scope(user_id: str | None) -> tuple[str, str]:

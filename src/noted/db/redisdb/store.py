@@ -111,11 +111,11 @@ from noted.db.redisdb.reads import (
     PAST_THE_END,
     Arg,
     RedisReads,
+    appended_to,
     decoded,
     last_rank,
     opt,
     owned_by,
-    refused,
     scope,
     to_json,
 )
@@ -548,7 +548,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
 
     # -- sessions (SessionRules does the rest) -----------------------------------------
 
-    def _store_run(self, run: RunResult, now_us: int) -> None:
+    def _store_run(self, run: RunResult, now_us: int, existing: bool) -> bool:
         appended = self._session_call(
             self._append_run,
             run.session_id,
@@ -558,8 +558,9 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
             run.status,
             to_json(run.to_dict()),
             run.run_id,
+            "existing" if existing else "",
         )
-        refused(appended, run)
+        return appended_to(appended, run)
 
     def _read_runs(
         self, session_id: str, user_id: str, last_n: int | None, completed_only: bool

@@ -13,8 +13,14 @@ from typing import Any
 import apsw
 
 from noted._time import to_micros
-from noted.db._rows import foreign_session, row_to_session, summary_from_json
-from noted.db.sessions_core import owns_session, run_id_taken, sees_session, summary_fits
+from noted.db._rows import row_to_session, summary_from_json
+from noted.db.sessions_core import (
+    owns_session,
+    run_id_taken,
+    sees_session,
+    summary_fits,
+    takes_run,
+)
 from noted.db.sqlite.connection import Connection
 from noted.sessions import RunResult, Session, SessionSummary
 
@@ -44,18 +50,21 @@ def _owner_id(conn: Connection, table: str, session_id: str) -> str | None:
     return None if owner is None else owner[0]
 
 
-def append_run(conn: Connection, table: str, run: RunResult, now_us: int) -> None:
+def append_run(
+    conn: Connection, table: str, run: RunResult, now_us: int, existing: bool = False
+) -> bool:
     """Inside the caller's write transaction (rolled back with an error: a run id already
-    stored is refused by the runs table's unique key)."""
+    stored is refused by the runs table's unique key); False, nothing written, when
+    ``existing`` and the session is gone (see sessions_core.takes_run)."""
     owner = _owner(conn, table, run.session_id)
+    if not takes_run(None if owner is None else owner[0], run, existing):
+        return False
     if owner is None:
         conn.execute(
             f"INSERT INTO {table} ({_SESSION_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, 0)",
             (run.session_id, run.user_id, run.agent_id, now_us, now_us),
         )
         index = 0
-    elif owner[0] != run.user_id:
-        raise foreign_session(run.session_id)
     else:
         index = owner[1]
     row = (
@@ -80,6 +89,7 @@ def append_run(conn: Connection, table: str, run: RunResult, now_us: int) -> Non
         f"UPDATE {table} SET updated_at = ?, run_count = run_count + 1 WHERE session_id = ?",
         (now_us, run.session_id),
     )
+    return True
 
 
 add_run = append_run  # as noted.db.sessions_core.SessionFunctions names it
