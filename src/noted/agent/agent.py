@@ -340,9 +340,17 @@ class Agent:
             tools.append(self._chat_history_tool(session_id, user_id))
         return tools
 
-    def _session_exists(self, run: RunResult) -> bool:
-        """Whether the run's session is stored: every session holds its first run."""
-        return bool(self.db.get_runs(run.session_id, run.user_id, last_n=1))
+    def _earlier_runs(self, run: RunResult, wanted: int) -> tuple[list[RunResult], bool]:
+        """The last ``wanted`` completed runs of the run's session, and whether the session
+        is stored (every session holds its first run): one read, and a second only when
+        the first finds none."""
+        if wanted:
+            earlier = self.db.get_runs(
+                run.session_id, run.user_id, last_n=wanted, completed_only=True
+            )
+            if earlier:
+                return earlier, True
+        return [], bool(self.db.get_runs(run.session_id, run.user_id, last_n=1))
 
     async def _opening(self, run: RunResult) -> tuple[list[Message], list[Tool], bool]:
         """The messages the first model call sees (system prompt, history, the new
@@ -351,14 +359,7 @@ class Agent:
         last_n = self.num_history_runs if self.add_history_to_context else 0
         memory = self.memory
         turns = memory.query_turns if memory is not None and memory.in_context else 0
-        earlier = await asyncio.to_thread(
-            self.db.get_runs,
-            run.session_id,
-            run.user_id,
-            last_n=max(last_n, turns),
-            completed_only=True,
-        )
-        existing = bool(earlier) or await asyncio.to_thread(self._session_exists, run)
+        earlier, existing = await asyncio.to_thread(self._earlier_runs, run, max(last_n, turns))
         history = earlier[-last_n:] if last_n else []
         extra: list[PromptSection] = []
         tools = self._run_tools(run.session_id, run.user_id)
