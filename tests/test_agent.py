@@ -15,7 +15,7 @@ from typing import Literal
 import pytest
 
 from model_helpers import WatchedModel
-from noted import Agent, ConflictError, InMemoryDb, Message, SqliteDb, Tool, UserError
+from noted import Agent, ConflictError, InMemoryDb, Memory, Message, SqliteDb, Tool, UserError
 from noted.agent import ContentDelta, RunCompleted, RunStarted, ToolCallCompleted, ToolCallStarted
 from noted.errors import ModelConnectionError, ModelError
 from noted.models import (
@@ -234,6 +234,31 @@ def test_failing_wrong_and_unknown_tools_report_errors_to_the_model() -> None:
     assert "must be a JSON object" in errors[3]
     tool_messages = [m for m in model.requests[1].messages if m.role == "tool"]
     assert [m.content for m in tool_messages] == errors
+
+
+def test_a_tool_whose_store_fails_tells_the_model_so_and_the_log_where(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A damaged file: the store's error names its path, which is the operator's to read,
+    # not the model's (nor the user's, who reads the run's tool calls).
+    broken = tmp_path / "private" / "notes.db"
+    broken.parent.mkdir()
+    broken.write_bytes(b"not a database at all " * 20)
+
+    def recall(user: str) -> str:
+        memories = Memory(db=SqliteDb(broken), embedder=None).get_user_memories(user)
+        return "; ".join(m.memory for m in memories)
+
+    model = ScriptedModel(
+        [ModelResponse(tool_calls=[ToolCall("recall", {"user": "ava"})]), "Sorry."]
+    )
+    with caplog.at_level("WARNING", "noted.agent"):
+        result = Agent(model, tools=[recall]).run("what do you know about me?")
+    [failed] = result.tool_calls
+    assert failed.error
+    assert failed.result == "Error: StoreError: the store cannot answer now (the log says why)"
+    assert "private" not in (model.requests[1].messages[-1].content or "")
+    assert str(broken) in caplog.text
 
 
 @pytest.mark.parametrize("store", ["in-process", "sqlite"])

@@ -8,6 +8,7 @@ import enum
 import functools
 import inspect
 import json
+import logging
 import re
 import time
 import types
@@ -15,10 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from noted.errors import UserError
+from noted.errors import StoreError, UserError
 from noted.models.types import ToolCall, ToolDefinition, valid_text
 from noted.sessions import ToolExecution
 from noted.tracing import _hooks as tracing
+
+log = logging.getLogger("noted.agent")
 
 __all__ = ["Tool", "execute_tool_calls", "to_tools"]
 
@@ -198,6 +201,9 @@ async def _execute(tools: Mapping[str, Tool], call: ToolCall) -> ToolExecution:
             value = await asyncio.to_thread(tool.function, **call.arguments)
             if inspect.isawaitable(value):
                 value = await value
+    except StoreError as exc:  # where the store is (a file path, a host) is for the log
+        log.warning("tool %s failed: %s", call.name, exc)
+        return done("Error: StoreError: the store cannot answer now (the log says why)", True)
     except Exception as exc:  # noqa: BLE001 - a tool's failure is reported to the model
         return done(f"Error: {type(exc).__name__}: {exc}", True)
     return done(_as_text(value))
