@@ -3,10 +3,12 @@ its standard streams piped (not a terminal), on real SQLite files."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from importlib import metadata
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from noted import Memory, SqliteDb, UserMemory
+from noted.cli_files import written_file
+from noted.errors import UserError
 
 NOTED = str(Path(sys.executable).with_name("noted"))
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -346,3 +350,69 @@ def test_noted_serve_prints_its_database_without_the_password(tmp_path: Path) ->
     banner = "".join(said)
     assert "noted serving postgresql://postgres:***@127.0.0.1:" in banner, banner
     assert "S3cr3tPW" not in banner and "Other5ecret" not in banner
+
+
+def test_ctrl_c_ends_a_command_with_status_130_and_one_line(tmp_path: Path) -> None:
+    db = str(tmp_path / "big.db")
+    memory = Memory(db=SqliteDb(db), embedder=None)
+    memory.add_user_memories([UserMemory(f"bulk fact {i}") for i in range(20_000)], user_id="ava")
+    memory.db.close()
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTED_DB", "COLUMNS")}
+    # Its output is a pipe read once: the export is then under way, blocked on the pipe
+    # with megabytes to go, when Ctrl-C (SIGINT) comes.
+    command = [NOTED, "memories", "export", "--user", "ava", "--db", db]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as process:
+        assert process.stdout is not None
+        first = process.stdout.read(4096)
+        process.send_signal(signal.SIGINT)
+        rest, error = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert error.decode() == "interrupted\n"
+    assert first.startswith(b'{"memory":"bulk fact 0"')
+    assert (first + rest).count(b"\n") < 20_000
+
+
+def test_an_export_stopped_half_way_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    target = tmp_path / "memories.jsonl"
+    target.write_text("an earlier export\n")
+    target.chmod(0o640)
+
+    def half_written(stop: BaseException) -> None:
+        with written_file(str(target)) as stream:
+            stream.write('{"memory":"half"}\n')
+            raise stop
+
+    for stop in (KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left on device")):
+        with pytest.raises((KeyboardInterrupt, UserError)) as raised:
+            half_written(stop)
+        if isinstance(stop, OSError):
+            assert str(raised.value) == f"cannot write {target}: No space left on device"
+        assert target.read_text() == "an earlier export\n"
+        assert [p.name for p in tmp_path.iterdir()] == ["memories.jsonl"]  # no temporary
+    with written_file(str(target)) as stream:
+        stream.write('{"memory":"whole"}\n')
+    assert target.read_text() == '{"memory":"whole"}\n'
+    assert target.stat().st_mode & 0o777 == 0o640  # the file's own permissions
+    fresh = tmp_path / "fresh.jsonl"
+    with written_file(str(fresh)) as stream:
+        stream.write("x\n")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_under_an_export_is_one_error_line(two_users: str) -> None:
+    done = noted("memories", "export", "--all", "-o", "/dev/full", "--db", two_users)
+    assert (done.returncode, done.stderr) == (
+        1,
+        "error: cannot write /dev/full: No space left on device\n",
+    )
+    script = f"{NOTED} memories export --all --db {two_users} > /dev/full"
+    done = subprocess.run(["bash", "-c", script], check=False, capture_output=True, text=True)
+    assert (done.returncode, done.stderr) == (
+        1,
+        "error: cannot write to standard output: No space left on device\n",
+    )

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from rich import box
 from rich.markup import escape
@@ -20,11 +21,12 @@ from noted import __version__
 from noted._console import emit_json, err, out, progress_bar
 from noted.audit import MemoryEvent
 from noted.cli_db import identifier, open_db, positive_int, user_options
+from noted.cli_files import written_file
 from noted.cli_import import add_import_commands
 from noted.cli_jobs import add_job_commands
 from noted.cli_mcp import add_mcp_command
 from noted.cli_serve import add_server_commands
-from noted.cli_sessions import add_chat_command, add_session_commands
+from noted.cli_sessions import INTERRUPTED, add_chat_command, add_session_commands
 from noted.db import MemoryQuery
 from noted.db.urls import DEFAULT_TABLES, TABLE_ENVIRONMENT
 from noted.errors import NotedError, NotFoundError, UserError
@@ -342,34 +344,40 @@ def cmd_export(memory: Memory, args: argparse.Namespace) -> int:
     user = None if args.all else (args.user or DEFAULT_USER_ID)
     if args.user is None and not args.all:
         _note_default_user(memory, ", or --all for every user")
-    target = sys.stdout if args.output in (None, "-") else None
-    try:
-        stream = target or open(args.output, "w", encoding="utf-8")  # noqa: SIM115
-    except OSError as exc:
-        raise UserError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-    written = 0
-    try:
-        offset = 0
-        while True:
-            page = memory.db.list_memories(
-                MemoryQuery(
-                    user_id=user,
-                    sort_by="created_at",
-                    sort_order="asc",
-                    limit=EXPORT_PAGE,
-                    offset=offset,
-                )
-            )
-            written += write_jsonl(page, stream)
-            if len(page) < EXPORT_PAGE:
-                break
-            offset += EXPORT_PAGE
-    finally:
-        if target is None:
-            stream.close()
-    if target is None:
-        err.print(f"exported {written} memories to {args.output}")
+    if args.output in (None, "-"):
+        try:
+            _export(memory, user, sys.stdout)
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader went away: main() stops quietly
+            raise
+        except OSError as exc:  # a full disk under `> FILE`, say
+            raise UserError(f"cannot write to standard output: {exc.strerror or exc}") from None
+        return 0
+    with written_file(args.output) as stream:  # the whole export, or the file as it was
+        written = _export(memory, user, stream)
+    err.print(escape(f"exported {written} memories to {args.output}"))
     return 0
+
+
+def _export(memory: Memory, user: str | None, stream: TextIO) -> int:
+    """Write the memories of ``user`` (of everyone for None) to ``stream``, oldest first,
+    a page at a time; how many."""
+    written = 0
+    offset = 0
+    while True:
+        page = memory.db.list_memories(
+            MemoryQuery(
+                user_id=user,
+                sort_by="created_at",
+                sort_order="asc",
+                limit=EXPORT_PAGE,
+                offset=offset,
+            )
+        )
+        written += write_jsonl(page, stream)
+        if len(page) < EXPORT_PAGE:
+            return written
+        offset += EXPORT_PAGE
 
 
 def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
@@ -552,6 +560,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # tools do, and keep the interpreter's last flush from failing too.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:
+        # Ctrl-C: the store has rolled back what was not committed and been closed on the
+        # way here; one line, and the status a shell gives a program SIGINT ended
+        err.print("interrupted")
+        return INTERRUPTED
     return code
 
 
