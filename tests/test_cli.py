@@ -269,6 +269,30 @@ def test_errors_are_clear(capsys, db: str, tmp_path: Path) -> None:
     assert Memory(db=SqliteDb(db)).count_user_memories() == 0
 
 
+def test_counts_out_of_range_are_usage_errors(capsys, db: str) -> None:
+    # A limit past 2**63 - 1 crashed noted jobs list with OverflowError; a negative offset
+    # or --history passed parsing and failed later in the API's own words.
+    too_big = str(2**63)
+    for argv in (
+        ["jobs", "list", "--limit", too_big],
+        ["memories", "list", "--limit", too_big],
+        ["memories", "stats", "--limit", too_big],
+        ["sessions", "list", "--limit", too_big],
+        ["memories", "list", "--offset", "-1"],
+        ["memories", "list", "--offset", too_big],
+        ["sessions", "list", "--offset", "-1"],
+        ["chat", "--history", "-3", "--model", "ollama:x"],
+    ):
+        with pytest.raises(SystemExit) as ended:
+            main([*argv, "--db", db])
+        assert ended.value.code == 2, argv
+        option = next(a for a in argv if a.startswith("--"))
+        assert f"argument {option}: must be" in capsys.readouterr().err, argv
+    largest = str(2**63 - 1)
+    assert run_json(capsys, "jobs", "list", "--limit", largest, "--db", db) == []
+    assert run_json(capsys, "sessions", "list", "--offset", largest, "--db", db) == []
+
+
 def test_a_group_without_its_command_is_a_usage_error(capsys) -> None:
     for group in ([], ["memories"], ["sessions"], ["import"], ["jobs"]):
         code, out, _ = run(capsys, *group)

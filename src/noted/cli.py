@@ -20,7 +20,7 @@ from rich.table import Table
 from noted import __version__
 from noted._console import emit_json, err, out, progress_bar
 from noted.audit import MemoryEvent
-from noted.cli_db import identifier, open_db, positive_int, user_options
+from noted.cli_db import identifier, non_negative_int, open_db, positive_int, user_options
 from noted.cli_files import written_file
 from noted.cli_import import add_import_commands
 from noted.cli_jobs import add_job_commands
@@ -420,7 +420,7 @@ Command = Callable[[Memory, argparse.Namespace], int]
 
 def _list_arguments(ls: argparse.ArgumentParser) -> None:
     ls.add_argument("--limit", type=positive_int, default=50, help="rows per page (default 50)")
-    ls.add_argument("--offset", type=int, default=0, help="rows to skip")
+    ls.add_argument("--offset", type=non_negative_int, default=0, help="rows to skip")
     ls.add_argument("--topic", "-t", action="append", help="only memories with this topic")
     ls.add_argument("--agent", type=identifier, help="only memories of this agent")
     ls.add_argument("--team", type=identifier, help="only memories of this team")

@@ -11,22 +11,34 @@ from typing import TYPE_CHECKING
 from noted.db import Store, open_store
 from noted.db.urls import env_tables
 from noted.errors import UserError
+from noted.limits import MAX_PAGE
 from noted.schema import check_id
 
 if TYPE_CHECKING:
     from noted.memory import Memory
 
-__all__ = ["open_db", "user_options", "with_config_db"]
+__all__ = ["non_negative_int", "open_db", "positive_int", "user_options", "with_config_db"]
 
 
 def positive_int(text: str) -> int:
-    """An argument that must be an integer of at least 1 (a limit, a count of workers)."""
+    """An argument that must be an integer from 1 to 2**63 - 1 (a limit, a count of
+    workers): what a store can take, so that a larger one is a usage error, not a crash."""
+    return _count(text, 1, "a positive integer")
+
+
+def non_negative_int(text: str) -> int:
+    """An argument that must be an integer from 0 to 2**63 - 1 (an offset, a number of
+    earlier runs)."""
+    return _count(text, 0, "an integer of 0 or more")
+
+
+def _count(text: str, minimum: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+        value = minimum - 1
+    if not minimum <= value <= MAX_PAGE:
+        raise argparse.ArgumentTypeError(f"must be {what} (at most 2**63 - 1), got {text!r}")
     return value
 
 

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from noted._console import emit_json, out
 from noted.agent import Agent
-from noted.cli_db import positive_int, user_options
+from noted.cli_db import non_negative_int, positive_int, user_options
 from noted.db import SessionStore
 from noted.errors import ConflictError, NotFoundError, UserError
 from noted.memory import Memory
@@ -164,7 +164,10 @@ def add_chat_command(
     chat.add_argument("--session", "-s", help="session id to continue (default: a new one)")
     chat.add_argument("--instructions", "-i", help="instructions for the agent")
     chat.add_argument(
-        "--history", type=int, default=5, help="earlier runs replayed to the model (default 5)"
+        "--history",
+        type=non_negative_int,
+        default=5,
+        help="earlier runs replayed to the model (default 5)",
     )
     chat.add_argument(
         "--memory",
@@ -200,7 +203,7 @@ def add_session_commands(
 
     ls = command("list", cmd_sessions_list, "List sessions, most recently updated first.")
     ls.add_argument("--limit", type=positive_int, default=50, help="rows per page (default 50)")
-    ls.add_argument("--offset", type=int, default=0, help="rows to skip")
+    ls.add_argument("--offset", type=non_negative_int, default=0, help="rows to skip")
     show = command("show", cmd_sessions_show, "Show a session's transcript.")
     show.add_argument("session_id")
     delete = command("delete", cmd_sessions_delete, "Delete sessions and their runs.")
