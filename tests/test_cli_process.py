@@ -416,3 +416,26 @@ def test_a_full_disk_under_an_export_is_one_error_line(two_users: str) -> None:
         1,
         "error: cannot write to standard output: No space left on device\n",
     )
+
+
+def test_a_db_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
+    # A file name of other bytes reaches Python as lone surrogates, which SQLite and the
+    # drivers cannot take: it was a UnicodeEncodeError traceback.
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTED_DB", "COLUMNS")}
+    here = os.fsencode(tmp_path)
+    for db, said in (
+        (here + b"/caf\xe9.db", f"error: cannot use {tmp_path}/caf?.db as the database: its"),
+        (b"postgresql://u:secret@h\xff/x", "error: cannot use the --db URL: it is not valid UTF-8"),
+    ):
+        done = subprocess.run(
+            [os.fsencode(NOTED), b"memories", b"list", b"--user", b"ava", b"--db", db],
+            check=False,
+            capture_output=True,
+            env=env,
+            timeout=60,
+        )
+        assert done.returncode == 1
+        assert done.stderr.decode().startswith(said), done.stderr
+        assert done.stderr.count(b"\n") == 1
+        assert b"secret" not in done.stderr
+    assert list(tmp_path.iterdir()) == []

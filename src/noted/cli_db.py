@@ -80,11 +80,28 @@ def open_db(target: str) -> Store:
     a directory (named, or ending with a slash) is not taken for a file, and a missing
     parent directory is named rather than created.
     """
+    _check_text(target)
     if "://" not in target and target.strip():
         _check_file_path(target)
     elif target.lower().startswith("sqlite:///"):
         _check_file_path(target.split("://", 1)[1].removeprefix("/"))
     return open_store(target, **env_tables(target))
+
+
+def _check_text(target: str) -> None:
+    """Refuse a ``--db`` that is not text (a file name of bytes that are not UTF-8 comes
+    from the shell as lone surrogates): neither SQLite nor a database driver takes one. A
+    URL is not shown, as it may hold a password."""
+    try:
+        target.encode("utf-8")
+    except UnicodeEncodeError:
+        if "://" in target:
+            raise UserError("cannot use the --db URL: it is not valid UTF-8") from None
+        shown = target.encode("utf-8", "replace").decode("utf-8")
+        raise UserError(
+            f"cannot use {shown} as the database: its name is not valid UTF-8 "
+            "(rename the file, or link to it under a UTF-8 name)"
+        ) from None
 
 
 def _check_file_path(target: str) -> None:
