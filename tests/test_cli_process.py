@@ -21,14 +21,24 @@ from noted.cli_files import written_file
 from noted.errors import UserError
 
 NOTED = str(Path(sys.executable).with_name("noted"))
+# the code under test, for the script run in any directory (a relative PYTHONPATH would
+# give way, in another directory, to the checkout the environment was installed from)
+SRC = str(Path(__file__).resolve().parents[1] / "src")
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def noted(
     *argv: str, cwd: Path | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTED_DB", "COLUMNS")}
-    return _run([NOTED, *argv], cwd, env, stdin)
+    return _run([NOTED, *argv], cwd, script_env(), stdin)
+
+
+def script_env(dropped: tuple[str, ...] = ("NOTED_DB", "COLUMNS")) -> dict[str, str]:
+    """The environment of the script: this one's without ``dropped`` (and without every
+    NOTED_ variable for ``("NOTED_",)``), with the code under test first on the path."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [SRC, env.get("PYTHONPATH")]))
+    return env
 
 
 def _run(
@@ -286,7 +296,7 @@ def _without(packages: list[str], argv: list[str], cwd: Path) -> subprocess.Comp
         "from noted.cli import main\n"
         f"sys.exit(main({argv!r}))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTED_")}
+    env = script_env(("NOTED_",))
     env["NOTED_TOKEN_SECRET"] = "a-secret-of-at-least-thirty-two-bytes!!"
     return _run([sys.executable, "-c", code], cwd, env)
 
@@ -334,7 +344,7 @@ def test_noted_serve_prints_its_database_without_the_password(tmp_path: Path) ->
     from servers import free_port
 
     url = f"postgresql://postgres:S3cr3tPW@127.0.0.1:{free_port()}/x?password=Other5ecret"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTED_")}
+    env = script_env(("NOTED_",))
     command = [NOTED, "serve", "--db", url, "--port", str(free_port()), "--embedder", "none"]
     server = subprocess.Popen(
         command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
@@ -357,7 +367,7 @@ def test_ctrl_c_ends_a_command_with_status_130_and_one_line(tmp_path: Path) -> N
     memory = Memory(db=SqliteDb(db), embedder=None)
     memory.add_user_memories([UserMemory(f"bulk fact {i}") for i in range(20_000)], user_id="ava")
     memory.db.close()
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTED_DB", "COLUMNS")}
+    env = script_env()
     # Its output is a pipe read once: the export is then under way, blocked on the pipe
     # with megabytes to go, when Ctrl-C (SIGINT) comes.
     command = [NOTED, "memories", "export", "--user", "ava", "--db", db]
@@ -421,7 +431,7 @@ def test_a_full_disk_under_an_export_is_one_error_line(two_users: str) -> None:
 def test_a_db_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
     # A file name of other bytes reaches Python as lone surrogates, which SQLite and the
     # drivers cannot take: it was a UnicodeEncodeError traceback.
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTED_DB", "COLUMNS")}
+    env = script_env()
     here = os.fsencode(tmp_path)
     for db, said in (
         (here + b"/caf\xe9.db", f"error: cannot use {tmp_path}/caf?.db as the database: its"),
