@@ -82,9 +82,23 @@ def test_add_list_show_edit_delete(capsys, db: str) -> None:
 
     code, out, _ = run(capsys, "memories", "delete", mid, "--user", "ava", "--db", db)
     assert (code, out.strip()) == (0, "deleted 1")
-    code, out, _ = run(capsys, "memories", "delete", mid, "--user", "ava", "--db", db)
-    assert code == 1
-    assert "1 not found" in out
+    code, out, err = run(capsys, "memories", "delete", mid, "--user", "ava", "--db", db)
+    assert (code, out) == (1, "deleted 0\n")
+    assert err == f"error: 1 not found: user 'ava' has no memory with id {mid!r}\n"
+    # --json names the ids not found, as noted sessions delete does (it gave their count)
+    kept = run_json(capsys, "memories", "add", "kept", "--user", "ava", "--db", db)
+    assert isinstance(kept, dict)
+    argv = ("memories", "delete", kept["memory_id"], "nope", mid, "--user", "ava", "--json")
+    code, out, _ = run(capsys, *argv, "--db", db)
+    assert (code, json.loads(out)) == (1, {"deleted": 1, "not_found": ["nope", mid]})
+    code, out, _ = run(capsys, "sessions", "delete", "nope", "--json", "--db", db)
+    assert (code, json.loads(out)) == (1, {"deleted": 0, "not_found": ["nope"]})
+
+    # --topic and --no-topics together: a usage error, where the topics were dropped
+    with pytest.raises(SystemExit) as ended:
+        main(["memories", "edit", mid, "--no-topics", "-t", "x", "--user", "ava", "--db", db])
+    assert ended.value.code == 2
+    assert "not allowed with argument --no-topics" in capsys.readouterr().err
 
 
 def test_other_users_are_out_of_reach(capsys, db: str) -> None:

@@ -115,9 +115,9 @@ def test_without_user_the_commands_say_whose_memories_they_show(two_users: str) 
 
     done = noted("memories", "delete", "no-such-id", "--db", two_users)
     assert done.returncode == 1
-    assert "user 'default' has no memory with id 'no-such-id'" in done.stdout
+    assert "user 'default' has no memory with id 'no-such-id'" in done.stderr
     done = noted("memories", "delete", "no-such-id", "--user", "ava", "--db", two_users)
-    assert "user 'ava' has no memory with id 'no-such-id'" in done.stdout
+    assert "user 'ava' has no memory with id 'no-such-id'" in done.stderr
 
 
 def test_db_paths_get_clear_words(tmp_path: Path) -> None:

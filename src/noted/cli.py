@@ -274,19 +274,14 @@ def cmd_delete(memory: Memory, args: argparse.Namespace) -> int:
     deleted = memory.delete_user_memories(wanted, user_id=user)
     absent = [m for m in wanted if m not in present]
     missing = len(wanted) - deleted
-    if args.json:
-        emit_json({"deleted": deleted, "not_found": missing})
-    elif missing:
-        ids = ", ".join(map(repr, absent))
-        out.print(
-            escape(
-                f"deleted {deleted}; {missing} not found: user {user!r} has no memory with id {ids}"
-            ),
-            soft_wrap=True,
-        )
+    if args.json:  # as noted sessions delete reports
+        emit_json({"deleted": deleted, "not_found": absent})
     else:
         out.print(f"deleted {deleted}")
-    return 1 if missing else 0
+    if missing:
+        ids = ", ".join(map(repr, absent))
+        raise NotFoundError(f"{missing} not found: user {user!r} has no memory with id {ids}")
+    return 0
 
 
 def _confirm(question: str, assume_yes: bool) -> None:
@@ -429,6 +424,14 @@ def _list_arguments(ls: argparse.ArgumentParser) -> None:
     ls.add_argument("--all-users", action="store_true", help="list every user's memories")
 
 
+def _edit_arguments(edit: argparse.ArgumentParser) -> None:
+    edit.add_argument("memory_id")
+    edit.add_argument("--text", help="the new text")
+    new_topics = edit.add_mutually_exclusive_group()  # both: the topics asked for were lost
+    new_topics.add_argument("--topic", "-t", action="append", help="the new topics (repeat)")
+    new_topics.add_argument("--no-topics", action="store_true", help="remove every topic")
+
+
 def _embedder_argument(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--embedder",
@@ -505,11 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
     show = command("show", cmd_show, "Show one memory in full.")
     show.add_argument("memory_id")
 
-    edit = command("edit", cmd_edit, "Change a memory's text or topics.")
-    edit.add_argument("memory_id")
-    edit.add_argument("--text", help="the new text")
-    edit.add_argument("--topic", "-t", action="append", help="the new topics (repeat)")
-    edit.add_argument("--no-topics", action="store_true", help="remove every topic")
+    _edit_arguments(command("edit", cmd_edit, "Change a memory's text or topics."))
 
     history = command(
         "history", cmd_history, "Every add, update and delete of a memory, oldest first."
