@@ -307,6 +307,17 @@ def test_counts_out_of_range_are_usage_errors(capsys, db: str) -> None:
     assert run_json(capsys, "sessions", "list", "--offset", largest, "--db", db) == []
 
 
+def test_a_database_that_cannot_be_reached_is_one_error_line(capsys) -> None:
+    from servers import free_port
+
+    url = f"postgresql://127.0.0.1:{free_port()}/x"  # nothing listens there
+    code, out, err = run(capsys, "memories", "list", "--user", "ava", "--db", url)
+    assert (code, out) == (1, "")
+    [line] = err.splitlines()  # psycopg's message goes on over a second, indented line
+    assert line.startswith(f"error: cannot connect to {url}: "), line
+    assert "Connection refused Is the server running" in line, line
+
+
 def test_a_group_without_its_command_is_a_usage_error(capsys) -> None:
     for group in ([], ["memories"], ["sessions"], ["import"], ["jobs"]):
         code, out, _ = run(capsys, *group)

@@ -585,8 +585,14 @@ def _run(argv: Sequence[str] | None) -> int:
             finally:
                 memory.db.close()
     except NotedError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        err.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}")
         return 1
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: a driver's message may run on over several (psycopg's
+    "Connection refused" goes on with an indented "Is the server running ...")."""
+    return " ".join(part.strip() for part in message.splitlines() if part.strip())
 
 
 def resolve_db(args: argparse.Namespace) -> None:
