@@ -17,6 +17,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import CallToolResult
 
+import noted
 from noted import SqliteDb
 
 T = TypeVar("T")
@@ -95,7 +96,12 @@ class Connected:
 
 
 def stdio(command: str, *args: str, env: dict[str, str] | None = None) -> Callable[[], Streams]:
-    params = StdioServerParameters(command=command, args=list(args), env=env)
+    """A server process started as the SDK starts one (its environment is a few variables
+    of this one and ``env``), running the noted these tests import, wherever it is."""
+    source = str(Path(noted.__file__).resolve().parents[1])
+    params = StdioServerParameters(
+        command=command, args=list(args), env={"PYTHONPATH": source, **(env or {})}
+    )
     return lambda: stdio_client(params)
 
 

@@ -343,6 +343,62 @@ def test_db_and_noted_db_win_over_the_config_file(
         ]
 
 
+def _written_without_vectors(file: Path) -> None:
+    """More memories than a named embedder embeds in one search (an import, `noted memories
+    add`): none has a vector yet, and the one about skiing shares no word with the query."""
+    from noted.memory.index import EMBED_ON_SEARCH
+
+    memories = [
+        UserMemory(f"The user bought notebook number {n}", memory_id=f"n{n}", user_id=USER)
+        for n in range(EMBED_ON_SEARCH)
+    ]
+    memories.append(UserMemory("The user goes skiing in the Alps", memory_id="ski", user_id=USER))
+    with contextlib.closing(SqliteDb(db_file=str(file))) as store:
+        Memory(store, embedder=None).import_user_memories(memories)
+
+
+SNOW = {"query": "winter holidays on snowy slopes", "method": "semantic", "limit": 1}
+
+
+def test_a_search_embeds_every_memory_still_without_a_vector(tmp_path: Path) -> None:
+    """As `noted serve` and the `noted` command do with the default embedder: a search
+    misses no memory for want of a vector, however many were written without one."""
+    file = tmp_path / "imported.db"
+    _written_without_vectors(file)
+    loop = Loop()
+    client = Connected(loop, stdio(NOTED, "mcp", "--db", str(file), "--user", USER))
+    try:
+        found = client.ok("search_memories", SNOW)["memories"]
+    finally:
+        client.close()
+        loop.close()
+    assert [m["id"] for m in found] == ["ski"]
+
+
+def test_create_server_keeps_how_the_memory_embeds(tmp_path: Path) -> None:
+    """``create_server(memory=...)`` (``noted serve --mcp``) searches as the Memory does."""
+    from mcp.client.client import Client
+
+    from noted.mcp import create_server
+
+    file = tmp_path / "imported.db"
+    _written_without_vectors(file)
+    with contextlib.closing(SqliteDb(db_file=str(file))) as store:
+        # as the default embedder does: every memory still without a vector at search
+        memory = Memory(store, embedder="local", embed_on_write=False)
+        server = create_server(memory=memory, user_id=USER)
+
+        async def search() -> Any:
+            async with Client(server) as client:
+                result = await client.call_tool("search_memories", SNOW)
+                assert not result.is_error, result.content
+                return result.structured_content
+
+        found = asyncio.run(search())
+        assert [m["id"] for m in found["memories"]] == ["ski"]
+        assert memory.actor == "api"  # the served copy's writes are recorded as mcp
+
+
 # -- the stdio transport itself: raw JSON-RPC lines, as any client writes them ---------------
 
 HELLO = {

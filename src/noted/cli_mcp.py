@@ -14,6 +14,7 @@ from noted.cli_db import with_config_db
 from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, check_exposure, port_number
 from noted.errors import MissingDependencyError, NotedError
 from noted.memory import DEFAULT_USER_ID, Memory
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 
 if TYPE_CHECKING:
     from noted.server.config import ServeConfig
@@ -32,8 +33,9 @@ def _configured(memory: Memory, args: argparse.Namespace) -> tuple[Memory, str, 
     config = load_config(args.config) if args.config else ServeConfig()
     with_config_db(memory, args, config.db)
     store = memory.db
-    chosen = args.embedder or config.embedder or os.environ.get("NOTED_EMBEDDER") or "local"
-    embedder = None if chosen == "none" else chosen
+    # as `noted serve`: without one named, the default's (the memories still without a
+    # vector, however many, are embedded by the user's next search)
+    embedder = args.embedder or config.embedder or DEFAULT_EMBEDDER
     served = Memory(store, embedder=embedder, actor="mcp")
     return served, args.user or config.user or DEFAULT_USER_ID, config
 

@@ -234,14 +234,7 @@ def _mcp_memory(
         return Memory(store, embedder=embedder, actor="mcp")
     if db is not None or embedder is not None:
         raise UserError("give either memory=... or db=... (and embedder=...), not both")
-    if memory.actor == "mcp":
-        return memory
-    return Memory(
-        memory.db,
-        embedder=memory.embedder,
-        max_memory_length=memory.max_memory_length,
-        actor="mcp",
-    )
+    return memory.acting_as("mcp")  # its index as it is: searches embed what it would
 
 
 def create_server(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -165,6 +166,15 @@ class Memory:
     def actor(self) -> Actor:
         """Who this Memory's writes are recorded as in the history."""
         return self._audit.actor
+
+    def acting_as(self, actor: Actor) -> Memory:
+        """This Memory with its writes recorded under ``actor``: the same store, index
+        (its embedder and how it keeps the vectors up), model and settings."""
+        if actor == self.actor:
+            return self
+        other = copy.copy(self)
+        other._audit = AuditContext(actor=actor)
+        return other
 
     def __repr__(self) -> str:
         return f"Memory(db={self.db!r})"
