@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -102,3 +102,42 @@ def test_one_users_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     report = import_mem0(source, other, user_id="bob")
     assert (report.memories_read, report.memories_written, report.memories_skipped) == (4, 2, 2)
     assert [s.user_id for s in other.get_user_stats()] == ["bob"]
+
+
+def test_a_memory_changed_here_since_the_import_is_kept(
+    memory: Memory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """On every backend. Importing again after an edit in noted leaves the edit; a version
+    changed in mem0 after it (a later updated_at) is written."""
+    target = memory
+    import_mem0(FIXTURE, target)
+    ski = json.loads(FIXTURE.read_text())["results"][0]
+    edited = target.edit_user_memory(ski["id"], "ava", memory="The user skis in Chamonix")
+    again = import_mem0(FIXTURE, target)
+    assert (again.memories_written, again.memories_kept) == (0, 1)
+    assert target.get_user_memory(ski["id"], "ava") == edited
+    assert [e.event for e in target.get_memory_history(ski["id"], "ava")] == ["add", "update"]
+    assert edited.updated_at is not None
+    later = {**ski, "memory": "The user snowboards now"}
+    later["updated_at"] = (edited.updated_at + timedelta(seconds=1)).isoformat()
+    source = tmp_path / "later.json"
+    source.write_text(json.dumps([later]))
+    report = import_mem0(source, target)
+    assert (report.memories_written, report.memories_kept) == (1, 0)
+    got = target.get_user_memory(ski["id"], "ava")
+    assert got is not None and got.memory == "The user snowboards now"
+
+
+def test_cli_says_how_many_memories_changed_here_were_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "cli.db")
+    assert main(["import", "mem0", str(FIXTURE), "--db", db]) == 0
+    ski = json.loads(FIXTURE.read_text())["results"][0]["id"]
+    assert main(["memories", "edit", ski, "--user", "ava", "--text", "Skis", "--db", db]) == 0
+    capsys.readouterr()
+    assert main(["import", "mem0", str(FIXTURE), "--db", db]) == 0
+    said = capsys.readouterr().out
+    assert "wrote 0 memories" in said and "kept 1 memory changed here since" in said
+    assert main(["import", "mem0", str(FIXTURE), "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["memories_kept"] == 1

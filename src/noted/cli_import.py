@@ -36,6 +36,9 @@ def _run(
     skipped = report.memories_skipped
     shown = args.user is not None or skipped
     other = f"; skipped {skipped} {_memories(skipped)} of other users" if shown else ""
+    kept = report.memories_kept
+    if kept:
+        other += f"; kept {kept} {_memories(kept)} changed here since the source's version"
     out.print(
         escape(
             f"{report.source}: read {report.memories_read} memories, {report.sessions_read} "

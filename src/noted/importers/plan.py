@@ -4,7 +4,9 @@ A reader (Agno, mem0) turns its whole source into an :class:`ImportPlan` first, 
 malformed source fails before anything is written. :func:`apply_plan` then compares the
 plan with the store and writes only what is missing or different: the memories in one
 transaction (``Memory.import_user_memories``), then each new run and changed summary with
-the session store's own methods. Running the same import again writes nothing.
+the session store's own methods. Running the same import again writes nothing, and a
+memory changed in the store after the source's version of it (edited in noted since the
+last import) is kept as it is.
 """
 
 from __future__ import annotations
@@ -81,6 +83,8 @@ class ImportReport:
     # those of other users when one user is imported, and those that name no user but
     # are kept under another user (whose import took them first)
     memories_skipped: int = 0
+    # those the store holds changed after the source's version (updated_at later): kept
+    memories_kept: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -93,16 +97,52 @@ class ImportReport:
             "summaries_written": self.summaries_written,
             "dry_run": self.dry_run,
             "memories_skipped": self.memories_skipped,
+            "memories_kept": self.memories_kept,
         }
+
+
+def _stored(store: MemoryStore, new: UserMemory) -> UserMemory | None:
+    """The store's copy of ``new`` (by its id and user), if it has one."""
+    if new.memory_id is None:
+        return None
+    return store.get_memory(new.memory_id, new.user_id or DEFAULT_USER_ID)
 
 
 def unchanged(store: MemoryStore, new: UserMemory) -> bool:
     """Whether ``store`` holds ``new`` already, as it is (a write would change nothing)."""
-    if new.memory_id is None:
-        return False
-    stored = store.get_memory(new.memory_id, new.user_id or DEFAULT_USER_ID)
-    if stored is None:
-        return False
+    stored = _stored(store, new)
+    return stored is not None and _same(stored, new)
+
+
+def _changed_since(stored: UserMemory, new: UserMemory) -> bool:
+    """Whether the stored memory was changed after the source's version of it: writing
+    the source's would put an older text back over a newer one."""
+    return (
+        new.updated_at is not None
+        and stored.updated_at is not None
+        and stored.updated_at > new.updated_at
+    )
+
+
+def _to_write(store: MemoryStore, memories: list[UserMemory]) -> tuple[list[UserMemory], int]:
+    """The memories the store lacks or holds otherwise than the source, leaving out those
+    it holds changed since (see :func:`_changed_since`); and how many of those there were."""
+    write: list[UserMemory] = []
+    kept = 0
+    for new in memories:
+        stored = _stored(store, new)
+        if stored is None:
+            write.append(new)
+        elif _same(stored, new):
+            continue
+        elif _changed_since(stored, new):
+            kept += 1
+        else:
+            write.append(new)
+    return write, kept
+
+
+def _same(stored: UserMemory, new: UserMemory) -> bool:
     keys = ("memory", "topics", "input", "agent_id", "team_id", "session_id")
     if any(getattr(stored, k) != getattr(new, k) for k in keys):
         return False
@@ -147,7 +187,7 @@ def apply_plan(
     sessions = store if isinstance(store, SessionStore) else None
     if plan.sessions and sessions is None:
         raise UserError(f"{store!r} keeps no sessions; import into a store such as SqliteDb")
-    changed = [m for m in plan.memories if not unchanged(store, m)]
+    changed, report.memories_kept = _to_write(store, plan.memories)
     taken = _taken(store, [m for m in changed if m.memory_id in unowned])
     if taken:
         changed = [m for m in changed if m.memory_id not in taken]
