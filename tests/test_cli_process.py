@@ -372,7 +372,11 @@ def test_ctrl_c_ends_a_command_with_status_130_and_one_line(tmp_path: Path) -> N
     # with megabytes to go, when Ctrl-C (SIGINT) comes.
     command = [NOTED, "memories", "export", "--user", "ava", "--db", db]
     with subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
     ) as process:
         assert process.stdout is not None
         first = process.stdout.read(4096)
@@ -449,3 +453,48 @@ def test_a_db_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> No
         assert done.stderr.count(b"\n") == 1
         assert b"secret" not in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_stops_a_reindex_with_a_line_and_keeps_what_it_embedded(tmp_path: Path) -> None:
+    """No traceback: a line saying how many memories got their vectors (each batch's are
+    stored as it is done), the process ending by SIGINT; a second run embeds the rest."""
+    import signal
+    import time
+
+    import noted as package
+    from noted.retrieval.registry import get_embedder
+
+    db = str(tmp_path / "many.db")
+    with SqliteDb(db) as store:
+        Memory(store, embedder=None).add_user_memories(
+            [UserMemory(f"The user wrote note {i} about the garden") for i in range(3000)],
+            user_id="ava",
+        )
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTED_DB", "NOTED_EMBEDDER")}
+    env["PYTHONPATH"] = str(Path(package.__file__).resolve().parents[1])
+    child = subprocess.Popen(
+        [NOTED, "memories", "reindex", "--db", db],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509
+    )
+    model = get_embedder("local").model_name
+    with SqliteDb(db) as store:
+        deadline = time.monotonic() + 60
+        while not store.count_memories_to_embed("ava", model) < 3000:
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 130, (out, err)
+    assert "Traceback" not in err
+    said = re.search(r"embedded (\d+) memories of every user before the interrupt", err)
+    assert said is not None, err
+    assert "interrupted" in err.splitlines()[-1]
+    with SqliteDb(db) as store:
+        left = store.count_memories_to_embed("ava", model)
+    assert 0 < left <= 3000 - int(said[1])
+    again = noted("memories", "reindex", "--db", db, "--embedder", "local", "--json")
+    assert json.loads(again.stdout)["embedded"] == left

@@ -159,16 +159,27 @@ def cmd_search(memory: Memory, args: argparse.Namespace) -> int:
 
 def cmd_reindex(memory: Memory, args: argparse.Namespace) -> int:
     progress = progress_bar("embedding", args.json)
+    who = "every user" if args.user is None else f"user {args.user}"
+    embedded = [0]  # so far: each batch's vectors are stored as it is done
+
+    def advance(n: int, total: int) -> None:
+        embedded[0] = n
+        progress.update(task, completed=n, total=total)
+
     with progress:
         task = progress.add_task("reindex", total=None)
-        done = memory.reindex_user_memories(
-            args.user, progress=lambda n, total: progress.update(task, completed=n, total=total)
-        )
+        try:
+            done = memory.reindex_user_memories(args.user, progress=advance)
+        except KeyboardInterrupt:
+            err.print(
+                f"embedded {embedded[0]} memories of {escape(who)} before the interrupt (they "
+                "keep their vectors); `noted memories reindex` again embeds the rest"
+            )
+            raise
     if args.json:
         emit_json({"embedded": done, "model": memory.index and memory.index.model_name})
     else:
-        who = "every user" if args.user is None else f"user {args.user}"
-        out.print(f"embedded {done} memories of {who}")
+        out.print(f"embedded {done} memories of {escape(who)}")
     return 0
 
 
