@@ -334,6 +334,25 @@ def test_db_defaults_to_env_then_noted_db(capsys, tmp_path: Path, monkeypatch) -
     assert (tmp_path / "env.db").is_file()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["memories", "reindex"],
+        ["memories", "import"],
+        ["import", "mem0"],
+        ["import", "agno"],
+    ],
+)
+def test_help_of_the_commands_of_every_user_says_so(
+    capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    """Without --user these act on every user's memories, not on the user 'default'."""
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "--user USER only this user's memories (default: every user's)" in said
+
+
 def test_every_command_has_help() -> None:
     parser = build_parser()
     groups = next(a for a in parser._actions if a.dest == "group")

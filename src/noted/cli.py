@@ -454,8 +454,9 @@ def _embedder_argument(sub: argparse.ArgumentParser) -> None:
 
 def _common_options() -> tuple[argparse.ArgumentParser, ...]:
     """The options every command takes; the same without the table names (for the
-    imports, whose sources have tables of their own); and ``--db`` with the table names
-    alone (for ``serve`` and the session commands)."""
+    imports, whose sources have tables of their own), their ``--user`` narrowing them to one
+    user; ``--db`` with the table names alone (for ``serve`` and the session commands);
+    and the options of the commands of every user unless ``--user`` names one."""
     db_only = argparse.ArgumentParser(add_help=False)
     db_only.add_argument(
         "--db",
@@ -471,11 +472,17 @@ def _common_options() -> tuple[argparse.ArgumentParser, ...]:
             f"(default: ${variable}, else {DEFAULT_TABLES[option]})",
         )
     user_help = f"user id (default: {DEFAULT_USER_ID!r})"
-    return user_options(db_option, user_help), user_options(db_only, user_help), db_option
+    everyone = "only this user's memories (default: every user's)"
+    return (
+        user_options(db_option, user_help),
+        user_options(db_only, everyone),
+        db_option,
+        user_options(db_option, everyone),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common, importing, db_option = _common_options()
+    common, importing, db_option, every_user = _common_options()
 
     parser = argparse.ArgumentParser(prog="noted", description="Long-term memory for LLM agents.")
     parser.add_argument("--version", action="version", version=f"noted {__version__}")
@@ -483,8 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
     memories = groups.add_parser("memories", help="add, list, edit and delete user memories")
     commands = memories.add_subparsers(dest="command", metavar="COMMAND")
 
-    def command(name: str, fn: Command, help_: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, parents=[common], help=help_, description=help_)
+    def command(
+        name: str, fn: Command, help_: str, options: argparse.ArgumentParser = common
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, parents=[options], help=help_, description=help_)
         sub.set_defaults(func=fn)
         return sub
 
@@ -513,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_reindex,
         "Embed the memories (of --user, or of every user) that have no embedding from the "
         "embedder: after changing embedders, or for memories written without one.",
+        every_user,
     )
     _embedder_argument(reindex)
 
@@ -550,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_import,
         "Read memories from JSON Lines (all or nothing). With --user, only that user's "
         "memories (and those that name no user) are imported; the others are skipped.",
+        every_user,
     )
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
 
