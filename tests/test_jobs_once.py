@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,7 @@ from noted._time import now_micros
 from noted.agent.jobs import JobWorker, job_worker
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore, WriteBatch
-from noted.db.jobs import JobStore, derived_id, jobs_for_run
+from noted.db.jobs import Job, JobStore, derived_id, jobs_for_run
 from noted.models.types import Message, ToolDefinition
 from noted.testing import FunctionModel
 from servers import Server
@@ -208,4 +209,74 @@ def test_a_users_jobs_keep_the_order_they_were_recorded_in_whatever_the_hosts_cl
     assert first is not None and first.job_id == recorded[0]
     assert store.claim_job("w", 60) is None  # the second waits for the first
     assert [j.job_id for j in store.list_jobs()] == recorded
+    store.close()
+
+
+def stalling(cls: type[Any]) -> type[Any]:
+    """``cls`` whose worker stalls (a paused process, a network partition) once it is
+    about to set a session summary: every later call waits for ``go``, lease renewals
+    included, so its lease runs out meanwhile."""
+
+    class Stalling(cls):  # type: ignore[misc, valid-type]
+        entered = threading.Event()
+        go = threading.Event()
+
+        def _write_summary(self, *args: Any) -> bool:
+            self.entered.set()
+            self.go.wait(10)
+            return bool(super()._write_summary(*args))
+
+        def renew_lease(self, job: Job, lease: float) -> bool:
+            if self.entered.is_set():
+                self.go.wait(10)
+            return bool(super().renew_lease(job, lease))
+
+    return Stalling
+
+
+def summary_worker(store: MemoryStore, said: str, lease: float) -> JobWorker:
+    """A worker of summary jobs whose model sums up a session as ``said``."""
+    answer = json.dumps({"summary": said, "topics": []})
+    agent = Agent(
+        FunctionModel(lambda m, t: answer), db=store, agent_id="a", enable_session_summaries=True
+    )
+    worker = job_worker(agent)
+    assert worker is not None
+    worker.lease = lease
+    return worker
+
+
+def record_summary(store: MemoryStore, text: str) -> None:
+    assert isinstance(store, JobStore)
+    run = _run("a", "ava", text)
+    store.append_run_with_jobs(run, jobs_for_run(run, memory=False, summary=True))
+
+
+def test_a_stalled_worker_whose_summary_job_was_taken_over_keeps_the_newer_summary(
+    servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    """Redis sets a summary and deletes its job apart from one another: a worker stalled
+    between its owner check and the write (its lease ran out, another worker applied the
+    job and the session's next one) wrote its summary over the newer one."""
+    store = store_of("redis", servers, tmp_path)
+    assert isinstance(store, JobStore)
+    stalled = reopen("redis", store, servers, stalling(type(store)))
+    record_summary(store, "one")
+    first = summary_worker(stalled, "the first run", lease=0.3)
+    thread = threading.Thread(target=lambda: asyncio.run(first.drain()))
+    thread.start()
+    try:
+        assert stalled.entered.wait(10)  # type: ignore[attr-defined]
+        time.sleep(0.4)  # its lease runs out
+        healthy = summary_worker(store, "both runs", lease=60)
+        assert asyncio.run(healthy.until_done(timeout=10)) == 1  # the stored plan, once
+        record_summary(store, "two")
+        assert asyncio.run(healthy.until_done(timeout=10)) == 1
+    finally:
+        stalled.go.set()  # type: ignore[attr-defined]
+        thread.join(10)
+    summary = store.get_session_summary("s-ava", "ava")  # type: ignore[attr-defined]
+    assert (summary.summary, summary.run_count) == ("both runs", 2)
+    assert store.list_jobs() == []
+    stalled.close()
     store.close()

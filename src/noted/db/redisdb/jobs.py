@@ -13,8 +13,9 @@ takes the first due job whose key has no earlier unfinished job; one script at a
 runs on the server, so two workers never take one job. A job whose plan is a batch of this
 store's memories is deleted in the batch's own MULTI/EXEC (the job's hash watched from
 the owner check to the EXEC), so a worker that dies leaves the batch and the job both
-written or neither; other writes (a session summary, which is the same when set twice)
-are followed by the job's deletion.
+written or neither; a job's session summary is set, and the job deleted, by one script
+that checks the owner first, so a worker whose job was taken over never sets a summary
+(it would replace a newer one). Other writes are followed by the job's deletion.
 """
 
 from __future__ import annotations
@@ -126,6 +127,26 @@ if ARGV[4] == 'failed' then
 end
 return 1
 """
+
+# After SET_SUMMARY_LUA's own arguments, [6] = the job's id, [7] = its owner. -2 (nothing
+# written) when the job is no longer the owner's; else SET_SUMMARY_LUA's answer, the job
+# deleted with the summary (or without one: no such session) but not on -1.
+_SET_SUMMARY_COMPLETING = (
+    """
+if redis.call('HGET', jkey(ARGV[6]), 'owner') ~= ARGV[7] then return -2 end
+local function set_summary()
+"""
+    + lua.SET_SUMMARY_LUA
+    + """
+end
+local stored = set_summary()
+if stored >= 0 then
+  redis.call('DEL', jkey(ARGV[6]))
+  redis.call('ZREM', P .. ':jq', ARGV[6])
+end
+return stored
+"""
+)
 
 # Every job's row, unfinished first then failed, each in enqueue order.
 _LIST = """
@@ -296,6 +317,24 @@ class RedisJobs:
     def _completing_job(self) -> Completion | None:
         """The job that the batch being sent on this thread completes, if any."""
         return getattr(self._completions(), "job", None)
+
+    def _summary_completing(
+        self, completion: Completion, session_id: str, user_id: str, summary: str, last_run: str
+    ) -> int:
+        """Set a session's summary and delete the job it completes, in one script, only
+        while the job is its worker's (else NotOwner, nothing written): a worker whose
+        lease ran out while it wrote must not replace the summary of a later job. The
+        answer of SET_SUMMARY_LUA."""
+        script = self._job_script("summary", _SET_SUMMARY_COMPLETING)
+        stored = int(
+            self._session_call(
+                script, session_id, user_id, summary, last_run, completion.job_id, completion.owner
+            )
+        )
+        if stored == -2:
+            raise NotOwner(completion.job_id)
+        completion.sent = stored >= 0
+        return stored
 
     def complete_job(self, job: Job, write: Callable[[], T]) -> tuple[bool, T | None]:
         finish = self._job_script("finish", _FINISH)

@@ -600,15 +600,12 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         return summary_from_json(summary) if owned_by(owner, user_id) else None
 
     def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
-        stored = int(
-            self._session_call(
-                self._set_summary,
-                session_id,
-                user_id,
-                to_json(summary.to_dict()),
-                summary.last_run_id or "",
-            )
-        )
+        args = (session_id, user_id, to_json(summary.to_dict()), summary.last_run_id or "")
+        job = self._completing_job()  # a background job completed with it (jobs.py)
+        if job is not None:
+            stored = self._summary_completing(job, *args)
+        else:
+            stored = int(self._session_call(self._set_summary, *args))
         if stored < 0:
             raise foreign_session(session_id)
         return stored == 1
