@@ -106,9 +106,9 @@ def test_waiting_for_a_job_another_worker_holds_is_not_a_busy_loop(tmp_path: Pat
     drains = []
     drain = kicker.worker.drain
 
-    async def counted() -> None:
+    async def counted(stop: threading.Event | None = None) -> None:
         drains.append(1)
-        await drain()
+        await drain(stop)
 
     kicker.worker.drain = counted  # type: ignore[method-assign]
     kicker.enabled = True
@@ -219,6 +219,26 @@ def test_claims_follow_each_users_order_and_leases(jobs_store: MemoryStore) -> N
     # bob's job, whose worker died: taken over once its lease expires
     assert jobs_store.claim_job("w4", 0.0) is None  # still w2's
     assert jobs_store.unfinished_jobs() == 1
+
+
+def test_a_claim_can_take_the_jobs_of_some_keys_only(jobs_store: MemoryStore) -> None:
+    assert isinstance(jobs_store, JobStore)
+    jobs = {}
+    for user, text in (("bob", "one"), ("ava", "one"), ("ava", "two")):
+        run = _run("a", user, text)
+        (job,) = jobs_for_run(run, memory=True, summary=False)
+        jobs_store.append_run_with_jobs(run, [job])
+        jobs[(user, text)] = job.job_id
+    assert jobs_store.claim_job("w", 60, keys=set()) is None
+    assert jobs_store.claim_job("w", 60, keys={"memory:zoe"}) is None
+    first = jobs_store.claim_job("w", 60, keys={"memory:ava", "summary:s-ava"})
+    assert first is not None and first.job_id == jobs[("ava", "one")]  # bob's is older
+    assert jobs_store.claim_job("w", 60, keys={"memory:ava"}) is None  # in ava's order
+    assert jobs_store.complete_job(first, lambda: None)[0]
+    second = jobs_store.claim_job("w", 60, agent_id="a", keys={"memory:ava"})
+    assert second is not None and second.job_id == jobs[("ava", "two")]
+    other = jobs_store.claim_job("w", 60)
+    assert other is not None and other.job_id == jobs[("bob", "one")]
 
 
 def test_an_expired_lease_is_taken_over(jobs_store: MemoryStore) -> None:
@@ -411,6 +431,54 @@ def test_memories_survive_a_process_killed_after_run_returned(
     assert texts(store, "ava") == ["User said: I like tea."]
     sessions = store.list_sessions("ava")  # type: ignore[attr-defined]
     assert len(sessions) == 1 and sessions[0].run_count == 1
+    store.close()
+
+
+# One turn of ava's, then the program ends (no wait): argv kind, where, names (JSON).
+ONE_TURN = OPEN_STORE + textwrap.dedent(
+    """
+    def fn(messages, tools):
+        if (messages[0].content or "").startswith("You maintain the long-term memory"):
+            time.sleep(0.05)
+            chat = (messages[-1].content or "").split("<conversation>")[1]
+            said = chat.strip().splitlines()[0].removeprefix("user: ").strip('"')
+            return json.dumps({"operations": [
+                {"op": "add", "id": None, "memory": f"User said: {said}", "topics": []}]})
+        return "Noted."
+
+    agent = Agent(FunctionModel(fn), db=store, user_id="ava", agent_id="a",
+                  enable_user_memories=True)
+    agent.run("I like tea.")
+    """
+)
+
+
+def test_a_short_program_runs_its_own_jobs_before_those_other_processes_left(
+    tmp_path: Path,
+) -> None:
+    """A store with other users' jobs waiting (workers behind, or stopped): a program
+    that ran one turn and ended learned from it only after every job before it, and not
+    at all when those took more than the minute its exit waits."""
+    store = store_of("sqlite", {}, tmp_path)
+    assert isinstance(store, JobStore)
+    waiting = 20
+    for u in range(waiting):
+        run = _run("a", f"u{u}", "turn")
+        store.append_run_with_jobs(run, jobs_for_run(run, memory=True, summary=False))
+    child = subprocess.run(
+        [sys.executable, "-c", ONE_TURN, *child_args("sqlite", store, {})],
+        env={**os.environ, "PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    (tea,) = store.list_memories(MemoryQuery(user_id="ava"))
+    others = [store.list_memories(MemoryQuery(user_id=f"u{u}")) for u in range(waiting)]
+    assert tea.created_at is not None
+    assert all(m.created_at is not None and tea.created_at < m.created_at for (m,) in others)
+    assert store.list_jobs() == []  # the others too, before the program ended
     store.close()
 
 

@@ -19,6 +19,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -160,12 +161,15 @@ class JobWorker:
             except NotedError as exc:
                 log.warning("could not renew the lease of job %s: %s", job.job_id, exc)
 
-    async def drain(self, stop: threading.Event | None = None) -> int:
-        """Claim and run jobs until none is due (or ``stop`` is set); how many were run."""
+    async def drain(
+        self, stop: threading.Event | None = None, keys: Collection[str] | None = None
+    ) -> int:
+        """Claim and run jobs (of the ordering ``keys`` only, when given) until none is due
+        (or ``stop`` is set); how many were run."""
         done = 0
         while stop is None or not stop.is_set():
             job = await asyncio.to_thread(
-                self.store.claim_job, self.owner, self.lease, self.agent_id
+                self.store.claim_job, self.owner, self.lease, self.agent_id, keys
             )
             if job is None:
                 return done
@@ -355,7 +359,12 @@ class JobWorker:
 class JobKicker:
     """Starts the worker's drain on noted's background loop after a run recorded jobs
     (one drain at a time; a kick during a drain makes it look once more), and waits for
-    the agent's jobs."""
+    the agent's jobs.
+
+    A drain runs the jobs of this process's latest runs first (their users' and sessions'
+    jobs, in order), then any other of the agent's that are due (other processes left
+    them), until a run records more: a program's own jobs never wait behind a queue of
+    other processes' jobs."""
 
     def __init__(self, worker: JobWorker, background: bool = True) -> None:
         self.worker = worker
@@ -364,6 +373,8 @@ class JobKicker:
         self._lock = threading.Lock()
         self._running: Any = None
         self._again = False
+        self._keys: set[str] = set()  # of the jobs recorded since the drain last took them
+        self._recorded = threading.Event()  # set while _keys holds some
 
     async def record(self, run: RunResult, existing: bool = False) -> bool:
         """Store the run with the jobs it needs (one write), then start them; False when
@@ -380,8 +391,20 @@ class JobKicker:
         if not await asyncio.to_thread(store.append_run_with_jobs, run, jobs, existing=existing):
             return False
         if jobs and self.enabled:
+            if self.background:
+                with self._lock:
+                    self._keys.update(job.key for job in jobs)
+                    self._recorded.set()
             await self.kick()
         return True
+
+    def _take_keys(self) -> frozenset[str]:
+        """The keys of the jobs recorded since the last call."""
+        with self._lock:
+            keys = frozenset(self._keys)
+            self._keys.clear()
+            self._recorded.clear()
+        return keys
 
     async def kick(self) -> None:
         if not self.background:
@@ -403,7 +426,10 @@ class JobKicker:
     async def _loop(self) -> None:
         while True:
             try:
-                await self.worker.drain()
+                keys = self._take_keys()
+                if keys:
+                    await self.worker.drain(keys=keys)
+                await self.worker.drain(self._recorded)  # until a run records more
             except NotedError as exc:
                 log.warning("background jobs: %s", exc)
             except BaseException:

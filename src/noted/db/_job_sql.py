@@ -9,7 +9,7 @@ jobs.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -70,8 +70,8 @@ class JobSql:
         row = (job.job_id, job.key, job.agent_id, job.due_at or job.created_at, job.payload())
         return (job.key, *row) if self.key_lock else row
 
-    def claim(self, agent_id: Any) -> tuple[str, list[Any]]:
-        """SELECT of the job to claim: params (now, now[, agent_id])."""
+    def claim(self, agent_id: Any, keys: Collection[str] | None = None) -> tuple[str, list[Any]]:
+        """SELECT of the job to claim: params (now, now[, agent_id][, keys...])."""
         p, t = self.p, self.table
         sql = (
             f"SELECT seq, {SELECT} FROM {t} j WHERE "
@@ -82,6 +82,10 @@ class JobSql:
         if agent_id is not ANY_AGENT:
             sql += f"AND j.agent_id {self.same} {p} "
             extra.append(agent_id)
+        if keys is not None:
+            wanted = sorted(keys)
+            sql += f"AND j.job_key IN ({', '.join([p] * len(wanted))}) "
+            extra.extend(wanted)
         sql += (
             f"AND NOT EXISTS (SELECT 1 FROM {t} e WHERE e.job_key = j.job_key "
             f"AND e.seq < j.seq AND e.status <> 'failed') ORDER BY j.seq LIMIT 1 {self.lock}"
@@ -201,10 +205,18 @@ class SqlJobs:
                 conn.execute(sql.insert, sql.insert_params(job))
         return True
 
-    def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
+    def claim_job(
+        self,
+        owner: str,
+        lease: float,
+        agent_id: Any = ANY_AGENT,
+        keys: Collection[str] | None = None,
+    ) -> Job | None:
+        if keys is not None and not keys:
+            return None
         sql = self._job_sql
         now = now_micros()
-        select, extra = sql.claim(agent_id)
+        select, extra = sql.claim(agent_id, keys)
         with self._job_reader() as conn:
             if conn.execute(sql.any_due, (now, now)).fetchone() is None:
                 return None

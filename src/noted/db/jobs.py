@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -227,11 +227,18 @@ class JobStore(Protocol):
         none of them when the run is not written (False)."""
         ...
 
-    def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
+    def claim_job(
+        self,
+        owner: str,
+        lease: float,
+        agent_id: Any = ANY_AGENT,
+        keys: Collection[str] | None = None,
+    ) -> Job | None:
         """The oldest job that is due (pending and due, or running with an expired lease)
         and has no earlier unfinished job of its key, now running for ``owner`` until the
         lease ends, its attempts counted up; None when there is none. ``agent_id`` limits
-        the claim to one agent's jobs (None: jobs of runs without an agent)."""
+        the claim to one agent's jobs (None: jobs of runs without an agent), ``keys`` to
+        jobs of those ordering keys (a process's own users and sessions first)."""
         ...
 
     def renew_lease(self, job: Job, lease: float) -> bool:

@@ -20,7 +20,7 @@ job's run made is skipped), so nothing is changed twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from noted._time import now_micros
@@ -152,16 +152,27 @@ class MongoJobs:
             _copy(jobs, run.get("jobs") or [])
             runs.update_one({"_id": run["_id"]}, {"$unset": {"jobs": "", "jobs_pending": ""}})
 
-    def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
+    def claim_job(
+        self,
+        owner: str,
+        lease: float,
+        agent_id: Any = ANY_AGENT,
+        keys: Iterable[str] | None = None,
+    ) -> Job | None:
         from pymongo import ReturnDocument
 
+        query: Doc = {"status": {"$in": ["pending", "running"]}}
+        if keys is not None:
+            query["key"] = {"$in": sorted(keys)}
+            if not query["key"]["$in"]:
+                return None
         now = now_micros()
         with self._db() as db:
             jobs = self._jobs(db.runs)
             self._recover(db.runs, jobs)
             unfinished = list(
                 jobs.find(
-                    {"status": {"$in": ["pending", "running"]}},
+                    query,
                     {
                         "key": 1,
                         "agent": 1,

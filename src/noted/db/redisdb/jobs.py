@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, TypeVar
 
 from noted._time import now_micros
@@ -68,9 +68,15 @@ return 1
 )
 
 # [2] = owner, [3] = now, [4] = lease end, [5] = '1' to claim one agent's jobs only,
-# [6] = that agent ('' or '+' and the id). The claimed job's row, or nil.
+# [6] = that agent ('' or '+' and the id), [7] = '' or the keys to claim jobs of (a JSON
+# list). The claimed job's row, or nil.
 _CLAIM = """
 local owner, now, filter, agent = ARGV[2], tonumber(ARGV[3]), ARGV[5], ARGV[6]
+local wanted = nil
+if ARGV[7] ~= '' then
+  wanted = {}
+  for _, k in ipairs(cjson.decode(ARGV[7])) do wanted[k] = true end
+end
 local seen = {}
 for _, id in ipairs(redis.call('ZRANGE', P .. ':jq', 0, -1)) do
   local j = redis.call('HMGET', jkey(id), 'job_key', 'agent', 'status', 'due_at', 'lease_until')
@@ -78,7 +84,7 @@ for _, id in ipairs(redis.call('ZRANGE', P .. ':jq', 0, -1)) do
     seen[j[1]] = true
     local due = (j[3] == 'pending' and tonumber(j[4]) <= now)
       or (j[3] == 'running' and tonumber(j[5]) <= now)
-    if due and (filter == '0' or j[2] == agent) then
+    if due and (filter == '0' or j[2] == agent) and (wanted == nil or wanted[j[1]]) then
       redis.call('HSET', jkey(id), 'status', 'running', 'owner', owner, 'lease_until', ARGV[4])
       redis.call('HINCRBY', jkey(id), 'attempts', 1)
       return row(id)
@@ -284,11 +290,20 @@ class RedisJobs:
         )
         return appended_to(appended, run)
 
-    def claim_job(self, owner: str, lease: float, agent_id: Any = ANY_AGENT) -> Job | None:
+    def claim_job(
+        self,
+        owner: str,
+        lease: float,
+        agent_id: Any = ANY_AGENT,
+        keys: Collection[str] | None = None,
+    ) -> Job | None:
+        if keys is not None and not keys:
+            return None
         now = now_micros()
         until = now + int(lease * 1e6)
+        wanted = "" if keys is None else json.dumps(sorted(keys), ensure_ascii=False)
         row = self._session_call(
-            self._job_script("claim", _CLAIM), owner, now, until, *_agent(agent_id)
+            self._job_script("claim", _CLAIM), owner, now, until, *_agent(agent_id), wanted
         )
         return None if row is None else _job(row)
 
