@@ -482,6 +482,50 @@ def test_a_short_program_runs_its_own_jobs_before_those_other_processes_left(
     store.close()
 
 
+# One turn in a `with store:` block, for each of five users (the store opens again
+# when used), then the program ends: argv as OPEN_STORE's.
+CLOSED_AFTER_EACH_TURN = OPEN_STORE + textwrap.dedent(
+    """
+    def fn(messages, tools):
+        if (messages[0].content or "").startswith("You maintain the long-term memory"):
+            return json.dumps({"operations": [
+                {"op": "add", "id": None, "memory": "User likes tea", "topics": []}]})
+        return "Noted."
+
+    for user in range(5):
+        with store:
+            agent = Agent(FunctionModel(fn), db=store, user_id=f"u{user}", agent_id="a",
+                          enable_user_memories=True)
+            agent.run("I like tea.")
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "redis"])
+def test_a_program_that_closes_its_store_after_its_last_turn_learns_from_it(
+    kind: str, servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    """The store closed while the turn's job was starting: on PostgreSQL the job's claim
+    found the pool closed (a warning, the job left for another process); on Redis the
+    claim's connection was closed under it, the job left running for a lease, unsaid.
+    (Each turn's close races with its job's claim: five make a miss unlikely.)"""
+    store = store_of(kind, servers, tmp_path)
+    assert isinstance(store, JobStore)
+    child = subprocess.run(
+        [sys.executable, "-c", CLOSED_AFTER_EACH_TURN, *child_args(kind, store, servers)],
+        env={**os.environ, "PYTHONPATH": SRC},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr
+    assert not child.stderr, child.stderr  # no warning either
+    assert [texts(store, f"u{user}") for user in range(5)] == [["User likes tea"]] * 5
+    assert store.list_jobs() == []
+    store.close()
+
+
 def failing_manager(calls: list[int]) -> FunctionModel:
     def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
         if is_manager(messages):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -48,7 +48,7 @@ from noted.schema import UserMemory, UserStats
 
 try:
     import psycopg
-    from psycopg_pool import ConnectionPool, PoolTimeout
+    from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise MissingDependencyError(
         "PostgresDb needs psycopg 3 and psycopg_pool: pip install 'noted[postgres]'"
@@ -236,12 +236,24 @@ class PostgresDb(
         if held is not None:
             yield held
             return
-        pool = self._pool if self._pool is not None else self._open()
         try:
-            with pool.connection() as conn:
-                yield conn
+            with ExitStack() as stack:
+                yield self._checked_out(stack)
         except (psycopg.Error, PoolTimeout) as exc:
             raise self._error(exc) from exc
+
+    def _checked_out(self, stack: ExitStack) -> Conn:
+        """A connection of the pool, given back when ``stack`` closes. When ``close()``
+        closed the pool while this thread was about to take from it (a background job
+        still running as the program closes its store), from a new pool: a closed store
+        opens again when it is used, and the work in flight goes on."""
+        pool = self._pool if self._pool is not None else self._open()
+        try:
+            return stack.enter_context(pool.connection())
+        except PoolClosed:
+            if pool is self._pool:  # closed by something else than close()
+                raise
+            return stack.enter_context(self._open().connection())
 
     @contextmanager
     def _transaction(self) -> Iterator[Conn]:
@@ -326,9 +338,11 @@ class PostgresDb(
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
+            # let go of the pool first: a thread whose wait for a connection its closing
+            # ends takes one from a new pool (see _checked_out)
+            pool, self._pool = self._pool, None
+            if pool is not None:
+                pool.close()
 
     # -- MemoryStore: writes ----------------------------------------------------------
 

@@ -318,12 +318,15 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         )
 
     def close(self) -> None:
-        """Empty the search cache and close the client this store made (a client passed in
-        is left open)."""
+        """Empty the search cache and close the idle connections of the client this store
+        made (a client passed in is left open). A call in flight on another thread (a
+        background job still running as the program closes its store) ends as it would
+        have: closing its connection under it lost the reply, and with it the call's
+        outcome. The store connects again when it is used."""
         self.cache.clear()
         self._pending.clear()
         if self._owns_client:
-            self._client.close()
+            self._client.connection_pool.disconnect(inuse_connections=False)
 
     # -- plumbing -------------------------------------------------------------------------
 
