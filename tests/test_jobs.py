@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -14,12 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import open_store, server_url
 from live_server import LocalClient
-from noted import Agent, Memory, SqliteDb
+from noted import Agent, Memory, SqliteDb, _portal
 from noted._time import now_micros
 from noted.agent.jobs import JobWorker, job_worker, leave_jobs_to_workers
 from noted.cli import main
@@ -116,6 +118,28 @@ def test_waiting_for_a_job_another_worker_holds_is_not_a_busy_loop(tmp_path: Pat
     assert not agent.wait_for_memories(timeout=1.0)
     assert time.monotonic() - started < 2
     assert 1 <= len(drains) <= 25, len(drains)  # about one per 0.05 s poll
+
+
+def test_an_unexpected_error_of_a_background_drain_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fault outside any job (a driver's error that is no store error) ended the drain
+    with nothing said unless the program waited for its memories: the job stayed running
+    for a lease, or pending, without a word."""
+
+    class Broken(SqliteDb):
+        def claim_job(self, *args: Any, **kwargs: Any) -> Job | None:
+            raise RuntimeError("the driver lost its socket")
+
+    db = Broken(tmp_path / "broken.db")
+    agent = Agent(remembering(), db=db, user_id="ava", enable_user_memories=True)
+    with caplog.at_level(logging.WARNING, logger="noted.jobs"):
+        agent.run("I like tea")
+        assert _portal.drain(10)
+    (record,) = [r for r in caplog.records if r.name == "noted.jobs"]
+    assert record.levelno == logging.ERROR and record.exc_info is not None
+    assert "the driver lost its socket" in str(record.exc_info[1])
+    db.close()
 
 
 @pytest.mark.parametrize("background", [True, False])

@@ -432,6 +432,9 @@ class JobKicker:
                 await self.worker.drain(self._recorded)  # until a run records more
             except NotedError as exc:
                 log.warning("background jobs: %s", exc)
+            except Exception:  # a fault of the drain itself (a job's own are kept with it)
+                # nobody may ever ask for the drain's result: said here, or never
+                log.exception("background jobs stopped by an unexpected error")
             except BaseException:
                 with self._lock:  # the next kick starts a new drain
                     self._running = None
