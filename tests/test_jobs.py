@@ -120,6 +120,30 @@ def test_waiting_for_a_job_another_worker_holds_is_not_a_busy_loop(tmp_path: Pat
     assert 1 <= len(drains) <= 25, len(drains)  # about one per 0.05 s poll
 
 
+def test_a_run_with_memory_inline_waits_for_its_own_jobs_only(tmp_path: Path) -> None:
+    """Other users' jobs waiting in the store: with background_memory=False a run
+    returned only once it had run every one of them (up to a minute, its own last)."""
+    db = SqliteDb(tmp_path / "inline.db")
+    waiting = 20
+    for u in range(waiting):
+        run = _run("a", f"u{u}", "turn")
+        db.append_run_with_jobs(run, jobs_for_run(run, memory=True, summary=False))
+    agent = Agent(
+        remembering(),
+        db=db,
+        agent_id="a",
+        user_id="ava",
+        enable_user_memories=True,
+        background_memory=False,
+    )
+    agent.run("I like tea")
+    assert texts(db, "ava") == ["User said: I like tea"]
+    assert len(db.list_jobs()) == waiting  # left to the processes that run them
+    assert agent.wait_for_memories(timeout=30)  # which a wait does
+    assert db.list_jobs() == []
+    db.close()
+
+
 def test_an_unexpected_error_of_a_background_drain_is_logged(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -255,6 +279,10 @@ def test_a_claim_can_take_the_jobs_of_some_keys_only(jobs_store: MemoryStore) ->
         jobs[(user, text)] = job.job_id
     assert jobs_store.claim_job("w", 60, keys=set()) is None
     assert jobs_store.claim_job("w", 60, keys={"memory:zoe"}) is None
+    assert jobs_store.unfinished_jobs(keys={"memory:ava", "memory:zoe"}) == 2
+    assert jobs_store.unfinished_jobs("a", keys={"memory:bob"}) == 1
+    assert jobs_store.unfinished_jobs("b", keys={"memory:bob"}) == 0
+    assert jobs_store.unfinished_jobs(keys=set()) == 0
     first = jobs_store.claim_job("w", 60, keys={"memory:ava", "summary:s-ava"})
     assert first is not None and first.job_id == jobs[("ava", "one")]  # bob's is older
     assert jobs_store.claim_job("w", 60, keys={"memory:ava"}) is None  # in ava's order

@@ -177,14 +177,17 @@ class JobWorker:
             done += 1
         return done
 
-    async def until_done(self, poll: float = 0.05, timeout: float | None = None) -> int:
-        """Run jobs until none of this worker's agent is running or due anywhere (other
-        workers' included), or ``timeout`` seconds have passed; how many this worker ran."""
+    async def until_done(
+        self, poll: float = 0.05, timeout: float | None = None, keys: Collection[str] | None = None
+    ) -> int:
+        """Run jobs (of the ordering ``keys`` only, when given) until none of this worker's
+        agent is running or due anywhere (other workers' included), or ``timeout`` seconds
+        have passed; how many this worker ran."""
         deadline = None if timeout is None else time.monotonic() + timeout
         done = 0
         while True:
-            done += await self.drain()
-            if not await asyncio.to_thread(self.store.unfinished_jobs, self.agent_id):
+            done += await self.drain(keys=keys)
+            if not await asyncio.to_thread(self.store.unfinished_jobs, self.agent_id, keys):
                 return done
             if deadline is not None and time.monotonic() >= deadline:
                 return done
@@ -391,11 +394,17 @@ class JobKicker:
         if not await asyncio.to_thread(store.append_run_with_jobs, run, jobs, existing=existing):
             return False
         if jobs and self.enabled:
-            if self.background:
-                with self._lock:
-                    self._keys.update(job.key for job in jobs)
-                    self._recorded.set()
-            await self.kick()
+            keys = frozenset(job.key for job in jobs)
+            if not self.background:
+                # before the run returns: its jobs (of its user and session, in order,
+                # those of runs beside it that another call or process runs included),
+                # within a lease (a worker that died holds its job so)
+                await self.worker.until_done(timeout=self.worker.lease, keys=keys)
+                return True
+            with self._lock:
+                self._keys.update(keys)
+                self._recorded.set()
+            self._start()
         return True
 
     def _take_keys(self) -> frozenset[str]:
@@ -405,14 +414,6 @@ class JobKicker:
             self._keys.clear()
             self._recorded.clear()
         return keys
-
-    async def kick(self) -> None:
-        if not self.background:
-            # before the run returns: its jobs, and those of runs beside it that another
-            # call (or process) runs, within a lease (a worker that died holds its job so)
-            await self.worker.until_done(timeout=self.worker.lease)
-            return
-        self._start()
 
     def _start(self) -> None:
         """A drain on noted's background loop, unless one runs (then it looks once more)."""

@@ -148,14 +148,20 @@ class JobSql:
             params.append(limit)
         return sql, params
 
-    def unfinished(self, agent_id: Any) -> tuple[str, list[Any]]:
+    def unfinished(self, agent_id: Any, keys: Collection[str] | None) -> tuple[str, list[Any]]:
         sql = (
             f"SELECT COUNT(*) FROM {self.table} WHERE (status = 'running' "
             "OR (status = 'pending' AND attempts = 0))"
         )
-        if agent_id is ANY_AGENT:
-            return sql, []
-        return sql + f" AND agent_id {self.same} {self.p}", [agent_id]
+        params: list[Any] = []
+        if agent_id is not ANY_AGENT:
+            sql += f" AND agent_id {self.same} {self.p}"
+            params.append(agent_id)
+        if keys is not None:
+            wanted = sorted(keys)
+            sql += f" AND job_key IN ({', '.join([self.p] * len(wanted))})"
+            params.extend(wanted)
+        return sql, params
 
     @property
     def retry(self) -> str:
@@ -268,8 +274,12 @@ class SqlJobs:
         with self._job_reader() as conn:
             return [job_from_row(row) for row in conn.execute(select, params).fetchall()]
 
-    def unfinished_jobs(self, agent_id: Any = ANY_AGENT) -> int:
-        select, params = self._job_sql.unfinished(agent_id)
+    def unfinished_jobs(
+        self, agent_id: Any = ANY_AGENT, keys: Collection[str] | None = None
+    ) -> int:
+        if keys is not None and not keys:
+            return 0
+        select, params = self._job_sql.unfinished(agent_id, keys)
         with self._job_reader() as conn:
             return int(conn.execute(select, params).fetchone()[0])
 

@@ -271,9 +271,12 @@ class JobStore(Protocol):
         """Jobs (all, or those of one status), oldest first."""
         ...
 
-    def unfinished_jobs(self, agent_id: Any = ANY_AGENT) -> int:
+    def unfinished_jobs(
+        self, agent_id: Any = ANY_AGENT, keys: Collection[str] | None = None
+    ) -> int:
         """How many jobs are running or due for their first attempt (of one agent, or of
-        all); jobs waiting for a retry after a failure are not counted."""
+        all; of some ordering ``keys`` only, when given); jobs waiting for a retry after a
+        failure are not counted."""
         ...
 
     def retry_job(self, job_id: str) -> bool:

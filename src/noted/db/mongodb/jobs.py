@@ -275,12 +275,14 @@ class MongoJobs:
                 cursor = cursor.limit(limit)
             return [_job(doc) for doc in cursor]
 
-    def unfinished_jobs(self, agent_id: Any = ANY_AGENT) -> int:
+    def unfinished_jobs(self, agent_id: Any = ANY_AGENT, keys: Iterable[str] | None = None) -> int:
         query: Doc = {
             "$or": [{"status": "running"}, {"status": "pending", "attempts": 0}],
         }
         if agent_id is not ANY_AGENT:
             query["agent"] = agent_id
+        if keys is not None:
+            query["key"] = {"$in": sorted(keys)}
         with self._db() as db:
             jobs = self._jobs(db.runs)
             self._recover(db.runs, jobs)

@@ -163,12 +163,18 @@ end
 return out
 """
 
-# [2] = '1' to count one agent's jobs only, [3] = that agent.
+# [2] = '1' to count one agent's jobs only, [3] = that agent, [4] = '' or the keys to
+# count jobs of (a JSON list).
 _UNFINISHED = """
+local wanted = nil
+if ARGV[4] ~= '' then
+  wanted = {}
+  for _, k in ipairs(cjson.decode(ARGV[4])) do wanted[k] = true end
+end
 local n = 0
 for _, id in ipairs(redis.call('ZRANGE', P .. ':jq', 0, -1)) do
-  local j = redis.call('HMGET', jkey(id), 'agent', 'status', 'attempts')
-  if (ARGV[2] == '0' or j[1] == ARGV[3])
+  local j = redis.call('HMGET', jkey(id), 'agent', 'status', 'attempts', 'job_key')
+  if (ARGV[2] == '0' or j[1] == ARGV[3]) and (wanted == nil or wanted[j[4]])
     and (j[2] == 'running' or (j[2] == 'pending' and j[3] == '0')) then n = n + 1 end
 end
 return n
@@ -249,6 +255,11 @@ def _agent(agent_id: Any) -> tuple[str, str]:
     return "1", "" if agent_id is None else "+" + agent_id
 
 
+def _wanted(keys: Collection[str] | None) -> str:
+    """The ordering keys a script limits itself to: '' for all, else a JSON list."""
+    return "" if keys is None else json.dumps(sorted(keys), ensure_ascii=False)
+
+
 class RedisJobs:
     """The :class:`~noted.db.jobs.JobStore` methods of RedisDb."""
 
@@ -301,9 +312,8 @@ class RedisJobs:
             return None
         now = now_micros()
         until = now + int(lease * 1e6)
-        wanted = "" if keys is None else json.dumps(sorted(keys), ensure_ascii=False)
         row = self._session_call(
-            self._job_script("claim", _CLAIM), owner, now, until, *_agent(agent_id), wanted
+            self._job_script("claim", _CLAIM), owner, now, until, *_agent(agent_id), _wanted(keys)
         )
         return None if row is None else _job(row)
 
@@ -388,9 +398,13 @@ class RedisJobs:
         chosen = [j for j in jobs if status is None or j.status == status]
         return chosen if limit is None else chosen[:limit]
 
-    def unfinished_jobs(self, agent_id: Any = ANY_AGENT) -> int:
+    def unfinished_jobs(
+        self, agent_id: Any = ANY_AGENT, keys: Collection[str] | None = None
+    ) -> int:
+        if keys is not None and not keys:
+            return 0
         script = self._job_script("unfinished", _UNFINISHED)
-        return int(self._session_call(script, *_agent(agent_id)))
+        return int(self._session_call(script, *_agent(agent_id), _wanted(keys)))
 
     def retry_job(self, job_id: str) -> bool:
         script = self._job_script("retry", _RETRY)
