@@ -252,15 +252,16 @@ def record_summary(store: MemoryStore, text: str) -> None:
     store.append_run_with_jobs(run, jobs_for_run(run, memory=False, summary=True))
 
 
+@pytest.mark.parametrize("kind", ["redis", "mongo"])
 def test_a_stalled_worker_whose_summary_job_was_taken_over_keeps_the_newer_summary(
-    servers: dict[str, Server | str], tmp_path: Path
+    kind: str, servers: dict[str, Server | str], tmp_path: Path
 ) -> None:
     """Redis sets a summary and deletes its job apart from one another: a worker stalled
     between its owner check and the write (its lease ran out, another worker applied the
     job and the session's next one) wrote its summary over the newer one."""
-    store = store_of("redis", servers, tmp_path)
+    store = store_of(kind, servers, tmp_path)
     assert isinstance(store, JobStore)
-    stalled = reopen("redis", store, servers, stalling(type(store)))
+    stalled = reopen(kind, store, servers, stalling(type(store)))
     record_summary(store, "one")
     first = summary_worker(stalled, "the first run", lease=0.3)
     thread = threading.Thread(target=lambda: asyncio.run(first.drain()))

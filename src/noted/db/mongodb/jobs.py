@@ -20,6 +20,7 @@ job's run made is skipped), so nothing is changed twice.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -106,6 +107,9 @@ def _job(doc: Doc) -> Job:
 def _copy(jobs: Collection[Doc], docs: Sequence[Doc]) -> None:
     for doc in docs:
         jobs.update_one({"_id": doc["_id"]}, {"$setOnInsert": doc}, upsert=True)
+
+
+_completing = threading.local()  # .depth: jobs this thread is completing
 
 
 class MongoJobs:
@@ -240,13 +244,26 @@ class MongoJobs:
         return bool(done.modified_count)
 
     def complete_job(self, job: Job, write: Callable[[], T]) -> tuple[bool, T | None]:
+        """The owner is checked, ``write`` made, the job deleted: three steps, so a worker
+        paused between the first two (its lease run out, the job taken over) may still
+        write. A session summary it writes then is refused when the session's summary
+        already covers more runs (see :meth:`completing_a_job`)."""
         with self._db() as db:
             jobs = self._jobs(db.runs)
             if jobs.find_one({"_id": job.job_id, "owner": job.owner}, {"_id": 1}) is None:
                 return False, None
-            value = write()
+            _completing.depth = getattr(_completing, "depth", 0) + 1
+            try:
+                value = write()
+            finally:
+                _completing.depth -= 1
             jobs.delete_one({"_id": job.job_id, "owner": job.owner})
         return True, value
+
+    @staticmethod
+    def completing_a_job() -> bool:
+        """Whether this thread is writing what a job completes."""
+        return bool(getattr(_completing, "depth", 0))
 
     def completes_with(self, memories: object) -> bool:
         return False  # no multi-document transactions: the worker's retry skips what is done

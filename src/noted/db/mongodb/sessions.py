@@ -250,10 +250,17 @@ def get_summary(
 
 
 def set_summary(
-    db: SessionCollections, where: str, session_id: str, user_id: str, summary: SessionSummary
+    db: SessionCollections,
+    where: str,
+    session_id: str,
+    user_id: str,
+    summary: SessionSummary,
+    newer_only: bool = False,
 ) -> bool:
     """Only while the session holds the summary's last run: the session's ``created_at``
-    in the update's filter keeps it off a session deleted and begun again meanwhile."""
+    in the update's filter keeps it off a session deleted and begun again meanwhile.
+    ``newer_only``: not over a summary of more runs (a job's summary, which a worker
+    whose job was taken over may still send after a later job's)."""
     doc = db.sessions.find_one({"_id": session_id}, {"user_id": 1, "created_at": 1})
     if not owns_session(None if doc is None else str(doc["user_id"]), user_id, session_id):
         return False
@@ -262,5 +269,7 @@ def set_summary(
         summary, lambda run: db.runs.find_one({"run_id": run, "session_id": session_id}) is not None
     ):
         return False
-    key = {"_id": session_id, "user_id": user_id, "created_at": doc["created_at"]}
+    key: dict[str, Any] = {"_id": session_id, "user_id": user_id, "created_at": doc["created_at"]}
+    if newer_only:
+        key["$or"] = [{"summary": None}, {"summary.run_count": {"$lte": summary.run_count}}]
     return db.sessions.update_one(key, {"$set": {"summary": summary.to_dict()}}).matched_count == 1

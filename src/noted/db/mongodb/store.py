@@ -59,6 +59,7 @@ from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.vectors import check_vector, to_blob
 from noted.schema import UserMemory
+from noted.sessions import SessionSummary
 
 if TYPE_CHECKING:
     from pymongo import InsertOne, MongoClient, UpdateOne
@@ -224,6 +225,12 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
     _session_functions = sessions
     _session_reader = _db
     _session_writer = _db
+
+    def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
+        with self._db() as db:
+            return sessions.set_summary(
+                db, self._session_names, session_id, user_id, summary, self.completing_a_job()
+            )
 
     def _open(self) -> Collections:
         collections = self._collections
