@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from noted._time import now_micros
@@ -92,6 +93,17 @@ def _claimed(doc: Doc, now: int) -> bool:
 
 _TRANSACTIONAL: Final = Capabilities(transactions=True, native_fulltext=True, native_vectors=True)
 _DATABASE_NAME = re.compile(r'[^/\\. "$*<>:|?\x00]{1,63}')
+
+
+@dataclass(slots=True)
+class _Lent:
+    """A client's collections, the calls in flight on them, and whether the store closed
+    the client meanwhile (the last of those calls then closes it)."""
+
+    client: MongoClient[Doc]
+    collections: Collections
+    calls: int = 0
+    closing: bool = False
 
 
 class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInModule, StoreContext):
@@ -182,7 +194,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         self._where = safe_url(db_url) if client is None else client_seeds(client)
         self._session_names = self._where
         self._lock = threading.Lock()
-        self._collections: Collections | None = None
+        self._lent: _Lent | None = None  # the client's collections, and calls in flight
         self._indexed = False
         self._text_search = False  # whether the server's $text answers keyword searches
         self._vector_checked = False
@@ -197,13 +209,19 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
 
     def close(self) -> None:
         """Close the client this object opened (a client passed in stays open) and empty
-        the search cache."""
+        the search cache. Calls in flight on other threads (a background job still running
+        as the program closes its store) end as they would have: the client is closed when
+        the last of them is done. The store connects again when it is used."""
         self.cache.clear()
         with self._lock:
-            if self._owns_client and self._client is not None:
-                self._client.close()
-                self._client = None
-                self._collections = None
+            lent, self._lent = self._lent, None
+            if not self._owns_client or self._client is None:
+                return
+            client, self._client = self._client, None
+            if lent is not None and lent.calls:
+                lent.closing = True  # the last call in flight closes it
+                return
+        client.close()
 
     # -- connection, indexes, errors -----------------------------------------------------
 
@@ -214,12 +232,17 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         from bson.errors import BSONError
         from pymongo.errors import PyMongoError
 
+        lent: _Lent | None = None
         try:
-            yield self._open()
+            lent = self._borrow()
+            yield lent.collections
         except PyMongoError as exc:
             raise self._store_error(exc) from exc
         except BSONError as exc:
             raise StoreError(f"MongoDB at {self._where}: cannot encode a document ({exc})") from exc
+        finally:
+            if lent is not None:
+                self._give_back(lent)
 
     # the sessions' collections (SessionsInModule does the rest)
     _session_functions = sessions
@@ -232,12 +255,12 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
                 db, self._session_names, session_id, user_id, summary, self.completing_a_job()
             )
 
-    def _open(self) -> Collections:
-        collections = self._collections
-        if collections is not None:
-            return collections
+    def _borrow(self) -> _Lent:
+        """The collections (opened and indexed on first use) for one call, counted as in
+        flight on their client until :meth:`_give_back`."""
         with self._lock:
-            if self._collections is None:
+            lent = self._lent
+            if lent is None:
                 if self._client is None:
                     self._client = self._connect()
                 db = self._client[self.database]
@@ -253,8 +276,16 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
                     self._indexed = True
                     if self._has_transactions(self._client):
                         self.capabilities = _TRANSACTIONAL
-                self._collections = collections
-            return self._collections
+                lent = self._lent = _Lent(self._client, collections)
+            lent.calls += 1
+            return lent
+
+    def _give_back(self, lent: _Lent) -> None:
+        with self._lock:
+            lent.calls -= 1
+            last = lent.closing and not lent.calls
+        if last:  # the store was closed while this call ran
+            lent.client.close()
 
     def _connect(self) -> MongoClient[Doc]:
         from pymongo import MongoClient
@@ -445,8 +476,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         removed, before the error is raised (see :mod:`noted.db.mongodb.undo`)."""
         with self._db() as db:
             if self.capabilities.transactions:
-                client = self._client
-                assert client is not None  # opened by _db
+                client = db.memories.database.client
                 return in_transaction(client, lambda: self._moved_once(batch, audit))
             before = undo.prepare(db.memories, batch)
         try:
