@@ -13,12 +13,11 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from rich import box
 from rich.markup import escape
-from rich.table import Table
 
 from noted import __version__
 from noted._console import emit_json, err, out, progress_bar
+from noted._listing import Field, Listing, Record
 from noted.audit import MemoryEvent
 from noted.cli_db import identifier, non_negative_int, open_db, positive_int, user_options
 from noted.cli_files import written_file
@@ -80,25 +79,21 @@ def _memory_table(
     title: str,
     with_user: bool,
     match: Sequence[str] | None = None,
-) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    if match is not None:
-        table.add_column("match", justify="right", no_wrap=True)
-        table.caption, table.caption_justify = MATCH_LEGEND, "left"
-    table.add_column("id", no_wrap=True, style="dim")
-    table.add_column("memory", min_width=20, overflow="fold")
-    table.add_column("topics")
+) -> Listing:
+    fields = [] if match is None else [Field("match", justify="right")]
+    fields += [Field("id", "head", style="dim"), Field("memory", "text"), Field("topics")]
     if with_user:
-        table.add_column("user")
-    table.add_column("updated (UTC)", no_wrap=True)
+        fields.append(Field("user"))
+    fields.append(Field("updated (UTC)", "head"))
+    rows = []
     for i, m in enumerate(memories):
         cells = [] if match is None else [match[i]]
         cells += [m.memory_id or "", m.memory, ", ".join(m.topics)]
         if with_user:
             cells.append(m.user_id or "")
         cells.append(_when(m))
-        table.add_row(*map(escape, cells))  # a memory's text is data, never rich markup
-    return table
+        rows.append(cells)
+    return Listing(title, fields, rows, MATCH_LEGEND if match is not None else "")
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -153,7 +148,7 @@ def cmd_search(memory: Memory, args: argparse.Namespace) -> int:
         emit_json([m.to_dict() for m in found])
         return 0
     title = f"Memories of user {user} matching {args.query!r} ({len(found)})"
-    out.print(_memory_table(found, escape(title), False, _match_column(found)))
+    out.print(_memory_table(found, title, False, _match_column(found)))
     return 0
 
 
@@ -197,13 +192,11 @@ def cmd_show(memory: Memory, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(found.to_dict())
         return 0
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
+    pairs = []
     for key, value in found.to_dict().items():
         shown = ", ".join(value) if isinstance(value, list) else value
-        table.add_row(key, escape("" if shown is None else str(shown)))
-    out.print(table)
+        pairs.append((key, "" if shown is None else str(shown)))
+    out.print(Record(pairs))
     return 0
 
 
@@ -238,28 +231,30 @@ def _change(old: str | list[str] | None, new: str | list[str] | None) -> str:
     return f"{shown(old) or '(none)'} -> {shown(new) or '(none)'}"
 
 
-def _history_table(events: Sequence[MemoryEvent], title: str) -> Table:
-    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("time (UTC)", no_wrap=True)
-    table.add_column("event")
-    table.add_column("actor")
-    table.add_column("memory", min_width=20, overflow="fold")
-    table.add_column("topics")
+def _history_table(events: Sequence[MemoryEvent], title: str) -> Listing:
+    fields = [
+        Field("time (UTC)", "head"),
+        Field("event", "head"),
+        Field("actor"),
+        Field("memory", "text"),
+        Field("topics"),
+    ]
     with_runs = any(e.session_id is not None or e.run_id is not None for e in events)
     if with_runs:
-        table.add_column("session / run", style="dim")
+        fields.append(Field("session / run", style="dim"))
+    rows = []
     for e in events:
         cells = [
             e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
             e.event,
             e.actor,
-            escape(_change(e.old_memory, e.new_memory)),
-            escape(_change(e.old_topics, e.new_topics)),
+            _change(e.old_memory, e.new_memory),
+            _change(e.old_topics, e.new_topics),
         ]
         if with_runs:
-            cells.append(escape(" / ".join(x or "-" for x in (e.session_id, e.run_id))))
-        table.add_row(*cells)
-    return table
+            cells.append(" / ".join(x or "-" for x in (e.session_id, e.run_id)))
+        rows.append(cells)
+    return Listing(title, fields, rows)
 
 
 def cmd_history(memory: Memory, args: argparse.Namespace) -> int:
@@ -274,7 +269,7 @@ def cmd_history(memory: Memory, args: argparse.Namespace) -> int:
         return 0
     user = args.user or DEFAULT_USER_ID
     title = f"History of memory {args.memory_id} of user {user} ({len(events)} events)"
-    out.print(_history_table(events, escape(title)))
+    out.print(_history_table(events, title))
     return 0
 
 
@@ -336,13 +331,16 @@ def cmd_stats(memory: Memory, args: argparse.Namespace) -> int:
     if args.json:
         emit_json([s.to_dict() for s in stats])
         return 0
-    table = Table(title="Memories per user", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("user")
-    table.add_column("memories", justify="right")
-    table.add_column("last update (UTC)")
-    for s in stats:
-        table.add_row(s.user_id, str(s.memory_count), s.last_updated.strftime("%Y-%m-%d %H:%M:%S"))
-    out.print(table)
+    fields = [
+        Field("user", "head"),
+        Field("memories", justify="right"),
+        Field("last update (UTC)", "head"),
+    ]
+    rows = [
+        [s.user_id, str(s.memory_count), s.last_updated.strftime("%Y-%m-%d %H:%M:%S")]
+        for s in stats
+    ]
+    out.print(Listing("Memories per user", fields, rows))
     return 0
 
 

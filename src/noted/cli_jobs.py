@@ -7,11 +7,9 @@ import argparse
 import signal
 import threading
 
-from rich import box
-from rich.table import Table
-
 from noted import _portal
 from noted._console import emit_json, out
+from noted._listing import Field, Listing
 from noted._time import now_micros
 from noted.agent.jobs import JobWorker, job_worker
 from noted.cli_db import positive_int, with_config_db
@@ -35,11 +33,12 @@ def cmd_jobs_list(memory: Memory, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(rows)
         return 0
-    table = Table(title="Background jobs", title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("job", "kind", "status", "user", "attempts", "age (s)", "due in (s)", "error"):
-        table.add_column(name, overflow="fold")
-    for row in rows:
-        table.add_row(
+    fields = [Field("job", "head")]
+    fields += [Field(name) for name in ("kind", "status", "user")]
+    fields += [Field(name, justify="right") for name in ("attempts", "age (s)", "due in (s)")]
+    fields.append(Field("error", "text", named=True))
+    cells = [
+        [
             row["job_id"],
             row["kind"],
             row["status"],
@@ -48,8 +47,10 @@ def cmd_jobs_list(memory: Memory, args: argparse.Namespace) -> int:
             str(row["age_s"]),
             str(row["due_in_s"]),
             row["error"] or "",
-        )
-    out.print(table)
+        ]
+        for row in rows
+    ]
+    out.print(Listing("Background jobs", fields, cells))
     return 0
 
 

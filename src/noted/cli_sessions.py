@@ -12,13 +12,12 @@ import signal
 from collections.abc import Callable
 from typing import Final
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from noted._console import emit_json, out
+from noted._listing import Field, Listing
 from noted.agent import Agent
 from noted.cli_db import non_negative_int, positive_int, user_options
 from noted.db import SessionStore
@@ -87,12 +86,17 @@ def cmd_sessions_list(memory: Memory, args: argparse.Namespace) -> int:
         emit_json([s.to_dict(with_runs=False) for s in sessions])
         return 0
     who = "every user" if args.user is None else f"user {args.user}"
-    table = Table(title=f"Sessions of {who}", title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("session", "user", "agent", "runs", "updated (UTC)"):
-        table.add_column(name, no_wrap=name != "session", overflow="fold")
-    for s in sessions:
-        table.add_row(s.session_id, s.user_id, s.agent_id or "", str(s.run_count), _when(s))
-    out.print(table)
+    fields = [
+        Field("session", "head"),
+        Field("user"),
+        Field("agent"),
+        Field("runs", justify="right"),
+        Field("updated (UTC)", "head"),
+    ]
+    rows = [
+        [s.session_id, s.user_id, s.agent_id or "", str(s.run_count), _when(s)] for s in sessions
+    ]
+    out.print(Listing(f"Sessions of {who}", fields, rows))
     return 0
 
 
