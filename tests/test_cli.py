@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from noted import Agent, Memory, SqliteDb, UserMemory
 from noted.cli import build_parser, main
 from noted.db.urls import DEFAULT_TABLES
+from noted.errors import StoreError
 from noted.testing import ScriptedModel
 
 
@@ -444,3 +446,33 @@ def test_tables_of_other_names(capsys, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("NOTED_SESSION_TABLE", "agent_sessions")
     sessions = run_json(capsys, "sessions", "list", "--db", path)
     assert [s["session_id"] for s in sessions] == ["s1"]  # type: ignore[index, union-attr]
+
+
+def test_a_memory_with_damaged_topics_is_named_in_one_error_line(capsys, db: str) -> None:
+    """A row whose topics are not a JSON list of strings (a hand-edited or damaged file)
+    stops the read with a StoreError naming the memory: it was a JSONDecodeError
+    traceback from the rows code."""
+    memory = Memory(db=SqliteDb(db))
+    kept = memory.add_user_memory(UserMemory("Ava likes tea", topics=["food"]), user_id="ava")
+    damaged = memory.add_user_memory(UserMemory("Ava likes to ski"), user_id="ava")
+    memory.db.close()
+    for stored, said in (
+        ("{bad", "not valid JSON (Expecting property name enclosed in double quotes): '{bad'"),
+        ('{"a": 1}', """not a JSON list of strings: '{"a": 1}'"""),
+        ("[1]", "not a JSON list of strings: '[1]'"),
+    ):
+        with sqlite3.connect(db) as connection:
+            connection.execute(
+                f"UPDATE {DEFAULT_TABLES['memory_table']} SET topics = ? WHERE memory_id = ?",
+                (stored, damaged),
+            )
+        connection.close()
+        line = f"error: memory {damaged!r} has damaged topics: {said}\n"
+        for argv in (["list"], ["export"], ["show", damaged], ["search", "ski"]):
+            code, out, err = run(capsys, "memories", *argv, "--user", "ava", "--db", db)
+            assert (code, out, err) == (1, "", line), argv
+        api = Memory(db=SqliteDb(db))
+        with pytest.raises(StoreError, match=f"memory {damaged!r} has damaged topics"):
+            api.get_user_memories(user_id="ava")
+        assert api.get_user_memory(kept, user_id="ava").topics == ["food"]  # type: ignore[union-attr]
+        api.db.close()

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from noted._time import FLOAT_EXACT_US, from_micros, to_micros
 from noted.audit import MemoryEvent
-from noted.errors import ConflictError, UserError
+from noted.errors import ConflictError, StoreError, UserError
 from noted.schema import UserMemory
 from noted.sessions import Session, SessionSummary
 
@@ -99,7 +99,25 @@ def _encode_topics(topics: tuple[str, ...]) -> str:
 # a dict of its own, cheaper to look up per row than this cache: see _build).
 @functools.lru_cache(maxsize=4096)
 def decode_topics(text: str) -> tuple[str, ...]:
-    return tuple(json.loads(text))
+    """The topics of a stored JSON list of strings; ValueError for text that is not one
+    (a damaged or hand-edited file), TypeError for a value that is not text at all."""
+    topics = json.loads(text)
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        raise ValueError(f"not a JSON list of strings: {text[:80]!r}")
+    return tuple(topics)
+
+
+def stored_topics(text: Any, memory_id: str) -> tuple[str, ...]:
+    """The topics of memory ``memory_id`` from its stored ``text``; a :class:`StoreError`
+    naming the memory when that text is not a JSON list of strings: the store stops the
+    read and says what is damaged rather than leave the memory out unnoticed."""
+    try:
+        return decode_topics(text)
+    except json.JSONDecodeError as exc:
+        reason = f"not valid JSON ({exc.msg}): {text[:80]!r}"
+    except (ValueError, TypeError) as exc:
+        reason = str(exc)
+    raise StoreError(f"memory {memory_id!r} has damaged topics: {reason}")
 
 
 def stamped_keys(memory: UserMemory) -> tuple[str, str]:
@@ -192,7 +210,7 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
     read (a user's memories share a few topic sets; each memory still gets a list of its
     own)."""
     new = object.__new__
-    decode = decode_topics  # JSON decoded once per distinct text in the process
+    decode = stored_topics  # JSON decoded once per distinct text in the process
     decoded: dict[str, tuple[str, ...]] = {}  # and looked up once per distinct text here
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
@@ -208,7 +226,7 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
             try:
                 m.topics = [*decoded[topics]]  # a list of its own per memory
             except KeyError:
-                m.topics = [*decoded.setdefault(topics, decode(topics))]
+                m.topics = [*decoded.setdefault(topics, decode(topics, memory_id))]
             m.input = input_
             m.memory_id = memory_id
             m.user_id = owner
@@ -225,8 +243,8 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
     return memories
 
 
-def _topics_or_none(text: str | None) -> list[str] | None:
-    return None if text is None else list(decode_topics(text))
+def _topics_or_none(text: str | None, memory_id: str) -> list[str] | None:
+    return None if text is None else list(stored_topics(text, memory_id))
 
 
 def row_to_event(row: Sequence[Any]) -> MemoryEvent:
@@ -240,8 +258,8 @@ def row_to_event(row: Sequence[Any]) -> MemoryEvent:
         event,
         old,
         new,
-        _topics_or_none(old_topics),
-        _topics_or_none(new_topics),
+        _topics_or_none(old_topics, memory_id),
+        _topics_or_none(new_topics, memory_id),
         actor,
         session_id,
         run_id,

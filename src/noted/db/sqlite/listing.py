@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 
 from noted._time import FLOAT_EXACT_US, from_micros
-from noted.db._rows import decode_topics
+from noted.db._rows import stored_topics
 from noted.schema import UserMemory
 
 __all__ = ["JSON_IN_SQL", "MEMORY_JSON", "OWNED_ROW", "iso_sql", "owned_memories"]
@@ -65,7 +65,7 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
     """Memories of ``user_id`` from ``OWNED_ROW`` rows the store wrote itself (no
     re-validation; built as :func:`noted.db._rows.rows_to_memories` builds them)."""
     new = object.__new__
-    decode = decode_topics  # JSON decoded once per distinct text in the process
+    decode = stored_topics  # JSON decoded once per distinct text in the process
     decoded: dict[str, tuple[str, ...]] = {}  # and looked up once per distinct text here
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
@@ -78,7 +78,7 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
         try:
             m.topics = [*decoded[topics]]  # a list of its own per memory
         except KeyError:
-            m.topics = [*decoded.setdefault(topics, decode(topics))]
+            m.topics = [*decoded.setdefault(topics, decode(topics, memory_id))]
         m.input = input_
         m.agent_id = agent_id
         m.team_id = team_id
