@@ -432,6 +432,32 @@ def test_a_full_disk_under_an_export_is_one_error_line(two_users: str) -> None:
     )
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_full_disk_under_any_command_is_one_error_line(two_users: str) -> None:
+    """Every command, not only an export, says it cannot write its standard output: it
+    was an OSError traceback (from a write, or from the flush at the end)."""
+    memory_id = Memory(db=SqliteDb(two_users)).get_user_memories(user_id="bob")[0].memory_id
+    for argv in (
+        "memories list --user ava",
+        "memories list --user ava --json",
+        f"memories show {memory_id} --user bob",
+        "memories search ski --user ava --embedder none",
+        f"memories history {memory_id} --user bob",
+        "memories add fresh --user carl",
+        "sessions list",
+        "jobs list --json",
+    ):
+        script = f"{NOTED} {argv} --db {two_users} > /dev/full"
+        env = script_env()
+        done = subprocess.run(
+            ["bash", "-c", script], check=False, capture_output=True, text=True, env=env
+        )
+        assert (done.returncode, done.stderr) == (
+            1,
+            "error: cannot write to standard output: No space left on device\n",
+        ), argv
+
+
 def test_a_db_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> None:
     # A file name of other bytes reaches Python as lone surrogates, which SQLite and the
     # drivers cannot take: it was a UnicodeEncodeError traceback.

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TextIO, cast
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-__all__ = ["emit_json", "err", "out", "progress_bar"]
+from noted.errors import UserError
+
+__all__ = ["emit_json", "err", "guarded_stdout", "out", "progress_bar"]
 
 # Piped output is not cut to 80 columns: ids and texts stay whole for the reader, and an
 # error line stays one line for a log or a script that reads it.
@@ -32,3 +36,46 @@ def progress_bar(label: str, quiet: bool = False) -> Progress:
         disable=quiet or not err.is_terminal,
         transient=False,
     )
+
+
+class _GuardedOutput:
+    """Standard output whose write and flush raise a :class:`UserError` for an OSError
+    (a full disk under ``> FILE``), so that every command says so in one line; a
+    BrokenPipeError (the reader went away) passes as it is. Everything else is the
+    stream's own."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        with _unwritable():
+            return self.stream.write(text)
+
+    def flush(self) -> None:
+        with _unwritable():
+            self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextlib.contextmanager
+def _unwritable() -> Iterator[None]:
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise UserError(f"cannot write to standard output: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def guarded_stdout() -> Iterator[None]:
+    """``sys.stdout`` guarded for the block (see :class:`_GuardedOutput`): what the rich
+    console, JSON output and an export write there; as it was afterwards."""
+    stream = sys.stdout
+    sys.stdout = cast(TextIO, _GuardedOutput(stream))
+    try:
+        yield
+    finally:
+        sys.stdout = stream

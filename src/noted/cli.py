@@ -16,7 +16,7 @@ from typing import TextIO
 from rich.markup import escape
 
 from noted import __version__
-from noted._console import emit_json, err, out, progress_bar
+from noted._console import emit_json, err, guarded_stdout, out, progress_bar
 from noted._listing import Field, Listing, Record
 from noted.audit import MemoryEvent
 from noted.cli_db import identifier, non_negative_int, open_db, positive_int, user_options
@@ -348,14 +348,9 @@ def cmd_export(memory: Memory, args: argparse.Namespace) -> int:
     user = None if args.all else (args.user or DEFAULT_USER_ID)
     if args.user is None and not args.all:
         _note_default_user(memory, ", or --all for every user")
-    if args.output in (None, "-"):
-        try:
-            _export(memory, user, sys.stdout)
-            sys.stdout.flush()
-        except BrokenPipeError:  # the reader went away: main() stops quietly
-            raise
-        except OSError as exc:  # a full disk under `> FILE`, say
-            raise UserError(f"cannot write to standard output: {exc.strerror or exc}") from None
+    if args.output in (None, "-"):  # a full disk under `> FILE`: see main()
+        _export(memory, user, sys.stdout)
+        sys.stdout.flush()
         return 0
     with written_file(args.output) as stream:  # the whole export, or the file as it was
         written = _export(memory, user, stream)
@@ -572,8 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        code = _run(argv)
-        sys.stdout.flush()  # here, where a closed pipe can still be handled
+        with guarded_stdout():  # a full disk under `> FILE`: one error line, any command
+            code = _run(argv)
+            sys.stdout.flush()  # here, where a closed pipe can still be handled
+    except UserError as exc:  # that last flush
+        _print_error(exc)
+        return 1
     except BrokenPipeError:
         # The reader went away (`noted memories export | head -1`): stop quietly, as other
         # tools do, and keep the interpreter's last flush from failing too.
@@ -605,8 +604,12 @@ def _run(argv: Sequence[str] | None) -> int:
             finally:
                 memory.db.close()
     except NotedError as exc:
-        err.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}")
+        _print_error(exc)
         return 1
+
+
+def _print_error(exc: NotedError) -> None:
+    err.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}")
 
 
 def one_line(message: str) -> str:
