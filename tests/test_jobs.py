@@ -717,3 +717,44 @@ def test_noted_worker_leaves_the_signals_as_it_found_them(tmp_path: Path) -> Non
     finally:
         timer.cancel()
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_jobs_retry_and_drop_report_every_id_and_answer_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``noted jobs retry A B`` retried the jobs before the first missing id and stopped
+    there, and retry and drop printed text under --json: each now does every job it finds
+    and names the missing ones (status 1), as ``noted sessions delete`` does."""
+    db_file = tmp_path / "jobs.db"
+    with SqliteDb(db_file) as db:
+        for session in ("s1", "s2"):
+            agent = Agent(
+                failing_manager([]),
+                db=db,
+                user_id="ava",
+                session_id=session,
+                enable_user_memories=True,
+            )
+            worker = job_worker(agent)
+            assert worker is not None
+            worker.max_attempts = 1
+            agent.run("I like tea")
+            assert agent.wait_for_memories(timeout=10)
+        first, second = (job.job_id for job in db.list_jobs(status="failed"))
+    capsys.readouterr()
+    argv = ["jobs", "retry", first, "nope", second, "--db", str(db_file)]
+    assert main([*argv, "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"retried": 2, "not_found": ["nope"]}
+    assert captured.err == "error: no job that is waiting or failed with id 'nope'\n"
+    with SqliteDb(db_file) as db:
+        assert [job.status for job in db.list_jobs()] == ["pending", "pending"]
+    assert main(argv) == 1
+    assert capsys.readouterr().out == "2 job(s) due again\n"
+    argv = ["jobs", "drop", "nope", first, "gone", "--db", str(db_file)]
+    assert main([*argv, "--json"]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out) == {"dropped": 1, "not_found": ["nope", "gone"]}
+    assert captured.err == "error: no job with id 'nope', 'gone'\n"
+    assert main(["jobs", "drop", second, "--db", str(db_file)]) == 0
+    assert capsys.readouterr().out == "1 job(s) dropped\n"

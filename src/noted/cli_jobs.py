@@ -56,20 +56,34 @@ def cmd_jobs_list(memory: Memory, args: argparse.Namespace) -> int:
 
 def cmd_jobs_retry(memory: Memory, args: argparse.Namespace) -> int:
     store = _jobs(memory)
-    for job_id in args.job_ids:
-        if not store.retry_job(job_id):
-            raise NotFoundError(f"no job {job_id!r} that is waiting or failed")
-    out.print(f"{len(args.job_ids)} job(s) due again")
+    wanted = list(dict.fromkeys(args.job_ids))
+    missing = [job_id for job_id in wanted if not store.retry_job(job_id)]
+    retried = len(wanted) - len(missing)
+    if args.json:  # as noted sessions delete reports
+        emit_json({"retried": retried, "not_found": missing})
+    else:
+        out.print(f"{retried} job(s) due again")
+    if missing:
+        raise NotFoundError(f"no job that is waiting or failed with id {_ids(missing)}")
     return 0
 
 
 def cmd_jobs_drop(memory: Memory, args: argparse.Namespace) -> int:
     store = _jobs(memory)
-    dropped = sum(store.drop_job(job_id) for job_id in args.job_ids)
-    if dropped < len(args.job_ids):
-        raise NotFoundError(f"{len(args.job_ids) - dropped} of the jobs did not exist")
-    out.print(f"{dropped} job(s) dropped")
+    wanted = list(dict.fromkeys(args.job_ids))
+    missing = [job_id for job_id in wanted if not store.drop_job(job_id)]
+    dropped = len(wanted) - len(missing)
+    if args.json:
+        emit_json({"dropped": dropped, "not_found": missing})
+    else:
+        out.print(f"{dropped} job(s) dropped")
+    if missing:
+        raise NotFoundError(f"no job with id {_ids(missing)}")
     return 0
+
+
+def _ids(job_ids: list[str]) -> str:
+    return ", ".join(map(repr, job_ids))
 
 
 def _seconds(text: str) -> float:
