@@ -476,3 +476,20 @@ def test_a_memory_with_damaged_topics_is_named_in_one_error_line(capsys, db: str
             api.get_user_memories(user_id="ava")
         assert api.get_user_memory(kept, user_id="ava").topics == ["food"]  # type: ignore[union-attr]
         api.db.close()
+
+
+def test_an_empty_db_is_a_usage_error_and_an_empty_noted_db_is_unset(
+    capsys, tmp_path: Path, monkeypatch
+) -> None:
+    """``--db ''`` (an unset variable in ``--db "$DB"``) silently meant ./noted.db."""
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", "  "):
+        with pytest.raises(SystemExit) as stopped:
+            main(["memories", "add", "a fact", "--db", empty])
+        assert stopped.value.code == 2
+        said = capsys.readouterr().err
+        assert f"argument --db: must name a SQLite file or a database URL, got {empty!r}" in said
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setenv("NOTED_DB", "")  # as if unset: the default file
+    assert run(capsys, "memories", "add", "a fact")[0] == 0
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".db"] == ["noted.db"]

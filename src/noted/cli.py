@@ -19,7 +19,14 @@ from noted import __version__
 from noted._console import emit_json, err, guarded_stdout, out, progress_bar
 from noted._listing import Field, Listing, Record
 from noted.audit import MemoryEvent
-from noted.cli_db import identifier, non_negative_int, open_db, positive_int, user_options
+from noted.cli_db import (
+    db_target,
+    identifier,
+    non_negative_int,
+    open_db,
+    positive_int,
+    user_options,
+)
 from noted.cli_files import written_file
 from noted.cli_import import add_import_commands
 from noted.cli_jobs import add_job_commands
@@ -453,6 +460,7 @@ def _common_options() -> tuple[argparse.ArgumentParser, ...]:
     db_only = argparse.ArgumentParser(add_help=False)
     db_only.add_argument(
         "--db",
+        type=db_target,
         help="SQLite file, or postgresql:// mongodb:// redis:// URL "
         "(default: $NOTED_DB, else ./noted.db)",
     )
@@ -620,7 +628,8 @@ def one_line(message: str) -> str:
 
 def resolve_db(args: argparse.Namespace) -> None:
     """``args.db``: ``--db``, else ``$NOTED_DB``, else ``noted.db``; ``args.db_given``
-    says whether one of the first two named it (they win over a config file's ``db``)."""
+    says whether one of the first two named it (they win over a config file's ``db``).
+    An empty ``$NOTED_DB`` counts as unset (``NOTED_DB= noted ...`` sets it aside)."""
     args.db_given = args.db is not None or bool(os.environ.get("NOTED_DB"))
     args.db = args.db or os.environ.get("NOTED_DB") or DEFAULT_DB
 

@@ -17,7 +17,14 @@ from noted.schema import check_id
 if TYPE_CHECKING:
     from noted.memory import Memory
 
-__all__ = ["non_negative_int", "open_db", "positive_int", "user_options", "with_config_db"]
+__all__ = [
+    "db_target",
+    "non_negative_int",
+    "open_db",
+    "positive_int",
+    "user_options",
+    "with_config_db",
+]
 
 
 def positive_int(text: str) -> int:
@@ -40,6 +47,17 @@ def _count(text: str, minimum: int, what: str) -> int:
     if not minimum <= value <= MAX_PAGE:
         raise argparse.ArgumentTypeError(f"must be {what} (at most 2**63 - 1), got {text!r}")
     return value
+
+
+def db_target(text: str) -> str:
+    """``--db``: an empty (or blank) one is a usage error, where it used to stand for the
+    default file ``./noted.db`` without a word (an unset variable in ``--db "$DB"``)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            f"must name a SQLite file or a database URL, got {text!r} "
+            "(leave --db out for $NOTED_DB, else ./noted.db)"
+        )
+    return text
 
 
 def identifier(text: str) -> str:
