@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -493,3 +494,25 @@ def test_an_empty_db_is_a_usage_error_and_an_empty_noted_db_is_unset(
     monkeypatch.setenv("NOTED_DB", "")  # as if unset: the default file
     assert run(capsys, "memories", "add", "a fact")[0] == 0
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".db"] == ["noted.db"]
+
+
+def test_an_import_file_may_start_with_a_byte_order_mark(
+    capsys, db: str, tmp_path: Path, monkeypatch
+) -> None:
+    """Files saved by Windows editors start with a UTF-8 BOM: it was refused ("Unexpected
+    UTF-8 BOM")."""
+    line = UserMemory("Ava likes tea", memory_id="m1", user_id="ava").to_json()
+    bom = tmp_path / "windows.jsonl"
+    bom.write_bytes(b"\xef\xbb\xbf" + f"{line}\r\n".encode())
+    assert run_json(capsys, "memories", "import", str(bom), "--db", db) == {
+        "imported": 1,
+        "unchanged": 0,
+    }
+    monkeypatch.setattr("sys.stdin", io.StringIO(f"\ufeff{line}\n"))
+    assert run_json(capsys, "memories", "import", "-", "--db", db) == {
+        "imported": 0,
+        "unchanged": 1,
+    }
+    assert [m.memory for m in Memory(db=SqliteDb(db)).get_user_memories(user_id="ava")] == [
+        "Ava likes tea"
+    ]

@@ -10,16 +10,21 @@ from noted.schema import UserMemory
 
 __all__ = ["read_jsonl", "write_jsonl"]
 
+BYTE_ORDER_MARK = "\ufeff"
+
 
 def read_jsonl(
     lines: Iterable[str], on_line: Callable[[int], None] | None = None
 ) -> list[UserMemory]:
     """Parse every line (blank lines are skipped); a bad line raises UserError naming it.
+    A UTF-8 byte order mark before the first line (files saved by Windows editors start
+    with one) is skipped.
 
     Nothing is returned unless every line is valid, so a caller can import all or nothing.
     """
     memories: list[UserMemory] = []
-    for number, line in enumerate(lines, start=1):
+    for number, given in enumerate(lines, start=1):
+        line = given.removeprefix(BYTE_ORDER_MARK) if number == 1 else given
         if line.strip():
             try:
                 memories.append(UserMemory.from_json(line))
