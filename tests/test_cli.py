@@ -15,7 +15,7 @@ import pytest
 from noted import Agent, Memory, SqliteDb, UserMemory
 from noted.cli import build_parser, main
 from noted.db.urls import DEFAULT_TABLES
-from noted.errors import StoreError
+from noted.errors import StoreError, UserError
 from noted.testing import ScriptedModel
 
 
@@ -516,3 +516,17 @@ def test_an_import_file_may_start_with_a_byte_order_mark(
     assert [m.memory for m in Memory(db=SqliteDb(db)).get_user_memories(user_id="ava")] == [
         "Ava likes tea"
     ]
+
+
+def test_an_over_long_memory_is_refused_without_the_python_hint(capsys, db: str) -> None:
+    """The limit, said to a shell user without "(Memory(max_memory_length=...))", which
+    only a Python caller can act on (and still reads)."""
+    long = "x" * 5001
+    said = "error: memory text is 5001 characters; the limit is 5000\n"
+    assert run(capsys, "memories", "add", long, "--db", db) == (1, "", said)
+    added = run_json(capsys, "memories", "add", "short", "--db", db)
+    assert isinstance(added, dict)
+    edit = ("memories", "edit", added["memory_id"], "--text", long, "--db", db)
+    assert run(capsys, *edit) == (1, "", said)
+    with pytest.raises(UserError, match=r"limit is 5000 \(Memory\(max_memory_length=\.\.\.\)\)"):
+        Memory(db=SqliteDb(db)).add_user_memory(UserMemory(long))

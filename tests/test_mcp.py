@@ -282,6 +282,54 @@ def test_bad_arguments_are_tool_errors_that_change_nothing(
     assert client.ok("list_topics")  # and the server keeps serving
 
 
+@pytest.mark.parametrize(
+    ("name", "arguments", "said"),
+    [
+        # the Memory API's limit, without its hint at Memory(max_memory_length=...)
+        ("add_memory", {"memory": LONG}, "memory text is 5001 characters; the limit is 5000"),
+        (
+            "update_memory",
+            {"id": "{first}", "memory": LONG},
+            "memory text is 5001 characters; the limit is 5000",
+        ),
+        ("add_memory", {"memory": "a\x00b"}, "memory must not contain NUL characters"),
+        ("update_memory", {"id": "{first}", "memory": "\x00"}, "memory must not contain NUL"),
+        # a search refuses NUL as the writes do (it answered [])
+        ("search_memories", {"query": "\x00"}, "query must not contain NUL characters"),
+        ("search_memories", {"query": "tea\x00"}, "query must not contain NUL characters"),
+        ("get_memory", {"id": "a\x00"}, "id must not contain NUL characters"),
+        (
+            "get_memory",
+            {"id": "no-such-id"},
+            "there is no memory with id 'no-such-id'; search or list the memories for its id",
+        ),
+        # the limit as it was sent, not its 300 digits
+        (
+            "list_memories",
+            {"limit": 1e300},
+            "limit must be a whole number from 1 to 100, got 1e+300",
+        ),
+        (
+            "search_memories",
+            {"query": "x", "limit": 10**300},
+            "limit must be a whole number from 1 to 100, got a number of 301 digits",
+        ),
+    ],
+)
+def test_a_tool_error_names_the_tool_and_not_the_python_api(
+    client: Connected, db: SqliteDb, name: str, arguments: dict[str, Any], said: str
+) -> None:
+    first = (
+        stored(db)[0].memory_id if stored(db) else client.ok("add_memory", {"memory": "seed"})["id"]
+    )
+    arguments = {k: first if v == "{first}" else v for k, v in arguments.items()}
+    before = snapshot(db)
+    message = client.error(name, arguments)
+    assert message.startswith(f"{name}: {said}"), message
+    assert len(message) < 200
+    assert snapshot(db) == before
+
+
 def test_the_profile_resource_and_prompt(client: Connected, db: SqliteDb) -> None:
     client.ok("add_memory", {"memory": "The user's name is Ava", "topics": ["identity"]})
     read = client.loop.run(client.session.read_resource("noted://profile"))

@@ -38,6 +38,7 @@ from noted.db.urls import DEFAULT_TABLES, TABLE_ENVIRONMENT
 from noted.errors import NotedError, NotFoundError, UserError
 from noted.importers.plan import memories_of, unchanged
 from noted.memory import DEFAULT_USER_ID, Memory
+from noted.memory.door import told
 from noted.memory.jsonl import read_jsonl, write_jsonl
 from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.schema import MemoryMatch, UserMemory, check_topics
@@ -617,7 +618,7 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def _print_error(exc: NotedError) -> None:
-    err.print(f"[bold red]error:[/] {escape(one_line(str(exc)))}")
+    err.print(f"[bold red]error:[/] {escape(one_line(told(exc)))}")
 
 
 def one_line(message: str) -> str:

@@ -16,10 +16,18 @@ from noted.schema import check_topics
 __all__ = ["Arguments"]
 
 MAX_LIMIT: Final = 100
+_DIGITS_SHOWN: Final = 20  # a longer whole number in an error is said by its length
 
 
 def _kind(value: object) -> str:
     return "null" if value is None else type(value).__name__
+
+
+def _shown(value: object) -> str:
+    """``value`` as an error names it: a whole number of many digits by its length."""
+    if type(value) is int and abs(value) >= 10**_DIGITS_SHOWN:
+        return f"a number of {len(str(abs(value)))} digits"
+    return repr(value)
 
 
 class Arguments:
@@ -51,6 +59,8 @@ class Arguments:
             raise UserError(f"{self.tool}: {name} must be a string, got {_kind(value)}")
         if not value.strip():
             raise UserError(f"{self.tool}: {name} must not be empty")
+        if "\x00" in value:  # as the Memory API refuses it in what it stores
+            raise UserError(f"{self.tool}: {name} must not contain NUL characters")
         if longest is not None and len(value) > longest:
             raise UserError(
                 f"{self.tool}: {name} must be at most {longest} characters, got {len(value)}"
@@ -80,14 +90,14 @@ class Arguments:
             raise UserError(f"{self.tool}: {exc}") from None
 
     def limit(self, default: int, name: str = "limit") -> int:
-        value = self._get(name, False)
-        if value is None:
+        given = self._get(name, False)
+        if given is None:
             return default
-        if type(value) is float and value.is_integer():
-            value = int(value)
+        value = int(given) if type(given) is float and given.is_integer() else given
         if type(value) is not int or not 1 <= value <= MAX_LIMIT:
             raise UserError(
-                f"{self.tool}: {name} must be a whole number from 1 to {MAX_LIMIT}, got {value!r}"
+                f"{self.tool}: {name} must be a whole number from 1 to {MAX_LIMIT}, "
+                f"got {_shown(given)}"
             )
         return value
 

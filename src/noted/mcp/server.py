@@ -29,6 +29,7 @@ from noted.errors import NotedError, UserError
 from noted.mcp.arguments import Arguments
 from noted.mcp.tools import TOOLS, Tool
 from noted.memory import DEFAULT_USER_ID, Memory
+from noted.memory.door import told
 from noted.retrieval.embedders import Embedder
 from noted.schema import require_id
 from noted.server.auth import Auth, Unauthorized
@@ -163,8 +164,10 @@ class _Handlers:
             result = await self._run(tool.run, user, args)
         except Unauthorized as exc:
             return _failed(f"unauthorized: {exc}")
-        except NotedError as exc:
-            return _failed(str(exc))
+        except NotedError as exc:  # the Memory API's own words, after the tool's name
+            said = told(exc)
+            prefix = f"{tool.name}: "
+            return _failed(said if said.startswith(prefix) else prefix + said)
         text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
         return types.CallToolResult(content=_text(text), structured_content=result)
 

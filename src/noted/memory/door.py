@@ -23,7 +23,7 @@ from noted.memory.index import MemoryIndex
 from noted.memory.operations import Operation, Plan
 from noted.schema import UserMemory, check_id, new_memory_id, require_id
 
-__all__ = ["DEFAULT_USER_ID", "Applied", "MemoryDoor", "resolve_user"]
+__all__ = ["DEFAULT_USER_ID", "Applied", "MemoryDoor", "TextTooLong", "resolve_user", "told"]
 
 log = logging.getLogger("noted.memory")
 
@@ -71,6 +71,22 @@ class Applied:
     as they are now (None: deleted)."""
 
 
+class TextTooLong(UserError):
+    """A memory text over the limit. Its message names ``Memory(max_memory_length=...)``
+    for a Python caller; ``without_hint`` says the same to those who cannot pass it (the
+    command's and the MCP tools' users)."""
+
+    def __init__(self, length: int, limit: int) -> None:
+        self.without_hint = f"memory text is {length} characters; the limit is {limit}"
+        super().__init__(f"{self.without_hint} (Memory(max_memory_length=...))")
+
+
+def told(exc: Exception) -> str:
+    """``exc``'s message as the command and the MCP tools say it: without a hint at the
+    Python API."""
+    return exc.without_hint if isinstance(exc, TextTooLong) else str(exc)
+
+
 class MemoryDoor:
     """Writes to ``db``, embedding what it writes with ``index`` (when there is one)."""
 
@@ -94,10 +110,7 @@ class MemoryDoor:
             raise UserError(f"memory must be a UserMemory, got {type(memory).__name__}")
         checked = memory.checked()
         if len(checked.memory) > self.max_length:
-            raise UserError(
-                f"memory text is {len(checked.memory)} characters; the limit is "
-                f"{self.max_length} (Memory(max_memory_length=...))"
-            )
+            raise TextTooLong(len(checked.memory), self.max_length)
         return checked
 
     def stamp(
