@@ -530,3 +530,18 @@ def test_an_over_long_memory_is_refused_without_the_python_hint(capsys, db: str)
     assert run(capsys, *edit) == (1, "", said)
     with pytest.raises(UserError, match=r"limit is 5000 \(Memory\(max_memory_length=\.\.\.\)\)"):
         Memory(db=SqliteDb(db)).add_user_memory(UserMemory(long))
+
+
+def test_counts_of_one_take_the_singular(capsys, db: str, tmp_path: Path) -> None:
+    """It said "exported 1 memories", "imported 1 memories", "(1 events)"."""
+    added = run_json(capsys, "memories", "add", "Ava likes tea", "--user", "ava", "--db", db)
+    assert isinstance(added, dict)
+    file = str(tmp_path / "one.jsonl")
+    code, _, err = run(capsys, "memories", "export", "--user", "ava", "-o", file, "--db", db)
+    assert (code, err) == (0, f"exported 1 memory to {file}\n")
+    other = str(tmp_path / "other.db")
+    assert run(capsys, "memories", "import", file, "--db", other) == (0, "imported 1 memory\n", "")
+    code, out, _ = run(
+        capsys, "memories", "history", added["memory_id"], "--user", "ava", "--db", db
+    )
+    assert "(1 event)" in " ".join(out.split())

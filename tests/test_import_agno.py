@@ -274,7 +274,7 @@ def test_cli(
     assert json.loads(capsys.readouterr().out) == []
     assert main(["import", "agno", source, "--db", db]) == 0
     printed = capsys.readouterr()
-    assert "wrote 3 memories, 3 runs, 1 summaries" in printed.out
+    assert "wrote 3 memories, 3 runs, 1 summary" in printed.out
     assert "importing" in printed.err  # the progress bar
     assert main(["import", "agno", source, "--db", db]) == 0
     assert "wrote 0 memories, 0 runs, 0 summaries" in capsys.readouterr().out
@@ -353,7 +353,7 @@ def test_cli_table_options_name_the_source_tables_only(
     source = str(FIXTURES / "agno-1.7.12.db")
     options = ["--memory-table", "user_memories", "--session-table", "agent_sessions"]
     assert main(["import", "agno", source, "--db", db, *options]) == 0
-    assert "wrote 3 memories, 3 runs, 1 summaries" in capsys.readouterr().out
+    assert "wrote 3 memories, 3 runs, 1 summary" in capsys.readouterr().out
     with sqlite3.connect(db) as conn:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
@@ -615,7 +615,7 @@ def test_agno_3_runs_table_of_another_name(
     assert report.runs_written == 1
     db = str(tmp_path / "cli.db")
     assert main(["import", "agno", source, "--db", db, "--runs-table", "my_runs"]) == 0
-    assert "wrote 3 memories, 3 runs, 1 summaries" in capsys.readouterr().out
+    assert "wrote 3 memories, 3 runs, 1 summary" in capsys.readouterr().out
 
 
 def test_agno_3_before_its_first_run(tmp_path: Path, target: Memory) -> None:
@@ -828,7 +828,7 @@ def test_one_user_at_a_time_with_memories_of_no_user(
         assert (
             capsys.readouterr()
             .out.splitlines()[1]
-            .endswith("wrote 1 memories, 2 runs, 1 summaries; skipped 1 memory of other users")
+            .endswith("wrote 1 memory, 2 runs, 1 summary; skipped 1 memory of other users")
         )
 
 

@@ -13,12 +13,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from noted.errors import UserError
 
-__all__ = ["emit_json", "err", "guarded_stdout", "out", "progress_bar"]
+__all__ = ["counted", "emit_json", "err", "guarded_stdout", "out", "progress_bar"]
 
 # Piped output is not cut to 80 columns: ids and texts stay whole for the reader, and an
 # error line stays one line for a log or a script that reads it.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
+
+
+def counted(count: int, thing: str, things: str | None = None) -> str:
+    """``count`` and the noun it takes: "1 memory", "2 memories" (``things`` defaults
+    to ``thing`` + "s")."""
+    return f"{count} {thing if count == 1 else things or thing + 's'}"
 
 
 def emit_json(value: Any) -> None:

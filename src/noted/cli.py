@@ -16,7 +16,7 @@ from typing import TextIO
 from rich.markup import escape
 
 from noted import __version__
-from noted._console import emit_json, err, guarded_stdout, out, progress_bar
+from noted._console import counted, emit_json, err, guarded_stdout, out, progress_bar
 from noted._listing import Field, Listing, Record
 from noted.audit import MemoryEvent
 from noted.cli_db import (
@@ -175,14 +175,15 @@ def cmd_reindex(memory: Memory, args: argparse.Namespace) -> int:
             done = memory.reindex_user_memories(args.user, progress=advance)
         except KeyboardInterrupt:
             err.print(
-                f"embedded {embedded[0]} memories of {escape(who)} before the interrupt (they "
-                "keep their vectors); `noted memories reindex` again embeds the rest"
+                f"embedded {counted(embedded[0], 'memory', 'memories')} of {escape(who)} "
+                "before the interrupt (what is embedded keeps its vector); "
+                "`noted memories reindex` again embeds the rest"
             )
             raise
     if args.json:
         emit_json({"embedded": done, "model": memory.index and memory.index.model_name})
     else:
-        out.print(f"embedded {done} memories of {escape(who)}")
+        out.print(f"embedded {counted(done, 'memory', 'memories')} of {escape(who)}")
     return 0
 
 
@@ -276,7 +277,7 @@ def cmd_history(memory: Memory, args: argparse.Namespace) -> int:
         emit_json([e.to_dict() for e in events])
         return 0
     user = args.user or DEFAULT_USER_ID
-    title = f"History of memory {args.memory_id} of user {user} ({len(events)} events)"
+    title = f"History of memory {args.memory_id} of user {user} ({counted(len(events), 'event')})"
     out.print(_history_table(events, title))
     return 0
 
@@ -362,7 +363,7 @@ def cmd_export(memory: Memory, args: argparse.Namespace) -> int:
         return 0
     with written_file(args.output) as stream:  # the whole export, or the file as it was
         written = _export(memory, user, stream)
-    err.print(escape(f"exported {written} memories to {args.output}"))
+    err.print(escape(f"exported {counted(written, 'memory', 'memories')} to {args.output}"))
     return 0
 
 
@@ -410,7 +411,7 @@ def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
         counts = {"imported": imported, "unchanged": same}
         emit_json(counts | ({} if args.user is None else {"skipped": skipped}))
         return 0
-    said = f"imported {imported} memories"
+    said = f"imported {counted(imported, 'memory', 'memories')}"
     if args.user is not None:
         other = "memory of other users" if skipped == 1 else "memories of other users"
         said += f" of user {args.user!r}; skipped {skipped} {other}"

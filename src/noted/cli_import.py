@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from rich.markup import escape
 
-from noted._console import emit_json, out, progress_bar
+from noted._console import counted, emit_json, out, progress_bar
 from noted.importers import ImportReport, import_agno, import_mem0
 from noted.memory import Memory
 
@@ -35,22 +35,26 @@ def _run(
     verb = "would write" if report.dry_run else "wrote"
     skipped = report.memories_skipped
     shown = args.user is not None or skipped
-    other = f"; skipped {skipped} {_memories(skipped)} of other users" if shown else ""
+    other = f"; skipped {_memories(skipped)} of other users" if shown else ""
     kept = report.memories_kept
     if kept:
-        other += f"; kept {kept} {_memories(kept)} changed here since the source's version"
+        other += f"; kept {_memories(kept)} changed here since the source's version"
+    read = f"{_memories(report.memories_read)}, {counted(report.sessions_read, 'session')}"
+    written = (
+        f"{_memories(report.memories_written)}, {counted(report.runs_written, 'run')}, "
+        f"{counted(report.summaries_written, 'summary', 'summaries')}"
+    )
     out.print(
         escape(
-            f"{report.source}: read {report.memories_read} memories, {report.sessions_read} "
-            f"sessions ({report.runs_read} runs); {verb} {report.memories_written} memories, "
-            f"{report.runs_written} runs, {report.summaries_written} summaries{other}"
+            f"{report.source}: read {read} ({counted(report.runs_read, 'run')}); "
+            f"{verb} {written}{other}"
         )
     )
     return 0
 
 
 def _memories(count: int) -> str:
-    return "memory" if count == 1 else "memories"
+    return counted(count, "memory", "memories")
 
 
 def cmd_import_agno(memory: Memory, args: argparse.Namespace) -> int:
