@@ -481,6 +481,27 @@ def test_a_db_name_that_is_not_utf8_is_refused_in_one_line(tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_search_for_text_that_is_not_utf8_is_refused(two_users: str) -> None:
+    """A query of other bytes reaches Python as lone surrogates: it matched nothing, with
+    status 0, where the same bytes in a memory are refused."""
+    for method in (b"keyword", b"hybrid"):
+        argv = [b"search", b"caf\xe9", b"--user", b"ava", b"--method", method]
+        done = subprocess.run(
+            [os.fsencode(NOTED), b"memories", *argv, b"--db", os.fsencode(two_users)],
+            check=False,
+            capture_output=True,
+            env=script_env(),
+            timeout=60,
+        )
+        assert (done.returncode, done.stdout, done.stderr.decode()) == (
+            1,
+            b"",
+            "error: query must be valid Unicode text: surrogates not allowed at 3\n",
+        ), method
+    with pytest.raises(UserError, match="query must be valid Unicode text"):
+        Memory(db=SqliteDb(two_users)).search_user_memories("caf\udce9", user_id="ava")
+
+
 def test_ctrl_c_stops_a_reindex_with_a_line_and_keeps_what_it_embedded(tmp_path: Path) -> None:
     """No traceback: a line saying how many memories got their vectors (each batch's are
     stored as it is done), the process ending by SIGINT; a second run embeds the rest."""

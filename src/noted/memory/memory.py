@@ -360,6 +360,8 @@ class Memory:
         """
         if query is not None and not isinstance(query, str):
             raise UserError(f"query must be a string, got {type(query).__name__}")
+        if query is not None:  # a lone surrogate (bytes that were not UTF-8) matches nothing
+            check_unicode("query", query)
         method = retrieval_method or (
             "last_n" if query is None else "hybrid" if self.index is not None else "keyword"
         )
