@@ -545,3 +545,15 @@ def test_counts_of_one_take_the_singular(capsys, db: str, tmp_path: Path) -> Non
         capsys, "memories", "history", added["memory_id"], "--user", "ava", "--db", db
     )
     assert "(1 event)" in " ".join(out.split())
+
+
+def test_reindex_without_an_embedder_says_reindexing_needs_one(capsys, db: str) -> None:
+    """It said "semantic search needs an embedder", for a command that does not search."""
+    run_json(capsys, "memories", "add", "Ava likes tea", "--user", "ava", "--db", db)
+    code, out, err = run(capsys, "memories", "reindex", "--embedder", "none", "--db", db)
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "error: reindexing needs an embedder to compute the vectors, and this memory has none: "
+    ), err
+    assert "--embedder local" in err
+    assert "search" not in err

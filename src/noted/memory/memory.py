@@ -153,10 +153,12 @@ class Memory:
     def embedder(self) -> Embedder | None:
         return None if self.index is None else self.index.embedder
 
-    def _index(self, method: str) -> MemoryIndex:
+    def _index(self, needs: str) -> MemoryIndex:
+        """The index, for what ``needs`` says needs an embedder ("semantic search needs
+        an embedder"); a UserError saying so, and how to give one, without it."""
         if self.index is None:
             raise UserError(
-                f"{method} search needs an embedder, and this memory has none: "
+                f"{needs}, and this memory has none: "
                 "Memory(db, embedder='local') in Python, --embedder local for noted's "
                 "commands and servers (the embedded default model)"
             )
@@ -387,14 +389,14 @@ class Memory:
         if method == "keyword":
             found = self.db.keyword_search(selected, text)
         elif method == "semantic":
-            found = self._index(method).semantic(selected, text)
+            found = self._index(f"{method} search needs an embedder").semantic(selected, text)
         elif method == "hybrid":
             # read as deep as the fusion does, so the best matches' episodes are lifted from
             # among all it found (selection.lifted) and a shorter page is the head of a
             # longer one
             deep = None if limit is None else max(limit, HYBRID_DEPTH)
             found = lifted(
-                self._index(method).hybrid(
+                self._index(f"{method} search needs an embedder").hybrid(
                     dataclasses.replace(selected, limit=deep),
                     text,
                     recency_weight=recency_weight,
@@ -424,7 +426,7 @@ class Memory:
         """Embed the memories (of one user, or of every user) that have no embedding from
         this Memory's embedder: after a change of embedder, or memories written without
         one. ``progress(done, total)`` is called after each batch. Return how many."""
-        index = self._index("semantic")
+        index = self._index("reindexing needs an embedder to compute the vectors")
         return index.reindex(check_id("user_id", user_id), progress=progress)
 
     # -- model-driven: memories from messages, session summaries ----------------------------
