@@ -27,6 +27,7 @@ from noted import (
 from noted._time import utc_now
 from noted.audit import ACTORS
 from noted.cli import main
+from noted.importers.plan import history_deletions
 
 MANAGER = AuditContext(actor="manager", session_id="s-1", run_id="r-1")
 
@@ -238,6 +239,25 @@ def test_an_id_reused_after_a_delete_keeps_each_users_history_apart(store: Memor
     assert changes(store.get_memory_history("m1", "bob")) == [
         ("add", None, "bob's", None, [], "api")
     ]
+
+
+def test_last_deletions_are_the_latest_delete_events(store: MemoryStore) -> None:
+    """What an import reads of the memories it would write that the store lacks: when
+    each was last deleted (one at a time, or by a clear), from each user's history."""
+    store.upsert_memories([stamped(t, i, "ava") for t, i in [("a", "m1"), ("b", "m2")]])
+    store.upsert_memories([stamped("c", "m3", "ava"), stamped("d", "m9", "bob")])
+    store.delete_memories(["m1"], "ava")
+    store.upsert_memories([stamped("a again", "m1", "ava")])
+    store.clear_memories("ava")
+    store.upsert_memories([stamped("e", "m4", "ava")])
+    ids = ["m1", "m2", "m3", "m4", "m9", "never"]
+    found = store.last_deletions(ids, "ava")  # type: ignore[attr-defined]
+    assert found == history_deletions(store, ids, "ava")
+    assert sorted(found) == ["m1", "m2", "m3"]
+    first, second = [e for e in store.get_memory_history("m1", "ava") if e.event == "delete"]
+    assert found["m1"] == second.created_at > first.created_at
+    assert store.last_deletions(ids, "bob") == {}  # type: ignore[attr-defined]
+    assert store.last_deletions([], "ava") == {}  # type: ignore[attr-defined]
 
 
 # -- AuditContext and MemoryEvent ---------------------------------------------------------------

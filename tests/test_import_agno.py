@@ -874,3 +874,31 @@ def test_a_damaged_source_is_a_store_error(
         )
     with pytest.raises(StoreError, match="cannot read table 'agno_memories': division by zero"):
         import_agno(damaged_url, target)
+
+
+def test_a_memory_deleted_here_since_the_import_stays_deleted(
+    tmp_path: Path, memory: Memory
+) -> None:
+    """On every backend. Importing again after a delete in noted (one memory, or a user's
+    clear) brings neither back; the runs are not written again either. A memory Agno
+    changed after the deletion is written."""
+    source = str(FIXTURES / "agno-3.1.10.db")
+    import_agno(source, memory)
+    assert memory.delete_user_memory("mem-ava-ski", "ava")
+    assert memory.clear("bob") == 1
+    again = import_agno(source, memory)
+    assert [m.memory_id for m in memory.get_user_memories(user_id="ava")] == ["mem-ava-name"]
+    assert memory.get_user_memories(user_id="bob") == []
+    assert (again.memories_written, again.memories_deleted_here, again.runs_written) == (0, 2, 0)
+    [*_, deleted] = memory.get_memory_history("mem-ava-ski", user_id="ava")
+    assert deleted.event == "delete"
+    later = int(deleted.created_at.timestamp()) + 2
+    changed = _broken(
+        tmp_path,
+        "UPDATE agno_memories SET memory = '\"The user snowboards now\"', "
+        f"updated_at = {later} WHERE memory_id = 'mem-ava-ski'",
+    )
+    report = import_agno(changed, memory)
+    assert (report.memories_written, report.memories_deleted_here) == (1, 1)
+    got = memory.get_user_memory("mem-ava-ski", user_id="ava")
+    assert got is not None and got.memory == "The user snowboards now"

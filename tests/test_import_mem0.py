@@ -141,3 +141,55 @@ def test_cli_says_how_many_memories_changed_here_were_kept(
     assert "wrote 0 memories" in said and "kept 1 memory changed here since" in said
     assert main(["import", "mem0", str(FIXTURE), "--db", db, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["memories_kept"] == 1
+
+
+def test_a_memory_deleted_here_since_the_import_stays_deleted(
+    memory: Memory, tmp_path: Path
+) -> None:
+    """On every backend. Importing again after a delete in noted (one memory, or a clear)
+    does not bring the memory back; a version changed in mem0 after the deletion is
+    written."""
+    target = memory
+    import_mem0(FIXTURE, target)
+    ski = json.loads(FIXTURE.read_text())["results"][0]
+    assert target.delete_user_memory(ski["id"], "ava")
+    dry = import_mem0(FIXTURE, target, dry_run=True)
+    assert dry.memories_written == 0
+    again = import_mem0(FIXTURE, target)
+    assert target.get_user_memory(ski["id"], "ava") is None
+    assert again.memories_written == 0
+    assert (dry.memories_deleted_here, again.memories_deleted_here) == (1, 1)
+    history = target.get_memory_history(ski["id"], "ava")
+    assert [e.event for e in history] == ["add", "delete"]
+    assert target.clear() == 2
+    cleared = import_mem0(FIXTURE, target)
+    assert target.get_user_stats() == []
+    assert (cleared.memories_written, cleared.memories_deleted_here) == (0, 3)
+    later = {**ski, "memory": "The user snowboards now"}
+    later["updated_at"] = (history[-1].created_at + timedelta(seconds=1)).isoformat()
+    source = tmp_path / "later.json"
+    source.write_text(json.dumps([later]))
+    report = import_mem0(source, target)
+    assert (report.memories_written, report.memories_deleted_here) == (1, 0)
+    got = target.get_user_memory(ski["id"], "ava")
+    assert got is not None and got.memory == "The user snowboards now"
+
+
+def test_cli_says_how_many_memories_deleted_here_stayed_deleted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = str(tmp_path / "cli.db")
+    assert main(["import", "mem0", str(FIXTURE), "--db", db]) == 0
+    ski = json.loads(FIXTURE.read_text())["results"][0]["id"]
+    assert main(["memories", "delete", ski, "--user", "ava", "--db", db]) == 0
+    capsys.readouterr()
+    assert main(["import", "mem0", str(FIXTURE), "--db", db]) == 0
+    said = capsys.readouterr().out
+    assert "wrote 0 memories" in said and "left out 1 memory deleted here since" in said
+    assert main(["memories", "clear", "--all", "--yes", "--db", db]) == 0
+    capsys.readouterr()
+    assert main(["import", "mem0", str(FIXTURE), "--db", db, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (got["memories_written"], got["memories_deleted_here"]) == (0, 3)
+    assert main(["memories", "list", "--all-users", "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

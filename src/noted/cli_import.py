@@ -39,6 +39,9 @@ def _run(
     kept = report.memories_kept
     if kept:
         other += f"; kept {_memories(kept)} changed here since the source's version"
+    deleted = report.memories_deleted_here
+    if deleted:
+        other += f"; left out {_memories(deleted)} deleted here since the source's version"
     read = f"{_memories(report.memories_read)}, {counted(report.sessions_read, 'session')}"
     written = (
         f"{_memories(report.memories_written)}, {counted(report.runs_written, 'run')}, "

@@ -467,6 +467,18 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             self._by_updated.clear()
             return sum(self._deleted(owner, mine.values(), context) for owner, mine in users)
 
+    def last_deletions(self, memory_ids: Sequence[str], user_id: str) -> dict[str, datetime]:
+        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted: the
+        time of its latest ``"delete"`` event, for those that have one."""
+        found: dict[str, datetime] = {}
+        with self._lock:
+            for memory_id in memory_ids:
+                for row in reversed(self._events.get((user_id, memory_id), ())):
+                    if row[3] == "delete":
+                        found[memory_id] = row[-1]
+                        break
+        return found
+
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._lock:
             rows = list(self._events.get((user_id, memory_id), ()))

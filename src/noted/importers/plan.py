@@ -4,15 +4,17 @@ A reader (Agno, mem0) turns its whole source into an :class:`ImportPlan` first, 
 malformed source fails before anything is written. :func:`apply_plan` then compares the
 plan with the store and writes only what is missing or different: the memories in one
 transaction (``Memory.import_user_memories``), then each new run and changed summary with
-the session store's own methods. Running the same import again writes nothing, and a
-memory changed in the store after the source's version of it (edited in noted since the
-last import) is kept as it is.
+the session store's own methods. Running the same import again writes nothing, a memory
+changed in the store after the source's version of it (edited in noted since the last
+import) is kept as it is, and one deleted in the store after the source's version of it
+(its history ends with that deletion) stays deleted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from noted.db.base import MemoryStore, SessionStore
 from noted.errors import UserError
@@ -85,6 +87,9 @@ class ImportReport:
     memories_skipped: int = 0
     # those the store holds changed after the source's version (updated_at later): kept
     memories_kept: int = 0
+    # those deleted in the store after the source's version (a later "delete" event in
+    # their history): not written again
+    memories_deleted_here: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -98,6 +103,7 @@ class ImportReport:
             "dry_run": self.dry_run,
             "memories_skipped": self.memories_skipped,
             "memories_kept": self.memories_kept,
+            "memories_deleted_here": self.memories_deleted_here,
         }
 
 
@@ -124,14 +130,28 @@ def _changed_since(stored: UserMemory, new: UserMemory) -> bool:
     )
 
 
-def _to_write(store: MemoryStore, memories: list[UserMemory]) -> tuple[list[UserMemory], int]:
+@dataclass
+class _Compared:
+    """The plan's memories set against the store: those to write, and how many of the
+    others the store holds changed since the source's version (``kept``) or lacks because
+    they were deleted there since (``deleted``)."""
+
+    write: list[UserMemory]
+    kept: int
+    deleted: int
+
+
+def _to_write(store: MemoryStore, memories: list[UserMemory]) -> _Compared:
     """The memories the store lacks or holds otherwise than the source, leaving out those
-    it holds changed since (see :func:`_changed_since`); and how many of those there were."""
+    it holds changed since (see :func:`_changed_since`) and those it deleted since (see
+    :func:`_deleted_since`)."""
     write: list[UserMemory] = []
+    missing: list[UserMemory] = []
     kept = 0
     for new in memories:
         stored = _stored(store, new)
         if stored is None:
+            missing.append(new)
             write.append(new)
         elif _same(stored, new):
             continue
@@ -139,7 +159,55 @@ def _to_write(store: MemoryStore, memories: list[UserMemory]) -> tuple[list[User
             kept += 1
         else:
             write.append(new)
-    return write, kept
+    deleted = _deleted_since(store, missing)
+    if deleted:
+        write = [m for m in write if m.memory_id not in deleted]
+    return _Compared(write, kept, len(deleted))
+
+
+def _deleted_since(store: MemoryStore, missing: list[UserMemory]) -> set[str]:
+    """The ids of ``missing`` (memories the store does not hold for their user) that the
+    store deleted at or after the source's version of them: writing them would bring back
+    what the user deleted. A source version later than the deletion is written (the fact
+    changed again there); one without a time is not."""
+    by_user: dict[str, list[UserMemory]] = {}
+    for m in missing:
+        by_user.setdefault(m.user_id or DEFAULT_USER_ID, []).append(m)
+    deleted: set[str] = set()
+    for user_id, theirs in by_user.items():
+        ids = [m.memory_id for m in theirs if m.memory_id is not None]
+        when = _last_deletions(store, ids, user_id)
+        for m in theirs:
+            at = when.get(m.memory_id or "")
+            if at is not None and (m.updated_at is None or m.updated_at <= at):
+                deleted.add(m.memory_id or "")
+    return deleted
+
+
+def _last_deletions(store: MemoryStore, ids: Sequence[str], user_id: str) -> Mapping[str, datetime]:
+    """When each of ``ids`` was last deleted from ``user_id``'s memories (those ever
+    deleted): at once where the store tells (``last_deletions``), else from each one's
+    history."""
+    at_once = getattr(store, "last_deletions", None)
+    if callable(at_once):
+        found: Mapping[str, datetime] = at_once(ids, user_id)
+        return found
+    return history_deletions(store, ids, user_id)
+
+
+def history_deletions(store: MemoryStore, ids: Sequence[str], user_id: str) -> dict[str, datetime]:
+    """When each of ``ids`` was last deleted from ``user_id``'s memories, read from each
+    one's history in turn (for a store without ``last_deletions``)."""
+    times: dict[str, datetime] = {}
+    for memory_id in ids:
+        deletes = [
+            e.created_at
+            for e in store.get_memory_history(memory_id, user_id)
+            if e.event == "delete"
+        ]
+        if deletes:
+            times[memory_id] = max(deletes)
+    return times
 
 
 def _same(stored: UserMemory, new: UserMemory) -> bool:
@@ -187,7 +255,9 @@ def apply_plan(
     sessions = store if isinstance(store, SessionStore) else None
     if plan.sessions and sessions is None:
         raise UserError(f"{store!r} keeps no sessions; import into a store such as SqliteDb")
-    changed, report.memories_kept = _to_write(store, plan.memories)
+    compared = _to_write(store, plan.memories)
+    changed = compared.write
+    report.memories_kept, report.memories_deleted_here = compared.kept, compared.deleted
     taken = _taken(store, [m for m in changed if m.memory_id in unowned])
     if taken:
         changed = [m for m in changed if m.memory_id not in taken]

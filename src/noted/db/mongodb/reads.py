@@ -4,8 +4,10 @@ The writes are in :mod:`.store`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Final
 
 from noted._time import from_micros
 from noted.audit import MemoryEvent
@@ -42,6 +44,9 @@ if TYPE_CHECKING:
     from pymongo.collection import Collection
 
 __all__ = ["MongoReads"]
+
+# Memory ids per query of their histories: a query is one BSON document (16 MB at most).
+_IDS_PER_QUERY: Final = 10_000
 
 
 class MongoReads(PageRules):
@@ -173,6 +178,22 @@ class MongoReads(PageRules):
                 )
             )
         return [event_of(doc) for doc in docs]
+
+    def last_deletions(self, memory_ids: Sequence[str], user_id: str) -> dict[str, datetime]:
+        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted: the
+        time of its latest ``"delete"`` event, for those that have one."""
+        found: dict[str, datetime] = {}
+        for start in range(0, len(memory_ids), _IDS_PER_QUERY):
+            chunk = list(memory_ids[start : start + _IDS_PER_QUERY])
+            match = {"user_id": user_id, "memory_id": {"$in": chunk}, "event": "delete"}
+            pipeline: list[Doc] = [
+                {"$match": match},
+                {"$group": {"_id": "$memory_id", "at": {"$max": "$created_at"}}},
+            ]
+            with self._db() as db:
+                docs = list(db.events.aggregate(pipeline))
+            found.update((str(doc["_id"]), from_micros(int(doc["at"]))) for doc in docs)
+        return found
 
     def get_topics(self, user_id: str | None) -> list[str]:
         with self._db() as db:

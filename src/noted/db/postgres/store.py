@@ -12,6 +12,7 @@ import logging
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -561,6 +562,18 @@ class PostgresDb(
                 (user_id, memory_id),
             ).fetchall()
         return [row_to_event(row) for row in rows]
+
+    def last_deletions(self, memory_ids: Sequence[str], user_id: str) -> dict[str, datetime]:
+        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted: the
+        time of its latest ``"delete"`` event, for those that have one."""
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT memory_id, {MICROS.format('MAX(created_at)')} FROM {self._n.events} "
+                "WHERE user_id = %s AND memory_id = ANY(%s) AND event = 'delete' "
+                "GROUP BY memory_id",
+                (user_id, list(memory_ids)),
+            ).fetchall()
+        return {str(row[0]): from_micros(int(row[1])) for row in rows}
 
     def get_topics(self, user_id: str | None) -> list[str]:
         sql = f"SELECT DISTINCT jsonb_array_elements_text(topics) FROM {self._n.memories}"

@@ -5,8 +5,9 @@ between script replies and memories. The key layout is in :mod:`.store`'s notes.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
@@ -71,6 +72,18 @@ def _event(memory_id: str, user_id: str, raw: bytes | str) -> MemoryEvent:
     change = (kind, old, new, old_topics, new_topics)
     return row_to_event((event_id, memory_id, user_id, *change, *context, int(at)))
 
+
+def _deleted_at(history: list[bytes]) -> datetime | None:
+    """The time of the latest ``"delete"`` event of one memory's stored history, if any."""
+    for raw in reversed(history):
+        _, kind, *_, at = json.loads(raw)
+        if kind == "delete":
+            return from_micros(int(at))
+    return None
+
+
+# Histories read per round trip (see RedisReads.last_deletions).
+_HISTORIES_PER_CALL: Final = 1000
 
 # Ranks past every sorted set's end: Redis holds at most 2**32 members per key, and takes
 # only 64-bit ranks (a page of limit 2**63-1 after an offset would overflow them).
@@ -334,6 +347,23 @@ class RedisReads(PageRules):
         with self._mapped_errors():
             raw = self._client.lrange(self._ekey(user_id, memory_id), 0, -1)
         return [_event(memory_id, user_id, event) for event in raw]
+
+    def last_deletions(self, memory_ids: Sequence[str], user_id: str) -> dict[str, datetime]:
+        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted: the
+        time of its latest ``"delete"`` event, for those that have one."""
+        found: dict[str, datetime] = {}
+        for start in range(0, len(memory_ids), _HISTORIES_PER_CALL):
+            chunk = memory_ids[start : start + _HISTORIES_PER_CALL]
+            with self._mapped_errors():
+                pipe: Any = self._client.pipeline(transaction=False)
+                for memory_id in chunk:
+                    pipe.lrange(self._ekey(user_id, memory_id), 0, -1)
+                histories = pipe.execute()
+            for memory_id, raw in zip(chunk, histories, strict=True):
+                at = _deleted_at(raw)
+                if at is not None:
+                    found[memory_id] = at
+        return found
 
     def get_topics(self, user_id: str | None) -> list[str]:
         lists = json.loads(self._call(self._topics, *scope(user_id)))

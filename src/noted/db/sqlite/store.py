@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -598,6 +599,23 @@ class SqliteDb(
                 (user_id, memory_id),
             ).fetchall()
         return [row_to_event(row) for row in rows]
+
+    def last_deletions(self, memory_ids: Sequence[str], user_id: str) -> dict[str, datetime]:
+        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted: the
+        time of its latest ``"delete"`` event, for those that have one."""
+        found: dict[str, datetime] = {}
+        with self._session() as conn:
+            for start in range(0, len(memory_ids), IN_CHUNK):
+                chunk = list(memory_ids[start : start + IN_CHUNK])
+                marks = ", ".join("?" * len(chunk))
+                rows = conn.execute(
+                    f"SELECT memory_id, MAX(created_at) FROM {self._events_table} "
+                    f"WHERE user_id = ? AND memory_id IN ({marks}) AND event = 'delete' "
+                    "GROUP BY memory_id",
+                    [user_id, *chunk],
+                ).fetchall()
+                found.update((memory_id, from_micros(at)) for memory_id, at in rows)
+        return found
 
     def get_topics(self, user_id: str | None) -> list[str]:
         t = self.memory_table
