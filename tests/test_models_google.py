@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import gc
 import json
 import logging
+import types
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from typing import Any, cast
@@ -519,6 +522,44 @@ def test_error_chunk_before_any_delta_is_retried(wire: WireServer) -> None:
     )
     assert build(stream(make(wire), ask())).content == "fine"
     assert len(wire.requests) == 2
+
+
+def _readers_left() -> list[str]:
+    """The HTTP readers (the SDK's, httpx's, httpcore's async generators) not finished."""
+    return [
+        o.ag_code.co_qualname
+        for o in gc.get_objects()
+        if isinstance(o, types.AsyncGeneratorType)
+        and o.ag_frame is not None
+        and any(lib in o.ag_code.co_filename for lib in ("httpx", "httpcore", "genai"))
+    ]
+
+
+def test_an_error_chunks_http_readers_are_closed_on_the_streams_loop(wire: WireServer) -> None:
+    # The SDK's response keeps its reader in a reference cycle: left to the garbage
+    # collector, the chain of readers was finalized at any moment, on any thread, and a
+    # half-closed one then failed its close ("async generator already executing").
+    wire.add(
+        SSE([error_body(503, "UNAVAILABLE", "The model is overloaded.")]),
+        SSE([answer([{"text": "fine"}])]),
+    )
+    model = make(wire)
+
+    async def streamed() -> list[str]:
+        deltas = [d async for d in model.astream(ask())]
+        assert build(deltas).content == "fine"
+        await asyncio.sleep(0.05)  # the closes each close schedules
+        left = _readers_left()
+        await model.aclose()
+        return left
+
+    collecting = gc.isenabled()
+    gc.disable()  # only what the stream itself closes
+    try:
+        assert asyncio.run(streamed()) == []
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def test_bad_request_is_not_retried(wire: WireServer) -> None:

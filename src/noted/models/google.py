@@ -136,15 +136,21 @@ class Gemini(HTTPChatModel):
         chunks = aiter(stream)
         state = _StreamState()
         opened: list[Any] = []
+        failed: list[Any] = []  # the SDK's responses of the errors the stream sent
         try:
             with self._mapped_errors():
-                while (chunk := await self._timed(_next_chunk(chunks, opened))) is not None:
-                    for delta in state.deltas(chunk, self._tool_call):
-                        yield delta
+                try:
+                    while (chunk := await self._timed(_next_chunk(chunks, opened))) is not None:
+                        for delta in state.deltas(chunk, self._tool_call):
+                            yield delta
+                except self._sdk().errors.APIError as exc:
+                    failed.append(getattr(exc, "response", None))
+                    raise
         finally:
             # The SDK's generators leave the HTTP response open when closed early.
             for response in opened:
                 await response.aclose()
+            await _close_readers(failed)
             for each in (chunks,) if chunks is stream else (chunks, stream):
                 close = getattr(each, "aclose", None)
                 if close is not None:
@@ -314,6 +320,20 @@ async def _keep_opened(response: Any) -> None:
     opened = _opened.get()
     if opened is not None:
         opened.append(response)
+
+
+async def _close_readers(responses: list[Any]) -> None:
+    """Close the readers of the SDK's responses to a stream that sent an error. Each
+    response keeps its reader (an async generator over httpx's, over httpcore's) in a
+    reference cycle with itself: left to the garbage collector, the chain is finalized at
+    any moment, on any thread, and a generator of it half-closed then fails its close
+    ("async generator already executing"). Closed here, on the stream's loop, each one
+    closes the next as it goes."""
+    for response in responses:
+        reader = getattr(response, "segment_iterator", None)
+        close = getattr(reader, "aclose", None)
+        if close is not None:
+            await close()
 
 
 async def _next_chunk(stream: AsyncIterator[Any], opened: list[Any]) -> Any:
