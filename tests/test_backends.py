@@ -69,6 +69,7 @@ def test_one_users_data_is_never_reachable_through_another_user(store: MemorySto
     store.append_run(RunResult(run_id=new_run_id(), session_id="s-ava", user_id="ava", input="hi"))
 
     assert store.get_memory("a1", "bob") is None
+    assert store.get_memories(["a1"], "bob") == {}  # type: ignore[attr-defined]
     assert store.update_memory(stamped("hijacked", "bob", "a1")) is None
     assert store.delete_memories(["a1"], "bob") == 0
     assert store.clear_memories("bob") == 0
@@ -416,6 +417,25 @@ def test_large_batches_are_stored_whole(store: MemoryStore) -> None:
     assert [m.memory_id for m in page] == ["id02998", "id02999"]
     assert store.delete_memories([f"id{i:05d}" for i in range(0, 3000, 2)], "ava") == 1500
     assert store.count_memories(MemoryQuery(user_id="ava")) == 1500
+
+
+def test_memories_read_many_at_a_time_are_those_read_one_by_one(store: MemoryStore) -> None:
+    """``get_memories`` (what an import reads of the memories it would write): the user's
+    among the ids, each as ``get_memory`` answers it, over more ids than one query takes."""
+    store.upsert_memories(
+        [
+            stamped(f"memory number {i}", "ava", f"id{i:05d}", topics=[f"t{i % 7}"], input="hi")
+            for i in range(2500)
+        ]
+    )
+    store.upsert_memories([stamped("Bob's", "bob", "b1", agent_id="helper")])
+    ids = [f"id{i:05d}" for i in range(0, 3000, 3)] + ["b1", "never", "id00003"]
+    read = store.get_memories(ids, "ava")  # type: ignore[attr-defined]
+    one_by_one = {i: m for i in ids if (m := store.get_memory(i, "ava")) is not None}
+    assert read == one_by_one
+    assert len(read) == 834 and "b1" not in read
+    assert store.get_memories(ids, "bob") == {"b1": store.get_memory("b1", "bob")}  # type: ignore[attr-defined]
+    assert store.get_memories([], "ava") == {}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("kind", [k for k in BACKENDS if k != "in-memory"])

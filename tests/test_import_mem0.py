@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from noted import Memory, SqliteDb, UserError
+from noted import Memory, SqliteDb, UserError, UserMemory
 from noted.cli import main
 from noted.importers import import_mem0
+from noted.importers.plan import not_stored_as_is
 
 FIXTURE = Path(__file__).parent / "fixtures" / "mem0" / "mem0-2.2.1-get_all.json"
 
@@ -193,3 +194,67 @@ def test_cli_says_how_many_memories_deleted_here_stayed_deleted(
     assert (got["memories_written"], got["memories_deleted_here"]) == (0, 3)
     assert main(["memories", "list", "--all-users", "--db", db, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+class CountedReads(SqliteDb):
+    """A SQLite store that counts the memories read one at a time (``get_memory``)."""
+
+    one_by_one = 0
+
+    def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
+        self.one_by_one += 1
+        return super().get_memory(memory_id, user_id)
+
+
+class OneByOne(CountedReads):
+    """A store that reads no memories many at a time (as a store of another package may)."""
+
+    get_memories = None  # type: ignore[assignment]
+
+
+def _many(tmp_path: Path, count: int) -> Path:
+    """A mem0 export of ``count`` memories of two users."""
+    at = "2026-01-02T03:04:05+00:00"
+    items = [
+        {
+            "id": f"m{i}",
+            "memory": f"The user likes tea number {i}",
+            "user_id": ("ava", "bob")[i % 2],
+            "metadata": {"topics": ["drinks"]},
+            "created_at": at,
+            "updated_at": at,
+        }
+        for i in range(count)
+    ]
+    source = tmp_path / "many.json"
+    source.write_text(json.dumps(items))
+    return source
+
+
+def test_the_stored_memories_are_read_many_at_a_time(tmp_path: Path) -> None:
+    """Deciding what to write reads the store's copies many at a time, not one per memory
+    (on a database server, each read would be a round trip); a store that cannot still
+    gets the same import, one by one."""
+    source = _many(tmp_path, 60)
+    reports = []
+    for store in (CountedReads(tmp_path / "many.db"), OneByOne(tmp_path / "one.db")):
+        target = Memory(db=store)
+        first = import_mem0(source, target)
+        reads = store.one_by_one
+        target.edit_user_memory("m0", "ava", memory="The user likes coffee")
+        target.delete_user_memory("m1", "bob")
+        store.one_by_one = reads  # the edit's own reads are not the import's
+        again = import_mem0(source, target)
+        stored = target.get_user_memories("ava", limit=100)
+        assert not_stored_as_is(store, stored) == []  # as `noted memories import` asks
+        reports.append((first.to_dict(), again.to_dict(), store.one_by_one))
+        assert (again.memories_written, again.memories_kept, again.memories_deleted_here) == (
+            0,
+            1,
+            1,
+        )
+        store.close()
+    (many_first, many_again, many_reads), (one_first, one_again, one_reads) = reports
+    assert (many_first, many_again) == (one_first, one_again)
+    assert many_reads == 0
+    assert one_reads == 60 + 60 + 30  # each import's memories, then ava's 30

@@ -36,7 +36,7 @@ from noted.cli_sessions import INTERRUPTED, add_chat_command, add_session_comman
 from noted.db import MemoryQuery
 from noted.db.urls import DEFAULT_TABLES, TABLE_ENVIRONMENT
 from noted.errors import NotedError, NotFoundError, UserError
-from noted.importers.plan import memories_of, unchanged
+from noted.importers.plan import memories_of, not_stored_as_is
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.door import told
 from noted.memory.jsonl import read_jsonl, write_jsonl
@@ -404,7 +404,7 @@ def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
         if args.user is not None:  # that user's memories only; those with no user become its
             kept = memories_of(memories, args.user)
             skipped, memories = len(memories) - len(kept), kept
-        changed = [m for m in memories if not unchanged(memory.db, m)]
+        changed = not_stored_as_is(memory.db, memories)
         imported = memory.import_user_memories(changed)
     same = len(memories) - len(changed)
     if args.json:

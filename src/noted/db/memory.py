@@ -270,6 +270,13 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             found = self._users.get(user_id, {}).get(memory_id)
             return None if found is None else found.copy()
 
+    def get_memories(self, memory_ids: Sequence[str], user_id: str) -> dict[str, UserMemory]:
+        """The memories among ``memory_ids`` that ``user_id`` has, by id: what
+        :meth:`get_memory` answers for each, read many at a time."""
+        with self._lock:
+            mine = self._users.get(user_id, {})
+            return {i: mine[i].copy() for i in memory_ids if i in mine}
+
     def _matching(self, query: MemoryQuery) -> list[UserMemory]:
         if query.user_id is None:
             pool = [m for user in self._users.values() for m in user.values()]

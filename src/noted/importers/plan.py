@@ -30,7 +30,8 @@ __all__ = [
     "apply_plan",
     "for_user",
     "memories_of",
-    "unchanged",
+    "not_stored_as_is",
+    "stored_copies",
 ]
 
 Progress = Callable[[int, int], None]
@@ -107,17 +108,47 @@ class ImportReport:
         }
 
 
-def _stored(store: MemoryStore, new: UserMemory) -> UserMemory | None:
-    """The store's copy of ``new`` (by its id and user), if it has one."""
+Stored = Mapping[tuple[str, str], UserMemory]
+
+
+def stored_copies(store: MemoryStore, memories: Sequence[UserMemory]) -> Stored:
+    """The store's copies of ``memories`` (by their ids and users), those it has, by user
+    and id: each user's read many at a time where the store can (``get_memories``), else
+    one by one."""
+    by_user: dict[str, list[str]] = {}
+    for m in memories:
+        if m.memory_id is not None:
+            by_user.setdefault(m.user_id or DEFAULT_USER_ID, []).append(m.memory_id)
+    found: dict[tuple[str, str], UserMemory] = {}
+    for user_id, ids in by_user.items():
+        theirs = _get_memories(store, ids, user_id)
+        found.update(((user_id, memory_id), m) for memory_id, m in theirs.items())
+    return found
+
+
+def _get_memories(store: MemoryStore, ids: Sequence[str], user_id: str) -> Mapping[str, UserMemory]:
+    """The memories among ``ids`` that ``user_id`` has, by id: at once where the store
+    reads many (``get_memories``), else each in turn."""
+    at_once = getattr(store, "get_memories", None)
+    if callable(at_once):
+        found: Mapping[str, UserMemory] = at_once(ids, user_id)
+        return found
+    one_by_one = ((memory_id, store.get_memory(memory_id, user_id)) for memory_id in ids)
+    return {memory_id: m for memory_id, m in one_by_one if m is not None}
+
+
+def _stored(stored: Stored, new: UserMemory) -> UserMemory | None:
+    """The store's copy of ``new`` among ``stored`` (see :func:`stored_copies`)."""
     if new.memory_id is None:
         return None
-    return store.get_memory(new.memory_id, new.user_id or DEFAULT_USER_ID)
+    return stored.get((new.user_id or DEFAULT_USER_ID, new.memory_id))
 
 
-def unchanged(store: MemoryStore, new: UserMemory) -> bool:
-    """Whether ``store`` holds ``new`` already, as it is (a write would change nothing)."""
-    stored = _stored(store, new)
-    return stored is not None and _same(stored, new)
+def not_stored_as_is(store: MemoryStore, memories: Sequence[UserMemory]) -> list[UserMemory]:
+    """Those of ``memories`` that ``store`` does not hold as they are (writing the others
+    would change nothing)."""
+    stored = stored_copies(store, memories)
+    return [m for m in memories if (old := _stored(stored, m)) is None or not _same(old, m)]
 
 
 def _changed_since(stored: UserMemory, new: UserMemory) -> bool:
@@ -148,8 +179,9 @@ def _to_write(store: MemoryStore, memories: list[UserMemory]) -> _Compared:
     write: list[UserMemory] = []
     missing: list[UserMemory] = []
     kept = 0
+    copies = stored_copies(store, memories)
     for new in memories:
-        stored = _stored(store, new)
+        stored = _stored(copies, new)
         if stored is None:
             missing.append(new)
             write.append(new)

@@ -282,6 +282,17 @@ end
 return json_list(out)
 """
 
+# ARGV[2] = user_id, [3] = memory ids (JSON). The user's memories among them, as a JSON
+# list of rows (as READ_LUA's).
+OWNED_LUA = """
+local out = {}
+for _, id in ipairs(cjson.decode(ARGV[3])) do
+  local found = row(id)
+  if found[2] == ARGV[2] then out[#out + 1] = found end
+end
+return json_list(out)
+"""
+
 # ARGV[6] = 'ids' | 'user' | 'all', [7] = user_id, [8] = event ids (JSON), [9] = memory
 # ids (JSON, for 'ids'). Returns how many were deleted, or -n when there are n memories
 # to delete and fewer event ids (then nothing is written).
