@@ -195,7 +195,7 @@ def test_work_with_no_trace_is_a_trace_of_its_own(traces: Traces) -> None:
         return trace.get_current_span().get_span_context().is_valid
 
     class Worker:
-        async def drain(self) -> None:
+        async def drain(self, stop: object = None, keys: object = None) -> None:
             seen.append(trace.get_current_span().get_span_context().is_valid)
 
     seen: list[bool] = []
