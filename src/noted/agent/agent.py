@@ -57,6 +57,7 @@ from noted.models.types import (
     ResponseBuilder,
     TextDelta,
     ToolCall,
+    split_pair,
     valid_text,
 )
 from noted.schema import UserMemory, check_unicode, require_id
@@ -495,7 +496,7 @@ class Agent:
                     if isinstance(delta, TextDelta) and delta.text:
                         if metrics.time_to_first_token is None:
                             metrics.time_to_first_token = time.perf_counter() - started
-                        text, held = _split_pair(held + delta.text)
+                        text, held = split_pair(held + delta.text)
                         if text:
                             yield ContentDelta(valid_text(text))
                 if held:
@@ -695,10 +696,3 @@ def _dropped(run: RunResult) -> None:
         run.run_id,
         run.session_id,
     )
-
-
-def _split_pair(text: str) -> tuple[str, str]:
-    """``text`` without a first half of a surrogate pair at its end, and that half."""
-    if "\ud800" <= text[-1] <= "\udbff":
-        return text[:-1], text[-1]
-    return text, ""

@@ -78,14 +78,8 @@ class JobSql:
             f"((j.status = 'pending' AND j.due_at <= {p}) OR "
             f"(j.status = 'running' AND j.lease_until <= {p})) "
         )
-        extra: list[Any] = []
-        if agent_id is not ANY_AGENT:
-            sql += f"AND j.agent_id {self.same} {p} "
-            extra.append(agent_id)
-        if keys is not None:
-            wanted = sorted(keys)
-            sql += f"AND j.job_key IN ({', '.join([p] * len(wanted))}) "
-            extra.extend(wanted)
+        narrowed, extra = self._narrowed("j.", agent_id, keys)
+        sql += narrowed
         sql += (
             f"AND NOT EXISTS (SELECT 1 FROM {t} e WHERE e.job_key = j.job_key "
             f"AND e.seq < j.seq AND e.status <> 'failed') ORDER BY j.seq LIMIT 1 {self.lock}"
@@ -153,13 +147,22 @@ class JobSql:
             f"SELECT COUNT(*) FROM {self.table} WHERE (status = 'running' "
             "OR (status = 'pending' AND attempts = 0))"
         )
-        params: list[Any] = []
+        narrowed, params = self._narrowed("", agent_id, keys)
+        return f"{sql} {narrowed}", params
+
+    def _narrowed(
+        self, alias: str, agent_id: Any, keys: Collection[str] | None
+    ) -> tuple[str, list[Any]]:
+        """The conditions (each ``AND ...`` and a space) that keep one agent's jobs (unless
+        ``agent_id`` is ANY_AGENT) of the ordering ``keys`` (unless None), and their
+        parameters; ``alias`` prefixes the columns ("j.", or "")."""
+        sql, params = "", []
         if agent_id is not ANY_AGENT:
-            sql += f" AND agent_id {self.same} {self.p}"
+            sql += f"AND {alias}agent_id {self.same} {self.p} "
             params.append(agent_id)
         if keys is not None:
             wanted = sorted(keys)
-            sql += f" AND job_key IN ({', '.join([self.p] * len(wanted))})"
+            sql += f"AND {alias}job_key IN ({', '.join([self.p] * len(wanted))}) "
             params.extend(wanted)
         return sql, params
 

@@ -29,6 +29,7 @@ __all__ = [
     "Usage",
     "UsageDelta",
     "new_tool_call_id",
+    "split_pair",
     "valid_text",
 ]
 
@@ -49,6 +50,14 @@ def valid_text(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     return text
+
+
+def split_pair(text: str) -> tuple[str, str]:
+    """``text`` (not empty) without a first half of a surrogate pair at its end, and that
+    half: a stream's piece of text may end between the two halves of one character."""
+    if "\ud800" <= text[-1] <= "\udbff":
+        return text[:-1], text[-1]
+    return text, ""
 
 
 def _valid(value: Any) -> Any:
