@@ -1,6 +1,8 @@
-"""How long ``noted import mem0`` takes per store: a first import and a re-run.
+"""How long ``noted import mem0`` and ``noted import agno`` take per store: a first
+import and a re-run.
 
     scripts/uv.sh run --group bench python benchmarks/import_speed.py [--count 20000]
+        [--sessions 2000 --runs 3] [--part memories|sessions]
 
 A mem0 ``get_all`` JSON of ``--count`` memories over ``--users`` users (generated facts,
 each with a topic and created/updated times) is imported through ``import_mem0`` into a
@@ -12,6 +14,12 @@ written: the time it takes to find that out) and a re-run after a tenth of the m
 were edited in the store (those kept), each in seconds of wall time, with this process's
 CPU time beside it (what the import cost here, whatever else the machine runs; the wall
 time less it is mostly the waits for the server's answers).
+
+Sessions: an Agno 2 SQLite database (``agno_sessions``, written here in Agno's layout from
+the test fixture's rows, so Agno itself is not needed) of ``--sessions`` sessions over
+``--users`` users, each of ``--runs`` runs and a summary, is imported through
+``import_agno`` the same way: the first import (every run and summary written) and a
+re-run (nothing written).
 """
 
 from __future__ import annotations
@@ -19,16 +27,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
+import sqlite3
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from noted import Memory, MemoryStore, SqliteDb
-from noted.importers import import_mem0
+from noted.importers import ImportReport, import_agno, import_mem0
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import Server, Unavailable, start_mongo, start_postgres, start_redis
@@ -40,6 +51,7 @@ SERVERS: dict[str, Callable[[Path], Server]] = {
 }
 TOPICS = ["hobbies", "work", "family", "food", "travel", "health", "music", "sport"]
 WORDS = ["sailing", "ramen", "Portuguese", "concert", "marathon", "camera", "tea", "chess"]
+AGNO_FIXTURE = Path(__file__).resolve().parents[1] / "tests/fixtures/agno/agno-2.2.13.db"
 
 
 def mem0_file(path: Path, count: int, users: int) -> Path:
@@ -59,6 +71,57 @@ def mem0_file(path: Path, count: int, users: int) -> Path:
             }
         )
     path.write_text(json.dumps({"results": results}))
+    return path
+
+
+def _agno_run(session_id: str, user_id: str, n: int, at: int) -> dict[str, object]:
+    """One run as Agno 2 keeps it in a session row: the question, the answer, the messages."""
+    question = f"Tell me about {WORDS[n % len(WORDS)]} ({session_id}, turn {n})"
+    answer = f"Here is what I know about {WORDS[n % len(WORDS)]}."
+    messages = [
+        {"id": f"{session_id}-{n}-{role}", "content": text, "role": role, "created_at": at}
+        for role, text in (("user", question), ("assistant", answer))
+    ]
+    return {
+        "run_id": f"{session_id}-run-{n}",
+        "agent_id": "assistant",
+        "session_id": session_id,
+        "user_id": user_id,
+        "content": answer,
+        "content_type": "str",
+        "model": "gpt-4o",
+        "created_at": at,
+        "status": "COMPLETED",
+        "messages": messages,
+        "input": {"input_content": question},
+    }
+
+
+def agno_file(path: Path, sessions: int, runs: int, users: int) -> Path:
+    """An Agno 2 SQLite database of ``sessions`` agent sessions over ``users`` users, each
+    of ``runs`` runs and a summary (the fixture's tables, its rows replaced)."""
+    shutil.copy(AGNO_FIXTURE, path)
+    start = int(datetime(2026, 1, 1, tzinfo=UTC).timestamp())
+    rows = []
+    for i in range(sessions):
+        session_id, user_id, at = f"sess-{i:06d}", f"user{i % users}", start + 60 * i
+        body = [_agno_run(session_id, user_id, n, at + n) for n in range(runs)]
+        summary = {
+            "summary": f"The user asked about {WORDS[i % len(WORDS)]}.",
+            "topics": [TOPICS[i % len(TOPICS)]],
+            "updated_at": datetime.fromtimestamp(at + runs, UTC).isoformat(),
+        }
+        # Agno's JSON columns hold the JSON text of the value, encoded as a JSON string
+        encoded = (json.dumps(json.dumps(body)), json.dumps(json.dumps(summary)))
+        rows.append((session_id, "agent", "assistant", user_id, *encoded, at, at + runs))
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("DELETE FROM agno_sessions")
+        conn.execute("DELETE FROM agno_memories")
+        conn.executemany(
+            "INSERT INTO agno_sessions (session_id, session_type, agent_id, user_id, runs, "
+            "summary, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
     return path
 
 
@@ -111,10 +174,46 @@ def timed(kind: str, url: str, folder: Path, source: Path) -> dict[str, float]:
     return figures
 
 
+def timed_sessions(kind: str, url: str, folder: Path, source: Path) -> dict[str, float]:
+    """Seconds for the first import of an Agno database's sessions, and a re-run."""
+    store = open_store(kind, url, folder)
+    memory = Memory(db=store, embedder=None)
+    figures: dict[str, float] = {}
+    try:
+        for label in ("first import", "re-run"):
+            start, cpu = time.perf_counter(), time.process_time()
+            report: ImportReport = import_agno(str(source), memory)
+            figures[label] = time.perf_counter() - start
+            cpu = time.process_time() - cpu
+            print(
+                f"{kind:9} sessions {label:12} {figures[label]:7.2f} s "
+                f"(this process's CPU {cpu:5.2f} s)  (runs written {report.runs_written:,}, "
+                f"summaries {report.summaries_written:,})",
+                flush=True,
+            )
+    finally:
+        store.close()
+    return figures
+
+
+def run_all(kind: str, url: str, folder: Path, sources: dict[str, Path]) -> None:
+    """The parts asked for, on one store (the memories' import writes no sessions, so the
+    sessions' first import finds none)."""
+    if "memories" in sources:
+        timed(kind, url, folder, sources["memories"])
+    if "sessions" in sources:
+        timed_sessions(kind, url, folder, sources["sessions"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=20_000, help="memories in the file")
     parser.add_argument("--users", type=int, default=20, help="users they are spread over")
+    parser.add_argument("--sessions", type=int, default=2_000, help="Agno sessions")
+    parser.add_argument("--runs", type=int, default=3, help="runs per Agno session")
+    parser.add_argument(
+        "--part", choices=["memories", "sessions", "both"], default="both", help="what to time"
+    )
     parser.add_argument(
         "--servers", default=",".join(SERVERS), help="server stores, comma-separated"
     )
@@ -122,9 +221,19 @@ def main() -> None:
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as name:
         folder = Path(name)
-        source = mem0_file(folder / "mem0.json", args.count, args.users)
-        print(f"{args.count:,} memories over {args.users} users", flush=True)
-        timed("sqlite", "", folder, source)
+        sources: dict[str, Path] = {}
+        if args.part in ("memories", "both"):
+            sources["memories"] = mem0_file(folder / "mem0.json", args.count, args.users)
+            print(f"{args.count:,} memories over {args.users} users", flush=True)
+        if args.part in ("sessions", "both"):
+            sources["sessions"] = agno_file(
+                folder / "agno.db", args.sessions, args.runs, args.users
+            )
+            print(
+                f"{args.sessions:,} Agno sessions of {args.runs} runs over {args.users} users",
+                flush=True,
+            )
+        run_all("sqlite", "", folder, sources)
         for kind in filter(None, args.servers.split(",")):
             try:
                 server = SERVERS[kind](folder / kind)
@@ -132,7 +241,7 @@ def main() -> None:
                 print(f"{kind:9} not run: {exc}", flush=True)
                 continue
             try:
-                timed(kind, server.url, folder, source)
+                run_all(kind, server.url, folder, sources)
             finally:
                 server.stop()
 

@@ -438,6 +438,33 @@ def test_memories_read_many_at_a_time_are_those_read_one_by_one(store: MemorySto
     assert store.get_memories([], "ava") == {}  # type: ignore[attr-defined]
 
 
+def test_sessions_read_many_at_a_time_are_those_read_one_by_one(store: MemoryStore) -> None:
+    """``get_sessions`` (what an import reads of the sessions it would write): the
+    sessions among the ids, of every user, each as ``get_session(id, None)`` answers it
+    (its runs in order, its summary), over more ids than one query takes."""
+    assert isinstance(store, SessionStore)
+    for i in range(1010):
+        user = "bob" if i % 7 == 0 else "ava"
+        for n in range(3 if i % 50 == 0 else 1):
+            run = RunResult(
+                run_id=f"r{i}-{n}", session_id=f"s{i:05d}", user_id=user, input=f"{n} of {i}"
+            )
+            store.append_run(run)
+    told = SessionSummary("About skiing", ["sport"], 3, last_run_id="r700-2")
+    assert store.set_session_summary("s00700", "bob", told)
+    ids = [f"s{i:05d}" for i in range(1100)] + ["never", "s00050"]
+    read = store.get_sessions(ids)  # type: ignore[attr-defined]
+    one_by_one = {i: s for i in ids if (s := store.get_session(i, None)) is not None}
+    assert read == one_by_one
+    assert len(read) == 1010
+    assert [r.run_id for r in read["s00050"].runs] == ["r50-0", "r50-1", "r50-2"]
+    kept = read["s00700"]
+    assert kept.user_id == "bob" and kept.run_count == 3
+    assert kept.summary is not None and kept.summary.summary == "About skiing"
+    assert store.get_sessions(["never"]) == {}  # type: ignore[attr-defined]
+    assert store.get_sessions([]) == {}  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("kind", [k for k in BACKENDS if k != "in-memory"])
 def test_searches_racing_another_processs_writes_end_up_current(
     kind: str, servers: dict[str, Server | str], tmp_path: Path

@@ -20,6 +20,7 @@ from conftest import server_url
 from noted import Memory, SessionStore, SqliteDb, StoreError, UserError
 from noted.cli import main
 from noted.importers import import_agno
+from noted.sessions import Session, SessionSummary
 from servers import Server
 
 FIXTURES = Path(__file__).parent / "fixtures" / "agno"
@@ -902,3 +903,46 @@ def test_a_memory_deleted_here_since_the_import_stays_deleted(
     assert (report.memories_written, report.memories_deleted_here) == (1, 1)
     got = memory.get_user_memory("mem-ava-ski", user_id="ava")
     assert got is not None and got.memory == "The user snowboards now"
+
+
+class CountedSessionReads(SqliteDb):
+    """A SQLite store that counts the sessions and summaries read one at a time."""
+
+    one_by_one = 0
+
+    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
+        self.one_by_one += 1
+        return super().get_session(session_id, user_id)
+
+    def get_session_summary(self, session_id: str, user_id: str) -> SessionSummary | None:
+        self.one_by_one += 1
+        return super().get_session_summary(session_id, user_id)
+
+
+class SessionsOneByOne(CountedSessionReads):
+    """A store that reads no sessions many at a time (as a store of another package may)."""
+
+    get_sessions = None  # type: ignore[assignment]
+
+
+def test_the_stored_sessions_are_read_many_at_a_time(tmp_path: Path) -> None:
+    """Deciding which runs and summaries to write reads the store's copies of the
+    sessions many at a time, not each session (and its summary) in turn: on a database
+    server each read is a round trip. A store that cannot gets the same import, one
+    session at a time."""
+    source = str(FIXTURES / "agno-3.1.10.db")
+    reports = []
+    for store in (CountedSessionReads(tmp_path / "many.db"), SessionsOneByOne(tmp_path / "one.db")):
+        target = Memory(db=store)
+        dry = import_agno(source, target, dry_run=True)
+        first = import_agno(source, target)
+        again = import_agno(source, target)
+        reports.append(([r.to_dict() for r in (dry, first, again)], store.one_by_one))
+        store.close()
+    (many, many_reads), (one, one_reads) = reports
+    assert many == one
+    _, first, again = many
+    assert (first["sessions_read"], first["runs_written"], first["summaries_written"]) == (2, 3, 1)
+    assert (again["runs_written"], again["summaries_written"]) == (0, 0)
+    assert many_reads == 0
+    assert one_reads == 3 * 2

@@ -589,6 +589,10 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             found.runs = [RunResult.from_dict(r) for r in self._runs[session_id]]
             return found
 
+    def _read_sessions_by_id(self, session_ids: list[str]) -> dict[str, Session]:
+        found = ((i, self._read_session(i, None)) for i in session_ids)
+        return {session_id: s for session_id, s in found if s is not None}
+
     def _read_sessions(self, user_id: str | None, limit: int | None, offset: int) -> list[Session]:
         with self._lock:
             found = [

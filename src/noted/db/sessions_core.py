@@ -17,7 +17,7 @@ MongoDB): the backend names the module, its read and write connections and its n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -131,6 +131,13 @@ class SessionRules:
             require_id("session_id", session_id), check_id("user_id", user_id)
         )
 
+    def get_sessions(self, session_ids: Sequence[str]) -> dict[str, Session]:
+        """The sessions among ``session_ids``, of every user, by id: what
+        ``get_session(session_id, None)`` answers for each (runs and summary), read many
+        at a time (what an import reads of the sessions it would write)."""
+        ids = list(dict.fromkeys(require_id("session_id", i) for i in session_ids))
+        return self._read_sessions_by_id(ids) if ids else {}
+
     def list_sessions(
         self, user_id: str | None, *, limit: int | None = None, offset: int = 0
     ) -> list[Session]:
@@ -166,6 +173,10 @@ class SessionRules:
     def _read_sessions(self, user_id: str | None, limit: int | None, offset: int) -> list[Session]:
         raise NotImplementedError
 
+    def _read_sessions_by_id(self, session_ids: list[str]) -> dict[str, Session]:
+        """The sessions among ``session_ids`` (distinct, at least one), whole, by id."""
+        raise NotImplementedError
+
     def _remove_session(self, session_id: str, user_id: str | None) -> bool:
         raise NotImplementedError
 
@@ -198,6 +209,8 @@ class SessionFunctions(Protocol):
     def get_session(
         self, conn: Any, names: Any, session_id: str, user_id: str | None
     ) -> Session | None: ...
+
+    def get_sessions(self, conn: Any, names: Any, session_ids: list[str]) -> dict[str, Session]: ...
 
     def list_sessions(
         self, conn: Any, names: Any, user_id: str | None, limit: int | None, offset: int
@@ -242,6 +255,10 @@ class SessionsInModule(SessionRules):
             return self._session_functions.get_session(
                 conn, self._session_names, session_id, user_id
             )
+
+    def _read_sessions_by_id(self, session_ids: list[str]) -> dict[str, Session]:
+        with self._session_reader() as conn:
+            return self._session_functions.get_sessions(conn, self._session_names, session_ids)
 
     def _read_sessions(self, user_id: str | None, limit: int | None, offset: int) -> list[Session]:
         with self._session_reader() as conn:

@@ -2,9 +2,10 @@
 
 A reader (Agno, mem0) turns its whole source into an :class:`ImportPlan` first, so a
 malformed source fails before anything is written. :func:`apply_plan` then compares the
-plan with the store and writes only what is missing or different: the memories in one
-transaction (``Memory.import_user_memories``), then each new run and changed summary with
-the session store's own methods. Running the same import again writes nothing, a memory
+plan with the store (whose copies of the plan's memories and sessions it reads many at a
+time) and writes only what is missing or different: the memories in one transaction
+(``Memory.import_user_memories``), then each new run and changed summary with the session
+store's own methods. Running the same import again writes nothing, a memory
 changed in the store after the source's version of it (edited in noted since the last
 import) is kept as it is, and one deleted in the store after the source's version of it
 (its history ends with that deletion) stays deleted.
@@ -21,7 +22,7 @@ from noted.errors import UserError
 from noted.memory.door import DEFAULT_USER_ID
 from noted.memory.memory import Memory
 from noted.schema import UserMemory
-from noted.sessions import RunResult, SessionSummary
+from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = [
     "ImportPlan",
@@ -294,10 +295,10 @@ def apply_plan(
     if taken:
         changed = [m for m in changed if m.memory_id not in taken]
         report.memories_skipped += len(taken)
+    held = _stored_sessions(sessions, plan.sessions) if sessions is not None else {}
     new_runs: list[tuple[ImportedSession, list[RunResult]]] = []
     for s in plan.sessions:
-        assert sessions is not None
-        stored = sessions.get_session(s.session_id, None)
+        stored = held.get(s.session_id)
         if stored is not None and stored.user_id != s.user_id:
             raise UserError(
                 f"{plan.source}: session {s.session_id!r} belongs to user {stored.user_id!r} "
@@ -309,7 +310,7 @@ def apply_plan(
     report.runs_written = sum(len(runs) for _, runs in new_runs)
     if dry_run:
         report.summaries_written = sum(
-            1 for s in plan.sessions if sessions is not None and _summary_to_write(sessions, s)
+            1 for s in plan.sessions if _summary_to_write(held.get(s.session_id), s)
         )
         return report
     if changed:
@@ -322,7 +323,7 @@ def apply_plan(
         for run in runs:
             sessions.append_run(run)
         done += len(s.runs)
-        if _summary_to_write(sessions, s):
+        if _summary_to_write(held.get(s.session_id), s):
             assert s.summary is not None
             if sessions.set_session_summary(s.session_id, s.user_id, s.summary):
                 report.summaries_written += 1
@@ -359,18 +360,31 @@ def _owners(store: MemoryStore, ids: list[str]) -> Mapping[str, str]:
     return owners
 
 
-def _summary_to_write(sessions: SessionStore, s: ImportedSession) -> bool:
-    """Whether ``s`` has a summary the store lacks, for a session the store has or makes
-    with its first run (a session without runs is not kept: there is nothing to summarize)."""
+def _stored_sessions(store: SessionStore, wanted: Sequence[ImportedSession]) -> dict[str, Session]:
+    """The store's copies of the ``wanted`` sessions (of any user, whole), those it has,
+    by id: at once where the store reads many (``get_sessions``), else each in turn."""
+    ids = list(dict.fromkeys(s.session_id for s in wanted))
+    if not ids:
+        return {}
+    at_once = getattr(store, "get_sessions", None)
+    if callable(at_once):
+        found: dict[str, Session] = at_once(ids)
+        return found
+    one_by_one = ((session_id, store.get_session(session_id, None)) for session_id in ids)
+    return {session_id: stored for session_id, stored in one_by_one if stored is not None}
+
+
+def _summary_to_write(stored: Session | None, s: ImportedSession) -> bool:
+    """Whether ``s`` has a summary the store lacks, for a session the store has
+    (``stored``, its owner's: see apply_plan) or makes with its first run (a session
+    without runs is not kept: there is nothing to summarize)."""
     new = s.summary
     if new is None:
         return False
-    stored = sessions.get_session_summary(s.session_id, s.user_id)
-    if stored is None:  # none yet; or no such session, which its first run makes
-        # (the whole session, runs and all, is read only for a session the plan has no
-        # runs of: one imported before)
-        return bool(s.runs) or sessions.get_session(s.session_id, None) is not None
-    return (stored.summary, stored.topics, stored.updated_at) != (
+    if stored is None:  # its first run makes it
+        return bool(s.runs)
+    old = stored.summary
+    return old is None or (old.summary, old.topics, old.updated_at) != (
         new.summary,
         new.topics,
         new.updated_at,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from noted._time import from_micros, now_micros, to_micros
 from noted.db.sessions_core import (
@@ -29,12 +29,15 @@ __all__ = [
     "delete_session",
     "get_runs",
     "get_session",
+    "get_sessions",
     "get_summary",
     "list_sessions",
     "set_summary",
 ]
 
 Doc = dict[str, Any]
+
+_SESSIONS_PER_QUERY: Final = 1000  # sessions read per query by get_sessions (with their runs)
 
 
 class SessionCollections(Protocol):
@@ -214,6 +217,24 @@ def get_session(
     session = _session_of(doc)
     session.runs = _runs_of(db.runs, session_id, None, False)
     return session
+
+
+def get_sessions(db: SessionCollections, where: str, session_ids: list[str]) -> dict[str, Session]:
+    """The sessions among ``session_ids``, whole, by id: two queries (sessions, runs) per
+    _SESSIONS_PER_QUERY."""
+    found: dict[str, Session] = {}
+    for start in range(0, len(session_ids), _SESSIONS_PER_QUERY):
+        chunk = session_ids[start : start + _SESSIONS_PER_QUERY]
+        docs = db.sessions.find({"_id": {"$in": chunk}})
+        sessions = {doc["_id"]: _session_of(doc) for doc in docs}
+        runs = db.runs.find({"session_id": {"$in": chunk}}, {"session_id": 1, "data": 1}).sort(
+            [("session_id", 1), ("run_index", 1)]
+        )
+        for doc in runs:  # not those of a session begun after the rows were read
+            if doc["session_id"] in sessions:
+                sessions[doc["session_id"]].runs.append(RunResult.from_dict(doc["data"]))
+        found.update(sessions)
+    return found
 
 
 def list_sessions(

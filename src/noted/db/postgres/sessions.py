@@ -28,6 +28,7 @@ __all__ = [
     "delete_session",
     "get_runs",
     "get_session",
+    "get_sessions",
     "get_summary",
     "list_sessions",
     "set_summary",
@@ -131,6 +132,23 @@ def get_session(conn: Conn, n: Names, session_id: str, user_id: str | None) -> S
     session = row_to_session(row)
     session.runs = _runs(conn, n, session_id, None, False)
     return session
+
+
+def get_sessions(conn: Conn, n: Names, session_ids: list[str]) -> dict[str, Session]:
+    """The sessions among ``session_ids``, whole, by id: two queries (sessions, runs)."""
+    rows = conn.execute(
+        f"SELECT {_SESSION_SELECT} FROM {n.sessions} WHERE session_id = ANY(%s)", (session_ids,)
+    ).fetchall()
+    found = {row[0]: row_to_session(row) for row in rows}
+    runs = conn.execute(
+        f"SELECT session_id, data FROM {n.runs} WHERE session_id = ANY(%s) "
+        "ORDER BY session_id, run_index",
+        (session_ids,),
+    )
+    for session_id, data in runs:  # not those of a session begun after the rows were read
+        if session_id in found:
+            found[session_id].runs.append(RunResult.from_dict(data))
+    return found
 
 
 def list_sessions(

@@ -136,6 +136,8 @@ __all__ = ["RedisDb"]
 Row = tuple[Any, ...]
 
 _EMBED_CHUNK: Final = 1000  # embeddings per script call (each is stored on its own)
+_SESSIONS_PER_CALL: Final = 1000  # sessions read per MULTI/EXEC by get_sessions
+_SESSION_FIELDS: Final = ("user_id", "agent_id", "created_at", "updated_at", "summary")
 _SOCKET_TIMEOUT: Final = 30.0  # seconds; a large batch is one script call
 _CONNECT_TIMEOUT: Final = 5.0
 _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
@@ -587,6 +589,24 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         session = _session(session_id, found[:5], len(found) - 5)
         session.runs = _runs(found[5:])
         return session
+
+    def _read_sessions_by_id(self, session_ids: list[str]) -> dict[str, Session]:
+        """Each session's hash and runs, _SESSIONS_PER_CALL sessions per MULTI/EXEC (one
+        round trip; no other client writes in between)."""
+        found: dict[str, Session] = {}
+        for start in range(0, len(session_ids), _SESSIONS_PER_CALL):
+            chunk = session_ids[start : start + _SESSIONS_PER_CALL]
+            with self._mapped_errors(), self._client.pipeline(transaction=True) as pipe:
+                for session_id in chunk:
+                    pipe.hmget(f"{self.session_table}:s:{session_id}", _SESSION_FIELDS)
+                    pipe.lrange(f"{self.session_table}:r:{session_id}", 0, -1)
+                replies = pipe.execute()
+            for n, session_id in enumerate(chunk):
+                fields, runs = replies[2 * n], replies[2 * n + 1]
+                if fields[0] is not None:
+                    found[session_id] = _session(session_id, fields, len(runs))
+                    found[session_id].runs = _runs(runs)
+        return found
 
     def _read_sessions(self, user_id: str | None, limit: int | None, offset: int) -> list[Session]:
         stop = last_rank(offset, limit)

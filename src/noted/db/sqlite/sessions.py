@@ -13,7 +13,7 @@ from typing import Any
 import apsw
 
 from noted._time import to_micros
-from noted.db._rows import row_to_session, summary_from_json
+from noted.db._rows import IN_CHUNK, row_to_session, summary_from_json
 from noted.db.sessions_core import (
     owns_session,
     run_id_taken,
@@ -30,6 +30,7 @@ __all__ = [
     "delete_session",
     "get_runs",
     "get_session",
+    "get_sessions",
     "get_summary",
     "list_sessions",
     "set_summary",
@@ -151,6 +152,28 @@ def get_session(
     session = row_to_session(row)
     session.runs = get_runs(conn, table, session_id, session.user_id, None, False)
     return session
+
+
+def get_sessions(conn: Connection, table: str, session_ids: list[str]) -> dict[str, Session]:
+    """The sessions among ``session_ids``, whole, by id: IN_CHUNK of them per query."""
+    found: dict[str, Session] = {}
+    for start in range(0, len(session_ids), IN_CHUNK):
+        chunk = session_ids[start : start + IN_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        rows = conn.execute(
+            f"SELECT {_SESSION_COLUMNS} FROM {table} WHERE session_id IN ({marks})", chunk
+        ).fetchall()
+        sessions = {row[0]: row_to_session(row) for row in rows}
+        runs = conn.execute(
+            f"SELECT session_id, data FROM {table}_runs WHERE session_id IN ({marks}) "
+            "ORDER BY session_id, run_index",
+            chunk,
+        )
+        for session_id, data in runs:  # not those of a session begun after the rows were read
+            if session_id in sessions:
+                sessions[session_id].runs.append(RunResult.from_dict(json.loads(data)))
+        found.update(sessions)
+    return found
 
 
 def list_sessions(
