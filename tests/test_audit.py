@@ -258,6 +258,16 @@ def test_last_deletions_are_the_latest_delete_events(store: MemoryStore) -> None
     assert found["m1"] == second.created_at > first.created_at
     assert store.last_deletions(ids, "bob") == {}  # type: ignore[attr-defined]
     assert store.last_deletions([], "ava") == {}  # type: ignore[attr-defined]
+    # of any user (what an import reads of a memory that names no user in its source):
+    # each id's latest deletion, whoever's memory it was
+    store.upsert_memories([stamped("b of bob", "m2", "bob"), stamped("f", "m5", "bob")])
+    store.delete_memories(["m2", "m5"], "bob")
+    everyone = store.last_deletions([*ids, "m5"], None)  # type: ignore[attr-defined]
+    assert sorted(everyone) == ["m1", "m2", "m3", "m5"]
+    [bobs] = [e for e in store.get_memory_history("m2", "bob") if e.event == "delete"]
+    assert everyone["m2"] == bobs.created_at > found["m2"]
+    assert (everyone["m1"], everyone["m3"]) == (found["m1"], found["m3"])
+    assert store.last_deletions([], None) == {}  # type: ignore[attr-defined]
 
 
 # -- AuditContext and MemoryEvent ---------------------------------------------------------------

@@ -258,3 +258,76 @@ def test_the_stored_memories_are_read_many_at_a_time(tmp_path: Path) -> None:
     assert (many_first, many_again) == (one_first, one_again)
     assert many_reads == 0
     assert one_reads == 60 + 60 + 30  # each import's memories, then ava's 30
+
+
+def _no_user(tmp_path: Path, name: str, updated_at: str) -> Path:
+    """A mem0 export of the fixture's memories and one that names no user."""
+    items = json.loads(FIXTURE.read_text())["results"]
+    at = "2026-01-02T03:04:05+00:00"
+    cello = {"id": "cello", "memory": "The user plays the cello", "created_at": at}
+    items.append(cello | {"updated_at": updated_at})
+    source = tmp_path / name
+    source.write_text(json.dumps(items))
+    return source
+
+
+def test_a_memory_of_no_user_deleted_by_its_user_stays_deleted_for_every_user(
+    memory: Memory, tmp_path: Path
+) -> None:
+    """On every backend. A memory that names no user in the source becomes the user's of
+    the import that first writes it (``ann`` with ``--user``, or ``default``); once that
+    user deleted it, importing again, for them, for another user or for all, leaves it
+    out (it is not brought back as another user's); a version of it the source changed
+    after the deletion is written."""
+    source = _no_user(tmp_path, "no-user.json", "2026-01-02T03:04:05+00:00")
+    first = import_mem0(source, memory, user_id="ann")
+    assert first.memories_written == 1
+    assert memory.delete_user_memory("cello", "ann")
+    for user_id, written in ((None, 3), ("bob", 0), ("ann", 0), (None, 0)):
+        again = import_mem0(source, memory, user_id=user_id)
+        assert (again.memories_written, again.memories_deleted_here) == (written, 1), user_id
+        assert sorted(s.user_id for s in memory.get_user_stats()) == ["ava", "bob"]
+    [*_, deleted] = memory.get_memory_history("cello", "ann")
+    later = (deleted.created_at + timedelta(seconds=1)).isoformat()
+    changed = _no_user(tmp_path, "changed.json", later)
+    report = import_mem0(changed, memory, user_id="bob")
+    assert (report.memories_written, report.memories_deleted_here) == (1, 0)
+    assert memory.get_user_memory("cello", "bob") is not None
+
+
+def test_a_memory_of_no_user_imported_as_default_and_deleted_stays_deleted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The command line: imported for all (the memory naming no user is ``default``'s),
+    deleted by ``default``, then imported for one user: not written as theirs."""
+    source = str(_no_user(tmp_path, "no-user.json", "2026-01-02T03:04:05+00:00"))
+    db = str(tmp_path / "cli.db")
+    assert main(["import", "mem0", source, "--db", db]) == 0
+    assert main(["memories", "delete", "cello", "--user", "default", "--db", db]) == 0
+    capsys.readouterr()
+    assert main(["import", "mem0", source, "--user", "ann", "--db", db, "--json"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert (got["memories_written"], got["memories_deleted_here"]) == (0, 1)
+    assert main(["memories", "list", "--all-users", "--db", db, "--json"]) == 0
+    assert "cello" not in [m["memory_id"] for m in json.loads(capsys.readouterr().out)]
+
+
+class NoDeletionTimes(SqliteDb):
+    """A store that does not tell when memories were deleted (``last_deletions``), as a
+    store of another package may: the import reads their histories."""
+
+    last_deletions = None  # type: ignore[assignment]
+
+
+def test_a_store_without_deletion_times_reads_the_histories_of_its_users(
+    tmp_path: Path,
+) -> None:
+    """The memory that names no user, imported for ``ava`` and deleted by her, is found
+    deleted in her history (a user who has memories) by the import for all."""
+    source = _no_user(tmp_path, "no-user.json", "2026-01-02T03:04:05+00:00")
+    target = Memory(db=NoDeletionTimes(tmp_path / "plain.db"))
+    assert import_mem0(source, target, user_id="ava").memories_written == 3
+    assert target.delete_user_memory("cello", "ava")
+    again = import_mem0(source, target)
+    assert (again.memories_written, again.memories_deleted_here) == (1, 1)
+    assert target.get_user_memory("cello", "default") is None

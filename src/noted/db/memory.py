@@ -474,16 +474,21 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             self._by_updated.clear()
             return sum(self._deleted(owner, mine.values(), context) for owner, mine in users)
 
-    def last_deletions(self, memory_ids: Sequence[str], user_id: str) -> dict[str, datetime]:
-        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted: the
-        time of its latest ``"delete"`` event, for those that have one."""
+    def last_deletions(self, memory_ids: Sequence[str], user_id: str | None) -> dict[str, datetime]:
+        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted (None:
+        each memory of any user's with that id): the time of its latest ``"delete"``
+        event, for those that have one."""
+        wanted = set(memory_ids)
         found: dict[str, datetime] = {}
         with self._lock:
-            for memory_id in memory_ids:
-                for row in reversed(self._events.get((user_id, memory_id), ())):
-                    if row[3] == "delete":
-                        found[memory_id] = row[-1]
-                        break
+            if user_id is None:
+                keys = [key for key in self._events if key[1] in wanted]
+            else:
+                keys = [(user_id, memory_id) for memory_id in wanted]
+            for key in keys:
+                deletes = [row[-1] for row in self._events.get(key, ()) if row[3] == "delete"]
+                if deletes:
+                    found[key[1]] = max(*deletes, found.get(key[1], deletes[0]))
         return found
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:

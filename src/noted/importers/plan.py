@@ -165,18 +165,21 @@ def _changed_since(stored: UserMemory, new: UserMemory) -> bool:
 @dataclass
 class _Compared:
     """The plan's memories set against the store: those to write, and how many of the
-    others the store holds changed since the source's version (``kept``) or lacks because
-    they were deleted there since (``deleted``)."""
+    others the store holds changed since the source's version (``kept``), lacks because
+    they were deleted there since (``deleted``), or keeps under another user (``taken``:
+    memories that name no user in the source, see :func:`_taken`)."""
 
     write: list[UserMemory]
     kept: int
     deleted: int
+    taken: int
 
 
-def _to_write(store: MemoryStore, memories: list[UserMemory]) -> _Compared:
+def _to_write(store: MemoryStore, memories: list[UserMemory], unowned: set[str]) -> _Compared:
     """The memories the store lacks or holds otherwise than the source, leaving out those
-    it holds changed since (see :func:`_changed_since`) and those it deleted since (see
-    :func:`_deleted_since`)."""
+    it holds changed since (see :func:`_changed_since`), those of ``unowned`` (the ids of
+    the memories that name no user in the source) it keeps under another user (see
+    :func:`_taken`) and those it deleted since (see :func:`_deleted_since`)."""
     write: list[UserMemory] = []
     missing: list[UserMemory] = []
     kept = 0
@@ -192,20 +195,27 @@ def _to_write(store: MemoryStore, memories: list[UserMemory]) -> _Compared:
             kept += 1
         else:
             write.append(new)
-    deleted = _deleted_since(store, missing)
-    if deleted:
-        write = [m for m in write if m.memory_id not in deleted]
-    return _Compared(write, kept, len(deleted))
+    taken = _taken(store, [m for m in missing if m.memory_id in unowned])
+    deleted = _deleted_since(store, [m for m in missing if m.memory_id not in taken], unowned)
+    if deleted or taken:
+        write = [m for m in write if m.memory_id not in deleted and m.memory_id not in taken]
+    return _Compared(write, kept, len(deleted), len(taken))
 
 
-def _deleted_since(store: MemoryStore, missing: list[UserMemory]) -> set[str]:
+def _deleted_since(store: MemoryStore, missing: list[UserMemory], unowned: set[str]) -> set[str]:
     """The ids of ``missing`` (memories the store does not hold for their user) that the
     store deleted at or after the source's version of them: writing them would bring back
     what the user deleted. A source version later than the deletion is written (the fact
-    changed again there); one without a time is not."""
-    by_user: dict[str, list[UserMemory]] = {}
+    changed again there); one without a time is not.
+
+    A memory's deletion is looked up for its user; for one of ``unowned`` (it names no
+    user in the source, and became the user's of the import that first wrote it), for
+    every user: whichever user it was imported as and deleted it, it is not written again,
+    for that user nor for another (the import of one user, or of all as ``default``)."""
+    by_user: dict[str | None, list[UserMemory]] = {}
     for m in missing:
-        by_user.setdefault(m.user_id or DEFAULT_USER_ID, []).append(m)
+        user_id = None if m.memory_id in unowned else m.user_id or DEFAULT_USER_ID
+        by_user.setdefault(user_id, []).append(m)
     deleted: set[str] = set()
     for user_id, theirs in by_user.items():
         ids = [m.memory_id for m in theirs if m.memory_id is not None]
@@ -217,15 +227,25 @@ def _deleted_since(store: MemoryStore, missing: list[UserMemory]) -> set[str]:
     return deleted
 
 
-def _last_deletions(store: MemoryStore, ids: Sequence[str], user_id: str) -> Mapping[str, datetime]:
-    """When each of ``ids`` was last deleted from ``user_id``'s memories (those ever
-    deleted): at once where the store tells (``last_deletions``), else from each one's
-    history."""
+def _last_deletions(
+    store: MemoryStore, ids: Sequence[str], user_id: str | None
+) -> Mapping[str, datetime]:
+    """When each of ``ids`` was last deleted from ``user_id``'s memories (None: from any
+    user's) (those ever deleted): at once where the store tells (``last_deletions``), else
+    from each one's history (for every user: of each user who has memories now)."""
+    if not ids:
+        return {}
     at_once = getattr(store, "last_deletions", None)
     if callable(at_once):
         found: Mapping[str, datetime] = at_once(ids, user_id)
         return found
-    return history_deletions(store, ids, user_id)
+    if user_id is not None:
+        return history_deletions(store, ids, user_id)
+    latest: dict[str, datetime] = {}
+    for stats in store.get_user_stats():
+        for memory_id, at in history_deletions(store, ids, stats.user_id).items():
+            latest[memory_id] = max(at, latest.get(memory_id, at))
+    return latest
 
 
 def history_deletions(store: MemoryStore, ids: Sequence[str], user_id: str) -> dict[str, datetime]:
@@ -272,7 +292,7 @@ def apply_plan(
     """Write what ``plan`` holds that ``memory``'s store does not have yet; with
     ``user_id``, only that user's part of it (see :func:`for_user`)."""
     _check_unique(plan)
-    unowned = {m.memory_id for m in plan.memories if not m.user_id}
+    unowned = {m.memory_id for m in plan.memories if not m.user_id and m.memory_id is not None}
     plan, skipped = for_user(plan, user_id)
     report = ImportReport(
         plan.source,
@@ -288,13 +308,10 @@ def apply_plan(
     sessions = store if isinstance(store, SessionStore) else None
     if plan.sessions and sessions is None:
         raise UserError(f"{store!r} keeps no sessions; import into a store such as SqliteDb")
-    compared = _to_write(store, plan.memories)
+    compared = _to_write(store, plan.memories, unowned)
     changed = compared.write
     report.memories_kept, report.memories_deleted_here = compared.kept, compared.deleted
-    taken = _taken(store, [m for m in changed if m.memory_id in unowned])
-    if taken:
-        changed = [m for m in changed if m.memory_id not in taken]
-        report.memories_skipped += len(taken)
+    report.memories_skipped += compared.taken
     held = _stored_sessions(sessions, plan.sessions) if sessions is not None else {}
     new_runs: list[tuple[ImportedSession, list[RunResult]]] = []
     for s in plan.sessions:

@@ -191,13 +191,16 @@ class MongoReads(PageRules):
             )
         return [event_of(doc) for doc in docs]
 
-    def last_deletions(self, memory_ids: Sequence[str], user_id: str) -> dict[str, datetime]:
-        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted: the
-        time of its latest ``"delete"`` event, for those that have one."""
+    def last_deletions(self, memory_ids: Sequence[str], user_id: str | None) -> dict[str, datetime]:
+        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted (None:
+        each memory of any user's with that id): the time of its latest ``"delete"``
+        event, for those that have one."""
         found: dict[str, datetime] = {}
         for start in range(0, len(memory_ids), _IDS_PER_QUERY):
             chunk = list(memory_ids[start : start + _IDS_PER_QUERY])
-            match = {"user_id": user_id, "memory_id": {"$in": chunk}, "event": "delete"}
+            match: Doc = {"memory_id": {"$in": chunk}, "event": "delete"}
+            if user_id is not None:
+                match["user_id"] = user_id
             pipeline: list[Doc] = [
                 {"$match": match},
                 {"$group": {"_id": "$memory_id", "at": {"$max": "$created_at"}}},

@@ -574,15 +574,16 @@ class PostgresDb(
             ).fetchall()
         return [row_to_event(row) for row in rows]
 
-    def last_deletions(self, memory_ids: Sequence[str], user_id: str) -> dict[str, datetime]:
-        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted: the
-        time of its latest ``"delete"`` event, for those that have one."""
+    def last_deletions(self, memory_ids: Sequence[str], user_id: str | None) -> dict[str, datetime]:
+        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted (None:
+        each memory of any user's with that id): the time of its latest ``"delete"``
+        event, for those that have one."""
+        mine = "" if user_id is None else "user_id = %s AND "
         with self._connection() as conn:
             rows = conn.execute(
                 f"SELECT memory_id, {MICROS.format('MAX(created_at)')} FROM {self._n.events} "
-                "WHERE user_id = %s AND memory_id = ANY(%s) AND event = 'delete' "
-                "GROUP BY memory_id",
-                (user_id, list(memory_ids)),
+                f"WHERE {mine}memory_id = ANY(%s) AND event = 'delete' GROUP BY memory_id",
+                (list(memory_ids),) if user_id is None else (user_id, list(memory_ids)),
             ).fetchall()
         return {str(row[0]): from_micros(int(row[1])) for row in rows}
 

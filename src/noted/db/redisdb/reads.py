@@ -73,6 +73,15 @@ def _event(memory_id: str, user_id: str, raw: bytes | str) -> MemoryEvent:
     return row_to_event((event_id, memory_id, user_id, *change, *context, int(at)))
 
 
+def _history_memory_id(tail: bytes) -> str | None:
+    """The memory id of a history key from its ``<n>:<user_id>:<memory_id>`` (see
+    store.py); None for a key not of that form."""
+    length, _, rest = tail.partition(b":")
+    if not length.isdigit() or rest[int(length) : int(length) + 1] != b":":
+        return None
+    return rest[int(length) + 1 :].decode(errors="replace")
+
+
 def _deleted_at(history: list[bytes]) -> datetime | None:
     """The time of the latest ``"delete"`` event of one memory's stored history, if any."""
     for raw in reversed(history):
@@ -359,22 +368,43 @@ class RedisReads(PageRules):
             raw = self._client.lrange(self._ekey(user_id, memory_id), 0, -1)
         return [_event(memory_id, user_id, event) for event in raw]
 
-    def last_deletions(self, memory_ids: Sequence[str], user_id: str) -> dict[str, datetime]:
-        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted: the
-        time of its latest ``"delete"`` event, for those that have one."""
+    def last_deletions(self, memory_ids: Sequence[str], user_id: str | None) -> dict[str, datetime]:
+        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted (None:
+        each memory of any user's with that id): the time of its latest ``"delete"``
+        event, for those that have one."""
+        keys: list[tuple[str, str | bytes]]
+        if user_id is None:
+            keys = self._history_keys(memory_ids)
+        else:
+            keys = [(memory_id, self._ekey(user_id, memory_id)) for memory_id in memory_ids]
         found: dict[str, datetime] = {}
-        for start in range(0, len(memory_ids), _HISTORIES_PER_CALL):
-            chunk = memory_ids[start : start + _HISTORIES_PER_CALL]
+        for start in range(0, len(keys), _HISTORIES_PER_CALL):
+            chunk = keys[start : start + _HISTORIES_PER_CALL]
             with self._mapped_errors():
                 pipe: Any = self._client.pipeline(transaction=False)
-                for memory_id in chunk:
-                    pipe.lrange(self._ekey(user_id, memory_id), 0, -1)
+                for _, key in chunk:
+                    pipe.lrange(key, 0, -1)
                 histories = pipe.execute()
-            for memory_id, raw in zip(chunk, histories, strict=True):
+            for (memory_id, _), raw in zip(chunk, histories, strict=True):
                 at = _deleted_at(raw)
                 if at is not None:
-                    found[memory_id] = at
+                    found[memory_id] = max(at, found.get(memory_id, at))
         return found
+
+    def _history_keys(self, memory_ids: Sequence[str]) -> list[tuple[str, str | bytes]]:
+        """Every user's history key of each of ``memory_ids`` (with the id): a history's
+        key names its user, so these are found by going through the history keys with
+        SCAN, the one read of this store that does (the prefix, an SQL identifier, holds
+        no pattern characters)."""
+        wanted = set(memory_ids)
+        prefix = f"{self.memory_table}:e:".encode()
+        keys: list[tuple[str, str | bytes]] = []
+        with self._mapped_errors():
+            for key in self._client.scan_iter(match=prefix + b"*", count=_HISTORIES_PER_CALL):
+                memory_id = _history_memory_id(key[len(prefix) :])
+                if memory_id in wanted:
+                    keys.append((memory_id, key))
+        return keys
 
     def get_topics(self, user_id: str | None) -> list[str]:
         lists = json.loads(self._call(self._topics, *scope(user_id)))

@@ -47,7 +47,9 @@ within 2**53 microseconds of 1970 (the years 1685 to 2255); the hashes keep ever
 exactly, and time filters are applied exactly in Python after a server-side range read.
 
 A user's memories are found through their sorted sets, everyone's through ``M:users``:
-nothing here uses KEYS or SCAN.
+nothing here uses KEYS or SCAN, but for one read an import makes of the memories that name
+no user in its source: when each id was last deleted by any user (``last_deletions(ids,
+None)``), whose histories are found by a SCAN of the ``M:e:`` keys.
 
 Atomicity: each write is one Lua script call, so no other client sees it half done or
 writes in between, and a refused write (an id of another user's) is refused before the

@@ -617,11 +617,20 @@ class SqliteDb(
             ).fetchall()
         return [row_to_event(row) for row in rows]
 
-    def last_deletions(self, memory_ids: Sequence[str], user_id: str) -> dict[str, datetime]:
-        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted: the
-        time of its latest ``"delete"`` event, for those that have one."""
+    def last_deletions(self, memory_ids: Sequence[str], user_id: str | None) -> dict[str, datetime]:
+        """When each of ``user_id``'s memories among ``memory_ids`` was last deleted (None:
+        each memory of any user's with that id): the time of its latest ``"delete"``
+        event, for those that have one."""
         found: dict[str, datetime] = {}
         with self._session() as conn:
+            if user_id is None:  # every id in one pass over the events (indexed by user)
+                rows = conn.execute(
+                    f"SELECT memory_id, MAX(created_at) FROM {self._events_table} "
+                    "WHERE memory_id IN (SELECT value FROM json_each(?)) AND event = 'delete' "
+                    "GROUP BY memory_id",
+                    (json.dumps(list(memory_ids)),),
+                ).fetchall()
+                return {memory_id: from_micros(at) for memory_id, at in rows}
             for start in range(0, len(memory_ids), IN_CHUNK):
                 chunk = list(memory_ids[start : start + IN_CHUNK])
                 marks = ", ".join("?" * len(chunk))
