@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import apsw
 import httpx
 import pytest
 
@@ -196,6 +198,33 @@ def test_bad_arguments_over_http_change_nothing(
     assert says in clients["admin"].error("add_memory", arguments)
     assert everything(db) == before
     assert "topics" in clients["ava"].ok("list_topics")  # still serving
+
+
+def test_reads_are_answered_while_a_write_waits_for_another_processs_lock(
+    url: str, loop: Loop, db_file: Path
+) -> None:
+    cora = Connected(loop, http(url, token("cora")))
+    cora.ok("add_memory", {"memory": "Cora collects stamps"})
+    other = apsw.Connection(str(db_file))
+    other.execute("BEGIN IMMEDIATE")  # another process writing at length
+    try:
+        waiting = threading.Thread(
+            target=cora.ok, args=("add_memory", {"memory": "Cora has a cat"})
+        )
+        waiting.start()
+        time.sleep(0.3)  # the add waits for the lock by now
+        started = time.monotonic()
+        listed = cora.ok("list_memories")["memories"]
+        took = time.monotonic() - started
+        assert waiting.is_alive(), "the add did not wait for the other writer"
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    waiting.join(60)
+    assert [m["memory"] for m in listed] == ["Cora collects stamps"]
+    assert took < 5, f"the list waited {took:.1f} s behind the waiting add"
+    assert len(cora.ok("list_memories")["memories"]) == 2
+    cora.close()
 
 
 def test_a_token_revoked_on_the_store_is_refused(url: str, db: SqliteDb) -> None:

@@ -347,6 +347,58 @@ def test_threads_reading_and_writing_one_db_object_see_whole_results(tmp_path: P
     db.close()
 
 
+def test_a_writer_waiting_for_another_connections_lock_lets_reads_through(
+    tmp_path: Path,
+) -> None:
+    # WAL lets readers in while another connection writes; a write of this store waiting
+    # for that connection's lock must not stop this store's own reads for the wait
+    db = SqliteDb(tmp_path / "waiting.db", busy_timeout=20.0)
+    memory = Memory(db=db)
+    memory.add_user_memory(UserMemory("Ava likes to ski"), user_id="ava")
+    other = apsw.Connection(str(db.db_file))
+    other.execute("BEGIN IMMEDIATE")  # another process's long write, holding the lock
+    written: list[str] = []
+    writer = threading.Thread(
+        target=lambda: written.append(
+            memory.add_user_memory(UserMemory("Ava has a dog"), user_id="ava")
+        )
+    )
+    writer.start()
+    time.sleep(0.3)  # the writer is waiting for the lock by now
+    read: list[int] = []
+    reader = threading.Thread(target=lambda: read.append(memory.count_user_memories("ava")))
+    started = time.monotonic()
+    reader.start()
+    reader.join(10)
+    waited = time.monotonic() - started
+    still_waiting = writer.is_alive()
+    other.execute("COMMIT")
+    writer.join(20)
+    reader.join(20)
+    other.close()
+    assert read == [1] and waited < 10, f"the read waited {waited:.1f} s for the writer"
+    assert still_waiting, "the writer did not wait for the other connection's lock"
+    assert len(written) == 1 and memory.count_user_memories("ava") == 2
+    db.close()
+
+
+def test_a_writer_still_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
+    db = SqliteDb(tmp_path / "given_up.db", busy_timeout=0.5)
+    memory = Memory(db=db)
+    memory.add_user_memory(UserMemory("Ava likes to ski"), user_id="ava")
+    other = apsw.Connection(str(db.db_file))
+    other.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="still locked by another writer after 0.5 s"):
+        memory.add_user_memory(UserMemory("Ava has a dog"), user_id="ava")
+    waited = time.monotonic() - started
+    other.execute("ROLLBACK")
+    other.close()
+    assert 0.5 <= waited < 5
+    assert memory.count_user_memories("ava") == 1
+    db.close()
+
+
 WRITER = textwrap.dedent(
     """
     import sys, time

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import threading
+import time
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -60,6 +61,8 @@ _EVENT_ID_LEN = 36  # a UUID as text
 _MAX_ROWID = 2**63 - 1
 _VECTOR_CACHE_BYTES = 512 * 2**20
 _PAGE_CACHE_MIB = 64
+_WRITE_TRY = 0.02  # seconds a write waits for another connection's lock at a time
+_WRITE_PAUSE = 0.001  # seconds between two such waits, the store's lock let go
 
 
 class SqliteDb(
@@ -247,26 +250,56 @@ class SqliteDb(
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """A write transaction; inside another one (a batch, on the thread that holds the
-        lock) it is part of that one."""
-        with self._session() as conn:
-            if conn.in_transaction:
-                yield conn
-                return
+        lock) it is part of that one.
+
+        While another connection holds SQLite's write lock, the store's lock is let go
+        between tries (see :meth:`_begin`): this store's reads go on meanwhile, as WAL
+        lets them, instead of waiting behind its own writer for up to ``busy_timeout``."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            with self._session() as conn:
+                if conn.in_transaction:
+                    yield conn
+                    return
+                if self._begin(conn, deadline):
+                    try:
+                        yield conn
+                    except BaseException:
+                        self._vectors.rolled_back()
+                        conn.execute("ROLLBACK")
+                        raise
+                    try:
+                        conn.execute("COMMIT")
+                    except BaseException:
+                        self._vectors.rolled_back()
+                        if conn.in_transaction:  # a COMMIT refused (busy) leaves it open
+                            conn.execute("ROLLBACK")
+                        raise
+                    self._vectors.committed()
+                    return
+            time.sleep(_WRITE_PAUSE)  # the lock let go: a waiting reader takes it now
+
+    def _begin(self, conn: Connection, deadline: float) -> bool:
+        """``BEGIN IMMEDIATE``: True once SQLite's write lock is taken. A transaction that
+        is the thread's only session waits for the lock ``_WRITE_TRY`` seconds at a time
+        and says False when it is still busy, so that the caller lets the store's lock go;
+        one begun inside another session (which holds the store's lock whatever happens)
+        waits for the rest of ``busy_timeout`` at once. Past the deadline the busy error
+        is raised (a StoreError once out of the session)."""
+        if self._depth > 1:
             conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                self._vectors.rolled_back()
-                conn.execute("ROLLBACK")
+            return True
+        left = deadline - time.monotonic()
+        conn.setbusytimeout(max(0, round(min(left, _WRITE_TRY) * 1000)))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except apsw.BusyError:
+            if left <= _WRITE_TRY:
                 raise
-            try:
-                conn.execute("COMMIT")
-            except BaseException:
-                self._vectors.rolled_back()
-                if conn.in_transaction:  # a COMMIT refused (busy) leaves it open
-                    conn.execute("ROLLBACK")
-                raise
-            self._vectors.committed()
+            return False
+        finally:
+            conn.setbusytimeout(round(self.busy_timeout * 1000))
+        return True
 
     # the sessions' connections (SessionsInModule does the rest)
     _session_functions = session_rows
