@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -397,6 +399,28 @@ def test_a_writer_still_gives_up_after_the_busy_timeout(tmp_path: Path) -> None:
     assert 0.5 <= waited < 5
     assert memory.count_user_memories("ava") == 1
     db.close()
+
+
+def test_a_new_database_file_is_its_owners_only(tmp_path: Path) -> None:
+    old_mask = os.umask(0o022)  # the usual umask, under which files are world-readable
+    try:
+        db = SqliteDb(tmp_path / "private.db")
+        Memory(db=db).add_user_memory(UserMemory("Ava is allergic to shellfish"), user_id="ava")
+        made = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+        db.close()
+        shared = tmp_path / "shared.db"
+        shared.touch(mode=0o640)  # a file made by its owner: its permissions stay
+        Memory(db=SqliteDb(shared)).add_user_memory(UserMemory("Bo rows"), user_id="bo")
+    finally:
+        os.umask(old_mask)
+    assert made == {"private.db": 0o600, "private.db-wal": 0o600, "private.db-shm": 0o600}
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o640
+
+
+def test_a_database_that_cannot_be_created_is_a_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="cannot create .*: File name too long"):
+        SqliteDb(tmp_path / f"{'n' * 300}.db").count_memories(MemoryQuery(user_id="ava"))
+    assert list(tmp_path.iterdir()) == []
 
 
 WRITER = textwrap.dedent(

@@ -227,6 +227,8 @@ class SqliteDb(
                 raise StoreError(f"cannot create directory {parent}: {exc}") from exc
         if self.read_only and not self.db_file.is_file():
             raise StoreError(f"cannot open {self.db_file} read-only: no such file")
+        if not self.read_only:
+            _create_owner_only(self.db_file)
         conn: Connection | None = None
         try:
             conn = connect(self.db_file, read_only=self.read_only, busy_timeout=self.busy_timeout)
@@ -694,3 +696,16 @@ class SqliteDb(
         with self._session() as conn:
             rows = conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
         return [UserStats(user_id, count, from_micros(last)) for user_id, count, last in rows]
+
+
+def _create_owner_only(path: Path) -> None:
+    """Create the database file, when it does not exist yet, readable and writable by its
+    owner only (``0600``): it holds what users said about themselves. SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's permissions. An existing file keeps
+    its own; one that another process creates first is theirs."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from exc
