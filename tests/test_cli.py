@@ -468,7 +468,7 @@ def test_a_memory_with_damaged_topics_is_named_in_one_error_line(capsys, db: str
                 (stored, damaged),
             )
         connection.close()
-        line = f"error: memory {damaged!r} has damaged topics: {said}\n"
+        line = f"error: memory {damaged!r} has damaged topics: {said}; {_repair(damaged)}\n"
         for argv in (["list"], ["export"], ["show", damaged], ["search", "ski"]):
             code, out, err = run(capsys, "memories", *argv, "--user", "ava", "--db", db)
             assert (code, out, err) == (1, "", line), argv
@@ -477,6 +477,55 @@ def test_a_memory_with_damaged_topics_is_named_in_one_error_line(capsys, db: str
             api.get_user_memories(user_id="ava")
         assert api.get_user_memory(kept, user_id="ava").topics == ["food"]  # type: ignore[union-attr]
         api.db.close()
+
+
+def _repair(memory_id: str) -> str:
+    """What the command says to do about a memory whose topics are damaged."""
+    return (
+        f"`noted memories edit {memory_id} --text TEXT --topic TOPIC` (or --no-topics) "
+        f"repairs it, `noted memories delete {memory_id}` deletes it"
+    )
+
+
+def test_a_memory_with_damaged_topics_can_be_deleted_or_repaired(capsys, db: str) -> None:
+    """`memories delete` and `memories edit` read the memory first, so a memory whose
+    stored topics are damaged could not be deleted or edited (only `memories clear` got
+    rid of it), and its delete event copied the damaged topics, so that its history could
+    not be read either."""
+    memory = Memory(db=SqliteDb(db))
+    kept = memory.add_user_memory(UserMemory("Ava likes tea", topics=["food"]), user_id="ava")
+    ids = [memory.add_user_memory(UserMemory(f"Ava likes {x}"), user_id="ava") for x in "ab"]
+    memory.db.close()
+    with sqlite3.connect(db) as connection:
+        connection.executemany(
+            f"UPDATE {DEFAULT_TABLES['memory_table']} SET topics = '[bad' WHERE memory_id = ?",
+            [(i,) for i in ids],
+        )
+    connection.close()
+    first, second = ids
+    user = ("--user", "ava", "--db", db)
+    damaged = f"memory {first!r} has damaged topics: not valid JSON (Expecting value): '[bad'"
+    for change in (["--text", "Ava likes skis"], ["-t", "sport"]):  # the rest is unreadable
+        code, out, err = run(capsys, "memories", "edit", first, *change, *user)
+        assert (code, out, err) == (1, "", f"error: {damaged}; {_repair(first)}\n")
+    code, out, err = run(
+        capsys, "memories", "edit", first, "--text", "Ava skis", "-t", "ski", *user
+    )
+    assert (code, out, err) == (0, f"updated {first}\n", "")
+    shown = run_json(capsys, "memories", "show", first, *user)
+    assert (shown["memory"], shown["topics"]) == ("Ava skis", ["ski"])  # type: ignore[index]
+    code, out, err = run(capsys, "memories", "delete", second, "missing", *user, "--json")
+    assert (code, json.loads(out)) == (1, {"deleted": 1, "not_found": ["missing"]})
+    assert err == "error: 1 not found: user 'ava' has no memory with id 'missing'\n"
+    listed = run_json(capsys, "memories", "list", *user)
+    assert [m["memory_id"] for m in listed] == [first, kept]  # type: ignore[index, union-attr]
+    for memory_id, event, text in (
+        (first, "update", "Ava likes a"),
+        (second, "delete", "Ava likes b"),
+    ):
+        history = run_json(capsys, "memories", "history", memory_id, *user)
+        last = history[-1]  # type: ignore[index]
+        assert (last["event"], last["old_memory"], last["old_topics"]) == (event, text, [])
 
 
 def test_an_empty_db_is_a_usage_error_and_an_empty_noted_db_is_unset(

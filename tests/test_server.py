@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import sqlite3
 import threading
 import time
 import zlib
@@ -682,6 +683,65 @@ def test_history(client: TestClient) -> None:
     assert client.get(f"/memories/{mid}/history", params={"user_id": "bob"}).status_code == 404
     assert client.get("/memories/unknown/history", params={"user_id": "ava"}).status_code == 404
     assert client.get(f"/memories/{mid}/history").status_code == 400
+
+
+def _damage_topics(db: SqliteDb, memory_id: str, stored: str = "[bad") -> None:
+    """Write ``stored`` as the topics of ``memory_id`` behind the store's back (a
+    hand-edited file)."""
+    with sqlite3.connect(db.db_file) as connection:
+        connection.execute(
+            f"UPDATE {db.memory_table} SET topics = ? WHERE memory_id = ?", (stored, memory_id)
+        )
+    connection.close()
+
+
+def test_a_memory_with_damaged_topics_is_named_and_can_be_repaired_or_deleted(
+    tmp_path: Path,
+) -> None:
+    """A memory whose stored topics are not JSON made the listing (the Memories page's)
+    a 503 saying "malformed JSON" without naming it, hidden from a user token; a PATCH
+    could not repair it, and after a DELETE its history could not be read. The listing
+    and a read now name it and say how to repair it, to whoever may read it; a PATCH of
+    both text and topics repairs it; a DELETE records its text and no topics."""
+    db = SqliteDb(tmp_path / "server.db")
+    app = create_app(db, api_key="admin-key", token_secret="s" * 32)
+    with LocalClient(app) as client:
+        admin = {"Authorization": "Bearer admin-key"}
+        token = client.post("/tokens", json={"user_id": "ava"}, headers=admin).json()["token"]
+        ava = {"Authorization": f"Bearer {token}"}
+        client.headers.update(admin)
+        add(client, "Ava likes tea", topics=["food"])
+        damaged = add(client, "Ava likes to ski", topics=["sport"])["memory_id"]
+        gone = add(client, "Ava skated once")["memory_id"]
+        _damage_topics(db, damaged)
+        said = f"memory {damaged!r} has damaged topics: not valid JSON (Expecting value): '[bad'"
+        repair = "PATCH the memory with both its memory and its topics to repair it, or DELETE it"
+        for headers in (ava, admin):
+            for url in ("/memories", f"/memories/{damaged}"):
+                r = client.get(url, headers=headers, params={"user_id": "ava"})
+                assert r.status_code == 500, url
+                assert said in r.json()["detail"] and repair in r.json()["detail"], url
+            r = client.get("/memory_topics", headers=headers, params={"user_id": "ava"})
+            assert r.status_code == 500 and "has damaged topics" in r.json()["detail"]
+        url = f"/memories/{damaged}"
+        r = client.patch(url, headers=ava, json={"memory": "Ava skis"})
+        assert r.status_code == 500 and said in r.json()["detail"]  # the topics are needed
+        r = client.patch(url, headers=ava, json={"memory": "Ava skis", "topics": ["sport"]})
+        assert r.status_code == 200, r.text
+        assert (r.json()["memory"], r.json()["topics"]) == ("Ava skis", ["sport"])
+        _damage_topics(db, gone)
+        assert client.delete(f"/memories/{gone}", headers=ava).status_code == 204
+        listed = client.get("/memories", headers=ava).json()["data"]
+        assert [m["memory"] for m in listed] == ["Ava skis", "Ava likes tea"]
+        for memory_id, event, text in (
+            (damaged, "update", "Ava likes to ski"),
+            (gone, "delete", "Ava skated once"),
+        ):
+            r = client.get(f"/memories/{memory_id}/history", headers=ava)
+            assert r.status_code == 200, r.text
+            last = r.json()[-1]
+            assert (last["event"], last["old_memory"], last["old_topics"]) == (event, text, [])
+    db.close()
 
 
 # -- sessions ---------------------------------------------------------------------------------

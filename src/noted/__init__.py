@@ -8,6 +8,7 @@ from noted.audit import AuditContext, MemoryEvent
 from noted.db import InMemoryDb, MemoryQuery, MemoryStore, SessionStore, SqliteDb, Store, open_store
 from noted.errors import (
     ConflictError,
+    DamagedMemoryError,
     ModelError,
     NotedError,
     NotFoundError,
@@ -31,6 +32,7 @@ __all__ = [
     "Agent",
     "AuditContext",
     "ConflictError",
+    "DamagedMemoryError",
     "InMemoryDb",
     "Memory",
     "MemoryEvent",

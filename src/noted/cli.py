@@ -35,7 +35,7 @@ from noted.cli_serve import add_server_commands
 from noted.cli_sessions import INTERRUPTED, add_chat_command, add_session_commands
 from noted.db import MemoryQuery
 from noted.db.urls import DEFAULT_TABLES, TABLE_ENVIRONMENT
-from noted.errors import NotedError, NotFoundError, UserError
+from noted.errors import DamagedMemoryError, NotedError, NotFoundError, UserError
 from noted.importers.plan import memories_of, not_stored_as_is
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.door import told
@@ -212,10 +212,15 @@ def cmd_show(memory: Memory, args: argparse.Namespace) -> int:
 def cmd_edit(memory: Memory, args: argparse.Namespace) -> int:
     if args.text is None and args.topic is None and not args.no_topics:
         raise UserError("nothing to change: give --text, --topic or --no-topics")
-    current = _get_or_fail(memory, args.memory_id, args.user)
     topics = [] if args.no_topics else args.topic
+    try:
+        current: UserMemory | None = _get_or_fail(memory, args.memory_id, args.user)
+    except DamagedMemoryError:
+        if args.text is None or topics is None:  # the rest is only in the damaged record
+            raise
+        current = None  # the new text and topics replace the damaged ones
     stored = memory.edit_user_memory(args.memory_id, args.user, memory=args.text, topics=topics)
-    if stored.updated_at == current.updated_at:  # it restated them: nothing written
+    if current is not None and stored.updated_at == current.updated_at:  # nothing written
         if args.json:
             emit_json(current.to_dict())
         else:
@@ -285,7 +290,7 @@ def cmd_history(memory: Memory, args: argparse.Namespace) -> int:
 def cmd_delete(memory: Memory, args: argparse.Namespace) -> int:
     user = args.user or DEFAULT_USER_ID
     wanted = list(dict.fromkeys(args.memory_ids))
-    present = {m for m in wanted if memory.get_user_memory(m, user_id=user) is not None}
+    present = {m for m in wanted if _present(memory, m, user)}
     deleted = memory.delete_user_memories(wanted, user_id=user)
     absent = [m for m in wanted if m not in present]
     missing = len(wanted) - deleted
@@ -297,6 +302,14 @@ def cmd_delete(memory: Memory, args: argparse.Namespace) -> int:
         ids = ", ".join(map(repr, absent))
         raise NotFoundError(f"{missing} not found: user {user!r} has no memory with id {ids}")
     return 0
+
+
+def _present(memory: Memory, memory_id: str, user_id: str) -> bool:
+    """Whether the user has memory ``memory_id``, damaged or not."""
+    try:
+        return memory.get_user_memory(memory_id, user_id=user_id) is not None
+    except DamagedMemoryError:  # it is there: deleting it is how to be rid of it
+        return True
 
 
 def _confirm(question: str, assume_yes: bool) -> None:
@@ -619,7 +632,13 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def _print_error(exc: NotedError) -> None:
-    err.print(f"[bold red]error:[/] {escape(one_line(told(exc)))}")
+    said = one_line(told(exc))
+    if isinstance(exc, DamagedMemoryError):
+        said += (
+            f"; `noted memories edit {exc.memory_id} --text TEXT --topic TOPIC` (or "
+            f"--no-topics) repairs it, `noted memories delete {exc.memory_id}` deletes it"
+        )
+    err.print(f"[bold red]error:[/] {escape(said)}")
 
 
 def one_line(message: str) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConflictError",
+    "DamagedMemoryError",
     "MissingDependencyError",
     "ModelConnectionError",
     "ModelError",
@@ -41,6 +42,16 @@ class ConflictError(NotedError):
 
 class StoreError(NotedError):
     """The database could not be opened, read or written."""
+
+
+class DamagedMemoryError(StoreError):
+    """A stored memory cannot be read as a memory (its topics are not a list of strings:
+    a hand-edited or damaged database): the message says which and what is wrong.
+    Deleting the memory, or replacing both its text and its topics, repairs it."""
+
+    def __init__(self, memory_id: str, reason: str) -> None:
+        super().__init__(f"memory {memory_id!r} has damaged topics: {reason}")
+        self.memory_id = memory_id
 
 
 class SchemaVersionError(StoreError):

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from noted._time import FLOAT_EXACT_US, from_micros, to_micros
 from noted.audit import MemoryEvent
-from noted.errors import ConflictError, StoreError, UserError
+from noted.errors import ConflictError, DamagedMemoryError, UserError
 from noted.schema import UserMemory
 from noted.sessions import Session, SessionSummary
 
@@ -108,16 +108,17 @@ def decode_topics(text: str) -> tuple[str, ...]:
 
 
 def stored_topics(text: Any, memory_id: str) -> tuple[str, ...]:
-    """The topics of memory ``memory_id`` from its stored ``text``; a :class:`StoreError`
-    naming the memory when that text is not a JSON list of strings: the store stops the
-    read and says what is damaged rather than leave the memory out unnoticed."""
+    """The topics of memory ``memory_id`` from its stored ``text``; a
+    :class:`~noted.errors.DamagedMemoryError` naming the memory when that text is not a
+    JSON list of strings: the store stops the read and says what is damaged rather than
+    leave the memory out unnoticed."""
     try:
         return decode_topics(text)
     except json.JSONDecodeError as exc:
         reason = f"not valid JSON ({exc.msg}): {text[:80]!r}"
     except (ValueError, TypeError) as exc:
         reason = str(exc)
-    raise StoreError(f"memory {memory_id!r} has damaged topics: {reason}")
+    raise DamagedMemoryError(memory_id, reason)
 
 
 def stamped_keys(memory: UserMemory) -> tuple[str, str]:

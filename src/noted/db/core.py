@@ -26,11 +26,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar, cast
 
 from noted._time import to_micros
 from noted.audit import AuditContext, EventType, new_event_ids, resolve_audit
-from noted.db._rows import stamped_keys
+from noted.db._rows import decode_topics, stamped_keys
 from noted.db.base import (
     MemoryQuery,
     MemoryStore,
@@ -61,6 +61,7 @@ __all__ = [
     "foreign_memory",
     "history_rows",
     "keyword_user",
+    "readable_topics",
     "replaced_fields",
     "replacement",
     "unchanged_only",
@@ -223,9 +224,26 @@ def history_rows(
     written by ``audit`` at ``at`` (in the store's own form of a time)."""
     stamp = event_stamp(audit, at)
     return [
-        (event_id, *change, *stamp)
+        (event_id, *change._replace(old_topics=readable_topics(change.old_topics)), *stamp)
         for event_id, change in zip(new_event_ids(len(changes)), changes, strict=True)
     ]
+
+
+def readable_topics(topics: T) -> T:
+    """Stored topics as an event records them: as they are when they are a list of
+    strings (or its JSON text), else an empty list. A memory whose stored topics are
+    damaged (a hand-edited row) is deleted or replaced with its old text recorded and no
+    old topics, so that its history stays readable."""
+    if isinstance(topics, str):
+        try:
+            decode_topics(topics)
+        except (ValueError, TypeError):  # json.JSONDecodeError is a ValueError
+            return cast(T, "[]")
+    elif topics is not None and not (
+        isinstance(topics, list | tuple) and all(isinstance(t, str) for t in topics)
+    ):
+        return cast(T, [])
+    return topics
 
 
 class DeleteRules:

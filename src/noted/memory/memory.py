@@ -23,7 +23,7 @@ from noted.db.base import (
 )
 from noted.db.memory import InMemoryDb
 from noted.db.urls import open_store
-from noted.errors import ConflictError, NotFoundError, UserError
+from noted.errors import ConflictError, DamagedMemoryError, NotFoundError, UserError
 from noted.limits import MAX_MEMORY_LENGTH
 from noted.memory.door import DEFAULT_USER_ID, MemoryDoor, resolve_user
 from noted.memory.index import HYBRID_DEPTH, MemoryIndex, Progress, memory_index
@@ -254,12 +254,21 @@ class Memory:
         A change that restates the stored text and topics writes nothing (no event, the
         same ``updated_at``), as the REST API's PATCH, the MCP tool ``update_memory`` and
         ``noted memories edit`` do through here. Raises UserError when neither is given,
-        NotFoundError when the user has no memory with this id.
+        NotFoundError when the user has no memory with this id. A memory whose stored
+        topics are damaged (:class:`~noted.errors.DamagedMemoryError`) is repaired by a
+        change that gives both its text and its topics.
         """
         if memory is None and topics is None:
             raise UserError("nothing to change: give the memory's new text, its topics or both")
         user = resolve_user(user_id)
-        current = self.get_user_memory(memory_id, user)
+        try:
+            current = self.get_user_memory(memory_id, user)
+        except DamagedMemoryError:
+            if memory is None or topics is None:  # the rest is only in the damaged record
+                raise
+            return self.replace_user_memory_record(
+                memory_id, UserMemory(memory, topics=topics), user
+            )
         if current is None:
             raise NotFoundError(f"user {user!r} has no memory with id {memory_id!r}")
         changed = UserMemory(

@@ -32,6 +32,7 @@ from noted.db.base import Store
 from noted.db.urls import open_store
 from noted.errors import (
     ConflictError,
+    DamagedMemoryError,
     ModelError,
     NotFoundError,
     StoreError,
@@ -43,7 +44,7 @@ from noted.retrieval.embedders import Embedder
 from noted.server.agents import agent_id_of, agent_routes
 from noted.server.auth import Auth, Unauthorized
 from noted.server.docs import docs_routes
-from noted.server.failures import failure_detail
+from noted.server.failures import failure_detail, log
 from noted.server.fast import FastMemoryList
 from noted.server.headers import SecurityHeaders
 from noted.server.jobs import job_routes
@@ -69,6 +70,8 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
 STATIC: Final = resources.files("noted.server") / "static"
+REPAIR: Final = "PATCH the memory with both its memory and its topics to repair it, or DELETE it"
+"""What the answer about a damaged memory says to do (see DamagedMemoryError)."""
 Route = Callable[..., Response]
 
 
@@ -151,6 +154,12 @@ def _handlers(app: FastAPI) -> None:
         where = f"{request.method} {request.url.path}"
         return _error(status, failure_detail(exc, await _from_admin(request), where))
 
+    async def damaged(request: Request, exc: Exception) -> Response:
+        # a memory of the caller's own that the store holds damaged: which, and how to
+        # repair it, for whoever may read that memory (it says nothing of the store)
+        log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return _error(500, f"{exc}; {REPAIR}")
+
     async def unexpected(_: Request, exc: Exception) -> Response:
         # the error middleware logs the exception and its traceback after this answer
         return _error(500, "the server failed to answer: see its log")
@@ -180,6 +189,7 @@ def _handlers(app: FastAPI) -> None:
     app.add_exception_handler(UserError, user_error)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)
+    app.add_exception_handler(DamagedMemoryError, damaged)
     app.add_exception_handler(StoreError, failed)
     app.add_exception_handler(ModelError, failed)
     app.add_exception_handler(RequestValidationError, invalid)

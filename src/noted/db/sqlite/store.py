@@ -29,6 +29,7 @@ from noted.db._rows import (
     row_to_event,
     row_to_memory,
     rows_to_memories,
+    stored_topics,
 )
 from noted.db.base import (
     MemoryQuery,
@@ -538,7 +539,13 @@ class SqliteDb(
         SQLite itself: no Python object per field."""
         if not JSON_IN_SQL:
             return [json.dumps(m.to_dict()) for m in self.list_memories(query)]
-        return [row[0] for row in self._listing(MEMORY_JSON, query)]
+        try:
+            return [row[0] for row in self._listing(MEMORY_JSON, query)]
+        except StoreError:
+            # SQLite's json() refuses topics that are not JSON ("malformed JSON", naming
+            # no row): the same page read as memories names the damaged one
+            self.list_memories(query)
+            raise
 
     def _catch_up(self) -> None:
         """Index the memories added since the last keyword search."""
@@ -685,8 +692,25 @@ class SqliteDb(
         if user_id is not None:
             sql += f" WHERE {t}.user_id = ?"
             params = (user_id,)
+        try:
+            with self._session() as conn:
+                return sorted(row[0] for row in conn.execute(sql, params))
+        except StoreError:
+            self._name_damaged_topics(user_id)  # json_each's "malformed JSON" names no row
+            raise
+
+    def _name_damaged_topics(self, user_id: str | None) -> None:
+        """Raise :class:`~noted.errors.DamagedMemoryError` for a memory of ``user_id``
+        (of any user for None) whose stored topics are not JSON, if there is one."""
+        sql = f"SELECT memory_id, topics FROM {self.memory_table} WHERE NOT json_valid(topics)"
+        params: tuple[str, ...] = ()
+        if user_id is not None:
+            sql += " AND user_id = ?"
+            params = (user_id,)
         with self._session() as conn:
-            return sorted(row[0] for row in conn.execute(sql, params))
+            row = conn.execute(sql + " LIMIT 1", params).fetchone()
+        if row is not None:
+            stored_topics(row[1], row[0])
 
     def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         sql = (
