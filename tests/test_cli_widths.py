@@ -290,3 +290,41 @@ def test_piped_output_cuts_nothing(store: Store, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     check_whole(done.stdout, 200, [memory_id, long_user, topic], [text])
+
+
+def test_piped_output_has_no_spaces_at_line_ends_and_takes_columns(store: Store) -> None:
+    """In a file or a pipe every line of a table ended in spaces (its padding, the right
+    of its last column: 200 columns' worth on a title line), and $COLUMNS was not heard.
+    Now no line ends in a space, and $COLUMNS, when set, is the width laid out for."""
+    memory_id = store.edited
+    commands = [
+        ["memories", "list", "--all-users"],
+        ["memories", "show", memory_id, "--user", "ava"],
+        ["memories", "history", memory_id, "--user", "ava"],
+        ["memories", "search", "peanuts", "--user", "ava", "--embedder", "none"],
+        ["memories", "stats"],
+        ["sessions", "list"],
+        ["jobs", "list"],
+    ]
+    ids, texts = _texts(store)
+    for columns in (None, 60):
+        env = script_env() | ({} if columns is None else {"COLUMNS": str(columns)})
+        for argv in commands:
+            done = subprocess.run(
+                [NOTED, *argv, "--db", store.path],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            lines = done.stdout.splitlines()
+            assert len(lines) > 2, done.stdout
+            ending = [line for line in lines if line != line.rstrip()]
+            assert not ending, f"{argv} at {columns}: {ending}"
+            widest = max(cell_len(line) for line in lines)
+            assert widest <= (columns or 200), f"{argv} at {columns}:\n{done.stdout}"
+            if argv[:2] == ["memories", "list"]:
+                check_whole(done.stdout, columns or 200, ids, texts)
+                assert (widest > 100) == (columns is None)  # a table, or a block each

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import sys
 from collections.abc import Iterator
-from typing import Any, TextIO, cast
+from typing import Any, Final, TextIO, cast
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -15,9 +17,40 @@ from noted.errors import UserError
 
 __all__ = ["counted", "emit_json", "err", "guarded_stdout", "out", "progress_bar"]
 
-# Piped output is not cut to 80 columns: ids and texts stay whole for the reader, and an
-# error line stays one line for a log or a script that reads it.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+PIPE_WIDTH: Final = 200
+"""The width the command lays its output out for in a file or a pipe, unless $COLUMNS
+says another: not cut to 80 columns, so that ids and texts stay whole for the reader."""
+
+# spaces (and tabs) before the end of a line, and any colour codes after them
+_LINE_END_SPACE: Final = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)(?=\n)")
+
+
+def _out_width() -> int | None:
+    """The width of standard output: None on a terminal (rich asks it), else $COLUMNS
+    when it is a width, else :data:`PIPE_WIDTH`."""
+    if sys.stdout.isatty():
+        return None
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isascii() and columns.isdigit() and 0 < len(columns) <= 5 and int(columns):
+        return int(columns)
+    return PIPE_WIDTH
+
+
+class _Trimmed:
+    """Standard output (whatever ``sys.stdout`` is at the time) without the spaces that
+    end a line: a table's padding and the right of its last column, which a reader of a
+    file or a pipe (``diff``, ``grep ' $'``, a review tool) would see. Everything else is
+    the stream's own."""
+
+    def write(self, text: str) -> int:
+        sys.stdout.write(_LINE_END_SPACE.sub(r"\1", text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys.stdout, name)
+
+
+out = Console(file=cast(TextIO, _Trimmed()), highlight=False, width=_out_width())
 err = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
