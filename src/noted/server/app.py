@@ -95,6 +95,8 @@ def _describe(error: dict[str, Any]) -> str:
     where = ".".join(str(part) for part in loc if part != "body") or "request"
     if kind == "string_unicode":
         return f"{where}: must be valid Unicode text (it has an unpaired surrogate)"
+    if kind == "string_too_short" and (error.get("ctx") or {}).get("min_length") == 1:
+        return f"{where}: must not be empty or blank"
     return f"{where}: {error.get('msg', 'invalid')}"
 
 

@@ -5,6 +5,7 @@ from typing import Annotated, Any, Final, Literal
 import orjson
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import BeforeValidator
 
 from noted._time import iso
 from noted.db.base import MemoryQuery, SortField, SortOrder
@@ -28,6 +29,7 @@ from noted.server.schemas import (
     MemoryPage,
     MemoryUpdate,
     StatsPage,
+    trimmed,
 )
 from noted.server.services import Services
 
@@ -82,6 +84,7 @@ def memory_routes(svc: Services) -> APIRouter:
                 max_length=MAX_QUERY_CHARS,
                 description="Search text: results come best match first (needs a user)",
             ),
+            BeforeValidator(trimmed),
         ] = None,
         search_type: Annotated[
             Literal["keyword", "semantic", "hybrid"] | None,

@@ -11,12 +11,14 @@ import json
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
 )
+from pydantic_core import PydanticCustomError
 
 from noted.limits import MAX_ID_LENGTH, MAX_MEMORY_LENGTH, MAX_TOPICS
 
@@ -27,9 +29,41 @@ MAX_PAGE: Final = 1_000_000
 MAX_BULK: Final = 1000
 MAX_MESSAGE_CHARS: Final = 32_000
 
+
+def trimmed(value: object) -> object:
+    """Text without the whitespace around it (``str.strip``), as the Memory API keeps a
+    memory's text and topics: its length is checked on what is kept, so that a text of
+    only spaces is empty and one of the longest length with a space around it fits."""
+    return value.strip() if isinstance(value, str) else value
+
+
+def within(longest: int) -> AfterValidator:
+    """A check that text (kept as it was sent: a run's message) is not blank and is at
+    most ``longest`` characters without the whitespace around it: the length constraints
+    the schema documents, with :func:`trimmed` text's errors."""
+
+    def check(value: str) -> str:
+        kept = len(value.strip())
+        if not kept:
+            raise PydanticCustomError(
+                "string_too_short",
+                "String should have at least {min_length} character",
+                {"min_length": 1},
+            )
+        if kept > longest:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                {"max_length": longest},
+            )
+        return value
+
+    return AfterValidator(check)
+
+
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
-Topic = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
-Text = Annotated[str, Field(min_length=1, max_length=MAX_MEMORY_CHARS)]
+Topic = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), BeforeValidator(trimmed)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_MEMORY_CHARS), BeforeValidator(trimmed)]
 
 
 class Body(BaseModel):
@@ -104,7 +138,11 @@ class RevocationRequest(Body):
 
 
 class RunRequest(Body):
-    message: Annotated[str, Field(min_length=1, max_length=MAX_MESSAGE_CHARS)]
+    message: Annotated[
+        str,
+        within(MAX_MESSAGE_CHARS),
+        Field(json_schema_extra={"minLength": 1, "maxLength": MAX_MESSAGE_CHARS}),
+    ]
     user_id: Id | None = None
     session_id: Id | None = None
     stream: Annotated[bool, BeforeValidator(_a_boolean)] = True
