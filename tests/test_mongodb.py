@@ -871,3 +871,79 @@ def test_a_job_that_arrives_after_a_later_one_of_its_key_was_taken_waits(
     db.complete_job(taken, lambda: None)
     later = db.claim_job("w2", 60)
     assert later is not None and later.run_id == first.run_id
+
+
+class Pause(monitoring.CommandListener):
+    """Holds the thread named ``thread`` right after its first ``command`` on a collection
+    whose name ends with ``suffix`` is answered (the command is done on the server, the
+    next one not sent yet) until :attr:`release` is set; :attr:`reached` says it is held."""
+
+    def __init__(self, thread: str, command: str, suffix: str) -> None:
+        self.thread, self.command, self.suffix = thread, command, suffix
+        self.reached = threading.Event()
+        self.release = threading.Event()
+        self._targets: dict[int, str] = {}
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if threading.current_thread().name == self.thread:
+            self._targets[event.request_id] = str(event.command.get(event.command_name, ""))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        target = self._targets.pop(event.request_id, None)
+        if (
+            target is not None
+            and event.command_name == self.command
+            and target.endswith(self.suffix)
+            and not self.reached.is_set()
+        ):
+            self.reached.set()
+            assert self.release.wait(10)
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self._targets.pop(event.request_id, None)
+
+
+@pytest.mark.parametrize(
+    ("held", "command", "suffix"),
+    [
+        ("writer", "findAndModify", "_sessions"),  # the run's place is claimed, not written
+        ("deleter", "delete", "_runs"),  # the session's runs are deleted, not the session
+    ],
+)
+def test_a_session_deleted_while_a_run_is_written_leaves_no_run_behind(
+    url: str, raw: Any, held: str, command: str, suffix: str
+) -> None:
+    """A run is written in steps (its place claimed in the session, then the run), and a
+    delete in steps too (the runs, then the session): a delete landing between a write's
+    steps, or a write landing between a delete's, leaves no run of the deleted session,
+    and a session begun again under its id starts empty."""
+    pause = Pause(held, command, suffix)
+    client: Any = pymongo.MongoClient(url, event_listeners=[pause])
+    db = open_db(url, client=client)
+    db.append_run(make_run("s1", "ava", "one"))
+    written: list[bool] = []
+    late = make_run("s1", "ava", "late")
+
+    def write() -> None:
+        written.append(db.append_run(late))
+
+    def delete() -> None:
+        assert db.delete_session("s1", "ava") is True
+
+    first, second = (write, delete) if held == "writer" else (delete, write)
+    thread = threading.Thread(target=first, name=held)
+    thread.start()
+    assert pause.reached.wait(10)
+    second()
+    pause.release.set()
+    thread.join(10)
+    runs = raw[f"{db.session_table}_runs"]
+    assert list(runs.find({"session_id": "s1"})) == []
+    assert written == [False] if held == "writer" else written == [True]
+    assert db.append_run(make_run("s1", "ava", "again")) is True
+    assert [r.input for r in db.get_runs("s1", "ava")] == ["again"]
+    assert db.get_session("s1", "ava").run_count == 1  # type: ignore[union-attr]
+    assert db.append_run(make_run("s1", "ava", "twice")) is True
+    assert [r.input for r in db.get_runs("s1", "ava")] == ["again", "twice"]
+    db.close()
+    client.close()

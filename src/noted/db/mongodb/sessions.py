@@ -51,11 +51,16 @@ class SessionCollections(Protocol):
 
 
 _CLAIM_ROUNDS = 5  # tries at a run's place while other writers create or drop the session
+# A run document's: the created_at of the session it was written in. A session deleted and
+# begun again under its id has another, so what a write left of the deleted one (a write
+# whose steps a delete came between, and whose writer stopped before taking it away) is
+# never read as the new one's; runs stored before it have none, and are read as before.
+_SESSION_CREATED = "session_created_at"
 
 
-def _owner_id(sessions: Collection[Doc], session_id: str) -> str | None:
-    doc = sessions.find_one({"_id": session_id}, {"user_id": 1})
-    return None if doc is None else str(doc["user_id"])
+def _owner(sessions: Collection[Doc], session_id: str) -> Doc | None:
+    """The session's owner and created_at, or None when there is no such session."""
+    return sessions.find_one({"_id": session_id}, {"user_id": 1, "created_at": 1})
 
 
 def _session_of(doc: Mapping[str, Any]) -> Session:
@@ -72,10 +77,17 @@ def _session_of(doc: Mapping[str, Any]) -> Session:
 
 
 def _runs_of(
-    runs: Collection[Doc], session_id: str, last_n: int | None, completed_only: bool
+    runs: Collection[Doc],
+    session: Mapping[str, Any],
+    last_n: int | None,
+    completed_only: bool,
 ) -> list[RunResult]:
-    """The session's runs, oldest first (the last ``last_n``, read newest first)."""
-    query: Doc = {"session_id": session_id}
+    """The runs of ``session`` (its document), oldest first (the last ``last_n``, read
+    newest first)."""
+    query: Doc = {
+        "session_id": session["_id"],
+        _SESSION_CREATED: {"$in": [session["created_at"], None]},
+    }
     if completed_only:
         query["status"] = "completed"
     cursor = runs.find(query, {"data": 1}).sort("run_index", -1)
@@ -95,42 +107,72 @@ def append_run(
 ) -> bool:
     """``extra`` fields go in the run's document, written with it (the run's jobs). False,
     nothing written, when ``existing`` and the session is gone (see
-    sessions_core.takes_run)."""
+    sessions_core.takes_run).
+
+    Three steps: the run's place is claimed in the session (which reads its created_at),
+    the run is written with that created_at, and the session is looked for again. A
+    delete that came between them (the session gone, or deleted and begun again) is seen
+    then, and the writer takes its run away (False); a delete after that deletes the run
+    with the session (see :func:`delete_session`)."""
     from bson.int64 import Int64
     from pymongo.errors import DuplicateKeyError
 
-    index = _claim_run_index(sessions, run, where, existing)
-    if index is None:
+    claim = _claim_run_index(sessions, runs, run, where, existing)
+    if claim is None:
         return False
+    index, created = claim
+    doc: Doc = {
+        "session_id": run.session_id,
+        "run_index": index,
+        _SESSION_CREATED: created,
+        "run_id": run.run_id,
+        "status": run.status,
+        "created_at": Int64(to_micros(run.created_at)),
+        "data": run.to_dict(),
+        **(extra or {}),
+    }
     try:
-        runs.insert_one(
-            {
-                "session_id": run.session_id,
-                "run_index": index,
-                "run_id": run.run_id,
-                "status": run.status,
-                "created_at": Int64(to_micros(run.created_at)),
-                "data": run.to_dict(),
-                **(extra or {}),
-            }
-        )
+        _insert_run(runs, doc)
     except BaseException as exc:
-        _give_back(sessions, run.session_id, index)
+        _give_back(sessions, run.session_id, index, created)
         if isinstance(exc, DuplicateKeyError) and "run_id" in (exc.details or {}).get(
             "keyPattern", {"run_id": 1}
         ):
             raise run_id_taken(run.run_id) from exc
         raise
+    if sessions.find_one({"_id": run.session_id, "created_at": created}, {"_id": 1}) is None:
+        runs.delete_one({"_id": doc["_id"]})
+        return False
     return True
 
 
-def _give_back(sessions: Collection[Doc], session_id: str, index: int) -> None:
-    """Undo the claim of place ``index`` by a run that could not be written (too large,
-    say), unless another run has taken a place after it: the session that run created
-    goes, a session it did not create counts one run less."""
+def _insert_run(runs: Collection[Doc], doc: Doc) -> None:
+    """Write a run's document at the place claimed for it. A document of another session
+    of that id (deleted since) there is one a writer has yet to take away, or left: it
+    goes, and the run takes its place."""
+    from pymongo.errors import DuplicateKeyError
+
+    try:
+        runs.insert_one(doc)
+    except DuplicateKeyError:
+        stale = {
+            "session_id": doc["session_id"],
+            "run_index": doc["run_index"],
+            _SESSION_CREATED: {"$ne": doc[_SESSION_CREATED]},
+        }
+        if runs.delete_one(stale).deleted_count != 1:
+            raise
+        runs.insert_one(doc)
+
+
+def _give_back(sessions: Collection[Doc], session_id: str, index: int, created: Any) -> None:
+    """Undo the claim of place ``index`` (in the session created at ``created``) by a run
+    that could not be written (too large, say) or was dropped, unless another run has
+    taken a place after it: the session that run created goes, a session it did not
+    create counts one run less."""
     from pymongo.errors import PyMongoError
 
-    taken = {"_id": session_id, "run_count": index + 1}
+    taken = {"_id": session_id, "created_at": created, "run_count": index + 1}
     with contextlib.suppress(PyMongoError):  # the server is gone too: its error says why
         if index == 0:
             sessions.delete_one(taken)
@@ -139,12 +181,17 @@ def _give_back(sessions: Collection[Doc], session_id: str, index: int) -> None:
 
 
 def _claim_run_index(
-    sessions: Collection[Doc], run: RunResult, where: str, existing: bool
-) -> int | None:
-    """The place of ``run`` in its session, taken by counting the session's runs up in one
-    atomic update (which never creates the session); the session is created for
-    ``run.user_id`` on its first run, and None is the answer of a run that was to continue
-    a session that is gone (see sessions_core.takes_run)."""
+    sessions: Collection[Doc],
+    runs: Collection[Doc],
+    run: RunResult,
+    where: str,
+    existing: bool,
+) -> tuple[int, Any] | None:
+    """The place of ``run`` in its session and the session's created_at, the place taken
+    by counting the session's runs up in one atomic update (which never creates the
+    session); the session is created for ``run.user_id`` on its first run, and None is
+    the answer of a run that was to continue a session that is gone (see
+    sessions_core.takes_run)."""
     from bson.int64 import Int64
     from pymongo import ReturnDocument
     from pymongo.errors import DuplicateKeyError
@@ -154,12 +201,12 @@ def _claim_run_index(
         before = sessions.find_one_and_update(
             {"_id": run.session_id, "user_id": run.user_id},
             {"$inc": {"run_count": 1}, "$set": {"updated_at": now}},
-            projection={"run_count": 1},
+            projection={"run_count": 1, "created_at": 1},
             return_document=ReturnDocument.BEFORE,
         )
         if before is not None:
-            return int(before["run_count"])
-        owner = sessions.find_one({"_id": run.session_id}, {"user_id": 1})
+            return int(before["run_count"]), before["created_at"]
+        owner = _owner(sessions, run.session_id)
         if not takes_run(None if owner is None else str(owner["user_id"]), run, existing):
             return None
         if owner is not None:
@@ -178,7 +225,7 @@ def _claim_run_index(
             )
         except DuplicateKeyError:
             continue
-        return 0
+        return 0, now
     raise StoreError(
         f"MongoDB at {where}: session {run.session_id!r} kept being created and "
         "deleted by other writers; the run was not stored"
@@ -201,11 +248,13 @@ def get_runs(
     last_n: int | None,
     completed_only: bool,
 ) -> list[RunResult]:
-    if not owns_session(_owner_id(db.sessions, session_id), user_id, session_id):
+    owner = _owner(db.sessions, session_id)
+    if not owns_session(None if owner is None else str(owner["user_id"]), user_id, session_id):
         return []
     if last_n == 0:
         return []
-    return _runs_of(db.runs, session_id, last_n, completed_only)
+    assert owner is not None
+    return _runs_of(db.runs, owner, last_n, completed_only)
 
 
 def get_session(
@@ -215,7 +264,7 @@ def get_session(
     if doc is None or not sees_session(doc["user_id"], user_id):
         return None
     session = _session_of(doc)
-    session.runs = _runs_of(db.runs, session_id, None, False)
+    session.runs = _runs_of(db.runs, doc, None, False)
     return session
 
 
@@ -253,13 +302,16 @@ def list_sessions(
 def delete_session(
     db: SessionCollections, where: str, session_id: str, user_id: str | None
 ) -> bool:
-    """The session's runs first, then the session."""
-    owner = _owner_id(db.sessions, session_id)
-    if owner is None or not sees_session(owner, user_id):
+    """The session's runs first, then the session, then the runs written meanwhile (their
+    places claimed before the session went, so their writers found it still there)."""
+    owner = _owner(db.sessions, session_id)
+    if owner is None or not sees_session(str(owner["user_id"]), user_id):
         return False
     db.runs.delete_many({"session_id": session_id})
-    key = {"_id": session_id, "user_id": owner}
-    return db.sessions.delete_one(key).deleted_count == 1
+    key = {"_id": session_id, "user_id": owner["user_id"], "created_at": owner["created_at"]}
+    deleted = db.sessions.delete_one(key).deleted_count == 1
+    db.runs.delete_many({"session_id": session_id, _SESSION_CREATED: owner["created_at"]})
+    return deleted
 
 
 def get_summary(

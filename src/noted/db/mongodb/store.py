@@ -150,8 +150,9 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
     is a compare-and-set on the memory's ``version`` whose event is stamped after the
     previous version's, so the last history event describes the memory as it is. A run
     claims its place with one atomic increment (a crash after the claim leaves a gap
-    readers skip); deleting a session deletes its runs first. docs/backends.md has the
-    details.
+    readers skip), is written with its session's ``created_at``, and is taken away by its
+    writer when the session was deleted meanwhile; deleting a session deletes its runs
+    first, and those written meanwhile after it. docs/backends.md has the details.
     """
 
     # $text where the server builds the index; Atlas $vectorSearch where one is queryable
