@@ -464,7 +464,7 @@ class SlowFailedSaves(SqliteDb):
     release: threading.Event
     saved_at: float
 
-    def append_run(self, run: RunResult, *, existing: bool = False) -> bool:
+    def append_run(self, run: RunResult, *, existing: bool | str = False) -> bool:
         if run.status == "failed":
             self.entered.set()
             self.release.wait(3)

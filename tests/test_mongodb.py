@@ -947,3 +947,14 @@ def test_a_session_deleted_while_a_run_is_written_leaves_no_run_behind(
     assert [r.input for r in db.get_runs("s1", "ava")] == ["again", "twice"]
     db.close()
     client.close()
+
+
+def test_runs_stored_before_runs_recorded_their_session_are_read_and_continued(
+    db: MongoDb, raw: Any
+) -> None:
+    old = make_run("s1", "ava", "one")
+    db.append_run(old)
+    raw[f"{db.session_table}_runs"].update_many({}, {"$unset": {"session_created_at": ""}})
+    assert [r.input for r in db.get_runs("s1", "ava")] == ["one"]
+    assert db.append_run(make_run("s1", "ava", "two"), existing=old.run_id) is True
+    assert [r.input for r in db.get_session("s1", "ava").runs] == ["one", "two"]  # type: ignore[union-attr]

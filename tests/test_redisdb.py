@@ -696,6 +696,21 @@ def test_sessions(db: RedisDb) -> None:
     assert db.get_session_summary("s1", "bob") is None
 
 
+def test_a_run_continues_a_session_whose_runs_were_stored_before_run_ids_were_kept(
+    db: RedisDb, client: redis.Redis
+) -> None:
+    # Runs stored before the store kept each run's id: a run that read one of them
+    # continues that session, and not the one begun again under its id.
+    old = make_run("s1", "ava", "one")
+    db.append_run(old)
+    client.hdel(f"{db.session_table}:runids", old.run_id)
+    assert db.append_run(make_run("s1", "ava", "two"), existing=old.run_id) is True
+    assert db.delete_session("s1", "ava")
+    db.append_run(make_run("s1", "ava", "new"))
+    assert db.append_run(make_run("s1", "ava", "late"), existing=old.run_id) is False
+    assert [r.input for r in db.get_runs("s1", "ava")] == ["new"]
+
+
 def test_sessions_updated_at_the_same_time_list_by_id(db: RedisDb, client: redis.Redis) -> None:
     for sid in ("b", "a", "c"):
         db.append_run(make_run(sid, "ava", "hi"))

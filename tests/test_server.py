@@ -1125,7 +1125,7 @@ def test_a_model_that_fails_some_other_way_gets_a_json_answer_or_an_error_event(
 class RunsRefused(SqliteDb):
     """A store that cannot keep runs (locked by another writer, say)."""
 
-    def append_run(self, run: RunResult, *, existing: bool = False) -> bool:
+    def append_run(self, run: RunResult, *, existing: bool | str = False) -> bool:
         raise StoreError("/srv/secret/noted.db: still locked by another writer after 30 s")
 
 

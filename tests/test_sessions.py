@@ -12,7 +12,7 @@ import pytest
 from conftest import BACKENDS, open_store
 from held_model import HeldAnswer
 from noted import Agent, ConflictError, InMemoryDb, Message, SessionStore, SqliteDb, UserError
-from noted.db.jobs import JobStore
+from noted.db.jobs import JobStore, jobs_for_run
 from noted.errors import ModelError
 from noted.sessions import RunMetrics, RunResult, ToolExecution, new_run_id
 from servers import Server
@@ -197,6 +197,98 @@ def test_a_run_continuing_a_deleted_session_does_not_create_it_again(
     with pytest.raises(ConflictError, match="belongs to another user"):
         sessions.append_run(make_run("s1", "bob", "intruder"), existing=True)
     assert sessions.get_session("s1", "ava").run_count == 1  # type: ignore[union-attr]
+
+
+def test_a_run_is_appended_only_to_the_session_it_began_in(sessions: SessionStore) -> None:
+    """``existing=<run id>``: the run continues the session that held that run when the
+    run began (an Agent passes the last run it read). A session of that id deleted and
+    begun again since, by another writer, is not that session: the run is dropped (False,
+    nothing written, its jobs neither), whoever the new session belongs to."""
+    read = make_run("s1", "ava", "one")
+    assert sessions.append_run(read) is True
+    assert sessions.append_run(make_run("s1", "ava", "two"), existing=read.run_id) is True
+    assert sessions.delete_session("s1", "ava") is True
+    begun = make_run("s1", "ava", "new one")
+    assert sessions.append_run(begun) is True  # another writer begins the session again
+    late = make_run("s1", "ava", "late")
+    assert sessions.append_run(late, existing=read.run_id) is False
+    if isinstance(sessions, JobStore):
+        jobs = jobs_for_run(late, memory=True, summary=True)
+        assert sessions.append_run_with_jobs(late, jobs, existing=read.run_id) is False
+        assert sessions.list_jobs() == []
+    assert [r.input for r in sessions.get_runs("s1", "ava")] == ["new one"]
+    assert sessions.get_session("s1", "ava").run_count == 1  # type: ignore[union-attr]
+    # nothing of the dropped run is kept, not even its id
+    assert sessions.append_run(dataclasses.replace(late, session_id="s2")) is True
+    # a run that began in the new session continues it
+    assert sessions.append_run(make_run("s1", "ava", "two"), existing=begun.run_id) is True
+    assert [r.input for r in sessions.get_runs("s1", "ava")] == ["new one", "two"]
+    # begun again by another user: the run is dropped, not refused
+    assert sessions.delete_session("s1", "ava") is True
+    assert sessions.append_run(make_run("s1", "bob", "bob's")) is True
+    assert sessions.append_run(make_run("s1", "ava", "late"), existing=begun.run_id) is False
+    assert [r.input for r in sessions.get_runs("s1", "bob")] == ["bob's"]
+    # a run id of another session, or none at all, is not a session the run began in
+    assert sessions.append_run(make_run("s2", "ava", "odd"), existing=read.run_id) is False
+    with pytest.raises(UserError, match="existing"):
+        sessions.append_run(make_run("s2", "ava", "odd"), existing="")
+    assert [r.input for r in sessions.get_runs("s2", "ava")] == ["late"]
+
+
+@pytest.mark.parametrize("outcome", ["answered", "failed"])
+def test_a_session_begun_again_while_a_run_of_the_old_one_answers_does_not_take_it(
+    sessions: SessionStore, outcome: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Deleted mid-run, then begun again by another writer under the same id: the old
+    run's save (completed or failed) does not land in the new conversation, nothing is
+    learned from it, and its caller still has its answer (or its error)."""
+    model = HeldAnswer("three", fail=outcome == "failed")
+    agent = Agent(
+        model.model,
+        db=sessions,
+        user_id="ava",
+        session_id="trip",
+        enable_user_memories=True,
+        enable_session_summaries=True,
+        background_memory=False,
+    )
+    agent.run("one")
+    memory = agent.memory
+    assert memory is not None
+    outcomes: list[object] = []
+
+    def run() -> None:
+        try:
+            outcomes.append(agent.run("three"))
+        except ModelError as exc:
+            outcomes.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert model.asked.wait(30)
+    assert sessions.delete_session("trip", "ava") is True
+    sessions.append_run(make_run("trip", "ava", "another writer's first turn"))
+    with caplog.at_level(logging.WARNING, logger="noted.agent"):
+        model.release.set()
+        thread.join(30)
+    [result] = outcomes
+    if outcome == "answered":
+        assert isinstance(result, RunResult) and result.content == "Noted."
+    else:
+        assert isinstance(result, ModelError)
+    runs = sessions.get_runs("trip", "ava")
+    assert [r.input for r in runs] == ["another writer's first turn"]
+    assert sessions.get_session("trip", "ava").run_count == 1  # type: ignore[union-attr]
+    assert [m.memory for m in memory.memory.get_user_memories("ava")] == ["User said: one"]
+    if isinstance(sessions, JobStore):
+        assert sessions.unfinished_jobs() == 0 and sessions.list_jobs() == []
+    assert "was deleted while it ran" in caplog.text
+    # the agent's next run continues the new conversation
+    assert agent.run("four").content == "Noted."
+    assert [r.input for r in sessions.get_runs("trip", "ava")] == [
+        "another writer's first turn",
+        "four",
+    ]
 
 
 @pytest.mark.parametrize("outcome", ["answered", "failed"])

@@ -341,22 +341,24 @@ class Agent:
             tools.append(self._chat_history_tool(session_id, user_id))
         return tools
 
-    def _earlier_runs(self, run: RunResult, wanted: int) -> tuple[list[RunResult], bool]:
-        """The last ``wanted`` completed runs of the run's session, and whether the session
-        is stored (every session holds its first run): one read, and a second only when
-        the first finds none."""
+    def _earlier_runs(self, run: RunResult, wanted: int) -> tuple[list[RunResult], str | bool]:
+        """The last ``wanted`` completed runs of the run's session, and which session the
+        run continues (``existing`` for append_run): the id of the last run read of it,
+        or False when the session is not stored (every session holds its first run). One
+        read, and a second only when the first finds none."""
         if wanted:
             earlier = self.db.get_runs(
                 run.session_id, run.user_id, last_n=wanted, completed_only=True
             )
             if earlier:
-                return earlier, True
-        return [], bool(self.db.get_runs(run.session_id, run.user_id, last_n=1))
+                return earlier, earlier[-1].run_id
+        last = self.db.get_runs(run.session_id, run.user_id, last_n=1)
+        return [], last[-1].run_id if last else False
 
-    async def _opening(self, run: RunResult) -> tuple[list[Message], list[Tool], bool]:
+    async def _opening(self, run: RunResult) -> tuple[list[Message], list[Tool], str | bool]:
         """The messages the first model call sees (system prompt, history, the new
-        message), the run's tools, and whether the run's session existed (the run
-        continues it; else the run begins it)."""
+        message), the run's tools, and which stored session the run continues (the id of
+        a run read of it), or False when there was none (the run begins it)."""
         last_n = self.num_history_runs if self.add_history_to_context else 0
         memory = self.memory
         turns = memory.query_turns if memory is not None and memory.in_context else 0
@@ -399,7 +401,8 @@ class Agent:
             messages=[Message("user", message)],
         )
         opened = False
-        existing = False  # whether the run continues a stored session (read at its start)
+        # the stored session the run continues, named by a run read of it at its start
+        existing: str | bool = False
         partial = ""  # the text streamed so far of the answer being made
         try:
             conversation, tools, existing = await self._opening(run)
@@ -460,10 +463,11 @@ class Agent:
         await asyncio.shield(self._keep(run, existing))
         yield RunCompleted(run)
 
-    async def _keep(self, run: RunResult, existing: bool) -> None:
+    async def _keep(self, run: RunResult, existing: bool | str) -> None:
         """Store the finished run and start its background memory and summary work; a run
-        of a session deleted while it ran (``existing``: the session was there when it
-        began) is dropped with the session, and nothing is learned from it."""
+        of a session deleted while it ran (``existing``: the session it began in, when
+        there was one), or deleted and begun again by another writer, is dropped with its
+        session, and nothing is learned from it."""
         if self._jobs is not None:  # the run and its jobs in one write
             if not await self._jobs.record(run, existing):
                 _dropped(run)
@@ -526,7 +530,7 @@ class Agent:
         exc: BaseException,
         started: float,
         partial: str = "",
-        existing: bool = False,
+        existing: bool | str = False,
     ) -> None:
         """Keep the failed turn, with ``partial``: the text streamed so far of the answer
         being made when it failed, which the user saw. Written in a worker thread, as a
@@ -689,8 +693,10 @@ class Agent:
 
 
 def _dropped(run: RunResult) -> None:
-    """Say that ``run`` was not saved: its session was deleted while it ran (a deleted
-    conversation stays deleted; the caller still has the run's answer)."""
+    """Say that ``run`` was not saved: its session was deleted while it ran, and perhaps
+    begun again by another writer (a deleted conversation stays deleted, and a new one
+    under its id does not take the old one's run; the caller still has the run's
+    answer)."""
     log.warning(
         "run %s was not saved: its session %r was deleted while it ran",
         run.run_id,

@@ -379,7 +379,7 @@ class JobKicker:
         self._keys: set[str] = set()  # of the jobs recorded since the drain last took them
         self._recorded = threading.Event()  # set while _keys holds some
 
-    async def record(self, run: RunResult, existing: bool = False) -> bool:
+    async def record(self, run: RunResult, existing: bool | str = False) -> bool:
         """Store the run with the jobs it needs (one write), then start them; False when
         the run was dropped with its session, jobs and all (``existing``: see
         :meth:`~noted.db.base.SessionStore.append_run`)."""

@@ -188,7 +188,7 @@ class SqlJobs:
     _transaction: Callable[[], AbstractContextManager[Any]]
     _job_reader: Callable[[], AbstractContextManager[Any]]
 
-    def _append_run_in(self, conn: Any, run: RunResult, existing: bool) -> bool:
+    def _append_run_in(self, conn: Any, run: RunResult, existing: bool | str) -> bool:
         """``append_run`` inside the caller's transaction: whether the run was written."""
         raise NotImplementedError
 
@@ -203,9 +203,9 @@ class SqlJobs:
         yield
 
     def append_run_with_jobs(
-        self, run: RunResult, jobs: Sequence[Job], *, existing: bool = False
+        self, run: RunResult, jobs: Sequence[Job], *, existing: bool | str = False
     ) -> bool:
-        check_run(run)
+        check_run(run, existing)
         sql = self._job_sql
         with self._transaction() as conn, self._pipelined(conn):
             if not self._append_run_in(conn, run, existing):

@@ -247,16 +247,20 @@ class SessionStore(Protocol):
     returned, listed or deleted.
     """
 
-    def append_run(self, run: RunResult, *, existing: bool = False) -> bool:
+    def append_run(self, run: RunResult, *, existing: bool | str = False) -> bool:
         """Add a run at the end of ``run.session_id``, creating the session for
         ``run.user_id`` on its first run; True when it is written.
         :class:`~noted.errors.ConflictError` if the session belongs to another user
         (nothing is written).
 
-        ``existing=True`` says the run continues a session its caller read as existing
-        when the run began: it is appended only while that session still exists, so a
-        session deleted meanwhile is not created again by the run (False: nothing is
-        written). Checked in the write itself, atomically with a concurrent delete."""
+        ``existing`` says the run continues a session its caller read as existing when
+        the run began: the id of a run the caller read from it (an Agent passes the last
+        one it read), or True (whichever session of that id exists). The run is appended
+        only while that session is there: a session deleted meanwhile is not created
+        again by the run, and one deleted and begun again meanwhile (by another writer,
+        under the same id) does not hold the run named, so the run is not its run either
+        (False: nothing is written, for either). Checked in the write itself, atomically
+        with a concurrent delete."""
         ...
 
     def get_runs(

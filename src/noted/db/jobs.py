@@ -221,7 +221,7 @@ class JobStore(Protocol):
     Times are microseconds since the epoch; ``lease`` is in seconds."""
 
     def append_run_with_jobs(
-        self, run: RunResult, jobs: Sequence[Job], *, existing: bool = False
+        self, run: RunResult, jobs: Sequence[Job], *, existing: bool | str = False
     ) -> bool:
         """``append_run(run, existing=existing)`` and the jobs recorded in the same write:
         none of them when the run is not written (False)."""

@@ -99,7 +99,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         self._users: dict[str, dict[str, UserMemory]] = {}
         self._sessions: dict[str, Session] = {}  # without runs
         self._runs: dict[str, list[dict[str, Any]]] = {}  # session_id -> runs as dicts
-        self._run_ids: set[str] = set()  # of every stored run
+        self._run_ids: dict[str, str] = {}  # run_id -> session_id, of every stored run
         # (user_id, memory_id) -> its event rows (EVENT_COLUMNS order, topics as tuples)
         self._events: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
         # memory_id -> (model, vector)
@@ -535,11 +535,13 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
     # -- sessions (SessionRules does the rest; runs are kept as dicts, so callers never
     # share objects with the store) ----
 
-    def _store_run(self, run: RunResult, now_us: int, existing: bool) -> bool:
+    def _store_run(self, run: RunResult, now_us: int, existing: bool | str) -> bool:
         data = run.to_dict()
         with self._lock:
             session = self._sessions.get(run.session_id)
-            if not takes_run(None if session is None else session.user_id, run, existing):
+            owner = None if session is None else session.user_id
+            holds = self._run_ids.get
+            if not takes_run(owner, run, existing, lambda id_: holds(id_) == run.session_id):
                 return False
             if run.run_id in self._run_ids:
                 raise run_id_taken(run.run_id)
@@ -549,7 +551,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
                 self._sessions[run.session_id] = session
                 self._runs[run.session_id] = []
             self._runs[run.session_id].append(data)
-            self._run_ids.add(run.run_id)
+            self._run_ids[run.run_id] = run.session_id
             session.updated_at = now
             session.run_count += 1
             return True
@@ -615,7 +617,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             if not sees_session(self._owner_of(session_id), user_id):
                 return False
             del self._sessions[session_id]
-            self._run_ids.difference_update(r["run_id"] for r in self._runs.pop(session_id))
+            for r in self._runs.pop(session_id):
+                del self._run_ids[r["run_id"]]
             return True
 
     def _read_summary(self, session_id: str, user_id: str) -> SessionSummary | None:

@@ -40,14 +40,19 @@ __all__ = [
 ]
 
 
-def check_run(run: RunResult) -> RunResult:
+def check_run(run: RunResult, existing: bool | str = False) -> RunResult:
     """``run`` when every store can keep it alike: ids as the Memory API takes them, the
     texts said (the input, the answer, each message) without unpaired surrogates, and a
-    timezone-aware ``created_at``; a :class:`~noted.errors.UserError` naming the field
-    otherwise (nothing is written)."""
+    timezone-aware ``created_at``; ``existing`` as :func:`takes_run` reads it (a run id is
+    checked as an id). A :class:`~noted.errors.UserError` naming the field otherwise
+    (nothing is written)."""
     for name in ("run_id", "session_id", "user_id"):
         require_id(name, getattr(run, name))
     check_id("agent_id", run.agent_id)
+    if isinstance(existing, str):
+        require_id("existing", existing)
+    elif not isinstance(existing, bool):
+        raise UserError(f"existing must be a bool or a run id, got {existing!r}")
     check_unicode("input", run.input)
     if run.content is not None:
         check_unicode("content", run.content)
@@ -88,16 +93,28 @@ def summary_fits(summary: SessionSummary, holds_run: Callable[[str], bool]) -> b
     return summary.last_run_id is None or holds_run(summary.last_run_id)
 
 
-def takes_run(owner: str | None, run: RunResult, existing: bool) -> bool:
+def takes_run(
+    owner: str | None, run: RunResult, existing: bool | str, holds_run: Callable[[str], bool]
+) -> bool:
     """Whether ``run`` is written to its session, whose owner is ``owner`` (None: there is
-    no such session): the user's own session takes it; a missing one is created by a run
-    that may begin it (``existing=False``) and stays missing for a run that continues a
-    session its caller read as existing (``existing=True``: the session was deleted since,
-    and the run is dropped with it); :func:`~noted.db._rows.foreign_session` for another
-    user's session. The same rule on every store, decided on the owner read in the write's
-    own transaction (or script, or conditional update)."""
+    no such session). ``existing`` says which session the run continues: False, none (the
+    run may begin its session, or join the one another run began meanwhile); the id of a
+    run its caller read from the session when the run began, the session that holds that
+    run (``holds_run(run_id)``, asked only of a session the store has); True, whichever
+    session of that id there is (a caller that read no run id).
+
+    The user's own session takes the run; a missing one is created by a run that may begin
+    it and stays missing for a run that continues one (the session was deleted since, and
+    the run is dropped with it); a session that does not hold the run named was deleted
+    and begun again since (by another writer, perhaps another user): not the run's, which
+    is dropped too; :func:`~noted.db._rows.foreign_session` for another user's session
+    otherwise. The same rule on every store, decided on what is read in the write's own
+    transaction (or script, or lock; on MongoDB, against the session's ``created_at``
+    claimed with the run's place)."""
     if owner is None:
         return not existing
+    if isinstance(existing, str) and not holds_run(existing):
+        return False
     if owner != run.user_id:
         raise foreign_session(run.session_id)
     return True
@@ -112,8 +129,8 @@ def sees_session(owner: str | None, user_id: str | None) -> bool:
 class SessionRules:
     """The SessionStore protocol's methods, over the backend's primitives."""
 
-    def append_run(self, run: RunResult, *, existing: bool = False) -> bool:
-        return self._store_run(check_run(run), now_micros(), existing)
+    def append_run(self, run: RunResult, *, existing: bool | str = False) -> bool:
+        return self._store_run(check_run(run, existing), now_micros(), existing)
 
     def get_runs(
         self,
@@ -157,7 +174,7 @@ class SessionRules:
 
     # -- the backend's primitives ---------------------------------------------------------
 
-    def _store_run(self, run: RunResult, now_us: int, existing: bool) -> bool:
+    def _store_run(self, run: RunResult, now_us: int, existing: bool | str) -> bool:
         """Append ``run``, creating its session (at ``now_us``) on its first run, as
         :func:`takes_run` decides; False when it was dropped (nothing is written)."""
         raise NotImplementedError
@@ -193,7 +210,7 @@ class SessionFunctions(Protocol):
     connection's transaction."""
 
     def add_run(
-        self, conn: Any, names: Any, run: RunResult, now_us: int, existing: bool
+        self, conn: Any, names: Any, run: RunResult, now_us: int, existing: bool | str
     ) -> bool: ...
 
     def get_runs(
@@ -238,7 +255,7 @@ class SessionsInModule(SessionRules):
     _session_reader: Callable[..., AbstractContextManager[Any]]
     _session_writer: Callable[..., AbstractContextManager[Any]]
 
-    def _store_run(self, run: RunResult, now_us: int, existing: bool) -> bool:
+    def _store_run(self, run: RunResult, now_us: int, existing: bool | str) -> bool:
         with self._session_writer() as conn:
             return self._session_functions.add_run(conn, self._session_names, run, now_us, existing)
 

@@ -130,9 +130,9 @@ class MongoJobs:
         return jobs
 
     def append_run_with_jobs(
-        self, run: RunResult, jobs: Sequence[Job], *, existing: bool = False
+        self, run: RunResult, jobs: Sequence[Job], *, existing: bool | str = False
     ) -> bool:
-        check_run(run)
+        check_run(run, existing)
         docs = [_doc(job) for job in jobs]
         extra = {"jobs": docs, "jobs_pending": True} if docs else None
         with self._db() as db:

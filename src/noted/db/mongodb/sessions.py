@@ -103,11 +103,11 @@ def append_run(
     run: RunResult,
     where: str,
     extra: Doc | None = None,
-    existing: bool = False,
+    existing: bool | str = False,
 ) -> bool:
     """``extra`` fields go in the run's document, written with it (the run's jobs). False,
-    nothing written, when ``existing`` and the session is gone (see
-    sessions_core.takes_run).
+    nothing written, when the run was to continue a session that is gone, or that does not
+    hold the run named by ``existing`` (see sessions_core.takes_run).
 
     Three steps: the run's place is claimed in the session (which reads its created_at),
     the run is written with that created_at, and the session is looked for again. A
@@ -185,16 +185,21 @@ def _claim_run_index(
     runs: Collection[Doc],
     run: RunResult,
     where: str,
-    existing: bool,
+    existing: bool | str,
 ) -> tuple[int, Any] | None:
     """The place of ``run`` in its session and the session's created_at, the place taken
     by counting the session's runs up in one atomic update (which never creates the
-    session); the session is created for ``run.user_id`` on its first run, and None is
-    the answer of a run that was to continue a session that is gone (see
-    sessions_core.takes_run)."""
+    session); the session is created for ``run.user_id`` on its first run. None is the
+    answer of a run that was to continue a session that is gone, or that does not hold
+    the run ``existing`` names (see sessions_core.takes_run): looked for after the claim,
+    so found only in the session claimed (a delete takes a session's runs before it)."""
     from bson.int64 import Int64
     from pymongo import ReturnDocument
     from pymongo.errors import DuplicateKeyError
+
+    def holds(run_id: str) -> bool:
+        held = {"run_id": run_id, "session_id": run.session_id}
+        return runs.find_one(held, {"_id": 1}) is not None
 
     for _ in range(_CLAIM_ROUNDS):  # each round ends unless another writer created or dropped it
         now = Int64(now_micros())
@@ -205,9 +210,13 @@ def _claim_run_index(
             return_document=ReturnDocument.BEFORE,
         )
         if before is not None:
-            return int(before["run_count"]), before["created_at"]
+            index, created = int(before["run_count"]), before["created_at"]
+            if takes_run(run.user_id, run, existing, holds):
+                return index, created
+            _give_back(sessions, run.session_id, index, created)
+            return None
         owner = _owner(sessions, run.session_id)
-        if not takes_run(None if owner is None else str(owner["user_id"]), run, existing):
+        if not takes_run(None if owner is None else str(owner["user_id"]), run, existing, holds):
             return None
         if owner is not None:
             continue  # the user's own session, created meanwhile: count on it
@@ -233,7 +242,7 @@ def _claim_run_index(
 
 
 def add_run(
-    db: SessionCollections, where: str, run: RunResult, now_us: int, existing: bool
+    db: SessionCollections, where: str, run: RunResult, now_us: int, existing: bool | str
 ) -> bool:
     """append_run as noted.db.sessions_core.SessionFunctions names it (a run's place is
     claimed with the server's own count, so ``now_us`` is read again there)."""

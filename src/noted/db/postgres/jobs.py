@@ -40,7 +40,7 @@ class PostgresJobs(SqlJobs):
     def _job_reader(self) -> AbstractContextManager[Conn]:
         return self._connection()
 
-    def _append_run_in(self, conn: Conn, run: RunResult, existing: bool) -> bool:
+    def _append_run_in(self, conn: Conn, run: RunResult, existing: bool | str) -> bool:
         return sessions.append_run(conn, self._n, run, from_micros(now_micros()), existing)
 
     @contextmanager

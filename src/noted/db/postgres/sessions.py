@@ -58,13 +58,16 @@ def _owner_id(conn: Conn, n: Names, session_id: str, *, lock: bool = False) -> s
     return None if owner is None else str(owner[0])
 
 
-def append_run(conn: Conn, n: Names, run: RunResult, now: datetime, existing: bool = False) -> bool:
+def append_run(
+    conn: Conn, n: Names, run: RunResult, now: datetime, existing: bool | str = False
+) -> bool:
     """Inside the caller's transaction; the session's row is locked while its run is
     numbered, so concurrent appends never take the same place, and a concurrent delete
     (which locks it too) goes wholly before or after. A run id already stored is refused
     by the runs table's unique key (the transaction is rolled back with the error). False,
-    nothing written, when ``existing`` and the session is gone (see
-    sessions_core.takes_run): then no session row is inserted."""
+    nothing written, when the run was to continue a session that is gone, or that does not
+    hold the run named by ``existing`` (see sessions_core.takes_run): then no session row
+    is inserted."""
     if not existing:
         conn.execute(
             f"INSERT INTO {n.sessions} (session_id, user_id, agent_id, created_at, "
@@ -72,8 +75,16 @@ def append_run(conn: Conn, n: Names, run: RunResult, now: datetime, existing: bo
             "ON CONFLICT (session_id) DO NOTHING",
             (run.session_id, run.user_id, run.agent_id, now, now),
         )
-    owner = _owner(conn, n, run.session_id, lock=True)
-    if not takes_run(None if owner is None else str(owner[0]), run, existing):
+    # the owner, the place, and whether the session holds the run named: read as its row
+    # is locked (a delete that held it has taken the row away by then)
+    named = existing if isinstance(existing, str) else None
+    owner = conn.execute(
+        f"SELECT user_id, run_count, EXISTS (SELECT 1 FROM {n.runs} WHERE run_id = %s "
+        f"AND session_id = %s) FROM {n.sessions} WHERE session_id = %s FOR UPDATE",
+        (named, run.session_id, run.session_id),
+    ).fetchone()
+    holds = owner is not None and bool(owner[2])
+    if not takes_run(None if owner is None else str(owner[0]), run, existing, lambda _: holds):
         return False
     assert owner is not None
     row = (run.session_id, owner[1], run.run_id, run.status, run.created_at, Json(run.to_dict()))
@@ -94,7 +105,7 @@ def append_run(conn: Conn, n: Names, run: RunResult, now: datetime, existing: bo
     return True
 
 
-def add_run(conn: Conn, n: Names, run: RunResult, now_us: int, existing: bool) -> bool:
+def add_run(conn: Conn, n: Names, run: RunResult, now_us: int, existing: bool | str) -> bool:
     """append_run as noted.db.sessions_core.SessionFunctions names it."""
     return append_run(conn, n, run, from_micros(now_us), existing)
 

@@ -29,7 +29,7 @@ from noted._time import now_micros
 from noted.db._job_sql import job_from_row
 from noted.db.jobs import ANY_AGENT, Job, JobStatus, after_failure, check_status, clip_error
 from noted.db.redisdb import scripts as lua
-from noted.db.redisdb.reads import appended_to
+from noted.db.redisdb.reads import appended_to, continued
 from noted.db.sessions_core import check_run
 from noted.sessions import RunResult
 
@@ -274,9 +274,9 @@ class RedisJobs:
         return scripts[name]
 
     def append_run_with_jobs(
-        self, run: RunResult, jobs: Sequence[Job], *, existing: bool = False
+        self, run: RunResult, jobs: Sequence[Job], *, existing: bool | str = False
     ) -> bool:
-        check_run(run)
+        check_run(run, existing)
         entries = [
             {
                 "id": j.job_id,
@@ -296,7 +296,7 @@ class RedisJobs:
             run.status,
             json.dumps(run.to_dict(), ensure_ascii=False, separators=(",", ":")),
             run.run_id,
-            "existing" if existing else "",
+            continued(existing),
             json.dumps(entries, ensure_ascii=False, separators=(",", ":")) if entries else "[]",
         )
         return appended_to(appended, run)

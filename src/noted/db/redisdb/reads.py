@@ -34,6 +34,7 @@ __all__ = [
     "Arg",
     "RedisReads",
     "appended_to",
+    "continued",
     "decoded",
     "last_rank",
     "opt",
@@ -51,6 +52,15 @@ _LISTED_AT_MOST: Final = 256  # a count of memories to embed keeps their ids up 
 def opt(value: str | None) -> str:
     """An optional text as a script argument: "" for None, else "+" and the text."""
     return "" if value is None else "+" + value
+
+
+def continued(existing: bool | str) -> str:
+    """An append script's ARGV[9]: the session a run continues (``existing``, as
+    sessions_core.takes_run reads it): "" none, "*" whichever there is, or "+" and the id
+    of a run it must hold."""
+    if isinstance(existing, str):
+        return opt(existing)
+    return "*" if existing else ""
 
 
 def decoded(value: bytes | str | None) -> str | None:
@@ -109,7 +119,8 @@ def last_rank(offset: int, limit: int | None) -> int:
 
 def appended_to(appended: int, run: RunResult) -> bool:
     """Whether an append script wrote the run (1), or dropped it with the session it was
-    to continue (-2); what else its answer says went wrong, raised."""
+    to continue (-2: deleted, or deleted and begun again); what else its answer says went
+    wrong, raised."""
     if appended == 0:
         raise foreign_session(run.session_id)
     if appended == -1:

@@ -513,16 +513,29 @@ local function opt(s) if s == '' then return nil end return string.sub(s, 2) end
 """
 
 # ARGV[2] = session_id, [3] = user_id, [4] = agent_id (optional), [5] = now, [6] = status,
-# [7] = the run as JSON, [8] = its run_id, [9] = 'existing' when the run continues a
-# session read as existing (sessions_core.takes_run), else ''. Returns 1, 0 when the
-# session belongs to another user, -1 when a stored run has the run's id, or -2 when the
-# session is gone and the run was to continue it (nothing is written then).
+# [7] = the run as JSON, [8] = its run_id, [9] = the session the run continues
+# (sessions_core.takes_run): '' none, '*' whichever there is, or '+' and the id of a run
+# it must hold. Returns 1, 0 when the session belongs to another user, -1 when a stored
+# run has the run's id, or -2 when the run was to continue a session that is gone, or
+# that does not hold that run (deleted and begun again): nothing is written then.
 APPEND_RUN_LUA = """
-local sid, user, now = ARGV[2], ARGV[3], ARGV[5]
+local sid, user, now, continues = ARGV[2], ARGV[3], ARGV[5], ARGV[9]
 local skey = key('s', sid)
+local function holds(id)
+  local held = redis.call('HGET', P .. ':runids', id)
+  if held then return held == sid end
+  -- a run stored before run ids were kept: looked for among the session's runs
+  for _, stored in ipairs(redis.call('LRANGE', key('r', sid), 0, -1)) do
+    if cjson.decode(stored).run_id == id then return true end
+  end
+  return false
+end
 local owner = redis.call('HGET', skey, 'user_id')
+if not owner and continues ~= '' then return -2 end
+if owner and continues ~= '' and continues ~= '*' and not holds(opt(continues)) then
+  return -2
+end
 if owner and owner ~= user then return 0 end
-if not owner and ARGV[9] == 'existing' then return -2 end
 if redis.call('HSETNX', P .. ':runids', ARGV[8], sid) == 0 then return -1 end
 if not owner then
   redis.call('HSET', skey, 'user_id', user, 'created_at', now)

@@ -114,6 +114,7 @@ from noted.db.redisdb.reads import (
     Arg,
     RedisReads,
     appended_to,
+    continued,
     decoded,
     last_rank,
     opt,
@@ -556,7 +557,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
 
     # -- sessions (SessionRules does the rest) -----------------------------------------
 
-    def _store_run(self, run: RunResult, now_us: int, existing: bool) -> bool:
+    def _store_run(self, run: RunResult, now_us: int, existing: bool | str) -> bool:
         appended = self._session_call(
             self._append_run,
             run.session_id,
@@ -566,7 +567,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
             run.status,
             to_json(run.to_dict()),
             run.run_id,
-            "existing" if existing else "",
+            continued(existing),
         )
         return appended_to(appended, run)
 

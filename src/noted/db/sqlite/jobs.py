@@ -29,5 +29,5 @@ class SqliteJobs(SqlJobs):
     def _job_reader(self) -> AbstractContextManager[Connection]:
         return self._session()
 
-    def _append_run_in(self, conn: Connection, run: RunResult, existing: bool) -> bool:
+    def _append_run_in(self, conn: Connection, run: RunResult, existing: bool | str) -> bool:
         return session_rows.append_run(conn, self.session_table, run, now_micros(), existing)

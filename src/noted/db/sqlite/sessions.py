@@ -8,6 +8,7 @@ reads only those rows.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import apsw
@@ -51,14 +52,22 @@ def _owner_id(conn: Connection, table: str, session_id: str) -> str | None:
     return None if owner is None else owner[0]
 
 
+def _holds_run(conn: Connection, table: str, session_id: str) -> Callable[[str], bool]:
+    """Whether the session holds the run of an id (asked in the caller's transaction)."""
+    sql = f"SELECT 1 FROM {table}_runs WHERE run_id = ? AND session_id = ?"
+    return lambda run_id: conn.execute(sql, (run_id, session_id)).fetchone() is not None
+
+
 def append_run(
-    conn: Connection, table: str, run: RunResult, now_us: int, existing: bool = False
+    conn: Connection, table: str, run: RunResult, now_us: int, existing: bool | str = False
 ) -> bool:
     """Inside the caller's write transaction (rolled back with an error: a run id already
-    stored is refused by the runs table's unique key); False, nothing written, when
-    ``existing`` and the session is gone (see sessions_core.takes_run)."""
+    stored is refused by the runs table's unique key); False, nothing written, when the
+    run was to continue a session that is gone, or that does not hold the run named by
+    ``existing`` (see sessions_core.takes_run)."""
     owner = _owner(conn, table, run.session_id)
-    if not takes_run(None if owner is None else owner[0], run, existing):
+    holds = _holds_run(conn, table, run.session_id)
+    if not takes_run(None if owner is None else owner[0], run, existing, holds):
         return False
     if owner is None:
         conn.execute(
@@ -133,8 +142,7 @@ def set_summary(
     """Inside the caller's write transaction."""
     if not owns_session(_owner_id(conn, table, session_id), user_id, session_id):
         return False
-    sql = f"SELECT 1 FROM {table}_runs WHERE run_id = ? AND session_id = ?"
-    if not summary_fits(summary, lambda run: bool(conn.execute(sql, (run, session_id)).fetchone())):
+    if not summary_fits(summary, _holds_run(conn, table, session_id)):
         return False
     text = json.dumps(summary.to_dict(), ensure_ascii=False, separators=(",", ":"))
     conn.execute(f"UPDATE {table} SET summary = ? WHERE session_id = ?", (text, session_id))
