@@ -958,3 +958,15 @@ def test_runs_stored_before_runs_recorded_their_session_are_read_and_continued(
     assert [r.input for r in db.get_runs("s1", "ava")] == ["one"]
     assert db.append_run(make_run("s1", "ava", "two"), existing=old.run_id) is True
     assert [r.input for r in db.get_session("s1", "ava").runs] == ["one", "two"]  # type: ignore[union-attr]
+
+
+def test_a_run_left_of_a_deleted_session_is_read_by_no_reader(db: MongoDb, raw: Any) -> None:
+    """A run whose writer stopped before taking it away (its session deleted and begun
+    again meanwhile) is not one of the new session's runs, read one or many at a time."""
+    db.append_run(make_run("s1", "ava", "one"))
+    runs = raw[f"{db.session_table}_runs"]
+    left = {**runs.find_one({"session_id": "s1"}), "_id": "left", "run_index": 7}
+    runs.insert_one({**left, "run_id": "left-run", "session_created_at": 1})
+    assert [r.input for r in db.get_runs("s1", "ava")] == ["one"]
+    assert [r.input for r in db.get_session("s1", "ava").runs] == ["one"]  # type: ignore[union-attr]
+    assert [r.input for r in db.get_sessions(["s1"])["s1"].runs] == ["one"]

@@ -283,13 +283,14 @@ def get_sessions(db: SessionCollections, where: str, session_ids: list[str]) -> 
     found: dict[str, Session] = {}
     for start in range(0, len(session_ids), _SESSIONS_PER_QUERY):
         chunk = session_ids[start : start + _SESSIONS_PER_QUERY]
-        docs = db.sessions.find({"_id": {"$in": chunk}})
-        sessions = {doc["_id"]: _session_of(doc) for doc in docs}
-        runs = db.runs.find({"session_id": {"$in": chunk}}, {"session_id": 1, "data": 1}).sort(
-            [("session_id", 1), ("run_index", 1)]
-        )
+        docs = {doc["_id"]: doc for doc in db.sessions.find({"_id": {"$in": chunk}})}
+        sessions = {session_id: _session_of(doc) for session_id, doc in docs.items()}
+        runs = db.runs.find(
+            {"session_id": {"$in": chunk}}, {"session_id": 1, "data": 1, _SESSION_CREATED: 1}
+        ).sort([("session_id", 1), ("run_index", 1)])
         for doc in runs:  # not those of a session begun after the rows were read
-            if doc["session_id"] in sessions:
+            session = docs.get(doc["session_id"])
+            if session is not None and doc.get(_SESSION_CREATED) in (None, session["created_at"]):
                 sessions[doc["session_id"]].runs.append(RunResult.from_dict(doc["data"]))
         found.update(sessions)
     return found
