@@ -377,8 +377,9 @@ def test_a_memory_job_stopped_with_its_run_is_given_back(tmp_path: Path) -> None
 
 
 def test_wait_for_memories_keeps_to_its_timeout(tmp_path: Path) -> None:
-    # A job another agent left (as a process that stopped after its run), and a slow
-    # manager: the wait runs it, and still returns when its time is up.
+    # A job another agent object left (as a process that stopped after its run), and a
+    # slow manager: the wait for a run's job, which follows it, runs it, and still returns
+    # when its time is up.
     def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
         if (messages[0].content or "").startswith(MANAGER):
             time.sleep(2)
@@ -390,6 +391,7 @@ def test_wait_for_memories_keeps_to_its_timeout(tmp_path: Path) -> None:
     leave_jobs_to_workers(left)
     left.run("I like tea")
     agent = Agent(FunctionModel(fn), db=SqliteDb(path), user_id="ava", enable_user_memories=True)
+    agent.run("I ski")
     started = time.monotonic()
     assert agent.wait_for_memories(timeout=0.3) is False
     assert time.monotonic() - started < 1.0

@@ -263,7 +263,9 @@ class Agent:
         """Wait until the memory and summary updates started by earlier runs are written;
         False if some are still running after ``timeout`` seconds. (They are also waited
         for when the program exits normally.) With a store that keeps jobs, this waits for
-        every job of this agent's runs in the store, taking over those whose worker died."""
+        the jobs of this agent's runs so far (a job given back by a worker that was stopped
+        included, not one waiting for a retry after a failure), taking over those whose
+        worker died; jobs of other processes and agents in the store are not waited for."""
         if self._jobs is not None:
             return self._jobs.wait(timeout)
         return self._work.wait(timeout)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -63,6 +64,7 @@ log = logging.getLogger("noted.jobs")
 
 DEFAULT_LEASE = 60.0
 DEFAULT_ATTEMPTS = 5
+MINE_KEPT = 1024  # recorded jobs a kicker keeps before it looks which are done
 
 
 def worker_name() -> str:
@@ -362,7 +364,7 @@ class JobWorker:
 class JobKicker:
     """Starts the worker's drain on noted's background loop after a run recorded jobs
     (one drain at a time; a kick during a drain makes it look once more), and waits for
-    the agent's jobs.
+    the jobs its runs recorded.
 
     A drain runs the jobs of this process's latest runs first (their users' and sessions'
     jobs, in order), then any other of the agent's that are due (other processes left
@@ -377,7 +379,12 @@ class JobKicker:
         self._running: Any = None
         self._again = False
         self._keys: set[str] = set()  # of the jobs recorded since the drain last took them
-        self._recorded = threading.Event()  # set while _keys holds some
+        self._recorded = threading.Event()  # set while _keys holds some (or to stop a drain)
+        self._hushed = False  # a wait found its jobs done: the drain runs no others
+        # The jobs its runs recorded (id: ordering key) not yet seen finished, and how many
+        # make a record look which are (so the list stays short in a program that never waits)
+        self._mine: dict[str, str] = {}
+        self._look_at = MINE_KEPT
 
     async def record(self, run: RunResult, existing: bool | str = False) -> bool:
         """Store the run with the jobs it needs (one write), then start them; False when
@@ -393,7 +400,14 @@ class JobKicker:
         store = worker.store
         if not await asyncio.to_thread(store.append_run_with_jobs, run, jobs, existing=existing):
             return False
-        if jobs and self.enabled:
+        if not jobs:
+            return True
+        with self._lock:
+            self._mine.update((job.job_id, job.key) for job in jobs)
+            crowded = len(self._mine) >= self._look_at
+        if crowded:
+            await asyncio.to_thread(self._outstanding)
+        if self.enabled:
             keys = frozenset(job.key for job in jobs)
             if not self.background:
                 # before the run returns: its jobs (of its user and session, in order,
@@ -401,11 +415,45 @@ class JobKicker:
                 # within a lease (a worker that died holds its job so)
                 await self.worker.until_done(timeout=self.worker.lease, keys=keys)
                 return True
-            with self._lock:
-                self._keys.update(keys)
-                self._recorded.set()
-            self._start()
+            self._prefer(keys)
         return True
+
+    def _outstanding(self) -> set[str]:
+        """The ordering keys of the jobs this kicker's runs recorded that are still to run
+        (running, or due: given back by a worker that was stopped, or retried, included;
+        not one waiting for a retry after a failure). Those no longer queued (done, or
+        failed for good) are forgotten."""
+        with self._lock:
+            mine = dict(self._mine)
+        queued = self.worker.store.queued_among(mine) if mine else {}
+        with self._lock:
+            for job_id in mine.keys() - queued.keys():
+                del self._mine[job_id]
+            self._look_at = max(MINE_KEPT, 2 * len(self._mine))
+        return {mine[job_id] for job_id, unfinished in queued.items() if unfinished}
+
+    def _prefer(self, keys: Collection[str]) -> Any:
+        """Have the drain run the jobs of ``keys`` first, starting one unless it runs (a
+        running drain takes them after its current job); the drain's future, or None."""
+        with self._lock:
+            self._keys.update(keys)
+            self._recorded.set()
+            self._hushed = False
+        self._start()
+        with self._lock:
+            return self._running
+
+    def _hush(self, deadline: float | None) -> None:
+        """Once the jobs waited for are done: the drain stops after the job in hand (it
+        may be another process's), and is waited for until ``deadline``, so nothing of
+        this kicker uses the store after the wait (a program may close it next)."""
+        with self._lock:
+            running = self._running
+            self._hushed = True
+            self._recorded.set()
+        if running is not None:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0)
+            concurrent.futures.wait([running], timeout=left)
 
     def _take_keys(self) -> frozenset[str]:
         """The keys of the jobs recorded since the last call."""
@@ -430,7 +478,10 @@ class JobKicker:
                 keys = self._take_keys()
                 if keys:
                     await self.worker.drain(keys=keys)
-                await self.worker.drain(self._recorded)  # until a run records more
+                with self._lock:
+                    hushed = self._hushed
+                if not hushed:
+                    await self.worker.drain(self._recorded)  # until a run records more
             except NotedError as exc:
                 log.warning("background jobs: %s", exc)
             except Exception:  # a fault of the drain itself (a job's own are kept with it)
@@ -447,35 +498,29 @@ class JobKicker:
                 self._again = False
 
     def wait(self, timeout: float | None = None, poll: float = 0.05) -> bool:
-        """Wait until no job of this agent is running or due for its first attempt
-        (jobs waiting for a retry after a failure are not waited for)."""
+        """Wait until the jobs this kicker's runs recorded are done: none of them running
+        or due (one given back by a worker that was stopped is due again; one waiting for
+        a retry after a failure is not waited for). Other jobs in the store (of other
+        processes, or of other agents) are not waited for; a drain started here runs
+        this kicker's jobs first, taking over those whose worker died; once they are
+        done, a drain running other jobs stops after the one in hand."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        drained = False
-        while True:
-            with self._lock:
-                running = self._running
-            if running is not None:
-                drained = True
-                left = None if deadline is None else max(deadline - time.monotonic(), 0)
-                try:
-                    running.result(timeout=left)
-                except TimeoutError:
-                    return False
-                except Exception as exc:  # noqa: BLE001 - the drain's fault, logged: look again
-                    log.warning("background jobs: %s", exc)
-                continue
-            if not self.worker.store.unfinished_jobs(self.worker.agent_id):
-                return True
-            if deadline is not None and time.monotonic() >= deadline:
+        keys = self._outstanding()
+        while keys:
+            left = poll if deadline is None else min(poll, deadline - time.monotonic())
+            if left <= 0:
                 return False
-            if self.enabled and not drained:
-                self._start()
-                continue
-            # what a drain left is held by another worker (a dead one, until its lease
-            # ends) or not due yet: look again in a while, not at once (a busy loop)
-            drained = False
-            left = poll if deadline is None else min(poll, max(deadline - time.monotonic(), 0))
-            time.sleep(left)
+            looked = time.monotonic()
+            running = self._prefer(keys) if self.enabled else None
+            if running is not None:  # until it ends (its last job may be ours), or a poll
+                concurrent.futures.wait([running], timeout=left)
+            keys = self._outstanding()
+            if keys:
+                # what a drain left is held by another worker (a dead one, until its lease
+                # ends) or not due yet: look again in a while, not at once (a busy loop)
+                time.sleep(max(looked + left - time.monotonic(), 0))
+        self._hush(deadline)
+        return True
 
 
 def agent_jobs(

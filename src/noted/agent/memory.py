@@ -3,8 +3,8 @@
 Before a run: the relevant memories (and the session's summary) go into the system prompt;
 with agentic memory the run also gets the memory tools. After a run: the memory manager's
 one model call (automatic memory) and the summary update, in the background by default.
-Background work is chained per user (memories) and per session (summaries), so two quick
-runs never race to write the same facts or overwrite a newer summary.
+Background work is chained per user and agent (memories) and per session (summaries), so
+two quick runs never race to write the same facts or overwrite a newer summary.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Coroutine, Sequence
@@ -52,15 +53,17 @@ CONTEXT_CANDIDATES: Final = 100  # ... and how many memories are offered to its 
 
 
 # The last work started per key, of every BackgroundWork in the process: agents that share
-# a store (and so name the same key) take turns on it as one agent's runs do.
+# a store name the same key for a session's summaries, and for a user's memories when they
+# have one agent id, and take turns on it as one agent's runs do.
 _tails: dict[str, concurrent.futures.Future[Any]] = {}
 _tails_lock = threading.Lock()
 
 
-def work_key(kind: str, store: object, name: str) -> str:
+def work_key(kind: str, store: object, name: str, agent_id: str | None = None) -> str:
     """The key of background work of ``kind`` ("memory", "summary") on ``store`` for
-    ``name`` (a user, a session): work of one key runs one at a time, in order."""
-    return f"{kind}:{id(store)}:{name}"
+    ``name`` (a user, with the agent whose runs it follows; a session): work of one key
+    runs one at a time, in order."""
+    return f"{kind}:{id(store)}:" + json.dumps([name, agent_id], ensure_ascii=False)
 
 
 class BackgroundWork:
@@ -269,7 +272,7 @@ class AgentMemory:
         """Hand the finished turn to the manager (automatic memory), or refresh the
         search after the run's own memory tools wrote (agentic memory)."""
         if self.mode == "automatic" and run.status == "completed":
-            key = work_key("memory", self.memory.db, run.user_id)
+            key = work_key("memory", self.memory.db, run.user_id, run.agent_id)
             await self.work.submit(key, lambda: self._extract(run, model))
         await self.finish_tools(run)
 
@@ -280,7 +283,7 @@ class AgentMemory:
             call.name in WRITING_TOOL_NAMES and not call.error for call in run.tool_calls
         ):
             return
-        key = work_key("memory", self.memory.db, run.user_id)
+        key = work_key("memory", self.memory.db, run.user_id, run.agent_id)
         await self.work.submit(key, lambda: self.arefresh(run.user_id, run.input))
 
 

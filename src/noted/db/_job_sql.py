@@ -1,9 +1,9 @@
 """The SQL of the jobs table, shared by SQLite and PostgreSQL (``?`` or ``%s`` parameters).
 
-One row per job: ``seq`` orders them, ``job_key`` groups the ones that run in order,
-``payload`` holds the turn (written once), ``plan`` the model's answer once stored. A
-job is deleted when it completes, so the table holds only pending, running and failed
-jobs.
+One row per job: ``seq`` orders them, ``job_key`` groups the ones that run in order
+(with ``agent_id`` for memory jobs: see :func:`~noted.db.jobs.order_group`), ``payload``
+holds the turn (written once), ``plan`` the model's answer once stored. A job is deleted
+when it completes, so the table holds only pending, running and failed jobs.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ __all__ = ["JobSql", "SqlJobs", "job_from_row"]
 T = TypeVar("T")
 
 SELECT = "job_id, payload, status, attempts, due_at, lease_until, owner, error, plan"
+UNFINISHED = "(status = 'running' OR (status = 'pending' AND (attempts = 0 OR due_at <= {p})))"
+IDS_AT_ONCE = 500  # job ids asked about in one statement
 
 
 def job_from_row(row: Sequence[Any]) -> Job:
@@ -80,9 +82,13 @@ class JobSql:
         )
         narrowed, extra = self._narrowed("j.", agent_id, keys)
         sql += narrowed
+        # an earlier unfinished job of its group: of its key, and of its agent for a
+        # memory job (order_group)
         sql += (
             f"AND NOT EXISTS (SELECT 1 FROM {t} e WHERE e.job_key = j.job_key "
-            f"AND e.seq < j.seq AND e.status <> 'failed') ORDER BY j.seq LIMIT 1 {self.lock}"
+            f"AND e.seq < j.seq AND e.status <> 'failed' "
+            f"AND (e.agent_id {self.same} j.agent_id OR substr(j.job_key, 1, 7) <> 'memory:')) "
+            f"ORDER BY j.seq LIMIT 1 {self.lock}"
         )
         return sql, extra
 
@@ -142,13 +148,23 @@ class JobSql:
             params.append(limit)
         return sql, params
 
-    def unfinished(self, agent_id: Any, keys: Collection[str] | None) -> tuple[str, list[Any]]:
-        sql = (
-            f"SELECT COUNT(*) FROM {self.table} WHERE (status = 'running' "
-            "OR (status = 'pending' AND attempts = 0))"
-        )
+    def unfinished(
+        self, now: int, agent_id: Any, keys: Collection[str] | None
+    ) -> tuple[str, list[Any]]:
+        """COUNT of the unfinished jobs (see ``JobStore.unfinished_jobs``) and its params."""
+        sql = f"SELECT COUNT(*) FROM {self.table} WHERE {UNFINISHED.format(p=self.p)}"
         narrowed, params = self._narrowed("", agent_id, keys)
-        return f"{sql} {narrowed}", params
+        return f"{sql} {narrowed}", [now, *params]
+
+    def queued_among(self, now: int, job_ids: Sequence[str]) -> tuple[str, list[Any]]:
+        """SELECT of those of ``job_ids`` that are queued, each with 1 when unfinished
+        (else 0), and its params."""
+        marks = ", ".join([self.p] * len(job_ids))
+        sql = (
+            f"SELECT job_id, CASE WHEN {UNFINISHED.format(p=self.p)} THEN 1 ELSE 0 END "
+            f"FROM {self.table} WHERE status <> 'failed' AND job_id IN ({marks})"
+        )
+        return sql, [now, *job_ids]
 
     def _narrowed(
         self, alias: str, agent_id: Any, keys: Collection[str] | None
@@ -282,9 +298,19 @@ class SqlJobs:
     ) -> int:
         if keys is not None and not keys:
             return 0
-        select, params = self._job_sql.unfinished(agent_id, keys)
+        select, params = self._job_sql.unfinished(now_micros(), agent_id, keys)
         with self._job_reader() as conn:
             return int(conn.execute(select, params).fetchone()[0])
+
+    def queued_among(self, job_ids: Collection[str]) -> dict[str, bool]:
+        wanted, now = sorted(job_ids), now_micros()
+        found: dict[str, bool] = {}
+        with self._job_reader() as conn:
+            for start in range(0, len(wanted), IDS_AT_ONCE):
+                chunk = wanted[start : start + IDS_AT_ONCE]
+                select, params = self._job_sql.queued_among(now, chunk)
+                found.update((str(i), bool(u)) for i, u in conn.execute(select, params).fetchall())
+        return found
 
     def retry_job(self, job_id: str) -> bool:
         with self._transaction() as conn:

@@ -10,9 +10,15 @@ than the jobs), a retry re-applies the stored plan without what the first attemp
 (see :meth:`JobStore.completes_with`). A failed job keeps
 its error and is retried with backoff a bounded number of times, then kept as failed.
 
-Each job has an ordering ``key`` ("memory:<user>", "summary:<session>"): a job is only
-claimed when no earlier job of its key is pending or running, so each user's plans are
-applied in the order of the runs.
+Each job has an ordering ``key`` ("memory:<user>", "summary:<session>"). A memory job is
+only claimed when no earlier job of its key *and its agent* is pending or running, so each
+agent's plans for a user are applied in the order of its runs, and one agent's unfinished
+job (its worker died holding it, or no worker of that agent runs any more) never holds up
+another's; each agent's memories carry its id, and a change to a memory that moved since
+the model was shown it is refused, so two agents may update one user at once. A summary
+job is claimed when no earlier job of its key is pending or running, whatever its agent:
+a session's summaries follow its runs. (Stored jobs keep their keys: the agent was
+always kept beside them.)
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ __all__ = [
     "job_ages",
     "jobs_for_run",
     "new_job_id",
+    "order_group",
 ]
 
 T = TypeVar("T")
@@ -100,7 +107,8 @@ class Job:
 
     @property
     def key(self) -> str:
-        """The ordering key: a user's memory jobs, a session's summary jobs, in order."""
+        """The ordering key: a user's memory jobs (of each agent: see :func:`order_group`),
+        a session's summary jobs, in order."""
         return f"{self.kind}:{self.user_id if self.kind == 'memory' else self.session_id}"
 
     def payload(self) -> str:
@@ -161,6 +169,12 @@ class Job:
             "plan_stored": self.plan is not None,
             "traceparent": self.traceparent,
         }
+
+
+def order_group(key: str, agent_id: str | None) -> tuple[str, str | None]:
+    """The group of jobs that run one at a time, in order: a memory job's key and agent,
+    a summary job's key (see the module's docstring)."""
+    return key, agent_id if key.startswith("memory:") else None
 
 
 def jobs_for_run(
@@ -235,10 +249,11 @@ class JobStore(Protocol):
         keys: Collection[str] | None = None,
     ) -> Job | None:
         """The oldest job that is due (pending and due, or running with an expired lease)
-        and has no earlier unfinished job of its key, now running for ``owner`` until the
-        lease ends, its attempts counted up; None when there is none. ``agent_id`` limits
-        the claim to one agent's jobs (None: jobs of runs without an agent), ``keys`` to
-        jobs of those ordering keys (a process's own users and sessions first)."""
+        and has no earlier unfinished job of its :func:`order_group`, now running for
+        ``owner`` until the lease ends, its attempts counted up; None when there is none.
+        ``agent_id`` limits the claim to one agent's jobs (None: jobs of runs without an
+        agent), ``keys`` to jobs of those ordering keys (a process's own users and
+        sessions first)."""
         ...
 
     def renew_lease(self, job: Job, lease: float) -> bool:
@@ -274,9 +289,16 @@ class JobStore(Protocol):
     def unfinished_jobs(
         self, agent_id: Any = ANY_AGENT, keys: Collection[str] | None = None
     ) -> int:
-        """How many jobs are running or due for their first attempt (of one agent, or of
-        all; of some ordering ``keys`` only, when given); jobs waiting for a retry after a
-        failure are not counted."""
+        """How many jobs are unfinished (of one agent, or of all; of some ordering ``keys``
+        only, when given): running, due for their first attempt, or due again (given back
+        by a worker that was stopped); jobs waiting for a retry after a failure are not
+        counted."""
+        ...
+
+    def queued_among(self, job_ids: Collection[str]) -> dict[str, bool]:
+        """Those of ``job_ids`` still queued (pending or running: a completed job is gone,
+        a failed one out of the queue), each with whether it is unfinished as
+        :meth:`unfinished_jobs` counts them (False: waiting for a retry after a failure)."""
         ...
 
     def retry_job(self, job_id: str) -> bool:

@@ -9,12 +9,13 @@ flag, and the next claim (of any process) copies that run's jobs after a grace p
 A claim reads the first unfinished jobs in order (``seq``: numbers the server gives out,
 one ``$inc`` of a counter document in the jobs collection per recorded run, so jobs of
 one user recorded on two hosts are ordered whatever their clocks say), picks the first due
-one whose key has no earlier unfinished job, and takes it with a compare-and-set on the
-state it read: two workers never take one job. Completing deletes the job after its
-writes; a worker dying in between leaves it, and its retry re-applies the stored plan
-without what is already done (``JobWorker``: a clear deletes only the memories listed
-with the plan before its first attempt, an add or update the user's history shows this
-job's run made is skipped), so nothing is changed twice.
+one whose group (its key, and its agent for a memory job: see
+:func:`~noted.db.jobs.order_group`) has no earlier unfinished job, and takes it with a
+compare-and-set on the state it read: two workers never take one job. Completing deletes
+the job after its writes; a worker dying in between leaves it, and its retry re-applies
+the stored plan without what is already done (``JobWorker``: a clear deletes only the
+memories listed with the plan before its first attempt, an add or update the user's
+history shows this job's run made is skipped), so nothing is changed twice.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from noted.db.jobs import (
     after_failure,
     check_status,
     clip_error,
+    order_group,
 )
 from noted.db.mongodb import sessions
 from noted.db.mongodb.server import ensure_indexes
@@ -102,6 +104,17 @@ def _job(doc: Doc) -> Job:
         error=doc.get("error"),
         plan=doc.get("plan"),
     )
+
+
+def _unfinished(now: int) -> Doc:
+    """The query of unfinished jobs (see ``JobStore.unfinished_jobs``)."""
+    return {
+        "$or": [
+            {"status": "running"},
+            {"status": "pending", "attempts": 0},
+            {"status": "pending", "due_at": {"$lte": now}},
+        ]
+    }
 
 
 def _copy(jobs: Collection[Doc], docs: Sequence[Doc]) -> None:
@@ -189,18 +202,19 @@ class MongoJobs:
                 .sort([("seq", 1), ("_id", 1)])
                 .limit(_SCAN)
             )
-            # A key with a job running is busy, whatever the order: a run's jobs are
+            # A group with a job running is busy, whatever the order: a run's jobs are
             # numbered before they are written, so an earlier job may arrive after a later
-            # one was taken, and must wait for it (one job of a key at a time).
+            # one was taken, and must wait for it (one job of a group at a time).
             seen = {
-                doc["key"]
+                order_group(doc["key"], doc["agent"])
                 for doc in unfinished
                 if doc["status"] == "running" and (doc["lease_until"] or 0) > now
             }
             for doc in unfinished:
-                if doc["key"] in seen:
+                group = order_group(doc["key"], doc["agent"])
+                if group in seen:
                     continue
-                seen.add(doc["key"])
+                seen.add(group)
                 due = (doc["status"] == "pending" and doc["due_at"] <= now) or (
                     doc["status"] == "running" and (doc["lease_until"] or 0) <= now
                 )
@@ -293,9 +307,7 @@ class MongoJobs:
             return [_job(doc) for doc in cursor]
 
     def unfinished_jobs(self, agent_id: Any = ANY_AGENT, keys: Iterable[str] | None = None) -> int:
-        query: Doc = {
-            "$or": [{"status": "running"}, {"status": "pending", "attempts": 0}],
-        }
+        query = _unfinished(now_micros())
         if agent_id is not ANY_AGENT:
             query["agent"] = agent_id
         if keys is not None:
@@ -304,6 +316,23 @@ class MongoJobs:
             jobs = self._jobs(db.runs)
             self._recover(db.runs, jobs)
             return int(jobs.count_documents(query))
+
+    def queued_among(self, job_ids: Iterable[str]) -> dict[str, bool]:
+        wanted = sorted(job_ids)
+        if not wanted:
+            return {}
+        now = now_micros()
+        query = {"_id": {"$in": wanted}, "status": {"$in": ["pending", "running"]}}
+        with self._db() as db:
+            jobs = self._jobs(db.runs)
+            self._recover(db.runs, jobs)
+            found = jobs.find(query, {"status": 1, "attempts": 1, "due_at": 1})
+            return {
+                str(doc["_id"]): doc["status"] == "running"
+                or doc["attempts"] == 0
+                or doc["due_at"] <= now
+                for doc in found
+            }
 
     def retry_job(self, job_id: str) -> bool:
         with self._db() as db:

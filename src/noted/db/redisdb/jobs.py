@@ -9,7 +9,8 @@ Keys, with ``S`` the session prefix::
     S:jseq         string  the last seq given
 
 A run and its jobs are appended by one script. A claim walks the queue in order and
-takes the first due job whose key has no earlier unfinished job; one script at a time
+takes the first due job whose group (its key, and its agent for a memory job: see
+:func:`~noted.db.jobs.order_group`) has no earlier unfinished job; one script at a time
 runs on the server, so two workers never take one job. A job whose plan is a batch of this
 store's memories is deleted in the batch's own MULTI/EXEC (the job's hash watched from
 the owner check to the EXEC), so a worker that dies leaves the batch and the job both
@@ -41,6 +42,12 @@ _JOB_LUA = """
 local FIELDS = {'payload', 'status', 'attempts', 'due_at', 'lease_until', 'owner', 'error',
                 'plan'}
 local function jkey(id) return P .. ':j:' .. id end
+-- whether a job of this status, attempts and due time is still to be run (not waiting for
+-- a retry after a failure)
+local function unfinished(status, attempts, due, now)
+  return status == 'running'
+    or (status == 'pending' and (attempts == '0' or tonumber(due) <= now))
+end
 local function row(id)
   local out = {id}
   for i, v in ipairs(redis.call('HMGET', jkey(id), unpack(FIELDS))) do out[i + 1] = v end
@@ -77,11 +84,14 @@ if ARGV[7] ~= '' then
   wanted = {}
   for _, k in ipairs(cjson.decode(ARGV[7])) do wanted[k] = true end
 end
-local seen = {}
+local seen = {}  -- key -> the groups of it met: the agent ('' or '+' and the id), or '*'
 for _, id in ipairs(redis.call('ZRANGE', P .. ':jq', 0, -1)) do
   local j = redis.call('HMGET', jkey(id), 'job_key', 'agent', 'status', 'due_at', 'lease_until')
-  if not seen[j[1]] then
-    seen[j[1]] = true
+  local group = '*'  -- a summary job's key is its group; a memory job's, key and agent
+  if string.sub(j[1], 1, 7) == 'memory:' then group = j[2] end
+  seen[j[1]] = seen[j[1]] or {}
+  if not seen[j[1]][group] then
+    seen[j[1]][group] = true
     local due = (j[3] == 'pending' and tonumber(j[4]) <= now)
       or (j[3] == 'running' and tonumber(j[5]) <= now)
     if due and (filter == '0' or j[2] == agent) and (wanted == nil or wanted[j[1]]) then
@@ -164,20 +174,34 @@ return out
 """
 
 # [2] = '1' to count one agent's jobs only, [3] = that agent, [4] = '' or the keys to
-# count jobs of (a JSON list).
+# count jobs of (a JSON list), [5] = now.
 _UNFINISHED = """
 local wanted = nil
 if ARGV[4] ~= '' then
   wanted = {}
   for _, k in ipairs(cjson.decode(ARGV[4])) do wanted[k] = true end
 end
-local n = 0
+local now, n = tonumber(ARGV[5]), 0
 for _, id in ipairs(redis.call('ZRANGE', P .. ':jq', 0, -1)) do
-  local j = redis.call('HMGET', jkey(id), 'agent', 'status', 'attempts', 'job_key')
+  local j = redis.call('HMGET', jkey(id), 'agent', 'status', 'attempts', 'job_key', 'due_at')
   if (ARGV[2] == '0' or j[1] == ARGV[3]) and (wanted == nil or wanted[j[4]])
-    and (j[2] == 'running' or (j[2] == 'pending' and j[3] == '0')) then n = n + 1 end
+    and unfinished(j[2], j[3], j[5], now) then n = n + 1 end
 end
 return n
+"""
+
+# [2] = now, [3] = the job ids (a JSON list). Those of them that are queued, each followed
+# by 1 when it is unfinished, else 0.
+_QUEUED_AMONG = """
+local now, out = tonumber(ARGV[2]), {}
+for _, id in ipairs(cjson.decode(ARGV[3])) do
+  local j = redis.call('HMGET', jkey(id), 'status', 'attempts', 'due_at')
+  if j[1] and j[1] ~= 'failed' then
+    out[#out + 1] = id
+    out[#out + 1] = unfinished(j[1], j[2], j[3], now) and 1 or 0
+  end
+end
+return out
 """
 
 # [2] = job id, [3] = now.
@@ -404,7 +428,14 @@ class RedisJobs:
         if keys is not None and not keys:
             return 0
         script = self._job_script("unfinished", _UNFINISHED)
-        return int(self._session_call(script, *_agent(agent_id), _wanted(keys)))
+        return int(self._session_call(script, *_agent(agent_id), _wanted(keys), now_micros()))
+
+    def queued_among(self, job_ids: Collection[str]) -> dict[str, bool]:
+        if not job_ids:
+            return {}
+        script = self._job_script("queued_among", _QUEUED_AMONG)
+        found = self._session_call(script, now_micros(), _wanted(job_ids))
+        return {str(_text(found[i])): bool(found[i + 1]) for i in range(0, len(found), 2)}
 
     def retry_job(self, job_id: str) -> bool:
         script = self._job_script("retry", _RETRY)
