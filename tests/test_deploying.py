@@ -19,7 +19,8 @@ import psycopg
 
 from conftest import server_url
 from noted.db.base import MemoryQuery
-from noted.db.postgres import PostgresDb
+from noted.db.jobs import JobStore
+from noted.db.urls import open_store
 from servers import Server, free_port
 from test_server_cli import clean_env, serve
 from turn_model import turn_model
@@ -97,9 +98,18 @@ def run_turns(url: str, users: int, turns: int, halfway: threading.Event) -> lis
 
 
 def deploy_and_check(
-    servers: dict[str, Server | str], tmp_path: Path, users: int, turns: int
+    servers: dict[str, Server | str],
+    tmp_path: Path,
+    users: int,
+    turns: int,
+    kind: str = "postgres",
 ) -> dict[str, float]:
-    db = fresh_database(server_url(servers, "postgres"))
+    """The scenario on a fresh store of ``kind`` ("postgres", or "sqlite": a file that
+    the server and the workers share); its figures in seconds."""
+    if kind == "sqlite":
+        db = str(tmp_path / "deploy.db")
+    else:
+        db = fresh_database(server_url(servers, "postgres"))
     config = tmp_path / "noted.toml"
     config.write_text(
         '[agent]\nmodel = "turns:x"\nagent_id = "assistant"\nmemory = "auto"\nhistory = 0\n'
@@ -131,7 +141,8 @@ def deploy_and_check(
         answered = time.monotonic()
         assert failures == []
         assert first.wait(10) == -signal.SIGKILL
-        with PostgresDb(db) as store:
+        with open_store(db) as store:
+            assert isinstance(store, JobStore)
             deadline = time.monotonic() + max(60.0, 0.2 * users * turns)
             while store.list_jobs(limit=None) and time.monotonic() < deadline:
                 time.sleep(0.1)
