@@ -1,8 +1,10 @@
-"""The README's quickstart runs as written."""
+"""The docs run as written: the README's quickstart, and every `noted` command they show."""
 
 from __future__ import annotations
 
+import argparse
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +75,59 @@ def test_every_markdown_table_is_whole() -> None:
             if starts_table and not re.fullmatch(r"\|( *:?-+:? *\|)+", separator):
                 broken.append(f"{page.relative_to(ROOT)}:{i + 1}: {line[:60]}")
     assert broken == []
+
+
+def _pages() -> list[Path]:
+    """The README and the guides (not the benchmarks' log of measured figures)."""
+    return [ROOT / "README.md", *sorted(ROOT.glob("docs/*.md"))]
+
+
+def _subcommand(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser | None:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    return None
+
+
+def test_every_documented_command_line_parses() -> None:
+    """Each `noted ...` line of a shell example runs as written: no unknown flag, no
+    missing argument, no usage placeholder such as `[--dry-run]` left in it."""
+    from noted.cli import build_parser
+
+    refused = []
+    for page in _pages():
+        for block in re.findall(r"```(?:bash|sh|console)\n(.*?)```", page.read_text(), re.DOTALL):
+            for line in block.replace("\\\n", " ").splitlines():
+                command = line.split(" #")[0].strip()
+                if not command.startswith("noted "):
+                    continue
+                args = shlex.split(command)[1:]
+                ends = [i for i, arg in enumerate(args) if arg in ("|", ">", "&&", ";")]
+                try:
+                    build_parser().parse_args(args[: ends[0]] if ends else args)
+                except SystemExit:
+                    refused.append(f"{page.relative_to(ROOT)}: {command}")
+    assert refused == []
+
+
+def test_every_flag_named_with_its_command_exists() -> None:
+    """A flag written beside its command in the text (`noted memories list [--limit 50]`)
+    is one that command takes."""
+    from noted.cli import build_parser
+
+    root = build_parser()
+    unknown = []
+    for page in _pages():
+        text = re.sub(r"```.*?```", "", page.read_text(), flags=re.DOTALL)
+        for span in re.findall(r"`(noted [^`]*)`", text):
+            parser = root
+            for word in span.split()[1:]:
+                below = _subcommand(parser, word)
+                if below is None:
+                    break
+                parser = below
+            taken = {option for action in parser._actions for option in action.option_strings}
+            named = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", span))
+            unknown += [f"{page.relative_to(ROOT)}: {flag} in `{span}`" for flag in named - taken]
+    assert unknown == []
