@@ -131,3 +131,21 @@ def test_every_flag_named_with_its_command_exists() -> None:
             named = set(re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", span))
             unknown += [f"{page.relative_to(ROOT)}: {flag} in `{span}`" for flag in named - taken]
     assert unknown == []
+
+
+def test_every_sqlite_migration_is_in_the_storage_guide() -> None:
+    """docs/storage.md has a row for each migration of the memory and session tables."""
+    from noted.db.sqlite.migrations import MIGRATIONS, SESSION_MIGRATIONS
+
+    doc = (ROOT / "docs" / "storage.md").read_text()
+    tables = {
+        header: re.findall(r"^\| (\d+) \|", body, flags=re.MULTILINE)
+        for header, body in re.findall(
+            r"^\| (version|session table version) \| change \|\n((?:\|.*\n)+)", doc, re.MULTILINE
+        )
+    }
+    expected = {
+        "version": [str(n) for n in range(1, len(MIGRATIONS) + 1)],
+        "session table version": [str(n) for n in range(1, len(SESSION_MIGRATIONS) + 1)],
+    }
+    assert tables == expected
