@@ -532,7 +532,7 @@ history = 2
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[server]\nport = 'high'\n", "[server] port must be a int"),
+        ("[server]\nport = 'high'\n", "[server] port must be an integer, got 'high'"),
         ("[server]\nport = 99999\n", "[server] port must be from 1 to 65535, got 99999"),
         ("[server]\nportt = 1\n", "[server] has unknown keys: portt"),
         ("[servers]\n", "[top level] has unknown keys: servers"),
@@ -547,8 +547,13 @@ history = 2
             "[agent]\nmodel = 'offline:x'\ninstructions = [1]\n",
             "instructions must be a string or a list of strings",
         ),
-        ("[agent]\nmodel = 'offline:x'\nhistory = true\n", "[agent] history must be a int"),
+        (
+            "[agent]\nmodel = 'offline:x'\nhistory = true\n",
+            "[agent] history must be an integer, got True",
+        ),
         ("[agent]\nmodel = 'offline:x'\ntools = []\n", "[agent] has unknown keys: tools"),
+        ("[agent]\nmodel = 'offline:x'\nsummaries = 1\n", "summaries must be true or false, got 1"),
+        ("[server]\ndb = 1\n", "[server] db must be a string, got 1"),
         ("[server\n", "is not valid TOML"),
     ],
 )

@@ -56,10 +56,13 @@ class ServeConfig:
     agent: AgentConfig | None = None
 
 
+_TOML_TYPES: Final = {int: "an integer", str: "a string", bool: "true or false"}
+
+
 def _typed(section: str, data: dict[str, Any], name: str, kind: type) -> Any:
     value = data.get(name)
     if value is not None and type(value) is not kind:
-        raise UserError(f"[{section}] {name} must be a {kind.__name__}, got {value!r}")
+        raise UserError(f"[{section}] {name} must be {_TOML_TYPES[kind]}, got {value!r}")
     return value
 
 
