@@ -149,3 +149,27 @@ def test_every_sqlite_migration_is_in_the_storage_guide() -> None:
         "session table version": [str(n) for n in range(1, len(SESSION_MIGRATIONS) + 1)],
     }
     assert tables == expected
+
+
+def test_the_server_guide_lists_every_route(tmp_path: Path) -> None:
+    """docs/server.md's route table names each route of the OpenAPI schema (an agent
+    served, so its routes are there too), and no route the server does not have."""
+    from noted import Agent, SqliteDb
+    from noted.server import create_app
+    from noted.testing import ScriptedModel
+
+    def shape(path: str) -> str:
+        return re.sub(r"\{[^}]+\}", "{id}", path.partition("?")[0])
+
+    app = create_app(
+        SqliteDb(db_file=tmp_path / "noted.db"), embedder=None, agent=Agent(ScriptedModel([]))
+    )
+    served = {
+        (method.upper(), shape(path))
+        for path, operations in app.openapi()["paths"].items()
+        for method in operations
+    }
+    doc = (ROOT / "docs" / "server.md").read_text()
+    routes = re.findall(r"^\| `(GET|POST|PATCH|PUT|DELETE) ([^` ]+)`", doc, flags=re.MULTILINE)
+    documented = {(method, shape(path)) for method, path in routes}
+    assert (sorted(served - documented), sorted(documented - served)) == ([], [])
