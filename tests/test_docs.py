@@ -173,3 +173,23 @@ def test_the_server_guide_lists_every_route(tmp_path: Path) -> None:
     routes = re.findall(r"^\| `(GET|POST|PATCH|PUT|DELETE) ([^` ]+)`", doc, flags=re.MULTILINE)
     documented = {(method, shape(path)) for method, path in routes}
     assert (sorted(served - documented), sorted(documented - served)) == ([], [])
+
+
+def test_the_agent_guide_lists_every_option_with_its_default() -> None:
+    """docs/agent.md's table of options names each parameter of `Agent`, and the default
+    it shows (when it is a value) is the one the signature has."""
+    import inspect
+
+    from noted import Agent
+
+    doc = (ROOT / "docs" / "agent.md").read_text()
+    table = doc.split("## Options", 1)[1].split("\n## ", 1)[0]
+    shown: dict[str, str] = {}
+    for names, default in re.findall(r"^\| (`[^|]+`) \| ([^|]+) \|", table, flags=re.MULTILINE):
+        for name in re.findall(r"`(\w+)`", names):
+            shown[name] = default.strip()
+    parameters = inspect.signature(Agent).parameters
+    assert sorted(shown) == sorted(parameters)
+    for name, default in shown.items():
+        if default.startswith("`"):
+            assert default == f"`{parameters[name].default!r}`".replace("'", '"'), name
