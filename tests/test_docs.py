@@ -193,3 +193,20 @@ def test_the_agent_guide_lists_every_option_with_its_default() -> None:
     for name, default in shown.items():
         if default.startswith("`"):
             assert default == f"`{parameters[name].default!r}`".replace("'", '"'), name
+
+
+def test_the_memory_guide_names_each_methods_parameters() -> None:
+    """Each method in docs/memory.md's table of the Memory API is written with the
+    parameters `Memory`'s method has, in their order."""
+    import inspect
+
+    from noted import Memory
+
+    doc = (ROOT / "docs" / "memory.md").read_text()
+    table = doc.split("## The Memory API", 1)[1].split("\n## ", 1)[0]
+    methods = re.findall(r"^\| `(\w+)\(([^`]*)\)` \|", table, flags=re.MULTILINE)
+    assert len(methods) > 20
+    for name, arguments in methods:
+        written = [a.split("=")[0].strip() for a in arguments.split(",") if a.strip() not in "*"]
+        parameters = list(inspect.signature(getattr(Memory, name)).parameters)[1:]
+        assert written == parameters, name
