@@ -447,6 +447,36 @@ def test_create_server_keeps_how_the_memory_embeds(tmp_path: Path) -> None:
         assert memory.actor == "api"  # the served copy's writes are recorded as mcp
 
 
+@pytest.mark.default_embedder
+def test_create_server_searches_by_meaning_by_default(tmp_path: Path) -> None:
+    """``create_server(db)`` has the default embedder, as ``Memory(db)``, ``create_app(db)``
+    and ``noted mcp`` have: a search by meaning finds a memory that shares no word with
+    the query. ``embedder=None`` searches by words only."""
+    from mcp.client.client import Client
+
+    from noted.mcp import create_server
+
+    file = str(tmp_path / "noted.db")
+    with contextlib.closing(SqliteDb(db_file=file)) as store:
+        Memory(store, embedder=None).add_user_memories(
+            [
+                UserMemory("The user likes to ski", memory_id="ski"),
+                UserMemory("The user has a cat"),
+            ],
+            user_id=USER,
+        )
+
+    async def search(server: Any) -> Any:
+        async with Client(server) as client:
+            return await client.call_tool("search_memories", SNOW)
+
+    found = asyncio.run(search(create_server(file, user_id=USER)))
+    assert not found.is_error, found.content
+    assert [m["id"] for m in found.structured_content["memories"]] == ["ski"]
+    words_only = asyncio.run(search(create_server(file, embedder=None, user_id=USER)))
+    assert words_only.is_error
+
+
 # -- the stdio transport itself: raw JSON-RPC lines, as any client writes them ---------------
 
 HELLO = {

@@ -30,6 +30,7 @@ from noted.mcp.arguments import Arguments
 from noted.mcp.tools import TOOLS, Tool
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.door import told
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.retrieval.embedders import Embedder
 from noted.schema import require_id
 from noted.server.auth import Auth, Unauthorized
@@ -235,7 +236,7 @@ def _mcp_memory(
     if memory is None:
         store = open_store(db or "noted.db") if db is None or isinstance(db, str) else db
         return Memory(store, embedder=embedder, actor="mcp")
-    if db is not None or embedder is not None:
+    if db is not None or embedder != DEFAULT_EMBEDDER:
         raise UserError("give either memory=... or db=... (and embedder=...), not both")
     return memory.acting_as("mcp")  # its index as it is: searches embed what it would
 
@@ -244,14 +245,15 @@ def create_server(
     db: MemoryStore | str | None = None,
     *,
     memory: Memory | None = None,
-    embedder: Embedder | str | None = None,
+    embedder: Embedder | str | None = DEFAULT_EMBEDDER,
     user_id: str | None = None,
     auth: Auth | None = None,
     in_thread: bool | None = None,
 ) -> Server[Any]:
     """An MCP server over a store (a store object, a URL or SQLite path for
     :func:`~noted.open_store`) or over ``memory``'s store. Writes are recorded with the
-    actor ``"mcp"``. ``embedder`` makes semantic and hybrid search available.
+    actor ``"mcp"``. ``embedder`` (the local model by default, as for :class:`Memory`;
+    ``None`` for keyword search only) makes semantic and hybrid search available.
 
     Without ``auth`` every call is about ``user_id`` (``"default"`` when omitted). With
     ``auth`` (for streamable HTTP) each call's ``Authorization`` header decides: a user
