@@ -229,6 +229,9 @@ def test_create_limits_and_defaults(client: TestClient) -> None:
     blank = client.post("/memories", json={"memory": " \n\t ", "user_id": "ava"})
     assert blank.status_code == 422
     assert blank.json()["detail"] == "memory: must not be empty or blank"
+    assert blank.json()["errors"] == [
+        {"loc": ["body", "memory"], "msg": "must not be empty or blank"}
+    ]
     assert client.post("/memories", json={"memory": "", "user_id": "ava"}).status_code == 422
     assert client.post("/memories", json={"user_id": "ava"}).status_code == 422
     # the admin key (an open server) without a user writes for the default user

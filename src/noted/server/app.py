@@ -93,11 +93,17 @@ def _describe(error: dict[str, Any]) -> str:
             return "the request body is missing: send a JSON object"
         return "the request body must be a JSON object, sent as Content-Type: application/json"
     where = ".".join(str(part) for part in loc if part != "body") or "request"
+    return f"{where}: {_reason(error)}"
+
+
+def _reason(error: dict[str, Any]) -> str:
+    """What is wrong with a field, in the words the API uses for it elsewhere."""
+    kind = error.get("type")
     if kind == "string_unicode":
-        return f"{where}: must be valid Unicode text (it has an unpaired surrogate)"
+        return "must be valid Unicode text (it has an unpaired surrogate)"
     if kind == "string_too_short" and (error.get("ctx") or {}).get("min_length") == 1:
-        return f"{where}: must not be empty or blank"
-    return f"{where}: {error.get('msg', 'invalid')}"
+        return "must not be empty or blank"
+    return str(error.get("msg", "invalid"))
 
 
 def _unparsable(exc: HTTPException) -> str:
@@ -123,7 +129,7 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
 
 def _plain(error: dict[str, Any]) -> dict[str, Any]:
     """A validation error without the offending input (which may be huge or not JSON)."""
-    return {"loc": [str(p) for p in error.get("loc", ())], "msg": str(error.get("msg", ""))}
+    return {"loc": [str(p) for p in error.get("loc", ())], "msg": _reason(error)}
 
 
 async def _from_admin(request: Request) -> bool:
