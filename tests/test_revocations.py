@@ -4,14 +4,16 @@ forward, and seen by another store object on the same database (another worker).
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import pytest
 
-from conftest import open_store
+from conftest import open_store, server_url
 from noted import MemoryStore
+from noted.db.postgres import PostgresDb
 from noted.db.revocations import TokenRevocations
-from noted.errors import UserError
+from noted.errors import StoreError, UserError
 from servers import Server
 
 
@@ -79,3 +81,49 @@ def test_a_token_issued_just_after_a_revocation_works(store: MemoryStore) -> Non
         assert auth.authenticate(f"Bearer {after}") is not None
         with pytest.raises(Unauthorized):
             auth.authenticate(f"Bearer {before}")
+
+
+def revoke_at_once(stores: list[PostgresDb]) -> list[StoreError]:
+    """Store ``n`` revokes ``user<n>``'s tokens, every store at the same moment (a thread
+    each); the failures."""
+    start = threading.Barrier(len(stores))
+    failures: list[StoreError] = []
+
+    def revoke(store: PostgresDb, n: int) -> None:
+        start.wait()
+        try:
+            store.revoke_tokens(f"user{n}", 100.0 + n)
+        except StoreError as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=revoke, args=(s, n)) for n, s in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return failures
+
+
+def test_first_revocations_sent_to_several_servers_at_once(
+    servers: dict[str, Server | str],
+) -> None:
+    # The first revocation makes the table. Sent to four servers of one database at once
+    # (a store object each, as each process has its own), every one is kept: none fails
+    # on the others making the table at the same time.
+    url = server_url(servers, "postgres")
+    for attempt in range(5):
+        table = f"rv_at_once{attempt}"
+        stores = [PostgresDb(url, memory_table=table, session_table=f"{table}_s") for _ in range(4)]
+        try:
+            for store in stores:
+                assert store.tokens_revoked_before("ava") is None  # set up, nothing revoked
+            assert revoke_at_once(stores) == []
+            assert [stores[0].tokens_revoked_before(f"user{n}") for n in range(4)] == [
+                100.0,
+                101.0,
+                102.0,
+                103.0,
+            ]
+        finally:
+            for store in stores:
+                store.close()

@@ -39,6 +39,7 @@ __all__ = [
     "MIGRATIONS",
     "SESSION_MIGRATIONS",
     "SESSION_TABLE_SUFFIXES",
+    "SET_UP_LOCK",
     "TEXT_WORDS",
     "WORDS",
     "Extensions",
@@ -112,6 +113,9 @@ class Extensions:
 Connection = psycopg.Connection[tuple[object, ...]]
 Migration = Callable[[Connection, Names, Extensions], None]
 
+# the advisory lock (the hash of this text) held while a store sets up the database, and
+# while anything else creates what several processes could create at once
+SET_UP_LOCK: Final = "noted:set-up"
 MAX_NAME: Final = 63  # PostgreSQL keeps this many bytes of a name, and cuts the rest
 MEMORY_TABLE_SUFFIXES: Final = ("_events", "_generations", "_counts", REVOKED)
 SESSION_TABLE_SUFFIXES: Final = ("_runs", "_jobs")

@@ -289,7 +289,7 @@ class PostgresDb(
             # versions table are shared by every store in it, and two creating one at once
             # fail (a duplicate in the catalog). The lock per table is the one stores of
             # schema version 1 took: they wait for this one's migration too.
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext('noted:set-up'))")
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (pg_schema.SET_UP_LOCK,))
             if self.schema is not None:
                 conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
             extensions = pg_schema.Extensions(
