@@ -258,3 +258,27 @@ def test_a_server_stopped_with_sigterm_finishes_the_job_it_runs(tmp_path: Path) 
         assert store.list_jobs(status=None) == []
         [learned] = store.list_memories(MemoryQuery(user_id="ava"))
         assert learned.memory == "User said: I keep bees"
+
+
+def test_a_worker_on_tables_of_a_newer_noted_stops_and_says_so(
+    servers: dict[str, Server | str], tmp_path: Path
+) -> None:
+    # No job can be claimed on tables a newer noted made: the worker exits with the
+    # reason, rather than logging it twice a second for ever.
+    db = fresh_database(server_url(servers, "postgres"))
+    with open_store(db) as store:
+        assert isinstance(store, JobStore)
+        assert store.list_jobs(limit=None) == []  # the tables made, at this noted's versions
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE noted_schema_versions SET version = 99 WHERE table_name = %s",
+            ("noted_sessions",),
+        )
+    config = tmp_path / "noted.toml"
+    config.write_text('[agent]\nmodel = "turns:x"\nagent_id = "assistant"\nmemory = "auto"\n')
+    logs = tmp_path / "worker.log"
+    with worker(db, config, logs) as process:
+        assert process.wait(20) == 1, logs.read_text()
+    said = logs.read_text()
+    assert "table noted_sessions has schema version 99, newer than this noted knows" in said
+    assert "upgrade noted" in said

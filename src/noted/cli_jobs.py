@@ -14,7 +14,7 @@ from noted._time import now_micros
 from noted.agent.jobs import JobWorker, job_worker
 from noted.cli_db import positive_int, with_config_db
 from noted.db.jobs import JOB_STATUSES, JobStore, job_ages
-from noted.errors import NotFoundError, UserError
+from noted.errors import NotFoundError, SchemaVersionError, StoreError, UserError
 from noted.memory import Memory
 
 __all__ = ["add_job_commands"]
@@ -116,8 +116,22 @@ def serving_worker(memory: Memory, args: argparse.Namespace) -> JobWorker:
     return worker
 
 
+def _refuse_newer_tables(store: JobStore) -> None:
+    """Raise SchemaVersionError when the store's tables were made by a newer noted: no
+    job could ever be claimed there, so the worker stops with that error rather than
+    retrying forever. A store that cannot answer yet (a database still starting) is
+    left to the worker's loop, which tries again."""
+    try:
+        store.list_jobs(limit=1)
+    except SchemaVersionError:
+        raise
+    except StoreError:
+        pass  # the loop's first claim says why, and it tries again
+
+
 def cmd_worker(memory: Memory, args: argparse.Namespace) -> int:
     worker = serving_worker(memory, args)
+    _refuse_newer_tables(worker.store)
     stop = threading.Event()
     previous = {
         signum: signal.signal(signum, lambda *_: stop.set())
