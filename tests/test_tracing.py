@@ -621,7 +621,7 @@ def test_without_openinference_instrumentation_there_are_no_context_attributes(
         monkeypatch.setitem(sys.modules, "openinference.instrumentation", None)
         noted_tracing.instrument(tracer_provider=traces.provider)
         Agent(ScriptedModel(["Hello."])).run("Hi")
-    assert "session.id" not in attrs(traces.one("model call"))
+    assert attrs(traces.one("model call"))["session.id"] != "app-session"
     assert attrs(traces.one("Agent.run"))["session.id"] != "app-session"
 
 
@@ -846,3 +846,73 @@ def test_a_session_summary_update_is_a_chain_span_in_the_runs_trace(traces: Trac
     call = attrs(traces.one("session summary model call"))
     params = json.loads(call["llm.invocation_parameters"])
     assert params["response_format"]["name"] == "session_summary"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_every_span_of_a_run_carries_its_session_and_user(
+    traces: Traces, tmp_path: Path, stream: bool
+) -> None:
+    """Phoenix filters spans by session.id and user.id: a run's model calls, tool calls,
+    memory selections and its background work's spans carry them, not only the run's."""
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str | ModelResponse:
+        if is_manager(messages):
+            return json.dumps({"operations": []})
+        if (messages[0].content or "").startswith("You keep a running summary"):
+            return json.dumps({"summary": "Weather talk.", "topics": ["weather"]})
+        if messages[-1].role == "user":
+            return ModelResponse(tool_calls=[call("get_weather", city="Rome")])
+        return "Sunny."
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    agent = Agent(
+        FunctionModel(fn),
+        db=SqliteDb(tmp_path / "t.db"),
+        tools=[get_weather],
+        user_id="u1",
+        session_id="s1",
+        enable_user_memories=True,
+        enable_session_summaries=True,
+    )
+    if stream:
+        list(agent.run("Weather in Rome?", stream=True))
+    else:
+        agent.run("Weather in Rome?")
+    assert agent.wait_for_memories(timeout=10)
+    names = sorted(s.name for s in traces.spans)
+    assert names == sorted(
+        [
+            "Agent.run",
+            "memory selection",
+            "model call",
+            "get_weather",
+            "model call",
+            "memory extraction",
+            "memory selection",
+            "memory manager model call",
+            "session summary update",
+            "session summary model call",
+        ]
+    )
+    for span in traces.spans:
+        found = attrs(span)
+        assert (found.get("session.id"), found.get("user.id")) == ("s1", "u1"), span.name
+
+
+def test_a_json_answer_is_json_in_its_spans_output(traces: Traces) -> None:
+    """The memory manager's and the summarizer's answers are JSON (their requests give a
+    response schema): Phoenix shows them as JSON when the span says so."""
+    agent = Agent(
+        extractor(),
+        user_id="u1",
+        enable_user_memories=True,
+        background_memory=False,
+    )
+    agent.run("I love Italian food")
+    manager = attrs(traces.one("memory manager model call"))
+    assert json.loads(manager["output.value"])["operations"][0]["op"] == "add"
+    assert manager["output.mime_type"] == "application/json"
+    assert attrs(traces.one("model call"))["output.mime_type"] == "text/plain"

@@ -261,12 +261,15 @@ def llm_identity(model: ChatModel) -> Attributes:
     return out
 
 
-def llm_request(model: ChatModel, request: ModelRequest, settings: TraceSettings) -> Attributes:
-    """An LLM span's opening attributes: the model, its settings, the messages, the tools.
-    The span's identity (:func:`llm_identity`) comes last: past its limit (128 attributes
-    by default) the OpenTelemetry SDK drops a span's oldest attributes, and a long
-    conversation's messages are many."""
-    out: Attributes = {}
+def llm_request(
+    model: ChatModel, request: ModelRequest, settings: TraceSettings, first: Attributes
+) -> Attributes:
+    """An LLM span's opening attributes: ``first`` (the session and user it belongs to),
+    the model, its settings, the messages, the tools. The span's identity
+    (:func:`llm_identity`) comes last: past its limit (128 attributes by default) the
+    OpenTelemetry SDK drops a span's oldest attributes, and a long conversation's messages
+    are many."""
+    out: Attributes = dict(first)
     if not settings.hide_llm_invocation_parameters:
         out[SpanAttributes.LLM_INVOCATION_PARAMETERS] = _parameters_json(model, request)
     if request.tools and not (settings.hide_inputs or settings.hide_llm_tools):
@@ -315,8 +318,11 @@ def _token_counts(usage: Usage) -> Attributes:
     return out
 
 
-def llm_response(response: ModelResponse, settings: TraceSettings) -> Attributes:
-    """An LLM span's closing attributes: the answer and the token counts."""
+def llm_response(
+    response: ModelResponse, settings: TraceSettings, structured: bool = False
+) -> Attributes:
+    """An LLM span's closing attributes: the answer and the token counts. ``structured``:
+    the request asked for JSON (a response schema), so the answer's text is JSON."""
     out = _token_counts(response.usage)
     if settings.output_messages():
         text = not settings.hide_output_text
@@ -327,7 +333,8 @@ def llm_response(response: ModelResponse, settings: TraceSettings) -> Attributes
         if response.tool_calls:
             out.update(text_value("output", to_json(answer.to_dict()), not text, JSON))
         else:
-            out.update(text_value("output", response.content, not text))
+            mime = JSON if structured else TEXT
+            out.update(text_value("output", response.content, not text, mime))
     elif settings.hide_outputs:
         out.update(text_value("output", "", True))
     return out

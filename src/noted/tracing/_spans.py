@@ -72,6 +72,10 @@ _LLM_NAMES: dict[str, str] = {
 _MEMORY_CALLERS = frozenset(("memory manager", "agentic search"))
 _TOKENS = (TextDelta, ToolCallDelta)  # what counts as the first token of a stream
 _KIND = SpanAttributes.OPENINFERENCE_SPAN_KIND
+_SESSION = SpanAttributes.SESSION_ID
+_USER = SpanAttributes.USER_ID
+# The session and user of the work a span belongs to, for the spans made inside it.
+_IDS = otel_context.create_key("noted.tracing.ids")
 _METADATA = SpanAttributes.METADATA
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
 _attach = otel_context.attach
@@ -123,6 +127,24 @@ def _context_of(traceparent: str | None) -> otel_context.Context:
     if parent.is_valid and not parent.trace_flags.sampled:
         return otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True, ctx)
     return ctx
+
+
+def _inherited() -> Attributes:
+    """The ``session.id`` and ``user.id`` of the span the current work belongs to (the
+    run's, a memory extraction's), for a span made inside it that knows none of its own:
+    Phoenix filters and groups spans by them, a model call or tool call included."""
+    ids = otel_context.get_value(_IDS)
+    return ids if isinstance(ids, dict) else {}
+
+
+def _inside(
+    span: Span, opening: Attributes, parent: otel_context.Context | None = None
+) -> otel_context.Context:
+    """The context of the work inside ``span``: the span as current, and the session and
+    user of its ``opening`` attributes for the spans made there."""
+    ctx = trace.set_span_in_context(span, parent)
+    ids = {key: opening[key] for key in (_SESSION, _USER) if key in opening}
+    return otel_context.set_value(_IDS, ids, ctx) if ids else ctx
 
 
 def _unsampled() -> otel_context.Context:
@@ -199,12 +221,14 @@ class CarriedWork:
 class _Started:
     """A traced call's span, and what its end needs: the call's arguments, the span's
     identity (its kind: set last, see :func:`_dropped`), the context attributes it sets
-    again (see :func:`_with_context`)."""
+    again (see :func:`_with_context`), its opening attributes (whose session and user the
+    spans inside it inherit)."""
 
     span: Span
     bound: inspect.BoundArguments
     identity: Attributes
     context: Attributes
+    opening: Attributes
 
 
 class Spans:
@@ -255,7 +279,7 @@ class Spans:
         span = self.tracer.start_span(
             f"{agent.name or 'Agent'}.run", context=parent, attributes=opening
         )
-        ctx = trace.set_span_in_context(span, parent)
+        ctx = _inside(span, opening, parent)
         run_id: str | None = None  # set with the closing attributes, in one call
         done = False  # the span ends with the run's last event: callers may stop there
         try:
@@ -308,9 +332,8 @@ class Spans:
         self, model: ChatModel, request: ModelRequest, caller: Caller, streamed: bool = False
     ) -> tuple[Span, Attributes]:
         """The LLM span, and the context attributes its end sets again."""
-        opening, context = _with_context(
-            self._context(), attrs.llm_request(model, request, self._for(caller))
-        )
+        own = attrs.llm_request(model, request, self._for(caller), _inherited())
+        opening, context = _with_context(self._context(), own)
         if streamed:
             opening["noted.stream"] = True
         return self.tracer.start_span(_LLM_NAMES[caller], attributes=opening), context
@@ -328,10 +351,10 @@ class Spans:
         response: ModelResponse,
         caller: Caller,
         context: Attributes,
+        structured: bool,
     ) -> None:
-        span.set_attributes(
-            attrs.with_context(context, attrs.llm_response(response, self._for(caller)))
-        )
+        closing = attrs.llm_response(response, self._for(caller), structured)
+        span.set_attributes(attrs.with_context(context, closing))
         if _dropped(span):
             span.set_attributes(attrs.llm_identity(model))
         span.set_status(_OK)
@@ -346,7 +369,8 @@ class Spans:
                 response = await model.acomplete(request)
             finally:
                 _detach(token)
-            self._llm_done(span, model, response, caller, context)
+            structured = request.response_schema is not None
+            self._llm_done(span, model, response, caller, context, structured)
         except BaseException as exc:
             _failed(span, exc)
             raise
@@ -379,7 +403,8 @@ class Spans:
                     waiting = False
                 yield delta
             # ``answer`` is the consumer's builder: it holds every delta by now
-            self._llm_done(span, model, answer.build(), caller, context)
+            structured = request.response_schema is not None
+            self._llm_done(span, model, answer.build(), caller, context, structured)
         except GeneratorExit:
             span.set_attribute("noted.stream.stopped", True)
             raise
@@ -432,11 +457,12 @@ class Spans:
         bound = inspect.signature(fn).bind(*args, **kwargs)
         bound.apply_defaults()
         name, own = recorder.start(bound.arguments, self.settings)
-        opening, context = _with_context(self._context(), own)
+        ids = _inherited()
+        opening, context = _with_context(self._context(), {**ids, **own} if ids else own)
         identity: Attributes = {_KIND: opening.pop(_KIND)}
         opening.update(identity)
         span = self.tracer.start_span(name, attributes=opening)
-        return _Started(span, bound, identity, context)
+        return _Started(span, bound, identity, context, opening)
 
     def _end(self, recorder: Recorder, started: _Started, result: Any) -> None:
         span = started.span
@@ -455,7 +481,7 @@ class Spans:
         recorder = RECORDERS[step]
         started = self._start(recorder, fn, args, kwargs)
         with _recording(started.span):
-            with _attached(trace.set_span_in_context(started.span)):
+            with _attached(_inside(started.span, started.opening)):
                 result = fn(*args, **kwargs)
             self._end(recorder, started, result)
         return result
@@ -482,7 +508,7 @@ class Spans:
             recorder = RECORDERS[step]
             started = self._start(recorder, fn, args, kwargs)
         with _recording(started.span):
-            with _attached(trace.set_span_in_context(started.span, parent)):
+            with _attached(_inside(started.span, started.opening, parent)):
                 result = await fn(*args, **kwargs)
             self._end(recorder, started, result)
         return result
