@@ -916,3 +916,63 @@ def test_a_json_answer_is_json_in_its_spans_output(traces: Traces) -> None:
     assert json.loads(manager["output.value"])["operations"][0]["op"] == "add"
     assert manager["output.mime_type"] == "application/json"
     assert attrs(traces.one("model call"))["output.mime_type"] == "text/plain"
+
+
+ZERO_CODE_SCRIPT = """
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from noted import Agent, tracing
+from noted.testing import ScriptedModel
+
+assert tracing.is_instrumented()  # by opentelemetry-instrument, before this script ran
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)  # what a distro's configurator does
+Agent(ScriptedModel(["Hello."]), user_id="u1").run("Hi")
+print(sorted(span.name for span in exporter.get_finished_spans()))
+"""
+
+
+def test_opentelemetry_instrument_traces_a_noted_process(tmp_path: Path) -> None:
+    """``opentelemetry-instrument noted worker`` (or ``noted serve``, or a script) is how a
+    process that noted's own commands start gets traced: it loads the instrumentors of the
+    ``opentelemetry_instrumentor`` entry points, as OpenInference's do. noted's entry points
+    are those of pyproject.toml, installed here as a package's metadata."""
+    import tomllib
+
+    project = tomllib.loads((Path(SRC).parent / "pyproject.toml").read_text())["project"]
+    points = project["entry-points"]
+    assert points["openinference_instrumentor"] == points["opentelemetry_instrumentor"]
+    site = tmp_path / "site"
+    info = site / "noted_entry_points-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: noted-entry-points\nVersion: 1.0\n"
+    )
+    (info / "entry_points.txt").write_text(
+        "[opentelemetry_instrumentor]\n"
+        + "".join(f"{k} = {v}\n" for k, v in points["opentelemetry_instrumentor"].items())
+    )
+    script = tmp_path / "app.py"
+    script.write_text(ZERO_CODE_SCRIPT)
+    program = Path(sys.executable).parent / "opentelemetry-instrument"
+    done = subprocess.run(
+        [str(program), sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "PYTHONPATH": f"{site}:{SRC}",
+            # only noted's instrumentor, no exporter of the default configuration
+            "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS": "openai,anthropic,google_genai",
+            "OTEL_TRACES_EXPORTER": "none",
+        },
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['Agent.run', 'model call']"
