@@ -282,3 +282,56 @@ def test_a_worker_on_tables_of_a_newer_noted_stops_and_says_so(
     said = logs.read_text()
     assert "table noted_sessions has schema version 99, newer than this noted knows" in said
     assert "upgrade noted" in said
+
+
+def test_a_server_stopped_with_sigterm_leaves_its_waiting_jobs_for_the_next(
+    tmp_path: Path,
+) -> None:
+    # Four turns wait for a memory manager that takes two seconds each: SIGTERM during the
+    # first lets that one finish, and leaves the other three, untouched, to the next start.
+    from noted import SqliteDb
+
+    db = str(tmp_path / "n.db")
+    config = tmp_path / "noted.toml"
+    config.write_text(
+        '[agent]\nmodel = "slow:x"\nagent_id = "assistant"\nmemory = "auto"\nhistory = 0\n'
+    )
+    said = [f"I keep bees {n}" for n in range(4)]
+    options = ("--db", db, "--config", str(config), "--embedder", "none", "--no-access-log")
+    port = free_port()
+    with serve(tmp_path, *options, "--port", str(port), launcher=LAUNCHER, port=port) as served:
+        for message in said:
+            run = httpx.post(
+                f"{served.url}/agents/assistant/runs",
+                json={"message": message, "user_id": "ava", "session_id": "s", "stream": False},
+                timeout=30,
+            )
+            assert run.status_code == 200, run.text
+        with SqliteDb(db) as store:
+            deadline = time.monotonic() + 10
+            while "running" not in [j.status for j in store.list_jobs(status=None)]:
+                assert time.monotonic() < deadline, "no job started"
+                time.sleep(0.02)
+        served.process.send_signal(signal.SIGTERM)
+        assert served.process.wait(30) == -signal.SIGTERM, served.stderr()
+        assert "Traceback" not in served.stderr()
+    with SqliteDb(db) as store:
+        assert [(j.status, j.said) for j in store.list_jobs(status=None)] == [
+            ("pending", message) for message in said[1:]
+        ]
+        [learned] = store.list_memories(MemoryQuery(user_id="ava"))
+        assert learned.memory == f"User said: {said[0]}"
+    config.write_text(config.read_text().replace("slow:x", "turns:x"))
+    port = free_port()
+    with (
+        serve(tmp_path, *options, "--port", str(port), launcher=LAUNCHER, port=port) as served,
+        SqliteDb(db) as store,
+    ):
+        deadline = time.monotonic() + 30
+        while store.list_jobs(status=None) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert store.list_jobs(status=None) == []
+        memories = store.list_memories(
+            MemoryQuery(user_id="ava", sort_by="created_at", sort_order="asc")
+        )
+        assert [m.memory for m in memories] == [f"User said: {message}" for message in said]

@@ -111,6 +111,9 @@ class JobWorker:
     lease: float = DEFAULT_LEASE
     max_attempts: int = DEFAULT_ATTEMPTS
     owner: str = field(default_factory=worker_name)
+    stopping: threading.Event = field(default_factory=threading.Event)
+    """Set when the process stops: no drain claims another job (the one under way
+    finishes), whoever started the drain."""
 
     async def run_job(self, job: Job) -> None:
         """One attempt at ``job`` (claimed by this worker)."""
@@ -169,7 +172,7 @@ class JobWorker:
         """Claim and run jobs (of the ordering ``keys`` only, when given) until none is due
         (or ``stop`` is set); how many were run."""
         done = 0
-        while stop is None or not stop.is_set():
+        while not self.stopping.is_set() and (stop is None or not stop.is_set()):
             job = await asyncio.to_thread(
                 self.store.claim_job, self.owner, self.lease, self.agent_id, keys
             )
@@ -552,11 +555,13 @@ def job_worker(agent: Agent) -> JobWorker | None:
 def start_job_loop(agent: Agent, poll: float = 0.5) -> threading.Event | None:
     """Run the agent's jobs in this process, looking every ``poll`` seconds for those
     other processes left (their lease expired) as well as its own, until the returned
-    event is set (at exit at the latest)."""
+    event is set (at exit at the latest). Once it is set, no job is claimed any more, by
+    this loop or by the drains the agent's runs start: only the jobs under way finish."""
     kicker: JobKicker | None = agent._jobs
     if kicker is None:
         return None
-    stop = threading.Event()
+    stop = kicker.worker.stopping
+    stop.clear()  # an app served again in the same process takes jobs again
     atexit.register(stop.set)  # before the background loop waits for what it runs
     _portal.background(kicker.worker.serve(stop, poll))
     return stop
