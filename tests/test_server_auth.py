@@ -19,6 +19,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
+from held_model import HeldAnswer
 from live_server import LocalClient, live_server
 from noted import (
     Agent,
@@ -549,6 +550,41 @@ def test_what_a_user_token_sees_without_naming_anyone(world: World) -> None:
     assert world.store.get_session("as", "alice").run_count == 2  # type: ignore[union-attr]
     assert client.delete("/sessions/as", headers=alice).status_code == 204
     assert snapshot(world, "bob") == bob_before
+
+
+def test_a_session_another_user_opens_while_a_stream_answers_is_no_session(
+    db: SqliteDb,
+) -> None:
+    """Bob's streamed run names a new session; while it answers, alice opens a session of
+    that id. Bob's run is not saved in alice's session, and his stream ends as a run refused
+    up front is answered: no such session, nothing about whose it is."""
+    held = HeldAnswer("hello?")
+    agent = Agent(held.model, db=db, agent_id="helper")
+    app = create_app(db, api_key=KEY, token_secret=SECRET, agent=agent)
+    alice = bearer(issue_token("alice", SECRET))
+    bob = bearer(issue_token("bob", SECRET))
+    streamed: list[str] = []
+
+    def bobs_run(http: httpx.Client) -> None:
+        body = {"message": "hello?", "session_id": "shared"}
+        with http.stream("POST", "/agents/helper/runs", json=body, headers=bob) as r:
+            assert r.status_code == 200
+            streamed.append("".join(r.iter_text()))
+
+    with live_server(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        running = threading.Thread(target=bobs_run, args=(http,))
+        running.start()
+        assert held.asked.wait(30)
+        first = {"message": "hi", "session_id": "shared", "stream": False}
+        assert http.post("/agents/helper/runs", json=first, headers=alice).status_code == 200
+        held.release.set()
+        running.join(30)
+    [text] = streamed
+    last = text.strip().split("\n\n")[-1]
+    assert last == 'event: error\ndata: {"detail": "no such session"}', text
+    session = db.get_session("shared", "alice")
+    assert session is not None
+    assert [run.input for run in session.runs] == ["hi"]
 
 
 @pytest.mark.parametrize(

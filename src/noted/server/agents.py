@@ -32,6 +32,7 @@ log = logging.getLogger("noted.server")
 __all__ = ["agent_id_of", "agent_routes"]
 
 DEFAULT_AGENT_ID = "agent"
+NO_SESSION = "no such session"  # what a user token is told of another user's session
 
 
 def agent_id_of(agent: Agent) -> str:
@@ -134,7 +135,7 @@ def agent_routes(svc: Services) -> APIRouter:
         except ConflictError:
             if principal.is_admin:
                 raise
-            raise NotFoundError("no such session") from None
+            raise NotFoundError(NO_SESSION) from None
         return StreamingResponse(
             _stream(first, events, principal.is_admin),
             media_type="text/event-stream",
@@ -155,6 +156,10 @@ async def _stream(
                 break
     except (StoreError, ModelError) as exc:  # what and where: the admin's only
         yield sse("error", {"detail": failure_detail(exc, admin, "the run's stream failed")})
+    except ConflictError as exc:
+        # another user opened the session while this run answered: to a user token, a
+        # session of someone else's is no session, as when the run is refused up front
+        yield sse("error", {"detail": str(exc) if admin else NO_SESSION})
     except NotedError as exc:
         yield sse("error", {"detail": str(exc)})
     except Exception:  # a model or tool that fails some other way: said, then logged
