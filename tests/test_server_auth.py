@@ -7,6 +7,7 @@ answers 404 and changes nothing.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import jwt
 import pytest
 from fastapi.testclient import TestClient
 
+from conftest import server_url
 from held_model import HeldAnswer
 from live_server import LocalClient, live_server
 from noted import (
@@ -35,10 +37,12 @@ from noted import (
 from noted.errors import UserError
 from noted.server import create_app, issue_token
 from noted.testing import ScriptedModel
+from servers import Server
 
 KEY = "admin-key-0123456789abcdef0123456789"
 SECRET = "token-secret-" + "0123456789abcdef" * 4
 ADMIN = {"Authorization": f"Bearer {KEY}"}
+_tables = itertools.count(1)
 
 
 @pytest.fixture(autouse=True)
@@ -677,5 +681,52 @@ def test_a_user_tokens_check_does_not_stall_the_other_requests(tmp_path: Path) -
         took = time.monotonic() - started
         db.release.set()
         waiting.join(10)
+    assert health.status_code == 200 and took < 2, took
+    assert answers == [200]
+
+
+@pytest.mark.parametrize(
+    ("locked", "path", "who"),
+    [
+        ("revocations", "/memories", "token"),  # the token's check
+        ("memories", "/memories", "admin"),  # the listing answered before the framework
+        ("memories", "/memories?user_id=ava&ordered=1", "admin"),  # and by the route
+    ],
+)
+def test_a_listing_waiting_for_postgresql_does_not_stall_the_other_requests(
+    servers: dict[str, Server | str], locked: str, path: str, who: str
+) -> None:
+    # A listing waits while PostgreSQL holds its table locked (a migration, VACUUM FULL):
+    # read on the event loop, it froze every connection, /health included, until it ended.
+    from psycopg import connect
+
+    from noted.db.postgres import PostgresDb
+
+    url = server_url(servers, "postgres")
+    table = f"stall{next(_tables)}"
+    db = PostgresDb(url, memory_table=table, session_table=f"{table}_sessions")
+    app = create_app(db, api_key=KEY, token_secret=SECRET)
+    headers = ADMIN if who == "admin" else bearer(issue_token("ava", SECRET))
+    answers: list[int] = []
+    try:
+        Memory(db).add_user_memory(UserMemory("Ava likes to ski"), "ava")
+        db.revoke_tokens("nobody", time.time())
+        with live_server(app) as served, connect(url) as holder:
+            name = table if locked == "memories" else f"{table}_revoked"
+            holder.execute(f'LOCK TABLE "{name}" IN ACCESS EXCLUSIVE MODE')
+            waiting = threading.Thread(
+                target=lambda: answers.append(
+                    httpx.get(f"{served}{path}", headers=headers, timeout=30).status_code
+                )
+            )
+            waiting.start()
+            time.sleep(0.5)  # the listing waits for the lock
+            started = time.monotonic()
+            health = httpx.get(f"{served}/health", timeout=10)
+            took = time.monotonic() - started
+            holder.rollback()
+            waiting.join(30)
+    finally:
+        db.close()
     assert health.status_code == 200 and took < 2, took
     assert answers == [200]

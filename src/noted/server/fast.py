@@ -88,6 +88,17 @@ def _query(svc: Services, scope: Scope) -> tuple[MemoryQuery, int] | None:
     return query, page
 
 
+def _answer(svc: Services, scope: Scope) -> bytes | None:
+    """The body of a plainly valid listing request, or None to leave it to the route."""
+    found = _query(svc, scope)  # a user token's check reads the store's revocations
+    if found is None:
+        return None
+    try:
+        return json_bytes(memory_page(svc, *found))
+    except NotedError:
+        return None  # the route answers it, with the error mapped to a status
+
+
 class FastMemoryList:
     """ASGI middleware: answers plainly valid ``GET /memories`` listings itself."""
 
@@ -98,17 +109,11 @@ class FastMemoryList:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/memories":
-            found = _query(self.svc, scope)
-            if found is not None:
-                try:
-                    page = memory_page(self.svc, *found)
-                except NotedError:
-                    page = None  # the route answers it, with the error mapped to a status
-                if page is not None:
-                    self.answered += 1
-                    body = json_bytes(page)
-                    headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
-                    return
+            body = await self.svc.read(_answer, self.svc, scope)
+            if body is not None:
+                self.answered += 1
+                headers = [*_HEADERS, (b"content-length", str(len(body)).encode())]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body})
+                return
         await self.app(scope, receive, send)

@@ -135,7 +135,7 @@ def memory_routes(svc: Services) -> APIRouter:
             return json_response({"data": rows, "meta": meta})
         if search_type is not None:
             raise UserError("search_type needs search_content")
-        return json_response(memory_page(svc, query, page))
+        return json_response(await svc.read(memory_page, svc, query, page))
 
     @router.post(
         "/memories",
@@ -257,7 +257,8 @@ def memory_routes(svc: Services) -> APIRouter:
 
 def memory_page(svc: Services, query: MemoryQuery, page: int) -> dict[str, Any]:
     """One page of a listing (no search) with its paging meta. A page is at most 100 rows
-    read by index: the routes run it inline, cheaper than a thread hop."""
+    read by index: the routes run it inline on a store read in this process, cheaper than
+    a thread hop (see :meth:`Services.read`)."""
     assert query.limit is not None
     rows: Any
     if svc.listing is not None:

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Final, ParamSpec, TypeVar
 
 from fastapi import Request, Security
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from noted.agent import Agent
 from noted.db.base import JsonListing, MemoryQuery, Store
+from noted.db.memory import InMemoryDb
+from noted.db.sqlite import SqliteDb
 from noted.memory import Memory
 from noted.schema import UserStats
 from noted.server.auth import Auth, Principal
 
-__all__ = ["Services"]
+__all__ = ["LOCAL_STORES", "Services"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+LOCAL_STORES: Final = (SqliteDb, InMemoryDb)
+"""The stores read in this process (a file, or its memory), which the plain listing reads
+on the event loop: a bounded, indexed read that waits for no lock. Any other store is read
+over the network, where a read may wait for seconds (a table locked by a migration, a
+server that went away): from a worker thread, so that it stalls no other request."""
 
 BEARER = HTTPBearer(
     auto_error=False,
@@ -29,9 +42,18 @@ class Services:
     auth: Auth
     agents: dict[str, Agent] = field(default_factory=dict)
     listing: JsonListing | None = field(init=False)  # the store, when it writes JSON listings
+    reads_inline: bool = field(init=False)  # a listing is read on the event loop (LOCAL_STORES)
 
     def __post_init__(self) -> None:
         self.listing = self.store if isinstance(self.store, JsonListing) else None
+        self.reads_inline = isinstance(self.store, LOCAL_STORES)
+
+    async def read(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``work(*args, **kwargs)``, a listing's reads of the store: at once when the store
+        is read in this process, else in a worker thread (see :data:`LOCAL_STORES`)."""
+        if self.reads_inline:
+            return work(*args, **kwargs)
+        return await run_in_threadpool(work, *args, **kwargs)
 
     async def principal(
         self,
