@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -83,6 +84,50 @@ def test_print_response_streams_to_the_terminal(capsys: pytest.CaptureFixture[st
     assert "Said HI." in shown  # rendered as markdown: the asterisks are gone
     result = Agent(ScriptedModel(["plain answer"])).print_response("hello", stream=False)
     assert "plain answer" in capsys.readouterr().out
+
+
+ESCAPES = "\x1b[2J\x1b[H\x1b]0;PWNED\x07\x1b[5mblink\x1b[0m\x9b2J\x07"
+ESCAPES_SCRIPT = textwrap.dedent(
+    f"""
+    from noted import Agent
+    from noted.errors import ModelError
+    from noted.models import ModelResponse, ToolCall
+    from noted.testing import FunctionModel, ScriptedModel
+    ESCAPES = {ESCAPES!r}
+
+    def look(path: str) -> str:
+        return "found" + ESCAPES
+
+    for stream, markdown in [(True, True), (True, False), (False, True)]:
+        call = ModelResponse(tool_calls=[ToolCall("look", {{"path": "x"}})])
+        model = ScriptedModel([call, "Hi" + ESCAPES + " there, " + str(stream) + str(markdown)])
+        Agent(model, tools=[look]).print_response("hi", stream=stream, markdown=markdown)
+
+    def fail(messages, tools):
+        raise ModelError("the server said" + ESCAPES + " no")
+
+    Agent(FunctionModel(fail)).cli_app()
+    """
+)
+
+
+def test_a_models_escape_sequences_do_not_reach_the_terminal() -> None:
+    # An answer, a tool's result or an error could clear the screen, set the window title
+    # or make the rest of the chat blink: they were printed as they came.
+    child = spawn(["-c", ESCAPES_SCRIPT])
+    child.logfile_read = io.StringIO()
+    child.expect("You")
+    child.sendline("hello")
+    child.expect("the server said")
+    child.expect("You")
+    child.sendline("exit")
+    finish(child)
+    shown = child.logfile_read.getvalue()
+    for sequence in ["\x1b[2J", "\x1b]0;", "PWNED", "\x1b[5m", "\x9b", "\x07"]:
+        assert sequence not in shown, sequence
+    for answer in ["TrueTrue", "TrueFalse", "FalseTrue"]:
+        assert f"Hiblink there, {answer}" in shown
+    assert "foundblink" in shown and "the server saidblink no" in shown
 
 
 CHAT_SCRIPT = textwrap.dedent(
@@ -429,6 +474,18 @@ def test_noted_chat_ended_by_ctrl_c_exits_with_130(
         [session] = store.list_sessions("ava")
         [run] = store.get_runs(session.session_id, "ava")
     assert run.status == ("completed" if when == "at the prompt" else "failed")
+
+
+def test_noted_sessions_show_prints_no_escape_sequences(tmp_path: Path) -> None:
+    # A transcript is read in a terminal too: the model's escapes were printed as they came.
+    db = tmp_path / "x.db"
+    with SqliteDb(db) as store:
+        agent = Agent(ScriptedModel(["Hi" + ESCAPES]), db=store, user_id="ava", session_id="s")
+        agent.run("hello" + ESCAPES)
+    shown = noted("sessions", "show", "s", "--db", str(db))
+    assert shown.returncode == 0, shown.stderr
+    assert "you: helloblink" in shown.stdout and "assistant: Hiblink" in shown.stdout
+    assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout and "\x9b" not in shown.stdout
 
 
 def test_noted_chat_needs_a_model(tmp_path: Path) -> None:

@@ -15,7 +15,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from noted.errors import UserError
 
-__all__ = ["counted", "emit_json", "err", "guarded_stdout", "out", "progress_bar"]
+__all__ = [
+    "counted",
+    "emit_json",
+    "err",
+    "guarded_stdout",
+    "out",
+    "printable",
+    "progress_bar",
+]
 
 PIPE_WIDTH: Final = 200
 """The width the command lays its output out for in a file or a pipe, unless $COLUMNS
@@ -23,6 +31,26 @@ says another: not cut to 80 columns, so that ids and texts stay whole for the re
 
 # spaces (and tabs) before the end of a line, and any colour codes after them
 _LINE_END_SPACE: Final = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)(?=\n)")
+
+
+# What a terminal would act on rather than show: escape sequences (CSI such as "clear the
+# screen", OSC such as "set the window title", and the two-character ones), C1 controls
+# (U+0080-U+009F, some terminals' single-character CSI and OSC), and the C0 controls and DEL
+# save the line feed and the tab.
+_TERMINAL_CONTROL: Final = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?"  # CSI: parameters, intermediates, the final byte
+    # OSC, DCS, SOS, PM and APC: their text, up to the bell or string terminator that ends it
+    r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d-\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?"  # the other escape sequences, or a lone ESC
+    r"|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)
+
+
+def printable(text: str) -> str:
+    """``text`` without what a terminal would take as a command: the escape sequences and
+    control characters that could clear the screen, move the cursor, set the window title
+    or colour what follows. Lines and tabs stay; everything else is shown as it is."""
+    return _TERMINAL_CONTROL.sub("", text)
 
 
 def _out_width() -> int | None:

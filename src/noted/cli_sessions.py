@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from noted._console import emit_json, out
+from noted._console import emit_json, out, printable
 from noted._listing import Field, Listing
 from noted.agent import Agent
 from noted.cli_db import non_negative_int, positive_int, user_options
@@ -109,16 +109,19 @@ def _get_session(memory: Memory, session_id: str, user_id: str | None) -> Sessio
 
 
 def _print_run(out: Console, run: RunResult) -> None:
+    """A run of a transcript; what the user and the model wrote is shown without the
+    escape sequences in it (see :func:`printable`)."""
     stamp = run.created_at.strftime("%Y-%m-%d %H:%M:%S")
     out.print(Text(f"{stamp}  {run.run_id}", style="dim"))
-    out.print(Text.assemble(("you: ", "bold green"), run.input))
+    out.print(Text.assemble(("you: ", "bold green"), printable(run.input)))
     for execution in run.tool_calls:
         style = "red" if execution.error else "dim"
-        out.print(Text(f"  tool {execution.name}: {execution.result[:200]}", style=style))
+        said = printable(f"  tool {execution.name}: {execution.result[:200]}")
+        out.print(Text(said, style=style))
     if run.status == "failed":
-        out.print(Text(f"failed: {run.error}", style="red"))
+        out.print(Text(printable(f"failed: {run.error}"), style="red"))
     elif run.content:
-        out.print(Text.assemble(("assistant: ", "bold blue"), run.content))
+        out.print(Text.assemble(("assistant: ", "bold blue"), printable(run.content)))
     out.print()
 
 
@@ -132,7 +135,7 @@ def cmd_sessions_show(memory: Memory, args: argparse.Namespace) -> int:
         f"{session.run_count} run(s), updated {_when(session)} UTC"
     )
     if session.summary:
-        out.print(Text(f"summary: {session.summary.summary}", style="italic"))
+        out.print(Text(printable(f"summary: {session.summary.summary}"), style="italic"))
     out.print()
     for run in session.runs:
         _print_run(out, run)

@@ -16,7 +16,7 @@ from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.text import Text
 
-from noted._console import err
+from noted._console import err, printable
 from noted._interrupt import ctrl_c_reaches_input
 from noted.agent.events import ContentDelta, RunCompleted, ToolCallCompleted, ToolCallStarted
 from noted.errors import NotedError
@@ -31,7 +31,10 @@ EXIT_WORDS = frozenset({"exit", "quit", "bye", ":q"})
 
 
 def _render(text: str, markdown: bool) -> RenderableType:
-    return Markdown(text) if markdown else Text(text)
+    """The model's text to show: never the escape sequences in it (a model's answer must
+    not clear the screen, set the window title or colour the prompt)."""
+    shown = printable(text)
+    return Markdown(shown) if markdown else Text(shown)
 
 
 class _Tail:
@@ -52,7 +55,7 @@ class _Tail:
 
 def _tool_line(name: str, detail: str, error: bool = False) -> Text:
     style = "red" if error else "dim"
-    return Text(f"  ↳ {name}: {detail}", style=style)
+    return Text(printable(f"  ↳ {name}: {detail}"), style=style)
 
 
 def print_response(
@@ -207,4 +210,4 @@ def _chat_loop(
                 console=console,
             )
         except NotedError as exc:
-            errors.print(Text(f"error: {exc}", style="red"))
+            errors.print(Text(printable(f"error: {exc}"), style="red"))
