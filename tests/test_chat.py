@@ -194,6 +194,62 @@ def test_cli_app_leaves_quietly_on_ctrl_d_and_ctrl_c(tmp_path: Path, how: str) -
     assert "requests: 0" in rest  # the program went on after the chat ended
 
 
+LINES_SCRIPT = textwrap.dedent(
+    """
+    from noted import Agent
+    from noted.testing import ScriptedModel
+    model = ScriptedModel(["First.", "Second.", "Third."])
+    Agent(model).cli_app()
+    print("messages:", [request.messages[-1].content for request in model.requests])
+    input("after the chat> ")
+    """
+)
+
+
+def test_cli_app_takes_messages_of_several_lines(tmp_path: Path) -> None:
+    # A paste of several lines was sent line by line, each a message of its own: the
+    # terminal was not told to mark pastes. A typed line could not go on to the next one.
+    child = spawn(["-c", LINES_SCRIPT])
+    child.logfile_read = io.StringIO()
+    child.expect("You")
+    reading(child)
+    child.send("\x1b[200~first line\nsecond line\x1b[201~\r")  # as a terminal marks a paste
+    child.expect("First.")
+    child.expect("You")
+    child.send("typed \\\r")
+    child.send("and more\r")
+    child.expect("Second.")
+    child.expect("You")
+    child.sendline("exit")
+    child.expect("after the chat> ")
+    child.sendline("")
+    rest = finish(child)
+    shown = child.logfile_read.getvalue()
+    assert "messages: ['first line\\nsecond line', 'typed \\nand more']" in shown
+    prompt = shown.index("Chatting with")
+    assert "\x1b[?2004h" in shown[prompt:]  # bracketed paste, at the chat's prompt
+    after = shown.index("after the chat> ")
+    assert "\x1b[?2004h" not in shown[after - 20 :] + rest  # and off again after it
+
+
+def test_cli_app_prompt_is_redrawn_with_the_line(tmp_path: Path) -> None:
+    # The prompt was printed apart from readline, which took it to be empty: Ctrl-L (and a
+    # line wrapped past the edge, or history) redrew the line over it, the prompt gone.
+    child = spawn(["-c", LINES_SCRIPT])
+    child.expect("You")
+    reading(child)
+    child.send("abc")
+    child.expect("abc")
+    child.send("\x0c")  # Ctrl-L: clear the screen and draw the line again
+    child.expect("\x1b\\[2J")
+    child.expect("abc")
+    assert "You" in child.before, repr(child.before)
+    child.sendintr()
+    child.expect("after the chat> ")
+    child.sendline("")
+    finish(child)
+
+
 TALL_SCRIPT = textwrap.dedent(
     """
     import asyncio
@@ -309,7 +365,7 @@ LOST_SIGINT_SCRIPT = textwrap.dedent(
     def interrupt_from_another_thread():
         # Wait until the prompt is reading, then take the SIGINT on this thread: CPython
         # notes it, but the main thread's read is not interrupted by it.
-        while sys._current_frames()[main].f_code.co_name != "input":
+        while sys._current_frames()[main].f_code.co_name != "_read_message":
             time.sleep(0.01)
         time.sleep(0.3)
         signal.pthread_kill(threading.get_ident(), signal.SIGINT)
@@ -488,6 +544,36 @@ def test_noted_sessions_show_prints_no_escape_sequences(tmp_path: Path) -> None:
     assert "\x1b" not in shown.stdout and "\x07" not in shown.stdout and "\x9b" not in shown.stdout
 
 
+def test_noted_chat_with_messages_from_a_pipe_writes_the_answers_alone(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    # `echo hi | noted chat` wrote the banner and a "You > " prompt before each answer to
+    # standard output, and cut a plain answer's lines at 80 columns.
+    from wire import Reply
+
+    long_line = "word " * 60
+    wire.add(Reply(openai_reply("First " + long_line.strip())), Reply(openai_reply("Second.")))
+    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"}
+    argv = ["chat", "--model", "openai:test-model", "--plain", "--memory", "off"]
+    done = subprocess.run(
+        [sys.executable, "-m", "noted.cli", *argv, "--db", str(tmp_path / "c.db")],
+        input="hi\nsay \\\nmore\n",
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": SRC, "OPENAI_BASE_URL": wire.url + "/v1"}
+        | {"OPENAI_API_KEY": "test-key"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "First " + long_line.strip() + "\nSecond.\n"
+    [said] = done.stderr.splitlines()
+    with SqliteDb(tmp_path / "c.db") as store:
+        [session] = store.list_sessions("default")
+    assert said == f"Chatting with test-model (session {session.session_id})."
+    assert [r.body["messages"][-1]["content"] for r in wire.requests] == ["hi", "say \nmore"]
+
+
 def test_noted_chat_needs_a_model(tmp_path: Path) -> None:
     env_without = {k: v for k, v in os.environ.items() if k != "NOTED_MODEL"}
     done = subprocess.run(
@@ -550,7 +636,8 @@ def test_a_failed_turn_is_one_error_line_on_stderr_and_the_chat_goes_on(
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    [line] = done.stderr.splitlines()
+    [banner, line] = done.stderr.splitlines()  # messages from a pipe: the banner is there
+    assert banner.startswith("Chatting with test-model (session ")
     assert line.startswith("error: ") and "does not exist" in line and line.endswith("exist")
     assert "error" not in done.stdout and "Still here." in done.stdout
 

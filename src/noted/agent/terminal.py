@@ -4,7 +4,9 @@ chat loop that ends on ``exit``, ``quit``, Ctrl-D or Ctrl-C without a traceback.
 from __future__ import annotations
 
 import contextlib
+import re
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from types import FrameType
@@ -16,7 +18,7 @@ from rich.markdown import Markdown
 from rich.segment import Segment
 from rich.text import Text
 
-from noted._console import err, printable
+from noted._console import err, out, printable
 from noted._interrupt import ctrl_c_reaches_input
 from noted.agent.events import ContentDelta, RunCompleted, ToolCallCompleted, ToolCallStarted
 from noted.errors import NotedError
@@ -28,6 +30,11 @@ if TYPE_CHECKING:
 __all__ = ["EXIT_WORDS", "chat", "print_response"]
 
 EXIT_WORDS = frozenset({"exit", "quit", "bye", ":q"})
+
+PROMPT = "[bold green]You[/] > "
+MORE = "[dim]...[/] "  # the prompt of a message's next line, after one ending with "\\"
+
+_SGR = re.compile(r"\x1b\[[0-9;]*m")  # the colour codes a rendered prompt has
 
 
 def _render(text: str, markdown: bool) -> RenderableType:
@@ -74,7 +81,9 @@ def print_response(
             result = agent.run(message, user_id=user_id, session_id=session_id)
         for execution in result.tool_calls:
             console.print(_tool_line(execution.name, execution.result[:200], execution.error))
-        console.print(_render(result.content or "", markdown))
+        # in a file or a pipe, plain text stays as the model wrote it, its lines not cut
+        whole = not markdown and not console.is_terminal
+        console.print(_render(result.content or "", markdown), soft_wrap=whole)
         return result
     text = ""
     finished: RunResult | None = None
@@ -116,22 +125,30 @@ def chat(
     ``errors`` (standard error, one line when it is not a terminal) and the chat goes on.
     Returns whether Ctrl-C ended it (at the prompt or during an answer), rather than
     ``exit``, ``quit`` or Ctrl-D."""
-    console = console or Console()
+    console = console or (Console() if sys.stdout.isatty() else out)
     errors = errors or err
     session = session_id or agent.get_session_id(user_id)
-    console.print(
-        Text(
-            f"Chatting with {agent.model.id} (session {session}). "
-            "Type 'exit' or press Ctrl-D to leave.",
-            style="dim",
-        )
-    )
-    _line_editing()
+    typed = sys.stdin.isatty()
+    said = f"Chatting with {agent.model.id} (session {session})."
+    if typed:
+        console.print(Text(f"{said} Type 'exit' or press Ctrl-D to leave.", style="dim"))
+    else:  # messages from a pipe or a file: standard output is the answers alone
+        errors.print(Text(said, style="dim"))
     interrupted = False
-    with _ended_as_by_ctrl_c() as ended:
+    with _ended_as_by_ctrl_c() as ended, _line_editing() as marked:
+        prompts = (_prompt(console, PROMPT, marked), _prompt(console, MORE, marked))
         try:
             with ctrl_c_reaches_input():
-                _chat_loop(agent, user_id, session, stream, markdown, console, errors)
+                _chat_loop(
+                    agent,
+                    user_id,
+                    session,
+                    stream,
+                    markdown,
+                    console,
+                    errors,
+                    prompts if typed else ("", ""),
+                )
         except KeyboardInterrupt:
             console.print()
             interrupted = True
@@ -172,12 +189,46 @@ def _ended_as_by_ctrl_c() -> Iterator[list[int]]:
             signal.signal(kind, handler)
 
 
-def _line_editing() -> None:
+@contextlib.contextmanager
+def _line_editing() -> Iterator[bool]:
     """Read the prompt through readline where Python has it: a terminal's own line mode
     cuts a typed or pasted line at 4,095 bytes without a word, and has no editing or
-    history."""
-    with contextlib.suppress(ImportError):
-        import readline  # noqa: F401  (input() reads through it once it is imported)
+    history. With GNU readline, the block is given True: the prompt's colours can be
+    marked for it to leave out of the prompt's width (else it redraws a wrapped line or
+    history over the prompt), and it takes a paste of several lines as one message
+    (bracketed paste, which Python turns off, is on in the block)."""
+    try:
+        import readline
+    except ImportError:
+        yield False
+        return
+    if "libedit" in (readline.__doc__ or ""):  # no bracketed paste, its own prompt rules
+        yield False
+        return
+    readline.parse_and_bind("set enable-bracketed-paste on")
+    try:
+        yield True
+    finally:
+        readline.parse_and_bind("set enable-bracketed-paste off")
+
+
+def _prompt(console: Console, markup: str, marked: bool) -> str:
+    """``markup`` rendered for ``input()``; ``marked``, each colour code between the
+    \\x01 and \\x02 with which readline leaves it out of the prompt's width."""
+    with console.capture() as captured:
+        console.print(markup, end="")
+    rendered = captured.get()
+    return _SGR.sub(lambda code: f"\x01{code.group()}\x02", rendered) if marked else rendered
+
+
+def _read_message(prompts: tuple[str, str]) -> str:
+    """A message: a line, and the next one after each that ends with a backslash (the
+    backslash left out), as a message of several lines is typed."""
+    lines = [input(prompts[0])]
+    while lines[-1].endswith("\\"):
+        lines[-1] = lines[-1][:-1]
+        lines.append(input(prompts[1]))
+    return "\n".join(lines)
 
 
 def _chat_loop(
@@ -188,12 +239,14 @@ def _chat_loop(
     markdown: bool,
     console: Console,
     errors: Console,
+    prompts: tuple[str, str],
 ) -> None:
     while True:
         try:
-            line = console.input("[bold green]You[/] > ")
+            line = _read_message(prompts)
         except EOFError:
-            console.print()
+            if prompts[0]:  # the line the prompt was on
+                console.print()
             return
         if not line.strip():
             continue
