@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,7 @@ def spawn(args: list[str], **env: str) -> pexpect.spawn:
         args,
         env=child_env(**env),
         encoding="utf-8",
+        codec_errors="replace",  # the terminal echoes what is typed, UTF-8 or not
         timeout=30,
         dimensions=(40, 120),
         preexec_fn=interruptible,
@@ -250,6 +252,26 @@ def test_cli_app_prompt_is_redrawn_with_the_line(tmp_path: Path) -> None:
     finish(child)
 
 
+@pytest.mark.parametrize("errors", ["surrogateescape", "strict"])
+def test_cli_app_takes_a_line_that_is_not_utf8(errors: str) -> None:
+    # A byte that is not UTF-8 (a terminal set to Latin-1) got the message refused as "not
+    # valid Unicode text: surrogates not allowed", or, where standard input's errors are
+    # strict, ended the chat with a traceback.
+    child = spawn(["-c", LINES_SCRIPT], PYTHONIOENCODING=f"utf-8:{errors}")
+    child.expect("You")
+    reading(child)
+    os.write(child.child_fd, b"caf\xe9 ol\xc3\xa9\r")
+    child.expect("First.")
+    child.expect("You")
+    child.sendline("exit")
+    child.expect("after the chat> ")
+    # readline keeps the stray byte, if not where it was typed
+    assert re.search("messages: \\['caf ol.*\ufffd.*\u00e9'\\]", child.before), child.before
+    child.sendline("")
+    rest = finish(child)
+    assert "Traceback" not in rest
+
+
 TALL_SCRIPT = textwrap.dedent(
     """
     import asyncio
@@ -365,7 +387,7 @@ LOST_SIGINT_SCRIPT = textwrap.dedent(
     def interrupt_from_another_thread():
         # Wait until the prompt is reading, then take the SIGINT on this thread: CPython
         # notes it, but the main thread's read is not interrupted by it.
-        while sys._current_frames()[main].f_code.co_name != "_read_message":
+        while sys._current_frames()[main].f_code.co_name != "_input":
             time.sleep(0.01)
         time.sleep(0.3)
         signal.pthread_kill(threading.get_ident(), signal.SIGINT)

@@ -21,7 +21,7 @@ from rich.text import Text
 from noted._console import err, out, printable
 from noted._interrupt import ctrl_c_reaches_input
 from noted.agent.events import ContentDelta, RunCompleted, ToolCallCompleted, ToolCallStarted
-from noted.errors import NotedError
+from noted.errors import NotedError, UserError
 from noted.sessions import RunResult
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ PROMPT = "[bold green]You[/] > "
 MORE = "[dim]...[/] "  # the prompt of a message's next line, after one ending with "\\"
 
 _SGR = re.compile(r"\x1b\[[0-9;]*m")  # the colour codes a rendered prompt has
+# the bytes of a line that were not text in the encoding of standard input, as Python
+# reads them where its error handler is "surrogateescape" (C and POSIX locales)
+_UNDECODED = re.compile("[\udc80-\udcff]")
 
 
 def _render(text: str, markdown: bool) -> RenderableType:
@@ -224,11 +227,25 @@ def _prompt(console: Console, markup: str, marked: bool) -> str:
 def _read_message(prompts: tuple[str, str]) -> str:
     """A message: a line, and the next one after each that ends with a backslash (the
     backslash left out), as a message of several lines is typed."""
-    lines = [input(prompts[0])]
+    lines = [_input(prompts[0])]
     while lines[-1].endswith("\\"):
         lines[-1] = lines[-1][:-1]
-        lines.append(input(prompts[1]))
+        lines.append(_input(prompts[1]))
     return "\n".join(lines)
+
+
+def _input(prompt: str) -> str:
+    """A line read with ``input()``, each byte of it that is not text in the encoding of
+    standard input (a terminal set to Latin-1, a mistyped key) as U+FFFD: the line was
+    refused as "not valid Unicode text", or ended the chat with a traceback where the
+    encoding's errors are strict."""
+    try:
+        line = input(prompt)
+    except UnicodeDecodeError as exc:
+        if not sys.stdin.isatty():  # the error holds a block of the stream, not the line
+            raise UserError(f"standard input is not {exc.encoding} text ({exc.reason})") from None
+        line = exc.object.decode(exc.encoding, "replace").rstrip("\n")
+    return _UNDECODED.sub("\ufffd", line)
 
 
 def _chat_loop(
