@@ -708,3 +708,24 @@ def test_agent_retries_a_rate_limit_and_records_a_refusal(wire: WireServer) -> N
     assert [r.status for r in runs] == ["completed", "failed"]
     assert "Invalid model" in (runs[1].error or "")
     model.close()
+
+
+def test_a_streamed_answer_that_is_not_utf8_is_a_model_error(wire: WireServer) -> None:
+    # A byte that is not UTF-8 in a server's event stream ended `noted chat` with a
+    # traceback (the SDK's UnicodeDecodeError); it is now a failed turn, one error line.
+    from noted.errors import ModelOutputError
+    from noted.models import OpenAIChat
+    from wire import Raw
+
+    events = b"".join(
+        b"data: " + (e if isinstance(e, str) else json.dumps(e)).encode() + b"\n\n"
+        for e in openai_stream("Caf\u00e9 open").events
+    )
+    wire.add(Raw(events.replace(b"Caf", b"Caf\xff"), content_type="text/event-stream"))
+    model = OpenAIChat("test-model", api_key="test-key", base_url=wire.url + "/v1")
+    agent = Agent(model, session_id="s")
+    with pytest.raises(ModelOutputError, match=r"not UTF-8 text \(byte 0xff"):
+        list(agent.run("hi", stream=True))
+    [run] = agent.db.get_runs("s", "default")
+    assert run.status == "failed"
+    model.close()

@@ -246,6 +246,11 @@ class HTTPChatModel(BaseChatModel):
             yield
         except errors as exc:
             raise self._to_noted(exc) from exc
+        except UnicodeDecodeError as exc:  # the SDKs decode an answer's bytes as UTF-8
+            raise ModelOutputError(
+                f"{self.provider} sent an answer that is not UTF-8 text "
+                f"(byte 0x{exc.object[exc.start]:02x}: {exc.reason})"
+            ) from exc
 
     def _sdk_errors(self) -> tuple[type[BaseException], ...]:
         """What the SDK, or the HTTP library under it, raises when a call fails."""
