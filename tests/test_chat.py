@@ -349,6 +349,36 @@ def test_a_streamed_answer_taller_than_the_screen_is_printed_once() -> None:
     assert shown.rindex("line 00 of") < shown.rindex("line 59 of")
 
 
+SLOW_START_SCRIPT = textwrap.dedent(
+    """
+    import asyncio
+    from noted import Agent
+    from noted.models import TextDelta, UsageDelta
+    from noted.testing import ScriptedModel
+
+    class SlowStart(ScriptedModel):
+        async def _send_stream(self, request):
+            self._record(request)
+            await asyncio.sleep(2)  # a local model loading, a busy server
+            yield TextDelta("At last.")
+            yield UsageDelta(1, 1, finish_reason="stop")
+
+    Agent(SlowStart([])).print_response("hi", stream=True)
+    print("done")
+    """
+)
+
+
+def test_a_streamed_answer_shows_that_it_is_awaited() -> None:
+    # Until its first words came the screen showed nothing, where --no-stream says
+    # "thinking...".
+    child = spawn(["-c", SLOW_START_SCRIPT])
+    assert child.expect_exact(["thinking...", "At last."]) == 0
+    child.expect("At last.")
+    child.expect("done")
+    finish(child)
+
+
 STUCK_AT_EXIT_SCRIPT = textwrap.dedent(
     """
     import asyncio

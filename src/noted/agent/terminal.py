@@ -16,6 +16,7 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
 from rich.markdown import Markdown
 from rich.segment import Segment
+from rich.spinner import Spinner
 from rich.text import Text
 
 from noted._console import err, out, printable
@@ -91,7 +92,8 @@ def print_response(
     text = ""
     finished: RunResult | None = None
     try:
-        with Live(console=console, refresh_per_second=15, transient=True) as live:
+        waiting = Spinner("dots", "thinking...", style="green")  # until the answer's first words
+        with Live(waiting, console=console, refresh_per_second=15, transient=True) as live:
             for event in agent.run(message, user_id=user_id, session_id=session_id, stream=True):
                 if isinstance(event, ContentDelta):
                     text += event.text
