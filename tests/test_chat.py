@@ -626,6 +626,30 @@ def test_noted_chat_with_messages_from_a_pipe_writes_the_answers_alone(
     assert [r.body["messages"][-1]["content"] for r in wire.requests] == ["hi", "say \nmore"]
 
 
+def test_noted_chat_writes_a_markdown_answer_to_a_file_as_the_model_wrote_it(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    # Rendered for a terminal, it came out centred, its links gone and its code indented.
+    from wire import Reply
+
+    answer = "# Trip\n\nSee [the map](https://example.com/map).\n\n```\nski --fast\n```"
+    wire.add(Reply(openai_reply(answer)))
+    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"}
+    argv = ["chat", "--model", "openai:test-model", "--memory", "off"]
+    done = subprocess.run(
+        [sys.executable, "-m", "noted.cli", *argv, "--db", str(tmp_path / "c.db")],
+        input="plan my trip\n",
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": SRC, "OPENAI_BASE_URL": wire.url + "/v1"}
+        | {"OPENAI_API_KEY": "test-key"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == answer + "\n"
+
+
 def test_noted_chat_needs_a_model(tmp_path: Path) -> None:
     env_without = {k: v for k, v in os.environ.items() if k != "NOTED_MODEL"}
     done = subprocess.run(

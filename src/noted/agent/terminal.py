@@ -132,6 +132,8 @@ def chat(
     ``exit``, ``quit`` or Ctrl-D."""
     console = console or (Console() if sys.stdout.isatty() else out)
     errors = errors or err
+    if not console.is_terminal and not console.is_jupyter:
+        markdown = False  # a file or a pipe gets the answers as the model wrote them
     session = session_id or agent.get_session_id(user_id)
     typed = sys.stdin.isatty()
     said = f"Chatting with {agent.model.id} (session {session})."
