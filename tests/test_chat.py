@@ -18,7 +18,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from noted import Agent, Memory, SqliteDb
+from noted import Agent, Memory, SqliteDb, UserMemory
 from noted.models import ModelResponse, ToolCall
 from noted.testing import ScriptedModel
 from wire import SSE, WireServer
@@ -648,6 +648,20 @@ def test_noted_chat_writes_a_markdown_answer_to_a_file_as_the_model_wrote_it(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == answer + "\n"
+
+
+def test_a_learned_memory_is_listed_without_its_escape_sequences(tmp_path: Path) -> None:
+    # What the memory manager learned from a chat is the model's text: `noted memories
+    # list` and `show` printed its escapes as they came.
+    db = tmp_path / "x.db"
+    with SqliteDb(db) as store:
+        learned = UserMemory("likes " + ESCAPES + "ski")
+        memory_id = Memory(db=store, embedder=None).add_user_memory(learned, user_id="ava")
+    for command in (["list"], ["show", memory_id]):
+        shown = noted("memories", *command, "--db", str(db), "--user", "ava")
+        assert shown.returncode == 0, shown.stderr
+        assert "likes blinkski" in shown.stdout
+        assert "\x1b" not in shown.stdout and "\x9b" not in shown.stdout, shown.stdout
 
 
 def test_noted_chat_needs_a_model(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
+from noted._console import printable
+
 __all__ = ["Field", "Listing", "Record"]
 
 Role = Literal["head", "text", "detail"]
@@ -164,6 +166,11 @@ class Listing:
     rows: Sequence[Sequence[str]]
     caption: str = ""
 
+    def __post_init__(self) -> None:
+        # a memory's text, a session's: never an escape sequence for the terminal
+        self.title = printable(self.title)
+        self.rows = [[printable(cell) for cell in row] for row in self.rows]
+
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         columns = [[row[i] for row in self.rows] for i in range(len(self.fields))]
         spans = [_span(f, cells) for f, cells in zip(self.fields, columns, strict=True)]
@@ -230,6 +237,9 @@ class Record:
     word of the values fits beside the names, else each value under its name."""
 
     pairs: Sequence[tuple[str, str]]
+
+    def __post_init__(self) -> None:
+        self.pairs = [(name, printable(value)) for name, value in self.pairs]
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         names = max((cell_len(name) for name, _ in self.pairs), default=0)
