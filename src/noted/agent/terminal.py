@@ -220,12 +220,15 @@ def _line_editing() -> Iterator[bool]:
 
 
 def _prompt(console: Console, markup: str, marked: bool) -> str:
-    """``markup`` rendered for ``input()``; ``marked``, each colour code between the
-    \\x01 and \\x02 with which readline leaves it out of the prompt's width."""
+    """``markup`` rendered for ``input()``: ``marked``, each colour code between the
+    \\x01 and \\x02 with which GNU readline leaves it out of the prompt's width; else
+    without colours, which another line editor (libedit) would count as columns."""
     with console.capture() as captured:
         console.print(markup, end="")
     rendered = captured.get()
-    return _SGR.sub(lambda code: f"\x01{code.group()}\x02", rendered) if marked else rendered
+    if not marked:
+        return _SGR.sub("", rendered)
+    return _SGR.sub(lambda code: f"\x01{code.group()}\x02", rendered)
 
 
 def _read_message(prompts: tuple[str, str]) -> str:
