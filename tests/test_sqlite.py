@@ -417,6 +417,16 @@ def test_a_new_database_file_is_its_owners_only(tmp_path: Path) -> None:
     assert stat.S_IMODE(shared.stat().st_mode) == 0o640
 
 
+def test_an_in_memory_database_makes_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    memory = Memory(db=SqliteDb(":memory:"))
+    memory.add_user_memory(UserMemory("Ava likes to ski"), user_id="ava")
+    assert [m.memory for m in memory.get_user_memories("ava")] == ["Ava likes to ski"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_database_that_cannot_be_created_is_a_store_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot create .*: File name too long"):
         SqliteDb(tmp_path / f"{'n' * 300}.db").count_memories(MemoryQuery(user_id="ava"))

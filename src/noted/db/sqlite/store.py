@@ -228,7 +228,7 @@ class SqliteDb(
                 raise StoreError(f"cannot create directory {parent}: {exc}") from exc
         if self.read_only and not self.db_file.is_file():
             raise StoreError(f"cannot open {self.db_file} read-only: no such file")
-        if not self.read_only:
+        if not self.read_only and os.fspath(self.db_file) != ":memory:":  # SQLite's own name
             _create_owner_only(self.db_file)
         conn: Connection | None = None
         try:
