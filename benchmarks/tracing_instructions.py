@@ -74,6 +74,10 @@ def child(runs: int) -> None:
     tracing.instrument(tracer_provider=provider)
     spans = _hooks.active
     takes_builder = "answer" in inspect.signature(_hooks.stream).parameters
+    # earlier code's hook took the run's message, user and session rather than the run
+    takes_run = "run" in inspect.signature(_hooks.agent_run).parameters
+    run_hook: Any = _hooks.agent_run
+    opened = (result,) if takes_run else (result.input, "user", "session")
 
     async def events(stream: bool) -> AsyncIterator[object]:
         yield RunStarted(result.run_id, "session", "user")
@@ -90,9 +94,7 @@ def child(runs: int) -> None:
 
     async def many(stream: bool) -> None:
         for _ in range(runs):
-            async for _event in _hooks.agent_run(
-                agent, result.input, "user", "session", events(stream)
-            ):
+            async for _event in run_hook(agent, *opened, events(stream)):
                 pass
 
     loop = asyncio.new_event_loop()

@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
@@ -34,6 +34,7 @@ from noted.agent import ContentDelta
 from noted.agent.jobs import JobKicker
 from noted.models import (
     Message,
+    ModelDelta,
     ModelRequest,
     ModelResponse,
     ResponseBuilder,
@@ -291,7 +292,14 @@ def test_agentic_memory_tools_and_a_failing_tool_are_tool_spans(
     assert json.loads(found["tool.parameters"])["required"] == ["city"]
     assert found["output.value"] == "Error: ValueError: no weather for Lisbon"
     assert failed.status.status_code is StatusCode.ERROR
-    assert [e.name for e in failed.events] == ["exception"]
+    assert failed.status.description == "ValueError: no weather for Lisbon"
+    [raised] = failed.events
+    assert raised.name == "exception"
+    assert exception(failed) == {
+        "exception.type": "ValueError",
+        "exception.message": "no weather for Lisbon",
+    }
+    assert 'raise ValueError(f"no weather for {city}")' in stacktrace(failed)
 
     first_call = attrs(traces.named("model call")[0])
     tools = [json.loads(first_call[f"llm.tools.{i}.tool.json_schema"]) for i in range(4)]
@@ -302,6 +310,121 @@ def test_agentic_memory_tools_and_a_failing_tool_are_tool_spans(
     second_call = attrs(traces.named("model call")[1])
     assert second_call["llm.input_messages.3.message.role"] == "tool"
     assert second_call["llm.input_messages.3.message.name"] == "get_weather"
+
+
+def exception(span: ReadableSpan) -> dict[str, Any]:
+    """The type and message of the span's one exception event."""
+    [event] = [e for e in span.events if e.name == "exception"]
+    found = dict(event.attributes or {})
+    return {key: found[key] for key in ("exception.type", "exception.message")}
+
+
+def stacktrace(span: ReadableSpan) -> str:
+    [event] = [e for e in span.events if e.name == "exception"]
+    return str((event.attributes or {})["exception.stacktrace"])
+
+
+def test_a_tool_calls_failure_is_an_exception_as_a_models_and_the_memory_managers_are(
+    traces: Traces, tmp_path: Path
+) -> None:
+    """Every failure's exception event has the exception's type, message and stack trace
+    (OpenTelemetry's exception conventions): a tool's (the model reads it as text), a
+    tool call the agent refused (no such tool, arguments that are no JSON object, or not
+    the tool's), a model call's and the memory manager's (which raise)."""
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "Sunny."
+
+    model = ScriptedModel(
+        [
+            ModelResponse(
+                tool_calls=[
+                    call("get_time", city="Lisbon"),
+                    ToolCall("get_weather", invalid_arguments="{city: Lisbon"),
+                    call("get_weather", town="Lisbon"),
+                ]
+            ),
+            "Sorry.",
+        ]
+    )
+    Agent(model, tools=[get_weather]).run("Weather and time in Lisbon?")
+    refused = traces.of_kind("TOOL")
+    assert [span.name for span in refused] == ["get_time", "get_weather", "get_weather"]
+    assert [exception(span)["exception.type"] for span in refused] == [
+        "noted.errors.UserError",
+        "noted.errors.UserError",
+        "TypeError",
+    ]
+    assert exception(refused[0])["exception.message"] == (
+        "there is no tool named 'get_time' (tools: get_weather)"
+    )
+    assert exception(refused[1])["exception.message"].startswith(
+        "the arguments must be a JSON object"
+    )
+    assert exception(refused[2])["exception.message"] == "missing a required argument: 'city'"
+    for span in refused:
+        assert span.status.status_code is StatusCode.ERROR
+        assert span.status.description == "{}: {}".format(
+            exception(span)["exception.type"].rsplit(".", 1)[-1],
+            exception(span)["exception.message"],
+        )
+
+    traces.exporter.clear()
+    with pytest.raises(Exception, match="response"):
+        Agent(ScriptedModel([]), name="Broken").run("Hello?")
+    memory = Memory(SqliteDb(tmp_path / "m.db"), embedder=None, model=ScriptedModel([]))
+    with pytest.raises(Exception, match="response"):
+        memory.create_user_memories("I love tea.", user_id="ann")
+    failed = [s for s in traces.spans if s.status.status_code is StatusCode.ERROR]
+    assert sorted(s.name for s in failed) == [
+        "Broken.run",
+        "Memory.create_user_memories",
+        "memory extraction",
+        "memory manager model call",
+        "model call",
+    ]
+    for span in failed:
+        assert exception(span) == {
+            "exception.type": "noted.testing.ScriptExhaustedError",
+            "exception.message": exception(span)["exception.message"],
+        }
+        assert "ScriptExhaustedError" in stacktrace(span)
+
+
+@pytest.mark.parametrize("switch", ["hide_outputs", "hide_memories"])
+def test_a_failing_tools_hidden_output_hides_its_exceptions_message(
+    traces: Traces, tmp_path: Path, switch: str
+) -> None:
+    """Where a tool's output is hidden (every tool's with ``hide_outputs``, the memory
+    tools' with ``hide_memories``), so is its exception's message: its type and frames
+    stay."""
+    noted_tracing.instrument(
+        tracer_provider=traces.provider, settings=TraceSettings(**{switch: True})
+    )
+
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        raise ValueError("no weather for " + city.upper())  # what only the message says
+
+    failing = ("get_weather", {"city": "Lisbon"})
+    if switch == "hide_memories":  # a memory tool's failure: a memory that is not there
+        failing = ("update_memory", {"number": 9, "memory": "User lives in LISBON"})
+    model = ScriptedModel([ModelResponse(tool_calls=[call(failing[0], **failing[1])]), "Ok."])
+    agent = Agent(
+        model,
+        db=SqliteDb(tmp_path / "t.db"),
+        tools=[get_weather],
+        enable_agentic_memory=True,
+    )
+    agent.run("Weather in Lisbon?")
+    span = traces.one(failing[0])
+    assert span.status.status_code is StatusCode.ERROR
+    assert [v for v in attrs(span).values() if "LISBON" in str(v)] == []
+    assert exception(span)["exception.message"] == "__REDACTED__"
+    assert span.status.description == f"{exception(span)['exception.type']}: __REDACTED__"
+    assert "LISBON" not in stacktrace(span) and "LISBON" not in span.status.description
+    assert stacktrace(span).endswith(": __REDACTED__\n")
 
 
 def test_what_a_span_is_outlives_the_sdks_attribute_limit(tmp_path: Path) -> None:
@@ -427,7 +550,9 @@ def test_a_stream_leaves_the_consumers_context_alone_and_ends_when_stopped(
     assert llm.end_time <= stopped[0].end_time
     assert attrs(llm)["noted.stream.stopped"] is True
     assert [e.name for e in llm.events] == ["First Token Stream Event"]
-    assert "llm.output_messages.0.message.content" not in attrs(llm)
+    # what was streamed before the stop, and nothing of what was not
+    assert attrs(llm)["llm.output_messages.0.message.content"] == "Four "
+    assert attrs(llm)["output.value"] == attrs(stopped[0])["output.value"] == "Four "
 
 
 ENDED_AGAIN = "on an ended span"  # the SDK's warning for an end (or change) after the end
@@ -534,6 +659,121 @@ def test_a_run_stream_left_early_ends_each_span_once(
         assert attrs(run)["noted.run.stopped"] is True
         assert run.events == ()
     assert _ended_again(caplog) == []
+
+
+class StalledModel(ScriptedModel):
+    """Streams the first ``words`` pieces of each answer, then waits for good (until the
+    caller gives up: a Ctrl-C, a client that hung up)."""
+
+    def __init__(self, responses: list[str], words: int) -> None:
+        super().__init__(responses)
+        self.words = words
+        self.waiting = asyncio.Event()  # set once the first words are out
+
+    async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
+        handed = 0
+        async for delta in super()._send_stream(request):
+            yield delta
+            handed += 1
+            if handed == self.words:
+                self.waiting.set()
+                await asyncio.Event().wait()
+
+
+def _stopped_run(traces: Traces, agent: Agent) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The attributes of the run's span and of its model call's, and those spans' status
+    checked against the failed turn the session kept."""
+    run, llm = traces.one("Streamer.run"), traces.one("model call")
+    assert _is_child(llm, run)
+    [saved] = agent.db.get_runs("s", "default")
+    assert saved.status == "failed"
+    return attrs(run), attrs(llm)
+
+
+@pytest.mark.parametrize("how", ["break", "async break", "cancel"])
+def test_a_run_stopped_part_way_keeps_the_text_streamed_so_far_on_its_spans(
+    traces: Traces, how: str
+) -> None:
+    """A stream the consumer leaves (a ``break``), or whose task is cancelled while the
+    model is still answering (a Ctrl-C, a client that hung up), is a failed turn in the
+    session with the text streamed so far: that text is the output of the run's span and
+    of its model call's, with the status each already had (stopped, or failed)."""
+    model = StalledModel(["One two three four five."], words=2)
+    agent = Agent(model, name="Streamer", db=InMemoryDb(), session_id="s")
+    seen: list[str] = []
+
+    async def leave_async() -> None:
+        async for event in agent.arun("Count.", stream=True):
+            if isinstance(event, ContentDelta):
+                seen.append(event.text)
+                if len(seen) == 2:
+                    break
+
+    async def cancel() -> None:
+        async def consume() -> None:
+            async for event in agent.arun("Count.", stream=True):
+                if isinstance(event, ContentDelta):
+                    seen.append(event.text)
+
+        task = asyncio.ensure_future(consume())
+        await model.waiting.wait()
+        await asyncio.sleep(0.05)  # the second piece reaches the consumer
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    if how == "break":
+        for event in agent.run("Count.", stream=True):
+            if isinstance(event, ContentDelta):
+                seen.append(event.text)
+                if len(seen) == 2:
+                    break
+    else:
+        asyncio.run(leave_async() if how == "async break" else cancel())
+    assert "".join(seen) == "One two "
+    run, llm = _stopped_run(traces, agent)
+    [saved] = agent.db.get_runs("s", "default")
+    assert saved.content == "One two "
+    assert run["output.value"] == "One two " and run["output.mime_type"] == "text/plain"
+    assert llm["output.value"] == "One two "
+    assert llm["llm.output_messages.0.message.role"] == "assistant"
+    assert llm["llm.output_messages.0.message.content"] == "One two "
+    assert "llm.token_count.total" not in llm  # no usage was reported before the stop
+    run_span, llm_span = traces.one("Streamer.run"), traces.one("model call")
+    assert how == "cancel" or llm["noted.stream.stopped"] is True  # the run let it go
+    if how == "break":
+        assert run["noted.run.stopped"] is True
+        assert run_span.status.status_code is llm_span.status.status_code is StatusCode.UNSET
+    else:  # cancelled (an async stream let go unclosed is cancelled by its loop's end)
+        assert run_span.status.status_code is StatusCode.ERROR
+        assert "CancelledError" in (run_span.status.description or "")
+    if how == "cancel":
+        assert llm_span.status.status_code is StatusCode.ERROR
+
+
+@pytest.mark.parametrize("switch", ["hide_outputs", "hide_output_messages", "hide_output_text"])
+def test_the_text_of_a_stopped_run_is_hidden_by_the_output_switches(
+    traces: Traces, switch: str
+) -> None:
+    noted_tracing.instrument(
+        tracer_provider=traces.provider, settings=TraceSettings(**{switch: True})
+    )
+    model = StalledModel(["One two three four five."], words=2)
+    agent = Agent(model, name="Streamer", db=InMemoryDb(), session_id="s")
+    for event in agent.run("Count.", stream=True):
+        if isinstance(event, ContentDelta) and event.text == "two ":
+            break
+    run, llm = _stopped_run(traces, agent)
+    assert [value for value in llm.values() if "two" in str(value)] == []
+    if switch == "hide_outputs":
+        assert run["output.value"] == llm["output.value"] == "__REDACTED__"
+        assert "llm.output_messages.0.message.role" not in llm
+    elif switch == "hide_output_messages":  # the run's own output is not a message
+        assert run["output.value"] == "One two "
+        assert "llm.output_messages.0.message.role" not in llm
+    else:
+        assert run["output.value"] == "One two " and llm["output.value"] == "__REDACTED__"
+        assert llm["llm.output_messages.0.message.content"] == "__REDACTED__"
 
 
 def test_a_provider_instrumentors_spans_are_suppressed_inside_noteds(traces: Traces) -> None:

@@ -386,13 +386,6 @@ class Agent:
     def _events(
         self, message: str, user_id: str, session_id: str, stream: bool
     ) -> AsyncIterator[RunEvent]:
-        loop = self._loop(message, user_id, session_id, stream)
-        return tracing.agent_run(self, message, user_id, session_id, loop)
-
-    async def _loop(
-        self, message: str, user_id: str, session_id: str, stream: bool
-    ) -> AsyncIterator[RunEvent]:
-        started = time.perf_counter()
         run = RunResult(
             run_id=new_run_id(),
             session_id=session_id,
@@ -402,6 +395,10 @@ class Agent:
             model=self.model.id,
             messages=[Message("user", message)],
         )
+        return tracing.agent_run(self, run, self._loop(run, stream))
+
+    async def _loop(self, run: RunResult, stream: bool) -> AsyncIterator[RunEvent]:
+        started = time.perf_counter()
         opened = False
         # the stored session the run continues, named by a run read of it at its start
         existing: str | bool = False
@@ -411,7 +408,7 @@ class Agent:
             opened = True
             by_name = {tool.name: tool for tool in tools}
             definitions = [tool.definition() for tool in tools]
-            yield RunStarted(run.run_id, session_id, user_id)
+            yield RunStarted(run.run_id, run.session_id, run.user_id)
             rounds = 0
             while True:
                 request = ModelRequest(messages=list(conversation), tools=definitions)

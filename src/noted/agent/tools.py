@@ -171,29 +171,42 @@ def _as_text(value: object) -> str:
         return str(value)
 
 
+@dataclass(frozen=True, slots=True)
+class _Ran:
+    """A tool call's execution, and the exception it failed with (None when it did not
+    fail): the model reads the failure as text, its span records the exception."""
+
+    execution: ToolExecution
+    error: BaseException | None = None
+
+
 @tracing.traced("tool")
-async def _execute(tools: Mapping[str, Tool], call: ToolCall) -> ToolExecution:
+async def _run(tools: Mapping[str, Tool], call: ToolCall) -> _Ran:
     started = time.perf_counter()
 
-    def done(result: str, error: bool = False) -> ToolExecution:
+    def done(result: str, error: BaseException | None = None) -> _Ran:
         # as the model's own answer: a tool's text (a file name os.listdir decoded, an
         # exception's message) with an unpaired surrogate could not be stored with the run
         elapsed = time.perf_counter() - started
-        return ToolExecution(call.id, call.name, call.arguments, valid_text(result), error, elapsed)
+        failed = error is not None
+        execution = ToolExecution(
+            call.id, call.name, call.arguments, valid_text(result), failed, elapsed
+        )
+        return _Ran(execution, error)
+
+    def refused(message: str) -> _Ran:  # the model's mistake: no exception was raised
+        return done(f"Error: {message}", UserError(message))
 
     tool = tools.get(call.name)
     if tool is None:
         known = ", ".join(sorted(tools)) or "none"
-        return done(f"Error: there is no tool named {call.name!r} (tools: {known})", True)
+        return refused(f"there is no tool named {call.name!r} (tools: {known})")
     if call.invalid_arguments is not None:
-        return done(
-            f"Error: the arguments must be a JSON object, got: {call.invalid_arguments[:500]}",
-            True,
-        )
+        return refused(f"the arguments must be a JSON object, got: {call.invalid_arguments[:500]}")
     try:
         _signature(tool.function).bind(**call.arguments)
     except TypeError as exc:
-        return done(f"Error: wrong arguments for {call.name}: {exc}", True)
+        return done(f"Error: wrong arguments for {call.name}: {exc}", exc)
     try:
         if inspect.iscoroutinefunction(tool.function):
             value = await tool.function(**call.arguments)
@@ -203,10 +216,14 @@ async def _execute(tools: Mapping[str, Tool], call: ToolCall) -> ToolExecution:
                 value = await value
     except StoreError as exc:  # where the store is (a file path, a host) is for the log
         log.warning("tool %s failed: %s", call.name, exc)
-        return done("Error: StoreError: the store cannot answer now (the log says why)", True)
+        return done("Error: StoreError: the store cannot answer now (the log says why)", exc)
     except Exception as exc:  # noqa: BLE001 - a tool's failure is reported to the model
-        return done(f"Error: {type(exc).__name__}: {exc}", True)
+        return done(f"Error: {type(exc).__name__}: {exc}", exc)
     return done(_as_text(value))
+
+
+async def _execute(tools: Mapping[str, Tool], call: ToolCall) -> ToolExecution:
+    return (await _run(tools, call)).execution
 
 
 async def execute_tool_calls(

@@ -34,6 +34,7 @@ from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.retrieval.embedders import Embedder
 from noted.schema import require_id
 from noted.server.auth import Auth, Unauthorized
+from noted.tracing import _hooks as tracing
 
 __all__ = ["PROFILE_URI", "Scope", "create_server"]
 
@@ -133,6 +134,17 @@ def _request_error(exc: Exception) -> MCPError:
     return MCPError(types.INVALID_PARAMS, f"{prefix}{exc}")
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A tool call's answer (``result``), with what its span records: the user the call was
+    about (None when it was refused before that was settled) and the exception it failed
+    with (None when it did not fail)."""
+
+    result: types.CallToolResult
+    user: str | None = None
+    error: BaseException | None = None
+
+
 class _Handlers:
     """The request handlers of one server: its Memory, its scope, its tools."""
 
@@ -142,7 +154,8 @@ class _Handlers:
         self.in_thread = in_thread
         scoped = scope.auth is not None
         self.tools = {tool.name: tool for tool in TOOLS}
-        self.listed = types.ListToolsResult(tools=[_described(t, scoped) for t in TOOLS])
+        self.described = {tool.name: _described(tool, scoped) for tool in TOOLS}
+        self.listed = types.ListToolsResult(tools=list(self.described.values()))
 
     async def list_tools(
         self, ctx: Context, params: types.PaginatedRequestParams | None
@@ -152,25 +165,39 @@ class _Handlers:
     async def call_tool(
         self, ctx: Context, params: types.CallToolRequestParams
     ) -> types.CallToolResult:
-        tool = self.tools.get(params.name)
+        name = params.name
+        answer = await self._answer(ctx, name, params.arguments, self.described.get(name))
+        return answer.result
+
+    @tracing.traced("mcp tool")
+    async def _answer(
+        self,
+        ctx: Context,
+        name: str,
+        arguments: dict[str, Any] | None,
+        described: types.Tool | None,
+    ) -> Answer:
+        """One tool call (a TOOL span while tracing is on; ``described``: the tool as
+        listed, None for a name that is no tool's)."""
+        tool = self.tools.get(name)
         if tool is None:
-            return _failed(f"unknown tool {params.name!r}; the tools are {', '.join(self.tools)}")
+            refusal = f"unknown tool {name!r}; the tools are {', '.join(self.tools)}"
+            return Answer(_failed(refusal), error=UserError(refusal))
         scoped = self.scope.auth is not None
+        user: str | None = None
         try:
-            args = Arguments(
-                tool.name, params.arguments, (*tool.takes, *(("user_id",) if scoped else ()))
-            )
+            args = Arguments(tool.name, arguments, (*tool.takes, *(("user_id",) if scoped else ())))
             named = args.text("user_id", required=False) if scoped else None
             user = self.scope.user(ctx, None if named is None else require_id("user_id", named))
             result = await self._run(tool.run, user, args)
         except Unauthorized as exc:
-            return _failed(f"unauthorized: {exc}")
+            return Answer(_failed(f"unauthorized: {exc}"), user, exc)
         except NotedError as exc:  # the Memory API's own words, after the tool's name
             said = told(exc)
             prefix = f"{tool.name}: "
-            return _failed(said if said.startswith(prefix) else prefix + said)
+            return Answer(_failed(said if said.startswith(prefix) else prefix + said), user, exc)
         text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
-        return types.CallToolResult(content=_text(text), structured_content=result)
+        return Answer(types.CallToolResult(content=_text(text), structured_content=result), user)
 
     async def _run(self, run: Callable[[Memory, str, Any], Any], user: str, args: Any) -> Any:
         """A store call: in a worker thread for a server of many clients (HTTP), on the event

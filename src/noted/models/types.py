@@ -379,6 +379,10 @@ class ResponseBuilder:
             self._finish = delta.finish_reason or self._finish
             self._model = delta.model or self._model
 
+    def text(self) -> str:
+        """The answer's text so far (all of it once the stream has ended)."""
+        return "".join(self._text)
+
     def build(self) -> ModelResponse:
         calls = [
             ToolCall.from_json_text(p.name, "".join(p.arguments), p.id)

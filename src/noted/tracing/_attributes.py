@@ -23,12 +23,13 @@ from openinference.semconv.trace import (
 from opentelemetry.util.types import AttributeValue
 
 from noted.memory.relevance import keywords
+from noted.models.types import ModelResponse
 from noted.tracing._settings import REDACTED, TraceSettings
 
 if TYPE_CHECKING:
     from noted.memory.manager import MemoryUpdate
     from noted.models.base import ChatModel
-    from noted.models.types import Message, ModelRequest, ModelResponse, ToolCall, Usage
+    from noted.models.types import Message, ModelRequest, ToolCall, Usage
     from noted.schema import UserMemory
     from noted.sessions import RunResult
 
@@ -39,6 +40,7 @@ __all__ = [
     "documents",
     "kind",
     "llm_identity",
+    "llm_partial",
     "llm_request",
     "llm_response",
     "memory_update",
@@ -324,6 +326,24 @@ def llm_response(
     """An LLM span's closing attributes: the answer and the token counts. ``structured``:
     the request asked for JSON (a response schema), so the answer's text is JSON."""
     out = _token_counts(response.usage)
+    _answer(out, response, settings, structured)
+    return out
+
+
+def llm_partial(text: str, settings: TraceSettings) -> Attributes:
+    """A streamed call's answer so far, for its span when the stream stopped or failed
+    before its end: the text streamed (as the output value and the one output message;
+    plain text, even where the whole answer would have been JSON). Nothing without text."""
+    out: Attributes = {}
+    if text:
+        _answer(out, ModelResponse(content=text), settings, structured=False)
+    return out
+
+
+def _answer(
+    out: Attributes, response: ModelResponse, settings: TraceSettings, structured: bool
+) -> None:
+    """Add the answer's output value and output message to ``out``, as the settings let."""
     if settings.output_messages():
         text = not settings.hide_output_text
         answer = response.to_message()
@@ -337,7 +357,6 @@ def llm_response(
             out.update(text_value("output", response.content, not text, mime))
     elif settings.hide_outputs:
         out.update(text_value("output", "", True))
-    return out
 
 
 def overlap(query: str, memory: UserMemory) -> int:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 if TYPE_CHECKING:
     from noted.models.base import ChatModel
     from noted.models.types import ModelDelta, ModelRequest, ModelResponse, ResponseBuilder
+    from noted.sessions import RunResult
     from noted.tracing._spans import Spans
 
 __all__ = [
@@ -39,21 +40,22 @@ R = TypeVar("R")
 E = TypeVar("E")
 
 # What a traced function is, as the span maker describes it (see _spans.RECORDERS).
-Step = Literal["tool", "retriever", "extraction", "summary", "search", "create_memories"]
+Step = Literal[
+    "tool", "mcp tool", "retriever", "extraction", "summary", "search", "create_memories"
+]
 # Who makes a model call: names the LLM span.
 Caller = Literal["agent", "memory manager", "session summary", "agentic search"]
 
 active: Spans | None = None
 
 
-def agent_run(
-    agent: Any, message: str, user_id: str, session_id: str, events: AsyncIterator[E]
-) -> AsyncIterator[E]:
-    """An agent run's events, inside an AGENT span while tracing is on."""
+def agent_run(agent: Any, run: RunResult, events: AsyncIterator[E]) -> AsyncIterator[E]:
+    """The events of an agent's ``run``, inside an AGENT span while tracing is on (``run``
+    is the run the events make: the span reads what a run that did not finish kept)."""
     spans = active
     if spans is None or spans.suppressed():
         return events
-    return spans.agent_run(agent, message, user_id, session_id, events)
+    return spans.agent_run(agent, run, events)
 
 
 def complete(

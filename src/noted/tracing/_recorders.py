@@ -16,11 +16,22 @@ from noted.tracing import _attributes as attrs
 from noted.tracing._attributes import JSON, Attributes
 from noted.tracing._settings import REDACTED, TraceSettings
 
-__all__ = ["RECORDERS", "Recorder"]
+__all__ = ["RECORDERS", "Failure", "Recorder"]
 
 Args = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A traced call that failed and answered so rather than raising (a tool's error is
+    text for the model): the exception, and whether its message is hidden."""
+
+    error: BaseException
+    hidden: bool = False
+
+
 Start = Callable[[Args, TraceSettings], tuple[str, Attributes]]
-End = Callable[[Args, Any, TraceSettings], tuple[Attributes, str | None]]
+End = Callable[[Args, Any, TraceSettings], tuple[Attributes, Failure | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +70,64 @@ def _tool_start(args: Args, settings: TraceSettings) -> tuple[str, Attributes]:
     return call.name, out
 
 
-def _tool_end(args: Args, execution: Any, settings: TraceSettings) -> tuple[Attributes, str | None]:
-    hidden = settings.hide_outputs or (
-        settings.hide_memories and execution.name in MEMORY_TOOL_NAMES
+def _tool_end(args: Args, ran: Any, settings: TraceSettings) -> tuple[Attributes, Failure | None]:
+    execution = ran.execution
+    hidden = bool(
+        settings.hide_outputs or (settings.hide_memories and execution.name in MEMORY_TOOL_NAMES)
     )
-    out = attrs.text_value("output", execution.result, bool(hidden))
-    return out, (REDACTED if hidden else execution.result) if execution.error else None
+    out = attrs.text_value("output", execution.result, hidden)
+    return out, None if ran.error is None else Failure(ran.error, hidden)
+
+
+# -- MCP tool calls --------------------------------------------------------------------
+
+# The fields of an MCP tool's arguments and results that hold a memory's text (a search's
+# query is one as often as not): hidden with the memories, where ids and topics stay.
+_MEMORY_TEXTS = frozenset(("memory", "query"))
+
+
+def _without_memory_texts(value: object) -> object:
+    """An MCP tool's arguments or result with each memory text replaced by
+    ``__REDACTED__``: its ``memory`` and ``query`` fields, and those of its ``memories``."""
+    if not isinstance(value, Mapping):
+        return value
+    out = {key: REDACTED if key in _MEMORY_TEXTS else item for key, item in value.items()}
+    memories = out.get("memories")
+    if isinstance(memories, list):
+        out["memories"] = [_without_memory_texts(memory) for memory in memories]
+    return out
+
+
+def _mcp_start(args: Args, settings: TraceSettings) -> tuple[str, Attributes]:
+    name, described = args["name"], args["described"]
+    out = attrs.kind(Kind.TOOL)
+    out[SpanAttributes.TOOL_NAME] = name
+    if described is not None:
+        out[SpanAttributes.TOOL_DESCRIPTION] = described.description or ""
+        out[SpanAttributes.TOOL_PARAMETERS] = attrs.to_json(described.input_schema)
+    arguments = args["arguments"] or {}
+    shown = _without_memory_texts(arguments) if settings.hide_memories else arguments
+    out.update(attrs.text_value("input", attrs.to_json(shown), bool(settings.hide_inputs), JSON))
+    return name, out
+
+
+def _mcp_end(args: Args, answer: Any, settings: TraceSettings) -> tuple[Attributes, Failure | None]:
+    out: Attributes = {}
+    if answer.user is not None:
+        out[SpanAttributes.USER_ID] = answer.user
+    result = answer.result
+    if answer.error is None:
+        found = result.structured_content
+        shown = _without_memory_texts(found) if settings.hide_memories else found
+        out.update(
+            attrs.text_value("output", attrs.to_json(shown), bool(settings.hide_outputs), JSON)
+        )
+        return out, None
+    # what a refusal says may quote what the call was given: a memory's text
+    hidden = bool(settings.hide_outputs or settings.hide_memories)
+    said = "".join(getattr(block, "text", "") for block in result.content)
+    out.update(attrs.text_value("output", said, hidden))
+    return out, Failure(answer.error, hidden)
 
 
 # -- memory selection and search -------------------------------------------------------
@@ -80,7 +143,7 @@ def _selection_start(args: Args, settings: TraceSettings) -> tuple[str, Attribut
 
 def _selection_end(
     args: Args, memories: Sequence[Any], settings: TraceSettings
-) -> tuple[Attributes, str | None]:
+) -> tuple[Attributes, Failure | None]:
     scores = [attrs.overlap(args["text"], m) for m in memories]
     out = attrs.documents(memories, scores, settings)
     out["noted.memories.chosen"] = len(memories)
@@ -98,7 +161,7 @@ def _search_start(args: Args, settings: TraceSettings) -> tuple[str, Attributes]
 
 def _search_end(
     args: Args, memories: Sequence[Any], settings: TraceSettings
-) -> tuple[Attributes, str | None]:
+) -> tuple[Attributes, Failure | None]:
     scores = [getattr(m, "score", None) for m in memories]  # None: last_n, first_n, agentic
     out = attrs.documents(memories, scores, settings)
     out["noted.memories.chosen"] = len(memories)
@@ -125,7 +188,9 @@ def _extraction_start(args: Args, settings: TraceSettings) -> tuple[str, Attribu
     return "memory extraction", out
 
 
-def _update_end(args: Args, update: Any, settings: TraceSettings) -> tuple[Attributes, str | None]:
+def _update_end(
+    args: Args, update: Any, settings: TraceSettings
+) -> tuple[Attributes, Failure | None]:
     return attrs.memory_update(update, settings), None
 
 
@@ -156,7 +221,7 @@ def _summary_start(args: Args, settings: TraceSettings) -> tuple[str, Attributes
 
 def _summary_end(
     args: Args, summary: Any, settings: TraceSettings
-) -> tuple[Attributes, str | None]:
+) -> tuple[Attributes, Failure | None]:
     out = attrs.text_value("output", summary.summary, bool(settings.hide_outputs))
     out.update(attrs.metadata({"topics": summary.topics, "run_count": summary.run_count}))
     return out, None
@@ -164,6 +229,7 @@ def _summary_end(
 
 RECORDERS: dict[str, Recorder] = {
     "tool": Recorder(_tool_start, _tool_end),
+    "mcp tool": Recorder(_mcp_start, _mcp_end),
     "retriever": Recorder(_selection_start, _selection_end),
     "search": Recorder(_search_start, _search_end),
     "extraction": Recorder(_extraction_start, _update_end),

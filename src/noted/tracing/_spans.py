@@ -22,6 +22,7 @@ import dataclasses
 import inspect
 import random
 import sys
+import traceback
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ from noted.tracing import _attributes as attrs
 from noted.tracing._attributes import Attributes
 from noted.tracing._hooks import Caller, Step
 from noted.tracing._recorders import RECORDERS, Recorder
-from noted.tracing._settings import TraceSettings
+from noted.tracing._settings import REDACTED, TraceSettings
 
 if TYPE_CHECKING:
     from noted.sessions import RunResult
@@ -82,9 +83,28 @@ _attach = otel_context.attach
 _detach = otel_context.detach
 
 
-def _failed(span: Span, exc: BaseException) -> None:
-    span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+def _failed(span: Span, exc: BaseException, hidden: bool = False) -> None:
+    """Mark ``span`` as failed with ``exc``: status ERROR, and an ``exception`` event with
+    its type, message and stack trace (OpenTelemetry's exception conventions). ``hidden``:
+    the message is ``__REDACTED__`` in all three (the privacy switches hide it)."""
+    name = type(exc).__name__
+    if hidden:
+        span.record_exception(exc, attributes=_redacted(exc))
+        span.set_status(Status(StatusCode.ERROR, f"{name}: {REDACTED}"))
+    else:
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{name}: {exc}"))
+
+
+def _redacted(exc: BaseException) -> Attributes:
+    """The exception event's message and stack trace without the exception's message (nor
+    those of the exceptions it was raised from): the frames and the type stay."""
+    frames = "".join(traceback.format_tb(exc.__traceback__))
+    stack = f"Traceback (most recent call last):\n{frames}" if frames else ""
+    return {
+        "exception.message": REDACTED,
+        "exception.stacktrace": f"{stack}{type(exc).__qualname__}: {REDACTED}\n",
+    }
 
 
 def _dropped(span: Span) -> bool:
@@ -256,25 +276,22 @@ class Spans:
 
     # -- agent runs ----------------------------------------------------------------------
 
-    def agent_run(
-        self, agent: Any, message: str, user_id: str, session_id: str, events: AsyncIterator[E]
-    ) -> AsyncIterator[E]:
+    def agent_run(self, agent: Any, run: RunResult, events: AsyncIterator[E]) -> AsyncIterator[E]:
         parent = otel_context.get_current()  # the caller's, before the run moves threads
         context = self._context()
-        return self._agent_run(parent, context, agent, message, user_id, session_id, events)
+        return self._agent_run(parent, context, agent, run, events)
 
     async def _agent_run(
         self,
         parent: otel_context.Context,
         context: Attributes,
         agent: Any,
-        message: str,
-        user_id: str,
-        session_id: str,
+        run: RunResult,
         events: AsyncIterator[E],
     ) -> AsyncIterator[E]:
         opening, context = _with_context(
-            context, attrs.agent_opening(agent, message, user_id, session_id, self.settings)
+            context,
+            attrs.agent_opening(agent, run.input, run.user_id, run.session_id, self.settings),
         )
         span = self.tracer.start_span(
             f"{agent.name or 'Agent'}.run", context=parent, attributes=opening
@@ -320,11 +337,20 @@ class Spans:
                     await aclose(events)  # nothing to do once it has ended by itself
             finally:
                 if not done:
+                    self._agent_unfinished(span, run, context)
                     span.end()
 
     def _agent_done(self, span: Span, run: RunResult, context: Attributes) -> None:
         span.set_attributes(attrs.with_context(context, attrs.agent_closing(run, self.settings)))
         span.set_status(_OK)
+
+    def _agent_unfinished(self, span: Span, run: RunResult, context: Attributes) -> None:
+        """A run stopped or failed before its end: the answer it kept in its session (the
+        text streamed so far, which the user saw) is the span's output. Read once its
+        stream is closed: the run keeps its failed turn as it closes."""
+        if run.status == "failed" and run.content:
+            shown = attrs.text_value("output", run.content, bool(self.settings.hide_outputs))
+            span.set_attributes(attrs.with_context(context, shown))
 
     # -- model calls ---------------------------------------------------------------------
 
@@ -406,9 +432,14 @@ class Spans:
             structured = request.response_schema is not None
             self._llm_done(span, model, answer.build(), caller, context, structured)
         except GeneratorExit:
-            span.set_attribute("noted.stream.stopped", True)
+            stopped = self._llm_partial(answer, caller, context)
+            stopped["noted.stream.stopped"] = True
+            span.set_attributes(stopped)
             raise
         except BaseException as exc:  # the model's, or one the consumer threw in (athrow)
+            partial = self._llm_partial(answer, caller, context)
+            if partial:
+                span.set_attributes(partial)
             _failed(span, exc)
             raise
         finally:
@@ -420,6 +451,14 @@ class Spans:
                     _detach(token)
             finally:
                 span.end()
+
+    def _llm_partial(
+        self, answer: ResponseBuilder, caller: Caller, context: Attributes
+    ) -> Attributes:
+        """The answer streamed so far (``answer`` holds every delta handed out), for the
+        span of a stream that stopped or failed before its end."""
+        partial = attrs.llm_partial(answer.text(), self._for(caller))
+        return attrs.with_context(context, partial) if partial else partial
 
     # -- background work -----------------------------------------------------------------
 
@@ -474,8 +513,7 @@ class Spans:
         if error is None:
             span.set_status(_OK)
         else:
-            span.add_event("exception", {"exception.message": error})
-            span.set_status(Status(StatusCode.ERROR, error))
+            _failed(span, error.error, error.hidden)
 
     def call(self, step: Step, fn: Callable[..., R], args: Any, kwargs: Mapping[str, Any]) -> R:
         recorder = RECORDERS[step]
