@@ -634,6 +634,21 @@ def test_an_answer_that_is_no_message_is_a_model_output_error(
     assert len(wire.requests) == 1
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "text/html"])
+def test_a_whole_answer_that_is_not_utf8_says_so(wire: WireServer, content_type: str) -> None:
+    # Under a Content-Type other than JSON's, the SDK hands back the body's text, each bad
+    # byte replaced: the answer was reported as "no message" and shown with those bytes.
+    body = json.dumps(message([{"type": "text", "text": "Caf\u00e9"}]), ensure_ascii=False)
+    wire.add(Raw(body.encode().replace(b"Caf", b"Caf\xff"), content_type=content_type))
+
+    with pytest.raises(
+        ModelOutputError,
+        match=r"anthropic sent an answer that is not UTF-8 text \(byte 0xff: invalid start byte\)",
+    ):
+        complete(make(wire), ask())
+    assert len(wire.requests) == 1
+
+
 def test_a_stream_line_that_is_not_json_is_a_model_output_error(wire: WireServer) -> None:
     wire.add(SSE([message_start(), ("content_block_start", "not json")]))
 

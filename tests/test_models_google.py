@@ -619,6 +619,21 @@ def test_a_web_page_for_an_answer_is_a_model_output_error(wire: WireServer) -> N
     assert len(wire.requests) == 1
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "text/html"])
+def test_a_whole_answer_that_is_not_utf8_says_so(wire: WireServer, content_type: str) -> None:
+    # The SDK reads the body with each bad byte replaced: the answer came back as text
+    # with U+FFFD in it, as if the model had written that.
+    body = json.dumps(answer([{"text": "Caf\u00e9 open"}]), ensure_ascii=False).encode()
+    wire.add(Raw(body.replace(b"Caf", b"Caf\xff"), content_type=content_type))
+
+    with pytest.raises(
+        ModelOutputError,
+        match=r"google sent an answer that is not UTF-8 text \(byte 0xff: invalid start byte\)",
+    ):
+        complete(make(wire), ask())
+    assert len(wire.requests) == 1
+
+
 # -- streams that end before the answer ---------------------------------------------------------
 
 

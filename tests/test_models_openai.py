@@ -1014,6 +1014,21 @@ def test_an_answer_to_a_stream_that_is_no_event_stream_is_a_model_output_error(
     assert len(wire.requests) == 1
 
 
+@pytest.mark.parametrize("content_type", ["application/json", "text/plain", "text/html"])
+def test_a_whole_answer_that_is_not_utf8_says_so(wire: WireServer, content_type: str) -> None:
+    # Under a Content-Type other than JSON's, the SDK hands back the body's text, each bad
+    # byte replaced: the answer was reported as one "without any choices".
+    body = json.dumps(completion("Caf\u00e9 open"), ensure_ascii=False).encode()
+    wire.add(Raw(body.replace(b"Caf", b"Caf\xff"), content_type=content_type))
+
+    with pytest.raises(
+        ModelOutputError,
+        match=r"openai sent an answer that is not UTF-8 text \(byte 0xff: invalid start byte\)",
+    ):
+        complete(make(wire), ask())
+    assert len(wire.requests) == 1
+
+
 def test_an_error_event_with_an_http_status_counts_as_that_status(wire: WireServer) -> None:
     overloaded = {
         "error": {

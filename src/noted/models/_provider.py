@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import importlib
+import inspect
 import os
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
@@ -35,6 +36,7 @@ __all__ = [
     "http_error",
     "import_sdk",
     "parse_retry_after",
+    "parsed",
     "transport_errors",
 ]
 
@@ -247,10 +249,27 @@ class HTTPChatModel(BaseChatModel):
         except errors as exc:
             raise self._to_noted(exc) from exc
         except UnicodeDecodeError as exc:  # the SDKs decode an answer's bytes as UTF-8
-            raise ModelOutputError(
-                f"{self.provider} sent an answer that is not UTF-8 text "
-                f"(byte 0x{exc.object[exc.start]:02x}: {exc.reason})"
-            ) from exc
+            raise self._not_utf8(exc) from exc
+
+    def _not_utf8(self, exc: UnicodeDecodeError) -> ModelOutputError:
+        """The error for an answer whose bytes are not UTF-8 text, naming the first bad one."""
+        return ModelOutputError(
+            f"{self.provider} sent an answer that is not UTF-8 text "
+            f"(byte 0x{exc.object[exc.start]:02x}: {exc.reason})"
+        )
+
+    def _check_utf8(self, response: Any) -> None:
+        """Raise :meth:`_not_utf8` when the body of ``response`` (an HTTP response, read)
+        is not UTF-8 text. An SDK hands back the body's text, each bad byte replaced, when
+        the body is not JSON it can read: under a Content-Type other than JSON's, a body
+        that is JSON but not UTF-8 came back as such text, and was then reported as an
+        answer without a message."""
+        body = getattr(response, "content", None)
+        if isinstance(body, bytes):
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise self._not_utf8(exc) from None
 
     def _sdk_errors(self) -> tuple[type[BaseException], ...]:
         """What the SDK, or the HTTP library under it, raises when a call fails."""
@@ -277,6 +296,13 @@ class HTTPChatModel(BaseChatModel):
                 "not an event stream"
             )
         return ModelConnectionError(f"{self.provider}'s stream ended before the answer did")
+
+
+async def parsed(answer: Any) -> Any:
+    """What an SDK's raw answer (its ``with_raw_response`` call's) parses to: its
+    ``parse()`` is a coroutine in some SDKs and versions, a plain method in others."""
+    value = answer.parse()
+    return await value if inspect.isawaitable(value) else value
 
 
 def _content_type(response: Any) -> str:

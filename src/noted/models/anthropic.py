@@ -11,7 +11,13 @@ from types import ModuleType
 from typing import Any
 
 from noted.errors import ModelConnectionError, ModelError, ModelOutputError
-from noted.models._provider import HTTPChatModel, http_error, import_sdk, transport_errors
+from noted.models._provider import (
+    HTTPChatModel,
+    http_error,
+    import_sdk,
+    parsed,
+    transport_errors,
+)
 from noted.models.base import RetryPolicy
 from noted.models.types import (
     Message,
@@ -93,7 +99,10 @@ class Claude(HTTPChatModel):
         client = self._clients.get()
         params = self._params(request)
         with self._mapped_errors():
-            message = await client.messages.create(**params)
+            answer = await client.messages.with_raw_response.create(**params)
+            message = await parsed(answer)
+        if isinstance(message, str):  # the body's text: the SDK could not read it as JSON
+            self._check_utf8(answer.http_response)
         return _response(self._checked(message), _schema_tool(request))
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:

@@ -37,7 +37,8 @@ _PACKAGE = "google-genai"
 # to send back with the conversation.
 _CALL_MEMO_SIZE = 1024
 
-# The HTTP responses opened while a stream reads its next chunk (see _next_chunk).
+# The HTTP responses opened while a stream reads its next chunk (see _next_chunk), or
+# while a whole answer is asked for (see Gemini._send).
 _opened: ContextVar[list[Any] | None] = ContextVar("noted_gemini_opened", default=None)
 
 
@@ -122,8 +123,15 @@ class Gemini(HTTPChatModel):
     async def _send(self, request: ModelRequest) -> ModelResponse:
         client = self._clients.get()
         params = self._params(request)
-        with self._mapped_errors():
-            response = await client.aio.models.generate_content(**params)
+        opened: list[Any] = []  # the HTTP response, for its bytes
+        token = _opened.set(opened)
+        try:
+            with self._mapped_errors():
+                response = await client.aio.models.generate_content(**params)
+        finally:
+            _opened.reset(token)
+        for answer in opened:  # the SDK reads the body with each bad byte replaced
+            self._check_utf8(answer)
         return self._response(response)
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:

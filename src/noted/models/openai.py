@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from noted.db.shown import safe_url
 from noted.errors import ModelConnectionError, ModelError, ModelOutputError, UserError
-from noted.models._provider import HTTPChatModel, http_error, import_sdk
+from noted.models._provider import HTTPChatModel, http_error, import_sdk, parsed
 from noted.models.base import RetryPolicy
 from noted.models.types import (
     Message,
@@ -190,16 +190,18 @@ class OpenAIChat(HTTPChatModel):
             return "max_completion_tokens"
         return "max_tokens"
 
-    async def _create(self, request: ModelRequest, **extra: Any) -> Any:
-        """``chat.completions.create`` for the request, falling back to the next
+    async def _create(self, request: ModelRequest, *, raw: bool = False, **extra: Any) -> Any:
+        """``chat.completions.create`` for the request (``raw``: its ``with_raw_response``
+        twin, whose answer holds the HTTP response), falling back to the next
         structured-output format while the server refuses the one asked for, and to
         ``max_completion_tokens`` if it refuses ``max_tokens``."""
-        client = self._clients.get()
+        completions = self._clients.get().chat.completions
+        create = completions.with_raw_response.create if raw else completions.create
         while True:
             mode = self._json_mode(request)
             params = self._params(request, mode)
             try:
-                return await client.chat.completions.create(**params, **extra)
+                return await create(**params, **extra)
             except self._sdk().APIStatusError as exc:
                 if "max_tokens" in params and _refuses_max_tokens(exc):
                     self._take_completion_tokens(exc)
@@ -237,7 +239,10 @@ class OpenAIChat(HTTPChatModel):
 
     async def _send(self, request: ModelRequest) -> ModelResponse:
         with self._mapped_errors():
-            completion = await self._create(request)
+            answer = await self._create(request, raw=True)
+            completion = await parsed(answer)
+        if isinstance(completion, str):  # the body's text: the SDK could not read it as JSON
+            self._check_utf8(answer.http_response)
         return self._response(completion)
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
