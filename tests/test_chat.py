@@ -678,6 +678,24 @@ def test_noted_chat_needs_a_model(tmp_path: Path) -> None:
     assert "choose a model" in done.stderr
 
 
+def test_noted_chat_refuses_json_output(tmp_path: Path) -> None:
+    # `noted chat --json` was taken and did nothing: the answers came as text all the same.
+    db = tmp_path / "x.db"
+    done = subprocess.run(
+        [sys.executable, "-m", "noted.cli", "chat", "--json", "--db", str(db), "-m", "openai:m"],
+        check=False,
+        capture_output=True,
+        text=True,
+        input="hello\n",
+        env=child_env(OPENAI_API_KEY="k"),
+        timeout=60,
+    )
+    assert done.returncode == 2, done
+    assert "noted chat: error: --json: the chat prints its answers as text" in done.stderr
+    assert "noted sessions show SESSION --json" in done.stderr
+    assert done.stdout == "" and not db.exists()
+
+
 def test_noted_chat_refuses_at_its_start_what_every_turn_would_fail_on(tmp_path: Path) -> None:
     # A missing API key, or a session of another user, failed each message in turn.
     db = tmp_path / "x.db"

@@ -581,7 +581,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
 
     add_session_commands(groups, db_option)
-    for add_commands in (add_chat_command, add_mcp_command, add_job_commands):
+    add_chat_command(groups, db_option)
+    for add_commands in (add_mcp_command, add_job_commands):
         add_commands(groups, common)
     add_import_commands(groups, importing)
     add_server_commands(groups, db_option)

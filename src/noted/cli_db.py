@@ -71,11 +71,15 @@ def identifier(text: str) -> str:
     return checked
 
 
-def user_options(parent: argparse.ArgumentParser, user_help: str) -> argparse.ArgumentParser:
-    """``parent``'s options with ``--user`` (saying ``user_help``) and ``--json``."""
+def user_options(
+    parent: argparse.ArgumentParser, user_help: str, json: bool = True
+) -> argparse.ArgumentParser:
+    """``parent``'s options with ``--user`` (saying ``user_help``) and, if ``json``,
+    ``--json``."""
     options = argparse.ArgumentParser(add_help=False, parents=[parent])
     options.add_argument("--user", type=identifier, help=user_help)
-    options.add_argument("--json", action="store_true", help="print JSON for scripts")
+    if json:
+        options.add_argument("--json", action="store_true", help="print JSON for scripts")
     return options
 
 

@@ -155,12 +155,33 @@ def cmd_sessions_delete(memory: Memory, args: argparse.Namespace) -> int:
     return 0
 
 
+class _NoJsonChat(argparse.Action):
+    """``noted chat --json``: a usage error. Every other command's --json prints its
+    result as one JSON document; a chat's answers are text as they come, and a session's
+    runs (ids, answers, token counts) are JSON in ``noted sessions show ID --json``."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        parser.error(
+            "--json: the chat prints its answers as text; `noted sessions show SESSION "
+            "--json` gives a session's runs as JSON"
+        )
+
+
 def add_chat_command(
-    groups: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+    groups: argparse._SubParsersAction[argparse.ArgumentParser], db_option: argparse.ArgumentParser
 ) -> None:
+    """``noted chat``: ``db_option``'s options, ``--user`` and the chat's own (no
+    ``--json``, which it refuses)."""
+    options = user_options(db_option, f"user id (default: {DEFAULT_USER_ID!r})", json=False)
     chat = groups.add_parser(
         "chat",
-        parents=[common],
+        parents=[options],
         help="chat with an agent in the terminal; the session is kept in --db",
         description="Chat with an agent in the terminal. Leave with exit, quit or Ctrl-D "
         "(exit status 0) or Ctrl-C (130). End a line with \\ to go on with the message on "
@@ -193,6 +214,7 @@ def add_chat_command(
     )
     chat.add_argument("--no-stream", action="store_true", help="print answers when complete")
     chat.add_argument("--plain", action="store_true", help="plain text instead of markdown")
+    chat.add_argument("--json", nargs=0, action=_NoJsonChat, help=argparse.SUPPRESS)
 
 
 def add_session_commands(
