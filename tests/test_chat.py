@@ -234,6 +234,45 @@ def test_cli_app_takes_messages_of_several_lines(tmp_path: Path) -> None:
     assert "\x1b[?2004h" not in shown[after - 20 :] + rest  # and off again after it
 
 
+def test_ctrl_d_on_a_continuation_line_sends_the_message_and_the_chat_goes_on() -> None:
+    # Ctrl-D at the "..." prompt ended the chat, the message typed so far lost.
+    child = spawn(["-c", LINES_SCRIPT])
+    child.logfile_read = io.StringIO()
+    child.expect("You")
+    child.send("half \\\r")
+    child.expect_exact("...")
+    child.send("typed\\\r")
+    child.expect_exact("...")
+    reading(child)
+    child.sendeof()
+    child.expect("First.")
+    child.expect("You")
+    reading(child)
+    child.sendeof()  # at the first line's prompt: the chat ends
+    child.expect("after the chat> ")
+    child.sendline("")
+    finish(child)
+    assert "messages: ['half \\ntyped']" in child.logfile_read.getvalue()
+
+
+def test_a_piped_chat_whose_last_line_goes_on_sends_it() -> None:
+    # Standard input ending on a line that ends with a backslash: the message was dropped.
+    script = "from noted import Agent\nfrom noted.testing import ScriptedModel\n"
+    script += "model = ScriptedModel(['One.', 'Two.'])\nAgent(model).cli_app(stream=False)\n"
+    script += "print([request.messages[-1].content for request in model.requests])\n"
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        input="hi\nlast \\\n",
+        check=False,
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["One.", "Two.", "['hi', 'last ']"]
+
+
 def test_cli_app_prompt_is_redrawn_with_the_line(tmp_path: Path) -> None:
     # The prompt was printed apart from readline, which took it to be empty: Ctrl-L (and a
     # line wrapped past the edge, or history) redrew the line over it, the prompt gone.

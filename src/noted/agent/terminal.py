@@ -231,13 +231,21 @@ def _prompt(console: Console, markup: str, marked: bool) -> str:
     return _SGR.sub(lambda code: f"\x01{code.group()}\x02", rendered)
 
 
-def _read_message(prompts: tuple[str, str]) -> str:
+def _read_message(prompts: tuple[str, str], console: Console) -> str:
     """A message: a line, and the next one after each that ends with a backslash (the
-    backslash left out), as a message of several lines is typed."""
+    backslash left out), as a message of several lines is typed. Ctrl-D (the end of
+    input) on a continuation line ends the message there, with what was typed so far,
+    and the chat goes on (it ended, the message lost); EOFError comes out only at the
+    first line, where Ctrl-D leaves the chat."""
     lines = [_input(prompts[0])]
     while lines[-1].endswith("\\"):
         lines[-1] = lines[-1][:-1]
-        lines.append(_input(prompts[1]))
+        try:
+            lines.append(_input(prompts[1]))
+        except EOFError:
+            if prompts[1]:  # the line the prompt was on
+                console.print()
+            break
     return "\n".join(lines)
 
 
@@ -267,7 +275,7 @@ def _chat_loop(
 ) -> None:
     while True:
         try:
-            line = _read_message(prompts)
+            line = _read_message(prompts, console)
         except EOFError:
             if prompts[0]:  # the line the prompt was on
                 console.print()
