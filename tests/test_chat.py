@@ -789,6 +789,59 @@ def test_a_failed_turn_is_one_error_line_on_stderr_and_the_chat_goes_on(
     assert "error" not in done.stdout and "Still here." in done.stdout
 
 
+def test_a_retried_turn_shows_its_retries_on_the_status_line(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    # Each retry of a server down or answering 5xx was a log line of its own ("... failed
+    # (...); retry 1 of 3 in 0.44 s"), printed between the prompt and the error line.
+    from wire import Reply
+
+    down = Reply({"error": {"message": "overloaded"}}, status=503)
+    wire.add(down, down, down, down, openai_stream("Back again."))
+    env = {"OPENAI_BASE_URL": wire.url + "/v1", "OPENAI_API_KEY": "test-key"}
+    argv = ["chat", "--model", "openai:test-model", "--memory", "off"]
+    child = spawn(["-m", "noted.cli", *argv, "--db", str(tmp_path / "c.db")], **env)
+    child.logfile_read = io.StringIO()
+    child.expect("You")
+    child.sendline("hi")
+    child.expect("error: openai answered HTTP 503: overloaded")
+    child.expect("You")
+    child.sendline("again")
+    child.expect("Back again.")
+    child.expect("You")
+    child.sendline("exit")
+    finish(child)
+    shown = child.logfile_read.getvalue()
+    for retry in ("1 of 3", "2 of 3", "3 of 3"):
+        assert re.search(rf"retrying in \d s \({retry}\)\.\.\.", shown), retry
+    assert "failed (" not in shown and "retry 1 of 3" not in shown
+    assert shown.count("error:") == 1
+
+
+def test_a_retried_turn_from_a_pipe_is_one_error_line(wire: WireServer, tmp_path: Path) -> None:
+    from wire import Reply
+
+    down = Reply({"error": {"message": "overloaded"}}, status=503)
+    wire.add(down, down, down, down, Reply(openai_reply("Back again.")))
+    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"}
+    argv = ["chat", "--model", "openai:test-model", "--memory", "off"]
+    done = subprocess.run(
+        [sys.executable, "-m", "noted.cli", *argv, "--db", str(tmp_path / "c.db")],
+        input="hi\nagain\n",
+        check=False,
+        capture_output=True,
+        text=True,
+        env={**env, "PYTHONPATH": SRC, "OPENAI_BASE_URL": wire.url + "/v1"}
+        | {"OPENAI_API_KEY": "test-key"},
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    [banner, line] = done.stderr.splitlines()
+    assert banner.startswith("Chatting with test-model")
+    assert line == "error: openai answered HTTP 503: overloaded"
+    assert done.stdout == "Back again.\n"
+
+
 def openai_reply(text: str) -> dict[str, object]:
     return {
         "id": "chatcmpl-2",

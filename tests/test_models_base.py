@@ -4,6 +4,7 @@ background loop behind the sync methods."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 
@@ -37,6 +38,7 @@ from noted.models import (
     register_provider,
 )
 from noted.models._provider import LoopClients
+from noted.models.base import RetryWait, retries_shown
 from noted.testing import FunctionModel, ScriptedModel, ScriptExhaustedError
 
 FAST = RetryPolicy(max_attempts=3, initial_delay=0.001, max_delay=0.002)
@@ -190,6 +192,34 @@ def test_retryable_errors_are_retried_with_a_bound() -> None:
     streamed = Flaky([ModelConnectionError("reset")])
     assert "".join(d.text for d in streamed.stream(ask("hi")) if isinstance(d, TextDelta)) == "ok"
     assert streamed.attempts == 2
+
+
+def test_retries_are_logged_unless_a_caller_shows_them(caplog: pytest.LogCaptureFixture) -> None:
+    # A terminal's status line takes the waits (a chat printed a log line per retry); a
+    # library's caller or a server still gets the warnings.
+    caplog.set_level(logging.DEBUG, logger="noted.models")
+    assert Flaky([ModelConnectionError("reset")]).complete(ask("hi")).content == "ok"
+    [warning] = caplog.records
+    assert warning.levelno == logging.WARNING
+    assert "flaky flaky-1 failed (reset); retry 1 of 2 in" in warning.getMessage()
+    caplog.clear()
+    shown: list[RetryWait] = []
+    with retries_shown(shown.append):  # on noted's loop, and on the caller's own
+        assert Flaky([ModelConnectionError("reset")]).complete(ask("hi")).content == "ok"
+        streamed = Flaky([ModelConnectionError("reset"), ModelConnectionError("again")])
+        assert [d for d in streamed.stream(ask("hi")) if isinstance(d, TextDelta)]
+        asyncio.run(Flaky([ModelConnectionError("reset")]).acomplete(ask("hi")))
+    assert [(w.retry, w.retries, str(w.error)) for w in shown] == [
+        (1, 2, "reset"),
+        (1, 2, "reset"),
+        (2, 2, "again"),
+        (1, 2, "reset"),
+    ]
+    assert all(0 < w.seconds <= FAST.max_delay for w in shown)
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG] * 4
+    caplog.clear()
+    Flaky([ModelConnectionError("reset")]).complete(ask("hi"))  # the block is over
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
 
 
 def test_a_stream_that_fails_after_text_is_not_retried() -> None:

@@ -4,10 +4,12 @@ chat loop that ends on ``exit``, ``quit``, Ctrl-D or Ctrl-C without a traceback.
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -23,6 +25,7 @@ from noted._console import err, out, printable
 from noted._interrupt import ctrl_c_reaches_input
 from noted.agent.events import ContentDelta, RunCompleted, ToolCallCompleted, ToolCallStarted
 from noted.errors import NotedError, UserError
+from noted.models.base import RetryWait, retries_shown
 from noted.sessions import RunResult
 
 if TYPE_CHECKING:
@@ -64,6 +67,27 @@ class _Tail:
             yield Segment.line()
 
 
+class _Awaited:
+    """The status line of an answer being awaited: "thinking...", and while a failed call
+    to the model waits to be tried again, "retrying in 2 s (1 of 3)..." counting down
+    (where each retry was a log line of its own, printed between the prompt and the
+    answer). :meth:`show` is handed the waits (see ``retries_shown``)."""
+
+    def __init__(self) -> None:
+        self._retry: tuple[RetryWait, float] | None = None  # the wait, and when it ends
+
+    def show(self, wait: RetryWait) -> None:
+        self._retry = (wait, time.monotonic() + wait.seconds)
+
+    def __rich__(self) -> Text:
+        if self._retry is None:
+            return Text("thinking...")
+        wait, until = self._retry
+        left = math.ceil(until - time.monotonic())
+        when = f"in {left} s " if left > 0 else ""
+        return Text(f"retrying {when}({wait.retry} of {wait.retries})...")
+
+
 def _tool_line(name: str, detail: str, error: bool = False) -> Text:
     style = "red" if error else "dim"
     return Text(printable(f"  ↳ {name}: {detail}"), style=style)
@@ -80,8 +104,9 @@ def print_response(
     console: Console | None = None,
 ) -> RunResult:
     console = console or Console()
+    awaited = _Awaited()
     if not stream or not console.is_terminal:  # piped output gets the whole answer at once
-        with console.status("thinking...", spinner="dots"):
+        with console.status(awaited, spinner="dots"), retries_shown(awaited.show):
             result = agent.run(message, user_id=user_id, session_id=session_id)
         for execution in result.tool_calls:
             console.print(_tool_line(execution.name, execution.result[:200], execution.error))
@@ -92,8 +117,11 @@ def print_response(
     text = ""
     finished: RunResult | None = None
     try:
-        waiting = Spinner("dots", "thinking...", style="green")  # until the answer's first words
-        with Live(waiting, console=console, refresh_per_second=15, transient=True) as live:
+        waiting = Spinner("dots", awaited, style="green")  # until the answer's first words
+        with (
+            Live(waiting, console=console, refresh_per_second=15, transient=True) as live,
+            retries_shown(awaited.show),
+        ):
             for event in agent.run(message, user_id=user_id, session_id=session_id, stream=True):
                 if isinstance(event, ContentDelta):
                     text += event.text

@@ -9,9 +9,11 @@ retryable failures (HTTP 429, 5xx, timeouts and lost connections) and the sync m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, TypeVar, runtime_checkable
 
@@ -20,7 +22,7 @@ from noted._async import aclose
 from noted.errors import ModelError, UserError
 from noted.models.types import ModelDelta, ModelRequest, ModelResponse, ResponseBuilder
 
-__all__ = ["BaseChatModel", "ChatModel", "RetryPolicy"]
+__all__ = ["BaseChatModel", "ChatModel", "RetryPolicy", "RetryWait", "retries_shown"]
 
 log = logging.getLogger("noted.models")
 T = TypeVar("T")
@@ -72,6 +74,38 @@ class RetryPolicy:
         return wait
 
 
+@dataclass(frozen=True, slots=True)
+class RetryWait:
+    """A model's wait before it tries a failed call again: retry ``retry`` of
+    ``retries``, in ``seconds``, after ``error``."""
+
+    retry: int
+    retries: int
+    seconds: float
+    error: ModelError
+
+
+# Who is shown the waits before retries in this context, instead of the log (see
+# retries_shown)
+_shown_to: ContextVar[Callable[[RetryWait], None] | None] = ContextVar(
+    "noted_retries_shown_to", default=None
+)
+
+
+@contextlib.contextmanager
+def retries_shown(show: Callable[[RetryWait], None]) -> Iterator[None]:
+    """In the block, and in the calls and tasks it starts (the context is theirs), each
+    wait before a model's retry is handed to ``show`` (a terminal's status line) and
+    logged at DEBUG, not as a WARNING: a chat's screen would have a log line per retry
+    between its prompt and its answer. ``show`` runs on the thread of the model's event
+    loop."""
+    token = _shown_to.set(show)
+    try:
+        yield
+    finally:
+        _shown_to.reset(token)
+
+
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, ModelError) and exc.retryable
 
@@ -111,15 +145,20 @@ class BaseChatModel:
 
     async def _wait_before_retry(self, retry: int, exc: ModelError) -> None:
         wait = self.retry.delay(retry, getattr(exc, "retry_after", None))
-        log.warning(
+        retries = self.retry.max_attempts - 1
+        show = _shown_to.get()
+        log.log(
+            logging.WARNING if show is None else logging.DEBUG,
             "%s %s failed (%s); retry %d of %d in %.2f s",
             self.provider,
             self._id,
             exc,
             retry,
-            self.retry.max_attempts - 1,
+            retries,
             wait,
         )
+        if show is not None:
+            show(RetryWait(retry, retries, wait, exc))
         await asyncio.sleep(wait)
 
     async def with_retries(self, attempt: Callable[[], Awaitable[T]]) -> T:
