@@ -606,3 +606,22 @@ def test_reindex_without_an_embedder_says_reindexing_needs_one(capsys, db: str) 
     ), err
     assert "--embedder local" in err
     assert "search" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["worker", "--json", "--config", "noted.toml"],
+        ["worker", "--user", "ava", "--config", "noted.toml"],
+        ["mcp", "--json"],
+    ],
+)
+def test_options_a_command_would_ignore_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    # the worker runs every user's jobs and prints no result; the MCP server answers over
+    # its transport: --user and --json were taken, and did nothing
+    with pytest.raises(SystemExit) as ended:
+        main(argv)
+    assert ended.value.code == 2
+    assert f"unrecognized arguments: {argv[1]}" in capsys.readouterr().err

@@ -582,8 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_session_commands(groups, db_option)
     add_chat_command(groups, db_option)
-    for add_commands in (add_mcp_command, add_job_commands):
-        add_commands(groups, common)
+    add_mcp_command(
+        groups, user_options(db_option, f"user id (default: {DEFAULT_USER_ID!r})", json=False)
+    )
+    add_job_commands(groups, common, db_option)
     add_import_commands(groups, importing)
     add_server_commands(groups, db_option)
     return parser

@@ -149,10 +149,13 @@ def cmd_worker(memory: Memory, args: argparse.Namespace) -> int:
 def add_job_commands(
     groups: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
+    db_option: argparse.ArgumentParser,
 ) -> None:
+    """``noted worker`` (``db_option``'s options: it runs every user's jobs and prints no
+    result) and ``noted jobs`` (``common``'s)."""
     worker = groups.add_parser(
         "worker",
-        parents=[common],
+        parents=[db_option],
         help="run the background memory and summary jobs only",
         description="Take the background jobs of the config's agent from the store and run "
         "them until stopped (SIGTERM or Ctrl-C). Any number of workers may share a store.",

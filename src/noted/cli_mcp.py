@@ -91,11 +91,13 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
 
 def add_mcp_command(
     groups: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: argparse.ArgumentParser,
+    options: argparse.ArgumentParser,
 ) -> None:
+    """``noted mcp`` with ``options`` (``--db``, its tables and ``--user``: it serves
+    over its transport, and has no result to print as JSON)."""
     mcp = groups.add_parser(
         "mcp",
-        parents=[common],
+        parents=[options],
         help="serve the memories to MCP clients (Claude Desktop, Cursor, agents)",
         description="An MCP server with tools to add, search, list, read, update and delete "
         "a user's memories. Over stdio (the default) every call is about --user; over "
