@@ -260,6 +260,54 @@ def test_a_server_stopped_with_sigterm_finishes_the_job_it_runs(tmp_path: Path) 
         assert learned.memory == "User said: I keep bees"
 
 
+def test_a_server_stopped_with_sigterm_leaves_a_job_past_its_shutdown_timeout(
+    tmp_path: Path,
+) -> None:
+    # The memory manager takes two seconds; SIGTERM arrives as it starts, and the server
+    # may take one: it exits then, leaving the job to the process that takes it over
+    # when its lease runs out (a platform would have killed it, and the job, anyway).
+    from noted import SqliteDb
+
+    db = str(tmp_path / "n.db")
+    config = tmp_path / "noted.toml"
+    config.write_text(
+        '[agent]\nmodel = "slow:x"\nagent_id = "assistant"\nmemory = "auto"\nhistory = 0\n'
+    )
+    options = ("--db", db, "--config", str(config), "--embedder", "none", "--no-access-log")
+    port = free_port()
+    with serve(
+        tmp_path,
+        *options,
+        "--shutdown-timeout",
+        "1",
+        "--port",
+        str(port),
+        launcher=LAUNCHER,
+        port=port,
+    ) as served:
+        run = httpx.post(
+            f"{served.url}/agents/assistant/runs",
+            json={"message": "I keep bees", "user_id": "ava", "stream": False},
+            timeout=30,
+        )
+        assert run.status_code == 200, run.text
+        with SqliteDb(db) as store:
+            deadline = time.monotonic() + 10
+            while [j.status for j in store.list_jobs(status=None)] != ["running"]:
+                assert time.monotonic() < deadline, "the job did not start"
+                time.sleep(0.02)
+        served.process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        assert served.process.wait(30) == -signal.SIGTERM, served.stderr()
+        assert time.monotonic() - stopped_at < 1.8
+        said = served.stderr()
+        assert "background jobs still running after the shutdown timeout (1 s)" in said
+        assert "Traceback" not in said
+    with SqliteDb(db) as store:
+        assert [j.status for j in store.list_jobs(status=None)] == ["running"]
+        assert store.list_memories(MemoryQuery(user_id="ava")) == []
+
+
 def test_a_worker_on_tables_of_a_newer_noted_stops_and_says_so(
     servers: dict[str, Server | str], tmp_path: Path
 ) -> None:

@@ -554,6 +554,11 @@ history = 2
         ("[agent]\nmodel = 'offline:x'\ntools = []\n", "[agent] has unknown keys: tools"),
         ("[agent]\nmodel = 'offline:x'\nsummaries = 1\n", "summaries must be true or false, got 1"),
         ("[server]\ndb = 1\n", "[server] db must be a string, got 1"),
+        (
+            "[server]\nshutdown_timeout = 0\n",
+            "[server] shutdown_timeout must be a positive number of seconds, got 0",
+        ),
+        ("[server]\nshutdown_timeout = 2.5\n", "shutdown_timeout must be an integer, got 2.5"),
         ("[server\n", "is not valid TOML"),
     ],
 )
@@ -570,11 +575,12 @@ def test_config_loading_and_the_agent_it_builds(
 ) -> None:
     path = tmp_path / "noted.toml"
     path.write_text(
-        "[server]\nembedder = 'local'\n[agent]\nmodel = 'offline:x'\ninstructions = 'Be brief.'\n"
+        "[server]\nembedder = 'local'\nshutdown_timeout = 10\n[agent]\nmodel = 'offline:x'\ninstructions = 'Be brief.'\n"
         "memory = 'agentic'\nsummaries = true\nhistory = 0\nmemory_dates = true\n"
     )
     config = load_config(path)
     assert (config.db, config.host, config.port, config.embedder) == (None, None, None, "local")
+    assert config.shutdown_timeout == 10
     assert config.agent == AgentConfig(
         model="offline:x",
         instructions=["Be brief."],

@@ -35,6 +35,7 @@ class SSE:
     events: Sequence[Any]
     status: int = 200
     hold: bool = False  # keep the stream open after the events until the client hangs up
+    every: float = 0.0  # seconds before each event (a model writing its answer)
 
 
 @dataclass
@@ -138,8 +139,10 @@ class WireServer:
                 self.end_headers()
                 self.wfile.write(reply.body)
 
-            def _send_events(self, events: Sequence[Any]) -> None:
+            def _send_events(self, events: Sequence[Any], every: float = 0.0) -> None:
                 for item in events:
+                    if every:
+                        time.sleep(every)
                     name, data = item if isinstance(item, tuple) else (None, item)
                     text = data if isinstance(data, str) else json.dumps(data)
                     chunk = (f"event: {name}\n" if name else "") + f"data: {text}\n\n"
@@ -170,7 +173,7 @@ class WireServer:
                 self.end_headers()
                 self.close_connection = True
                 try:
-                    self._send_events(reply.events)
+                    self._send_events(reply.events, reply.every)
                 except ConnectionError:  # the client closed before the last event
                     if not reply.hold:
                         raise

@@ -86,8 +86,10 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
             ENV_EMBEDDER,
             ENV_MCP,
             ENV_NO_BACKGROUND,
+            ENV_SHUTDOWN_TIMEOUT,
             build_app,
         )
+        from noted.server.stopping import DEFAULT_SHUTDOWN_TIMEOUT, SAVE_WAIT_S
 
         if args.mcp:  # before anything is printed: its error names its extra
             importlib.import_module("noted.mcp")
@@ -100,6 +102,9 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
     config = load_config(args.config) if args.config else ServeConfig()
     host = args.host or config.host or DEFAULT_HOST
     port = args.port if args.port is not None else config.port or DEFAULT_PORT
+    shutdown_timeout = _first(
+        args.shutdown_timeout, config.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT
+    )
     check_exposure(host)
     target = with_config_db(memory, args, config.db)
     store = memory.db
@@ -113,9 +118,19 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         "port": port,
         "log_level": args.log_level,
         "access_log": args.access_log,
+        # past the runs' bound, what is still open is closed (the runs themselves are
+        # stopped by the app, and get SAVE_WAIT_S to be saved and to say so)
+        "timeout_graceful_shutdown": shutdown_timeout + SAVE_WAIT_S,
     }
     if args.workers == 1:
-        app = build_app(store, embedder, config, mcp=args.mcp, background=args.background)
+        app = build_app(
+            store,
+            embedder,
+            config,
+            mcp=args.mcp,
+            background=args.background,
+            shutdown_timeout=shutdown_timeout,
+        )
         uvicorn.run(app, **options)
         return 0
     memory.db.close()  # each worker opens its own
@@ -128,8 +143,14 @@ def cmd_serve(memory: Memory, args: argparse.Namespace) -> int:
         os.environ[ENV_CONFIG] = str(Path(args.config).resolve())
     if not args.background:
         os.environ[ENV_NO_BACKGROUND] = "1"
+    os.environ[ENV_SHUTDOWN_TIMEOUT] = str(shutdown_timeout)
     uvicorn.run("noted.server.factory:app_from_env", factory=True, workers=args.workers, **options)
     return 0
+
+
+def _first(*values: int | None) -> int:
+    """The first value given: an option's, else the config file's, else the default."""
+    return next(value for value in values if value is not None)
 
 
 def cmd_token(memory: Memory, args: argparse.Namespace) -> int:
@@ -207,6 +228,13 @@ def add_server_commands(
         help="worker processes (default 1; each opens the store itself)",
     )
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=positive_int,
+        metavar="SECONDS",
+        help="on SIGTERM or Ctrl-C, how long the agent runs under way may go on before they "
+        "are stopped and kept as failed runs (default: the config file's, else 25)",
+    )
     serve.add_argument(
         "--mcp", action="store_true", help="serve the MCP server at /mcp too (noted[mcp])"
     )

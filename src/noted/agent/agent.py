@@ -74,6 +74,8 @@ USER_SESSIONS_KEPT: Final = 10_000
 
 # The ``error`` of a run its caller stopped before it finished (a client gone mid-answer).
 CANCELLED_RUN_ERROR: Final = "cancelled: the caller stopped the run before it finished"
+# The ``error`` of a run a stopping server cancelled, with this text as the reason.
+STOPPED_RUN_ERROR: Final = "cancelled: the server stopped before the run finished"
 
 
 def _check_count(name: str, value: object, minimum: int) -> int:
@@ -540,7 +542,9 @@ class Agent:
             run.content = valid_text(partial)
             run.messages.append(Message("assistant", run.content))
         run.status = "failed"
-        if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        if isinstance(exc, asyncio.CancelledError) and exc.args[:1] == (STOPPED_RUN_ERROR,):
+            run.error = STOPPED_RUN_ERROR
+        elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
             run.error = CANCELLED_RUN_ERROR
         else:
             run.error = str(exc) or type(exc).__name__

@@ -1,6 +1,7 @@
 """The agent routes: list the server's agents, and run one, streaming the answer as
 server-sent events (``event: content`` pieces, tool calls, then ``event: run_completed``)."""
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Response
 from fastapi.responses import StreamingResponse
 
 from noted.agent import Agent
+from noted.agent.agent import STOPPED_RUN_ERROR
 from noted.agent.events import (
     ContentDelta,
     RunCompleted,
@@ -26,6 +28,7 @@ from noted.server.failures import failure_detail
 from noted.server.responses import json_response
 from noted.server.schemas import ERRORS, MAX_ID_CHARS, AgentOut, Error, RunOut, RunRequest
 from noted.server.services import Services
+from noted.server.stopping import OpenRuns
 
 log = logging.getLogger("noted.server")
 
@@ -48,6 +51,7 @@ _EVENTS_DESCRIPTION = """The run as JSON (`RunOut`) when `stream` is false. When
 - `tool_call_completed`: the tool's execution (`ToolExecutionOut`)
 - `run_completed`: the whole run (`RunOut`), the last event
 - `error`: `{detail}`, in place of `run_completed` when the run failed after it started
+  (also when the server stopped it as it shut down)
 """
 
 
@@ -114,6 +118,11 @@ def agent_routes(svc: Services) -> APIRouter:
                 "description": "The session belongs to another user than the one named",
             },
             502: {"model": Error, "description": "The model failed (when stream is false)"},
+            503: {
+                "model": Error,
+                "description": "The store cannot answer, or the server stopped the run as "
+                "it shut down (when stream is false)",
+            },
         },
     )
     async def run_agent(
@@ -127,17 +136,26 @@ def agent_routes(svc: Services) -> APIRouter:
         user = principal.owner(body.user_id, default=agent.user_id or DEFAULT_USER_ID)
         check_storable("message", body.message)
         try:
-            if not body.stream:
-                result = await agent.arun(body.message, user_id=user, session_id=body.session_id)
-                return json_response(result.to_dict())
-            events = agent.arun(body.message, user_id=user, session_id=body.session_id, stream=True)
-            first = await anext(events)  # errors before the answer starts get a status
+            with svc.runs.waiting():
+                if not body.stream:
+                    result = await agent.arun(
+                        body.message, user_id=user, session_id=body.session_id
+                    )
+                    return json_response(result.to_dict())
+                events = agent.arun(
+                    body.message, user_id=user, session_id=body.session_id, stream=True
+                )
+                first = await anext(events)  # errors before the answer starts get a status
         except ConflictError:
             if principal.is_admin:
                 raise
             raise NotFoundError(NO_SESSION) from None
+        except asyncio.CancelledError:
+            if not svc.runs.stopped():
+                raise
+            return json_response({"detail": STOPPED_RUN_ERROR}, 503)
         return StreamingResponse(
-            _stream(first, events, principal.is_admin),
+            _stream(first, events, principal.is_admin, svc.runs),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -146,14 +164,24 @@ def agent_routes(svc: Services) -> APIRouter:
 
 
 async def _stream(
-    first: RunEvent, events: AsyncIterator[RunEvent], admin: bool
+    first: RunEvent, events: AsyncIterator[RunEvent], admin: bool, runs: OpenRuns
 ) -> AsyncIterator[bytes]:
+    """The run's events as server-sent events, ending with ``run_completed``, or ``error``
+    when it failed, or when the server stopped it (``runs``) as it shut down."""
     yield sse(first.kind, _event_data(first))
     try:
-        async for event in events:
+        while True:
+            with runs.waiting():
+                event = await anext(events, None)
+            if event is None:
+                break
             yield sse(event.kind, _event_data(event))
             if isinstance(event, RunCompleted):
                 break
+    except asyncio.CancelledError:
+        if not runs.stopped():
+            raise
+        yield sse("error", {"detail": STOPPED_RUN_ERROR})
     except (StoreError, ModelError) as exc:  # what and where: the admin's only
         yield sse("error", {"detail": failure_detail(exc, admin, "the run's stream failed")})
     except ConflictError as exc:

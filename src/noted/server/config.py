@@ -6,6 +6,7 @@ host = "127.0.0.1"
 port = 7777
 embedder = "local"         # semantic and hybrid search; "none" for keyword only
 user = "ava"               # noted mcp: whose memories the tools reach (default "default")
+shutdown_timeout = 25      # seconds the runs under way get after SIGTERM, then stopped
 
 [agent]                    # optional: adds POST /agents/{agent_id}/runs
 model = "openai:gpt-4o-mini"
@@ -53,6 +54,7 @@ class ServeConfig:
     port: int | None = None
     embedder: str | None = None
     user: str | None = None
+    shutdown_timeout: int | None = None
     agent: AgentConfig | None = None
 
 
@@ -69,6 +71,12 @@ def _typed(section: str, data: dict[str, Any], name: str, kind: type) -> Any:
 def _port(value: int | None) -> int | None:
     if value is not None and not 0 < value < 65536:
         raise UserError(f"[server] port must be from 1 to 65535, got {value}")
+    return value
+
+
+def _positive(name: str, value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise UserError(f"[server] {name} must be a positive number of seconds, got {value}")
     return value
 
 
@@ -118,13 +126,16 @@ def load_config(path: str | Path) -> ServeConfig:
     agent = data.get("agent")
     if not isinstance(server, dict) or (agent is not None and not isinstance(agent, dict)):
         raise UserError("[server] and [agent] must be tables")
-    _known("server", server, ("db", "host", "port", "embedder", "user"))
+    _known("server", server, ("db", "host", "port", "embedder", "user", "shutdown_timeout"))
     return ServeConfig(
         db=_typed("server", server, "db", str),
         host=_typed("server", server, "host", str),
         port=_port(_typed("server", server, "port", int)),
         embedder=_typed("server", server, "embedder", str),
         user=_typed("server", server, "user", str),
+        shutdown_timeout=_positive(
+            "shutdown_timeout", _typed("server", server, "shutdown_timeout", int)
+        ),
         agent=None if agent is None else _agent(agent),
     )
 

@@ -23,6 +23,13 @@ from noted.memory import Memory
 from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.server.app import create_app
 from noted.server.config import ServeConfig, build_agent, load_config
+from noted.server.services import Services
+from noted.server.stopping import (
+    DEFAULT_SHUTDOWN_TIMEOUT,
+    SAVE_WAIT_S,
+    Shutdown,
+    on_stop_signals,
+)
 
 __all__ = [
     "ENV_CONFIG",
@@ -30,6 +37,7 @@ __all__ = [
     "ENV_EMBEDDER",
     "ENV_MCP",
     "ENV_NO_BACKGROUND",
+    "ENV_SHUTDOWN_TIMEOUT",
     "app_from_env",
     "build_app",
 ]
@@ -41,6 +49,7 @@ ENV_EMBEDDER: Final = "NOTED_SERVE_EMBEDDER"
 ENV_CONFIG: Final = "NOTED_SERVE_CONFIG"
 ENV_MCP: Final = "NOTED_SERVE_MCP"
 ENV_NO_BACKGROUND: Final = "NOTED_SERVE_NO_BACKGROUND"
+ENV_SHUTDOWN_TIMEOUT: Final = "NOTED_SERVE_SHUTDOWN_TIMEOUT"
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
 
@@ -51,19 +60,24 @@ def build_app(
     *,
     mcp: bool = False,
     background: bool = True,
+    shutdown_timeout: int = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> FastAPI:
     """The served app: the store, an embedder (the default's when neither ``embedder``
     nor the config names one; ``"none"`` for keyword search only), the config file's agent
     if it has one, whose background jobs run in this process (or, with
     ``background=False``, are left to ``noted worker`` processes), and the MCP endpoint
-    with ``mcp``."""
+    with ``mcp``. Once SIGTERM or Ctrl-C comes, the runs under way are stopped after
+    ``shutdown_timeout`` seconds, and the jobs under way are left after that time too."""
     memory = Memory(store, embedder=embedder or config.embedder or DEFAULT_EMBEDDER)
     agent = None if config.agent is None else build_agent(config.agent, store)
     if agent is not None and not background:
         leave_jobs_to_workers(agent)
     app = create_app(memory=memory, agent=agent, mcp=mcp)
+    services: Services = app.state.noted
+    shutdown = Shutdown(services.runs, shutdown_timeout)
+    app.router.lifespan_context = _bounded(shutdown, app.router.lifespan_context)
     if agent is not None and background:
-        app.router.lifespan_context = _running_jobs(agent, app.router.lifespan_context)
+        app.router.lifespan_context = _running_jobs(agent, shutdown, app.router.lifespan_context)
     # The objects built so far live as long as the process: keep the collector from
     # walking them again on every full collection (fewer and shorter pauses under load).
     gc.collect()
@@ -71,29 +85,50 @@ def build_app(
     return app
 
 
-SHUTDOWN_WAIT_S: Final = 30.0  # how long a stopping server lets its jobs finish
+def _bounded(shutdown: Shutdown, inner: Lifespan) -> Lifespan:
+    """The app's lifespan with its stop bounded: from SIGTERM or Ctrl-C on, the agent runs
+    under way have ``shutdown.timeout`` seconds to finish; then they are stopped, and get
+    :data:`SAVE_WAIT_S` to be kept as failed runs and to tell their callers."""
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        shutdown.reset()
+        restore = on_stop_signals(shutdown.begin)
+        try:
+            async with inner(app) as state:
+                yield state
+        finally:
+            restore()
+            shutdown.runs.stop()  # those the HTTP server has not closed already
+            if not await shutdown.runs.ended(SAVE_WAIT_S):
+                log.warning("stopping with agent runs not saved yet")
+            shutdown.end()
+
+    return lifespan
 
 
-def _running_jobs(agent: Agent, inner: Lifespan) -> Lifespan:
+def _running_jobs(agent: Agent, shutdown: Shutdown, inner: Lifespan) -> Lifespan:
     """The app's lifespan with the agent's background jobs running in this process. When
-    the server stops (SIGTERM, Ctrl-C) no job is taken any more, and those under way are
-    finished, for up to :data:`SHUTDOWN_WAIT_S` (then they are left to the next process,
-    which takes them over once their lease has run out)."""
+    the server starts to stop (SIGTERM, Ctrl-C) no job is taken any more, and those under
+    way are finished, within the shutdown's timeout from the signal (then they are left to
+    the next process, which takes them over once their lease has run out)."""
 
     @asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[Any]:
         stop = start_job_loop(agent)
+        if stop is not None:
+            shutdown.on_begin(stop.set)
         try:
             async with inner(app) as state:
                 yield state
         finally:
             if stop is not None:
                 stop.set()
-            if not await asyncio.to_thread(_portal.drain, SHUTDOWN_WAIT_S):
+            if not await asyncio.to_thread(_portal.drain, shutdown.left()):
                 log.warning(
-                    "stopping with background jobs still running after %.0f s: another "
-                    "process takes them over when their lease runs out",
-                    SHUTDOWN_WAIT_S,
+                    "stopping with background jobs still running after the shutdown timeout "
+                    "(%d s): another process takes them over when their lease runs out",
+                    shutdown.timeout,
                 )
 
     return lifespan
@@ -109,4 +144,5 @@ def app_from_env() -> FastAPI:
         config,
         mcp=os.environ.get(ENV_MCP) == "1",
         background=not os.environ.get(ENV_NO_BACKGROUND),
+        shutdown_timeout=int(os.environ.get(ENV_SHUTDOWN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT)),
     )

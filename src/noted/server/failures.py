@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Final
 
-from noted.agent.agent import CANCELLED_RUN_ERROR
+from noted.agent.agent import CANCELLED_RUN_ERROR, STOPPED_RUN_ERROR
 from noted.errors import ModelError, StoreError
 
 __all__ = ["HIDDEN_RUN_ERROR", "failure_detail", "run_error_for"]
@@ -38,6 +38,6 @@ def failure_detail(exc: StoreError | ModelError, admin: bool, where: str) -> str
 def run_error_for(error: str | None, admin: bool) -> str | None:
     """A stored run's ``error`` as the caller reads it: as kept for the admin; for anyone
     else :data:`HIDDEN_RUN_ERROR` in place of any text but noted's own for a cancelled run."""
-    if admin or error is None or error == CANCELLED_RUN_ERROR:
+    if admin or error is None or error in (CANCELLED_RUN_ERROR, STOPPED_RUN_ERROR):
         return error
     return HIDDEN_RUN_ERROR

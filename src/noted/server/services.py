@@ -1,4 +1,5 @@
-"""What the routes share: the store, the Memory API over it, the auth, and the agents."""
+"""What the routes share: the store, the Memory API over it, the auth, the agents, and the
+runs they are answering."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from noted.db.sqlite import SqliteDb
 from noted.memory import Memory
 from noted.schema import UserStats
 from noted.server.auth import Auth, Principal
+from noted.server.stopping import OpenRuns
 
 __all__ = ["LOCAL_STORES", "Services"]
 
@@ -41,6 +43,7 @@ class Services:
     memory: Memory
     auth: Auth
     agents: dict[str, Agent] = field(default_factory=dict)
+    runs: OpenRuns = field(default_factory=OpenRuns)  # the agent runs being answered
     listing: JsonListing | None = field(init=False)  # the store, when it writes JSON listings
     reads_inline: bool = field(init=False)  # a listing is read on the event loop (LOCAL_STORES)
 
