@@ -134,6 +134,26 @@ def test_every_kind_of_own_write_is_read_alone_and_gives_what_a_full_read_does(
     db.close()
 
 
+def test_bringing_vectors_up_to_date_reads_the_written_rows_by_id(tmp_path: Path) -> None:
+    # The rows a write changed were read with "user_id = ?", which SQLite answered by
+    # walking all of the user's memories: a search after each write read every one.
+    db = SqliteDb(tmp_path / "by_id.db")
+    memory = Memory(db=db, embedder=HashEmbedder())
+    memory.add_user_memories([UserMemory(f"Ava fact {i}") for i in range(4000)], "ava")
+    memory.search_user_memories("fact", "ava", 5, "semantic")  # embeds them; loads vectors
+    memory.add_user_memories([UserMemory(f"Ava new {i}") for i in range(50)], "ava")
+    steps: list[int] = []
+    with full_reads(db) as seen, db._session() as conn:
+        conn.set_progress_handler(lambda: steps.append(1) is not None, 100)
+        try:
+            patched = vectors(db)
+        finally:
+            conn.set_progress_handler(None, 0)
+    assert not seen, "the vectors were read again in full, not brought up to date"
+    assert len(steps) * 100 < 3000, f"{len(steps) * 100} VM steps to read 50 written rows"
+    assert_same(patched, read_in_full(tmp_path / "by_id.db"))
+
+
 def test_another_processs_write_makes_the_next_search_read_everything(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     db = SqliteDb(path)

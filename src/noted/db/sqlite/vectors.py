@@ -165,7 +165,7 @@ class SqliteVectors:
             marks = ", ".join("?" * len(chunk))
             rows += conn.execute(
                 f"SELECT {_WRITTEN_COLUMNS} FROM {self.table} "
-                f"WHERE memory_id IN ({marks}) AND user_id = ?",
+                f"WHERE memory_id IN ({marks}) AND +user_id = ?",  # + : look up by id
                 [model, 4 * dimensions, *chunk, user_id],
             ).fetchall()
         return sorted(rows, key=lambda row: int(row[0]))
