@@ -949,6 +949,34 @@ def test_a_session_deleted_while_a_run_is_written_leaves_no_run_behind(
     client.close()
 
 
+@pytest.mark.parametrize("again_by", ["ava", "bob"])
+def test_a_delete_that_finds_its_session_begun_again_leaves_the_new_runs(
+    url: str, again_by: str
+) -> None:
+    """A delete reads the session, then takes its runs: when another delete takes the
+    session and a run begins it again (of the same user or another) between those steps,
+    the late delete deletes nothing, and the new session keeps its run."""
+    pause = Pause("deleter", "find", "_sessions")
+    client: Any = pymongo.MongoClient(url, event_listeners=[pause])
+    db = open_db(url, client=client)
+    db.append_run(make_run("s1", "ava", "one"))
+    answers: list[bool] = []
+    late = threading.Thread(
+        target=lambda: answers.append(db.delete_session("s1", "ava")), name="deleter"
+    )
+    late.start()
+    assert pause.reached.wait(10)
+    assert db.delete_session("s1", "ava") is True
+    assert db.append_run(make_run("s1", again_by, "again")) is True
+    pause.release.set()
+    late.join(10)
+    assert answers == [False]
+    assert [r.input for r in db.get_runs("s1", again_by)] == ["again"]
+    assert db.get_session("s1", again_by).run_count == 1  # type: ignore[union-attr]
+    db.close()
+    client.close()
+
+
 def test_runs_stored_before_runs_recorded_their_session_are_read_and_continued(
     db: MongoDb, raw: Any
 ) -> None:
@@ -970,3 +998,22 @@ def test_a_run_left_of_a_deleted_session_is_read_by_no_reader(db: MongoDb, raw: 
     assert [r.input for r in db.get_runs("s1", "ava")] == ["one"]
     assert [r.input for r in db.get_session("s1", "ava").runs] == ["one"]  # type: ignore[union-attr]
     assert [r.input for r in db.get_sessions(["s1"])["s1"].runs] == ["one"]
+
+
+def test_a_run_left_of_a_deleted_session_is_not_one_the_new_session_holds(
+    db: MongoDb, raw: Any
+) -> None:
+    """A summary, or a run continuing a conversation, that names a run left of a deleted
+    session is not taken by the session begun again under its id."""
+    first = make_run("s1", "ava", "one")
+    db.append_run(first)
+    runs = raw[f"{db.session_table}_runs"]
+    left = {**runs.find_one({"session_id": "s1"}), "_id": "left", "run_index": 7}
+    runs.insert_one({**left, "run_id": "left-run", "session_created_at": 1})
+    stale = SessionSummary("of the deleted session", [], 1, utc_now(), "left-run")
+    assert db.set_session_summary("s1", "ava", stale) is False
+    assert db.get_session_summary("s1", "ava") is None
+    assert db.append_run(make_run("s1", "ava", "late"), existing="left-run") is False
+    assert db.append_run(make_run("s1", "ava", "two"), existing=first.run_id) is True
+    assert [r.input for r in db.get_runs("s1", "ava")] == ["one", "two"]
+    assert db.get_session("s1", "ava").run_count == 2  # type: ignore[union-attr]

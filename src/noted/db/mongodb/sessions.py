@@ -5,7 +5,7 @@ caller's collections, as in sqlite_sessions and postgres_sessions."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from noted._time import from_micros, now_micros, to_micros
@@ -63,6 +63,26 @@ def _owner(sessions: Collection[Doc], session_id: str) -> Doc | None:
     return sessions.find_one({"_id": session_id}, {"user_id": 1, "created_at": 1})
 
 
+def _runs_in(session_id: str, created: Any) -> Doc:
+    """The query for the runs of the session ``session_id`` created at ``created``: those
+    written in it, and those stored before runs recorded their session (which are read as
+    any session's of that id)."""
+    return {"session_id": session_id, _SESSION_CREATED: {"$in": [created, None]}}
+
+
+def _holder(runs: Collection[Doc], session_id: str, created: Any) -> Callable[[str], bool]:
+    """Whether the session ``session_id`` created at ``created`` holds a run, by its id (a
+    run left of a deleted session of that id is not held by the one begun again)."""
+
+    def holds(run_id: str) -> bool:
+        return (
+            runs.find_one({"run_id": run_id, **_runs_in(session_id, created)}, {"_id": 1})
+            is not None
+        )
+
+    return holds
+
+
 def _session_of(doc: Mapping[str, Any]) -> Session:
     summary = doc.get("summary")
     return Session(
@@ -84,10 +104,7 @@ def _runs_of(
 ) -> list[RunResult]:
     """The runs of ``session`` (its document), oldest first (the last ``last_n``, read
     newest first)."""
-    query: Doc = {
-        "session_id": session["_id"],
-        _SESSION_CREATED: {"$in": [session["created_at"], None]},
-    }
+    query = _runs_in(session["_id"], session["created_at"])
     if completed_only:
         query["status"] = "completed"
     cursor = runs.find(query, {"data": 1}).sort("run_index", -1)
@@ -192,14 +209,11 @@ def _claim_run_index(
     session); the session is created for ``run.user_id`` on its first run. None is the
     answer of a run that was to continue a session that is gone, or that does not hold
     the run ``existing`` names (see sessions_core.takes_run): looked for after the claim,
-    so found only in the session claimed (a delete takes a session's runs before it)."""
+    so found only in the session claimed (a delete takes a session's runs before it, and a
+    run left of a deleted session of that id is not one it holds)."""
     from bson.int64 import Int64
     from pymongo import ReturnDocument
     from pymongo.errors import DuplicateKeyError
-
-    def holds(run_id: str) -> bool:
-        held = {"run_id": run_id, "session_id": run.session_id}
-        return runs.find_one(held, {"_id": 1}) is not None
 
     for _ in range(_CLAIM_ROUNDS):  # each round ends unless another writer created or dropped it
         now = Int64(now_micros())
@@ -211,12 +225,14 @@ def _claim_run_index(
         )
         if before is not None:
             index, created = int(before["run_count"]), before["created_at"]
-            if takes_run(run.user_id, run, existing, holds):
+            if takes_run(run.user_id, run, existing, _holder(runs, run.session_id, created)):
                 return index, created
             _give_back(sessions, run.session_id, index, created)
             return None
         owner = _owner(sessions, run.session_id)
-        if not takes_run(None if owner is None else str(owner["user_id"]), run, existing, holds):
+        user = None if owner is None else str(owner["user_id"])
+        holds = _holder(runs, run.session_id, None if owner is None else owner["created_at"])
+        if not takes_run(user, run, existing, holds):
             return None
         if owner is not None:
             continue  # the user's own session, created meanwhile: count on it
@@ -313,11 +329,13 @@ def delete_session(
     db: SessionCollections, where: str, session_id: str, user_id: str | None
 ) -> bool:
     """The session's runs first, then the session, then the runs written meanwhile (their
-    places claimed before the session went, so their writers found it still there)."""
+    places claimed before the session went, so their writers found it still there). Only
+    the runs of the session read first go: when another delete took it and a run began it
+    again (for any user) between the read and the deletes, the new session keeps its runs."""
     owner = _owner(db.sessions, session_id)
     if owner is None or not sees_session(str(owner["user_id"]), user_id):
         return False
-    db.runs.delete_many({"session_id": session_id})
+    db.runs.delete_many(_runs_in(session_id, owner["created_at"]))
     key = {"_id": session_id, "user_id": owner["user_id"], "created_at": owner["created_at"]}
     deleted = db.sessions.delete_one(key).deleted_count == 1
     db.runs.delete_many({"session_id": session_id, _SESSION_CREATED: owner["created_at"]})
@@ -348,9 +366,7 @@ def set_summary(
     if not owns_session(None if doc is None else str(doc["user_id"]), user_id, session_id):
         return False
     assert doc is not None
-    if not summary_fits(
-        summary, lambda run: db.runs.find_one({"run_id": run, "session_id": session_id}) is not None
-    ):
+    if not summary_fits(summary, _holder(db.runs, session_id, doc["created_at"])):
         return False
     key: dict[str, Any] = {"_id": session_id, "user_id": user_id, "created_at": doc["created_at"]}
     if newer_only:
