@@ -18,14 +18,29 @@ kept alive would hold its read transaction open until the session ends)."""
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Protocol
 
 import apsw
 
-__all__ = ["Connection", "close_cursors", "connect", "planned_by_values"]
+from noted.errors import StoreError
+
+__all__ = [
+    "WRITE_PAUSE",
+    "Connection",
+    "begin_write",
+    "close_cursors",
+    "connect",
+    "create_owner_only",
+    "planned_by_values",
+]
+
+WRITE_TRY = 0.02  # seconds a write waits for another connection's lock at a time
+WRITE_PAUSE = 0.001  # seconds between two such waits, the store's lock let go
 
 
 class Rows(Protocol):
@@ -102,6 +117,41 @@ def connect(path: os.PathLike[str], *, read_only: bool, busy_timeout: float) -> 
         conn.close()
         raise
     return conn
+
+
+def create_owner_only(path: Path) -> None:
+    """Create the database file, when it does not exist yet, readable and writable by its
+    owner only (``0600``): it holds what users said about themselves. SQLite gives its
+    ``-wal`` and ``-shm`` files the database file's permissions. An existing file keeps
+    its own; one that another process creates first is theirs."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from exc
+
+
+def begin_write(conn: Connection, deadline: float, busy_timeout: float, *, waits: bool) -> bool:
+    """``BEGIN IMMEDIATE``: True once SQLite's write lock is taken. With ``waits`` (a
+    transaction begun inside another session, which holds the store's lock whatever
+    happens) it waits for the rest of ``busy_timeout`` at once; else ``WRITE_TRY`` seconds
+    at a time, and says False when the lock is still busy, so that the caller lets the
+    store's lock go between tries. Past ``deadline`` the busy error is raised."""
+    if waits:
+        conn.execute("BEGIN IMMEDIATE")
+        return True
+    left = deadline - time.monotonic()
+    conn.setbusytimeout(max(0, round(min(left, WRITE_TRY) * 1000)))
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except apsw.BusyError:
+        if left <= WRITE_TRY:
+            raise
+        return False
+    finally:
+        conn.setbusytimeout(round(busy_timeout * 1000))
+    return True
 
 
 def close_cursors(conn: Connection) -> None:

@@ -42,7 +42,15 @@ from noted.db.revocations import SUFFIX as REVOKED
 from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
-from noted.db.sqlite.connection import Connection, close_cursors, connect, planned_by_values
+from noted.db.sqlite.connection import (
+    WRITE_PAUSE,
+    Connection,
+    begin_write,
+    close_cursors,
+    connect,
+    create_owner_only,
+    planned_by_values,
+)
 from noted.db.sqlite.fulltext import SqliteFullText
 from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import JSON_IN_SQL, MEMORY_JSON, OWNED_ROW, owned_memories
@@ -66,8 +74,6 @@ _EVENT_ID_LEN = 36  # a UUID as text
 _MAX_ROWID = 2**63 - 1
 _VECTOR_CACHE_BYTES = 512 * 2**20
 _PAGE_CACHE_MIB = 64
-_WRITE_TRY = 0.02  # seconds a write waits for another connection's lock at a time
-_WRITE_PAUSE = 0.001  # seconds between two such waits, the store's lock let go
 
 
 class SqliteDb(
@@ -233,7 +239,7 @@ class SqliteDb(
         if self.read_only and not self.db_file.is_file():
             raise StoreError(f"cannot open {self.db_file} read-only: no such file")
         if not self.read_only and os.fspath(self.db_file) != ":memory:":  # SQLite's own name
-            _create_owner_only(self.db_file)
+            create_owner_only(self.db_file)
         conn: Connection | None = None
         try:
             conn = connect(self.db_file, read_only=self.read_only, busy_timeout=self.busy_timeout)
@@ -260,15 +266,17 @@ class SqliteDb(
         lock) it is part of that one.
 
         While another connection holds SQLite's write lock, the store's lock is let go
-        between tries (see :meth:`_begin`): this store's reads go on meanwhile, as WAL
-        lets them, instead of waiting behind its own writer for up to ``busy_timeout``."""
+        between tries (see :func:`~noted.db.sqlite.connection.begin_write`): this store's
+        reads go on meanwhile, as WAL lets them, instead of waiting behind its own writer
+        for up to ``busy_timeout``."""
         deadline = time.monotonic() + self.busy_timeout
         while True:
             with self._session() as conn:
                 if conn.in_transaction:
                     yield conn
                     return
-                if self._begin(conn, deadline):
+                # inside another session the store's lock stays held: wait there at once
+                if begin_write(conn, deadline, self.busy_timeout, waits=self._depth > 1):
                     try:
                         yield conn
                     except BaseException:
@@ -284,29 +292,7 @@ class SqliteDb(
                         raise
                     self._vectors.committed()
                     return
-            time.sleep(_WRITE_PAUSE)  # the lock let go: a waiting reader takes it now
-
-    def _begin(self, conn: Connection, deadline: float) -> bool:
-        """``BEGIN IMMEDIATE``: True once SQLite's write lock is taken. A transaction that
-        is the thread's only session waits for the lock ``_WRITE_TRY`` seconds at a time
-        and says False when it is still busy, so that the caller lets the store's lock go;
-        one begun inside another session (which holds the store's lock whatever happens)
-        waits for the rest of ``busy_timeout`` at once. Past the deadline the busy error
-        is raised (a StoreError once out of the session)."""
-        if self._depth > 1:
-            conn.execute("BEGIN IMMEDIATE")
-            return True
-        left = deadline - time.monotonic()
-        conn.setbusytimeout(max(0, round(min(left, _WRITE_TRY) * 1000)))
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except apsw.BusyError:
-            if left <= _WRITE_TRY:
-                raise
-            return False
-        finally:
-            conn.setbusytimeout(round(self.busy_timeout * 1000))
-        return True
+            time.sleep(WRITE_PAUSE)  # the lock let go: a waiting reader takes it now
 
     # the sessions' connections (SessionsInModule does the rest)
     _session_functions = session_rows
@@ -724,16 +710,3 @@ class SqliteDb(
         with self._session() as conn:
             rows = conn.execute(sql, (-1 if limit is None else limit, offset)).fetchall()
         return [UserStats(user_id, count, from_micros(last)) for user_id, count, last in rows]
-
-
-def _create_owner_only(path: Path) -> None:
-    """Create the database file, when it does not exist yet, readable and writable by its
-    owner only (``0600``): it holds what users said about themselves. SQLite gives its
-    ``-wal`` and ``-shm`` files the database file's permissions. An existing file keeps
-    its own; one that another process creates first is theirs."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        raise StoreError(f"cannot create {path}: {exc.strerror or exc}") from exc
