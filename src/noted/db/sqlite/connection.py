@@ -17,6 +17,7 @@ kept alive would hold its read transaction open until the session ends)."""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import weakref
@@ -142,7 +143,7 @@ def begin_write(conn: Connection, deadline: float, busy_timeout: float, *, waits
         conn.execute("BEGIN IMMEDIATE")
         return True
     left = deadline - time.monotonic()
-    conn.setbusytimeout(max(0, round(min(left, WRITE_TRY) * 1000)))
+    conn.setbusytimeout(max(0, math.ceil(min(left, WRITE_TRY) * 1000)))  # never short of it
     try:
         conn.execute("BEGIN IMMEDIATE")
     except apsw.BusyError:
