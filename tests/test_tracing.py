@@ -13,6 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from openinference.instrumentation import (
     TraceConfig,
@@ -42,6 +44,7 @@ from noted.models import (
     ToolDefinition,
     Usage,
 )
+from noted.retrieval.embedders import BaseEmbedder, Kind
 from noted.testing import FunctionModel, ScriptedModel
 from noted.tracing import TraceSettings
 from noted.tracing import _hooks as tracing_hooks
@@ -1216,3 +1219,81 @@ def test_opentelemetry_instrument_traces_a_noted_process(tmp_path: Path) -> None
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "['Agent.run', 'model call']"
+
+
+class LetterEmbedder(BaseEmbedder):
+    """Texts as the counts of their letters a-h (a vector a reader can check)."""
+
+    def __init__(self) -> None:
+        super().__init__("letters-a-h", 8)
+
+    def _embed_batch(self, texts: list[str], kind: Kind) -> npt.NDArray[np.float32]:
+        rows = [[text.count(c) + 0.5 for c in "abcdefgh"] for text in texts]
+        return np.asarray(rows, dtype=np.float32)
+
+
+def test_embedding_calls_are_embedding_spans_in_the_searchs_trace(
+    traces: Traces, tmp_path: Path
+) -> None:
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), embedder=LetterEmbedder())
+    memory.add_user_memory(UserMemory("User bakes bread"), user_id="ann")
+    written = attrs(traces.one("memory embedding"))
+    assert written["openinference.span.kind"] == "EMBEDDING"
+    assert written["embedding.model_name"] == "letters-a-h"
+    assert written["embedding.embeddings.0.embedding.text"] == "User bakes bread"
+    vector = list(written["embedding.embeddings.0.embedding.vector"])
+    expected = LetterEmbedder().embed(["User bakes bread"])[0]
+    assert vector == pytest.approx(expected.tolist())
+    assert json.loads(written["metadata"]) == {"kind": "document", "count": 1}
+    traces.exporter.clear()
+
+    found = memory.search_user_memories("baked bread", user_id="ann", retrieval_method="semantic")
+    assert [m.memory for m in found] == ["User bakes bread"]
+    search, query = traces.one("Memory.search_user_memories"), traces.one("query embedding")
+    assert query.parent is not None and search.context is not None
+    assert query.parent.span_id == search.context.span_id
+    got = attrs(query)
+    assert got["embedding.embeddings.0.embedding.text"] == "baked bread"
+    assert got["user.id"] == "ann"
+    assert json.loads(got["metadata"]) == {"kind": "query", "count": 1}
+    assert len(got["embedding.embeddings.0.embedding.vector"]) == 8
+
+
+@pytest.mark.parametrize(
+    ("settings", "text", "vector"),
+    [
+        (TraceSettings(hide_embeddings_text=True), False, True),
+        (TraceSettings(hide_embeddings_vectors=True), True, False),
+        (TraceSettings(hide_memories=True), False, False),
+        (TraceSettings(hide_inputs=True), False, True),
+    ],
+)
+def test_the_privacy_switches_hide_embedding_texts_and_vectors(
+    traces: Traces, tmp_path: Path, settings: TraceSettings, text: bool, vector: bool
+) -> None:
+    noted_tracing.instrument(tracer_provider=traces.provider, settings=settings)
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), embedder=LetterEmbedder())
+    memory.add_user_memory(UserMemory("User bakes bread"), user_id="ann")
+    memory.search_user_memories("baked bread", user_id="ann", retrieval_method="semantic")
+    for name, said in (
+        ("memory embedding", "User bakes bread"),
+        ("query embedding", "baked bread"),
+    ):
+        got = attrs(traces.one(name))
+        shown = got["embedding.embeddings.0.embedding.text"]
+        assert shown == (said if text else "__REDACTED__")
+        assert ("embedding.embeddings.0.embedding.vector" in got) is vector
+        assert got["embedding.model_name"] == "letters-a-h"
+
+
+def test_the_older_name_of_the_vectors_switch_is_honoured(
+    traces: Traces, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENINFERENCE_HIDE_EMBEDDING_VECTORS", "true")
+    assert TraceSettings.resolve().hide_embeddings_vectors is True
+    monkeypatch.delenv("OPENINFERENCE_HIDE_EMBEDDING_VECTORS")
+    assert TraceSettings.resolve().hide_embeddings_vectors is False
+    config = TraceConfig(hide_embedding_vectors=True)
+    assert TraceSettings.from_config(config).hide_embeddings_vectors is True
+    assert TraceSettings.from_config(TraceConfig()).hide_embeddings_vectors is False
+    assert TraceSettings.from_config(TraceConfig(hide_embeddings_text=True)).hide_embeddings_text

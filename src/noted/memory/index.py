@@ -52,6 +52,7 @@ from noted.retrieval.embedders import (
 from noted.retrieval.fusion import SEMANTIC_WEIGHT, Hit, fuse, fuse_hits
 from noted.retrieval.vectors import Vector, check_centering
 from noted.schema import UserMemory
+from noted.tracing import _hooks as tracing
 
 __all__ = ["HYBRID_DEPTH", "HitSearch", "MemoryIndex", "alongside", "beside", "memory_index"]
 
@@ -222,6 +223,7 @@ class MemoryIndex:
         items = self._document_vectors(memories)
         return len(items), self.store.set_embeddings(self.model_name, items) if items else 0
 
+    @tracing.traced("embedding")
     def _vectors(self, texts: list[str], kind: Kind) -> Vector:
         """The embedder's rows for ``texts``, their number and width checked (not yet
         whether they are finite)."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from openinference.semconv.trace import (
     DocumentAttributes,
+    EmbeddingAttributes,
     MessageAttributes,
     OpenInferenceMimeTypeValues,
     OpenInferenceSpanKindValues,
@@ -38,6 +39,8 @@ __all__ = [
     "agent_closing",
     "agent_opening",
     "documents",
+    "embedding_texts",
+    "embedding_vectors",
     "kind",
     "llm_identity",
     "llm_partial",
@@ -385,6 +388,27 @@ def documents(
             meta["updated_at"] = memory.updated_at.isoformat()
         out[base + DocumentAttributes.DOCUMENT_METADATA] = to_json(meta)
     return out
+
+
+def _embedding_key(i: int, field: str) -> str:
+    return f"{SpanAttributes.EMBEDDING_EMBEDDINGS}.{i}.{field}"
+
+
+def embedding_texts(model_name: str, texts: Sequence[str], settings: TraceSettings) -> Attributes:
+    """An embedding call's model and texts (each hidden where the settings say)."""
+    shown = settings.embedding_texts()
+    out: Attributes = {SpanAttributes.EMBEDDING_MODEL_NAME: model_name}
+    for i, text in enumerate(texts):
+        out[_embedding_key(i, EmbeddingAttributes.EMBEDDING_TEXT)] = text if shown else REDACTED
+    return out
+
+
+def embedding_vectors(vectors: Sequence[Sequence[float]], settings: TraceSettings) -> Attributes:
+    """An embedding call's vectors, one per text, unless the settings hide them."""
+    if not settings.embedding_vectors():
+        return {}
+    key = EmbeddingAttributes.EMBEDDING_VECTOR
+    return {_embedding_key(i, key): list(row) for i, row in enumerate(vectors)}
 
 
 def memory_update(update: MemoryUpdate, settings: TraceSettings) -> Attributes:

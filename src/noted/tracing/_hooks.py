@@ -41,7 +41,14 @@ E = TypeVar("E")
 
 # What a traced function is, as the span maker describes it (see _spans.RECORDERS).
 Step = Literal[
-    "tool", "mcp tool", "retriever", "extraction", "summary", "search", "create_memories"
+    "tool",
+    "mcp tool",
+    "retriever",
+    "extraction",
+    "summary",
+    "search",
+    "create_memories",
+    "embedding",
 ]
 # Who makes a model call: names the LLM span.
 Caller = Literal["agent", "memory manager", "session summary", "agentic search"]

@@ -227,6 +227,23 @@ def _summary_end(
     return out, None
 
 
+# -- embeddings ------------------------------------------------------------------------
+
+
+def _embedding_start(args: Args, settings: TraceSettings) -> tuple[str, Attributes]:
+    out = _opening(Kind.EMBEDDING)
+    texts, kind = args["texts"], args["kind"]
+    out.update(attrs.embedding_texts(args["self"].model_name, texts, settings))
+    out.update(attrs.metadata({"kind": kind, "count": len(texts)}))
+    return ("query embedding" if kind == "query" else "memory embedding"), out
+
+
+def _embedding_end(
+    args: Args, vectors: Any, settings: TraceSettings
+) -> tuple[Attributes, Failure | None]:
+    return attrs.embedding_vectors(vectors.tolist(), settings), None
+
+
 RECORDERS: dict[str, Recorder] = {
     "tool": Recorder(_tool_start, _tool_end),
     "mcp tool": Recorder(_mcp_start, _mcp_end),
@@ -235,4 +252,5 @@ RECORDERS: dict[str, Recorder] = {
     "extraction": Recorder(_extraction_start, _update_end),
     "create_memories": Recorder(_create_start, _update_end),
     "summary": Recorder(_summary_start, _summary_end),
+    "embedding": Recorder(_embedding_start, _embedding_end),
 }

@@ -29,6 +29,9 @@ class TraceSettings:
     - ``hide_input_text`` / ``hide_output_text``: only the text of those messages;
     - ``hide_llm_invocation_parameters``, ``hide_llm_tools``: the model settings and the
       tool definitions sent with each call;
+    - ``hide_embeddings_text`` / ``hide_embeddings_vectors``: the texts and the vectors of
+      the embedding spans (``OPENINFERENCE_HIDE_EMBEDDING_VECTORS``, the older name of the
+      second variable, is read too);
     - ``hide_memories``: the text of memories (selected, written, searched, offered to the
       model as tool results), replaced by ``__REDACTED__``; ids, scores and counts stay.
       The memories the agent puts in its system prompt are part of the model's input
@@ -43,6 +46,8 @@ class TraceSettings:
     hide_output_text: bool | None = None
     hide_llm_invocation_parameters: bool | None = None
     hide_llm_tools: bool | None = None
+    hide_embeddings_text: bool | None = None
+    hide_embeddings_vectors: bool | None = None
     hide_memories: bool | None = None
 
     @classmethod
@@ -60,7 +65,10 @@ class TraceSettings:
                     if item.name == "hide_memories"
                     else "OPENINFERENCE_" + item.name.upper()
                 )
-                value = _flag(env, variable)
+                value = _flag(env, variable) or (
+                    item.name == "hide_embeddings_vectors"
+                    and _flag(env, "OPENINFERENCE_HIDE_EMBEDDING_VECTORS")
+                )
             values[item.name] = bool(value)
         return cls(**values)
 
@@ -68,14 +76,17 @@ class TraceSettings:
     def from_config(cls, config: object, given: TraceSettings | None = None) -> TraceSettings:
         """``given`` with its unset switches taken from ``config``, an OpenInference
         ``TraceConfig`` (what ``instrument(config=...)`` of every OpenInference instrumentor
-        takes), read by name: ``hide_inputs``, ``hide_outputs``, ..., ``hide_llm_tools``.
-        ``TraceConfig`` has no ``hide_memories``: that one still comes from ``given`` or the
-        environment."""
+        takes), read by name: ``hide_inputs``, ``hide_outputs``, ..., ``hide_llm_tools``,
+        ``hide_embeddings_text``, ``hide_embeddings_vectors`` (or its older name
+        ``hide_embedding_vectors``). ``TraceConfig`` has no ``hide_memories``: that one
+        still comes from ``given`` or the environment."""
         found = {
             item.name: value
             for item in fields(cls)
             if isinstance(value := getattr(config, item.name, None), bool)
         }
+        if getattr(config, "hide_embedding_vectors", None) is True:
+            found["hide_embeddings_vectors"] = True
         if not found:
             raise UserError(
                 f"config must be an OpenInference TraceConfig (with hide_inputs, "
@@ -85,6 +96,18 @@ class TraceSettings:
         return replace(
             given, **{name: v for name, v in found.items() if getattr(given, name) is None}
         )
+
+    def embedding_texts(self) -> bool:
+        """Whether embedding spans show their texts: memories' texts are hidden with the
+        memories, a query's with the inputs (its search span hides it so), and both with
+        ``hide_embeddings_text``."""
+        return not (self.hide_embeddings_text or self.hide_inputs or self.hide_memories)
+
+    def embedding_vectors(self) -> bool:
+        """Whether embedding spans show their vectors: not with ``hide_embeddings_vectors``,
+        nor where the texts are hidden for the memories (a vector gives much of its text
+        away)."""
+        return not (self.hide_embeddings_vectors or self.hide_memories)
 
     def input_messages(self) -> bool:
         return not (self.hide_inputs or self.hide_input_messages)
