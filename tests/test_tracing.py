@@ -29,6 +29,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import StatusCode
 
+from live_server import LocalClient
 from model_helpers import WatchedModel
 from noted import Agent, InMemoryDb, Memory, SqliteDb, UserError, UserMemory, _portal
 from noted import tracing as noted_tracing
@@ -45,6 +46,7 @@ from noted.models import (
     Usage,
 )
 from noted.retrieval.embedders import BaseEmbedder, Kind
+from noted.server import create_app
 from noted.testing import FunctionModel, ScriptedModel
 from noted.tracing import TraceSettings
 from noted.tracing import _hooks as tracing_hooks
@@ -1297,3 +1299,71 @@ def test_the_older_name_of_the_vectors_switch_is_honoured(
     assert TraceSettings.from_config(config).hide_embeddings_vectors is True
     assert TraceSettings.from_config(TraceConfig()).hide_embeddings_vectors is False
     assert TraceSettings.from_config(TraceConfig(hide_embeddings_text=True)).hide_embeddings_text
+
+
+CALLER_TRACE = "0af7651916cd43dd8448eb211c80319c"
+CALLER_SPAN = "b7ad6b7169203331"
+
+
+def _in_callers_trace(span: ReadableSpan) -> bool:
+    assert span.context is not None and span.parent is not None
+    return (
+        f"{span.context.trace_id:032x}" == CALLER_TRACE
+        and f"{span.parent.span_id:016x}" == CALLER_SPAN
+    )
+
+
+def test_the_servers_spans_join_the_trace_a_requests_traceparent_names(
+    traces: Traces, tmp_path: Path
+) -> None:
+    """With no HTTP instrumentor, a run or search asked for over REST was a trace of its
+    own; the caller's ``traceparent`` is continued now, for runs answered whole or
+    streamed and for searches; a request without one is still a trace of its own."""
+    db = SqliteDb(tmp_path / "server.db")
+    agent = Agent(ScriptedModel(["One", "Two", "Three"]), db=db, agent_id="helper")
+    caller = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    run = {"message": "hello", "user_id": "ava"}
+    with LocalClient(create_app(db, agent=agent, embedder=None)) as client:
+        whole = client.post("/agents/helper/runs", json={**run, "stream": False}, headers=caller)
+        assert whole.status_code == 200, whole.text
+        streamed = client.post("/agents/helper/runs", json=run, headers=caller)
+        assert streamed.status_code == 200 and "One" not in streamed.text
+        searched = client.get(
+            "/memories", params={"user_id": "ava", "search_content": "x"}, headers=caller
+        )
+        assert searched.status_code == 200, searched.text
+        runs = traces.of_kind("AGENT")
+        assert len(runs) == 2 and all(_in_callers_trace(s) for s in runs)
+        assert _in_callers_trace(traces.one("Memory.search_user_memories"))
+        traces.exporter.clear()
+        alone = client.post("/agents/helper/runs", json={**run, "stream": False})
+        assert alone.status_code == 200
+        (own,) = traces.of_kind("AGENT")
+        assert own.parent is None
+    db.close()
+
+
+def test_a_current_span_wins_over_the_requests_traceparent(traces: Traces, tmp_path: Path) -> None:
+    """An HTTP instrumentor's server span continues the caller's trace itself: noted's spans
+    go under it, not beside it."""
+    db = SqliteDb(tmp_path / "server.db")
+    agent = Agent(ScriptedModel(["One"]), db=db, agent_id="helper")
+    app = create_app(db, agent=agent, embedder=None)
+    tracer = traces.provider.get_tracer("http")
+
+    async def instrumented(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        with tracer.start_as_current_span("POST /agents/helper/runs"):
+            await app(scope, receive, send)
+
+    caller = {"traceparent": f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"}
+    with LocalClient(instrumented) as client:
+        body = {"message": "hello", "user_id": "ava", "stream": False}
+        assert client.post("/agents/helper/runs", json=body, headers=caller).status_code == 200
+    server = traces.one("POST /agents/helper/runs")
+    (run,) = traces.of_kind("AGENT")
+    assert run.parent is not None and server.context is not None
+    assert run.parent.span_id == server.context.span_id
+    db.close()

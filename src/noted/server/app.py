@@ -65,6 +65,7 @@ from noted.server.schemas import (
 )
 from noted.server.services import Services
 from noted.server.sessions import session_routes
+from noted.server.tracecontext import TraceContinued
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
@@ -208,12 +209,13 @@ def _handlers(app: FastAPI) -> None:
 class _NotedApp(FastAPI):
     """FastAPI with the plain listing answered first, before even Starlette's outermost
     error middleware (the fast path maps no errors: it leaves every failure to the route),
-    and the security headers on every other answer (the fast path adds its own); without
-    an API key, a request for another name than this machine's is refused before both."""
+    and the security headers on every other answer (the fast path adds its own), each
+    inside the trace context its headers carry while tracing is on; without an API key, a
+    request for another name than this machine's is refused before all of them."""
 
     def build_middleware_stack(self) -> ASGIApp:
         framework = SecurityHeaders(super().build_middleware_stack())
-        served = FastMemoryList(framework, self.state.noted)
+        served = TraceContinued(FastMemoryList(framework, self.state.noted))
         # the names a request may give are checked before anything answers it
         return LocalOnly(served) if self.state.local_only else served
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, cast
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ __all__ = [
     "carry",
     "complete",
     "considered",
+    "continued",
     "detached",
     "resume",
     "stream",
@@ -97,6 +99,16 @@ def carry(
     if spans is None:
         return work
     return spans.carry(work)
+
+
+def continued(headers: Callable[[], Mapping[str, str]]) -> AbstractContextManager[None]:
+    """Within: the trace context of an incoming request, read from the headers that
+    ``headers()`` gives (called only while tracing is on), so that the spans made for the
+    request join its caller's trace."""
+    spans = active
+    if spans is None or spans.suppressed():
+        return nullcontext()
+    return spans.continued(headers())
 
 
 def traceparent() -> str | None:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from openinference.semconv.trace import SpanAttributes
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 from opentelemetry.trace import Span, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -469,6 +469,22 @@ class Spans:
         """Whether OpenTelemetry's suppress-instrumentation flag is set (as OpenInference's
         ``suppress_tracing()`` does, and noted around a model's own request)."""
         return bool(otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY))
+
+    @contextmanager
+    def continued(self, headers: Mapping[str, str]) -> Iterator[None]:
+        """Within: the trace context a request's ``headers`` carry (by the propagators
+        OpenTelemetry is configured with: W3C ``traceparent`` by default), unless a span is
+        current already (an HTTP instrumentor's server span, which continues it itself)
+        or the headers carry none."""
+        if trace.get_current_span().get_span_context().is_valid:
+            yield
+            return
+        ctx = propagate.extract(headers)
+        if not trace.get_current_span(ctx).get_span_context().is_valid:
+            yield
+            return
+        with _attached(ctx):
+            yield
 
     def traceparent(self) -> str | None:
         carrier: dict[str, str] = {}
