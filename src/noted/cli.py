@@ -18,6 +18,7 @@ from rich.markup import escape
 from noted import __version__
 from noted._console import counted, emit_json, err, guarded_stdout, out, progress_bar
 from noted._listing import Field, Listing, Record
+from noted._memory_listing import match_column, memory_table
 from noted.audit import MemoryEvent
 from noted.cli_db import (
     db_target,
@@ -41,16 +42,13 @@ from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.door import told
 from noted.memory.jsonl import read_jsonl, write_jsonl
 from noted.retrieval.choice import DEFAULT_EMBEDDER
-from noted.schema import MemoryMatch, UserMemory, check_topics
+from noted.schema import UserMemory, check_topics
 
 __all__ = ["main"]
 
 DEFAULT_DB = "noted.db"
 EXPORT_PAGE = 1000
 _OTHERS_NAMED = 5
-MATCH_LEGEND = (
-    "match: each result's score as a share of the best one's (--json gives the raw scores)"
-)
 
 
 def _note_default_user(memory: Memory, whole_store: str) -> None:
@@ -65,43 +63,6 @@ def _note_default_user(memory: Memory, whole_store: str) -> None:
         plural = "user has" if count == 1 else "users have"
         note += f"; {count} other {plural} memories ({names}): pass --user ID{whole_store}"
     err.print(escape(note), style="dim")
-
-
-def _match_column(found: Sequence[UserMemory]) -> list[str] | None:
-    """Each result's score as a percentage of the best one's: what a person can read from
-    BM25 (unbounded), cosine (-1..1) or fused (0..1) scores alike. The raw scores are in
-    ``--json``."""
-    scores = [m.score for m in found if isinstance(m, MemoryMatch) and m.score is not None]
-    if not scores or len(scores) != len(found):  # a method that does not rank by score
-        return None
-    best = max(scores, default=0.0)
-    return [f"{max(0, round(100 * s / best))}%" if best > 0 else "-" for s in scores]
-
-
-def _when(memory: UserMemory) -> str:
-    return "" if memory.updated_at is None else memory.updated_at.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _memory_table(
-    memories: Sequence[UserMemory],
-    title: str,
-    with_user: bool,
-    match: Sequence[str] | None = None,
-) -> Listing:
-    fields = [] if match is None else [Field("match", justify="right")]
-    fields += [Field("id", "head", style="dim"), Field("memory", "text"), Field("topics")]
-    if with_user:
-        fields.append(Field("user"))
-    fields.append(Field("updated (UTC)", "head"))
-    rows = []
-    for i, m in enumerate(memories):
-        cells = [] if match is None else [match[i]]
-        cells += [m.memory_id or "", m.memory, ", ".join(m.topics)]
-        if with_user:
-            cells.append(m.user_id or "")
-        cells.append(_when(m))
-        rows.append(cells)
-    return Listing(title, fields, rows, MATCH_LEGEND if match is not None else "")
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -137,7 +98,7 @@ def cmd_list(memory: Memory, args: argparse.Namespace) -> int:
     total = memory.db.count_memories(query)
     who = "every user" if query.user_id is None else f"user {query.user_id}"
     shown = f"{query.offset + 1}-{query.offset + len(memories)}" if memories else "0"
-    out.print(_memory_table(memories, f"Memories of {who} ({shown} of {total})", args.all_users))
+    out.print(memory_table(memories, f"Memories of {who} ({shown} of {total})", args.all_users))
     return 0
 
 
@@ -156,7 +117,7 @@ def cmd_search(memory: Memory, args: argparse.Namespace) -> int:
         emit_json([m.to_dict() for m in found])
         return 0
     title = f"Memories of user {user} matching {args.query!r} ({len(found)})"
-    out.print(_memory_table(found, title, False, _match_column(found)))
+    out.print(memory_table(found, title, False, match_column(found)))
     return 0
 
 

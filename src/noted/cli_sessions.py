@@ -185,7 +185,8 @@ def add_chat_command(
         help="chat with an agent in the terminal; the session is kept in --db",
         description="Chat with an agent in the terminal. Leave with exit, quit or Ctrl-D "
         "(exit status 0) or Ctrl-C (130). End a line with \\ to go on with the message on "
-        "the next. Run again with the same --session to continue a conversation.",
+        "the next. /help lists the chat's own commands (/memories, /forget ID, /new, "
+        "/session). Run again with the same --session to continue a conversation.",
     )
     chat.set_defaults(func=cmd_chat)
     chat.add_argument("--model", "-m", help="provider:model-id (default: $NOTED_MODEL)")

@@ -683,7 +683,8 @@ class Agent:
         stream: bool = True,
         markdown: bool | None = None,
     ) -> None:
-        """Chat in the terminal until ``exit``, ``quit``, Ctrl-D or Ctrl-C."""
+        """Chat in the terminal until ``exit``, ``quit``, Ctrl-D or Ctrl-C (``/help`` lists
+        the chat's own commands: ``/memories``, ``/forget ID``, ``/new``, ``/session``)."""
         from noted.agent.terminal import chat
 
         chat(

@@ -1,5 +1,6 @@
 """The agent in a terminal: answers rendered with rich, live while they stream, and a
-chat loop that ends on ``exit``, ``quit``, Ctrl-D or Ctrl-C without a traceback."""
+chat loop with its own commands (``/help``, see :mod:`noted.agent.chat_commands`) that
+ends on ``exit``, ``quit``, ``/exit``, Ctrl-D or Ctrl-C without a traceback."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from rich.text import Text
 
 from noted._console import err, out, printable
 from noted._interrupt import ctrl_c_reaches_input
+from noted.agent.chat_commands import Chat, take_line
 from noted.agent.events import ContentDelta, RunCompleted, ToolCallCompleted, ToolCallStarted
 from noted.errors import NotedError, UserError
 from noted.models.base import RetryWait, retries_shown
@@ -156,8 +158,9 @@ def chat(
 ) -> bool:
     """Chat on ``console`` (standard output); a failed turn's ``error: ...`` line goes to
     ``errors`` (standard error, one line when it is not a terminal) and the chat goes on.
+    A line such as ``/memories`` is one of the chat's commands (``/help`` lists them).
     Returns whether Ctrl-C ended it (at the prompt or during an answer), rather than
-    ``exit``, ``quit`` or Ctrl-D."""
+    ``exit``, ``quit``, ``/exit`` or Ctrl-D."""
     console = console or (Console() if sys.stdout.isatty() else out)
     errors = errors or err
     if not console.is_terminal and not console.is_jupyter:
@@ -166,7 +169,9 @@ def chat(
     typed = sys.stdin.isatty()
     said = f"Chatting with {agent.model.id} (session {session})."
     if typed:
-        console.print(Text(f"{said} Type 'exit' or press Ctrl-D to leave.", style="dim"))
+        console.print(
+            Text(f"{said} Type /help for commands, 'exit' or Ctrl-D to leave.", style="dim")
+        )
     else:  # messages from a pipe or a file: standard output is the answers alone
         errors.print(Text(said, style="dim"))
     interrupted = False
@@ -175,13 +180,9 @@ def chat(
         try:
             with ctrl_c_reaches_input():
                 _chat_loop(
-                    agent,
-                    user_id,
-                    session,
+                    Chat(agent, user_id, session, console, errors),
                     stream,
                     markdown,
-                    console,
-                    errors,
                     prompts if typed else ("", ""),
                 )
         except KeyboardInterrupt:
@@ -291,16 +292,8 @@ def _input(prompt: str) -> str:
     return _UNDECODED.sub("\ufffd", line)
 
 
-def _chat_loop(
-    agent: Agent,
-    user_id: str | None,
-    session: str,
-    stream: bool,
-    markdown: bool,
-    console: Console,
-    errors: Console,
-    prompts: tuple[str, str],
-) -> None:
+def _chat_loop(chat: Chat, stream: bool, markdown: bool, prompts: tuple[str, str]) -> None:
+    console = chat.console
     while True:
         try:
             line = _read_message(prompts, console)
@@ -312,15 +305,20 @@ def _chat_loop(
             continue
         if line.strip().lower() in EXIT_WORDS:
             return
+        message = take_line(line, chat)
+        if chat.leaving:
+            return
+        if message is None:
+            continue
         try:
             print_response(
-                agent,
-                line,
-                user_id=user_id,
-                session_id=session,
+                chat.agent,
+                message,
+                user_id=chat.user_id,
+                session_id=chat.session,
                 stream=stream,
                 markdown=markdown,
                 console=console,
             )
         except NotedError as exc:
-            errors.print(Text(printable(f"error: {exc}"), style="red"))
+            chat.errors.print(Text(printable(f"error: {exc}"), style="red"))

@@ -1,0 +1,185 @@
+"""The terminal chat's own commands (/memories, /forget, /new, ...): answered by the chat
+on a real SQLite store, never sent to the model; and in a real chat fed from a pipe."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from noted import Agent, Memory, SqliteDb, UserMemory
+from noted.agent.chat_commands import Chat, take_line
+from noted.models import Message, ToolDefinition
+from noted.testing import FunctionModel, ScriptedModel
+from test_chat import child_env
+
+
+def consoles() -> tuple[Console, Console, io.StringIO, io.StringIO]:
+    said, refused = io.StringIO(), io.StringIO()
+    return (
+        Console(file=said, width=200, color_system=None),
+        Console(file=refused, width=200, color_system=None),
+        said,
+        refused,
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> SqliteDb:
+    return SqliteDb(tmp_path / "chat.db")
+
+
+def chat_of(agent: Agent, user_id: str | None = None) -> tuple[Chat, io.StringIO, io.StringIO]:
+    console, errors, said, refused = consoles()
+    return Chat(agent, user_id, "s-1", console, errors), said, refused
+
+
+def test_memories_lists_what_is_remembered_newest_first_and_searches_by_words(
+    db: SqliteDb,
+) -> None:
+    memory = Memory(db=db, embedder=None)
+    ids = [
+        memory.add_user_memory(UserMemory(text), user_id="ava")
+        for text in ("Ava is allergic to shellfish", "Ava lives in Lisbon", "Ava likes to ski")
+    ]
+    memory.add_user_memory(UserMemory("Bob hates skiing"), user_id="bob")
+    model = ScriptedModel([])
+    agent = Agent(model, db=db, memory=memory, user_id="ava", add_memories_to_context=True)
+    chat, said, refused = chat_of(agent)
+    assert take_line("/memories", chat) is None
+    listed = said.getvalue()
+    assert "Memories of user ava, newest first (3 of 3)" in listed
+    assert all(i in listed for i in ids) and "Bob" not in listed
+    assert listed.index("ski") < listed.index("Lisbon") < listed.index("shellfish")
+
+    said.truncate(0)
+    said.seek(0)
+    assert take_line("/memories  shellfish ", chat) is None
+    found = said.getvalue()
+    assert "matching 'shellfish' (1)" in found and "allergic to shellfish" in found
+    assert "Lisbon" not in found and "match" in found
+    assert refused.getvalue() == "" and model.requests == []
+
+
+def test_forget_deletes_one_of_the_users_memories_and_no_one_elses(db: SqliteDb) -> None:
+    memory = Memory(db=db, embedder=None)
+    mine = memory.add_user_memory(UserMemory("Ava lives in Lisbon"), user_id="ava")
+    theirs = memory.add_user_memory(UserMemory("Bob lives in Oslo"), user_id="bob")
+    agent = Agent(ScriptedModel([]), db=db, memory=memory, add_memories_to_context=True)
+    chat, said, refused = chat_of(agent, user_id="ava")
+    take_line(f"/forget {theirs}", chat)
+    assert f"no memory {theirs} of user ava" in refused.getvalue()
+    assert memory.get_user_memory(theirs, "bob") is not None
+    take_line(f"/forget {mine}", chat)
+    assert f"forgot {mine}: Ava lives in Lisbon" in said.getvalue()
+    assert memory.get_user_memories("ava") == []
+    take_line("/forget", chat)
+    take_line("/forget a b", chat)
+    assert refused.getvalue().count("usage: /forget ID") == 2
+
+
+def test_memories_waits_for_the_last_turns_memory_update(db: SqliteDb) -> None:
+    """A fact just said is learned in the background: /memories shows it, not the list of
+    before the turn."""
+
+    def answer(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if (messages[0].content or "").startswith("You maintain the long-term memory"):
+            ops = [{"op": "add", "id": None, "memory": "Ava is allergic to shellfish"}]
+            return json.dumps({"operations": ops})
+        return "Noted."
+
+    memory = Memory(db=db, embedder=None)
+    agent = Agent(
+        FunctionModel(answer), db=db, memory=memory, user_id="ava", enable_user_memories=True
+    )
+    chat, said, _ = chat_of(agent)
+    message = take_line("I am allergic to shellfish", chat)
+    assert message == "I am allergic to shellfish"
+    agent.run(message, session_id=chat.session)
+    take_line("/memories", chat)
+    assert "Ava is allergic to shellfish" in said.getvalue()
+
+
+def test_lines_that_are_not_commands_go_to_the_model(db: SqliteDb) -> None:
+    chat, said, refused = chat_of(Agent(ScriptedModel([]), db=db))
+    assert take_line("/usr/bin/env is missing", chat) == "/usr/bin/env is missing"
+    assert take_line("//memories is a command", chat) == "/memories is a command"
+    assert take_line("hello /memories", chat) == "hello /memories"
+    assert take_line("/memorie", chat) is None
+    assert "no command /memorie: /help lists them" in refused.getvalue()
+    take_line("/help", chat)
+    assert "/forget ID" in said.getvalue() and "//TEXT" in said.getvalue()
+    assert not chat.leaving
+    take_line("/EXIT", chat)
+    assert chat.leaving
+
+
+def test_new_starts_a_session_and_session_names_it(db: SqliteDb) -> None:
+    chat, said, _ = chat_of(Agent(ScriptedModel([]), db=db))
+    take_line("/session", chat)
+    assert "session s-1" in said.getvalue()
+    take_line("/new", chat)
+    assert chat.session != "s-1" and f"new session {chat.session}" in said.getvalue()
+
+
+def test_memories_on_an_agent_without_memory_reads_its_store(db: SqliteDb) -> None:
+    Memory(db=db, embedder=None).add_user_memory(UserMemory("Ava likes tea"), user_id="ava")
+    agent = Agent(ScriptedModel([]), db=db, user_id="ava")
+    assert agent.memory is None
+    chat, said, _ = chat_of(agent)
+    take_line("/memories", chat)
+    assert "Ava likes tea" in said.getvalue()
+    chat, said, _ = chat_of(Agent(ScriptedModel([])))  # the in-process store
+    take_line("/memories", chat)
+    assert "nothing remembered about user default yet" in said.getvalue()
+
+
+def test_a_refused_command_is_an_error_line_and_the_chat_goes_on(db: SqliteDb) -> None:
+    chat, said, refused = chat_of(Agent(ScriptedModel([]), db=db))
+    assert take_line("/forget " + "x" * 5000, chat) is None
+    assert refused.getvalue().startswith("error: memory_id")
+    take_line("/session", chat)
+    assert "session s-1" in said.getvalue()
+
+
+CHAT = textwrap.dedent(
+    """
+    import sys
+    from noted import Agent, Memory, SqliteDb, UserMemory
+    from noted.testing import ScriptedModel
+
+    db = SqliteDb(sys.argv[1])
+    memory = Memory(db=db, embedder=None)
+    memory.add_user_memory(UserMemory("Ava likes green tea"), user_id="ava")
+    model = ScriptedModel(["First answer.", "Second answer."])
+    Agent(model, db=db, memory=memory, user_id="ava", add_memories_to_context=True).cli_app(
+        stream=False, session_id="one"
+    )
+    print("sent:", [r.messages[-1].content for r in model.requests])
+    """
+)
+
+
+def test_a_chat_answers_its_commands_between_messages(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CHAT, str(tmp_path / "chat.db")],
+        input="hello\n/memories tea\n/new\n//second\n/nope\n/exit\nnever sent\n",
+        check=False,
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "sent: ['hello', '/second']" in done.stdout
+    assert "Ava likes green tea" in done.stdout and "new session" in done.stdout
+    assert "no command /nope" in done.stderr and "Traceback" not in done.stderr
+    with SqliteDb(tmp_path / "chat.db") as db:
+        sessions = {s.session_id: s.run_count for s in db.list_sessions("ava")}
+    assert sessions.pop("one") == 1 and list(sessions.values()) == [1]
