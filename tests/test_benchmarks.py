@@ -281,3 +281,9 @@ def test_tracing_instructions_measured_process_smoke() -> None:
         capture_output=True,
         timeout=300,
     )
+
+
+def test_clear_benchmark_smoke(tmp_path: Path) -> None:
+    stdout, report = run_benchmark("clear.py", tmp_path / "clear.json", "--memories", "3000")
+    assert "process add s" in stdout
+    assert report["memories"] == 3000 and report["peak python MB"] > 0

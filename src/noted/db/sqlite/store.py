@@ -1,4 +1,18 @@
-"""SqliteDb: noted's embedded default store, one SQLite file in WAL mode."""
+"""SqliteDb: noted's embedded default store, one SQLite file in WAL mode.
+
+Clearing: a clear (one user's memories, or every user's) deletes ``CLEAR_BATCH``
+memories per transaction, in rowid order, each batch with its "delete" events, its
+keyword index rows and its users' generations, and lets SQLite's write lock and the
+store's lock go for ``CLEAR_PAUSE`` between two batches: other writers (this process's
+threads, other processes) wait for one batch, not for the whole clear, and no more than
+one batch's rows are read into memory at once (a user's rowids are read first, 8 bytes a
+memory). A clear deletes every memory that was stored when it began (the user's rowids
+then, or for every user's those at or below the table's largest: a memory keeps its rowid
+when it is changed) and records one event for each; a memory added while it
+runs may be kept or deleted, with its event, each batch all or nothing. Stopped part-way
+(the process killed, a batch failing), a clear leaves the batches it committed deleted
+and recorded, and every other memory stored and unrecorded; clearing again finishes it.
+A clear inside a write batch is part of that batch's one transaction."""
 
 from __future__ import annotations
 
@@ -7,6 +21,7 @@ import json
 import os
 import threading
 import time
+from array import array
 from collections.abc import Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -73,6 +88,8 @@ _ROWS_PER_INSERT = IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT s
 _EVENT_ID_LEN = 36  # a UUID as text
 _MAX_ROWID = 2**63 - 1
 _VECTOR_CACHE_BYTES = 512 * 2**20
+CLEAR_BATCH = 5_000  # memories a clear deletes per transaction (see "Clearing")
+CLEAR_PAUSE = 0.002  # seconds a clear lets other writers in between two batches
 _PAGE_CACHE_MIB = 64
 
 
@@ -605,12 +622,23 @@ class SqliteDb(
         self, conn: Connection, where: str, params: Sequence[str], context: AuditContext
     ) -> int:
         """Delete the memories ``where`` selects, recording a "delete" event for each."""
-        t = self.memory_table
         found = conn.execute(
-            f"SELECT memory_id, user_id, memory, topics FROM {t}{where} "
+            f"SELECT memory_id, user_id, memory, topics FROM {self.memory_table}{where} "
             "ORDER BY created_at, memory_id",
             params,
         ).fetchall()
+        return self._forget(conn, found, where, params, context)
+
+    def _forget(
+        self,
+        conn: Connection,
+        found: list[tuple[str, str, str, str]],
+        where: str,
+        params: Sequence[Any],
+        context: AuditContext,
+    ) -> int:
+        """Delete the memories ``where`` selects, ``found`` (memory_id, user_id, memory,
+        topics, in the order their events go), recording a "delete" event for each."""
         if not found:
             return 0
         self._vectors.changed(
@@ -620,7 +648,7 @@ class SqliteDb(
             deleted=True,
         )
         self._terms.unindex_where(conn, where, params)
-        conn.execute(f"DELETE FROM {t}{where}", params)
+        conn.execute(f"DELETE FROM {self.memory_table}{where}", params)
         gone = core.deletions(found)
         conn.executemany(self._sql_event, core.history_rows(gone, context, now_micros()))
         return len(found)
@@ -636,9 +664,54 @@ class SqliteDb(
         return deleted
 
     def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
-        where, params = ("", []) if user_id is None else (" WHERE user_id = ?", [user_id])
-        with self._transaction() as conn:
-            return self._delete(conn, where, params, context)
+        """Clear one user (every user for None) a batch of ``CLEAR_BATCH`` memories at a
+        time in rowid order (the order of the table's pages), each batch its own
+        transaction with its events, other writers let in between two (see "Clearing" at
+        the top). Inside a transaction already (a write batch) every batch is part of it."""
+        t = self.memory_table
+        with self._session() as conn:
+            inside = conn.in_transaction
+            if user_id is None:
+                top = conn.execute(self._sql_last_rowid).fetchone()[0] or 0
+            else:  # from the user's index: 8 bytes a memory
+                sql = f"SELECT rowid FROM {t} WHERE user_id = ? ORDER BY rowid"
+                mine = array("q", (row[0] for row in conn.execute(sql, (user_id,))))
+        deleted = after = 0
+        while True:
+            with self._transaction() as conn:
+                if user_id is None:
+                    sql = f"SELECT rowid FROM {t} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+                    rowids = [
+                        r[0] for r in conn.execute(sql + " LIMIT ?", (after, top, CLEAR_BATCH))
+                    ]
+                else:
+                    rowids = mine[after : after + CLEAR_BATCH].tolist()
+                deleted += self._clear_batch(conn, user_id, rowids, context)
+            if len(rowids) < CLEAR_BATCH:
+                return deleted
+            after = rowids[-1] if user_id is None else after + CLEAR_BATCH
+            if not inside:
+                time.sleep(CLEAR_PAUSE)  # the locks let go: a waiting writer takes them now
+
+    def _clear_batch(
+        self, conn: Connection, user_id: str | None, rowids: list[int], context: AuditContext
+    ) -> int:
+        """Delete the memories of ``rowids`` that are still ``user_id``'s (any user's for
+        None), with their events (oldest first)."""
+        if not rowids:
+            return 0
+        t = self.memory_table
+        where = f" WHERE {t}.rowid IN (SELECT value FROM json_each(?))"
+        params = [json.dumps(rowids)]
+        if user_id is not None:
+            where += f" AND {t}.user_id = ?"
+            params.append(user_id)
+        found = conn.execute(
+            f"SELECT memory_id, user_id, memory, topics FROM {t}{where} "
+            "ORDER BY created_at, memory_id",
+            params,
+        ).fetchall()
+        return self._forget(conn, found, where, params, context)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._session() as conn:
