@@ -34,6 +34,7 @@ __all__ = [
     "WRITE_PAUSE",
     "Connection",
     "begin_write",
+    "begin_write_if_free",
     "close_cursors",
     "connect",
     "create_owner_only",
@@ -149,6 +150,19 @@ def begin_write(conn: Connection, deadline: float, busy_timeout: float, *, waits
     except apsw.BusyError:
         if left <= WRITE_TRY:
             raise
+        return False
+    finally:
+        conn.setbusytimeout(round(busy_timeout * 1000))
+    return True
+
+
+def begin_write_if_free(conn: Connection, busy_timeout: float) -> bool:
+    """``BEGIN IMMEDIATE`` if SQLite's write lock is free now: False, and no transaction,
+    when another connection holds it (no wait)."""
+    conn.setbusytimeout(0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except apsw.BusyError:
         return False
     finally:
         conn.setbusytimeout(round(busy_timeout * 1000))

@@ -30,6 +30,7 @@ another user's writes, do not make it search again.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from collections.abc import Callable
@@ -42,6 +43,7 @@ from noted.db._kept import KeptResults
 from noted.db.base import MemoryQuery
 from noted.db.sqlite.connection import Connection
 from noted.db.sqlite.migrations import FTS_TOKENIZER
+from noted.db.sqlite.pending import Pending, read_pending
 from noted.db.sqlite.terms import UserTerms, tag
 
 __all__ = ["MATCH_BUDGET", "SqliteFullText"]
@@ -91,10 +93,14 @@ class SqliteFullText:
         user_id: str,
         words: list[str],
         text_only: bool = False,
+        pending: bool = False,
     ) -> list[Any]:
         """``columns`` and the BM25 score (last, negative: the best first) of the query's
         page of best matches for ``words`` (as :func:`~noted.retrieval.ranking.content_terms`
-        gives them); with ``text_only``, of their occurrences in the memories' text alone."""
+        gives them); with ``text_only``, of their occurrences in the memories' text alone.
+        With ``pending`` (inside a read transaction, so that the index and the memories
+        are read as of one moment), the user's memories the index does not hold yet are
+        ranked too (see :mod:`noted.db.sqlite.pending`)."""
         key = (
             text_only,
             columns,
@@ -111,11 +117,16 @@ class SqliteFullText:
             user = conn.execute(self._user, (user_id,)).fetchone()
             state = (self._generation(conn, user_id), 0 if user is None else int(user[1]))
             if conn.in_transaction:  # its writes may yet be rolled back: nothing is kept
-                return self._search(conn, columns, query, user_id, words, text_only, user, state)
+                news = self._pending(conn, user_id, user) if pending else Pending()
+                return self._search(
+                    conn, columns, query, user_id, words, text_only, user, state, news
+                )
             known = self._results.get(key, state)
             if known is not None:
                 return known
-            rows = self._search(conn, columns, query, user_id, words, text_only, user, state)
+            rows = self._search(
+                conn, columns, query, user_id, words, text_only, user, state, Pending()
+            )
             self._results.keep(key, state, rows)
         return list(rows)
 
@@ -129,12 +140,17 @@ class SqliteFullText:
         text_only: bool,
         user: tuple[int, int, int] | None,
         version: tuple[int, int],
+        news: Pending,
     ) -> list[Any]:
         """The ranking itself, for the user's ``_fts_users`` row and ``version`` (their
-        generation and indexed count) as :meth:`rows` read them."""
-        if user is None or not user[1]:
+        generation and indexed count) as :meth:`rows` read them, with ``news``, the user's
+        memories that the index does not hold, ranked as if it did."""
+        indexed = 0 if user is None else user[1]
+        if not indexed and not news.rowids:
             return []
-        number, memories, length = user
+        number, _, length = user or (0, 0, 0)
+        memories = indexed + len(news.rowids)
+        length += news.words
         user_tag = tag(number)
         # each term once (words that stem alike count once), with the first word that gave it
         first: dict[str, str] = {}
@@ -142,7 +158,7 @@ class SqliteFullText:
             if term is not None:
                 first.setdefault(term, word)
         found = [(word, term) for term, word in first.items()]
-        kept, newest = self._kept(conn, user_id, user_tag, found, version, memories)
+        kept, newest = self._kept(conn, user_id, user_tag, found, version, memories, news)
         if not kept:
             return []
         mean = length / memories
@@ -161,6 +177,10 @@ class SqliteFullText:
         where, params = self._where(query)
         t = self.table
         limit = -1 if query.limit is None else query.limit
+        idfs = [(term, head[2 * i + 1]) for i, (term, _) in enumerate(kept)]
+        later = news.scores(idfs, head[-2], head[-1], newest, text_only) if news.rowids else []
+        if not indexed:
+            return self._paged(self._pending_rows(conn, columns, later, query), query)
         # Unfiltered, the index alone picks the best (the terms are the user's), so only
         # they are read from the memory table; filters need every hit's row. Equal scores
         # go in the order the memories were written (rowid) in both, so that a page is the
@@ -180,8 +200,48 @@ class SqliteFullText:
             f"SELECT {columns}, hits.score FROM {t} JOIN hits ON {t}.rowid = hits.hit{where} "
             "ORDER BY hits.score, hits.hit LIMIT ? OFFSET ?"
         )
-        rows: list[Any] = conn.execute(sql, [*head, *params, limit, query.offset]).fetchall()
-        return rows
+        if not news.rowids:
+            rows: list[Any] = conn.execute(sql, [*head, *params, limit, query.offset]).fetchall()
+            return rows
+        # the index's best offset + limit, then the new memories' merged in, a page cut
+        whole = -1 if limit < 0 else query.offset + limit
+        rows = conn.execute(sql, [*head, *params, whole, 0]).fetchall()
+        rows += self._pending_rows(conn, columns, later, query)
+        return self._paged(rows, query)
+
+    def _pending(
+        self, conn: Connection, user_id: str, user: tuple[int, int, int] | None
+    ) -> Pending:
+        """The user's memories that the index does not hold yet."""
+        above = conn.execute(self.terms.sql_top).fetchone()[0] or 0
+        user_tag = tag(0 if user is None else user[0])
+        return read_pending(conn, self.table, above, user_id, user_tag, _stemmer.tokens)
+
+    def _pending_rows(
+        self, conn: Connection, columns: str, scored: list[tuple[int, float]], query: MemoryQuery
+    ) -> list[Any]:
+        """``columns`` and the score of those of the ``scored`` (rowid, score) memories
+        that the query's filters select, the best first (equal scores: the oldest first)."""
+        if not scored:
+            return []
+        where, params = self._where(query)
+        t = self.table
+        sql = (
+            f"SELECT {t}.rowid, {columns} FROM {t}{where}{' AND' if where else ' WHERE'} "
+            f"{t}.rowid IN (SELECT value FROM json_each(?))"
+        )
+        score = dict(scored)
+        found = conn.execute(sql, [*params, json.dumps(list(score))]).fetchall()
+        ranked = sorted((score[row[0]], row[0], row[1:]) for row in found)
+        return [(*row, value) for value, _, row in ranked]
+
+    @staticmethod
+    def _paged(rows: list[Any], query: MemoryQuery) -> list[Any]:
+        """The query's page of ``rows`` (each with its score last), ordered by score; equal
+        scores keep their order (the index's rows, then the new memories: older first)."""
+        ordered = sorted(rows, key=lambda row: row[-1])
+        end = None if query.limit is None else query.offset + query.limit
+        return ordered[query.offset : end]
 
     def _kept(
         self,
@@ -191,12 +251,18 @@ class SqliteFullText:
         found: list[tuple[str, str]],
         version: tuple[int, int],
         memories: int,
+        news: Pending,
     ) -> tuple[list[tuple[str, int]], int | None]:
-        """The terms of the words of ``found`` (word, term) that the user's memories hold,
-        with how many hold each, less the commonest for a large user; and when those kept
-        still match more than the budget, the rowid from which the newest matches start
-        (see the module)."""
-        counts = [self._count(conn, user_id, user_tag + w, version) for w, _ in found]
+        """The terms of the words of ``found`` (word, term) that the user's memories hold
+        (those indexed and ``news``), with how many hold each, less the commonest for a
+        large user; and when those kept still match more than the budget, the rowid from
+        which the newest matches start (see the module)."""
+        indexed = memories > len(news.rowids)
+        counts = [
+            (self._count(conn, user_id, user_tag + w, version) if indexed else 0)
+            + len(news.holding(term))
+            for w, term in found
+        ]
         kept: list[int] = []
         total = 0
         for count, i in sorted((c, i) for i, c in enumerate(counts) if c):
@@ -208,11 +274,14 @@ class SqliteFullText:
             return [(found[i][1], counts[i]) for i in sorted(kept)], None
         [i] = kept  # the rarest alone matches more than the budget
         word = user_tag + found[i][0]
-        df = self._count(conn, user_id, word, version, whole=True)
+        newer = news.holding(found[i][1])  # all newer than any the index holds
+        df = len(newer) + (self._count(conn, user_id, word, version, whole=True) if indexed else 0)
+        if len(newer) >= self.budget:
+            return [(found[i][1], df)], newer[-self.budget]
         start = conn.execute(
             f"SELECT rowid FROM {self.fts} WHERE {self.fts} MATCH ? "
             "ORDER BY rowid DESC LIMIT 1 OFFSET ?",
-            (f'"{word}"', self.budget - 1),
+            (f'"{word}"', self.budget - 1 - len(newer)),
         ).fetchone()[0]
         return [(found[i][1], df)], int(start)
 
@@ -264,20 +333,28 @@ class _Stemmer:
             known.update((w, found[w]) for w in missing)
         return [found[w] for w in tagged]
 
+    def tokens(self, text: str) -> list[str]:
+        """The index's terms of a whole column's ``text``, as it indexes a memory."""
+        with self._lock:
+            return [t for t in self._tokens(text) if isinstance(t, str)]
+
     def _term(self, word: str) -> str | None:
+        made = self._tokens(word)
+        return made[0] if len(made) == 1 and isinstance(made[0], str) else None
+
+    def _tokens(self, text: str) -> list[Any]:
         if self._tokenizer is None:
             name, *args = FTS_TOKENIZER.split()
             self._tokenizer = apsw.Connection(":memory:").fts5_tokenizer(name, args)
-        made = list(
+        return list(
             self._tokenizer(
-                word.encode(),
+                text.encode(),
                 apsw.FTS5_TOKENIZE_DOCUMENT,
                 None,
                 include_offsets=False,
                 include_colocated=False,
             )
         )
-        return made[0] if len(made) == 1 and isinstance(made[0], str) else None
 
 
 _stemmer = _Stemmer()

@@ -61,6 +61,7 @@ from noted.db.sqlite.connection import (
     WRITE_PAUSE,
     Connection,
     begin_write,
+    begin_write_if_free,
     close_cursors,
     connect,
     create_owner_only,
@@ -188,7 +189,8 @@ class SqliteDb(
         )
         self._sql_last_rowid = f"SELECT max(rowid) FROM {t}"
         # New memories are indexed when the next keyword search comes (the rows above the
-        # index's largest rowid; see _catch_up), so adding one costs no index write. A
+        # index's largest rowid; see _catch_up, and pending.py when it cannot write), so
+        # adding one costs no index write. A
         # changed or deleted memory leaves the index at once, and a changed one goes back
         # in when it had been indexed before.
         self._terms = self._fulltext.terms
@@ -297,19 +299,58 @@ class SqliteDb(
                     try:
                         yield conn
                     except BaseException:
-                        self._vectors.rolled_back()
-                        conn.execute("ROLLBACK")
+                        self._roll_back(conn)
                         raise
-                    try:
-                        conn.execute("COMMIT")
-                    except BaseException:
-                        self._vectors.rolled_back()
-                        if conn.in_transaction:  # a COMMIT refused (busy) leaves it open
-                            conn.execute("ROLLBACK")
-                        raise
-                    self._vectors.committed()
+                    self._commit(conn)
                     return
             time.sleep(WRITE_PAUSE)  # the lock let go: a waiting reader takes it now
+
+    @contextmanager
+    def _transaction_if_free(self) -> Iterator[Connection | None]:
+        """:meth:`_transaction` when SQLite's write lock is free now (or a transaction is
+        open on this thread already); else None, without waiting."""
+        with self._session() as conn:
+            if conn.in_transaction:
+                yield conn
+            elif begin_write_if_free(conn, self.busy_timeout):
+                try:
+                    yield conn
+                except BaseException:
+                    self._roll_back(conn)
+                    raise
+                self._commit(conn)
+            else:
+                yield None
+
+    def _roll_back(self, conn: Connection) -> None:
+        """Roll back the write transaction open on ``conn`` (its block failed)."""
+        self._vectors.rolled_back()
+        conn.execute("ROLLBACK")
+
+    def _commit(self, conn: Connection) -> None:
+        """Commit the write transaction open on ``conn``; rolled back if that fails."""
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            self._vectors.rolled_back()
+            if conn.in_transaction:  # a COMMIT refused (busy) leaves it open
+                conn.execute("ROLLBACK")
+            raise
+        self._vectors.committed()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """A session whose reads all see the file as of one moment (a read transaction,
+        unless a transaction is open already)."""
+        with self._session() as conn:
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")  # a read transaction: nothing to write
 
     # the sessions' connections (SessionsInModule does the rest)
     _session_functions = session_rows
@@ -554,16 +595,25 @@ class SqliteDb(
             self.list_memories(query)
             raise
 
-    def _catch_up(self) -> None:
-        """Index the memories added since the last keyword search."""
+    def _catch_up(self) -> bool:
+        """Index the memories added since the last keyword search, if SQLite's write lock
+        is free now: True when the index holds every memory then; False (nothing done)
+        when another connection holds the lock or the store is read-only, and the search
+        ranks the memories the index does not hold itself (see noted.db.sqlite.pending),
+        rather than wait for the lock (up to ``busy_timeout``, and then fail)."""
         top = f"SELECT max(rowid) FROM {self.memory_table}"
         with self._session() as conn:
             newest, indexed = conn.execute(f"SELECT ({top}), ({self._terms.sql_top})").fetchone()
-        if (newest or 0) <= (indexed or 0) or self.read_only:
-            return
-        with self._transaction() as conn:
+        if (newest or 0) <= (indexed or 0):
+            return True
+        if self.read_only:
+            return False
+        with self._transaction_if_free() as conn:
+            if conn is None:
+                return False
             indexed = conn.execute(self._terms.sql_top).fetchone()[0]
             self._terms.index_after(conn, indexed or 0)
+        return True
 
     def _keyword_rows(
         self, columns: str, query: MemoryQuery, text: str, text_only: bool = False
@@ -573,9 +623,11 @@ class SqliteDb(
         words = content_terms(text)
         if not words or query.limit == 0:
             return []
-        self._catch_up()
-        with self._session() as conn, planned_by_values(conn):
-            return self._fulltext.rows(columns, query, user_id, words, text_only)
+        if self._catch_up():
+            with self._session() as conn, planned_by_values(conn):
+                return self._fulltext.rows(columns, query, user_id, words, text_only)
+        with self._snapshot() as conn, planned_by_values(conn):
+            return self._fulltext.rows(columns, query, user_id, words, text_only, pending=True)
 
     def keyword_search(
         self, query: MemoryQuery, text: str, *, text_only: bool = False
