@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import apsw
 import pytest
 
 from mcp_client import Connected, Loop, module_db, stdio
@@ -495,11 +496,13 @@ def _talk(
 ) -> tuple[str, int]:
     """initialize, add a memory, find it by keyword: each answer read before the next
     request is written. Returns the new memory's id and how many threads the server ran
-    before its input ended."""
+    once initialized, waiting for the next line (before any tool call: each call's store
+    work runs in a worker thread)."""
     assert proc.stdin is not None
     proc.stdin.write(_request(1, "initialize", HELLO) + b"\n")
     proc.stdin.flush()
     assert next_answer()["result"]["serverInfo"]["name"] == "noted"
+    threads = len(list(Path(f"/proc/{proc.pid}/task").iterdir()))
     proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
     add = {"name": "add_memory", "arguments": {"memory": "Ava keeps bees on the roof"}}
     proc.stdin.write(_request(2, "tools/call", add) + b"\n")
@@ -513,7 +516,6 @@ def _talk(
     assert found["id"] == 3, found
     memory_id = str(added["result"]["structuredContent"]["id"])
     assert [m["id"] for m in found["result"]["structuredContent"]["memories"]] == [memory_id]
-    threads = len(list(Path(f"/proc/{proc.pid}/task").iterdir()))
     proc.stdin.close()  # end of input: the server stops
     assert proc.wait(60) == 0
     return memory_id, threads
@@ -671,6 +673,80 @@ def test_pipelined_requests_and_a_bad_line_over_pipes(tmp_path: Path) -> None:
         proc.kill()
         proc.wait()
         proc.stdout.close()
+
+
+def _call(n: int, tool: str, arguments: dict[str, Any]) -> bytes:
+    return _request(n, "tools/call", {"name": tool, "arguments": arguments}) + b"\n"
+
+
+def test_reads_are_answered_while_writes_wait_for_another_processs_lock(tmp_path: Path) -> None:
+    """Another process holds the file's write lock (a long write): the client's writes
+    wait for it (up to the store's busy timeout), its reads sent after them are answered
+    meanwhile, and once the lock is let go the writes are applied in the order sent."""
+    db_file = tmp_path / "locked.db"
+    proc = _serve(db_file, subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    lines = _Lines(proc.stdout)
+
+    def answer() -> dict[str, Any]:
+        line = lines.next()
+        assert line is not None, "no answer within 60 s"
+        found: dict[str, Any] = json.loads(line)
+        return found
+
+    other: apsw.Connection | None = None
+    try:
+        proc.stdin.write(_request(1, "initialize", HELLO) + b"\n")
+        proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+        proc.stdin.write(_call(2, "add_memory", {"memory": "Ava keeps bees"}))
+        proc.stdin.flush()
+        assert [answer()["id"], answer()["id"]] == [1, 2]
+        search = {"query": "bees", "method": "keyword"}
+        proc.stdin.write(_call(3, "search_memories", search))  # its index caught up now
+        proc.stdin.flush()
+        kept = answer()["result"]["structuredContent"]["memories"][0]
+        other = apsw.Connection(str(db_file))
+        other.execute("BEGIN IMMEDIATE")  # another process writing at length
+        texts = [f"Ava keeps {n} hives of bees" for n in range(1, 7)]
+        for n, text in enumerate(texts, start=10):
+            proc.stdin.write(_call(n, "update_memory", {"id": kept["id"], "memory": text}))
+        proc.stdin.write(_call(20, "add_memory", {"memory": "Ava has a cat"}))
+        proc.stdin.write(_call(21, "list_memories", {}))
+        proc.stdin.write(_call(22, "search_memories", search))
+        proc.stdin.write(_call(23, "get_memory", {"id": kept["id"]}))
+        proc.stdin.flush()
+        reads: dict[int, dict[str, Any]] = {}
+        while len(reads) < 3:
+            line = lines.next(20)  # the writes wait up to 30 s: the reads come well before
+            assert line is not None, f"the reads waited behind the writes; have {sorted(reads)}"
+            found = json.loads(line)
+            assert found["id"] in (21, 22, 23), f"a write was answered first: {found}"
+            reads[found["id"]] = found["result"]["structuredContent"]
+        other.execute("COMMIT")
+        other.close()
+        other = None
+        writes = {found["id"]: found["result"] for found in (answer() for _ in range(7))}
+        assert sorted(writes) == [*range(10, 16), 20]
+        assert not any(result["isError"] for result in writes.values()), writes
+        proc.stdin.close()
+        assert proc.wait(60) == 0
+    finally:
+        if other is not None:
+            other.close()
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    # the reads saw the memories as they were before the writes
+    assert [m["memory"] for m in reads[21]["memories"]] == ["Ava keeps bees"]
+    assert [m["memory"] for m in reads[22]["memories"]] == ["Ava keeps bees"]
+    assert reads[23]["memory"] == "Ava keeps bees"
+    with contextlib.closing(SqliteDb(db_file=str(db_file))) as store:
+        history = store.get_memory_history(kept["id"], USER)
+        assert [e.new_memory for e in history] == ["Ava keeps bees", *texts]
+        assert [m.memory for m in store.list_memories(MemoryQuery(user_id=USER))] == [
+            "Ava has a cat",
+            texts[-1],
+        ]
 
 
 @pytest.mark.parametrize("first", ["stdin", "stdout"])

@@ -73,11 +73,11 @@ def tool_spans(traces: Traces) -> list[ReadableSpan]:
     return traces.of_kind("TOOL")
 
 
-@pytest.mark.parametrize("in_thread", [False, True])
-def test_every_tool_call_is_a_tool_span(traces: Traces, db: SqliteDb, in_thread: bool) -> None:
+def test_every_tool_call_is_a_tool_span(traces: Traces, db: SqliteDb) -> None:
     """One TOOL span per call, whichever the tool (searches included, with their RETRIEVER
-    span inside): the tool, its arguments, its result, the user it was about, OK."""
-    server = create_server(db, embedder=None, user_id=USER, in_thread=in_thread)
+    span inside, though the store's work runs in a worker thread): the tool, its
+    arguments, its result, the user it was about, OK."""
+    server = create_server(db, embedder=None, user_id=USER)
     results = call_all(server, EVERY_TOOL)
     assert not any(result.is_error for result in results)
     spans = tool_spans(traces)

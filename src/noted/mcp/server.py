@@ -1,5 +1,10 @@
 """``create_server``: noted's memories as an MCP server (tools, a profile resource and prompt).
 
+Each call's store work runs in a worker thread, over either transport, so that a call
+waiting on the store (for another process's write lock, say, up to the store's busy
+timeout) holds up no other call. Over stdio, where one client sends every call, its writes
+are applied one at a time in the order it sent them; reads go on beside them.
+
 Who a call is about is settled before any tool runs:
 
 - without ``auth`` (stdio, one person's desktop client) every call is about ``user_id``
@@ -148,10 +153,11 @@ class Answer:
 class _Handlers:
     """The request handlers of one server: its Memory, its scope, its tools."""
 
-    def __init__(self, memory: Memory, scope: Scope, in_thread: bool) -> None:
+    def __init__(self, memory: Memory, scope: Scope) -> None:
         self.memory = memory
         self.scope = scope
-        self.in_thread = in_thread
+        # one client (no auth: stdio) sends every call: its writes go in the order sent
+        self.writes: anyio.Lock | None = anyio.Lock() if scope.auth is None else None
         scoped = scope.auth is not None
         self.tools = {tool.name: tool for tool in TOOLS}
         self.described = {tool.name: _described(tool, scoped) for tool in TOOLS}
@@ -189,7 +195,7 @@ class _Handlers:
             args = Arguments(tool.name, arguments, (*tool.takes, *(("user_id",) if scoped else ())))
             named = args.text("user_id", required=False) if scoped else None
             user = self.scope.user(ctx, None if named is None else require_id("user_id", named))
-            result = await self._run(tool.run, user, args)
+            result = await self._run(tool.run, user, args, writes=not tool.read_only)
         except Unauthorized as exc:
             return Answer(_failed(f"unauthorized: {exc}"), user, exc)
         except NotedError as exc:  # the Memory API's own words, after the tool's name
@@ -199,17 +205,24 @@ class _Handlers:
         text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
         return Answer(types.CallToolResult(content=_text(text), structured_content=result), user)
 
-    async def _run(self, run: Callable[[Memory, str, Any], Any], user: str, args: Any) -> Any:
-        """A store call: in a worker thread for a server of many clients (HTTP), on the event
-        loop for one client at a time (stdio; a thread hop would cost more than the read)."""
-        if self.in_thread:
-            return await anyio.to_thread.run_sync(run, self.memory, user, args)
-        return run(self.memory, user, args)
+    async def _run(
+        self, run: Callable[[Memory, str, Any], Any], user: str, args: Any, *, writes: bool
+    ) -> Any:
+        """A call's store work, in a worker thread: the event loop answers other calls
+        meanwhile. A call that ``writes``, on a server of one client, first waits for the
+        writes that client sent before it (the lock hands itself on in the order asked)."""
+        if writes and self.writes is not None:
+            async with self.writes:
+                return await anyio.to_thread.run_sync(run, self.memory, user, args)
+        return await anyio.to_thread.run_sync(run, self.memory, user, args)
 
     async def _profile(self, ctx: Context) -> str:
         try:
             user = self.scope.user(ctx, None)
-            return str(await self._run(lambda memory, who, _: profile(memory, who), user, None))
+            read = await self._run(
+                lambda memory, who, _: profile(memory, who), user, None, writes=False
+            )
+            return str(read)
         except (Unauthorized, NotedError) as exc:
             raise _request_error(exc) from None
 
@@ -275,7 +288,6 @@ def create_server(
     embedder: Embedder | str | None = DEFAULT_EMBEDDER,
     user_id: str | None = None,
     auth: Auth | None = None,
-    in_thread: bool | None = None,
 ) -> Server[Any]:
     """An MCP server over a store (a store object, a URL or SQLite path for
     :func:`~noted.open_store`) or over ``memory``'s store. Writes are recorded with the
@@ -287,9 +299,10 @@ def create_server(
     token reaches its own user only (and not once the store has it revoked), and the admin
     key may name a user (``user_id`` then being the admin's default).
 
-    ``in_thread`` runs each call's store work in a worker thread (the default with
-    ``auth``, where many clients call at once); without it the work runs on the event
-    loop, which suits one client calling at a time (stdio) best.
+    Each call's store work runs in a worker thread, so that a call waiting on the store
+    holds up no other. Without ``auth`` (one client: stdio) the client's writes are
+    applied one at a time, in the order it sent them; with ``auth`` every request stands
+    alone, as HTTP requests do.
     """
     if auth is not None and not isinstance(auth, Auth):
         raise UserError(f"auth must be an Auth, got {type(auth).__name__}")
@@ -297,8 +310,7 @@ def create_server(
     if auth is not None:  # tokens revoked on the store are refused here too
         auth = auth.checking_revocations_of(served.db)
     scope = Scope(require_id("user_id", user_id or DEFAULT_USER_ID), auth)
-    threads = auth is not None if in_thread is None else in_thread
-    handlers = _Handlers(served, scope, threads)
+    handlers = _Handlers(served, scope)
     return Server(
         "noted",
         version=__version__,
