@@ -5,6 +5,9 @@ arguments; the admin key may name a user; the REST API reads what the tools wrot
 from __future__ import annotations
 
 import contextlib
+import json
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -39,12 +42,13 @@ def db_file(db: SqliteDb) -> Path:
     return Path(db.db_file)
 
 
-@pytest.fixture(scope="module")
-def url(db_file: Path) -> Iterator[str]:
-    """One ``noted mcp --http`` process for the module, stopped by its pid."""
+@contextlib.contextmanager
+def mcp_http(db_file: Path, *options: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A ``noted mcp --http`` process on a free port, once it answers: the process and
+    its endpoint. Killed on the way out if it still runs."""
     port = free_port()
     command = [NOTED, "mcp", "--http", "--port", str(port), "--db", str(db_file)]
-    command += ["--embedder", "none", "--user", "house"]
+    command += ["--embedder", "none", "--user", "house", *options]
     log = db_file.parent / "mcp-http.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -61,8 +65,17 @@ def url(db_file: Path) -> Iterator[str]:
                     break
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
-        yield endpoint
+        yield process, endpoint
     finally:
+        process.kill()
+        process.wait(20)
+
+
+@pytest.fixture(scope="module")
+def url(db_file: Path) -> Iterator[str]:
+    """One ``noted mcp --http`` process for the module."""
+    with mcp_http(db_file) as (process, endpoint):
+        yield endpoint
         process.terminate()
         process.wait(20)
 
@@ -269,6 +282,79 @@ def test_noted_serve_mounts_the_mcp_server(tmp_path: Path, loop: Loop) -> None:
         assert [e["actor"] for e in history.json()] == ["mcp"]
         other = {"Authorization": f"Bearer {token('bob')}"}
         assert httpx.get(f"{served.url}/memories/{added['id']}", headers=other).status_code == 404
+
+
+BOUND = 2  # --shutdown-timeout
+
+
+def _posted(endpoint: str, body: bytes, length: int) -> socket.socket:
+    """A connection on which a request to ``endpoint`` was sent, its headers saying
+    ``length`` bytes of body and ``body`` sent (all of it, or the start of it, as from a
+    client that stalled)."""
+    address = httpx.URL(endpoint)
+    sock = socket.create_connection((address.host, address.port or 80), timeout=30)
+    head = (
+        f"POST {address.path} HTTP/1.1\r\nHost: {address.host}:{address.port}\r\n"
+        f"Authorization: Bearer {KEY}\r\nAccept: application/json, text/event-stream\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def _tool_call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": tool, "arguments": arguments},
+    }
+
+
+def _call(endpoint: str, tool: str, arguments: dict[str, Any]) -> httpx.Response:
+    headers = {**MCP_CALL, "Authorization": f"Bearer {KEY}"}
+    return httpx.post(endpoint, json=_tool_call(tool, arguments), headers=headers, timeout=90)
+
+
+@pytest.mark.parametrize("open_request", ["unfinished body", "call waiting for a lock"])
+def test_sigterm_stops_noted_mcp_http_within_its_shutdown_timeout(
+    tmp_path: Path, open_request: str
+) -> None:
+    """A request still open on SIGTERM (a client that stalled mid-body; a tool call
+    waiting for another process's write lock, up to the store's 30 s busy timeout) gets
+    the shutdown timeout, as under noted serve; then it is cancelled and the process
+    exits, well inside a platform's grace period."""
+    db_file = tmp_path / "stopping.db"
+    bound = ["--shutdown-timeout", str(BOUND)]
+    if open_request == "unfinished body":  # the bound from the config file
+        (tmp_path / "noted.toml").write_text(f"[server]\nshutdown_timeout = {BOUND}\n")
+        bound = ["--config", str(tmp_path / "noted.toml")]
+    with mcp_http(db_file, *bound) as (process, endpoint):
+        assert not _call(endpoint, "add_memory", {"memory": "Ava keeps bees"}).is_error
+        other = apsw.Connection(str(db_file))
+        opened: list[socket.socket] = []
+        try:
+            if open_request == "unfinished body":  # 20 bytes of 1,000
+                opened.append(_posted(endpoint, b'{"jsonrpc": "2.0", ', 1000))
+            else:
+                other.execute("BEGIN IMMEDIATE")  # another process writing at length
+                add = json.dumps(_tool_call("add_memory", {"memory": "Ava has a cat"}))
+                opened.append(_posted(endpoint, add.encode(), len(add)))
+            # answered once the server has read the request sent before it
+            listed = _call(endpoint, "list_memories", {})
+            assert listed.status_code == 200, listed.text
+            process.send_signal(signal.SIGTERM)
+            stopped_at = time.monotonic()
+            code = process.wait(BOUND + 20)  # without a bound: never, or at the busy timeout
+            exited = time.monotonic() - stopped_at
+        finally:
+            if other.in_transaction:
+                other.execute("ROLLBACK")
+            other.close()
+            for sock in opened:
+                sock.close()
+    assert code == -signal.SIGTERM
+    assert BOUND - 0.5 < exited < BOUND + 10, exited
 
 
 def test_noted_mcp_refuses_a_public_address_without_a_key(

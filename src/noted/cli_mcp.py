@@ -10,7 +10,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from noted._console import err
-from noted.cli_db import with_config_db
+from noted.cli_db import positive_int, with_config_db
 from noted.cli_serve import DEFAULT_HOST, DEFAULT_PORT, check_exposure, port_number
 from noted.errors import MissingDependencyError, NotedError
 from noted.memory import DEFAULT_USER_ID, Memory
@@ -63,6 +63,7 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
         from noted.mcp import create_server
         from noted.mcp.http import http_app
         from noted.server.auth import Auth
+        from noted.server.stopping import DEFAULT_SHUTDOWN_TIMEOUT
     except MissingDependencyError:
         raise
     except ImportError as exc:
@@ -78,6 +79,11 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
         return 0
     host = args.host or config.host or DEFAULT_HOST
     port = args.port if args.port is not None else config.port or DEFAULT_MCP_PORT
+    shutdown_timeout = (
+        args.shutdown_timeout
+        if args.shutdown_timeout is not None
+        else config.shutdown_timeout or DEFAULT_SHUTDOWN_TIMEOUT
+    )
     check_exposure(host)
     auth = Auth(
         os.environ.get("NOTED_API_KEY") or None, os.environ.get("NOTED_TOKEN_SECRET") or None
@@ -85,7 +91,16 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
     server = create_server(memory=memory, user_id=user, auth=auth)
     err.print(f"noted MCP server at http://{host}:{port}{args.path} (streamable HTTP)")
     app = http_app(server, auth, path=args.path, local_only=auth.open)
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False)
+    # on SIGTERM or Ctrl-C the calls and streams still open get shutdown_timeout seconds,
+    # then they are cancelled (a store call under way in its thread still ends first)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=shutdown_timeout,
+    )
     return 0
 
 
@@ -110,7 +125,17 @@ def add_mcp_command(
         "--port", type=port_number, help=f"port with --http (default {DEFAULT_MCP_PORT})"
     )
     mcp.add_argument("--path", default="/mcp", help="the endpoint's path (default /mcp)")
-    mcp.add_argument("--config", help="a TOML file with [server] db, embedder, user, host, port")
+    mcp.add_argument(
+        "--shutdown-timeout",
+        type=positive_int,
+        metavar="SECONDS",
+        help="with --http: on SIGTERM or Ctrl-C, how long the requests still open may go on "
+        "before they are cancelled (default: the config file's, else 25)",
+    )
+    mcp.add_argument(
+        "--config",
+        help="a TOML file with [server] db, embedder, user, host, port, shutdown_timeout",
+    )
     mcp.add_argument(
         "--embedder",
         help="'local' (the embedded model, for semantic and hybrid search), another "

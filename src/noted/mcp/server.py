@@ -210,11 +210,15 @@ class _Handlers:
     ) -> Any:
         """A call's store work, in a worker thread: the event loop answers other calls
         meanwhile. A call that ``writes``, on a server of one client, first waits for the
-        writes that client sent before it (the lock hands itself on in the order asked)."""
+        writes that client sent before it (the lock hands itself on in the order asked),
+        and holds the lock until its work has ended, even when the call is cancelled.
+        Any other call cancelled (its client gone, or the server stopping after its
+        shutdown timeout) stops waiting for its thread: the store call ends there unheard,
+        within the store's own timeout, and holds up no stop."""
         if writes and self.writes is not None:
             async with self.writes:
                 return await anyio.to_thread.run_sync(run, self.memory, user, args)
-        return await anyio.to_thread.run_sync(run, self.memory, user, args)
+        return await anyio.to_thread.run_sync(run, self.memory, user, args, abandon_on_cancel=True)
 
     async def _profile(self, ctx: Context) -> str:
         try:

@@ -6,7 +6,7 @@ host = "127.0.0.1"
 port = 7777
 embedder = "local"         # semantic and hybrid search; "none" for keyword only
 user = "ava"               # noted mcp: whose memories the tools reach (default "default")
-shutdown_timeout = 25      # seconds the runs under way get after SIGTERM, then stopped
+shutdown_timeout = 25      # seconds the runs (noted mcp --http: requests) get after SIGTERM
 
 [agent]                    # optional: adds POST /agents/{agent_id}/runs
 model = "openai:gpt-4o-mini"
