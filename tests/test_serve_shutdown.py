@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -178,3 +180,63 @@ def test_sigterm_stops_a_long_answer_after_the_shutdown_timeout(
             ("pending", "Tell me a short story")
         ]
         assert store.list_memories(MemoryQuery(user_id="ava")) == []
+
+
+PLAIN_APP = """
+from noted import Agent, SqliteDb
+from noted.server import create_app
+
+store = SqliteDb(db_file="n.db")
+agent = Agent("openai:m", db=store, agent_id="assistant")
+app = create_app(store, embedder=None, agent=agent, shutdown_timeout={bound})
+"""
+
+
+def test_an_app_under_plain_uvicorn_stops_its_runs_after_its_shutdown_timeout(
+    tmp_path: Path, wire: WireServer
+) -> None:
+    """``create_app`` served by uvicorn itself, not ``noted serve`` (and without
+    ``--timeout-graceful-shutdown``): on SIGTERM the app's own lifespan gives its runs
+    ``shutdown_timeout`` seconds, then stops them as noted serve does; with no request
+    left open, uvicorn exits instead of waiting for the minute-long answer."""
+    wire.add(openai_words("word", 600, 0.1))
+    (tmp_path / "served_app.py").write_text(PLAIN_APP.format(bound=BOUND))
+    port = free_port()
+    env = clean_env(OPENAI_BASE_URL=f"{wire.url}/v1", OPENAI_API_KEY="test-key")
+    command = [sys.executable, "-m", "uvicorn", "served_app:app", "--port", str(port)]
+    command += ["--app-dir", str(tmp_path), "--no-access-log"]
+    logs = tmp_path / "uvicorn.log"
+    with logs.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env, cwd=tmp_path,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(f"uvicorn did not answer: {logs}", lambda: _healthy(base, process), 60)
+        long = _start(f"{base}/agents/assistant/runs", "Tell me a long story", "long")
+        _wait_for("the long answer did not start", lambda: long.text().count("word") >= 5)
+        process.send_signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        code = process.wait(BOUND + 20)  # without a bound: when the answer ends, a minute on
+        exited = time.monotonic() - stopped_at
+    finally:
+        process.kill()
+        process.wait()
+    assert code == -signal.SIGTERM, logs.read_text()
+    assert long.done.wait(5) and long.failure is None, long.failure
+    assert long.events[-1] == ("error", {"detail": STOPPED}), long.events[-3:]
+    assert long.ended is not None
+    assert BOUND - 0.5 < long.ended - stopped_at < BOUND + 10
+    assert exited < BOUND + 12, exited
+    with SqliteDb(str(tmp_path / "n.db")) as store:
+        [kept] = store.get_runs("long", "ava")
+        assert (kept.status, kept.error, kept.content) == ("failed", STOPPED, long.text())
+
+
+def _healthy(base: str, process: subprocess.Popen[bytes]) -> bool:
+    assert process.poll() is None, "uvicorn exited"
+    try:
+        return httpx.get(f"{base}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

@@ -65,6 +65,7 @@ from noted.server.schemas import (
 )
 from noted.server.services import Services
 from noted.server.sessions import session_routes
+from noted.server.stopping import DEFAULT_SHUTDOWN_TIMEOUT, Shutdown, bounded
 from noted.server.tracecontext import TraceContinued
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
@@ -244,6 +245,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     mcp: bool = False,
     local_only: bool | None = None,
+    shutdown_timeout: int = DEFAULT_SHUTDOWN_TIMEOUT,
 ) -> FastAPI:
     """The noted server for a store (a store object, a URL or SQLite path for
     :func:`~noted.open_store`, or ``memory``'s store).
@@ -257,6 +259,9 @@ def create_app(
     ``/mcp`` too (streamable HTTP, same credentials; needs the ``mcp`` extra).
     ``local_only`` (default: when there is no API key) answers 421 to requests whose
     ``Host`` or ``Origin`` is not 127.0.0.1, localhost or [::1] (DNS rebinding).
+    Once SIGTERM or Ctrl-C comes (under an ASGI server that stops on them, such as
+    uvicorn), the agent runs under way get ``shutdown_timeout`` seconds (default 25) to
+    finish; then they are stopped and kept as failed runs, and their callers told.
     """
     if memory is None:
         store = open_store(db or "noted.db") if db is None or isinstance(db, str) else db
@@ -267,6 +272,8 @@ def create_app(
         raise UserError(f"the server needs a store that keeps sessions too, got {memory.db!r}")
     if type(max_body_bytes) is not int or max_body_bytes < 1024:
         raise UserError(f"max_body_bytes must be an integer >= 1024, got {max_body_bytes!r}")
+    if type(shutdown_timeout) is not int or shutdown_timeout < 1:
+        raise UserError(f"shutdown_timeout must be a positive integer, got {shutdown_timeout!r}")
     auth = Auth(
         api_key if api_key is not None else os.environ.get("NOTED_API_KEY") or None,
         token_secret if token_secret is not None else os.environ.get("NOTED_TOKEN_SECRET") or None,
@@ -298,6 +305,9 @@ def create_app(
         from noted.mcp.http import mount_mcp
 
         mount_mcp(app, create_server(memory=memory, auth=auth), auth, local_only=local)
+    shutdown = Shutdown(svc.runs, shutdown_timeout)
+    app.state.shutdown = shutdown
+    app.router.lifespan_context = bounded(shutdown, app.router.lifespan_context)
     return app
 
 

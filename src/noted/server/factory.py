@@ -8,8 +8,8 @@ import asyncio
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 from fastapi import FastAPI
@@ -23,13 +23,7 @@ from noted.memory import Memory
 from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.server.app import create_app
 from noted.server.config import ServeConfig, build_agent, load_config
-from noted.server.services import Services
-from noted.server.stopping import (
-    DEFAULT_SHUTDOWN_TIMEOUT,
-    SAVE_WAIT_S,
-    Shutdown,
-    on_stop_signals,
-)
+from noted.server.stopping import DEFAULT_SHUTDOWN_TIMEOUT, Lifespan, Shutdown
 
 __all__ = [
     "ENV_CONFIG",
@@ -50,7 +44,6 @@ ENV_CONFIG: Final = "NOTED_SERVE_CONFIG"
 ENV_MCP: Final = "NOTED_SERVE_MCP"
 ENV_NO_BACKGROUND: Final = "NOTED_SERVE_NO_BACKGROUND"
 ENV_SHUTDOWN_TIMEOUT: Final = "NOTED_SERVE_SHUTDOWN_TIMEOUT"
-Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
 
 def build_app(
@@ -72,10 +65,8 @@ def build_app(
     agent = None if config.agent is None else build_agent(config.agent, store)
     if agent is not None and not background:
         leave_jobs_to_workers(agent)
-    app = create_app(memory=memory, agent=agent, mcp=mcp)
-    services: Services = app.state.noted
-    shutdown = Shutdown(services.runs, shutdown_timeout)
-    app.router.lifespan_context = _bounded(shutdown, app.router.lifespan_context)
+    app = create_app(memory=memory, agent=agent, mcp=mcp, shutdown_timeout=shutdown_timeout)
+    shutdown: Shutdown = app.state.shutdown
     if agent is not None and background:
         app.router.lifespan_context = _running_jobs(agent, shutdown, app.router.lifespan_context)
     # The objects built so far live as long as the process: keep the collector from
@@ -83,28 +74,6 @@ def build_app(
     gc.collect()
     gc.freeze()
     return app
-
-
-def _bounded(shutdown: Shutdown, inner: Lifespan) -> Lifespan:
-    """The app's lifespan with its stop bounded: from SIGTERM or Ctrl-C on, the agent runs
-    under way have ``shutdown.timeout`` seconds to finish; then they are stopped, and get
-    :data:`SAVE_WAIT_S` to be kept as failed runs and to tell their callers."""
-
-    @asynccontextmanager
-    async def lifespan(app: Any) -> AsyncIterator[Any]:
-        shutdown.reset()
-        restore = on_stop_signals(shutdown.begin)
-        try:
-            async with inner(app) as state:
-                yield state
-        finally:
-            restore()
-            shutdown.runs.stop()  # those the HTTP server has not closed already
-            if not await shutdown.runs.ended(SAVE_WAIT_S):
-                log.warning("stopping with agent runs not saved yet")
-            shutdown.end()
-
-    return lifespan
 
 
 def _running_jobs(agent: Agent, shutdown: Shutdown, inner: Lifespan) -> Lifespan:

@@ -12,8 +12,8 @@ import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from types import FrameType
 from typing import Any, Final
 
@@ -22,10 +22,14 @@ from noted.agent.agent import STOPPED_RUN_ERROR
 __all__ = [
     "DEFAULT_SHUTDOWN_TIMEOUT",
     "SAVE_WAIT_S",
+    "Lifespan",
     "OpenRuns",
     "Shutdown",
+    "bounded",
     "on_stop_signals",
 ]
+
+Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 25
 """Seconds a stopping server waits for its runs: under the grace period a platform gives
@@ -180,3 +184,25 @@ def on_stop_signals(hook: Callable[[], None]) -> Callable[[], None]:
                 signal.signal(sig, previous[sig])
 
     return restore
+
+
+def bounded(shutdown: Shutdown, inner: Lifespan) -> Lifespan:
+    """An app's lifespan with its stop bounded: from SIGTERM or Ctrl-C on, the agent runs
+    under way have ``shutdown.timeout`` seconds to finish; then they are stopped, and get
+    :data:`SAVE_WAIT_S` to be kept as failed runs and to tell their callers."""
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[Any]:
+        shutdown.reset()
+        restore = on_stop_signals(shutdown.begin)
+        try:
+            async with inner(app) as state:
+                yield state
+        finally:
+            restore()
+            shutdown.runs.stop()  # those the HTTP server has not closed already
+            if not await shutdown.runs.ended(SAVE_WAIT_S):
+                log.warning("stopping with agent runs not saved yet")
+            shutdown.end()
+
+    return lifespan
