@@ -17,10 +17,12 @@ import pytest
 from mcp.client.client import Client
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import StatusCode
+from starlette.testclient import TestClient
 
 from noted import SqliteDb, UserMemory
 from noted import tracing as noted_tracing
 from noted.mcp import create_server
+from noted.mcp.http import http_app
 from noted.mcp.tools import TOOLS
 from noted.memory import Memory
 from noted.server.auth import Auth
@@ -245,3 +247,36 @@ def test_with_a_global_tracer_provider_a_call_is_inside_the_mcp_sdks_span(
         "search_memories": "tools/call search_memories",
         "tools/call search_memories": None,
     }
+
+
+def test_a_call_over_http_continues_the_trace_its_traceparent_names(
+    traces: Traces, db: SqliteDb
+) -> None:
+    """With no HTTP instrumentor, a tool call over HTTP was a trace of its own unless the
+    client put its trace context in the request's ``_meta``; the ``traceparent`` header is
+    continued now."""
+    caller_trace, caller_span = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
+    auth = Auth("admin-key")
+    app = http_app(create_server(db, embedder=None, auth=auth), auth, local_only=False)
+    headers = {
+        "Authorization": "Bearer admin-key",
+        "Accept": "application/json, text/event-stream",
+        "traceparent": f"00-{caller_trace}-{caller_span}-01",
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "get_memory", "arguments": {"id": "tea", "user_id": USER}},
+    }
+    with TestClient(app) as client:
+        answer = client.post("/mcp", json=call, headers=headers)
+        assert answer.status_code == 200, answer.text
+        assert "green tea" in answer.text
+        alone = client.post("/mcp", json=call, headers={**headers, "traceparent": ""})
+        assert alone.status_code == 200, alone.text
+    first, second = tool_spans(traces)
+    assert first.context is not None and first.parent is not None
+    assert f"{first.context.trace_id:032x}" == caller_trace
+    assert f"{first.parent.span_id:016x}" == caller_span
+    assert second.parent is None

@@ -21,6 +21,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from noted.server.auth import Auth, Unauthorized
+from noted.server.tracecontext import TraceContinued
 
 __all__ = ["DEFAULT_PATH", "http_app", "mount_mcp"]
 
@@ -71,11 +72,13 @@ def mount_mcp(
     local_only: bool = True,
 ) -> None:
     """Serve ``server`` at ``path`` of ``app`` (a Starlette or FastAPI app), running its
-    session manager for as long as the app runs."""
+    session manager for as long as the app runs. A request's spans continue the trace its
+    ``traceparent`` header names (while tracing is on)."""
     manager = StreamableHTTPSessionManager(
         app=server, stateless=True, json_response=True, security_settings=_security(local_only)
     )
-    app.router.routes.append(Route(path, AuthGate(StreamableHTTPASGIApp(manager), auth)))
+    endpoint = TraceContinued(AuthGate(StreamableHTTPASGIApp(manager), auth))
+    app.router.routes.append(Route(path, endpoint))
     inner = app.router.lifespan_context
 
     @asynccontextmanager
