@@ -15,7 +15,7 @@ import pytest
 from noted import Agent, Memory, SqliteDb, UserMemory
 from noted.cli import build_parser, main
 from noted.db.urls import DEFAULT_TABLES
-from noted.errors import StoreError, UserError
+from noted.errors import UserError
 from noted.testing import ScriptedModel
 
 
@@ -449,76 +449,93 @@ def test_tables_of_other_names(capsys, tmp_path: Path, monkeypatch) -> None:
     assert [s["session_id"] for s in sessions] == ["s1"]  # type: ignore[index, union-attr]
 
 
-def test_a_memory_with_damaged_topics_is_named_in_one_error_line(capsys, db: str) -> None:
+def _damage(db: str, memory_ids: list[str], stored: str) -> None:
+    """Write ``stored`` as the topics of ``memory_ids`` behind the store's back (a
+    hand-edited file)."""
+    with sqlite3.connect(db) as connection:
+        connection.executemany(
+            f"UPDATE {DEFAULT_TABLES['memory_table']} SET topics = ? WHERE memory_id = ?",
+            [(stored, memory_id) for memory_id in memory_ids],
+        )
+    connection.close()
+
+
+def test_a_memory_with_damaged_topics_is_listed_with_a_note(capsys, db: str) -> None:
     """A row whose topics are not a JSON list of strings (a hand-edited or damaged file)
-    stops the read with a StoreError naming the memory: it was a JSONDecodeError
-    traceback from the rows code."""
+    made `memories list`, `search` and `show` of its user fail (one error line), so that
+    none of the user's other memories could be listed either. They now list it with no
+    topics, marked "(damaged)", and a note on standard error says what is wrong and how
+    to repair or delete it; `--json` gives its "damaged". An export still refuses it:
+    written without its topics, it would be restored as a sound memory."""
     memory = Memory(db=SqliteDb(db))
     kept = memory.add_user_memory(UserMemory("Ava likes tea", topics=["food"]), user_id="ava")
     damaged = memory.add_user_memory(UserMemory("Ava likes to ski"), user_id="ava")
     memory.db.close()
+    user = ("--user", "ava", "--db", db)
     for stored, said in (
         ("{bad", "not valid JSON (Expecting property name enclosed in double quotes): '{bad'"),
         ('{"a": 1}', """not a JSON list of strings: '{"a": 1}'"""),
         ("[1]", "not a JSON list of strings: '[1]'"),
     ):
-        with sqlite3.connect(db) as connection:
-            connection.execute(
-                f"UPDATE {DEFAULT_TABLES['memory_table']} SET topics = ? WHERE memory_id = ?",
-                (stored, damaged),
-            )
-        connection.close()
-        line = f"error: memory {damaged!r} has damaged topics: {said}; {_repair(damaged)}\n"
-        for argv in (["list"], ["export"], ["show", damaged], ["search", "ski"]):
-            code, out, err = run(capsys, "memories", *argv, "--user", "ava", "--db", db)
-            assert (code, out, err) == (1, "", line), argv
-        api = Memory(db=SqliteDb(db))
-        with pytest.raises(StoreError, match=f"memory {damaged!r} has damaged topics"):
-            api.get_user_memories(user_id="ava")
-        assert api.get_user_memory(kept, user_id="ava").topics == ["food"]  # type: ignore[union-attr]
-        api.db.close()
+        _damage(db, [damaged], stored)
+        note = f"memory {damaged!r} has damaged topics: {said}; {_repair(damaged)}"
+        for argv in (["list"], ["search", "likes"], ["show", damaged]):
+            code, out, err = run(capsys, "memories", *argv, *user)
+            assert code == 0 and "Ava likes to ski" in out, argv
+            assert err == f"note: {note}\n", argv
+        code, out, _ = run(capsys, "memories", "list", *user)
+        assert "(damaged)" in out and "food" in out
+        listed = run_json(capsys, "memories", "list", *user)
+        assert [(m["memory_id"], m["topics"]) for m in listed] == [(damaged, []), (kept, ["food"])]  # type: ignore[index]
+        assert listed[0]["damaged"] == said and "damaged" not in listed[1]  # type: ignore[index, operator]
+        code, out, err = run(capsys, "memories", "export", *user)
+        assert (code, err) == (1, f"error: {note}\n")
+        assert run_json(capsys, "memories", "topics", *user) == ["food"]
 
 
 def _repair(memory_id: str) -> str:
     """What the command says to do about a memory whose topics are damaged."""
     return (
-        f"`noted memories edit {memory_id} --text TEXT --topic TOPIC` (or --no-topics) "
-        f"repairs it, `noted memories delete {memory_id}` deletes it"
+        f"`noted memories edit {memory_id} --topic TOPIC` (or --no-topics) repairs it, "
+        f"`noted memories delete {memory_id}` deletes it"
     )
 
 
 def test_a_memory_with_damaged_topics_can_be_deleted_or_repaired(capsys, db: str) -> None:
-    """`memories delete` and `memories edit` read the memory first, so a memory whose
-    stored topics are damaged could not be deleted or edited (only `memories clear` got
-    rid of it), and its delete event copied the damaged topics, so that its history could
-    not be read either."""
+    """`memories delete` deletes a memory whose stored topics are damaged, and records its
+    text and no topics; `memories edit` with its topics repairs it, keeping the rest (the
+    text unless given, the input); an edit of its text alone is refused, as it would keep
+    topics nobody can read."""
     memory = Memory(db=SqliteDb(db))
     kept = memory.add_user_memory(UserMemory("Ava likes tea", topics=["food"]), user_id="ava")
-    ids = [memory.add_user_memory(UserMemory(f"Ava likes {x}"), user_id="ava") for x in "ab"]
+    ids = [
+        memory.add_user_memory(UserMemory(f"Ava likes {x}", input=f"I like {x}"), user_id="ava")
+        for x in "abc"
+    ]
     memory.db.close()
-    with sqlite3.connect(db) as connection:
-        connection.executemany(
-            f"UPDATE {DEFAULT_TABLES['memory_table']} SET topics = '[bad' WHERE memory_id = ?",
-            [(i,) for i in ids],
-        )
-    connection.close()
-    first, second = ids
+    _damage(db, ids, "[bad")
+    first, second, third = ids
     user = ("--user", "ava", "--db", db)
     damaged = f"memory {first!r} has damaged topics: not valid JSON (Expecting value): '[bad'"
-    for change in (["--text", "Ava likes skis"], ["-t", "sport"]):  # the rest is unreadable
-        code, out, err = run(capsys, "memories", "edit", first, *change, *user)
-        assert (code, out, err) == (1, "", f"error: {damaged}; {_repair(first)}\n")
-    code, out, err = run(
-        capsys, "memories", "edit", first, "--text", "Ava skis", "-t", "ski", *user
-    )
+    code, out, err = run(capsys, "memories", "edit", first, "--text", "Ava likes skis", *user)
+    assert (code, out, err) == (1, "", f"error: {damaged}; {_repair(first)}\n")
+    code, out, err = run(capsys, "memories", "edit", first, "-t", "ski", *user)
     assert (code, out, err) == (0, f"updated {first}\n", "")
     shown = run_json(capsys, "memories", "show", first, *user)
-    assert (shown["memory"], shown["topics"]) == ("Ava skis", ["ski"])  # type: ignore[index]
+    assert (shown["memory"], shown["topics"], shown["input"]) == (
+        "Ava likes a",
+        ["ski"],
+        "I like a",
+    )  # type: ignore[index]
+    assert "damaged" not in shown  # type: ignore[operator]
+    code, out, err = run(capsys, "memories", "edit", third, "--no-topics", *user)
+    assert (code, out, err) == (0, f"updated {third}\n", "")  # none, said on purpose: written
     code, out, err = run(capsys, "memories", "delete", second, "missing", *user, "--json")
     assert (code, json.loads(out)) == (1, {"deleted": 1, "not_found": ["missing"]})
     assert err == "error: 1 not found: user 'ava' has no memory with id 'missing'\n"
     listed = run_json(capsys, "memories", "list", *user)
-    assert [m["memory_id"] for m in listed] == [first, kept]  # type: ignore[index, union-attr]
+    assert [m["memory_id"] for m in listed] == [third, first, kept]  # type: ignore[index, union-attr]
+    assert not any("damaged" in m for m in listed)  # type: ignore[operator, union-attr]
     for memory_id, event, text in (
         (first, "update", "Ava likes a"),
         (second, "delete", "Ava likes b"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sqlite3
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -375,6 +376,45 @@ def test_edit_in_place(site: Site, page: Page) -> None:
     stored = site.memory.get_user_memory(memory_id, "alice")
     assert stored is not None
     assert (stored.memory, stored.topics) == ("Lives in Porto", ["home", "travel"])
+
+
+def test_a_memory_with_damaged_topics_is_flagged_and_an_edit_repairs_it(
+    site: Site, page: Page
+) -> None:
+    """A memory whose stored topics are damaged (a hand-edited file) emptied the whole
+    list: its user's listing failed. The page now lists it beside the others, flagged in
+    its topics' place (what is wrong in the flag's title); saving an edit of it gives it
+    the topics typed, which repairs it."""
+    site.add("Likes tea", "alice", ["food"])
+    memory_id = site.add("Rows on Sundays", "alice", ["sport"])
+    with sqlite3.connect(site.store.db_file) as connection:
+        connection.execute(
+            f"UPDATE {site.store.memory_table} SET topics = ? WHERE memory_id = ?",
+            ('{"sport": 1}', memory_id),
+        )
+    connection.close()
+    open_app(page, site.url)
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(["Rows on Sundays", "Likes tea"])
+    flag = row(page, "Rows on Sundays").get_by_test_id("damaged")
+    expect(flag).to_have_text("⚠ Damaged topics")
+    expect(flag).to_have_attribute("title", re.compile("not a JSON list of strings"))
+    expect(row(page, "Likes tea").get_by_test_id("topic")).to_have_text(["food"])
+    expect(row(page, "Likes tea").get_by_test_id("damaged")).to_have_count(0)
+    shot(page, "damaged-1280")
+    row(page, "Rows on Sundays").locator("[data-action=edit]").click()
+    expect(page.get_by_test_id("edit-topics")).to_have_value("")
+    page.get_by_test_id("edit-text").fill("Rows on Sunday mornings")  # the text alone
+    page.locator("[data-action=save]").click()
+    repaired = row(page, "Rows on Sunday mornings")
+    expect(repaired.get_by_test_id("damaged")).to_have_count(0)
+    stored = site.memory.get_user_memory(memory_id, "alice")
+    assert stored is not None
+    assert (stored.memory, stored.topics, stored.damaged) == ("Rows on Sunday mornings", [], None)
+    row(page, "Rows on Sunday mornings").locator("[data-action=edit]").click()
+    page.get_by_test_id("edit-topics").fill("sport")
+    page.locator("[data-action=save]").click()
+    expect(row(page, "Rows on Sunday mornings").get_by_test_id("topic")).to_have_text(["sport"])
+    assert site.memory.get_user_memory(memory_id, "alice").topics == ["sport"]  # type: ignore[union-attr]
 
 
 def test_an_edit_keeps_what_it_leaves_and_what_is_typed(site: Site, page: Page) -> None:

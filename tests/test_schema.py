@@ -98,6 +98,9 @@ def test_to_dict_carries_every_field() -> None:
     from noted.schema import MemoryMatch
 
     memory = UserMemory("x", topics=["a"], memory_id="m", user_id="u")
-    assert set(memory.to_dict()) == {f.name for f in fields(UserMemory)}
+    assert set(memory.to_dict()) == {f.name for f in fields(UserMemory)} - {"damaged"}
     match = MemoryMatch.of(memory, 0.5)
     assert match.to_dict() == {**memory.to_dict(), "score": 0.5}
+    memory.damaged = "not valid JSON"  # as a read marks a memory whose topics are damaged
+    assert set(memory.to_dict()) == {f.name for f in fields(UserMemory)}
+    assert MemoryMatch.of(memory).damaged == memory.copy().damaged == "not valid JSON"

@@ -769,14 +769,16 @@ def _damage_topics(db: SqliteDb, memory_id: str, stored: str = "[bad") -> None:
     connection.close()
 
 
-def test_a_memory_with_damaged_topics_is_named_and_can_be_repaired_or_deleted(
+def test_a_memory_with_damaged_topics_is_listed_marked_and_can_be_repaired_or_deleted(
     tmp_path: Path,
 ) -> None:
-    """A memory whose stored topics are not JSON made the listing (the Memories page's)
-    a 503 saying "malformed JSON" without naming it, hidden from a user token; a PATCH
-    could not repair it, and after a DELETE its history could not be read. The listing
-    and a read now name it and say how to repair it, to whoever may read it; a PATCH of
-    both text and topics repairs it; a DELETE records its text and no topics."""
+    """A memory whose stored topics are damaged made its user's whole listing (the
+    Memories page's) a 500, and so a search, GET /memory_topics and an agent run; on
+    SQLite one holding JSON of another shape (``{"a": 1}``) was listed with that object as
+    its topics. Every read now gives it with no topics and ``damaged`` saying what is
+    wrong, beside the user's other memories; a PATCH of its text alone answers a 500
+    naming it and saying to give its topics; a PATCH with topics repairs it; a DELETE
+    records its text and no topics."""
     db = SqliteDb(tmp_path / "server.db")
     app = create_app(db, api_key="admin-key", token_secret="s" * 32)
     with LocalClient(app) as client:
@@ -786,27 +788,52 @@ def test_a_memory_with_damaged_topics_is_named_and_can_be_repaired_or_deleted(
         client.headers.update(admin)
         add(client, "Ava likes tea", topics=["food"])
         damaged = add(client, "Ava likes to ski", topics=["sport"])["memory_id"]
+        odd = add(client, "Ava likes to row", topics=["sport"])["memory_id"]
         gone = add(client, "Ava skated once")["memory_id"]
         _damage_topics(db, damaged)
-        said = f"memory {damaged!r} has damaged topics: not valid JSON (Expecting value): '[bad'"
-        repair = "PATCH the memory with both its memory and its topics to repair it, or DELETE it"
+        _damage_topics(db, odd, '{"sport": 1}')
+        reasons = {
+            damaged: "not valid JSON (Expecting value): '[bad'",
+            odd: """not a JSON list of strings: '{"sport": 1}'""",
+        }
+        params = {"user_id": "ava"}
         for headers in (ava, admin):
-            for url in ("/memories", f"/memories/{damaged}"):
-                r = client.get(url, headers=headers, params={"user_id": "ava"})
-                assert r.status_code == 500, url
-                assert said in r.json()["detail"] and repair in r.json()["detail"], url
-            r = client.get("/memory_topics", headers=headers, params={"user_id": "ava"})
-            assert r.status_code == 500 and "has damaged topics" in r.json()["detail"]
+            for query in ({}, {"search_content": "Ava likes"}, {"limit": 2, "page": 2}):
+                r = client.get("/memories", headers=headers, params={**params, **query})
+                assert r.status_code == 200, r.text
+                rows = r.json()["data"]
+                assert len(rows) >= 2, query
+                for m in rows:
+                    if m["memory_id"] in reasons:
+                        assert (m["topics"], m["damaged"]) == ([], reasons[m["memory_id"]])
+                    else:
+                        assert "damaged" not in m and all(isinstance(t, str) for t in m["topics"])
+            r = client.get(f"/memories/{odd}", headers=headers, params=params)
+            assert (r.status_code, r.json()["topics"], r.json()["damaged"]) == (
+                200,
+                [],
+                reasons[odd],
+            )
+            r = client.get("/memory_topics", headers=headers, params=params)
+            assert (r.status_code, r.json()) == (200, ["food"])  # the damaged ones have none
+        said = f"memory {damaged!r} has damaged topics: {reasons[damaged]}"
+        repair = "PATCH the memory with its topics to repair it, or DELETE it"
         url = f"/memories/{damaged}"
         r = client.patch(url, headers=ava, json={"memory": "Ava skis"})
         assert r.status_code == 500 and said in r.json()["detail"]  # the topics are needed
+        assert repair in r.json()["detail"]
         r = client.patch(url, headers=ava, json={"memory": "Ava skis", "topics": ["sport"]})
         assert r.status_code == 200, r.text
         assert (r.json()["memory"], r.json()["topics"]) == ("Ava skis", ["sport"])
+        assert "damaged" not in r.json()
+        r = client.patch(f"/memories/{odd}", headers=ava, json={"topics": ["rowing"]})
+        assert r.status_code == 200, r.text
+        assert (r.json()["memory"], r.json()["topics"]) == ("Ava likes to row", ["rowing"])
         _damage_topics(db, gone)
         assert client.delete(f"/memories/{gone}", headers=ava).status_code == 204
         listed = client.get("/memories", headers=ava).json()["data"]
-        assert [m["memory"] for m in listed] == ["Ava skis", "Ava likes tea"]
+        assert [m["memory"] for m in listed] == ["Ava likes to row", "Ava skis", "Ava likes tea"]
+        assert not any("damaged" in m for m in listed)
         for memory_id, event, text in (
             (damaged, "update", "Ava likes to ski"),
             (gone, "delete", "Ava skated once"),

@@ -46,7 +46,7 @@ def memory_table(
     rows = []
     for i, m in enumerate(memories):
         cells = [] if match is None else [match[i]]
-        cells += [m.memory_id or "", m.memory, ", ".join(m.topics)]
+        cells += [m.memory_id or "", m.memory, "(damaged)" if m.damaged else ", ".join(m.topics)]
         if with_user:
             cells.append(m.user_id or "")
         cells.append(_when(m))

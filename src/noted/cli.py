@@ -65,6 +65,23 @@ def _note_default_user(memory: Memory, whole_store: str) -> None:
     err.print(escape(note), style="dim")
 
 
+def _note_damaged(memories: Sequence[UserMemory]) -> None:
+    """Say on standard error which of the memories shown have damaged stored topics (they
+    are listed with none) and how to repair or delete each."""
+    for m in memories:
+        if m.damaged is not None:
+            err.print(escape(f"note: {_damage(m.memory_id or '', m.damaged)}"), style="yellow")
+
+
+def _damage(memory_id: str, reason: str) -> str:
+    """What the command says of a memory whose stored topics are damaged."""
+    return (
+        f"memory {memory_id!r} has damaged topics: {reason}; `noted memories edit "
+        f"{memory_id} --topic TOPIC` (or --no-topics) repairs it, `noted memories delete "
+        f"{memory_id}` deletes it"
+    )
+
+
 # -- commands -------------------------------------------------------------------------------
 
 
@@ -99,6 +116,7 @@ def cmd_list(memory: Memory, args: argparse.Namespace) -> int:
     who = "every user" if query.user_id is None else f"user {query.user_id}"
     shown = f"{query.offset + 1}-{query.offset + len(memories)}" if memories else "0"
     out.print(memory_table(memories, f"Memories of {who} ({shown} of {total})", args.all_users))
+    _note_damaged(memories)
     return 0
 
 
@@ -118,6 +136,7 @@ def cmd_search(memory: Memory, args: argparse.Namespace) -> int:
         return 0
     title = f"Memories of user {user} matching {args.query!r} ({len(found)})"
     out.print(memory_table(found, title, False, match_column(found)))
+    _note_damaged(found)
     return 0
 
 
@@ -167,6 +186,7 @@ def cmd_show(memory: Memory, args: argparse.Namespace) -> int:
         shown = ", ".join(value) if isinstance(value, list) else value
         pairs.append((key, "" if shown is None else str(shown)))
     out.print(Record(pairs))
+    _note_damaged([found])
     return 0
 
 
@@ -174,14 +194,9 @@ def cmd_edit(memory: Memory, args: argparse.Namespace) -> int:
     if args.text is None and args.topic is None and not args.no_topics:
         raise UserError("nothing to change: give --text, --topic or --no-topics")
     topics = [] if args.no_topics else args.topic
-    try:
-        current: UserMemory | None = _get_or_fail(memory, args.memory_id, args.user)
-    except DamagedMemoryError:
-        if args.text is None or topics is None:  # the rest is only in the damaged record
-            raise
-        current = None  # the new text and topics replace the damaged ones
+    current = _get_or_fail(memory, args.memory_id, args.user)
     stored = memory.edit_user_memory(args.memory_id, args.user, memory=args.text, topics=topics)
-    if current is not None and stored.updated_at == current.updated_at:  # nothing written
+    if stored.updated_at == current.updated_at:  # nothing written
         if args.json:
             emit_json(current.to_dict())
         else:
@@ -251,7 +266,7 @@ def cmd_history(memory: Memory, args: argparse.Namespace) -> int:
 def cmd_delete(memory: Memory, args: argparse.Namespace) -> int:
     user = args.user or DEFAULT_USER_ID
     wanted = list(dict.fromkeys(args.memory_ids))
-    present = {m for m in wanted if _present(memory, m, user)}
+    present = {m for m in wanted if memory.get_user_memory(m, user_id=user) is not None}
     deleted = memory.delete_user_memories(wanted, user_id=user)
     absent = [m for m in wanted if m not in present]
     missing = len(wanted) - deleted
@@ -263,14 +278,6 @@ def cmd_delete(memory: Memory, args: argparse.Namespace) -> int:
         ids = ", ".join(map(repr, absent))
         raise NotFoundError(f"{missing} not found: user {user!r} has no memory with id {ids}")
     return 0
-
-
-def _present(memory: Memory, memory_id: str, user_id: str) -> bool:
-    """Whether the user has memory ``memory_id``, damaged or not."""
-    try:
-        return memory.get_user_memory(memory_id, user_id=user_id) is not None
-    except DamagedMemoryError:  # it is there: deleting it is how to be rid of it
-        return True
 
 
 def _confirm(question: str, assume_yes: bool) -> None:
@@ -596,12 +603,10 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 def _print_error(exc: NotedError) -> None:
-    said = one_line(told(exc))
     if isinstance(exc, DamagedMemoryError):
-        said += (
-            f"; `noted memories edit {exc.memory_id} --text TEXT --topic TOPIC` (or "
-            f"--no-topics) repairs it, `noted memories delete {exc.memory_id}` deletes it"
-        )
+        said = _damage(exc.memory_id, exc.reason)
+    else:
+        said = one_line(told(exc))
     err.print(f"[bold red]error:[/] {escape(said)}")
 
 

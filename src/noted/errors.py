@@ -45,13 +45,16 @@ class StoreError(NotedError):
 
 
 class DamagedMemoryError(StoreError):
-    """A stored memory cannot be read as a memory (its topics are not a list of strings:
-    a hand-edited or damaged database): the message says which and what is wrong.
-    Deleting the memory, or replacing both its text and its topics, repairs it."""
+    """A change or an export that needs a memory's stored topics met them damaged (not a
+    list of strings: a hand-edited or damaged database): the message says which memory
+    and what is wrong. Reads list such a memory with no topics and ``damaged`` set
+    (:attr:`noted.UserMemory.damaged`); giving it topics (an edit, a replace) repairs
+    it, and deleting it is always possible."""
 
     def __init__(self, memory_id: str, reason: str) -> None:
         super().__init__(f"memory {memory_id!r} has damaged topics: {reason}")
         self.memory_id = memory_id
+        self.reason = reason
 
 
 class SchemaVersionError(StoreError):

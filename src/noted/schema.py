@@ -127,6 +127,10 @@ class UserMemory:
     session_id: str | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    damaged: str | None = field(default=None, init=False)
+    """What is wrong with the memory as stored, for a memory read back whose stored topics
+    are damaged (not a list of strings: a hand-edited database); its ``topics`` are then
+    empty. None for every sound memory, and for every memory not read from a store."""
 
     def __post_init__(self) -> None:
         self.memory = _check_text(self.memory)
@@ -175,12 +179,14 @@ class UserMemory:
         clone.session_id = self.session_id
         clone.created_at = self.created_at
         clone.updated_at = self.updated_at
+        clone.damaged = self.damaged
         return clone
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict; timestamps as ISO 8601 strings with microseconds."""
+        """A JSON-ready dict; timestamps as ISO 8601 strings with microseconds; with
+        ``damaged`` last only for a damaged memory."""
         created, updated = self.created_at, self.updated_at
-        return {
+        data: dict[str, Any] = {
             "memory": self.memory,
             "topics": list(self.topics),
             "input": self.input,
@@ -192,12 +198,15 @@ class UserMemory:
             "created_at": None if created is None else iso(created),
             "updated_at": None if updated is None else iso(updated),
         }
+        if self.damaged is not None:
+            data["damaged"] = self.damaged
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> UserMemory:
         if not isinstance(data, Mapping):
             raise UserError(f"a memory must be a JSON object, got {type(data).__name__}")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls) if f.init}  # "damaged" is only read back
         unknown = sorted(set(data) - known)
         if unknown:
             raise UserError(f"unknown memory field(s): {', '.join(unknown)}")
@@ -258,4 +267,4 @@ class MemoryMatch(UserMemory):
         return match
 
 
-_MEMORY_FIELDS = tuple(f.name for f in fields(UserMemory))
+_MEMORY_FIELDS = tuple(f.name for f in fields(UserMemory))  # "damaged" too

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -14,12 +15,14 @@ from typing import Any, TypeVar
 
 from noted._time import FLOAT_EXACT_US, from_micros, to_micros
 from noted.audit import MemoryEvent
-from noted.errors import ConflictError, DamagedMemoryError, UserError
+from noted.errors import ConflictError, UserError
 from noted.schema import UserMemory
 from noted.sessions import Session, SessionSummary
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+log = logging.getLogger("noted.db")
 
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
@@ -107,18 +110,56 @@ def decode_topics(text: str) -> tuple[str, ...]:
     return tuple(topics)
 
 
-def stored_topics(text: Any, memory_id: str) -> tuple[str, ...]:
-    """The topics of memory ``memory_id`` from its stored ``text``; a
-    :class:`~noted.errors.DamagedMemoryError` naming the memory when that text is not a
-    JSON list of strings: the store stops the read and says what is damaged rather than
-    leave the memory out unnoticed."""
+def topics_damage(text: Any) -> str | None:
+    """What is wrong with a memory's stored topics ``text``: None when it is a JSON list of
+    strings, else why not (not JSON, or JSON of another shape: ``{"a": 1}``, ``[1, 2]``)."""
     try:
-        return decode_topics(text)
+        decode_topics(text)
     except json.JSONDecodeError as exc:
-        reason = f"not valid JSON ({exc.msg}): {text[:80]!r}"
+        return f"not valid JSON ({exc.msg}): {text[:80]!r}"
     except (ValueError, TypeError) as exc:
-        reason = str(exc)
-    raise DamagedMemoryError(memory_id, reason)
+        return str(exc)
+    return None
+
+
+def sound_json(text: Any) -> bool:
+    """Whether a memory's stored topics ``text`` is a JSON list of strings (each distinct
+    text decoded once in the process: a listing asks for every row)."""
+    try:
+        decode_topics(text)
+    except (ValueError, TypeError):  # json.JSONDecodeError is a ValueError
+        return False
+    return True
+
+
+def value_damage(topics: Any) -> str | None:
+    """:func:`topics_damage` for topics a store keeps as a value (a document's array):
+    None for a list of strings."""
+    if isinstance(topics, list) and all(isinstance(t, str) for t in topics):
+        return None
+    return f"not a list of strings: {repr(topics)[:80]}"
+
+
+_reported: set[str] = set()  # the damaged memories logged so far (once each per process)
+
+
+def damaged_memory(memory: UserMemory, reason: str) -> UserMemory:
+    """``memory`` read back from stored topics that are damaged: marked so (its
+    ``damaged`` says what is wrong), its topics empty, and logged once per process. A
+    read lists it rather than fail, so that its user still has every other memory and
+    sees this one to repair (replace its topics) or delete."""
+    memory.topics = []
+    memory.damaged = reason
+    if memory.memory_id is not None and memory.memory_id not in _reported:
+        _reported.add(memory.memory_id)
+        log.warning(
+            "memory %r of user %r has damaged topics (%s): it is read with none; give it "
+            "topics to repair it, or delete it",
+            memory.memory_id,
+            memory.user_id,
+            reason,
+        )
+    return memory
 
 
 def stamped_keys(memory: UserMemory) -> tuple[str, str]:
@@ -211,8 +252,8 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
     read (a user's memories share a few topic sets; each memory still gets a list of its
     own)."""
     new = object.__new__
-    decode = stored_topics  # JSON decoded once per distinct text in the process
-    decoded: dict[str, tuple[str, ...]] = {}  # and looked up once per distinct text here
+    decoded: dict[str, tuple[str, ...]] = {}  # looked up once per distinct text here
+    damaged: list[tuple[UserMemory, str]] = []
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
@@ -224,10 +265,11 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
         ):
             m = new(UserMemory)
             m.memory = text
+            m.damaged = None
             try:
                 m.topics = [*decoded[topics]]  # a list of its own per memory
             except KeyError:
-                m.topics = [*decoded.setdefault(topics, decode(topics, memory_id))]
+                m.topics = read_topics(decoded, topics, m, damaged)
             m.input = input_
             m.memory_id = memory_id
             m.user_id = owner
@@ -241,11 +283,36 @@ def _build(rows: Iterable[Sequence[Any]], owners: Iterable[str], count: int) -> 
             m.created_at = created
             m.updated_at = created if u == c else from_micros(u)  # never changed: one object
             append(m)
+    for memory, reason in damaged:
+        damaged_memory(memory, reason)
     return memories
 
 
-def _topics_or_none(text: str | None, memory_id: str) -> list[str] | None:
-    return None if text is None else list(stored_topics(text, memory_id))
+def read_topics(
+    decoded: dict[str, tuple[str, ...]],
+    text: Any,
+    memory: UserMemory,
+    damaged: list[tuple[UserMemory, str]],
+) -> list[str]:
+    """The topics of a memory being read from its stored ``text`` not met yet in this
+    read: decoded and kept in ``decoded``; or, when they are damaged, none, with the
+    memory and what is wrong added to ``damaged`` (to be marked once it is built)."""
+    try:
+        return [*decoded.setdefault(text, decode_topics(text))]  # JSON decoded once per text
+    except (ValueError, TypeError):  # json.JSONDecodeError is a ValueError
+        reason = topics_damage(text)
+        assert reason is not None
+        damaged.append((memory, reason))
+        return []
+
+
+def _topics_or_none(text: str | None) -> list[str] | None:
+    """An event's old or new topics from their stored JSON text: None for none recorded,
+    an empty list for damaged ones (a delete of a memory whose topics were damaged, by a
+    store that copies them into the event as they are), as a memory's are read."""
+    if text is None:
+        return None
+    return [] if topics_damage(text) is not None else list(decode_topics(text))
 
 
 def row_to_event(row: Sequence[Any]) -> MemoryEvent:
@@ -259,8 +326,8 @@ def row_to_event(row: Sequence[Any]) -> MemoryEvent:
         event,
         old,
         new,
-        _topics_or_none(old_topics, memory_id),
-        _topics_or_none(new_topics, memory_id),
+        _topics_or_none(old_topics),
+        _topics_or_none(new_topics),
         actor,
         session_id,
         run_id,

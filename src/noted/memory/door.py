@@ -297,6 +297,7 @@ def _new_memory(
     memory.session_id = audit.session_id
     memory.created_at = now
     memory.updated_at = now
+    memory.damaged = None
     return memory
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import TextIO
 
-from noted.errors import UserError
+from noted.errors import DamagedMemoryError, UserError
 from noted.schema import UserMemory
 
 __all__ = ["read_jsonl", "write_jsonl"]
@@ -36,8 +36,13 @@ def read_jsonl(
 
 
 def write_jsonl(memories: Iterable[UserMemory], out: TextIO) -> int:
+    """Write ``memories`` to ``out`` one JSON object a line (an export); how many.
+    :class:`~noted.errors.DamagedMemoryError` for a memory whose stored topics are
+    damaged: written with none, it would be restored as a sound memory without them."""
     count = 0
     for memory in memories:
+        if memory.damaged is not None:
+            raise DamagedMemoryError(memory.memory_id or "", memory.damaged)
         out.write(memory.to_json())
         out.write("\n")
         count += 1

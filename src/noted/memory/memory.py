@@ -255,22 +255,18 @@ class Memory:
         same ``updated_at``), as the REST API's PATCH, the MCP tool ``update_memory`` and
         ``noted memories edit`` do through here. Raises UserError when neither is given,
         NotFoundError when the user has no memory with this id. A memory whose stored
-        topics are damaged (:class:`~noted.errors.DamagedMemoryError`) is repaired by a
-        change that gives both its text and its topics.
+        topics are damaged (read with ``damaged`` set and no topics) is repaired by a change
+        that gives its topics; a change of its text alone raises
+        :class:`~noted.errors.DamagedMemoryError`, as it would keep topics nobody can read.
         """
         if memory is None and topics is None:
             raise UserError("nothing to change: give the memory's new text, its topics or both")
         user = resolve_user(user_id)
-        try:
-            current = self.get_user_memory(memory_id, user)
-        except DamagedMemoryError:
-            if memory is None or topics is None:  # the rest is only in the damaged record
-                raise
-            return self.replace_user_memory_record(
-                memory_id, UserMemory(memory, topics=topics), user
-            )
+        current = self.get_user_memory(memory_id, user)
         if current is None:
             raise NotFoundError(f"user {user!r} has no memory with id {memory_id!r}")
+        if current.damaged is not None and topics is None:
+            raise DamagedMemoryError(memory_id, current.damaged)
         changed = UserMemory(
             current.memory if memory is None else memory,
             topics=current.topics if topics is None else topics,
@@ -280,7 +276,10 @@ class Memory:
             session_id=current.session_id,
             created_at=current.created_at,
         )
-        if (changed.memory, changed.topics) == (current.memory, current.topics):
+        if current.damaged is None and (changed.memory, changed.topics) == (
+            current.memory,
+            current.topics,
+        ):
             return current
         return self.replace_user_memory_record(memory_id, changed, user)
 

@@ -347,6 +347,8 @@ def _check(
     if text is None:
         return why
     topics = _topics(item.get("topics")) or tuple(current.topics)
+    if current.damaged is not None and not topics:  # kept, they would be lost unseen
+        return "names a memory whose stored topics are damaged: give its topics"
     if normalize(text) == normalize(current.memory):
         if list(topics) == list(current.topics):
             return "changes nothing"

@@ -72,7 +72,7 @@ __all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app"]
 
 DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
 STATIC: Final = resources.files("noted.server") / "static"
-REPAIR: Final = "PATCH the memory with both its memory and its topics to repair it, or DELETE it"
+REPAIR: Final = "PATCH the memory with its topics to repair it, or DELETE it"
 """What the answer about a damaged memory says to do (see DamagedMemoryError)."""
 Route = Callable[..., Response]
 

@@ -159,6 +159,14 @@ class MemoryOut(BaseModel):
     session_id: str | None
     created_at: str
     updated_at: str
+    damaged: str | None = Field(
+        default=None,
+        description=(
+            "Only on a memory whose stored topics are damaged (a hand-edited database): "
+            "what is wrong with them. Its topics are then empty; a PATCH giving topics "
+            "repairs it, a DELETE removes it"
+        ),
+    )
     score: float | None = None
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from noted._time import from_micros, to_micros
 from noted.audit import AuditContext, MemoryEvent
 from noted.db._client_search import Shape
-from noted.db._rows import EVENT_COLUMNS, stamped_keys
+from noted.db._rows import EVENT_COLUMNS, damaged_memory, stamped_keys, value_damage
 from noted.db.base import MemoryQuery
 from noted.db.core import Change, StoredSide, clears_embedding, history_rows, upsert_changes
 from noted.retrieval.vectors import UserVectors, Vector, from_blobs
@@ -55,6 +55,14 @@ def memory_docs(memories: Iterable[UserMemory]) -> list[Doc]:
     return docs
 
 
+def sound_topics(doc: Mapping[str, Any]) -> list[str]:
+    """A stored document's topics as a change's history records them: a copy of the list
+    of strings, or none when they are damaged (a hand-edited document: a string, an
+    object, numbers), which would not be read back."""
+    topics: Any = doc.get("topics")
+    return list(topics) if value_damage(topics) is None else []
+
+
 def memories_of(docs: Iterable[Mapping[str, Any]]) -> list[UserMemory]:
     """Memories from documents the store wrote itself (no re-validation): the hot path of
     every large read, so each object is built directly."""
@@ -63,7 +71,9 @@ def memories_of(docs: Iterable[Mapping[str, Any]]) -> list[UserMemory]:
     for doc in docs:
         m = new(UserMemory)
         m.memory = doc["memory"]
-        m.topics = list(doc["topics"])
+        topics = doc.get("topics")
+        m.topics = list(topics) if type(topics) is list else []
+        m.damaged = None
         m.input = doc.get("input")
         m.memory_id = doc["_id"]
         m.user_id = doc["user_id"]
@@ -72,6 +82,9 @@ def memories_of(docs: Iterable[Mapping[str, Any]]) -> list[UserMemory]:
         m.session_id = doc.get("session_id")
         m.created_at = from_micros(doc["created_at"])
         m.updated_at = from_micros(doc["updated_at"])
+        reason = value_damage(topics)  # not a list of strings (a hand-edited document)
+        if reason is not None:
+            damaged_memory(m, reason)
         memories.append(m)
     return memories
 
@@ -136,7 +149,7 @@ def plan_upsert(
     from pymongo import InsertOne, UpdateOne
 
     sides = {
-        memory_id: StoredSide(doc["user_id"], doc["memory"], list(doc["topics"]))
+        memory_id: StoredSide(doc["user_id"], doc["memory"], sound_topics(doc))
         for memory_id, doc in stored.items()
     }
     entries = ((doc["_id"], doc["user_id"], doc["memory"], doc["topics"]) for doc in docs)

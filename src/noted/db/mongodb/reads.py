@@ -213,7 +213,24 @@ class MongoReads(PageRules):
     def get_topics(self, user_id: str | None) -> list[str]:
         with self._db() as db:
             topics = db.memories.distinct("topics", {} if user_id is None else {"user_id": user_id})
-        return sorted(topics)
+            if all(type(t) is str for t in topics) and not db.memories.find_one(
+                self._damaged_topics(user_id), {"_id": 1}
+            ):
+                return sorted(topics)
+            mine = {} if user_id is None else {"user_id": user_id}
+            docs = list(db.memories.find(mine, NO_VECTOR))
+        return sorted({t for m in memories_of(docs) for t in m.topics})  # damaged: none
+
+    @staticmethod
+    def _damaged_topics(user_id: str | None) -> Doc:
+        """A filter for the memories of ``user_id`` (everyone's for None) whose topics
+        are stored as a string (a hand-edited document), which ``distinct`` gives as if
+        it were a topic: a string, and not an array with a first element. Topics stored
+        as anything else not a list of strings give ``distinct`` something not a string."""
+        found: Doc = {"topics": {"$type": "string"}, "topics.0": {"$exists": False}}
+        if user_id is not None:
+            found["user_id"] = user_id
+        return found
 
     def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         pipeline: list[Doc] = [

@@ -34,6 +34,7 @@ from noted.db.mongodb.docs import (
     memory_docs,
     overwrite,
     plan_upsert,
+    sound_topics,
     vector_value,
 )
 from noted.db.mongodb.jobs import MongoJobs
@@ -554,7 +555,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
                 stamp = max(now_micros(), int(current.get("changed_at") or 0) + 1)
                 doc["version"] = (version or 0) + 1
                 doc["changed_at"] = stamp
-                stored = (current["memory"], list(current["topics"]))
+                stored = (current["memory"], sound_topics(current))
                 change = replacement(
                     doc["_id"], doc["user_id"], stored, doc["memory"], doc["topics"]
                 )
@@ -623,7 +624,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
                 )
                 db.memories.delete_many(mine, session=bound())
                 changes = deletions(
-                    (d["_id"], d["user_id"], d["memory"], d["topics"]) for d in claimed
+                    (d["_id"], d["user_id"], d["memory"], sound_topics(d)) for d in claimed
                 )
                 # after the last change of what it deleted, made even after the delete began
                 last = max((int(d.get("changed_at") or 0) for d in claimed), default=0)

@@ -10,7 +10,18 @@ import psycopg
 from noted.db._rows import COLUMNS, rows_to_memories
 from noted.db.base import MemoryQuery, ScoredMemory
 
-__all__ = ["MICROS", "SELECT", "Conn", "Row", "page", "ranked", "ranked_rows", "scored", "where"]
+__all__ = [
+    "MICROS",
+    "SELECT",
+    "SOUND_TOPICS",
+    "Conn",
+    "Row",
+    "page",
+    "ranked",
+    "ranked_rows",
+    "scored",
+    "where",
+]
 
 Row = tuple[Any, ...]
 Conn = psycopg.Connection[Row]
@@ -20,6 +31,15 @@ MICROS = "(extract(epoch from {0}) * 1000000)::bigint"
 SELECT = ", ".join(
     MICROS.format(c) if c.endswith("_at") else "topics::text" if c == "topics" else c
     for c in COLUMNS
+)
+
+# true when a memory's topics are a JSON array of strings, as noted writes them; false
+# for damaged ones (an object, a string, numbers in the array: a hand-edited row), which
+# are read as no topics (see noted.db._rows.topics_damage) and so have none to match
+SOUND_TOPICS = (
+    "CASE WHEN jsonb_typeof(topics) = 'array' "
+    "THEN NOT jsonb_path_exists(topics, 'strict $[*] ? (@.type() != \"string\")') "
+    "ELSE false END"
 )
 
 
@@ -37,7 +57,7 @@ def where(query: MemoryQuery) -> tuple[str, list[Any]]:
         clauses.append("team_id = %s")
         params.append(query.team_id)
     if query.topics:
-        clauses.append("topics ?| %s")
+        clauses.append(f"topics ?| %s AND {SOUND_TOPICS}")
         params.append(list(query.topics))
     if query.updated_after is not None:
         clauses.append("updated_at >= %s")

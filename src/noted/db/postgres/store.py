@@ -61,7 +61,7 @@ from noted.db.postgres import schema as pg_schema
 from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.jobs import PostgresJobs
 from noted.db.postgres.kept import KeptSearches, move_sql, moved_users
-from noted.db.postgres.query import MICROS, SELECT, Conn, Row
+from noted.db.postgres.query import MICROS, SELECT, SOUND_TOPICS, Conn, Row
 from noted.db.postgres.vectors import PostgresVectors
 
 __all__ = ["PostgresDb"]
@@ -588,10 +588,13 @@ class PostgresDb(
         return {str(row[0]): from_micros(int(row[1])) for row in rows}
 
     def get_topics(self, user_id: str | None) -> list[str]:
-        sql = f"SELECT DISTINCT jsonb_array_elements_text(topics) FROM {self._n.memories}"
+        sql = (
+            f"SELECT DISTINCT jsonb_array_elements_text(topics) FROM {self._n.memories} "
+            f"WHERE {SOUND_TOPICS}"  # damaged topics are read as none
+        )
         params: tuple[str, ...] = ()
         if user_id is not None:
-            sql += " WHERE user_id = %s"
+            sql += " AND user_id = %s"
             params = (user_id,)
         with self._connection() as conn:
             return sorted(str(row[0]) for row in conn.execute(sql, params))

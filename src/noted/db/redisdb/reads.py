@@ -15,7 +15,7 @@ import numpy as np
 from noted._time import from_micros, to_micros
 from noted.audit import MemoryEvent
 from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches, sort_memories
-from noted.db._rows import COLUMNS, foreign_session, row_to_event
+from noted.db._rows import COLUMNS, decode_topics, foreign_session, row_to_event, topics_damage
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.core import PageRules, PendingCounts, keyword_user
 from noted.db.redisdb.changes import read_changes, script_memories, upd_order
@@ -419,7 +419,8 @@ class RedisReads(PageRules):
 
     def get_topics(self, user_id: str | None) -> list[str]:
         lists = json.loads(self._call(self._topics, *scope(user_id)))
-        return sorted({topic for text in lists for topic in json.loads(text)})
+        sound = (text for text in lists if topics_damage(text) is None)  # damaged: none
+        return sorted({topic for text in sound for topic in decode_topics(text)})
 
     def _user_stats(self, limit: int | None, offset: int) -> list[UserStats]:
         found = json.loads(self._call(self._stats, offset, last_rank(offset, limit)))

@@ -13,10 +13,17 @@ from typing import Any
 import apsw
 
 from noted._time import FLOAT_EXACT_US, from_micros
-from noted.db._rows import stored_topics
+from noted.db._rows import damaged_memory, read_topics
 from noted.schema import UserMemory
 
-__all__ = ["JSON_IN_SQL", "MEMORY_JSON", "OWNED_ROW", "iso_sql", "owned_memories"]
+__all__ = [
+    "JSON_IN_SQL",
+    "MEMORY_JSON",
+    "OWNED_ROW",
+    "iso_sql",
+    "owned_memories",
+    "sound_topics",
+]
 
 # JSON functions built in
 JSON_IN_SQL = tuple(map(int, apsw.sqlite_lib_version().split(".")[:2])) >= (3, 38)
@@ -39,13 +46,26 @@ def iso_sql(column: str) -> str:
     )
 
 
-# A memory as UserMemory.to_dict() writes it, keys in the same order.
+def sound_topics(column: str) -> str:
+    """SQL that is 1 when ``column`` holds a JSON list of strings (topics as noted writes
+    them), else 0, never an error: not JSON, JSON of another shape (``{"a":1}``, ``"x"``,
+    ``[1,2]``) and NULL are damaged topics, as :func:`noted.db._rows.topics_damage` reads
+    them. Each step is taken only if the one before it held (a CASE does that)."""
+    return (
+        f"CASE WHEN {column} IS NULL OR NOT json_valid({column}) THEN 0 "
+        f"WHEN json_type({column}) <> 'array' THEN 0 "
+        f"ELSE NOT EXISTS (SELECT 1 FROM json_each({column}) WHERE type <> 'text') END"
+    )
+
+
+# A memory as UserMemory.to_dict() writes it, keys in the same order (for a sound memory:
+# SqliteDb.list_memories_json reads a page with one whose topics are damaged as memories).
 MEMORY_JSON = "json_object({})".format(
     ", ".join(
         f"'{name}', "
         + ("json(topics)" if name == "topics" else iso_sql(name) if name.endswith("_at") else name)
-        for name in (f.name for f in fields(UserMemory))
-    )
+        for name in (f.name for f in fields(UserMemory) if f.init)  # not "damaged"
+    ),
 )
 
 
@@ -65,8 +85,8 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
     """Memories of ``user_id`` from ``OWNED_ROW`` rows the store wrote itself (no
     re-validation; built as :func:`noted.db._rows.rows_to_memories` builds them)."""
     new = object.__new__
-    decode = stored_topics  # JSON decoded once per distinct text in the process
-    decoded: dict[str, tuple[str, ...]] = {}  # and looked up once per distinct text here
+    decoded: dict[str, tuple[str, ...]] = {}  # looked up once per distinct text here
+    damaged: list[tuple[UserMemory, str]] = []
     fromtimestamp = datetime.fromtimestamp
     memories: list[UserMemory] = []
     append = memories.append
@@ -75,10 +95,11 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
         m.memory_id = memory_id
         m.user_id = user_id
         m.memory = text
+        m.damaged = None
         try:
             m.topics = [*decoded[topics]]  # a list of its own per memory
         except KeyError:
-            m.topics = [*decoded.setdefault(topics, decode(topics, memory_id))]
+            m.topics = read_topics(decoded, topics, m, damaged)
         m.input = input_
         m.agent_id = agent_id
         m.team_id = team_id
@@ -87,4 +108,6 @@ def owned_memories(rows: Iterable[tuple[Any, ...]], user_id: str) -> list[UserMe
         m.created_at = created
         m.updated_at = created if u is None else from_micros(u)  # never changed: one object
         append(m)
+    for memory, reason in damaged:
+        damaged_memory(memory, reason)
     return memories

@@ -156,6 +156,18 @@ function avatar(userId) {
   return el;
 }
 
+// A memory whose stored topics are damaged (a hand-edited database) comes with none and
+// says what is wrong: flagged, so it can be given topics (an edit) or deleted.
+function topicCell(memory) {
+  if (!memory.damaged) return topicList(memory.topics);
+  return h("span", {
+    class: "damaged-flag",
+    "data-testid": "damaged",
+    title: `Its stored topics are damaged (${memory.damaged}). Edit it to give it topics, or delete it.`,
+    text: "⚠ Damaged topics",
+  });
+}
+
 function topicList(topics) {
   if (!topics || topics.length === 0) return h("span", { class: "muted small", text: "—" });
   return h("ul", { class: "chips", "aria-label": "Topics" },
@@ -618,7 +630,7 @@ function memoryRow(memory) {
     h("td", { class: "col-text" },
       h("p", { class: "memory-text", "data-testid": "memory-text", text: memory.memory }),
       memoryMeta(memory)),
-    h("td", { class: "col-topics" }, topicList(memory.topics)),
+    h("td", { class: "col-topics" }, topicCell(memory)),
     h("td", { class: "col-user" }, userTag(memory.user_id, "memory-user")),
     h("td", { class: "col-updated" }, timeEl(memory.updated_at)),
     h("td", { class: "col-actions" }, h("div", { class: "row-actions" },
@@ -822,8 +834,10 @@ async function saveEdit(memory, text, topicsText) {
   }
   const topics = parseTopics(topicsText);
   if (trimmed !== memory.memory) body.memory = trimmed;
-  // topics left as shown stay as they are (one may hold a comma)
-  if (topicsText !== memory.topics.join(", ") && !sameList(topics, memory.topics)) {
+  // topics left as shown stay as they are (one may hold a comma); a damaged memory's
+  // are always sent: saving it gives it the topics typed, which repairs it
+  const changed = topicsText !== memory.topics.join(", ") && !sameList(topics, memory.topics);
+  if (memory.damaged || changed) {
     body.topics = topics;
   }
   if (Object.keys(body).length === 0) {
