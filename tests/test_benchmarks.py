@@ -287,3 +287,12 @@ def test_clear_benchmark_smoke(tmp_path: Path) -> None:
     stdout, report = run_benchmark("clear.py", tmp_path / "clear.json", "--memories", "3000")
     assert "process add s" in stdout
     assert report["memories"] == 3000 and report["peak python MB"] > 0
+
+
+@pytest.mark.parametrize("store", ["redis", "postgres"])
+def test_clear_benchmark_smoke_on_a_server(tmp_path: Path, store: str) -> None:
+    stdout, report = run_benchmark(
+        "clear.py", tmp_path / "clear.json", "--memories", "3000", "--store", store
+    )
+    assert "longest read s" in stdout
+    assert report["store"] == store and report["memories"] == 3000

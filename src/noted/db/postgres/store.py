@@ -75,6 +75,13 @@ _EVENT_SELECT = ", ".join(
 # A keyword search's match. The planner may read the GIN index on (user_id, words) for
 # it, which lists only the user's rows of each word (see schema.m002_keyword_by_user).
 KEYWORD_MATCH = f"{pg_schema.WORDS} @@ q"
+# a deleted row's topics as its event records them (core.readable_topics): as they are
+# when they are a list of strings, else an empty list
+_READABLE_TOPICS = (
+    "CASE WHEN jsonb_typeof(topics) <> 'array' THEN '[]'::jsonb "
+    "WHEN EXISTS (SELECT FROM jsonb_array_elements(topics) AS e "
+    "WHERE jsonb_typeof(e) <> 'string') THEN '[]'::jsonb ELSE topics END"
+)
 _EXACT_SEARCH_LIMIT = 20_000
 _VECTOR_CACHE_BYTES = 512 * 2**20
 _warned_no_pgvector = False
@@ -184,6 +191,16 @@ class PostgresDb(
         self._sql_event = (
             f"INSERT INTO {schema_names.events} ({', '.join(EVENT_COLUMNS)}) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)"
+        )
+
+        # the deleted rows' events, oldest memory first: a new event id each (the same
+        # random UUIDs as new_event_ids), the old topics as core.readable_topics has them
+        self._sql_forget = (
+            f"WITH gone AS (DELETE FROM {t}{{where}} "
+            "RETURNING memory_id, user_id, memory, topics, created_at) "
+            f"INSERT INTO {schema_names.events} ({', '.join(EVENT_COLUMNS)}) "
+            "SELECT gen_random_uuid()::text, memory_id, user_id, 'delete', memory, NULL, "
+            f"{_READABLE_TOPICS}, NULL, %s, %s, %s, %s FROM gone ORDER BY created_at, memory_id"
         )
 
     def __repr__(self) -> str:
@@ -494,19 +511,15 @@ class PostgresDb(
         return rows_to_memories([written])[0]
 
     def _delete(self, conn: Conn, where: str, params: Sequence[Any], context: AuditContext) -> int:
-        found = conn.execute(
-            f"DELETE FROM {self._n.memories}{where} "
-            f"RETURNING memory_id, user_id, memory, topics::text, created_at",
-            params,
-        ).fetchall()
-        if not found:
-            return 0
-        found.sort(key=lambda r: (r[4], r[0]))
-        gone: list[core.Change[str]] = core.deletions(r[:4] for r in found)
-        events = core.history_rows(gone, context, from_micros(now_micros()))
+        """Delete the memories ``where`` selects and record a "delete" event for each, in
+        one statement: the rows go from the table to their events inside the database,
+        none read into this process (see "Clearing" in docs/storage.md)."""
+        actor, session_id, run_id, at = core.event_stamp(context, from_micros(now_micros()))
         with conn.cursor() as cur:
-            cur.executemany(self._sql_event, events)
-        return len(found)
+            cur.execute(
+                self._sql_forget.format(where=where), (*params, actor, session_id, run_id, at)
+            )
+            return int(cur.rowcount)
 
     def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
         with self._transaction() as conn:

@@ -27,6 +27,10 @@ Key layout, with ``M`` the memory prefix (``memory_table``) and ``S`` the sessio
                                   when their memories are gone, so it never repeats.
     M:chg:<n>:<user_id>   list    the user's change log: per write, "<generation> <the
                                   memory ids it wrote, JSON>" (see :mod:`.changes`)
+    M:clr:<token>         zset    a clear's users still to clear; and per user, when
+    M:clr:<token>:<n>:<user_id>   their turn comes, a copy of their M:upd: the ids still
+                          zset    to clear (see "Clearing"). Gone when the clear ends, or
+                                  an hour after its last batch
     S:s:<session_id>      hash    user_id, agent_id, created_at, updated_at, summary (JSON)
     S:r:<session_id>      list    the session's runs in order, each ``run.to_dict()`` as
                                   JSON; its length is the run count
@@ -56,6 +60,16 @@ writes in between, and a refused write (an id of another user's) is refused befo
 script writes anything. Redis does not undo a script that fails midway; these read what
 they check before they write, so only a key of theirs that something else overwrote with
 another type could stop one halfway.
+
+Clearing: a clear (one user's memories, or every user's) is a script per ``CLEAR_BATCH``
+memories, not one script: Redis runs nothing else while a script runs, so one script for
+a large user held every client of the server (other users, other programs) until it
+ended. Each batch deletes the first ids of its user's copy still theirs, with their
+events, and leaves their keys as every other script does; the server answers other
+clients between two. Every memory a user had when their turn came is deleted with
+exactly one event; one added since is kept; stopped part-way, the batches done stay
+deleted and recorded, and clearing again finishes the work. A clear inside a write batch
+stays one script of its MULTI/EXEC.
 
 A batch of memories travels as one JSON argument that its script decodes (cjson): redis-py
 then encodes one argument instead of a dozen per memory, so 10,000 memories take one round
@@ -144,6 +158,7 @@ _SESSION_FIELDS: Final = ("user_id", "agent_id", "created_at", "updated_at", "su
 _SOCKET_TIMEOUT: Final = 30.0  # seconds; a large batch is one script call
 _CONNECT_TIMEOUT: Final = 5.0
 _CACHE_BYTES: Final = 256 * 2**20  # the search cache's default budget
+CLEAR_BATCH = 1_000  # memories a clear deletes per script (see "Clearing")
 
 
 # -- conversions ---------------------------------------------------------------------------
@@ -282,6 +297,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         self._upsert = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.UPSERT_LUA)
         self._update = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.UPDATE_LUA)
         self._delete = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.DELETE_LUA)
+        self._clear = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.CLEAR_LUA)
         self._set_embeddings = register(lua.MEMORY_LUA + lua.SET_EMBEDDINGS_LUA)
         self._read_stored = register(lua.MEMORY_LUA + lua.STORED_LUA)
         self._read = register(lua.MEMORY_LUA + lua.READ_LUA)
@@ -532,18 +548,19 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         return int(deleted)
 
     def _delete_all(self, user_id: str | None, audit: AuditContext) -> int:
-        """Delete every memory of one user or of all. The script needs an event id per
-        memory and only it knows how many there are: given too few, it writes nothing and
-        says how many, and is asked again with that many (more if some arrived since)."""
-        needed = 0
+        """Delete every memory of one user or of all, ``CLEAR_BATCH`` at a time: each
+        batch is one script (see "Clearing" in the module's notes), and the server answers
+        other clients between two."""
+        token = new_event_ids(1)[0]
+        deleted = 0
         while True:
-            event_ids = to_json(new_event_ids(needed))
-            deleted = int(
-                self._call(self._delete, *self._stamp(audit), *scope(user_id), event_ids, "[]")
+            event_ids = to_json(new_event_ids(CLEAR_BATCH))
+            done, left = self._call(
+                self._clear, *self._stamp(audit), *scope(user_id), token, event_ids
             )
-            if deleted >= 0:
+            deleted += int(done)
+            if not int(left):
                 return deleted
-            needed = -deleted
 
     def set_embeddings(self, model: str, items: Sequence[tuple[UserMemory, QueryVector]]) -> int:
         args: list[Arg] = []
