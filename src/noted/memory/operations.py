@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from noted.errors import UserError
 from noted.limits import MAX_PLAN_TOPICS
-from noted.memory.answers import load_json_answer
+from noted.memory.answers import fold_keys, json_values, pick, shown_number
 from noted.memory.salvage import merge_unchanged_update, retarget_example_update
 from noted.schema import UserMemory, check_storable, check_topics
 
@@ -173,18 +173,102 @@ def normalize(text: str) -> str:
     return _SPACE.sub(" ", text).strip().rstrip(".").casefold()
 
 
+_LIST_KEYS = ("operations", "memories", "actions", "ops")
+"""The keys small models put an answer's operations under."""
+
+OPERATION_FIELDS = {
+    "op": ("op", "operation", "action", "type", "event"),
+    "id": ("id", "memory_id", "number"),
+    "memory": ("memory", "text", "content", "fact"),
+    "topics": ("topics", "topic", "tags"),
+}
+"""An operation's fields, each with the names small models give it (in any case): an
+answer's operations, and the facts of the two-call mode's first answer, are read by them."""
+
+_KINDS = {
+    "add": "add",
+    "insert": "add",
+    "create": "add",
+    "new": "add",
+    "update": "update",
+    "modify": "update",
+    "edit": "update",
+    "change": "update",
+    "replace": "update",
+    "delete": "delete",
+    "remove": "delete",
+    "clear": "clear",
+}
+"""An operation's kind, by the names small models give it (in any case)."""
+
+_NOTHING = frozenset(("none", "noop", "no-op", "no_op", "nothing", "skip", "keep"))
+"""The kinds of an operation that says to do nothing (left out, as an empty answer is)."""
+
+
 def _decode(text: str | None) -> tuple[list[Any] | None, bool]:
     """The answer's operations (None when it has none), and whether it says the
-    conversation states facts about the user (true unless it says false)."""
+    conversation states facts about the user (true unless it says false).
+
+    The answer is ``{"facts_about_the_user": ..., "operations": [...]}``, or what small
+    models write instead: a list of operations, one operation alone, several objects one
+    after another, the list under another key (``"memories"``) or keys in capitals."""
     try:
-        data = load_json_answer(text)
+        values = json_values(text)
     except ValueError:
         return None, True
+    items: list[Any] = []
     facts = True
-    if isinstance(data, dict):
-        facts = not says_false(data.get(FACTS_FIELD))
-        data = data.get("operations")
-    return (data if isinstance(data, list) else None), facts
+    for value in values:
+        if isinstance(value, list):
+            items.extend(value)
+            continue
+        if not isinstance(value, dict):
+            return None, True
+        fields = fold_keys(value)
+        if pick(fields, OPERATION_FIELDS["op"]) is not None:
+            items.append(value)
+            continue
+        facts = facts and not says_false(fields.get(FACTS_FIELD))
+        found = pick(fields, _LIST_KEYS)
+        if isinstance(found, dict):
+            found = [found]
+        if found is None and not facts:
+            found = []  # no facts and nothing to do: an empty list left out
+        if not isinstance(found, list):
+            return None, True
+        items.extend(found)
+    return items, facts
+
+
+def _canonical(item: object, shown: Mapping[int, UserMemory]) -> object:
+    """An operation as the rest of the checks read it: ``op``, ``id``, ``memory`` and
+    ``topics`` under those names, the kind in lower case by its own name ("remove" is a
+    delete), and the memory's number as a number ("#2", "memory 2", or the text of the
+    memory shown as 2, are 2). None for an operation that says to do nothing; anything
+    else is left as it is."""
+    if not isinstance(item, dict):
+        return item
+    fields = fold_keys(item)
+    canonical = {name: pick(fields, names) for name, names in OPERATION_FIELDS.items()}
+    kind = canonical["op"]
+    if isinstance(kind, str):
+        word = kind.strip().casefold()
+        if word in _NOTHING:
+            return None
+        canonical["op"] = _KINDS.get(word, kind)
+    number = canonical["id"]
+    if isinstance(number, list) and len(number) == 1:
+        number = number[0]
+    found = shown_number(number)
+    if found is None and isinstance(number, str):
+        named = [n for n, m in shown.items() if normalize(m.memory) == normalize(number)]
+        found = named[0] if len(named) == 1 else None
+    if found is not None:
+        canonical["id"] = found
+    if isinstance(canonical["topics"], str):
+        canonical["topics"] = [canonical["topics"]]
+    same = all(type(item.get(k)) is type(v) and item.get(k) == v for k, v in canonical.items())
+    return item if same and set(item) <= set(OPERATION_FIELDS) else canonical
 
 
 def says_false(value: object) -> bool:
@@ -275,6 +359,7 @@ def parse_operations(
     if items is None:
         plan.rejected.append(f"the answer is not JSON operations: {str(answer)[:200]!r}")
         return plan
+    items = [c for c in (_canonical(i, shown) for i in items) if c is not None]
     if salvage and shown and permissions.update:
         items = merge_unchanged_update(retarget_example_update(items, shown), shown, said)
     gone = _removed(items, shown, permissions)

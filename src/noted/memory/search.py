@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from noted.errors import ModelOutputError
-from noted.memory.answers import load_json_answer
+from noted.memory.answers import load_json_answer, shown_number
 from noted.memory.operations import number_memories
 from noted.memory.prompts import quote
 from noted.models.base import ChatModel
@@ -40,16 +40,20 @@ Answer with JSON only: {"ids": [numbers]}."""
 
 def parse_choice(answer: str | None, shown: int) -> list[int]:
     """The chosen numbers (1..shown, first mention kept); ModelOutputError when malformed.
-    Numbers that were not shown are left out."""
+    Numbers that were not shown are left out. Numbers written as small models write them
+    ("2", "#2", "memory 2") count, as do a key in capitals and one number alone."""
     text = (answer or "").strip()
     try:
         data = load_json_answer(text)
     except ValueError:
         raise ModelOutputError(f"the search answer is not JSON: {text[:200]!r}") from None
-    ids = data.get("ids") if isinstance(data, dict) else data
+    if isinstance(data, dict):
+        data = next((v for k, v in data.items() if isinstance(k, str) and k.lower() == "ids"), None)
+    ids = [data] if type(data) is int else data
     if not isinstance(ids, list):
         raise ModelOutputError(f"the search answer has no list of ids: {text[:200]!r}")
-    return list(dict.fromkeys(i for i in ids if type(i) is int and 1 <= i <= shown))
+    numbers = (shown_number(i[0] if isinstance(i, list) and len(i) == 1 else i) for i in ids)
+    return list(dict.fromkeys(n for n in numbers if n is not None and 1 <= n <= shown))
 
 
 async def agentic_search(

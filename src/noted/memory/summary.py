@@ -68,6 +68,8 @@ def parse_summary(answer: str | None, max_chars: int) -> tuple[str, list[str]]:
         data = load_json_answer(text)
     except ValueError:
         raise ModelOutputError(f"the session summary is not JSON: {text[:200]!r}") from None
+    if isinstance(data, dict):  # keys as small models write them: "Summary", "TOPICS"
+        data = {k.lower(): v for k, v in reversed(data.items()) if isinstance(k, str)}
     summary = data.get("summary") if isinstance(data, dict) else None
     if not isinstance(summary, str) or not summary.strip():
         raise ModelOutputError(f"the session summary has no summary text: {text[:200]!r}")
@@ -81,6 +83,7 @@ def parse_summary(answer: str | None, max_chars: int) -> tuple[str, list[str]]:
     except UserError as exc:
         raise ModelOutputError(str(exc)) from None
     raw_topics = data.get("topics")
+    raw_topics = [raw_topics] if isinstance(raw_topics, str) else raw_topics
     topics: list[str] = []
     for topic in raw_topics if isinstance(raw_topics, list) else []:
         if isinstance(topic, str):

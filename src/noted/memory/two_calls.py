@@ -19,10 +19,11 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from noted.memory.answers import load_json_answer
+from noted.memory.answers import fold_keys, json_values, pick
 from noted.memory.operations import (
     FACTS_FIELD,
     FACTS_FIELD_SCHEMA,
+    OPERATION_FIELDS,
     TOPICS_SCHEMA,
     Permissions,
     says_false,
@@ -69,6 +70,9 @@ FACTS_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 """The first call's answer: whether the user states facts about themselves, and which."""
+
+_FACT_LISTS = ("facts", "memories")
+"""The keys small models put the first call's facts under."""
 
 _FACTS_RULES = f"""\
 Rules:
@@ -125,20 +129,33 @@ def facts_user_prompt(messages: Sequence[Message]) -> str:
 def parse_facts(answer: str | None) -> list[dict[str, Any]] | None:
     """The facts of a first-call answer, each ``{"memory": ..., "topics": [...]}`` (an
     answer that says :data:`FACTS_FIELD` is false has none); None when the answer is not
-    that JSON."""
+    that JSON.
+
+    What small models write instead is read too: the list of facts alone, keys in
+    capitals, a fact's text under ``"fact"``, ``"text"`` or ``"content"``, or several
+    answers one after another (their facts together)."""
     try:
-        data = load_json_answer(answer)
+        values = json_values(answer)
     except ValueError:
         return None
-    if not isinstance(data, dict) or not isinstance(data.get("facts"), list):
-        return None
-    if says_false(data.get(FACTS_FIELD)):
-        return []
+    items: list[Any] = []
+    for value in values:
+        if isinstance(value, list):
+            items.extend(value)
+            continue
+        fields = fold_keys(value) if isinstance(value, dict) else {}
+        found = pick(fields, _FACT_LISTS)
+        if not isinstance(found, list):
+            return None
+        if not says_false(fields.get(FACTS_FIELD)):
+            items.extend(found)
     facts = []
-    for item in data["facts"]:
-        text = item.get("memory") if isinstance(item, dict) else item
+    for item in items:
+        fields = fold_keys(item) if isinstance(item, dict) else {}
+        text = pick(fields, OPERATION_FIELDS["memory"]) if isinstance(item, dict) else item
         if isinstance(text, str) and text.strip():
-            topics = item.get("topics") if isinstance(item, dict) else None
+            topics = pick(fields, OPERATION_FIELDS["topics"])
+            topics = [topics] if isinstance(topics, str) else topics
             facts.append(
                 {"memory": text.strip(), "topics": topics if isinstance(topics, list) else []}
             )
