@@ -1,8 +1,8 @@
 """How long ``noted import mem0`` and ``noted import agno`` take per store: a first
-import and a re-run.
+import and a re-run; and how long ``noted memories export`` takes for one large user.
 
     scripts/uv.sh run --group bench python benchmarks/import_speed.py [--count 20000]
-        [--sessions 2000 --runs 3] [--part memories|sessions]
+        [--sessions 2000 --runs 3] [--part memories|sessions|export] [--export 90000]
 
 A mem0 ``get_all`` JSON of ``--count`` memories over ``--users`` users (generated facts,
 each with a topic and created/updated times) is imported through ``import_mem0`` into a
@@ -20,6 +20,11 @@ the test fixture's rows, so Agno itself is not needed) of ``--sessions`` session
 ``--users`` users, each of ``--runs`` runs and a summary, is imported through
 ``import_agno`` the same way: the first import (every run and summary written) and a
 re-run (nothing written).
+
+Export: ``--export`` memories of one user (each created a second after the last) are
+restored into a fresh store of each kind, the in-process one too, and written out as
+``noted memories export --user`` writes them (a page at a time, oldest first) to a file:
+its wall time, with this process's CPU time beside it.
 """
 
 from __future__ import annotations
@@ -38,7 +43,9 @@ from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from noted import Memory, MemoryStore, SqliteDb
+from noted import Memory, MemoryStore, SqliteDb, UserMemory
+from noted.cli import export_memories
+from noted.db.memory import InMemoryDb
 from noted.importers import ImportReport, import_agno, import_mem0
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -130,6 +137,8 @@ def open_store(kind: str, url: str, folder: Path) -> MemoryStore:
     names = {"memory_table": "import_memories", "session_table": "import_sessions"}
     if kind == "sqlite":
         return SqliteDb(folder / "import.db", **names)
+    if kind == "memory":
+        return InMemoryDb()
     if kind == "postgres":
         from noted.db.postgres import PostgresDb
 
@@ -196,13 +205,57 @@ def timed_sessions(kind: str, url: str, folder: Path, source: Path) -> dict[str,
     return figures
 
 
-def run_all(kind: str, url: str, folder: Path, sources: dict[str, Path]) -> None:
+def one_user(count: int) -> list[UserMemory]:
+    """``count`` memories of user ``exported``, each created a second after the last."""
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    memories = []
+    for i in range(count):
+        at = start + timedelta(seconds=i)
+        text = f"The user likes {WORDS[i % len(WORDS)]} number {i}"
+        memories.append(
+            UserMemory(
+                text,
+                memory_id=str(uuid.UUID(int=i + 1)),
+                user_id="exported",
+                topics=[TOPICS[i % len(TOPICS)]],
+                created_at=at,
+                updated_at=at,
+            )
+        )
+    return memories
+
+
+def timed_export(kind: str, url: str, folder: Path, count: int) -> float:
+    """Seconds to export the one user's ``count`` memories restored into a fresh store."""
+    store = open_store(kind, url, folder)
+    memory = Memory(db=store, embedder=None)
+    try:
+        memory.import_user_memories(one_user(count))
+        target = folder / f"export-{kind}.jsonl"
+        start, cpu = time.perf_counter(), time.process_time()
+        with target.open("w", encoding="utf-8") as stream:
+            written = export_memories(memory, "exported", stream)
+        seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu
+        print(
+            f"{kind:9} export {written:,} memories {seconds:7.2f} s "
+            f"(this process's CPU {cpu:5.2f} s)",
+            flush=True,
+        )
+    finally:
+        store.close()
+    return seconds
+
+
+def run_all(kind: str, url: str, folder: Path, sources: dict[str, Path], export: int) -> None:
     """The parts asked for, on one store (the memories' import writes no sessions, so the
     sessions' first import finds none)."""
     if "memories" in sources:
         timed(kind, url, folder, sources["memories"])
     if "sessions" in sources:
         timed_sessions(kind, url, folder, sources["sessions"])
+    if export:
+        timed_export(kind, url, folder, export)
 
 
 def main() -> None:
@@ -212,7 +265,13 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=2_000, help="Agno sessions")
     parser.add_argument("--runs", type=int, default=3, help="runs per Agno session")
     parser.add_argument(
-        "--part", choices=["memories", "sessions", "both"], default="both", help="what to time"
+        "--part",
+        choices=["memories", "sessions", "both", "export"],
+        default="both",
+        help="what to time",
+    )
+    parser.add_argument(
+        "--export", type=int, default=90_000, help="memories of the one user exported"
     )
     parser.add_argument(
         "--servers", default=",".join(SERVERS), help="server stores, comma-separated"
@@ -233,7 +292,10 @@ def main() -> None:
                 f"{args.sessions:,} Agno sessions of {args.runs} runs over {args.users} users",
                 flush=True,
             )
-        run_all("sqlite", "", folder, sources)
+        export = args.export if args.part == "export" else 0
+        if export:
+            run_all("memory", "", folder, sources, export)
+        run_all("sqlite", "", folder, sources, export)
         for kind in filter(None, args.servers.split(",")):
             try:
                 server = SERVERS[kind](folder / kind)
@@ -241,7 +303,7 @@ def main() -> None:
                 print(f"{kind:9} not run: {exc}", flush=True)
                 continue
             try:
-                run_all(kind, server.url, folder, sources)
+                run_all(kind, server.url, folder, sources, export)
             finally:
                 server.stop()
 

@@ -30,9 +30,12 @@ from noted import (
     Message,
     SessionStore,
     SqliteDb,
+    StoreError,
     UserError,
     UserMemory,
+    cli,
 )
+from noted.db.base import SortField, SortOrder
 from noted.models import ToolDefinition
 from noted.sessions import RunResult, SessionSummary, new_run_id
 from noted.testing import FunctionModel
@@ -717,3 +720,171 @@ def test_searches_are_for_one_user_on_every_backend(store: MemoryStore) -> None:
         store.keyword_search(MemoryQuery(None, limit=5), "skis")
     with pytest.raises(UserError, match="semantic search is for one user"):
         store.semantic_search(MemoryQuery(None, limit=5), unit(1, 0), "m")
+
+
+def _pages_of(store: MemoryStore, query: MemoryQuery) -> list[str]:
+    """The ids of every page of ``query`` (its limit a page), each read past the last
+    memory of the page before."""
+    ids: list[str] = []
+    for _ in range(100):  # (a store that read past no memory would page forever)
+        page = store.list_memories(query)
+        ids += [m.memory_id or "" for m in page]
+        if not page:
+            return ids
+        query = query.following(page[-1])
+    raise AssertionError(f"still paging after 100 pages: {ids[:30]}")
+
+
+def _cursor_memories() -> list[UserMemory]:
+    """Ava's memories over three creation and three update times, ids whose byte order
+    is not a locale's ("B" before "a", "a-2" before "a1", "é" last), and two of Bob's."""
+    start = datetime(2026, 1, 2, tzinfo=UTC)
+    ids = ["a1", "B1", "a-2", "é", "ab", "A", "b", "a", "z9", "_", "Z", "a1a"]
+    return [
+        UserMemory(
+            f"fact {n}",
+            memory_id=memory_id,
+            user_id="ava",
+            topics=["odd" if n % 2 else "even"],
+            created_at=start + timedelta(seconds=n % 3),
+            updated_at=start + timedelta(minutes=n * 7 % 3),
+        )
+        for n, memory_id in enumerate(ids)
+    ] + [stamped("Bob rows", "bob", f"bob{n}") for n in range(2)]
+
+
+@pytest.mark.parametrize("field", ["created_at", "updated_at"])
+@pytest.mark.parametrize("order", ["asc", "desc"])
+def test_pages_past_a_memory_walk_the_whole_order_on_every_backend(
+    store: MemoryStore, field: SortField, order: SortOrder
+) -> None:
+    """Pages read past the last memory of the page before (``after``) list exactly the
+    memories of one whole listing, in its order, however the page size cuts the ties:
+    one user's or everyone's, filtered or not; ``offset`` and ``limit`` count from the
+    cursor."""
+    store.upsert_memories(_cursor_memories())
+    for user in ("ava", None):
+        for topics in ((), ("odd",)):
+            query = MemoryQuery(user, topics=topics, sort_by=field, sort_order=order)
+            whole = [m.memory_id for m in store.list_memories(query)]
+            assert len(whole) == (6 if topics else 12 if user else 14)
+            for size in (1, 2, 5, 50):
+                assert _pages_of(store, replace(query, limit=size)) == whole, (user, size)
+        # bounds on updated_at beside a cursor on it: the bounds still hold
+        start = datetime(2026, 1, 2, tzinfo=UTC)
+        bounded = MemoryQuery(
+            user,
+            sort_by=field,
+            sort_order=order,
+            updated_after=start + timedelta(minutes=1),
+            updated_before=start + timedelta(minutes=2),
+        )
+        whole = [m.memory_id for m in store.list_memories(bounded)]
+        assert len(whole) == 4
+        assert _pages_of(store, replace(bounded, limit=1)) == whole
+    everything = store.list_memories(MemoryQuery("ava", sort_by=field, sort_order=order))
+    ids = [m.memory_id for m in everything]
+    third = MemoryQuery("ava", sort_by=field, sort_order=order).following(everything[3])
+    assert [m.memory_id for m in store.list_memories(third)] == ids[4:]
+    assert [m.memory_id for m in store.list_memories(replace(third, offset=2, limit=3))] == (
+        ids[6:9]
+    )
+    assert store.list_memories(replace(third, offset=2**63 - 1)) == []
+    assert store.list_memories(replace(third, limit=0)) == []
+    assert store.list_memories(third.following(everything[-1])) == []
+    assert store.count_memories(third) == 12  # the cursor picks the page, not the memories
+
+
+def test_a_page_past_a_deleted_memory_goes_on_after_it_on_every_backend(
+    store: MemoryStore,
+) -> None:
+    """The memory a page follows may be deleted, and a memory added before it (in the
+    listing's order), between two reads: the next page starts right after where it stood, skipping and repeating
+    nothing of what stays."""
+    memories = _cursor_memories()
+    store.upsert_memories(memories)
+    for order in ("asc", "desc"):
+        query = MemoryQuery("ava", sort_by="created_at", sort_order=order, limit=3)
+        whole = [m.memory_id for m in store.list_memories(replace(query, limit=None))]
+        first = store.list_memories(query)
+        store.delete_memories([first[-1].memory_id or "", first[0].memory_id or ""], "ava")
+        when = EARLY if order == "asc" else datetime(2030, 1, 1, tzinfo=UTC)
+        early = replace(memories[0], memory_id=f"early-{order}", created_at=when)
+        store.upsert_memories([early])
+        rest = _pages_of(store, query.following(first[-1]))
+        assert rest == whole[3:]
+        gone = {first[0].memory_id, first[-1].memory_id}
+        store.upsert_memories([m for m in memories if m.memory_id in gone])
+        store.delete_memories([f"early-{order}"], "ava")
+
+
+@pytest.mark.parametrize("change", ["delete", "early import"])
+def test_an_export_neither_skips_nor_repeats_under_concurrent_writes_on_every_backend(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, change: str
+) -> None:
+    """``noted memories export`` while a memory it already wrote is deleted, or one
+    created earlier is imported, between two of its pages: every other memory is written
+    once. (Paged by offset, the pages shifted: the delete skipped a memory, the import
+    wrote one twice.)"""
+    start = datetime(2026, 1, 2, tzinfo=UTC)
+    memories = [
+        UserMemory(
+            f"fact {n}", memory_id=f"m{n}", user_id="ava", created_at=start, updated_at=start
+        )
+        for n in range(7)
+    ]
+    store.upsert_memories(memories)
+    memory = Memory(db=store, embedder=None)
+    monkeypatch.setattr(cli, "EXPORT_PAGE", 2)
+    reads = 0
+    read = store.list_memories
+
+    def read_then_write(query: MemoryQuery) -> list[UserMemory]:
+        nonlocal reads
+        page = read(query)
+        reads += 1
+        if reads == 1 and change == "delete":
+            store.delete_memories(["m0"], "ava")
+        if reads == 1 and change == "early import":
+            store.upsert_memories([replace(memories[0], memory_id="m-early", created_at=EARLY)])
+        return page
+
+    monkeypatch.setattr(store, "list_memories", read_then_write)
+    with (tmp_path / "export.jsonl").open("w", encoding="utf-8") as stream:
+        written = cli.export_memories(memory, "ava", stream)
+    lines = (tmp_path / "export.jsonl").read_text(encoding="utf-8").splitlines()
+    exported = [json.loads(line)["memory_id"] for line in lines]
+    assert exported == [m.memory_id for m in memories]
+    assert written == 7
+
+
+def test_a_cursor_is_a_time_and_an_id() -> None:
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    for after in ((when,), ("x", "a1"), (datetime(2026, 1, 2), "a1"), (when, 5), [when, "a"]):
+        with pytest.raises(UserError, match="after"):
+            MemoryQuery("ava", after=after)  # type: ignore[arg-type]
+    assert MemoryQuery("ava", after=(when.isoformat(), "a1")).after == (when, "a1")  # type: ignore[arg-type]
+    with pytest.raises(UserError, match="no memory_id"):
+        MemoryQuery("ava").following(UserMemory("unsaved"))
+
+
+EARLY = datetime(2020, 1, 1, tzinfo=UTC)
+
+
+def test_an_export_stops_on_a_store_that_pages_past_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A store written before ``MemoryQuery.after`` (here one that drops it) would give
+    the export its first page again and again: the export says so instead of writing
+    the page forever."""
+    store = SqliteDb(tmp_path / "old.db")
+    store.upsert_memories([stamped(f"fact {n}", "ava", f"m{n}") for n in range(5)])
+    read = store.list_memories
+    monkeypatch.setattr(store, "list_memories", lambda q: read(replace(q, after=None)))
+    monkeypatch.setattr(cli, "EXPORT_PAGE", 2)
+    with (
+        (tmp_path / "export.jsonl").open("w", encoding="utf-8") as stream,
+        pytest.raises(StoreError, match=r"does not list the memories past one"),
+    ):
+        cli.export_memories(Memory(db=store, embedder=None), "ava", stream)
+    store.close()

@@ -40,22 +40,40 @@ def _memories(draw: st.DrawFn, unique_ids: bool) -> list[UserMemory]:
     return [memory(n) for n in range(count)]
 
 
-def _query(sort_by: str, sort_order: str, limit: int | None, offset: int) -> MemoryQuery:
+def _query(
+    sort_by: str,
+    sort_order: str,
+    limit: int | None,
+    offset: int,
+    after: tuple[datetime, str] | None = None,
+) -> MemoryQuery:
     return MemoryQuery(
         "ava",
         sort_by=sort_by,  # type: ignore[arg-type]
         sort_order=sort_order,  # type: ignore[arg-type]
         limit=limit,
         offset=offset,
+        after=after,
     )
+
+
+def _cursor(rnd: random.Random, seconds: int) -> tuple[datetime, str] | None:
+    """None, or a (time, id) that may or may not be a memory's."""
+    if rnd.random() < 0.3:
+        return None
+    return (_START + timedelta(seconds=rnd.randrange(seconds)), f"m{rnd.randrange(300):03d}")
 
 
 def _fully_sorted(found: list[UserMemory], query: MemoryQuery) -> list[UserMemory]:
-    ordered = sorted(
-        found,
-        key=lambda m: (getattr(m, query.sort_by), m.memory_id),
-        reverse=query.sort_order == "desc",
-    )
+    """The query's page by a full sort, the memories up to its ``after`` left out."""
+    desc, after = query.sort_order == "desc", query.after
+
+    def key(m: UserMemory) -> tuple[datetime, str]:
+        return getattr(m, query.sort_by), m.memory_id or ""
+
+    ordered = sorted(found, key=key, reverse=desc)
+    if after is not None:
+        ordered = [m for m in ordered if (key(m) < after if desc else key(m) > after)]
     end = None if query.limit is None else query.offset + query.limit
     return ordered[query.offset : end]
 
@@ -66,6 +84,13 @@ _queries = st.builds(
     st.sampled_from(SORT_ORDERS),
     _pages,
     st.integers(0, 8),
+    st.one_of(
+        st.none(),
+        st.tuples(
+            st.integers(0, 7).map(lambda s: _START + timedelta(seconds=s)),
+            st.sampled_from(["a", "a-3", "b", "b-40", "c"]),
+        ),
+    ),
 )
 
 
@@ -183,9 +208,11 @@ def test_the_in_process_stores_newest_stay_in_order_through_every_kind_of_write(
                 agent_id=rnd.choice([None, "a"]),
                 topics=rnd.choice([(), ("tea",)]),
                 updated_before=rnd.choice([None, _START + timedelta(seconds=20)]),
+                sort_by=rnd.choice(SORT_FIELDS),
                 sort_order=rnd.choice(SORT_ORDERS),  # type: ignore[arg-type]
                 limit=rnd.randrange(0, 6),
                 offset=rnd.randrange(0, 3),
+                after=_cursor(rnd, 40),
             )
             listed = [(m.memory_id, m.memory) for m in db.list_memories(query)]
             assert listed == [(m.memory_id, m.memory) for m in _filtered(everything, query)]
@@ -231,6 +258,7 @@ def test_a_snapshots_listing_is_the_page_of_a_full_sort_through_its_patches(
                 sort_order=rnd.choice(SORT_ORDERS),  # type: ignore[arg-type]
                 limit=rnd.choice([None, 0, 1, 5, 40]),
                 offset=rnd.randrange(0, 4),
+                after=_cursor(rnd, 30),
             )
             listed = snapshot.listed(query)
             assert [(m.memory_id, m.memory) for m in listed] == [

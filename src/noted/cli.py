@@ -35,8 +35,9 @@ from noted.cli_mcp import add_mcp_command
 from noted.cli_serve import add_server_commands
 from noted.cli_sessions import INTERRUPTED, add_chat_command, add_session_commands
 from noted.db import MemoryQuery
+from noted.db.base import after_cursor
 from noted.db.urls import DEFAULT_TABLES, TABLE_ENVIRONMENT
-from noted.errors import DamagedMemoryError, NotedError, NotFoundError, UserError
+from noted.errors import DamagedMemoryError, NotedError, NotFoundError, StoreError, UserError
 from noted.importers.plan import memories_of, not_stored_as_is
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.door import told
@@ -339,34 +340,33 @@ def cmd_export(memory: Memory, args: argparse.Namespace) -> int:
     if args.user is None and not args.all:
         _note_default_user(memory, ", or --all for every user")
     if args.output in (None, "-"):  # a full disk under `> FILE`: see main()
-        _export(memory, user, sys.stdout)
+        export_memories(memory, user, sys.stdout)
         sys.stdout.flush()
         return 0
     with written_file(args.output) as stream:  # the whole export, or the file as it was
-        written = _export(memory, user, stream)
+        written = export_memories(memory, user, stream)
     err.print(escape(f"exported {counted(written, 'memory', 'memories')} to {args.output}"))
     return 0
 
 
-def _export(memory: Memory, user: str | None, stream: TextIO) -> int:
+def export_memories(memory: Memory, user: str | None, stream: TextIO) -> int:
     """Write the memories of ``user`` (of everyone for None) to ``stream``, oldest first,
-    a page at a time; how many."""
+    a page at a time; how many. Each page is read past the last memory of the one before
+    (not at an offset), so a page costs the same however deep it is, and a memory added
+    or deleted meanwhile does not make another one be skipped or written twice."""
     written = 0
-    offset = 0
+    query = MemoryQuery(user_id=user, sort_by="created_at", sort_order="asc", limit=EXPORT_PAGE)
     while True:
-        page = memory.db.list_memories(
-            MemoryQuery(
-                user_id=user,
-                sort_by="created_at",
-                sort_order="asc",
-                limit=EXPORT_PAGE,
-                offset=offset,
+        page = memory.db.list_memories(query)
+        if page and not after_cursor(query, page[0]):  # else the same page again and again
+            raise StoreError(
+                f"{type(memory.db).__name__} does not list the memories past one "
+                "(MemoryQuery.after): nothing more is exported"
             )
-        )
         written += write_jsonl(page, stream)
         if len(page) < EXPORT_PAGE:
             return written
-        offset += EXPORT_PAGE
+        query = query.following(page[-1])
 
 
 def cmd_import(memory: Memory, args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from noted._time import to_micros
-from noted.db.base import MemoryQuery, ScoredMemory, SortField
+from noted.db.base import MemoryQuery, ScoredMemory, SortField, after_cursor
 from noted.retrieval.ranking import KeywordIndex, PatchedIndex, bm25_scores, query_stems
 from noted.retrieval.vectors import (
     UserVectors,
@@ -80,9 +80,11 @@ def page(items: list[ScoredMemory], query: MemoryQuery) -> list[ScoredMemory]:
 
 
 def sort_memories(found: list[UserMemory], query: MemoryQuery) -> list[UserMemory]:
-    """The query's order (ties by id, in the same direction) and page. A page near the
-    top (the newest few of many) is picked with a bounded heap, in the order a full sort
-    gives; ``found`` may be reordered."""
+    """The query's order (ties by id, in the same direction) and page (past its ``after``
+    first). A page near the top (the newest few of many) is picked with a bounded heap, in
+    the order a full sort gives; ``found`` may be reordered."""
+    if query.after is not None:
+        found = [m for m in found if after_cursor(query, m)]
     key = attrgetter(query.sort_by, "memory_id")
     descending = query.sort_order == "desc"
     if query.limit is not None:
@@ -549,6 +551,8 @@ class UserSnapshot:
         """The query's page of the memories that pass its filters, in its order (equal
         times by id, in the same direction), as :func:`sort_memories` gives it: copies."""
         order = self._order(query.sort_by)
+        if query.after is not None:
+            order = self._past(order, query)
         passing = self._passing(query)
         if passing is not None:
             order = order[passing[order]]
@@ -556,6 +560,21 @@ class UserSnapshot:
             order = order[::-1]
         end = None if query.limit is None else query.offset + query.limit
         return [self.memories[int(k)].copy() for k in order[query.offset : end]]
+
+    def _past(self, order: npt.NDArray[np.intp], query: MemoryQuery) -> npt.NDArray[np.intp]:
+        """The part of ``order`` (:meth:`_order`'s by the query's field) that comes after
+        the query's ``after`` in its direction, found by bisection."""
+        assert query.after is not None
+        memories, field = self.memories, query.sort_by
+        cursor = (to_micros(query.after[0]), query.after[1])
+
+        def place(k: np.intp) -> tuple[int, str]:
+            m = memories[int(k)]
+            return _micros(getattr(m, field)), m.memory_id or ""
+
+        if query.sort_order == "desc":
+            return order[: bisect.bisect_left(order, cursor, key=place)]
+        return order[bisect.bisect_right(order, cursor, key=place) :]
 
     def _order(self, field: SortField) -> npt.NDArray[np.intp]:
         """The memories' positions by ``field``, then by id, ascending: kept with the
@@ -586,6 +605,7 @@ class UserSnapshot:
             sort_order="desc",
             limit=None,
             offset=0,
+            after=None,
         )
         passed = self._passed.get(key)
         if passed is None:  # two threads may both make it: either serves

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal, Protocol, Self, runtime_checkable
 
@@ -49,6 +49,31 @@ def check_page(limit: object, offset: object) -> None:
         )
 
 
+def check_cursor(after: object) -> tuple[datetime, str] | None:
+    """``MemoryQuery.after`` checked: None, or a (timezone-aware time, memory id) pair,
+    its time in UTC."""
+    if after is None:
+        return None
+    if not isinstance(after, tuple) or len(after) != 2 or not isinstance(after[1], str):
+        raise UserError(f"after must be a (time, memory_id) pair or None, got {after!r}")
+    when = None if after[0] is None else check_time("after's time", after[0])
+    if when is None:
+        raise UserError(f"after must be a (time, memory_id) pair or None, got {after!r}")
+    return (when, after[1])
+
+
+def after_cursor(query: MemoryQuery, memory: UserMemory) -> bool:
+    """Whether ``memory`` comes strictly after the query's ``after`` in its order (True
+    when it has none): the rule every store's listing keeps."""
+    if query.after is None:
+        return True
+    when = getattr(memory, query.sort_by)
+    if when is None:
+        return False
+    key = (when, memory.memory_id or "")
+    return key < query.after if query.sort_order == "desc" else key > query.after
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryQuery:
     """Which memories to list, in which order, and which page of them.
@@ -57,6 +82,16 @@ class MemoryQuery:
     the server's admin key) build such queries; the :class:`~noted.Memory` API always names
     a user. ``topics`` matches memories that carry any of the given topics;
     ``updated_after`` (inclusive) and ``updated_before`` (exclusive) bound ``updated_at``.
+
+    The order is total: equal times are ordered by ``memory_id``, in the same direction.
+    ``after``, a ``(time, memory_id)`` pair, starts the page just past that point of the
+    order: only memories whose ``(sort_by value, memory_id)`` comes strictly after it in
+    ``sort_order``'s direction are listed (then ``offset`` and ``limit`` apply). Walking
+    every page with ``after`` set to the last memory of the page before
+    (:meth:`following`) costs the same per page however deep it is, and neither skips nor
+    repeats a memory that stays while others are added or deleted meanwhile. Like
+    ``limit`` and ``offset`` it picks the page, not the memories: ``count_memories`` and
+    the searches do not read it.
     """
 
     user_id: str | None
@@ -69,6 +104,7 @@ class MemoryQuery:
     sort_order: SortOrder = "desc"
     limit: int | None = None
     offset: int = 0
+    after: tuple[datetime, str] | None = None
 
     def __post_init__(self) -> None:
         if self.sort_by not in SORT_FIELDS:
@@ -80,6 +116,17 @@ class MemoryQuery:
         check_page(self.limit, self.offset)
         for name in ("updated_after", "updated_before"):
             object.__setattr__(self, name, check_time(name, getattr(self, name)))
+        object.__setattr__(self, "after", check_cursor(self.after))
+
+    def following(self, memory: UserMemory) -> Self:
+        """This query for the page after ``memory`` (one it listed): ``after`` set to its
+        time and id."""
+        if memory.memory_id is None:
+            raise UserError("a page follows a stored memory: this one has no memory_id")
+        when = getattr(memory, self.sort_by)
+        if when is None:
+            raise UserError(f"a page follows a stored memory: this one has no {self.sort_by}")
+        return replace(self, after=(when, memory.memory_id))
 
     @property
     def filtered(self) -> bool:

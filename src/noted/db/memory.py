@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import islice
 from typing import Any, Final
 
 import numpy as np
@@ -24,9 +25,11 @@ from noted.db._client_search import (
 )
 from noted.db._rows import stamped_keys
 from noted.db.base import (
+    SORT_FIELDS,
     MemoryQuery,
     QueryVector,
     ScoredMemory,
+    SortField,
     StoreContext,
     WriteBatch,
 )
@@ -61,10 +64,23 @@ _CACHE_BYTES: Final = 256 * 2**20
 _KEPT_UP_TO: Final = 100_000
 _WRITTEN_KEPT: Final = 4096  # a user's changes noted by memory id (then noted afresh)
 _PENDING_KEPT: Final = 4096  # users' counts of memories to embed kept (then counted afresh)
-# a page of a user's memories by updated_at is read from their kept order when the page is
-# at most 1/_FROM_ORDER of their memories (else sorting them is as quick)
+# a page of a user's memories is read from their kept order when it follows a memory
+# (MemoryQuery.after) or is at most 1/_FROM_ORDER of them (else sorting them is as quick)
 _FROM_ORDER: Final = 32
 _MOVED_ONE_BY_ONE: Final = 64  # a write of more memories re-sorts their user's order once
+
+
+def _from_cursor(
+    order: list[tuple[datetime, str]], query: MemoryQuery
+) -> Iterable[tuple[datetime, str]]:
+    """A user's kept order by the query's field in its direction, from just past its
+    ``after`` (from the start without one)."""
+    after = query.after
+    if query.sort_order == "desc":
+        end = len(order) if after is None else bisect_left(order, after)
+        return (order[k] for k in range(end - 1, -1, -1))
+    start = 0 if after is None else bisect_right(order, after)
+    return islice(order, start, None)
 
 
 def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
@@ -73,10 +89,10 @@ def _entry(memory: UserMemory) -> tuple[str, str, str, tuple[str, ...]]:
     return memory_id, user_id, memory.memory, tuple(memory.topics)
 
 
-def _by_updated(memory: UserMemory) -> tuple[datetime, str]:
+def _place_by(field: SortField, memory: UserMemory) -> tuple[datetime, str]:
     """Where a stored memory (stamped: both are set) stands in its user's order by
-    updated_at."""
-    return memory.updated_at or EPOCH, memory.memory_id or ""
+    ``field``, then by id."""
+    return getattr(memory, field) or EPOCH, memory.memory_id or ""
 
 
 def _fields(memory: UserMemory) -> dict[str, Any]:
@@ -121,9 +137,12 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         # snapshot's memories follow (a replace keeps its place, a delete gives it up)
         self._entered: dict[str, int] = {}
         self._entries = 0
-        # user_id -> (updated_at, memory_id) of each of their memories, in that order: a
-        # page of the newest (what an agent's selection asks each turn) without a sort
-        self._by_updated: dict[str, list[tuple[datetime, str]]] = {}
+        # sort field -> user_id -> (that time, memory_id) of each of their memories, in
+        # that order: a page of the newest (what an agent's selection asks each turn), or
+        # the page after a memory (an export's), without a sort
+        self._orders: dict[SortField, dict[str, list[tuple[datetime, str]]]] = {
+            field: {} for field in SORT_FIELDS
+        }
 
     def __repr__(self) -> str:
         return "InMemoryDb()"
@@ -153,21 +172,23 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
     def _reorder(
         self, user_id: str, leaving: Sequence[UserMemory], entering: Sequence[UserMemory]
     ) -> None:
-        """Keep the user's order by updated_at as the memories ``leaving`` (as they were)
-        go and those ``entering`` (as stored now) come: a few moved by bisection, many (a
-        bulk import or delete) by one pass and one sort. Under the lock."""
-        order = self._by_updated.setdefault(user_id, [])
-        if len(leaving) + len(entering) <= _MOVED_ONE_BY_ONE:
-            for old in leaving:
-                del order[bisect_left(order, _by_updated(old))]
-            for new in entering:
-                insort(order, _by_updated(new))
-            return
-        if leaving:
-            gone = set(map(_by_updated, leaving))
-            order[:] = [key for key in order if key not in gone]
-        order.extend(map(_by_updated, entering))
-        order.sort()
+        """Keep the user's orders (by each sort field) as the memories ``leaving`` (as
+        they were) go and those ``entering`` (as stored now) come: a few moved by
+        bisection, many (a bulk import or delete) by one pass and one sort. Under the
+        lock."""
+        for field, orders in self._orders.items():
+            order = orders.setdefault(user_id, [])
+            if len(leaving) + len(entering) <= _MOVED_ONE_BY_ONE:
+                for old in leaving:
+                    del order[bisect_left(order, _place_by(field, old))]
+                for new in entering:
+                    insort(order, _place_by(field, new))
+                continue
+            if leaving:
+                gone = {_place_by(field, old) for old in leaving}
+                order[:] = [key for key in order if key not in gone]
+            order.extend(_place_by(field, new) for new in entering)
+            order.sort()
 
     def _written_since(self, user_id: str, count: int) -> set[str] | None:
         """The memories changed since the user's ``count``-th change, or None when that
@@ -286,23 +307,24 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
         with self._lock:
-            page = self._page_by_updated(query)
+            page = self._page_from_order(query)
             if page is None:
                 page = sort_memories(self._matching(query), query)
         return [m.copy() for m in page]
 
-    def _page_by_updated(self, query: MemoryQuery) -> list[UserMemory] | None:
-        """A small page of one user's memories by updated_at, from their kept order (the
-        filters checked on the way); None for other queries. Under the lock."""
-        if query.user_id is None or query.sort_by != "updated_at" or query.limit is None:
+    def _page_from_order(self, query: MemoryQuery) -> list[UserMemory] | None:
+        """A page of one user's memories from their kept order (the filters checked on
+        the way): a small one, or one that follows a memory; None for other queries.
+        Under the lock."""
+        if query.user_id is None or query.limit is None:
             return None
         mine = self._users.get(query.user_id, {})
         count = query.offset + query.limit
-        if count * _FROM_ORDER > len(mine) or not count:
+        if not count or (query.after is None and count * _FROM_ORDER > len(mine)):
             return None
-        order = self._by_updated[query.user_id]
+        order = self._orders[query.sort_by].get(query.user_id, [])
         picked: list[UserMemory] = []
-        for _, memory_id in reversed(order) if query.sort_order == "desc" else order:
+        for _, memory_id in _from_cursor(order, query):
             memory = mine[memory_id]
             if not query.filtered or matches(query, memory):
                 picked.append(memory)
@@ -467,11 +489,13 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
     def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
         with self._lock:
             if user_id is not None:
-                self._by_updated.pop(user_id, None)
+                for orders in self._orders.values():
+                    orders.pop(user_id, None)
                 return self._deleted(user_id, self._users.pop(user_id, {}).values(), context)
             users = list(self._users.items())
             self._users.clear()
-            self._by_updated.clear()
+            for orders in self._orders.values():
+                orders.clear()
             return sum(self._deleted(owner, mine.values(), context) for owner, mine in users)
 
     def last_deletions(self, memory_ids: Sequence[str], user_id: str | None) -> dict[str, datetime]:

@@ -193,6 +193,29 @@ def query_filter(query: MemoryQuery) -> Doc:
     return match
 
 
+def past_cursor(query: MemoryQuery) -> tuple[Doc, Doc]:
+    """The query's ``after`` as two filters (with the query's own): the memories of the
+    cursor's very time, whose ids the caller compares, and those strictly past that time.
+    Both are an equality or a range on the ``(user_id, time, _id)`` index's time, which
+    every server reads from its index: a range on ``_id`` or an ``$or`` is not (the test
+    server evaluates those document by document, a page of a large user taking seconds)."""
+    assert query.after is not None
+    when = to_micros(query.after[0])
+    field = query.sort_by
+    same = query_filter(query)
+    beyond = query_filter(query)
+    bounds = beyond.setdefault(field, {})  # with updated_at's bounds, when there are any
+    if query.sort_order == "desc":
+        bounds["$lt"] = min(when, bounds.get("$lt", when))
+    else:
+        bounds["$gt"] = when
+    if field in same:  # updated_at's own bounds: the cursor's time passes them or nothing does
+        same["$and"] = [{field: same.pop(field)}, {field: when}]
+    else:
+        same[field] = when
+    return same, beyond
+
+
 # The lowest time a memory can have (times are int64 microseconds): ``created_at >=`` it
 # holds for every memory, and gives a server's planner a range on ``created_at``.
 ANY_TIME: Final = -(2**63)

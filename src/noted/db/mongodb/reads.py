@@ -18,6 +18,7 @@ from noted.db.mongodb.docs import (
     Doc,
     event_of,
     memories_of,
+    past_cursor,
     query_filter,
     unembedded,
     unembedded_in_order,
@@ -42,11 +43,23 @@ from noted.schema import UserMemory, UserStats
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection
+    from pymongo.cursor import Cursor
 
 __all__ = ["MongoReads"]
 
 # Memory ids per query of their histories: a query is one BSON document (16 MB at most).
 _IDS_PER_QUERY: Final = 10_000
+
+
+def _sorted(
+    db: Collections, match: Doc, query: MemoryQuery, skip: int, limit: int | None
+) -> Cursor[Doc]:
+    """The memories ``match`` finds, in the query's order (ties by ``_id``), ``skip`` of
+    them skipped and at most ``limit`` read."""
+    direction = -1 if query.sort_order == "desc" else 1
+    order = [(query.sort_by, direction), ("_id", direction)]
+    cursor = db.memories.find(match, NO_VECTOR).sort(order).skip(skip)
+    return cursor if limit is None else cursor.limit(limit)
 
 
 class MongoReads(PageRules):
@@ -96,15 +109,29 @@ class MongoReads(PageRules):
             snapshot = self._kept(db, query)
             if snapshot is not None:
                 return snapshot.listed(query)
-            direction = -1 if query.sort_order == "desc" else 1
-            cursor = (
-                db.memories.find(query_filter(query), NO_VECTOR)
-                .sort([(query.sort_by, direction), ("_id", direction)])
-                .skip(query.offset)
-            )
-            if query.limit is not None:
-                cursor = cursor.limit(query.limit)
+            if query.after is not None:
+                return self._past_cursor(db, query)
+            cursor = _sorted(db, query_filter(query), query, query.offset, query.limit)
             return memories_of(cursor)
+
+    @staticmethod
+    def _past_cursor(db: Collections, query: MemoryQuery) -> list[UserMemory]:
+        """The page past the query's ``after``: the rest of the memories of the cursor's
+        time (their ids compared here: usually none or a few), then those past that time,
+        read from the index at the cursor (see past_cursor)."""
+        assert query.after is not None
+        same, beyond = past_cursor(query)
+        memory_id, desc = query.after[1], query.sort_order == "desc"
+        found = db.memories.find(same, NO_VECTOR)
+        past = [d for d in found if d["_id"] != memory_id and (d["_id"] < memory_id) == desc]
+        tied = sorted(past, key=lambda d: str(d["_id"]), reverse=desc)
+        end = None if query.limit is None else query.offset + query.limit
+        page = tied[query.offset : end]
+        wanted = None if query.limit is None else query.limit - len(page)
+        if wanted == 0:
+            return memories_of(page)
+        skip = max(0, query.offset - len(tied))
+        return memories_of(page) + memories_of(_sorted(db, beyond, query, skip, wanted))
 
     def count_memories(self, query: MemoryQuery) -> int:
         with self._db() as db:

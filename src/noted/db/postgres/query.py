@@ -17,6 +17,7 @@ __all__ = [
     "Conn",
     "Row",
     "page",
+    "past",
     "ranked",
     "ranked_rows",
     "scored",
@@ -66,6 +67,16 @@ def where(query: MemoryQuery) -> tuple[str, list[Any]]:
         clauses.append("updated_at < %s")
         params.append(query.updated_before)
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def past(query: MemoryQuery, where: str, params: list[Any]) -> str:
+    """``where`` with the query's ``after`` added (its values appended to ``params``): a
+    range of the ``(user_id, time, memory_id)`` index, not a scan."""
+    if query.after is None:
+        return where
+    sign = "<" if query.sort_order == "desc" else ">"
+    params += list(query.after)
+    return f"{where} {'AND' if where else 'WHERE'} ({query.sort_by}, memory_id) {sign} (%s, %s)"
 
 
 def page(query: MemoryQuery, params: list[Any]) -> str:

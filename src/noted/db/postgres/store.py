@@ -562,6 +562,7 @@ class PostgresDb(
 
     def list_memories(self, query: MemoryQuery) -> list[UserMemory]:
         where, params = pgsql.where(query)
+        where = pgsql.past(query, where, params)
         order = "DESC" if query.sort_order == "desc" else "ASC"
         sql = (
             f"SELECT {SELECT} FROM {self._n.memories}{where} "

@@ -144,6 +144,7 @@ class RedisReads(PageRules):
     _client: redis.Redis
     _redis_error: type[Exception]
     _read: Script
+    _after: Script
     _owned: Script
     _load: Script
     _changes: Script
@@ -231,11 +232,26 @@ class RedisReads(PageRules):
         if query.filtered:
             return self._snapshot(query.user_id).listed(query)
         kind = "upd" if query.sort_by == "updated_at" else "crt"
-        stop = last_rank(query.offset, query.limit)
         rev = query.sort_order == "desc"
+        if query.after is not None:
+            return script_memories(self._rows_after(query.user_id, kind, query, rev))
+        stop = last_rank(query.offset, query.limit)
         return script_memories(
             self._read_rows(query.user_id, kind, "rank", query.offset, stop, rev)
         )
+
+    def _rows_after(self, user_id: str, kind: str, query: MemoryQuery, rev: bool) -> list[Any]:
+        """Rows of the user's page past the query's ``after``, found by the server in
+        O(log n) (AFTER_LUA): what a deep page costs is the page's own reading."""
+        assert query.after is not None
+        if query.offset >= PAST_THE_END:
+            return []
+        limit = query.limit
+        count = "" if limit is None or query.offset + limit > PAST_THE_END else limit
+        when, memory_id = query.after
+        args = (user_id, kind, to_micros(when), memory_id, query.offset, count)
+        rows: list[Any] = json.loads(self._call(self._after, *args, "rev" if rev else ""))
+        return rows
 
     def count_memories(self, query: MemoryQuery) -> int:
         if query.filtered and query.user_id is not None:

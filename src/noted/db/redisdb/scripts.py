@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "AFTER_LUA",
     "APPEND_RUN_LUA",
     "CHANGES_LUA",
     "CLEAR_KEPT_SECONDS",
@@ -474,6 +475,39 @@ for _, user in ipairs(scope(ARGV[2], ARGV[3])) do
   if rev == 'rev' then range[#range + 1] = 'REV' end
   for _, id in ipairs(redis.call('ZRANGE', unpack(range))) do out[#out + 1] = row(id) end
 end
+return json_list(out)
+"""
+
+# ARGV[2] = user_id, [3] = 'upd' | 'crt', [4] = a time (integer microseconds), [5] = a
+# memory id, [6] = how many to skip, [7] = how many to list ('' for all), [8] = 'rev' or ''.
+# The user's memories past (time, id) in the sorted set's order (before it, nearest first,
+# with 'rev'), as READ_LUA lists them. Where (time, id) stands is found in O(log n): the
+# members of lower scores are counted, then those of the same score, in byte order, are
+# bisected (Lua's own < on strings follows the server's locale, so bytes are compared here).
+AFTER_LUA = """
+local key, at, id = zkey(ARGV[3], ARGV[2]), ARGV[4], ARGV[5]
+local skip, count, rev = tonumber(ARGV[6]), ARGV[7], ARGV[8] == 'rev'
+local function below(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+local lo = redis.call('ZCOUNT', key, '-inf', '(' .. at)
+local hi = redis.call('ZCOUNT', key, '-inf', at)
+local same = hi
+while lo < hi do
+  local mid = math.floor((lo + hi) / 2)
+  if below(redis.call('ZRANGE', key, mid, mid)[1], id) then lo = mid + 1 else hi = mid end
+end
+-- lo: how many members come before (time, id); the member there may be (time, id) itself
+if not rev and lo < same and redis.call('ZRANGE', key, lo, lo)[1] == id then lo = lo + 1 end
+local start = skip + (rev and redis.call('ZCARD', key) - lo or lo)
+local range = {key, start, count == '' and -1 or start + tonumber(count) - 1}
+if rev then range[#range + 1] = 'REV' end
+local out = {}
+for _, member in ipairs(redis.call('ZRANGE', unpack(range))) do out[#out + 1] = row(member) end
 return json_list(out)
 """
 

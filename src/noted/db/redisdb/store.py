@@ -301,6 +301,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         self._set_embeddings = register(lua.MEMORY_LUA + lua.SET_EMBEDDINGS_LUA)
         self._read_stored = register(lua.MEMORY_LUA + lua.STORED_LUA)
         self._read = register(lua.MEMORY_LUA + lua.READ_LUA)
+        self._after = register(lua.MEMORY_LUA + lua.AFTER_LUA)
         self._owned = register(lua.MEMORY_LUA + lua.OWNED_LUA)
         self._load = register(lua.MEMORY_LUA + lua.LOAD_LUA)
         self._changes = register(lua.MEMORY_LUA + lua.CHANGES_LUA)

@@ -568,6 +568,11 @@ class SqliteDb(
     def _listing(self, columns: str, query: MemoryQuery) -> list[Any]:
         where, params = self._where(query)
         order = "DESC" if query.sort_order == "desc" else "ASC"
+        if query.after is not None:  # the page past a memory: an index range, no scan
+            past = "<" if query.sort_order == "desc" else ">"
+            where += " AND " if where else " WHERE "
+            where += f"({query.sort_by}, memory_id) {past} (?, ?)"
+            params += [to_micros(query.after[0]), query.after[1]]
         sql = (
             f"SELECT {columns} FROM {self.memory_table}{where} "
             f"ORDER BY {query.sort_by} {order}, memory_id {order}"
