@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import itertools
 import re
-import tracemalloc
 from collections.abc import Iterator
 
 import pytest
 
+from clearing import clear_peak
 from conftest import server_url
 from noted import Memory, StoreError, UserMemory
 from noted.audit import AuditContext
@@ -52,12 +52,8 @@ def test_a_clear_holds_no_rows_in_memory(db: PostgresDb) -> None:
     many = 20_000
     memory = filled(db, many, text="Ava fact {i} " + "about skiing and other things " * 20)
     whole = many * 600  # bytes of the texts alone
-    tracemalloc.start()
-    try:
-        assert memory.clear(user_id="ava") == many
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    cleared, peak = clear_peak(memory)
+    assert cleared == many
     assert peak < whole / 20, f"{peak:,} bytes at the peak of a clear of {whole:,} bytes of text"
     assert memory.count_user_memories(user_id="ava") == 0
     assert memory.count_user_memories(user_id="bo") == 1

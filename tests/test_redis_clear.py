@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from clearing import Clearing
 from conftest import server_url
 from noted import Memory, StoreError, UserMemory
 from noted._time import utc_now
@@ -143,22 +144,6 @@ def wait_part_way(check: Checker, total: int, done: threading.Event | None = Non
     raise AssertionError("the clear neither began nor ended in 120 s")
 
 
-def cleared_in_thread(memory: Memory, user: str = "ava") -> tuple[threading.Thread, list[int]]:
-    cleared: list[int] = []
-    done = threading.Event()
-
-    def clear() -> None:
-        try:
-            cleared.append(memory.clear(user_id=user))
-        finally:
-            done.set()
-
-    thread = threading.Thread(target=clear)
-    thread.done = done  # type: ignore[attr-defined]
-    thread.start()
-    return thread, cleared
-
-
 def test_other_clients_are_answered_between_the_batches_of_a_clear(
     db: RedisDb, client: redis.Redis, url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -170,20 +155,20 @@ def test_other_clients_are_answered_between_the_batches_of_a_clear(
     memory = filled(db)
     check = Checker(client, db)
     other = Memory(db=RedisDb(url, memory_table=db.memory_table, session_table=db.session_table))
-    clearing, cleared = cleared_in_thread(memory)
+    clearing = Clearing(memory)
     seen: list[int] = []
     try:
-        left = wait_part_way(check, MANY, clearing.done)  # type: ignore[attr-defined]
+        left = wait_part_way(check, MANY, clearing.done)
         assert left, "the clear was never seen part-way: it ran as one script"
         other.add_user_memory(UserMemory("Bo likes coffee"), user_id="bo")
         assert other.count_user_memories(user_id="bo") == 2
         assert check() > 0, "the other client's add waited for the whole clear"
-        while clearing.is_alive():
+        while clearing.thread.is_alive():
             seen.append(check())
     finally:
         clearing.join()
         other.db.close()
-    assert cleared == [MANY]
+    assert clearing.cleared == [MANY]
     assert check() == 0
     assert seen == sorted(seen, reverse=True)
     assert not clear_keys(client, db)
@@ -202,9 +187,9 @@ def test_memories_written_during_a_clear_end_deleted_once_or_kept(
     check = Checker(client, db)
     newest, older_one = memory.get_user_memories(user_id="ava", limit=2)
     assert newest.memory_id is not None and older_one.memory_id is not None
-    clearing, cleared = cleared_in_thread(memory)
+    clearing = Clearing(memory)
     try:
-        assert wait_part_way(check, MANY, clearing.done), "never seen part-way"  # type: ignore[attr-defined]
+        assert wait_part_way(check, MANY, clearing.done), "never seen part-way"
         older = utc_now() - timedelta(days=3650)
         moved = UserMemory(
             "Ava moved behind",
@@ -226,8 +211,8 @@ def test_memories_written_during_a_clear_end_deleted_once_or_kept(
     assert history[older_one.memory_id] == 1
     assert history[added] == (0 if added in kept else 1)
     assert set(history.values()) == {1} | ({0} if added in kept else set())
-    assert cleared == [MANY + (0 if added in kept else 1)]
-    assert sum(history.values()) == cleared[0]
+    assert clearing.cleared == [MANY + (0 if added in kept else 1)]
+    assert sum(history.values()) == clearing.cleared[0]
 
 
 def test_a_failing_batch_writes_nothing_and_a_second_clear_finishes(

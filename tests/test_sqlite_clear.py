@@ -11,7 +11,6 @@ import sys
 import textwrap
 import threading
 import time
-import tracemalloc
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import apsw
 import pytest
 
+from clearing import Clearing, clear_peak
 from noted import Memory, SqliteDb, UserMemory
 from noted._time import utc_now
 from noted.db.sqlite import store as sqlite_store
@@ -93,25 +93,15 @@ def test_another_thread_writes_while_a_large_user_is_cleared(
     monkeypatch.setattr(sqlite_store, "CLEAR_BATCH", SMALL_BATCH)
     path = tmp_path / "clear.db"
     memory = filled(path)
-    cleared: list[int] = []
-    done = threading.Event()
-
-    def clear() -> None:
-        try:
-            cleared.append(memory.clear(user_id="ava"))
-        finally:
-            done.set()
-
-    clearing = threading.Thread(target=clear)
-    clearing.start()
+    clearing = Clearing(memory)
     try:
-        left = wait_part_way(path, MANY, done)
+        left = wait_part_way(path, MANY, clearing.done)
         assert left, "the clear was never seen part-way: it ran as one transaction"
         memory.add_user_memory(UserMemory("Bo likes coffee"), user_id="bo")
         assert count(path, "ava") > 0, "the add waited for the whole clear"
     finally:
         clearing.join()
-    assert cleared == [MANY]
+    assert clearing.cleared == [MANY]
     assert count(path, "ava") == 0
     assert memory.count_user_memories(user_id="bo") == 2
 
@@ -184,12 +174,8 @@ def test_a_clear_holds_one_batch_of_rows_in_memory(tmp_path: Path) -> None:
     many = 40_000  # eight batches
     memory = filled(path, many, text="Ava fact {i} " + "about skiing and other things " * 20)
     whole = many * 600  # bytes of the texts alone: less than every row read at once holds
-    tracemalloc.start()
-    try:
-        assert memory.clear(user_id="ava") == many
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    cleared, peak = clear_peak(memory)
+    assert cleared == many
     assert peak < whole / 2, f"{peak:,} bytes at the peak of a clear of {whole:,} bytes of text"
 
 
@@ -205,19 +191,9 @@ def test_memories_written_during_a_clear_end_deleted_once_or_kept(
     memory = filled(path)
     newest = memory.get_user_memories(user_id="ava", sort_by="created_at", limit=1)[0]
     assert newest.memory_id is not None
-    cleared: list[int] = []
-    done = threading.Event()
-
-    def clear() -> None:
-        try:
-            cleared.append(memory.clear(user_id="ava"))
-        finally:
-            done.set()
-
-    clearing = threading.Thread(target=clear)
-    clearing.start()
+    clearing = Clearing(memory)
     try:
-        assert wait_part_way(path, MANY, done), "the clear was never seen part-way"
+        assert wait_part_way(path, MANY, clearing.done), "the clear was never seen part-way"
         older = utc_now() - timedelta(days=3650)
         moved = UserMemory(
             "Ava moved behind",
@@ -237,8 +213,8 @@ def test_memories_written_during_a_clear_end_deleted_once_or_kept(
     assert deletes.get(newest.memory_id) == 1
     assert set(deletes.values()) == {1}
     assert deletes.get(added, 0) == (0 if added in kept else 1)
-    assert cleared == [MANY + (0 if added in kept else 1)]
-    assert len(deletes) == cleared[0]
+    assert clearing.cleared == [MANY + (0 if added in kept else 1)]
+    assert len(deletes) == clearing.cleared[0]
 
 
 KILLED = textwrap.dedent(
