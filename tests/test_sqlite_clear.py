@@ -1,7 +1,7 @@
 """Clearing a user on SqliteDb: a batch of memories per transaction, so that other writers
 (this process's threads, other processes) wait for one batch and not for the whole clear,
 with every memory stored when it began deleted and recorded once, and no more than one
-batch's rows read into memory at once (see "Clearing" in noted.db.sqlite.store)."""
+batch's rows read into memory at once (see "Clearing" in noted.db.sqlite.deleting)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import pytest
 from clearing import Clearing, clear_peak
 from noted import Memory, SqliteDb, UserMemory
 from noted._time import utc_now
-from noted.db.sqlite import store as sqlite_store
+from noted.db.sqlite import deleting
 
 MANY = 20_000  # memories of the user cleared
 SMALL_BATCH = 200  # the clear's batch in the tests that watch it part-way: a hundred batches
@@ -90,7 +90,7 @@ def test_another_thread_writes_while_a_large_user_is_cleared(
     """Another thread's add on the same store goes in between two batches of a clear: the
     cleared user still has memories when it returns (one transaction for the whole clear
     made every other writer wait for all of it)."""
-    monkeypatch.setattr(sqlite_store, "CLEAR_BATCH", SMALL_BATCH)
+    monkeypatch.setattr(deleting, "CLEAR_BATCH", SMALL_BATCH)
     path = tmp_path / "clear.db"
     memory = filled(path)
     clearing = Clearing(memory)
@@ -143,7 +143,7 @@ def test_another_process_writes_while_a_large_user_is_cleared(
 ) -> None:
     """Another process's add, issued once the clear has begun, commits before the clear
     ends: it waited for a batch, not for every memory of the user."""
-    monkeypatch.setattr(sqlite_store, "CLEAR_BATCH", SMALL_BATCH)
+    monkeypatch.setattr(deleting, "CLEAR_BATCH", SMALL_BATCH)
     path = tmp_path / "clear.db"
     memory = filled(path)
     child = subprocess.Popen(
@@ -186,7 +186,7 @@ def test_memories_written_during_a_clear_end_deleted_once_or_kept(
     ``created_at`` (it moves behind the part already cleared) and a new one is added: the
     replaced one is deleted all the same, the new one is deleted or kept, and every memory
     deleted has exactly one "delete" event, the rest none."""
-    monkeypatch.setattr(sqlite_store, "CLEAR_BATCH", SMALL_BATCH)
+    monkeypatch.setattr(deleting, "CLEAR_BATCH", SMALL_BATCH)
     path = tmp_path / "clear.db"
     memory = filled(path)
     newest = memory.get_user_memories(user_id="ava", sort_by="created_at", limit=1)[0]
@@ -221,8 +221,8 @@ KILLED = textwrap.dedent(
     """
     import sys
     from noted import Memory, SqliteDb
-    from noted.db.sqlite import store
-    store.CLEAR_BATCH = 100
+    from noted.db.sqlite import deleting
+    deleting.CLEAR_BATCH = 100
     Memory(db=SqliteDb(sys.argv[1])).clear(user_id="ava")
     """
 )

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from noted._time import now_micros
 from noted.db._job_sql import job_from_row
 from noted.db.jobs import ANY_AGENT, Job, JobStatus, after_failure, check_status, clip_error
-from noted.db.redisdb import scripts as lua
+from noted.db.redisdb import session_scripts as lua
 from noted.db.redisdb.reads import appended_to, continued
 from noted.db.sessions_core import check_run
 from noted.sessions import RunResult

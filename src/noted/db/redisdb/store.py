@@ -121,7 +121,10 @@ from noted.db.core import (
     unchanged_only,
     upsert_changes,
 )
+from noted.db.redisdb import clear_script as clear_lua
+from noted.db.redisdb import read_scripts as read_lua
 from noted.db.redisdb import scripts as lua
+from noted.db.redisdb import session_scripts as session_lua
 from noted.db.redisdb.jobs import RedisJobs
 from noted.db.redisdb.reads import (
     PAST_THE_END,
@@ -297,24 +300,24 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         self._upsert = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.UPSERT_LUA)
         self._update = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.UPDATE_LUA)
         self._delete = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.DELETE_LUA)
-        self._clear = register(lua.MEMORY_LUA + lua.WRITE_LUA + lua.CLEAR_LUA)
+        self._clear = register(lua.MEMORY_LUA + lua.WRITE_LUA + clear_lua.CLEAR_LUA)
         self._set_embeddings = register(lua.MEMORY_LUA + lua.SET_EMBEDDINGS_LUA)
-        self._read_stored = register(lua.MEMORY_LUA + lua.STORED_LUA)
-        self._read = register(lua.MEMORY_LUA + lua.READ_LUA)
-        self._after = register(lua.MEMORY_LUA + lua.AFTER_LUA)
-        self._owned = register(lua.MEMORY_LUA + lua.OWNED_LUA)
-        self._load = register(lua.MEMORY_LUA + lua.LOAD_LUA)
-        self._changes = register(lua.MEMORY_LUA + lua.CHANGES_LUA)
-        self._to_embed = register(lua.MEMORY_LUA + lua.TO_EMBED_LUA)
-        self._count = register(lua.MEMORY_LUA + lua.COUNT_LUA)
-        self._topics = register(lua.MEMORY_LUA + lua.TOPICS_LUA)
-        self._stats = register(lua.MEMORY_LUA + lua.STATS_LUA)
-        self._append_run = register(lua.SESSION_LUA + lua.APPEND_RUN_LUA)
-        self._get_runs = register(lua.SESSION_LUA + lua.GET_RUNS_LUA)
-        self._get_session = register(lua.SESSION_LUA + lua.GET_SESSION_LUA)
-        self._list_sessions = register(lua.SESSION_LUA + lua.LIST_SESSIONS_LUA)
-        self._delete_session = register(lua.SESSION_LUA + lua.DELETE_SESSION_LUA)
-        self._set_summary = register(lua.SESSION_LUA + lua.SET_SUMMARY_LUA)
+        self._read_stored = register(lua.MEMORY_LUA + read_lua.STORED_LUA)
+        self._read = register(lua.MEMORY_LUA + read_lua.READ_LUA)
+        self._after = register(lua.MEMORY_LUA + read_lua.AFTER_LUA)
+        self._owned = register(lua.MEMORY_LUA + read_lua.OWNED_LUA)
+        self._load = register(lua.MEMORY_LUA + read_lua.LOAD_LUA)
+        self._changes = register(lua.MEMORY_LUA + read_lua.CHANGES_LUA)
+        self._to_embed = register(lua.MEMORY_LUA + read_lua.TO_EMBED_LUA)
+        self._count = register(lua.MEMORY_LUA + read_lua.COUNT_LUA)
+        self._topics = register(lua.MEMORY_LUA + read_lua.TOPICS_LUA)
+        self._stats = register(lua.MEMORY_LUA + read_lua.STATS_LUA)
+        self._append_run = register(session_lua.SESSION_LUA + session_lua.APPEND_RUN_LUA)
+        self._get_runs = register(session_lua.SESSION_LUA + session_lua.GET_RUNS_LUA)
+        self._get_session = register(session_lua.SESSION_LUA + session_lua.GET_SESSION_LUA)
+        self._list_sessions = register(session_lua.SESSION_LUA + session_lua.LIST_SESSIONS_LUA)
+        self._delete_session = register(session_lua.SESSION_LUA + session_lua.DELETE_SESSION_LUA)
+        self._set_summary = register(session_lua.SESSION_LUA + session_lua.SET_SUMMARY_LUA)
 
     @staticmethod
     def _connect(module: Any, db_url: object) -> redis.Redis:

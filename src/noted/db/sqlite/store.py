@@ -1,18 +1,9 @@
 """SqliteDb: noted's embedded default store, one SQLite file in WAL mode.
 
-Clearing: a clear (one user's memories, or every user's) deletes ``CLEAR_BATCH``
-memories per transaction, in rowid order, each batch with its "delete" events, its
-keyword index rows and its users' generations, and lets SQLite's write lock and the
-store's lock go for ``CLEAR_PAUSE`` between two batches: other writers (this process's
-threads, other processes) wait for one batch, not for the whole clear, and no more than
-one batch's rows are read into memory at once (a user's rowids are read first, 8 bytes a
-memory). A clear deletes every memory that was stored when it began (the user's rowids
-then, or for every user's those at or below the table's largest: a memory keeps its rowid
-when it is changed) and records one event for each; a memory added while it
-runs may be kept or deleted, with its event, each batch all or nothing. Stopped part-way
-(the process killed, a batch failing), a clear leaves the batches it committed deleted
-and recorded, and every other memory stored and unrecorded; clearing again finishes it.
-A clear inside a write batch is part of that batch's one transaction."""
+This module holds the store's writes and reads of memories; the rest is in the modules
+beside it: the connection's sessions and transactions (transactions.py), deletes and
+clears (deleting.py), keyword search (fulltext.py, terms.py, pending.py), vectors
+(vectors.py), listings' rows (listing.py), sessions, jobs and token revocations."""
 
 from __future__ import annotations
 
@@ -20,10 +11,7 @@ import itertools
 import json
 import os
 import threading
-import time
-from array import array
-from collections.abc import Hashable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Hashable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,16 +45,8 @@ from noted.db.revocations import SUFFIX as REVOKED
 from noted.db.sessions_core import SessionsInModule
 from noted.db.sqlite import migrations
 from noted.db.sqlite import sessions as session_rows
-from noted.db.sqlite.connection import (
-    WRITE_PAUSE,
-    Connection,
-    begin_write,
-    begin_write_if_free,
-    close_cursors,
-    connect,
-    create_owner_only,
-    planned_by_values,
-)
+from noted.db.sqlite.connection import Connection, planned_by_values
+from noted.db.sqlite.deleting import SqliteDeletes
 from noted.db.sqlite.fulltext import SqliteFullText
 from noted.db.sqlite.jobs import SqliteJobs
 from noted.db.sqlite.listing import (
@@ -77,6 +57,7 @@ from noted.db.sqlite.listing import (
     sound_topics,
 )
 from noted.db.sqlite.revocations import SqliteRevocations
+from noted.db.sqlite.transactions import SqliteTransactions
 from noted.db.sqlite.vectors import SqliteVectors
 from noted.errors import StoreError, UserError
 from noted.retrieval.fusion import Hit
@@ -95,15 +76,14 @@ _ROWS_PER_INSERT = IN_CHUNK // len(COLUMNS)  # rows of new memories per INSERT s
 _EVENT_ID_LEN = 36  # a UUID as text
 _MAX_ROWID = 2**63 - 1
 _VECTOR_CACHE_BYTES = 512 * 2**20
-CLEAR_BATCH = 5_000  # memories a clear deletes per transaction (see "Clearing")
-CLEAR_PAUSE = 0.002  # seconds a clear lets other writers in between two batches
 _PAGE_CACHE_MIB = 64
 
 
 class SqliteDb(
+    SqliteTransactions,
     SqliteRevocations,
     SqliteJobs,
-    core.DeleteRules,
+    SqliteDeletes,
     core.EmbeddingsInHelper,
     core.PageRules,
     SessionsInModule,
@@ -217,162 +197,17 @@ class SqliteDb(
             f"session_table={self.session_table!r})"
         )
 
-    # -- connection -------------------------------------------------------------------
-
-    @contextmanager
-    def _session(self) -> Iterator[Connection]:
-        """The open connection, under the lock, with SQLite faults turned into StoreError.
-
-        The outermost session (sessions nest on the thread that holds the lock) closes
-        every cursor opened inside it when it ends (see connection.close_cursors)."""
-        with self._lock:
-            conn = self._conn if self._conn is not None else self._open()
-            self._depth += 1
-            try:
-                yield conn
-            except apsw.Error as exc:
-                raise self._store_error(exc) from exc
-            finally:
-                self._depth -= 1
-                if not self._depth:
-                    close_cursors(conn)
-
-    def _store_error(self, exc: apsw.Error) -> StoreError:
-        text = str(exc)
-        if isinstance(exc, apsw.ReadOnlyError):
-            return StoreError(f"{self.db_file}: the database is read-only ({text})")
-        if isinstance(exc, apsw.NotADBError | apsw.CorruptError):
-            return StoreError(f"{self.db_file}: not a SQLite database, or corrupt ({text})")
-        if isinstance(exc, apsw.BusyError | apsw.LockedError):
-            return StoreError(
-                f"{self.db_file}: still locked by another writer after {self.busy_timeout} s"
-            )
-        return StoreError(f"{self.db_file}: {text}")
-
-    def _open(self) -> Connection:
-        parent = self.db_file.parent
-        if not parent.is_dir():
-            if parent.exists() or not self.create_dirs:
-                raise StoreError(
-                    f"cannot open {self.db_file}: directory {parent} does not exist "
-                    "(create it, or pass create_dirs=True)"
-                )
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise StoreError(f"cannot create directory {parent}: {exc}") from exc
-        if self.read_only and not self.db_file.is_file():
-            raise StoreError(f"cannot open {self.db_file} read-only: no such file")
-        if not self.read_only and os.fspath(self.db_file) != ":memory:":  # SQLite's own name
-            create_owner_only(self.db_file)
-        conn: Connection | None = None
-        try:
-            conn = connect(self.db_file, read_only=self.read_only, busy_timeout=self.busy_timeout)
-            if not self.read_only:
-                migrations.use_wal(conn, self.busy_timeout, str(self.db_file))
-                conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute(f"PRAGMA cache_size = -{self.page_cache_mib * 1024}")
-            tables = (self.memory_table, self.session_table)
-            migrations.migrate(conn, str(self.db_file), tables, self.read_only)
-        except apsw.Error as exc:
-            if conn is not None:
-                conn.close()
-            raise self._store_error(exc) from exc
-        except BaseException:
-            if conn is not None:
-                conn.close()
-            raise
-        self._conn = conn
-        return conn
-
-    @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        """A write transaction; inside another one (a batch, on the thread that holds the
-        lock) it is part of that one.
-
-        While another connection holds SQLite's write lock, the store's lock is let go
-        between tries (see :func:`~noted.db.sqlite.connection.begin_write`): this store's
-        reads go on meanwhile, as WAL lets them, instead of waiting behind its own writer
-        for up to ``busy_timeout``."""
-        deadline = time.monotonic() + self.busy_timeout
-        while True:
-            with self._session() as conn:
-                if conn.in_transaction:
-                    yield conn
-                    return
-                # inside another session the store's lock stays held: wait there at once
-                if begin_write(conn, deadline, self.busy_timeout, waits=self._depth > 1):
-                    try:
-                        yield conn
-                    except BaseException:
-                        self._roll_back(conn)
-                        raise
-                    self._commit(conn)
-                    return
-            time.sleep(WRITE_PAUSE)  # the lock let go: a waiting reader takes it now
-
-    @contextmanager
-    def _transaction_if_free(self) -> Iterator[Connection | None]:
-        """:meth:`_transaction` when SQLite's write lock is free now (or a transaction is
-        open on this thread already); else None, without waiting."""
-        with self._session() as conn:
-            if conn.in_transaction:
-                yield conn
-            elif begin_write_if_free(conn, self.busy_timeout):
-                try:
-                    yield conn
-                except BaseException:
-                    self._roll_back(conn)
-                    raise
-                self._commit(conn)
-            else:
-                yield None
-
-    def _roll_back(self, conn: Connection) -> None:
-        """Roll back the write transaction open on ``conn`` (its block failed)."""
-        self._vectors.rolled_back()
-        conn.execute("ROLLBACK")
-
-    def _commit(self, conn: Connection) -> None:
-        """Commit the write transaction open on ``conn``; rolled back if that fails."""
-        try:
-            conn.execute("COMMIT")
-        except BaseException:
-            self._vectors.rolled_back()
-            if conn.in_transaction:  # a COMMIT refused (busy) leaves it open
-                conn.execute("ROLLBACK")
-            raise
-        self._vectors.committed()
-
-    @contextmanager
-    def _snapshot(self) -> Iterator[Connection]:
-        """A session whose reads all see the file as of one moment (a read transaction,
-        unless a transaction is open already)."""
-        with self._session() as conn:
-            if conn.in_transaction:
-                yield conn
-                return
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")  # a read transaction: nothing to write
+    # -- connection (see transactions.py) ---------------------------------------------
 
     # the sessions' connections (SessionsInModule does the rest)
     _session_functions = session_rows
-    _session_reader = _session
-    _session_writer = _transaction
+    _session_reader = SqliteTransactions._session
+    _session_writer = SqliteTransactions._transaction
 
     def schema_version(self, table: str | None = None) -> int:
         """The number of migrations applied to ``table`` (the memory table by default)."""
         with self._session() as conn:
             return migrations.current_version(conn, table or self.memory_table)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
 
     # -- MemoryStore ------------------------------------------------------------------
 
@@ -683,101 +518,6 @@ class SqliteDb(
         with self._session() as conn:
             row = conn.execute(f"SELECT COUNT(*) FROM {self.memory_table}{where}", params)
             return int(row.fetchone()[0])
-
-    def _delete(
-        self, conn: Connection, where: str, params: Sequence[str], context: AuditContext
-    ) -> int:
-        """Delete the memories ``where`` selects, recording a "delete" event for each."""
-        found = conn.execute(
-            f"SELECT memory_id, user_id, memory, topics FROM {self.memory_table}{where} "
-            "ORDER BY created_at, memory_id",
-            params,
-        ).fetchall()
-        return self._forget(conn, found, where, params, context)
-
-    def _forget(
-        self,
-        conn: Connection,
-        found: list[tuple[str, str, str, str]],
-        where: str,
-        params: Sequence[Any],
-        context: AuditContext,
-    ) -> int:
-        """Delete the memories ``where`` selects, ``found`` (memory_id, user_id, memory,
-        topics, in the order their events go), recording a "delete" event for each."""
-        if not found:
-            return 0
-        self._vectors.changed(
-            conn,
-            (user_id for _, user_id, _, _ in found),
-            (memory_id for memory_id, *_ in found),
-            deleted=True,
-        )
-        self._terms.unindex_where(conn, where, params)
-        conn.execute(f"DELETE FROM {self.memory_table}{where}", params)
-        gone = core.deletions(found)
-        conn.executemany(self._sql_event, core.history_rows(gone, context, now_micros()))
-        return len(found)
-
-    def _delete_ids(self, ids: list[str], user_id: str, context: AuditContext) -> int:
-        deleted = 0
-        with self._transaction() as conn:
-            for start in range(0, len(ids), IN_CHUNK):
-                chunk = ids[start : start + IN_CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                where = f" WHERE +user_id = ? AND memory_id IN ({marks})"  # see "Reads by id"
-                deleted += self._delete(conn, where, [user_id, *chunk], context)
-        return deleted
-
-    def _delete_all(self, user_id: str | None, context: AuditContext) -> int:
-        """Clear one user (every user for None) a batch of ``CLEAR_BATCH`` memories at a
-        time in rowid order (the order of the table's pages), each batch its own
-        transaction with its events, other writers let in between two (see "Clearing" at
-        the top). Inside a transaction already (a write batch) every batch is part of it."""
-        t = self.memory_table
-        with self._session() as conn:
-            inside = conn.in_transaction
-            if user_id is None:
-                top = conn.execute(self._sql_last_rowid).fetchone()[0] or 0
-            else:  # from the user's index: 8 bytes a memory
-                sql = f"SELECT rowid FROM {t} WHERE user_id = ? ORDER BY rowid"
-                mine = array("q", (row[0] for row in conn.execute(sql, (user_id,))))
-        deleted = after = 0
-        while True:
-            with self._transaction() as conn:
-                if user_id is None:
-                    sql = f"SELECT rowid FROM {t} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
-                    rowids = [
-                        r[0] for r in conn.execute(sql + " LIMIT ?", (after, top, CLEAR_BATCH))
-                    ]
-                else:
-                    rowids = mine[after : after + CLEAR_BATCH].tolist()
-                deleted += self._clear_batch(conn, user_id, rowids, context)
-            if len(rowids) < CLEAR_BATCH:
-                return deleted
-            after = rowids[-1] if user_id is None else after + CLEAR_BATCH
-            if not inside:
-                time.sleep(CLEAR_PAUSE)  # the locks let go: a waiting writer takes them now
-
-    def _clear_batch(
-        self, conn: Connection, user_id: str | None, rowids: list[int], context: AuditContext
-    ) -> int:
-        """Delete the memories of ``rowids`` that are still ``user_id``'s (any user's for
-        None), with their events (oldest first)."""
-        if not rowids:
-            return 0
-        t = self.memory_table
-        where = f" WHERE {t}.rowid IN (SELECT value FROM json_each(?))"
-        params = [json.dumps(rowids)]
-        if user_id is not None:
-            where += f" AND {t}.user_id = ?"
-            params.append(user_id)
-        found = conn.execute(
-            f"SELECT memory_id, user_id, memory, topics FROM {t}{where} "
-            "ORDER BY created_at, memory_id",
-            params,
-        ).fetchall()
-        return self._forget(conn, found, where, params, context)
 
     def get_memory_history(self, memory_id: str, user_id: str) -> list[MemoryEvent]:
         with self._session() as conn:

@@ -1,0 +1,194 @@
+"""How SqliteDb uses its one connection: opened on first use (the directory, the file
+and its tables made ready), then used by one thread at a time under the store's lock (a
+session), with SQLite's faults as StoreError. On it: write transactions, which wait for
+SQLite's write lock with the store's lock let go between tries; a write transaction only
+when that lock is free now (a keyword search's catch-up); and read snapshots. The vector
+cache is told when each write transaction commits or rolls back."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import apsw
+
+from noted.db.sqlite import migrations
+from noted.db.sqlite.connection import (
+    WRITE_PAUSE,
+    Connection,
+    begin_write,
+    begin_write_if_free,
+    close_cursors,
+    connect,
+    create_owner_only,
+)
+from noted.db.sqlite.vectors import SqliteVectors
+from noted.errors import StoreError
+
+__all__ = ["SqliteTransactions"]
+
+
+class SqliteTransactions:
+    """The sessions and transactions of SqliteDb on its connection (``_conn``, None until
+    the first session opens it), and :meth:`close`."""
+
+    db_file: Path
+    memory_table: str
+    session_table: str
+    read_only: bool
+    create_dirs: bool
+    busy_timeout: float
+    page_cache_mib: int
+    _lock: threading.RLock
+    _conn: Connection | None
+    _depth: int  # sessions open on the thread that holds the lock
+    _vectors: SqliteVectors
+
+    @contextmanager
+    def _session(self) -> Iterator[Connection]:
+        """The open connection, under the lock, with SQLite faults turned into StoreError.
+
+        The outermost session (sessions nest on the thread that holds the lock) closes
+        every cursor opened inside it when it ends (see connection.close_cursors)."""
+        with self._lock:
+            conn = self._conn if self._conn is not None else self._open()
+            self._depth += 1
+            try:
+                yield conn
+            except apsw.Error as exc:
+                raise self._store_error(exc) from exc
+            finally:
+                self._depth -= 1
+                if not self._depth:
+                    close_cursors(conn)
+
+    def _store_error(self, exc: apsw.Error) -> StoreError:
+        text = str(exc)
+        if isinstance(exc, apsw.ReadOnlyError):
+            return StoreError(f"{self.db_file}: the database is read-only ({text})")
+        if isinstance(exc, apsw.NotADBError | apsw.CorruptError):
+            return StoreError(f"{self.db_file}: not a SQLite database, or corrupt ({text})")
+        if isinstance(exc, apsw.BusyError | apsw.LockedError):
+            return StoreError(
+                f"{self.db_file}: still locked by another writer after {self.busy_timeout} s"
+            )
+        return StoreError(f"{self.db_file}: {text}")
+
+    def _open(self) -> Connection:
+        parent = self.db_file.parent
+        if not parent.is_dir():
+            if parent.exists() or not self.create_dirs:
+                raise StoreError(
+                    f"cannot open {self.db_file}: directory {parent} does not exist "
+                    "(create it, or pass create_dirs=True)"
+                )
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create directory {parent}: {exc}") from exc
+        if self.read_only and not self.db_file.is_file():
+            raise StoreError(f"cannot open {self.db_file} read-only: no such file")
+        if not self.read_only and os.fspath(self.db_file) != ":memory:":  # SQLite's own name
+            create_owner_only(self.db_file)
+        conn: Connection | None = None
+        try:
+            conn = connect(self.db_file, read_only=self.read_only, busy_timeout=self.busy_timeout)
+            if not self.read_only:
+                migrations.use_wal(conn, self.busy_timeout, str(self.db_file))
+                conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute(f"PRAGMA cache_size = -{self.page_cache_mib * 1024}")
+            tables = (self.memory_table, self.session_table)
+            migrations.migrate(conn, str(self.db_file), tables, self.read_only)
+        except apsw.Error as exc:
+            if conn is not None:
+                conn.close()
+            raise self._store_error(exc) from exc
+        except BaseException:
+            if conn is not None:
+                conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """A write transaction; inside another one (a batch, on the thread that holds the
+        lock) it is part of that one.
+
+        While another connection holds SQLite's write lock, the store's lock is let go
+        between tries (see :func:`~noted.db.sqlite.connection.begin_write`): this store's
+        reads go on meanwhile, as WAL lets them, instead of waiting behind its own writer
+        for up to ``busy_timeout``."""
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            with self._session() as conn:
+                if conn.in_transaction:
+                    yield conn
+                    return
+                # inside another session the store's lock stays held: wait there at once
+                if begin_write(conn, deadline, self.busy_timeout, waits=self._depth > 1):
+                    try:
+                        yield conn
+                    except BaseException:
+                        self._roll_back(conn)
+                        raise
+                    self._commit(conn)
+                    return
+            time.sleep(WRITE_PAUSE)  # the lock let go: a waiting reader takes it now
+
+    @contextmanager
+    def _transaction_if_free(self) -> Iterator[Connection | None]:
+        """:meth:`_transaction` when SQLite's write lock is free now (or a transaction is
+        open on this thread already); else None, without waiting."""
+        with self._session() as conn:
+            if conn.in_transaction:
+                yield conn
+            elif begin_write_if_free(conn, self.busy_timeout):
+                try:
+                    yield conn
+                except BaseException:
+                    self._roll_back(conn)
+                    raise
+                self._commit(conn)
+            else:
+                yield None
+
+    def _roll_back(self, conn: Connection) -> None:
+        """Roll back the write transaction open on ``conn`` (its block failed)."""
+        self._vectors.rolled_back()
+        conn.execute("ROLLBACK")
+
+    def _commit(self, conn: Connection) -> None:
+        """Commit the write transaction open on ``conn``; rolled back if that fails."""
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            self._vectors.rolled_back()
+            if conn.in_transaction:  # a COMMIT refused (busy) leaves it open
+                conn.execute("ROLLBACK")
+            raise
+        self._vectors.committed()
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """A session whose reads all see the file as of one moment (a read transaction,
+        unless a transaction is open already)."""
+        with self._session() as conn:
+            if conn.in_transaction:
+                yield conn
+                return
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")  # a read transaction: nothing to write
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
