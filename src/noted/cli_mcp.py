@@ -92,7 +92,7 @@ def cmd_mcp(memory: Memory, args: argparse.Namespace) -> int:
     err.print(f"noted MCP server at http://{host}:{port}{args.path} (streamable HTTP)")
     app = http_app(server, auth, path=args.path, local_only=auth.open)
     # on SIGTERM or Ctrl-C the calls and streams still open get shutdown_timeout seconds,
-    # then they are cancelled (a store call under way in its thread still ends first)
+    # then they are cancelled (a store call under way in its thread is left to end there)
     uvicorn.run(
         app,
         host=host,

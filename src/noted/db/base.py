@@ -216,7 +216,9 @@ class MemoryStore(Protocol):
         ...
 
     def clear_memories(self, user_id: str, *, audit: AuditContext | None = None) -> int:
-        """Delete every memory of one user; return how many were deleted."""
+        """Delete every memory of one user; return how many were deleted. A store may
+        delete them in batches, each with its events (SQLite, Redis): a clear stopped
+        part-way leaves whole batches done, and clearing again finishes it."""
         ...
 
     def clear_all_memories(self, *, audit: AuditContext | None = None) -> int:

@@ -3,7 +3,7 @@
 The SDK's stdio transport reads each request line and writes and flushes each answer in a
 worker thread (three thread hand-offs per tool call), and passes every message through a
 reader task and a writer task with a stream on each side. When stdin and stdout are
-pipes, sockets or terminals, as they are under an MCP client, the server instead reads the
+pipes or sockets, as they are under an MCP client, the server instead reads the
 next line when it asks for its next message and writes each answer from the task that
 made it, without threads or the tasks between; each message is still parsed and
 serialised by the SDK's own models, one JSON-RPC message a line. Otherwise (a regular

@@ -31,7 +31,8 @@ class TraceSettings:
       tool definitions sent with each call;
     - ``hide_embeddings_text`` / ``hide_embeddings_vectors``: the texts and the vectors of
       the embedding spans (``OPENINFERENCE_HIDE_EMBEDDING_VECTORS``, the older name of the
-      second variable, is read too);
+      second variable, is read too); the texts are hidden by ``hide_inputs`` and
+      ``hide_memories`` too, the vectors by ``hide_memories``;
     - ``hide_memories``: the text of memories (selected, written, searched, offered to the
       model as tool results), replaced by ``__REDACTED__``; ids, scores and counts stay.
       The memories the agent puts in its system prompt are part of the model's input
@@ -98,9 +99,9 @@ class TraceSettings:
         )
 
     def embedding_texts(self) -> bool:
-        """Whether embedding spans show their texts: memories' texts are hidden with the
-        memories, a query's with the inputs (its search span hides it so), and both with
-        ``hide_embeddings_text``."""
+        """Whether embedding spans show their texts: none with ``hide_embeddings_text``,
+        nor with ``hide_inputs`` (a query is what was asked) or ``hide_memories`` (a
+        memory's text is a memory), whichever kind the span embeds."""
         return not (self.hide_embeddings_text or self.hide_inputs or self.hide_memories)
 
     def embedding_vectors(self) -> bool:
