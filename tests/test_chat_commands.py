@@ -183,3 +183,28 @@ def test_a_chat_answers_its_commands_between_messages(tmp_path: Path) -> None:
     with SqliteDb(tmp_path / "chat.db") as db:
         sessions = {s.session_id: s.run_count for s in db.list_sessions("ava")}
     assert sessions.pop("one") == 1 and list(sessions.values()) == [1]
+
+
+def test_noted_chat_searches_with_the_embedder_it_is_given(tmp_path: Path) -> None:
+    """`noted chat` took no --embedder (as `noted serve`, `noted mcp` and `memories search`
+    do): its agent always used the default ($NOTED_EMBEDDER, else the local model). The
+    agent's memory is the command's now, with the command's embedder."""
+    with SqliteDb(tmp_path / "c.db") as store:
+        Memory(db=store, embedder=None).add_user_memory(UserMemory("Ava loves pizza"), "ava")
+    argv = [sys.executable, "-m", "noted.cli", "chat", "--model", "openai:test-model"]
+    argv += ["--user", "ava", "--db", str(tmp_path / "c.db")]
+    env = child_env(OPENAI_API_KEY="test-key", NOTED_EMBEDDER="local:/nowhere/model")
+    found = {}
+    for given in ([], ["--embedder", "none"]):
+        found[bool(given)] = subprocess.run(
+            [*argv, *given],
+            input="/memories pizza\n",
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+    assert "no model directory at '/nowhere/model'" in found[False].stderr
+    assert found[True].returncode == 0, found[True].stderr
+    assert "Ava loves pizza" in found[True].stdout

@@ -22,6 +22,7 @@ from noted._memory_listing import match_column, memory_table
 from noted.audit import MemoryEvent
 from noted.cli_db import (
     db_target,
+    embedder_option,
     identifier,
     non_negative_int,
     open_db,
@@ -426,15 +427,6 @@ def _edit_arguments(edit: argparse.ArgumentParser) -> None:
     new_topics.add_argument("--no-topics", action="store_true", help="remove every topic")
 
 
-def _embedder_argument(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument(
-        "--embedder",
-        default=DEFAULT_EMBEDDER,
-        help="embedding model: 'local' (the embedded default), 'local:<dir or hub id>', "
-        "'openai:<model>', or 'none' (default: $NOTED_EMBEDDER, else local)",
-    )
-
-
 def _common_options() -> tuple[argparse.ArgumentParser, ...]:
     """The options every command takes; the same without the table names (for the
     imports, whose sources have tables of their own), their ``--user`` narrowing them to one
@@ -499,7 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="hybrid (meaning and words; the default), semantic, or keyword "
         "(the default with --embedder none)",
     )
-    _embedder_argument(search)
+    embedder_option(search)
 
     reindex = command(
         "reindex",
@@ -508,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
         "embedder: after changing embedders, or for memories written without one.",
         every_user,
     )
-    _embedder_argument(reindex)
+    embedder_option(reindex)
 
     show = command("show", cmd_show, "Show one memory in full.")
     show.add_argument("memory_id")

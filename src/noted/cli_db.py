@@ -12,6 +12,7 @@ from noted.db import Store, open_store
 from noted.db.urls import env_tables
 from noted.errors import UserError
 from noted.limits import MAX_PAGE
+from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.schema import check_id
 
 if TYPE_CHECKING:
@@ -47,6 +48,16 @@ def _count(text: str, minimum: int, what: str) -> int:
     if not minimum <= value <= MAX_PAGE:
         raise argparse.ArgumentTypeError(f"must be {what} (at most 2**63 - 1), got {text!r}")
     return value
+
+
+def embedder_option(sub: argparse.ArgumentParser) -> None:
+    """``--embedder``: the model a command's memory searches by meaning with."""
+    sub.add_argument(
+        "--embedder",
+        default=DEFAULT_EMBEDDER,
+        help="embedding model: 'local' (the embedded default), 'local:<dir or hub id>', "
+        "'openai:<model>', or 'none' (default: $NOTED_EMBEDDER, else local)",
+    )
 
 
 def db_target(text: str) -> str:

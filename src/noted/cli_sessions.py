@@ -19,7 +19,7 @@ from rich.text import Text
 from noted._console import emit_json, out, printable
 from noted._listing import Field, Listing
 from noted.agent import Agent
-from noted.cli_db import non_negative_int, positive_int, user_options
+from noted.cli_db import embedder_option, non_negative_int, positive_int, user_options
 from noted.db import SessionStore
 from noted.errors import ConflictError, NotFoundError, UserError
 from noted.memory import Memory
@@ -54,6 +54,7 @@ def cmd_chat(memory: Memory, args: argparse.Namespace) -> int:
     agent = Agent(
         model,
         db=store,
+        memory=memory,  # its embedder is --embedder's; its writes are the chat's ("cli")
         user_id=args.user,
         session_id=args.session,
         instructions=args.instructions,
@@ -213,6 +214,7 @@ def add_chat_command(
     chat.add_argument(
         "--summaries", action="store_true", help="keep a running summary of the session"
     )
+    embedder_option(chat)
     chat.add_argument("--no-stream", action="store_true", help="print answers when complete")
     chat.add_argument("--plain", action="store_true", help="plain text instead of markdown")
     chat.add_argument("--json", nargs=0, action=_NoJsonChat, help=argparse.SUPPRESS)
