@@ -206,7 +206,8 @@ def test_update_with_nothing_shown_is_salvaged_as_an_add(caplog: pytest.LogCaptu
     assert plan.rejected == []
     assert "taken as an add" in caplog.text
     # Not when memories were shown (it names one that was not), nor when adding is off,
-    # nor for a tool call that names a memory (salvage off), nor for an id that is no number.
+    # nor for a tool call that names a memory (salvage off), nor for an id that names no
+    # number ("1" and "#1" do: small models write numbers so).
     shown = parse_operations(
         answer.replace('"id": 1', '"id": 7'), SHOWN, Permissions(), 5000, salvage=True
     )
@@ -215,7 +216,7 @@ def test_update_with_nothing_shown_is_salvaged_as_an_add(caplog: pytest.LogCaptu
         parse_operations(answer, {}, Permissions(add=False), 5000, salvage=True),
         parse_operations(answer, {}, Permissions(), 5000),
         parse_operations(
-            answer.replace('"id": 1', '"id": "1"'), {}, Permissions(), 5000, salvage=True
+            answer.replace('"id": 1', '"id": "first"'), {}, Permissions(), 5000, salvage=True
         ),
     ):
         assert plan.operations == [] and "not shown" in plan.rejected[0]
