@@ -643,3 +643,14 @@ def test_a_run_leaves_no_generator_for_the_garbage_collector_to_close() -> None:
 
     asyncio.run(main())
     assert finalized == []
+
+
+def test_the_default_store_replays_every_earlier_run_asked_for() -> None:
+    """An agent with no store of its own (the in-process one) replayed one earlier turn on
+    its third, not the two its three history runs take in."""
+    model = ScriptedModel(["A.", "B.", "C."])
+    agent = Agent(model, add_history_to_context=True)
+    for text in ("one", "two", "three"):
+        agent.run(text)
+    said = [m.content for m in model.requests[-1].messages if m.role == "user"]
+    assert said == ["one", "two", "three"]

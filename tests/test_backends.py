@@ -316,6 +316,22 @@ def test_a_summary_is_kept_only_beside_the_run_it_ends_with(store: MemoryStore) 
         store.set_session_summary("s1", "bob", summary("hijack", "r2"))
 
 
+def test_the_last_runs_asked_for_are_read_on_every_backend(store: MemoryStore) -> None:
+    """``last_n`` is at most that many runs, the newest, in order: asking for more runs
+    than a session holds gives them all (the in-process store gave the last of two for
+    ``last_n=3``, so an agent's third turn replayed one earlier turn, not two)."""
+    assert isinstance(store, SessionStore)
+    for text in ("one", "two"):
+        store.append_run(RunResult(run_id=new_run_id(), session_id="s", user_id="ava", input=text))
+    for last_n, expected in ((None, ["one", "two"]), (5, ["one", "two"]), (3, ["one", "two"])):
+        assert [r.input for r in store.get_runs("s", "ava", last_n=last_n)] == expected
+    assert [r.input for r in store.get_runs("s", "ava", last_n=2)] == ["one", "two"]
+    assert [r.input for r in store.get_runs("s", "ava", last_n=1)] == ["two"]
+    assert store.get_runs("s", "ava", last_n=0) == []
+    done = store.get_runs("s", "ava", last_n=3, completed_only=True)
+    assert [r.input for r in done] == ["one", "two"]
+
+
 def test_the_largest_pages_are_read_on_every_backend(store: MemoryStore) -> None:
     """Any limit and offset up to 2**63-1 is a page: the end of the list, or nothing."""
     assert isinstance(store, SessionStore)

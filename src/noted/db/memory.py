@@ -590,7 +590,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             if completed_only:
                 runs = [r for r in runs if r["status"] == "completed"]
             if last_n is not None:
-                runs = runs[len(runs) - last_n :] if last_n else []
+                runs = runs[max(len(runs) - last_n, 0) :] if last_n else []
             return [RunResult.from_dict(r) for r in runs]
 
     def _owner_of(self, session_id: str) -> str | None:
