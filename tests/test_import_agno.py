@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import server_url
-from noted import Memory, SessionStore, SqliteDb, StoreError, UserError
+from noted import Memory, RunTooLargeError, SessionStore, SqliteDb, StoreError, UserError
 from noted.cli import main
 from noted.importers import import_agno
 from noted.sessions import Session, SessionSummary
@@ -236,6 +236,22 @@ def test_a_malformed_source_writes_nothing(
 ) -> None:
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(")):
         import_agno(_broken(tmp_path, sql), target)
+    assert target.get_user_stats() == []
+    db = target.db
+    assert isinstance(db, SqliteDb) and db.list_sessions(None) == []
+
+
+def test_a_run_larger_than_a_store_keeps_writes_nothing(tmp_path: Path, target: Memory) -> None:
+    # every store refuses a run over noted.limits.MAX_RUN_BYTES: the import is refused
+    # before its first write, not halfway through (a dry run says so too)
+    source = _broken(
+        tmp_path,
+        "UPDATE agno_runs SET run_data = json_set(run_data, '$.content', "
+        "replace(hex(zeroblob(2500000)), '0', 'x')) WHERE run_id = 'run-3'",
+    )
+    for dry_run in (True, False):
+        with pytest.raises(RunTooLargeError, match="run 'run-3' is .* bytes as JSON"):
+            import_agno(source, target, dry_run=dry_run)
     assert target.get_user_stats() == []
     db = target.db
     assert isinstance(db, SqliteDb) and db.list_sessions(None) == []

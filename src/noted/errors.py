@@ -6,6 +6,11 @@ noted's failures without catching unrelated faults.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from noted.sessions import RunResult
+
 __all__ = [
     "ConflictError",
     "DamagedMemoryError",
@@ -18,6 +23,7 @@ __all__ = [
     "ModelServerError",
     "NotFoundError",
     "NotedError",
+    "RunTooLargeError",
     "SchemaVersionError",
     "StoreError",
     "UserError",
@@ -30,6 +36,26 @@ class NotedError(Exception):
 
 class UserError(NotedError, ValueError):
     """The caller passed a bad value: the message names it and says what is accepted."""
+
+
+class RunTooLargeError(UserError):
+    """A run is larger than a session store keeps (:data:`noted.limits.MAX_RUN_BYTES`, the
+    run as JSON in UTF-8 bytes), and nothing of it was written; the same on every store.
+    Trying again does not help: the message says how large the run is and the limit.
+    ``run_id`` is None for a message an agent refused before its run began (the message
+    alone makes a run too large); ``run`` is the whole run, its answer included, when an
+    agent made it and could not save it."""
+
+    def __init__(self, run_id: str | None, size: int, limit: int) -> None:
+        what = "the message alone makes a run of" if run_id is None else f"run {run_id!r} is"
+        super().__init__(
+            f"{what} {size:,} bytes as JSON, over the {limit:,} bytes a session store "
+            "keeps of one run (noted.limits.MAX_RUN_BYTES); nothing of it was written"
+        )
+        self.run_id = run_id
+        self.size = size
+        self.limit = limit
+        self.run: RunResult | None = None
 
 
 class NotFoundError(NotedError, LookupError):

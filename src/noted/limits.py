@@ -12,6 +12,7 @@ __all__ = [
     "MAX_PAGE",
     "MAX_PLAN_TOPICS",
     "MAX_QUERY_CHARS",
+    "MAX_RUN_BYTES",
     "MAX_TOPICS",
 ]
 
@@ -36,6 +37,13 @@ MAX_TOPICS: Final = 50
 
 MAX_QUERY_CHARS: Final = 1000
 """The longest search text the REST API and the MCP tools take, in characters."""
+
+MAX_RUN_BYTES: Final = 4 * 2**20
+"""The largest run a session store keeps, 4 MiB: the run as JSON (``RunResult.to_dict()``,
+its text in UTF-8), the same on every store. A MongoDB document (16 MiB) holds a run this
+large with the background jobs written beside it; a larger run is refused
+(:class:`~noted.errors.RunTooLargeError`), and an agent keeps a run its tools' results made
+larger with those results cut."""
 
 MAX_PAGE: Final = 2**63 - 1
 """The largest page size, offset or count of runs a store is asked for: the largest

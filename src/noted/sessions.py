@@ -7,6 +7,7 @@ A :class:`Session` belongs to one user and holds the agent's runs in order. A
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ __all__ = [
     "SessionSummary",
     "ToolExecution",
     "new_run_id",
+    "run_bytes",
 ]
 
 RunStatus = Literal["completed", "failed"]
@@ -36,6 +38,13 @@ def _parse_time(value: str) -> datetime:
 
 def new_run_id() -> str:
     return "run_" + uuid.uuid4().hex
+
+
+def run_bytes(run: RunResult) -> int:
+    """The size of ``run`` as a session store is limited in it
+    (:data:`noted.limits.MAX_RUN_BYTES`): its JSON (``to_dict()``) in UTF-8 bytes."""
+    text = json.dumps(run.to_dict(), ensure_ascii=False, separators=(",", ":"), default=str)
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def new_session_id() -> str:

@@ -37,14 +37,15 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
+from noted.agent.fitting import fit_run
 from noted.agent.jobs import agent_jobs
 from noted.agent.memory import AgentMemory, BackgroundWork, SessionSummaries
 from noted.agent.memory_tools import MEMORY_TOOL_NAMES
 from noted.agent.tools import Tool, execute_tool_calls, to_tools
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
-from noted.errors import ConflictError, NotedError, UserError
-from noted.limits import MAX_PAGE
+from noted.errors import ConflictError, NotedError, RunTooLargeError, UserError
+from noted.limits import MAX_PAGE, MAX_RUN_BYTES
 from noted.memory.manager import MemoryManager
 from noted.memory.memory import DEFAULT_USER_ID, Memory
 from noted.memory.summary import SessionSummarizer
@@ -61,7 +62,7 @@ from noted.models.types import (
     valid_text,
 )
 from noted.schema import UserMemory, check_unicode, require_id
-from noted.sessions import RunResult, new_run_id, new_session_id
+from noted.sessions import RunResult, new_run_id, new_session_id, run_bytes
 from noted.tracing import _hooks as tracing
 
 __all__ = ["Agent"]
@@ -468,16 +469,23 @@ class Agent:
         """Store the finished run and start its background memory and summary work; a run
         of a session deleted while it ran (``existing``: the session it began in, when
         there was one), or deleted and begun again by another writer, is dropped with its
-        session, and nothing is learned from it."""
-        if self._jobs is not None:  # the run and its jobs in one write
-            if not await self._jobs.record(run, existing):
-                _dropped(run)
-                return
+        session, and nothing is learned from it. A run too large to store, even with its
+        tools' results cut (:func:`~noted.agent.fitting.fit_run`), raises
+        :class:`~noted.errors.RunTooLargeError` carrying the run."""
+        try:
+            if self._jobs is not None:  # the run and its jobs in one write
+                kept = await self._jobs.record(await asyncio.to_thread(fit_run, run), existing)
+            else:
+                kept = await asyncio.to_thread(self._append_fitted, run, existing)
+        except RunTooLargeError as exc:
+            exc.run = run
+            raise
+        if not kept:
+            _dropped(run)
+            return
+        if self._jobs is not None:
             if self.memory is not None:  # the jobs are the manager's and the summary's
                 await self.memory.finish_tools(run)
-            return
-        if not await asyncio.to_thread(self.db.append_run, run, existing=existing):
-            _dropped(run)
             return
         if self.memory is not None:
             await self.memory.finish(run, self.model)
@@ -550,11 +558,15 @@ class Agent:
             run.error = str(exc) or type(exc).__name__
         run.metrics.duration = time.perf_counter() - started
         try:
-            saving = asyncio.to_thread(self.db.append_run, run, existing=existing)
+            saving = asyncio.to_thread(self._append_fitted, run, existing)
             if not await asyncio.shield(saving):
                 _dropped(run)
         except NotedError as error:
             log.warning("could not save failed run %s: %s", run.run_id, error)
+
+    def _append_fitted(self, run: RunResult, existing: bool | str) -> bool:
+        """``db.append_run`` of the run as :func:`~noted.agent.fitting.fit_run` keeps it."""
+        return self.db.append_run(fit_run(run), existing=existing)
 
     async def _collect(self, message: str, user_id: str, session_id: str) -> RunResult:
         # closed here, at its last event, not later by the garbage collector's hook (a
@@ -580,6 +592,7 @@ class Agent:
             if session_id is not None
             else self.get_session_id(user)
         )
+        _check_fits(message, user, session)
         return message, user, session
 
     # -- public entry points -------------------------------------------------------------
@@ -694,6 +707,24 @@ class Agent:
             stream=stream,
             markdown=self.markdown if markdown is None else markdown,
         )
+
+
+def _check_fits(message: str, user_id: str, session_id: str) -> None:
+    """Refuse, before any model call, a message that alone makes a run larger than a
+    session store keeps (:class:`~noted.errors.RunTooLargeError`): its run could never be
+    kept. Measured only when the message is long enough to come near the limit."""
+    if len(message) * 12 + 1024 < MAX_RUN_BYTES:  # twice, at most 6 JSON bytes a character
+        return
+    bare = RunResult(
+        run_id="",
+        session_id=session_id,
+        user_id=user_id,
+        input=message,
+        messages=[Message("user", message)],
+    )
+    size = run_bytes(bare)
+    if size > MAX_RUN_BYTES:
+        raise RunTooLargeError(None, size, MAX_RUN_BYTES)
 
 
 def _dropped(run: RunResult) -> None:

@@ -24,9 +24,10 @@ from typing import Any, Protocol
 from noted._time import now_micros
 from noted.db._rows import foreign_session
 from noted.db.base import check_page
-from noted.errors import ConflictError, UserError
+from noted.errors import ConflictError, RunTooLargeError, UserError
+from noted.limits import MAX_RUN_BYTES
 from noted.schema import check_id, check_time, check_unicode, require_id
-from noted.sessions import RunResult, Session, SessionSummary
+from noted.sessions import RunResult, Session, SessionSummary, run_bytes
 
 __all__ = [
     "SessionFunctions",
@@ -43,9 +44,10 @@ __all__ = [
 def check_run(run: RunResult, existing: bool | str = False) -> RunResult:
     """``run`` when every store can keep it alike: ids as the Memory API takes them, the
     texts said (the input, the answer, each message) without unpaired surrogates, and a
-    timezone-aware ``created_at``; ``existing`` as :func:`takes_run` reads it (a run id is
-    checked as an id). A :class:`~noted.errors.UserError` naming the field otherwise
-    (nothing is written)."""
+    timezone-aware ``created_at``, and no larger than :data:`~noted.limits.MAX_RUN_BYTES`
+    (:class:`~noted.errors.RunTooLargeError`); ``existing`` as :func:`takes_run` reads it
+    (a run id is checked as an id). A :class:`~noted.errors.UserError` naming the field
+    otherwise (nothing is written)."""
     for name in ("run_id", "session_id", "user_id"):
         require_id(name, getattr(run, name))
     check_id("agent_id", run.agent_id)
@@ -61,6 +63,9 @@ def check_run(run: RunResult, existing: bool | str = False) -> RunResult:
             check_unicode("a message's content", message.content)
     if check_time("created_at", run.created_at) is None:
         raise UserError("a run's created_at must be a datetime, got None")
+    size = run_bytes(run)
+    if size > MAX_RUN_BYTES:
+        raise RunTooLargeError(run.run_id, size, MAX_RUN_BYTES)
     return run
 
 

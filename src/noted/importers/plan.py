@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from noted.db.base import MemoryStore, SessionStore
+from noted.db.sessions_core import check_run
 from noted.errors import UserError
 from noted.memory.door import DEFAULT_USER_ID
 from noted.memory.memory import Memory
@@ -323,6 +324,9 @@ def apply_plan(
             )
         have = {r.run_id for r in stored.runs} if stored is not None else set()
         new_runs.append((s, [r for r in s.runs if r.run_id not in have]))
+    for _, runs in new_runs:  # as the store checks each, before anything is written
+        for run in runs:
+            check_run(run)
     report.memories_written = len(changed)
     report.runs_written = sum(len(runs) for _, runs in new_runs)
     if dry_run:

@@ -117,6 +117,12 @@ def agent_routes(svc: Services) -> APIRouter:
                 "model": Error,
                 "description": "The session belongs to another user than the one named",
             },
+            413: {
+                "model": Error,
+                "description": "The request body is too large, or the run (the model's "
+                "answer included) is larger than a session store keeps, and was not saved "
+                "(when stream is false)",
+            },
             502: {"model": Error, "description": "The model failed (when stream is false)"},
             503: {
                 "model": Error,

@@ -35,6 +35,7 @@ from noted.errors import (
     DamagedMemoryError,
     ModelError,
     NotFoundError,
+    RunTooLargeError,
     StoreError,
     UserError,
 )
@@ -151,6 +152,10 @@ def _handlers(app: FastAPI) -> None:
     async def user_error(_: Request, exc: Exception) -> Response:
         return _error(400, str(exc))
 
+    async def too_large(_: Request, exc: Exception) -> Response:
+        # a run larger than a store keeps: asking again makes another such run
+        return _error(413, str(exc))
+
     async def not_found(_: Request, exc: Exception) -> Response:
         return _error(404, str(exc) or "not found")
 
@@ -197,6 +202,7 @@ def _handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(Unauthorized, unauthorized)
     app.add_exception_handler(UserError, user_error)
+    app.add_exception_handler(RunTooLargeError, too_large)
     app.add_exception_handler(NotFoundError, not_found)
     app.add_exception_handler(ConflictError, conflict)
     app.add_exception_handler(DamagedMemoryError, damaged)

@@ -1,0 +1,85 @@
+"""A run as an agent stores it: no larger than a session store keeps
+(:data:`~noted.limits.MAX_RUN_BYTES`), the results of its tools cut to fit.
+
+A tool may return more text than a store keeps of a whole run (a file, a web page, a query
+of many rows). The model reads the result whole; the stored run, which history replays and
+``get_session`` shows, keeps the start of each of the longest results, followed by a
+:func:`cut_mark` saying how much was cut. Every result is cut to the same length, the longest
+that fits, so results shorter than that are kept whole. A run larger than the limit without
+its tools' results (a message or an answer that large) is not cut: the store refuses it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from noted.limits import MAX_RUN_BYTES
+from noted.models.types import Message
+from noted.sessions import RunResult, run_bytes
+
+__all__ = ["cut_mark", "fit_run"]
+
+
+def cut_mark(cut: int) -> str:
+    """What follows the kept start of a tool's result that ``cut`` characters were cut from."""
+    return (
+        f"\n[{cut:,} more characters of this tool result were cut: a stored run keeps at "
+        f"most {MAX_RUN_BYTES:,} bytes]"
+    )
+
+
+# the most a mark takes as JSON (the mark of a cut of 10**15 characters, its line break
+# escaped), with room to spare
+_LONGEST_MARK = len(cut_mark(10**15)) + 8
+
+
+def _cut(text: str, keep: int) -> str:
+    """``text`` cut to its first ``keep`` characters and the mark, when that is shorter."""
+    if len(text) - keep <= _LONGEST_MARK:
+        return text
+    return text[:keep] + cut_mark(len(text) - keep)
+
+
+def _saved(lengths: list[int], keep: int) -> int:
+    """The characters, at least, that cutting texts of ``lengths`` to ``keep`` saves."""
+    return sum(n - keep - _LONGEST_MARK for n in lengths if n - keep > _LONGEST_MARK)
+
+
+def _longest_kept(lengths: list[int], excess: int) -> int | None:
+    """The longest length every text may keep for the cuts to save ``excess`` characters
+    (each saves at least a byte); None when even cutting them all to nothing would not."""
+    if _saved(lengths, 0) < excess:
+        return None
+    low, high = 0, max(lengths)  # _saved(low) >= excess; find the largest such keep
+    while low < high:
+        middle = (low + high + 1) // 2
+        if _saved(lengths, middle) >= excess:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def fit_run(run: RunResult) -> RunResult:
+    """``run`` itself when a store keeps it; otherwise a copy whose tools' results (in its
+    ``tool_calls`` and its tool messages alike) are cut to fit, or, when cutting them
+    cannot make it fit, ``run`` as it is (the store refuses it)."""
+    excess = run_bytes(run) - MAX_RUN_BYTES
+    if excess <= 0:
+        return run
+    lengths = [len(e.result) for e in run.tool_calls]
+    lengths += [len(m.content) for m in run.messages if m.role == "tool" and m.content]
+    keep = _longest_kept(lengths, excess) if lengths else None
+    if keep is None:
+        return run
+    return dataclasses.replace(
+        run,
+        messages=[_cut_message(m, keep) for m in run.messages],
+        tool_calls=[dataclasses.replace(e, result=_cut(e.result, keep)) for e in run.tool_calls],
+    )
+
+
+def _cut_message(message: Message, keep: int) -> Message:
+    if message.role != "tool" or not message.content:
+        return message
+    return dataclasses.replace(message, content=_cut(message.content, keep))

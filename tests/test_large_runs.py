@@ -1,0 +1,215 @@
+"""Runs larger than a session store keeps (noted.limits.MAX_RUN_BYTES), alike on every store:
+a tool's long result is kept cut, a run too large for that is refused with RunTooLargeError
+(413 from the server), and the session's other runs, and its later ones, are kept.
+
+Each test makes one large run per store (a tool result of 10 million characters: a run of
+20 MB as JSON, larger than a MongoDB document) and a few of just over 4 MiB."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import BACKENDS, open_store
+from live_server import LocalClient
+from noted import Agent, InMemoryDb, Message, RunTooLargeError, SessionStore, UserError
+from noted.agent.fitting import cut_mark
+from noted.db.base import MemoryStore
+from noted.db.jobs import JobStore, jobs_for_run
+from noted.limits import MAX_RUN_BYTES
+from noted.models import ModelResponse, ToolCall
+from noted.server import create_app
+from noted.sessions import RunResult, new_run_id, run_bytes
+from noted.testing import ScriptedModel
+from servers import Server
+
+TOOL_CHARS = 10_000_000  # a file or a query's rows, read whole by a tool
+TOO_LONG = MAX_RUN_BYTES + 1000  # an answer no run of any store keeps
+
+
+@pytest.fixture(params=BACKENDS)
+def sessions(
+    request: pytest.FixtureRequest, servers: dict[str, Server | str], tmp_path: Path
+) -> Iterator[SessionStore]:
+    db = open_store(request.param, servers, tmp_path)
+    assert isinstance(db, SessionStore)
+    yield db
+    db.close()
+
+
+def a_run(session_id: str, said: str, answer: str) -> RunResult:
+    return RunResult(
+        run_id=new_run_id(),
+        session_id=session_id,
+        user_id="ava",
+        input=said,
+        content=answer,
+        messages=[Message("user", said), Message("assistant", answer)],
+    )
+
+
+def largest_run(session_id: str) -> RunResult:
+    """A run of MAX_RUN_BYTES or a few bytes less, half of it what the user said (which
+    its jobs carry again) and half the answer (likewise)."""
+    bare = run_bytes(a_run(session_id, "", ""))
+    side = (MAX_RUN_BYTES - bare) // 4  # each text is said twice in a run
+    run = a_run(session_id, "s" * side, "a" * side)
+    assert MAX_RUN_BYTES - 8 < run_bytes(run) <= MAX_RUN_BYTES
+    return run
+
+
+def big_file() -> str:
+    """Read the big file."""
+    return "0123456789" * (TOOL_CHARS // 10)
+
+
+def test_a_run_over_the_limit_is_refused_alike_on_every_store(sessions: SessionStore) -> None:
+    earlier = a_run("s1", "hello", "hi")
+    assert sessions.append_run(earlier)
+    too_large = a_run("s1", "tell me all", "x" * TOO_LONG)
+    with pytest.raises(RunTooLargeError) as refused:
+        sessions.append_run(too_large)
+    assert isinstance(refused.value, UserError)  # the caller's value: asking again fails too
+    assert refused.value.size == run_bytes(too_large) > MAX_RUN_BYTES == refused.value.limit
+    assert f"{MAX_RUN_BYTES:,} bytes" in str(refused.value)
+    assert "MAX_RUN_BYTES" in str(refused.value)
+    # nothing of it is written, the session keeps its other runs, and takes later ones
+    with pytest.raises(RunTooLargeError):
+        sessions.append_run(a_run("s2", "a first run", "x" * TOO_LONG))
+    assert sessions.get_session("s2", "ava") is None
+    later = a_run("s1", "and now?", "fine")
+    assert sessions.append_run(later, existing=earlier.run_id)
+    session = sessions.get_session("s1", "ava")
+    assert session is not None and session.run_count == 2
+    assert [r.to_dict() for r in session.runs] == [earlier.to_dict(), later.to_dict()]
+
+
+def test_the_largest_run_is_kept_with_its_jobs_on_every_store(sessions: SessionStore) -> None:
+    # on MongoDB the run's jobs (what was said and answered, again) go in its document
+    run = largest_run("s1")
+    if isinstance(sessions, JobStore):
+        jobs = jobs_for_run(run, memory=True, summary=True)
+        assert sessions.append_run_with_jobs(run, jobs)
+    else:
+        assert sessions.append_run(run)
+    [kept] = sessions.get_runs("s1", "ava")
+    assert kept.to_dict() == run.to_dict()
+
+
+def test_a_tools_long_result_is_kept_cut_and_a_too_large_answer_refused(
+    store: MemoryStore,
+) -> None:
+    assert isinstance(store, SessionStore)
+    model = ScriptedModel(
+        [
+            "hi",
+            ModelResponse(tool_calls=[ToolCall("big_file", {}, id="c1")]),
+            "The file counts digits.",
+            "y" * TOO_LONG,
+            "Still here.",
+        ]
+    )
+    agent = Agent(
+        model,
+        db=store,
+        tools=[big_file],
+        session_id="s",
+        user_id="ava",
+        add_history_to_context=True,
+    )
+    agent.run("hello")
+    result = agent.run("what is in the big file?")
+    # the model and the caller read the result whole
+    assert result.content == "The file counts digits."
+    assert len(result.tool_calls[0].result) == TOOL_CHARS
+    assert len(model.requests[2].messages[-1].content or "") == TOOL_CHARS
+    # the session keeps its start, and says how much was cut
+    first, kept = store.get_runs("s", "ava")
+    assert (first.content, kept.run_id, kept.content) == ("hi", result.run_id, result.content)
+    assert run_bytes(kept) <= MAX_RUN_BYTES
+    [execution] = kept.tool_calls
+    [tool_message] = [m for m in kept.messages if m.role == "tool"]
+    assert tool_message.content == execution.result
+    start, mark = execution.result.split("\n[")
+    assert result.tool_calls[0].result.startswith(start) and len(start) > MAX_RUN_BYTES // 4
+    assert "\n[" + mark == cut_mark(TOOL_CHARS - len(start))
+
+    with pytest.raises(RunTooLargeError) as refused:
+        agent.run("say a lot")
+    assert refused.value.run is not None  # the answer is the caller's all the same
+    assert refused.value.run.content == "y" * TOO_LONG
+    assert store.get_session("s", "ava").run_count == 2  # type: ignore[union-attr]
+
+    after = agent.run("are you there?")
+    assert after.content == "Still here."
+    # the history replayed holds the cut result, and not the run that was not kept
+    replayed = model.requests[-1].messages
+    said = [m.content for m in replayed if m.role == "user"]
+    assert said[-2:] == ["what is in the big file?", "are you there?"]
+    assert "say a lot" not in said
+    assert [m.content for m in replayed if m.role == "tool"] == [execution.result]
+    assert [r.content for r in store.get_runs("s", "ava")] == [
+        "hi",
+        "The file counts digits.",
+        "Still here.",
+    ]
+
+
+def test_a_message_too_large_to_keep_is_refused_before_any_model_call() -> None:
+    model = ScriptedModel(["never"])
+    agent = Agent(model, db=InMemoryDb(), session_id="s")
+    with pytest.raises(RunTooLargeError, match="the message alone makes a run of"):
+        agent.run("m" * (MAX_RUN_BYTES // 2))
+    assert model.requests == []
+    assert agent.db.get_session("s", "default") is None
+
+
+def events_of(text: str) -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for block in text.replace("\r\n", "\n").strip().split("\n\n"):
+        lines = block.split("\n")
+        kind = next(line for line in lines if line.startswith("event:"))
+        data = next(line for line in lines if line.startswith("data:"))
+        found.append((kind.removeprefix("event:").strip(), json.loads(data[5:])))
+    return found
+
+
+def test_the_server_answers_413_for_a_run_too_large_to_keep(store: MemoryStore) -> None:
+    assert isinstance(store, SessionStore)
+    model = ScriptedModel(
+        [
+            ModelResponse(tool_calls=[ToolCall("big_file", {}, id="c1")]),
+            "Read it.",
+            "y" * TOO_LONG,
+            "z" * TOO_LONG,
+            "Still here.",
+        ]
+    )
+    agent = Agent(model, db=store, tools=[big_file], agent_id="helper")
+    run = {"user_id": "ava", "session_id": "s", "stream": False}
+    with LocalClient(create_app(store, embedder=None, agent=agent)) as client:
+        read = client.post("/agents/helper/runs", json={"message": "read the file", **run})
+        assert read.status_code == 200, read.text[:500]  # kept, its tool's result cut
+        assert len(read.json()["tool_calls"][0]["result"]) == TOOL_CHARS
+
+        refused = client.post("/agents/helper/runs", json={"message": "say a lot", **run})
+        assert refused.status_code == 413, refused.text[:500]
+        assert "MAX_RUN_BYTES" in refused.json()["detail"]
+        assert "nothing of it was written" in refused.json()["detail"]
+
+        streamed = client.post(
+            "/agents/helper/runs", json={"message": "say more", **run, "stream": True}
+        )
+        assert streamed.status_code == 200
+        events = events_of(streamed.text)
+        assert events[-1][0] == "error" and "MAX_RUN_BYTES" in events[-1][1]["detail"]
+        assert "run_completed" not in [kind for kind, _ in events]
+
+        again = client.post("/agents/helper/runs", json={"message": "there?", **run})
+        assert again.status_code == 200 and again.json()["content"] == "Still here."
+        session = client.get("/sessions/s", params={"user_id": "ava"}).json()
+        assert [r["content"] for r in session["runs"]] == ["Read it.", "Still here."]
