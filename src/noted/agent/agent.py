@@ -37,15 +37,15 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
-from noted.agent.fitting import fit_run
+from noted.agent.fitting import check_message_fits, fit_run, fitted
 from noted.agent.jobs import agent_jobs
 from noted.agent.memory import AgentMemory, BackgroundWork, SessionSummaries
 from noted.agent.memory_tools import MEMORY_TOOL_NAMES
+from noted.agent.options import check_count, check_flag, memory_scope_of
 from noted.agent.tools import Tool, execute_tool_calls, to_tools
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
 from noted.errors import ConflictError, NotedError, RunTooLargeError, UserError
-from noted.limits import MAX_PAGE, MAX_RUN_BYTES
 from noted.memory.manager import MemoryManager
 from noted.memory.memory import DEFAULT_USER_ID, Memory
 from noted.memory.summary import SessionSummarizer
@@ -62,7 +62,7 @@ from noted.models.types import (
     valid_text,
 )
 from noted.schema import UserMemory, check_unicode, require_id
-from noted.sessions import RunResult, new_run_id, new_session_id, run_bytes
+from noted.sessions import RunResult, new_run_id, new_session_id
 from noted.tracing import _hooks as tracing
 
 __all__ = ["Agent"]
@@ -77,29 +77,6 @@ USER_SESSIONS_KEPT: Final = 10_000
 CANCELLED_RUN_ERROR: Final = "cancelled: the caller stopped the run before it finished"
 # The ``error`` of a run a stopping server cancelled, with this text as the reason.
 STOPPED_RUN_ERROR: Final = "cancelled: the server stopped before the run finished"
-
-
-def _check_count(name: str, value: object, minimum: int) -> int:
-    if type(value) is not int or not minimum <= value <= MAX_PAGE:
-        raise UserError(f"{name} must be an integer from {minimum} to 2**63 - 1, got {value!r}")
-    return value
-
-
-def _check_flag(name: str, value: object) -> bool:
-    if type(value) is not bool:
-        raise UserError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
-def _scope(scope: object, agent_id: str | None) -> str | None:
-    """The agent id whose memories alone (with those of no agent) the agent sees."""
-    if scope not in ("user", "agent"):
-        raise UserError(f"memory_scope must be 'user' or 'agent', got {scope!r}")
-    if scope == "user":
-        return None
-    if agent_id is None:
-        raise UserError("memory_scope='agent' needs an agent_id (or a name)")
-    return agent_id
 
 
 class Agent:
@@ -164,11 +141,11 @@ class Agent:
         self.markdown = markdown
         self.add_datetime_to_context = add_datetime_to_context
         self.add_history_to_context = add_history_to_context
-        self.num_history_runs = _check_count("num_history_runs", num_history_runs, 0)
+        self.num_history_runs = check_count("num_history_runs", num_history_runs, 0)
         self.read_chat_history = read_chat_history
-        self.max_tool_rounds = _check_count("max_tool_rounds", max_tool_rounds, 0)
-        query_turns = _check_count("memory_query_turns", memory_query_turns, 0)
-        dated = _check_flag("memory_dates", memory_dates)
+        self.max_tool_rounds = check_count("max_tool_rounds", max_tool_rounds, 0)
+        query_turns = check_count("memory_query_turns", memory_query_turns, 0)
+        dated = check_flag("memory_dates", memory_dates)
         self._user_sessions: OrderedDict[str, str] = OrderedDict()  # newest run last
         self._sessions_lock = threading.Lock()
         self._work = BackgroundWork(background=background_memory)
@@ -177,13 +154,13 @@ class Agent:
             "agentic" if enable_agentic_memory else "automatic" if enable_user_memories else None,
             add_memories_to_context,
             memory_manager,
-            _check_count("memory_context_chars", memory_context_chars, 0),
+            check_count("memory_context_chars", memory_context_chars, 0),
         )
         if self.memory is not None:
-            self.memory.context_tokens = _check_count(
+            self.memory.context_tokens = check_count(
                 "memory_context_tokens", memory_context_tokens, 0
             )
-            self.memory.scope_agent = _scope(memory_scope, self.agent_id)
+            self.memory.scope_agent = memory_scope_of(memory_scope, self.agent_id)
             self.memory.query_turns = query_turns
             self.memory.dated = dated
         if enable_agentic_memory and enable_user_memories:
@@ -474,7 +451,7 @@ class Agent:
         :class:`~noted.errors.RunTooLargeError` carrying the run."""
         try:
             if self._jobs is not None:  # the run and its jobs in one write
-                kept = await self._jobs.record(await asyncio.to_thread(fit_run, run), existing)
+                kept = await self._jobs.record(await fitted(run), existing)
             else:
                 kept = await asyncio.to_thread(self._append_fitted, run, existing)
         except RunTooLargeError as exc:
@@ -592,7 +569,7 @@ class Agent:
             if session_id is not None
             else self.get_session_id(user)
         )
-        _check_fits(message, user, session)
+        check_message_fits(message, user, session)
         return message, user, session
 
     # -- public entry points -------------------------------------------------------------
@@ -707,24 +684,6 @@ class Agent:
             stream=stream,
             markdown=self.markdown if markdown is None else markdown,
         )
-
-
-def _check_fits(message: str, user_id: str, session_id: str) -> None:
-    """Refuse, before any model call, a message that alone makes a run larger than a
-    session store keeps (:class:`~noted.errors.RunTooLargeError`): its run could never be
-    kept. Measured only when the message is long enough to come near the limit."""
-    if len(message) * 12 + 1024 < MAX_RUN_BYTES:  # twice, at most 6 JSON bytes a character
-        return
-    bare = RunResult(
-        run_id="",
-        session_id=session_id,
-        user_id=user_id,
-        input=message,
-        messages=[Message("user", message)],
-    )
-    size = run_bytes(bare)
-    if size > MAX_RUN_BYTES:
-        raise RunTooLargeError(None, size, MAX_RUN_BYTES)
 
 
 def _dropped(run: RunResult) -> None:

@@ -11,13 +11,19 @@ its tools' results (a message or an answer that large) is not cut: the store ref
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
+from noted.errors import RunTooLargeError
 from noted.limits import MAX_RUN_BYTES
 from noted.models.types import Message
 from noted.sessions import RunResult, run_bytes
 
-__all__ = ["cut_mark", "fit_run"]
+__all__ = ["check_message_fits", "cut_mark", "fit_run", "fitted"]
+
+# a run whose texts hold fewer characters is measured on the event loop (some
+# microseconds); a larger one in a worker thread, where its milliseconds hold up nothing
+_MEASURED_INLINE = 64 * 1024
 
 
 def cut_mark(cut: int) -> str:
@@ -83,3 +89,36 @@ def _cut_message(message: Message, keep: int) -> Message:
     if message.role != "tool" or not message.content:
         return message
     return dataclasses.replace(message, content=_cut(message.content, keep))
+
+
+def _texts_length(run: RunResult) -> int:
+    """The characters of the run's texts: its input, answer, messages and tools' results."""
+    chars = len(run.input) + len(run.content or "")
+    chars += sum(len(m.content or "") for m in run.messages)
+    return chars + sum(len(e.result) for e in run.tool_calls)
+
+
+async def fitted(run: RunResult) -> RunResult:
+    """:func:`fit_run` of ``run``, measured on the event loop when the run is small (a
+    thread's hand-off costs several times the measuring) and in a worker thread when not."""
+    if _texts_length(run) < _MEASURED_INLINE:
+        return fit_run(run)
+    return await asyncio.to_thread(fit_run, run)
+
+
+def check_message_fits(message: str, user_id: str, session_id: str) -> None:
+    """Refuse, before any model call, a message that alone makes a run larger than a
+    session store keeps (:class:`~noted.errors.RunTooLargeError`): its run could never be
+    kept. Measured only when the message is long enough to come near the limit."""
+    if len(message) * 12 + 1024 < MAX_RUN_BYTES:  # twice, at most 6 JSON bytes a character
+        return
+    bare = RunResult(
+        run_id="",
+        session_id=session_id,
+        user_id=user_id,
+        input=message,
+        messages=[Message("user", message)],
+    )
+    size = run_bytes(bare)
+    if size > MAX_RUN_BYTES:
+        raise RunTooLargeError(None, size, MAX_RUN_BYTES)
