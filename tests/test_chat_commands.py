@@ -84,6 +84,31 @@ def test_forget_deletes_one_of_the_users_memories_and_no_one_elses(db: SqliteDb)
     assert refused.getvalue().count("usage: /forget ID") == 2
 
 
+def test_the_commands_are_about_the_chats_user_not_the_agents(db: SqliteDb) -> None:
+    """A chat for bob with an agent made for ava: its messages are bob's runs, so
+    /memories lists bob's memories only and /forget cannot delete one of ava's."""
+    memory = Memory(db=db, embedder=None)
+    avas = memory.add_user_memory(UserMemory("Ava lives in Lisbon"), user_id="ava")
+    bobs = memory.add_user_memory(UserMemory("Bob lives in Oslo"), user_id="bob")
+    model = ScriptedModel(["Hello Bob"])
+    agent = Agent(model, db=db, memory=memory, user_id="ava", add_memories_to_context=True)
+    chat, said, refused = chat_of(agent, user_id="bob")
+    message = take_line("hello", chat)
+    assert message == "hello"
+    assert agent.run(message, user_id=chat.user_id, session_id=chat.session).user_id == "bob"
+    take_line("/memories", chat)
+    take_line("/memories lives", chat)
+    listed = said.getvalue()
+    assert "Memories of user bob" in listed and listed.count("Oslo") == 2
+    assert "Ava" not in listed and "Lisbon" not in listed and avas not in listed
+    take_line(f"/forget {avas}", chat)
+    assert f"no memory {avas} of user bob" in refused.getvalue()
+    assert memory.get_user_memory(avas, "ava") is not None
+    take_line(f"/forget {bobs}", chat)
+    assert f"forgot {bobs}: Bob lives in Oslo" in said.getvalue()
+    assert [m.memory for m in memory.get_user_memories("ava")] == ["Ava lives in Lisbon"]
+
+
 def test_memories_waits_for_the_last_turns_memory_update(db: SqliteDb) -> None:
     """A fact just said is learned in the background: /memories shows it, not the list of
     before the turn."""
