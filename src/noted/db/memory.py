@@ -178,16 +178,20 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         lock."""
         for field, orders in self._orders.items():
             order = orders.setdefault(user_id, [])
-            if len(leaving) + len(entering) <= _MOVED_ONE_BY_ONE:
-                for old in leaving:
-                    del order[bisect_left(order, _place_by(field, old))]
-                for new in entering:
-                    insort(order, _place_by(field, new))
+            gone = [_place_by(field, old) for old in leaving]
+            come = [_place_by(field, new) for new in entering]
+            if gone == come:  # replaced in place (an edit leaves created_at as it was)
                 continue
-            if leaving:
-                gone = {_place_by(field, old) for old in leaving}
-                order[:] = [key for key in order if key not in gone]
-            order.extend(_place_by(field, new) for new in entering)
+            if len(gone) + len(come) <= _MOVED_ONE_BY_ONE:
+                for key in gone:
+                    del order[bisect_left(order, key)]
+                for key in come:
+                    insort(order, key)
+                continue
+            if gone:
+                leaving_keys = set(gone)
+                order[:] = [key for key in order if key not in leaving_keys]
+            order.extend(come)
             order.sort()
 
     def _written_since(self, user_id: str, count: int) -> set[str] | None:
