@@ -35,6 +35,22 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def piped(
+    args: list[str], said: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Python run with ``args`` (a script, ``-m noted.cli ...``), ``said`` on its standard
+    input (not a terminal), in ``env`` (:func:`child_env` by default)."""
+    return subprocess.run(
+        [sys.executable, *args],
+        input=said,
+        check=False,
+        capture_output=True,
+        text=True,
+        env=child_env() if env is None else env,
+        timeout=60,
+    )
+
+
 def interruptible() -> None:
     """In a spawned child before it runs: Ctrl-C interrupts it, as at a terminal, even
     when the tests run as a background job of a shell without job control (whose
@@ -260,15 +276,7 @@ def test_a_piped_chat_whose_last_line_goes_on_sends_it() -> None:
     script = "from noted import Agent\nfrom noted.testing import ScriptedModel\n"
     script += "model = ScriptedModel(['One.', 'Two.'])\nAgent(model).cli_app(stream=False)\n"
     script += "print([request.messages[-1].content for request in model.requests])\n"
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        input="hi\nlast \\\n",
-        check=False,
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-    )
+    done = piped(["-c", script], "hi\nlast \\\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["One.", "Two.", "['hi', 'last ']"]
 
@@ -517,6 +525,18 @@ def noted(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def noted_chat(
+    wire: WireServer, db: Path, said: str, *options: str
+) -> subprocess.CompletedProcess[str]:
+    """`noted chat` on ``db`` with memory off, ``said`` on its standard input and its
+    model (``openai:test-model``) answered by ``wire`` (``options`` before ``--memory``),
+    in this environment without ``$NOTED_DB``."""
+    argv = ["chat", "--model", "openai:test-model", *options, "--memory", "off", "--db", str(db)]
+    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"}
+    env |= {"PYTHONPATH": SRC, "OPENAI_BASE_URL": wire.url + "/v1", "OPENAI_API_KEY": "test-key"}
+    return piped(["-m", "noted.cli", *argv], said, env)
+
+
 def test_noted_chat_continues_a_session_across_processes(wire: WireServer, tmp_path: Path) -> None:
     db = str(tmp_path / "chat.db")
     env = {"OPENAI_BASE_URL": wire.url + "/v1", "OPENAI_API_KEY": "test-key"}
@@ -644,18 +664,7 @@ def test_noted_chat_with_messages_from_a_pipe_writes_the_answers_alone(
 
     long_line = "word " * 60
     wire.add(Reply(openai_reply("First " + long_line.strip())), Reply(openai_reply("Second.")))
-    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"}
-    argv = ["chat", "--model", "openai:test-model", "--plain", "--memory", "off"]
-    done = subprocess.run(
-        [sys.executable, "-m", "noted.cli", *argv, "--db", str(tmp_path / "c.db")],
-        input="hi\nsay \\\nmore\n",
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": SRC, "OPENAI_BASE_URL": wire.url + "/v1"}
-        | {"OPENAI_API_KEY": "test-key"},
-        timeout=60,
-    )
+    done = noted_chat(wire, tmp_path / "c.db", "hi\nsay \\\nmore\n", "--plain")
     assert done.returncode == 0, done.stderr
     assert done.stdout == "First " + long_line.strip() + "\nSecond.\n"
     [said] = done.stderr.splitlines()
@@ -673,18 +682,7 @@ def test_noted_chat_writes_a_markdown_answer_to_a_file_as_the_model_wrote_it(
 
     answer = "# Trip\n\nSee [the map](https://example.com/map).\n\n```\nski --fast\n```"
     wire.add(Reply(openai_reply(answer)))
-    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"}
-    argv = ["chat", "--model", "openai:test-model", "--memory", "off"]
-    done = subprocess.run(
-        [sys.executable, "-m", "noted.cli", *argv, "--db", str(tmp_path / "c.db")],
-        input="plan my trip\n",
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": SRC, "OPENAI_BASE_URL": wire.url + "/v1"}
-        | {"OPENAI_API_KEY": "test-key"},
-        timeout=60,
-    )
+    done = noted_chat(wire, tmp_path / "c.db", "plan my trip\n")
     assert done.returncode == 0, done.stderr
     assert done.stdout == answer + "\n"
 
@@ -770,18 +768,7 @@ def test_a_failed_turn_is_one_error_line_on_stderr_and_the_chat_goes_on(
     message = "Invalid model 'test-model': " + "the model you asked for does not exist " * 4
     # not a terminal: the answers are not streamed
     wire.add(Reply({"error": {"message": message}}, status=400), Reply(openai_reply("Still here.")))
-    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"}
-    argv = ["chat", "--model", "openai:test-model", "--plain", "--memory", "off"]
-    done = subprocess.run(
-        [sys.executable, "-m", "noted.cli", *argv, "--db", str(tmp_path / "c.db")],
-        input="hi\nagain\nexit\n",
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": SRC, "OPENAI_BASE_URL": wire.url + "/v1"}
-        | {"OPENAI_API_KEY": "test-key"},
-        timeout=60,
-    )
+    done = noted_chat(wire, tmp_path / "c.db", "hi\nagain\nexit\n", "--plain")
     assert done.returncode == 0, done.stderr
     [banner, line] = done.stderr.splitlines()  # messages from a pipe: the banner is there
     assert banner.startswith("Chatting with test-model (session ")
@@ -823,18 +810,7 @@ def test_a_retried_turn_from_a_pipe_is_one_error_line(wire: WireServer, tmp_path
 
     down = Reply({"error": {"message": "overloaded"}}, status=503)
     wire.add(down, down, down, down, Reply(openai_reply("Back again.")))
-    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"}
-    argv = ["chat", "--model", "openai:test-model", "--memory", "off"]
-    done = subprocess.run(
-        [sys.executable, "-m", "noted.cli", *argv, "--db", str(tmp_path / "c.db")],
-        input="hi\nagain\n",
-        check=False,
-        capture_output=True,
-        text=True,
-        env={**env, "PYTHONPATH": SRC, "OPENAI_BASE_URL": wire.url + "/v1"}
-        | {"OPENAI_API_KEY": "test-key"},
-        timeout=60,
-    )
+    done = noted_chat(wire, tmp_path / "c.db", "hi\nagain\n")
     assert done.returncode == 0, done.stderr
     [banner, line] = done.stderr.splitlines()
     assert banner.startswith("Chatting with test-model")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from noted import Agent, Memory, SqliteDb, UserMemory
 from noted.agent.chat_commands import Chat, take_line
 from noted.models import Message, ToolDefinition
 from noted.testing import FunctionModel, ScriptedModel
-from test_chat import child_env
+from test_chat import child_env, piped
 
 
 def consoles() -> tuple[Console, Console, io.StringIO, io.StringIO]:
@@ -192,15 +190,8 @@ CHAT = textwrap.dedent(
 
 
 def test_a_chat_answers_its_commands_between_messages(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", CHAT, str(tmp_path / "chat.db")],
-        input="hello\n/memories tea\n/new\n//second\n/nope\n/exit\nnever sent\n",
-        check=False,
-        capture_output=True,
-        text=True,
-        env=child_env(),
-        timeout=60,
-    )
+    said = "hello\n/memories tea\n/new\n//second\n/nope\n/exit\nnever sent\n"
+    done = piped(["-c", CHAT, str(tmp_path / "chat.db")], said)
     assert done.returncode == 0, done.stderr
     assert "sent: ['hello', '/second']" in done.stdout
     assert "Ava likes green tea" in done.stdout and "new session" in done.stdout
@@ -216,20 +207,13 @@ def test_noted_chat_searches_with_the_embedder_it_is_given(tmp_path: Path) -> No
     agent's memory is the command's now, with the command's embedder."""
     with SqliteDb(tmp_path / "c.db") as store:
         Memory(db=store, embedder=None).add_user_memory(UserMemory("Ava loves pizza"), "ava")
-    argv = [sys.executable, "-m", "noted.cli", "chat", "--model", "openai:test-model"]
+    argv = ["-m", "noted.cli", "chat", "--model", "openai:test-model"]
     argv += ["--user", "ava", "--db", str(tmp_path / "c.db")]
     env = child_env(OPENAI_API_KEY="test-key", NOTED_EMBEDDER="local:/nowhere/model")
-    found = {}
-    for given in ([], ["--embedder", "none"]):
-        found[bool(given)] = subprocess.run(
-            [*argv, *given],
-            input="/memories pizza\n",
-            check=False,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+    found = {
+        bool(given): piped([*argv, *given], "/memories pizza\n", env)
+        for given in ([], ["--embedder", "none"])
+    }
     assert "no model directory at '/nowhere/model'" in found[False].stderr
     assert found[True].returncode == 0, found[True].stderr
     assert "Ava loves pizza" in found[True].stdout
