@@ -217,6 +217,24 @@ def test_a_worker_takes_its_store_from_the_config_file(tmp_path: Path) -> None:
     assert not (tmp_path / "noted.db").exists()
 
 
+def run_until_its_job_runs(url: str, db: str) -> None:
+    """Ask the served agent "assistant" to answer a run for ava; return once the memory
+    job the run left is being run."""
+    from noted import SqliteDb
+
+    run = httpx.post(
+        f"{url}/agents/assistant/runs",
+        json={"message": "I keep bees", "user_id": "ava", "stream": False},
+        timeout=30,
+    )
+    assert run.status_code == 200, run.text
+    with SqliteDb(db) as store:
+        deadline = time.monotonic() + 10
+        while [j.status for j in store.list_jobs(status=None)] != ["running"]:
+            assert time.monotonic() < deadline, "the job did not start"
+            time.sleep(0.02)
+
+
 def test_a_server_stopped_with_sigterm_finishes_the_job_it_runs(tmp_path: Path) -> None:
     # The memory manager takes two seconds; SIGTERM arrives while it thinks.
     from noted import SqliteDb
@@ -241,17 +259,7 @@ def test_a_server_stopped_with_sigterm_finishes_the_job_it_runs(tmp_path: Path) 
         launcher=LAUNCHER,
         port=port,
     ) as served:
-        run = httpx.post(
-            f"{served.url}/agents/assistant/runs",
-            json={"message": "I keep bees", "user_id": "ava", "stream": False},
-            timeout=30,
-        )
-        assert run.status_code == 200, run.text
-        with SqliteDb(db) as store:
-            deadline = time.monotonic() + 10
-            while [j.status for j in store.list_jobs(status=None)] != ["running"]:
-                assert time.monotonic() < deadline, "the job did not start"
-                time.sleep(0.02)
+        run_until_its_job_runs(served.url, db)
         served.process.send_signal(signal.SIGTERM)
         served.process.wait(30)
     with SqliteDb(db) as store:
@@ -285,17 +293,7 @@ def test_a_server_stopped_with_sigterm_leaves_a_job_past_its_shutdown_timeout(
         launcher=LAUNCHER,
         port=port,
     ) as served:
-        run = httpx.post(
-            f"{served.url}/agents/assistant/runs",
-            json={"message": "I keep bees", "user_id": "ava", "stream": False},
-            timeout=30,
-        )
-        assert run.status_code == 200, run.text
-        with SqliteDb(db) as store:
-            deadline = time.monotonic() + 10
-            while [j.status for j in store.list_jobs(status=None)] != ["running"]:
-                assert time.monotonic() < deadline, "the job did not start"
-                time.sleep(0.02)
+        run_until_its_job_runs(served.url, db)
         served.process.send_signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         assert served.process.wait(30) == -signal.SIGTERM, served.stderr()
