@@ -7,12 +7,16 @@ import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from noted import InMemoryDb, Memory, MemoryStore, SqliteDb
+from noted import InMemoryDb, Memory, MemoryStore, SessionStore, SqliteDb
 from servers import Server, Unavailable, start_mongo, start_phoenix, start_postgres, start_redis
 from wire import WireServer, serve
+
+if TYPE_CHECKING:
+    from traces import Traces
 
 # Every backend the conformance suite runs on. The server-backed ones need a server that
 # the harness starts once per test session (see servers.py).
@@ -108,6 +112,29 @@ def open_store(
 
         return RedisDb(url, **names)  # type: ignore[arg-type]
     raise ValueError(kind)
+
+
+@pytest.fixture(params=BACKENDS)
+def sessions(
+    request: pytest.FixtureRequest, servers: dict[str, Server | str], tmp_path: Path
+) -> Iterator[SessionStore]:
+    """A fresh, empty store of each kind, as a session store."""
+    db = open_store(request.param, servers, tmp_path)
+    assert isinstance(db, SessionStore)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def traces() -> Iterator[Traces]:
+    """noted's spans, collected while tracing is on for the test."""
+    from noted import tracing as noted_tracing
+    from traces import Traces
+
+    found = Traces()
+    noted_tracing.instrument(tracer_provider=found.provider)
+    yield found
+    noted_tracing.uninstrument()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -8,13 +8,10 @@ Each test makes one large run per store (a tool result of 10 million characters:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import BACKENDS, open_store
 from live_server import LocalClient
 from noted import Agent, InMemoryDb, Message, RunTooLargeError, SessionStore, UserError
 from noted.agent.fitting import cut_mark
@@ -25,20 +22,9 @@ from noted.models import ModelResponse, ToolCall
 from noted.server import create_app
 from noted.sessions import RunResult, new_run_id, run_bytes
 from noted.testing import ScriptedModel
-from servers import Server
 
 TOOL_CHARS = 10_000_000  # a file or a query's rows, read whole by a tool
 TOO_LONG = MAX_RUN_BYTES + 1000  # an answer no run of any store keeps
-
-
-@pytest.fixture(params=BACKENDS)
-def sessions(
-    request: pytest.FixtureRequest, servers: dict[str, Server | str], tmp_path: Path
-) -> Iterator[SessionStore]:
-    db = open_store(request.param, servers, tmp_path)
-    assert isinstance(db, SessionStore)
-    yield db
-    db.close()
 
 
 def a_run(session_id: str, said: str, answer: str) -> RunResult:

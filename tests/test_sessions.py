@@ -3,29 +3,16 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import apsw
 import pytest
 
-from conftest import BACKENDS, open_store
 from held_model import HeldAnswer
 from noted import Agent, ConflictError, InMemoryDb, Message, SessionStore, SqliteDb, UserError
 from noted.db.jobs import JobStore, jobs_for_run
 from noted.errors import ModelError
 from noted.sessions import RunMetrics, RunResult, ToolExecution, new_run_id
-from servers import Server
-
-
-@pytest.fixture(params=BACKENDS)
-def sessions(
-    request: pytest.FixtureRequest, servers: dict[str, Server | str], tmp_path: Path
-) -> Iterator[SessionStore]:
-    db = open_store(request.param, servers, tmp_path)
-    assert isinstance(db, SessionStore)
-    yield db
-    db.close()
 
 
 def make_run(session_id: str, user_id: str, text: str, status: str = "completed") -> RunResult:

@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
@@ -54,14 +54,6 @@ from traces import Traces, attrs
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 MANAGER_PROMPT = "You maintain the long-term memory"
-
-
-@pytest.fixture
-def traces() -> Iterator[Traces]:
-    found = Traces()
-    noted_tracing.instrument(tracer_provider=found.provider)
-    yield found
-    noted_tracing.uninstrument()
 
 
 def is_manager(messages: list[Message]) -> bool:

@@ -34,14 +34,6 @@ REDACTED = "__REDACTED__"
 
 
 @pytest.fixture
-def traces() -> Iterator[Traces]:
-    found = Traces()
-    noted_tracing.instrument(tracer_provider=found.provider)
-    yield found
-    noted_tracing.uninstrument()
-
-
-@pytest.fixture
 def db(tmp_path: Path) -> Iterator[SqliteDb]:
     with contextlib.closing(SqliteDb(db_file=str(tmp_path / "noted.db"))) as store:
         Memory(store, embedder=None).add_user_memory(
