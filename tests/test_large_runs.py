@@ -8,12 +8,21 @@ Each test makes one large run per store (a tool result of 10 million characters:
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from live_server import LocalClient
-from noted import Agent, InMemoryDb, Message, RunTooLargeError, SessionStore, UserError
+from noted import (
+    Agent,
+    InMemoryDb,
+    Message,
+    RunTooLargeError,
+    SessionStore,
+    SqliteDb,
+    UserError,
+)
 from noted.agent.fitting import cut_mark
 from noted.db.base import MemoryStore
 from noted.db.jobs import JobStore, jobs_for_run
@@ -106,6 +115,7 @@ def test_a_tools_long_result_is_kept_cut_and_a_too_large_answer_refused(
         session_id="s",
         user_id="ava",
         add_history_to_context=True,
+        max_tool_result_chars=None,
     )
     agent.run("hello")
     result = agent.run("what is in the big file?")
@@ -143,6 +153,60 @@ def test_a_tools_long_result_is_kept_cut_and_a_too_large_answer_refused(
         "The file counts digits.",
         "Still here.",
     ]
+
+
+def a_log() -> str:
+    """Read the build log."""
+    return "".join(f"line {n}: compiled\n" for n in range(12_000)) + "FAILED: 1 error\n"
+
+
+def test_the_model_reads_the_start_and_end_of_a_long_result_and_the_caller_all(
+    tmp_path: Path,
+) -> None:
+    model = ScriptedModel(
+        [
+            ModelResponse(tool_calls=[ToolCall("a_log", {}, id="c1")]),
+            "The build failed.",
+            "It failed once.",
+        ]
+    )
+    db = SqliteDb(tmp_path / "noted.db")
+    agent = Agent(model, db=db, tools=[a_log], session_id="s", add_history_to_context=True)
+    assert agent.max_tool_result_chars == 50_000  # the default
+    log = a_log()
+    result = agent.run("did the build pass?")
+    shown = model.requests[1].messages[-1].content or ""
+    head, mark, tail = shown.split("\n[... ")[0], *shown.split("\n[... ")[1].split(" ...]\n")
+    assert (len(head), len(tail)) == (33_333, 16_667)
+    assert log.startswith(head) and log.endswith(tail) and tail.endswith("FAILED: 1 error\n")
+    assert mark == (
+        f"{len(log) - 50_000:,} characters of this tool result were left out: "
+        "the model is shown at most 50,000"
+    )
+    # the caller's result is whole; the stored run holds what the model read, and both
+    assert result.tool_calls[0].result == log
+    [kept] = db.get_runs("s", "default")
+    assert kept.tool_calls[0].result == log
+    assert [m.content for m in kept.messages if m.role == "tool"] == [shown]
+    # history replays what the model read
+    agent.run("how many errors?")
+    assert [m.content for m in model.requests[-1].messages if m.role == "tool"] == [shown]
+
+
+def test_a_result_within_the_limit_is_read_whole_and_the_limit_is_checked() -> None:
+    limit = len(a_log())
+    for chosen in (limit, None):
+        model = ScriptedModel([ModelResponse(tool_calls=[ToolCall("a_log", {}, id="c1")]), "ok"])
+        Agent(model, tools=[a_log], max_tool_result_chars=chosen).run("the log?")
+        assert model.requests[1].messages[-1].content == a_log()
+    model = ScriptedModel([ModelResponse(tool_calls=[ToolCall("a_log", {}, id="c1")]), "ok"])
+    Agent(model, tools=[a_log], max_tool_result_chars=limit - 1).run("the log?")
+    assert "1 characters of this tool result were left out" in (
+        model.requests[1].messages[-1].content or ""
+    )
+    for wrong in (0, -5, 1.5, "50000", True):
+        with pytest.raises(UserError, match="max_tool_result_chars"):
+            Agent(ScriptedModel([]), max_tool_result_chars=wrong)  # type: ignore[arg-type]
 
 
 def test_a_message_too_large_to_keep_is_refused_before_any_model_call() -> None:

@@ -37,11 +37,11 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
-from noted.agent.fitting import check_message_fits, fit_run, fitted
+from noted.agent.fitting import check_message_fits, fit_run, fitted, shown_to_model
 from noted.agent.jobs import agent_jobs
 from noted.agent.memory import AgentMemory, BackgroundWork, SessionSummaries
 from noted.agent.memory_tools import MEMORY_TOOL_NAMES
-from noted.agent.options import check_count, check_flag, memory_scope_of
+from noted.agent.options import check_count, check_flag, check_limit, memory_scope_of
 from noted.agent.tools import Tool, execute_tool_calls, to_tools
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
@@ -109,6 +109,7 @@ class Agent:
         num_history_runs: int = 3,
         read_chat_history: bool = False,
         max_tool_rounds: int = 10,
+        max_tool_result_chars: int | None = 50_000,
         memory: Memory | None = None,
         enable_user_memories: bool = False,
         enable_agentic_memory: bool = False,
@@ -144,6 +145,7 @@ class Agent:
         self.num_history_runs = check_count("num_history_runs", num_history_runs, 0)
         self.read_chat_history = read_chat_history
         self.max_tool_rounds = check_count("max_tool_rounds", max_tool_rounds, 0)
+        self.max_tool_result_chars = check_limit("max_tool_result_chars", max_tool_result_chars)
         query_turns = check_count("memory_query_turns", memory_query_turns, 0)
         dated = check_flag("memory_dates", memory_dates)
         self._user_sessions: OrderedDict[str, str] = OrderedDict()  # newest run last
@@ -422,7 +424,7 @@ class Agent:
                     run.tool_calls.append(execution)
                     result = Message(
                         "tool",
-                        execution.result,
+                        shown_to_model(execution.result, self.max_tool_result_chars),
                         tool_call_id=execution.tool_call_id,
                         name=execution.name,
                     )

@@ -1,8 +1,11 @@
 """A run as an agent stores it: no larger than a session store keeps
 (:data:`~noted.limits.MAX_RUN_BYTES`), the results of its tools cut to fit.
 
-A tool may return more text than a store keeps of a whole run (a file, a web page, a query
-of many rows). The model reads the result whole; the stored run, which history replays and
+A tool may return more text than a model should read at once or a store keeps of a whole
+run (a file, a web page, a query of many rows). The model reads at most
+``max_tool_result_chars`` of it (:func:`shown_to_model`: its start and its end, a mark
+between saying how much was left out); the caller's ``RunResult.tool_calls`` keep it whole;
+the stored run, which history replays and
 ``get_session`` shows, keeps the start of each of the longest results, followed by a
 :func:`cut_mark` saying how much was cut. Every result is cut to the same length, the longest
 that fits, so results shorter than that are kept whole. A run larger than the limit without
@@ -19,11 +22,28 @@ from noted.limits import MAX_RUN_BYTES
 from noted.models.types import Message
 from noted.sessions import RunResult, run_bytes
 
-__all__ = ["check_message_fits", "cut_mark", "fit_run", "fitted"]
+__all__ = ["check_message_fits", "cut_mark", "fit_run", "fitted", "shown_to_model"]
 
 # a run whose texts hold fewer characters is measured on the event loop (some
 # microseconds); a larger one in a worker thread, where its milliseconds hold up nothing
 _MEASURED_INLINE = 64 * 1024
+
+
+def shown_to_model(result: str, limit: int | None) -> str:
+    """What the model reads of a tool's ``result``: all of it when it holds at most
+    ``limit`` characters (or ``limit`` is None), else its first two thirds of ``limit`` and
+    its last third (where a command's output says how it ended), a line between them saying
+    how many characters were left out."""
+    if limit is None or len(result) <= limit:
+        return result
+    head = limit * 2 // 3
+    tail = limit - head
+    left_out = len(result) - limit
+    mark = (
+        f"\n[... {left_out:,} characters of this tool result were left out: the model is "
+        f"shown at most {limit:,} ...]\n"
+    )
+    return result[:head] + mark + (result[-tail:] if tail else "")
 
 
 def cut_mark(cut: int) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from noted.errors import UserError
 from noted.limits import MAX_PAGE
 
-__all__ = ["check_count", "check_flag", "memory_scope_of"]
+__all__ = ["check_count", "check_flag", "check_limit", "memory_scope_of"]
 
 
 def check_count(name: str, value: object, minimum: int) -> int:
@@ -14,6 +14,11 @@ def check_count(name: str, value: object, minimum: int) -> int:
     if type(value) is not int or not minimum <= value <= MAX_PAGE:
         raise UserError(f"{name} must be an integer from {minimum} to 2**63 - 1, got {value!r}")
     return value
+
+
+def check_limit(name: str, value: object) -> int | None:
+    """``value`` when it is None (no limit) or a positive integer, else a UserError."""
+    return None if value is None else check_count(name, value, 1)
 
 
 def check_flag(name: str, value: object) -> bool:
