@@ -176,6 +176,45 @@ def test_any_text_gives_results_or_nothing_never_an_sql_error(memory: Memory, te
     assert memory.count_user_memories("ava") == 4
 
 
+def test_a_query_of_function_words_alone_finds_the_memories_that_hold_them(
+    memory: Memory,
+) -> None:
+    """Words every store's list of stop words holds ("the", "was it") are searched when
+    they are all a query has: the memories holding them are found, best first (the word in
+    the shortest memory holding it, more of the words before fewer), never the others nor
+    another user's. PostgreSQL's English
+    configuration leaves them out of its index, and found nothing for them."""
+    memory.add_user_memories(
+        [
+            UserMemory("The user is a nurse", memory_id="nurse"),
+            UserMemory("User was born in Lyon and it was cold", memory_id="born"),
+            UserMemory("User drinks green tea", memory_id="tea"),
+            UserMemory("User likes jazz", topics=["the music"], memory_id="jazz"),
+            UserMemory(
+                "User plays chess", input="It was an evening at the club", memory_id="chess"
+            ),
+            UserMemory("User loves The Who", memory_id="band", agent_id="coach"),
+        ],
+        user_id="ava",
+    )
+    memory.add_user_memory(UserMemory("The cat is a tabby", memory_id="cat"), user_id="bob")
+
+    def ids(text: str, user: str = "ava", **filters: object) -> list[str | None]:
+        query = MemoryQuery(user_id=user, limit=10, **filters)  # type: ignore[arg-type]
+        return [r.memory.memory_id for r in memory.db.keyword_search(query, text)]
+
+    assert ids("the")[0] == "band" and set(ids("the")) == {"band", "nurse", "jazz", "chess"}
+    assert ids("is") == ["nurse"]
+    assert ids("was it") == ["born", "chess"]
+    assert ids("The Who?")[0] == "band" and "tea" not in ids("The Who?")
+    assert ids("themselves") == ids("or") == []
+    assert ids("the nurse") == ["nurse"]  # beside another word, function words are left out
+    assert ids("the", agent_id="coach") == ["band"]
+    assert ids("the", user="bob") == ["cat"]
+    found = memory.search_user_memories("who", "ava", retrieval_method="keyword")
+    assert [m.memory_id for m in found] == ["band"]
+
+
 def test_accents_and_word_forms_match_on_sqlite(tmp_path: Path) -> None:
     memory = Memory(db=SqliteDb(tmp_path / "m.db"))
     memory.add_user_memory(UserMemory("User enjoys skiing at the café"), user_id="ava")

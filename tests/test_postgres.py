@@ -13,6 +13,7 @@ import threading
 import time
 import types
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from noted.db.base import ScoredMemory, WriteBatch
 from noted.db.postgres import KEYWORD_MATCH, PostgresDb, keyword
 from noted.db.postgres import query as pgsql
 from noted.db.postgres import schema as postgres_schema
+from noted.retrieval.ranking import STOPWORDS
 from servers import Server
 from test_backends import stamped
 from test_keyword_search import eating
@@ -1252,3 +1254,40 @@ def test_tables_whose_index_names_overlap_are_refused_not_mixed(
     other.close()
     assert index_definitions(url, base) == before
     assert index_definitions(url, f"{base}_user") == {}  # nothing of it was made
+
+
+def test_the_words_left_out_of_the_index_are_the_servers_english_stop_words(url: str) -> None:
+    """A query whose words are all in keyword.ENGLISH_STOP_WORDS (or the stores' own list)
+    is searched by reading the rows; the others through the index: the list is the one
+    the server's 'english' configuration leaves out, so no query of words the index
+    holds leaves it, and none it lacks finds nothing."""
+    listed = sorted(keyword.ENGLISH_STOP_WORDS | STOPWORDS | {"nurse", "who", "whose"})
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT w FROM unnest(%s::text[]) AS w "
+            "WHERE numnode(plainto_tsquery('english', w)) = 0",
+            (listed,),
+        ).fetchall()
+    assert {row[0] for row in rows} == keyword.ENGLISH_STOP_WORDS
+
+
+def test_a_search_of_function_words_alone_reads_the_users_newest_rows(
+    db: PostgresDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Function words are read from the rows, at most keyword.FUNCTION_WORDS_SCAN of the
+    user's newest that the filters keep, and ranked among those."""
+    monkeypatch.setattr(keyword, "FUNCTION_WORDS_SCAN", 3)
+    rows = memories("ava", 6, "User {i} is at the lake")
+    for i, row in enumerate(rows):
+        row.agent_id = "coach" if i % 2 else None
+        row.updated_at = utc_now() - timedelta(hours=i)  # ava-0 the newest
+    db.upsert_memories(rows)
+    db.upsert_memories(memories("bob", 4, "Bob {i} is at the lake"))
+
+    def found(text: str, **filters: object) -> list[str | None]:
+        query = MemoryQuery(user_id="ava", limit=10, **filters)  # type: ignore[arg-type]
+        return sorted(r.memory.memory_id for r in db.keyword_search(query, text))
+
+    assert found("the is") == ["ava-0", "ava-1", "ava-2"]
+    assert found("at", agent_id="coach") == ["ava-1", "ava-3", "ava-5"]
+    assert len(found("lake")) == 6  # a word the index holds: every row

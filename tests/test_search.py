@@ -69,6 +69,20 @@ def test_an_exact_name_is_found_by_keyword_and_by_hybrid(smart: Memory) -> None:
     assert isinstance(hybrid[0], MemoryMatch) and hybrid[0].score == pytest.approx(1.0)
 
 
+def test_hybrid_search_of_function_words_alone_ranks_their_keyword_matches_first(
+    smart: Memory,
+) -> None:
+    """Hybrid search's keyword side finds the memories holding a query's words when they
+    are all function words ("is", "at the"), on every store, as keyword search does: the
+    best of them comes first, the others holding them next."""
+    for question, holding in (("is", {1, 3, 4}), ("at the", {0, 2})):
+        keyword = smart.search_user_memories(question, "ava", 5, retrieval_method="keyword")
+        assert {m.memory for m in keyword} == {FACTS[i].memory for i in holding}, question
+        hybrid = smart.search_user_memories(question, "ava", 5, retrieval_method="hybrid")
+        assert hybrid[0].memory_id == keyword[0].memory_id, question
+        assert hybrid[0].score == pytest.approx(1.0)
+
+
 def test_hybrid_is_the_default_with_an_embedder_keyword_without(store: MemoryStore) -> None:
     plain = Memory(db=store)
     plain.add_user_memories([m.copy() for m in FACTS], user_id="ava")

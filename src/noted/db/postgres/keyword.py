@@ -30,15 +30,30 @@ search, so another user's memories never change a user's ranking, and a write is
 the next search. The cost grows with the matches times the words (about 1 microsecond a
 match for five words), and with the user's rows where they are counted (other filters) or
 read to match (without the GIN index by user).
+
+A query of function words alone (PostgreSQL's English stop words, or the stores' own:
+:func:`function_words_only`) has no lexeme in ``words``, which leaves them out: it is
+ranked by :func:`function_words_ranking` instead, which makes the words of the user's
+newest rows again with the 'simple' configuration and ranks them by the same formula
+(a bounded cost, about 35 microseconds a row read, see :data:`FUNCTION_WORDS_SCAN`).
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
 
-from noted.db.postgres.schema import TEXT_WORDS, WORDS
+from noted.db.postgres.schema import TEXT_WORDS, WORDS, folded_vector
+from noted.retrieval.ranking import STOPWORDS
 
-__all__ = ["parameters", "ranking"]
+__all__ = [
+    "ENGLISH_STOP_WORDS",
+    "FUNCTION_WORDS_SCAN",
+    "function_words_only",
+    "function_words_parameters",
+    "function_words_ranking",
+    "parameters",
+    "ranking",
+]
 
 K1: Final = 1.2  # BM25's, as in noted.retrieval.ranking
 B: Final = 0.75
@@ -48,6 +63,31 @@ WEIGHTS: Final = "'{0.1, 0.5, 0.5, 1.0}'"
 TEXT_WEIGHTS: Final = "'{0, 0, 0, 1.0}'"  # the memory's text alone
 # ts_rank of one word, without normalization, for one occurrence of weight w: w / (pi^2 / 6)
 _ONE: Final = 1.6449340668482264
+
+# The words the 'english' configuration leaves out of the ``words`` column and out of a
+# query: PostgreSQL's ``english.stop`` (share/tsearch_data), Snowball's English list
+_ENGLISH_STOP_TEXT: Final = """
+i me my myself we our ours ourselves you your yours yourself yourselves he him his
+himself she her hers herself it its itself they them their theirs themselves what
+which who whom this that these those am is are was were be been being have has had
+having do does did doing a an the and but if or because as until while of at by for
+with about against between into through during before after above below to from up
+down in out on off over under again further then once here there when where why how
+all any both each few more most other some such no nor not only own same so than too
+very s t can will just don should now
+"""
+ENGLISH_STOP_WORDS: Final = frozenset(_ENGLISH_STOP_TEXT.split())
+# The most rows a search of function words alone reads (the user's newest the filters keep)
+FUNCTION_WORDS_SCAN: Final = 1_000
+
+
+def function_words_only(words: list[str]) -> bool:
+    """Whether a query's ``words`` (folded, stop words already left out unless they are
+    all it has) are all function words: PostgreSQL's English stop words, which the
+    ``words`` column does not hold, or the stores' own (``STOPWORDS``: a query of those
+    alone searches them all, as the other stores do, not only the few PostgreSQL
+    keeps)."""
+    return all(w in ENGLISH_STOP_WORDS or w in STOPWORDS for w in words)
 
 
 def ranking(
@@ -81,12 +121,73 @@ def ranking(
             f"max(words)::float8 / nullif(max(memories), 0)::float8 AS mean "
             f"FROM {counts} WHERE user_id = %s"
         )
-    slots = range(1, words + 1)
-    terms = ", ".join(f"t[{j}] AS t{j}" for j in slots)
-    tfs = ", ".join(
-        f"coalesce(ts_rank({weights}, {WORDS}, t{j}, 0), 0) * {_ONE}::float8 AS tf{j}"
-        for j in slots
+    return (
+        _lexemes("english", words)
+        # the matches, read once, with their lengths and term frequencies
+        + f"hits AS MATERIALIZED (SELECT memory_id, search_length AS len, "
+        f"{_frequencies(weights, WORDS, words)} "
+        f"FROM {table}, words, websearch_to_tsquery('english', %s) AS q{where} AND {match}), "
+        # the count and mean length of the rows the filters keep, once (a generic plan could
+        # put them inside a loop over the matches, and count them again for each)
+        f"docs AS MATERIALIZED ({docs}), " + _bm25(words)
     )
+
+
+def function_words_ranking(table: str, where: str, words: int, *, text_only: bool = False) -> str:
+    """:func:`ranking` of ``words`` words that are all function words (see
+    :func:`function_words_only`), which the ``words`` column leaves out: the words of the
+    user's newest :data:`FUNCTION_WORDS_SCAN` rows ``where`` keeps are made again in the
+    statement with the 'simple' configuration (folded alike, every word kept, none
+    stemmed), matched against the words, and ranked by the same BM25 among those rows
+    (their count, mean length and document frequencies; a row's length its distinct
+    words, function words included). No index lists these words, so the rows are read
+    in the order of the user's ``(user_id, updated_at, memory_id)`` index, at most
+    :data:`FUNCTION_WORDS_SCAN` of them. Its parameters are
+    :func:`function_words_parameters`'."""
+    weights = TEXT_WEIGHTS if text_only else WEIGHTS
+    vector = folded_vector("simple", text_only=text_only)
+    return (
+        _lexemes("simple", words)
+        # the rows searched, each with its words once (the newest first, at most so many)
+        + f"scanned AS MATERIALIZED (SELECT memory_id, v, length(v) AS len FROM "
+        f"(SELECT memory_id, {vector} AS v FROM {table}{where} "
+        f"ORDER BY updated_at DESC, memory_id DESC LIMIT {FUNCTION_WORDS_SCAN}) AS r), "
+        # any of the words ("or" and "not" among them are words here, not operators)
+        "q AS MATERIALIZED (SELECT array_to_string(t, ' | ')::tsquery AS q FROM lexemes), "
+        f"hits AS MATERIALIZED (SELECT memory_id, len, {_frequencies(weights, 'v', words)} "
+        "FROM scanned, words, q WHERE v @@ q), "
+        "docs AS MATERIALIZED (SELECT count(*)::float8 AS n, "
+        "sum(len)::float8 / nullif(count(*), 0)::float8 AS mean FROM scanned), " + _bm25(words)
+    )
+
+
+def _lexemes(config: str, words: int) -> str:
+    """The statement's first common table expressions: ``lexemes`` (``t``, the distinct
+    lexemes of the words as ``config`` makes them) and ``words`` (the same in slots
+    ``t1`` ... ``t<words>``, NULL past the last)."""
+    terms = ", ".join(f"t[{j}] AS t{j}" for j in range(1, words + 1))
+    return (
+        # the distinct lexemes of the words, in slots t1 ... (NULL past the last)
+        "WITH lexemes AS MATERIALIZED (SELECT ARRAY(SELECT DISTINCT x FROM "
+        f"unnest(%s::text[]) AS w, plainto_tsquery('{config}', w) AS x WHERE numnode(x) > 0) "
+        f"AS t), words AS MATERIALIZED (SELECT {terms} FROM lexemes), "
+    )
+
+
+def _frequencies(weights: str, vector: str, words: int) -> str:
+    """The term frequencies ``tf1`` ... of a row whose words are ``vector``: ``ts_rank``
+    of each word alone, without normalization, times pi^2/6."""
+    return ", ".join(
+        f"coalesce(ts_rank({weights}, {vector}, t{j}, 0), 0) * {_ONE}::float8 AS tf{j}"
+        for j in range(1, words + 1)
+    )
+
+
+def _bm25(words: int) -> str:
+    """The statement's end: the BM25 score (``hit``, ``score``, best first, ties by id) of
+    each row of ``hits`` (``memory_id``, ``len``, ``tf1`` ...) with ``docs`` (``n``,
+    ``mean``) and the words' document frequencies among the hits."""
+    slots = range(1, words + 1)
     dfs = ", ".join(f"count(*) FILTER (WHERE tf{j} > 0)::float8 AS df{j}" for j in slots)
     idfs = ", ".join(
         f"ln(1 + (n - df{j} + 0.5::float8) / (df{j} + 0.5::float8)) * {K1 + 1}::float8 AS idf{j}"
@@ -94,16 +195,6 @@ def ranking(
     )
     score = " + ".join(f"idf{j} * tf{j} / (tf{j} + norm)" for j in slots)
     return (
-        # the distinct lexemes of the words, in slots t1 ... (NULL past the last)
-        "WITH lexemes AS MATERIALIZED (SELECT ARRAY(SELECT DISTINCT x FROM "
-        "unnest(%s::text[]) AS w, plainto_tsquery('english', w) AS x WHERE numnode(x) > 0) AS t), "
-        f"words AS MATERIALIZED (SELECT {terms} FROM lexemes), "
-        # the matches, read once, with their lengths and term frequencies
-        f"hits AS MATERIALIZED (SELECT memory_id, search_length AS len, {tfs} "
-        f"FROM {table}, words, websearch_to_tsquery('english', %s) AS q{where} AND {match}), "
-        # the count and mean length of the rows the filters keep, once (a generic plan could
-        # put them inside a loop over the matches, and count them again for each)
-        f"docs AS MATERIALIZED ({docs}), "
         f"stats AS (SELECT *, {idfs}, {K1 * (1 - B):.6g}::float8 AS norm0, "
         f"{K1 * B:.6g}::float8 / mean AS norm1 "
         f"FROM (SELECT n, mean, {dfs} FROM hits, docs GROUP BY n, mean) AS c) "
@@ -117,3 +208,8 @@ def parameters(words: list[str], where: list[Any], counts: bool = False) -> list
     """The parameters of :func:`ranking`'s statement, before its page (``counts``: the
     statement was made with them)."""
     return [words, " or ".join(words), *where, *(where[:1] if counts else where)]
+
+
+def function_words_parameters(words: list[str], where: list[Any]) -> list[Any]:
+    """The parameters of :func:`function_words_ranking`'s statement, before its page."""
+    return [words, *where]

@@ -50,6 +50,7 @@ __all__ = [
     "create_index",
     "current_version",
     "fold_query_word",
+    "folded_vector",
     "record_version",
     "user_search_index",
 ]
@@ -226,11 +227,23 @@ def _folded(column: str) -> str:
 
 
 _INPUT: Final = "COALESCE(input, '')"
-FOLDED_VECTOR: Final = (
-    f"setweight(to_tsvector('english', {_folded('memory')}), 'A') || "
-    f"setweight(to_tsvector('english', {_folded('topics::text')}), 'B') || "
-    f"setweight(to_tsvector('english', {_folded(_INPUT)}), 'C')"
-)
+
+
+def folded_vector(config: str, *, text_only: bool = False) -> str:
+    """A row's folded words as text search configuration ``config`` makes them: its text
+    (weight A), topics (B) and the conversation it came from (C); its text alone with
+    ``text_only``."""
+    text = f"setweight(to_tsvector('{config}', {_folded('memory')}), 'A')"
+    if text_only:
+        return text
+    return (
+        f"{text} || "
+        f"setweight(to_tsvector('{config}', {_folded('topics::text')}), 'B') || "
+        f"setweight(to_tsvector('{config}', {_folded(_INPUT)}), 'C')"
+    )
+
+
+FOLDED_VECTOR: Final = folded_vector("english")
 
 
 @MIGRATIONS.append

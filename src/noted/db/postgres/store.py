@@ -654,8 +654,17 @@ class PostgresDb(
         self, conn: Conn, query: MemoryQuery, words: list[str], text_only: bool = False
     ) -> list[Row]:
         """The rows of the query's page of memories ranked for ``words``: with no filter
-        but the user's id, by the user's figures the database keeps (see keyword.ranking)."""
+        but the user's id, by the user's figures the database keeps (see keyword.ranking);
+        words that are all function words, which the index leaves out, among the user's
+        newest rows (see keyword.function_words_ranking)."""
         where, params = pgsql.where(query)
+        if keyword.function_words_only(words):  # not in the words column: read the rows
+            inner = keyword.function_words_ranking(
+                self._n.memories, where, len(words), text_only=text_only
+            )
+            params = keyword.function_words_parameters(words, params)
+            inner += pgsql.page(query, params)
+            return pgsql.ranked_rows(conn, self._n.memories, inner, params)
         counts = None if query.filtered else self._n.counts
         inner = keyword.ranking(
             self._n.memories,
