@@ -240,6 +240,32 @@ def test_a_session_that_holds_most_of_what_is_found_lifts_nothing(store: MemoryS
     assert [m.memory for m in chosen[:2]] == [best.memory, by_hand.memory]
 
 
+def test_a_message_of_function_words_alone_matches_no_memory_by_them(
+    store: MemoryStore,
+) -> None:
+    """ "What is it?" shares only function words with a memory: that makes the memory no
+    more relevant than any other, so the newest are shown, not the one full of "it"."""
+    wordy = UserMemory("It is what it is, the user says of Mondays")
+    memory = Memory(db=store, embedder=None)
+    memory.add_user_memory(wordy, "ava")
+    newer = user_facts(20)
+    memory.add_user_memories(newer, "ava")
+    query = MemoryQuery(user_id="ava", limit=60)
+    chosen = select_memories(store, query, "What is it?", 3, pinned=False)
+    assert wordy.memory not in [m.memory for m in chosen]
+    assert len(chosen) == 3 and {m.memory for m in chosen} <= {m.memory for m in newer}
+    # a word of its own finds it, and an explicit search by the words still does
+    about = select_memories(store, query, "What is it about Mondays?", 3, pinned=False)
+    assert about[0].memory == wordy.memory
+    assert [r.memory.memory for r in store.keyword_search(query, "what is it")][:1] == [
+        wordy.memory
+    ]
+    # by meaning, the words' side searches nothing and the search by meaning goes on
+    index = Memory(db=store).index
+    chosen = select_memories(store, query, "What is it?", 3, index=index, pinned=False)
+    assert len(chosen) == 3
+
+
 def test_a_memorys_episode_is_its_session_else_its_label() -> None:
     assert selection.episode(UserMemory("[work] x", session_id="s1")) == ("session", "s1")
     assert selection.episode(UserMemory("[work]  Ava leads the team")) == ("label", "[work]")

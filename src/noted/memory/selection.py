@@ -56,7 +56,7 @@ from typing import Final
 
 from noted.db.base import MemoryQuery, MemoryStore, ScoredMemory
 from noted.memory.index import HitSearch, MemoryIndex, alongside, beside
-from noted.retrieval.ranking import WORD
+from noted.retrieval.ranking import STOPWORDS, WORD, fts_terms
 from noted.schema import UserMemory
 from noted.tracing import _hooks as tracing
 
@@ -341,9 +341,14 @@ def _found(
     """The search's results for the message, merged with the recent turns'."""
     reading = max(limit, query.limit or SEARCH_DEPTH)
     depth = dataclasses.replace(query, limit=reading, offset=0)
+    # a message of function words alone ("and you?", "why is that?") has no words to
+    # match: memories sharing "is" or "that" are no more relevant than any other
+    words = "" if _function_words_only(text) else None
     found = [
         r.memory
-        for r in lifted(search_memories(store, depth, text, index=index, agent_id=agent_id))
+        for r in lifted(
+            search_memories(store, depth, text, index=index, agent_id=agent_id, words=words)
+        )
     ]
     if turns:
         # at half the weight, its matches past the first half would rank below a full
@@ -359,6 +364,12 @@ def _found(
         )
         found = _merged(found, [r.memory for r in earlier], reading)
     return found
+
+
+def _function_words_only(text: str) -> bool:
+    """Whether ``text`` has words and all of them are common function words."""
+    words = fts_terms(text)
+    return bool(words) and all(w in STOPWORDS for w in words)
 
 
 def _merged(
