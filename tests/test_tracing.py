@@ -1253,6 +1253,30 @@ def test_embedding_calls_are_embedding_spans_in_the_searchs_trace(
     assert len(got["embedding.embeddings.0.embedding.vector"]) == 8
 
 
+@pytest.mark.parametrize("store", ["jobs", "in memory"])
+def test_the_embedding_after_a_memory_update_carries_the_runs_session_and_user(
+    traces: Traces, tmp_path: Path, store: str
+) -> None:
+    """The search that embeds the facts a turn taught (the default embedder's way: not on
+    write) runs after the memory extraction, in the run's trace: its span carries the run's session.id and user.id as every other span
+    of the trace does (a job's, run from the store, and in-process work alike)."""
+    db = SqliteDb(tmp_path / "t.db") if store == "jobs" else InMemoryDb()
+    agent = Agent(
+        extractor(),
+        db=db,
+        memory=Memory(db=db, embedder=LetterEmbedder(), embed_on_write=False),
+        user_id="u1",
+        session_id="s1",
+        enable_user_memories=True,
+    )
+    agent.run("I love Italian food.")
+    assert agent.wait_for_memories(timeout=10)
+    assert traces.named("memory embedding"), [s.name for s in traces.spans]
+    for span in traces.spans:
+        found = attrs(span)
+        assert (found.get("session.id"), found.get("user.id")) == ("s1", "u1"), span.name
+
+
 @pytest.mark.parametrize(
     ("settings", "text", "vector"),
     [

@@ -127,10 +127,13 @@ class JobWorker:
             return
         holding = asyncio.create_task(self._hold(job))
         try:  # in the trace of the run that asked for it, wherever that ran
-            if job.kind == "memory":
-                await tracing.resume(job.traceparent, lambda: self._memory(job))
-            else:
-                await tracing.resume(job.traceparent, lambda: self._summary(job))
+            work = self._memory if job.kind == "memory" else self._summary
+            await tracing.resume(
+                job.traceparent,
+                lambda: work(job),
+                session_id=job.session_id,
+                user_id=job.user_id,
+            )
         except Exception as exc:  # any fault of one job: it is tried again
             retry = backoff_seconds(job.attempts) if job.attempts < self.max_attempts else None
             if isinstance(exc, NotedError):

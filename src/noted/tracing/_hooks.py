@@ -120,14 +120,20 @@ def traceparent() -> str | None:
 
 
 def resume(
-    traceparent: str | None, work: Callable[[], Coroutine[Any, Any, R]]
+    traceparent: str | None,
+    work: Callable[[], Coroutine[Any, Any, R]],
+    *,
+    session_id: str | None = None,
+    user_id: str | None = None,
 ) -> Coroutine[Any, Any, R]:
     """``work()``, continuing the trace ``traceparent`` names while tracing is on; work with
-    none (recorded while tracing was off, or by a run in no trace) is a trace of its own."""
+    none (recorded while tracing was off, or by a run in no trace) is a trace of its own.
+    Its spans that know no session or user of their own carry ``session_id`` and
+    ``user_id`` (the run's), as the run's other spans do."""
     spans = active
     if spans is None:
         return work()
-    return spans.resume(traceparent, work)
+    return spans.resume(traceparent, work, session_id, user_id)
 
 
 def detached(start: Callable[[], R]) -> R:

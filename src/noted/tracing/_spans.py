@@ -227,14 +227,25 @@ def _with_context(context: Attributes, own: Attributes) -> tuple[Attributes, Att
 class CarriedWork:
     """Work started inside a trace, to be run later: ``traceparent`` is the W3C trace
     context it continues (a plain string, so it can travel with the work; None: a trace of
-    its own)."""
+    its own), and ``ids`` the ``session.id`` and ``user.id`` of the run it belongs to, for
+    the spans made in it that know none of their own (see :func:`_inherited`)."""
 
     traceparent: str | None
     work: Callable[[], Coroutine[Any, Any, Any]]
+    ids: Attributes = dataclasses.field(default_factory=dict)
 
     async def __call__(self) -> Any:
-        with _attached(_context_of(self.traceparent)):
+        ctx = _context_of(self.traceparent)
+        if self.ids:
+            ctx = otel_context.set_value(_IDS, dict(self.ids), ctx)
+        with _attached(ctx):
             return await self.work()
+
+
+def _ids(session_id: str | None, user_id: str | None) -> Attributes:
+    """The ``session.id`` and ``user.id`` attributes of the ids that are given."""
+    named = ((_SESSION, session_id), (_USER, user_id))
+    return {key: value for key, value in named if value is not None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,7 +474,7 @@ class Spans:
     # -- background work -----------------------------------------------------------------
 
     def carry(self, work: Callable[[], Coroutine[Any, Any, R]]) -> CarriedWork:
-        return CarriedWork(self.traceparent(), work)
+        return CarriedWork(self.traceparent(), work, _inherited())
 
     def suppressed(self) -> bool:
         """Whether OpenTelemetry's suppress-instrumentation flag is set (as OpenInference's
@@ -492,9 +503,13 @@ class Spans:
         return carrier.get("traceparent")
 
     async def resume(
-        self, traceparent: str | None, work: Callable[[], Coroutine[Any, Any, R]]
+        self,
+        traceparent: str | None,
+        work: Callable[[], Coroutine[Any, Any, R]],
+        session_id: str | None = None,
+        user_id: str | None = None,
     ) -> R:
-        result: R = await CarriedWork(traceparent, work)()
+        result: R = await CarriedWork(traceparent, work, _ids(session_id, user_id))()
         return result
 
     def detached(self, start: Callable[[], R]) -> R:
