@@ -174,6 +174,22 @@ def test_list_filters_are_read_as_the_memory_api_reads_them(capsys, db: str) -> 
     assert "must be a positive integer" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [["memories", "stats"], ["jobs", "list"], ["jobs", "retry", "J1"], ["jobs", "drop", "J1"]],
+)
+def test_commands_of_every_user_refuse_a_user(capsys, db: str, argv: list[str]) -> None:
+    """`memories stats` and the `jobs` commands span every user: a `--user` given to them
+    is a usage error, not set aside (stats of every user shown for `--user ava`)."""
+    Memory(db=SqliteDb(db)).add_user_memory(UserMemory("a"), user_id="bob")
+    with pytest.raises(SystemExit) as stopped:
+        main([*argv, "--user", "ava", "--db", db])
+    assert stopped.value.code == 2
+    assert "unrecognized arguments: --user ava" in capsys.readouterr().err
+    code, _, err = run(capsys, *argv, "--db", db)
+    assert code == (1 if argv[1] in ("retry", "drop") else 0), err
+
+
 def test_clear_needs_a_target_and_a_yes(capsys, db: str, monkeypatch) -> None:
     memory = Memory(db=SqliteDb(db))
     memory.add_user_memory(UserMemory("a"), user_id="ava")

@@ -431,7 +431,8 @@ def _common_options() -> tuple[argparse.ArgumentParser, ...]:
     """The options every command takes; the same without the table names (for the
     imports, whose sources have tables of their own), their ``--user`` narrowing them to one
     user; ``--db`` with the table names alone (for ``serve`` and the session commands);
-    and the options of the commands of every user unless ``--user`` names one."""
+    the options of the commands of every user unless ``--user`` names one; and those of
+    the commands that span every user (``memories stats``, ``jobs``): no ``--user``."""
     db_only = argparse.ArgumentParser(add_help=False)
     db_only.add_argument(
         "--db",
@@ -449,16 +450,19 @@ def _common_options() -> tuple[argparse.ArgumentParser, ...]:
         )
     user_help = f"user id (default: {DEFAULT_USER_ID!r})"
     everyone = "only this user's memories (default: every user's)"
+    all_users = argparse.ArgumentParser(add_help=False, parents=[db_option])
+    all_users.add_argument("--json", action="store_true", help="print JSON for scripts")
     return (
         user_options(db_option, user_help),
         user_options(db_only, everyone),
         db_option,
         user_options(db_option, everyone),
+        all_users,
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common, importing, db_option, every_user = _common_options()
+    common, importing, db_option, every_user, all_users = _common_options()
 
     parser = argparse.ArgumentParser(prog="noted", description="Long-term memory for LLM agents.")
     parser.add_argument("--version", action="version", version=f"noted {__version__}")
@@ -524,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
     topics = command("topics", cmd_topics, "List the topics of a user's memories.")
     topics.add_argument("--all-users", action="store_true", help="topics of every user")
 
-    stats = command("stats", cmd_stats, "Memory count and last update per user.")
+    stats = command("stats", cmd_stats, "Memory count and last update per user.", all_users)
     stats.add_argument("--limit", type=positive_int, default=None, help="at most this many users")
 
     export = command("export", cmd_export, "Write memories as JSON Lines.")
@@ -545,7 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_mcp_command(
         groups, user_options(db_option, f"user id (default: {DEFAULT_USER_ID!r})", json=False)
     )
-    add_job_commands(groups, common, db_option)
+    add_job_commands(groups, all_users, db_option)
     add_import_commands(groups, importing)
     add_server_commands(groups, db_option)
     return parser

@@ -152,7 +152,8 @@ def add_job_commands(
     db_option: argparse.ArgumentParser,
 ) -> None:
     """``noted worker`` (``db_option``'s options: it runs every user's jobs and prints no
-    result) and ``noted jobs`` (``common``'s)."""
+    result) and ``noted jobs`` (``common``'s: ``--db``, the tables and ``--json``; the jobs
+    of every user, so no ``--user``)."""
     worker = groups.add_parser(
         "worker",
         parents=[db_option],
