@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -19,6 +21,32 @@ def test_readme_quickstart_runs(tmp_path: Path) -> None:
     for block in blocks:
         subprocess.run([sys.executable, "-c", block], cwd=tmp_path, check=True, timeout=60)
     assert (tmp_path / "memory.db").is_file()
+
+
+def _python_block(page: str, holding: str) -> str:
+    """The python example of ``page`` that holds ``holding``."""
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", (ROOT / page).read_text(), re.DOTALL)
+    found = [block for block in blocks if holding in block]
+    assert len(found) == 1, (page, holding)
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("page", "holding"),
+    [
+        ("docs/models.md", "ScriptedModel(["),
+        ("docs/agent.md", "def get_weather("),
+        ("docs/memory.md", "get_memory_history("),
+        ("docs/storage.md", "query.following("),
+    ],
+)
+def test_the_guides_offline_examples_run(tmp_path: Path, page: str, holding: str) -> None:
+    """The examples a reader can run with no model and no server run as written (after
+    the Memory API's setup, for the memory guide's that go on from it)."""
+    code = _python_block(page, holding)
+    if page == "docs/memory.md":
+        code = _python_block(page, "# or Memory() for an in-process store") + code
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=60)
 
 
 def test_every_cli_command_is_documented() -> None:
