@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 from importlib import metadata
@@ -545,3 +546,26 @@ def test_ctrl_c_stops_a_reindex_with_a_line_and_keeps_what_it_embedded(tmp_path:
     assert 0 < left <= 3000 - int(said[1])
     again = noted("memories", "reindex", "--db", db, "--embedder", "local", "--json")
     assert json.loads(again.stdout)["embedded"] == left
+
+
+def test_a_damaged_memory_is_told_of_once_on_standard_error(tmp_path: Path) -> None:
+    """`memories list`, `search` and `show` say of a memory with damaged topics what is
+    wrong and how to repair it; the store's own log line saying the same is held back
+    (it was printed too, the memory named twice), except under --json, where it is the
+    only word of it on standard error."""
+    db = str(tmp_path / "noted.db")
+    memory = Memory(db=SqliteDb(db))
+    damaged = memory.add_user_memory(UserMemory("Ava likes to ski"), user_id="ava")
+    memory.db.close()
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE noted_memories SET topics = '{bad'")
+    connection.close()
+    user = ("--user", "ava", "--db", db)
+    for argv in (["list"], ["search", "ski", "--method", "keyword"], ["show", damaged]):
+        done = noted("memories", *argv, *user)
+        assert done.returncode == 0 and "Ava likes to ski" in done.stdout, argv
+        assert done.stderr.count(damaged) == 3, done.stderr  # the note: its id, edit, delete
+        assert done.stderr.startswith("note: memory") and "read with none" not in done.stderr
+        told = noted("memories", *argv, *user, "--json")
+        assert told.returncode == 0 and json.loads(told.stdout), argv
+        assert "has damaged topics" in told.stderr and "read with none" in told.stderr

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -36,6 +38,7 @@ from noted.cli_mcp import add_mcp_command
 from noted.cli_serve import add_server_commands
 from noted.cli_sessions import INTERRUPTED, add_chat_command, add_session_commands
 from noted.db import MemoryQuery
+from noted.db._rows import DAMAGED_RECORD
 from noted.db.base import after_cursor
 from noted.db.urls import DEFAULT_TABLES, TABLE_ENVIRONMENT
 from noted.errors import DamagedMemoryError, NotedError, NotFoundError, StoreError, UserError
@@ -73,6 +76,32 @@ def _note_damaged(memories: Sequence[UserMemory]) -> None:
     for m in memories:
         if m.damaged is not None:
             err.print(escape(f"note: {_damage(m.memory_id or '', m.damaged)}"), style="yellow")
+
+
+class _DamageTold(logging.Filter):
+    """Holds back the store's log line about a damaged memory, which the command says
+    itself (see _note_damaged), with how to repair it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not hasattr(record, DAMAGED_RECORD)
+
+
+def _telling_damage(command: Command) -> Command:
+    """``command`` (which notes the damaged memories it shows), the store's own log line
+    about them held back unless it prints JSON, where that line is the only word of it."""
+
+    @functools.wraps(command)
+    def telling(memory: Memory, args: argparse.Namespace) -> int:
+        if args.json:
+            return command(memory, args)
+        logger, held = logging.getLogger("noted.db"), _DamageTold()
+        logger.addFilter(held)
+        try:
+            return command(memory, args)
+        finally:
+            logger.removeFilter(held)
+
+    return telling
 
 
 def _damage(memory_id: str, reason: str) -> str:
@@ -483,9 +512,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--agent", type=identifier, help="agent id")
     add.add_argument("--team", type=identifier, help="team id")
 
-    _list_arguments(command("list", cmd_list, "List a user's memories, newest first."))
+    _list_arguments(
+        command("list", _telling_damage(cmd_list), "List a user's memories, newest first.")
+    )
 
-    search = command("search", cmd_search, "Find a user's memories, best match first.")
+    search = command(
+        "search", _telling_damage(cmd_search), "Find a user's memories, best match first."
+    )
     search.add_argument("query", help="what to look for, e.g. 'where does she ski'")
     search.add_argument("--limit", type=positive_int, default=10, help="results (default 10)")
     search.add_argument("--topic", "-t", action="append", help="only memories with this topic")
@@ -506,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     embedder_option(reindex)
 
-    show = command("show", cmd_show, "Show one memory in full.")
+    show = command("show", _telling_damage(cmd_show), "Show one memory in full.")
     show.add_argument("memory_id")
 
     _edit_arguments(command("edit", cmd_edit, "Change a memory's text or topics."))

@@ -140,6 +140,9 @@ def value_damage(topics: Any) -> str | None:
     return f"not a list of strings: {repr(topics)[:80]}"
 
 
+# the attribute of the log record that says a memory is damaged (a command that tells its
+# user itself, with how to repair it, holds the record back)
+DAMAGED_RECORD = "damaged_memory"
 _reported: set[str] = set()  # the damaged memories logged so far (once each per process)
 
 
@@ -158,6 +161,7 @@ def damaged_memory(memory: UserMemory, reason: str) -> UserMemory:
             memory.memory_id,
             memory.user_id,
             reason,
+            extra={DAMAGED_RECORD: memory.memory_id},
         )
     return memory
 
