@@ -238,3 +238,17 @@ def test_the_memory_guide_names_each_methods_parameters() -> None:
         written = [a.split("=")[0].strip() for a in arguments.split(",") if a.strip() not in "*"]
         parameters = list(inspect.signature(getattr(Memory, name)).parameters)[1:]
         assert written == parameters, name
+
+
+def test_the_servers_config_file_example_is_read_as_it_says(tmp_path: Path) -> None:
+    """docs/server.md's config file: every key it shows is one the server reads."""
+    from noted.server.config import load_config
+
+    doc = (ROOT / "docs" / "server.md").read_text()
+    [block] = [b for b in re.findall(r"```toml\n(.*?)```", doc, re.DOTALL) if "[agent]" in b]
+    path = tmp_path / "noted.toml"
+    path.write_text(block)
+    config = load_config(path)
+    assert config.agent is not None
+    assert (config.agent.agent_id, config.agent.name) == ("assistant", "Assistant")
+    assert config.agent.description == "You help Ava plan trips."
