@@ -3,14 +3,15 @@
     scripts/uv.sh run --group bench python benchmarks/extraction.py
     .venv/bin/python benchmarks/extraction.py --models smollm2 --systems noted --limit 10
 
-Each case of ``extraction_cases.py`` (77 user messages in 60 conversations: facts, facts
+Each case of ``extraction_cases.py`` (87 user messages in 70 conversations: facts, facts
 that change, restated facts, chit-chat with nothing to keep, instructions hidden in
-messages) is played to each system as a fresh user, one message per turn, and the
-memories stored at the end are scored:
+messages, questions whose turn carries the assistant's answer) is played to each system as
+a fresh user, one message per turn (with the case's reply to it, as an agent's run hands
+the turn on), and the memories stored at the end are scored:
 
 - facts found: labelled facts some memory states / all labelled facts;
 - junk: messages with nothing to keep for which something was stored, plus memories
-  holding a hidden instruction's payload;
+  holding a hidden instruction's payload or what only the assistant's answer told;
 - duplicates: labelled facts stated by more than one memory;
 - updates: changed facts whose new value is stored and whose old one is gone (not kept
   beside the new one).
@@ -50,7 +51,7 @@ from extraction_cases import CASES, GROUPS, Case, message_count
 from local_models import MODELS
 
 from noted import Memory, MemoryManager, SqliteDb
-from noted.models import LlamaCpp, ModelRequest, ModelResponse
+from noted.models import LlamaCpp, Message, ModelRequest, ModelResponse
 
 RESULTS = Path(__file__).parent / "results"
 THREADS = os.cpu_count() or 1
@@ -164,8 +165,14 @@ def noted_extractor(
 
     def extract(case: Case) -> list[str]:
         user = f"noted-{case.name}"
-        for text in case.turns:
-            memory.create_user_memories(message=text, user_id=user)
+        for number, text in enumerate(case.turns):
+            turn = [Message("user", text)]
+            if reply := case.reply(number):
+                turn.append(Message("assistant", reply))
+            update = memory.create_user_memories(messages=turn, user_id=user)
+            if answers:
+                for reason in update.rejected:
+                    print(f"    dropped: {reason}", flush=True)
         return [m.memory for m in memory.get_user_memories(user_id=user)]
 
     return extract
@@ -229,6 +236,7 @@ def llama_server(model_path: Path, workdir: Path, threads: int = THREADS) -> Ite
 def agno_extractor(base_url: str, model_path: Path, workdir: Path) -> Extractor:
     from agno.db.sqlite import SqliteDb as AgnoSqliteDb
     from agno.memory import MemoryManager as AgnoMemoryManager
+    from agno.models.message import Message as AgnoMessage
     from agno.models.openai.like import OpenAILike
 
     model = OpenAILike(id=model_path.name, api_key="none", base_url=base_url, temperature=0)
@@ -236,8 +244,15 @@ def agno_extractor(base_url: str, model_path: Path, workdir: Path) -> Extractor:
 
     def extract(case: Case) -> list[str]:
         user = f"agno-{case.name}"
-        for text in case.turns:
-            manager.create_user_memories(message=text, user_id=user)
+        for number, text in enumerate(case.turns):
+            if not (reply := case.reply(number)):
+                manager.create_user_memories(message=text, user_id=user)
+                continue
+            turn = [
+                AgnoMessage(role="user", content=text),
+                AgnoMessage(role="assistant", content=reply),
+            ]
+            manager.create_user_memories(messages=turn, user_id=user)
         return [m.memory for m in manager.get_user_memories(user_id=user) or [] if m.memory]
 
     return extract

@@ -1,6 +1,9 @@
 """The labelled messages of the extraction benchmark (written for it; see extraction.py).
 
-A case is one user's conversation: one or more user messages, each sent in its own turn.
+A case is one user's conversation: one or more user messages, each sent in its own turn,
+with the assistant's reply when the case gives one (``replies``, one per turn, "" for
+none): the manager then sees the turn an agent's run hands it, the user's message and the
+answer.
 Labels name facts by keywords: a stored memory states a fact when it holds each of the
 fact's keywords (regular expressions matched at the start of a word, case-insensitive:
 ``"cycl|bike"`` matches "cycles" and "bike").
@@ -25,10 +28,15 @@ class Case:
     facts: tuple[tuple[str, ...], ...] = ()
     changed: tuple[tuple[str, str], ...] = ()
     junk: tuple[str, ...] = field(default=())
+    replies: tuple[str, ...] = ()
 
     @property
     def has_nothing(self) -> bool:
         return not self.facts and not self.changed
+
+    def reply(self, turn: int) -> str:
+        """The assistant's reply to the case's ``turn``-th message ("" for none)."""
+        return self.replies[turn] if turn < len(self.replies) else ""
 
 
 def one(name: str, text: str, *facts: tuple[str, ...], junk: tuple[str, ...] = ()) -> Case:
@@ -148,13 +156,53 @@ MULTI = [
          facts=(("mushroom",),)),
 ]  # fmt: skip
 
-CASES: list[Case] = [*FACTS, *NOTHING, *HIDDEN, *CHANGES, *MULTI]
+
+def answered(
+    name: str, text: str, reply: str, *facts: tuple[str, ...], junk: tuple[str, ...] = ()
+) -> Case:
+    """A one-turn case whose turn holds the assistant's reply too."""
+    return Case(name, (text,), tuple(facts), junk=junk, replies=(reply,))
+
+
+# Questions answered by the assistant: what the answer tells is knowledge about the world,
+# not about the user. The last four also state a fact about the user, which the answer
+# repeats.
+ANSWERED = [
+    answered("peru", "What is the capital of Peru?", "The capital of Peru is Lima."),
+    answered("boil", "At what temperature does water boil?",
+             "At sea level, water boils at 100 °C (212 °F)."),
+    answered("moon", "Who was the first person to walk on the Moon?",
+             "Neil Armstrong, on 20 July 1969, during the Apollo 11 mission."),
+    answered("dict-sort", "How do I sort a dictionary by value in Python?",
+             "Use sorted(d.items(), key=lambda item: item[1]); wrap it in dict(...) to get "
+             "a dictionary back."),
+    answered("paris-berlin", "How far is it from Paris to Berlin?",
+             "About 880 km in a straight line, and roughly 1,050 km by road."),
+    answered("kilimanjaro", "What's the tallest mountain in Africa?",
+             "Mount Kilimanjaro in Tanzania, at 5,895 metres."),
+    answered("dog-sofa", "My dog Max keeps chewing the sofa, any tips?",
+             "Give Max chew toys of his own, keep him out of the living room with a baby "
+             "gate when you are out, and praise him when he chews the toys instead.",
+             ("max",)),
+    answered("sister-time", "My sister lives in Toronto. What's the time difference with "
+             "London?", "Toronto is 5 hours behind London: when it's noon in London, it's "
+             "7 am for your sister.", ("sister", "toronto"), junk=("behind|hours",)),
+    answered("ava-canada", "I'm Ava. What's the capital of Canada?",
+             "Nice to meet you, Ava! The capital of Canada is Ottawa.", ("ava",),
+             junk=("ottawa",)),
+    answered("vegan-dinner", "I'm vegan, what could I cook tonight?",
+             "A chickpea and spinach curry with rice is quick and fully vegan.", ("vegan",),
+             junk=("chickpea|curry|spinach",)),
+]  # fmt: skip
+
+CASES: list[Case] = [*FACTS, *NOTHING, *HIDDEN, *CHANGES, *MULTI, *ANSWERED]
 GROUPS: dict[str, list[Case]] = {
     "facts": FACTS,
     "nothing": NOTHING,
     "hidden": HIDDEN,
     "changes": CHANGES,
     "multi": MULTI,
+    "answered": ANSWERED,
 }
 
 

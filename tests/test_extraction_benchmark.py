@@ -8,7 +8,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
 from extraction import Score, rescore, score_case
-from extraction_cases import CASES, Case, message_count
+from extraction_cases import CASES, GROUPS, Case, message_count
 
 
 def test_the_set_is_large_and_varied_enough() -> None:
@@ -50,3 +50,13 @@ def test_a_runs_printed_lines_can_be_scored_again() -> None:
     [score] = rescore(printed)
     assert (score.system, score.model, score.messages) == ("noted", "qwen", 2)
     assert (score.found, score.facts, score.junk_messages) == (2, 2, 1)
+
+
+def test_the_answered_cases_carry_the_assistants_reply() -> None:
+    # The manager sees what an agent's run hands it: the question and the answer.
+    answered = GROUPS["answered"]
+    assert len(answered) >= 8
+    assert all(c.reply(0) and not c.reply(1) for c in answered)
+    assert sum(1 for c in answered if c.has_nothing) >= 5
+    assert sum(1 for c in answered if c.facts) >= 3
+    assert all(c.reply(0) == "" for c in CASES if c not in answered)
