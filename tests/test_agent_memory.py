@@ -143,6 +143,19 @@ def test_a_changed_fact_replaces_the_old_one_and_duplicates_are_not_added() -> N
     assert [m.memory for m in agent.get_user_memories()] == ["User lives in Seattle"]
 
 
+def test_what_the_agent_answered_is_not_kept_as_a_fact_about_the_user(tmp_path: Path) -> None:
+    # The manager sees the agent's answer with the question; a small model keeps it.
+    def decide(shown: str, chat: str) -> list[dict[str, object]]:
+        assert "assistant: The capital of Peru is Lima." in chat
+        return [add("User's name is Ava", "name"), add("The capital of Peru is Lima", "geo")]
+
+    answer = "The capital of Peru is Lima."
+    agent = Agent(brain(decide, answer), db=SqliteDb(tmp_path / "m.db"), enable_user_memories=True)
+    assert agent.run("I'm Ava. What is the capital of Peru?", user_id="ava").content == answer
+    assert agent.wait_for_memories(timeout=10)
+    assert [m.memory for m in agent.get_user_memories("ava")] == ["User's name is Ava"]
+
+
 @pytest.mark.parametrize("allowed", [True, False])
 def test_forget_me_clears_only_this_user_and_only_when_allowed(allowed: bool) -> None:
     def decide(shown: str, chat: str) -> list[dict[str, object]]:

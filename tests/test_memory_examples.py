@@ -15,11 +15,14 @@ from noted.memory.prompts import (
     copied_from_examples,
     dictated,
     drop_example_copies,
+    from_the_answer,
     invented_names,
     manager_system_prompt,
     placeholder,
+    question_as_fact,
     reports_asking,
 )
+from noted.models.types import Message
 from noted.testing import ScriptedModel
 
 
@@ -175,6 +178,34 @@ def test_the_manager_drops_a_memory_of_asking_with_the_default_capture(tmp_path:
 
 
 @pytest.mark.parametrize(
+    ("memory", "said", "made_up"),
+    [
+        # Qwen2.5-Coder-1.5B's answer to the question
+        ("User was the first person to walk on the Moon", "Who was the first person to walk "
+         "on the Moon?", True),
+        ("User won the 1966 World Cup.", "Who won the 1966 World Cup?", True),
+        ("User is the capital of Australia", "Which is the capital of Australia?", True),
+        ("User is a nurse", "Who is a nurse here? I am a nurse.", False),  # not all of it
+        ("User won", "Who won?", False),  # too short to tell
+        ("User lives in Paris", "I live in Paris. What is nice in Paris?", False),
+        ("User was the first to climb it", "I was the first to climb it, who knew?", False),
+    ],
+)  # fmt: skip
+def test_a_question_made_a_fact_about_the_user_is_told_from_a_fact(
+    memory: str, said: str, made_up: bool
+) -> None:
+    assert question_as_fact(memory, said) is made_up
+
+
+def test_the_manager_drops_a_question_made_a_fact_about_the_user(tmp_path: Path) -> None:
+    said = "I'm Ava. Who was the first person to walk on the Moon?"
+    memories = ("User's name is Ava", "User was the first person to walk on the Moon")
+    stored, rejected = one_turn(tmp_path / "m.db", said, *memories)
+    assert stored == ["User's name is Ava"]
+    assert any("a question or request, not a fact" in r for r in rejected)
+
+
+@pytest.mark.parametrize(
     ("memory", "said", "invented"),
     [
         ("User lives in Oslo", "What's the weather like in Norway in May?", True),
@@ -233,3 +264,107 @@ def test_the_manager_drops_a_template(tmp_path: Path) -> None:
     )
     assert stored == ["User lives in Madrid"]
     assert any("a template with a blank" in r for r in rejected)
+
+
+PERU = "What is the capital of Peru?"
+LIMA = "The capital of Peru is Lima."
+CANADA = "I'm Ava. What's the capital of Canada?"
+OTTAWA = "Nice to meet you, Ava! The capital of Canada is Ottawa."
+BOIL = "At what temperature does water boil?"
+BOILS = "At sea level, water boils at 100 °C (212 °F)."
+TORONTO = "My sister lives in Toronto. What's the time difference with London?"
+BEHIND = "Toronto is 5 hours behind London: when it's noon in London, it's 7 am for your sister."
+MAX = "My dog Max keeps chewing the sofa, any tips?"
+TOYS = "Give Max chew toys of his own, and praise him when he chews the toys instead."
+
+
+@pytest.mark.parametrize(
+    ("memory", "said", "answer", "told"),
+    [
+        ("The capital of Peru is Lima", PERU, LIMA, True),
+        ("Lima is Peru's capital", PERU, LIMA, True),
+        ("The capital of Canada is Ottawa", CANADA, OTTAWA, True),
+        ("Water boils at 100 °C at sea level", BOIL, BOILS, True),
+        ("Toronto is 5 hours behind London", TORONTO, BEHIND, True),
+        (
+            "It is 880 km from Paris to Berlin",
+            "How far is Paris from Berlin?",
+            "About 880 km.",
+            True,
+        ),
+        ("Chew toys stop a dog chewing the sofa", MAX, TOYS, True),
+        ("User's name is Ava", CANADA, OTTAWA, False),  # about the user
+        ("User's sister lives in Toronto", TORONTO, BEHIND, False),
+        ("User's dog is called Max", MAX, TOYS, False),
+        ("My dog Max chews toys", MAX, TOYS, False),  # the user's own words, in the first person
+        ("Max keeps chewing the sofa", MAX, TOYS, False),  # all of it the user said
+        ("Ava's sister lives in Toronto", "I'm Ava; my sister lives in Toronto.", BEHIND, False),
+        ("The capital of Peru is Lima", "Lima is the capital of Peru, right?", "Yes.", False),
+        ("The capital of Peru is Lima", PERU, "", False),  # no answer to take it from
+        ("Water boils at 100 degrees", "Water boils at 100 degrees, right?", BOILS, False),
+    ],
+)
+def test_a_memory_of_what_the_answer_told_is_told_from_a_fact(
+    memory: str, said: str, answer: str, told: bool
+) -> None:
+    assert from_the_answer(memory, said, answer) is told
+
+
+def answered_turn(
+    db: Path, said: str, answer: str, *memories: str, capture: str | None = None
+) -> tuple[list[str], list[str]]:
+    """What the manager stores for a turn (the user's ``said``, the assistant's ``answer``)
+    when the model adds ``memories``, and the reasons it gives for what it drops."""
+    reply = json.dumps({"facts_about_the_user": True, "operations": [add(m) for m in memories]})
+    manager = MemoryManager(model=ScriptedModel([reply]), memory_capture_instructions=capture)
+    memory = Memory(db=SqliteDb(db), memory_manager=manager)
+    turn = [Message("user", said), Message("assistant", answer)]
+    update = memory.create_user_memories(messages=turn, user_id="u")
+    return sorted(m.memory for m in memory.get_user_memories(user_id="u")), update.rejected
+
+
+@pytest.mark.parametrize(
+    ("said", "answer", "memories", "kept"),
+    [
+        # the answers Qwen2.5-Coder-1.5B gave: the assistant's knowledge as a fact
+        (PERU, LIMA, ("The capital of Peru is Lima",), []),
+        (
+            CANADA,
+            OTTAWA,
+            ("User's name is Ava", "The capital of Canada is Ottawa"),
+            ["User's name is Ava"],
+        ),
+        (
+            TORONTO,
+            BEHIND,
+            ("User's sister lives in Toronto", "Toronto is 5 hours behind London"),
+            ["User's sister lives in Toronto"],
+        ),
+        (
+            "I'm Ava and my sister lives in Toronto. How far is it from Vancouver?",
+            "About 3,400 km, Ava: a four-hour flight to see your sister.",
+            ("Ava's sister lives in Toronto", "Toronto is 3,400 km from Vancouver"),
+            ["Ava's sister lives in Toronto"],
+        ),
+        (
+            MAX,
+            TOYS,
+            ("User's dog is called Max", "Max needs chew toys"),
+            ["User's dog is called Max"],
+        ),
+    ],
+)
+def test_the_manager_drops_what_the_answer_told_and_keeps_the_users_facts(
+    tmp_path: Path, said: str, answer: str, memories: tuple[str, ...], kept: list[str]
+) -> None:
+    stored, rejected = answered_turn(tmp_path / "m.db", said, answer, *memories)
+    assert stored == kept
+    dropped = [r for r in rejected if r.startswith("what the answer told")]
+    assert len(dropped) == len(memories) - len(kept)
+
+
+def test_what_the_answer_told_is_kept_with_custom_capture_instructions(tmp_path: Path) -> None:
+    # Instructions of one's own may want the answers given; only the default drops them.
+    capture = "Facts about the user, and what you answered them."
+    stored, _ = answered_turn(tmp_path / "m.db", PERU, LIMA, LIMA, capture=capture)
+    assert stored == [LIMA]

@@ -240,11 +240,14 @@ class MemoryManager:
             plan = await self._operations(chat_model, prompts, shown, door.max_length, usage, said)
             calls = 1
         if self.system_message is None:  # the default prompt, with its examples, was used
-            grounded = [m.content or "" for m in messages] + [m.memory for m in shown.values()]
-            # With the default capture instructions, a memory of the user's asking is no
-            # fact (custom ones may want what the user asks about).
+            known = "\n".join(m.memory for m in shown.values())
+            grounded = "\n".join([*(m.content or "" for m in messages), known])
+            answer = "\n".join(m.content or "" for m in messages if m.role == "assistant")
+            # With the default capture instructions, a memory of the user's asking, or of
+            # what the assistant answered, is no fact about the user (custom ones may want
+            # what the user asks about).
             asking = self.memory_capture_instructions is None
-            drop_example_copies(plan, "\n".join(grounded), said, asking=asking)
+            drop_example_copies(plan, grounded, said, asking=asking, answer=answer, known=known)
         await asyncio.to_thread(self.drop_stored, plan, door, user_id, shown)
         self.cap(plan, shown)
         return plan, shown, said, usage, calls

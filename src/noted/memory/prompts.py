@@ -22,11 +22,13 @@ __all__ = [
     "copied_from_examples",
     "dictated",
     "drop_example_copies",
+    "from_the_answer",
     "invented_names",
     "manager_system_prompt",
     "manager_user_prompt",
     "operations_help",
     "placeholder",
+    "question_as_fact",
     "quote",
     "reports_asking",
 ]
@@ -257,6 +259,23 @@ def reports_asking(memory: str) -> bool:
     return text.endswith("?") or _ASKING.match(text) is not None
 
 
+# A question about someone or something ("Who was the first person on the Moon?",
+# "Which is the capital of Australia?"): its words after the question word.
+_WHO = re.compile(r"\b(?:who|what|which)\s+([^.!?]*?)\s*\?")
+
+
+def question_as_fact(memory: str, said: str) -> bool:
+    """Whether ``memory`` is a question of ``said`` (what the user said) made a fact about
+    "the user": "User was the first person to walk on the Moon" for "Who was the first
+    person to walk on the Moon?". What follows "User" is, word for word, all of the
+    question after its question word (three words or more)."""
+    text = normalize(memory)
+    rest = re.sub(r"^(?:the )?user\s+", "", text)
+    if rest == text or len(rest.split()) < 3:
+        return False
+    return any(rest == m.group(1) for m in _WHO.finditer(normalize(said)))
+
+
 _PLACEHOLDER = re.compile(r"\[[^\]]*\]|<[^>]*>|\{[^}]*\}")
 
 
@@ -281,13 +300,67 @@ def invented_names(memory: str, grounded: str) -> bool:
     return bool(names) and all(_absent(n.casefold(), grounded.casefold()) for n in names)
 
 
-def drop_example_copies(plan: Plan, grounded: str, said: str = "", *, asking: bool = False) -> None:
+# Who a memory is about: "User ...", or the user's own words ("I", "my").
+_ABOUT_THE_USER = re.compile(r"\b(?:user|users|user's|i|i'm|i've|me|my|mine|we|our|us)\b")
+# The words of a memory that tell what it says: of four letters or more, not the common
+# ones any sentence has; and numbers.
+_TOLD = re.compile(r"[^\W\d_][\w'-]{3,}|\d+(?:[.,]\d+)*")
+_COMMON = frozenset(
+    (
+        "about", "also", "been", "being", "both", "does", "done", "each", "from", "have",
+        "having", "into", "just", "like", "made", "make", "many", "more", "most", "much",
+        "only", "other", "over", "same", "some", "such", "than", "that", "their", "them",
+        "then", "there", "these", "they", "this", "those", "very", "what", "when", "where",
+        "which", "while", "will", "with", "would", "could", "should", "your", "yours",
+    )
+)  # fmt: skip
+
+
+def _number_in(number: str, text: str) -> bool:
+    """Whether ``text`` holds ``number`` as a number of its own ("5" is not in "5,895")."""
+    return re.search(r"(?<![\d.,])" + re.escape(number) + r"(?![\d]|[.,]\d)", text) is not None
+
+
+def from_the_answer(memory: str, said: str, answer: str) -> bool:
+    """Whether ``memory`` is knowledge the assistant's ``answer`` gave rather than a fact
+    about the user: it speaks of nobody ("User", "I" or "my" are not in it) and holds a
+    word or a number of the answer that ``said`` (what the user said, and the memories
+    shown) does not hold, not even in another form (first four letters). Asked "What is
+    the capital of Peru?", a small model keeps the answer, "The capital of Peru is Lima".
+    "Ava's sister lives in Toronto", all of it in what the user said, is kept."""
+    text = memory.casefold()
+    if _ABOUT_THE_USER.search(text):
+        return False
+    answer, said = answer.casefold(), said.casefold()
+    for found in _TOLD.findall(text):
+        word = found.removesuffix("'s")
+        if word in _COMMON:
+            continue
+        if word[0].isdigit():
+            if _number_in(word, answer) and not _number_in(word, said):
+                return True
+        elif not _absent(word, answer) and _absent(word, said):
+            return True
+    return False
+
+
+def drop_example_copies(
+    plan: Plan,
+    grounded: str,
+    said: str = "",
+    *,
+    asking: bool = False,
+    answer: str = "",
+    known: str = "",
+) -> None:
     """Move the added or updated memories :func:`copied_from_examples` or
     :func:`invented_names` (``grounded``: what was said and the memories shown), that are
     a :func:`placeholder`, or
     :func:`dictated` (``said``: what the user said) out of ``plan``, each with its
-    reason; with ``asking``, also those that
-    :func:`reports_asking`."""
+    reason; with ``asking``, also those that :func:`reports_asking`, and those that come
+    :func:`from_the_answer` (``answer``: what the assistant said in the turn; ``known``:
+    the memories shown)."""
+    told = f"{said}\n{known}"
     kept: list[Operation] = []
     for op in plan.operations:
         if op.memory is not None and copied_from_examples(op.memory, grounded):
@@ -298,8 +371,14 @@ def drop_example_copies(plan: Plan, grounded: str, said: str = "", *, asking: bo
             plan.rejected.append(f"a template with a blank, not a fact: {op.memory!r}")
         elif op.memory is not None and invented_names(op.memory, grounded):
             plan.rejected.append(f"names no one the conversation names: {op.memory!r}")
-        elif op.memory is not None and asking and reports_asking(op.memory):
+        elif (
+            op.memory is not None
+            and asking
+            and (reports_asking(op.memory) or question_as_fact(op.memory, said))
+        ):
             plan.rejected.append(f"a question or request, not a fact: {op.memory!r}")
+        elif op.memory is not None and asking and from_the_answer(op.memory, told, answer):
+            plan.rejected.append(f"what the answer told, not a fact about the user: {op.memory!r}")
         else:
             kept.append(op)
     plan.operations = kept
