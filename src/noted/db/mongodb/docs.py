@@ -182,7 +182,8 @@ def query_filter(query: MemoryQuery) -> Doc:
     if query.team_id is not None:
         match["team_id"] = query.team_id
     if query.topics:
-        match["topics"] = {"$in": list(query.topics)}
+        # among an array's strings: a plain $in also matches topics damaged into one string
+        match["topics"] = {"$elemMatch": {"$in": list(query.topics)}}
     bounds: Doc = {}
     if query.updated_after is not None:
         bounds["$gte"] = to_micros(query.updated_after)
