@@ -166,12 +166,26 @@ def test_a_memory_of_the_users_asking_is_told_from_a_fact(memory: str, asking: b
     assert reports_asking(memory) is asking
 
 
-def test_the_manager_drops_a_memory_of_asking_with_the_default_capture(tmp_path: Path) -> None:
-    said = "I'm a nurse. How do I reverse a list in Python?"
-    memories = ("User is a nurse", "User is asking how to reverse a list")
+@pytest.mark.parametrize(
+    ("said", "memories"),
+    [
+        ("I'm a nurse. How do I reverse a list in Python?",
+         ("User is a nurse", "User is asking how to reverse a list")),
+        ("I'm Ava. Who was the first person to walk on the Moon?",
+         ("User's name is Ava", "User was the first person to walk on the Moon")),
+    ],
+)  # fmt: skip
+def test_the_manager_drops_a_memory_of_asking_with_the_default_capture(
+    tmp_path: Path, said: str, memories: tuple[str, str]
+) -> None:
+    """A memory that the user asked something, or that is their question made a fact
+    about them, is dropped; the fact beside it is kept."""
     stored, rejected = one_turn(tmp_path / "m.db", said, *memories)
-    assert stored == ["User is a nurse"]
+    assert stored == [memories[0]]
     assert any("a question or request, not a fact" in r for r in rejected)
+    # Instructions that ask for what the user asks about keep such memories.
+    stored, _ = one_turn(tmp_path / "c.db", said, *memories, capture="What the user asks about.")
+    assert len(stored) == 2
     # Instructions that ask for what the user asks about keep such memories.
     stored, _ = one_turn(tmp_path / "c.db", said, *memories, capture="What the user asks about.")
     assert len(stored) == 2
@@ -197,12 +211,6 @@ def test_a_question_made_a_fact_about_the_user_is_told_from_a_fact(
     assert question_as_fact(memory, said) is made_up
 
 
-def test_the_manager_drops_a_question_made_a_fact_about_the_user(tmp_path: Path) -> None:
-    said = "I'm Ava. Who was the first person to walk on the Moon?"
-    memories = ("User's name is Ava", "User was the first person to walk on the Moon")
-    stored, rejected = one_turn(tmp_path / "m.db", said, *memories)
-    assert stored == ["User's name is Ava"]
-    assert any("a question or request, not a fact" in r for r in rejected)
 
 
 @pytest.mark.parametrize(
