@@ -204,6 +204,36 @@ def test_an_agent_run_of_a_user_with_a_damaged_memory_answers(
     assert all(f"Ava likes {x}" in prompts[0] for x in ("tea", "skiing", "chess"))
 
 
+def test_a_memory_job_that_repairs_a_damaged_memory_writes_it(
+    store: MemoryStore, servers: dict[str, Server | str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The memory manager's plan, stored with its job, keeps the memories it changes as
+    they were shown: one marked damaged made the job fail on every attempt ("unknown
+    memory field(s): damaged") and the model's repair was never written."""
+    memory, _, (first, *_) = damaged_memories(store, servers)
+    repair = {"op": "update", "id": "Ava likes skiing", "memory": "Ava gave up skiing"}
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if (messages[0].content or "").startswith("You maintain the long-term memory"):
+            return json.dumps({"operations": [{**repair, "topics": ["sport"]}]})
+        return "Noted."
+
+    agent = Agent(
+        FunctionModel(fn), db=store, memory=memory, user_id="ava", enable_user_memories=True
+    )
+    with caplog.at_level("WARNING", logger="noted.jobs"):
+        agent.run("I gave up skiing", session_id="s")
+        assert agent.wait_for_memories(timeout=30)
+    assert not [r.getMessage() for r in caplog.records if r.name == "noted.jobs"]
+    repaired = memory.get_user_memory(first, "ava")
+    assert repaired is not None
+    assert (repaired.memory, repaired.topics, repaired.damaged) == (
+        "Ava gave up skiing",
+        ["sport"],
+        None,
+    )
+
+
 def test_a_sound_memory_is_read_unmarked_everywhere(tmp_path: Path) -> None:
     """``damaged`` is set by reads only: a memory built or imported has none, and an
     export line carrying one is refused as an unknown field."""

@@ -94,8 +94,18 @@ def _plan_from_dict(data: dict[str, Any]) -> tuple[Plan, dict[int, UserMemory], 
         ],
         rejected=list(data["rejected"]),
     )
-    shown = {i: UserMemory.from_dict(m) for i, m in enumerate(data["shown"], start=1)}
+    shown = {i: _shown_from_dict(m) for i, m in enumerate(data["shown"], start=1)}
     return plan, shown, str(data["said"])
+
+
+def _shown_from_dict(data: dict[str, Any]) -> UserMemory:
+    """A memory of a stored plan as it was shown, ``damaged`` included: ``to_dict`` writes
+    it for a memory read with damaged topics, and ``from_dict`` takes no such field."""
+    fields = dict(data)
+    damaged = fields.pop("damaged", None)
+    memory = UserMemory.from_dict(fields)
+    memory.damaged = None if damaged is None else str(damaged)
+    return memory
 
 
 @dataclass
