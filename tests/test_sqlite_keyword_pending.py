@@ -139,3 +139,32 @@ def test_a_read_only_store_finds_memories_its_writers_have_not_indexed(tmp_path:
     assert [m.memory.memory_id for m in writer.db.keyword_search(MemoryQuery("ava"), "kayak")] == [
         added
     ]
+
+
+def test_words_past_the_budget_are_kept_alike_behind_another_writer(tmp_path: Path) -> None:
+    """Each word of a large user's query is counted up to one past MATCH_BUDGET, so two
+    words in more memories than that count alike, and the index ranks the newest matches
+    of the first. Behind another writer the new memories' matches were added to those
+    counts past the cut: "tea", in every new memory, counted more than "chess", in none,
+    so "chess" was kept instead, and the search gave other memories than it gives once
+    they are indexed."""
+    path = tmp_path / "pending.db"
+    db = SqliteDb(path, busy_timeout=1.0)
+    memory = Memory(db=db)
+    club = [UserMemory(f"Ava drinks tea at the chess club, evening {i}") for i in range(5_100)]
+    memory.add_user_memories(club, user_id="ava")
+    assert len(club) > MATCH_BUDGET
+    assert db.keyword_search(MemoryQuery("ava", limit=1), "tea")  # indexed now
+    new = [UserMemory(f"Ava drinks green tea, day {i}") for i in range(30)]
+    added = set(memory.add_user_memories(new, user_id="ava"))
+    query = MemoryQuery("ava", limit=20)
+
+    def found() -> list[tuple[str | None, float]]:
+        return [(m.memory.memory_id, m.score) for m in db.keyword_search(query, "tea chess")]
+
+    with write_lock_held(path):
+        behind = found()
+        assert indexed_rows(path) == len(club), "the search indexed while another held the lock"
+    caught_up = found()
+    same([behind], [caught_up])
+    assert {memory_id for memory_id, _ in caught_up} <= added  # the newest "tea" matches

@@ -258,9 +258,14 @@ class SqliteFullText:
         large user; and when those kept still match more than the budget, the rowid from
         which the newest matches start (see the module)."""
         indexed = memories > len(news.rowids)
+        # counted as the index alone counts them once it holds ``news`` too: up to one
+        # past the budget (words past it count alike, and the first of them is kept)
         counts = [
-            (self._count(conn, user_id, user_tag + w, version) if indexed else 0)
-            + len(news.holding(term))
+            min(
+                (self._count(conn, user_id, user_tag + w, version) if indexed else 0)
+                + len(news.holding(term)),
+                self.budget + 1,
+            )
             for w, term in found
         ]
         kept: list[int] = []
