@@ -132,6 +132,19 @@ def test_a_word_common_beyond_the_budget_is_ranked_among_its_newest_matches(
     assert len(found(db, "coffee", agent_id="barista")) == len(BY_BARISTA)
 
 
+def test_of_words_all_beyond_the_budget_the_rarest_is_ranked(db: SqliteDb) -> None:
+    """Each word is counted up to one past the budget, so "Ava" (in all 88 of her
+    memories) and "coffee" (in 56) counted alike, and the first of the query's words was
+    kept: "Ava coffee" ranked her newest memories by "Ava" alone, most of them not about
+    coffee, where "coffee Ava" ranked the newest about coffee. The rarest word is kept,
+    whatever the order of the words."""
+    ava = Ava(db)
+    coffee = [*ava.short, *ava.long]  # in the order written
+    best = found(db, "Ava coffee")
+    assert len(best) == 10 and {i for i, _ in best} <= ids(coffee[-BUDGET:])
+    assert found(db, "coffee Ava") == best
+
+
 def test_a_small_user_beside_a_large_one_is_searched_with_every_word(db: SqliteDb) -> None:
     Ava(db)
     bob = found(db, "coffee or shellfish?", user="bob")

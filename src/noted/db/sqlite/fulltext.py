@@ -277,10 +277,17 @@ class SqliteFullText:
             total += count
         if memories <= self.budget or total <= self.budget:
             return [(found[i][1], counts[i]) for i in sorted(kept)], None
-        [i] = kept  # the rarest alone matches more than the budget
-        word = user_tag + found[i][0]
+        # even the rarest matches more than the budget, and so does every word counted
+        # (each up to one past it): the rarest by their whole counts, the first of equals
+        whole = {
+            j: len(news.holding(term))
+            + (self._count(conn, user_id, user_tag + w, version, whole=True) if indexed else 0)
+            for j, (w, term) in enumerate(found)
+            if counts[j] > self.budget
+        }
+        i = min(whole, key=lambda j: (whole[j], j))
+        word, df = user_tag + found[i][0], whole[i]
         newer = news.holding(found[i][1])  # all newer than any the index holds
-        df = len(newer) + (self._count(conn, user_id, word, version, whole=True) if indexed else 0)
         if len(newer) >= self.budget:
             return [(found[i][1], df)], newer[-self.budget]
         start = conn.execute(
