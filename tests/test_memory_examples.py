@@ -211,8 +211,6 @@ def test_a_question_made_a_fact_about_the_user_is_told_from_a_fact(
     assert question_as_fact(memory, said) is made_up
 
 
-
-
 @pytest.mark.parametrize(
     ("memory", "said", "invented"),
     [
