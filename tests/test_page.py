@@ -1259,3 +1259,83 @@ def test_api_docs_render_offline(site: Site, page: Page) -> None:
     expect(page.locator(".live-responses-table tbody .response-col_status")).to_have_text("200")
     expect(page.locator(".live-responses-table .microlight").first).to_contain_text('"ok"')
     shot(page, "api-docs-1280")
+
+
+def test_the_keyboard_stays_on_the_row_after_an_edit_or_a_delete(site: Site, page: Page) -> None:
+    """Escape, Ctrl+Enter and a confirmed delete each redraw the table: the keyboard lands
+    on the row's Edit button, on the next row, or on the panel, never on the page's body."""
+    site.add("Has a cat named Miso", "alice")
+    site.add("Dislikes cilantro", "alice")
+    site.add("Lives in Lisbon", "alice")
+    open_app(page, site.url)
+    edit = row(page, "Lives in Lisbon").locator("[data-action=edit]")
+    edit.focus()
+    page.keyboard.press("Enter")
+    text = page.get_by_test_id("edit-text")
+    expect(text).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(text).to_have_count(0)
+    expect(edit).to_be_focused()
+
+    page.keyboard.press("Enter")
+    page.keyboard.press("End")
+    page.keyboard.type(" since 2019")
+    page.keyboard.press("Control+Enter")
+    expect(page.get_by_test_id("notice")).to_have_text("Memory saved")
+    saved = row(page, "Lives in Lisbon since 2019")
+    expect(saved.locator("[data-action=edit]")).to_be_focused()
+
+    # a save refused (changed in another tab) redraws the row: the caret stays where it was
+    memory_id = saved.get_attribute("data-memory-id")
+    assert memory_id is not None
+    page.keyboard.press("Enter")
+    page.keyboard.press("End")
+    page.keyboard.type(", Alfama")
+    site.memory.edit_user_memory(memory_id, "alice", memory="Lives in Porto")
+    page.keyboard.press("Control+Enter")
+    expect(page.get_by_test_id("error")).to_contain_text("changed elsewhere")
+    expect(text).to_be_focused()
+    page.keyboard.type("!")
+    expect(text).to_have_value("Lives in Lisbon since 2019, Alfama!")
+    page.keyboard.press("Escape")
+
+    row(page, "Lives in Porto").locator("[data-action=delete]").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#confirm-cancel")).to_be_focused()
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("notice")).to_have_text("Memory deleted")
+    expect(rows(page)).to_have_count(2)
+    expect(rows(page).first.locator("[data-action=delete]")).to_be_focused()  # the next one
+
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(rows(page)).to_have_count(1)
+    expect(row(page, "Has a cat").locator("[data-action=delete]")).to_be_focused()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("empty")).to_be_visible()
+    expect(page.locator("#memories-view")).to_be_focused()
+    assert site.texts("alice") == []
+
+
+def test_the_keyboard_leaves_the_selection_bar_for_the_table(site: Site, page: Page) -> None:
+    site.add("Alice one", "alice")
+    site.add("Alice two", "alice")
+    site.add("Alice three", "alice")
+    open_app(page, site.url)
+    row(page, "Alice one").locator("[data-action=select]").check()
+    page.locator("#bulk-clear").focus()
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("bulk-bar")).to_be_hidden()
+    expect(page.locator("#select-all")).to_be_focused()
+    page.keyboard.press("Space")
+    page.locator("#bulk-delete").focus()
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")
+    expect(page.get_by_test_id("empty")).to_be_visible()
+    expect(page.locator("#memories-view")).to_be_focused()
+    assert site.texts("alice") == []

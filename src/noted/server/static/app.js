@@ -578,11 +578,47 @@ async function loadMemories(moved = false) {
 }
 
 function renderMemories() {
+  const place = tableFocus();
   const rows = state.memories.map((m) => (m.memory_id === state.editing ? editRow(m) : memoryRow(m)));
   $("memory-rows").replaceChildren(...rows);
   renderEmpty();
   renderPager();
   renderSelection();
+  if (place) restoreTableFocus(place);
+}
+
+// Where the keyboard is in the table (which memory's row, which control, the caret in a
+// field), so that drawing the table again does not drop it on the page's body.
+function tableFocus() {
+  const el = document.activeElement;
+  const row = el instanceof HTMLElement ? el.closest("#memory-rows tr") : null;
+  if (!row) return null;
+  const typing = el instanceof HTMLTextAreaElement || (el instanceof HTMLInputElement && el.type === "text");
+  return {
+    memoryId: row.dataset.memoryId,
+    index: row.sectionRowIndex,
+    key: el.dataset.action || el.dataset.testid || "",
+    caret: typing ? [el.selectionStart, el.selectionEnd] : null,
+  };
+}
+
+// The same control of the same memory; its Edit button when its edit has closed (saved or
+// cancelled); the same control of the row now in its place when it is gone (deleted); the
+// memories' panel when no row is left.
+function restoreTableFocus(place) {
+  const rows = Array.from($("memory-rows").rows);
+  const same = rows.find((r) => r.dataset.memoryId === place.memoryId);
+  const row = same || rows[Math.min(place.index, rows.length - 1)];
+  if (!row) {
+    $("memories-view").focus();
+    return;
+  }
+  const control = place.key
+    && row.querySelector(`[data-action="${place.key}"], [data-testid="${place.key}"]`);
+  const target = control || row.querySelector("[data-action=edit]");
+  if (!target) return;
+  target.focus();
+  if (control && same && place.caret && target.setSelectionRange) target.setSelectionRange(...place.caret);
 }
 
 function rowAttrs(memory, extra) {
@@ -996,6 +1032,15 @@ async function bulkDelete() {
     report(error, "Could not delete every selected memory");
   }
   await refreshAll();
+  leaveBulkBar();
+}
+
+// The selection bar hides once nothing is selected: the keyboard moves on from its
+// buttons to the table's "select all" box (or the panel, when no memory is left).
+function leaveBulkBar() {
+  const at = document.activeElement;
+  if (!$("bulk-bar").hidden || (!$("bulk-bar").contains(at) && at !== document.body)) return;
+  ($("select-all").disabled ? $("memories-view") : $("select-all")).focus();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1235,6 +1280,7 @@ function bindEvents() {
   $("bulk-clear").addEventListener("click", () => {
     state.selected.clear();
     renderSelection();
+    leaveBulkBar();
   });
   $("bulk-delete").addEventListener("click", bulkDelete);
   $("prev-page").addEventListener("click", () => goToPage(shownPage() - 1));
