@@ -1339,3 +1339,54 @@ def test_the_keyboard_leaves_the_selection_bar_for_the_table(site: Site, page: P
     expect(page.get_by_test_id("empty")).to_be_visible()
     expect(page.locator("#memories-view")).to_be_focused()
     assert site.texts("alice") == []
+
+
+def rtl(locator: Locator) -> list[bool]:
+    """Whether each element reads right to left (its own text sets its direction)."""
+    return locator.evaluate_all("els => els.map(e => e.matches(':dir(rtl)'))")
+
+
+def test_right_to_left_text_reads_right_to_left(site: Site, page: Page) -> None:
+    """Hebrew and Arabic memories, topics and users are laid out right to left, their
+    punctuation at their end (the left), beside left-to-right ones; as they are typed too."""
+    site.add("Prefers tea!", "alice", ["drinks"])
+    memory_id = site.add("שלום עולם! 👋", "דנה", ["עברית", "food"])
+    site.memory.edit_user_memory(memory_id, "דנה", memory="مرحبا بالعالم! 👋")
+    open_app(page, site.url)
+    expect(rows(page)).to_have_count(2)
+    assert rtl(rows(page).get_by_test_id("memory-text")) == [True, False]
+    assert rtl(rows(page).first.get_by_test_id("topic")) == [True, False]
+    assert rtl(rows(page).get_by_test_id("memory-user")) == [True, False]
+    assert rtl(page.locator(".user-name")) == [False, True, False]  # All users, דנה, alice
+    text = rows(page).first.get_by_test_id("memory-text")
+    bang_left_of_text = text.evaluate(
+        """p => {
+            const at = (i) => {
+                const range = document.createRange();
+                range.setStart(p.firstChild, i);
+                range.setEnd(p.firstChild, i + 1);
+                return range.getBoundingClientRect().left;
+            };
+            return at(p.firstChild.data.indexOf("!")) < at(0);
+        }"""
+    )
+    assert bang_left_of_text, "the ! ends the sentence: on its left, not on its right"
+
+    rows(page).first.locator("[data-action=edit]").click()
+    assert rtl(page.get_by_test_id("edit-text")) == [True]
+    assert rtl(page.get_by_test_id("edit-topics")) == [True]
+    page.get_by_test_id("edit-text").press("Escape")
+    rows(page).first.locator("[data-action=history]").click()
+    assert rtl(page.locator("#history-dialog .new-text, #history-dialog .old-text")) == [
+        True,
+        True,
+        True,
+    ]
+    page.keyboard.press("Escape")
+    rows(page).first.locator("[data-action=delete]").click()
+    assert rtl(page.locator("#confirm-quote")) == [True]
+    page.click("#confirm-cancel")
+    page.click("#new-memory")
+    page.fill("#new-text", "יום הולדת ב-3 במאי!")
+    page.fill("#new-topics", "משפחה")
+    assert rtl(page.locator("#new-text, #new-topics, #new-user")) == [True, True, False]

@@ -171,7 +171,7 @@ function topicCell(memory) {
 function topicList(topics) {
   if (!topics || topics.length === 0) return h("span", { class: "muted small", text: "—" });
   return h("ul", { class: "chips", "aria-label": "Topics" },
-    topics.map((t) => h("li", { class: "chip", "data-testid": "topic", title: t, text: t })));
+    topics.map((t) => h("li", { class: "chip", "data-testid": "topic", dir: "auto", title: t, text: t })));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -422,7 +422,7 @@ function userItem(userId, stats) {
     h("span", { "data-testid": "user-count", text: count }),
     stats && stats.last_updated ? [" · ", timeEl(stats.last_updated)] : null);
   const body = [avatar(userId), h("span", { class: "user-text" },
-    h("span", { class: "user-name", title: userId, text: userId === null ? "All users" : userId }),
+    h("span", { class: "user-name", dir: "auto", title: userId, text: userId === null ? "All users" : userId }),
     meta)];
   const attrs = {
     class: "user-item",
@@ -649,7 +649,7 @@ function iconButton(name, action, label, onClick) {
 }
 
 function userTag(userId, testId) {
-  return h("span", { class: "user-tag", "data-testid": testId, title: userId, text: userId });
+  return h("span", { class: "user-tag", "data-testid": testId, dir: "auto", title: userId, text: userId });
 }
 
 function memoryRow(memory) {
@@ -664,7 +664,7 @@ function memoryRow(memory) {
       onchange: (event) => toggleSelected(memory, event.target.checked),
     })),
     h("td", { class: "col-text" },
-      h("p", { class: "memory-text", "data-testid": "memory-text", text: memory.memory }),
+      h("p", { class: "memory-text", "data-testid": "memory-text", dir: "auto", text: memory.memory }),
       memoryMeta(memory)),
     h("td", { class: "col-topics" }, topicCell(memory)),
     h("td", { class: "col-user" }, userTag(memory.user_id, "memory-user")),
@@ -689,6 +689,7 @@ function textButton(label, action, variant, onClick) {
 function editRow(memory) {
   const text = h("textarea", {
     class: "edit-text",
+    dir: "auto",
     "data-testid": "edit-text",
     rows: 3,
     "aria-label": "Memory text",
@@ -700,6 +701,7 @@ function editRow(memory) {
   const topics = h("input", {
     type: "text",
     class: "edit-topics",
+    dir: "auto",
     "data-testid": "edit-topics",
     "aria-label": "Topics, separated by commas",
     placeholder: "topics",
@@ -1063,10 +1065,10 @@ function historyEvent(event) {
   if (event.session_id) origin.push(`session ${clip(event.session_id, 12)}`);
   const body = [];
   if (event.event === "update" && event.old_memory !== event.new_memory) {
-    body.push(h("del", { class: "old-text", text: event.old_memory || "" }));
+    body.push(h("del", { class: "old-text", dir: "auto", text: event.old_memory || "" }));
   }
-  if (event.event === "delete") body.push(h("del", { class: "old-text", text: event.old_memory || "" }));
-  else body.push(h("p", { class: "new-text", text: event.new_memory || "" }));
+  if (event.event === "delete") body.push(h("del", { class: "old-text", dir: "auto", text: event.old_memory || "" }));
+  else body.push(h("p", { class: "new-text", dir: "auto", text: event.new_memory || "" }));
   if (event.event === "update") body.push(topicChange(event.old_topics, event.new_topics));
   else if (event.event === "add" && event.new_topics && event.new_topics.length) {
     body.push(topicChange(null, event.new_topics));
@@ -1133,7 +1135,7 @@ function sessionItem(session) {
     onclick: () => openSession(session),
   },
   h("span", { class: "session-top" },
-    h("span", { class: "session-title", text: summary || `Session ${clip(session.session_id, 14)}` }),
+    h("span", { class: "session-title", dir: "auto", text: summary || `Session ${clip(session.session_id, 14)}` }),
     timeEl(session.updated_at)),
   h("span", { class: "session-meta", text: meta.join(" · ") }),
   session.summary && session.summary.topics.length ? topicList(session.summary.topics) : null));
@@ -1164,7 +1166,7 @@ function messageEl(message) {
   const calls = message.tool_calls || [];
   return h("div", { class: `msg msg-${role}`, "data-testid": "message", dataset: { role } },
     h("span", { class: "msg-role", text: name }),
-    message.content ? h("p", { class: "msg-text", text: message.content }) : null,
+    message.content ? h("p", { class: "msg-text", dir: "auto", text: message.content }) : null,
     calls.map(toolCallEl));
 }
 
@@ -1188,7 +1190,7 @@ function runEl(run, index) {
 function summaryEl(summary) {
   return [
     h("h3", { class: "summary-title", text: "Summary" }),
-    h("p", { class: "summary-text", text: summary.summary }),
+    h("p", { class: "summary-text", dir: "auto", text: summary.summary }),
     summary.topics.length ? topicList(summary.topics) : null,
     h("p", { class: "muted small" },
       `Covers ${plural(summary.run_count, "run", "runs")} · updated `, timeEl(summary.updated_at)),
