@@ -1193,20 +1193,38 @@ def test_the_page_lists_memories_as_its_documentation_says(site: Site, page: Pag
     assert "newest first" not in section
 
 
-def test_server_errors_are_shown(site: Site, page: Page) -> None:
-    memory_id = site.add("Short-lived", "alice")
+def test_an_edit_of_a_memory_deleted_elsewhere_is_kept(site: Site, page: Page) -> None:
+    """Another tab deletes the memory while this one edits it: the save says so, and what
+    was typed waits in the New memory form, for the same user, to be saved again."""
+    memory_id = site.add("Short-lived", "alice", ["tests"])
+    site.add("Bob stays", "bob")
     open_app(page, site.url)
     row(page, "Short-lived").locator("[data-action=edit]").click()
     page.get_by_test_id("edit-text").fill("Changed behind its back")
+    page.get_by_test_id("edit-topics").fill("tests, races")
     assert site.memory.delete_user_memory(memory_id, "alice")
-    page.locator("[data-action=save]").click()
-    error = page.get_by_test_id("error")
-    expect(error).to_have_text(re.compile("no such memory"))
-    expect(page.get_by_test_id("empty")).to_contain_text("No memories yet")  # caught up
+    page.get_by_test_id("edit-topics").press("Enter")
+    error = page.locator("#error-text")
+    expect(error).to_have_text(
+        "This memory was deleted elsewhere after you began editing it. What you typed is "
+        "in the New memory form: save it to keep it, or cancel."
+    )
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(["Bob stays"])  # caught up
+    expect(page.get_by_test_id("edit-text")).to_have_count(0)
+    expect(page.locator("#create-form")).to_be_visible()
+    expect(page.locator("#new-text")).to_be_focused()
+    expect(page.locator("#new-text")).to_have_value("Changed behind its back")
+    expect(page.locator("#new-topics")).to_have_value("tests, races")
+    expect(page.locator("#new-user")).to_have_value("alice")
     shot(page, "error-1280")
-    page.click("#error-close")
-    expect(error).to_be_hidden()
     assert site.memory.get_user_memory(memory_id, "alice") is None
+    page.click("#create-submit")
+    expect(page.get_by_test_id("notice")).to_have_text("Saved a memory for alice")
+    expect(error).to_be_hidden()
+    stored = site.memory.get_user_memories("alice")
+    assert [(m.memory, m.topics) for m in stored] == [
+        ("Changed behind its back", ["tests", "races"])
+    ]
 
 
 def test_the_page_runs_under_its_content_security_policy(site: Site, browser: Browser) -> None:

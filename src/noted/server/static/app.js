@@ -894,8 +894,25 @@ async function saveEdit(memory, text, topicsText) {
     await refreshAll();
   } catch (error) {
     if (error instanceof ApiError && error.status === 409) await changedElsewhere(memory);
+    else if (error instanceof ApiError && error.status === 404) deletedElsewhere(memory, text, topicsText);
     else reportStale(error, "Could not save the memory");
   }
+}
+
+// The memory was deleted elsewhere (another tab, an agent) while its row was being edited:
+// what was typed moves to the New memory form, for the same user, to be saved as a new
+// memory or dropped, and the table catches up.
+function deletedElsewhere(memory, text, topicsText) {
+  state.editing = null;
+  state.draft = null;
+  openCreate();
+  $("new-text").value = text;
+  $("new-topics").value = topicsText;
+  $("new-user").value = memory.user_id;
+  updateCounter();
+  showError("This memory was deleted elsewhere after you began editing it. What you typed is "
+    + "in the New memory form: save it to keep it, or cancel.");
+  refreshAll();
 }
 
 // The memory was saved elsewhere (another tab, an agent) after its row was opened: the row
