@@ -1408,3 +1408,35 @@ def test_right_to_left_text_reads_right_to_left(site: Site, page: Page) -> None:
     page.fill("#new-text", "יום הולדת ב-3 במאי!")
     page.fill("#new-topics", "משפחה")
     assert rtl(page.locator("#new-text, #new-topics, #new-user")) == [True, True, False]
+
+
+def test_the_new_memory_form_by_keyboard(site: Site, page: Page) -> None:
+    """Escape cancels the New memory form and Ctrl+Enter in its text saves, as in a row's
+    edit; the keyboard comes back to the New memory button either way."""
+    open_app(page, site.url)
+    page.locator("#new-memory").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#new-text")).to_be_focused()
+    page.keyboard.type("Never meant to be kept")
+    page.keyboard.press("Escape")
+    expect(page.locator("#create-form")).to_be_hidden()
+    expect(page.locator("#new-memory")).to_be_focused()
+    expect(page.locator("#new-memory")).to_have_attribute("aria-expanded", "false")
+
+    page.keyboard.press("Enter")
+    expect(page.locator("#new-text")).to_have_value("")
+    page.keyboard.type("Takes the train to work")
+    page.keyboard.press("Tab")
+    page.keyboard.type("travel, work")
+    page.keyboard.press("Tab")
+    page.keyboard.type("alice")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Control+Enter")
+    expect(page.get_by_test_id("notice")).to_have_text("Saved a memory for alice")
+    expect(page.locator("#create-form")).to_be_hidden()
+    expect(page.locator("#new-memory")).to_be_focused()
+    stored = site.memory.get_user_memories("alice")
+    assert [(m.memory, m.topics) for m in stored] == [
+        ("Takes the train to work", ["travel", "work"])
+    ]

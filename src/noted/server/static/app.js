@@ -798,6 +798,18 @@ function closeCreate() {
   $("new-memory").focus();
 }
 
+// Keys in the New memory form, as in a row's edit: Escape cancels, Ctrl+Enter in the text
+// saves (Enter in a one-line field saves too, as in any form).
+function onCreateKey(event) {
+  if (event.key === "Escape") {
+    event.preventDefault();
+    closeCreate();
+  } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && event.target === $("new-text")) {
+    event.preventDefault();
+    $("create-form").requestSubmit();
+  }
+}
+
 function createError(message) {
   $("create-error").textContent = message;
   $("create-error").hidden = !message;
@@ -1294,6 +1306,7 @@ function bindEvents() {
   $("new-memory").addEventListener("click", () => ($("create-form").hidden ? openCreate() : closeCreate()));
   $("create-form").addEventListener("submit", onCreate);
   $("create-cancel").addEventListener("click", closeCreate);
+  $("create-form").addEventListener("keydown", onCreateKey);
   $("new-text").addEventListener("input", updateCounter);
   $("select-all").addEventListener("change", (event) => selectPage(event.target.checked));
   $("bulk-clear").addEventListener("click", () => {
