@@ -1391,17 +1391,21 @@ def test_right_to_left_text_reads_right_to_left(site: Site, page: Page) -> None:
     assert bang_left_of_text, "the ! ends the sentence: on its left, not on its right"
 
     rows(page).first.locator("[data-action=edit]").click()
+    expect(page.get_by_test_id("edit-text")).to_be_visible()
     assert rtl(page.get_by_test_id("edit-text")) == [True]
     assert rtl(page.get_by_test_id("edit-topics")) == [True]
     page.get_by_test_id("edit-text").press("Escape")
     rows(page).first.locator("[data-action=history]").click()
-    assert rtl(page.locator("#history-dialog .new-text, #history-dialog .old-text")) == [
+    texts = page.locator("#history-dialog .new-text, #history-dialog .old-text")
+    expect(texts).to_have_count(3)  # once the history is read
+    assert rtl(texts) == [
         True,
         True,
         True,
     ]
     page.keyboard.press("Escape")
     rows(page).first.locator("[data-action=delete]").click()
+    expect(page.locator("#confirm-quote")).to_be_visible()
     assert rtl(page.locator("#confirm-quote")) == [True]
     page.click("#confirm-cancel")
     page.click("#new-memory")
@@ -1440,3 +1444,24 @@ def test_the_new_memory_form_by_keyboard(site: Site, page: Page) -> None:
     assert [(m.memory, m.topics) for m in stored] == [
         ("Takes the train to work", ["travel", "work"])
     ]
+
+
+def test_each_rows_buttons_name_the_memory_they_act_on(site: Site, page: Page) -> None:
+    """A screen reader lists buttons by name: each row's Edit, Show history and Delete say
+    which memory (its text, clipped), not the same three names on every row."""
+    site.add("Likes green tea", "ava", ["food"])
+    site.add("Rows on Sundays", "ava", ["sport"])
+    open_app(page, site.url)
+    expect(rows(page)).to_have_count(2)
+    for text in ("Likes green tea", "Rows on Sundays"):
+        for label, action in (
+            ("Edit memory", "edit"),
+            ("Show history", "history"),
+            ("Delete memory", "delete"),
+        ):
+            named = page.get_by_role("button", name=f"{label}: “{text}”", exact=True)
+            expect(named).to_have_count(1)
+            expect(named).to_have_attribute("data-action", action)
+            expect(named).to_have_attribute("title", label)
+    page.get_by_role("button", name="Delete memory: “Rows on Sundays”", exact=True).click()
+    expect(page.locator("#confirm-quote")).to_contain_text("Rows on Sundays")

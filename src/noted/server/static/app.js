@@ -637,11 +637,13 @@ function memoryMeta(memory) {
   return parts.length ? h("p", { class: "memory-meta", text: parts.join(" · ") }) : null;
 }
 
-function iconButton(name, action, label, onClick) {
+// `about`: what the button acts on, in its accessible name ("Edit memory: “Likes tea”"), so
+// that a screen reader's list of buttons tells one row's from another's
+function iconButton(name, action, label, onClick, about) {
   return h("button", {
     type: "button",
     class: `icon-btn icon-btn-${name}`,
-    "aria-label": label,
+    "aria-label": about === undefined ? label : `${label}: “${clip(about, 60)}”`,
     title: label,
     dataset: { action },
     onclick: onClick,
@@ -670,9 +672,9 @@ function memoryRow(memory) {
     h("td", { class: "col-user" }, userTag(memory.user_id, "memory-user")),
     h("td", { class: "col-updated" }, timeEl(memory.updated_at)),
     h("td", { class: "col-actions" }, h("div", { class: "row-actions" },
-      iconButton("edit", "edit", "Edit memory", () => startEdit(id)),
-      iconButton("history", "history", "Show history", () => openHistory(memory)),
-      iconButton("trash", "delete", "Delete memory", () => deleteMemory(memory)))),
+      iconButton("edit", "edit", "Edit memory", () => startEdit(id), memory.memory),
+      iconButton("history", "history", "Show history", () => openHistory(memory), memory.memory),
+      iconButton("trash", "delete", "Delete memory", () => deleteMemory(memory), memory.memory))),
   );
 }
 
