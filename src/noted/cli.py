@@ -45,7 +45,7 @@ from noted.errors import DamagedMemoryError, NotedError, NotFoundError, StoreErr
 from noted.importers.plan import memories_of, not_stored_as_is
 from noted.memory import DEFAULT_USER_ID, Memory
 from noted.memory.door import told
-from noted.memory.jsonl import read_jsonl, write_jsonl
+from noted.memory.jsonl import jsonl_lines, read_jsonl, write_jsonl
 from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.schema import UserMemory, check_topics
 
@@ -401,10 +401,10 @@ def export_memories(memory: Memory, user: str | None, stream: TextIO) -> int:
 
 def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
     if args.file == "-":
-        lines = sys.stdin.read().splitlines()
+        lines = jsonl_lines(sys.stdin.read())
     else:
         try:
-            lines = Path(args.file).read_text(encoding="utf-8").splitlines()
+            lines = jsonl_lines(Path(args.file).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read {args.file}: {exc}") from None
     progress = progress_bar("importing", args.json)

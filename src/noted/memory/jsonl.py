@@ -8,9 +8,17 @@ from typing import TextIO
 from noted.errors import DamagedMemoryError, UserError
 from noted.schema import UserMemory
 
-__all__ = ["read_jsonl", "write_jsonl"]
+__all__ = ["jsonl_lines", "read_jsonl", "write_jsonl"]
 
 BYTE_ORDER_MARK = "\ufeff"
+
+
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of JSON Lines ``text``, split at line feeds only (a carriage return
+    before one is whitespace to JSON). ``str.splitlines`` would also split at the line
+    and paragraph separators (U+2028, U+2029) and U+0085, which an export writes as they
+    are inside a memory's text, cutting that memory's line in two."""
+    return text.removesuffix("\n").split("\n") if text else []
 
 
 def read_jsonl(
