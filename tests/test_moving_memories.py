@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -63,3 +64,57 @@ def test_texts_with_unicode_line_separators_come_back_whole(
     moved = exported(capsys, target_db)
     assert moved == exported(capsys, source_db)
     assert [m["memory"] for m in moved] == texts
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii"])
+@pytest.mark.parametrize(("source", "target"), [("postgres", "mongo"), ("redis", "sqlite")])
+def test_a_pipe_carries_utf_8_whatever_the_locale(
+    capsys, servers, tmp_path: Path, encoding: str, source: str, target: str
+) -> None:
+    """`noted memories export | noted memories import -` in a locale whose encoding is not
+    UTF-8 (a Windows code page, an ISO 8859 locale; here PYTHONIOENCODING) stopped the
+    export with a UnicodeEncodeError traceback at the first emoji, and the import read
+    each accented letter as two wrong ones ("cafÃ©") and stored them so, or failed with a
+    traceback. Both now speak UTF-8 on the pipe, as in a file."""
+    from test_cli_process import NOTED, script_env
+
+    source_db, target_db = (store_args(kind, servers, tmp_path) for kind in (source, target))
+    texts = ["Ava's café order: crème brûlée 🍮", "שלום, Ava — e\u0301"]
+    for text in texts:
+        assert run(capsys, "memories", "add", text, "--user", "ava", *source_db)[0] == 0
+    env = script_env() | {"PYTHONIOENCODING": encoding}
+    export = [NOTED, "memories", "export", "--user", "ava", *source_db]
+    with subprocess.Popen(export, env=env, stdout=subprocess.PIPE) as exporting:
+        importing = subprocess.run(
+            [NOTED, "memories", "import", "-", *target_db],
+            env=env,
+            stdin=exporting.stdout,
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+    assert exporting.returncode == 0
+    assert (importing.returncode, importing.stdout) == (0, b"imported 2 memories\n")
+    moved = exported(capsys, target_db)
+    assert [m["memory"] for m in moved] == texts
+    assert moved == exported(capsys, source_db)
+
+
+def test_standard_input_that_is_not_utf_8_is_refused_in_one_line(servers, tmp_path: Path) -> None:
+    """A file of another encoding on standard input is refused with one error line, and
+    nothing is written (it was a traceback, or text stored with the wrong letters)."""
+    from test_cli_process import NOTED, script_env
+
+    target = store_args("postgres", servers, tmp_path)
+    latin = '{"memory": "Ava likes café", "user_id": "ava"}\n'.encode("latin-1")
+    done = subprocess.run(
+        [NOTED, "memories", "import", "-", *target],
+        env=script_env() | {"PYTHONIOENCODING": "latin-1"},
+        input=latin,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert done.stderr.decode().startswith("error: cannot read standard input: 'utf-8' codec")
+    assert done.stderr.count(b"\n") == 1

@@ -370,6 +370,7 @@ def cmd_export(memory: Memory, args: argparse.Namespace) -> int:
     if args.user is None and not args.all:
         _note_default_user(memory, ", or --all for every user")
     if args.output in (None, "-"):  # a full disk under `> FILE`: see main()
+        _in_utf8(sys.stdout)
         export_memories(memory, user, sys.stdout)
         sys.stdout.flush()
         return 0
@@ -399,9 +400,22 @@ def export_memories(memory: Memory, user: str | None, stream: TextIO) -> int:
         query = query.following(page[-1])
 
 
+def _in_utf8(stream: TextIO) -> None:
+    """Standard input or output (``stream``) read or written in UTF-8, as JSON Lines are,
+    whatever the locale's encoding (an ISO 8859 locale, a Windows code page), which would
+    fail on the first emoji or turn every accent into two wrong characters."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if callable(reconfigure):
+        reconfigure(encoding="utf-8")
+
+
 def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
     if args.file == "-":
-        lines = jsonl_lines(sys.stdin.read())
+        _in_utf8(sys.stdin)
+        try:
+            lines = jsonl_lines(sys.stdin.read())
+        except UnicodeDecodeError as exc:
+            raise UserError(f"cannot read standard input: {exc}") from None
     else:
         try:
             lines = jsonl_lines(Path(args.file).read_text(encoding="utf-8"))
