@@ -118,3 +118,24 @@ def test_standard_input_that_is_not_utf_8_is_refused_in_one_line(servers, tmp_pa
     assert done.returncode == 1
     assert done.stderr.decode().startswith("error: cannot read standard input: 'utf-8' codec")
     assert done.stderr.count(b"\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mongo", "redis"])
+def test_a_text_over_the_limit_is_named_by_its_line(
+    capsys, servers, tmp_path: Path, kind: str
+) -> None:
+    """A line whose memory is longer than the limit (5,000 characters) stopped the import
+    with "error: memory text is 5001 characters; the limit is 5000", naming neither the
+    line nor the memory: in a file of thousands, the user could not find it. The error
+    now names its line, as for any other line the import refuses, and nothing is written."""
+    target = store_args(kind, servers, tmp_path)
+    lines = [
+        json.dumps({"memory": text, "user_id": "ava", "memory_id": f"m{i}"})
+        for i, text in enumerate(["Ava skis", "é" * 5000, "😀" * 5001, "Ava rows"])
+    ]
+    file = tmp_path / "long.jsonl"
+    file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = run(capsys, "memories", "import", str(file), *target)
+    assert (code, out) == (1, "")
+    assert err == "error: line 3: memory text is 5001 characters; the limit is 5000\n"
+    assert exported(capsys, target) == []

@@ -425,7 +425,9 @@ def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
     skipped = 0
     with progress:
         task = progress.add_task("import", total=len(lines))
-        memories = read_jsonl(lines, on_line=lambda n: progress.update(task, completed=n))
+        memories = read_jsonl(
+            lines, on_line=lambda n: progress.update(task, completed=n), check=memory.door.check
+        )
         if args.user is not None:  # that user's memories only; those with no user become its
             kept = memories_of(memories, args.user)
             skipped, memories = len(memories) - len(kept), kept

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import TextIO
 
 from noted.errors import DamagedMemoryError, UserError
+from noted.memory.door import told
 from noted.schema import UserMemory
 
 __all__ = ["jsonl_lines", "read_jsonl", "write_jsonl"]
@@ -22,11 +23,14 @@ def jsonl_lines(text: str) -> list[str]:
 
 
 def read_jsonl(
-    lines: Iterable[str], on_line: Callable[[int], None] | None = None
+    lines: Iterable[str],
+    on_line: Callable[[int], None] | None = None,
+    check: Callable[[UserMemory], object] | None = None,
 ) -> list[UserMemory]:
-    """Parse every line (blank lines are skipped); a bad line raises UserError naming it.
-    A UTF-8 byte order mark before the first line (files saved by Windows editors start
-    with one) is skipped.
+    """Parse every line (blank lines are skipped); a bad line raises UserError naming it,
+    as does a memory that ``check`` (the writer's own check, such as the limit on the
+    length of a text) refuses. A UTF-8 byte order mark before the first line (files saved
+    by Windows editors start with one) is skipped.
 
     Nothing is returned unless every line is valid, so a caller can import all or nothing.
     """
@@ -36,8 +40,10 @@ def read_jsonl(
         if line.strip():
             try:
                 memories.append(UserMemory.from_json(line))
+                if check is not None:
+                    check(memories[-1])
             except UserError as exc:
-                raise UserError(f"line {number}: {exc}") from None
+                raise UserError(f"line {number}: {told(exc)}") from None
         if on_line is not None:
             on_line(number)
     return memories
