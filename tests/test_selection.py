@@ -266,6 +266,30 @@ def test_a_message_of_function_words_alone_matches_no_memory_by_them(
     assert len(chosen) == 3
 
 
+@pytest.mark.parametrize(
+    "message", ["What's it?", "Don't you?", "Isn't it?", "And you're?", "Can't we?", "I'd?"]
+)
+def test_a_message_of_contracted_function_words_matches_no_memory_by_them(
+    store: MemoryStore, message: str
+) -> None:
+    """ "What's it?" is "what is it?": the pieces a contraction leaves ("s", "t", "don",
+    "re") are function words too, and a memory full of possessives and contractions is
+    no more relevant to it than the newest."""
+    wordy = UserMemory(
+        "User's sister doesn't like what's sold; they're sure it isn't, can't be, I'd say"
+    )
+    memory = Memory(db=store, embedder=None)
+    memory.add_user_memory(wordy, "ava")
+    newer = [m for m in user_facts(40) if "'" not in m.memory][:20]
+    memory.add_user_memories(newer, "ava")
+    query = MemoryQuery(user_id="ava", limit=60)
+    chosen = select_memories(store, query, message, 3, pinned=False)
+    assert wordy.memory not in [m.memory for m in chosen]
+    # a word of its own still finds it, a possessive's owner among them
+    found = select_memories(store, query, "What's my sister's?", 1, pinned=False)
+    assert [m.memory for m in found] == [wordy.memory]
+
+
 def test_a_memorys_episode_is_its_session_else_its_label() -> None:
     assert selection.episode(UserMemory("[work] x", session_id="s1")) == ("session", "s1")
     assert selection.episode(UserMemory("[work]  Ava leads the team")) == ("label", "[work]")

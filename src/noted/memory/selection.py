@@ -114,6 +114,11 @@ _CONSTRAINT = re.compile(r"\ballerg|\bintoleran|\banaphyla|\bc(?:o)?eliac", re.I
 _NAME_QUERY: Final = "name named nickname called goes"
 _CONSTRAINT_QUERY: Final = "allergic allergy intolerant intolerance anaphylaxis celiac coeliac"
 _TOKEN = re.compile(r"\w+|[^\w\s]")
+# a contraction's ending ("n't", "'s", "'re", ...), either apostrophe, and the negations
+# whose first word it changes ("can't" is "can" not "ca")
+_CONTRACTION = re.compile(r"n['\u2019]t\b|['\u2019](?:s|d|ll|m|re|ve)\b", re.IGNORECASE)
+_IRREGULAR_NOT = re.compile(r"\b(can|won|ain)['\u2019]t\b", re.IGNORECASE)
+_IRREGULAR: Final = {"can": "can", "won": "will", "ain": "is"}
 
 
 def estimate_tokens(text: str) -> int:
@@ -367,9 +372,17 @@ def _found(
 
 
 def _function_words_only(text: str) -> bool:
-    """Whether ``text`` has words and all of them are common function words."""
-    words = fts_terms(text)
+    """Whether ``text`` has words and all of them are common function words, its
+    contractions read whole ("what's" as "what", "don't" as "do")."""
+    words = fts_terms(_uncontracted(text))
     return bool(words) and all(w in STOPWORDS for w in words)
+
+
+def _uncontracted(text: str) -> str:
+    """``text`` with English contractions' endings left out: the pieces they leave as
+    words ("s", "t", "re", "don", "isn") are in no list of function words."""
+    text = _IRREGULAR_NOT.sub(lambda m: _IRREGULAR[m[1].casefold()], text)
+    return _CONTRACTION.sub("", text)
 
 
 def _merged(
