@@ -290,6 +290,26 @@ def test_a_message_of_contracted_function_words_matches_no_memory_by_them(
     assert [m.memory for m in found] == [wordy.memory]
 
 
+def test_recent_turns_of_function_words_alone_match_no_memory_by_them(
+    store: MemoryStore,
+) -> None:
+    """The session's recent turns are searched by their words only when they have some
+    of their own, as the message is: "Is it?" answered "It is." puts no memory holding
+    "it" and "is" ahead of the newest."""
+    wordy = UserMemory("It is what it is, the user says of Mondays")
+    memory = Memory(db=store, embedder=None)
+    memory.add_user_memory(wordy, "ava")
+    newer = user_facts(20)
+    memory.add_user_memories(newer, "ava")
+    query = MemoryQuery(user_id="ava", limit=60)
+    turns = selection.RecentTurns("Is it?", "It is.")
+    chosen = select_memories(store, query, "Why?", 3, pinned=False, turns=turns)
+    assert len(chosen) == 3 and {m.memory for m in chosen} <= {m.memory for m in newer}
+    turns = selection.RecentTurns("Is it Monday?", "It is.")
+    chosen = select_memories(store, query, "Why?", 3, pinned=False, turns=turns)
+    assert chosen[0].memory == wordy.memory
+
+
 def test_a_memorys_episode_is_its_session_else_its_label() -> None:
     assert selection.episode(UserMemory("[work] x", session_id="s1")) == ("session", "s1")
     assert selection.episode(UserMemory("[work]  Ava leads the team")) == ("label", "[work]")

@@ -359,13 +359,14 @@ def _found(
         # at half the weight, its matches past the first half would rank below a full
         # list of the message's, so only those are read
         half = dataclasses.replace(depth, limit=max(1, reading // 2))
+        said = f"{turns.said}\n{turns.replied}"
         earlier = search_memories(
             store,
             half,
             turns.said,
             index=index,
             agent_id=agent_id,
-            words=f"{turns.said}\n{turns.replied}",
+            words="" if _function_words_only(said) else said,
         )
         found = _merged(found, [r.memory for r in earlier], reading)
     return found
