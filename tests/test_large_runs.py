@@ -155,6 +155,29 @@ def test_a_tools_long_result_is_kept_cut_and_a_too_large_answer_refused(
     ]
 
 
+@pytest.mark.parametrize("letter", ["日", "🙂"])
+def test_a_long_result_beyond_ascii_is_kept_cut_to_the_longest_that_fits(
+    store: MemoryStore, letter: str
+) -> None:
+    """A result's characters of 3 or 4 bytes are cut by their bytes: a document of 2
+    million of them (6 or 8 MB) was cut to 47,000 characters (a run of 280 KB) or, with
+    more bytes to cut than characters, made the run refused with RunTooLargeError."""
+    assert isinstance(store, SessionStore)
+
+    def document() -> str:
+        """Read the document."""
+        return letter * 2_000_000
+
+    model = ScriptedModel([ModelResponse(tool_calls=[ToolCall("document", {}, id="c1")]), "ok"])
+    agent = Agent(model, db=store, tools=[document], session_id="s", user_id="ava")
+    result = agent.run("what does it say?")
+    assert result.content == "ok" and result.tool_calls[0].result == document()
+    [kept] = store.get_runs("s", "ava")
+    assert MAX_RUN_BYTES - 1024 < run_bytes(kept) <= MAX_RUN_BYTES
+    start, mark = kept.tool_calls[0].result.split("\n[")
+    assert start == letter * len(start) and "\n[" + mark == cut_mark(2_000_000 - len(start))
+
+
 def a_log() -> str:
     """Read the build log."""
     return "".join(f"line {n}: compiled\n" for n in range(12_000)) + "FAILED: 1 error\n"

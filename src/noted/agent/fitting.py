@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 
 from noted.errors import RunTooLargeError
 from noted.limits import MAX_RUN_BYTES
@@ -66,20 +67,50 @@ def _cut(text: str, keep: int) -> str:
     return text[:keep] + cut_mark(len(text) - keep)
 
 
-def _saved(lengths: list[int], keep: int) -> int:
-    """The characters, at least, that cutting texts of ``lengths`` to ``keep`` saves."""
-    return sum(n - keep - _LONGEST_MARK for n in lengths if n - keep > _LONGEST_MARK)
+# the characters of a text measured at once when its starts' sizes are made
+_BLOCK = 4096
 
 
-def _longest_kept(lengths: list[int], excess: int) -> int | None:
-    """The longest length every text may keep for the cuts to save ``excess`` characters
-    (each saves at least a byte); None when even cutting them all to nothing would not."""
-    if _saved(lengths, 0) < excess:
+def _json_bytes(text: str) -> int:
+    """The bytes ``text`` takes inside a JSON string of the run (as :func:`run_bytes`
+    measures it: UTF-8, its quotes, backslashes and control characters escaped)."""
+    return len(json.dumps(text, ensure_ascii=False).encode("utf-8", "surrogatepass")) - 2
+
+
+class _Sized:
+    """A text and the bytes of its starts (every ``_BLOCK`` characters), so the bytes of
+    any start are measured in a block's time: a character takes 1 to 6 bytes."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.starts = [0]  # starts[i]: the bytes of text[: i * _BLOCK]
+        for at in range(0, len(text), _BLOCK):
+            self.starts.append(self.starts[-1] + _json_bytes(text[at : at + _BLOCK]))
+
+    def saved(self, keep: int) -> int:
+        """The bytes, at least, that cutting the text to ``keep`` characters saves (0 when
+        :func:`_cut` leaves it whole)."""
+        if len(self.text) - keep <= _LONGEST_MARK:
+            return 0
+        block = keep // _BLOCK
+        start = self.starts[block] + _json_bytes(self.text[block * _BLOCK : keep])
+        return self.starts[-1] - start - _LONGEST_MARK
+
+
+def _saved(texts: list[_Sized], keep: int) -> int:
+    """The bytes, at least, that cutting ``texts`` to ``keep`` characters saves."""
+    return sum(t.saved(keep) for t in texts)
+
+
+def _longest_kept(texts: list[_Sized], excess: int) -> int | None:
+    """The longest length every text may keep for the cuts to save ``excess`` bytes (each
+    saves at least a byte); None when even cutting them all to nothing would not."""
+    if _saved(texts, 0) < excess:
         return None
-    low, high = 0, max(lengths)  # _saved(low) >= excess; find the largest such keep
+    low, high = 0, max(len(t.text) for t in texts)  # _saved(low) >= excess: the largest
     while low < high:
         middle = (low + high + 1) // 2
-        if _saved(lengths, middle) >= excess:
+        if _saved(texts, middle) >= excess:
             low = middle
         else:
             high = middle - 1
@@ -93,9 +124,9 @@ def fit_run(run: RunResult) -> RunResult:
     excess = run_bytes(run) - MAX_RUN_BYTES
     if excess <= 0:
         return run
-    lengths = [len(e.result) for e in run.tool_calls]
-    lengths += [len(m.content) for m in run.messages if m.role == "tool" and m.content]
-    keep = _longest_kept(lengths, excess) if lengths else None
+    texts = [_Sized(e.result) for e in run.tool_calls]
+    texts += [_Sized(m.content) for m in run.messages if m.role == "tool" and m.content]
+    keep = _longest_kept(texts, excess) if texts else None
     if keep is None:
         return run
     return dataclasses.replace(
