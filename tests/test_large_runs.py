@@ -223,13 +223,38 @@ def test_a_result_within_the_limit_is_read_whole_and_the_limit_is_checked() -> N
         Agent(model, tools=[a_log], max_tool_result_chars=chosen).run("the log?")
         assert model.requests[1].messages[-1].content == a_log()
     model = ScriptedModel([ModelResponse(tool_calls=[ToolCall("a_log", {}, id="c1")]), "ok"])
-    Agent(model, tools=[a_log], max_tool_result_chars=limit - 1).run("the log?")
-    assert "1 characters of this tool result were left out" in (
+    Agent(model, tools=[a_log], max_tool_result_chars=limit - 1000).run("the log?")
+    assert "1,000 characters of this tool result were left out" in (
         model.requests[1].messages[-1].content or ""
     )
     for wrong in (0, -5, 1.5, "50000", True):
         with pytest.raises(UserError, match="max_tool_result_chars"):
             Agent(ScriptedModel([]), max_tool_result_chars=wrong)  # type: ignore[arg-type]
+
+
+def shown(result: str, limit: int) -> str:
+    """What the model reads of a tool's ``result`` under ``max_tool_result_chars=limit``."""
+
+    def read() -> str:
+        """Read it."""
+        return result
+
+    model = ScriptedModel([ModelResponse(tool_calls=[ToolCall("read", {}, id="c1")]), "ok"])
+    Agent(model, tools=[read], max_tool_result_chars=limit).run("read it")
+    return model.requests[1].messages[-1].content or ""
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 100, 50_000])
+def test_a_result_its_cut_would_make_longer_is_read_whole(limit: int) -> None:
+    """A result just over the limit was cut all the same: 50,050 characters were shown as
+    50,094 (the limit's 50,000 and the line saying 50 were left out), longer than the
+    result, 50 of its characters lost. A cut is made only when it shortens the result."""
+    for over in (1, 50, 80):
+        whole = "x" * (limit + over)
+        assert shown(whole, limit) == whole, over
+    long = "x" * (limit + 1000)
+    cut = shown(long, limit)
+    assert len(cut) < len(long) and "1,000 characters of this tool result" in cut
 
 
 def test_a_message_too_large_to_keep_is_refused_before_any_model_call() -> None:

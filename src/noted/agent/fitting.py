@@ -34,7 +34,8 @@ def shown_to_model(result: str, limit: int | None) -> str:
     """What the model reads of a tool's ``result``: all of it when it holds at most
     ``limit`` characters (or ``limit`` is None), else its first two thirds of ``limit`` and
     its last third (where a command's output says how it ended), a line between them saying
-    how many characters were left out."""
+    how many characters were left out; all of it too when that line is no shorter than
+    what it leaves out (the cut would be no shorter than the result)."""
     if limit is None or len(result) <= limit:
         return result
     head = limit * 2 // 3
@@ -44,6 +45,8 @@ def shown_to_model(result: str, limit: int | None) -> str:
         f"\n[... {left_out:,} characters of this tool result were left out: the model is "
         f"shown at most {limit:,} ...]\n"
     )
+    if len(mark) >= left_out:
+        return result
     return result[:head] + mark + (result[-tail:] if tail else "")
 
 
