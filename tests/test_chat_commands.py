@@ -201,6 +201,18 @@ def test_a_chat_answers_its_commands_between_messages(tmp_path: Path) -> None:
     assert sessions.pop("one") == 1 and list(sessions.values()) == [1]
 
 
+def test_a_piped_file_that_begins_with_a_byte_order_mark_has_its_commands_answered(
+    tmp_path: Path,
+) -> None:
+    """A file saved with a byte order mark (as Windows' Notepad saves UTF-8) piped to the
+    chat: its first line, "/memories tea", was sent to the model as a message."""
+    said = "\ufeff/memories tea\nhello\n/exit\n"
+    done = piped(["-c", CHAT, str(tmp_path / "chat.db")], said)
+    assert done.returncode == 0, done.stderr
+    assert "sent: ['hello']" in done.stdout
+    assert "Ava likes green tea" in done.stdout
+
+
 def test_noted_chat_searches_with_the_embedder_it_is_given(tmp_path: Path) -> None:
     """`noted chat` took no --embedder (as `noted serve`, `noted mcp` and `memories search`
     do): its agent always used the default ($NOTED_EMBEDDER, else the local model). The

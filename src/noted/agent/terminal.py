@@ -282,14 +282,15 @@ def _input(prompt: str) -> str:
     """A line read with ``input()``, each byte of it that is not text in the encoding of
     standard input (a terminal set to Latin-1, a mistyped key) as U+FFFD: the line was
     refused as "not valid Unicode text", or ended the chat with a traceback where the
-    encoding's errors are strict."""
+    encoding's errors are strict. A byte order mark at its start (a file saved with one,
+    piped in) is left out: "/memories" after one was sent to the model."""
     try:
         line = input(prompt)
     except UnicodeDecodeError as exc:
         if not sys.stdin.isatty():  # the error holds a block of the stream, not the line
             raise UserError(f"standard input is not {exc.encoding} text ({exc.reason})") from None
         line = exc.object.decode(exc.encoding, "replace").rstrip("\n")
-    return _UNDECODED.sub("\ufffd", line)
+    return _UNDECODED.sub("\ufffd", line.removeprefix("\ufeff"))
 
 
 def _chat_loop(chat: Chat, stream: bool, markdown: bool, prompts: tuple[str, str]) -> None:
