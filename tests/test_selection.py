@@ -240,17 +240,22 @@ def test_a_session_that_holds_most_of_what_is_found_lifts_nothing(store: MemoryS
     assert [m.memory for m in chosen[:2]] == [best.memory, by_hand.memory]
 
 
-def test_a_message_of_function_words_alone_matches_no_memory_by_them(
-    store: MemoryStore,
-) -> None:
-    """ "What is it?" shares only function words with a memory: that makes the memory no
-    more relevant than any other, so the newest are shown, not the one full of "it"."""
+def _mondays(store: MemoryStore) -> tuple[UserMemory, list[UserMemory], MemoryQuery]:
+    """Ava's memory full of function words, twenty newer ones, and the query of her."""
     wordy = UserMemory("It is what it is, the user says of Mondays")
     memory = Memory(db=store, embedder=None)
     memory.add_user_memory(wordy, "ava")
     newer = user_facts(20)
     memory.add_user_memories(newer, "ava")
-    query = MemoryQuery(user_id="ava", limit=60)
+    return wordy, newer, MemoryQuery(user_id="ava", limit=60)
+
+
+def test_a_message_of_function_words_alone_matches_no_memory_by_them(
+    store: MemoryStore,
+) -> None:
+    """ "What is it?" shares only function words with a memory: that makes the memory no
+    more relevant than any other, so the newest are shown, not the one full of "it"."""
+    wordy, newer, query = _mondays(store)
     chosen = select_memories(store, query, "What is it?", 3, pinned=False)
     assert wordy.memory not in [m.memory for m in chosen]
     assert len(chosen) == 3 and {m.memory for m in chosen} <= {m.memory for m in newer}
@@ -296,12 +301,7 @@ def test_recent_turns_of_function_words_alone_match_no_memory_by_them(
     """The session's recent turns are searched by their words only when they have some
     of their own, as the message is: "Is it?" answered "It is." puts no memory holding
     "it" and "is" ahead of the newest."""
-    wordy = UserMemory("It is what it is, the user says of Mondays")
-    memory = Memory(db=store, embedder=None)
-    memory.add_user_memory(wordy, "ava")
-    newer = user_facts(20)
-    memory.add_user_memories(newer, "ava")
-    query = MemoryQuery(user_id="ava", limit=60)
+    wordy, newer, query = _mondays(store)
     turns = selection.RecentTurns("Is it?", "It is.")
     chosen = select_memories(store, query, "Why?", 3, pinned=False, turns=turns)
     assert len(chosen) == 3 and {m.memory for m in chosen} <= {m.memory for m in newer}
