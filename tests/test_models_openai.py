@@ -991,6 +991,22 @@ def test_a_stream_cut_short_after_text_is_a_connection_error(wire: WireServer) -
     assert len(wire.requests) == 1
 
 
+def test_an_event_stream_that_ends_before_its_first_event_says_the_server_failed(
+    wire: WireServer,
+) -> None:
+    # What the llama-cpp-python server sends for a prompt longer than its context window:
+    # 200, its event stream's headers, then the end of the body (the error is in its log).
+    empty = Raw(b"", content_type="text/event-stream; charset=utf-8")
+    wire.add(empty, empty)
+    model = make(wire, retry=RetryPolicy(max_attempts=2, initial_delay=0.01))
+
+    with pytest.raises(ModelConnectionError, match="ended before its first event") as caught:
+        stream(model, ask())
+
+    assert "context window" in str(caught.value)
+    assert len(wire.requests) == 2  # retried, as a lost connection is
+
+
 def test_done_without_a_finish_reason_ends_a_stream(wire: WireServer) -> None:
     wire.add(SSE([chunk({"content": "ok"}), "[DONE]"]))
 

@@ -287,13 +287,22 @@ class HTTPChatModel(BaseChatModel):
         back a truncated answer, or none. It is a lost connection, retried while nothing has
         been yielded. A stream that brought no event at all, in an answer that is not an
         event stream (a proxy's web page, a server that answered in one piece), is an
-        answer that cannot be read: asking again would bring the same. ``response`` is the
-        HTTP response, when the SDK shows it."""
+        answer that cannot be read: asking again would bring the same. An event stream
+        that ends before its first event is a server that failed after it began to answer,
+        which the message says, since the server sent no word of why (the llama-cpp-python
+        server ends such a stream for a prompt longer than its context window).
+        ``response`` is the HTTP response, when the SDK shows it."""
         content_type = _content_type(response)
         if events == 0 and content_type and content_type != "text/event-stream":
             return ModelOutputError(
                 f"{self.provider} answered a streamed request with {content_type}, "
                 "not an event stream"
+            )
+        if events == 0:
+            return ModelConnectionError(
+                f"{self.provider}'s stream ended before its first event: the server failed "
+                "to answer without saying why (its log may tell; a llama-cpp-python server "
+                "does this when the prompt is longer than its context window)"
             )
         return ModelConnectionError(f"{self.provider}'s stream ended before the answer did")
 
