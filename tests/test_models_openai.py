@@ -24,7 +24,7 @@ from model_helpers import (
     stream,
 )
 from noted import Agent, SqliteDb
-from noted.agent import ContentDelta, RunEvent
+from noted.agent import ContentDelta, RunCompleted, RunEvent
 from noted.errors import (
     ModelConnectionError,
     ModelError,
@@ -1202,6 +1202,45 @@ def test_a_stream_line_that_is_not_json_is_a_model_output_error(wire: WireServer
 
     with pytest.raises(ModelOutputError, match="sent a line of its answer that is not JSON"):
         stream(make(wire), ask())
+
+
+# -- an answer cut off at its token limit --------------------------------------------------------
+
+
+def test_an_answer_cut_off_at_its_token_limit_ends_the_run_so(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    # As the llama-cpp-python server sent them for max_tokens=8: a whole answer with the
+    # finish reason "length", and a stream whose last chunk has it (and no usage chunk).
+    cut = completion("As the sun sets over the city's", finish_reason="length")
+    pieces = ["Port", "o", ",", " my", " heart", " and", " soul", ",\n"]
+    cut_stream = SSE(
+        [
+            chunk({"role": "assistant"}),
+            *(chunk({"content": piece}) for piece in pieces),
+            chunk({}, finish_reason="length"),
+            "[DONE]",
+        ]
+    )
+    wire.script = [Reply(cut), cut_stream, Reply(completion("Done."))]
+    db = SqliteDb(tmp_path / "s.db")
+    model = make(wire, max_tokens=8)
+    agent = Agent(model, db=db, session_id="s", user_id="ava")
+    try:
+        whole = agent.run("Write a long poem about Lisbon.")
+        events: list[RunEvent] = list(agent.run("Write a long poem about Porto.", stream=True))
+        ended = agent.run("Thanks!")
+    finally:
+        model.close()
+    streamed = events[-1]
+    assert isinstance(streamed, RunCompleted)
+    assert whole.content == "As the sun sets over the city's"
+    assert streamed.result.content == "Porto, my heart and soul,\n"
+    assert [whole.stop_reason, streamed.result.stop_reason] == ["max_tokens", "max_tokens"]
+    assert ended.stop_reason == "end"
+    runs = db.get_runs("s", "ava")
+    assert [r.stop_reason for r in runs] == ["max_tokens", "max_tokens", "end"]
+    assert [r.status for r in runs] == ["completed"] * 3
 
 
 # -- text that is not valid Unicode ------------------------------------------------------------

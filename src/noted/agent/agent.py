@@ -409,6 +409,8 @@ class Agent:
                 run.messages.append(answer)
                 run.content = response.content
                 if not response.tool_calls:
+                    if response.cut_short:  # the answer stopped at the model's token limit
+                        run.stop_reason = "max_tokens"
                     break
                 for call in response.tool_calls:
                     yield ToolCallStarted(call)
