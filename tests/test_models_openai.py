@@ -46,7 +46,7 @@ from noted.models.types import (
     Usage,
     UsageDelta,
 )
-from wire import SSE, Drip, Raw, Reply, WireServer
+from wire import SSE, Cut, Drip, Raw, Reply, WireServer
 
 MODEL = "gpt-4o-mini-2024-07-18"
 
@@ -1005,6 +1005,28 @@ def test_an_event_stream_that_ends_before_its_first_event_says_the_server_failed
 
     assert "context window" in str(caught.value)
     assert len(wire.requests) == 2  # retried, as a lost connection is
+
+
+def test_a_server_that_dies_mid_answer_is_a_lost_connection_not_an_unreachable_one(
+    wire: WireServer,
+) -> None:
+    # A llama-cpp-python server killed while it streamed: its chunks so far, then the
+    # connection closes without the last chunk of the body.
+    wire.add(Cut([chunk({"role": "assistant"}), chunk({"content": "Lisbon, the"})]))
+    seen: list[ModelDelta] = []
+
+    async def consume(model: OpenAIChat) -> None:
+        async for delta in model.astream(ask()):
+            seen.append(delta)
+
+    with pytest.raises(ModelConnectionError) as caught:
+        run(make(wire), consume)
+
+    message = str(caught.value)
+    assert message.startswith(f"lost the connection to openai at {wire.url}/v1: ")
+    assert "RemoteProtocolError: peer closed connection" in message  # the transport's words
+    assert seen == [TextDelta("Lisbon, the")]
+    assert len(wire.requests) == 1
 
 
 def test_done_without_a_finish_reason_ends_a_stream(wire: WireServer) -> None:

@@ -62,6 +62,15 @@ class Drip:
 
 
 @dataclass
+class Cut:
+    """An event stream sent in chunks (``Transfer-Encoding: chunked``) whose server dies
+    after ``events``: the connection closes without the body's last chunk, as when a model
+    server is killed in the middle of an answer."""
+
+    events: Sequence[Any]
+
+
+@dataclass
 class Recorded:
     method: str
     path: str
@@ -72,7 +81,7 @@ class Recorded:
 
 class WireServer:
     def __init__(self) -> None:
-        self.script: list[Reply | SSE | Raw | Drip] = []
+        self.script: list[Reply | SSE | Raw | Drip | Cut] = []
         self.requests: list[Recorded] = []
         self.hung_up = threading.Event()  # a client closed a held stream (SSE hold=True)
         self._lock = threading.Lock()
@@ -117,6 +126,8 @@ class WireServer:
                     self._send_raw(reply)
                 elif isinstance(reply, Drip):
                     self._send_drip(reply)
+                elif isinstance(reply, Cut):
+                    self._send_cut(reply)
                 else:
                     if reply.delay:
                         time.sleep(reply.delay)
@@ -165,6 +176,19 @@ class WireServer:
                 except ConnectionError:  # the client gave up
                     server.hung_up.set()
 
+            def _send_cut(self, reply: Cut) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.close_connection = True
+                for item in reply.events:
+                    text = item if isinstance(item, str) else json.dumps(item)
+                    data = f"data: {text}\n\n".encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                # no terminating zero-length chunk: the connection just closes
+
             def _send_sse(self, reply: SSE) -> None:
                 self.send_response(reply.status)
                 self.send_header("Content-Type", "text/event-stream")
@@ -203,7 +227,7 @@ class WireServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def add(self, *replies: Reply | SSE | Raw | Drip) -> None:
+    def add(self, *replies: Reply | SSE | Raw | Drip | Cut) -> None:
         with self._lock:
             self.script.extend(replies)
 

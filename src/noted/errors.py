@@ -123,7 +123,8 @@ class ModelServerError(ModelHTTPError):
 
 
 class ModelConnectionError(ModelError):
-    """The provider could not be reached, or did not answer in time; retried before raised."""
+    """The provider could not be reached, lost the connection, or did not answer in time;
+    retried before raised."""
 
     retryable = True
 

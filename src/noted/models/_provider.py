@@ -325,17 +325,19 @@ def _content_type(response: Any) -> str:
 @dataclass(frozen=True, slots=True)
 class TransportErrors:
     """What an HTTP library raises when a connection fails (``failures``) and, among
-    those, when it times out (``timeouts``)."""
+    those, when it times out (``timeouts``) and when it cannot be made at all
+    (``unmade``: nothing listens there, or the host is not found)."""
 
     failures: tuple[type[BaseException], ...]
     timeouts: tuple[type[BaseException], ...]
+    unmade: tuple[type[BaseException], ...] = ()
 
 
-# Each HTTP library an SDK may run on: (its failure class, its timeout class).
-_HTTP_LIBRARIES: dict[str, tuple[str, str]] = {
-    "httpx2": ("TransportError", "TimeoutException"),
-    "httpx": ("TransportError", "TimeoutException"),
-    "aiohttp": ("ClientError", "ServerTimeoutError"),
+# Each HTTP library an SDK may run on: its failure, timeout and connection-not-made classes.
+_HTTP_LIBRARIES: dict[str, tuple[str, str, str]] = {
+    "httpx2": ("TransportError", "TimeoutException", "ConnectError"),
+    "httpx": ("TransportError", "TimeoutException", "ConnectError"),
+    "aiohttp": ("ClientError", "ServerTimeoutError", "ClientConnectorError"),
 }
 
 
@@ -345,15 +347,17 @@ def transport_errors(*libraries: str) -> TransportErrors:
     installed. They can escape an SDK, most often while a stream is read."""
     failures: list[type[BaseException]] = []
     timeouts: list[type[BaseException]] = []
+    unmade: list[type[BaseException]] = []
     for name in libraries or tuple(_HTTP_LIBRARIES):
         try:
             module = importlib.import_module(name)
         except ImportError:
             continue
-        failure, timeout = _HTTP_LIBRARIES[name]
+        failure, timeout, not_made = _HTTP_LIBRARIES[name]
         failures.append(getattr(module, failure))
         timeouts.append(getattr(module, timeout))
-    return TransportErrors(tuple(failures), tuple(timeouts))
+        unmade.append(getattr(module, not_made))
+    return TransportErrors(tuple(failures), tuple(timeouts), tuple(unmade))
 
 
 def parse_retry_after(value: str | None) -> float | None:

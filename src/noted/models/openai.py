@@ -40,7 +40,13 @@ from urllib.parse import urlsplit
 
 from noted.db.shown import safe_url
 from noted.errors import ModelConnectionError, ModelError, ModelOutputError, UserError
-from noted.models._provider import HTTPChatModel, http_error, import_sdk, parsed
+from noted.models._provider import (
+    HTTPChatModel,
+    http_error,
+    import_sdk,
+    parsed,
+    transport_errors,
+)
 from noted.models.base import RetryPolicy
 from noted.models.types import (
     Message,
@@ -315,6 +321,10 @@ class OpenAIChat(HTTPChatModel):
         if isinstance(exc, sdk.APITimeoutError):
             return self._timed_out()
         if isinstance(exc, sdk.APIConnectionError):
+            if _reached(exc):
+                return ModelConnectionError(
+                    f"lost the connection to {self.provider}{self._at()}: {_connection_detail(exc)}"
+                )
             return ModelConnectionError(
                 f"could not reach {self.provider}{self._at()}: "
                 f"{_connection_detail(exc)}{self._connection_hint()}"
@@ -617,6 +627,16 @@ def _retry_after(exc: Any) -> str | None:
         except ValueError:
             return None
     return None
+
+
+def _reached(exc: Any) -> bool:
+    """Whether a connection failure came after the server was reached: the connection
+    broke while the request or the answer went through it (a server killed in the middle
+    of an answer), rather than it could not be made (nothing listening, a name that does
+    not resolve). The SDK names its HTTP library's error as the cause."""
+    errors = transport_errors()
+    cause = exc.__cause__
+    return isinstance(cause, errors.failures) and not isinstance(cause, errors.unmade)
 
 
 def _connection_detail(exc: Any) -> str:
