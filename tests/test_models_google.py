@@ -7,6 +7,7 @@ import base64
 import gc
 import json
 import logging
+import time
 import types
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
@@ -524,10 +525,10 @@ def test_error_chunk_before_any_delta_is_retried(wire: WireServer) -> None:
     assert len(wire.requests) == 2
 
 
-def _readers_left() -> list[str]:
+def _readers() -> list[types.AsyncGeneratorType[object, object]]:
     """The HTTP readers (the SDK's, httpx's, httpcore's async generators) not finished."""
     return [
-        o.ag_code.co_qualname
+        o
         for o in gc.get_objects()
         if isinstance(o, types.AsyncGeneratorType)
         and o.ag_frame is not None
@@ -548,12 +549,19 @@ def test_an_error_chunks_http_readers_are_closed_on_the_streams_loop(wire: WireS
     async def streamed() -> list[str]:
         deltas = [d async for d in model.astream(ask())]
         assert build(deltas).content == "fine"
-        await asyncio.sleep(0.05)  # the closes each close schedules
-        left = _readers_left()
+        # the closes each close schedules, on this loop: waited for, up to a bound
+        deadline = time.monotonic() + 5
+        while (left := [r for r in _readers() if id(r) not in earlier]) and (
+            time.monotonic() < deadline
+        ):
+            await asyncio.sleep(0.01)
         await model.aclose()
-        return left
+        return [r.ag_code.co_qualname for r in left]
 
     collecting = gc.isenabled()
+    gc.collect()  # the garbage of earlier tests (readers among it) is gone first
+    kept = _readers()  # any still alive are not this stream's
+    earlier = {id(r) for r in kept}
     gc.disable()  # only what the stream itself closes
     try:
         assert asyncio.run(streamed()) == []
