@@ -1,6 +1,7 @@
 """Runs larger than a session store keeps (noted.limits.MAX_RUN_BYTES), alike on every store:
-a tool's long result is kept cut, a run too large for that is refused with RunTooLargeError
-(413 from the server), and the session's other runs, and its later ones, are kept.
+a tool's long result, or a long text the model sent a tool in its arguments, is kept cut, a
+run too large for that is refused with RunTooLargeError (413 from the server), and the
+session's other runs, and its later ones, are kept.
 
 Each test makes one large run per store (a tool result of 10 million characters: a run of
 20 MB as JSON, larger than a MongoDB document) and a few of just over 4 MiB."""
@@ -23,7 +24,7 @@ from noted import (
     SqliteDb,
     UserError,
 )
-from noted.agent.fitting import cut_mark
+from noted.agent.fitting import ARGUMENT, ARGUMENTS, cut_mark
 from noted.db.base import MemoryStore
 from noted.db.jobs import JobStore, jobs_for_run
 from noted.limits import MAX_RUN_BYTES
@@ -178,6 +179,181 @@ def test_a_long_result_beyond_ascii_is_kept_cut_to_the_longest_that_fits(
     assert start == letter * len(start) and "\n[" + mark == cut_mark(2_000_000 - len(start))
 
 
+def write_file(path: str, content: str) -> str:
+    """Write ``content`` to the file at ``path``."""
+    return f"wrote {len(content):,} characters to {path}"
+
+
+def kept_start(cut: str, whole: str, of: str) -> str:
+    """The start a stored run kept of the text ``whole``, checked to be followed by the
+    mark of what was cut."""
+    start, mark = cut.split("\n[")
+    assert whole.startswith(start) and "\n[" + mark == cut_mark(len(whole) - len(start), of)
+    return start
+
+
+def calls_of(messages: list[Message]) -> list[ToolCall]:
+    """The tool calls of the assistant ``messages``, in order."""
+    return [c for m in messages if m.role == "assistant" for c in m.tool_calls]
+
+
+def test_a_long_argument_is_kept_cut_and_the_caller_and_the_model_read_it_whole(
+    store: MemoryStore,
+) -> None:
+    """A model that wrote a file of 2.2 million characters through a tool made a run of
+    4.4 MB (the text twice: in the assistant message's call and in the run's tool_calls),
+    refused with RunTooLargeError: the session did not keep the turn."""
+    assert isinstance(store, SessionStore)
+    content = "0123456789" * 220_000
+    call = ToolCall("write_file", {"path": "a.txt", "content": content}, id="c1")
+    model = ScriptedModel([ModelResponse(tool_calls=[call]), "Written.", "It is a.txt."])
+    agent = Agent(
+        model,
+        db=store,
+        tools=[write_file],
+        session_id="s",
+        user_id="ava",
+        add_history_to_context=True,
+    )
+    result = agent.run("write the digits to a.txt")
+    # the caller and the model read the arguments whole
+    assert result.content == "Written."
+    assert result.tool_calls[0].arguments == {"path": "a.txt", "content": content}
+    assert calls_of(result.messages)[0].arguments == {"path": "a.txt", "content": content}
+    assert calls_of(model.requests[1].messages)[0].arguments["content"] == content
+    # the session keeps the turn, the content's start and a mark saying how much was cut
+    [kept] = store.get_runs("s", "ava")
+    assert (kept.run_id, kept.content) == (result.run_id, "Written.")
+    assert MAX_RUN_BYTES - 1024 < run_bytes(kept) <= MAX_RUN_BYTES  # the longest that fits
+    [execution] = kept.tool_calls
+    [stored_call] = calls_of(kept.messages)
+    assert stored_call.arguments == execution.arguments
+    assert execution.arguments["path"] == "a.txt"
+    start = kept_start(execution.arguments["content"], content, ARGUMENT)
+    assert len(start) > 2_000_000
+    assert execution.result == result.tool_calls[0].result == "wrote 2,200,000 characters to a.txt"
+
+    # history replays the cut arguments
+    agent.run("which file?")
+    replayed = model.requests[-1]
+    assert [c.arguments for c in calls_of(replayed.messages)] == [execution.arguments]
+
+
+@pytest.mark.parametrize("letter", ["日", "🙂"])
+def test_a_long_argument_beyond_ascii_is_kept_cut_to_the_longest_that_fits(
+    store: MemoryStore, letter: str
+) -> None:
+    """An argument's characters of 3 or 4 bytes are cut by their bytes: a million of them
+    made a run of 6 or 8 MB, refused with RunTooLargeError."""
+    assert isinstance(store, SessionStore)
+    content = letter * 1_000_000
+    call = ToolCall("write_file", {"path": "ä.txt", "content": content}, id="c1")
+    model = ScriptedModel([ModelResponse(tool_calls=[call]), "ok"])
+    agent = Agent(model, db=store, tools=[write_file], session_id="s", user_id="ava")
+    result = agent.run("write it")
+    assert result.tool_calls[0].arguments["content"] == content
+    [kept] = store.get_runs("s", "ava")
+    assert MAX_RUN_BYTES - 1024 < run_bytes(kept) <= MAX_RUN_BYTES
+    assert calls_of(kept.messages)[0].arguments == kept.tool_calls[0].arguments
+    assert kept.tool_calls[0].arguments["path"] == "ä.txt"
+    start = kept_start(kept.tool_calls[0].arguments["content"], content, ARGUMENT)
+    assert start == letter * len(start)
+
+
+def save_files(files: list[dict[str, Any]], options: dict[str, Any]) -> str:
+    """Save the files."""
+    return f"saved {len(files)} files"
+
+
+def test_long_strings_deep_in_the_arguments_are_cut_and_their_shape_kept(
+    store: MemoryStore,
+) -> None:
+    assert isinstance(store, SessionStore)
+    readme, notes = "r" * 1_500_000, "n" * 1_200_000
+    arguments: dict[str, Any] = {
+        "files": [
+            {"path": "README.md", "content": readme, "mode": 0o644},
+            {"path": "empty.txt", "content": "", "mode": None},
+        ],
+        "options": {"overwrite": True, "notes": [notes, "short", 1.5, ["x" * 300]]},
+    }
+    call = ToolCall("save_files", arguments, id="c1")
+    model = ScriptedModel([ModelResponse(tool_calls=[call]), "Saved."])
+    agent = Agent(model, db=store, tools=[save_files], session_id="s", user_id="ava")
+    result = agent.run("save them")
+    assert result.tool_calls[0].arguments == arguments
+    assert result.tool_calls[0].result == "saved 2 files"  # the tool read them whole
+    [kept] = store.get_runs("s", "ava")
+    assert MAX_RUN_BYTES - 1024 < run_bytes(kept) <= MAX_RUN_BYTES
+    stored = kept.tool_calls[0].arguments
+    assert calls_of(kept.messages)[0].arguments == stored
+    # both long texts are cut to one length; the rest, keys and shape as the model sent them
+    readme_start = kept_start(stored["files"][0]["content"], readme, ARGUMENT)
+    notes_start = kept_start(stored["options"]["notes"][0], notes, ARGUMENT)
+    assert len(readme_start) == len(notes_start) > 900_000
+    shape = json.loads(json.dumps(stored))
+    shape["files"][0]["content"] = readme
+    shape["options"]["notes"][0] = notes
+    assert shape == arguments
+
+
+def reverse(text: str) -> str:
+    """The text reversed, twice over."""
+    return text[::-1] * 2
+
+
+def test_long_arguments_and_long_results_are_cut_to_one_length(store: MemoryStore) -> None:
+    """Two calls: a short text (200,000 characters, a result of 400,000) and a long one
+    (1.5 million, a result of 3 million), a run of 10.6 MB as JSON. The long argument and
+    the long result are cut to the one length that fits; the short ones are kept whole."""
+    assert isinstance(store, SessionStore)
+    short, long = "ab" * 100_000, "cd" * 750_000
+    calls = [
+        ToolCall("reverse", {"text": short}, id="c1"),
+        ToolCall("reverse", {"text": long}, id="c2"),
+    ]
+    model = ScriptedModel([ModelResponse(tool_calls=calls), "Reversed."])
+    agent = Agent(
+        model,
+        db=store,
+        tools=[reverse],
+        session_id="s",
+        user_id="ava",
+        max_tool_result_chars=None,
+    )
+    result = agent.run("reverse them")
+    assert [e.result for e in result.tool_calls] == [reverse(short), reverse(long)]
+    assert [e.arguments["text"] for e in result.tool_calls] == [short, long]
+    [kept] = store.get_runs("s", "ava")
+    assert MAX_RUN_BYTES - 1024 < run_bytes(kept) <= MAX_RUN_BYTES
+    first, second = kept.tool_calls
+    assert [c.arguments for c in calls_of(kept.messages)] == [first.arguments, second.arguments]
+    assert [m.content for m in kept.messages if m.role == "tool"] == [first.result, second.result]
+    assert (first.arguments, first.result) == ({"text": short}, reverse(short))
+    argument_start = kept_start(second.arguments["text"], long, ARGUMENT)
+    result_start = kept_start(second.result, reverse(long), "tool result")
+    assert len(argument_start) == len(result_start) > 700_000
+
+
+def test_arguments_that_are_not_a_json_object_are_kept_cut(store: MemoryStore) -> None:
+    """What a model sent that is not a JSON object is kept as sent, in the call's
+    invalid_arguments; 5 million characters of it made the run refused."""
+    assert isinstance(store, SessionStore)
+    sent = '{"path": "a.txt", "content": "' + "z" * 5_000_000
+    call = ToolCall("write_file", id="c1", invalid_arguments=sent)
+    model = ScriptedModel([ModelResponse(tool_calls=[call]), "It failed."])
+    agent = Agent(model, db=store, tools=[write_file], session_id="s", user_id="ava")
+    result = agent.run("write it")
+    assert calls_of(result.messages)[0].invalid_arguments == sent
+    assert result.tool_calls[0].result.startswith("Error: the arguments must be a JSON object")
+    [kept] = store.get_runs("s", "ava")
+    assert run_bytes(kept) <= MAX_RUN_BYTES
+    [stored_call] = calls_of(kept.messages)
+    assert stored_call.arguments == {} and stored_call.invalid_arguments is not None
+    assert len(kept_start(stored_call.invalid_arguments, sent, ARGUMENTS)) > 4_000_000
+    assert kept.tool_calls[0].result == result.tool_calls[0].result
+
+
 def a_log() -> str:
     """Read the build log."""
     return "".join(f"line {n}: compiled\n" for n in range(12_000)) + "FAILED: 1 error\n"
@@ -229,7 +405,7 @@ def test_a_result_within_the_limit_is_read_whole_and_the_limit_is_checked() -> N
     )
     for wrong in (0, -5, 1.5, "50000", True):
         with pytest.raises(UserError, match="max_tool_result_chars"):
-            Agent(ScriptedModel([]), max_tool_result_chars=wrong)  # type: ignore[arg-type]
+            Agent(ScriptedModel([]), max_tool_result_chars=wrong)
 
 
 def shown(result: str, limit: int) -> str:

@@ -451,7 +451,7 @@ class Agent:
         of a session deleted while it ran (``existing``: the session it began in, when
         there was one), or deleted and begun again by another writer, is dropped with its
         session, and nothing is learned from it. A run too large to store, even with its
-        tools' results cut (:func:`~noted.agent.fitting.fit_run`), raises
+        tools' results and arguments cut (:func:`~noted.agent.fitting.fit_run`), raises
         :class:`~noted.errors.RunTooLargeError` carrying the run."""
         try:
             if self._jobs is not None:  # the run and its jobs in one write
