@@ -14,14 +14,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Callable,
-    Coroutine,
-    Iterator,
-    Sequence,
-)
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import aclosing
 from datetime import datetime
 from typing import Any, Final, Literal, overload
@@ -408,9 +401,8 @@ class Agent:
                 conversation.append(answer)
                 run.messages.append(answer)
                 run.content = response.content
-                if not response.tool_calls:
-                    if response.cut_short:  # the answer stopped at the model's token limit
-                        run.stop_reason = "max_tokens"
+                if not response.tool_calls:  # the answer, or its start (the token limit)
+                    run.stop_reason = "max_tokens" if response.cut_short else "end"
                     break
                 for call in response.tool_calls:
                     yield ToolCallStarted(call)
