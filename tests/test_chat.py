@@ -883,3 +883,37 @@ def test_a_streamed_answer_that_is_not_utf8_is_a_model_error(wire: WireServer) -
     [run] = agent.db.get_runs("s", "default")
     assert run.status == "failed"
     model.close()
+
+
+def test_noted_chat_says_when_an_answer_was_cut_off_at_the_token_limit(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    """An answer that stopped at the model's token limit is printed, then a note on
+    standard error says it was cut off; a whole answer has none."""
+    from wire import Reply
+
+    cut = openai_reply("The three steps are: first, pack; second,")
+    cut["choices"][0]["finish_reason"] = "length"  # type: ignore[index]
+    wire.add(Reply(cut), Reply(openai_reply("Done.")))
+    done = noted_chat(wire, tmp_path / "c.db", "steps?\nthanks\n", "--plain")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "The three steps are: first, pack; second,\nDone.\n"
+    [_, note] = done.stderr.splitlines()  # the banner, then the one note
+    assert note == "note: the answer was cut off at the model's token limit"
+
+
+def test_noted_chat_gives_the_model_the_timeout_it_is_told(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    """--timeout SECONDS is each model call's limit (a local model on a CPU needs more than
+    the default 60 s; here a shorter one is seen to apply)."""
+    from wire import Reply
+
+    wire.add(Reply(openai_reply("late"), delay=2.0), Reply(openai_reply("in time")))
+    done = noted_chat(wire, tmp_path / "c.db", "hi\n", "--plain", "--timeout", "1")
+    assert done.returncode == 0, done.stderr
+    # the first call was given up after a second, and tried again (60 s would wait for it)
+    assert done.stdout == "in time\n"
+    assert len(wire.requests) == 2
+    refused = noted_chat(wire, tmp_path / "c.db", "hi\n", "--timeout", "0")
+    assert refused.returncode == 2 and "--timeout" in refused.stderr

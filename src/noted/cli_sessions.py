@@ -67,6 +67,8 @@ def cmd_chat(memory: Memory, args: argparse.Namespace) -> int:
         enable_session_summaries=args.summaries,
     )
     if isinstance(agent.model, HTTPChatModel):
+        if args.timeout is not None:
+            agent.model.timeout = float(args.timeout)
         agent.model.check_ready()
     if args.session is not None:  # another user's session: refused now, not at each turn
         try:
@@ -215,6 +217,14 @@ def add_chat_command(
         "--summaries", action="store_true", help="keep a running summary of the session"
     )
     embedder_option(chat)
+    chat.add_argument(
+        "--timeout",
+        type=positive_int,
+        metavar="SECONDS",
+        help="how long each model call may take before it is tried again (default: the "
+        "provider's, 60 for most; raise it for a local model on a CPU, whose memory "
+        "updates can take minutes)",
+    )
     chat.add_argument("--no-stream", action="store_true", help="print answers when complete")
     chat.add_argument("--plain", action="store_true", help="plain text instead of markdown")
     chat.add_argument("--json", nargs=0, action=_NoJsonChat, help=argparse.SUPPRESS)

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.live import Live
@@ -312,7 +312,7 @@ def _chat_loop(chat: Chat, stream: bool, markdown: bool, prompts: tuple[str, str
         if message is None:
             continue
         try:
-            print_response(
+            result = print_response(
                 chat.agent,
                 message,
                 user_id=chat.user_id,
@@ -323,3 +323,13 @@ def _chat_loop(chat: Chat, stream: bool, markdown: bool, prompts: tuple[str, str
             )
         except NotedError as exc:
             chat.errors.print(Text(printable(f"error: {exc}"), style="red"))
+            continue
+        if result.stop_reason in _STOPPED:
+            chat.errors.print(Text(_STOPPED[result.stop_reason], style="yellow"))
+
+
+# What the chat says of an answer that did not end as the model meant it to
+_STOPPED: Final = {
+    "max_tokens": "note: the answer was cut off at the model's token limit",
+    "tool_limit": "note: the answer stopped at the limit of tool rounds in one turn",
+}
