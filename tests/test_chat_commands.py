@@ -229,3 +229,24 @@ def test_noted_chat_searches_with_the_embedder_it_is_given(tmp_path: Path) -> No
     assert "no model directory at '/nowhere/model'" in found[False].stderr
     assert found[True].returncode == 0, found[True].stderr
     assert "Ava loves pizza" in found[True].stdout
+
+
+def test_noted_chat_with_memory_off_searches_with_its_embedder(tmp_path: Path) -> None:
+    """With --memory off the agent keeps no memory of its own: /memories WORDS searched
+    by words alone whatever --embedder said. It searches with the command's memory now,
+    by meaning too ("prawns" finds the shellfish allergy, which shares no word with it)."""
+    with SqliteDb(tmp_path / "c.db") as store:
+        memory = Memory(db=store, embedder=None)
+        memory.add_user_memory(UserMemory("Ava is allergic to shellfish"), "ava")
+        memory.add_user_memory(UserMemory("Ava plays the cello on Sundays"), "ava")
+    argv = ["-m", "noted.cli", "chat", "--model", "openai:test-model", "--memory", "off"]
+    argv += ["--user", "ava", "--db", str(tmp_path / "c.db")]
+    env = child_env(OPENAI_API_KEY="test-key")
+    env.pop("NOTED_EMBEDDER", None)
+    by_meaning = piped([*argv, "--embedder", "local"], "/memories prawns\n", env)
+    assert by_meaning.returncode == 0, by_meaning.stderr
+    rows = [line for line in by_meaning.stdout.splitlines() if "Ava " in line]
+    assert rows and "shellfish" in rows[0], by_meaning.stdout
+    by_words = piped([*argv, "--embedder", "none"], "/memories prawns\n", env)
+    assert by_words.returncode == 0, by_words.stderr
+    assert "(0)" in by_words.stdout and "shellfish" not in by_words.stdout

@@ -78,7 +78,12 @@ def cmd_chat(memory: Memory, args: argparse.Namespace) -> int:
     from noted.agent.terminal import chat  # as Agent.cli_app does: rich's live view on use
 
     ended_by_ctrl_c = chat(
-        agent, user_id=None, session_id=None, stream=not args.no_stream, markdown=agent.markdown
+        agent,
+        user_id=None,
+        session_id=None,
+        stream=not args.no_stream,
+        markdown=agent.markdown,
+        memory=memory,  # /memories WORDS searches with --embedder under --memory off too
     )
     return INTERRUPTED if ended_by_ctrl_c else 0
 

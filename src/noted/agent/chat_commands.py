@@ -39,7 +39,8 @@ _COMMAND = re.compile(r"/([A-Za-z]+)(?:\s+(.*))?", re.DOTALL)
 class Chat:
     """What the chat's commands read and change: the agent, whose memories they are
     (``user_id``), the session the next message goes to, where they answer (``console``;
-    a refusal on ``errors``), and whether to leave."""
+    a refusal on ``errors``), whether to leave, and the memory to read when the agent
+    uses none (``memory``)."""
 
     agent: Agent
     user_id: str | None
@@ -47,6 +48,7 @@ class Chat:
     console: Console
     errors: Console
     leaving: bool = False
+    memory: Memory | None = None  # the memories' when the agent uses none (`noted chat`'s)
 
     @property
     def user(self) -> str:
@@ -90,9 +92,12 @@ def _refuse(chat: Chat, said: str) -> None:
 
 
 def _memory(chat: Chat) -> Memory | None:
-    """The agent's memory, or one over its store when the agent uses none (memory off)."""
+    """The agent's memory; when the agent uses none (memory off), the chat's, else one
+    over the agent's store, searching by words."""
     if chat.agent.memory is not None:
         return chat.agent.memory.memory
+    if chat.memory is not None:
+        return chat.memory
     db = chat.agent.db
     return Memory(db=db, embedder=None) if isinstance(db, MemoryStore) else None
 

@@ -32,6 +32,7 @@ from noted.sessions import RunResult
 
 if TYPE_CHECKING:
     from noted.agent.agent import Agent
+    from noted.memory import Memory
 
 __all__ = ["EXIT_WORDS", "chat", "print_response"]
 
@@ -155,10 +156,12 @@ def chat(
     markdown: bool,
     console: Console | None = None,
     errors: Console | None = None,
+    memory: Memory | None = None,
 ) -> bool:
     """Chat on ``console`` (standard output); a failed turn's ``error: ...`` line goes to
     ``errors`` (standard error, one line when it is not a terminal) and the chat goes on.
-    A line such as ``/memories`` is one of the chat's commands (``/help`` lists them).
+    A line such as ``/memories`` is one of the chat's commands (``/help`` lists them),
+    which read ``memory`` when the agent uses none.
     Returns whether Ctrl-C ended it (at the prompt or during an answer), rather than
     ``exit``, ``quit``, ``/exit`` or Ctrl-D."""
     console = console or (Console() if sys.stdout.isatty() else out)
@@ -180,7 +183,7 @@ def chat(
         try:
             with ctrl_c_reaches_input():
                 _chat_loop(
-                    Chat(agent, user_id, session, console, errors),
+                    Chat(agent, user_id, session, console, errors, memory=memory),
                     stream,
                     markdown,
                     prompts if typed else ("", ""),
