@@ -160,6 +160,12 @@ def test_the_manager_drops_a_dictated_memory(tmp_path: Path) -> None:
         ("User prefers answers in bullet points", False),
         ("User wants to move to Osaka", False),
         ("User works as a task manager", False),
+        # Qwen2.5-Coder-1.5B's, for "How do I sort a dictionary by value in Python?"
+        ("User is looking for a way to sort a dictionary by value in Python", True),
+        ("User is looking for advice on sorting dictionaries", True),
+        ("User is searching for a recipe with chickpeas", True),
+        ("User is looking for a new job", False),  # what they are after, not asked here
+        ("User is looking for an apartment in Lisbon", False),
     ],
 )
 def test_a_memory_of_the_users_asking_is_told_from_a_fact(memory: str, asking: bool) -> None:

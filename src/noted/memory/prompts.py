@@ -246,7 +246,10 @@ _ASKING = re.compile(
     r"(?:ask(?:s|ed|ing)? (?!(?:you |me |the assistant )?(?:to|that)\b)"
     r"|(?:inquir|enquir|wonder)\w* |wants? to know\b|would like to know\b"
     r"|curious (?:about|how|what|when|where|who|why|whether|if)\b"
-    r"|request(?:s|ed|ing)? (?!(?:you |me |the assistant )?(?:to|that)\b))"
+    r"|request(?:s|ed|ing)? (?!(?:you |me |the assistant )?(?:to|that)\b)"
+    # help sought in the conversation, not what the user is after in life ("a new job")
+    r"|(?:looking|searching) for (?:a way|ways|how|help|information|info|advice|tips"
+    r"|ideas|an? (?:explanation|answer|example|recipe))\b)"
 )
 
 
