@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import itertools
 import os
 import shutil
@@ -46,20 +48,29 @@ def keyword_default(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.fixture(scope="session")
-def servers() -> Iterator[dict[str, Server | str]]:
+def servers(request: pytest.FixtureRequest) -> Iterator[dict[str, Server | str]]:
     """The servers, started on first use and stopped by pid at the end of the session,
     whatever the tests did. A server that cannot start maps to the reason.
+
+    Phoenix, which takes 20 s or more to start, starts in the background as soon as the
+    session first asks for any server when one of its tests is marked ``phoenix``: the
+    tests before that one run meanwhile, and it waits for the start to end.
 
     Their files live in a directory of their own, not under pytest's temporary directory:
     another pytest session of the same user (a test file run while the suite runs) makes
     that one private again, and the servers, which run as another user where the session
     is root's, would lose their data directories under them."""
     root = Path(tempfile.mkdtemp(prefix="noted-test-servers-"))
+    background = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="server-start")
+    early: dict[str, concurrent.futures.Future[Server]] = {}
+    if any(item.get_closest_marker("phoenix") for item in request.session.items):
+        early["phoenix"] = background.submit(SERVERS["phoenix"], root / "phoenix")
 
     class Lazy(dict[str, Server | str]):
         def __missing__(self, name: str) -> Server | str:
+            starting = early.pop(name, None)
             try:
-                self[name] = SERVERS[name](root / name)
+                self[name] = SERVERS[name](root / name) if starting is None else starting.result()
             except Unavailable as exc:
                 self[name] = str(exc)
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
@@ -73,6 +84,12 @@ def servers() -> Iterator[dict[str, Server | str]]:
         for client in _mongo_clients.values():
             client.close()
         _mongo_clients.clear()
+        for starting in early.values():  # started for tests that did not run
+            with contextlib.suppress(
+                Unavailable, OSError, RuntimeError, subprocess.SubprocessError
+            ):
+                starting.result().stop()
+        background.shutdown()
         for server in started.values():
             if isinstance(server, Server):
                 server.stop()

@@ -350,6 +350,7 @@ def test_002_3_postgres_memory(
     assert out.startswith("User has 1 memories stored\n")
 
 
+@pytest.mark.phoenix
 def test_003_agno2_agent_on_postgres_with_tracing(
     seeds: Path,
     tmp_path: Path,

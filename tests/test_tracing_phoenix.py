@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from conftest import server_url
 
 FLOW = Path(__file__).parent / "phoenix_flow.py"
@@ -58,6 +60,7 @@ def spans_of(base: str, project: str = PROJECT) -> list[dict[str, Any]]:
             return found
 
 
+@pytest.mark.phoenix
 def test_the_memory_lesson_in_phoenix(servers: dict[str, Any], tmp_path: Path) -> None:
     base = server_url(servers, "phoenix")
     env = {**os.environ, "PHOENIX_COLLECTOR_ENDPOINT": base}
