@@ -58,6 +58,11 @@ def largest_run(session_id: str) -> RunResult:
     return run
 
 
+def avas_agent(model: ScriptedModel, store: MemoryStore, tool: Any, **options: Any) -> Agent:
+    """An agent of ``tool`` on ``store``, in Ava's session "s"."""
+    return Agent(model, db=store, tools=[tool], session_id="s", user_id="ava", **options)
+
+
 def big_file() -> str:
     """Read the big file."""
     return "0123456789" * (TOOL_CHARS // 10)
@@ -109,14 +114,8 @@ def test_a_tools_long_result_is_kept_cut_and_a_too_large_answer_refused(
             "Still here.",
         ]
     )
-    agent = Agent(
-        model,
-        db=store,
-        tools=[big_file],
-        session_id="s",
-        user_id="ava",
-        add_history_to_context=True,
-        max_tool_result_chars=None,
+    agent = avas_agent(
+        model, store, big_file, add_history_to_context=True, max_tool_result_chars=None
     )
     agent.run("hello")
     result = agent.run("what is in the big file?")
@@ -170,7 +169,7 @@ def test_a_long_result_beyond_ascii_is_kept_cut_to_the_longest_that_fits(
         return letter * 2_000_000
 
     model = ScriptedModel([ModelResponse(tool_calls=[ToolCall("document", {}, id="c1")]), "ok"])
-    agent = Agent(model, db=store, tools=[document], session_id="s", user_id="ava")
+    agent = avas_agent(model, store, document)
     result = agent.run("what does it say?")
     assert result.content == "ok" and result.tool_calls[0].result == document()
     [kept] = store.get_runs("s", "ava")
@@ -207,14 +206,7 @@ def test_a_long_argument_is_kept_cut_and_the_caller_and_the_model_read_it_whole(
     content = "0123456789" * 220_000
     call = ToolCall("write_file", {"path": "a.txt", "content": content}, id="c1")
     model = ScriptedModel([ModelResponse(tool_calls=[call]), "Written.", "It is a.txt."])
-    agent = Agent(
-        model,
-        db=store,
-        tools=[write_file],
-        session_id="s",
-        user_id="ava",
-        add_history_to_context=True,
-    )
+    agent = avas_agent(model, store, write_file, add_history_to_context=True)
     result = agent.run("write the digits to a.txt")
     # the caller and the model read the arguments whole
     assert result.content == "Written."
@@ -249,7 +241,7 @@ def test_a_long_argument_beyond_ascii_is_kept_cut_to_the_longest_that_fits(
     content = letter * 1_000_000
     call = ToolCall("write_file", {"path": "ä.txt", "content": content}, id="c1")
     model = ScriptedModel([ModelResponse(tool_calls=[call]), "ok"])
-    agent = Agent(model, db=store, tools=[write_file], session_id="s", user_id="ava")
+    agent = avas_agent(model, store, write_file)
     result = agent.run("write it")
     assert result.tool_calls[0].arguments["content"] == content
     [kept] = store.get_runs("s", "ava")
@@ -279,7 +271,7 @@ def test_long_strings_deep_in_the_arguments_are_cut_and_their_shape_kept(
     }
     call = ToolCall("save_files", arguments, id="c1")
     model = ScriptedModel([ModelResponse(tool_calls=[call]), "Saved."])
-    agent = Agent(model, db=store, tools=[save_files], session_id="s", user_id="ava")
+    agent = avas_agent(model, store, save_files)
     result = agent.run("save them")
     assert result.tool_calls[0].arguments == arguments
     assert result.tool_calls[0].result == "saved 2 files"  # the tool read them whole
@@ -313,14 +305,7 @@ def test_long_arguments_and_long_results_are_cut_to_one_length(store: MemoryStor
         ToolCall("reverse", {"text": long}, id="c2"),
     ]
     model = ScriptedModel([ModelResponse(tool_calls=calls), "Reversed."])
-    agent = Agent(
-        model,
-        db=store,
-        tools=[reverse],
-        session_id="s",
-        user_id="ava",
-        max_tool_result_chars=None,
-    )
+    agent = avas_agent(model, store, reverse, max_tool_result_chars=None)
     result = agent.run("reverse them")
     assert [e.result for e in result.tool_calls] == [reverse(short), reverse(long)]
     assert [e.arguments["text"] for e in result.tool_calls] == [short, long]
@@ -342,7 +327,7 @@ def test_arguments_that_are_not_a_json_object_are_kept_cut(store: MemoryStore) -
     sent = '{"path": "a.txt", "content": "' + "z" * 5_000_000
     call = ToolCall("write_file", id="c1", invalid_arguments=sent)
     model = ScriptedModel([ModelResponse(tool_calls=[call]), "It failed."])
-    agent = Agent(model, db=store, tools=[write_file], session_id="s", user_id="ava")
+    agent = avas_agent(model, store, write_file)
     result = agent.run("write it")
     assert calls_of(result.messages)[0].invalid_arguments == sent
     assert result.tool_calls[0].result.startswith("Error: the arguments must be a JSON object")
