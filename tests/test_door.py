@@ -19,6 +19,7 @@ from noted import (
     ConflictError,
     Memory,
     MemoryManager,
+    MemoryQuery,
     MemoryStore,
     NotedError,
     UserError,
@@ -348,6 +349,36 @@ def test_operations_past_the_cap_are_dropped_and_logged_once(
     assert "9980 more operations" in capped[0].getMessage()
     with pytest.raises(UserError, match="max_operations"):
         MemoryManager(max_operations=0)
+
+
+def test_adds_past_the_cap_are_not_searched_for_as_stored(
+    memory: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each add the cap keeps is looked up as perhaps stored already; those past the cap are
+    # dropped unsearched. "fact 3" is stored (not shown: the tea is), so the cap keeps
+    # fact 0-2 and 4-5.
+    memory.add_user_memory(UserMemory("fact 3"), user_id="ava")
+    memory.add_user_memory(UserMemory("User likes tea"), user_id="ava")
+    searches: list[str] = []
+    keyword_search = memory.db.keyword_search
+
+    def counted(query: MemoryQuery, text: str, **options: Any) -> Any:
+        searches.append(text)
+        return keyword_search(query, text, **options)
+
+    monkeypatch.setattr(memory.db, "keyword_search", counted)
+    ops = [{"op": "add", "id": None, "memory": f"fact {i}", "topics": []} for i in range(2_000)]
+    manager = MemoryManager(max_operations=5, memories_in_prompt=1)
+    capped = Memory(db=memory.db, model=ScriptedModel([_answer(*ops)]), memory_manager=manager)
+    update = capped.create_user_memories("I like tea", user_id="ava")
+    prompt = capped.model.requests[0].messages[1].content or ""  # type: ignore[union-attr]
+    assert "User likes tea" in prompt and "fact 3" not in prompt
+    stored = sorted(m.memory for m in memory.get_user_memories("ava"))
+    assert stored == ["User likes tea", *(f"fact {i}" for i in range(6))]
+    assert [op.memory for op in update.operations] == [f"fact {i}" for i in (0, 1, 2, 4, 5)]
+    assert [text for text in searches if text.startswith("fact")] == [f"fact {i}" for i in range(6)]
+    assert "already stored: 'fact 3'" in update.rejected
+    assert any("1994 more operations" in reason for reason in update.rejected)
 
 
 def test_an_add_the_cap_leaves_without_its_delete_is_not_stored_twice(memory: Memory) -> None:

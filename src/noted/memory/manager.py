@@ -330,14 +330,18 @@ class MemoryManager:
         """Drop the plan's adds of facts the user has stored already but that were not
         shown (those shown are dropped as the answer is checked): each is looked up by its
         words in the memories' own texts, where a memory of the same text ranks first. A
-        plan that clears keeps its adds."""
+        plan that clears keeps its adds.
+
+        Once ``max_operations`` operations are kept, the rest are kept unsearched: the cap
+        drops them all, so an answer of thousands of adds costs as many searches as the cap
+        keeps adds (and the stored ones among them), not one per add."""
         if any(op.kind == "clear" for op in plan.operations):
             return
         seen = {m.memory_id for m in shown.values()}
         query = MemoryQuery(user_id=user_id, limit=_SAME_TEXT_DEPTH)
         kept: list[Operation] = []
         for op in plan.operations:
-            if op.kind == "add" and op.memory is not None:
+            if len(kept) < self.max_operations and op.kind == "add" and op.memory is not None:
                 text = normalize(op.memory)
                 found = door.db.keyword_search(query, op.memory, text_only=True)
                 if any(
