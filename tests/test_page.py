@@ -742,6 +742,7 @@ def test_sign_in_with_the_api_key_or_a_user_token(tmp_path: Path, page: Page) ->
         expect(page.get_by_test_id("signed-in-as")).to_have_text("Signed in as alice")
         expect(page.get_by_test_id("user-all")).to_have_count(0)
         expect(page.locator("button.user-item")).to_have_count(0)  # no picker
+        expect(page.locator("#find-user")).to_be_hidden()
         expect(user_item(page, "alice").get_by_test_id("user-count")).to_have_text("2 memories")
         expect(page.locator("#search")).to_be_enabled()
         page.click("#new-memory")
@@ -1011,6 +1012,34 @@ def test_a_double_click_on_the_pager_moves_one_page(site: Site, page: Page) -> N
     page.unroute("**/memories?page=2&*")
     page.click("#next-page")
     expect(info).to_have_text("Page 2 of 3 · 45 memories")
+
+
+def test_find_a_user_among_hundreds_by_part_of_the_id(site: Site, page: Page) -> None:
+    site.memory.import_user_memories(
+        [UserMemory(f"Fact of user {n}", user_id=f"User{n:03d}") for n in range(300)]
+    )
+    open_app(page, site.url)
+    users = page.get_by_test_id("user-item")
+    expect(users).to_have_count(50)
+    expect(page.locator("#users-total")).to_have_text("300 users")
+    page.fill("#find-user", "user25")  # in any case
+    expect(users).to_have_count(10)
+    expect(page.locator("#users-total")).to_have_text("10 users found")
+    ids = users.evaluate_all("els => els.map(e => e.dataset.userId)")
+    assert sorted(ids) == [f"User{n}" for n in range(250, 260)]
+    expect(page.get_by_test_id("user-all").get_by_test_id("user-count")).to_have_text("")
+    pick_user(page, "User257")
+    expect(rows(page)).to_have_count(1)
+    expect(row(page, "Fact of user 257")).to_be_visible()
+
+    page.fill("#find-user", "nobody")
+    expect(page.get_by_test_id("user-none")).to_have_text("No user id holds “nobody”")
+    expect(users).to_have_count(1)  # the picked user stays listed
+    expect(page.locator("#users-total")).to_have_text("0 users found")
+    page.fill("#find-user", "")
+    expect(users).to_have_count(50)
+    expect(page.locator("#users-total")).to_have_text("300 users")
+    expect(page.get_by_test_id("user-none")).to_have_count(0)
 
 
 def test_a_double_click_on_show_more_adds_the_next_page_once(site: Site, page: Page) -> None:

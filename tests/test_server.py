@@ -736,6 +736,23 @@ def test_user_stats(client: TestClient, db: SqliteDb) -> None:
     assert client.get("/user_memory_stats", params={"limit": 101}).status_code == 422
 
 
+def test_user_stats_of_the_users_whose_id_holds_a_text(client: TestClient, db: SqliteDb) -> None:
+    seed(db, ("a1", "Ava", 1, 1), ("a2", "Ava", 2, 5), ("b1", "bob", 3, 9), ("d1", "dave", 0, 0))
+    r = client.get("/user_memory_stats", params={"user_id_contains": "AV", "limit": 1})
+    assert [(s["user_id"], s["memory_count"]) for s in r.json()["data"]] == [("Ava", 2)]
+    assert r.json()["meta"] == {"page": 1, "limit": 1, "total_pages": 2, "total_count": 2}
+    page2 = client.get(
+        "/user_memory_stats", params={"user_id_contains": "av", "page": 2, "limit": 1}
+    )
+    assert [s["user_id"] for s in page2.json()["data"]] == ["dave"]
+    none = client.get("/user_memory_stats", params={"user_id_contains": "zed"}).json()
+    assert none == {
+        "data": [],
+        "meta": {"page": 1, "limit": 20, "total_pages": 0, "total_count": 0},
+    }
+    assert client.get("/user_memory_stats", params={"user_id_contains": ""}).status_code == 422
+
+
 def test_history(client: TestClient) -> None:
     mid = add(client, "Ava likes tea", topics=["drinks"])["memory_id"]
     client.patch(f"/memories/{mid}", params={"user_id": "ava"}, json={"memory": "Ava likes coffee"})

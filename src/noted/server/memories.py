@@ -42,6 +42,14 @@ UserQuery = Annotated[
     Query(min_length=1, max_length=MAX_ID_CHARS, description="The memories' user"),
 ]
 MemoryId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
+UserIdPart = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=MAX_ID_CHARS,
+        description="Only the users whose id holds this text, in any case",
+    ),
+]
 PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1 is the first page")]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"At most {MAX_LIMIT}")]
 
@@ -246,9 +254,12 @@ def memory_routes(svc: Services) -> APIRouter:
         responses={200: {"model": StatsPage}},
     )
     def user_memory_stats(
-        principal: Annotated[Principal, who], page: PageNumber = 1, limit: Limit = 20
+        principal: Annotated[Principal, who],
+        page: PageNumber = 1,
+        limit: Limit = 20,
+        user_id_contains: UserIdPart = None,
     ) -> Response:
-        stats = [s.to_dict() for s in svc.user_stats(principal.user_id)]
+        stats = [s.to_dict() for s in svc.user_stats(principal.user_id, user_id_contains)]
         rows = stats[(page - 1) * limit : page * limit]
         return json_response({"data": rows, "meta": page_meta(page, limit, len(stats))})
 

@@ -66,8 +66,13 @@ class Services:
         """The caller of a request (a dependency of every data route)."""
         return await self.auth.authenticate_async(request.headers.get("authorization"))
 
-    def user_stats(self, user_id: str | None) -> list[UserStats]:
-        """Every user's stats for the admin; a user token sees its own user's only."""
+    def user_stats(self, user_id: str | None, id_part: str | None = None) -> list[UserStats]:
+        """Every user's stats for the admin; a user token sees its own user's only. With
+        ``id_part``, only the users whose id holds it, in any case."""
+        if id_part is not None:
+            needle = id_part.casefold()
+            found = self.user_stats(user_id)
+            return [stats for stats in found if needle in stats.user_id.casefold()]
         if user_id is None:
             return self.store.get_user_stats()
         query = MemoryQuery(user_id=user_id, limit=1)

@@ -27,6 +27,7 @@ const state = {
   editing: null, // memory_id of the row being edited
   draft: null, // its text and topics as typed so far
   users: [],
+  userFilter: "", // only the users whose id holds this text ("Find a user")
   usersPage: 1,
   usersMore: false,
   sessions: [],
@@ -40,6 +41,7 @@ let memoriesRequest = 0;
 let usersRequest = 0;
 let topicsRequest = 0;
 let sessionsRequest = 0;
+let findUserTimer = 0;
 let usersMoreLoading = false; // a "Show more users" answer is awaited
 let sessionsMoreLoading = false; // a "Show older sessions" answer is awaited
 let searchTimer = 0;
@@ -389,7 +391,8 @@ async function loadUsers(pages = "first") {
   try {
     const asked = [];
     for (let page = from; page <= to; page += 1) {
-      asked.push(api("/user_memory_stats", { query: { page, limit: USERS_PAGE_SIZE } }));
+      const query = { page, limit: USERS_PAGE_SIZE, user_id_contains: state.userFilter || null };
+      asked.push(api("/user_memory_stats", { query }));
     }
     const results = await Promise.all(asked);
     if (request !== usersRequest) return;
@@ -417,7 +420,8 @@ function appendNew(list, next, key) {
 function userItem(userId, stats) {
   const selected = state.user === userId;
   let count = stats ? plural(stats.memory_count, "memory", "memories") : "No memories";
-  if (userId === null && !stats && state.users.length) count = "";  // not all users loaded
+  // Not all users loaded, or only those found: their sum is not everyone's.
+  if (userId === null && !stats && (state.users.length || state.userFilter)) count = "";
   const meta = h("span", { class: "user-meta" },
     h("span", { "data-testid": "user-count", text: count }),
     stats && stats.last_updated ? [" · ", timeEl(stats.last_updated)] : null);
@@ -439,7 +443,7 @@ function userItem(userId, stats) {
 }
 
 function allUsersStats() {
-  if (state.usersMore || state.users.length === 0) return null;
+  if (state.usersMore || state.users.length === 0 || state.userFilter) return null;
   const count = state.users.reduce((sum, u) => sum + u.memory_count, 0);
   return { memory_count: count, last_updated: state.users[0].last_updated };
 }
@@ -450,10 +454,16 @@ function renderUsers() {
   for (const stats of state.users) items.push(userItem(stats.user_id, stats));
   const known = state.users.some((u) => u.user_id === state.user);
   if (state.user !== null && !known) items.push(userItem(state.user, null));
+  if (state.userFilter && state.users.length === 0) {
+    items.push(h("li", { class: "user-none muted small", "data-testid": "user-none",
+      dir: "auto", text: `No user id holds “${state.userFilter}”` }));
+  }
   $("user-list").replaceChildren(...items);
   $("more-users").hidden = !state.usersMore;
+  $("find-user-field").hidden = Boolean(state.tokenUser);
   $("users-title").textContent = state.tokenUser ? "User" : "Users";
-  $("users-total").textContent = state.tokenUser ? "" : plural(state.usersTotal || 0, "user", "users");
+  const total = plural(state.usersTotal || 0, "user", "users");
+  $("users-total").textContent = state.tokenUser ? "" : state.userFilter ? `${total} found` : total;
   $("known-users").replaceChildren(...state.users.map((u) => h("option", { value: u.user_id })));
 }
 
@@ -508,6 +518,16 @@ function renderControls() {
   $("sort").disabled = Boolean(state.search);
   $("sort").title = state.search ? "Search results come best match first" : "";
   $("new-user-field").hidden = Boolean(state.tokenUser);
+}
+
+function onFindUserInput() {
+  window.clearTimeout(findUserTimer);
+  findUserTimer = window.setTimeout(() => {
+    const text = $("find-user").value.trim();
+    if (text === state.userFilter) return;
+    state.userFilter = text;
+    loadUsers("first");
+  }, SEARCH_DELAY_MS);
 }
 
 function onSearchInput() {
@@ -1320,6 +1340,7 @@ function bindEvents() {
   $("prev-page").addEventListener("click", () => goToPage(shownPage() - 1));
   $("next-page").addEventListener("click", () => goToPage(shownPage() + 1));
   $("more-users").addEventListener("click", () => loadUsers("more"));
+  $("find-user").addEventListener("input", onFindUserInput);
   $("more-sessions").addEventListener("click", () => loadSessions(true));
   $("tab-memories").addEventListener("click", () => showView("memories"));
   $("tab-sessions").addEventListener("click", () => showView("sessions"));
@@ -1344,10 +1365,13 @@ async function enterApp() {
   if (back) {
     Object.assign(state, back);
   } else {
-    Object.assign(state, { user: state.tokenUser, topic: "", search: "", page: 1, editing: null });
+    Object.assign(state, {
+      user: state.tokenUser, topic: "", search: "", page: 1, editing: null, userFilter: "",
+    });
     state.selected.clear();
   }
   $("search").value = state.search;
+  $("find-user").value = state.userFilter;
   $("sign-in").hidden = true;
   $("app").hidden = false;
   renderAccount();
