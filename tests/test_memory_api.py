@@ -392,3 +392,22 @@ def test_edit_changes_what_it_is_given_keeps_the_rest_and_restating_writes_nothi
     with pytest.raises(NotFoundError):
         memory.edit_user_memory(mid, "bob", memory="The user lives in Oslo")
     assert memory.get_user_memory(mid, "ava") == moved
+
+
+def test_a_memory_longer_than_this_memorys_limit_keeps_its_topics_editable(
+    memory: Memory,
+) -> None:
+    # Stored by a Memory with a higher limit; this one (the server's, the CLI's) changes its
+    # topics, but a new text over its limit is refused, nothing written.
+    long_text = "The user keeps a travel diary: " + " ".join(["Lisbon, Porto, Faro."] * 300)
+    [mid] = Memory(memory.db, max_memory_length=10_000).add_user_memories(
+        [UserMemory(long_text, topics=["travel"])], user_id="ava"
+    )
+    edited = memory.edit_user_memory(mid, "ava", topics=["travel", "diary"])
+    assert (edited.memory, edited.topics) == (long_text, ["travel", "diary"])
+    restated = memory.edit_user_memory(mid, "ava", memory=long_text, topics=["diary"])
+    assert restated.topics == ["diary"]
+    with pytest.raises(UserError, match="the limit is 5000"):
+        memory.edit_user_memory(mid, "ava", memory=long_text + " Braga.")
+    stored = memory.get_user_memory(mid, "ava")
+    assert stored is not None and (stored.memory, stored.topics) == (long_text, ["diary"])

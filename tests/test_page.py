@@ -378,6 +378,28 @@ def test_edit_in_place(site: Site, page: Page) -> None:
     assert (stored.memory, stored.topics) == ("Lives in Porto", ["home", "travel"])
 
 
+def test_the_topics_of_a_memory_over_the_pages_limit_can_be_edited(site: Site, page: Page) -> None:
+    # Stored through the library with a higher limit than the server's 5,000 characters.
+    long_text = "Keeps a travel diary: " + " ".join(["Lisbon, Porto, Faro."] * 300)
+    [memory_id] = Memory(site.store, max_memory_length=10_000).add_user_memories(
+        [UserMemory(long_text, topics=["travel"])], user_id="alice"
+    )
+    open_app(page, site.url)
+    row(page, "Keeps a travel diary").locator("[data-action=edit]").click()
+    page.get_by_test_id("edit-topics").fill("travel, diary")
+    page.locator("[data-action=save]").click()
+    expect(page.get_by_test_id("notice")).to_have_text("Memory saved")
+    stored = site.memory.get_user_memory(memory_id, "alice")
+    assert stored is not None and (stored.memory, stored.topics) == (long_text, ["travel", "diary"])
+
+    row(page, "Keeps a travel diary").locator("[data-action=edit]").click()
+    page.get_by_test_id("edit-text").fill(long_text + " Braga.")
+    page.locator("[data-action=save]").click()
+    expect(page.locator("#error-text")).to_contain_text("at most 5,000 characters")
+    stored = site.memory.get_user_memory(memory_id, "alice")
+    assert stored is not None and stored.memory == long_text
+
+
 def test_a_memory_with_damaged_topics_is_flagged_and_an_edit_repairs_it(
     site: Site, page: Page
 ) -> None:

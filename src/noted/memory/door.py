@@ -104,20 +104,26 @@ class MemoryDoor:
 
     # -- checks ---------------------------------------------------------------------------
 
-    def check(self, memory: object) -> UserMemory:
-        """A checked copy of ``memory``: every field valid, the text within the limit."""
+    def check(self, memory: object, *, stored_text: str | None = None) -> UserMemory:
+        """A checked copy of ``memory``: every field valid, the text within the limit, or
+        the ``stored_text`` it keeps (stored by a Memory with a higher limit)."""
         if not isinstance(memory, UserMemory):
             raise UserError(f"memory must be a UserMemory, got {type(memory).__name__}")
         checked = memory.checked()
-        if len(checked.memory) > self.max_length:
+        if len(checked.memory) > self.max_length and checked.memory != stored_text:
             raise TextTooLong(len(checked.memory), self.max_length)
         return checked
 
     def stamp(
-        self, memory: object, user_id: str | None, memory_id: str | None = None
+        self,
+        memory: object,
+        user_id: str | None,
+        memory_id: str | None = None,
+        *,
+        stored_text: str | None = None,
     ) -> UserMemory:
         """A checked copy ready to store: id, user and timestamps set (updated now)."""
-        stamped = self.check(memory)
+        stamped = self.check(memory, stored_text=stored_text)
         stamped.user_id = resolve_user(user_id, stamped)
         stamped.memory_id = memory_id or stamped.memory_id or new_memory_id()
         stamped.updated_at = from_micros(now_micros())
@@ -149,13 +155,20 @@ class MemoryDoor:
         return restored
 
     def replace(
-        self, memory_id: object, memory: object, user_id: str | None, audit: AuditContext
+        self,
+        memory_id: object,
+        memory: object,
+        user_id: str | None,
+        audit: AuditContext,
+        *,
+        stored_text: str | None = None,
     ) -> UserMemory:
         """Overwrite one of the user's memories, keeping its creation time and the ids the
         new memory does not give; the memory as stored. NotFoundError when the user has
-        no such memory (nothing is written then)."""
+        no such memory (nothing is written then). A text over the length limit passes when
+        it is ``stored_text``, the memory's own as read (a change of its topics alone)."""
         checked_id = require_id("memory_id", memory_id)
-        new = self.stamp(memory, user_id, memory_id=checked_id)
+        new = self.stamp(memory, user_id, memory_id=checked_id, stored_text=stored_text)
         stored = self.db.update_memory(new, audit=audit)
         if stored is None:
             raise NotFoundError(f"user {new.user_id!r} has no memory with id {checked_id!r}")

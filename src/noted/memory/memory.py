@@ -258,6 +258,8 @@ class Memory:
         topics are damaged (read with ``damaged`` set and no topics) is repaired by a change
         that gives its topics; a change of its text alone raises
         :class:`~noted.errors.DamagedMemoryError`, as it would keep topics nobody can read.
+        A memory whose stored text is over this Memory's ``max_memory_length`` (stored by
+        one with a higher limit) keeps that text through a change of its topics.
         """
         if memory is None and topics is None:
             raise UserError("nothing to change: give the memory's new text, its topics or both")
@@ -281,7 +283,9 @@ class Memory:
             current.topics,
         ):
             return current
-        return self.replace_user_memory_record(memory_id, changed, user)
+        # Its text as stored passes over this Memory's length limit (one stored with a
+        # higher limit keeps its topics editable); a new text does not.
+        return self.door.replace(memory_id, changed, user, self._audit, stored_text=current.memory)
 
     def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> bool:
         """Delete one of the user's memories; False when the user has no such memory."""
