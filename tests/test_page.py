@@ -400,6 +400,35 @@ def test_the_topics_of_a_memory_over_the_pages_limit_can_be_edited(site: Site, p
     assert stored is not None and stored.memory == long_text
 
 
+def test_a_long_memory_shows_its_first_lines_until_unfolded(site: Site, page: Page) -> None:
+    long_text = "Keeps a travel diary: " + " ".join(["Lisbon, Porto, Faro."] * 200)
+    site.add(long_text, "alice")
+    site.add("Likes green tea", "alice")
+    open_app(page, site.url)
+    text = row(page, "Keeps a travel diary").get_by_test_id("memory-text")
+    toggle = row(page, "Keeps a travel diary").get_by_test_id("fold-toggle")
+    expect(toggle).to_have_text(f"Show all {len(long_text):,} characters")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(text).to_have_text(long_text)  # whole in the page, its first lines on screen
+    line = text.evaluate("el => parseFloat(getComputedStyle(el).lineHeight)")
+    assert text.evaluate("el => el.clientHeight") <= 6 * line + 1
+    expect(row(page, "Likes green tea").get_by_test_id("fold-toggle")).to_have_count(0)
+
+    toggle.click()
+    expect(toggle).to_have_text("Show less")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(toggle).to_be_focused()
+    assert text.evaluate("el => el.clientHeight") > 12 * line
+    page.click("#new-memory")  # a redraw after a write keeps it unfolded
+    page.fill("#new-text", "Walks to work")
+    page.fill("#new-user", "alice")
+    page.click("#create-submit")
+    expect(rows(page)).to_have_count(3)
+    expect(toggle).to_have_text("Show less")
+    toggle.click()
+    expect(toggle).to_have_text(f"Show all {len(long_text):,} characters")
+
+
 def test_a_memory_with_damaged_topics_is_flagged_and_an_edit_repairs_it(
     site: Site, page: Page
 ) -> None:

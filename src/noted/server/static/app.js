@@ -24,6 +24,7 @@ const state = {
   memories: [],
   meta: null,
   selected: new Map(), // memory_id -> user_id
+  unfolded: new Set(), // memory_ids of long memories shown whole
   editing: null, // memory_id of the row being edited
   draft: null, // its text and topics as typed so far
   users: [],
@@ -116,6 +117,8 @@ function timeEl(iso) {
 function plural(count, one, many) {
   return `${count.toLocaleString()} ${count === 1 ? one : many}`;
 }
+
+const LONG_MEMORY_CHARS = 600;
 
 function clip(text, length) {
   const chars = Array.from(text || "");
@@ -685,9 +688,7 @@ function memoryRow(memory) {
       dataset: { action: "select" },
       onchange: (event) => toggleSelected(memory, event.target.checked),
     })),
-    h("td", { class: "col-text" },
-      h("p", { class: "memory-text", "data-testid": "memory-text", dir: "auto", text: memory.memory }),
-      memoryMeta(memory)),
+    h("td", { class: "col-text" }, memoryText(memory), memoryMeta(memory)),
     h("td", { class: "col-topics" }, topicCell(memory)),
     h("td", { class: "col-user" }, userTag(memory.user_id, "memory-user")),
     h("td", { class: "col-updated" }, timeEl(memory.updated_at)),
@@ -696,6 +697,38 @@ function memoryRow(memory) {
       iconButton("history", "history", "Show history", () => openHistory(memory), memory.memory),
       iconButton("trash", "delete", "Delete memory", () => deleteMemory(memory), memory.memory))),
   );
+}
+
+// A long memory shows its first lines, with a button that shows it whole (and folds it
+// again): one memory of thousands of characters does not make a row many screens tall.
+function memoryText(memory) {
+  const id = memory.memory_id;
+  const long = memory.memory.length > LONG_MEMORY_CHARS || memory.memory.split("\n").length > 6;
+  const folded = long && !state.unfolded.has(id);
+  const text = h("p", {
+    class: folded ? "memory-text is-folded" : "memory-text",
+    "data-testid": "memory-text",
+    dir: "auto",
+    text: memory.memory,
+  });
+  if (!long) return text;
+  const count = charCount(memory.memory).toLocaleString();
+  const toggle = h("button", {
+    type: "button",
+    class: "btn btn-ghost btn-small fold-toggle",
+    "data-testid": "fold-toggle",
+    "aria-expanded": String(!folded),
+    text: folded ? `Show all ${count} characters` : "Show less",
+    onclick: () => {
+      if (folded) state.unfolded.add(id);
+      else state.unfolded.delete(id);
+      const next = memoryText(memory);
+      text.replaceWith(next[0]);
+      toggle.replaceWith(next[1]);
+      next[1].focus();
+    },
+  });
+  return [text, toggle];
 }
 
 function textButton(label, action, variant, onClick) {
