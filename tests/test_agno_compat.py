@@ -372,3 +372,27 @@ def test_a_table_agno_wrote_is_refused_before_the_file_is_touched(tmp_path: Path
         memory.db.close()
     reopened = Memory(db=SqliteMemoryDb(table_name="memory", db_file=tmp_path / "noted.db"))
     assert [m.memory for m in reopened.get_user_memories(user_id="ava")] == ["likes tea"]
+
+
+def test_async_twins_take_agnos_arguments_and_order() -> None:
+    import asyncio
+
+    memory = Memory()
+    for text in ("first", "second", "third"):
+        memory.add_user_memory(UserMemory(memory=text), user_id="ava")
+
+    async def read() -> list[list[str]]:
+        found = [
+            await memory.asearch_user_memories(None, 2, "last_n", "ava"),  # Agno's order
+            await memory.asearch_user_memories(limit=1, retrieval_method="first_n", user_id="ava"),
+            await memory.aget_user_memories(user_id="ava"),
+        ]
+        return [[m.memory for m in listed] for listed in found]
+
+    assert asyncio.run(read()) == [["second", "third"], ["first"], ["first", "second", "third"]]
+    # a replace of an id the user has not yet stores it, as the sync one does
+    new = UserMemory(memory="fourth")
+    assert asyncio.run(memory.areplace_user_memory("m-4", new, "ava")) == "m-4"
+    kept = memory.get_user_memory("m-4", user_id="ava")
+    assert kept is not None and kept.memory == "fourth"
+

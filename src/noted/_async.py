@@ -13,19 +13,24 @@ T = TypeVar("T")
 
 
 def async_twin(fn: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """``aname = async_twin(name)``: the same call, run in a worker thread and awaited.
+    """``aname = async_twin(name)`` in a class: the same call, run in a worker thread and
+    awaited. It calls the instance's own ``name``, so a subclass that overrides ``name``
+    (other arguments, another order of results) has a twin that does as it does.
 
     The blocking database drivers hold no event loop, so the loop stays free while a call
     waits on disk or a lock. Context variables travel with the call.
     """
+    name = fn.__name__
 
     @functools.wraps(fn)
     async def twin(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await asyncio.to_thread(fn, *args, **kwargs)
+        instance, rest = args[0], args[1:]
+        method: Callable[..., R] = getattr(instance, name)
+        return await asyncio.to_thread(method, *rest, **kwargs)
 
-    twin.__name__ = "a" + fn.__name__
-    twin.__qualname__ = twin.__qualname__.rpartition(".")[0] + ".a" + fn.__name__
-    twin.__doc__ = f"Async twin of :meth:`{fn.__name__}`; same arguments, same result."
+    twin.__name__ = "a" + name
+    twin.__qualname__ = twin.__qualname__.rpartition(".")[0] + ".a" + name
+    twin.__doc__ = f"Async twin of :meth:`{name}`; same arguments, same result."
     return twin
 
 
