@@ -396,3 +396,98 @@ def test_async_twins_take_agnos_arguments_and_order() -> None:
     kept = memory.get_user_memory("m-4", user_id="ava")
     assert kept is not None and kept.memory == "fourth"
 
+
+def manager_clearing() -> FunctionModel:
+    """Answers the memory manager, whatever it is told, with "clear every memory"."""
+
+    def fn(messages: list[Message], tools: object) -> str:
+        prompt = messages[0].content or ""
+        assert "Keep it short." in prompt  # the manager's additional_instructions
+        return json.dumps({"operations": [{"op": "clear", "id": None, "memory": None}]})
+
+    return FunctionModel(fn)
+
+
+def test_memory_flags_with_a_memory_manager_given(tmp_path: Path) -> None:
+    from noted.agno import MemoryManager, SessionSummarizer
+
+    manager = MemoryManager(additional_instructions="Keep it short.")
+    memory = Memory(
+        model=manager_clearing(),
+        db=SqliteMemoryDb(db_file=tmp_path / "m.db"),
+        memory_manager=manager,
+        summarizer=SessionSummarizer(additional_instructions="One line."),
+        delete_memories=True,
+        clear_memories=True,
+    )
+    memory.add_user_memory(UserMemory(memory="The user likes tea"), user_id="ava")
+    memory.create_user_memories(message="Forget everything about me.", user_id="ava")
+    assert memory.get_user_memories(user_id="ava") == []
+    # the manager given is left as it was: the flags are this memory's
+    assert (manager.permissions.delete, manager.permissions.clear) == (False, False)
+    # without the flags, the manager may not clear: the memory stays
+    kept = Memory(model=manager_clearing(), db=memory.db, memory_manager=manager)
+    kept.add_user_memory(UserMemory(memory="The user likes coffee"), user_id="ava")
+    kept.create_user_memories(message="Forget everything about me.", user_id="ava")
+    assert [m.memory for m in kept.get_user_memories(user_id="ava")] == ["The user likes coffee"]
+
+
+def test_agent_takes_agnos_memory_and_summary_arguments(tmp_path: Path) -> None:
+    from noted.agno import MemoryManager, SessionSummarizer
+
+    model = summaries_of_what_was_said()
+    manager = MemoryManager(additional_instructions="Keep it short.")
+    summarizer = SessionSummarizer(additional_instructions="One line.")
+    db = SqliteDb(db_file=tmp_path / "agent.db")
+    agent = Agent(  # Agno 2's names
+        model=model,
+        db=db,
+        user_id="ava",
+        memory_manager=manager,
+        enable_user_memories=True,
+        add_memories_to_context=False,
+        enable_session_summaries=True,
+        add_session_summary_to_context=False,
+        session_summary_manager=summarizer,
+        debug_mode=True,
+    )
+    assert agent.memory is not None and agent.memory.manager is manager
+    assert agent.memory.in_context is False
+    assert agent.summaries is not None and agent.summaries.summarizer is summarizer
+    assert agent.summaries.in_context is False
+    older = Agent(  # Agno 1.x's names
+        model=model,
+        memory=Memory(db=db),
+        enable_user_memories=True,
+        add_memory_references=False,
+        enable_session_summaries=True,
+        add_session_summary_references=False,
+    )
+    assert older.memory is not None and older.memory.in_context is False
+    assert older.summaries is not None and older.summaries.in_context is False
+
+
+def test_agent_reads_its_session_summary_and_memories_as_agno_does(tmp_path: Path) -> None:
+    model = summaries_of_what_was_said()
+    db = SqliteDb(db_file=tmp_path / "agent.db")
+    agent = Agent(model=model, db=db, user_id="ava", enable_session_summaries=True)
+    assert agent.get_session_summary() is None  # nothing said yet
+    agent.run("My name is Ava")
+    agent.run("I live in Porto", session_id="porto")
+    summary = agent.get_session_summary()  # the session its next run continues
+    assert summary is not None and summary.summary.endswith("My name is Ava")
+    assert summary.last_updated == summary.updated_at  # Agno 1.x's name
+    porto = agent.get_session_summary(session_id="porto", user_id="ava")
+    assert porto is not None and porto.summary.endswith("I live in Porto")
+    assert agent.get_session_summary(session_id="porto", user_id="bob") is None
+    # the user's memories in the order they were added
+    memory = Memory(db=db)
+    for text in ("first", "second", "third"):
+        memory.add_user_memory(UserMemory(memory=text), user_id="ava")
+    memory.replace_user_memory(
+        memory.get_user_memories(user_id="ava")[0].memory_id or "",
+        UserMemory(memory="first, again"),
+        user_id="ava",
+    )
+    listed = [m.memory for m in agent.get_user_memories(user_id="ava")]
+    assert listed == ["first, again", "second", "third"]

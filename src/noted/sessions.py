@@ -210,6 +210,11 @@ class SessionSummary:
     updated_at: datetime = field(default_factory=utc_now)
     last_run_id: str | None = None
 
+    @property
+    def last_updated(self) -> datetime:
+        """``updated_at`` under its older name (Agno 1.x's)."""
+        return self.updated_at
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "summary": self.summary,

@@ -17,6 +17,8 @@ from noted.agno.storage import (
     SqliteMemoryDb,
     SqliteStorage,
 )
+from noted.memory.manager import MemoryManager
+from noted.memory.summary import SessionSummarizer
 from noted.models.types import Message
 
 __all__ = [
@@ -24,12 +26,14 @@ __all__ = [
     "Claude",
     "Gemini",
     "Memory",
+    "MemoryManager",
     "Message",
     "OpenAIChat",
     "PostgresDb",
     "PostgresMemoryDb",
     "PostgresStorage",
     "RunResponse",
+    "SessionSummarizer",
     "SqliteDb",
     "SqliteMemoryDb",
     "SqliteStorage",

@@ -9,8 +9,9 @@ the given id when the user has none with it yet.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,7 +104,10 @@ class RunResponse:
 
 
 class Memory(noted_memory.Memory):
-    """``Memory(db=SqliteMemoryDb(...), model=...)``: user memories on a noted store."""
+    """``Memory(db=SqliteMemoryDb(...), model=...)``: user memories on a noted store.
+
+    ``delete_memories`` and ``clear_memories`` let the memory manager delete and clear, as
+    in Agno, also when a ``memory_manager`` is given (a copy of it then has them on)."""
 
     def __init__(
         self,
@@ -117,6 +121,9 @@ class Memory(noted_memory.Memory):
         embedder: Embedder | str | None = None,
         debug_mode: bool = False,
     ) -> None:
+        if memory_manager is not None and (delete_memories or clear_memories):
+            memory_manager = _allowing(memory_manager, delete_memories, clear_memories)
+            delete_memories = clear_memories = False
         super().__init__(
             db,
             model=model,
@@ -253,6 +260,18 @@ class Memory(noted_memory.Memory):
                     continue
                 messages.append(message)
         return system + messages
+
+
+def _allowing(manager: MemoryManager, delete: bool, clear: bool) -> MemoryManager:
+    """A copy of ``manager`` that may also delete (``delete``) and clear (``clear``) the
+    user's memories, as Agno's ``Memory(delete_memories=..., clear_memories=...)`` lets
+    the manager it is given."""
+    allowed = copy.copy(manager)
+    granted = allowed.permissions
+    allowed.permissions = replace(
+        granted, delete=granted.delete or delete, clear=granted.clear or clear
+    )
+    return allowed
 
 
 def _as_run(run: RunResponse, session_id: str, user_id: str, place: int) -> RunResult:
