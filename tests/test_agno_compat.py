@@ -491,3 +491,27 @@ def test_agent_reads_its_session_summary_and_memories_as_agno_does(tmp_path: Pat
     )
     listed = [m.memory for m in agent.get_user_memories(user_id="ava")]
     assert listed == ["first, again", "second", "third"]
+
+
+def test_mongo_and_redis_memory_dbs(servers: dict[str, Server | str]) -> None:
+    from urllib.parse import urlsplit
+
+    from noted.agno import MongoMemoryDb, RedisMemoryDb
+
+    mongo = server_url(servers, "mongo")
+    redis_at = urlsplit(server_url(servers, "redis"))
+    assert redis_at.hostname is not None and redis_at.port is not None
+    dbs = [
+        MongoMemoryDb(collection_name="agno_compat", db_url=mongo, db_name="noted_tests"),
+        RedisMemoryDb(prefix="agno_compat", host=redis_at.hostname, port=redis_at.port),
+    ]
+    for db in dbs:
+        memory = Memory(db=db)
+        memory.add_user_memory(UserMemory(memory="The user likes tea"), user_id="ava")
+        again = Memory(db=db)  # another Memory, as after a restart, reads it back
+        assert [m.memory for m in again.get_user_memories(user_id="ava")] == ["The user likes tea"]
+        assert db.memory_table == "agno_compat"
+        memory.clear()
+        db.close()
+    with pytest.raises(UserError, match="db_url"):
+        MongoMemoryDb()

@@ -10,9 +10,11 @@ from noted.agno.agent import Agent
 from noted.agno.memory import Memory, RunResponse, UserMemory
 from noted.agno.models import Claude, Gemini, OpenAIChat
 from noted.agno.storage import (
+    MongoMemoryDb,
     PostgresDb,
     PostgresMemoryDb,
     PostgresStorage,
+    RedisMemoryDb,
     SqliteDb,
     SqliteMemoryDb,
     SqliteStorage,
@@ -28,10 +30,12 @@ __all__ = [
     "Memory",
     "MemoryManager",
     "Message",
+    "MongoMemoryDb",
     "OpenAIChat",
     "PostgresDb",
     "PostgresMemoryDb",
     "PostgresStorage",
+    "RedisMemoryDb",
     "RunResponse",
     "SessionSummarizer",
     "SqliteDb",

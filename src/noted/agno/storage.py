@@ -1,7 +1,8 @@
 """Agno's database classes as noted stores.
 
-Agno 1.x's ``SqliteMemoryDb`` / ``PostgresMemoryDb`` (memories) and ``SqliteStorage`` /
-``PostgresStorage`` (agent sessions) name one table each; Agno 2.x's ``SqliteDb`` /
+Agno 1.x's ``SqliteMemoryDb`` / ``PostgresMemoryDb`` / ``MongoMemoryDb`` /
+``RedisMemoryDb`` (memories) and ``SqliteStorage`` / ``PostgresStorage`` (agent sessions)
+name one table (collection, key prefix) each; Agno 2.x's ``SqliteDb`` /
 ``PostgresDb`` keep both. Each is a :class:`noted.SqliteDb` or
 :class:`noted.db.postgres.PostgresDb` whose memory or session table takes the given name;
 the other table keeps noted's default name. A SQLite file's parent folders are created
@@ -12,19 +13,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from noted.db import sqlite
 from noted.db.sqlite.migrations import VERSION_TABLE
 from noted.errors import StoreError, UserError
 
 if TYPE_CHECKING:
-    from noted.db import postgres
+    from noted.db import mongodb, postgres, redisdb
 
 __all__ = [
+    "MongoMemoryDb",
     "PostgresDb",
     "PostgresMemoryDb",
     "PostgresStorage",
+    "RedisMemoryDb",
     "SqliteDb",
     "SqliteMemoryDb",
     "SqliteStorage",
@@ -209,3 +213,40 @@ def PostgresDb(
     return _postgres(
         db_url, db_schema, memory_table or _NOTED_MEMORIES, session_table or _NOTED_SESSIONS
     )
+
+
+def MongoMemoryDb(
+    collection_name: str = "memory",
+    db_url: str | None = None,
+    db_name: str = "noted",
+    client: Any = None,
+) -> mongodb.MongoDb:
+    """``MongoMemoryDb(collection_name="memory", db_url="mongodb://...")`` (or
+    ``client=MongoClient(...)``): memories in that collection of a MongoDB database, noted's
+    ``noted`` unless ``db_name`` names another (Agno's ``agno`` holds Agno's own)."""
+    if client is None and db_url is None:
+        raise UserError("give db_url='mongodb://host:27017' or client=MongoClient(...)")
+    from noted.db.mongodb import MongoDb
+
+    return MongoDb(
+        db_url or "mongodb://localhost:27017",
+        db_name,
+        memory_table=collection_name,
+        session_table=_NOTED_SESSIONS,
+        client=client,
+    )
+
+
+def RedisMemoryDb(
+    prefix: str = "agno_memory",
+    host: str = "localhost",
+    port: int = 6379,
+    db: int = 0,
+    password: str | None = None,
+) -> redisdb.RedisDb:
+    """``RedisMemoryDb(prefix="agno_memory", host=..., port=..., db=..., password=...)``:
+    memories in Redis under keys that begin with ``prefix``."""
+    from noted.db.redisdb import RedisDb
+
+    login = "" if password is None else f":{quote(password, safe='')}@"
+    return RedisDb(f"redis://{login}{host}:{port}/{db}", memory_table=prefix)
