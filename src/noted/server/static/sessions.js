@@ -1,0 +1,130 @@
+// A user's sessions and their transcripts.
+
+import {
+  $, api, clip, h, plural, report, segment, SESSIONS_PAGE_SIZE, state, timeEl, topicList,
+} from "./core.js";
+import { appendNew } from "./users.js";
+
+let sessionsMoreLoading = false; // a "Show older sessions" answer is awaited
+let sessionsRequest = 0;
+
+// ---------------------------------------------------------------------------------------
+// Sessions and their transcripts
+
+export async function loadSessions(more = false) {
+  if (more && sessionsMoreLoading) return; // a second click asks for the same page
+  const page = more ? state.sessionsPage + 1 : 1;
+  const request = ++sessionsRequest;
+  if (more) sessionsMoreLoading = true;
+  $("sessions-hint").textContent = state.user === null
+    ? "Every user's conversations, most recent first. Pick a user to see theirs only."
+    : `${state.user}'s conversations, most recent first.`;
+  try {
+    const query = { user_id: state.user, page, limit: SESSIONS_PAGE_SIZE };
+    const result = await api("/sessions", { query });
+    if (request !== sessionsRequest) return;
+    state.sessions = more ? appendNew(state.sessions, result.data, "session_id") : result.data;
+    state.sessionsPage = page;
+    $("more-sessions").hidden = !result.meta.has_more;
+    renderSessions();
+  } catch (error) {
+    if (request === sessionsRequest) report(error, "Could not load the sessions");
+  } finally {
+    if (more) sessionsMoreLoading = false;
+  }
+}
+
+export function sessionItem(session) {
+  const summary = session.summary && session.summary.summary;
+  const meta = [plural(session.run_count, "run", "runs"), session.user_id];
+  if (session.agent_id) meta.push(`agent ${session.agent_id}`);
+  return h("li", {}, h("button", {
+    type: "button",
+    class: "session-item",
+    "data-testid": "session-item",
+    dataset: { sessionId: session.session_id },
+    onclick: () => openSession(session),
+  },
+  h("span", { class: "session-top" },
+    h("span", { class: "session-title", dir: "auto", text: summary || `Session ${clip(session.session_id, 14)}` }),
+    timeEl(session.updated_at)),
+  h("span", { class: "session-meta", text: meta.join(" · ") }),
+  session.summary && session.summary.topics.length ? topicList(session.summary.topics) : null));
+}
+
+export function renderSessions() {
+  $("session-list").replaceChildren(...state.sessions.map(sessionItem));
+  $("sessions-empty").hidden = state.sessions.length > 0;
+}
+
+export const ROLE_NAMES = { user: "User", assistant: "Assistant", tool: "Tool", system: "System" };
+
+export function toolCallEl(call) {
+  let args = "";
+  try {
+    args = JSON.stringify(call.arguments);
+  } catch {
+    args = "";
+  }
+  return h("p", { class: "tool-call" }, h("span", { class: "muted", text: "Called " }),
+    h("code", { text: `${call.name}(${clip(args, 200)})` }));
+}
+
+export function messageEl(message) {
+  const role = ROLE_NAMES[message.role] ? message.role : "system";
+  let name = ROLE_NAMES[role];
+  if (role === "tool" && message.name) name = `Tool · ${message.name}`;
+  const calls = message.tool_calls || [];
+  return h("div", { class: `msg msg-${role}`, "data-testid": "message", dataset: { role } },
+    h("span", { class: "msg-role", text: name }),
+    message.content ? h("p", { class: "msg-text", dir: "auto", text: message.content }) : null,
+    calls.map(toolCallEl));
+}
+
+export function runMessages(run) {
+  if (run.messages && run.messages.length) return run.messages;
+  const messages = [{ role: "user", content: run.input }];
+  if (run.content) messages.push({ role: "assistant", content: run.content });
+  return messages;
+}
+
+export function runEl(run, index) {
+  return h("section", { class: "run", "data-testid": "run", dataset: { runId: run.run_id } },
+    h("div", { class: "run-divider" },
+      h("span", { text: `Run ${index + 1}` }),
+      timeEl(run.created_at),
+      run.status === "failed" ? h("span", { class: "badge badge-delete", text: "Failed" }) : null),
+    runMessages(run).filter((m) => m.role !== "system").map(messageEl),
+    run.error ? h("p", { class: "run-error", text: run.error }) : null);
+}
+
+export function summaryEl(summary) {
+  return [
+    h("h3", { class: "summary-title", text: "Summary" }),
+    h("p", { class: "summary-text", dir: "auto", text: summary.summary }),
+    summary.topics.length ? topicList(summary.topics) : null,
+    h("p", { class: "muted small" },
+      `Covers ${plural(summary.run_count, "run", "runs")} · updated `, timeEl(summary.updated_at)),
+  ];
+}
+
+export async function openSession(session) {
+  const dialog = $("session-dialog");
+  $("session-title").textContent = `Session ${clip(session.session_id, 24)}`;
+  $("session-subtitle").textContent = `${session.user_id} · ${plural(session.run_count, "run", "runs")}`;
+  $("session-summary").hidden = true;
+  $("transcript").replaceChildren(h("p", { class: "muted", text: "Loading…" }));
+  dialog.showModal();
+  try {
+    const path = `/sessions/${segment(session.session_id)}`;
+    const full = await api(path, { query: { user_id: session.user_id } });
+    $("session-summary").replaceChildren(...(full.summary ? summaryEl(full.summary) : []));
+    $("session-summary").hidden = !full.summary;
+    const runs = full.runs || [];
+    const none = h("p", { class: "muted", text: "No runs yet." });
+    $("transcript").replaceChildren(...(runs.length ? runs.map(runEl) : [none]));
+  } catch (error) {
+    dialog.close();
+    report(error, "Could not open the session");
+  }
+}
