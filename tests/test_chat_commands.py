@@ -65,6 +65,18 @@ def test_memories_lists_what_is_remembered_newest_first_and_searches_by_words(
     assert refused.getvalue() == "" and model.requests == []
 
 
+def test_memories_with_a_long_query_quotes_only_its_beginning(db: SqliteDb) -> None:
+    memory = Memory(db=db, embedder=None)
+    memory.add_user_memory(UserMemory("Ava likes to ski"), user_id="ava")
+    chat, said, refused = chat_of(Agent(ScriptedModel([]), db=db, memory=memory, user_id="ava"))
+    query = "ski " * 2500  # 10,000 characters, pasted
+    assert take_line("/memories " + query, chat) is None
+    found = said.getvalue()
+    said_words = " ".join(found.split())
+    assert f"Memories of user ava matching {'ski ' * 14 + 'ski'!r}… (1)" in said_words
+    assert "Ava likes to ski" in found and len(found) < 1000 and refused.getvalue() == ""
+
+
 def test_forget_deletes_one_of_the_users_memories_and_no_one_elses(db: SqliteDb) -> None:
     memory = Memory(db=db, embedder=None)
     mine = memory.add_user_memory(UserMemory("Ava lives in Lisbon"), user_id="ava")

@@ -372,6 +372,15 @@ def test_help_of_the_commands_of_every_user_says_so(
     assert "--user USER only this user's memories (default: every user's)" in said
 
 
+def test_search_with_a_long_query_quotes_only_its_beginning(capsys, db: str) -> None:
+    run_json(capsys, "memories", "add", "Ava likes to ski", "--user", "ava", "--db", db)
+    query = "ski " * 2500  # 10,000 characters
+    code, out, _ = run(capsys, "memories", "search", query, "--user", "ava", "--db", db)
+    assert code == 0 and "Ava likes to ski" in out and len(out) < 1000
+    said = " ".join(out.split())
+    assert f"Memories of user ava matching {'ski ' * 14 + 'ski'!r}… (1)" in said
+
+
 def test_every_command_has_help() -> None:
     parser = build_parser()
     groups = next(a for a in parser._actions if a.dest == "group")

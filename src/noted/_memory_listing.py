@@ -8,8 +8,17 @@ from collections.abc import Sequence
 from noted._listing import Field, Listing
 from noted.schema import MemoryMatch, UserMemory
 
-__all__ = ["MATCH_LEGEND", "RAW_SCORES", "match_column", "memory_table"]
+__all__ = [
+    "MATCH_LEGEND",
+    "QUERY_SHOWN",
+    "RAW_SCORES",
+    "match_column",
+    "memory_table",
+    "quoted_query",
+]
 
+QUERY_SHOWN = 60
+"""The most characters of a search's query its listing's title quotes."""
 MATCH_LEGEND = "match: each result's score as a share of the best one's"
 RAW_SCORES = " (--json gives the raw scores)"
 
@@ -23,6 +32,15 @@ def match_column(found: Sequence[UserMemory]) -> list[str] | None:
         return None
     best = max(scores, default=0.0)
     return [f"{max(0, round(100 * s / best))}%" if best > 0 else "-" for s in scores]
+
+
+def quoted_query(query: str) -> str:
+    """``query`` quoted for a listing's title: whole when it has at most
+    :data:`QUERY_SHOWN` characters, else its first ones and "…", so that a long query
+    (a pasted page) does not fill the terminal above its results."""
+    if len(query) <= QUERY_SHOWN:
+        return repr(query)
+    return f"{query[:QUERY_SHOWN].rstrip()!r}…"
 
 
 def _when(memory: UserMemory) -> str:

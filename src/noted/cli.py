@@ -20,7 +20,7 @@ from rich.markup import escape
 from noted import __version__
 from noted._console import counted, emit_json, err, guarded_stdout, out, progress_bar
 from noted._listing import Field, Listing, Record
-from noted._memory_listing import match_column, memory_table
+from noted._memory_listing import match_column, memory_table, quoted_query
 from noted.audit import MemoryEvent
 from noted.cli_db import (
     db_target,
@@ -165,7 +165,7 @@ def cmd_search(memory: Memory, args: argparse.Namespace) -> int:
     if args.json:
         emit_json([m.to_dict() for m in found])
         return 0
-    title = f"Memories of user {user} matching {args.query!r} ({len(found)})"
+    title = f"Memories of user {user} matching {quoted_query(args.query)} ({len(found)})"
     out.print(memory_table(found, title, False, match_column(found)))
     _note_damaged(found)
     return 0

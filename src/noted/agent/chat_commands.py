@@ -15,7 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from noted._console import printable
-from noted._memory_listing import MATCH_LEGEND, match_column, memory_table
+from noted._memory_listing import MATCH_LEGEND, match_column, memory_table, quoted_query
 from noted.db.base import MemoryQuery, MemoryStore
 from noted.errors import NotedError
 from noted.memory import DEFAULT_USER_ID, Memory
@@ -119,7 +119,7 @@ def _memories(chat: Chat, rest: str) -> None:
     user = chat.user
     if rest:
         found = memory.search_user_memories(rest, user_id=user, limit=FOUND_SHOWN)
-        title = f"Memories of user {user} matching {rest!r} ({len(found)})"
+        title = f"Memories of user {user} matching {quoted_query(rest)} ({len(found)})"
         chat.console.print(memory_table(found, title, False, match_column(found), MATCH_LEGEND))
         return
     shown = memory.get_user_memories(user, limit=MEMORIES_SHOWN)
