@@ -14,7 +14,7 @@ from noted.memory.manager import DEFAULT_MAX_TOKENS
 from noted.memory.operations import Permissions, parse_operations
 from noted.memory.salvage import same_subject
 from noted.memory.two_calls import FACTS_SCHEMA
-from noted.models import ModelRequest, ModelResponse
+from noted.models import ModelRequest, ModelResponse, Usage
 from noted.models.types import Message
 from noted.testing import ScriptedModel
 
@@ -325,6 +325,17 @@ def test_two_calls_with_nothing_shown_adds_the_facts_checked(tmp_path: Path) -> 
     assert [m.topics for m in memory.get_user_memories(user_id="u")] == [["work"]]
     assert any("copied from the prompt's examples" in r for r in update_.rejected)
     assert any("already stored" in r for r in update_.rejected)
+
+
+def test_a_pass_with_an_uncounted_call_has_unknown_usage(tmp_path: Path) -> None:
+    plan = json.dumps({"operations": [update(1, "User lives in Valencia", "location")]})
+    counted = ModelResponse(facts(("User lives in Valencia", "location")), usage=Usage(900, 30))
+    uncounted = ModelResponse(plan, usage=Usage.unknown())  # a server that sent no usage
+    memory, _ = two_calls(tmp_path, counted, uncounted)
+    memory.add_user_memory(UserMemory("User lives in Madrid", topics=["location"]), "u")
+    update_ = memory.create_user_memories(message="I moved to Valencia.", user_id="u")
+    assert stored(memory) == ["User lives in Valencia"] and update_.model_calls == 2
+    assert (update_.usage.input_tokens, update_.usage.output_tokens) == (None, None)
 
 
 def test_two_calls_reconcile_new_facts_with_the_shown_memories(tmp_path: Path) -> None:

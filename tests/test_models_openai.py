@@ -46,6 +46,7 @@ from noted.models.types import (
     Usage,
     UsageDelta,
 )
+from traces import Traces, attrs
 from wire import SSE, Cut, Drip, Raw, Reply, WireServer
 
 MODEL = "gpt-4o-mini-2024-07-18"
@@ -295,7 +296,7 @@ def test_stream_without_usage_still_reports_finish(wire: WireServer) -> None:
 
     deltas = stream(make(wire), ask())
 
-    assert deltas == [TextDelta("ok"), UsageDelta(finish_reason="length", model=MODEL)]
+    assert deltas == [TextDelta("ok"), UsageDelta(None, None, "length", MODEL)]
 
 
 # -- token counts and their parts ----------------------------------------------------------
@@ -399,6 +400,69 @@ def test_a_runs_metrics_add_up_the_parts_of_its_calls_and_are_stored(
     assert (metrics.model_calls, metrics.input_tokens, metrics.output_tokens) == (2, 3100, 160)
     assert (metrics.cache_read_tokens, metrics.cache_write_tokens) == (2560, 0)
     assert metrics.reasoning_tokens == 130
+
+
+def stream_without_usage(*pieces: str) -> SSE:
+    """A stream as the llama-cpp-python server sends it: no usage chunk, whatever
+    ``stream_options`` asks."""
+    return SSE(
+        [
+            chunk({"role": "assistant", "content": ""}),
+            *(chunk({"content": piece}) for piece in pieces),
+            chunk({}, finish_reason="stop"),
+            "[DONE]",
+        ]
+    )
+
+
+def test_a_stream_without_usage_has_unknown_token_counts_in_metrics_and_traces(
+    wire: WireServer, tmp_path: Path, traces: Traces
+) -> None:
+    def get_weather(city: str) -> str:
+        """The weather in a city."""
+        return "sunny"
+
+    call = function_call("call_1", "get_weather", '{"city": "Paris"}')
+    asking = SSE(
+        [
+            chunk({"role": "assistant", "tool_calls": [{"index": 0, **call}]}),
+            chunk({}, finish_reason="tool_calls"),
+            usage_chunk(1500, 20),
+            "[DONE]",
+        ]
+    )
+    wire.add(asking, stream_without_usage("Sunny."), stream_with_usage(token_usage(9, 2), "Hi"))
+    db = SqliteDb(tmp_path / "s.db")
+    model = make(wire)
+    agent = Agent(model, db=db, session_id="s", user_id="ava", tools=[get_weather], name="Llama")
+    try:
+        list(agent.run("Weather in Paris?", stream=True))
+        list(agent.run("Hello", stream=True))
+    finally:
+        model.close()
+
+    unknown, known = db.get_runs("s", "ava")
+    assert unknown.content == "Sunny." and unknown.metrics.model_calls == 2
+    # one of the run's two calls was not counted: its sum is unknown, not 1,520 tokens
+    assert (unknown.metrics.input_tokens, unknown.metrics.output_tokens) == (None, None)
+    assert unknown.metrics.total_tokens is None
+    assert (known.metrics.input_tokens, known.metrics.output_tokens) == (9, 2)
+    counted, uncounted, counted_again = (attrs(span) for span in traces.of_kind("LLM"))
+    assert counted["llm.token_count.prompt"] == 1500 and counted["llm.token_count.total"] == 1520
+    assert not [name for name in uncounted if name.startswith("llm.token_count")]
+    assert counted_again["llm.token_count.total"] == 11
+
+
+def test_a_whole_answer_without_usage_has_unknown_token_counts(wire: WireServer) -> None:
+    answer = completion("Hi")
+    del answer["usage"]
+    without_prompt = completion("Hi")
+    del without_prompt["usage"]["prompt_tokens"]
+    wire.add(Reply(answer), Reply(without_prompt))
+    model = make(wire)
+
+    assert complete(model, ask()).usage == Usage.unknown()
+    assert complete(model, ask()).usage == Usage(None, 5)
 
 
 def test_stream_closed_early_releases_the_connection(wire: WireServer) -> None:
@@ -1032,7 +1096,7 @@ def test_a_server_that_dies_mid_answer_is_a_lost_connection_not_an_unreachable_o
 def test_done_without_a_finish_reason_ends_a_stream(wire: WireServer) -> None:
     wire.add(SSE([chunk({"content": "ok"}), "[DONE]"]))
 
-    assert stream(make(wire), ask()) == [TextDelta("ok"), UsageDelta(model=MODEL)]
+    assert stream(make(wire), ask()) == [TextDelta("ok"), UsageDelta(None, None, model=MODEL)]
 
 
 @pytest.mark.parametrize(
@@ -1112,7 +1176,7 @@ def test_a_refusal_is_the_answer(wire: WireServer) -> None:
     assert deltas == [
         TextDelta("I'm sorry, "),
         TextDelta("I can't help with that."),
-        UsageDelta(finish_reason="refusal", model=MODEL),
+        UsageDelta(None, None, "refusal", MODEL),  # a stream without a usage chunk
     ]
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from noted._time import utc_now
-from noted.models.types import Message, Usage
+from noted.models.types import Message, Usage, count_sum
 
 __all__ = [
     "RunMetrics",
@@ -57,11 +57,13 @@ class RunMetrics:
     model calls' :class:`~noted.models.types.Usage` added up: ``input_tokens`` and
     ``output_tokens`` whole, ``cache_read_tokens`` and ``cache_write_tokens`` the parts of
     the input read from and written to the provider's prompt cache, ``reasoning_tokens``
-    the part of the output spent reasoning (0 where the provider reports no such part)."""
+    the part of the output spent reasoning (0 where the provider reports no such part).
+    ``input_tokens`` or ``output_tokens`` is None (unknown) when a call's provider did not
+    report it: a sum with an unknown count in it would be taken for all of them."""
 
     model_calls: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int | None = 0
+    output_tokens: int | None = 0
     duration: float = 0.0
     model_duration: float = 0.0
     time_to_first_token: float | None = None
@@ -71,13 +73,14 @@ class RunMetrics:
     reasoning_tokens: int = 0
 
     @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+    def total_tokens(self) -> int | None:
+        """Input and output tokens together (None when either is unknown)."""
+        return count_sum(self.input_tokens, self.output_tokens)
 
     def add_usage(self, usage: Usage) -> None:
         """Count one model call's tokens."""
-        self.input_tokens += usage.input_tokens
-        self.output_tokens += usage.output_tokens
+        self.input_tokens = count_sum(self.input_tokens, usage.input_tokens)
+        self.output_tokens = count_sum(self.output_tokens, usage.output_tokens)
         self.cache_read_tokens += usage.cache_read_tokens
         self.cache_write_tokens += usage.cache_write_tokens
         self.reasoning_tokens += usage.reasoning_tokens

@@ -431,9 +431,10 @@ def _usage(metadata: Any) -> Usage:
     (``thoughts_token_count``) apart from the answer (``candidates_token_count``): the
     output tokens are both, as OpenAI's and Claude's output counts hold their reasoning,
     and the thinking is the reasoning part. The prompt count holds the cached content
-    (``cached_content_token_count``), the part read from the cache."""
+    (``cached_content_token_count``), the part read from the cache. An answer without
+    ``usage_metadata`` has unknown counts."""
     if metadata is None:
-        return Usage()
+        return Usage.unknown()
     thoughts = metadata.thoughts_token_count or 0
     return Usage(
         metadata.prompt_token_count or 0,

@@ -559,26 +559,34 @@ def _arguments_text(arguments: object) -> str:
 
 def _usage(usage: Any) -> Usage:
     """An answer's ``usage`` as noted's: ``prompt_tokens`` and ``completion_tokens`` (which
-    holds the reasoning tokens), and the parts OpenAI details, where a server sends them
-    (compatible servers mostly do not): ``prompt_tokens_details.cached_tokens`` (read from
-    the prompt cache), ``.cache_write_tokens``, and
-    ``completion_tokens_details.reasoning_tokens``."""
+    holds the reasoning tokens), unknown (None) when the server sends none (the
+    llama-cpp-python server sends no usage in a stream); and the parts OpenAI details,
+    where a server sends them (compatible servers mostly do not):
+    ``prompt_tokens_details.cached_tokens`` (read from the prompt cache),
+    ``.cache_write_tokens``, and ``completion_tokens_details.reasoning_tokens``."""
     if usage is None:
-        return Usage()
+        return Usage.unknown()
     prompt = getattr(usage, "prompt_tokens_details", None)
     completion = getattr(usage, "completion_tokens_details", None)
     return Usage(
-        _count(usage, "prompt_tokens"),
-        _count(usage, "completion_tokens"),
+        _reported(usage, "prompt_tokens"),
+        _reported(usage, "completion_tokens"),
         cache_read_tokens=_count(prompt, "cached_tokens"),
         cache_write_tokens=_count(prompt, "cache_write_tokens"),
         reasoning_tokens=_count(completion, "reasoning_tokens"),
     )
 
 
+def _reported(usage: Any, name: str) -> int | None:
+    """The whole token count ``name`` of a usage report: None when the server leaves it
+    out or sends null."""
+    count = getattr(usage, name, None)
+    return None if count is None else int(count)
+
+
 def _count(part: Any, name: str) -> int:
-    """The token count ``name`` of a usage report, or of one of its details (0 when the
-    server leaves it out, sends null, or sends no details)."""
+    """The token count ``name`` of one of a usage report's details (0 when the server
+    leaves it out, sends null, or sends no details)."""
     return int(getattr(part, name, None) or 0)
 
 

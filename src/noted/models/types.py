@@ -28,6 +28,7 @@ __all__ = [
     "ToolDefinition",
     "Usage",
     "UsageDelta",
+    "count_sum",
     "new_tool_call_id",
     "split_pair",
     "valid_text",
@@ -200,30 +201,43 @@ class ModelRequest:
         return "\n\n".join(parts) if parts else None
 
 
+def count_sum(a: int | None, b: int | None) -> int | None:
+    """Two token counts added up: None (unknown) when either is unknown."""
+    return None if a is None or b is None else a + b
+
+
 @dataclass(slots=True)
 class Usage:
     """Tokens counted by the provider for one call (or summed over several).
 
-    ``input_tokens`` and ``output_tokens`` are the whole counts. The others are parts of
-    them, as far as the provider reports them (0 when it does not): of the input, the
-    tokens read from the provider's prompt cache (``cache_read_tokens``) and those written
-    to it (``cache_write_tokens``); of the output, the tokens the model spent reasoning
-    (``reasoning_tokens``)."""
+    ``input_tokens`` and ``output_tokens`` are the whole counts: None when the provider
+    did not report them (an OpenAI-compatible server that sends no usage in a stream, as
+    llama-cpp-python's does), so that an unknown count is never taken for 0; a sum with an
+    unknown count in it is unknown. The others are parts of them, as far as the provider
+    reports them (0 when it does not): of the input, the tokens read from the provider's
+    prompt cache (``cache_read_tokens``) and those written to it (``cache_write_tokens``);
+    of the output, the tokens the model spent reasoning (``reasoning_tokens``)."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int | None = 0
+    output_tokens: int | None = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
 
+    @classmethod
+    def unknown(cls) -> Usage:
+        """The usage of a call whose provider reported no token counts."""
+        return cls(None, None)
+
     @property
-    def total_tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
+    def total_tokens(self) -> int | None:
+        """Input and output tokens together (None when either is unknown)."""
+        return count_sum(self.input_tokens, self.output_tokens)
 
     def add(self, other: Usage | UsageDelta) -> None:
         """Add the counts of another call (or of a stream delta) to these."""
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
+        self.input_tokens = count_sum(self.input_tokens, other.input_tokens)
+        self.output_tokens = count_sum(self.output_tokens, other.output_tokens)
         self.cache_read_tokens += other.cache_read_tokens
         self.cache_write_tokens += other.cache_write_tokens
         self.reasoning_tokens += other.reasoning_tokens
@@ -237,7 +251,7 @@ class Usage:
             self.reasoning_tokens,
         )
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | None]:
         return {
             "input_tokens": self.input_tokens,
             "output_tokens": self.output_tokens,
@@ -308,11 +322,11 @@ class ToolCallDelta:
 @dataclass(frozen=True, slots=True)
 class UsageDelta:
     """Token counts reported during a stream (providers report them once or in parts;
-    counts add up), with their parts as in :class:`Usage`. ``finish_reason`` and
-    ``model`` may ride along."""
+    counts add up; None: not reported, as in :class:`Usage`), with their parts as in
+    :class:`Usage`. ``finish_reason`` and ``model`` may ride along."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int | None = 0
+    output_tokens: int | None = 0
     finish_reason: str | None = None
     model: str | None = None
     cache_read_tokens: int = 0

@@ -262,14 +262,15 @@ class ToolExecutionOut(BaseModel):
 
 
 class RunMetricsOut(BaseModel):
-    """What a run cost: model calls, tokens (the cache and reasoning parts 0 where the
-    provider reports none) and seconds."""
+    """What a run cost: model calls, tokens (input and output null when a model call's
+    provider did not report them; the cache and reasoning parts 0 where the provider
+    reports none) and seconds."""
 
     model_config = _EXACT
 
     model_calls: int
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int | None
+    output_tokens: int | None
     cache_read_tokens: int
     cache_write_tokens: int
     reasoning_tokens: int

@@ -306,14 +306,16 @@ def llm_request(
 
 
 def _token_counts(usage: Usage) -> Attributes:
-    """A model call's token counts: prompt, completion and total, and the parts of them
-    the provider reported (cache reads and writes of the prompt, reasoning of the
+    """A model call's token counts: prompt, completion and total, each only when the
+    provider reported it (a count left out is unknown, never a recorded 0), and the parts
+    of them the provider reported (cache reads and writes of the prompt, reasoning of the
     completion), each only when there are some."""
-    out: Attributes = {
-        SpanAttributes.LLM_TOKEN_COUNT_PROMPT: usage.input_tokens,
-        SpanAttributes.LLM_TOKEN_COUNT_COMPLETION: usage.output_tokens,
-        SpanAttributes.LLM_TOKEN_COUNT_TOTAL: usage.total_tokens,
-    }
+    counts = (
+        (SpanAttributes.LLM_TOKEN_COUNT_PROMPT, usage.input_tokens),
+        (SpanAttributes.LLM_TOKEN_COUNT_COMPLETION, usage.output_tokens),
+        (SpanAttributes.LLM_TOKEN_COUNT_TOTAL, usage.total_tokens),
+    )
+    out: Attributes = {name: count for name, count in counts if count is not None}
     parts = (
         (SpanAttributes.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_READ, usage.cache_read_tokens),
         (SpanAttributes.LLM_TOKEN_COUNT_PROMPT_DETAILS_CACHE_WRITE, usage.cache_write_tokens),
