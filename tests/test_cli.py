@@ -257,6 +257,34 @@ def test_import_of_a_bad_line_names_it_and_imports_nothing(capsys, db: str, tmp_
         assert Memory(db=SqliteDb(db)).count_user_memories(user_id="ava") == 0
 
 
+def test_import_takes_memories_longer_than_the_default_limit_when_told(
+    capsys, db: str, tmp_path: Path
+) -> None:
+    source_db = str(tmp_path / "long.db")
+    source = Memory(db=SqliteDb(source_db), embedder=None, max_memory_length=20_000)
+    long = "Ava's travel notes: " + "x" * 7_980  # 8,000 characters
+    source.add_user_memory(UserMemory(long), user_id="ava")
+    path = tmp_path / "long.jsonl"
+    assert run(capsys, "memories", "export", "--all", "-o", str(path), "--db", source_db)[0] == 0
+
+    code, _, err = run(capsys, "memories", "import", str(path), "--db", db)
+    assert code == 1
+    said = " ".join(err.split())
+    assert "memory text is 8000 characters; the limit is 5000 (--max-memory-length" in said
+    assert Memory(db=SqliteDb(db)).count_user_memories(user_id="ava") == 0
+
+    code, out, err = run(
+        capsys, "memories", "import", str(path), "--db", db, "--max-memory-length", "10000"
+    )
+    assert (code, out.strip(), err) == (0, "imported 1 memory", "")
+    [imported] = Memory(db=SqliteDb(db)).get_user_memories(user_id="ava")
+    assert imported.memory == long
+    with pytest.raises(SystemExit) as ended:
+        main(["memories", "import", str(path), "--db", db, "--max-memory-length", "0"])
+    assert ended.value.code == 2
+    assert "argument --max-memory-length: must be a positive" in capsys.readouterr().err
+
+
 def test_import_refuses_ids_of_other_users(capsys, db: str, tmp_path: Path) -> None:
     memory = Memory(db=SqliteDb(db))
     mid = memory.add_user_memory(UserMemory("ava's"), user_id="ava")

@@ -43,8 +43,9 @@ from noted.db.base import after_cursor
 from noted.db.urls import DEFAULT_TABLES, TABLE_ENVIRONMENT
 from noted.errors import DamagedMemoryError, NotedError, NotFoundError, StoreError, UserError
 from noted.importers.plan import memories_of, not_stored_as_is
+from noted.limits import MAX_MEMORY_LENGTH
 from noted.memory import DEFAULT_USER_ID, Memory
-from noted.memory.door import told
+from noted.memory.door import TextTooLong, told
 from noted.memory.jsonl import jsonl_lines, read_jsonl, write_jsonl
 from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.schema import UserMemory, check_topics
@@ -409,6 +410,19 @@ def _in_utf8(stream: TextIO) -> None:
         reconfigure(encoding="utf-8")
 
 
+def _import_check(memory: Memory) -> Callable[[UserMemory], object]:
+    """The store's check of a memory to import, whose refusal of a text over the limit
+    names the option that raises it."""
+
+    def check(given: UserMemory) -> object:
+        try:
+            return memory.door.check(given)
+        except TextTooLong as exc:
+            raise UserError(f"{exc.without_hint} (--max-memory-length raises it)") from None
+
+    return check
+
+
 def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
     if args.file == "-":
         _in_utf8(sys.stdin)
@@ -426,7 +440,7 @@ def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
     with progress:
         task = progress.add_task("import", total=len(lines))
         memories = read_jsonl(
-            lines, on_line=lambda n: progress.update(task, completed=n), check=memory.door.check
+            lines, on_line=lambda n: progress.update(task, completed=n), check=_import_check(memory)
         )
         if args.user is not None:  # that user's memories only; those with no user become its
             kept = memories_of(memories, args.user)
@@ -592,6 +606,14 @@ def build_parser() -> argparse.ArgumentParser:
         every_user,
     )
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
+    imp.add_argument(
+        "--max-memory-length",
+        type=positive_int,
+        default=MAX_MEMORY_LENGTH,
+        metavar="N",
+        help="the longest memory text to import, in characters (default: "
+        f"{MAX_MEMORY_LENGTH:,}): as the Memory(max_memory_length=...) the store is used with",
+    )
 
     add_session_commands(groups, db_option)
     add_chat_command(groups, db_option)
@@ -637,7 +659,10 @@ def _run(argv: Sequence[str] | None) -> int:
     try:
         with _tables(args):
             embedder = getattr(args, "embedder", DEFAULT_EMBEDDER)
-            memory = Memory(db=open_db(args.db), actor="cli", embedder=embedder)
+            longest = getattr(args, "max_memory_length", MAX_MEMORY_LENGTH)
+            memory = Memory(
+                db=open_db(args.db), actor="cli", embedder=embedder, max_memory_length=longest
+            )
             try:
                 return func(memory, args)
             finally:
