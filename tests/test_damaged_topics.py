@@ -281,3 +281,37 @@ def test_sqlites_json_listing_marks_a_damaged_memory(tmp_path: Path, stored: str
         (damaged, [], True),
     ]
     store.close()
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_sqlites_keyword_index_holds_no_words_of_damaged_topics(
+    tmp_path: Path, read_only: bool
+) -> None:
+    """A memory whose topics were damaged before SQLite's keyword index took it in (its
+    new memories join the index at the next search) was found by the words of the damaged
+    text (``{"quidditch": 1}``), which every read gives as no topics and which the other
+    stores' searches leave out; so was it by a read-only store, which ranks the memories
+    the index does not hold as the index would. Its text and the sound memories' topics
+    are found as before."""
+    store = SqliteDb(tmp_path / "fts.db")
+    memory = Memory(db=store, embedder=None)
+    memory.add_user_memory(UserMemory("Ava likes tea", topics=["food"]), user_id="ava")
+    assert memory.search_user_memories("tea", "ava", 10, "keyword")  # the index is made
+    damaged = memory.add_user_memory(UserMemory("Ava likes judo", topics=["x"]), user_id="ava")
+    with sqlite3.connect(store.db_file) as connection:
+        connection.execute(
+            f"UPDATE {store.memory_table} SET topics = ? WHERE memory_id = ?",
+            ('{"quidditch": 1}', damaged),
+        )
+    connection.close()
+    searched = SqliteDb(tmp_path / "fts.db", read_only=True) if read_only else store
+    reader = Memory(db=searched, embedder=None)
+    assert reader.search_user_memories("quidditch", "ava", 10, "keyword") == []
+    [found] = reader.search_user_memories("judo", "ava", 10, "keyword")
+    assert (found.memory_id, found.topics, found.damaged is not None) == (damaged, [], True)
+    assert [m.memory for m in reader.search_user_memories("food", "ava", 10, "keyword")] == [
+        "Ava likes tea"
+    ]
+    if read_only:
+        searched.close()
+    store.close()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from noted.db.sqlite.connection import Connection
-from noted.db.sqlite.terms import tagged
+from noted.db.sqlite.terms import indexed_topics, tagged
 
 __all__ = ["Pending", "read_pending"]
 
@@ -90,7 +90,7 @@ def read_pending(
     ).fetchall()
     for rowid, memory, topics, said in rows:
         text, size = tagged(user_tag, memory)
-        topic_words, in_topics = tagged(user_tag, topics)
+        topic_words, in_topics = tagged(user_tag, indexed_topics(topics))
         input_words, in_input = tagged(user_tag, said) if said else ("", 0)
         pending.rowids.append(int(rowid))
         pending.sizes.append(size + in_topics + in_input)

@@ -25,11 +25,11 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Final
 
-from noted.db._rows import IN_CHUNK
+from noted.db._rows import IN_CHUNK, sound_json
 from noted.db.sqlite.connection import Connection
 from noted.retrieval.ranking import words_of
 
-__all__ = ["UserTerms", "tag", "tagged"]
+__all__ = ["UserTerms", "indexed_topics", "tag", "tagged"]
 
 _DIGITS: Final = "bcdfghjklmnpqrstvwz"  # consonants but x (the tag's end) and y
 _ROWS_PER_PASS: Final = 5_000  # memories read, tagged and indexed at a time
@@ -54,6 +54,14 @@ def tagged(user_tag: str, text: str) -> tuple[str, int]:
     if not words:
         return "", 0
     return user_tag + f" {user_tag}".join(words), len(words)
+
+
+def indexed_topics(topics: str) -> str:
+    """What the index holds of a memory's stored ``topics``: the text of a JSON list of
+    strings as it is; nothing for damaged topics (not JSON, or JSON of another shape),
+    which every read gives as no topics, and which the other stores' keyword searches
+    read as none: their words would find a memory by topics it is not read with."""
+    return topics if sound_json(topics) else ""
 
 
 class UserTerms:
@@ -131,7 +139,7 @@ class UserTerms:
             user_tag = tags[user_id]
             text, size = tagged(user_tag, memory)
             if (user_tag, topics) not in listed:
-                listed[user_tag, topics] = tagged(user_tag, topics)
+                listed[user_tag, topics] = tagged(user_tag, indexed_topics(topics))
             topic_words, in_topics = listed[user_tag, topics]
             said, in_input = tagged(user_tag, conversation) if conversation else ("", 0)
             size += in_topics + in_input
