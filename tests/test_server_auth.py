@@ -257,6 +257,21 @@ def test_tokens_that_are_refused(client: TestClient, db: SqliteDb, name: str) ->
         assert client.get("/sessions", headers=token).json()["detail"] == "the token has expired"
 
 
+def test_a_revocation_before_the_first_day_of_the_calendar_revokes_nothing(
+    client: TestClient,
+) -> None:
+    # 0001-01-01 at +14:00 is the last day of year 0 in UTC: the cutoff was written, then
+    # telling it as a time failed and the admin got a 500
+    alice = user_token(client, "alice")
+    for before in ("0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z"):
+        r = client.post(
+            "/tokens/revocations", json={"user_id": "alice", "before": before}, headers=ADMIN
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["revoked_before"] == "0001-01-01T00:00:00.000000+00:00"
+    assert client.get("/memories", headers=alice).status_code == 200
+
+
 def test_issue_token_and_secrets(db: SqliteDb) -> None:
     token = issue_token("alice", SECRET, expires_in=60)
     with LocalClient(create_app(db, api_key=KEY, token_secret=SECRET)) as c:

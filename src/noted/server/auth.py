@@ -34,6 +34,9 @@ ALGORITHM: Final = "HS256"
 ISSUER: Final = "noted"
 MIN_SECRET_LENGTH: Final = 32
 MAX_TOKEN_LIFETIME: Final = 365 * 24 * 3600
+EARLIEST_CUTOFF: Final = datetime.min.replace(tzinfo=UTC).timestamp()
+"""The earliest revocation cutoff (0001-01-01 UTC): an earlier time revokes no token either,
+and is kept as this one, which can be told as a time."""
 
 
 class Unauthorized(Exception):
@@ -132,7 +135,8 @@ class Auth:
     def revoke(self, user_id: str | None, before: datetime | None = None) -> datetime:
         """Revoke ``user_id``'s tokens (None: everyone's) issued at or before ``before``
         (default, and at the latest: now, so that tokens issued later keep working).
-        Returns the cutoff in force."""
+        Returns the cutoff in force. A time before 0001-01-01 UTC (``0001-01-01T00:00:00+14:00``)
+        revokes what that date does: nothing."""
         if self.revocations is None:
             raise UserError("this server's store keeps no token revocations")
         now = time.time()
@@ -141,7 +145,7 @@ class Auth:
         elif not isinstance(before, datetime) or before.tzinfo is None:
             raise UserError(f"before must be a time with its UTC offset, got {before!r}")
         else:
-            cutoff = min(before.timestamp(), now)
+            cutoff = min(max(before.timestamp(), EARLIEST_CUTOFF), now)
         kept = self.revocations.revoke_tokens(user_id, cutoff)
         return datetime.fromtimestamp(kept, UTC)
 
