@@ -932,6 +932,43 @@ def test_sessions(client: TestClient, db: SqliteDb) -> None:
     assert db.get_session("s2", "ava") is not None
 
 
+def test_ids_with_a_slash_are_reached_like_any_other(db: SqliteDb) -> None:
+    # a session id chosen in a run and a memory id given to the Memory API may hold a "/":
+    # both were listed, and their own routes answered 404 Not Found (the "%2F" arrives
+    # decoded, and no route took a "/" within an id)
+    agent = Agent(ScriptedModel(["Noted."]), db=db, agent_id="helper")
+    Memory(db).add_user_memory(UserMemory("Ava packs light", memory_id="trips/1"), "ava")
+    with LocalClient(create_app(db, agent=agent)) as client:
+        body = {"message": "hi", "user_id": "ava", "session_id": "trips/2024", "stream": False}
+        assert client.post("/agents/helper/runs", json=body).status_code == 200
+        listed = client.get("/sessions", params={"user_id": "ava"}).json()["data"]
+        assert [s["session_id"] for s in listed] == ["trips/2024"]
+        session = f"/sessions/{quote('trips/2024', safe='')}"
+        assert client.get(session).json()["runs"][0]["content"] == "Noted."
+        memory, ava = f"/memories/{quote('trips/1', safe='')}", {"user_id": "ava"}
+        assert client.get(memory, params=ava).json()["memory"] == "Ava packs light"
+        changed = client.patch(memory, params=ava, json={"topics": ["travel"]})
+        assert changed.json()["topics"] == ["travel"]
+        events = client.get(f"{memory}/history", params=ava).json()
+        assert [e["event"] for e in events] == ["add", "update"]
+        for method, path, allowed in (
+            ("PUT", memory, "DELETE, GET, PATCH"),
+            ("PUT", f"{memory}/history", "GET"),
+            ("PATCH", f"{memory}/history", "GET"),  # no memory's id ends in "/history"
+            ("DELETE", "/memories/some-id/history", "GET"),
+            ("PUT", session, "DELETE, GET"),
+        ):
+            answer = client.request(method, path)
+            assert (answer.status_code, answer.headers["allow"]) == (405, allowed), path
+        assert client.delete(memory, params=ava).status_code == 204
+        assert client.delete(session).status_code == 204
+        assert client.get("/memories/trips%2F2", params=ava).json()["detail"] == "no such memory"
+        assert client.get("/sessions/trips").json()["detail"] == "no such session"
+        assert client.get("/memories/", follow_redirects=False).status_code == 307
+    assert db.get_session("trips/2024", "ava") is None
+    assert db.get_memory("trips/1", "ava") is None
+
+
 # -- service routes ---------------------------------------------------------------------------
 
 

@@ -120,14 +120,16 @@ def _unparsable(exc: HTTPException) -> str:
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """The documented methods of the route at ``path`` (a 405's ``Allow``)."""
-    found: set[str] = set()
+    """The documented methods of the route at ``path`` (a 405's ``Allow``): those of the
+    first path of the schema that ``path`` fits, in the order the routes are tried. An id
+    may hold a ``/`` (see :data:`~noted.server.memories.ID`): ``/memories/a/history`` is
+    the history's path, tried first, and ``/memories/a/b`` a memory's."""
     for template, operations in app.openapi()["paths"].items():
         parts = re.split(r"(\{[^/}]+\})", template)
-        pattern = "".join("[^/]+" if p.startswith("{") else re.escape(p) for p in parts)
+        pattern = "".join(".+" if p.startswith("{") else re.escape(p) for p in parts)
         if re.fullmatch(pattern, path):
-            found |= {method.upper() for method in operations}
-    return sorted(found)
+            return sorted(method.upper() for method in operations)
+    return []
 
 
 def _plain(error: dict[str, Any]) -> dict[str, Any]:

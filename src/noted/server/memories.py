@@ -6,6 +6,7 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BeforeValidator
+from starlette.convertors import Convertor, register_url_convertor
 
 from noted._time import iso
 from noted.db.base import MemoryQuery, SortField, SortOrder
@@ -33,9 +34,40 @@ from noted.server.schemas import (
 )
 from noted.server.services import Services
 
-__all__ = ["memory_routes"]
+__all__ = ["ID", "MEMORY_ID", "memory_routes"]
 
 SEARCH_RESULTS: Final = 500  # a search ranks at most this many memories; pages read into them
+
+
+class _Id(Convertor[str]):
+    """An id in a route's path, slashes and all. Ids are text the caller chose (a session
+    id given to a run, a memory id given to the Memory API or kept by an import), and a
+    ``/`` in one, sent as ``%2F``, reaches the routes decoded: a one-segment parameter
+    would leave such a memory or session listed but out of reach (404 Not Found)."""
+
+    regex = ".+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+class _MemoryId(_Id):
+    """A memory's id in its routes' paths: any id but one ending in ``/history``, so that
+    ``/memories/{id}/history`` is the history's path for every method (405 but for GET),
+    never a memory's."""
+
+    regex = ".+(?<!/history)"
+
+
+ID: Final = "noted_id"
+"""The path convertor of ids: ``/sessions/{session_id:noted_id}``."""
+MEMORY_ID: Final = "noted_memory_id"
+"""The path convertor of memory ids: ``/memories/{memory_id:noted_memory_id}``."""
+register_url_convertor(ID, _Id())
+register_url_convertor(MEMORY_ID, _MemoryId())
 
 UserQuery = Annotated[
     str | None,
@@ -163,8 +195,24 @@ def memory_routes(svc: Services) -> APIRouter:
         memory_id = svc.memory.add_user_memory(new, user)
         return json_response(_get(svc, memory_id, user).to_dict(), 201)
 
+    # first, as the schema lists it: a 405's Allow is of the first path that fits
     @router.get(
-        "/memories/{memory_id}", summary="Get a memory", responses={200: {"model": MemoryOut}}
+        f"/memories/{{memory_id:{MEMORY_ID}}}/history",
+        summary="A memory's recorded changes, oldest first",
+        responses={200: {"model": list[MemoryEventOut]}},
+    )
+    def memory_history(
+        principal: Annotated[Principal, who], memory_id: MemoryId, user_id: UserQuery = None
+    ) -> Response:
+        events = svc.memory.get_memory_history(check_id_(memory_id), principal.owner(user_id))
+        if not events:
+            raise NotFoundError("no such memory")
+        return json_response([e.to_dict() for e in events])
+
+    @router.get(
+        f"/memories/{{memory_id:{MEMORY_ID}}}",
+        summary="Get a memory",
+        responses={200: {"model": MemoryOut}},
     )
     def get_memory(
         principal: Annotated[Principal, who], memory_id: MemoryId, user_id: UserQuery = None
@@ -172,7 +220,7 @@ def memory_routes(svc: Services) -> APIRouter:
         return json_response(_get(svc, memory_id, principal.owner(user_id)).to_dict())
 
     @router.patch(
-        "/memories/{memory_id}",
+        f"/memories/{{memory_id:{MEMORY_ID}}}",
         summary="Change a memory's text or topics",
         description=(
             "With `if_updated_at` (the memory's `updated_at` as last read), a memory that "
@@ -210,7 +258,9 @@ def memory_routes(svc: Services) -> APIRouter:
             raise NotFoundError("no such memory") from None  # this API's 404, as _get's
         return json_response(stored.to_dict())
 
-    @router.delete("/memories/{memory_id}", status_code=204, summary="Delete a memory")
+    @router.delete(
+        f"/memories/{{memory_id:{MEMORY_ID}}}", status_code=204, summary="Delete a memory"
+    )
     def delete_memory(
         principal: Annotated[Principal, who], memory_id: MemoryId, user_id: UserQuery = None
     ) -> Response:
@@ -226,19 +276,6 @@ def memory_routes(svc: Services) -> APIRouter:
     def delete_memories(principal: Annotated[Principal, who], body: BulkDelete) -> Response:
         user = principal.owner(body.user_id)
         return json_response({"deleted": svc.memory.delete_user_memories(body.memory_ids, user)})
-
-    @router.get(
-        "/memories/{memory_id}/history",
-        summary="A memory's recorded changes, oldest first",
-        responses={200: {"model": list[MemoryEventOut]}},
-    )
-    def memory_history(
-        principal: Annotated[Principal, who], memory_id: MemoryId, user_id: UserQuery = None
-    ) -> Response:
-        events = svc.memory.get_memory_history(check_id_(memory_id), principal.owner(user_id))
-        if not events:
-            raise NotFoundError("no such memory")
-        return json_response([e.to_dict() for e in events])
 
     @router.get(
         "/memory_topics",

@@ -9,7 +9,7 @@ from noted.errors import NotFoundError
 from noted.schema import check_id, require_id
 from noted.server.auth import Principal
 from noted.server.failures import run_error_for
-from noted.server.memories import Limit, PageNumber, UserQuery
+from noted.server.memories import ID, Limit, PageNumber, UserQuery
 from noted.server.responses import json_response, no_content
 from noted.server.schemas import ERRORS, MAX_ID_CHARS, SessionOut, SessionPage
 from noted.server.services import Services
@@ -44,7 +44,7 @@ def session_routes(svc: Services) -> APIRouter:
         )
 
     @router.get(
-        "/sessions/{session_id}",
+        f"/sessions/{{session_id:{ID}}}",
         summary="A session with its runs, messages and summary",
         responses={200: {"model": SessionOut}},
     )
@@ -62,7 +62,7 @@ def session_routes(svc: Services) -> APIRouter:
             run["error"] = run_error_for(run["error"], principal.is_admin)
         return json_response(data)
 
-    @router.delete("/sessions/{session_id}", status_code=204, summary="Delete a session")
+    @router.delete(f"/sessions/{{session_id:{ID}}}", status_code=204, summary="Delete a session")
     def delete_session(
         principal: Annotated[Principal, who],
         session_id: SessionId,
