@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
 
 from live_server import live_server
 from noted import Agent, InMemoryDb, Memory, RunResult, SessionSummary, SqliteDb, UserMemory
+from noted.db.jobs import jobs_for_run
 from noted.models import Message, ToolCall
 from noted.server import create_app, issue_token
 from noted.server.responses import json_response
@@ -342,6 +343,48 @@ def test_answers_that_generation_rarely_meets_are_documented(tmp_path: Path) -> 
             case = memories.Case(body=raw, media_type="application/json")
             response = case.call_and_validate(headers=admin, checks=CHECKS, timeout=30)
             assert response.status_code == expected, (raw, response.text)
+    db.close()
+
+
+def test_the_jobs_listing_is_documented(tmp_path: Path) -> None:
+    """GET /jobs as the schema states it, field by field, for a job of each state (its
+    answer had an empty schema, which any body fits, and its 403 none)."""
+    db = SqliteDb(tmp_path / "jobs.db")
+    runs = [
+        RunResult(run_id=f"r{n}", session_id="s1", user_id="ava", input="hi", content="yo")
+        for n in range(3)
+    ]
+    for run in runs:
+        db.append_run_with_jobs(run, jobs_for_run(run, memory=True, summary=run.run_id == "r0"))
+    failed = db.claim_job("worker-1", 60)
+    assert failed is not None
+    db.fail_job(failed, "the model is down", retry_in=None)
+    waiting = db.claim_job("worker-1", 60)
+    assert waiting is not None
+    db.fail_job(waiting, "the model is down", retry_in=30)
+    running = db.claim_job("worker-2", 60)
+    assert running is not None
+    db.store_plan(running, {"add": []})
+    admin = {"Authorization": f"Bearer {KEY}"}
+    user = {"Authorization": f"Bearer {issue_token('ava', SECRET)}"}
+    with live_server(create_app(db, api_key=KEY, token_secret=SECRET)) as url:
+        schema = schemathesis.openapi.from_url(f"{url}/openapi.json")
+        spec = schema.raw_schema
+        answer = spec["paths"]["/jobs"]["get"]["responses"]["200"]["content"]
+        page = answer["application/json"]["schema"]
+        assert page == {"$ref": "#/components/schemas/JobPage"}
+        documented = set(spec["components"]["schemas"]["JobOut"]["properties"])
+        listing = schema["/jobs"]["GET"]
+        response = listing.Case().call_and_validate(headers=admin, checks=CHECKS, timeout=30)
+        jobs = response.json()["data"]
+        assert {(j["status"], j["plan_stored"]) for j in jobs} == {
+            ("failed", False),
+            ("pending", False),
+            ("running", True),
+        }
+        assert all(set(job) == documented for job in jobs)
+        refused = listing.Case().call_and_validate(headers=user, checks=CHECKS, timeout=30)
+        assert refused.status_code == 403
     db.close()
 
 

@@ -10,14 +10,14 @@ from noted.db.jobs import JobStatus, JobStore, job_ages
 from noted.errors import NotFoundError
 from noted.server.auth import Principal
 from noted.server.responses import json_response, no_content
-from noted.server.schemas import ERRORS, MAX_ID_CHARS
+from noted.server.schemas import ERRORS, MAX_ID_CHARS, Error, JobPage
 from noted.server.services import Services
 
 __all__ = ["job_routes"]
 
 JobId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
 FORBIDDEN: dict[int | str, dict[str, Any]] = {
-    403: {"description": "Only the admin key sees the background jobs"}
+    403: {"model": Error, "description": "Only the admin key sees the background jobs"}
 }
 
 
@@ -32,7 +32,11 @@ def job_routes(svc: Services) -> APIRouter:
             raise NotFoundError("this server's store keeps no background jobs")
         return svc.store
 
-    @router.get("/jobs", summary="Pending, running and failed background jobs, oldest first")
+    @router.get(
+        "/jobs",
+        summary="Pending, running and failed background jobs, oldest first",
+        responses={200: {"model": JobPage}},
+    )
     def list_jobs(
         principal: Annotated[Principal, who],
         status: Annotated[JobStatus | None, Query()] = None,

@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from noted.db.jobs import JobKind, JobStatus
 from noted.limits import MAX_ID_LENGTH, MAX_MEMORY_LENGTH, MAX_TOPICS
 
 MAX_MEMORY_CHARS: Final = MAX_MEMORY_LENGTH
@@ -303,6 +304,40 @@ class RunOut(BaseModel):
     stop_reason: str
     model: str | None
     created_at: str
+
+
+_MICROS = "microseconds since the epoch"
+
+
+class JobOut(BaseModel):
+    """A background job as the admin sees it: everything but its turn's text, with its
+    age and how long until it is due (a pending job waiting for its retry), in seconds."""
+
+    model_config = _EXACT
+
+    job_id: str
+    kind: JobKind
+    status: JobStatus
+    user_id: str
+    session_id: str
+    run_id: str
+    agent_id: str | None
+    attempts: int
+    created_at: int = Field(description=f"When the run recorded it, in {_MICROS}")
+    due_at: int = Field(description=f"When it is due, in {_MICROS}")
+    lease_until: int | None = Field(
+        description=f"A running job's: until when its worker holds it, in {_MICROS}"
+    )
+    owner: str | None = Field(description="A running job's: the worker that holds it")
+    error: str | None = Field(description="Why its last attempt failed")
+    plan_stored: bool = Field(description="Whether the model's plan for it is kept")
+    traceparent: str | None
+    age_s: float
+    due_in_s: float
+
+
+class JobPage(BaseModel):
+    data: list[JobOut]
 
 
 class SessionOut(BaseModel):
