@@ -952,11 +952,11 @@ def test_ids_with_a_slash_are_reached_like_any_other(db: SqliteDb) -> None:
         events = client.get(f"{memory}/history", params=ava).json()
         assert [e["event"] for e in events] == ["add", "update"]
         for method, path, allowed in (
-            ("PUT", memory, "DELETE, GET, PATCH"),
-            ("PUT", f"{memory}/history", "GET"),
-            ("PATCH", f"{memory}/history", "GET"),  # no memory's id ends in "/history"
-            ("DELETE", "/memories/some-id/history", "GET"),
-            ("PUT", session, "DELETE, GET"),
+            ("PUT", memory, "DELETE, GET, HEAD, PATCH"),
+            ("PUT", f"{memory}/history", "GET, HEAD"),
+            ("PATCH", f"{memory}/history", "GET, HEAD"),  # no memory's id ends in "/history"
+            ("DELETE", "/memories/some-id/history", "GET, HEAD"),
+            ("PUT", session, "DELETE, GET, HEAD"),
         ):
             answer = client.request(method, path)
             assert (answer.status_code, answer.headers["allow"]) == (405, allowed), path
@@ -1743,16 +1743,44 @@ def test_a_database_file_broken_while_serving_answers_503(tmp_path: Path) -> Non
 
 def test_405_lists_the_allowed_methods(client: TestClient) -> None:
     for method, path, allowed in (
-        ("OPTIONS", "/memories", "DELETE, GET, POST"),
-        ("PUT", "/memories/some-id", "DELETE, GET, PATCH"),
-        ("POST", "/memories/some-id/history", "GET"),
-        ("POST", "/sessions/s1", "DELETE, GET"),
-        ("DELETE", "/health", "GET"),
+        ("OPTIONS", "/memories", "DELETE, GET, HEAD, POST"),
+        ("PUT", "/memories/some-id", "DELETE, GET, HEAD, PATCH"),
+        ("POST", "/memories/some-id/history", "GET, HEAD"),
+        ("POST", "/sessions/s1", "DELETE, GET, HEAD"),
+        ("DELETE", "/health", "GET, HEAD"),
+        ("GET", "/tokens", "POST"),
     ):
         answer = client.request(method, path)
         assert answer.status_code == 405, (method, path)
         assert answer.headers["allow"] == allowed, (method, path)
         assert answer.json()["detail"] == f"{method} is not allowed here: use {allowed}"
+
+
+def test_head_is_answered_as_get_without_the_body(db: SqliteDb) -> None:
+    # a health check or uptime monitor asking with HEAD (curl -I) got 405 from every route
+    memory_id = Memory(db).add_user_memory(UserMemory("Ava likes tea"), "ava")
+    with live_server(create_app(db)) as url:
+        for path in (
+            "/health",
+            "/ready",
+            "/memories?user_id=ava",  # the plain listing, answered before the framework
+            "/memories?user_id=ava&search_content=tea",
+            f"/memories/{memory_id}?user_id=ava",
+            f"/memories/{memory_id}/history?user_id=ava",
+            "/",
+            "/openapi.json",
+        ):
+            got, head = httpx.get(url + path), httpx.head(url + path)
+            assert (head.status_code, head.content) == (200, b""), path
+            assert head.headers["content-type"] == got.headers["content-type"], path
+            assert head.headers["content-length"] == str(len(got.content)), path
+            assert (
+                head.headers["content-security-policy"] == got.headers["content-security-policy"]
+            ), path
+        assert httpx.head(f"{url}/memories/nope?user_id=ava").status_code == 404
+        refused = httpx.head(f"{url}/tokens")
+        assert (refused.status_code, refused.headers["allow"]) == (405, "POST")
+        assert httpx.get(f"{url}/memories", params={"user_id": "ava"}).json()["data"]
 
 
 def test_the_schema_states_what_the_admin_must_name(client: TestClient) -> None:

@@ -47,6 +47,7 @@ from noted.server.auth import Auth, Unauthorized
 from noted.server.docs import docs_routes
 from noted.server.failures import failure_detail, log
 from noted.server.fast import FastMemoryList
+from noted.server.head import HeadAsGet
 from noted.server.headers import SecurityHeaders
 from noted.server.jobs import job_routes
 from noted.server.limits import BodyLimit
@@ -120,15 +121,17 @@ def _unparsable(exc: HTTPException) -> str:
 
 
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    """The documented methods of the route at ``path`` (a 405's ``Allow``): those of the
-    first path of the schema that ``path`` fits, in the order the routes are tried. An id
-    may hold a ``/`` (see :data:`~noted.server.memories.ID`): ``/memories/a/history`` is
-    the history's path, tried first, and ``/memories/a/b`` a memory's."""
+    """The documented methods of the route at ``path``, and HEAD with GET (a 405's
+    ``Allow``): those of the first path of the schema that ``path`` fits, in the order the
+    routes are tried. An id may hold a ``/`` (see :data:`~noted.server.memories.ID`):
+    ``/memories/a/history`` is the history's path, tried first, and ``/memories/a/b`` a
+    memory's."""
     for template, operations in app.openapi()["paths"].items():
         parts = re.split(r"(\{[^/}]+\})", template)
         pattern = "".join(".+" if p.startswith("{") else re.escape(p) for p in parts)
         if re.fullmatch(pattern, path):
-            return sorted(method.upper() for method in operations)
+            methods = {method.upper() for method in operations}
+            return sorted(methods | {"HEAD"} if "GET" in methods else methods)  # HeadAsGet
     return []
 
 
@@ -219,12 +222,14 @@ class _NotedApp(FastAPI):
     """FastAPI with the plain listing answered first, before even Starlette's outermost
     error middleware (the fast path maps no errors: it leaves every failure to the route),
     and the security headers on every other answer (the fast path adds its own), each
-    inside the trace context its headers carry while tracing is on; without an API key, a
-    request for another name than this machine's is refused before all of them."""
+    inside the trace context its headers carry while tracing is on, and a HEAD request
+    answered as its GET is, without the body; without an API key, a request for another
+    name than this machine's is refused before all of them."""
 
     def build_middleware_stack(self) -> ASGIApp:
         framework = SecurityHeaders(super().build_middleware_stack())
-        served = TraceContinued(FastMemoryList(framework, self.state.noted))
+        traced = TraceContinued(FastMemoryList(framework, self.state.noted))
+        served = HeadAsGet(traced, self.state.streams)
         # the names a request may give are checked before anything answers it
         return LocalOnly(served) if self.state.local_only else served
 
@@ -308,11 +313,13 @@ def create_app(
     _page_routes(app)
     docs_routes(app)
     amend_openapi(app)
+    app.state.streams = ()  # the paths whose GET opens a stream: HEAD is theirs to answer
     if mcp:
         from noted.mcp import create_server
-        from noted.mcp.http import mount_mcp
+        from noted.mcp.http import DEFAULT_PATH, mount_mcp
 
         mount_mcp(app, create_server(memory=memory, auth=auth), auth, local_only=local)
+        app.state.streams = (DEFAULT_PATH,)
     shutdown = Shutdown(svc.runs, shutdown_timeout)
     app.state.shutdown = shutdown
     app.router.lifespan_context = bounded(shutdown, app.router.lifespan_context)
