@@ -296,9 +296,9 @@ def memory_routes(svc: Services) -> APIRouter:
         limit: Limit = 20,
         user_id_contains: UserIdPart = None,
     ) -> Response:
-        stats = [s.to_dict() for s in svc.user_stats(principal.user_id, user_id_contains)]
-        rows = stats[(page - 1) * limit : page * limit]
-        return json_response({"data": rows, "meta": page_meta(page, limit, len(stats))})
+        found = svc.user_stats(principal.user_id, check_id("user_id_contains", user_id_contains))
+        rows = [s.to_dict() for s in found[(page - 1) * limit : page * limit]]
+        return json_response({"data": rows, "meta": page_meta(page, limit, len(found))})
 
     return router
 
