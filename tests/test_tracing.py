@@ -35,6 +35,7 @@ from noted import Agent, InMemoryDb, Memory, SqliteDb, UserError, UserMemory, _p
 from noted import tracing as noted_tracing
 from noted.agent import ContentDelta
 from noted.agent.jobs import JobKicker
+from noted.limits import MAX_TRACE_VALUE_CHARS
 from noted.models import (
     Message,
     ModelDelta,
@@ -460,6 +461,69 @@ def test_what_a_span_is_outlives_the_sdks_attribute_limit(tmp_path: Path) -> Non
     search = traces.one("Memory.search_user_memories")
     assert search.dropped_attributes > 0
     assert attrs(search)["openinference.span.kind"] == "RETRIEVER"
+
+
+def test_large_texts_are_bounded_in_spans_keeping_their_start_and_end(
+    traces: Traces, tmp_path: Path
+) -> None:
+    """A span is exported whole or not at all, and Phoenix's OTLP over gRPC refuses a
+    request over 4 MiB with its whole batch: each text a span holds (a message, a tool's
+    result, a model call's messages, an exception's message, the memory work's texts) has
+    at most MAX_TRACE_VALUE_CHARS characters, its start and its end kept around a line
+    saying how much was left out, a cut JSON value marked as plain text."""
+
+    def dump(size: int) -> str:
+        """A large report."""
+        return "START" + "é" * size + "END"
+
+    def shout(text: str) -> str:
+        """Fails, quoting its input."""
+        raise ValueError(f"cannot shout {text}")
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str | ModelResponse:
+        if is_manager(messages):
+            return json.dumps({"operations": [{"op": "add", "id": None, "memory": "User logs"}]})
+        if len(messages) == 1:
+            calls = [call("dump", size=5_000_000), call("shout", text="y" * 1_000_000)]
+            return ModelResponse(tool_calls=calls)
+        return "Read it."
+
+    agent = Agent(
+        FunctionModel(fn, id="fake-4o"),
+        db=SqliteDb(tmp_path / "t.db"),
+        tools=[dump, shout],
+        user_id="u1",
+        enable_user_memories=True,
+        max_tool_result_chars=None,  # the model reads all of it
+    )
+    message = "Look at this log: " + "x" * 1_500_000 + " Thanks."
+    assert agent.run(message).content == "Read it."
+    assert agent.wait_for_memories(timeout=30)
+    longest = MAX_TRACE_VALUE_CHARS + 200  # the line saying what was left out
+    names = {s.name for s in traces.spans}
+    assert {"memory selection", "memory extraction", "memory manager model call"} <= names
+    for span in traces.spans:
+        for key, value in attrs(span).items():
+            assert len(str(value)) <= longest, (span.name, key, len(str(value)))
+        for event in span.events:
+            for key, value in (event.attributes or {}).items():
+                assert len(str(value)) <= longest, (span.name, key, len(str(value)))
+        assert len(span.status.description or "") <= longest, span.name
+    result = attrs(traces.one("dump"))["output.value"]
+    assert result.startswith("STARTéé") and result.endswith("ééEND")
+    assert "[... 4,900,008 characters were left out of this value" in result
+    run = attrs(traces.one("Agent.run"))
+    assert run["input.value"].startswith("Look at this log: xx")
+    assert run["input.value"].endswith("xx Thanks.")
+    second = attrs(traces.named("model call")[1])
+    assert second["input.mime_type"] == "text/plain"  # a cut JSON text is no JSON
+    assert second["llm.input_messages.2.message.content"].endswith("ééEND")
+    failed = traces.one("shout")
+    assert failed.status.status_code is StatusCode.ERROR
+    assert exception(failed)["exception.message"].startswith("cannot shout yy")
+    assert exception(failed)["exception.type"] == "ValueError"
+    assert stacktrace(failed).startswith("Traceback (most recent call last):")
+    assert 'raise ValueError(f"cannot shout {text}")' in stacktrace(failed)
 
 
 def test_a_model_error_marks_the_llm_and_agent_spans(traces: Traces) -> None:

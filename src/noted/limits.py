@@ -14,6 +14,7 @@ __all__ = [
     "MAX_QUERY_CHARS",
     "MAX_RUN_BYTES",
     "MAX_TOPICS",
+    "MAX_TRACE_VALUE_CHARS",
 ]
 
 MAX_MEMORY_LENGTH: Final = 5000
@@ -44,6 +45,13 @@ its text in UTF-8), the same on every store. A MongoDB document (16 MiB) holds a
 large with the background jobs written beside it; a larger run is refused
 (:class:`~noted.errors.RunTooLargeError`), and an agent keeps a run its tools' results made
 larger with those results cut."""
+
+MAX_TRACE_VALUE_CHARS: Final = 100_000
+"""The longest text one attribute of a span holds, in characters (a run's input and output,
+a tool's arguments and result, a message of a model call, an exception's message): a longer
+text keeps its start and its end, a line between them saying how much was left out. A span
+is sent whole or not at all, and a collector refuses a large one (Phoenix's OTLP over gRPC
+takes at most 4 MiB a request) with every other span of its batch."""
 
 MAX_PAGE: Final = 2**63 - 1
 """The largest page size, offset or count of runs a store is asked for: the largest

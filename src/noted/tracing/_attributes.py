@@ -23,6 +23,7 @@ from openinference.semconv.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
+from noted.limits import MAX_TRACE_VALUE_CHARS
 from noted.memory.relevance import keywords
 from noted.models.types import ModelResponse
 from noted.tracing._settings import REDACTED, TraceSettings
@@ -38,6 +39,7 @@ __all__ = [
     "Attributes",
     "agent_closing",
     "agent_opening",
+    "bounded",
     "documents",
     "embedding_texts",
     "embedding_vectors",
@@ -73,14 +75,37 @@ def kind(value: OpenInferenceSpanKindValues) -> Attributes:
     return {SpanAttributes.OPENINFERENCE_SPAN_KIND: value.value}
 
 
+def bounded(text: str) -> str:
+    """``text`` as a span holds it: whole when it has at most
+    :data:`~noted.limits.MAX_TRACE_VALUE_CHARS` characters, else its first two thirds of
+    that many and its last third, a line between them saying how many were left out."""
+    limit = MAX_TRACE_VALUE_CHARS
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    mark = (
+        f"\n[... {len(text) - limit:,} characters were left out of this value: a span holds "
+        f"at most {limit:,} of each ...]\n"
+    )
+    return text[:head] + mark + text[head - limit :]
+
+
+def _value(key: str, value: str, mime: str) -> Attributes:
+    """``<key>.value`` and its mime type, ``value`` bounded (a cut JSON text is plain text:
+    it no longer parses)."""
+    if len(value) > MAX_TRACE_VALUE_CHARS:
+        return {f"{key}.value": bounded(value), f"{key}.mime_type": TEXT}
+    return {f"{key}.value": value, f"{key}.mime_type": mime}
+
+
 def text_value(key: str, value: str | None, hidden: bool, mime: str = TEXT) -> Attributes:
     """``input.value`` / ``output.value`` (``key`` is "input" or "output") and its mime
-    type; only ``__REDACTED__`` when hidden."""
+    type, bounded (see :func:`bounded`); only ``__REDACTED__`` when hidden."""
     if value is None:
         return {}
     if hidden:
         return {f"{key}.value": REDACTED}
-    return {f"{key}.value": value, f"{key}.mime_type": mime}
+    return _value(key, value, mime)
 
 
 def _calls(base: str, calls: Sequence[ToolCall], text: bool) -> Attributes:
@@ -90,7 +115,7 @@ def _calls(base: str, calls: Sequence[ToolCall], text: bool) -> Attributes:
         out[prefix + ToolCallAttributes.TOOL_CALL_ID] = call.id
         out[prefix + ToolCallAttributes.TOOL_CALL_FUNCTION_NAME] = call.name
         out[prefix + ToolCallAttributes.TOOL_CALL_FUNCTION_ARGUMENTS_JSON] = (
-            call.arguments_json() if text else REDACTED
+            bounded(call.arguments_json()) if text else REDACTED
         )
     return out
 
@@ -127,7 +152,7 @@ def _messages(out: Attributes, prefix: str, messages: Sequence[Message], text: b
     ):
         out[role] = message.role
         if message.content is not None:
-            out[content] = message.content if text else REDACTED
+            out[content] = bounded(message.content) if text else REDACTED
         if message.name is not None:
             out[name] = message.name
         if message.tool_call_id is not None:
@@ -178,11 +203,7 @@ def agent_opening(
 ) -> Attributes:
     """An agent run span's opening attributes: the message, the session, the agent."""
     out: Attributes = {SpanAttributes.OPENINFERENCE_SPAN_KIND: _AGENT}
-    if settings.hide_inputs:
-        out[SpanAttributes.INPUT_VALUE] = REDACTED
-    else:
-        out[SpanAttributes.INPUT_VALUE] = message
-        out[SpanAttributes.INPUT_MIME_TYPE] = TEXT
+    out.update(text_value("input", message, bool(settings.hide_inputs)))
     out[SpanAttributes.SESSION_ID] = session_id
     out[SpanAttributes.USER_ID] = user_id
     if agent.name:
@@ -297,8 +318,7 @@ def llm_request(
         )
         _messages(out, SpanAttributes.LLM_INPUT_MESSAGES, messages, text)
         if text:
-            out[SpanAttributes.INPUT_VALUE] = _messages_json(messages)
-            out[SpanAttributes.INPUT_MIME_TYPE] = JSON
+            out.update(_value("input", _messages_json(messages), JSON))
     elif settings.hide_inputs:
         out[SpanAttributes.INPUT_VALUE] = REDACTED
     out.update(llm_identity(model))
@@ -382,7 +402,9 @@ def documents(
         base = f"{SpanAttributes.RETRIEVAL_DOCUMENTS}.{i}."
         if memory.memory_id is not None:
             out[base + DocumentAttributes.DOCUMENT_ID] = memory.memory_id
-        out[base + DocumentAttributes.DOCUMENT_CONTENT] = REDACTED if hidden else memory.memory
+        out[base + DocumentAttributes.DOCUMENT_CONTENT] = (
+            REDACTED if hidden else bounded(memory.memory)
+        )
         if score is not None:
             out[base + DocumentAttributes.DOCUMENT_SCORE] = float(score)
         meta: dict[str, Any] = {"topics": list(memory.topics)}
@@ -401,7 +423,9 @@ def embedding_texts(model_name: str, texts: Sequence[str], settings: TraceSettin
     shown = settings.embedding_texts()
     out: Attributes = {SpanAttributes.EMBEDDING_MODEL_NAME: model_name}
     for i, text in enumerate(texts):
-        out[_embedding_key(i, EmbeddingAttributes.EMBEDDING_TEXT)] = text if shown else REDACTED
+        out[_embedding_key(i, EmbeddingAttributes.EMBEDDING_TEXT)] = (
+            bounded(text) if shown else REDACTED
+        )
     return out
 
 

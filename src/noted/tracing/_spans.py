@@ -38,6 +38,7 @@ from opentelemetry.util.types import AttributeValue
 
 from noted._async import aclose
 from noted.agent.events import ContentDelta, RunCompleted, RunStarted
+from noted.limits import MAX_TRACE_VALUE_CHARS
 from noted.models.base import ChatModel
 from noted.models.types import (
     ModelDelta,
@@ -85,15 +86,31 @@ _detach = otel_context.detach
 
 def _failed(span: Span, exc: BaseException, hidden: bool = False) -> None:
     """Mark ``span`` as failed with ``exc``: status ERROR, and an ``exception`` event with
-    its type, message and stack trace (OpenTelemetry's exception conventions). ``hidden``:
-    the message is ``__REDACTED__`` in all three (the privacy switches hide it)."""
+    its type, message and stack trace (OpenTelemetry's exception conventions), each
+    bounded (see :func:`attrs.bounded`). ``hidden``: the message is ``__REDACTED__`` in all
+    three (the privacy switches hide it)."""
     name = type(exc).__name__
     if hidden:
         span.record_exception(exc, attributes=_redacted(exc))
         span.set_status(Status(StatusCode.ERROR, f"{name}: {REDACTED}"))
+        return
+    message = str(exc)
+    if len(message) > MAX_TRACE_VALUE_CHARS:
+        span.record_exception(exc, attributes=_bounded(exc, message))
+        message = attrs.bounded(message)
     else:
         span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, f"{name}: {exc}"))
+    span.set_status(Status(StatusCode.ERROR, f"{name}: {message}"))
+
+
+def _bounded(exc: BaseException, message: str) -> Attributes:
+    """The exception event's message and stack trace, bounded: an exception's message may
+    quote all of a large text (a tool's input, a provider's answer)."""
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return {
+        "exception.message": attrs.bounded(message),
+        "exception.stacktrace": attrs.bounded(stack),
+    }
 
 
 def _redacted(exc: BaseException) -> Attributes:
