@@ -142,3 +142,54 @@ def test_the_memory_lesson_in_phoenix(servers: dict[str, Any], tmp_path: Path) -
         if s["name"] == "memory selection" and s["parent_id"] == call["parent_id"]
     )
     assert selection["attributes"]["noted.memories.chosen"] == 3
+
+
+LARGE_RUN = """
+import sys, warnings
+with warnings.catch_warnings():  # Phoenix's own imports warn about their dependencies
+    warnings.simplefilter("ignore")
+    from phoenix.otel import register
+from noted import Agent
+from noted.models import ModelResponse, ToolCall
+from noted.testing import ScriptedModel
+
+provider = register(
+    project_name=sys.argv[2], auto_instrument=True, batch=True, protocol="grpc",
+    endpoint=sys.argv[1], verbose=False,
+)
+
+def dump() -> str:
+    '''A large report.'''
+    return "START" + "x" * 5_000_000 + "END"
+
+model = ScriptedModel([ModelResponse(tool_calls=[ToolCall("dump", {})]), "Read it."])
+Agent(model, tools=[dump], user_id="u1").run("Dump it.")
+provider.force_flush()
+provider.shutdown()
+"""
+
+
+@pytest.mark.phoenix
+def test_a_run_with_a_large_tool_result_reaches_phoenix_over_grpc(
+    servers: dict[str, Any],
+) -> None:
+    """Phoenix's OTLP over gRPC takes at most 4 MiB a request and refuses a larger one
+    with every span in it: a tool's 5,000,000-character result, bounded in its span,
+    leaves the run's trace small enough to arrive whole."""
+    base = server_url(servers, "phoenix")
+    grpc = f"http://127.0.0.1:{servers['phoenix'].grpc_port}"
+    project = "large-tool-result"
+    done = subprocess.run(
+        [sys.executable, "-c", LARGE_RUN, grpc, project],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    spans = wait_for_spans(base, project, lambda found: len(found) >= 4, timeout=30)
+    assert sorted(s["name"] for s in spans) == ["Agent.run", "dump", "model call", "model call"]
+    (tool,) = [s for s in spans if s["name"] == "dump"]
+    result = tool["attributes"]["output.value"]
+    assert result.startswith("STARTxx") and result.endswith("xxEND")
+    assert len(result) < 100_200
