@@ -152,7 +152,10 @@ def _messages(out: Attributes, prefix: str, messages: Sequence[Message], text: b
     ):
         out[role] = message.role
         if message.content is not None:
-            out[content] = bounded(message.content) if text else REDACTED
+            value = message.content
+            if len(value) > MAX_TRACE_VALUE_CHARS:  # checked here: called for every message
+                value = bounded(value)
+            out[content] = value if text else REDACTED
         if message.name is not None:
             out[name] = message.name
         if message.tool_call_id is not None:
@@ -203,7 +206,11 @@ def agent_opening(
 ) -> Attributes:
     """An agent run span's opening attributes: the message, the session, the agent."""
     out: Attributes = {SpanAttributes.OPENINFERENCE_SPAN_KIND: _AGENT}
-    out.update(text_value("input", message, bool(settings.hide_inputs)))
+    if settings.hide_inputs:
+        out[SpanAttributes.INPUT_VALUE] = REDACTED
+    else:
+        out[SpanAttributes.INPUT_VALUE] = bounded(message)
+        out[SpanAttributes.INPUT_MIME_TYPE] = TEXT
     out[SpanAttributes.SESSION_ID] = session_id
     out[SpanAttributes.USER_ID] = user_id
     if agent.name:
