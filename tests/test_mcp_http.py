@@ -20,11 +20,12 @@ import apsw
 import httpx
 import pytest
 
+from conftest import server_url
 from mcp_client import Connected, Loop, http, module_db
-from noted import MemoryQuery, SqliteDb
+from noted import Memory, MemoryQuery, SqliteDb, UserMemory
 from noted.cli import main
 from noted.server.auth import Auth
-from servers import free_port
+from servers import Server, free_port
 from test_server_cli import clean_env, serve
 
 KEY = "mcp-admin-key-0123456789abcdef0123456789"
@@ -43,17 +44,21 @@ def db_file(db: SqliteDb) -> Path:
 
 
 @contextlib.contextmanager
-def mcp_http(db_file: Path, *options: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    """A ``noted mcp --http`` process on a free port, once it answers: the process and
-    its endpoint. Killed on the way out if it still runs."""
+def mcp_http(
+    db_file: Path, *options: str, db: str | None = None, **env: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """A ``noted mcp --http`` process on a free port serving ``db_file`` (or the store
+    ``db`` names, its log still beside ``db_file``), with ``env`` added to its
+    environment, once it answers: the process and its endpoint. Killed on the way out if
+    it still runs."""
     port = free_port()
-    command = [NOTED, "mcp", "--http", "--port", str(port), "--db", str(db_file)]
+    command = [NOTED, "mcp", "--http", "--port", str(port), "--db", db or str(db_file)]
     command += ["--embedder", "none", "--user", "house", *options]
     log = db_file.parent / "mcp-http.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=clean_env(NOTED_API_KEY=KEY),
+            env=clean_env(NOTED_API_KEY=KEY, **env),
         )  # fmt: skip
     endpoint = f"http://127.0.0.1:{port}/mcp"
     try:
@@ -287,15 +292,15 @@ def test_noted_serve_mounts_the_mcp_server(tmp_path: Path, loop: Loop) -> None:
 BOUND = 2  # --shutdown-timeout
 
 
-def _posted(endpoint: str, body: bytes, length: int) -> socket.socket:
-    """A connection on which a request to ``endpoint`` was sent, its headers saying
-    ``length`` bytes of body and ``body`` sent (all of it, or the start of it, as from a
-    client that stalled)."""
+def _posted(endpoint: str, body: bytes, length: int, bearer: str = KEY) -> socket.socket:
+    """A connection on which a request to ``endpoint`` was sent with ``bearer``, its
+    headers saying ``length`` bytes of body and ``body`` sent (all of it, or the start of
+    it, as from a client that stalled)."""
     address = httpx.URL(endpoint)
     sock = socket.create_connection((address.host, address.port or 80), timeout=30)
     head = (
         f"POST {address.path} HTTP/1.1\r\nHost: {address.host}:{address.port}\r\n"
-        f"Authorization: Bearer {KEY}\r\nAccept: application/json, text/event-stream\r\n"
+        f"Authorization: Bearer {bearer}\r\nAccept: application/json, text/event-stream\r\n"
         f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
     )
     sock.sendall(head.encode() + body)
@@ -303,17 +308,20 @@ def _posted(endpoint: str, body: bytes, length: int) -> socket.socket:
 
 
 def _tool_call(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": tool, "arguments": arguments},
-    }
+    return _message("tools/call", {"name": tool, "arguments": arguments})
 
 
-def _call(endpoint: str, tool: str, arguments: dict[str, Any]) -> httpx.Response:
-    headers = {**MCP_CALL, "Authorization": f"Bearer {KEY}"}
-    return httpx.post(endpoint, json=_tool_call(tool, arguments), headers=headers, timeout=90)
+def _message(method: str, params: dict[str, Any]) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+
+
+def _call(endpoint: str, tool: str, arguments: dict[str, Any], bearer: str = KEY) -> httpx.Response:
+    return _sent(endpoint, _tool_call(tool, arguments), bearer)
+
+
+def _sent(endpoint: str, message: dict[str, Any], bearer: str = KEY) -> httpx.Response:
+    headers = {**MCP_CALL, "Authorization": f"Bearer {bearer}"}
+    return httpx.post(endpoint, json=message, headers=headers, timeout=90)
 
 
 @pytest.mark.parametrize("open_request", ["unfinished body", "call waiting for a lock"])
@@ -364,3 +372,105 @@ def test_noted_mcp_refuses_a_public_address_without_a_key(
     code = main(["mcp", "--http", "--host", "0.0.0.0", "--db", str(tmp_path / "x.db")])
     assert code == 1
     assert "refusing to listen on 0.0.0.0 without an API key" in capsys.readouterr().err
+
+
+def _damage(db_file: Path, what: str) -> None:
+    """A file with a memory of Ava's, then damaged: all of it, or the pages of the
+    memories' table and its indexes only (the rest, its schema included, still read)."""
+    with contextlib.closing(SqliteDb(db_file=str(db_file))) as store:
+        Memory(store, embedder=None).add_user_memory(UserMemory("Ava keeps bees"), "ava")
+    if what == "the file":
+        db_file.write_bytes(b"this is not a database" * 500)
+        return
+    conn = apsw.Connection(str(db_file))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = conn.execute("PRAGMA page_size").fetchall()[0][0]
+    sql = "SELECT rootpage FROM sqlite_master WHERE tbl_name = 'noted_memories'"
+    pages = [row[0] for row in conn.execute(sql)]
+    conn.close()
+    with db_file.open("r+b") as f:
+        for page in pages:
+            f.seek((page - 1) * size)
+            f.write(b"\xff" * size)
+
+
+HIDDEN = "the store cannot answer: its address and error are in the log"
+
+
+@pytest.mark.parametrize("damaged", ["the file", "the memories"])
+def test_only_the_admin_reads_where_a_failing_store_is(tmp_path: Path, damaged: str) -> None:
+    """As the REST API tells it: where the store is and what it said is the admin's (and
+    the log's) to read; a user token reads the kind of failure only, in its tool's error
+    or its profile's, or, when the store cannot tell whether the token was revoked,
+    in a 503. A user token read the file's path, and its 503 was a bare 500."""
+    db_file = tmp_path / "damaged.db"
+    _damage(db_file, damaged)
+    with mcp_http(db_file) as (process, endpoint):
+        ava = token("ava")
+        listed = _call(endpoint, "list_memories", {}, ava)
+        profile = _sent(endpoint, _message("resources/read", {"uri": "noted://profile"}), ava)
+        if damaged == "the file":
+            for refused in (listed, profile):
+                assert refused.status_code == 503, refused.text
+                assert refused.json() == {"detail": HIDDEN}
+        else:
+            result = listed.json()["result"]
+            assert result["isError"], result
+            assert result["content"][0]["text"] == f"list_memories: {HIDDEN}"
+            assert profile.json()["error"]["message"] == HIDDEN
+            read = _sent(endpoint, _message("resources/read", {"uri": "noted://profile"}))
+            assert str(db_file) in read.json()["error"]["message"]
+        admin = _call(endpoint, "list_memories", {"user_id": "ava"}).json()["result"]
+        said = admin["content"][0]["text"]
+        assert admin["isError"] and said.startswith("list_memories: the store cannot answer: ")
+        assert str(db_file) in said, said
+        process.terminate()
+        process.wait(20)
+    assert str(db_file) in (tmp_path / "mcp-http.log").read_text()  # the operator's
+
+
+def test_a_tool_calls_token_check_holds_up_no_other_request(
+    tmp_path: Path, servers: dict[str, Server | str]
+) -> None:
+    """Each tool call checks its user token again, reading the store's revocations: on the
+    event loop, a store that held that read (PostgreSQL with the table locked: a
+    migration, VACUUM FULL) froze every other request, the admin's included, until the
+    lock was let go."""
+    from psycopg import connect
+
+    from noted.db.postgres import PostgresDb
+
+    url = server_url(servers, "postgres")
+    table = f"mcpstall{time.monotonic_ns()}"
+    tables = {"memory_table": table, "session_table": f"{table}_sessions"}
+    with contextlib.closing(PostgresDb(url, **tables)) as store:
+        Memory(store, embedder=None).add_user_memory(UserMemory("Ava keeps bees"), "ava")
+        store.revoke_tokens("nobody", time.time())  # the revocations' table exists
+    env = {"NOTED_MEMORY_TABLE": table, "NOTED_SESSION_TABLE": f"{table}_sessions"}
+    with mcp_http(tmp_path / "unused.db", db=url, **env) as (_, endpoint), connect(url) as holder:
+        body = json.dumps(_tool_call("list_memories", {})).encode()
+        held = _posted(endpoint, body[:10], len(body), token("ava"))  # its token let in
+        time.sleep(1)
+        holder.execute(f'LOCK TABLE "{table}_revoked" IN ACCESS EXCLUSIVE MODE')
+        try:
+            held.sendall(body[10:])  # the call reads the revocations now, and waits
+            time.sleep(0.5)
+            started = time.monotonic()
+            listed: httpx.Response | None = None
+            with contextlib.suppress(httpx.TimeoutException):
+                tools = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+                listed = httpx.post(
+                    endpoint,
+                    json=tools,
+                    headers={**MCP_CALL, "Authorization": f"Bearer {KEY}"},
+                    timeout=10,
+                )
+            took = time.monotonic() - started
+        finally:
+            holder.rollback()
+        held.settimeout(30)
+        answer = held.recv(65536).decode()
+        held.close()
+    assert listed is not None and took < 3, f"tools/list waited {took:.1f} s behind the check"
+    assert listed.status_code == 200 and "add_memory" in listed.text
+    assert answer.startswith("HTTP/1.1 200") and "Ava keeps bees" in answer, answer

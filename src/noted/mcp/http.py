@@ -20,7 +20,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from noted.errors import StoreError
 from noted.server.auth import Auth, Unauthorized
+from noted.server.failures import failure_detail
 from noted.server.tracecontext import TraceContinued
 
 __all__ = ["DEFAULT_PATH", "http_app", "mount_mcp"]
@@ -32,7 +34,9 @@ _LOCAL_ORIGINS: Final = ["http://127.0.0.1:*", "http://localhost:*", "http://[::
 
 class AuthGate:
     """Answers 401 to a request without credentials the server accepts, before the MCP
-    transport reads it (the tools check the credentials again for each call)."""
+    transport reads it (the tools check the credentials again for each call), and 503,
+    as the REST API does, when the store cannot tell whether a user token was revoked
+    (where the store is and what it said go to the log only: the caller is no admin)."""
 
     def __init__(self, app: ASGIApp, auth: Auth) -> None:
         self.app = app
@@ -47,6 +51,11 @@ class AuthGate:
                     {"detail": str(exc)}, 401, headers={"WWW-Authenticate": "Bearer"}
                 )
                 await response(scope, receive, send)
+                return
+            except StoreError as exc:
+                where = f"{scope['method']} {scope['path']}"
+                detail = failure_detail(exc, False, where)
+                await JSONResponse({"detail": detail}, 503)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -12,6 +12,9 @@ Who a call is about is settled before any tool runs:
 - with ``auth`` (streamable HTTP) each call is checked against the ``Authorization``
   header of the HTTP request that carried it: a user token fixes the user, and only the
   admin key may name one with the tools' ``user_id`` argument.
+
+Over HTTP a store's failure is told as the REST API tells it: where the store is and what
+it said to the admin only (and to the log); a user token reads the kind of failure.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from mcp.shared.exceptions import MCPError
 from noted import __version__
 from noted.db.base import MemoryStore
 from noted.db.urls import open_store
-from noted.errors import NotedError, UserError
+from noted.errors import DamagedMemoryError, NotedError, StoreError, UserError
 from noted.mcp.arguments import Arguments
 from noted.mcp.tools import TOOLS, Tool
 from noted.memory import DEFAULT_USER_ID, Memory
@@ -39,6 +42,7 @@ from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.retrieval.embedders import Embedder
 from noted.schema import require_id
 from noted.server.auth import Auth, Unauthorized
+from noted.server.failures import failure_detail
 from noted.tracing import _hooks as tracing
 
 __all__ = ["PROFILE_URI", "Scope", "create_server"]
@@ -62,6 +66,15 @@ Context = ServerRequestContext[Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
+class Caller:
+    """Who a call comes from: the user it is about, and whether it may read where the
+    store is and what it said when it fails (the admin, or the one person on stdio)."""
+
+    user: str
+    sees_store: bool
+
+
+@dataclass(frozen=True, slots=True)
 class Scope:
     """Which user a call is about: ``user_id`` (without ``auth``), or who its request's
     credentials name (with ``auth``; the admin's calls default to ``user_id``)."""
@@ -69,21 +82,36 @@ class Scope:
     user_id: str = DEFAULT_USER_ID
     auth: Auth | None = None
 
-    def user(self, ctx: Context, named: str | None) -> str:
+    async def caller(self, ctx: Context, named: str | None) -> Caller:
+        """The call's caller; a user token's revocations are read in a worker thread (a
+        locked or distant store holds up no other call)."""
         if self.auth is None:
-            return self.user_id
+            return Caller(self.user_id, sees_store=True)
         headers: Mapping[str, str] | None = getattr(ctx.request, "headers", None)
-        principal = self.auth.authenticate(
+        principal = await self.auth.authenticate_async(
             None if headers is None else headers.get("authorization")
         )
         own = principal.user_id
         if own is None:  # the admin
-            return named or self.user_id
+            return Caller(named or self.user_id, sees_store=True)
         if named is not None and named != own:
             raise UserError(
                 "user_id: a user token reaches only its own user's memories; leave user_id out"
             )
-        return own
+        return Caller(own, sees_store=False)
+
+    def told(self, exc: NotedError, sees_store: bool, where: str) -> str:
+        """What a caller (the admin or the one person on stdio when ``sees_store``) is
+        told of ``exc``: the Memory API's words; over HTTP, a store's failure as the REST
+        API tells it, and logged with ``where``. A memory of the caller's own that the
+        store holds damaged is told as it is (it says nothing of the store)."""
+        if (
+            self.auth is None
+            or not isinstance(exc, StoreError)
+            or isinstance(exc, DamagedMemoryError)
+        ):
+            return told(exc)
+        return failure_detail(exc, sees_store, where)
 
 
 def _schema(tool: Tool, scoped: bool) -> dict[str, Any]:
@@ -133,10 +161,11 @@ def profile(memory: Memory, user: str) -> str:
     return "What is known about the user (most recent first):\n" + "\n".join(lines)
 
 
-def _request_error(exc: Exception) -> MCPError:
-    """A bad resource or prompt request, answered as a JSON-RPC error that says why."""
+def _request_error(exc: Exception, said: str | None = None) -> MCPError:
+    """A bad resource or prompt request, answered as a JSON-RPC error that says why
+    (``said``, else ``exc``'s message)."""
     prefix = "unauthorized: " if isinstance(exc, Unauthorized) else ""
-    return MCPError(types.INVALID_PARAMS, f"{prefix}{exc}")
+    return MCPError(types.INVALID_PARAMS, f"{prefix}{said or exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,15 +220,19 @@ class _Handlers:
             return Answer(_failed(refusal), error=UserError(refusal))
         scoped = self.scope.auth is not None
         user: str | None = None
+        sees_store = False  # until the credentials are read
         try:
             args = Arguments(tool.name, arguments, (*tool.takes, *(("user_id",) if scoped else ())))
             named = args.text("user_id", required=False) if scoped else None
-            user = self.scope.user(ctx, None if named is None else require_id("user_id", named))
+            caller = await self.scope.caller(
+                ctx, None if named is None else require_id("user_id", named)
+            )
+            user, sees_store = caller.user, caller.sees_store
             result = await self._run(tool.run, user, args, writes=not tool.read_only)
         except Unauthorized as exc:
             return Answer(_failed(f"unauthorized: {exc}"), user, exc)
         except NotedError as exc:  # the Memory API's own words, after the tool's name
-            said = told(exc)
+            said = self.scope.told(exc, sees_store, f"MCP tool {tool.name}")
             prefix = f"{tool.name}: "
             return Answer(_failed(said if said.startswith(prefix) else prefix + said), user, exc)
         text = json.dumps(result, ensure_ascii=False, separators=(",", ":"))
@@ -220,15 +253,20 @@ class _Handlers:
                 return await anyio.to_thread.run_sync(run, self.memory, user, args)
         return await anyio.to_thread.run_sync(run, self.memory, user, args, abandon_on_cancel=True)
 
-    async def _profile(self, ctx: Context) -> str:
+    async def _profile(self, ctx: Context, where: str) -> str:
+        """The caller's profile, for the resource or the prompt (``where``, as logged)."""
+        sees_store = False  # until the credentials are read
         try:
-            user = self.scope.user(ctx, None)
+            caller = await self.scope.caller(ctx, None)
+            sees_store = caller.sees_store
             read = await self._run(
-                lambda memory, who, _: profile(memory, who), user, None, writes=False
+                lambda memory, who, _: profile(memory, who), caller.user, None, writes=False
             )
             return str(read)
-        except (Unauthorized, NotedError) as exc:
+        except Unauthorized as exc:
             raise _request_error(exc) from None
+        except NotedError as exc:
+            raise _request_error(exc, self.scope.told(exc, sees_store, where)) from None
 
     async def list_resources(
         self, ctx: Context, params: types.PaginatedRequestParams | None
@@ -247,7 +285,7 @@ class _Handlers:
     ) -> types.ReadResourceResult:
         if str(params.uri) != PROFILE_URI:
             raise _request_error(UserError(f"unknown resource {params.uri!r}; it is {PROFILE_URI}"))
-        text = await self._profile(ctx)
+        text = await self._profile(ctx, f"MCP resource {PROFILE_URI}")
         contents = types.TextResourceContents(uri=PROFILE_URI, mime_type="text/plain", text=text)
         return types.ReadResourceResult(contents=[contents])
 
@@ -266,7 +304,7 @@ class _Handlers:
     ) -> types.GetPromptResult:
         if params.name != "profile":
             raise _request_error(UserError(f"unknown prompt {params.name!r}; it is 'profile'"))
-        text = await self._profile(ctx)
+        text = await self._profile(ctx, "MCP prompt profile")
         message = types.PromptMessage(
             role="user", content=types.TextContent(type="text", text=text)
         )
