@@ -299,6 +299,10 @@ def test_bad_arguments_are_tool_errors_that_change_nothing(
         ("search_memories", {"query": "\x00"}, "query must not contain NUL characters"),
         ("search_memories", {"query": "tea\x00"}, "query must not contain NUL characters"),
         ("get_memory", {"id": "a\x00"}, "id must not contain NUL characters"),
+        # the tool's argument, not the Python API's memory_id
+        ("get_memory", {"id": "x" * 256}, "id must be at most 255 characters, got 256"),
+        ("update_memory", {"id": "x" * 300, "memory": "m"}, "id must be at most 255 characters"),
+        ("delete_memory", {"id": "x" * 256}, "id must be at most 255 characters, got 256"),
         (
             "get_memory",
             {"id": "no-such-id"},

@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from noted._time import iso
 from noted.errors import NotFoundError, UserError
-from noted.limits import MAX_QUERY_CHARS, MAX_TOPICS
+from noted.limits import MAX_ID_LENGTH, MAX_QUERY_CHARS, MAX_TOPICS
 from noted.mcp.arguments import MAX_LIMIT, Arguments
 from noted.memory import Memory
 from noted.schema import MemoryMatch, UserMemory
@@ -63,6 +63,12 @@ def _missing(memory_id: str) -> NotFoundError:
     )
 
 
+def _memory_id(args: Arguments) -> str:
+    """The ``id`` argument, its length checked here so that an error names it as the
+    tool does (the Memory API calls it ``memory_id``)."""
+    return args.required_text("id", longest=MAX_ID_LENGTH)
+
+
 def _stored(memory: Memory, user: str, memory_id: str) -> UserMemory:
     found = memory.get_user_memory(memory_id, user_id=user)
     if found is None:
@@ -100,11 +106,11 @@ def _recent(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
 
 
 def _get(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
-    return memory_result(_stored(memory, user, args.required_text("id")))
+    return memory_result(_stored(memory, user, _memory_id(args)))
 
 
 def _update(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
-    memory_id = args.required_text("id")
+    memory_id = _memory_id(args)
     text, topics = args.text("memory", required=False), args.topics()
     if text is None and topics is None:
         raise UserError("update_memory: give the new memory text, the new topics, or both")
@@ -116,7 +122,7 @@ def _update(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
 
 
 def _delete(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
-    memory_id = args.required_text("id")
+    memory_id = _memory_id(args)
     if not memory.delete_user_memory(memory_id, user_id=user):
         _stored(memory, user, memory_id)  # raises the same not-found error as get
     return {"deleted": memory_id}
@@ -128,7 +134,12 @@ def _topics(memory: Memory, user: str, args: Arguments) -> dict[str, Any]:
 
 # -- what a model reads ---------------------------------------------------------------------
 
-_ID: Final = {"type": "string", "minLength": 1, "description": "The memory's id."}
+_ID: Final = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_ID_LENGTH,
+    "description": "The memory's id.",
+}
 _TOPICS: Final = {
     "type": "array",
     "items": {"type": "string", "minLength": 1},
