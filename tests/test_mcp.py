@@ -18,6 +18,8 @@ from typing import Any
 
 import apsw
 import pytest
+from mcp.shared.exceptions import MCPError
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS
 
 from mcp_client import Connected, Loop, module_db, stdio
 from noted import Memory, MemoryQuery, SqliteDb, UserMemory
@@ -344,6 +346,38 @@ def test_the_profile_resource_and_prompt(client: Connected, db: SqliteDb) -> Non
     assert "Bob" not in text
     prompt = client.loop.run(client.session.get_prompt("profile"))
     assert prompt.messages[0].content.text == text  # type: ignore[union-attr]
+
+
+def test_a_failing_store_is_the_profiles_internal_error_not_a_bad_request(tmp_path: Path) -> None:
+    """A store that cannot answer (here a file that is no database) is JSON-RPC's internal
+    error (-32603), saying why; it was -32602, invalid params, as if the client had asked
+    wrongly. An unknown resource or prompt still is a bad request."""
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database" * 500)
+    loop = Loop()
+    command = ["mcp", "--db", str(junk), "--user", USER, "--embedder", "none"]
+    connected = Connected(loop, stdio(NOTED, *command))
+    session = connected.session
+    try:
+        for read in (
+            lambda: session.read_resource("noted://profile"),
+            lambda: session.get_prompt("profile"),
+        ):
+            with pytest.raises(MCPError) as failed:
+                loop.run(read())
+            assert failed.value.code == INTERNAL_ERROR, failed.value
+            assert "not a SQLite database" in failed.value.message
+        for bad in (
+            lambda: session.read_resource("noted://other"),
+            lambda: session.get_prompt("other"),
+        ):
+            with pytest.raises(MCPError) as refused:
+                loop.run(bad())
+            assert refused.value.code == INVALID_PARAMS, refused.value
+    finally:
+        connected.close()
+        loop.close()
+    assert junk.read_bytes() == b"this is not a database" * 500
 
 
 def test_the_config_file_names_the_store_and_the_user(tmp_path: Path) -> None:

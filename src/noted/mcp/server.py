@@ -162,10 +162,12 @@ def profile(memory: Memory, user: str) -> str:
 
 
 def _request_error(exc: Exception, said: str | None = None) -> MCPError:
-    """A bad resource or prompt request, answered as a JSON-RPC error that says why
-    (``said``, else ``exc``'s message)."""
+    """A resource or prompt request that failed, answered as a JSON-RPC error that says
+    why (``said``, else ``exc``'s message): an internal error when the store failed, else
+    a bad request."""
     prefix = "unauthorized: " if isinstance(exc, Unauthorized) else ""
-    return MCPError(types.INVALID_PARAMS, f"{prefix}{said or exc}")
+    code = types.INTERNAL_ERROR if isinstance(exc, StoreError) else types.INVALID_PARAMS
+    return MCPError(code, f"{prefix}{said or exc}")
 
 
 @dataclass(frozen=True, slots=True)
