@@ -137,5 +137,8 @@ def test_a_text_over_the_limit_is_named_by_its_line(
     file.write_text("\n".join(lines) + "\n", encoding="utf-8")
     code, out, err = run(capsys, "memories", "import", str(file), *target)
     assert (code, out) == (1, "")
-    assert err == "error: line 3: memory text is 5001 characters; the limit is 5000\n"
+    assert err == (
+        "error: line 3: memory text is 5001 characters; the limit is 5000 "
+        "(--max-memory-length raises it)\n"
+    )
     assert exported(capsys, target) == []
