@@ -33,7 +33,7 @@ from noted import (
     StoreError,
     UserError,
     UserMemory,
-    cli,
+    cli_files,
 )
 from noted.db.base import SortField, SortOrder
 from noted.models import ToolDefinition
@@ -851,7 +851,7 @@ def test_an_export_neither_skips_nor_repeats_under_concurrent_writes_on_every_ba
     ]
     store.upsert_memories(memories)
     memory = Memory(db=store, embedder=None)
-    monkeypatch.setattr(cli, "EXPORT_PAGE", 2)
+    monkeypatch.setattr(cli_files, "EXPORT_PAGE", 2)
     reads = 0
     read = store.list_memories
 
@@ -867,7 +867,7 @@ def test_an_export_neither_skips_nor_repeats_under_concurrent_writes_on_every_ba
 
     monkeypatch.setattr(store, "list_memories", read_then_write)
     with (tmp_path / "export.jsonl").open("w", encoding="utf-8") as stream:
-        written = cli.export_memories(memory, "ava", stream)
+        written = cli_files.export_memories(memory, "ava", stream)
     lines = (tmp_path / "export.jsonl").read_text(encoding="utf-8").splitlines()
     exported = [json.loads(line)["memory_id"] for line in lines]
     assert exported == [m.memory_id for m in memories]
@@ -897,10 +897,10 @@ def test_an_export_stops_on_a_store_that_pages_past_nothing(
     store.upsert_memories([stamped(f"fact {n}", "ava", f"m{n}") for n in range(5)])
     read = store.list_memories
     monkeypatch.setattr(store, "list_memories", lambda q: read(replace(q, after=None)))
-    monkeypatch.setattr(cli, "EXPORT_PAGE", 2)
+    monkeypatch.setattr(cli_files, "EXPORT_PAGE", 2)
     with (
         (tmp_path / "export.jsonl").open("w", encoding="utf-8") as stream,
         pytest.raises(StoreError, match=r"does not list the memories past one"),
     ):
-        cli.export_memories(Memory(db=store, embedder=None), "ava", stream)
+        cli_files.export_memories(Memory(db=store, embedder=None), "ava", stream)
     store.close()

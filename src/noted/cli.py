@@ -12,8 +12,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import TextIO
 
 from rich.markup import escape
 
@@ -31,7 +29,7 @@ from noted.cli_db import (
     positive_int,
     user_options,
 )
-from noted.cli_files import written_file
+from noted.cli_files import export_memories, import_check, in_utf8, read_text, written_file
 from noted.cli_import import add_import_commands
 from noted.cli_jobs import add_job_commands
 from noted.cli_mcp import add_mcp_command
@@ -39,21 +37,19 @@ from noted.cli_serve import add_server_commands
 from noted.cli_sessions import INTERRUPTED, add_chat_command, add_session_commands
 from noted.db import MemoryQuery
 from noted.db._rows import DAMAGED_RECORD
-from noted.db.base import after_cursor
 from noted.db.urls import DEFAULT_TABLES, TABLE_ENVIRONMENT
-from noted.errors import DamagedMemoryError, NotedError, NotFoundError, StoreError, UserError
+from noted.errors import DamagedMemoryError, NotedError, NotFoundError, UserError
 from noted.importers.plan import memories_of, not_stored_as_is
 from noted.limits import MAX_MEMORY_LENGTH
 from noted.memory import DEFAULT_USER_ID, Memory
-from noted.memory.door import TextTooLong, told
-from noted.memory.jsonl import jsonl_lines, read_jsonl, write_jsonl
+from noted.memory.door import told
+from noted.memory.jsonl import jsonl_lines, read_jsonl
 from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.schema import UserMemory, check_topics
 
 __all__ = ["main"]
 
 DEFAULT_DB = "noted.db"
-EXPORT_PAGE = 1000
 _OTHERS_NAMED = 5
 
 
@@ -371,7 +367,7 @@ def cmd_export(memory: Memory, args: argparse.Namespace) -> int:
     if args.user is None and not args.all:
         _note_default_user(memory, ", or --all for every user")
     if args.output in (None, "-"):  # a full disk under `> FILE`: see main()
-        _in_utf8(sys.stdout)
+        in_utf8(sys.stdout)
         export_memories(memory, user, sys.stdout)
         sys.stdout.flush()
         return 0
@@ -381,66 +377,14 @@ def cmd_export(memory: Memory, args: argparse.Namespace) -> int:
     return 0
 
 
-def export_memories(memory: Memory, user: str | None, stream: TextIO) -> int:
-    """Write the memories of ``user`` (of everyone for None) to ``stream``, oldest first,
-    a page at a time; how many. Each page is read past the last memory of the one before
-    (not at an offset), so a page costs the same however deep it is, and a memory added
-    or deleted meanwhile does not make another one be skipped or written twice."""
-    written = 0
-    query = MemoryQuery(user_id=user, sort_by="created_at", sort_order="asc", limit=EXPORT_PAGE)
-    while True:
-        page = memory.db.list_memories(query)
-        if page and not after_cursor(query, page[0]):  # else the same page again and again
-            raise StoreError(
-                f"{type(memory.db).__name__} does not list the memories past one "
-                "(MemoryQuery.after): nothing more is exported"
-            )
-        written += write_jsonl(page, stream)
-        if len(page) < EXPORT_PAGE:
-            return written
-        query = query.following(page[-1])
-
-
-def _in_utf8(stream: TextIO) -> None:
-    """Standard input or output (``stream``) read or written in UTF-8, as JSON Lines are,
-    whatever the locale's encoding (an ISO 8859 locale, a Windows code page), which would
-    fail on the first emoji or turn every accent into two wrong characters."""
-    reconfigure = getattr(stream, "reconfigure", None)
-    if callable(reconfigure):
-        reconfigure(encoding="utf-8")
-
-
-def _import_check(memory: Memory) -> Callable[[UserMemory], object]:
-    """The store's check of a memory to import, whose refusal of a text over the limit
-    names the option that raises it."""
-
-    def check(given: UserMemory) -> object:
-        try:
-            return memory.door.check(given)
-        except TextTooLong as exc:
-            raise UserError(f"{exc.without_hint} (--max-memory-length raises it)") from None
-
-    return check
-
-
 def cmd_import(memory: Memory, args: argparse.Namespace) -> int:
-    if args.file == "-":
-        _in_utf8(sys.stdin)
-        try:
-            lines = jsonl_lines(sys.stdin.read())
-        except UnicodeDecodeError as exc:
-            raise UserError(f"cannot read standard input: {exc}") from None
-    else:
-        try:
-            lines = jsonl_lines(Path(args.file).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read {args.file}: {exc}") from None
+    lines = jsonl_lines(read_text(args.file))
     progress = progress_bar("importing", args.json)
     skipped = 0
     with progress:
         task = progress.add_task("import", total=len(lines))
         memories = read_jsonl(
-            lines, on_line=lambda n: progress.update(task, completed=n), check=_import_check(memory)
+            lines, on_line=lambda n: progress.update(task, completed=n), check=import_check(memory)
         )
         if args.user is not None:  # that user's memories only; those with no user become its
             kept = memories_of(memories, args.user)
