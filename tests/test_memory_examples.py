@@ -12,6 +12,7 @@ from noted import Memory, SqliteDb, UserMemory
 from noted.memory.manager import MemoryManager
 from noted.memory.operations import Operation, Permissions, Plan
 from noted.memory.prompts import (
+    asked_not_stated,
     copied_from_examples,
     dictated,
     drop_example_copies,
@@ -21,6 +22,7 @@ from noted.memory.prompts import (
     placeholder,
     question_as_fact,
     reports_asking,
+    stated_and_asked,
 )
 from noted.models.types import Message
 from noted.testing import ScriptedModel
@@ -380,3 +382,108 @@ def test_what_the_answer_told_is_kept_with_custom_capture_instructions(tmp_path:
     capture = "Facts about the user, and what you answered them."
     stored, _ = answered_turn(tmp_path / "m.db", PERU, LIMA, LIMA, capture=capture)
     assert stored == [LIMA]
+
+
+RECIPE = "Can you give me a quick pancake recipe?"
+SORT = "How do I sort a dictionary by value in Python?"
+VEGAN = "I'm vegan, what could I cook tonight?"
+
+
+@pytest.mark.parametrize(
+    ("said", "stated", "asked"),
+    [
+        (VEGAN, "i'm vegan", "what could i cook tonight?"),
+        (CANADA, "i'm ava.", "what's the capital of canada?"),
+        ("Translate 'good morning' into Italian.", "", "translate 'good morning' into italian."),
+        ("tell me a joke", "", "tell me a joke"),
+        (MAX, "my dog max keeps chewing the sofa", "any tips?"),
+        ("Any tips for my marathon training?", "any tips for my marathon training?", ""),
+        ("Please remember that I prefer bullet points.", "please remember that i prefer "
+         "bullet points.", ""),
+        ("You know Python?", "", "you know python?"),
+        ("I live in Paris, right?", "i live in paris", "right?"),
+    ],
+)  # fmt: skip
+def test_what_the_user_states_is_told_from_what_they_ask(
+    said: str, stated: str, asked: str
+) -> None:
+    assert stated_and_asked(said) == (stated, asked)
+
+
+@pytest.mark.parametrize(
+    ("memory", "said", "guessed"),
+    [
+        # what Qwen2.5-Coder-1.5B kept for questions and requests
+        ("User is familiar with Python", SORT, True),
+        ("User is a programmer", SORT, True),  # nothing stated: no fact to keep
+        ("User is a chef", RECIPE, True),
+        ("User likes pancakes", RECIPE, True),
+        ("User wants to translate 'good morning' into Italian",
+         "Translate 'good morning' into Italian.", True),
+        ("User is from Canada", CANADA, True),  # Canada is only asked about
+        ("User cooks chickpea and spinach curry with rice", VEGAN, True),
+        ("User is vegan", VEGAN, False),
+        ("User's name is Ava", CANADA, False),
+        ("User has a dog named Max", MAX, False),
+        ("User's sister lives in Toronto", TORONTO, False),
+        ("User is training for a marathon", "Any tips for my marathon training?", False),
+        ("User has two sons", "I have twin boys, what should I get them?", False),
+        ("User is a nurse", "I work as a nurse. Can you explain night shift pay?", False),
+        ("User lives in Seattle", "Just moved to Seattle! Where should I eat?", False),
+        ("User likes tea", "I like tea", False),  # no question: other checks' business
+        ("User lives in Paris", "I live in Paris, you know?", False),
+        ("User lives in Lima", "Where do I live?", False),  # told before: a memory shown
+    ],
+)  # fmt: skip
+def test_a_guess_from_what_the_user_asked_is_told_from_a_fact(
+    memory: str, said: str, guessed: bool
+) -> None:
+    known = "User lives in Lima" if said == "Where do I live?" else ""
+    assert asked_not_stated(memory, said, known) is guessed
+
+
+@pytest.mark.parametrize(
+    ("said", "answer", "memories", "kept"),
+    [
+        # the answers Qwen2.5-Coder-1.5B gave: a profile guessed from the question, the
+        # assistant's suggestion said of the user
+        (
+            SORT,
+            "Use sorted(d.items(), key=lambda item: item[1]).",
+            ("User is familiar with Python", "User is a programmer"),
+            [],
+        ),
+        (
+            VEGAN,
+            "A chickpea and spinach curry with rice is quick and fully vegan.",
+            ("User cooks chickpea and spinach curry with rice", "User is vegan"),
+            ["User is vegan"],
+        ),
+        (CANADA, OTTAWA, ("User's name is Ava", "User is from Canada"), ["User's name is Ava"]),
+    ],
+)
+def test_the_manager_drops_a_guess_from_what_the_user_asked(
+    tmp_path: Path, said: str, answer: str, memories: tuple[str, ...], kept: list[str]
+) -> None:
+    stored, rejected = answered_turn(tmp_path / "m.db", said, answer, *memories)
+    assert stored == kept
+    guesses = [r for r in rejected if r.startswith("a guess from what the user asked")]
+    assert len(guesses) == len(memories) - len(kept)
+
+
+def test_the_manager_drops_a_request_kept_as_a_wish(tmp_path: Path) -> None:
+    said = "Translate 'good morning' into Italian."
+    stored, rejected = one_turn(
+        tmp_path / "m.db", said, "User wants to translate 'good morning' into Italian"
+    )
+    assert stored == []
+    assert any("a guess from what the user asked" in r for r in rejected)
+
+
+def test_a_guess_from_what_was_asked_is_kept_with_custom_capture_instructions(
+    tmp_path: Path,
+) -> None:
+    # Instructions of one's own may want what the user asks about; only the default drops it.
+    capture = "Facts about the user, and the topics they ask about."
+    stored, _ = one_turn(tmp_path / "m.db", SORT, "User is interested in Python", capture=capture)
+    assert stored == ["User is interested in Python"]

@@ -19,6 +19,7 @@ from noted.schema import UserMemory
 __all__ = [
     "EXAMPLES",
     "Example",
+    "asked_not_stated",
     "copied_from_examples",
     "dictated",
     "drop_example_copies",
@@ -347,6 +348,96 @@ def from_the_answer(memory: str, said: str, answer: str) -> bool:
     return False
 
 
+# A sentence, with what ends it.
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+# Where a sentence's clauses meet: "I'm vegan, what could I cook tonight?"
+_CLAUSES = re.compile(r"[,;:]\s+|\s+[-\u2013\u2014]\s+")
+# A clause that asks: it opens with a question word, or an auxiliary before its subject.
+_ASKS = re.compile(
+    r"^(?:how|what|which|who|whom|whose|where|when|why|whether|can|could|would|will"
+    r"|should|shall|do|does|did|is|are|was|were|any|anything|anyone|is there|are there)\b"
+)
+# A request for a task ("Translate ... into Italian.", "tell me a joke"): the tasks the
+# prompt names as requests, and their like.
+_REQUEST = re.compile(
+    r"^(?:please,? )?(?:translate|tell|write|explain|calculate|compute|convert|give|show"
+    r"|list|summari[sz]e|define|describe|compare|recommend|suggest|find)\b"
+)
+# The user speaking of their own life: "my dog", "I'm vegan", "we have twins".
+_OWN = re.compile(r"\b(?:my|mine|our|ours|i'm|i am|i've|i have|i was|we're|we are|we've|we have)\b")
+
+
+def _asks(clause: str) -> bool:
+    """Whether ``clause`` (folded, stripped) asks a question or for a task, rather than
+    tells something of the user's own life."""
+    return (_ASKS.match(clause) is not None or _REQUEST.match(clause) is not None) and (
+        _OWN.search(clause) is None
+    )
+
+
+def stated_and_asked(said: str) -> tuple[str, str]:
+    """What the user states and what they ask, from ``said``: a sentence ending in "?"
+    asks from its first clause that opens with a question word on ("I'm vegan" is stated
+    in "I'm vegan, what could I cook tonight?"; with none, its last clause asks: "I live
+    in Paris, right?"), and so does a request for a task
+    ("Translate 'good morning' into Italian."); a question or request about the user's
+    own life ("any tips for my marathon training?") states that life too."""
+    stated: list[str] = []
+    asked: list[str] = []
+    for sentence in _SENTENCE.findall(said.casefold()):
+        clauses = [c.strip() for c in _CLAUSES.split(sentence) if c.strip()]
+        question = sentence.rstrip().endswith("?")
+        first = next((n for n, c in enumerate(clauses) if _asks(c)), None)
+        if first is None and question and clauses and _OWN.search(sentence) is None:
+            # A question in the form of a statement ("You know Python?"), or a tag after
+            # one ("I live in Paris, right?"): the last clause asks.
+            first = len(clauses) - 1
+        if first is None or (not question and first > 0):
+            stated.append(sentence)
+            continue
+        stated.extend(clauses[:first])
+        for clause in clauses[first:]:
+            (stated if _OWN.search(clause) else asked).append(clause)
+    return "\n".join(stated), "\n".join(asked)
+
+
+# Words that tell nothing of what a memory says.
+_FILLER = _COMMON | frozenset(
+    (
+        "and", "are", "but", "can", "for", "had", "has", "her", "him", "his", "its", "not",
+        "own", "she", "the", "was", "who", "why", "how", "you", "user", "users",
+    )
+)  # fmt: skip
+_MEMORY_WORD = re.compile(r"[^\W\d_][\w'-]{2,}|\d+(?:[.,]\d+)*")
+
+
+def _in(word: str, text: str) -> bool:
+    """Whether ``text`` (folded) holds ``word``, or a form of it (first four letters)."""
+    if word[0].isdigit():
+        return _number_in(word, text)
+    return not _absent(word, text)
+
+
+def asked_not_stated(memory: str, said: str, known: str = "") -> bool:
+    """Whether ``memory`` is a guess from what the user asked rather than a fact they
+    stated: ``said`` (what the user said) asks a question or for a task, and no word of
+    the memory is in what the user states or in ``known`` (the memories shown), while
+    some word of it is in what they ask, or they state nothing at all. Asked "How do I
+    sort a dictionary in Python?", a small model keeps "User is familiar with Python" or
+    "User is a programmer"; told "I'm vegan, what could I cook tonight?" and answered
+    with a curry, "User cooks chickpea curry". "User is vegan" is kept, and so is a fact
+    of "any tips for my marathon training?" (the user's own life, asked about)."""
+    stated, asked = stated_and_asked(said)
+    if not asked:
+        return False
+    words = [w.removesuffix("'s") for w in _MEMORY_WORD.findall(memory.casefold())]
+    words = [w for w in words if w not in _FILLER]
+    grounds = f"{stated}\n{known.casefold()}"
+    if any(_in(w, grounds) for w in words):
+        return False
+    return not stated.strip() or any(_in(w, asked) for w in words)
+
+
 def drop_example_copies(
     plan: Plan,
     grounded: str,
@@ -360,9 +451,9 @@ def drop_example_copies(
     :func:`invented_names` (``grounded``: what was said and the memories shown), that are
     a :func:`placeholder`, or
     :func:`dictated` (``said``: what the user said) out of ``plan``, each with its
-    reason; with ``asking``, also those that :func:`reports_asking`, and those that come
+    reason; with ``asking``, also those that :func:`reports_asking`, those that come
     :func:`from_the_answer` (``answer``: what the assistant said in the turn; ``known``:
-    the memories shown)."""
+    the memories shown), and those :func:`asked_not_stated`."""
     told = f"{said}\n{known}"
     kept: list[Operation] = []
     for op in plan.operations:
@@ -382,6 +473,8 @@ def drop_example_copies(
             plan.rejected.append(f"a question or request, not a fact: {op.memory!r}")
         elif op.memory is not None and asking and from_the_answer(op.memory, told, answer):
             plan.rejected.append(f"what the answer told, not a fact about the user: {op.memory!r}")
+        elif op.memory is not None and asking and asked_not_stated(op.memory, said, known):
+            plan.rejected.append(f"a guess from what the user asked, not a fact: {op.memory!r}")
         else:
             kept.append(op)
     plan.operations = kept
