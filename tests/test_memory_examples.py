@@ -401,7 +401,10 @@ VEGAN = "I'm vegan, what could I cook tonight?"
         ("Please remember that I prefer bullet points.", "please remember that i prefer "
          "bullet points.", ""),
         ("You know Python?", "", "you know python?"),
-        ("I live in Paris, right?", "i live in paris", "right?"),
+        ("Lisbon is lovely, isn't it?", "lisbon is lovely", "isn't it?"),
+        ("I live in Paris, right?", "i live in paris, right?", ""),
+        ("Did I mention we moved?", "did i mention we moved?", ""),
+        ("How do I sort a list?", "", "how do i sort a list?"),
     ],
 )  # fmt: skip
 def test_what_the_user_states_is_told_from_what_they_ask(
@@ -432,6 +435,8 @@ def test_what_the_user_states_is_told_from_what_they_ask(
         ("User lives in Seattle", "Just moved to Seattle! Where should I eat?", False),
         ("User likes tea", "I like tea", False),  # no question: other checks' business
         ("User lives in Paris", "I live in Paris, you know?", False),
+        ("User moved to Valencia", "Did I mention we moved to Valencia?", False),
+        ("User is a programmer", "Where should I start? How do I learn Rust?", True),
         ("User lives in Lima", "Where do I live?", False),  # told before: a memory shown
     ],
 )  # fmt: skip

@@ -363,8 +363,15 @@ _REQUEST = re.compile(
     r"^(?:please,? )?(?:translate|tell|write|explain|calculate|compute|convert|give|show"
     r"|list|summari[sz]e|define|describe|compare|recommend|suggest|find)\b"
 )
-# The user speaking of their own life: "my dog", "I'm vegan", "we have twins".
-_OWN = re.compile(r"\b(?:my|mine|our|ours|i'm|i am|i've|i have|i was|we're|we are|we've|we have)\b")
+# The user speaking of their own life: "my dog", "I'm vegan", "we moved" ("did I mention
+# we moved?"), but not the "I" of a question ("how do I", "what could I").
+_OWN = re.compile(
+    r"\b(?:my|mine|our|ours|i'm|i've|we're|we've)\b"
+    r"|(?<!\bdo )(?<!\bdoes )(?<!\bdid )(?<!\bcan )(?<!\bcould )(?<!\bshould )"
+    r"(?<!\bwould )(?<!\bwill )(?<!\bshall )(?<!\bmay )(?<!\bmight )(?<!\bmust )"
+    r"(?<!\bam )(?<!\bare )(?<!\bwas )(?<!\bwere )(?<!\bhave )(?<!\bhas )(?<!\bhad )"
+    r"\b(?:i|we)\s+[a-z]"
+)
 
 
 def _asks(clause: str) -> bool:
@@ -378,8 +385,8 @@ def _asks(clause: str) -> bool:
 def stated_and_asked(said: str) -> tuple[str, str]:
     """What the user states and what they ask, from ``said``: a sentence ending in "?"
     asks from its first clause that opens with a question word on ("I'm vegan" is stated
-    in "I'm vegan, what could I cook tonight?"; with none, its last clause asks: "I live
-    in Paris, right?"), and so does a request for a task
+    in "I'm vegan, what could I cook tonight?"; with none, its last clause asks: "Lisbon
+    is lovely, isn't it?"), and so does a request for a task
     ("Translate 'good morning' into Italian."); a question or request about the user's
     own life ("any tips for my marathon training?") states that life too."""
     stated: list[str] = []
@@ -390,7 +397,7 @@ def stated_and_asked(said: str) -> tuple[str, str]:
         first = next((n for n, c in enumerate(clauses) if _asks(c)), None)
         if first is None and question and clauses and _OWN.search(sentence) is None:
             # A question in the form of a statement ("You know Python?"), or a tag after
-            # one ("I live in Paris, right?"): the last clause asks.
+            # one ("Lisbon is lovely, isn't it?"): the last clause asks.
             first = len(clauses) - 1
         if first is None or (not question and first > 0):
             stated.append(sentence)
