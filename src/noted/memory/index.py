@@ -8,7 +8,8 @@ version, or before an embedder was configured) is embedded by the next search of
 user, up to ``embed_on_search`` of them (every one with ``embed_on_write=False``); more
 than that waits for :meth:`MemoryIndex.reindex` (``noted memories reindex``), and searches
 meanwhile use the memories that have embeddings (hybrid search still finds the others by
-keyword).
+keyword). So does a search whose store cannot keep the vectors now (a full disk, a store
+opened read-only): it logs a warning, and a later search embeds them.
 
 What an embedder returns is checked where it comes back: vectors of another width than its
 ``dimensions``, or another number of them than of texts, are a ModelOutputError naming it,
@@ -40,7 +41,7 @@ import numpy as np
 
 from noted.db.base import MemoryQuery, MemoryStore, QueryVector, ScoredMemory
 from noted.db.core import Capabilities
-from noted.errors import ModelError, ModelHTTPError, ModelOutputError, UserError
+from noted.errors import ModelError, ModelHTTPError, ModelOutputError, StoreError, UserError
 from noted.retrieval.choice import DEFAULT_EMBEDDER, resolve_embedder
 from noted.retrieval.embedders import (
     Embedder,
@@ -331,7 +332,13 @@ class MemoryIndex:
             waiting = self._not_refused(
                 self.store.memories_to_embed(user_id, self.model_name, pending)
             )
-            offered, kept = self._embed_batch(waiting)
+            try:
+                offered, kept = self._embed_batch(waiting)
+            except StoreError as exc:
+                # the store reads but cannot write now (a full disk, a file made read-only):
+                # the search goes on, and finds these memories by keyword meanwhile
+                log.warning("memories of user %r not embedded for now: %s", user_id, exc)
+                return
             if kept == offered:
                 break
         # counted again now: a store that keeps the count with the user's generation

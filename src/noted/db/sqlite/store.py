@@ -77,6 +77,8 @@ _EVENT_ID_LEN = 36  # a UUID as text
 _MAX_ROWID = 2**63 - 1
 _VECTOR_CACHE_BYTES = 512 * 2**20
 _PAGE_CACHE_MIB = 64
+# the faults that stop a write but not a read: a keyword search reads on without its catch-up
+_CANNOT_WRITE = (apsw.FullError, apsw.ReadOnlyError)
 
 
 class SqliteDb(
@@ -447,9 +449,10 @@ class SqliteDb(
     def _catch_up(self) -> bool:
         """Index the memories added since the last keyword search, if SQLite's write lock
         is free now: True when the index holds every memory then; False (nothing done)
-        when another connection holds the lock or the store is read-only, and the search
-        ranks the memories the index does not hold itself (see noted.db.sqlite.pending),
-        rather than wait for the lock (up to ``busy_timeout``, and then fail)."""
+        when another connection holds the lock, the store is read-only, or the file cannot
+        be written now (a full disk, a file made read-only), and the search ranks the
+        memories the index does not hold itself (see noted.db.sqlite.pending), rather than
+        wait for the lock (up to ``busy_timeout``, and then fail) or fail."""
         top = f"SELECT max(rowid) FROM {self.memory_table}"
         with self._session() as conn:
             newest, indexed = conn.execute(f"SELECT ({top}), ({self._terms.sql_top})").fetchone()
@@ -457,11 +460,16 @@ class SqliteDb(
             return True
         if self.read_only:
             return False
-        with self._transaction_if_free() as conn:
-            if conn is None:
-                return False
-            indexed = conn.execute(self._terms.sql_top).fetchone()[0]
-            self._terms.index_after(conn, indexed or 0)
+        try:
+            with self._transaction_if_free() as conn:
+                if conn is None:
+                    return False
+                indexed = conn.execute(self._terms.sql_top).fetchone()[0]
+                self._terms.index_after(conn, indexed or 0)
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, _CANNOT_WRITE):
+                raise
+            return False  # the search reads on; the next one that can write indexes them
         return True
 
     def _keyword_rows(

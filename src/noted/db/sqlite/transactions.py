@@ -158,9 +158,12 @@ class SqliteTransactions:
                 yield None
 
     def _roll_back(self, conn: Connection) -> None:
-        """Roll back the write transaction open on ``conn`` (its block failed)."""
+        """Roll back the write transaction open on ``conn`` (its block failed). SQLite has
+        rolled it back itself after some faults (a full disk, an I/O error): then there is
+        nothing to roll back, and the fault raised is the one the caller sees."""
         self._vectors.rolled_back()
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
 
     def _commit(self, conn: Connection) -> None:
         """Commit the write transaction open on ``conn``; rolled back if that fails."""
