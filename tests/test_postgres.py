@@ -1291,3 +1291,25 @@ def test_a_search_of_function_words_alone_reads_the_users_newest_rows(
     assert found("the is") == ["ava-0", "ava-1", "ava-2"]
     assert found("at", agent_id="coach") == ["ava-1", "ava-3", "ava-5"]
     assert len(found("lake")) == 6  # a word the index holds: every row
+
+
+def test_the_calls_after_the_server_ended_the_pools_connections_work(
+    db: PostgresDb, url: str
+) -> None:
+    """A restart of the server ends every connection waiting in the pool (as ending their
+    sessions does here): the next calls take new ones instead of failing once for each."""
+    db.upsert_memories(memories("ava", 2))
+    with contextlib.ExitStack() as held:  # the pool holds three connections, all idle after
+        pids = [held.enter_context(db._connection()).info.backend_pid for _ in range(3)]
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+        deadline = time.monotonic() + 10
+        while admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY(%s)", (pids,)
+        ).fetchone() != (0,):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    for _ in range(4):
+        assert len(db.list_memories(MemoryQuery(user_id="ava"))) == 2
+    db.upsert_memories(memories("bob", 1))
+    assert db.count_memories(MemoryQuery(user_id="bob")) == 1

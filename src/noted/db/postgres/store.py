@@ -61,6 +61,7 @@ from noted.db.postgres import schema as pg_schema
 from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.jobs import PostgresJobs
 from noted.db.postgres.kept import KeptSearches, move_sql, moved_users
+from noted.db.postgres.live import ended_by_server
 from noted.db.postgres.query import MICROS, SELECT, SOUND_TOPICS, Conn, Row
 from noted.db.postgres.vectors import PostgresVectors
 
@@ -267,11 +268,26 @@ class PostgresDb(
         opens again when it is used, and the work in flight goes on."""
         pool = self._pool if self._pool is not None else self._open()
         try:
-            return stack.enter_context(pool.connection())
+            return self._live(stack, pool)
         except PoolClosed:
             if pool is self._pool:  # closed by something else than close()
                 raise
-            return stack.enter_context(self._open().connection())
+            return self._live(stack, self._open())
+
+    def _live(self, stack: ExitStack, pool: ConnectionPool[Conn]) -> Conn:
+        """A connection of ``pool`` that the server has not ended while it waited there
+        (see noted.db.postgres.live): after a restart of the server, the pool's idle
+        connections are each closed and given back, and a new one is taken, so that the
+        first calls after it work instead of failing once for each connection held."""
+        for _ in range(self.pool_size):
+            taken = ExitStack()
+            conn = taken.enter_context(pool.connection())
+            if not ended_by_server(conn):
+                stack.push(taken)
+                return conn
+            conn.close()
+            taken.close()  # a closed connection given back is replaced by a new one
+        return stack.enter_context(pool.connection())
 
     @contextmanager
     def _transaction(self) -> Iterator[Conn]:
