@@ -1,16 +1,20 @@
 """SqliteDb when its file cannot be written for a while: a full disk (SQLite's
-``max_page_count``, which fails a write as a full disk does), and what works again after."""
+``max_page_count``, which fails a write as a full disk does), a file made read-only, and
+what works again after."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from noted import Memory, SqliteDb, UserMemory
+from noted import Memory, MemoryQuery, SqliteDb, UserMemory
 from noted.errors import StoreError
 from noted.retrieval.embedders import BaseEmbedder, Kind
 
@@ -81,3 +85,46 @@ def test_a_search_on_a_full_disk_reads_what_it_cannot_index(tmp_path: Path) -> N
         assert [m.memory for m in found] == ["Ava likes green tea"]
     assert db.count_memories_to_embed("ava", hybrid.index.model_name) == 0  # type: ignore[union-attr]
     db.close()
+
+
+def writable(path: Path, can: bool) -> None:
+    """Make ``path`` writable or not: its mode, or for root (whom modes do not stop) the
+    immutable attribute."""
+    if os.geteuid() != 0:
+        path.chmod(0o600 if can else 0o400)
+        return
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("chattr is not installed")
+    done = subprocess.run(
+        [chattr, "-i" if can else "+i", str(path)], capture_output=True, check=False
+    )
+    if done.returncode != 0:
+        pytest.skip(f"chattr cannot change {path}: {done.stderr.decode().strip()}")
+
+
+def test_a_file_made_read_only_is_read_then_written_again_once_it_can_be(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ro.db"
+    db = SqliteDb(path)
+    memory = Memory(db=db, embedder=None)
+    first = memory.add_user_memory(UserMemory("Ava likes green tea"), user_id="ava")
+    db.close()
+    writable(path, False)
+    try:
+        # opened now, SQLite opens the file read-only: reads and searches work
+        assert [m.memory_id for m in memory.get_user_memories("ava")] == [first]
+        found = memory.search_user_memories("green tea", user_id="ava")
+        assert [m.memory_id for m in found] == [first]
+        with pytest.raises(StoreError, match="read-only"):
+            memory.add_user_memory(UserMemory("Ava walks"), user_id="ava")
+        assert [m.memory_id for m in memory.get_user_memories("ava")] == [first]
+    finally:
+        writable(path, True)
+    # writable again: the next write writes, without closing the store
+    second = memory.add_user_memory(UserMemory("Ava walks"), user_id="ava")
+    assert {m.memory_id for m in memory.get_user_memories("ava")} == {first, second}
+    db.close()
+    with SqliteDb(path) as again:
+        assert again.count_memories(MemoryQuery(user_id="ava")) == 2

@@ -66,6 +66,25 @@ class SqliteTransactions:
                 if not self._depth:
                     close_cursors(conn)
 
+    @contextmanager
+    def _write_session(self) -> Iterator[Connection]:
+        """:meth:`_session`, for a write. SQLite opens a file that it cannot write (made
+        read-only, or on a file system mounted read-only) read-only, and the connection
+        stays so: a write on such a connection opens the file again first, so that it
+        writes once the file can be written again (else it fails as read-only)."""
+        with self._lock:
+            conn = self._conn
+            if (
+                conn is not None
+                and not self._depth
+                and not self.read_only
+                and conn.readonly("main")
+            ):
+                self._conn = None
+                conn.close()
+            with self._session() as conn:
+                yield conn
+
     def _store_error(self, exc: apsw.Error) -> StoreError:
         text = str(exc)
         if isinstance(exc, apsw.ReadOnlyError):
@@ -125,7 +144,7 @@ class SqliteTransactions:
         for up to ``busy_timeout``."""
         deadline = time.monotonic() + self.busy_timeout
         while True:
-            with self._session() as conn:
+            with self._write_session() as conn:
                 if conn.in_transaction:
                     yield conn
                     return
@@ -144,7 +163,7 @@ class SqliteTransactions:
     def _transaction_if_free(self) -> Iterator[Connection | None]:
         """:meth:`_transaction` when SQLite's write lock is free now (or a transaction is
         open on this thread already); else None, without waiting."""
-        with self._session() as conn:
+        with self._write_session() as conn:
             if conn.in_transaction:
                 yield conn
             elif begin_write_if_free(conn, self.busy_timeout):
