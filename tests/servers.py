@@ -143,7 +143,7 @@ def start_redis(workdir: Path) -> Server:
         [
             program,
             "--bind",
-            "127.0.0.1",
+            "127.0.0.1 -::1",  # and IPv6's loopback where there is one ("-": else skipped)
             "--port",
             str(port),
             "--save",

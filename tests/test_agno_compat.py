@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import sqlite3
 import warnings
 from pathlib import Path
@@ -515,3 +516,25 @@ def test_mongo_and_redis_memory_dbs(servers: dict[str, Server | str]) -> None:
         db.close()
     with pytest.raises(UserError, match="db_url"):
         MongoMemoryDb()
+
+
+def test_a_redis_memory_db_on_an_ipv6_host(servers: dict[str, Server | str]) -> None:
+    """``host="::1"``, as Agno's RedisMemoryDb takes it: its colons were read as the port's
+    ("Port could not be cast to integer value as ':1:6379'")."""
+    from urllib.parse import urlsplit
+
+    from noted.agno import RedisMemoryDb
+
+    port = urlsplit(server_url(servers, "redis")).port
+    assert port is not None
+    try:
+        socket.create_connection(("::1", port), timeout=2).close()
+    except OSError as exc:  # the test server listens on ::1 where the machine has it
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    for host in ("::1", "[::1]"):
+        db = RedisMemoryDb(prefix="agno_ipv6", host=host, port=port)
+        memory = Memory(db=db)
+        memory.add_user_memory(UserMemory(memory="The user likes tea"), user_id="ava")
+        assert [m.memory for m in memory.get_user_memories(user_id="ava")] == ["The user likes tea"]
+        memory.clear()
+        db.close()

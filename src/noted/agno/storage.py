@@ -245,8 +245,15 @@ def RedisMemoryDb(
     password: str | None = None,
 ) -> redisdb.RedisDb:
     """``RedisMemoryDb(prefix="agno_memory", host=..., port=..., db=..., password=...)``:
-    memories in Redis under keys that begin with ``prefix``."""
+    memories in Redis under keys that begin with ``prefix``. ``host`` is a name or an
+    address, IPv6 ones (``::1``) included, as Agno's takes it."""
     from noted.db.redisdb import RedisDb
 
     login = "" if password is None else f":{quote(password, safe='')}@"
-    return RedisDb(f"redis://{login}{host}:{port}/{db}", memory_table=prefix)
+    return RedisDb(f"redis://{login}{_url_host(host)}:{port}/{db}", memory_table=prefix)
+
+
+def _url_host(host: str) -> str:
+    """``host`` as a URL names it: an IPv6 address between brackets (its colons would be
+    read as the port's)."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
