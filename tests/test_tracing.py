@@ -526,6 +526,40 @@ def test_large_texts_are_bounded_in_spans_keeping_their_start_and_end(
     assert 'raise ValueError(f"cannot shout {text}")' in stacktrace(failed)
 
 
+def test_the_stack_trace_of_an_error_raised_from_one_quoting_a_large_text_is_bounded(
+    traces: Traces, tmp_path: Path
+) -> None:
+    """A short message over a stack trace that holds a long one (that of the exception it
+    was raised from, quoting a tool's input) is bounded too: the stack trace held all
+    1,000,000 characters of the input, and the span was too large to send."""
+
+    def look_up(text: str) -> str:
+        """Looks a text up."""
+        try:
+            raise ValueError(f"no entry for {text}")
+        except ValueError as exc:
+            raise RuntimeError("the lookup failed") from exc
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str | ModelResponse:
+        if len(messages) == 1:
+            return ModelResponse(tool_calls=[call("look_up", text="y" * 1_000_000)])
+        return "Done."
+
+    agent = Agent(FunctionModel(fn, id="fake-4o"), db=SqliteDb(tmp_path / "t.db"), tools=[look_up])
+    assert agent.run("Look it up").content == "Done."
+    failed = traces.one("look_up")
+    assert exception(failed) == {
+        "exception.type": "RuntimeError",
+        "exception.message": "the lookup failed",
+    }
+    stack = stacktrace(failed)
+    assert len(stack) <= MAX_TRACE_VALUE_CHARS + 200, len(stack)
+    assert stack.startswith("Traceback (most recent call last):")
+    assert "characters were left out of this value" in stack
+    assert stack.endswith("RuntimeError: the lookup failed\n")
+    assert failed.status.description == "RuntimeError: the lookup failed"
+
+
 def test_a_model_error_marks_the_llm_and_agent_spans(traces: Traces) -> None:
     agent = Agent(ScriptedModel([]), name="Broken")
     with pytest.raises(Exception, match="response"):

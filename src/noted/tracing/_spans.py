@@ -95,18 +95,20 @@ def _failed(span: Span, exc: BaseException, hidden: bool = False) -> None:
         span.set_status(Status(StatusCode.ERROR, f"{name}: {REDACTED}"))
         return
     message = str(exc)
-    if len(message) > MAX_TRACE_VALUE_CHARS:
-        span.record_exception(exc, attributes=_bounded(exc, message))
+    # the stack trace holds the messages of the exceptions ``exc`` was raised from too
+    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    if len(message) > MAX_TRACE_VALUE_CHARS or len(stack) > MAX_TRACE_VALUE_CHARS:
+        span.record_exception(exc, attributes=_bounded(message, stack))
         message = attrs.bounded(message)
     else:
         span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, f"{name}: {message}"))
 
 
-def _bounded(exc: BaseException, message: str) -> Attributes:
-    """The exception event's message and stack trace, bounded: an exception's message may
-    quote all of a large text (a tool's input, a provider's answer)."""
-    stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+def _bounded(message: str, stack: str) -> Attributes:
+    """The exception event's message and stack trace, bounded: an exception's message, or
+    that of one it was raised from, may quote all of a large text (a tool's input, a
+    provider's answer)."""
     return {
         "exception.message": attrs.bounded(message),
         "exception.stacktrace": attrs.bounded(stack),
