@@ -400,6 +400,32 @@ def test_the_topics_of_a_memory_over_the_pages_limit_can_be_edited(site: Site, p
     assert stored is not None and stored.memory == long_text
 
 
+def test_the_topics_of_a_memory_with_windows_line_breaks_are_edited_alone(
+    site: Site, page: Page
+) -> None:
+    """A text with CRLF line breaks (imported from a Windows file) reads back from the
+    edit box with LF ones: it was taken for a changed text, refused when over the page's
+    5,000 characters and otherwise sent and stored with its line breaks changed."""
+    long_text = "Travel diary\r\n" + "\r\n".join(["Lisbon, Porto, Faro."] * 300)
+    short_text = "Shopping list\r\nTea\r\nBread"
+    kept = Memory(site.store, max_memory_length=10_000).add_user_memories(
+        [UserMemory(long_text, topics=["travel"]), UserMemory(short_text, topics=["home"])],
+        user_id="alice",
+    )
+    open_app(page, site.url)
+    for first_line, topics in (("Travel diary", ["travel", "diary"]), ("Shopping list", ["food"])):
+        row(page, first_line).locator("[data-action=edit]").click()
+        page.get_by_test_id("edit-topics").fill(", ".join(topics))
+        page.locator("[data-action=save]").click()
+        expect(page.get_by_test_id("notice")).to_have_text("Memory saved")
+        expect(page.locator("[data-action=save]")).to_have_count(0)
+    stored = [site.memory.get_user_memory(memory_id, "alice") for memory_id in kept]
+    assert [(m.memory, m.topics) for m in stored if m is not None] == [
+        (long_text, ["travel", "diary"]),
+        (short_text, ["food"]),
+    ]
+
+
 def test_a_long_memory_shows_its_first_lines_until_unfolded(site: Site, page: Page) -> None:
     long_text = "Keeps a travel diary: " + " ".join(["Lisbon, Porto, Faro."] * 200)
     site.add(long_text, "alice")

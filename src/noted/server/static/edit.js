@@ -98,6 +98,12 @@ export function cancelEdit() {
   renderMemories();
 }
 
+// A stored text as its edit box gives it back: an edit box's line breaks are "\n", so a
+// text stored with "\r\n" ones (imported from a Windows file) is the same text.
+function asEdited(text) {
+  return text.replace(/\r\n?/g, "\n").trim();
+}
+
 export async function saveEdit(memory, text, topicsText) {
   const body = {};
   const trimmed = text.trim();
@@ -106,13 +112,14 @@ export async function saveEdit(memory, text, topicsText) {
     return;
   }
   // the text as stored passes (one stored through the library with a higher limit)
-  const refused = trimmed === memory.memory ? "" : tooLong(trimmed);
+  const same = trimmed === asEdited(memory.memory);
+  const refused = same ? "" : tooLong(trimmed);
   if (refused) {
     showError(refused);
     return;
   }
   const topics = parseTopics(topicsText);
-  if (trimmed !== memory.memory) body.memory = trimmed;
+  if (!same) body.memory = trimmed;
   // topics left as shown stay as they are (one may hold a comma); a damaged memory's
   // are always sent: saving it gives it the topics typed, which repairs it
   const changed = topicsText !== memory.topics.join(", ") && !sameList(topics, memory.topics);
