@@ -17,6 +17,7 @@ kept alive would hold its read transaction open until the session ends)."""
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import time
@@ -36,8 +37,10 @@ __all__ = [
     "begin_write",
     "begin_write_if_free",
     "close_cursors",
+    "close_moved",
     "connect",
     "create_owner_only",
+    "has_moved",
     "planned_by_values",
 ]
 
@@ -66,6 +69,7 @@ class Connection(Protocol):
     def limit(self, id: int, newval: int = -1) -> int: ...
     def setbusytimeout(self, milliseconds: int) -> None: ...
     def config(self, op: int, *args: int) -> int: ...
+    def file_control(self, dbname: str, op: int, pointer: int) -> bool: ...
     def close(self) -> None: ...
     @property
     def open_cursors(self) -> list[weakref.ref[apsw.Cursor]]: ...
@@ -120,6 +124,42 @@ def connect(path: os.PathLike[str], *, read_only: bool, busy_timeout: float) -> 
         conn.close()
         raise
     return conn
+
+
+def has_moved(conn: Connection) -> bool:
+    """Whether the file ``conn`` has open is no longer the file at its path: deleted, or
+    another file put in its place (renamed over it, or a new file under its name).
+
+    SQLite's own check (``SQLITE_FCNTL_HAS_MOVED``): one ``stat`` of the path, its inode
+    compared with the one SQLite opened, which is exact where a ``stat`` of ours after the
+    open would not be, and follows the absolute path SQLite resolved at the open, whatever
+    the working directory is now. Never True for a database that is not a file
+    (``:memory:``), nor where SQLite's file layer cannot tell (Windows)."""
+    moved = ctypes.c_int(0)
+    told = conn.file_control("main", apsw.SQLITE_FCNTL_HAS_MOVED, ctypes.addressof(moved))
+    return told and moved.value != 0
+
+
+def close_moved(conn: Connection) -> bool:
+    """Close ``conn``, whose file has moved (see :func:`has_moved`), touching no file by
+    its path: False, and ``conn`` left open, when that cannot be done now.
+
+    The write-ahead log ``conn`` has open is first emptied into the file it belongs to (a
+    checkpoint that truncates it, through the files ``conn`` holds open): else, when the
+    old ``-wal`` is still beside the new file, the next connection to the path would read
+    the old file's pages into the new one. That checkpoint waits for the old file's other
+    readers (other processes) as a write waits for the lock; False when they still hold
+    it. A read-only connection has no log of its own to empty. Then the connection is
+    closed without SQLite's checkpoint on close, which deletes the ``-wal`` and ``-shm``
+    by their names, the new file's by now (SQLite skips that for a moved file already; it
+    is said here too)."""
+    if not conn.readonly("main"):
+        busy = conn.execute("PRAGMA main.wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            return False
+    conn.config(apsw.SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1)
+    conn.close()
+    return True
 
 
 def create_owner_only(path: Path) -> None:

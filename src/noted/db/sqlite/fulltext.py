@@ -86,6 +86,13 @@ class SqliteFullText:
         self._counts: dict[tuple[str, str, bool], tuple[tuple[int, int], int]] = {}
         self._results: KeptResults[tuple[int, int]] = KeptResults()
 
+    def new_file(self) -> None:
+        """The store opened a file that may be another: what is kept of the one before is
+        dropped. (It would never be current again anyway: the generations it is kept with
+        are counted from a new base, see ``SqliteVectors.new_file``.)"""
+        self._counts = {}
+        self._results = KeptResults()
+
     def rows(
         self,
         columns: str,

@@ -132,6 +132,8 @@ class SqliteDb(
         self._lock = threading.RLock()
         self._conn: Connection | None = None
         self._depth = 0  # sessions open on the thread that holds the lock
+        self._opened = False
+        self._moved_check_due = 0.0
         self._vectors = SqliteVectors(
             self.memory_table, self._session, self._transaction, self._where, vector_cache_bytes
         )
@@ -205,6 +207,10 @@ class SqliteDb(
     _session_functions = session_rows
     _session_reader = SqliteTransactions._session
     _session_writer = SqliteTransactions._transaction
+
+    def _forget_file(self) -> None:
+        self._vectors.new_file()
+        self._fulltext.new_file()
 
     def schema_version(self, table: str | None = None) -> int:
         """The number of migrations applied to ``table`` (the memory table by default)."""

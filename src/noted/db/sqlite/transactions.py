@@ -3,10 +3,12 @@ and its tables made ready), then used by one thread at a time under the store's 
 session), with SQLite's faults as StoreError. On it: write transactions, which wait for
 SQLite's write lock with the store's lock let go between tries; a write transaction only
 when that lock is free now (a keyword search's catch-up); and read snapshots. The vector
-cache is told when each write transaction commits or rolls back."""
+cache is told when each write transaction commits or rolls back. A file deleted or
+replaced while open is let go of, and the file at the path opened (see _connection)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -23,13 +25,19 @@ from noted.db.sqlite.connection import (
     begin_write,
     begin_write_if_free,
     close_cursors,
+    close_moved,
     connect,
     create_owner_only,
+    has_moved,
 )
 from noted.db.sqlite.vectors import SqliteVectors
 from noted.errors import StoreError
 
-__all__ = ["SqliteTransactions"]
+__all__ = ["MOVED_CHECK", "SqliteTransactions"]
+
+log = logging.getLogger("noted.db")
+
+MOVED_CHECK = 1.0  # seconds between two reads' checks that the file is still at its path
 
 
 class SqliteTransactions:
@@ -46,6 +54,8 @@ class SqliteTransactions:
     _lock: threading.RLock
     _conn: Connection | None
     _depth: int  # sessions open on the thread that holds the lock
+    _opened: bool  # whether a connection was ever opened
+    _moved_check_due: float  # time.monotonic() of reads' next check that the file is in place
     _vectors: SqliteVectors
 
     @contextmanager
@@ -55,7 +65,7 @@ class SqliteTransactions:
         The outermost session (sessions nest on the thread that holds the lock) closes
         every cursor opened inside it when it ends (see connection.close_cursors)."""
         with self._lock:
-            conn = self._conn if self._conn is not None else self._open()
+            conn = self._connection(writes=False)
             self._depth += 1
             try:
                 yield conn
@@ -68,22 +78,67 @@ class SqliteTransactions:
 
     @contextmanager
     def _write_session(self) -> Iterator[Connection]:
-        """:meth:`_session`, for a write. SQLite opens a file that it cannot write (made
-        read-only, or on a file system mounted read-only) read-only, and the connection
-        stays so: a write on such a connection opens the file again first, so that it
-        writes once the file can be written again (else it fails as read-only)."""
+        """:meth:`_session`, for a write (see :meth:`_connection`)."""
         with self._lock:
-            conn = self._conn
-            if (
-                conn is not None
-                and not self._depth
-                and not self.read_only
-                and conn.readonly("main")
-            ):
-                self._conn = None
-                conn.close()
+            self._connection(writes=True)
             with self._session() as conn:
                 yield conn
+
+    def _connection(self, *, writes: bool) -> Connection:
+        """The connection a session uses, opened when there is none. The outermost session
+        opens it again first (under the lock, so no other session uses it):
+
+        - when the file it has open is no longer the one at ``db_file`` (deleted, or
+          another file put in its place): checked by every write, so that none is
+          acknowledged into a file that is gone, and by reads at most once every
+          ``MOVED_CHECK`` seconds (the check costs a ``stat``: about 1.3 us, some 15% of
+          the smallest read, against under 1% of the smallest write);
+        - for a write, when SQLite opened the file read-only: it opens a file that it
+          cannot write (made read-only, or on a file system mounted read-only) so, and the
+          connection stays so; opened again, it writes once the file can be written."""
+        conn = self._conn
+        if conn is None:
+            return self._open()
+        if self._depth:
+            return conn
+        if writes or time.monotonic() >= self._moved_check_due:
+            if has_moved(conn):
+                self._let_go_of_moved(conn)
+                return self._open()
+            self._moved_check_due = time.monotonic() + MOVED_CHECK
+        if writes and not self.read_only and conn.readonly("main"):
+            self._conn = None
+            conn.close()
+            return self._open()
+        return conn
+
+    def _let_go_of_moved(self, conn: Connection) -> None:
+        """Close ``conn``, whose file is no longer the one at ``db_file`` (see
+        :func:`~noted.db.sqlite.connection.close_moved`); StoreError, and ``conn`` kept
+        (the next session tries again), when another process still reads its old log."""
+        what = "replaced by another file" if self.db_file.exists() else "deleted"
+        try:
+            closed = close_moved(conn)
+        except apsw.Error as exc:
+            raise self._store_error(exc) from exc
+        if not closed:
+            raise StoreError(
+                f"{self.db_file} was {what} while open, and another connection still reads "
+                "the old file's write-ahead log: nothing is read or written until it lets "
+                "go of it (or the store is closed)"
+            )
+        self._conn = None
+        log.warning(
+            "%s was %s while open: the store now uses the file at that path%s",
+            self.db_file,
+            what,
+            "" if self.db_file.exists() or self.read_only else " (a new, empty database)",
+        )
+
+    def _forget_file(self) -> None:
+        """Drop what the store keeps of its file's contents between calls (caches), for a
+        file opened in place of the one it had open."""
+        raise NotImplementedError
 
     def _store_error(self, exc: apsw.Error) -> StoreError:
         text = str(exc)
@@ -130,6 +185,10 @@ class SqliteTransactions:
             if conn is not None:
                 conn.close()
             raise
+        if self._opened:  # maybe another file by now (closed meanwhile, or moved)
+            self._forget_file()
+        self._opened = True
+        self._moved_check_due = time.monotonic() + MOVED_CHECK
         self._conn = conn
         return conn
 
@@ -194,6 +253,12 @@ class SqliteTransactions:
                 conn.execute("ROLLBACK")
             raise
         self._vectors.committed()
+        if has_moved(conn):  # since the transaction began: it went into a file now gone
+            raise StoreError(
+                f"{self.db_file} was deleted or replaced by another file while this write "
+                "was made: the write went into the old file, not the one at that path now "
+                "(the next call uses that one)"
+            )
 
     @contextmanager
     def _snapshot(self) -> Iterator[Connection]:

@@ -40,6 +40,9 @@ __all__ = ["SqliteVectors"]
 
 _SELECT = ", ".join(COLUMNS)
 _SCORES_KEPT = 8  # the last queries' score arrays (4 bytes a memory each)
+# added to the generations read from each file opened in place of the one before (see
+# SqliteVectors.new_file): beyond any count of writes one file's generations reach
+_FILE_STEP = 2**48
 Connect = Callable[[], AbstractContextManager[Connection]]
 Where = Callable[[MemoryQuery], tuple[str, list[Any]]]
 
@@ -64,6 +67,10 @@ class SqliteVectors:
     process's own committed writes account for every generation in between (see
     :mod:`noted.db._journal`; the store calls :meth:`committed` and
     :meth:`rolled_back` as its transactions end).
+
+    Another file opened in place of the store's (see :meth:`new_file`) has generations of
+    its own, which may equal the ones kept: each file's are counted from its own base, so
+    nothing kept of one file is ever taken for another's.
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class SqliteVectors:
         self._journal = ChangeJournal()
         self._kept_scores: OrderedDict[tuple[str, str, int, bytes], Vector] = OrderedDict()
         self._lock = threading.Lock()
+        self._base = 0  # added to the generations read from the file now open
         self._sql_generation = f"SELECT generation FROM {table}_generations WHERE user_id = ?"
         self._sql_bump = (
             f"INSERT INTO {table}_generations (user_id, generation) VALUES (?, 1) "
@@ -101,7 +109,7 @@ class SqliteVectors:
         ids = frozenset(memory_ids)
         for user_id in set(user_ids):
             (generation,) = conn.execute(self._sql_bump, (user_id,)).fetchone()
-            self._journal.stage(user_id, int(generation), ids, deleted)
+            self._journal.stage(user_id, self._base + int(generation), ids, deleted)
 
     def committed(self) -> None:
         """The store's transaction committed."""
@@ -112,8 +120,21 @@ class SqliteVectors:
         self._journal.discard()
 
     def generation(self, conn: Connection, user_id: str) -> int:
+        """The generation of the user's rows, as every cache keeps it (see the class)."""
         row = conn.execute(self._sql_generation, (user_id,)).fetchone()
-        return 0 if row is None else int(row[0])
+        return self._base + (0 if row is None else int(row[0]))
+
+    def new_file(self) -> None:
+        """The store opened a file that may be another (under the store's lock, no
+        transaction open): its generations are counted from a new base, so that whatever
+        is kept of the file before, even if put in by a search under way on another thread,
+        is never current again; and what is kept is dropped, to free its memory."""
+        self._base += _FILE_STEP
+        self.cache = VectorCache(self.cache.max_bytes)
+        self._to_embed = PendingCounts()
+        self._journal = ChangeJournal()
+        with self._lock:
+            self._kept_scores = OrderedDict()
 
     def user_vectors(self, user_id: str, model: str, dimensions: int) -> LoadedVectors:
         """The user's vectors made by ``model``, with each row's id and time: from the cache
