@@ -142,7 +142,7 @@ def test_tool_turns_are_plain_chat_turns_and_answers_become_calls() -> None:
     assert text is None
     assert [(c.name, c.arguments) for c in calls] == [("get_weather", {"city": "Oslo"})]
     assert _read_tool_answer('{"answer": "It rains."}', [WEATHER]) == ("It rains.", [])
-    assert _read_tool_answer('{"answer": "cut sh', [WEATHER]) == ('{"answer": "cut sh', [])
+    assert _read_tool_answer('{"answer": "cut sh', [WEATHER]) == ("cut sh", [])
     assert _read_tool_answer('{"tool": "rm_rf", "arguments": {}}', [WEATHER])[1] == []
 
 
@@ -182,9 +182,14 @@ class ScriptedLlama:
     """
 
     def __init__(
-        self, words: Sequence[str], gate: threading.Event | None = None, per_chunk: int = 1
+        self,
+        words: Sequence[str],
+        gate: threading.Event | None = None,
+        per_chunk: int = 1,
+        finish: str = "stop",
     ) -> None:
         self.words = list(words)
+        self.finish = finish
         self.gate = gate
         self.per_chunk = per_chunk
         self.ctx = ScriptedContext()
@@ -243,7 +248,9 @@ class ScriptedLlama:
             finally:
                 self.decoded.append(decoded)
         return {
-            "choices": [{"message": {"content": "".join(self.words)}, "finish_reason": "stop"}],
+            "choices": [
+                {"message": {"content": "".join(self.words)}, "finish_reason": self.finish}
+            ],
             "usage": self._usage(params["messages"]),
         }
 
@@ -259,7 +266,7 @@ class ScriptedLlama:
                         self._decode(index)
                         decoded += 1
                 yield {"choices": [{"delta": {"content": "".join(piece)}, "finish_reason": None}]}
-            yield {"choices": [{"delta": {}, "finish_reason": "stop"}]}
+            yield {"choices": [{"delta": {}, "finish_reason": self.finish}]}
         except GeneratorExit:
             self.ends.append(("closed", self.held()))
             raise
@@ -335,6 +342,28 @@ def test_a_stream_cancelled_while_llama_works_closes_it_after_that_step(
 async def _drain(stream: Any) -> None:
     async for _ in stream:
         pass
+
+
+@pytest.mark.parametrize("kind", ["stream", "complete"])
+def test_a_reply_cut_off_at_the_token_limit_in_a_tool_turn_is_its_words_not_json(
+    gguf: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """With tools the model answers ``{"answer": "..."}``; stopped at ``max_tokens``, that
+    JSON is not whole: the reply is the words it had begun (its escapes read, one the
+    limit split left out), not the JSON around them."""
+    cut = ['{"answer": "Once upon a time,', "\\nthere was a dog named Max", "\\u00"]
+    model = scripted_model(gguf, monkeypatch, ScriptedLlama(cut, finish="length"))
+    ask = ModelRequest([Message("user", "Tell me a story.")], tools=[WEATHER], max_tokens=25)
+    if kind == "complete":
+        response = model.complete(ask)
+        text, cut_short = response.content, response.cut_short
+    else:
+        deltas = list(model.stream(ask))
+        text = "".join(d.text for d in deltas if isinstance(d, TextDelta))
+        usage = deltas[-1]
+        cut_short = isinstance(usage, UsageDelta) and usage.finish_reason == "length"
+    assert text == "Once upon a time,\nthere was a dog named Max"
+    assert cut_short
 
 
 # -- one call at a time, whatever is cancelled where ---------------------------------------

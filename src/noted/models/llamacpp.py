@@ -15,10 +15,12 @@ see docs/models.md for a portable build.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import json
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
@@ -45,6 +47,9 @@ __all__ = ["LlamaCpp"]
 
 T = TypeVar("T")
 _ANSWER = "answer"
+# The start of a tool turn's answer in words, up to its string's opening quote
+_ANSWER_START = re.compile(r'\s*\{\s*"answer"\s*:\s*(?=")')
+_HIGH_SURROGATE = re.compile("[\ud800-\udbff]")  # the first half of a character
 _Chunk = dict[str, Any]
 
 
@@ -475,8 +480,9 @@ def _read_tool_answer(
     """The reply text, or the tool call, a grammar-constrained tool turn holds."""
     try:
         data = json.loads(text or "")
-    except ValueError:
-        return text, []  # cut short (max_tokens): show what there is
+    except ValueError:  # cut short (max_tokens): the reply begun, else what there is
+        begun = _begun_answer(text or "")
+        return (text if begun is None else begun), []
     if not isinstance(data, dict):
         return text, []
     name = data.get("tool")
@@ -485,3 +491,21 @@ def _read_tool_answer(
         return None, [ToolCall.from_json_text(name, json.dumps(arguments))]
     answer = data.get(_ANSWER)
     return (answer if isinstance(answer, str) else text), []
+
+
+def _begun_answer(text: str) -> str | None:
+    """The reply a tool turn cut short at the token limit holds so far (``{"answer":
+    "Once upon a ti`` is ``Once upon a ti``), None when it is not a reply in words. An
+    escape the cut split (``\\u00``, half a surrogate pair) is left out."""
+    start = _ANSWER_START.match(text)
+    if start is None:
+        return None
+    quoted = text[start.end() :]
+    with contextlib.suppress(ValueError):  # the string is whole, the object is not
+        whole, _ = json.JSONDecoder().raw_decode(quoted)
+        return whole if isinstance(whole, str) else None
+    for cut in range(len(quoted), max(len(quoted) - 6, 0), -1):  # an escape is <= 6 long
+        with contextlib.suppress(ValueError):
+            begun: str = json.loads(quoted[:cut] + '"')
+            return begun[:-1] if begun and _HIGH_SURROGATE.match(begun[-1]) else begun
+    return None
