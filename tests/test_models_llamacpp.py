@@ -83,11 +83,18 @@ def test_a_requests_max_tokens_lowers_the_models(gguf: Path) -> None:
     )
 
 
-def test_a_missing_file_or_extra_is_a_clear_error(
+def test_a_missing_file_or_extra_or_a_file_that_is_not_gguf_is_a_clear_error(
     tmp_path: Path, gguf: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(UserError, match="no GGUF model file at .*missing.gguf"):
         LlamaCpp(tmp_path / "missing.gguf")
+    for name, content in (("weights.bin", b"PK\x03\x04 a zip"), ("empty.gguf", b"")):
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(UserError, match=f"'.*{name}' is not a GGUF model file"):
+            LlamaCpp(tmp_path / name)
+    (tmp_path / "models.gguf").mkdir()
+    with pytest.raises(UserError, match="'.*models.gguf' is a directory, not a GGUF model file"):
+        LlamaCpp(tmp_path / "models.gguf")
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # as if the extra were not installed
     with pytest.raises(MissingDependencyError, match=r"pip install 'noted\[local\]'"):
         LlamaCpp(gguf)

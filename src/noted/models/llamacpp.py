@@ -47,6 +47,7 @@ __all__ = ["LlamaCpp"]
 
 T = TypeVar("T")
 _ANSWER = "answer"
+_GGUF_MAGIC = b"GGUF"  # the first bytes of every GGUF file
 # The start of a tool turn's answer in words, up to its string's opening quote
 _ANSWER_START = re.compile(r'\s*\{\s*"answer"\s*:\s*(?=")')
 _HIGH_SURROGATE = re.compile("[\ud800-\udbff]")  # the first half of a character
@@ -95,8 +96,7 @@ class LlamaCpp(BaseChatModel):
             raise UserError(f"temperature must be a number, got {temperature!r}")
         if type(seed) is not int:
             raise UserError(f"seed must be an integer, got {seed!r}")
-        if not path.is_file():
-            raise UserError(f"LlamaCpp: no GGUF model file at {str(path)!r}")
+        _check_gguf(path)
         import_sdk("llama_cpp", extra="local", user="LlamaCpp", package="llama-cpp-python")
         self.model_path = path
         self.n_ctx = n_ctx
@@ -266,6 +266,23 @@ class LlamaCpp(BaseChatModel):
             self._lock.release()
         if llama is not None:
             llama.close()
+
+
+def _check_gguf(path: Path) -> None:
+    """Refuse what llama.cpp could not load as a model: a missing path, a directory, a
+    file that cannot be read or that is not GGUF (whose first bytes are ``GGUF``)."""
+    shown = repr(str(path))
+    if path.is_dir():
+        raise UserError(f"LlamaCpp: {shown} is a directory, not a GGUF model file")
+    try:
+        with path.open("rb") as file:
+            magic = file.read(len(_GGUF_MAGIC))
+    except FileNotFoundError:
+        raise UserError(f"LlamaCpp: no GGUF model file at {shown}") from None
+    except OSError as exc:
+        raise UserError(f"LlamaCpp: cannot read {shown}: {exc.strerror or exc}") from None
+    if magic != _GGUF_MAGIC:
+        raise UserError(f"LlamaCpp: {shown} is not a GGUF model file (it does not begin with GGUF)")
 
 
 def _in_thread(call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
