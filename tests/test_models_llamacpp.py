@@ -13,8 +13,13 @@ import asyncio
 import contextlib
 import ctypes
 import json
+import os
+import signal
+import subprocess
 import sys
+import textwrap
 import threading
+import time
 import types
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from noted import SqliteDb
 from noted.errors import MissingDependencyError, UserError
 from noted.memory.operations import Permissions, operations_schema
 from noted.memory.summary import SUMMARY_SCHEMA
@@ -612,3 +618,84 @@ def test_a_call_cancelled_as_the_model_is_handed_to_it_hands_it_on(
             lock.release()
 
     asyncio.run(scenario())
+
+
+# -- a program ending while a memory update runs on the model ------------------------------
+
+SLOW_UPDATE_SCRIPT = textwrap.dedent(
+    """
+    import ctypes, signal, sys, time, types
+    from noted import Agent, SqliteDb
+
+    # Ctrl-C interrupts, as at a terminal, even where the tests run with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    from noted.models import LlamaCpp
+
+    class Llama:
+        \"\"\"Answers the chat at once; the memory manager's call (a response_format) is
+        400 decodes of 50 ms, each asking the abort callback first, as llama.cpp's.\"\"\"
+
+        def __init__(self, **settings):
+            self.ctx, self.abort, self.n_tokens = self, None, 0
+
+        def create_chat_completion(self, *, messages, response_format=None, **params):
+            usage = {"prompt_tokens": 9, "completion_tokens": 1}
+            if response_format is None:
+                answer = {"message": {"content": "Noted."}, "finish_reason": "stop"}
+                return {"choices": [answer], "usage": usage}
+            for _ in range(400):
+                if self.abort is not None and self.abort(None):
+                    raise RuntimeError("llama_decode returned 2")
+                time.sleep(0.05)
+            raise AssertionError("the update was never stopped")
+
+    def set_abort_callback(ctx, callback, data):
+        ctx.abort = callback if callback else None
+
+    sdk = types.ModuleType("llama_cpp")
+    sdk.Llama = Llama
+    sdk.ggml_abort_callback = ctypes.CFUNCTYPE(ctypes.c_bool, ctypes.c_void_p)
+    sdk.llama_set_abort_callback = set_abort_callback
+    sys.modules["llama_cpp"] = sdk
+    agent = Agent(LlamaCpp(sys.argv[1]), db=SqliteDb(sys.argv[2]), enable_user_memories=True)
+    agent.run("I like tea")
+    print("answered", flush=True)
+    """
+)
+
+
+def test_ctrl_c_at_exit_stops_a_memory_update_running_on_the_model(
+    gguf: Path, tmp_path: Path
+) -> None:
+    """A program ending waits for its memory updates, and Ctrl-C stops the wait. The local
+    model's call runs on a worker thread, which the interpreter waits for at exit: it was
+    left running, so the program went on for the rest of the model's answer (minutes on a
+    CPU) and then printed a traceback from the update it had stopped waiting for. Now the
+    update is cancelled: llama.cpp stops at its next decode, the program ends at once, and
+    the job is given back, due again, so nothing the turn said is lost."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = dict(os.environ, PYTHONPATH=src + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    db = tmp_path / "m.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", SLOW_UPDATE_SCRIPT, str(gguf), str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stderr is not None
+        while "waiting up to 60 s for 1 background task" not in child.stderr.readline():
+            assert child.poll() is None, "it ended without waiting for the update"
+        child.send_signal(signal.SIGINT)
+        interrupted = time.monotonic()
+        out, err = child.communicate(timeout=60)
+        took = time.monotonic() - interrupted
+    finally:
+        child.kill()
+    assert "answered" in out
+    assert "stopped unfinished" in err
+    assert "Traceback" not in err
+    assert took < 6, f"it ended {took:.1f} s after Ctrl-C"
+    [job] = SqliteDb(db).list_jobs(status=None)
+    assert (job.kind, job.status, job.error) == ("memory", "pending", "stopped before it finished")

@@ -20,6 +20,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Generator, Iterator
 from typing import Any, Final, Generic, TypeVar
 
@@ -295,23 +296,26 @@ def iterate(stream: AsyncIterator[T]) -> Iterator[T]:
             driver.end()
 
 
-_background: set[concurrent.futures.Future[Any]] = set()
+# the background work under way, each with the event set when its task has ended (a
+# cancelled future is done at once, its task not yet)
+_background: dict[concurrent.futures.Future[Any], threading.Event] = {}
 _background_lock = threading.Lock()
 
 
 def background(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     """Start ``coro`` on the background loop without waiting for it. Work started this way
     is waited for when the program exits normally (see :func:`drain`)."""
-    future = asyncio.run_coroutine_threadsafe(coro, _portal_loop())
+    ended = threading.Event()
+    future = asyncio.run_coroutine_threadsafe(_tracked(coro, ended), _portal_loop())
     with _background_lock:
-        _background.add(future)
+        _background[future] = ended
     future.add_done_callback(_forget)
     return future
 
 
 def _forget(future: concurrent.futures.Future[Any]) -> None:
     with _background_lock:
-        _background.discard(future)
+        _background.pop(future, None)
 
 
 def drain(timeout: float | None = None) -> bool:
@@ -355,6 +359,24 @@ def _drain_at_exit() -> None:
         )
     except KeyboardInterrupt:
         log.warning("%d background task(s) of noted are stopped unfinished", _left())
+    _stop_background()
+
+
+def _stop_background() -> None:
+    """Cancel the background work left at exit and wait a moment for its clean-up (a job
+    gives itself back, due again). A model call running on a worker thread, as a local
+    model's does, stops at its next step when cancelled: left to run, it kept the program
+    from ending (the interpreter waits for its worker threads) until the model's whole
+    answer was done, minutes on a CPU, after which the work went on without the worker
+    threads it needs. Ctrl-C stops this wait too."""
+    with _background_lock:
+        left = list(_background.items())
+    for future, _ in left:
+        future.cancel()
+    deadline = time.monotonic() + _CLEAN_UP_S
+    with contextlib.suppress(KeyboardInterrupt):
+        for _, ended in left:
+            ended.wait(max(deadline - time.monotonic(), 0.0))
 
 
 # Run before the interpreter stops the worker-thread pools that background work still

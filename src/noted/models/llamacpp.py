@@ -182,7 +182,7 @@ class LlamaCpp(BaseChatModel):
         abort = _Abort()
         await self._lock.acquire()
         try:
-            answer = _in_thread(self._complete, params, abort)
+            answer = _in_thread(abort.quietly, self._complete, params, abort)
         except BaseException:  # no worker thread will run it: let the model go here
             self._lock.release()
             raise
@@ -194,6 +194,8 @@ class LlamaCpp(BaseChatModel):
         except asyncio.CancelledError:
             abort.stop()
             raise
+        if result is None:  # pragma: no cover - None only once cancelled (see quietly)
+            raise ModelError(f"llamacpp {self.id}: the call was cancelled")
         choice = result["choices"][0]
         text = choice["message"].get("content")
         usage = result.get("usage") or {}
@@ -344,6 +346,19 @@ class _Abort:
                 sdk.llama_set_abort_callback(llama.ctx, sdk.ggml_abort_callback(), None)
                 self._callback = None
 
+    def quietly(self, call: Callable[..., T], *args: Any) -> T | None:
+        """``call(*args)``, this call's work on the worker thread. Once the call is
+        cancelled no one waits for that work: what it fails with then (the aborted decode)
+        is dropped here, None returned. Raised, it was left on a future no one read, which
+        asyncio reports with a traceback ("Future exception was never retrieved") when it
+        is collected, as when the program ends after a Ctrl-C."""
+        try:
+            return call(*args)
+        except Exception:
+            if self.stopped:
+                return None
+            raise
+
     def failure(self, exc: RuntimeError) -> ModelError | RuntimeError:
         """What a failed decode raises: an abort after a cancel is a ModelError (no one
         waits for it); any other failure is raised as llama-cpp-python raised it."""
@@ -378,9 +393,9 @@ class _Stream:
     def _next(self) -> _Chunk | None:
         return None if self._chunks is None else next(self._chunks, None)
 
-    async def _step(self, call: Callable[[], T]) -> T:
+    async def _step(self, call: Callable[[], T]) -> T | None:
         try:
-            return await asyncio.shield(_in_thread(self._locked, call))
+            return await asyncio.shield(_in_thread(self._abort.quietly, self._locked, call))
         except asyncio.CancelledError:
             self._abort.stop()
             raise
