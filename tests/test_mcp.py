@@ -359,21 +359,15 @@ def test_a_failing_store_is_the_profiles_internal_error_not_a_bad_request(tmp_pa
     connected = Connected(loop, stdio(NOTED, *command))
     session = connected.session
     try:
-        for read in (
-            lambda: session.read_resource("noted://profile"),
-            lambda: session.get_prompt("profile"),
-        ):
-            with pytest.raises(MCPError) as failed:
-                loop.run(read())
-            assert failed.value.code == INTERNAL_ERROR, failed.value
-            assert "not a SQLite database" in failed.value.message
-        for bad in (
-            lambda: session.read_resource("noted://other"),
-            lambda: session.get_prompt("other"),
-        ):
-            with pytest.raises(MCPError) as refused:
-                loop.run(bad())
-            assert refused.value.code == INVALID_PARAMS, refused.value
+        # the profile: the store's fault (internal); another name: the caller's (params)
+        for name, code in (("profile", INTERNAL_ERROR), ("other", INVALID_PARAMS)):
+            reads = (session.read_resource, session.get_prompt)
+            for read, asked in zip(reads, (f"noted://{name}", name), strict=True):
+                with pytest.raises(MCPError) as failed:
+                    loop.run(read(asked))
+                assert failed.value.code == code, (name, failed.value)
+                if code == INTERNAL_ERROR:
+                    assert "not a SQLite database" in failed.value.message
     finally:
         connected.close()
         loop.close()

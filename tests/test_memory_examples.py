@@ -337,6 +337,16 @@ def answered_turn(
     return sorted(m.memory for m in memory.get_user_memories(user_id="u")), update.rejected
 
 
+def assert_kept(
+    db: Path, turn: tuple[str, str], memories: tuple[str, ...], kept: list[str], reason: str
+) -> None:
+    """The manager, told ``memories`` for ``turn`` (what the user said, the answer), stores
+    ``kept`` and drops each of the others for ``reason``."""
+    stored, rejected = answered_turn(db, *turn, *memories)
+    assert stored == kept
+    assert len([r for r in rejected if r.startswith(reason)]) == len(memories) - len(kept)
+
+
 @pytest.mark.parametrize(
     ("said", "answer", "memories", "kept"),
     [
@@ -371,10 +381,7 @@ def answered_turn(
 def test_the_manager_drops_what_the_answer_told_and_keeps_the_users_facts(
     tmp_path: Path, said: str, answer: str, memories: tuple[str, ...], kept: list[str]
 ) -> None:
-    stored, rejected = answered_turn(tmp_path / "m.db", said, answer, *memories)
-    assert stored == kept
-    dropped = [r for r in rejected if r.startswith("what the answer told")]
-    assert len(dropped) == len(memories) - len(kept)
+    assert_kept(tmp_path / "m.db", (said, answer), memories, kept, "what the answer told")
 
 
 def test_what_the_answer_told_is_kept_with_custom_capture_instructions(tmp_path: Path) -> None:
@@ -470,10 +477,8 @@ def test_a_guess_from_what_the_user_asked_is_told_from_a_fact(
 def test_the_manager_drops_a_guess_from_what_the_user_asked(
     tmp_path: Path, said: str, answer: str, memories: tuple[str, ...], kept: list[str]
 ) -> None:
-    stored, rejected = answered_turn(tmp_path / "m.db", said, answer, *memories)
-    assert stored == kept
-    guesses = [r for r in rejected if r.startswith("a guess from what the user asked")]
-    assert len(guesses) == len(memories) - len(kept)
+    reason = "a guess from what the user asked"
+    assert_kept(tmp_path / "m.db", (said, answer), memories, kept, reason)
 
 
 def test_the_manager_drops_a_request_kept_as_a_wish(tmp_path: Path) -> None:

@@ -369,23 +369,31 @@ def test_compatible_servers_without_the_details_count_no_parts(
     assert response.usage == streamed.usage == Usage(12, 5, cache_read_tokens=cached)
 
 
-def test_a_runs_metrics_add_up_the_parts_of_its_calls_and_are_stored(
-    wire: WireServer, tmp_path: Path
-) -> None:
-    def get_weather(city: str) -> str:
-        """The weather in a city."""
-        return "sunny"
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return "sunny"
 
+
+def asking_the_weather(usage: dict[str, Any]) -> SSE:
+    """A stream that calls ``get_weather`` for Paris, with ``usage`` (a chunk) at its end."""
     call = function_call("call_1", "get_weather", '{"city": "Paris"}')
-    asking = SSE(
+    return SSE(
         [
             chunk({"role": "assistant", "tool_calls": [{"index": 0, **call}]}),
             chunk({}, finish_reason="tool_calls"),
-            envelope("chat.completion.chunk", [], detailed_usage(1500, 120, 1024, 100)),
+            usage,
             "[DONE]",
         ]
     )
-    wire.add(asking, stream_with_usage(detailed_usage(1600, 40, 1536, 30), "Sunny."))
+
+
+def test_a_runs_metrics_add_up_the_parts_of_its_calls_and_are_stored(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    usage = envelope("chat.completion.chunk", [], detailed_usage(1500, 120, 1024, 100))
+    wire.add(
+        asking_the_weather(usage), stream_with_usage(detailed_usage(1600, 40, 1536, 30), "Sunny.")
+    )
     db = SqliteDb(tmp_path / "s.db")
     model = make(wire)
     agent = Agent(model, db=db, session_id="s", user_id="ava", tools=[get_weather])
@@ -418,20 +426,11 @@ def stream_without_usage(*pieces: str) -> SSE:
 def test_a_stream_without_usage_has_unknown_token_counts_in_metrics_and_traces(
     wire: WireServer, tmp_path: Path, traces: Traces
 ) -> None:
-    def get_weather(city: str) -> str:
-        """The weather in a city."""
-        return "sunny"
-
-    call = function_call("call_1", "get_weather", '{"city": "Paris"}')
-    asking = SSE(
-        [
-            chunk({"role": "assistant", "tool_calls": [{"index": 0, **call}]}),
-            chunk({}, finish_reason="tool_calls"),
-            usage_chunk(1500, 20),
-            "[DONE]",
-        ]
+    wire.add(
+        asking_the_weather(usage_chunk(1500, 20)),
+        stream_without_usage("Sunny."),
+        stream_with_usage(token_usage(9, 2), "Hi"),
     )
-    wire.add(asking, stream_without_usage("Sunny."), stream_with_usage(token_usage(9, 2), "Hi"))
     db = SqliteDb(tmp_path / "s.db")
     model = make(wire)
     agent = Agent(model, db=db, session_id="s", user_id="ava", tools=[get_weather], name="Llama")
