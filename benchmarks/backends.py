@@ -91,10 +91,11 @@ def random_vectors(db: MemoryStore, user: str | None, model: str, seed: int) -> 
 def vacuumed(db: MemoryStore) -> None:
     """On PostgreSQL, the memory table vacuumed and analyzed, as autovacuum would do in
     time after a load or after every row's vector was written (elsewhere nothing)."""
-    settle = getattr(db, "_connection", None)
-    if settle is not None:
-        with settle() as conn:
-            conn.execute(f'VACUUM ANALYZE "{db.memory_table}"')  # type: ignore[attr-defined]
+    from noted.db.postgres import PostgresDb
+
+    if isinstance(db, PostgresDb):
+        with db._connection() as conn:
+            conn.execute(f'VACUUM ANALYZE "{db.memory_table}"')
 
 
 def open_noted(kind: str, url: str | None, workdir: Path, **options: Any) -> MemoryStore:
