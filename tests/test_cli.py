@@ -285,6 +285,19 @@ def test_import_takes_memories_longer_than_the_default_limit_when_told(
     assert "argument --max-memory-length: must be a positive" in capsys.readouterr().err
 
 
+def test_add_and_edit_store_a_memory_over_the_default_limit_when_told(capsys, db: str) -> None:
+    long = "Ava's travel notes: " + "x" * 7_980  # 8,000 characters
+    longer = long + " and more"
+    added = run_json(capsys, "memories", "add", long, "--db", db, "--max-memory-length", "8000")
+    assert isinstance(added, dict) and added["memory"] == long
+    edit = ("memories", "edit", added["memory_id"], "--text", longer, "--db", db)
+    code, _, err = run(capsys, *edit)
+    assert code == 1 and "(--max-memory-length raises it)" in err
+    assert run(capsys, *edit, "--max-memory-length", "9000")[0] == 0
+    [stored] = Memory(db=SqliteDb(db)).get_user_memories(user_id="default")
+    assert stored.memory == longer
+
+
 def test_import_refuses_ids_of_other_users(capsys, db: str, tmp_path: Path) -> None:
     memory = Memory(db=SqliteDb(db))
     mid = memory.add_user_memory(UserMemory("ava's"), user_id="ava")
@@ -641,7 +654,9 @@ def test_an_over_long_memory_is_refused_without_the_python_hint(capsys, db: str)
     """The limit, said to a shell user without "(Memory(max_memory_length=...))", which
     only a Python caller can act on (and still reads)."""
     long = "x" * 5001
-    said = "error: memory text is 5001 characters; the limit is 5000\n"
+    said = (
+        "error: memory text is 5001 characters; the limit is 5000 (--max-memory-length raises it)\n"
+    )
     assert run(capsys, "memories", "add", long, "--db", db) == (1, "", said)
     added = run_json(capsys, "memories", "add", "short", "--db", db)
     assert isinstance(added, dict)

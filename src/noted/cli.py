@@ -42,7 +42,7 @@ from noted.errors import DamagedMemoryError, NotedError, NotFoundError, UserErro
 from noted.importers.plan import memories_of, not_stored_as_is
 from noted.limits import MAX_MEMORY_LENGTH
 from noted.memory import DEFAULT_USER_ID, Memory
-from noted.memory.door import told
+from noted.memory.door import TextTooLong, told
 from noted.memory.jsonl import jsonl_lines, read_jsonl
 from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.schema import UserMemory, check_topics
@@ -428,6 +428,20 @@ def _edit_arguments(edit: argparse.ArgumentParser) -> None:
     new_topics = edit.add_mutually_exclusive_group()  # both: the topics asked for were lost
     new_topics.add_argument("--topic", "-t", action="append", help="the new topics (repeat)")
     new_topics.add_argument("--no-topics", action="store_true", help="remove every topic")
+    _length_option(edit, "to store")
+
+
+def _length_option(command: argparse.ArgumentParser, doing: str) -> None:
+    """``--max-memory-length N``: the limit of the command's Memory, for a store used with
+    a higher ``Memory(max_memory_length=...)`` than the default."""
+    command.add_argument(
+        "--max-memory-length",
+        type=positive_int,
+        default=MAX_MEMORY_LENGTH,
+        metavar="N",
+        help=f"the longest memory text {doing}, in characters (default: {MAX_MEMORY_LENGTH:,})"
+        ": as the Memory(max_memory_length=...) the store is used with",
+    )
 
 
 def _common_options() -> tuple[argparse.ArgumentParser, ...]:
@@ -485,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--topic", "-t", action="append", help="a topic (repeat for several)")
     add.add_argument("--agent", type=identifier, help="agent id")
     add.add_argument("--team", type=identifier, help="team id")
+    _length_option(add, "to store")
 
     _list_arguments(
         command("list", _telling_damage(cmd_list), "List a user's memories, newest first.")
@@ -550,14 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
         every_user,
     )
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
-    imp.add_argument(
-        "--max-memory-length",
-        type=positive_int,
-        default=MAX_MEMORY_LENGTH,
-        metavar="N",
-        help="the longest memory text to import, in characters (default: "
-        f"{MAX_MEMORY_LENGTH:,}): as the Memory(max_memory_length=...) the store is used with",
-    )
+    _length_option(imp, "to import")
 
     add_session_commands(groups, db_option)
     add_chat_command(groups, db_option)
@@ -611,6 +619,12 @@ def _run(argv: Sequence[str] | None) -> int:
                 return func(memory, args)
             finally:
                 memory.db.close()
+    except TextTooLong as exc:
+        said = exc.without_hint
+        if hasattr(args, "max_memory_length"):
+            said += " (--max-memory-length raises it)"
+        err.print(f"[bold red]error:[/] {escape(said)}")
+        return 1
     except NotedError as exc:
         _print_error(exc)
         return 1
