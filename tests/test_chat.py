@@ -917,3 +917,24 @@ def test_noted_chat_gives_the_model_the_timeout_it_is_told(
     assert len(wire.requests) == 2
     refused = noted_chat(wire, tmp_path / "c.db", "hi\n", "--timeout", "0")
     assert refused.returncode == 2 and "--timeout" in refused.stderr
+
+
+def test_noted_chat_refuses_a_timeout_for_a_model_run_in_process(tmp_path: Path) -> None:
+    # A GGUF model run by llama.cpp in this process has no time limit: --timeout was
+    # taken and did nothing.
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + bytes(60))
+    argv = [
+        "chat",
+        "--model",
+        f"llamacpp:{model}",
+        "--timeout",
+        "300",
+        "--db",
+        str(tmp_path / "c.db"),
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"} | {"PYTHONPATH": SRC}
+    done = piped(["-m", "noted.cli", *argv], "hi\n", env)
+    assert done.returncode == 1
+    assert "error: --timeout limits the calls of a model served over HTTP" in done.stderr
+    assert "LlamaCpp runs in this process" in done.stderr

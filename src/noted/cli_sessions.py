@@ -70,6 +70,11 @@ def cmd_chat(memory: Memory, args: argparse.Namespace) -> int:
         if args.timeout is not None:
             agent.model.timeout = float(args.timeout)
         agent.model.check_ready()
+    elif args.timeout is not None:  # taken silently, it would seem to apply
+        raise UserError(
+            "--timeout limits the calls of a model served over HTTP; "
+            f"{type(agent.model).__name__} runs in this process, with no time limit"
+        )
     if args.session is not None:  # another user's session: refused now, not at each turn
         try:
             store.get_runs(args.session, agent.user_id or DEFAULT_USER_ID, last_n=0)
