@@ -282,22 +282,7 @@ def _reachable(path: Path) -> None:
             parent.chmod(mode | 0o001)
 
 
-def start_postgres(workdir: Path) -> Server:
-    bin_dir = _postgres_bin()
-    import psycopg
-
-    user = _server_user()
-    if user is not None:
-        _reachable(bin_dir)  # the server user runs the installed binaries
-    workdir.mkdir(parents=True, exist_ok=True)
-    data, sockets = workdir / "pgdata", workdir / "sockets"
-    for path in (data, sockets):
-        path.mkdir(exist_ok=True)
-        path.chmod(0o700)
-        _give(path, user)
-    log = workdir / "postgres.log"
-    _give(workdir, user)
-    env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+def _initdb(bin_dir: Path, data: Path, user: str | None, env: dict[str, str]) -> None:
     initdb = subprocess.run(
         [
             str(bin_dir / "initdb"),
@@ -316,7 +301,29 @@ def start_postgres(workdir: Path) -> Server:
     )
     if initdb.returncode != 0:
         raise RuntimeError(f"initdb failed:\n{initdb.stderr.decode(errors='replace')}")
-    port = free_port()
+
+
+def start_postgres(workdir: Path, port: int | None = None) -> Server:
+    """PostgreSQL with its data in ``workdir``; a ``workdir`` whose server was stopped
+    starts it again on its data (give it its ``port`` to keep its URL)."""
+    bin_dir = _postgres_bin()
+    import psycopg
+
+    user = _server_user()
+    if user is not None:
+        _reachable(bin_dir)  # the server user runs the installed binaries
+    workdir.mkdir(parents=True, exist_ok=True)
+    data, sockets = workdir / "pgdata", workdir / "sockets"
+    for path in (data, sockets):
+        path.mkdir(exist_ok=True)
+        path.chmod(0o700)
+        _give(path, user)
+    log = workdir / "postgres.log"
+    _give(workdir, user)
+    env = {"PATH": os.environ.get("PATH", ""), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+    if not (data / "PG_VERSION").exists():
+        _initdb(bin_dir, data, user, env)
+    port = port or free_port()
     log.touch()
     _give(log, user)
     process = _popen(

@@ -7,8 +7,10 @@ import contextlib
 import functools
 import json
 import logging
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -16,6 +18,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import pytest
@@ -29,7 +32,7 @@ from noted.db.postgres import KEYWORD_MATCH, PostgresDb, keyword
 from noted.db.postgres import query as pgsql
 from noted.db.postgres import schema as postgres_schema
 from noted.retrieval.ranking import STOPWORDS
-from servers import Server
+from servers import Server, start_postgres
 from test_backends import stamped
 from test_keyword_search import eating
 
@@ -1313,3 +1316,61 @@ def test_the_calls_after_the_server_ended_the_pools_connections_work(
         assert len(db.list_memories(MemoryQuery(user_id="ava"))) == 2
     db.upsert_memories(memories("bob", 1))
     assert db.count_memories(MemoryQuery(user_id="bob")) == 1
+
+
+@pytest.fixture
+def own_server(url: str) -> Iterator[Server]:
+    """A PostgreSQL server of this test's own, which it may stop and start again (``url``:
+    the session's server, whose fixture skips when PostgreSQL is not installed)."""
+    workdir = Path(tempfile.mkdtemp(prefix="noted-test-own-postgres-"))
+    server = start_postgres(workdir)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.mark.parametrize("during_a_call", [False, True], ids=["idle", "during-a-call"])
+def test_the_first_call_once_the_server_is_back_after_an_outage_works(
+    own_server: Server, during_a_call: bool
+) -> None:
+    """A call while the server is down fails; the pool's own reconnection meanwhile waits
+    longer after each failure (1, 2, 4 s...). Once the server is back, the next call works
+    instead of waiting for that reconnection and failing. The server goes down while the
+    pool's connection waits in it, or while a call uses it (the pool has none left)."""
+    db = PostgresDb(own_server.url, connect_timeout=3)
+    try:
+        db.upsert_memories(memories("ava", 2))
+
+        def call_as_it_stops() -> None:
+            with db._connection() as conn:
+                own_server.stop()
+                conn.execute("SELECT 1")
+
+        if during_a_call:
+            with pytest.raises(StoreError):
+                call_as_it_stops()
+        else:
+            own_server.stop()
+        started = time.monotonic()
+        with pytest.raises(StoreError):
+            db.list_memories(MemoryQuery(user_id="ava"))
+        failed_in = time.monotonic() - started
+        # a pool still held has failed to reconnect four times in each of its two
+        # reconnections (for the connection given back ended, and for the waiting call):
+        # its next attempt is 8 s away
+        deadline = time.monotonic() + 20
+        while (pool := db._pool) is not None and time.monotonic() < deadline:
+            if pool.get_stats().get("connections_errors", 0) >= 8:
+                break
+            time.sleep(0.05)
+        port = urlsplit(own_server.url).port
+        restarted = start_postgres(own_server.workdir, port)
+        own_server.pid, own_server.process = restarted.pid, restarted.process
+        assert len(db.list_memories(MemoryQuery(user_id="ava"))) == 2
+        db.upsert_memories(memories("bob", 1))
+        assert db.count_memories(MemoryQuery(user_id="bob")) == 1
+        assert failed_in < 3  # the call during the outage failed at once, not after 3 s
+    finally:
+        db.close()

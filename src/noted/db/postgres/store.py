@@ -255,17 +255,22 @@ class PostgresDb(
         if held is not None:
             yield held
             return
+        taken: tuple[Conn, ConnectionPool[Conn]] | None = None
         try:
             with ExitStack() as stack:
-                yield self._checked_out(stack)
+                taken = self._checked_out(stack)
+                yield taken[0]
         except (psycopg.Error, PoolTimeout) as exc:
+            if taken is not None and taken[0].broken:  # the server went away during the call
+                self._drop(taken[1])
             raise self._error(exc) from exc
 
-    def _checked_out(self, stack: ExitStack) -> Conn:
-        """A connection of the pool, given back when ``stack`` closes. When ``close()``
-        closed the pool while this thread was about to take from it (a background job
-        still running as the program closes its store), from a new pool: a closed store
-        opens again when it is used, and the work in flight goes on."""
+    def _checked_out(self, stack: ExitStack) -> tuple[Conn, ConnectionPool[Conn]]:
+        """A connection of the pool and that pool; the connection is given back when
+        ``stack`` closes. When the pool was closed while this thread was about to take
+        from it (by ``close()``, as a background job still runs while the program closes
+        its store, or by _drop), from a new pool: a closed store opens again when it is
+        used, and the work in flight goes on."""
         pool = self._pool if self._pool is not None else self._open()
         try:
             return self._live(stack, pool)
@@ -274,20 +279,37 @@ class PostgresDb(
                 raise
             return self._live(stack, self._open())
 
-    def _live(self, stack: ExitStack, pool: ConnectionPool[Conn]) -> Conn:
+    def _live(
+        self, stack: ExitStack, pool: ConnectionPool[Conn]
+    ) -> tuple[Conn, ConnectionPool[Conn]]:
         """A connection of ``pool`` that the server has not ended while it waited there
-        (see noted.db.postgres.live): after a restart of the server, the pool's idle
-        connections are each closed and given back, and a new one is taken, so that the
-        first calls after it work instead of failing once for each connection held."""
-        for _ in range(self.pool_size):
-            taken = ExitStack()
-            conn = taken.enter_context(pool.connection())
-            if not ended_by_server(conn):
-                stack.push(taken)
-                return conn
-            conn.close()
-            taken.close()  # a closed connection given back is replaced by a new one
-        return stack.enter_context(pool.connection())
+        (see noted.db.postgres.live). One it has ended means that the server restarted or
+        went away: the pool is let go of (see _drop) and the connection comes from a new
+        one, so that the first call once the server is back works."""
+        taken = ExitStack()
+        conn = taken.enter_context(pool.connection())
+        if not ended_by_server(conn):
+            stack.push(taken)
+            return conn, pool
+        conn.close()
+        taken.close()
+        self._drop(pool)
+        pool = self._open()
+        return stack.enter_context(pool.connection()), pool
+
+    def _drop(self, pool: ConnectionPool[Conn]) -> None:
+        """Let go of ``pool``, one of whose connections the server has ended: the next
+        call opens a new pool, which first tries one connection of its own (see _open).
+        That fails at once while the server is down, and works as soon as it is back,
+        where the old pool's own reconnection waits longer after each failure (1, 2, 4,
+        8, 16 s...): the calls after an outage would wait for it up to
+        ``connect_timeout`` and fail. Connections of the old pool still in use are
+        closed when they are given back."""
+        with self._lock:
+            if self._pool is not pool:
+                return  # already let go of by another thread
+            self._pool = None
+        pool.close()
 
     @contextmanager
     def _transaction(self) -> Iterator[Conn]:
