@@ -731,7 +731,7 @@ def test_without_pgvector_it_still_works_and_says_so_once(
             conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone() is None
         )
     caplog.set_level(logging.WARNING, logger="noted.db.postgres")
-    import noted.db.postgres.store as module
+    import noted.db.postgres.vectors as module
 
     module._warned_no_pgvector = False
     store = PostgresDb(limited, **names)

@@ -1,4 +1,5 @@
-"""Whether a pooled connection to PostgreSQL is still the server's.
+"""PostgresDb's pool of connections: opening it, and whether a pooled connection is
+still the server's.
 
 A connection waits in PostgresDb's pool between calls. When the server ends it meanwhile (it
 was restarted or shut down, or an administrator ended the session), the server says so
@@ -11,12 +12,58 @@ statement, one round trip only then.
 from __future__ import annotations
 
 import select
+from collections.abc import Callable
+from contextlib import ExitStack
 
 import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from noted.db.postgres.query import Conn
+from noted.errors import StoreError
 
-__all__ = ["ended_by_server"]
+__all__ = ["ended_by_server", "live_connection", "open_pool"]
+
+
+def open_pool(
+    conninfo: str,
+    *,
+    size: int,
+    configure: Callable[[Conn], None],
+    timeout: float,
+    name: str,
+    where_to: str,
+) -> ConnectionPool[Conn]:
+    """A pool of up to ``size`` autocommit connections, open with its first one (within
+    ``timeout`` seconds, else a StoreError naming ``where_to``)."""
+    pool: ConnectionPool[Conn] = ConnectionPool(
+        conninfo,
+        min_size=1,
+        max_size=size,
+        kwargs={"autocommit": True},
+        configure=configure,
+        timeout=timeout,
+        open=False,
+        name=name,
+    )
+    try:
+        pool.open(wait=True, timeout=timeout)
+    except PoolTimeout as exc:
+        pool.close()
+        raise StoreError(f"cannot connect to {where_to}: {exc}") from exc
+    return pool
+
+
+def live_connection(stack: ExitStack, pool: ConnectionPool[Conn]) -> Conn | None:
+    """A connection of ``pool``, given back when ``stack`` closes; None when the server had
+    ended the one taken (see :func:`ended_by_server`), which is closed and given back."""
+    taken = ExitStack()
+    conn = taken.enter_context(pool.connection())
+    if not ended_by_server(conn):
+        stack.push(taken)
+        return conn
+    conn.close()
+    taken.close()
+    return None
 
 
 def ended_by_server(conn: Conn) -> bool:

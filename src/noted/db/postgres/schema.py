@@ -30,7 +30,7 @@ from typing import Final
 import psycopg
 
 from noted.db.revocations import SUFFIX as REVOKED
-from noted.errors import UserError
+from noted.errors import SchemaVersionError, UserError
 
 __all__ = [
     "FOLDED_VECTOR",
@@ -571,6 +571,29 @@ def s002_jobs(conn: Connection, names: Names, extensions: Extensions) -> None:
         )"""
     )
     create_index(conn, names, f"ix_{base}_jobs_key", f"{base}_jobs", "(job_key, seq)")
+
+
+def migrate_table(
+    conn: Connection,
+    names: Names,
+    table: str,
+    steps: list[Migration],
+    extensions: Extensions,
+    where_to: str,
+) -> None:
+    """Bring ``table`` to the last of its migrations ``steps``, in the caller's transaction,
+    under a lock of its own; a table newer than this noted knows is a SchemaVersionError."""
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"noted:{table}",))
+    version = current_version(conn, names, table)
+    if version > len(steps):
+        raise SchemaVersionError(
+            f"{where_to}: table {table} has schema version {version}, newer "
+            f"than this noted knows ({len(steps)}); upgrade noted"
+        )
+    for step in steps[version:]:
+        step(conn, names, extensions)
+    if version < len(steps):
+        record_version(conn, names, table, len(steps))
 
 
 def current_version(conn: Connection, names: Names, table: str) -> int:

@@ -40,7 +40,6 @@ from noted.db.sessions_core import SessionsInModule
 from noted.errors import (
     ConflictError,
     MissingDependencyError,
-    SchemaVersionError,
     StoreError,
     UserError,
 )
@@ -61,9 +60,9 @@ from noted.db.postgres import schema as pg_schema
 from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.jobs import PostgresJobs
 from noted.db.postgres.kept import KeptSearches, move_sql, moved_users
-from noted.db.postgres.live import ended_by_server
+from noted.db.postgres.live import live_connection, open_pool
 from noted.db.postgres.query import MICROS, SELECT, SOUND_TOPICS, Conn, Row
-from noted.db.postgres.vectors import PostgresVectors
+from noted.db.postgres.vectors import PostgresVectors, say_no_pgvector
 
 __all__ = ["PostgresDb"]
 
@@ -85,7 +84,6 @@ _READABLE_TOPICS = (
 )
 _EXACT_SEARCH_LIMIT = 20_000
 _VECTOR_CACHE_BYTES = 512 * 2**20
-_warned_no_pgvector = False
 
 
 class PostgresDb(
@@ -229,23 +227,15 @@ class PostgresDb(
                 raise StoreError(f"cannot connect to {self._where_to}: {exc}".strip()) from exc
             except psycopg.Error as exc:
                 raise self._error(exc) from exc
-            pool: ConnectionPool[Conn] = ConnectionPool(
+            self._pool = open_pool(
                 self._conninfo,
-                min_size=1,
-                max_size=self.pool_size,
-                kwargs={"autocommit": True},
+                size=self.pool_size,
                 configure=self._vectors.configure,
                 timeout=self.connect_timeout,
-                open=False,
                 name=f"noted:{self.memory_table}",
+                where_to=self._where_to,
             )
-            try:
-                pool.open(wait=True, timeout=self.connect_timeout)
-            except PoolTimeout as exc:
-                pool.close()
-                raise StoreError(f"cannot connect to {self._where_to}: {exc}") from exc
-            self._pool = pool
-            return pool
+            return self._pool
 
     @contextmanager
     def _connection(self) -> Iterator[Conn]:
@@ -286,13 +276,9 @@ class PostgresDb(
         (see noted.db.postgres.live). One it has ended means that the server restarted or
         went away: the pool is let go of (see _drop) and the connection comes from a new
         one, so that the first call once the server is back works."""
-        taken = ExitStack()
-        conn = taken.enter_context(pool.connection())
-        if not ended_by_server(conn):
-            stack.push(taken)
+        conn = live_connection(stack, pool)
+        if conn is not None:
             return conn, pool
-        conn.close()
-        taken.close()
         self._drop(pool)
         pool = self._open()
         return stack.enter_context(pool.connection()), pool
@@ -355,21 +341,11 @@ class PostgresDb(
                 (self.memory_table, pg_schema.MIGRATIONS),
                 (self.session_table, pg_schema.SESSION_MIGRATIONS),
             ):
-                conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"noted:{table}",))
-                version = pg_schema.current_version(conn, n, table)
-                if version > len(steps):
-                    raise SchemaVersionError(
-                        f"{self._where_to}: table {table} has schema version {version}, newer "
-                        f"than this noted knows ({len(steps)}); upgrade noted"
-                    )
-                for step in steps[version:]:
-                    step(conn, n, extensions)
-                if version < len(steps):
-                    pg_schema.record_version(conn, n, table, len(steps))
-                if table == self.memory_table and extensions.btree_gin:
-                    pg_schema.user_search_index(conn, n)  # also for tables made without it
+                pg_schema.migrate_table(conn, n, table, steps, extensions, self._where_to)
+            if extensions.btree_gin:
+                pg_schema.user_search_index(conn, n)  # also for tables made without it
         if not self._vectors.settle(conn):
-            _say_no_pgvector(self._where_to)
+            say_no_pgvector(self._where_to)
 
     @property
     def uses_pgvector(self) -> bool:
@@ -717,14 +693,3 @@ class PostgresDb(
         return pgsql.ranked_rows(conn, self._n.memories, inner, params)
 
     # -- embeddings and semantic search (see vectors.py) ---------------------------
-
-
-def _say_no_pgvector(where: str) -> None:
-    global _warned_no_pgvector  # noqa: PLW0603 - said once per process
-    if not _warned_no_pgvector:
-        _warned_no_pgvector = True
-        log.warning(
-            "%s: the pgvector extension is not available; semantic search compares vectors "
-            "in Python (install pgvector for search in the database)",
-            where,
-        )

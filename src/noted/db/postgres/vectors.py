@@ -14,6 +14,7 @@ other processes hold are stale once it commits.
 from __future__ import annotations
 
 import json
+import logging
 import struct
 import time
 from collections.abc import Callable, Collection, Sequence
@@ -48,7 +49,10 @@ from noted.retrieval.vectors import (
 )
 from noted.schema import UserMemory
 
-__all__ = ["PostgresVectors"]
+__all__ = ["PostgresVectors", "say_no_pgvector"]
+
+log = logging.getLogger("noted.db.postgres")
+_warned_no_pgvector = False
 
 
 Connect = Callable[[], AbstractContextManager[sql.Conn]]
@@ -398,3 +402,15 @@ class PostgresVectors:
             )
             create_index(conn, self._n, name, self._n.memory_table, spec)
         self._indexed.add(dims)
+
+
+def say_no_pgvector(where: str) -> None:
+    """Warn, once per process, that the database ``where`` has no pgvector extension."""
+    global _warned_no_pgvector  # noqa: PLW0603 - said once per process
+    if not _warned_no_pgvector:
+        _warned_no_pgvector = True
+        log.warning(
+            "%s: the pgvector extension is not available; semantic search compares vectors "
+            "in Python (install pgvector for search in the database)",
+            where,
+        )
