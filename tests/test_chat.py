@@ -924,6 +924,9 @@ def test_noted_chat_refuses_a_timeout_for_a_model_run_in_process(tmp_path: Path)
     # taken and did nothing.
     model = tmp_path / "m.gguf"
     model.write_bytes(b"GGUF" + bytes(60))
+    sdk = tmp_path / "sdk" / "llama_cpp"  # stands in for the local extra: nothing is loaded
+    sdk.mkdir(parents=True)
+    (sdk / "__init__.py").write_text("class Llama: ...\n")
     argv = [
         "chat",
         "--model",
@@ -933,8 +936,9 @@ def test_noted_chat_refuses_a_timeout_for_a_model_run_in_process(tmp_path: Path)
         "--db",
         str(tmp_path / "c.db"),
     ]
-    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"} | {"PYTHONPATH": SRC}
+    env = {k: v for k, v in os.environ.items() if k != "NOTED_DB"}
+    env["PYTHONPATH"] = os.pathsep.join([SRC, str(sdk.parent)])
     done = piped(["-m", "noted.cli", *argv], "hi\n", env)
-    assert done.returncode == 1
+    assert done.returncode == 1, done.stderr
     assert "error: --timeout limits the calls of a model served over HTTP" in done.stderr
     assert "LlamaCpp runs in this process" in done.stderr
