@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from noted._cut import cut_middle
 from noted.errors import RunTooLargeError
 from noted.limits import MAX_RUN_BYTES
 from noted.models.types import Message, ToolCall
@@ -47,16 +48,12 @@ def shown_to_model(result: str, limit: int | None) -> str:
     what it leaves out (the cut would be no shorter than the result)."""
     if limit is None or len(result) <= limit:
         return result
-    head = limit * 2 // 3
-    tail = limit - head
     left_out = len(result) - limit
     mark = (
         f"\n[... {left_out:,} characters of this tool result were left out: the model is "
         f"shown at most {limit:,} ...]\n"
     )
-    if len(mark) >= left_out:
-        return result
-    return result[:head] + mark + (result[-tail:] if tail else "")
+    return result if len(mark) >= left_out else cut_middle(result, limit, mark)
 
 
 RESULT = "tool result"

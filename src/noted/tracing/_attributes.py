@@ -23,6 +23,7 @@ from openinference.semconv.trace import (
 )
 from opentelemetry.util.types import AttributeValue
 
+from noted._cut import cut_middle
 from noted.limits import MAX_TRACE_VALUE_CHARS
 from noted.memory.relevance import keywords
 from noted.models.types import ModelResponse
@@ -82,12 +83,11 @@ def bounded(text: str) -> str:
     limit = MAX_TRACE_VALUE_CHARS
     if len(text) <= limit:
         return text
-    head = limit * 2 // 3
     mark = (
         f"\n[... {len(text) - limit:,} characters were left out of this value: a span holds "
         f"at most {limit:,} of each ...]\n"
     )
-    return text[:head] + mark + text[head - limit :]
+    return cut_middle(text, limit, mark)
 
 
 def _value(key: str, value: str, mime: str) -> Attributes:

@@ -38,7 +38,6 @@ from opentelemetry.util.types import AttributeValue
 
 from noted._async import aclose
 from noted.agent.events import ContentDelta, RunCompleted, RunStarted
-from noted.limits import MAX_TRACE_VALUE_CHARS
 from noted.models.base import ChatModel
 from noted.models.types import (
     ModelDelta,
@@ -94,23 +93,20 @@ def _failed(span: Span, exc: BaseException, hidden: bool = False) -> None:
         span.record_exception(exc, attributes=_redacted(exc))
         span.set_status(Status(StatusCode.ERROR, f"{name}: {REDACTED}"))
         return
-    message = str(exc)
-    # the stack trace holds the messages of the exceptions ``exc`` was raised from too
+    # the stack trace holds the messages of the exceptions ``exc`` was raised from too,
+    # formatted once here (given, the span does not format it again)
     stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    if len(message) > MAX_TRACE_VALUE_CHARS or len(stack) > MAX_TRACE_VALUE_CHARS:
-        span.record_exception(exc, attributes=_bounded(message, stack))
-        message = attrs.bounded(message)
-    else:
-        span.record_exception(exc)
+    message = attrs.bounded(str(exc))
+    span.record_exception(exc, attributes=_bounded(message, stack))
     span.set_status(Status(StatusCode.ERROR, f"{name}: {message}"))
 
 
 def _bounded(message: str, stack: str) -> Attributes:
-    """The exception event's message and stack trace, bounded: an exception's message, or
-    that of one it was raised from, may quote all of a large text (a tool's input, a
-    provider's answer)."""
+    """The exception event's message (bounded already) and stack trace, bounded: an
+    exception's message, or that of one it was raised from, may quote all of a large text
+    (a tool's input, a provider's answer)."""
     return {
-        "exception.message": attrs.bounded(message),
+        "exception.message": message,
         "exception.stacktrace": attrs.bounded(stack),
     }
 
