@@ -69,12 +69,14 @@ class Services:
     def user_stats(self, user_id: str | None, id_part: str | None = None) -> list[UserStats]:
         """Every user's stats for the admin; a user token sees its own user's only. With
         ``id_part``, only the users whose id holds it, in any case."""
-        if id_part is not None:
-            needle = id_part.casefold()
-            found = self.user_stats(user_id)
-            return [stats for stats in found if needle in stats.user_id.casefold()]
-        if user_id is None:
-            return self.store.get_user_stats()
+        found = self.store.get_user_stats() if user_id is None else self._own_stats(user_id)
+        if id_part is None:
+            return found
+        needle = id_part.casefold()
+        return [stats for stats in found if needle in stats.user_id.casefold()]
+
+    def _own_stats(self, user_id: str) -> list[UserStats]:
+        """One user's stats (none when the user has no memories)."""
         query = MemoryQuery(user_id=user_id, limit=1)
         newest = self.store.list_memories(query)
         if not newest or newest[0].updated_at is None:
