@@ -1229,8 +1229,12 @@ def test_a_store_failing_mid_stream_tells_its_address_to_the_admin_only(tmp_path
             )
             kind, data = parse_sse(r.text)[-1]
             assert kind == "error"
+            assert data["run"]["content"] == "Hello."  # answered, not saved: the caller's
             details.append(data["detail"])
-    assert details[0] == "the store cannot answer: its address and error are in the log"
+    assert details[0] == (
+        "the run was answered but not saved: the store cannot answer: its address and "
+        "error are in the log"
+    )
     assert "/srv/secret/noted.db" in details[1]
 
 

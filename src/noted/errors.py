@@ -23,6 +23,7 @@ __all__ = [
     "ModelServerError",
     "NotFoundError",
     "NotedError",
+    "RunNotSavedError",
     "RunTooLargeError",
     "SchemaVersionError",
     "StoreError",
@@ -68,6 +69,20 @@ class ConflictError(NotedError):
 
 class StoreError(NotedError):
     """The database could not be opened, read or written."""
+
+
+class RunNotSavedError(StoreError):
+    """An agent's run was answered, but its session store failed to save it (the store's
+    error is chained and its text ends the message). ``run`` is the whole run, its answer
+    included: the caller keeps what the model answered. Nothing is learned from the run
+    (no memory or summary update); the session keeps its other runs, and the next run
+    continues it without this turn."""
+
+    def __init__(self, run: RunResult, cause: StoreError) -> None:
+        super().__init__(
+            f"run {run.run_id!r} was answered but not saved to session {run.session_id!r}: {cause}"
+        )
+        self.run = run
 
 
 class DamagedMemoryError(StoreError):

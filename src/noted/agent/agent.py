@@ -30,7 +30,7 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
-from noted.agent.fitting import check_message_fits, fit_run, fitted, shown_to_model
+from noted.agent.fitting import answer_carried, check_message_fits, fit_run, fitted, shown_to_model
 from noted.agent.jobs import agent_jobs
 from noted.agent.memory import AgentMemory, BackgroundWork, SessionSummaries
 from noted.agent.memory_tools import MEMORY_TOOL_NAMES
@@ -38,7 +38,7 @@ from noted.agent.options import check_count, check_flag, check_limit, memory_sco
 from noted.agent.tools import Tool, execute_tool_calls, to_tools
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
-from noted.errors import ConflictError, NotedError, RunTooLargeError, UserError
+from noted.errors import ConflictError, NotedError, UserError
 from noted.memory.manager import MemoryManager
 from noted.memory.memory import DEFAULT_USER_ID, Memory
 from noted.memory.summary import SessionSummarizer
@@ -444,15 +444,13 @@ class Agent:
         there was one), or deleted and begun again by another writer, is dropped with its
         session, and nothing is learned from it. A run too large to store, even with its
         tools' results and arguments cut (:func:`~noted.agent.fitting.fit_run`), raises
-        :class:`~noted.errors.RunTooLargeError` carrying the run."""
-        try:
+        :class:`~noted.errors.RunTooLargeError` carrying the run; a store failing to save
+        it, :class:`~noted.errors.RunNotSavedError` carrying the run."""
+        with answer_carried(run):  # the answer is the caller's all the same
             if self._jobs is not None:  # the run and its jobs in one write
                 kept = await self._jobs.record(await fitted(run), existing)
             else:
                 kept = await asyncio.to_thread(self._append_fitted, run, existing)
-        except RunTooLargeError as exc:
-            exc.run = run
-            raise
         if not kept:
             _dropped(run)
             return

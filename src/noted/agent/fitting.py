@@ -22,18 +22,26 @@ large) is not cut: the store refuses it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 from collections.abc import Iterator
 from typing import Any
 
 from noted._cut import cut_middle
-from noted.errors import RunTooLargeError
+from noted.errors import RunNotSavedError, RunTooLargeError, StoreError
 from noted.limits import MAX_RUN_BYTES
 from noted.models.types import Message, ToolCall
 from noted.sessions import RunResult, ToolExecution, run_bytes
 
-__all__ = ["check_message_fits", "cut_mark", "fit_run", "fitted", "shown_to_model"]
+__all__ = [
+    "answer_carried",
+    "check_message_fits",
+    "cut_mark",
+    "fit_run",
+    "fitted",
+    "shown_to_model",
+]
 
 # a run whose texts hold fewer characters is measured on the event loop (some
 # microseconds); a larger one in a worker thread, where its milliseconds hold up nothing
@@ -278,3 +286,18 @@ def check_message_fits(message: str, user_id: str, session_id: str) -> None:
     size = run_bytes(bare)
     if size > MAX_RUN_BYTES:
         raise RunTooLargeError(None, size, MAX_RUN_BYTES)
+
+
+@contextlib.contextmanager
+def answer_carried(run: RunResult) -> Iterator[None]:
+    """Around the save of the answered ``run``: a store refusing it as too large
+    (:class:`~noted.errors.RunTooLargeError`) or failing to save it
+    (:class:`~noted.errors.RunNotSavedError`, the store's error chained) raises an error
+    carrying the run, so the caller keeps the answer."""
+    try:
+        yield
+    except RunTooLargeError as exc:
+        exc.run = run
+        raise
+    except StoreError as exc:
+        raise RunNotSavedError(run, exc) from exc

@@ -26,7 +26,7 @@ from noted._console import err, out, printable
 from noted._interrupt import ctrl_c_reaches_input
 from noted.agent.chat_commands import Chat, take_line
 from noted.agent.events import ContentDelta, RunCompleted, ToolCallCompleted, ToolCallStarted
-from noted.errors import NotedError, UserError
+from noted.errors import NotedError, RunNotSavedError, RunTooLargeError, UserError
 from noted.models.base import RetryWait, retries_shown
 from noted.sessions import RunResult
 
@@ -96,6 +96,15 @@ def _tool_line(name: str, detail: str, error: bool = False) -> Text:
     return Text(printable(f"  ↳ {name}: {detail}"), style=style)
 
 
+def _print_whole(console: Console, result: RunResult, markdown: bool) -> None:
+    """A run's tool calls and answer, printed at once."""
+    for execution in result.tool_calls:
+        console.print(_tool_line(execution.name, execution.result[:200], execution.error))
+    # in a file or a pipe, plain text stays as the model wrote it, its lines not cut
+    whole = not markdown and not console.is_terminal
+    console.print(_render(result.content or "", markdown), soft_wrap=whole)
+
+
 def print_response(
     agent: Agent,
     message: str,
@@ -109,13 +118,14 @@ def print_response(
     console = console or Console()
     awaited = _Awaited()
     if not stream or not console.is_terminal:  # piped output gets the whole answer at once
-        with console.status(awaited, spinner="dots"), retries_shown(awaited.show):
-            result = agent.run(message, user_id=user_id, session_id=session_id)
-        for execution in result.tool_calls:
-            console.print(_tool_line(execution.name, execution.result[:200], execution.error))
-        # in a file or a pipe, plain text stays as the model wrote it, its lines not cut
-        whole = not markdown and not console.is_terminal
-        console.print(_render(result.content or "", markdown), soft_wrap=whole)
+        try:
+            with console.status(awaited, spinner="dots"), retries_shown(awaited.show):
+                result = agent.run(message, user_id=user_id, session_id=session_id)
+        except (RunNotSavedError, RunTooLargeError) as exc:
+            if exc.run is not None:  # answered, not saved: shown, then the error raised
+                _print_whole(console, exc.run, markdown)
+            raise
+        _print_whole(console, result, markdown)
         return result
     text = ""
     finished: RunResult | None = None

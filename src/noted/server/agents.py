@@ -20,13 +20,28 @@ from noted.agent.events import (
     ToolCallCompleted,
     ToolCallStarted,
 )
-from noted.errors import ConflictError, ModelError, NotedError, NotFoundError, StoreError
+from noted.errors import (
+    ConflictError,
+    ModelError,
+    NotedError,
+    NotFoundError,
+    RunNotSavedError,
+    StoreError,
+)
 from noted.memory import DEFAULT_USER_ID
 from noted.schema import check_storable
 from noted.server.auth import Principal
 from noted.server.failures import failure_detail
 from noted.server.responses import json_response
-from noted.server.schemas import ERRORS, MAX_ID_CHARS, AgentOut, Error, RunOut, RunRequest
+from noted.server.schemas import (
+    ERRORS,
+    MAX_ID_CHARS,
+    AgentOut,
+    Error,
+    NotSavedOut,
+    RunOut,
+    RunRequest,
+)
 from noted.server.services import Services
 from noted.server.stopping import OpenRuns
 
@@ -51,7 +66,8 @@ _EVENTS_DESCRIPTION = """The run as JSON (`RunOut`) when `stream` is false. When
 - `tool_call_completed`: the tool's execution (`ToolExecutionOut`)
 - `run_completed`: the whole run (`RunOut`), the last event
 - `error`: `{detail}`, in place of `run_completed` when the run failed after it started
-  (also when the server stopped it as it shut down)
+  (also when the server stopped it as it shut down); `{detail, run}` when the run was
+  answered but the store failed to save it, `run` the whole run (`RunOut`)
 """
 
 
@@ -125,9 +141,10 @@ def agent_routes(svc: Services) -> APIRouter:
             },
             502: {"model": Error, "description": "The model failed (when stream is false)"},
             503: {
-                "model": Error,
+                "model": NotSavedOut,
                 "description": "The store cannot answer, or the server stopped the run as "
-                "it shut down (when stream is false)",
+                "it shut down (when stream is false); `run`, the whole run, when the model "
+                "answered and the store failed to save it",
             },
         },
     )
@@ -156,6 +173,9 @@ def agent_routes(svc: Services) -> APIRouter:
             if principal.is_admin:
                 raise
             raise NotFoundError(NO_SESSION) from None
+        except RunNotSavedError as exc:
+            where = f"POST /agents/{agent_id}/runs"
+            return json_response(not_saved(exc, principal.is_admin, where), 503)
         except asyncio.CancelledError:
             if not svc.runs.stopped():
                 raise
@@ -167,6 +187,14 @@ def agent_routes(svc: Services) -> APIRouter:
         )
 
     return router
+
+
+def not_saved(exc: RunNotSavedError, admin: bool, where: str) -> dict[str, Any]:
+    """What a caller is told of a run answered but not saved: that, why (the store's
+    failure as :func:`failure_detail` tells it), and the whole run, its answer included."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, StoreError) else exc
+    detail = failure_detail(cause, admin, f"{where}: run {exc.run.run_id} not saved")
+    return {"detail": f"the run was answered but not saved: {detail}", "run": exc.run.to_dict()}
 
 
 async def _stream(
@@ -188,6 +216,8 @@ async def _stream(
         if not runs.stopped():
             raise
         yield sse("error", {"detail": STOPPED_RUN_ERROR})
+    except RunNotSavedError as exc:
+        yield sse("error", not_saved(exc, admin, "the run's stream"))
     except (StoreError, ModelError) as exc:  # what and where: the admin's only
         yield sse("error", {"detail": failure_detail(exc, admin, "the run's stream failed")})
     except ConflictError as exc:

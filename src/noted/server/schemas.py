@@ -397,6 +397,12 @@ class Error(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
+class NotSavedOut(Error):
+    """A run answered but not saved (the store failed): what failed, and the run."""
+
+    run: RunOut
+
+
 ERRORS: Final[dict[int | str, dict[str, Any]]] = {
     code: {"model": Error, "description": text}
     for code, text in (
