@@ -8,7 +8,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import pytest
 from conftest import BACKENDS, open_store
 from noted import Agent
 from noted.agent.jobs import leave_jobs_to_workers
-from noted.db.base import MemoryQuery, MemoryStore
+from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.jobs import Job, JobStore, jobs_for_run
 from noted.models.types import Message, ToolDefinition
 from noted.testing import FunctionModel
@@ -210,3 +210,76 @@ def test_the_store_tells_which_of_some_jobs_are_queued_and_which_still_to_run(
     assert store.unfinished_jobs() == 3
     assert store.retry_job(ids["retry-later"])
     assert store.queued_among([ids["retry-later"]]) == {ids["retry-later"]: True}
+
+
+def summarizing(during: Callable[[], None] = lambda: None) -> FunctionModel:
+    """Answers "Noted."; as the summarizer, calls ``during`` first and then summarizes
+    the turns it is shown."""
+
+    def fn(messages: list[Message], tools: list[ToolDefinition]) -> str:
+        if "running summary" not in (messages[0].content or ""):
+            return "Noted."
+        during()
+        said = (messages[-1].content or "").split("<conversation>")[1].split("</conversation>")
+        return json.dumps({"summary": "Said: " + said[0].strip(), "topics": ["talk"]})
+
+    return FunctionModel(fn)
+
+
+def summarized(store: MemoryStore, user: str, text: str, model: FunctionModel) -> Agent:
+    """An agent summarizing ``user``'s session "s1", after a run of ``text`` whose jobs
+    are left waiting."""
+    agent = Agent(model, db=store, user_id=user, session_id="s1", enable_session_summaries=True)
+    leave_jobs_to_workers(agent)
+    agent.run(text)
+    return agent
+
+
+def let_run(agent: Agent) -> None:
+    assert agent._jobs is not None
+    agent._jobs.enabled = True
+
+
+def test_a_summary_job_of_a_session_now_another_users_ends_quietly(
+    jobs_store: MemoryStore,
+) -> None:
+    """Ava's session deleted, then begun again by Bob under its id, before her summary job
+    ran: the job failed on Bob's session five times over a minute ("session 's1' belongs
+    to another user"), and his own summary waited behind it (76 s on SQLite), then stayed
+    as a failed job. It now ends with nothing written, and Bob's summary follows at once."""
+    assert isinstance(jobs_store, JobStore) and isinstance(jobs_store, SessionStore)
+    ava = summarized(jobs_store, "ava", "my PIN is 1234", summarizing())
+    assert jobs_store.delete_session("s1", "ava")
+    bob = summarized(jobs_store, "bob", "hello from bob", summarizing())
+    let_run(ava)
+    let_run(bob)
+    started = time.monotonic()
+    assert ava.wait_for_memories(timeout=30) and bob.wait_for_memories(timeout=30)
+    assert time.monotonic() - started < 10
+    assert jobs_store.list_jobs(status=None) == []
+    summary = jobs_store.get_session_summary("s1", "bob")
+    assert summary is not None and "hello from bob" in summary.summary
+    assert "PIN" not in summary.summary and summary.run_count == 1
+
+
+def test_a_summary_whose_session_another_user_took_while_it_was_written_is_dropped(
+    jobs_store: MemoryStore,
+) -> None:
+    """The session is deleted and begun again by Bob while Ava's summary is being
+    written: her summary is not written on his session, and her job ends (it failed at
+    each attempt, and stayed failed)."""
+    assert isinstance(jobs_store, JobStore) and isinstance(jobs_store, SessionStore)
+    store = jobs_store
+
+    def taken_by_bob() -> None:
+        if store.get_session_summary("s1", "ava") is None and store.delete_session("s1", "ava"):
+            bob = _run("a", "bob", "hello from bob")
+            bob.session_id = "s1"
+            assert store.append_run(bob)
+
+    ava = summarized(store, "ava", "my PIN is 1234", summarizing(taken_by_bob))
+    let_run(ava)
+    assert ava.wait_for_memories(timeout=30)
+    assert store.list_jobs(status=None) == []
+    assert store.get_session_summary("s1", "bob") is None
+    assert [r.input for r in store.get_runs("s1", "bob")] == ["hello from bob"]

@@ -360,10 +360,9 @@ class JobWorker:
         summaries = self.summaries
         if summaries is None:
             raise NotedError("this worker has no session summarizer for summary jobs")
-        sessions = summaries.sessions
         if job.plan is None:
             summary = await summaries.after(self._run_of(job), self.model)
-            if summary is None:  # the session was deleted: nothing is left to summarize
+            if summary is None:  # the session was deleted (and perhaps is another user's)
                 await asyncio.to_thread(self.store.complete_job, job, lambda: None)
                 return
             if not await asyncio.to_thread(self.store.store_plan, job, summary.to_dict()):
@@ -373,7 +372,7 @@ class JobWorker:
         await asyncio.to_thread(
             self.store.complete_job,
             job,
-            lambda: sessions.set_session_summary(job.session_id, job.user_id, stored),
+            lambda: summaries.store(job.session_id, job.user_id, stored),
         )
 
 

@@ -30,7 +30,7 @@ from noted.agent.memory_tools import WRITING_TOOL_NAMES, MemoryTools, numbers_gi
 from noted.agent.tools import Tool
 from noted.audit import AuditContext
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
-from noted.errors import NotedError
+from noted.errors import ConflictError, NotedError
 from noted.memory.index import MemoryIndex
 from noted.memory.manager import MemoryManager, MemoryUpdate
 from noted.memory.memory import Memory
@@ -310,20 +310,28 @@ class SessionSummaries:
     async def after(self, run: RunResult, model: ChatModel) -> SessionSummary | None:
         """The summary of the run's session brought up to date with its completed runs,
         this one included (and any an earlier update missed); None when the session is
-        gone (deleted since the run). The last few runs are read, which hold the summary's
-        last run unless updates failed or were off for longer: then every run is."""
-        previous, runs = await read_for_update(self.sessions, run.session_id, run.user_id)
+        gone (deleted since the run, perhaps begun again by another user under its id).
+        The last few runs are read, which hold the summary's last run unless updates
+        failed or were off for longer: then every run is."""
+        try:
+            previous, runs = await read_for_update(self.sessions, run.session_id, run.user_id)
+        except ConflictError:  # deleted, and now another user's: not this run's to summarize
+            return None
         if previous is None and not runs:
             return None
         return await self.summarizer.asummarize(previous, runs, self.model or model)
+
+    def store(self, session_id: str, user_id: str, summary: SessionSummary) -> None:
+        """Write ``summary`` as the user's session's; nothing when the session is gone, or
+        was deleted and begun again meanwhile (by this user or another)."""
+        with contextlib.suppress(ConflictError):  # another user's session now
+            self.sessions.set_session_summary(session_id, user_id, summary)
 
     async def _update(self, run: RunResult, model: ChatModel) -> None:
         summary = await self.after(run, model)
         if summary is None:
             return
-        await asyncio.to_thread(
-            self.sessions.set_session_summary, run.session_id, run.user_id, summary
-        )
+        await asyncio.to_thread(self.store, run.session_id, run.user_id, summary)
 
     async def finish(self, run: RunResult, model: ChatModel) -> None:
         if not self.update or run.status != "completed":
