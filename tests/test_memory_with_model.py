@@ -25,6 +25,7 @@ from noted import (
     UserMemory,
 )
 from noted.errors import ModelOutputError
+from noted.memory.prompts import quote
 from noted.models import ToolDefinition
 from noted.sessions import RunResult, SessionSummary
 from noted.testing import FunctionModel, ScriptedModel
@@ -525,6 +526,24 @@ def test_a_long_backlog_is_caught_up_within_the_transcript_budget(tmp_path: Path
     assert summary.run_count == 41
     with pytest.raises(UserError, match="max_transcript_chars"):
         SessionSummarizer(max_transcript_chars=0)
+
+
+def test_an_answer_after_a_message_longer_than_the_budget_is_summarized(tmp_path: Path) -> None:
+    # A contract of 140,000 characters pasted, then the advice: the update was sent the
+    # contract's first 24,000 characters only, never what was answered.
+    db = SqliteDb(tmp_path / "s.db")
+    advice = "Do not sign: clause 9 waives your refund."
+    chat = Agent(ScriptedModel([advice]), db=db, session_id="s", user_id="ava")
+    chat.run("Here is my contract: " + "clause " * 20_000 + "Should I sign it?")
+    model = ScriptedModel([json.dumps({"summary": "Ava asked about a contract.", "topics": []})])
+    summarizer = SessionSummarizer(max_transcript_chars=24_000)
+    Memory(db=db, model=model, summarizer=summarizer).create_session_summary("s", "ava")
+    sent = model.requests[-1].messages[1].content or ""
+    said = sent.split("<conversation>\n")[1].split("\n</conversation>")[0]
+    assert said.endswith(f"assistant: {quote(advice)}")
+    assert said.startswith("user: Here is my contract: clause clause")
+    assert "Should I sign it?" in said  # the message's end, after the cut
+    assert len(said) <= 24_000
 
 
 def test_summarizer_settings() -> None:

@@ -16,6 +16,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any, Final
 
+from noted._cut import cut_middle
 from noted._time import utc_now
 from noted.db.base import SessionStore
 from noted.errors import ModelOutputError, UserError
@@ -32,6 +33,7 @@ from noted.tracing import _hooks as tracing
 __all__ = ["SUMMARY_SCHEMA", "SessionSummarizer", "parse_summary", "read_for_update"]
 
 RECENT_RUNS: Final = 8  # read by an update, which follows its summary's last run
+CUT: Final = " [...] "  # where a message too long for an update's budget was cut
 
 SUMMARY_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -100,20 +102,44 @@ def _transcript(run: RunResult) -> list[str]:
     ]
 
 
+def _shares(sizes: Sequence[int], budget: int) -> list[int]:
+    """How many characters of ``budget`` each of texts of ``sizes`` gets: the shorter
+    ones all they need, the longer an equal share of what is left."""
+    shares = [0] * len(sizes)
+    left = budget
+    for place, i in enumerate(sorted(range(len(sizes)), key=sizes.__getitem__)):
+        shares[i] = min(sizes[i], left // (len(sizes) - place))
+        left -= shares[i]
+    return shares
+
+
+def _fit(lines: Sequence[str], budget: int) -> str:
+    """One run's transcript ``lines`` cut to about ``budget`` characters: each line keeps
+    its share (:func:`_shares`), a longer one its start and its end, so what was answered
+    is read even after a long message."""
+    shares = _shares([len(line) for line in lines], max(budget - len(lines), len(lines)))
+    return "\n".join(
+        line if len(line) <= share else cut_middle(line, max(share - len(CUT), 0), CUT)
+        for line, share in zip(lines, shares, strict=True)
+    )
+
+
 def _recent_transcript(runs: Sequence[RunResult], budget: int) -> str:
     """The transcript of the newest of ``runs`` that fit in ``budget`` characters together
-    (the newest run at least, its transcript cut to the budget)."""
+    (the newest run at least, its messages cut to fit the budget together)."""
     kept: list[str] = []
     size = 0
     for run in reversed(runs):
-        text = "\n".join(_transcript(run))
+        lines = _transcript(run)
+        text = "\n".join(lines)
         size += len(text) + 1
-        if size > budget and kept:
+        if size > budget:
+            if not kept:
+                kept.append(_fit(lines, budget))
             break
         if text:
             kept.append(text)
-    said = "\n".join(reversed(kept))
-    return said if len(said) <= budget else said[:budget] + " [...]"
+    return "\n".join(reversed(kept))
 
 
 class SessionSummarizer:
@@ -121,7 +147,8 @@ class SessionSummarizer:
 
     With no ``model``, the agent's (or the Memory's) model is used. An update sends the
     runs it catches up on within ``max_transcript_chars``: the newest that fit (the
-    others are counted as covered), a single longer run cut to it.
+    others are counted as covered), a single longer run cut to it (each of its messages
+    keeping its start and its end).
     """
 
     def __init__(
