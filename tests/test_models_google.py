@@ -496,6 +496,35 @@ def test_rate_limit_error_carries_message_and_retry_after(wire: WireServer) -> N
     assert len(wire.requests) == 1
 
 
+def quota_exceeded(delay: str) -> dict[str, Any]:
+    """The Gemini API's 429 for a quota: the wait is in a RetryInfo detail, not a header."""
+    body = error_body(429, "RESOURCE_EXHAUSTED", "You exceeded your current quota.")
+    body["error"]["details"] = [
+        {
+            "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+            "violations": [{"quotaMetric": "generate_content_free_tier_requests"}],
+        },
+        {"@type": "type.googleapis.com/google.rpc.Help", "links": []},
+        {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": delay},
+    ]
+    return body
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_quotas_retry_delay_is_the_errors_retry_after(wire: WireServer, streamed: bool) -> None:
+    wire.add(Reply(quota_exceeded("37s"), status=429), Reply(quota_exceeded("2.5s"), status=429))
+    model = make(wire, retry=RetryPolicy(max_attempts=1))
+    request = ask()
+    call = (lambda: stream(model, request)) if streamed else (lambda: complete(model, request))
+    delays = []
+    for _ in range(2):
+        with pytest.raises(ModelRateLimitError) as caught:
+            call()
+        delays.append(caught.value.retry_after)
+    assert delays == [37.0, 2.5]
+    assert caught.value.message == "You exceeded your current quota."
+
+
 def test_server_error_every_time_gives_up_after_max_attempts(wire: WireServer) -> None:
     failing = Reply(error_body(500, "INTERNAL", "An internal error has occurred."), status=500)
     wire.add(failing, failing, failing, Reply(answer([{"text": "too late"}])))

@@ -448,8 +448,26 @@ def _usage(metadata: Any) -> Usage:
 
 
 def _retry_after(exc: Any) -> str | None:
+    """How long the server asks to be left before a retry, in seconds: its
+    ``Retry-After`` header, else the ``retryDelay`` of the error's ``RetryInfo`` detail,
+    which is where the Gemini API says it (a quota's 429: ``"retryDelay": "37s"``)."""
     headers = getattr(getattr(exc, "response", None), "headers", None)
-    if headers is None:
-        return None
-    value = headers.get("retry-after")
-    return value if isinstance(value, str) else None
+    value = headers.get("retry-after") if headers is not None else None
+    if isinstance(value, str):
+        return value
+    return _retry_delay(getattr(exc, "details", None))
+
+
+def _retry_delay(body: object) -> str | None:
+    """The seconds of the ``google.rpc.RetryInfo`` detail of an error body (the body
+    ``{"error": {...}}`` or the error itself), as text; None without one. Its
+    ``retryDelay`` is a duration in JSON: seconds with an ``s`` after them."""
+    error = body.get("error", body) if isinstance(body, Mapping) else None
+    details = error.get("details") if isinstance(error, Mapping) else None
+    for detail in details if isinstance(details, list) else ():
+        if not isinstance(detail, Mapping):
+            continue
+        kind, delay = detail.get("@type"), detail.get("retryDelay")
+        if str(kind).endswith("google.rpc.RetryInfo") and isinstance(delay, str):
+            return delay.strip().removesuffix("s") or None
+    return None
