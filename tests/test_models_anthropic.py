@@ -22,6 +22,8 @@ from model_helpers import (
     stream,
     tasks_left_when_let_go,
 )
+from noted import Agent
+from noted.agent.events import RunCompleted
 from noted.errors import (
     ModelConnectionError,
     ModelHTTPError,
@@ -266,6 +268,43 @@ def test_stream_text(wire: WireServer) -> None:
     assert sent.body["stream"] is True
     assert sent.body["system"] == "Be kind."
     assert sent.body["messages"] == [{"role": "user", "content": "Hi"}]
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_an_answer_stopped_by_the_context_window_is_cut_short(
+    wire: WireServer, streamed: bool
+) -> None:
+    """Claude stops at the end of its context window, before ``max_tokens``, with a stop
+    reason of its own: the answer is cut off, as at the token limit."""
+    reason = "model_context_window_exceeded"
+    if streamed:
+        wire.add(
+            SSE(
+                [
+                    message_start(input_tokens=199_000),
+                    block_start(0, {"type": "text", "text": ""}),
+                    text_delta(0, "The three reasons are: first,"),
+                    block_stop(0),
+                    *message_end(reason, 1000),
+                ]
+            )
+        )
+    else:
+        wire.add(Reply(message([text("The three reasons are: first,")], stop_reason=reason)))
+    model = make(wire)
+    agent = Agent(model)
+
+    try:
+        if streamed:
+            [done] = [e for e in agent.run("Why?", stream=True) if isinstance(e, RunCompleted)]
+            result = done.result
+        else:
+            result = agent.run("Why?")
+    finally:
+        model.close()  # its connections on noted's background loop
+
+    assert result.content == "The three reasons are: first,"
+    assert result.stop_reason == "max_tokens"
 
 
 # -- tools --------------------------------------------------------------------------------------

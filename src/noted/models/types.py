@@ -261,6 +261,10 @@ class Usage:
         }
 
 
+# The finish reasons of an answer cut off before its end (see ModelResponse.cut_short)
+_CUT_SHORT = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
+
+
 @dataclass(slots=True)
 class ModelResponse:
     """One answer: text, tool calls, or both."""
@@ -274,8 +278,10 @@ class ModelResponse:
     @property
     def cut_short(self) -> bool:
         """Whether the answer stopped at its token limit rather than ending (the finish
-        reason ``length`` of OpenAI and llama.cpp, ``max_tokens`` of Claude and Gemini)."""
-        return (self.finish_reason or "").casefold() in ("length", "max_tokens")
+        reason ``length`` of OpenAI and llama.cpp, ``max_tokens`` of Claude and Gemini), or
+        at the end of the model's context window (Claude's
+        ``model_context_window_exceeded``: the prompt left less room than ``max_tokens``)."""
+        return (self.finish_reason or "").casefold() in _CUT_SHORT
 
     def to_message(self) -> Message:
         return Message(role="assistant", content=self.content, tool_calls=list(self.tool_calls))
