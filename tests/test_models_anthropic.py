@@ -247,6 +247,43 @@ def test_cache_and_thinking_tokens_are_counted_whole_and_streamed(wire: WireServ
     assert response.usage == streamed.usage == expected
 
 
+def test_usage_sent_first_at_the_end_of_a_stream_is_counted(wire: WireServer) -> None:
+    """Compatible gateways over other APIs learn the counts at the end: message_start says
+    0 input tokens, and message_delta brings the input side; a second message_delta
+    brings running totals again, not more tokens."""
+
+    def delta(stop_reason: str | None, output: int, **inputs: int) -> tuple[str, Any]:
+        return event(
+            "message_delta",
+            delta={"stop_reason": stop_reason, "stop_sequence": None},
+            usage={**inputs, "output_tokens": output},
+        )
+
+    wire.add(
+        SSE(
+            [
+                message_start(input_tokens=0),
+                block_start(0, text("")),
+                text_delta(0, "ok"),
+                block_stop(0),
+                delta(None, 5, input_tokens=21, **CACHED),
+                delta("end_turn", 9),
+                event("message_stop"),
+            ]
+        )
+    )
+
+    deltas = stream(make(wire), ask())
+
+    expected = Usage(21 + 100 + 1000, 9, cache_read_tokens=1000, cache_write_tokens=100)
+    assert build(deltas).usage == expected
+    assert [d.finish_reason for d in deltas if isinstance(d, UsageDelta)] == [
+        None,
+        None,
+        "end_turn",
+    ]
+
+
 def test_stream_text(wire: WireServer) -> None:
     wire.add(text_stream("Hel", "lo", " world"))
     model = make(wire)

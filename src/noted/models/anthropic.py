@@ -241,13 +241,23 @@ def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
 # -- responses -----------------------------------------------------------------------------
 
 
+# The input-side counts of a usage report: Claude counts the prompt's tokens written to and
+# read from the prompt cache apart from the rest.
+_INPUT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+
+
 def _input_usage(usage: Any) -> Usage:
     """The input side of a usage report: the input tokens, including those written to
     (``cache_creation_input_tokens``) or read from (``cache_read_input_tokens``) the
     prompt cache, which Claude counts apart from ``input_tokens``; and those two parts."""
-    written = getattr(usage, "cache_creation_input_tokens", None) or 0
-    read = getattr(usage, "cache_read_input_tokens", None) or 0
-    fresh = getattr(usage, "input_tokens", None) or 0
+    return _input_counts({name: getattr(usage, name, None) or 0 for name in _INPUT_FIELDS})
+
+
+def _input_counts(counts: Mapping[str, int]) -> Usage:
+    """:func:`_input_usage` of the counts of ``_INPUT_FIELDS``, by name (0 when missing)."""
+    written = counts.get("cache_creation_input_tokens", 0)
+    read = counts.get("cache_read_input_tokens", 0)
+    fresh = counts.get("input_tokens", 0)
     return Usage(fresh + written + read, cache_read_tokens=read, cache_write_tokens=written)
 
 
@@ -297,12 +307,21 @@ def _response(message: Any, schema_tool: str | None) -> ModelResponse:
 class _StreamState:
     """Turns raw stream events into deltas. In response-schema mode the forced tool's
     JSON streams as text, and any text block is left out (as in a whole answer). Counts
-    the events, and sees the end of the answer (a stop reason, or ``message_stop``)."""
+    the events, and sees the end of the answer (a stop reason, or ``message_stop``).
+
+    The usage of ``message_start`` and ``message_delta`` is running totals: each event's
+    counts replace those known (an input-side count left out keeps its value), and the
+    deltas carry the difference, so that they add up to the last totals. Claude sends the
+    input side with ``message_start`` and repeats it in ``message_delta``; compatible
+    gateways may send it first in ``message_delta``."""
 
     schema_tool: str | None
     schema_blocks: set[int] = field(default_factory=set)
     events: int = 0
     ended: bool = False
+    inputs: dict[str, int] = field(default_factory=dict)  # the input-side totals, by field
+    output: Usage = field(default_factory=Usage)  # the output-side totals
+    reported: Usage = field(default_factory=Usage)  # what the deltas so far add up to
 
     def deltas(self, event: Any) -> list[ModelDelta]:
         kind = event.type
@@ -311,17 +330,37 @@ class _StreamState:
             self.ended = True
         if kind == "message_start":
             message = event.message
-            return [UsageDelta.of(_input_usage(message.usage), model=message.model)]
+            return [self._usage(message.usage, model=message.model)]
         if kind == "content_block_start":
             return self._block_start(event.index, event.content_block)
         if kind == "content_block_delta":
             return self._block_delta(event.index, event.delta)
         if kind == "message_delta":
             self.ended = self.ended or event.delta.stop_reason is not None
-            # output_tokens is the answer's running total, sent once at the end (the
-            # input counts it may repeat came with message_start, and are not added).
-            return [UsageDelta.of(_output_usage(event.usage), event.delta.stop_reason)]
+            self.output = _output_usage(event.usage)  # the answer's running total
+            return [self._usage(event.usage, event.delta.stop_reason)]
         return []
+
+    def _usage(
+        self, usage: Any, finish_reason: str | None = None, model: str | None = None
+    ) -> UsageDelta:
+        """The delta from the counts reported so far to the totals ``usage`` brings."""
+        for name in _INPUT_FIELDS:
+            value = getattr(usage, name, None)
+            if isinstance(value, int):
+                self.inputs[name] = value
+        totals = _input_counts(self.inputs)
+        totals.add(self.output)
+        before, self.reported = self.reported, totals
+        return UsageDelta(
+            (totals.input_tokens or 0) - (before.input_tokens or 0),
+            (totals.output_tokens or 0) - (before.output_tokens or 0),
+            finish_reason,
+            model,
+            totals.cache_read_tokens - before.cache_read_tokens,
+            totals.cache_write_tokens - before.cache_write_tokens,
+            totals.reasoning_tokens - before.reasoning_tokens,
+        )
 
     def _block_start(self, index: int, block: Any) -> list[ModelDelta]:
         if block.type == "tool_use":
