@@ -344,6 +344,33 @@ def test_an_answer_stopped_by_the_context_window_is_cut_short(
     assert result.stop_reason == "max_tokens"
 
 
+def test_a_refusal_ends_the_run_as_refused(wire: WireServer) -> None:
+    """Claude's refusal (its stop reason ``refusal``, the answer stopped where it was)
+    ends the run with the stop reason ``refused``, streamed or not."""
+    wire.add(
+        Reply(message([], stop_reason="refusal")),
+        SSE(
+            [
+                message_start(),
+                block_start(0, {"type": "text", "text": ""}),
+                text_delta(0, "Here is how to"),
+                block_stop(0),
+                *message_end("refusal", 4),
+            ]
+        ),
+    )
+    model = make(wire)
+    agent = Agent(model)
+    try:
+        whole = agent.run("How do I ...?")
+        [done] = [e for e in agent.run("How?", stream=True) if isinstance(e, RunCompleted)]
+    finally:
+        model.close()  # its connections on noted's background loop
+
+    assert (whole.content, whole.stop_reason) == (None, "refused")
+    assert (done.result.content, done.result.stop_reason) == ("Here is how to", "refused")
+
+
 # -- tools --------------------------------------------------------------------------------------
 
 

@@ -29,6 +29,8 @@ from model_helpers import (
     run,
     stream,
 )
+from noted import Agent
+from noted.agent.events import RunCompleted
 from noted.errors import (
     ModelConnectionError,
     ModelHTTPError,
@@ -232,6 +234,38 @@ def test_a_blocked_prompt_is_the_finish_reason_of_an_answer_and_of_a_stream(
 
     assert (response.content, response.finish_reason) == (None, "SAFETY")
     assert deltas == [UsageDelta(5, 0, finish_reason="SAFETY", model=MODEL_VERSION)]
+
+
+def test_an_answer_withheld_by_a_filter_ends_the_run_as_refused(wire: WireServer) -> None:
+    """An answer Gemini stops for safety or recitation, or a prompt it blocks, is no
+    answer that ended: the run says so (its stop reason ``refused``), streamed or not."""
+    safety = {
+        "candidates": [{"finishReason": "SAFETY", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 5, "totalTokenCount": 5},
+        "modelVersion": MODEL_VERSION,
+    }
+    blocked = {
+        "promptFeedback": {"blockReason": "PROHIBITED_CONTENT"},
+        "usageMetadata": {"promptTokenCount": 5, "totalTokenCount": 5},
+        "modelVersion": MODEL_VERSION,
+    }
+    recitation = [
+        answer([{"text": "It goes: "}], finish_reason=None),
+        answer([{"text": ""}], finish_reason="RECITATION"),
+    ]
+    wire.add(Reply(safety), Reply(blocked), SSE(recitation), Reply(answer([{"text": "Hi!"}])))
+    model = make(wire)
+    agent = Agent(model)
+    try:
+        whole = [agent.run("Tell me.") for _ in range(2)]
+        [done] = [e for e in agent.run("Sing it.", stream=True) if isinstance(e, RunCompleted)]
+        ended = agent.run("Hello")
+    finally:
+        model.close()  # its connections on noted's background loop
+
+    results = [*whole, done.result, ended]
+    assert [r.content for r in results] == [None, None, "It goes: ", "Hi!"]
+    assert [r.stop_reason for r in results] == ["refused", "refused", "refused", "end"]
 
 
 def held_stream() -> SSE:

@@ -402,7 +402,8 @@ class Agent:
                 run.messages.append(answer)
                 run.content = response.content
                 if not response.tool_calls:  # the answer, or its start (the token limit)
-                    run.stop_reason = "max_tokens" if response.cut_short else "end"
+                    cut, refused = response.cut_short, response.refused
+                    run.stop_reason = "max_tokens" if cut else "refused" if refused else "end"
                     break
                 for call in response.tool_calls:
                     yield ToolCallStarted(call)

@@ -263,6 +263,21 @@ class Usage:
 
 # The finish reasons of an answer cut off before its end (see ModelResponse.cut_short)
 _CUT_SHORT = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
+# The finish reasons of an answer its provider stopped or withheld (see ModelResponse.refused)
+_REFUSED = frozenset(
+    {
+        "refusal",
+        "content_filter",
+        "safety",
+        "recitation",
+        "prohibited_content",
+        "blocklist",
+        "spii",
+        "image_safety",
+        "image_prohibited_content",
+        "image_recitation",
+    }
+)
 
 
 @dataclass(slots=True)
@@ -282,6 +297,14 @@ class ModelResponse:
         at the end of the model's context window (Claude's
         ``model_context_window_exceeded``: the prompt left less room than ``max_tokens``)."""
         return (self.finish_reason or "").casefold() in _CUT_SHORT
+
+    @property
+    def refused(self) -> bool:
+        """Whether the provider stopped or withheld the answer: a refusal (the finish
+        reason ``refusal`` of Claude and OpenAI) or a content filter (OpenAI's
+        ``content_filter``; Gemini's ``SAFETY``, ``RECITATION``, ``PROHIBITED_CONTENT``,
+        ``BLOCKLIST`` and ``SPII``, for the answer or for a blocked prompt)."""
+        return (self.finish_reason or "").casefold() in _REFUSED
 
     def to_message(self) -> Message:
         return Message(role="assistant", content=self.content, tool_calls=list(self.tool_calls))
