@@ -315,6 +315,16 @@ def test_parallel_tool_calls_run_concurrently() -> None:
     assert [e.result for e in result.tool_calls] == ["computed x", "computed y"]
 
 
+def test_a_refused_or_filtered_answer_ends_the_run_as_refused() -> None:
+    """Each provider's word for an answer it refused or withheld ends the run as
+    ``refused``; other finish reasons end it as ``end``."""
+    reasons = ["refusal", "content_filter", "SAFETY", "RECITATION", "stop", "OTHER"]
+    model = ScriptedModel([ModelResponse("Sorry.", finish_reason=r) for r in reasons])
+    agent = Agent(model)
+    stops = [agent.run("Tell me.").stop_reason for _ in reasons]
+    assert stops == ["refused", "refused", "refused", "refused", "end", "end"]
+
+
 def test_tool_rounds_are_bounded() -> None:
     def again() -> str:
         return "more"
