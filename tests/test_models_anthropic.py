@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from model_helpers import (
     stream,
     tasks_left_when_let_go,
 )
-from noted import Agent
+from noted import Agent, SqliteDb
 from noted.agent.events import RunCompleted
 from noted.errors import (
     ModelConnectionError,
@@ -458,6 +459,56 @@ def test_stream_tool_calls(wire: WireServer) -> None:
     ]
     assert response.finish_reason == "tool_use"
     assert response.usage.output_tokens == 40
+
+
+def test_tool_calls_cut_off_at_the_token_limit_are_not_run(
+    wire: WireServer, tmp_path: Path
+) -> None:
+    """A tool call whose arguments the token limit cut off would come back cut off again
+    if the model were asked again: the run ends there (``max_tokens``) without running
+    the calls, each answered as not run, so the next turn's history holds a result for
+    every call."""
+    saved: list[str] = []
+
+    def save_note(text: str) -> str:
+        """Save a note."""
+        saved.append(text)
+        return "saved"
+
+    cut = SSE(
+        [
+            message_start(),
+            block_start(0, text("")),
+            text_delta(0, "Saving it. "),
+            block_stop(0),
+            block_start(1, tool_use("toolu_1", "save_note", {})),
+            json_delta(1, '{"text": "A very long note tha'),
+            *message_end("max_tokens", 4096),
+        ]
+    )
+    wire.add(cut, text_stream("Noted."), text_stream("Noted."))
+    model = make(wire)
+    agent = Agent(
+        model, db=SqliteDb(tmp_path / "s.db"), tools=[save_note], add_history_to_context=True
+    )
+    try:
+        [done] = [
+            e for e in agent.run("Save a long note.", stream=True) if isinstance(e, RunCompleted)
+        ]
+        list(agent.run("Thanks.", stream=True))
+    finally:
+        model.close()  # its connections on noted's background loop
+
+    result = done.result
+    assert (result.content, result.stop_reason) == ("Saving it. ", "max_tokens")
+    assert (saved, result.tool_calls, result.metrics.model_calls) == ([], [], 1)
+    reply = result.messages[-1]
+    assert (reply.role, reply.tool_call_id) == ("tool", "toolu_1")
+    assert reply.content == "Not run: the answer was cut off at the model's token limit."
+    [_, _, results, _] = wire.requests[1].body["messages"]
+    assert results["content"] == [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": reply.content}
+    ]
 
 
 def test_tool_round_trip_is_serialised(wire: WireServer) -> None:

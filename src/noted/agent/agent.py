@@ -407,9 +407,10 @@ class Agent:
                     break
                 for call in response.tool_calls:
                     yield ToolCallStarted(call)
-                if rounds >= self.max_tool_rounds:
-                    run.stop_reason = "tool_limit"
-                    results = [self._refusal(call) for call in response.tool_calls]
+                # not run: the calls of an answer cut off at its token limit, or past the last round
+                if (cut := response.cut_short) or rounds >= self.max_tool_rounds:
+                    run.stop_reason = "max_tokens" if cut else "tool_limit"
+                    results = [self._refusal(call, cut) for call in response.tool_calls]
                     conversation.extend(results)
                     run.messages.extend(results)
                     break
@@ -496,14 +497,15 @@ class Agent:
         metrics.add_usage(response.usage)
         yield response.valid()
 
-    def _refusal(self, call: ToolCall) -> Message:
-        """The answer to a tool call made after the last allowed round."""
-        return Message(
-            "tool",
-            f"Not run: the limit of {self.max_tool_rounds} tool rounds was reached.",
-            tool_call_id=call.id,
-            name=call.name,
+    def _refusal(self, call: ToolCall, cut: bool = False) -> Message:
+        """The answer to a tool call made after the last allowed round, or in an answer
+        cut off at the model's token limit (``cut``)."""
+        why = (
+            "the answer was cut off at the model's token limit"
+            if cut
+            else f"the limit of {self.max_tool_rounds} tool rounds was reached"
         )
+        return Message("tool", f"Not run: {why}.", tool_call_id=call.id, name=call.name)
 
     async def _save_failed(
         self,
