@@ -461,6 +461,44 @@ def test_stream_tool_calls(wire: WireServer) -> None:
     assert response.usage.output_tokens == 40
 
 
+def test_a_tool_input_sent_whole_at_the_blocks_start_is_kept(wire: WireServer) -> None:
+    """Claude starts a tool_use block with an empty input and streams the input; a gateway
+    that turns another API's answer into this stream may send the input whole at the
+    block's start, with no deltas. That input is the call's (as the SDK keeps it), in
+    answers with tools and with a response schema alike; deltas, when they come, replace
+    it."""
+    whole = SSE(
+        [
+            message_start(),
+            block_start(0, tool_use("call_1", "get_weather", {"city": "Paris"})),
+            block_stop(0),
+            block_start(1, tool_use("call_2", "get_time", {"city": "Oslo"})),
+            json_delta(1, '{"city": "Bergen"}'),  # deltas replace what the start held
+            block_stop(1),
+            *message_end("tool_use", 30),
+        ]
+    )
+    schema = SSE(
+        [
+            message_start(),
+            block_start(0, tool_use("call_3", "person", {"name": "Ada", "age": 36})),
+            block_stop(0),
+            *message_end("tool_use", 12),
+        ]
+    )
+    wire.add(whole, schema)
+    model = make(wire)
+
+    calls = build(stream(model, ask(tools=[WEATHER, TIME]))).tool_calls
+    answer = build(stream(model, ask(response_schema=PERSON, response_schema_name="person")))
+
+    assert calls == [
+        ToolCall("get_weather", {"city": "Paris"}, id="call_1"),
+        ToolCall("get_time", {"city": "Bergen"}, id="call_2"),
+    ]
+    assert json.loads(answer.content or "") == {"name": "Ada", "age": 36}
+
+
 def test_tool_calls_cut_off_at_the_token_limit_are_not_run(
     wire: WireServer, tmp_path: Path
 ) -> None:

@@ -319,6 +319,8 @@ class _StreamState:
     schema_blocks: set[int] = field(default_factory=set)
     events: int = 0
     ended: bool = False
+    # the input a tool_use block began with, as JSON text, until deltas replace it
+    started: dict[int, str] = field(default_factory=dict)
     inputs: dict[str, int] = field(default_factory=dict)  # the input-side totals, by field
     output: Usage = field(default_factory=Usage)  # the output-side totals
     reported: Usage = field(default_factory=Usage)  # what the deltas so far add up to
@@ -335,11 +337,25 @@ class _StreamState:
             return self._block_start(event.index, event.content_block)
         if kind == "content_block_delta":
             return self._block_delta(event.index, event.delta)
+        if kind == "content_block_stop":
+            return self._started_input(event.index)
         if kind == "message_delta":
             self.ended = self.ended or event.delta.stop_reason is not None
             self.output = _output_usage(event.usage)  # the answer's running total
-            return [self._usage(event.usage, event.delta.stop_reason)]
+            pending = [d for index in list(self.started) for d in self._started_input(index)]
+            return [*pending, self._usage(event.usage, event.delta.stop_reason)]
         return []
+
+    def _started_input(self, index: int) -> list[ModelDelta]:
+        """The input a tool_use block began with, once the block ends without deltas: Claude
+        starts each with an empty input and streams it, but a compatible gateway may send
+        it whole at the start (the SDK keeps it then, as noted does)."""
+        arguments = self.started.pop(index, None)
+        if arguments is None:
+            return []
+        if index in self.schema_blocks:
+            return [TextDelta(arguments)]
+        return [ToolCallDelta(index=index, arguments=arguments)]
 
     def _usage(
         self, usage: Any, finish_reason: str | None = None, model: str | None = None
@@ -364,6 +380,8 @@ class _StreamState:
 
     def _block_start(self, index: int, block: Any) -> list[ModelDelta]:
         if block.type == "tool_use":
+            if isinstance(block.input, Mapping) and block.input:
+                self.started[index] = json.dumps(block.input, ensure_ascii=False)
             if self.schema_tool is not None and block.name == self.schema_tool:
                 self.schema_blocks.add(index)
                 return []
@@ -377,6 +395,7 @@ class _StreamState:
             if delta.text and self.schema_tool is None:
                 return [TextDelta(delta.text)]
         elif delta.type == "input_json_delta" and delta.partial_json:
+            self.started.pop(index, None)  # the input comes in pieces, from its start
             if index in self.schema_blocks:
                 return [TextDelta(delta.partial_json)]
             return [ToolCallDelta(index=index, arguments=delta.partial_json)]
