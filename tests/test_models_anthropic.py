@@ -251,7 +251,9 @@ def test_cache_and_thinking_tokens_are_counted_whole_and_streamed(wire: WireServ
 def test_usage_sent_first_at_the_end_of_a_stream_is_counted(wire: WireServer) -> None:
     """Compatible gateways over other APIs learn the counts at the end: message_start says
     0 input tokens, and message_delta brings the input side; a second message_delta
-    brings running totals again, not more tokens."""
+    brings running totals again, not more tokens. Running totals never go down: a server
+    that sends 0 input tokens at the end, after the real count at the start, is read as
+    having sent the count once."""
 
     def delta(stop_reason: str | None, output: int, **inputs: int) -> tuple[str, Any]:
         return event(
@@ -274,10 +276,27 @@ def test_usage_sent_first_at_the_end_of_a_stream_is_counted(wire: WireServer) ->
         )
     )
 
-    deltas = stream(make(wire), ask())
+    # and one that sends them at the start, then 0 for them at the end
+    wire.add(
+        SSE(
+            [
+                message_start(input_tokens=21),
+                block_start(0, text("")),
+                text_delta(0, "ok"),
+                block_stop(0),
+                delta("end_turn", 9, input_tokens=0),
+                event("message_stop"),
+            ]
+        )
+    )
+    model = make(wire)
+
+    deltas = stream(model, ask())
+    zeroed = build(stream(model, ask())).usage
 
     expected = Usage(21 + 100 + 1000, 9, cache_read_tokens=1000, cache_write_tokens=100)
     assert build(deltas).usage == expected
+    assert zeroed == Usage(21, 9)
     assert [d.finish_reason for d in deltas if isinstance(d, UsageDelta)] == [
         None,
         None,

@@ -313,7 +313,8 @@ class _StreamState:
     counts replace those known (an input-side count left out keeps its value), and the
     deltas carry the difference, so that they add up to the last totals. Claude sends the
     input side with ``message_start`` and repeats it in ``message_delta``; compatible
-    gateways may send it first in ``message_delta``."""
+    gateways may send it first in ``message_delta``, and some servers send 0 there (a
+    total never goes down, so that 0 is not taken)."""
 
     schema_tool: str | None
     schema_blocks: set[int] = field(default_factory=set)
@@ -363,8 +364,8 @@ class _StreamState:
         """The delta from the counts reported so far to the totals ``usage`` brings."""
         for name in _INPUT_FIELDS:
             value = getattr(usage, name, None)
-            if isinstance(value, int):
-                self.inputs[name] = value
+            if isinstance(value, int):  # a total never goes down: a gateway's 0 says nothing
+                self.inputs[name] = max(value, self.inputs.get(name, 0))
         totals = _input_counts(self.inputs)
         totals.add(self.output)
         before, self.reported = self.reported, totals
