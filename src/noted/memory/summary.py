@@ -6,6 +6,11 @@ hundredth run as at the first, and runs an earlier update missed (its model fail
 summaries were turned on late) are caught up by the next one: as many of the newest as fit
 in ``max_transcript_chars``, so a long backlog cannot make every later update too large
 for the model.
+
+A summary longer than ``max_summary_chars`` is asked for once more, shorter (the model is
+told the limit and how long its answer was); one still too long is cut at the last end of
+a sentence or line within the limit, and logged. An update makes two model calls at most
+and stores a summary whatever the model's habits of length.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
+import re
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -30,7 +37,15 @@ from noted.schema import check_storable, check_topics
 from noted.sessions import RunResult, SessionSummary
 from noted.tracing import _hooks as tracing
 
-__all__ = ["SUMMARY_SCHEMA", "SessionSummarizer", "parse_summary", "read_for_update"]
+__all__ = [
+    "SUMMARY_SCHEMA",
+    "SessionSummarizer",
+    "cut_summary",
+    "parse_summary",
+    "read_for_update",
+]
+
+log = logging.getLogger("noted.memory")
 
 RECENT_RUNS: Final = 8  # read by an update, which follows its summary's last run
 CUT: Final = " [...] "  # where a message too long for an update's budget was cut
@@ -63,8 +78,18 @@ lowercase topics."""
 
 def parse_summary(answer: str | None, max_chars: int) -> tuple[str, list[str]]:
     """The summary text and topics of a model answer; ModelOutputError when malformed
-    (a text no store could keep, with NUL characters or unpaired surrogates, included).
-    Topics that are not short storable strings are dropped."""
+    (a text no store could keep, with NUL characters or unpaired surrogates, included) or
+    longer than ``max_chars``. Topics that are not short storable strings are dropped."""
+    summary, topics = _read_answer(answer)
+    if len(summary) > max_chars:
+        raise ModelOutputError(
+            f"the session summary is {len(summary)} characters; the limit is {max_chars}"
+        )
+    return summary, topics
+
+
+def _read_answer(answer: str | None) -> tuple[str, list[str]]:
+    """:func:`parse_summary` without the limit on the summary's length."""
     text = (answer or "").strip()
     try:
         data = load_json_answer(text)
@@ -76,10 +101,6 @@ def parse_summary(answer: str | None, max_chars: int) -> tuple[str, list[str]]:
     if not isinstance(summary, str) or not summary.strip():
         raise ModelOutputError(f"the session summary has no summary text: {text[:200]!r}")
     summary = summary.strip()
-    if len(summary) > max_chars:
-        raise ModelOutputError(
-            f"the session summary is {len(summary)} characters; the limit is {max_chars}"
-        )
     try:
         check_storable("the session summary", summary)
     except UserError as exc:
@@ -92,6 +113,30 @@ def parse_summary(answer: str | None, max_chars: int) -> tuple[str, list[str]]:
             with contextlib.suppress(UserError):  # not a storable topic: dropped
                 topics.extend(check_topics([topic.strip().lower()]))
     return summary, list(dict.fromkeys(topics))[:MAX_PLAN_TOPICS]
+
+
+# where a summary may be cut: after a sentence's end (its closing quote or bracket
+# included) before a space, after a full stop of Chinese or Japanese, or at a line's end
+_SENTENCE_END = re.compile(
+    r"[.!?\u2026][\"'\u201d\u2019)\]]*(?=\s)|[\u3002\uff01\uff1f][\u300d\u300f\uff09]*|(?=\n)"
+)
+
+
+def cut_summary(summary: str, max_chars: int) -> str:
+    """``summary`` cut to at most ``max_chars`` characters: at the last end of a sentence
+    or line within them when that keeps half of them at least, else at the last space
+    (with "..." after it), else anywhere."""
+    if len(summary) <= max_chars:
+        return summary
+    ends = [m.end() for m in _SENTENCE_END.finditer(summary, 0, max_chars + 1)]
+    ends = [end for end in ends if max(max_chars // 2, 1) <= end <= max_chars]
+    if ends:
+        return summary[: ends[-1]].rstrip()
+    head = summary[: max(max_chars - 3, 0)]
+    space = head.rfind(" ")
+    if space >= max_chars // 2:
+        return head[:space].rstrip() + "..."
+    return summary[:max_chars]
 
 
 def _transcript(run: RunResult) -> list[str]:
@@ -185,7 +230,7 @@ class SessionSummarizer:
         prompt = (
             f"<summary>\n{before}\n</summary>\n\n"
             f"<conversation>\n{said}\n</conversation>\n\n"
-            "Write the updated summary."
+            f"Write the updated summary, in at most {self.max_summary_chars} characters."
         )
         return ModelRequest(
             messages=[Message("system", self.system_prompt()), Message("user", prompt)],
@@ -217,8 +262,51 @@ class SessionSummarizer:
         covered = 0 if previous is None else previous.run_count
         request = self.request(previous, new)
         response = await tracing.complete(chat_model, request, "session summary")
-        text, topics = parse_summary(response.content, self.max_summary_chars)
+        text, topics = _read_answer(response.content)
+        if len(text) > self.max_summary_chars:
+            text, topics = await self._shorter(chat_model, request, response.content, text, topics)
         return SessionSummary(text, topics, covered + len(new), utc_now(), new[-1].run_id)
+
+    async def _shorter(
+        self,
+        model: ChatModel,
+        request: ModelRequest,
+        answer: str | None,
+        text: str,
+        topics: list[str],
+    ) -> tuple[str, list[str]]:
+        """The summary (``text``, ``topics``) of an answer longer than the limit, asked for
+        once more, shorter; the second answer cut to the limit when it is still too long,
+        or the first when the second is malformed (each logged)."""
+        limit = self.max_summary_chars
+        again = ModelRequest(
+            messages=[
+                *request.messages,
+                Message("assistant", answer or ""),
+                Message(
+                    "user",
+                    f"That summary is {len(text)} characters long; the limit is {limit}. "
+                    f"Write it again in at most {limit} characters, keeping what matters "
+                    "most, as the same JSON.",
+                ),
+            ],
+            response_schema=request.response_schema,
+            response_schema_name=request.response_schema_name,
+        )
+        response = await tracing.complete(model, again, "session summary")
+        try:
+            text, topics = _read_answer(response.content)
+        except ModelOutputError as exc:
+            log.warning("the shorter session summary asked for is malformed (%s)", exc)
+        if len(text) > limit:
+            log.warning(
+                "the session summary is %d characters after it was asked for again; "
+                "kept cut to the limit of %d (SessionSummarizer(max_summary_chars=...))",
+                len(text),
+                limit,
+            )
+            text = cut_summary(text, limit)
+        return text, topics
 
 
 async def read_for_update(
