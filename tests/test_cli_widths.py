@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from fcntl import ioctl
 from pathlib import Path
 from termios import TIOCSWINSZ
@@ -25,6 +26,7 @@ from noted.agent.jobs import job_worker
 from noted.cli import main
 from noted.errors import ModelError
 from noted.models.types import Message, ToolDefinition
+from noted.sessions import SessionSummary
 from noted.testing import FunctionModel
 from test_cli_process import NOTED, script_env
 
@@ -221,6 +223,34 @@ def test_stats_sessions_and_jobs_keep_their_ids_whole(
 
     shown = printed(capsys, monkeypatch, width, "jobs", "list", *db)
     check_whole(shown, width, [store.job_id, "bob"], [DOWN])
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_sessions_show_prints_the_summary_topics_and_run_count(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    width: int,
+) -> None:
+    """`noted sessions show` printed a summary's text only: not its topics, nor how many
+    of the session's runs it covers."""
+    path = str(tmp_path / "summary.db")
+    text = "Ava plans a ski trip to the Alps in February with her two brothers and their dog"
+    topics = ["travel", "skiing", "a-topic-written-as-one-long-word"]
+    with SqliteDb(path) as db:
+        agent = Agent(
+            FunctionModel(lambda m, t: "Noted."), db=db, user_id="ava", session_id=SESSION
+        )
+        runs = [agent.run(said).run_id for said in ("I ski.", "In the Alps.", "In February.")]
+        summary = SessionSummary(text, topics, 2, datetime(2026, 3, 1, 12, 0, tzinfo=UTC), runs[1])
+        assert db.set_session_summary(SESSION, "ava", summary)
+    shown = printed(capsys, monkeypatch, width, "sessions", "show", SESSION, "--db", path)
+    check_whole(shown, width, [SESSION, *runs], [text, ", ".join(topics)])
+    tokens = shown.split()
+    assert in_order(["topics:", "travel,", "skiing,"], tokens), shown
+    covers = ["covers", "2", "completed", "run(s),", "updated", "2026-03-01", "12:00:00", "UTC"]
+    assert in_order(covers, tokens), shown
+    assert in_order(["3", "run(s),"], tokens), shown  # the session's own count
 
 
 def test_a_wide_terminal_keeps_the_table(

@@ -25,7 +25,7 @@ from noted.errors import ConflictError, NotFoundError, UserError
 from noted.memory import Memory
 from noted.memory.door import DEFAULT_USER_ID
 from noted.models._provider import HTTPChatModel
-from noted.sessions import RunResult, Session
+from noted.sessions import RunResult, Session, SessionSummary
 
 __all__ = ["INTERRUPTED", "add_chat_command", "add_session_commands"]
 
@@ -138,6 +138,16 @@ def _print_run(out: Console, run: RunResult) -> None:
     out.print()
 
 
+def _print_summary(out: Console, summary: SessionSummary) -> None:
+    """A session's summary: its text, its topics and how many runs it covers."""
+    out.print(Text(printable(f"summary: {summary.summary}"), style="italic"))
+    if summary.topics:
+        out.print(Text(printable(f"topics: {', '.join(summary.topics)}")))
+    stamp = summary.updated_at.strftime("%Y-%m-%d %H:%M:%S")
+    covers = f"covers {summary.run_count} completed run(s), updated {stamp} UTC"
+    out.print(Text(covers, style="dim"))
+
+
 def cmd_sessions_show(memory: Memory, args: argparse.Namespace) -> int:
     session = _get_session(memory, args.session_id, args.user)
     if args.json:
@@ -148,7 +158,7 @@ def cmd_sessions_show(memory: Memory, args: argparse.Namespace) -> int:
         f"{session.run_count} run(s), updated {_when(session)} UTC"
     )
     if session.summary:
-        out.print(Text(printable(f"summary: {session.summary.summary}"), style="italic"))
+        _print_summary(out, session.summary)
     out.print()
     for run in session.runs:
         _print_run(out, run)
