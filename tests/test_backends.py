@@ -484,6 +484,38 @@ def test_sessions_read_many_at_a_time_are_those_read_one_by_one(store: MemorySto
     assert store.get_sessions([]) == {}  # type: ignore[attr-defined]
 
 
+def test_a_session_is_read_with_a_page_of_its_runs(store: MemoryStore) -> None:
+    """``get_session(..., last_n=, offset=)``: the last ``last_n`` runs before the newest
+    ``offset``, oldest first, with the session's whole run count (a session of thousands
+    of runs was read whole, every run, by each ``GET /sessions/{id}``)."""
+    assert isinstance(store, SessionStore)
+    for i in range(7):
+        store.append_run(RunResult(run_id=f"r{i}", session_id="s", user_id="ava", input=str(i)))
+
+    def page(user: str | None, last_n: int | None, offset: int = 0) -> list[str] | None:
+        found = store.get_session("s", user, last_n=last_n, offset=offset)  # type: ignore[attr-defined]
+        if found is None:
+            return None
+        assert found.run_count == 7 and found.user_id == "ava"
+        return [r.run_id for r in found.runs]
+
+    assert page("ava", 3) == ["r4", "r5", "r6"]
+    assert page(None, 3, 3) == ["r1", "r2", "r3"]
+    assert page("ava", 3, 6) == ["r0"]
+    assert page("ava", 3, 7) == []
+    assert page("ava", 0, 0) == []
+    assert page("ava", None, 2) == ["r0", "r1", "r2", "r3", "r4"]
+    assert page("ava", 10) == [f"r{i}" for i in range(7)]
+    assert page("bob", 3) is None
+    whole = store.get_session("s", "ava")
+    assert whole is not None and len(whole.runs) == 7
+    assert store.get_session("never", None, last_n=3) is None
+    with pytest.raises(UserError):
+        store.get_session("s", "ava", last_n=-1)
+    with pytest.raises(UserError):
+        store.get_session("s", "ava", last_n=3, offset=-1)
+
+
 @pytest.mark.parametrize("kind", [k for k in BACKENDS if k != "in-memory"])
 def test_searches_racing_another_processs_writes_end_up_current(
     kind: str, servers: dict[str, Server | str], tmp_path: Path

@@ -358,3 +358,40 @@ def test_piped_output_has_no_spaces_at_line_ends_and_takes_columns(store: Store)
             if argv[:2] == ["memories", "list"]:
                 check_whole(done.stdout, columns or 200, ids, texts)
                 assert (widest > 100) == (columns is None)  # a table, or a block each
+
+
+def test_sessions_show_prints_the_newest_runs(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`noted sessions show` printed every run of a session, however many."""
+    path = str(tmp_path / "long.db")
+    with SqliteDb(path) as db:
+        agent = Agent(FunctionModel(lambda m, t: "Noted."), db=db, user_id="ava", session_id="s")
+        runs = [agent.run(f"Message {i}").run_id for i in range(55)]
+    shown = printed(capsys, monkeypatch, 120, "sessions", "show", "s", "--db", path)
+    assert [r for r in runs if r in shown] == runs[5:]
+    assert "5 older run(s) not shown: --offset 50" in shown
+    shown = printed(
+        capsys, monkeypatch, 120, "sessions", "show", "s", "--db", path, "--offset", "50"
+    )
+    assert [r for r in runs if r in shown] == runs[:5]
+    assert "older run(s)" not in shown
+    shown = printed(capsys, monkeypatch, 120, "sessions", "show", "s", "--db", path, "--all")
+    assert [r for r in runs if r in shown] == runs
+    listed = json.loads(
+        printed(
+            capsys,
+            monkeypatch,
+            120,
+            "sessions",
+            "show",
+            "s",
+            "--db",
+            path,
+            "--limit",
+            "3",
+            "--json",
+        )
+    )
+    assert [r["run_id"] for r in listed["runs"]] == runs[-3:]
+    assert listed["run_count"] == 55

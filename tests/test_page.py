@@ -782,6 +782,29 @@ def test_history_and_session_transcript(site: Site, page: Page) -> None:
     expect(sessions).to_have_count(2)
 
 
+def test_a_long_session_shows_its_newest_runs_then_older_ones(site: Site, page: Page) -> None:
+    site.add("Likes long talks", "alice", ["talk"])
+    for i in range(25):
+        site.store.append_run(_run("long", "alice", f"Message {i + 1}", f"Answer {i + 1}"))
+    open_app(page, site.url)
+    pick_user(page, "alice")
+    page.click("#tab-sessions")
+    page.get_by_test_id("session-item").click()
+    dialog = page.locator("#session-dialog")
+    runs = dialog.get_by_test_id("run")
+    expect(runs).to_have_count(20)
+    expect(runs.nth(0)).to_contain_text("Run 6")
+    expect(runs.nth(0)).to_contain_text("Message 6")
+    expect(runs.nth(19)).to_contain_text("Run 25")
+    older = dialog.get_by_test_id("older-runs")
+    expect(older).to_contain_text("5 more")
+    older.click()
+    expect(runs).to_have_count(25)
+    expect(runs.nth(0)).to_contain_text("Run 1")
+    expect(runs.nth(0)).to_contain_text("Message 1")
+    expect(older).to_have_count(0)
+
+
 def test_sign_in_with_the_api_key_or_a_user_token(tmp_path: Path, page: Page) -> None:
     store = SqliteDb(db_file=tmp_path / "page.db")
     memory = Memory(store)

@@ -31,6 +31,7 @@ __all__ = ["INTERRUPTED", "add_chat_command", "add_session_commands"]
 
 # The exit status of a chat ended by Ctrl-C, as a shell reports a program SIGINT ended
 INTERRUPTED: Final = 128 + signal.SIGINT
+SHOWN_RUNS: Final = 50  # the newest runs of a session `noted sessions show` prints
 
 
 def _store(memory: Memory) -> SessionStore:
@@ -113,8 +114,10 @@ def cmd_sessions_list(memory: Memory, args: argparse.Namespace) -> int:
     return 0
 
 
-def _get_session(memory: Memory, session_id: str, user_id: str | None) -> Session:
-    session = _store(memory).get_session(session_id, user_id)
+def _get_session(
+    memory: Memory, session_id: str, user_id: str | None, last_n: int | None, offset: int
+) -> Session:
+    session = _store(memory).get_session(session_id, user_id, last_n=last_n, offset=offset)
     if session is None:
         owner = "" if user_id is None else f" for user {user_id!r}"
         raise NotFoundError(f"no session {session_id!r}{owner}")
@@ -149,7 +152,8 @@ def _print_summary(out: Console, summary: SessionSummary) -> None:
 
 
 def cmd_sessions_show(memory: Memory, args: argparse.Namespace) -> int:
-    session = _get_session(memory, args.session_id, args.user)
+    last_n = None if args.all else args.limit
+    session = _get_session(memory, args.session_id, args.user, last_n, args.offset)
     if args.json:
         emit_json(session.to_dict())
         return 0
@@ -162,6 +166,11 @@ def cmd_sessions_show(memory: Memory, args: argparse.Namespace) -> int:
     out.print()
     for run in session.runs:
         _print_run(out, run)
+    older = session.run_count - args.offset - len(session.runs)
+    if older > 0:
+        out.print(
+            Text(f"{older} older run(s) not shown: --offset {args.offset + len(session.runs)}")
+        )
     return 0
 
 
@@ -266,7 +275,16 @@ def add_session_commands(
     ls = command("list", cmd_sessions_list, "List sessions, most recently updated first.")
     ls.add_argument("--limit", type=positive_int, default=50, help="rows per page (default 50)")
     ls.add_argument("--offset", type=non_negative_int, default=0, help="rows to skip")
-    show = command("show", cmd_sessions_show, "Show a session's transcript.")
+    show = command("show", cmd_sessions_show, "Show a session's summary and transcript.")
     show.add_argument("session_id")
+    runs = show.add_mutually_exclusive_group()
+    runs.add_argument(
+        "--limit",
+        type=non_negative_int,
+        default=SHOWN_RUNS,
+        help=f"the newest runs shown (default {SHOWN_RUNS})",
+    )
+    runs.add_argument("--all", action="store_true", help="every run of the session")
+    show.add_argument("--offset", type=non_negative_int, default=0, help="the newest runs to skip")
     delete = command("delete", cmd_sessions_delete, "Delete sessions and their runs.")
     delete.add_argument("session_ids", nargs="+", metavar="session_id")

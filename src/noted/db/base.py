@@ -325,8 +325,17 @@ class SessionStore(Protocol):
         raises :class:`~noted.errors.ConflictError`."""
         ...
 
-    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
-        """The session with all its runs, or None."""
+    def get_session(
+        self,
+        session_id: str,
+        user_id: str | None,
+        *,
+        last_n: int | None = None,
+        offset: int = 0,
+    ) -> Session | None:
+        """The session with its runs, oldest first, or None: all of them, or (with
+        ``last_n``) the last ``last_n`` of those before the newest ``offset``, a page of
+        its runs counted from the newest (``run_count`` says how many there are)."""
         ...
 
     def list_sessions(

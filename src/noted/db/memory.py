@@ -624,6 +624,20 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             found.runs = [RunResult.from_dict(r) for r in self._runs[session_id]]
             return found
 
+    def _read_session_window(
+        self, session_id: str, user_id: str | None, last_n: int | None, offset: int
+    ) -> Session | None:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is None or not sees_session(session.user_id, user_id):
+                return None
+            found = self._copy_session(session)
+            runs = self._runs[session_id]
+            end = max(len(runs) - offset, 0)
+            start = 0 if last_n is None else max(end - last_n, 0)
+            found.runs = [RunResult.from_dict(r) for r in runs[start:end]]
+            return found
+
     def _read_sessions_by_id(self, session_ids: list[str]) -> dict[str, Session]:
         found = ((i, self._read_session(i, None)) for i in session_ids)
         return {session_id: s for session_id, s in found if s is not None}

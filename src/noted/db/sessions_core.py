@@ -35,6 +35,7 @@ __all__ = [
     "SessionsInModule",
     "check_run",
     "owns_session",
+    "run_window",
     "sees_session",
     "summary_fits",
     "takes_run",
@@ -67,6 +68,13 @@ def check_run(run: RunResult, existing: bool | str = False) -> RunResult:
     if size > MAX_RUN_BYTES:
         raise RunTooLargeError(run.run_id, size, MAX_RUN_BYTES)
     return run
+
+
+def run_window(runs: Sequence[RunResult], last_n: int | None, offset: int) -> list[RunResult]:
+    """The last ``last_n`` (None: all) of ``runs`` (oldest first) before the newest
+    ``offset``."""
+    end = max(len(runs) - offset, 0)
+    return list(runs[0 if last_n is None else max(end - last_n, 0) : end])
 
 
 def run_id_taken(run_id: str) -> ConflictError:
@@ -148,10 +156,20 @@ class SessionRules:
         check_page(last_n, 0)
         return self._read_runs(*_owned(session_id, user_id), last_n, completed_only)
 
-    def get_session(self, session_id: str, user_id: str | None) -> Session | None:
-        return self._read_session(
-            require_id("session_id", session_id), check_id("user_id", user_id)
-        )
+    def get_session(
+        self,
+        session_id: str,
+        user_id: str | None,
+        *,
+        last_n: int | None = None,
+        offset: int = 0,
+    ) -> Session | None:
+        check_page(last_n, offset)
+        session_id = require_id("session_id", session_id)
+        user_id = check_id("user_id", user_id)
+        if last_n is None and offset == 0:
+            return self._read_session(session_id, user_id)
+        return self._read_session_window(session_id, user_id, last_n, offset)
 
     def get_sessions(self, session_ids: Sequence[str]) -> dict[str, Session]:
         """The sessions among ``session_ids``, of every user, by id: what
@@ -192,6 +210,16 @@ class SessionRules:
     def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
         raise NotImplementedError
 
+    def _read_session_window(
+        self, session_id: str, user_id: str | None, last_n: int | None, offset: int
+    ) -> Session | None:
+        """The session with the last ``last_n`` (None: all) of its runs before the newest
+        ``offset``. This default reads every run; a backend reads only those."""
+        session = self._read_session(session_id, user_id)
+        if session is not None:
+            session.runs = run_window(session.runs, last_n, offset)
+        return session
+
     def _read_sessions(self, user_id: str | None, limit: int | None, offset: int) -> list[Session]:
         raise NotImplementedError
 
@@ -230,6 +258,16 @@ class SessionFunctions(Protocol):
 
     def get_session(
         self, conn: Any, names: Any, session_id: str, user_id: str | None
+    ) -> Session | None: ...
+
+    def get_session_window(
+        self,
+        conn: Any,
+        names: Any,
+        session_id: str,
+        user_id: str | None,
+        last_n: int | None,
+        offset: int,
     ) -> Session | None: ...
 
     def get_sessions(self, conn: Any, names: Any, session_ids: list[str]) -> dict[str, Session]: ...
@@ -276,6 +314,14 @@ class SessionsInModule(SessionRules):
         with self._session_reader() as conn:
             return self._session_functions.get_session(
                 conn, self._session_names, session_id, user_id
+            )
+
+    def _read_session_window(
+        self, session_id: str, user_id: str | None, last_n: int | None, offset: int
+    ) -> Session | None:
+        with self._session_reader() as conn:
+            return self._session_functions.get_session_window(
+                conn, self._session_names, session_id, user_id, last_n, offset
             )
 
     def _read_sessions_by_id(self, session_ids: list[str]) -> dict[str, Session]:

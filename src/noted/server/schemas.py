@@ -348,7 +348,15 @@ class SessionOut(BaseModel):
     updated_at: str
     summary: SummaryOut | None
     run_count: int
-    runs: list[RunOut] | None = None
+    runs: list[RunOut] | None = Field(
+        default=None,
+        description="A page of the session's runs, oldest first (`GET /sessions/{id}` only)",
+    )
+    runs_meta: PageMeta | None = Field(
+        default=None,
+        description="The page of runs: `total_count` is the session's runs (`GET "
+        "/sessions/{id}` only)",
+    )
 
 
 class SessionListMeta(BaseModel):

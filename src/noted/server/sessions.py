@@ -1,22 +1,39 @@
-"""The session routes: list a user's sessions, read one whole (runs, messages, summary),
-delete one. Why a run failed is the admin's to read (see :mod:`noted.server.failures`)."""
+"""The session routes: list a user's sessions, read one (its summary and a page of its
+runs, newest first, with their messages), delete one. Why a run failed is the admin's to
+read (see :mod:`noted.server.failures`)."""
 
-from typing import Annotated
+from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from noted.errors import NotFoundError
 from noted.schema import check_id, require_id
 from noted.server.auth import Principal
 from noted.server.failures import run_error_for
 from noted.server.memories import ID, Limit, PageNumber, UserQuery
-from noted.server.responses import json_response, no_content
-from noted.server.schemas import ERRORS, MAX_ID_CHARS, SessionOut, SessionPage
+from noted.server.responses import json_response, no_content, page_meta
+from noted.server.schemas import (
+    ERRORS,
+    MAX_ID_CHARS,
+    MAX_LIMIT,
+    MAX_PAGE,
+    SessionOut,
+    SessionPage,
+)
 from noted.server.services import Services
 
 __all__ = ["session_routes"]
 
 SessionId = Annotated[str, Path(min_length=1, max_length=MAX_ID_CHARS)]
+RUNS_LIMIT: Final = 20
+"""The runs of a session ``GET /sessions/{id}`` answers with when not asked for more."""
+RunsPage = Annotated[
+    int,
+    Query(ge=1, le=MAX_PAGE, description="A page of the session's runs: 1 holds the newest"),
+]
+RunsLimit = Annotated[
+    int, Query(ge=1, le=MAX_LIMIT, description=f"Runs per page, at most {MAX_LIMIT}")
+]
 
 
 def session_routes(svc: Services) -> APIRouter:
@@ -45,19 +62,30 @@ def session_routes(svc: Services) -> APIRouter:
 
     @router.get(
         f"/sessions/{{session_id:{ID}}}",
-        summary="A session with its runs, messages and summary",
+        summary="A session with its summary and a page of its runs (the newest first)",
+        description="`runs` holds the runs of page `runs_page` of `runs_limit` runs, "
+        "counted from the newest (page 1: the newest runs), oldest first as a transcript "
+        "reads; `runs_meta` says how many runs and pages there are.",
         responses={200: {"model": SessionOut}},
     )
     def get_session(
         principal: Annotated[Principal, who],
         session_id: SessionId,
         user_id: UserQuery = None,
+        runs_page: RunsPage = 1,
+        runs_limit: RunsLimit = RUNS_LIMIT,
     ) -> Response:
         user = principal.scope(check_id("user_id", user_id))
-        found = svc.store.get_session(require_id("session_id", session_id), user)
+        found = svc.store.get_session(
+            require_id("session_id", session_id),
+            user,
+            last_n=runs_limit,
+            offset=(runs_page - 1) * runs_limit,
+        )
         if found is None:
             raise NotFoundError("no such session")
         data = found.to_dict()
+        data["runs_meta"] = page_meta(runs_page, runs_limit, found.run_count)
         for run in data["runs"]:  # a failed run's error may hold a model provider's answer
             run["error"] = run_error_for(run["error"], principal.is_admin)
         return json_response(data)

@@ -29,6 +29,7 @@ __all__ = [
     "delete_session",
     "get_runs",
     "get_session",
+    "get_session_window",
     "get_sessions",
     "get_summary",
     "list_sessions",
@@ -101,13 +102,16 @@ def _runs_of(
     session: Mapping[str, Any],
     last_n: int | None,
     completed_only: bool,
+    offset: int = 0,
 ) -> list[RunResult]:
-    """The runs of ``session`` (its document), oldest first (the last ``last_n``, read
-    newest first)."""
+    """The runs of ``session`` (its document), oldest first (the last ``last_n`` before
+    the newest ``offset``, read newest first)."""
     query = _runs_in(session["_id"], session["created_at"])
     if completed_only:
         query["status"] = "completed"
     cursor = runs.find(query, {"data": 1}).sort("run_index", -1)
+    if offset:
+        cursor = cursor.skip(offset)
     if last_n is not None:
         cursor = cursor.limit(last_n)
     docs = list(cursor)
@@ -290,6 +294,24 @@ def get_session(
         return None
     session = _session_of(doc)
     session.runs = _runs_of(db.runs, doc, None, False)
+    return session
+
+
+def get_session_window(
+    db: SessionCollections,
+    where: str,
+    session_id: str,
+    user_id: str | None,
+    last_n: int | None,
+    offset: int,
+) -> Session | None:
+    """The session with the last ``last_n`` (None: all) of its runs before the newest
+    ``offset``."""
+    doc = db.sessions.find_one({"_id": session_id})
+    if doc is None or not sees_session(doc["user_id"], user_id):
+        return None
+    session = _session_of(doc)
+    session.runs = [] if last_n == 0 else _runs_of(db.runs, doc, last_n, False, offset)
     return session
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "delete_session",
     "get_runs",
     "get_session",
+    "get_session_window",
     "get_sessions",
     "get_summary",
     "list_sessions",
@@ -142,6 +143,31 @@ def get_session(conn: Conn, n: Names, session_id: str, user_id: str | None) -> S
         return None
     session = row_to_session(row)
     session.runs = _runs(conn, n, session_id, None, False)
+    return session
+
+
+def get_session_window(
+    conn: Conn,
+    n: Names,
+    session_id: str,
+    user_id: str | None,
+    last_n: int | None,
+    offset: int,
+) -> Session | None:
+    """The session with the last ``last_n`` (None: all) of its runs before the newest
+    ``offset``."""
+    row = conn.execute(
+        f"SELECT {_SESSION_SELECT} FROM {n.sessions} WHERE session_id = %s", (session_id,)
+    ).fetchone()
+    if row is None or not sees_session(row[1], user_id):
+        return None
+    session = row_to_session(row)
+    rows = conn.execute(
+        f"SELECT data FROM {n.runs} WHERE session_id = %s ORDER BY run_index DESC "
+        "LIMIT %s OFFSET %s",
+        (session_id, last_n, offset),
+    ).fetchall()
+    session.runs = [RunResult.from_dict(r[0]) for r in reversed(rows)]
     return session
 
 

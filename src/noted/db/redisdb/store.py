@@ -140,7 +140,7 @@ from noted.db.redisdb.reads import (
     to_json,
 )
 from noted.db.redisdb.revocations import RedisRevocations
-from noted.db.sessions_core import SessionRules
+from noted.db.sessions_core import SessionRules, sees_session
 from noted.errors import UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.vectors import check_vector, to_blob
@@ -612,6 +612,24 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
             return None
         session = _session(session_id, found[:5], len(found) - 5)
         session.runs = _runs(found[5:])
+        return session
+
+    def _read_session_window(
+        self, session_id: str, user_id: str | None, last_n: int | None, offset: int
+    ) -> Session | None:
+        """The session's hash, run count and window of runs in one MULTI/EXEC."""
+        runs_key = f"{self.session_table}:r:{session_id}"
+        stop = -1 - offset  # LRANGE counts from the newest with negative indexes
+        start = 0 if last_n is None else stop - last_n + 1
+        with self._mapped_errors(), self._client.pipeline(transaction=True) as pipe:
+            pipe.hmget(f"{self.session_table}:s:{session_id}", _SESSION_FIELDS)
+            pipe.llen(runs_key)
+            pipe.lrange(runs_key, start, stop)
+            fields, count, runs = pipe.execute()
+        if fields[0] is None or not sees_session(fields[0].decode(), user_id):
+            return None
+        session = _session(session_id, fields, int(count))
+        session.runs = [] if last_n == 0 else _runs(runs)
         return session
 
     def _read_sessions_by_id(self, session_ids: list[str]) -> dict[str, Session]:

@@ -31,6 +31,7 @@ __all__ = [
     "delete_session",
     "get_runs",
     "get_session",
+    "get_session_window",
     "get_sessions",
     "get_summary",
     "list_sessions",
@@ -159,6 +160,31 @@ def get_session(
         return None
     session = row_to_session(row)
     session.runs = get_runs(conn, table, session_id, session.user_id, None, False)
+    return session
+
+
+def get_session_window(
+    conn: Connection,
+    table: str,
+    session_id: str,
+    user_id: str | None,
+    last_n: int | None,
+    offset: int,
+) -> Session | None:
+    """The session with the last ``last_n`` (None: all) of its runs before the newest
+    ``offset``."""
+    row = conn.execute(
+        f"SELECT {_SESSION_COLUMNS} FROM {table} WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    if row is None or not sees_session(row[1], user_id):
+        return None
+    session = row_to_session(row)
+    rows = conn.execute(
+        f"SELECT data FROM {table}_runs WHERE session_id = ? ORDER BY run_index DESC "
+        "LIMIT ? OFFSET ?",
+        (session_id, -1 if last_n is None else last_n, offset),
+    ).fetchall()
+    session.runs = [RunResult.from_dict(json.loads(r[0])) for r in reversed(rows)]
     return session
 
 

@@ -10,6 +10,7 @@ export const STORAGE_KEY = "noted.credential";
 export const SEARCH_DELAY_MS = 250;
 export const USERS_PAGE_SIZE = 50;
 export const SESSIONS_PAGE_SIZE = 20;
+export const RUNS_PAGE_SIZE = 20; // a session's runs read at a time, newest first
 export const MAX_BULK = 1000;
 
 export const state = {

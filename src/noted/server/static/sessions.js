@@ -1,12 +1,14 @@
 // A user's sessions and their transcripts.
 
 import {
-  $, api, clip, h, plural, report, segment, SESSIONS_PAGE_SIZE, state, timeEl, topicList,
+  $, api, clip, h, plural, report, RUNS_PAGE_SIZE, segment, SESSIONS_PAGE_SIZE, state, timeEl,
+  topicList,
 } from "./core.js";
 import { appendNew } from "./users.js";
 
 let sessionsMoreLoading = false; // a "Show older sessions" answer is awaited
 let sessionsRequest = 0;
+let transcript = null; // the open session: its runs read so far (oldest first) and their page
 
 // ---------------------------------------------------------------------------------------
 // Sessions and their transcripts
@@ -108,21 +110,69 @@ export function summaryEl(summary) {
   ];
 }
 
+function readRuns(session, page) {
+  const path = `/sessions/${segment(session.session_id)}`;
+  const query = { user_id: session.user_id, runs_page: page, runs_limit: RUNS_PAGE_SIZE };
+  return api(path, { query });
+}
+
+// The runs read so far, each numbered by its place in the session, under a button that
+// reads the page of older runs when the session has more.
+function renderTranscript() {
+  const { runs, total } = transcript;
+  if (!runs.length) {
+    $("transcript").replaceChildren(h("p", { class: "muted", text: "No runs yet." }));
+    return;
+  }
+  const first = Math.max(total - runs.length, 0);
+  const older = first > 0
+    ? h("button", {
+      type: "button",
+      class: "btn btn-ghost btn-small",
+      "data-testid": "older-runs",
+      text: `Show older runs (${first} more)`,
+      onclick: showOlderRuns,
+    })
+    : null;
+  $("transcript").replaceChildren(...[older, ...runs.map((run, i) => runEl(run, first + i))]
+    .filter(Boolean));
+}
+
+async function showOlderRuns(event) {
+  const open = transcript;
+  const button = event.currentTarget;
+  button.disabled = true;
+  try {
+    const older = await readRuns(open.session, open.page + 1);
+    if (transcript !== open) return; // another session was opened meanwhile
+    const seen = new Set(open.runs.map((run) => run.run_id));
+    open.runs = [...(older.runs || []).filter((run) => !seen.has(run.run_id)), ...open.runs];
+    open.page += 1;
+    open.total = older.run_count;
+    renderTranscript();
+  } catch (error) {
+    if (transcript === open) button.disabled = false;
+    report(error, "Could not load the older runs");
+  }
+}
+
 export async function openSession(session) {
   const dialog = $("session-dialog");
   $("session-title").textContent = `Session ${clip(session.session_id, 24)}`;
   $("session-subtitle").textContent = `${session.user_id} · ${plural(session.run_count, "run", "runs")}`;
   $("session-summary").hidden = true;
   $("transcript").replaceChildren(h("p", { class: "muted", text: "Loading…" }));
+  const open = { session, runs: [], page: 1, total: 0 };
+  transcript = open;
   dialog.showModal();
   try {
-    const path = `/sessions/${segment(session.session_id)}`;
-    const full = await api(path, { query: { user_id: session.user_id } });
+    const full = await readRuns(session, 1);
+    if (transcript !== open) return;
     $("session-summary").replaceChildren(...(full.summary ? summaryEl(full.summary) : []));
     $("session-summary").hidden = !full.summary;
-    const runs = full.runs || [];
-    const none = h("p", { class: "muted", text: "No runs yet." });
-    $("transcript").replaceChildren(...(runs.length ? runs.map(runEl) : [none]));
+    open.runs = full.runs || [];
+    open.total = full.run_count;
+    renderTranscript();
   } catch (error) {
     dialog.close();
     report(error, "Could not open the session");
