@@ -257,6 +257,24 @@ def test_a_run_larger_than_a_store_keeps_writes_nothing(tmp_path: Path, target: 
     assert isinstance(db, SqliteDb) and db.list_sessions(None) == []
 
 
+def test_cli_max_memory_length(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # an Agno memory over the default limit: refused (a dry run too) with the option that
+    # raises the limit named, and imported with it
+    source = _broken(
+        tmp_path,
+        "UPDATE agno_memories SET memory = '\"' || replace(hex(zeroblob(3000)), '0', 'x') "
+        "|| '\"' WHERE memory_id = 'mem-ava-ski'",
+    )
+    db = str(tmp_path / "cli.db")
+    for dry_run in ([], ["--dry-run"]):
+        assert main(["import", "agno", source, "--db", db, *dry_run]) == 1
+        said = capsys.readouterr().err
+        assert "6000 characters; the limit is 5000 (--max-memory-length raises it)" in said
+    assert Memory(db=SqliteDb(db)).get_user_stats() == []
+    assert main(["import", "agno", source, "--db", db, "--max-memory-length", "6000"]) == 0
+    assert "wrote 3 memories" in capsys.readouterr().out
+
+
 def test_missing_tables_and_bad_rows_of_agno_1(tmp_path: Path, target: Memory) -> None:
     with pytest.raises(UserError, match="table 'nope' not found"):
         import_agno(str(FIXTURES / "agno-2.2.13.db"), target, memory_table="nope")

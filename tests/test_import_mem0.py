@@ -331,3 +331,21 @@ def test_a_store_without_deletion_times_reads_the_histories_of_its_users(
     again = import_mem0(source, target)
     assert (again.memories_written, again.memories_deleted_here) == (1, 1)
     assert target.get_user_memory("cello", "default") is None
+
+
+def test_cli_max_memory_length(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a store used with Memory(max_memory_length=8000) takes mem0's longer memories: the
+    # import says how to raise its limit, and a dry run refuses what the import would
+    source = tmp_path / "long.json"
+    source.write_text(json.dumps([{"id": "long", "memory": "x" * 6000, "user_id": "ava"}]))
+    db = str(tmp_path / "cli.db")
+    for dry_run in ([], ["--dry-run"]):
+        assert main(["import", "mem0", str(source), "--db", db, *dry_run]) == 1
+        said = capsys.readouterr().err
+        assert "6000 characters; the limit is 5000 (--max-memory-length raises it)" in said
+    assert Memory(db=SqliteDb(db)).get_user_stats() == []
+    command = ["import", "mem0", str(source), "--db", db, "--max-memory-length", "8000"]
+    assert main(command) == 0
+    assert "wrote 1 memory" in capsys.readouterr().out
+    stored = Memory(db=SqliteDb(db), max_memory_length=8000).get_user_memory("long", "ava")
+    assert stored is not None and len(stored.memory) == 6000

@@ -24,6 +24,7 @@ from noted.cli_db import (
     db_target,
     embedder_option,
     identifier,
+    length_option,
     non_negative_int,
     open_db,
     positive_int,
@@ -428,20 +429,7 @@ def _edit_arguments(edit: argparse.ArgumentParser) -> None:
     new_topics = edit.add_mutually_exclusive_group()  # both: the topics asked for were lost
     new_topics.add_argument("--topic", "-t", action="append", help="the new topics (repeat)")
     new_topics.add_argument("--no-topics", action="store_true", help="remove every topic")
-    _length_option(edit, "to store")
-
-
-def _length_option(command: argparse.ArgumentParser, doing: str) -> None:
-    """``--max-memory-length N``: the limit of the command's Memory, for a store used with
-    a higher ``Memory(max_memory_length=...)`` than the default."""
-    command.add_argument(
-        "--max-memory-length",
-        type=positive_int,
-        default=MAX_MEMORY_LENGTH,
-        metavar="N",
-        help=f"the longest memory text {doing}, in characters (default: {MAX_MEMORY_LENGTH:,})"
-        ": as the Memory(max_memory_length=...) the store is used with",
-    )
+    length_option(edit, "to store")
 
 
 def _common_options() -> tuple[argparse.ArgumentParser, ...]:
@@ -499,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--topic", "-t", action="append", help="a topic (repeat for several)")
     add.add_argument("--agent", type=identifier, help="agent id")
     add.add_argument("--team", type=identifier, help="team id")
-    _length_option(add, "to store")
+    length_option(add, "to store")
 
     _list_arguments(
         command("list", _telling_damage(cmd_list), "List a user's memories, newest first.")
@@ -565,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
         every_user,
     )
     imp.add_argument("file", help="a .jsonl file, or - for standard input")
-    _length_option(imp, "to import")
+    length_option(imp, "to import")
 
     add_session_commands(groups, db_option)
     add_chat_command(groups, db_option)

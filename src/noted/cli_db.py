@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from noted.db import Store, open_store
 from noted.db.urls import env_tables
 from noted.errors import UserError
-from noted.limits import MAX_PAGE
+from noted.limits import MAX_MEMORY_LENGTH, MAX_PAGE
 from noted.retrieval.choice import DEFAULT_EMBEDDER
 from noted.schema import check_id
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "db_target",
+    "length_option",
     "non_negative_int",
     "open_db",
     "positive_int",
@@ -57,6 +58,19 @@ def embedder_option(sub: argparse.ArgumentParser) -> None:
         default=DEFAULT_EMBEDDER,
         help="embedding model: 'local' (the embedded default), 'local:<dir or hub id>', "
         "'openai:<model>', or 'none' (default: $NOTED_EMBEDDER, else local)",
+    )
+
+
+def length_option(command: argparse.ArgumentParser, doing: str) -> None:
+    """``--max-memory-length N``: the limit of the command's Memory, for a store used with
+    a higher ``Memory(max_memory_length=...)`` than the default."""
+    command.add_argument(
+        "--max-memory-length",
+        type=positive_int,
+        default=MAX_MEMORY_LENGTH,
+        metavar="N",
+        help=f"the longest memory text {doing}, in characters (default: {MAX_MEMORY_LENGTH:,})"
+        ": as the Memory(max_memory_length=...) the store is used with",
     )
 
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from rich.markup import escape
 
 from noted._console import counted, emit_json, out, progress_bar
+from noted.cli_db import length_option
 from noted.importers import ImportReport, import_agno, import_mem0
 from noted.memory import Memory
 
@@ -97,6 +98,7 @@ def add_import_commands(
         sub = commands.add_parser(name, parents=[common], help=help_, description=help_)
         sub.set_defaults(func=fn)
         sub.add_argument("--dry-run", action="store_true", help="report, write nothing")
+        length_option(sub, "to import")
         return sub
 
     agno = command(

@@ -324,6 +324,8 @@ def apply_plan(
             )
         have = {r.run_id for r in stored.runs} if stored is not None else set()
         new_runs.append((s, [r for r in s.runs if r.run_id not in have]))
+    for changed_memory in changed:  # a dry run refuses what the import would refuse
+        memory.door.check(changed_memory)
     for _, runs in new_runs:  # as the store checks each, before anything is written
         for run in runs:
             check_run(run)
