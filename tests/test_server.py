@@ -1433,9 +1433,24 @@ def test_malformed_json_and_wrong_shapes(client: TestClient) -> None:
     missing = post_raw(client, b"")
     assert missing.status_code == 422
     assert "body" in missing.json()["detail"]
-    wrong_type = post_raw(client, b'{"memory": "x"}', "text/plain")
-    assert wrong_type.status_code == 422
-    assert "JSON object" in wrong_type.json()["detail"]
+    for sent, said in (
+        ("text/plain", "sent as text/plain"),
+        ("text/plain; charset=utf-8", "sent as text/plain"),
+        ("application/x-www-form-urlencoded", "sent as application/x-www-form-urlencoded"),
+        (None, "sent without a Content-Type"),
+    ):
+        wrong_type = post_raw(client, b'{"memory": "x", "user_id": "ava"}', sent)
+        assert wrong_type.status_code == 415, (sent, wrong_type.text)
+        assert wrong_type.json() == {
+            "detail": "the request body must be JSON, sent as Content-Type: application/json "
+            f"(it was {said})"
+        }
+    for sent in ("application/json; charset=utf-8", "application/merge-patch+json"):
+        taken = post_raw(client, b'{"memory": "x", "user_id": "ava"}', sent)
+        assert taken.status_code == 201, (sent, taken.text)
+        client.delete(f"/memories/{taken.json()['memory_id']}", params={"user_id": "ava"})
+    empty_text = post_raw(client, b"", "text/plain")  # no body at all: still missing
+    assert empty_text.status_code == 422 and "missing" in empty_text.json()["detail"]
     for body in (
         {"memory": 5},
         {"memory": ["x"]},

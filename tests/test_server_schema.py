@@ -343,6 +343,13 @@ def test_answers_that_generation_rarely_meets_are_documented(tmp_path: Path) -> 
             case = memories.Case(body=raw, media_type="application/json")
             response = case.call_and_validate(headers=admin, checks=CHECKS, timeout=30)
             assert response.status_code == expected, (raw, response.text)
+        # a body sent as another type than JSON: 415, as each route with a body documents
+        for path, method in (("/memories", "POST"), ("/memories/{memory_id}", "PATCH")):
+            operation = schema[path][method]
+            assert "415" in operation.definition.raw["responses"], (method, path)
+        case = memories.Case(body="The user likes tea", media_type="text/plain")
+        response = case.call_and_validate(headers=admin, checks=CHECKS, timeout=30)
+        assert response.status_code == 415, response.text
     db.close()
 
 

@@ -135,6 +135,22 @@ def _allowed_methods(app: FastAPI, path: str) -> list[str]:
     return []
 
 
+def _not_json(request: Request, errors: Sequence[Any]) -> str | None:
+    """How a body the route did not read as JSON was sent (its media type, such as
+    ``text/plain``, or that it had none), for a route that takes JSON: FastAPI reads a
+    body as JSON only when sent as ``application/json`` (or ``application/*+json``), and
+    otherwise validates its bytes, which fail the schema. None when the body was read
+    (or there was none)."""
+    unread = any(
+        tuple(e.get("loc", ()))[:1] == ("body",) and isinstance(e.get("input"), bytes)
+        for e in errors
+    )
+    if not unread:
+        return None
+    sent = request.headers.get("content-type", "").split(";", 1)[0].strip()
+    return f"sent as {sent}" if sent else "sent without a Content-Type"
+
+
 def _plain(error: dict[str, Any]) -> dict[str, Any]:
     """A validation error without the offending input (which may be huge or not JSON)."""
     return {"loc": [str(p) for p in error.get("loc", ())], "msg": _reason(error)}
@@ -184,9 +200,16 @@ def _handlers(app: FastAPI) -> None:
         # the error middleware logs the exception and its traceback after this answer
         return _error(500, "the server failed to answer: see its log")
 
-    async def invalid(_: Request, exc: Exception) -> Response:
+    async def invalid(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
         found = exc.errors()
+        sent = _not_json(request, found)
+        if sent is not None:
+            return _error(
+                415,
+                "the request body must be JSON, sent as Content-Type: application/json "
+                f"(it was {sent})",
+            )
         detail = "; ".join(_describe(e) for e in found) or "invalid request"
         # text no store can keep is a bad value (400), as a NUL character is
         unkeepable = bool(found) and all(e.get("type") == "string_unicode" for e in found)

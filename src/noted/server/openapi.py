@@ -4,6 +4,7 @@
   implies its own user): declared required, with the 400 the admin gets without it.
 - Text fields take no NUL character (no store keeps one), and names and texts that must
   not be empty must not be blank either: declared as patterns.
+- The 415 of the routes that take a body, answered when it is not sent as JSON.
 - Links from ``GET /sessions`` to a session, and from a created memory to the routes about
   it, so that a client (or a stateful test) can follow them.
 """
@@ -31,6 +32,10 @@ USER_REQUIRED: Final = (
 NO_USER: Final = {
     "description": "user_id was left out with the admin key (or the request breaks another "
     "rule that the schema cannot express)",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+NOT_JSON: Final = {
+    "description": "The body was not sent as JSON (Content-Type: application/json)",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
 }
 NO_NUL: Final = "^[^\\u0000]*$"
@@ -85,6 +90,8 @@ def _amend(schema: Schema) -> None:
     for operations in paths.values():
         for operation in operations.values():
             _no_nul(operation.get("parameters", []))
+            if "requestBody" in operation:
+                operation["responses"]["415"] = NOT_JSON
             for content in operation.get("requestBody", {}).get("content", {}).values():
                 ref = content["schema"].get("$ref", "")
                 _no_nul(components[ref.rsplit("/", 1)[-1]] if ref else content["schema"])
