@@ -805,6 +805,31 @@ def test_a_long_session_shows_its_newest_runs_then_older_ones(site: Site, page: 
     expect(older).to_have_count(0)
 
 
+def test_a_memory_whose_id_ends_in_history_is_edited_and_deleted(site: Site, page: Page) -> None:
+    # its buttons reached the history of the memory "notes" (405 on a save or a delete,
+    # and another memory's changes in its history)
+    site.memory.add_user_memory(UserMemory("Keeps notes", memory_id="notes"), "alice")
+    site.memory.add_user_memory(UserMemory("Reads history", memory_id="notes/history"), "alice")
+    open_app(page, site.url)
+    row(page, "Reads history").locator("[data-action=history]").click()
+    events = page.locator("#history-dialog").get_by_test_id("history-event")
+    expect(events).to_have_count(1)
+    expect(events.nth(0).locator(".new-text")).to_have_text("Reads history")
+    page.locator("#history-dialog [data-close]").click()
+
+    row(page, "Reads history").locator("[data-action=edit]").click()
+    page.get_by_test_id("edit-text").fill("Reads history books")
+    page.locator("[data-action=save]").click()
+    expect(row(page, "Reads history books")).to_have_count(1)
+    assert site.texts("alice") == ["Reads history books", "Keeps notes"]
+
+    row(page, "Reads history books").locator("[data-action=delete]").click()
+    page.click("#confirm-ok")
+    expect(page.get_by_test_id("notice")).to_have_text("Memory deleted")
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(["Keeps notes"])
+    assert site.texts("alice") == ["Keeps notes"]
+
+
 def test_sign_in_with_the_api_key_or_a_user_token(tmp_path: Path, page: Page) -> None:
     store = SqliteDb(db_file=tmp_path / "page.db")
     memory = Memory(store)

@@ -991,6 +991,30 @@ def test_ids_with_a_slash_are_reached_like_any_other(db: SqliteDb) -> None:
     assert db.get_memory("trips/1", "ava") is None
 
 
+def test_an_id_ending_in_history_is_reached_by_its_own_path(db: SqliteDb) -> None:
+    # the memory "x/history", sent as /memories/x%2Fhistory, was read as the history of
+    # the memory "x" (its GET answered x's events, its PATCH and DELETE 405), and its own
+    # history as the history's history (404); a "%" in an id is taken as sent
+    memory = Memory(db)
+    for memory_id in ("x", "x/history", "x/history/history", "50%", "a%2Fb"):
+        memory.add_user_memory(UserMemory(f"About {memory_id}", memory_id=memory_id), "ava")
+    ava = {"user_id": "ava"}
+    with live_server(create_app(db, embedder=None)) as url, httpx.Client(base_url=url) as client:
+        for memory_id in ("x/history", "x/history/history", "50%", "a%2Fb", "x"):
+            path = f"/memories/{quote(memory_id, safe='')}"
+            assert client.get(path, params=ava).json()["memory"] == f"About {memory_id}"
+            events = client.get(f"{path}/history", params=ava).json()
+            assert [(e["memory_id"], e["event"]) for e in events] == [(memory_id, "add")]
+            changed = client.patch(path, params=ava, json={"topics": ["kept"]})
+            assert (changed.status_code, changed.json()["memory_id"]) == (200, memory_id)
+            assert client.delete(path, params=ava).status_code == 204
+            assert memory.get_user_memory(memory_id, "ava") is None, memory_id
+        # a "/" sent bare still reads as before: the history of the memory before it
+        memory.add_user_memory(UserMemory("Back", memory_id="x"), "ava")
+        assert client.get("/memories/x/history", params=ava).json()[-1]["memory_id"] == "x"
+        assert client.patch("/memories/x/history", params=ava, json={}).status_code == 405
+
+
 # -- service routes ---------------------------------------------------------------------------
 
 

@@ -54,6 +54,7 @@ from noted.server.limits import BodyLimit
 from noted.server.local import LocalOnly
 from noted.server.memories import memory_routes
 from noted.server.openapi import amend_openapi
+from noted.server.rawids import RawIds
 from noted.server.responses import json_response
 from noted.server.schemas import (
     ERRORS,
@@ -250,7 +251,7 @@ class _NotedApp(FastAPI):
     name than this machine's is refused before all of them."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        framework = SecurityHeaders(super().build_middleware_stack())
+        framework = SecurityHeaders(RawIds(super().build_middleware_stack()))
         traced = TraceContinued(FastMemoryList(framework, self.state.noted))
         served = HeadAsGet(traced, self.state.streams)
         # the names a request may give are checked before anything answers it

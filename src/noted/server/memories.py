@@ -15,6 +15,7 @@ from noted.limits import MAX_QUERY_CHARS, MAX_TOPICS
 from noted.memory import DEFAULT_USER_ID
 from noted.schema import UserMemory, check_id, check_storable, check_topics
 from noted.server.auth import Principal
+from noted.server.rawids import escaped, unescaped
 from noted.server.responses import json_response, no_content, page_meta
 from noted.server.schemas import (
     ERRORS,
@@ -41,23 +42,24 @@ SEARCH_RESULTS: Final = 500  # a search ranks at most this many memories; pages 
 
 class _Id(Convertor[str]):
     """An id in a route's path, slashes and all. Ids are text the caller chose (a session
-    id given to a run, a memory id given to the Memory API or kept by an import), and a
-    ``/`` in one, sent as ``%2F``, reaches the routes decoded: a one-segment parameter
-    would leave such a memory or session listed but out of reach (404 Not Found)."""
+    id given to a run, a memory id given to the Memory API or kept by an import): a ``/``
+    in one, sent as ``%2F``, reaches the routes as ``%2F`` still (see
+    :class:`~noted.server.rawids.RawIds`), decoded here; sent bare, it reaches them as
+    ``/``, which this parameter takes too."""
 
     regex = ".+"
 
     def convert(self, value: str) -> str:
-        return value
+        return unescaped(value)
 
     def to_string(self, value: str) -> str:
-        return value
+        return escaped(value)
 
 
 class _MemoryId(_Id):
-    """A memory's id in its routes' paths: any id but one ending in ``/history``, so that
-    ``/memories/{id}/history`` is the history's path for every method (405 but for GET),
-    never a memory's."""
+    """A memory's id in its routes' paths: any id but one ending in a bare ``/history``,
+    so that ``/memories/{id}/history`` is the history's path for every method (405 but for
+    GET), never a memory's; the memory ``x/history`` is ``/memories/x%2Fhistory``."""
 
     regex = ".+(?<!/history)"
 
