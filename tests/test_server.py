@@ -1015,6 +1015,25 @@ def test_an_id_ending_in_history_is_reached_by_its_own_path(db: SqliteDb) -> Non
         assert client.patch("/memories/x/history", params=ava, json={}).status_code == 405
 
 
+def test_an_agent_id_with_a_slash_is_run(db: SqliteDb) -> None:
+    # /agents/team%2Fhelper/runs matched no route (404 Not Found): the agent was listed
+    # by GET /agents but could not be run
+    agents = [
+        Agent(ScriptedModel(["From the team."]), db=db, agent_id="team/helper"),
+        Agent(ScriptedModel(["Half of it."]), db=db, agent_id="50%"),
+    ]
+    body = {"message": "hi", "user_id": "ava", "stream": False}
+    app = create_app(db, embedder=None, agent=agents)
+    with live_server(app) as url, httpx.Client(base_url=url) as client:
+        listed = [a["agent_id"] for a in client.get("/agents").json()]
+        assert sorted(listed) == ["50%", "team/helper"]
+        for agent_id, said in (("team/helper", "From the team."), ("50%", "Half of it.")):
+            ran = client.post(f"/agents/{quote(agent_id, safe='')}/runs", json=body)
+            assert (ran.status_code, ran.json()["content"]) == (200, said), ran.text
+        missing = client.post("/agents/team%2Fother/runs", json=body)
+        assert missing.json()["detail"] == "no agent 'team/other' on this server"
+
+
 # -- service routes ---------------------------------------------------------------------------
 
 

@@ -32,6 +32,7 @@ from noted.memory import DEFAULT_USER_ID
 from noted.schema import check_storable
 from noted.server.auth import Principal
 from noted.server.failures import failure_detail
+from noted.server.memories import ID
 from noted.server.responses import json_response
 from noted.server.schemas import (
     ERRORS,
@@ -121,7 +122,7 @@ def agent_routes(svc: Services) -> APIRouter:
         )
 
     @router.post(
-        "/agents/{agent_id}/runs",
+        f"/agents/{{agent_id:{ID}}}/runs",
         summary="Run the agent on a message (streamed as server-sent events by default)",
         responses={
             200: {

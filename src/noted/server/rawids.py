@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["ID_PREFIXES", "RawIds", "escaped", "unescaped"]
 
-ID_PREFIXES: Final = ("/memories/", "/sessions/")
+ID_PREFIXES: Final = ("/memories/", "/sessions/", "/agents/")
 """The paths whose segments hold ids a client chose."""
 
 
