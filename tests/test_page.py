@@ -830,6 +830,36 @@ def test_a_memory_whose_id_ends_in_history_is_edited_and_deleted(site: Site, pag
     assert site.texts("alice") == ["Keeps notes"]
 
 
+def test_the_memories_and_sessions_dot_and_dot_dot_are_reached(site: Site, page: Page) -> None:
+    # a browser resolves "." and ".." away in a path (also sent as %2E): their buttons
+    # reached /memories/ (the listing) and /, and their session could not be opened
+    for memory_id, text in ((".", "Called dot"), ("..", "Named dot dot")):
+        site.memory.add_user_memory(UserMemory(text, memory_id=memory_id), "alice")
+    site.store.append_run(_run("..", "alice", "Up one level", "Here we are."))
+    open_app(page, site.url)
+    for text in ("Called dot", "Named dot dot"):
+        row(page, text).locator("[data-action=history]").click()
+        events = page.locator("#history-dialog").get_by_test_id("history-event")
+        expect(events).to_have_count(1)
+        expect(events.nth(0).locator(".new-text")).to_have_text(text)
+        page.locator("#history-dialog [data-close]").click()
+        row(page, text).locator("[data-action=edit]").click()
+        page.get_by_test_id("edit-text").fill(f"{text}, edited")
+        page.locator("[data-action=save]").click()
+        expect(row(page, f"{text}, edited")).to_have_count(1)
+    assert sorted(site.texts("alice")) == ["Called dot, edited", "Named dot dot, edited"]
+    row(page, "Named dot dot, edited").locator("[data-action=delete]").click()
+    page.click("#confirm-ok")
+    expect(rows(page).get_by_test_id("memory-text")).to_have_text(["Called dot, edited"])
+    assert site.texts("alice") == ["Called dot, edited"]
+
+    pick_user(page, "alice")
+    page.click("#tab-sessions")
+    page.get_by_test_id("session-item").click()
+    expect(page.locator("#session-dialog").get_by_test_id("message")).to_have_count(2)
+    expect(page.locator("#session-dialog")).to_contain_text("Here we are.")
+
+
 def test_sign_in_with_the_api_key_or_a_user_token(tmp_path: Path, page: Page) -> None:
     store = SqliteDb(db_file=tmp_path / "page.db")
     memory = Memory(store)

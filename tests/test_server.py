@@ -1015,6 +1015,37 @@ def test_an_id_ending_in_history_is_reached_by_its_own_path(db: SqliteDb) -> Non
         assert client.patch("/memories/x/history", params=ava, json={}).status_code == 405
 
 
+def test_every_id_is_reached_with_its_id_in_the_query(db: SqliteDb) -> None:
+    # the memories and sessions "." and ".." were listed but out of reach: a browser (and
+    # httpx, as here) resolves them away in a path, even sent as %2E
+    memory = Memory(db)
+    for memory_id in (".", "..", "x/history"):
+        memory.add_user_memory(UserMemory(f"About {memory_id}", memory_id=memory_id), "ava")
+        db.append_run(RunResult(f"r{memory_id}", memory_id, "ava", input="hi"))
+    with LocalClient(create_app(db, embedder=None)) as client:
+        for memory_id in (".", "..", "x/history"):
+            ava = {"user_id": "ava", "memory_id": memory_id}
+            assert client.get("/memory", params=ava).json()["memory"] == f"About {memory_id}"
+            changed = client.patch("/memory", params=ava, json={"topics": ["kept"]})
+            assert changed.json()["topics"] == ["kept"], changed.text
+            events = client.get("/memory_history", params=ava).json()
+            assert [(e["memory_id"], e["event"]) for e in events] == [
+                (memory_id, "add"),
+                (memory_id, "update"),
+            ]
+            assert client.delete("/memory", params=ava).status_code == 204
+            assert client.get("/memory", params=ava).json()["detail"] == "no such memory"
+            session = {"session_id": memory_id}
+            assert client.get("/session", params=session).json()["session_id"] == memory_id
+            assert client.delete("/session", params=session).status_code == 204
+            assert client.get("/session", params=session).json()["detail"] == "no such session"
+        assert client.get("/memory", params={"memory_id": "."}).status_code == 400  # no user
+        refused = client.put("/memory")
+        assert (refused.status_code, refused.headers["allow"]) == (405, "DELETE, GET, HEAD, PATCH")
+    assert memory.get_user_memories("ava") == []
+    assert db.list_sessions(None) == []
+
+
 def test_an_agent_id_with_a_slash_is_run(db: SqliteDb) -> None:
     # /agents/team%2Fhelper/runs matched no route (404 Not Found): the agent was listed
     # by GET /agents but could not be run

@@ -1,4 +1,5 @@
-"""The memory routes: list, search, get, create, update, delete, topics, stats, history."""
+"""The memory routes: list, search, get, create, update, delete, topics, stats, history;
+those about one memory also with its id in the query (``/memory?memory_id=``)."""
 
 from typing import Annotated, Any, Final, Literal
 
@@ -35,7 +36,7 @@ from noted.server.schemas import (
 )
 from noted.server.services import Services
 
-__all__ = ["ID", "MEMORY_ID", "memory_routes"]
+__all__ = ["BY_QUERY", "ID", "MEMORY_ID", "memory_routes"]
 
 SEARCH_RESULTS: Final = 500  # a search ranks at most this many memories; pages read into them
 
@@ -206,10 +207,7 @@ def memory_routes(svc: Services) -> APIRouter:
     def memory_history(
         principal: Annotated[Principal, who], memory_id: MemoryId, user_id: UserQuery = None
     ) -> Response:
-        events = svc.memory.get_memory_history(check_id_(memory_id), principal.owner(user_id))
-        if not events:
-            raise NotFoundError("no such memory")
-        return json_response([e.to_dict() for e in events])
+        return _history(svc, principal, memory_id, user_id)
 
     @router.get(
         f"/memories/{{memory_id:{MEMORY_ID}}}",
@@ -242,23 +240,7 @@ def memory_routes(svc: Services) -> APIRouter:
         body: MemoryUpdate,
         user_id: UserQuery = None,
     ) -> Response:
-        user = _named_owner(principal, user_id, body.user_id)
-        if body.memory is None and body.topics is None:
-            raise UserError("nothing to change: give memory and/or topics")
-        if body.if_updated_at is not None:
-            current = _get(svc, memory_id, user)
-            if current.updated_at != body.if_updated_at:
-                when = "" if current.updated_at is None else f" at {iso(current.updated_at)}"
-                raise ConflictError(
-                    f"the memory changed since it was read (updated{when}): nothing was written"
-                )
-        try:
-            stored = svc.memory.edit_user_memory(
-                check_id_(memory_id), user, memory=body.memory, topics=body.topics
-            )
-        except NotFoundError:
-            raise NotFoundError("no such memory") from None  # this API's 404, as _get's
-        return json_response(stored.to_dict())
+        return _update(svc, principal, memory_id, body, user_id)
 
     @router.delete(
         f"/memories/{{memory_id:{MEMORY_ID}}}", status_code=204, summary="Delete a memory"
@@ -266,9 +248,9 @@ def memory_routes(svc: Services) -> APIRouter:
     def delete_memory(
         principal: Annotated[Principal, who], memory_id: MemoryId, user_id: UserQuery = None
     ) -> Response:
-        if not svc.memory.delete_user_memory(check_id_(memory_id), principal.owner(user_id)):
-            raise NotFoundError("no such memory")
-        return no_content()
+        return _delete(svc, principal, memory_id, user_id)
+
+    _routes_by_query(router, who, svc)
 
     @router.delete(
         "/memories",
@@ -303,6 +285,108 @@ def memory_routes(svc: Services) -> APIRouter:
         return json_response({"data": rows, "meta": page_meta(page, limit, len(found))})
 
     return router
+
+
+BY_QUERY: Final = (
+    "The same route with the id in the query, for every id: also `.` and `..`, which "
+    "browsers and most HTTP libraries resolve away in a path, even percent-encoded."
+)
+MemoryIdQuery = Annotated[
+    str, Query(min_length=1, max_length=MAX_ID_CHARS, description="The memory's id")
+]
+
+
+def _routes_by_query(router: APIRouter, who: Any, svc: Services) -> None:
+    """``/memory`` and ``/memory_history``: the routes about one memory, its id in the
+    query (``?memory_id=``) rather than the path."""
+
+    @router.get(
+        "/memory",
+        summary="Get a memory, its id in the query",
+        description=BY_QUERY,
+        responses={200: {"model": MemoryOut}},
+    )
+    def get_memory_by_query(
+        principal: Annotated[Principal, who], memory_id: MemoryIdQuery, user_id: UserQuery = None
+    ) -> Response:
+        return json_response(_get(svc, memory_id, principal.owner(user_id)).to_dict())
+
+    @router.patch(
+        "/memory",
+        summary="Change a memory's text or topics, its id in the query",
+        description=BY_QUERY,
+        responses={
+            200: {"model": MemoryOut},
+            409: {"model": Error, "description": "The memory changed since if_updated_at"},
+        },
+    )
+    def update_memory_by_query(
+        principal: Annotated[Principal, who],
+        memory_id: MemoryIdQuery,
+        body: MemoryUpdate,
+        user_id: UserQuery = None,
+    ) -> Response:
+        return _update(svc, principal, memory_id, body, user_id)
+
+    @router.delete(
+        "/memory",
+        status_code=204,
+        summary="Delete a memory, its id in the query",
+        description=BY_QUERY,
+    )
+    def delete_memory_by_query(
+        principal: Annotated[Principal, who], memory_id: MemoryIdQuery, user_id: UserQuery = None
+    ) -> Response:
+        return _delete(svc, principal, memory_id, user_id)
+
+    @router.get(
+        "/memory_history",
+        summary="A memory's recorded changes, oldest first, its id in the query",
+        description=BY_QUERY,
+        responses={200: {"model": list[MemoryEventOut]}},
+    )
+    def memory_history_by_query(
+        principal: Annotated[Principal, who], memory_id: MemoryIdQuery, user_id: UserQuery = None
+    ) -> Response:
+        return _history(svc, principal, memory_id, user_id)
+
+
+def _history(svc: Services, principal: Principal, memory_id: str, user_id: str | None) -> Response:
+    """The answer of a memory's history, whichever form named it."""
+    events = svc.memory.get_memory_history(check_id_(memory_id), principal.owner(user_id))
+    if not events:
+        raise NotFoundError("no such memory")
+    return json_response([e.to_dict() for e in events])
+
+
+def _update(
+    svc: Services, principal: Principal, memory_id: str, body: MemoryUpdate, user_id: str | None
+) -> Response:
+    """The answer of a change of a memory, whichever form named it."""
+    user = _named_owner(principal, user_id, body.user_id)
+    if body.memory is None and body.topics is None:
+        raise UserError("nothing to change: give memory and/or topics")
+    if body.if_updated_at is not None:
+        current = _get(svc, memory_id, user)
+        if current.updated_at != body.if_updated_at:
+            when = "" if current.updated_at is None else f" at {iso(current.updated_at)}"
+            raise ConflictError(
+                f"the memory changed since it was read (updated{when}): nothing was written"
+            )
+    try:
+        stored = svc.memory.edit_user_memory(
+            check_id_(memory_id), user, memory=body.memory, topics=body.topics
+        )
+    except NotFoundError:
+        raise NotFoundError("no such memory") from None  # this API's 404, as _get's
+    return json_response(stored.to_dict())
+
+
+def _delete(svc: Services, principal: Principal, memory_id: str, user_id: str | None) -> Response:
+    """The answer of a memory's deletion, whichever form named it."""
+    if not svc.memory.delete_user_memory(check_id_(memory_id), principal.owner(user_id)):
+        raise NotFoundError("no such memory")
+    return no_content()
 
 
 def memory_page(svc: Services, query: MemoryQuery, page: int) -> dict[str, Any]:

@@ -24,6 +24,9 @@ NEEDS_USER: Final = (
     ("get", "/memories/{memory_id}"),
     ("get", "/memories/{memory_id}/history"),
     ("delete", "/memories/{memory_id}"),
+    ("get", "/memory"),
+    ("get", "/memory_history"),
+    ("delete", "/memory"),
 )
 USER_REQUIRED: Final = (
     "Required with the admin key (the memory's user); with a user token it may be left "
@@ -80,11 +83,12 @@ def _amend(schema: Schema) -> None:
         **NO_USER,
         "description": "search_content was given without user_id, with the admin key",
     }
-    paths["/memories/{memory_id}"]["patch"]["responses"]["400"] = {
-        **NO_USER,
-        "description": "Nothing to change, no user_id with the admin key, or one user_id "
-        "in the query and another in the body",
-    }
+    for path in ("/memories/{memory_id}", "/memory"):
+        paths[path]["patch"]["responses"]["400"] = {
+            **NO_USER,
+            "description": "Nothing to change, no user_id with the admin key, or one user_id "
+            "in the query and another in the body",
+        }
     _links(paths)
     components = schema["components"]["schemas"]
     for operations in paths.values():

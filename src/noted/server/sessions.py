@@ -10,7 +10,7 @@ from noted.errors import NotFoundError
 from noted.schema import check_id, require_id
 from noted.server.auth import Principal
 from noted.server.failures import run_error_for
-from noted.server.memories import ID, Limit, PageNumber, UserQuery
+from noted.server.memories import BY_QUERY, ID, Limit, PageNumber, UserQuery
 from noted.server.responses import json_response, no_content, page_meta
 from noted.server.schemas import (
     ERRORS,
@@ -33,6 +33,9 @@ RunsPage = Annotated[
 ]
 RunsLimit = Annotated[
     int, Query(ge=1, le=MAX_LIMIT, description=f"Runs per page, at most {MAX_LIMIT}")
+]
+SessionIdQuery = Annotated[
+    str, Query(min_length=1, max_length=MAX_ID_CHARS, description="The session's id")
 ]
 
 
@@ -75,20 +78,7 @@ def session_routes(svc: Services) -> APIRouter:
         runs_page: RunsPage = 1,
         runs_limit: RunsLimit = RUNS_LIMIT,
     ) -> Response:
-        user = principal.scope(check_id("user_id", user_id))
-        found = svc.store.get_session(
-            require_id("session_id", session_id),
-            user,
-            last_n=runs_limit,
-            offset=(runs_page - 1) * runs_limit,
-        )
-        if found is None:
-            raise NotFoundError("no such session")
-        data = found.to_dict()
-        data["runs_meta"] = page_meta(runs_page, runs_limit, found.run_count)
-        for run in data["runs"]:  # a failed run's error may hold a model provider's answer
-            run["error"] = run_error_for(run["error"], principal.is_admin)
-        return json_response(data)
+        return _read(svc, principal, session_id, user_id, runs_page, runs_limit)
 
     @router.delete(f"/sessions/{{session_id:{ID}}}", status_code=204, summary="Delete a session")
     def delete_session(
@@ -96,9 +86,67 @@ def session_routes(svc: Services) -> APIRouter:
         session_id: SessionId,
         user_id: UserQuery = None,
     ) -> Response:
-        user = principal.scope(check_id("user_id", user_id))
-        if not svc.store.delete_session(require_id("session_id", session_id), user):
-            raise NotFoundError("no such session")
-        return no_content()
+        return _delete(svc, principal, session_id, user_id)
+
+    @router.get(
+        "/session",
+        summary="A session with its runs, messages and summary, its id in the query",
+        description=BY_QUERY,
+        responses={200: {"model": SessionOut}},
+    )
+    def get_session_by_query(
+        principal: Annotated[Principal, who],
+        session_id: SessionIdQuery,
+        user_id: UserQuery = None,
+        runs_page: RunsPage = 1,
+        runs_limit: RunsLimit = RUNS_LIMIT,
+    ) -> Response:
+        return _read(svc, principal, session_id, user_id, runs_page, runs_limit)
+
+    @router.delete(
+        "/session",
+        status_code=204,
+        summary="Delete a session, its id in the query",
+        description=BY_QUERY,
+    )
+    def delete_session_by_query(
+        principal: Annotated[Principal, who],
+        session_id: SessionIdQuery,
+        user_id: UserQuery = None,
+    ) -> Response:
+        return _delete(svc, principal, session_id, user_id)
 
     return router
+
+
+def _read(
+    svc: Services,
+    principal: Principal,
+    session_id: str,
+    user_id: str | None,
+    runs_page: int,
+    runs_limit: int,
+) -> Response:
+    """The answer of a read of a session with a page of its runs, whichever form named it."""
+    user = principal.scope(check_id("user_id", user_id))
+    found = svc.store.get_session(
+        require_id("session_id", session_id),
+        user,
+        last_n=runs_limit,
+        offset=(runs_page - 1) * runs_limit,
+    )
+    if found is None:
+        raise NotFoundError("no such session")
+    data = found.to_dict()
+    data["runs_meta"] = page_meta(runs_page, runs_limit, found.run_count)
+    for run in data["runs"]:  # a failed run's error may hold a model provider's answer
+        run["error"] = run_error_for(run["error"], principal.is_admin)
+    return json_response(data)
+
+
+def _delete(svc: Services, principal: Principal, session_id: str, user_id: str | None) -> Response:
+    """The answer of a session's deletion, whichever form named it."""
+    user = principal.scope(check_id("user_id", user_id))
+    if not svc.store.delete_session(require_id("session_id", session_id), user):
+        raise NotFoundError("no such session")
+    return no_content()

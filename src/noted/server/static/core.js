@@ -228,7 +228,17 @@ export async function api(path, { method = "GET", query, body } = {}) {
   return data;
 }
 
-export const segment = (id) => encodeURIComponent(id);
+// The path and query of a route about one memory or session ("memory", "session"): its id
+// in the path, percent-encoded (a "/" in it as %2F); but "." and "..", which a browser
+// resolves away in a path even percent-encoded, in the query of the routes that take it
+// there (/memory, /memory_history, /session).
+export function aboutId(kind, id, query, history = false) {
+  if (id === "." || id === "..") {
+    return [history ? `/${kind}_history` : `/${kind}`, { ...query, [`${kind}_id`]: id }];
+  }
+  const path = `/${kind === "memory" ? "memories" : "sessions"}/${encodeURIComponent(id)}`;
+  return [history ? `${path}/history` : path, query];
+}
 
 // ---------------------------------------------------------------------------------------
 // Messages

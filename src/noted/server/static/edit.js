@@ -1,8 +1,8 @@
 // Creating, editing and deleting memories, one at a time or selected together.
 
 import {
-  $, api, ApiError, charCount, clip, MAX_BULK, MAX_MEMORY_CHARS, notify, parseTopics, plural,
-  report, sameList, segment, showError, state,
+  $, aboutId, api, ApiError, charCount, clip, MAX_BULK, MAX_MEMORY_CHARS, notify, parseTopics, plural,
+  report, sameList, showError, state,
 } from "./core.js";
 import { refreshAll, renderMemories } from "./memories.js";
 import { selectUser } from "./users.js";
@@ -132,11 +132,8 @@ export async function saveEdit(memory, text, topicsText) {
   }
   body.if_updated_at = memory.updated_at; // written only if nobody changed it since
   try {
-    await api(`/memories/${segment(memory.memory_id)}`, {
-      method: "PATCH",
-      query: { user_id: memory.user_id },
-      body,
-    });
+    const [path, query] = aboutId("memory", memory.memory_id, { user_id: memory.user_id });
+    await api(path, { method: "PATCH", query, body });
     state.editing = null;
     notify("Memory saved");
     await refreshAll();
@@ -169,9 +166,8 @@ export function deletedElsewhere(memory, text, topicsText) {
 export async function changedElsewhere(memory) {
   let current;
   try {
-    current = await api(`/memories/${segment(memory.memory_id)}`, {
-      query: { user_id: memory.user_id },
-    });
+    const [path, query] = aboutId("memory", memory.memory_id, { user_id: memory.user_id });
+    current = await api(path, { query });
   } catch (error) {
     reportStale(error, "Could not save the memory");
     return;
@@ -214,10 +210,8 @@ export async function deleteMemory(memory) {
   });
   if (!confirmed) return;
   try {
-    await api(`/memories/${segment(memory.memory_id)}`, {
-      method: "DELETE",
-      query: { user_id: memory.user_id },
-    });
+    const [path, query] = aboutId("memory", memory.memory_id, { user_id: memory.user_id });
+    await api(path, { method: "DELETE", query });
     state.selected.delete(memory.memory_id);
     notify("Memory deleted");
     await refreshAll();

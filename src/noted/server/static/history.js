@@ -1,6 +1,6 @@
 // One memory's history: who changed it, when, from what to what.
 
-import { $, api, clip, h, sameList, segment, timeEl, topicList } from "./core.js";
+import { $, aboutId, api, clip, h, sameList, timeEl, topicList } from "./core.js";
 import { reportStale } from "./edit.js";
 
 // ---------------------------------------------------------------------------------------
@@ -46,8 +46,8 @@ export async function openHistory(memory) {
   $("history-list").replaceChildren(h("li", { class: "muted", text: "Loading…" }));
   dialog.showModal();
   try {
-    const path = `/memories/${segment(memory.memory_id)}/history`;
-    const events = await api(path, { query: { user_id: memory.user_id } });
+    const [path, query] = aboutId("memory", memory.memory_id, { user_id: memory.user_id }, true);
+    const events = await api(path, { query });
     $("history-list").replaceChildren(...events.map(historyEvent));
   } catch (error) {
     dialog.close();

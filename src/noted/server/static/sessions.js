@@ -1,7 +1,7 @@
 // A user's sessions and their transcripts.
 
 import {
-  $, api, clip, h, plural, report, RUNS_PAGE_SIZE, segment, SESSIONS_PAGE_SIZE, state, timeEl,
+  $, aboutId, api, clip, h, plural, report, RUNS_PAGE_SIZE, SESSIONS_PAGE_SIZE, state, timeEl,
   topicList,
 } from "./core.js";
 import { appendNew } from "./users.js";
@@ -111,8 +111,9 @@ export function summaryEl(summary) {
 }
 
 function readRuns(session, page) {
-  const path = `/sessions/${segment(session.session_id)}`;
-  const query = { user_id: session.user_id, runs_page: page, runs_limit: RUNS_PAGE_SIZE };
+  const [path, query] = aboutId("session", session.session_id, {
+    user_id: session.user_id, runs_page: page, runs_limit: RUNS_PAGE_SIZE,
+  });
   return api(path, { query });
 }
 
