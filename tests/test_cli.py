@@ -117,6 +117,25 @@ def test_other_users_are_out_of_reach(capsys, db: str) -> None:
     assert kept.memory == "secret"
 
 
+def test_a_user_id_with_whitespace_around_it_takes_no_new_memories(capsys, db: str) -> None:
+    # `--user " ava"` made a second user beside "ava"; what such an id holds (imported
+    # before) is still listed, edited and deleted by it
+    code, _, err = run(capsys, "memories", "add", "Likes jazz", "--user", " ava", "--db", db)
+    assert code == 1
+    assert "user_id must not begin or end with whitespace, got ' ava'" in err
+    Memory(db=SqliteDb(db)).import_user_memories(
+        [UserMemory("Likes tea", memory_id="tea", user_id=" ava")]
+    )
+    listed = run_json(capsys, "memories", "list", "--user", " ava", "--db", db)
+    assert isinstance(listed, list) and [m["memory"] for m in listed] == ["Likes tea"]
+    code, _, err = run(
+        capsys, "memories", "edit", "tea", "--text", "Likes green tea", "--user", " ava", "--db", db
+    )
+    assert code == 0, err
+    assert run(capsys, "memories", "delete", "tea", "--user", " ava", "--db", db)[0] == 0
+    assert Memory(db=SqliteDb(db)).get_user_stats() == []
+
+
 def test_list_filters_and_all_users(capsys, db: str) -> None:
     memory = Memory(db=SqliteDb(db))
     memory.add_user_memories(

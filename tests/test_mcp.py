@@ -337,6 +337,27 @@ def test_a_tool_error_names_the_tool_and_not_the_python_api(
     assert snapshot(db) == before
 
 
+def test_a_user_id_with_whitespace_around_it_takes_no_new_memories(tmp_path: Path) -> None:
+    # `noted mcp --user " ava"` stored memories for a second user beside "ava"; what such
+    # an id holds (imported before) is still listed, changed and deleted
+    db_file = tmp_path / "spaced.db"
+    Memory(SqliteDb(db_file)).import_user_memories(
+        [UserMemory("Likes tea", memory_id="tea", user_id=" ava")]
+    )
+    loop = Loop()
+    connected = Connected(loop, stdio(NOTED, "mcp", "--db", str(db_file), "--user", " ava"))
+    try:
+        said = connected.error("add_memory", {"memory": "Likes jazz"})
+        assert "user_id must not begin or end with whitespace, got ' ava'" in said, said
+        assert [m["memory"] for m in connected.ok("list_memories")["memories"]] == ["Likes tea"]
+        connected.ok("update_memory", {"id": "tea", "memory": "Likes green tea"})
+        connected.ok("delete_memory", {"id": "tea"})
+    finally:
+        connected.close()
+        loop.close()
+    assert Memory(SqliteDb(db_file)).get_user_stats() == []
+
+
 def test_the_profile_resource_and_prompt(client: Connected, db: SqliteDb) -> None:
     client.ok("add_memory", {"memory": "The user's name is Ava", "topics": ["identity"]})
     read = client.loop.run(client.session.read_resource("noted://profile"))

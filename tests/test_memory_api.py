@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 
 import pytest
 
-from noted import ConflictError, Memory, NotFoundError, UserError, UserMemory
+from noted import Agent, ConflictError, InMemoryDb, Memory, NotFoundError, UserError, UserMemory
+from noted.testing import ScriptedModel
 
 
 def texts(memories: list[UserMemory]) -> list[str]:
@@ -411,3 +413,33 @@ def test_a_memory_longer_than_this_memorys_limit_keeps_its_topics_editable(
         memory.edit_user_memory(mid, "ava", memory=long_text + " Braga.")
     stored = memory.get_user_memory(mid, "ava")
     assert stored is not None and (stored.memory, stored.topics) == (long_text, ["diary"])
+
+
+@pytest.mark.parametrize("user", [" ava", "ava ", "\tava", "ava\n", "\u00a0ava"])
+def test_a_user_id_with_whitespace_around_it_takes_no_new_memories_or_runs(
+    memory: Memory, user: str
+) -> None:
+    # " ava" was stored as a user beside "ava" (two users that look alike, each with half
+    # of the memories); what is stored under such an id is still read, changed, deleted
+    said = f"user_id must not begin or end with whitespace, got {user!r}"
+    with pytest.raises(UserError, match=re.escape(said)):
+        memory.add_user_memory(UserMemory("Likes tea"), user)
+    with pytest.raises(UserError, match="must not begin or end with whitespace"):
+        memory.add_user_memories([UserMemory("Likes tea"), UserMemory("Likes jazz")], user)
+    with pytest.raises(UserError, match="must not begin or end with whitespace"):
+        memory.add_user_memory(UserMemory("Likes tea", user_id=user))
+    with pytest.raises(UserError, match="must not begin or end with whitespace"):
+        memory.create_user_memories("I like tea", user_id=user)
+    with pytest.raises(UserError, match="must not begin or end with whitespace"):
+        Agent(ScriptedModel(["Hello"]), db=InMemoryDb(), memory=memory).run("hi", user_id=user)
+    assert memory.get_user_stats() == []
+    # stored before (an import keeps its ids): read, edited and deleted as it is
+    memory.import_user_memories([UserMemory("Likes tea", memory_id="tea", user_id=user)])
+    assert texts(memory.get_user_memories(user)) == ["Likes tea"]
+    assert memory.get_user_memories(user.strip()) == []
+    assert memory.edit_user_memory("tea", user, memory="Likes green tea").memory == (
+        "Likes green tea"
+    )
+    assert [e.event for e in memory.get_memory_history("tea", user)] == ["add", "update"]
+    assert memory.delete_user_memory("tea", user)
+    assert memory.get_user_memories(user) == []

@@ -1046,6 +1046,31 @@ def test_every_id_is_reached_with_its_id_in_the_query(db: SqliteDb) -> None:
     assert db.list_sessions(None) == []
 
 
+def test_a_user_id_with_whitespace_around_it_takes_no_new_memories_or_runs(
+    db: SqliteDb,
+) -> None:
+    # POST /memories stored " ava" as a user beside "ava"; now 422, as a run for it is,
+    # while what is stored under it (imported) is still read, changed and deleted
+    Memory(db).import_user_memories([UserMemory("Likes tea", memory_id="tea", user_id=" ava")])
+    agent = Agent(ScriptedModel(["Hello"]), db=db, agent_id="helper")
+    said = "user_id: must not begin or end with whitespace (a stored one is still read)"
+    with LocalClient(create_app(db, embedder=None, agent=agent)) as client:
+        for user in (" ava", "ava ", "\u3000ava"):
+            added = client.post("/memories", json={"memory": "Likes jazz", "user_id": user})
+            assert (added.status_code, added.json()["detail"]) == (422, said)
+            body = {"message": "hi", "user_id": user, "stream": False}
+            ran = client.post("/agents/helper/runs", json=body)
+            assert (ran.status_code, ran.json()["detail"]) == (422, said)
+        spaced = {"user_id": " ava"}
+        listed = client.get("/memories", params=spaced).json()["data"]
+        assert [m["memory"] for m in listed] == ["Likes tea"]
+        changed = client.patch("/memories/tea", params=spaced, json={"memory": "Likes green tea"})
+        assert changed.json()["memory"] == "Likes green tea"
+        assert client.delete("/memories/tea", params=spaced).status_code == 204
+    assert Memory(db).get_user_stats() == []
+    assert db.list_sessions(None) == []
+
+
 def test_an_agent_id_with_a_slash_is_run(db: SqliteDb) -> None:
     # /agents/team%2Fhelper/runs matched no route (404 Not Found): the agent was listed
     # by GET /agents but could not be run
@@ -1591,7 +1616,7 @@ def test_text_that_no_store_can_keep_is_refused(client: TestClient) -> None:
     ],
 )
 def test_unicode_round_trips(client: TestClient, text: str) -> None:
-    user = f"user-{text[:6]}"
+    user = f"user-{text[:6]}".rstrip()  # a user id takes no whitespace around it
     created = client.post(
         "/memories", json={"memory": text, "user_id": user, "topics": [text[:10]]}
     )

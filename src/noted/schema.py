@@ -60,6 +60,20 @@ def check_id(name: str, value: object) -> str | None:
     return check_storable(name, value)
 
 
+def check_new_user_id(user_id: str) -> str:
+    """``user_id`` (a checked id) unless it begins or ends with whitespace: new memories
+    and runs are refused under such an id, which would make a second user that looks like
+    the first (``" ava"`` beside ``"ava"``). Data stored under one before (an import keeps
+    its ids) is still read, changed and deleted by the id as it is, so that it can be
+    cleaned up."""
+    if user_id != user_id.strip():
+        raise UserError(
+            f"user_id must not begin or end with whitespace, got {user_id!r} "
+            "(what is stored under such an id is still read, changed and deleted as it is)"
+        )
+    return user_id
+
+
 def require_id(name: str, value: object) -> str:
     """Validate an identifier that must be given."""
     checked = check_id(name, value)

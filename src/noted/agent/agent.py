@@ -54,7 +54,7 @@ from noted.models.types import (
     split_pair,
     valid_text,
 )
-from noted.schema import UserMemory, check_unicode, require_id
+from noted.schema import UserMemory, check_new_user_id, check_unicode, require_id
 from noted.sessions import RunResult, new_run_id, new_session_id
 from noted.tracing import _hooks as tracing
 
@@ -560,7 +560,7 @@ class Agent:
         if not isinstance(message, str) or not message.strip():
             raise UserError(f"message must be a non-empty string, got {message!r}")
         check_unicode("message", message)  # before any model call: the run must be kept
-        user = self._user(user_id)
+        user = check_new_user_id(self._user(user_id))
         session = (
             require_id("session_id", session_id)
             if session_id is not None

@@ -21,7 +21,7 @@ from noted.errors import NotFoundError, UserError
 from noted.limits import MAX_INPUT_CHARS, MAX_MEMORY_LENGTH
 from noted.memory.index import MemoryIndex
 from noted.memory.operations import Operation, Plan
-from noted.schema import UserMemory, check_id, new_memory_id, require_id
+from noted.schema import UserMemory, check_id, check_new_user_id, new_memory_id, require_id
 
 __all__ = ["DEFAULT_USER_ID", "Applied", "MemoryDoor", "TextTooLong", "resolve_user", "told"]
 
@@ -135,8 +135,11 @@ class MemoryDoor:
     def add(
         self, memories: Iterable[object], user_id: str | None, audit: AuditContext
     ) -> list[UserMemory]:
-        """Store memories in one transaction (all or nothing), as given or new."""
+        """Store memories in one transaction (all or nothing), as given or new; under a
+        user id without whitespace around it (see :func:`check_new_user_id`)."""
         stamped = _once_each([self.stamp(m, user_id) for m in _each(memories)])
+        for memory in stamped:
+            check_new_user_id(memory.user_id or DEFAULT_USER_ID)
         self.db.upsert_memories(stamped, audit=audit)
         self._embed(stamped)
         return stamped

@@ -42,6 +42,7 @@ from noted.schema import (
     UserMemory,
     UserStats,
     check_id,
+    check_new_user_id,
     check_topics,
     check_unicode,
     require_id,
@@ -469,7 +470,7 @@ class Memory:
                 check_unicode("message", m.content)
         return await self.memory_manager.aprocess(
             turn,
-            user_id=resolve_user(user_id),
+            user_id=check_new_user_id(resolve_user(user_id)),
             door=self.door,
             model=self._model(self.memory_manager),
             audit=AuditContext(actor="manager"),

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 
-__all__ = ["amend_openapi"]
+__all__ = ["NO_SPACE_AROUND", "amend_openapi"]
 
 Schema = dict[str, Any]
 
@@ -48,6 +48,8 @@ _BLANK: Final = (
     "\\u2028\\u2029\\u202f\\u205f\\u3000"
 )
 NOT_BLANK: Final = f"^[^\\u0000]*[^\\u0000{_BLANK}][^\\u0000]*$"
+NO_SPACE_AROUND: Final = f"^[^\\u0000{_BLANK}]([^\\u0000]*[^\\u0000{_BLANK}])?$"
+"""The pattern of a user id that new data is written under: no whitespace around it."""
 
 
 def amend_openapi(app: FastAPI) -> None:

@@ -22,6 +22,7 @@ from pydantic_core import PydanticCustomError
 
 from noted.db.jobs import JobKind, JobStatus
 from noted.limits import MAX_ID_LENGTH, MAX_MEMORY_LENGTH, MAX_TOPICS
+from noted.server.openapi import NO_SPACE_AROUND
 
 MAX_MEMORY_CHARS: Final = MAX_MEMORY_LENGTH
 MAX_ID_CHARS: Final = MAX_ID_LENGTH
@@ -63,6 +64,25 @@ def within(longest: int) -> AfterValidator:
 
 
 Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS)]
+
+
+def _no_space_around(value: str) -> str:
+    """A user id new data is written under, refused with whitespace around it, as the
+    Memory API refuses it (see :func:`noted.schema.check_new_user_id`)."""
+    if value != value.strip():
+        raise PydanticCustomError(
+            "user_id_space", "must not begin or end with whitespace (a stored one is still read)"
+        )
+    return value
+
+
+NewUserId = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_ID_CHARS, json_schema_extra={"pattern": NO_SPACE_AROUND}),
+    AfterValidator(_no_space_around),
+]
+"""The user of a new memory or run: no whitespace around it (a stored user id that has
+some is still named as it is to read, change or delete what it holds)."""
 Topic = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS), BeforeValidator(trimmed)]
 Text = Annotated[str, Field(min_length=1, max_length=MAX_MEMORY_CHARS), BeforeValidator(trimmed)]
 
@@ -94,7 +114,7 @@ def _a_number(value: object) -> object:
 
 class MemoryCreate(Body):
     memory: Text
-    user_id: Id | None = None
+    user_id: NewUserId | None = None
     topics: Annotated[list[Topic], Field(max_length=MAX_TOPICS)] = []
     agent_id: Id | None = None
     team_id: Id | None = None
@@ -144,7 +164,7 @@ class RunRequest(Body):
         within(MAX_MESSAGE_CHARS),
         Field(json_schema_extra={"minLength": 1, "maxLength": MAX_MESSAGE_CHARS}),
     ]
-    user_id: Id | None = None
+    user_id: NewUserId | None = None
     session_id: Id | None = None
     stream: Annotated[bool, BeforeValidator(_a_boolean)] = True
 
