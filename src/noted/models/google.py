@@ -15,6 +15,13 @@ from typing import Any
 
 from noted.errors import ModelConnectionError, ModelError, ModelOutputError, UserError
 from noted.models._provider import HTTPChatModel, http_error, import_sdk, transport_errors
+from noted.models._thinking import (
+    UNBOUNDED_ALLOWANCE,
+    effort_allowance,
+    gemini_thinking,
+    output_limit,
+    warn_if_thought_out,
+)
 from noted.models.base import RetryPolicy
 from noted.models.types import (
     Message,
@@ -62,7 +69,15 @@ class _Sdk:
 class Gemini(HTTPChatModel):
     """A Gemini model. ``api_key`` defaults to the ``GOOGLE_API_KEY`` (or
     ``GEMINI_API_KEY``) environment variable; ``base_url`` points at a proxy or a
-    compatible server; ``max_tokens`` caps the answer (the model's own limit when None).
+    compatible server; ``max_tokens`` caps the answer, thinking included (the model's own
+    limit when None).
+
+    ``thinking_budget`` (tokens; 0 turns thinking off where the model allows it, -1 lets
+    the model decide) or ``thinking_level`` (``"minimal"``, ``"low"``, ``"medium"``,
+    ``"high"``: Gemini 3) is sent with every call when set. Unset, the model thinks as it
+    does by default, except in a call whose request caps its answer (the memory
+    manager's): a model :mod:`noted.models._thinking` knows is then asked to think little,
+    and its limit allows for that thinking.
     """
 
     provider = "google"
@@ -78,6 +93,8 @@ class Gemini(HTTPChatModel):
         max_tokens: int | None = None,
         temperature: float | None = None,
         retry: RetryPolicy | None = None,
+        thinking_budget: int | None = None,
+        thinking_level: str | None = None,
     ) -> None:
         super().__init__(
             id,
@@ -88,6 +105,9 @@ class Gemini(HTTPChatModel):
             temperature=temperature,
             retry=retry,
         )
+        _check_thinking(thinking_budget, thinking_level)
+        self.thinking_budget = thinking_budget
+        self.thinking_level = thinking_level.strip().lower() if thinking_level else None
         self._calls: dict[str, _CallMemo] = {}
 
     # -- client ---------------------------------------------------------------------------
@@ -132,7 +152,9 @@ class Gemini(HTTPChatModel):
             _opened.reset(token)
         for answer in opened:  # the SDK reads the body with each bad byte replaced
             self._check_utf8(answer)
-        return self._response(response)
+        answered = self._response(response)
+        self._warn_if_thought_out(answered.usage, answered.finish_reason)
+        return answered
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
         client = self._clients.get()
@@ -165,14 +187,19 @@ class Gemini(HTTPChatModel):
                     await close()
         if state.finish is None:  # neither a finish reason nor a block reason came
             raise self._unfinished(state.chunks, opened[-1] if opened else None)
-        yield state.usage()
+        usage = state.usage()
+        self._warn_if_thought_out(_usage(state.usage_metadata), state.finish)
+        yield usage
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         config: dict[str, Any] = {"automatic_function_calling": {"disable": True}}
         system = request.system_text()
         if system:
             config["system_instruction"] = system
-        if (limit := request.token_limit(self.max_tokens)) is not None:
+        thinking, allowance = self._thinking(request)
+        if thinking:
+            config["thinking_config"] = thinking
+        if (limit := output_limit(self.max_tokens, request.max_tokens, allowance)) is not None:
             config["max_output_tokens"] = limit
         if self.temperature is not None:
             config["temperature"] = self.temperature
@@ -190,6 +217,27 @@ class Gemini(HTTPChatModel):
             config["response_mime_type"] = "application/json"
             config["response_json_schema"] = dict(request.response_schema)
         return {"model": self.id, "contents": self._contents(request.messages), "config": config}
+
+    def _thinking(self, request: ModelRequest) -> tuple[dict[str, Any], int]:
+        """The ``thinking_config`` to send (empty: none) and the tokens a request's cap
+        allows for thinking: the model's own setting, else, for a request that caps its
+        answer, the bound :func:`~noted.models._thinking.gemini_thinking` knows."""
+        budget, level = self.thinking_budget, self.thinking_level
+        if budget is None and level is None and request.max_tokens is not None:
+            known = gemini_thinking(self.id)
+            if known is not None:
+                budget, level = known.budget, known.level
+        if budget is not None:
+            return {"thinking_budget": budget}, budget if budget >= 0 else UNBOUNDED_ALLOWANCE
+        if level is not None:
+            return {"thinking_level": level}, effort_allowance(level)
+        return {}, 0
+
+    def _warn_if_thought_out(self, usage: Usage, finish: str | None) -> None:
+        setting = "Gemini(thinking_budget=...)"
+        if self.thinking_level is not None or self.id.casefold().startswith("gemini-3"):
+            setting = "Gemini(thinking_level=...)"
+        warn_if_thought_out(self.provider, self.id, usage, finish, setting)
 
     # -- conversation ---------------------------------------------------------------------
 
@@ -318,6 +366,18 @@ class Gemini(HTTPChatModel):
         if isinstance(exc, (TimeoutError, *transport_errors().timeouts)):
             return self._timed_out()
         return ModelConnectionError(f"the connection to google failed: {exc!r}")
+
+
+def _check_thinking(budget: object, level: object) -> None:
+    if budget is not None and (type(budget) is not int or budget < -1):
+        raise UserError(
+            f"thinking_budget must be an integer >= 0 (tokens), -1 (the model decides) or "
+            f"None, got {budget!r}"
+        )
+    if level is not None and (not isinstance(level, str) or not level.strip()):
+        raise UserError(f"thinking_level must be a level such as 'low', got {level!r}")
+    if budget is not None and level is not None:
+        raise UserError("give thinking_budget or thinking_level, not both")
 
 
 # -- streams -------------------------------------------------------------------------------

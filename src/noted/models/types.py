@@ -175,7 +175,9 @@ class ModelRequest:
     """Everything one model call needs. ``response_schema``, when set, is a JSON schema the
     answer's text must satisfy (structured output); ``response_schema_name`` names it.
     ``max_tokens``, when set, caps this answer's length below the model's own setting
-    (the lower of the two applies: see :meth:`token_limit`)."""
+    (the lower of the two applies: see :meth:`token_limit`). It is the answer's cap: a
+    provider that knows the model thinks first bounds the thinking and allows for it
+    above the cap (see :mod:`noted.models._thinking`)."""
 
     messages: Sequence[Message]
     tools: Sequence[ToolDefinition] = ()
