@@ -20,12 +20,15 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
-from noted.models.types import ModelResponse, Usage
+from noted.errors import UserError
+from noted.models.types import ModelResponse, Usage, UsageDelta
 
 __all__ = [
     "Thinking",
+    "checked_level",
     "effort_allowance",
     "gemini_thinking",
+    "openai_effort",
     "openai_reasoning",
     "output_limit",
     "warn_if_thought_out",
@@ -123,6 +126,24 @@ def openai_reasoning(model_id: str) -> Thinking | None:
     return found
 
 
+def openai_effort(effort: str | None, model_id: str, capped: bool) -> tuple[str | None, int]:
+    """The ``reasoning_effort`` to send (None: none) and the tokens a request's cap allows
+    for reasoning: the model's own ``effort`` when set, else, for a request that caps its
+    answer (``capped``), what :func:`openai_reasoning` knows of the model."""
+    if effort is not None:
+        return effort, effort_allowance(effort)
+    known = openai_reasoning(model_id) if capped else None
+    return (None, 0) if known is None else (known.level, known.allowance)
+
+
+def checked_level(name: str, value: object) -> str | None:
+    """The setting ``name`` (a thinking level, a reasoning effort) as it is sent: its text
+    stripped, or None; UserError when it is neither text nor None."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise UserError(f"{name} must be a level such as 'low', got {value!r}")
+    return value.strip() if value is not None else None
+
+
 def output_limit(model_cap: int | None, request_cap: int | None, allowance: int) -> int | None:
     """The output limit to send: the lower of the model's own cap and the request's cap
     with ``allowance`` tokens of thinking added (None: no limit)."""
@@ -132,7 +153,11 @@ def output_limit(model_cap: int | None, request_cap: int | None, allowance: int)
 
 
 def warn_if_thought_out(
-    provider: str, model_id: str, usage: Usage, finish_reason: str | None, setting: str
+    provider: str,
+    model_id: str,
+    usage: Usage | UsageDelta,
+    finish_reason: str | None,
+    setting: str,
 ) -> None:
     """Log a warning for an answer cut off at its token limit after thinking took most
     of its output (at least half), naming ``setting``, the model's setting that bounds

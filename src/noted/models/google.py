@@ -17,6 +17,7 @@ from noted.errors import ModelConnectionError, ModelError, ModelOutputError, Use
 from noted.models._provider import HTTPChatModel, http_error, import_sdk, transport_errors
 from noted.models._thinking import (
     UNBOUNDED_ALLOWANCE,
+    checked_level,
     effort_allowance,
     gemini_thinking,
     output_limit,
@@ -107,7 +108,8 @@ class Gemini(HTTPChatModel):
         )
         _check_thinking(thinking_budget, thinking_level)
         self.thinking_budget = thinking_budget
-        self.thinking_level = thinking_level.strip().lower() if thinking_level else None
+        level = checked_level("thinking_level", thinking_level)
+        self.thinking_level = level.lower() if level is not None else None
         self._calls: dict[str, _CallMemo] = {}
 
     # -- client ---------------------------------------------------------------------------
@@ -374,8 +376,6 @@ def _check_thinking(budget: object, level: object) -> None:
             f"thinking_budget must be an integer >= 0 (tokens), -1 (the model decides) or "
             f"None, got {budget!r}"
         )
-    if level is not None and (not isinstance(level, str) or not level.strip()):
-        raise UserError(f"thinking_level must be a level such as 'low', got {level!r}")
     if budget is not None and level is not None:
         raise UserError("give thinking_budget or thinking_level, not both")
 

@@ -47,6 +47,7 @@ from noted.models._provider import (
     parsed,
     transport_errors,
 )
+from noted.models._thinking import checked_level, openai_effort, output_limit, warn_if_thought_out
 from noted.models.base import RetryPolicy
 from noted.models.types import (
     Message,
@@ -101,6 +102,8 @@ class OpenAIChat(HTTPChatModel):
     needs one to be given (any placeholder will do). ``timeout`` is in seconds, per
     attempt (for a stream: per wait for its next event). ``max_tokens`` and
     ``temperature`` are sent only when set (a request's lower ``max_tokens`` wins).
+    ``reasoning_effort`` (``"low"``, ...) is sent with every call when set (unset: see
+    :func:`~noted.models._thinking.openai_effort`).
     """
 
     provider = "openai"
@@ -121,6 +124,7 @@ class OpenAIChat(HTTPChatModel):
         max_tokens: int | None = None,
         temperature: float | None = None,
         retry: RetryPolicy | None = None,
+        reasoning_effort: str | None = None,
     ) -> None:
         super().__init__(
             id,
@@ -131,6 +135,7 @@ class OpenAIChat(HTTPChatModel):
             temperature=temperature,
             retry=retry,
         )
+        self.reasoning_effort = checked_level("reasoning_effort", reasoning_effort)
 
     # -- the SDK client ------------------------------------------------------------------
 
@@ -181,11 +186,19 @@ class OpenAIChat(HTTPChatModel):
                         "strict": schema.get("additionalProperties") is False,
                     },
                 }
-        if (limit := request.token_limit(self.max_tokens)) is not None:
+        capped = request.max_tokens is not None
+        effort, allowance = openai_effort(self.reasoning_effort, self.id, capped)
+        if effort is not None:
+            params["reasoning_effort"] = effort
+        if (limit := output_limit(self.max_tokens, request.max_tokens, allowance)) is not None:
             params[self._token_limit_name()] = limit
         if self.temperature is not None:
             params["temperature"] = self.temperature
         return params
+
+    def _warn_if_thought_out(self, usage: Usage | UsageDelta, finish: str | None) -> None:
+        setting = f"{type(self).__name__}(reasoning_effort=...)"
+        warn_if_thought_out(self.provider, self.id, usage, finish, setting)
 
     def _token_limit_name(self) -> str:
         """The parameter that carries the token limit to this server for this model."""
@@ -249,7 +262,9 @@ class OpenAIChat(HTTPChatModel):
             completion = await parsed(answer)
         if isinstance(completion, str):  # the body's text: the SDK could not read it as JSON
             self._check_utf8(answer.http_response)
-        return self._response(completion)
+        response = self._response(completion)
+        self._warn_if_thought_out(response.usage, response.finish_reason)
+        return response
 
     async def _send_stream(self, request: ModelRequest) -> AsyncIterator[ModelDelta]:
         state = _StreamState()
@@ -270,7 +285,9 @@ class OpenAIChat(HTTPChatModel):
                         yield delta
         if state.finish_reason is None and not ending.done:
             raise self._unfinished(state.chunks, getattr(stream, "response", None))
-        yield state.end()
+        end = state.end()
+        self._warn_if_thought_out(end, end.finish_reason)
+        yield end
 
     def _response(self, completion: Any) -> ModelResponse:
         choices = getattr(completion, "choices", None) or []
@@ -365,6 +382,7 @@ class Ollama(OpenAIChat):
         max_tokens: int | None = None,
         temperature: float | None = None,
         retry: RetryPolicy | None = None,
+        reasoning_effort: str | None = None,
     ) -> None:
         self.host = _ollama_host(host)
         super().__init__(
@@ -375,6 +393,7 @@ class Ollama(OpenAIChat):
             max_tokens=max_tokens,
             temperature=temperature,
             retry=retry,
+            reasoning_effort=reasoning_effort,
         )
 
     def _connection_hint(self) -> str:
