@@ -84,6 +84,19 @@ def test_an_answer_cut_off_at_the_limit_writes_nothing(
     assert "cut off" in caplog.text
 
 
+def test_an_answer_cut_off_while_thinking_says_so(tmp_path: Path) -> None:
+    # a Gemini 2.5 answer: 254 of the 256 tokens spent thinking, no words of the answer
+    usage = Usage(1900, 254, reasoning_tokens=254)
+    cut = ModelResponse(content=None, usage=usage, finish_reason="MAX_TOKENS")
+    model = ScriptedModel([cut])
+    memory = Memory(db=SqliteDb(tmp_path / "m.db"), memory_manager=MemoryManager(model=model))
+    update = memory.create_user_memories(message="I live in Oslo.", user_id="u")
+    [reason] = update.rejected
+    assert f"cut off at max_tokens={DEFAULT_MAX_TOKENS}" in reason
+    assert "after 254 tokens of the model's thinking" in reason
+    assert "thinking_budget or reasoning_effort" in reason
+
+
 def test_an_answer_that_ends_is_used(tmp_path: Path) -> None:
     # The same answer, ended by the model rather than by the limit, is written.
     text = answer(add("User lives in Oslo"))

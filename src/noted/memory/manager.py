@@ -354,12 +354,20 @@ class MemoryManager:
         plan.operations = kept
 
     def cut_short(self, response: ModelResponse) -> Plan:
-        """The empty plan of an answer cut off at its token limit, saying why."""
+        """The empty plan of an answer cut off at its token limit, saying why: and, when
+        the model thought first, for how long (its own thinking setting bounds that)."""
         limit = "its token limit" if self.max_tokens is None else f"max_tokens={self.max_tokens}"
+        thinking = response.usage.reasoning_tokens
+        thought = (
+            f" after {thinking} tokens of the model's thinking (the model's "
+            "thinking_budget or reasoning_effort bounds it)"
+            if thinking
+            else ""
+        )
         return Plan(
             rejected=[
-                f"the answer was cut off at {limit} (MemoryManager(max_tokens=...)), so none "
-                f"of it is used: {str(response.content)[-200:]!r}"
+                f"the answer was cut off at {limit} (MemoryManager(max_tokens=...)){thought}, "
+                f"so none of it is used: {str(response.content)[-200:]!r}"
             ]
         )
 
