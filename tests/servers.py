@@ -128,7 +128,9 @@ def _popen(
 # -- Redis --------------------------------------------------------------------------------
 
 
-def start_redis(workdir: Path) -> Server:
+def start_redis(workdir: Path, port: int | None = None) -> Server:
+    """Redis without persistence, but for a ``dump.rdb`` in ``workdir`` (a ``SAVE``'s),
+    which it starts on (give it its ``port`` to keep its URL)."""
     program = shutil.which("redis-server")
     if program is None:
         raise Unavailable("redis-server is not installed (apt-get install redis-server)")
@@ -137,7 +139,7 @@ def start_redis(workdir: Path) -> Server:
     import redis
 
     workdir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log = workdir / "redis.log"
     process = _popen(
         [

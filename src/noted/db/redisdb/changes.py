@@ -25,7 +25,7 @@ from noted.db._rows import rows_to_memories
 from noted.retrieval.vectors import Vector, from_blobs
 from noted.schema import UserMemory
 
-__all__ = ["Changes", "read_changes", "script_memories", "upd_order"]
+__all__ = ["Changes", "mark_of", "read_changes", "script_memories", "upd_order"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,23 @@ class Changes:
     rows: list[UserMemory]
     vectors: list[tuple[str, Vector] | None]
     models: dict[str, str | None]
+
+
+def mark_of(generation: bytes | None, last_entry: bytes | None) -> tuple[int, str]:
+    """A user's generation (0 for none) and the token of the write that made it, from
+    the generation key and the last entry of the change log ("" when that entry is not
+    the write's: a log expired, or a write by an older version of this store).
+
+    The generation alone does not tell a copy read before the server lost writes from
+    the user's memories now: a server restarted on an older snapshot (RDB, an AOF synced
+    a second ago) or a replica promoted without the last writes goes back to an older
+    generation, and the next writes take the generations the lost ones had. The token,
+    the server's time at the write, is another then."""
+    now = int(generation or 0)
+    if last_entry is None:
+        return now, ""
+    made, _, rest = last_entry.decode().partition(" ")
+    return now, (rest.partition(" ")[0] if made == str(now) else "")
 
 
 def read_changes(reply: Sequence[Any], *, rows: bool) -> Changes | None:

@@ -132,7 +132,11 @@ return out
 CHANGES_LUA = """
 local user, since, mark, mode = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now = redis.call('GET', gkey(user)) or '0'
-if now == since then return {now, 'same'} end
+if now == since then
+  -- the same generation, made by another write after the server lost the one of ``mark``
+  if token_of(user, now) ~= mark then return {now, 'unknown'} end
+  return {now, 'same'}
+end
 local count = tonumber(now) - tonumber(since)
 if mark == '' or count < 1 or count >= LOG_KEPT then return {now, 'unknown'} end
 -- the write that made ``since`` (its token must be the one given), then each since

@@ -18,7 +18,7 @@ from noted.db._client_search import Shape, SnapshotCache, UserSnapshot, matches,
 from noted.db._rows import COLUMNS, decode_topics, foreign_session, row_to_event, topics_damage
 from noted.db.base import MemoryQuery, QueryVector, ScoredMemory
 from noted.db.core import PageRules, PendingCounts, keyword_user
-from noted.db.redisdb.changes import read_changes, script_memories, upd_order
+from noted.db.redisdb.changes import mark_of, read_changes, script_memories, upd_order
 from noted.db.sessions_core import run_id_taken
 from noted.errors import StoreError
 from noted.retrieval.vectors import UserVectors, check_centering, from_blobs, search_target
@@ -177,6 +177,9 @@ class RedisReads(PageRules):
     def _gkey(self, user_id: str) -> str:
         return f"{self.memory_table}:gen:{len(user_id.encode())}:{user_id}"
 
+    def _ckey(self, user_id: str) -> str:
+        return f"{self.memory_table}:chg:{len(user_id.encode())}:{user_id}"
+
     # -- MemoryStore: reads -----------------------------------------------------------------
 
     def get_memory(self, memory_id: str, user_id: str) -> UserMemory | None:
@@ -268,21 +271,29 @@ class RedisReads(PageRules):
         already holds is not read again unless the generation moved on meanwhile."""
         cached = self.cache.get(user_id)
         if cached is not None:
-            current = self._generation(user_id)
-            if cached.generation == current and (shape is None or shape in (cached.vectors or {})):
+            current = self._mark(user_id)
+            if current == (cached.generation, cached.token) and (
+                shape is None or shape in (cached.vectors or {})
+            ):
                 return cached
         with self.cache.refreshing(user_id):  # one search of the user's reads the change
             return self._refreshed(user_id, shape)
 
-    def _generation(self, user_id: str) -> int:
+    def _mark(self, user_id: str) -> tuple[int, str]:
+        """The user's generation and the token of the write that made it (see
+        :func:`.changes.mark_of`), in one round trip: a GET and an LINDEX."""
         with self._mapped_errors():
-            return int(self._client.get(self._gkey(user_id)) or 0)
+            pipe: Any = self._client.pipeline(transaction=False)
+            pipe.get(self._gkey(user_id))
+            pipe.lindex(self._ckey(user_id), -1)
+            generation, last = pipe.execute()
+        return mark_of(generation, last)
 
     def _refreshed(self, user_id: str, shape: Shape | None) -> UserSnapshot:
         """_snapshot's answer when its cached one would not do (see there)."""
         cached = self.cache.get(user_id)
         if cached is not None:
-            if cached.generation != self._generation(user_id):
+            if (cached.generation, cached.token) != self._mark(user_id):
                 cached = self._patched(user_id, cached) if cached.patchable else None
             if cached is not None and (shape is None or shape in (cached.vectors or {})):
                 return cached
@@ -292,7 +303,10 @@ class RedisReads(PageRules):
             return self._call(self._load, user_id, "rows" if rows else "", model, 4 * dimensions)
 
         reply = load(cached is None)
-        if cached is not None and int(reply[0]) != cached.generation:  # a write since the GET
+        if cached is not None and (int(reply[0]), reply[1].decode()) != (
+            cached.generation,
+            cached.token,
+        ):  # a write since the GET
             cached, reply = None, load(True)
         generation = int(reply[0])
         if cached is None:
@@ -365,10 +379,8 @@ class RedisReads(PageRules):
         memories written are looked at again."""
         if user_id is None:
             return int(self._call(self._to_embed, *scope(None), model, "", "count"))
-        with self._mapped_errors():
-            generation = int(self._client.get(self._gkey(user_id)) or 0)
         kept = self._pending.entry(user_id, model)
-        if kept is not None and kept.generation == generation:
+        if kept is not None and (kept.generation, kept.token) == self._mark(user_id):
             return kept.count
         if kept is not None and kept.ids is not None:
             reply = self._call(self._changes, user_id, kept.generation, kept.token, "models")

@@ -85,7 +85,9 @@ the generation, in one script) and brings the copy up to date; else it reads the
 newer generation than its data. Writes move the generation on inside their own
 script, so writes from other processes count too. A new generation key starts at the
 server's time in microseconds, not at 1, so one lost to FLUSHDB, a restart or an eviction
-does not come back to a value a process cached.
+does not come back to a value a process cached; one restored older (a restart on an older
+snapshot, a replica promoted without the last writes) does, and is told apart by the
+token of the write that made it, read with it (see :func:`.changes.mark_of`).
 """
 
 from __future__ import annotations
