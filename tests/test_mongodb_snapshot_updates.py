@@ -227,6 +227,28 @@ def test_writes_the_server_lost_are_not_patched_over(db: MongoDb, commands: Comm
     client.close()
 
 
+def test_writes_after_the_data_was_lost_are_not_taken_for_the_lost_ones(db: MongoDb) -> None:
+    """The memories and generations lost (a database restored from an older backup, or
+    dropped), then as many writes as were lost: the user's generation is the one the
+    reader holds again, made by another write. Its searches and listings read again."""
+    client: Any = pymongo.MongoClient(db.db_url)
+    raw = client[DATABASE]
+    db.upsert_memories([stamped("ava likes tea", "m0")])
+    assert [r.memory.memory for r in db.keyword_search(MemoryQuery("ava"), "tea")] == [
+        "ava likes tea"
+    ]
+    for name in (db.memory_table, f"{db.memory_table}_generations"):
+        raw[name].delete_many({})
+    writer = same_collections(db)
+    writer.upsert_memories([stamped("ava likes mint tea", "m1")])
+    writer.close()
+    searched = db.keyword_search(MemoryQuery("ava"), "tea")
+    assert [r.memory.memory for r in searched] == ["ava likes mint tea"]
+    listed = db.list_memories(MemoryQuery("ava", agent_id=None, topics=()))
+    assert [m.memory for m in listed] == ["ava likes mint tea"]
+    client.close()
+
+
 def test_a_lost_generation_update_is_read_by_the_next_full_read(
     db: MongoDb, commands: Commands
 ) -> None:

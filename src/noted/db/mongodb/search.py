@@ -66,7 +66,7 @@ def load_snapshot(
     cached = cache.get(user_id)
     if cached is not None and (cached.vectors is not None or not vectors):
         found = db.generations.find_one({"_id": user_id}, _WITHOUT_LOG)
-        if cached.generation == stamp(found):
+        if _is_current(cached, found):
             return cached
     with cache.refreshing(user_id):  # one search of the user's reads the change
         return _refreshed(db, cache, user_id, vectors)
@@ -84,7 +84,7 @@ def kept_snapshot(
         return None
     if not cached.patchable:
         found = db.generations.find_one({"_id": user_id}, _WITHOUT_LOG)
-        return cached if cached.generation == stamp(found) else None
+        return cached if _is_current(cached, found) else None
     return load_snapshot(db, cache, user_id, vectors=False)
 
 
@@ -96,7 +96,7 @@ def _refreshed(
     generation = stamp(found)
     cached = cache.get(user_id)
     if cached is not None and (cached.vectors is not None or not vectors):
-        if cached.generation == generation:
+        if _is_current(cached, found):
             return cached
         patched = _patched(db, cached, user_id) if cached.patchable else None
         if patched is not None:
@@ -105,9 +105,8 @@ def _refreshed(
     cursor = db.memories.find({"user_id": user_id}, None if vectors else NO_VECTOR)
     docs = list(cursor.sort(_LOAD_ORDER))
     shapes = user_vectors(generation, docs) if vectors else None
-    token = "" if found is None else str(found.get("token", ""))
     snapshot = UserSnapshot(
-        generation, memories_of(docs), shapes, token=token, ordered_by="created_at"
+        generation, memories_of(docs), shapes, token=_token_of(found), ordered_by="created_at"
     )
     cache.put(user_id, snapshot)
     return snapshot
@@ -149,6 +148,21 @@ def stamp(found: Mapping[str, Any] | None) -> int:
     if found is None:
         return 0
     return int(found["generation"]) * _PACKED + int(found.get("logged", 0))
+
+
+def _token_of(found: Mapping[str, Any] | None) -> str:
+    """The token of the write that made a user's generation ("" when none says)."""
+    return "" if found is None else str(found.get("token", ""))
+
+
+def _is_current(cached: UserSnapshot, found: Mapping[str, Any] | None) -> bool:
+    """Whether ``cached`` was read at the user's generation now (``found``, the user's
+    generation document): the same generation, made by the same write. The generation
+    alone can come back after the server lost the user's writes (the database restored
+    from a backup, dropped, or a primary's writes rolled back in a failover): generations
+    start again from 1, and the next writes take the numbers the lost ones had, but each
+    write's token is new."""
+    return cached.generation == stamp(found) and cached.token == _token_of(found)
 
 
 def _patched(db: SearchedCollections, cached: UserSnapshot, user_id: str) -> UserSnapshot | None:
