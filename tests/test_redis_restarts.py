@@ -117,3 +117,26 @@ def test_a_server_back_on_an_older_snapshot_is_not_answered_from_the_cache(
         admin.close()
         other.close()
         db.close()
+
+
+@pytest.mark.parametrize("password", [None, "wrong"], ids=["none", "wrong"])
+def test_a_login_the_server_refuses_says_what_was_wrong(
+    own_server: Server, password: str | None
+) -> None:
+    admin = redis.Redis.from_url(own_server.url)
+    admin.config_set("requirepass", "s3cret-pw")
+    admin.close()
+    port = urlsplit(own_server.url).port
+    given = "" if password is None else f":{password}@"
+    db = RedisDb(f"redis://{given}127.0.0.1:{port}/0")
+    expected = (
+        "requires a password, and the URL gives none"
+        if password is None
+        else "refused the user name and password of the URL"
+    )
+    try:
+        with pytest.raises(StoreError, match=expected) as info:
+            db.count_memories(MemoryQuery("ava"))
+        assert "s3cret" not in str(info.value) and "wrong" not in str(info.value)
+    finally:
+        db.close()

@@ -143,6 +143,7 @@ class RedisReads(PageRules):
     server: str
     _client: redis.Redis
     _redis_error: type[Exception]
+    _auth_error: type[Exception]
     _read: Script
     _after: Script
     _owned: Script
@@ -160,8 +161,22 @@ class RedisReads(PageRules):
         """Redis failures inside the block as StoreError, naming the server."""
         try:
             yield
+        except self._auth_error as exc:
+            raise StoreError(f"Redis at {self.server}: {self._refused_login(exc)}") from exc
         except self._redis_error as exc:
             raise StoreError(f"Redis at {self.server}: {exc}") from exc
+
+    def _refused_login(self, exc: Exception) -> str:
+        """What a server that refused this store's login said, and what was sent: a
+        server that wants a password and was given none answers the client's first
+        command (HELLO) with words about HELLO."""
+        given = self._client.connection_pool.connection_kwargs.get("password") is not None
+        if given:
+            return f"the server refused the user name and password of the URL ({exc})"
+        return (
+            "the server requires a password, and the URL gives none "
+            f"(redis://[user]:password@host:port/db) ({exc})"
+        )
 
     def _call(self, script: Script, *args: Arg) -> Any:
         """Run a memory script (its prefix first)."""

@@ -284,6 +284,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         self.memory_table = check_table_name(memory_table, "memory_table")
         self.session_table = check_table_name(session_table, "session_table")
         self._redis_error: type[Exception] = module.exceptions.RedisError
+        self._auth_error: type[Exception] = module.exceptions.AuthenticationError
         self._watch_error: type[Exception] = module.exceptions.WatchError
         self._no_script_error: type[Exception] = module.exceptions.NoScriptError
         if client is None:
