@@ -33,6 +33,7 @@ from noted.db.mongodb.search import (
 from noted.db.mongodb.server import (
     NO_VECTOR,
     Collections,
+    SchemaWatch,
     VectorIndex,
     atlas_can_answer,
     list_vector_index,
@@ -68,6 +69,7 @@ class MongoReads(PageRules):
     cache: SnapshotCache
     _where: str
     _text_search: bool  # whether the server's $text answers keyword searches
+    schema_watch: SchemaWatch  # when the store checks its indexes again
     _vector_checked: bool
     _vector_index: VectorIndex | None
 
@@ -156,6 +158,7 @@ class MongoReads(PageRules):
                 if found is not None:
                     return found
                 self._text_search = False
+                self.schema_watch.doubt()  # the text index may be gone with the others
             snapshot = load_snapshot(db, self.cache, user_id, vectors=False)
         return snapshot.keyword(query, text, text_only)
 

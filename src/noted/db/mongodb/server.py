@@ -5,6 +5,7 @@ text index or an Atlas vector search index, and a client's servers as a URL."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -101,6 +102,78 @@ def ensure_indexes(collection: Collection[Doc], indexes: list[IndexSpec]) -> Non
                 if list(index["key"]) == [field for field, _ in short]:
                     collection.drop_index(index["name"])
         collection.create_index(short, name=name, **options)
+
+
+def _fields(keys: Iterable[str]) -> list[str]:
+    """An index's fields, without the ``_id`` that breaks ties (a server that cannot index
+    it builds the index without it: see :func:`ensure_indexes`)."""
+    fields = list(keys)
+    return fields[:1] + [field for field in fields[1:] if field != "_id"]
+
+
+def lost_indexes(
+    listed: Iterable[Mapping[str, Any]], indexes: list[IndexSpec], text: bool = False
+) -> list[str]:
+    """The names of ``indexes`` (and of the text index, when ``text``) that a collection's
+    listed indexes do not hold, compared by their fields (servers may name them
+    otherwise)."""
+    held: list[list[str]] = []
+    has_text = False
+    for index in listed:
+        held.append(_fields(index.get("key") or {}))
+        has_text = has_text or is_text_index(index)
+    lost = [name for name, keys, _ in indexes if _fields(f for f, _ in keys) not in held]
+    return [*lost, TEXT_INDEX] if text and not has_text else lost
+
+
+@dataclass(slots=True)
+class SchemaWatch:
+    """When a MongoDb checks that its collections still hold the indexes it created (the
+    database may be dropped, or restored without them, under a running process, and
+    MongoDB makes a collection again at its first write, with no index but ``_id``'s):
+    at the first call at least ``recheck_s`` after a sign that they may be gone (a user's
+    generation or a session created: a new one, or the data lost; $text refused), and at
+    the first ``every_s`` after the last check whatever happens. Calls in between check
+    nothing."""
+
+    recheck_s: float = 1.0
+    every_s: float = 300.0
+    checked: float = 0.0  # time.monotonic() of the last check
+    doubted: bool = False  # a sign since then
+
+    def doubt(self) -> None:
+        """Note a sign that the indexes may be gone."""
+        self.doubted = True
+
+    def due(self) -> bool:
+        """Whether the next call checks the indexes."""
+        since = time.monotonic() - self.checked
+        return since >= self.every_s or (self.doubted and since >= self.recheck_s)
+
+    def claim(self) -> bool:
+        """Whether this caller checks them now (under the store's lock: one caller does)."""
+        if not self.due():
+            return False
+        self.checked, self.doubted = time.monotonic(), False
+        return True
+
+
+def schema_lost(c: Collections, text: bool) -> list[str]:
+    """The indexes the store creates that its collections no longer hold (the database
+    dropped or restored without them, a collection dropped), as "collection.index"; the
+    collections are listed one by one, and the listing stops at the first that lost any.
+    ``text``: the store had the server's text index."""
+    wanted = [  # (the unique run id index is left out: stored runs may hold off that one)
+        (c.memories, MEMORY_INDEXES, text),
+        (c.runs, RUN_INDEXES, False),
+        (c.events, EVENT_INDEXES, False),
+        (c.sessions, SESSION_INDEXES, False),
+    ]
+    for collection, indexes, with_text in wanted:
+        lost = lost_indexes(collection.list_indexes(), indexes, with_text)
+        if lost:
+            return [f"{collection.name}.{name}" for name in lost]
+    return []
 
 
 def is_text_index(index: Mapping[str, Any]) -> bool:

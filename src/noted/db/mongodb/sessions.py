@@ -125,6 +125,7 @@ def append_run(
     where: str,
     extra: Doc | None = None,
     existing: bool | str = False,
+    on_new_session: Callable[[], object] | None = None,
 ) -> bool:
     """``extra`` fields go in the run's document, written with it (the run's jobs). False,
     nothing written, when the run was to continue a session that is gone, or that does not
@@ -134,7 +135,8 @@ def append_run(
     the run is written with that created_at, and the session is looked for again. A
     delete that came between them (the session gone, or deleted and begun again) is seen
     then, and the writer takes its run away (False); a delete after that deletes the run
-    with the session (see :func:`delete_session`)."""
+    with the session (see :func:`delete_session`). ``on_new_session`` is called when the
+    run created its session."""
     from bson.int64 import Int64
     from pymongo.errors import DuplicateKeyError
 
@@ -142,6 +144,8 @@ def append_run(
     if claim is None:
         return False
     index, created = claim
+    if index == 0 and on_new_session is not None:
+        on_new_session()
     doc: Doc = {
         "session_id": run.session_id,
         "run_index": index,

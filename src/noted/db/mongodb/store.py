@@ -48,10 +48,12 @@ from noted.db.mongodb.server import (
     RUN_INDEXES,
     SESSION_INDEXES,
     Collections,
+    SchemaWatch,
     VectorIndex,
     client_seeds,
     create_text_index,
     ensure_indexes,
+    schema_lost,
 )
 from noted.db.mongodb.transactions import bound, deployment, has_transactions, in_transaction
 from noted.db.revocations import SUFFIX as REVOKED
@@ -61,7 +63,7 @@ from noted.errors import ConflictError, StoreError, UserError
 from noted.models._provider import import_sdk
 from noted.retrieval.vectors import check_vector, to_blob
 from noted.schema import UserMemory
-from noted.sessions import SessionSummary
+from noted.sessions import RunResult, SessionSummary
 
 if TYPE_CHECKING:
     from pymongo import InsertOne, MongoClient, UpdateOne
@@ -198,6 +200,8 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         self._lock = threading.Lock()
         self._lent: _Lent | None = None  # the client's collections, and calls in flight
         self._indexed = False
+        self.schema_watch = SchemaWatch()  # when the indexes are checked again
+        self._text_built = False  # whether the server built the text index
         self._text_search = False  # whether the server's $text answers keyword searches
         self._vector_checked = False
         self._vector_index: VectorIndex | None = None
@@ -237,6 +241,8 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         lent: _Lent | None = None
         try:
             lent = self._borrow()
+            if self.schema_watch.due():
+                self._check_schema(lent.collections)
             yield lent.collections
         except PyMongoError as exc:
             raise self._store_error(exc) from exc
@@ -250,6 +256,11 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
     _session_functions = sessions
     _session_reader = _db
     _session_writer = _db
+
+    def _store_run(self, run: RunResult, now_us: int, existing: bool | str) -> bool:
+        with self._db() as db:  # (a new session is a sign for the indexes: SchemaWatch)
+            names, doubt = self._session_names, self.schema_watch.doubt
+            return sessions.append_run(db.sessions, db.runs, run, names, None, existing, doubt)
 
     def _write_summary(self, session_id: str, user_id: str, summary: SessionSummary) -> bool:
         with self._db() as db:
@@ -276,6 +287,7 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
                 if not self._indexed:
                     self._create_indexes(collections)
                     self._indexed = True
+                    self.schema_watch.checked = time.monotonic()
                     if self._has_transactions(self._client):
                         self.capabilities = _TRANSACTIONAL
                 lent = self._lent = _Lent(self._client, collections)
@@ -333,11 +345,37 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
 
     def _create_indexes(self, c: Collections) -> None:
         ensure_indexes(c.memories, MEMORY_INDEXES)
-        self._text_search = create_text_index(c.memories, self._where)
+        self._text_search = self._text_built = create_text_index(c.memories, self._where)
         ensure_indexes(c.events, EVENT_INDEXES)
         ensure_indexes(c.sessions, SESSION_INDEXES)
         ensure_indexes(c.runs, RUN_INDEXES)
         self._unique_run_ids(c.runs)
+
+    def _check_schema(self, c: Collections) -> None:
+        """Create the indexes again where the collections lost them (the database dropped,
+        or restored without them, under the running process; see SchemaWatch)."""
+        from pymongo.errors import OperationFailure, PyMongoError
+
+        with self._lock:
+            if not self.schema_watch.claim():
+                return  # another thread checks them
+        try:
+            lost = schema_lost(c, self._text_built)
+        except PyMongoError:
+            self.schema_watch.doubt()
+            raise
+        if not lost:
+            return
+        logger.warning(
+            "MongoDB at %s: the indexes %s are gone (the database dropped, or restored without "
+            "them?): creating them again",
+            self._where,
+            ", ".join(lost),
+        )
+        try:
+            self._create_indexes(c)
+        except OperationFailure as exc:  # the data now breaks a unique index: said, kept
+            logger.warning("MongoDB at %s: the indexes could not be created: %s", self._where, exc)
 
     # -- MemoryStore ------------------------------------------------------------------
 
@@ -386,11 +424,15 @@ class MongoDb(MongoReads, MongoRevocations, MongoJobs, DeleteRules, SessionsInMo
         users = list(ids)
         if len(users) == 1:
             update = bump(ids[users[0]])
-            db.generations.update_one({"_id": users[0]}, update, upsert=True, session=bound())
+            one = db.generations.update_one({"_id": users[0]}, update, upsert=True, session=bound())
+            if one.upserted_id is not None:  # a new user, or the data was lost
+                self.schema_watch.doubt()
             return
         ops = [UpdateOne({"_id": u}, bump(ids[u]), upsert=True) for u in users]
         for start in range(0, len(ops), _BATCH):
-            db.generations.bulk_write(ops[start : start + _BATCH], ordered=False, session=bound())
+            chunk = ops[start : start + _BATCH]
+            if db.generations.bulk_write(chunk, ordered=False, session=bound()).upserted_count:
+                self.schema_watch.doubt()
 
     def _moved_once(self, batch: WriteBatch, audit: AuditContext | None) -> list[UserMemory]:
         """The batch's changes, with its user's generation moved once after them all (and
