@@ -61,6 +61,7 @@ from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.jobs import PostgresJobs
 from noted.db.postgres.kept import KeptSearches, move_sql, moved_users
 from noted.db.postgres.live import live_connection, open_pool
+from noted.db.postgres.lost import lost_table
 from noted.db.postgres.query import MICROS, SELECT, SOUND_TOPICS, Conn, Row
 from noted.db.postgres.vectors import PostgresVectors, say_no_pgvector
 
@@ -253,6 +254,8 @@ class PostgresDb(
         except (psycopg.Error, PoolTimeout) as exc:
             if taken is not None and taken[0].broken:  # the server went away during the call
                 self._drop(taken[1])
+            if isinstance(exc, psycopg.errors.UndefinedTable):  # a table gone: see .lost
+                raise lost_table(self, exc) from exc
             raise self._error(exc) from exc
 
     def _checked_out(self, stack: ExitStack) -> tuple[Conn, ConnectionPool[Conn]]:

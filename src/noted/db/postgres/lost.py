@@ -1,0 +1,91 @@
+"""What PostgresDb says when one of its tables is gone under a running process (dropped by
+hand, or with its schema): the store sets its tables up again, as at its first call,
+and tells the caller what was done or what to do.
+
+The set-up follows ``noted_schema_versions``: a table whose row is gone with it is made
+again (empty), and the call that met it fails, to be made again. A table dropped alone
+keeps its row, which says it is there: the set-up cannot tell what else went with it, so
+the store makes nothing and the error names the table and the ways back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Protocol
+
+import psycopg
+
+from noted.db.postgres import schema as pg_schema
+from noted.db.postgres.query import Conn
+from noted.db.revocations import SUFFIX as REVOKED
+from noted.errors import StoreError
+
+__all__ = ["lost_table"]
+
+
+class SetUp(Protocol):
+    """What of a PostgresDb the set-up needs."""
+
+    memory_table: str
+    session_table: str
+    connect_timeout: float
+    _conninfo: str
+    _where_to: str
+    _n: pg_schema.Names
+    _lock: threading.Lock
+
+    def _migrate(self, conn: Conn) -> None: ...
+
+
+def _families(store: SetUp) -> dict[str, list[str]]:
+    """Each table ``noted_schema_versions`` keeps a row for, with the tables it covers (the
+    revocations' table is made when first needed, not by the set-up)."""
+    memory, session = store.memory_table, store.session_table
+    suffixes = [s for s in pg_schema.MEMORY_TABLE_SUFFIXES if s != REVOKED]
+    return {
+        memory: [memory + s for s in ("", *suffixes)],
+        session: [session + s for s in ("", *pg_schema.SESSION_TABLE_SUFFIXES)],
+    }
+
+
+def _missing(conn: Conn, store: SetUp) -> dict[str, list[str]]:
+    """The store's tables that are not in the database, by the row that covers them."""
+    found: dict[str, list[str]] = {}
+    for family, tables in _families(store).items():
+        for table in tables:
+            row = conn.execute("SELECT to_regclass(%s)", (store._n.q(table),)).fetchone()
+            if row is None or row[0] is None:
+                found.setdefault(family, []).append(table)
+    return found
+
+
+def lost_table(store: SetUp, exc: psycopg.errors.UndefinedTable) -> StoreError:
+    """The error of a call that met a table that is not there, after the store's tables
+    were set up again (see the module's notes)."""
+    said = exc.diag.message_primary or str(exc).splitlines()[0]
+    try:
+        timeout = int(store.connect_timeout)
+        with psycopg.connect(store._conninfo, autocommit=True, connect_timeout=timeout) as conn:
+            with store._lock, contextlib.suppress(psycopg.errors.UndefinedTable):
+                store._migrate(conn)  # (fails on a table gone that its version says is there)
+            missing = _missing(conn, store)
+            versions = {f: pg_schema.current_version(conn, store._n, f) for f in missing}
+    except psycopg.Error as again:
+        where = store._where_to
+        return StoreError(f"{where}: {said} (setting the tables up again failed: {again})")
+    if not missing:
+        return StoreError(
+            f"{store._where_to}: {said}: the store's tables were gone (dropped while it ran?) "
+            "and are set up again, empty where they were gone; nothing of this call was "
+            "done: make it again"
+        )
+    family, tables = next(iter(missing.items()))
+    others = [t for t in _families(store)[family] if t not in tables]
+    return StoreError(
+        f"{store._where_to}: {said}: table(s) {', '.join(tables)} are gone, though "
+        f"noted_schema_versions records {family!r} at version {versions[family]} (dropped "
+        "by hand?). Restore them from a backup; or, to start them again empty, drop "
+        f"{', '.join(others) or 'nothing else'} and delete the row of {family!r} from "
+        "noted_schema_versions: the next call creates them"
+    )

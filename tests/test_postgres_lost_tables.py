@@ -1,0 +1,72 @@
+"""A PostgresDb whose tables are dropped under it: the tables are set up again where
+noted_schema_versions went with them, else the error names the table and the ways back
+(before, every call raised PostgreSQL's "relation ... does not exist", and so did a new
+process)."""
+
+from __future__ import annotations
+
+import itertools
+
+import psycopg
+import pytest
+
+from conftest import server_url
+from noted import StoreError, UserMemory
+from noted._time import utc_now
+from noted.db import MemoryQuery
+from noted.db.postgres import PostgresDb
+from servers import Server
+
+_names = itertools.count(1)
+
+
+@pytest.fixture
+def url(servers: dict[str, Server | str]) -> str:
+    return server_url(servers, "postgres")
+
+
+def memory(text: str, memory_id: str) -> UserMemory:
+    now = utc_now()
+    return UserMemory(text, memory_id=memory_id, user_id="ava", created_at=now, updated_at=now)
+
+
+def test_a_schema_dropped_under_the_store_is_set_up_again(url: str) -> None:
+    schema = f"lost_schema_{next(_names)}"
+    db = PostgresDb(url, schema=schema)
+    db.upsert_memories([memory("I like tea", "m1")])
+    with psycopg.connect(url, autocommit=True) as raw:
+        raw.execute(f'DROP SCHEMA "{schema}" CASCADE')  # the versions table with it
+        raw.execute(f'CREATE SCHEMA "{schema}"')
+    with pytest.raises(StoreError, match="set up again, empty where they were gone"):
+        db.upsert_memories([memory("I like coffee", "m2")])
+    db.upsert_memories([memory("I like coffee", "m2")])  # made again: it works
+    assert [m.memory for m in db.list_memories(MemoryQuery("ava"))] == ["I like coffee"]
+    db.close()
+
+
+def test_a_table_dropped_by_hand_is_named_with_the_ways_back(url: str) -> None:
+    n = next(_names)
+    db = PostgresDb(url, memory_table=f"lost{n}_memories", session_table=f"lost{n}_sessions")
+    db.upsert_memories([memory("I like tea", "m1")])
+    with psycopg.connect(url, autocommit=True) as raw:
+        raw.execute(f'DROP TABLE "lost{n}_memories" CASCADE')
+    for _ in range(2):
+        with pytest.raises(StoreError) as caught:
+            db.count_memories(MemoryQuery("ava"))
+        said = str(caught.value)
+        assert f"table(s) lost{n}_memories are gone" in said
+        assert "Restore them from a backup" in said
+        assert f"drop lost{n}_memories_events" in said
+        assert "noted_schema_versions" in said
+    with psycopg.connect(url, autocommit=True) as raw:  # the way back the error gives
+        for suffix in ("_events", "_generations", "_counts"):
+            raw.execute(f'DROP TABLE "lost{n}_memories{suffix}" CASCADE')
+        raw.execute(
+            "DELETE FROM noted_schema_versions WHERE table_name = %s", (f"lost{n}_memories",)
+        )
+    with pytest.raises(StoreError, match="set up again"):
+        db.count_memories(MemoryQuery("ava"))
+    assert db.count_memories(MemoryQuery("ava")) == 0
+    db.upsert_memories([memory("I like coffee", "m2")])
+    assert db.count_memories(MemoryQuery("ava")) == 1
+    db.close()
