@@ -36,6 +36,7 @@ from noted import (
     cli_files,
 )
 from noted.db.base import SortField, SortOrder
+from noted.limits import MAX_PAGE
 from noted.models import ToolDefinition
 from noted.sessions import RunResult, SessionSummary, new_run_id
 from noted.testing import FunctionModel
@@ -507,6 +508,11 @@ def test_a_session_is_read_with_a_page_of_its_runs(store: MemoryStore) -> None:
     assert page("ava", None, 2) == ["r0", "r1", "r2", "r3", "r4"]
     assert page("ava", 10) == [f"r{i}" for i in range(7)]
     assert page("bob", 3) is None
+    # counts and offsets up to the largest the store takes (on Redis, an index of LRANGE
+    # out of the 64-bit range was a StoreError, the server's 503)
+    assert page("ava", MAX_PAGE, 2) == ["r0", "r1", "r2", "r3", "r4"]
+    assert page("ava", MAX_PAGE, MAX_PAGE) == []
+    assert page("ava", 2, MAX_PAGE) == []
     whole = store.get_session("s", "ava")
     assert whole is not None and len(whole.runs) == 7
     assert store.get_session("never", None, last_n=3) is None

@@ -620,10 +620,14 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
     def _read_session_window(
         self, session_id: str, user_id: str | None, last_n: int | None, offset: int
     ) -> Session | None:
-        """The session's hash, run count and window of runs in one MULTI/EXEC."""
+        """The session's hash, run count and window of runs in one MULTI/EXEC. LRANGE
+        counts from the newest with negative indexes, which Redis takes as 64-bit
+        integers: an offset or a count past any list's length (PAST_THE_END) is taken as
+        that length, so that ``last_n`` and ``offset`` near 2**63 make no index out of
+        that range."""
         runs_key = f"{self.session_table}:r:{session_id}"
-        stop = -1 - offset  # LRANGE counts from the newest with negative indexes
-        start = 0 if last_n is None else stop - last_n + 1
+        stop = -1 - min(offset, PAST_THE_END)
+        start = 0 if last_n is None or last_n >= PAST_THE_END else stop - last_n + 1
         with self._mapped_errors(), self._client.pipeline(transaction=True) as pipe:
             pipe.hmget(f"{self.session_table}:s:{session_id}", _SESSION_FIELDS)
             pipe.llen(runs_key)
