@@ -805,6 +805,48 @@ def test_a_long_session_shows_its_newest_runs_then_older_ones(site: Site, page: 
     expect(older).to_have_count(0)
 
 
+def test_older_runs_are_read_right_after_runs_came_while_the_session_was_open(
+    site: Site, page: Page
+) -> None:
+    # runs that came after the session was opened shifted the pages (counted from the
+    # newest): "Show older runs" numbered the older runs from "Run 4" and stayed, saying
+    # "3 more", reading an empty page at each click; 25 more runs put newer runs above
+    # the oldest ones
+    site.add("Likes long talks", "alice", ["talk"])
+    for i in range(25):
+        site.store.append_run(_run("long", "alice", f"Message {i + 1}", f"Answer {i + 1}"))
+    open_app(page, site.url)
+    pick_user(page, "alice")
+    page.click("#tab-sessions")
+    page.get_by_test_id("session-item").click()
+    dialog = page.locator("#session-dialog")
+    runs = dialog.get_by_test_id("run")
+    expect(runs).to_have_count(20)
+    for i in range(25, 28):  # the session goes on meanwhile
+        site.store.append_run(_run("long", "alice", f"Message {i + 1}", f"Answer {i + 1}"))
+    older = dialog.get_by_test_id("older-runs")
+    expect(older).to_contain_text("5 more")
+    older.click()
+    expect(runs).to_have_count(25)
+    expect(runs.nth(0)).to_contain_text("Run 1")
+    expect(runs.nth(0)).to_contain_text("Message 1")
+    expect(runs.nth(24)).to_contain_text("Run 25")
+    expect(runs.nth(24)).to_contain_text("Message 25")
+    expect(older).to_have_count(0)
+
+    page.locator("#session-dialog [data-close]").click()
+    page.get_by_test_id("session-item").click()
+    expect(runs).to_have_count(20)
+    expect(runs.nth(0)).to_contain_text("Message 9")
+    for i in range(28, 53):  # more runs than a page
+        site.store.append_run(_run("long", "alice", f"Message {i + 1}", f"Answer {i + 1}"))
+    older.click()
+    expect(runs).to_have_count(28)
+    expect(runs.nth(0)).to_contain_text("Message 1")
+    expect(runs.nth(27)).to_contain_text("Message 28")
+    expect(older).to_have_count(0)
+
+
 def test_a_memory_whose_id_ends_in_history_is_edited_and_deleted(site: Site, page: Page) -> None:
     # its buttons reached the history of the memory "notes" (405 on a save or a delete,
     # and another memory's changes in its history)

@@ -8,7 +8,9 @@ import { appendNew } from "./users.js";
 
 let sessionsMoreLoading = false; // a "Show older sessions" answer is awaited
 let sessionsRequest = 0;
-let transcript = null; // the open session: its runs read so far (oldest first) and their page
+// The open session: its runs read so far (oldest first), its run count when it was opened
+// (the places of those runs: `total`) and as last read (`count`)
+let transcript = null;
 
 // ---------------------------------------------------------------------------------------
 // Sessions and their transcripts
@@ -139,17 +141,29 @@ function renderTranscript() {
     .filter(Boolean));
 }
 
+// The page of older runs: runs are only ever added after the others, so a run's place
+// counted from the oldest stays while pages count from the newest, and move as runs come.
+// The page asked for holds the newest run not shown yet (at the last count known), and of
+// its runs only those before the ones shown are taken, by their places at its own count
+// (asked again when so many runs came meanwhile that it held none of them).
 async function showOlderRuns(event) {
   const open = transcript;
   const button = event.currentTarget;
   button.disabled = true;
   try {
-    const older = await readRuns(open.session, open.page + 1);
-    if (transcript !== open) return; // another session was opened meanwhile
-    const seen = new Set(open.runs.map((run) => run.run_id));
-    open.runs = [...(older.runs || []).filter((run) => !seen.has(run.run_id)), ...open.runs];
-    open.page += 1;
-    open.total = older.run_count;
+    const missing = open.total - open.runs.length; // the runs not shown: the oldest
+    let added = [];
+    for (let tries = 0; tries < 3 && !added.length; tries += 1) {
+      const page = Math.floor((open.count - missing) / RUNS_PAGE_SIZE) + 1;
+      const older = await readRuns(open.session, page);
+      if (transcript !== open) return; // another session was opened meanwhile
+      const runs = older.runs || [];
+      const start = older.run_count - (page - 1) * RUNS_PAGE_SIZE - runs.length; // runs[0]'s
+      added = runs.slice(0, Math.max(missing - start, 0));
+      if (older.run_count === open.count) break;
+      open.count = older.run_count;
+    }
+    open.runs = [...added, ...open.runs];
     renderTranscript();
   } catch (error) {
     if (transcript === open) button.disabled = false;
@@ -163,7 +177,7 @@ export async function openSession(session) {
   $("session-subtitle").textContent = `${session.user_id} · ${plural(session.run_count, "run", "runs")}`;
   $("session-summary").hidden = true;
   $("transcript").replaceChildren(h("p", { class: "muted", text: "Loading…" }));
-  const open = { session, runs: [], page: 1, total: 0 };
+  const open = { session, runs: [], total: 0, count: 0 };
   transcript = open;
   dialog.showModal();
   try {
@@ -172,7 +186,7 @@ export async function openSession(session) {
     $("session-summary").replaceChildren(...(full.summary ? summaryEl(full.summary) : []));
     $("session-summary").hidden = !full.summary;
     open.runs = full.runs || [];
-    open.total = full.run_count;
+    open.total = open.count = full.run_count;
     renderTranscript();
   } catch (error) {
     dialog.close();
