@@ -4,7 +4,9 @@ Each request gets the next scripted reply: a JSON body with a status (``Reply``)
 server-sent-event stream (``SSE``), a body sent as it is (``Raw``) or one that never comes
 while the connection is kept alive (``Drip``). Every request is
 recorded (method, path, query, headers, JSON body) so tests can check what the adapter
-sent.
+sent. A server given a ``check`` (see tests/wire_rules.py) first validates each request
+as the vendor's API does, and answers one it refuses with the check's error reply,
+leaving the script as it was.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -84,6 +86,8 @@ class WireServer:
         self.script: list[Reply | SSE | Raw | Drip | Cut] = []
         self.requests: list[Recorded] = []
         self.hung_up = threading.Event()  # a client closed a held stream (SSE hold=True)
+        # the vendor's validation of a request: its error reply, or None to answer it
+        self.check: Callable[[Recorded], Reply | None] | None = None
         self._lock = threading.Lock()
         server = self
 
@@ -107,17 +111,17 @@ class WireServer:
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
                 parts = urlsplit(self.path)
+                recorded = Recorded(
+                    self.command,
+                    parts.path,
+                    parse_qs(parts.query),
+                    {k.lower(): v for k, v in self.headers.items()},
+                    body,
+                )
+                refusal = server.check(recorded) if server.check is not None else None
                 with server._lock:
-                    server.requests.append(
-                        Recorded(
-                            self.command,
-                            parts.path,
-                            parse_qs(parts.query),
-                            {k.lower(): v for k, v in self.headers.items()},
-                            body,
-                        )
-                    )
-                    reply = server.script.pop(0) if server.script else None
+                    server.requests.append(recorded)
+                    reply = refusal or (server.script.pop(0) if server.script else None)
                 if reply is None:
                     self._send_json(500, {"error": {"message": "wire server: script is empty"}}, {})
                 elif isinstance(reply, SSE):

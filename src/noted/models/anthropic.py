@@ -11,6 +11,7 @@ from types import ModuleType
 from typing import Any
 
 from noted.errors import ModelConnectionError, ModelError, ModelOutputError
+from noted.models._ids import ANTHROPIC_IDS, wire_ids
 from noted.models._provider import (
     HTTPChatModel,
     http_error,
@@ -202,11 +203,12 @@ def _schema_tool(request: ModelRequest) -> str | None:
 
 def _messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """noted's messages as Messages API turns: system messages are left out (they go to
-    ``system``), tool calls become ``tool_use`` blocks and consecutive tool results one
-    user turn of ``tool_result`` blocks."""
+    ``system``), tool calls become ``tool_use`` blocks (with ids Claude takes: see
+    :mod:`noted.models._ids`) and consecutive tool results one user turn of
+    ``tool_result`` blocks."""
     turns: list[dict[str, Any]] = []
     results: list[dict[str, Any]] | None = None  # the open turn of tool results
-    for message in messages:
+    for message in wire_ids(messages, ANTHROPIC_IDS):
         if message.role == "tool":
             block = {
                 "type": "tool_result",

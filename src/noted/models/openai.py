@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from noted.db.shown import safe_url
 from noted.errors import ModelConnectionError, ModelError, ModelOutputError, UserError
+from noted.models._ids import OPENAI_IDS, wire_ids
 from noted.models._provider import (
     HTTPChatModel,
     http_error,
@@ -167,7 +168,7 @@ class OpenAIChat(HTTPChatModel):
     def _params(self, request: ModelRequest, mode: JsonMode | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {
             "model": self.id,
-            "messages": [_message_param(m) for m in request.messages],
+            "messages": [_message_param(m) for m in wire_ids(request.messages, OPENAI_IDS)],
         }
         if request.tools:
             params["tools"] = [_tool_param(t) for t in request.tools]
