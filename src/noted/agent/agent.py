@@ -8,7 +8,6 @@ generator on noted's background loop.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -35,7 +34,7 @@ from noted.agent.jobs import agent_jobs
 from noted.agent.memory import AgentMemory, BackgroundWork, SessionSummaries
 from noted.agent.memory_tools import MEMORY_TOOL_NAMES
 from noted.agent.options import check_count, check_flag, check_limit, memory_scope_of
-from noted.agent.tools import Tool, execute_tool_calls, to_tools
+from noted.agent.tools import Tool, ask_again, chat_history_tool, execute_tool_calls, to_tools
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
 from noted.errors import ConflictError, NotedError, UserError
@@ -288,34 +287,12 @@ class Agent:
         )
         return render_system_prompt(self.description, [*sections, *extra])
 
-    def _chat_history_tool(self, session_id: str, user_id: str) -> Tool:
-        db = self.db
-
-        async def get_chat_history(num_chats: int | None = None) -> str:
-            """Read earlier turns of this conversation, oldest first, as JSON messages.
-
-            Args:
-                num_chats: How many of the most recent turns to return; all when omitted.
-            """
-            runs = await asyncio.to_thread(
-                db.get_runs, session_id, user_id, last_n=num_chats, completed_only=True
-            )
-            turns = [
-                {"role": m.role, "content": m.content}
-                for run in runs
-                for m in run.messages
-                if m.role in ("user", "assistant") and m.content
-            ]
-            return json.dumps(turns, ensure_ascii=False)
-
-        return Tool.from_function(get_chat_history)
-
     # -- the run loop (the one source of truth) ------------------------------------------
 
     def _run_tools(self, session_id: str, user_id: str) -> list[Tool]:
         tools = list(self.tools)
         if self.read_chat_history:
-            tools.append(self._chat_history_tool(session_id, user_id))
+            tools.append(chat_history_tool(self.db, session_id, user_id))
         return tools
 
     def _earlier_runs(self, run: RunResult, wanted: int) -> tuple[list[RunResult], str | bool]:
@@ -389,7 +366,7 @@ class Agent:
                 request = ModelRequest(messages=list(conversation), tools=definitions)
                 response = ModelResponse()
                 # closed at once when the caller stops the run here, not when collected
-                async with aclosing(self._ask(request, run, stream, started)) as answers:
+                async with aclosing(self._answer(request, run, stream, started)) as answers:
                     async for item in answers:
                         if isinstance(item, ModelResponse):
                             response = item
@@ -464,6 +441,25 @@ class Agent:
             await self.memory.finish(run, self.model)
         if self.summaries is not None:
             await self.summaries.finish(run, self.model)
+
+    async def _answer(
+        self, request: ModelRequest, run: RunResult, stream: bool, started: float
+    ) -> AsyncGenerator[ContentDelta | ModelResponse, None]:
+        """:meth:`_ask`, asked once more for an answer whose tool call the provider could
+        not read (see :func:`~noted.agent.tools.ask_again`)."""
+        asked_again = False
+        while True:
+            response = ModelResponse()
+            async with aclosing(self._ask(request, run, stream, started)) as answers:
+                async for item in answers:
+                    if isinstance(item, ModelResponse):
+                        response = item
+                    else:
+                        yield item
+            if not ask_again(response, asked_again):
+                yield response
+                return
+            asked_again = True
 
     async def _ask(
         self, request: ModelRequest, run: RunResult, stream: bool, started: float

@@ -16,14 +16,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from noted.errors import StoreError, UserError
-from noted.models.types import ToolCall, ToolDefinition, valid_text
+from noted.db.base import SessionStore
+from noted.errors import ModelOutputError, StoreError, UserError
+from noted.models.types import ModelResponse, ToolCall, ToolDefinition, valid_text
 from noted.sessions import ToolExecution
 from noted.tracing import _hooks as tracing
 
 log = logging.getLogger("noted.agent")
 
-__all__ = ["Tool", "execute_tool_calls", "to_tools"]
+__all__ = ["Tool", "ask_again", "chat_history_tool", "execute_tool_calls", "to_tools"]
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
@@ -233,3 +234,43 @@ async def execute_tool_calls(
     if len(calls) == 1:
         return [await _execute(tools, calls[0])]
     return list(await asyncio.gather(*(_execute(tools, call) for call in calls)))
+
+
+def ask_again(response: ModelResponse, asked_again: bool) -> bool:
+    """Whether the model is to be asked again for an answer whose tool call its provider
+    could not read (:attr:`~noted.models.types.ModelResponse.failed_call`): once, when
+    the answer said nothing. Raises :class:`~noted.errors.ModelOutputError` when it was
+    asked again already, or the answer said something (the caller has it)."""
+    if not response.failed_call or response.tool_calls:
+        return False
+    if asked_again or response.content:
+        times = "twice in a row" if asked_again else "after its text"
+        raise ModelOutputError(
+            f"the model made a tool call its provider could not read "
+            f"({response.finish_reason}) {times}; no answer was given"
+        )
+    log.info("the model's tool call could not be read (%s): asking again", response.finish_reason)
+    return True
+
+
+def chat_history_tool(db: SessionStore, session_id: str, user_id: str) -> Tool:
+    """The tool that reads the earlier turns of a session (``read_chat_history``)."""
+
+    async def get_chat_history(num_chats: int | None = None) -> str:
+        """Read earlier turns of this conversation, oldest first, as JSON messages.
+
+        Args:
+            num_chats: How many of the most recent turns to return; all when omitted.
+        """
+        runs = await asyncio.to_thread(
+            db.get_runs, session_id, user_id, last_n=num_chats, completed_only=True
+        )
+        turns = [
+            {"role": m.role, "content": m.content}
+            for run in runs
+            for m in run.messages
+            if m.role in ("user", "assistant") and m.content
+        ]
+        return json.dumps(turns, ensure_ascii=False)
+
+    return Tool.from_function(get_chat_history)

@@ -281,6 +281,10 @@ _REFUSED = frozenset(
     }
 )
 
+# The finish reasons of an answer whose tool call the provider could not read (see
+# ModelResponse.failed_call)
+_FAILED_CALL = frozenset({"malformed_function_call", "unexpected_tool_call"})
+
 
 @dataclass(slots=True)
 class ModelResponse:
@@ -307,6 +311,13 @@ class ModelResponse:
         ``content_filter``; Gemini's ``SAFETY``, ``RECITATION``, ``PROHIBITED_CONTENT``,
         ``BLOCKLIST`` and ``SPII``, for the answer or for a blocked prompt)."""
         return (self.finish_reason or "").casefold() in _REFUSED
+
+    @property
+    def failed_call(self) -> bool:
+        """Whether the provider dropped the answer because the model's tool call could not
+        be read or was not one it could make: Gemini's ``MALFORMED_FUNCTION_CALL`` and
+        ``UNEXPECTED_TOOL_CALL``, answers without a call and mostly without text."""
+        return (self.finish_reason or "").casefold() in _FAILED_CALL
 
     def to_message(self) -> Message:
         return Message(role="assistant", content=self.content, tool_calls=list(self.tool_calls))
