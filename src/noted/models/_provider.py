@@ -371,9 +371,15 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 def http_error(
-    provider: str, status_code: int, message: str, retry_after: str | None = None
+    provider: str,
+    status_code: int,
+    message: str,
+    retry_after: str | None = None,
+    should_retry: str | None = None,
 ) -> ModelHTTPError:
-    """The noted error for an HTTP failure: 429 and 5xx are retryable, the rest are not."""
+    """The noted error for an HTTP failure: 429 and 5xx are retryable, the rest are not,
+    unless the server says otherwise in ``should_retry`` (its ``x-should-retry`` header,
+    ``true`` or ``false``, which Anthropic sends and its SDK obeys over the status)."""
     cls: type[ModelHTTPError] = ModelHTTPError
     if status_code == 429:
         cls = ModelRateLimitError
@@ -381,4 +387,6 @@ def http_error(
         cls = ModelServerError
     error = cls(provider, status_code, message)
     error.retry_after = parse_retry_after(retry_after)
+    if should_retry in ("true", "false"):
+        error.retryable = should_retry == "true"
     return error

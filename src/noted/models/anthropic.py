@@ -182,8 +182,16 @@ class Claude(HTTPChatModel):
             status = int(exc.status_code)
             if status < 400:  # an error event inside a stream that began with 200
                 status = _ERROR_TYPE_STATUS.get(kind or "", 500)
-            retry_after = exc.response.headers.get("retry-after")
-            return http_error("anthropic", status, message or exc.message, retry_after)
+            headers = exc.response.headers
+            # the header of an HTTP failure, not of a stream's error event
+            should_retry = headers.get("x-should-retry") if exc.status_code >= 400 else None
+            return http_error(
+                "anthropic",
+                status,
+                message or exc.message,
+                headers.get("retry-after"),
+                should_retry,
+            )
         if isinstance(exc, sdk.APITimeoutError):
             return self._timed_out()
         if isinstance(exc, sdk.APIConnectionError):
