@@ -113,6 +113,7 @@ class OpenAIChat(_Invocable, openai.OpenAIChat):
         timeout: float | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        reasoning_effort: str | None = None,
     ) -> None:
         super().__init__(
             id or "gpt-4o",
@@ -121,6 +122,7 @@ class OpenAIChat(_Invocable, openai.OpenAIChat):
             timeout=60.0 if timeout is None else timeout,
             max_tokens=max_tokens,
             temperature=temperature,
+            reasoning_effort=reasoning_effort,
         )
 
 
@@ -136,13 +138,23 @@ class Gemini(_Invocable, google.Gemini):
         max_tokens: int | None = None,
         max_output_tokens: int | None = None,
         temperature: float | None = None,
+        thinking_budget: int | None = None,
+        thinking_level: str | None = None,
+        include_thoughts: bool | None = None,
     ) -> None:
+        if include_thoughts:
+            raise UserError(
+                "Gemini(include_thoughts=True) is not supported: noted leaves the model's "
+                "thoughts out of its answers (thinking_budget and thinking_level are taken)"
+            )
         super().__init__(
             id or "gemini-2.0-flash-001",
             api_key=api_key,
             timeout=60.0 if timeout is None else timeout,
             max_tokens=max_output_tokens if max_tokens is None else max_tokens,
             temperature=temperature,
+            thinking_budget=thinking_budget,
+            thinking_level=thinking_level,
         )
 
 
@@ -157,7 +169,13 @@ class Claude(_Invocable, anthropic.Claude):
         timeout: float | None = None,
         max_tokens: int = 4096,
         temperature: float | None = None,
+        thinking: dict[str, Any] | None = None,
     ) -> None:
+        if thinking is not None:
+            raise UserError(
+                "Claude(thinking=...) is not supported: noted's Claude does not ask for "
+                "extended thinking"
+            )
         super().__init__(
             id or "claude-3-5-sonnet-20241022",
             api_key=api_key,
