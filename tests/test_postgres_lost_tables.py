@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import psycopg
 import pytest
 
@@ -15,6 +16,7 @@ from noted import StoreError, UserMemory
 from noted._time import utc_now
 from noted.db import MemoryQuery
 from noted.db.postgres import PostgresDb
+from noted.db.postgres.held import READ_AFTER
 from servers import Server
 
 _names = itertools.count(1)
@@ -70,3 +72,38 @@ def test_a_table_dropped_by_hand_is_named_with_the_ways_back(url: str) -> None:
     db.upsert_memories([memory("I like coffee", "m2")])
     assert db.count_memories(MemoryQuery("ava")) == 1
     db.close()
+
+
+def recreated(url: str, schema: str) -> None:
+    """The schema dropped and created again, its versions with it, and the store's tables
+    set up again by a call."""
+    with psycopg.connect(url, autocommit=True) as raw:
+        raw.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        raw.execute(f'CREATE SCHEMA "{schema}"')
+
+
+def test_searches_kept_before_the_tables_were_made_again_are_not_answers(url: str) -> None:
+    schema = f"lost_schema_{next(_names)}"
+    first = PostgresDb(url, schema=schema)
+    first.upsert_memories([memory("I like tea", "m1")])
+    vector = np.ones(4, dtype=np.float32)
+    first.set_embeddings("m", [(memory("I like tea", "m1"), vector)])  # generation 2
+    query = MemoryQuery("ava")
+    for _ in range(READ_AFTER):  # kept, held and counted at generation 2
+        assert [s.memory.memory_id for s in first.keyword_search(query, "tea")] == ["m1"]
+        assert [s.memory.memory_id for s in first.semantic_search(query, vector, "m")] == ["m1"]
+    assert first.count_memories_to_embed("ava", "m") == 0
+    assert first._held.reads == 1
+    recreated(url, schema)
+    with pytest.raises(StoreError, match="set up again"):
+        first.count_memories(query)
+    second = PostgresDb(url, schema=schema)  # another process: generations 1 and 2 again
+    second.upsert_memories([memory("I drink tea", "m2"), memory("tea, green", "m3")])
+    second.set_embeddings("m", [(memory("I drink tea", "m2"), vector)])
+    found = first.keyword_search(query, "tea")  # not m1's kept result
+    assert sorted(s.memory.memory_id or "" for s in found) == ["m2", "m3"]
+    found = first.semantic_search(query, vector, "m")  # not m1's held vector
+    assert [s.memory.memory_id for s in found] == ["m2"]
+    assert first.count_memories_to_embed("ava", "m") == 1
+    first.close()
+    second.close()

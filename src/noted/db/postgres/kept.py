@@ -18,6 +18,13 @@ again. Moving the generation first also means two transactions writing one user 
 each other from their start, never halfway (which could deadlock), and several users are
 moved in the order of their ids.
 
+The generation is read with the table's oid above the number (:data:`STAMPED`): a table
+made again (dropped with its schema or its database, and set up again by a call, see
+:mod:`noted.db.postgres.lost`) counts its users' generations from 1 again, and another
+process's writes there take the numbers that results kept here were read at, with other
+memories. The new table has another oid, so those results are not taken for answers. The
+oid comes in the same row as the number: nothing more is asked.
+
 Vectors stored for memories (embeddings) move the generation too: keyword results do not
 depend on them, but the vectors held in the process do (see :mod:`noted.db.postgres.held`).
 A search inside a write batch's transaction is never kept: its own
@@ -35,19 +42,23 @@ from noted.db._kept import KeptResults
 from noted.db.postgres.query import Conn
 from noted.db.postgres.schema import Names
 
-__all__ = ["GenerationOf", "KeptSearches", "move_sql", "moved_users"]
+__all__ = ["STAMPED", "GenerationOf", "KeptSearches", "move_sql", "moved_users"]
 
 ASKED_KEPT: Final = 1_024  # searches remembered as asked once
+# a row's generation as the process keeps it: the oid of the table above the number (a
+# generation is a bigint), so the same number in a table made again is another generation
+STAMPED: Final = "(tableoid::bigint::numeric * 18446744073709551616 + generation)"
 
 
 def move_sql(names: Names) -> str:
     """The statement that moves on the generation of each of its users (a sorted list of
-    distinct ids, its one parameter), returning each user and the generation moved to."""
+    distinct ids, its one parameter), returning each user and the generation moved to
+    (:data:`STAMPED`, as ``generation``)."""
     g = names.generations
     return (
         f"INSERT INTO {g} (user_id, generation) SELECT u, 1 FROM unnest(%s::text[]) AS u "
         f"ORDER BY u ON CONFLICT (user_id) DO UPDATE SET generation = {g}.generation + 1 "
-        "RETURNING user_id, generation"
+        f"RETURNING user_id, {STAMPED} AS generation"
     )
 
 
@@ -57,11 +68,11 @@ def moved_users(users: Iterable[str]) -> list[str]:
 
 
 class GenerationOf:
-    """Reads a user's generation (0 for a user never written); ``sql`` is the statement,
-    the user's id its one parameter."""
+    """Reads a user's generation (:data:`STAMPED`; 0 for a user never written); ``sql`` is
+    the statement, the user's id its one parameter."""
 
     def __init__(self, names: Names) -> None:
-        self.sql = f"SELECT generation FROM {names.generations} WHERE user_id = %s"
+        self.sql = f"SELECT {STAMPED} FROM {names.generations} WHERE user_id = %s"
 
     def __call__(self, conn: Conn, user_id: str) -> int:
         row = conn.execute(self.sql, (user_id,)).fetchone()
