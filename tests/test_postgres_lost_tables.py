@@ -107,3 +107,28 @@ def test_searches_kept_before_the_tables_were_made_again_are_not_answers(url: st
     assert first.count_memories_to_embed("ava", "m") == 1
     first.close()
     second.close()
+
+
+def test_a_database_dropped_and_made_again_is_set_up_again(url: str) -> None:
+    name = f"lost_database_{next(_names)}"
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        there = url.rsplit("/", 1)[0] + "/" + name
+        db = PostgresDb(there, schema="kept")
+        db.upsert_memories([memory("I like tea", "m1")])
+        query = MemoryQuery("ava")
+        for _ in range(2):  # asked again: kept
+            assert [s.memory.memory_id for s in db.keyword_search(query, "tea")] == ["m1"]
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')  # its connections ended
+        with pytest.raises(StoreError, match=f'database "{name}" does not exist'):
+            db.count_memories(query)
+        admin.execute(f'CREATE DATABASE "{name}"')
+        assert db.count_memories(query) == 0  # a new pool: set up as at the first call
+        other = PostgresDb(there, schema="kept")
+        other.upsert_memories([memory("I drink tea", "m2")])  # generation 1 again
+        assert [s.memory.memory_id for s in db.keyword_search(query, "tea")] == ["m2"]
+        db.set_embeddings("m", [(memory("I drink tea", "m2"), np.ones(4, dtype=np.float32))])
+        assert db.uses_pgvector
+        db.close()
+        other.close()
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
