@@ -132,3 +132,22 @@ def test_a_database_dropped_and_made_again_is_set_up_again(url: str) -> None:
         db.close()
         other.close()
         admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_a_new_store_is_told_of_a_table_dropped_by_hand(url: str) -> None:
+    n = next(_names)
+    tables = {"memory_table": f"lost{n}_memories", "session_table": f"lost{n}_sessions"}
+    before = PostgresDb(url, **tables)
+    before.upsert_memories([memory("I like tea", "m1")])
+    before.close()
+    with psycopg.connect(url, autocommit=True) as raw:
+        raw.execute(f'DROP TABLE "lost{n}_memories" CASCADE')
+    db = PostgresDb(url, **tables)  # a new process: its first call sets up, and fails
+    for _ in range(2):
+        with pytest.raises(StoreError) as caught:
+            db.count_memories(MemoryQuery("ava"))
+        said = str(caught.value)
+        assert f'relation "lost{n}_memories" does not exist: table(s) lost{n}_memories' in said
+        assert "Restore them from a backup" in said
+        assert f"drop lost{n}_memories_events" in said
+    db.close()

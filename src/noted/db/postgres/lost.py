@@ -5,7 +5,8 @@ and tells the caller what was done or what to do.
 The set-up follows ``noted_schema_versions``: a table whose row is gone with it is made
 again (empty), and the call that met it fails, to be made again. A table dropped alone
 keeps its row, which says it is there: the set-up cannot tell what else went with it, so
-the store makes nothing and the error names the table and the ways back.
+the store makes nothing and the error names the table and the ways back. A new process
+whose first call meets such a table (its set-up fails on it) says the same (:func:`set_up`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from noted.db.postgres.query import Conn
 from noted.db.revocations import SUFFIX as REVOKED
 from noted.errors import StoreError
 
-__all__ = ["lost_table"]
+__all__ = ["lost_table", "set_up"]
 
 
 class SetUp(Protocol):
@@ -60,20 +61,43 @@ def _missing(conn: Conn, store: SetUp) -> dict[str, list[str]]:
     return found
 
 
+def set_up(store: SetUp, conn: Conn) -> None:
+    """The store's set-up at its first call (``store._migrate``, its lock held), a table
+    gone that ``noted_schema_versions`` says is there named with the ways back."""
+    try:
+        store._migrate(conn)
+    except psycopg.errors.UndefinedTable as exc:
+        try:
+            error = _told(store, conn, _said(exc))
+        except psycopg.Error as again:
+            error = StoreError(f"{store._where_to}: {_said(exc)} ({again})")
+        raise error from exc
+
+
 def lost_table(store: SetUp, exc: psycopg.errors.UndefinedTable) -> StoreError:
     """The error of a call that met a table that is not there, after the store's tables
     were set up again (see the module's notes)."""
-    said = exc.diag.message_primary or str(exc).splitlines()[0]
+    said = _said(exc)
     try:
         timeout = int(store.connect_timeout)
         with psycopg.connect(store._conninfo, autocommit=True, connect_timeout=timeout) as conn:
             with store._lock, contextlib.suppress(psycopg.errors.UndefinedTable):
                 store._migrate(conn)  # (fails on a table gone that its version says is there)
-            missing = _missing(conn, store)
-            versions = {f: pg_schema.current_version(conn, store._n, f) for f in missing}
+            return _told(store, conn, said)
     except psycopg.Error as again:
         where = store._where_to
         return StoreError(f"{where}: {said} (setting the tables up again failed: {again})")
+
+
+def _said(exc: psycopg.errors.UndefinedTable) -> str:
+    """PostgreSQL's message (``relation ... does not exist``)."""
+    return exc.diag.message_primary or str(exc).splitlines()[0]
+
+
+def _told(store: SetUp, conn: Conn, said: str) -> StoreError:
+    """The error of a call that met a table gone (PostgreSQL ``said`` so), once the
+    tables were set up: what is missing now, and the ways back."""
+    missing = _missing(conn, store)
     if not missing:
         return StoreError(
             f"{store._where_to}: {said}: the store's tables were gone (dropped while it ran?) "
@@ -81,10 +105,11 @@ def lost_table(store: SetUp, exc: psycopg.errors.UndefinedTable) -> StoreError:
             "done: make it again"
         )
     family, tables = next(iter(missing.items()))
+    version = pg_schema.current_version(conn, store._n, family)
     others = [t for t in _families(store)[family] if t not in tables]
     return StoreError(
         f"{store._where_to}: {said}: table(s) {', '.join(tables)} are gone, though "
-        f"noted_schema_versions records {family!r} at version {versions[family]} (dropped "
+        f"noted_schema_versions records {family!r} at version {version} (dropped "
         "by hand?). Restore them from a backup; or, to start them again empty, drop "
         f"{', '.join(others) or 'nothing else'} and delete the row of {family!r} from "
         "noted_schema_versions: the next call creates them"

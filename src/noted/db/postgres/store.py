@@ -61,7 +61,7 @@ from noted.db.postgres.held import HeldVectors
 from noted.db.postgres.jobs import PostgresJobs
 from noted.db.postgres.kept import KeptSearches, move_sql, moved_users
 from noted.db.postgres.live import live_connection, open_pool
-from noted.db.postgres.lost import lost_table
+from noted.db.postgres.lost import lost_table, set_up
 from noted.db.postgres.query import MICROS, SELECT, SOUND_TOPICS, Conn, Row
 from noted.db.postgres.vectors import PostgresVectors, say_no_pgvector
 
@@ -223,7 +223,7 @@ class PostgresDb(
                 with psycopg.connect(
                     self._conninfo, autocommit=True, connect_timeout=int(self.connect_timeout)
                 ) as conn:
-                    self._migrate(conn)
+                    set_up(self, conn)  # a table gone that its version says is there named
             except psycopg.OperationalError as exc:
                 raise StoreError(f"cannot connect to {self._where_to}: {exc}".strip()) from exc
             except psycopg.Error as exc:
