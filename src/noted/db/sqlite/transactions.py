@@ -30,6 +30,7 @@ from noted.db.sqlite.connection import (
     create_owner_only,
     has_moved,
 )
+from noted.db.sqlite.lost import lost_table
 from noted.db.sqlite.vectors import SqliteVectors
 from noted.errors import StoreError
 
@@ -70,7 +71,9 @@ class SqliteTransactions:
             try:
                 yield conn
             except apsw.Error as exc:
-                raise self._store_error(exc) from exc
+                tables = (self.memory_table, self.session_table)
+                lost = lost_table(conn, str(self.db_file), tables, exc)  # a table gone?
+                raise lost or self._store_error(exc) from exc
             finally:
                 self._depth -= 1
                 if not self._depth:
