@@ -14,6 +14,7 @@ __all__ = [
     "MAX_QUERY_CHARS",
     "MAX_RUN_BYTES",
     "MAX_TOPICS",
+    "MAX_TRACE_MESSAGES_CHARS",
     "MAX_TRACE_VALUE_CHARS",
 ]
 
@@ -52,6 +53,13 @@ a tool's arguments and result, a message of a model call, an exception's message
 text keeps its start and its end, a line between them saying how much was left out. A span
 is sent whole or not at all, and a collector refuses a large one (Phoenix's OTLP over gRPC
 takes at most 4 MiB a request) with every other span of its batch."""
+
+MAX_TRACE_MESSAGES_CHARS: Final = 300_000
+"""The most characters the texts of a model call's input messages hold together in its span
+(its messages' contents and tool call arguments, each first bounded to
+:data:`MAX_TRACE_VALUE_CHARS`), and apart from them those of its output message: a long
+conversation's span keeps its system prompt and its newest messages whole, and cuts the
+older ones or leaves their text out, so the span stays far under a collector's 4 MiB."""
 
 MAX_PAGE: Final = 2**63 - 1
 """The largest page size, offset or count of runs a store is asked for: the largest

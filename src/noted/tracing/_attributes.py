@@ -24,9 +24,10 @@ from openinference.semconv.trace import (
 from opentelemetry.util.types import AttributeValue
 
 from noted._cut import cut_middle
-from noted.limits import MAX_TRACE_VALUE_CHARS
+from noted.limits import MAX_TRACE_MESSAGES_CHARS, MAX_TRACE_VALUE_CHARS
 from noted.memory.relevance import keywords
 from noted.models.types import ModelResponse
+from noted.tracing._budget import share
 from noted.tracing._settings import REDACTED, TraceSettings
 
 if TYPE_CHECKING:
@@ -108,16 +109,17 @@ def text_value(key: str, value: str | None, hidden: bool, mime: str = TEXT) -> A
     return _value(key, value, mime)
 
 
-def _calls(base: str, calls: Sequence[ToolCall], text: bool) -> Attributes:
-    out: Attributes = {}
+def _calls(out: Attributes, base: str, calls: Sequence[ToolCall], text: bool) -> int:
+    """Add ``calls`` to ``out``; returns how many characters their arguments have there."""
+    size = 0
     for j, call in enumerate(calls):
         prefix = f"{base}{MessageAttributes.MESSAGE_TOOL_CALLS}.{j}."
         out[prefix + ToolCallAttributes.TOOL_CALL_ID] = call.id
         out[prefix + ToolCallAttributes.TOOL_CALL_FUNCTION_NAME] = call.name
-        out[prefix + ToolCallAttributes.TOOL_CALL_FUNCTION_ARGUMENTS_JSON] = (
-            bounded(call.arguments_json()) if text else REDACTED
-        )
-    return out
+        arguments = bounded(call.arguments_json()) if text else REDACTED
+        out[prefix + ToolCallAttributes.TOOL_CALL_FUNCTION_ARGUMENTS_JSON] = arguments
+        size += len(arguments)
+    return size
 
 
 # The attribute names of the message at each position, made once per prefix and index
@@ -146,22 +148,27 @@ def _message_keys(prefix: str, count: int) -> tuple[_MessageKeys, ...]:
 
 
 def _messages(out: Attributes, prefix: str, messages: Sequence[Message], text: bool) -> None:
-    """Add ``messages`` to ``out`` as ``<prefix>.<i>.message.*`` attributes."""
-    for (base, role, content, name, call_id), message in zip(
-        _message_keys(prefix, len(messages)), messages, strict=False
-    ):
+    """Add ``messages`` to ``out`` as ``<prefix>.<i>.message.*`` attributes, their texts
+    together at most :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` characters (see
+    :func:`noted.tracing._budget.share`)."""
+    keys = _message_keys(prefix, len(messages))
+    size = 0  # the characters of the texts
+    for (base, role, content, name, call_id), message in zip(keys, messages, strict=False):
         out[role] = message.role
         if message.content is not None:
             value = message.content
             if len(value) > MAX_TRACE_VALUE_CHARS:  # checked here: called for every message
                 value = bounded(value)
+            size += len(value)
             out[content] = value if text else REDACTED
         if message.name is not None:
             out[name] = message.name
         if message.tool_call_id is not None:
             out[call_id] = message.tool_call_id
         if message.tool_calls:
-            out.update(_calls(base, message.tool_calls, text))
+            size += _calls(out, base, message.tool_calls, text)
+    if text and size > MAX_TRACE_MESSAGES_CHARS:
+        share(out, [k[0] for k in keys], messages)
 
 
 _encode_text = json.encoder.encode_basestring  # a JSON string, as the encoder writes it
