@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from openinference.semconv.trace import (
     DocumentAttributes,
@@ -294,11 +296,55 @@ def llm_identity(model: ChatModel) -> Attributes:
         SpanAttributes.OPENINFERENCE_SPAN_KIND: _LLM,
         SpanAttributes.LLM_MODEL_NAME: model.id,
     }
-    provider = str(getattr(model, "provider", "") or "")
+    system, provider = _system_and_provider(model)
     if provider:
         out[SpanAttributes.LLM_PROVIDER] = provider
-        out[SpanAttributes.LLM_SYSTEM] = provider
+    if system:
+        out[SpanAttributes.LLM_SYSTEM] = system
     return out
+
+
+# llm.system: the API a model speaks (OpenInferenceLLMSystemValues), by noted's provider
+_SYSTEMS = {"openai": "openai", "ollama": "openai", "anthropic": "anthropic"}
+# llm.provider of an OpenAI-compatible server, by its host (OpenInferenceLLMProviderValues)
+_HOSTS = {
+    "api.openai.com": "openai",
+    "api.groq.com": "groq",
+    "api.deepseek.com": "deepseek",
+    "api.x.ai": "xai",
+    "api.together.xyz": "together",
+    "api.fireworks.ai": "fireworks",
+    "api.mistral.ai": "mistralai",
+    "api.cerebras.ai": "cerebras",
+    "api.perplexity.ai": "perplexity",
+    "api.moonshot.ai": "moonshot",
+}
+
+
+def _host_provider(base_url: str) -> str | None:
+    """The provider hosting an OpenAI-compatible API at ``base_url``; None for a host
+    not known (a server of one's own: vLLM, llama.cpp's server, LM Studio, ...)."""
+    host = (urlsplit(base_url if "//" in base_url else "//" + base_url).hostname or "").lower()
+    if host.endswith(".openai.azure.com"):
+        return "azure"
+    return _HOSTS.get(host)
+
+
+def _system_and_provider(model: ChatModel) -> tuple[str | None, str | None]:
+    """``llm.system`` (the API the model speaks: "openai" for OpenAI and every
+    OpenAI-compatible server, "anthropic"; None for Gemini and others, which the
+    conventions name no system for) and ``llm.provider`` (who hosts it: "openai",
+    "anthropic", "google", "ollama", a known host of an OpenAI-compatible API, or a
+    model's own provider name; None for an OpenAI-compatible server not known and for
+    llama.cpp run in process)."""
+    name = str(getattr(model, "provider", "") or "")
+    system = _SYSTEMS.get(name)
+    if name == "openai":
+        base_url = getattr(model, "base_url", None) or os.environ.get("OPENAI_BASE_URL")
+        return system, _host_provider(base_url) if isinstance(base_url, str) else name
+    if name == "llamacpp":
+        return system, None
+    return system, name or None
 
 
 def llm_request(
