@@ -1,12 +1,15 @@
 """A session begun with one provider and continued with another: the tool calls and
 results one provider's answers left in the history go to the next provider in a shape its
 API takes (ids it accepts, each call answered, each result naming its call), against local
-servers that validate the conversation as the vendors' APIs do (tests/wire_rules.py)."""
+servers that validate the conversation as the vendors' APIs do (tests/wire_rules.py); and
+to LlamaCpp, on a stand-in ``llama_cpp`` module, as one call a turn, each with its result."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import sys
+import types
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ from noted.models._ids import ANTHROPIC_IDS, wire_ids
 from noted.models.anthropic import Claude
 from noted.models.base import BaseChatModel
 from noted.models.google import Gemini
+from noted.models.llamacpp import LlamaCpp, _chat_messages
 from noted.models.openai import OpenAIChat
 from noted.models.types import Message, ModelResponse, ToolCall
 from noted.testing import ScriptedModel
@@ -309,3 +313,101 @@ def test_repeated_ids_in_one_answer_pair_with_their_results_in_order() -> None:
     assert [m.tool_call_id for m in sent[2:]] == [first, second]
     assert wire_ids(messages, ANTHROPIC_IDS) == sent  # the same at every call
     assert messages[1].tool_calls == calls  # the session's own ids are kept
+
+
+# -- llama.cpp, whose model makes one call a turn ------------------------------------------------
+
+
+class RecordingLlama:
+    """Stands in for ``llama_cpp.Llama`` (no model is loaded): gives ``answers`` in turn,
+    as llama-cpp-python gives a chat completion, and keeps the chat turns of each call."""
+
+    def __init__(self, answers: Sequence[str]) -> None:
+        self.answers = list(answers)
+        self.sent: list[list[dict[str, Any]]] = []
+
+    def create_chat_completion(self, **params: Any) -> dict[str, Any]:
+        self.sent.append(params["messages"])
+        message = {"role": "assistant", "content": self.answers.pop(0)}
+        return {
+            "choices": [{"message": message, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 3},
+        }
+
+    def close(self) -> None:
+        pass
+
+
+def llamacpp_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, llama: RecordingLlama
+) -> LlamaCpp:
+    """LlamaCpp on a stand-in ``llama_cpp`` module whose model is ``llama``."""
+    sdk = types.ModuleType("llama_cpp")
+    sdk.Llama = lambda **settings: llama  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "llama_cpp", sdk)
+    path = tmp_path / "tiny.gguf"
+    path.write_bytes(b"GGUF")
+    return LlamaCpp(path)
+
+
+def llama_pairs(turns: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(the city a call asked for, the result given for it) in llama's chat turns, where
+    each call must be followed by its result and each result follow its call."""
+    pairs = []
+    for index, turn in enumerate(turns):
+        if turn["role"] == "assistant" and turn["content"].startswith('{"tool"'):
+            city = json.loads(turn["content"])["arguments"]["city"]
+            result = turns[index + 1]
+            assert result["role"] == "user", turns
+            pairs.append((city, result["content"].removeprefix("Result of get_weather: ")))
+        elif turn["content"].startswith("Result of"):
+            assert turns[index - 1]["content"].startswith('{"tool"'), turns  # not an orphan
+    return pairs
+
+
+@pytest.mark.parametrize("writer", [*WRITERS, None], ids=lambda p: p.name if p else "noted")
+def test_history_with_parallel_calls_replays_through_llamacpp(
+    writer: Provider | None,
+    writer_wire: WireServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    write_history(writer, writer_wire, tmp_path)
+    oslo = json.dumps({"tool": "get_weather", "arguments": {"city": "Oslo"}})
+    llama = RecordingLlama([oslo, json.dumps({"answer": "Done."})])
+
+    model = llamacpp_reader(tmp_path, monkeypatch, llama)
+    try:
+        result = agent(model, tmp_path).run("And tomorrow?")
+    finally:
+        model.close()
+
+    assert result.content == "Done.", result.error
+    history, again = llama.sent
+    assert llama_pairs(history) == [(c, f"Sunny in {c}") for _ in range(2) for c in CITIES]
+    assert llama_pairs(again)[-1] == ("Oslo", "Sunny in Oslo")
+    # the turns alternate, as strict chat templates require
+    roles = [turn["role"] for turn in again[1:]]
+    assert roles == ["user", "assistant"] * (len(roles) // 2) + ["user"] * (len(roles) % 2)
+
+
+def test_llamacpp_pairs_repeated_ids_in_order_and_keeps_results_of_no_call() -> None:
+    calls = [ToolCall("get_weather", {"city": c}, id="call:0") for c in CITIES]
+    turns = _chat_messages(
+        [
+            Message("user", "Weather?"),
+            Message("assistant", None, tool_calls=[*calls, ToolCall("get_time", id="t")]),
+            Message("tool", "Sunny in Paris", tool_call_id="call:0"),
+            Message("tool", "Late", tool_call_id="gone", name="get_time"),
+            Message("tool", "Sunny in Rome", tool_call_id="call:0"),
+        ]
+    )
+
+    assert [(t["role"], t["content"]) for t in turns[1:]] == [
+        ("assistant", '{"tool": "get_weather", "arguments": {"city": "Paris"}}'),
+        ("user", "Result of get_weather: Sunny in Paris"),
+        ("assistant", '{"tool": "get_weather", "arguments": {"city": "Rome"}}'),
+        ("user", "Result of get_weather: Sunny in Rome"),
+        ("assistant", '{"tool": "get_time", "arguments": {}}'),  # no result came
+        ("user", "Result of get_time: Late"),  # a result of no call of the answer
+    ]

@@ -442,23 +442,52 @@ def _close(chunks: Iterator[_Chunk]) -> None:
 
 def _chat_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
     """noted's messages as plain chat turns any template accepts: a tool call is the
-    assistant's JSON answer, a tool result a user turn that names the tool."""
+    assistant's JSON answer, a tool result a user turn that names the tool. An answer
+    with several calls (another provider's, which calls tools in parallel) is shown as
+    this model makes them, one call a turn, each followed by its result."""
     turns: list[dict[str, Any]] = []
-    for message in messages:
-        if message.role == "tool":
-            name = message.name or "the tool"
-            turns.append({"role": "user", "content": f"Result of {name}: {message.content or ''}"})
-        elif message.role == "assistant" and message.tool_calls:
-            call = message.tool_calls[0]
-            turns.append(
-                {
-                    "role": "assistant",
-                    "content": json.dumps({"tool": call.name, "arguments": call.arguments}),
-                }
-            )
+    index = 0
+    while index < len(messages):
+        message = messages[index]
+        index += 1
+        if message.role == "assistant" and message.tool_calls:
+            results: list[Message] = []
+            while index < len(messages) and messages[index].role == "tool":
+                results.append(messages[index])
+                index += 1
+            turns.extend(_calls_and_results(message.tool_calls, results))
+        elif message.role == "tool":
+            turns.append(_result_turn(message.name or "the tool", message))
         else:
             turns.append({"role": message.role, "content": message.content or ""})
     return turns
+
+
+def _calls_and_results(
+    calls: Sequence[ToolCall], results: Sequence[Message]
+) -> list[dict[str, Any]]:
+    """The turns of one answer's tool calls and of the results that follow it: each call,
+    then the result naming it (the first one left, when calls share an id); results that
+    name none of the calls come after them."""
+    left = list(results)
+    turns: list[dict[str, Any]] = []
+    for call in calls:
+        turns.append(
+            {
+                "role": "assistant",
+                "content": json.dumps({"tool": call.name, "arguments": call.arguments}),
+            }
+        )
+        answered = next((i for i, r in enumerate(left) if r.tool_call_id == call.id), None)
+        if answered is not None:
+            turns.append(_result_turn(call.name, left.pop(answered)))
+    turns.extend(_result_turn(result.name or "the tool", result) for result in left)
+    return turns
+
+
+def _result_turn(name: str, result: Message) -> dict[str, Any]:
+    """A tool result as the user turn that gives it to the model."""
+    return {"role": "user", "content": f"Result of {name}: {result.content or ''}"}
 
 
 def _tools_schema(tools: Sequence[ToolDefinition]) -> dict[str, Any]:
