@@ -2,9 +2,9 @@
 
 Most tests need llama-cpp-python (the ``local`` dependency group, built from source), so
 they are marked ``local_model`` and run by ``make test-local`` with the runs on a real GGUF
-model in test_local_model.py. The missing-extra test, the stream tests and the tests of
-calls taking turns on the model need neither: the last two put a scripted ``llama_cpp``
-module in its place.
+model in test_local_model.py. The missing-extra test, the translation of tool turns, the
+stream tests and the tests of calls taking turns on the model need neither: the last two
+put a scripted ``llama_cpp`` module in its place.
 """
 
 from __future__ import annotations
@@ -134,7 +134,6 @@ def test_the_manager_and_summarizer_schemas_compile_to_grammars() -> None:
         LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
 
 
-@pytest.mark.local_model
 def test_tool_turns_are_plain_chat_turns_and_answers_become_calls() -> None:
     call = ToolCall("get_weather", {"city": "Oslo"}, id="c1")
     turns = _chat_messages(
