@@ -10,7 +10,7 @@ import importlib
 import inspect
 import os
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from types import ModuleType
@@ -33,10 +33,12 @@ __all__ = [
     "HTTPChatModel",
     "LoopClients",
     "TransportErrors",
+    "headed_error",
     "http_error",
     "import_sdk",
     "parse_retry_after",
     "parsed",
+    "retry_after_header",
     "transport_errors",
 ]
 
@@ -370,6 +372,34 @@ def parse_retry_after(value: str | None) -> float | None:
     return seconds if seconds >= 0 else None
 
 
+def retry_after_header(headers: Mapping[str, str]) -> str | None:
+    """The wait an HTTP failure's headers ask for, in seconds: ``retry-after``, else
+    ``retry-after-ms`` (which OpenAI's and Anthropic's servers send)."""
+    value = headers.get("retry-after")
+    if value is not None:
+        return str(value)
+    millis = headers.get("retry-after-ms")
+    if millis is None:
+        return None
+    try:
+        return str(float(millis) / 1000)
+    except ValueError:
+        return None
+
+
+def headed_error(
+    provider: str, status_code: int, message: str, headers: Mapping[str, str] | None
+) -> ModelHTTPError:
+    """The noted error for an HTTP failure answered with ``headers`` (None: none to read,
+    as for an error event inside a stream): the wait they ask for, and their
+    ``x-should-retry``, which OpenAI's and Anthropic's servers send and their SDKs obey
+    over the status."""
+    if headers is None:
+        return http_error(provider, status_code, message)
+    wait = retry_after_header(headers)
+    return http_error(provider, status_code, message, wait, headers.get("x-should-retry"))
+
+
 def http_error(
     provider: str,
     status_code: int,
@@ -379,7 +409,7 @@ def http_error(
 ) -> ModelHTTPError:
     """The noted error for an HTTP failure: 429 and 5xx are retryable, the rest are not,
     unless the server says otherwise in ``should_retry`` (its ``x-should-retry`` header,
-    ``true`` or ``false``, which Anthropic sends and its SDK obeys over the status)."""
+    ``true`` or ``false``)."""
     cls: type[ModelHTTPError] = ModelHTTPError
     if status_code == 429:
         cls = ModelRateLimitError

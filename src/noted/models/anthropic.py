@@ -14,7 +14,7 @@ from noted.errors import ModelConnectionError, ModelError, ModelOutputError
 from noted.models._ids import ANTHROPIC_IDS, wire_ids
 from noted.models._provider import (
     HTTPChatModel,
-    http_error,
+    headed_error,
     import_sdk,
     parsed,
     transport_errors,
@@ -182,16 +182,9 @@ class Claude(HTTPChatModel):
             status = int(exc.status_code)
             if status < 400:  # an error event inside a stream that began with 200
                 status = _ERROR_TYPE_STATUS.get(kind or "", 500)
-            headers = exc.response.headers
-            # the header of an HTTP failure, not of a stream's error event
-            should_retry = headers.get("x-should-retry") if exc.status_code >= 400 else None
-            return http_error(
-                "anthropic",
-                status,
-                message or exc.message,
-                headers.get("retry-after"),
-                should_retry,
-            )
+            # the headers of an HTTP failure, not of a stream's error event
+            headers = exc.response.headers if exc.status_code >= 400 else None
+            return headed_error("anthropic", status, message or exc.message, headers)
         if isinstance(exc, sdk.APITimeoutError):
             return self._timed_out()
         if isinstance(exc, sdk.APIConnectionError):

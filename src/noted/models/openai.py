@@ -43,6 +43,7 @@ from noted.errors import ModelConnectionError, ModelError, ModelOutputError, Use
 from noted.models._ids import OPENAI_IDS, wire_ids
 from noted.models._provider import (
     HTTPChatModel,
+    headed_error,
     http_error,
     import_sdk,
     parsed,
@@ -333,9 +334,8 @@ class OpenAIChat(HTTPChatModel):
                 f"{self.provider} sent a line of its answer that is not JSON: {exc}"
             )
         if isinstance(exc, sdk.APIStatusError):
-            return http_error(
-                self.provider, exc.status_code, _status_message(exc), _retry_after(exc)
-            )
+            message = _status_message(exc)
+            return headed_error(self.provider, exc.status_code, message, exc.response.headers)
         if isinstance(exc, sdk.APITimeoutError):
             return self._timed_out()
         if isinstance(exc, sdk.APIConnectionError):
@@ -637,23 +637,6 @@ def _error_event_status(exc: Any) -> int | None:
         code = int(code)
     if isinstance(code, int) and not isinstance(code, bool) and 400 <= code < 600:
         return code
-    return None
-
-
-def _retry_after(exc: Any) -> str | None:
-    response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    headers = response.headers
-    value = headers.get("retry-after")
-    if value is not None:
-        return str(value)
-    millis = headers.get("retry-after-ms")
-    if millis is not None:
-        try:
-            return str(float(millis) / 1000)
-        except ValueError:
-            return None
     return None
 
 
