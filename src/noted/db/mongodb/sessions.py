@@ -105,8 +105,11 @@ def _runs_of(
     offset: int = 0,
 ) -> list[RunResult]:
     """The runs of ``session`` (its document), oldest first (the last ``last_n`` before
-    the newest ``offset``, read newest first)."""
+    the newest ``offset``, read newest first): only its owner's, so a session deleted and
+    begun again by another user since its document was read answers none of the new
+    owner's runs (not even runs stored before runs named their session's start)."""
     query = _runs_in(session["_id"], session["created_at"])
+    query["data.user_id"] = session["user_id"]
     if completed_only:
         query["status"] = "completed"
     cursor = runs.find(query, {"data": 1}).sort("run_index", -1)

@@ -112,13 +112,26 @@ def add_run(conn: Conn, n: Names, run: RunResult, now_us: int, existing: bool | 
 
 
 def _runs(
-    conn: Conn, n: Names, session_id: str, last_n: int | None, completed_only: bool
+    conn: Conn,
+    n: Names,
+    session_id: str,
+    owner: str,
+    last_n: int | None,
+    offset: int = 0,
+    completed_only: bool = False,
 ) -> list[RunResult]:
-    sql = f"SELECT data FROM {n.runs} WHERE session_id = %s"
+    """The session's runs, oldest first (the last ``last_n``, None: all, before the newest
+    ``offset``), while ``owner`` owns it: the owner is checked in the runs' own query, so a
+    session deleted and begun again by another user since its owner was read answers none
+    of the new owner's runs."""
+    sql = (
+        f"SELECT data FROM {n.runs} WHERE session_id = "
+        f"(SELECT session_id FROM {n.sessions} WHERE session_id = %s AND user_id = %s)"
+    )
     if completed_only:
         sql += " AND status = 'completed'"
-    sql += " ORDER BY run_index DESC LIMIT %s"
-    rows = conn.execute(sql, (session_id, last_n)).fetchall()
+    sql += " ORDER BY run_index DESC LIMIT %s OFFSET %s"
+    rows = conn.execute(sql, (session_id, owner, last_n, offset)).fetchall()
     return [RunResult.from_dict(row[0]) for row in reversed(rows)]
 
 
@@ -132,7 +145,7 @@ def get_runs(
 ) -> list[RunResult]:
     if not owns_session(_owner_id(conn, n, session_id), user_id, session_id):
         return []
-    return _runs(conn, n, session_id, last_n, completed_only)
+    return _runs(conn, n, session_id, user_id, last_n, 0, completed_only)
 
 
 def get_session(conn: Conn, n: Names, session_id: str, user_id: str | None) -> Session | None:
@@ -142,7 +155,7 @@ def get_session(conn: Conn, n: Names, session_id: str, user_id: str | None) -> S
     if row is None or not sees_session(row[1], user_id):
         return None
     session = row_to_session(row)
-    session.runs = _runs(conn, n, session_id, None, False)
+    session.runs = _runs(conn, n, session_id, session.user_id, None)
     return session
 
 
@@ -162,12 +175,7 @@ def get_session_window(
     if row is None or not sees_session(row[1], user_id):
         return None
     session = row_to_session(row)
-    rows = conn.execute(
-        f"SELECT data FROM {n.runs} WHERE session_id = %s ORDER BY run_index DESC "
-        "LIMIT %s OFFSET %s",
-        (session_id, last_n, offset),
-    ).fetchall()
-    session.runs = [RunResult.from_dict(r[0]) for r in reversed(rows)]
+    session.runs = _runs(conn, n, session_id, session.user_id, last_n, offset)
     return session
 
 

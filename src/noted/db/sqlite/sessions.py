@@ -116,14 +116,30 @@ def get_runs(
 ) -> list[RunResult]:
     if not owns_session(_owner_id(conn, table, session_id), user_id, session_id):
         return []
-    sql = f"SELECT data FROM {table}_runs WHERE session_id = ?"
-    params: list[Any] = [session_id]
+    return _owned_runs(conn, table, session_id, user_id, last_n, 0, completed_only)
+
+
+def _owned_runs(
+    conn: Connection,
+    table: str,
+    session_id: str,
+    owner: str,
+    last_n: int | None,
+    offset: int,
+    completed_only: bool = False,
+) -> list[RunResult]:
+    """The session's runs, oldest first (the last ``last_n``, None: all, before the newest
+    ``offset``), while ``owner`` owns it: the owner is checked in the runs' own query, so a
+    session deleted and begun again by another user since its owner was read answers none
+    of the new owner's runs."""
+    sql = (
+        f"SELECT data FROM {table}_runs WHERE session_id = "
+        f"(SELECT session_id FROM {table} WHERE session_id = ? AND user_id = ?)"
+    )
     if completed_only:
         sql += " AND status = 'completed'"
-    sql += " ORDER BY run_index DESC"
-    if last_n is not None:
-        sql += " LIMIT ?"
-        params.append(last_n)
+    sql += " ORDER BY run_index DESC LIMIT ? OFFSET ?"
+    params = (session_id, owner, -1 if last_n is None else last_n, offset)
     rows = conn.execute(sql, params).fetchall()
     return [RunResult.from_dict(json.loads(row[0])) for row in reversed(rows)]
 
@@ -159,7 +175,7 @@ def get_session(
     if row is None or not sees_session(row[1], user_id):
         return None
     session = row_to_session(row)
-    session.runs = get_runs(conn, table, session_id, session.user_id, None, False)
+    session.runs = _owned_runs(conn, table, session_id, session.user_id, None, 0)
     return session
 
 
@@ -179,12 +195,7 @@ def get_session_window(
     if row is None or not sees_session(row[1], user_id):
         return None
     session = row_to_session(row)
-    rows = conn.execute(
-        f"SELECT data FROM {table}_runs WHERE session_id = ? ORDER BY run_index DESC "
-        "LIMIT ? OFFSET ?",
-        (session_id, -1 if last_n is None else last_n, offset),
-    ).fetchall()
-    session.runs = [RunResult.from_dict(json.loads(r[0])) for r in reversed(rows)]
+    session.runs = _owned_runs(conn, table, session_id, session.user_id, last_n, offset)
     return session
 
 
