@@ -257,10 +257,6 @@ class SessionFunctions(Protocol):
     ) -> list[RunResult]: ...
 
     def get_session(
-        self, conn: Any, names: Any, session_id: str, user_id: str | None
-    ) -> Session | None: ...
-
-    def get_session_window(
         self,
         conn: Any,
         names: Any,
@@ -268,7 +264,9 @@ class SessionFunctions(Protocol):
         user_id: str | None,
         last_n: int | None,
         offset: int,
-    ) -> Session | None: ...
+    ) -> Session | None:
+        """The session with the last ``last_n`` (None: all) of its runs before the newest
+        ``offset``."""
 
     def get_sessions(self, conn: Any, names: Any, session_ids: list[str]) -> dict[str, Session]: ...
 
@@ -311,16 +309,13 @@ class SessionsInModule(SessionRules):
             )
 
     def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
-        with self._session_reader() as conn:
-            return self._session_functions.get_session(
-                conn, self._session_names, session_id, user_id
-            )
+        return self._read_session_window(session_id, user_id, None, 0)
 
     def _read_session_window(
         self, session_id: str, user_id: str | None, last_n: int | None, offset: int
     ) -> Session | None:
         with self._session_reader() as conn:
-            return self._session_functions.get_session_window(
+            return self._session_functions.get_session(
                 conn, self._session_names, session_id, user_id, last_n, offset
             )
 

@@ -29,7 +29,6 @@ __all__ = [
     "delete_session",
     "get_runs",
     "get_session",
-    "get_session_window",
     "get_sessions",
     "get_summary",
     "list_sessions",
@@ -294,23 +293,12 @@ def get_runs(
 
 
 def get_session(
-    db: SessionCollections, where: str, session_id: str, user_id: str | None
-) -> Session | None:
-    doc = db.sessions.find_one({"_id": session_id})
-    if doc is None or not sees_session(doc["user_id"], user_id):
-        return None
-    session = _session_of(doc)
-    session.runs = _runs_of(db.runs, doc, None, False)
-    return session
-
-
-def get_session_window(
     db: SessionCollections,
     where: str,
     session_id: str,
     user_id: str | None,
-    last_n: int | None,
-    offset: int,
+    last_n: int | None = None,
+    offset: int = 0,
 ) -> Session | None:
     """The session with the last ``last_n`` (None: all) of its runs before the newest
     ``offset``."""

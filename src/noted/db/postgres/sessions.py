@@ -28,7 +28,6 @@ __all__ = [
     "delete_session",
     "get_runs",
     "get_session",
-    "get_session_window",
     "get_sessions",
     "get_summary",
     "list_sessions",
@@ -120,10 +119,8 @@ def _runs(
     offset: int = 0,
     completed_only: bool = False,
 ) -> list[RunResult]:
-    """The session's runs, oldest first (the last ``last_n``, None: all, before the newest
-    ``offset``), while ``owner`` owns it: the owner is checked in the runs' own query, so a
-    session deleted and begun again by another user since its owner was read answers none
-    of the new owner's runs."""
+    """The session's runs while ``owner`` owns it, as sqlite_sessions' ``_owned_runs``
+    reads them (the owner checked in the runs' own query)."""
     sql = (
         f"SELECT data FROM {n.runs} WHERE session_id = "
         f"(SELECT session_id FROM {n.sessions} WHERE session_id = %s AND user_id = %s)"
@@ -148,24 +145,13 @@ def get_runs(
     return _runs(conn, n, session_id, user_id, last_n, 0, completed_only)
 
 
-def get_session(conn: Conn, n: Names, session_id: str, user_id: str | None) -> Session | None:
-    row = conn.execute(
-        f"SELECT {_SESSION_SELECT} FROM {n.sessions} WHERE session_id = %s", (session_id,)
-    ).fetchone()
-    if row is None or not sees_session(row[1], user_id):
-        return None
-    session = row_to_session(row)
-    session.runs = _runs(conn, n, session_id, session.user_id, None)
-    return session
-
-
-def get_session_window(
+def get_session(
     conn: Conn,
     n: Names,
     session_id: str,
     user_id: str | None,
-    last_n: int | None,
-    offset: int,
+    last_n: int | None = None,
+    offset: int = 0,
 ) -> Session | None:
     """The session with the last ``last_n`` (None: all) of its runs before the newest
     ``offset``."""

@@ -31,7 +31,6 @@ __all__ = [
     "delete_session",
     "get_runs",
     "get_session",
-    "get_session_window",
     "get_sessions",
     "get_summary",
     "list_sessions",
@@ -167,25 +166,12 @@ def set_summary(
 
 
 def get_session(
-    conn: Connection, table: str, session_id: str, user_id: str | None
-) -> Session | None:
-    row = conn.execute(
-        f"SELECT {_SESSION_COLUMNS} FROM {table} WHERE session_id = ?", (session_id,)
-    ).fetchone()
-    if row is None or not sees_session(row[1], user_id):
-        return None
-    session = row_to_session(row)
-    session.runs = _owned_runs(conn, table, session_id, session.user_id, None, 0)
-    return session
-
-
-def get_session_window(
     conn: Connection,
     table: str,
     session_id: str,
     user_id: str | None,
-    last_n: int | None,
-    offset: int,
+    last_n: int | None = None,
+    offset: int = 0,
 ) -> Session | None:
     """The session with the last ``last_n`` (None: all) of its runs before the newest
     ``offset``."""
