@@ -21,6 +21,7 @@ from noted._listing import Field, Listing
 from noted.agent import Agent
 from noted.cli_db import embedder_option, non_negative_int, positive_int, user_options
 from noted.db import SessionStore
+from noted.db.sessions_core import session_pages
 from noted.errors import ConflictError, NotFoundError, UserError
 from noted.memory import Memory
 from noted.memory.door import DEFAULT_USER_ID
@@ -117,7 +118,7 @@ def cmd_sessions_list(memory: Memory, args: argparse.Namespace) -> int:
 def _get_session(
     memory: Memory, session_id: str, user_id: str | None, last_n: int | None, offset: int
 ) -> Session:
-    session = _store(memory).get_session(session_id, user_id, last_n=last_n, offset=offset)
+    session = session_pages(_store(memory))(session_id, user_id, last_n, offset)
     if session is None:
         owner = "" if user_id is None else f" for user {user_id!r}"
         raise NotFoundError(f"no session {session_id!r}{owner}")

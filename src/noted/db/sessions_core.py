@@ -17,13 +17,14 @@ MongoDB): the backend names the module, its read and write connections and its n
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
 from noted._time import now_micros
 from noted.db._rows import foreign_session
-from noted.db.base import check_page
+from noted.db.base import SessionStore, check_page
 from noted.errors import ConflictError, RunTooLargeError, UserError
 from noted.limits import MAX_RUN_BYTES
 from noted.schema import check_id, check_time, check_unicode, require_id
@@ -31,12 +32,14 @@ from noted.sessions import RunResult, Session, SessionSummary, run_bytes
 
 __all__ = [
     "SessionFunctions",
+    "SessionRead",
     "SessionRules",
     "SessionsInModule",
     "check_run",
     "owns_session",
     "run_window",
     "sees_session",
+    "session_pages",
     "summary_fits",
     "takes_run",
 ]
@@ -75,6 +78,48 @@ def run_window(runs: Sequence[RunResult], last_n: int | None, offset: int) -> li
     ``offset``."""
     end = max(len(runs) - offset, 0)
     return list(runs[0 if last_n is None else max(end - last_n, 0) : end])
+
+
+SessionRead = Callable[[str, str | None, int | None, int], Session | None]
+"""A read of a session with a page of its runs: ``(session_id, user_id, last_n, offset)``,
+as :meth:`~noted.db.base.SessionStore.get_session` takes them."""
+
+
+def session_pages(store: SessionStore) -> SessionRead:
+    """How ``store`` reads a session with a page of its runs: its own ``get_session`` with
+    ``last_n`` and ``offset``, or, for a store whose ``get_session`` takes neither (the
+    SessionStore interface before pages of runs), the whole session with the page cut
+    from its runs. The store's signature is read once, here."""
+    if _takes_pages(store.get_session):
+        return lambda session_id, user_id, last_n, offset: store.get_session(
+            session_id, user_id, last_n=last_n, offset=offset
+        )
+
+    def cut(
+        session_id: str, user_id: str | None, last_n: int | None, offset: int
+    ) -> Session | None:
+        check_page(last_n, offset)
+        session = store.get_session(session_id, user_id)
+        if session is not None:
+            session.runs = run_window(session.runs, last_n, offset)
+        return session
+
+    return cut
+
+
+def _takes_pages(method: Callable[..., object]) -> bool:
+    """Whether ``method`` takes ``last_n`` and ``offset`` by keyword (a signature that
+    cannot be read is taken to)."""
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return True
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return True
+    keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return all(
+        name in parameters and parameters[name].kind in keyword for name in ("last_n", "offset")
+    )
 
 
 def run_id_taken(run_id: str) -> ConflictError:

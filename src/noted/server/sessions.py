@@ -6,6 +6,7 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
+from noted.db.sessions_core import SessionRead, session_pages
 from noted.errors import NotFoundError
 from noted.schema import check_id, require_id
 from noted.server.auth import Principal
@@ -42,6 +43,7 @@ SessionIdQuery = Annotated[
 def session_routes(svc: Services) -> APIRouter:
     router = APIRouter(tags=["sessions"], responses=ERRORS)
     who = Depends(svc.principal)
+    read_page = session_pages(svc.store)
 
     @router.get(
         "/sessions",
@@ -78,7 +80,7 @@ def session_routes(svc: Services) -> APIRouter:
         runs_page: RunsPage = 1,
         runs_limit: RunsLimit = RUNS_LIMIT,
     ) -> Response:
-        return _read(svc, principal, session_id, user_id, runs_page, runs_limit)
+        return _read(read_page, principal, session_id, user_id, runs_page, runs_limit)
 
     @router.delete(f"/sessions/{{session_id:{ID}}}", status_code=204, summary="Delete a session")
     def delete_session(
@@ -101,7 +103,7 @@ def session_routes(svc: Services) -> APIRouter:
         runs_page: RunsPage = 1,
         runs_limit: RunsLimit = RUNS_LIMIT,
     ) -> Response:
-        return _read(svc, principal, session_id, user_id, runs_page, runs_limit)
+        return _read(read_page, principal, session_id, user_id, runs_page, runs_limit)
 
     @router.delete(
         "/session",
@@ -120,7 +122,7 @@ def session_routes(svc: Services) -> APIRouter:
 
 
 def _read(
-    svc: Services,
+    read_page: SessionRead,
     principal: Principal,
     session_id: str,
     user_id: str | None,
@@ -129,12 +131,8 @@ def _read(
 ) -> Response:
     """The answer of a read of a session with a page of its runs, whichever form named it."""
     user = principal.scope(check_id("user_id", user_id))
-    found = svc.store.get_session(
-        require_id("session_id", session_id),
-        user,
-        last_n=runs_limit,
-        offset=(runs_page - 1) * runs_limit,
-    )
+    offset = (runs_page - 1) * runs_limit
+    found = read_page(require_id("session_id", session_id), user, runs_limit, offset)
     if found is None:
         raise NotFoundError("no such session")
     data = found.to_dict()
