@@ -3,15 +3,18 @@ cut at the end of a sentence; a summary is stored, in two model calls at most.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from noted import Agent, Memory, Message, SessionSummarizer, SqliteDb
 from noted.memory import summary as summaries
-from noted.models import ToolDefinition
+from noted.models import ModelRequest, ToolDefinition
+from noted.sessions import RunResult, SessionSummary
 from noted.testing import FunctionModel, ScriptedModel
 
 LONG = "The user plans a trip to Lisbon in May. " * 150  # 6,000 characters
@@ -123,3 +126,55 @@ def test_an_agent_that_writes_long_summaries_stores_one(tmp_path: Path) -> None:
 def test_cut_summary(text: str, limit: int, cut: str) -> None:
     assert summaries.cut_summary(text, limit) == cut
     assert len(summaries.cut_summary(text, limit)) <= limit
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaggedRequest(ModelRequest):
+    """A request of a summarizer of one's own, with a setting of its own."""
+
+    tag: str = ""
+
+
+class CappedSummarizer(SessionSummarizer):
+    """A summarizer whose requests cap the answer's tokens and carry a tag."""
+
+    def request(self, previous: SessionSummary | None, runs: Sequence[RunResult]) -> ModelRequest:
+        first = super().request(previous, runs)
+        return TaggedRequest(
+            messages=first.messages,
+            response_schema=first.response_schema,
+            response_schema_name=first.response_schema_name,
+            max_tokens=700,
+            tag="summary",
+        )
+
+
+class SentRequests(ScriptedModel):
+    """A scripted model that keeps each request as it was sent (``.requests`` holds
+    ModelRequest copies of them)."""
+
+    def __init__(self, responses: list[str]) -> None:
+        super().__init__(responses)
+        self.sent: list[ModelRequest] = []
+
+    def _record(self, request: ModelRequest) -> int:
+        self.sent.append(request)
+        return super()._record(request)
+
+
+def test_the_shorter_summary_is_asked_for_with_the_first_requests_settings(
+    tmp_path: Path,
+) -> None:
+    """The second request copied the first's messages and schema only: a summarizer's
+    max_tokens (and a request subclass's own settings) were lost on it."""
+    db = SqliteDb(tmp_path / "s.db")
+    chat = Agent(ScriptedModel(["Lisbon is lovely in May."]), db=db, session_id="s", user_id="ava")
+    chat.run("I plan a trip to Lisbon in May.")
+    model = SentRequests([answer(LONG), answer("Ava plans a trip to Lisbon.")])
+    Memory(db=db, model=model, summarizer=CappedSummarizer()).create_session_summary("s", "ava")
+    first, again = model.sent
+    assert isinstance(again, TaggedRequest) and again.tag == "summary"
+    assert again.max_tokens == 700
+    assert again.response_schema == first.response_schema
+    assert again.response_schema_name == first.response_schema_name
+    assert len(again.messages) == len(first.messages) + 2

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import re
@@ -279,7 +280,8 @@ class SessionSummarizer:
         once more, shorter; the second answer cut to the limit when it is still too long,
         or the first when the second is malformed (each logged)."""
         limit = self.max_summary_chars
-        again = ModelRequest(
+        again = dataclasses.replace(  # the first request's settings (and class) kept
+            request,
             messages=[
                 *request.messages,
                 Message("assistant", answer or ""),
@@ -290,8 +292,6 @@ class SessionSummarizer:
                     "most, as the same JSON.",
                 ),
             ],
-            response_schema=request.response_schema,
-            response_schema_name=request.response_schema_name,
         )
         response = await tracing.complete(model, again, "session summary")
         try:
