@@ -443,3 +443,17 @@ def test_a_user_id_with_whitespace_around_it_takes_no_new_memories_or_runs(
     assert [e.event for e in memory.get_memory_history("tea", user)] == ["add", "update"]
     assert memory.delete_user_memory("tea", user)
     assert memory.get_user_memories(user) == []
+
+
+@pytest.mark.parametrize("user", [" ava", "ava\n"])
+def test_an_agent_for_a_user_id_with_whitespace_around_it_is_refused_when_built(
+    memory: Memory, user: str
+) -> None:
+    # Agent(user_id=" ava") was built and failed only at its first run
+    said = f"user_id must not begin or end with whitespace, got {user!r}"
+    with pytest.raises(UserError, match=re.escape(said)):
+        Agent(ScriptedModel(["Hello"]), db=InMemoryDb(), memory=memory, user_id=user)
+    # what is stored under such an id is still read by naming it
+    memory.import_user_memories([UserMemory("Likes tea", memory_id="tea", user_id=user)])
+    assert texts(memory.get_user_memories(user)) == ["Likes tea"]
+    assert Agent(ScriptedModel(["Hello"]), db=InMemoryDb(), user_id=user.strip()).user_id == "ava"

@@ -78,7 +78,8 @@ class Agent:
     ``model`` is a model object or a string such as ``"openai:gpt-4o-mini"``. ``db`` keeps
     the sessions (any :class:`~noted.db.base.SessionStore`, e.g. :class:`~noted.SqliteDb`);
     without one they live in this process only. ``user_id`` and ``session_id`` are
-    defaults for every run; a run without a session id continues the session this agent
+    defaults for every run (a ``user_id`` with whitespace around it is refused, as a run
+    refuses it); a run without a session id continues the session this agent
     started for that user (a new id is made on the user's first run).
     """
 
@@ -121,7 +122,9 @@ class Agent:
         if db is not None and not isinstance(db, SessionStore):
             raise UserError(f"db must be a session store such as SqliteDb, got {db!r}")
         self.db: SessionStore = db if db is not None else InMemoryDb()
-        self.user_id = None if user_id is None else require_id("user_id", user_id)
+        self.user_id = (
+            None if user_id is None else check_new_user_id(require_id("user_id", user_id))
+        )
         self.session_id = None if session_id is None else require_id("session_id", session_id)
         self.name = name
         self.agent_id = agent_id if agent_id is not None else name
