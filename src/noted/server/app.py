@@ -54,7 +54,7 @@ from noted.server.limits import BodyLimit
 from noted.server.local import LocalOnly
 from noted.server.memories import memory_routes
 from noted.server.openapi import amend_openapi
-from noted.server.rawids import RawIds
+from noted.server.rawids import RawIds, route_path
 from noted.server.responses import json_response
 from noted.server.schemas import (
     ERRORS,
@@ -219,7 +219,7 @@ def _handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         if exc.status_code == 405:
-            allowed = ", ".join(_allowed_methods(app, request.url.path)) or (
+            allowed = ", ".join(_allowed_methods(app, route_path(request.scope))) or (
                 (exc.headers or {}).get("Allow", "")
             )
             return _error(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from noted.server.rawids import route_path
+
 __all__ = ["HeadAsGet"]
 
 
@@ -32,5 +34,4 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, headers_only)
 
     def _streamed(self, scope: Scope) -> bool:
-        path, root = scope["path"], scope.get("root_path", "")
-        return (path[len(root) :] if root and path.startswith(root) else path) in self.streams
+        return route_path(scope) in self.streams

@@ -11,6 +11,8 @@ from typing import Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from noted.server.rawids import route_path
+
 __all__ = ["API_HEADERS", "SecurityHeaders", "headers_for"]
 
 Headers = list[tuple[bytes, bytes]]
@@ -62,8 +64,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path, root = scope["path"], scope.get("root_path", "")
-        extra = headers_for(path[len(root) :] or "/" if root and path.startswith(root) else path)
+        extra = headers_for(route_path(scope))
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -16,7 +16,7 @@ from urllib.parse import unquote, unquote_to_bytes
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["ID_PREFIXES", "RawIds", "escaped", "unescaped"]
+__all__ = ["ID_PREFIXES", "RawIds", "escaped", "route_path", "unescaped"]
 
 ID_PREFIXES: Final = ("/memories/", "/sessions/", "/agents/")
 """The paths whose segments hold ids a client chose."""
@@ -47,13 +47,24 @@ class RawIds:
         await self.app(scope, receive, send)
 
 
+def route_path(scope: Scope) -> str:
+    """The request's path as the app's routes read it: without the ``root_path`` the app
+    is mounted under (in an application of one's own, or behind a proxy), when the path
+    holds it ("/" for the root path itself)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+        return path[len(root) :] or "/"
+    return path
+
+
 def _routed(scope: Scope) -> str | None:
     """The path the routes read, or None when it is not that of an id. The raw path is
     the request's as sent (ASGI's ``raw_path``), with the app's ``root_path`` in it or
     not, as a proxy in front left it."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    route = path[len(root) :] if root and path.startswith(root) else path
+    route = route_path(scope)
     if not route.startswith(ID_PREFIXES):
         return None
     head = path[: len(path) - len(route)]
