@@ -202,7 +202,7 @@ class _NoJsonChat(argparse.Action):
     ) -> None:
         parser.error(
             "--json: the chat prints its answers as text; `noted sessions show SESSION "
-            "--json` gives a session's runs as JSON"
+            "--json` gives a session's newest 50 runs as JSON (--all: every run)"
         )
 
 
