@@ -92,7 +92,7 @@ def session_routes(svc: Services) -> APIRouter:
 
     @router.get(
         "/session",
-        summary="A session with its runs, messages and summary, its id in the query",
+        summary="A session with its summary and a page of its runs, its id in the query",
         description=BY_QUERY,
         responses={200: {"model": SessionOut}},
     )
