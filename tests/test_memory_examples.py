@@ -22,6 +22,7 @@ from noted.memory.prompts import (
     placeholder,
     question_as_fact,
     reports_asking,
+    said_by_the_answer,
     stated_and_asked,
 )
 from noted.models.types import Message
@@ -497,3 +498,136 @@ def test_a_guess_from_what_was_asked_is_kept_with_custom_capture_instructions(
     capture = "Facts about the user, and the topics they ask about."
     stored, _ = one_turn(tmp_path / "m.db", SORT, "User is interested in Python", capture=capture)
     assert stored == ["User is interested in Python"]
+
+
+BACK = "My lower back hurts after long drives. Any ideas?"
+YOGA = (
+    "You could try yoga or a few minutes of stretching before you set off, and a lumbar "
+    "cushion may help."
+)
+LEEDS = "I just started my first job in Leeds, how should I budget my salary?"
+RULE = (
+    "Consider the 50/30/20 rule: half for needs, 30% for wants and 20% for savings. Open a "
+    "separate savings account."
+)
+CAMBRIDGE = "I live in Cambridge, Massachusetts. What's a good day trip?"
+ENGLAND = "Since you're in Cambridge, England, Oxford is an easy day trip by coach."
+GAMES = "I have two daughters, 5 and 8. What board games can we play together?"
+KIDS = "With your three kids, try Ticket to Ride or Carcassonne."
+RUN = "How can I improve my 10k time? I run three times a week."
+INTERVALS = "Add one interval session and one long slow run each week."
+GP = "I'm a GP in a rural practice. How do I stay current with guidelines?"
+NICE = (
+    "As a general practitioner, you could subscribe to the NICE guideline updates and join a "
+    "local peer group."
+)
+
+
+@pytest.mark.parametrize(
+    ("memory", "said", "answer", "from_the_answer"),
+    [
+        # what Qwen2.5-Coder-1.5B kept: the answer's advice, or its wrong word of the user
+        ("User likes yoga", BACK, YOGA, True),
+        ("User has a lumbar cushion", BACK, YOGA, True),
+        ("User should budget their salary using the 50/30/20 rule", LEEDS, RULE, True),
+        ("User is in England", CAMBRIDGE, ENGLAND, True),
+        ("User can play Ticket to Ride and Carcassonne with her daughters", GAMES, KIDS, True),
+        ("User wants to add one interval session and one long slow run each week", RUN,
+         INTERVALS, True),
+        ("User has three kids", GAMES, KIDS, True),
+        # what the user said, kept
+        ("User has a lower back pain", BACK, YOGA, False),
+        ("User is a driver", BACK, YOGA, False),  # a guess, but not the answer's
+        ("User started their first job in Leeds", LEEDS, RULE, False),
+        ("User lives in Cambridge, Massachusetts", CAMBRIDGE, ENGLAND, False),
+        ("User lives in Cambridge, England", CAMBRIDGE, ENGLAND, False),  # as much of each
+        ("User has two daughters", GAMES, KIDS, False),
+        ("User runs three times a week", RUN, INTERVALS, False),
+        ("User is a GP", GP, NICE, False),
+        ("User is a general practitioner", GP, NICE, False),
+        ("User is expecting a baby in June", "I'm expecting a baby in June. What should we "
+         "buy first?", "Start with a car seat, a cot and plenty of nappies.", False),
+        # the answer names the user's city in its own words, in a clause that suggests nothing
+        ("User lives in New York City", "I live in NYC. Where should I eat?",
+         "In New York City, try Katz's Deli.", False),
+        ("User likes yoga", "I do yoga every morning. Any tips?", "Keep doing yoga daily.",
+         False),
+        ("User likes yoga", BACK, "", False),  # no answer to take it from
+        ("Yoga helps back pain", BACK, YOGA, False),  # about nobody: from_the_answer's task
+    ],
+)  # fmt: skip
+def test_the_answers_advice_said_of_the_user_is_told_from_a_fact(
+    memory: str, said: str, answer: str, from_the_answer: bool
+) -> None:
+    assert said_by_the_answer(memory, said, answer) is from_the_answer
+
+
+def test_a_memory_the_shown_memories_hold_is_not_the_answers() -> None:
+    assert said_by_the_answer("User does yoga", BACK, YOGA)
+    assert not said_by_the_answer("User does yoga", BACK, YOGA, known="User does yoga daily")
+
+
+@pytest.mark.parametrize(
+    ("said", "answer", "memories", "kept"),
+    [
+        # the answers Qwen2.5-Coder-1.5B gave for these turns
+        (
+            BACK,
+            YOGA,
+            (
+                "User has a lumbar cushion",
+                "User has a lower back pain",
+                "User is a driver",
+                "User likes yoga",
+            ),
+            ["User has a lower back pain", "User is a driver"],
+        ),
+        (
+            LEEDS,
+            RULE,
+            (
+                "User is a new employee",
+                "User started their first job in Leeds",
+                "User should budget their salary using the 50/30/20 rule",
+            ),
+            ["User is a new employee", "User started their first job in Leeds"],
+        ),
+        (
+            CAMBRIDGE,
+            ENGLAND,
+            ("User is in England", "User lives in Cambridge, Massachusetts"),
+            ["User lives in Cambridge, Massachusetts"],
+        ),
+        (
+            GAMES,
+            KIDS,
+            (
+                "User has two daughters",
+                "User can play Ticket to Ride and Carcassonne with her daughters",
+                "User's daughters are 5 and 8 years old",
+            ),
+            ["User has two daughters", "User's daughters are 5 and 8 years old"],
+        ),
+        (
+            RUN,
+            INTERVALS,
+            (
+                "User wants to improve their 10k time",
+                "User wants to add one interval session and one long slow run each week",
+                "User runs three times a week",
+            ),
+            ["User runs three times a week", "User wants to improve their 10k time"],
+        ),
+    ],
+)
+def test_the_manager_drops_the_answers_advice_and_keeps_the_users_facts(
+    tmp_path: Path, said: str, answer: str, memories: tuple[str, ...], kept: list[str]
+) -> None:
+    assert_kept(tmp_path / "m.db", (said, answer), memories, kept, "the answer's advice")
+
+
+def test_the_answers_advice_is_kept_with_custom_capture_instructions(tmp_path: Path) -> None:
+    # Instructions of one's own may want what the user was advised; only the default drops it.
+    capture = "Facts about the user, and the advice they were given."
+    stored, _ = answered_turn(tmp_path / "m.db", BACK, YOGA, "User likes yoga", capture=capture)
+    assert stored == ["User likes yoga"]

@@ -244,8 +244,8 @@ class MemoryManager:
             grounded = "\n".join([*(m.content or "" for m in messages), known])
             answer = "\n".join(m.content or "" for m in messages if m.role == "assistant")
             # With the default capture instructions, a memory of the user's asking, of
-            # what the assistant answered, or guessed from what the user asked, is no fact
-            # about the user (custom ones may want what the user asks about).
+            # what the assistant answered or advised, or guessed from what the user asked,
+            # is no fact about the user (custom ones may want what the user asks about).
             asking = self.memory_capture_instructions is None
             drop_example_copies(plan, grounded, said, asking=asking, answer=answer, known=known)
         await asyncio.to_thread(self.drop_stored, plan, door, user_id, shown)

@@ -32,6 +32,8 @@ __all__ = [
     "question_as_fact",
     "quote",
     "reports_asking",
+    "said_by_the_answer",
+    "said_to_the_user",
 ]
 
 _SECTIONS = (
@@ -445,6 +447,63 @@ def asked_not_stated(memory: str, said: str, known: str = "") -> bool:
     return not stated.strip() or any(_in(w, asked) for w in words)
 
 
+# A clause of the assistant's answer that suggests what the user might do or get: it
+# opens with a verb of advice ("Try yoga", "Consider the 50/30/20 rule", "and open a
+# savings account"), or says what the user could do, what the assistant recommends, or
+# what would help them ("you could", "I'd suggest", "may help", "would make a gift").
+_ADVISES = re.compile(
+    r"^(?:(?:so|then|also|and|or|but|just|maybe|perhaps|instead|otherwise|first|next"
+    r"|finally)\s+)*(?:please\s+)?"
+    r"(?:try|add|use|get|buy|keep|take|make|give|find|consider|avoid|start|stop|switch"
+    r"|look|aim|set|go|join|open|watch|read|eat|drink|book|visit|ask|check|put|wear"
+    r"|limit|cut|skip|pick|choose|swap|replace|plan|practi[cs]e|focus|stick|build"
+    r"|reduce|increase|invest|save|talk|see|do|don't|never|always)\b"
+    r"|\byou(?:'d| would)? (?:could|should|might|may|can|ought to|need to|want to)\b"
+    r"|\b(?:i'd|i would|i|we) (?:recommend|suggest|advise)\b|\bhow about\b|\bwhy not\b"
+    r"|\b(?:may|might|can|could|will|would|should) (?:help|suit|work|make)\b"
+    r"|\b(?:is|are|would be) (?:best|ideal|a good (?:choice|option|idea)|worth)\b"
+)
+# A sentence of the answer addressed to the user, which may say what it takes them to be.
+_ADDRESSES = re.compile(r"\byou(?:r|rs|rself|'re|'ve|'d|'ll)?\b")
+
+
+def said_to_the_user(answer: str) -> str:
+    """What ``answer`` (folded) says to the user: its sentences addressed to them ("Since
+    you're in Cambridge, England, ...") and its clauses that suggest what they might do
+    or get ("Consider the 50/30/20 rule")."""
+    parts: list[str] = []
+    for sentence in _SENTENCE.findall(answer.casefold()):
+        if _ADDRESSES.search(sentence):
+            parts.append(sentence.strip())
+            continue
+        clauses = (c.strip() for c in _CLAUSES.split(sentence))
+        parts.extend(c for c in clauses if _ADVISES.search(c))
+    return "\n".join(parts)
+
+
+def said_by_the_answer(memory: str, said: str, answer: str, known: str = "") -> bool:
+    """Whether ``memory`` is the assistant's advice, or its own word of what the user is,
+    rather than a fact the user stated: it is about the user, and more of its words are
+    in what ``answer`` says to the user (see :func:`said_to_the_user`) and not in
+    ``said`` (what the user said) or ``known`` (the memories shown) than are in those.
+    Told "My lower back hurts after long drives" and answered "You could try yoga", a
+    small model keeps "User likes yoga"; told "I live in Cambridge, Massachusetts" and
+    answered "Since you're in Cambridge, England, ...", "User is in England". "User has
+    lower back pain" and "User lives in Cambridge, Massachusetts" are kept, and so is a
+    memory that holds as many of the user's words as of the answer's."""
+    if not _ABOUT_THE_USER.search(memory.casefold()):
+        return False
+    spoken = said_to_the_user(answer)
+    if not spoken:
+        return False
+    words = [w.removesuffix("'s") for w in _MEMORY_WORD.findall(memory.casefold())]
+    words = [w for w in words if w not in _FILLER]
+    grounds = f"{said}\n{known}".casefold()
+    told = sum(1 for w in words if _in(w, grounds))
+    answered = sum(1 for w in words if not _in(w, grounds) and _in(w, spoken))
+    return answered > told
+
+
 def drop_example_copies(
     plan: Plan,
     grounded: str,
@@ -460,7 +519,8 @@ def drop_example_copies(
     :func:`dictated` (``said``: what the user said) out of ``plan``, each with its
     reason; with ``asking``, also those that :func:`reports_asking`, those that come
     :func:`from_the_answer` (``answer``: what the assistant said in the turn; ``known``:
-    the memories shown), and those :func:`asked_not_stated`."""
+    the memories shown), those :func:`asked_not_stated`, and those
+    :func:`said_by_the_answer` (its advice, or its word of the user)."""
     told = f"{said}\n{known}"
     kept: list[Operation] = []
     for op in plan.operations:
@@ -482,6 +542,12 @@ def drop_example_copies(
             plan.rejected.append(f"what the answer told, not a fact about the user: {op.memory!r}")
         elif op.memory is not None and asking and asked_not_stated(op.memory, said, known):
             plan.rejected.append(f"a guess from what the user asked, not a fact: {op.memory!r}")
+        elif (
+            op.memory is not None and asking and said_by_the_answer(op.memory, said, answer, known)
+        ):
+            plan.rejected.append(
+                f"the answer's advice or word of the user, not what they said: {op.memory!r}"
+            )
         else:
             kept.append(op)
     plan.operations = kept
