@@ -289,6 +289,14 @@ def test_clear_benchmark_smoke(tmp_path: Path) -> None:
     assert report["memories"] == 3000 and report["peak python MB"] > 0
 
 
+def test_chat_history_benchmark_smoke(tmp_path: Path) -> None:
+    stdout, report = run_benchmark(
+        "chat_history.py", tmp_path / "history.json", "--runs", "200", "--repeat", "1"
+    )
+    assert "pages:" in stdout
+    assert report["whole"]["chars"] > 4_000_000 > 50_000 >= report["pages"]["chars"]
+
+
 @pytest.mark.parametrize("store", ["redis", "postgres"])
 def test_clear_benchmark_smoke_on_a_server(tmp_path: Path, store: str) -> None:
     stdout, report = run_benchmark(

@@ -30,11 +30,12 @@ from noted.agent.events import (
     ToolCallStarted,
 )
 from noted.agent.fitting import answer_carried, check_message_fits, fit_run, fitted, shown_to_model
+from noted.agent.history_tool import chat_history_tool
 from noted.agent.jobs import agent_jobs
 from noted.agent.memory import AgentMemory, BackgroundWork, SessionSummaries
 from noted.agent.memory_tools import MEMORY_TOOL_NAMES
 from noted.agent.options import check_count, check_flag, check_limit, memory_scope_of
-from noted.agent.tools import Tool, ask_again, chat_history_tool, execute_tool_calls, to_tools
+from noted.agent.tools import Tool, ask_again, execute_tool_calls, to_tools
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
 from noted.errors import ConflictError, NotedError, UserError
@@ -295,7 +296,9 @@ class Agent:
     def _run_tools(self, session_id: str, user_id: str) -> list[Tool]:
         tools = list(self.tools)
         if self.read_chat_history:
-            tools.append(chat_history_tool(self.db, session_id, user_id))
+            tools.append(
+                chat_history_tool(self.db, session_id, user_id, self.max_tool_result_chars)
+            )
         return tools
 
     def _earlier_runs(self, run: RunResult, wanted: int) -> tuple[list[RunResult], str | bool]:

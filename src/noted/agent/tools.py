@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
-from noted.db.base import SessionStore
 from noted.errors import ModelOutputError, StoreError, UserError
 from noted.models.types import ModelResponse, ToolCall, ToolDefinition, valid_text
 from noted.sessions import ToolExecution
@@ -24,7 +23,7 @@ from noted.tracing import _hooks as tracing
 
 log = logging.getLogger("noted.agent")
 
-__all__ = ["Tool", "ask_again", "chat_history_tool", "execute_tool_calls", "to_tools"]
+__all__ = ["Tool", "ask_again", "execute_tool_calls", "to_tools"]
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
@@ -251,26 +250,3 @@ def ask_again(response: ModelResponse, asked_again: bool) -> bool:
         )
     log.info("the model's tool call could not be read (%s): asking again", response.finish_reason)
     return True
-
-
-def chat_history_tool(db: SessionStore, session_id: str, user_id: str) -> Tool:
-    """The tool that reads the earlier turns of a session (``read_chat_history``)."""
-
-    async def get_chat_history(num_chats: int | None = None) -> str:
-        """Read earlier turns of this conversation, oldest first, as JSON messages.
-
-        Args:
-            num_chats: How many of the most recent turns to return; all when omitted.
-        """
-        runs = await asyncio.to_thread(
-            db.get_runs, session_id, user_id, last_n=num_chats, completed_only=True
-        )
-        turns = [
-            {"role": m.role, "content": m.content}
-            for run in runs
-            for m in run.messages
-            if m.role in ("user", "assistant") and m.content
-        ]
-        return json.dumps(turns, ensure_ascii=False)
-
-    return Tool.from_function(get_chat_history)
