@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits
 
-from noted import Agent
+from noted import Agent, Memory, SqliteDb
 from noted import tracing as noted_tracing
-from noted.limits import MAX_TRACE_MESSAGES_CHARS, MAX_TRACE_VALUE_CHARS
+from noted.limits import MAX_TRACE_MESSAGES_CHARS, MAX_TRACE_VALUE_CHARS, MAX_TRACE_VECTOR_NUMBERS
 from noted.models import ModelResponse, ToolCall
+from noted.retrieval.embedders import BaseEmbedder, Kind
+from noted.schema import UserMemory
 from noted.testing import ScriptedModel
 from traces import Traces, attrs
 
@@ -109,3 +114,108 @@ def test_a_short_conversation_is_not_cut(big_traces: Traces) -> None:
     assert shown["llm.input_messages.1.message.content"].startswith("m" * 66_000)
     assert "left out of this value" in shown["llm.input_messages.1.message.content"]
     assert "left out of this text" not in str(shown)
+
+
+def utf8(values: Iterator[str] | list[str]) -> int:
+    return sum(len(v.encode()) for v in values)
+
+
+def test_a_conversation_in_chinese_is_bounded_in_bytes(big_traces: Traces) -> None:
+    """The bound counted characters: 45 tool results of 150,000 Chinese characters (3 bytes
+    each in UTF-8) made the second model call's span 1.2 MB; now its texts hold at most
+    MAX_TRACE_MESSAGES_CHARS bytes together."""
+
+    def dump(n: int) -> str:
+        """A large report."""
+        return f"<report {n}>" + "語" * 150_000
+
+    calls = [ToolCall("dump", {"n": i}, id=f"c{i}") for i in range(45)]
+    model = ScriptedModel([ModelResponse(tool_calls=calls), "Done."])
+    Agent(model, tools=[dump], instructions="Be brief.", user_id="u1").run("Dump them all.")
+
+    _, second = big_traces.named("model call")
+    assert size(second) < 700_000, size(second)  # with input.value: 100,000 characters
+    found = texts(second, "llm.input_messages.")
+    assert utf8(list(found.values())) <= MAX_TRACE_MESSAGES_CHARS + 50 * 200
+    newest = attrs(second)["llm.input_messages.47.message.content"]
+    assert newest.startswith("<report 44>語語") and newest.endswith("語語")
+
+
+def many_memories(path: Path, text: str, count: int = 500) -> Memory:
+    memory = Memory(db=SqliteDb(path), embedder=None)
+    memory.import_user_memories(
+        UserMemory(memory=f"fact {i} " + text * 4_990, user_id="ann", topics=["t"])
+        for i in range(count)
+    )
+    return memory
+
+
+@pytest.mark.parametrize(("text", "before"), [("x", 2_622_600), ("語", 7_612_600)])
+def test_a_search_returning_many_long_memories_stays_small(
+    big_traces: Traces, tmp_path: Path, text: str, before: int
+) -> None:
+    """500 memories of 5,000 characters found by one search made a span of ``before``
+    bytes (Chinese text: 7.6 MB); now the documents share the bound in rank order and the
+    others are counted in ``noted.memories.left_out``."""
+    memory = many_memories(tmp_path / "m.db", text)
+    found = memory.search_user_memories(user_id="ann", retrieval_method="last_n", limit=500)
+    assert len(found) == 500
+
+    span = big_traces.one("Memory.search_user_memories")
+    assert size(span) < 400_000, (size(span), before)
+    shown = attrs(span)
+    contents = [v for k, v in shown.items() if k.endswith(".document.content")]
+    assert utf8(contents) <= MAX_TRACE_MESSAGES_CHARS
+    kept = len(contents)
+    assert kept > 10
+    assert shown["noted.memories.chosen"] == 500
+    assert shown["noted.memories.left_out"] == 500 - kept
+    ids = [shown[f"retrieval.documents.{i}.document.id"] for i in range(kept)]
+    assert ids == [m.memory_id for m in found[:kept]]  # in rank order
+    assert f"retrieval.documents.{kept}.document.id" not in shown
+
+
+def test_a_search_returning_few_memories_keeps_them_all(big_traces: Traces, tmp_path: Path) -> None:
+    memory = many_memories(tmp_path / "m.db", "x", count=5)
+    memory.search_user_memories(user_id="ann", retrieval_method="last_n", limit=5)
+    shown = attrs(big_traces.one("Memory.search_user_memories"))
+    assert len([k for k in shown if k.endswith(".document.content")]) == 5
+    assert "noted.memories.left_out" not in shown
+
+
+class WideEmbedder(BaseEmbedder):
+    """Vectors of 1,536 numbers, as OpenAI's text-embedding-3-small makes."""
+
+    batch_size = 512
+
+    def __init__(self) -> None:
+        super().__init__("wide", 1536)
+
+    def _embed_batch(self, texts: list[str], kind: Kind) -> npt.NDArray[np.float32]:
+        rows = [[float(len(t) % 7 + 1)] + [0.5] * 1535 for t in texts]
+        return np.asarray(rows, dtype=np.float32)
+
+
+def test_a_reindex_batch_makes_a_small_embedding_span(big_traces: Traces, tmp_path: Path) -> None:
+    """A reindex batch embeds 256 memories: with 5,000 characters each and vectors of
+    1,536 numbers its span was 5.6 MB (the vectors alone 4.3 MB), more than Phoenix's gRPC
+    receiver takes; now the texts share MAX_TRACE_MESSAGES_CHARS bytes and the vectors
+    MAX_TRACE_VECTOR_NUMBERS numbers, the first of the batch kept whole."""
+    many_memories(tmp_path / "m.db", "x", count=300)
+    Memory(db=SqliteDb(tmp_path / "m.db"), embedder=WideEmbedder()).reindex_user_memories()
+
+    first = big_traces.named("memory embedding")[0]
+    assert size(first) < SPAN_LIMIT, size(first)
+    shown = attrs(first)
+    key = "embedding.embeddings.{}.embedding.{}"
+    kept_texts = len([k for k in shown if k.endswith(".embedding.text")])
+    kept_vectors = len([k for k in shown if k.endswith(".embedding.vector")])
+    found = [v for k, v in shown.items() if k.endswith(".embedding.text")]
+    assert utf8(found) <= MAX_TRACE_MESSAGES_CHARS + 200
+    assert kept_texts == 60 and shown["noted.embeddings.texts_left_out"] == 256 - kept_texts
+    assert kept_vectors == MAX_TRACE_VECTOR_NUMBERS // 1536
+    assert shown["noted.embeddings.vectors_left_out"] == 256 - kept_vectors
+    assert shown[key.format(0, "text")].startswith("fact ")
+    assert len(shown[key.format(0, "vector")]) == 1536
+    assert key.format(kept_vectors, "vector") not in shown
+    assert '"count": 256' in shown["metadata"]

@@ -16,6 +16,7 @@ __all__ = [
     "MAX_TOPICS",
     "MAX_TRACE_MESSAGES_CHARS",
     "MAX_TRACE_VALUE_CHARS",
+    "MAX_TRACE_VECTOR_NUMBERS",
 ]
 
 MAX_MEMORY_LENGTH: Final = 5000
@@ -55,11 +56,20 @@ is sent whole or not at all, and a collector refuses a large one (Phoenix's OTLP
 takes at most 4 MiB a request) with every other span of its batch."""
 
 MAX_TRACE_MESSAGES_CHARS: Final = 300_000
-"""The most characters the texts of a model call's input messages hold together in its span
-(its messages' contents and tool call arguments, each first bounded to
+"""The most the texts of a model call's input messages hold together in its span (its
+messages' contents and tool call arguments, each first bounded to
 :data:`MAX_TRACE_VALUE_CHARS`), and apart from them those of its output message: a long
 conversation's span keeps its system prompt and its newest messages whole, and cuts the
-older ones or leaves their text out, so the span stays far under a collector's 4 MiB."""
+older ones or leaves their text out, so the span stays far under a collector's 4 MiB. The
+same room is given to a retriever span's documents (their texts and metadata, in rank
+order) and to an embedding span's texts (in order): those that do not fit are left out.
+Counted in UTF-8 bytes, what a span's size is made of: characters for ASCII text, and
+2 to 4 for each character beyond it (3 for Chinese, Japanese or Korean text)."""
+
+MAX_TRACE_VECTOR_NUMBERS: Final = 65_536
+"""The most numbers the vectors of an embedding span hold together (about 11 bytes each as
+OTLP sends them: 0.7 MB): a batch's first vectors whole, the others left out (256 vectors of
+1,536 numbers, a reindex batch of OpenAI's ``text-embedding-3-small``, made a 4.3 MB span)."""
 
 MAX_PAGE: Final = 2**63 - 1
 """The largest page size, offset or count of runs a store is asked for: the largest

@@ -26,13 +26,15 @@ from openinference.semconv.trace import (
 from opentelemetry.util.types import AttributeValue
 
 from noted._cut import cut_middle
-from noted.limits import MAX_TRACE_MESSAGES_CHARS, MAX_TRACE_VALUE_CHARS
+from noted.limits import MAX_TRACE_MESSAGES_CHARS, MAX_TRACE_VALUE_CHARS, MAX_TRACE_VECTOR_NUMBERS
 from noted.memory.relevance import keywords
 from noted.models.types import ModelResponse
-from noted.tracing._budget import share
+from noted.tracing._budget import MAX_CHAR_BYTES, Budget, share, utf8_size
 from noted.tracing._settings import REDACTED, TraceSettings
 
 if TYPE_CHECKING:
+    import numpy.typing as npt
+
     from noted.memory.manager import MemoryUpdate
     from noted.models.base import ChatModel
     from noted.models.types import Message, ModelRequest, ToolCall, Usage
@@ -124,6 +126,10 @@ def _calls(out: Attributes, base: str, calls: Sequence[ToolCall], text: bool) ->
     return size
 
 
+_SHARE_FROM = MAX_TRACE_MESSAGES_CHARS // MAX_CHAR_BYTES
+"""The characters of a call's message texts beyond which they may hold more than
+MAX_TRACE_MESSAGES_CHARS UTF-8 bytes (and :func:`share` counts them)."""
+
 # The attribute names of the message at each position, made once per prefix and index
 # (a run's model call has a dozen messages: no name is built again for each call).
 _MessageKeys = tuple[str, str, str, str, str]  # base, role, content, name, tool call id
@@ -151,7 +157,7 @@ def _message_keys(prefix: str, count: int) -> tuple[_MessageKeys, ...]:
 
 def _messages(out: Attributes, prefix: str, messages: Sequence[Message], text: bool) -> None:
     """Add ``messages`` to ``out`` as ``<prefix>.<i>.message.*`` attributes, their texts
-    together at most :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` characters (see
+    together at most :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` UTF-8 bytes (see
     :func:`noted.tracing._budget.share`)."""
     keys = _message_keys(prefix, len(messages))
     size = 0  # the characters of the texts
@@ -169,7 +175,7 @@ def _messages(out: Attributes, prefix: str, messages: Sequence[Message], text: b
             out[call_id] = message.tool_call_id
         if message.tool_calls:
             size += _calls(out, base, message.tool_calls, text)
-    if text and size > MAX_TRACE_MESSAGES_CHARS:
+    if text and size > _SHARE_FROM:
         share(out, [k[0] for k in keys], messages)
 
 
@@ -455,22 +461,29 @@ def documents(
     memories: Sequence[UserMemory], scores: Sequence[float | None], settings: TraceSettings
 ) -> Attributes:
     """Memories as a retriever's documents: id, text, score (when the method ranks by
-    one), topics and dates."""
+    one), topics and dates. Their texts and metadata share
+    :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` bytes in rank order: the documents
+    after the one that filled it are left out, and ``noted.memories.left_out`` counts
+    them."""
     hidden = settings.hide_memories or settings.hide_outputs
+    budget = Budget("its documents' texts, in the order they were found")
     out: Attributes = {}
     for i, (memory, score) in enumerate(zip(memories, scores, strict=True)):
+        content = budget.take(REDACTED if hidden else bounded(memory.memory))
+        if content is None:
+            out["noted.memories.left_out"] = len(memories) - i
+            break
         base = f"{SpanAttributes.RETRIEVAL_DOCUMENTS}.{i}."
         if memory.memory_id is not None:
             out[base + DocumentAttributes.DOCUMENT_ID] = memory.memory_id
-        out[base + DocumentAttributes.DOCUMENT_CONTENT] = (
-            REDACTED if hidden else bounded(memory.memory)
-        )
+        out[base + DocumentAttributes.DOCUMENT_CONTENT] = content
         if score is not None:
             out[base + DocumentAttributes.DOCUMENT_SCORE] = float(score)
         meta: dict[str, Any] = {"topics": list(memory.topics)}
         if memory.updated_at is not None:
             meta["updated_at"] = memory.updated_at.isoformat()
-        out[base + DocumentAttributes.DOCUMENT_METADATA] = to_json(meta)
+        out[base + DocumentAttributes.DOCUMENT_METADATA] = shown = to_json(meta)
+        budget.spend(utf8_size(shown))
     return out
 
 
@@ -479,22 +492,35 @@ def _embedding_key(i: int, field: str) -> str:
 
 
 def embedding_texts(model_name: str, texts: Sequence[str], settings: TraceSettings) -> Attributes:
-    """An embedding call's model and texts (each hidden where the settings say)."""
+    """An embedding call's model and texts (each hidden where the settings say). The texts
+    share :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` bytes in order: those after the
+    one that filled it are left out, and ``noted.embeddings.texts_left_out`` counts them."""
     shown = settings.embedding_texts()
+    budget = Budget("its embedded texts, in order")
     out: Attributes = {SpanAttributes.EMBEDDING_MODEL_NAME: model_name}
     for i, text in enumerate(texts):
-        out[_embedding_key(i, EmbeddingAttributes.EMBEDDING_TEXT)] = (
-            bounded(text) if shown else REDACTED
-        )
+        kept = budget.take(bounded(text) if shown else REDACTED)
+        if kept is None:
+            out["noted.embeddings.texts_left_out"] = len(texts) - i
+            break
+        out[_embedding_key(i, EmbeddingAttributes.EMBEDDING_TEXT)] = kept
     return out
 
 
-def embedding_vectors(vectors: Sequence[Sequence[float]], settings: TraceSettings) -> Attributes:
-    """An embedding call's vectors, one per text, unless the settings hide them."""
+def embedding_vectors(vectors: npt.NDArray[Any], settings: TraceSettings) -> Attributes:
+    """An embedding call's vectors (one row per text), unless the settings hide them: the
+    first rows, at most :data:`~noted.limits.MAX_TRACE_VECTOR_NUMBERS` numbers together,
+    the others left out and counted in ``noted.embeddings.vectors_left_out``."""
     if not settings.embedding_vectors():
         return {}
+    rows = len(vectors)
+    width = max(int(vectors.shape[1]) if vectors.ndim == 2 else 1, 1)
+    kept = min(rows, MAX_TRACE_VECTOR_NUMBERS // width)
     key = EmbeddingAttributes.EMBEDDING_VECTOR
-    return {_embedding_key(i, key): list(row) for i, row in enumerate(vectors)}
+    out: Attributes = {_embedding_key(i, key): row for i, row in enumerate(vectors[:kept].tolist())}
+    if kept < rows:
+        out["noted.embeddings.vectors_left_out"] = rows - kept
+    return out
 
 
 def memory_update(update: MemoryUpdate, settings: TraceSettings) -> Attributes:

@@ -241,7 +241,7 @@ def _embedding_start(args: Args, settings: TraceSettings) -> tuple[str, Attribut
 def _embedding_end(
     args: Args, vectors: Any, settings: TraceSettings
 ) -> tuple[Attributes, Failure | None]:
-    return attrs.embedding_vectors(vectors.tolist(), settings), None
+    return attrs.embedding_vectors(vectors, settings), None
 
 
 RECORDERS: dict[str, Recorder] = {
