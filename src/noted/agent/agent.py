@@ -36,6 +36,7 @@ from noted.agent.memory import AgentMemory, BackgroundWork, SessionSummaries
 from noted.agent.memory_tools import MEMORY_TOOL_NAMES
 from noted.agent.options import check_count, check_flag, check_limit, memory_scope_of
 from noted.agent.tools import Tool, ask_again, execute_tool_calls, to_tools
+from noted.agent.tools import stop_reason as stop_reason_of
 from noted.db.base import MemoryQuery, MemoryStore, SessionStore
 from noted.db.memory import InMemoryDb
 from noted.errors import ConflictError, NotedError, UserError
@@ -385,15 +386,15 @@ class Agent:
                 run.messages.append(answer)
                 run.content = response.content
                 if not response.tool_calls:  # the answer, or its start (the token limit)
-                    cut, refused = response.cut_short, response.refused
-                    run.stop_reason = "max_tokens" if cut else "refused" if refused else "end"
+                    run.stop_reason = stop_reason_of(response)
                     break
                 for call in response.tool_calls:
                     yield ToolCallStarted(call)
-                # not run: the calls of an answer cut off at its token limit, or past the last round
-                if (cut := response.cut_short) or rounds >= self.max_tool_rounds:
-                    run.stop_reason = "max_tokens" if cut else "tool_limit"
-                    results = [self._refusal(call, cut) for call in response.tool_calls]
+                # not run: the calls of an answer cut off at its token limit, or past the last
+                # round (this agent's, or the provider's: Gemini's TOO_MANY_TOOL_CALLS)
+                if response.cut_short or response.tool_limited or rounds >= self.max_tool_rounds:
+                    run.stop_reason = "max_tokens" if response.cut_short else "tool_limit"
+                    results = [self._refusal(call, response) for call in response.tool_calls]
                     conversation.extend(results)
                     run.messages.extend(results)
                     break
@@ -499,12 +500,14 @@ class Agent:
         metrics.add_usage(response.usage)
         yield response.valid()
 
-    def _refusal(self, call: ToolCall, cut: bool = False) -> Message:
-        """The answer to a tool call made after the last allowed round, or in an answer
-        cut off at the model's token limit (``cut``)."""
+    def _refusal(self, call: ToolCall, response: ModelResponse) -> Message:
+        """The answer to a tool call made after the last allowed round, in an answer cut
+        off at the model's token limit, or in one whose provider stopped its tool calls."""
         why = (
             "the answer was cut off at the model's token limit"
-            if cut
+            if response.cut_short
+            else "the model's provider stopped its tool calls (too many in one answer)"
+            if response.tool_limited
             else f"the limit of {self.max_tool_rounds} tool rounds was reached"
         )
         return Message("tool", f"Not run: {why}.", tool_call_id=call.id, name=call.name)

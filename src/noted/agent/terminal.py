@@ -344,6 +344,6 @@ def _chat_loop(chat: Chat, stream: bool, markdown: bool, prompts: tuple[str, str
 # What the chat says of an answer that did not end as the model meant it to
 _STOPPED: Final = {
     "max_tokens": "note: the answer was cut off at the model's token limit",
-    "tool_limit": "note: the answer stopped at the limit of tool rounds in one turn",
+    "tool_limit": "note: the answer stopped at a limit of tool calls in one turn",
     "refused": "note: the model's provider refused the answer or withheld it (a content filter)",
 }

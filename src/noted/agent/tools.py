@@ -245,8 +245,20 @@ def ask_again(response: ModelResponse, asked_again: bool) -> bool:
     if asked_again or response.content:
         times = "twice in a row" if asked_again else "after its text"
         raise ModelOutputError(
-            f"the model made a tool call its provider could not read "
+            f"the model made a tool call (or an answer) its provider could not read "
             f"({response.finish_reason}) {times}; no answer was given"
         )
     log.info("the model's tool call could not be read (%s): asking again", response.finish_reason)
     return True
+
+
+def stop_reason(response: ModelResponse) -> str:
+    """How a run whose last answer is ``response``, an answer without tool calls, ended
+    (``RunResult.stop_reason``): ``max_tokens`` when it was cut off at the token limit,
+    ``refused`` when its provider refused or withheld it, ``tool_limit`` when its provider
+    stopped the model's tool calls, else ``end``."""
+    if response.cut_short:
+        return "max_tokens"
+    if response.refused:
+        return "refused"
+    return "tool_limit" if response.tool_limited else "end"

@@ -155,6 +155,7 @@ class Gemini(HTTPChatModel):
         for answer in opened:  # the SDK reads the body with each bad byte replaced
             self._check_utf8(answer)
         answered = self._response(response)
+        _check_signatures(answered.finish_reason)
         self._warn_if_thought_out(answered.usage, answered.finish_reason)
         return answered
 
@@ -189,6 +190,7 @@ class Gemini(HTTPChatModel):
                     await close()
         if state.finish is None:  # neither a finish reason nor a block reason came
             raise self._unfinished(state.chunks, opened[-1] if opened else None)
+        _check_signatures(state.finish)
         usage = state.usage()
         self._warn_if_thought_out(_usage(state.usage_metadata), state.finish)
         yield usage
@@ -478,6 +480,18 @@ def _enum_text(value: Any) -> str | None:
 
 def _finish_reason(candidate: Any) -> str | None:
     return _enum_text(candidate.finish_reason)
+
+
+def _check_signatures(finish: str | None) -> None:
+    """Raise :class:`~noted.errors.ModelError` for Gemini's ``MISSING_THOUGHT_SIGNATURE``:
+    it refused the conversation, not the answer, so asking again gets the same."""
+    if finish == "MISSING_THOUGHT_SIGNATURE":
+        raise ModelError(
+            "Gemini refused the conversation (MISSING_THOUGHT_SIGNATURE): a function call in "
+            "it went back without the thought signature Gemini sent with it (noted keeps "
+            f"those of the last {_CALL_MEMO_SIZE:,} calls each Gemini object received, not "
+            "those of a call made by another model or process)"
+        )
 
 
 def _block_reason(response: Any) -> str | None:

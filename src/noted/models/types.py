@@ -264,7 +264,7 @@ class Usage:
 
 
 # The finish reasons of an answer cut off before its end (see ModelResponse.cut_short)
-_CUT_SHORT = frozenset({"length", "max_tokens", "model_context_window_exceeded"})
+_CUT_SHORT = frozenset({"length", "max_tokens", "model_context_window_exceeded", "continuation"})
 # The finish reasons of an answer its provider stopped or withheld (see ModelResponse.refused)
 _REFUSED = frozenset(
     {
@@ -275,6 +275,10 @@ _REFUSED = frozenset(
         "prohibited_content",
         "blocklist",
         "spii",
+        "language",
+        "escalation",
+        "model_armor",
+        "pup_limited_disabled",
         "image_safety",
         "image_prohibited_content",
         "image_recitation",
@@ -283,7 +287,7 @@ _REFUSED = frozenset(
 
 # The finish reasons of an answer whose tool call the provider could not read (see
 # ModelResponse.failed_call)
-_FAILED_CALL = frozenset({"malformed_function_call", "unexpected_tool_call"})
+_FAILED_CALL = frozenset({"malformed_function_call", "unexpected_tool_call", "malformed_response"})
 
 
 @dataclass(slots=True)
@@ -299,9 +303,10 @@ class ModelResponse:
     @property
     def cut_short(self) -> bool:
         """Whether the answer stopped at its token limit rather than ending (the finish
-        reason ``length`` of OpenAI and llama.cpp, ``max_tokens`` of Claude and Gemini), or
-        at the end of the model's context window (Claude's
-        ``model_context_window_exceeded``: the prompt left less room than ``max_tokens``)."""
+        reason ``length`` of OpenAI and llama.cpp, ``max_tokens`` of Claude and Gemini,
+        Gemini's ``CONTINUATION``: its limit of tokens a request), or at the end of the
+        model's context window (Claude's ``model_context_window_exceeded``: the prompt left
+        less room than ``max_tokens``)."""
         return (self.finish_reason or "").casefold() in _CUT_SHORT
 
     @property
@@ -309,14 +314,23 @@ class ModelResponse:
         """Whether the provider stopped or withheld the answer: a refusal (the finish
         reason ``refusal`` of Claude and OpenAI) or a content filter (OpenAI's
         ``content_filter``; Gemini's ``SAFETY``, ``RECITATION``, ``PROHIBITED_CONTENT``,
-        ``BLOCKLIST`` and ``SPII``, for the answer or for a blocked prompt)."""
+        ``BLOCKLIST``, ``SPII``, ``LANGUAGE`` (a language it does not serve),
+        ``ESCALATION``, ``MODEL_ARMOR``, ``PUP_LIMITED_DISABLED`` (an account limited for
+        its use) and those of images, for the answer or for a blocked prompt)."""
         return (self.finish_reason or "").casefold() in _REFUSED
+
+    @property
+    def tool_limited(self) -> bool:
+        """Whether the provider stopped the model's tool calls before its answer: Gemini's
+        ``TOO_MANY_TOOL_CALLS``."""
+        return (self.finish_reason or "").casefold() == "too_many_tool_calls"
 
     @property
     def failed_call(self) -> bool:
         """Whether the provider dropped the answer because the model's tool call could not
         be read or was not one it could make: Gemini's ``MALFORMED_FUNCTION_CALL`` and
-        ``UNEXPECTED_TOOL_CALL``, answers without a call and mostly without text."""
+        ``UNEXPECTED_TOOL_CALL``, answers without a call and mostly without text (and
+        ``MALFORMED_RESPONSE``, an answer it could not read)."""
         return (self.finish_reason or "").casefold() in _FAILED_CALL
 
     def to_message(self) -> Message:
