@@ -457,25 +457,28 @@ def overlap(query: str, memory: UserMemory) -> int:
     return len(keywords(query) & (keywords(memory.memory) | keywords(" ".join(memory.topics))))
 
 
+_DOCUMENT_FIELDS = (
+    DocumentAttributes.DOCUMENT_ID,
+    DocumentAttributes.DOCUMENT_CONTENT,
+    DocumentAttributes.DOCUMENT_SCORE,
+    DocumentAttributes.DOCUMENT_METADATA,
+)
+
+
 def documents(
     memories: Sequence[UserMemory], scores: Sequence[float | None], settings: TraceSettings
 ) -> Attributes:
     """Memories as a retriever's documents: id, text, score (when the method ranks by
-    one), topics and dates. Their texts and metadata share
-    :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` bytes in rank order: the documents
-    after the one that filled it are left out, and ``noted.memories.left_out`` counts
-    them."""
+    one), topics and dates; their texts and metadata share a bound (see
+    :func:`_share_documents`)."""
     hidden = settings.hide_memories or settings.hide_outputs
-    budget = Budget("its documents' texts, in the order they were found")
     out: Attributes = {}
+    size = 0  # the characters of the texts and metadata
     for i, (memory, score) in enumerate(zip(memories, scores, strict=True)):
-        content = budget.take(REDACTED if hidden else bounded(memory.memory))
-        if content is None:
-            out["noted.memories.left_out"] = len(memories) - i
-            break
         base = f"{SpanAttributes.RETRIEVAL_DOCUMENTS}.{i}."
         if memory.memory_id is not None:
             out[base + DocumentAttributes.DOCUMENT_ID] = memory.memory_id
+        content = REDACTED if hidden else bounded(memory.memory)
         out[base + DocumentAttributes.DOCUMENT_CONTENT] = content
         if score is not None:
             out[base + DocumentAttributes.DOCUMENT_SCORE] = float(score)
@@ -483,8 +486,31 @@ def documents(
         if memory.updated_at is not None:
             meta["updated_at"] = memory.updated_at.isoformat()
         out[base + DocumentAttributes.DOCUMENT_METADATA] = shown = to_json(meta)
-        budget.spend(utf8_size(shown))
+        size += len(content) + len(shown)
+    if size > _SHARE_FROM:
+        _share_documents(out, len(memories))
     return out
+
+
+def _share_documents(out: Attributes, count: int) -> None:
+    """Keep the first of the ``count`` documents in ``out`` whose texts and metadata fit in
+    :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` bytes together, in rank order, the
+    text of the one that fills them cut; leave the others out and count them in
+    ``noted.memories.left_out``."""
+    budget = Budget("its documents' texts, in the order they were found")
+    for i in range(count):
+        base = f"{SpanAttributes.RETRIEVAL_DOCUMENTS}.{i}."
+        content = out[base + DocumentAttributes.DOCUMENT_CONTENT]
+        kept = budget.take(content) if isinstance(content, str) else None
+        if kept is None:
+            for j in range(i, count):
+                for field in _DOCUMENT_FIELDS:
+                    out.pop(f"{SpanAttributes.RETRIEVAL_DOCUMENTS}.{j}.{field}", None)
+            out["noted.memories.left_out"] = count - i
+            return
+        out[base + DocumentAttributes.DOCUMENT_CONTENT] = kept
+        meta = out[base + DocumentAttributes.DOCUMENT_METADATA]
+        budget.spend(utf8_size(meta) if isinstance(meta, str) else 0)
 
 
 def _embedding_key(i: int, field: str) -> str:
@@ -492,19 +518,36 @@ def _embedding_key(i: int, field: str) -> str:
 
 
 def embedding_texts(model_name: str, texts: Sequence[str], settings: TraceSettings) -> Attributes:
-    """An embedding call's model and texts (each hidden where the settings say). The texts
-    share :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` bytes in order: those after the
-    one that filled it are left out, and ``noted.embeddings.texts_left_out`` counts them."""
+    """An embedding call's model and texts (each hidden where the settings say); the texts
+    share a bound (see :func:`_share_texts`)."""
     shown = settings.embedding_texts()
-    budget = Budget("its embedded texts, in order")
     out: Attributes = {SpanAttributes.EMBEDDING_MODEL_NAME: model_name}
+    size = 0  # the characters of the texts
     for i, text in enumerate(texts):
-        kept = budget.take(bounded(text) if shown else REDACTED)
-        if kept is None:
-            out["noted.embeddings.texts_left_out"] = len(texts) - i
-            break
-        out[_embedding_key(i, EmbeddingAttributes.EMBEDDING_TEXT)] = kept
+        value = bounded(text) if shown else REDACTED
+        out[_embedding_key(i, EmbeddingAttributes.EMBEDDING_TEXT)] = value
+        size += len(value)
+    if size > _SHARE_FROM:
+        _share_texts(out, len(texts))
     return out
+
+
+def _share_texts(out: Attributes, count: int) -> None:
+    """Keep the first of the ``count`` embedded texts in ``out`` that fit in
+    :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` bytes together, in order, the one that
+    fills them cut; leave the others out and count them in
+    ``noted.embeddings.texts_left_out``."""
+    budget = Budget("its embedded texts, in order")
+    for i in range(count):
+        key = _embedding_key(i, EmbeddingAttributes.EMBEDDING_TEXT)
+        text = out[key]
+        kept = budget.take(text) if isinstance(text, str) else None
+        if kept is None:
+            for j in range(i, count):
+                del out[_embedding_key(j, EmbeddingAttributes.EMBEDDING_TEXT)]
+            out["noted.embeddings.texts_left_out"] = count - i
+            return
+        out[key] = kept
 
 
 def embedding_vectors(vectors: npt.NDArray[Any], settings: TraceSettings) -> Attributes:
