@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from live_server import LocalClient
 from noted import SqliteDb
 from noted.server import create_app
+from noted.server.fast import FastMemoryList
 
 
 @pytest.fixture
@@ -45,3 +46,22 @@ def test_routes_under_a_prefix_read_the_path_below_it(mounted: LocalClient) -> N
     assert mounted.get("/api/memories", params={"user_id": "ava"}).status_code == 200
     assert mounted.head("/api/memories", params={"user_id": "ava"}).status_code == 200
     assert mounted.get("/api/sessions/s%2F1", params={"user_id": "ava"}).status_code == 404
+
+
+def test_the_plain_listing_under_a_prefix_is_answered_by_the_fast_path(
+    mounted: LocalClient,
+) -> None:
+    # it compared the whole path with "/memories", so under /api every listing went the
+    # slower way through the framework
+    mounted.get("/api/memories", params={"user_id": "ava"})  # the app builds its stack
+    inner = next(r.app for r in mounted.app.routes if getattr(r, "path", "") == "/api")
+    fast = inner.middleware_stack
+    while not isinstance(fast, FastMemoryList):
+        fast = fast.app
+    before = fast.answered
+    answer = mounted.get("/api/memories", params={"user_id": "ava", "limit": 5})
+    assert answer.status_code == 200
+    assert answer.json()["meta"]["limit"] == 5
+    assert fast.answered == before + 1
+    assert mounted.get("/apix/memories", params={"user_id": "ava"}).status_code == 404
+    assert fast.answered == before + 1

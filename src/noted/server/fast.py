@@ -22,6 +22,7 @@ from noted.schema import check_id
 from noted.server.auth import Unauthorized
 from noted.server.headers import API_HEADERS
 from noted.server.memories import memory_page, topic_filter
+from noted.server.rawids import route_path
 from noted.server.responses import json_bytes
 from noted.server.schemas import MAX_ID_CHARS, MAX_LIMIT, MAX_PAGE
 from noted.server.services import Services
@@ -108,7 +109,8 @@ class FastMemoryList:
         self.answered = 0  # how many requests this path answered itself
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == "/memories":
+        listing = scope["type"] == "http" and scope["method"] == "GET"
+        if listing and route_path(scope) == "/memories":  # under a mount prefix too
             body = await self.svc.read(_answer, self.svc, scope)
             if body is not None:
                 self.answered += 1
