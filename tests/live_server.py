@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -41,3 +42,14 @@ class LocalClient(TestClient):
 
     def __init__(self, app: Any, **options: Any) -> None:
         super().__init__(app, base_url="http://127.0.0.1", **options)
+
+
+def events_of(text: str) -> list[tuple[str, dict[str, Any]]]:
+    """The (event, data) pairs of a server-sent event stream's text."""
+    found = []
+    for block in text.replace("\r\n", "\n").strip().split("\n\n"):
+        lines = block.split("\n")
+        kind = next(line for line in lines if line.startswith("event:"))
+        data = next(line for line in lines if line.startswith("data:"))
+        found.append((kind.removeprefix("event:").strip(), json.loads(data[5:])))
+    return found

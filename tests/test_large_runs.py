@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from live_server import LocalClient
+from live_server import LocalClient, events_of
 from noted import (
     Agent,
     InMemoryDb,
@@ -425,16 +425,6 @@ def test_a_message_too_large_to_keep_is_refused_before_any_model_call() -> None:
         agent.run("m" * (MAX_RUN_BYTES // 2))
     assert model.requests == []
     assert agent.db.get_session("s", "default") is None
-
-
-def events_of(text: str) -> list[tuple[str, dict[str, Any]]]:
-    found = []
-    for block in text.replace("\r\n", "\n").strip().split("\n\n"):
-        lines = block.split("\n")
-        kind = next(line for line in lines if line.startswith("event:"))
-        data = next(line for line in lines if line.startswith("data:"))
-        found.append((kind.removeprefix("event:").strip(), json.loads(data[5:])))
-    return found
 
 
 def test_the_server_answers_413_for_a_run_too_large_to_keep(store: MemoryStore) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from full_disk import fill, free
 from noted import Memory, MemoryQuery, SqliteDb, UserMemory
 from noted.errors import StoreError
 from noted.retrieval.embedders import BaseEmbedder, Kind
@@ -31,18 +32,6 @@ class HashEmbedder(BaseEmbedder):
             seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
             rows.append(np.random.default_rng(seed).standard_normal(8))
         return np.asarray(rows, dtype=np.float32)
-
-
-def fill(db: SqliteDb) -> None:
-    """No page more for the file: the next write that needs one fails as on a full disk."""
-    with db._session() as conn:
-        (pages,) = conn.execute("PRAGMA page_count").fetchone()
-        conn.execute(f"PRAGMA max_page_count = {pages}")
-
-
-def free(db: SqliteDb) -> None:
-    with db._session() as conn:
-        conn.execute("PRAGMA max_page_count = 1073741823")
 
 
 def test_a_write_on_a_full_disk_says_so_and_keeps_what_was_written(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from live_server import LocalClient
+from full_disk import fill, free
+from live_server import LocalClient, events_of
 from noted import Agent, RunNotSavedError, SqliteDb, StoreError
 from noted.agent.events import ContentDelta, RunCompleted, RunEvent
 from noted.agent.terminal import print_response
@@ -22,18 +23,6 @@ from noted.server import create_app
 from noted.testing import FunctionModel, ScriptedModel
 
 ANSWER = "The answer is 42. " * 4000  # about 72 kB: more pages than a full file has
-
-
-def fill(db: SqliteDb) -> None:
-    """No page more for the file: the next write that needs one fails as on a full disk."""
-    with db._session() as conn:
-        (pages,) = conn.execute("PRAGMA page_count").fetchone()
-        conn.execute(f"PRAGMA max_page_count = {pages}")
-
-
-def free(db: SqliteDb) -> None:
-    with db._session() as conn:
-        conn.execute("PRAGMA max_page_count = 1073741823")
 
 
 def answers(*said: str) -> FunctionModel:
@@ -114,16 +103,6 @@ def test_the_terminal_prints_an_answer_it_could_not_save(tmp_path: Path) -> None
         )  # fmt: skip
     assert printed.getvalue().count("The answer is 42.") == 4000
     db.close()
-
-
-def events_of(text: str) -> list[tuple[str, dict[str, Any]]]:
-    found = []
-    for block in text.replace("\r\n", "\n").strip().split("\n\n"):
-        lines = block.split("\n")
-        kind = next(line for line in lines if line.startswith("event:"))
-        data = next(line for line in lines if line.startswith("data:"))
-        found.append((kind.removeprefix("event:").strip(), json.loads(data[5:])))
-    return found
 
 
 def test_the_server_answers_a_run_it_could_not_save_with_the_run(tmp_path: Path) -> None:
