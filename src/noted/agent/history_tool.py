@@ -94,7 +94,7 @@ class Listed:
     """Runs already read (the last ``num_chats`` of a session)."""
 
     runs: list[RunResult]
-    count: int = 0
+    count: int = field(init=False)
 
     def __post_init__(self) -> None:
         self.count = len(self.runs)
