@@ -191,9 +191,9 @@ class Gemini(HTTPChatModel):
         if state.finish is None:  # neither a finish reason nor a block reason came
             raise self._unfinished(state.chunks, opened[-1] if opened else None)
         _check_signatures(state.finish)
-        usage = state.usage()
-        self._warn_if_thought_out(_usage(state.usage_metadata), state.finish)
-        yield usage
+        end = state.usage()
+        self._warn_if_thought_out(end, end.finish_reason)
+        yield end
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         config: dict[str, Any] = {"automatic_function_calling": {"disable": True}}
@@ -237,7 +237,7 @@ class Gemini(HTTPChatModel):
             return {"thinking_level": level}, effort_allowance(level)
         return {}, 0
 
-    def _warn_if_thought_out(self, usage: Usage, finish: str | None) -> None:
+    def _warn_if_thought_out(self, usage: Usage | UsageDelta, finish: str | None) -> None:
         setting = "Gemini(thinking_budget=...)"
         if self.thinking_level is not None or self.id.casefold().startswith("gemini-3"):
             setting = "Gemini(thinking_level=...)"
