@@ -497,20 +497,36 @@ def _share_documents(out: Attributes, count: int) -> None:
     :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` bytes together, in rank order, the
     text of the one that fills them cut; leave the others out and count them in
     ``noted.memories.left_out``."""
-    budget = Budget("its documents' texts, in the order they were found")
-    for i in range(count):
-        base = f"{SpanAttributes.RETRIEVAL_DOCUMENTS}.{i}."
-        content = out[base + DocumentAttributes.DOCUMENT_CONTENT]
-        kept = budget.take(content) if isinstance(content, str) else None
+    base = f"{SpanAttributes.RETRIEVAL_DOCUMENTS}."
+    kept = _fitting(
+        out,
+        [f"{base}{i}.{DocumentAttributes.DOCUMENT_CONTENT}" for i in range(count)],
+        "its documents' texts, in the order they were found",
+        [f"{base}{i}.{DocumentAttributes.DOCUMENT_METADATA}" for i in range(count)],
+    )
+    if kept < count:
+        for j in range(kept, count):
+            for field in _DOCUMENT_FIELDS:
+                out.pop(f"{base}{j}.{field}", None)
+        out["noted.memories.left_out"] = count - kept
+
+
+def _fitting(out: Attributes, keys: Sequence[str], why: str, extras: Sequence[str] = ()) -> int:
+    """Keep the texts of ``keys`` in ``out`` while they fit in a :class:`Budget` (``why``:
+    what a cut text's mark says), in order, the one that fills it cut, and the bytes of
+    ``extras[i]`` (what goes with the ``i``-th text) counted with each; returns how many
+    were kept (the others are left as they are, for the caller to leave out)."""
+    budget = Budget(why)
+    for i, key in enumerate(keys):
+        text = out[key]
+        kept = budget.take(text) if isinstance(text, str) else None
         if kept is None:
-            for j in range(i, count):
-                for field in _DOCUMENT_FIELDS:
-                    out.pop(f"{SpanAttributes.RETRIEVAL_DOCUMENTS}.{j}.{field}", None)
-            out["noted.memories.left_out"] = count - i
-            return
-        out[base + DocumentAttributes.DOCUMENT_CONTENT] = kept
-        meta = out[base + DocumentAttributes.DOCUMENT_METADATA]
-        budget.spend(utf8_size(meta) if isinstance(meta, str) else 0)
+            return i
+        out[key] = kept
+        if extras:
+            extra = out[extras[i]]
+            budget.spend(utf8_size(extra) if isinstance(extra, str) else 0)
+    return len(keys)
 
 
 def _embedding_key(i: int, field: str) -> str:
@@ -537,17 +553,12 @@ def _share_texts(out: Attributes, count: int) -> None:
     :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` bytes together, in order, the one that
     fills them cut; leave the others out and count them in
     ``noted.embeddings.texts_left_out``."""
-    budget = Budget("its embedded texts, in order")
-    for i in range(count):
-        key = _embedding_key(i, EmbeddingAttributes.EMBEDDING_TEXT)
-        text = out[key]
-        kept = budget.take(text) if isinstance(text, str) else None
-        if kept is None:
-            for j in range(i, count):
-                del out[_embedding_key(j, EmbeddingAttributes.EMBEDDING_TEXT)]
-            out["noted.embeddings.texts_left_out"] = count - i
-            return
-        out[key] = kept
+    keys = [_embedding_key(i, EmbeddingAttributes.EMBEDDING_TEXT) for i in range(count)]
+    kept = _fitting(out, keys, "its embedded texts, in order")
+    if kept < count:
+        for key in keys[kept:]:
+            del out[key]
+        out["noted.embeddings.texts_left_out"] = count - kept
 
 
 def embedding_vectors(vectors: npt.NDArray[Any], settings: TraceSettings) -> Attributes:
