@@ -90,13 +90,14 @@ def _text_keys(base: str, message: Message) -> Iterator[str]:
         )
 
 
-def share(out: dict[str, AttributeValue], bases: Sequence[str], messages: Sequence[Message]) -> int:
+def share(
+    out: dict[str, AttributeValue], bases: Sequence[str], messages: Sequence[Message]
+) -> None:
     """Cut the texts of ``messages`` in ``out`` (``bases``: each message's attribute
     prefix) to :data:`~noted.limits.MAX_TRACE_MESSAGES_CHARS` bytes together, each kept
     whole while there is room, in :func:`_order`; a text no room was left for is replaced
-    by a line saying so. Returns how many texts were cut or left out."""
+    by a line saying so."""
     budget = Budget("its messages' texts, the system prompt and the newest messages first")
-    changed = 0
     for i in _order(min(len(bases), len(messages)), messages):
         for key in _text_keys(bases[i], messages[i]):
             text = out.get(key)
@@ -105,5 +106,3 @@ def share(out: dict[str, AttributeValue], bases: Sequence[str], messages: Sequen
             kept = budget.take(text)
             if kept is not text:
                 out[key] = _left_out(text) if kept is None else kept
-                changed += 1
-    return changed
