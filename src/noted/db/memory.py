@@ -38,6 +38,7 @@ from noted.db.sessions_core import (
     SessionRules,
     owns_session,
     run_id_taken,
+    run_window,
     sees_session,
     summary_fits,
     takes_run,
@@ -616,13 +617,7 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
         )
 
     def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
-        with self._lock:
-            session = self._sessions.get(session_id)
-            if session is None or not sees_session(session.user_id, user_id):
-                return None
-            found = self._copy_session(session)
-            found.runs = [RunResult.from_dict(r) for r in self._runs[session_id]]
-            return found
+        return self._read_session_window(session_id, user_id, None, 0)
 
     def _read_session_window(
         self, session_id: str, user_id: str | None, last_n: int | None, offset: int
@@ -632,10 +627,8 @@ class InMemoryDb(InMemoryRevocations, core.DeleteRules, core.PageRules, SessionR
             if session is None or not sees_session(session.user_id, user_id):
                 return None
             found = self._copy_session(session)
-            runs = self._runs[session_id]
-            end = max(len(runs) - offset, 0)
-            start = 0 if last_n is None else max(end - last_n, 0)
-            found.runs = [RunResult.from_dict(r) for r in runs[start:end]]
+            window = run_window(self._runs[session_id], last_n, offset)
+            found.runs = [RunResult.from_dict(r) for r in window]
             return found
 
     def _read_sessions_by_id(self, session_ids: list[str]) -> dict[str, Session]:

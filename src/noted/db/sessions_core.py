@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from noted._time import now_micros
 from noted.db._rows import foreign_session
@@ -73,9 +73,12 @@ def check_run(run: RunResult, existing: bool | str = False) -> RunResult:
     return run
 
 
-def run_window(runs: Sequence[RunResult], last_n: int | None, offset: int) -> list[RunResult]:
-    """The last ``last_n`` (None: all) of ``runs`` (oldest first) before the newest
-    ``offset``."""
+_Run = TypeVar("_Run")
+
+
+def run_window(runs: Sequence[_Run], last_n: int | None, offset: int) -> list[_Run]:
+    """The last ``last_n`` (None: all) of ``runs`` (oldest first, as runs or as their
+    stored form) before the newest ``offset``."""
     end = max(len(runs) - offset, 0)
     return list(runs[0 if last_n is None else max(end - last_n, 0) : end])
 
