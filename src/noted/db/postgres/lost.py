@@ -17,6 +17,7 @@ from typing import Protocol
 
 import psycopg
 
+from noted.db._lost import gone_though_recorded, missing_tables
 from noted.db.postgres import schema as pg_schema
 from noted.db.postgres.query import Conn
 from noted.db.revocations import SUFFIX as REVOKED
@@ -52,13 +53,12 @@ def _families(store: SetUp) -> dict[str, list[str]]:
 
 def _missing(conn: Conn, store: SetUp) -> dict[str, list[str]]:
     """The store's tables that are not in the database, by the row that covers them."""
-    found: dict[str, list[str]] = {}
-    for family, tables in _families(store).items():
-        for table in tables:
-            row = conn.execute("SELECT to_regclass(%s)", (store._n.q(table),)).fetchone()
-            if row is None or row[0] is None:
-                found.setdefault(family, []).append(table)
-    return found
+
+    def there(table: str) -> bool:
+        row = conn.execute("SELECT to_regclass(%s)", (store._n.q(table),)).fetchone()
+        return row is not None and row[0] is not None
+
+    return missing_tables(_families(store), there)
 
 
 def set_up(store: SetUp, conn: Conn) -> None:
@@ -107,10 +107,7 @@ def _told(store: SetUp, conn: Conn, said: str) -> StoreError:
     family, tables = next(iter(missing.items()))
     version = pg_schema.current_version(conn, store._n, family)
     others = [t for t in _families(store)[family] if t not in tables]
-    return StoreError(
-        f"{store._where_to}: {said}: table(s) {', '.join(tables)} are gone, though "
-        f"noted_schema_versions records {family!r} at version {version} (dropped "
-        "by hand?). Restore them from a backup; or, to start them again empty, drop "
-        f"{', '.join(others) or 'nothing else'} and delete the row of {family!r} from "
-        "noted_schema_versions: the next call creates them"
+    start = f"{store._where_to}: {said}: table(s) {', '.join(tables)} are gone"
+    return gone_though_recorded(
+        start, family, version, others, "them", "the next call creates them"
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import apsw
 
+from noted.db._lost import gone_though_recorded, missing_tables
 from noted.db.sqlite import migrations
 from noted.db.sqlite.connection import Connection
 from noted.errors import StoreError
@@ -40,12 +41,7 @@ def _missing(conn: Connection, families: dict[str, list[str]]) -> dict[str, list
     """The store's tables that are not in the file, by the row that covers them."""
     rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     there = {str(name).lower() for (name,) in rows}  # SQLite's names ignore case
-    found: dict[str, list[str]] = {}
-    for family, tables in families.items():
-        for table in tables:
-            if table.lower() not in there:
-                found.setdefault(family, []).append(table)
-    return found
+    return missing_tables(families, lambda table: table.lower() in there)
 
 
 def lost_table(
@@ -69,13 +65,8 @@ def lost_table(
     reopen = "when it opens the file again (close() it, or start the process again)"
     if versions[family]:
         others = [t for t in families[family] if t not in gone]
-        return StoreError(
-            f"{start}, though {migrations.VERSION_TABLE} records {family!r} at version "
-            f"{versions[family]} (dropped by hand?). Restore the file from a backup; or, to "
-            f"start them again empty, drop {', '.join(others) or 'nothing else'} and delete "
-            f"the row of {family!r} from {migrations.VERSION_TABLE}: the store creates "
-            f"them {reopen}"
-        )
+        creates = f"the store creates them {reopen}"
+        return gone_though_recorded(start, family, versions[family], others, "the file", creates)
     # the set-up makes again the tables of every row gone, and fails on one still there
     left = [
         t
