@@ -9,7 +9,6 @@ __all__ = [
     "APPEND_RUN_LUA",
     "DELETE_SESSION_LUA",
     "GET_RUNS_LUA",
-    "GET_SESSION_LUA",
     "LIST_SESSIONS_LUA",
     "SESSION_LUA",
     "SET_SUMMARY_LUA",
@@ -81,18 +80,6 @@ else
   end
 end
 return out
-"""
-
-# ARGV[2] = session_id, [3] = user_id (optional: any user's). {SESSION_FIELDS...,
-# runs...}, or {} when there is no such session (of the user).
-GET_SESSION_LUA = """
-local sid, user = ARGV[2], opt(ARGV[3])
-local found = redis.call('HMGET', key('s', sid), unpack(SESSION_FIELDS))
-if not found[1] or (user and found[1] ~= user) then return {} end
-for _, run in ipairs(redis.call('LRANGE', key('r', sid), 0, -1)) do
-  found[#found + 1] = run
-end
-return found
 """
 
 # ARGV[2] = user_id (optional: every user's), [3], [4] = ranks. Per session, most

@@ -317,7 +317,6 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         self._stats = register(lua.MEMORY_LUA + read_lua.STATS_LUA)
         self._append_run = register(session_lua.SESSION_LUA + session_lua.APPEND_RUN_LUA)
         self._get_runs = register(session_lua.SESSION_LUA + session_lua.GET_RUNS_LUA)
-        self._get_session = register(session_lua.SESSION_LUA + session_lua.GET_SESSION_LUA)
         self._list_sessions = register(session_lua.SESSION_LUA + session_lua.LIST_SESSIONS_LUA)
         self._delete_session = register(session_lua.SESSION_LUA + session_lua.DELETE_SESSION_LUA)
         self._set_summary = register(session_lua.SESSION_LUA + session_lua.SET_SUMMARY_LUA)
@@ -610,12 +609,7 @@ class RedisDb(RedisReads, RedisRevocations, RedisJobs, DeleteRules, SessionRules
         return _runs(runs)
 
     def _read_session(self, session_id: str, user_id: str | None) -> Session | None:
-        found = self._session_call(self._get_session, session_id, opt(user_id))
-        if not found:
-            return None
-        session = _session(session_id, found[:5], len(found) - 5)
-        session.runs = _runs(found[5:])
-        return session
+        return self._read_session_window(session_id, user_id, None, 0)
 
     def _read_session_window(
         self, session_id: str, user_id: str | None, last_n: int | None, offset: int
