@@ -106,7 +106,10 @@ def _runs_of(
     """The runs of ``session`` (its document), oldest first (the last ``last_n`` before
     the newest ``offset``, read newest first): only its owner's, so a session deleted and
     begun again by another user since its document was read answers none of the new
-    owner's runs (not even runs stored before runs named their session's start)."""
+    owner's runs (not even runs stored before runs named their session's start).
+    ``last_n`` 0 is none, asked for nothing (MongoDB's limit 0 is no limit)."""
+    if last_n == 0:
+        return []
     query = _runs_in(session["_id"], session["created_at"])
     query["data.user_id"] = session["user_id"]
     if completed_only:
@@ -286,8 +289,6 @@ def get_runs(
     owner = _owner(db.sessions, session_id)
     if not owns_session(None if owner is None else str(owner["user_id"]), user_id, session_id):
         return []
-    if last_n == 0:
-        return []
     assert owner is not None
     return _runs_of(db.runs, owner, last_n, completed_only)
 
@@ -306,7 +307,7 @@ def get_session(
     if doc is None or not sees_session(doc["user_id"], user_id):
         return None
     session = _session_of(doc)
-    session.runs = [] if last_n == 0 else _runs_of(db.runs, doc, last_n, False, offset)
+    session.runs = _runs_of(db.runs, doc, last_n, False, offset)
     return session
 
 
