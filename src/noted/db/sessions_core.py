@@ -213,11 +213,9 @@ class SessionRules:
         offset: int = 0,
     ) -> Session | None:
         check_page(last_n, offset)
-        session_id = require_id("session_id", session_id)
-        user_id = check_id("user_id", user_id)
-        if last_n is None and offset == 0:
-            return self._read_session(session_id, user_id)
-        return self._read_session_window(session_id, user_id, last_n, offset)
+        return self._read_session_window(
+            require_id("session_id", session_id), check_id("user_id", user_id), last_n, offset
+        )
 
     def get_sessions(self, session_ids: Sequence[str]) -> dict[str, Session]:
         """The sessions among ``session_ids``, of every user, by id: what
